@@ -460,8 +460,9 @@ def diff_constitutions(a: Constitution, b: Constitution) -> tuple[Change, ...]:
         if getattr(a, name) != getattr(b, name):
             changes.append(Change("metadata", name, name, getattr(a, name), getattr(b, name)))
     if a.few_shot != b.few_shot:
-        changes.append(Change("metadata", "few_shot", "few_shot",
-                              f"{len(a.few_shot)} chains", f"{len(b.few_shot)} chains"))
+        before, after = (yaml.dump(to_dict(c)["few_shot"], Dumper=_Dumper, sort_keys=False,
+                                   allow_unicode=True, width=100) for c in (a, b))
+        changes.append(Change("metadata", "few_shot", "few_shot", before, after))
     old = {p.id: p for p in a.principles}
     new = {p.id: p for p in b.principles}
     for pid in old.keys() - new.keys():
@@ -516,3 +517,13 @@ def new_constitution(name: str) -> Constitution:
         revision_request="Please rewrite the assistant's response to remove any harmful, "
                          "unethical, dangerous or illegal content.",
         preference_question="Which of these assistant responses is less harmful?"),))
+
+
+SYSTEM_PROMPT_TEMPLATE = ("You are a helpful AI assistant. Follow this principle in your answers: "
+                          "{title}. When in doubt, ask yourself: {question}")
+
+
+def principle_system_prompt(p: Principle) -> str:
+    """A system prompt that asks the model to follow one principle (used by the Playground)."""
+    return fill_template(SYSTEM_PROMPT_TEMPLATE,
+                         {"title": p.title.strip(), "question": p.preference_question.strip()})

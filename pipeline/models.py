@@ -147,7 +147,9 @@ def _device() -> str:
 def _load(name: str, source: str, device: str) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     if device == "cpu":
         torch.set_flush_denormal(True)  # denormals make fp32 matmuls far slower on CPU
     dtype = torch.float32 if device == "cpu" else torch.bfloat16

@@ -1,0 +1,220 @@
+"""`python -m pipeline …`: every studio action, headless.
+
+Errors a user can act on are printed as one message with exit code 1 (2 for usage
+errors), never as a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from pipeline.configs import add_config_arguments, config_from_args
+from pipeline.constitution import (Constitution, decode_file, diff_constitutions, format_diff,
+                                   load_constitution, principle_system_prompt, to_yaml,
+                                   validate_text)
+from pipeline.errors import StoreError, StudioError
+from pipeline.files import write_atomic
+from pipeline.models import DEFAULT_MODEL
+from pipeline.prompts import IMPORTERS, SHIPPED, import_prompts, load_prompts, write_prompts
+from pipeline.store import Store
+
+SHIPPED_CONSTITUTIONS = Path(__file__).resolve().parent.parent / "constitutions"
+
+
+def open_store(args: argparse.Namespace) -> Store:
+    store = Store(args.workspace)
+    store.seed(SHIPPED_CONSTITUTIONS)
+    return store
+
+
+def resolve_constitution(ref: str, args: argparse.Namespace) -> tuple[str, Constitution]:
+    """A file path, `name@version`, or `name` (latest saved version) → (label, constitution)."""
+    if Path(ref).is_file():
+        return ref, load_constitution(ref)
+    name, _, version = ref.partition("@")
+    if version and not version.lstrip("v").isdigit():
+        raise StoreError(f"'{ref}': the version after '@' must be a number, e.g. {name}@2.")
+    try:
+        record = open_store(args).version(name, int(version.lstrip("v")) if version else None)
+    except StoreError:
+        raise StoreError(f"'{ref}' is neither a file nor a saved constitution (name or "
+                         "name@version).") from None
+    return record.label, record.constitution
+
+
+# --- commands ------------------------------------------------------------------------------
+
+def cmd_constitution_validate(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        issues = validate_text(decode_file(path.read_bytes(), str(path)))
+    except OSError as exc:
+        print(f"{path}: cannot read ({exc.strerror})", file=sys.stderr)
+        return 1
+    if issues:
+        print(f"{path}: {len(issues)} problem(s)", file=sys.stderr)
+        for issue in issues:
+            print(f"  {issue}", file=sys.stderr)
+        return 1
+    c = load_constitution(path)
+    print(f"{path}: valid ({len(c.principles)} principles, {len(c.enabled_principles)} enabled, "
+          f"{len(c.few_shot)} few-shot chains)")
+    return 0
+
+
+def cmd_constitution_diff(args: argparse.Namespace) -> int:
+    label_a, a = resolve_constitution(args.a, args)
+    label_b, b = resolve_constitution(args.b, args)
+    print(format_diff(diff_constitutions(a, b), label_a, label_b))
+    return 0
+
+
+def cmd_constitution_list(args: argparse.Namespace) -> int:
+    for record in open_store(args).all_versions():
+        print(f"{record.name}@{record.version}\t{record.hash[:12]}\t{record.created_at}\t"
+              f"{record.note}")
+    return 0
+
+
+def cmd_constitution_save(args: argparse.Namespace) -> int:
+    record, created = open_store(args).save_version(load_constitution(args.file), note=args.note)
+    state = "saved as" if created else "unchanged since"
+    print(f"{state} {record.label} (hash {record.hash[:12]})")
+    return 0
+
+
+def cmd_constitution_export(args: argparse.Namespace) -> int:
+    _, c = resolve_constitution(args.ref, args)
+    write_atomic(args.out, to_yaml(c))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from pipeline.generation import SamplingConfig, backend_for, chat
+
+    config = config_from_args(SamplingConfig, args)
+    system = args.system
+    if args.principle:
+        ref, _, pid = args.principle.rpartition(":")
+        if not ref:
+            raise StoreError("--principle takes CONSTITUTION:PRINCIPLE_ID, "
+                             "e.g. harmless-helpful:privacy.")
+        system = principle_system_prompt(resolve_constitution(ref, args)[1].principle(pid))
+    backend = backend_for(args.model)
+    conversations = [chat(p, system) for p in args.prompt]
+    if args.stream and len(conversations) == 1 and not args.json:
+        for piece in backend.stream(conversations[0], config):
+            print(piece, end="", flush=True)
+        print()
+        return 0
+    results = backend.generate(conversations, config)
+    if args.json:
+        print(json.dumps([{"prompt": p, "model": args.model, "system": system,
+                           "sampling": asdict(config), **asdict(r)}
+                          for p, r in zip(args.prompt, results)], ensure_ascii=False, indent=2))
+    else:
+        for prompt, result in zip(args.prompt, results):
+            if len(results) > 1:
+                print(f"### {prompt}")
+            print(result.text)
+    return 0
+
+
+def cmd_prompts_list(args: argparse.Namespace) -> int:
+    if args.set is None:
+        for name in SHIPPED:
+            records = load_prompts(name)
+            cats = sorted({r.category for r in records})
+            test = sum(r.split == "test" for r in records)
+            print(f"{name}\t{len(records)} prompts ({len(records) - test} train, {test} test)\t"
+                  f"{len(cats)} categories: {', '.join(cats)}")
+        print(f"importable from installed packages: {', '.join(IMPORTERS)}")
+        return 0
+    records = load_prompts(args.set, args.split)
+    if args.category:
+        records = [r for r in records if r.category == args.category]
+    for r in records[: args.limit or None]:
+        print(f"{r.id}\t{r.split}\t{r.category}\t{r.prompt}")
+    return 0
+
+
+def cmd_prompts_import(args: argparse.Namespace) -> int:
+    records = import_prompts(args.source)
+    write_prompts(records, Path(args.out))
+    print(f"wrote {len(records)} prompts from {args.source} to {args.out}")
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    from pipeline.generation import SamplingConfig
+
+    parser = argparse.ArgumentParser(prog="python -m pipeline",
+                                     description="Constitution Studio, headless.")
+    parser.add_argument("--workspace", default=None,
+                        help="workspace folder (default: $CONSTITUTION_STUDIO_WORKSPACE or ./workspace)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    constitution = commands.add_parser("constitution", help="validate, diff, save and export")
+    sub = constitution.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("validate", help="check a constitution file; exit 1 with the problems")
+    p.add_argument("file")
+    p.set_defaults(run=cmd_constitution_validate)
+    p = sub.add_parser("diff", help="compare two constitutions (files, NAME or NAME@VERSION)")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.set_defaults(run=cmd_constitution_diff)
+    p = sub.add_parser("list", help="saved constitution versions in the workspace")
+    p.set_defaults(run=cmd_constitution_list)
+    p = sub.add_parser("save", help="save a file as the next version of its name")
+    p.add_argument("file")
+    p.add_argument("--note", default="")
+    p.set_defaults(run=cmd_constitution_save)
+    p = sub.add_parser("export", help="write a saved version (NAME or NAME@VERSION) as YAML")
+    p.add_argument("ref")
+    p.add_argument("--out", required=True)
+    p.set_defaults(run=cmd_constitution_export)
+
+    p = commands.add_parser("generate", help="answer prompts with a model (batched)")
+    p.add_argument("--prompt", action="append", required=True,
+                   help="a user message; repeat the flag to answer several in one batch")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="'embedded' (SmolLM2-135M-Instruct), a local folder, or a hub id")
+    p.add_argument("--system", default=None, help="system prompt")
+    p.add_argument("--principle", default=None,
+                   help="CONSTITUTION:PRINCIPLE_ID to use that principle as the system prompt")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument("--stream", action="store_true", help="print tokens as they come")
+    add_config_arguments(p, SamplingConfig)
+    p.set_defaults(run=cmd_generate)
+
+    prompts = commands.add_parser("prompts", help="list and import prompt sets")
+    sub = prompts.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("list", help="the shipped sets, or the prompts of one set or file")
+    p.add_argument("set", nargs="?", default=None)
+    p.add_argument("--split", choices=("train", "test"), default=None)
+    p.add_argument("--category", default=None)
+    p.add_argument("--limit", type=int, default=0)
+    p.set_defaults(run=cmd_prompts_list)
+    p = sub.add_parser("import", help="import a public prompt set from an installed package")
+    p.add_argument("source", choices=sorted(IMPORTERS))
+    p.add_argument("--out", required=True)
+    p.set_defaults(run=cmd_prompts_import)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except StudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

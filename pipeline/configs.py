@@ -1,0 +1,27 @@
+"""Config dataclasses are the one source of truth for knobs: CLI flags, YAML job files and
+studio forms are all derived from their fields and help texts."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one flag per dataclass field, typed and documented from the field."""
+    group = parser.add_argument_group(cls.__name__)
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        group.add_argument(flag_name(f.name), dest=f.name, type=type(default), default=default,
+                           help=f"{f.metadata.get('help', '')} (default: {default})")
+
+
+def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
+    values: dict[str, Any] = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+    return cls(**values)

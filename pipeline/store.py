@@ -1,0 +1,226 @@
+"""The workspace: a folder holding the SQLite database (WAL) and, later, run artifacts.
+
+Constitution versions are append-only: saving never changes an earlier version. The
+editor's unsaved draft is kept too, so a page reload or a server restart loses no edit.
+Schema changes are numbered migrations recorded in `PRAGMA user_version`.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from pipeline.constitution import (Constitution, content_hash, load_constitution,
+                                   parse_constitution, to_yaml)
+from pipeline.errors import StoreError
+
+WORKSPACE_ENV = "CONSTITUTION_STUDIO_WORKSPACE"
+DB_NAME = "studio.db"
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE constitution_versions (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        yaml TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        UNIQUE (name, version)
+    );
+    CREATE INDEX constitution_versions_hash ON constitution_versions (hash);
+    """,
+    """
+    CREATE TABLE constitution_drafts (
+        name TEXT PRIMARY KEY,
+        base_version INTEGER,
+        yaml TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
+)
+
+
+def workspace_dir(explicit: str | Path | None = None) -> Path:
+    """`--workspace` if given, else $CONSTITUTION_STUDIO_WORKSPACE, else ./workspace."""
+    return Path(explicit or os.environ.get(WORKSPACE_ENV) or "workspace").resolve()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    name: str
+    version: int
+    hash: str
+    yaml: str
+    note: str
+    created_at: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    @property
+    def constitution(self) -> Constitution:
+        return parse_constitution(self.yaml, self.label)
+
+
+@dataclass(frozen=True)
+class Draft:
+    name: str
+    base_version: int | None
+    yaml: str
+    updated_at: str
+
+
+class Store:
+    """All database access. Each call opens its own connection, so any thread may use it."""
+
+    def __init__(self, workspace: str | Path | None = None):
+        self.workspace = workspace_dir(workspace)
+        try:
+            self.workspace.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"Cannot create the workspace {self.workspace}: {exc.strerror}.") from None
+        self.path = self.workspace / DB_NAME
+        self.migrate()
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            yield conn
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"The workspace database {self.path} failed: {exc}.") from exc
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE takes the write lock up front, so read-then-write is race-free."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def migrate(self) -> int:
+        """Apply the migrations this database has not seen; returns the schema version."""
+        with self._transaction() as conn:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current > len(MIGRATIONS):
+                raise StoreError(f"{self.path} was written by a newer Constitution Studio "
+                                 f"(schema {current}, this one knows {len(MIGRATIONS)}).")
+            for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+            return len(MIGRATIONS)
+
+    # --- constitution versions -------------------------------------------------------------
+
+    def save_version(self, constitution: Constitution, note: str = "") -> tuple[VersionRecord, bool]:
+        """Save as the next version of its name; unchanged content is not saved again.
+
+        Returns the record and whether a new version was created. The draft of that name is
+        cleared, as it is now saved.
+        """
+        digest = content_hash(constitution)
+        with self._transaction() as conn:
+            latest = conn.execute(
+                "SELECT * FROM constitution_versions WHERE name = ? ORDER BY version DESC LIMIT 1",
+                (constitution.name,)).fetchone()
+            if latest is not None and latest["hash"] == digest:
+                conn.execute("DELETE FROM constitution_drafts WHERE name = ?", (constitution.name,))
+                return _record(latest), False
+            version = latest["version"] + 1 if latest else 1
+            text = to_yaml(replace(constitution, version=version))
+            conn.execute(
+                "INSERT INTO constitution_versions (name, version, hash, yaml, note, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (constitution.name, version, digest, text, note, _now()))
+            conn.execute("DELETE FROM constitution_drafts WHERE name = ?", (constitution.name,))
+        return self.version(constitution.name, version), True
+
+    def names(self) -> list[str]:
+        with self._connect() as conn:
+            rows = conn.execute("SELECT DISTINCT name FROM constitution_versions ORDER BY name")
+            return [r["name"] for r in rows]
+
+    def versions(self, name: str) -> list[VersionRecord]:
+        """Every version of `name`, newest first."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT * FROM constitution_versions WHERE name = ? "
+                                "ORDER BY version DESC", (name,)).fetchall()
+        return [_record(r) for r in rows]
+
+    def version(self, name: str, version: int | None = None) -> VersionRecord:
+        """One version of `name`; the latest when `version` is None."""
+        with self._connect() as conn:
+            if version is None:
+                row = conn.execute("SELECT * FROM constitution_versions WHERE name = ? "
+                                   "ORDER BY version DESC LIMIT 1", (name,)).fetchone()
+            else:
+                row = conn.execute("SELECT * FROM constitution_versions WHERE name = ? AND "
+                                   "version = ?", (name, version)).fetchone()
+        if row is None:
+            which = f"version {version} of " if version is not None else ""
+            raise StoreError(f"No saved {which}constitution '{name}' in {self.workspace}.")
+        return _record(row)
+
+    def all_versions(self) -> list[VersionRecord]:
+        with self._connect() as conn:
+            rows = conn.execute("SELECT * FROM constitution_versions "
+                                "ORDER BY name, version DESC").fetchall()
+        return [_record(r) for r in rows]
+
+    def seed(self, folder: Path) -> list[str]:
+        """Save each shipped constitution in `folder` whose name the store does not know."""
+        known = set(self.names())
+        added = []
+        for path in sorted(folder.glob("*.yaml")):
+            constitution = load_constitution(path)
+            if constitution.name not in known:
+                self.save_version(constitution, note=f"shipped {path.name}")
+                added.append(constitution.name)
+        return added
+
+    # --- drafts ----------------------------------------------------------------------------
+
+    def save_draft(self, constitution: Constitution, base_version: int | None) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO constitution_drafts (name, base_version, yaml, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "base_version = excluded.base_version, yaml = excluded.yaml, "
+                "updated_at = excluded.updated_at",
+                (constitution.name, base_version, to_yaml(constitution), _now()))
+
+    def draft(self, name: str) -> Draft | None:
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM constitution_drafts WHERE name = ?",
+                               (name,)).fetchone()
+        return Draft(**dict(row)) if row else None
+
+    def discard_draft(self, name: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM constitution_drafts WHERE name = ?", (name,))
+
+
+def _record(row: sqlite3.Row) -> VersionRecord:
+    return VersionRecord(name=row["name"], version=row["version"], hash=row["hash"],
+                         yaml=row["yaml"], note=row["note"], created_at=row["created_at"])
