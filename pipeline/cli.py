@@ -12,9 +12,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.configs import add_config_arguments, config_from_args
-from pipeline.constitution import (Constitution, decode_file, diff_constitutions, format_diff,
-                                   load_constitution, principle_system_prompt, to_yaml,
-                                   validate_text)
+from pipeline.constitution import (Constitution, diff_constitutions, format_diff,
+                                   load_constitution, principle_system_prompt, read_text_file,
+                                   to_yaml, validate_text)
 from pipeline.errors import StoreError, StudioError
 from pipeline.files import write_atomic
 from pipeline.models import DEFAULT_MODEL
@@ -49,11 +49,7 @@ def resolve_constitution(ref: str, args: argparse.Namespace) -> tuple[str, Const
 
 def cmd_constitution_validate(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    try:
-        issues = validate_text(decode_file(path.read_bytes(), str(path)))
-    except OSError as exc:
-        print(f"{path}: cannot read ({exc.strerror})", file=sys.stderr)
-        return 1
+    issues = validate_text(read_text_file(path))
     if issues:
         print(f"{path}: {len(issues)} problem(s)", file=sys.stderr)
         for issue in issues:

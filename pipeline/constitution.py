@@ -302,13 +302,24 @@ def decode_file(data: bytes, source: str) -> str:
             f"{source} is not UTF-8 text (undecodable byte at position {exc.start}).") from None
 
 
-def load_constitution(path: str | Path) -> Constitution:
-    path = Path(path)
+def read_text_file(path: str | Path, label: str | None = None) -> str:
+    """A constitution file's text; the size is checked before reading, so a huge upload is
+    refused without loading it."""
+    path, label = Path(path), label or str(path)
     try:
-        data = path.read_bytes()
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ConstitutionError(
+                f"{label} is {size / 1024 / 1024:.1f} MiB; constitution files are limited to "
+                f"{MAX_FILE_BYTES // 1024 // 1024} MiB.")
+        return decode_file(path.read_bytes(), label)
     except OSError as exc:
-        raise ConstitutionError(f"Cannot read {path}: {exc.strerror}.") from None
-    return parse_constitution(decode_file(data, str(path)), str(path))
+        raise ConstitutionError(f"Cannot read {label}: {exc.strerror}.") from None
+
+
+def load_constitution(path: str | Path, label: str | None = None) -> Constitution:
+    label = label or str(path)
+    return parse_constitution(read_text_file(path, label), label)
 
 
 # --- conversion ------------------------------------------------------------------------------

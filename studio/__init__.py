@@ -1,0 +1,1 @@
+"""The Gradio studio: a thin layer over `pipeline`, one module per tab."""

@@ -1,0 +1,35 @@
+"""Visible messages for the studio: errors as readable text, never a traceback."""
+from __future__ import annotations
+
+import html
+
+from pipeline.errors import ConstitutionError, StudioError
+
+
+def notice(kind: str, text: str, details: list[str] | None = None) -> str:
+    """HTML for a message box; `kind` is "ok", "info" or "error"."""
+    items = "".join(f"<li>{html.escape(d)}</li>" for d in details or [])
+    body = f"<p>{html.escape(text)}</p>" + (f"<ul>{items}</ul>" if items else "")
+    return f'<div class="notice notice-{kind}" role="status">{body}</div>'
+
+
+def error_notice(exc: StudioError) -> str:
+    """An error box from one of our errors; a constitution's issues are listed one per line."""
+    if isinstance(exc, ConstitutionError) and exc.issues:
+        headline = str(exc).splitlines()[0]
+        return notice("error", headline, [str(i) for i in exc.issues])
+    return notice("error", str(exc))
+
+
+CSS = """
+.notice { border-radius: 6px; padding: 8px 12px; margin: 4px 0; }
+.notice p { margin: 0; }
+.notice ul { margin: 4px 0 0 18px; }
+.notice-ok { background: #e8f5e9; border: 1px solid #81c784; color: #1b5e20; }
+.notice-info { background: #e3f2fd; border: 1px solid #64b5f6; color: #0d47a1; }
+.notice-error { background: #ffebee; border: 1px solid #e57373; color: #b71c1c; }
+.field-error { color: #b71c1c; font-size: 0.85em; min-height: 0; }
+.field-error:empty { display: none; }
+.diff-view { font-family: ui-monospace, monospace; font-size: 0.85em; white-space: pre-wrap; }
+.diff-add { background: #e8f5e9; } .diff-del { background: #ffebee; } .diff-head { color: #555; }
+"""

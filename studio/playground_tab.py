@@ -1,0 +1,126 @@
+"""Playground tab: chat with any model, optionally steered by one principle, streaming."""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import gradio as gr
+
+from pipeline.constitution import parse_constitution, principle_system_prompt
+from pipeline.errors import StudioError
+from pipeline.generation import SamplingConfig, backend_for
+from pipeline.models import DEFAULT_MODEL, load_model
+from pipeline.store import Store
+from studio.notices import error_notice, notice
+
+NO_PRINCIPLE = "(none)"
+
+
+def message_text(content: Any) -> str:
+    """The text of a Chatbot message, whose content may be a string or a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return ""
+
+
+def conversation(history: list[dict], system: str) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": system.strip()}] if system and system.strip() else []
+    return messages + [{"role": m["role"], "content": message_text(m["content"])} for m in history]
+
+
+def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> None:
+    """Lay out the tab and wire its events (call inside a gr.Tab of `demo`)."""
+    with gr.Row():
+        model = gr.Dropdown(label="Model", choices=[DEFAULT_MODEL], value=default_model,
+                            allow_custom_value=True, scale=4, elem_id="playground-model",
+                            info="'embedded' (SmolLM2-135M-Instruct), a local folder, or a hub id")
+        load = gr.Button("Load model", scale=1, elem_id="playground-load")
+    model_status = gr.HTML(elem_id="playground-model-status")
+    with gr.Row():
+        with gr.Column(scale=1):
+            constitution = gr.Dropdown(label="Constitution", choices=[], elem_id="playground-constitution")
+            principle = gr.Dropdown(label="Principle as system prompt", choices=[NO_PRINCIPLE],
+                                    value=NO_PRINCIPLE, elem_id="playground-principle")
+            system = gr.Textbox(label="System prompt", lines=4, elem_id="playground-system")
+            temperature = gr.Slider(0, 1.5, value=0.7, step=0.05, label="temperature (0 = greedy)")
+            top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label="top-p")
+            max_new_tokens = gr.Slider(8, 1024, value=256, step=8, label="max new tokens",
+                                       elem_id="playground-max-tokens")
+            seed = gr.Number(value=0, precision=0, label="seed")
+        with gr.Column(scale=2):
+            chatbot = gr.Chatbot(label="Conversation", height=460, elem_id="playground-chat")
+            message = gr.HTML(elem_id="playground-message")
+            with gr.Row():
+                prompt = gr.Textbox(show_label=False, placeholder="Type a message, press Enter",
+                                    scale=5, elem_id="playground-input")
+                send = gr.Button("Send", variant="primary", scale=1, elem_id="playground-send")
+                stop = gr.Button("Stop", scale=1, elem_id="playground-stop")
+                clear = gr.Button("Clear", scale=1, elem_id="playground-clear")
+
+    def current_constitution(name: str):
+        draft = store.draft(name)
+        if draft is not None:
+            return parse_constitution(draft.yaml, f"draft of {name}")
+        return store.version(name).constitution
+
+    def on_load_page():
+        names = store.names()
+        chosen = "harmless-helpful" if "harmless-helpful" in names else (names[0] if names else None)
+        return gr.update(choices=names, value=chosen), principle_choices(chosen)
+
+    def principle_choices(name: str | None):
+        if not name:
+            return gr.update(choices=[NO_PRINCIPLE], value=NO_PRINCIPLE)
+        ids = [p.id for p in current_constitution(name).enabled_principles]
+        return gr.update(choices=[NO_PRINCIPLE, *ids], value=NO_PRINCIPLE)
+
+    def on_principle(name: str | None, pid: str) -> str:
+        if not name or pid == NO_PRINCIPLE:
+            return ""
+        return principle_system_prompt(current_constitution(name).principle(pid))
+
+    def on_load_model(name: str) -> str:
+        try:
+            loaded = load_model(name)
+        except StudioError as exc:
+            return error_notice(exc)
+        params = sum(p.numel() for p in loaded.model.parameters()) / 1e6
+        return notice("ok", f"Loaded {name} from {loaded.source} ({params:.0f}M parameters, "
+                            f"{loaded.device}, {loaded.model.dtype}).")
+
+    def on_user(text: str, history: list[dict]):
+        if not text or not text.strip():
+            return gr.update(), history, notice("error", "Type a message first.")
+        return "", history + [{"role": "user", "content": text}], ""
+
+    def on_respond(history: list[dict], model_name: str, system_text: str, temp: float,
+                   nucleus: float, new_tokens: float, seed_value: float) -> Iterator:
+        if not history or history[-1]["role"] != "user":
+            return
+        try:
+            config = SamplingConfig(max_new_tokens=int(new_tokens), temperature=float(temp),
+                                    top_p=float(nucleus), seed=int(seed_value or 0))
+            backend = backend_for(model_name)
+            pieces = backend.stream(conversation(history, system_text), config)
+            answer = ""
+            history = history + [{"role": "assistant", "content": ""}]
+            for piece in pieces:
+                answer += piece
+                history[-1] = {"role": "assistant", "content": answer}
+                yield history, ""
+            yield history, ""
+        except StudioError as exc:
+            yield history, error_notice(exc)
+
+    respond_inputs = [chatbot, model, system, temperature, top_p, max_new_tokens, seed]
+    submitted = prompt.submit(on_user, [prompt, chatbot], [prompt, chatbot, message]).then(
+        on_respond, respond_inputs, [chatbot, message])
+    clicked = send.click(on_user, [prompt, chatbot], [prompt, chatbot, message]).then(
+        on_respond, respond_inputs, [chatbot, message])
+    stop.click(None, cancels=[submitted, clicked])
+    clear.click(lambda: ([], ""), None, [chatbot, message])
+    load.click(on_load_model, model, model_status)
+    constitution.input(principle_choices, constitution, principle)
+    principle.input(on_principle, [constitution, principle], system)
+    demo.load(on_load_page, None, [constitution, principle])
