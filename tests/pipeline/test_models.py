@@ -1,0 +1,98 @@
+import json
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ModelError
+from pipeline.models import MARKER, build_once, embedded_model_dir, load_model, resolve_source
+
+
+def slow_build(out: Path) -> None:
+    """A build that takes long enough for a second process to arrive meanwhile."""
+    with open(out.parent / "builds.log", "a") as log:
+        log.write("built\n")
+    (out / "part1").write_text("a")
+    time.sleep(1.0)
+    (out / "part2").write_text("b")
+
+
+def race(target: str) -> None:
+    build_once(Path(target), slow_build)
+
+
+def test_build_once_is_race_safe_across_processes(tmp_path):
+    target = tmp_path / "cache" / "model"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=race, args=(str(target),)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert all(p.exitcode == 0 for p in procs)
+    assert (tmp_path / "cache" / "builds.log").read_text() == "built\n"
+    assert sorted(f.name for f in target.iterdir()) == [MARKER, "part1", "part2"]
+    leftovers = [p.name for p in target.parent.iterdir() if p.name.startswith(".model.")
+                 and not p.name.endswith(".lock")]
+    assert leftovers == []
+
+
+def test_build_once_replaces_debris_and_cleans_up_failures(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "half-written").write_text("x")
+    build_once(target, lambda out: (out / "ok").write_text("y"))
+    assert sorted(f.name for f in target.iterdir()) == [MARKER, "ok"]
+
+    def fails(out: Path) -> None:
+        (out / "partial").write_text("z")
+        raise RuntimeError("disk full")
+
+    other = tmp_path / "other"
+    with pytest.raises(RuntimeError, match="disk full"):
+        build_once(other, fails)
+    assert not other.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".other.")] == [".other.lock"]
+
+
+def test_embedded_model_is_cached_as_plain_safetensors():
+    folder = embedded_model_dir()
+    assert (folder / "model.safetensors").exists() and (folder / MARKER).exists()
+    config = json.loads((folder / "config.json").read_text())
+    assert "quantization_config" not in config
+    assert resolve_source("embedded") == str(folder)
+
+
+def test_missing_folder_names_what_was_tried(tmp_path):
+    with pytest.raises(ModelError, match="tried the local folder .*does-not-exist"):
+        resolve_source(str(tmp_path / "does-not-exist"))
+
+
+def test_folder_without_config(tmp_path):
+    with pytest.raises(ModelError, match="has no config.json"):
+        resolve_source(str(tmp_path))
+
+
+def test_broken_folder_gives_one_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ModelError, match=f"Could not load model '{tmp_path}' from"):
+        load_model(str(tmp_path), device="cpu")
+
+
+def test_unknown_hub_id_offline_is_a_clear_error():
+    with pytest.raises(ModelError, match="not a local folder .* hub could not provide it"):
+        load_model("no-such-org/no-such-model-xyz", device="cpu")
+
+
+def test_any_local_folder_loads(tmp_path):
+    """A user's own model folder works like the embedded one (here: a tiny saved model)."""
+    from tests.tiny import tiny_model
+
+    loaded = tiny_model()
+    loaded.model.save_pretrained(tmp_path)
+    loaded.tokenizer.save_pretrained(tmp_path)
+    again = load_model(str(tmp_path), device="cpu")
+    assert again.source == str(tmp_path.resolve())
+    assert again.model.config.num_hidden_layers == 2
+    assert again.tokenizer.padding_side == "left"

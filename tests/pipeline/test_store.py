@@ -1,0 +1,105 @@
+import dataclasses
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from pipeline import constitution as cons
+from pipeline.errors import StoreError
+from pipeline.store import MIGRATIONS, WORKSPACE_ENV, Store, workspace_dir
+
+SHIPPED = Path(__file__).resolve().parents[2] / "constitutions"
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(tmp_path / "ws")
+
+
+def harmless():
+    return cons.load_constitution(SHIPPED / "harmless-helpful.yaml")
+
+
+def test_workspace_resolution(tmp_path, monkeypatch):
+    monkeypatch.setenv(WORKSPACE_ENV, str(tmp_path / "env"))
+    assert workspace_dir() == tmp_path / "env"
+    assert workspace_dir(tmp_path / "flag") == tmp_path / "flag"
+    monkeypatch.delenv(WORKSPACE_ENV)
+    monkeypatch.chdir(tmp_path)
+    assert workspace_dir() == tmp_path / "workspace"
+
+
+def test_migrations_set_the_schema_version_and_wal(store):
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.migrate() == len(MIGRATIONS)  # idempotent
+
+
+def test_migration_from_an_older_schema_keeps_data(tmp_path):
+    path = tmp_path / "ws"
+    path.mkdir()
+    with sqlite3.connect(path / "studio.db") as conn:
+        conn.executescript(MIGRATIONS[0])
+        conn.execute("INSERT INTO constitution_versions (name, version, hash, yaml, created_at) "
+                     "VALUES ('old', 1, 'h', ?, 'then')", (cons.to_yaml(harmless()),))
+        conn.execute("PRAGMA user_version = 1")
+    store = Store(path)
+    assert store.version("old").yaml == cons.to_yaml(harmless())
+    assert store.draft("old") is None  # the table added by migration 2 exists
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "ws"
+    path.mkdir()
+    with sqlite3.connect(path / "studio.db") as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
+    with pytest.raises(StoreError, match="newer Constitution Studio"):
+        Store(path)
+
+
+def test_versions_are_numbered_and_unchanged_content_is_not_saved_twice(store):
+    c = harmless()
+    first, created = store.save_version(c, note="start")
+    assert created and first.version == 1 and first.constitution.version == 1
+    again, created = store.save_version(dataclasses.replace(c, version=99))
+    assert not created and again.version == 1
+    edited = cons.put_principle(c, dataclasses.replace(c.principles[0], weight=3.0), 0)
+    second, created = store.save_version(edited)
+    assert created and second.version == 2
+    assert [r.version for r in store.versions(c.name)] == [2, 1]
+    assert store.version(c.name).version == 2
+    assert store.version(c.name, 1).constitution.principles[0].weight == 1.5
+    with pytest.raises(StoreError, match="No saved version 7"):
+        store.version(c.name, 7)
+
+
+def test_drafts_survive_and_saving_clears_them(store):
+    c = harmless()
+    store.save_version(c)
+    edited = cons.remove_principle(c, 0)
+    store.save_draft(edited, base_version=1)
+    reopened = Store(store.workspace)  # a server restart
+    draft = reopened.draft(c.name)
+    assert draft.base_version == 1 and cons.parse_constitution(draft.yaml) == edited
+    reopened.save_version(edited)
+    assert reopened.draft(c.name) is None
+
+
+def test_seed_adds_shipped_constitutions_once(store):
+    assert sorted(store.seed(SHIPPED)) == ["adversarial", "harmless-helpful", "honest"]
+    assert store.seed(SHIPPED) == []
+    assert store.names() == ["adversarial", "harmless-helpful", "honest"]
+
+
+def test_concurrent_saves_get_distinct_versions(store):
+    base = harmless()
+    variants = [cons.put_principle(base, dataclasses.replace(base.principles[0], weight=w), 0)
+                for w in (2.0, 3.0, 4.0, 5.0, 6.0, 7.0)]
+    threads = [threading.Thread(target=store.save_version, args=(v,)) for v in variants]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.version for r in store.versions(base.name)) == [1, 2, 3, 4, 5, 6]
