@@ -352,6 +352,13 @@ def principle_to_dict(p: Principle) -> dict:
     return d
 
 
+def check_constitution(c: Constitution) -> None:
+    """Raise ConstitutionError if `c` (built in code, not parsed) breaks a schema rule."""
+    issues = check_raw(to_dict(c))
+    if issues:
+        raise ConstitutionError(f"'{c.name}' is not a valid constitution:", tuple(issues))
+
+
 def to_dict(c: Constitution) -> dict:
     return {
         "name": c.name,
@@ -430,26 +437,38 @@ def principle_from_fields(fields: dict[str, Any]) -> Principle:
     return principle_from_dict(fields)
 
 
+def _relink(chains: tuple[FewShotChain, ...], old: str, new: str) -> tuple[FewShotChain, ...]:
+    """Few-shot rounds that named principle `old` name `new` instead ("" drops the link; the
+    round keeps its own texts, so it stays a valid example)."""
+    return tuple(dataclasses.replace(ch, rounds=tuple(
+        dataclasses.replace(r, principle_id=new) if r.principle_id == old else r
+        for r in ch.rounds)) for ch in chains)
+
+
 def put_principle(c: Constitution, principle: Principle, index: int | None) -> Constitution:
-    """Replace the principle at `index`, or append it when `index` is None."""
+    """Replace the principle at `index` (a renamed id is followed by the few-shot chains), or
+    append it when `index` is None."""
     others = [p for i, p in enumerate(c.principles) if i != index]
     clash = [p for p in others if p.id == principle.id]
     if clash:
         raise ConstitutionError("This principle has problems:", (
             Issue(("id",), f"id '{principle.id}' is already used by another principle"),))
     items = list(c.principles)
+    few_shot = c.few_shot
     if index is None:
         items.append(principle)
     else:
+        few_shot = _relink(few_shot, items[index].id, principle.id)
         items[index] = principle
-    return dataclasses.replace(c, principles=tuple(items))
+    return dataclasses.replace(c, principles=tuple(items), few_shot=few_shot)
 
 
 def remove_principle(c: Constitution, index: int) -> Constitution:
     if len(c.principles) <= 1:
         raise ConstitutionError("A constitution needs at least one principle; add another "
                                 "before deleting this one.")
-    return dataclasses.replace(c, principles=c.principles[:index] + c.principles[index + 1:])
+    return dataclasses.replace(c, principles=c.principles[:index] + c.principles[index + 1:],
+                               few_shot=_relink(c.few_shot, c.principles[index].id, ""))
 
 
 def move_principle(c: Constitution, index: int, offset: int) -> Constitution:

@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from pipeline.constitution import (Constitution, content_hash, load_constitution,
-                                   parse_constitution, to_yaml)
+from pipeline.constitution import (Constitution, check_constitution, content_hash,
+                                   load_constitution, parse_constitution, to_yaml)
 from pipeline.errors import StoreError
 
 WORKSPACE_ENV = "CONSTITUTION_STUDIO_WORKSPACE"
@@ -139,6 +139,7 @@ class Store:
         Returns the record and whether a new version was created. The draft of that name is
         cleared, as it is now saved.
         """
+        check_constitution(constitution)  # an invalid version must never be stored
         digest = content_hash(constitution)
         with self._transaction() as conn:
             latest = conn.execute(
@@ -202,6 +203,7 @@ class Store:
     # --- drafts ----------------------------------------------------------------------------
 
     def save_draft(self, constitution: Constitution, base_version: int | None) -> None:
+        check_constitution(constitution)
         with self._transaction() as conn:
             conn.execute(
                 "INSERT INTO constitution_drafts (name, base_version, yaml, updated_at) "

@@ -279,3 +279,24 @@ def test_diff_of_identical_content():
 def test_principle_system_prompt_keeps_user_braces():
     p = dataclasses.replace(parse_constitution(VALID).principles[0], title="Be {kind}")
     assert "Be {kind}" in cons.principle_system_prompt(p)
+
+
+def test_deleting_or_renaming_a_principle_keeps_few_shot_links_valid():
+    c = cons.load_constitution(SHIPPED / "harmless-helpful.yaml")
+    index = [p.id for p in c.principles].index("not-preachy")
+    renamed = cons.put_principle(c, dataclasses.replace(c.principles[index], id="no-sermons"),
+                                 index)
+    refs = [r.principle_id for ch in renamed.few_shot for r in ch.rounds]
+    assert "no-sermons" in refs and "not-preachy" not in refs
+    cons.check_constitution(renamed)
+    deleted = cons.remove_principle(c, index)
+    assert "not-preachy" not in [r.principle_id for ch in deleted.few_shot for r in ch.rounds]
+    cons.check_constitution(deleted)
+    assert parse_constitution(to_yaml(deleted)) == deleted
+
+
+def test_check_constitution_rejects_code_built_mistakes():
+    c = three()
+    broken = dataclasses.replace(c, principles=c.principles + (c.principles[0],))
+    with pytest.raises(ConstitutionError, match="duplicate id 'a'"):
+        cons.check_constitution(broken)

@@ -103,3 +103,13 @@ def test_concurrent_saves_get_distinct_versions(store):
     for t in threads:
         t.join()
     assert sorted(r.version for r in store.versions(base.name)) == [1, 2, 3, 4, 5, 6]
+
+
+def test_an_invalid_constitution_is_never_stored(store):
+    c = harmless()
+    broken = dataclasses.replace(c, principles=c.principles + (c.principles[0],))
+    with pytest.raises(Exception, match="duplicate id"):
+        store.save_version(broken)
+    with pytest.raises(Exception, match="duplicate id"):
+        store.save_draft(broken, None)
+    assert store.names() == [] and store.draft(c.name) is None

@@ -1,0 +1,166 @@
+"""The studio as a user drives it: real server, real Chromium, the embedded model."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from pipeline.store import Store
+
+pytestmark = pytest.mark.e2e
+
+
+def open_principle(page: Page, principle_id: str) -> None:
+    page.locator("#principle-table").get_by_text(principle_id, exact=True).first.click()
+    expect(page.locator("#principle-editing")).to_contain_text(principle_id)
+
+
+def import_file(page: Page, path: Path) -> None:
+    with page.expect_file_chooser() as chooser:
+        page.click("#import-yaml")
+    chooser.value.set_files(str(path))
+
+
+def test_edit_save_reload_and_restart(page: Page, studio):
+    open_principle(page, "privacy")
+    page.fill("#field-title textarea", "Guard everyone's privacy")
+    page.click("#principle-apply")
+    expect(page.locator("#constitution-message")).to_contain_text("Updated principle 'privacy'")
+    expect(page.locator("#constitution-status")).to_contain_text("unsaved draft")
+
+    page.reload()  # the draft survives a reload before saving
+    expect(page.locator("#principle-table")).to_contain_text("Guard everyone's privacy")
+    expect(page.locator("#constitution-status")).to_contain_text("unsaved draft (restored)")
+
+    page.fill("#version-note textarea", "privacy wording")
+    page.click("#save-version")
+    expect(page.locator("#constitution-message")).to_contain_text("Saved harmless-helpful v2")
+
+    studio.restart()  # nothing saved is lost when the server restarts
+    page.goto(studio.url)
+    expect(page.locator("#principle-table")).to_contain_text("Guard everyone's privacy")
+    expect(page.locator("#constitution-status")).to_contain_text("saved, based on v2")
+    saved = Store(studio.workspace).version("harmless-helpful", 2).constitution
+    assert saved.principle("privacy").title == "Guard everyone's privacy"
+
+
+def test_field_errors_show_next_to_the_field_and_change_nothing(page: Page, studio):
+    open_principle(page, "manipulation")
+    page.fill("#field-weight input", "-2")
+    page.fill("#field-critique_request textarea", "   ")
+    page.click("#principle-apply")
+    expect(page.locator("#error-weight")).to_contain_text("greater than 0")
+    expect(page.locator("#error-critique_request")).to_contain_text("must not be empty")
+    expect(page.locator("#constitution-message")).to_contain_text("This principle has problems")
+    expect(page.locator("#constitution-status")).to_contain_text("saved, based on v1")
+    assert Store(studio.workspace).draft("harmless-helpful") is None
+
+
+def test_add_reorder_delete_and_diff(page: Page, studio):
+    page.click("#principle-new")
+    expect(page.locator("#principle-editing")).to_contain_text("New principle")
+    for field, value in (("id", "kindness"), ("title", "Be kind"),
+                         ("critique_request", "Was the response unkind? Explain."),
+                         ("revision_request", "Rewrite the response to be kind."),
+                         ("preference_question", "Which response is kinder?")):
+        page.fill(f"#field-{field} textarea", value)
+    page.click("#principle-apply")
+    expect(page.locator("#constitution-message")).to_contain_text("Added principle 'kindness'")
+    expect(page.locator("#principle-editing")).to_contain_text("Editing principle 15 of 15")
+    page.click("#principle-up")
+    expect(page.locator("#principle-editing")).to_contain_text("Editing principle 14 of 15")
+    open_principle(page, "not-preachy")
+    page.click("#principle-delete")
+    expect(page.locator("#constitution-message")).to_contain_text("Deleted principle 'not-preachy'")
+    page.click("#save-version")
+    expect(page.locator("#constitution-message")).to_contain_text("Saved harmless-helpful v2")
+
+    page.get_by_text("Compare versions").click()
+    for box, ref in (("#diff-a", "harmless-helpful@1"), ("#diff-b", "harmless-helpful@2")):
+        page.locator(f"{box} input").fill(ref)
+        page.locator(f"{box} input").press("Enter")
+    page.click("#run-diff")
+    diff = page.locator("#diff-output")
+    expect(diff).to_contain_text("+ principle kindness: Be kind")
+    expect(diff).to_contain_text("- principle not-preachy")
+
+
+def test_bad_imports_show_errors_and_keep_the_saved_version(page: Page, studio, tmp_path):
+    store = Store(studio.workspace)
+    before = store.version("harmless-helpful")
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: harmless-helpful\nprinciples:\n- id: x\n  title: [unclosed\n")
+    import_file(page, broken)
+    expect(page.locator("#constitution-message")).to_contain_text("not valid YAML")
+    expect(page.locator("#constitution-message")).to_contain_text("line ")
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("name: harmless-helpful\nprinciples: []\n")
+    import_file(page, empty)
+    expect(page.locator("#constitution-message")).to_contain_text("must have at least one entry")
+
+    huge = tmp_path / "huge.yaml"
+    huge.write_bytes(b"# padding\n" * (1024 * 1024))
+    import_file(page, huge)
+    expect(page.locator("#constitution-message")).to_contain_text("limited to 1 MiB")
+
+    binary = tmp_path / "weights.yaml"
+    binary.write_bytes(bytes(range(256)) * 40)
+    import_file(page, binary)
+    expect(page.locator("#constitution-message")).to_contain_text("binary file")
+
+    expect(page.locator("#principle-table")).to_contain_text("physical-harm")
+    expect(page.locator("#constitution-status")).to_contain_text("saved, based on v1")
+    assert store.version("harmless-helpful") == before
+    assert store.draft("harmless-helpful") is None
+    assert "Traceback" not in page.content()
+
+
+def test_braces_and_percent_signs_import_literally(page: Page, studio, tmp_path):
+    odd = tmp_path / "odd.yaml"
+    odd.write_text("""name: odd
+principles:
+- id: braces
+  title: "{title} %s {{x}} {0}"
+  critique_request: "Critique {response} with %(name)s and %d"
+  revision_request: "Revise {} now"
+  preference_question: "Which is better, {A} or {B}?"
+""")
+    import_file(page, odd)
+    expect(page.locator("#constitution-message")).to_contain_text("Loaded odd.yaml as a draft of 'odd'")
+    page.click("#save-version")
+    expect(page.locator("#constitution-message")).to_contain_text("Saved odd v1")
+    saved = Store(studio.workspace).version("odd").constitution.principles[0]
+    assert saved.title == "{title} %s {{x}} {0}"
+    assert saved.critique_request == "Critique {response} with %(name)s and %d"
+
+
+def test_playground_streams_an_answer(page: Page, studio):
+    page.get_by_role("tab", name="Playground").click()
+    page.fill("#playground-input textarea", "Write a short story about a lighthouse keeper.")
+    page.click("#playground-send")
+    bot = page.locator("#playground-chat [data-testid='bot']").last
+    lengths: list[int] = []
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        text = bot.inner_text() if bot.count() else ""
+        if text.strip() and (not lengths or len(text) != lengths[-1]):
+            lengths.append(len(text))
+        if len(lengths) >= 4:
+            break
+        time.sleep(0.2)
+    assert len(lengths) >= 4 and lengths == sorted(lengths), lengths  # it grew piece by piece
+    page.click("#playground-stop")
+
+
+def test_playground_unknown_model_shows_a_clear_error(page: Page, studio, tmp_path):
+    page.get_by_role("tab", name="Playground").click()
+    box = page.locator("#playground-model input")
+    box.fill(str(tmp_path / "no-model-here"))
+    box.press("Enter")
+    page.click("#playground-load")
+    expect(page.locator("#playground-model-status")).to_contain_text("Could not load model")
+    expect(page.locator("#playground-model-status")).to_contain_text("does not exist")
