@@ -22,7 +22,7 @@ from studio.notices import error_notice, notice
 
 FIELDS = ("id", "title", "critique_request", "revision_request", "preference_question",
           "weight", "tags", "enabled")
-TABLE_HEADERS = ["#", "on", "id", "title", "weight", "tags"]
+TABLE_HEADERS = ["#", "on", "id", "title", "weight"]
 
 
 def _slug(text: str) -> str:
@@ -56,6 +56,12 @@ def diff_html(text: str) -> str:
     return f'<div class="diff-view">{"".join(rows)}</div>'
 
 
+def field_error(key: str) -> gr.HTML:
+    """The slot beside a field where its validation message appears."""
+    return gr.HTML(elem_classes="field-error", elem_id=f"error-{key}", container=False,
+                   padding=False)
+
+
 def build(store: Store, demo: gr.Blocks) -> None:
     """Lay out the tab and wire its events (call inside a gr.Tab of `demo`)."""
     current, base, selected = gr.State(None), gr.State(None), gr.State(None)
@@ -71,6 +77,7 @@ def build(store: Store, demo: gr.Blocks) -> None:
     with gr.Row():
         with gr.Column(scale=2):
             table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True,
+                                 column_widths=["8%", "8%", "34%", "36%", "14%"],
                                  elem_id="principle-table", label="Principles (click to edit)")
             with gr.Row():
                 up = gr.Button("↑ Up", elem_id="principle-up", size="sm")
@@ -87,16 +94,15 @@ def build(store: Store, demo: gr.Blocks) -> None:
                 fields["enabled"] = gr.Checkbox(label="enabled", value=True,
                                                 elem_id="field-enabled", scale=1)
             with gr.Row():
-                errors["id"] = gr.HTML(elem_classes="field-error", elem_id="error-id")
-                errors["weight"] = gr.HTML(elem_classes="field-error", elem_id="error-weight")
-                errors["enabled"] = gr.HTML(elem_classes="field-error", elem_id="error-enabled")
+                for key in ("id", "weight", "enabled"):
+                    errors[key] = field_error(key)
             for key, label in (("title", "title"), ("critique_request", "critique request"),
                                ("revision_request", "revision request"),
                                ("preference_question", "preference question"),
                                ("tags", "tags (comma-separated)")):
                 fields[key] = gr.Textbox(label=label, lines=1 if key in ("title", "tags") else 3,
                                          elem_id=f"field-{key}")
-                errors[key] = gr.HTML(elem_classes="field-error", elem_id=f"error-{key}")
+                errors[key] = field_error(key)
             apply = gr.Button("Apply changes", variant="primary", elem_id="principle-apply")
     with gr.Row():
         note = gr.Textbox(label="Version note", placeholder="what changed (optional)",
@@ -140,7 +146,7 @@ def build(store: Store, demo: gr.Blocks) -> None:
                            f"{c.name}: {len(c.principles)} principles "
                            f"({len(c.enabled_principles)} enabled) · {state}, {based} · "
                            f"hash {cons.content_hash(c)[:12]}"),
-            table: [[i + 1, "✓" if p.enabled else "✗", p.id, p.title, p.weight, ", ".join(p.tags)]
+            table: [[i + 1, "✓" if p.enabled else "✗", p.id, p.title, p.weight]
                     for i, p in enumerate(c.principles)],
             yaml_code: cons.to_yaml(c), yaml_errors: "",
             export: _export_path(store, c, base_version, draft),
@@ -209,7 +215,8 @@ def build(store: Store, demo: gr.Blocks) -> None:
         except ConstitutionError as exc:
             out = {errors[k]: "" for k in FIELDS}
             for issue in exc.issues:
-                out[errors[str(issue.path[-1])]] = html.escape(issue.message)
+                out[errors[str(issue.path[-1])]] = (
+                    f'<span class="field-error-text">{html.escape(issue.message)}</span>')
             return {**out, message: error_notice(exc)}
         new_index = index if index is not None else len(updated.principles) - 1
         verb = "Updated" if index is not None else "Added"

@@ -28,8 +28,8 @@ CSS = """
 .notice-ok { background: #e8f5e9; border: 1px solid #81c784; color: #1b5e20; }
 .notice-info { background: #e3f2fd; border: 1px solid #64b5f6; color: #0d47a1; }
 .notice-error { background: #ffebee; border: 1px solid #e57373; color: #b71c1c; }
-.field-error { color: #b71c1c; font-size: 0.85em; min-height: 0; }
-.field-error:empty { display: none; }
+.field-error, .field-error-text { color: #b71c1c; font-size: 0.85em; }
+.field-error:not(:has(.field-error-text)) { display: none; }
 .diff-view { font-family: ui-monospace, monospace; font-size: 0.85em; white-space: pre-wrap; }
 .diff-add { background: #e8f5e9; } .diff-del { background: #ffebee; } .diff-head { color: #555; }
 """

@@ -1,12 +1,14 @@
 """The studio as a user drives it: real server, real Chromium, the embedded model."""
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from pipeline import constitution as cons
 from pipeline.store import Store
 
 pytestmark = pytest.mark.e2e
@@ -164,3 +166,47 @@ def test_playground_unknown_model_shows_a_clear_error(page: Page, studio, tmp_pa
     page.click("#playground-load")
     expect(page.locator("#playground-model-status")).to_contain_text("Could not load model")
     expect(page.locator("#playground-model-status")).to_contain_text("does not exist")
+
+
+def test_export_downloads_the_draft(page: Page, studio, tmp_path):
+    open_principle(page, "bias-fairness")
+    page.fill("#field-tags textarea", "bias, fairness, groups")
+    page.click("#principle-apply")
+    expect(page.locator("#constitution-message")).to_contain_text("Updated principle")
+    with page.expect_download() as download:
+        page.click("#export-yaml")
+    target = tmp_path / "exported.yaml"
+    download.value.save_as(target)
+    exported = cons.load_constitution(target)
+    assert exported.principle("bias-fairness").tags == ("bias", "fairness", "groups")
+    assert exported == cons.parse_constitution(Store(studio.workspace).draft("harmless-helpful").yaml)
+
+
+def test_yaml_view_round_trips(page: Page, studio):
+    page.get_by_text("YAML (edit and apply)").click()
+    editor = page.locator("#yaml-view .cm-content")
+    expect(editor).to_contain_text("name: harmless-helpful")
+    text = cons.to_yaml(Store(studio.workspace).version("harmless-helpful").constitution)
+    editor.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(text.replace("title: Respect privacy", "title: Privacy first"))
+    page.click("#apply-yaml")
+    expect(page.locator("#principle-table")).to_contain_text("Privacy first")
+    expect(page.locator("#constitution-status")).to_contain_text("unsaved draft")
+
+    editor.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text("name: harmless-helpful\nprinciples:\n- id: a\n  wieght: 2\n")
+    page.click("#apply-yaml")
+    expect(page.locator("#yaml-errors")).to_contain_text("did you mean 'weight'")
+    expect(page.locator("#yaml-errors")).to_contain_text("line 4")
+    expect(page.locator("#principle-table")).to_contain_text("Privacy first")  # draft kept
+
+
+def test_playground_principle_becomes_the_system_prompt(page: Page, studio):
+    page.get_by_role("tab", name="Playground").click()
+    box = page.locator("#playground-principle input")
+    box.click()
+    page.get_by_role("option", name="privacy", exact=True).click()
+    expect(page.locator("#playground-system textarea")).to_have_value(
+        re.compile("Follow this principle in your answers: Respect privacy"))
