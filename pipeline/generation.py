@@ -69,6 +69,19 @@ def next_tokens(logits: torch.Tensor, config: SamplingConfig,
                       for i, g in enumerate(generators)])
 
 
+MIN_SHARED_PREFIX = 16
+
+
+def shared_prefix_length(rows: list[list[int]]) -> int:
+    """Tokens at the start of every row, leaving each row at least one token of its own;
+    0 when too few to be worth a separate pass."""
+    limit = min(len(r) for r in rows) - 1
+    n = 0
+    while n < limit and all(r[n] == rows[0][n] for r in rows):
+        n += 1
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
 class TransformersBackend:
     """Generation on a transformers causal LM with left padding and a dynamic KV cache."""
 
@@ -86,31 +99,56 @@ class TransformersBackend:
         return self.loaded.tokenizer.apply_chat_template(
             conversation, add_generation_prompt=True, tokenize=False)
 
-    def _encode(self, conversations: list[list[Message]], config: SamplingConfig):
-        texts = [self.prompt_text(c) for c in conversations]
-        batch = self.loaded.tokenizer(texts, return_tensors="pt", padding=True,
-                                      add_special_tokens=False)
+    def _encode(self, conversations: list[list[Message]], config: SamplingConfig) -> list[list[int]]:
+        """Token ids of each rendered conversation (unpadded), refusing ones too long."""
+        tok = self.loaded.tokenizer
+        rows = [tok(self.prompt_text(c), add_special_tokens=False)["input_ids"] for c in conversations]
         limit = getattr(self.loaded.model.config, "max_position_embeddings", None)
-        longest = batch["attention_mask"].sum(-1).max().item()
+        longest = max(len(r) for r in rows)
         if limit and longest + config.max_new_tokens > limit:
             raise ModelError(f"The prompt is {longest} tokens; with {config.max_new_tokens} new "
                              f"tokens it exceeds the model's context of {limit} tokens.")
-        return batch["input_ids"].to(self.loaded.device), batch["attention_mask"].to(self.loaded.device)
+        return rows
+
+    def _prefill(self, rows: list[list[int]], cache) -> tuple[object, torch.Tensor, torch.Tensor]:
+        """Run the prompts through the model, filling `cache`.
+
+        Rows of a batch often share a long start (a system prompt, few-shot examples). With
+        causal attention that shared prefix has the same keys and values in every row, so
+        it is computed once at batch size 1 and repeated; only the rest of each row is
+        computed per row, left-padded: [prefix][pad…][row suffix]. Returns the model output,
+        the attention mask and the position of the last token of each row.
+        """
+        device = self.loaded.device
+        shared = shared_prefix_length(rows) if len(rows) > 1 else 0
+        if shared:
+            prefix = torch.tensor([rows[0][:shared]], device=device)
+            self.loaded.model(input_ids=prefix, past_key_values=cache, use_cache=True,
+                              logits_to_keep=1)
+            cache.batch_repeat_interleave(len(rows))
+        suffixes = [r[shared:] for r in rows]
+        width = max(len(s) for s in suffixes)
+        input_ids = torch.tensor([[self.pad_id] * (width - len(s)) + s for s in suffixes],
+                                 device=device)
+        mask = torch.tensor([[1] * shared + [0] * (width - len(s)) + [1] * len(s)
+                             for s in suffixes], device=device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+        out = self.loaded.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return out, mask, positions[:, -1:]
 
     @torch.inference_mode()
-    def _decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                config: SamplingConfig, seeds: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _decode(self, rows_ids: list[list[int]], config: SamplingConfig,
+                seeds: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (row indices still running, their new tokens) once per step."""
         from transformers import DynamicCache
 
         model = self.loaded.model
         generators = [torch.Generator().manual_seed(s) for s in seeds]
-        rows = torch.arange(input_ids.shape[0])
-        positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        rows = torch.arange(len(rows_ids))
         cache = DynamicCache()
-        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                    past_key_values=cache, use_cache=True, logits_to_keep=1)
-        position = positions[:, -1:] + 1
+        out, attention_mask, position = self._prefill(rows_ids, cache)
+        position = position + 1
         for _ in range(config.max_new_tokens):
             tokens = next_tokens(out.logits[:, -1, :].float().cpu(), config, generators)
             yield rows, tokens
@@ -119,13 +157,14 @@ class TransformersBackend:
                 return
             if not running.all():  # finished rows leave the batch, so they cost nothing more
                 keep = running.nonzero().squeeze(-1)
-                cache.batch_select_indices(keep.to(input_ids.device))
+                cache.batch_select_indices(keep.to(attention_mask.device))
                 rows, tokens, position = rows[keep], tokens[keep], position[keep]
                 attention_mask = attention_mask[keep]
                 generators = [generators[i] for i in keep.tolist()]
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(rows), 1)], -1)
-            out = model(input_ids=tokens[:, None].to(input_ids.device), attention_mask=attention_mask,
-                        position_ids=position, past_key_values=cache, use_cache=True)
+            out = model(input_ids=tokens[:, None].to(attention_mask.device),
+                        attention_mask=attention_mask, position_ids=position,
+                        past_key_values=cache, use_cache=True)
             position = position + 1
 
     def _finish(self, token_ids: list[int], config: SamplingConfig) -> Generation:
@@ -144,9 +183,9 @@ class TransformersBackend:
         results: list[Generation | None] = [None] * len(conversations)
         for start in range(0, len(order), self.max_batch_size):
             chunk = order[start:start + self.max_batch_size]
-            input_ids, mask = self._encode([conversations[i] for i in chunk], config)
+            encoded = self._encode([conversations[i] for i in chunk], config)
             produced: list[list[int]] = [[] for _ in chunk]
-            for rows, tokens in self._decode(input_ids, mask, config, [seeds[i] for i in chunk]):
+            for rows, tokens in self._decode(encoded, config, [seeds[i] for i in chunk]):
                 for row, token in zip(rows.tolist(), tokens.tolist()):
                     produced[row].append(token)
             for row, index in enumerate(chunk):
@@ -155,10 +194,9 @@ class TransformersBackend:
 
     def stream(self, conversation: list[Message], config: SamplingConfig) -> Iterator[str]:
         """Yield the answer's text as it grows (each item is the new piece of text)."""
-        input_ids, mask = self._encode([conversation], config)
         token_ids: list[int] = []
         shown = ""
-        for _, tokens in self._decode(input_ids, mask, config, [config.seed]):
+        for _, tokens in self._decode(self._encode([conversation], config), config, [config.seed]):
             token = tokens[0].item()
             if token in self.stop_ids.tolist():
                 break

@@ -3,7 +3,7 @@ import torch
 
 from pipeline.errors import ModelError
 from pipeline.generation import (GREEDY, SamplingConfig, TransformersBackend, backend_for, chat,
-                                 next_tokens)
+                                 next_tokens, shared_prefix_length)
 from tests.tiny import tiny_model
 
 PROMPTS = [chat("Hello there, how are you?"), chat("Name three colours."),
@@ -44,7 +44,7 @@ def test_seeded_sampling_is_reproducible_and_per_row(tiny):
 
 def test_each_row_stops_at_its_own_end_token(tiny):
     config = SamplingConfig(temperature=1.0, max_new_tokens=12, seed=0)
-    free = [tiny._decode(*tiny._encode([p], config), config, [i]) for i, p in enumerate(PROMPTS)]
+    free = [tiny._decode(tiny._encode([p], config), config, [i]) for i, p in enumerate(PROMPTS)]
     sequences = [[t.item() for _, t in steps] for steps in free]
     assert len(set(sequences[1][:4])) == 4, "row 1 needs four distinct tokens for this test"
     stop = sequences[1][3]  # pretend the 4th token of row 1 ends the turn
@@ -99,3 +99,35 @@ def test_embedded_model_generates_batched_seeded_reproducible():
     sampled = SamplingConfig(temperature=0.9, max_new_tokens=24, seed=7)
     assert backend.generate(prompts, sampled) == backend.generate(prompts, sampled)
     assert all(g.text for g in batched)
+
+
+def test_shared_prefix_length():
+    long = list(range(40))
+    assert shared_prefix_length([long + [1, 2], long + [3], long + [4, 5, 6]]) == 40
+    assert shared_prefix_length([long, long]) == 39  # each row keeps a token of its own
+    assert shared_prefix_length([[1] * 10 + [2], [1] * 10 + [3]]) == 0  # too short to bother
+    assert shared_prefix_length([[5] + long, long]) == 0
+
+
+def test_shared_prefix_cache_gives_the_same_logits_as_full_passes(tiny):
+    from transformers import DynamicCache
+
+    system = "You are a careful assistant. " * 12
+    conversations = [chat(text, system=system) for text in
+                     ("Hi", "Tell me about the sea, please, in detail.", "Why?")]
+    rows = tiny._encode(conversations, SamplingConfig())
+    assert shared_prefix_length(rows) > 50
+    with torch.inference_mode():
+        out, _, _ = tiny._prefill(rows, DynamicCache())
+        for i, row in enumerate(rows):
+            full = tiny.loaded.model(input_ids=torch.tensor([row])).logits[0, -1]
+            assert torch.allclose(out.logits[i, -1], full, atol=1e-4)
+
+
+def test_shared_prefix_generation_matches_one_at_a_time(tiny):
+    system = "You answer in one short sentence. " * 10
+    conversations = [chat(t, system=system) for t in ("Hi", "Name a fruit", "Count to three")]
+    config = SamplingConfig(temperature=1.0, max_new_tokens=10, seed=2)
+    batched = tiny.generate(conversations, config)
+    single = [tiny.generate([c], config, seeds=[2 + i])[0] for i, c in enumerate(conversations)]
+    assert batched == single
