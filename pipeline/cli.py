@@ -17,6 +17,7 @@ from pipeline.constitution import (Constitution, diff_constitutions, format_diff
                                    to_yaml, validate_text)
 from pipeline.errors import StoreError, StudioError
 from pipeline.files import write_atomic
+from pipeline.jobs import JobCancelled
 from pipeline.models import DEFAULT_MODEL
 from pipeline.prompts import IMPORTERS, SHIPPED, import_prompts, load_prompts, write_prompts
 from pipeline.store import Store
@@ -120,6 +121,78 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_revise(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pipeline.constitution import content_hash
+    from pipeline.critique import (ChainConfig, ChainRequest, chain_id, chain_quality,
+                                   principle_stats, run_chains)
+    from pipeline.data import ChainLog, claim_run_folder, export_chains
+    from pipeline.generation import SamplingConfig, backend_for
+    from pipeline.jobs import job_context, write_progress
+
+    out = Path(args.out)
+    with job_context(out):
+        _, constitution = resolve_constitution(args.constitution, args)
+        skipped: list[str] = []
+        prompts = load_prompts(args.prompts, args.split,
+                               on_bad_line=skipped.append if args.skip_bad_lines else None)
+        for message in skipped:
+            print(f"warning: skipped {message}", file=sys.stderr)
+        prompts = prompts[: args.limit or None]
+        config = config_from_args(ChainConfig, args)
+        sampling = config_from_args(SamplingConfig, args)
+        backend = backend_for(args.model, max_batch_size=config.batch_size)
+        claim_run_folder(out, {"constitution": constitution.name,
+                               "constitution_hash": content_hash(constitution),
+                               "prompts": args.prompts, "model": args.model,
+                               "chain": asdict(config), "sampling": asdict(sampling)})
+        log = ChainLog(out)
+        done = log.done_ids()
+        requests = [ChainRequest(p, constitution) for p in prompts]
+        todo = [r for r in requests if chain_id(r, config, sampling, backend.name) not in done]
+        stages = 2 * config.rounds + 1
+        bar = tqdm(total=len(requests), initial=len(requests) - len(todo), unit="chain")
+        write_progress(out, bar.n, len(requests), "starting")
+        for stage, chains in enumerate(run_chains(backend, todo, config, sampling)):
+            if all(c.done for c in chains):
+                log.append(chains)
+                bar.update(len(chains))
+                for c in chains:
+                    if c.truncated:
+                        print(f"warning: prompt {c.prompt_id} was cut to fit the model's context",
+                              file=sys.stderr)
+            partial = 0 if all(c.done for c in chains) else len(chains) * (stage % stages + 1) / stages
+            write_progress(out, bar.n + partial, len(requests), f"stage {stage % stages + 1}/{stages}")
+        bar.close()
+        chains = log.read()
+        if chains:
+            export_chains(out)
+        qualities = [chain_quality(c) for c in chains]
+        print(f"{len(chains)} chains in {out / 'chains.jsonl'}; "
+              f"{sum(q.refuses for q in qualities)} final answers refuse; "
+              f"{sum(q.failed_rounds for q in qualities)} failed rounds")
+        for s in principle_stats(chains):
+            print(f"  {s.principle_id:<24} drawn {s.drawn:>4}  failed {s.failed:>3} "
+                  f"({s.failure_rate:.0%})")
+    return 0
+
+
+def cmd_sft_data(args: argparse.Namespace) -> int:
+    from pipeline.data import build_sft_dataset
+    from pipeline.generation import SamplingConfig, backend_for
+    from pipeline.jobs import job_context
+
+    with job_context(args.out):
+        sampling = config_from_args(SamplingConfig, args)
+        backend = backend_for(args.model) if args.helpful_ratio > 0 else None
+        summary = build_sft_dataset(args.chains, args.out, args.helpful_ratio, backend, sampling,
+                                    args.helpful_set)
+        print(f"wrote {summary.revisions} revision and {summary.helpful} helpfulness examples "
+              f"to {summary.path} ({summary.skipped} chains with no accepted revision left out)")
+    return 0
+
+
 def cmd_prompts_list(args: argparse.Namespace) -> int:
     if args.set is None:
         for name in SHIPPED:
@@ -189,6 +262,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p, SamplingConfig)
     p.set_defaults(run=cmd_generate)
 
+    from pipeline.critique import ChainConfig
+
+    p = commands.add_parser("revise", help="critique–revision chains (SL-CAI data) for a prompt set")
+    p.add_argument("--constitution", required=True, help="a file, NAME or NAME@VERSION")
+    p.add_argument("--prompts", required=True, help="red-team, helpful, or a .jsonl/.txt file")
+    p.add_argument("--split", choices=("train", "test"), default=None)
+    p.add_argument("--limit", type=int, default=0, help="use the first N prompts (0 = all)")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--skip-bad-lines", action="store_true",
+                   help="skip malformed lines of a prompts file (default: stop at the first)")
+    p.add_argument("--out", required=True, help="run folder; rerunning into it resumes")
+    add_config_arguments(p, ChainConfig)
+    add_config_arguments(p, SamplingConfig)
+    p.set_defaults(run=cmd_revise)
+
+    p = commands.add_parser("sft-data", help="the SFT dataset from a folder of chains")
+    p.add_argument("--chains", required=True, help="a run folder written by `revise`")
+    p.add_argument("--out", required=True)
+    p.add_argument("--helpful-ratio", type=float, default=0.5,
+                   help="helpfulness examples per revision example (0 = none)")
+    p.add_argument("--helpful-set", default="helpful")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="answers the helpfulness prompts")
+    add_config_arguments(p, SamplingConfig)
+    p.set_defaults(run=cmd_sft_data)
+
     prompts = commands.add_parser("prompts", help="list and import prompt sets")
     sub = prompts.add_subparsers(dest="action", required=True)
     p = sub.add_parser("list", help="the shipped sets, or the prompts of one set or file")
@@ -211,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, JobCancelled):
+        print("cancelled; finished work is kept, rerun the same command to resume",
+              file=sys.stderr)
         return 130

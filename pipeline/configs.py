@@ -18,8 +18,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     group = parser.add_argument_group(cls.__name__)
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else None
-        group.add_argument(flag_name(f.name), dest=f.name, type=type(default), default=default,
-                           help=f"{f.metadata.get('help', '')} (default: {default})")
+        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        if isinstance(default, bool):
+            group.add_argument(flag_name(f.name), dest=f.name, default=default, help=help_text,
+                               action=argparse.BooleanOptionalAction)
+        else:
+            group.add_argument(flag_name(f.name), dest=f.name, type=type(default),
+                               default=default, help=help_text)
 
 
 def config_from_args(cls: type[T], args: argparse.Namespace) -> T:

@@ -51,5 +51,9 @@ class DatasetError(StudioError):
     """A prompt set or dataset is missing or malformed."""
 
 
+class JobError(StudioError):
+    """A background job could not be started, cancelled or found."""
+
+
 class StoreError(StudioError):
     """The workspace database refused an operation."""

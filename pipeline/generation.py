@@ -48,6 +48,13 @@ class Generation:
 
 
 class GenerationBackend(Protocol):
+    name: str  # the model name callers asked for
+    context_length: int  # tokens the model can attend to
+
+    def count_tokens(self, conversation: list[Message]) -> int: ...
+
+    def truncate(self, text: str, max_tokens: int) -> str: ...
+
     def generate(self, conversations: list[list[Message]], config: SamplingConfig,
                  seeds: list[int] | None = None) -> list[Generation]: ...
 
@@ -87,6 +94,8 @@ class TransformersBackend:
 
     def __init__(self, loaded: LoadedModel, max_batch_size: int = 32):
         self.loaded = loaded
+        self.name = loaded.name
+        self.context_length = getattr(loaded.model.config, "max_position_embeddings", None) or 2048
         self.max_batch_size = max_batch_size
         tok = loaded.tokenizer
         ids = {tok.eos_token_id}
@@ -99,15 +108,25 @@ class TransformersBackend:
         return self.loaded.tokenizer.apply_chat_template(
             conversation, add_generation_prompt=True, tokenize=False)
 
+    def count_tokens(self, conversation: list[Message]) -> int:
+        """Tokens of the rendered conversation, generation cue included."""
+        return len(self.loaded.tokenizer(self.prompt_text(conversation),
+                                         add_special_tokens=False)["input_ids"])
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """`text` cut to its first `max_tokens` tokens (unchanged when it fits)."""
+        ids = self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return text if len(ids) <= max_tokens else self.loaded.tokenizer.decode(ids[:max_tokens])
+
     def _encode(self, conversations: list[list[Message]], config: SamplingConfig) -> list[list[int]]:
         """Token ids of each rendered conversation (unpadded), refusing ones too long."""
         tok = self.loaded.tokenizer
         rows = [tok(self.prompt_text(c), add_special_tokens=False)["input_ids"] for c in conversations]
-        limit = getattr(self.loaded.model.config, "max_position_embeddings", None)
         longest = max(len(r) for r in rows)
-        if limit and longest + config.max_new_tokens > limit:
+        if longest + config.max_new_tokens > self.context_length:
             raise ModelError(f"The prompt is {longest} tokens; with {config.max_new_tokens} new "
-                             f"tokens it exceeds the model's context of {limit} tokens.")
+                             f"tokens it exceeds the model's context of {self.context_length} "
+                             "tokens.")
         return rows
 
     def _prefill(self, rows: list[list[int]], cache) -> tuple[object, torch.Tensor, torch.Tensor]:

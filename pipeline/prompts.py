@@ -28,9 +28,11 @@ class PromptRecord:
     source: str = ""
 
 
-def read_prompt_file(path: Path, source: str | None = None) -> list[PromptRecord]:
+def read_prompt_file(path: Path, source: str | None = None,
+                     on_bad_line: Callable[[str], None] | None = None) -> list[PromptRecord]:
     """A JSONL file (one object with at least `prompt` per line) or plain text (one prompt
-    per line). Errors name the line."""
+    per line). A bad line stops the read with an error naming it, or, when `on_bad_line` is
+    given, is reported to it and skipped."""
     source = source or path.name
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -43,28 +45,41 @@ def read_prompt_file(path: Path, source: str | None = None) -> list[PromptRecord
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}, line {n}: not valid JSON ({exc.msg}).") from None
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) \
-                or not row["prompt"].strip():
-            raise DatasetError(f"{path}, line {n}: needs a non-empty text field 'prompt'.")
+        problem, row = _line_problem(line)
+        if problem:
+            message = f"{path}, line {n}: {problem}"
+            if on_bad_line is None:
+                raise DatasetError(message)
+            on_bad_line(message)
+            continue
         split = row.get("split", "train")
-        if split not in SPLITS:
-            raise DatasetError(f"{path}, line {n}: split must be one of {SPLITS} (got {split!r}).")
         records.append(PromptRecord(id=str(row.get("id") or f"{source}-{n}"), prompt=row["prompt"],
                                     category=str(row.get("category", "")), split=split,
                                     source=source))
     return records
 
 
-def load_prompts(name_or_path: str, split: str | None = None) -> list[PromptRecord]:
+def _line_problem(line: str) -> tuple[str, dict]:
+    """What is wrong with one JSONL line ("" when nothing), and the parsed row."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON ({exc.msg}).", {}
+    if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) \
+            or not row["prompt"].strip():
+        return "needs a non-empty text field 'prompt'.", {}
+    if row.get("split", "train") not in SPLITS:
+        return f"split must be one of {SPLITS} (got {row['split']!r}).", {}
+    return "", row
+
+
+def load_prompts(name_or_path: str, split: str | None = None,
+                 on_bad_line: Callable[[str], None] | None = None) -> list[PromptRecord]:
     """A shipped set by name (`red-team`, `helpful`) or a JSONL/text file, optionally one split."""
     if name_or_path in SHIPPED:
         records = read_prompt_file(SHIPPED[name_or_path], name_or_path)
     elif Path(name_or_path).is_file():
-        records = read_prompt_file(Path(name_or_path))
+        records = read_prompt_file(Path(name_or_path), on_bad_line=on_bad_line)
     else:
         raise DatasetError(f"No prompt set '{name_or_path}': use one of {', '.join(SHIPPED)} "
                            "or the path of a .jsonl or .txt file.")

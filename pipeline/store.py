@@ -6,6 +6,7 @@ Schema changes are numbered migrations recorded in `PRAGMA user_version`.
 """
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from contextlib import contextmanager
@@ -42,6 +43,20 @@ MIGRATIONS: tuple[str, ...] = (
         yaml TEXT NOT NULL,
         updated_at TEXT NOT NULL
     );
+    """,
+    """
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        args TEXT NOT NULL,
+        out_dir TEXT NOT NULL,
+        pid INTEGER,
+        created_at TEXT NOT NULL,
+        finished_at TEXT,
+        error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX jobs_status ON jobs (status);
     """,
 )
 
@@ -221,6 +236,57 @@ class Store:
     def discard_draft(self, name: str) -> None:
         with self._transaction() as conn:
             conn.execute("DELETE FROM constitution_drafts WHERE name = ?", (name,))
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    def add_job(self, kind: str, args: list[str], out_dir: str, pid: int) -> JobRecord:
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO jobs (kind, status, args, out_dir, pid, created_at) "
+                "VALUES (?, 'running', ?, ?, ?, ?)", (kind, json.dumps(args), out_dir, pid, _now()))
+            job_id = cursor.lastrowid
+        return self.job(job_id)
+
+    def job(self, job_id: int) -> JobRecord:
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"No job {job_id} in {self.workspace}.")
+        return _job(row)
+
+    def jobs(self, kind: str | None = None) -> list[JobRecord]:
+        """Jobs, newest first."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT * FROM jobs WHERE ? IS NULL OR kind = ? ORDER BY id DESC",
+                                (kind, kind)).fetchall()
+        return [_job(r) for r in rows]
+
+    def set_job_status(self, job_id: int, status: str, error: str = "") -> None:
+        finished = None if status in ("running", "cancelling") else _now()
+        with self._transaction() as conn:
+            conn.execute("UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+                         (status, error, finished, job_id))
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    kind: str
+    status: str  # running, cancelling, succeeded, failed, cancelled
+    args: tuple[str, ...]
+    out_dir: str
+    pid: int | None
+    created_at: str
+    finished_at: str | None
+    error: str
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("running", "cancelling")
+
+
+def _job(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(**{**dict(row), "args": tuple(json.loads(row["args"]))})
 
 
 def _record(row: sqlite3.Row) -> VersionRecord:

@@ -1,0 +1,337 @@
+"""Critique–revision chains: stage 1 of Constitutional AI (the SL-CAI data).
+
+For each prompt the model answers; then, for each round, a principle is drawn (weighted,
+with replacement, from an RNG seeded by the run's seed and the prompt), the model critiques
+its current answer under the principle's critique request and revises it under its revision
+request. The constitution's few-shot chains are prepended as earlier turns of the same
+conversation. Each round shows the model the prompt and its *current* answer (not the whole
+history), which keeps the context bounded however many rounds are run.
+
+Every stage is one batched generation call across all prompts of a batch; the rows share
+the few-shot prefix, which the generation engine computes once per call.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from pipeline.constitution import Constitution, Principle, content_hash
+from pipeline.errors import ConstitutionError, DatasetError, ModelError
+from pipeline.generation import GenerationBackend, Message, SamplingConfig
+from pipeline.prompts import PromptRecord
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    rounds: int = field(default=4, metadata={"help": "Critique–revision rounds per prompt."})
+    few_shot: bool = field(default=True, metadata={
+        "help": "Prepend the constitution's few-shot chains to every critique and revision."})
+    batch_size: int = field(default=16, metadata={"help": "Prompts processed together."})
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.rounds <= 16:
+            raise DatasetError(f"rounds must be between 1 and 16 (got {self.rounds}).")
+        if self.batch_size < 1:
+            raise DatasetError(f"batch_size must be at least 1 (got {self.batch_size}).")
+
+
+@dataclass(frozen=True)
+class ChainRequest:
+    prompt: PromptRecord
+    constitution: Constitution
+
+
+@dataclass(frozen=True)
+class RevisionRound:
+    principle_id: str
+    critique_request: str
+    revision_request: str
+    critique: str | None = None  # None while the round is still being generated
+    revision: str | None = None
+    failure: str = ""  # why the round's revision was not accepted ("" when it was)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failure)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A chain record (DESIGN.md §3), with the lineage needed to reproduce it."""
+
+    id: str
+    prompt_id: str
+    prompt: str
+    category: str
+    initial_answer: str | None
+    rounds: tuple[RevisionRound, ...]
+    final_answer: str | None
+    model: str
+    sampling: dict
+    seed: int
+    few_shot: bool
+    constitution_name: str
+    constitution_hash: str
+    truncated: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.final_answer is not None
+
+
+# --- pure parts --------------------------------------------------------------------------
+
+def stable_int(*parts: object) -> int:
+    """A 63-bit integer from its parts, the same in every process and Python version."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode("utf-8")
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big") >> 1
+
+
+def draw_principles(constitution: Constitution, rounds: int, seed: int,
+                    prompt_key: str) -> list[Principle]:
+    """Principles for one prompt's rounds: weighted draws with replacement, seeded by the
+    run's seed and the prompt, so a prompt gets the same principles in any batch."""
+    enabled = constitution.enabled_principles
+    if not enabled:
+        raise ConstitutionError(f"Every principle of '{constitution.name}' is disabled; enable "
+                                "at least one to run critique–revision chains.")
+    rng = random.Random(stable_int("principles", seed, prompt_key))
+    return rng.choices(enabled, weights=[p.weight for p in enabled], k=rounds)
+
+
+def few_shot_messages(constitution: Constitution) -> list[Message]:
+    """The few-shot chains as earlier conversation turns."""
+    messages: list[Message] = []
+    for example in constitution.few_shot:
+        messages += [{"role": "user", "content": example.prompt},
+                     {"role": "assistant", "content": example.answer}]
+        for rnd in example.rounds:
+            messages += [{"role": "user", "content": rnd.critique_request},
+                         {"role": "assistant", "content": rnd.critique},
+                         {"role": "user", "content": rnd.revision_request},
+                         {"role": "assistant", "content": rnd.revision}]
+    return messages
+
+
+def critique_messages(prefix: list[Message], prompt: str, answer: str,
+                      principle: Principle) -> list[Message]:
+    return prefix + [{"role": "user", "content": prompt},
+                     {"role": "assistant", "content": answer},
+                     {"role": "user", "content": principle.critique_request}]
+
+
+def revision_messages(prefix: list[Message], prompt: str, answer: str, principle: Principle,
+                      critique: str) -> list[Message]:
+    return critique_messages(prefix, prompt, answer, principle) + [
+        {"role": "assistant", "content": critique},
+        {"role": "user", "content": principle.revision_request}]
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _alike(a: list[str], b: list[str]) -> bool:
+    return bool(a) and difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= 0.8
+
+
+def round_failure(revision: str, principle: Principle, critique: str = "") -> str:
+    """Why a revision is unusable: empty, a parrot of the request, or a copy of the critique
+    instead of a rewritten answer ("" when usable)."""
+    if not revision.strip():
+        return "empty revision"
+    got = _words(revision)
+    if any(_alike(got, _words(r)) for r in (principle.revision_request, principle.critique_request)):
+        return "repeats the request"
+    if _alike(got, _words(critique)):
+        return "copies the critique"
+    return ""
+
+
+def chain_id(request: ChainRequest, config: ChainConfig, sampling: SamplingConfig,
+             model: str) -> str:
+    """Stable id: the same prompt, constitution, settings and seed give the same id, so a
+    rerun can skip what is already done."""
+    parts = ("chain", content_hash(request.constitution), request.prompt.id, request.prompt.prompt,
+             config.rounds, config.few_shot, model, dataclasses.asdict(sampling))
+    return f"{stable_int(*parts):016x}"
+
+
+REFUSAL = re.compile(
+    r"\b(i\s*(?:can(?:'|no)?t|cannot|won'?t|will not|am not able to|'m not able to|am unable to|"
+    r"'m unable to|must decline|do not feel comfortable)|i'?m sorry,? but|i apologi[sz]e,? but|"
+    r"as an ai\b)", re.IGNORECASE)
+
+
+def is_refusal(text: str) -> bool:
+    """A heuristic: does the answer decline (in its first 300 characters)?"""
+    return bool(REFUSAL.search(text[:300]))
+
+
+@dataclass(frozen=True)
+class ChainQuality:
+    length_change: int  # words in the final answer minus words in the initial answer
+    change: float  # 0 = final identical to initial, 1 = nothing in common (word level)
+    refuses: bool
+    failed_rounds: int
+
+
+def chain_quality(chain: Chain) -> ChainQuality:
+    initial, final = chain.initial_answer or "", chain.final_answer or ""
+    a, b = initial.split(), final.split()
+    similarity = difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() if a or b else 1.0
+    return ChainQuality(length_change=len(b) - len(a), change=round(1 - similarity, 3),
+                        refuses=is_refusal(final),
+                        failed_rounds=sum(r.failed for r in chain.rounds))
+
+
+@dataclass(frozen=True)
+class PrincipleStats:
+    principle_id: str
+    drawn: int
+    failed: int
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed / self.drawn if self.drawn else 0.0
+
+
+def principle_stats(chains: list[Chain]) -> list[PrincipleStats]:
+    """How often each principle was drawn and how often its round failed, most drawn first."""
+    drawn: dict[str, int] = {}
+    failed: dict[str, int] = {}
+    for chain in chains:
+        for rnd in chain.rounds:
+            drawn[rnd.principle_id] = drawn.get(rnd.principle_id, 0) + 1
+            failed[rnd.principle_id] = failed.get(rnd.principle_id, 0) + rnd.failed
+    return sorted((PrincipleStats(pid, n, failed[pid]) for pid, n in drawn.items()),
+                  key=lambda s: (-s.drawn, s.principle_id))
+
+
+def word_diff(before: str, after: str) -> list[tuple[str, str]]:
+    """Word-level diff as (op, text) pieces; op is "same", "del" or "add"."""
+    a, b = re.findall(r"\S+|\s+", before), re.findall(r"\S+|\s+", after)
+    pieces: list[tuple[str, str]] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            pieces.append(("same", "".join(a[i1:i2])))
+            continue
+        if i2 > i1:
+            pieces.append(("del", "".join(a[i1:i2])))
+        if j2 > j1:
+            pieces.append(("add", "".join(b[j1:j2])))
+    return pieces
+
+
+# --- the engine --------------------------------------------------------------------------
+
+@dataclass
+class _Row:
+    """Working state of one chain while its batch runs."""
+
+    request: ChainRequest
+    id: str
+    prompt: str
+    truncated: bool
+    principles: list[Principle]
+    prefix: list[Message]
+    initial: str | None = None
+    current: str | None = None
+    rounds: list[RevisionRound] = field(default_factory=list)
+
+
+def _prompt_budget(backend: GenerationBackend, prefix: list[Message], sampling: SamplingConfig,
+                   principles: list[Principle]) -> int:
+    """Tokens left for the user's prompt in the longest conversation a round builds."""
+    overhead = backend.count_tokens(prefix + [
+        {"role": "user", "content": ""}, {"role": "assistant", "content": ""},
+        {"role": "user", "content": max((p.critique_request for p in principles), key=len)},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": max((p.revision_request for p in principles), key=len)}])
+    return backend.context_length - overhead - 3 * sampling.max_new_tokens
+
+
+def _start(request: ChainRequest, config: ChainConfig, sampling: SamplingConfig,
+           backend: GenerationBackend) -> _Row:
+    if not request.prompt.prompt.strip():
+        raise DatasetError(f"Prompt '{request.prompt.id}' is empty.")
+    principles = draw_principles(request.constitution, config.rounds, sampling.seed,
+                                 request.prompt.id)
+    prefix = few_shot_messages(request.constitution) if config.few_shot else []
+    budget = _prompt_budget(backend, prefix, sampling, principles)
+    if budget < 16:
+        raise ModelError(
+            f"The model's context ({backend.context_length} tokens) cannot hold the few-shot "
+            f"chains, the requests and {sampling.max_new_tokens} new tokens per step; lower "
+            "max_new_tokens or turn few-shot off.")
+    prompt = backend.truncate(request.prompt.prompt, budget)
+    return _Row(request, chain_id(request, config, sampling, backend.name), prompt,
+                prompt != request.prompt.prompt, principles, prefix)
+
+
+def _snapshot(row: _Row, config: ChainConfig, sampling: SamplingConfig, model: str) -> Chain:
+    finished = len(row.rounds) == config.rounds and row.rounds[-1].revision is not None
+    c = row.request.constitution
+    return Chain(
+        id=row.id, prompt_id=row.request.prompt.id, prompt=row.prompt,
+        category=row.request.prompt.category, initial_answer=row.initial,
+        rounds=tuple(row.rounds), final_answer=row.current if finished else None, model=model,
+        sampling=dataclasses.asdict(sampling), seed=sampling.seed, few_shot=config.few_shot,
+        constitution_name=c.name, constitution_hash=content_hash(c), truncated=row.truncated)
+
+
+def run_chains(backend: GenerationBackend, requests: list[ChainRequest], config: ChainConfig,
+               sampling: SamplingConfig) -> Iterator[list[Chain]]:
+    """Build chains batch by batch, yielding the batch's chains after every stage (initial
+    answers, then each round's critiques and revisions); the last yield of a batch has every
+    chain done. Row seeds derive from the run's seed and the chain id, so a chain's text does
+    not depend on the batch it ran in."""
+    for start in range(0, len(requests), config.batch_size):
+        rows = [_start(r, config, sampling, backend)
+                for r in requests[start:start + config.batch_size]]
+
+        def snapshots() -> list[Chain]:
+            return [_snapshot(r, config, sampling, backend.name) for r in rows]
+
+        def seeds(step: int) -> list[int]:
+            return [stable_int("sample", sampling.seed, r.id, step) for r in rows]
+
+        answers = backend.generate([[{"role": "user", "content": r.prompt}] for r in rows],
+                                   sampling, seeds(0))
+        for row, answer in zip(rows, answers):
+            row.initial = row.current = answer.text
+        yield snapshots()
+        for n in range(config.rounds):
+            critiques = backend.generate(
+                [critique_messages(r.prefix, r.prompt, r.current, r.principles[n]) for r in rows],
+                sampling, seeds(2 * n + 1))
+            for row, critique in zip(rows, critiques):
+                p = row.principles[n]
+                row.rounds.append(RevisionRound(p.id, p.critique_request, p.revision_request,
+                                                critique=critique.text))
+            yield snapshots()
+            revisions = backend.generate(
+                [revision_messages(r.prefix, r.prompt, r.current, r.principles[n],
+                                   r.rounds[n].critique) for r in rows],
+                sampling, seeds(2 * n + 2))
+            for row, revision in zip(rows, revisions):
+                failure = round_failure(revision.text, row.principles[n], row.rounds[n].critique)
+                row.rounds[n] = dataclasses.replace(row.rounds[n], revision=revision.text,
+                                                    failure=failure)
+                if not failure:  # a failed round is kept and flagged; the answer stays as it was
+                    row.current = revision.text
+            yield snapshots()
+
+
+def chain_to_dict(chain: Chain) -> dict:
+    return dataclasses.asdict(chain)
+
+
+def chain_from_dict(raw: dict) -> Chain:
+    return Chain(**{**raw, "rounds": tuple(RevisionRound(**r) for r in raw["rounds"])})
