@@ -233,6 +233,13 @@ class Store:
                                (name,)).fetchone()
         return Draft(**dict(row)) if row else None
 
+    def working(self, name: str) -> Constitution:
+        """The constitution as it is being edited: its draft if any, else its latest version."""
+        draft = self.draft(name)
+        if draft is not None:
+            return parse_constitution(draft.yaml, f"draft of {name}")
+        return self.version(name).constitution
+
     def discard_draft(self, name: str) -> None:
         with self._transaction() as conn:
             conn.execute("DELETE FROM constitution_drafts WHERE name = ?", (name,))

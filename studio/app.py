@@ -8,7 +8,7 @@ import gradio as gr
 
 from pipeline.models import DEFAULT_MODEL
 from pipeline.store import Store
-from studio import constitution_tab, playground_tab
+from studio import chains_tab, constitution_tab, playground_tab
 from studio.notices import CSS
 
 SHIPPED_CONSTITUTIONS = Path(__file__).resolve().parent.parent / "constitutions"
@@ -22,11 +22,13 @@ def build_studio(workspace: str | Path | None = None, default_model: str = DEFAU
     store.seed(SHIPPED_CONSTITUTIONS)
     with gr.Blocks(title="Constitution Studio") as demo:
         gr.Markdown("# Constitution Studio\nWrite a constitution, then see what it does to a model.")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Constitution", id="constitution"):
-                constitution_tab.build(store, demo)
+                show_principle, principle_outputs = constitution_tab.build(store, demo)
             with gr.Tab("Playground", id="playground"):
                 playground_tab.build(store, demo, default_model)
+            with gr.Tab("Chains", id="chains"):
+                chains_tab.build(store, demo, tabs, show_principle, principle_outputs)
     return demo, store
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
+from typing import Callable
 
 import gradio as gr
 
@@ -62,8 +63,10 @@ def field_error(key: str) -> gr.HTML:
                    padding=False)
 
 
-def build(store: Store, demo: gr.Blocks) -> None:
-    """Lay out the tab and wire its events (call inside a gr.Tab of `demo`)."""
+def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], list]:
+    """Lay out the tab and wire its events (call inside a gr.Tab of `demo`). Returns a
+    function that shows one principle of a constitution in the editor, and the components
+    it updates, so other tabs can jump here."""
     current, base, selected = gr.State(None), gr.State(None), gr.State(None)
     message = gr.HTML(elem_id="constitution-message")
     with gr.Row():
@@ -321,4 +324,16 @@ def build(store: Store, demo: gr.Blocks) -> None:
     discard.click(on_discard, current, outputs)
     create.click(on_create, new_name, outputs)
     run_diff.click(on_diff, [diff_a, diff_b], diff_out)
+    def focus(constitution_name: str, principle_id: str) -> dict:
+        out = open_saved(constitution_name)
+        c = out[current]
+        ids = [p.id for p in c.principles]
+        if principle_id not in ids:
+            return {**out, message: notice("error", f"'{c.name}' no longer has a principle "
+                                                    f"'{principle_id}'.")}
+        index = ids.index(principle_id)
+        return {**out, selected: index, **fill_editor(c, index),
+                message: notice("info", f"Showing principle '{principle_id}' of {c.name}.")}
+
     demo.load(on_load, None, outputs)
+    return focus, outputs

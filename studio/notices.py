@@ -31,5 +31,18 @@ CSS = """
 .field-error, .field-error-text { color: #b71c1c; font-size: 0.85em; }
 .field-error:not(:has(.field-error-text)) { display: none; }
 .diff-view { font-family: ui-monospace, monospace; font-size: 0.85em; white-space: pre-wrap; }
+.chain { display: flex; flex-direction: column; gap: 6px; }
+.chain h3 { margin: 0; }
+.chain-card { border: 1px solid #ddd; border-radius: 6px; padding: 6px 10px; }
+.chain-card p { margin: 2px 0; white-space: pre-wrap; }
+.chain-label { color: #666; font-size: 0.8em; margin-top: 6px !important; }
+.chain-failed { background: #ffebee; color: #b71c1c; border-radius: 4px; padding: 0 6px; }
+.chain-pending { color: #888; font-style: italic; }
+.chain-final { border-color: #81c784; }
+.chain-signals { color: #555; font-size: 0.85em; }
+.wd-del { background: #ffebee; color: #b71c1c; } .wd-add { background: #e8f5e9; text-decoration: none; }
+.job-bar { background: #eee; border-radius: 4px; height: 10px; overflow: hidden; }
+.job-bar div { background: #5c6bc0; height: 100%; }
+.chain-summary table { font-size: 0.85em; }
 .diff-add { background: #e8f5e9; } .diff-del { background: #ffebee; } .diff-head { color: #555; }
 """

@@ -5,7 +5,7 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from pipeline.constitution import parse_constitution, principle_system_prompt
+from pipeline.constitution import principle_system_prompt
 from pipeline.errors import StudioError
 from pipeline.generation import SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL, load_model
@@ -58,12 +58,6 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
                 stop = gr.Button("Stop", scale=1, elem_id="playground-stop")
                 clear = gr.Button("Clear", scale=1, elem_id="playground-clear")
 
-    def current_constitution(name: str):
-        draft = store.draft(name)
-        if draft is not None:
-            return parse_constitution(draft.yaml, f"draft of {name}")
-        return store.version(name).constitution
-
     def on_load_page():
         names = store.names()
         chosen = "harmless-helpful" if "harmless-helpful" in names else (names[0] if names else None)
@@ -72,13 +66,13 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
     def principle_choices(name: str | None):
         if not name:
             return gr.update(choices=[NO_PRINCIPLE], value=NO_PRINCIPLE)
-        ids = [p.id for p in current_constitution(name).enabled_principles]
+        ids = [p.id for p in store.working(name).enabled_principles]
         return gr.update(choices=[NO_PRINCIPLE, *ids], value=NO_PRINCIPLE)
 
     def on_principle(name: str | None, pid: str) -> str:
         if not name or pid == NO_PRINCIPLE:
             return ""
-        return principle_system_prompt(current_constitution(name).principle(pid))
+        return principle_system_prompt(store.working(name).principle(pid))
 
     def on_load_model(name: str) -> str:
         try:

@@ -1,0 +1,325 @@
+"""Chains tab: watch critique–revision chains build, compare constitutions side by side,
+launch the dataset job in the background and browse finished chains."""
+from __future__ import annotations
+
+import html
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Iterator
+
+import gradio as gr
+
+from pipeline import jobs
+from pipeline.constitution import to_yaml
+from pipeline.critique import (Chain, ChainConfig, ChainRequest, chain_quality, principle_stats,
+                               run_chains, word_diff)
+from pipeline.data import ChainLog
+from pipeline.errors import StudioError
+from pipeline.files import write_atomic
+from pipeline.generation import SamplingConfig, backend_for
+from pipeline.models import DEFAULT_MODEL
+from pipeline.prompts import PromptRecord, load_prompts
+from pipeline.store import Store
+from studio.notices import error_notice, notice
+
+NONE = "(none)"
+TABLE_HEADERS = ["id", "category", "principles", "failed", "refuses", "change", "Δ words"]
+
+
+def _text(value: str | None) -> str:
+    if value is None:
+        return '<span class="chain-pending">generating…</span>'
+    return html.escape(value) if value.strip() else "<em>(empty)</em>"
+
+
+def diff_markup(before: str, after: str) -> str:
+    """A revision shown against the answer it revised: removed words struck, added marked."""
+    tags = {"same": "{}", "del": '<del class="wd-del">{}</del>', "add": '<ins class="wd-add">{}</ins>'}
+    return "".join(tags[op].format(html.escape(text)) for op, text in word_diff(before, after))
+
+
+def chain_html(chain: Chain, title: str) -> str:
+    """One chain as cards: prompt, initial answer, each round, final answer and its signals."""
+    parts = [f'<div class="chain"><h3>{html.escape(title)}</h3>']
+    if chain.truncated:
+        parts.append(notice("error", "The prompt was too long for the model's context and was "
+                                     "cut; the chain below used the shortened prompt."))
+    parts.append(f'<div class="chain-card"><b>Prompt</b><p>{html.escape(chain.prompt)}</p></div>')
+    parts.append(f'<div class="chain-card"><b>Initial answer</b>'
+                 f'<p>{_text(chain.initial_answer)}</p></div>')
+    current = chain.initial_answer or ""
+    for n, rnd in enumerate(chain.rounds, 1):
+        badge = f' <span class="chain-failed">failed: {html.escape(rnd.failure)}</span>' if rnd.failed else ""
+        revision = _text(rnd.revision) if rnd.revision is None or rnd.failed else diff_markup(current, rnd.revision)
+        parts.append(
+            f'<div class="chain-card chain-round" data-principle="{html.escape(rnd.principle_id)}">'
+            f'<b>Round {n} · principle <code>{html.escape(rnd.principle_id)}</code></b>{badge}'
+            f'<p class="chain-label">Critique request</p><p>{html.escape(rnd.critique_request)}</p>'
+            f'<p class="chain-label">Critique</p><p>{_text(rnd.critique)}</p>'
+            f'<p class="chain-label">Revision request</p><p>{html.escape(rnd.revision_request)}</p>'
+            f'<p class="chain-label">Revision (changes against the answer it revised)</p>'
+            f'<p>{revision}</p></div>')
+        if rnd.revision is not None and not rnd.failed:
+            current = rnd.revision
+    if chain.done:
+        q = chain_quality(chain)
+        parts.append(
+            f'<div class="chain-card chain-final"><b>Final answer</b><p>{_text(chain.final_answer)}</p>'
+            f'<p class="chain-signals">refuses: {"yes" if q.refuses else "no"} · changed '
+            f'{q.change:.0%} of the initial answer · length {q.length_change:+d} words · '
+            f'{q.failed_rounds} failed round(s)</p></div>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def chain_rows(chains: list[Chain]) -> list[list]:
+    rows = []
+    for c in chains:
+        q = chain_quality(c)
+        rows.append([c.id, c.category, ", ".join(r.principle_id for r in c.rounds), q.failed_rounds,
+                     "yes" if q.refuses else "no", f"{q.change:.0%}", q.length_change])
+    return rows
+
+
+def batch_summary(chains: list[Chain]) -> str:
+    """Per-batch quality: refusal rate, how much answers changed, and per-principle draws."""
+    if not chains:
+        return notice("info", "No finished chains in this run yet.")
+    qualities = [chain_quality(c) for c in chains]
+    n = len(chains)
+    rows = "".join(f"<tr><td><code>{html.escape(s.principle_id)}</code></td><td>{s.drawn}</td>"
+                   f"<td>{s.failed} ({s.failure_rate:.0%})</td></tr>" for s in principle_stats(chains))
+    return (f'<div class="chain-summary"><p>{n} chains · final answers refuse in '
+            f'{sum(q.refuses for q in qualities) / n:.0%} · mean change '
+            f'{sum(q.change for q in qualities) / n:.0%} · mean length change '
+            f'{sum(q.length_change for q in qualities) / n:+.1f} words · '
+            f'{sum(q.failed_rounds for q in qualities)} failed rounds · '
+            f'{sum(c.truncated for c in chains)} truncated prompts</p>'
+            f"<table><tr><th>principle</th><th>drawn</th><th>failed</th></tr>{rows}</table></div>")
+
+
+def progress_html(job, progress: dict | None) -> str:
+    """A progress bar with elapsed and remaining time for a batch job."""
+    done, total = (progress or {}).get("done", 0), (progress or {}).get("total", 0)
+    fraction = done / total if total else 0.0
+    started = datetime.fromisoformat(job.created_at).timestamp()
+    elapsed = ((datetime.fromisoformat(job.finished_at).timestamp() if job.finished_at else time.time())
+               - started)
+    remaining = elapsed / fraction - elapsed if 0 < fraction < 1 and job.active else 0
+    detail = f" · {html.escape(job.error)}" if job.error else ""
+    return (f'<div class="job-progress" data-status="{job.status}"><div class="job-line">Job {job.id} '
+            f'({job.kind}) · <b>{job.status}</b> · {done:.1f}/{total} chains · elapsed '
+            f'{elapsed:.0f} s · remaining {remaining:.0f} s{detail}</div>'
+            f'<div class="job-bar"><div style="width:{fraction:.1%}"></div></div></div>')
+
+
+def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable[[str, str], dict],
+          show_outputs: list) -> None:
+    """Lay out the tab and wire its events. `show_principle(constitution, principle_id)`
+    returns the updates (to `show_outputs`) that show a principle in the Constitution tab."""
+    red_team = load_prompts("red-team", "test")
+    examples = {f"[{r.category}] {r.prompt}": r.prompt for r in red_team}
+    message = gr.HTML(elem_id="chains-message")
+    with gr.Row():
+        with gr.Column(scale=1):
+            example = gr.Dropdown(label="Pick a red-team prompt", choices=list(examples),
+                                  elem_id="chains-example")
+            prompt = gr.Textbox(label="Prompt", lines=3, elem_id="chains-prompt")
+            constitution_a = gr.Dropdown(label="Constitution", choices=[], elem_id="chains-constitution-a")
+            constitution_b = gr.Dropdown(label="Side by side with (optional)", choices=[NONE],
+                                         value=NONE, elem_id="chains-constitution-b")
+            model = gr.Dropdown(label="Model", choices=[DEFAULT_MODEL], value=DEFAULT_MODEL,
+                                allow_custom_value=True, elem_id="chains-model")
+            rounds = gr.Slider(1, 6, value=ChainConfig.rounds, step=1, label="rounds",
+                               elem_id="chains-rounds")
+            few_shot = gr.Checkbox(value=True, label="prepend few-shot chains")
+            max_new_tokens = gr.Slider(16, 512, value=96, step=16, label="max new tokens per step",
+                                       elem_id="chains-max-tokens")
+            temperature = gr.Slider(0, 1.5, value=0.7, step=0.05, label="temperature (0 = greedy)")
+            seed = gr.Number(value=0, precision=0, label="seed")
+            with gr.Row():
+                run = gr.Button("Run chain", variant="primary", elem_id="chains-run")
+                stop = gr.Button("Stop", elem_id="chains-stop")
+        with gr.Column(scale=3):
+            with gr.Row():
+                view_a = gr.HTML(elem_id="chains-view-a")
+                view_b = gr.HTML(elem_id="chains-view-b")
+            with gr.Row():
+                principle = gr.Dropdown(label="Principle used in this chain", choices=[],
+                                        elem_id="chains-principle", scale=3)
+                open_principle = gr.Button("Open in Constitution tab", elem_id="chains-open-principle",
+                                           scale=1)
+
+    with gr.Accordion("Batch: build the SL-CAI dataset in the background", open=True):
+        with gr.Row():
+            prompt_set = gr.Dropdown(label="Prompt set", choices=["red-team", "helpful"],
+                                     value="red-team", elem_id="batch-set")
+            split = gr.Dropdown(label="Split", choices=["train", "test", "all"], value="train",
+                                elem_id="batch-split")
+            limit = gr.Number(value=8, precision=0, label="prompts (0 = all)", elem_id="batch-limit")
+            launch = gr.Button("Launch batch job", variant="primary", elem_id="batch-launch")
+            cancel = gr.Button("Cancel", elem_id="batch-cancel", variant="stop")
+            resume = gr.Button("Resume", elem_id="batch-resume")
+        progress = gr.HTML(elem_id="batch-progress")
+        with gr.Row():
+            run_folder = gr.Dropdown(label="Run", choices=[], elem_id="batch-run", scale=3)
+            filter_principle = gr.Dropdown(label="Principle", choices=[NONE], value=NONE,
+                                           elem_id="batch-filter-principle")
+            filter_category = gr.Dropdown(label="Category", choices=[NONE], value=NONE,
+                                          elem_id="batch-filter-category")
+            failed_only = gr.Checkbox(label="only chains with failed rounds", elem_id="batch-failed")
+        summary = gr.HTML(elem_id="batch-summary")
+        table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True,
+                             elem_id="batch-table", label="Finished chains (click to open)")
+        chain_view = gr.HTML(elem_id="batch-chain")
+    timer = gr.Timer(2.0)
+
+    def names():
+        return store.names()
+
+    def on_page_load():
+        chosen = "harmless-helpful" if "harmless-helpful" in names() else (names() or [None])[0]
+        return (gr.update(choices=names(), value=chosen),
+                gr.update(choices=[NONE, *names()], value=NONE), *on_tick(), run_choices())
+
+    def run_choices():
+        folders = [j.out_dir for j in store.jobs("revise")]
+        return gr.update(choices=folders, value=folders[0] if folders else None)
+
+    def on_example(choice: str | None) -> str:
+        return examples.get(choice or "", "")
+
+    def on_run(text: str, name_a: str, name_b: str, model_name: str, n_rounds: float,
+               use_few_shot: bool, new_tokens: float, temp: float, seed_value: float) -> Iterator:
+        if not text or not text.strip():
+            yield "", "", gr.update(), notice("error", "Type or pick a prompt first.")
+            return
+        try:
+            labels = [name_a] + ([name_b] if name_b and name_b != NONE else [])
+            record = PromptRecord(id="studio", prompt=text, category="studio")
+            requests = [ChainRequest(record, store.working(n)) for n in labels]
+            config = ChainConfig(rounds=int(n_rounds), few_shot=bool(use_few_shot),
+                                 batch_size=len(requests))
+            sampling = SamplingConfig(max_new_tokens=int(new_tokens), temperature=float(temp),
+                                      seed=int(seed_value or 0))
+            backend = backend_for(model_name)
+            for chains in run_chains(backend, requests, config, sampling):
+                views = [chain_html(c, f"{label} ({c.constitution_hash[:8]})")
+                         for c, label in zip(chains, labels)]
+                used = sorted({f"{c.constitution_name}:{r.principle_id}" for c in chains
+                               for r in c.rounds})
+                yield (views[0], views[1] if len(views) > 1 else "",
+                       gr.update(choices=used, value=used[0] if used else None), "")
+        except StudioError as exc:
+            yield gr.update(), gr.update(), gr.update(), error_notice(exc)
+
+    def on_open_principle(choice: str | None) -> dict:
+        if not choice:
+            return {message: notice("error", "Run a chain first, then pick one of its principles.")}
+        name, _, pid = choice.rpartition(":")
+        return {**show_principle(name, pid), tabs: gr.Tabs(selected="constitution")}
+
+    def launch_args(name: str, chosen_set: str, chosen_split: str, n: float, n_rounds: float,
+                    use_few_shot: bool, new_tokens: float, temp: float, seed_value: float,
+                    model_name: str, out: Path) -> list[str]:
+        # the job reads the constitution as it is being edited, frozen into its run folder
+        path = write_atomic(out / "constitution.yaml", to_yaml(store.working(name)))
+        args = ["revise", "--constitution", str(path), "--prompts", chosen_set,
+                "--limit", str(int(n or 0)), "--rounds", str(int(n_rounds)),
+                "--max-new-tokens", str(int(new_tokens)), "--temperature", str(float(temp)),
+                "--seed", str(int(seed_value or 0)), "--model", model_name, "--out", str(out),
+                "--few-shot" if use_few_shot else "--no-few-shot"]
+        return args + (["--split", chosen_split] if chosen_split != "all" else [])
+
+    def on_launch(name, chosen_set, chosen_split, n, n_rounds, use_few_shot, new_tokens, temp,
+                  seed_value, model_name):
+        if not name:
+            return notice("error", "Pick a constitution first."), gr.update()
+        out = store.workspace / "runs" / f"chains-{datetime.now():%Y%m%d-%H%M%S}"
+        try:
+            args = launch_args(name, chosen_set, chosen_split, n, n_rounds, use_few_shot,
+                               new_tokens, temp, seed_value, model_name, out)
+            job = jobs.launch(store, "revise", args, out)
+        except StudioError as exc:
+            return error_notice(exc), gr.update()
+        return notice("ok", f"Launched job {job.id}: chains into {out}."), run_choices()
+
+    def latest_job():
+        found = [j for j in jobs.refresh(store) if j.kind == "revise"]
+        return found[0] if found else None
+
+    def on_tick():
+        job = latest_job()
+        if job is None:
+            return ("",)
+        return (progress_html(job, jobs.read_progress(job.out_dir)),)
+
+    def on_timer(folder, pid, category, only_failed):
+        """Progress every tick; the chain table only while the job writing it runs."""
+        job = latest_job()
+        bar = on_tick()
+        if job is not None and (job.active or job.finished_at and
+                                time.time() - datetime.fromisoformat(job.finished_at).timestamp() < 5):
+            return (*bar, *browse(folder, pid, category, only_failed))
+        return (*bar, gr.update(), gr.update(), gr.update(), gr.update())
+
+    def on_cancel():
+        job = latest_job()
+        if job is None or not job.active:
+            return notice("error", "No batch job is running.")
+        try:
+            jobs.cancel(store, job.id)
+        except StudioError as exc:
+            return error_notice(exc)
+        return notice("ok", f"Cancelling job {job.id}; finished chains are kept.")
+
+    def on_resume():
+        job = latest_job()
+        if job is None or job.status not in ("cancelled", "failed"):
+            return notice("error", "Only a cancelled or failed batch job can be resumed."), gr.update()
+        try:
+            resumed = jobs.launch(store, "revise", list(job.args), job.out_dir)
+        except StudioError as exc:
+            return error_notice(exc), gr.update()
+        return notice("ok", f"Resumed as job {resumed.id}; done chains are skipped."), run_choices()
+
+    def browse(folder: str | None, pid: str, category: str, only_failed: bool):
+        try:
+            chains = ChainLog(folder).read() if folder else []
+        except StudioError as exc:
+            return error_notice(exc), [], gr.update(), gr.update()
+        shown = [c for c in chains
+                 if (pid == NONE or any(r.principle_id == pid for r in c.rounds))
+                 and (category == NONE or c.category == category)
+                 and (not only_failed or any(r.failed for r in c.rounds))]
+        principles = sorted({r.principle_id for c in chains for r in c.rounds})
+        categories = sorted({c.category for c in chains})
+        return (batch_summary(chains), chain_rows(shown),
+                gr.update(choices=[NONE, *principles]), gr.update(choices=[NONE, *categories]))
+
+    def on_open_chain(folder: str | None, evt: gr.SelectData) -> str:
+        chains = {c.id: c for c in ChainLog(folder).read()} if folder else {}
+        chain = chains.get(evt.row_value[0]) if evt.row_value else None
+        if chain is None:
+            return notice("error", "That chain is no longer in this run.")
+        return chain_html(chain, f"Chain {chain.id} · {chain.constitution_name}")
+
+    example.input(on_example, example, prompt)
+    run_inputs = [prompt, constitution_a, constitution_b, model, rounds, few_shot, max_new_tokens,
+                  temperature, seed]
+    running = run.click(on_run, run_inputs, [view_a, view_b, principle, message])
+    stop.click(None, cancels=[running])
+    open_principle.click(on_open_principle, principle, [message, tabs, *show_outputs])
+    launch.click(on_launch, [constitution_a, prompt_set, split, limit, rounds, few_shot,
+                             max_new_tokens, temperature, seed, model], [message, run_folder])
+    cancel.click(on_cancel, None, message)
+    resume.click(on_resume, None, [message, run_folder])
+    browse_inputs = [run_folder, filter_principle, filter_category, failed_only]
+    browse_outputs = [summary, table, filter_principle, filter_category]
+    for control in (run_folder, filter_principle, filter_category, failed_only):
+        control.input(browse, browse_inputs, browse_outputs)
+    timer.tick(on_timer, browse_inputs, [progress, *browse_outputs])
+    table.select(on_open_chain, run_folder, chain_view)
+    demo.load(on_page_load, None, [constitution_a, constitution_b, progress, run_folder]).then(
+        browse, browse_inputs, browse_outputs)
