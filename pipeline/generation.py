@@ -129,44 +129,53 @@ class TransformersBackend:
                              "tokens.")
         return rows
 
-    def _prefill(self, rows: list[list[int]], cache) -> tuple[object, torch.Tensor, torch.Tensor]:
-        """Run the prompts through the model, filling `cache`.
+    def _prefill(self, rows: list[list[int]], max_new_tokens: int):
+        """Run the prompts through the model into a preallocated KV cache.
 
         Rows of a batch often share a long start (a system prompt, few-shot examples). With
         causal attention that shared prefix has the same keys and values in every row, so
-        it is computed once at batch size 1 and repeated; only the rest of each row is
-        computed per row, left-padded: [prefix][pad…][row suffix]. Returns the model output,
-        the attention mask and the position of the last token of each row.
+        it is computed once at batch size 1 and copied into each row's slots; only the rest
+        of each row is computed per row, left-padded: [prefix][pad…][row suffix][new…].
+        The cache is allocated once for the whole generation: a growing cache would copy
+        itself on every decoded token, which at long contexts costs more than the model.
+        Returns the model output, the cache, the full-length attention mask and the
+        position of each row's last token.
         """
-        device = self.loaded.device
+        from transformers import DynamicCache, StaticCache
+
+        model, device = self.loaded.model, self.loaded.device
         shared = shared_prefix_length(rows) if len(rows) > 1 else 0
-        if shared:
-            prefix = torch.tensor([rows[0][:shared]], device=device)
-            self.loaded.model(input_ids=prefix, past_key_values=cache, use_cache=True,
-                              logits_to_keep=1)
-            cache.batch_repeat_interleave(len(rows))
         suffixes = [r[shared:] for r in rows]
         width = max(len(s) for s in suffixes)
+        cache = StaticCache(config=model.config, max_cache_len=shared + width + max_new_tokens)
+        if shared:
+            prefix_cache = DynamicCache()
+            model(input_ids=torch.tensor([rows[0][:shared]], device=device),
+                  past_key_values=prefix_cache, use_cache=True, logits_to_keep=1)
+            for layer, prefix in zip(cache.layers, prefix_cache.layers):
+                layer.lazy_initialization(prefix.keys.expand(len(rows), -1, -1, -1),
+                                          prefix.values.expand(len(rows), -1, -1, -1))
+                layer.keys[:, :, :shared] = prefix.keys
+                layer.values[:, :, :shared] = prefix.values
+                layer.cumulative_length.fill_(shared)
         input_ids = torch.tensor([[self.pad_id] * (width - len(s)) + s for s in suffixes],
                                  device=device)
+        # positions not yet written are causally masked, so they may be marked as real here
         mask = torch.tensor([[1] * shared + [0] * (width - len(s)) + [1] * len(s)
-                             for s in suffixes], device=device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
-        out = self.loaded.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                past_key_values=cache, use_cache=True, logits_to_keep=1)
-        return out, mask, positions[:, -1:]
+                             + [1] * max_new_tokens for s in suffixes], device=device)
+        positions = (mask[:, :shared + width].cumsum(-1) - 1).clamp(min=0)[:, shared:]
+        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                    past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return out, cache, mask, positions[:, -1:]
 
     @torch.inference_mode()
     def _decode(self, rows_ids: list[list[int]], config: SamplingConfig,
                 seeds: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (row indices still running, their new tokens) once per step."""
-        from transformers import DynamicCache
-
         model = self.loaded.model
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         rows = torch.arange(len(rows_ids))
-        cache = DynamicCache()
-        out, attention_mask, position = self._prefill(rows_ids, cache)
+        out, cache, attention_mask, position = self._prefill(rows_ids, config.max_new_tokens)
         position = position + 1
         for _ in range(config.max_new_tokens):
             tokens = next_tokens(out.logits[:, -1, :].float().cpu(), config, generators)
@@ -176,11 +185,14 @@ class TransformersBackend:
                 return
             if not running.all():  # finished rows leave the batch, so they cost nothing more
                 keep = running.nonzero().squeeze(-1)
-                cache.batch_select_indices(keep.to(attention_mask.device))
+                device_keep = keep.to(attention_mask.device)
+                for layer in cache.layers:
+                    layer.keys = layer.keys.index_select(0, device_keep)
+                    layer.values = layer.values.index_select(0, device_keep)
+                    layer.batch_size = len(keep)
                 rows, tokens, position = rows[keep], tokens[keep], position[keep]
-                attention_mask = attention_mask[keep]
+                attention_mask = attention_mask[device_keep]
                 generators = [generators[i] for i in keep.tolist()]
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(rows), 1)], -1)
             out = model(input_ids=tokens[:, None].to(attention_mask.device),
                         attention_mask=attention_mask, position_ids=position,
                         past_key_values=cache, use_cache=True)

@@ -7,13 +7,12 @@ from pathlib import Path
 import pytest
 
 from pipeline import jobs
-from pipeline.critique import ChainConfig, ChainRequest, run_chains
+from pipeline.critique import ChainConfig, run_chains
 from pipeline.data import (ChainLog, build_sft_dataset, claim_run_folder, export_chains)
 from pipeline.errors import DatasetError, JobError
 from pipeline.generation import SamplingConfig, TransformersBackend
-from pipeline.prompts import PromptRecord
 from pipeline.store import Store
-from tests.pipeline.test_critique import harmless, requests
+from tests.pipeline.test_critique import requests
 from tests.tiny import tiny_model
 
 SAMPLING = SamplingConfig(temperature=1.0, max_new_tokens=6, seed=0)

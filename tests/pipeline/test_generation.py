@@ -110,15 +110,13 @@ def test_shared_prefix_length():
 
 
 def test_shared_prefix_cache_gives_the_same_logits_as_full_passes(tiny):
-    from transformers import DynamicCache
-
     system = "You are a careful assistant. " * 12
     conversations = [chat(text, system=system) for text in
                      ("Hi", "Tell me about the sea, please, in detail.", "Why?")]
     rows = tiny._encode(conversations, SamplingConfig())
     assert shared_prefix_length(rows) > 50
     with torch.inference_mode():
-        out, _, _ = tiny._prefill(rows, DynamicCache())
+        out, _, _, _ = tiny._prefill(rows, 4)
         for i, row in enumerate(rows):
             full = tiny.loaded.model(input_ids=torch.tensor([row])).logits[0, -1]
             assert torch.allclose(out.logits[i, -1], full, atol=1e-4)
