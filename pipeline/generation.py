@@ -103,6 +103,7 @@ class TransformersBackend:
         ids |= set(configured if isinstance(configured, list) else [configured])
         self.stop_ids = torch.tensor(sorted(i for i in ids if i is not None))
         self.pad_id = tok.pad_token_id
+        self._prefix: tuple[tuple[int, ...], object] | None = None
 
     def prompt_text(self, conversation: list[Message]) -> str:
         return self.loaded.tokenizer.apply_chat_template(
@@ -136,7 +137,8 @@ class TransformersBackend:
         causal attention that shared prefix has the same keys and values in every row, so
         it is computed once at batch size 1 and copied into each row's slots; only the rest
         of each row is computed per row, left-padded: [prefix][pad…][row suffix][new…].
-        The cache is allocated once for the whole generation: a growing cache would copy
+        The last prefix is kept, so consecutive calls with the same prefix (the stages of a
+        chain batch) compute it once. The cache is allocated once for the whole generation: a growing cache would copy
         itself on every decoded token, which at long contexts costs more than the model.
         Returns the model output, the cache, the full-length attention mask and the
         position of each row's last token.
@@ -149,10 +151,13 @@ class TransformersBackend:
         width = max(len(s) for s in suffixes)
         cache = StaticCache(config=model.config, max_cache_len=shared + width + max_new_tokens)
         if shared:
-            prefix_cache = DynamicCache()
-            model(input_ids=torch.tensor([rows[0][:shared]], device=device),
-                  past_key_values=prefix_cache, use_cache=True, logits_to_keep=1)
-            for layer, prefix in zip(cache.layers, prefix_cache.layers):
+            key = tuple(rows[0][:shared])
+            if self._prefix is None or self._prefix[0] != key:
+                prefix_cache = DynamicCache()
+                model(input_ids=torch.tensor([key], device=device),
+                      past_key_values=prefix_cache, use_cache=True, logits_to_keep=1)
+                self._prefix = (key, prefix_cache)  # the next call (next chain stage) reuses it
+            for layer, prefix in zip(cache.layers, self._prefix[1].layers):
                 layer.lazy_initialization(prefix.keys.expand(len(rows), -1, -1, -1),
                                           prefix.values.expand(len(rows), -1, -1, -1))
                 layer.keys[:, :, :shared] = prefix.keys

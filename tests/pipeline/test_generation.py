@@ -129,3 +129,14 @@ def test_shared_prefix_generation_matches_one_at_a_time(tiny):
     batched = tiny.generate(conversations, config)
     single = [tiny.generate([c], config, seeds=[2 + i])[0] for i, c in enumerate(conversations)]
     assert batched == single
+
+
+def test_reused_prefix_gives_the_same_results_as_a_fresh_one(tiny):
+    system = "Always answer politely and briefly. " * 10
+    config = SamplingConfig(temperature=1.0, max_new_tokens=6, seed=9)
+    first = [chat("Hello", system=system), chat("How are you?", system=system)]
+    second = [chat("Name a tree", system=system), chat("Name a river", system=system)]
+    backend = TransformersBackend(tiny.loaded)
+    backend.generate(first, config)
+    reused = backend.generate(second, config)  # same shared prefix: taken from the last call
+    assert reused == TransformersBackend(tiny.loaded).generate(second, config)
