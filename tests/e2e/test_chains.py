@@ -72,6 +72,6 @@ def test_batch_job_progress_table_and_viewer(page: Page, studio):
     job = Store(studio.workspace).jobs("revise")[0]
     chains = ChainLog(job.out_dir).read()
     assert len(chains) == 2 and all(c.done for c in chains)
-    table.get_by_text(chains[0].id).click()
+    table.get_by_text(chains[0].id, exact=True).last.click()
     expect(page.locator("#batch-chain")).to_contain_text(f"Chain {chains[0].id}")
     expect(page.locator("#batch-chain .chain-final")).to_be_visible()

