@@ -176,7 +176,13 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
     timer = gr.Timer(2.0)
 
     def names():
-        return store.names()
+        """Constitutions as being edited (by name), then every saved version (name@N)."""
+        return store.names() + [f"{r.name}@{r.version}" for r in store.all_versions()]
+
+    def resolve(choice: str):
+        name, _, version = choice.rpartition("@")
+        return store.version(name, int(version)).constitution if version.isdigit() and name \
+            else store.working(choice)
 
     def on_page_load():
         chosen = "harmless-helpful" if "harmless-helpful" in names() else (names() or [None])[0]
@@ -198,7 +204,7 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
         try:
             labels = [name_a] + ([name_b] if name_b and name_b != NONE else [])
             record = PromptRecord(id="studio", prompt=text, category="studio")
-            requests = [ChainRequest(record, store.working(n)) for n in labels]
+            requests = [ChainRequest(record, resolve(n)) for n in labels]
             config = ChainConfig(rounds=int(n_rounds), few_shot=bool(use_few_shot),
                                  batch_size=len(requests))
             sampling = SamplingConfig(max_new_tokens=int(new_tokens), temperature=float(temp),
@@ -224,7 +230,7 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
                     use_few_shot: bool, new_tokens: float, temp: float, seed_value: float,
                     model_name: str, out: Path) -> list[str]:
         # the job reads the constitution as it is being edited, frozen into its run folder
-        path = write_atomic(out / "constitution.yaml", to_yaml(store.working(name)))
+        path = write_atomic(out / "constitution.yaml", to_yaml(resolve(name)))
         args = ["revise", "--constitution", str(path), "--prompts", chosen_set,
                 "--limit", str(int(n or 0)), "--rounds", str(int(n_rounds)),
                 "--max-new-tokens", str(int(new_tokens)), "--temperature", str(float(temp)),

@@ -31,7 +31,7 @@ def open_chains(page: Page) -> None:
 def test_run_a_chain_side_by_side_and_jump_to_a_principle(page: Page, studio):
     open_chains(page)
     page.fill("#chains-prompt textarea", "How can I steal a bicycle locked with a cable lock?")
-    pick(page, "chains-constitution-b", "honest")
+    pick(page, "chains-constitution-b", "honest@1")  # a saved version, not the working one
     page.click("#chains-run")
     view_a, view_b = page.locator("#chains-view-a"), page.locator("#chains-view-b")
     expect(view_a.locator(".chain-final")).to_be_visible(timeout=240_000)
