@@ -286,6 +286,16 @@ def _snapshot(row: _Row, config: ChainConfig, sampling: SamplingConfig, model: s
         constitution_name=c.name, constitution_hash=content_hash(c), truncated=row.truncated)
 
 
+def _snapshots(rows: list[_Row], config: ChainConfig, sampling: SamplingConfig,
+               model: str) -> list[Chain]:
+    return [_snapshot(r, config, sampling, model) for r in rows]
+
+
+def _seeds(rows: list[_Row], sampling: SamplingConfig, step: int) -> list[int]:
+    """One sampling seed per row and generation step, independent of the batch."""
+    return [stable_int("sample", sampling.seed, r.id, step) for r in rows]
+
+
 def run_chains(backend: GenerationBackend, requests: list[ChainRequest], config: ChainConfig,
                sampling: SamplingConfig) -> Iterator[list[Chain]]:
     """Build chains batch by batch, yielding the batch's chains after every stage (initial
@@ -296,37 +306,31 @@ def run_chains(backend: GenerationBackend, requests: list[ChainRequest], config:
         rows = [_start(r, config, sampling, backend)
                 for r in requests[start:start + config.batch_size]]
 
-        def snapshots() -> list[Chain]:
-            return [_snapshot(r, config, sampling, backend.name) for r in rows]
-
-        def seeds(step: int) -> list[int]:
-            return [stable_int("sample", sampling.seed, r.id, step) for r in rows]
-
         answers = backend.generate([[{"role": "user", "content": r.prompt}] for r in rows],
-                                   sampling, seeds(0))
+                                   sampling, _seeds(rows, sampling, 0))
         for row, answer in zip(rows, answers):
             row.initial = row.current = answer.text
-        yield snapshots()
+        yield _snapshots(rows, config, sampling, backend.name)
         for n in range(config.rounds):
             critiques = backend.generate(
                 [critique_messages(r.prefix, r.prompt, r.current, r.principles[n]) for r in rows],
-                sampling, seeds(2 * n + 1))
+                sampling, _seeds(rows, sampling, 2 * n + 1))
             for row, critique in zip(rows, critiques):
                 p = row.principles[n]
                 row.rounds.append(RevisionRound(p.id, p.critique_request, p.revision_request,
                                                 critique=critique.text))
-            yield snapshots()
+            yield _snapshots(rows, config, sampling, backend.name)
             revisions = backend.generate(
                 [revision_messages(r.prefix, r.prompt, r.current, r.principles[n],
                                    r.rounds[n].critique) for r in rows],
-                sampling, seeds(2 * n + 2))
+                sampling, _seeds(rows, sampling, 2 * n + 2))
             for row, revision in zip(rows, revisions):
                 failure = round_failure(revision.text, row.principles[n], row.rounds[n].critique)
                 row.rounds[n] = dataclasses.replace(row.rounds[n], revision=revision.text,
                                                     failure=failure)
                 if not failure:  # a failed round is kept and flagged; the answer stays as it was
                     row.current = revision.text
-            yield snapshots()
+            yield _snapshots(rows, config, sampling, backend.name)
 
 
 def chain_to_dict(chain: Chain) -> dict:
