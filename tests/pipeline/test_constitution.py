@@ -169,7 +169,8 @@ def constitutions(draw) -> Constitution:
     principles = tuple(Principle(
         id=pid, title=draw(texts), critique_request=draw(texts), revision_request=draw(texts),
         preference_question=draw(texts),
-        weight=draw(st.floats(min_value=0.01, max_value=100, allow_nan=False)),
+        weight=draw(st.floats(min_value=0.01, max_value=100, allow_nan=False,
+                                  allow_subnormal=False)),
         tags=tuple(draw(st.lists(texts, max_size=3))), enabled=draw(st.booleans()))
         for pid in principle_ids)
     rounds = tuple(FewShotRound(draw(texts), draw(texts), draw(texts), draw(texts),

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from pipeline.feedback import (OrderedLabel, both_orders, clamp_cot, ensemble, option_probability,
                                position_bias)
 
-logprobs = st.floats(min_value=-30, max_value=0, allow_nan=False)
+logprobs = st.floats(min_value=-30, max_value=0, allow_nan=False, allow_subnormal=False)
 
 
 def test_option_probability_by_hand():
