@@ -22,12 +22,9 @@ from pipeline.models import DEFAULT_MODEL
 from pipeline.prompts import IMPORTERS, SHIPPED, import_prompts, load_prompts, write_prompts
 from pipeline.store import Store
 
-SHIPPED_CONSTITUTIONS = Path(__file__).resolve().parent.parent / "constitutions"
-
-
 def open_store(args: argparse.Namespace) -> Store:
     store = Store(args.workspace)
-    store.seed(SHIPPED_CONSTITUTIONS)
+    store.seed()
     return store
 
 

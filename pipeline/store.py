@@ -20,6 +20,7 @@ from pipeline.constitution import (Constitution, check_constitution, content_has
 from pipeline.errors import StoreError
 
 WORKSPACE_ENV = "CONSTITUTION_STUDIO_WORKSPACE"
+SHIPPED_CONSTITUTIONS = Path(__file__).resolve().parent.parent / "constitutions"
 DB_NAME = "studio.db"
 
 MIGRATIONS: tuple[str, ...] = (
@@ -204,7 +205,7 @@ class Store:
                                 "ORDER BY name, version DESC").fetchall()
         return [_record(r) for r in rows]
 
-    def seed(self, folder: Path) -> list[str]:
+    def seed(self, folder: Path = SHIPPED_CONSTITUTIONS) -> list[str]:
         """Save each shipped constitution in `folder` whose name the store does not know."""
         known = set(self.names())
         added = []

@@ -11,7 +11,6 @@ from pipeline.store import Store
 from studio import chains_tab, constitution_tab, playground_tab
 from studio.notices import CSS
 
-SHIPPED_CONSTITUTIONS = Path(__file__).resolve().parent.parent / "constitutions"
 # System fonts only: the studio must render the same with no internet access.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                        font_mono=["ui-monospace", "monospace"])
@@ -19,7 +18,7 @@ THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
 
 def build_studio(workspace: str | Path | None = None, default_model: str = DEFAULT_MODEL) -> tuple[gr.Blocks, Store]:
     store = Store(workspace)
-    store.seed(SHIPPED_CONSTITUTIONS)
+    store.seed()
     with gr.Blocks(title="Constitution Studio") as demo:
         gr.Markdown("# Constitution Studio\nWrite a constitution, then see what it does to a model.")
         with gr.Tabs() as tabs:
