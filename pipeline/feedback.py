@@ -2,13 +2,24 @@
 
 The feedback model reads a multiple-choice question — the conversation, a principle's
 preference question, `(A) …`, `(B) …`, an answer cue — and we read the log-probabilities
-of the option tokens instead of generating. This module holds the label maths, written out
-term by term; it needs no model.
+of the option tokens instead of generating. The label maths comes first, written out term
+by term and needing no model; then the question, the option tokens, and the labeller.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from dataclasses import dataclass
+import random
+from dataclasses import asdict, dataclass, field
+
+from pipeline.constitution import Constitution, Principle, content_hash
+from pipeline.critique import stable_int
+from pipeline.errors import ConstitutionError, DatasetError, ModelError
+from pipeline.generation import GenerationBackend, SamplingConfig, TransformersBackend
+from pipeline.models import LoadedModel
+from pipeline.prompts import PromptRecord
+from pipeline.scoring import ScoreItem, option_logprobs
 
 COT_CLAMP = (0.4, 0.6)  # chain-of-thought labels are overconfident; the RLAIF paper clamps them
 
@@ -71,3 +82,359 @@ def clamp_cot(p_a: float) -> float:
 def position_bias(labels: list[OrderedLabel]) -> float:
     """Fraction of labels whose winner was decided by position rather than content."""
     return sum(label.same_position_won for label in labels) / len(labels) if labels else 0.0
+
+
+# --- asking the feedback model ---------------------------------------------------------------
+
+ANSWER_CUE = "The answer is: ("
+COT_REQUEST = "Think it through step by step, then say which response is better."
+OPTION_SPELLINGS = ("{}", " {}", "{})", " {})")  # ways an option letter may follow the cue
+INTRO = "Consider the following conversation between a human and an assistant:"
+_SPLIT = "\u0000principle\u0000"  # marks where the principle starts in the rendered prompt
+
+
+@dataclass(frozen=True)
+class OptionTokens:
+    """How a tokenizer spells the answer: `cue` ends every scored context; `a` and `b` are
+    the token ids that can start option A and option B right after it."""
+
+    cue: tuple[int, ...]
+    a: tuple[int, ...]
+    b: tuple[int, ...]
+
+
+def resolve_option_tokens(tokenizer, cue: str = ANSWER_CUE) -> OptionTokens:
+    """Find the option tokens for any tokenizer.
+
+    Each letter is tried in several spellings after the cue. Where the tokenizer merges the
+    cue's last characters with the letter (`(A` as one token), the scoring point moves back
+    to where the spellings part. Tokens that start both letters tell nothing and are dropped;
+    if nothing is left for a letter, the tokenizer cannot tell A from B and we refuse it.
+    """
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    cue_ids = encode(cue)
+    spelled = {letter: [encode(cue + s.format(letter)) for s in OPTION_SPELLINGS]
+               for letter in "AB"}
+    keep = len(cue_ids)
+    for ids in spelled["A"] + spelled["B"]:
+        same = 0
+        while same < min(len(ids), len(cue_ids)) and ids[same] == cue_ids[same]:
+            same += 1
+        keep = min(keep, same)
+    starts = {letter: {ids[keep] for ids in rows if len(ids) > keep}
+              for letter, rows in spelled.items()}
+    shared = starts["A"] & starts["B"]
+    a, b = starts["A"] - shared, starts["B"] - shared
+    if not a or not b or not keep:
+        names = sorted(tokenizer.convert_ids_to_tokens(sorted(shared))) if shared else []
+        raise ModelError(f"This tokenizer spells the options A and B with the same tokens "
+                         f"({', '.join(map(repr, names)) or 'none found'}) after the cue "
+                         f"{cue!r}, so their probabilities cannot be told apart; pick another "
+                         "feedback model.")
+    return OptionTokens(tuple(cue_ids[:keep]), tuple(sorted(a)), tuple(sorted(b)))
+
+
+def question_parts(prompt: str, first: str, second: str, question: str,
+                   cot: bool = False) -> tuple[str, str]:
+    """The multiple-choice question's user turn in two parts: the conversation and both
+    answers (shared by every principle), then the principle's question. The principle comes
+    *after* the answers so K principles share one prefix."""
+    shared = (f"{INTRO}\n\nHuman: {prompt.strip()}\n\nOptions:\n(A) {first.strip()}\n\n"
+              f"(B) {second.strip()}\n\n")
+    return shared, f"{question.strip()}\n{COT_REQUEST if cot else 'Answer with (A) or (B).'}"
+
+
+def render_question(tokenizer, shared: str, ask: str) -> tuple[str, str]:
+    """The chat-rendered question (generation cue included) cut where the principle starts:
+    (prefix text, principle text up to the assistant's turn)."""
+    messages = [{"role": "user", "content": shared + _SPLIT + ask}]
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    head, _, tail = text.rpartition(_SPLIT)
+    return head, tail
+
+
+# --- pairs and labels ------------------------------------------------------------------------
+
+HUMAN_CHOICES = ("A", "B", "tie")
+
+
+def pair_id(prompt: str, response_a: str, response_b: str) -> str:
+    """A stable id for a pair in this order (swapping the answers gives another id)."""
+    blob = json.dumps([prompt, response_a, response_b], ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A prompt and two answers to compare; `human` is a label that came with the pair
+    (gold pairs, HH-RLHF imports)."""
+
+    prompt: str
+    response_a: str
+    response_b: str
+    category: str = ""
+    split: str = "train"
+    source: str = ""
+    human: str | None = None
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("prompt", "response_a", "response_b"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise DatasetError(f"The pair's {name.replace('_', ' ')} is empty.")
+        if self.human is not None and self.human not in HUMAN_CHOICES:
+            raise DatasetError(f"A human label is one of {', '.join(HUMAN_CHOICES)} "
+                               f"(got {self.human!r}).")
+        if not self.id:
+            object.__setattr__(self, "id", pair_id(self.prompt, self.response_a, self.response_b))
+
+    @property
+    def identical(self) -> bool:
+        return self.response_a.strip() == self.response_b.strip()
+
+    def swapped(self) -> "Pair":
+        """The same pair with the answers the other way round (and its human label flipped)."""
+        flip = {"A": "B", "B": "A"}.get(self.human or "", self.human)
+        return Pair(self.prompt, self.response_b, self.response_a, self.category, self.split,
+                    self.source, flip)
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    ensemble: int = field(default=1, metadata={
+        "help": "Principles sampled per pair (weighted, without replacement) whose labels are "
+                "averaged; 0 uses every enabled principle."})
+    principles: str = field(default="", metadata={
+        "help": "Comma-separated principle ids to use for every pair instead of sampling."})
+    cot: bool = field(default=False, metadata={
+        "help": "Chain-of-thought: the model writes a rationale first; labels are clamped to "
+                "[0.4, 0.6]."})
+    cot_max_tokens: int = field(default=96, metadata={"help": "Longest rationale in tokens."})
+    max_tokens: int = field(default=1024, metadata={
+        "help": "Longest question in tokens; longer answers are cut (and flagged), never the "
+                "principle or the answer cue."})
+    batch_size: int = field(default=16, metadata={"help": "Rows per forward pass."})
+    seed: int = field(default=0, metadata={"help": "Seed of the principle draws."})
+
+    def __post_init__(self) -> None:
+        if self.ensemble < 0:
+            raise DatasetError(f"ensemble must be 0 (all principles) or more (got {self.ensemble}).")
+        if self.batch_size < 1 or self.cot_max_tokens < 1 or self.max_tokens < 64:
+            raise DatasetError("batch_size and cot_max_tokens must be at least 1 and max_tokens "
+                               "at least 64.")
+
+    @property
+    def principle_ids(self) -> list[str]:
+        return [p.strip() for p in self.principles.split(",") if p.strip()]
+
+
+@dataclass(frozen=True)
+class PrincipleLabel:
+    """One principle's verdict on one pair, both orders."""
+
+    principle_id: str
+    p_a_ab: float
+    p_a_ba: float
+    mass_ab: float
+    mass_ba: float
+    rationale_ab: str = ""
+    rationale_ba: str = ""
+
+    @property
+    def ordered(self) -> OrderedLabel:
+        return OrderedLabel(self.p_a_ab, self.p_a_ba, self.mass_ab, self.mass_ba)
+
+
+@dataclass(frozen=True)
+class Preference:
+    """A labelled pair (DESIGN.md §3): the soft label `p_a` = P(response A is better)."""
+
+    pair: Pair
+    p_a: float
+    labels: tuple[PrincipleLabel, ...]
+    feedback_model: str
+    constitution_hash: str
+    cot: bool = False
+    flags: tuple[str, ...] = ()
+
+    def _mean(self, name: str) -> float:
+        return sum(getattr(x, name) for x in self.labels) / len(self.labels) if self.labels else 0.5
+
+    @property
+    def p_a_ab(self) -> float:
+        return self._mean("p_a_ab")
+
+    @property
+    def p_a_ba(self) -> float:
+        return self._mean("p_a_ba")
+
+    @property
+    def mass(self) -> float:
+        """Mean probability the model put on the two options at all (both orders)."""
+        if not self.labels:
+            return 0.0
+        return sum(x.mass_ab + x.mass_ba for x in self.labels) / (2 * len(self.labels))
+
+    @property
+    def position_biased(self) -> bool:
+        return OrderedLabel(self.p_a_ab, self.p_a_ba, 0, 0).same_position_won
+
+
+def preference_to_dict(pref: Preference) -> dict:
+    """The JSONL row of a preference record."""
+    return {"id": pref.pair.id, "prompt": pref.pair.prompt, "response_a": pref.pair.response_a,
+            "response_b": pref.pair.response_b, "p_a": pref.p_a, "p_a_ab": pref.p_a_ab,
+            "p_a_ba": pref.p_a_ba, "mass": pref.mass,
+            "principle_ids": [x.principle_id for x in pref.labels],
+            "labels": [asdict(x) for x in pref.labels], "feedback_model": pref.feedback_model,
+            "constitution_hash": pref.constitution_hash, "cot": pref.cot, "flags": list(pref.flags),
+            "category": pref.pair.category, "split": pref.pair.split, "source": pref.pair.source,
+            "human": pref.pair.human}
+
+
+def preference_from_dict(row: dict) -> Preference:
+    pair = Pair(row["prompt"], row["response_a"], row["response_b"], row.get("category", ""),
+                row.get("split", "train"), row.get("source", ""), row.get("human"), row["id"])
+    return Preference(pair, row["p_a"], tuple(PrincipleLabel(**x) for x in row["labels"]),
+                      row["feedback_model"], row["constitution_hash"], row.get("cot", False),
+                      tuple(row.get("flags", ())))
+
+
+def feedback_principles(constitution: Constitution, pair: Pair,
+                        config: FeedbackConfig) -> list[Principle]:
+    """The principles that judge one pair: the configured ids, or a weighted draw without
+    replacement seeded by (seed, pair), so a pair gets the same principles in any batch."""
+    if config.principle_ids:
+        by_id = {p.id: p for p in constitution.principles}
+        unknown = [i for i in config.principle_ids if i not in by_id]
+        if unknown:
+            raise ConstitutionError(f"'{constitution.name}' has no principle "
+                                    f"{', '.join(unknown)}.")
+        return [by_id[i] for i in config.principle_ids]
+    enabled = list(constitution.enabled_principles)
+    if not enabled:
+        raise ConstitutionError(f"Every principle of '{constitution.name}' is disabled; enable "
+                                "at least one to label pairs.")
+    if config.ensemble == 0 or config.ensemble >= len(enabled):
+        return enabled
+    rng = random.Random(stable_int("feedback", config.seed, pair.id))
+    keys = [rng.random() ** (1 / p.weight) for p in enabled]  # weighted sampling w/o replacement
+    ranked = sorted(range(len(enabled)), key=lambda i: -keys[i])[:config.ensemble]
+    return [enabled[i] for i in sorted(ranked)]
+
+
+class Labeller:
+    """Scores A/B questions with one feedback model."""
+
+    def __init__(self, loaded: LoadedModel, config: FeedbackConfig):
+        self.loaded, self.config = loaded, config
+        self.tokenizer = loaded.tokenizer
+        self.options = resolve_option_tokens(self.tokenizer)
+        self.backend = TransformersBackend(loaded, max_batch_size=config.batch_size)
+
+    def encode(self, text: str) -> tuple[int, ...]:
+        return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def fit_answers(self, pair: Pair, questions: list[str]) -> tuple[str, str, bool]:
+        """The two answers, cut so the longest question fits `max_tokens` (answers share the
+        room evenly; a short one leaves its rest to the other)."""
+        head, tail = render_question(self.tokenizer, *question_parts(
+            pair.prompt, "", "", max(questions, key=len), self.config.cot))
+        fixed = len(self.encode(head)) + len(self.encode(tail)) + len(self.options.cue) + 8
+        if self.config.cot:
+            fixed += self.config.cot_max_tokens
+        room = self.config.max_tokens - fixed
+        a, b = self.encode(pair.response_a), self.encode(pair.response_b)
+        if len(a) + len(b) <= room:
+            return pair.response_a, pair.response_b, False
+        if room < 32:
+            raise DatasetError(f"The prompt of pair {pair.id} leaves {max(room, 0)} tokens for "
+                               f"the answers within max_tokens={self.config.max_tokens}; raise "
+                               "max_tokens or shorten the prompt.")
+        cap_a = max(room // 2, room - len(b))
+        cap_b = room - min(len(a), cap_a)
+        cut = self.tokenizer.decode
+        return cut(a[:cap_a]), cut(b[:cap_b]), True
+
+    def items(self, pair: Pair, principles: list[Principle],
+              rationales: dict[tuple[int, str], str] | None = None) -> tuple[list[ScoreItem], bool]:
+        """Score items in the order (order, principle) for order AB then BA, and whether the
+        answers were cut. With rationales (CoT), each item's suffix carries its rationale."""
+        first, second, truncated = self.fit_answers(pair, [p.preference_question for p in principles])
+        items = []
+        for order, (x, y) in enumerate([(first, second), (second, first)]):
+            for principle in principles:
+                shared, ask = question_parts(pair.prompt, x, y, principle.preference_question,
+                                             self.config.cot)
+                head, tail = render_question(self.tokenizer, shared, ask)
+                suffix = self.encode(tail)
+                if rationales is not None:
+                    suffix += self.encode(rationales[(order, principle.id)].strip() + "\n")
+                items.append(ScoreItem(self.encode(head), suffix + self.options.cue))
+        return items, truncated
+
+    def rationales(self, pairs: list[Pair], principles: list[list[Principle]]
+                   ) -> list[dict[tuple[int, str], str]]:
+        """CoT: one greedy rationale per (pair, order, principle)."""
+        keys, conversations = [], []
+        for n, (pair, chosen) in enumerate(zip(pairs, principles)):
+            first, second, _ = self.fit_answers(pair, [p.preference_question for p in chosen])
+            for order, (x, y) in enumerate([(first, second), (second, first)]):
+                for principle in chosen:
+                    shared, ask = question_parts(pair.prompt, x, y, principle.preference_question,
+                                                 cot=True)
+                    keys.append((n, order, principle.id))
+                    conversations.append([{"role": "user", "content": shared + ask}])
+        sampling = SamplingConfig(max_new_tokens=self.config.cot_max_tokens, temperature=0.0)
+        out: list[dict[tuple[int, str], str]] = [{} for _ in pairs]
+        for (n, order, pid), gen in zip(keys, self.backend.generate(conversations, sampling)):
+            out[n][(order, pid)] = gen.text
+        return out
+
+    def label(self, constitution: Constitution, pairs: list[Pair]) -> list[Preference]:
+        """Soft labels for a batch of pairs: every (pair, order, principle) scored in one
+        batched call, pairs with identical answers labelled 0.5 without asking."""
+        todo = [p for p in pairs if not p.identical]
+        chosen = [feedback_principles(constitution, p, self.config) for p in todo]
+        rationales = self.rationales(todo, chosen) if self.config.cot and todo else [None] * len(todo)
+        items, spans, cut = [], [], []
+        for pair, principles, why in zip(todo, chosen, rationales):
+            pair_items, truncated = self.items(pair, principles, why)
+            spans.append((len(items), len(principles)))
+            items += pair_items
+            cut.append(truncated)
+        scores = option_logprobs(self.loaded, items, [self.options.a, self.options.b],
+                                 self.config.batch_size)
+        labelled = {}
+        for pair, principles, why, (start, k), truncated in zip(todo, chosen, rationales, spans, cut):
+            labels = []
+            for j, principle in enumerate(principles):
+                ordered = both_orders(tuple(scores[start + j]), tuple(scores[start + k + j]))
+                labels.append(PrincipleLabel(
+                    principle.id, ordered.p_a_ab, ordered.p_a_ba, ordered.mass_ab, ordered.mass_ba,
+                    why[(0, principle.id)] if why else "", why[(1, principle.id)] if why else ""))
+            p_a = ensemble([x.ordered for x in labels])
+            flags = ("truncated",) if truncated else ()
+            labelled[pair.id] = Preference(pair, clamp_cot(p_a) if self.config.cot else p_a,
+                                           tuple(labels), self.loaded.name,
+                                           content_hash(constitution), self.config.cot, flags)
+        return [labelled.get(p.id) or Preference(p, 0.5, (), self.loaded.name,
+                                                  content_hash(constitution), self.config.cot,
+                                                  ("identical",))
+                for p in pairs]
+
+
+def make_pairs(backend: GenerationBackend, prompts: list[PromptRecord],
+               sampling: SamplingConfig) -> list[Pair]:
+    """Two sampled answers per prompt from one policy (rows seeded seed+2i and seed+2i+1)."""
+    conversations = [[{"role": "user", "content": p.prompt}] for p in prompts for _ in range(2)]
+    answers = backend.generate(conversations, sampling,
+                               seeds=[sampling.seed + i for i in range(len(conversations))])
+    pairs = []
+    for n, prompt in enumerate(prompts):
+        a, b = answers[2 * n].text, answers[2 * n + 1].text
+        if a.strip() and b.strip():
+            pairs.append(Pair(prompt.prompt, a, b, prompt.category, prompt.split, backend.name))
+    return pairs

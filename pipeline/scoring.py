@@ -1,0 +1,154 @@
+"""Batched log-probability scoring of continuations, without generating.
+
+Two questions a model answers here: "how likely is each option as the next token after
+this context?" (A/B feedback reads the option tokens' log-probabilities) and "how likely
+is this whole answer after this prompt?" (sequence log-likelihood, for DPO checks and the
+policy's own preference).
+
+Option scoring is organised around shared prefixes. An A/B question asked under K
+principles has the same conversation and answers in front of each principle, so callers
+split each context into a `prefix` (shared) and a `suffix` (principle + answer cue). Each
+distinct prefix runs once; its KV cache is copied to every row that starts with it, and
+only the short suffixes run per row, so K principles cost one long pass plus K short ones.
+Rows are left-padded at both levels — [pad…][prefix][pad…][suffix] — so every row's last
+token sits in the last column and only that position's logits are computed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pipeline.models import LoadedModel
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    """One context to score: `prefix` tokens (shared with other items) then `suffix`
+    tokens (this item's own, at least one)."""
+
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.suffix:
+            raise ValueError("a score item needs at least one suffix token")
+
+    def flattened(self) -> "ScoreItem":
+        """The same context with no shared prefix (the baseline: one full pass)."""
+        return ScoreItem((), self.prefix + self.suffix)
+
+
+@dataclass(frozen=True)
+class SequenceScore:
+    logprob: float  # sum of the continuation's token log-probabilities
+    tokens: int
+
+    @property
+    def mean(self) -> float:
+        return self.logprob / self.tokens if self.tokens else 0.0
+
+
+def _left_pad(rows: list[tuple[int, ...]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and their attention mask."""
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[pad_id] * (width - len(r)) + list(r) for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return ids, mask
+
+
+def _chunks(groups: dict[tuple[int, ...], list[int]], rows_per_chunk: int
+            ) -> list[list[tuple[tuple[int, ...], list[int]]]]:
+    """Groups (prefix → item indices) packed into chunks of at most `rows_per_chunk` rows;
+    a group larger than a chunk is split, repeating its prefix."""
+    chunks: list[list[tuple[tuple[int, ...], list[int]]]] = [[]]
+    room = rows_per_chunk
+    for prefix, indices in groups.items():
+        for start in range(0, len(indices), rows_per_chunk):
+            part = indices[start:start + rows_per_chunk]
+            if len(part) > room:
+                chunks.append([])
+                room = rows_per_chunk
+            chunks[-1].append((prefix, part))
+            room -= len(part)
+    return [c for c in chunks if c]
+
+
+def _last_logprobs(loaded: LoadedModel, prefixes: list[tuple[int, ...]],
+                   row_prefix: list[int], suffixes: list[tuple[int, ...]]) -> torch.Tensor:
+    """Next-token log-probabilities after each row's prefix + suffix, [rows, vocab]."""
+    from transformers import DynamicCache
+
+    model, device, pad = loaded.model, loaded.device, loaded.tokenizer.pad_token_id
+    cache, prefix_mask = None, torch.zeros((len(prefixes), 0), dtype=torch.long)
+    if any(prefixes):
+        ids, prefix_mask = _left_pad([p or (pad,) for p in prefixes], pad)
+        prefix_mask = torch.where(torch.tensor([[bool(p)] for p in prefixes]), prefix_mask, 0)
+        positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        model(input_ids=ids.to(device), attention_mask=prefix_mask.to(device),
+              position_ids=positions.to(device), past_key_values=cache, use_cache=True,
+              logits_to_keep=1)
+        index = torch.tensor(row_prefix)
+        cache.reorder_cache(index.to(device))  # copy each prefix's keys/values to its rows
+        prefix_mask = prefix_mask[index]
+    ids, suffix_mask = _left_pad(suffixes, pad)
+    mask = torch.cat([prefix_mask, suffix_mask], dim=-1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_mask.shape[1]:]
+    out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                position_ids=positions.to(device), past_key_values=cache,
+                use_cache=cache is not None, logits_to_keep=1)
+    return torch.log_softmax(out.logits[:, -1, :].float().cpu(), dim=-1)
+
+
+@torch.inference_mode()
+def option_logprobs(loaded: LoadedModel, items: list[ScoreItem],
+                    options: list[tuple[int, ...]], batch_size: int = 16) -> list[list[float]]:
+    """For each item, log P(next token is one of option k's tokens) for every option k.
+
+    An option may be spelled by several tokens (`A`, ` A`); their probabilities add up.
+    Items sharing a prefix share its forward pass (see the module docstring).
+    """
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(item.prefix, []).append(i)
+    results: list[list[float]] = [[] for _ in items]
+    option_index = [torch.tensor(sorted(set(o))) for o in options]
+    for chunk in _chunks(groups, batch_size):
+        prefixes = [prefix for prefix, _ in chunk]
+        rows = [(p, i) for p, (_, indices) in enumerate(chunk) for i in indices]
+        logprobs = _last_logprobs(loaded, prefixes, [p for p, _ in rows],
+                                  [items[i].suffix for _, i in rows])
+        per_option = torch.stack([logprobs[:, o].logsumexp(-1) for o in option_index], dim=-1)
+        for (_, i), values in zip(rows, per_option.tolist()):
+            results[i] = values
+    return results
+
+
+@torch.inference_mode()
+def sequence_logprobs(loaded: LoadedModel, contexts: list[list[int]],
+                      continuations: list[list[int]], batch_size: int = 8) -> list[SequenceScore]:
+    """Log-likelihood of each continuation after its context (teacher forcing).
+
+    Rows are left-padded so every continuation ends in the last column; only the logits of
+    the last (longest continuation + 1) positions are computed.
+    """
+    if len(contexts) != len(continuations):
+        raise ValueError("one continuation per context")
+    model, device, pad = loaded.model, loaded.device, loaded.tokenizer.pad_token_id
+    scores: list[SequenceScore] = []
+    for start in range(0, len(contexts), batch_size):
+        ctx, cont = contexts[start:start + batch_size], continuations[start:start + batch_size]
+        if any(not c for c in ctx):
+            raise ValueError("every continuation needs at least one context token")
+        ids, mask = _left_pad([tuple(a + b) for a, b in zip(ctx, cont)], pad)
+        longest = max(len(c) for c in cont)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                    position_ids=positions.to(device), logits_to_keep=longest + 1)
+        logprobs = torch.log_softmax(out.logits[:, :-1, :].float().cpu(), dim=-1)
+        targets = ids[:, ids.shape[1] - longest:]
+        picked = logprobs.gather(-1, targets[..., None]).squeeze(-1)
+        for row, c in enumerate(cont):
+            scores.append(SequenceScore(picked[row, longest - len(c):].sum().item(), len(c)))
+    return scores
