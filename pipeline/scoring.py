@@ -57,6 +57,11 @@ def _left_pad(rows: list[tuple[int, ...]], pad_id: int) -> tuple[torch.Tensor, t
     return ids, mask
 
 
+def _at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
+    """Logits on the CPU in fp32, or wider if the model computes wider."""
+    return logits.to(device="cpu", dtype=torch.promote_types(logits.dtype, torch.float32))
+
+
 def _chunks(groups: dict[tuple[int, ...], list[int]], rows_per_chunk: int
             ) -> list[list[tuple[tuple[int, ...], list[int]]]]:
     """Groups (prefix → item indices) packed into chunks of at most `rows_per_chunk` rows;
@@ -98,7 +103,7 @@ def _last_logprobs(loaded: LoadedModel, prefixes: list[tuple[int, ...]],
     out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                 position_ids=positions.to(device), past_key_values=cache,
                 use_cache=cache is not None, logits_to_keep=1)
-    return torch.log_softmax(out.logits[:, -1, :].float().cpu(), dim=-1)
+    return torch.log_softmax(_at_least_fp32(out.logits[:, -1, :]), dim=-1)
 
 
 @torch.inference_mode()
@@ -146,7 +151,7 @@ def sequence_logprobs(loaded: LoadedModel, contexts: list[list[int]],
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                     position_ids=positions.to(device), logits_to_keep=longest + 1)
-        logprobs = torch.log_softmax(out.logits[:, :-1, :].float().cpu(), dim=-1)
+        logprobs = torch.log_softmax(_at_least_fp32(out.logits[:, :-1, :]), dim=-1)
         targets = ids[:, ids.shape[1] - longest:]
         picked = logprobs.gather(-1, targets[..., None]).squeeze(-1)
         for row, c in enumerate(cont):

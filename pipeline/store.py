@@ -59,6 +59,17 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX jobs_status ON jobs (status);
     """,
+    """
+    CREATE TABLE human_labels (
+        pair_id TEXT PRIMARY KEY,
+        choice TEXT NOT NULL CHECK (choice IN ('A', 'B', 'tie')),
+        prompt TEXT NOT NULL,
+        response_a TEXT NOT NULL,
+        response_b TEXT NOT NULL,
+        source TEXT NOT NULL DEFAULT '',
+        labelled_at TEXT NOT NULL
+    );
+    """,
 )
 
 
@@ -274,6 +285,28 @@ class Store:
         with self._transaction() as conn:
             conn.execute("UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
                          (status, error, finished, job_id))
+
+    # --- human labels ----------------------------------------------------------------------
+    # Only people write here: AI labelling writes run files and never touches this table.
+
+    def set_human_label(self, pair_id: str, choice: str, prompt: str, response_a: str,
+                        response_b: str, source: str = "studio") -> None:
+        """Record (or change) a person's choice for the pair with these answers in this order."""
+        if choice not in ("A", "B", "tie"):
+            raise StoreError(f"A human label is A, B or tie (got {choice!r}).")
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO human_labels VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (pair_id, choice, prompt, response_a, response_b, source, _now()))
+
+    def remove_human_label(self, pair_id: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM human_labels WHERE pair_id = ?", (pair_id,))
+
+    def human_labels(self) -> dict[str, str]:
+        """pair id → choice."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT pair_id, choice FROM human_labels").fetchall()
+        return {r["pair_id"]: r["choice"] for r in rows}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,246 @@
+"""Preference data on disk: pairs files, label logs, trl export, HH-RLHF import, gold pairs.
+
+A pairs file is JSONL with `prompt`, `response_a`, `response_b` (optional `category`,
+`split`, `id`, `human`), or `prompt`, `chosen`, `rejected` for pairs whose better answer is
+known; those are placed as A or B by a stable coin flip (so the better answer is not always
+in one position) and carry the matching human label. A labelling run appends one record
+per pair to `labels.jsonl`, so an interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+from pipeline.constitution import Constitution, content_hash
+from pipeline.critique import stable_int
+from pipeline.data import append_jsonl, claim_run_folder, read_jsonl_log
+from pipeline.errors import DatasetError
+from pipeline.feedback import (Labeller, Pair, Preference, pair_id, preference_from_dict,
+                               preference_to_dict)
+from pipeline.files import write_atomic
+
+PAIRS_FILE = "pairs.jsonl"
+LABELS_FILE = "labels.jsonl"
+GOLD_PAIRS = Path(__file__).resolve().parent.parent / "assets" / "gold_pairs.jsonl"
+
+
+def placed(prompt: str, better: str, worse: str, **fields) -> Pair:
+    """A pair with a known better answer, put in position A or B by a coin flip seeded by
+    its content, labelled accordingly."""
+    if stable_int("place", prompt, better, worse) % 2:
+        return Pair(prompt, worse, better, human="B", **fields)
+    return Pair(prompt, better, worse, human="A", **fields)
+
+
+def _pair_from_row(row: dict) -> Pair:
+    """A Pair from one JSONL object; raises DatasetError naming the missing field."""
+    if not isinstance(row, dict):
+        raise DatasetError("each line must be a JSON object.")
+    fields = {"category": str(row.get("category", "")), "split": str(row.get("split", "train")),
+              "source": str(row.get("source", ""))}
+    if "chosen" in row or "rejected" in row:
+        needed = ("prompt", "chosen", "rejected")
+    else:
+        needed = ("prompt", "response_a", "response_b")
+    for name in needed:
+        if not isinstance(row.get(name), str) or not row[name].strip():
+            raise DatasetError(f"needs a non-empty text field '{name}'.")
+    if needed[1] == "chosen":
+        return placed(row["prompt"], row["chosen"], row["rejected"], **fields)
+    return Pair(row["prompt"], row["response_a"], row["response_b"], human=row.get("human"),
+                id=str(row.get("id") or ""), **fields)
+
+
+def read_pairs(path: str | Path, on_bad_line: Callable[[str], None] | None = None) -> list[Pair]:
+    """Pairs from a JSONL file, or a folder holding `pairs.jsonl` or `labels.jsonl`. A bad
+    line stops the read with the file and line number, or is reported and skipped."""
+    path = Path(path)
+    if path.is_dir():
+        found = [path / name for name in (PAIRS_FILE, LABELS_FILE) if (path / name).exists()]
+        if not found:
+            raise DatasetError(f"{path} holds neither {PAIRS_FILE} nor {LABELS_FILE}.")
+        path = found[0]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"Cannot read pairs from {path}: {exc}") from None
+    pairs = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            pairs.append(_pair_from_row(json.loads(line)))
+        except (json.JSONDecodeError, DatasetError) as exc:
+            message = f"{path}, line {n}: " + (f"not valid JSON ({exc.msg})."
+                                               if isinstance(exc, json.JSONDecodeError) else str(exc))
+            if on_bad_line is None:
+                raise DatasetError(message) from None
+            on_bad_line(message)
+    if not pairs:
+        raise DatasetError(f"{path} holds no pairs.")
+    return pairs
+
+
+def pair_to_dict(pair: Pair) -> dict:
+    return {"id": pair.id, "prompt": pair.prompt, "response_a": pair.response_a,
+            "response_b": pair.response_b, "category": pair.category, "split": pair.split,
+            "source": pair.source, "human": pair.human}
+
+
+def write_pairs(pairs: list[Pair], path: str | Path) -> Path:
+    path = Path(path)
+    write_atomic(path, "".join(json.dumps(pair_to_dict(p), ensure_ascii=False) + "\n" for p in pairs))
+    return path
+
+
+def gold_pairs() -> list[Pair]:
+    """The shipped gold pairs (written and labelled by us)."""
+    return read_pairs(GOLD_PAIRS)
+
+
+class LabelLog:
+    """The labelled pairs of one run folder (append-only JSONL)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.path = self.folder / LABELS_FILE
+
+    def read(self) -> list[Preference]:
+        return [preference_from_dict(r) for r in read_jsonl_log(self.path)]
+
+    def done_ids(self) -> set[str]:
+        return {r["id"] for r in read_jsonl_log(self.path)}
+
+    def append(self, prefs: list[Preference]) -> None:
+        append_jsonl(self.path, [preference_to_dict(p) for p in prefs])
+
+
+def read_labels(path: str | Path) -> list[Preference]:
+    """Preference records from a run folder or a labels JSONL file."""
+    path = Path(path)
+    prefs = LabelLog(path).read() if path.is_dir() else \
+        [preference_from_dict(r) for r in read_jsonl_log(path)]
+    if not prefs:
+        raise DatasetError(f"No labelled pairs in {path}; run `label` first.")
+    return prefs
+
+
+def human_choice(pair: Pair, labels: dict[str, str]) -> str | None:
+    """A person's choice for this pair: from the store (in either order of the answers),
+    else the label the pair came with."""
+    if pair.id in labels:
+        return labels[pair.id]
+    swapped = labels.get(pair_id(pair.prompt, pair.response_b, pair.response_a))
+    if swapped is not None:
+        return {"A": "B", "B": "A"}.get(swapped, swapped)
+    return pair.human
+
+
+def trl_rows(prefs: list[Preference]) -> list[dict]:
+    """trl's preference format: prompt/chosen/rejected by the AI label, plus `margin` =
+    |2·p_a − 1| (0 for a coin flip, 1 for a certain label; RewardTrainer adds it inside the
+    loss). Pairs flagged identical carry no preference and are left out."""
+    rows = []
+    for pref in prefs:
+        if "identical" in pref.flags:
+            continue
+        a_wins = pref.p_a >= 0.5
+        rows.append({"id": pref.pair.id, "prompt": pref.pair.prompt,
+                     "chosen": pref.pair.response_a if a_wins else pref.pair.response_b,
+                     "rejected": pref.pair.response_b if a_wins else pref.pair.response_a,
+                     "margin": abs(2 * pref.p_a - 1), "p_chosen": max(pref.p_a, 1 - pref.p_a)})
+    return rows
+
+
+def export_preferences(prefs: list[Preference], out: str | Path, fmt: str = "trl") -> Path:
+    """Write records as trl rows (JSONL + a Hugging Face dataset folder beside it) or as
+    full preference records (`jsonl`)."""
+    from pipeline.data import save_dataset
+
+    out = Path(out)
+    if fmt == "jsonl":
+        rows = [preference_to_dict(p) for p in prefs]
+    elif fmt == "trl":
+        rows = trl_rows(prefs)
+    else:
+        raise DatasetError(f"Unknown export format {fmt!r}; use trl or jsonl.")
+    write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    if fmt == "trl" and rows:
+        save_dataset(rows, out.with_suffix(""))
+    return out
+
+
+# --- Anthropic HH-RLHF ---------------------------------------------------------------------
+
+ASSISTANT_TURN = "\n\nAssistant:"
+
+
+def split_transcript(text: str) -> tuple[str, str]:
+    """(conversation up to the last assistant turn, that turn's text) of an HH transcript."""
+    head, marker, last = text.rpartition(ASSISTANT_TURN)
+    if not marker or "Human:" not in head:
+        raise DatasetError("is not a Human:/Assistant: transcript ending in an assistant turn.")
+    turns = head.strip()
+    if turns.startswith("Human:") and turns.count("Human:") == 1 and "Assistant:" not in turns:
+        turns = turns[len("Human:"):].strip()  # one human turn: just its text
+    return turns, last.strip()
+
+
+def import_hh(path: str | Path) -> list[Pair]:
+    """Pairs from Anthropic HH-RLHF style JSONL (`chosen`/`rejected` full transcripts),
+    human-labelled by which transcript was chosen."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"Cannot read {path}: {exc}") from None
+    pairs = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not all(isinstance(row.get(k), str)
+                                                    for k in ("chosen", "rejected")):
+                raise DatasetError("needs text fields 'chosen' and 'rejected'.")
+            prompt, chosen = split_transcript(row["chosen"])
+            other, rejected = split_transcript(row["rejected"])
+            if other != prompt:
+                raise DatasetError("'chosen' and 'rejected' differ before the last assistant turn.")
+            if not chosen or not rejected:
+                raise DatasetError("an answer is empty.")
+            pairs.append(placed(prompt, chosen, rejected, source=f"hh:{path.name}"))
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}, line {n}: not valid JSON ({exc.msg}).") from None
+        except DatasetError as exc:
+            raise DatasetError(f"{path}, line {n}: {exc}") from None
+    if not pairs:
+        raise DatasetError(f"{path} holds no pairs.")
+    return pairs
+
+
+
+def run_labelling(labeller: Labeller, constitution: Constitution, pairs: list[Pair],
+                  out: str | Path, on_batch: Callable[[int, int], None] | None = None
+                  ) -> list[Preference]:
+    """Label every pair not yet in `out/labels.jsonl`, a batch at a time (each batch
+    appended as it finishes, so a cancelled run resumes), and return all the records."""
+    out = Path(out)
+    claim_run_folder(out, {"constitution": constitution.name,
+                           "constitution_hash": content_hash(constitution),
+                           "feedback_model": labeller.loaded.name,
+                           "feedback": asdict(labeller.config)})
+    log = LabelLog(out)
+    done = log.done_ids()
+    todo = [p for p in pairs if p.id not in done]
+    per_batch = max(1, labeller.config.batch_size // 4)
+    finished = len(pairs) - len(todo)
+    for start in range(0, len(todo), per_batch):
+        batch = todo[start:start + per_batch]
+        log.append(labeller.label(constitution, batch))
+        finished += len(batch)
+        if on_batch:
+            on_batch(finished, len(pairs))
+    return log.read()
