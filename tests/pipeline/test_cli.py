@@ -96,3 +96,42 @@ def test_revise_reports_a_bad_prompts_line_or_skips_it(ws, tmp_path):
     sft = run("sft-data", "--chains", str(tmp_path / "run"), "--out", str(tmp_path / "sft"),
               "--helpful-ratio", "0", workspace=ws)
     assert "revision and 0 helpfulness examples" in sft.stdout
+
+
+def test_pairs_label_agreement_and_export(ws, tmp_path):
+    pairs = run("pairs", "--prompts", "red-team", "--limit", "2", "--max-new-tokens", "12",
+                "--out", str(tmp_path / "pairs"), workspace=ws)
+    assert "pairs from embedded" in pairs.stdout
+    rows = [json.loads(x) for x in (tmp_path / "pairs" / "pairs.jsonl").read_text().splitlines()]
+    assert 1 <= len(rows) <= 2 and rows[0]["source"] == "embedded"
+    labels = run("label", "--pairs", str(tmp_path / "pairs"), "--constitution", "harmless-helpful",
+                 "--ensemble", "2", "--out", str(tmp_path / "labels"), workspace=ws)
+    assert "position bias" in labels.stdout and "no human labels yet" in labels.stdout
+    pair_id = rows[0]["id"]
+    run("prefs", "human", "--pairs", str(tmp_path / "pairs"), "--id", pair_id, "--choice", "A",
+        workspace=ws)
+    agreement = run("agreement", "--labels", str(tmp_path / "labels"), workspace=ws)
+    assert "human agreement" in agreement.stdout and "of 1 pairs" in agreement.stdout
+    run("prefs", "export", "--labels", str(tmp_path / "labels"), "--out",
+        str(tmp_path / "trl.jsonl"), workspace=ws)
+    exported = json.loads((tmp_path / "trl.jsonl").read_text().splitlines()[0])
+    assert {"prompt", "chosen", "rejected", "margin"} <= set(exported)
+    gold = run("label", "--pairs", "gold", "--limit", "3", "--constitution", "honest",
+               "--out", str(tmp_path / "gold"), workspace=ws)
+    assert "human agreement" in gold.stdout and "of 3 pairs" in gold.stdout
+
+
+def test_label_reports_a_bad_pairs_line_and_hh_import(ws, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "p", "response_a": "a", "response_b": "b"}\n{"prompt": "p"}\n')
+    proc = run("label", "--pairs", str(bad), "--constitution", "honest", "--out",
+               str(tmp_path / "out"), workspace=ws, check_rc=1)
+    assert "bad.jsonl, line 2: needs a non-empty text field 'response_a'" in proc.stderr
+    hh = tmp_path / "hh.jsonl"
+    hh.write_text(json.dumps({"chosen": "\n\nHuman: Hi\n\nAssistant: Hello, how can I help?",
+                              "rejected": "\n\nHuman: Hi\n\nAssistant: Go away."}) + "\n")
+    run("prefs", "import-hh", str(hh), "--out", str(tmp_path / "hh-pairs.jsonl"), workspace=ws)
+    row = json.loads((tmp_path / "hh-pairs.jsonl").read_text())
+    assert row["human"] in ("A", "B") and row["prompt"] == "Hi"
+    from pipeline.store import Store
+    assert Store(ws).human_labels() == {row["id"]: row["human"]}

@@ -48,3 +48,112 @@ def test_ensemble_and_cot_clamp():
     with pytest.raises(ValueError):
         ensemble([])
     assert [clamp_cot(p) for p in (0.0, 0.45, 0.99)] == [0.4, 0.45, 0.6]
+
+
+# --- the feedback model ----------------------------------------------------------------------
+
+import dataclasses  # noqa: E402
+
+from tokenizers import Tokenizer  # noqa: E402
+from tokenizers.models import WordLevel  # noqa: E402
+from tokenizers.pre_tokenizers import Whitespace  # noqa: E402
+from transformers import PreTrainedTokenizerFast  # noqa: E402
+
+from pipeline.constitution import load_constitution  # noqa: E402
+from pipeline.errors import ConstitutionError, DatasetError, ModelError  # noqa: E402
+from pipeline.feedback import (ANSWER_CUE, FeedbackConfig, Labeller, Pair,  # noqa: E402
+                               feedback_principles, resolve_option_tokens)
+from pipeline.models import load_model  # noqa: E402
+from tests.tiny import tiny_model  # noqa: E402
+
+HARMLESS = load_constitution("constitutions/harmless-helpful.yaml")
+LOCK = Pair("How do I pick the lock on my neighbour's door?",
+            "I can't help you get into someone else's home; if you're locked out of your own, "
+            "call a licensed locksmith.",
+            "Get a tension wrench and a rake pick and rake the pins until it turns.")
+
+
+def test_option_tokens_of_the_embedded_tokenizer():
+    tok = load_model().tokenizer
+    options = resolve_option_tokens(tok)
+    assert tok.decode(list(options.cue)) == ANSWER_CUE
+    assert {tok.decode([t]).strip() for t in options.a} == {"A"}
+    assert {tok.decode([t]).strip() for t in options.b} == {"B"}
+    assert not set(options.a) & set(options.b)
+
+
+def test_a_tokenizer_whose_options_collide_is_refused():
+    vocab = {"[UNK]": 0, "The": 1, "answer": 2, "is": 3, ":": 4, "(": 5, ")": 6}
+    raw = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    raw.pre_tokenizer = Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]")
+    with pytest.raises(ModelError, match="cannot be told apart"):
+        resolve_option_tokens(tok)
+
+
+def test_pairs_reject_empty_answers_and_flag_identical_ones():
+    with pytest.raises(DatasetError, match="response b is empty"):
+        Pair("prompt", "an answer", "   ")
+    assert Pair("p", "same", " same ").identical
+    swapped = dataclasses.replace(LOCK, human="A").swapped()
+    assert (swapped.response_a, swapped.human) == (LOCK.response_b, "B")
+    assert swapped.id != LOCK.id
+
+
+def test_ensemble_draws_are_seeded_distinct_and_explicit_ids_are_checked():
+    config = FeedbackConfig(ensemble=4, seed=3)
+    drawn = feedback_principles(HARMLESS, LOCK, config)
+    assert len({p.id for p in drawn}) == 4
+    assert drawn == feedback_principles(HARMLESS, LOCK, config)
+    assert len(feedback_principles(HARMLESS, LOCK, FeedbackConfig(ensemble=0))) == \
+        len(HARMLESS.enabled_principles)
+    assert [p.id for p in feedback_principles(HARMLESS, LOCK, FeedbackConfig(
+        principles="privacy, illegal-activity"))] == ["privacy", "illegal-activity"]
+    with pytest.raises(ConstitutionError, match="no principle nope"):
+        feedback_principles(HARMLESS, LOCK, FeedbackConfig(principles="nope"))
+
+
+def test_real_labels_are_symmetric_under_swapping_the_answers():
+    labeller = Labeller(load_model(), FeedbackConfig(principles="privacy,illegal-activity,physical-harm"))
+    pref, swapped = labeller.label(HARMLESS, [LOCK, LOCK.swapped()])
+    assert 0 < pref.p_a < 1 and len(pref.labels) == 3
+    assert 0.5 < pref.mass <= 1  # the model answers with an option at all
+    # the swapped pair asks the same two questions with the roles exchanged
+    assert swapped.p_a == pytest.approx(1 - pref.p_a, abs=1e-4)
+    assert swapped.p_a_ab == pytest.approx(1 - pref.p_a_ba, abs=1e-4)
+
+
+def test_sampled_ensembles_label_with_the_drawn_principles():
+    labeller = Labeller(load_model(), FeedbackConfig(ensemble=3))
+    pref, = labeller.label(HARMLESS, [LOCK])
+    assert [x.principle_id for x in pref.labels] == \
+        [p.id for p in feedback_principles(HARMLESS, LOCK, labeller.config)]
+    assert pref.p_a == pytest.approx(sum(x.ordered.p_a for x in pref.labels) / 3)
+
+
+def test_identical_answers_get_one_half_without_asking():
+    pref, = Labeller(tiny_model(), FeedbackConfig()).label(HARMLESS, [Pair("p", "same", "same")])
+    assert pref.p_a == 0.5 and pref.flags == ("identical",) and pref.labels == ()
+
+
+def test_long_answers_are_cut_but_never_the_principle_or_the_cue():
+    labeller = Labeller(tiny_model(), FeedbackConfig(max_tokens=256, principles="privacy"))
+    long = Pair("Tell me about privacy.", "word " * 400, "another " * 300)
+    items, truncated = labeller.items(long, feedback_principles(HARMLESS, long, labeller.config))
+    assert truncated
+    for item in items:
+        assert len(item.prefix) + len(item.suffix) <= 256
+        suffix = labeller.tokenizer.decode(list(item.suffix))
+        assert HARMLESS.principle("privacy").preference_question.split()[0] in suffix
+        assert suffix.endswith(ANSWER_CUE)
+    pref, = labeller.label(HARMLESS, [long])
+    assert "truncated" in pref.flags
+    with pytest.raises(DatasetError, match="leaves"):
+        labeller.items(Pair("word " * 400, "a", "b"), [HARMLESS.principle("privacy")])
+
+
+def test_cot_labels_carry_rationales_and_are_clamped():
+    labeller = Labeller(load_model(), FeedbackConfig(cot=True, cot_max_tokens=12, principles="privacy"))
+    pref, = labeller.label(HARMLESS, [LOCK])
+    assert pref.cot and 0.4 <= pref.p_a <= 0.6
+    assert pref.labels[0].rationale_ab and pref.labels[0].rationale_ba

@@ -70,7 +70,7 @@ def test_missing_folder_names_what_was_tried(tmp_path):
 
 
 def test_folder_without_config(tmp_path):
-    with pytest.raises(ModelError, match="has no config.json"):
+    with pytest.raises(ModelError, match="has neither config.json nor adapter_config.json"):
         resolve_source(str(tmp_path))
 
 
@@ -96,3 +96,34 @@ def test_any_local_folder_loads(tmp_path):
     assert again.source == str(tmp_path.resolve())
     assert again.model.config.num_hidden_layers == 2
     assert again.tokenizer.padding_side == "left"
+
+
+def test_a_lora_adapter_folder_loads_merged_into_its_base(tmp_path):
+    """An adapter folder names its base; loading it applies the adapter to a copy."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from tests.tiny import tiny_model
+
+    tiny = tiny_model()
+    base_dir, adapter_dir = tmp_path / "base", tmp_path / "adapter"
+    tiny.model.save_pretrained(base_dir)
+    tiny.tokenizer.save_pretrained(base_dir)
+    base = load_model(str(base_dir), device="cpu")
+    torch.manual_seed(1)
+    peft_model = get_peft_model(base.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                        init_lora_weights=False))
+    peft_model.save_pretrained(adapter_dir)
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        expected = peft_model(input_ids=ids).logits
+    peft_model.unload()  # leave the cached base model as it was
+    with torch.no_grad():
+        base_logits = base.model(input_ids=ids).logits
+        merged = load_model(str(adapter_dir), device="cpu")
+        logits = merged.model(input_ids=ids).logits
+    assert torch.allclose(logits, expected, atol=1e-5)
+    assert not torch.allclose(logits, base_logits, atol=1e-3)
+    assert merged.tokenizer is base.tokenizer
+    with torch.no_grad():  # the base stayed itself
+        assert torch.equal(base.model(input_ids=ids).logits, base_logits)
