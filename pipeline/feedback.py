@@ -87,7 +87,8 @@ def position_bias(labels: list[OrderedLabel]) -> float:
 # --- asking the feedback model ---------------------------------------------------------------
 
 ANSWER_CUE = "The answer is: ("
-COT_REQUEST = "Think it through step by step, then say which response is better."
+ANSWER_REQUEST = "Answer the question below with (A) or (B)."
+COT_REQUEST = "Think the question below through step by step, then say which response is better."
 OPTION_SPELLINGS = ("{}", " {}", "{})", " {})")  # ways an option letter may follow the cue
 INTRO = "Consider the following conversation between a human and an assistant:"
 _SPLIT = "\u0000principle\u0000"  # marks where the principle starts in the rendered prompt
@@ -138,12 +139,13 @@ def resolve_option_tokens(tokenizer, cue: str = ANSWER_CUE) -> OptionTokens:
 
 def question_parts(prompt: str, first: str, second: str, question: str,
                    cot: bool = False) -> tuple[str, str]:
-    """The multiple-choice question's user turn in two parts: the conversation and both
-    answers (shared by every principle), then the principle's question. The principle comes
-    *after* the answers so K principles share one prefix."""
+    """The multiple-choice question's user turn in two parts: the conversation, both
+    answers and the instruction (shared by every principle), then the principle's question
+    alone. The principle comes *after* the answers so K principles share one prefix, and the
+    part after it is kept short because it is computed once per principle."""
     shared = (f"{INTRO}\n\nHuman: {prompt.strip()}\n\nOptions:\n(A) {first.strip()}\n\n"
-              f"(B) {second.strip()}\n\n")
-    return shared, f"{question.strip()}\n{COT_REQUEST if cot else 'Answer with (A) or (B).'}"
+              f"(B) {second.strip()}\n\n{COT_REQUEST if cot else ANSWER_REQUEST}\n\n")
+    return shared, question.strip()
 
 
 def render_question(tokenizer, shared: str, ask: str) -> tuple[str, str]:
@@ -302,6 +304,14 @@ def preference_from_dict(row: dict) -> Preference:
                       tuple(row.get("flags", ())))
 
 
+def combine(pair: Pair, labels: list[PrincipleLabel], feedback_model: str,
+            constitution: Constitution, cot: bool, flags: tuple[str, ...] = ()) -> Preference:
+    """The record of a pair from its principles' labels: their mean, clamped under CoT."""
+    p_a = ensemble([x.ordered for x in labels])
+    return Preference(pair, clamp_cot(p_a) if cot else p_a, tuple(labels), feedback_model,
+                      content_hash(constitution), cot, flags)
+
+
 def feedback_principles(constitution: Constitution, pair: Pair,
                         config: FeedbackConfig) -> list[Principle]:
     """The principles that judge one pair: the configured ids, or a weighted draw without
@@ -415,11 +425,8 @@ class Labeller:
                 labels.append(PrincipleLabel(
                     principle.id, ordered.p_a_ab, ordered.p_a_ba, ordered.mass_ab, ordered.mass_ba,
                     why[(0, principle.id)] if why else "", why[(1, principle.id)] if why else ""))
-            p_a = ensemble([x.ordered for x in labels])
-            flags = ("truncated",) if truncated else ()
-            labelled[pair.id] = Preference(pair, clamp_cot(p_a) if self.config.cot else p_a,
-                                           tuple(labels), self.loaded.name,
-                                           content_hash(constitution), self.config.cot, flags)
+            labelled[pair.id] = combine(pair, labels, self.loaded.name, constitution,
+                                        self.config.cot, ("truncated",) if truncated else ())
         return [labelled.get(p.id) or Preference(p, 0.5, (), self.loaded.name,
                                                   content_hash(constitution), self.config.cot,
                                                   ("identical",))

@@ -100,6 +100,15 @@ def gold_pairs() -> list[Pair]:
     return read_pairs(GOLD_PAIRS)
 
 
+def latest_records(path: Path) -> list[Preference]:
+    """The records of a labels JSONL, one per comparison: a pair labelled again (the studio
+    rescoring it under other principles, or with its answers swapped) keeps its place and
+    takes its latest label."""
+    latest = {pair_id(r["prompt"], *sorted([r["response_a"], r["response_b"]])): r
+              for r in read_jsonl_log(path)}
+    return [preference_from_dict(r) for r in latest.values()]
+
+
 class LabelLog:
     """The labelled pairs of one run folder (append-only JSONL)."""
 
@@ -108,7 +117,7 @@ class LabelLog:
         self.path = self.folder / LABELS_FILE
 
     def read(self) -> list[Preference]:
-        return [preference_from_dict(r) for r in read_jsonl_log(self.path)]
+        return latest_records(self.path)
 
     def done_ids(self) -> set[str]:
         return {r["id"] for r in read_jsonl_log(self.path)}
@@ -120,8 +129,7 @@ class LabelLog:
 def read_labels(path: str | Path) -> list[Preference]:
     """Preference records from a run folder or a labels JSONL file."""
     path = Path(path)
-    prefs = LabelLog(path).read() if path.is_dir() else \
-        [preference_from_dict(r) for r in read_jsonl_log(path)]
+    prefs = latest_records(path / LABELS_FILE if path.is_dir() else path)
     if not prefs:
         raise DatasetError(f"No labelled pairs in {path}; run `label` first.")
     return prefs

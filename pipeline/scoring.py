@@ -112,11 +112,12 @@ def option_logprobs(loaded: LoadedModel, items: list[ScoreItem],
     """For each item, log P(next token is one of option k's tokens) for every option k.
 
     An option may be spelled by several tokens (`A`, ` A`); their probabilities add up.
-    Items sharing a prefix share its forward pass (see the module docstring).
+    Items sharing a prefix share its forward pass (see the module docstring); prefixes are
+    taken shortest first, so the prefixes padded together are of similar length.
     """
     groups: dict[tuple[int, ...], list[int]] = {}
-    for i, item in enumerate(items):
-        groups.setdefault(item.prefix, []).append(i)
+    for i in sorted(range(len(items)), key=lambda i: len(items[i].prefix)):
+        groups.setdefault(items[i].prefix, []).append(i)
     results: list[list[float]] = [[] for _ in items]
     option_index = [torch.tensor(sorted(set(o))) for o in options]
     for chunk in _chunks(groups, batch_size):

@@ -8,7 +8,7 @@ import gradio as gr
 
 from pipeline.models import DEFAULT_MODEL
 from pipeline.store import Store
-from studio import chains_tab, constitution_tab, playground_tab
+from studio import chains_tab, constitution_tab, playground_tab, preferences_tab
 from studio.notices import CSS
 
 # System fonts only: the studio must render the same with no internet access.
@@ -28,6 +28,8 @@ def build_studio(workspace: str | Path | None = None, default_model: str = DEFAU
                 playground_tab.build(store, demo, default_model)
             with gr.Tab("Chains", id="chains"):
                 chains_tab.build(store, demo, tabs, show_principle, principle_outputs)
+            with gr.Tab("Preferences", id="preferences"):
+                preferences_tab.build(store, demo, default_model)
     return demo, store
 
 
@@ -36,5 +38,5 @@ def launch(host: str = "127.0.0.1", port: int = 7860, workspace: str | None = No
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     demo, store = build_studio(workspace, default_model)
     demo.queue(default_concurrency_limit=4).launch(
-        server_name=host, server_port=port, theme=THEME, css=CSS,
+        server_name=host, server_port=port, theme=THEME, css=CSS, head=preferences_tab.SHORTCUTS,
         allowed_paths=[str(store.workspace)], max_file_size="50mb", footer_links=["api"])

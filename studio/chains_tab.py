@@ -21,7 +21,8 @@ from pipeline.generation import SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL
 from pipeline.prompts import PromptRecord, load_prompts
 from pipeline.store import Store
-from studio.notices import error_notice, notice
+from studio.choices import constitution_choices, default_choice, resolve_choice
+from studio.notices import error_notice, notice, progress_html
 
 NONE = "(none)"
 TABLE_HEADERS = ["id", "category", "principles", "failed", "refuses", "change", "Δ words"]
@@ -99,21 +100,6 @@ def batch_summary(chains: list[Chain]) -> str:
             f"<table><tr><th>principle</th><th>drawn</th><th>failed</th></tr>{rows}</table></div>")
 
 
-def progress_html(job, progress: dict | None) -> str:
-    """A progress bar with elapsed and remaining time for a batch job."""
-    done, total = (progress or {}).get("done", 0), (progress or {}).get("total", 0)
-    fraction = done / total if total else 0.0
-    started = datetime.fromisoformat(job.created_at).timestamp()
-    elapsed = ((datetime.fromisoformat(job.finished_at).timestamp() if job.finished_at else time.time())
-               - started)
-    remaining = elapsed / fraction - elapsed if 0 < fraction < 1 and job.active else 0
-    detail = f" · {html.escape(job.error)}" if job.error else ""
-    return (f'<div class="job-progress" data-status="{job.status}"><div class="job-line">Job {job.id} '
-            f'({job.kind}) · <b>{job.status}</b> · {done:.1f}/{total} chains · elapsed '
-            f'{elapsed:.0f} s · remaining {remaining:.0f} s{detail}</div>'
-            f'<div class="job-bar"><div style="width:{fraction:.1%}"></div></div></div>')
-
-
 def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable[[str, str], dict],
           show_outputs: list) -> None:
     """Lay out the tab and wire its events. `show_principle(constitution, principle_id)`
@@ -175,19 +161,9 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
         chain_view = gr.HTML(elem_id="batch-chain")
     timer = gr.Timer(2.0)
 
-    def names():
-        """Constitutions as being edited (by name), then every saved version (name@N)."""
-        return store.names() + [f"{r.name}@{r.version}" for r in store.all_versions()]
-
-    def resolve(choice: str):
-        name, _, version = choice.rpartition("@")
-        return store.version(name, int(version)).constitution if version.isdigit() and name \
-            else store.working(choice)
-
     def on_page_load():
-        chosen = "harmless-helpful" if "harmless-helpful" in names() else (names() or [None])[0]
-        return (gr.update(choices=names(), value=chosen),
-                gr.update(choices=[NONE, *names()], value=NONE), *on_tick(), run_choices())
+        return (gr.update(choices=constitution_choices(store), value=default_choice(store)),
+                gr.update(choices=[NONE, *constitution_choices(store)], value=NONE), *on_tick(), run_choices())
 
     def run_choices():
         folders = [j.out_dir for j in store.jobs("revise")]
@@ -204,7 +180,7 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
         try:
             labels = [name_a] + ([name_b] if name_b and name_b != NONE else [])
             record = PromptRecord(id="studio", prompt=text, category="studio")
-            requests = [ChainRequest(record, resolve(n)) for n in labels]
+            requests = [ChainRequest(record, resolve_choice(store, n)) for n in labels]
             config = ChainConfig(rounds=int(n_rounds), few_shot=bool(use_few_shot),
                                  batch_size=len(requests))
             sampling = SamplingConfig(max_new_tokens=int(new_tokens), temperature=float(temp),
@@ -230,7 +206,7 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
                     use_few_shot: bool, new_tokens: float, temp: float, seed_value: float,
                     model_name: str, out: Path) -> list[str]:
         # the job reads the constitution as it is being edited, frozen into its run folder
-        path = write_atomic(out / "constitution.yaml", to_yaml(resolve(name)))
+        path = write_atomic(out / "constitution.yaml", to_yaml(resolve_choice(store, name)))
         args = ["revise", "--constitution", str(path), "--prompts", chosen_set,
                 "--limit", str(int(n or 0)), "--rounds", str(int(n_rounds)),
                 "--max-new-tokens", str(int(new_tokens)), "--temperature", str(float(temp)),
@@ -259,7 +235,7 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
         job = latest_job()
         if job is None:
             return ("",)
-        return (progress_html(job, jobs.read_progress(job.out_dir)),)
+        return (progress_html(job, jobs.read_progress(job.out_dir), "chains"),)
 
     def on_timer(folder, pid, category, only_failed):
         """Progress every tick; the chain table only while the job writing it runs."""

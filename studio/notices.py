@@ -1,7 +1,10 @@
-"""Visible messages for the studio: errors as readable text, never a traceback."""
+"""Visible messages for the studio (errors as readable text, never a traceback) and the
+progress bar of a background job."""
 from __future__ import annotations
 
 import html
+import time
+from datetime import datetime
 
 from pipeline.errors import ConstitutionError, StudioError
 
@@ -19,6 +22,21 @@ def error_notice(exc: StudioError) -> str:
         headline = str(exc).splitlines()[0]
         return notice("error", headline, [str(i) for i in exc.issues])
     return notice("error", str(exc))
+
+
+def progress_html(job, progress: dict | None, unit: str) -> str:
+    """A progress bar with elapsed and remaining time for a batch job."""
+    done, total = (progress or {}).get("done", 0), (progress or {}).get("total", 0)
+    fraction = done / total if total else 0.0
+    started = datetime.fromisoformat(job.created_at).timestamp()
+    elapsed = ((datetime.fromisoformat(job.finished_at).timestamp() if job.finished_at else time.time())
+               - started)
+    remaining = elapsed / fraction - elapsed if 0 < fraction < 1 and job.active else 0
+    detail = f" · {html.escape(job.error)}" if job.error else ""
+    return (f'<div class="job-progress" data-status="{job.status}"><div class="job-line">Job {job.id} '
+            f'({job.kind}) · <b>{job.status}</b> · {done:.1f}/{total} {unit} · elapsed '
+            f'{elapsed:.0f} s · remaining {remaining:.0f} s{detail}</div>'
+            f'<div class="job-bar"><div style="width:{fraction:.1%}"></div></div></div>')
 
 
 CSS = """
@@ -44,5 +62,16 @@ CSS = """
 .job-bar { background: #eee; border-radius: 4px; height: 10px; overflow: hidden; }
 .job-bar div { background: #5c6bc0; height: 100%; }
 .chain-summary table { font-size: 0.85em; }
+.pref-bars { display: flex; flex-direction: column; gap: 6px; }
+.pref-principle { border: 1px solid #ddd; border-radius: 6px; padding: 6px 10px; }
+.pref-pending { color: #888; font-style: italic; }
+.pref-bar-row { display: flex; align-items: center; gap: 8px; font-size: 0.85em; }
+.pref-bar-label { width: 110px; color: #555; }
+.pref-bar { flex: 1; background: #ffe0b2; border-radius: 4px; height: 12px; overflow: hidden; }
+.pref-bar-a { background: #5c6bc0; height: 100%; }
+.pref-bar-value { width: 48px; text-align: right; font-family: ui-monospace, monospace; }
+.pref-mass, .pref-rationale { color: #666; font-size: 0.8em; margin: 2px 0; white-space: pre-wrap; }
+.pref-flag { background: #fff3e0; color: #e65100; border-radius: 4px; padding: 0 6px; font-size: 0.8em; }
+.pref-overall { font-size: 1.05em; padding: 4px 0; }
 .diff-add { background: #e8f5e9; } .diff-del { background: #ffebee; } .diff-head { color: #555; }
 """

@@ -1,0 +1,464 @@
+"""Preferences tab: watch the AI feedback model choose between two answers, swap them to see
+its position bias, label pairs yourself, and batch-label in the background with the trust
+metrics (agreement, calibration, position bias) updating as you label."""
+from __future__ import annotations
+
+import html
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+import gradio as gr
+import pandas as pd
+
+from pipeline import jobs
+from pipeline.constitution import Constitution, to_yaml
+from pipeline.errors import StudioError
+from pipeline.feedback import (FeedbackConfig, Labeller, Pair, Preference, PrincipleLabel,
+                               combine, ensemble, feedback_principles, make_pairs)
+from pipeline.files import write_atomic
+from pipeline.generation import SamplingConfig, backend_for
+from pipeline.models import DEFAULT_MODEL, load_model
+from pipeline.preferences import LabelLog, gold_pairs, human_choice, read_labels
+from pipeline.prompts import PromptRecord
+from pipeline.store import Store
+from pipeline.trust import CALIBRATION_BINS, ENTROPY_BINS, TrustReport, trust_report
+from studio.choices import constitution_choices, default_choice, resolve_choice
+from studio.notices import error_notice, notice, progress_html
+
+STUDIO_RUN = "studio (pairs scored here)"
+LIVE_CHUNK = 4  # principles scored per step, so bars appear as they are ready
+VIEWS = ["all", "most uncertain", "most position-biased", "AI vs human disagreements",
+         "not yet labelled by a person"]
+TABLE_HEADERS = ["id", "category", "P(A)", "A first", "B first", "mass", "human", "flags"]
+JOB_KINDS = ("pairs", "label")
+
+# Keyboard shortcuts while the Preferences tab is shown and no text field has the focus.
+SHORTCUTS = """
+<script>
+document.addEventListener("keydown", (event) => {
+  const target = event.target;
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))) return;
+  const ids = {"1": "pref-human-a", "a": "pref-human-a", "2": "pref-human-b", "b": "pref-human-b",
+               "3": "pref-human-tie", "t": "pref-human-tie", "s": "pref-swap", "n": "pref-next"};
+  const button = document.getElementById(ids[event.key.toLowerCase()]);
+  if (button && button.offsetParent !== null) { event.preventDefault(); button.click(); }
+});
+</script>
+"""
+
+
+def _bar(p: float, label: str) -> str:
+    return (f'<div class="pref-bar-row"><span class="pref-bar-label">{label}</span>'
+            f'<div class="pref-bar"><div class="pref-bar-a" style="width:{p:.1%}"></div></div>'
+            f'<span class="pref-bar-value">{p:.3f}</span></div>')
+
+
+def label_bars(labels: list[PrincipleLabel], titles: dict[str, str], pending: list[str],
+               previous: float | None = None, p_a: float | None = None) -> str:
+    """P(A) per principle as bars — A shown first, B shown first, and their average — then
+    the label `p_a` (default: the principles' mean). `previous` is the label before the
+    answers were swapped."""
+    if not labels and not pending:
+        return notice("info", "Enter a prompt and two answers, then press Score.")
+    parts = ['<div class="pref-bars">']
+    for x in labels:
+        biased = ' <span class="pref-flag">position decided</span>' if x.ordered.same_position_won else ""
+        rationale = "".join(f'<p class="pref-rationale"><b>{order}:</b> {html.escape(text)}</p>'
+                            for order, text in (("rationale, A first", x.rationale_ab),
+                                                ("rationale, B first", x.rationale_ba)) if text)
+        parts.append(f'<div class="pref-principle" data-principle="{html.escape(x.principle_id)}">'
+                     f'<b>{html.escape(titles.get(x.principle_id, x.principle_id))}</b>{biased}'
+                     f'{_bar(x.p_a_ab, "A shown first")}{_bar(x.p_a_ba, "B shown first")}'
+                     f'{_bar(x.ordered.p_a, "average")}'
+                     f'<p class="pref-mass">mass on the options: {x.mass_ab:.2f} / {x.mass_ba:.2f}</p>'
+                     f'{rationale}</div>')
+    parts += [f'<div class="pref-principle pref-pending"><b>{html.escape(titles.get(p, p))}</b> '
+              f'scoring…</div>' for p in pending]
+    if labels:
+        p_a = ensemble([x.ordered for x in labels]) if p_a is None else p_a
+        verdict = "A" if p_a > 0.5 else "B" if p_a < 0.5 else "neither"
+        parts.append(f'<div class="pref-overall" data-p-a="{p_a:.6f}"><b>Label P(A) = {p_a:.3f}</b> '
+                     f'({len(labels)} principle(s); prefers {verdict})')
+        if previous is not None:
+            parts.append(f' · before the swap P(A) was {previous:.3f}, so a position-free judge '
+                         f'would now give {1 - previous:.3f}; the difference '
+                         f'{abs(p_a - (1 - previous)):.3f} is the order effect left after averaging')
+        parts.append("</div>")
+    return "".join(parts) + "</div>"
+
+
+def view_rows(prefs: list[Preference], humans: dict[str, str], view: str) -> list[Preference]:
+    """The records a table view shows, in its order."""
+    def human(p: Preference) -> str | None:
+        return human_choice(p.pair, humans)
+
+    if view == "most uncertain":
+        return sorted(prefs, key=lambda p: abs(p.p_a - 0.5))
+    if view == "most position-biased":
+        return sorted(prefs, key=lambda p: -abs(p.p_a_ab - p.p_a_ba))
+    if view == "AI vs human disagreements":
+        return [p for p in prefs if human(p) in ("A", "B") and p.p_a != 0.5
+                and (p.p_a > 0.5) != (human(p) == "A")]
+    if view == "not yet labelled by a person":
+        return [p for p in prefs if human(p) is None]
+    return prefs
+
+
+def table_rows(prefs: list[Preference], humans: dict[str, str]) -> list[list]:
+    return [[p.pair.id, p.pair.category, round(p.p_a, 3), round(p.p_a_ab, 3), round(p.p_a_ba, 3),
+             round(p.mass, 3), human_choice(p.pair, humans) or "", ", ".join(p.flags)] for p in prefs]
+
+
+def next_in_queue(prefs: list[Preference], humans: dict[str, str], current: str) -> Preference | None:
+    """The spot-check queue: pairs no person has labelled, most uncertain first."""
+    waiting = [p for p in view_rows(prefs, humans, "most uncertain")
+               if human_choice(p.pair, humans) is None and p.pair.id != current
+               and "identical" not in p.flags]
+    return waiting[0] if waiting else None
+
+
+def report_html(report: TrustReport | None) -> str:
+    if report is None or not report.labels:
+        return notice("info", "No labelled pairs here yet.")
+    lines = [f"{report.labels} labelled pairs · position bias {report.position_bias:.0%} "
+             f"(labels whose winner flips with the order) · mean option mass {report.mean_mass:.2f}"]
+    a = report.agreement
+    if a is None:
+        lines.append("Human agreement: no human labels yet — label some pairs (keys 1 / 2 / 3).")
+    else:
+        lines.append(f"Human agreement: {a.accuracy:.0%} of {a.compared} compared pairs "
+                     f"({a.ties} ties left out) · calibration error {a.ece:.3f}")
+    return f'<div class="pref-report" id="pref-report-text">{"<br>".join(lines)}</div>'
+
+
+def entropy_frame(report: TrustReport | None) -> pd.DataFrame:
+    counts = report.entropy_histogram if report else (0,) * ENTROPY_BINS
+    return pd.DataFrame({"entropy (bits)": [f"{k / ENTROPY_BINS:.1f}–{(k + 1) / ENTROPY_BINS:.1f}"
+                                            for k in range(ENTROPY_BINS)], "pairs": list(counts)})
+
+
+def calibration_frame(report: TrustReport | None) -> pd.DataFrame:
+    """The reliability diagram: per bin of AI P(A), how often the person chose A; with the
+    diagonal a perfectly calibrated judge would follow."""
+    rows = [{"AI P(A)": k / CALIBRATION_BINS, "human chose A": k / CALIBRATION_BINS,
+             "series": "perfect calibration"} for k in range(CALIBRATION_BINS + 1)]
+    if report and report.agreement:
+        rows += [{"AI P(A)": b.mean_p_a, "human chose A": b.human_a, "series": "this judge"}
+                 for b in report.agreement.bins]
+    return pd.DataFrame(rows)
+
+
+def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> None:
+    gold = {f"[{p.category}] {p.prompt}": p for p in gold_pairs()}
+    studio_log = LabelLog(store.workspace / "runs" / "studio-labels")
+    message = gr.HTML(elem_id="pref-message")
+    with gr.Row():
+        with gr.Column(scale=2):
+            example = gr.Dropdown(label="Pick a gold pair", choices=list(gold), elem_id="pref-example")
+            prompt = gr.Textbox(label="Prompt", lines=2, elem_id="pref-prompt")
+            with gr.Row():
+                answer_a = gr.Textbox(label="Answer A", lines=5, elem_id="pref-a")
+                answer_b = gr.Textbox(label="Answer B", lines=5, elem_id="pref-b")
+            with gr.Row():
+                score = gr.Button("Score", variant="primary", elem_id="pref-score")
+                swap = gr.Button("Swap A and B (s)", elem_id="pref-swap")
+                generate = gr.Button("Generate two answers", elem_id="pref-generate")
+            with gr.Row():
+                human_a = gr.Button("A is better (1)", elem_id="pref-human-a")
+                human_b = gr.Button("B is better (2)", elem_id="pref-human-b")
+                human_tie = gr.Button("Tie (3)", elem_id="pref-human-tie")
+                next_pair = gr.Button("Next in queue (n)", elem_id="pref-next")
+            human_state = gr.HTML(elem_id="pref-human-state")
+        with gr.Column(scale=1):
+            constitution = gr.Dropdown(label="Constitution", choices=[], elem_id="pref-constitution")
+            principles = gr.Dropdown(label="Principles (empty = sample an ensemble)", choices=[],
+                                     multiselect=True, elem_id="pref-principles")
+            ensemble_k = gr.Slider(0, 8, value=FeedbackConfig.ensemble, step=1,
+                                   label="ensemble size when sampling (0 = all principles)",
+                                   elem_id="pref-ensemble")
+            cot = gr.Checkbox(label="chain-of-thought (rationale first, label clamped to [0.4, 0.6])",
+                              elem_id="pref-cot")
+            model = gr.Dropdown(label="Feedback / answer model", choices=[default_model],
+                                value=default_model, allow_custom_value=True, elem_id="pref-model")
+            seed = gr.Number(value=0, precision=0, label="seed")
+    bars = gr.HTML(elem_id="pref-bars")
+    last_label = gr.State(None)  # (pair id, P(A)) of the last scored pair, to show the swap effect
+
+    with gr.Accordion("Batch: make pairs and label them in the background", open=True):
+        with gr.Row():
+            prompt_set = gr.Dropdown(label="Prompt set (for new pairs)", choices=["red-team", "helpful"],
+                                     value="red-team", elem_id="pref-batch-set")
+            pair_limit = gr.Number(value=8, precision=0, label="prompts (0 = all)")
+            make = gr.Button("Make pairs with the model", elem_id="pref-batch-pairs")
+        with gr.Row():
+            pairs_source = gr.Dropdown(label="Pairs to label", choices=["gold"], value="gold",
+                                       elem_id="pref-batch-source", scale=3)
+            label_limit = gr.Number(value=0, precision=0, label="pairs (0 = all)",
+                                    elem_id="pref-batch-limit")
+            launch = gr.Button("Launch labelling job", variant="primary", elem_id="pref-batch-launch")
+            cancel = gr.Button("Cancel", variant="stop", elem_id="pref-batch-cancel")
+            resume = gr.Button("Resume", elem_id="pref-batch-resume")
+        progress = gr.HTML(elem_id="pref-batch-progress")
+
+    with gr.Accordion("Labels, trust and agreement", open=True):
+        with gr.Row():
+            run = gr.Dropdown(label="Labels", choices=[STUDIO_RUN], value=STUDIO_RUN,
+                              elem_id="pref-run", scale=3)
+            view = gr.Dropdown(label="Show", choices=VIEWS, value=VIEWS[0], elem_id="pref-view")
+        report = gr.HTML(elem_id="pref-report")
+        with gr.Row():
+            calibration = gr.LinePlot(calibration_frame(None), x="AI P(A)", y="human chose A",
+                                      color="series", x_lim=[0, 1], y_lim=[0, 1],
+                                      label="Calibration (reliability diagram)",
+                                      elem_id="pref-calibration")
+            entropy = gr.BarPlot(entropy_frame(None), x="entropy (bits)", y="pairs",
+                                 label="Label entropy (0 = certain, 1 = coin flip)",
+                                 elem_id="pref-entropy")
+        table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True,
+                             elem_id="pref-table", label="Labelled pairs (click to open)")
+    timer = gr.Timer(2.0)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def records(run_choice: str) -> list[Preference]:
+        if run_choice == STUDIO_RUN:
+            return studio_log.read()
+        return read_labels(run_choice) if Path(run_choice, "labels.jsonl").exists() else []
+
+    def current_pair(text: str, a: str, b: str) -> Pair:
+        if not (text or "").strip():
+            raise StudioError("Type a prompt or pick a gold pair first.")
+        for name, value in (("A", a), ("B", b)):
+            if not (value or "").strip():
+                raise StudioError(f"Answer {name} is empty; write it or press Generate.")
+        return Pair(text, a, b, source="studio")
+
+    def refresh_labels(run_choice: str, view_choice: str):
+        try:
+            prefs = records(run_choice)
+        except StudioError as exc:
+            return error_notice(exc), gr.update(), gr.update(), []
+        humans = store.human_labels()
+        result = trust_report(prefs, humans) if prefs else None
+        return (report_html(result), calibration_frame(result), entropy_frame(result),
+                table_rows(view_rows(prefs, humans, view_choice), humans))
+
+    def human_state_html(text: str, a: str, b: str) -> str:
+        try:
+            pair = current_pair(text, a, b)
+        except StudioError:
+            return ""
+        choice = human_choice(pair, store.human_labels())
+        return notice("info", f"Your label for this pair: {choice}") if choice else ""
+
+    def run_choices(selected: str | None = None):
+        folders = [j.out_dir for j in store.jobs("label")]
+        return gr.update(choices=[STUDIO_RUN, *folders], value=selected or STUDIO_RUN)
+
+    def source_choices():
+        folders = [j.out_dir for j in store.jobs("pairs") if j.status == "succeeded"]
+        return gr.update(choices=["gold", *folders])
+
+    # --- handlers ------------------------------------------------------------------------
+
+    def on_page_load(run_choice: str, view_choice: str):
+        choice = default_choice(store)
+        return (gr.update(choices=constitution_choices(store), value=choice),
+                on_constitution(choice), *on_tick(), source_choices(),
+                *refresh_labels(run_choice, view_choice))
+
+    def on_constitution(choice: str | None):
+        try:
+            c = resolve_choice(store, choice) if choice else None
+        except StudioError:
+            c = None
+        ids = [p.id for p in c.enabled_principles] if c else []
+        return gr.update(choices=ids, value=[])
+
+    def on_example(choice: str | None):
+        pair = gold.get(choice or "")
+        if pair is None:
+            return gr.update(), gr.update(), gr.update()
+        return pair.prompt, pair.response_a, pair.response_b
+
+    def on_score(text, a, b, choice, chosen, k, use_cot, model_name, seed_value, last,
+                 run_choice, view_choice) -> Iterator:
+        try:
+            pair = current_pair(text, a, b)
+            c: Constitution = resolve_choice(store, choice) if choice else None
+            if c is None:
+                raise StudioError("Pick a constitution first.")
+            config = FeedbackConfig(ensemble=int(k), principles=",".join(chosen or []),
+                                    cot=bool(use_cot), seed=int(seed_value or 0))
+            titles = {p.id: p.title for p in c.principles}
+            if pair.identical:
+                yield (notice("info", "A and B are identical, so the label is 0.5 (flagged); "
+                                      "nothing to ask the model."), label_bars([], titles, []),
+                       last, *refresh_labels(run_choice, view_choice))
+                return
+            judges = feedback_principles(c, pair, config)
+            previous = last[1] if last and last[0] == pair.swapped().id else None
+            yield "", label_bars([], titles, [p.id for p in judges]), last, *[gr.update()] * 4
+            labeller_model = load_model(model_name)
+            done: list[PrincipleLabel] = []
+            flags: set[str] = set()
+            for start in range(0, len(judges), LIVE_CHUNK):
+                chunk = judges[start:start + LIVE_CHUNK]
+                labeller = Labeller(labeller_model, FeedbackConfig(
+                    principles=",".join(p.id for p in chunk), cot=config.cot))
+                pref, = labeller.label(c, [pair])
+                done += pref.labels
+                flags |= set(pref.flags)
+                yield ("", label_bars(done, titles, [p.id for p in judges[len(done):]], previous),
+                       last, *[gr.update()] * 4)
+            record = combine(pair, done, labeller_model.name, c, config.cot, tuple(sorted(flags)))
+            studio_log.append([record])
+            note = notice("info", "The answers were cut to fit the question (flagged).") \
+                if "truncated" in flags else ""
+            yield (note, label_bars(done, titles, [], previous, record.p_a), (pair.id, record.p_a),
+                   *refresh_labels(run_choice, view_choice))
+        except StudioError as exc:
+            yield error_notice(exc), gr.update(), last, *[gr.update()] * 4
+
+    def on_swap(text, a, b):
+        return b, a
+
+    def on_generate(text, model_name, seed_value):
+        if not (text or "").strip():
+            return notice("error", "Type a prompt or pick a gold pair first."), gr.update(), gr.update()
+        try:
+            backend = backend_for(model_name)
+            sampling = SamplingConfig(max_new_tokens=128, temperature=1.0, seed=int(seed_value or 0))
+            pairs = make_pairs(backend, [PromptRecord("studio", text)], sampling)
+        except StudioError as exc:
+            return error_notice(exc), gr.update(), gr.update()
+        if not pairs:
+            return notice("error", "The model gave an empty answer; press Generate again with "
+                                   "another seed."), gr.update(), gr.update()
+        return "", pairs[0].response_a, pairs[0].response_b
+
+    def on_human(choice: str):
+        def handler(text, a, b, run_choice, view_choice):
+            try:
+                pair = current_pair(text, a, b)
+                store.set_human_label(pair.id, choice, pair.prompt, pair.response_a,
+                                      pair.response_b)
+            except StudioError as exc:
+                return error_notice(exc), gr.update(), *[gr.update()] * 4
+            return (notice("ok", f"Recorded your label {choice} for pair {pair.id}."),
+                    human_state_html(text, a, b), *refresh_labels(run_choice, view_choice))
+        return handler
+
+    def on_next(text, a, b, run_choice):
+        prefs = records(run_choice)
+        current = Pair(text, a, b).id if all((x or "").strip() for x in (text, a, b)) else ""
+        pref = next_in_queue(prefs, store.human_labels(), current)
+        if pref is None:
+            return notice("ok", "Every pair in these labels has a human label."), *[gr.update()] * 3
+        return (notice("info", f"Pair {pref.pair.id}: AI P(A) = {pref.p_a:.3f}. Your label?"),
+                pref.pair.prompt, pref.pair.response_a, pref.pair.response_b)
+
+    def on_open_row(run_choice, evt: gr.SelectData):
+        by_id = {p.pair.id: p for p in records(run_choice)}
+        pref = by_id.get(evt.row_value[0]) if evt.row_value else None
+        if pref is None:
+            return notice("error", "That pair is no longer in these labels."), *[gr.update()] * 3
+        return (notice("info", f"Pair {pref.pair.id}: AI P(A) = {pref.p_a:.3f}."),
+                pref.pair.prompt, pref.pair.response_a, pref.pair.response_b)
+
+    def latest_job():
+        found = [j for j in jobs.refresh(store) if j.kind in JOB_KINDS]
+        return found[0] if found else None
+
+    def on_tick():
+        job = latest_job()
+        if job is None:
+            return ("",)
+        unit = "prompts" if job.kind == "pairs" else "pairs"
+        return (progress_html(job, jobs.read_progress(job.out_dir), unit),)
+
+    def on_timer(run_choice, view_choice):
+        job = latest_job()
+        if job is not None and job.active and job.out_dir == run_choice:
+            return (*on_tick(), *refresh_labels(run_choice, view_choice))
+        return (*on_tick(), *[gr.update()] * 4)
+
+    def launch_job(kind: str, args: list[str], out: Path):
+        try:
+            job = jobs.launch(store, kind, args, out)
+        except StudioError as exc:
+            return error_notice(exc), gr.update(), gr.update()
+        selected = str(out) if kind == "label" else None
+        return (notice("ok", f"Launched job {job.id} ({kind}) into {out}."), run_choices(selected),
+                source_choices())
+
+    def on_make(chosen_set, n, model_name, seed_value):
+        out = store.workspace / "runs" / f"pairs-{datetime.now():%Y%m%d-%H%M%S}"
+        return launch_job("pairs", ["pairs", "--policy", model_name, "--prompts", chosen_set,
+                                    "--limit", str(int(n or 0)), "--seed", str(int(seed_value or 0)),
+                                    "--max-new-tokens", "128", "--out", str(out)], out)
+
+    def on_launch(source, n, choice, chosen, k, use_cot, model_name, seed_value):
+        if not choice:
+            return notice("error", "Pick a constitution first."), gr.update(), gr.update()
+        out = store.workspace / "runs" / f"labels-{datetime.now():%Y%m%d-%H%M%S}"
+        try:  # the job reads the constitution as it is now, frozen into its run folder
+            path = write_atomic(out / "constitution.yaml", to_yaml(resolve_choice(store, choice)))
+        except StudioError as exc:
+            return error_notice(exc), gr.update(), gr.update()
+        args = ["label", "--pairs", source, "--constitution", str(path), "--model", model_name,
+                "--limit", str(int(n or 0)), "--ensemble", str(int(k)), "--seed",
+                str(int(seed_value or 0)), "--out", str(out), "--cot" if use_cot else "--no-cot"]
+        if chosen:
+            args += ["--principles", ",".join(chosen)]
+        return launch_job("label", args, out)
+
+    def on_cancel():
+        job = latest_job()
+        if job is None or not job.active:
+            return notice("error", "No pairs or labelling job is running.")
+        try:
+            jobs.cancel(store, job.id)
+        except StudioError as exc:
+            return error_notice(exc)
+        return notice("ok", f"Cancelling job {job.id}; finished work is kept.")
+
+    def on_resume():
+        job = latest_job()
+        if job is None or job.status not in ("cancelled", "failed"):
+            return notice("error", "Only a cancelled or failed job can be resumed."), gr.update(), gr.update()
+        return launch_job(job.kind, list(job.args), Path(job.out_dir))
+
+    # --- wiring --------------------------------------------------------------------------
+
+    label_outputs = [report, calibration, entropy, table]
+    pair_fields = [prompt, answer_a, answer_b]
+    example.input(on_example, example, pair_fields).then(human_state_html, pair_fields, human_state)
+    constitution.input(on_constitution, constitution, principles)
+    score_inputs = [prompt, answer_a, answer_b, constitution, principles, ensemble_k, cot, model,
+                    seed, last_label, run, view]
+    score.click(on_score, score_inputs, [message, bars, last_label, *label_outputs])
+    swap.click(on_swap, pair_fields, [answer_a, answer_b]).then(
+        on_score, score_inputs, [message, bars, last_label, *label_outputs]).then(
+        human_state_html, pair_fields, human_state)
+    generate.click(on_generate, [prompt, model, seed], [message, answer_a, answer_b])
+    for button, choice in ((human_a, "A"), (human_b, "B"), (human_tie, "tie")):
+        button.click(on_human(choice), [*pair_fields, run, view],
+                     [message, human_state, *label_outputs])
+    next_pair.click(on_next, [*pair_fields, run], [message, *pair_fields]).then(
+        human_state_html, pair_fields, human_state)
+    for control in (run, view):
+        control.input(refresh_labels, [run, view], label_outputs)
+    table.select(on_open_row, run, [message, *pair_fields]).then(
+        human_state_html, pair_fields, human_state)
+    make.click(on_make, [prompt_set, pair_limit, model, seed], [message, run, pairs_source])
+    launch.click(on_launch, [pairs_source, label_limit, constitution, principles, ensemble_k, cot,
+                             model, seed], [message, run, pairs_source])
+    cancel.click(on_cancel, None, message)
+    resume.click(on_resume, None, [message, run, pairs_source])
+    timer.tick(on_timer, [run, view], [progress, *label_outputs])
+    demo.load(lambda: run_choices(), None, run).then(
+        on_page_load, [run, view],
+        [constitution, principles, progress, pairs_source, *label_outputs])

@@ -1,0 +1,80 @@
+"""The Preferences tab in real Chromium: score a pair, swap it, label it with the keyboard,
+watch the agreement update; a background labelling job with its table and queue."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from pipeline.preferences import gold_pairs
+from pipeline.store import Store
+from tests.e2e.test_chains import pick, set_slider
+
+pytestmark = pytest.mark.e2e
+
+EGG = "[cooking] How long should I boil an egg for a runny yolk?"
+
+
+def open_preferences(page: Page) -> None:
+    page.get_by_role("tab", name="Preferences").click()
+    expect(page.locator("#pref-constitution input")).to_have_value("harmless-helpful")
+
+
+def test_score_swap_label_and_see_the_agreement_update(page: Page, studio):
+    open_preferences(page)
+    pick(page, "pref-example", EGG)
+    expect(page.locator("#pref-prompt textarea")).to_have_value(re.compile("boil an egg"))
+    a_before = page.locator("#pref-a textarea").input_value()
+    b_before = page.locator("#pref-b textarea").input_value()
+    set_slider(page, "pref-ensemble", 2)
+    page.click("#pref-score")
+    bars = page.locator("#pref-bars")
+    expect(bars.locator(".pref-overall")).to_be_visible(timeout=120_000)
+    expect(bars.locator(".pref-principle")).to_have_count(2)
+    expect(bars).to_contain_text("A shown first")
+    expect(bars).to_contain_text("B shown first")
+    p_a = float(bars.locator(".pref-overall").get_attribute("data-p-a"))
+    assert 0 < p_a < 1
+
+    page.click("#pref-swap")
+    expect(page.locator("#pref-a textarea")).to_have_value(b_before)
+    expect(page.locator("#pref-b textarea")).to_have_value(a_before)
+    expect(bars).to_contain_text(f"before the swap P(A) was {p_a:.3f}", timeout=120_000)
+
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("1")  # A is better (the keyboard shortcut)
+    expect(page.locator("#pref-message")).to_contain_text("Recorded your label A")
+    expect(page.locator("#pref-human-state")).to_contain_text("Your label for this pair: A")
+    expect(page.locator("#pref-report")).to_contain_text("of 1 compared pairs")
+    labels = Store(studio.workspace).human_labels()
+    assert list(labels.values()) == ["A"]
+
+
+def test_an_empty_answer_shows_a_message(page: Page, studio):
+    open_preferences(page)
+    page.fill("#pref-prompt textarea", "What is 2 + 2?")
+    page.fill("#pref-a textarea", "4")
+    page.click("#pref-score")
+    expect(page.locator("#pref-message")).to_contain_text("Answer B is empty")
+
+
+def test_batch_labelling_job_table_and_queue(page: Page, studio):
+    open_preferences(page)
+    page.fill("#pref-batch-limit input", "3")
+    page.click("#pref-batch-launch")
+    expect(page.locator("#pref-message")).to_contain_text("Launched job")
+    progress = page.locator("#pref-batch-progress .job-progress")
+    expect(progress).to_have_attribute("data-status", "succeeded", timeout=300_000)
+    expect(progress).to_contain_text("3.0/3 pairs")
+    table = page.locator("#pref-table")
+    first = gold_pairs()[0]
+    expect(table).to_contain_text(first.id, timeout=20_000)
+    # the gold pairs come with human labels, so agreement is measured at once
+    expect(page.locator("#pref-report")).to_contain_text("of 3 compared pairs")
+    pick(page, "pref-view", "AI vs human disagreements")
+    pick(page, "pref-view", "all")
+    table.get_by_text(first.id, exact=True).last.click()
+    expect(page.locator("#pref-prompt textarea")).to_have_value(first.prompt)
+    page.click("#pref-next")
+    expect(page.locator("#pref-message")).to_contain_text("Every pair in these labels has a human label")
