@@ -163,7 +163,8 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
 
     def on_page_load():
         return (gr.update(choices=constitution_choices(store), value=default_choice(store)),
-                gr.update(choices=[NONE, *constitution_choices(store)], value=NONE), *on_tick(), run_choices())
+                gr.update(choices=[NONE, *constitution_choices(store)], value=NONE), *on_tick(),
+                run_choices())
 
     def run_choices():
         folders = [j.out_dir for j in store.jobs("revise")]

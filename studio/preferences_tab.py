@@ -4,6 +4,7 @@ metrics (agreement, calibration, position bias) updating as you label."""
 from __future__ import annotations
 
 import html
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Iterator
@@ -39,7 +40,8 @@ SHORTCUTS = """
 document.addEventListener("keydown", (event) => {
   const target = event.target;
   if (event.ctrlKey || event.metaKey || event.altKey) return;
-  if (target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))) return;
+  const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(target && target.tagName);
+  if (typing || (target && target.isContentEditable)) return;
   const ids = {"1": "pref-human-a", "a": "pref-human-a", "2": "pref-human-b", "b": "pref-human-b",
                "3": "pref-human-tie", "t": "pref-human-tie", "s": "pref-swap", "n": "pref-next"};
   const button = document.getElementById(ids[event.key.toLowerCase()]);
@@ -380,8 +382,12 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
         return (progress_html(job, jobs.read_progress(job.out_dir), unit),)
 
     def on_timer(run_choice, view_choice):
+        """Progress every tick; the labels while the job writing them runs, and once more
+        just after it ends."""
         job = latest_job()
-        if job is not None and job.active and job.out_dir == run_choice:
+        recent = job is not None and (job.active or job.finished_at and time.time() - datetime.fromisoformat(
+            job.finished_at).timestamp() < 5)
+        if recent and job.out_dir == run_choice:
             return (*on_tick(), *refresh_labels(run_choice, view_choice))
         return (*on_tick(), *[gr.update()] * 4)
 

@@ -9,8 +9,8 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 from pipeline.models import LoadedModel, embedded_model_dir
 
 
-@functools.lru_cache(maxsize=1)
-def tiny_model() -> LoadedModel:
+def fresh_tiny_model() -> LoadedModel:
+    """A new instance, for tests that train or otherwise change the model."""
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
     tokenizer.padding_side = "left"
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
@@ -20,3 +20,9 @@ def tiny_model() -> LoadedModel:
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
     return LoadedModel(name="tiny", source="config", model=model, tokenizer=tokenizer)
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_model() -> LoadedModel:
+    """One shared instance for tests that only read the model."""
+    return fresh_tiny_model()

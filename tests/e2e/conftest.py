@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -88,5 +89,7 @@ def page(browser, studio):
     pg.set_default_timeout(30_000)
     pg.goto(studio.url)
     pg.wait_for_selector("#principle-table")
+    # wait for the page-load handler to fill the table, so a first click is not overwritten
+    expect(pg.locator("#principle-table")).to_contain_text("physical-harm")
     yield pg
     context.close()

@@ -13,7 +13,7 @@ from pipeline.errors import DatasetError, JobError
 from pipeline.generation import SamplingConfig, TransformersBackend
 from pipeline.store import Store
 from tests.pipeline.test_critique import requests
-from tests.tiny import tiny_model
+from tests.tiny import fresh_tiny_model, tiny_model
 
 SAMPLING = SamplingConfig(temperature=1.0, max_new_tokens=6, seed=0)
 
@@ -82,7 +82,8 @@ def test_sft_dataset_mixes_helpful_data_and_loads_in_trl(tmp_path, chains):
 
     dataset = load_from_disk(str(tmp_path / "sft" / "dataset"))
     tokenizer = AutoTokenizer.from_pretrained(tiny_model().tokenizer.name_or_path)
-    trainer = SFTTrainer(model=tiny_model().model, train_dataset=dataset, processing_class=tokenizer,
+    trainer = SFTTrainer(model=fresh_tiny_model().model, train_dataset=dataset,
+                         processing_class=tokenizer,
                          args=SFTConfig(output_dir=str(tmp_path / "out"), max_steps=1,
                                         report_to="none", per_device_train_batch_size=2,
                                         use_cpu=True))

@@ -1,4 +1,3 @@
-import copy
 import functools
 
 import pytest
@@ -6,7 +5,7 @@ import torch
 
 from pipeline.models import LoadedModel, load_model
 from pipeline.scoring import ScoreItem, _chunks, option_logprobs, sequence_logprobs
-from tests.tiny import tiny_model
+from tests.tiny import fresh_tiny_model
 
 
 def encode(loaded, text):
@@ -15,9 +14,9 @@ def encode(loaded, text):
 
 @functools.lru_cache(maxsize=1)
 def tiny_double() -> LoadedModel:
-    """The tiny model in float64, so batching changes nothing beyond 1e-9."""
-    tiny = tiny_model()
-    return LoadedModel("tiny64", "config", copy.deepcopy(tiny.model).double(), tiny.tokenizer)
+    """A fresh tiny model in float64, so batching changes nothing beyond 1e-9."""
+    tiny = fresh_tiny_model()
+    return LoadedModel("tiny64", "config", tiny.model.double(), tiny.tokenizer)
 
 
 def items_for(loaded):
