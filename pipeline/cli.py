@@ -329,6 +329,36 @@ def cmd_prefs_human(args: argparse.Namespace) -> int:
     return 0
 
 
+def stage_job(stage: str, args: argparse.Namespace):
+    """The stage's config: field defaults < --preset < --config YAML < flags given."""
+    from pipeline.configs import given_fields
+    from pipeline.train.configs import STAGES, build_job, preset, read_job_file
+
+    cls = STAGES[stage]
+    values = preset(stage, args.preset) if args.preset else {}
+    if args.config:
+        values.update(read_job_file(args.config))
+    values.update(given_fields(cls, args))
+    return build_job(cls, values)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pipeline.jobs import job_context
+    from pipeline.train.configs import job_yaml
+    from pipeline.train.runtime import CancelFlag
+
+    job = stage_job(args.command, args)
+    out = Path(args.out)
+    cancel = CancelFlag()
+    with job_context(out, on_cancel=cancel.set):
+        write_atomic(out / "job.yaml", job_yaml(job))
+        if args.command == "sft":
+            from pipeline.train.sft import train_sft
+            result = train_sft(job, out, cancel)
+        print(f"wrote {result}")
+    return 0
+
+
 # --- parser --------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -440,6 +470,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", required=True, help="the pair id")
     p.add_argument("--choice", required=True, choices=("A", "B", "tie"))
     p.set_defaults(run=cmd_prefs_human)
+
+    from pipeline.train.configs import PRESETS, STAGES
+
+    trained = {"sft": "SL-CAI: LoRA SFT on an `sft-data` folder"}
+    for stage, description in trained.items():
+        p = commands.add_parser(stage, help=description, description=STAGES[stage].__doc__)
+        p.add_argument("--config", default=None, help="a YAML job file (field: value)")
+        p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                       help="start from a preset; the job file and flags override it")
+        p.add_argument("--out", required=True, help="run folder; rerunning resumes from its checkpoint")
+        add_config_arguments(p, STAGES[stage], only_given=True)
+        p.set_defaults(run=cmd_train)
 
     prompts = commands.add_parser("prompts", help="list and import prompt sets")
     sub = prompts.add_subparsers(dest="action", required=True)

@@ -15,7 +15,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from pipeline.errors import JobError, StudioError
 from pipeline.files import write_atomic
@@ -34,14 +34,20 @@ class JobCancelled(Exception):
 # --- inside the job process ------------------------------------------------------------------
 
 @contextmanager
-def job_context(out_dir: str | Path) -> Iterator[None]:
-    """Turn SIGTERM into JobCancelled and record how the job ended in status.json."""
+def job_context(out_dir: str | Path, on_cancel: Callable[[], None] | None = None) -> Iterator[None]:
+    """Turn SIGTERM into JobCancelled and record how the job ended in status.json.
+
+    Training jobs pass `on_cancel` instead: SIGTERM then only sets their flag, so the
+    training loop can finish its step, save a checkpoint and raise JobCancelled itself.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / STATUS_FILE).unlink(missing_ok=True)
 
     def cancel(signum, frame):
-        raise JobCancelled()
+        if on_cancel is None:
+            raise JobCancelled()
+        on_cancel()
 
     previous = signal.signal(signal.SIGTERM, cancel)
     try:

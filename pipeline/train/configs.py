@@ -1,0 +1,230 @@
+"""One config dataclass per training stage. CLI flags, YAML job files and the studio's forms
+all come from these fields (pipeline/configs.py), so no knob is typed twice.
+
+Presets: `tiny` finishes on a 2-core CPU in minutes; `paper` has the CAI paper's shape
+(larger LoRA, longer training) for a GPU machine.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from pipeline.errors import JobError
+from pipeline.models import DEFAULT_MODEL
+
+
+def _help(text: str, default: Any) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class LoRASettings:
+    """The LoRA adapter every stage trains."""
+
+    lora_r: int = _help("LoRA rank.", 8)
+    lora_alpha: int = _help("LoRA scaling numerator (the update is scaled by alpha / r).", 16)
+    lora_dropout: float = _help("Dropout on the LoRA input.", 0.05)
+    lora_targets: str = _help("Comma-separated module names to adapt.",
+                              "q_proj,k_proj,v_proj,o_proj")
+
+    def check_lora(self) -> list[str]:
+        problems = []
+        if self.lora_r < 1 or self.lora_alpha < 1:
+            problems.append("lora_r and lora_alpha must be at least 1")
+        if not 0 <= self.lora_dropout < 1:
+            problems.append("lora_dropout must be in [0, 1)")
+        if not [t for t in self.lora_targets.split(",") if t.strip()]:
+            problems.append("lora_targets names no module")
+        return problems
+
+
+@dataclass(frozen=True)
+class TrainingSettings(LoRASettings):
+    model: str = _help("Base model: 'embedded', a local folder or a hub id.", DEFAULT_MODEL)
+    learning_rate: float = _help("Peak learning rate.", 2e-4)
+    epochs: float = _help("Passes over the training data.", 1.0)
+    batch_size: int = _help("Examples per optimisation step.", 4)
+    max_steps: int = _help("Stop after this many steps (0 = by epochs).", 0)
+    max_length: int = _help("Longest example in tokens; longer ones are cut.", 512)
+    save_every: int = _help("Save a checkpoint every N steps (cancel also saves one).", 50)
+    seed: int = _help("Seed of initialisation and data order.", 0)
+
+    def check_training(self) -> list[str]:
+        problems = self.check_lora()
+        if self.learning_rate <= 0:
+            problems.append("learning_rate must be > 0")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            problems.append("set epochs > 0 or max_steps > 0")
+        if self.batch_size < 1 or self.max_length < 16 or self.save_every < 1:
+            problems.append("batch_size and save_every must be at least 1, max_length at least 16")
+        return problems
+
+
+@dataclass(frozen=True)
+class SFTJob(TrainingSettings):
+    """SL-CAI: LoRA fine-tuning on (prompt → final revision), loss on the answer only."""
+
+    data: str = _help("SFT dataset: a folder from `sft-data` (or its sft.jsonl).", "")
+
+    def problems(self) -> list[str]:
+        return self.check_training() + ([] if self.data else ["data is required"])
+
+
+@dataclass(frozen=True)
+class RewardJob(TrainingSettings):
+    """The preference model: LoRA + a scalar head, trained on soft AI labels."""
+
+    data: str = _help("AI labels: a folder from `label` (or its labels.jsonl).", "")
+    init_adapter: str = _help("Start from this PM (e.g. a PMP run's folder) instead of fresh.", "")
+    eval_fraction: float = _help("Share of the labelled pairs held out for accuracy.", 0.2)
+    learning_rate: float = _help("Peak learning rate.", 1e-4)
+
+    def problems(self) -> list[str]:
+        problems = self.check_training() + ([] if self.data else ["data is required"])
+        if not 0 <= self.eval_fraction < 1:
+            problems.append("eval_fraction must be in [0, 1)")
+        return problems
+
+
+@dataclass(frozen=True)
+class PMPJob(TrainingSettings):
+    """Preference-model pretraining on Stack Exchange answers ranked by votes."""
+
+    data: str = _help("A Stack Exchange Posts.xml dump.", "")
+    max_pairs: int = _help("Most answer pairs to train on (0 = all).", 2000)
+
+    def problems(self) -> list[str]:
+        return self.check_training() + ([] if self.data else ["data is required"])
+
+
+@dataclass(frozen=True)
+class PPOJob(LoRASettings):
+    """RL-CAI: PPO of the SFT policy against the preference model."""
+
+    model: str = _help("Base model the adapters were trained on.", DEFAULT_MODEL)
+    policy_adapter: str = _help("SFT adapter folder to start the policy from ('' = fresh LoRA).", "")
+    reward_adapter: str = _help("Preference model folder (from `reward`).", "")
+    prompts: str = _help("Prompt set or file for rollouts.", "red-team")
+    steps: int = _help("PPO steps (each: one batch of rollouts, then updates).", 20)
+    rollouts: int = _help("Answers sampled per step.", 8)
+    max_new_tokens: int = _help("Longest sampled answer in tokens.", 48)
+    temperature: float = _help("Sampling temperature of rollouts.", 1.0)
+    ppo_epochs: int = _help("Passes over each batch of rollouts.", 2)
+    minibatch_size: int = _help("Rollouts per gradient step.", 4)
+    learning_rate: float = _help("Learning rate of policy and value adapters.", 1e-5)
+    clip: float = _help("PPO ratio clip ε.", 0.2)
+    value_clip: float = _help("Value clip: how far a value may move per update.", 0.2)
+    value_coef: float = _help("Weight of the value loss.", 0.1)
+    gamma: float = _help("Discount.", 1.0)
+    lam: float = _help("GAE λ.", 0.95)
+    kl_coef: float = _help("β, the KL penalty coefficient (initial value if adaptive).", 0.05)
+    kl_target: float = _help("Target KL for the adaptive controller (0 = fixed β).", 0.0)
+    whiten_advantages: bool = _help("Normalise advantages per batch.", True)
+    save_every: int = _help("Save a checkpoint every N steps (cancel also saves one).", 5)
+    seed: int = _help("Seed of sampling and initialisation.", 0)
+
+    def problems(self) -> list[str]:
+        problems = self.check_lora()
+        if not self.reward_adapter:
+            problems.append("reward_adapter is required")
+        if self.steps < 1 or self.rollouts < 1 or self.ppo_epochs < 1 or self.minibatch_size < 1:
+            problems.append("steps, rollouts, ppo_epochs and minibatch_size must be at least 1")
+        if self.minibatch_size > self.rollouts:
+            problems.append("minibatch_size cannot exceed rollouts")
+        if not 0 < self.clip < 1 or self.value_clip <= 0:
+            problems.append("clip must be in (0, 1) and value_clip > 0")
+        if self.kl_coef < 0 or self.kl_target < 0:
+            problems.append("kl_coef and kl_target must be ≥ 0")
+        return problems
+
+
+@dataclass(frozen=True)
+class DPOJob(TrainingSettings):
+    """DPO on the AI-labelled pairs (the reference is the base with adapters off)."""
+
+    data: str = _help("AI labels: a folder from `label` (or its labels.jsonl).", "")
+    init_adapter: str = _help("Start from this adapter (e.g. the SFT one).", "")
+    beta: float = _help("DPO β: how far the policy may move from the reference.", 0.1)
+    learning_rate: float = _help("Peak learning rate.", 5e-5)
+
+    def problems(self) -> list[str]:
+        problems = self.check_training() + ([] if self.data else ["data is required"])
+        return problems + (["beta must be > 0"] if self.beta <= 0 else [])
+
+
+STAGES: dict[str, type] = {"sft": SFTJob, "pmp": PMPJob, "reward": RewardJob, "ppo": PPOJob,
+                           "dpo": DPOJob}
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {
+        "sft": {"max_steps": 30, "batch_size": 4, "max_length": 256, "lora_r": 8},
+        "pmp": {"max_steps": 30, "batch_size": 4, "max_length": 256, "max_pairs": 200},
+        "reward": {"max_steps": 40, "batch_size": 4, "max_length": 320},
+        "ppo": {"steps": 6, "rollouts": 8, "minibatch_size": 4, "max_new_tokens": 32},
+        "dpo": {"max_steps": 30, "batch_size": 2, "max_length": 320},
+    },
+    "paper": {
+        "sft": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 64,
+                "lora_alpha": 128, "learning_rate": 1e-4, "lora_targets":
+                "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"},
+        "pmp": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 64,
+                "lora_alpha": 128, "max_pairs": 0},
+        "reward": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 64,
+                   "lora_alpha": 128},
+        "ppo": {"steps": 500, "rollouts": 64, "minibatch_size": 16, "max_new_tokens": 256,
+                "ppo_epochs": 4, "lora_r": 64, "lora_alpha": 128, "kl_target": 6.0},
+        "dpo": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 64,
+                "lora_alpha": 128},
+    },
+}
+
+T = TypeVar("T")
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    """A YAML value checked against the field's type (ints may stand for floats)."""
+    wanted = type(next(f.default for f in dataclasses.fields(cls) if f.name == name))
+    if wanted is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
+        raise JobError(f"{cls.__name__}.{name} must be {wanted.__name__} (got {value!r}).")
+    return value
+
+
+def build_job(cls: type[T], values: dict[str, Any]) -> T:
+    """A stage config from a dict, refusing unknown fields and impossible values by name,
+    before any job starts."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise JobError(f"{cls.__name__} has no field {', '.join(unknown)}; known fields: "
+                       f"{', '.join(sorted(known))}.")
+    job = cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+    problems = job.problems()
+    if problems:
+        raise JobError(f"{cls.__name__}: " + "; ".join(problems) + ".")
+    return job
+
+
+def preset(stage: str, name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise JobError(f"Unknown preset {name!r}; presets: {', '.join(PRESETS)}.")
+    return dict(PRESETS[name].get(stage, {}))
+
+
+def read_job_file(path: str | Path) -> dict[str, Any]:
+    try:
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise JobError(f"Cannot read the job file {path}: {exc}") from None
+    if not isinstance(values, dict):
+        raise JobError(f"The job file {path} must be a mapping of field: value.")
+    return values
+
+
+def job_yaml(job: Any) -> str:
+    return yaml.safe_dump(dataclasses.asdict(job), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,66 @@
+"""What runs around every training loop: the metrics log, progress, cancellation, the LoRA
+config and the model card. A training job writes into its run folder:
+
+  metrics.jsonl   one row per logged step ({"step": …, "loss": …, …}), read by the studio's plots
+  progress.json   step / total, for the progress bar
+  checkpoint/     the latest resumable state (cancel saves one too)
+  adapter/        the finished adapter, with README.md (the model card)
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pipeline.data import append_jsonl, read_jsonl_log
+from pipeline.files import write_atomic
+from pipeline.jobs import write_progress
+
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_DIR = "checkpoint"
+ADAPTER_DIR = "adapter"
+
+
+class CancelFlag:
+    """Set by SIGTERM (via `job_context(on_cancel=…)`); training loops poll it between steps."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def set(self) -> None:
+        self.requested = True
+
+
+class MetricsLog:
+    def __init__(self, out: str | Path):
+        self.path = Path(out) / METRICS_FILE
+
+    def write(self, step: int, total: int, **metrics: float) -> None:
+        append_jsonl(self.path, [{"step": step, "time": time.time(), **metrics}])
+        write_progress(self.path.parent, step, total, "training")
+
+    def read(self) -> list[dict]:
+        return read_jsonl_log(self.path)
+
+
+def read_metrics(out: str | Path) -> list[dict]:
+    return MetricsLog(out).read()
+
+
+def lora_config(job: Any, task_type: str = "CAUSAL_LM"):
+    from peft import LoraConfig
+
+    return LoraConfig(r=job.lora_r, lora_alpha=job.lora_alpha, lora_dropout=job.lora_dropout,
+                      target_modules=[t.strip() for t in job.lora_targets.split(",") if t.strip()],
+                      task_type=task_type)
+
+
+def write_model_card(folder: Path, title: str, job: Any, facts: dict[str, Any]) -> None:
+    """README.md beside an adapter: what it was trained on, with which settings, and how it
+    ended — so an adapter found on disk explains itself."""
+    lines = [f"# {title}", "", "Trained by Constitution Studio.", ""]
+    lines += [f"- **{k}**: {v}" for k, v in facts.items()]
+    lines += ["", "## Settings", "", "```json", json.dumps(asdict(job), indent=2), "```", ""]
+    write_atomic(folder / "README.md", "\n".join(lines))

@@ -1,0 +1,95 @@
+"""SL-CAI: LoRA fine-tuning on the SFT dataset (prompt → final revision, plus helpfulness
+examples), with trl's SFTTrainer. The loss is on the assistant's answer only: each example
+is given to trl as a conversational prompt/completion pair."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.errors import DatasetError
+from pipeline.jobs import JobCancelled
+from pipeline.train.configs import SFTJob
+from pipeline.train.runtime import (ADAPTER_DIR, CHECKPOINT_DIR, CancelFlag, MetricsLog,
+                                    lora_config, write_model_card)
+
+
+def sft_examples(data: str | Path) -> list[dict]:
+    """Prompt/completion examples from an `sft-data` folder or its sft.jsonl; a row of the
+    wrong shape is named by its line."""
+    path = Path(data)
+    path = path / "sft.jsonl" if path.is_dir() else path
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DatasetError(f"Cannot read the SFT data {path}: {exc}") from None
+    examples = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            messages = json.loads(line)["messages"]
+            roles = [m["role"] for m in messages]
+        except (ValueError, KeyError, TypeError):
+            raise DatasetError(f"{path}, line {n}: not an SFT example (a JSON object with "
+                               "'messages'); is this the output of `sft-data`?") from None
+        if len(messages) < 2 or roles[-1] != "assistant" or not messages[-1]["content"].strip():
+            raise DatasetError(f"{path}, line {n}: the last message must be a non-empty "
+                               "assistant answer.")
+        examples.append({"prompt": messages[:-1], "completion": messages[-1:]})
+    if not examples:
+        raise DatasetError(f"{path} holds no SFT examples.")
+    return examples
+
+
+def _callback(log: MetricsLog, cancel: CancelFlag):
+    from transformers import TrainerCallback
+
+    class StudioCallback(TrainerCallback):
+        """Metrics to metrics.jsonl; on cancel, save a checkpoint and stop."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            numbers = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+            log.write(state.global_step, state.max_steps, **numbers)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if cancel.requested:
+                control.should_save = True
+                control.should_training_stop = True
+
+    return StudioCallback()
+
+
+def train_sft(job: SFTJob, out: str | Path, cancel: CancelFlag | None = None) -> Path:
+    """Train, resuming from `out/checkpoint` when one is there; returns the adapter folder."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from pipeline.models import load_model
+
+    out = Path(out)
+    cancel = cancel or CancelFlag()
+    examples = sft_examples(job.data)
+    base = load_model(job.model)
+    checkpoints = out / CHECKPOINT_DIR
+    config = SFTConfig(output_dir=str(checkpoints), learning_rate=job.learning_rate,
+                       num_train_epochs=job.epochs, max_steps=job.max_steps or -1,
+                       per_device_train_batch_size=job.batch_size, max_length=job.max_length,
+                       logging_steps=1, save_steps=job.save_every, save_total_limit=1,
+                       seed=job.seed, report_to="none", use_cpu=base.device.type == "cpu",
+                       completion_only_loss=True, disable_tqdm=False)
+    trainer = SFTTrainer(model=base.model, args=config, train_dataset=Dataset.from_list(examples),
+                         processing_class=base.tokenizer, peft_config=lora_config(job),
+                         callbacks=[_callback(MetricsLog(out), cancel)])
+    resume = checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
+    try:
+        result = trainer.train(resume_from_checkpoint=True if resume else None)
+        if cancel.requested:
+            raise JobCancelled()
+        adapter = out / ADAPTER_DIR
+        trainer.model.save_pretrained(str(adapter))
+    finally:
+        trainer.model.unload()  # the base model is shared in this process: take LoRA off it
+    write_model_card(adapter, "SL-CAI adapter (SFT)", job, {
+        "base model": job.model, "data": job.data, "examples": len(examples),
+        "steps": result.global_step, "final loss": f"{result.training_loss:.4f}"})
+    return adapter
