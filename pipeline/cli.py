@@ -342,6 +342,15 @@ def stage_job(stage: str, args: argparse.Namespace):
     return build_job(cls, values)
 
 
+def trainer(stage: str):
+    """The function that runs a stage's job."""
+    if stage == "sft":
+        from pipeline.train.sft import train_sft
+        return train_sft
+    from pipeline.train import reward
+    return {"reward": reward.train_reward, "pmp": reward.train_pmp}[stage]
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from pipeline.jobs import job_context
     from pipeline.train.configs import job_yaml
@@ -352,9 +361,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cancel = CancelFlag()
     with job_context(out, on_cancel=cancel.set):
         write_atomic(out / "job.yaml", job_yaml(job))
-        if args.command == "sft":
-            from pipeline.train.sft import train_sft
-            result = train_sft(job, out, cancel)
+        result = trainer(args.command)(job, out, cancel)
         print(f"wrote {result}")
     return 0
 
@@ -473,7 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from pipeline.train.configs import PRESETS, STAGES
 
-    trained = {"sft": "SL-CAI: LoRA SFT on an `sft-data` folder"}
+    trained = {"sft": "SL-CAI: LoRA SFT on an `sft-data` folder",
+               "pmp": "preference-model pretraining on a Stack Exchange Posts.xml dump",
+               "reward": "the preference model (LoRA + scalar head) on AI labels"}
     for stage, description in trained.items():
         p = commands.add_parser(stage, help=description, description=STAGES[stage].__doc__)
         p.add_argument("--config", default=None, help="a YAML job file (field: value)")

@@ -1,0 +1,81 @@
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.train.configs import PMPJob, RewardJob
+from pipeline.train.reward import (Comparison, load_head, pmp_comparisons, pmp_score,
+                                   reward_scores, soft_preference_loss, train_preference_model)
+from pipeline.train.runtime import read_metrics
+from tests.train.test_sft import tiny_folder  # noqa: F401  (fixture)
+
+POSTS = Path(__file__).resolve().parents[1] / "data" / "stackexchange_posts.xml"
+
+
+def test_soft_loss_equals_the_hard_loss_at_certain_labels():
+    r_a, r_b = torch.tensor([1.5, -0.3]), torch.tensor([0.2, 0.4])
+    hard_a = -torch.nn.functional.logsigmoid(r_a - r_b).mean()
+    hard_b = -torch.nn.functional.logsigmoid(r_b - r_a).mean()
+    assert soft_preference_loss(r_a, r_b, torch.ones(2)).item() == pytest.approx(hard_a.item())
+    assert soft_preference_loss(r_a, r_b, torch.zeros(2)).item() == pytest.approx(hard_b.item())
+    half = soft_preference_loss(r_a, r_b, torch.full((2,), 0.5)).item()
+    assert half == pytest.approx((hard_a.item() + hard_b.item()) / 2)
+
+
+def test_pmp_scores_and_pairs_from_a_stack_exchange_dump():
+    assert pmp_score(15, accepted=True) == round(torch.log2(torch.tensor(16.0)).item()) + 1 == 5
+    assert pmp_score(3, accepted=False) == 2
+    assert pmp_score(-2, accepted=False) == -1
+    assert pmp_score(0, accepted=False) == 0
+    pairs = pmp_comparisons(POSTS)
+    # question 1: scores 2, 5, −1 → three pairs; question 5: equal scores → none; 7: one answer
+    assert len(pairs) == 3
+    assert all(c.prompt.startswith("How do I reverse a list in Python?") for c in pairs)
+    best = [c for c in pairs if "lst[::-1]" in c.answer_a + c.answer_b]
+    assert all((c.p == 1.0) == ("lst[::-1]" in c.answer_a) for c in best)
+    assert "<p>" not in pairs[0].answer_a
+
+
+def synthetic(n: int, seed: int) -> list[Comparison]:
+    """The preferred answer says 'gladly'; the other says 'never'."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        good, bad = f"Yes, gladly, here is item {i}.", f"No, never, not item {i}."
+        out.append(Comparison(f"Question {i}?", good, bad, 1.0) if rng.random() < 0.5
+                   else Comparison(f"Question {i}?", bad, good, 0.0))
+    return out
+
+
+def test_the_pm_learns_a_learnable_preference_and_resumes(tmp_path, tiny_folder):  # noqa: F811
+    job = RewardJob(model=str(tiny_folder), data="synthetic", max_steps=30, batch_size=8,
+                    learning_rate=3e-3, save_every=10, max_length=64)
+    folder = train_preference_model(job, synthetic(48, 0), {"held_out": synthetic(24, 1)},
+                                    tmp_path / "pm")
+    metrics = read_metrics(tmp_path / "pm")
+    assert metrics[-1]["held_out_accuracy"] >= 0.85
+    assert (folder / "adapter_config.json").exists() and (folder / "reward_head.pt").exists()
+    assert "held_out accuracy" in (folder / "README.md").read_text()
+    # a second run into the same folder resumes from the checkpoint at step 30: no new steps
+    again = train_preference_model(job, synthetic(48, 0), {}, tmp_path / "pm")
+    assert again == folder and max(r["step"] for r in read_metrics(tmp_path / "pm")) == 30
+    # the saved PM scores the same way when loaded onto the base again
+    from peft import PeftModel
+
+    from pipeline.models import load_model
+    base = load_model(str(tiny_folder), device="cpu")
+    pm = PeftModel.from_pretrained(base.model, str(folder))
+    head = load_head(folder, base)
+    with torch.no_grad():
+        good, bad = reward_scores(pm, head, base.tokenizer, ["Q?", "Q?"],
+                                  ["Yes, gladly, here it is.", "No, never."], 64)
+    pm.unload()
+    assert good > bad
+
+
+def test_pmp_job_trains_on_the_dump(tmp_path, tiny_folder):  # noqa: F811
+    job = PMPJob(model=str(tiny_folder), data=str(POSTS), max_steps=3, batch_size=2, max_length=64)
+    folder = train_preference_model(job, pmp_comparisons(POSTS), {}, tmp_path / "pmp")
+    assert (folder / "reward_head.pt").exists()
+    assert len([r for r in read_metrics(tmp_path / "pmp") if "loss" in r]) == 3
