@@ -209,14 +209,16 @@ class TransformersBackend:
         text = self.loaded.tokenizer.decode(body, skip_special_tokens=True)
         return Generation(text.strip(), len(token_ids), "stop" if stopped else "length")
 
-    def generate(self, conversations: list[list[Message]], config: SamplingConfig,
-                 seeds: list[int] | None = None) -> list[Generation]:
-        """Answer every conversation; batches are formed from prompts of similar length."""
+    def sample_ids(self, conversations: list[list[Message]], config: SamplingConfig,
+                   seeds: list[int] | None = None) -> list[tuple[list[int], list[int]]]:
+        """(prompt token ids, new token ids incl. any end-of-turn token) per conversation —
+        the exact tokens sampled, for training on them. Batches are formed from prompts of
+        similar length."""
         if seeds is None:
             seeds = [config.seed + i for i in range(len(conversations))]
         order = sorted(range(len(conversations)),
                        key=lambda i: len(self.prompt_text(conversations[i])))
-        results: list[Generation | None] = [None] * len(conversations)
+        results: list[tuple[list[int], list[int]] | None] = [None] * len(conversations)
         for start in range(0, len(order), self.max_batch_size):
             chunk = order[start:start + self.max_batch_size]
             encoded = self._encode([conversations[i] for i in chunk], config)
@@ -225,8 +227,13 @@ class TransformersBackend:
                 for row, token in zip(rows.tolist(), tokens.tolist()):
                     produced[row].append(token)
             for row, index in enumerate(chunk):
-                results[index] = self._finish(produced[row], config)
+                results[index] = (encoded[row], produced[row])
         return results  # type: ignore[return-value]
+
+    def generate(self, conversations: list[list[Message]], config: SamplingConfig,
+                 seeds: list[int] | None = None) -> list[Generation]:
+        """Answer every conversation."""
+        return [self._finish(new, config) for _, new in self.sample_ids(conversations, config, seeds)]
 
     def stream(self, conversation: list[Message], config: SamplingConfig) -> Iterator[str]:
         """Yield the answer's text as it grows (each item is the new piece of text)."""

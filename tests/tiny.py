@@ -26,3 +26,40 @@ def fresh_tiny_model() -> LoadedModel:
 def tiny_model() -> LoadedModel:
     """One shared instance for tests that only read the model."""
     return fresh_tiny_model()
+
+
+WORDS = ("good kind safe help yes sure thanks glad fine great "
+         "bad harm no never hate ugly wrong rude mean awful "
+         "the a and to of it is I you we").split()
+CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> "
+                 "{% endfor %}{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
+
+
+def small_vocab_model() -> LoadedModel:
+    """A tiny Llama over a 40-word vocabulary with a chat template: its answers are short
+    word sequences, so RL on a word-level reward learns in a few steps on a CPU."""
+    from tokenizers import Tokenizer
+    from tokenizers.decoders import WordPiece
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[UNK]", "<|im_end|>", "<|im_start|>", "[PAD]", "user", "assistant", "system"]
+    vocab = {w: i for i, w in enumerate(specials + list(WORDS))}
+    raw = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    raw.pre_tokenizer = Whitespace()
+    raw.decoder = WordPiece(prefix="##")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]",
+                                        eos_token="<|im_end|>", chat_template=CHAT_TEMPLATE)
+    tokenizer.padding_side = "left"
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=256, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    # logits are (normalised hidden state) · (output embeddings): with the usual 0.02 init
+    # they stay within ±1 whatever the hidden state, so no adapter could ever make the
+    # model prefer a word; a wider output layer gives the policy room to learn
+    torch.nn.init.normal_(model.lm_head.weight, std=0.3)
+    return LoadedModel("small-vocab", "config", model, tokenizer)
