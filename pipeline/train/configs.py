@@ -142,22 +142,7 @@ class PPOJob(LoRASettings):
         return problems
 
 
-@dataclass(frozen=True)
-class DPOJob(TrainingSettings):
-    """DPO on the AI-labelled pairs (the reference is the base with adapters off)."""
-
-    data: str = _help("AI labels: a folder from `label` (or its labels.jsonl).", "")
-    init_adapter: str = _help("Start from this adapter (e.g. the SFT one).", "")
-    beta: float = _help("DPO β: how far the policy may move from the reference.", 0.1)
-    learning_rate: float = _help("Peak learning rate.", 5e-5)
-
-    def problems(self) -> list[str]:
-        problems = self.check_training() + ([] if self.data else ["data is required"])
-        return problems + (["beta must be > 0"] if self.beta <= 0 else [])
-
-
-STAGES: dict[str, type] = {"sft": SFTJob, "pmp": PMPJob, "reward": RewardJob, "ppo": PPOJob,
-                           "dpo": DPOJob}
+STAGES: dict[str, type] = {"sft": SFTJob, "pmp": PMPJob, "reward": RewardJob, "ppo": PPOJob}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
@@ -165,7 +150,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "pmp": {"max_steps": 30, "batch_size": 4, "max_length": 256, "max_pairs": 200},
         "reward": {"max_steps": 40, "batch_size": 4, "max_length": 320},
         "ppo": {"steps": 6, "rollouts": 8, "minibatch_size": 4, "max_new_tokens": 32},
-        "dpo": {"max_steps": 30, "batch_size": 2, "max_length": 320},
     },
     "paper": {
         "sft": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 64,
@@ -177,8 +161,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                    "lora_alpha": 128},
         "ppo": {"steps": 500, "rollouts": 64, "minibatch_size": 16, "max_new_tokens": 256,
                 "ppo_epochs": 4, "lora_r": 64, "lora_alpha": 128, "kl_target": 6.0},
-        "dpo": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 64,
-                "lora_alpha": 128},
     },
 }
 

@@ -135,3 +135,16 @@ def test_label_reports_a_bad_pairs_line_and_hh_import(ws, tmp_path):
     assert row["human"] in ("A", "B") and row["prompt"] == "Hi"
     from pipeline.store import Store
     assert Store(ws).human_labels() == {row["id"]: row["human"]}
+
+
+def test_training_stages_check_their_config_before_starting(ws, tmp_path):
+    bad = tmp_path / "job.yaml"
+    bad.write_text("lr: 0.1\ndata: x\n")
+    proc = run("sft", "--config", str(bad), "--out", str(tmp_path / "run"), workspace=ws, check_rc=1)
+    assert "SFTJob has no field lr" in proc.stderr
+    assert not (tmp_path / "run").exists()  # nothing started
+    proc = run("ppo", "--preset", "tiny", "--clip", "1.5", "--reward-adapter", "pm",
+               "--out", str(tmp_path / "run"), workspace=ws, check_rc=1)
+    assert "clip must be in (0, 1)" in proc.stderr
+    for stage in ("sft", "pmp", "reward", "ppo"):
+        assert "--lora-r" in run(stage, "--help", workspace=ws).stdout
