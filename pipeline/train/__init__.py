@@ -1,1 +1,1 @@
-"""Training stages: SFT (SL-CAI), the preference model, PPO (RL-CAI) and DPO."""
+"""Training stages: SFT (SL-CAI), the preference model (with PMP) and PPO (RL-CAI)."""

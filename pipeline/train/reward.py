@@ -201,7 +201,7 @@ def train_preference_model(job: RewardJob | PMPJob, train: list[Comparison],
                            cancel: CancelFlag | None = None, init_adapter: str = "") -> Path:
     """The PM training loop (shared by PMP and reward training); resumes from
     `out/checkpoint`. Returns the PM folder."""
-    from peft import PeftModel, get_peft_model, set_peft_model_state_dict
+    from peft import PeftModel, get_peft_model
 
     out, cancel = Path(out), cancel or CancelFlag()
     if not train:
