@@ -228,7 +228,7 @@ def cmd_pairs(args: argparse.Namespace) -> int:
     from pipeline.feedback import make_pairs
     from pipeline.generation import SamplingConfig, backend_for
     from pipeline.jobs import job_context, write_progress
-    from pipeline.preferences import PAIRS_FILE, pair_to_dict
+    from pipeline.preferences import PAIRS_FILE, write_pairs
 
     out = Path(args.out)
     with job_context(out):
@@ -243,8 +243,7 @@ def cmd_pairs(args: argparse.Namespace) -> int:
             bar.update(len(chunk))
             write_progress(out, bar.n, len(prompts), "sampling answers")
         bar.close()
-        write_atomic(out / PAIRS_FILE, "".join(json.dumps(pair_to_dict(p), ensure_ascii=False)
-                                               + "\n" for p in pairs))
+        write_pairs(pairs, out / PAIRS_FILE)
         identical = sum(p.identical for p in pairs)
         print(f"wrote {len(pairs)} pairs from {args.policy} to {out / PAIRS_FILE} "
               f"({identical} with identical answers, {len(prompts) - len(pairs)} prompts "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipeline.critique import Chain, chain_from_dict, chain_to_dict, stable_int
 from pipeline.errors import DatasetError
-from pipeline.files import write_atomic
+from pipeline.files import jsonl_text, write_atomic, write_jsonl
 from pipeline.generation import GenerationBackend, SamplingConfig
 from pipeline.prompts import PromptRecord, load_prompts
 
@@ -50,7 +50,7 @@ def append_jsonl(path: Path, rows: list[dict]) -> None:
     """Append rows in one write and flush them to disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
-        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        f.write(jsonl_text(rows))
         f.flush()
         os.fsync(f.fileno())
 
@@ -156,7 +156,7 @@ def build_sft_dataset(chains_dir: str | Path, out_dir: str | Path, helpful_ratio
         rows += helpful_examples(backend, load_prompts(helpful_set, "train"), wanted, sampling,
                                  out / HELPFUL_FILE)
     random.Random(stable_int("sft-shuffle", sampling.seed)).shuffle(rows)
-    write_atomic(out / SFT_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_jsonl(out / SFT_FILE, rows)
     save_dataset(rows, out / DATASET_DIR)
     summary = SFTSummary(len(usable), len(rows) - len(usable), len(chains) - len(usable), str(out))
     write_atomic(out / "summary.json", json.dumps(asdict(summary), indent=2))

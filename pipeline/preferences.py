@@ -8,10 +8,9 @@ per pair to `labels.jsonl`, so an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from pipeline.constitution import Constitution, content_hash
 from pipeline.critique import stable_int
@@ -19,7 +18,7 @@ from pipeline.data import append_jsonl, claim_run_folder, read_jsonl_log
 from pipeline.errors import DatasetError
 from pipeline.feedback import (Labeller, Pair, Preference, pair_id, preference_from_dict,
                                preference_to_dict)
-from pipeline.files import write_atomic
+from pipeline.files import read_jsonl_file, write_jsonl
 
 PAIRS_FILE = "pairs.jsonl"
 LABELS_FILE = "labels.jsonl"
@@ -62,22 +61,7 @@ def read_pairs(path: str | Path, on_bad_line: Callable[[str], None] | None = Non
         if not found:
             raise DatasetError(f"{path} holds neither {PAIRS_FILE} nor {LABELS_FILE}.")
         path = found[0]
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"Cannot read pairs from {path}: {exc}") from None
-    pairs = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            pairs.append(_pair_from_row(json.loads(line)))
-        except (json.JSONDecodeError, DatasetError) as exc:
-            message = f"{path}, line {n}: " + (f"not valid JSON ({exc.msg})."
-                                               if isinstance(exc, json.JSONDecodeError) else str(exc))
-            if on_bad_line is None:
-                raise DatasetError(message) from None
-            on_bad_line(message)
+    pairs = read_jsonl_file(path, "pairs", lambda row, n: _pair_from_row(row), on_bad_line)
     if not pairs:
         raise DatasetError(f"{path} holds no pairs.")
     return pairs
@@ -91,8 +75,7 @@ def pair_to_dict(pair: Pair) -> dict:
 
 def write_pairs(pairs: list[Pair], path: str | Path) -> Path:
     path = Path(path)
-    write_atomic(path, "".join(json.dumps(pair_to_dict(p), ensure_ascii=False) + "\n" for p in pairs))
-    return path
+    return write_jsonl(path, [pair_to_dict(p) for p in pairs])
 
 
 def gold_pairs() -> list[Pair]:
@@ -174,7 +157,7 @@ def export_preferences(prefs: list[Preference], out: str | Path, fmt: str = "trl
         rows = trl_rows(prefs)
     else:
         raise DatasetError(f"Unknown export format {fmt!r}; use trl or jsonl.")
-    write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_jsonl(out, rows)
     if fmt == "trl" and rows:
         save_dataset(rows, out.with_suffix(""))
     return out
@@ -200,34 +183,23 @@ def import_hh(path: str | Path) -> list[Pair]:
     """Pairs from Anthropic HH-RLHF style JSONL (`chosen`/`rejected` full transcripts),
     human-labelled by which transcript was chosen."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"Cannot read {path}: {exc}") from None
-    pairs = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict) or not all(isinstance(row.get(k), str)
-                                                    for k in ("chosen", "rejected")):
-                raise DatasetError("needs text fields 'chosen' and 'rejected'.")
-            prompt, chosen = split_transcript(row["chosen"])
-            other, rejected = split_transcript(row["rejected"])
-            if other != prompt:
-                raise DatasetError("'chosen' and 'rejected' differ before the last assistant turn.")
-            if not chosen or not rejected:
-                raise DatasetError("an answer is empty.")
-            pairs.append(placed(prompt, chosen, rejected, source=f"hh:{path.name}"))
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}, line {n}: not valid JSON ({exc.msg}).") from None
-        except DatasetError as exc:
-            raise DatasetError(f"{path}, line {n}: {exc}") from None
+
+    def pair(row: Any, n: int) -> Pair:
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str)
+                                                for k in ("chosen", "rejected")):
+            raise DatasetError("needs text fields 'chosen' and 'rejected'.")
+        prompt, chosen = split_transcript(row["chosen"])
+        other, rejected = split_transcript(row["rejected"])
+        if other != prompt:
+            raise DatasetError("'chosen' and 'rejected' differ before the last assistant turn.")
+        if not chosen or not rejected:
+            raise DatasetError("an answer is empty.")
+        return placed(prompt, chosen, rejected, source=f"hh:{path.name}")
+
+    pairs = read_jsonl_file(path, "HH-RLHF pairs", pair)
     if not pairs:
         raise DatasetError(f"{path} holds no pairs.")
     return pairs
-
 
 
 def run_labelling(labeller: Labeller, constitution: Constitution, pairs: list[Pair],

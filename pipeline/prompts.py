@@ -6,10 +6,10 @@ import importlib.util
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from pipeline.errors import DatasetError
-from pipeline.files import write_atomic
+from pipeline.files import read_jsonl_file, read_lines, write_jsonl
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SHIPPED = {
@@ -34,43 +34,21 @@ def read_prompt_file(path: Path, source: str | None = None,
     per line). A bad line stops the read with an error naming it, or, when `on_bad_line` is
     given, is reported to it and skipped."""
     source = source or path.name
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"Cannot read prompts from {path}: {exc}") from None
     if path.suffix != ".jsonl":
         return [PromptRecord(id=f"{source}-{n}", prompt=line.strip(), source=source)
-                for n, line in enumerate(lines, 1) if line.strip()]
-    records = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        problem, row = _line_problem(line)
-        if problem:
-            message = f"{path}, line {n}: {problem}"
-            if on_bad_line is None:
-                raise DatasetError(message)
-            on_bad_line(message)
-            continue
-        split = row.get("split", "train")
-        records.append(PromptRecord(id=str(row.get("id") or f"{source}-{n}"), prompt=row["prompt"],
-                                    category=str(row.get("category", "")), split=split,
-                                    source=source))
-    return records
+                for n, line in enumerate(read_lines(path, "prompts"), 1) if line.strip()]
 
+    def record(row: Any, n: int) -> PromptRecord:
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) \
+                or not row["prompt"].strip():
+            raise DatasetError("needs a non-empty text field 'prompt'.")
+        if row.get("split", "train") not in SPLITS:
+            raise DatasetError(f"split must be one of {SPLITS} (got {row['split']!r}).")
+        return PromptRecord(id=str(row.get("id") or f"{source}-{n}"), prompt=row["prompt"],
+                            category=str(row.get("category", "")),
+                            split=row.get("split", "train"), source=source)
 
-def _line_problem(line: str) -> tuple[str, dict]:
-    """What is wrong with one JSONL line ("" when nothing), and the parsed row."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return f"not valid JSON ({exc.msg}).", {}
-    if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) \
-            or not row["prompt"].strip():
-        return "needs a non-empty text field 'prompt'.", {}
-    if row.get("split", "train") not in SPLITS:
-        return f"split must be one of {SPLITS} (got {row['split']!r}).", {}
-    return "", row
+    return read_jsonl_file(path, "prompts", record, on_bad_line)
 
 
 def load_prompts(name_or_path: str, split: str | None = None,
@@ -152,4 +130,4 @@ def import_prompts(source: str) -> list[PromptRecord]:
 
 def write_prompts(records: list[PromptRecord], path: Path) -> None:
     """Write prompts as JSONL, atomically."""
-    write_atomic(path, "".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in records))
+    write_jsonl(path, [asdict(r) for r in records])

@@ -3,10 +3,11 @@ examples), with trl's SFTTrainer. The loss is on the assistant's answer only: ea
 is given to trl as a conversational prompt/completion pair."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import DatasetError
+from pipeline.files import read_jsonl_file
 from pipeline.jobs import JobCancelled
 from pipeline.train.configs import SFTJob
 from pipeline.train.runtime import (ADAPTER_DIR, CHECKPOINT_DIR, CancelFlag, MetricsLog,
@@ -18,24 +19,19 @@ def sft_examples(data: str | Path) -> list[dict]:
     wrong shape is named by its line."""
     path = Path(data)
     path = path / "sft.jsonl" if path.is_dir() else path
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DatasetError(f"Cannot read the SFT data {path}: {exc}") from None
-    examples = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+
+    def example(row: Any, n: int) -> dict:
         try:
-            messages = json.loads(line)["messages"]
+            messages = row["messages"]
             roles = [m["role"] for m in messages]
-        except (ValueError, KeyError, TypeError):
-            raise DatasetError(f"{path}, line {n}: not an SFT example (a JSON object with "
-                               "'messages'); is this the output of `sft-data`?") from None
+        except (KeyError, TypeError):
+            raise DatasetError("not an SFT example (a JSON object with 'messages'); is this "
+                               "the output of `sft-data`?") from None
         if len(messages) < 2 or roles[-1] != "assistant" or not messages[-1]["content"].strip():
-            raise DatasetError(f"{path}, line {n}: the last message must be a non-empty "
-                               "assistant answer.")
-        examples.append({"prompt": messages[:-1], "completion": messages[-1:]})
+            raise DatasetError("the last message must be a non-empty assistant answer.")
+        return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+    examples = read_jsonl_file(path, "the SFT data", example)
     if not examples:
         raise DatasetError(f"{path} holds no SFT examples.")
     return examples
