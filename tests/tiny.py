@@ -9,17 +9,23 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 from pipeline.models import LoadedModel, embedded_model_dir
 
 
+def tiny_llama(tokenizer, hidden_size: int, max_positions: int, tied: bool) -> LlamaForCausalLM:
+    """A 2-layer Llama for `tokenizer`, initialised from seed 0."""
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size,
+                         intermediate_size=2 * hidden_size, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=max_positions, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=tied)
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval()
+
+
 def fresh_tiny_model() -> LoadedModel:
     """A new instance, for tests that train or otherwise change the model."""
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
     tokenizer.padding_side = "left"
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).eval()
-    return LoadedModel(name="tiny", source="config", model=model, tokenizer=tokenizer)
+    return LoadedModel(name="tiny", source="config", model=tiny_llama(tokenizer, 64, 512, True),
+                       tokenizer=tokenizer)
 
 
 @functools.lru_cache(maxsize=1)
@@ -52,12 +58,7 @@ def small_vocab_model() -> LoadedModel:
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]",
                                         eos_token="<|im_end|>", chat_template=CHAT_TEMPLATE)
     tokenizer.padding_side = "left"
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=256, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).eval()
+    model = tiny_llama(tokenizer, 32, 256, tied=False)
     # logits are (normalised hidden state) · (output embeddings): with the usual 0.02 init
     # they stay within ±1 whatever the hidden state, so no adapter could ever make the
     # model prefer a word; a wider output layer gives the policy room to learn

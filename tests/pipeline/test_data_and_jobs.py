@@ -19,15 +19,6 @@ SAMPLING = SamplingConfig(temperature=1.0, max_new_tokens=6, seed=0)
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-model")
-    loaded = tiny_model()
-    loaded.model.save_pretrained(folder)
-    loaded.tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def chains():
     backend = TransformersBackend(tiny_model())
     return list(run_chains(backend, requests(4), ChainConfig(rounds=1, few_shot=False), SAMPLING))[-1]

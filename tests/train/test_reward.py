@@ -8,7 +8,6 @@ from pipeline.train.configs import PMPJob, RewardJob
 from pipeline.train.reward import (Comparison, load_head, pmp_comparisons, pmp_score,
                                    reward_scores, soft_preference_loss, train_preference_model)
 from pipeline.train.runtime import read_metrics
-from tests.train.test_sft import tiny_folder  # noqa: F401  (fixture)
 
 POSTS = Path(__file__).resolve().parents[1] / "data" / "stackexchange_posts.xml"
 
@@ -48,7 +47,7 @@ def synthetic(n: int, seed: int) -> list[Comparison]:
     return out
 
 
-def test_the_pm_learns_a_learnable_preference_and_resumes(tmp_path, tiny_folder):  # noqa: F811
+def test_the_pm_learns_a_learnable_preference_and_resumes(tmp_path, tiny_folder):
     job = RewardJob(model=str(tiny_folder), data="synthetic", max_steps=30, batch_size=8,
                     learning_rate=3e-3, save_every=10, max_length=64)
     folder = train_preference_model(job, synthetic(48, 0), {"held_out": synthetic(24, 1)},
@@ -74,7 +73,7 @@ def test_the_pm_learns_a_learnable_preference_and_resumes(tmp_path, tiny_folder)
     assert good > bad
 
 
-def test_pmp_job_trains_on_the_dump(tmp_path, tiny_folder):  # noqa: F811
+def test_pmp_job_trains_on_the_dump(tmp_path, tiny_folder):
     job = PMPJob(model=str(tiny_folder), data=str(POSTS), max_steps=3, batch_size=2, max_length=64)
     folder = train_preference_model(job, pmp_comparisons(POSTS), {}, tmp_path / "pmp")
     assert (folder / "reward_head.pt").exists()

@@ -6,16 +6,6 @@ from pipeline.errors import DatasetError, JobError
 from pipeline.train.configs import SFTJob, build_job, preset
 from pipeline.train.runtime import read_metrics
 from pipeline.train.sft import sft_examples, train_sft
-from tests.tiny import fresh_tiny_model
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-base")
-    tiny = fresh_tiny_model()
-    tiny.model.save_pretrained(folder)
-    tiny.tokenizer.save_pretrained(folder)
-    return folder
 
 
 def write_sft(path, rows):
