@@ -3,7 +3,6 @@ launch the dataset job in the background and browse finished chains."""
 from __future__ import annotations
 
 import html
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator
@@ -22,7 +21,7 @@ from pipeline.models import DEFAULT_MODEL
 from pipeline.prompts import PromptRecord, load_prompts
 from pipeline.store import Store
 from studio.choices import constitution_choices, default_choice, resolve_choice
-from studio.notices import error_notice, notice, progress_html
+from studio.notices import cancel_notice, error_notice, job_bar, latest_job, notice, writing_now
 
 NONE = "(none)"
 TABLE_HEADERS = ["id", "category", "principles", "failed", "refuses", "change", "Δ words"]
@@ -228,37 +227,25 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
             return error_notice(exc), gr.update()
         return notice("ok", f"Launched job {job.id}: chains into {out}."), run_choices()
 
-    def latest_job():
-        found = [j for j in jobs.refresh(store) if j.kind == "revise"]
-        return found[0] if found else None
+    def latest():
+        return latest_job(store, ("revise",))
 
     def on_tick():
-        job = latest_job()
-        if job is None:
-            return ("",)
-        return (progress_html(job, jobs.read_progress(job.out_dir), "chains"),)
+        return (job_bar(latest(), "chains"),)
 
     def on_timer(folder, pid, category, only_failed):
         """Progress every tick; the chain table only while the job writing it runs."""
-        job = latest_job()
-        bar = on_tick()
-        if job is not None and (job.active or job.finished_at and
-                                time.time() - datetime.fromisoformat(job.finished_at).timestamp() < 5):
-            return (*bar, *browse(folder, pid, category, only_failed))
-        return (*bar, gr.update(), gr.update(), gr.update(), gr.update())
+        job = latest()
+        bar = job_bar(job, "chains")
+        if writing_now(job):
+            return (bar, *browse(folder, pid, category, only_failed))
+        return (bar, gr.update(), gr.update(), gr.update(), gr.update())
 
     def on_cancel():
-        job = latest_job()
-        if job is None or not job.active:
-            return notice("error", "No batch job is running.")
-        try:
-            jobs.cancel(store, job.id)
-        except StudioError as exc:
-            return error_notice(exc)
-        return notice("ok", f"Cancelling job {job.id}; finished chains are kept.")
+        return cancel_notice(store, latest(), "No batch job is running.", "finished chains are kept.")
 
     def on_resume():
-        job = latest_job()
+        job = latest()
         if job is None or job.status not in ("cancelled", "failed"):
             return notice("error", "Only a cancelled or failed batch job can be resumed."), gr.update()
         try:

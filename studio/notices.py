@@ -6,7 +6,9 @@ import html
 import time
 from datetime import datetime
 
+from pipeline import jobs
 from pipeline.errors import ConstitutionError, StudioError
+from pipeline.store import JobRecord, Store
 
 
 def notice(kind: str, text: str, details: list[str] | None = None) -> str:
@@ -37,6 +39,35 @@ def progress_html(job, progress: dict | None, unit: str) -> str:
             f'({job.kind}) · <b>{job.status}</b> · {done:.1f}/{total} {unit} · elapsed '
             f'{elapsed:.0f} s · remaining {remaining:.0f} s{detail}</div>'
             f'<div class="job-bar"><div style="width:{fraction:.1%}"></div></div></div>')
+
+
+def latest_job(store: Store, kinds: tuple[str, ...]) -> JobRecord | None:
+    """The newest job of these kinds, with finished processes settled first."""
+    found = [j for j in jobs.refresh(store) if j.kind in kinds]
+    return found[0] if found else None
+
+
+def job_bar(job: JobRecord | None, unit: str) -> str:
+    return progress_html(job, jobs.read_progress(job.out_dir), unit) if job else ""
+
+
+def writing_now(job: JobRecord | None) -> bool:
+    """True while the job runs and for 5 s after it ends, so its last output is shown once."""
+    if job is None:
+        return False
+    return job.active or bool(job.finished_at) and \
+        time.time() - datetime.fromisoformat(job.finished_at).timestamp() < 5
+
+
+def cancel_notice(store: Store, job: JobRecord | None, idle: str, kept: str) -> str:
+    """Cancel a running job; the message says what happened (or `idle` if none runs)."""
+    if job is None or not job.active:
+        return notice("error", idle)
+    try:
+        jobs.cancel(store, job.id)
+    except StudioError as exc:
+        return error_notice(exc)
+    return notice("ok", f"Cancelling job {job.id}; {kept}")
 
 
 CSS = """

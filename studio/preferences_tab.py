@@ -4,7 +4,6 @@ metrics (agreement, calibration, position bias) updating as you label."""
 from __future__ import annotations
 
 import html
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Iterator
@@ -25,7 +24,7 @@ from pipeline.prompts import PromptRecord
 from pipeline.store import Store
 from pipeline.trust import CALIBRATION_BINS, ENTROPY_BINS, TrustReport, trust_report
 from studio.choices import constitution_choices, default_choice, resolve_choice
-from studio.notices import error_notice, notice, progress_html
+from studio.notices import cancel_notice, error_notice, job_bar, latest_job, notice, writing_now
 
 STUDIO_RUN = "studio (pairs scored here)"
 LIVE_CHUNK = 4  # principles scored per step, so bars appear as they are ready
@@ -370,26 +369,22 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
         return (notice("info", f"Pair {pref.pair.id}: AI P(A) = {pref.p_a:.3f}."),
                 pref.pair.prompt, pref.pair.response_a, pref.pair.response_b)
 
-    def latest_job():
-        found = [j for j in jobs.refresh(store) if j.kind in JOB_KINDS]
-        return found[0] if found else None
+    def latest():
+        return latest_job(store, JOB_KINDS)
+
+    def bar(job) -> str:
+        return job_bar(job, "prompts" if job and job.kind == "pairs" else "pairs")
 
     def on_tick():
-        job = latest_job()
-        if job is None:
-            return ("",)
-        unit = "prompts" if job.kind == "pairs" else "pairs"
-        return (progress_html(job, jobs.read_progress(job.out_dir), unit),)
+        return (bar(latest()),)
 
     def on_timer(run_choice, view_choice):
         """Progress every tick; the labels while the job writing them runs, and once more
         just after it ends."""
-        job = latest_job()
-        recent = job is not None and (job.active or job.finished_at and time.time() - datetime.fromisoformat(
-            job.finished_at).timestamp() < 5)
-        if recent and job.out_dir == run_choice:
-            return (*on_tick(), *refresh_labels(run_choice, view_choice))
-        return (*on_tick(), *[gr.update()] * 4)
+        job = latest()
+        if writing_now(job) and job.out_dir == run_choice:
+            return (bar(job), *refresh_labels(run_choice, view_choice))
+        return (bar(job), *[gr.update()] * 4)
 
     def launch_job(kind: str, args: list[str], out: Path):
         try:
@@ -422,17 +417,11 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
         return launch_job("label", args, out)
 
     def on_cancel():
-        job = latest_job()
-        if job is None or not job.active:
-            return notice("error", "No pairs or labelling job is running.")
-        try:
-            jobs.cancel(store, job.id)
-        except StudioError as exc:
-            return error_notice(exc)
-        return notice("ok", f"Cancelling job {job.id}; finished work is kept.")
+        return cancel_notice(store, latest(), "No pairs or labelling job is running.",
+                             "finished work is kept.")
 
     def on_resume():
-        job = latest_job()
+        job = latest()
         if job is None or job.status not in ("cancelled", "failed"):
             return notice("error", "Only a cancelled or failed job can be resumed."), gr.update(), gr.update()
         return launch_job(job.kind, list(job.args), Path(job.out_dir))
