@@ -370,6 +370,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # --- parser --------------------------------------------------------------------------------
 
+def add_prompt_arguments(p: argparse.ArgumentParser) -> None:
+    """The prompts a command runs on: a set or file, a split, and how many."""
+    p.add_argument("--prompts", required=True, help="red-team, helpful, or a .jsonl/.txt file")
+    p.add_argument("--split", choices=("train", "test"), default=None)
+    p.add_argument("--limit", type=int, default=0, help="use the first N prompts (0 = all)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.generation import SamplingConfig
 
@@ -416,9 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("revise", help="critique–revision chains (SL-CAI data) for a prompt set")
     p.add_argument("--constitution", required=True, help="a file, NAME or NAME@VERSION")
-    p.add_argument("--prompts", required=True, help="red-team, helpful, or a .jsonl/.txt file")
-    p.add_argument("--split", choices=("train", "test"), default=None)
-    p.add_argument("--limit", type=int, default=0, help="use the first N prompts (0 = all)")
+    add_prompt_arguments(p)
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--skip-bad-lines", action="store_true",
                    help="skip malformed lines of a prompts file (default: stop at the first)")
@@ -441,9 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("pairs", help="two sampled answers per prompt from a policy")
     p.add_argument("--policy", default=DEFAULT_MODEL, help="model name, folder or LoRA adapter folder")
-    p.add_argument("--prompts", required=True, help="red-team, helpful, or a .jsonl/.txt file")
-    p.add_argument("--split", choices=("train", "test"), default=None)
-    p.add_argument("--limit", type=int, default=0, help="use the first N prompts (0 = all)")
+    add_prompt_arguments(p)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", required=True, help="folder for pairs.jsonl")
     add_config_arguments(p, SamplingConfig)

@@ -138,7 +138,7 @@ def values_of(roles: Roles, rollout: Rollout, rows=slice(None)) -> torch.Tensor:
     return roles.value_head(answer_logits(roles, rollout, rows, hidden=True)).squeeze(-1).float().cpu()
 
 
-def pm_reward(roles: Roles, job: PPOJob) -> RewardFn:
+def pm_reward(roles: Roles) -> RewardFn:
     def score(prompts: list[str], answers: list[str]) -> torch.Tensor:
         roles.model.set_adapter("reward")
         return reward_scores(roles.model, roles.reward_head, roles.loaded.tokenizer, prompts,
@@ -171,7 +171,7 @@ def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
         {"step": 0, "beta": job.kl_coef}
     torch.manual_seed(job.seed)
     roles = build_roles(job, checkpoint if checkpoint.exists() else None)
-    reward_fn = reward_fn or pm_reward(roles, job)
+    reward_fn = reward_fn or pm_reward(roles)
     trained = roles.parameters("policy") + roles.parameters("value") + list(roles.value_head.parameters())
     optimizer = torch.optim.AdamW(trained, lr=job.learning_rate)
     if checkpoint.exists():
