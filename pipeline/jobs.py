@@ -1,9 +1,11 @@
 """Background jobs: each is `python -m pipeline <command> …` in its own process.
 
 The job writes `progress.json` as it goes and `status.json` when it ends (succeeded,
-failed with its message, or cancelled by SIGTERM), both into its output folder. The studio
-only reads those files and the process table, so it can restart and re-attach to jobs that
-are still running, and a job runs the same with or without the studio.
+failed with its message, or cancelled by SIGTERM), both into its output folder, and its
+output into `job.log`. SQLite holds the queue and each job's record (status, command,
+config, timings, artifacts). Launchers only read those files and the process table, so the
+studio can restart and re-attach to jobs that are still running, and a job runs the same
+with or without the studio.
 """
 from __future__ import annotations
 
@@ -85,28 +87,53 @@ def read_progress(out_dir: str | Path) -> dict | None:
 
 # --- in the studio (or any launcher) ----------------------------------------------------------
 
+# Pipelines only wait on the stage jobs they queue, so they do not hold the one job slot.
+FREE_KINDS = ("run-all",)
+# What a job leaves in its folder that is not an artifact.
+BOOKKEEPING = {STATUS_FILE, PROGRESS_FILE, LOG_FILE, "checkpoint", "job.yaml", "run.json"}
+
 _children: dict[int, subprocess.Popen] = {}
 
 
-def launch(store: Store, kind: str, args: list[str], out_dir: str | Path) -> JobRecord:
-    """Start `python -m pipeline <args>` in the background; one job at a time."""
-    running = [j for j in refresh(store) if j.active]
-    if running:
-        raise JobError(f"Job {running[0].id} ({running[0].kind}) is still running; wait for it "
-                       "or cancel it first.")
+def job_command(args: list[str], workspace: str | Path, processes: int = 1) -> list[str]:
+    """`python -m pipeline --workspace W <args>`, through `accelerate launch` when the job
+    asks for more than one process (data-parallel training on a multi-GPU machine)."""
+    tail = ["-m", "pipeline", "--workspace", str(workspace), *args]
+    if processes > 1:
+        return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes",
+                str(processes), *tail]
+    return [sys.executable, *tail]
+
+
+def launch(store: Store, kind: str, args: list[str], out_dir: str | Path, processes: int = 1,
+           config: str = "", parent: int | None = None) -> JobRecord:
+    """Queue `python -m pipeline <args>` and start it when the slot is free (one job at a
+    time: this machine has 2 cores). The same job already queued or running is returned
+    instead of being added twice."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    job, _ = store.add_job(kind, args, str(out), job_command(args, store.workspace, processes),
+                           config, parent)
+    refresh(store)
+    return store.job(job.id)
+
+
+def _start(store: Store, job: JobRecord) -> None:
+    out = Path(job.out_dir)
     (out / STATUS_FILE).unlink(missing_ok=True)
-    log = open(out / LOG_FILE, "a")
-    command = [sys.executable, "-m", "pipeline", "--workspace", str(store.workspace), *args]
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    log.close()
+    with open(out / LOG_FILE, "a") as log:
+        try:
+            proc = subprocess.Popen(list(job.command), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:
+            store.set_job_status(job.id, "failed", f"could not start the job: {exc}")
+            return
     _children[proc.pid] = proc
-    return store.add_job(kind, args, str(out), proc.pid)
+    store.start_job(job.id, proc.pid)
 
 
 def _alive(pid: int) -> bool:
+    """Whether the job's process still runs (a zombie — ended, not yet reaped — does not)."""
     if pid in _children:
         return _children[pid].poll() is None
     try:
@@ -115,7 +142,10 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def log_tail(out_dir: str | Path, lines: int = 15) -> str:
@@ -125,25 +155,52 @@ def log_tail(out_dir: str | Path, lines: int = 15) -> str:
         return ""
 
 
+def artifacts(out_dir: str | Path) -> list[str]:
+    """What a finished job left in its folder (adapters, datasets, labels, metrics…)."""
+    try:
+        return sorted(p.name + ("/" if p.is_dir() else "") for p in Path(out_dir).iterdir()
+                      if p.name not in BOOKKEEPING and not p.name.endswith(".tmp"))
+    except OSError:
+        return []
+
+
+def _settle(store: Store, job: JobRecord) -> None:
+    """Record how a job whose process has gone ended: its status.json, or failed with the
+    tail of its log when it died without one (killed, out of memory, a crash)."""
+    try:
+        ended = json.loads((Path(job.out_dir) / STATUS_FILE).read_text())
+        status, message = ended["status"], ended.get("message", "")
+    except (OSError, ValueError, KeyError):
+        child = _children.get(job.pid)
+        if child is not None and child.returncode == 0:  # a command that keeps no status file
+            status, message = "succeeded", ""
+        else:
+            status, message = "failed", ("the job process ended without reporting; last log "
+                                         "lines:\n" + log_tail(job.out_dir))
+    store.set_job_status(job.id, status, message, artifacts(job.out_dir))
+
+
 def refresh(store: Store) -> list[JobRecord]:
-    """Settle jobs whose process has ended; returns every job, newest first."""
+    """Settle jobs whose process has ended, then start queued jobs the slot allows; returns
+    every job, newest first. Called by every viewer, so a restarted studio re-attaches to
+    jobs still running and the queue moves on."""
     for job in store.jobs():
-        if not job.active or (job.pid and _alive(job.pid)):
-            continue
-        try:
-            ended = json.loads((Path(job.out_dir) / STATUS_FILE).read_text())
-            store.set_job_status(job.id, ended["status"], ended.get("message", ""))
-        except (OSError, ValueError, KeyError):
-            store.set_job_status(job.id, "failed", "the job process ended without reporting; "
-                                                    "last log lines:\n" + log_tail(job.out_dir))
+        if job.status in ("running", "cancelling") and not (job.pid and _alive(job.pid)):
+            _settle(store, job)
+    while (job := store.claim_next_job(FREE_KINDS)) is not None:
+        _start(store, job)
     return store.jobs()
 
 
 def cancel(store: Store, job_id: int) -> JobRecord:
-    """Ask a running job to stop; it keeps its finished work and records 'cancelled'."""
+    """Ask a job to stop; it keeps its finished work and records 'cancelled'. A queued job
+    is simply taken off the queue."""
     job = store.job(job_id)
     if not job.active:
         raise JobError(f"Job {job_id} is not running (it is {job.status}).")
+    if job.status in ("queued", "starting") and not job.pid:
+        store.set_job_status(job_id, "cancelled", "taken off the queue before it started")
+        return store.job(job_id)
     try:
         os.killpg(job.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -152,8 +209,20 @@ def cancel(store: Store, job_id: int) -> JobRecord:
     return store.job(job_id)
 
 
+def resume(store: Store, job_id: int) -> JobRecord:
+    """Run an ended job again into the same folder: every job resumes from what it left
+    (chains and labels already written, the last training checkpoint)."""
+    job = store.job(job_id)
+    if job.active:
+        raise JobError(f"Job {job_id} has not ended yet (it is {job.status}).")
+    out = store.add_job(job.kind, list(job.args), job.out_dir, list(job.command), job.config,
+                        job.parent)[0]
+    refresh(store)
+    return store.job(out.id)
+
+
 def wait(store: Store, job_id: int, timeout: float = 600) -> JobRecord:
-    """Block until the job has ended (for scripts and tests)."""
+    """Block until the job has ended (for scripts and tests); keeps the queue moving."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         job = next(j for j in refresh(store) if j.id == job_id)

@@ -70,6 +70,13 @@ MIGRATIONS: tuple[str, ...] = (
         labelled_at TEXT NOT NULL
     );
     """,
+    """
+    ALTER TABLE jobs ADD COLUMN command TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE jobs ADD COLUMN config TEXT NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN started_at TEXT;
+    ALTER TABLE jobs ADD COLUMN artifacts TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE jobs ADD COLUMN parent INTEGER;
+    """,
 )
 
 
@@ -258,13 +265,45 @@ class Store:
 
     # --- jobs ------------------------------------------------------------------------------
 
-    def add_job(self, kind: str, args: list[str], out_dir: str, pid: int) -> JobRecord:
+    def add_job(self, kind: str, args: list[str], out_dir: str, command: list[str],
+                config: str = "", parent: int | None = None) -> tuple[JobRecord, bool]:
+        """Queue a job; (record, True) if it was added, (the existing one, False) if the same
+        job (same arguments, same folder) is already queued or running — so two tabs pressing
+        the same button run it once."""
         with self._transaction() as conn:
-            cursor = conn.execute(
-                "INSERT INTO jobs (kind, status, args, out_dir, pid, created_at) "
-                "VALUES (?, 'running', ?, ?, ?, ?)", (kind, json.dumps(args), out_dir, pid, _now()))
-            job_id = cursor.lastrowid
-        return self.job(job_id)
+            same = conn.execute(
+                "SELECT id FROM jobs WHERE args = ? AND out_dir = ? AND status IN "
+                f"({_placeholders(PENDING)})", (json.dumps(args), out_dir, *PENDING)).fetchone()
+            if same is not None:
+                job_id, added = same["id"], False
+            else:
+                job_id = conn.execute(
+                    "INSERT INTO jobs (kind, status, args, out_dir, command, config, parent, "
+                    "created_at) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)",
+                    (kind, json.dumps(args), out_dir, json.dumps(command), config, parent,
+                     _now())).lastrowid
+                added = True
+        return self.job(job_id), added
+
+    def claim_next_job(self, free_kinds: tuple[str, ...] = ()) -> JobRecord | None:
+        """The oldest startable queued job, marked 'starting' atomically, so two launchers
+        never start the same job. One job at a time holds the slot; jobs of `free_kinds`
+        (pipelines that only wait on their own stage jobs) neither need nor hold it."""
+        free = _placeholders(free_kinds) if free_kinds else "NULL"
+        with self._transaction() as conn:
+            busy = conn.execute(f"SELECT 1 FROM jobs WHERE status IN ({_placeholders(ACTIVE)}) "
+                                f"AND kind NOT IN ({free})", (*ACTIVE, *free_kinds)).fetchone()
+            row = conn.execute(f"SELECT id FROM jobs WHERE status = 'queued' AND (kind IN ({free}) "
+                               "OR ?) ORDER BY id LIMIT 1", (*free_kinds, busy is None)).fetchone()
+            if row is None:
+                return None
+            conn.execute("UPDATE jobs SET status = 'starting' WHERE id = ?", (row["id"],))
+        return self.job(row["id"])
+
+    def start_job(self, job_id: int, pid: int) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE jobs SET status = 'running', pid = ?, started_at = ? WHERE id = ?",
+                         (pid, _now(), job_id))
 
     def job(self, job_id: int) -> JobRecord:
         with self._connect() as conn:
@@ -280,11 +319,14 @@ class Store:
                                 (kind, kind)).fetchall()
         return [_job(r) for r in rows]
 
-    def set_job_status(self, job_id: int, status: str, error: str = "") -> None:
-        finished = None if status in ("running", "cancelling") else _now()
+    def set_job_status(self, job_id: int, status: str, error: str = "",
+                       artifacts: list[str] | None = None) -> None:
+        finished = None if status in PENDING else _now()
         with self._transaction() as conn:
-            conn.execute("UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
-                         (status, error, finished, job_id))
+            conn.execute("UPDATE jobs SET status = ?, error = ?, finished_at = ?, "
+                         "artifacts = COALESCE(?, artifacts) WHERE id = ?",
+                         (status, error, finished,
+                          None if artifacts is None else json.dumps(artifacts), job_id))
 
     # --- human labels ----------------------------------------------------------------------
     # Only people write here: AI labelling writes run files and never touches this table.
@@ -309,25 +351,43 @@ class Store:
         return {r["pair_id"]: r["choice"] for r in rows}
 
 
+ACTIVE = ("starting", "running", "cancelling")  # a process exists (or is being started)
+PENDING = ("queued", *ACTIVE)  # not ended yet
+
+
+def _placeholders(values: tuple) -> str:
+    return ", ".join("?" * len(values))
+
+
 @dataclass(frozen=True)
 class JobRecord:
+    """A background job: `args` after `python -m pipeline`, `command` the full command line
+    it ran with, `config` its YAML (training stages), `artifacts` what it left in `out_dir`."""
+
     id: int
     kind: str
-    status: str  # running, cancelling, succeeded, failed, cancelled
+    status: str  # queued, starting, running, cancelling, succeeded, failed, cancelled
     args: tuple[str, ...]
     out_dir: str
     pid: int | None
     created_at: str
     finished_at: str | None
     error: str
+    command: tuple[str, ...]
+    config: str
+    started_at: str | None
+    artifacts: tuple[str, ...]
+    parent: int | None
 
     @property
     def active(self) -> bool:
-        return self.status in ("running", "cancelling")
+        """Queued or running: not ended yet."""
+        return self.status in PENDING
 
 
 def _job(row: sqlite3.Row) -> JobRecord:
-    return JobRecord(**{**dict(row), "args": tuple(json.loads(row["args"]))})
+    return JobRecord(**{**dict(row), **{k: tuple(json.loads(row[k]))
+                                        for k in ("args", "command", "artifacts")}})
 
 
 def _record(row: sqlite3.Row) -> VersionRecord:

@@ -30,9 +30,12 @@ def progress_html(job, progress: dict | None, unit: str) -> str:
     """A progress bar with elapsed and remaining time for a batch job."""
     done, total = (progress or {}).get("done", 0), (progress or {}).get("total", 0)
     fraction = done / total if total else 0.0
-    started = datetime.fromisoformat(job.created_at).timestamp()
-    elapsed = ((datetime.fromisoformat(job.finished_at).timestamp() if job.finished_at else time.time())
-               - started)
+    if job.started_at:
+        started = datetime.fromisoformat(job.started_at).timestamp()
+        elapsed = ((datetime.fromisoformat(job.finished_at).timestamp() if job.finished_at
+                    else time.time()) - started)
+    else:  # still queued behind another job
+        elapsed = 0.0
     remaining = elapsed / fraction - elapsed if 0 < fraction < 1 and job.active else 0
     detail = f" · {html.escape(job.error)}" if job.error else ""
     return (f'<div class="job-progress" data-status="{job.status}"><div class="job-line">Job {job.id} '

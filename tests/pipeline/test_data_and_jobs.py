@@ -1,17 +1,12 @@
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from pipeline import jobs
 from pipeline.critique import ChainConfig, run_chains
 from pipeline.data import (ChainLog, build_sft_dataset, claim_run_folder, export_chains)
-from pipeline.errors import DatasetError, JobError
+from pipeline.errors import DatasetError
 from pipeline.generation import SamplingConfig, TransformersBackend
-from pipeline.store import Store
 from tests.pipeline.test_critique import requests
 from tests.tiny import fresh_tiny_model, tiny_model
 
@@ -85,55 +80,3 @@ def test_sft_dataset_mixes_helpful_data_and_loads_in_trl(tmp_path, chains):
 def test_sft_data_needs_chains(tmp_path):
     with pytest.raises(DatasetError, match="run `revise` first"):
         build_sft_dataset(tmp_path / "none", tmp_path / "sft", 0, None, SAMPLING)
-
-
-def revise_args(model: Path, out: Path, prompts: Path) -> list[str]:
-    return ["revise", "--constitution", "harmless-helpful", "--prompts", str(prompts),
-            "--model", str(model), "--rounds", "2", "--no-few-shot", "--batch-size", "2",
-            "--max-new-tokens", "24", "--temperature", "1.0", "--out", str(out)]
-
-
-def test_job_cancel_then_resume_writes_no_duplicates(tmp_path, tiny_folder):
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("".join(f"Tell me fact number {i}.\n" for i in range(12)))
-    store = Store(tmp_path / "ws")
-    store.seed(Path(__file__).resolve().parents[2] / "constitutions")
-    out = tmp_path / "run"
-    job = jobs.launch(store, "revise", revise_args(tiny_folder, out, prompts), out)
-    with pytest.raises(JobError, match="still running"):
-        jobs.launch(store, "revise", revise_args(tiny_folder, out, prompts), out)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "chains.jsonl").exists():
-        time.sleep(0.05)
-    jobs.cancel(store, job.id)
-    ended = jobs.wait(store, job.id, timeout=60)
-    assert ended.status == "cancelled", jobs.log_tail(out)
-    partial = ChainLog(out).done_ids()
-    assert 0 < len(partial) < 12
-
-    resumed = jobs.launch(store, "revise", revise_args(tiny_folder, out, prompts), out)
-    assert jobs.wait(store, resumed.id, timeout=300).status == "succeeded", jobs.log_tail(out)
-    ids = [c.id for c in ChainLog(out).read()]
-    assert len(ids) == len(set(ids)) == 12 and partial <= set(ids)
-    assert jobs.read_progress(out)["done"] == 12
-
-
-def test_failed_job_reports_its_message(tmp_path, tiny_folder):
-    store = Store(tmp_path / "ws")
-    out = tmp_path / "run"
-    job = jobs.launch(store, "revise", ["revise", "--constitution", "no-such", "--prompts",
-                                        "red-team", "--out", str(out)], out)
-    ended = jobs.wait(store, job.id, timeout=120)
-    assert ended.status == "failed" and "neither a file nor a saved constitution" in ended.error
-
-
-def test_a_job_that_died_silently_is_marked_failed_with_its_log(tmp_path):
-    store = Store(tmp_path / "ws")
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / jobs.LOG_FILE).write_text("step 1\nKilled\n")
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    job = store.add_job("revise", ["revise"], str(out), dead.pid)
-    (settled,) = [j for j in jobs.refresh(store) if j.id == job.id]
-    assert settled.status == "failed" and "Killed" in settled.error

@@ -1,0 +1,130 @@
+"""The job runner: queue, one job at a time, cancel, resume, restart re-attach, failures."""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import jobs
+from pipeline.data import ChainLog
+from pipeline.errors import JobError
+from pipeline.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def twelve_prompts(tmp_path: Path) -> Path:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"Tell me fact number {i}.\n" for i in range(12)))
+    return prompts
+
+
+def revise_args(model: Path, out: Path, prompts: Path) -> list[str]:
+    return ["revise", "--constitution", "harmless-helpful", "--prompts", str(prompts),
+            "--model", str(model), "--rounds", "2", "--no-few-shot", "--batch-size", "2",
+            "--max-new-tokens", "24", "--temperature", "1.0", "--out", str(out)]
+
+
+def test_job_cancel_then_resume_writes_no_duplicates(tmp_path, tiny_folder):
+    prompts = twelve_prompts(tmp_path)
+    store = Store(tmp_path / "ws")
+    store.seed()
+    out = tmp_path / "run"
+    job = jobs.launch(store, "revise", revise_args(tiny_folder, out, prompts), out)
+    assert job.status == "running"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "chains.jsonl").exists():
+        time.sleep(0.05)
+    jobs.cancel(store, job.id)
+    ended = jobs.wait(store, job.id, timeout=60)
+    assert ended.status == "cancelled", jobs.log_tail(out)
+    partial = ChainLog(out).done_ids()
+    assert 0 < len(partial) < 12
+
+    resumed = jobs.launch(store, "revise", revise_args(tiny_folder, out, prompts), out)
+    assert jobs.wait(store, resumed.id, timeout=300).status == "succeeded", jobs.log_tail(out)
+    ids = [c.id for c in ChainLog(out).read()]
+    assert len(ids) == len(set(ids)) == 12 and partial <= set(ids)
+    assert jobs.read_progress(out)["done"] == 12
+
+
+def test_failed_job_reports_its_message(tmp_path, tiny_folder):
+    store = Store(tmp_path / "ws")
+    out = tmp_path / "run"
+    job = jobs.launch(store, "revise", ["revise", "--constitution", "no-such", "--prompts",
+                                        "red-team", "--out", str(out)], out)
+    ended = jobs.wait(store, job.id, timeout=120)
+    assert ended.status == "failed" and "neither a file nor a saved constitution" in ended.error
+
+
+def test_a_job_that_died_silently_is_marked_failed_with_its_log(tmp_path):
+    store = Store(tmp_path / "ws")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / jobs.LOG_FILE).write_text("step 1\nKilled\n")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    job, _ = store.add_job("revise", ["revise"], str(out), ["python"])
+    store.start_job(job.id, dead.pid)
+    (settled,) = [j for j in jobs.refresh(store) if j.id == job.id]
+    assert settled.status == "failed" and "Killed" in settled.error
+
+
+def test_queue_runs_one_job_at_a_time_and_never_the_same_job_twice(tmp_path, tiny_folder):
+    prompts = twelve_prompts(tmp_path)
+    store = Store(tmp_path / "ws")
+    store.seed()
+    first = jobs.launch(store, "revise", revise_args(tiny_folder, tmp_path / "a", prompts), tmp_path / "a")
+    again = jobs.launch(store, "revise", revise_args(tiny_folder, tmp_path / "a", prompts), tmp_path / "a")
+    assert again.id == first.id and first.status == "running"  # a second tab: same job
+    dropped = jobs.launch(store, "revise", revise_args(tiny_folder, tmp_path / "b", prompts), tmp_path / "b")
+    listing = jobs.launch(store, "prompts", ["prompts", "list"], tmp_path / "c")
+    assert dropped.status == listing.status == "queued"
+    assert jobs.cancel(store, dropped.id).status == "cancelled"
+    with pytest.raises(JobError, match="not running"):
+        jobs.cancel(store, dropped.id)
+
+    done = jobs.wait(store, first.id, timeout=300)
+    assert done.status == "succeeded", jobs.log_tail(done.out_dir)
+    after = jobs.wait(store, listing.id, timeout=120)
+    assert after.status == "succeeded" and after.started_at >= done.finished_at
+    assert "red-team" in jobs.log_tail(after.out_dir)
+    assert "chains.jsonl" in done.artifacts and "job.log" not in done.artifacts
+    assert done.command[1:3] == ("-m", "pipeline") and done.started_at
+    assert store.job(dropped.id).started_at is None  # never ran
+
+
+def test_a_restarted_launcher_reattaches_to_a_running_job(tmp_path, tiny_folder):
+    """The launching process exits (a studio restart); a new one still sees the job run and
+    records how it ended."""
+    prompts = twelve_prompts(tmp_path)
+    store = Store(tmp_path / "ws")
+    store.seed()
+    out = tmp_path / "run"
+    script = (f"from pipeline import jobs; from pipeline.store import Store; "
+              f"print(jobs.launch(Store({str(store.workspace)!r}), 'revise', "
+              f"{revise_args(tiny_folder, out, prompts)!r}, {str(out)!r}).id)")
+    job_id = int(subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True,
+                                capture_output=True, text=True).stdout)
+    assert store.job(job_id).status == "running"
+    (seen,) = [j for j in jobs.refresh(store) if j.id == job_id]
+    assert seen.status == "running"
+    ended = jobs.wait(store, job_id, timeout=300)
+    assert ended.status == "succeeded", jobs.log_tail(out)
+
+
+def test_resume_reruns_an_ended_job_into_its_folder(tmp_path):
+    store = Store(tmp_path / "ws")
+    job = jobs.launch(store, "prompts", ["prompts", "list"], tmp_path / "run")
+    assert jobs.wait(store, job.id, timeout=120).status == "succeeded"
+    again = jobs.resume(store, job.id)
+    assert again.id != job.id and again.out_dir == job.out_dir and again.args == job.args
+    assert jobs.wait(store, again.id, timeout=120).status == "succeeded"
+
+
+def test_a_multi_process_job_runs_through_accelerate_launch():
+    command = jobs.job_command(["sft", "--config", "job.yaml"], "/ws", processes=4)
+    assert command[1:5] == ["-m", "accelerate.commands.launch", "--num_processes", "4"]
+    assert command[5:] == ["-m", "pipeline", "--workspace", "/ws", "sft", "--config", "job.yaml"]
+    assert jobs.job_command(["sft"], "/ws")[1:] == ["-m", "pipeline", "--workspace", "/ws", "sft"]
