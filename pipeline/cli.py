@@ -349,6 +349,9 @@ def trainer(stage: str):
     if stage == "ppo":
         from pipeline.train.ppo import train_ppo
         return train_ppo
+    if stage == "dpo":
+        from pipeline.train.dpo import train_dpo
+        return train_dpo
     from pipeline.train import reward
     return {"reward": reward.train_reward, "pmp": reward.train_pmp}[stage]
 
@@ -488,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     trained = {"sft": "SL-CAI: LoRA SFT on an `sft-data` folder",
                "pmp": "preference-model pretraining on a Stack Exchange Posts.xml dump",
                "reward": "the preference model (LoRA + scalar head) on AI labels",
-               "ppo": "RL-CAI: PPO of the policy against the preference model"}
+               "ppo": "RL-CAI: PPO of the policy against the preference model",
+               "dpo": "DPO of a LoRA policy on AI labels (the cheap alternative to PM + PPO)"}
     for stage, description in trained.items():
         p = commands.add_parser(stage, help=description, description=STAGES[stage].__doc__)
         p.add_argument("--config", default=None, help="a YAML job file (field: value)")

@@ -52,9 +52,12 @@ class TrainingSettings(LoRASettings):
     max_length: int = _help("Longest example in tokens; longer ones are cut.", 512)
     save_every: int = _help("Save a checkpoint every N steps (cancel also saves one).", 50)
     seed: int = _help("Seed of initialisation and data order.", 0)
+    processes: int = _help("Training processes (>1 runs through `accelerate launch`, one per GPU).", 1)
 
     def check_training(self) -> list[str]:
         problems = self.check_lora()
+        if self.processes < 1:
+            problems.append("processes must be at least 1")
         if self.learning_rate <= 0:
             problems.append("learning_rate must be > 0")
         if self.epochs <= 0 and self.max_steps <= 0:
@@ -87,7 +90,13 @@ class RewardJob(TrainingSettings):
         problems = self.check_training() + ([] if self.data else ["data is required"])
         if not 0 <= self.eval_fraction < 1:
             problems.append("eval_fraction must be in [0, 1)")
-        return problems
+        return problems + _one_process(self)
+
+
+def _one_process(job: TrainingSettings) -> list[str]:
+    """The preference model's own loop is single-process (trl-based stages are not)."""
+    return ["processes must be 1 for this stage (its loop runs in one process)"] \
+        if job.processes > 1 else []
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,29 @@ class PMPJob(TrainingSettings):
     max_pairs: int = _help("Most answer pairs to train on (0 = all).", 2000)
 
     def problems(self) -> list[str]:
-        return self.check_training() + ([] if self.data else ["data is required"])
+        return self.check_training() + ([] if self.data else ["data is required"]) + \
+            _one_process(self)
+
+
+@dataclass(frozen=True)
+class DPOJob(TrainingSettings):
+    """DPO: LoRA policy trained directly on the AI-labelled pairs (reference = adapter off)."""
+
+    data: str = _help("AI labels: a folder from `label` (or its labels.jsonl).", "")
+    beta: float = _help("DPO β: how far the policy may move from the reference.", 0.1)
+    label_smoothing: float = _help("Assumed share of wrong labels (conservative DPO), in [0, 0.5).", 0.0)
+    min_margin: float = _help("Leave out pairs whose label margin |2p−1| is below this.", 0.0)
+    learning_rate: float = _help("Peak learning rate.", 5e-5)
+
+    def problems(self) -> list[str]:
+        problems = self.check_training() + ([] if self.data else ["data is required"])
+        if self.beta <= 0:
+            problems.append("beta must be > 0")
+        if not 0 <= self.label_smoothing < 0.5:
+            problems.append("label_smoothing must be in [0, 0.5)")
+        if not 0 <= self.min_margin < 1:
+            problems.append("min_margin must be in [0, 1)")
+        return problems
 
 
 @dataclass(frozen=True)
@@ -142,7 +173,8 @@ class PPOJob(LoRASettings):
         return problems
 
 
-STAGES: dict[str, type] = {"sft": SFTJob, "pmp": PMPJob, "reward": RewardJob, "ppo": PPOJob}
+STAGES: dict[str, type] = {"sft": SFTJob, "pmp": PMPJob, "reward": RewardJob, "ppo": PPOJob,
+                           "dpo": DPOJob}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
@@ -150,6 +182,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "pmp": {"max_steps": 30, "batch_size": 4, "max_length": 256, "max_pairs": 200},
         "reward": {"max_steps": 40, "batch_size": 4, "max_length": 320},
         "ppo": {"steps": 6, "rollouts": 8, "minibatch_size": 4, "max_new_tokens": 32},
+        "dpo": {"max_steps": 20, "batch_size": 4, "max_length": 320},
     },
     "paper": {
         "sft": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 64,
@@ -161,6 +194,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                    "lora_alpha": 128},
         "ppo": {"steps": 500, "rollouts": 64, "minibatch_size": 16, "max_new_tokens": 256,
                 "ppo_epochs": 4, "lora_r": 64, "lora_alpha": 128, "kl_target": 6.0},
+        "dpo": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 64,
+                "lora_alpha": 128, "min_margin": 0.2},
     },
 }
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.data import append_jsonl, read_jsonl_log
 from pipeline.files import write_atomic
-from pipeline.jobs import write_progress
+from pipeline.jobs import JobCancelled, write_progress
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"
@@ -64,3 +64,48 @@ def write_model_card(folder: Path, title: str, job: Any, facts: dict[str, Any]) 
     lines += [f"- **{k}**: {v}" for k, v in facts.items()]
     lines += ["", "## Settings", "", "```json", json.dumps(asdict(job), indent=2), "```", ""]
     write_atomic(folder / "README.md", "\n".join(lines))
+
+
+def trl_arguments(job: Any, out: Path, on_cpu: bool) -> dict[str, Any]:
+    """The TrainingArguments every trl-based stage (SFT, DPO) shares, from the job's fields."""
+    return dict(output_dir=str(out / CHECKPOINT_DIR), learning_rate=job.learning_rate,
+                num_train_epochs=job.epochs, max_steps=job.max_steps or -1,
+                per_device_train_batch_size=job.batch_size, max_length=job.max_length,
+                logging_steps=1, save_steps=job.save_every, save_total_limit=1, seed=job.seed,
+                report_to="none", use_cpu=on_cpu, disable_tqdm=False)
+
+
+def trl_callback(out: Path, cancel: CancelFlag):
+    from transformers import TrainerCallback
+
+    log = MetricsLog(out)
+
+    class StudioCallback(TrainerCallback):
+        """Metrics to metrics.jsonl; on cancel, save a checkpoint and stop."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            numbers = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+            log.write(state.global_step, state.max_steps, **numbers)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if cancel.requested:
+                control.should_save = True
+                control.should_training_stop = True
+
+    return StudioCallback()
+
+
+def run_trl_trainer(trainer: Any, out: Path, cancel: CancelFlag) -> tuple[Path, Any]:
+    """Train (resuming from the last checkpoint in `out`), save the LoRA adapter; a cancel
+    leaves a checkpoint and raises JobCancelled. Returns (adapter folder, train result)."""
+    checkpoints = out / CHECKPOINT_DIR
+    resume = checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
+    try:
+        result = trainer.train(resume_from_checkpoint=True if resume else None)
+        if cancel.requested:
+            raise JobCancelled()
+        adapter = out / ADAPTER_DIR
+        trainer.model.save_pretrained(str(adapter))
+    finally:
+        trainer.model.unload()  # the base model is shared in this process: take LoRA off it
+    return adapter, result

@@ -8,10 +8,9 @@ from typing import Any
 
 from pipeline.errors import DatasetError
 from pipeline.files import read_jsonl_file
-from pipeline.jobs import JobCancelled
 from pipeline.train.configs import SFTJob
-from pipeline.train.runtime import (ADAPTER_DIR, CHECKPOINT_DIR, CancelFlag, MetricsLog,
-                                    lora_config, write_model_card)
+from pipeline.train.runtime import (CancelFlag, lora_config, run_trl_trainer, trl_arguments,
+                                    trl_callback, write_model_card)
 
 
 def sft_examples(data: str | Path) -> list[dict]:
@@ -37,24 +36,6 @@ def sft_examples(data: str | Path) -> list[dict]:
     return examples
 
 
-def _callback(log: MetricsLog, cancel: CancelFlag):
-    from transformers import TrainerCallback
-
-    class StudioCallback(TrainerCallback):
-        """Metrics to metrics.jsonl; on cancel, save a checkpoint and stop."""
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            numbers = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
-            log.write(state.global_step, state.max_steps, **numbers)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if cancel.requested:
-                control.should_save = True
-                control.should_training_stop = True
-
-    return StudioCallback()
-
-
 def train_sft(job: SFTJob, out: str | Path, cancel: CancelFlag | None = None) -> Path:
     """Train, resuming from `out/checkpoint` when one is there; returns the adapter folder."""
     from datasets import Dataset
@@ -66,25 +47,12 @@ def train_sft(job: SFTJob, out: str | Path, cancel: CancelFlag | None = None) ->
     cancel = cancel or CancelFlag()
     examples = sft_examples(job.data)
     base = load_model(job.model)
-    checkpoints = out / CHECKPOINT_DIR
-    config = SFTConfig(output_dir=str(checkpoints), learning_rate=job.learning_rate,
-                       num_train_epochs=job.epochs, max_steps=job.max_steps or -1,
-                       per_device_train_batch_size=job.batch_size, max_length=job.max_length,
-                       logging_steps=1, save_steps=job.save_every, save_total_limit=1,
-                       seed=job.seed, report_to="none", use_cpu=base.device.type == "cpu",
-                       completion_only_loss=True, disable_tqdm=False)
+    config = SFTConfig(**trl_arguments(job, out, base.device.type == "cpu"),
+                       completion_only_loss=True)
     trainer = SFTTrainer(model=base.model, args=config, train_dataset=Dataset.from_list(examples),
                          processing_class=base.tokenizer, peft_config=lora_config(job),
-                         callbacks=[_callback(MetricsLog(out), cancel)])
-    resume = checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
-    try:
-        result = trainer.train(resume_from_checkpoint=True if resume else None)
-        if cancel.requested:
-            raise JobCancelled()
-        adapter = out / ADAPTER_DIR
-        trainer.model.save_pretrained(str(adapter))
-    finally:
-        trainer.model.unload()  # the base model is shared in this process: take LoRA off it
+                         callbacks=[trl_callback(out, cancel)])
+    adapter, result = run_trl_trainer(trainer, out, cancel)
     write_model_card(adapter, "SL-CAI adapter (SFT)", job, {
         "base model": job.model, "data": job.data, "examples": len(examples),
         "steps": result.global_step, "final loss": f"{result.training_loss:.4f}"})

@@ -146,5 +146,5 @@ def test_training_stages_check_their_config_before_starting(ws, tmp_path):
     proc = run("ppo", "--preset", "tiny", "--clip", "1.5", "--reward-adapter", "pm",
                "--out", str(tmp_path / "run"), workspace=ws, check_rc=1)
     assert "clip must be in (0, 1)" in proc.stderr
-    for stage in ("sft", "pmp", "reward", "ppo"):
+    for stage in ("sft", "pmp", "reward", "ppo", "dpo"):
         assert "--lora-r" in run(stage, "--help", workspace=ws).stdout
