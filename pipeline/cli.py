@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -371,6 +372,70 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pipeline.evaluation import evaluate, format_results, write_results
+    from pipeline.feedback import FeedbackConfig, Labeller
+    from pipeline.generation import SamplingConfig
+    from pipeline.jobs import job_context, write_progress
+    from pipeline.models import load_model
+
+    out = Path(args.out)
+    with job_context(out):
+        _, constitution = resolve_constitution(args.constitution, args)
+        policies = {"base": args.base}
+        for spec in args.policy:
+            name, sep, model = spec.partition("=")
+            if not sep or not name or not model or name in policies:
+                raise StoreError(f"--policy takes a new NAME=MODEL (got {spec!r}).")
+            policies[name] = model
+        prompts = [p.prompt for p in load_prompts(args.prompts, args.split)][: args.limit or None]
+        write_progress(out, 0, 1, "evaluating")
+        judge = Labeller(load_model(args.judge or args.base), FeedbackConfig(ensemble=args.ensemble))
+        results = evaluate(policies, prompts, args.reward_adapter, judge, constitution,
+                           config_from_args(SamplingConfig, args))
+        path = write_results(results, prompts, out)
+        write_progress(out, 1, 1, "done")
+        print(f"{len(prompts)} held-out prompts ({args.prompts}, {args.split or 'all'} split); "
+              f"results in {path}")
+        print(format_results(results))
+    return 0
+
+
+def cmd_run_all(args: argparse.Namespace) -> int:
+    import os
+
+    from pipeline.configs import given_fields
+    from pipeline.evaluation import format_results, read_results
+    from pipeline.jobs import JOB_ID_ENV, job_context
+    from pipeline.runall import default_run_folder, run_all, stage_seconds
+    from pipeline.train.configs import RunAllJob, build_job, preset, read_job_file
+    from pipeline.train.runtime import CancelFlag
+
+    given = given_fields(RunAllJob, args)
+    from_file = read_job_file(args.config) if args.config else {}
+    name = given.get("preset") or from_file.get("preset") or RunAllJob.preset
+    job = build_job(RunAllJob, {**preset("run-all", name), "preset": name, **from_file, **given})
+    store = open_store(args)
+    _, constitution = resolve_constitution(job.constitution, args)
+    out = Path(args.out) if args.out else default_run_folder(store)
+    cancel = CancelFlag()
+    parent = int(os.environ[JOB_ID_ENV]) if os.environ.get(JOB_ID_ENV, "").isdigit() else None
+    started = time.time()
+    with job_context(out, on_cancel=cancel.set):
+        print(f"run folder {out}")
+
+        def announce(n, stage, record):
+            print(f"[{n + 1}/8] {stage.name}: job {record.id} ({record.status}) — "
+                  f"python -m pipeline {' '.join(stage.args)}", flush=True)
+
+        ran = run_all(store, job, constitution, out, cancel, parent, announce)
+        for record in ran:
+            print(f"  {record.kind:<10} job {record.id:<4} {stage_seconds(record):7.1f} s")
+        print(f"total {time.time() - started:.0f} s\n")
+        print(format_results(read_results(out / "eval")))
+    return 0
+
+
 # --- parser --------------------------------------------------------------------------------
 
 def add_prompt_arguments(p: argparse.ArgumentParser) -> None:
@@ -501,6 +566,34 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", required=True, help="run folder; rerunning resumes from its checkpoint")
         add_config_arguments(p, STAGES[stage], only_given=True)
         p.set_defaults(run=cmd_train)
+
+    p = commands.add_parser("evaluate", help="before/after: PM score and AI-judge win rate of "
+                                             "policies against the base on held-out prompts")
+    p.add_argument("--base", default=DEFAULT_MODEL, help="the model the others are compared with")
+    p.add_argument("--policy", action="append", default=[], metavar="NAME=MODEL",
+                   help="a policy to compare (an adapter folder or model); repeat the flag")
+    p.add_argument("--reward-adapter", required=True, help="preference model folder (from `reward`)")
+    p.add_argument("--constitution", required=True, help="a file, NAME or NAME@VERSION (the judge's)")
+    p.add_argument("--judge", default=None, help="the feedback model (default: the base)")
+    p.add_argument("--prompts", default="red-team")
+    p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument("--limit", type=int, default=0, help="use the first N prompts (0 = all)")
+    p.add_argument("--ensemble", type=int, default=2,
+                   help="principles sampled per judgement (0 = every enabled principle)")
+    p.add_argument("--out", required=True)
+    add_config_arguments(p, SamplingConfig)
+    p.set_defaults(run=cmd_evaluate)
+
+    from pipeline.train.configs import RunAllJob
+
+    p = commands.add_parser("run-all", help="the whole pipeline, each stage a job, then a "
+                                            "before/after table", description=RunAllJob.__doc__)
+    p.add_argument("--config", default=None, help="a YAML file of the fields below; the "
+                   "preset's values < the file < flags")
+    p.add_argument("--out", default=None,
+                   help="run folder (default: WORKSPACE/runs/run-all-TIME); rerunning resumes")
+    add_config_arguments(p, RunAllJob, only_given=True)
+    p.set_defaults(run=cmd_run_all)
 
     prompts = commands.add_parser("prompts", help="list and import prompt sets")
     sub = prompts.add_subparsers(dest="action", required=True)

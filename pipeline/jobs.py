@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STATUS_FILE = "status.json"
 PROGRESS_FILE = "progress.json"
 LOG_FILE = "job.log"
+JOB_ID_ENV = "CONSTITUTION_STUDIO_JOB_ID"  # set in a job's process: its own job id
 
 
 class JobCancelled(Exception):
@@ -124,7 +125,8 @@ def _start(store: Store, job: JobRecord) -> None:
     with open(out / LOG_FILE, "a") as log:
         try:
             proc = subprocess.Popen(list(job.command), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+                                    stdin=subprocess.DEVNULL, start_new_session=True,
+                                    env={**os.environ, JOB_ID_ENV: str(job.id)})
         except OSError as exc:
             store.set_job_status(job.id, "failed", f"could not start the job: {exc}")
             return

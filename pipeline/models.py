@@ -140,6 +140,34 @@ def resolve_source(name: str) -> str:
     return name
 
 
+SHAPE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
+              "vocab_size")
+
+
+def check_adapter_base(adapter: str | Path, base: LoadedModel) -> None:
+    """Refuse an adapter trained on another base model, naming both, before its weights are
+    applied (a mismatch would otherwise surface as a shape error deep inside peft, or not at
+    all when the shapes happen to agree)."""
+    config = Path(adapter) / ADAPTER_CONFIG
+    if not config.exists():
+        raise ModelError(f"{adapter} is not a LoRA adapter folder (no {ADAPTER_CONFIG}).")
+    trained_on = json.loads(config.read_text()).get("base_model_name_or_path") or ""
+    if not trained_on or resolve_source(trained_on) == base.source:
+        return
+    try:
+        from transformers import AutoConfig
+
+        theirs = AutoConfig.from_pretrained(resolve_source(trained_on)).to_dict()
+    except Exception:  # its base is not reachable here: compare by name only
+        theirs = {}
+    ours = base.model.config.to_dict()
+    differs = [k for k in SHAPE_KEYS if theirs.get(k) != ours.get(k)]
+    if differs or not theirs:
+        raise ModelError(f"The adapter {adapter} was trained on {trained_on}, not on "
+                         f"{base.name} ({', '.join(f'{k}: {theirs.get(k)} vs {ours.get(k)}' for k in differs) or 'a different model'}); "
+                         "pick an adapter trained on this base or set the base model to its own.")
+
+
 def _device() -> str:
     import torch
 

@@ -8,7 +8,7 @@ import gradio as gr
 
 from pipeline.models import DEFAULT_MODEL
 from pipeline.store import Store
-from studio import chains_tab, constitution_tab, playground_tab, preferences_tab
+from studio import chains_tab, constitution_tab, playground_tab, preferences_tab, train_tab
 from studio.notices import CSS
 
 # System fonts only: the studio must render the same with no internet access.
@@ -30,6 +30,8 @@ def build_studio(workspace: str | Path | None = None, default_model: str = DEFAU
                 chains_tab.build(store, demo, tabs, show_principle, principle_outputs)
             with gr.Tab("Preferences", id="preferences"):
                 preferences_tab.build(store, demo, default_model)
+            with gr.Tab("Train", id="train"):
+                train_tab.build(store, demo)
     return demo, store
 
 

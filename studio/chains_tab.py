@@ -20,7 +20,7 @@ from pipeline.generation import SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL
 from pipeline.prompts import PromptRecord, load_prompts
 from pipeline.store import Store
-from studio.choices import constitution_choices, default_choice, resolve_choice
+from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
 from studio.notices import cancel_notice, error_notice, job_bar, latest_job, notice, writing_now
 
 NONE = "(none)"
@@ -116,6 +116,7 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
                                          value=NONE, elem_id="chains-constitution-b")
             model = gr.Dropdown(label="Model", choices=[DEFAULT_MODEL], value=DEFAULT_MODEL,
                                 allow_custom_value=True, elem_id="chains-model")
+            offer_models(store, model, DEFAULT_MODEL)
             rounds = gr.Slider(1, 6, value=ChainConfig.rounds, step=1, label="rounds",
                                elem_id="chains-rounds")
             few_shot = gr.Checkbox(value=True, label="prepend few-shot chains")

@@ -1,8 +1,17 @@
-"""Constitution choices shared by the tabs: names as being edited, and saved versions."""
+"""Choices shared by the tabs: constitutions (names as being edited, and saved versions) and
+models (the base, and every adapter a finished job trained)."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import gradio as gr
+
 from pipeline.constitution import Constitution
+from pipeline.models import DEFAULT_MODEL
 from pipeline.store import Store
+from pipeline.train.runtime import ADAPTER_DIR
+
+POLICY_STAGES = ("sft", "dpo", "ppo")
 
 
 def constitution_choices(store: Store) -> list[str]:
@@ -20,3 +29,19 @@ def resolve_choice(store: Store, choice: str) -> Constitution:
 def default_choice(store: Store) -> str | None:
     names = constitution_choices(store)
     return "harmless-helpful" if "harmless-helpful" in names else (names or [None])[0]
+
+
+def adapter_choices(store: Store) -> list[str]:
+    """Policy adapters of finished SFT, DPO and PPO jobs, newest first."""
+    found = [str(Path(j.out_dir) / ADAPTER_DIR) for j in store.jobs()
+             if j.kind in POLICY_STAGES and j.status == "succeeded"]
+    return [a for a in dict.fromkeys(found) if (Path(a) / "adapter_config.json").exists()]
+
+
+def offer_models(store: Store, dropdown: gr.Dropdown, default: str = DEFAULT_MODEL) -> None:
+    """Keep a model picker's choices current: the base model and every trained adapter, so
+    before and after can be compared in any tab."""
+    def choices():
+        return gr.update(choices=list(dict.fromkeys([default, DEFAULT_MODEL, *adapter_choices(store)])))
+
+    dropdown.focus(choices, None, dropdown)

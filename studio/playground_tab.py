@@ -10,6 +10,7 @@ from pipeline.errors import StudioError
 from pipeline.generation import SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL, load_model
 from pipeline.store import Store
+from studio.choices import offer_models
 from studio.notices import error_notice, notice
 
 NO_PRINCIPLE = "(none)"
@@ -35,6 +36,7 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
         model = gr.Dropdown(label="Model", choices=[DEFAULT_MODEL], value=default_model,
                             allow_custom_value=True, scale=4, elem_id="playground-model",
                             info="'embedded' (SmolLM2-135M-Instruct), a local folder, or a hub id")
+        offer_models(store, model, default_model)
         load = gr.Button("Load model", scale=1, elem_id="playground-load")
     model_status = gr.HTML(elem_id="playground-model-status")
     with gr.Row():

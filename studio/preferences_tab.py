@@ -23,7 +23,7 @@ from pipeline.preferences import LabelLog, gold_pairs, human_choice, read_labels
 from pipeline.prompts import PromptRecord
 from pipeline.store import Store
 from pipeline.trust import CALIBRATION_BINS, ENTROPY_BINS, TrustReport, trust_report
-from studio.choices import constitution_choices, default_choice, resolve_choice
+from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
 from studio.notices import cancel_notice, error_notice, job_bar, latest_job, notice, writing_now
 
 STUDIO_RUN = "studio (pairs scored here)"
@@ -183,6 +183,7 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
                               elem_id="pref-cot")
             model = gr.Dropdown(label="Feedback / answer model", choices=[default_model],
                                 value=default_model, allow_custom_value=True, elem_id="pref-model")
+            offer_models(store, model, default_model)
             seed = gr.Number(value=0, precision=0, label="seed")
     bars = gr.HTML(elem_id="pref-bars")
     last_label = gr.State(None)  # (pair id, P(A)) of the last scored pair, to show the swap effect

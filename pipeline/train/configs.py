@@ -173,16 +173,47 @@ class PPOJob(LoRASettings):
         return problems
 
 
+@dataclass(frozen=True)
+class RunAllJob:
+    """The whole pipeline, each stage a job: chains → SFT data → SFT → pairs → AI labels →
+    PM → PPO → before/after table on the held-out split."""
+
+    constitution: str = _help("Constitution: a file, NAME or NAME@VERSION.", "")
+    model: str = _help("Base model (policy, feedback model and PM base).", DEFAULT_MODEL)
+    preset: str = _help("Preset of the training stages (tiny or paper).", "tiny")
+    prompts: str = _help("Prompt set or file (its train split trains, its test split evaluates).",
+                         "red-team")
+    train_prompts: int = _help("Prompts revised for SFT (0 = the whole train split).", 16)
+    rounds: int = _help("Critique–revision rounds per prompt.", 1)
+    helpful_ratio: float = _help("Helpfulness examples per revision example in the SFT data.", 0.25)
+    pair_prompts: int = _help("Prompts answered twice by the SFT policy for AI labels (0 = all).", 16)
+    ensemble: int = _help("Principles sampled per AI label (0 = every enabled principle).", 2)
+    eval_prompts: int = _help("Held-out prompts in the before/after table (0 = the whole test split).", 8)
+    max_new_tokens: int = _help("Longest generated answer in chains, pairs and evaluation.", 64)
+
+    def problems(self) -> list[str]:
+        problems = [] if self.constitution else ["constitution is required"]
+        if self.preset not in PRESETS:
+            problems.append(f"preset must be one of {', '.join(PRESETS)}")
+        if min(self.train_prompts, self.pair_prompts, self.eval_prompts, self.ensemble) < 0:
+            problems.append("train_prompts, pair_prompts, eval_prompts and ensemble must be ≥ 0")
+        if self.rounds < 1 or self.max_new_tokens < 1 or self.helpful_ratio < 0:
+            problems.append("rounds and max_new_tokens must be at least 1, helpful_ratio ≥ 0")
+        return problems
+
+
 STAGES: dict[str, type] = {"sft": SFTJob, "pmp": PMPJob, "reward": RewardJob, "ppo": PPOJob,
                            "dpo": DPOJob}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
-        "sft": {"max_steps": 30, "batch_size": 4, "max_length": 256, "lora_r": 8},
+        "sft": {"max_steps": 24, "batch_size": 4, "max_length": 256, "lora_r": 8},
         "pmp": {"max_steps": 30, "batch_size": 4, "max_length": 256, "max_pairs": 200},
-        "reward": {"max_steps": 40, "batch_size": 4, "max_length": 320},
+        "reward": {"max_steps": 24, "batch_size": 4, "max_length": 320},
         "ppo": {"steps": 6, "rollouts": 8, "minibatch_size": 4, "max_new_tokens": 32},
         "dpo": {"max_steps": 20, "batch_size": 4, "max_length": 320},
+        "run-all": {"train_prompts": 16, "rounds": 1, "pair_prompts": 16, "ensemble": 2,
+                    "eval_prompts": 8, "max_new_tokens": 64, "helpful_ratio": 0.25},
     },
     "paper": {
         "sft": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 64,
@@ -196,6 +227,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                 "ppo_epochs": 4, "lora_r": 64, "lora_alpha": 128, "kl_target": 6.0},
         "dpo": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 64,
                 "lora_alpha": 128, "min_margin": 0.2},
+        "run-all": {"train_prompts": 0, "rounds": 4, "pair_prompts": 0, "ensemble": 0,
+                    "eval_prompts": 0, "max_new_tokens": 256, "helpful_ratio": 1.0},
     },
 }
 

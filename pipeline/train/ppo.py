@@ -34,7 +34,7 @@ from pipeline.data import append_jsonl
 from pipeline.errors import JobError
 from pipeline.generation import SamplingConfig, TransformersBackend
 from pipeline.jobs import JobCancelled
-from pipeline.models import LoadedModel, load_model
+from pipeline.models import LoadedModel, check_adapter_base, load_model
 from pipeline.prompts import load_prompts
 from pipeline.train.configs import PPOJob
 from pipeline.train.ppo_math import (AdaptiveKL, entropy, gae, per_token_kl,
@@ -65,6 +65,8 @@ def build_roles(job: PPOJob, start: Path | None = None) -> Roles:
     from peft import PeftModel, get_peft_model
 
     loaded = load_model(job.model)
+    for adapter in filter(None, (job.policy_adapter, job.reward_adapter)):
+        check_adapter_base(adapter, loaded)
     policy_from = start / "policy" if start else Path(job.policy_adapter) if job.policy_adapter else None
     if policy_from:
         model = PeftModel.from_pretrained(loaded.model, str(policy_from), adapter_name="policy",

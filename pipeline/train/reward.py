@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from pipeline.critique import stable_int
 from pipeline.errors import DatasetError
 from pipeline.jobs import JobCancelled
-from pipeline.models import LoadedModel, load_model
+from pipeline.models import check_adapter_base, LoadedModel, load_model
 from pipeline.preferences import gold_pairs, read_labels
 from pipeline.train.configs import PMPJob, RewardJob
 from pipeline.train.runtime import (ADAPTER_DIR, CHECKPOINT_DIR, CancelFlag, MetricsLog,
@@ -210,6 +210,8 @@ def train_preference_model(job: RewardJob | PMPJob, train: list[Comparison],
     loaded = load_model(job.model)
     checkpoint = out / CHECKPOINT_DIR
     start_from = checkpoint if checkpoint.exists() else Path(init_adapter) if init_adapter else None
+    if init_adapter:
+        check_adapter_base(init_adapter, loaded)
     if start_from:
         model = PeftModel.from_pretrained(loaded.model, str(start_from), is_trainable=True)
         head = load_head(start_from, loaded)

@@ -1,3 +1,5 @@
+import pytest
+
 from studio.constitution_tab import diff_html
 from studio.notices import error_notice, notice
 from studio.playground_tab import conversation, message_text
@@ -63,3 +65,43 @@ def test_label_bars_show_both_orders_pending_principles_and_the_swap():
     assert "A shown first" in html and "B shown first" in html and "honesty" in html
     assert 'data-p-a="0.550000"' in html and "before the swap P(A) was 0.700" in html
     assert "press Score" in label_bars([], {}, [])
+
+
+# --- Train tab ---------------------------------------------------------------------------------
+
+from pipeline.train.configs import PPOJob, RunAllJob, SFTJob  # noqa: E402
+from studio.train_tab import command_line, ema, form_values, metric_frames, preset_values  # noqa: E402
+
+
+def test_form_values_are_typed_from_the_dataclass():
+    import dataclasses
+    raw = [f.default for f in dataclasses.fields(SFTJob)]
+    raw[[f.name for f in dataclasses.fields(SFTJob)].index("batch_size")] = 8.0  # a number box
+    values = form_values(SFTJob, raw)
+    assert values["batch_size"] == 8 and isinstance(values["batch_size"], int)
+    assert isinstance(values["learning_rate"], float) and values["data"] == ""
+    ppo = form_values(PPOJob, [f.default for f in dataclasses.fields(PPOJob)])
+    assert ppo["whiten_advantages"] is True
+
+
+def test_presets_fill_every_field_and_the_command_names_the_job_file():
+    tiny = preset_values("sft", "tiny")
+    assert tiny["max_steps"] == 24 and tiny["learning_rate"] == SFTJob.learning_rate
+    assert preset_values("run-all", "paper")["rounds"] == 4 == preset_values("run-all", "paper")["rounds"]
+    assert preset_values("run-all", "paper")["preset"] == "paper"
+    assert preset_values("sft", "(defaults)")["max_steps"] == 0
+    assert command_line("sft", "/w/runs/x") == "python -m pipeline sft --config /w/runs/x/job.yaml --out /w/runs/x"
+    assert RunAllJob().preset == "tiny"
+
+
+def test_smoothing_is_a_debiased_moving_average_and_metrics_come_in_order():
+    assert ema([1.0, 1.0, 1.0], 0.9) == pytest.approx([1.0, 1.0, 1.0])
+    assert ema([0.0, 2.0], 0.0) == [0.0, 2.0]
+    assert ema([0.0, 2.0], 0.5) == pytest.approx([0.0, 1.0 / 0.75])
+    rows = [{"step": 1, "time": 5.0, "kl": 0.1, "reward_mean": 0.2, "zeta": 1},
+            {"step": 2, "time": 6.0, "kl": 0.3, "reward_mean": 0.4, "zeta": 2}]
+    frames = metric_frames(rows, 0.5)
+    assert list(frames) == ["reward_mean", "kl", "zeta"]  # time and step are not plotted
+    kl = frames["kl"]
+    assert kl[kl.series == "raw"]["value"].tolist() == [0.1, 0.3]
+    assert len(kl[kl.series == "smoothed"]) == 2

@@ -86,3 +86,10 @@ def test_cancel_saves_a_checkpoint_and_a_rerun_resumes(setup, tmp_path):
     assert (tmp_path / "run" / "checkpoint" / "state.json").exists()
     train_ppo(job(root, pm, steps=3), tmp_path / "run", reward_fn=good_word_share)
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3]
+
+
+def test_an_adapter_trained_on_another_base_is_refused_by_name(setup, tiny_folder):
+    from pipeline.errors import ModelError
+    root, pm = setup
+    with pytest.raises(ModelError, match=r"was trained on .*base.*vocab_size"):
+        build_roles(job(root, pm, model=str(tiny_folder)))

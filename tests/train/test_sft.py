@@ -21,7 +21,7 @@ def test_configs_refuse_unknown_fields_and_impossible_values():
     with pytest.raises(JobError, match="batch_size must be int"):
         build_job(SFTJob, {"batch_size": "four", "data": "x"})
     job = build_job(SFTJob, {**preset("sft", "tiny"), "data": "x", "learning_rate": 1})
-    assert job.learning_rate == 1.0 and job.max_steps == 30
+    assert job.learning_rate == 1.0 and job.max_steps == 24
 
 
 def test_sft_data_of_the_wrong_shape_is_named(tmp_path):

@@ -1,0 +1,170 @@
+"""PPO memory and speed on the embedded model, both layouts in the same run.
+
+Peak memory of one PPO step (8 rollouts of up to 32 tokens, two minibatches, policy and
+value updates), each layout in a fresh process, measured as the rise of peak resident
+memory (ru_maxrss) over the process's footprint after imports:
+
+  ours     `train_ppo` itself: one base model with LoRA adapters policy / reward / value,
+           the reference = adapters disabled;
+  classic  four separate models: policy (a copy of the base + LoRA), reference (the base),
+           reward (a copy with the PM adapter merged + head), value (a copy with the PM
+           adapter + head, trained) — the layout of classic RLHF-PPO, with the same LoRA,
+           so the difference is the sharing alone (full fine-tuning would cost more).
+
+Then PPO episodes (sampled answers trained on) per minute of `train_ppo` on the embedded
+model with the tiny preset. Ends with `ratio=<ours / classic peak memory>` (smaller is
+better; the target is ≤ 0.4).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from pipeline.models import DEFAULT_MODEL, LoadedModel, load_model  # noqa: E402
+from pipeline.train.configs import PPOJob, RewardJob, build_job, preset  # noqa: E402
+from pipeline.train.runtime import lora_config  # noqa: E402
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_pm(folder: Path) -> Path:
+    """A preference-model folder (LoRA + zero head) for the embedded model; untrained is
+    enough to measure memory and speed."""
+    from peft import get_peft_model
+
+    from pipeline.train.reward import new_head, save_pm
+
+    loaded = load_model(DEFAULT_MODEL)
+    model = get_peft_model(copy.deepcopy(loaded.model), lora_config(RewardJob()))
+    save_pm(model, new_head(loaded), folder, DEFAULT_MODEL)
+    return folder
+
+
+def ppo_job(pm: Path, steps: int) -> PPOJob:
+    return build_job(PPOJob, {**preset("ppo", "tiny"), "reward_adapter": str(pm), "steps": steps,
+                              "ppo_epochs": 1, "save_every": 1000})
+
+
+def ours(pm: Path, out: Path, steps: int) -> None:
+    from pipeline.train.ppo import train_ppo
+
+    train_ppo(ppo_job(pm, steps), out)
+
+
+def classic(pm: Path, steps: int) -> None:
+    """One PPO step with four separate models (the same maths as `train_ppo`)."""
+    from peft import PeftModel, get_peft_model
+
+    from pipeline.generation import SamplingConfig, TransformersBackend
+    from pipeline.prompts import load_prompts
+    from pipeline.train.ppo_math import gae, per_token_kl, policy_loss, token_rewards, value_loss, whiten
+    from pipeline.train.reward import backbone, load_head, reward_scores
+
+    job = ppo_job(pm, steps)
+    loaded = load_model(job.model)
+    reference = loaded.model.eval()
+    policy = get_peft_model(copy.deepcopy(reference), lora_config(job)).eval()
+    reward = PeftModel.from_pretrained(copy.deepcopy(reference), str(pm)).merge_and_unload().eval()
+    value = PeftModel.from_pretrained(copy.deepcopy(reference), str(pm), is_trainable=True).eval()
+    reward_head, value_head = load_head(pm, loaded), load_head(pm, loaded)
+    tok = loaded.tokenizer
+    prompts = [p.prompt for p in load_prompts(job.prompts, "train")][: job.rollouts]
+    trained = [p for p in policy.parameters() if p.requires_grad] + \
+        [p for p in value.parameters() if p.requires_grad] + list(value_head.parameters())
+    optimizer = torch.optim.AdamW(trained, lr=job.learning_rate)
+    backend = TransformersBackend(LoadedModel(loaded.name, loaded.source, policy, tok))
+    for step in range(steps):
+        sampled = backend.sample_ids([[{"role": "user", "content": p}] for p in prompts],
+                                     SamplingConfig(max_new_tokens=job.max_new_tokens,
+                                                    temperature=1.0, top_p=1.0, seed=step))
+        width, aw = max(len(q) + len(a) for q, a in sampled), max(len(a) for _, a in sampled)
+        ids = torch.tensor([[tok.pad_token_id] * (width - len(q) - len(a)) + q + a for q, a in sampled])
+        att = (torch.arange(width)[None] >= torch.tensor([width - len(q) - len(a) for q, a in sampled])[:, None]).long()
+        mask = torch.tensor([[0.0] * (aw - len(a)) + [1.0] * len(a) for _, a in sampled])
+        pos = (att.cumsum(-1) - 1).clamp(min=0)
+        texts = [tok.decode(a, skip_special_tokens=True) for _, a in sampled]
+
+        def logprobs(model, rows=slice(None)):
+            logits = model(input_ids=ids[rows], attention_mask=att[rows], position_ids=pos[rows],
+                           logits_to_keep=aw + 1).logits[:, :-1].float()
+            return torch.log_softmax(logits, -1).gather(-1, ids[rows][:, -aw:, None]).squeeze(-1)
+
+        def values(rows=slice(None)):
+            h = backbone(value)(input_ids=ids[rows], attention_mask=att[rows],
+                                position_ids=pos[rows]).last_hidden_state[:, -aw - 1:-1]
+            return value_head(h).squeeze(-1).float()
+
+        with torch.no_grad():
+            score = reward_scores(reward, reward_head, tok, prompts, texts).float()
+            old, ref = logprobs(policy), logprobs(reference)
+            old_values = values() * mask
+        kl = per_token_kl(old, ref) * mask
+        advantages, returns = gae(token_rewards(score, kl, job.kl_coef, mask), old_values, mask,
+                                  job.gamma, job.lam)
+        advantages = whiten(advantages, mask)
+        for start in range(0, job.rollouts, job.minibatch_size):
+            rows = slice(start, start + job.minibatch_size)
+            optimizer.zero_grad()
+            policy_loss(logprobs(policy, rows), old[rows], advantages[rows], mask[rows], job.clip).loss.backward()
+            (job.value_coef * value_loss(values(rows), old_values[rows], returns[rows], mask[rows],
+                                         job.value_clip)).backward()
+            optimizer.step()
+
+
+def worker(layout: str, pm: Path, out: Path, steps: int) -> None:
+    torch.set_flush_denormal(True)
+    torch.manual_seed(0)
+    load_model(DEFAULT_MODEL)  # loads (and caches) the base: the same in both layouts
+    before, started = peak_mb(), time.perf_counter()
+    ours(pm, out, steps) if layout == "ours" else classic(pm, steps)
+    print(json.dumps({"rise_mb": peak_mb() - before, "seconds": time.perf_counter() - started}))
+
+
+def run_worker(layout: str, pm: Path, out: Path, steps: int) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--worker", layout, "--pm", str(pm), "--out",
+                           str(out), "--steps", str(steps)], capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker", choices=("ours", "classic"))
+    parser.add_argument("--pm", type=Path)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--steps", type=int, default=1)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker, args.pm, args.out, args.steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        pm = make_pm(Path(tmp) / "pm")
+        mine = run_worker("ours", pm, Path(tmp) / "ours", 1)
+        theirs = run_worker("classic", pm, Path(tmp) / "classic", 1)
+        speed = run_worker("ours", pm, Path(tmp) / "speed", 3)
+    job = ppo_job(pm, 3)
+    episodes = job.steps * job.rollouts / (speed["seconds"] / 60)
+    print(f"one PPO step, peak memory rise: ours {mine['rise_mb']:.0f} MB (one base + adapters), "
+          f"classic {theirs['rise_mb']:.0f} MB (four models)")
+    print(f"PPO on the embedded model: {episodes:.1f} episodes/min ({job.steps} steps × "
+          f"{job.rollouts} rollouts of ≤ {job.max_new_tokens} tokens in {speed['seconds']:.0f} s, "
+          "model loading included)")
+    print(f"ratio={mine['rise_mb'] / theirs['rise_mb']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""The one-click pipeline: every stage of DESIGN.md §1 as its own job, in order.
+
+  chains → SFT data → SFT → pairs (from the SFT policy) → AI labels → PM → PPO → evaluation
+
+Each stage runs through the job queue (so the studio lists it, with its log, timings and
+artifacts) into its own folder under the run folder. Rerunning into the same folder skips
+the stages that already succeeded and resumes the one that stopped.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from pipeline import jobs
+from pipeline.constitution import Constitution, to_yaml
+from pipeline.errors import JobError
+from pipeline.files import write_atomic
+from pipeline.jobs import JobCancelled, write_progress
+from pipeline.store import JobRecord, Store
+from pipeline.train.configs import RunAllJob
+from pipeline.train.runtime import ADAPTER_DIR, CancelFlag
+
+RUN_FILE = "run.json"
+CONSTITUTION_FILE = "constitution.yaml"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # its folder under the run folder
+    args: tuple[str, ...]  # after `python -m pipeline`
+
+    @property
+    def kind(self) -> str:
+        return self.args[0]
+
+
+def plan(job: RunAllJob, out: Path) -> list[Stage]:
+    """The stage commands, each reading the folders of the stages before it."""
+    def folder(name: str, *sub: str) -> str:
+        return str(out.joinpath(name, *sub))
+
+    def limit(n: int) -> tuple[str, ...]:
+        return ("--limit", str(n)) if n else ()
+
+    constitution = folder(CONSTITUTION_FILE)
+    model, tokens = ("--model", job.model), ("--max-new-tokens", str(job.max_new_tokens))
+    preset = ("--preset", job.preset)
+    sft, pm = folder("sft", ADAPTER_DIR), folder("reward", ADAPTER_DIR)
+    return [
+        Stage("chains", ("revise", "--constitution", constitution, "--prompts", job.prompts,
+                         "--split", "train", *limit(job.train_prompts), *model, "--rounds",
+                         str(job.rounds), *tokens, "--out", folder("chains"))),
+        Stage("sft-data", ("sft-data", "--chains", folder("chains"), "--helpful-ratio",
+                           str(job.helpful_ratio), *model, *tokens, "--out", folder("sft-data"))),
+        Stage("sft", ("sft", *preset, *model, "--data", folder("sft-data"), "--out", folder("sft"))),
+        Stage("pairs", ("pairs", "--policy", sft, "--prompts", job.prompts, "--split", "train",
+                        *limit(job.pair_prompts), *tokens, "--out", folder("pairs"))),
+        Stage("labels", ("label", "--pairs", folder("pairs"), "--constitution", constitution,
+                         *model, "--ensemble", str(job.ensemble), "--out", folder("labels"))),
+        Stage("reward", ("reward", *preset, *model, "--data", folder("labels"), "--out",
+                         folder("reward"))),
+        Stage("ppo", ("ppo", *preset, *model, "--policy-adapter", sft, "--reward-adapter", pm,
+                      "--prompts", job.prompts, "--out", folder("ppo"))),
+        Stage("eval", ("evaluate", "--base", job.model, "--policy", f"sft={sft}", "--policy",
+                       f"ppo={folder('ppo', ADAPTER_DIR)}", "--reward-adapter", pm,
+                       "--constitution", constitution, "--prompts", job.prompts, "--split",
+                       "test", *limit(job.eval_prompts), "--ensemble", str(job.ensemble),
+                       *tokens, "--out", folder("eval"))),
+    ]
+
+
+def default_run_folder(store: Store) -> Path:
+    return store.workspace / "runs" / f"run-all-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def succeeded(folder: Path) -> bool:
+    try:
+        return json.loads((folder / jobs.STATUS_FILE).read_text())["status"] == "succeeded"
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def follow(store: Store, job: JobRecord, cancel: CancelFlag) -> JobRecord:
+    """Wait for a stage job; a cancel of the pipeline cancels the stage (which checkpoints)."""
+    while True:
+        job = next(j for j in jobs.refresh(store) if j.id == job.id)
+        if not job.active:
+            return job
+        if cancel.requested and job.status != "cancelling":
+            jobs.cancel(store, job.id)
+        time.sleep(1.0)
+
+
+def run_all(store: Store, job: RunAllJob, constitution: Constitution, out: Path,
+            cancel: CancelFlag, parent: int | None = None,
+            on_stage: Callable[[int, Stage, JobRecord], None] | None = None) -> list[JobRecord]:
+    """Run (or resume) every stage; returns the stage jobs run now."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / CONSTITUTION_FILE, to_yaml(constitution))
+    stages = plan(job, out)
+    write_atomic(out / RUN_FILE, json.dumps({"config": asdict(job), "stages": [
+        {"name": s.name, "command": ["python", "-m", "pipeline", *s.args]} for s in stages]},
+        indent=2))
+    ran = []
+    for n, stage in enumerate(stages):
+        write_progress(out, n, len(stages), stage.name)
+        if succeeded(out / stage.name):
+            continue
+        if cancel.requested:
+            raise JobCancelled()
+        record = jobs.launch(store, stage.kind, list(stage.args), out / stage.name, parent=parent)
+        if on_stage:
+            on_stage(n, stage, record)
+        ended = follow(store, record, cancel)
+        ran.append(ended)
+        if ended.status == "cancelled":
+            raise JobCancelled()
+        if ended.status != "succeeded":
+            raise JobError(f"Stage {stage.name} (job {ended.id}) {ended.status}: {ended.error}")
+    write_progress(out, len(stages), len(stages), "done")
+    return ran
+
+
+def stage_seconds(job: JobRecord) -> float:
+    if not (job.started_at and job.finished_at):
+        return 0.0
+    return (datetime.fromisoformat(job.finished_at) - datetime.fromisoformat(job.started_at)).total_seconds()

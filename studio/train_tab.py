@@ -1,0 +1,312 @@
+"""Train tab: pick a stage (or the whole pipeline), fill its form — generated from the stage's
+config dataclass — from a preset, see the exact command, launch it into the job queue, and
+watch it: progress, live metric plots with smoothing, the log tail, cancel/resume, artifacts."""
+from __future__ import annotations
+
+import dataclasses
+import html
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from pipeline import jobs
+from pipeline.constitution import to_yaml
+from pipeline.errors import StudioError
+from pipeline.files import write_atomic
+from pipeline.models import DEFAULT_MODEL
+from pipeline.store import JobRecord, Store
+from pipeline.train.configs import PRESETS, STAGES, RunAllJob, build_job, job_yaml, preset
+from pipeline.train.runtime import ADAPTER_DIR, read_metrics
+from studio.choices import adapter_choices, constitution_choices, resolve_choice
+from studio.notices import error_notice, job_bar, notice
+
+FORMS: dict[str, type] = {"run-all": RunAllJob, **STAGES}
+TITLES = {"run-all": "whole pipeline (chains → SFT → pairs → labels → PM → PPO → eval)",
+          "sft": "SFT (SL-CAI)", "pmp": "PM pretraining (Stack Exchange)",
+          "reward": "preference model", "ppo": "PPO (RL-CAI)", "dpo": "DPO"}
+PLOT_SLOTS = 8
+# Plotted first, in this order; any other number a stage logs follows.
+METRIC_ORDER = ("loss", "reward_mean", "kl", "entropy", "clip_fraction", "value_loss",
+                "policy_loss", "approx_kl", "accuracy", "rewards/margins", "rewards/accuracies",
+                "answer_length", "reward_std", "beta", "mean_token_accuracy", "grad_norm",
+                "learning_rate")
+NOT_PLOTTED = {"step", "time", "epoch", "total_flos", "train_runtime", "train_samples_per_second",
+               "train_steps_per_second", "num_tokens"}
+JOB_HEADERS = ["id", "kind", "status", "queued", "ran for", "folder"]
+NO_PRESET = "(defaults)"
+
+
+# --- pure helpers (tested) ---------------------------------------------------------------------
+
+def form_values(cls: type, raw: list[Any]) -> dict[str, Any]:
+    """Form components' values → typed field values (a number box gives floats)."""
+    values = {}
+    for f, value in zip(dataclasses.fields(cls), raw):
+        if isinstance(f.default, bool):
+            values[f.name] = bool(value)
+        elif isinstance(f.default, int):
+            values[f.name] = int(value) if value is not None and float(value).is_integer() else value
+        elif isinstance(f.default, float):
+            values[f.name] = float(value) if value is not None else value
+        else:
+            values[f.name] = "" if value is None else str(value).strip()
+    return values
+
+
+def preset_values(stage: str, name: str) -> dict[str, Any]:
+    """Every field's value under a preset (the defaults where the preset is silent)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(FORMS[stage])}
+    if name == NO_PRESET:
+        return defaults
+    return {**defaults, **preset(stage, name), **({"preset": name} if stage == "run-all" else {})}
+
+
+def command_line(stage: str, folder: str | Path) -> str:
+    return f"python -m pipeline {stage} --config {Path(folder) / 'job.yaml'} --out {folder}"
+
+
+def ema(values: list[float], smoothing: float) -> list[float]:
+    """Exponential moving average, debiased like TensorBoard's so the start is not pulled to 0."""
+    out, avg = [], 0.0
+    for n, v in enumerate(values, start=1):
+        avg = smoothing * avg + (1 - smoothing) * v
+        out.append(avg / (1 - smoothing ** n) if smoothing else v)
+    return out
+
+
+def metric_frames(rows: list[dict], smoothing: float) -> dict[str, pd.DataFrame]:
+    """metric → long DataFrame (step, value, series ∈ raw/smoothed), in plotting order."""
+    names = {k for r in rows for k, v in r.items() if isinstance(v, (int, float))
+             and not isinstance(v, bool) and k not in NOT_PLOTTED}
+    ordered = [m for m in METRIC_ORDER if m in names] + sorted(names - set(METRIC_ORDER))
+    frames = {}
+    for name in ordered:
+        points = [(r["step"], float(r[name])) for r in rows if name in r and "step" in r]
+        steps, values = [s for s, _ in points], [v for _, v in points]
+        frames[name] = pd.DataFrame({"step": steps * 2, "value": values + ema(values, smoothing),
+                                     "series": ["raw"] * len(steps) + ["smoothed"] * len(steps)})
+    return frames
+
+
+def ran_for(job: JobRecord) -> str:
+    if not job.started_at:
+        return ""
+    end = datetime.fromisoformat(job.finished_at) if job.finished_at else \
+        datetime.now(datetime.fromisoformat(job.started_at).tzinfo)
+    seconds = (end - datetime.fromisoformat(job.started_at)).total_seconds()
+    return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def job_rows(records: list[JobRecord]) -> list[list[Any]]:
+    return [[j.id, j.kind, j.status, j.created_at[11:19], ran_for(j), j.out_dir] for j in records]
+
+
+def artifacts_html(job: JobRecord) -> str:
+    """What the job left, with the adapter called out (it can be picked as a model) and a
+    pipeline's before/after table."""
+    if job.active:
+        return ""
+    out = Path(job.out_dir)
+    items = "".join(f"<li><code>{html.escape(str(out / a))}</code></li>" for a in job.artifacts)
+    parts = [f"<p>Artifacts of job {job.id}:</p><ul>{items or '<li>none</li>'}</ul>"]
+    if (out / ADAPTER_DIR / "adapter_config.json").exists():
+        parts.append(f"<p>The adapter <code>{html.escape(str(out / ADAPTER_DIR))}</code> can be "
+                     "picked as the model in the Playground, Chains and Preferences tabs.</p>")
+    table = out / "eval" / "eval.md"
+    if table.exists():
+        parts.append("<p>Before/after on the held-out split:</p><pre class='eval-table'>"
+                     f"{html.escape(table.read_text())}</pre>")
+    return "".join(parts)
+
+
+# --- the tab -------------------------------------------------------------------------------------
+
+def _field_component(stage: str, f: dataclasses.Field) -> gr.components.Component:
+    label, info = f.name, f.metadata.get("help", "")
+    elem_id = f"train-{stage}-{f.name}".replace("_", "-")
+    if isinstance(f.default, bool):
+        return gr.Checkbox(value=f.default, label=label, info=info, elem_id=elem_id)
+    if isinstance(f.default, (int, float)):
+        return gr.Number(value=f.default, label=label, info=info, elem_id=elem_id,
+                         precision=0 if isinstance(f.default, int) else None)
+    return gr.Dropdown(value=f.default, choices=[f.default] if f.default else [], label=label,
+                       info=info, allow_custom_value=True, elem_id=elem_id)
+
+
+def build(store: Store, demo: gr.Blocks) -> None:
+    gr.Markdown("Train from the same pipeline: SFT on revisions, a preference model on the AI "
+                "labels, PPO against it, or DPO — or the whole pipeline in one click. Every job "
+                "is also a command (shown below), queued and run one at a time.")
+    with gr.Row():
+        stage = gr.Dropdown(label="Stage", choices=[(TITLES[s], s) for s in FORMS], value="sft",
+                            elem_id="train-stage", scale=3)
+        preset_name = gr.Dropdown(label="Preset", choices=[NO_PRESET, *PRESETS], value="tiny",
+                                  elem_id="train-preset", scale=1)
+    description = gr.Markdown(FORMS["sft"].__doc__, elem_id="train-description")
+    forms: dict[str, list[gr.components.Component]] = {}
+    groups = {}
+    for name, cls in FORMS.items():
+        with gr.Group(visible=name == "sft") as groups[name]:
+            with gr.Row(equal_height=False):
+                forms[name] = []
+                for f in dataclasses.fields(cls):
+                    forms[name].append(_field_component(name, f))
+    command = gr.Code(label="Command (runs the same on any machine)", language="shell",
+                      elem_id="train-command", interactive=False)
+    with gr.Row():
+        launch = gr.Button("Launch", variant="primary", elem_id="train-launch")
+        cancel = gr.Button("Cancel job", variant="stop", elem_id="train-cancel")
+        resume = gr.Button("Resume job", elem_id="train-resume")
+    message = gr.HTML(elem_id="train-message")
+    jobs_table = gr.Dataframe(headers=JOB_HEADERS, interactive=False, elem_id="train-jobs",
+                              label="Jobs (newest first; click one to watch it)")
+    selected = gr.State(None)
+    progress = gr.HTML(elem_id="train-progress")
+    smoothing = gr.Slider(0, 0.95, value=0.6, step=0.05, label="Plot smoothing (EMA)",
+                          elem_id="train-smoothing")
+    plots = []
+    with gr.Row():
+        for n in range(PLOT_SLOTS):
+            plots.append(gr.LinePlot(x="step", y="value", color="series", visible=False,
+                                     elem_id=f"train-plot-{n}", min_width=300))
+    log = gr.Code(label="Log (last lines)", language=None, elem_id="train-log", interactive=False)
+    artifacts = gr.HTML(elem_id="train-artifacts")
+    timer = gr.Timer(2.0)
+    all_fields = [c for name in FORMS for c in forms[name]]
+
+    def values_of(name: str, raw: list[Any]) -> dict[str, Any]:
+        offset = sum(len(forms[s]) for s in list(FORMS)[:list(FORMS).index(name)])
+        return form_values(FORMS[name], raw[offset:offset + len(forms[name])])
+
+    def run_folder(name: str) -> Path:
+        return store.workspace / "runs" / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+    def on_stage(name: str, chosen_preset: str):
+        return (gr.update(value=FORMS[name].__doc__),
+                *[gr.update(visible=s == name) for s in FORMS],
+                *on_preset(name, chosen_preset))
+
+    def on_preset(name: str, chosen_preset: str):
+        values = preset_values(name, chosen_preset)
+        choices = field_choices(name)
+        updates = []
+        for s in FORMS:
+            for f in dataclasses.fields(FORMS[s]):
+                if s != name:
+                    updates.append(gr.update())
+                elif f.name in choices:
+                    updates.append(gr.update(value=values[f.name], choices=choices[f.name]))
+                else:
+                    updates.append(gr.update(value=values[f.name]))
+        return updates
+
+    def field_choices(name: str) -> dict[str, list[str]]:
+        """Folders from earlier jobs offered where a stage reads them."""
+        def folders(*kinds: str) -> list[str]:
+            return [j.out_dir for j in store.jobs() if j.kind in kinds and j.status == "succeeded"]
+
+        adapters = adapter_choices(store)
+        pms = [str(Path(j.out_dir) / ADAPTER_DIR) for j in store.jobs()
+               if j.kind in ("reward", "pmp") and j.status == "succeeded"]
+        return {"model": [DEFAULT_MODEL], "data": {
+            "sft": folders("sft-data"), "reward": folders("label"), "dpo": folders("label"),
+            "pmp": []}.get(name, []), "policy_adapter": adapters, "reward_adapter": pms,
+            "init_adapter": pms, "constitution": constitution_choices(store),
+            "prompts": ["red-team", "helpful"]}
+
+    def on_preview(name: str, *raw):
+        try:
+            job = build_job(FORMS[name], values_of(name, list(raw)))
+        except StudioError as exc:
+            return gr.update(value=f"# {exc}")
+        return gr.update(value=f"{command_line(name, run_folder(name))}\n\n# job.yaml\n"
+                               + job_yaml(job))
+
+    def on_launch(name: str, *raw):
+        values = values_of(name, list(raw))
+        out = run_folder(name)
+        try:
+            if name == "run-all" and values.get("constitution"):
+                # the job reads the constitution as it is now, frozen into its run folder
+                frozen = write_atomic(out / "constitution-input.yaml",
+                                      to_yaml(resolve_choice(store, values["constitution"])))
+                values["constitution"] = str(frozen)
+            job = build_job(FORMS[name], values)
+            text = job_yaml(job)
+            write_atomic(out / "job.yaml", text)
+            record = jobs.launch(store, name, [name, "--config", str(out / "job.yaml"), "--out",
+                                               str(out)], out, getattr(job, "processes", 1), text)
+        except StudioError as exc:
+            return error_notice(exc), gr.update(), gr.update()
+        state = "queued behind the running job" if record.status == "queued" else "launched"
+        return (notice("ok", f"Job {record.id} ({name}) {state}; it writes into {out}."),
+                record.id, gr.update(value=job_rows(jobs.refresh(store))))
+
+    def watched(job_id: int | None) -> JobRecord | None:
+        records = jobs.refresh(store)
+        if job_id is not None:
+            found = [j for j in records if j.id == job_id]
+            if found:
+                return found[0]
+        return records[0] if records else None
+
+    def view(job_id: int | None, smooth: float):
+        job = watched(job_id)
+        if job is None:
+            return ("", *[gr.update(visible=False)] * PLOT_SLOTS, "", "")
+        frames = list(metric_frames(read_metrics(job.out_dir), float(smooth)).items())
+        plot_updates = [gr.update(value=frames[n][1], title=frames[n][0], visible=True)
+                        if n < len(frames) else gr.update(visible=False) for n in range(PLOT_SLOTS)]
+        unit = "steps" if frames else "items"
+        return (job_bar(job, unit), *plot_updates, jobs.log_tail(job.out_dir, 30),
+                artifacts_html(job))
+
+    def on_tick(job_id, smooth, shown):
+        rows = job_rows(jobs.refresh(store))
+        table = gr.update(value=rows) if rows != shown else gr.update()
+        return (table, rows, *view(job_id, smooth))
+
+    def on_select(evt: gr.SelectData, smooth):
+        job_id = int(evt.row_value[0])
+        return (job_id, *view(job_id, smooth))
+
+    def on_cancel(job_id):
+        job = watched(job_id)
+        if job is None or not job.active:
+            return notice("error", "The selected job is not running or queued.")
+        try:
+            jobs.cancel(store, job.id)
+        except StudioError as exc:
+            return error_notice(exc)
+        return notice("ok", f"Cancelling job {job.id}: it saves a checkpoint and stops; "
+                            "Resume continues from it.")
+
+    def on_resume(job_id):
+        job = watched(job_id)
+        if job is None or job.status not in ("cancelled", "failed"):
+            return notice("error", "Only a cancelled or failed job can be resumed."), job_id
+        try:
+            again = jobs.resume(store, job.id)
+        except StudioError as exc:
+            return error_notice(exc), job_id
+        return notice("ok", f"Job {again.id} resumes job {job.id} from its last checkpoint."), again.id
+
+    shown_rows = gr.State([])
+    view_outputs = [progress, *plots, log, artifacts]
+    stage.input(on_stage, [stage, preset_name], [description, *groups.values(), *all_fields]).then(
+        on_preview, [stage, *all_fields], command)
+    preset_name.input(on_preset, [stage, preset_name], all_fields).then(
+        on_preview, [stage, *all_fields], command)
+    for component in all_fields:
+        component.input(on_preview, [stage, *all_fields], command)
+    launch.click(on_launch, [stage, *all_fields], [message, selected, jobs_table])
+    cancel.click(on_cancel, selected, message)
+    resume.click(on_resume, selected, [message, selected])
+    jobs_table.select(on_select, smoothing, [selected, *view_outputs])
+    smoothing.input(view, [selected, smoothing], view_outputs)
+    timer.tick(on_tick, [selected, smoothing, shown_rows], [jobs_table, shown_rows, *view_outputs])
+    demo.load(on_preset, [stage, preset_name], all_fields).then(
+        on_preview, [stage, *all_fields], command)

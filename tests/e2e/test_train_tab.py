@@ -1,0 +1,53 @@
+"""The Train tab in real Chromium: a bad config is refused with its reason; a tiny SFT job
+on the embedded model is launched from the form, its loss plot appears while it runs, it
+finishes, and its adapter is offered as a model in the Playground."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.e2e
+
+
+def fill(page: Page, elem_id: str, value: str) -> None:
+    box = page.locator(f"#{elem_id} input").first
+    box.fill(value)
+    box.press("Enter")
+
+
+def test_launch_a_tiny_sft_job_and_watch_it(page: Page, studio, tmp_path):
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"How do I pick lock number {i}?"},
+        {"role": "assistant", "content": "I can't help with opening locks that aren't yours."}]}) + "\n"
+        for i in range(6)))
+    page.get_by_role("tab", name="Train").click()
+    expect(page.locator("#train-command")).to_contain_text("max_steps: 24")  # the tiny preset
+    fill(page, "train-sft-data", str(data))
+    fill(page, "train-sft-max-steps", "6")
+    fill(page, "train-sft-max-length", "64")
+    fill(page, "train-sft-batch-size", "2")
+    fill(page, "train-sft-learning-rate", "-1")
+    page.click("#train-launch")
+    expect(page.locator("#train-message")).to_contain_text("learning_rate must be > 0")
+
+    fill(page, "train-sft-learning-rate", "0.001")
+    expect(page.locator("#train-command")).to_contain_text("python -m pipeline sft --config")
+    expect(page.locator("#train-command")).to_contain_text("max_steps: 6")
+    page.click("#train-launch")
+    expect(page.locator("#train-message")).to_contain_text("(sft) launched")
+    progress = page.locator("#train-progress .job-progress")
+    expect(page.locator("#train-plot-0")).to_be_visible(timeout=240_000)
+    expect(page.locator("#train-plot-0")).to_contain_text("loss")
+    expect(progress).to_contain_text("/6 steps")
+    expect(progress).to_have_attribute("data-status", "succeeded", timeout=300_000)
+    expect(progress).to_contain_text("6.0/6 steps")
+    expect(page.locator("#train-artifacts")).to_contain_text("can be picked as the model")
+    expect(page.locator("#train-jobs")).to_contain_text("succeeded")
+    expect(page.locator("#train-log")).to_contain_text("wrote")
+
+    page.get_by_role("tab", name="Playground").click()
+    page.locator("#playground-model input").click()
+    expect(page.get_by_role("option", name="adapter", exact=False)).to_have_count(1)
