@@ -218,12 +218,15 @@ def build(store: Store, demo: gr.Blocks) -> None:
             "prompts": ["red-team", "helpful"]}
 
     def on_preview(name: str, *raw):
+        """The command and job file as they stand, with what still stops them from running."""
+        values = values_of(name, list(raw))
         try:
-            job = build_job(FORMS[name], values_of(name, list(raw)))
+            build_job(FORMS[name], values)
+            problem = ""
         except StudioError as exc:
-            return gr.update(value=f"# {exc}")
-        return gr.update(value=f"{command_line(name, run_folder(name))}\n\n# job.yaml\n"
-                               + job_yaml(job))
+            problem = f"# not ready to launch: {exc}\n"
+        return gr.update(value=f"{problem}{command_line(name, run_folder(name))}\n\n# job.yaml\n"
+                               + job_yaml(values))
 
     def on_launch(name: str, *raw):
         values = values_of(name, list(raw))

@@ -277,4 +277,6 @@ def read_job_file(path: str | Path) -> dict[str, Any]:
 
 
 def job_yaml(job: Any) -> str:
-    return yaml.safe_dump(dataclasses.asdict(job), sort_keys=False, allow_unicode=True)
+    """A job config (or a dict of its fields) as the YAML a job file holds."""
+    values = dataclasses.asdict(job) if dataclasses.is_dataclass(job) else job
+    return yaml.safe_dump(values, sort_keys=False, allow_unicode=True)

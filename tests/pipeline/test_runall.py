@@ -1,0 +1,79 @@
+"""The one-click pipeline's plan: every stage command is one the CLI accepts, each stage reads
+the folders of the stages before it, and the evaluation compares SFT and PPO with the base."""
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import build_parser
+from pipeline.errors import JobError
+from pipeline.evaluation import format_results, win_rate, PolicyResult
+from pipeline.runall import plan
+from pipeline.train.configs import RunAllJob, build_job, preset
+
+
+def test_every_stage_command_parses_and_reads_the_stage_before(tmp_path):
+    job = build_job(RunAllJob, {**preset("run-all", "tiny"), "constitution": "c.yaml"})
+    stages = plan(job, tmp_path)
+    assert [s.kind for s in stages] == ["revise", "sft-data", "sft", "pairs", "label", "reward",
+                                        "ppo", "evaluate"]
+    parser = build_parser()
+    for stage in stages:
+        args = parser.parse_args(list(stage.args))
+        assert Path(args.out) == tmp_path / stage.name
+    by_name = {s.name: parser.parse_args(list(s.args)) for s in stages}
+    assert by_name["sft"].data == str(tmp_path / "sft-data")
+    assert by_name["pairs"].policy == str(tmp_path / "sft" / "adapter")
+    assert by_name["ppo"].policy_adapter == str(tmp_path / "sft" / "adapter")
+    assert by_name["ppo"].reward_adapter == str(tmp_path / "reward" / "adapter")
+    assert by_name["eval"].split == "test" and by_name["eval"].limit == 8
+    assert by_name["chains"].split == "train" and by_name["chains"].limit == 16
+    assert by_name["sft"].preset == "tiny"
+
+
+def test_run_all_config_is_checked_before_anything_starts():
+    with pytest.raises(JobError, match="constitution is required"):
+        build_job(RunAllJob, {})
+    with pytest.raises(JobError, match="preset must be one of"):
+        build_job(RunAllJob, {"constitution": "c", "preset": "huge"})
+    paper = build_job(RunAllJob, {**preset("run-all", "paper"), "constitution": "c"})
+    assert paper.rounds == 4 and paper.ensemble == 0 and paper.train_prompts == 0
+
+
+def test_win_rate_counts_ties_half_and_the_table_has_a_row_per_policy():
+    assert win_rate([0.9, 0.2, 0.5, 0.7]) == pytest.approx(2.5 / 4)
+    results = [PolicyResult("base", "embedded", 0.1, 0.2, None, None, ("a",)),
+               PolicyResult("ppo", "x/adapter", 0.5, 0.1, 0.75, 0.6, ("b",))]
+    table = format_results(results)
+    assert "| base | +0.100 (± 0.200) | — | — |" in table
+    assert "| ppo | +0.500 (± 0.100) | 75% | 0.600 |" in table
+
+
+def test_run_all_on_a_tiny_model_records_every_stage_and_the_table(tmp_path, tiny_folder):
+    """The whole pipeline for real, on a tiny model: eight stage jobs in the workspace's
+    queue, each succeeded with its artifacts, and the before/after table."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.evaluation import read_results
+    from pipeline.store import Store
+
+    root = Path(__file__).resolve().parents[2]
+    out, ws = tmp_path / "run", tmp_path / "ws"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "--workspace", str(ws), "run-all", "--constitution",
+         str(root / "constitutions" / "harmless-helpful.yaml"), "--model", str(tiny_folder),
+         "--train-prompts", "4", "--pair-prompts", "6", "--eval-prompts", "2",
+         "--max-new-tokens", "8", "--ensemble", "1", "--out", str(out)],
+        cwd=root, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
+        timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    records = Store(ws).jobs()
+    assert sorted(j.kind for j in records) == sorted(["revise", "sft-data", "sft", "pairs",
+                                                      "label", "reward", "ppo", "evaluate"])
+    assert all(j.status == "succeeded" and j.started_at and j.finished_at for j in records)
+    assert "adapter/" in next(j for j in records if j.kind == "ppo").artifacts
+    results = read_results(out / "eval")
+    assert [r.name for r in results] == ["base", "sft", "ppo"]
+    assert all(len(r.answers) == 2 for r in results) and results[1].win_rate is not None
+    assert "| ppo |" in proc.stdout and "AI-judge win rate" in proc.stdout
