@@ -2,7 +2,9 @@
 
 Peak memory of one PPO step (8 rollouts of up to 32 tokens, two minibatches, policy and
 value updates), each layout in a fresh process, measured as the rise of peak resident
-memory (ru_maxrss) over the process's footprint after imports:
+memory (VmHWM) over the process's footprint after imports — the model weights, the
+adapters, the optimizer and the activations all count; the peak is reset once the base
+is loaded, so loading's transient copy is not counted in either layout:
 
   ours     `train_ppo` itself: one base model with LoRA adapters policy / reward / value,
            the reference = adapters disabled;
@@ -10,6 +12,9 @@ memory (ru_maxrss) over the process's footprint after imports:
            reward (a copy with the PM adapter merged + head), value (a copy with the PM
            adapter + head, trained) — the layout of classic RLHF-PPO, with the same LoRA,
            so the difference is the sharing alone (full fine-tuning would cost more).
+
+Both use the same step maths and the same activation saving (dropout zeroed, gradient
+checkpointing during the updates).
 
 Then PPO episodes (sampled answers trained on) per minute of `train_ppo` on the embedded
 model with the tiny preset. Ends with `ratio=<ours / classic peak memory>` (smaller is
@@ -20,7 +25,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -37,8 +41,18 @@ from pipeline.train.configs import PPOJob, RewardJob, build_job, preset  # noqa:
 from pipeline.train.runtime import lora_config  # noqa: E402
 
 
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def status_mb(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"no {key} in /proc/self/status")
+
+
+def reset_peak() -> float:
+    """Reset the peak resident size to the current one (Linux), so an earlier transient
+    (imports) does not hide what follows; returns the current resident size in MB."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return status_mb("VmRSS")
 
 
 def make_pm(folder: Path) -> Path:
@@ -80,6 +94,12 @@ def classic(pm: Path, steps: int) -> None:
     policy = get_peft_model(copy.deepcopy(reference), lora_config(job)).eval()
     reward = PeftModel.from_pretrained(copy.deepcopy(reference), str(pm)).merge_and_unload().eval()
     value = PeftModel.from_pretrained(copy.deepcopy(reference), str(pm), is_trainable=True).eval()
+    for model in (policy, value):  # the same memory saving as ours: dropout off, checkpointing
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        model.get_base_model().gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
     reward_head, value_head = load_head(pm, loaded), load_head(pm, loaded)
     tok = loaded.tokenizer
     prompts = [p.prompt for p in load_prompts(job.prompts, "train")][: job.rollouts]
@@ -116,6 +136,7 @@ def classic(pm: Path, steps: int) -> None:
         advantages, returns = gae(token_rewards(score, kl, job.kl_coef, mask), old_values, mask,
                                   job.gamma, job.lam)
         advantages = whiten(advantages, mask)
+        policy.train(), value.train()
         for start in range(0, job.rollouts, job.minibatch_size):
             rows = slice(start, start + job.minibatch_size)
             optimizer.zero_grad()
@@ -123,15 +144,18 @@ def classic(pm: Path, steps: int) -> None:
             (job.value_coef * value_loss(values(rows), old_values[rows], returns[rows], mask[rows],
                                          job.value_clip)).backward()
             optimizer.step()
+        policy.eval(), value.eval()
 
 
 def worker(layout: str, pm: Path, out: Path, steps: int) -> None:
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
-    load_model(DEFAULT_MODEL)  # loads (and caches) the base: the same in both layouts
-    before, started = peak_mb(), time.perf_counter()
+    before = status_mb("VmRSS")  # after imports: everything from here is the layout's
+    load_model(DEFAULT_MODEL)  # the base, resident in both layouts; its loading transient
+    reset_peak()               # (file buffers, a second copy while converting) is not a step's
+    started = time.perf_counter()
     ours(pm, out, steps) if layout == "ours" else classic(pm, steps)
-    print(json.dumps({"rise_mb": peak_mb() - before, "seconds": time.perf_counter() - started}))
+    print(json.dumps({"rise_mb": status_mb("VmHWM") - before, "seconds": time.perf_counter() - started}))
 
 
 def run_worker(layout: str, pm: Path, out: Path, steps: int) -> dict:
@@ -158,7 +182,7 @@ def main() -> None:
         speed = run_worker("ours", pm, Path(tmp) / "speed", 3)
     job = ppo_job(pm, 3)
     episodes = job.steps * job.rollouts / (speed["seconds"] / 60)
-    print(f"one PPO step, peak memory rise: ours {mine['rise_mb']:.0f} MB (one base + adapters), "
+    print(f"one PPO step, peak memory: ours {mine['rise_mb']:.0f} MB (one base + adapters), "
           f"classic {theirs['rise_mb']:.0f} MB (four models)")
     print(f"PPO on the embedded model: {episodes:.1f} episodes/min ({job.steps} steps × "
           f"{job.rollouts} rollouts of ≤ {job.max_new_tokens} tokens in {speed['seconds']:.0f} s, "

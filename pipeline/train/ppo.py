@@ -79,8 +79,26 @@ def build_roles(job: PPOJob, start: Path | None = None) -> Roles:
     reward_head = load_head(job.reward_adapter, loaded).requires_grad_(False)
     value_head = load_head(value_from, loaded)  # the value function starts as the PM
     # dropout stays off throughout: the ratio π/π_old must be 1 before the first update
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
     model.eval()
     return Roles(loaded, model, reward_head, value_head)
+
+
+def update_mode(roles: Roles, on: bool) -> None:
+    """Updates recompute each layer in the backward pass (gradient checkpointing) instead of
+    keeping every layer's activations: the activations, not the weights, are most of a PPO
+    step's memory once the four roles share one base. transformers checkpoints only in
+    training mode, and generation needs its KV cache, so the mode is switched around the
+    updates (dropout is zeroed, so training mode changes no output)."""
+    base = roles.loaded.model
+    if on:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        roles.model.train()
+    else:
+        base.gradient_checkpointing_disable()
+        roles.model.eval()
 
 
 @dataclass
@@ -204,6 +222,7 @@ def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
             if job.whiten_advantages:
                 advantages = whiten(advantages, mask)
             # 5. updates over minibatches
+            update_mode(roles, True)
             stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_fraction": [],
                                              "approx_kl": [], "entropy": []}
             for _ in range(job.ppo_epochs):
@@ -227,6 +246,7 @@ def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
                     stats["approx_kl"].append(pg.approx_kl)
                     with torch.no_grad():
                         stats["entropy"].append(entropy(logits.cpu(), m).item())
+            update_mode(roles, False)
             # 6. β
             mean_kl = (kl.sum(1)).mean().item()
             if kl_control:
@@ -251,6 +271,7 @@ def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
         (out / "final" / "policy").rename(folder)
         shutil.rmtree(out / "final")
     finally:
+        update_mode(roles, False)
         roles.model.unload()  # the base model is shared in this process: take LoRA off it
     rewards_seen = [r["reward_mean"] for r in log.read() if "reward_mean" in r]
     write_model_card(folder, "RL-CAI policy adapter (PPO)", job, {
