@@ -14,7 +14,9 @@ is loaded, so loading's transient copy is not counted in either layout:
            so the difference is the sharing alone (full fine-tuning would cost more).
 
 Both use the same step maths and the same activation saving (dropout zeroed, gradient
-checkpointing during the updates).
+checkpointing during the updates). `classic-full` is the same four models with every weight
+of policy and value trained (gradients and AdamW state for them), as classic RLHF-PPO does.
+`ratio=` is taken against the LoRA-copies layout, the stricter of the two.
 
 Then PPO episodes (sampled answers trained on) per minute of `train_ppo` on the embedded
 model with the tiny preset. Ends with `ratio=<ours / classic peak memory>` (smaller is
@@ -79,8 +81,9 @@ def ours(pm: Path, out: Path, steps: int) -> None:
     train_ppo(ppo_job(pm, steps), out)
 
 
-def classic(pm: Path, steps: int) -> None:
-    """One PPO step with four separate models (the same maths as `train_ppo`)."""
+def classic(pm: Path, steps: int, full: bool = False) -> None:
+    """One PPO step with four separate models (the same maths as `train_ppo`); `full` trains
+    every weight of policy and value, as classic RLHF-PPO does, instead of a LoRA."""
     from peft import PeftModel, get_peft_model
 
     from pipeline.generation import SamplingConfig, TransformersBackend
@@ -92,13 +95,17 @@ def classic(pm: Path, steps: int) -> None:
     loaded = load_model(job.model)
     reference = loaded.model.eval()
     policy = get_peft_model(copy.deepcopy(reference), lora_config(job)).eval()
+    if full:
+        policy = policy.merge_and_unload().requires_grad_(True)
     reward = PeftModel.from_pretrained(copy.deepcopy(reference), str(pm)).merge_and_unload().eval()
     value = PeftModel.from_pretrained(copy.deepcopy(reference), str(pm), is_trainable=True).eval()
+    if full:
+        value = value.merge_and_unload().requires_grad_(True)
     for model in (policy, value):  # the same memory saving as ours: dropout off, checkpointing
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
-        model.get_base_model().gradient_checkpointing_enable(
+        (model if full else model.get_base_model()).gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False})
     reward_head, value_head = load_head(pm, loaded), load_head(pm, loaded)
     tok = loaded.tokenizer
@@ -154,7 +161,7 @@ def worker(layout: str, pm: Path, out: Path, steps: int) -> None:
     load_model(DEFAULT_MODEL)  # the base, resident in both layouts; its loading transient
     reset_peak()               # (file buffers, a second copy while converting) is not a step's
     started = time.perf_counter()
-    ours(pm, out, steps) if layout == "ours" else classic(pm, steps)
+    ours(pm, out, steps) if layout == "ours" else classic(pm, steps, full=layout == "classic-full")
     print(json.dumps({"rise_mb": status_mb("VmHWM") - before, "seconds": time.perf_counter() - started}))
 
 
@@ -168,7 +175,7 @@ def run_worker(layout: str, pm: Path, out: Path, steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--worker", choices=("ours", "classic"))
+    parser.add_argument("--worker", choices=("ours", "classic", "classic-full"))
     parser.add_argument("--pm", type=Path)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--steps", type=int, default=1)
@@ -179,14 +186,18 @@ def main() -> None:
         pm = make_pm(Path(tmp) / "pm")
         mine = run_worker("ours", pm, Path(tmp) / "ours", 1)
         theirs = run_worker("classic", pm, Path(tmp) / "classic", 1)
+        full = run_worker("classic-full", pm, Path(tmp) / "classic-full", 1)
         speed = run_worker("ours", pm, Path(tmp) / "speed", 3)
     job = ppo_job(pm, 3)
     episodes = job.steps * job.rollouts / (speed["seconds"] / 60)
-    print(f"one PPO step, peak memory: ours {mine['rise_mb']:.0f} MB (one base + adapters), "
-          f"classic {theirs['rise_mb']:.0f} MB (four models)")
+    print(f"one PPO step, peak memory: ours {mine['rise_mb']:.0f} MB (one base + adapters); "
+          f"classic {theirs['rise_mb']:.0f} MB (four models, LoRA-trained copies; ours / it = "
+          f"{mine['rise_mb'] / theirs['rise_mb']:.3f}); classic-full {full['rise_mb']:.0f} MB "
+          f"(four models, policy and value fully trained; ours / it = "
+          f"{mine['rise_mb'] / full['rise_mb']:.3f})")
     print(f"PPO on the embedded model: {episodes:.1f} episodes/min ({job.steps} steps × "
           f"{job.rollouts} rollouts of ≤ {job.max_new_tokens} tokens in {speed['seconds']:.0f} s, "
-          "model loading included)")
+          "adapter set-up included, the base already loaded)")
     print(f"ratio={mine['rise_mb'] / theirs['rise_mb']:.3f}")
 
 
