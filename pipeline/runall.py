@@ -53,7 +53,8 @@ def plan(job: RunAllJob, out: Path) -> list[Stage]:
     return [
         Stage("chains", ("revise", "--constitution", constitution, "--prompts", job.prompts,
                          "--split", "train", *limit(job.train_prompts), *model, "--rounds",
-                         str(job.rounds), *tokens, "--out", folder("chains"))),
+                         str(job.rounds), "--few-shot" if job.few_shot else "--no-few-shot",
+                         *tokens, "--out", folder("chains"))),
         Stage("sft-data", ("sft-data", "--chains", folder("chains"), "--helpful-ratio",
                            str(job.helpful_ratio), *model, *tokens, "--out", folder("sft-data"))),
         Stage("sft", ("sft", *preset, *model, "--data", folder("sft-data"), "--out", folder("sft"))),

@@ -185,6 +185,7 @@ class RunAllJob:
                          "red-team")
     train_prompts: int = _help("Prompts revised for SFT (0 = the whole train split).", 16)
     rounds: int = _help("Critique–revision rounds per prompt.", 1)
+    few_shot: bool = _help("Show the constitution's few-shot chains to the model in `revise`.", True)
     helpful_ratio: float = _help("Helpfulness examples per revision example in the SFT data.", 0.25)
     pair_prompts: int = _help("Prompts answered twice by the SFT policy for AI labels (0 = all).", 16)
     ensemble: int = _help("Principles sampled per AI label (0 = every enabled principle).", 2)

@@ -64,7 +64,7 @@ def test_run_all_on_a_tiny_model_records_every_stage_and_the_table(tmp_path, tin
         [sys.executable, "-m", "pipeline", "--workspace", str(ws), "run-all", "--constitution",
          str(root / "constitutions" / "harmless-helpful.yaml"), "--model", str(tiny_folder),
          "--train-prompts", "4", "--pair-prompts", "6", "--eval-prompts", "2",
-         "--max-new-tokens", "8", "--ensemble", "1", "--out", str(out)],
+         "--max-new-tokens", "8", "--ensemble", "1", "--no-few-shot", "--out", str(out)],
         cwd=root, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
         timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
