@@ -248,16 +248,17 @@ def build(store: Store, demo: gr.Blocks) -> None:
         return (notice("ok", f"Job {record.id} ({name}) {state}; it writes into {out}."),
                 record.id, gr.update(value=job_rows(jobs.refresh(store))))
 
-    def watched(job_id: int | None) -> JobRecord | None:
-        records = jobs.refresh(store)
+    def watched(job_id: int | None, records: list[JobRecord] | None = None) -> JobRecord | None:
+        """The selected job (else the newest); `records` saves a second refresh per tick."""
+        records = jobs.refresh(store) if records is None else records
         if job_id is not None:
             found = [j for j in records if j.id == job_id]
             if found:
                 return found[0]
         return records[0] if records else None
 
-    def view(job_id: int | None, smooth: float):
-        job = watched(job_id)
+    def view(job_id: int | None, smooth: float, records: list[JobRecord] | None = None):
+        job = watched(job_id, records)
         if job is None:
             return ("", *[gr.update(visible=False)] * PLOT_SLOTS, "", "")
         frames = list(metric_frames(read_metrics(job.out_dir), float(smooth)).items())
@@ -268,9 +269,10 @@ def build(store: Store, demo: gr.Blocks) -> None:
                 artifacts_html(job))
 
     def on_tick(job_id, smooth, shown):
-        rows = job_rows(jobs.refresh(store))
+        records = jobs.refresh(store)
+        rows = job_rows(records)
         table = gr.update(value=rows) if rows != shown else gr.update()
-        return (table, rows, *view(job_id, smooth))
+        return (table, rows, *view(job_id, smooth, records))
 
     def on_select(evt: gr.SelectData, smooth):
         job_id = int(evt.row_value[0])
