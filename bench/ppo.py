@@ -18,8 +18,12 @@ checkpointing during the updates). `classic-full` is the same four models with e
 of policy and value trained (gradients and AdamW state for them), as classic RLHF-PPO does.
 `ratio=` is taken against the LoRA-copies layout, the stricter of the two.
 
+Both layouts run twice: with the steady heap (`PPOJob.steady_heap`, the default: glibc gives
+freed blocks back at once, so the peak is what the tensors hold) and with glibc's default
+heap, which keeps fragments of freed activations and adds several hundred MB to either.
+
 Then PPO episodes (sampled answers trained on) per minute of `train_ppo` on the embedded
-model with the tiny preset. Ends with `ratio=<ours / classic peak memory>` (smaller is
+model with the tiny preset, with either heap. Ends with `ratio=<ours / classic peak memory>` (smaller is
 better; the target is ≤ 0.4).
 """
 from __future__ import annotations
@@ -40,7 +44,7 @@ import torch  # noqa: E402
 
 from pipeline.models import DEFAULT_MODEL, LoadedModel, load_model  # noqa: E402
 from pipeline.train.configs import PPOJob, RewardJob, build_job, preset  # noqa: E402
-from pipeline.train.runtime import lora_config  # noqa: E402
+from pipeline.train.runtime import lora_config, steady_heap  # noqa: E402
 
 
 def status_mb(key: str) -> float:
@@ -70,18 +74,18 @@ def make_pm(folder: Path) -> Path:
     return folder
 
 
-def ppo_job(pm: Path, steps: int) -> PPOJob:
+def ppo_job(pm: Path, steps: int, steady: bool) -> PPOJob:
     return build_job(PPOJob, {**preset("ppo", "tiny"), "reward_adapter": str(pm), "steps": steps,
-                              "ppo_epochs": 1, "save_every": 1000})
+                              "ppo_epochs": 1, "save_every": 1000, "steady_heap": steady})
 
 
-def ours(pm: Path, out: Path, steps: int) -> None:
+def ours(job: PPOJob, out: Path) -> None:
     from pipeline.train.ppo import train_ppo
 
-    train_ppo(ppo_job(pm, steps), out)
+    train_ppo(job, out)
 
 
-def classic(pm: Path, steps: int, full: bool = False) -> None:
+def classic(job: PPOJob, pm: Path, full: bool = False) -> None:
     """One PPO step with four separate models (the same maths as `train_ppo`); `full` trains
     every weight of policy and value, as classic RLHF-PPO does, instead of a LoRA."""
     from peft import PeftModel, get_peft_model
@@ -91,7 +95,6 @@ def classic(pm: Path, steps: int, full: bool = False) -> None:
     from pipeline.train.ppo_math import gae, per_token_kl, policy_loss, token_rewards, value_loss, whiten
     from pipeline.train.reward import backbone, load_head, reward_scores
 
-    job = ppo_job(pm, steps)
     loaded = load_model(job.model)
     reference = loaded.model.eval()
     policy = get_peft_model(copy.deepcopy(reference), lora_config(job)).eval()
@@ -114,7 +117,7 @@ def classic(pm: Path, steps: int, full: bool = False) -> None:
         [p for p in value.parameters() if p.requires_grad] + list(value_head.parameters())
     optimizer = torch.optim.AdamW(trained, lr=job.learning_rate)
     backend = TransformersBackend(LoadedModel(loaded.name, loaded.source, policy, tok))
-    for step in range(steps):
+    for step in range(job.steps):
         sampled = backend.sample_ids([[{"role": "user", "content": p}] for p in prompts],
                                      SamplingConfig(max_new_tokens=job.max_new_tokens,
                                                     temperature=1.0, top_p=1.0, seed=step))
@@ -154,23 +157,31 @@ def classic(pm: Path, steps: int, full: bool = False) -> None:
         policy.eval(), value.eval()
 
 
-def worker(layout: str, pm: Path, out: Path, steps: int) -> None:
+def worker(layout: str, pm: Path, out: Path, steps: int, heap: str) -> None:
+    if heap == "steady":  # what `train_ppo` does with `steady_heap` on, here for both layouts
+        steady_heap()
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
     before = status_mb("VmRSS")  # after imports: everything from here is the layout's
     load_model(DEFAULT_MODEL)  # the base, resident in both layouts; its loading transient
     reset_peak()               # (file buffers, a second copy while converting) is not a step's
     started = time.perf_counter()
-    ours(pm, out, steps) if layout == "ours" else classic(pm, steps, full=layout == "classic-full")
+    job = ppo_job(pm, steps, heap == "steady")
+    ours(job, out) if layout == "ours" else classic(job, pm, full=layout == "classic-full")
     print(json.dumps({"rise_mb": status_mb("VmHWM") - before, "seconds": time.perf_counter() - started}))
 
 
-def run_worker(layout: str, pm: Path, out: Path, steps: int) -> dict:
+def run_worker(layout: str, pm: Path, out: Path, steps: int = 1, heap: str = "steady") -> dict:
     proc = subprocess.run([sys.executable, __file__, "--worker", layout, "--pm", str(pm), "--out",
-                           str(out), "--steps", str(steps)], capture_output=True, text=True)
+                           str(out), "--steps", str(steps), "--heap", heap],
+                          capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def episodes_per_minute(run: dict, steps: int) -> float:
+    return steps * preset("ppo", "tiny")["rollouts"] / (run["seconds"] / 60)
 
 
 def main() -> None:
@@ -179,26 +190,32 @@ def main() -> None:
     parser.add_argument("--pm", type=Path)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--steps", type=int, default=1)
+    parser.add_argument("--heap", choices=("steady", "default"), default="steady")
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker, args.pm, args.out, args.steps)
+        return worker(args.worker, args.pm, args.out, args.steps, args.heap)
+    steps = 3
     with tempfile.TemporaryDirectory() as tmp:
         pm = make_pm(Path(tmp) / "pm")
-        mine = run_worker("ours", pm, Path(tmp) / "ours", 1)
-        theirs = run_worker("classic", pm, Path(tmp) / "classic", 1)
-        full = run_worker("classic-full", pm, Path(tmp) / "classic-full", 1)
-        speed = run_worker("ours", pm, Path(tmp) / "speed", 3)
-    job = ppo_job(pm, 3)
-    episodes = job.steps * job.rollouts / (speed["seconds"] / 60)
-    print(f"one PPO step, peak memory: ours {mine['rise_mb']:.0f} MB (one base + adapters); "
-          f"classic {theirs['rise_mb']:.0f} MB (four models, LoRA-trained copies; ours / it = "
-          f"{mine['rise_mb'] / theirs['rise_mb']:.3f}); classic-full {full['rise_mb']:.0f} MB "
-          f"(four models, policy and value fully trained; ours / it = "
-          f"{mine['rise_mb'] / full['rise_mb']:.3f})")
-    print(f"PPO on the embedded model: {episodes:.1f} episodes/min ({job.steps} steps × "
-          f"{job.rollouts} rollouts of ≤ {job.max_new_tokens} tokens in {speed['seconds']:.0f} s, "
-          "adapter set-up included, the base already loaded)")
-    print(f"ratio={mine['rise_mb'] / theirs['rise_mb']:.3f}")
+        runs = {(layout, heap): run_worker(layout, pm, Path(tmp) / f"{layout}-{heap}", heap=heap)
+                for heap in ("steady", "default") for layout in ("ours", "classic")}
+        full = run_worker("classic-full", pm, Path(tmp) / "classic-full")
+        speed = {heap: run_worker("ours", pm, Path(tmp) / f"speed-{heap}", steps, heap)
+                 for heap in ("steady", "default")}
+    for heap, label in (("steady", "steady heap (the default)"), ("default", "glibc's default heap")):
+        mine, theirs = runs["ours", heap]["rise_mb"], runs["classic", heap]["rise_mb"]
+        print(f"one PPO step, peak memory, {label}: ours {mine:.0f} MB (one base + adapters); "
+              f"classic {theirs:.0f} MB (four models, LoRA-trained copies); ours / classic = "
+              f"{mine / theirs:.3f}")
+    mine = runs["ours", "steady"]["rise_mb"]
+    print(f"classic-full {full['rise_mb']:.0f} MB (four models, policy and value fully trained; "
+          f"ours / it = {mine / full['rise_mb']:.3f})")
+    print(f"PPO on the embedded model ({steps} steps × {preset('ppo', 'tiny')['rollouts']} "
+          f"rollouts of ≤ {preset('ppo', 'tiny')['max_new_tokens']} tokens, adapter set-up "
+          f"included, the base already loaded): {episodes_per_minute(speed['steady'], steps):.1f} "
+          f"episodes/min with the steady heap, {episodes_per_minute(speed['default'], steps):.1f} "
+          "with glibc's default heap")
+    print(f"ratio={mine / runs['classic', 'steady']['rise_mb']:.3f}")
 
 
 if __name__ == "__main__":

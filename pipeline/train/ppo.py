@@ -41,7 +41,7 @@ from pipeline.train.ppo_math import (AdaptiveKL, entropy, gae, per_token_kl,
                                      policy_loss, token_rewards, value_loss, whiten)
 from pipeline.train.reward import backbone, load_head, reward_scores
 from pipeline.train.runtime import (ADAPTER_DIR, CHECKPOINT_DIR, CancelFlag, MetricsLog,
-                                    lora_config, write_model_card)
+                                    lora_config, steady_heap, write_model_card)
 
 SAMPLES_FILE = "samples.jsonl"
 RewardFn = Callable[[list[str], list[str]], torch.Tensor]  # (prompts, answers) → scores
@@ -183,6 +183,8 @@ def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
     """Run PPO; resumes from `out/checkpoint`. `reward_fn` replaces the PM (tests use a
     simple learnable reward). Returns the policy adapter folder."""
     out, cancel = Path(out), cancel or CancelFlag()
+    if job.steady_heap:
+        steady_heap()
     prompts = [p.prompt for p in load_prompts(job.prompts, "train")]
     if not prompts:
         raise JobError(f"No training prompts in {job.prompts}.")

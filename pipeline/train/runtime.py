@@ -8,6 +8,8 @@ config and the model card. A training job writes into its run folder:
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import time
 from dataclasses import asdict
@@ -21,6 +23,25 @@ from pipeline.jobs import JobCancelled, write_progress
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"
 ADAPTER_DIR = "adapter"
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+HEAP_MMAP_BYTES = 128 * 1024
+
+
+def steady_heap() -> bool:
+    """Keep a training process's memory at what its tensors hold. glibc raises its mmap
+    threshold each time a large block is freed, so the many short-lived activation tensors
+    of a training step then come from the heap, which fragments and is never given back: a
+    PPO step on the embedded model grew ~500 MB over its live tensors that way. A fixed
+    threshold returns every large block to the system when freed, at the price of fresh
+    pages for each (measured: PPO steps ~40% slower on CPU). Process-wide, so it is called
+    from a job's own loop; False where the C library is not glibc."""
+    name = ctypes.util.find_library("c")
+    try:
+        return bool(name and ctypes.CDLL(name).mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_BYTES))
+    except AttributeError:  # no mallopt: not glibc
+        return False
 
 
 class CancelFlag:
