@@ -358,7 +358,7 @@ def trainer(stage: str):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pipeline.jobs import job_context
+    from pipeline.jobs import is_main_process, job_context
     from pipeline.train.configs import job_yaml
     from pipeline.train.runtime import CancelFlag
 
@@ -368,7 +368,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     with job_context(out, on_cancel=cancel.set):
         write_atomic(out / "job.yaml", job_yaml(job))
         result = trainer(args.command)(job, out, cancel)
-        print(f"wrote {result}")
+        if is_main_process():
+            print(f"wrote {result}")
     return 0
 
 

@@ -71,7 +71,8 @@ def job_context(out_dir: str | Path, on_cancel: Callable[[], None] | None = None
 
 
 def _write_status(out: Path, status: str, message: str = "") -> None:
-    write_atomic(out / STATUS_FILE, json.dumps({"status": status, "message": message}))
+    if is_main_process():
+        write_atomic(out / STATUS_FILE, json.dumps({"status": status, "message": message}))
 
 
 def write_progress(out_dir: str | Path, done: float, total: int, stage: str) -> None:
@@ -98,12 +99,20 @@ _children: dict[int, subprocess.Popen] = {}
 
 def job_command(args: list[str], workspace: str | Path, processes: int = 1) -> list[str]:
     """`python -m pipeline --workspace W <args>`, through `accelerate launch` when the job
-    asks for more than one process (data-parallel training on a multi-GPU machine)."""
+    asks for more than one process: data-parallel, one process per GPU (without GPUs, CPU
+    processes over gloo). `--multi_gpu` is named because without it accelerate quietly runs
+    a single process wherever it finds fewer than two GPUs."""
     tail = ["-m", "pipeline", "--workspace", str(workspace), *args]
     if processes > 1:
-        return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes",
-                str(processes), *tail]
+        return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                "--num_processes", str(processes), *tail]
     return [sys.executable, *tail]
+
+
+def is_main_process() -> bool:
+    """Under `accelerate launch` every process runs the whole job; only the first (rank 0)
+    writes the job's files (status, metrics, adapter, model card)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def launch(store: Store, kind: str, args: list[str], out_dir: str | Path, processes: int = 1,

@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.data import append_jsonl, read_jsonl_log
 from pipeline.files import write_atomic
-from pipeline.jobs import JobCancelled, write_progress
+from pipeline.jobs import JobCancelled, is_main_process, write_progress
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"
@@ -79,6 +79,8 @@ def lora_config(job: Any, task_type: str = "CAUSAL_LM"):
 
 
 def write_model_card(folder: Path, title: str, job: Any, facts: dict[str, Any]) -> None:
+    if not is_main_process():
+        return
     """README.md beside an adapter: what it was trained on, with which settings, and how it
     ended — so an adapter found on disk explains itself."""
     lines = [f"# {title}", "", "Trained by Constitution Studio.", ""]
@@ -108,15 +110,30 @@ def trl_callback(out: Path, cancel: CancelFlag):
         """Metrics to metrics.jsonl; on cancel, save a checkpoint and stop."""
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            numbers = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
-            log.write(state.global_step, state.max_steps, **numbers)
+            if state.is_world_process_zero:
+                numbers = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+                log.write(state.global_step, state.max_steps, **numbers)
 
         def on_step_end(self, args, state, control, **kwargs):
-            if cancel.requested:
+            if cancel_anywhere(cancel, args.device):
                 control.should_save = True
                 control.should_training_stop = True
 
     return StudioCallback()
+
+
+def cancel_anywhere(cancel: CancelFlag, device: Any) -> bool:
+    """Whether any process of a data-parallel job was asked to cancel: every process must
+    stop after the same step, or the others wait for it in their next gradient exchange."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return cancel.requested
+    flag = torch.tensor([float(cancel.requested)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    cancel.requested = bool(flag.item())
+    return cancel.requested
 
 
 def run_trl_trainer(trainer: Any, out: Path, cancel: CancelFlag) -> tuple[Path, Any]:
@@ -129,7 +146,8 @@ def run_trl_trainer(trainer: Any, out: Path, cancel: CancelFlag) -> tuple[Path, 
         if cancel.requested:
             raise JobCancelled()
         adapter = out / ADAPTER_DIR
-        trainer.model.save_pretrained(str(adapter))
+        if trainer.is_world_process_zero():
+            trainer.model.save_pretrained(str(adapter))
     finally:
         trainer.model.unload()  # the base model is shared in this process: take LoRA off it
     return adapter, result

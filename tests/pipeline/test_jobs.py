@@ -1,4 +1,5 @@
 """The job runner: queue, one job at a time, cancel, resume, restart re-attach, failures."""
+import json
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ from pipeline import jobs
 from pipeline.data import ChainLog
 from pipeline.errors import JobError
 from pipeline.store import Store
+from pipeline.train.runtime import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +45,7 @@ def test_job_cancel_then_resume_writes_no_duplicates(tmp_path, tiny_folder):
     assert 0 < len(partial) < 12
 
     resumed = jobs.launch(store, "revise", revise_args(tiny_folder, out, prompts), out)
-    assert jobs.wait(store, resumed.id, timeout=300).status == "succeeded", jobs.log_tail(out)
+    assert jobs.wait(store, resumed.id, timeout=600).status == "succeeded", jobs.log_tail(out)
     ids = [c.id for c in ChainLog(out).read()]
     assert len(ids) == len(set(ids)) == 12 and partial <= set(ids)
     assert jobs.read_progress(out)["done"] == 12
@@ -85,7 +87,7 @@ def test_queue_runs_one_job_at_a_time_and_never_the_same_job_twice(tmp_path, tin
     with pytest.raises(JobError, match="not running"):
         jobs.cancel(store, dropped.id)
 
-    done = jobs.wait(store, first.id, timeout=300)
+    done = jobs.wait(store, first.id, timeout=600)
     assert done.status == "succeeded", jobs.log_tail(done.out_dir)
     after = jobs.wait(store, listing.id, timeout=120)
     assert after.status == "succeeded" and after.started_at >= done.finished_at
@@ -110,7 +112,7 @@ def test_a_restarted_launcher_reattaches_to_a_running_job(tmp_path, tiny_folder)
     assert store.job(job_id).status == "running"
     (seen,) = [j for j in jobs.refresh(store) if j.id == job_id]
     assert seen.status == "running"
-    ended = jobs.wait(store, job_id, timeout=300)
+    ended = jobs.wait(store, job_id, timeout=600)
     assert ended.status == "succeeded", jobs.log_tail(out)
 
 
@@ -123,8 +125,38 @@ def test_resume_reruns_an_ended_job_into_its_folder(tmp_path):
     assert jobs.wait(store, again.id, timeout=120).status == "succeeded"
 
 
-def test_a_multi_process_job_runs_through_accelerate_launch():
+def test_a_two_process_sft_job_trains_data_parallel(tmp_path, tiny_folder):
+    """`processes: 2` really runs two processes (CPU processes over gloo here), and only
+    the first writes the metrics, the adapter and the status."""
     command = jobs.job_command(["sft", "--config", "job.yaml"], "/ws", processes=4)
-    assert command[1:5] == ["-m", "accelerate.commands.launch", "--num_processes", "4"]
-    assert command[5:] == ["-m", "pipeline", "--workspace", "/ws", "sft", "--config", "job.yaml"]
+    assert command[1:6] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "4"]
+    assert command[6:] == ["-m", "pipeline", "--workspace", "/ws", "sft", "--config", "job.yaml"]
     assert jobs.job_command(["sft"], "/ws")[1:] == ["-m", "pipeline", "--workspace", "/ws", "sft"]
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"Say the word number {i}."},
+        {"role": "assistant", "content": "I am sorry, but I can help with that safely."}]}) + "\n"
+        for i in range(8)))
+    store = Store(tmp_path / "ws")
+    out = tmp_path / "run"
+    args = ["sft", "--model", str(tiny_folder), "--data", str(data), "--max-steps", "4",
+            "--batch-size", "2", "--processes", "2", "--out", str(out)]
+    job = jobs.launch(store, "sft", args, out, processes=2)
+    assert jobs.wait(store, job.id, timeout=600).status == "succeeded", jobs.log_tail(out)
+    rows = [r for r in read_metrics(out) if "loss" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # one writer, each step once
+    assert rows[0]["epoch"] == 0.5  # 2 processes × 2 examples of 8 per step
+    assert (out / "adapter" / "adapter_config.json").exists()
+    assert jobs.log_tail(out).count("wrote ") == 1
+
+    long = tmp_path / "long"  # a cancel reaches both processes: they stop after the same step
+    args[args.index("4")] = "400"
+    job = jobs.launch(store, "sft", args[:-1] + [str(long)], long, processes=2)
+    deadline = time.time() + 120
+    while time.time() < deadline and not [r for r in read_metrics(long) if "loss" in r]:
+        time.sleep(0.2)
+    jobs.cancel(store, job.id)
+    assert jobs.wait(store, job.id, timeout=120).status == "cancelled", jobs.log_tail(long)
+    saved = next((long / "checkpoint").glob("checkpoint-*"))
+    assert {"adapter_model.safetensors", "rng_state_0.pth", "rng_state_1.pth"} <= \
+        {p.name for p in saved.iterdir()}
