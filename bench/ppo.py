@@ -93,7 +93,7 @@ def classic(job: PPOJob, pm: Path, full: bool = False) -> None:
     from pipeline.generation import SamplingConfig, TransformersBackend
     from pipeline.prompts import load_prompts
     from pipeline.train.ppo_math import gae, per_token_kl, policy_loss, token_rewards, value_loss, whiten
-    from pipeline.train.reward import backbone, load_head, reward_scores
+    from pipeline.train.reward import apply_head, backbone, load_head, reward_scores
 
     loaded = load_model(job.model)
     reference = loaded.model.eval()
@@ -136,7 +136,7 @@ def classic(job: PPOJob, pm: Path, full: bool = False) -> None:
         def values(rows=slice(None)):
             h = backbone(value)(input_ids=ids[rows], attention_mask=att[rows],
                                 position_ids=pos[rows]).last_hidden_state[:, -aw - 1:-1]
-            return value_head(h).squeeze(-1).float()
+            return apply_head(value_head, h)
 
         with torch.no_grad():
             score = reward_scores(reward, reward_head, tok, prompts, texts).float()

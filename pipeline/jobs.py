@@ -109,6 +109,15 @@ def job_command(args: list[str], workspace: str | Path, processes: int = 1) -> l
     return [sys.executable, *tail]
 
 
+def processes_problem(processes: int, gpus: int) -> str:
+    """Why `processes` cannot run on a machine with `gpus` GPUs ('' when it can): each
+    process needs a GPU of its own, unless there are none (then they are CPU processes)."""
+    if processes > 1 and 0 < gpus < processes:
+        return (f"processes = {processes} needs {processes} GPUs (one per process); this machine "
+                f"has {gpus}. Set processes to at most {gpus}.")
+    return ""
+
+
 def is_main_process() -> bool:
     """Under `accelerate launch` every process runs the whole job; only the first (rank 0)
     writes the job's files (status, metrics, adapter, model card)."""
@@ -120,6 +129,12 @@ def launch(store: Store, kind: str, args: list[str], out_dir: str | Path, proces
     """Queue `python -m pipeline <args>` and start it when the slot is free (one job at a
     time: this machine has 2 cores). The same job already queued or running is returned
     instead of being added twice."""
+    if processes > 1:
+        import torch
+
+        problem = processes_problem(processes, torch.cuda.device_count())
+        if problem:
+            raise JobError(problem)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     job, _ = store.add_job(kind, args, str(out), job_command(args, store.workspace, processes),

@@ -39,7 +39,7 @@ from pipeline.prompts import load_prompts
 from pipeline.train.configs import PPOJob
 from pipeline.train.ppo_math import (AdaptiveKL, entropy, gae, per_token_kl,
                                      policy_loss, token_rewards, value_loss, whiten)
-from pipeline.train.reward import backbone, load_head, reward_scores
+from pipeline.train.reward import apply_head, backbone, load_head, reward_scores
 from pipeline.train.runtime import (ADAPTER_DIR, CHECKPOINT_DIR, CancelFlag, MetricsLog,
                                     lora_config, steady_heap, write_model_card)
 
@@ -155,7 +155,7 @@ def token_logprobs(logits: torch.Tensor, rollout: Rollout, rows=slice(None)) -> 
 
 def values_of(roles: Roles, rollout: Rollout, rows=slice(None)) -> torch.Tensor:
     roles.model.set_adapter("value")
-    return roles.value_head(answer_logits(roles, rollout, rows, hidden=True)).squeeze(-1).float().cpu()
+    return apply_head(roles.value_head, answer_logits(roles, rollout, rows, hidden=True)).cpu()
 
 
 def pm_reward(roles: Roles) -> RewardFn:

@@ -81,7 +81,12 @@ def scores_from_ids(model, head: torch.nn.Linear, ids: torch.Tensor,
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     hidden = backbone(model)(input_ids=ids.to(device), attention_mask=mask.to(device),
                              position_ids=positions.to(device)).last_hidden_state
-    return head(hidden[:, -1]).squeeze(-1).float()
+    return apply_head(head, hidden[:, -1])
+
+
+def apply_head(head: torch.nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
+    """A scalar head on hidden states; the head stays fp32 while a GPU base runs in bf16."""
+    return head(hidden.to(head.weight.dtype)).squeeze(-1).float()
 
 
 def reward_scores(model, head, tokenizer, prompts: list[str], answers: list[str],

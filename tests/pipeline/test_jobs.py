@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from pipeline import jobs
 from pipeline.data import ChainLog
@@ -125,6 +126,7 @@ def test_resume_reruns_an_ended_job_into_its_folder(tmp_path):
     assert jobs.wait(store, again.id, timeout=120).status == "succeeded"
 
 
+@pytest.mark.skipif(0 < torch.cuda.device_count() < 2, reason="two processes need two GPUs here")
 def test_a_two_process_sft_job_trains_data_parallel(tmp_path, tiny_folder):
     """`processes: 2` really runs two processes (CPU processes over gloo here), and only
     the first writes the metrics, the adapter and the status."""
@@ -132,6 +134,8 @@ def test_a_two_process_sft_job_trains_data_parallel(tmp_path, tiny_folder):
     assert command[1:6] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "4"]
     assert command[6:] == ["-m", "pipeline", "--workspace", "/ws", "sft", "--config", "job.yaml"]
     assert jobs.job_command(["sft"], "/ws")[1:] == ["-m", "pipeline", "--workspace", "/ws", "sft"]
+    assert "needs 2 GPUs (one per process); this machine has 1" in jobs.processes_problem(2, 1)
+    assert jobs.processes_problem(2, 0) == jobs.processes_problem(2, 2) == ""
     data = tmp_path / "sft.jsonl"
     data.write_text("".join(json.dumps({"messages": [
         {"role": "user", "content": f"Say the word number {i}."},

@@ -41,7 +41,7 @@ def test_adapter_roles_share_one_base(setup):
     root, pm = setup
     from pipeline.models import load_model
     base = load_model(str(root / "base"))
-    ids = base.tokenizer("good bad the", return_tensors="pt")["input_ids"]
+    ids = base.tokenizer("good bad the", return_tensors="pt")["input_ids"].to(base.device)
     with torch.no_grad():
         base_logits = base.model(input_ids=ids).logits
     roles = build_roles(job(root, pm))
