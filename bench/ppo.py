@@ -23,7 +23,10 @@ freed blocks back at once, so the peak is what the tensors hold) and with glibc'
 heap, which keeps fragments of freed activations and adds several hundred MB to either.
 
 Then PPO episodes (sampled answers trained on) per minute of `train_ppo` on the embedded
-model with the tiny preset, with either heap. Ends with `ratio=<ours / classic peak memory>` (smaller is
+model with the tiny preset, with either heap.
+
+On a GPU machine the same comparison is taken from the CUDA allocator's peak of tensor
+memory (the heap plays no part there); `--model` measures any other model. Ends with `ratio=<ours / classic peak memory>` (smaller is
 better; the target is ≤ 0.4).
 """
 from __future__ import annotations
@@ -61,21 +64,39 @@ def reset_peak() -> float:
     return status_mb("VmRSS")
 
 
-def make_pm(folder: Path) -> Path:
-    """A preference-model folder (LoRA + zero head) for the embedded model; untrained is
-    enough to measure memory and speed."""
+def on_gpu() -> bool:
+    return torch.cuda.is_available()
+
+
+def start_measuring() -> float:
+    """Forget earlier peaks; returns the memory held now, in MB. On a GPU the CUDA
+    allocator's own count of tensor memory; on a CPU the process's resident size."""
+    if on_gpu():
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated() / 2**20
+    return reset_peak()
+
+
+def peak_mb() -> float:
+    return torch.cuda.max_memory_allocated() / 2**20 if on_gpu() else status_mb("VmHWM")
+
+
+def make_pm(folder: Path, model_name: str) -> Path:
+    """A preference-model folder (LoRA + zero head) for the model; untrained is enough to
+    measure memory and speed."""
     from peft import get_peft_model
 
     from pipeline.train.reward import new_head, save_pm
 
-    loaded = load_model(DEFAULT_MODEL)
+    loaded = load_model(model_name)
     model = get_peft_model(copy.deepcopy(loaded.model), lora_config(RewardJob()))
-    save_pm(model, new_head(loaded), folder, DEFAULT_MODEL)
+    save_pm(model, new_head(loaded), folder, model_name)
     return folder
 
 
-def ppo_job(pm: Path, steps: int, steady: bool) -> PPOJob:
-    return build_job(PPOJob, {**preset("ppo", "tiny"), "reward_adapter": str(pm), "steps": steps,
+def ppo_job(pm: Path, steps: int, steady: bool, model_name: str) -> PPOJob:
+    return build_job(PPOJob, {**preset("ppo", "tiny"), "model": model_name,
+                              "reward_adapter": str(pm), "steps": steps,
                               "ppo_epochs": 1, "save_every": 1000, "steady_heap": steady})
 
 
@@ -126,20 +147,21 @@ def classic(job: PPOJob, pm: Path, full: bool = False) -> None:
         att = (torch.arange(width)[None] >= torch.tensor([width - len(q) - len(a) for q, a in sampled])[:, None]).long()
         mask = torch.tensor([[0.0] * (aw - len(a)) + [1.0] * len(a) for _, a in sampled])
         pos = (att.cumsum(-1) - 1).clamp(min=0)
+        ids, att, pos = ids.to(loaded.device), att.to(loaded.device), pos.to(loaded.device)
         texts = [tok.decode(a, skip_special_tokens=True) for _, a in sampled]
 
         def logprobs(model, rows=slice(None)):
             logits = model(input_ids=ids[rows], attention_mask=att[rows], position_ids=pos[rows],
                            logits_to_keep=aw + 1).logits[:, :-1].float()
-            return torch.log_softmax(logits, -1).gather(-1, ids[rows][:, -aw:, None]).squeeze(-1)
+            return torch.log_softmax(logits, -1).gather(-1, ids[rows][:, -aw:, None]).squeeze(-1).cpu()
 
         def values(rows=slice(None)):
             h = backbone(value)(input_ids=ids[rows], attention_mask=att[rows],
                                 position_ids=pos[rows]).last_hidden_state[:, -aw - 1:-1]
-            return apply_head(value_head, h)
+            return apply_head(value_head, h).cpu()
 
         with torch.no_grad():
-            score = reward_scores(reward, reward_head, tok, prompts, texts).float()
+            score = reward_scores(reward, reward_head, tok, prompts, texts).float().cpu()
             old, ref = logprobs(policy), logprobs(reference)
             old_values = values() * mask
         kl = per_token_kl(old, ref) * mask
@@ -157,23 +179,24 @@ def classic(job: PPOJob, pm: Path, full: bool = False) -> None:
         policy.eval(), value.eval()
 
 
-def worker(layout: str, pm: Path, out: Path, steps: int, heap: str) -> None:
+def worker(layout: str, pm: Path, out: Path, steps: int, heap: str, model_name: str) -> None:
     if heap == "steady":  # what `train_ppo` does with `steady_heap` on, here for both layouts
         steady_heap()
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
-    before = status_mb("VmRSS")  # after imports: everything from here is the layout's
-    load_model(DEFAULT_MODEL)  # the base, resident in both layouts; its loading transient
-    reset_peak()               # (file buffers, a second copy while converting) is not a step's
+    before = 0.0 if on_gpu() else status_mb("VmRSS")  # after imports: the rest is the layout's
+    load_model(model_name)  # the base, resident in both layouts; its loading transient
+    start_measuring()       # (file buffers, a second copy while converting) is not a step's
     started = time.perf_counter()
-    job = ppo_job(pm, steps, heap == "steady")
+    job = ppo_job(pm, steps, heap == "steady", model_name)
     ours(job, out) if layout == "ours" else classic(job, pm, full=layout == "classic-full")
-    print(json.dumps({"rise_mb": status_mb("VmHWM") - before, "seconds": time.perf_counter() - started}))
+    print(json.dumps({"rise_mb": peak_mb() - before, "seconds": time.perf_counter() - started}))
 
 
-def run_worker(layout: str, pm: Path, out: Path, steps: int = 1, heap: str = "steady") -> dict:
+def run_worker(layout: str, pm: Path, out: Path, model_name: str, steps: int = 1,
+               heap: str = "steady") -> dict:
     proc = subprocess.run([sys.executable, __file__, "--worker", layout, "--pm", str(pm), "--out",
-                           str(out), "--steps", str(steps), "--heap", heap],
+                           str(out), "--steps", str(steps), "--heap", heap, "--model", model_name],
                           capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
@@ -191,18 +214,27 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--heap", choices=("steady", "default"), default="steady")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="model to measure (default: the embedded one; any folder or hub id)")
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker, args.pm, args.out, args.steps, args.heap)
+        return worker(args.worker, args.pm, args.out, args.steps, args.heap, args.model)
     steps = 3
+    # the heap only matters for memory on the C heap, i.e. on a CPU
+    heaps = ("steady",) if on_gpu() else ("steady", "default")
     with tempfile.TemporaryDirectory() as tmp:
-        pm = make_pm(Path(tmp) / "pm")
-        runs = {(layout, heap): run_worker(layout, pm, Path(tmp) / f"{layout}-{heap}", heap=heap)
-                for heap in ("steady", "default") for layout in ("ours", "classic")}
-        full = run_worker("classic-full", pm, Path(tmp) / "classic-full")
-        speed = {heap: run_worker("ours", pm, Path(tmp) / f"speed-{heap}", steps, heap)
-                 for heap in ("steady", "default")}
-    for heap, label in (("steady", "steady heap (the default)"), ("default", "glibc's default heap")):
+        pm = make_pm(Path(tmp) / "pm", args.model)
+        runs = {(layout, heap): run_worker(layout, pm, Path(tmp) / f"{layout}-{heap}", args.model,
+                                           heap=heap)
+                for heap in heaps for layout in ("ours", "classic")}
+        full = run_worker("classic-full", pm, Path(tmp) / "classic-full", args.model)
+        speed = {heap: run_worker("ours", pm, Path(tmp) / f"speed-{heap}", args.model, steps, heap)
+                 for heap in heaps}
+    where = f"GPU ({torch.cuda.get_device_name()}, CUDA allocator peak)" if on_gpu() else \
+        "CPU (peak resident memory)"
+    print(f"model {args.model}, {where}")
+    for heap in heaps:
+        label = "steady heap (the default)" if heap == "steady" else "glibc's default heap"
         mine, theirs = runs["ours", heap]["rise_mb"], runs["classic", heap]["rise_mb"]
         print(f"one PPO step, peak memory, {label}: ours {mine:.0f} MB (one base + adapters); "
               f"classic {theirs:.0f} MB (four models, LoRA-trained copies); ours / classic = "
@@ -210,11 +242,10 @@ def main() -> None:
     mine = runs["ours", "steady"]["rise_mb"]
     print(f"classic-full {full['rise_mb']:.0f} MB (four models, policy and value fully trained; "
           f"ours / it = {mine / full['rise_mb']:.3f})")
-    print(f"PPO on the embedded model ({steps} steps × {preset('ppo', 'tiny')['rollouts']} "
-          f"rollouts of ≤ {preset('ppo', 'tiny')['max_new_tokens']} tokens, adapter set-up "
-          f"included, the base already loaded): {episodes_per_minute(speed['steady'], steps):.1f} "
-          f"episodes/min with the steady heap, {episodes_per_minute(speed['default'], steps):.1f} "
-          "with glibc's default heap")
+    print(f"PPO ({steps} steps × {preset('ppo', 'tiny')['rollouts']} rollouts of ≤ "
+          f"{preset('ppo', 'tiny')['max_new_tokens']} tokens, adapter set-up included, the base "
+          "already loaded): " + ", ".join(f"{episodes_per_minute(speed[h], steps):.1f} episodes/min "
+                                          f"with the {h} heap" for h in heaps))
     print(f"ratio={mine / runs['classic', 'steady']['rise_mb']:.3f}")
 
 
