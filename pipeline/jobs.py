@@ -9,6 +9,7 @@ with or without the studio.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -58,16 +59,28 @@ def job_context(out_dir: str | Path, on_cancel: Callable[[], None] | None = None
     except (JobCancelled, KeyboardInterrupt):
         _write_status(out, "cancelled", "cancelled; finished work is kept and the job can resume")
         raise
-    except StudioError as exc:
-        _write_status(out, "failed", str(exc))
-        raise
     except Exception as exc:
-        _write_status(out, "failed", f"{type(exc).__name__}: {exc}")
+        _write_status(out, "failed", failure_reason(exc))
         raise
     else:
         _write_status(out, "succeeded")
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What a failed job tells its user: our own errors as they are; running out of disk or
+    memory as what to do about it (the last checkpoint was written atomically, so it is whole)."""
+    if isinstance(exc, StudioError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return (f"Out of disk space{where}. Free some space and resume: the job continues "
+                "from its last checkpoint, which is kept whole.")
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return (f"Out of memory ({type(exc).__name__}: {exc}). Lower batch_size, max_length or "
+                "rollouts (or use a smaller model) and resume from the last checkpoint.")
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _write_status(out: Path, status: str, message: str = "") -> None:

@@ -201,6 +201,7 @@ def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
     kl_control = AdaptiveKL(state["beta"], job.kl_target) if job.kl_target else None
     beta = state["beta"]
     log = MetricsLog(out)
+    log.rewind(state["step"])
     try:
         for step in range(state["step"], job.steps):
             # 1. rollouts

@@ -231,6 +231,7 @@ def train_preference_model(job: RewardJob | PMPJob, train: list[Comparison],
     total = job.max_steps or max(1, math.ceil(job.epochs * per_epoch))
     order = list(range(len(train)))
     log = MetricsLog(out)
+    log.rewind(state["step"])
 
     def save_checkpoint(step: int) -> None:
         save_pm(model, head, checkpoint, job.model)

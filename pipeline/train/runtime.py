@@ -65,6 +65,14 @@ class MetricsLog:
     def read(self) -> list[dict]:
         return read_jsonl_log(self.path)
 
+    def rewind(self, step: int) -> None:
+        """Drop rows after `step`, where a resumed run starts again: steps logged after the
+        last checkpoint by a run that then failed are run, and logged, once more."""
+        rows = self.read()
+        if is_main_process() and any(r.get("step", 0) > step for r in rows):
+            write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in rows
+                                            if r.get("step", 0) <= step))
+
 
 def read_metrics(out: str | Path) -> list[dict]:
     return MetricsLog(out).read()
@@ -140,7 +148,10 @@ def run_trl_trainer(trainer: Any, out: Path, cancel: CancelFlag) -> tuple[Path, 
     """Train (resuming from the last checkpoint in `out`), save the LoRA adapter; a cancel
     leaves a checkpoint and raises JobCancelled. Returns (adapter folder, train result)."""
     checkpoints = out / CHECKPOINT_DIR
-    resume = checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
+    saved = [int(p.name.rsplit("-", 1)[1]) for p in checkpoints.glob("checkpoint-*")
+             if p.name.rsplit("-", 1)[1].isdigit()]
+    resume = bool(saved)
+    MetricsLog(out).rewind(max(saved, default=0))
     try:
         result = trainer.train(resume_from_checkpoint=True if resume else None)
         if cancel.requested:

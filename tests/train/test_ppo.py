@@ -1,9 +1,12 @@
 """PPO end to end on a tiny small-vocabulary model: adapter roles, a learnable reward rises,
 cancel saves a checkpoint and a rerun resumes from it."""
+import json
+import shutil
+
 import pytest
 import torch
 
-from pipeline.jobs import JobCancelled
+from pipeline.jobs import JobCancelled, failure_reason, job_context
 from pipeline.train.configs import PPOJob, RewardJob
 from pipeline.train.ppo import build_roles, train_ppo
 from pipeline.train.reward import Comparison, reward_scores, train_preference_model
@@ -86,6 +89,29 @@ def test_cancel_saves_a_checkpoint_and_a_rerun_resumes(setup, tmp_path):
     assert (tmp_path / "run" / "checkpoint" / "state.json").exists()
     train_ppo(job(root, pm, steps=3), tmp_path / "run", reward_fn=good_word_share)
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3]
+
+
+def test_a_full_disk_mid_job_fails_with_the_reason_and_keeps_the_checkpoint(setup, tmp_path):
+    root, pm = setup
+    out = tmp_path / "run"
+    train_ppo(job(root, pm, steps=1, save_every=1), out, reward_fn=good_word_share)
+    shutil.rmtree(out / "adapter")
+    (out / "samples.jsonl").unlink()
+    (out / "samples.jsonl").symlink_to("/dev/full")  # every write there: ENOSPC
+    with pytest.raises(OSError), job_context(out):
+        train_ppo(job(root, pm, steps=3, save_every=1), out, reward_fn=good_word_share)
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "failed" and status["message"].startswith("Out of disk space")
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 1
+    (out / "samples.jsonl").unlink()  # space freed: the rerun resumes from step 1
+    train_ppo(job(root, pm, steps=3, save_every=1), out, reward_fn=good_word_share)
+    assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]  # the failed step 2 logged once
+
+
+def test_out_of_memory_is_named_with_what_to_lower():
+    assert failure_reason(MemoryError()).startswith("Out of memory")
+    assert "batch_size" in failure_reason(torch.OutOfMemoryError("CUDA out of memory"))
+    assert failure_reason(ValueError("x")) == "ValueError: x"
 
 
 def test_an_adapter_trained_on_another_base_is_refused_by_name(setup, tiny_folder):
