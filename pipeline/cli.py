@@ -330,15 +330,19 @@ def cmd_prefs_human(args: argparse.Namespace) -> int:
 
 
 def stage_job(stage: str, args: argparse.Namespace):
-    """The stage's config: field defaults < --preset < --config YAML < flags given."""
+    """A stage's config (or run-all's): field defaults < preset < --config YAML < flags
+    given. The preset is named by a flag, or (run-all, where it is a field) by the YAML."""
     from pipeline.configs import given_fields
-    from pipeline.train.configs import STAGES, build_job, preset, read_job_file
+    from pipeline.train.configs import STAGES, RunAllJob, build_job, preset, read_job_file
 
-    cls = STAGES[stage]
-    values = preset(stage, args.preset) if args.preset else {}
-    if args.config:
-        values.update(read_job_file(args.config))
-    values.update(given_fields(cls, args))
+    cls = STAGES.get(stage, RunAllJob)
+    from_file = read_job_file(args.config) if args.config else {}
+    given = given_fields(cls, args)
+    name = given.get("preset") or from_file.get("preset") or getattr(args, "preset", "") or \
+        getattr(cls, "preset", "")
+    values = {**(preset(stage, name) if name else {}), **from_file, **given}
+    if cls is RunAllJob:
+        values["preset"] = name
     return build_job(cls, values)
 
 
@@ -405,17 +409,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_run_all(args: argparse.Namespace) -> int:
     import os
 
-    from pipeline.configs import given_fields
     from pipeline.evaluation import format_results, read_results
     from pipeline.jobs import JOB_ID_ENV, job_context
     from pipeline.runall import default_run_folder, run_all, stage_seconds
-    from pipeline.train.configs import RunAllJob, build_job, preset, read_job_file
     from pipeline.train.runtime import CancelFlag
 
-    given = given_fields(RunAllJob, args)
-    from_file = read_job_file(args.config) if args.config else {}
-    name = given.get("preset") or from_file.get("preset") or RunAllJob.preset
-    job = build_job(RunAllJob, {**preset("run-all", name), "preset": name, **from_file, **given})
+    job = stage_job("run-all", args)
     store = open_store(args)
     _, constitution = resolve_constitution(job.constitution, args)
     out = Path(args.out) if args.out else default_run_folder(store)

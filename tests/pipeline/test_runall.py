@@ -39,6 +39,21 @@ def test_run_all_config_is_checked_before_anything_starts():
     assert paper.rounds == 4 and paper.ensemble == 0 and paper.train_prompts == 0
 
 
+def test_config_layers_defaults_preset_file_flags(tmp_path):
+    from pipeline.cli import build_parser, stage_job
+
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text("constitution: c\npreset: paper\nensemble: 3\n")
+    args = build_parser().parse_args(["run-all", "--config", str(job_file), "--rounds", "2"])
+    job = stage_job("run-all", args)  # the preset named in the file, the file, then the flag
+    assert (job.preset, job.train_prompts, job.ensemble, job.rounds) == ("paper", 0, 3, 2)
+    tiny = stage_job("run-all", build_parser().parse_args(["run-all", "--constitution", "c"]))
+    assert (tiny.preset, tiny.train_prompts) == ("tiny", 16)
+    sft = stage_job("sft", build_parser().parse_args(["sft", "--preset", "tiny", "--data", "d",
+                                                      "--batch-size", "2", "--out", "o"]))
+    assert (sft.max_steps, sft.batch_size) == (24, 2)
+
+
 def test_win_rate_counts_ties_half_and_the_table_has_a_row_per_policy():
     assert win_rate([0.9, 0.2, 0.5, 0.7]) == pytest.approx(2.5 / 4)
     results = [PolicyResult("base", "embedded", 0.1, 0.2, None, None, ("a",)),
