@@ -203,19 +203,39 @@ def artifacts(out_dir: str | Path) -> list[str]:
         return []
 
 
+def read_status(out_dir: str | Path) -> tuple[str, str] | None:
+    """(status, message) a job wrote on ending, or None if it wrote none (or not yet)."""
+    try:
+        ended = json.loads((Path(out_dir) / STATUS_FILE).read_text())
+        return ended["status"], ended.get("message", "")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def how_it_ended(child: subprocess.Popen | None) -> str:
+    """'ended', or the signal that killed our own child — SIGKILL from outside is most
+    often the system's out-of-memory killer."""
+    code = child.returncode if child is not None else None
+    if code is None or code >= 0:
+        return "ended"
+    name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+    hint = " (most often the system running out of memory)" if -code == signal.SIGKILL else ""
+    return f"was killed by {name}{hint}"
+
+
 def _settle(store: Store, job: JobRecord) -> None:
     """Record how a job whose process has gone ended: its status.json, or failed with the
     tail of its log when it died without one (killed, out of memory, a crash)."""
-    try:
-        ended = json.loads((Path(job.out_dir) / STATUS_FILE).read_text())
-        status, message = ended["status"], ended.get("message", "")
-    except (OSError, ValueError, KeyError):
+    ended = read_status(job.out_dir)
+    if ended:
+        status, message = ended
+    else:
         child = _children.get(job.pid)
         if child is not None and child.returncode == 0:  # a command that keeps no status file
             status, message = "succeeded", ""
         else:
-            status, message = "failed", ("the job process ended without reporting; last log "
-                                         "lines:\n" + log_tail(job.out_dir))
+            status, message = "failed", (f"the job process {how_it_ended(child)} without "
+                                         "reporting; last log lines:\n" + log_tail(job.out_dir))
     store.set_job_status(job.id, status, message, artifacts(job.out_dir))
 
 

@@ -79,10 +79,7 @@ def default_run_folder(store: Store) -> Path:
 
 
 def succeeded(folder: Path) -> bool:
-    try:
-        return json.loads((folder / jobs.STATUS_FILE).read_text())["status"] == "succeeded"
-    except (OSError, ValueError, KeyError):
-        return False
+    return (jobs.read_status(folder) or ("",))[0] == "succeeded"
 
 
 def follow(store: Store, job: JobRecord, cancel: CancelFlag) -> JobRecord:

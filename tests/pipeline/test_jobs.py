@@ -1,5 +1,7 @@
 """The job runner: queue, one job at a time, cancel, resume, restart re-attach, failures."""
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -72,6 +74,18 @@ def test_a_job_that_died_silently_is_marked_failed_with_its_log(tmp_path):
     store.start_job(job.id, dead.pid)
     (settled,) = [j for j in jobs.refresh(store) if j.id == job.id]
     assert settled.status == "failed" and "Killed" in settled.error
+
+
+def test_a_job_killed_from_outside_names_the_signal(tmp_path, tiny_folder):
+    """What the system's out-of-memory killer does: SIGKILL, no chance to report."""
+    store = Store(tmp_path / "ws")
+    store.seed()
+    out = tmp_path / "run"
+    job = jobs.launch(store, "revise", revise_args(tiny_folder, out, twelve_prompts(tmp_path)), out)
+    os.kill(job.pid, signal.SIGKILL)
+    ended = jobs.wait(store, job.id, timeout=60)
+    assert ended.status == "failed"
+    assert "killed by SIGKILL (most often the system running out of memory)" in ended.error
 
 
 def test_queue_runs_one_job_at_a_time_and_never_the_same_job_twice(tmp_path, tiny_folder):
