@@ -218,7 +218,10 @@ def how_it_ended(child: subprocess.Popen | None) -> str:
     code = child.returncode if child is not None else None
     if code is None or code >= 0:
         return "ended"
-    name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
     hint = " (most often the system running out of memory)" if -code == signal.SIGKILL else ""
     return f"was killed by {name}{hint}"
 

@@ -7,13 +7,13 @@ close to a coin flip (`min_margin`, margin = |2p − 1|) are left out, and `labe
 (conservative DPO) says how often a label is assumed wrong."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from pipeline.errors import DatasetError
 from pipeline.preferences import read_labels, trl_rows
 from pipeline.train.configs import DPOJob
-from pipeline.train.runtime import (CancelFlag, lora_config, run_trl_trainer, trl_arguments,
-                                    trl_callback, write_model_card)
+from pipeline.train.runtime import CancelFlag, train_trl_adapter
 
 
 def dpo_examples(data: str | Path, min_margin: float = 0.0) -> list[dict]:
@@ -29,22 +29,9 @@ def dpo_examples(data: str | Path, min_margin: float = 0.0) -> list[dict]:
 
 def train_dpo(job: DPOJob, out: str | Path, cancel: CancelFlag | None = None) -> Path:
     """Train, resuming from `out/checkpoint` when one is there; returns the adapter folder."""
-    from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from pipeline.models import load_model
-
-    out = Path(out)
-    cancel = cancel or CancelFlag()
     examples = dpo_examples(job.data, job.min_margin)
-    base = load_model(job.model)
-    config = DPOConfig(**trl_arguments(job, out, base.device.type == "cpu"), beta=job.beta,
-                       label_smoothing=job.label_smoothing)
-    trainer = DPOTrainer(model=base.model, args=config, train_dataset=Dataset.from_list(examples),
-                         processing_class=base.tokenizer, peft_config=lora_config(job),
-                         callbacks=[trl_callback(out, cancel)])
-    adapter, result = run_trl_trainer(trainer, out, cancel)
-    write_model_card(adapter, "DPO policy adapter", job, {
-        "base model": job.model, "data": job.data, "pairs": len(examples),
-        "steps": result.global_step, "final loss": f"{result.training_loss:.4f}"})
-    return adapter
+    config = partial(DPOConfig, beta=job.beta, label_smoothing=job.label_smoothing)
+    return train_trl_adapter(job, Path(out), cancel or CancelFlag(), examples, DPOTrainer, config,
+                             "DPO policy adapter", "pairs")

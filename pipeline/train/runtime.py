@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pipeline.data import append_jsonl, read_jsonl_log
 from pipeline.files import write_atomic
@@ -144,16 +144,29 @@ def cancel_anywhere(cancel: CancelFlag, device: Any) -> bool:
     return cancel.requested
 
 
-def run_trl_trainer(trainer: Any, out: Path, cancel: CancelFlag) -> tuple[Path, Any]:
-    """Train (resuming from the last checkpoint in `out`), save the LoRA adapter; a cancel
-    leaves a checkpoint and raises JobCancelled. Returns (adapter folder, train result)."""
+def train_trl_adapter(job: Any, out: Path, cancel: CancelFlag, examples: list[dict],
+                      trainer_class: Any, config: Callable[..., Any], title: str,
+                      counted: str) -> Path:
+    """The run every trl-based stage (SFT, DPO) shares: a LoRA on the base with trl's
+    `trainer_class`, resuming from the last checkpoint in `out`; saves the adapter and its
+    model card. `config` makes the stage's trl config from the shared arguments; `counted`
+    names the examples on the card. A cancel leaves a checkpoint and raises JobCancelled."""
+    from datasets import Dataset
+
+    from pipeline.models import load_model
+
+    base = load_model(job.model)
+    trainer = trainer_class(model=base.model,
+                            args=config(**trl_arguments(job, out, base.device.type == "cpu")),
+                            train_dataset=Dataset.from_list(examples),
+                            processing_class=base.tokenizer, peft_config=lora_config(job),
+                            callbacks=[trl_callback(out, cancel)])
     checkpoints = out / CHECKPOINT_DIR
     saved = [int(p.name.rsplit("-", 1)[1]) for p in checkpoints.glob("checkpoint-*")
              if p.name.rsplit("-", 1)[1].isdigit()]
-    resume = bool(saved)
     MetricsLog(out).rewind(max(saved, default=0))
     try:
-        result = trainer.train(resume_from_checkpoint=True if resume else None)
+        result = trainer.train(resume_from_checkpoint=True if saved else None)
         if cancel.requested:
             raise JobCancelled()
         adapter = out / ADAPTER_DIR
@@ -161,4 +174,7 @@ def run_trl_trainer(trainer: Any, out: Path, cancel: CancelFlag) -> tuple[Path, 
             trainer.model.save_pretrained(str(adapter))
     finally:
         trainer.model.unload()  # the base model is shared in this process: take LoRA off it
-    return adapter, result
+    write_model_card(adapter, title, job, {
+        "base model": job.model, "data": job.data, counted: len(examples),
+        "steps": result.global_step, "final loss": f"{result.training_loss:.4f}"})
+    return adapter

@@ -3,14 +3,14 @@ examples), with trl's SFTTrainer. The loss is on the assistant's answer only: ea
 is given to trl as a conversational prompt/completion pair."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import DatasetError
 from pipeline.files import read_jsonl_file
 from pipeline.train.configs import SFTJob
-from pipeline.train.runtime import (CancelFlag, lora_config, run_trl_trainer, trl_arguments,
-                                    trl_callback, write_model_card)
+from pipeline.train.runtime import CancelFlag, train_trl_adapter
 
 
 def sft_examples(data: str | Path) -> list[dict]:
@@ -38,22 +38,9 @@ def sft_examples(data: str | Path) -> list[dict]:
 
 def train_sft(job: SFTJob, out: str | Path, cancel: CancelFlag | None = None) -> Path:
     """Train, resuming from `out/checkpoint` when one is there; returns the adapter folder."""
-    from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from pipeline.models import load_model
-
-    out = Path(out)
-    cancel = cancel or CancelFlag()
     examples = sft_examples(job.data)
-    base = load_model(job.model)
-    config = SFTConfig(**trl_arguments(job, out, base.device.type == "cpu"),
-                       completion_only_loss=True)
-    trainer = SFTTrainer(model=base.model, args=config, train_dataset=Dataset.from_list(examples),
-                         processing_class=base.tokenizer, peft_config=lora_config(job),
-                         callbacks=[trl_callback(out, cancel)])
-    adapter, result = run_trl_trainer(trainer, out, cancel)
-    write_model_card(adapter, "SL-CAI adapter (SFT)", job, {
-        "base model": job.model, "data": job.data, "examples": len(examples),
-        "steps": result.global_step, "final loss": f"{result.training_loss:.4f}"})
-    return adapter
+    return train_trl_adapter(job, Path(out), cancel or CancelFlag(), examples, SFTTrainer,
+                             partial(SFTConfig, completion_only_loss=True),
+                             "SL-CAI adapter (SFT)", "examples")
