@@ -9,16 +9,27 @@ def main() -> None:
     from pipeline.models import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(description="Constitution Studio")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (beyond 127.0.0.1, give a login: --auth)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--workspace", default=None,
                         help="workspace folder (default: $CONSTITUTION_STUDIO_WORKSPACE or ./workspace)")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="default model: 'embedded', a local folder or a hub id")
+    parser.add_argument("--auth", action="append", default=[], metavar="USER:PASS",
+                        help="require this login (repeat for several users)")
+    parser.add_argument("--auth-file", default=None,
+                        help="require a login from this file (one USER:PASS a line)")
     args = parser.parse_args()
+    from pipeline.errors import StudioError
+    from studio import access
     from studio.app import launch
 
-    launch(args.host, args.port, args.workspace, args.model)
+    try:
+        logins = access.logins(args.auth, args.auth_file)
+    except StudioError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    launch(args.host, args.port, args.workspace, args.model, logins)
 
 
 if __name__ == "__main__":

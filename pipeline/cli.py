@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from pipeline.configs import add_config_arguments, config_from_args
+from pipeline.configs import add_config_arguments, config_from_args, finite_float
 from pipeline.constitution import (Constitution, diff_constitutions, format_diff,
                                    load_constitution, principle_system_prompt, read_text_file,
                                    to_yaml, validate_text)
@@ -503,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("sft-data", help="the SFT dataset from a folder of chains")
     p.add_argument("--chains", required=True, help="a run folder written by `revise`")
     p.add_argument("--out", required=True)
-    p.add_argument("--helpful-ratio", type=float, default=0.5,
+    p.add_argument("--helpful-ratio", type=finite_float, default=0.5,
                    help="helpfulness examples per revision example (0 = none)")
     p.add_argument("--helpful-set", default="helpful")
     p.add_argument("--model", default=DEFAULT_MODEL, help="answers the helpfulness prompts")

@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any, TypeVar
+import math
+from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
 
 
 def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
+
+
+def finite_float(text: str) -> float:
+    """argparse type of every float flag: a number, and not NaN or infinite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number (got {text})")
+    return value
+
+
+def flag_type(default: Any) -> Callable[[str], Any]:
+    return finite_float if isinstance(default, float) else type(default)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
@@ -27,7 +43,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
             group.add_argument(flag_name(f.name), dest=f.name, default=stored, help=help_text,
                                action=argparse.BooleanOptionalAction)
         else:
-            group.add_argument(flag_name(f.name), dest=f.name, type=type(default),
+            group.add_argument(flag_name(f.name), dest=f.name, type=flag_type(default),
                                default=stored, help=help_text)
 
 
@@ -39,3 +55,11 @@ def given_fields(cls: type, args: argparse.Namespace) -> dict[str, Any]:
 def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
     values: dict[str, Any] = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
     return cls(**values)
+
+
+def non_finite_fields(config: Any) -> list[str]:
+    """A problem for each float field of a config dataclass that is NaN or infinite: no
+    range check can catch those (every comparison with NaN is false)."""
+    return [f"{f.name} must be a finite number (got {getattr(config, f.name)})"
+            for f in dataclasses.fields(config)
+            if isinstance(getattr(config, f.name), float) and not math.isfinite(getattr(config, f.name))]

@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline.critique import Chain, chain_from_dict, chain_to_dict, stable_int
 from pipeline.errors import DatasetError
-from pipeline.files import jsonl_text, write_atomic, write_jsonl
+from pipeline.files import jsonl_text, replace_folder, write_atomic, write_jsonl
 from pipeline.generation import GenerationBackend, SamplingConfig
 from pipeline.prompts import PromptRecord, load_prompts
 
@@ -76,20 +74,10 @@ class ChainLog:
 
 
 def save_dataset(rows: list[dict], folder: Path) -> Path:
-    """Write rows as a Hugging Face dataset folder, replacing any earlier one atomically."""
+    """Write rows as a Hugging Face dataset folder, replacing any earlier one crash-safely."""
     from datasets import Dataset
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        Dataset.from_list(rows).save_to_disk(str(tmp))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.rename(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+    return replace_folder(folder, lambda tmp: Dataset.from_list(rows).save_to_disk(str(tmp)))
 
 
 def export_chains(folder: str | Path) -> Path:
@@ -141,7 +129,7 @@ def build_sft_dataset(chains_dir: str | Path, out_dir: str | Path, helpful_ratio
                       helpful_set: str = "helpful") -> SFTSummary:
     """Final revisions as SFT examples, mixed with `helpful_ratio` helpfulness examples per
     revision example (0 = none), shuffled with the sampling seed; JSONL + HF dataset."""
-    if helpful_ratio < 0:
+    if not 0 <= helpful_ratio < float("inf"):
         raise DatasetError(f"helpful_ratio must be 0 or more (got {helpful_ratio}).")
     chains = ChainLog(chains_dir).read()
     if not chains:

@@ -13,6 +13,7 @@ from typing import Iterator, Protocol
 
 import torch
 
+from pipeline.configs import non_finite_fields
 from pipeline.errors import ModelError
 from pipeline.models import LoadedModel, load_model
 
@@ -29,6 +30,8 @@ class SamplingConfig:
                                                    "the same seed gives the same text."})
 
     def __post_init__(self) -> None:
+        for problem in non_finite_fields(self):
+            raise ModelError(problem + ".")
         if self.max_new_tokens < 1:
             raise ModelError(f"max_new_tokens must be at least 1 (got {self.max_new_tokens}).")
         if self.temperature < 0:

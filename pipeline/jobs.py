@@ -198,7 +198,7 @@ def artifacts(out_dir: str | Path) -> list[str]:
     """What a finished job left in its folder (adapters, datasets, labels, metrics…)."""
     try:
         return sorted(p.name + ("/" if p.is_dir() else "") for p in Path(out_dir).iterdir()
-                      if p.name not in BOOKKEEPING and not p.name.endswith(".tmp"))
+                      if p.name not in BOOKKEEPING and not p.name.startswith("."))
     except OSError:
         return []
 

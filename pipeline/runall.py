@@ -75,7 +75,7 @@ def plan(job: RunAllJob, out: Path) -> list[Stage]:
 
 
 def default_run_folder(store: Store) -> Path:
-    return store.workspace / "runs" / f"run-all-{datetime.now():%Y%m%d-%H%M%S}"
+    return store.runs / f"run-all-{datetime.now():%Y%m%d-%H%M%S}"
 
 
 def succeeded(folder: Path) -> bool:

@@ -22,6 +22,8 @@ from pipeline.errors import StoreError
 WORKSPACE_ENV = "CONSTITUTION_STUDIO_WORKSPACE"
 SHIPPED_CONSTITUTIONS = Path(__file__).resolve().parent.parent / "constitutions"
 DB_NAME = "studio.db"
+RUNS_DIR = "runs"  # every job's run folder
+EXPORTS_DIR = "exports"  # files the studio hands out for download: the only ones it serves
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -125,6 +127,8 @@ class Store:
         except OSError as exc:
             raise StoreError(f"Cannot create the workspace {self.workspace}: {exc.strerror}.") from None
         self.path = self.workspace / DB_NAME
+        self.runs = self.workspace / RUNS_DIR
+        self.exports = self.workspace / EXPORTS_DIR
         self.migrate()
 
     @contextmanager

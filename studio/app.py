@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import gradio as gr
 
 from pipeline.models import DEFAULT_MODEL
 from pipeline.store import Store
-from studio import chains_tab, constitution_tab, playground_tab, preferences_tab, train_tab
+from studio import access, chains_tab, constitution_tab, playground_tab, preferences_tab, train_tab
 from studio.notices import CSS
 
 # System fonts only: the studio must render the same with no internet access.
@@ -36,9 +37,17 @@ def build_studio(workspace: str | Path | None = None, default_model: str = DEFAU
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, workspace: str | None = None,
-           default_model: str = DEFAULT_MODEL) -> None:
+           default_model: str = DEFAULT_MODEL, logins: list[tuple[str, str]] | None = None) -> None:
+    """Serve the studio; with `logins`, every page and API call needs one of them."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    warning = access.exposure_warning(host, bool(logins))
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     demo, store = build_studio(workspace, default_model)
+    allowed, blocked = access.served_paths(store)
     demo.queue(default_concurrency_limit=4).launch(
         server_name=host, server_port=port, theme=THEME, css=CSS, head=preferences_tab.SHORTCUTS,
-        allowed_paths=[str(store.workspace)], max_file_size="50mb", footer_links=["api"])
+        allowed_paths=allowed, blocked_paths=blocked, max_file_size="50mb", footer_links=["api"],
+        auth=access.checker(logins) if logins else None,
+        auth_message="Constitution Studio: sign in with a login given by --auth, --auth-file "
+                     f"or ${access.AUTH_ENV}.")

@@ -219,7 +219,7 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
                   seed_value, model_name):
         if not name:
             return notice("error", "Pick a constitution first."), gr.update()
-        out = store.workspace / "runs" / f"chains-{datetime.now():%Y%m%d-%H%M%S}"
+        out = store.runs / f"chains-{datetime.now():%Y%m%d-%H%M%S}"
         try:
             args = launch_args(name, chosen_set, chosen_split, n, n_rounds, use_few_shot,
                                new_tokens, temp, seed_value, model_name, out)

@@ -32,7 +32,7 @@ def _slug(text: str) -> str:
 
 def _export_path(store: Store, c: Constitution, base: int | None, draft: bool) -> str:
     suffix = f"-v{base}" if base else ""
-    path = store.workspace / "exports" / f"{_slug(c.name)}{suffix}{'-draft' if draft else ''}.yaml"
+    path = store.exports / f"{_slug(c.name)}{suffix}{'-draft' if draft else ''}.yaml"
     return str(write_atomic(path, cons.to_yaml(c)))
 
 

@@ -153,7 +153,7 @@ def calibration_frame(report: TrustReport | None) -> pd.DataFrame:
 
 def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> None:
     gold = {f"[{p.category}] {p.prompt}": p for p in gold_pairs()}
-    studio_log = LabelLog(store.workspace / "runs" / "studio-labels")
+    studio_log = LabelLog(store.runs / "studio-labels")
     message = gr.HTML(elem_id="pref-message")
     with gr.Row():
         with gr.Column(scale=2):
@@ -397,7 +397,7 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
                 source_choices())
 
     def on_make(chosen_set, n, model_name, seed_value):
-        out = store.workspace / "runs" / f"pairs-{datetime.now():%Y%m%d-%H%M%S}"
+        out = store.runs / f"pairs-{datetime.now():%Y%m%d-%H%M%S}"
         return launch_job("pairs", ["pairs", "--policy", model_name, "--prompts", chosen_set,
                                     "--limit", str(int(n or 0)), "--seed", str(int(seed_value or 0)),
                                     "--max-new-tokens", "128", "--out", str(out)], out)
@@ -405,7 +405,7 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
     def on_launch(source, n, choice, chosen, k, use_cot, model_name, seed_value):
         if not choice:
             return notice("error", "Pick a constitution first."), gr.update(), gr.update()
-        out = store.workspace / "runs" / f"labels-{datetime.now():%Y%m%d-%H%M%S}"
+        out = store.runs / f"labels-{datetime.now():%Y%m%d-%H%M%S}"
         try:  # the job reads the constitution as it is now, frozen into its run folder
             path = write_atomic(out / "constitution.yaml", to_yaml(resolve_choice(store, choice)))
         except StudioError as exc:

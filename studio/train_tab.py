@@ -182,7 +182,7 @@ def build(store: Store, demo: gr.Blocks) -> None:
         return form_values(FORMS[name], raw[offset:offset + len(forms[name])])
 
     def run_folder(name: str) -> Path:
-        return store.workspace / "runs" / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+        return store.runs / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
 
     def on_stage(name: str, chosen_preset: str):
         return (gr.update(value=FORMS[name].__doc__),

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from pipeline.configs import non_finite_fields
 from pipeline.errors import JobError
 from pipeline.models import DEFAULT_MODEL
 
@@ -172,6 +173,12 @@ class PPOJob(LoRASettings):
             problems.append("clip must be in (0, 1) and value_clip > 0")
         if self.kl_coef < 0 or self.kl_target < 0:
             problems.append("kl_coef and kl_target must be ≥ 0")
+        if self.learning_rate <= 0 or self.temperature <= 0 or self.value_coef < 0:
+            problems.append("learning_rate and temperature must be > 0, value_coef ≥ 0")
+        if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
+            problems.append("gamma and lam must be in [0, 1]")
+        if self.max_new_tokens < 1 or self.save_every < 1:
+            problems.append("max_new_tokens and save_every must be at least 1")
         return problems
 
 
@@ -257,7 +264,7 @@ def build_job(cls: type[T], values: dict[str, Any]) -> T:
         raise JobError(f"{cls.__name__} has no field {', '.join(unknown)}; known fields: "
                        f"{', '.join(sorted(known))}.")
     job = cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
-    problems = job.problems()
+    problems = non_finite_fields(job) or job.problems()
     if problems:
         raise JobError(f"{cls.__name__}: " + "; ".join(problems) + ".")
     return job

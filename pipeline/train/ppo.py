@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,6 +31,7 @@ import torch
 from pipeline.critique import stable_int
 from pipeline.data import append_jsonl
 from pipeline.errors import JobError
+from pipeline.files import recover_folder, replace_folder
 from pipeline.generation import SamplingConfig, TransformersBackend
 from pipeline.jobs import JobCancelled
 from pipeline.models import LoadedModel, check_adapter_base, load_model
@@ -39,9 +39,10 @@ from pipeline.prompts import load_prompts
 from pipeline.train.configs import PPOJob
 from pipeline.train.ppo_math import (AdaptiveKL, entropy, gae, per_token_kl,
                                      policy_loss, token_rewards, value_loss, whiten)
-from pipeline.train.reward import apply_head, backbone, load_head, reward_scores
+from pipeline.train.reward import HEAD_FILE, apply_head, backbone, load_head, reward_scores
 from pipeline.train.runtime import (ADAPTER_DIR, CHECKPOINT_DIR, CancelFlag, MetricsLog,
-                                    lora_config, steady_heap, write_model_card)
+                                    check_gradients, check_loss, lora_config, steady_heap,
+                                    write_model_card)
 
 SAMPLES_FILE = "samples.jsonl"
 RewardFn = Callable[[list[str], list[str]], torch.Tensor]  # (prompts, answers) → scores
@@ -166,16 +167,28 @@ def pm_reward(roles: Roles) -> RewardFn:
     return score
 
 
-def save_roles(roles: Roles, folder: Path, extra: dict) -> None:
-    """Policy and value adapters, the value head and `extra` state, replaced atomically."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    roles.model.save_pretrained(str(tmp), selected_adapters=["policy", "value"])
-    torch.save(roles.value_head.state_dict(), tmp / "value" / "reward_head.pt")
-    (tmp / "state.json").write_text(json.dumps(extra))
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+def save_checkpoint(roles: Roles, optimizer, folder: Path, state: dict) -> None:
+    """Policy and value adapters, the value head, the optimizer and `state`, replaced
+    crash-safely as one folder."""
+    def write(tmp: Path) -> None:
+        roles.model.save_pretrained(str(tmp), selected_adapters=["policy", "value"])
+        torch.save(roles.value_head.state_dict(), tmp / "value" / HEAD_FILE)
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps(state))
+    replace_folder(folder, write)
+
+
+def save_policy(roles: Roles, folder: Path, job: PPOJob, rewards_seen: list[float]) -> Path:
+    """The trained policy adapter with its model card, replaced crash-safely."""
+    def write(tmp: Path) -> None:
+        roles.model.save_pretrained(str(tmp), selected_adapters=["policy"])
+        for item in list((tmp / "policy").iterdir()):  # peft nests a named adapter one level down
+            item.rename(tmp / item.name)
+        (tmp / "policy").rmdir()
+        write_model_card(tmp, "RL-CAI policy adapter (PPO)", job, {
+            "base model": job.model, "reward model": job.reward_adapter, "steps": job.steps,
+            "mean reward, first → last step": f"{rewards_seen[0]:.3f} → {rewards_seen[-1]:.3f}"})
+    return replace_folder(folder, write)
 
 
 def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
@@ -189,15 +202,16 @@ def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
     if not prompts:
         raise JobError(f"No training prompts in {job.prompts}.")
     checkpoint = out / CHECKPOINT_DIR
-    state = json.loads((checkpoint / "state.json").read_text()) if checkpoint.exists() else \
+    resumed = recover_folder(checkpoint)
+    state = json.loads((checkpoint / "state.json").read_text()) if resumed else \
         {"step": 0, "beta": job.kl_coef}
     torch.manual_seed(job.seed)
-    roles = build_roles(job, checkpoint if checkpoint.exists() else None)
+    roles = build_roles(job, resumed)
     reward_fn = reward_fn or pm_reward(roles)
     trained = roles.parameters("policy") + roles.parameters("value") + list(roles.value_head.parameters())
     optimizer = torch.optim.AdamW(trained, lr=job.learning_rate)
-    if checkpoint.exists():
-        optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt"))
+    if resumed:
+        optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
     kl_control = AdaptiveKL(state["beta"], job.kl_target) if job.kl_target else None
     beta = state["beta"]
     log = MetricsLog(out)
@@ -212,6 +226,7 @@ def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
             # 2. score: PM score, policy and reference log-probs, values
             with torch.no_grad():
                 score = reward_fn(rollout.prompts, rollout.answers).float()
+                check_loss(score, step + 1, "the reward (PM score)")
                 roles.model.set_adapter("policy")
                 old_logprobs = token_logprobs(answer_logits(roles, rollout), rollout)
                 with roles.model.disable_adapter():
@@ -237,11 +252,14 @@ def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
                     logits = answer_logits(roles, rollout, rows)
                     new_logprobs = token_logprobs(logits, rollout, rows)
                     pg = policy_loss(new_logprobs, old_logprobs[rows], advantages[rows], m, job.clip)
+                    check_loss(pg.loss, step + 1, "the policy loss")
                     optimizer.zero_grad()
                     pg.loss.backward()
                     vf = value_loss(values_of(roles, rollout, rows), old_values[rows], returns[rows],
                                     m, job.value_clip)
+                    check_loss(vf, step + 1, "the value loss")
                     (job.value_coef * vf).backward()
+                    check_gradients(trained, step + 1)
                     optimizer.step()
                     stats["policy_loss"].append(pg.loss.item())
                     stats["value_loss"].append(vf.item())
@@ -263,22 +281,13 @@ def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
                                                "reward": r} for p, a, r in
                                               list(zip(rollout.prompts, rollout.answers, score.tolist()))[:3]])
             if cancel.requested or (step + 1) % job.save_every == 0:
-                save_roles(roles, checkpoint, {"step": step + 1, "beta": beta})
-                torch.save(optimizer.state_dict(), checkpoint / "optimizer.pt")
+                save_checkpoint(roles, optimizer, checkpoint, {"step": step + 1, "beta": beta})
             if cancel.requested:
                 raise JobCancelled()
-        folder = out / ADAPTER_DIR
-        save_roles(roles, out / "final", {"step": job.steps, "beta": beta})
-        if folder.exists():
-            shutil.rmtree(folder)
-        (out / "final" / "policy").rename(folder)
-        shutil.rmtree(out / "final")
+        rewards_seen = [r["reward_mean"] for r in log.read() if "reward_mean" in r]
+        folder = save_policy(roles, out / ADAPTER_DIR, job, rewards_seen)
     finally:
         update_mode(roles, False)
         roles.model.unload()  # the base model is shared in this process: take LoRA off it
-    rewards_seen = [r["reward_mean"] for r in log.read() if "reward_mean" in r]
-    write_model_card(folder, "RL-CAI policy adapter (PPO)", job, {
-        "base model": job.model, "reward model": job.reward_adapter, "steps": job.steps,
-        "mean reward, first → last step": f"{rewards_seen[0]:.3f} → {rewards_seen[-1]:.3f}"})
     return folder
 

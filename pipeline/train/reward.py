@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import re
-import shutil
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from html import unescape
@@ -23,12 +21,13 @@ import torch.nn.functional as F
 
 from pipeline.critique import stable_int
 from pipeline.errors import DatasetError
+from pipeline.files import recover_folder, replace_folder
 from pipeline.jobs import JobCancelled
 from pipeline.models import check_adapter_base, LoadedModel, load_model
 from pipeline.preferences import gold_pairs, read_labels
 from pipeline.train.configs import PMPJob, RewardJob
 from pipeline.train.runtime import (ADAPTER_DIR, CHECKPOINT_DIR, CancelFlag, MetricsLog,
-                                    lora_config, write_model_card)
+                                    check_gradients, check_loss, lora_config, write_model_card)
 
 HEAD_FILE = "reward_head.pt"
 PM_FILE = "preference_model.json"
@@ -159,26 +158,31 @@ def new_head(loaded: LoadedModel) -> torch.nn.Linear:
     return head.to(loaded.device)
 
 
-def save_pm(model, head: torch.nn.Linear, folder: Path, base_model: str) -> None:
-    """Adapter + head + a marker naming the base, written to a temporary folder and renamed
-    into place, so a crash leaves the previous one whole."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    torch.save(head.state_dict(), tmp / HEAD_FILE)
-    (tmp / PM_FILE).write_text(json.dumps({"base_model": base_model}))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.rename(tmp, folder)
+def write_pm(model, head: torch.nn.Linear, folder: Path, base_model: str) -> None:
+    """Adapter + head + a marker naming the base, into `folder` (one being replaced)."""
+    model.save_pretrained(str(folder))
+    torch.save(head.state_dict(), folder / HEAD_FILE)
+    (folder / PM_FILE).write_text(json.dumps({"base_model": base_model}))
+
+
+def save_pm(model, head: torch.nn.Linear, folder: Path, base_model: str) -> Path:
+    """A PM folder, replaced crash-safely."""
+    return replace_folder(folder, lambda tmp: write_pm(model, head, tmp, base_model))
 
 
 def load_head(folder: str | Path, loaded: LoadedModel) -> torch.nn.Linear:
+    """A saved scalar head; read as plain tensors only (`weights_only`), so a crafted file
+    cannot run code."""
     path = Path(folder) / HEAD_FILE
     if not path.exists():
         raise DatasetError(f"{folder} is not a preference model (no {HEAD_FILE}); train one "
                            "with `python -m pipeline reward`.")
     head = new_head(loaded)
-    head.load_state_dict(torch.load(path, map_location=loaded.device))
+    try:
+        head.load_state_dict(torch.load(path, map_location=loaded.device, weights_only=True))
+    except (RuntimeError, ValueError, OSError, EOFError) as exc:
+        raise DatasetError(f"{path} is not a scalar head this model can use: "
+                           f"{str(exc).splitlines()[0]}") from None
     return head
 
 
@@ -214,7 +218,8 @@ def train_preference_model(job: RewardJob | PMPJob, train: list[Comparison],
     torch.manual_seed(job.seed)
     loaded = load_model(job.model)
     checkpoint = out / CHECKPOINT_DIR
-    start_from = checkpoint if checkpoint.exists() else Path(init_adapter) if init_adapter else None
+    resumed = recover_folder(checkpoint)
+    start_from = resumed or (Path(init_adapter) if init_adapter else None)
     if init_adapter:
         check_adapter_base(init_adapter, loaded)
     if start_from:
@@ -224,9 +229,9 @@ def train_preference_model(job: RewardJob | PMPJob, train: list[Comparison],
         model, head = get_peft_model(loaded.model, lora_config(job)), new_head(loaded)
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=job.learning_rate)
-    state = json.loads((checkpoint / "state.json").read_text()) if checkpoint.exists() else {"step": 0}
-    if checkpoint.exists():
-        optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt"))
+    state = json.loads((checkpoint / "state.json").read_text()) if resumed else {"step": 0}
+    if resumed:
+        optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
     per_epoch = math.ceil(len(train) / job.batch_size)
     total = job.max_steps or max(1, math.ceil(job.epochs * per_epoch))
     order = list(range(len(train)))
@@ -234,9 +239,11 @@ def train_preference_model(job: RewardJob | PMPJob, train: list[Comparison],
     log.rewind(state["step"])
 
     def save_checkpoint(step: int) -> None:
-        save_pm(model, head, checkpoint, job.model)
-        torch.save(optimizer.state_dict(), checkpoint / "optimizer.pt")
-        (checkpoint / "state.json").write_text(json.dumps({"step": step}))
+        def write(folder: Path) -> None:
+            write_pm(model, head, folder, job.model)
+            torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+            (folder / "state.json").write_text(json.dumps({"step": step}))
+        replace_folder(checkpoint, write)
 
     try:
         model.train()
@@ -250,8 +257,10 @@ def train_preference_model(job: RewardJob | PMPJob, train: list[Comparison],
             r_a, r_b = r[:len(batch)], r[len(batch):]
             p = torch.tensor([c.p for c in batch], device=r.device)
             loss = soft_preference_loss(r_a, r_b, p)
+            check_loss(loss, step + 1)
             optimizer.zero_grad()
             loss.backward()
+            check_gradients(params, step + 1)
             optimizer.step()
             agree = ((r_a > r_b) == (p > 0.5)).float().mean().item()
             log.write(step + 1, total, loss=loss.item(), accuracy=agree,
@@ -264,13 +273,17 @@ def train_preference_model(job: RewardJob | PMPJob, train: list[Comparison],
         results = {name: accuracy(model, head, loaded.tokenizer, data, job.max_length)
                    for name, data in evals.items()}
         log.write(total, total, **{f"{name}_accuracy": value for name, value in results.items()})
-        folder = out / ADAPTER_DIR
-        save_pm(model, head, folder, job.model)
+
+        def write(folder: Path) -> None:
+            write_pm(model, head, folder, job.model)
+            write_model_card(folder, "Preference model (LoRA + scalar head)", job, {
+                "base model": job.model, "data": job.data, "comparisons": len(train),
+                "steps": total,
+                **{f"{name} accuracy": f"{value:.3f}" for name, value in results.items()}})
+
+        folder = replace_folder(out / ADAPTER_DIR, write)
     finally:
         model.unload()  # the base model is shared in this process: take LoRA off it
-    write_model_card(folder, "Preference model (LoRA + scalar head)", job, {
-        "base model": job.model, "data": job.data, "comparisons": len(train), "steps": total,
-        **{f"{name} accuracy": f"{value:.3f}" for name, value in results.items()}})
     return folder
 
 

@@ -5,19 +5,26 @@ config and the model card. A training job writes into its run folder:
   progress.json   step / total, for the progress bar
   checkpoint/     the latest resumable state (cancel saves one too)
   adapter/        the finished adapter, with README.md (the model card)
+
+Every folder is saved through `files.replace_folder` (or, for trl's own checkpoints, marked
+complete once written), so a kill at any instant leaves a complete checkpoint to resume
+from; a non-finite loss or gradient stops the run before it reaches the weights.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import json
+import math
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from pipeline.data import append_jsonl, read_jsonl_log
-from pipeline.files import write_atomic
+from pipeline.errors import JobError
+from pipeline.files import is_complete, mark_complete, replace_folder, write_atomic
 from pipeline.jobs import JobCancelled, is_main_process, write_progress
 
 METRICS_FILE = "metrics.jsonl"
@@ -42,6 +49,35 @@ def steady_heap() -> bool:
         return bool(name and ctypes.CDLL(name).mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_BYTES))
     except AttributeError:  # no mallopt: not glibc
         return False
+
+
+class TrainingDiverged(JobError):
+    """A loss or gradient became NaN or infinite: the run stops and saves nothing from it."""
+
+    def __init__(self, what: str, step: int):
+        self.step = step
+        super().__init__(f"{what} became NaN/inf at step {step}; training stopped and nothing "
+                         "from that step was saved (the last good checkpoint is kept). Lower "
+                         "learning_rate or check the data, then resume.")
+
+
+def check_loss(loss: Any, step: int, what: str = "loss") -> None:
+    """Raise TrainingDiverged if `loss` (a tensor or number) is not finite."""
+    value = loss.detach().float().abs().max().item() if hasattr(loss, "detach") else float(loss)
+    if not math.isfinite(value):
+        raise TrainingDiverged(what, step)
+
+
+def gradients_finite(parameters: Iterable[Any]) -> bool:
+    import torch
+
+    return all(bool(torch.isfinite(p.grad).all()) for p in parameters if p.grad is not None)
+
+
+def check_gradients(parameters: Iterable[Any], step: int) -> None:
+    """Before an optimizer step: a non-finite gradient must never reach the weights."""
+    if not gradients_finite(parameters):
+        raise TrainingDiverged("a gradient", step)
 
 
 class CancelFlag:
@@ -87,10 +123,10 @@ def lora_config(job: Any, task_type: str = "CAUSAL_LM"):
 
 
 def write_model_card(folder: Path, title: str, job: Any, facts: dict[str, Any]) -> None:
-    if not is_main_process():
-        return
     """README.md beside an adapter: what it was trained on, with which settings, and how it
     ended — so an adapter found on disk explains itself."""
+    if not is_main_process():
+        return
     lines = [f"# {title}", "", "Trained by Constitution Studio.", ""]
     lines += [f"- **{k}**: {v}" for k, v in facts.items()]
     lines += ["", "## Settings", "", "```json", json.dumps(asdict(job), indent=2), "```", ""]
@@ -105,8 +141,31 @@ def trl_arguments(job: Any, out: Path, on_cpu: bool) -> dict[str, Any]:
                 bf16=not on_cpu, gradient_checkpointing=not on_cpu,
                 num_train_epochs=job.epochs, max_steps=job.max_steps or -1,
                 per_device_train_batch_size=job.batch_size, max_length=job.max_length,
-                logging_steps=1, save_steps=job.save_every, save_total_limit=1, seed=job.seed,
-                report_to="none", use_cpu=on_cpu, disable_tqdm=False)
+                logging_steps=1, save_steps=job.save_every, save_total_limit=None, seed=job.seed,
+                logging_nan_inf_filter=False, report_to="none", use_cpu=on_cpu,
+                disable_tqdm=False)
+
+
+TRL_CHECKPOINT = "checkpoint-"  # trl's own checkpoint folders: checkpoint/checkpoint-STEP
+
+
+def trl_checkpoints(out: Path) -> list[Path]:
+    """trl checkpoint folders of a run, oldest first."""
+    folders = [p for p in (out / CHECKPOINT_DIR).glob(TRL_CHECKPOINT + "*")
+               if p.name[len(TRL_CHECKPOINT):].isdigit()]
+    return sorted(folders, key=lambda p: int(p.name[len(TRL_CHECKPOINT):]))
+
+
+def keep_newest_complete(out: Path) -> Path | None:
+    """The newest trl checkpoint whose save finished; the main process deletes the others
+    (older ones, and newer ones a kill left half-written)."""
+    folders = trl_checkpoints(out)
+    complete = [p for p in folders if is_complete(p)]
+    newest = complete[-1] if complete else None
+    for p in folders if is_main_process() else ():
+        if p != newest:
+            shutil.rmtree(p, ignore_errors=True)
+    return newest
 
 
 def trl_callback(out: Path, cancel: CancelFlag):
@@ -115,17 +174,41 @@ def trl_callback(out: Path, cancel: CancelFlag):
     log = MetricsLog(out)
 
     class StudioCallback(TrainerCallback):
-        """Metrics to metrics.jsonl; on cancel, save a checkpoint and stop."""
+        """Metrics to metrics.jsonl; on cancel, save a checkpoint and stop; a non-finite loss
+        or gradient stops the run before that step is applied or saved; a checkpoint is
+        marked complete once written, and only then are the older ones deleted."""
+
+        diverged: TrainingDiverged | None = None
+
+        def stop(self, control, failure: TrainingDiverged) -> None:
+            self.diverged = self.diverged or failure
+            control.should_save = False
+            control.should_training_stop = True
+
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            if model is not None and not gradients_finite(model.parameters()):
+                for p in model.parameters():
+                    p.grad = None  # the optimizer skips parameters without a gradient
+                self.stop(control, TrainingDiverged("a gradient", state.global_step + 1))
 
         def on_log(self, args, state, control, logs=None, **kwargs):
+            numbers = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
             if state.is_world_process_zero:
-                numbers = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
                 log.write(state.global_step, state.max_steps, **numbers)
+            if not math.isfinite(numbers.get("loss", 0.0)):
+                self.stop(control, TrainingDiverged("loss", state.global_step))
 
         def on_step_end(self, args, state, control, **kwargs):
-            if cancel_anywhere(cancel, args.device):
+            if self.diverged:
+                self.stop(control, self.diverged)
+            elif cancel_anywhere(cancel, args.device):
                 control.should_save = True
                 control.should_training_stop = True
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                mark_complete(out / CHECKPOINT_DIR / f"{TRL_CHECKPOINT}{state.global_step}")
+                keep_newest_complete(out)
 
     return StudioCallback()
 
@@ -156,25 +239,30 @@ def train_trl_adapter(job: Any, out: Path, cancel: CancelFlag, examples: list[di
     from pipeline.models import load_model
 
     base = load_model(job.model)
+    callback = trl_callback(out, cancel)
     trainer = trainer_class(model=base.model,
                             args=config(**trl_arguments(job, out, base.device.type == "cpu")),
                             train_dataset=Dataset.from_list(examples),
                             processing_class=base.tokenizer, peft_config=lora_config(job),
-                            callbacks=[trl_callback(out, cancel)])
-    checkpoints = out / CHECKPOINT_DIR
-    saved = [int(p.name.rsplit("-", 1)[1]) for p in checkpoints.glob("checkpoint-*")
-             if p.name.rsplit("-", 1)[1].isdigit()]
-    MetricsLog(out).rewind(max(saved, default=0))
+                            callbacks=[callback])
+    resume = keep_newest_complete(out)
+    MetricsLog(out).rewind(int(resume.name[len(TRL_CHECKPOINT):]) if resume else 0)
+    adapter = out / ADAPTER_DIR
     try:
-        result = trainer.train(resume_from_checkpoint=True if saved else None)
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        if callback.diverged:
+            raise callback.diverged
         if cancel.requested:
             raise JobCancelled()
-        adapter = out / ADAPTER_DIR
+
+        def write(folder: Path) -> None:
+            trainer.model.save_pretrained(str(folder))
+            write_model_card(folder, title, job, {
+                "base model": job.model, "data": job.data, counted: len(examples),
+                "steps": result.global_step, "final loss": f"{result.training_loss:.4f}"})
+
         if trainer.is_world_process_zero():
-            trainer.model.save_pretrained(str(adapter))
+            replace_folder(adapter, write)
     finally:
         trainer.model.unload()  # the base model is shared in this process: take LoRA off it
-    write_model_card(adapter, title, job, {
-        "base model": job.model, "data": job.data, counted: len(examples),
-        "steps": result.global_step, "final loss": f"{result.training_loss:.4f}"})
     return adapter

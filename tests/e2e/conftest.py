@@ -28,18 +28,20 @@ def free_port() -> int:
 class Studio:
     """One `python app.py` process on a workspace; can be restarted on the same workspace."""
 
-    def __init__(self, workspace: Path, log: Path):
+    def __init__(self, workspace: Path, log: Path, args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None):
         self.workspace, self.log = workspace, log
+        self.args, self.env = args, env or {}
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
     def start(self) -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", **self.env}
         self.proc = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port), "--workspace", str(self.workspace)],
-            cwd=ROOT, env=env, stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+            [sys.executable, "app.py", "--port", str(port), "--workspace", str(self.workspace),
+             *self.args], cwd=ROOT, env=env, stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:

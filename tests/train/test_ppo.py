@@ -1,16 +1,18 @@
 """PPO end to end on a tiny small-vocabulary model: adapter roles, a learnable reward rises,
 cancel saves a checkpoint and a rerun resumes from it."""
 import json
+import math
 import shutil
 
 import pytest
 import torch
 
-from pipeline.jobs import JobCancelled, failure_reason, job_context
+from pipeline.files import is_complete
+from pipeline.jobs import JobCancelled, failure_reason, job_context, read_status
 from pipeline.train.configs import PPOJob, RewardJob
 from pipeline.train.ppo import build_roles, train_ppo
 from pipeline.train.reward import Comparison, reward_scores, train_preference_model
-from pipeline.train.runtime import CancelFlag, read_metrics
+from pipeline.train.runtime import CancelFlag, TrainingDiverged, read_metrics
 from tests.tiny import small_vocab_model
 
 GOOD = set("good kind safe help yes sure thanks glad fine great".split())
@@ -119,3 +121,23 @@ def test_an_adapter_trained_on_another_base_is_refused_by_name(setup, tiny_folde
     root, pm = setup
     with pytest.raises(ModelError, match=r"was trained on .*base.*vocab_size"):
         build_roles(job(root, pm, model=str(tiny_folder)))
+
+
+def test_ppo_stops_at_the_first_nan_reward_and_keeps_the_last_good_checkpoint(setup, tmp_path):
+    root, pm = setup
+    calls = []
+
+    def reward(prompts, answers):
+        calls.append(1)
+        return torch.full((len(answers),), math.nan if len(calls) == 3 else 0.5)
+
+    out = tmp_path / "ppo"
+    with pytest.raises(TrainingDiverged, match="reward \\(PM score\\) became NaN/inf at step 3"):
+        with job_context(out):
+            train_ppo(job(root, pm, steps=5, save_every=1), out, reward_fn=reward)
+    status, message = read_status(out)
+    assert status == "failed" and "became NaN/inf at step 3" in message
+    assert not (out / "adapter").exists()
+    assert is_complete(out / "checkpoint")
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 2
+    assert [r["step"] for r in read_metrics(out)] == [1, 2]
