@@ -147,6 +147,8 @@ def trl_arguments(job: Any, out: Path, on_cpu: bool) -> dict[str, Any]:
 
 
 TRL_CHECKPOINT = "checkpoint-"  # trl's own checkpoint folders: checkpoint/checkpoint-STEP
+TRL_STATE = "trainer_state.json"
+TRL_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def trl_checkpoints(out: Path) -> list[Path]:
@@ -227,17 +229,44 @@ def cancel_anywhere(cancel: CancelFlag, device: Any) -> bool:
     return cancel.requested
 
 
+def finished_state(checkpoint: Path | None) -> dict | None:
+    """trl's state of a checkpoint saved at the run's last step, else None."""
+    if checkpoint is None:
+        return None
+    state = json.loads((checkpoint / TRL_STATE).read_text())
+    return state if state["global_step"] >= state["max_steps"] > 0 else None
+
+
 def train_trl_adapter(job: Any, out: Path, cancel: CancelFlag, examples: list[dict],
                       trainer_class: Any, config: Callable[..., Any], title: str,
                       counted: str) -> Path:
     """The run every trl-based stage (SFT, DPO) shares: a LoRA on the base with trl's
-    `trainer_class`, resuming from the last checkpoint in `out`; saves the adapter and its
-    model card. `config` makes the stage's trl config from the shared arguments; `counted`
-    names the examples on the card. A cancel leaves a checkpoint and raises JobCancelled."""
+    `trainer_class`, resuming from the newest complete checkpoint in `out`; saves the adapter
+    and its model card. `config` makes the stage's trl config from the shared arguments;
+    `counted` names the examples on the card. A cancel leaves a checkpoint and raises
+    JobCancelled."""
     from datasets import Dataset
 
     from pipeline.models import load_model
 
+    resume = keep_newest_complete(out)
+    MetricsLog(out).rewind(int(resume.name[len(TRL_CHECKPOINT):]) if resume else 0)
+    adapter = out / ADAPTER_DIR
+
+    def save(write_weights: Callable[[Path], Any], steps: int, loss: float) -> Path:
+        def write(folder: Path) -> None:
+            write_weights(folder)
+            write_model_card(folder, title, job, {
+                "base model": job.model, "data": job.data, counted: len(examples),
+                "steps": steps, "final loss": f"{loss:.4f}"})
+        return replace_folder(adapter, write) if is_main_process() else adapter
+
+    finished = finished_state(resume)
+    if finished:  # killed after its last checkpoint: trl would resume with one step too many
+        losses = [row["loss"] for row in finished["log_history"] if "loss" in row]
+        return save(lambda folder: [shutil.copy2(resume / name, folder / name)
+                                    for name in TRL_ADAPTER_FILES],
+                    finished["global_step"], losses[-1] if losses else math.nan)
     base = load_model(job.model)
     callback = trl_callback(out, cancel)
     trainer = trainer_class(model=base.model,
@@ -245,24 +274,13 @@ def train_trl_adapter(job: Any, out: Path, cancel: CancelFlag, examples: list[di
                             train_dataset=Dataset.from_list(examples),
                             processing_class=base.tokenizer, peft_config=lora_config(job),
                             callbacks=[callback])
-    resume = keep_newest_complete(out)
-    MetricsLog(out).rewind(int(resume.name[len(TRL_CHECKPOINT):]) if resume else 0)
-    adapter = out / ADAPTER_DIR
     try:
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         if callback.diverged:
             raise callback.diverged
         if cancel.requested:
             raise JobCancelled()
-
-        def write(folder: Path) -> None:
-            trainer.model.save_pretrained(str(folder))
-            write_model_card(folder, title, job, {
-                "base model": job.model, "data": job.data, counted: len(examples),
-                "steps": result.global_step, "final loss": f"{result.training_loss:.4f}"})
-
-        if trainer.is_world_process_zero():
-            replace_folder(adapter, write)
+        return save(lambda folder: trainer.model.save_pretrained(str(folder)),
+                    result.global_step, result.training_loss)
     finally:
         trainer.model.unload()  # the base model is shared in this process: take LoRA off it
-    return adapter

@@ -56,6 +56,7 @@ def test_a_login_is_asked_refused_when_wrong_and_accepted_when_right(browser, tm
         page.get_by_label("password").fill("wrong")
         page.get_by_role("button", name="Login").click()
         expect(page.get_by_text("Incorrect Credentials")).to_be_visible()
+        page.get_by_label("username").fill("alice")
         page.get_by_label("password").fill("correct horse")
         page.get_by_role("button", name="Login").click()
         expect(page.locator("#principle-table")).to_contain_text("physical-harm")
