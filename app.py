@@ -26,10 +26,10 @@ def main() -> None:
     from studio.app import launch
 
     try:
-        logins = access.logins(args.auth, args.auth_file)
+        launch(args.host, args.port, args.workspace, args.model,
+               access.logins(args.auth, args.auth_file))
     except StudioError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    launch(args.host, args.port, args.workspace, args.model, logins)
+        parser.exit(1, f"error: {exc}\n")
 
 
 if __name__ == "__main__":

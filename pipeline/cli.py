@@ -617,6 +617,10 @@ def main(argv: list[str] | None = None) -> int:
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a path given on the command line that cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, JobCancelled):
         print("cancelled; finished work is kept, rerun the same command to resume",
               file=sys.stderr)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +20,7 @@ from typing import Any, Callable
 import yaml
 
 from pipeline.errors import ConstitutionError, Issue
+from pipeline.files import load_yaml, text_problem, yaml_problem
 
 MAX_FILE_BYTES = 1024 * 1024
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -82,11 +84,35 @@ def _text(value: Any) -> str | None:
         return f"must be text, not {_kind(value)}"
     if not value.strip():
         return "must not be empty"
-    return None
+    return text_problem(value)
 
 
 def _optional_text(value: Any) -> str | None:
-    return None if isinstance(value, str) else f"must be text, not {_kind(value)}"
+    return text_problem(value) if isinstance(value, str) else f"must be text, not {_kind(value)}"
+
+
+NAME_PUNCTUATION = "-_. "
+
+
+def _name(value: Any) -> str | None:
+    """A constitution's name is how it is referenced (NAME, NAME@VERSION): '@' would break
+    that, and invisible or look-alike characters (zero-width, direction marks, full-width
+    letters) would store a second constitution that reads the same as the first."""
+    problem = _text(value)
+    if problem:
+        return problem
+    name = value.strip()
+    bad = next((ch for ch in name if not (ch.isalnum() or ch in NAME_PUNCTUATION)), None)
+    if bad is not None:
+        shown = repr(bad) if bad.isprintable() and not bad.isspace() else f"U+{ord(bad):04X}"
+        return (f"may hold only letters, digits, spaces and '-', '_', '.' (found {shown}, "
+                f"{unicodedata.name(bad, 'an invisible character').lower()})")
+    if unicodedata.normalize("NFKC", name) != name:
+        return (f"uses look-alike characters; write it as "
+                f"{unicodedata.normalize('NFKC', name)!r}")
+    if len(name) > 64:
+        return f"must be at most 64 characters (got {len(name)})"
+    return None
 
 
 def _identifier(value: Any) -> str | None:
@@ -135,7 +161,7 @@ class _Field:
 
 
 TOP_FIELDS = {
-    "name": _Field(_text),
+    "name": _Field(_name),
     "version": _Field(_version, required=False),
     "description": _Field(_optional_text, required=False),
     "principles": _Field(lambda v: None, required=True),
@@ -261,14 +287,17 @@ def _line_of(path: tuple, lines: dict) -> int | None:
 
 def validate_text(text: str) -> list[Issue]:
     """Every problem with a constitution's YAML text, each with its line where known."""
+    refused = yaml_problem(text)
+    if refused:
+        return [Issue((), refused[0], refused[1])]
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         return [Issue((), f"not valid YAML: {exc.problem or exc.context}",
                       mark.line + 1 if mark else None)]
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:
         return [Issue((), f"not valid YAML: {exc}")]
     if node is None:
         return [Issue((), "the file is empty; a constitution needs a name and principles")]
@@ -284,7 +313,7 @@ def parse_constitution(text: str, source: str = "constitution") -> Constitution:
     issues = validate_text(text)
     if issues:
         raise ConstitutionError(f"{source} is not a valid constitution:", tuple(issues))
-    return from_dict(yaml.safe_load(text))
+    return from_dict(load_yaml(text))
 
 
 def decode_file(data: bytes, source: str) -> str:

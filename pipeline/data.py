@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.critique import Chain, chain_from_dict, chain_to_dict, stable_int
 from pipeline.errors import DatasetError
-from pipeline.files import jsonl_text, replace_folder, write_atomic, write_jsonl
+from pipeline.files import json_value, jsonl_text, replace_folder, write_atomic, write_jsonl
 from pipeline.generation import GenerationBackend, SamplingConfig
 from pipeline.prompts import PromptRecord, load_prompts
 
@@ -32,8 +32,8 @@ def read_jsonl_log(path: Path) -> list[dict]:
     rows, good = [], 0
     for line in data.splitlines(keepends=True):
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            rows.append(json_value(line.decode("utf-8")))
+        except (DatasetError, UnicodeDecodeError):
             if good + len(line) < len(data):
                 raise DatasetError(f"{path} is corrupt at byte {good}: a line in the middle "
                                    "is not JSON.") from None

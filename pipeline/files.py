@@ -5,26 +5,73 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+import yaml
+
 from pipeline.errors import DatasetError
 
 T = TypeVar("T")
+MAX_NESTING = 32  # deeper YAML or JSON has no use in our files, and recursion has limits
+SURROGATE = re.compile("[\ud800-\udfff]")  # escapes like "\ud800" that UTF-8 cannot store
 COMPLETE_MARKER = ".complete"  # written last into a saved folder: its files are all on disk
 
 
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write `text` to a temporary file beside `path`, flush it to disk, then rename it over."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+class OutputError(DatasetError):
+    """A file cannot be written where it was asked to go."""
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where Linux tells it."""
     try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def writable_target(path: Path) -> None:
+    """Refuse a target that is not a plain file: renaming over a symlink, device node or
+    folder would replace it (as root, even /dev/full)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"Cannot write {path}: {exc.strerror}.") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a symbolic link" if stat.S_ISLNK(mode)
+                else "a device or special file")
+        raise OutputError(f"Cannot write {path}: it is {kind}, not a file. Give a file path "
+                          "that is new or a plain file.")
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write `text` to a temporary file beside `path`, flush it to disk, then rename it over.
+    The file gets the permissions a new file would (0644 under the usual umask), or keeps
+    those of the file it replaces."""
+    path = Path(path)
+    writable_target(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"Cannot write {path}: {exc.strerror} ({exc.filename}).") from None
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~umask()
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
+            os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -51,6 +98,74 @@ def read_lines(path: Path, what: str) -> list[str]:
         raise DatasetError(f"Cannot read {what} from {path}: {exc}") from None
 
 
+def text_problem(value: Any) -> str | None:
+    """Why a parsed value cannot be stored as UTF-8 text (a lone surrogate), or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and SURROGATE.search(item):
+            return (f"the text {item[:40]!r} holds a lone surrogate (an escape like \\ud800), "
+                    "which is not a character")
+        if isinstance(item, dict):
+            stack += list(item.keys()) + list(item.values())
+        elif isinstance(item, list):
+            stack += item
+    return None
+
+
+def json_value(text: str) -> Any:
+    """One JSON document, or DatasetError saying plainly what is wrong with it: not JSON,
+    nested too deep, a number too long to read, or text that is not valid Unicode."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"not valid JSON ({exc.msg}).") from None
+    except RecursionError:
+        raise DatasetError("JSON nested too deeply.") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise DatasetError(f"a value cannot be read ({exc}).") from None
+    problem = text_problem(value) if "\\u" in text else None
+    if problem:
+        raise DatasetError(problem + ".")
+    return value
+
+
+def yaml_problem(text: str) -> tuple[str, int | None] | None:
+    """(problem, line) for YAML that our files never need and an attacker would use:
+    anchors and aliases (an alias bomb expands 370 bytes into gigabytes), nesting deeper than
+    MAX_NESTING, text that is not valid Unicode, numbers too long to read. Read as a stream of
+    events, so nothing is expanded or built while looking. Syntax errors are left to the
+    parser that follows."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            line = event.start_mark.line + 1
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                return "YAML anchors and aliases (&name, *name) are not allowed here", line
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_NESTING:
+                    return f"nested more than {MAX_NESTING} levels deep", line
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+            elif isinstance(event, yaml.ScalarEvent):
+                if SURROGATE.search(event.value):
+                    return text_problem(event.value), line
+                if len(event.value) > 4000 and event.implicit[0] and event.value.lstrip("+-").isdigit():
+                    return "a number too long to read", line
+    except yaml.YAMLError:
+        return None
+    return None
+
+
+def load_yaml(text: str) -> Any:
+    """yaml.safe_load of text `yaml_problem` passed; ValueError for what it still refuses."""
+    try:
+        return yaml.safe_load(text)
+    except (RecursionError, ValueError, OverflowError) as exc:
+        raise ValueError(f"cannot be read ({type(exc).__name__}: {exc})") from None
+
+
 def read_jsonl_file(path: Path, what: str, parse: Callable[[Any, int], T],
                     on_bad_line: Callable[[str], None] | None = None) -> list[T]:
     """`parse(row, line_number)` of every non-blank line. A line that is not JSON, or that
@@ -61,12 +176,11 @@ def read_jsonl_file(path: Path, what: str, parse: Callable[[Any, int], T],
         if not line.strip():
             continue
         try:
-            records.append(parse(json.loads(line), n))
-        except (json.JSONDecodeError, DatasetError) as exc:
-            problem = f"not valid JSON ({exc.msg})." if isinstance(exc, json.JSONDecodeError) else str(exc)
+            records.append(parse(json_value(line), n))
+        except DatasetError as exc:
             if on_bad_line is None:
-                raise DatasetError(f"{path}, line {n}: {problem}") from None
-            on_bad_line(f"{path}, line {n}: {problem}")
+                raise DatasetError(f"{path}, line {n}: {exc}") from None
+            on_bad_line(f"{path}, line {n}: {exc}")
     return records
 
 

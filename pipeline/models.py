@@ -157,7 +157,8 @@ def check_adapter_base(adapter: str | Path, base: LoadedModel) -> None:
     try:
         from transformers import AutoConfig
 
-        theirs = AutoConfig.from_pretrained(resolve_source(trained_on)).to_dict()
+        theirs = AutoConfig.from_pretrained(resolve_source(trained_on),
+                                            trust_remote_code=False).to_dict()
     except Exception:  # its base is not reachable here: compare by name only
         theirs = {}
     ours = base.model.config.to_dict()
@@ -208,8 +209,11 @@ def _load(name: str, source: str, device: str) -> LoadedModel:
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     is_hub = not Path(source).is_dir()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
+        # never run a model folder's own code, never unpickle weights: a folder or hub repo
+        # could ship either, and transformers would otherwise ask [y/N] on the terminal
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=False,
+                                                     use_safetensors=True).to(device)
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if is_hub:

@@ -61,10 +61,17 @@ def read_pairs(path: str | Path, on_bad_line: Callable[[str], None] | None = Non
         if not found:
             raise DatasetError(f"{path} holds neither {PAIRS_FILE} nor {LABELS_FILE}.")
         path = found[0]
-    pairs = read_jsonl_file(path, "pairs", lambda row, n: _pair_from_row(row), on_bad_line)
-    if not pairs:
+    numbered = read_jsonl_file(path, "pairs", lambda row, n: (n, _pair_from_row(row)), on_bad_line)
+    if not numbered:
         raise DatasetError(f"{path} holds no pairs.")
-    return pairs
+    first: dict[str, int] = {}
+    for n, pair in numbered:
+        if pair.id in first:
+            raise DatasetError(f"{path}, lines {first[pair.id]} and {n}: two pairs have the id "
+                               f"'{pair.id}' (the same pair twice, or an id reused); a label "
+                               "could not say which it belongs to. Remove or rename one.")
+        first[pair.id] = n
+    return [pair for _, pair in numbered]
 
 
 def pair_to_dict(pair: Pair) -> dict:

@@ -117,30 +117,105 @@ class Draft:
     updated_at: str
 
 
-class Store:
-    """All database access. Each call opens its own connection, so any thread may use it."""
+SQLITE_HEADER = b"SQLite format 3\x00"
 
-    def __init__(self, workspace: str | Path | None = None):
+
+def read_only_uri(path: Path, frozen: bool) -> str:
+    """A read-only SQLite URI; `frozen` (a workspace nobody can write) also skips the WAL
+    index, which could not be created there."""
+    return f"file:{path}?mode=ro" + ("&immutable=1" if frozen else "")
+
+
+def database_problem(path: Path, frozen: bool = False) -> str:
+    """Why the file at `path` is not a usable SQLite database ('' when it is, or is absent).
+    An empty file counts as broken: SQLite would quietly treat it as a new database."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if not header:
+        return "is empty (0 bytes)"
+    if header != SQLITE_HEADER:
+        return "is not an SQLite database (its first bytes are wrong)"
+    try:
+        conn = sqlite3.connect(read_only_uri(path, frozen), uri=True)
+        try:
+            result = conn.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return f"is damaged ({exc})"
+    return "" if result == "ok" else f"is damaged ({result})"
+
+
+class Store:
+    """All database access. Each call opens its own connection, so any thread may use it.
+
+    A workspace the process cannot write is opened read-only: listing and reading work,
+    writes fail with a message that says so. A database file that is empty, not SQLite or
+    damaged is refused with how to recover; with `recover` (the studio), it is moved aside
+    as studio.db.broken-TIME, a new one is started, and `notice` says so.
+    """
+
+    def __init__(self, workspace: str | Path | None = None, recover: bool = False):
         self.workspace = workspace_dir(workspace)
+        self.notice = ""
         try:
             self.workspace.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"Cannot create the workspace {self.workspace}: {exc.strerror}.") from None
+        if not self.workspace.is_dir():
+            raise StoreError(f"The workspace {self.workspace} is not a folder.")
         self.path = self.workspace / DB_NAME
         self.runs = self.workspace / RUNS_DIR
         self.exports = self.workspace / EXPORTS_DIR
+        self.read_only = not os.access(self.workspace, os.W_OK)
+        problem = database_problem(self.path, self.read_only)
+        if problem:
+            self._broken(problem, recover)
         self.migrate()
+
+    def _broken(self, problem: str, recover: bool) -> None:
+        if not recover or self.read_only:
+            raise StoreError(
+                f"The workspace database {self.path} {problem}. Nothing was changed. To recover: "
+                f"restore it from a backup, or move it away (e.g. to {DB_NAME}.broken) so a new "
+                "empty one is made — starting the studio does that for you and keeps the broken "
+                "file beside it.")
+        aside = self.path.with_name(f"{DB_NAME}.broken-{datetime.now():%Y%m%d-%H%M%S}")
+        for suffix in ("", "-wal", "-shm"):
+            source = self.path.with_name(DB_NAME + suffix)
+            if source.exists():
+                os.rename(source, aside.with_name(aside.name + suffix))
+        self.notice = (f"The workspace database {problem}. It was kept as {aside.name} and a new, "
+                       "empty one was started: saved constitutions, labels and the job list of "
+                       "the broken one are not shown. Restore a backup over studio.db to get "
+                       "them back (run folders under runs/ are untouched).")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            if self.read_only:
+                conn = sqlite3.connect(read_only_uri(self.path, True), uri=True, timeout=30,
+                                       isolation_level=None)
+            else:
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot open the workspace database {self.path}: {exc}.") from None
         conn.row_factory = sqlite3.Row
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            if not self.read_only:
+                conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             yield conn
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"The workspace database {self.path} failed: {exc}.") from exc
+            if self.read_only and "readonly" in str(exc):
+                raise StoreError(f"The workspace {self.workspace} is read-only: this cannot be "
+                                 "saved. Use a workspace you can write.") from None
+            raise StoreError(f"The workspace database {self.path} failed: {exc}.") from None
         finally:
             conn.close()
 
@@ -158,6 +233,8 @@ class Store:
 
     def migrate(self) -> int:
         """Apply the migrations this database has not seen; returns the schema version."""
+        if self.read_only:
+            return self._check_read_only_schema()
         with self._transaction() as conn:
             current = conn.execute("PRAGMA user_version").fetchone()[0]
             if current > len(MIGRATIONS):
@@ -168,6 +245,18 @@ class Store:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number}")
             return len(MIGRATIONS)
+
+    def _check_read_only_schema(self) -> int:
+        if not self.path.exists():
+            raise StoreError(f"The workspace {self.workspace} is read-only and holds no "
+                             f"{DB_NAME} yet: nothing to read.")
+        with self._connect() as conn:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current != len(MIGRATIONS):
+            raise StoreError(f"The workspace {self.workspace} is read-only and its database "
+                             f"has schema {current}, this Constitution Studio needs "
+                             f"{len(MIGRATIONS)}: open it once with write access to upgrade it.")
+        return current
 
     # --- constitution versions -------------------------------------------------------------
 
@@ -228,7 +317,10 @@ class Store:
         return [_record(r) for r in rows]
 
     def seed(self, folder: Path = SHIPPED_CONSTITUTIONS) -> list[str]:
-        """Save each shipped constitution in `folder` whose name the store does not know."""
+        """Save each shipped constitution in `folder` whose name the store does not know
+        (nothing, in a read-only workspace)."""
+        if self.read_only:
+            return []
         known = set(self.names())
         added = []
         for path in sorted(folder.glob("*.yaml")):

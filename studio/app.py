@@ -10,18 +10,30 @@ import gradio as gr
 from pipeline.models import DEFAULT_MODEL
 from pipeline.store import Store
 from studio import access, chains_tab, constitution_tab, playground_tab, preferences_tab, train_tab
-from studio.notices import CSS
+from studio.notices import CSS, notice
 
 # System fonts only: the studio must render the same with no internet access.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                        font_mono=["ui-monospace", "monospace"])
 
 
+def workspace_notice(store: Store) -> str:
+    """What the user must know about the workspace before anything else: a broken database
+    moved aside, or a workspace that cannot be written."""
+    if store.notice:
+        return notice("error", store.notice)
+    if store.read_only:
+        return notice("info", f"The workspace {store.workspace} is read-only: you can look, "
+                              "but nothing can be saved or run.")
+    return ""
+
+
 def build_studio(workspace: str | Path | None = None, default_model: str = DEFAULT_MODEL) -> tuple[gr.Blocks, Store]:
-    store = Store(workspace)
+    store = Store(workspace, recover=True)
     store.seed()
     with gr.Blocks(title="Constitution Studio") as demo:
         gr.Markdown("# Constitution Studio\nWrite a constitution, then see what it does to a model.")
+        gr.HTML(workspace_notice(store), elem_id="workspace-notice")
         with gr.Tabs() as tabs:
             with gr.Tab("Constitution", id="constitution"):
                 show_principle, principle_outputs = constitution_tab.build(store, demo)

@@ -15,6 +15,7 @@ import yaml
 
 from pipeline.configs import non_finite_fields
 from pipeline.errors import JobError
+from pipeline.files import load_yaml, yaml_problem
 from pipeline.models import DEFAULT_MODEL
 
 
@@ -277,9 +278,19 @@ def preset(stage: str, name: str) -> dict[str, Any]:
 
 
 def read_job_file(path: str | Path) -> dict[str, Any]:
+    """A YAML job file's fields; anything but a small mapping of plain values is refused."""
     try:
-        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise JobError(f"The job file {path} is not UTF-8 text (is it a binary file?).") from None
+    except OSError as exc:
+        raise JobError(f"Cannot read the job file {path}: {exc.strerror}.") from None
+    refused = yaml_problem(text)
+    if refused:
+        raise JobError(f"The job file {path}, line {refused[1]}: {refused[0]}.")
+    try:
+        values = load_yaml(text) or {}
+    except (yaml.YAMLError, ValueError) as exc:
         raise JobError(f"Cannot read the job file {path}: {exc}") from None
     if not isinstance(values, dict):
         raise JobError(f"The job file {path} must be a mapping of field: value.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import random
 import re
 import xml.etree.ElementTree as ElementTree
@@ -180,7 +181,7 @@ def load_head(folder: str | Path, loaded: LoadedModel) -> torch.nn.Linear:
     head = new_head(loaded)
     try:
         head.load_state_dict(torch.load(path, map_location=loaded.device, weights_only=True))
-    except (RuntimeError, ValueError, OSError, EOFError) as exc:
+    except (RuntimeError, ValueError, OSError, EOFError, pickle.UnpicklingError) as exc:
         raise DatasetError(f"{path} is not a scalar head this model can use: "
                            f"{str(exc).splitlines()[0]}") from None
     return head

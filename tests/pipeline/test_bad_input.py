@@ -1,0 +1,229 @@
+"""Hostile or unlucky input gets one clear error line (exit 1, or 2 for a bad flag), never a
+traceback, and leaves what was saved as it was."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "constitutions" / "harmless-helpful.yaml"
+BOMB = """name: bomb
+a: &a ["x","x","x","x","x","x","x","x","x"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+principles: [*i]
+"""
+
+
+def cli(ws: Path, *args: str) -> tuple[int, str, str]:
+    """Run the CLI in this process; (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(["--workspace", str(ws), *args])
+        except SystemExit as exc:  # argparse: a bad flag
+            code = exc.code
+    assert "Traceback" not in err.getvalue()
+    return code, out.getvalue(), err.getvalue()
+
+
+def constitution_text(**changes: str) -> str:
+    text = SHIPPED.read_text()
+    for old, new in changes.items():
+        text = text.replace(old, new, 1)
+    return text
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return tmp_path / "ws"
+
+
+def test_an_alias_bomb_is_refused_at_once_as_constitution_and_as_job_file(ws, tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BOMB)
+    cli(ws, "constitution", "list")  # imports done: what is timed is the refusal
+    for args in (("constitution", "validate", str(bomb)), ("constitution", "save", str(bomb)),
+                 ("sft", "--config", str(bomb), "--out", str(tmp_path / "run"))):
+        started = time.time()
+        code, _, err = cli(ws, *args)
+        assert code == 1 and "anchors and aliases" in err and "line 2" in err
+        assert time.time() - started < 1.0
+
+
+def test_deep_nesting_long_numbers_and_lone_surrogates_are_named(ws, tmp_path):
+    cases = {
+        "deep.yaml": ("name: x\nprinciples: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than"),
+        "digits.yaml": (constitution_text(**{"weight: 1.0": "weight: " + "9" * 5000}),
+                        "a number too long to read"),
+        "surrogate.yaml": (constitution_text(**{"title: ": 'title: "\\ud800" #'}), "lone surrogate"),
+    }
+    for name, (text, message) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        code, _, err = cli(ws, "constitution", "validate", str(path))
+        assert code == 1 and message in err, (name, err)
+    assert cli(ws, "constitution", "list")[0] == 0  # nothing was stored
+
+
+@pytest.mark.parametrize("line,message", [
+    ("[" * 100000 + "]" * 100000, "nested too deeply"),
+    ('{"prompt": ' + "9" * 5000 + "}", "cannot be read"),
+    ('{"prompt": "\\ud800 hello"}', "lone surrogate"),
+])
+def test_bad_prompts_and_pairs_lines_are_named_by_line(ws, tmp_path, line, message):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "fine"}\n' + line + "\n")
+    code, _, err = cli(ws, "prompts", "list", str(prompts))
+    assert code == 1 and "line 2" in err and message in err
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(line + "\n")
+    code, _, err = cli(ws, "label", "--pairs", str(pairs), "--constitution", "harmless-helpful",
+                       "--out", str(tmp_path / "labels"))
+    assert code == 1 and "line 1" in err and message in err
+
+
+def test_a_binary_job_file_and_non_finite_numbers_are_refused(ws, tmp_path):
+    binary = tmp_path / "job.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x00")
+    code, _, err = cli(ws, "sft", "--config", str(binary), "--out", str(tmp_path / "run"))
+    assert code == 1 and "not UTF-8 text" in err
+    code, _, err = cli(ws, "generate", "--prompt", "hi", "--temperature", "nan")
+    assert code == 2 and "--temperature: must be a finite number" in err
+    code, _, err = cli(ws, "ppo", "--reward-adapter", "x", "--kl-coef", "nan", "--out", str(tmp_path / "p"))
+    assert code == 2 and "--kl-coef: must be a finite number" in err
+    job = tmp_path / "ppo.yaml"
+    job.write_text("reward_adapter: x\nkl_coef: .nan\n")
+    code, _, err = cli(ws, "ppo", "--config", str(job), "--out", str(tmp_path / "p"))
+    assert code == 1 and "kl_coef must be a finite number" in err
+    assert not (tmp_path / "p" / "adapter").exists()
+
+
+def test_outputs_that_are_folders_links_devices_or_unwritable_are_refused(ws, tmp_path):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    target = tmp_path / "target.txt"
+    target.write_text("keep me")
+    link = tmp_path / "link.yaml"
+    link.symlink_to(target)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for out, kind in ((folder, "a folder"), (link, "a symbolic link"), (fifo, "a device or special file")):
+        code, _, err = cli(ws, "constitution", "export", "harmless-helpful", "--out", str(out))
+        assert code == 1 and f"it is {kind}" in err
+    assert target.read_text() == "keep me" and link.is_symlink() and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    code, _, err = cli(ws, "constitution", "export", "harmless-helpful", "--out", "/proc/nope/x.yaml")
+    assert code == 1 and "Cannot write /proc/nope/x.yaml" in err
+
+
+def test_exports_get_normal_permissions(ws, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        assert cli(ws, "constitution", "export", "harmless-helpful", "--out", str(tmp_path / "c.yaml"))[0] == 0
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(tmp_path / "c.yaml").st_mode) == 0o644
+
+
+def test_a_workspace_that_cannot_hold_a_database_is_named(tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    code, _, err = cli(not_a_folder, "constitution", "list")
+    assert code == 1 and "workspace" in err and str(not_a_folder) in err
+    code, _, err = cli(Path("/proc"), "constitution", "list")
+    assert code == 1 and "/proc/studio.db" in err
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage"])
+def test_a_broken_database_is_refused_then_kept_aside_by_the_studio(ws, damage):
+    Store(ws).seed()
+    db = ws / "studio.db"
+    data = db.read_bytes()
+    db.write_bytes({"empty": b"", "truncated": data[: len(data) // 2],
+                    "garbage": os.urandom(4096)}[damage])
+    broken = db.read_bytes()
+    code, _, err = cli(ws, "constitution", "list")
+    assert code == 1 and "To recover" in err
+    assert db.read_bytes() == broken  # the CLI changed nothing
+    store = Store(ws, recover=True)  # what the studio opens
+    kept = [p for p in ws.glob("studio.db.broken-*") if not p.name.endswith(("-wal", "-shm"))]
+    assert len(kept) == 1 and kept[0].read_bytes() == broken
+    assert kept[0].name in store.notice and "new, empty one" in store.notice
+    from studio.app import workspace_notice
+    assert kept[0].name in workspace_notice(store)
+
+
+def test_a_read_only_workspace_still_lists(tmp_path):
+    """As root, permissions do not stop writes: the CLI then runs as 'nobody'."""
+    base = Path(tempfile_dir())
+    ws = base / "ws"
+    Store(ws).seed()
+    for path in [ws, *ws.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    command = [sys.executable, "-m", "pipeline", "--workspace", str(ws), "constitution", "list"]
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("needs setpriv (util-linux) to drop root")
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    try:
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1", "HOME": str(base)})
+        assert proc.returncode == 0, proc.stderr
+        assert "harmless-helpful@1" in proc.stdout
+        save = subprocess.run([*command[:-2], "constitution", "save", str(SHIPPED)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1", "HOME": str(base)})
+        assert save.returncode == 1 and "read-only" in save.stderr and "Traceback" not in save.stderr
+    finally:
+        for path in [ws, *ws.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        shutil.rmtree(base)
+
+
+def tempfile_dir() -> str:
+    """A folder every user can enter (pytest's tmp_path is private to its owner)."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="ro-ws-")
+    os.chmod(folder, 0o755)
+    return folder
+
+
+def test_constitution_names_must_be_plain(ws, tmp_path):
+    for name, message in (("a@b", "found '@'"), ("harm\u200bless", "U+200B, zero width space"),
+                          ("harm\u200fless", "right-to-left mark"), ("ｈａｒｍ", "look-alike")):
+        path = tmp_path / "named.yaml"
+        path.write_text(constitution_text(**{"name: harmless-helpful": f"name: {json.dumps(name)}"}))
+        code, _, err = cli(ws, "constitution", "save", str(path))
+        assert code == 1 and message in err, name
+    assert [line.split("@")[0] for line in cli(ws, "constitution", "list")[1].splitlines()] == \
+        ["adversarial", "harmless-helpful", "honest"]
+
+
+def test_two_pairs_with_the_same_id_are_refused_with_their_lines(ws, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    row = {"id": "p1", "prompt": "q", "response_a": "a", "response_b": "b"}
+    pairs.write_text(json.dumps(row) + "\n" + json.dumps({**row, "id": "p2"}) + "\n" + json.dumps(row) + "\n")
+    code, _, err = cli(ws, "label", "--pairs", str(pairs), "--constitution", "harmless-helpful",
+                       "--out", str(tmp_path / "labels"))
+    assert code == 1 and "lines 1 and 3" in err and "'p1'" in err
