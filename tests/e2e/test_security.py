@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 import urllib.error
 import urllib.request
 
@@ -70,3 +71,54 @@ def test_a_studio_open_beyond_localhost_without_login_warns(tmp_path):
     server.start()
     server.stop()
     assert "NO LOGIN" in (tmp_path / "studio.log").read_text()
+
+
+BOMB = "name: bomb\na: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
+    f"{n}: &{n} [{','.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi")) + \
+    "principles: [*i]\n"
+
+
+def test_an_alias_bomb_is_refused_at_once_in_the_yaml_editor_and_on_import(page: Page, studio, tmp_path):
+    page.get_by_text("YAML (edit and apply)").click()
+    editor = page.locator("#yaml-view .cm-content")
+    expect(editor).to_contain_text("name: harmless-helpful")
+    editor.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(BOMB)
+    started = time.time()
+    page.click("#apply-yaml")
+    expect(page.locator("#yaml-errors")).to_contain_text("anchors and aliases", timeout=5_000)
+    assert time.time() - started < 5  # the round trip included; the check itself is ms
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BOMB)
+    with page.expect_file_chooser() as chooser:
+        page.click("#import-yaml")
+    chooser.value.set_files(str(bomb))
+    expect(page.locator("#constitution-message")).to_contain_text("anchors and aliases", timeout=5_000)
+    expect(page.locator("#principle-table")).to_contain_text("physical-harm")
+
+
+def test_the_page_is_small(studio):
+    status, body = fetch(studio.url)
+    assert status == 200 and len(body) < 1024 * 1024
+
+
+def test_a_broken_database_is_kept_aside_and_said_so(browser, tmp_path):
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / "studio.db").write_bytes(b"this is not a database" * 100)
+    server = Studio(workspace, tmp_path / "studio.log")
+    server.start()
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(server.url)
+        notice = page.locator("#workspace-notice")
+        expect(notice).to_contain_text("is not an SQLite database", timeout=30_000)
+        expect(notice).to_contain_text("studio.db.broken-")
+        expect(page.locator("#principle-table")).to_contain_text("physical-harm")
+        kept = list(workspace.glob("studio.db.broken-*"))
+        assert kept and kept[0].read_bytes() == b"this is not a database" * 100
+        context.close()
+    finally:
+        server.stop()
