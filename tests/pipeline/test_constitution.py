@@ -1,4 +1,5 @@
 import dataclasses
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -161,6 +162,9 @@ def test_hash_ignores_version_but_not_content():
 
 texts = st.text(min_size=1, max_size=200).filter(lambda s: s.strip())
 ids = st.from_regex(cons.ID_PATTERN, fullmatch=True)
+# names: letters (any script, already NFKC), digits, '-', '_', '.' and spaces
+names = st.text(st.characters(categories=("Lu", "Ll", "Nd"), ),
+                min_size=1, max_size=20).filter(lambda s: unicodedata.normalize("NFKC", s) == s)
 
 
 @st.composite
@@ -178,7 +182,8 @@ def constitutions(draw) -> Constitution:
                    for _ in range(draw(st.integers(1, 2))))
     chains = tuple(FewShotChain(draw(texts), draw(texts), rounds)
                    for _ in range(draw(st.integers(0, 2))))
-    return Constitution(name=draw(texts).strip(), principles=principles,
+    name = draw(names) + draw(st.sampled_from(["", " v2", "-x", "_y", ".z"]))
+    return Constitution(name=name, principles=principles,
                         version=draw(st.integers(1, 1000)), description=draw(st.text(max_size=100)),
                         few_shot=chains)
 
