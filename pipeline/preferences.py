@@ -94,9 +94,27 @@ def latest_records(path: Path) -> list[Preference]:
     """The records of a labels JSONL, one per comparison: a pair labelled again (the studio
     rescoring it under other principles, or with its answers swapped) keeps its place and
     takes its latest label."""
-    latest = {pair_id(r["prompt"], *sorted([r["response_a"], r["response_b"]])): r
-              for r in read_jsonl_log(path)}
-    return [preference_from_dict(r) for r in latest.values()]
+    latest: dict[str, Preference] = {}
+    for n, row in enumerate(read_jsonl_log(path), 1):
+        pref = label_record(row, path, n)
+        latest[pair_id(pref.pair.prompt, *sorted([pref.pair.response_a, pref.pair.response_b]))] = pref
+    return list(latest.values())
+
+
+def label_record(row: Any, path: Path, n: int) -> Preference:
+    """One record of a labels file, or DatasetError naming it: a label file may come from
+    anywhere, and a PM trained on a NaN or out-of-range label learns nothing good."""
+    try:
+        pref = preference_from_dict(row)
+        texts = (pref.pair.prompt, pref.pair.response_a, pref.pair.response_b, pref.pair.id)
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError("prompt, answers and id must be text")
+        if isinstance(pref.p_a, bool) or not isinstance(pref.p_a, (int, float)) or not 0 <= pref.p_a <= 1:
+            raise ValueError(f"p_a must be a number in [0, 1], not {pref.p_a!r}")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DatasetError(f"{path}, record {n}: not a label record written by `label` "
+                           f"({type(exc).__name__}: {exc}).") from None
+    return pref
 
 
 class LabelLog:

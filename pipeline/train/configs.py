@@ -290,10 +290,15 @@ def read_job_file(path: str | Path) -> dict[str, Any]:
         raise JobError(f"The job file {path}, line {refused[1]}: {refused[0]}.")
     try:
         values = load_yaml(text) or {}
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise JobError(f"The job file {path}, line {mark.line + 1 if mark else '?'}: not valid "
+                       f"YAML ({exc.problem or exc.context}).") from None
     except (yaml.YAMLError, ValueError) as exc:
         raise JobError(f"Cannot read the job file {path}: {exc}") from None
-    if not isinstance(values, dict):
-        raise JobError(f"The job file {path} must be a mapping of field: value.")
+    if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
+        raise JobError(f"The job file {path} must be a mapping of field: value (field names "
+                       "are words such as learning_rate).")
     return values
 
 

@@ -127,3 +127,52 @@ def test_a_lora_adapter_folder_loads_merged_into_its_base(tmp_path):
     assert merged.tokenizer is base.tokenizer
     with torch.no_grad():  # the base stayed itself
         assert torch.equal(base.model(input_ids=ids).logits, base_logits)
+
+
+def test_a_model_folder_with_its_own_code_is_refused_without_running_it_or_asking(tmp_path):
+    """transformers would ask [y/N] on a terminal (blocking a studio started in one) or run
+    the folder's code; we never pass trust_remote_code, so it is refused straight away."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    ran = tmp_path / "code-ran"
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "evil", "architectures": ["EvilModel"],
+        "auto_map": {"AutoConfig": "configuration_evil.EvilConfig",
+                     "AutoModelForCausalLM": "modeling_evil.EvilModel"}}))
+    code = f"open({str(ran)!r}, 'w').write('yes')\nfrom transformers import PretrainedConfig\n" \
+           "class EvilConfig(PretrainedConfig):\n    model_type = 'evil'\n"
+    (folder / "configuration_evil.py").write_text(code)
+    (folder / "modeling_evil.py").write_text(code)
+    script = ("import sys; from pipeline.models import load_model; from pipeline.errors import ModelError\n"
+              f"try:\n    load_model({str(folder)!r}, 'cpu')\nexcept ModelError as e:\n    print('refused:', e)\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2],
+                          input="y\n", capture_output=True, text=True, timeout=120)
+    assert "refused:" in proc.stdout, proc.stdout + proc.stderr
+    assert "[y/N]" not in proc.stdout + proc.stderr and not ran.exists()
+
+
+def test_a_reward_head_holding_code_is_refused_without_running_it(tmp_path):
+    import pickle
+
+    import torch
+
+    from pipeline.errors import DatasetError
+    from pipeline.train.reward import HEAD_FILE, load_head
+    from tests.tiny import tiny_model
+
+    ran = tmp_path / "code-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(ran), "w"))
+
+    with open(tmp_path / HEAD_FILE, "wb") as f:
+        pickle.dump({"weight": Payload()}, f)
+    with pytest.raises(DatasetError, match="not a scalar head"):
+        load_head(tmp_path, tiny_model())
+    assert not ran.exists()
+    torch.save({"weight": torch.zeros(1, 64), "bias": torch.zeros(1)}, tmp_path / HEAD_FILE)
+    assert load_head(tmp_path, tiny_model()).weight.shape == (1, 64)
