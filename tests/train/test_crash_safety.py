@@ -13,6 +13,7 @@ from pipeline.train.runtime import read_metrics
 from tests.crashing import comparisons, pm_job, run
 from tests.tiny import small_vocab_model
 
+pytestmark = pytest.mark.slow
 CHILD = Path(__file__).resolve().parents[1] / "crashing.py"
 
 # each step of a save: its files half written (optimizer), written but unmarked (mark), the
