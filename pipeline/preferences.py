@@ -64,12 +64,18 @@ def read_pairs(path: str | Path, on_bad_line: Callable[[str], None] | None = Non
     numbered = read_jsonl_file(path, "pairs", lambda row, n: (n, _pair_from_row(row)), on_bad_line)
     if not numbered:
         raise DatasetError(f"{path} holds no pairs.")
+    return unique_pairs(numbered, path)
+
+
+def unique_pairs(numbered: list[tuple[int, Pair]], path: Path) -> list[Pair]:
+    """The pairs of (line, pair), refusing two with the same id by their lines: a label
+    could not say which of them it belongs to."""
     first: dict[str, int] = {}
     for n, pair in numbered:
         if pair.id in first:
             raise DatasetError(f"{path}, lines {first[pair.id]} and {n}: two pairs have the id "
-                               f"'{pair.id}' (the same pair twice, or an id reused); a label "
-                               "could not say which it belongs to. Remove or rename one.")
+                               f"'{pair.id}' (the same pair twice, or an id reused). Remove or "
+                               "rename one.")
         first[pair.id] = n
     return [pair for _, pair in numbered]
 
@@ -221,7 +227,8 @@ def import_hh(path: str | Path) -> list[Pair]:
             raise DatasetError("an answer is empty.")
         return placed(prompt, chosen, rejected, source=f"hh:{path.name}")
 
-    pairs = read_jsonl_file(path, "HH-RLHF pairs", pair)
+    pairs = unique_pairs(read_jsonl_file(path, "HH-RLHF pairs", lambda row, n: (n, pair(row, n))),
+                         path)
     if not pairs:
         raise DatasetError(f"{path} holds no pairs.")
     return pairs
