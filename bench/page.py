@@ -26,7 +26,6 @@ CLIENTS, REQUESTS = 20, 3
 
 
 def serve(workspace: Path, keep_out: bool) -> str:
-    import gradio as gr  # noqa: F401
 
     from studio import app
 

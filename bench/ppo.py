@@ -86,7 +86,7 @@ def make_pm(folder: Path, model_name: str) -> Path:
     measure memory and speed."""
     from peft import get_peft_model
 
-    from pipeline.train.reward import new_head, save_pm
+    from pipeline.reward_model import new_head, save_pm
 
     loaded = load_model(model_name)
     model = get_peft_model(copy.deepcopy(loaded.model), lora_config(RewardJob()))
@@ -114,7 +114,8 @@ def classic(job: PPOJob, pm: Path, full: bool = False) -> None:
     from pipeline.generation import SamplingConfig, TransformersBackend
     from pipeline.prompts import load_prompts
     from pipeline.train.ppo_math import gae, per_token_kl, policy_loss, token_rewards, value_loss, whiten
-    from pipeline.train.reward import apply_head, backbone, load_head, reward_scores
+    from pipeline.hidden import backbone
+    from pipeline.reward_model import apply_head, load_head, reward_scores
 
     loaded = load_model(job.model)
     reference = loaded.model.eval()

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import random
 import re
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from pipeline.constitution import Constitution, Principle, content_hash
 from pipeline.errors import ConstitutionError, DatasetError, ModelError
 from pipeline.generation import GenerationBackend, Message, SamplingConfig
 from pipeline.prompts import PromptRecord
+from pipeline.seeds import stable_int
 
 
 @dataclass(frozen=True)
@@ -86,12 +85,6 @@ class Chain:
 
 
 # --- pure parts --------------------------------------------------------------------------
-
-def stable_int(*parts: object) -> int:
-    """A 63-bit integer from its parts, the same in every process and Python version."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode("utf-8")
-    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big") >> 1
-
 
 def draw_principles(constitution: Constitution, rounds: int, seed: int,
                     prompt_key: str) -> list[Principle]:

@@ -12,7 +12,8 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.critique import Chain, chain_from_dict, chain_to_dict, stable_int
+from pipeline.critique import Chain, chain_from_dict, chain_to_dict
+from pipeline.seeds import stable_int
 from pipeline.errors import DatasetError
 from pipeline.files import json_value, jsonl_text, replace_folder, write_atomic, write_jsonl
 from pipeline.generation import GenerationBackend, SamplingConfig

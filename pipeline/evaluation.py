@@ -20,7 +20,7 @@ from pipeline.feedback import Labeller, Pair
 from pipeline.files import write_atomic
 from pipeline.generation import SamplingConfig, backend_for, chat
 from pipeline.models import load_model
-from pipeline.train.reward import load_head, reward_scores
+from pipeline.reward_model import load_head, reward_scores
 
 EVAL_FILE = "eval.json"
 

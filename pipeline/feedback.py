@@ -14,7 +14,7 @@ import random
 from dataclasses import asdict, dataclass, field
 
 from pipeline.constitution import Constitution, Principle, content_hash
-from pipeline.critique import stable_int
+from pipeline.seeds import stable_int
 from pipeline.errors import ConstitutionError, DatasetError, ModelError
 from pipeline.generation import GenerationBackend, SamplingConfig, TransformersBackend
 from pipeline.models import LoadedModel

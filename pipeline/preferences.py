@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.constitution import Constitution, content_hash
-from pipeline.critique import stable_int
+from pipeline.seeds import stable_int
 from pipeline.data import append_jsonl, claim_run_folder, read_jsonl_log
 from pipeline.errors import DatasetError
 from pipeline.feedback import (Labeller, Pair, Preference, pair_id, preference_from_dict,

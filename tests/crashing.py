@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.train.configs import PPOJob, RewardJob, SFTJob  # noqa: E402
-from pipeline.train.reward import Comparison  # noqa: E402
+from pipeline.reward_model import Comparison  # noqa: E402
 
 
 def sft_job(out: Path, model: str) -> SFTJob:

@@ -28,7 +28,7 @@ from typing import Callable
 
 import torch
 
-from pipeline.critique import stable_int
+from pipeline.seeds import stable_int
 from pipeline.data import append_jsonl
 from pipeline.errors import JobError
 from pipeline.files import recover_folder, replace_folder
@@ -39,7 +39,8 @@ from pipeline.prompts import load_prompts
 from pipeline.train.configs import PPOJob
 from pipeline.train.ppo_math import (AdaptiveKL, entropy, gae, per_token_kl,
                                      policy_loss, token_rewards, value_loss, whiten)
-from pipeline.train.reward import HEAD_FILE, apply_head, backbone, load_head, reward_scores
+from pipeline.hidden import backbone
+from pipeline.reward_model import HEAD_FILE, apply_head, load_head, reward_scores
 from pipeline.train.runtime import (ADAPTER_DIR, CHECKPOINT_DIR, CancelFlag, MetricsLog,
                                     check_gradients, check_loss, lora_config, steady_heap,
                                     write_model_card)

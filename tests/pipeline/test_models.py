@@ -160,7 +160,7 @@ def test_a_reward_head_holding_code_is_refused_without_running_it(tmp_path):
     import torch
 
     from pipeline.errors import DatasetError
-    from pipeline.train.reward import HEAD_FILE, load_head
+    from pipeline.reward_model import HEAD_FILE, load_head
     from tests.tiny import tiny_model
 
     ran = tmp_path / "code-ran"

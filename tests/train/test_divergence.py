@@ -9,7 +9,8 @@ import torch
 
 from pipeline.errors import JobError
 from pipeline.train.configs import STAGES, PPOJob, RewardJob, RunAllJob, SFTJob, build_job
-from pipeline.train.reward import Comparison, train_preference_model
+from pipeline.reward_model import Comparison
+from pipeline.train.reward import train_preference_model
 from pipeline.train.runtime import TrainingDiverged
 from pipeline.train.sft import train_sft
 

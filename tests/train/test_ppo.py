@@ -11,7 +11,8 @@ from pipeline.files import is_complete
 from pipeline.jobs import JobCancelled, failure_reason, job_context, read_status
 from pipeline.train.configs import PPOJob, RewardJob
 from pipeline.train.ppo import build_roles, train_ppo
-from pipeline.train.reward import Comparison, reward_scores, train_preference_model
+from pipeline.reward_model import Comparison, reward_scores
+from pipeline.train.reward import train_preference_model
 from pipeline.train.runtime import CancelFlag, TrainingDiverged, read_metrics
 from tests.tiny import small_vocab_model
 

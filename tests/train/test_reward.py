@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from pipeline.train.configs import PMPJob, RewardJob
-from pipeline.train.reward import (Comparison, load_head, pmp_comparisons, pmp_score,
-                                   reward_scores, soft_preference_loss, train_preference_model)
+from pipeline.reward_model import Comparison, load_head, reward_scores
+from pipeline.stackexchange import pmp_comparisons, pmp_score
+from pipeline.train.reward import soft_preference_loss, train_preference_model
 from pipeline.train.runtime import read_metrics
 
 POSTS = Path(__file__).resolve().parents[1] / "data" / "stackexchange_posts.xml"

@@ -1,0 +1,139 @@
+"""The model's representations: per-layer hidden states of (conversation, answer), pooled,
+and forward hooks that add a vector at chosen layers — the one place that reads and steers
+them (value probes, the representation judge, steering and RAHF build on it).
+
+Layer index 0 is the embeddings (the first decoder layer's input), i (1…L) the output of
+decoder layer i − 1, as the next layer receives it (no final norm) — read by our own hooks,
+so a vector added at decoder layer j moves state j + 1 by exactly that vector. (transformers'
+`output_hidden_states` records a layer's output before forward hooks, so it would not show
+steering at the steered layer.)
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+
+POOLINGS = ("answer_mean", "last")
+
+
+def backbone(model):
+    """The transformer under the LM head (whatever adapter is active on it)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(inner, inner.base_model_prefix)
+
+
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """The decoder blocks, in order (Llama, Mistral, Qwen, Gemma… name them `layers`)."""
+    layers = getattr(backbone(model), "layers", None)
+    if layers is None:
+        raise ValueError(f"{type(model).__name__} has no `layers` list of decoder blocks.")
+    return layers
+
+
+def encode_conversations(tokenizer, prompts: list[str], answers: list[str],
+                         max_length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Chat-rendered (prompt, answer) rows, left-padded and cut from the left to
+    `max_length`: (ids, attention mask, answer mask). The answer mask marks the answer's
+    tokens (what follows the rendered prompt and assistant header)."""
+    rows, starts = [], []
+    for prompt, answer in zip(prompts, answers):
+        user = [{"role": "user", "content": prompt}]
+        head = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": answer}],
+                                             tokenize=False)
+        ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+        start = len(tokenizer(head, add_special_tokens=False)["input_ids"])
+        cut = max(0, len(ids) - max_length)
+        rows.append(ids[cut:])
+        starts.append(max(0, start - cut))
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    answer = torch.zeros_like(mask)
+    for i, (r, start) in enumerate(zip(rows, starts)):
+        answer[i, width - len(r) + min(start, len(r) - 1):] = 1  # at least the last token
+    return ids, mask, answer
+
+
+@torch.no_grad()
+def hidden_states(model, tokenizer, prompts: list[str], answers: list[str],
+                  layers: list[int] | None = None, pooling: str = "answer_mean",
+                  batch_size: int = 8, max_length: int = 512) -> torch.Tensor:
+    """Pooled hidden states, [rows, layers, hidden] in fp32 on the CPU: the mean over the
+    answer's tokens (`answer_mean`) or the state at the conversation's last token (`last`),
+    at each of `layers` (default: all, embeddings included)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)} (got {pooling!r}).")
+    if len(prompts) != len(answers):
+        raise ValueError("one answer per prompt")
+    blocks = decoder_layers(model)
+    wanted = list(layers) if layers is not None else list(range(len(blocks) + 1))
+    if not all(0 <= i <= len(blocks) for i in wanted):
+        raise ValueError(f"layers are 0 (embeddings) to {len(blocks)} (got {wanted}).")
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        ids, mask, answer = encode_conversations(tokenizer, prompts[start:start + batch_size],
+                                                 answers[start:start + batch_size], max_length)
+        with recorded_states(blocks, wanted) as states:
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            backbone(model)(input_ids=ids.to(device), attention_mask=mask.to(device),
+                            position_ids=positions.to(device))
+        stacked = torch.stack([states[i] for i in wanted], 1).float().cpu()  # [rows, layers, tokens, hidden]
+        if pooling == "last":
+            out.append(stacked[:, :, -1])
+        else:
+            weights = answer[:, None, :, None].float()
+            out.append((stacked * weights).sum(2) / weights.sum(2))
+    return torch.cat(out)
+
+
+@contextmanager
+def recorded_states(blocks: torch.nn.ModuleList, wanted: list[int]) -> Iterator[dict[int, torch.Tensor]]:
+    """Fills a dict {index: [rows, tokens, hidden]} during a forward pass: index 0 from the
+    first block's input, index i from block i − 1's output (after any steering hook, since
+    these hooks are registered later)."""
+    states: dict[int, torch.Tensor] = {}
+
+    def keep_input(module, args, kwargs):
+        states[0] = (args[0] if args else kwargs["hidden_states"]).detach()
+
+    def keep_output(i: int):
+        def keep(module, inputs, output):
+            states[i] = (output[0] if isinstance(output, tuple) else output).detach()
+        return keep
+
+    handles = [blocks[0].register_forward_pre_hook(keep_input, with_kwargs=True)] if 0 in wanted else []
+    handles += [blocks[i - 1].register_forward_hook(keep_output(i)) for i in wanted if i > 0]
+    try:
+        yield states
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def added_at_layers(model, vectors: dict[int, torch.Tensor], scale: float = 1.0) -> Iterator[None]:
+    """While inside, decoder layer j's output gets `scale · vectors[j]` added at every
+    position (activation steering); the hooks are removed on leaving, whatever happens."""
+    layers = decoder_layers(model)
+    for j in vectors:
+        if not 0 <= j < len(layers):
+            raise ValueError(f"layer {j} does not exist (the model has {len(layers)}).")
+
+    def hook_for(vector: torch.Tensor):
+        def add(module, inputs, output):
+            if isinstance(output, tuple):
+                return (output[0] + scale * vector.to(output[0]),) + output[1:]
+            return output + scale * vector.to(output)
+        return add
+
+    handles = [layers[j].register_forward_hook(hook_for(v)) for j, v in vectors.items()]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

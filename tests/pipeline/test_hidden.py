@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from pipeline.hidden import added_at_layers, encode_conversations, hidden_states
+from tests.tiny import tiny_model
+
+PROMPTS = ["How do I bake bread?", "Tell me a joke about cats, please."]
+ANSWERS = ["Mix flour, water and yeast, then bake it.", "No."]
+
+
+def test_shapes_and_batching_do_not_change_the_states():
+    tiny = tiny_model()
+    together = hidden_states(tiny.model, tiny.tokenizer, PROMPTS, ANSWERS, batch_size=2)
+    alone = torch.cat([hidden_states(tiny.model, tiny.tokenizer, [p], [a], batch_size=1)
+                       for p, a in zip(PROMPTS, ANSWERS)])
+    assert together.shape == (2, 3, 64)  # embeddings + 2 layers
+    assert torch.allclose(together, alone, atol=1e-5)
+
+
+def test_last_pooling_is_the_last_token_of_a_plain_forward_pass():
+    tiny = tiny_model()
+    ids, mask, answer = encode_conversations(tiny.tokenizer, PROMPTS[:1], ANSWERS[:1], 512)
+    with torch.no_grad():
+        plain = tiny.model.model(input_ids=ids, output_hidden_states=True).hidden_states
+    last = hidden_states(tiny.model, tiny.tokenizer, PROMPTS[:1], ANSWERS[:1], layers=[0, 1, 2],
+                         pooling="last")
+    assert torch.allclose(last[0, 0], plain[0][0, -1], atol=1e-5)  # the embeddings
+    assert torch.allclose(last[0, 1], plain[1][0, -1], atol=1e-5)
+    normed = tiny.model.model.norm(last[0, 2])  # transformers' last state is after the norm
+    assert torch.allclose(normed, plain[2][0, -1], atol=1e-5)
+    answer_tokens = tiny.tokenizer.decode(ids[0][answer[0].bool()])
+    assert "Mix flour" in answer_tokens and "bake bread" not in answer_tokens
+
+
+def test_a_long_conversation_is_cut_from_the_left_and_keeps_its_answer():
+    tiny = tiny_model()
+    ids, mask, answer = encode_conversations(tiny.tokenizer, ["word " * 300], ["the end"], 40)
+    assert ids.shape[1] == 40 and answer[0, -1] == 1 and answer.sum() < 40
+
+
+def test_a_vector_added_at_a_layer_moves_its_hidden_state_by_exactly_that_and_then_leaves():
+    tiny = tiny_model()
+    before = hidden_states(tiny.model, tiny.tokenizer, PROMPTS, ANSWERS, layers=[1])
+    vector = torch.randn(64)
+    with added_at_layers(tiny.model, {0: vector}, scale=2.0):
+        steered = hidden_states(tiny.model, tiny.tokenizer, PROMPTS, ANSWERS, layers=[1])
+    assert torch.allclose(steered - before, (2.0 * vector).expand_as(before), atol=1e-4)
+    with added_at_layers(tiny.model, {1: vector}):  # the last layer too
+        moved = hidden_states(tiny.model, tiny.tokenizer, PROMPTS, ANSWERS, layers=[2])
+    assert torch.allclose(moved - hidden_states(tiny.model, tiny.tokenizer, PROMPTS, ANSWERS,
+                                                layers=[2]), vector.expand(2, 1, 64), atol=1e-4)
+    after = hidden_states(tiny.model, tiny.tokenizer, PROMPTS, ANSWERS, layers=[1])
+    assert torch.equal(after, before)  # the hook is gone
+    with pytest.raises(ValueError, match="layer 5 does not exist"):
+        with added_at_layers(tiny.model, {5: vector}):
+            pass
+
+
+def test_unknown_pooling_is_refused():
+    tiny = tiny_model()
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        hidden_states(tiny.model, tiny.tokenizer, PROMPTS, ANSWERS, pooling="max")
