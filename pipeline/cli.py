@@ -255,10 +255,10 @@ def cmd_pairs(args: argparse.Namespace) -> int:
 def cmd_label(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from pipeline.feedback import FeedbackConfig, Labeller
+    from pipeline.feedback import FeedbackConfig, Labeller, run_labelling
     from pipeline.jobs import job_context, write_progress
     from pipeline.models import load_model
-    from pipeline.preferences import read_pairs, run_labelling
+    from pipeline.preferences import read_pairs
     from pipeline.trust import format_report, trust_report
 
     out = Path(args.out)

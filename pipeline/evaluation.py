@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from pipeline.constitution import Constitution
-from pipeline.feedback import Labeller, Pair
+from pipeline.feedback import Labeller
+from pipeline.preferences import Pair
 from pipeline.files import write_atomic
 from pipeline.generation import SamplingConfig, backend_for, chat
 from pipeline.models import load_model

@@ -1,4 +1,5 @@
-"""Preference data on disk: pairs files, label logs, trl export, HH-RLHF import, gold pairs.
+"""Pair and Preference records and all their I/O: pairs files, label logs, trl export,
+HH-RLHF import, gold pairs.
 
 A pairs file is JSONL with `prompt`, `response_a`, `response_b` (optional `category`,
 `split`, `id`, `human`), or `prompt`, `chosen`, `rejected` for pairs whose better answer is
@@ -8,21 +9,161 @@ per pair to `labels.jsonl`, so an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+import hashlib
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.constitution import Constitution, content_hash
-from pipeline.seeds import stable_int
-from pipeline.data import append_jsonl, claim_run_folder, read_jsonl_log
+from pipeline.data import append_jsonl, read_jsonl_log
 from pipeline.errors import DatasetError
-from pipeline.feedback import (Labeller, Pair, Preference, pair_id, preference_from_dict,
-                               preference_to_dict)
 from pipeline.files import read_jsonl_file, write_jsonl
+from pipeline.seeds import stable_int
 
 PAIRS_FILE = "pairs.jsonl"
 LABELS_FILE = "labels.jsonl"
 GOLD_PAIRS = Path(__file__).resolve().parent.parent / "assets" / "gold_pairs.jsonl"
+
+
+# --- records ---------------------------------------------------------------------------------
+
+HUMAN_CHOICES = ("A", "B", "tie")
+
+
+def pair_id(prompt: str, response_a: str, response_b: str) -> str:
+    """A stable id for a pair in this order (swapping the answers gives another id)."""
+    blob = json.dumps([prompt, response_a, response_b], ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A prompt and two answers to compare; `human` is a label that came with the pair
+    (gold pairs, HH-RLHF imports)."""
+
+    prompt: str
+    response_a: str
+    response_b: str
+    category: str = ""
+    split: str = "train"
+    source: str = ""
+    human: str | None = None
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("prompt", "response_a", "response_b"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise DatasetError(f"The pair's {name.replace('_', ' ')} is empty.")
+        if self.human is not None and self.human not in HUMAN_CHOICES:
+            raise DatasetError(f"A human label is one of {', '.join(HUMAN_CHOICES)} "
+                               f"(got {self.human!r}).")
+        if not self.id:
+            object.__setattr__(self, "id", pair_id(self.prompt, self.response_a, self.response_b))
+
+    @property
+    def identical(self) -> bool:
+        return self.response_a.strip() == self.response_b.strip()
+
+    def swapped(self) -> "Pair":
+        """The same pair with the answers the other way round (and its human label flipped)."""
+        flip = {"A": "B", "B": "A"}.get(self.human or "", self.human)
+        return Pair(self.prompt, self.response_b, self.response_a, self.category, self.split,
+                    self.source, flip)
+
+
+@dataclass(frozen=True)
+class OrderedLabel:
+    """One pair scored in both orders under one principle."""
+
+    p_a_ab: float  # P(first answer wins) when it is shown as (A)
+    p_a_ba: float  # P(first answer wins) when it is shown as (B): 1 − P(option A) in that order
+    mass_ab: float
+    mass_ba: float
+
+    @property
+    def p_a(self) -> float:
+        """The debiased soft label: the mean of the two orders."""
+        return (self.p_a_ab + self.p_a_ba) / 2
+
+    @property
+    def same_position_won(self) -> bool:
+        """True when the winner flipped with the order, i.e. the position, not the answer,
+        decided (the position-bias count of the RLAIF paper)."""
+        return (self.p_a_ab > 0.5) != (self.p_a_ba > 0.5)
+
+
+@dataclass(frozen=True)
+class PrincipleLabel:
+    """One principle's verdict on one pair, both orders."""
+
+    principle_id: str
+    p_a_ab: float
+    p_a_ba: float
+    mass_ab: float
+    mass_ba: float
+    rationale_ab: str = ""
+    rationale_ba: str = ""
+
+    @property
+    def ordered(self) -> OrderedLabel:
+        return OrderedLabel(self.p_a_ab, self.p_a_ba, self.mass_ab, self.mass_ba)
+
+
+@dataclass(frozen=True)
+class Preference:
+    """A labelled pair (DESIGN.md §3): the soft label `p_a` = P(response A is better)."""
+
+    pair: Pair
+    p_a: float
+    labels: tuple[PrincipleLabel, ...]
+    feedback_model: str
+    constitution_hash: str
+    cot: bool = False
+    flags: tuple[str, ...] = ()
+
+    def _mean(self, name: str) -> float:
+        return sum(getattr(x, name) for x in self.labels) / len(self.labels) if self.labels else 0.5
+
+    @property
+    def p_a_ab(self) -> float:
+        return self._mean("p_a_ab")
+
+    @property
+    def p_a_ba(self) -> float:
+        return self._mean("p_a_ba")
+
+    @property
+    def mass(self) -> float:
+        """Mean probability the model put on the two options at all (both orders)."""
+        if not self.labels:
+            return 0.0
+        return sum(x.mass_ab + x.mass_ba for x in self.labels) / (2 * len(self.labels))
+
+    @property
+    def position_biased(self) -> bool:
+        return OrderedLabel(self.p_a_ab, self.p_a_ba, 0, 0).same_position_won
+
+
+def preference_to_dict(pref: Preference) -> dict:
+    """The JSONL row of a preference record."""
+    return {"id": pref.pair.id, "prompt": pref.pair.prompt, "response_a": pref.pair.response_a,
+            "response_b": pref.pair.response_b, "p_a": pref.p_a, "p_a_ab": pref.p_a_ab,
+            "p_a_ba": pref.p_a_ba, "mass": pref.mass,
+            "principle_ids": [x.principle_id for x in pref.labels],
+            "labels": [asdict(x) for x in pref.labels], "feedback_model": pref.feedback_model,
+            "constitution_hash": pref.constitution_hash, "cot": pref.cot, "flags": list(pref.flags),
+            "category": pref.pair.category, "split": pref.pair.split, "source": pref.pair.source,
+            "human": pref.pair.human}
+
+
+def preference_from_dict(row: dict) -> Preference:
+    pair = Pair(row["prompt"], row["response_a"], row["response_b"], row.get("category", ""),
+                row.get("split", "train"), row.get("source", ""), row.get("human"), row["id"])
+    return Preference(pair, row["p_a"], tuple(PrincipleLabel(**x) for x in row["labels"]),
+                      row["feedback_model"], row["constitution_hash"], row.get("cot", False),
+                      tuple(row.get("flags", ())))
+
+
 
 
 def placed(prompt: str, better: str, worse: str, **fields) -> Pair:
@@ -232,27 +373,3 @@ def import_hh(path: str | Path) -> list[Pair]:
     if not pairs:
         raise DatasetError(f"{path} holds no pairs.")
     return pairs
-
-
-def run_labelling(labeller: Labeller, constitution: Constitution, pairs: list[Pair],
-                  out: str | Path, on_batch: Callable[[int, int], None] | None = None
-                  ) -> list[Preference]:
-    """Label every pair not yet in `out/labels.jsonl`, a batch at a time (each batch
-    appended as it finishes, so a cancelled run resumes), and return all the records."""
-    out = Path(out)
-    claim_run_folder(out, {"constitution": constitution.name,
-                           "constitution_hash": content_hash(constitution),
-                           "feedback_model": labeller.loaded.name,
-                           "feedback": asdict(labeller.config)})
-    log = LabelLog(out)
-    done = log.done_ids()
-    todo = [p for p in pairs if p.id not in done]
-    per_batch = max(1, labeller.config.batch_size // 4)
-    finished = len(pairs) - len(todo)
-    for start in range(0, len(todo), per_batch):
-        batch = todo[start:start + per_batch]
-        log.append(labeller.label(constitution, batch))
-        finished += len(batch)
-        if on_batch:
-            on_batch(finished, len(pairs))
-    return log.read()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pipeline.feedback import OrderedLabel, Preference, position_bias
+from pipeline.feedback import position_bias
+from pipeline.preferences import OrderedLabel, Preference
 from pipeline.preferences import human_choice
 
 ENTROPY_BINS = 5  # histogram of label entropy in bits, over [0, 1]

@@ -14,8 +14,9 @@ import pandas as pd
 from pipeline import jobs
 from pipeline.constitution import Constitution, to_yaml
 from pipeline.errors import StudioError
-from pipeline.feedback import (FeedbackConfig, Labeller, Pair, Preference, PrincipleLabel,
-                               combine, ensemble, feedback_principles, make_pairs)
+from pipeline.feedback import (FeedbackConfig, Labeller, combine, ensemble, feedback_principles,
+                               make_pairs)
+from pipeline.preferences import Pair, Preference, PrincipleLabel
 from pipeline.files import write_atomic
 from pipeline.generation import SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL, load_model

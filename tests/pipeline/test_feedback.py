@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.feedback import (OrderedLabel, both_orders, clamp_cot, ensemble, option_probability,
-                               position_bias)
+from pipeline.feedback import both_orders, clamp_cot, ensemble, option_probability, position_bias
+from pipeline.preferences import OrderedLabel
 
 logprobs = st.floats(min_value=-30, max_value=0, allow_nan=False, allow_subnormal=False)
 
@@ -61,9 +61,10 @@ from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from pipeline.constitution import load_constitution  # noqa: E402
 from pipeline.errors import ConstitutionError, DatasetError, ModelError  # noqa: E402
-from pipeline.feedback import (ANSWER_CUE, FeedbackConfig, Labeller, Pair,  # noqa: E402
+from pipeline.feedback import (ANSWER_CUE, FeedbackConfig, Labeller,  # noqa: E402
                                feedback_principles, resolve_option_tokens)
 from pipeline.models import load_model  # noqa: E402
+from pipeline.preferences import Pair  # noqa: E402
 from tests.tiny import tiny_model  # noqa: E402
 
 HARMLESS = load_constitution("constitutions/harmless-helpful.yaml")

@@ -4,10 +4,10 @@ import pytest
 
 from pipeline.constitution import load_constitution
 from pipeline.errors import DatasetError, StoreError
-from pipeline.feedback import FeedbackConfig, Labeller, Pair
+from pipeline.feedback import FeedbackConfig, Labeller, run_labelling
 from pipeline.models import load_model
-from pipeline.preferences import (GOLD_PAIRS, LabelLog, export_preferences, gold_pairs,
-                                  human_choice, import_hh, read_labels, read_pairs, run_labelling,
+from pipeline.preferences import (GOLD_PAIRS, LabelLog, Pair, export_preferences, gold_pairs,
+                                  human_choice, import_hh, read_labels, read_pairs,
                                   trl_rows, write_pairs)
 from pipeline.store import Store
 from pipeline.trust import agreement, entropy_bits, histogram, trust_report

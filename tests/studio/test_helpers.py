@@ -35,7 +35,7 @@ def test_chatbot_history_becomes_a_conversation():
 
 # --- Preferences tab ---------------------------------------------------------------------------
 
-from pipeline.feedback import Pair, Preference, PrincipleLabel  # noqa: E402
+from pipeline.preferences import Pair, Preference, PrincipleLabel  # noqa: E402
 from studio.preferences_tab import label_bars, next_in_queue, table_rows, view_rows  # noqa: E402
 
 
