@@ -125,7 +125,8 @@ def cmd_revise(args: argparse.Namespace) -> int:
     from pipeline.constitution import content_hash
     from pipeline.critique import (ChainConfig, ChainRequest, chain_id, chain_quality,
                                    principle_stats, run_chains)
-    from pipeline.data import ChainLog, claim_run_folder, export_chains
+    from pipeline.critique import ChainLog, export_chains
+    from pipeline.jobs import claim_run_folder
     from pipeline.generation import SamplingConfig, backend_for
     from pipeline.jobs import job_context, write_progress
 
@@ -177,7 +178,7 @@ def cmd_revise(args: argparse.Namespace) -> int:
 
 
 def cmd_sft_data(args: argparse.Namespace) -> int:
-    from pipeline.data import build_sft_dataset
+    from pipeline.sft_data import build_sft_dataset
     from pipeline.generation import SamplingConfig, backend_for
     from pipeline.jobs import job_context
 

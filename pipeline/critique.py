@@ -17,10 +17,12 @@ import difflib
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Iterator
+from pathlib import Path
+from typing import Any, Iterator
 
 from pipeline.constitution import Constitution, Principle, content_hash
 from pipeline.errors import ConstitutionError, DatasetError, ModelError
+from pipeline.files import RecordLog, save_dataset
 from pipeline.generation import GenerationBackend, Message, SamplingConfig
 from pipeline.prompts import PromptRecord
 from pipeline.seeds import stable_int
@@ -332,3 +334,31 @@ def chain_to_dict(chain: Chain) -> dict:
 
 def chain_from_dict(raw: dict) -> Chain:
     return Chain(**{**raw, "rounds": tuple(RevisionRound(**r) for r in raw["rounds"])})
+
+
+# --- chain logs ------------------------------------------------------------------------------
+
+CHAINS_FILE = "chains.jsonl"
+DATASET_DIR = "dataset"
+
+
+class ChainLog(RecordLog[Chain]):
+    """The finished chains of one run folder."""
+
+    FILE = CHAINS_FILE
+
+    def to_row(self, chain: Chain) -> dict:
+        if not chain.done:
+            raise DatasetError(f"Only finished chains are logged (unfinished: {chain.id}).")
+        return chain_to_dict(chain)
+
+    def from_row(self, row: Any, n: int) -> Chain:
+        return chain_from_dict(row)
+
+
+def export_chains(folder: str | Path) -> Path:
+    """The run's chains as a Hugging Face dataset in `folder/dataset`."""
+    chains = ChainLog(folder).read()
+    if not chains:
+        raise DatasetError(f"No finished chains in {folder}.")
+    return save_dataset([chain_to_dict(c) for c in chains], Path(folder) / DATASET_DIR)

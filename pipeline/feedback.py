@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.constitution import Constitution, Principle, content_hash
-from pipeline.data import claim_run_folder
+from pipeline.jobs import claim_run_folder
 from pipeline.errors import ConstitutionError, DatasetError, ModelError
 from pipeline.generation import GenerationBackend, SamplingConfig, TransformersBackend
 from pipeline.models import LoadedModel

@@ -10,7 +10,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 import yaml
 
@@ -256,3 +256,85 @@ def replace_folder(folder: str | Path, write: Callable[[Path], Any]) -> Path:
     _fsync(folder.parent)
     shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+# --- append-only JSONL logs --------------------------------------------------------------------
+# A run's chains.jsonl and labels.jsonl: one record per line, appended a batch at a time and
+# flushed to disk, so an interrupted run loses at most the batch in flight and a rerun skips
+# every record whose stable id is already there.
+
+def read_jsonl_log(path: Path) -> list[dict]:
+    """Rows of a JSONL log; a torn last line (a crash mid-write) is cut off the file."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    rows, good = [], 0
+    for line in data.splitlines(keepends=True):
+        try:
+            rows.append(json_value(line.decode("utf-8")))
+        except (DatasetError, UnicodeDecodeError):
+            if good + len(line) < len(data):
+                raise DatasetError(f"{path} is corrupt at byte {good}: a line in the middle "
+                                   "is not JSON.") from None
+            with open(path, "r+b") as f:
+                f.truncate(good)
+            break
+        good += len(line)
+    return rows
+
+
+def append_jsonl(path: Path, rows: list[dict]) -> None:
+    """Append rows in one write and flush them to disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(jsonl_text(rows))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class RecordLog(Generic[T]):
+    """The append-only log of one kind of record in a run folder. A subclass names its file
+    and how a record becomes a row and back; `key`, when it gives one, keeps only the latest
+    record of each key on reading (a pair labelled again takes its latest label)."""
+
+    FILE = ""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.path = self.folder / self.FILE
+
+    @classmethod
+    def of_file(cls, path: str | Path) -> "RecordLog[T]":
+        """The log kept in a file of any name (one a user hands over)."""
+        log = cls(Path(path).parent)
+        log.path = Path(path)
+        return log
+
+    def to_row(self, record: T) -> dict:
+        raise NotImplementedError
+
+    def from_row(self, row: Any, n: int) -> T:
+        raise NotImplementedError
+
+    def key(self, record: T) -> str | None:
+        return None
+
+    def read(self) -> list[T]:
+        records = [self.from_row(row, n) for n, row in enumerate(read_jsonl_log(self.path), 1)]
+        if not records or self.key(records[0]) is None:
+            return records
+        return list({self.key(r): r for r in records}.values())
+
+    def done_ids(self) -> set[str]:
+        return {row["id"] for row in read_jsonl_log(self.path)
+                if isinstance(row, dict) and "id" in row}
+
+    def append(self, records: list[T]) -> None:
+        append_jsonl(self.path, [self.to_row(r) for r in records])
+
+
+def save_dataset(rows: list[dict], folder: Path) -> Path:
+    """Write rows as a Hugging Face dataset folder, replacing any earlier one crash-safely."""
+    from datasets import Dataset
+
+    return replace_folder(folder, lambda tmp: Dataset.from_list(rows).save_to_disk(str(tmp)))

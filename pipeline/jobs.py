@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from pipeline.errors import JobError, StudioError
+from pipeline.errors import DatasetError, JobError, StudioError
 from pipeline.files import write_atomic
 from pipeline.store import JobRecord, Store
 
@@ -292,3 +292,20 @@ def wait(store: Store, job_id: int, timeout: float = 600) -> JobRecord:
             return job
         time.sleep(0.5)
     raise JobError(f"Job {job_id} did not finish within {timeout:.0f} s.")
+
+
+RUN_FILE = "run.json"
+
+
+def claim_run_folder(folder: str | Path, settings: dict) -> None:
+    """Record a run's settings in `folder`, or check they match the ones already there, so
+    a resumed run never mixes chains made under other settings."""
+    path = Path(folder) / RUN_FILE
+    if path.exists():
+        earlier = json.loads(path.read_text())
+        changed = sorted(k for k in set(earlier) | set(settings) if earlier.get(k) != settings.get(k))
+        if changed:
+            raise DatasetError(f"{folder} holds a run made with other settings ({', '.join(changed)} "
+                               "differ); resume with the same settings or use a new --out folder.")
+        return
+    write_atomic(path, json.dumps(settings, indent=2, ensure_ascii=False))

@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.data import append_jsonl, read_jsonl_log
 from pipeline.errors import DatasetError
-from pipeline.files import read_jsonl_file, write_jsonl
+from pipeline.files import RecordLog, read_jsonl_file, write_jsonl
 from pipeline.seeds import stable_int
 
 PAIRS_FILE = "pairs.jsonl"
@@ -237,17 +236,6 @@ def gold_pairs() -> list[Pair]:
     return read_pairs(GOLD_PAIRS)
 
 
-def latest_records(path: Path) -> list[Preference]:
-    """The records of a labels JSONL, one per comparison: a pair labelled again (the studio
-    rescoring it under other principles, or with its answers swapped) keeps its place and
-    takes its latest label."""
-    latest: dict[str, Preference] = {}
-    for n, row in enumerate(read_jsonl_log(path), 1):
-        pref = label_record(row, path, n)
-        latest[pair_id(pref.pair.prompt, *sorted([pref.pair.response_a, pref.pair.response_b]))] = pref
-    return list(latest.values())
-
-
 def label_record(row: Any, path: Path, n: int) -> Preference:
     """One record of a labels file, or DatasetError naming it: a label file may come from
     anywhere, and a PM trained on a NaN or out-of-range label learns nothing good."""
@@ -264,27 +252,27 @@ def label_record(row: Any, path: Path, n: int) -> Preference:
     return pref
 
 
-class LabelLog:
-    """The labelled pairs of one run folder (append-only JSONL)."""
+class LabelLog(RecordLog[Preference]):
+    """The labelled pairs of one run folder: a pair labelled again (the studio rescoring it
+    under other principles, or with its answers swapped) keeps its place and takes its
+    latest label."""
 
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        self.path = self.folder / LABELS_FILE
+    FILE = LABELS_FILE
 
-    def read(self) -> list[Preference]:
-        return latest_records(self.path)
+    def to_row(self, pref: Preference) -> dict:
+        return preference_to_dict(pref)
 
-    def done_ids(self) -> set[str]:
-        return {r["id"] for r in read_jsonl_log(self.path)}
+    def from_row(self, row: Any, n: int) -> Preference:
+        return label_record(row, self.path, n)
 
-    def append(self, prefs: list[Preference]) -> None:
-        append_jsonl(self.path, [preference_to_dict(p) for p in prefs])
+    def key(self, pref: Preference) -> str:
+        return pair_id(pref.pair.prompt, *sorted([pref.pair.response_a, pref.pair.response_b]))
 
 
 def read_labels(path: str | Path) -> list[Preference]:
     """Preference records from a run folder or a labels JSONL file."""
     path = Path(path)
-    prefs = latest_records(path / LABELS_FILE if path.is_dir() else path)
+    prefs = (LabelLog(path) if path.is_dir() else LabelLog.of_file(path)).read()
     if not prefs:
         raise DatasetError(f"No labelled pairs in {path}; run `label` first.")
     return prefs
@@ -320,7 +308,7 @@ def trl_rows(prefs: list[Preference]) -> list[dict]:
 def export_preferences(prefs: list[Preference], out: str | Path, fmt: str = "trl") -> Path:
     """Write records as trl rows (JSONL + a Hugging Face dataset folder beside it) or as
     full preference records (`jsonl`)."""
-    from pipeline.data import save_dataset
+    from pipeline.files import save_dataset
 
     out = Path(out)
     if fmt == "jsonl":

@@ -13,7 +13,7 @@ from pipeline import jobs
 from pipeline.constitution import to_yaml
 from pipeline.critique import (Chain, ChainConfig, ChainRequest, chain_quality, principle_stats,
                                run_chains, word_diff)
-from pipeline.data import ChainLog
+from pipeline.critique import ChainLog
 from pipeline.errors import StudioError
 from pipeline.files import write_atomic
 from pipeline.generation import SamplingConfig, backend_for

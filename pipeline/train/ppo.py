@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 
 from pipeline.seeds import stable_int
-from pipeline.data import append_jsonl
+from pipeline.files import append_jsonl
 from pipeline.errors import JobError
 from pipeline.files import recover_folder, replace_folder
 from pipeline.generation import SamplingConfig, TransformersBackend

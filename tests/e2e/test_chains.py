@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from pipeline.data import ChainLog
+from pipeline.critique import ChainLog
 from pipeline.store import Store
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.data import ChainLog
+from pipeline.critique import ChainLog
 from pipeline.files import is_complete
 from pipeline.jobs import read_status
 from pipeline.preferences import LabelLog

@@ -3,7 +3,9 @@ import json
 import pytest
 
 from pipeline.critique import ChainConfig, run_chains
-from pipeline.data import (ChainLog, build_sft_dataset, claim_run_folder, export_chains)
+from pipeline.critique import ChainLog, export_chains
+from pipeline.jobs import claim_run_folder
+from pipeline.sft_data import build_sft_dataset
 from pipeline.errors import DatasetError
 from pipeline.generation import SamplingConfig, TransformersBackend
 from tests.pipeline.test_critique import requests

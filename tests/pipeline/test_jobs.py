@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pipeline import jobs
-from pipeline.data import ChainLog
+from pipeline.critique import ChainLog
 from pipeline.errors import JobError
 from pipeline.store import Store
 from pipeline.train.runtime import read_metrics
