@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from pipeline.models import DEFAULT_MODEL, LoadedModel, load_model  # noqa: E402
-from pipeline.train.configs import PPOJob, RewardJob, build_job, preset  # noqa: E402
+from pipeline.stages import PPOJob, RewardJob, build_job, preset  # noqa: E402
 from pipeline.train.runtime import lora_config, steady_heap  # noqa: E402
 
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from pipeline.configs import add_config_arguments, config_from_args, finite_float
+from pipeline.fields import add_config_arguments, config_from_args, finite_float
 from pipeline.constitution import (Constitution, diff_constitutions, format_diff,
                                    load_constitution, principle_system_prompt, read_text_file,
                                    to_yaml, validate_text)
@@ -333,8 +333,8 @@ def cmd_prefs_human(args: argparse.Namespace) -> int:
 def stage_job(stage: str, args: argparse.Namespace):
     """A stage's config (or run-all's): field defaults < preset < --config YAML < flags
     given. The preset is named by a flag, or (run-all, where it is a field) by the YAML."""
-    from pipeline.configs import given_fields
-    from pipeline.train.configs import STAGES, RunAllJob, build_job, preset, read_job_file
+    from pipeline.fields import given_fields
+    from pipeline.stages import STAGES, RunAllJob, build_job, preset, read_job_file
 
     cls = STAGES.get(stage, RunAllJob)
     from_file = read_job_file(args.config) if args.config else {}
@@ -364,7 +364,7 @@ def trainer(stage: str):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pipeline.jobs import is_main_process, job_context
-    from pipeline.train.configs import job_yaml
+    from pipeline.stages import job_yaml
     from pipeline.train.runtime import CancelFlag
 
     job = stage_job(args.command, args)
@@ -552,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--choice", required=True, choices=("A", "B", "tie"))
     p.set_defaults(run=cmd_prefs_human)
 
-    from pipeline.train.configs import PRESETS, STAGES
+    from pipeline.stages import PRESETS, STAGES
 
     trained = {"sft": "SL-CAI: LoRA SFT on an `sft-data` folder",
                "pmp": "preference-model pretraining on a Stack Exchange Posts.xml dump",
@@ -585,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p, SamplingConfig)
     p.set_defaults(run=cmd_evaluate)
 
-    from pipeline.train.configs import RunAllJob
+    from pipeline.stages import RunAllJob
 
     p = commands.add_parser("run-all", help="the whole pipeline, each stage a job, then a "
                                             "before/after table", description=RunAllJob.__doc__)

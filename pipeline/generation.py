@@ -13,7 +13,7 @@ from typing import Iterator, Protocol
 
 import torch
 
-from pipeline.configs import non_finite_fields
+from pipeline.fields import non_finite_fields
 from pipeline.errors import ModelError
 from pipeline.models import LoadedModel, load_model
 

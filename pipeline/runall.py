@@ -21,7 +21,7 @@ from pipeline.errors import JobError
 from pipeline.files import write_atomic
 from pipeline.jobs import JobCancelled, write_progress
 from pipeline.store import JobRecord, Store
-from pipeline.train.configs import RunAllJob
+from pipeline.stages import RunAllJob
 from pipeline.train.runtime import ADAPTER_DIR, CancelFlag
 
 RUN_FILE = "run.json"

@@ -18,7 +18,7 @@ from pipeline.errors import StudioError
 from pipeline.files import write_atomic
 from pipeline.models import DEFAULT_MODEL
 from pipeline.store import JobRecord, Store
-from pipeline.train.configs import PRESETS, STAGES, RunAllJob, build_job, job_yaml, preset
+from pipeline.stages import PRESETS, STAGES, RunAllJob, build_job, job_yaml, preset
 from pipeline.train.runtime import ADAPTER_DIR, read_metrics
 from studio.choices import adapter_choices, constitution_choices, resolve_choice
 from studio.notices import error_notice, job_bar, notice

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.train.configs import PPOJob, RewardJob, SFTJob  # noqa: E402
+from pipeline.stages import PPOJob, RewardJob, SFTJob  # noqa: E402
 from pipeline.reward_model import Comparison  # noqa: E402
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline.errors import DatasetError
 from pipeline.preferences import read_labels, trl_rows
-from pipeline.train.configs import DPOJob
+from pipeline.stages import DPOJob
 from pipeline.train.runtime import CancelFlag, train_trl_adapter
 
 

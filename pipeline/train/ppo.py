@@ -36,7 +36,7 @@ from pipeline.generation import SamplingConfig, TransformersBackend
 from pipeline.jobs import JobCancelled
 from pipeline.models import LoadedModel, check_adapter_base, load_model
 from pipeline.prompts import load_prompts
-from pipeline.train.configs import PPOJob
+from pipeline.stages import PPOJob
 from pipeline.train.ppo_math import (AdaptiveKL, entropy, gae, per_token_kl,
                                      policy_loss, token_rewards, value_loss, whiten)
 from pipeline.hidden import backbone

@@ -21,7 +21,7 @@ from pipeline.reward_model import (Comparison, accuracy, load_head, new_head, re
                                    write_pm)
 from pipeline.seeds import stable_int
 from pipeline.stackexchange import pmp_comparisons
-from pipeline.train.configs import PMPJob, RewardJob
+from pipeline.stages import PMPJob, RewardJob
 from pipeline.train.runtime import (ADAPTER_DIR, CHECKPOINT_DIR, CancelFlag, MetricsLog,
                                     check_gradients, check_loss, lora_config, write_model_card)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline.errors import DatasetError
 from pipeline.files import read_jsonl_file
-from pipeline.train.configs import SFTJob
+from pipeline.stages import SFTJob
 from pipeline.train.runtime import CancelFlag, train_trl_adapter
 
 

@@ -16,7 +16,7 @@ from pipeline.constitution import decode_file, parse_constitution, validate_text
 from pipeline.errors import StudioError
 from pipeline.preferences import import_hh, read_labels, read_pairs
 from pipeline.prompts import load_prompts
-from pipeline.train.configs import SFTJob, PPOJob, build_job, read_job_file
+from pipeline.stages import SFTJob, PPOJob, build_job, read_job_file
 from pipeline.stackexchange import pmp_comparisons
 
 FUZZ = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])

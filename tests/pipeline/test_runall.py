@@ -8,7 +8,7 @@ from pipeline.cli import build_parser
 from pipeline.errors import JobError
 from pipeline.evaluation import format_results, win_rate, PolicyResult
 from pipeline.runall import plan
-from pipeline.train.configs import RunAllJob, build_job, preset
+from pipeline.stages import RunAllJob, build_job, preset
 
 
 def test_every_stage_command_parses_and_reads_the_stage_before(tmp_path):

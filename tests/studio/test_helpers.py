@@ -69,7 +69,7 @@ def test_label_bars_show_both_orders_pending_principles_and_the_swap():
 
 # --- Train tab ---------------------------------------------------------------------------------
 
-from pipeline.train.configs import PPOJob, RunAllJob, SFTJob  # noqa: E402
+from pipeline.stages import PPOJob, RunAllJob, SFTJob  # noqa: E402
 from studio.train_tab import command_line, ema, form_values, metric_frames, preset_values  # noqa: E402
 
 

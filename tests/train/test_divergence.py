@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pipeline.errors import JobError
-from pipeline.train.configs import STAGES, PPOJob, RewardJob, RunAllJob, SFTJob, build_job
+from pipeline.stages import STAGES, PPOJob, RewardJob, RunAllJob, SFTJob, build_job
 from pipeline.reward_model import Comparison
 from pipeline.train.reward import train_preference_model
 from pipeline.train.runtime import TrainingDiverged

@@ -3,7 +3,7 @@ import pytest
 from pipeline.errors import DatasetError, JobError
 from pipeline.preferences import Pair, Preference
 from pipeline.preferences import LabelLog
-from pipeline.train.configs import DPOJob, build_job
+from pipeline.stages import DPOJob, build_job
 from pipeline.train.dpo import dpo_examples, train_dpo
 from pipeline.train.runtime import read_metrics
 

@@ -9,7 +9,7 @@ import torch
 
 from pipeline.files import is_complete
 from pipeline.jobs import JobCancelled, failure_reason, job_context, read_status
-from pipeline.train.configs import PPOJob, RewardJob
+from pipeline.stages import PPOJob, RewardJob
 from pipeline.train.ppo import build_roles, train_ppo
 from pipeline.reward_model import Comparison, reward_scores
 from pipeline.train.reward import train_preference_model

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.train.configs import PMPJob, RewardJob
+from pipeline.stages import PMPJob, RewardJob
 from pipeline.reward_model import Comparison, load_head, reward_scores
 from pipeline.stackexchange import pmp_comparisons, pmp_score
 from pipeline.train.reward import soft_preference_loss, train_preference_model

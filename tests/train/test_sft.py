@@ -3,7 +3,7 @@ import json
 import pytest
 
 from pipeline.errors import DatasetError, JobError
-from pipeline.train.configs import SFTJob, build_job, preset
+from pipeline.stages import SFTJob, build_job, preset
 from pipeline.train.runtime import read_metrics
 from pipeline.train.sft import sft_examples, train_sft
 

@@ -1,5 +1,6 @@
-"""One config dataclass per training stage. CLI flags, YAML job files and the studio's forms
-all come from these fields (pipeline/configs.py), so no knob is typed twice.
+"""The stage registry: one config dataclass per training stage (and run-all). CLI flags, YAML
+job files and the studio's forms all come from these fields (pipeline/fields.py), so no knob
+is typed twice.
 
 Presets: `tiny` finishes on a 2-core CPU in minutes; `paper` has the CAI paper's shape
 (larger LoRA, longer training) for a GPU machine.
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from pipeline.configs import non_finite_fields
+from pipeline.fields import non_finite_fields
 from pipeline.errors import JobError
 from pipeline.files import load_yaml, yaml_problem
 from pipeline.models import DEFAULT_MODEL
