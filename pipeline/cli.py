@@ -412,13 +412,13 @@ def cmd_run_all(args: argparse.Namespace) -> int:
 
     from pipeline.evaluation import format_results, read_results
     from pipeline.jobs import JOB_ID_ENV, job_context
-    from pipeline.runall import default_run_folder, run_all, stage_seconds
+    from pipeline.runall import run_all, stage_seconds
     from pipeline.train.runtime import CancelFlag
 
     job = stage_job("run-all", args)
     store = open_store(args)
     _, constitution = resolve_constitution(job.constitution, args)
-    out = Path(args.out) if args.out else default_run_folder(store)
+    out = Path(args.out) if args.out else store.new_run_folder("run-all")
     cancel = CancelFlag()
     parent = int(os.environ[JOB_ID_ENV]) if os.environ.get(JOB_ID_ENV, "").isdigit() else None
     started = time.time()

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from pipeline.constitution import Constitution, to_yaml
 from pipeline.errors import DatasetError, JobError, StudioError
 from pipeline.files import write_atomic
 from pipeline.store import JobRecord, Store
@@ -309,3 +310,13 @@ def claim_run_folder(folder: str | Path, settings: dict) -> None:
                                "differ); resume with the same settings or use a new --out folder.")
         return
     write_atomic(path, json.dumps(settings, indent=2, ensure_ascii=False))
+
+
+CONSTITUTION_FILE = "constitution.yaml"
+
+
+def freeze_constitution(constitution: Constitution, folder: str | Path,
+                        name: str = CONSTITUTION_FILE) -> Path:
+    """The constitution as it is now, written into a job's run folder: the job reads this
+    copy, so later edits never change a run that was started (or is resumed)."""
+    return write_atomic(Path(folder) / name, to_yaml(constitution))

@@ -16,16 +16,15 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline import jobs
-from pipeline.constitution import Constitution, to_yaml
+from pipeline.constitution import Constitution
 from pipeline.errors import JobError
 from pipeline.files import write_atomic
-from pipeline.jobs import JobCancelled, write_progress
+from pipeline.jobs import CONSTITUTION_FILE, JobCancelled, freeze_constitution, write_progress
 from pipeline.store import JobRecord, Store
 from pipeline.stages import RunAllJob
 from pipeline.train.runtime import ADAPTER_DIR, CancelFlag
 
 RUN_FILE = "run.json"
-CONSTITUTION_FILE = "constitution.yaml"
 
 
 @dataclass(frozen=True)
@@ -74,10 +73,6 @@ def plan(job: RunAllJob, out: Path) -> list[Stage]:
     ]
 
 
-def default_run_folder(store: Store) -> Path:
-    return store.runs / f"run-all-{datetime.now():%Y%m%d-%H%M%S}"
-
-
 def succeeded(folder: Path) -> bool:
     return (jobs.read_status(folder) or ("",))[0] == "succeeded"
 
@@ -98,7 +93,7 @@ def run_all(store: Store, job: RunAllJob, constitution: Constitution, out: Path,
             on_stage: Callable[[int, Stage, JobRecord], None] | None = None) -> list[JobRecord]:
     """Run (or resume) every stage; returns the stage jobs run now."""
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / CONSTITUTION_FILE, to_yaml(constitution))
+    freeze_constitution(constitution, out)
     stages = plan(job, out)
     write_atomic(out / RUN_FILE, json.dumps({"config": asdict(job), "stages": [
         {"name": s.name, "command": ["python", "-m", "pipeline", *s.args]} for s in stages]},

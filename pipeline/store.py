@@ -178,6 +178,17 @@ class Store:
             self._broken(problem, recover)
         self.migrate()
 
+    def new_run_folder(self, kind: str) -> Path:
+        """A fresh run folder for a job of `kind`: runs/KIND-YYYYmmdd-HHMMSS."""
+        return self.runs / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}"
+
+    def trained(self, kinds: tuple[str, ...], folder: str = "adapter") -> list[str]:
+        """The `folder` of every succeeded job of these kinds that holds an adapter, newest
+        first (the adapters a model picker offers, the PMs a PPO form offers)."""
+        found = [str(Path(j.out_dir) / folder) for j in self.jobs()
+                 if j.kind in kinds and j.status == "succeeded"]
+        return [a for a in dict.fromkeys(found) if (Path(a) / "adapter_config.json").exists()]
+
     def _broken(self, problem: str, recover: bool) -> None:
         if not recover or self.read_only:
             raise StoreError(

@@ -3,19 +3,16 @@ launch the dataset job in the background and browse finished chains."""
 from __future__ import annotations
 
 import html
-from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator
 
 import gradio as gr
 
 from pipeline import jobs
-from pipeline.constitution import to_yaml
 from pipeline.critique import (Chain, ChainConfig, ChainRequest, chain_quality, principle_stats,
                                run_chains, word_diff)
 from pipeline.critique import ChainLog
 from pipeline.errors import StudioError
-from pipeline.files import write_atomic
 from pipeline.generation import SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL
 from pipeline.prompts import PromptRecord, load_prompts
@@ -207,7 +204,7 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
                     use_few_shot: bool, new_tokens: float, temp: float, seed_value: float,
                     model_name: str, out: Path) -> list[str]:
         # the job reads the constitution as it is being edited, frozen into its run folder
-        path = write_atomic(out / "constitution.yaml", to_yaml(resolve_choice(store, name)))
+        path = jobs.freeze_constitution(resolve_choice(store, name), out)
         args = ["revise", "--constitution", str(path), "--prompts", chosen_set,
                 "--limit", str(int(n or 0)), "--rounds", str(int(n_rounds)),
                 "--max-new-tokens", str(int(new_tokens)), "--temperature", str(float(temp)),
@@ -219,7 +216,7 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
                   seed_value, model_name):
         if not name:
             return notice("error", "Pick a constitution first."), gr.update()
-        out = store.runs / f"chains-{datetime.now():%Y%m%d-%H%M%S}"
+        out = store.new_run_folder("chains")
         try:
             args = launch_args(name, chosen_set, chosen_split, n, n_rounds, use_few_shot,
                                new_tokens, temp, seed_value, model_name, out)

@@ -2,7 +2,6 @@
 models (the base, and every adapter a finished job trained)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import gradio as gr
 
@@ -33,9 +32,7 @@ def default_choice(store: Store) -> str | None:
 
 def adapter_choices(store: Store) -> list[str]:
     """Policy adapters of finished SFT, DPO and PPO jobs, newest first."""
-    found = [str(Path(j.out_dir) / ADAPTER_DIR) for j in store.jobs()
-             if j.kind in POLICY_STAGES and j.status == "succeeded"]
-    return [a for a in dict.fromkeys(found) if (Path(a) / "adapter_config.json").exists()]
+    return store.trained(POLICY_STAGES, ADAPTER_DIR)
 
 
 def offer_models(store: Store, dropdown: gr.Dropdown, default: str = DEFAULT_MODEL) -> None:

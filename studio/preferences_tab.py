@@ -4,7 +4,6 @@ metrics (agreement, calibration, position bias) updating as you label."""
 from __future__ import annotations
 
 import html
-from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
@@ -12,12 +11,11 @@ import gradio as gr
 import pandas as pd
 
 from pipeline import jobs
-from pipeline.constitution import Constitution, to_yaml
+from pipeline.constitution import Constitution
 from pipeline.errors import StudioError
 from pipeline.feedback import (FeedbackConfig, Labeller, combine, ensemble, feedback_principles,
                                make_pairs)
 from pipeline.preferences import Pair, Preference, PrincipleLabel
-from pipeline.files import write_atomic
 from pipeline.generation import SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL, load_model
 from pipeline.preferences import LabelLog, gold_pairs, human_choice, read_labels
@@ -398,7 +396,7 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
                 source_choices())
 
     def on_make(chosen_set, n, model_name, seed_value):
-        out = store.runs / f"pairs-{datetime.now():%Y%m%d-%H%M%S}"
+        out = store.new_run_folder("pairs")
         return launch_job("pairs", ["pairs", "--policy", model_name, "--prompts", chosen_set,
                                     "--limit", str(int(n or 0)), "--seed", str(int(seed_value or 0)),
                                     "--max-new-tokens", "128", "--out", str(out)], out)
@@ -406,9 +404,9 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
     def on_launch(source, n, choice, chosen, k, use_cot, model_name, seed_value):
         if not choice:
             return notice("error", "Pick a constitution first."), gr.update(), gr.update()
-        out = store.runs / f"labels-{datetime.now():%Y%m%d-%H%M%S}"
+        out = store.new_run_folder("labels")
         try:  # the job reads the constitution as it is now, frozen into its run folder
-            path = write_atomic(out / "constitution.yaml", to_yaml(resolve_choice(store, choice)))
+            path = jobs.freeze_constitution(resolve_choice(store, choice), out)
         except StudioError as exc:
             return error_notice(exc), gr.update(), gr.update()
         args = ["label", "--pairs", source, "--constitution", str(path), "--model", model_name,

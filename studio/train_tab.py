@@ -13,7 +13,6 @@ import gradio as gr
 import pandas as pd
 
 from pipeline import jobs
-from pipeline.constitution import to_yaml
 from pipeline.errors import StudioError
 from pipeline.files import write_atomic
 from pipeline.models import DEFAULT_MODEL
@@ -181,9 +180,6 @@ def build(store: Store, demo: gr.Blocks) -> None:
         offset = sum(len(forms[s]) for s in list(FORMS)[:list(FORMS).index(name)])
         return form_values(FORMS[name], raw[offset:offset + len(forms[name])])
 
-    def run_folder(name: str) -> Path:
-        return store.runs / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
-
     def on_stage(name: str, chosen_preset: str):
         return (gr.update(value=FORMS[name].__doc__),
                 *[gr.update(visible=s == name) for s in FORMS],
@@ -209,8 +205,7 @@ def build(store: Store, demo: gr.Blocks) -> None:
             return [j.out_dir for j in store.jobs() if j.kind in kinds and j.status == "succeeded"]
 
         adapters = adapter_choices(store)
-        pms = [str(Path(j.out_dir) / ADAPTER_DIR) for j in store.jobs()
-               if j.kind in ("reward", "pmp") and j.status == "succeeded"]
+        pms = store.trained(("reward", "pmp"), ADAPTER_DIR)
         return {"model": [DEFAULT_MODEL], "data": {
             "sft": folders("sft-data"), "reward": folders("label"), "dpo": folders("label"),
             "pmp": []}.get(name, []), "policy_adapter": adapters, "reward_adapter": pms,
@@ -225,17 +220,17 @@ def build(store: Store, demo: gr.Blocks) -> None:
             problem = ""
         except StudioError as exc:
             problem = f"# not ready to launch: {exc}\n"
-        return gr.update(value=f"{problem}{command_line(name, run_folder(name))}\n\n# job.yaml\n"
+        return gr.update(value=f"{problem}{command_line(name, store.new_run_folder(name))}\n\n# job.yaml\n"
                                + job_yaml(values))
 
     def on_launch(name: str, *raw):
         values = values_of(name, list(raw))
-        out = run_folder(name)
+        out = store.new_run_folder(name)
         try:
             if name == "run-all" and values.get("constitution"):
                 # the job reads the constitution as it is now, frozen into its run folder
-                frozen = write_atomic(out / "constitution-input.yaml",
-                                      to_yaml(resolve_choice(store, values["constitution"])))
+                frozen = jobs.freeze_constitution(resolve_choice(store, values["constitution"]),
+                                                  out, "constitution-input.yaml")
                 values["constitution"] = str(frozen)
             job = build_job(FORMS[name], values)
             text = job_yaml(job)

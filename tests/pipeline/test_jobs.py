@@ -178,3 +178,13 @@ def test_a_two_process_sft_job_trains_data_parallel(tmp_path, tiny_folder):
     saved = next((long / "checkpoint").glob("checkpoint-*"))
     assert {"adapter_model.safetensors", "rng_state_0.pth", "rng_state_1.pth"} <= \
         {p.name for p in saved.iterdir()}
+
+
+def test_a_frozen_constitution_is_the_one_a_job_reads(tmp_path):
+    from pipeline.constitution import load_constitution
+
+    store = Store(tmp_path / "ws")
+    store.seed()
+    live = store.version("harmless-helpful").constitution
+    path = jobs.freeze_constitution(live, tmp_path / "run")
+    assert path.name == jobs.CONSTITUTION_FILE and load_constitution(path) == live

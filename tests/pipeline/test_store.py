@@ -113,3 +113,21 @@ def test_an_invalid_constitution_is_never_stored(store):
     with pytest.raises(Exception, match="duplicate id"):
         store.save_draft(broken, None)
     assert store.names() == [] and store.draft(c.name) is None
+
+
+def test_run_folders_and_trained_adapters_come_from_one_place(tmp_path):
+    import json as _json
+
+    store = Store(tmp_path / "ws")
+    folder = store.new_run_folder("chains")
+    assert folder.parent == store.runs and folder.name.startswith("chains-")
+    done, failed, empty = (tmp_path / n for n in ("done", "failed", "empty"))
+    for out in (done / "adapter", failed / "adapter", empty):
+        out.mkdir(parents=True)
+    for out in (done / "adapter", failed / "adapter"):
+        (out / "adapter_config.json").write_text(_json.dumps({}))
+    for kind, out, status in (("sft", done, "succeeded"), ("sft", failed, "failed"),
+                              ("dpo", empty, "succeeded"), ("reward", done, "succeeded")):
+        job, _ = store.add_job(kind, [kind, str(out)], str(out), ["python"])
+        store.set_job_status(job.id, status)
+    assert store.trained(("sft", "dpo")) == [str(done / "adapter")]
