@@ -11,7 +11,7 @@ import math
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from pipeline.constitution import Constitution, Principle, content_hash
 from pipeline.jobs import claim_run_folder
@@ -273,29 +273,55 @@ class Labeller:
         batched call, pairs with identical answers labelled 0.5 without asking."""
         todo = [p for p in pairs if not p.identical]
         chosen = [feedback_principles(constitution, p, self.config) for p in todo]
-        rationales = self.rationales(todo, chosen) if self.config.cot and todo else [None] * len(todo)
+        labelled = {pref.pair.id: pref for pref in self.scored(constitution, todo, chosen)}
+        return [labelled.get(p.id) or self.identical(p, constitution) for p in pairs]
+
+    def label_stepwise(self, constitution: Constitution, pair: Pair,
+                       step: int = 4) -> Iterator[Preference]:
+        """One pair, `step` principles at a time, for a view that shows each principle's
+        verdict as it comes: every yield is the record so far (its labels grow); the last is
+        the record `label` gives."""
+        if pair.identical:
+            yield self.identical(pair, constitution)
+            return
+        principles = feedback_principles(constitution, pair, self.config)
+        labels: list[PrincipleLabel] = []
+        flags: set[str] = set()
+        for start in range(0, len(principles), step):
+            part, = self.scored(constitution, [pair], [principles[start:start + step]])
+            labels += part.labels
+            flags |= set(part.flags)
+            yield combine(pair, labels, self.loaded.name, constitution, self.config.cot,
+                          tuple(sorted(flags)))
+
+    def identical(self, pair: Pair, constitution: Constitution) -> Preference:
+        """Identical answers carry no preference: 0.5, flagged, the model not asked."""
+        return Preference(pair, 0.5, (), self.loaded.name, content_hash(constitution),
+                          self.config.cot, ("identical",))
+
+    def scored(self, constitution: Constitution, pairs: list[Pair],
+               chosen: list[list[Principle]]) -> list[Preference]:
+        """Each pair judged by its chosen principles, both orders, in one batched call."""
+        rationales = self.rationales(pairs, chosen) if self.config.cot and pairs else [None] * len(pairs)
         items, spans, cut = [], [], []
-        for pair, principles, why in zip(todo, chosen, rationales):
+        for pair, principles, why in zip(pairs, chosen, rationales):
             pair_items, truncated = self.items(pair, principles, why)
             spans.append((len(items), len(principles)))
             items += pair_items
             cut.append(truncated)
         scores = option_logprobs(self.loaded, items, [self.options.a, self.options.b],
-                                 self.config.batch_size)
-        labelled = {}
-        for pair, principles, why, (start, k), truncated in zip(todo, chosen, rationales, spans, cut):
+                                 self.config.batch_size) if items else []
+        records = []
+        for pair, principles, why, (start, k), truncated in zip(pairs, chosen, rationales, spans, cut):
             labels = []
             for j, principle in enumerate(principles):
                 ordered = both_orders(tuple(scores[start + j]), tuple(scores[start + k + j]))
                 labels.append(PrincipleLabel(
                     principle.id, ordered.p_a_ab, ordered.p_a_ba, ordered.mass_ab, ordered.mass_ba,
                     why[(0, principle.id)] if why else "", why[(1, principle.id)] if why else ""))
-            labelled[pair.id] = combine(pair, labels, self.loaded.name, constitution,
-                                        self.config.cot, ("truncated",) if truncated else ())
-        return [labelled.get(p.id) or Preference(p, 0.5, (), self.loaded.name,
-                                                  content_hash(constitution), self.config.cot,
-                                                  ("identical",))
-                for p in pairs]
+            records.append(combine(pair, labels, self.loaded.name, constitution,
+                                   self.config.cot, ("truncated",) if truncated else ()))
+        return records
 
 
 def make_pairs(backend: GenerationBackend, prompts: list[PromptRecord],

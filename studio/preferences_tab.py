@@ -13,8 +13,7 @@ import pandas as pd
 from pipeline import jobs
 from pipeline.constitution import Constitution
 from pipeline.errors import StudioError
-from pipeline.feedback import (FeedbackConfig, Labeller, combine, ensemble, feedback_principles,
-                               make_pairs)
+from pipeline.feedback import FeedbackConfig, Labeller, ensemble, feedback_principles, make_pairs
 from pipeline.preferences import Pair, Preference, PrincipleLabel
 from pipeline.generation import SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL, load_model
@@ -294,30 +293,22 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
             config = FeedbackConfig(ensemble=int(k), principles=",".join(chosen or []),
                                     cot=bool(use_cot), seed=int(seed_value or 0))
             titles = {p.id: p.title for p in c.principles}
-            if pair.identical:
-                yield (notice("info", "A and B are identical, so the label is 0.5 (flagged); "
-                                      "nothing to ask the model."), label_bars([], titles, []),
-                       last, *refresh_labels(run_choice, view_choice))
-                return
-            judges = feedback_principles(c, pair, config)
+            labeller = Labeller(load_model(model_name), config)
+            judges = [] if pair.identical else feedback_principles(c, pair, config)
             previous = last[1] if last and last[0] == pair.swapped().id else None
             yield "", label_bars([], titles, [p.id for p in judges]), last, *[gr.update()] * 4
-            labeller_model = load_model(model_name)
-            done: list[PrincipleLabel] = []
-            flags: set[str] = set()
-            for start in range(0, len(judges), LIVE_CHUNK):
-                chunk = judges[start:start + LIVE_CHUNK]
-                labeller = Labeller(labeller_model, FeedbackConfig(
-                    principles=",".join(p.id for p in chunk), cot=config.cot))
-                pref, = labeller.label(c, [pair])
-                done += pref.labels
-                flags |= set(pref.flags)
+            for record in labeller.label_stepwise(c, pair, LIVE_CHUNK):
+                if "identical" in record.flags:
+                    yield (notice("info", "A and B are identical, so the label is 0.5 (flagged); "
+                                          "nothing to ask the model."), label_bars([], titles, []),
+                           last, *refresh_labels(run_choice, view_choice))
+                    return
+                done = list(record.labels)
                 yield ("", label_bars(done, titles, [p.id for p in judges[len(done):]], previous),
                        last, *[gr.update()] * 4)
-            record = combine(pair, done, labeller_model.name, c, config.cot, tuple(sorted(flags)))
             studio_log.append([record])
             note = notice("info", "The answers were cut to fit the question (flagged).") \
-                if "truncated" in flags else ""
+                if "truncated" in record.flags else ""
             yield (note, label_bars(done, titles, [], previous, record.p_a), (pair.id, record.p_a),
                    *refresh_labels(run_choice, view_choice))
         except StudioError as exc:

@@ -132,6 +132,17 @@ def test_sampled_ensembles_label_with_the_drawn_principles():
     assert pref.p_a == pytest.approx(sum(x.ordered.p_a for x in pref.labels) / 3)
 
 
+def test_stepwise_labels_grow_a_few_principles_at_a_time_and_end_as_the_batch_label():
+    labeller = Labeller(tiny_model(), FeedbackConfig(ensemble=5, seed=3))
+    steps = list(labeller.label_stepwise(HARMLESS, LOCK, step=2))
+    assert [len(s.labels) for s in steps] == [2, 4, 5]
+    whole, = labeller.label(HARMLESS, [LOCK])
+    assert [x.principle_id for x in steps[-1].labels] == [x.principle_id for x in whole.labels]
+    assert steps[-1].p_a == pytest.approx(whole.p_a, abs=1e-5)
+    same, = labeller.label_stepwise(HARMLESS, Pair("p", "same", "same"))
+    assert same.flags == ("identical",) and same.p_a == 0.5
+
+
 def test_identical_answers_get_one_half_without_asking():
     pref, = Labeller(tiny_model(), FeedbackConfig()).label(HARMLESS, [Pair("p", "same", "same")])
     assert pref.p_a == 0.5 and pref.flags == ("identical",) and pref.labels == ()
