@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from pipeline.fields import add_config_arguments, config_from_args, finite_float
+from pipeline.fields import add_config_arguments, config_from_args, settings_of
 from pipeline.constitution import (Constitution, diff_constitutions, format_diff,
                                    load_constitution, principle_system_prompt, read_text_file,
                                    to_yaml, validate_text)
@@ -130,21 +130,22 @@ def cmd_revise(args: argparse.Namespace) -> int:
     from pipeline.generation import SamplingConfig, backend_for
     from pipeline.jobs import job_context, write_progress
 
+    job = stage_job("revise", args)
     out = Path(args.out)
     with job_context(out):
-        _, constitution = resolve_constitution(args.constitution, args)
+        _, constitution = resolve_constitution(job.constitution, args)
         skipped: list[str] = []
-        prompts = load_prompts(args.prompts, args.split,
-                               on_bad_line=skipped.append if args.skip_bad_lines else None)
+        prompts = load_prompts(job.prompts, job.split or None,
+                               on_bad_line=skipped.append if job.skip_bad_lines else None)
         for message in skipped:
             print(f"warning: skipped {message}", file=sys.stderr)
-        prompts = prompts[: args.limit or None]
-        config = config_from_args(ChainConfig, args)
-        sampling = config_from_args(SamplingConfig, args)
-        backend = backend_for(args.model, max_batch_size=config.batch_size)
+        prompts = prompts[: job.limit or None]
+        config = settings_of(job, ChainConfig)
+        sampling = settings_of(job, SamplingConfig)
+        backend = backend_for(job.model, max_batch_size=config.batch_size)
         claim_run_folder(out, {"constitution": constitution.name,
                                "constitution_hash": content_hash(constitution),
-                               "prompts": args.prompts, "model": args.model,
+                               "prompts": job.prompts, "model": job.model,
                                "chain": asdict(config), "sampling": asdict(sampling)})
         log = ChainLog(out)
         done = log.done_ids()
@@ -182,11 +183,12 @@ def cmd_sft_data(args: argparse.Namespace) -> int:
     from pipeline.generation import SamplingConfig, backend_for
     from pipeline.jobs import job_context
 
+    job = stage_job("sft-data", args)
     with job_context(args.out):
-        sampling = config_from_args(SamplingConfig, args)
-        backend = backend_for(args.model) if args.helpful_ratio > 0 else None
-        summary = build_sft_dataset(args.chains, args.out, args.helpful_ratio, backend, sampling,
-                                    args.helpful_set)
+        sampling = settings_of(job, SamplingConfig)
+        backend = backend_for(job.model) if job.helpful_ratio > 0 else None
+        summary = build_sft_dataset(job.chains, args.out, job.helpful_ratio, backend, sampling,
+                                    job.helpful_set)
         print(f"wrote {summary.revisions} revision and {summary.helpful} helpfulness examples "
               f"to {summary.path} ({summary.skipped} chains with no accepted revision left out)")
     return 0
@@ -232,12 +234,13 @@ def cmd_pairs(args: argparse.Namespace) -> int:
     from pipeline.jobs import job_context, write_progress
     from pipeline.preferences import PAIRS_FILE, write_pairs
 
+    job = stage_job("pairs", args)
     out = Path(args.out)
     with job_context(out):
-        prompts = load_prompts(args.prompts, args.split)[: args.limit or None]
-        sampling = config_from_args(SamplingConfig, args)
-        backend = backend_for(args.policy, max_batch_size=args.batch_size)
-        pairs, per_batch = [], max(1, args.batch_size // 2)
+        prompts = load_prompts(job.prompts, job.split or None)[: job.limit or None]
+        sampling = settings_of(job, SamplingConfig)
+        backend = backend_for(job.policy, max_batch_size=job.batch_size)
+        pairs, per_batch = [], max(1, job.batch_size // 2)
         bar = tqdm(total=len(prompts), unit="prompt")
         for start in range(0, len(prompts), per_batch):
             chunk = prompts[start:start + per_batch]
@@ -247,7 +250,7 @@ def cmd_pairs(args: argparse.Namespace) -> int:
         bar.close()
         write_pairs(pairs, out / PAIRS_FILE)
         identical = sum(p.identical for p in pairs)
-        print(f"wrote {len(pairs)} pairs from {args.policy} to {out / PAIRS_FILE} "
+        print(f"wrote {len(pairs)} pairs from {job.policy} to {out / PAIRS_FILE} "
               f"({identical} with identical answers, {len(prompts) - len(pairs)} prompts "
               "with an empty answer left out)")
     return 0
@@ -262,16 +265,17 @@ def cmd_label(args: argparse.Namespace) -> int:
     from pipeline.preferences import read_pairs
     from pipeline.trust import format_report, trust_report
 
+    job = stage_job("label", args)
     out = Path(args.out)
     with job_context(out):
-        _, constitution = resolve_constitution(args.constitution, args)
+        _, constitution = resolve_constitution(job.constitution, args)
         skipped: list[str] = []
-        pairs = read_pairs(pairs_path(args.pairs),
-                           on_bad_line=skipped.append if args.skip_bad_lines else None)
+        pairs = read_pairs(pairs_path(job.pairs),
+                           on_bad_line=skipped.append if job.skip_bad_lines else None)
         for message in skipped:
             print(f"warning: skipped {message}", file=sys.stderr)
-        pairs = pairs[: args.limit or None]
-        labeller = Labeller(load_model(args.model), config_from_args(FeedbackConfig, args))
+        pairs = pairs[: job.limit or None]
+        labeller = Labeller(load_model(job.model), settings_of(job, FeedbackConfig))
         bar = tqdm(total=len(pairs), unit="pair")
         write_progress(out, 0, len(pairs), "labelling")
 
@@ -331,12 +335,12 @@ def cmd_prefs_human(args: argparse.Namespace) -> int:
 
 
 def stage_job(stage: str, args: argparse.Namespace):
-    """A stage's config (or run-all's): field defaults < preset < --config YAML < flags
-    given. The preset is named by a flag, or (run-all, where it is a field) by the YAML."""
+    """A command's config: field defaults < preset < --config YAML < flags given. The preset
+    is named by a flag, or (run-all, where it is a field) by the YAML."""
     from pipeline.fields import given_fields
-    from pipeline.stages import STAGES, RunAllJob, build_job, preset, read_job_file
+    from pipeline.stages import COMMANDS, RunAllJob, build_job, preset, read_job_file
 
-    cls = STAGES.get(stage, RunAllJob)
+    cls = COMMANDS[stage]
     from_file = read_job_file(args.config) if args.config else {}
     given = given_fields(cls, args)
     name = given.get("preset") or from_file.get("preset") or getattr(args, "preset", "") or \
@@ -385,23 +389,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pipeline.jobs import job_context, write_progress
     from pipeline.models import load_model
 
+    job = stage_job("evaluate", args)
     out = Path(args.out)
     with job_context(out):
-        _, constitution = resolve_constitution(args.constitution, args)
-        policies = {"base": args.base}
-        for spec in args.policy:
-            name, sep, model = spec.partition("=")
-            if not sep or not name or not model or name in policies:
-                raise StoreError(f"--policy takes a new NAME=MODEL (got {spec!r}).")
-            policies[name] = model
-        prompts = [p.prompt for p in load_prompts(args.prompts, args.split)][: args.limit or None]
+        _, constitution = resolve_constitution(job.constitution, args)
+        prompts = [p.prompt for p in load_prompts(job.prompts, job.split or None)][: job.limit or None]
         write_progress(out, 0, 1, "evaluating")
-        judge = Labeller(load_model(args.judge or args.base), FeedbackConfig(ensemble=args.ensemble))
-        results = evaluate(policies, prompts, args.reward_adapter, judge, constitution,
-                           config_from_args(SamplingConfig, args))
+        judge = Labeller(load_model(job.judge or job.base), FeedbackConfig(ensemble=job.ensemble))
+        results = evaluate(job.policies, prompts, job.reward_adapter, judge, constitution,
+                           settings_of(job, SamplingConfig))
         path = write_results(results, prompts, out)
         write_progress(out, 1, 1, "done")
-        print(f"{len(prompts)} held-out prompts ({args.prompts}, {args.split or 'all'} split); "
+        print(f"{len(prompts)} held-out prompts ({job.prompts}, {job.split or 'all'} split); "
               f"results in {path}")
         print(format_results(results))
     return 0
@@ -438,13 +437,6 @@ def cmd_run_all(args: argparse.Namespace) -> int:
 
 
 # --- parser --------------------------------------------------------------------------------
-
-def add_prompt_arguments(p: argparse.ArgumentParser) -> None:
-    """The prompts a command runs on: a set or file, a split, and how many."""
-    p.add_argument("--prompts", required=True, help="red-team, helpful, or a .jsonl/.txt file")
-    p.add_argument("--split", choices=("train", "test"), default=None)
-    p.add_argument("--limit", type=int, default=0, help="use the first N prompts (0 = all)")
-
 
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.generation import SamplingConfig
@@ -488,48 +480,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p, SamplingConfig)
     p.set_defaults(run=cmd_generate)
 
-    from pipeline.critique import ChainConfig
+    from pipeline.stages import COMMANDS, PRESETS
 
-    p = commands.add_parser("revise", help="critique–revision chains (SL-CAI data) for a prompt set")
-    p.add_argument("--constitution", required=True, help="a file, NAME or NAME@VERSION")
-    add_prompt_arguments(p)
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--skip-bad-lines", action="store_true",
-                   help="skip malformed lines of a prompts file (default: stop at the first)")
-    p.add_argument("--out", required=True, help="run folder; rerunning into it resumes")
-    add_config_arguments(p, ChainConfig)
-    add_config_arguments(p, SamplingConfig)
-    p.set_defaults(run=cmd_revise)
-
-    p = commands.add_parser("sft-data", help="the SFT dataset from a folder of chains")
-    p.add_argument("--chains", required=True, help="a run folder written by `revise`")
-    p.add_argument("--out", required=True)
-    p.add_argument("--helpful-ratio", type=finite_float, default=0.5,
-                   help="helpfulness examples per revision example (0 = none)")
-    p.add_argument("--helpful-set", default="helpful")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="answers the helpfulness prompts")
-    add_config_arguments(p, SamplingConfig)
-    p.set_defaults(run=cmd_sft_data)
-
-    from pipeline.feedback import FeedbackConfig
-
-    p = commands.add_parser("pairs", help="two sampled answers per prompt from a policy")
-    p.add_argument("--policy", default=DEFAULT_MODEL, help="model name, folder or LoRA adapter folder")
-    add_prompt_arguments(p)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--out", required=True, help="folder for pairs.jsonl")
-    add_config_arguments(p, SamplingConfig)
-    p.set_defaults(run=cmd_pairs)
-
-    p = commands.add_parser("label", help="AI feedback: soft A/B labels for pairs")
-    p.add_argument("--pairs", required=True, help="pairs JSONL, a folder from `pairs`, or 'gold'")
-    p.add_argument("--constitution", required=True, help="a file, NAME or NAME@VERSION")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="the feedback model")
-    p.add_argument("--limit", type=int, default=0, help="label the first N pairs (0 = all)")
-    p.add_argument("--skip-bad-lines", action="store_true")
-    p.add_argument("--out", required=True, help="run folder; rerunning into it resumes")
-    add_config_arguments(p, FeedbackConfig)
-    p.set_defaults(run=cmd_label)
+    runs = {"revise": cmd_revise, "sft-data": cmd_sft_data, "pairs": cmd_pairs, "label": cmd_label,
+            "sft": cmd_train, "pmp": cmd_train, "reward": cmd_train, "ppo": cmd_train,
+            "dpo": cmd_train, "evaluate": cmd_evaluate, "run-all": cmd_run_all}
+    for command, cls in COMMANDS.items():
+        doc = " ".join((cls.__doc__ or "").split())
+        p = commands.add_parser(command, help=doc.split(". ")[0], description=doc)
+        p.add_argument("--config", default=None, help="a YAML job file (field: value); the "
+                       "preset's values < the file < flags")
+        if any(command in stages for stages in PRESETS.values()) and command != "run-all":
+            p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                           help="start from a preset; the job file and flags override it")
+        if command == "run-all":
+            p.add_argument("--out", default=None, help="run folder (default: "
+                           "WORKSPACE/runs/run-all-TIME); rerunning resumes")
+        else:
+            p.add_argument("--out", required=True, help="run folder; rerunning into it resumes")
+        add_config_arguments(p, cls, only_given=True)
+        p.set_defaults(run=runs[command])
 
     p = commands.add_parser("agreement", help="trust metrics of a labelling run")
     p.add_argument("--labels", required=True, help="a run folder from `label` or a labels JSONL")
@@ -551,50 +521,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", required=True, help="the pair id")
     p.add_argument("--choice", required=True, choices=("A", "B", "tie"))
     p.set_defaults(run=cmd_prefs_human)
-
-    from pipeline.stages import PRESETS, STAGES
-
-    trained = {"sft": "SL-CAI: LoRA SFT on an `sft-data` folder",
-               "pmp": "preference-model pretraining on a Stack Exchange Posts.xml dump",
-               "reward": "the preference model (LoRA + scalar head) on AI labels",
-               "ppo": "RL-CAI: PPO of the policy against the preference model",
-               "dpo": "DPO of a LoRA policy on AI labels (the cheap alternative to PM + PPO)"}
-    for stage, description in trained.items():
-        p = commands.add_parser(stage, help=description, description=STAGES[stage].__doc__)
-        p.add_argument("--config", default=None, help="a YAML job file (field: value)")
-        p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                       help="start from a preset; the job file and flags override it")
-        p.add_argument("--out", required=True, help="run folder; rerunning resumes from its checkpoint")
-        add_config_arguments(p, STAGES[stage], only_given=True)
-        p.set_defaults(run=cmd_train)
-
-    p = commands.add_parser("evaluate", help="before/after: PM score and AI-judge win rate of "
-                                             "policies against the base on held-out prompts")
-    p.add_argument("--base", default=DEFAULT_MODEL, help="the model the others are compared with")
-    p.add_argument("--policy", action="append", default=[], metavar="NAME=MODEL",
-                   help="a policy to compare (an adapter folder or model); repeat the flag")
-    p.add_argument("--reward-adapter", required=True, help="preference model folder (from `reward`)")
-    p.add_argument("--constitution", required=True, help="a file, NAME or NAME@VERSION (the judge's)")
-    p.add_argument("--judge", default=None, help="the feedback model (default: the base)")
-    p.add_argument("--prompts", default="red-team")
-    p.add_argument("--split", choices=("train", "test"), default="test")
-    p.add_argument("--limit", type=int, default=0, help="use the first N prompts (0 = all)")
-    p.add_argument("--ensemble", type=int, default=2,
-                   help="principles sampled per judgement (0 = every enabled principle)")
-    p.add_argument("--out", required=True)
-    add_config_arguments(p, SamplingConfig)
-    p.set_defaults(run=cmd_evaluate)
-
-    from pipeline.stages import RunAllJob
-
-    p = commands.add_parser("run-all", help="the whole pipeline, each stage a job, then a "
-                                            "before/after table", description=RunAllJob.__doc__)
-    p.add_argument("--config", default=None, help="a YAML file of the fields below; the "
-                   "preset's values < the file < flags")
-    p.add_argument("--out", default=None,
-                   help="run folder (default: WORKSPACE/runs/run-all-TIME); rerunning resumes")
-    add_config_arguments(p, RunAllJob, only_given=True)
-    p.set_defaults(run=cmd_run_all)
 
     prompts = commands.add_parser("prompts", help="list and import prompt sets")
     sub = prompts.add_subparsers(dest="action", required=True)

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 from pipeline.constitution import Constitution, Principle, content_hash
 from pipeline.errors import ConstitutionError, DatasetError, ModelError
+from pipeline.fields import check_settings
 from pipeline.files import RecordLog, save_dataset
 from pipeline.generation import GenerationBackend, Message, SamplingConfig
 from pipeline.prompts import PromptRecord
@@ -36,10 +37,16 @@ class ChainConfig:
     batch_size: int = field(default=16, metadata={"help": "Prompts processed together."})
 
     def __post_init__(self) -> None:
+        check_settings(self, self.chain_problems())
+
+    def chain_problems(self) -> list[str]:
+        """What is wrong with these settings (also checked in every job that extends them)."""
+        problems = []
         if not 1 <= self.rounds <= 16:
-            raise DatasetError(f"rounds must be between 1 and 16 (got {self.rounds}).")
+            problems.append(f"rounds must be between 1 and 16 (got {self.rounds})")
         if self.batch_size < 1:
-            raise DatasetError(f"batch_size must be at least 1 (got {self.batch_size}).")
+            problems.append(f"batch_size must be at least 1 (got {self.batch_size})")
+        return problems
 
 
 @dataclass(frozen=True)

@@ -55,5 +55,9 @@ class JobError(StudioError):
     """A background job could not be started, cancelled or found."""
 
 
+class ConfigError(JobError):
+    """A command's settings are invalid: the message names each field and what it allows."""
+
+
 class StoreError(StudioError):
     """The workspace database refused an operation."""

@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 from pipeline.constitution import Constitution, Principle, content_hash
 from pipeline.jobs import claim_run_folder
 from pipeline.errors import ConstitutionError, DatasetError, ModelError
+from pipeline.fields import check_settings
 from pipeline.generation import GenerationBackend, SamplingConfig, TransformersBackend
 from pipeline.models import LoadedModel
 from pipeline.preferences import LabelLog, OrderedLabel, Pair, Preference, PrincipleLabel
@@ -158,11 +159,17 @@ class FeedbackConfig:
     seed: int = field(default=0, metadata={"help": "Seed of the principle draws."})
 
     def __post_init__(self) -> None:
+        check_settings(self, self.feedback_problems())
+
+    def feedback_problems(self) -> list[str]:
+        """What is wrong with these settings (also checked in every job that extends them)."""
+        problems = []
         if self.ensemble < 0:
-            raise DatasetError(f"ensemble must be 0 (all principles) or more (got {self.ensemble}).")
+            problems.append(f"ensemble must be 0 (all principles) or more (got {self.ensemble})")
         if self.batch_size < 1 or self.cot_max_tokens < 1 or self.max_tokens < 64:
-            raise DatasetError("batch_size and cot_max_tokens must be at least 1 and max_tokens "
-                               "at least 64.")
+            problems.append("batch_size and cot_max_tokens must be at least 1 and max_tokens "
+                            "at least 64")
+        return problems
 
     @property
     def principle_ids(self) -> list[str]:

@@ -7,6 +7,8 @@ import dataclasses
 import math
 from typing import Any, Callable, TypeVar
 
+from pipeline.errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -42,6 +44,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
         if isinstance(default, bool):
             group.add_argument(flag_name(f.name), dest=f.name, default=stored, help=help_text,
                                action=argparse.BooleanOptionalAction)
+        elif f.metadata.get("join"):  # repeatable; the values are joined by commas
+            group.add_argument(flag_name(f.name), dest=f.name, action="append", help=help_text,
+                               default=argparse.SUPPRESS if only_given else None)
         else:
             group.add_argument(flag_name(f.name), dest=f.name, type=flag_type(default),
                                default=stored, help=help_text)
@@ -49,7 +54,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
 
 def given_fields(cls: type, args: argparse.Namespace) -> dict[str, Any]:
     """The config fields set on the command line (see `only_given`)."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return {f.name: ",".join(value) if isinstance(value, list) else value
+            for f in dataclasses.fields(cls) if hasattr(args, f.name)
+            for value in [getattr(args, f.name)]}
 
 
 def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
@@ -63,3 +70,16 @@ def non_finite_fields(config: Any) -> list[str]:
     return [f"{f.name} must be a finite number (got {getattr(config, f.name)})"
             for f in dataclasses.fields(config)
             if isinstance(getattr(config, f.name), float) and not math.isfinite(getattr(config, f.name))]
+
+
+def check_settings(config: Any, problems: list[str]) -> None:
+    """Raise ConfigError naming the settings and every problem (non-finite numbers first),
+    then let the next settings class in a job's bases check its own fields."""
+    problems = non_finite_fields(config) + problems
+    if problems:
+        raise ConfigError(f"{type(config).__name__}: " + "; ".join(problems) + ".")
+
+
+def settings_of(job: Any, cls: type[T]) -> T:
+    """The `cls` settings (e.g. SamplingConfig) held in a job dataclass that extends it."""
+    return cls(**{f.name: getattr(job, f.name) for f in dataclasses.fields(cls)})

@@ -13,7 +13,7 @@ from typing import Iterator, Protocol
 
 import torch
 
-from pipeline.fields import non_finite_fields
+from pipeline.fields import check_settings
 from pipeline.errors import ModelError
 from pipeline.models import LoadedModel, load_model
 
@@ -30,14 +30,18 @@ class SamplingConfig:
                                                    "the same seed gives the same text."})
 
     def __post_init__(self) -> None:
-        for problem in non_finite_fields(self):
-            raise ModelError(problem + ".")
+        check_settings(self, self.sampling_problems())
+
+    def sampling_problems(self) -> list[str]:
+        """What is wrong with these settings (also checked in every job that extends them)."""
+        problems = []
         if self.max_new_tokens < 1:
-            raise ModelError(f"max_new_tokens must be at least 1 (got {self.max_new_tokens}).")
+            problems.append(f"max_new_tokens must be at least 1 (got {self.max_new_tokens})")
         if self.temperature < 0:
-            raise ModelError(f"temperature must be 0 (greedy) or more (got {self.temperature}).")
+            problems.append(f"temperature must be 0 (greedy) or more (got {self.temperature})")
         if not 0 < self.top_p <= 1:
-            raise ModelError(f"top_p must be in (0, 1] (got {self.top_p}).")
+            problems.append(f"top_p must be in (0, 1] (got {self.top_p})")
+        return problems
 
 
 GREEDY = SamplingConfig(temperature=0.0)

@@ -21,7 +21,8 @@ from pipeline.errors import JobError
 from pipeline.files import write_atomic
 from pipeline.jobs import CONSTITUTION_FILE, JobCancelled, freeze_constitution, write_progress
 from pipeline.store import JobRecord, Store
-from pipeline.stages import RunAllJob
+from pipeline.stages import (STAGES, EvaluateJob, LabelJob, PairsJob, ReviseJob, RunAllJob,
+                             SFTDataJob, build_job, to_argv)
 from pipeline.train.runtime import ADAPTER_DIR, CancelFlag
 
 RUN_FILE = "run.json"
@@ -38,39 +39,42 @@ class Stage:
 
 
 def plan(job: RunAllJob, out: Path) -> list[Stage]:
-    """The stage commands, each reading the folders of the stages before it."""
+    """The stage commands, each reading the folders of the stages before it; each is its
+    command's config dataclass as `to_argv` writes it, so a stage runs exactly as the same
+    command typed by hand."""
     def folder(name: str, *sub: str) -> str:
         return str(out.joinpath(name, *sub))
 
-    def limit(n: int) -> tuple[str, ...]:
-        return ("--limit", str(n)) if n else ()
+    def training(stage: str, **values) -> object:
+        return build_job(STAGES[stage], {"model": job.model, **values})
 
     constitution = folder(CONSTITUTION_FILE)
-    model, tokens = ("--model", job.model), ("--max-new-tokens", str(job.max_new_tokens))
-    preset = ("--preset", job.preset)
+    tokens = {"max_new_tokens": job.max_new_tokens}
     sft, pm = folder("sft", ADAPTER_DIR), folder("reward", ADAPTER_DIR)
-    return [
-        Stage("chains", ("revise", "--constitution", constitution, "--prompts", job.prompts,
-                         "--split", "train", *limit(job.train_prompts), *model, "--rounds",
-                         str(job.rounds), "--few-shot" if job.few_shot else "--no-few-shot",
-                         *tokens, "--out", folder("chains"))),
-        Stage("sft-data", ("sft-data", "--chains", folder("chains"), "--helpful-ratio",
-                           str(job.helpful_ratio), *model, *tokens, "--out", folder("sft-data"))),
-        Stage("sft", ("sft", *preset, *model, "--data", folder("sft-data"), "--out", folder("sft"))),
-        Stage("pairs", ("pairs", "--policy", sft, "--prompts", job.prompts, "--split", "train",
-                        *limit(job.pair_prompts), *tokens, "--out", folder("pairs"))),
-        Stage("labels", ("label", "--pairs", folder("pairs"), "--constitution", constitution,
-                         *model, "--ensemble", str(job.ensemble), "--out", folder("labels"))),
-        Stage("reward", ("reward", *preset, *model, "--data", folder("labels"), "--out",
-                         folder("reward"))),
-        Stage("ppo", ("ppo", *preset, *model, "--policy-adapter", sft, "--reward-adapter", pm,
-                      "--prompts", job.prompts, "--out", folder("ppo"))),
-        Stage("eval", ("evaluate", "--base", job.model, "--policy", f"sft={sft}", "--policy",
-                       f"ppo={folder('ppo', ADAPTER_DIR)}", "--reward-adapter", pm,
-                       "--constitution", constitution, "--prompts", job.prompts, "--split",
-                       "test", *limit(job.eval_prompts), "--ensemble", str(job.ensemble),
-                       *tokens, "--out", folder("eval"))),
+    jobs_in_order = [
+        ("chains", "revise", ReviseJob(constitution=constitution, prompts=job.prompts,
+                                       split="train", limit=job.train_prompts, model=job.model,
+                                       rounds=job.rounds, few_shot=job.few_shot, **tokens)),
+        ("sft-data", "sft-data", SFTDataJob(chains=folder("chains"), model=job.model,
+                                            helpful_ratio=job.helpful_ratio, **tokens)),
+        ("sft", "sft", training("sft", data=folder("sft-data"))),
+        ("pairs", "pairs", PairsJob(policy=sft, prompts=job.prompts, split="train",
+                                    limit=job.pair_prompts, **tokens)),
+        ("labels", "label", LabelJob(pairs=folder("pairs"), constitution=constitution,
+                                     model=job.model, ensemble=job.ensemble)),
+        ("reward", "reward", training("reward", data=folder("labels"))),
+        ("ppo", "ppo", training("ppo", policy_adapter=sft, reward_adapter=pm, prompts=job.prompts)),
+        ("eval", "evaluate", EvaluateJob(base=job.model, policy=f"sft={sft},ppo={folder('ppo', ADAPTER_DIR)}",
+                                         reward_adapter=pm, constitution=constitution,
+                                         prompts=job.prompts, split="test", limit=job.eval_prompts,
+                                         ensemble=job.ensemble, **tokens)),
     ]
+    def argv(name: str, command: str, config: object) -> tuple[str, ...]:
+        """The prompts' split and count stay in sight; a training stage names its preset."""
+        args = to_argv(command, config, folder(name), shown=("split", "limit"))
+        return tuple(args[:1] + ["--preset", job.preset] + args[1:] if command in STAGES else args)
+
+    return [Stage(name, argv(name, command, config)) for name, command, config in jobs_in_order]
 
 
 def succeeded(folder: Path) -> bool:

@@ -15,13 +15,19 @@ from typing import Any, TypeVar
 import yaml
 
 from pipeline.fields import non_finite_fields
-from pipeline.errors import JobError
+from pipeline.critique import ChainConfig
+from pipeline.errors import ConfigError
+from pipeline.feedback import FeedbackConfig
+from pipeline.fields import flag_name
 from pipeline.files import load_yaml, yaml_problem
+from pipeline.generation import SamplingConfig
 from pipeline.models import DEFAULT_MODEL
 
 
-def _help(text: str, default: Any) -> Any:
-    return field(default=default, metadata={"help": text})
+def _help(text: str, default: Any, join: bool = False) -> Any:
+    """A field with its help text; `join`: a repeatable flag whose values are joined by
+    commas (one text field in YAML)."""
+    return field(default=default, metadata={"help": text, "join": join})
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,150 @@ class PPOJob(LoRASettings):
         return problems
 
 
+# --- data stages --------------------------------------------------------------------------------
+
+SPLITS = ("", "train", "test")
+
+
+def _required(job: Any, *names: str) -> list[str]:
+    return [f"{name} is required" for name in names if not str(getattr(job, name)).strip()]
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """Which prompts a command runs on."""
+
+    prompts: str = _help("Prompt set (red-team, helpful) or a .jsonl/.txt file.", "red-team")
+    split: str = _help("Only this split of the prompts: train, test, or '' for both.", "")
+    limit: int = _help("Use the first N prompts (0 = all).", 0)
+
+    def prompt_problems(self) -> list[str]:
+        problems = _required(self, "prompts")
+        if self.split not in SPLITS:
+            problems.append(f"split must be train, test or '' for both (got {self.split!r})")
+        if self.limit < 0:
+            problems.append("limit must be 0 (all) or more")
+        return problems
+
+
+@dataclass(frozen=True)
+class ReviseJob(PromptSettings, ChainConfig, SamplingConfig):
+    """Critique–revision chains (SL-CAI data) for a prompt set; rerunning into the same
+    folder resumes."""
+
+    constitution: str = _help("Constitution: a file, NAME or NAME@VERSION.", "")
+    model: str = _help("The model that answers, critiques and revises.", DEFAULT_MODEL)
+    skip_bad_lines: bool = _help("Skip malformed lines of a prompts file (default: stop at the "
+                                 "first).", False)
+
+    def __post_init__(self) -> None:
+        pass  # a job is checked as a whole, by build_job
+
+    def problems(self) -> list[str]:
+        return (_required(self, "constitution") + self.prompt_problems() + self.chain_problems()
+                + self.sampling_problems())
+
+
+@dataclass(frozen=True)
+class SFTDataJob(SamplingConfig):
+    """The SFT dataset from a folder of chains: final revisions, mixed with helpfulness
+    examples the model answers."""
+
+    chains: str = _help("A run folder written by `revise`.", "")
+    helpful_ratio: float = _help("Helpfulness examples per revision example (0 = none).", 0.5)
+    helpful_set: str = _help("Prompt set the helpfulness examples come from.", "helpful")
+    model: str = _help("The model that answers the helpfulness prompts.", DEFAULT_MODEL)
+
+    def __post_init__(self) -> None:
+        pass  # a job is checked as a whole, by build_job
+
+    def problems(self) -> list[str]:
+        problems = _required(self, "chains") + self.sampling_problems()
+        if self.helpful_ratio < 0:
+            problems.append("helpful_ratio must be 0 (none) or more")
+        return problems
+
+
+@dataclass(frozen=True)
+class PairsJob(PromptSettings, SamplingConfig):
+    """Two sampled answers per prompt from a policy: the pairs AI feedback labels."""
+
+    policy: str = _help("Model name, folder or LoRA adapter folder.", DEFAULT_MODEL)
+    batch_size: int = _help("Answers generated together.", 16)
+
+    def __post_init__(self) -> None:
+        pass  # a job is checked as a whole, by build_job
+
+    def problems(self) -> list[str]:
+        problems = self.prompt_problems() + self.sampling_problems()
+        if self.batch_size < 1:
+            problems.append("batch_size must be at least 1")
+        return problems
+
+
+@dataclass(frozen=True)
+class LabelJob(FeedbackConfig):
+    """AI feedback: soft A/B labels for pairs under a constitution; rerunning into the same
+    folder resumes."""
+
+    pairs: str = _help("Pairs JSONL, a folder from `pairs`, or 'gold'.", "")
+    constitution: str = _help("Constitution: a file, NAME or NAME@VERSION.", "")
+    model: str = _help("The feedback model.", DEFAULT_MODEL)
+    limit: int = _help("Label the first N pairs (0 = all).", 0)
+    skip_bad_lines: bool = _help("Skip malformed lines of a pairs file (default: stop at the "
+                                 "first).", False)
+
+    def __post_init__(self) -> None:
+        pass  # a job is checked as a whole, by build_job
+
+    def problems(self) -> list[str]:
+        problems = _required(self, "pairs", "constitution") + self.feedback_problems()
+        if self.limit < 0:
+            problems.append("limit must be 0 (all) or more")
+        return problems
+
+
+@dataclass(frozen=True)
+class EvaluateJob(PromptSettings, SamplingConfig):
+    """Before/after: PM score and AI-judge win rate of policies against the base on
+    held-out prompts."""
+
+    split: str = _help("Only this split of the prompts: train, test, or '' for both.", "test")
+    base: str = _help("The model the others are compared with.", DEFAULT_MODEL)
+    policy: str = _help("Policies to compare, NAME=MODEL (an adapter folder or model); repeat "
+                        "the flag, or separate them with commas in a job file.", "",
+                        join=True)
+    reward_adapter: str = _help("Preference model folder (from `reward`).", "")
+    constitution: str = _help("Constitution of the judge: a file, NAME or NAME@VERSION.", "")
+    judge: str = _help("The feedback model ('' = the base).", "")
+    ensemble: int = _help("Principles sampled per judgement (0 = every enabled principle).", 2)
+
+    def __post_init__(self) -> None:
+        pass  # a job is checked as a whole, by build_job
+
+    def problems(self) -> list[str]:
+        problems = (_required(self, "reward_adapter", "constitution") + self.prompt_problems()
+                    + self.sampling_problems())
+        names = ["base"]
+        for spec in self.policies_given():
+            name, sep, model = spec.partition("=")
+            if not sep or not name or not model or name in names:
+                problems.append(f"policy takes a new NAME=MODEL (got {spec!r})")
+            names.append(name)
+        if self.ensemble < 0:
+            problems.append("ensemble must be 0 (all principles) or more")
+        return problems
+
+    def policies_given(self) -> list[str]:
+        return [p.strip() for p in self.policy.split(",") if p.strip()]
+
+    @property
+    def policies(self) -> dict[str, str]:
+        """name → model, the base first."""
+        return {"base": self.base, **dict(p.split("=", 1) for p in self.policies_given())}
+
+
+
 @dataclass(frozen=True)
 class RunAllJob:
     """The whole pipeline, each stage a job: chains → SFT data → SFT → pairs → AI labels →
@@ -216,6 +366,11 @@ class RunAllJob:
 
 STAGES: dict[str, type] = {"sft": SFTJob, "pmp": PMPJob, "reward": RewardJob, "ppo": PPOJob,
                            "dpo": DPOJob}
+# every command that does work, with its one config dataclass: CLI flags, `--config` job
+# files, studio forms and the command lines of jobs all come from here
+COMMANDS: dict[str, type] = {"revise": ReviseJob, "sft-data": SFTDataJob, "pairs": PairsJob,
+                             "label": LabelJob, **STAGES, "evaluate": EvaluateJob,
+                             "run-all": RunAllJob}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
@@ -224,8 +379,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "reward": {"max_steps": 24, "batch_size": 4, "max_length": 320},
         "ppo": {"steps": 6, "rollouts": 8, "minibatch_size": 4, "max_new_tokens": 32},
         "dpo": {"max_steps": 20, "batch_size": 4, "max_length": 320},
-        "run-all": {"train_prompts": 16, "rounds": 1, "pair_prompts": 16, "ensemble": 2,
-                    "eval_prompts": 8, "max_new_tokens": 64, "helpful_ratio": 0.25},
+        # run-all's own defaults are the tiny preset
     },
     "paper": {
         "sft": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 64,
@@ -253,7 +407,7 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
     if wanted is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
-        raise JobError(f"{cls.__name__}.{name} must be {wanted.__name__} (got {value!r}).")
+        raise ConfigError(f"{cls.__name__}.{name} must be {wanted.__name__} (got {value!r}).")
     return value
 
 
@@ -263,18 +417,38 @@ def build_job(cls: type[T], values: dict[str, Any]) -> T:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise JobError(f"{cls.__name__} has no field {', '.join(unknown)}; known fields: "
-                       f"{', '.join(sorted(known))}.")
+        raise ConfigError(f"{cls.__name__} has no field {', '.join(unknown)}; known fields: "
+                          f"{', '.join(sorted(known))}.")
     job = cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
     problems = non_finite_fields(job) or job.problems()
     if problems:
-        raise JobError(f"{cls.__name__}: " + "; ".join(problems) + ".")
+        raise ConfigError(f"{cls.__name__}: " + "; ".join(problems) + ".")
     return job
+
+
+def to_argv(command: str, job: Any, out: str | Path, shown: tuple[str, ...] = ()) -> list[str]:
+    """The command line (after `python -m pipeline`) that runs `job` into `out`: every
+    field that differs from its default (and the `shown` ones even when they do not), as
+    the flags `build_parser` makes from it."""
+    args = [command]
+    for f in dataclasses.fields(job):
+        value = getattr(job, f.name)
+        if value == f.default and f.name not in shown:
+            continue
+        flag = flag_name(f.name)
+        if isinstance(value, bool):
+            args.append(flag if value else "--no-" + flag[2:])
+        elif f.metadata.get("join"):
+            for part in filter(None, (p.strip() for p in value.split(","))):
+                args += [flag, part]
+        else:
+            args += [flag, repr(value) if isinstance(value, float) else str(value)]
+    return args + ["--out", str(out)]
 
 
 def preset(stage: str, name: str) -> dict[str, Any]:
     if name not in PRESETS:
-        raise JobError(f"Unknown preset {name!r}; presets: {', '.join(PRESETS)}.")
+        raise ConfigError(f"Unknown preset {name!r}; presets: {', '.join(PRESETS)}.")
     return dict(PRESETS[name].get(stage, {}))
 
 
@@ -283,22 +457,22 @@ def read_job_file(path: str | Path) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise JobError(f"The job file {path} is not UTF-8 text (is it a binary file?).") from None
+        raise ConfigError(f"The job file {path} is not UTF-8 text (is it a binary file?).") from None
     except OSError as exc:
-        raise JobError(f"Cannot read the job file {path}: {exc.strerror}.") from None
+        raise ConfigError(f"Cannot read the job file {path}: {exc.strerror}.") from None
     refused = yaml_problem(text)
     if refused:
-        raise JobError(f"The job file {path}, line {refused[1]}: {refused[0]}.")
+        raise ConfigError(f"The job file {path}, line {refused[1]}: {refused[0]}.")
     try:
         values = load_yaml(text) or {}
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        raise JobError(f"The job file {path}, line {mark.line + 1 if mark else '?'}: not valid "
+        raise ConfigError(f"The job file {path}, line {mark.line + 1 if mark else '?'}: not valid "
                        f"YAML ({exc.problem or exc.context}).") from None
     except (yaml.YAMLError, ValueError) as exc:
-        raise JobError(f"Cannot read the job file {path}: {exc}") from None
+        raise ConfigError(f"Cannot read the job file {path}: {exc}") from None
     if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
-        raise JobError(f"The job file {path} must be a mapping of field: value (field names "
+        raise ConfigError(f"The job file {path} must be a mapping of field: value (field names "
                        "are words such as learning_rate).")
     return values
 

@@ -9,6 +9,7 @@ from typing import Callable, Iterator
 import gradio as gr
 
 from pipeline import jobs
+from pipeline.stages import ReviseJob, build_job, to_argv
 from pipeline.critique import (Chain, ChainConfig, ChainRequest, chain_quality, principle_stats,
                                run_chains, word_diff)
 from pipeline.critique import ChainLog
@@ -205,12 +206,12 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
                     model_name: str, out: Path) -> list[str]:
         # the job reads the constitution as it is being edited, frozen into its run folder
         path = jobs.freeze_constitution(resolve_choice(store, name), out)
-        args = ["revise", "--constitution", str(path), "--prompts", chosen_set,
-                "--limit", str(int(n or 0)), "--rounds", str(int(n_rounds)),
-                "--max-new-tokens", str(int(new_tokens)), "--temperature", str(float(temp)),
-                "--seed", str(int(seed_value or 0)), "--model", model_name, "--out", str(out),
-                "--few-shot" if use_few_shot else "--no-few-shot"]
-        return args + (["--split", chosen_split] if chosen_split != "all" else [])
+        job = build_job(ReviseJob, {
+            "constitution": str(path), "prompts": chosen_set, "limit": int(n or 0),
+            "split": "" if chosen_split == "all" else chosen_split, "rounds": int(n_rounds),
+            "few_shot": bool(use_few_shot), "max_new_tokens": int(new_tokens),
+            "temperature": float(temp), "seed": int(seed_value or 0), "model": model_name})
+        return to_argv("revise", job, out)
 
     def on_launch(name, chosen_set, chosen_split, n, n_rounds, use_few_shot, new_tokens, temp,
                   seed_value, model_name):
@@ -247,7 +248,7 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
         if job is None or job.status not in ("cancelled", "failed"):
             return notice("error", "Only a cancelled or failed batch job can be resumed."), gr.update()
         try:
-            resumed = jobs.launch(store, "revise", list(job.args), job.out_dir)
+            resumed = jobs.resume(store, job.id)
         except StudioError as exc:
             return error_notice(exc), gr.update()
         return notice("ok", f"Resumed as job {resumed.id}; done chains are skipped."), run_choices()

@@ -11,6 +11,7 @@ import gradio as gr
 import pandas as pd
 
 from pipeline import jobs
+from pipeline.stages import LabelJob, PairsJob, build_job, to_argv
 from pipeline.constitution import Constitution
 from pipeline.errors import StudioError
 from pipeline.feedback import FeedbackConfig, Labeller, ensemble, feedback_principles, make_pairs
@@ -26,6 +27,7 @@ from studio.notices import cancel_notice, error_notice, job_bar, latest_job, not
 
 STUDIO_RUN = "studio (pairs scored here)"
 LIVE_CHUNK = 4  # principles scored per step, so bars appear as they are ready
+PAIR_TOKENS = 128  # longest sampled answer of a pair made here (short: a pair is read whole)
 VIEWS = ["all", "most uncertain", "most position-biased", "AI vs human disagreements",
          "not yet labelled by a person"]
 TABLE_HEADERS = ["id", "category", "P(A)", "A first", "B first", "mass", "human", "flags"]
@@ -322,7 +324,8 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
             return notice("error", "Type a prompt or pick a gold pair first."), gr.update(), gr.update()
         try:
             backend = backend_for(model_name)
-            sampling = SamplingConfig(max_new_tokens=128, temperature=1.0, seed=int(seed_value or 0))
+            sampling = SamplingConfig(max_new_tokens=PAIR_TOKENS, temperature=1.0,
+                                      seed=int(seed_value or 0))
             pairs = make_pairs(backend, [PromptRecord("studio", text)], sampling)
         except StudioError as exc:
             return error_notice(exc), gr.update(), gr.update()
@@ -377,9 +380,9 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
             return (bar(job), *refresh_labels(run_choice, view_choice))
         return (bar(job), *[gr.update()] * 4)
 
-    def launch_job(kind: str, args: list[str], out: Path):
+    def launch_job(kind: str, args: list[str], out: Path, resume_of: int | None = None):
         try:
-            job = jobs.launch(store, kind, args, out)
+            job = jobs.resume(store, resume_of) if resume_of else jobs.launch(store, kind, args, out)
         except StudioError as exc:
             return error_notice(exc), gr.update(), gr.update()
         selected = str(out) if kind == "label" else None
@@ -388,9 +391,10 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
 
     def on_make(chosen_set, n, model_name, seed_value):
         out = store.new_run_folder("pairs")
-        return launch_job("pairs", ["pairs", "--policy", model_name, "--prompts", chosen_set,
-                                    "--limit", str(int(n or 0)), "--seed", str(int(seed_value or 0)),
-                                    "--max-new-tokens", "128", "--out", str(out)], out)
+        job = build_job(PairsJob, {"policy": model_name, "prompts": chosen_set,
+                                   "limit": int(n or 0), "seed": int(seed_value or 0),
+                                   "max_new_tokens": PAIR_TOKENS})
+        return launch_job("pairs", to_argv("pairs", job, out), out)
 
     def on_launch(source, n, choice, chosen, k, use_cot, model_name, seed_value):
         if not choice:
@@ -398,14 +402,13 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
         out = store.new_run_folder("labels")
         try:  # the job reads the constitution as it is now, frozen into its run folder
             path = jobs.freeze_constitution(resolve_choice(store, choice), out)
+            job = build_job(LabelJob, {
+                "pairs": source, "constitution": str(path), "model": model_name,
+                "limit": int(n or 0), "ensemble": int(k), "seed": int(seed_value or 0),
+                "cot": bool(use_cot), "principles": ",".join(chosen or [])})
         except StudioError as exc:
             return error_notice(exc), gr.update(), gr.update()
-        args = ["label", "--pairs", source, "--constitution", str(path), "--model", model_name,
-                "--limit", str(int(n or 0)), "--ensemble", str(int(k)), "--seed",
-                str(int(seed_value or 0)), "--out", str(out), "--cot" if use_cot else "--no-cot"]
-        if chosen:
-            args += ["--principles", ",".join(chosen)]
-        return launch_job("label", args, out)
+        return launch_job("label", to_argv("label", job, out), out)
 
     def on_cancel():
         return cancel_notice(store, latest(), "No pairs or labelling job is running.",
@@ -415,7 +418,7 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
         job = latest()
         if job is None or job.status not in ("cancelled", "failed"):
             return notice("error", "Only a cancelled or failed job can be resumed."), gr.update(), gr.update()
-        return launch_job(job.kind, list(job.args), Path(job.out_dir))
+        return launch_job(job.kind, list(job.args), Path(job.out_dir), resume_of=job.id)
 
     # --- wiring --------------------------------------------------------------------------
 
