@@ -20,8 +20,9 @@ from pipeline.errors import StoreError, StudioError
 from pipeline.files import write_atomic
 from pipeline.jobs import JobCancelled
 from pipeline.models import DEFAULT_MODEL
+from pipeline.preferences import HUMAN_CHOICES
 from pipeline.prompts import IMPORTERS, SHIPPED, import_prompts, load_prompts, write_prompts
-from pipeline.store import Store
+from pipeline.store import Store, parse_ref
 
 def open_store(args: argparse.Namespace) -> Store:
     store = Store(args.workspace)
@@ -33,11 +34,9 @@ def resolve_constitution(ref: str, args: argparse.Namespace) -> tuple[str, Const
     """A file path, `name@version`, or `name` (latest saved version) → (label, constitution)."""
     if Path(ref).is_file():
         return ref, load_constitution(ref)
-    name, _, version = ref.partition("@")
-    if version and not version.lstrip("v").isdigit():
-        raise StoreError(f"'{ref}': the version after '@' must be a number, e.g. {name}@2.")
+    name, version = parse_ref(ref)
     try:
-        record = open_store(args).version(name, int(version.lstrip("v")) if version else None)
+        record = open_store(args).version(name, version)
     except StoreError:
         raise StoreError(f"'{ref}' is neither a file nor a saved constitution (name or "
                          "name@version).") from None
@@ -519,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("human", help="record your own label for a pair")
     p.add_argument("--pairs", required=True, help="pairs JSONL, run folder, or 'gold'")
     p.add_argument("--id", required=True, help="the pair id")
-    p.add_argument("--choice", required=True, choices=("A", "B", "tie"))
+    p.add_argument("--choice", required=True, choices=HUMAN_CHOICES)
     p.set_defaults(run=cmd_prefs_human)
 
     prompts = commands.add_parser("prompts", help="list and import prompt sets")

@@ -150,7 +150,7 @@ class FeedbackConfig:
         "help": "Comma-separated principle ids to use for every pair instead of sampling."})
     cot: bool = field(default=False, metadata={
         "help": "Chain-of-thought: the model writes a rationale first; labels are clamped to "
-                "[0.4, 0.6]."})
+                f"[{COT_CLAMP[0]}, {COT_CLAMP[1]}]."})
     cot_max_tokens: int = field(default=96, metadata={"help": "Longest rationale in tokens."})
     max_tokens: int = field(default=1024, metadata={
         "help": "Longest question in tokens; longer answers are cut (and flagged), never the "

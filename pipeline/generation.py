@@ -45,6 +45,7 @@ class SamplingConfig:
 
 
 GREEDY = SamplingConfig(temperature=0.0)
+DEFAULT_SAMPLING = SamplingConfig()  # what forms and sliders start from
 
 
 @dataclass(frozen=True)

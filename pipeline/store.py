@@ -18,12 +18,24 @@ from typing import Iterator
 from pipeline.constitution import (Constitution, check_constitution, content_hash,
                                    load_constitution, parse_constitution, to_yaml)
 from pipeline.errors import StoreError
+from pipeline.preferences import HUMAN_CHOICES
 
 WORKSPACE_ENV = "CONSTITUTION_STUDIO_WORKSPACE"
 SHIPPED_CONSTITUTIONS = Path(__file__).resolve().parent.parent / "constitutions"
 DB_NAME = "studio.db"
 RUNS_DIR = "runs"  # every job's run folder
 EXPORTS_DIR = "exports"  # files the studio hands out for download: the only ones it serves
+DEFAULT_CONSTITUTION = "harmless-helpful"  # what the studio opens first, when it is there
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """`NAME@N` (or `NAME@vN`) → (NAME, N); a bare `NAME` → (NAME, None)."""
+    name, at, version = ref.rpartition("@")
+    if not at:
+        return ref, None
+    if not version.lstrip("v").isdigit() or not name:
+        raise StoreError(f"'{ref}': the version after '@' must be a number, e.g. {name or 'name'}@2.")
+    return name, int(version.lstrip("v"))
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -177,6 +189,11 @@ class Store:
         if problem:
             self._broken(problem, recover)
         self.migrate()
+
+    def default_name(self) -> str | None:
+        """The constitution to open first: the shipped default, else the first saved one."""
+        names = self.names()
+        return DEFAULT_CONSTITUTION if DEFAULT_CONSTITUTION in names else (names or [None])[0]
 
     def new_run_folder(self, kind: str) -> Path:
         """A fresh run folder for a job of `kind`: runs/KIND-YYYYmmdd-HHMMSS."""
@@ -441,8 +458,8 @@ class Store:
     def set_human_label(self, pair_id: str, choice: str, prompt: str, response_a: str,
                         response_b: str, source: str = "studio") -> None:
         """Record (or change) a person's choice for the pair with these answers in this order."""
-        if choice not in ("A", "B", "tie"):
-            raise StoreError(f"A human label is A, B or tie (got {choice!r}).")
+        if choice not in HUMAN_CHOICES:
+            raise StoreError(f"A human label is one of {', '.join(HUMAN_CHOICES)} (got {choice!r}).")
         with self._transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO human_labels VALUES (?, ?, ?, ?, ?, ?, ?)",
                          (pair_id, choice, prompt, response_a, response_b, source, _now()))

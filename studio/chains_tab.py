@@ -14,7 +14,7 @@ from pipeline.critique import (Chain, ChainConfig, ChainRequest, chain_quality, 
                                run_chains, word_diff)
 from pipeline.critique import ChainLog
 from pipeline.errors import StudioError
-from pipeline.generation import SamplingConfig, backend_for
+from pipeline.generation import DEFAULT_SAMPLING, SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL
 from pipeline.prompts import PromptRecord, load_prompts
 from pipeline.store import Store
@@ -120,7 +120,8 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
             few_shot = gr.Checkbox(value=True, label="prepend few-shot chains")
             max_new_tokens = gr.Slider(16, 512, value=96, step=16, label="max new tokens per step",
                                        elem_id="chains-max-tokens")
-            temperature = gr.Slider(0, 1.5, value=0.7, step=0.05, label="temperature (0 = greedy)")
+            temperature = gr.Slider(0, 1.5, value=DEFAULT_SAMPLING.temperature, step=0.05,
+                                    label="temperature (0 = greedy)")
             seed = gr.Number(value=0, precision=0, label="seed")
             with gr.Row():
                 run = gr.Button("Run chain", variant="primary", elem_id="chains-run")

@@ -7,7 +7,7 @@ import gradio as gr
 
 from pipeline.constitution import Constitution
 from pipeline.models import DEFAULT_MODEL
-from pipeline.store import Store
+from pipeline.store import Store, parse_ref
 from pipeline.train.runtime import ADAPTER_DIR
 
 POLICY_STAGES = ("sft", "dpo", "ppo")
@@ -20,14 +20,12 @@ def constitution_choices(store: Store) -> list[str]:
 
 def resolve_choice(store: Store, choice: str) -> Constitution:
     """`name@N` is that saved version; a bare name is the constitution as being edited."""
-    name, _, version = choice.rpartition("@")
-    return store.version(name, int(version)).constitution if version.isdigit() and name \
-        else store.working(choice)
+    name, version = parse_ref(choice)
+    return store.working(name) if version is None else store.version(name, version).constitution
 
 
 def default_choice(store: Store) -> str | None:
-    names = constitution_choices(store)
-    return "harmless-helpful" if "harmless-helpful" in names else (names or [None])[0]
+    return store.default_name()
 
 
 def adapter_choices(store: Store) -> list[str]:

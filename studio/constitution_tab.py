@@ -18,7 +18,7 @@ from pipeline import constitution as cons
 from pipeline.constitution import Constitution
 from pipeline.errors import ConstitutionError, StudioError
 from pipeline.files import write_atomic
-from pipeline.store import Store
+from pipeline.store import Store, parse_ref
 from studio.notices import error_notice, notice
 
 FIELDS = ("id", "title", "critique_request", "revision_request", "preference_question",
@@ -188,8 +188,7 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
     def on_load() -> dict:
         drafts = [d for d in (store.draft(n) for n in store.names()) if d]
         latest_draft = max(drafts, key=lambda d: d.updated_at).name if drafts else None
-        default = "harmless-helpful" if "harmless-helpful" in store.names() else None
-        return {**open_saved(latest_draft or default), message: ""}
+        return {**open_saved(latest_draft or store.default_name()), message: ""}
 
     def on_pick_name(chosen: str) -> dict:
         return {**open_saved(chosen), message: ""}
@@ -303,8 +302,7 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
             return notice("error", "Pick two versions to compare.")
         labels, sides = [], []
         for ref in (ref_a, ref_b):
-            ref_name, _, ref_version = ref.rpartition("@")
-            record = store.version(ref_name, int(ref_version))
+            record = store.version(*parse_ref(ref))
             labels.append(record.label)
             sides.append(record.constitution)
         return diff_html(cons.format_diff(cons.diff_constitutions(*sides), *labels))

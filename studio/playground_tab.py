@@ -7,7 +7,7 @@ import gradio as gr
 
 from pipeline.constitution import principle_system_prompt
 from pipeline.errors import StudioError
-from pipeline.generation import SamplingConfig, backend_for
+from pipeline.generation import DEFAULT_SAMPLING, SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL, load_model
 from pipeline.store import Store
 from studio.choices import offer_models
@@ -45,9 +45,11 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
             principle = gr.Dropdown(label="Principle as system prompt", choices=[NO_PRINCIPLE],
                                     value=NO_PRINCIPLE, elem_id="playground-principle")
             system = gr.Textbox(label="System prompt", lines=4, elem_id="playground-system")
-            temperature = gr.Slider(0, 1.5, value=0.7, step=0.05, label="temperature (0 = greedy)")
-            top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label="top-p")
-            max_new_tokens = gr.Slider(8, 1024, value=256, step=8, label="max new tokens",
+            temperature = gr.Slider(0, 1.5, value=DEFAULT_SAMPLING.temperature, step=0.05,
+                                    label="temperature (0 = greedy)")
+            top_p = gr.Slider(0.05, 1, value=DEFAULT_SAMPLING.top_p, step=0.05, label="top-p")
+            max_new_tokens = gr.Slider(8, 1024, value=DEFAULT_SAMPLING.max_new_tokens, step=8,
+                                       label="max new tokens",
                                        elem_id="playground-max-tokens")
             seed = gr.Number(value=0, precision=0, label="seed")
         with gr.Column(scale=2):
@@ -61,9 +63,8 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
                 clear = gr.Button("Clear", scale=1, elem_id="playground-clear")
 
     def on_load_page():
-        names = store.names()
-        chosen = "harmless-helpful" if "harmless-helpful" in names else (names[0] if names else None)
-        return gr.update(choices=names, value=chosen), principle_choices(chosen)
+        chosen = store.default_name()
+        return gr.update(choices=store.names(), value=chosen), principle_choices(chosen)
 
     def principle_choices(name: str | None):
         if not name:

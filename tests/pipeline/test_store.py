@@ -131,3 +131,18 @@ def test_run_folders_and_trained_adapters_come_from_one_place(tmp_path):
         job, _ = store.add_job(kind, [kind, str(out)], str(out), ["python"])
         store.set_job_status(job.id, status)
     assert store.trained(("sft", "dpo")) == [str(done / "adapter")]
+
+
+def test_name_at_version_is_read_in_one_place(tmp_path):
+    from pipeline.errors import StoreError
+    from pipeline.store import DEFAULT_CONSTITUTION, parse_ref
+
+    assert parse_ref("harmless-helpful@3") == ("harmless-helpful", 3)
+    assert parse_ref("honest@v2") == ("honest", 2) and parse_ref("honest") == ("honest", None)
+    for bad in ("honest@latest", "@2"):
+        with pytest.raises(StoreError, match="must be a number"):
+            parse_ref(bad)
+    store = Store(tmp_path / "ws")
+    assert store.default_name() is None
+    store.seed()
+    assert store.default_name() == DEFAULT_CONSTITUTION
