@@ -5,21 +5,12 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e.conftest import pick, set_slider
+
 from pipeline.critique import ChainLog
 from pipeline.store import Store
 
 pytestmark = pytest.mark.e2e
-
-
-def set_slider(page: Page, elem_id: str, value: int) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
-
-
-def pick(page: Page, elem_id: str, option: str) -> None:
-    page.locator(f"#{elem_id} input").click()
-    page.get_by_role("option", name=option, exact=True).click()
 
 
 def open_chains(page: Page) -> None:

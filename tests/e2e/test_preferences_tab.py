@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 
 from pipeline.preferences import gold_pairs
 from pipeline.store import Store
-from tests.e2e.test_chains import pick, set_slider
+from tests.e2e.conftest import pick, set_slider
 
 pytestmark = pytest.mark.e2e
 

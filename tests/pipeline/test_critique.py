@@ -12,13 +12,12 @@ from pipeline.critique import (Chain, ChainConfig, ChainRequest, RevisionRound, 
 from pipeline.errors import ConstitutionError, DatasetError, ModelError
 from pipeline.generation import SamplingConfig, TransformersBackend, backend_for
 from pipeline.prompts import PromptRecord
+from tests.records import harmless, requests
 from tests.tiny import tiny_model
 
 SHIPPED = Path(__file__).resolve().parents[2] / "constitutions"
 
 
-def harmless():
-    return cons.load_constitution(SHIPPED / "harmless-helpful.yaml")
 
 
 def test_principle_draws_follow_the_weights():
@@ -102,11 +101,6 @@ def tiny_backend() -> TransformersBackend:
     loaded = tiny_model()
     # the tiny model's 512-token context is too small for the shipped few-shot chains
     return TransformersBackend(loaded, max_batch_size=8)
-
-
-def requests(n: int, constitution=None) -> list[ChainRequest]:
-    c = constitution or harmless()
-    return [ChainRequest(PromptRecord(f"p{i}", f"Question number {i}?", "cat"), c) for i in range(n)]
 
 
 def test_chain_assembly_on_a_tiny_model():

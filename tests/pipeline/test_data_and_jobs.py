@@ -2,13 +2,12 @@ import json
 
 import pytest
 
-from pipeline.critique import ChainConfig, run_chains
-from pipeline.critique import ChainLog, export_chains
+from pipeline.critique import ChainConfig, ChainLog, export_chains, run_chains
 from pipeline.jobs import claim_run_folder
 from pipeline.sft_data import build_sft_dataset
 from pipeline.errors import DatasetError
 from pipeline.generation import SamplingConfig, TransformersBackend
-from tests.pipeline.test_critique import requests
+from tests.records import requests
 from tests.tiny import fresh_tiny_model, tiny_model
 
 SAMPLING = SamplingConfig(temperature=1.0, max_new_tokens=6, seed=0)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import constitution as cons
-from pipeline.errors import StoreError
+from pipeline.errors import ConstitutionError, StoreError
 from pipeline.store import MIGRATIONS, WORKSPACE_ENV, Store, workspace_dir
 
 SHIPPED = Path(__file__).resolve().parents[2] / "constitutions"
@@ -108,9 +108,9 @@ def test_concurrent_saves_get_distinct_versions(store):
 def test_an_invalid_constitution_is_never_stored(store):
     c = harmless()
     broken = dataclasses.replace(c, principles=c.principles + (c.principles[0],))
-    with pytest.raises(Exception, match="duplicate id"):
+    with pytest.raises(ConstitutionError, match="duplicate id"):
         store.save_version(broken)
-    with pytest.raises(Exception, match="duplicate id"):
+    with pytest.raises(ConstitutionError, match="duplicate id"):
         store.save_draft(broken, None)
     assert store.names() == [] and store.draft(c.name) is None
 

@@ -10,7 +10,7 @@ from pipeline.stackexchange import pmp_comparisons, pmp_score
 from pipeline.train.reward import soft_preference_loss, train_preference_model
 from pipeline.train.runtime import read_metrics
 
-POSTS = Path(__file__).resolve().parents[1] / "data" / "stackexchange_posts.xml"
+POSTS = Path(__file__).resolve().parents[2] / "data" / "stackexchange_posts.xml"
 
 
 def test_soft_loss_equals_the_hard_loss_at_certain_labels():

@@ -14,7 +14,7 @@ from tests.crashing import comparisons, pm_job, run
 from tests.tiny import small_vocab_model
 
 pytestmark = pytest.mark.slow
-CHILD = Path(__file__).resolve().parents[1] / "crashing.py"
+CHILD = Path(__file__).resolve().parents[2] / "crashing.py"
 
 # each step of a save: its files half written (optimizer), written but unmarked (mark), the
 # old one moved aside (first rename), the new one moved in (second rename), the old deleted
