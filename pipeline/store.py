@@ -459,7 +459,8 @@ class Store:
                         response_b: str, source: str = "studio") -> None:
         """Record (or change) a person's choice for the pair with these answers in this order."""
         if choice not in HUMAN_CHOICES:
-            raise StoreError(f"A human label is one of {', '.join(HUMAN_CHOICES)} (got {choice!r}).")
+            raise StoreError(f"A human label is {', '.join(HUMAN_CHOICES[:-1])} or "
+                             f"{HUMAN_CHOICES[-1]} (got {choice!r}).")
         with self._transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO human_labels VALUES (?, ?, ?, ?, ?, ?, ?)",
                          (pair_id, choice, prompt, response_a, response_b, source, _now()))

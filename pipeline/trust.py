@@ -46,6 +46,14 @@ class Agreement:
     ece: float  # expected calibration error: count-weighted |mean P(A) − human A rate|
 
 
+def ai_agrees(p_a: float, choice: str | None) -> bool | None:
+    """Whether the AI label picks the answer a person chose; None when either has no
+    preference (a tie, no label, P(A) exactly 0.5)."""
+    if choice not in ("A", "B") or p_a == 0.5:
+        return None
+    return (p_a > 0.5) == (choice == "A")
+
+
 def agreement(pairs: list[tuple[float, str]]) -> Agreement | None:
     """Agreement of AI soft labels with human choices, from (p_a, choice) pairs; None when
     no person has chosen A or B yet."""
@@ -53,7 +61,7 @@ def agreement(pairs: list[tuple[float, str]]) -> Agreement | None:
     ties = sum(c == "tie" for _, c in pairs)
     if not decided:
         return None
-    correct = sum((p > 0.5) == is_a for p, is_a in decided if p != 0.5)
+    correct = sum(bool(ai_agrees(p, c)) for p, c in pairs)
     bins = []
     for k in range(CALIBRATION_BINS):
         low, high = k / CALIBRATION_BINS, (k + 1) / CALIBRATION_BINS
@@ -112,3 +120,33 @@ def format_report(report: TrustReport) -> str:
         lines += [f"  {b.low:.1f}–{b.high:.1f}  n={b.count:4d}  {b.mean_p_a:.2f}  {b.human_a:.2f}"
                   for b in a.bins]
     return "\n".join(lines)
+
+
+# --- views for people checking the labels ---------------------------------------------------
+
+VIEWS = ["all", "most uncertain", "most position-biased", "AI vs human disagreements",
+         "not yet labelled by a person"]
+
+
+def view_rows(prefs: list[Preference], humans: dict[str, str], view: str) -> list[Preference]:
+    """The records a table view shows, in its order."""
+    def human(p: Preference) -> str | None:
+        return human_choice(p.pair, humans)
+
+    if view == "most uncertain":
+        return sorted(prefs, key=lambda p: abs(p.p_a - 0.5))
+    if view == "most position-biased":
+        return sorted(prefs, key=lambda p: -abs(p.p_a_ab - p.p_a_ba))
+    if view == "AI vs human disagreements":
+        return [p for p in prefs if ai_agrees(p.p_a, human(p)) is False]
+    if view == "not yet labelled by a person":
+        return [p for p in prefs if human(p) is None]
+    return prefs
+
+
+def next_in_queue(prefs: list[Preference], humans: dict[str, str], current: str) -> Preference | None:
+    """The spot-check queue: pairs no person has labelled, most uncertain first."""
+    waiting = [p for p in view_rows(prefs, humans, "most uncertain")
+               if human_choice(p.pair, humans) is None and p.pair.id != current
+               and "identical" not in p.flags]
+    return waiting[0] if waiting else None

@@ -11,25 +11,24 @@ import gradio as gr
 import pandas as pd
 
 from pipeline import jobs
-from pipeline.stages import LabelJob, PairsJob, build_job, to_argv
 from pipeline.constitution import Constitution
 from pipeline.errors import StudioError
 from pipeline.feedback import FeedbackConfig, Labeller, ensemble, feedback_principles, make_pairs
-from pipeline.preferences import Pair, Preference, PrincipleLabel
 from pipeline.generation import SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL, load_model
-from pipeline.preferences import LabelLog, gold_pairs, human_choice, read_labels
+from pipeline.preferences import (LabelLog, Pair, Preference, PrincipleLabel, gold_pairs,
+                                  human_choice, read_labels)
 from pipeline.prompts import PromptRecord
+from pipeline.stages import LabelJob, PairsJob, build_job, to_argv
 from pipeline.store import Store
-from pipeline.trust import CALIBRATION_BINS, ENTROPY_BINS, TrustReport, trust_report
+from pipeline.trust import (CALIBRATION_BINS, ENTROPY_BINS, VIEWS, TrustReport, next_in_queue,
+                            trust_report, view_rows)
 from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
 from studio.notices import cancel_notice, error_notice, job_bar, latest_job, notice, writing_now
 
 STUDIO_RUN = "studio (pairs scored here)"
 LIVE_CHUNK = 4  # principles scored per step, so bars appear as they are ready
 PAIR_TOKENS = 128  # longest sampled answer of a pair made here (short: a pair is read whole)
-VIEWS = ["all", "most uncertain", "most position-biased", "AI vs human disagreements",
-         "not yet labelled by a person"]
 TABLE_HEADERS = ["id", "category", "P(A)", "A first", "B first", "mass", "human", "flags"]
 JOB_KINDS = ("pairs", "label")
 
@@ -90,34 +89,9 @@ def label_bars(labels: list[PrincipleLabel], titles: dict[str, str], pending: li
     return "".join(parts) + "</div>"
 
 
-def view_rows(prefs: list[Preference], humans: dict[str, str], view: str) -> list[Preference]:
-    """The records a table view shows, in its order."""
-    def human(p: Preference) -> str | None:
-        return human_choice(p.pair, humans)
-
-    if view == "most uncertain":
-        return sorted(prefs, key=lambda p: abs(p.p_a - 0.5))
-    if view == "most position-biased":
-        return sorted(prefs, key=lambda p: -abs(p.p_a_ab - p.p_a_ba))
-    if view == "AI vs human disagreements":
-        return [p for p in prefs if human(p) in ("A", "B") and p.p_a != 0.5
-                and (p.p_a > 0.5) != (human(p) == "A")]
-    if view == "not yet labelled by a person":
-        return [p for p in prefs if human(p) is None]
-    return prefs
-
-
 def table_rows(prefs: list[Preference], humans: dict[str, str]) -> list[list]:
     return [[p.pair.id, p.pair.category, round(p.p_a, 3), round(p.p_a_ab, 3), round(p.p_a_ba, 3),
              round(p.mass, 3), human_choice(p.pair, humans) or "", ", ".join(p.flags)] for p in prefs]
-
-
-def next_in_queue(prefs: list[Preference], humans: dict[str, str], current: str) -> Preference | None:
-    """The spot-check queue: pairs no person has labelled, most uncertain first."""
-    waiting = [p for p in view_rows(prefs, humans, "most uncertain")
-               if human_choice(p.pair, humans) is None and p.pair.id != current
-               and "identical" not in p.flags]
-    return waiting[0] if waiting else None
 
 
 def report_html(report: TrustReport | None) -> str:

@@ -36,7 +36,8 @@ def test_chatbot_history_becomes_a_conversation():
 # --- Preferences tab ---------------------------------------------------------------------------
 
 from pipeline.preferences import Pair, Preference, PrincipleLabel  # noqa: E402
-from studio.preferences_tab import label_bars, next_in_queue, table_rows, view_rows  # noqa: E402
+from pipeline.trust import next_in_queue, view_rows  # noqa: E402
+from studio.preferences_tab import label_bars, table_rows  # noqa: E402
 
 
 def _pref(prompt: str, p_ab: float, p_ba: float, human: str | None = None) -> Preference:
