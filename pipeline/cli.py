@@ -122,7 +122,7 @@ def cmd_revise(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from pipeline.constitution import content_hash
-    from pipeline.critique import (ChainConfig, ChainRequest, chain_id, chain_quality,
+    from pipeline.critique import (ChainConfig, ChainRequest, batch_quality, chain_id,
                                    principle_stats, run_chains)
     from pipeline.critique import ChainLog, export_chains
     from pipeline.jobs import claim_run_folder
@@ -167,10 +167,9 @@ def cmd_revise(args: argparse.Namespace) -> int:
         chains = log.read()
         if chains:
             export_chains(out)
-        qualities = [chain_quality(c) for c in chains]
-        print(f"{len(chains)} chains in {out / 'chains.jsonl'}; "
-              f"{sum(q.refuses for q in qualities)} final answers refuse; "
-              f"{sum(q.failed_rounds for q in qualities)} failed rounds")
+        quality = batch_quality(chains)
+        print(f"{quality.chains} chains in {out / 'chains.jsonl'}; {quality.refusing} final "
+              f"answers refuse; {quality.failed_rounds} failed rounds")
         for s in principle_stats(chains):
             print(f"  {s.principle_id:<24} drawn {s.drawn:>4}  failed {s.failed:>3} "
                   f"({s.failure_rate:.0%})")

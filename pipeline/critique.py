@@ -194,6 +194,31 @@ def chain_quality(chain: Chain) -> ChainQuality:
 
 
 @dataclass(frozen=True)
+class BatchQuality:
+    """A run's chains in a few numbers (the CLI's summary, the Chains tab's header)."""
+
+    chains: int
+    refusing: int  # final answers that refuse
+    mean_change: float
+    mean_length_change: float  # words
+    failed_rounds: int
+    truncated: int  # prompts cut to fit the context
+
+    @property
+    def refusal_rate(self) -> float:
+        return self.refusing / self.chains if self.chains else 0.0
+
+
+def batch_quality(chains: list[Chain]) -> BatchQuality:
+    qualities = [chain_quality(c) for c in chains]
+    n = max(len(chains), 1)
+    return BatchQuality(len(chains), sum(q.refuses for q in qualities),
+                        sum(q.change for q in qualities) / n,
+                        sum(q.length_change for q in qualities) / n,
+                        sum(q.failed_rounds for q in qualities), sum(c.truncated for c in chains))
+
+
+@dataclass(frozen=True)
 class PrincipleStats:
     principle_id: str
     drawn: int

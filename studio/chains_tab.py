@@ -10,9 +10,8 @@ import gradio as gr
 
 from pipeline import jobs
 from pipeline.stages import ReviseJob, build_job, to_argv
-from pipeline.critique import (Chain, ChainConfig, ChainRequest, chain_quality, principle_stats,
-                               run_chains, word_diff)
-from pipeline.critique import ChainLog
+from pipeline.critique import (Chain, ChainConfig, ChainLog, ChainRequest, batch_quality,
+                               chain_quality, principle_stats, run_chains, word_diff)
 from pipeline.errors import StudioError
 from pipeline.generation import DEFAULT_SAMPLING, SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL
@@ -84,16 +83,13 @@ def batch_summary(chains: list[Chain]) -> str:
     """Per-batch quality: refusal rate, how much answers changed, and per-principle draws."""
     if not chains:
         return notice("info", "No finished chains in this run yet.")
-    qualities = [chain_quality(c) for c in chains]
-    n = len(chains)
+    q = batch_quality(chains)
     rows = "".join(f"<tr><td><code>{html.escape(s.principle_id)}</code></td><td>{s.drawn}</td>"
                    f"<td>{s.failed} ({s.failure_rate:.0%})</td></tr>" for s in principle_stats(chains))
-    return (f'<div class="chain-summary"><p>{n} chains · final answers refuse in '
-            f'{sum(q.refuses for q in qualities) / n:.0%} · mean change '
-            f'{sum(q.change for q in qualities) / n:.0%} · mean length change '
-            f'{sum(q.length_change for q in qualities) / n:+.1f} words · '
-            f'{sum(q.failed_rounds for q in qualities)} failed rounds · '
-            f'{sum(c.truncated for c in chains)} truncated prompts</p>'
+    return (f'<div class="chain-summary"><p>{q.chains} chains · final answers refuse in '
+            f'{q.refusal_rate:.0%} · mean change {q.mean_change:.0%} · mean length change '
+            f'{q.mean_length_change:+.1f} words · {q.failed_rounds} failed rounds · '
+            f'{q.truncated} truncated prompts</p>'
             f"<table><tr><th>principle</th><th>drawn</th><th>failed</th></tr>{rows}</table></div>")
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import constitution as cons
-from pipeline.critique import (Chain, ChainConfig, ChainRequest, RevisionRound, chain_from_dict,
+from pipeline.critique import (Chain, batch_quality, ChainConfig, ChainRequest, RevisionRound, chain_from_dict,
                                chain_quality, chain_to_dict, draw_principles, few_shot_messages,
                                is_refusal, principle_stats, revision_messages, round_failure,
                                run_chains, word_diff)
@@ -88,6 +88,11 @@ def test_refusal_and_quality_signals():
     stats = {s.principle_id: s for s in principle_stats([chain, chain])}
     assert stats["b"].drawn == 2 and stats["b"].failure_rate == 1.0 and stats["a"].failed == 0
     assert chain_from_dict(chain_to_dict(chain)) == chain
+    kept = dataclasses.replace(chain, id="y", final_answer="one two three four", truncated=True,
+                               rounds=chain.rounds[:1])
+    batch = batch_quality([chain, kept])
+    assert (batch.chains, batch.refusing, batch.failed_rounds, batch.truncated) == (2, 1, 1, 1)
+    assert batch.refusal_rate == 0.5 and batch.mean_change == 0.5 and batch.mean_length_change == 0.5
 
 
 def test_word_diff():
