@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pipeline.errors import ModelError
+from pipeline.errors import ConfigError, ModelError
 from pipeline.generation import (GREEDY, SamplingConfig, TransformersBackend, backend_for, chat,
                                  next_tokens, shared_prefix_length)
 from tests.tiny import tiny_model
@@ -79,7 +79,7 @@ def test_next_tokens_greedy_and_nucleus():
     ({"max_new_tokens": 0}, "max_new_tokens"), ({"temperature": -1}, "temperature"),
     ({"top_p": 0}, "top_p"), ({"top_p": 1.5}, "top_p")])
 def test_sampling_config_is_validated(kwargs, message):
-    with pytest.raises(ModelError, match=message):
+    with pytest.raises(ConfigError, match=message):
         SamplingConfig(**kwargs)
 
 
