@@ -1,6 +1,7 @@
 """Playground tab: chat with any model, optionally steered by one principle, streaming."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Iterator
 
 import gradio as gr
@@ -28,6 +29,63 @@ def message_text(content: Any) -> str:
 def conversation(history: list[dict], system: str) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": system.strip()}] if system and system.strip() else []
     return messages + [{"role": m["role"], "content": message_text(m["content"])} for m in history]
+
+
+# --- handlers: plain values in, plain values (and gr.update) out; tested without a browser ---
+
+def on_load_page(store: Store) -> tuple[Any, Any]:
+    chosen = store.default_name()
+    return gr.update(choices=store.names(), value=chosen), principle_choices(store, chosen)
+
+
+def principle_choices(store: Store, name: str | None) -> Any:
+    if not name:
+        return gr.update(choices=[NO_PRINCIPLE], value=NO_PRINCIPLE)
+    ids = [p.id for p in store.working(name).enabled_principles]
+    return gr.update(choices=[NO_PRINCIPLE, *ids], value=NO_PRINCIPLE)
+
+
+def on_principle(store: Store, name: str | None, pid: str) -> str:
+    if not name or pid == NO_PRINCIPLE:
+        return ""
+    return principle_system_prompt(store.working(name).principle(pid))
+
+
+def on_load_model(name: str) -> str:
+    try:
+        loaded = load_model(name)
+    except StudioError as exc:
+        return error_notice(exc)
+    params = sum(p.numel() for p in loaded.model.parameters()) / 1e6
+    return notice("ok", f"Loaded {name} from {loaded.source} ({params:.0f}M parameters, "
+                        f"{loaded.device}, {loaded.model.dtype}).")
+
+
+def on_user(text: str, history: list[dict]) -> tuple[Any, list[dict], str]:
+    if not text or not text.strip():
+        return gr.update(), history, notice("error", "Type a message first.")
+    return "", history + [{"role": "user", "content": text}], ""
+
+
+def on_respond(history: list[dict], model_name: str, system_text: str, temp: float,
+               nucleus: float, new_tokens: float, seed_value: float) -> Iterator:
+    """Stream the model's answer into the conversation: (history, message) per piece."""
+    if not history or history[-1]["role"] != "user":
+        return
+    try:
+        config = SamplingConfig(max_new_tokens=int(new_tokens), temperature=float(temp),
+                                top_p=float(nucleus), seed=int(seed_value or 0))
+        backend = backend_for(model_name)
+        pieces = backend.stream(conversation(history, system_text), config)
+        answer = ""
+        history = history + [{"role": "assistant", "content": ""}]
+        for piece in pieces:
+            answer += piece
+            history[-1] = {"role": "assistant", "content": answer}
+            yield history, ""
+        yield history, ""
+    except StudioError as exc:
+        yield history, error_notice(exc)
 
 
 def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> None:
@@ -62,54 +120,6 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
                 stop = gr.Button("Stop", scale=1, elem_id="playground-stop")
                 clear = gr.Button("Clear", scale=1, elem_id="playground-clear")
 
-    def on_load_page():
-        chosen = store.default_name()
-        return gr.update(choices=store.names(), value=chosen), principle_choices(chosen)
-
-    def principle_choices(name: str | None):
-        if not name:
-            return gr.update(choices=[NO_PRINCIPLE], value=NO_PRINCIPLE)
-        ids = [p.id for p in store.working(name).enabled_principles]
-        return gr.update(choices=[NO_PRINCIPLE, *ids], value=NO_PRINCIPLE)
-
-    def on_principle(name: str | None, pid: str) -> str:
-        if not name or pid == NO_PRINCIPLE:
-            return ""
-        return principle_system_prompt(store.working(name).principle(pid))
-
-    def on_load_model(name: str) -> str:
-        try:
-            loaded = load_model(name)
-        except StudioError as exc:
-            return error_notice(exc)
-        params = sum(p.numel() for p in loaded.model.parameters()) / 1e6
-        return notice("ok", f"Loaded {name} from {loaded.source} ({params:.0f}M parameters, "
-                            f"{loaded.device}, {loaded.model.dtype}).")
-
-    def on_user(text: str, history: list[dict]):
-        if not text or not text.strip():
-            return gr.update(), history, notice("error", "Type a message first.")
-        return "", history + [{"role": "user", "content": text}], ""
-
-    def on_respond(history: list[dict], model_name: str, system_text: str, temp: float,
-                   nucleus: float, new_tokens: float, seed_value: float) -> Iterator:
-        if not history or history[-1]["role"] != "user":
-            return
-        try:
-            config = SamplingConfig(max_new_tokens=int(new_tokens), temperature=float(temp),
-                                    top_p=float(nucleus), seed=int(seed_value or 0))
-            backend = backend_for(model_name)
-            pieces = backend.stream(conversation(history, system_text), config)
-            answer = ""
-            history = history + [{"role": "assistant", "content": ""}]
-            for piece in pieces:
-                answer += piece
-                history[-1] = {"role": "assistant", "content": answer}
-                yield history, ""
-            yield history, ""
-        except StudioError as exc:
-            yield history, error_notice(exc)
-
     respond_inputs = [chatbot, model, system, temperature, top_p, max_new_tokens, seed]
     submitted = prompt.submit(on_user, [prompt, chatbot], [prompt, chatbot, message]).then(
         on_respond, respond_inputs, [chatbot, message])
@@ -118,6 +128,6 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
     stop.click(None, cancels=[submitted, clicked])
     clear.click(lambda: ([], ""), None, [chatbot, message])
     load.click(on_load_model, model, model_status)
-    constitution.input(principle_choices, constitution, principle)
-    principle.input(on_principle, [constitution, principle], system)
-    demo.load(on_load_page, None, [constitution, principle])
+    constitution.input(partial(principle_choices, store), constitution, principle)
+    principle.input(partial(on_principle, store), [constitution, principle], system)
+    demo.load(partial(on_load_page, store), None, [constitution, principle])
