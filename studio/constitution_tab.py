@@ -7,10 +7,12 @@ its messages next to the fields and leaves the draft as it was.
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -61,6 +63,236 @@ def field_error(key: str) -> gr.HTML:
     """The slot beside a field where its validation message appears."""
     return gr.HTML(elem_classes="field-error", elem_id=f"error-{key}", container=False,
                    padding=False)
+
+
+# --- what the tab shows: plain records, so the handlers are tested without a browser ---------
+
+@dataclass(frozen=True)
+class Editor:
+    """The principle editor: which principle, its field values and the errors beside them."""
+
+    selected: int | None
+    values: dict[str, Any]
+    errors: dict[str, str]
+    heading: str
+
+
+@dataclass(frozen=True)
+class Screen:
+    """Everything the tab shows for one state of the constitution being edited."""
+
+    constitution: Constitution
+    base: int | None
+    names: list[str]
+    versions: list[tuple[str, int]]
+    status: str
+    table: list[list]
+    yaml: str
+    export: str
+    refs: list[str]
+    editor: Editor
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A handler's answer: a new screen, or only a new editor, or only messages beside the
+    fields (a refused edit keeps what was typed), or neither; and a message."""
+
+    message: str = ""
+    screen: Screen | None = None
+    editor: Editor | None = None
+    yaml_errors: str | None = None
+    field_errors: dict[str, str] | None = None
+
+
+def editor(c: Constitution, index: int | None, errors: dict[str, str] | None = None) -> Editor:
+    """The editor on principle `index` of `c` (a blank new principle when None)."""
+    errors = {k: (errors or {}).get(k, "") for k in FIELDS}
+    if index is None or index >= len(c.principles):
+        values = {k: "" for k in FIELDS} | {"weight": 1.0, "enabled": True}
+        return Editor(None, values, errors,
+                      "**New principle** — fill in the fields, then *Apply changes*.")
+    p = c.principles[index]
+    values = cons.principle_to_dict(p)
+    values["tags"] = ", ".join(p.tags)
+    return Editor(index, {k: values[k] for k in FIELDS}, errors,
+                  f"**Editing principle {index + 1} of {len(c.principles)}:** `{p.id}`")
+
+
+def render(store: Store, c: Constitution, base_version: int | None, index: int | None,
+           draft: bool, restored: bool = False) -> Screen:
+    """The screen for `c` with principle `index` in the editor; a draft is autosaved."""
+    if draft:
+        store.save_draft(c, base_version)
+    names = store.names()
+    state = ("unsaved draft" + (" (restored)" if restored else "")) if draft else "saved"
+    based = f"based on v{base_version}" if base_version else "not saved yet"
+    return Screen(
+        constitution=c, base=base_version, names=sorted(set(names) | {c.name}),
+        versions=_version_choices(store, c.name) if c.name in names else [],
+        status=notice("info" if draft else "ok",
+                      f"{c.name}: {len(c.principles)} principles ({len(c.enabled_principles)} "
+                      f"enabled) · {state}, {based} · hash {cons.content_hash(c)[:12]}"),
+        table=[[i + 1, "✓" if p.enabled else "✗", p.id, p.title, p.weight]
+               for i, p in enumerate(c.principles)],
+        yaml=cons.to_yaml(c), export=_export_path(store, c, base_version, draft),
+        refs=_ref_choices(store), editor=editor(c, index))
+
+
+def open_saved(store: Store, chosen: str | None, version_no: int | None = None) -> Screen:
+    """A constitution's draft if it has one (unless a version is asked for), else its latest
+    or chosen version; a starter draft in an empty workspace."""
+    names = store.names()
+    if not names:
+        return render(store, cons.new_constitution("my-constitution"), None, 0, draft=True)
+    chosen = chosen if chosen in names else names[0]
+    draft = store.draft(chosen) if version_no is None else None
+    if draft is not None:
+        c = cons.parse_constitution(draft.yaml, f"draft of {chosen}")
+        return render(store, c, draft.base_version, 0, draft=True, restored=True)
+    record = store.version(chosen, version_no)
+    return render(store, record.constitution, record.version, 0, draft=False)
+
+
+def on_load(store: Store) -> Shown:
+    """The page opens on the draft edited last, else the default constitution."""
+    drafts = [d for d in (store.draft(n) for n in store.names()) if d]
+    latest_draft = max(drafts, key=lambda d: d.updated_at).name if drafts else None
+    return Shown(screen=open_saved(store, latest_draft or store.default_name()))
+
+
+def on_pick_name(store: Store, chosen: str) -> Shown:
+    return Shown(screen=open_saved(store, chosen))
+
+
+def on_pick_version(store: Store, c: Constitution | None, version_no: int | None,
+                    base_version: int | None) -> Shown | None:
+    if c is None or version_no is None or version_no == base_version:
+        return None
+    return Shown(notice("info", f"Opened {c.name} v{version_no}. Your unsaved draft, if any, "
+                                "was replaced by this version."),
+                 open_saved(store, c.name, int(version_no)))
+
+
+def on_apply(store: Store, c: Constitution, base_version: int | None, index: int | None,
+             *values: Any) -> Shown:
+    """Apply the editor's fields to principle `index` (a new one when None); a refused edit
+    shows each message beside its field and changes nothing."""
+    raw = dict(zip(FIELDS, values))
+    raw["tags"] = [t.strip() for t in (raw["tags"] or "").split(",") if t.strip()]
+    raw["weight"] = raw["weight"] if raw["weight"] is not None else 1.0
+    try:
+        principle = cons.principle_from_fields(raw)
+        updated = cons.put_principle(c, principle, index)
+    except ConstitutionError as exc:
+        beside = {str(issue.path[-1]): f'<span class="field-error-text">{html.escape(issue.message)}'
+                                       "</span>" for issue in exc.issues}
+        return Shown(error_notice(exc), field_errors={k: beside.get(k, "") for k in FIELDS})
+    new_index = index if index is not None else len(updated.principles) - 1
+    verb = "Updated" if index is not None else "Added"
+    return Shown(notice("ok", f"{verb} principle '{principle.id}' (draft autosaved)."),
+                 render(store, updated, base_version, new_index, draft=True))
+
+
+def on_delete(store: Store, c: Constitution, base_version: int | None, index: int | None) -> Shown:
+    if index is None:
+        return Shown(notice("error", "Select a principle in the table first."))
+    try:
+        updated = cons.remove_principle(c, index)
+    except ConstitutionError as exc:
+        return Shown(error_notice(exc))
+    return Shown(notice("ok", f"Deleted principle '{c.principles[index].id}'."),
+                 render(store, updated, base_version, min(index, len(updated.principles) - 1),
+                        draft=True))
+
+
+def on_move(store: Store, offset: int, c: Constitution, base_version: int | None,
+            index: int | None) -> Shown:
+    if index is None:
+        return Shown(notice("error", "Select a principle in the table first."))
+    target = min(max(index + offset, 0), len(c.principles) - 1)
+    return Shown(screen=render(store, cons.move_principle(c, index, offset), base_version, target,
+                               draft=True))
+
+
+def adopt(store: Store, c: Constitution, source: str) -> Shown:
+    """Make an imported or pasted constitution the draft of its name."""
+    base_version = store.version(c.name).version if c.name in store.names() else None
+    return Shown(notice("ok", f"Loaded {source} as a draft of '{c.name}'. It is not saved "
+                              "until you click Save as new version."),
+                 render(store, c, base_version, 0, draft=True))
+
+
+def on_apply_yaml(store: Store, text: str) -> Shown:
+    try:
+        c = cons.parse_constitution(text or "", "The YAML")
+    except ConstitutionError as exc:
+        return Shown(error_notice(exc), yaml_errors=error_notice(exc))
+    return adopt(store, c, "the YAML")
+
+
+def on_import(store: Store, path: str | None) -> Shown | None:
+    if not path:
+        return None
+    label = Path(path).name
+    try:
+        c = cons.load_constitution(path, label)
+    except ConstitutionError as exc:
+        return Shown(error_notice(exc))
+    return adopt(store, c, label)
+
+
+def on_save(store: Store, c: Constitution, note_text: str) -> Shown:
+    try:
+        record, created = store.save_version(c, note=note_text or "")
+    except StudioError as exc:
+        return Shown(error_notice(exc))
+    text = (f"Saved {record.label} (hash {record.hash[:12]})." if created else
+            f"No changes since {record.label}; nothing new was saved.")
+    return Shown(notice("ok", text), render(store, record.constitution, record.version, 0,
+                                            draft=False))
+
+
+def on_discard(store: Store, c: Constitution) -> Shown:
+    store.discard_draft(c.name)
+    if c.name not in store.names():
+        return Shown(notice("ok", f"Discarded the unsaved '{c.name}'."), open_saved(store, None))
+    return Shown(notice("ok", "Draft discarded; showing the latest saved version."),
+                 open_saved(store, c.name))
+
+
+def on_create(store: Store, new: str) -> Shown:
+    new = (new or "").strip()
+    if not new:
+        return Shown(notice("error", "Type a name for the new constitution first."))
+    if new in store.names():
+        return Shown(notice("error", f"A constitution named '{new}' already exists; pick it in "
+                                     "the list or choose another name."))
+    return Shown(notice("ok", f"Created draft '{new}' with one starter principle."),
+                 render(store, cons.new_constitution(new), None, 0, draft=True))
+
+
+def on_diff(store: Store, ref_a: str | None, ref_b: str | None) -> str:
+    if not ref_a or not ref_b:
+        return notice("error", "Pick two versions to compare.")
+    labels, sides = [], []
+    for ref in (ref_a, ref_b):
+        record = store.version(*parse_ref(ref))
+        labels.append(record.label)
+        sides.append(record.constitution)
+    return diff_html(cons.format_diff(cons.diff_constitutions(*sides), *labels))
+
+
+def focus(store: Store, constitution_name: str, principle_id: str) -> Shown:
+    """Open a constitution on one principle (the Chains tab jumps here)."""
+    screen = open_saved(store, constitution_name)
+    c = screen.constitution
+    ids = [p.id for p in c.principles]
+    if principle_id not in ids:
+        return Shown(notice("error", f"'{c.name}' no longer has a principle '{principle_id}'."),
+                     screen)
+    return Shown(notice("info", f"Showing principle '{principle_id}' of {c.name}."),
+                 dataclasses.replace(screen, editor=editor(c, ids.index(principle_id))))
 
 
 def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], list]:
@@ -129,209 +361,56 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
 
     field_list = [fields[k] for k in FIELDS]
     error_list = [errors[k] for k in FIELDS]
-    view = [current, base, selected, name, version, status, table, editing, yaml_code,
-            yaml_errors, export, diff_a, diff_b, *field_list, *error_list]
+    outputs = [current, base, selected, name, version, status, table, editing, yaml_code,
+               yaml_errors, export, diff_a, diff_b, *field_list, *error_list, message]
 
-    def render(c: Constitution, base_version: int | None, index: int | None, draft: bool,
-               restored: bool = False) -> dict:
-        """Every component's value for draft `c` with principle `index` in the editor."""
-        if draft:
-            store.save_draft(c, base_version)
-        names = store.names()
-        state = ("unsaved draft" + (" (restored)" if restored else "")) if draft else "saved"
-        based = f"based on v{base_version}" if base_version else "not saved yet"
-        out = {
-            current: c, base: base_version, selected: index,
-            name: gr.update(choices=sorted(set(names) | {c.name}), value=c.name),
-            version: gr.update(choices=_version_choices(store, c.name) if c.name in names else [],
-                               value=base_version),
-            status: notice("info" if draft else "ok",
-                           f"{c.name}: {len(c.principles)} principles "
-                           f"({len(c.enabled_principles)} enabled) · {state}, {based} · "
-                           f"hash {cons.content_hash(c)[:12]}"),
-            table: [[i + 1, "✓" if p.enabled else "✗", p.id, p.title, p.weight]
-                    for i, p in enumerate(c.principles)],
-            yaml_code: cons.to_yaml(c), yaml_errors: "",
-            export: _export_path(store, c, base_version, draft),
-            diff_a: gr.update(choices=_ref_choices(store)),
-            diff_b: gr.update(choices=_ref_choices(store)),
-        }
-        out.update(fill_editor(c, index))
-        return out
-
-    def fill_editor(c: Constitution, index: int | None) -> dict:
-        out = {errors[k]: "" for k in FIELDS}
-        if index is None or index >= len(c.principles):
-            out.update({fields[k]: "" for k in FIELDS if k not in ("weight", "enabled")})
-            out.update({fields["weight"]: 1.0, fields["enabled"]: True,
-                        editing: "**New principle** — fill in the fields, then *Apply changes*."})
-            return out
-        p = c.principles[index]
-        values = cons.principle_to_dict(p)
-        values["tags"] = ", ".join(p.tags)
-        out.update({fields[k]: values[k] for k in FIELDS})
-        out[editing] = f"**Editing principle {index + 1} of {len(c.principles)}:** `{p.id}`"
-        return out
-
-    def open_saved(chosen: str | None, version_no: int | None = None) -> dict:
-        names = store.names()
-        if not names:
-            return render(cons.new_constitution("my-constitution"), None, 0, draft=True)
-        chosen = chosen if chosen in names else names[0]
-        draft = store.draft(chosen) if version_no is None else None
-        if draft is not None:
-            c = cons.parse_constitution(draft.yaml, f"draft of {chosen}")
-            return render(c, draft.base_version, 0, draft=True, restored=True)
-        record = store.version(chosen, version_no)
-        return render(record.constitution, record.version, 0, draft=False)
-
-    def on_load() -> dict:
-        drafts = [d for d in (store.draft(n) for n in store.names()) if d]
-        latest_draft = max(drafts, key=lambda d: d.updated_at).name if drafts else None
-        return {**open_saved(latest_draft or store.default_name()), message: ""}
-
-    def on_pick_name(chosen: str) -> dict:
-        return {**open_saved(chosen), message: ""}
-
-    def on_pick_version(c: Constitution | None, version_no: int | None, base_version) -> dict:
-        if c is None or version_no is None or version_no == base_version:
+    def show(shown: Shown | None) -> dict:
+        """A handler's answer as component updates (what it leaves out stays as it is)."""
+        if shown is None:
             return {}
-        out = open_saved(c.name, int(version_no))
-        return {**out, message: notice("info", f"Opened {c.name} v{version_no}. Your unsaved "
-                                                "draft, if any, was replaced by this version.")}
+        out: dict = {message: shown.message}
+        screen = shown.screen
+        if screen is not None:
+            c = screen.constitution
+            out.update({current: c, base: screen.base,
+                        name: gr.update(choices=screen.names, value=c.name),
+                        version: gr.update(choices=screen.versions, value=screen.base),
+                        status: screen.status, table: screen.table, yaml_code: screen.yaml,
+                        yaml_errors: "", export: screen.export,
+                        diff_a: gr.update(choices=screen.refs),
+                        diff_b: gr.update(choices=screen.refs)})
+        shown_editor = shown.editor or (screen.editor if screen else None)
+        if shown_editor is not None:
+            out.update({selected: shown_editor.selected, editing: shown_editor.heading})
+            out.update({fields[k]: shown_editor.values[k] for k in FIELDS})
+            out.update({errors[k]: shown_editor.errors[k] for k in FIELDS})
+        if shown.field_errors is not None:
+            out.update({errors[k]: shown.field_errors[k] for k in FIELDS})
+        if shown.yaml_errors is not None:
+            out[yaml_errors] = shown.yaml_errors
+        return out
+
+    def wire(handler: Callable[..., Shown | None], *bound: Any) -> Callable[..., dict]:
+        return lambda *args: show(handler(store, *bound, *args))
 
     def on_select(c: Constitution, evt: gr.SelectData) -> dict:
         index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        return {selected: index, **fill_editor(c, index), message: ""}
+        return show(Shown(editor=editor(c, index)))
 
-    def on_new_principle(c: Constitution) -> dict:
-        return {selected: None, **fill_editor(c, None), message: ""}
-
-    def on_apply(c: Constitution, base_version, index, *values) -> dict:
-        raw = dict(zip(FIELDS, values))
-        raw["tags"] = [t.strip() for t in (raw["tags"] or "").split(",") if t.strip()]
-        raw["weight"] = raw["weight"] if raw["weight"] is not None else 1.0
-        try:
-            principle = cons.principle_from_fields(raw)
-            updated = cons.put_principle(c, principle, index)
-        except ConstitutionError as exc:
-            out = {errors[k]: "" for k in FIELDS}
-            for issue in exc.issues:
-                out[errors[str(issue.path[-1])]] = (
-                    f'<span class="field-error-text">{html.escape(issue.message)}</span>')
-            return {**out, message: error_notice(exc)}
-        new_index = index if index is not None else len(updated.principles) - 1
-        verb = "Updated" if index is not None else "Added"
-        return {**render(updated, base_version, new_index, draft=True),
-                message: notice("ok", f"{verb} principle '{principle.id}' (draft autosaved).")}
-
-    def on_delete(c: Constitution, base_version, index) -> dict:
-        if index is None:
-            return {message: notice("error", "Select a principle in the table first.")}
-        try:
-            updated = cons.remove_principle(c, index)
-        except ConstitutionError as exc:
-            return {message: error_notice(exc)}
-        return {**render(updated, base_version, min(index, len(updated.principles) - 1),
-                         draft=True),
-                message: notice("ok", f"Deleted principle '{c.principles[index].id}'.")}
-
-    def on_move(offset: int):
-        def move(c: Constitution, base_version, index) -> dict:
-            if index is None:
-                return {message: notice("error", "Select a principle in the table first.")}
-            updated = cons.move_principle(c, index, offset)
-            target = min(max(index + offset, 0), len(c.principles) - 1)
-            return {**render(updated, base_version, target, draft=True), message: ""}
-        return move
-
-    def adopt(c: Constitution, source: str) -> dict:
-        """Make an imported or pasted constitution the draft of its name."""
-        names = store.names()
-        base_version = store.version(c.name).version if c.name in names else None
-        return {**render(c, base_version, 0, draft=True),
-                message: notice("ok", f"Loaded {source} as a draft of '{c.name}'. It is not "
-                                      "saved until you click Save as new version.")}
-
-    def on_apply_yaml(text: str) -> dict:
-        try:
-            c = cons.parse_constitution(text or "", "The YAML")
-        except ConstitutionError as exc:
-            return {yaml_errors: error_notice(exc), message: error_notice(exc)}
-        return adopt(c, "the YAML")
-
-    def on_import(path: str | None) -> dict:
-        if not path:
-            return {}
-        label = Path(path).name
-        try:
-            c = cons.load_constitution(path, label)
-        except ConstitutionError as exc:
-            return {message: error_notice(exc)}
-        return adopt(c, label)
-
-    def on_save(c: Constitution, note_text: str) -> dict:
-        try:
-            record, created = store.save_version(c, note=note_text or "")
-        except StudioError as exc:
-            return {message: error_notice(exc)}
-        text = (f"Saved {record.label} (hash {record.hash[:12]})." if created else
-                f"No changes since {record.label}; nothing new was saved.")
-        return {**render(record.constitution, record.version, 0, draft=False),
-                message: notice("ok", text)}
-
-    def on_discard(c: Constitution) -> dict:
-        store.discard_draft(c.name)
-        if c.name not in store.names():
-            return {**open_saved(None), message: notice("ok", f"Discarded the unsaved '{c.name}'.")}
-        return {**open_saved(c.name), message: notice("ok", "Draft discarded; showing the latest "
-                                                             "saved version.")}
-
-    def on_create(new: str) -> dict:
-        new = (new or "").strip()
-        if not new:
-            return {message: notice("error", "Type a name for the new constitution first.")}
-        if new in store.names():
-            return {message: notice("error", f"A constitution named '{new}' already exists; "
-                                             "pick it in the list or choose another name.")}
-        return {**render(cons.new_constitution(new), None, 0, draft=True),
-                message: notice("ok", f"Created draft '{new}' with one starter principle.")}
-
-    def on_diff(ref_a: str | None, ref_b: str | None) -> str:
-        if not ref_a or not ref_b:
-            return notice("error", "Pick two versions to compare.")
-        labels, sides = [], []
-        for ref in (ref_a, ref_b):
-            record = store.version(*parse_ref(ref))
-            labels.append(record.label)
-            sides.append(record.constitution)
-        return diff_html(cons.format_diff(cons.diff_constitutions(*sides), *labels))
-
-    outputs = view + [message]
-    name.input(on_pick_name, name, outputs)
-    version.input(on_pick_version, [current, version, base], outputs)
+    name.input(wire(on_pick_name), name, outputs)
+    version.input(wire(on_pick_version), [current, version, base], outputs)
     table.select(on_select, current, outputs)
-    add.click(on_new_principle, current, outputs)
-    apply.click(on_apply, [current, base, selected, *field_list], outputs)
-    delete.click(on_delete, [current, base, selected], outputs)
-    up.click(on_move(-1), [current, base, selected], outputs)
-    down.click(on_move(1), [current, base, selected], outputs)
-    apply_yaml.click(on_apply_yaml, yaml_code, outputs)
-    upload.upload(on_import, upload, outputs)
-    save.click(on_save, [current, note], outputs)
-    discard.click(on_discard, current, outputs)
-    create.click(on_create, new_name, outputs)
-    run_diff.click(on_diff, [diff_a, diff_b], diff_out)
-    def focus(constitution_name: str, principle_id: str) -> dict:
-        out = open_saved(constitution_name)
-        c = out[current]
-        ids = [p.id for p in c.principles]
-        if principle_id not in ids:
-            return {**out, message: notice("error", f"'{c.name}' no longer has a principle "
-                                                    f"'{principle_id}'.")}
-        index = ids.index(principle_id)
-        return {**out, selected: index, **fill_editor(c, index),
-                message: notice("info", f"Showing principle '{principle_id}' of {c.name}.")}
-
-    demo.load(on_load, None, outputs)
-    return focus, outputs
+    add.click(lambda c: show(Shown(editor=editor(c, None))), current, outputs)
+    apply.click(wire(on_apply), [current, base, selected, *field_list], outputs)
+    delete.click(wire(on_delete), [current, base, selected], outputs)
+    up.click(wire(on_move, -1), [current, base, selected], outputs)
+    down.click(wire(on_move, 1), [current, base, selected], outputs)
+    apply_yaml.click(wire(on_apply_yaml), yaml_code, outputs)
+    upload.upload(wire(on_import), upload, outputs)
+    save.click(wire(on_save), [current, note], outputs)
+    discard.click(wire(on_discard), current, outputs)
+    create.click(wire(on_create), new_name, outputs)
+    run_diff.click(lambda a, b: on_diff(store, a, b), [diff_a, diff_b], diff_out)
+    demo.load(wire(on_load), None, outputs)
+    return lambda constitution_name, principle_id: show(focus(store, constitution_name,
+                                                               principle_id)), outputs
