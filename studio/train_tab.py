@@ -7,6 +7,7 @@ import dataclasses
 import html
 from datetime import datetime
 from pathlib import Path
+from functools import partial
 from typing import Any
 
 import gradio as gr
@@ -135,6 +136,139 @@ def _field_component(stage: str, f: dataclasses.Field) -> gr.components.Componen
                        info=info, allow_custom_value=True, elem_id=elem_id)
 
 
+# --- handlers: the store and plain values in, plain values and gr.update out (tested) -------
+
+def stage_values(name: str, raw: list[Any]) -> dict[str, Any]:
+    """The typed values of stage `name`'s form, out of every form's values (forms are laid
+    out in FORMS order, one component per dataclass field)."""
+    offset = sum(len(dataclasses.fields(FORMS[s])) for s in list(FORMS)[:list(FORMS).index(name)])
+    return form_values(FORMS[name], raw[offset:offset + len(dataclasses.fields(FORMS[name]))])
+
+
+def field_choices(store: Store, name: str) -> dict[str, list[str]]:
+    """Folders from earlier jobs offered where a stage reads them."""
+    def folders(*kinds: str) -> list[str]:
+        return [j.out_dir for j in store.jobs() if j.kind in kinds and j.status == "succeeded"]
+
+    pms = store.trained(("reward", "pmp"), ADAPTER_DIR)
+    return {"model": [DEFAULT_MODEL], "data": {
+        "sft": folders("sft-data"), "reward": folders("label"), "dpo": folders("label"),
+        "pmp": []}.get(name, []), "policy_adapter": adapter_choices(store), "reward_adapter": pms,
+        "init_adapter": pms, "constitution": constitution_choices(store),
+        "prompts": ["red-team", "helpful"]}
+
+
+def on_preset(store: Store, name: str, chosen_preset: str) -> list[Any]:
+    """Every form field's update: stage `name`'s from the preset (with its choices), the
+    other stages' left alone."""
+    values = preset_values(name, chosen_preset)
+    choices = field_choices(store, name)
+    updates = []
+    for s in FORMS:
+        for f in dataclasses.fields(FORMS[s]):
+            if s != name:
+                updates.append(gr.update())
+            elif f.name in choices:
+                updates.append(gr.update(value=values[f.name], choices=choices[f.name]))
+            else:
+                updates.append(gr.update(value=values[f.name]))
+    return updates
+
+
+def on_stage(store: Store, name: str, chosen_preset: str) -> tuple:
+    return (gr.update(value=FORMS[name].__doc__), *[gr.update(visible=s == name) for s in FORMS],
+            *on_preset(store, name, chosen_preset))
+
+
+def on_preview(store: Store, name: str, *raw: Any) -> Any:
+    """The command and job file as they stand, with what still stops them from running."""
+    values = stage_values(name, list(raw))
+    try:
+        build_job(FORMS[name], values)
+        problem = ""
+    except StudioError as exc:
+        problem = f"# not ready to launch: {exc}\n"
+    return gr.update(value=f"{problem}{command_line(name, store.new_run_folder(name))}\n\n"
+                           "# job.yaml\n" + job_yaml(values))
+
+
+def on_launch(store: Store, name: str, *raw: Any) -> tuple:
+    """Queue the stage: (message, the job to watch, the job table)."""
+    values = stage_values(name, list(raw))
+    out = store.new_run_folder(name)
+    try:
+        if name == "run-all" and values.get("constitution"):
+            # the job reads the constitution as it is now, frozen into its run folder
+            frozen = jobs.freeze_constitution(resolve_choice(store, values["constitution"]),
+                                              out, "constitution-input.yaml")
+            values["constitution"] = str(frozen)
+        job = build_job(FORMS[name], values)
+        text = job_yaml(job)
+        write_atomic(out / "job.yaml", text)
+        record = jobs.launch(store, name, [name, "--config", str(out / "job.yaml"), "--out",
+                                           str(out)], out, getattr(job, "processes", 1), text)
+    except StudioError as exc:
+        return error_notice(exc), gr.update(), gr.update()
+    state = "queued behind the running job" if record.status == "queued" else "launched"
+    return (notice("ok", f"Job {record.id} ({name}) {state}; it writes into {out}."),
+            record.id, gr.update(value=job_rows(jobs.refresh(store))))
+
+
+def watched(store: Store, job_id: int | None,
+            records: list[JobRecord] | None = None) -> JobRecord | None:
+    """The selected job (else the newest); `records` saves a second refresh per tick."""
+    records = jobs.refresh(store) if records is None else records
+    if job_id is not None:
+        found = [j for j in records if j.id == job_id]
+        if found:
+            return found[0]
+    return records[0] if records else None
+
+
+def job_view(store: Store, job_id: int | None, smooth: float,
+             records: list[JobRecord] | None = None) -> tuple:
+    """(progress bar, PLOT_SLOTS plot updates, log tail, artifacts) of the watched job."""
+    job = watched(store, job_id, records)
+    if job is None:
+        return ("", *[gr.update(visible=False)] * PLOT_SLOTS, "", "")
+    frames = list(metric_frames(read_metrics(job.out_dir), float(smooth)).items())
+    plot_updates = [gr.update(value=frames[n][1], title=frames[n][0], visible=True)
+                    if n < len(frames) else gr.update(visible=False) for n in range(PLOT_SLOTS)]
+    unit = "steps" if frames else "items"
+    return (job_bar(job, unit), *plot_updates, jobs.log_tail(job.out_dir, 30), artifacts_html(job))
+
+
+def on_tick(store: Store, job_id: int | None, smooth: float, shown: list) -> tuple:
+    """Every timer tick: the job table (only when it changed) and the watched job's view."""
+    records = jobs.refresh(store)
+    rows = job_rows(records)
+    table = gr.update(value=rows) if rows != shown else gr.update()
+    return (table, rows, *job_view(store, job_id, smooth, records))
+
+
+def on_cancel(store: Store, job_id: int | None) -> str:
+    job = watched(store, job_id)
+    if job is None or not job.active:
+        return notice("error", "The selected job is not running or queued.")
+    try:
+        jobs.cancel(store, job.id)
+    except StudioError as exc:
+        return error_notice(exc)
+    return notice("ok", f"Cancelling job {job.id}: it saves a checkpoint and stops; Resume "
+                        "continues from it.")
+
+
+def on_resume(store: Store, job_id: int | None) -> tuple[str, int | None]:
+    job = watched(store, job_id)
+    if job is None or job.status not in ("cancelled", "failed"):
+        return notice("error", "Only a cancelled or failed job can be resumed."), job_id
+    try:
+        again = jobs.resume(store, job.id)
+    except StudioError as exc:
+        return error_notice(exc), job_id
+    return notice("ok", f"Job {again.id} resumes job {job.id} from its last checkpoint."), again.id
+
+
 def build(store: Store, demo: gr.Blocks) -> None:
     gr.Markdown("Train from the same pipeline: SFT on revisions, a preference model on the AI "
                 "labels, PPO against it, or DPO — or the whole pipeline in one click. Every job "
@@ -176,137 +310,25 @@ def build(store: Store, demo: gr.Blocks) -> None:
     timer = gr.Timer(2.0)
     all_fields = [c for name in FORMS for c in forms[name]]
 
-    def values_of(name: str, raw: list[Any]) -> dict[str, Any]:
-        offset = sum(len(forms[s]) for s in list(FORMS)[:list(FORMS).index(name)])
-        return form_values(FORMS[name], raw[offset:offset + len(forms[name])])
-
-    def on_stage(name: str, chosen_preset: str):
-        return (gr.update(value=FORMS[name].__doc__),
-                *[gr.update(visible=s == name) for s in FORMS],
-                *on_preset(name, chosen_preset))
-
-    def on_preset(name: str, chosen_preset: str):
-        values = preset_values(name, chosen_preset)
-        choices = field_choices(name)
-        updates = []
-        for s in FORMS:
-            for f in dataclasses.fields(FORMS[s]):
-                if s != name:
-                    updates.append(gr.update())
-                elif f.name in choices:
-                    updates.append(gr.update(value=values[f.name], choices=choices[f.name]))
-                else:
-                    updates.append(gr.update(value=values[f.name]))
-        return updates
-
-    def field_choices(name: str) -> dict[str, list[str]]:
-        """Folders from earlier jobs offered where a stage reads them."""
-        def folders(*kinds: str) -> list[str]:
-            return [j.out_dir for j in store.jobs() if j.kind in kinds and j.status == "succeeded"]
-
-        adapters = adapter_choices(store)
-        pms = store.trained(("reward", "pmp"), ADAPTER_DIR)
-        return {"model": [DEFAULT_MODEL], "data": {
-            "sft": folders("sft-data"), "reward": folders("label"), "dpo": folders("label"),
-            "pmp": []}.get(name, []), "policy_adapter": adapters, "reward_adapter": pms,
-            "init_adapter": pms, "constitution": constitution_choices(store),
-            "prompts": ["red-team", "helpful"]}
-
-    def on_preview(name: str, *raw):
-        """The command and job file as they stand, with what still stops them from running."""
-        values = values_of(name, list(raw))
-        try:
-            build_job(FORMS[name], values)
-            problem = ""
-        except StudioError as exc:
-            problem = f"# not ready to launch: {exc}\n"
-        return gr.update(value=f"{problem}{command_line(name, store.new_run_folder(name))}\n\n# job.yaml\n"
-                               + job_yaml(values))
-
-    def on_launch(name: str, *raw):
-        values = values_of(name, list(raw))
-        out = store.new_run_folder(name)
-        try:
-            if name == "run-all" and values.get("constitution"):
-                # the job reads the constitution as it is now, frozen into its run folder
-                frozen = jobs.freeze_constitution(resolve_choice(store, values["constitution"]),
-                                                  out, "constitution-input.yaml")
-                values["constitution"] = str(frozen)
-            job = build_job(FORMS[name], values)
-            text = job_yaml(job)
-            write_atomic(out / "job.yaml", text)
-            record = jobs.launch(store, name, [name, "--config", str(out / "job.yaml"), "--out",
-                                               str(out)], out, getattr(job, "processes", 1), text)
-        except StudioError as exc:
-            return error_notice(exc), gr.update(), gr.update()
-        state = "queued behind the running job" if record.status == "queued" else "launched"
-        return (notice("ok", f"Job {record.id} ({name}) {state}; it writes into {out}."),
-                record.id, gr.update(value=job_rows(jobs.refresh(store))))
-
-    def watched(job_id: int | None, records: list[JobRecord] | None = None) -> JobRecord | None:
-        """The selected job (else the newest); `records` saves a second refresh per tick."""
-        records = jobs.refresh(store) if records is None else records
-        if job_id is not None:
-            found = [j for j in records if j.id == job_id]
-            if found:
-                return found[0]
-        return records[0] if records else None
-
-    def view(job_id: int | None, smooth: float, records: list[JobRecord] | None = None):
-        job = watched(job_id, records)
-        if job is None:
-            return ("", *[gr.update(visible=False)] * PLOT_SLOTS, "", "")
-        frames = list(metric_frames(read_metrics(job.out_dir), float(smooth)).items())
-        plot_updates = [gr.update(value=frames[n][1], title=frames[n][0], visible=True)
-                        if n < len(frames) else gr.update(visible=False) for n in range(PLOT_SLOTS)]
-        unit = "steps" if frames else "items"
-        return (job_bar(job, unit), *plot_updates, jobs.log_tail(job.out_dir, 30),
-                artifacts_html(job))
-
-    def on_tick(job_id, smooth, shown):
-        records = jobs.refresh(store)
-        rows = job_rows(records)
-        table = gr.update(value=rows) if rows != shown else gr.update()
-        return (table, rows, *view(job_id, smooth, records))
-
     def on_select(evt: gr.SelectData, smooth):
         job_id = int(evt.row_value[0])
-        return (job_id, *view(job_id, smooth))
-
-    def on_cancel(job_id):
-        job = watched(job_id)
-        if job is None or not job.active:
-            return notice("error", "The selected job is not running or queued.")
-        try:
-            jobs.cancel(store, job.id)
-        except StudioError as exc:
-            return error_notice(exc)
-        return notice("ok", f"Cancelling job {job.id}: it saves a checkpoint and stops; "
-                            "Resume continues from it.")
-
-    def on_resume(job_id):
-        job = watched(job_id)
-        if job is None or job.status not in ("cancelled", "failed"):
-            return notice("error", "Only a cancelled or failed job can be resumed."), job_id
-        try:
-            again = jobs.resume(store, job.id)
-        except StudioError as exc:
-            return error_notice(exc), job_id
-        return notice("ok", f"Job {again.id} resumes job {job.id} from its last checkpoint."), again.id
+        return (job_id, *job_view(store, job_id, smooth))
 
     shown_rows = gr.State([])
     view_outputs = [progress, *plots, log, artifacts]
-    stage.input(on_stage, [stage, preset_name], [description, *groups.values(), *all_fields]).then(
-        on_preview, [stage, *all_fields], command)
-    preset_name.input(on_preset, [stage, preset_name], all_fields).then(
-        on_preview, [stage, *all_fields], command)
+    preview = partial(on_preview, store)
+    stage.input(partial(on_stage, store), [stage, preset_name],
+                [description, *groups.values(), *all_fields]).then(preview, [stage, *all_fields], command)
+    preset_name.input(partial(on_preset, store), [stage, preset_name], all_fields).then(
+        preview, [stage, *all_fields], command)
     for component in all_fields:
-        component.input(on_preview, [stage, *all_fields], command)
-    launch.click(on_launch, [stage, *all_fields], [message, selected, jobs_table])
-    cancel.click(on_cancel, selected, message)
-    resume.click(on_resume, selected, [message, selected])
+        component.input(preview, [stage, *all_fields], command)
+    launch.click(partial(on_launch, store), [stage, *all_fields], [message, selected, jobs_table])
+    cancel.click(partial(on_cancel, store), selected, message)
+    resume.click(partial(on_resume, store), selected, [message, selected])
     jobs_table.select(on_select, smoothing, [selected, *view_outputs])
-    smoothing.input(view, [selected, smoothing], view_outputs)
-    timer.tick(on_tick, [selected, smoothing, shown_rows], [jobs_table, shown_rows, *view_outputs])
-    demo.load(on_preset, [stage, preset_name], all_fields).then(
-        on_preview, [stage, *all_fields], command)
+    smoothing.input(partial(job_view, store), [selected, smoothing], view_outputs)
+    timer.tick(partial(on_tick, store), [selected, smoothing, shown_rows],
+               [jobs_table, shown_rows, *view_outputs])
+    demo.load(partial(on_preset, store), [stage, preset_name], all_fields).then(
+        preview, [stage, *all_fields], command)
