@@ -18,7 +18,8 @@ from pipeline.models import DEFAULT_MODEL
 from pipeline.prompts import PromptRecord, load_prompts
 from pipeline.store import Store
 from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
-from studio.notices import cancel_notice, error_notice, job_bar, latest_job, notice, writing_now
+from studio.notices import (cancel_notice, error_notice, job_bar, latest_job, notice,
+                             resume_notice, writing_now)
 
 NONE = "(none)"
 TABLE_HEADERS = ["id", "category", "principles", "failed", "refuses", "change", "Δ words"]
@@ -241,14 +242,8 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
         return cancel_notice(store, latest(), "No batch job is running.", "finished chains are kept.")
 
     def on_resume():
-        job = latest()
-        if job is None or job.status not in ("cancelled", "failed"):
-            return notice("error", "Only a cancelled or failed batch job can be resumed."), gr.update()
-        try:
-            resumed = jobs.resume(store, job.id)
-        except StudioError as exc:
-            return error_notice(exc), gr.update()
-        return notice("ok", f"Resumed as job {resumed.id}; done chains are skipped."), run_choices()
+        text, again = resume_notice(store, latest(), "done chains are skipped.")
+        return text, run_choices() if again else gr.update()
 
     def browse(folder: str | None, pid: str, category: str, only_failed: bool):
         try:

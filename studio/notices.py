@@ -62,6 +62,8 @@ def writing_now(job: JobRecord | None) -> bool:
         time.time() - datetime.fromisoformat(job.finished_at).timestamp() < 5
 
 
+# --- the job panel every tab that runs jobs shares: its bar, cancel and resume -------------
+
 def cancel_notice(store: Store, job: JobRecord | None, idle: str, kept: str) -> str:
     """Cancel a running job; the message says what happened (or `idle` if none runs)."""
     if job is None or not job.active:
@@ -71,6 +73,17 @@ def cancel_notice(store: Store, job: JobRecord | None, idle: str, kept: str) -> 
     except StudioError as exc:
         return error_notice(exc)
     return notice("ok", f"Cancelling job {job.id}; {kept}")
+
+
+def resume_notice(store: Store, job: JobRecord | None, kept: str) -> tuple[str, JobRecord | None]:
+    """Run an ended job again into its folder (`jobs.resume`); (message, the new job)."""
+    if job is None or job.status not in ("cancelled", "failed"):
+        return notice("error", "Only a cancelled or failed job can be resumed."), None
+    try:
+        again = jobs.resume(store, job.id)
+    except StudioError as exc:
+        return error_notice(exc), None
+    return notice("ok", f"Job {again.id} resumes job {job.id}; {kept}"), again
 
 
 CSS = """

@@ -24,7 +24,8 @@ from pipeline.store import Store
 from pipeline.trust import (CALIBRATION_BINS, ENTROPY_BINS, VIEWS, TrustReport, next_in_queue,
                             trust_report, view_rows)
 from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
-from studio.notices import cancel_notice, error_notice, job_bar, latest_job, notice, writing_now
+from studio.notices import (cancel_notice, error_notice, job_bar, latest_job, notice,
+                             resume_notice, writing_now)
 
 STUDIO_RUN = "studio (pairs scored here)"
 LIVE_CHUNK = 4  # principles scored per step, so bars appear as they are ready
@@ -354,9 +355,9 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
             return (bar(job), *refresh_labels(run_choice, view_choice))
         return (bar(job), *[gr.update()] * 4)
 
-    def launch_job(kind: str, args: list[str], out: Path, resume_of: int | None = None):
+    def launch_job(kind: str, args: list[str], out: Path):
         try:
-            job = jobs.resume(store, resume_of) if resume_of else jobs.launch(store, kind, args, out)
+            job = jobs.launch(store, kind, args, out)
         except StudioError as exc:
             return error_notice(exc), gr.update(), gr.update()
         selected = str(out) if kind == "label" else None
@@ -389,10 +390,10 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
                              "finished work is kept.")
 
     def on_resume():
-        job = latest()
-        if job is None or job.status not in ("cancelled", "failed"):
-            return notice("error", "Only a cancelled or failed job can be resumed."), gr.update(), gr.update()
-        return launch_job(job.kind, list(job.args), Path(job.out_dir), resume_of=job.id)
+        text, again = resume_notice(store, latest(), "finished work is kept.")
+        if again is None:
+            return text, gr.update(), gr.update()
+        return text, run_choices(again.out_dir if again.kind == "label" else None), source_choices()
 
     # --- wiring --------------------------------------------------------------------------
 

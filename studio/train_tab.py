@@ -21,7 +21,7 @@ from pipeline.store import JobRecord, Store
 from pipeline.stages import PRESETS, STAGES, RunAllJob, build_job, job_yaml, preset
 from pipeline.train.runtime import ADAPTER_DIR, read_metrics
 from studio.choices import adapter_choices, constitution_choices, resolve_choice
-from studio.notices import error_notice, job_bar, notice
+from studio.notices import cancel_notice, error_notice, job_bar, notice, resume_notice
 
 FORMS: dict[str, type] = {"run-all": RunAllJob, **STAGES}
 TITLES = {"run-all": "whole pipeline (chains → SFT → pairs → labels → PM → PPO → eval)",
@@ -247,26 +247,14 @@ def on_tick(store: Store, job_id: int | None, smooth: float, shown: list) -> tup
 
 
 def on_cancel(store: Store, job_id: int | None) -> str:
-    job = watched(store, job_id)
-    if job is None or not job.active:
-        return notice("error", "The selected job is not running or queued.")
-    try:
-        jobs.cancel(store, job.id)
-    except StudioError as exc:
-        return error_notice(exc)
-    return notice("ok", f"Cancelling job {job.id}: it saves a checkpoint and stops; Resume "
-                        "continues from it.")
+    return cancel_notice(store, watched(store, job_id), "The selected job is not running or queued.",
+                         "it saves a checkpoint and stops; Resume continues from it.")
 
 
 def on_resume(store: Store, job_id: int | None) -> tuple[str, int | None]:
-    job = watched(store, job_id)
-    if job is None or job.status not in ("cancelled", "failed"):
-        return notice("error", "Only a cancelled or failed job can be resumed."), job_id
-    try:
-        again = jobs.resume(store, job.id)
-    except StudioError as exc:
-        return error_notice(exc), job_id
-    return notice("ok", f"Job {again.id} resumes job {job.id} from its last checkpoint."), again.id
+    text, again = resume_notice(store, watched(store, job_id), "it continues from the last "
+                                                               "checkpoint.")
+    return text, again.id if again else job_id
 
 
 def build(store: Store, demo: gr.Blocks) -> None:
