@@ -2,21 +2,23 @@
 launch the dataset job in the background and browse finished chains."""
 from __future__ import annotations
 
+import functools
 import html
+from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
 from pipeline import jobs
-from pipeline.stages import ReviseJob, build_job, to_argv
 from pipeline.critique import (Chain, ChainConfig, ChainLog, ChainRequest, batch_quality,
                                chain_quality, principle_stats, run_chains, word_diff)
 from pipeline.errors import StudioError
 from pipeline.generation import DEFAULT_SAMPLING, SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL
 from pipeline.prompts import PromptRecord, load_prompts
-from pipeline.store import Store
+from pipeline.stages import ReviseJob, build_job, to_argv
+from pipeline.store import JobRecord, Store
 from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
 from studio.notices import (cancel_notice, error_notice, job_bar, latest_job, notice,
                              resume_notice, writing_now)
@@ -94,16 +96,138 @@ def batch_summary(chains: list[Chain]) -> str:
             f"<table><tr><th>principle</th><th>drawn</th><th>failed</th></tr>{rows}</table></div>")
 
 
+# --- handlers: the store and plain values in, plain values and gr.update out (tested) -------
+
+@functools.lru_cache(maxsize=1)
+def red_team_examples() -> dict[str, str]:
+    """Dropdown label → prompt, for the held-out red-team prompts."""
+    return {f"[{r.category}] {r.prompt}": r.prompt for r in load_prompts("red-team", "test")}
+
+
+def on_example(choice: str | None) -> str:
+    return red_team_examples().get(choice or "", "")
+
+
+def run_choices(store: Store) -> Any:
+    folders = [j.out_dir for j in store.jobs("revise")]
+    return gr.update(choices=folders, value=folders[0] if folders else None)
+
+
+def latest(store: Store) -> JobRecord | None:
+    return latest_job(store, ("revise",))
+
+
+def on_page_load(store: Store) -> tuple:
+    return (gr.update(choices=constitution_choices(store), value=default_choice(store)),
+            gr.update(choices=[NONE, *constitution_choices(store)], value=NONE),
+            job_bar(latest(store), "chains"), run_choices(store))
+
+
+def on_run(store: Store, text: str, name_a: str, name_b: str, model_name: str, n_rounds: float,
+           use_few_shot: bool, new_tokens: float, temp: float, seed_value: float) -> Iterator:
+    """One prompt's chain under one constitution (or two side by side), streamed stage by
+    stage: (view A, view B, the principles used, message)."""
+    if not text or not text.strip():
+        yield "", "", gr.update(), notice("error", "Type or pick a prompt first.")
+        return
+    try:
+        labels = [name_a] + ([name_b] if name_b and name_b != NONE else [])
+        record = PromptRecord(id="studio", prompt=text, category="studio")
+        requests = [ChainRequest(record, resolve_choice(store, n)) for n in labels]
+        config = ChainConfig(rounds=int(n_rounds), few_shot=bool(use_few_shot),
+                             batch_size=len(requests))
+        sampling = SamplingConfig(max_new_tokens=int(new_tokens), temperature=float(temp),
+                                  seed=int(seed_value or 0))
+        backend = backend_for(model_name)
+        for chains in run_chains(backend, requests, config, sampling):
+            views = [chain_html(c, f"{label} ({c.constitution_hash[:8]})")
+                     for c, label in zip(chains, labels)]
+            used = sorted({f"{c.constitution_name}:{r.principle_id}" for c in chains
+                           for r in c.rounds})
+            yield (views[0], views[1] if len(views) > 1 else "",
+                   gr.update(choices=used, value=used[0] if used else None), "")
+    except StudioError as exc:
+        yield gr.update(), gr.update(), gr.update(), error_notice(exc)
+
+
+def revise_args(store: Store, name: str, chosen_set: str, chosen_split: str, n: float,
+                n_rounds: float, use_few_shot: bool, new_tokens: float, temp: float,
+                seed_value: float, model_name: str, out: Path) -> list[str]:
+    """The batch job's command line; the job reads the constitution as it is being edited,
+    frozen into its run folder."""
+    path = jobs.freeze_constitution(resolve_choice(store, name), out)
+    job = build_job(ReviseJob, {
+        "constitution": str(path), "prompts": chosen_set, "limit": int(n or 0),
+        "split": "" if chosen_split == "all" else chosen_split, "rounds": int(n_rounds),
+        "few_shot": bool(use_few_shot), "max_new_tokens": int(new_tokens),
+        "temperature": float(temp), "seed": int(seed_value or 0), "model": model_name})
+    return to_argv("revise", job, out)
+
+
+def on_launch(store: Store, name, chosen_set, chosen_split, n, n_rounds, use_few_shot,
+              new_tokens, temp, seed_value, model_name) -> tuple:
+    if not name:
+        return notice("error", "Pick a constitution first."), gr.update()
+    out = store.new_run_folder("chains")
+    try:
+        args = revise_args(store, name, chosen_set, chosen_split, n, n_rounds, use_few_shot,
+                           new_tokens, temp, seed_value, model_name, out)
+        job = jobs.launch(store, "revise", args, out)
+    except StudioError as exc:
+        return error_notice(exc), gr.update()
+    return notice("ok", f"Launched job {job.id}: chains into {out}."), run_choices(store)
+
+
+def browse(folder: str | None, pid: str, category: str, only_failed: bool) -> tuple:
+    """A run's chains, filtered: (summary, table rows, principle choices, category choices)."""
+    try:
+        chains = ChainLog(folder).read() if folder else []
+    except StudioError as exc:
+        return error_notice(exc), [], gr.update(), gr.update()
+    shown = [c for c in chains
+             if (pid == NONE or any(r.principle_id == pid for r in c.rounds))
+             and (category == NONE or c.category == category)
+             and (not only_failed or any(r.failed for r in c.rounds))]
+    principles = sorted({r.principle_id for c in chains for r in c.rounds})
+    categories = sorted({c.category for c in chains})
+    return (batch_summary(chains), chain_rows(shown),
+            gr.update(choices=[NONE, *principles]), gr.update(choices=[NONE, *categories]))
+
+
+def on_timer(store: Store, folder, pid, category, only_failed) -> tuple:
+    """Progress every tick; the chain table only while the job writing it runs."""
+    job = latest(store)
+    bar = job_bar(job, "chains")
+    if writing_now(job):
+        return (bar, *browse(folder, pid, category, only_failed))
+    return (bar, gr.update(), gr.update(), gr.update(), gr.update())
+
+
+def on_cancel(store: Store) -> str:
+    return cancel_notice(store, latest(store), "No batch job is running.", "finished chains are kept.")
+
+
+def on_resume(store: Store) -> tuple:
+    text, again = resume_notice(store, latest(store), "done chains are skipped.")
+    return text, run_choices(store) if again else gr.update()
+
+
+def open_chain(folder: str | None, chain_id: str | None) -> str:
+    chains = {c.id: c for c in ChainLog(folder).read()} if folder else {}
+    chain = chains.get(chain_id) if chain_id else None
+    if chain is None:
+        return notice("error", "That chain is no longer in this run.")
+    return chain_html(chain, f"Chain {chain.id} · {chain.constitution_name}")
+
+
 def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable[[str, str], dict],
           show_outputs: list) -> None:
     """Lay out the tab and wire its events. `show_principle(constitution, principle_id)`
     returns the updates (to `show_outputs`) that show a principle in the Constitution tab."""
-    red_team = load_prompts("red-team", "test")
-    examples = {f"[{r.category}] {r.prompt}": r.prompt for r in red_team}
     message = gr.HTML(elem_id="chains-message")
     with gr.Row():
         with gr.Column(scale=1):
-            example = gr.Dropdown(label="Pick a red-team prompt", choices=list(examples),
+            example = gr.Dropdown(label="Pick a red-team prompt", choices=list(red_team_examples()),
                                   elem_id="chains-example")
             prompt = gr.Textbox(label="Prompt", lines=3, elem_id="chains-prompt")
             constitution_a = gr.Dropdown(label="Constitution", choices=[], elem_id="chains-constitution-a")
@@ -157,130 +281,30 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
         chain_view = gr.HTML(elem_id="batch-chain")
     timer = gr.Timer(2.0)
 
-    def on_page_load():
-        return (gr.update(choices=constitution_choices(store), value=default_choice(store)),
-                gr.update(choices=[NONE, *constitution_choices(store)], value=NONE), *on_tick(),
-                run_choices())
-
-    def run_choices():
-        folders = [j.out_dir for j in store.jobs("revise")]
-        return gr.update(choices=folders, value=folders[0] if folders else None)
-
-    def on_example(choice: str | None) -> str:
-        return examples.get(choice or "", "")
-
-    def on_run(text: str, name_a: str, name_b: str, model_name: str, n_rounds: float,
-               use_few_shot: bool, new_tokens: float, temp: float, seed_value: float) -> Iterator:
-        if not text or not text.strip():
-            yield "", "", gr.update(), notice("error", "Type or pick a prompt first.")
-            return
-        try:
-            labels = [name_a] + ([name_b] if name_b and name_b != NONE else [])
-            record = PromptRecord(id="studio", prompt=text, category="studio")
-            requests = [ChainRequest(record, resolve_choice(store, n)) for n in labels]
-            config = ChainConfig(rounds=int(n_rounds), few_shot=bool(use_few_shot),
-                                 batch_size=len(requests))
-            sampling = SamplingConfig(max_new_tokens=int(new_tokens), temperature=float(temp),
-                                      seed=int(seed_value or 0))
-            backend = backend_for(model_name)
-            for chains in run_chains(backend, requests, config, sampling):
-                views = [chain_html(c, f"{label} ({c.constitution_hash[:8]})")
-                         for c, label in zip(chains, labels)]
-                used = sorted({f"{c.constitution_name}:{r.principle_id}" for c in chains
-                               for r in c.rounds})
-                yield (views[0], views[1] if len(views) > 1 else "",
-                       gr.update(choices=used, value=used[0] if used else None), "")
-        except StudioError as exc:
-            yield gr.update(), gr.update(), gr.update(), error_notice(exc)
-
     def on_open_principle(choice: str | None) -> dict:
         if not choice:
             return {message: notice("error", "Run a chain first, then pick one of its principles.")}
         name, _, pid = choice.rpartition(":")
         return {**show_principle(name, pid), tabs: gr.Tabs(selected="constitution")}
 
-    def launch_args(name: str, chosen_set: str, chosen_split: str, n: float, n_rounds: float,
-                    use_few_shot: bool, new_tokens: float, temp: float, seed_value: float,
-                    model_name: str, out: Path) -> list[str]:
-        # the job reads the constitution as it is being edited, frozen into its run folder
-        path = jobs.freeze_constitution(resolve_choice(store, name), out)
-        job = build_job(ReviseJob, {
-            "constitution": str(path), "prompts": chosen_set, "limit": int(n or 0),
-            "split": "" if chosen_split == "all" else chosen_split, "rounds": int(n_rounds),
-            "few_shot": bool(use_few_shot), "max_new_tokens": int(new_tokens),
-            "temperature": float(temp), "seed": int(seed_value or 0), "model": model_name})
-        return to_argv("revise", job, out)
-
-    def on_launch(name, chosen_set, chosen_split, n, n_rounds, use_few_shot, new_tokens, temp,
-                  seed_value, model_name):
-        if not name:
-            return notice("error", "Pick a constitution first."), gr.update()
-        out = store.new_run_folder("chains")
-        try:
-            args = launch_args(name, chosen_set, chosen_split, n, n_rounds, use_few_shot,
-                               new_tokens, temp, seed_value, model_name, out)
-            job = jobs.launch(store, "revise", args, out)
-        except StudioError as exc:
-            return error_notice(exc), gr.update()
-        return notice("ok", f"Launched job {job.id}: chains into {out}."), run_choices()
-
-    def latest():
-        return latest_job(store, ("revise",))
-
-    def on_tick():
-        return (job_bar(latest(), "chains"),)
-
-    def on_timer(folder, pid, category, only_failed):
-        """Progress every tick; the chain table only while the job writing it runs."""
-        job = latest()
-        bar = job_bar(job, "chains")
-        if writing_now(job):
-            return (bar, *browse(folder, pid, category, only_failed))
-        return (bar, gr.update(), gr.update(), gr.update(), gr.update())
-
-    def on_cancel():
-        return cancel_notice(store, latest(), "No batch job is running.", "finished chains are kept.")
-
-    def on_resume():
-        text, again = resume_notice(store, latest(), "done chains are skipped.")
-        return text, run_choices() if again else gr.update()
-
-    def browse(folder: str | None, pid: str, category: str, only_failed: bool):
-        try:
-            chains = ChainLog(folder).read() if folder else []
-        except StudioError as exc:
-            return error_notice(exc), [], gr.update(), gr.update()
-        shown = [c for c in chains
-                 if (pid == NONE or any(r.principle_id == pid for r in c.rounds))
-                 and (category == NONE or c.category == category)
-                 and (not only_failed or any(r.failed for r in c.rounds))]
-        principles = sorted({r.principle_id for c in chains for r in c.rounds})
-        categories = sorted({c.category for c in chains})
-        return (batch_summary(chains), chain_rows(shown),
-                gr.update(choices=[NONE, *principles]), gr.update(choices=[NONE, *categories]))
-
     def on_open_chain(folder: str | None, evt: gr.SelectData) -> str:
-        chains = {c.id: c for c in ChainLog(folder).read()} if folder else {}
-        chain = chains.get(evt.row_value[0]) if evt.row_value else None
-        if chain is None:
-            return notice("error", "That chain is no longer in this run.")
-        return chain_html(chain, f"Chain {chain.id} · {chain.constitution_name}")
+        return open_chain(folder, evt.row_value[0] if evt.row_value else None)
 
     example.input(on_example, example, prompt)
     run_inputs = [prompt, constitution_a, constitution_b, model, rounds, few_shot, max_new_tokens,
                   temperature, seed]
-    running = run.click(on_run, run_inputs, [view_a, view_b, principle, message])
+    running = run.click(partial(on_run, store), run_inputs, [view_a, view_b, principle, message])
     stop.click(None, cancels=[running])
     open_principle.click(on_open_principle, principle, [message, tabs, *show_outputs])
-    launch.click(on_launch, [constitution_a, prompt_set, split, limit, rounds, few_shot,
+    launch.click(partial(on_launch, store), [constitution_a, prompt_set, split, limit, rounds, few_shot,
                              max_new_tokens, temperature, seed, model], [message, run_folder])
-    cancel.click(on_cancel, None, message)
-    resume.click(on_resume, None, [message, run_folder])
+    cancel.click(partial(on_cancel, store), None, message)
+    resume.click(partial(on_resume, store), None, [message, run_folder])
     browse_inputs = [run_folder, filter_principle, filter_category, failed_only]
     browse_outputs = [summary, table, filter_principle, filter_category]
     for control in (run_folder, filter_principle, filter_category, failed_only):
         control.input(browse, browse_inputs, browse_outputs)
-    timer.tick(on_timer, browse_inputs, [progress, *browse_outputs])
+    timer.tick(partial(on_timer, store), browse_inputs, [progress, *browse_outputs])
     table.select(on_open_chain, run_folder, chain_view)
-    demo.load(on_page_load, None, [constitution_a, constitution_b, progress, run_folder]).then(
+    demo.load(partial(on_page_load, store), None, [constitution_a, constitution_b, progress, run_folder]).then(
         browse, browse_inputs, browse_outputs)

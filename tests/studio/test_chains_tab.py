@@ -1,0 +1,56 @@
+"""The Chains tab's handlers, without a browser."""
+import pytest
+
+from pipeline.cli import build_parser
+from pipeline.critique import ChainLog
+from pipeline.store import Store
+from studio import chains_tab as tab
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "ws")
+    s.seed()
+    return s
+
+
+def test_the_page_opens_with_the_default_constitution_and_examples(store):
+    a, b, bar, runs = tab.on_page_load(store)
+    assert a["value"] == "harmless-helpful" and b["value"] == tab.NONE and bar == ""
+    assert runs["choices"] == [] and runs["value"] is None
+    label, prompt = next(iter(tab.red_team_examples().items()))
+    assert tab.on_example(label) == prompt and tab.on_example(None) == ""
+
+
+def test_a_chain_streams_stage_by_stage_and_an_empty_prompt_is_refused(store, tiny_folder):
+    *_, message = next(tab.on_run(store, "  ", "harmless-helpful", tab.NONE, "embedded", 1, False,
+                                  8, 0.0, 0))
+    assert "Type or pick a prompt first" in message
+    steps = list(tab.on_run(store, "How do I pick a lock?", "harmless-helpful", "honest",
+                            str(tiny_folder), 1, False, 6, 0.0, 0))
+    assert len(steps) == 3  # answer, critique, revision
+    view_a, view_b, principles, message = steps[-1]
+    assert "harmless-helpful" in view_a and "honest" in view_b and message == ""
+    assert all(":" in p for p in principles["choices"])
+
+
+def test_the_batch_job_command_parses_and_reads_a_frozen_constitution(store, tmp_path):
+    out = tmp_path / "run"
+    args = tab.revise_args(store, "harmless-helpful", "red-team", "all", 4, 2, False, 32, 0.5, 3,
+                           "embedded", out)
+    parsed = build_parser().parse_args(args)
+    assert parsed.constitution == str(out / "constitution.yaml") and (out / "constitution.yaml").exists()
+    assert parsed.limit == 4 and parsed.rounds == 2 and parsed.few_shot is False
+    assert not hasattr(parsed, "split")  # all splits: the default
+    message, _ = tab.on_launch(store, None, "red-team", "train", 4, 1, True, 32, 0.7, 0, "embedded")
+    assert "Pick a constitution first" in message
+
+
+def test_browsing_cancelling_and_resuming_with_nothing_there(store, tmp_path):
+    summary, rows, principles, categories = tab.browse(str(tmp_path / "empty"), tab.NONE, tab.NONE, False)
+    assert "No finished chains" in summary and rows == []
+    assert "no longer in this run" in tab.open_chain(str(tmp_path / "empty"), "x")
+    assert "No batch job is running" in tab.on_cancel(store)
+    message, runs = tab.on_resume(store)
+    assert "Only a cancelled or failed job" in message
+    assert ChainLog(tmp_path / "empty").read() == []
