@@ -3,9 +3,11 @@ its position bias, label pairs yourself, and batch-label in the background with 
 metrics (agreement, calibration, position bias) updating as you label."""
 from __future__ import annotations
 
+import functools
 import html
+from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import gradio as gr
 import pandas as pd
@@ -13,14 +15,15 @@ import pandas as pd
 from pipeline import jobs
 from pipeline.constitution import Constitution
 from pipeline.errors import StudioError
-from pipeline.feedback import FeedbackConfig, Labeller, ensemble, feedback_principles, make_pairs
+from pipeline.feedback import (COT_CLAMP, FeedbackConfig, Labeller, ensemble, feedback_principles,
+                               make_pairs)
 from pipeline.generation import SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL, load_model
 from pipeline.preferences import (LabelLog, Pair, Preference, PrincipleLabel, gold_pairs,
                                   human_choice, read_labels)
 from pipeline.prompts import PromptRecord
 from pipeline.stages import LabelJob, PairsJob, build_job, to_argv
-from pipeline.store import Store
+from pipeline.store import JobRecord, Store
 from pipeline.trust import (CALIBRATION_BINS, ENTROPY_BINS, VIEWS, TrustReport, next_in_queue,
                             trust_report, view_rows)
 from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
@@ -126,13 +129,239 @@ def calibration_frame(report: TrustReport | None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# --- helpers and handlers: the store and plain values in, plain values out (tested) ---------
+
+
+def studio_log(store: Store) -> LabelLog:
+    """The pairs scored in this tab, kept like any labelling run's."""
+    return LabelLog(store.runs / "studio-labels")
+
+
+def records(store: Store, run_choice: str) -> list[Preference]:
+    if run_choice == STUDIO_RUN:
+        return studio_log(store).read()
+    return read_labels(run_choice) if Path(run_choice, "labels.jsonl").exists() else []
+
+
+def current_pair(text: str, a: str, b: str) -> Pair:
+    if not (text or "").strip():
+        raise StudioError("Type a prompt or pick a gold pair first.")
+    for name, value in (("A", a), ("B", b)):
+        if not (value or "").strip():
+            raise StudioError(f"Answer {name} is empty; write it or press Generate.")
+    return Pair(text, a, b, source="studio")
+
+
+def refresh_labels(store: Store, run_choice: str, view_choice: str) -> tuple:
+    """(trust report, calibration plot, entropy plot, table rows) of a labels run."""
+    try:
+        prefs = records(store, run_choice)
+    except StudioError as exc:
+        return error_notice(exc), gr.update(), gr.update(), []
+    humans = store.human_labels()
+    result = trust_report(prefs, humans) if prefs else None
+    return (report_html(result), calibration_frame(result), entropy_frame(result),
+            table_rows(view_rows(prefs, humans, view_choice), humans))
+
+
+def human_state_html(store: Store, text: str, a: str, b: str) -> str:
+    try:
+        pair = current_pair(text, a, b)
+    except StudioError:
+        return ""
+    choice = human_choice(pair, store.human_labels())
+    return notice("info", f"Your label for this pair: {choice}") if choice else ""
+
+
+def run_choices(store: Store, selected: str | None = None) -> Any:
+    folders = [j.out_dir for j in store.jobs("label")]
+    return gr.update(choices=[STUDIO_RUN, *folders], value=selected or STUDIO_RUN)
+
+
+def source_choices(store: Store) -> Any:
+    folders = [j.out_dir for j in store.jobs("pairs") if j.status == "succeeded"]
+    return gr.update(choices=["gold", *folders])
+
+
+def on_page_load(store: Store, run_choice: str, view_choice: str) -> tuple:
+    choice = default_choice(store)
+    return (gr.update(choices=constitution_choices(store), value=choice),
+            on_constitution(store, choice), bar(latest(store)), source_choices(store),
+            *refresh_labels(store, run_choice, view_choice))
+
+
+def on_constitution(store: Store, choice: str | None) -> Any:
+    try:
+        c = resolve_choice(store, choice) if choice else None
+    except StudioError:
+        c = None
+    ids = [p.id for p in c.enabled_principles] if c else []
+    return gr.update(choices=ids, value=[])
+
+
+@functools.lru_cache(maxsize=1)
+def gold_by_label() -> dict[str, Pair]:
+    return {f"[{p.category}] {p.prompt}": p for p in gold_pairs()}
+
+
+def on_example(choice: str | None) -> tuple:
+    pair = gold_by_label().get(choice or "")
+    if pair is None:
+        return gr.update(), gr.update(), gr.update()
+    return pair.prompt, pair.response_a, pair.response_b
+
+
+def on_score(store: Store, text, a, b, choice, chosen, k, use_cot, model_name, seed_value, last,
+             run_choice, view_choice) -> Iterator:
+    try:
+        pair = current_pair(text, a, b)
+        c: Constitution = resolve_choice(store, choice) if choice else None
+        if c is None:
+            raise StudioError("Pick a constitution first.")
+        config = FeedbackConfig(ensemble=int(k), principles=",".join(chosen or []),
+                                cot=bool(use_cot), seed=int(seed_value or 0))
+        titles = {p.id: p.title for p in c.principles}
+        labeller = Labeller(load_model(model_name), config)
+        judges = [] if pair.identical else feedback_principles(c, pair, config)
+        previous = last[1] if last and last[0] == pair.swapped().id else None
+        yield "", label_bars([], titles, [p.id for p in judges]), last, *[gr.update()] * 4
+        for record in labeller.label_stepwise(c, pair, LIVE_CHUNK):
+            if "identical" in record.flags:
+                yield (notice("info", "A and B are identical, so the label is 0.5 (flagged); "
+                                      "nothing to ask the model."), label_bars([], titles, []),
+                       last, *refresh_labels(store, run_choice, view_choice))
+                return
+            done = list(record.labels)
+            yield ("", label_bars(done, titles, [p.id for p in judges[len(done):]], previous),
+                   last, *[gr.update()] * 4)
+        studio_log(store).append([record])
+        note = notice("info", "The answers were cut to fit the question (flagged).") \
+            if "truncated" in record.flags else ""
+        yield (note, label_bars(done, titles, [], previous, record.p_a), (pair.id, record.p_a),
+               *refresh_labels(store, run_choice, view_choice))
+    except StudioError as exc:
+        yield error_notice(exc), gr.update(), last, *[gr.update()] * 4
+
+
+def on_swap(text, a, b):
+    return b, a
+
+
+def on_generate(text, model_name, seed_value) -> tuple:
+    if not (text or "").strip():
+        return notice("error", "Type a prompt or pick a gold pair first."), gr.update(), gr.update()
+    try:
+        backend = backend_for(model_name)
+        sampling = SamplingConfig(max_new_tokens=PAIR_TOKENS, temperature=1.0,
+                                  seed=int(seed_value or 0))
+        pairs = make_pairs(backend, [PromptRecord("studio", text)], sampling)
+    except StudioError as exc:
+        return error_notice(exc), gr.update(), gr.update()
+    if not pairs:
+        return notice("error", "The model gave an empty answer; press Generate again with "
+                               "another seed."), gr.update(), gr.update()
+    return "", pairs[0].response_a, pairs[0].response_b
+
+
+def on_human(store: Store, choice: str, text, a, b, run_choice, view_choice) -> tuple:
+    """A person's label for the pair on screen (A, B or tie), stored, and the report updated."""
+    try:
+        pair = current_pair(text, a, b)
+        store.set_human_label(pair.id, choice, pair.prompt, pair.response_a, pair.response_b)
+    except StudioError as exc:
+        return error_notice(exc), gr.update(), *[gr.update()] * 4
+    return (notice("ok", f"Recorded your label {choice} for pair {pair.id}."),
+            human_state_html(store, text, a, b), *refresh_labels(store, run_choice, view_choice))
+
+
+def on_next(store: Store, text, a, b, run_choice) -> tuple:
+    prefs = records(store, run_choice)
+    current = Pair(text, a, b).id if all((x or "").strip() for x in (text, a, b)) else ""
+    pref = next_in_queue(prefs, store.human_labels(), current)
+    if pref is None:
+        return notice("ok", "Every pair in these labels has a human label."), *[gr.update()] * 3
+    return (notice("info", f"Pair {pref.pair.id}: AI P(A) = {pref.p_a:.3f}. Your label?"),
+            pref.pair.prompt, pref.pair.response_a, pref.pair.response_b)
+
+
+def open_row(store: Store, run_choice: str, pair_id: str | None) -> tuple:
+    by_id = {p.pair.id: p for p in records(store, run_choice)}
+    pref = by_id.get(pair_id) if pair_id else None
+    if pref is None:
+        return notice("error", "That pair is no longer in these labels."), *[gr.update()] * 3
+    return (notice("info", f"Pair {pref.pair.id}: AI P(A) = {pref.p_a:.3f}."),
+            pref.pair.prompt, pref.pair.response_a, pref.pair.response_b)
+
+
+def latest(store: Store) -> JobRecord | None:
+    return latest_job(store, JOB_KINDS)
+
+
+def bar(job: JobRecord | None) -> str:
+    return job_bar(job, "prompts" if job and job.kind == "pairs" else "pairs")
+
+
+def on_timer(store: Store, run_choice, view_choice) -> tuple:
+    """Progress every tick; the labels while the job writing them runs, and once more
+    just after it ends."""
+    job = latest(store)
+    if writing_now(job) and job.out_dir == run_choice:
+        return (bar(job), *refresh_labels(store, run_choice, view_choice))
+    return (bar(job), *[gr.update()] * 4)
+
+
+def launch_job(store: Store, kind: str, args: list[str], out: Path) -> tuple:
+    try:
+        job = jobs.launch(store, kind, args, out)
+    except StudioError as exc:
+        return error_notice(exc), gr.update(), gr.update()
+    selected = str(out) if kind == "label" else None
+    return (notice("ok", f"Launched job {job.id} ({kind}) into {out}."),
+            run_choices(store, selected), source_choices(store))
+
+
+def on_make(store: Store, chosen_set, n, model_name, seed_value) -> tuple:
+    out = store.new_run_folder("pairs")
+    job = build_job(PairsJob, {"policy": model_name, "prompts": chosen_set,
+                               "limit": int(n or 0), "seed": int(seed_value or 0),
+                               "max_new_tokens": PAIR_TOKENS})
+    return launch_job(store, "pairs", to_argv("pairs", job, out), out)
+
+
+def on_launch(store: Store, source, n, choice, chosen, k, use_cot, model_name,
+              seed_value) -> tuple:
+    if not choice:
+        return notice("error", "Pick a constitution first."), gr.update(), gr.update()
+    out = store.new_run_folder("labels")
+    try:  # the job reads the constitution as it is now, frozen into its run folder
+        path = jobs.freeze_constitution(resolve_choice(store, choice), out)
+        job = build_job(LabelJob, {
+            "pairs": source, "constitution": str(path), "model": model_name,
+            "limit": int(n or 0), "ensemble": int(k), "seed": int(seed_value or 0),
+            "cot": bool(use_cot), "principles": ",".join(chosen or [])})
+    except StudioError as exc:
+        return error_notice(exc), gr.update(), gr.update()
+    return launch_job(store, "label", to_argv("label", job, out), out)
+
+
+def on_cancel(store: Store) -> str:
+    return cancel_notice(store, latest(store), "No pairs or labelling job is running.",
+                         "finished work is kept.")
+
+
+def on_resume(store: Store) -> tuple:
+    text, again = resume_notice(store, latest(store), "finished work is kept.")
+    if again is None:
+        return text, gr.update(), gr.update()
+    return (text, run_choices(store, again.out_dir if again.kind == "label" else None),
+            source_choices(store))
+
+
 def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> None:
-    gold = {f"[{p.category}] {p.prompt}": p for p in gold_pairs()}
-    studio_log = LabelLog(store.runs / "studio-labels")
     message = gr.HTML(elem_id="pref-message")
     with gr.Row():
         with gr.Column(scale=2):
-            example = gr.Dropdown(label="Pick a gold pair", choices=list(gold), elem_id="pref-example")
+            example = gr.Dropdown(label="Pick a gold pair", choices=list(gold_by_label()), elem_id="pref-example")
             prompt = gr.Textbox(label="Prompt", lines=2, elem_id="pref-prompt")
             with gr.Row():
                 answer_a = gr.Textbox(label="Answer A", lines=5, elem_id="pref-a")
@@ -146,7 +375,7 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
                 human_b = gr.Button("B is better (2)", elem_id="pref-human-b")
                 human_tie = gr.Button("Tie (3)", elem_id="pref-human-tie")
                 next_pair = gr.Button("Next in queue (n)", elem_id="pref-next")
-            human_state = gr.HTML(elem_id="pref-human-state")
+            human_note = gr.HTML(elem_id="pref-human-state")
         with gr.Column(scale=1):
             constitution = gr.Dropdown(label="Constitution", choices=[], elem_id="pref-constitution")
             principles = gr.Dropdown(label="Principles (empty = sample an ensemble)", choices=[],
@@ -154,7 +383,8 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
             ensemble_k = gr.Slider(0, 8, value=FeedbackConfig.ensemble, step=1,
                                    label="ensemble size when sampling (0 = all principles)",
                                    elem_id="pref-ensemble")
-            cot = gr.Checkbox(label="chain-of-thought (rationale first, label clamped to [0.4, 0.6])",
+            cot = gr.Checkbox(label="chain-of-thought (rationale first, label clamped to "
+                                    f"[{COT_CLAMP[0]}, {COT_CLAMP[1]}])",
                               elem_id="pref-cot")
             model = gr.Dropdown(label="Feedback / answer model", choices=[default_model],
                                 value=default_model, allow_custom_value=True, elem_id="pref-model")
@@ -197,232 +427,40 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
                              elem_id="pref-table", label="Labelled pairs (click to open)")
     timer = gr.Timer(2.0)
 
-    # --- helpers -------------------------------------------------------------------------
-
-    def records(run_choice: str) -> list[Preference]:
-        if run_choice == STUDIO_RUN:
-            return studio_log.read()
-        return read_labels(run_choice) if Path(run_choice, "labels.jsonl").exists() else []
-
-    def current_pair(text: str, a: str, b: str) -> Pair:
-        if not (text or "").strip():
-            raise StudioError("Type a prompt or pick a gold pair first.")
-        for name, value in (("A", a), ("B", b)):
-            if not (value or "").strip():
-                raise StudioError(f"Answer {name} is empty; write it or press Generate.")
-        return Pair(text, a, b, source="studio")
-
-    def refresh_labels(run_choice: str, view_choice: str):
-        try:
-            prefs = records(run_choice)
-        except StudioError as exc:
-            return error_notice(exc), gr.update(), gr.update(), []
-        humans = store.human_labels()
-        result = trust_report(prefs, humans) if prefs else None
-        return (report_html(result), calibration_frame(result), entropy_frame(result),
-                table_rows(view_rows(prefs, humans, view_choice), humans))
-
-    def human_state_html(text: str, a: str, b: str) -> str:
-        try:
-            pair = current_pair(text, a, b)
-        except StudioError:
-            return ""
-        choice = human_choice(pair, store.human_labels())
-        return notice("info", f"Your label for this pair: {choice}") if choice else ""
-
-    def run_choices(selected: str | None = None):
-        folders = [j.out_dir for j in store.jobs("label")]
-        return gr.update(choices=[STUDIO_RUN, *folders], value=selected or STUDIO_RUN)
-
-    def source_choices():
-        folders = [j.out_dir for j in store.jobs("pairs") if j.status == "succeeded"]
-        return gr.update(choices=["gold", *folders])
-
-    # --- handlers ------------------------------------------------------------------------
-
-    def on_page_load(run_choice: str, view_choice: str):
-        choice = default_choice(store)
-        return (gr.update(choices=constitution_choices(store), value=choice),
-                on_constitution(choice), *on_tick(), source_choices(),
-                *refresh_labels(run_choice, view_choice))
-
-    def on_constitution(choice: str | None):
-        try:
-            c = resolve_choice(store, choice) if choice else None
-        except StudioError:
-            c = None
-        ids = [p.id for p in c.enabled_principles] if c else []
-        return gr.update(choices=ids, value=[])
-
-    def on_example(choice: str | None):
-        pair = gold.get(choice or "")
-        if pair is None:
-            return gr.update(), gr.update(), gr.update()
-        return pair.prompt, pair.response_a, pair.response_b
-
-    def on_score(text, a, b, choice, chosen, k, use_cot, model_name, seed_value, last,
-                 run_choice, view_choice) -> Iterator:
-        try:
-            pair = current_pair(text, a, b)
-            c: Constitution = resolve_choice(store, choice) if choice else None
-            if c is None:
-                raise StudioError("Pick a constitution first.")
-            config = FeedbackConfig(ensemble=int(k), principles=",".join(chosen or []),
-                                    cot=bool(use_cot), seed=int(seed_value or 0))
-            titles = {p.id: p.title for p in c.principles}
-            labeller = Labeller(load_model(model_name), config)
-            judges = [] if pair.identical else feedback_principles(c, pair, config)
-            previous = last[1] if last and last[0] == pair.swapped().id else None
-            yield "", label_bars([], titles, [p.id for p in judges]), last, *[gr.update()] * 4
-            for record in labeller.label_stepwise(c, pair, LIVE_CHUNK):
-                if "identical" in record.flags:
-                    yield (notice("info", "A and B are identical, so the label is 0.5 (flagged); "
-                                          "nothing to ask the model."), label_bars([], titles, []),
-                           last, *refresh_labels(run_choice, view_choice))
-                    return
-                done = list(record.labels)
-                yield ("", label_bars(done, titles, [p.id for p in judges[len(done):]], previous),
-                       last, *[gr.update()] * 4)
-            studio_log.append([record])
-            note = notice("info", "The answers were cut to fit the question (flagged).") \
-                if "truncated" in record.flags else ""
-            yield (note, label_bars(done, titles, [], previous, record.p_a), (pair.id, record.p_a),
-                   *refresh_labels(run_choice, view_choice))
-        except StudioError as exc:
-            yield error_notice(exc), gr.update(), last, *[gr.update()] * 4
-
-    def on_swap(text, a, b):
-        return b, a
-
-    def on_generate(text, model_name, seed_value):
-        if not (text or "").strip():
-            return notice("error", "Type a prompt or pick a gold pair first."), gr.update(), gr.update()
-        try:
-            backend = backend_for(model_name)
-            sampling = SamplingConfig(max_new_tokens=PAIR_TOKENS, temperature=1.0,
-                                      seed=int(seed_value or 0))
-            pairs = make_pairs(backend, [PromptRecord("studio", text)], sampling)
-        except StudioError as exc:
-            return error_notice(exc), gr.update(), gr.update()
-        if not pairs:
-            return notice("error", "The model gave an empty answer; press Generate again with "
-                                   "another seed."), gr.update(), gr.update()
-        return "", pairs[0].response_a, pairs[0].response_b
-
-    def on_human(choice: str):
-        def handler(text, a, b, run_choice, view_choice):
-            try:
-                pair = current_pair(text, a, b)
-                store.set_human_label(pair.id, choice, pair.prompt, pair.response_a,
-                                      pair.response_b)
-            except StudioError as exc:
-                return error_notice(exc), gr.update(), *[gr.update()] * 4
-            return (notice("ok", f"Recorded your label {choice} for pair {pair.id}."),
-                    human_state_html(text, a, b), *refresh_labels(run_choice, view_choice))
-        return handler
-
-    def on_next(text, a, b, run_choice):
-        prefs = records(run_choice)
-        current = Pair(text, a, b).id if all((x or "").strip() for x in (text, a, b)) else ""
-        pref = next_in_queue(prefs, store.human_labels(), current)
-        if pref is None:
-            return notice("ok", "Every pair in these labels has a human label."), *[gr.update()] * 3
-        return (notice("info", f"Pair {pref.pair.id}: AI P(A) = {pref.p_a:.3f}. Your label?"),
-                pref.pair.prompt, pref.pair.response_a, pref.pair.response_b)
-
     def on_open_row(run_choice, evt: gr.SelectData):
-        by_id = {p.pair.id: p for p in records(run_choice)}
-        pref = by_id.get(evt.row_value[0]) if evt.row_value else None
-        if pref is None:
-            return notice("error", "That pair is no longer in these labels."), *[gr.update()] * 3
-        return (notice("info", f"Pair {pref.pair.id}: AI P(A) = {pref.p_a:.3f}."),
-                pref.pair.prompt, pref.pair.response_a, pref.pair.response_b)
-
-    def latest():
-        return latest_job(store, JOB_KINDS)
-
-    def bar(job) -> str:
-        return job_bar(job, "prompts" if job and job.kind == "pairs" else "pairs")
-
-    def on_tick():
-        return (bar(latest()),)
-
-    def on_timer(run_choice, view_choice):
-        """Progress every tick; the labels while the job writing them runs, and once more
-        just after it ends."""
-        job = latest()
-        if writing_now(job) and job.out_dir == run_choice:
-            return (bar(job), *refresh_labels(run_choice, view_choice))
-        return (bar(job), *[gr.update()] * 4)
-
-    def launch_job(kind: str, args: list[str], out: Path):
-        try:
-            job = jobs.launch(store, kind, args, out)
-        except StudioError as exc:
-            return error_notice(exc), gr.update(), gr.update()
-        selected = str(out) if kind == "label" else None
-        return (notice("ok", f"Launched job {job.id} ({kind}) into {out}."), run_choices(selected),
-                source_choices())
-
-    def on_make(chosen_set, n, model_name, seed_value):
-        out = store.new_run_folder("pairs")
-        job = build_job(PairsJob, {"policy": model_name, "prompts": chosen_set,
-                                   "limit": int(n or 0), "seed": int(seed_value or 0),
-                                   "max_new_tokens": PAIR_TOKENS})
-        return launch_job("pairs", to_argv("pairs", job, out), out)
-
-    def on_launch(source, n, choice, chosen, k, use_cot, model_name, seed_value):
-        if not choice:
-            return notice("error", "Pick a constitution first."), gr.update(), gr.update()
-        out = store.new_run_folder("labels")
-        try:  # the job reads the constitution as it is now, frozen into its run folder
-            path = jobs.freeze_constitution(resolve_choice(store, choice), out)
-            job = build_job(LabelJob, {
-                "pairs": source, "constitution": str(path), "model": model_name,
-                "limit": int(n or 0), "ensemble": int(k), "seed": int(seed_value or 0),
-                "cot": bool(use_cot), "principles": ",".join(chosen or [])})
-        except StudioError as exc:
-            return error_notice(exc), gr.update(), gr.update()
-        return launch_job("label", to_argv("label", job, out), out)
-
-    def on_cancel():
-        return cancel_notice(store, latest(), "No pairs or labelling job is running.",
-                             "finished work is kept.")
-
-    def on_resume():
-        text, again = resume_notice(store, latest(), "finished work is kept.")
-        if again is None:
-            return text, gr.update(), gr.update()
-        return text, run_choices(again.out_dir if again.kind == "label" else None), source_choices()
+        return open_row(store, run_choice, evt.row_value[0] if evt.row_value else None)
 
     # --- wiring --------------------------------------------------------------------------
 
+    human_state = partial(human_state_html, store)
     label_outputs = [report, calibration, entropy, table]
     pair_fields = [prompt, answer_a, answer_b]
-    example.input(on_example, example, pair_fields).then(human_state_html, pair_fields, human_state)
-    constitution.input(on_constitution, constitution, principles)
+    example.input(on_example, example, pair_fields).then(human_state, pair_fields, human_note)
+    constitution.input(partial(on_constitution, store), constitution, principles)
     score_inputs = [prompt, answer_a, answer_b, constitution, principles, ensemble_k, cot, model,
                     seed, last_label, run, view]
-    score.click(on_score, score_inputs, [message, bars, last_label, *label_outputs])
+    score.click(partial(on_score, store), score_inputs, [message, bars, last_label, *label_outputs])
     swap.click(on_swap, pair_fields, [answer_a, answer_b]).then(
-        on_score, score_inputs, [message, bars, last_label, *label_outputs]).then(
-        human_state_html, pair_fields, human_state)
+        partial(on_score, store), score_inputs, [message, bars, last_label, *label_outputs]).then(
+        human_state, pair_fields, human_note)
     generate.click(on_generate, [prompt, model, seed], [message, answer_a, answer_b])
     for button, choice in ((human_a, "A"), (human_b, "B"), (human_tie, "tie")):
-        button.click(on_human(choice), [*pair_fields, run, view],
-                     [message, human_state, *label_outputs])
-    next_pair.click(on_next, [*pair_fields, run], [message, *pair_fields]).then(
-        human_state_html, pair_fields, human_state)
+        button.click(partial(on_human, store, choice), [*pair_fields, run, view],
+                     [message, human_note, *label_outputs])
+    next_pair.click(partial(on_next, store), [*pair_fields, run], [message, *pair_fields]).then(
+        human_state, pair_fields, human_note)
     for control in (run, view):
-        control.input(refresh_labels, [run, view], label_outputs)
+        control.input(partial(refresh_labels, store), [run, view], label_outputs)
     table.select(on_open_row, run, [message, *pair_fields]).then(
-        human_state_html, pair_fields, human_state)
-    make.click(on_make, [prompt_set, pair_limit, model, seed], [message, run, pairs_source])
-    launch.click(on_launch, [pairs_source, label_limit, constitution, principles, ensemble_k, cot,
-                             model, seed], [message, run, pairs_source])
-    cancel.click(on_cancel, None, message)
-    resume.click(on_resume, None, [message, run, pairs_source])
-    timer.tick(on_timer, [run, view], [progress, *label_outputs])
-    demo.load(lambda: run_choices(), None, run).then(
-        on_page_load, [run, view],
+        human_state, pair_fields, human_note)
+    make.click(partial(on_make, store), [prompt_set, pair_limit, model, seed],
+               [message, run, pairs_source])
+    launch.click(partial(on_launch, store), [pairs_source, label_limit, constitution, principles,
+                                             ensemble_k, cot, model, seed],
+                 [message, run, pairs_source])
+    cancel.click(partial(on_cancel, store), None, message)
+    resume.click(partial(on_resume, store), None, [message, run, pairs_source])
+    timer.tick(partial(on_timer, store), [run, view], [progress, *label_outputs])
+    demo.load(partial(run_choices, store), None, run).then(
+        partial(on_page_load, store), [run, view],
         [constitution, principles, progress, pairs_source, *label_outputs])

@@ -1,0 +1,56 @@
+"""The Preferences tab's handlers, without a browser."""
+import pytest
+
+from pipeline.preferences import Pair
+from pipeline.store import Store
+from studio import preferences_tab as tab
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "ws")
+    s.seed()
+    return s
+
+
+def test_the_page_opens_with_the_default_constitution_and_its_principles(store):
+    constitution, principles, bar, sources, report, *_ = tab.on_page_load(store, tab.STUDIO_RUN, "all")
+    assert constitution["value"] == "harmless-helpful" and "privacy" in principles["choices"]
+    assert bar == "" and sources["choices"] == ["gold"] and "No labelled pairs" in report
+    label, pair = next(iter(tab.gold_by_label().items()))
+    assert tab.on_example(label) == (pair.prompt, pair.response_a, pair.response_b)
+
+
+def test_scoring_streams_principle_bars_and_keeps_the_record(store, tiny_folder):
+    steps = list(tab.on_score(store, "Tell me a joke.", "Why did the chicken cross?", "No.",
+                              "harmless-helpful", ["privacy", "harassment", "physical-harm",
+                                                   "illegal-activity", "manipulation"],
+                              0, False, str(tiny_folder), 0, None, tab.STUDIO_RUN, "all"))
+    assert len(steps) == 1 + 2 + 1  # pending bars, 4 then 1 principles, the kept record
+    message, bars, last, report, *_ = steps[-1]
+    assert message == "" and bars.count("pref-principle") == 5 and "P(A)" in bars
+    pair_id, p_a = last
+    assert pair_id == Pair("Tell me a joke.", "Why did the chicken cross?", "No.").id and 0 < p_a < 1
+    assert len(tab.records(store, tab.STUDIO_RUN)) == 1 and "1 labelled pairs" in report
+    same = list(tab.on_score(store, "q", "same", "same", "harmless-helpful", [], 1, False,
+                             str(tiny_folder), 0, None, tab.STUDIO_RUN, "all"))
+    assert "identical" in same[-1][0]
+
+
+def test_people_label_pairs_and_the_queue_moves_on(store, tiny_folder):
+    list(tab.on_score(store, "q1", "a", "b", "harmless-helpful", ["privacy"], 1, False,
+                      str(tiny_folder), 0, None, tab.STUDIO_RUN, "all"))
+    message, note, *_ = tab.on_human(store, "A", "q1", "a", "b", tab.STUDIO_RUN, "all")
+    assert "Recorded your label A" in message and "Your label for this pair: A" in note
+    assert "empty" in tab.on_human(store, "B", "q1", "a", "", tab.STUDIO_RUN, "all")[0]
+    message, *_ = tab.on_next(store, "q1", "a", "b", tab.STUDIO_RUN)
+    assert "Every pair in these labels has a human label" in message
+    assert "no longer in these labels" in tab.open_row(store, tab.STUDIO_RUN, "gone")[0]
+
+
+def test_jobs_are_refused_or_answered_without_a_browser(store):
+    message, *_ = tab.on_launch(store, "gold", 0, None, [], 1, False, "embedded", 0)
+    assert "Pick a constitution first" in message
+    assert "No pairs or labelling job is running" in tab.on_cancel(store)
+    assert "Only a cancelled or failed job" in tab.on_resume(store)[0]
+    assert "Type a prompt" in tab.on_generate("", "embedded", 0)[0]
