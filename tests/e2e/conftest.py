@@ -104,5 +104,7 @@ def set_slider(page: Page, elem_id: str, value: int) -> None:
 
 
 def pick(page: Page, elem_id: str, option: str) -> None:
+    """Open a dropdown and click one of its own options (another dropdown's list may still
+    be open in the page)."""
     page.locator(f"#{elem_id} input").click()
-    page.get_by_role("option", name=option, exact=True).click()
+    page.locator(f"#{elem_id}").get_by_role("option", name=option, exact=True).click()

@@ -10,6 +10,7 @@ from playwright.sync_api import Page, expect
 
 from pipeline import constitution as cons
 from pipeline.store import Store
+from tests.e2e.conftest import pick
 
 pytestmark = pytest.mark.e2e
 
@@ -80,9 +81,10 @@ def test_add_reorder_delete_and_diff(page: Page, studio):
     expect(page.locator("#constitution-message")).to_contain_text("Saved harmless-helpful v2")
 
     page.get_by_text("Compare versions").click()
-    for box, ref in (("#diff-a", "harmless-helpful@1"), ("#diff-b", "harmless-helpful@2")):
-        page.locator(f"{box} input").fill(ref)
-        page.locator(f"{box} input").press("Enter")
+    # pick each version from its list: typing then Enter raced the list's filtering under load
+    for box, ref in (("diff-a", "harmless-helpful@1"), ("diff-b", "harmless-helpful@2")):
+        pick(page, box, ref)
+        expect(page.locator(f"#{box} input")).to_have_value(ref)
     page.click("#run-diff")
     diff = page.locator("#diff-output")
     expect(diff).to_contain_text("+ principle kindness: Be kind")
