@@ -1,17 +1,9 @@
 """The Chains tab's handlers, without a browser."""
-import pytest
 
 from pipeline.cli import build_parser
 from pipeline.critique import ChainLog
-from pipeline.store import Store
 from studio import chains_tab as tab
 
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "ws")
-    s.seed()
-    return s
 
 
 def test_the_page_opens_with_the_default_constitution_and_examples(store):

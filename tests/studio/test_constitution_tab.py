@@ -1,18 +1,9 @@
 """The Constitution tab's handlers, without a browser: each returns what the tab shows."""
 import html
 
-import pytest
-
 from pipeline import constitution as cons
-from pipeline.store import Store
 from studio import constitution_tab as tab
 
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "ws")
-    s.seed()
-    return s
 
 
 def fields_of(editor):

@@ -1,16 +1,8 @@
 """The Preferences tab's handlers, without a browser."""
-import pytest
 
 from pipeline.preferences import Pair
-from pipeline.store import Store
 from studio import preferences_tab as tab
 
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "ws")
-    s.seed()
-    return s
 
 
 def test_the_page_opens_with_the_default_constitution_and_its_principles(store):

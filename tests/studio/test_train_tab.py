@@ -2,18 +2,9 @@
 import dataclasses
 import html
 
-import pytest
-
 from pipeline import jobs
-from pipeline.store import Store
 from studio import train_tab as tab
 
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "ws")
-    s.seed()
-    return s
 
 
 def all_values(stage: str, **changes):
