@@ -19,8 +19,8 @@ from pipeline.feedback import (COT_CLAMP, FeedbackConfig, Labeller, ensemble, fe
                                make_pairs)
 from pipeline.generation import SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL, load_model
-from pipeline.preferences import (LabelLog, Pair, Preference, PrincipleLabel, gold_pairs,
-                                  human_choice, read_labels)
+from pipeline.preferences import (HUMAN_CHOICES, LabelLog, Pair, Preference, PrincipleLabel,
+                                  gold_pairs, human_choice, read_labels)
 from pipeline.prompts import PromptRecord
 from pipeline.stages import LabelJob, PairsJob, build_job, to_argv
 from pipeline.store import JobRecord, Store
@@ -444,7 +444,7 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
         partial(on_score, store), score_inputs, [message, bars, last_label, *label_outputs]).then(
         human_state, pair_fields, human_note)
     generate.click(on_generate, [prompt, model, seed], [message, answer_a, answer_b])
-    for button, choice in ((human_a, "A"), (human_b, "B"), (human_tie, "tie")):
+    for button, choice in zip((human_a, human_b, human_tie), HUMAN_CHOICES):
         button.click(partial(on_human, store, choice), [*pair_fields, run, view],
                      [message, human_note, *label_outputs])
     next_pair.click(partial(on_next, store), [*pair_fields, run], [message, *pair_fields]).then(
