@@ -20,8 +20,9 @@ from pipeline.prompts import PromptRecord, load_prompts
 from pipeline.stages import ReviseJob, build_job, to_argv
 from pipeline.store import JobRecord, Store
 from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
-from studio.notices import (cancel_notice, error_notice, job_bar, latest_job, notice,
-                             resume_notice, writing_now)
+from studio.job_panel import (cancel_notice, job_bar, job_buttons, latest_job, resume_notice,
+                              writing_now)
+from studio.notices import error_notice, notice
 
 NONE = "(none)"
 TABLE_HEADERS = ["id", "category", "principles", "failed", "refuses", "change", "Δ words"]
@@ -265,8 +266,7 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
                                 elem_id="batch-split")
             limit = gr.Number(value=8, precision=0, label="prompts (0 = all)", elem_id="batch-limit")
             launch = gr.Button("Launch batch job", variant="primary", elem_id="batch-launch")
-            cancel = gr.Button("Cancel", elem_id="batch-cancel", variant="stop")
-            resume = gr.Button("Resume", elem_id="batch-resume")
+            cancel, resume = job_buttons("batch")
         progress = gr.HTML(elem_id="batch-progress")
         with gr.Row():
             run_folder = gr.Dropdown(label="Run", choices=[], elem_id="batch-run", scale=3)

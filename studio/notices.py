@@ -1,14 +1,9 @@
-"""Visible messages for the studio (errors as readable text, never a traceback) and the
-progress bar of a background job."""
+"""Visible messages for the studio: errors as readable text, never a traceback."""
 from __future__ import annotations
 
 import html
-import time
-from datetime import datetime
 
-from pipeline import jobs
 from pipeline.errors import ConstitutionError, StudioError
-from pipeline.store import JobRecord, Store
 
 
 def notice(kind: str, text: str, details: list[str] | None = None) -> str:
@@ -24,66 +19,6 @@ def error_notice(exc: StudioError) -> str:
         headline = str(exc).splitlines()[0]
         return notice("error", headline, [str(i) for i in exc.issues])
     return notice("error", str(exc))
-
-
-def progress_html(job, progress: dict | None, unit: str) -> str:
-    """A progress bar with elapsed and remaining time for a batch job."""
-    done, total = (progress or {}).get("done", 0), (progress or {}).get("total", 0)
-    fraction = done / total if total else 0.0
-    if job.started_at:
-        started = datetime.fromisoformat(job.started_at).timestamp()
-        elapsed = ((datetime.fromisoformat(job.finished_at).timestamp() if job.finished_at
-                    else time.time()) - started)
-    else:  # still queued behind another job
-        elapsed = 0.0
-    remaining = elapsed / fraction - elapsed if 0 < fraction < 1 and job.active else 0
-    detail = f" · {html.escape(job.error)}" if job.error else ""
-    return (f'<div class="job-progress" data-status="{job.status}"><div class="job-line">Job {job.id} '
-            f'({job.kind}) · <b>{job.status}</b> · {done:.1f}/{total} {unit} · elapsed '
-            f'{elapsed:.0f} s · remaining {remaining:.0f} s{detail}</div>'
-            f'<div class="job-bar"><div style="width:{fraction:.1%}"></div></div></div>')
-
-
-def latest_job(store: Store, kinds: tuple[str, ...]) -> JobRecord | None:
-    """The newest job of these kinds, with finished processes settled first."""
-    found = [j for j in jobs.refresh(store) if j.kind in kinds]
-    return found[0] if found else None
-
-
-def job_bar(job: JobRecord | None, unit: str) -> str:
-    return progress_html(job, jobs.read_progress(job.out_dir), unit) if job else ""
-
-
-def writing_now(job: JobRecord | None) -> bool:
-    """True while the job runs and for 5 s after it ends, so its last output is shown once."""
-    if job is None:
-        return False
-    return job.active or bool(job.finished_at) and \
-        time.time() - datetime.fromisoformat(job.finished_at).timestamp() < 5
-
-
-# --- the job panel every tab that runs jobs shares: its bar, cancel and resume -------------
-
-def cancel_notice(store: Store, job: JobRecord | None, idle: str, kept: str) -> str:
-    """Cancel a running job; the message says what happened (or `idle` if none runs)."""
-    if job is None or not job.active:
-        return notice("error", idle)
-    try:
-        jobs.cancel(store, job.id)
-    except StudioError as exc:
-        return error_notice(exc)
-    return notice("ok", f"Cancelling job {job.id}; {kept}")
-
-
-def resume_notice(store: Store, job: JobRecord | None, kept: str) -> tuple[str, JobRecord | None]:
-    """Run an ended job again into its folder (`jobs.resume`); (message, the new job)."""
-    if job is None or job.status not in ("cancelled", "failed"):
-        return notice("error", "Only a cancelled or failed job can be resumed."), None
-    try:
-        again = jobs.resume(store, job.id)
-    except StudioError as exc:
-        return error_notice(exc), None
-    return notice("ok", f"Job {again.id} resumes job {job.id}; {kept}"), again
 
 
 CSS = """

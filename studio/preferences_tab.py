@@ -27,8 +27,9 @@ from pipeline.store import JobRecord, Store
 from pipeline.trust import (CALIBRATION_BINS, ENTROPY_BINS, VIEWS, TrustReport, next_in_queue,
                             trust_report, view_rows)
 from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
-from studio.notices import (cancel_notice, error_notice, job_bar, latest_job, notice,
-                             resume_notice, writing_now)
+from studio.job_panel import (cancel_notice, job_bar, job_buttons, latest_job, resume_notice,
+                              writing_now)
+from studio.notices import error_notice, notice
 
 STUDIO_RUN = "studio (pairs scored here)"
 LIVE_CHUNK = 4  # principles scored per step, so bars appear as they are ready
@@ -405,8 +406,7 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
             label_limit = gr.Number(value=0, precision=0, label="pairs (0 = all)",
                                     elem_id="pref-batch-limit")
             launch = gr.Button("Launch labelling job", variant="primary", elem_id="pref-batch-launch")
-            cancel = gr.Button("Cancel", variant="stop", elem_id="pref-batch-cancel")
-            resume = gr.Button("Resume", elem_id="pref-batch-resume")
+            cancel, resume = job_buttons("pref-batch")
         progress = gr.HTML(elem_id="pref-batch-progress")
 
     with gr.Accordion("Labels, trust and agreement", open=True):

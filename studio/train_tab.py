@@ -21,7 +21,8 @@ from pipeline.store import JobRecord, Store
 from pipeline.stages import PRESETS, STAGES, RunAllJob, build_job, job_yaml, preset
 from pipeline.train.runtime import ADAPTER_DIR, read_metrics
 from studio.choices import adapter_choices, constitution_choices, resolve_choice
-from studio.notices import cancel_notice, error_notice, job_bar, notice, resume_notice
+from studio.job_panel import cancel_notice, job_bar, job_buttons, resume_notice
+from studio.notices import error_notice, notice
 
 FORMS: dict[str, type] = {"run-all": RunAllJob, **STAGES}
 TITLES = {"run-all": "whole pipeline (chains → SFT → pairs → labels → PM → PPO → eval)",
@@ -279,8 +280,7 @@ def build(store: Store, demo: gr.Blocks) -> None:
                       elem_id="train-command", interactive=False)
     with gr.Row():
         launch = gr.Button("Launch", variant="primary", elem_id="train-launch")
-        cancel = gr.Button("Cancel job", variant="stop", elem_id="train-cancel")
-        resume = gr.Button("Resume job", elem_id="train-resume")
+        cancel, resume = job_buttons("train", "job")
     message = gr.HTML(elem_id="train-message")
     jobs_table = gr.Dataframe(headers=JOB_HEADERS, interactive=False, elem_id="train-jobs",
                               label="Jobs (newest first; click one to watch it)")
