@@ -106,7 +106,7 @@ def read_progress(out_dir: str | Path) -> dict | None:
 # Pipelines only wait on the stage jobs they queue, so they do not hold the one job slot.
 FREE_KINDS = ("run-all",)
 # What a job leaves in its folder that is not an artifact.
-BOOKKEEPING = {STATUS_FILE, PROGRESS_FILE, LOG_FILE, "checkpoint", "job.yaml", "run.json"}
+BOOKKEEPING = {STATUS_FILE, PROGRESS_FILE, LOG_FILE, "job.yaml", "run.json"}
 
 _children: dict[int, subprocess.Popen] = {}
 

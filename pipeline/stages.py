@@ -401,13 +401,19 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 T = TypeVar("T")
 
 
+def command_of(cls: type) -> str:
+    """The command a config dataclass belongs to, as users type it (messages name it, not
+    the class)."""
+    return next((name for name, c in COMMANDS.items() if c is cls), cls.__name__)
+
+
 def _coerce(cls: type, name: str, value: Any) -> Any:
     """A YAML value checked against the field's type (ints may stand for floats)."""
     wanted = type(next(f.default for f in dataclasses.fields(cls) if f.name == name))
     if wanted is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
-        raise ConfigError(f"{cls.__name__}.{name} must be {wanted.__name__} (got {value!r}).")
+        raise ConfigError(f"{command_of(cls)}: {name} must be {wanted.__name__} (got {value!r}).")
     return value
 
 
@@ -417,12 +423,12 @@ def build_job(cls: type[T], values: dict[str, Any]) -> T:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"{cls.__name__} has no field {', '.join(unknown)}; known fields: "
-                          f"{', '.join(sorted(known))}.")
+        raise ConfigError(f"The {command_of(cls)} settings have no field {', '.join(unknown)}; "
+                          f"known fields: {', '.join(sorted(known))}.")
     job = cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
     problems = non_finite_fields(job) or job.problems()
     if problems:
-        raise ConfigError(f"{cls.__name__}: " + "; ".join(problems) + ".")
+        raise ConfigError(f"{command_of(cls)}: " + "; ".join(problems) + ".")
     return job
 
 

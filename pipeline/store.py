@@ -195,9 +195,20 @@ class Store:
         names = self.names()
         return DEFAULT_CONSTITUTION if DEFAULT_CONSTITUTION in names else (names or [None])[0]
 
+    def editing_name(self) -> str | None:
+        """The constitution being edited: the one whose draft changed last, else the default."""
+        drafts = [d for d in (self.draft(n) for n in self.names()) if d]
+        return max(drafts, key=lambda d: d.updated_at).name if drafts else self.default_name()
+
     def new_run_folder(self, kind: str) -> Path:
-        """A fresh run folder for a job of `kind`: runs/KIND-YYYYmmdd-HHMMSS."""
-        return self.runs / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}"
+        """A run folder no job has used, for a job of `kind`: runs/KIND-YYYYmmdd-HHMMSS
+        (with -2, -3… when that second is taken)."""
+        stem = self.runs / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}"
+        folder, n = stem, 1
+        while folder.exists():
+            n += 1
+            folder = stem.with_name(f"{stem.name}-{n}")
+        return folder
 
     def trained(self, kinds: tuple[str, ...], folder: str = "adapter") -> list[str]:
         """The `folder` of every succeeded job of these kinds that holds an adapter, newest

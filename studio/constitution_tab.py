@@ -156,9 +156,7 @@ def open_saved(store: Store, chosen: str | None, version_no: int | None = None) 
 
 def on_load(store: Store) -> Shown:
     """The page opens on the draft edited last, else the default constitution."""
-    drafts = [d for d in (store.draft(n) for n in store.names()) if d]
-    latest_draft = max(drafts, key=lambda d: d.updated_at).name if drafts else None
-    return Shown(screen=open_saved(store, latest_draft or store.default_name()))
+    return Shown(screen=open_saved(store, store.editing_name()))
 
 
 def on_pick_name(store: Store, chosen: str) -> Shown:

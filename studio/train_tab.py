@@ -36,6 +36,8 @@ METRIC_ORDER = ("loss", "reward_mean", "kl", "entropy", "clip_fraction", "value_
                 "learning_rate")
 NOT_PLOTTED = {"step", "time", "epoch", "total_flos", "train_runtime", "train_samples_per_second",
                "train_steps_per_second", "num_tokens"}
+# Schedules and settings a run follows, not noisy measurements: plotted raw, never smoothed.
+SCHEDULES = {"learning_rate", "beta"}
 JOB_HEADERS = ["id", "kind", "status", "queued", "ran for", "folder"]
 NO_PRESET = "(defaults)"
 
@@ -79,7 +81,8 @@ def ema(values: list[float], smoothing: float) -> list[float]:
 
 
 def metric_frames(rows: list[dict], smoothing: float) -> dict[str, pd.DataFrame]:
-    """metric → long DataFrame (step, value, series ∈ raw/smoothed), in plotting order."""
+    """metric → long DataFrame (step, value, series ∈ raw/smoothed), in plotting order; a
+    schedule (learning rate, β) has its raw series only."""
     names = {k for r in rows for k, v in r.items() if isinstance(v, (int, float))
              and not isinstance(v, bool) and k not in NOT_PLOTTED}
     ordered = [m for m in METRIC_ORDER if m in names] + sorted(names - set(METRIC_ORDER))
@@ -87,6 +90,10 @@ def metric_frames(rows: list[dict], smoothing: float) -> dict[str, pd.DataFrame]
     for name in ordered:
         points = [(r["step"], float(r[name])) for r in rows if name in r and "step" in r]
         steps, values = [s for s, _ in points], [v for _, v in points]
+        if name in SCHEDULES:
+            frames[name] = pd.DataFrame({"step": steps, "value": values,
+                                         "series": ["raw"] * len(steps)})
+            continue
         frames[name] = pd.DataFrame({"step": steps * 2, "value": values + ema(values, smoothing),
                                      "series": ["raw"] * len(steps) + ["smoothed"] * len(steps)})
     return frames
@@ -163,6 +170,8 @@ def on_preset(store: Store, name: str, chosen_preset: str) -> list[Any]:
     """Every form field's update: stage `name`'s from the preset (with its choices), the
     other stages' left alone."""
     values = preset_values(name, chosen_preset)
+    if "constitution" in values and not values["constitution"]:
+        values["constitution"] = store.editing_name() or ""
     choices = field_choices(store, name)
     updates = []
     for s in FORMS:
@@ -181,22 +190,33 @@ def on_stage(store: Store, name: str, chosen_preset: str) -> tuple:
             *on_preset(store, name, chosen_preset))
 
 
-def on_preview(store: Store, name: str, *raw: Any) -> Any:
-    """The command and job file as they stand, with what still stops them from running."""
+def run_folder(store: Store, name: str, previewed: str | None) -> Path:
+    """The run folder the preview shows and Launch uses: the one shown already while it is
+    unused and of this stage, else a fresh one."""
+    if previewed and Path(previewed).name.startswith(f"{name}-") and not Path(previewed).exists():
+        return Path(previewed)
+    return store.new_run_folder(name)
+
+
+def on_preview(store: Store, name: str, previewed: str | None, *raw: Any) -> tuple[Any, str]:
+    """The command and job file as they stand, with what still stops them from running; and
+    the run folder it names, which is the one Launch uses."""
     values = stage_values(name, list(raw))
     try:
         build_job(FORMS[name], values)
         problem = ""
     except StudioError as exc:
         problem = f"# not ready to launch: {exc}\n"
-    return gr.update(value=f"{problem}{command_line(name, store.new_run_folder(name))}\n\n"
-                           "# job.yaml\n" + job_yaml(values))
+    folder = run_folder(store, name, previewed)
+    return (gr.update(value=f"{problem}{command_line(name, folder)}\n\n# job.yaml\n"
+                            + job_yaml(values)), str(folder))
 
 
-def on_launch(store: Store, name: str, *raw: Any) -> tuple:
-    """Queue the stage: (message, the job to watch, the job table)."""
+def on_launch(store: Store, name: str, previewed: str | None, *raw: Any) -> tuple:
+    """Queue the stage into the folder the preview showed (a fresh one if that is taken):
+    (message, the job to watch, the job table)."""
     values = stage_values(name, list(raw))
-    out = store.new_run_folder(name)
+    out = run_folder(store, name, previewed)
     try:
         if name == "run-all" and values.get("constitution"):
             # the job reads the constitution as it is now, frozen into its run folder
@@ -305,13 +325,17 @@ def build(store: Store, demo: gr.Blocks) -> None:
     shown_rows = gr.State([])
     view_outputs = [progress, *plots, log, artifacts]
     preview = partial(on_preview, store)
+    previewed = gr.State(None)  # the run folder the command shows: Launch uses it
     stage.input(partial(on_stage, store), [stage, preset_name],
-                [description, *groups.values(), *all_fields]).then(preview, [stage, *all_fields], command)
+                [description, *groups.values(), *all_fields]).then(
+        preview, [stage, previewed, *all_fields], [command, previewed])
     preset_name.input(partial(on_preset, store), [stage, preset_name], all_fields).then(
-        preview, [stage, *all_fields], command)
+        preview, [stage, previewed, *all_fields], [command, previewed])
     for component in all_fields:
-        component.input(preview, [stage, *all_fields], command)
-    launch.click(partial(on_launch, store), [stage, *all_fields], [message, selected, jobs_table])
+        component.input(preview, [stage, previewed, *all_fields], [command, previewed])
+    launch.click(partial(on_launch, store), [stage, previewed, *all_fields],
+                 [message, selected, jobs_table]).then(preview, [stage, previewed, *all_fields],
+                                                       [command, previewed])
     cancel.click(partial(on_cancel, store), selected, message)
     resume.click(partial(on_resume, store), selected, [message, selected])
     jobs_table.select(on_select, smoothing, [selected, *view_outputs])
@@ -319,4 +343,4 @@ def build(store: Store, demo: gr.Blocks) -> None:
     timer.tick(partial(on_tick, store), [selected, smoothing, shown_rows],
                [jobs_table, shown_rows, *view_outputs])
     demo.load(partial(on_preset, store), [stage, preset_name], all_fields).then(
-        preview, [stage, *all_fields], command)
+        preview, [stage, previewed, *all_fields], [command, previewed])

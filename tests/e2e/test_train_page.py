@@ -4,6 +4,7 @@ finishes, and its adapter is offered as a model in the Playground."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -36,8 +37,10 @@ def test_launch_a_tiny_sft_job_and_watch_it(page: Page, studio, tmp_path):
     fill(page, "train-sft-learning-rate", "0.001")
     expect(page.locator("#train-command")).to_contain_text("python -m pipeline sft --config")
     expect(page.locator("#train-command")).to_contain_text("max_steps: 6")
+    previewed = re.search(r"--out (\S+)", page.locator("#train-command").inner_text()).group(1)
     page.click("#train-launch")
     expect(page.locator("#train-message")).to_contain_text("(sft) launched")
+    expect(page.locator("#train-message")).to_contain_text(previewed)  # the preview is what runs
     progress = page.locator("#train-progress .job-progress")
     expect(page.locator("#train-plot-0")).to_be_visible(timeout=240_000)
     expect(page.locator("#train-plot-0")).to_contain_text("loss")

@@ -141,7 +141,7 @@ def test_training_stages_check_their_config_before_starting(ws, tmp_path):
     bad = tmp_path / "job.yaml"
     bad.write_text("lr: 0.1\ndata: x\n")
     proc = run("sft", "--config", str(bad), "--out", str(tmp_path / "run"), workspace=ws, check_rc=1)
-    assert "SFTJob has no field lr" in proc.stderr
+    assert "The sft settings have no field lr" in proc.stderr
     assert not (tmp_path / "run").exists()  # nothing started
     proc = run("ppo", "--preset", "tiny", "--clip", "1.5", "--reward-adapter", "pm",
                "--out", str(tmp_path / "run"), workspace=ws, check_rc=1)

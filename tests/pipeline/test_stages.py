@@ -52,9 +52,9 @@ def test_every_command_runs_from_a_job_file(command, tmp_path):
 def test_a_bad_value_is_one_config_error_naming_the_field(command):
     cls = COMMANDS[command]
     unknown = {f.name: getattr(changed(cls), f.name) for f in dataclasses.fields(cls)}
-    with pytest.raises(ConfigError, match="has no field colour"):
+    with pytest.raises(ConfigError, match=f"The {command} settings have no field colour"):
         build_job(cls, {**unknown, "colour": "red"})
     field = next(f for f in dataclasses.fields(cls) if isinstance(f.default, int)
                  and not isinstance(f.default, bool))
-    with pytest.raises(ConfigError, match=f"{field.name} must be int"):
+    with pytest.raises(ConfigError, match=f"{command}: {field.name} must be int"):
         build_job(cls, {**unknown, field.name: "many"})

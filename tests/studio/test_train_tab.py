@@ -34,18 +34,42 @@ def test_a_preset_fills_only_the_chosen_stage_and_offers_earlier_outputs(store):
     assert [v["visible"] for v in visible] == [s == "dpo" for s in tab.FORMS]
 
 
+def test_the_whole_pipeline_defaults_to_the_constitution_being_edited(store):
+    run_all = dict(zip([f.name for f in dataclasses.fields(tab.FORMS["run-all"])],
+                       tab.on_preset(store, "run-all", "tiny")))
+    assert run_all["constitution"]["value"] == "harmless-helpful"
+    store.save_draft(store.version("honest").constitution, 1)  # an edit of another one
+    run_all = dict(zip([f.name for f in dataclasses.fields(tab.FORMS["run-all"])],
+                       tab.on_preset(store, "run-all", "tiny")))
+    assert run_all["constitution"]["value"] == "honest"
+
+
+def test_schedules_are_plotted_raw_and_noisy_metrics_smoothed():
+    rows = [{"step": 1, "loss": 2.0, "learning_rate": 1e-4}, {"step": 2, "loss": 1.0, "learning_rate": 5e-5}]
+    frames = tab.metric_frames(rows, 0.6)
+    assert set(frames["learning_rate"].series) == {"raw"}
+    assert set(frames["loss"].series) == {"raw", "smoothed"}
+
+
 def test_the_preview_says_what_stops_a_launch_and_a_bad_launch_is_refused(store):
-    preview = tab.on_preview(store, "sft", *all_values("sft"))["value"]
-    assert preview.startswith("# not ready to launch") and "data is required" in preview
-    assert "python -m pipeline sft --config" in preview
-    message, watched, table = tab.on_launch(store, "sft", *all_values("sft", learning_rate=-1.0))
+    preview, folder = tab.on_preview(store, "sft", None, *all_values("sft"))
+    assert tab.on_preview(store, "sft", folder, *all_values("sft"))[1] == folder  # kept while unused
+    assert tab.on_preview(store, "dpo", folder, *all_values("dpo"))[1] != folder
+    assert preview["value"].startswith("# not ready to launch")
+    assert "data is required" in preview["value"] and "sft:" in preview["value"]
+    assert f"python -m pipeline sft --config {folder}/job.yaml --out {folder}" in preview["value"]
+    message, watched, table = tab.on_launch(store, "sft", folder, *all_values("sft", learning_rate=-1.0))
     assert "learning_rate must be &gt; 0" in message or "learning_rate must be > 0" in html.unescape(message)
     assert store.jobs() == []
 
 
-def test_a_launched_job_is_watched_and_can_be_resumed_after_it_fails(store, tmp_path):
-    message, job_id, _ = tab.on_launch(store, "reward", *all_values("reward", data=str(tmp_path / "none")))
-    assert f"Job {job_id} (reward)" in message
+def test_a_launched_job_runs_in_the_previewed_folder_and_can_be_resumed(store, tmp_path):
+    values = all_values("reward", data=str(tmp_path / "none"))
+    _, folder = tab.on_preview(store, "reward", None, *values)
+    message, job_id, _ = tab.on_launch(store, "reward", folder, *values)
+    assert f"Job {job_id} (reward)" in message and store.job(job_id).out_dir == folder
+    _, again_folder = tab.on_preview(store, "reward", folder, *values)
+    assert again_folder != folder  # the next preview names a folder no job has used
     ended = jobs.wait(store, job_id, timeout=300)
     assert ended.status == "failed"
     bar, *rest = tab.job_view(store, job_id, 0.6)

@@ -14,7 +14,7 @@ def write_sft(path, rows):
 
 
 def test_configs_refuse_unknown_fields_and_impossible_values():
-    with pytest.raises(JobError, match="SFTJob has no field lr"):
+    with pytest.raises(JobError, match="The sft settings have no field lr"):
         build_job(SFTJob, {"lr": 1, "data": "x"})
     with pytest.raises(JobError, match="learning_rate must be > 0"):
         build_job(SFTJob, {"learning_rate": -1.0, "data": "x"})
