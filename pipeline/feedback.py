@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from pipeline.constitution import Constitution, Principle, content_hash
-from pipeline.jobs import claim_run_folder
 from pipeline.errors import ConstitutionError, DatasetError, ModelError
 from pipeline.fields import check_settings
 from pipeline.generation import GenerationBackend, SamplingConfig, TransformersBackend
+from pipeline.jobs import claim_run_folder
 from pipeline.models import LoadedModel
 from pipeline.preferences import LabelLog, OrderedLabel, Pair, Preference, PrincipleLabel
 from pipeline.prompts import PromptRecord

@@ -73,8 +73,7 @@ def non_finite_fields(config: Any) -> list[str]:
 
 
 def check_settings(config: Any, problems: list[str]) -> None:
-    """Raise ConfigError naming the settings and every problem (non-finite numbers first),
-    then let the next settings class in a job's bases check its own fields."""
+    """Raise ConfigError naming the settings and every problem (non-finite numbers first)."""
     problems = non_finite_fields(config) + problems
     if problems:
         raise ConfigError(f"{type(config).__name__}: " + "; ".join(problems) + ".")

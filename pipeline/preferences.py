@@ -163,8 +163,6 @@ def preference_from_dict(row: dict) -> Preference:
                       tuple(row.get("flags", ())))
 
 
-
-
 def placed(prompt: str, better: str, worse: str, **fields) -> Pair:
     """A pair with a known better answer, put in position A or B by a coin flip seeded by
     its content, labelled accordingly."""

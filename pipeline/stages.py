@@ -1,6 +1,6 @@
-"""The stage registry: one config dataclass per training stage (and run-all). CLI flags, YAML
-job files and the studio's forms all come from these fields (pipeline/fields.py), so no knob
-is typed twice.
+"""The command registry: one config dataclass per command that does work (COMMANDS). CLI
+flags, YAML job files, the studio's forms and a job's command line (`to_argv`) all come from
+these fields (pipeline/fields.py), so no knob is typed twice.
 
 Presets: `tiny` finishes on a 2-core CPU in minutes; `paper` has the CAI paper's shape
 (larger LoRA, longer training) for a GPU machine.
@@ -14,11 +14,10 @@ from typing import Any, TypeVar
 
 import yaml
 
-from pipeline.fields import non_finite_fields
 from pipeline.critique import ChainConfig
 from pipeline.errors import ConfigError
 from pipeline.feedback import FeedbackConfig
-from pipeline.fields import flag_name
+from pipeline.fields import flag_name, non_finite_fields
 from pipeline.files import load_yaml, yaml_problem
 from pipeline.generation import SamplingConfig
 from pipeline.models import DEFAULT_MODEL
@@ -199,6 +198,15 @@ def _required(job: Any, *names: str) -> list[str]:
     return [f"{name} is required" for name in names if not str(getattr(job, name)).strip()]
 
 
+class WholeJob:
+    """First base of a job that extends settings classes (SamplingConfig…): those check
+    themselves when built, but a job is checked as a whole, all its problems at once, by
+    `build_job` — so their own checks on construction are switched off here."""
+
+    def __post_init__(self) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class PromptSettings:
     """Which prompts a command runs on."""
@@ -217,7 +225,7 @@ class PromptSettings:
 
 
 @dataclass(frozen=True)
-class ReviseJob(PromptSettings, ChainConfig, SamplingConfig):
+class ReviseJob(WholeJob, PromptSettings, ChainConfig, SamplingConfig):
     """Critique–revision chains (SL-CAI data) for a prompt set; rerunning into the same
     folder resumes."""
 
@@ -226,16 +234,13 @@ class ReviseJob(PromptSettings, ChainConfig, SamplingConfig):
     skip_bad_lines: bool = _help("Skip malformed lines of a prompts file (default: stop at the "
                                  "first).", False)
 
-    def __post_init__(self) -> None:
-        pass  # a job is checked as a whole, by build_job
-
     def problems(self) -> list[str]:
         return (_required(self, "constitution") + self.prompt_problems() + self.chain_problems()
                 + self.sampling_problems())
 
 
 @dataclass(frozen=True)
-class SFTDataJob(SamplingConfig):
+class SFTDataJob(WholeJob, SamplingConfig):
     """The SFT dataset from a folder of chains: final revisions, mixed with helpfulness
     examples the model answers."""
 
@@ -243,9 +248,6 @@ class SFTDataJob(SamplingConfig):
     helpful_ratio: float = _help("Helpfulness examples per revision example (0 = none).", 0.5)
     helpful_set: str = _help("Prompt set the helpfulness examples come from.", "helpful")
     model: str = _help("The model that answers the helpfulness prompts.", DEFAULT_MODEL)
-
-    def __post_init__(self) -> None:
-        pass  # a job is checked as a whole, by build_job
 
     def problems(self) -> list[str]:
         problems = _required(self, "chains") + self.sampling_problems()
@@ -255,14 +257,11 @@ class SFTDataJob(SamplingConfig):
 
 
 @dataclass(frozen=True)
-class PairsJob(PromptSettings, SamplingConfig):
+class PairsJob(WholeJob, PromptSettings, SamplingConfig):
     """Two sampled answers per prompt from a policy: the pairs AI feedback labels."""
 
     policy: str = _help("Model name, folder or LoRA adapter folder.", DEFAULT_MODEL)
     batch_size: int = _help("Answers generated together.", 16)
-
-    def __post_init__(self) -> None:
-        pass  # a job is checked as a whole, by build_job
 
     def problems(self) -> list[str]:
         problems = self.prompt_problems() + self.sampling_problems()
@@ -272,7 +271,7 @@ class PairsJob(PromptSettings, SamplingConfig):
 
 
 @dataclass(frozen=True)
-class LabelJob(FeedbackConfig):
+class LabelJob(WholeJob, FeedbackConfig):
     """AI feedback: soft A/B labels for pairs under a constitution; rerunning into the same
     folder resumes."""
 
@@ -283,9 +282,6 @@ class LabelJob(FeedbackConfig):
     skip_bad_lines: bool = _help("Skip malformed lines of a pairs file (default: stop at the "
                                  "first).", False)
 
-    def __post_init__(self) -> None:
-        pass  # a job is checked as a whole, by build_job
-
     def problems(self) -> list[str]:
         problems = _required(self, "pairs", "constitution") + self.feedback_problems()
         if self.limit < 0:
@@ -294,7 +290,7 @@ class LabelJob(FeedbackConfig):
 
 
 @dataclass(frozen=True)
-class EvaluateJob(PromptSettings, SamplingConfig):
+class EvaluateJob(WholeJob, PromptSettings, SamplingConfig):
     """Before/after: PM score and AI-judge win rate of policies against the base on
     held-out prompts."""
 
@@ -307,9 +303,6 @@ class EvaluateJob(PromptSettings, SamplingConfig):
     constitution: str = _help("Constitution of the judge: a file, NAME or NAME@VERSION.", "")
     judge: str = _help("The feedback model ('' = the base).", "")
     ensemble: int = _help("Principles sampled per judgement (0 = every enabled principle).", 2)
-
-    def __post_init__(self) -> None:
-        pass  # a job is checked as a whole, by build_job
 
     def problems(self) -> list[str]:
         problems = (_required(self, "reward_adapter", "constitution") + self.prompt_problems()
@@ -331,7 +324,6 @@ class EvaluateJob(PromptSettings, SamplingConfig):
     def policies(self) -> dict[str, str]:
         """name → model, the base first."""
         return {"base": self.base, **dict(p.split("=", 1) for p in self.policies_given())}
-
 
 
 @dataclass(frozen=True)

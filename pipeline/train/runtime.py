@@ -22,9 +22,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from pipeline.files import append_jsonl, read_jsonl_log
 from pipeline.errors import JobError
-from pipeline.files import is_complete, mark_complete, replace_folder, write_atomic
+from pipeline.files import (append_jsonl, is_complete, mark_complete, read_jsonl_log,
+                            replace_folder, write_atomic)
 from pipeline.jobs import JobCancelled, is_main_process, write_progress
 
 METRICS_FILE = "metrics.jsonl"
