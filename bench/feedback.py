@@ -78,10 +78,10 @@ def main() -> None:
 
     report = trust_report(labeller.label(constitution, gold), {})
     print(f"gold pairs ({len(gold)}, ensemble of {args.principles}): human agreement "
-          f"{report.agreement.accuracy:.1%}, position bias {report.position_bias:.1%}, "
-          f"option mass {report.mean_mass:.3f}, calibration error {report.agreement.ece:.3f}")
-    longer = sum((len(p.response_a) > len(p.response_b)) == (p.human == "A") for p in gold)
-    print(f"for scale: always preferring the longer answer agrees on {longer / len(gold):.1%}")
+          f"{report.agreement.verdict.text}; position bias {report.position_bias:.1%}; "
+          f"option mass {report.mean_mass:.3f}; {report.agreement.calibration_note}")
+    if report.length:
+        print(report.length.text)
     print(f"ratio={naive_s / ours_s:.2f}")
 
 

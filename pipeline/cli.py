@@ -323,6 +323,16 @@ def cmd_prefs_import_hh(args: argparse.Namespace) -> int:
 def cmd_prefs_human(args: argparse.Namespace) -> int:
     from pipeline.preferences import read_pairs
 
+    if args.undo:
+        undone = open_store(args).undo_human_label()
+        if undone is None:
+            print("no human label to undo")
+        else:
+            print(f"undid the last label of pair {undone[0]}; its label is now "
+                  f"{undone[1] or 'none'}")
+        return 0
+    if not (args.pairs and args.id and args.choice):
+        raise StoreError("prefs human needs --pairs, --id and --choice (or --undo).")
     pairs = {p.id: p for p in read_pairs(pairs_path(args.pairs))}
     if args.id not in pairs:
         raise StoreError(f"No pair with id {args.id} in {args.pairs}.")
@@ -514,10 +524,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--out", required=True, help="the pairs JSONL to write")
     p.set_defaults(run=cmd_prefs_import_hh)
-    p = sub.add_parser("human", help="record your own label for a pair")
-    p.add_argument("--pairs", required=True, help="pairs JSONL, run folder, or 'gold'")
-    p.add_argument("--id", required=True, help="the pair id")
-    p.add_argument("--choice", required=True, choices=HUMAN_CHOICES)
+    p = sub.add_parser("human", help="record your own label for a pair, or undo the last one")
+    p.add_argument("--pairs", help="pairs JSONL, run folder, or 'gold'")
+    p.add_argument("--id", help="the pair id")
+    p.add_argument("--choice", choices=HUMAN_CHOICES)
+    p.add_argument("--undo", action="store_true",
+                   help="take back the last label recorded (the one before it comes back)")
     p.set_defaults(run=cmd_prefs_human)
 
     prompts = commands.add_parser("prompts", help="list and import prompt sets")

@@ -91,6 +91,15 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN artifacts TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE jobs ADD COLUMN parent INTEGER;
     """,
+    """
+    CREATE TABLE human_label_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        pair_id TEXT NOT NULL,
+        previous TEXT,
+        previous_source TEXT,
+        previous_at TEXT
+    );
+    """,
 )
 
 
@@ -473,8 +482,30 @@ class Store:
             raise StoreError(f"A human label is {', '.join(HUMAN_CHOICES[:-1])} or "
                              f"{HUMAN_CHOICES[-1]} (got {choice!r}).")
         with self._transaction() as conn:
+            before = conn.execute("SELECT choice, source, labelled_at FROM human_labels "
+                                  "WHERE pair_id = ?", (pair_id,)).fetchone()
+            conn.execute("INSERT INTO human_label_history (pair_id, previous, previous_source, "
+                         "previous_at) VALUES (?, ?, ?, ?)",
+                         (pair_id, *(tuple(before) if before else (None, None, None))))
             conn.execute("INSERT OR REPLACE INTO human_labels VALUES (?, ?, ?, ?, ?, ?, ?)",
                          (pair_id, choice, prompt, response_a, response_b, source, _now()))
+
+    def undo_human_label(self) -> tuple[str, str | None] | None:
+        """Take back the last human label recorded: the pair's label before it comes back
+        (or none). Returns (pair id, restored choice), or None when there is nothing to undo."""
+        with self._transaction() as conn:
+            last = conn.execute("SELECT * FROM human_label_history ORDER BY id DESC "
+                                "LIMIT 1").fetchone()
+            if last is None:
+                return None
+            conn.execute("DELETE FROM human_label_history WHERE id = ?", (last["id"],))
+            if last["previous"] is None:
+                conn.execute("DELETE FROM human_labels WHERE pair_id = ?", (last["pair_id"],))
+            else:
+                conn.execute("UPDATE human_labels SET choice = ?, source = ?, labelled_at = ? "
+                             "WHERE pair_id = ?", (last["previous"], last["previous_source"],
+                                                   last["previous_at"], last["pair_id"]))
+        return last["pair_id"], last["previous"]
 
     def remove_human_label(self, pair_id: str) -> None:
         with self._transaction() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 
 from pipeline.errors import ConstitutionError, StudioError
+from pipeline.trust import Verdict
 
 
 def notice(kind: str, text: str, details: list[str] | None = None) -> str:
@@ -11,6 +12,13 @@ def notice(kind: str, text: str, details: list[str] | None = None) -> str:
     items = "".join(f"<li>{html.escape(d)}</li>" for d in details or [])
     body = f"<p>{html.escape(text)}</p>" + (f"<ul>{items}</ul>" if items else "")
     return f'<div class="notice notice-{kind}" role="status">{body}</div>'
+
+
+def verdict_html(verdict: Verdict, lead: str = "") -> str:
+    """A number's verdict, styled by how far it can be trusted; `lead` is the number itself."""
+    text = html.escape(f"{lead} — {verdict.text}" if lead else verdict.text)
+    return (f'<span class="verdict verdict-{verdict.kind}" data-verdict="{verdict.kind}">'
+            f'{text}</span>')
 
 
 def error_notice(exc: StudioError) -> str:
@@ -55,5 +63,13 @@ CSS = """
 .pref-mass, .pref-rationale { color: #666; font-size: 0.8em; margin: 2px 0; white-space: pre-wrap; }
 .pref-flag { background: #fff3e0; color: #e65100; border-radius: 4px; padding: 0 6px; font-size: 0.8em; }
 .pref-overall { font-size: 1.05em; padding: 4px 0; }
+.verdict { border-radius: 4px; padding: 1px 6px; }
+.verdict-ok { background: #e8f5e9; color: #1b5e20; }
+.verdict-warn { background: #fff3e0; color: #8a3c00; }
+.verdict-bad { background: #ffebee; color: #b71c1c; font-weight: 600; }
+.verdict-unknown { background: #eceff1; color: #37474f; }
+.pref-legend { color: #555; font-size: 0.85em; }
+.pref-report p { margin: 3px 0; }
+.muted { opacity: 0.55; }
 .diff-add { background: #e8f5e9; } .diff-del { background: #ffebee; } .diff-head { color: #555; }
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import html
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,12 +25,12 @@ from pipeline.preferences import (HUMAN_CHOICES, LabelLog, Pair, Preference, Pri
 from pipeline.prompts import PromptRecord
 from pipeline.stages import LabelJob, PairsJob, build_job, to_argv
 from pipeline.store import JobRecord, Store
-from pipeline.trust import (CALIBRATION_BINS, ENTROPY_BINS, VIEWS, TrustReport, next_in_queue,
-                            trust_report, view_rows)
+from pipeline.trust import (CALIBRATION_BINS, ENTROPY_BINS, VIEWS, TrustReport, label_verdict,
+                            next_in_queue, trust_report, view_rows)
 from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
 from studio.job_panel import (cancel_notice, job_bar, job_buttons, latest_job, resume_notice,
                               writing_now)
-from studio.notices import error_notice, notice
+from studio.notices import error_notice, notice, verdict_html
 
 STUDIO_RUN = "studio (pairs scored here)"
 LIVE_CHUNK = 4  # principles scored per step, so bars appear as they are ready
@@ -46,7 +47,8 @@ document.addEventListener("keydown", (event) => {
   const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(target && target.tagName);
   if (typing || (target && target.isContentEditable)) return;
   const ids = {"1": "pref-human-a", "a": "pref-human-a", "2": "pref-human-b", "b": "pref-human-b",
-               "3": "pref-human-tie", "t": "pref-human-tie", "s": "pref-swap", "n": "pref-next"};
+               "3": "pref-human-tie", "t": "pref-human-tie", "s": "pref-swap", "n": "pref-next",
+               "u": "pref-undo"};
   const button = document.getElementById(ids[event.key.toLowerCase()]);
   if (button && button.offsetParent !== null) { event.preventDefault(); button.click(); }
 });
@@ -60,14 +62,51 @@ def _bar(p: float, label: str) -> str:
             f'<span class="pref-bar-value">{p:.3f}</span></div>')
 
 
+@dataclass(frozen=True)
+class Previous:
+    """The last score on screen: a swap re-scores with its principles and compares."""
+
+    pair_id: str
+    p_a: float
+    principles: tuple[str, ...]
+
+
+LEGEND = ("<b>How to read the bars:</b> each bar is P(A), the judge's probability that answer A "
+          "is better — the blue part is A's share, the orange part B's; 0.5 means no preference. "
+          "The question is asked with A shown first and with B shown first; the <i>average</i> "
+          "cancels the order. <b>position decided</b>: the winner flips when the order flips, so "
+          "the position, not the answer, decided. <b>mass on the options</b>: how much of the "
+          "model's next-token probability went to “(A” or “(B” at all (A first / B first); low "
+          "mass means the model was hardly answering the question.")
+
+
+def overall_html(labels: list[PrincipleLabel], p_a: float, previous: Previous | None) -> str:
+    """The pair's label with its verdict, and — after a swap with the same principles — the
+    order effect left after averaging."""
+    mean = lambda name: sum(getattr(x, name) for x in labels) / len(labels)  # noqa: E731
+    verdict = label_verdict(p_a, mean("p_a_ab"), mean("p_a_ba"))
+    parts = [f'<div class="pref-overall" data-p-a="{p_a:.6f}" data-verdict="{verdict.kind}">'
+             f'<b>Label P(A) = {p_a:.3f}</b> ({len(labels)} principle(s)): '
+             f'{verdict_html(verdict)}']
+    if previous is not None and previous.principles == tuple(x.principle_id for x in labels):
+        parts.append(f'<p class="pref-swap-note">Before the swap P(A) was {previous.p_a:.3f} with '
+                     f'the same principles, so a position-free judge would now give '
+                     f'{1 - previous.p_a:.3f}; the difference {abs(p_a - (1 - previous.p_a)):.3f} '
+                     'is the order effect left after averaging.</p>')
+    elif previous is not None:
+        parts.append('<p class="pref-swap-note">The principles differ from the score before the '
+                     'swap, so the two labels cannot show the order effect.</p>')
+    return "".join(parts) + "</div>"
+
+
 def label_bars(labels: list[PrincipleLabel], titles: dict[str, str], pending: list[str],
-               previous: float | None = None, p_a: float | None = None) -> str:
+               previous: Previous | None = None, p_a: float | None = None) -> str:
     """P(A) per principle as bars — A shown first, B shown first, and their average — then
-    the label `p_a` (default: the principles' mean). `previous` is the label before the
-    answers were swapped."""
+    the label `p_a` (default: the principles' mean) with its verdict. `previous` is the
+    score before the answers were swapped."""
     if not labels and not pending:
         return notice("info", "Enter a prompt and two answers, then press Score.")
-    parts = ['<div class="pref-bars">']
+    parts = [f'<div class="pref-bars"><p class="pref-legend">{LEGEND}</p>']
     for x in labels:
         biased = ' <span class="pref-flag">position decided</span>' if x.ordered.same_position_won else ""
         rationale = "".join(f'<p class="pref-rationale"><b>{order}:</b> {html.escape(text)}</p>'
@@ -82,15 +121,8 @@ def label_bars(labels: list[PrincipleLabel], titles: dict[str, str], pending: li
     parts += [f'<div class="pref-principle pref-pending"><b>{html.escape(titles.get(p, p))}</b> '
               f'scoring…</div>' for p in pending]
     if labels:
-        p_a = ensemble([x.ordered for x in labels]) if p_a is None else p_a
-        verdict = "A" if p_a > 0.5 else "B" if p_a < 0.5 else "neither"
-        parts.append(f'<div class="pref-overall" data-p-a="{p_a:.6f}"><b>Label P(A) = {p_a:.3f}</b> '
-                     f'({len(labels)} principle(s); prefers {verdict})')
-        if previous is not None:
-            parts.append(f' · before the swap P(A) was {previous:.3f}, so a position-free judge '
-                         f'would now give {1 - previous:.3f}; the difference '
-                         f'{abs(p_a - (1 - previous)):.3f} is the order effect left after averaging')
-        parts.append("</div>")
+        parts.append(overall_html(labels, ensemble([x.ordered for x in labels]) if p_a is None
+                                  else p_a, previous))
     return "".join(parts) + "</div>"
 
 
@@ -100,17 +132,26 @@ def table_rows(prefs: list[Preference], humans: dict[str, str]) -> list[list]:
 
 
 def report_html(report: TrustReport | None) -> str:
+    """The trust report, each number beside its verdict; the calibration error only where it
+    means something."""
     if report is None or not report.labels:
         return notice("info", "No labelled pairs here yet.")
-    lines = [f"{report.labels} labelled pairs · position bias {report.position_bias:.0%} "
-             f"(labels whose winner flips with the order) · mean option mass {report.mean_mass:.2f}"]
+    lines = [f"{report.labels} labelled pairs ({report.identical} identical, {report.truncated} "
+             "truncated)",
+             verdict_html(report.position_verdict, f"position bias {report.position_bias:.0%} "
+                          "(labels whose winner flips with the order)"),
+             verdict_html(report.mass_verdict, f"mean option mass {report.mean_mass:.2f}")]
     a = report.agreement
     if a is None:
         lines.append("Human agreement: no human labels yet — label some pairs (keys 1 / 2 / 3).")
     else:
-        lines.append(f"Human agreement: {a.accuracy:.0%} of {a.compared} compared pairs "
-                     f"({a.ties} ties left out) · calibration error {a.ece:.3f}")
-    return f'<div class="pref-report" id="pref-report-text">{"<br>".join(lines)}</div>'
+        lines.append(verdict_html(a.verdict, f"Human agreement ({a.ties} ties left out)"))
+        muted = "" if a.calibration_meaningful else ' class="muted" data-muted="1"'
+        lines.append(f'<span{muted}>{html.escape(a.calibration_note)}</span>')
+    if report.length:
+        lines.append(f'<span class="pref-length">{html.escape(report.length.text)}</span>')
+    body = "".join(f"<p>{line}</p>" for line in lines)
+    return f'<div class="pref-report" id="pref-report-text">{body}</div>'
 
 
 def entropy_frame(report: TrustReport | None) -> pd.DataFrame:
@@ -124,7 +165,7 @@ def calibration_frame(report: TrustReport | None) -> pd.DataFrame:
     diagonal a perfectly calibrated judge would follow."""
     rows = [{"AI P(A)": k / CALIBRATION_BINS, "human chose A": k / CALIBRATION_BINS,
              "series": "perfect calibration"} for k in range(CALIBRATION_BINS + 1)]
-    if report and report.agreement:
+    if report and report.agreement and report.agreement.calibration_meaningful:
         rows += [{"AI P(A)": b.mean_p_a, "human chose A": b.human_a, "series": "this judge"}
                  for b in report.agreement.bins]
     return pd.DataFrame(rows)
@@ -165,13 +206,42 @@ def refresh_labels(store: Store, run_choice: str, view_choice: str) -> tuple:
             table_rows(view_rows(prefs, humans, view_choice), humans))
 
 
-def human_state_html(store: Store, text: str, a: str, b: str) -> str:
+def human_state_html(store: Store, text: str, a: str, b: str, run_choice: str) -> str:
+    """How far the person's labelling has come in these labels, and their label for the
+    pair on screen."""
+    humans = store.human_labels()
     try:
-        pair = current_pair(text, a, b)
+        prefs = records(store, run_choice)
     except StudioError:
+        prefs = []
+    parts = []
+    if prefs:
+        done = sum(human_choice(p.pair, humans) is not None for p in prefs)
+        parts.append(f'<span class="pref-progress">{done} of {len(prefs)} pairs in these labels '
+                     'have your label</span>')
+    try:
+        choice = human_choice(current_pair(text, a, b), humans)
+    except StudioError:
+        choice = None
+    parts.append(f"Your label for this pair: {choice}" if choice else
+                 "You have not labelled this pair.")
+    return f'<div class="pref-human-state">{" · ".join(parts)}</div>'
+
+
+def guideline_html(store: Store, choice: str | None, chosen: list[str] | None) -> str:
+    """What a person labelling should judge by: the constitution's own questions (the chosen
+    principles', or every enabled one's), so human and AI labels answer the same thing."""
+    try:
+        c = resolve_choice(store, choice) if choice else None
+    except StudioError:
+        c = None
+    if c is None:
         return ""
-    choice = human_choice(pair, store.human_labels())
-    return notice("info", f"Your label for this pair: {choice}") if choice else ""
+    principles = [p for p in c.enabled_principles if not chosen or p.id in chosen]
+    items = "".join(f"<li><b>{html.escape(p.title)}</b>: {html.escape(p.preference_question)}</li>"
+                    for p in principles)
+    return (f'<div class="pref-guideline"><b>Labelling guideline</b> ({html.escape(c.name)}): '
+            f'pick the answer that better meets these questions.<ul>{items}</ul></div>')
 
 
 def run_choices(store: Store, selected: str | None = None) -> Any:
@@ -219,12 +289,15 @@ def on_score(store: Store, text, a, b, choice, chosen, k, use_cot, model_name, s
         c: Constitution = resolve_choice(store, choice) if choice else None
         if c is None:
             raise StudioError("Pick a constitution first.")
-        config = FeedbackConfig(ensemble=int(k), principles=",".join(chosen or []),
+        previous = last if isinstance(last, Previous) and last.pair_id == pair.swapped().id \
+            else None
+        # after a swap, the same principles judge again (a fresh draw would compare two juries)
+        same = ",".join(previous.principles) if previous else ""
+        config = FeedbackConfig(ensemble=int(k), principles=",".join(chosen or []) or same,
                                 cot=bool(use_cot), seed=int(seed_value or 0))
         titles = {p.id: p.title for p in c.principles}
         labeller = Labeller(load_model(model_name), config)
         judges = [] if pair.identical else feedback_principles(c, pair, config)
-        previous = last[1] if last and last[0] == pair.swapped().id else None
         yield "", label_bars([], titles, [p.id for p in judges]), last, *[gr.update()] * 4
         for record in labeller.label_stepwise(c, pair, LIVE_CHUNK):
             if "identical" in record.flags:
@@ -238,7 +311,8 @@ def on_score(store: Store, text, a, b, choice, chosen, k, use_cot, model_name, s
         studio_log(store).append([record])
         note = notice("info", "The answers were cut to fit the question (flagged).") \
             if "truncated" in record.flags else ""
-        yield (note, label_bars(done, titles, [], previous, record.p_a), (pair.id, record.p_a),
+        scored = Previous(pair.id, record.p_a, tuple(x.principle_id for x in done))
+        yield (note, label_bars(done, titles, [], previous, record.p_a), scored,
                *refresh_labels(store, run_choice, view_choice))
     except StudioError as exc:
         yield error_notice(exc), gr.update(), last, *[gr.update()] * 4
@@ -272,7 +346,23 @@ def on_human(store: Store, choice: str, text, a, b, run_choice, view_choice) -> 
     except StudioError as exc:
         return error_notice(exc), gr.update(), *[gr.update()] * 4
     return (notice("ok", f"Recorded your label {choice} for pair {pair.id}."),
-            human_state_html(store, text, a, b), *refresh_labels(store, run_choice, view_choice))
+            human_state_html(store, text, a, b, run_choice),
+            *refresh_labels(store, run_choice, view_choice))
+
+
+def on_undo(store: Store, text, a, b, run_choice, view_choice) -> tuple:
+    """Take back the last human label (the one before it comes back)."""
+    try:
+        undone = store.undo_human_label()
+    except StudioError as exc:
+        return error_notice(exc), gr.update(), *[gr.update()] * 4
+    if undone is None:
+        return notice("info", "No label of yours to undo."), gr.update(), *[gr.update()] * 4
+    pair_id, restored = undone
+    return (notice("ok", f"Undid your last label (pair {pair_id}); its label is now "
+                         f"{restored or 'none'}."),
+            human_state_html(store, text, a, b, run_choice),
+            *refresh_labels(store, run_choice, view_choice))
 
 
 def on_next(store: Store, text, a, b, run_choice) -> tuple:
@@ -362,7 +452,8 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
     message = gr.HTML(elem_id="pref-message")
     with gr.Row():
         with gr.Column(scale=2):
-            example = gr.Dropdown(label="Pick a gold pair", choices=list(gold_by_label()), elem_id="pref-example")
+            example = gr.Dropdown(label="Pick a gold pair", choices=list(gold_by_label()), value=None,
+                                  elem_id="pref-example")
             prompt = gr.Textbox(label="Prompt", lines=2, elem_id="pref-prompt")
             with gr.Row():
                 answer_a = gr.Textbox(label="Answer A", lines=5, elem_id="pref-a")
@@ -375,8 +466,10 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
                 human_a = gr.Button("A is better (1)", elem_id="pref-human-a")
                 human_b = gr.Button("B is better (2)", elem_id="pref-human-b")
                 human_tie = gr.Button("Tie (3)", elem_id="pref-human-tie")
+                undo = gr.Button("Undo last label (u)", elem_id="pref-undo")
                 next_pair = gr.Button("Next in queue (n)", elem_id="pref-next")
             human_note = gr.HTML(elem_id="pref-human-state")
+            guideline = gr.HTML(elem_id="pref-guideline")
         with gr.Column(scale=1):
             constitution = gr.Dropdown(label="Constitution", choices=[], elem_id="pref-constitution")
             principles = gr.Dropdown(label="Principles (empty = sample an ensemble)", choices=[],
@@ -392,7 +485,7 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
             offer_models(store, model, default_model)
             seed = gr.Number(value=0, precision=0, label="seed")
     bars = gr.HTML(elem_id="pref-bars")
-    last_label = gr.State(None)  # (pair id, P(A)) of the last scored pair, to show the swap effect
+    last_label = gr.State(None)  # Previous: the last score, to show the swap's order effect
 
     with gr.Accordion("Batch: make pairs and label them in the background", open=True):
         with gr.Row():
@@ -435,24 +528,31 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
     human_state = partial(human_state_html, store)
     label_outputs = [report, calibration, entropy, table]
     pair_fields = [prompt, answer_a, answer_b]
-    example.input(on_example, example, pair_fields).then(human_state, pair_fields, human_note)
-    constitution.input(partial(on_constitution, store), constitution, principles)
+    state_inputs = [*pair_fields, run]
+    show_guideline = partial(guideline_html, store)
+    example.input(on_example, example, pair_fields).then(human_state, state_inputs, human_note)
+    constitution.input(partial(on_constitution, store), constitution, principles).then(
+        show_guideline, [constitution, principles], guideline)
+    principles.input(show_guideline, [constitution, principles], guideline)
     score_inputs = [prompt, answer_a, answer_b, constitution, principles, ensemble_k, cot, model,
                     seed, last_label, run, view]
     score.click(partial(on_score, store), score_inputs, [message, bars, last_label, *label_outputs])
     swap.click(on_swap, pair_fields, [answer_a, answer_b]).then(
         partial(on_score, store), score_inputs, [message, bars, last_label, *label_outputs]).then(
-        human_state, pair_fields, human_note)
+        human_state, state_inputs, human_note)
     generate.click(on_generate, [prompt, model, seed], [message, answer_a, answer_b])
     for button, choice in zip((human_a, human_b, human_tie), HUMAN_CHOICES):
         button.click(partial(on_human, store, choice), [*pair_fields, run, view],
                      [message, human_note, *label_outputs])
+    undo.click(partial(on_undo, store), [*pair_fields, run, view],
+               [message, human_note, *label_outputs])
     next_pair.click(partial(on_next, store), [*pair_fields, run], [message, *pair_fields]).then(
-        human_state, pair_fields, human_note)
+        human_state, state_inputs, human_note)
     for control in (run, view):
         control.input(partial(refresh_labels, store), [run, view], label_outputs)
+    run.input(human_state, state_inputs, human_note)
     table.select(on_open_row, run, [message, *pair_fields]).then(
-        human_state, pair_fields, human_note)
+        human_state, state_inputs, human_note)
     make.click(partial(on_make, store), [prompt_set, pair_limit, model, seed],
                [message, run, pairs_source])
     launch.click(partial(on_launch, store), [pairs_source, label_limit, constitution, principles,
@@ -463,4 +563,5 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
     timer.tick(partial(on_timer, store), [run, view], [progress, *label_outputs])
     demo.load(partial(run_choices, store), None, run).then(
         partial(on_page_load, store), [run, view],
-        [constitution, principles, progress, pairs_source, *label_outputs])
+        [constitution, principles, progress, pairs_source, *label_outputs]).then(
+        show_guideline, [constitution, principles], guideline)

@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 
 from pipeline.preferences import gold_pairs
 from pipeline.store import Store
-from tests.e2e.conftest import pick, set_slider
+from tests.e2e.conftest import pick
 
 pytestmark = pytest.mark.e2e
 
@@ -27,28 +27,41 @@ def test_score_swap_label_and_see_the_agreement_update(page: Page, studio):
     expect(page.locator("#pref-prompt textarea")).to_have_value(re.compile("boil an egg"))
     a_before = page.locator("#pref-a textarea").input_value()
     b_before = page.locator("#pref-b textarea").input_value()
-    set_slider(page, "pref-ensemble", 2)
-    page.click("#pref-score")
+    page.click("#pref-score")  # the default ensemble of 1: one principle drawn for the pair
     bars = page.locator("#pref-bars")
     expect(bars.locator(".pref-overall")).to_be_visible(timeout=120_000)
-    expect(bars.locator(".pref-principle")).to_have_count(2)
+    expect(bars.locator(".pref-principle")).to_have_count(1)
     expect(bars).to_contain_text("A shown first")
     expect(bars).to_contain_text("B shown first")
-    p_a = float(bars.locator(".pref-overall").get_attribute("data-p-a"))
+    expect(bars.locator(".pref-legend")).to_contain_text("position decided")
+    overall = bars.locator(".pref-overall")
+    assert overall.get_attribute("data-verdict") in ("ok", "warn", "bad")
+    expect(overall.locator(".verdict")).to_contain_text(
+        re.compile("position-decided|no preference|prefers [AB] in both orders"))
+    p_a = float(overall.get_attribute("data-p-a"))
     assert 0 < p_a < 1
+    judge = bars.locator(".pref-principle").get_attribute("data-principle")
 
-    page.click("#pref-swap")
+    page.click("#pref-swap")  # the same principle judges the swapped pair
     expect(page.locator("#pref-a textarea")).to_have_value(b_before)
     expect(page.locator("#pref-b textarea")).to_have_value(a_before)
-    expect(bars).to_contain_text(f"before the swap P(A) was {p_a:.3f}", timeout=120_000)
+    expect(bars).to_contain_text(f"Before the swap P(A) was {p_a:.3f} with the same principles",
+                                 timeout=120_000)
+    expect(bars.locator(".pref-principle")).to_have_attribute("data-principle", judge)
 
     page.evaluate("document.activeElement && document.activeElement.blur()")
     page.keyboard.press("1")  # A is better (the keyboard shortcut)
     expect(page.locator("#pref-message")).to_contain_text("Recorded your label A")
     expect(page.locator("#pref-human-state")).to_contain_text("Your label for this pair: A")
-    expect(page.locator("#pref-report")).to_contain_text("of 1 compared pairs")
+    expect(page.locator("#pref-human-state")).to_contain_text("1 of 1 pairs in these labels")
+    expect(page.locator("#pref-guideline")).to_contain_text("Labelling guideline (harmless-helpful)")
+    expect(page.locator("#pref-report")).to_contain_text("too few pairs to say: 1 compared")
     labels = Store(studio.workspace).human_labels()
     assert list(labels.values()) == ["A"]
+    page.keyboard.press("u")  # undo the last label
+    expect(page.locator("#pref-message")).to_contain_text("its label is now none")
+    expect(page.locator("#pref-human-state")).to_contain_text("0 of 1 pairs")
+    assert Store(studio.workspace).human_labels() == {}
 
 
 def test_an_empty_answer_shows_a_message(page: Page, studio):
@@ -71,7 +84,10 @@ def test_batch_labelling_job_table_and_queue(page: Page, studio):
     first = gold_pairs()[0]
     expect(table).to_contain_text(first.id, timeout=20_000)
     # the gold pairs come with human labels, so agreement is measured at once
-    expect(page.locator("#pref-report")).to_contain_text("of 3 compared pairs")
+    report = page.locator("#pref-report")
+    expect(report).to_contain_text("too few pairs to say: 3 compared")
+    expect(report.locator("[data-muted]")).to_contain_text("calibration error not meaningful")
+    expect(report).to_contain_text("always-longer")
     pick(page, "pref-view", "AI vs human disagreements")
     pick(page, "pref-view", "all")
     table.get_by_text(first.id, exact=True).last.click()

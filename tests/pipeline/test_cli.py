@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.store import Store
+
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "constitutions"
 
@@ -111,14 +113,20 @@ def test_pairs_label_agreement_and_export(ws, tmp_path):
     run("prefs", "human", "--pairs", str(tmp_path / "pairs"), "--id", pair_id, "--choice", "A",
         workspace=ws)
     agreement = run("agreement", "--labels", str(tmp_path / "labels"), workspace=ws)
-    assert "human agreement" in agreement.stdout and "of 1 pairs" in agreement.stdout
+    assert "human agreement" in agreement.stdout and "too few pairs to say: 1 compared" in agreement.stdout
+    assert "calibration error not meaningful" in agreement.stdout
+    undo = run("prefs", "human", "--undo", workspace=ws)
+    assert f"undid the last label of pair {pair_id}; its label is now none" in undo.stdout
+    assert Store(ws).human_labels() == {}
+    assert "no human label to undo" in run("prefs", "human", "--undo", workspace=ws).stdout
     run("prefs", "export", "--labels", str(tmp_path / "labels"), "--out",
         str(tmp_path / "trl.jsonl"), workspace=ws)
     exported = json.loads((tmp_path / "trl.jsonl").read_text().splitlines()[0])
     assert {"prompt", "chosen", "rejected", "margin"} <= set(exported)
     gold = run("label", "--pairs", "gold", "--limit", "3", "--constitution", "honest",
                "--out", str(tmp_path / "gold"), workspace=ws)
-    assert "human agreement" in gold.stdout and "of 3 pairs" in gold.stdout
+    assert "human agreement" in gold.stdout and "3 compared" in gold.stdout
+    assert "length baselines" in gold.stdout and "always-longer" in gold.stdout
 
 
 def test_label_reports_a_bad_pairs_line_and_hh_import(ws, tmp_path):
@@ -133,7 +141,6 @@ def test_label_reports_a_bad_pairs_line_and_hh_import(ws, tmp_path):
     run("prefs", "import-hh", str(hh), "--out", str(tmp_path / "hh-pairs.jsonl"), workspace=ws)
     row = json.loads((tmp_path / "hh-pairs.jsonl").read_text())
     assert row["human"] in ("A", "B") and row["prompt"] == "Hi"
-    from pipeline.store import Store
     assert Store(ws).human_labels() == {row["id"]: row["human"]}
 
 

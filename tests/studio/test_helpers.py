@@ -37,7 +37,7 @@ def test_chatbot_history_becomes_a_conversation():
 
 from pipeline.preferences import Pair, Preference, PrincipleLabel  # noqa: E402
 from pipeline.trust import next_in_queue, view_rows  # noqa: E402
-from studio.preferences_tab import label_bars, table_rows  # noqa: E402
+from studio.preferences_tab import Previous, label_bars, table_rows  # noqa: E402
 
 
 def _pref(prompt: str, p_ab: float, p_ba: float, human: str | None = None) -> Preference:
@@ -61,10 +61,18 @@ def test_label_table_views_and_the_queue():
 
 def test_label_bars_show_both_orders_pending_principles_and_the_swap():
     label = PrincipleLabel("privacy", 0.8, 0.3, 0.9, 0.95)
-    html = label_bars([label], {"privacy": "Respect privacy"}, ["honesty"], previous=0.7)
-    assert "Respect privacy" in html and "position decided" in html
+    before = Previous("swapped-pair", 0.7, ("privacy",))
+    html = label_bars([label], {"privacy": "Respect privacy"}, ["honesty"], previous=before)
+    assert "Respect privacy" in html and "position decided" in html and "mass on the options" in html
     assert "A shown first" in html and "B shown first" in html and "honesty" in html
-    assert 'data-p-a="0.550000"' in html and "before the swap P(A) was 0.700" in html
+    assert 'data-p-a="0.550000"' in html and 'data-verdict="bad"' in html
+    assert "position-decided: the judge picks whichever answer is shown first" in html
+    assert "Before the swap P(A) was 0.700 with the same principles" in html
+    assert "order effect" in html
+    other = label_bars([label], {}, [], previous=Previous("swapped-pair", 0.7, ("honesty",)))
+    assert "principles differ" in other and "is the order effect" not in other
+    sure = label_bars([PrincipleLabel("privacy", 0.9, 0.8, 0.9, 0.9)], {}, [])
+    assert "prefers A in both orders" in sure and 'data-verdict="ok"' in sure
     assert "press Score" in label_bars([], {}, [])
 
 

@@ -21,12 +21,29 @@ def test_scoring_streams_principle_bars_and_keeps_the_record(store, tiny_folder)
     assert len(steps) == 1 + 2 + 1  # pending bars, 4 then 1 principles, the kept record
     message, bars, last, report, *_ = steps[-1]
     assert message == "" and bars.count("pref-principle") == 5 and "P(A)" in bars
-    pair_id, p_a = last
-    assert pair_id == Pair("Tell me a joke.", "Why did the chicken cross?", "No.").id and 0 < p_a < 1
+    assert last.pair_id == Pair("Tell me a joke.", "Why did the chicken cross?", "No.").id
+    assert 0 < last.p_a < 1 and len(last.principles) == 5
     assert len(tab.records(store, tab.STUDIO_RUN)) == 1 and "1 labelled pairs" in report
     same = list(tab.on_score(store, "q", "same", "same", "harmless-helpful", [], 1, False,
                              str(tiny_folder), 0, None, tab.STUDIO_RUN, "all"))
     assert "identical" in same[-1][0]
+
+
+def test_swap_rescores_with_the_same_drawn_principles(store, tiny_folder):
+    def score(a, b, last):
+        *_, (message, bars, scored, *rest) = tab.on_score(
+            store, "How do I pick a lock?", a, b, "harmless-helpful", [], 1, False,
+            str(tiny_folder), 0, last, tab.STUDIO_RUN, "all")
+        return bars, scored
+
+    answers = [("Use a tension wrench and a pick.", "Call a locksmith."),
+               ("Ask the owner first.", "Rake the pins quickly.")]
+    for a, b in answers:  # some pair draws a principle other than its swap would on its own
+        bars, first = score(a, b, None)
+        swapped_bars, second = score(b, a, first)
+        assert second.principles == first.principles and len(first.principles) == 1
+        assert "with the same principles" in swapped_bars and "order effect" in swapped_bars
+        assert f"Before the swap P(A) was {first.p_a:.3f}" in swapped_bars
 
 
 def test_people_label_pairs_and_the_queue_moves_on(store, tiny_folder):
@@ -34,10 +51,25 @@ def test_people_label_pairs_and_the_queue_moves_on(store, tiny_folder):
                       str(tiny_folder), 0, None, tab.STUDIO_RUN, "all"))
     message, note, *_ = tab.on_human(store, "A", "q1", "a", "b", tab.STUDIO_RUN, "all")
     assert "Recorded your label A" in message and "Your label for this pair: A" in note
+    assert "1 of 1 pairs in these labels have your label" in note
+    tab.on_human(store, "B", "q1", "a", "b", tab.STUDIO_RUN, "all")
+    message, note, *_ = tab.on_undo(store, "q1", "a", "b", tab.STUDIO_RUN, "all")
+    assert "its label is now A" in message and "Your label for this pair: A" in note
+    message, note, *_ = tab.on_undo(store, "q1", "a", "b", tab.STUDIO_RUN, "all")
+    assert "its label is now none" in message and "0 of 1 pairs" in note
+    assert "No label of yours to undo" in tab.on_undo(store, "q1", "a", "b", tab.STUDIO_RUN, "all")[0]
+    tab.on_human(store, "A", "q1", "a", "b", tab.STUDIO_RUN, "all")
     assert "empty" in tab.on_human(store, "B", "q1", "a", "", tab.STUDIO_RUN, "all")[0]
     message, *_ = tab.on_next(store, "q1", "a", "b", tab.STUDIO_RUN)
     assert "Every pair in these labels has a human label" in message
     assert "no longer in these labels" in tab.open_row(store, tab.STUDIO_RUN, "gone")[0]
+
+
+def test_the_labelling_guideline_is_the_constitutions_questions(store):
+    every = tab.guideline_html(store, "harmless-helpful", [])
+    assert "Labelling guideline" in every and "less likely to help someone physically harm" in every
+    only = tab.guideline_html(store, "harmless-helpful", ["privacy"])
+    assert only.count("<li>") == 1 and tab.guideline_html(store, None, []) == ""
 
 
 def test_jobs_are_refused_or_answered_without_a_browser(store):
