@@ -27,6 +27,7 @@ from pipeline.files import RecordLog, save_dataset
 from pipeline.generation import GenerationBackend, Message, SamplingConfig
 from pipeline.prompts import PromptRecord
 from pipeline.seeds import stable_int
+from pipeline.textdiff import similarity
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class ChainConfig:
     few_shot: bool = field(default=True, metadata={
         "help": "Prepend the constitution's few-shot chains to every critique and revision."})
     batch_size: int = field(default=16, metadata={"help": "Prompts processed together."})
+    relevant_only: bool = field(default=False, metadata={
+        "help": "Draw each prompt's principles only from those tagged with its category (all "
+                "enabled principles when none is)."})
 
     def __post_init__(self) -> None:
         check_settings(self, self.chain_problems())
@@ -63,6 +67,9 @@ class RevisionRound:
     critique: str | None = None  # None while the round is still being generated
     revision: str | None = None
     failure: str = ""  # why the round's revision was not accepted ("" when it was)
+    weight: float = 0.0  # the principle's weight in the draw (0: a chain from before draws were kept)
+    pool_weight: float = 0.0  # the total weight of the principles it was drawn from
+    pool: str = ""  # which principles it was drawn from, in words
 
     @property
     def failed(self) -> bool:
@@ -95,16 +102,34 @@ class Chain:
 
 # --- pure parts --------------------------------------------------------------------------
 
-def draw_principles(constitution: Constitution, rounds: int, seed: int,
-                    prompt_key: str) -> list[Principle]:
-    """Principles for one prompt's rounds: weighted draws with replacement, seeded by the
-    run's seed and the prompt, so a prompt gets the same principles in any batch."""
-    enabled = constitution.enabled_principles
+def _tag_key(text: str) -> str:
+    return re.sub(r"[\s\-]+", "_", text.strip().lower())
+
+
+def principle_pool(constitution: Constitution, category: str = "",
+                   relevant_only: bool = False) -> tuple[list[Principle], str]:
+    """The principles a prompt's rounds are drawn from, and which they are in words: every
+    enabled one, or (relevant_only) those tagged with the prompt's category when any is."""
+    enabled = list(constitution.enabled_principles)
     if not enabled:
         raise ConstitutionError(f"Every principle of '{constitution.name}' is disabled; enable "
                                 "at least one to run critique–revision chains.")
+    if not relevant_only:
+        return enabled, "every enabled principle"
+    tagged = [p for p in enabled if _tag_key(category) in {_tag_key(t) for t in p.tags}]
+    if category and tagged:
+        return tagged, f"the principles tagged '{category}'"
+    return enabled, f"every enabled principle (none is tagged '{category or 'no category'}')"
+
+
+def draw_principles(constitution: Constitution, rounds: int, seed: int, prompt_key: str,
+                    category: str = "", relevant_only: bool = False) -> list[Principle]:
+    """Principles for one prompt's rounds: weighted draws with replacement from its pool,
+    seeded by the run's seed and the prompt, so a prompt gets the same principles in any
+    batch."""
+    pool, _ = principle_pool(constitution, category, relevant_only)
     rng = random.Random(stable_int("principles", seed, prompt_key))
-    return rng.choices(enabled, weights=[p.weight for p in enabled], k=rounds)
+    return rng.choices(pool, weights=[p.weight for p in pool], k=rounds)
 
 
 def few_shot_messages(constitution: Constitution) -> list[Message]:
@@ -143,9 +168,23 @@ def _alike(a: list[str], b: list[str]) -> bool:
     return bool(a) and difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= 0.8
 
 
+META_TEXT = re.compile(
+    r"^\W*(?:(?:the|this|my|your|its)\s+(?:(?:revised|rewritten|original|previous|above|last|new|"
+    r"assistant'?s?|model'?s?|ai'?s?)\s+)*(?:response|reply|revision|critique)s?\b"
+    r"(?!\s+(?:times?|rates?)\b)"
+    r"|(?:the|this|my)\s+(?:revised|rewritten|original|previous|above|assistant'?s?)\s+answer\b"
+    r"|[^.!?\n]{0,120}\bthe assistant(?:'s)?\b)", re.IGNORECASE)
+
+
+def is_meta_text(answer: str) -> bool:
+    """A heuristic: does the answer talk *about* a response ("The response does not contain
+    any instructions…", "The assistant's reply is…") instead of answering the prompt?"""
+    return bool(META_TEXT.search(answer.strip()[:300]))
+
+
 def round_failure(revision: str, principle: Principle, critique: str = "") -> str:
-    """Why a revision is unusable: empty, a parrot of the request, or a copy of the critique
-    instead of a rewritten answer ("" when usable)."""
+    """Why a revision is unusable: empty, a parrot of the request, a copy of the critique, or
+    text about the response instead of a rewritten answer ("" when usable)."""
     if not revision.strip():
         return "empty revision"
     got = _words(revision)
@@ -153,6 +192,8 @@ def round_failure(revision: str, principle: Principle, critique: str = "") -> st
         return "repeats the request"
     if _alike(got, _words(critique)):
         return "copies the critique"
+    if is_meta_text(revision):
+        return "talks about the response instead of answering"
     return ""
 
 
@@ -162,6 +203,8 @@ def chain_id(request: ChainRequest, config: ChainConfig, sampling: SamplingConfi
     rerun can skip what is already done."""
     parts = ("chain", content_hash(request.constitution), request.prompt.id, request.prompt.prompt,
              config.rounds, config.few_shot, model, dataclasses.asdict(sampling))
+    if config.relevant_only:  # a setting added later: ids of earlier runs stay as they were
+        parts += ("relevant-only", request.prompt.category)
     return f"{stable_int(*parts):016x}"
 
 
@@ -182,15 +225,16 @@ class ChainQuality:
     change: float  # 0 = final identical to initial, 1 = nothing in common (word level)
     refuses: bool
     failed_rounds: int
+    meta: bool  # the final answer talks about a response instead of answering
 
 
 def chain_quality(chain: Chain) -> ChainQuality:
     initial, final = chain.initial_answer or "", chain.final_answer or ""
-    a, b = initial.split(), final.split()
-    similarity = difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() if a or b else 1.0
-    return ChainQuality(length_change=len(b) - len(a), change=round(1 - similarity, 3),
+    return ChainQuality(length_change=len(final.split()) - len(initial.split()),
+                        change=round(1 - similarity(initial, final), 3),
                         refuses=is_refusal(final),
-                        failed_rounds=sum(r.failed for r in chain.rounds))
+                        failed_rounds=sum(r.failed for r in chain.rounds),
+                        meta=is_meta_text(final))
 
 
 @dataclass(frozen=True)
@@ -241,21 +285,6 @@ def principle_stats(chains: list[Chain]) -> list[PrincipleStats]:
                   key=lambda s: (-s.drawn, s.principle_id))
 
 
-def word_diff(before: str, after: str) -> list[tuple[str, str]]:
-    """Word-level diff as (op, text) pieces; op is "same", "del" or "add"."""
-    a, b = re.findall(r"\S+|\s+", before), re.findall(r"\S+|\s+", after)
-    pieces: list[tuple[str, str]] = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if tag == "equal":
-            pieces.append(("same", "".join(a[i1:i2])))
-            continue
-        if i2 > i1:
-            pieces.append(("del", "".join(a[i1:i2])))
-        if j2 > j1:
-            pieces.append(("add", "".join(b[j1:j2])))
-    return pieces
-
-
 # --- the engine --------------------------------------------------------------------------
 
 @dataclass
@@ -267,6 +296,8 @@ class _Row:
     prompt: str
     truncated: bool
     principles: list[Principle]
+    pool: list[Principle]
+    pool_text: str
     prefix: list[Message]
     initial: str | None = None
     current: str | None = None
@@ -288,8 +319,10 @@ def _start(request: ChainRequest, config: ChainConfig, sampling: SamplingConfig,
            backend: GenerationBackend) -> _Row:
     if not request.prompt.prompt.strip():
         raise DatasetError(f"Prompt '{request.prompt.id}' is empty.")
+    category = request.prompt.category
+    pool, pool_text = principle_pool(request.constitution, category, config.relevant_only)
     principles = draw_principles(request.constitution, config.rounds, sampling.seed,
-                                 request.prompt.id)
+                                 request.prompt.id, category, config.relevant_only)
     prefix = few_shot_messages(request.constitution) if config.few_shot else []
     budget = _prompt_budget(backend, prefix, sampling, principles)
     if budget < 16:
@@ -299,7 +332,7 @@ def _start(request: ChainRequest, config: ChainConfig, sampling: SamplingConfig,
             "max_new_tokens or turn few-shot off.")
     prompt = backend.truncate(request.prompt.prompt, budget)
     return _Row(request, chain_id(request, config, sampling, backend.name), prompt,
-                prompt != request.prompt.prompt, principles, prefix)
+                prompt != request.prompt.prompt, principles, pool, pool_text, prefix)
 
 
 def _snapshot(row: _Row, config: ChainConfig, sampling: SamplingConfig, model: str) -> Chain:
@@ -345,7 +378,9 @@ def run_chains(backend: GenerationBackend, requests: list[ChainRequest], config:
             for row, critique in zip(rows, critiques):
                 p = row.principles[n]
                 row.rounds.append(RevisionRound(p.id, p.critique_request, p.revision_request,
-                                                critique=critique.text))
+                                                critique=critique.text, weight=p.weight,
+                                                pool_weight=sum(q.weight for q in row.pool),
+                                                pool=row.pool_text))
             yield _snapshots(rows, config, sampling, backend.name)
             revisions = backend.generate(
                 [revision_messages(r.prefix, r.prompt, r.current, r.principles[n],

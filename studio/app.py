@@ -10,11 +10,8 @@ import gradio as gr
 from pipeline.models import DEFAULT_MODEL
 from pipeline.store import Store
 from studio import access, chains_tab, constitution_tab, playground_tab, preferences_tab, train_tab
-from studio.notices import CSS, notice
-
-# System fonts only: the studio must render the same with no internet access.
-THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                       font_mono=["ui-monospace", "monospace"])
+from studio.notices import notice
+from studio.theme import CSS, HEAD, THEME, TOGGLE_JS
 
 
 def workspace_notice(store: Store) -> str:
@@ -32,7 +29,11 @@ def build_studio(workspace: str | Path | None = None, default_model: str = DEFAU
     store = Store(workspace, recover=True)
     store.seed()
     with gr.Blocks(title="Constitution Studio") as demo:
-        gr.Markdown("# Constitution Studio\nWrite a constitution, then see what it does to a model.")
+        with gr.Row():
+            gr.Markdown("# Constitution Studio\nWrite a constitution, then see what it does to a "
+                        "model.")
+            theme = gr.Button("Dark / light theme", size="sm", elem_id="theme-toggle")
+        theme.click(None, js=TOGGLE_JS)
         gr.HTML(workspace_notice(store), elem_id="workspace-notice")
         with gr.Tabs() as tabs:
             with gr.Tab("Constitution", id="constitution"):
@@ -69,7 +70,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, workspace: str | None = No
     demo, store = build_studio(workspace, default_model)
     allowed, blocked = access.served_paths(store)
     demo.queue(default_concurrency_limit=4).launch(
-        server_name=host, server_port=port, theme=THEME, css=CSS, head=preferences_tab.SHORTCUTS,
+        server_name=host, server_port=port, theme=THEME, css=CSS, head=HEAD + preferences_tab.SHORTCUTS,
         allowed_paths=allowed, blocked_paths=blocked, max_file_size="50mb", footer_links=["settings"],
         auth=access.checker(logins) if logins else None,
         auth_message="Constitution Studio: sign in with a login given by --auth, --auth-file "

@@ -11,8 +11,8 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 
 from pipeline import jobs
-from pipeline.critique import (Chain, ChainConfig, ChainLog, ChainRequest, batch_quality,
-                               chain_quality, principle_stats, run_chains, word_diff)
+from pipeline.critique import (Chain, ChainConfig, ChainLog, ChainRequest, RevisionRound,
+                               batch_quality, chain_quality, principle_stats, run_chains)
 from pipeline.errors import StudioError
 from pipeline.generation import DEFAULT_SAMPLING, SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL
@@ -20,6 +20,7 @@ from pipeline.prompts import PromptRecord, load_prompts
 from pipeline.stages import ReviseJob, build_job, to_argv
 from pipeline.store import JobRecord, Store
 from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
+from studio.diff_view import side_by_side
 from studio.job_panel import (cancel_notice, job_bar, job_buttons, latest_job, resume_notice,
                               writing_now)
 from studio.notices import error_notice, notice
@@ -34,43 +35,68 @@ def _text(value: str | None) -> str:
     return html.escape(value) if value.strip() else "<em>(empty)</em>"
 
 
-def diff_markup(before: str, after: str) -> str:
-    """A revision shown against the answer it revised: removed words struck, added marked."""
-    tags = {"same": "{}", "del": '<del class="wd-del">{}</del>', "add": '<ins class="wd-add">{}</ins>'}
-    return "".join(tags[op].format(html.escape(text)) for op, text in word_diff(before, after))
+def draw_note(rnd: RevisionRound) -> str:
+    """How the round's principle was chosen, so an odd pick for the prompt reads as what it
+    is: a weighted random draw."""
+    if not rnd.pool_weight:
+        return "drawn at random, weighted"
+    return (f"drawn at random (weight {rnd.weight:g} of {rnd.pool_weight:g}) from "
+            f"{rnd.pool}")
+
+
+def round_html(n: int, rnd: RevisionRound, current: str, last: bool) -> str:
+    """One round, folded unless it is the last: the principle and how it was drawn, the
+    critique, and the revision beside the answer it revised."""
+    badge = f' <span class="chain-failed">failed: {html.escape(rnd.failure)}</span>' if rnd.failed else ""
+    if rnd.revision is None or rnd.failed:
+        revision = f"<p>{_text(rnd.revision)}</p>"
+    else:
+        revision = side_by_side(current, rnd.revision, "answer before this round", "revision")
+    return (f'<details class="chain-card chain-round" data-principle="{html.escape(rnd.principle_id)}"'
+            f'{" open" if last else ""}><summary><b>Round {n} · principle '
+            f'<code>{html.escape(rnd.principle_id)}</code></b>{badge} '
+            f'<span class="chain-draw">{html.escape(draw_note(rnd))}</span></summary>'
+            f'<p class="chain-label">Critique request</p><p>{html.escape(rnd.critique_request)}</p>'
+            f'<p class="chain-label">Critique</p><p>{_text(rnd.critique)}</p>'
+            f'<p class="chain-label">Revision request</p><p>{html.escape(rnd.revision_request)}</p>'
+            f'<p class="chain-label">Revision</p>{revision}</details>')
+
+
+def signals_html(chain: Chain) -> str:
+    """The side panel: the principles drawn and, once done, the chain's signals."""
+    drawn = "".join(f'<li><code>{html.escape(r.principle_id)}</code> — {html.escape(draw_note(r))}'
+                    f'{" · failed" if r.failed else ""}</li>' for r in chain.rounds)
+    parts = [f'<div class="chain-side"><b>Principles drawn</b><ul>{drawn or "<li>none yet</li>"}</ul>']
+    if chain.done:
+        q = chain_quality(chain)
+        meta = ('<p class="chain-failed" data-flag="meta">the final answer talks about the response '
+                'instead of answering</p>') if q.meta else ""
+        parts.append(f'<b>Signals</b><p class="chain-signals">refuses: {"yes" if q.refuses else "no"}'
+                     f'<br>changed {q.change:.0%} of the initial answer<br>length '
+                     f'{q.length_change:+d} words<br>{q.failed_rounds} failed round(s)</p>{meta}')
+    return "".join(parts) + "</div>"
 
 
 def chain_html(chain: Chain, title: str) -> str:
-    """One chain as cards: prompt, initial answer, each round, final answer and its signals."""
+    """One chain: the prompt, answers and rounds on the left (earlier rounds folded), the
+    principles drawn and the signals on the right."""
     parts = [f'<div class="chain"><h3>{html.escape(title)}</h3>']
     if chain.truncated:
         parts.append(notice("error", "The prompt was too long for the model's context and was "
                                      "cut; the chain below used the shortened prompt."))
+    parts.append('<div class="chain-body"><div class="chain-main">')
     parts.append(f'<div class="chain-card"><b>Prompt</b><p>{html.escape(chain.prompt)}</p></div>')
     parts.append(f'<div class="chain-card"><b>Initial answer</b>'
                  f'<p>{_text(chain.initial_answer)}</p></div>')
     current = chain.initial_answer or ""
     for n, rnd in enumerate(chain.rounds, 1):
-        badge = f' <span class="chain-failed">failed: {html.escape(rnd.failure)}</span>' if rnd.failed else ""
-        revision = _text(rnd.revision) if rnd.revision is None or rnd.failed else diff_markup(current, rnd.revision)
-        parts.append(
-            f'<div class="chain-card chain-round" data-principle="{html.escape(rnd.principle_id)}">'
-            f'<b>Round {n} · principle <code>{html.escape(rnd.principle_id)}</code></b>{badge}'
-            f'<p class="chain-label">Critique request</p><p>{html.escape(rnd.critique_request)}</p>'
-            f'<p class="chain-label">Critique</p><p>{_text(rnd.critique)}</p>'
-            f'<p class="chain-label">Revision request</p><p>{html.escape(rnd.revision_request)}</p>'
-            f'<p class="chain-label">Revision (changes against the answer it revised)</p>'
-            f'<p>{revision}</p></div>')
+        parts.append(round_html(n, rnd, current, last=n == len(chain.rounds)))
         if rnd.revision is not None and not rnd.failed:
             current = rnd.revision
     if chain.done:
-        q = chain_quality(chain)
-        parts.append(
-            f'<div class="chain-card chain-final"><b>Final answer</b><p>{_text(chain.final_answer)}</p>'
-            f'<p class="chain-signals">refuses: {"yes" if q.refuses else "no"} · changed '
-            f'{q.change:.0%} of the initial answer · length {q.length_change:+d} words · '
-            f'{q.failed_rounds} failed round(s)</p></div>')
-    parts.append("</div>")
+        parts.append(f'<div class="chain-card chain-final"><b>Final answer</b>'
+                     f'<p>{_text(chain.final_answer)}</p></div>')
+    parts.append(f"</div>{signals_html(chain)}</div></div>")
     return "".join(parts)
 
 
@@ -100,13 +126,21 @@ def batch_summary(chains: list[Chain]) -> str:
 # --- handlers: the store and plain values in, plain values and gr.update out (tested) -------
 
 @functools.lru_cache(maxsize=1)
-def red_team_examples() -> dict[str, str]:
-    """Dropdown label → prompt, for the held-out red-team prompts."""
-    return {f"[{r.category}] {r.prompt}": r.prompt for r in load_prompts("red-team", "test")}
+def red_team_examples() -> dict[str, PromptRecord]:
+    """Dropdown label → prompt record, for the held-out red-team prompts."""
+    return {f"[{r.category}] {r.prompt}": r for r in load_prompts("red-team", "test")}
 
 
 def on_example(choice: str | None) -> str:
-    return red_team_examples().get(choice or "", "")
+    record = red_team_examples().get(choice or "")
+    return record.prompt if record else ""
+
+
+def prompt_record(text: str) -> PromptRecord:
+    """The prompt on screen as a record; an example's category comes with it (so relevant
+    principles can be drawn for it)."""
+    category = next((r.category for r in red_team_examples().values() if r.prompt == text), "")
+    return PromptRecord(id="studio", prompt=text, category=category or "studio")
 
 
 def run_choices(store: Store) -> Any:
@@ -125,18 +159,18 @@ def on_page_load(store: Store) -> tuple:
 
 
 def on_run(store: Store, text: str, name_a: str, name_b: str, model_name: str, n_rounds: float,
-           use_few_shot: bool, new_tokens: float, temp: float, seed_value: float) -> Iterator:
+           use_few_shot: bool, relevant: bool, new_tokens: float, temp: float,
+           seed_value: float) -> Iterator:
     """One prompt's chain under one constitution (or two side by side), streamed stage by
-    stage: (view A, view B, the principles used, message)."""
+    stage: (view A, view B, the principles used, message); view B shows only when used."""
     if not text or not text.strip():
-        yield "", "", gr.update(), notice("error", "Type or pick a prompt first.")
+        yield "", gr.update(), gr.update(), notice("error", "Type or pick a prompt first.")
         return
     try:
         labels = [name_a] + ([name_b] if name_b and name_b != NONE else [])
-        record = PromptRecord(id="studio", prompt=text, category="studio")
-        requests = [ChainRequest(record, resolve_choice(store, n)) for n in labels]
+        requests = [ChainRequest(prompt_record(text), resolve_choice(store, n)) for n in labels]
         config = ChainConfig(rounds=int(n_rounds), few_shot=bool(use_few_shot),
-                             batch_size=len(requests))
+                             batch_size=len(requests), relevant_only=bool(relevant))
         sampling = SamplingConfig(max_new_tokens=int(new_tokens), temperature=float(temp),
                                   seed=int(seed_value or 0))
         backend = backend_for(model_name)
@@ -145,34 +179,36 @@ def on_run(store: Store, text: str, name_a: str, name_b: str, model_name: str, n
                      for c, label in zip(chains, labels)]
             used = sorted({f"{c.constitution_name}:{r.principle_id}" for c in chains
                            for r in c.rounds})
-            yield (views[0], views[1] if len(views) > 1 else "",
+            yield (views[0], gr.update(value=views[1] if len(views) > 1 else "",
+                                       visible=len(views) > 1),
                    gr.update(choices=used, value=used[0] if used else None), "")
     except StudioError as exc:
         yield gr.update(), gr.update(), gr.update(), error_notice(exc)
 
 
 def revise_args(store: Store, name: str, chosen_set: str, chosen_split: str, n: float,
-                n_rounds: float, use_few_shot: bool, new_tokens: float, temp: float,
-                seed_value: float, model_name: str, out: Path) -> list[str]:
+                n_rounds: float, use_few_shot: bool, relevant: bool, new_tokens: float,
+                temp: float, seed_value: float, model_name: str, out: Path) -> list[str]:
     """The batch job's command line; the job reads the constitution as it is being edited,
     frozen into its run folder."""
     path = jobs.freeze_constitution(resolve_choice(store, name), out)
     job = build_job(ReviseJob, {
         "constitution": str(path), "prompts": chosen_set, "limit": int(n or 0),
         "split": "" if chosen_split == "all" else chosen_split, "rounds": int(n_rounds),
-        "few_shot": bool(use_few_shot), "max_new_tokens": int(new_tokens),
+        "few_shot": bool(use_few_shot), "relevant_only": bool(relevant),
+        "max_new_tokens": int(new_tokens),
         "temperature": float(temp), "seed": int(seed_value or 0), "model": model_name})
     return to_argv("revise", job, out)
 
 
-def on_launch(store: Store, name, chosen_set, chosen_split, n, n_rounds, use_few_shot,
+def on_launch(store: Store, name, chosen_set, chosen_split, n, n_rounds, use_few_shot, relevant,
               new_tokens, temp, seed_value, model_name) -> tuple:
     if not name:
         return notice("error", "Pick a constitution first."), gr.update()
     out = store.new_run_folder("chains")
     try:
         args = revise_args(store, name, chosen_set, chosen_split, n, n_rounds, use_few_shot,
-                           new_tokens, temp, seed_value, model_name, out)
+                           relevant, new_tokens, temp, seed_value, model_name, out)
         job = jobs.launch(store, "revise", args, out)
     except StudioError as exc:
         return error_notice(exc), gr.update()
@@ -229,7 +265,7 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
     with gr.Row():
         with gr.Column(scale=1):
             example = gr.Dropdown(label="Pick a red-team prompt", choices=list(red_team_examples()),
-                                  elem_id="chains-example")
+                                  value=None, elem_id="chains-example")
             prompt = gr.Textbox(label="Prompt", lines=3, elem_id="chains-prompt")
             constitution_a = gr.Dropdown(label="Constitution", choices=[], elem_id="chains-constitution-a")
             constitution_b = gr.Dropdown(label="Side by side with (optional)", choices=[NONE],
@@ -240,6 +276,9 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
             rounds = gr.Slider(1, 6, value=ChainConfig.rounds, step=1, label="rounds",
                                elem_id="chains-rounds")
             few_shot = gr.Checkbox(value=True, label="prepend few-shot chains")
+            relevant_only = gr.Checkbox(
+                value=False, elem_id="chains-relevant",
+                label="relevant principles only (those tagged with the prompt's category)")
             max_new_tokens = gr.Slider(16, 512, value=96, step=16, label="max new tokens per step",
                                        elem_id="chains-max-tokens")
             temperature = gr.Slider(0, 1.5, value=DEFAULT_SAMPLING.temperature, step=0.05,
@@ -251,7 +290,7 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
         with gr.Column(scale=3):
             with gr.Row():
                 view_a = gr.HTML(elem_id="chains-view-a")
-                view_b = gr.HTML(elem_id="chains-view-b")
+                view_b = gr.HTML(elem_id="chains-view-b", visible=False)
             with gr.Row():
                 principle = gr.Dropdown(label="Principle used in this chain", choices=[],
                                         elem_id="chains-principle", scale=3)
@@ -291,13 +330,14 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
         return open_chain(folder, evt.row_value[0] if evt.row_value else None)
 
     example.input(on_example, example, prompt)
-    run_inputs = [prompt, constitution_a, constitution_b, model, rounds, few_shot, max_new_tokens,
-                  temperature, seed]
+    run_inputs = [prompt, constitution_a, constitution_b, model, rounds, few_shot, relevant_only,
+                  max_new_tokens, temperature, seed]
     running = run.click(partial(on_run, store), run_inputs, [view_a, view_b, principle, message])
     stop.click(None, cancels=[running])
     open_principle.click(on_open_principle, principle, [message, tabs, *show_outputs])
-    launch.click(partial(on_launch, store), [constitution_a, prompt_set, split, limit, rounds, few_shot,
-                             max_new_tokens, temperature, seed, model], [message, run_folder])
+    launch.click(partial(on_launch, store), [constitution_a, prompt_set, split, limit, rounds,
+                                             few_shot, relevant_only, max_new_tokens, temperature,
+                                             seed, model], [message, run_folder])
     cancel.click(partial(on_cancel, store), None, message)
     resume.click(partial(on_resume, store), None, [message, run_folder])
     browse_inputs = [run_folder, filter_principle, filter_category, failed_only]

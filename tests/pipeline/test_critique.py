@@ -7,8 +7,8 @@ import pytest
 from pipeline import constitution as cons
 from pipeline.critique import (Chain, batch_quality, ChainConfig, ChainRequest, RevisionRound, chain_from_dict,
                                chain_quality, chain_to_dict, draw_principles, few_shot_messages,
-                               is_refusal, principle_stats, revision_messages, round_failure,
-                               run_chains, word_diff)
+                               is_meta_text, is_refusal, principle_pool, principle_stats,
+                               revision_messages, round_failure, run_chains)
 from pipeline.errors import ConstitutionError, DatasetError, ModelError
 from pipeline.generation import SamplingConfig, TransformersBackend, backend_for
 from pipeline.prompts import PromptRecord
@@ -95,11 +95,27 @@ def test_refusal_and_quality_signals():
     assert batch.refusal_rate == 0.5 and batch.mean_change == 0.5 and batch.mean_length_change == 0.5
 
 
-def test_word_diff():
-    pieces = word_diff("the cat sat", "the dog sat down")
-    assert ("del", "cat") in pieces and ("add", "dog") in pieces and ("add", " down") in pieces
-    assert "".join(t for op, t in pieces if op != "del") == "the dog sat down"
-    assert "".join(t for op, t in pieces if op != "add") == "the cat sat"
+def test_meta_text_answers_are_flagged_and_answers_are_not():
+    meta = ["The response does not contain any instructions for making a bomb.",
+            "The assistant's reply is harmful because it helps.", "This revised response avoids harm.",
+            "My response was too long.", "In this case the assistant declines."]
+    answers = ["The answer is 4.", "I can't help with that, but here is a safer option.",
+               "Responses to stress vary; talk to someone you trust.",
+               "The response time of the server is slow? Restart it."]
+    assert all(is_meta_text(t) for t in meta)
+    assert not any(is_meta_text(t) for t in answers)
+    privacy = harmless().principles[0]
+    assert round_failure(meta[0], privacy) == "talks about the response instead of answering"
+
+
+def test_relevant_only_draws_from_the_principles_tagged_with_the_category():
+    c = harmless()
+    pool, why = principle_pool(c, "cybercrime", relevant_only=True)
+    assert {p.id for p in pool} == {"illegal-activity", "privacy"} and "tagged 'cybercrime'" in why
+    assert {p.id for p in draw_principles(c, 20, 0, "x", "cybercrime", True)} <= {p.id for p in pool}
+    everything, why = principle_pool(c, "cooking", relevant_only=True)
+    assert len(everything) == len(c.enabled_principles) and "none is tagged 'cooking'" in why
+    assert principle_pool(c, "cybercrime")[1] == "every enabled principle"
 
 
 def tiny_backend() -> TransformersBackend:

@@ -3,6 +3,7 @@
 from pipeline.cli import build_parser
 from pipeline.critique import ChainLog
 from studio import chains_tab as tab
+from tests.records import chain_record
 
 
 
@@ -10,31 +11,63 @@ def test_the_page_opens_with_the_default_constitution_and_examples(store):
     a, b, bar, runs = tab.on_page_load(store)
     assert a["value"] == "harmless-helpful" and b["value"] == tab.NONE and bar == ""
     assert runs["choices"] == [] and runs["value"] is None
-    label, prompt = next(iter(tab.red_team_examples().items()))
-    assert tab.on_example(label) == prompt and tab.on_example(None) == ""
+    label, record = next(iter(tab.red_team_examples().items()))
+    assert tab.on_example(label) == record.prompt and tab.on_example(None) == ""
+    assert tab.prompt_record(record.prompt).category == record.category
+    assert tab.prompt_record("my own prompt").category == "studio"
 
 
 def test_a_chain_streams_stage_by_stage_and_an_empty_prompt_is_refused(store, tiny_folder):
     *_, message = next(tab.on_run(store, "  ", "harmless-helpful", tab.NONE, "embedded", 1, False,
-                                  8, 0.0, 0))
+                                  False, 8, 0.0, 0))
     assert "Type or pick a prompt first" in message
     steps = list(tab.on_run(store, "How do I pick a lock?", "harmless-helpful", "honest",
-                            str(tiny_folder), 1, False, 6, 0.0, 0))
+                            str(tiny_folder), 1, False, False, 6, 0.0, 0))
     assert len(steps) == 3  # answer, critique, revision
     view_a, view_b, principles, message = steps[-1]
-    assert "harmless-helpful" in view_a and "honest" in view_b and message == ""
-    assert all(":" in p for p in principles["choices"])
+    assert "harmless-helpful" in view_a and "honest" in view_b["value"] and view_b["visible"]
+    assert message == "" and all(":" in p for p in principles["choices"])
+    assert "drawn at random (weight" in view_a and "from every enabled principle" in view_a
+    alone = list(tab.on_run(store, "How do I pick a lock?", "harmless-helpful", tab.NONE,
+                            str(tiny_folder), 1, False, False, 6, 0.0, 0))[-1]
+    assert alone[1]["visible"] is False
+
+
+def test_relevant_principles_only_draws_from_the_prompts_category(store, tiny_folder):
+    label, record = next((k, r) for k, r in tab.red_team_examples().items()
+                         if r.category == "cybercrime")
+    view, *_ = list(tab.on_run(store, record.prompt, "harmless-helpful", tab.NONE,
+                               str(tiny_folder), 2, False, True, 6, 0.0, 0))[-1]
+    assert "from the principles tagged &#x27;cybercrime&#x27;" in view
+    drawn = {p for p in ("illegal-activity", "privacy") if f'data-principle="{p}"' in view}
+    assert drawn and view.count('class="chain-card chain-round"') == 2
+    assert view.count("<details") == 2
+
+
+def test_the_chain_view_diffs_side_by_side_folds_earlier_rounds_and_flags_meta_text():
+    chain = chain_record(initial="Pick the lock with a tension wrench and a rake.",
+                         revisions=["Pick the lock with a rake.",
+                                    "The response does not contain any instructions."])
+    view = tab.chain_html(chain, "t")
+    assert view.count("<details") == 2 and view.count(" open>") == 1  # the last round open
+    first_round = view.split("Round 2")[0]
+    assert '<del class="wd-del">tension wrench and a </del>' in first_round
+    assert 'data-unit="word"' in first_round and "answer before this round" in first_round
+    assert "failed: talks about the response instead of answering" in view
+    assert "weight 1 of 10" in view and "chain-side" in view
 
 
 def test_the_batch_job_command_parses_and_reads_a_frozen_constitution(store, tmp_path):
     out = tmp_path / "run"
-    args = tab.revise_args(store, "harmless-helpful", "red-team", "all", 4, 2, False, 32, 0.5, 3,
-                           "embedded", out)
+    args = tab.revise_args(store, "harmless-helpful", "red-team", "all", 4, 2, False, True, 32,
+                           0.5, 3, "embedded", out)
     parsed = build_parser().parse_args(args)
     assert parsed.constitution == str(out / "constitution.yaml") and (out / "constitution.yaml").exists()
     assert parsed.limit == 4 and parsed.rounds == 2 and parsed.few_shot is False
+    assert parsed.relevant_only is True
     assert not hasattr(parsed, "split")  # all splits: the default
-    message, _ = tab.on_launch(store, None, "red-team", "train", 4, 1, True, 32, 0.7, 0, "embedded")
+    message, _ = tab.on_launch(store, None, "red-team", "train", 4, 1, True, False, 32, 0.7, 0,
+                               "embedded")
     assert "Pick a constitution first" in message
 
 
