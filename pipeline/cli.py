@@ -123,7 +123,7 @@ def cmd_revise(args: argparse.Namespace) -> int:
 
     from pipeline.constitution import content_hash
     from pipeline.critique import (ChainConfig, ChainRequest, batch_quality, chain_id,
-                                   principle_stats, run_chains)
+                                   chain_step, principle_stats, run_chains)
     from pipeline.critique import ChainLog, export_chains
     from pipeline.jobs import claim_run_folder
     from pipeline.generation import SamplingConfig, backend_for
@@ -141,6 +141,7 @@ def cmd_revise(args: argparse.Namespace) -> int:
         prompts = prompts[: job.limit or None]
         config = settings_of(job, ChainConfig)
         sampling = settings_of(job, SamplingConfig)
+        write_progress(out, 0, len(prompts), loading(job.model))
         backend = backend_for(job.model, max_batch_size=config.batch_size)
         claim_run_folder(out, {"constitution": constitution.name,
                                "constitution_hash": content_hash(constitution),
@@ -152,7 +153,7 @@ def cmd_revise(args: argparse.Namespace) -> int:
         todo = [r for r in requests if chain_id(r, config, sampling, backend.name) not in done]
         stages = 2 * config.rounds + 1
         bar = tqdm(total=len(requests), initial=len(requests) - len(todo), unit="chain")
-        write_progress(out, bar.n, len(requests), "starting")
+        write_progress(out, bar.n, len(requests), chain_step(0, config.rounds))
         for stage, chains in enumerate(run_chains(backend, todo, config, sampling)):
             if all(c.done for c in chains):
                 log.append(chains)
@@ -162,7 +163,8 @@ def cmd_revise(args: argparse.Namespace) -> int:
                         print(f"warning: prompt {c.prompt_id} was cut to fit the model's context",
                               file=sys.stderr)
             partial = 0 if all(c.done for c in chains) else len(chains) * (stage % stages + 1) / stages
-            write_progress(out, bar.n + partial, len(requests), f"stage {stage % stages + 1}/{stages}")
+            write_progress(out, bar.n + partial, len(requests),
+                           chain_step(stage + 1, config.rounds) if partial else "next batch")
         bar.close()
         chains = log.read()
         if chains:
@@ -179,11 +181,13 @@ def cmd_revise(args: argparse.Namespace) -> int:
 def cmd_sft_data(args: argparse.Namespace) -> int:
     from pipeline.sft_data import build_sft_dataset
     from pipeline.generation import SamplingConfig, backend_for
-    from pipeline.jobs import job_context
+    from pipeline.jobs import job_context, write_progress
 
     job = stage_job("sft-data", args)
     with job_context(args.out):
         sampling = settings_of(job, SamplingConfig)
+        write_progress(args.out, 0, 0, loading(job.model) if job.helpful_ratio > 0 else
+                       "reading the chains")
         backend = backend_for(job.model) if job.helpful_ratio > 0 else None
         summary = build_sft_dataset(job.chains, args.out, job.helpful_ratio, backend, sampling,
                                     job.helpful_set)
@@ -237,6 +241,7 @@ def cmd_pairs(args: argparse.Namespace) -> int:
     with job_context(out):
         prompts = load_prompts(job.prompts, job.split or None)[: job.limit or None]
         sampling = settings_of(job, SamplingConfig)
+        write_progress(out, 0, len(prompts), loading(job.policy))
         backend = backend_for(job.policy, max_batch_size=job.batch_size)
         pairs, per_batch = [], max(1, job.batch_size // 2)
         bar = tqdm(total=len(prompts), unit="prompt")
@@ -273,6 +278,7 @@ def cmd_label(args: argparse.Namespace) -> int:
         for message in skipped:
             print(f"warning: skipped {message}", file=sys.stderr)
         pairs = pairs[: job.limit or None]
+        write_progress(out, 0, len(pairs), loading(job.model))
         labeller = Labeller(load_model(job.model), settings_of(job, FeedbackConfig))
         bar = tqdm(total=len(pairs), unit="pair")
         write_progress(out, 0, len(pairs), "labelling")
@@ -342,6 +348,11 @@ def cmd_prefs_human(args: argparse.Namespace) -> int:
     return 0
 
 
+def loading(model: str) -> str:
+    """A job's progress while its model loads: where it looks, so a slow load is explained."""
+    return f"loading the model {model} (embedded cache, local folder or hub)"
+
+
 def stage_job(stage: str, args: argparse.Namespace):
     """A command's config: field defaults < preset < --config YAML < flags given. The preset
     is named by a flag, or (run-all, where it is a field) by the YAML."""
@@ -375,7 +386,7 @@ def trainer(stage: str):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pipeline.jobs import is_main_process, job_context
+    from pipeline.jobs import is_main_process, job_context, write_progress
     from pipeline.stages import job_yaml
     from pipeline.train.runtime import CancelFlag
 
@@ -384,6 +395,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cancel = CancelFlag()
     with job_context(out, on_cancel=cancel.set):
         write_atomic(out / "job.yaml", job_yaml(job))
+        write_progress(out, 0, 0, loading(job.model) + " and the data")
         result = trainer(args.command)(job, out, cancel)
         if is_main_process():
             print(f"wrote {result}")
@@ -402,7 +414,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with job_context(out):
         _, constitution = resolve_constitution(job.constitution, args)
         prompts = [p.prompt for p in load_prompts(job.prompts, job.split or None)][: job.limit or None]
-        write_progress(out, 0, 1, "evaluating")
+        write_progress(out, 0, 1, loading(job.judge or job.base) + " and evaluating")
         judge = Labeller(load_model(job.judge or job.base), FeedbackConfig(ensemble=job.ensemble))
         results = evaluate(job.policies, prompts, job.reward_adapter, judge, constitution,
                            settings_of(job, SamplingConfig))

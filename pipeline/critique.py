@@ -356,6 +356,14 @@ def _seeds(rows: list[_Row], sampling: SamplingConfig, step: int) -> list[int]:
     return [stable_int("sample", sampling.seed, r.id, step) for r in rows]
 
 
+def chain_step(step: int, rounds: int) -> str:
+    """What a batch of chains is doing at `run_chains`' yield number `step` (per batch)."""
+    step %= 2 * rounds + 1
+    if step == 0:
+        return "initial answers"
+    return f"round {(step + 1) // 2} of {rounds}: {'critiques' if step % 2 else 'revisions'}"
+
+
 def run_chains(backend: GenerationBackend, requests: list[ChainRequest], config: ChainConfig,
                sampling: SamplingConfig) -> Iterator[list[Chain]]:
     """Build chains batch by batch, yielding the batch's chains after every stage (initial

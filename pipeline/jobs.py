@@ -159,6 +159,7 @@ def launch(store: Store, kind: str, args: list[str], out_dir: str | Path, proces
 
 def _start(store: Store, job: JobRecord) -> None:
     out = Path(job.out_dir)
+    out.mkdir(parents=True, exist_ok=True)  # a folder removed while the job was queued
     (out / STATUS_FILE).unlink(missing_ok=True)
     with open(out / LOG_FILE, "a") as log:
         try:
@@ -244,11 +245,13 @@ def _settle(store: Store, job: JobRecord) -> None:
 
 
 def refresh(store: Store) -> list[JobRecord]:
-    """Settle jobs whose process has ended, then start queued jobs the slot allows; returns
+    """Settle jobs that have ended, then start queued jobs the slot allows; returns
     every job, newest first. Called by every viewer, so a restarted studio re-attaches to
     jobs still running and the queue moves on."""
     for job in store.jobs():
-        if job.status in ("running", "cancelling") and not (job.pid and _alive(job.pid)):
+        # a job that wrote how it ended has ended, even while its process is still exiting
+        if job.status in ("running", "cancelling") and (
+                read_status(job.out_dir) or not (job.pid and _alive(job.pid))):
             _settle(store, job)
     while (job := store.claim_next_job(FREE_KINDS)) is not None:
         _start(store, job)

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -169,6 +170,34 @@ def check_adapter_base(adapter: str | Path, base: LoadedModel) -> None:
                          "pick an adapter trained on this base or set the base model to its own.")
 
 
+HUB_HOST = "huggingface.co"
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub can be reached now (False at once when offline mode is
+    set): a hub id that is not cached fails in seconds, not after a minute of retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT") or f"https://{HUB_HOST}").hostname or HUB_HOST
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def hub_cached(repo_id: str) -> bool:
+    """Whether a hub model is in the local Hugging Face cache (so it loads offline)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an id the hub would refuse is not cached either
+        return False
+
+
 def _device() -> str:
     import torch
 
@@ -208,6 +237,11 @@ def _load(name: str, source: str, device: str) -> LoadedModel:
         torch.set_flush_denormal(True)  # denormals make fp32 matmuls far slower on CPU
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     is_hub = not Path(source).is_dir()
+    if is_hub and not hub_cached(source) and not hub_reachable():
+        raise ModelError(
+            f"Could not load model '{name}': tried the local folder {Path(name).resolve()} (not "
+            "there), the Hugging Face cache (not there) and the hub (cannot be reached: offline). "
+            "Check the id, or download the model and give its folder.")
     try:
         # never run a model folder's own code, never unpickle weights: a folder or hub repo
         # could ship either, and transformers would otherwise ask [y/N] on the terminal

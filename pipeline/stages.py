@@ -79,7 +79,8 @@ class TrainingSettings(LoRASettings):
 class SFTJob(TrainingSettings):
     """SL-CAI: LoRA fine-tuning on (prompt → final revision), loss on the answer only."""
 
-    data: str = _help("SFT dataset: a folder from `sft-data` (or its sft.jsonl).", "")
+    data: str = _help("SFT dataset: a folder from `sft-data` (or its sft.jsonl), or a chain run "
+                      "folder from `revise` (its final revisions, nothing mixed in).", "")
 
     def problems(self) -> list[str]:
         return self.check_training() + ([] if self.data else ["data is required"])
@@ -366,6 +367,11 @@ COMMANDS: dict[str, type] = {"revise": ReviseJob, "sft-data": SFTDataJob, "pairs
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
+        "revise": {"split": "train", "limit": 8, "rounds": 2, "max_new_tokens": 96},
+        "sft-data": {"helpful_ratio": 0.5, "max_new_tokens": 96},
+        "pairs": {"split": "train", "limit": 8, "max_new_tokens": 64},
+        "label": {"ensemble": 2},
+        "evaluate": {"limit": 8, "max_new_tokens": 64},
         "sft": {"max_steps": 24, "batch_size": 4, "max_length": 256, "lora_r": 8},
         "pmp": {"max_steps": 30, "batch_size": 4, "max_length": 256, "max_pairs": 200},
         "reward": {"max_steps": 24, "batch_size": 4, "max_length": 320},

@@ -240,8 +240,9 @@ def on_timer(store: Store, folder, pid, category, only_failed) -> tuple:
     return (bar, gr.update(), gr.update(), gr.update(), gr.update())
 
 
-def on_cancel(store: Store) -> str:
-    return cancel_notice(store, latest(store), "No batch job is running.", "finished chains are kept.")
+def on_cancel(store: Store, confirmed: int | None) -> tuple[str, int | None]:
+    return cancel_notice(store, latest(store), "No batch job is running.",
+                         "finished chains are kept.", confirmed)
 
 
 def on_resume(store: Store) -> tuple:
@@ -338,7 +339,8 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
     launch.click(partial(on_launch, store), [constitution_a, prompt_set, split, limit, rounds,
                                              few_shot, relevant_only, max_new_tokens, temperature,
                                              seed, model], [message, run_folder])
-    cancel.click(partial(on_cancel, store), None, message)
+    armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
+    cancel.click(partial(on_cancel, store), armed, [message, armed])
     resume.click(partial(on_resume, store), None, [message, run_folder])
     browse_inputs = [run_folder, filter_principle, filter_category, failed_only]
     browse_outputs = [summary, table, filter_principle, filter_category]

@@ -4,13 +4,16 @@ adds a panel instead of its own copy."""
 from __future__ import annotations
 
 import html
+import json
 import time
 from datetime import datetime
+from pathlib import Path
 
 import gradio as gr
 
 from pipeline import jobs
 from pipeline.errors import StudioError
+from pipeline.runall import RUN_FILE, succeeded
 from pipeline.store import JobRecord, Store
 from studio.notices import error_notice, notice
 
@@ -23,22 +26,93 @@ def job_buttons(prefix: str, noun: str = "") -> tuple[gr.Button, gr.Button]:
     return cancel, resume
 
 
-def progress_html(job, progress: dict | None, unit: str) -> str:
-    """A progress bar with elapsed and remaining time for a batch job."""
+ESTIMATE_AFTER = 5.0  # seconds of work before a remaining time is worth saying
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def elapsed_seconds(job: JobRecord) -> float:
+    """Seconds the job has run (0 while queued)."""
+    if not job.started_at:
+        return 0.0
+    end = datetime.fromisoformat(job.finished_at).timestamp() if job.finished_at else time.time()
+    return max(0.0, end - datetime.fromisoformat(job.started_at).timestamp())
+
+
+def _count(done: float) -> str:
+    return f"{done:.0f}" if float(done).is_integer() else f"{done:.1f}"
+
+
+def progress_html(job: JobRecord, progress: dict | None, unit: str) -> str:
+    """A progress bar that says what the job is doing (its stage, item i of n), how long
+    it has run and — once one can be made — an estimate of what is left."""
     done, total = (progress or {}).get("done", 0), (progress or {}).get("total", 0)
-    fraction = done / total if total else 0.0
+    fraction = min(done / total, 1.0) if total else 0.0
+    elapsed = elapsed_seconds(job)
+    parts = [f"Job {job.id} ({job.kind})", f"<b>{job.status}</b>"]
+    if job.active:
+        parts.append(html.escape((progress or {}).get("stage") or
+                                 ("waiting for the running job to finish" if job.status == "queued"
+                                  else "starting")))
+    if total:
+        parts.append(f"{_count(done)} of {total} {unit}")
     if job.started_at:
-        started = datetime.fromisoformat(job.started_at).timestamp()
-        elapsed = ((datetime.fromisoformat(job.finished_at).timestamp() if job.finished_at
-                    else time.time()) - started)
-    else:  # still queued behind another job
-        elapsed = 0.0
-    remaining = elapsed / fraction - elapsed if 0 < fraction < 1 and job.active else 0
+        parts.append(f"elapsed {duration(elapsed)}")
+    if job.active and job.status != "queued":
+        if 0 < fraction < 1 and elapsed >= ESTIMATE_AFTER:
+            parts.append(f"remaining about {duration(elapsed / fraction - elapsed)}")
+        else:
+            parts.append("remaining: estimating…")
     detail = f" · {html.escape(job.error)}" if job.error else ""
-    return (f'<div class="job-progress" data-status="{job.status}"><div class="job-line">Job {job.id} '
-            f'({job.kind}) · <b>{job.status}</b> · {done:.1f}/{total} {unit} · elapsed '
-            f'{elapsed:.0f} s · remaining {remaining:.0f} s{detail}</div>'
+    return (f'<div class="job-progress" data-status="{job.status}"><div class="job-line">'
+            f'{" · ".join(parts)}{detail}</div>'
             f'<div class="job-bar"><div style="width:{fraction:.1%}"></div></div></div>')
+
+
+STAGE_UNITS = {"revise": "chains", "pairs": "prompts", "label": "pairs", "evaluate": "steps"}
+
+
+def stage_names(job: JobRecord) -> list[str]:
+    """A pipeline's stages in order, from the plan it wrote (run.json)."""
+    try:
+        plan = json.loads((Path(job.out_dir) / RUN_FILE).read_text())
+        return [s["name"] for s in plan["stages"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def pipeline_html(job: JobRecord, records: list[JobRecord]) -> str:
+    """A pipeline job as its stages: each one's state and time, then the running stage's
+    own progress bar (what it does, item i of n, its estimate)."""
+    names = stage_names(job)
+    if not names:
+        return ""
+    children = {Path(j.out_dir).name: j for j in sorted(records, key=lambda j: j.id)
+                if j.parent == job.id}  # the newest job of each stage wins (resumes)
+    rows, running = [], None
+    for n, name in enumerate(names, 1):
+        child = children.get(name)
+        if child is None:
+            state = "done earlier" if succeeded(Path(job.out_dir) / name) else "waiting"
+            time_text = ""
+        else:
+            state = child.status
+            time_text = duration(elapsed_seconds(child)) if child.started_at else ""
+            running = child if child.active else running
+        rows.append(f'<tr data-stage="{html.escape(name)}" data-state="{html.escape(state)}">'
+                    f"<td>{n}</td><td>{html.escape(name)}</td><td>{html.escape(state)}</td>"
+                    f"<td>{time_text}</td></tr>")
+    table = ('<table class="pipeline-stages"><tr><th>#</th><th>stage</th><th>state</th>'
+             f'<th>time</th></tr>{"".join(rows)}</table>')
+    now = ""
+    if running is not None:
+        now = (f"<p>Running stage: <b>{html.escape(Path(running.out_dir).name)}</b></p>"
+               + job_bar(running, STAGE_UNITS.get(running.kind, "steps")))
+    return f'<div class="pipeline-view">{table}{now}</div>'
 
 
 def latest_job(store: Store, kinds: tuple[str, ...]) -> JobRecord | None:
@@ -61,21 +135,55 @@ def writing_now(job: JobRecord | None) -> bool:
 
 # --- the job panel every tab that runs jobs shares: its bar, cancel and resume -------------
 
-def cancel_notice(store: Store, job: JobRecord | None, idle: str, kept: str) -> str:
-    """Cancel a running job; the message says what happened (or `idle` if none runs)."""
+def cancel_notice(store: Store, job: JobRecord | None, idle: str, kept: str,
+                  confirmed: int | None = None) -> tuple[str, int | None]:
+    """Cancel a running job: (message, the job waiting for a confirmation). A job that is
+    part of a pipeline stops the pipeline, so it is only cancelled on a second press
+    (`confirmed` is the job the first press named); the message says so."""
     if job is None or not job.active:
-        return notice("error", idle)
+        return notice("error", idle), None
+    pipeline = pipeline_of(store, job)
+    if (pipeline is not None or job.kind == "run-all") and confirmed != job.id:
+        what = (f"job {job.id} is the {Path(job.out_dir).name} stage of pipeline job "
+                f"{pipeline.id}" if pipeline else f"job {job.id} is a pipeline")
+        return notice("info", f"Really cancel? {what[0].upper()}{what[1:]}: cancelling stops the "
+                              "pipeline; Resume continues it from this stage. Press Cancel again "
+                              "to confirm."), job.id
     try:
         jobs.cancel(store, job.id)
     except StudioError as exc:
-        return error_notice(exc)
-    return notice("ok", f"Cancelling job {job.id}; {kept}")
+        return error_notice(exc), None
+    if pipeline is not None or job.kind == "run-all":
+        return notice("ok", f"Cancelling job {job.id}: this stops the pipeline; Resume continues "
+                            "it from this stage, keeping what is finished."), None
+    return notice("ok", f"Cancelling job {job.id}; {kept}"), None
+
+
+def pipeline_of(store: Store, job: JobRecord | None) -> JobRecord | None:
+    """The pipeline job a stage job belongs to (None for a job on its own)."""
+    return store.job(job.parent) if job is not None and job.parent else None
+
+
+def cancel_label(job: JobRecord | None) -> str:
+    """The Cancel button says when it stops a whole pipeline."""
+    if job is not None and (job.parent or job.kind == "run-all"):
+        return "Cancel pipeline (stops at this stage)"
+    return "Cancel job"
 
 
 def resume_notice(store: Store, job: JobRecord | None, kept: str) -> tuple[str, JobRecord | None]:
-    """Run an ended job again into its folder (`jobs.resume`); (message, the new job)."""
+    """Run an ended job again into its folder (`jobs.resume`); (message, the new job). A
+    stage of a stopped pipeline resumes the pipeline, which continues from that stage."""
     if job is None or job.status not in ("cancelled", "failed"):
         return notice("error", "Only a cancelled or failed job can be resumed."), None
+    pipeline = pipeline_of(store, job)
+    if pipeline is not None and not pipeline.active:
+        try:
+            again = jobs.resume(store, pipeline.id)
+        except StudioError as exc:
+            return error_notice(exc), None
+        return notice("ok", f"Job {again.id} resumes pipeline job {pipeline.id} from its stage "
+                            f"{Path(job.out_dir).name}; finished stages are kept."), again
     try:
         again = jobs.resume(store, job.id)
     except StudioError as exc:

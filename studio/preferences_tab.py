@@ -435,9 +435,9 @@ def on_launch(store: Store, source, n, choice, chosen, k, use_cot, model_name,
     return launch_job(store, "label", to_argv("label", job, out), out)
 
 
-def on_cancel(store: Store) -> str:
+def on_cancel(store: Store, confirmed: int | None) -> tuple[str, int | None]:
     return cancel_notice(store, latest(store), "No pairs or labelling job is running.",
-                         "finished work is kept.")
+                         "finished work is kept.", confirmed)
 
 
 def on_resume(store: Store) -> tuple:
@@ -558,7 +558,8 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
     launch.click(partial(on_launch, store), [pairs_source, label_limit, constitution, principles,
                                              ensemble_k, cot, model, seed],
                  [message, run, pairs_source])
-    cancel.click(partial(on_cancel, store), None, message)
+    armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
+    cancel.click(partial(on_cancel, store), armed, [message, armed])
     resume.click(partial(on_resume, store), None, [message, run, pairs_source])
     timer.tick(partial(on_timer, store), [run, view], [progress, *label_outputs])
     demo.load(partial(run_choices, store), None, run).then(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-from datetime import datetime
 from pathlib import Path
 from functools import partial
 from typing import Any
@@ -18,16 +17,23 @@ from pipeline.errors import StudioError
 from pipeline.files import write_atomic
 from pipeline.models import DEFAULT_MODEL
 from pipeline.store import JobRecord, Store
-from pipeline.stages import PRESETS, STAGES, RunAllJob, build_job, job_yaml, preset
+from pipeline.stages import COMMANDS, PRESETS, build_job, job_yaml, preset
 from pipeline.train.runtime import ADAPTER_DIR, read_metrics
 from studio.choices import adapter_choices, constitution_choices, resolve_choice
-from studio.job_panel import cancel_notice, job_bar, job_buttons, resume_notice
+from studio.job_panel import (STAGE_UNITS, cancel_label, cancel_notice, duration, elapsed_seconds, job_bar,
+                              job_buttons, pipeline_html, resume_notice)
 from studio.notices import error_notice, notice
 
-FORMS: dict[str, type] = {"run-all": RunAllJob, **STAGES}
+# Every command, in pipeline order: each stage can be launched alone on the folders earlier
+# stages (or the other tabs) wrote.
 TITLES = {"run-all": "whole pipeline (chains → SFT → pairs → labels → PM → PPO → eval)",
-          "sft": "SFT (SL-CAI)", "pmp": "PM pretraining (Stack Exchange)",
-          "reward": "preference model", "ppo": "PPO (RL-CAI)", "dpo": "DPO"}
+          "revise": "1. chains: critique–revision (SL-CAI data)",
+          "sft-data": "2. SFT data from chains", "sft": "3. SFT (SL-CAI)",
+          "pairs": "4. pairs: two answers per prompt", "label": "5. AI labels (RLAIF)",
+          "pmp": "6a. PM pretraining (Stack Exchange)", "reward": "6. preference model",
+          "ppo": "7. PPO (RL-CAI)", "dpo": "7b. DPO (instead of PM + PPO)",
+          "evaluate": "8. evaluate: before/after"}
+FORMS: dict[str, type] = {name: COMMANDS[name] for name in TITLES}
 PLOT_SLOTS = 8
 # Plotted first, in this order; any other number a stage logs follows.
 METRIC_ORDER = ("loss", "reward_mean", "kl", "entropy", "clip_fraction", "value_loss",
@@ -99,17 +105,9 @@ def metric_frames(rows: list[dict], smoothing: float) -> dict[str, pd.DataFrame]
     return frames
 
 
-def ran_for(job: JobRecord) -> str:
-    if not job.started_at:
-        return ""
-    end = datetime.fromisoformat(job.finished_at) if job.finished_at else \
-        datetime.now(datetime.fromisoformat(job.started_at).tzinfo)
-    seconds = (end - datetime.fromisoformat(job.started_at)).total_seconds()
-    return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
-
-
 def job_rows(records: list[JobRecord]) -> list[list[Any]]:
-    return [[j.id, j.kind, j.status, j.created_at[11:19], ran_for(j), j.out_dir] for j in records]
+    return [[j.id, j.kind, j.status, j.created_at[11:19],
+             duration(elapsed_seconds(j)) if j.started_at else "", j.out_dir] for j in records]
 
 
 def artifacts_html(job: JobRecord) -> str:
@@ -154,14 +152,18 @@ def stage_values(name: str, raw: list[Any]) -> dict[str, Any]:
 
 
 def field_choices(store: Store, name: str) -> dict[str, list[str]]:
-    """Folders from earlier jobs offered where a stage reads them."""
+    """Folders from earlier jobs (those of the Chains and Preferences tabs and of pipelines
+    included) offered where a stage reads them."""
     def folders(*kinds: str) -> list[str]:
         return [j.out_dir for j in store.jobs() if j.kind in kinds and j.status == "succeeded"]
 
     pms = store.trained(("reward", "pmp"), ADAPTER_DIR)
+    models = [DEFAULT_MODEL, *adapter_choices(store)]
     return {"model": [DEFAULT_MODEL], "data": {
-        "sft": folders("sft-data"), "reward": folders("label"), "dpo": folders("label"),
-        "pmp": []}.get(name, []), "policy_adapter": adapter_choices(store), "reward_adapter": pms,
+        "sft": folders("sft-data", "revise"), "reward": folders("label"), "dpo": folders("label"),
+        "pmp": []}.get(name, []), "chains": folders("revise"),
+        "pairs": ["gold", *folders("pairs")], "policy": models if name == "pairs" else [],
+        "policy_adapter": adapter_choices(store), "reward_adapter": pms,
         "init_adapter": pms, "constitution": constitution_choices(store),
         "prompts": ["red-team", "helpful"]}
 
@@ -218,7 +220,7 @@ def on_launch(store: Store, name: str, previewed: str | None, *raw: Any) -> tupl
     values = stage_values(name, list(raw))
     out = run_folder(store, name, previewed)
     try:
-        if name == "run-all" and values.get("constitution"):
+        if values.get("constitution") and not Path(values["constitution"]).is_file():
             # the job reads the constitution as it is now, frozen into its run folder
             frozen = jobs.freeze_constitution(resolve_choice(store, values["constitution"]),
                                               out, "constitution-input.yaml")
@@ -248,15 +250,20 @@ def watched(store: Store, job_id: int | None,
 
 def job_view(store: Store, job_id: int | None, smooth: float,
              records: list[JobRecord] | None = None) -> tuple:
-    """(progress bar, PLOT_SLOTS plot updates, log tail, artifacts) of the watched job."""
+    """(progress bar, PLOT_SLOTS plot updates, log tail, artifacts, Cancel's label) of the
+    watched job."""
     job = watched(store, job_id, records)
     if job is None:
-        return ("", *[gr.update(visible=False)] * PLOT_SLOTS, "", "")
+        return ("", *[gr.update(visible=False)] * PLOT_SLOTS, "", "", gr.update())
     frames = list(metric_frames(read_metrics(job.out_dir), float(smooth)).items())
     plot_updates = [gr.update(value=frames[n][1], title=frames[n][0], visible=True)
                     if n < len(frames) else gr.update(visible=False) for n in range(PLOT_SLOTS)]
-    unit = "steps" if frames else "items"
-    return (job_bar(job, unit), *plot_updates, jobs.log_tail(job.out_dir, 30), artifacts_html(job))
+    if job.kind == "run-all":
+        bar = job_bar(job, "stages") + pipeline_html(job, records or jobs.refresh(store))
+    else:
+        bar = job_bar(job, STAGE_UNITS.get(job.kind, "steps"))
+    return (bar, *plot_updates, jobs.log_tail(job.out_dir, 30), artifacts_html(job),
+            gr.update(value=cancel_label(job)))
 
 
 def on_tick(store: Store, job_id: int | None, smooth: float, shown: list) -> tuple:
@@ -267,9 +274,9 @@ def on_tick(store: Store, job_id: int | None, smooth: float, shown: list) -> tup
     return (table, rows, *job_view(store, job_id, smooth, records))
 
 
-def on_cancel(store: Store, job_id: int | None) -> str:
+def on_cancel(store: Store, job_id: int | None, confirmed: int | None) -> tuple[str, int | None]:
     return cancel_notice(store, watched(store, job_id), "The selected job is not running or queued.",
-                         "it saves a checkpoint and stops; Resume continues from it.")
+                         "it saves a checkpoint and stops; Resume continues from it.", confirmed)
 
 
 def on_resume(store: Store, job_id: int | None) -> tuple[str, int | None]:
@@ -323,7 +330,7 @@ def build(store: Store, demo: gr.Blocks) -> None:
         return (job_id, *job_view(store, job_id, smooth))
 
     shown_rows = gr.State([])
-    view_outputs = [progress, *plots, log, artifacts]
+    view_outputs = [progress, *plots, log, artifacts, cancel]
     preview = partial(on_preview, store)
     previewed = gr.State(None)  # the run folder the command shows: Launch uses it
     stage.input(partial(on_stage, store), [stage, preset_name],
@@ -336,7 +343,8 @@ def build(store: Store, demo: gr.Blocks) -> None:
     launch.click(partial(on_launch, store), [stage, previewed, *all_fields],
                  [message, selected, jobs_table]).then(preview, [stage, previewed, *all_fields],
                                                        [command, previewed])
-    cancel.click(partial(on_cancel, store), selected, message)
+    armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
+    cancel.click(partial(on_cancel, store), [selected, armed], [message, armed])
     resume.click(partial(on_resume, store), selected, [message, selected])
     jobs_table.select(on_select, smoothing, [selected, *view_outputs])
     smoothing.input(partial(job_view, store), [selected, smoothing], view_outputs)

@@ -7,17 +7,31 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pipeline.critique import CHAINS_FILE, ChainLog
 from pipeline.errors import DatasetError
 from pipeline.files import read_jsonl_file
+from pipeline.sft_data import SFT_FILE, revision_example
 from pipeline.stages import SFTJob
 from pipeline.train.runtime import CancelFlag, train_trl_adapter
 
 
+def chain_examples(folder: Path) -> list[dict]:
+    """Prompt/completion examples straight from a chain run: each chain's final revision
+    (chains with no accepted revision left out), without helpfulness examples mixed in."""
+    usable = [c for c in ChainLog(folder).read() if any(not r.failed for r in c.rounds)]
+    if not usable:
+        raise DatasetError(f"{folder} holds no chain with an accepted revision.")
+    return [{"prompt": (m := revision_example(c)["messages"])[:-1], "completion": m[-1:]}
+            for c in usable]
+
+
 def sft_examples(data: str | Path) -> list[dict]:
-    """Prompt/completion examples from an `sft-data` folder or its sft.jsonl; a row of the
-    wrong shape is named by its line."""
+    """Prompt/completion examples from an `sft-data` folder or its sft.jsonl, or from a chain
+    run folder (its final revisions); a row of the wrong shape is named by its line."""
     path = Path(data)
-    path = path / "sft.jsonl" if path.is_dir() else path
+    if path.is_dir() and not (path / SFT_FILE).exists() and (path / CHAINS_FILE).exists():
+        return chain_examples(path)
+    path = path / SFT_FILE if path.is_dir() else path
 
     def example(row: Any, n: int) -> dict:
         try:

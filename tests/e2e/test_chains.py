@@ -64,7 +64,7 @@ def test_batch_job_progress_table_and_viewer(page: Page, studio):
     expect(page.locator("#chains-message")).to_contain_text("Launched job")
     progress = page.locator("#batch-progress .job-progress")
     expect(progress).to_have_attribute("data-status", "succeeded", timeout=300_000)
-    expect(progress).to_contain_text("2.0/2 chains")
+    expect(progress).to_contain_text("2 of 2 chains")
     table = page.locator("#batch-table")
     expect(table).to_contain_text("violence", timeout=20_000)
     expect(page.locator("#batch-summary")).to_contain_text("2 chains")

@@ -79,7 +79,7 @@ def test_batch_labelling_job_table_and_queue(page: Page, studio):
     expect(page.locator("#pref-message")).to_contain_text("Launched job")
     progress = page.locator("#pref-batch-progress .job-progress")
     expect(progress).to_have_attribute("data-status", "succeeded", timeout=300_000)
-    expect(progress).to_contain_text("3.0/3 pairs")
+    expect(progress).to_contain_text("3 of 3 pairs")
     table = page.locator("#pref-table")
     first = gold_pairs()[0]
     expect(table).to_contain_text(first.id, timeout=20_000)

@@ -1,13 +1,17 @@
 """The Train tab in real Chromium: a bad config is refused with its reason; a tiny SFT job
-on the embedded model is launched from the form, its loss plot appears while it runs, it
-finishes, and its adapter is offered as a model in the Playground."""
+on the embedded model is launched from the form on the chains a real `revise` run wrote, its
+progress says what it does, its loss plot appears while it runs, it finishes, and its adapter
+is offered as a model in the Playground."""
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 from playwright.sync_api import Page, expect
+
+from pipeline import jobs
+from pipeline.store import Store
+from tests.e2e.conftest import pick
 
 pytestmark = pytest.mark.e2e
 
@@ -18,15 +22,17 @@ def fill(page: Page, elem_id: str, value: str) -> None:
     box.press("Enter")
 
 
-def test_launch_a_tiny_sft_job_and_watch_it(page: Page, studio, tmp_path):
-    data = tmp_path / "sft.jsonl"
-    data.write_text("".join(json.dumps({"messages": [
-        {"role": "user", "content": f"How do I pick lock number {i}?"},
-        {"role": "assistant", "content": "I can't help with opening locks that aren't yours."}]}) + "\n"
-        for i in range(6)))
+def test_sft_on_a_chain_run_from_the_train_tab(page: Page, studio):
+    store = Store(studio.workspace)
+    chains = store.new_run_folder("chains")  # a Chains-tab batch run, as a user starts it
+    job = jobs.launch(store, "revise", [
+        "revise", "--constitution", "constitutions/harmless-helpful.yaml", "--split", "train",
+        "--limit", "3", "--rounds", "1", "--max-new-tokens", "24", "--out", str(chains)], chains)
+    assert jobs.wait(store, job.id, timeout=300).status == "succeeded"
+    page.reload()
     page.get_by_role("tab", name="Train").click()
     expect(page.locator("#train-command")).to_contain_text("max_steps: 24")  # the tiny preset
-    fill(page, "train-sft-data", str(data))
+    pick(page, "train-sft-data", str(chains))  # a chain run is offered as SFT data
     fill(page, "train-sft-max-steps", "6")
     fill(page, "train-sft-max-length", "64")
     fill(page, "train-sft-batch-size", "2")
@@ -42,11 +48,13 @@ def test_launch_a_tiny_sft_job_and_watch_it(page: Page, studio, tmp_path):
     expect(page.locator("#train-message")).to_contain_text("(sft) launched")
     expect(page.locator("#train-message")).to_contain_text(previewed)  # the preview is what runs
     progress = page.locator("#train-progress .job-progress")
+    expect(progress).to_contain_text(re.compile(r"loading the model embedded|training · \d of 6"))
+    expect(page.locator("#train-cancel")).to_have_text("Cancel job")
     expect(page.locator("#train-plot-0")).to_be_visible(timeout=240_000)
     expect(page.locator("#train-plot-0")).to_contain_text("loss")
-    expect(progress).to_contain_text("/6 steps")
+    expect(progress).to_contain_text(" of 6 steps")
     expect(progress).to_have_attribute("data-status", "succeeded", timeout=300_000)
-    expect(progress).to_contain_text("6.0/6 steps")
+    expect(progress).to_contain_text("6 of 6 steps")
     expect(page.locator("#train-artifacts")).to_contain_text("can be picked as the model")
     expect(page.locator("#train-jobs")).to_contain_text("succeeded")
     expect(page.locator("#train-log")).to_contain_text("wrote")

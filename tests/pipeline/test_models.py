@@ -80,9 +80,16 @@ def test_broken_folder_gives_one_clear_error(tmp_path):
         load_model(str(tmp_path), device="cpu")
 
 
-def test_unknown_hub_id_offline_is_a_clear_error():
-    with pytest.raises(ModelError, match="not a local folder .* hub could not provide it"):
+def test_unknown_hub_id_offline_fails_fast_saying_what_was_tried(monkeypatch):
+    started = time.monotonic()
+    with pytest.raises(ModelError, match="tried the local folder .* the Hugging Face cache "
+                                         r"\(not there\) and the hub \(cannot be reached"):
         load_model("no-such-org/no-such-model-xyz", device="cpu")
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # online mode, but the hub does not answer
+    monkeypatch.setenv("HF_ENDPOINT", "https://127.0.0.1:9")
+    with pytest.raises(ModelError, match="cannot be reached"):
+        load_model("no-such-org/no-such-model-xyz", device="cpu")
+    assert time.monotonic() - started < 10  # not a minute of retries
 
 
 def test_any_local_folder_loads(tmp_path):

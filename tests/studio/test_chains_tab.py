@@ -75,7 +75,7 @@ def test_browsing_cancelling_and_resuming_with_nothing_there(store, tmp_path):
     summary, rows, principles, categories = tab.browse(str(tmp_path / "empty"), tab.NONE, tab.NONE, False)
     assert "No finished chains" in summary and rows == []
     assert "no longer in this run" in tab.open_chain(str(tmp_path / "empty"), "x")
-    assert "No batch job is running" in tab.on_cancel(store)
+    assert "No batch job is running" in tab.on_cancel(store, None)[0]
     message, runs = tab.on_resume(store)
     assert "Only a cancelled or failed job" in message
     assert ChainLog(tmp_path / "empty").read() == []

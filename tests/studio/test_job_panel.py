@@ -1,4 +1,6 @@
 """The job panel every job-running tab shares."""
+import sys
+
 import gradio as gr
 
 from pipeline import jobs
@@ -11,14 +13,44 @@ def test_buttons_bar_cancel_and_resume(store, tmp_path):
     assert (cancel.value, cancel.elem_id, resume.value, resume.elem_id) == \
         ("Cancel job", "batch-cancel", "Resume job", "batch-resume")
     assert panel.job_bar(None, "chains") == "" and panel.latest_job(store, ("revise",)) is None
-    assert "Nothing runs" in panel.cancel_notice(store, None, "Nothing runs.", "kept")
+    assert "Nothing runs" in panel.cancel_notice(store, None, "Nothing runs.", "kept")[0]
     assert "Only a cancelled or failed job" in panel.resume_notice(store, None, "kept")[0]
     job = jobs.launch(store, "revise", ["revise", "--constitution", "no-such", "--out",
                                         str(tmp_path / "run")], tmp_path / "run")
     ended = jobs.wait(store, job.id, timeout=300)
     assert ended.status == "failed" and panel.latest_job(store, ("revise",)).id == job.id
     bar = panel.job_bar(ended, "chains")
-    assert "failed" in bar and "chains" in bar
+    assert "failed" in bar and "elapsed" in bar and "estimating" not in bar
     text, again = panel.resume_notice(store, ended, "done chains are skipped.")
     assert f"Job {again.id} resumes job {job.id}" in text
     jobs.wait(store, again.id, timeout=300)
+
+
+def test_cancelling_a_pipeline_stage_asks_first_and_resume_continues_the_pipeline(store, tmp_path):
+    parent, _ = store.add_job("run-all", ["run-all"], str(tmp_path / "run"),
+                              [sys.executable, "-c", "pass"])
+    child, _ = store.add_job("sft", ["sft"], str(tmp_path / "run" / "sft"), [], parent=parent.id)
+    assert panel.cancel_label(child) == "Cancel pipeline (stops at this stage)"
+    text, armed = panel.cancel_notice(store, child, "idle", "kept")
+    assert armed == child.id and "Really cancel?" in text and "stops the pipeline" in text
+    assert f"the sft stage of pipeline job {parent.id}" in text
+    assert store.job(child.id).status == "queued"  # nothing cancelled yet
+    text, armed = panel.cancel_notice(store, child, "idle", "kept", confirmed=child.id)
+    assert armed is None and "Resume continues it from this stage" in text
+    assert store.job(child.id).status == "cancelled"
+    store.set_job_status(parent.id, "cancelled")
+    text, again = panel.resume_notice(store, store.job(child.id), "kept")
+    assert again.kind == "run-all" and f"resumes pipeline job {parent.id} from its stage sft" in text
+    jobs.wait(store, again.id, timeout=120)
+
+
+def test_progress_says_what_the_job_does_and_estimates_only_when_it_can(store, tmp_path):
+    job, _ = store.add_job("label", ["label"], str(tmp_path / "l"), [])
+    store.start_job(job.id, 999999)
+    running = store.job(job.id)
+    text = panel.progress_html(running, {"done": 0, "total": 74, "stage": "labelling"}, "pairs")
+    assert "labelling" in text and "0 of 74 pairs" in text and "estimating…" in text
+    assert "remaining 0 s" not in text
+    text = panel.progress_html(running, None, "pairs")
+    assert "starting" in text and "estimating…" in text
+    assert "remaining" not in panel.progress_html(store.job(job.id), None, "pairs").split("estimating")[1]

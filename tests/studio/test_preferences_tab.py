@@ -75,6 +75,6 @@ def test_the_labelling_guideline_is_the_constitutions_questions(store):
 def test_jobs_are_refused_or_answered_without_a_browser(store):
     message, *_ = tab.on_launch(store, "gold", 0, None, [], 1, False, "embedded", 0)
     assert "Pick a constitution first" in message
-    assert "No pairs or labelling job is running" in tab.on_cancel(store)
+    assert "No pairs or labelling job is running" in tab.on_cancel(store, None)[0]
     assert "Only a cancelled or failed job" in tab.on_resume(store)[0]
     assert "Type a prompt" in tab.on_generate("", "embedded", 0)[0]

@@ -44,6 +44,33 @@ def test_the_whole_pipeline_defaults_to_the_constitution_being_edited(store):
     assert run_all["constitution"]["value"] == "honest"
 
 
+def test_every_command_has_a_form_fed_by_the_folders_of_earlier_stages(store, tmp_path):
+    from pipeline.stages import COMMANDS
+    assert set(tab.FORMS) == set(COMMANDS)
+    chains = tmp_path / "chains"
+    job, _ = store.add_job("revise", ["revise"], str(chains), [])  # as the Chains tab leaves it
+    store.set_job_status(job.id, "succeeded")
+    choices = tab.field_choices(store, "sft")
+    assert choices["data"] == [str(chains)]  # a chain run feeds SFT directly
+    assert tab.field_choices(store, "sft-data")["chains"] == [str(chains)]
+    assert tab.field_choices(store, "label")["pairs"] == ["gold"]
+    label = dict(zip([f.name for f in dataclasses.fields(tab.FORMS["label"])],
+                     tab.on_preset(store, "label", "tiny")[
+                         sum(len(dataclasses.fields(tab.FORMS[s]))
+                             for s in list(tab.FORMS)[:list(tab.FORMS).index("label")]):]))
+    assert label["constitution"]["value"] == "harmless-helpful" and label["ensemble"]["value"] == 2
+
+
+def test_a_data_stage_launches_with_its_constitution_frozen(store):
+    values = all_values("label", pairs="gold", constitution="honest", limit=1)
+    _, folder = tab.on_preview(store, "label", None, *values)
+    message, job_id, _ = tab.on_launch(store, "label", folder, *values)
+    assert f"Job {job_id} (label)" in message
+    frozen = f"{folder}/constitution-input.yaml"
+    assert f"constitution: {frozen}" in (tab.Path(folder) / "job.yaml").read_text()
+    assert jobs.wait(store, job_id, timeout=300).status == "succeeded"
+
+
 def test_schedules_are_plotted_raw_and_noisy_metrics_smoothed():
     rows = [{"step": 1, "loss": 2.0, "learning_rate": 1e-4}, {"step": 2, "loss": 1.0, "learning_rate": 5e-5}]
     frames = tab.metric_frames(rows, 0.6)
@@ -73,8 +100,9 @@ def test_a_launched_job_runs_in_the_previewed_folder_and_can_be_resumed(store, t
     ended = jobs.wait(store, job_id, timeout=300)
     assert ended.status == "failed"
     bar, *rest = tab.job_view(store, job_id, 0.6)
-    assert "failed" in bar and rest[-1].startswith("<p>Artifacts of job")
-    assert "not running or queued" in tab.on_cancel(store, job_id)
+    assert "failed" in bar and rest[-2].startswith("<p>Artifacts of job")
+    assert rest[-1]["value"] == "Cancel job"
+    assert "not running or queued" in tab.on_cancel(store, job_id, None)[0]
     text, again = tab.on_resume(store, job_id)
     assert again != job_id and f"resumes job {job_id}" in text
     jobs.wait(store, again, timeout=300)

@@ -1,6 +1,10 @@
+import dataclasses
 import json
 
 import pytest
+
+from pipeline.critique import ChainLog
+from tests.records import chain_record
 
 from pipeline.errors import DatasetError, JobError
 from pipeline.stages import SFTJob, build_job, preset
@@ -29,6 +33,19 @@ def test_sft_data_of_the_wrong_shape_is_named(tmp_path):
     bad.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
     with pytest.raises(DatasetError, match="line 1: not an SFT example"):
         sft_examples(bad)
+
+
+def test_a_chain_run_folder_feeds_sft_with_its_accepted_final_revisions(tmp_path):
+    good = chain_record("Pick it with a rake.", ["Ask a locksmith to open it."])
+    failed = dataclasses.replace(chain_record("Pick it.", [""]), id="c2")
+    ChainLog(tmp_path / "chains").append([good, failed])
+    examples = sft_examples(tmp_path / "chains")
+    assert examples == [{"prompt": [{"role": "user", "content": good.prompt}],
+                         "completion": [{"role": "assistant",
+                                         "content": "Ask a locksmith to open it."}]}]
+    ChainLog(tmp_path / "none").append([failed])
+    with pytest.raises(DatasetError, match="no chain with an accepted revision"):
+        sft_examples(tmp_path / "none")
 
 
 def test_sft_loss_falls_and_the_adapter_loads(tmp_path, tiny_folder):
