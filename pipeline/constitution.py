@@ -20,7 +20,7 @@ from typing import Any, Callable
 import yaml
 
 from pipeline.errors import ConstitutionError, Issue
-from pipeline.files import load_yaml, text_problem, yaml_problem
+from pipeline.files import load_yaml, text_problem, yaml_error, yaml_problem
 
 MAX_FILE_BYTES = 1024 * 1024
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -294,9 +294,7 @@ def validate_text(text: str) -> list[Issue]:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = load_yaml(text)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        return [Issue((), f"not valid YAML: {exc.problem or exc.context}",
-                      mark.line + 1 if mark else None)]
+        return [Issue((), *yaml_error(exc))]
     except (yaml.YAMLError, ValueError) as exc:
         return [Issue((), f"not valid YAML: {exc}")]
     if node is None:

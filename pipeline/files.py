@@ -158,6 +158,16 @@ def yaml_problem(text: str) -> tuple[str, int | None] | None:
     return None
 
 
+def yaml_error(exc: yaml.MarkedYAMLError) -> tuple[str, int | None]:
+    """A YAML syntax error as (what is wrong, its line). An unclosed quote is reported where
+    the quoted text opened, not where the parser ran out of text."""
+    if (exc.context or "").startswith("while scanning a quoted scalar") and exc.context_mark:
+        return ("a quoted text opens here and is never closed (a missing closing quote?)",
+                exc.context_mark.line + 1)
+    mark = exc.problem_mark or exc.context_mark
+    return f"not valid YAML ({exc.problem or exc.context})", mark.line + 1 if mark else None
+
+
 def load_yaml(text: str) -> Any:
     """yaml.safe_load of text `yaml_problem` passed; ValueError for what it still refuses."""
     try:

@@ -18,7 +18,7 @@ from pipeline.critique import ChainConfig
 from pipeline.errors import ConfigError
 from pipeline.feedback import FeedbackConfig
 from pipeline.fields import flag_name, non_finite_fields
-from pipeline.files import load_yaml, yaml_problem
+from pipeline.files import load_yaml, yaml_error, yaml_problem
 from pipeline.generation import SamplingConfig
 from pipeline.models import DEFAULT_MODEL
 
@@ -470,9 +470,8 @@ def read_job_file(path: str | Path) -> dict[str, Any]:
     try:
         values = load_yaml(text) or {}
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise ConfigError(f"The job file {path}, line {mark.line + 1 if mark else '?'}: not valid "
-                       f"YAML ({exc.problem or exc.context}).") from None
+        problem, line = yaml_error(exc)
+        raise ConfigError(f"The job file {path}, line {line or '?'}: {problem}.") from None
     except (yaml.YAMLError, ValueError) as exc:
         raise ConfigError(f"Cannot read the job file {path}: {exc}") from None
     if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):

@@ -9,7 +9,8 @@ import gradio as gr
 
 from pipeline.models import DEFAULT_MODEL
 from pipeline.store import Store
-from studio import access, chains_tab, constitution_tab, playground_tab, preferences_tab, train_tab
+from studio import (access, chains_tab, constitution_tab, playground_tab, preferences_tab,
+                    start_here, train_tab)
 from studio.notices import notice
 from studio.theme import CSS, HEAD, THEME, TOGGLE_JS
 
@@ -32,9 +33,14 @@ def build_studio(workspace: str | Path | None = None, default_model: str = DEFAU
         with gr.Row():
             gr.Markdown("# Constitution Studio\nWrite a constitution, then see what it does to a "
                         "model.")
-            theme = gr.Button("Dark / light theme", size="sm", elem_id="theme-toggle")
+            help_button = gr.Button("Start here", size="sm", elem_id="start-here-open",
+                                    elem_classes="header-button")
+            theme = gr.Button("Dark / light theme", size="sm", elem_id="theme-toggle",
+                              elem_classes="header-button")
         theme.click(None, js=TOGGLE_JS)
         gr.HTML(workspace_notice(store), elem_id="workspace-notice")
+        panel, steps, pipeline, dismiss, dismissed = start_here.build()
+        start_message = gr.HTML(elem_id="start-message")
         with gr.Tabs() as tabs:
             with gr.Tab("Constitution", id="constitution"):
                 show_principle, principle_outputs = constitution_tab.build(store, demo)
@@ -46,6 +52,8 @@ def build_studio(workspace: str | Path | None = None, default_model: str = DEFAU
                 preferences_tab.build(store, demo, default_model)
             with gr.Tab("Train", id="train"):
                 train_tab.build(store, demo)
+        start_here.wire(store, demo, tabs, panel, steps, pipeline, dismiss, dismissed,
+                        help_button, start_message)
     keep_handlers_out_of_the_page(demo)
     return demo, store
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import html
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -12,7 +13,8 @@ import gradio as gr
 
 from pipeline import jobs
 from pipeline.critique import (Chain, ChainConfig, ChainLog, ChainRequest, RevisionRound,
-                               batch_quality, chain_quality, principle_stats, run_chains)
+                               batch_quality, chain_quality, chain_step, principle_stats,
+                               run_chains)
 from pipeline.errors import StudioError
 from pipeline.generation import DEFAULT_SAMPLING, SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL
@@ -21,8 +23,8 @@ from pipeline.stages import ReviseJob, build_job, to_argv
 from pipeline.store import JobRecord, Store
 from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
 from studio.diff_view import side_by_side
-from studio.job_panel import (cancel_notice, job_bar, job_buttons, latest_job, resume_notice,
-                              writing_now)
+from studio.job_panel import (cancel_notice, duration, job_bar, job_buttons, latest_job,
+                              resume_notice, writing_now)
 from studio.notices import error_notice, notice
 
 NONE = "(none)"
@@ -158,6 +160,16 @@ def on_page_load(store: Store) -> tuple:
             job_bar(latest(store), "chains"), run_choices(store))
 
 
+def run_progress(done: int, steps: int, rounds: int, elapsed: float) -> str:
+    """What a live chain is generating next, and an estimate from the steps done so far
+    (nothing once it is finished)."""
+    if done >= steps:
+        return ""
+    left = elapsed / done * (steps - done)
+    return notice("info", f"Generating {chain_step(done, rounds)} (step {done + 1} of {steps}) · "
+                          f"elapsed {duration(elapsed)} · remaining about {duration(left)}")
+
+
 def on_run(store: Store, text: str, name_a: str, name_b: str, model_name: str, n_rounds: float,
            use_few_shot: bool, relevant: bool, new_tokens: float, temp: float,
            seed_value: float) -> Iterator:
@@ -173,15 +185,19 @@ def on_run(store: Store, text: str, name_a: str, name_b: str, model_name: str, n
                              batch_size=len(requests), relevant_only=bool(relevant))
         sampling = SamplingConfig(max_new_tokens=int(new_tokens), temperature=float(temp),
                                   seed=int(seed_value or 0))
+        yield (gr.update(), gr.update(), gr.update(),
+               notice("info", f"Loading the model {model_name}…"))
         backend = backend_for(model_name)
-        for chains in run_chains(backend, requests, config, sampling):
+        started, steps = time.monotonic(), 2 * config.rounds + 1
+        for done, chains in enumerate(run_chains(backend, requests, config, sampling), 1):
             views = [chain_html(c, f"{label} ({c.constitution_hash[:8]})")
                      for c, label in zip(chains, labels)]
             used = sorted({f"{c.constitution_name}:{r.principle_id}" for c in chains
                            for r in c.rounds})
             yield (views[0], gr.update(value=views[1] if len(views) > 1 else "",
                                        visible=len(views) > 1),
-                   gr.update(choices=used, value=used[0] if used else None), "")
+                   gr.update(choices=used, value=used[0] if used else None),
+                   run_progress(done, steps, config.rounds, time.monotonic() - started))
     except StudioError as exc:
         yield gr.update(), gr.update(), gr.update(), error_notice(exc)
 

@@ -21,6 +21,7 @@ from pipeline.constitution import Constitution
 from pipeline.errors import ConstitutionError, StudioError
 from pipeline.files import write_atomic
 from pipeline.store import Store, parse_ref
+from studio.diff_view import side_by_side
 from studio.notices import error_notice, notice
 
 FIELDS = ("id", "title", "critique_request", "revision_request", "preference_question",
@@ -47,16 +48,42 @@ def _ref_choices(store: Store) -> list[str]:
     return [f"{r.name}@{r.version}" for r in store.all_versions()]
 
 
-def diff_html(text: str) -> str:
-    """Colour a `format_diff` text: additions green, removals red."""
-    rows = []
-    for line in text.splitlines():
-        stripped = line.lstrip()
-        kind = ("diff-head" if line.startswith(("---", "+++", "~")) or stripped.startswith("@@")
-                else "diff-add" if stripped.startswith("+")
-                else "diff-del" if stripped.startswith("-") else "")
-        rows.append(f'<div class="{kind}">{html.escape(line) or "&nbsp;"}</div>')
-    return f'<div class="diff-view">{"".join(rows)}</div>'
+def diff_html(changes: tuple[cons.Change, ...], label_a: str, label_b: str) -> str:
+    """Two versions compared principle by principle: added and removed principles, then each
+    changed principle with its changed fields side by side, words marked."""
+    if not changes:
+        return notice("info", f"{label_a} and {label_b} have the same content.")
+    parts = [f'<div class="cdiff"><p class="diff-head">From <b>{html.escape(label_a)}</b> to '
+             f'<b>{html.escape(label_b)}</b>: {plural(len(changes), "change")}</p>']
+    by_principle: dict[str, list[cons.Change]] = {}
+    for ch in changes:
+        if ch.kind == "added":
+            parts.append(f'<p class="diff-add" data-change="added">+ added principle '
+                         f'<code>{html.escape(ch.subject)}</code>: {html.escape(ch.after)}</p>')
+        elif ch.kind == "removed":
+            parts.append(f'<p class="diff-del" data-change="removed">− removed principle '
+                         f'<code>{html.escape(ch.subject)}</code>: {html.escape(ch.before)}</p>')
+        elif ch.kind == "moved":
+            parts.append(f'<p data-change="moved">Order of principles changed:</p>'
+                         f'{side_by_side(ch.before, ch.after, label_a, label_b)}')
+        elif ch.kind == "metadata":
+            parts.append(f'<p data-change="metadata"><b>{html.escape(ch.field)}</b></p>'
+                         f'{side_by_side(ch.before, ch.after, label_a, label_b)}')
+        else:
+            by_principle.setdefault(ch.subject, []).append(ch)
+    for pid, fields in by_principle.items():
+        parts.append(f'<details open class="chain-card" data-change="changed" '
+                     f'data-principle="{html.escape(pid)}"><summary>changed principle '
+                     f'<code>{html.escape(pid)}</code>: {", ".join(c.field for c in fields)}'
+                     '</summary>')
+        parts += [f'<p class="chain-label">{html.escape(c.field)}</p>'
+                  f'{side_by_side(c.before, c.after, label_a, label_b)}' for c in fields]
+        parts.append("</details>")
+    return "".join(parts) + "</div>"
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def field_error(key: str) -> gr.HTML:
@@ -131,8 +158,9 @@ def render(store: Store, c: Constitution, base_version: int | None, index: int |
         constitution=c, base=base_version, names=sorted(set(names) | {c.name}),
         versions=_version_choices(store, c.name) if c.name in names else [],
         status=notice("info" if draft else "ok",
-                      f"{c.name}: {len(c.principles)} principles ({len(c.enabled_principles)} "
-                      f"enabled) · {state}, {based} · hash {cons.content_hash(c)[:12]}"),
+                      f"{c.name}: {plural(len(c.principles), 'principle')} "
+                      f"({len(c.enabled_principles)} enabled) · {state}, {based} · hash "
+                      f"{cons.content_hash(c)[:12]}"),
         table=[[i + 1, "✓" if p.enabled else "✗", p.id, p.title, p.weight]
                for i, p in enumerate(c.principles)],
         yaml=cons.to_yaml(c), export=_export_path(store, c, base_version, draft),
@@ -190,6 +218,46 @@ def on_apply(store: Store, c: Constitution, base_version: int | None, index: int
     verb = "Updated" if index is not None else "Added"
     return Shown(notice("ok", f"{verb} principle '{principle.id}' (draft autosaved)."),
                  render(store, updated, base_version, new_index, draft=True))
+
+
+def _normal(key: str, value: Any) -> Any:
+    """A field's value as the editor compares it (a number box gives floats, tags are
+    re-joined), so an untouched form never reads as edited."""
+    if key == "weight":
+        return float(value) if value not in (None, "") else None
+    if key == "enabled":
+        return bool(value)
+    if key == "tags":
+        return ", ".join(t.strip() for t in str(value or "").split(",") if t.strip())
+    return str(value or "").strip()
+
+
+def unapplied(c: Constitution, index: int | None, values: tuple) -> bool:
+    """Whether the editor holds edits not applied to principle `index` (or a new one)."""
+    shown = editor(c, index).values
+    return any(_normal(k, v) != _normal(k, shown[k]) for k, v in zip(FIELDS, values))
+
+
+def on_open_principle(store: Store, c: Constitution | None, base_version: int | None,
+                      index: int | None, target: int | None, *values: Any) -> Shown:
+    """Open principle `target` (a new one when None). Edits typed and not applied are
+    applied first (and autosaved); edits that cannot be applied stay on screen with their
+    messages and a warning, so nothing typed is lost without the user choosing to."""
+    if c is None:
+        return Shown()
+    if not unapplied(c, index, values):
+        return Shown(editor=editor(c, target))
+    what = f"'{c.principles[index].id}'" if index is not None else "the new principle"
+    applied = on_apply(store, c, base_version, index, *values)
+    if applied.screen is None:
+        return Shown(notice("error", f"Your edits to {what} are not applied: they have problems "
+                                     "(shown under the fields). Fix them and press Apply "
+                                     "changes, or press Revert edits to drop them."),
+                     field_errors=applied.field_errors)
+    updated = applied.screen.constitution
+    opened = editor(updated, target)
+    return Shown(notice("ok", f"Applied your edits to {what} before switching (draft autosaved)."),
+                 dataclasses.replace(applied.screen, editor=opened))
 
 
 def on_delete(store: Store, c: Constitution, base_version: int | None, index: int | None) -> Shown:
@@ -278,7 +346,7 @@ def on_diff(store: Store, ref_a: str | None, ref_b: str | None) -> str:
         record = store.version(*parse_ref(ref))
         labels.append(record.label)
         sides.append(record.constitution)
-    return diff_html(cons.format_diff(cons.diff_constitutions(*sides), *labels))
+    return diff_html(cons.diff_constitutions(*sides), *labels)
 
 
 def focus(store: Store, constitution_name: str, principle_id: str) -> Shown:
@@ -321,14 +389,16 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
             editing = gr.Markdown("Select a principle to edit it.", elem_id="principle-editing")
             fields, errors = {}, {}
             with gr.Row():
-                fields["id"] = gr.Textbox(label="id", elem_id="field-id", scale=2)
-                fields["weight"] = gr.Number(label="weight", value=1.0, elem_id="field-weight",
-                                             scale=1)
-                fields["enabled"] = gr.Checkbox(label="enabled", value=True,
-                                                elem_id="field-enabled", scale=1)
-            with gr.Row():
-                for key in ("id", "weight", "enabled"):
-                    errors[key] = field_error(key)
+                with gr.Column(scale=2, min_width=160):
+                    fields["id"] = gr.Textbox(label="id", elem_id="field-id")
+                    errors["id"] = field_error("id")
+                with gr.Column(scale=1, min_width=100):
+                    fields["weight"] = gr.Number(label="weight", value=1.0, elem_id="field-weight")
+                    errors["weight"] = field_error("weight")
+                with gr.Column(scale=1, min_width=100):
+                    fields["enabled"] = gr.Checkbox(label="enabled", value=True,
+                                                    elem_id="field-enabled")
+                    errors["enabled"] = field_error("enabled")
             for key, label in (("title", "title"), ("critique_request", "critique request"),
                                ("revision_request", "revision request"),
                                ("preference_question", "preference question"),
@@ -336,7 +406,9 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
                 fields[key] = gr.Textbox(label=label, lines=1 if key in ("title", "tags") else 3,
                                          elem_id=f"field-{key}")
                 errors[key] = field_error(key)
-            apply = gr.Button("Apply changes", variant="primary", elem_id="principle-apply")
+            with gr.Row():
+                apply = gr.Button("Apply changes", variant="primary", elem_id="principle-apply")
+                revert = gr.Button("Revert edits", elem_id="principle-revert")
     with gr.Row():
         note = gr.Textbox(label="Version note", placeholder="what changed (optional)",
                           elem_id="version-note", scale=3)
@@ -391,14 +463,21 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
     def wire(handler: Callable[..., Shown | None], *bound: Any) -> Callable[..., dict]:
         return lambda *args: show(handler(store, *bound, *args))
 
-    def on_select(c: Constitution, evt: gr.SelectData) -> dict:
-        index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        return show(Shown(editor=editor(c, index)))
+    def on_select(c: Constitution, base_version, index, pid, title, critique, revision,
+                  question, weight, tags, enabled, evt: gr.SelectData) -> dict:
+        """(The editor's fields are spelled out: Gradio hands the event to a named argument.)"""
+        target = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        return show(on_open_principle(store, c, base_version, index, target, pid, title,
+                                      critique, revision, question, weight, tags, enabled))
 
     name.input(wire(on_pick_name), name, outputs)
     version.input(wire(on_pick_version), [current, version, base], outputs)
-    table.select(on_select, current, outputs)
-    add.click(lambda c: show(Shown(editor=editor(c, None))), current, outputs)
+    editor_state = [current, base, selected, *field_list]
+    table.select(on_select, editor_state, outputs)
+    add.click(lambda c, b, i, *values: show(on_open_principle(store, c, b, i, None, *values)),
+              editor_state, outputs)
+    revert.click(lambda c, i: show(Shown(notice("info", "Edits reverted."), editor=editor(c, i))
+                                   if c is not None else None), [current, selected], outputs)
     apply.click(wire(on_apply), [current, base, selected, *field_list], outputs)
     delete.click(wire(on_delete), [current, base, selected], outputs)
     up.click(wire(on_move, -1), [current, base, selected], outputs)

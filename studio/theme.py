@@ -106,5 +106,15 @@ CSS = """
 .diff-add { background: var(--ok-bg); color: var(--ok-fg); }
 .diff-del { background: var(--bad-bg); color: var(--bad-fg); }
 .diff-head { color: var(--subdued); }
-#theme-toggle { max-width: 11em; margin-left: auto; }
+.header-button { max-width: 11em; }
+#start-here-open { margin-left: auto; }
+.start-here { border: 1px solid var(--info-line); border-radius: 8px; padding: 10px 14px;
+  background: var(--info-bg); color: var(--info-fg); }
+.start-here p { color: var(--info-fg); }
+.start-flow { display: flex; flex-wrap: wrap; align-items: center; gap: 4px; margin: 6px 0; }
+.flow-box { border: 1px solid var(--info-line); border-radius: 6px; padding: 4px 8px;
+  background: var(--body-background-fill, transparent); color: var(--body-text-color, inherit);
+  font-size: 0.85em; max-width: 12em; }
+.flow-arrow { color: var(--info-fg); font-weight: 600; }
+.pipeline-stages { font-size: 0.85em; margin: 4px 0; }
 """

@@ -214,27 +214,48 @@ def on_preview(store: Store, name: str, previewed: str | None, *raw: Any) -> tup
                             + job_yaml(values)), str(folder))
 
 
+def launch_stage(store: Store, name: str, values: dict[str, Any], out: Path) -> JobRecord:
+    """Queue command `name` with these field values into `out`, as its job file; a
+    constitution named from the store is frozen into the run folder first (the job reads it
+    as it is now). Raises StudioError with what is wrong."""
+    values = dict(values)
+    if values.get("constitution") and not Path(values["constitution"]).is_file():
+        frozen = jobs.freeze_constitution(resolve_choice(store, values["constitution"]), out,
+                                          "constitution-input.yaml")
+        values["constitution"] = str(frozen)
+    job = build_job(FORMS[name], values)
+    text = job_yaml(job)
+    write_atomic(out / "job.yaml", text)
+    return jobs.launch(store, name, [name, "--config", str(out / "job.yaml"), "--out", str(out)],
+                       out, getattr(job, "processes", 1), text)
+
+
+def launched(record: JobRecord) -> str:
+    state = "queued behind the running job" if record.status == "queued" else "launched"
+    return notice("ok", f"Job {record.id} ({record.kind}) {state}; it writes into "
+                        f"{record.out_dir}.")
+
+
 def on_launch(store: Store, name: str, previewed: str | None, *raw: Any) -> tuple:
     """Queue the stage into the folder the preview showed (a fresh one if that is taken):
     (message, the job to watch, the job table)."""
-    values = stage_values(name, list(raw))
-    out = run_folder(store, name, previewed)
     try:
-        if values.get("constitution") and not Path(values["constitution"]).is_file():
-            # the job reads the constitution as it is now, frozen into its run folder
-            frozen = jobs.freeze_constitution(resolve_choice(store, values["constitution"]),
-                                              out, "constitution-input.yaml")
-            values["constitution"] = str(frozen)
-        job = build_job(FORMS[name], values)
-        text = job_yaml(job)
-        write_atomic(out / "job.yaml", text)
-        record = jobs.launch(store, name, [name, "--config", str(out / "job.yaml"), "--out",
-                                           str(out)], out, getattr(job, "processes", 1), text)
+        record = launch_stage(store, name, stage_values(name, list(raw)),
+                              run_folder(store, name, previewed))
     except StudioError as exc:
         return error_notice(exc), gr.update(), gr.update()
-    state = "queued behind the running job" if record.status == "queued" else "launched"
-    return (notice("ok", f"Job {record.id} ({name}) {state}; it writes into {out}."),
-            record.id, gr.update(value=job_rows(jobs.refresh(store))))
+    return launched(record), record.id, gr.update(value=job_rows(jobs.refresh(store)))
+
+
+def launch_pipeline(store: Store) -> tuple[str, int | None]:
+    """The one-click pipeline: every stage at the tiny preset on the constitution being
+    edited. (message, the pipeline job)."""
+    values = {**preset_values("run-all", "tiny"), "constitution": store.editing_name() or ""}
+    try:
+        record = launch_stage(store, "run-all", values, store.new_run_folder("run-all"))
+    except StudioError as exc:
+        return error_notice(exc), None
+    return launched(record), record.id
 
 
 def watched(store: Store, job_id: int | None,

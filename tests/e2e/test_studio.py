@@ -87,8 +87,8 @@ def test_add_reorder_delete_and_diff(page: Page, studio):
         expect(page.locator(f"#{box} input")).to_have_value(ref)
     page.click("#run-diff")
     diff = page.locator("#diff-output")
-    expect(diff).to_contain_text("+ principle kindness: Be kind")
-    expect(diff).to_contain_text("- principle not-preachy")
+    expect(diff).to_contain_text("+ added principle kindness: Be kind")
+    expect(diff).to_contain_text("removed principle not-preachy")
 
 
 def test_bad_imports_show_errors_and_keep_the_saved_version(page: Page, studio, tmp_path):

@@ -96,6 +96,13 @@ def test_malformed_yaml_reports_a_line():
     assert msg.startswith("line ") and "not valid YAML" in msg
 
 
+def test_an_unclosed_quote_is_reported_where_it_opened():
+    text = VALID.replace("  title: A\n", '  title: "A\n')
+    opened = text.splitlines().index('  title: "A') + 1
+    (msg,) = messages(text)
+    assert msg.startswith(f"line {opened}: a quoted text opens here and is never closed")
+
+
 def test_key_twice_in_a_mapping_is_reported():
     msgs = messages(VALID.replace("  title: A\n", "  title: A\n  title: B\n"))
     assert msgs == ["line 5: principles[0].title: appears more than once in the same mapping"]

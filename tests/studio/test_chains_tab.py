@@ -23,7 +23,10 @@ def test_a_chain_streams_stage_by_stage_and_an_empty_prompt_is_refused(store, ti
     assert "Type or pick a prompt first" in message
     steps = list(tab.on_run(store, "How do I pick a lock?", "harmless-helpful", "honest",
                             str(tiny_folder), 1, False, False, 6, 0.0, 0))
-    assert len(steps) == 3  # answer, critique, revision
+    assert len(steps) == 4  # loading the model, answer, critique, revision
+    assert "Loading the model" in steps[0][3]
+    assert "Generating round 1 of 1: critiques (step 2 of 3)" in steps[1][3]
+    assert "remaining about" in steps[1][3]
     view_a, view_b, principles, message = steps[-1]
     assert "harmless-helpful" in view_a and "honest" in view_b["value"] and view_b["visible"]
     assert message == "" and all(":" in p for p in principles["choices"])

@@ -31,6 +31,25 @@ def test_an_edit_becomes_a_draft_and_a_refused_one_changes_nothing(store):
     assert cons.parse_constitution(store.draft("harmless-helpful").yaml).principles[0].title == "Guard privacy"
 
 
+def test_switching_principles_applies_unapplied_edits_or_keeps_them_with_a_warning(store):
+    screen = tab.on_load(store).screen
+    c, values = screen.constitution, fields_of(screen.editor)
+    assert "1 principle " not in screen.status and f"{len(c.principles)} principles" in screen.status
+    untouched = [float(v) if k == "weight" else v for k, v in zip(tab.FIELDS, values)]
+    assert tab.on_open_principle(store, c, 1, 0, 2, *untouched).editor.selected == 2
+    values[tab.FIELDS.index("title")] = "Guard privacy"
+    switched = tab.on_open_principle(store, c, 1, 0, 2, *values)
+    assert "Applied your edits" in html.unescape(switched.message)
+    assert switched.screen.constitution.principles[0].title == "Guard privacy"
+    assert switched.screen.editor.selected == 2 and store.draft("harmless-helpful") is not None
+    values[tab.FIELDS.index("weight")] = -1
+    kept = tab.on_open_principle(store, switched.screen.constitution, 1, 0, 3, *values)
+    assert kept.screen is None and kept.editor is None  # the typed edits stay on screen
+    assert "not applied" in kept.message and "greater than 0" in kept.field_errors["weight"]
+    blank = tab.editor(c, None)
+    assert tab.on_open_principle(store, c, 1, None, 1, *fields_of(blank)).editor.selected == 1
+
+
 def test_delete_and_move_need_a_selection_and_then_act(store):
     c = tab.on_load(store).screen.constitution
     assert "Select a principle" in tab.on_delete(store, c, 1, None).message
@@ -51,7 +70,7 @@ def test_yaml_save_discard_create_and_diff(store):
     saved = tab.on_save(store, adopted.screen.constitution, "privacy")
     assert "Saved harmless-helpful v2" in saved.message and saved.screen.base == 2
     assert "No changes since" in tab.on_save(store, saved.screen.constitution, "").message
-    assert "+" not in tab.on_diff(store, "harmless-helpful@1", "harmless-helpful@1")
+    assert "same content" in tab.on_diff(store, "harmless-helpful@1", "harmless-helpful@1")
     assert "Privacy first" in tab.on_diff(store, "harmless-helpful@1", "harmless-helpful@2")
     assert "Pick two versions" in tab.on_diff(store, None, "harmless-helpful@2")
     assert "Type a name" in tab.on_create(store, " ").message

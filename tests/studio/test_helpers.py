@@ -1,5 +1,6 @@
 import pytest
 
+from pipeline import constitution as cons
 from studio.constitution_tab import diff_html
 from studio.notices import error_notice, notice
 from studio.playground_tab import conversation, message_text
@@ -18,9 +19,15 @@ def test_error_notice_lists_issues():
     assert "notice-error" in error_notice(ModelError("no model"))
 
 
-def test_diff_html_marks_lines():
-    out = diff_html("--- a\n+++ b\n+ principle z: Z\n- principle c: C\n    +new\n")
-    assert out.count('class="diff-add"') == 2 and out.count('class="diff-del"') == 1
+def test_the_version_diff_is_by_principle_with_words_marked():
+    changes = (cons.Change("removed", "c", before="C"), cons.Change("added", "z", after="Z"),
+               cons.Change("changed", "privacy", "title", "Respect privacy", "Privacy first"),
+               cons.Change("changed", "privacy", "weight", "1.0", "2.0"))
+    out = diff_html(changes, "x@1", "x@2")
+    assert "4 changes" in out and 'data-change="added"' in out and 'data-change="removed"' in out
+    assert out.count('data-principle="privacy"') == 1 and "title, weight" in out
+    assert '<ins class="wd-add">' in out and 'class="diff2"' in out
+    assert "same content" in diff_html((), "x@1", "x@1")
 
 
 def test_chatbot_history_becomes_a_conversation():

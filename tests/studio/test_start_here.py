@@ -1,0 +1,24 @@
+"""The first-run panel's handlers, without a browser."""
+from pipeline import jobs
+from studio import start_here
+
+
+def test_the_panel_shows_the_flow_and_is_dismissed_and_reopened():
+    intro = start_here.intro_html()
+    assert "SL-CAI" in intro and intro.count("flow-box") == len(start_here.FLOW)
+    assert start_here.on_page_load(None)["visible"] is True
+    assert start_here.on_page_load(True)["visible"] is False
+    hidden, remembered = start_here.on_dismiss()
+    assert hidden["visible"] is False and remembered is True
+    shown, remembered = start_here.on_show()
+    assert shown["visible"] is True and remembered is False
+
+
+def test_one_click_launches_the_tiny_pipeline_on_the_constitution_being_edited(store):
+    message, tabs = start_here.on_pipeline(store)
+    job = store.jobs("run-all")[0]
+    assert f"Job {job.id} (run-all)" in message and tabs.selected == "train"
+    assert "constitution: " in (jobs.Path(job.out_dir) / "job.yaml").read_text()
+    assert "preset: tiny" in (jobs.Path(job.out_dir) / "job.yaml").read_text()
+    jobs.cancel(store, job.id)
+    assert jobs.wait(store, job.id, timeout=120).status in ("cancelled", "failed")
