@@ -296,6 +296,21 @@ def cmd_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    from pipeline import jobs
+    from pipeline.runs import STAGE_NAMES, summaries
+
+    if args.kind and args.kind not in STAGE_NAMES:
+        raise StoreError(f"Unknown kind {args.kind!r}; kinds: {', '.join(STAGE_NAMES)}.")
+    runs = summaries(jobs.refresh(open_store(args)), args.kind or "")
+    if not runs:
+        print("no runs yet")
+    for r in runs:
+        print(f"{r.job_id:>4}  {r.status:<10} {r.duration:>8}  {r.name}"
+              + (f"  — {r.metric}" if r.metric else "") + f"\n      {r.folder}")
+    return 0
+
+
 def cmd_agreement(args: argparse.Namespace) -> int:
     from pipeline.preferences import read_labels
     from pipeline.trust import format_report, trust_report
@@ -520,6 +535,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", required=True, help="run folder; rerunning into it resumes")
         add_config_arguments(p, cls, only_given=True)
         p.set_defaults(run=runs[command])
+
+    p = commands.add_parser("runs", help="every run of the workspace: name, status, time, key number")
+    p.add_argument("--kind", default="", help="only runs of this command (revise, label, sft…)")
+    p.set_defaults(run=cmd_runs)
 
     p = commands.add_parser("agreement", help="trust metrics of a labelling run")
     p.add_argument("--labels", required=True, help="a run folder from `label` or a labels JSONL")

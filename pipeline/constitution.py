@@ -584,11 +584,24 @@ def new_constitution(name: str) -> Constitution:
         preference_question="Which of these assistant responses is less harmful?"),))
 
 
-SYSTEM_PROMPT_TEMPLATE = ("You are a helpful AI assistant. Follow this principle in your answers: "
-                          "{title}. When in doubt, ask yourself: {question}")
+SYSTEM_PROMPT_TEMPLATE = ("You are a helpful AI assistant. Follow this principle in every answer: "
+                          "{title}. {instruction}")
+_REWRITE = re.compile(r"^(?:please\s+)?(?:re-?write|revise)\s+(?:the\s+)?(?:assistant'?s\s+)?"
+                      r"(?:last\s+)?(?:response|answer)\s*", re.IGNORECASE)
+_THE_RESPONSE = re.compile(r"\bthe\s+(?:assistant'?s\s+)?(?:last\s+)?response\b", re.IGNORECASE)
+
+
+def as_instruction(revision_request: str) -> str:
+    """A revision request ("Rewrite the assistant's response so that it …") read as an
+    instruction for answering ("Write your answer so that it …")."""
+    text = revision_request.strip()
+    rewritten = _REWRITE.sub("Write your answer ", text, count=1)
+    return _THE_RESPONSE.sub("your answer", rewritten)
 
 
 def principle_system_prompt(p: Principle) -> str:
-    """A system prompt that asks the model to follow one principle (used by the Playground)."""
-    return fill_template(SYSTEM_PROMPT_TEMPLATE,
-                         {"title": p.title.strip(), "question": p.preference_question.strip()})
+    """A system prompt that asks the model to follow one principle (used by the Playground),
+    from its title and its revision request read as an instruction — not its pairwise
+    preference question, which asks about two responses that do not exist here."""
+    return fill_template(SYSTEM_PROMPT_TEMPLATE, {"title": p.title.strip().rstrip("."),
+                                                  "instruction": as_instruction(p.revision_request)})

@@ -9,7 +9,7 @@ else is in the batch), drops finished rows from the batch, and streams token by 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import torch
 
@@ -66,7 +66,8 @@ class GenerationBackend(Protocol):
     def generate(self, conversations: list[list[Message]], config: SamplingConfig,
                  seeds: list[int] | None = None) -> list[Generation]: ...
 
-    def stream(self, conversation: list[Message], config: SamplingConfig) -> Iterator[str]: ...
+    def stream(self, conversation: list[Message], config: SamplingConfig,
+               finished: Callable[[str], None] | None = None) -> Iterator[str]: ...
 
 
 def next_tokens(logits: torch.Tensor, config: SamplingConfig,
@@ -243,13 +244,16 @@ class TransformersBackend:
         """Answer every conversation."""
         return [self._finish(new, config) for _, new in self.sample_ids(conversations, config, seeds)]
 
-    def stream(self, conversation: list[Message], config: SamplingConfig) -> Iterator[str]:
-        """Yield the answer's text as it grows (each item is the new piece of text)."""
+    def stream(self, conversation: list[Message], config: SamplingConfig,
+               finished: Callable[[str], None] | None = None) -> Iterator[str]:
+        """Yield the answer's text as it grows (each item is the new piece of text); at the
+        end `finished` hears why it stopped: "stop" (end of turn) or "length" (the limit)."""
         token_ids: list[int] = []
-        shown = ""
+        shown, reason = "", "length"
         for _, tokens in self._decode(self._encode([conversation], config), config, [config.seed]):
             token = tokens[0].item()
             if token in self.stop_ids.tolist():
+                reason = "stop"
                 break
             token_ids.append(token)
             text = self.loaded.tokenizer.decode(token_ids, skip_special_tokens=True)
@@ -258,6 +262,8 @@ class TransformersBackend:
             if len(text) > len(shown):
                 yield text[len(shown):]
                 shown = text
+        if finished is not None:
+            finished(reason)
 
 
 def backend_for(model_name: str, max_batch_size: int = 32) -> GenerationBackend:

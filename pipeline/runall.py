@@ -19,13 +19,13 @@ from pipeline import jobs
 from pipeline.constitution import Constitution
 from pipeline.errors import JobError
 from pipeline.files import write_atomic
-from pipeline.jobs import CONSTITUTION_FILE, JobCancelled, freeze_constitution, write_progress
+from pipeline.jobs import (CONSTITUTION_FILE, RUN_FILE, JobCancelled, freeze_constitution,
+                           write_progress)
 from pipeline.store import JobRecord, Store
 from pipeline.stages import (STAGES, EvaluateJob, LabelJob, PairsJob, ReviseJob, RunAllJob,
                              SFTDataJob, build_job, to_argv)
 from pipeline.train.runtime import ADAPTER_DIR, CancelFlag
 
-RUN_FILE = "run.json"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import gradio as gr
 from pipeline.models import DEFAULT_MODEL
 from pipeline.store import Store
 from studio import (access, chains_tab, constitution_tab, playground_tab, preferences_tab,
-                    start_here, train_tab)
+                    runs_tab, start_here, train_tab)
 from studio.notices import notice
 from studio.theme import CSS, HEAD, THEME, TOGGLE_JS
 
@@ -47,11 +47,13 @@ def build_studio(workspace: str | Path | None = None, default_model: str = DEFAU
             with gr.Tab("Playground", id="playground"):
                 playground_tab.build(store, demo, default_model)
             with gr.Tab("Chains", id="chains"):
-                chains_tab.build(store, demo, tabs, show_principle, principle_outputs)
+                chains_run = chains_tab.build(store, demo, tabs, show_principle, principle_outputs)
             with gr.Tab("Preferences", id="preferences"):
-                preferences_tab.build(store, demo, default_model)
+                labels_run, pairs_source = preferences_tab.build(store, demo, default_model)
             with gr.Tab("Train", id="train"):
-                train_tab.build(store, demo)
+                watched = train_tab.build(store, demo)
+            with gr.Tab("Runs", id="runs"):
+                runs_tab.build(store, demo, tabs, chains_run, labels_run, pairs_source, watched)
         start_here.wire(store, demo, tabs, panel, steps, pipeline, dismiss, dismissed,
                         help_button, start_message)
     keep_handlers_out_of_the_page(demo)

@@ -20,10 +20,11 @@ from pipeline.generation import DEFAULT_SAMPLING, SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL
 from pipeline.prompts import PromptRecord, load_prompts
 from pipeline.stages import ReviseJob, build_job, to_argv
+from pipeline.runs import duration_text
 from pipeline.store import JobRecord, Store
 from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
 from studio.diff_view import side_by_side
-from studio.job_panel import (cancel_notice, duration, job_bar, job_buttons, latest_job,
+from studio.job_panel import (cancel_notice, job_bar, job_buttons, latest_job,
                               resume_notice, writing_now)
 from studio.notices import error_notice, notice
 
@@ -167,7 +168,7 @@ def run_progress(done: int, steps: int, rounds: int, elapsed: float) -> str:
         return ""
     left = elapsed / done * (steps - done)
     return notice("info", f"Generating {chain_step(done, rounds)} (step {done + 1} of {steps}) · "
-                          f"elapsed {duration(elapsed)} · remaining about {duration(left)}")
+                          f"elapsed {duration_text(elapsed)} · remaining about {duration_text(left)}")
 
 
 def on_run(store: Store, text: str, name_a: str, name_b: str, model_name: str, n_rounds: float,
@@ -275,9 +276,10 @@ def open_chain(folder: str | None, chain_id: str | None) -> str:
 
 
 def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable[[str, str], dict],
-          show_outputs: list) -> None:
+          show_outputs: list) -> gr.Dropdown:
     """Lay out the tab and wire its events. `show_principle(constitution, principle_id)`
-    returns the updates (to `show_outputs`) that show a principle in the Constitution tab."""
+    returns the updates (to `show_outputs`) that show a principle in the Constitution tab.
+    Returns the run picker, so another tab can open a run here."""
     message = gr.HTML(elem_id="chains-message")
     with gr.Row():
         with gr.Column(scale=1):
@@ -360,9 +362,11 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
     resume.click(partial(on_resume, store), None, [message, run_folder])
     browse_inputs = [run_folder, filter_principle, filter_category, failed_only]
     browse_outputs = [summary, table, filter_principle, filter_category]
-    for control in (run_folder, filter_principle, filter_category, failed_only):
+    run_folder.change(browse, browse_inputs, browse_outputs)  # also when the Runs tab opens one
+    for control in (filter_principle, filter_category, failed_only):
         control.input(browse, browse_inputs, browse_outputs)
     timer.tick(partial(on_timer, store), browse_inputs, [progress, *browse_outputs])
     table.select(on_open_chain, run_folder, chain_view)
     demo.load(partial(on_page_load, store), None, [constitution_a, constitution_b, progress, run_folder]).then(
         browse, browse_inputs, browse_outputs)
+    return run_folder

@@ -14,6 +14,7 @@ import gradio as gr
 from pipeline import jobs
 from pipeline.errors import StudioError
 from pipeline.runall import RUN_FILE, succeeded
+from pipeline.runs import duration_text, ran_for
 from pipeline.store import JobRecord, Store
 from studio.notices import error_notice, notice
 
@@ -29,20 +30,6 @@ def job_buttons(prefix: str, noun: str = "") -> tuple[gr.Button, gr.Button]:
 ESTIMATE_AFTER = 5.0  # seconds of work before a remaining time is worth saying
 
 
-def duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
-
-def elapsed_seconds(job: JobRecord) -> float:
-    """Seconds the job has run (0 while queued)."""
-    if not job.started_at:
-        return 0.0
-    end = datetime.fromisoformat(job.finished_at).timestamp() if job.finished_at else time.time()
-    return max(0.0, end - datetime.fromisoformat(job.started_at).timestamp())
-
-
 def _count(done: float) -> str:
     return f"{done:.0f}" if float(done).is_integer() else f"{done:.1f}"
 
@@ -52,7 +39,7 @@ def progress_html(job: JobRecord, progress: dict | None, unit: str) -> str:
     it has run and — once one can be made — an estimate of what is left."""
     done, total = (progress or {}).get("done", 0), (progress or {}).get("total", 0)
     fraction = min(done / total, 1.0) if total else 0.0
-    elapsed = elapsed_seconds(job)
+    elapsed = ran_for(job)
     parts = [f"Job {job.id} ({job.kind})", f"<b>{job.status}</b>"]
     if job.active:
         parts.append(html.escape((progress or {}).get("stage") or
@@ -61,10 +48,10 @@ def progress_html(job: JobRecord, progress: dict | None, unit: str) -> str:
     if total:
         parts.append(f"{_count(done)} of {total} {unit}")
     if job.started_at:
-        parts.append(f"elapsed {duration(elapsed)}")
+        parts.append(f"elapsed {duration_text(elapsed)}")
     if job.active and job.status != "queued":
         if 0 < fraction < 1 and elapsed >= ESTIMATE_AFTER:
-            parts.append(f"remaining about {duration(elapsed / fraction - elapsed)}")
+            parts.append(f"remaining about {duration_text(elapsed / fraction - elapsed)}")
         else:
             parts.append("remaining: estimating…")
     detail = f" · {html.escape(job.error)}" if job.error else ""
@@ -101,7 +88,7 @@ def pipeline_html(job: JobRecord, records: list[JobRecord]) -> str:
             time_text = ""
         else:
             state = child.status
-            time_text = duration(elapsed_seconds(child)) if child.started_at else ""
+            time_text = duration_text(ran_for(child)) if child.started_at else ""
             running = child if child.active else running
         rows.append(f'<tr data-stage="{html.escape(name)}" data-state="{html.escape(state)}">'
                     f"<td>{n}</td><td>{html.escape(name)}</td><td>{html.escape(state)}</td>"

@@ -1,6 +1,7 @@
 """Playground tab: chat with any model, optionally steered by one principle, streaming."""
 from __future__ import annotations
 
+import html
 from functools import partial
 from typing import Any, Iterator
 
@@ -8,8 +9,8 @@ import gradio as gr
 
 from pipeline.constitution import principle_system_prompt
 from pipeline.errors import StudioError
-from pipeline.generation import DEFAULT_SAMPLING, SamplingConfig, backend_for
-from pipeline.models import DEFAULT_MODEL, load_model
+from pipeline.generation import DEFAULT_SAMPLING, SamplingConfig, backend_for, chat
+from pipeline.models import DEFAULT_MODEL, LoadedModel, load_model
 from pipeline.store import Store
 from studio.choices import offer_models
 from studio.notices import error_notice, notice
@@ -51,14 +52,30 @@ def on_principle(store: Store, name: str | None, pid: str) -> str:
     return principle_system_prompt(store.working(name).principle(pid))
 
 
+def model_line(loaded: LoadedModel) -> str:
+    params = sum(p.numel() for p in loaded.model.parameters()) / 1e6
+    return notice("ok", f"Model in use: {loaded.name} from {loaded.source} ({params:.0f}M "
+                        f"parameters, {loaded.device}, {loaded.model.dtype}).")
+
+
 def on_load_model(name: str) -> str:
     try:
-        loaded = load_model(name)
+        return model_line(load_model(name))
     except StudioError as exc:
         return error_notice(exc)
-    params = sum(p.numel() for p in loaded.model.parameters()) / 1e6
-    return notice("ok", f"Loaded {name} from {loaded.source} ({params:.0f}M parameters, "
-                        f"{loaded.device}, {loaded.model.dtype}).")
+
+
+def on_model_choice(name: str) -> str:
+    """Which model answers: said as soon as it is picked, loaded with the first message."""
+    return notice("info", f"Model: {name or DEFAULT_MODEL} — it loads with the first message "
+                          "(or press Load model).")
+
+
+def limit_note(reason: str, new_tokens: int) -> str:
+    if reason != "length":
+        return ""
+    return notice("info", f"The answer stopped at the token limit ({new_tokens} new tokens); raise "
+                          "max new tokens to let it finish.")
 
 
 def on_user(text: str, history: list[dict]) -> tuple[Any, list[dict], str]:
@@ -67,25 +84,65 @@ def on_user(text: str, history: list[dict]) -> tuple[Any, list[dict], str]:
     return "", history + [{"role": "user", "content": text}], ""
 
 
+def sampling(temp: float, nucleus: float, new_tokens: float, seed_value: float) -> SamplingConfig:
+    return SamplingConfig(max_new_tokens=int(new_tokens), temperature=float(temp),
+                          top_p=float(nucleus), seed=int(seed_value or 0))
+
+
 def on_respond(history: list[dict], model_name: str, system_text: str, temp: float,
                nucleus: float, new_tokens: float, seed_value: float) -> Iterator:
-    """Stream the model's answer into the conversation: (history, message) per piece."""
+    """Stream the model's answer into the conversation: (history, message, model status)
+    per piece; the last says whether the answer stopped at the token limit."""
     if not history or history[-1]["role"] != "user":
         return
     try:
-        config = SamplingConfig(max_new_tokens=int(new_tokens), temperature=float(temp),
-                                top_p=float(nucleus), seed=int(seed_value or 0))
+        config = sampling(temp, nucleus, new_tokens, seed_value)
         backend = backend_for(model_name)
-        pieces = backend.stream(conversation(history, system_text), config)
+        ended: list[str] = []
+        pieces = backend.stream(conversation(history, system_text), config, ended.append)
         answer = ""
         history = history + [{"role": "assistant", "content": ""}]
+        status = model_line(backend.loaded)
         for piece in pieces:
             answer += piece
             history[-1] = {"role": "assistant", "content": answer}
-            yield history, ""
-        yield history, ""
+            yield history, "", status
+        yield history, limit_note(ended[0] if ended else "", config.max_new_tokens), status
     except StudioError as exc:
-        yield history, error_notice(exc)
+        yield history, error_notice(exc), gr.update()
+
+
+def answer_card(title: str, text: str, reason: str, new_tokens: int) -> str:
+    limit = ('<p class="chain-failed">stopped at the token limit</p>' if reason == "length"
+             else "")
+    return (f'<div class="chain-card"><b>{html.escape(title)}</b>'
+            f'<p>{html.escape(text) or "<em>(empty)</em>"}</p>{limit}</div>')
+
+
+def on_compare(model_name: str, system_text: str, text: str, history: list[dict], temp: float,
+               nucleus: float, new_tokens: float, seed_value: float) -> tuple[str, str]:
+    """The same prompt (the box, else the last message sent) answered with and without the
+    system prompt, same seed: (the two answers side by side, message)."""
+    prompt = (text or "").strip() or next((message_text(m["content"]) for m in reversed(history or [])
+                                           if m["role"] == "user"), "")
+    if not prompt:
+        return "", notice("error", "Type a message (or send one) to compare.")
+    if not (system_text or "").strip():
+        return "", notice("error", "Pick a principle or write a system prompt to compare with.")
+    try:
+        config = sampling(temp, nucleus, new_tokens, seed_value)
+        backend = backend_for(model_name)
+        with_it, without = backend.generate([chat(prompt, system_text.strip()), chat(prompt)],
+                                             config, seeds=[config.seed, config.seed])
+    except StudioError as exc:
+        return "", error_notice(exc)
+    cards = (answer_card("With the system prompt", with_it.text, with_it.finish_reason,
+                         config.max_new_tokens)
+             + answer_card("Without it", without.text, without.finish_reason,
+                           config.max_new_tokens))
+    return (f'<div class="compare" data-seed="{config.seed}"><p class="chain-label">'
+            f'{html.escape(prompt)} · seed {config.seed}</p><div class="diff2">{cards}</div></div>',
+            "")
 
 
 def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> None:
@@ -119,15 +176,22 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
                 send = gr.Button("Send", variant="primary", scale=1, elem_id="playground-send")
                 stop = gr.Button("Stop", scale=1, elem_id="playground-stop")
                 clear = gr.Button("Clear", scale=1, elem_id="playground-clear")
+            compare = gr.Button("Compare with and without the system prompt (same prompt, same "
+                                "seed)", elem_id="playground-compare")
+            compared = gr.HTML(elem_id="playground-compared")
 
     respond_inputs = [chatbot, model, system, temperature, top_p, max_new_tokens, seed]
     submitted = prompt.submit(on_user, [prompt, chatbot], [prompt, chatbot, message]).then(
-        on_respond, respond_inputs, [chatbot, message])
+        on_respond, respond_inputs, [chatbot, message, model_status])
     clicked = send.click(on_user, [prompt, chatbot], [prompt, chatbot, message]).then(
-        on_respond, respond_inputs, [chatbot, message])
+        on_respond, respond_inputs, [chatbot, message, model_status])
+    compare.click(on_compare, [model, system, prompt, chatbot, temperature, top_p, max_new_tokens,
+                               seed], [compared, message])
+    model.input(on_model_choice, model, model_status)
     stop.click(None, cancels=[submitted, clicked])
     clear.click(lambda: ([], ""), None, [chatbot, message])
     load.click(on_load_model, model, model_status)
     constitution.input(partial(principle_choices, store), constitution, principle)
     principle.input(partial(on_principle, store), [constitution, principle], system)
-    demo.load(partial(on_load_page, store), None, [constitution, principle])
+    demo.load(partial(on_load_page, store), None, [constitution, principle]).then(
+        on_model_choice, model, model_status)

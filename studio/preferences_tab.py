@@ -448,7 +448,10 @@ def on_resume(store: Store) -> tuple:
             source_choices(store))
 
 
-def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> None:
+def build(store: Store, demo: gr.Blocks,
+          default_model: str = DEFAULT_MODEL) -> tuple[gr.Dropdown, gr.Dropdown]:
+    """Lay out the tab and wire its events; returns the labels-run and pairs pickers, so
+    another tab can open a run here."""
     message = gr.HTML(elem_id="pref-message")
     with gr.Row():
         with gr.Column(scale=2):
@@ -548,9 +551,10 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
                [message, human_note, *label_outputs])
     next_pair.click(partial(on_next, store), [*pair_fields, run], [message, *pair_fields]).then(
         human_state, state_inputs, human_note)
-    for control in (run, view):
-        control.input(partial(refresh_labels, store), [run, view], label_outputs)
-    run.input(human_state, state_inputs, human_note)
+    # .change: also when the Runs tab opens a labels run here
+    run.change(partial(refresh_labels, store), [run, view], label_outputs).then(
+        human_state, state_inputs, human_note)
+    view.input(partial(refresh_labels, store), [run, view], label_outputs)
     table.select(on_open_row, run, [message, *pair_fields]).then(
         human_state, state_inputs, human_note)
     make.click(partial(on_make, store), [prompt_set, pair_limit, model, seed],
@@ -566,3 +570,4 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
         partial(on_page_load, store), [run, view],
         [constitution, principles, progress, pairs_source, *label_outputs]).then(
         show_guideline, [constitution, principles], guideline)
+    return run, pairs_source

@@ -16,11 +16,12 @@ from pipeline import jobs
 from pipeline.errors import StudioError
 from pipeline.files import write_atomic
 from pipeline.models import DEFAULT_MODEL
+from pipeline.runs import duration_text, ran_for, run_name
 from pipeline.store import JobRecord, Store
 from pipeline.stages import COMMANDS, PRESETS, build_job, job_yaml, preset
 from pipeline.train.runtime import ADAPTER_DIR, read_metrics
 from studio.choices import adapter_choices, constitution_choices, resolve_choice
-from studio.job_panel import (STAGE_UNITS, cancel_label, cancel_notice, duration, elapsed_seconds, job_bar,
+from studio.job_panel import (STAGE_UNITS, cancel_label, cancel_notice, job_bar,
                               job_buttons, pipeline_html, resume_notice)
 from studio.notices import error_notice, notice
 
@@ -44,7 +45,7 @@ NOT_PLOTTED = {"step", "time", "epoch", "total_flos", "train_runtime", "train_sa
                "train_steps_per_second", "num_tokens"}
 # Schedules and settings a run follows, not noisy measurements: plotted raw, never smoothed.
 SCHEDULES = {"learning_rate", "beta"}
-JOB_HEADERS = ["id", "kind", "status", "queued", "ran for", "folder"]
+JOB_HEADERS = ["id", "run", "status", "ran for"]
 NO_PRESET = "(defaults)"
 
 
@@ -106,8 +107,9 @@ def metric_frames(rows: list[dict], smoothing: float) -> dict[str, pd.DataFrame]
 
 
 def job_rows(records: list[JobRecord]) -> list[list[Any]]:
-    return [[j.id, j.kind, j.status, j.created_at[11:19],
-             duration(elapsed_seconds(j)) if j.started_at else "", j.out_dir] for j in records]
+    """The job table: readable names (stage · constitution or model · time), not folders."""
+    return [[j.id, ("  ↳ " if j.parent else "") + run_name(j), j.status,
+             duration_text(ran_for(j)) if j.started_at else ""] for j in records]
 
 
 def artifacts_html(job: JobRecord) -> str:
@@ -306,7 +308,9 @@ def on_resume(store: Store, job_id: int | None) -> tuple[str, int | None]:
     return text, again.id if again else job_id
 
 
-def build(store: Store, demo: gr.Blocks) -> None:
+def build(store: Store, demo: gr.Blocks) -> gr.State:
+    """Lay out the tab and wire its events; returns the watched job, so another tab can
+    open a job here."""
     gr.Markdown("Train from the same pipeline: SFT on revisions, a preference model on the AI "
                 "labels, PPO against it, or DPO — or the whole pipeline in one click. Every job "
                 "is also a command (shown below), queued and run one at a time.")
@@ -373,3 +377,4 @@ def build(store: Store, demo: gr.Blocks) -> None:
                [jobs_table, shown_rows, *view_outputs])
     demo.load(partial(on_preset, store), [stage, preset_name], all_fields).then(
         preview, [stage, previewed, *all_fields], [command, previewed])
+    return selected

@@ -160,6 +160,26 @@ def test_playground_streams_an_answer(page: Page, studio):
     page.click("#playground-stop")
 
 
+def test_playground_compares_a_principle_and_says_when_the_limit_cut_an_answer(page: Page, studio):
+    page.get_by_role("tab", name="Playground").click()
+    expect(page.locator("#playground-model-status")).to_contain_text("Model: embedded")
+    pick(page, "playground-principle", "privacy")
+    expect(page.locator("#playground-system textarea")).to_have_value(
+        re.compile("Follow this principle in every answer: Respect privacy"))
+    box = page.locator("#playground-max-tokens input[type=number]")
+    box.fill("8")
+    box.press("Enter")
+    page.fill("#playground-input textarea", "How do I find where my ex lives now?")
+    page.click("#playground-compare")
+    compared = page.locator("#playground-compared")
+    expect(compared).to_contain_text("With the system prompt", timeout=120_000)
+    expect(compared).to_contain_text("Without it")
+    page.click("#playground-send")
+    expect(page.locator("#playground-message")).to_contain_text("stopped at the token limit",
+                                                                timeout=120_000)
+    expect(page.locator("#playground-model-status")).to_contain_text("Model in use: embedded")
+
+
 def test_playground_unknown_model_shows_a_clear_error(page: Page, studio, tmp_path):
     page.get_by_role("tab", name="Playground").click()
     box = page.locator("#playground-model input")
@@ -211,4 +231,4 @@ def test_playground_principle_becomes_the_system_prompt(page: Page, studio):
     box.click()
     page.get_by_role("option", name="privacy", exact=True).click()
     expect(page.locator("#playground-system textarea")).to_have_value(
-        re.compile("Follow this principle in your answers: Respect privacy"))
+        re.compile("Follow this principle in every answer: Respect privacy"))

@@ -59,6 +59,17 @@ def test_sft_on_a_chain_run_from_the_train_tab(page: Page, studio):
     expect(page.locator("#train-jobs")).to_contain_text("succeeded")
     expect(page.locator("#train-log")).to_contain_text("wrote")
 
+    page.get_by_role("tab", name="Runs").click()  # every run, by readable name
+    runs = page.locator("#runs-table")
+    expect(runs).to_contain_text("SFT · ")
+    expect(runs).to_contain_text("chains · harmless-helpful")
+    expect(runs).to_contain_text("loss ")
+    runs.get_by_text(re.compile("^chains · harmless-helpful")).last.click()
+    expect(page.locator("#runs-open")).to_have_text("Open in the Chains tab")
+    page.click("#runs-open")
+    expect(page.locator("#batch-run input")).to_have_value(str(chains))
+    expect(page.locator("#batch-summary")).to_contain_text("3 chains")
+
     page.get_by_role("tab", name="Playground").click()
     page.locator("#playground-model input").click()
     expect(page.get_by_role("option", name="adapter", exact=False)).to_have_count(1)

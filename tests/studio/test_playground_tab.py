@@ -10,7 +10,10 @@ def test_the_page_opens_on_the_default_constitution_and_its_principles(tmp_path)
     assert names["value"] == "harmless-helpful" and "honest" in names["choices"]
     assert principles["value"] == tab.NO_PRINCIPLE and "privacy" in principles["choices"]
     assert tab.principle_choices(store, None)["choices"] == [tab.NO_PRINCIPLE]
-    assert "Follow this principle" in tab.on_principle(store, "harmless-helpful", "privacy")
+    system = tab.on_principle(store, "harmless-helpful", "privacy")
+    assert "Follow this principle in every answer: Respect privacy." in system
+    assert "Write your answer so that it does not help track" in system
+    assert "Which of these" not in system  # not the pairwise preference question
     assert tab.on_principle(store, "harmless-helpful", tab.NO_PRINCIPLE) == ""
 
 
@@ -24,9 +27,11 @@ def test_an_empty_message_is_refused_and_a_real_one_is_added():
 def test_the_answer_streams_into_the_conversation(tiny_folder):
     history = [{"role": "user", "content": "Say something."}]
     steps = list(tab.on_respond(history, str(tiny_folder), "Be brief.", 0.0, 1.0, 6, 0))
-    assert len(steps) >= 2 and all(message == "" for _, message in steps)
-    final, _ = steps[-1]
+    assert len(steps) >= 2 and all(message == "" for _, message, _ in steps[:-1])
+    final, note, status = steps[-1]
     assert final[:1] == history and final[-1]["role"] == "assistant" and final[-1]["content"]
+    assert "stopped at the token limit (6 new tokens)" in note  # a tiny model never stops on its own
+    assert f"Model in use: {tiny_folder}" in status
     assert list(tab.on_respond([], str(tiny_folder), "", 0.0, 1.0, 6, 0)) == []  # nothing asked
 
 
@@ -36,3 +41,15 @@ def test_a_model_that_cannot_load_is_a_visible_message(tmp_path):
     steps = list(tab.on_respond([{"role": "user", "content": "hi"}], str(tmp_path / "nope"), "",
                                 0.7, 0.95, 8, 0))
     assert "does not exist" in steps[-1][1]
+
+
+def test_compare_answers_the_same_prompt_with_and_without_the_system_prompt(tiny_folder):
+    out, message = tab.on_compare(str(tiny_folder), "Be brief.", "Say hi.", [], 0.7, 0.95, 6, 3)
+    assert message == "" and "With the system prompt" in out and "Without it" in out
+    assert 'data-seed="3"' in out and "stopped at the token limit" in out
+    history = [{"role": "user", "content": "Earlier question?"}]
+    out, _ = tab.on_compare(str(tiny_folder), "Be brief.", "", history, 0.7, 0.95, 6, 3)
+    assert "Earlier question?" in out
+    assert "Type a message" in tab.on_compare(str(tiny_folder), "x", "", [], 0.7, 0.95, 6, 0)[1]
+    assert "Pick a principle" in tab.on_compare(str(tiny_folder), " ", "q", [], 0.7, 0.95, 6, 0)[1]
+    assert "loads with the first message" in tab.on_model_choice("embedded")

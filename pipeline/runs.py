@@ -1,0 +1,134 @@
+"""Every run of a workspace in one list: what it is (its stage and constitution, in words), how
+it went (status, time) and the one number that says most about it — the studio's Runs tab
+and `python -m pipeline runs`."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.jobs import RUN_FILE
+from pipeline.store import JobRecord
+
+STAGE_NAMES = {"revise": "chains", "sft-data": "SFT data", "sft": "SFT", "pairs": "pairs",
+               "label": "AI labels", "pmp": "PM pretraining", "reward": "preference model",
+               "ppo": "PPO", "dpo": "DPO", "evaluate": "evaluation", "run-all": "pipeline"}
+# Which studio tab shows a run of each kind.
+TABS = {"revise": "chains", "pairs": "preferences", "label": "preferences"}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    job_id: int
+    kind: str
+    name: str  # stage · constitution or model · started, in words
+    status: str
+    duration: str
+    metric: str  # the number that says most about the run, in words ("" when none yet)
+    folder: str
+    tab: str  # the studio tab that opens it
+    parent: int | None
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _rows(path: Path) -> list[dict]:
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return []
+
+
+def duration_text(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def ran_for(job: JobRecord, now: float | None = None) -> float:
+    """Seconds the job has run (0 while queued)."""
+    if not job.started_at:
+        return 0.0
+    end = (datetime.fromisoformat(job.finished_at).timestamp() if job.finished_at
+           else now if now is not None else datetime.now().timestamp())
+    return max(0.0, end - datetime.fromisoformat(job.started_at).timestamp())
+
+
+def subject(job: JobRecord) -> str:
+    """What the run is about: its constitution, else its model or data."""
+    folder = Path(job.out_dir)
+    settings = _json(folder / RUN_FILE) or {}
+    if isinstance(settings.get("constitution"), str) and "/" not in settings["constitution"]:
+        return settings["constitution"]
+    plan = settings.get("config") if isinstance(settings.get("config"), dict) else {}
+    for name in ("constitution-input.yaml", "constitution.yaml"):
+        text = (folder / name).read_text() if (folder / name).exists() else ""
+        for line in text.splitlines():
+            if line.startswith("name:"):
+                return line.split(":", 1)[1].strip().strip("'\"")
+    return str(plan.get("model") or settings.get("model") or "")
+
+
+def key_metric(job: JobRecord) -> str:
+    """The run's telling number, from what it wrote."""
+    folder = Path(job.out_dir)
+    if job.kind == "revise":
+        chains = _rows(folder / "chains.jsonl")
+        failed = sum(bool(r.get("failure")) for c in chains for r in c.get("rounds", []))
+        return f"{len(chains)} chains, {failed} failed rounds" if chains else ""
+    if job.kind == "label":
+        report = _json(folder / "summary.json") or {}
+        labels = _rows(folder / "labels.jsonl")
+        if not report:
+            return f"{len(labels)} pairs labelled" if labels else ""
+        agreement = report.get("agreement") or {}
+        text = f"{report.get('labels', 0)} pairs, position bias {report.get('position_bias', 0):.0%}"
+        if agreement.get("compared"):
+            text += (f", human agreement {agreement['agreeing']}/{agreement['compared']} "
+                     "(see its verdict)")
+        return text
+    if job.kind == "pairs":
+        pairs = _rows(folder / "pairs.jsonl")
+        return f"{len(pairs)} pairs" if pairs else ""
+    if job.kind == "sft-data":
+        summary = _json(folder / "summary.json") or {}
+        return (f"{summary['revisions']} revisions + {summary['helpful']} helpful examples"
+                if "revisions" in summary else "")
+    if job.kind == "run-all":
+        plan = _json(folder / RUN_FILE) or {}
+        stages = [s.get("name") for s in plan.get("stages", [])]
+        done = sum((_json(folder / str(s) / "status.json") or {}).get("status") == "succeeded"
+                   for s in stages)
+        return f"{done} of {len(stages)} stages done" if stages else ""
+    metrics = [r for r in _rows(folder / "metrics.jsonl") if isinstance(r, dict)]
+    for name, label in (("reward_mean", "reward"), ("accuracy", "accuracy"), ("loss", "loss")):
+        rows = [r for r in metrics if isinstance(r.get(name), (int, float))]
+        if rows:
+            return f"{label} {rows[-1][name]:.3g} at step {rows[-1].get('step', '?')}"
+    return ""
+
+
+def run_name(job: JobRecord) -> str:
+    """stage · constitution or model · when it started (UTC), e.g. "chains ·
+    harmless-helpful · 2026-11-23 22:40"."""
+    started = (job.started_at or job.created_at)[:16].replace("T", " ")
+    return " · ".join(part for part in (STAGE_NAMES.get(job.kind, job.kind), subject(job),
+                                        started) if part)
+
+
+def summarise(job: JobRecord, now: float | None = None) -> RunSummary:
+    return RunSummary(job.id, job.kind, run_name(job), job.status,
+                      duration_text(ran_for(job, now)) if job.started_at else "",
+                      key_metric(job), job.out_dir, TABS.get(job.kind, "train"), job.parent)
+
+
+def summaries(records: list[JobRecord], kind: str = "") -> list[RunSummary]:
+    """Every run (newest first), or those of one kind."""
+    return [summarise(j) for j in records if not kind or j.kind == kind]

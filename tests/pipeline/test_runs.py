@@ -1,0 +1,32 @@
+"""The runs overview: readable names and telling numbers from what runs wrote."""
+import json
+
+from pipeline.critique import ChainLog
+from pipeline.jobs import RUN_FILE
+from pipeline.runs import key_metric, run_name, summaries
+from pipeline.store import Store
+from tests.records import chain_record
+
+
+def test_runs_are_named_by_stage_and_constitution_with_their_key_number(tmp_path):
+    store = Store(tmp_path / "ws")
+    chains = tmp_path / "chains-1"
+    ChainLog(chains).append([chain_record("Pick it.", ["Ask a locksmith.", ""])])
+    (chains / RUN_FILE).write_text(json.dumps({"constitution": "harmless-helpful"}))
+    revise, _ = store.add_job("revise", ["revise"], str(chains), [])
+    sft_dir = tmp_path / "sft-1"
+    sft_dir.mkdir()
+    (sft_dir / "metrics.jsonl").write_text('{"step": 1, "loss": 2.5}\n{"step": 2, "loss": 1.25}\n')
+    (sft_dir / "job.yaml").write_text("model: embedded\n")
+    sft, _ = store.add_job("sft", ["sft"], str(sft_dir), [], parent=revise.id)
+    store.start_job(sft.id, 1)
+    store.set_job_status(sft.id, "succeeded")
+    runs = {r.job_id: r for r in summaries(store.jobs())}
+    assert runs[revise.id].name.startswith("chains · harmless-helpful · 20")
+    assert runs[revise.id].metric == "1 chains, 1 failed rounds" and runs[revise.id].tab == "chains"
+    assert runs[sft.id].metric == "loss 1.25 at step 2" and runs[sft.id].tab == "train"
+    assert runs[sft.id].parent == revise.id and runs[sft.id].duration.endswith("s")
+    assert [r.job_id for r in summaries(store.jobs(), "sft")] == [sft.id]
+    assert str(tmp_path) not in run_name(store.job(sft.id))  # never a folder as the name
+    labels, _ = store.add_job("label", ["label"], str(tmp_path / "nothing-yet"), [])
+    assert key_metric(store.job(labels.id)) == ""
