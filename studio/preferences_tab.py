@@ -25,8 +25,8 @@ from pipeline.preferences import (HUMAN_CHOICES, LabelLog, Pair, Preference, Pri
 from pipeline.prompts import PromptRecord
 from pipeline.stages import LabelJob, PairsJob, build_job, to_argv
 from pipeline.store import JobRecord, Store
-from pipeline.trust import (CALIBRATION_BINS, ENTROPY_BINS, VIEWS, TrustReport, label_verdict,
-                            next_in_queue, trust_report, view_rows)
+from pipeline.trust import (CALIBRATION_BINS, ENTROPY_BINS, VIEWS, TrustReport, Verdict,
+                            label_verdict, next_in_queue, trust_report, view_rows)
 from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
 from studio.job_panel import (cancel_notice, job_bar, job_buttons, latest_job, resume_notice,
                               writing_now)
@@ -35,7 +35,8 @@ from studio.notices import error_notice, notice, verdict_html
 STUDIO_RUN = "studio (pairs scored here)"
 LIVE_CHUNK = 4  # principles scored per step, so bars appear as they are ready
 PAIR_TOKENS = 128  # longest sampled answer of a pair made here (short: a pair is read whole)
-TABLE_HEADERS = ["id", "category", "P(A)", "A first", "B first", "mass", "human", "flags"]
+TABLE_HEADERS = ["id", "category", "P(A)", "verdict", "A first", "B first", "mass", "human",
+                 "flags"]
 JOB_KINDS = ("pairs", "label")
 
 # Keyboard shortcuts while the Preferences tab is shown and no text field has the focus.
@@ -126,9 +127,14 @@ def label_bars(labels: list[PrincipleLabel], titles: dict[str, str], pending: li
     return "".join(parts) + "</div>"
 
 
+def pref_verdict(p: Preference) -> Verdict:
+    return label_verdict(p.p_a, p.p_a_ab, p.p_a_ba, identical="identical" in p.flags)
+
+
 def table_rows(prefs: list[Preference], humans: dict[str, str]) -> list[list]:
-    return [[p.pair.id, p.pair.category, round(p.p_a, 3), round(p.p_a_ab, 3), round(p.p_a_ba, 3),
-             round(p.mass, 3), human_choice(p.pair, humans) or "", ", ".join(p.flags)] for p in prefs]
+    return [[p.pair.id, p.pair.category, round(p.p_a, 3), pref_verdict(p).text.split(":")[0],
+             round(p.p_a_ab, 3), round(p.p_a_ba, 3), round(p.mass, 3),
+             human_choice(p.pair, humans) or "", ", ".join(p.flags)] for p in prefs]
 
 
 def report_html(report: TrustReport | None) -> str:
@@ -371,7 +377,8 @@ def on_next(store: Store, text, a, b, run_choice) -> tuple:
     pref = next_in_queue(prefs, store.human_labels(), current)
     if pref is None:
         return notice("ok", "Every pair in these labels has a human label."), *[gr.update()] * 3
-    return (notice("info", f"Pair {pref.pair.id}: AI P(A) = {pref.p_a:.3f}. Your label?"),
+    return (notice("info", f"Pair {pref.pair.id}: AI P(A) = {pref.p_a:.3f}, "
+                          f"{pref_verdict(pref).text}. Your label?"),
             pref.pair.prompt, pref.pair.response_a, pref.pair.response_b)
 
 
@@ -380,7 +387,8 @@ def open_row(store: Store, run_choice: str, pair_id: str | None) -> tuple:
     pref = by_id.get(pair_id) if pair_id else None
     if pref is None:
         return notice("error", "That pair is no longer in these labels."), *[gr.update()] * 3
-    return (notice("info", f"Pair {pref.pair.id}: AI P(A) = {pref.p_a:.3f}."),
+    return (notice("info", f"Pair {pref.pair.id}: AI P(A) = {pref.p_a:.3f}, "
+                          f"{pref_verdict(pref).text}."),
             pref.pair.prompt, pref.pair.response_a, pref.pair.response_b)
 
 

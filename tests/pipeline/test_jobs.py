@@ -76,6 +76,24 @@ def test_a_job_that_died_silently_is_marked_failed_with_its_log(tmp_path):
     assert settled.status == "failed" and "Killed" in settled.error
 
 
+def test_a_job_that_reported_its_end_is_settled_while_its_process_still_exits(tmp_path):
+    """A cancelled training job may take a while to tear down; the list says so at once."""
+    store = Store(tmp_path / "ws")
+    out = tmp_path / "run"
+    out.mkdir()
+    slow_exit = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        job, _ = store.add_job("sft", ["sft"], str(out), ["python"])
+        store.start_job(job.id, slow_exit.pid)
+        assert next(j for j in jobs.refresh(store) if j.id == job.id).status == "running"
+        (out / jobs.STATUS_FILE).write_text(json.dumps({"status": "cancelled", "message": "kept"}))
+        settled = next(j for j in jobs.refresh(store) if j.id == job.id)
+        assert settled.status == "cancelled" and slow_exit.poll() is None
+    finally:
+        slow_exit.kill()
+        slow_exit.wait()
+
+
 def test_a_job_killed_from_outside_names_the_signal(tmp_path, tiny_folder):
     """What the system's out-of-memory killer does: SIGKILL, no chance to report."""
     store = Store(tmp_path / "ws")

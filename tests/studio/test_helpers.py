@@ -63,7 +63,9 @@ def test_label_table_views_and_the_queue():
     assert view_rows(prefs, {}, "not yet labelled by a person") == [unsure, biased]
     assert next_in_queue(prefs, {}, current=biased.pair.id) is unsure
     assert next_in_queue(prefs, {unsure.pair.id: "A", biased.pair.id: "tie"}, "") is None
-    assert table_rows([sure], {})[0][6] == "B"
+    assert table_rows([sure], {})[0][7] == "B"
+    assert [row[3] for row in table_rows(prefs, {})] == [
+        "prefers A in both orders (P(A) = 0.925)", "position-decided", "position-decided"]
 
 
 def test_label_bars_show_both_orders_pending_principles_and_the_swap():
