@@ -56,18 +56,16 @@ def diff_html(changes: tuple[cons.Change, ...], label_a: str, label_b: str) -> s
     parts = [f'<div class="cdiff"><p class="diff-head">From <b>{html.escape(label_a)}</b> to '
              f'<b>{html.escape(label_b)}</b>: {plural(len(changes), "change")}</p>']
     by_principle: dict[str, list[cons.Change]] = {}
+    lines = {"added": ("diff-add", "+ added principle", "after"),
+             "removed": ("diff-del", "− removed principle", "before")}
     for ch in changes:
-        if ch.kind == "added":
-            parts.append(f'<p class="diff-add" data-change="added">+ added principle '
-                         f'<code>{html.escape(ch.subject)}</code>: {html.escape(ch.after)}</p>')
-        elif ch.kind == "removed":
-            parts.append(f'<p class="diff-del" data-change="removed">− removed principle '
-                         f'<code>{html.escape(ch.subject)}</code>: {html.escape(ch.before)}</p>')
-        elif ch.kind == "moved":
-            parts.append(f'<p data-change="moved">Order of principles changed:</p>'
-                         f'{side_by_side(ch.before, ch.after, label_a, label_b)}')
-        elif ch.kind == "metadata":
-            parts.append(f'<p data-change="metadata"><b>{html.escape(ch.field)}</b></p>'
+        if ch.kind in lines:
+            css, what, side = lines[ch.kind]
+            parts.append(f'<p class="{css}" data-change="{ch.kind}">{what} <code>'
+                         f'{html.escape(ch.subject)}</code>: {html.escape(getattr(ch, side))}</p>')
+        elif ch.kind in ("moved", "metadata"):
+            title = "Order of principles" if ch.kind == "moved" else ch.field
+            parts.append(f'<p data-change="{ch.kind}"><b>{html.escape(title)}</b></p>'
                          f'{side_by_side(ch.before, ch.after, label_a, label_b)}')
         else:
             by_principle.setdefault(ch.subject, []).append(ch)
