@@ -177,24 +177,34 @@ class LengthBaselines:
         return base + f"; the judge's length-controlled agreement {self.controlled:.0%}"
 
 
-def length_baselines(rows: list[tuple[float, str, str, str]]) -> LengthBaselines | None:
-    """From (P(A), human choice, answer A, answer B) rows; None without a human A/B pair of
-    answers of different lengths."""
-    groups: dict[bool, list[bool]] = {True: [], False: []}  # people chose longer → AI agreed?
-    for p_a, choice, a, b in rows:
-        words_a, words_b = len(a.split()), len(b.split())
-        if choice not in ("A", "B") or words_a == words_b:
-            continue
-        chose_longer = (choice == "A") == (words_a > words_b)
-        groups[chose_longer].append(bool(ai_agrees(p_a, choice)))
-    n = len(groups[True]) + len(groups[False])
-    if not n:
+def length_control(outcomes: list[tuple[bool, bool]]) -> LengthBaselines | None:
+    """From (people chose the longer answer?, the judge was right?) per pair whose answers
+    differ in length; None without such a pair."""
+    if not outcomes:
         return None
+    groups = {side: [right for longer, right in outcomes if longer == side]
+              for side in (True, False)}
+    n = len(outcomes)
     controlled = None
     if groups[True] and groups[False]:
         controlled = sum(sum(g) / len(g) for g in groups.values()) / 2
     return LengthBaselines(n, len(groups[True]) / n, len(groups[False]) / n, len(groups[True]),
                            controlled)
+
+
+def chose_longer(choice: str, a: str, b: str) -> bool | None:
+    """Whether the person chose the longer answer (words); None for a tie or equal lengths."""
+    words_a, words_b = len(a.split()), len(b.split())
+    if choice not in ("A", "B") or words_a == words_b:
+        return None
+    return (choice == "A") == (words_a > words_b)
+
+
+def length_baselines(rows: list[tuple[float, str, str, str]]) -> LengthBaselines | None:
+    """From (P(A), human choice, answer A, answer B) rows; None without a human A/B pair of
+    answers of different lengths."""
+    return length_control([(longer, bool(ai_agrees(p_a, choice))) for p_a, choice, a, b in rows
+                           if (longer := chose_longer(choice, a, b)) is not None])
 
 
 @dataclass(frozen=True)
