@@ -262,9 +262,8 @@ def cmd_pairs(args: argparse.Namespace) -> int:
 def cmd_label(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from pipeline.feedback import FeedbackConfig, Labeller, run_labelling
+    from pipeline.feedback import run_labelling
     from pipeline.jobs import job_context, write_progress
-    from pipeline.models import load_model
     from pipeline.preferences import read_pairs
     from pipeline.trust import format_report, trust_report
 
@@ -279,7 +278,7 @@ def cmd_label(args: argparse.Namespace) -> int:
             print(f"warning: skipped {message}", file=sys.stderr)
         pairs = pairs[: job.limit or None]
         write_progress(out, 0, len(pairs), loading(job.model))
-        labeller = Labeller(load_model(job.model), settings_of(job, FeedbackConfig))
+        labeller = judge_for(job)
         bar = tqdm(total=len(pairs), unit="pair")
         write_progress(out, 0, len(pairs), "labelling")
 
@@ -309,6 +308,110 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"{r.job_id:>4}  {r.status:<10} {r.duration:>8}  {r.name}"
               + (f"  — {r.metric}" if r.metric else "") + f"\n      {r.folder}")
     return 0
+
+
+def values_data(job, args: argparse.Namespace):
+    """The job's human-labelled pairs."""
+    from pipeline.values.features import labelled, pair_source
+
+    store = open_store(args)
+    return labelled(pair_source(job.pairs, store.human_pairs()), store.human_labels())
+
+
+def cmd_values_report(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from pipeline.feedback import FeedbackConfig, Labeller
+    from pipeline.jobs import job_context, write_progress
+    from pipeline.models import load_model
+    from pipeline.values.report import format_report, pair_evidence, values_report
+
+    job = stage_job("values-report", args)
+    out = Path(args.out) if args.out else None
+    with job_context(out) if out else nullcontext():
+        data = values_data(job, args)
+        constitutions = [resolve_constitution(ref, args)[1] for ref in job.constitutions]
+        loaded = load_model(job.model)
+        policy = load_model(job.policy) if job.policy else None
+        steps = 2 + len(constitutions)
+        done = [0]
+
+        def step(what: str) -> None:
+            print(f"… {what}", file=sys.stderr, flush=True)
+            if out:
+                write_progress(out, done[0], steps, what)
+
+        evidence = pair_evidence(loaded, data, job.pooling, job.layer_list, policy, step)
+        done[0] = 2
+        judge = (Labeller(loaded, FeedbackConfig(ensemble=job.judge_ensemble))
+                 if job.judge_ensemble >= 0 else None)
+        reports = []
+        for c in constitutions:
+            reports.append(values_report(loaded, c, data, evidence, job.method, job.folds,
+                                         job.seed, judge, step))
+            done[0] += 1
+        text = "\n\n".join(format_report(r) for r in reports)
+        if len(reports) > 1:
+            text += "\n\n" + compare_table(reports)
+        payload = json.dumps([r.as_json() for r in reports] if len(reports) > 1
+                             else reports[0].as_json(), indent=2)
+        if out:
+            write_atomic(out / "values.json", payload)
+            write_atomic(out / "values.md", text + "\n")
+            write_progress(out, steps, steps, "done")
+        print(payload if args.json else text)
+    return 0
+
+
+def compare_table(reports) -> str:
+    """Several constitutions side by side on the same pairs."""
+    lines = ["constitution          adversarial  w_c acc  controlled  mean cos(w_c, w*)  judge"]
+    for r in reports:
+        best = r.best
+        controlled = "n/a" if best.constitution.controlled is None else \
+            f"{best.constitution.controlled:.0%}"
+        judge = "—" if r.judge is None else f"{r.judge.value:.0%}"
+        lines.append(f"{r.constitution:<21} {'yes' if r.adversarial else 'no':<12} "
+                     f"{best.constitution.value:>7.0%}  {controlled:>10}  "
+                     f"{r.mean_cos_constitution:>+17.3f}  {judge}")
+    return "\n".join(lines)
+
+
+def cmd_values_fit(args: argparse.Namespace) -> int:
+    from pipeline.jobs import job_context, write_progress
+    from pipeline.models import load_model
+    from pipeline.values.judge import fit_probe, save_probe
+
+    job = stage_job("values-fit", args)
+    out = Path(args.out)
+    with job_context(out):
+        data = values_data(job, args)
+        write_progress(out, 0, 1, loading(job.model))
+        loaded = load_model(job.model)
+        write_progress(out, 0, 1, "reading the pairs and fitting the probe")
+        layer = job.layer_list[0] if job.layer_list else None
+        probe = fit_probe(loaded, data, job.pooling, job.method, layer, job.folds, job.seed)
+        save_probe(probe, out / "probe")
+        write_progress(out, 1, 1, "done")
+        print(f"probe at layer {probe.layer} ({probe.method}, {probe.pooling}): cross-validated "
+              f"accuracy {probe.cv_accuracy:.0%} on {len(data.pairs)} pairs, τ = {probe.tau:.3g}; "
+              f"saved in {out / 'probe'} — label with `label --judge representation --probe "
+              f"{out / 'probe'}` (pairs it was fitted on are flagged)")
+    return 0
+
+
+def judge_for(job):
+    """The judge a label job asks for: the log-prob A/B question, or the hidden states."""
+    from pipeline.feedback import FeedbackConfig, Labeller
+    from pipeline.models import load_model
+
+    loaded = load_model(job.model)
+    if job.judge == "logprob":
+        return Labeller(loaded, settings_of(job, FeedbackConfig))
+    from pipeline.values.judge import RepresentationJudge, load_probe
+
+    probe = load_probe(job.probe, loaded) if job.probe else None
+    return RepresentationJudge(loaded, probe, None if job.layer < 0 else job.layer)
 
 
 def cmd_agreement(args: argparse.Namespace) -> int:
@@ -519,7 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = {"revise": cmd_revise, "sft-data": cmd_sft_data, "pairs": cmd_pairs, "label": cmd_label,
             "sft": cmd_train, "pmp": cmd_train, "reward": cmd_train, "ppo": cmd_train,
-            "dpo": cmd_train, "evaluate": cmd_evaluate, "run-all": cmd_run_all}
+            "dpo": cmd_train, "evaluate": cmd_evaluate, "values-report": cmd_values_report,
+            "values-fit": cmd_values_fit, "run-all": cmd_run_all}
     for command, cls in COMMANDS.items():
         doc = " ".join((cls.__doc__ or "").split())
         p = commands.add_parser(command, help=doc.split(". ")[0], description=doc)
@@ -535,6 +639,26 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", required=True, help="run folder; rerunning into it resumes")
         add_config_arguments(p, cls, only_given=True)
         p.set_defaults(run=runs[command])
+
+    for p in [r for r in commands.choices.values() if r.prog.endswith("values-report")]:
+        p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    values = commands.add_parser("values", help="latent values: report, compare, fit a judge")
+    sub = values.add_subparsers(dest="action", required=True)
+    for action, cls, run, about in (
+            ("report", COMMANDS["values-report"], cmd_values_report, "the values report"),
+            ("compare", COMMANDS["values-report"], cmd_values_report,
+             "several constitutions side by side on the same pairs"),
+            ("fit", COMMANDS["values-fit"], cmd_values_fit, "fit a representation judge")):
+        p = sub.add_parser(action, help=about, description=" ".join((cls.__doc__ or "").split()))
+        p.add_argument("--config", default=None, help="a YAML job file (field: value)")
+        p.add_argument("--out", default=None, required=action == "fit",
+                       help="folder for the results (values.json, values.md) or the probe")
+        if action == "compare":
+            p.add_argument("constitution", nargs="+", help="constitutions to compare")
+        if action != "fit":
+            p.add_argument("--json", action="store_true", help="print the report as JSON")
+        add_config_arguments(p, cls, only_given=True)
+        p.set_defaults(run=run)
 
     p = commands.add_parser("runs", help="every run of the workspace: name, status, time, key number")
     p.add_argument("--kind", default="", help="only runs of this command (revise, label, sft…)")

@@ -11,7 +11,7 @@ import math
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 from pipeline.constitution import Constitution, Principle, content_hash
 from pipeline.errors import ConstitutionError, DatasetError, ModelError
@@ -216,6 +216,11 @@ class Labeller:
         self.options = resolve_option_tokens(self.tokenizer)
         self.backend = TransformersBackend(loaded, max_batch_size=config.batch_size)
 
+    @property
+    def name(self) -> str:
+        """The judge as its records name it."""
+        return self.loaded.name
+
     def encode(self, text: str) -> tuple[int, ...]:
         return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -331,6 +336,15 @@ class Labeller:
         return records
 
 
+class Judge(Protocol):
+    """What labels pairs: the log-prob `Labeller` here, or the representation judge."""
+
+    name: str
+    config: FeedbackConfig
+
+    def label(self, constitution: Constitution, pairs: list[Pair]) -> list[Preference]: ...
+
+
 def make_pairs(backend: GenerationBackend, prompts: list[PromptRecord],
                sampling: SamplingConfig) -> list[Pair]:
     """Two sampled answers per prompt from one policy (rows seeded seed+2i and seed+2i+1)."""
@@ -345,7 +359,7 @@ def make_pairs(backend: GenerationBackend, prompts: list[PromptRecord],
     return pairs
 
 
-def run_labelling(labeller: Labeller, constitution: Constitution, pairs: list[Pair],
+def run_labelling(labeller: Judge, constitution: Constitution, pairs: list[Pair],
                   out: str | Path, on_batch: Callable[[int, int], None] | None = None
                   ) -> list[Preference]:
     """Label every pair not yet in `out/labels.jsonl`, a batch at a time (each batch
@@ -353,7 +367,7 @@ def run_labelling(labeller: Labeller, constitution: Constitution, pairs: list[Pa
     out = Path(out)
     claim_run_folder(out, {"constitution": constitution.name,
                            "constitution_hash": content_hash(constitution),
-                           "feedback_model": labeller.loaded.name,
+                           "feedback_model": labeller.name,
                            "feedback": asdict(labeller.config)})
     log = LabelLog(out)
     done = log.done_ids()

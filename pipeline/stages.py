@@ -271,6 +271,9 @@ class PairsJob(WholeJob, PromptSettings, SamplingConfig):
         return problems
 
 
+JUDGES = ("logprob", "representation")
+
+
 @dataclass(frozen=True)
 class LabelJob(WholeJob, FeedbackConfig):
     """AI feedback: soft A/B labels for pairs under a constitution; rerunning into the same
@@ -279,6 +282,13 @@ class LabelJob(WholeJob, FeedbackConfig):
     pairs: str = _help("Pairs JSONL, a folder from `pairs`, or 'gold'.", "")
     constitution: str = _help("Constitution: a file, NAME or NAME@VERSION.", "")
     model: str = _help("The feedback model.", DEFAULT_MODEL)
+    judge: str = _help("logprob (ask the A/B question) or representation (read the answers' "
+                       "hidden states along the constitution's direction, or a probe's).",
+                       "logprob")
+    probe: str = _help("Representation judge: a probe folder from `values fit` instead of the "
+                       "constitution's direction.", "")
+    layer: int = _help("Representation judge: the layer to read (-1 = the middle one; a probe "
+                       "brings its own).", -1)
     limit: int = _help("Label the first N pairs (0 = all).", 0)
     skip_bad_lines: bool = _help("Skip malformed lines of a pairs file (default: stop at the "
                                  "first).", False)
@@ -287,6 +297,10 @@ class LabelJob(WholeJob, FeedbackConfig):
         problems = _required(self, "pairs", "constitution") + self.feedback_problems()
         if self.limit < 0:
             problems.append("limit must be 0 (all) or more")
+        if self.judge not in JUDGES:
+            problems.append(f"judge must be one of {', '.join(JUDGES)} (got {self.judge!r})")
+        if self.probe and self.judge != "representation":
+            problems.append("probe needs judge: representation")
         return problems
 
 
@@ -327,6 +341,78 @@ class EvaluateJob(WholeJob, PromptSettings, SamplingConfig):
         return {"base": self.base, **dict(p.split("=", 1) for p in self.policies_given())}
 
 
+POOLINGS = ("answer_mean", "last")
+PROBE_METHODS = ("logistic", "mean_difference")
+
+
+@dataclass(frozen=True)
+class ValuesSettings:
+    """Which pairs and how a model's representations are read and probed."""
+
+    pairs: str = _help("Human-labelled pairs: 'gold', 'human' (your labels in the workspace), a "
+                       "pairs JSONL or folder (HH-RLHF imports too), or a label run.", "gold")
+    model: str = _help("The model whose representations are read.", DEFAULT_MODEL)
+    pooling: str = _help("answer_mean (mean over the answer's tokens) or last (its last token).",
+                         "answer_mean")
+    method: str = _help("Probe: logistic (L2) or mean_difference.", "logistic")
+    folds: int = _help("Cross-validation folds.", 5)
+    layers: str = _help("Comma-separated layers to read (0 = embeddings; empty = all).", "")
+    seed: int = _help("Seed of the folds and bootstrap.", 0)
+
+    def values_problems(self) -> list[str]:
+        problems = _required(self, "pairs")
+        if self.pooling not in POOLINGS:
+            problems.append(f"pooling must be one of {', '.join(POOLINGS)}")
+        if self.method not in PROBE_METHODS:
+            problems.append(f"method must be one of {', '.join(PROBE_METHODS)}")
+        if self.folds < 2:
+            problems.append("folds must be at least 2")
+        if any(not part.strip().isdigit() for part in self.layers.split(",") if part.strip()):
+            problems.append(f"layers must be comma-separated layer numbers (got {self.layers!r})")
+        return problems
+
+    @property
+    def layer_list(self) -> list[int] | None:
+        return [int(x) for x in self.layers.split(",") if x.strip()] or None
+
+
+@dataclass(frozen=True)
+class ValuesJob(WholeJob, ValuesSettings):
+    """The values report: how much value signal the representations hold (the probe
+    ceiling), what the constitution's direction and generation capture, the judge, the
+    generation–judgment gap, length baselines, and the adversarial flag — for one or more
+    constitutions side by side."""
+
+    constitution: str = _help("Constitution(s): a file, NAME or NAME@VERSION; repeat the flag to "
+                              "compare several.", "", join=True)
+    policy: str = _help("The policy whose own likelihood gives the generation direction "
+                        "('' = the model).", "")
+    judge_ensemble: int = _help("Principles per log-prob judge label (0 = every enabled one; -1 = "
+                                "skip the log-prob judge).", 2)
+
+    def problems(self) -> list[str]:
+        problems = _required(self, "constitution") + self.values_problems()
+        if self.judge_ensemble < -1:
+            problems.append("judge_ensemble must be -1 (skip), 0 (all) or more")
+        return problems
+
+    @property
+    def constitutions(self) -> list[str]:
+        return [c.strip() for c in self.constitution.split(",") if c.strip()]
+
+
+@dataclass(frozen=True)
+class ValuesFitJob(WholeJob, ValuesSettings):
+    """A representation judge from human labels: a probe at the best layer (or --layers N),
+    with a temperature calibrated by cross-validation, saved with its lineage."""
+
+    def problems(self) -> list[str]:
+        problems = self.values_problems()
+        if self.layer_list and len(self.layer_list) > 1:
+            problems.append("a probe lives at one layer: give at most one in layers")
+        return problems
+
+
 @dataclass(frozen=True)
 class RunAllJob:
     """The whole pipeline, each stage a job: chains → SFT data → SFT → pairs → AI labels →
@@ -363,6 +449,7 @@ STAGES: dict[str, type] = {"sft": SFTJob, "pmp": PMPJob, "reward": RewardJob, "p
 # files, studio forms and the command lines of jobs all come from here
 COMMANDS: dict[str, type] = {"revise": ReviseJob, "sft-data": SFTDataJob, "pairs": PairsJob,
                              "label": LabelJob, **STAGES, "evaluate": EvaluateJob,
+                             "values-report": ValuesJob, "values-fit": ValuesFitJob,
                              "run-all": RunAllJob}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {

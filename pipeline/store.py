@@ -511,6 +511,13 @@ class Store:
         with self._transaction() as conn:
             conn.execute("DELETE FROM human_labels WHERE pair_id = ?", (pair_id,))
 
+    def human_pairs(self) -> list[tuple[str, str, str, str]]:
+        """Every pair a person labelled here: (prompt, answer A, answer B, choice)."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT prompt, response_a, response_b, choice FROM human_labels "
+                                "ORDER BY labelled_at, pair_id").fetchall()
+        return [tuple(r) for r in rows]
+
     def human_labels(self) -> dict[str, str]:
         """pair id → choice."""
         with self._connect() as conn:

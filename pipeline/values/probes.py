@@ -18,6 +18,8 @@ from typing import Callable
 
 import torch
 
+from pipeline.errors import DatasetError
+
 METHODS = ("mean_difference", "logistic")
 L2 = 1.0  # logistic penalty on standardised features, per pair
 
@@ -67,6 +69,11 @@ def without(d: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return d - (d @ u)[:, None] * u[None, :]
 
 
+def too_few(n: int, k: int) -> DatasetError:
+    return DatasetError(f"{n} labelled pairs cannot be split into {k} folds; label at least "
+                        f"{k} pairs (30 or more give a useful estimate).")
+
+
 def folds(n: int, k: int, seed: int = 0) -> list[list[int]]:
     """k folds of pair indices, seeded shuffle."""
     order = list(range(n))
@@ -96,8 +103,7 @@ def cross_validate(d: torch.Tensor, y: torch.Tensor, method: str = "logistic", k
         raise ValueError(f"method must be one of {', '.join(METHODS)} (got {method!r}).")
     n = len(d)
     if n < k:
-        raise ValueError(f"{n} labelled pairs cannot be split into {k} folds; label at least "
-                         f"{k} pairs (30 or more give a useful estimate).")
+        raise too_few(n, k)
     fit = FITS[method]
     correct = [False] * n
     for held in folds(n, k, seed):

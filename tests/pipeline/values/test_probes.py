@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from pipeline.errors import DatasetError
 from pipeline.values import probes
 
 
@@ -54,5 +55,5 @@ def test_intervals_folds_cosine_and_the_binomial_test_by_hand():
     assert sorted(i for f in parts for i in f) == list(range(10)) and len(parts) == 3
     assert probes.cosine(torch.tensor([1.0, 0.0]), torch.tensor([-2.0, 0.0])) == -1.0
     assert probes.below_chance_p(0, 3) == 1 / 8 and probes.below_chance_p(3, 3) == 1.0
-    with pytest.raises(ValueError, match="3 labelled pairs cannot be split into 5 folds"):
+    with pytest.raises(DatasetError, match="3 labelled pairs cannot be split into 5 folds"):
         probes.cross_validate(torch.zeros(3, 2), torch.tensor([1, 0, 1]), k=5)

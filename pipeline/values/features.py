@@ -1,0 +1,91 @@
+"""Pair features read from a model: per layer, the pooled hidden state of each answer in its
+conversation, and their difference h(A) − h(B); with the human preference and the lengths
+that the length controls need."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from pipeline.errors import DatasetError
+from pipeline.hidden import hidden_states
+from pipeline.models import LoadedModel
+from pipeline.preferences import Pair, gold_pairs, human_choice, read_pairs
+from pipeline.trust import chose_longer
+
+
+@dataclass(frozen=True)
+class LabelledPairs:
+    """Pairs a person chose between (ties and unlabelled pairs left out): y = 1 when A was
+    preferred."""
+
+    pairs: tuple[Pair, ...]
+    y: torch.Tensor
+
+    @property
+    def chose_longer(self) -> list[bool | None]:
+        return [chose_longer("A" if label else "B", p.response_a, p.response_b)
+                for p, label in zip(self.pairs, self.y.tolist())]
+
+    @property
+    def dlen(self) -> torch.Tensor:
+        """Δ log length (words, +1) of A over B, per pair."""
+        return torch.tensor([math.log(len(p.response_a.split()) + 1)
+                             - math.log(len(p.response_b.split()) + 1) for p in self.pairs])
+
+
+def pair_source(ref: str, human_pairs: list[tuple[str, str, str, str]]) -> list[Pair]:
+    """'gold', 'human' (the pairs people labelled in the workspace, given as rows), or a
+    pairs file or folder (a label run's folder holds its pairs too)."""
+    if ref == "gold":
+        return gold_pairs()
+    if ref == "human":
+        return [Pair(prompt, a, b, source="human", human=choice)
+                for prompt, a, b, choice in human_pairs]
+    return read_pairs(ref)
+
+
+def labelled(pairs: list[Pair], humans: dict[str, str]) -> LabelledPairs:
+    """The pairs with a human A or B (from the store, else the pair's own label); identical
+    answers are left out (there is nothing to prefer)."""
+    kept, ys = [], []
+    for pair in pairs:
+        choice = human_choice(pair, humans)
+        if choice in ("A", "B") and not pair.identical:
+            kept.append(pair)
+            ys.append(1 if choice == "A" else 0)
+    if not kept:
+        raise DatasetError("None of these pairs has a human A or B label (ties and unlabelled "
+                           "pairs are left out); label some in the Preferences tab or use "
+                           "gold pairs or an HH-RLHF import.")
+    return LabelledPairs(tuple(kept), torch.tensor(ys))
+
+
+@dataclass(frozen=True)
+class PairFeatures:
+    """h(A) − h(B) per pair and layer, [pairs, layers, hidden], with the layer indices
+    (0 = embeddings) and the pooling they were read with."""
+
+    d: torch.Tensor
+    layers: tuple[int, ...]
+    pooling: str
+
+
+def answer_states(loaded: LoadedModel, prompts: list[str], answers: list[str], pooling: str,
+                  layers: list[int] | None = None, batch_size: int = 8) -> torch.Tensor:
+    """[rows, layers, hidden] pooled states of answers in their conversations."""
+    return hidden_states(loaded.model, loaded.tokenizer, prompts, answers, layers, pooling,
+                         batch_size)
+
+
+def pair_features(loaded: LoadedModel, pairs: tuple[Pair, ...] | list[Pair],
+                  pooling: str = "answer_mean", layers: list[int] | None = None,
+                  batch_size: int = 8) -> PairFeatures:
+    """Both answers of every pair read in one batched pass (one forward per answer)."""
+    prompts = [p.prompt for p in pairs] * 2
+    answers = [p.response_a for p in pairs] + [p.response_b for p in pairs]
+    states = answer_states(loaded, prompts, answers, pooling, layers, batch_size)
+    n = len(pairs)
+    used = tuple(layers) if layers is not None else tuple(range(states.shape[1]))
+    return PairFeatures(states[:n] - states[n:], used, pooling)

@@ -1,0 +1,163 @@
+"""The representation judge: P(A) = σ((h_A − h_B)·w / τ), read from the model's hidden states
+instead of asked as a question — one forward pass per answer, shared by every principle, and
+position-free by construction (swapping the answers negates h_A − h_B).
+
+w is the constitution's direction (per principle; no labels needed) or a probe fitted on
+human labels and saved as an artifact (`values fit`). Its records are ordinary preference
+records: both orders carry the same label, and the option mass is 1 (nothing was asked).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from pipeline.constitution import Constitution, content_hash
+from pipeline.errors import DatasetError, ModelError
+from pipeline.feedback import FeedbackConfig, combine
+from pipeline.files import is_complete, replace_folder, write_atomic
+from pipeline.hidden import decoder_layers
+from pipeline.models import LoadedModel
+from pipeline.preferences import Pair, Preference, PrincipleLabel
+from pipeline.values import probes
+from pipeline.values.directions import constitution_direction
+from pipeline.values.features import LabelledPairs, pair_features
+
+PROBE_FILE, LINEAGE_FILE = "probe.safetensors", "probe.json"
+FITTED = "fitted probe"
+
+
+def data_hash(pairs: tuple[Pair, ...] | list[Pair]) -> str:
+    return hashlib.sha256("\n".join(sorted(p.id for p in pairs)).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A direction at one layer, with its temperature and where it came from."""
+
+    direction: torch.Tensor
+    layer: int
+    pooling: str
+    tau: float
+    model: str
+    hidden_size: int
+    layers: int  # the model's decoder layers
+    method: str
+    data_hash: str
+    pair_ids: tuple[str, ...]  # the pairs it was fitted on (labelling them is flagged)
+    cv_accuracy: float
+
+
+def calibrated_tau(scores: list[float], y: list[int]) -> float:
+    """The temperature whose σ(s/τ) best predicts the held-out labels (log loss, grid)."""
+    spread = sorted(abs(s) for s in scores if s) or [1.0]
+    grid = [spread[len(spread) // 2] * 2 ** (k / 2) for k in range(-8, 9)]
+
+    def loss(tau: float) -> float:
+        total = 0.0
+        for s, label in zip(scores, y):
+            p = 1 / (1 + math.exp(-max(min(s / tau, 50), -50)))
+            total -= math.log(max(p if label else 1 - p, 1e-12))
+        return total
+    return min(grid, key=loss)
+
+
+def fit_probe(loaded: LoadedModel, data: LabelledPairs, pooling: str = "answer_mean",
+              method: str = "logistic", layer: int | None = None, folds: int = 5,
+              seed: int = 0) -> Probe:
+    """A probe on human-labelled pairs, at `layer` or at the layer with the best
+    cross-validated accuracy; τ calibrated on the held-out scores."""
+    features = pair_features(loaded, data.pairs, pooling, None if layer is None else [layer])
+    fits = [probes.cross_validate(features.d[:, n], data.y, method, folds, seed)
+            for n in range(len(features.layers))]
+    best = max(range(len(fits)), key=lambda n: (fits[n].accuracy, -n))
+    d = features.d[:, best]
+    held_out = [0.0] * len(d)
+    for held in probes.folds(len(d), folds, seed):
+        train = sorted(set(range(len(d))) - set(held))
+        w = probes.FITS[method](d[train], data.y[train])
+        for i, s in zip(held, (d[held] @ w).tolist()):
+            held_out[i] = s
+    return Probe(fits[best].direction, features.layers[best], pooling,
+                 calibrated_tau(held_out, data.y.tolist()), loaded.name,
+                 loaded.model.config.hidden_size, len(decoder_layers(loaded.model)), method,
+                 data_hash(data.pairs), tuple(p.id for p in data.pairs), fits[best].accuracy)
+
+
+def save_probe(probe: Probe, folder: str | Path) -> Path:
+    """The probe as safetensors + its lineage in JSON, replaced whole (crash-safe)."""
+    lineage = {k: v for k, v in asdict(probe).items() if k != "direction"}
+
+    def write(tmp: Path) -> None:
+        save_file({"direction": probe.direction.contiguous()}, str(tmp / PROBE_FILE))
+        write_atomic(tmp / LINEAGE_FILE, json.dumps(lineage, indent=2))
+    return replace_folder(folder, write)
+
+
+def load_probe(folder: str | Path, loaded: LoadedModel) -> Probe:
+    """A saved probe, refused (by name) when it was fitted on another model's states."""
+    folder = Path(folder)
+    if not (folder / LINEAGE_FILE).exists() or not is_complete(folder):
+        raise DatasetError(f"{folder} is not a probe folder (written by `values fit`).")
+    lineage = json.loads((folder / LINEAGE_FILE).read_text())
+    direction = load_file(str(folder / PROBE_FILE))["direction"]
+    probe = Probe(direction=direction, **{**lineage, "pair_ids": tuple(lineage["pair_ids"])})
+    ours = (loaded.model.config.hidden_size, len(decoder_layers(loaded.model)))
+    if (probe.hidden_size, probe.layers) != ours or probe.model != loaded.name:
+        raise ModelError(f"The probe {folder} was fitted on {probe.model} (hidden size "
+                         f"{probe.hidden_size}, {probe.layers} layers), not on {loaded.name} "
+                         f"(hidden size {ours[0]}, {ours[1]} layers); fit one for this model.")
+    return probe
+
+
+class RepresentationJudge:
+    """Labels pairs like `feedback.Labeller` (same `label` interface and records) from hidden
+    states: with a fitted probe, one label per pair; else one per enabled principle, from
+    the constitution's per-principle directions at `layer`."""
+
+    def __init__(self, loaded: LoadedModel, probe: Probe | None = None, layer: int | None = None,
+                 pooling: str = "answer_mean", batch_size: int = 8):
+        self.loaded, self.probe, self.batch_size = loaded, probe, batch_size
+        self.layer = probe.layer if probe else (layer if layer is not None
+                                                else (len(decoder_layers(loaded.model)) + 1) // 2)
+        self.pooling = probe.pooling if probe else pooling
+        self.config = FeedbackConfig(ensemble=0, batch_size=batch_size * 2)
+        self._directions: dict[str, dict[str, tuple[torch.Tensor, float]]] = {}
+
+    @property
+    def name(self) -> str:
+        return f"representation:{self.loaded.name}@layer{self.layer}"
+
+    def directions(self, constitution: Constitution) -> dict[str, tuple[torch.Tensor, float]]:
+        """principle id (or FITTED) → (unit direction, τ), computed once per constitution."""
+        if self.probe is not None:
+            w = self.probe.direction
+            return {FITTED: (w / w.norm(), self.probe.tau / float(w.norm()))}
+        key = content_hash(constitution)
+        if key not in self._directions:
+            found = constitution_direction(self.loaded, constitution, self.pooling, [self.layer])
+            self._directions[key] = {
+                pid: (v[0] / v[0].norm().clamp_min(1e-12), float(v[0].norm().clamp_min(1e-6)))
+                for pid, v in found.principles.items()}
+        return self._directions[key]
+
+    def label(self, constitution: Constitution, pairs: list[Pair]) -> list[Preference]:
+        todo = [p for p in pairs if not p.identical]
+        out: dict[str, Preference] = {}
+        if todo:
+            d = pair_features(self.loaded, todo, self.pooling, [self.layer], self.batch_size).d[:, 0]
+            trained = set(self.probe.pair_ids) if self.probe else set()
+            for pair, diff in zip(todo, d):
+                labels = []
+                for pid, (w, tau) in self.directions(constitution).items():
+                    p = 1 / (1 + math.exp(-max(min(float(diff @ w) / tau, 50.0), -50.0)))
+                    labels.append(PrincipleLabel(pid, p, p, 1.0, 1.0))
+                flags = ("probe-training-pair",) if pair.id in trained else ()
+                out[pair.id] = combine(pair, labels, self.name, constitution, False, flags)
+        return [out.get(p.id) or Preference(p, 0.5, (), self.name, content_hash(constitution),
+                                            False, ("identical",)) for p in pairs]
