@@ -155,3 +155,34 @@ def test_training_stages_check_their_config_before_starting(ws, tmp_path):
     assert "clip must be in (0, 1)" in proc.stderr
     for stage in ("sft", "pmp", "reward", "ppo", "dpo"):
         assert "--lora-r" in run(stage, "--help", workspace=ws).stdout
+
+
+def test_values_report_fit_and_the_representation_judge_from_the_command_line(ws, tmp_path,
+                                                                               tiny_folder):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"Question {i}?", "chosen": f"A safe answer {i}.",
+                                         "rejected": f"No {i}."}) + "\n" for i in range(8)))
+    model = ["--model", str(tiny_folder)]
+    report = run("values", "compare", "adversarial", "honest", "--pairs", str(pairs), *model,
+                 "--folds", "3", "--judge-ensemble", "-1", "--json", workspace=ws)
+    reports = json.loads(report.stdout)
+    assert [r["constitution"] for r in reports] == ["adversarial", "honest"]
+    assert all(isinstance(r["adversarial"], bool) and len(r["layers"]) == 3 for r in reports)
+    plain = run("values", "report", "--constitution", "honest", "--pairs", str(pairs), *model,
+                "--folds", "3", "--judge-ensemble", "-1", "--layers", "1", workspace=ws)
+    assert plain.stdout.startswith("adversarial constitution: ")
+    refused = run("values", "report", "--constitution", "honest", "--pairs", str(pairs), *model,
+                  "--folds", "20", workspace=ws, check_rc=1)
+    assert "8 labelled pairs cannot be split into 20 folds" in refused.stderr
+    fit = run("values", "fit", "--pairs", str(pairs), *model, "--folds", "3", "--out",
+              str(tmp_path / "fit"), workspace=ws)
+    assert "probe at layer" in fit.stdout and (tmp_path / "fit" / "probe" / "probe.json").exists()
+    label = run("label", "--pairs", str(pairs), "--constitution", "honest", *model, "--judge",
+                "representation", "--probe", str(tmp_path / "fit" / "probe"), "--out",
+                str(tmp_path / "labels"), workspace=ws)
+    assert "position bias       0.0%" in label.stdout  # position-free by construction
+    rows = [json.loads(x) for x in (tmp_path / "labels" / "labels.jsonl").read_text().splitlines()]
+    assert all("probe-training-pair" in r["flags"] for r in rows)
+    bad = run("label", "--pairs", str(pairs), "--constitution", "honest", "--probe", "x",
+              "--out", str(tmp_path / "bad"), workspace=ws, check_rc=1)
+    assert "probe needs judge: representation" in bad.stderr
