@@ -74,15 +74,32 @@ def evaluate(policies: dict[str, str], prompts: list[str], pm_folder: str | Path
     return results
 
 
+def longer_rate(answers: tuple[str, ...], base: tuple[str, ...]) -> float:
+    """How often the policy's answer is longer (words) than the base's on the same prompt —
+    the win rate a judge that only likes length would give (equal lengths count half)."""
+    def side(a: str, b: str) -> float:
+        la, lb = len(a.split()), len(b.split())
+        return 1.0 if la > lb else 0.5 if la == lb else 0.0
+    return sum(side(a, b) for a, b in zip(answers, base)) / max(len(answers), 1)
+
+
+def mean_words(answers: tuple[str, ...]) -> float:
+    return sum(len(a.split()) for a in answers) / max(len(answers), 1)
+
+
 def format_results(results: list[PolicyResult]) -> str:
-    """A Markdown table: one row per policy."""
-    base = results[0].name
-    lines = [f"| policy | mean PM score (± sd) | AI-judge win rate vs {base} | mean P(better) |",
-             "|---|---|---|---|"]
+    """A Markdown table: one row per policy, the win rate beside its length baseline (how
+    often the policy's answer is simply the longer one) and the mean answer length."""
+    base = results[0]
+    lines = [f"| policy | mean PM score (± sd) | AI-judge win rate vs {base.name} | mean P(better) "
+             f"| longer than {base.name}'s (length baseline) | mean words |",
+             "|---|---|---|---|---|---|"]
     for r in results:
         win = "—" if r.win_rate is None else f"{r.win_rate:.0%}"
         mean_p = "—" if r.mean_p is None else f"{r.mean_p:.3f}"
-        lines.append(f"| {r.name} | {r.pm_mean:+.3f} (± {r.pm_std:.3f}) | {win} | {mean_p} |")
+        longer = "—" if r is base else f"{longer_rate(r.answers, base.answers):.0%}"
+        lines.append(f"| {r.name} | {r.pm_mean:+.3f} (± {r.pm_std:.3f}) | {win} | {mean_p} | "
+                     f"{longer} | {mean_words(r.answers):.1f} |")
     return "\n".join(lines)
 
 

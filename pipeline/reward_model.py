@@ -18,6 +18,7 @@ from pipeline.errors import DatasetError
 from pipeline.files import replace_folder
 from pipeline.hidden import backbone
 from pipeline.models import LoadedModel
+from pipeline.trust import LengthBaselines, chose_longer, length_control
 
 HEAD_FILE = "reward_head.pt"
 PM_FILE = "preference_model.json"
@@ -110,18 +111,43 @@ def load_head(folder: str | Path, loaded: LoadedModel) -> torch.nn.Linear:
 
 # --- evaluation -------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Accuracy:
+    """How often the PM scores the preferred answer higher, beside what answer length alone
+    scores on the same comparisons and the length-controlled accuracy."""
+
+    value: float
+    compared: int
+    length: LengthBaselines | None
+
+    @property
+    def text(self) -> str:
+        if not self.compared:
+            return "n/a (no decided comparisons)"
+        base = f"{self.value:.3f} on {self.compared}"
+        if self.length is None:
+            return base
+        controlled = ("n/a" if self.length.controlled is None
+                      else f"{self.length.controlled:.3f}")
+        return (f"{base} (always-longer {self.length.longer:.3f}, length-controlled "
+                f"{controlled})")
+
+
 def accuracy(model, head, tokenizer, comparisons: list[Comparison], max_length: int,
-             batch_size: int = 8) -> float:
-    """How often the PM scores the preferred answer higher (soft labels at 0.5 left out)."""
+             batch_size: int = 8) -> Accuracy:
+    """The PM's accuracy on the decided comparisons (soft labels at 0.5 left out), with its
+    length baselines."""
     decided = [c for c in comparisons if c.p != 0.5]
-    if not decided:
-        return float("nan")
-    right = 0
+    right: list[bool] = []
     with torch.no_grad():
         for start in range(0, len(decided), batch_size):
             chunk = decided[start:start + batch_size]
             r = reward_scores(model, head, tokenizer, [c.prompt for c in chunk] * 2,
                               [c.answer_a for c in chunk] + [c.answer_b for c in chunk], max_length)
             r_a, r_b = r[:len(chunk)], r[len(chunk):]
-            right += sum((a > b) == (c.p > 0.5) for a, b, c in zip(r_a.tolist(), r_b.tolist(), chunk))
-    return right / len(decided)
+            right += [(a > b) == (c.p > 0.5) for a, b, c in zip(r_a.tolist(), r_b.tolist(), chunk)]
+    outcomes = [(longer, ok) for c, ok in zip(decided, right)
+                if (longer := chose_longer("A" if c.p > 0.5 else "B", c.answer_a, c.answer_b))
+                is not None]
+    return Accuracy(sum(right) / len(right) if right else float("nan"), len(right),
+                    length_control(outcomes))

@@ -114,14 +114,18 @@ def train_preference_model(job: RewardJob | PMPJob, train: list[Comparison],
         model.eval()
         results = {name: accuracy(model, head, loaded.tokenizer, data, job.max_length)
                    for name, data in evals.items()}
-        log.write(total, total, **{f"{name}_accuracy": value for name, value in results.items()})
+        log.write(total, total, **{f"{name}_accuracy": r.value for name, r in results.items()},
+                  **{f"{name}_always_longer": r.length.longer for name, r in results.items()
+                     if r.length},
+                  **{f"{name}_length_controlled": r.length.controlled
+                     for name, r in results.items() if r.length and r.length.controlled is not None})
 
         def write(folder: Path) -> None:
             write_pm(model, head, folder, job.model)
             write_model_card(folder, "Preference model (LoRA + scalar head)", job, {
                 "base model": job.model, "data": job.data, "comparisons": len(train),
                 "steps": total,
-                **{f"{name} accuracy": f"{value:.3f}" for name, value in results.items()}})
+                **{f"{name} accuracy": r.text for name, r in results.items()}})
 
         folder = replace_folder(out / ADAPTER_DIR, write)
     finally:

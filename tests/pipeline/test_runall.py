@@ -56,11 +56,11 @@ def test_config_layers_defaults_preset_file_flags(tmp_path):
 
 def test_win_rate_counts_ties_half_and_the_table_has_a_row_per_policy():
     assert win_rate([0.9, 0.2, 0.5, 0.7]) == pytest.approx(2.5 / 4)
-    results = [PolicyResult("base", "embedded", 0.1, 0.2, None, None, ("a",)),
-               PolicyResult("ppo", "x/adapter", 0.5, 0.1, 0.75, 0.6, ("b",))]
+    results = [PolicyResult("base", "embedded", 0.1, 0.2, None, None, ("a", "b c")),
+               PolicyResult("ppo", "x/adapter", 0.5, 0.1, 0.75, 0.6, ("b c d", "e f"))]
     table = format_results(results)
-    assert "| base | +0.100 (± 0.200) | — | — |" in table
-    assert "| ppo | +0.500 (± 0.100) | 75% | 0.600 |" in table
+    assert "| base | +0.100 (± 0.200) | — | — | — | 1.5 |" in table
+    assert "| ppo | +0.500 (± 0.100) | 75% | 0.600 | 75% | 2.5 |" in table  # longer, then equal
 
 
 def test_run_all_on_a_tiny_model_records_every_stage_and_the_table(tmp_path, tiny_folder):
