@@ -14,9 +14,11 @@ from pipeline.store import JobRecord
 
 STAGE_NAMES = {"revise": "chains", "sft-data": "SFT data", "sft": "SFT", "pairs": "pairs",
                "label": "AI labels", "pmp": "PM pretraining", "reward": "preference model",
-               "ppo": "PPO", "dpo": "DPO", "evaluate": "evaluation", "run-all": "pipeline"}
+               "ppo": "PPO", "dpo": "DPO", "evaluate": "evaluation", "values-report": "values report",
+               "values-fit": "representation judge", "run-all": "pipeline"}
 # Which studio tab shows a run of each kind.
-TABS = {"revise": "chains", "pairs": "preferences", "label": "preferences"}
+TABS = {"revise": "chains", "pairs": "preferences", "label": "preferences",
+        "values-report": "values"}
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,11 @@ def key_metric(job: JobRecord) -> str:
         summary = _json(folder / "summary.json") or {}
         return (f"{summary['revisions']} revisions + {summary['helpful']} helpful examples"
                 if "revisions" in summary else "")
+    if job.kind == "values-report":
+        raw = _json(folder / "values.json")
+        reports = raw if isinstance(raw, list) else [raw] if isinstance(raw, dict) else []
+        return "; ".join(f"{r.get('constitution')}: adversarial {'yes' if r.get('adversarial') else 'no'}"
+                         for r in reports if isinstance(r, dict))
     if job.kind == "run-all":
         plan = _json(folder / RUN_FILE) or {}
         stages = [s.get("name") for s in plan.get("stages", [])]

@@ -64,12 +64,18 @@ def labelled(pairs: list[Pair], humans: dict[str, str]) -> LabelledPairs:
 
 @dataclass(frozen=True)
 class PairFeatures:
-    """h(A) − h(B) per pair and layer, [pairs, layers, hidden], with the layer indices
-    (0 = embeddings) and the pooling they were read with."""
+    """The pooled states of answer A and answer B per pair and layer, [pairs, layers,
+    hidden], with the layer indices (0 = embeddings) and the pooling they were read with."""
 
-    d: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
     layers: tuple[int, ...]
     pooling: str
+
+    @property
+    def d(self) -> torch.Tensor:
+        """h(A) − h(B)."""
+        return self.a - self.b
 
 
 def answer_states(loaded: LoadedModel, prompts: list[str], answers: list[str], pooling: str,
@@ -88,4 +94,4 @@ def pair_features(loaded: LoadedModel, pairs: tuple[Pair, ...] | list[Pair],
     states = answer_states(loaded, prompts, answers, pooling, layers, batch_size)
     n = len(pairs)
     used = tuple(layers) if layers is not None else tuple(range(states.shape[1]))
-    return PairFeatures(states[:n] - states[n:], used, pooling)
+    return PairFeatures(states[:n], states[n:], used, pooling)

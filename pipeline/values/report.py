@@ -73,6 +73,8 @@ class ValuesReport:
     generation: Accuracy  # the policy's own length-normalised likelihood margin
     principle_cosines: dict[str, dict[str, float]] = field(default_factory=dict)
     examples: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # at the best layer, each answer's projection on w* (unit): preferred and dispreferred
+    projections: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
 
     @property
     def best(self) -> LayerRow:
@@ -137,7 +139,10 @@ class ValuesReport:
             "length": asdict(self.length) if self.length else None,
             "adversarial": self.adversarial, "adversarial_reasons": self.adversarial_reasons,
             "principle_cosines": self.principle_cosines,
-            "near_duplicates": self.near_duplicates, "conflicts": self.conflicts}
+            "near_duplicates": self.near_duplicates, "conflicts": self.conflicts,
+            "examples": self.examples,
+            "projections": {"preferred": list(self.projections[0]),
+                            "dispreferred": list(self.projections[1])}}
 
 
 @dataclass(frozen=True)
@@ -172,7 +177,7 @@ def values_report(loaded: LoadedModel, constitution: Constitution, data: Labelle
     direction = constitution_direction(loaded, constitution, pooling, list(features.layers))
     y_gen = torch.tensor([int(m > 0) for m in margins])
     generation = accuracy([(m > 0) == bool(t) for m, t in zip(margins, y.tolist())], longer, seed)
-    rows = []
+    rows, directions = [], []
     for n, layer in enumerate(features.layers):
         step(f"fitting the probes at layer {layer} of {features.layers[-1]}")
         d = features.d[:, n]
@@ -180,6 +185,7 @@ def values_report(loaded: LoadedModel, constitution: Constitution, data: Labelle
         residual = probes.cross_validate(d, y, method, folds, seed, dlen=dlen)
         w_c = direction.total[n]
         w_g = probes.FITS[method](d, y_gen)
+        directions.append(ceiling.direction)
         rows.append(LayerRow(
             layer, accuracy(ceiling.correct, longer, seed), accuracy(residual.correct, longer, seed),
             accuracy(probes.judged(d, y, w_c), longer, seed),
@@ -195,10 +201,15 @@ def values_report(loaded: LoadedModel, constitution: Constitution, data: Labelle
     best = max(range(len(rows)), key=lambda i: (rows[i].ceiling.value, -rows[i].layer))
     cos = {a: {b: probes.cosine(direction.principles[a][best], direction.principles[b][best])
                for b in direction.principles} for a in direction.principles}
+    unit = directions[best] / directions[best].norm().clamp_min(1e-12)
+    prefer_a = y.bool()
+    a, b = features.a[:, best] @ unit, features.b[:, best] @ unit
+    projections = (tuple(torch.where(prefer_a, a, b).tolist()),
+                   tuple(torch.where(prefer_a, b, a).tolist()))
     return ValuesReport(
         loaded.name, constitution.name, content_hash(constitution), len(data.pairs), pooling,
         method, tuple(rows), length_control([(s, False) for s in longer if s is not None]),
-        judge_acc, judge_p, generation, cos, direction.examples)
+        judge_acc, judge_p, generation, cos, direction.examples, projections)
 
 
 def format_report(report: ValuesReport) -> str:

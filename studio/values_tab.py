@@ -1,0 +1,297 @@
+"""Values tab: how much value signal a model's representations hold (the probe ceiling), how
+much of it a constitution's direction and judge capture and generation already follows — per
+layer, with length controlled — whether a constitution is adversarial, and how its
+principles relate. The report runs as a background job (`values-report`); a run with the
+same model, pairs, settings and constitutions is shown from its folder instead of redone."""
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from pipeline import jobs
+from pipeline.constitution import content_hash
+from pipeline.errors import StudioError
+from pipeline.models import DEFAULT_MODEL
+from pipeline.stages import POOLINGS, PROBE_METHODS, ValuesJob, build_job, to_argv
+from pipeline.store import JobRecord, Store
+from pipeline.values.features import labelled, pair_source
+from studio.choices import adapter_choices, constitution_choices, default_choice, resolve_choice
+from studio.job_panel import cancel_notice, job_bar, latest_job, writing_now
+from studio.notices import error_notice, notice
+
+KIND = "values-report"
+RESULTS = "values.json"
+HIST_BINS = 12
+
+
+def pair_choices(store: Store) -> list[str]:
+    """Human-labelled pair sets: the gold pairs, your labels, pairs and label runs."""
+    folders = [j.out_dir for j in store.jobs() if j.kind in ("pairs", "label")
+               and j.status == "succeeded"]
+    return ["gold", "human", *folders]
+
+
+def cache_key(store: Store, values: dict[str, Any], constitutions: list) -> str:
+    """Same model, pairs (and their human labels), settings and constitution contents →
+    same key, so a finished report is shown instead of recomputed."""
+    data = labelled(pair_source(values["pairs"], store.human_pairs()), store.human_labels())
+    blob = json.dumps({**values, "constitution": [content_hash(c) for c in constitutions],
+                       "data": [(p.id, int(y)) for p, y in zip(data.pairs, data.y.tolist())]},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def read_results(folder: str | Path) -> list[dict]:
+    """The reports a finished run wrote (one per constitution)."""
+    raw = json.loads((Path(folder) / RESULTS).read_text())
+    return raw if isinstance(raw, list) else [raw]
+
+
+# --- what the results look like -----------------------------------------------------------
+
+def curves_frame(reports: list[dict]) -> pd.DataFrame:
+    """Accuracy by layer: the ceiling, the length-free probe, each constitution's direction,
+    the generation direction, and flat lines for the judges and the length baselines."""
+    first = reports[0]
+    layers = first["layers"]
+    series = {"ceiling (probe w*)": first["ceiling"]["value"],
+              "probe, length removed": first["residualised"]["value"],
+              "generation direction w_g": first["generation_probe"]["value"]}
+    for r in reports:
+        series[f"w_c {r['constitution']}"] = r["constitution_accuracy"]["value"]
+        if r["judge"]:
+            series[f"log-prob judge {r['constitution']}"] = [r["judge"]["value"]] * len(layers)
+    if first["length"]:
+        series["always longer"] = [first["length"]["longer"]] * len(layers)
+        series["always shorter"] = [first["length"]["shorter"]] * len(layers)
+    return pd.DataFrame([{"layer": layer, "accuracy": values[i], "series": name}
+                         for name, values in series.items() for i, layer in enumerate(layers)])
+
+
+def cosines_frame(reports: list[dict]) -> pd.DataFrame:
+    rows = [{"layer": layer, "cosine": r["cos_constitution"][i], "series": f"cos(w_c, w*) "
+             f"{r['constitution']}"} for r in reports for i, layer in enumerate(r["layers"])]
+    first = reports[0]
+    rows += [{"layer": layer, "cosine": first["cos_generation"][i], "series": "cos(w_g, w*)"}
+             for i, layer in enumerate(first["layers"])]
+    return pd.DataFrame(rows)
+
+
+def projections_frame(report: dict) -> pd.DataFrame:
+    """Histogram of the answers' projections on w* at the best layer: preferred vs not."""
+    sides = report["projections"]
+    values = sides["preferred"] + sides["dispreferred"]
+    if not values:
+        return pd.DataFrame({"projection": [], "answers": [], "side": []})
+    low, high = min(values), max(values)
+    width = (high - low) / HIST_BINS or 1.0
+    rows = []
+    for side in ("preferred", "dispreferred"):
+        counts = [0] * HIST_BINS
+        for v in sides[side]:
+            counts[min(int((v - low) / width), HIST_BINS - 1)] += 1
+        rows += [{"projection": round(low + (k + 0.5) * width, 3), "answers": c, "side": side}
+                 for k, c in enumerate(counts)]
+    return pd.DataFrame(rows)
+
+
+def _cell(c: float) -> str:
+    colour = (f"rgba(46,125,50,{abs(c):.2f})" if c >= 0 else f"rgba(198,40,40,{abs(c):.2f})")
+    return f'<td style="background:{colour}" title="{c:+.2f}">{c:+.2f}</td>'
+
+
+def heatmap_html(report: dict) -> str:
+    """The principles' directions against each other (cosines), with near-duplicates and
+    conflicts named."""
+    cos = report["principle_cosines"]
+    ids = sorted(cos)
+    head = "".join(f"<th>{html.escape(i)}</th>" for i in ids)
+    body = "".join(f"<tr><th>{html.escape(a)}</th>{''.join(_cell(cos[a][b]) for b in ids)}</tr>"
+                   for a in ids)
+    notes = [f"near-duplicates: {a} and {b} (cos {c:+.2f})" for a, b, c in report["near_duplicates"]]
+    notes += [f"conflicting: {a} and {b} (cos {c:+.2f})" for a, b, c in report["conflicts"]]
+    listed = "".join(f"<li>{html.escape(n)}</li>" for n in notes) or "<li>none named</li>"
+    return (f'<div class="values-heatmap" data-constitution="{html.escape(report["constitution"])}">'
+            f'<p><b>{html.escape(report["constitution"])}</b>: its principles\' directions '
+            f'(cosine at layer {report["best_layer"]}; green = same way, red = opposite)</p>'
+            f'<table class="heatmap"><tr><th></th>{head}</tr>{body}</table><ul>{listed}</ul></div>')
+
+
+def banner_html(reports: list[dict]) -> str:
+    parts = []
+    for r in reports:
+        if r["adversarial"]:
+            parts.append(notice("error", f"Adversarial constitution: {r['constitution']} — "
+                                         f"{'; '.join(r['adversarial_reasons'])}."))
+        else:
+            parts.append(notice("ok", f"{r['constitution']}: not adversarial (mean cos(w_c, w*) "
+                                      f"{r['mean_cos_constitution']:+.3f}; its judge is not "
+                                      "below chance)."))
+    return f'<div id="values-verdicts">{"".join(parts)}</div>'
+
+
+def _acc(a: dict | None) -> str:
+    if not a:
+        return "—"
+    controlled = "n/a" if a["controlled"] is None else f"{a['controlled']:.0%}"
+    return f"{a['value']:.0%} ({a['low']:.0%}–{a['high']:.0%}), length-controlled {controlled}"
+
+
+def summary_html(reports: list[dict]) -> str:
+    """The numbers at the best layer, a row per constitution, beside the length baselines."""
+    first = reports[0]
+    i = first["layers"].index(first["best_layer"])
+    length = first["length"]
+    baseline = (f"length alone: always-longer {length['longer']:.0%}, always-shorter "
+                f"{length['shorter']:.0%} on {length['compared']} pairs" if length
+                else "length baselines: no pairs of different lengths")
+    rows = "".join(
+        f"<tr><td>{html.escape(r['constitution'])}</td>"
+        f"<td>{_acc({k: r['constitution_accuracy'][k][i] for k in ('value', 'low', 'high', 'controlled')})}</td>"
+        f"<td>{r['cos_constitution'][i]:+.2f}</td><td>{_acc(r['judge'])}</td>"
+        f"<td>{'—' if r['gap'] is None else format(r['gap'], '+.0%')}</td></tr>" for r in reports)
+    return (f'<div class="values-summary"><p>{first["pairs"]} human-labelled pairs · model '
+            f'{html.escape(first["model"])} · best layer {first["best_layer"]} · ceiling '
+            f'{_acc(first["ceiling_best"])} · generation (policy likelihood) '
+            f'{_acc(first["generation"])} · {baseline}</p>'
+            '<table><tr><th>constitution</th><th>w_c accuracy</th><th>cos(w_c, w*)</th>'
+            '<th>log-prob judge</th><th>generation–judgment gap</th></tr>'
+            f'{rows}</table></div>')
+
+
+def show_results(folder: str | None) -> tuple:
+    """(verdict banners, summary, accuracy curves, cosines, projections, heatmaps) of a run."""
+    empty = (gr.update(),) * 6
+    if not folder or not (Path(folder) / RESULTS).exists():
+        return empty
+    try:
+        reports = read_results(folder)
+    except (OSError, ValueError, KeyError) as exc:
+        return (notice("error", f"Cannot read the results in {folder}: {exc}"), *empty[1:])
+    return (banner_html(reports), summary_html(reports), curves_frame(reports),
+            cosines_frame(reports), projections_frame(reports[0]),
+            "".join(heatmap_html(r) for r in reports))
+
+
+# --- handlers ------------------------------------------------------------------------------
+
+def latest(store: Store) -> JobRecord | None:
+    return latest_job(store, (KIND,))
+
+
+def run_choices(store: Store, selected: str | None = None) -> Any:
+    folders = [j.out_dir for j in store.jobs(KIND) if j.status == "succeeded"]
+    return gr.update(choices=folders, value=selected or (folders[0] if folders else None))
+
+
+def on_page_load(store: Store) -> tuple:
+    choice = default_choice(store)
+    return (gr.update(choices=constitution_choices(store), value=[choice] if choice else []),
+            gr.update(choices=pair_choices(store)),
+            gr.update(choices=list(dict.fromkeys([DEFAULT_MODEL, *adapter_choices(store)]))),
+            job_bar(latest(store), "steps"), run_choices(store))
+
+
+def on_launch(store: Store, chosen: list[str] | None, pairs: str, model: str, pooling: str,
+              method: str, layers: str, judge_ensemble: float) -> tuple:
+    """(message, run picker): the report of every chosen constitution on the pairs, as one
+    background job — or the finished run that already answers the same question."""
+    if not chosen:
+        return notice("error", "Pick at least one constitution."), gr.update()
+    values = {"pairs": pairs or "gold", "model": model or DEFAULT_MODEL, "pooling": pooling,
+              "method": method, "layers": (layers or "").strip(),
+              "judge_ensemble": int(judge_ensemble)}
+    try:
+        constitutions = [resolve_choice(store, c) for c in chosen]
+        build_job(ValuesJob, {**values, "constitution": ",".join(chosen)})  # refuse bad settings
+        out = store.runs / f"values-{cache_key(store, values, constitutions)}"
+        if (out / RESULTS).exists():
+            return (notice("ok", f"The same model, pairs, settings and constitutions were "
+                                 f"reported in {out.name}; showing it."), run_choices(store, str(out)))
+        frozen = [str(jobs.freeze_constitution(c, out, f"constitution-input-{n}.yaml"))
+                  for n, c in enumerate(constitutions, 1)]
+        job = build_job(ValuesJob, {**values, "constitution": ",".join(frozen)})
+        record = jobs.launch(store, KIND, to_argv(KIND, job, out), out)
+    except StudioError as exc:
+        return error_notice(exc), gr.update()
+    return notice("ok", f"Launched job {record.id}: the values report into {out}."), gr.update()
+
+
+def on_timer(store: Store, shown: str | None) -> tuple:
+    """Progress every tick; once the job writing a report ends, its run is picked."""
+    job = latest(store)
+    bar = job_bar(job, "steps")
+    if job is not None and job.status == "succeeded" and writing_now(job) and shown != job.out_dir:
+        return bar, run_choices(store, job.out_dir)
+    return bar, gr.update()
+
+
+def on_cancel(store: Store, confirmed: int | None) -> tuple[str, int | None]:
+    return cancel_notice(store, latest(store), "No values report is running.",
+                         "a cancelled report can be launched again.", confirmed)
+
+
+def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
+    """Lay out the tab and wire its events; returns the report picker (the Runs tab opens
+    reports there)."""
+    gr.Markdown("How much value signal does the model's representation hold, how much of it "
+                "does a constitution select, and how much does generation already follow? Probes "
+                "on human-labelled pairs give the *ceiling*; the constitution's direction w_c "
+                "comes from answers the model writes under each principle and its opposite (no "
+                "labels); the generation direction w_g from the model's own likelihood. Every "
+                "accuracy sits beside what answer length alone would score.")
+    message = gr.HTML(elem_id="values-message")
+    with gr.Row():
+        constitutions = gr.Dropdown(label="Constitutions (pick two or more to compare)",
+                                    choices=[], multiselect=True, elem_id="values-constitutions",
+                                    scale=3)
+        pairs = gr.Dropdown(label="Human-labelled pairs", choices=["gold"], value="gold",
+                            allow_custom_value=True, elem_id="values-pairs", scale=2)
+        model = gr.Dropdown(label="Model", choices=[DEFAULT_MODEL], value=DEFAULT_MODEL,
+                            allow_custom_value=True, elem_id="values-model", scale=2)
+    with gr.Row():
+        pooling = gr.Dropdown(label="Pooling", choices=list(POOLINGS), value=POOLINGS[0],
+                              elem_id="values-pooling")
+        method = gr.Dropdown(label="Probe", choices=list(PROBE_METHODS), value=PROBE_METHODS[0],
+                             elem_id="values-method")
+        layers = gr.Textbox(label="Layers (comma-separated; empty = all)",
+                            elem_id="values-layers")
+        judge_ensemble = gr.Number(value=ValuesJob.judge_ensemble, precision=0,
+                                   label="log-prob judge: principles per label (-1 = skip)",
+                                   elem_id="values-judge")
+    with gr.Row():
+        launch = gr.Button("Run the values report", variant="primary", elem_id="values-launch")
+        cancel = gr.Button("Cancel report", variant="stop", elem_id="values-cancel")
+    progress = gr.HTML(elem_id="values-progress")
+    run = gr.Dropdown(label="Report", choices=[], elem_id="values-run")
+    banner = gr.HTML(elem_id="values-banner")
+    summary = gr.HTML(elem_id="values-summary")
+    with gr.Row():
+        curves = gr.LinePlot(x="layer", y="accuracy", color="series", y_lim=[0, 1],
+                             label="Accuracy on the human-labelled pairs, by layer",
+                             elem_id="values-curves")
+        cosines = gr.LinePlot(x="layer", y="cosine", color="series", y_lim=[-1, 1],
+                              label="Direction cosines with the probe w*", elem_id="values-cosines")
+    with gr.Row():
+        projections = gr.BarPlot(x="projection", y="answers", color="side",
+                                 label="Answers projected on w* (best layer)",
+                                 elem_id="values-projections")
+        heatmap = gr.HTML(elem_id="values-heatmap")
+    timer = gr.Timer(2.0)
+    armed = gr.State(None)
+
+    results = [banner, summary, curves, cosines, projections, heatmap]
+    launch.click(partial(on_launch, store), [constitutions, pairs, model, pooling, method, layers,
+                                             judge_ensemble], [message, run])
+    cancel.click(partial(on_cancel, store), armed, [message, armed])
+    run.change(show_results, run, results)
+    timer.tick(partial(on_timer, store), run, [progress, run])
+    demo.load(partial(on_page_load, store), None, [constitutions, pairs, model, progress, run])
+    return run

@@ -1,0 +1,39 @@
+"""The Values tab's handlers, without a browser: a real report job on a tiny model, its
+results drawn, and the same question answered from the finished run."""
+import json
+
+from pipeline import jobs
+from studio import values_tab as tab
+
+
+def test_the_page_offers_constitutions_pairs_and_models(store):
+    constitutions, pairs, model, bar, run = tab.on_page_load(store)
+    assert constitutions["value"] == ["harmless-helpful"] and "adversarial" in constitutions["choices"]
+    assert pairs["choices"][:2] == ["gold", "human"] and bar == "" and run["value"] is None
+    assert "Pick at least one constitution" in tab.on_launch(store, [], "gold", "embedded",
+                                                             "answer_mean", "logistic", "", 2)[0]
+    message, _ = tab.on_launch(store, ["honest"], "gold", "embedded", "answer_mean", "logistic",
+                               "two", 2)
+    assert "layers must be comma-separated layer numbers" in message
+
+
+def test_a_report_job_runs_is_drawn_and_is_not_run_twice(store, tmp_path, tiny_folder):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"Question {i}?", "chosen": f"A safe answer {i}.",
+                                         "rejected": f"No {i}."}) + "\n" for i in range(8)))
+    args = (["adversarial", "honest"], str(pairs), str(tiny_folder), "answer_mean", "logistic",
+            "1,2", -1)
+    message, _ = tab.on_launch(store, *args)
+    assert "Launched job" in message
+    job = store.jobs(tab.KIND)[0]
+    assert jobs.wait(store, job.id, timeout=300).status == "succeeded", job.error
+    banner, summary, curves, cosines, projections, heatmap = tab.show_results(job.out_dir)
+    assert banner.count('role="status"') == 2 and "adversarial" in banner and "honest" in banner
+    assert "8 human-labelled pairs" in summary and "always-longer 100%" in summary
+    assert set(curves["layer"]) == {1, 2} and "w_c adversarial" in set(curves["series"])
+    assert "always longer" in set(curves["series"]) and "cos(w_g, w*)" in set(cosines["series"])
+    assert set(projections["side"]) == {"preferred", "dispreferred"}
+    assert projections["answers"].sum() == 16 and heatmap.count("values-heatmap") == 2
+    again, run = tab.on_launch(store, *args)
+    assert "showing it" in again and run["value"] == job.out_dir and len(store.jobs(tab.KIND)) == 1
+    assert tab.show_results(None) == (tab.gr.update(),) * 6
