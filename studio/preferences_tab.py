@@ -23,10 +23,12 @@ from pipeline.models import DEFAULT_MODEL, load_model
 from pipeline.preferences import (HUMAN_CHOICES, LabelLog, Pair, Preference, PrincipleLabel,
                                   gold_pairs, human_choice, read_labels)
 from pipeline.prompts import PromptRecord
-from pipeline.stages import LabelJob, PairsJob, build_job, to_argv
+from pipeline.stages import LabelJob, PairsJob, ValuesFitJob, build_job, to_argv
 from pipeline.store import JobRecord, Store
 from pipeline.trust import (CALIBRATION_BINS, ENTROPY_BINS, VIEWS, TrustReport, Verdict,
                             label_verdict, next_in_queue, trust_report, view_rows)
+from pipeline.values.features import labelled, pair_source
+from pipeline.values.judge import FITTED, RepresentationJudge, load_probe
 from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
 from studio.job_panel import (cancel_notice, job_bar, job_buttons, latest_job, resume_notice,
                               writing_now)
@@ -37,7 +39,7 @@ LIVE_CHUNK = 4  # principles scored per step, so bars appear as they are ready
 PAIR_TOKENS = 128  # longest sampled answer of a pair made here (short: a pair is read whole)
 TABLE_HEADERS = ["id", "category", "P(A)", "verdict", "A first", "B first", "mass", "human",
                  "flags"]
-JOB_KINDS = ("pairs", "label")
+JOB_KINDS = ("pairs", "label", "values-fit")
 
 # Keyboard shortcuts while the Preferences tab is shown and no text field has the focus.
 SHORTCUTS = """
@@ -288,8 +290,33 @@ def on_example(choice: str | None) -> tuple:
     return pair.prompt, pair.response_a, pair.response_b
 
 
+LOGPROB, REPRESENTATION = "logprob", "representation"
+
+
+def judge_choices(store: Store) -> list[tuple[str, str]]:
+    """The judges a pair can be scored and labelled with: the log-prob question, the
+    constitution's direction in the hidden states, and every probe fitted from labels."""
+    probes = [str(Path(j.out_dir) / "probe") for j in store.jobs("values-fit")
+              if j.status == "succeeded" and (Path(j.out_dir) / "probe").exists()]
+    return ([("log-prob: asks the A/B question", LOGPROB),
+             ("representation: the constitution's direction in the hidden states", REPRESENTATION)]
+            + [(f"representation: probe fitted from your labels ({Path(p).parent.name})", p)
+               for p in probes])
+
+
+def offer_judges(store: Store) -> Any:
+    return gr.update(choices=judge_choices(store))
+
+
+def judge_settings(judge_choice: str | None) -> tuple[str, str]:
+    """(judge, probe folder) of a judge choice."""
+    if judge_choice in (None, "", LOGPROB):
+        return LOGPROB, ""
+    return REPRESENTATION, "" if judge_choice == REPRESENTATION else judge_choice
+
+
 def on_score(store: Store, text, a, b, choice, chosen, k, use_cot, model_name, seed_value, last,
-             run_choice, view_choice) -> Iterator:
+             run_choice, view_choice, judge_choice: str = LOGPROB) -> Iterator:
     try:
         pair = current_pair(text, a, b)
         c: Constitution = resolve_choice(store, choice) if choice else None
@@ -302,18 +329,27 @@ def on_score(store: Store, text, a, b, choice, chosen, k, use_cot, model_name, s
         config = FeedbackConfig(ensemble=int(k), principles=",".join(chosen or []) or same,
                                 cot=bool(use_cot), seed=int(seed_value or 0))
         titles = {p.id: p.title for p in c.principles}
-        labeller = Labeller(load_model(model_name), config)
-        judges = [] if pair.identical else feedback_principles(c, pair, config)
-        yield "", label_bars([], titles, [p.id for p in judges]), last, *[gr.update()] * 4
-        for record in labeller.label_stepwise(c, pair, LIVE_CHUNK):
+        judge, probe = judge_settings(judge_choice)
+        loaded = load_model(model_name)
+        if judge == LOGPROB:
+            labeller = Labeller(loaded, config)
+            judges = [] if pair.identical else [p.id for p in feedback_principles(c, pair, config)]
+            steps = labeller.label_stepwise(c, pair, LIVE_CHUNK)
+        else:  # one read of both answers, every principle's direction at once
+            reader = RepresentationJudge(loaded, load_probe(probe, loaded) if probe else None)
+            judges = ["the answers' hidden states"]
+            steps = (x for x in reader.label(c, [pair]))
+            titles[FITTED] = "Probe fitted from your labels"
+        yield "", label_bars([], titles, judges), last, *[gr.update()] * 4
+        for record in steps:
             if "identical" in record.flags:
                 yield (notice("info", "A and B are identical, so the label is 0.5 (flagged); "
                                       "nothing to ask the model."), label_bars([], titles, []),
                        last, *refresh_labels(store, run_choice, view_choice))
                 return
             done = list(record.labels)
-            yield ("", label_bars(done, titles, [p.id for p in judges[len(done):]], previous),
-                   last, *[gr.update()] * 4)
+            pending = judges[len(done):] if judge == LOGPROB else []
+            yield ("", label_bars(done, titles, pending, previous), last, *[gr.update()] * 4)
         studio_log(store).append([record])
         note = notice("info", "The answers were cut to fit the question (flagged).") \
             if "truncated" in record.flags else ""
@@ -428,7 +464,7 @@ def on_make(store: Store, chosen_set, n, model_name, seed_value) -> tuple:
 
 
 def on_launch(store: Store, source, n, choice, chosen, k, use_cot, model_name,
-              seed_value) -> tuple:
+              seed_value, judge_choice: str = LOGPROB) -> tuple:
     if not choice:
         return notice("error", "Pick a constitution first."), gr.update(), gr.update()
     out = store.new_run_folder("labels")
@@ -437,10 +473,30 @@ def on_launch(store: Store, source, n, choice, chosen, k, use_cot, model_name,
         job = build_job(LabelJob, {
             "pairs": source, "constitution": str(path), "model": model_name,
             "limit": int(n or 0), "ensemble": int(k), "seed": int(seed_value or 0),
-            "cot": bool(use_cot), "principles": ",".join(chosen or [])})
+            "cot": bool(use_cot), "principles": ",".join(chosen or []),
+            **dict(zip(("judge", "probe"), judge_settings(judge_choice)))})
     except StudioError as exc:
         return error_notice(exc), gr.update(), gr.update()
     return launch_job(store, "label", to_argv("label", job, out), out)
+
+
+MIN_FIT = 5  # pairs a judge can be fitted from at all (30–60 make a useful one)
+
+
+def on_fit(store: Store, model_name: str) -> tuple:
+    """Fit a representation judge from the pairs people labelled here, in the background."""
+    try:
+        mine = labelled(pair_source("human", store.human_pairs()), store.human_labels())
+        count = len(mine.pairs)
+    except StudioError:
+        count = 0
+    if count < MIN_FIT:
+        return (notice("error", f"Fitting a judge needs at least {MIN_FIT} pairs you labelled A "
+                                f"or B (30–60 make a useful one); you have {count}. Label more "
+                                "with keys 1 / 2 (Next in queue: n)."), gr.update(), gr.update())
+    out = store.new_run_folder("judge")
+    job = build_job(ValuesFitJob, {"pairs": "human", "model": model_name})
+    return launch_job(store, "values-fit", to_argv("values-fit", job, out), out)
 
 
 def on_cancel(store: Store, confirmed: int | None) -> tuple[str, int | None]:
@@ -479,6 +535,7 @@ def build(store: Store, demo: gr.Blocks,
                 human_tie = gr.Button("Tie (3)", elem_id="pref-human-tie")
                 undo = gr.Button("Undo last label (u)", elem_id="pref-undo")
                 next_pair = gr.Button("Next in queue (n)", elem_id="pref-next")
+                fit = gr.Button("Fit a judge from my labels", elem_id="pref-fit")
             human_note = gr.HTML(elem_id="pref-human-state")
             guideline = gr.HTML(elem_id="pref-guideline")
         with gr.Column(scale=1):
@@ -494,6 +551,9 @@ def build(store: Store, demo: gr.Blocks,
             model = gr.Dropdown(label="Feedback / answer model", choices=[default_model],
                                 value=default_model, allow_custom_value=True, elem_id="pref-model")
             offer_models(store, model, default_model)
+            judge = gr.Dropdown(label="Judge", choices=judge_choices(store), value=LOGPROB,
+                                elem_id="pref-judge")
+            judge.focus(partial(offer_judges, store), None, judge)
             seed = gr.Number(value=0, precision=0, label="seed")
     bars = gr.HTML(elem_id="pref-bars")
     last_label = gr.State(None)  # Previous: the last score, to show the swap's order effect
@@ -546,7 +606,7 @@ def build(store: Store, demo: gr.Blocks,
         show_guideline, [constitution, principles], guideline)
     principles.input(show_guideline, [constitution, principles], guideline)
     score_inputs = [prompt, answer_a, answer_b, constitution, principles, ensemble_k, cot, model,
-                    seed, last_label, run, view]
+                    seed, last_label, run, view, judge]
     score.click(partial(on_score, store), score_inputs, [message, bars, last_label, *label_outputs])
     swap.click(on_swap, pair_fields, [answer_a, answer_b]).then(
         partial(on_score, store), score_inputs, [message, bars, last_label, *label_outputs]).then(
@@ -568,8 +628,9 @@ def build(store: Store, demo: gr.Blocks,
     make.click(partial(on_make, store), [prompt_set, pair_limit, model, seed],
                [message, run, pairs_source])
     launch.click(partial(on_launch, store), [pairs_source, label_limit, constitution, principles,
-                                             ensemble_k, cot, model, seed],
+                                             ensemble_k, cot, model, seed, judge],
                  [message, run, pairs_source])
+    fit.click(partial(on_fit, store), model, [message, run, pairs_source])
     armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
     cancel.click(partial(on_cancel, store), armed, [message, armed])
     resume.click(partial(on_resume, store), None, [message, run, pairs_source])

@@ -143,3 +143,17 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 def below_chance_p(correct: int, n: int) -> float:
     """One-sided binomial p-value that an accuracy this low arises from a coin flip."""
     return sum(math.comb(n, i) for i in range(correct + 1)) / 2 ** n if n else 1.0
+
+
+def controlled_below_chance_p(outcomes: list[tuple[bool | None, bool]]) -> float:
+    """One-sided p-value that a judge's length-controlled accuracy (the mean of its accuracy
+    where people chose the longer and where they chose the shorter answer) is this far below
+    50% by chance (normal approximation); the plain binomial test when one group is empty.
+    `outcomes` are (people chose the longer answer?, judge right?)."""
+    groups = [[right for longer, right in outcomes if longer is side] for side in (True, False)]
+    if not all(groups):
+        right = [r for _, r in outcomes]
+        return below_chance_p(sum(right), len(right))
+    controlled = sum(sum(g) / len(g) for g in groups) / 2
+    se = 0.5 * math.sqrt(sum(0.25 / len(g) for g in groups))
+    return 0.5 * math.erfc((0.5 - controlled) / se / math.sqrt(2))

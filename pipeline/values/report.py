@@ -97,7 +97,8 @@ class ValuesReport:
             reasons.append(f"its direction points away from the human preference (mean "
                            f"cos(w_c, w*) over layers {self.mean_cos_constitution:+.3f})")
         if self.judge_below_chance_p is not None and self.judge_below_chance_p < SIGNIFICANT:
-            reasons.append(f"its judge is below chance (p = {self.judge_below_chance_p:.3f})")
+            reasons.append(f"its judge is below chance with length controlled "
+                           f"(p = {self.judge_below_chance_p:.3f})")
         return reasons
 
     @property
@@ -197,7 +198,9 @@ def values_report(loaded: LoadedModel, constitution: Constitution, data: Labelle
         prefs = judge.label(constitution, list(data.pairs))
         right = [(p.p_a > 0.5) == bool(t) for p, t in zip(prefs, y.tolist())]
         judge_acc = accuracy(right, longer, seed)
-        judge_p = probes.below_chance_p(sum(right), len(right))
+        # below chance with length controlled: a judge that merely dislikes long answers is
+        # weak, not adversarial
+        judge_p = probes.controlled_below_chance_p(list(zip(longer, right)))
     best = max(range(len(rows)), key=lambda i: (rows[i].ceiling.value, -rows[i].layer))
     cos = {a: {b: probes.cosine(direction.principles[a][best], direction.principles[b][best])
                for b in direction.principles} for a in direction.principles}

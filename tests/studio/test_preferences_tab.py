@@ -78,3 +78,25 @@ def test_jobs_are_refused_or_answered_without_a_browser(store):
     assert "No pairs or labelling job is running" in tab.on_cancel(store, None)[0]
     assert "Only a cancelled or failed job" in tab.on_resume(store)[0]
     assert "Type a prompt" in tab.on_generate("", "embedded", 0)[0]
+
+
+def test_the_representation_judge_scores_a_pair_and_labels_from_my_labels(store, tiny_folder):
+    assert [v for _, v in tab.judge_choices(store)] == [tab.LOGPROB, tab.REPRESENTATION]
+    *_, (message, bars, scored, *rest) = tab.on_score(
+        store, "Tell me a joke.", "Why did the chicken cross the road?", "No.", "honest", [], 0,
+        False, str(tiny_folder), 0, None, tab.STUDIO_RUN, "all", tab.REPRESENTATION)
+    assert message == "" and bars.count("pref-principle") == len(scored.principles) > 1
+    assert "position decided" not in bars.split("pref-legend")[1].split("</p>", 1)[1]
+    assert "Fitting a judge needs at least 5 pairs" in tab.on_fit(store, str(tiny_folder))[0]
+    for i in range(6):
+        store.set_human_label(f"id{i}", "AB"[i % 2], f"Question {i}?", f"Safe answer {i}.", f"No {i}.")
+    message, *_ = tab.on_fit(store, str(tiny_folder))
+    assert "Launched job" in message and "(values-fit)" in message
+    job = store.jobs("values-fit")[0]
+    assert tab.jobs.wait(store, job.id, timeout=300).status == "succeeded", job.error
+    probe = tab.judge_choices(store)[-1][1]
+    assert probe.endswith("/probe") and tab.judge_settings(probe) == (tab.REPRESENTATION, probe)
+    *_, (message, bars, scored, *rest) = tab.on_score(
+        store, "Question 0?", "Safe answer 0.", "No 0.", "honest", [], 0, False, str(tiny_folder),
+        0, None, tab.STUDIO_RUN, "all", probe)
+    assert "Probe fitted from your labels" in bars and scored.principles == ("fitted probe",)

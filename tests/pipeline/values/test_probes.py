@@ -55,5 +55,11 @@ def test_intervals_folds_cosine_and_the_binomial_test_by_hand():
     assert sorted(i for f in parts for i in f) == list(range(10)) and len(parts) == 3
     assert probes.cosine(torch.tensor([1.0, 0.0]), torch.tensor([-2.0, 0.0])) == -1.0
     assert probes.below_chance_p(0, 3) == 1 / 8 and probes.below_chance_p(3, 3) == 1.0
+    # 90% where people chose the longer, 10% where they chose the shorter: 50% controlled
+    length_only = [(True, True)] * 9 + [(True, False)] + [(False, False)] * 9 + [(False, True)]
+    assert probes.controlled_below_chance_p(length_only) == pytest.approx(0.5)
+    inverted = [(True, False)] * 8 + [(True, True)] * 2 + [(False, False)] * 8 + [(False, True)] * 2
+    assert probes.controlled_below_chance_p(inverted) < 0.01
+    assert probes.controlled_below_chance_p([(True, False)] * 3) == 1 / 8  # one group: binomial
     with pytest.raises(DatasetError, match="3 labelled pairs cannot be split into 5 folds"):
         probes.cross_validate(torch.zeros(3, 2), torch.tensor([1, 0, 1]), k=5)
