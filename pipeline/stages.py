@@ -430,6 +430,11 @@ class RunAllJob:
     pair_prompts: int = _help("Prompts answered twice by the SFT policy for AI labels (0 = all).", 16)
     ensemble: int = _help("Principles sampled per AI label (0 = every enabled principle).", 2)
     eval_prompts: int = _help("Held-out prompts in the before/after table (0 = the whole test split).", 8)
+    judge: str = _help("Who labels the pairs: logprob (the A/B question) or representation (the "
+                       "constitution's direction in the hidden states, or `judge_probe`'s).",
+                       "logprob")
+    judge_probe: str = _help("A probe folder from `values fit` (e.g. fitted from your own "
+                             "labels) for the representation judge.", "")
     max_new_tokens: int = _help("Longest generated answer in chains, pairs and evaluation.", 64)
 
     def problems(self) -> list[str]:
@@ -440,6 +445,10 @@ class RunAllJob:
             problems.append("train_prompts, pair_prompts, eval_prompts and ensemble must be ≥ 0")
         if self.rounds < 1 or self.max_new_tokens < 1 or self.helpful_ratio < 0:
             problems.append("rounds and max_new_tokens must be at least 1, helpful_ratio ≥ 0")
+        if self.judge not in JUDGES:
+            problems.append(f"judge must be one of {', '.join(JUDGES)} (got {self.judge!r})")
+        if self.judge_probe and self.judge != "representation":
+            problems.append("judge_probe needs judge: representation")
         return problems
 
 
