@@ -74,36 +74,54 @@ def hidden_states(model, tokenizer, prompts: list[str], answers: list[str],
     if not all(0 <= i <= len(blocks) for i in wanted):
         raise ValueError(f"layers are 0 (embeddings) to {len(blocks)} (got {wanted}).")
     device = next(model.parameters()).device
+    # rows of similar length share a batch (less padding); results go back in input order
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(answers[i]))
     out = []
-    for start in range(0, len(prompts), batch_size):
-        ids, mask, answer = encode_conversations(tokenizer, prompts[start:start + batch_size],
-                                                 answers[start:start + batch_size], max_length)
-        with recorded_states(blocks, wanted) as states:
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        ids, mask, answer = encode_conversations(tokenizer, [prompts[i] for i in rows],
+                                                 [answers[i] for i in rows], max_length)
+        with recorded_states(blocks, wanted, stop=True) as states:
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            backbone(model)(input_ids=ids.to(device), attention_mask=mask.to(device),
-                            position_ids=positions.to(device))
+            try:
+                backbone(model)(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                position_ids=positions.to(device))
+            except _Enough:  # the deepest layer wanted is read: the rest is not computed
+                pass
         stacked = torch.stack([states[i] for i in wanted], 1).float().cpu()  # [rows, layers, tokens, hidden]
         if pooling == "last":
             out.append(stacked[:, :, -1])
         else:
             weights = answer[:, None, :, None].float()
             out.append((stacked * weights).sum(2) / weights.sum(2))
-    return torch.cat(out)
+    pooled = torch.cat(out)
+    return pooled[torch.argsort(torch.tensor(order))]
+
+
+class _Enough(Exception):
+    """Raised from the deepest recorded layer to end a forward pass that has what it needs."""
 
 
 @contextmanager
-def recorded_states(blocks: torch.nn.ModuleList, wanted: list[int]) -> Iterator[dict[int, torch.Tensor]]:
+def recorded_states(blocks: torch.nn.ModuleList, wanted: list[int],
+                    stop: bool = False) -> Iterator[dict[int, torch.Tensor]]:
     """Fills a dict {index: [rows, tokens, hidden]} during a forward pass: index 0 from the
     first block's input, index i from block i − 1's output (after any steering hook, since
-    these hooks are registered later)."""
+    these hooks are registered later). With `stop`, the pass ends (raising `_Enough`) once
+    the deepest wanted layer is recorded."""
     states: dict[int, torch.Tensor] = {}
+    deepest = max(wanted)
 
     def keep_input(module, args, kwargs):
         states[0] = (args[0] if args else kwargs["hidden_states"]).detach()
+        if stop and deepest == 0:
+            raise _Enough()
 
     def keep_output(i: int):
         def keep(module, inputs, output):
             states[i] = (output[0] if isinstance(output, tuple) else output).detach()
+            if stop and i == deepest:
+                raise _Enough()
         return keep
 
     handles = [blocks[0].register_forward_pre_hook(keep_input, with_kwargs=True)] if 0 in wanted else []

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pipeline.hidden import added_at_layers, encode_conversations, hidden_states
+from pipeline.hidden import added_at_layers, decoder_layers, encode_conversations, hidden_states
 from tests.tiny import tiny_model
 
 PROMPTS = ["How do I bake bread?", "Tell me a joke about cats, please."]
@@ -60,3 +60,18 @@ def test_unknown_pooling_is_refused():
     tiny = tiny_model()
     with pytest.raises(ValueError, match="pooling must be one of"):
         hidden_states(tiny.model, tiny.tokenizer, PROMPTS, ANSWERS, pooling="max")
+
+
+def test_reading_a_shallow_layer_stops_the_pass_there_and_reads_the_same_states():
+    loaded = tiny_model()
+    prompts, answers = ["Hi?", "A longer question here?"], ["Hello.", "A longer answer, here it is."]
+    every = hidden_states(loaded.model, loaded.tokenizer, prompts, answers)
+    calls = []
+    last_block = decoder_layers(loaded.model)[-1]
+    handle = last_block.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        shallow = hidden_states(loaded.model, loaded.tokenizer, prompts, answers, layers=[0, 1])
+    finally:
+        handle.remove()
+    assert calls == []  # the last block never ran
+    assert torch.allclose(shallow, every[:, :2], atol=1e-5)
