@@ -68,6 +68,8 @@ def curves_frame(reports: list[dict]) -> pd.DataFrame:
         series[f"w_c {r['constitution']}"] = r["constitution_accuracy"]["value"]
         if r["judge"]:
             series[f"log-prob judge {r['constitution']}"] = [r["judge"]["value"]] * len(layers)
+        if r.get("judge_direction"):
+            series[f"judge's own direction {r['constitution']}"] = r["judge_direction"]["value"]
     if first["length"]:
         series["always longer"] = [first["length"]["longer"]] * len(layers)
         series["always shorter"] = [first["length"]["shorter"]] * len(layers)
@@ -78,6 +80,9 @@ def curves_frame(reports: list[dict]) -> pd.DataFrame:
 def cosines_frame(reports: list[dict]) -> pd.DataFrame:
     rows = [{"layer": layer, "cosine": r["cos_constitution"][i], "series": f"cos(w_c, w*) "
              f"{r['constitution']}"} for r in reports for i, layer in enumerate(r["layers"])]
+    rows += [{"layer": layer, "cosine": r["cos_judge"][i], "series": f"cos(judge's direction, "
+              f"w*) {r['constitution']}"} for r in reports if r.get("cos_judge")
+             for i, layer in enumerate(r["layers"])]
     first = reports[0]
     rows += [{"layer": layer, "cosine": first["cos_generation"][i], "series": "cos(w_g, w*)"}
              for i, layer in enumerate(first["layers"])]

@@ -56,6 +56,8 @@ class LayerRow:
     generation: Accuracy  # w_g: a probe fitted on the policy's own preferences
     cos_constitution: float  # cos(w_c, w*)
     cos_generation: float  # cos(w_g, w*)
+    judge_direction: Accuracy | None = None  # a probe on the log-prob judge's own labels
+    cos_judge: float | None = None  # cos(that probe, w*): what the judge actually follows
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,10 @@ class ValuesReport:
             "generation_probe": arrays("generation"),
             "cos_constitution": [r.cos_constitution for r in self.rows],
             "cos_generation": [r.cos_generation for r in self.rows],
+            "judge_direction": ({k: [getattr(r.judge_direction, k) for r in self.rows]
+                                 for k in ("value", "low", "high", "controlled")}
+                                if self.judge else None),
+            "cos_judge": [r.cos_judge for r in self.rows] if self.judge else None,
             "mean_cos_constitution": self.mean_cos_constitution,
             "best_layer": self.best.layer, "ceiling_best": asdict(self.best.ceiling),
             "judge": asdict(self.judge) if self.judge else None,
@@ -178,21 +184,7 @@ def values_report(loaded: LoadedModel, constitution: Constitution, data: Labelle
     direction = constitution_direction(loaded, constitution, pooling, list(features.layers))
     y_gen = torch.tensor([int(m > 0) for m in margins])
     generation = accuracy([(m > 0) == bool(t) for m, t in zip(margins, y.tolist())], longer, seed)
-    rows, directions = [], []
-    for n, layer in enumerate(features.layers):
-        step(f"fitting the probes at layer {layer} of {features.layers[-1]}")
-        d = features.d[:, n]
-        ceiling = probes.cross_validate(d, y, method, folds, seed)
-        residual = probes.cross_validate(d, y, method, folds, seed, dlen=dlen)
-        w_c = direction.total[n]
-        w_g = probes.FITS[method](d, y_gen)
-        directions.append(ceiling.direction)
-        rows.append(LayerRow(
-            layer, accuracy(ceiling.correct, longer, seed), accuracy(residual.correct, longer, seed),
-            accuracy(probes.judged(d, y, w_c), longer, seed),
-            accuracy(probes.judged(d, y, w_g), longer, seed),
-            probes.cosine(w_c, ceiling.direction), probes.cosine(w_g, ceiling.direction)))
-    judge_acc, judge_p = None, None
+    judge_acc, judge_p, y_judge = None, None, None
     if judge is not None:
         step("labelling the pairs with the log-prob judge")
         prefs = judge.label(constitution, list(data.pairs))
@@ -201,6 +193,24 @@ def values_report(loaded: LoadedModel, constitution: Constitution, data: Labelle
         # below chance with length controlled: a judge that merely dislikes long answers is
         # weak, not adversarial
         judge_p = probes.controlled_below_chance_p(list(zip(longer, right)))
+        y_judge = torch.tensor([int(p.p_a > 0.5) for p in prefs])
+    rows, directions = [], []
+    for n, layer in enumerate(features.layers):
+        step(f"fitting the probes at layer {layer} of {features.layers[-1]}")
+        d = features.d[:, n]
+        ceiling = probes.cross_validate(d, y, method, folds, seed)
+        residual = probes.cross_validate(d, y, method, folds, seed, dlen=dlen)
+        w_c = direction.total[n]
+        w_g = probes.FITS[method](d, y_gen)
+        w_j = probes.FITS[method](d, y_judge) if y_judge is not None else None
+        directions.append(ceiling.direction)
+        rows.append(LayerRow(
+            layer, accuracy(ceiling.correct, longer, seed), accuracy(residual.correct, longer, seed),
+            accuracy(probes.judged(d, y, w_c), longer, seed),
+            accuracy(probes.judged(d, y, w_g), longer, seed),
+            probes.cosine(w_c, ceiling.direction), probes.cosine(w_g, ceiling.direction),
+            None if w_j is None else accuracy(probes.judged(d, y, w_j), longer, seed),
+            None if w_j is None else probes.cosine(w_j, ceiling.direction)))
     best = max(range(len(rows)), key=lambda i: (rows[i].ceiling.value, -rows[i].layer))
     cos = {a: {b: probes.cosine(direction.principles[a][best], direction.principles[b][best])
                for b in direction.principles} for a in direction.principles}
@@ -241,8 +251,13 @@ def format_report(report: ValuesReport) -> str:
         lines.append(f"near-duplicate principles: {a} and {b} (cos {c:+.2f})")
     for a, b, c in report.conflicts:
         lines.append(f"conflicting principles: {a} and {b} (cos {c:+.2f})")
-    lines.append("layer  ceiling  no-length  w_c    w_g    cos_c  cos_g")
+    if best.judge_direction is not None:
+        lines.append(f"judge's own direction (probe on its labels): {best.judge_direction.text}, "
+                     f"cos with w* {best.cos_judge:+.2f}")
+    lines.append("layer  ceiling  no-length  w_c    w_g    cos_c  cos_g" +
+                 ("  cos_judge" if best.cos_judge is not None else ""))
     lines += [f"{r.layer:>5}  {r.ceiling.value:>7.0%}  {r.residualised.value:>9.0%}  "
               f"{r.constitution.value:>5.0%}  {r.generation.value:>5.0%}  "
-              f"{r.cos_constitution:+.2f}  {r.cos_generation:+.2f}" for r in report.rows]
+              f"{r.cos_constitution:+.2f}  {r.cos_generation:+.2f}"
+              + (f"  {r.cos_judge:+.2f}" if r.cos_judge is not None else "") for r in report.rows]
     return "\n".join(lines)
