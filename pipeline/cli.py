@@ -400,18 +400,26 @@ def cmd_values_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def judge_for(job):
-    """The judge a label job asks for: the log-prob A/B question, or the hidden states."""
-    from pipeline.feedback import FeedbackConfig, Labeller
+def make_judge(model: str, method: str, probe: str, layer: int, config):
+    """A judge: the log-prob A/B question, or the hidden states (the constitution's
+    direction, or a fitted probe's) read at `layer` (-1: the middle one)."""
+    from pipeline.feedback import Labeller
     from pipeline.models import load_model
 
-    loaded = load_model(job.model)
-    if job.judge == "logprob":
-        return Labeller(loaded, settings_of(job, FeedbackConfig))
+    loaded = load_model(model)
+    if method == "logprob":
+        return Labeller(loaded, config)
     from pipeline.values.judge import RepresentationJudge, load_probe
 
-    probe = load_probe(job.probe, loaded) if job.probe else None
-    return RepresentationJudge(loaded, probe, None if job.layer < 0 else job.layer)
+    return RepresentationJudge(loaded, load_probe(probe, loaded) if probe else None,
+                               None if layer < 0 else layer)
+
+
+def judge_for(job):
+    """The judge a label job asks for."""
+    from pipeline.feedback import FeedbackConfig
+
+    return make_judge(job.model, job.judge, job.probe, job.layer, settings_of(job, FeedbackConfig))
 
 
 def cmd_agreement(args: argparse.Namespace) -> int:
@@ -522,10 +530,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pipeline.evaluation import evaluate, format_results, write_results
-    from pipeline.feedback import FeedbackConfig, Labeller
+    from pipeline.feedback import FeedbackConfig
     from pipeline.generation import SamplingConfig
     from pipeline.jobs import job_context, write_progress
-    from pipeline.models import load_model
 
     job = stage_job("evaluate", args)
     out = Path(args.out)
@@ -533,7 +540,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _, constitution = resolve_constitution(job.constitution, args)
         prompts = [p.prompt for p in load_prompts(job.prompts, job.split or None)][: job.limit or None]
         write_progress(out, 0, 1, loading(job.judge or job.base) + " and evaluating")
-        judge = Labeller(load_model(job.judge or job.base), FeedbackConfig(ensemble=job.ensemble))
+        judge = make_judge(job.judge or job.base, job.judge_method, job.probe, -1,
+                           FeedbackConfig(ensemble=job.ensemble))
         results = evaluate(job.policies, prompts, job.reward_adapter, judge, constitution,
                            settings_of(job, SamplingConfig))
         path = write_results(results, prompts, out)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from pipeline.constitution import Constitution
-from pipeline.feedback import Labeller
+from pipeline.feedback import Judge
 from pipeline.preferences import Pair
 from pipeline.files import write_atomic
 from pipeline.generation import SamplingConfig, backend_for, chat
@@ -55,7 +55,7 @@ def win_rate(p_policy: list[float]) -> float:
 
 
 def evaluate(policies: dict[str, str], prompts: list[str], pm_folder: str | Path,
-             judge: Labeller, constitution: Constitution, sampling: SamplingConfig
+             judge: Judge, constitution: Constitution, sampling: SamplingConfig
              ) -> list[PolicyResult]:
     """`policies` maps a name to a model; the first one is the base the others are judged
     against."""

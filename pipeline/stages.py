@@ -23,6 +23,9 @@ from pipeline.generation import SamplingConfig
 from pipeline.models import DEFAULT_MODEL
 
 
+JUDGES = ("logprob", "representation")  # who labels a pair: the A/B question, or hidden states
+
+
 def _help(text: str, default: Any, join: bool = False) -> Any:
     """A field with its help text; `join`: a repeatable flag whose values are joined by
     commas (one text field in YAML)."""
@@ -271,9 +274,6 @@ class PairsJob(WholeJob, PromptSettings, SamplingConfig):
         return problems
 
 
-JUDGES = ("logprob", "representation")
-
-
 @dataclass(frozen=True)
 class LabelJob(WholeJob, FeedbackConfig):
     """AI feedback: soft A/B labels for pairs under a constitution; rerunning into the same
@@ -318,6 +318,9 @@ class EvaluateJob(WholeJob, PromptSettings, SamplingConfig):
     constitution: str = _help("Constitution of the judge: a file, NAME or NAME@VERSION.", "")
     judge: str = _help("The feedback model ('' = the base).", "")
     ensemble: int = _help("Principles sampled per judgement (0 = every enabled principle).", 2)
+    judge_method: str = _help("logprob (the A/B question) or representation (hidden states along "
+                              "the constitution's direction, or `probe`'s).", "logprob")
+    probe: str = _help("A probe folder from `values fit` for the representation judge.", "")
 
     def problems(self) -> list[str]:
         problems = (_required(self, "reward_adapter", "constitution") + self.prompt_problems()
@@ -330,6 +333,10 @@ class EvaluateJob(WholeJob, PromptSettings, SamplingConfig):
             names.append(name)
         if self.ensemble < 0:
             problems.append("ensemble must be 0 (all principles) or more")
+        if self.judge_method not in JUDGES:
+            problems.append(f"judge_method must be one of {', '.join(JUDGES)}")
+        if self.probe and self.judge_method != "representation":
+            problems.append("probe needs judge_method: representation")
         return problems
 
     def policies_given(self) -> list[str]:

@@ -8,7 +8,7 @@ from pipeline.cli import build_parser
 from pipeline.errors import JobError
 from pipeline.evaluation import format_results, win_rate, PolicyResult
 from pipeline.runall import plan
-from pipeline.stages import RunAllJob, build_job, preset
+from pipeline.stages import EvaluateJob, RunAllJob, build_job, preset
 
 
 def test_every_stage_command_parses_and_reads_the_stage_before(tmp_path):
@@ -38,6 +38,10 @@ def test_every_stage_command_parses_and_reads_the_stage_before(tmp_path):
 def test_run_all_config_is_checked_before_anything_starts():
     with pytest.raises(JobError, match="constitution is required"):
         build_job(RunAllJob, {})
+    with pytest.raises(JobError, match="probe needs judge_method: representation"):
+        build_job(EvaluateJob, {"constitution": "c", "reward_adapter": "pm", "probe": "p"})
+    assert build_job(EvaluateJob, {"constitution": "c", "reward_adapter": "pm", "judge_method":
+                                   "representation"}).judge_method == "representation"
     with pytest.raises(JobError, match="judge_probe needs judge: representation"):
         build_job(RunAllJob, {"constitution": "c", "judge_probe": "p"})
     with pytest.raises(JobError, match="preset must be one of"):

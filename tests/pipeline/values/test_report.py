@@ -47,3 +47,20 @@ def test_the_shipped_adversarial_constitution_is_flagged_on_the_gold_pairs():
                                  evidence).adversarial
              for name in ("adversarial", "harmless-helpful", "honest")}
     assert flags == {"adversarial": True, "harmless-helpful": False, "honest": False}
+
+
+def test_the_adversarial_flag_reads_the_mean_cosine_and_the_length_controlled_judge():
+    from pipeline.values.report import Accuracy, LayerRow, ValuesReport
+
+    acc = Accuracy(0.5, 0.4, 0.6, 0.5)
+
+    def report(cosines, judge_p=None):
+        rows = tuple(LayerRow(i, acc, acc, acc, acc, c, 0.0) for i, c in enumerate(cosines))
+        return ValuesReport("m", "c", "h", 10, "answer_mean", "logistic", rows, None,
+                            acc if judge_p is not None else None, judge_p, acc)
+
+    assert report([-0.05, -0.01, 0.02]).adversarial  # mean −0.013
+    assert not report([0.05, -0.01, 0.02]).adversarial
+    assert report([0.05], judge_p=0.01).adversarial_reasons == [
+        "its judge is below chance with length controlled (p = 0.010)"]
+    assert not report([0.05], judge_p=0.2).adversarial
