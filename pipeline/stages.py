@@ -415,7 +415,7 @@ class ValuesFitJob(WholeJob, ValuesSettings):
 
     def problems(self) -> list[str]:
         problems = self.values_problems()
-        if self.layer_list and len(self.layer_list) > 1:
+        if not problems and self.layer_list and len(self.layer_list) > 1:
             problems.append("a probe lives at one layer: give at most one in layers")
         return problems
 

@@ -19,7 +19,8 @@ from pipeline import jobs
 from pipeline.constitution import content_hash
 from pipeline.errors import StudioError
 from pipeline.models import DEFAULT_MODEL
-from pipeline.stages import POOLINGS, PROBE_METHODS, ValuesJob, build_job, to_argv
+from pipeline.stages import (POOLINGS, PROBE_METHODS, ValuesFitJob, ValuesJob, build_job,
+                             to_argv)
 from pipeline.store import JobRecord, Store
 from pipeline.values.features import labelled, pair_source
 from studio.choices import adapter_choices, constitution_choices, default_choice, resolve_choice
@@ -229,6 +230,21 @@ def on_launch(store: Store, chosen: list[str] | None, pairs: str, model: str, po
     return notice("ok", f"Launched job {record.id}: the values report into {out}."), gr.update()
 
 
+def on_fit(store: Store, pairs: str, model: str, pooling: str, method: str, layers: str) -> str:
+    """Fit a representation judge on these pairs in the background (`values fit`); it is
+    then offered as a judge in the Preferences tab and to `label --probe`."""
+    out = store.new_run_folder("judge")
+    try:
+        job = build_job(ValuesFitJob, {"pairs": pairs or "gold", "model": model or DEFAULT_MODEL,
+                                       "pooling": pooling, "method": method,
+                                       "layers": (layers or "").strip()})
+        record = jobs.launch(store, "values-fit", to_argv("values-fit", job, out), out)
+    except StudioError as exc:
+        return error_notice(exc)
+    return notice("ok", f"Launched job {record.id}: a representation judge fitted on these pairs, "
+                        f"into {out}; pick it as the judge in the Preferences tab when it is done.")
+
+
 def on_timer(store: Store, shown: str | None) -> tuple:
     """Progress every tick; once the job writing a report ends, its run is picked."""
     job = latest(store)
@@ -274,6 +290,7 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
     with gr.Row():
         launch = gr.Button("Run the values report", variant="primary", elem_id="values-launch")
         cancel = gr.Button("Cancel report", variant="stop", elem_id="values-cancel")
+        fit = gr.Button("Fit a judge from these pairs", elem_id="values-fit")
     progress = gr.HTML(elem_id="values-progress")
     run = gr.Dropdown(label="Report", choices=[], elem_id="values-run")
     banner = gr.HTML(elem_id="values-banner")
@@ -296,6 +313,7 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
     launch.click(partial(on_launch, store), [constitutions, pairs, model, pooling, method, layers,
                                              judge_ensemble], [message, run])
     cancel.click(partial(on_cancel, store), armed, [message, armed])
+    fit.click(partial(on_fit, store), [pairs, model, pooling, method, layers], message)
     run.change(show_results, run, results)
     timer.tick(partial(on_timer, store), run, [progress, run])
     demo.load(partial(on_page_load, store), None, [constitutions, pairs, model, progress, run])

@@ -37,3 +37,8 @@ def test_a_report_job_runs_is_drawn_and_is_not_run_twice(store, tmp_path, tiny_f
     again, run = tab.on_launch(store, *args)
     assert "showing it" in again and run["value"] == job.out_dir and len(store.jobs(tab.KIND)) == 1
     assert tab.show_results(None) == (tab.gr.update(),) * 6
+    fitted = tab.on_fit(store, str(pairs), str(tiny_folder), "answer_mean", "logistic", "2")
+    assert "a representation judge fitted on these pairs" in fitted
+    fit_job = store.jobs("values-fit")[0]
+    assert jobs.wait(store, fit_job.id, timeout=300).status == "succeeded", fit_job.error
+    assert "layers must be" in tab.on_fit(store, "gold", "embedded", "answer_mean", "logistic", "x")
