@@ -118,9 +118,10 @@ def heatmap_html(report: dict) -> str:
     conflicts named."""
     cos = report["principle_cosines"]
     ids = sorted(cos)
-    head = "".join(f"<th>{html.escape(i)}</th>" for i in ids)
-    body = "".join(f"<tr><th>{html.escape(a)}</th>{''.join(_cell(cos[a][b]) for b in ids)}</tr>"
-                   for a in ids)
+    accuracy = report.get("principle_accuracy", {})
+    head = "".join(f"<th>{html.escape(i)}</th>" for i in ids) + "<th>accuracy alone</th>"
+    body = "".join(f"<tr><th>{html.escape(a)}</th>{''.join(_cell(cos[a][b]) for b in ids)}"
+                   f"<td>{_acc(accuracy.get(a))}</td></tr>" for a in ids)
     notes = [f"near-duplicates: {a} and {b} (cos {c:+.2f})" for a, b, c in report["near_duplicates"]]
     notes += [f"conflicting: {a} and {b} (cos {c:+.2f})" for a, b, c in report["conflicts"]]
     listed = "".join(f"<li>{html.escape(n)}</li>" for n in notes) or "<li>none named</li>"

@@ -77,6 +77,7 @@ class ValuesReport:
     examples: dict[str, tuple[str, str]] = field(default_factory=dict)
     # at the best layer, each answer's projection on w* (unit): preferred and dispreferred
     projections: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+    principle_accuracy: dict[str, Accuracy] = field(default_factory=dict)  # best layer
 
     @property
     def best(self) -> LayerRow:
@@ -148,6 +149,7 @@ class ValuesReport:
             "principle_cosines": self.principle_cosines,
             "near_duplicates": self.near_duplicates, "conflicts": self.conflicts,
             "examples": self.examples,
+            "principle_accuracy": {k: asdict(v) for k, v in self.principle_accuracy.items()},
             "projections": {"preferred": list(self.projections[0]),
                             "dispreferred": list(self.projections[1])}}
 
@@ -219,10 +221,13 @@ def values_report(loaded: LoadedModel, constitution: Constitution, data: Labelle
     a, b = features.a[:, best] @ unit, features.b[:, best] @ unit
     projections = (tuple(torch.where(prefer_a, a, b).tolist()),
                    tuple(torch.where(prefer_a, b, a).tolist()))
+    d_best = features.d[:, best]
+    per_principle = {pid: accuracy(probes.judged(d_best, y, w[best]), longer, seed)
+                     for pid, w in direction.principles.items()}
     return ValuesReport(
         loaded.name, constitution.name, content_hash(constitution), len(data.pairs), pooling,
         method, tuple(rows), length_control([(s, False) for s in longer if s is not None]),
-        judge_acc, judge_p, generation, cos, direction.examples, projections)
+        judge_acc, judge_p, generation, cos, direction.examples, projections, per_principle)
 
 
 def format_report(report: ValuesReport) -> str:
@@ -247,6 +252,8 @@ def format_report(report: ValuesReport) -> str:
     if report.length:
         lines.append(f"length alone: always-longer {report.length.longer:.0%}, always-shorter "
                      f"{report.length.shorter:.0%} on {report.length.compared} pairs")
+    for pid, acc in sorted(report.principle_accuracy.items()):
+        lines.append(f"  principle {pid}: {acc.text}")
     for a, b, c in report.near_duplicates:
         lines.append(f"near-duplicate principles: {a} and {b} (cos {c:+.2f})")
     for a, b, c in report.conflicts:

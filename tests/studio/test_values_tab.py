@@ -34,6 +34,7 @@ def test_a_report_job_runs_is_drawn_and_is_not_run_twice(store, tmp_path, tiny_f
     assert "always longer" in set(curves["series"]) and "cos(w_g, w*)" in set(cosines["series"])
     assert set(projections["side"]) == {"preferred", "dispreferred"}
     assert projections["answers"].sum() == 16 and heatmap.count("values-heatmap") == 2
+    assert "accuracy alone" in heatmap and "length-controlled" in heatmap
     again, run = tab.on_launch(store, *args)
     assert "showing it" in again and run["value"] == job.out_dir and len(store.jobs(tab.KIND)) == 1
     assert tab.show_results(None) == (tab.gr.update(),) * 6

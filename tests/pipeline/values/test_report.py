@@ -33,6 +33,7 @@ def test_every_part_of_the_report_runs_and_serialises_on_a_tiny_model():
     assert len(out["ceiling"]["value"]) == 3 and isinstance(out["adversarial"], bool)
     assert len(out["cos_judge"]) == 3 and report.best.judge_direction is not None
     assert set(out["principle_cosines"]) == {p.id for p in harmless().enabled_principles}
+    assert set(out["principle_accuracy"]) == set(out["principle_cosines"])
     text = format_report(report)
     assert text.startswith("adversarial constitution: ") and "length alone" in text
     assert "judge's own direction (probe on its labels)" in text
