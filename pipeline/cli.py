@@ -395,7 +395,7 @@ def cmd_values_fit(args: argparse.Namespace) -> int:
         write_progress(out, 1, 1, "done")
         print(f"probe at layer {probe.layer} ({probe.method}, {probe.pooling}): cross-validated "
               f"accuracy {probe.cv_accuracy:.0%} on {len(data.pairs)} pairs, τ = {probe.tau:.3g}; "
-              f"saved in {out / 'probe'} — label with `label --judge representation --probe "
+              f"saved in {out / 'probe'} — label with `label --judge-method representation --probe "
               f"{out / 'probe'}` (pairs it was fitted on are flagged)")
     return 0
 
@@ -419,7 +419,8 @@ def judge_for(job):
     """The judge a label job asks for."""
     from pipeline.feedback import FeedbackConfig
 
-    return make_judge(job.model, job.judge, job.probe, job.layer, settings_of(job, FeedbackConfig))
+    return make_judge(job.model, job.judge_method, job.probe, job.layer,
+                      settings_of(job, FeedbackConfig))
 
 
 def cmd_agreement(args: argparse.Namespace) -> int:

@@ -85,6 +85,10 @@ def failure_reason(exc: BaseException) -> str:
 
 
 def _write_status(out: Path, status: str, message: str = "") -> None:
+    """How the job ended — written last: what it printed is flushed to its log first, since
+    a viewer takes the status file as the job's end."""
+    sys.stdout.flush()
+    sys.stderr.flush()
     if is_main_process():
         write_atomic(out / STATUS_FILE, json.dumps({"status": status, "message": message}))
 

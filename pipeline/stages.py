@@ -282,9 +282,9 @@ class LabelJob(WholeJob, FeedbackConfig):
     pairs: str = _help("Pairs JSONL, a folder from `pairs`, or 'gold'.", "")
     constitution: str = _help("Constitution: a file, NAME or NAME@VERSION.", "")
     model: str = _help("The feedback model.", DEFAULT_MODEL)
-    judge: str = _help("logprob (ask the A/B question) or representation (read the answers' "
-                       "hidden states along the constitution's direction, or a probe's).",
-                       "logprob")
+    judge_method: str = _help("logprob (ask the A/B question) or representation (read the "
+                              "answers' hidden states along the constitution's direction, or a "
+                              "probe's).", "logprob")
     probe: str = _help("Representation judge: a probe folder from `values fit` instead of the "
                        "constitution's direction.", "")
     layer: int = _help("Representation judge: the layer to read (-1 = the middle one; a probe "
@@ -297,10 +297,11 @@ class LabelJob(WholeJob, FeedbackConfig):
         problems = _required(self, "pairs", "constitution") + self.feedback_problems()
         if self.limit < 0:
             problems.append("limit must be 0 (all) or more")
-        if self.judge not in JUDGES:
-            problems.append(f"judge must be one of {', '.join(JUDGES)} (got {self.judge!r})")
-        if self.probe and self.judge != "representation":
-            problems.append("probe needs judge: representation")
+        if self.judge_method not in JUDGES:
+            problems.append(f"judge_method must be one of {', '.join(JUDGES)} "
+                            f"(got {self.judge_method!r})")
+        if self.probe and self.judge_method != "representation":
+            problems.append("probe needs judge_method: representation")
         return problems
 
 
@@ -437,9 +438,9 @@ class RunAllJob:
     pair_prompts: int = _help("Prompts answered twice by the SFT policy for AI labels (0 = all).", 16)
     ensemble: int = _help("Principles sampled per AI label (0 = every enabled principle).", 2)
     eval_prompts: int = _help("Held-out prompts in the before/after table (0 = the whole test split).", 8)
-    judge: str = _help("Who labels the pairs: logprob (the A/B question) or representation (the "
-                       "constitution's direction in the hidden states, or `judge_probe`'s).",
-                       "logprob")
+    judge_method: str = _help("Who labels the pairs: logprob (the A/B question) or representation "
+                              "(the constitution's direction in the hidden states, or "
+                              "`judge_probe`'s).", "logprob")
     judge_probe: str = _help("A probe folder from `values fit` (e.g. fitted from your own "
                              "labels) for the representation judge.", "")
     max_new_tokens: int = _help("Longest generated answer in chains, pairs and evaluation.", 64)
@@ -452,10 +453,11 @@ class RunAllJob:
             problems.append("train_prompts, pair_prompts, eval_prompts and ensemble must be ≥ 0")
         if self.rounds < 1 or self.max_new_tokens < 1 or self.helpful_ratio < 0:
             problems.append("rounds and max_new_tokens must be at least 1, helpful_ratio ≥ 0")
-        if self.judge not in JUDGES:
-            problems.append(f"judge must be one of {', '.join(JUDGES)} (got {self.judge!r})")
-        if self.judge_probe and self.judge != "representation":
-            problems.append("judge_probe needs judge: representation")
+        if self.judge_method not in JUDGES:
+            problems.append(f"judge_method must be one of {', '.join(JUDGES)} "
+                            f"(got {self.judge_method!r})")
+        if self.judge_probe and self.judge_method != "representation":
+            problems.append("judge_probe needs judge_method: representation")
         return problems
 
 

@@ -474,7 +474,7 @@ def on_launch(store: Store, source, n, choice, chosen, k, use_cot, model_name,
             "pairs": source, "constitution": str(path), "model": model_name,
             "limit": int(n or 0), "ensemble": int(k), "seed": int(seed_value or 0),
             "cot": bool(use_cot), "principles": ",".join(chosen or []),
-            **dict(zip(("judge", "probe"), judge_settings(judge_choice)))})
+            **dict(zip(("judge_method", "probe"), judge_settings(judge_choice)))})
     except StudioError as exc:
         return error_notice(exc), gr.update(), gr.update()
     return launch_job(store, "label", to_argv("label", job, out), out)

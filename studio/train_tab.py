@@ -33,7 +33,9 @@ TITLES = {"run-all": "whole pipeline (chains → SFT → pairs → labels → PM
           "pairs": "4. pairs: two answers per prompt", "label": "5. AI labels (RLAIF)",
           "pmp": "6a. PM pretraining (Stack Exchange)", "reward": "6. preference model",
           "ppo": "7. PPO (RL-CAI)", "dpo": "7b. DPO (instead of PM + PPO)",
-          "evaluate": "8. evaluate: before/after"}
+          "evaluate": "8. evaluate: before/after",
+          "values-report": "values report: probes, constitution directions, adversarial flag",
+          "values-fit": "representation judge fitted from human labels"}
 FORMS: dict[str, type] = {name: COMMANDS[name] for name in TITLES}
 PLOT_SLOTS = 8
 # Plotted first, in this order; any other number a stage logs follows.
@@ -164,7 +166,8 @@ def field_choices(store: Store, name: str) -> dict[str, list[str]]:
     return {"model": [DEFAULT_MODEL], "data": {
         "sft": folders("sft-data", "revise"), "reward": folders("label"), "dpo": folders("label"),
         "pmp": []}.get(name, []), "chains": folders("revise"),
-        "pairs": ["gold", *folders("pairs")], "policy": models if name == "pairs" else [],
+        "pairs": (["gold", "human", *folders("pairs", "label")] if name.startswith("values")
+                  else ["gold", *folders("pairs")]), "policy": models if name == "pairs" else [],
         "policy_adapter": adapter_choices(store), "reward_adapter": pms,
         "init_adapter": pms, "constitution": constitution_choices(store),
         "prompts": ["red-team", "helpful"]}
@@ -221,10 +224,13 @@ def launch_stage(store: Store, name: str, values: dict[str, Any], out: Path) -> 
     constitution named from the store is frozen into the run folder first (the job reads it
     as it is now). Raises StudioError with what is wrong."""
     values = dict(values)
-    if values.get("constitution") and not Path(values["constitution"]).is_file():
-        frozen = jobs.freeze_constitution(resolve_choice(store, values["constitution"]), out,
-                                          "constitution-input.yaml")
-        values["constitution"] = str(frozen)
+    refs = [r.strip() for r in str(values.get("constitution") or "").split(",") if r.strip()]
+    if refs:  # several only where the command compares constitutions (values-report)
+        values["constitution"] = ",".join(
+            ref if Path(ref).is_file() else str(jobs.freeze_constitution(
+                resolve_choice(store, ref), out,
+                "constitution-input.yaml" if len(refs) == 1 else f"constitution-input-{n}.yaml"))
+            for n, ref in enumerate(refs, 1))
     job = build_job(FORMS[name], values)
     text = job_yaml(job)
     write_atomic(out / "job.yaml", text)

@@ -177,7 +177,7 @@ def test_values_report_fit_and_the_representation_judge_from_the_command_line(ws
     fit = run("values", "fit", "--pairs", str(pairs), *model, "--folds", "3", "--out",
               str(tmp_path / "fit"), workspace=ws)
     assert "probe at layer" in fit.stdout and (tmp_path / "fit" / "probe" / "probe.json").exists()
-    label = run("label", "--pairs", str(pairs), "--constitution", "honest", *model, "--judge",
+    label = run("label", "--pairs", str(pairs), "--constitution", "honest", *model, "--judge-method",
                 "representation", "--probe", str(tmp_path / "fit" / "probe"), "--out",
                 str(tmp_path / "labels"), workspace=ws)
     assert "position bias       0.0%" in label.stdout  # position-free by construction
@@ -185,4 +185,4 @@ def test_values_report_fit_and_the_representation_judge_from_the_command_line(ws
     assert all("probe-training-pair" in r["flags"] for r in rows)
     bad = run("label", "--pairs", str(pairs), "--constitution", "honest", "--probe", "x",
               "--out", str(tmp_path / "bad"), workspace=ws, check_rc=1)
-    assert "probe needs judge: representation" in bad.stderr
+    assert "probe needs judge_method: representation" in bad.stderr

@@ -28,11 +28,11 @@ def test_every_stage_command_parses_and_reads_the_stage_before(tmp_path):
     assert by_name["eval"].split == "test" and by_name["eval"].limit == 8
     assert by_name["chains"].split == "train" and by_name["chains"].limit == 16
     assert by_name["sft"].preset == "tiny"
-    assert not hasattr(by_name["labels"], "judge")  # the default: the log-prob judge
-    with_probe = build_job(RunAllJob, {"constitution": "c.yaml", "judge": "representation",
+    assert not hasattr(by_name["labels"], "judge_method")  # the default: the log-prob judge
+    with_probe = build_job(RunAllJob, {"constitution": "c.yaml", "judge_method": "representation",
                                        "judge_probe": "mine/probe"})
     labels = parser.parse_args(list(plan(with_probe, tmp_path)[4].args))
-    assert (labels.judge, labels.probe) == ("representation", "mine/probe")
+    assert (labels.judge_method, labels.probe) == ("representation", "mine/probe")
 
 
 def test_run_all_config_is_checked_before_anything_starts():
@@ -42,7 +42,7 @@ def test_run_all_config_is_checked_before_anything_starts():
         build_job(EvaluateJob, {"constitution": "c", "reward_adapter": "pm", "probe": "p"})
     assert build_job(EvaluateJob, {"constitution": "c", "reward_adapter": "pm", "judge_method":
                                    "representation"}).judge_method == "representation"
-    with pytest.raises(JobError, match="judge_probe needs judge: representation"):
+    with pytest.raises(JobError, match="judge_probe needs judge_method: representation"):
         build_job(RunAllJob, {"constitution": "c", "judge_probe": "p"})
     with pytest.raises(JobError, match="preset must be one of"):
         build_job(RunAllJob, {"constitution": "c", "preset": "huge"})
