@@ -14,8 +14,9 @@ from pipeline.store import JobRecord
 
 STAGE_NAMES = {"revise": "chains", "sft-data": "SFT data", "sft": "SFT", "pairs": "pairs",
                "label": "AI labels", "pmp": "PM pretraining", "reward": "preference model",
-               "ppo": "PPO", "dpo": "DPO", "evaluate": "evaluation", "values-report": "values report",
-               "values-fit": "representation judge", "run-all": "pipeline"}
+               "ppo": "PPO", "dpo": "DPO", "evaluate": "evaluation",
+               "values-report": "values report", "values-fit": "representation judge",
+               "run-all": "pipeline"}
 # Which studio tab shows a run of each kind.
 TABS = {"revise": "chains", "pairs": "preferences", "label": "preferences",
         "values-report": "values"}
@@ -91,7 +92,8 @@ def key_metric(job: JobRecord) -> str:
         if not report:
             return f"{len(labels)} pairs labelled" if labels else ""
         agreement = report.get("agreement") or {}
-        text = f"{report.get('labels', 0)} pairs, position bias {report.get('position_bias', 0):.0%}"
+        text = (f"{report.get('labels', 0)} pairs, position bias "
+                f"{report.get('position_bias', 0):.0%}")
         if agreement.get("compared"):
             text += (f", human agreement {agreement['agreeing']}/{agreement['compared']} "
                      "(see its verdict)")
@@ -106,7 +108,8 @@ def key_metric(job: JobRecord) -> str:
     if job.kind == "values-report":
         raw = _json(folder / "values.json")
         reports = raw if isinstance(raw, list) else [raw] if isinstance(raw, dict) else []
-        return "; ".join(f"{r.get('constitution')}: adversarial {'yes' if r.get('adversarial') else 'no'}"
+        return "; ".join(f"{r.get('constitution')}: adversarial "
+                         f"{'yes' if r.get('adversarial') else 'no'}"
                          for r in reports if isinstance(r, dict))
     if job.kind == "run-all":
         plan = _json(folder / RUN_FILE) or {}

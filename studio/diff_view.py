@@ -10,10 +10,12 @@ from pipeline.textdiff import readable_diff
 def side_by_side(before: str, after: str, old: str = "before", new: str = "after") -> str:
     """HTML of the two columns; by sentence when most words changed (said in a caption)."""
     unit, pieces = readable_diff(before, after)
-    left = "".join(html.escape(t) if op == "same" else f'<del class="wd-del">{html.escape(t)}</del>'
-                   for op, t in pieces if op != "add")
-    right = "".join(html.escape(t) if op == "same" else f'<ins class="wd-add">{html.escape(t)}</ins>'
-                    for op, t in pieces if op != "del")
+    def marked(op: str, tag: str, css: str) -> str:
+        return "".join(html.escape(t) if kind == "same" else
+                       f'<{tag} class="{css}">{html.escape(t)}</{tag}>'
+                       for kind, t in pieces if kind != op)
+
+    left, right = marked("add", "del", "wd-del"), marked("del", "ins", "wd-add")
     caption = ("most words changed, so whole sentences are marked" if unit == "sentence"
                else "changed words are marked")
     return (f'<div class="diff2" data-unit="{unit}"><div class="diff2-col"><p class="diff2-head">'

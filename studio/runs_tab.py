@@ -66,7 +66,8 @@ def on_open(store: Store, job_id: int | None, watched: int | None) -> tuple:
     run, keep = found[0], gr.update()
     folders = {kind: [j.out_dir for j in store.jobs(kind)]
                for kind in ("revise", "label", "pairs", "values-report")}
-    chains = gr.update(choices=folders["revise"], value=run.folder) if run.kind == "revise" else keep
+    chains = gr.update(choices=folders["revise"], value=run.folder) \
+        if run.kind == "revise" else keep
     labels = gr.update(choices=[STUDIO_RUN, *folders["label"]], value=run.folder) \
         if run.kind == "label" else keep
     pairs = gr.update(choices=["gold", *folders["pairs"]], value=run.folder) \

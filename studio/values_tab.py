@@ -122,10 +122,12 @@ def heatmap_html(report: dict) -> str:
     head = "".join(f"<th>{html.escape(i)}</th>" for i in ids) + "<th>accuracy alone</th>"
     body = "".join(f"<tr><th>{html.escape(a)}</th>{''.join(_cell(cos[a][b]) for b in ids)}"
                    f"<td>{_acc(accuracy.get(a))}</td></tr>" for a in ids)
-    notes = [f"near-duplicates: {a} and {b} (cos {c:+.2f})" for a, b, c in report["near_duplicates"]]
+    notes = [f"near-duplicates: {a} and {b} (cos {c:+.2f})"
+             for a, b, c in report["near_duplicates"]]
     notes += [f"conflicting: {a} and {b} (cos {c:+.2f})" for a, b, c in report["conflicts"]]
     listed = "".join(f"<li>{html.escape(n)}</li>" for n in notes) or "<li>none named</li>"
-    return (f'<div class="values-heatmap" data-constitution="{html.escape(report["constitution"])}">'
+    name = html.escape(report["constitution"])
+    return (f'<div class="values-heatmap" data-constitution="{name}">'
             f'<p><b>{html.escape(report["constitution"])}</b>: its principles\' directions '
             f'(cosine at layer {report["best_layer"]}; green = same way, red = opposite)</p>'
             f'<table class="heatmap"><tr><th></th>{head}</tr>{body}</table><ul>{listed}</ul></div>')
@@ -161,7 +163,7 @@ def summary_html(reports: list[dict]) -> str:
                 else "length baselines: no pairs of different lengths")
     rows = "".join(
         f"<tr><td>{html.escape(r['constitution'])}</td>"
-        f"<td>{_acc({k: r['constitution_accuracy'][k][i] for k in ('value', 'low', 'high', 'controlled')})}</td>"
+        f"<td>{_acc({k: v[i] for k, v in r['constitution_accuracy'].items()})}</td>"
         f"<td>{r['cos_constitution'][i]:+.2f}</td><td>{_acc(r['judge'])}</td>"
         f"<td>{'—' if r['gap'] is None else format(r['gap'], '+.0%')}</td></tr>" for r in reports)
     return (f'<div class="values-summary"><p>{first["pairs"]} human-labelled pairs · model '
@@ -221,7 +223,8 @@ def on_launch(store: Store, chosen: list[str] | None, pairs: str, model: str, po
         out = store.runs / f"values-{cache_key(store, values, constitutions)}"
         if (out / RESULTS).exists():
             return (notice("ok", f"The same model, pairs, settings and constitutions were "
-                                 f"reported in {out.name}; showing it."), run_choices(store, str(out)))
+                                 f"reported in {out.name}; showing it."),
+                    run_choices(store, str(out)))
         frozen = [str(jobs.freeze_constitution(c, out, f"constitution-input-{n}.yaml"))
                   for n, c in enumerate(constitutions, 1)]
         job = build_job(ValuesJob, {**values, "constitution": ",".join(frozen)})

@@ -150,7 +150,8 @@ class RepresentationJudge:
         todo = [p for p in pairs if not p.identical]
         out: dict[str, Preference] = {}
         if todo:
-            d = pair_features(self.loaded, todo, self.pooling, [self.layer], self.batch_size).d[:, 0]
+            read = pair_features(self.loaded, todo, self.pooling, [self.layer], self.batch_size)
+            d = read.d[:, 0]
             trained = set(self.probe.pair_ids) if self.probe else set()
             for pair, diff in zip(todo, d):
                 labels = []

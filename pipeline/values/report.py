@@ -207,7 +207,8 @@ def values_report(loaded: LoadedModel, constitution: Constitution, data: Labelle
         w_j = probes.FITS[method](d, y_judge) if y_judge is not None else None
         directions.append(ceiling.direction)
         rows.append(LayerRow(
-            layer, accuracy(ceiling.correct, longer, seed), accuracy(residual.correct, longer, seed),
+            layer, accuracy(ceiling.correct, longer, seed),
+            accuracy(residual.correct, longer, seed),
             accuracy(probes.judged(d, y, w_c), longer, seed),
             accuracy(probes.judged(d, y, w_g), longer, seed),
             probes.cosine(w_c, ceiling.direction), probes.cosine(w_g, ceiling.direction),
