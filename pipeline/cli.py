@@ -312,10 +312,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def values_data(job, args: argparse.Namespace):
     """The job's human-labelled pairs."""
-    from pipeline.values.features import labelled, pair_source
+    from pipeline.values.features import labelled_in
 
-    store = open_store(args)
-    return labelled(pair_source(job.pairs, store.human_pairs()), store.human_labels())
+    return labelled_in(job.pairs, open_store(args))
 
 
 def cmd_values_report(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from pipeline.models import DEFAULT_MODEL
 from pipeline.stages import (POOLINGS, PROBE_METHODS, ValuesFitJob, ValuesJob, build_job,
                              to_argv)
 from pipeline.store import JobRecord, Store
-from pipeline.values.features import labelled, pair_source
+from pipeline.values.features import labelled_in
 from studio.choices import adapter_choices, constitution_choices, default_choice, resolve_choice
 from studio.job_panel import cancel_notice, job_bar, latest_job, writing_now
 from studio.notices import error_notice, notice
@@ -42,7 +42,7 @@ def pair_choices(store: Store) -> list[str]:
 def cache_key(store: Store, values: dict[str, Any], constitutions: list) -> str:
     """Same model, pairs (and their human labels), settings and constitution contents →
     same key, so a finished report is shown instead of recomputed."""
-    data = labelled(pair_source(values["pairs"], store.human_pairs()), store.human_labels())
+    data = labelled_in(values["pairs"], store)
     blob = json.dumps({**values, "constitution": [content_hash(c) for c in constitutions],
                        "data": [(p.id, int(y)) for p, y in zip(data.pairs, data.y.tolist())]},
                       sort_keys=True)

@@ -12,6 +12,7 @@ from pipeline.errors import DatasetError
 from pipeline.hidden import hidden_states
 from pipeline.models import LoadedModel
 from pipeline.preferences import Pair, gold_pairs, human_choice, read_pairs
+from pipeline.store import Store
 from pipeline.trust import chose_longer
 
 
@@ -60,6 +61,11 @@ def labelled(pairs: list[Pair], humans: dict[str, str]) -> LabelledPairs:
                            "pairs are left out); label some in the Preferences tab or use "
                            "gold pairs or an HH-RLHF import.")
     return LabelledPairs(tuple(kept), torch.tensor(ys))
+
+
+def labelled_in(ref: str, store: Store) -> LabelledPairs:
+    """The human-labelled pairs `ref` names, with the workspace's own labels counted."""
+    return labelled(pair_source(ref, store.human_pairs()), store.human_labels())
 
 
 @dataclass(frozen=True)

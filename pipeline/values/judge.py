@@ -76,15 +76,8 @@ def fit_probe(loaded: LoadedModel, data: LabelledPairs, pooling: str = "answer_m
     fits = [probes.cross_validate(features.d[:, n], data.y, method, folds, seed)
             for n in range(len(features.layers))]
     best = max(range(len(fits)), key=lambda n: (fits[n].accuracy, -n))
-    d = features.d[:, best]
-    held_out = [0.0] * len(d)
-    for held in probes.folds(len(d), folds, seed):
-        train = sorted(set(range(len(d))) - set(held))
-        w = probes.FITS[method](d[train], data.y[train])
-        for i, s in zip(held, (d[held] @ w).tolist()):
-            held_out[i] = s
     return Probe(fits[best].direction, features.layers[best], pooling,
-                 calibrated_tau(held_out, data.y.tolist()), loaded.name,
+                 calibrated_tau(list(fits[best].scores), data.y.tolist()), loaded.name,
                  loaded.model.config.hidden_size, len(decoder_layers(loaded.model)), method,
                  data_hash(data.pairs), tuple(p.id for p in data.pairs), fits[best].accuracy)
 

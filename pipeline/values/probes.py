@@ -83,9 +83,11 @@ def folds(n: int, k: int, seed: int = 0) -> list[list[int]]:
 
 @dataclass(frozen=True)
 class Fit:
-    """A probe checked by cross-validation: `correct[i]` says whether pair i was judged
-    right by the probe fitted without it; `direction` is the probe fitted on every pair."""
+    """A probe checked by cross-validation: `scores[i]` is pair i's score d·w under the probe
+    fitted without it and `correct[i]` whether that judged it right; `direction` is the probe
+    fitted on every pair."""
 
+    scores: tuple[float, ...]
     correct: tuple[bool, ...]
     direction: torch.Tensor
     length_direction: torch.Tensor | None  # projected out of the features, when residualised
@@ -105,7 +107,7 @@ def cross_validate(d: torch.Tensor, y: torch.Tensor, method: str = "logistic", k
     if n < k:
         raise too_few(n, k)
     fit = FITS[method]
-    correct = [False] * n
+    scores = [0.0] * n
     for held in folds(n, k, seed):
         train = sorted(set(range(n)) - set(held))
         dt, dh = d[train], d[held]
@@ -114,10 +116,11 @@ def cross_validate(d: torch.Tensor, y: torch.Tensor, method: str = "logistic", k
             dt, dh = without(dt, u), without(dh, u)
         w = fit(dt, y[train])
         for i, score in zip(held, (dh @ w).tolist()):
-            correct[i] = (score > 0) == bool(y[i])
+            scores[i] = score
     u_all = length_direction(d, dlen) if dlen is not None else None
     direction = fit(without(d, u_all) if u_all is not None else d, y)
-    return Fit(tuple(correct), direction, u_all)
+    correct = tuple((s > 0) == bool(label) for s, label in zip(scores, y.tolist()))
+    return Fit(tuple(scores), correct, direction, u_all)
 
 
 def judged(d: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> tuple[bool, ...]:

@@ -60,6 +60,11 @@ class LayerRow:
     cos_judge: float | None = None  # cos(that probe, w*): what the judge actually follows
 
 
+def best_index(rows: list[LayerRow] | tuple[LayerRow, ...]) -> int:
+    """The layer whose probe's ceiling is highest (the shallowest of equals)."""
+    return max(range(len(rows)), key=lambda i: (rows[i].ceiling.value, -rows[i].layer))
+
+
 @dataclass(frozen=True)
 class ValuesReport:
     model: str
@@ -81,7 +86,7 @@ class ValuesReport:
 
     @property
     def best(self) -> LayerRow:
-        return max(self.rows, key=lambda r: (r.ceiling.value, -r.layer))
+        return self.rows[best_index(self.rows)]
 
     @property
     def gap(self) -> float | None:
@@ -214,7 +219,7 @@ def values_report(loaded: LoadedModel, constitution: Constitution, data: Labelle
             probes.cosine(w_c, ceiling.direction), probes.cosine(w_g, ceiling.direction),
             None if w_j is None else accuracy(probes.judged(d, y, w_j), longer, seed),
             None if w_j is None else probes.cosine(w_j, ceiling.direction)))
-    best = max(range(len(rows)), key=lambda i: (rows[i].ceiling.value, -rows[i].layer))
+    best = best_index(rows)
     cos = {a: {b: probes.cosine(direction.principles[a][best], direction.principles[b][best])
                for b in direction.principles} for a in direction.principles}
     unit = directions[best] / directions[best].norm().clamp_min(1e-12)
