@@ -218,6 +218,19 @@ def read_status(out_dir: str | Path) -> tuple[str, str] | None:
         return None
 
 
+def stage_names(out: str | Path) -> list[str]:
+    """A pipeline's stages in order, from the plan it wrote (run.json); [] before it has."""
+    try:
+        return [s["name"] for s in json.loads((Path(out) / RUN_FILE).read_text())["stages"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def succeeded(folder: str | Path) -> bool:
+    """Whether the job that wrote into `folder` reported success."""
+    return (read_status(folder) or ("",))[0] == "succeeded"
+
+
 def how_it_ended(child: subprocess.Popen | None) -> str:
     """'ended', or the signal that killed our own child — SIGKILL from outside is most
     often the system's out-of-memory killer."""

@@ -20,7 +20,7 @@ from pipeline.constitution import Constitution
 from pipeline.errors import JobError
 from pipeline.files import write_atomic
 from pipeline.jobs import (CONSTITUTION_FILE, RUN_FILE, JobCancelled, freeze_constitution,
-                           write_progress)
+                           succeeded, write_progress)
 from pipeline.store import JobRecord, Store
 from pipeline.stages import (STAGES, EvaluateJob, LabelJob, PairsJob, ReviseJob, RunAllJob,
                              SFTDataJob, build_job, to_argv)
@@ -76,10 +76,6 @@ def plan(job: RunAllJob, out: Path) -> list[Stage]:
         return tuple(args[:1] + ["--preset", job.preset] + args[1:] if command in STAGES else args)
 
     return [Stage(name, argv(name, command, config)) for name, command, config in jobs_in_order]
-
-
-def succeeded(folder: Path) -> bool:
-    return (jobs.read_status(folder) or ("",))[0] == "succeeded"
 
 
 def follow(store: Store, job: JobRecord, cancel: CancelFlag) -> JobRecord:

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.jobs import RUN_FILE
+from pipeline.jobs import RUN_FILE, stage_names, succeeded
 from pipeline.store import JobRecord
 
 STAGE_NAMES = {"revise": "chains", "sft-data": "SFT data", "sft": "SFT", "pairs": "pairs",
@@ -112,10 +112,8 @@ def key_metric(job: JobRecord) -> str:
                          f"{'yes' if r.get('adversarial') else 'no'}"
                          for r in reports if isinstance(r, dict))
     if job.kind == "run-all":
-        plan = _json(folder / RUN_FILE) or {}
-        stages = [s.get("name") for s in plan.get("stages", [])]
-        done = sum((_json(folder / str(s) / "status.json") or {}).get("status") == "succeeded"
-                   for s in stages)
+        stages = stage_names(folder)
+        done = sum(succeeded(folder / s) for s in stages)
         return f"{done} of {len(stages)} stages done" if stages else ""
     metrics = [r for r in _rows(folder / "metrics.jsonl") if isinstance(r, dict)]
     for name, label in (("reward_mean", "reward"), ("accuracy", "accuracy"), ("loss", "loss")):

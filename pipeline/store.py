@@ -219,12 +219,14 @@ class Store:
             folder = stem.with_name(f"{stem.name}-{n}")
         return folder
 
-    def trained(self, kinds: tuple[str, ...], folder: str = "adapter") -> list[str]:
-        """The `folder` of every succeeded job of these kinds that holds an adapter, newest
-        first (the adapters a model picker offers, the PMs a PPO form offers)."""
+    def trained(self, kinds: tuple[str, ...], folder: str = "adapter",
+                marker: str = "adapter_config.json") -> list[str]:
+        """The `folder` of every succeeded job of these kinds that holds `marker` (an
+        adapter, by default), newest first (the adapters a model picker offers, the PMs a
+        PPO form offers, the probes a judge picker offers)."""
         found = [str(Path(j.out_dir) / folder) for j in self.jobs()
                  if j.kind in kinds and j.status == "succeeded"]
-        return [a for a in dict.fromkeys(found) if (Path(a) / "adapter_config.json").exists()]
+        return [a for a in dict.fromkeys(found) if (Path(a) / marker).exists()]
 
     def _broken(self, problem: str, recover: bool) -> None:
         if not recover or self.read_only:

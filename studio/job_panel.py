@@ -4,7 +4,6 @@ adds a panel instead of its own copy."""
 from __future__ import annotations
 
 import html
-import json
 import time
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +12,7 @@ import gradio as gr
 
 from pipeline import jobs
 from pipeline.errors import StudioError
-from pipeline.runall import RUN_FILE, succeeded
+from pipeline.jobs import stage_names, succeeded
 from pipeline.runs import duration_text, ran_for
 from pipeline.store import JobRecord, Store
 from studio.notices import error_notice, notice
@@ -63,19 +62,10 @@ def progress_html(job: JobRecord, progress: dict | None, unit: str) -> str:
 STAGE_UNITS = {"revise": "chains", "pairs": "prompts", "label": "pairs", "evaluate": "steps"}
 
 
-def stage_names(job: JobRecord) -> list[str]:
-    """A pipeline's stages in order, from the plan it wrote (run.json)."""
-    try:
-        plan = json.loads((Path(job.out_dir) / RUN_FILE).read_text())
-        return [s["name"] for s in plan["stages"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-
-
 def pipeline_html(job: JobRecord, records: list[JobRecord]) -> str:
     """A pipeline job as its stages: each one's state and time, then the running stage's
     own progress bar (what it does, item i of n, its estimate)."""
-    names = stage_names(job)
+    names = stage_names(job.out_dir)
     if not names:
         return ""
     children = {Path(j.out_dir).name: j for j in sorted(records, key=lambda j: j.id)
@@ -130,7 +120,7 @@ def cancel_notice(store: Store, job: JobRecord | None, idle: str, kept: str,
     if job is None or not job.active:
         return notice("error", idle), None
     pipeline = pipeline_of(store, job)
-    if (pipeline is not None or job.kind == "run-all") and confirmed != job.id:
+    if in_pipeline(job) and confirmed != job.id:
         what = (f"job {job.id} is the {Path(job.out_dir).name} stage of pipeline job "
                 f"{pipeline.id}" if pipeline else f"job {job.id} is a pipeline")
         return notice("info", f"Really cancel? {what[0].upper()}{what[1:]}: cancelling stops the "
@@ -140,7 +130,7 @@ def cancel_notice(store: Store, job: JobRecord | None, idle: str, kept: str,
         jobs.cancel(store, job.id)
     except StudioError as exc:
         return error_notice(exc), None
-    if pipeline is not None or job.kind == "run-all":
+    if in_pipeline(job):
         return notice("ok", f"Cancelling job {job.id}: this stops the pipeline; Resume continues "
                             "it from this stage, keeping what is finished."), None
     return notice("ok", f"Cancelling job {job.id}; {kept}"), None
@@ -151,9 +141,14 @@ def pipeline_of(store: Store, job: JobRecord | None) -> JobRecord | None:
     return store.job(job.parent) if job is not None and job.parent else None
 
 
+def in_pipeline(job: JobRecord) -> bool:
+    """A pipeline job or one of its stages: cancelling it stops the pipeline."""
+    return bool(job.parent) or job.kind == "run-all"
+
+
 def cancel_label(job: JobRecord | None) -> str:
     """The Cancel button says when it stops a whole pipeline."""
-    if job is not None and (job.parent or job.kind == "run-all"):
+    if job is not None and in_pipeline(job):
         return "Cancel pipeline (stops at this stage)"
     return "Cancel job"
 

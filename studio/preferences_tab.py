@@ -27,8 +27,8 @@ from pipeline.stages import LabelJob, PairsJob, ValuesFitJob, build_job, to_argv
 from pipeline.store import JobRecord, Store
 from pipeline.trust import (CALIBRATION_BINS, ENTROPY_BINS, VIEWS, TrustReport, Verdict,
                             label_verdict, next_in_queue, trust_report, view_rows)
-from pipeline.values.features import labelled, pair_source
-from pipeline.values.judge import FITTED, RepresentationJudge, load_probe
+from pipeline.values.features import labelled_in
+from pipeline.values.judge import FITTED, LINEAGE_FILE, RepresentationJudge, load_probe
 from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
 from studio.job_panel import (cancel_notice, job_bar, job_buttons, latest_job, resume_notice,
                               writing_now)
@@ -296,8 +296,7 @@ LOGPROB, REPRESENTATION = "logprob", "representation"
 def judge_choices(store: Store) -> list[tuple[str, str]]:
     """The judges a pair can be scored and labelled with: the log-prob question, the
     constitution's direction in the hidden states, and every probe fitted from labels."""
-    probes = [str(Path(j.out_dir) / "probe") for j in store.jobs("values-fit")
-              if j.status == "succeeded" and (Path(j.out_dir) / "probe").exists()]
+    probes = store.trained(("values-fit",), "probe", LINEAGE_FILE)
     return ([("log-prob: asks the A/B question", LOGPROB),
              ("representation: the constitution's direction in the hidden states", REPRESENTATION)]
             + [(f"representation: probe fitted from your labels ({Path(p).parent.name})", p)
@@ -486,7 +485,7 @@ MIN_FIT = 5  # pairs a judge can be fitted from at all (30–60 make a useful on
 def on_fit(store: Store, model_name: str) -> tuple:
     """Fit a representation judge from the pairs people labelled here, in the background."""
     try:
-        mine = labelled(pair_source("human", store.human_pairs()), store.human_labels())
+        mine = labelled_in("human", store)
         count = len(mine.pairs)
     except StudioError:
         count = 0
