@@ -67,9 +67,9 @@ def label_verdict(p_a: float, p_a_ab: float, p_a_ba: float, identical: bool = Fa
     if identical:
         return Verdict("unknown", "identical answers: there is nothing to prefer")
     if (p_a_ab > 0.5) != (p_a_ba > 0.5):
-        first = "A" if p_a_ab > 0.5 else "B"
+        position = "first" if p_a_ab > 0.5 else "second"
         return Verdict("bad", f"position-decided: the judge picks whichever answer is shown "
-                              f"{'first' if first == 'A' else 'second'} (P(A) {p_a_ab:.2f} with A "
+                              f"{position} (P(A) {p_a_ab:.2f} with A "
                               f"first, {p_a_ba:.2f} with B first), so this label says nothing "
                               "about the answers")
     if abs(p_a - 0.5) < NO_PREFERENCE:
