@@ -303,6 +303,14 @@ def judge_choices(store: Store) -> list[tuple[str, str]]:
                for p in probes])
 
 
+@functools.lru_cache(maxsize=4)
+def representation_reader(model_name: str, probe: str) -> RepresentationJudge:
+    """One representation judge per model and probe for the session: it keeps each
+    constitution's directions, which take the model writing its contrastive answers."""
+    loaded = load_model(model_name)
+    return RepresentationJudge(loaded, load_probe(probe, loaded) if probe else None)
+
+
 def offer_judges(store: Store) -> Any:
     return gr.update(choices=judge_choices(store))
 
@@ -329,15 +337,14 @@ def on_score(store: Store, text, a, b, choice, chosen, k, use_cot, model_name, s
                                 cot=bool(use_cot), seed=int(seed_value or 0))
         titles = {p.id: p.title for p in c.principles}
         judge, probe = judge_settings(judge_choice)
-        loaded = load_model(model_name)
         if judge == LOGPROB:
-            labeller = Labeller(loaded, config)
+            labeller = Labeller(load_model(model_name), config)
             judges = [] if pair.identical else [p.id for p in feedback_principles(c, pair, config)]
             steps = labeller.label_stepwise(c, pair, LIVE_CHUNK)
         else:  # one read of both answers, every principle's direction at once
-            reader = RepresentationJudge(loaded, load_probe(probe, loaded) if probe else None)
+            reader = representation_reader(model_name, probe)
             judges = ["the answers' hidden states"]
-            steps = (x for x in reader.label(c, [pair]))
+            steps = map(lambda pairs: reader.label(c, pairs)[0], [[pair]])  # read after the bars
             titles[FITTED] = "Probe fitted from your labels"
         yield "", label_bars([], titles, judges), last, *[gr.update()] * 4
         for record in steps:

@@ -146,9 +146,10 @@ class RepresentationJudge:
             read = pair_features(self.loaded, todo, self.pooling, [self.layer], self.batch_size)
             d = read.d[:, 0]
             trained = set(self.probe.pair_ids) if self.probe else set()
+            directions = self.directions(constitution)
             for pair, diff in zip(todo, d):
                 labels = []
-                for pid, (w, tau) in self.directions(constitution).items():
+                for pid, (w, tau) in directions.items():
                     p = 1 / (1 + math.exp(-max(min(float(diff @ w) / tau, 50.0), -50.0)))
                     labels.append(PrincipleLabel(pid, p, p, 1.0, 1.0))
                 flags = ("probe-training-pair",) if pair.id in trained else ()
