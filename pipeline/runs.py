@@ -3,6 +3,7 @@ it went (status, time) and the one number that says most about it — the studio
 and `python -m pipeline runs`."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -123,11 +124,17 @@ def key_metric(job: JobRecord) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=1024)
+def _subject(job: JobRecord) -> str:
+    return subject(job)
+
+
 def run_name(job: JobRecord) -> str:
     """stage · constitution or model · when it started (UTC), e.g. "chains ·
-    harmless-helpful · 2026-11-23 22:40"."""
+    harmless-helpful · 2026-11-23 22:40". What a run is about is read from its folder once
+    per state of its record (the job list asks every tick)."""
     started = (job.started_at or job.created_at)[:16].replace("T", " ")
-    return " · ".join(part for part in (STAGE_NAMES.get(job.kind, job.kind), subject(job),
+    return " · ".join(part for part in (STAGE_NAMES.get(job.kind, job.kind), _subject(job),
                                         started) if part)
 
 
