@@ -10,7 +10,8 @@ from typing import Any
 import gradio as gr
 
 from pipeline import jobs
-from pipeline.runs import STAGE_NAMES, RunSummary, summaries
+from pipeline.errors import StudioError
+from pipeline.runs import STAGE_NAMES, RunSummary, summarise, summaries
 from pipeline.store import Store
 from studio.notices import notice
 from studio.preferences_tab import STUDIO_RUN
@@ -46,12 +47,21 @@ def details_html(run: RunSummary) -> str:
             f'<p class="chain-label">folder: <code>{html.escape(run.folder)}</code></p></div>')
 
 
+def picked_run(store: Store, job_id: int | None) -> RunSummary | None:
+    """The summary of one run (None when there is no such job)."""
+    if job_id is None:
+        return None
+    try:
+        return summarise(store.job(job_id))
+    except StudioError:
+        return None
+
+
 def on_pick(store: Store, job_id: int | None) -> tuple[str, Any, int | None]:
     """(details, the Open button's label, the picked job)."""
-    found = [r for r in summaries(store.jobs()) if r.job_id == job_id]
-    if not found:
+    run = picked_run(store, job_id)
+    if run is None:
         return notice("error", "That run is no longer in the workspace."), gr.update(), None
-    run = found[0]
     return (details_html(run), gr.update(value=f"Open in the {TAB_TITLES[run.tab]} tab",
                                          interactive=True), run.job_id)
 
@@ -59,11 +69,10 @@ def on_pick(store: Store, job_id: int | None) -> tuple[str, Any, int | None]:
 def on_open(store: Store, job_id: int | None, watched: int | None) -> tuple:
     """Switch to the tab that shows the run, with the run picked there: (tabs, chains run,
     labels run, pairs source, values report, the Train tab's watched job, message)."""
-    found = [r for r in summaries(store.jobs()) if r.job_id == job_id]
-    if not found:
-        return (gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), watched,
-                notice("error", "Pick a run in the table first."))
-    run, keep = found[0], gr.update()
+    run, keep = picked_run(store, job_id), gr.update()
+    if run is None:
+        return (keep, keep, keep, keep, keep, watched, notice("error", "Pick a run in the table "
+                                                                       "first."))
     folders = {kind: [j.out_dir for j in store.jobs(kind)]
                for kind in ("revise", "label", "pairs", "values-report")}
     chains = gr.update(choices=folders["revise"], value=run.folder) \
