@@ -99,16 +99,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
                              "e.g. harmless-helpful:privacy.")
         system = principle_system_prompt(resolve_constitution(ref, args)[1].principle(pid))
     backend = backend_for(args.model)
+    steering = steering_of(args, backend.loaded)
     conversations = [chat(p, system) for p in args.prompt]
     if args.stream and len(conversations) == 1 and not args.json:
-        for piece in backend.stream(conversations[0], config):
+        for piece in backend.stream(conversations[0], config, steering=steering):
             print(piece, end="", flush=True)
         print()
         return 0
-    results = backend.generate(conversations, config)
+    results = backend.generate(conversations, config, steering=steering)
     if args.json:
+        steer = ({"direction": args.steer, "coefficient": steering.coefficient,
+                  "layers": list(steering.layers), "positions": steering.positions}
+                 if steering else None)
         print(json.dumps([{"prompt": p, "model": args.model, "system": system,
-                           "sampling": asdict(config), **asdict(r)}
+                           "sampling": asdict(config), "steering": steer, **asdict(r)}
                           for p, r in zip(args.prompt, results)], ensure_ascii=False, indent=2))
     else:
         for prompt, result in zip(args.prompt, results):
@@ -399,6 +403,63 @@ def cmd_values_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_steer_extract(args: argparse.Namespace) -> int:
+    from pipeline import steering
+    from pipeline.jobs import job_context, write_progress
+    from pipeline.models import load_model
+    from pipeline.values.features import labelled_in
+
+    job = stage_job("steer-extract", args)
+    out = Path(args.out)
+    with job_context(out):
+        write_progress(out, 0, 2, loading(job.model))
+        loaded = load_model(job.model)
+        write_progress(out, 0, 2, "reading the contrasts")
+        if job.constitution:
+            _, constitution = resolve_constitution(job.constitution, args)
+            prompts = [p.prompt for p in load_prompts(job.prompts, "train")][:job.limit]
+            direction = steering.extract_from_constitution(loaded, constitution, prompts,
+                                                           job.layer_list, job.method)
+        else:
+            direction = steering.extract_from_pairs(loaded, labelled_in(job.pairs, open_store(args)),
+                                                    job.pairs, job.layer_list, job.method)
+        if job.read:
+            write_progress(out, 1, 2, f"reading each layer on {job.read}")
+            direction = steering.with_reading(loaded, direction,
+                                              labelled_in(job.read, open_store(args)), job.read)
+        folder = steering.save_direction(direction, out / steering.DIRECTION_DIR)
+        write_progress(out, 2, 2, "done")
+        print(steering.format_direction(direction))
+        print(f"saved in {folder} — steer with `generate --steer {out} --coefficient C "
+              f"--layers {direction.layers[len(direction.layers) // 2]}`")
+    return 0
+
+
+def cmd_steer_list(args: argparse.Namespace) -> int:
+    from pipeline.steering import DIRECTION_DIR, LINEAGE_FILE, read_direction
+
+    found = open_store(args).trained(("steer-extract",), DIRECTION_DIR, LINEAGE_FILE)
+    if not found:
+        print("no directions yet: make one with `steer extract`")
+    for folder in found:
+        print(f"{folder}\n      {read_direction(folder).summary}")
+    return 0
+
+
+def steering_of(args: argparse.Namespace, loaded):
+    """The steering `generate --steer` asks for (None without --steer)."""
+    from pipeline.steering import Steering, load_direction, parse_layers
+
+    if not args.steer:
+        if args.coefficient is not None or args.layers:
+            raise StoreError("--coefficient and --layers steer: give the direction with --steer DIR.")
+        return None
+    direction = load_direction(args.steer, loaded)
+    layers = parse_layers(args.layers) or [direction.layers[len(direction.layers) // 2]]
+    return Steering(direction, 1.0 if args.coefficient is None else args.coefficient,
+                    tuple(layers), args.steer_positions)
+
+
 def make_judge(model: str, method: str, probe: str, layer: int, config):
     """A judge: the log-prob A/B question, or the hidden states (the constitution's
     direction, or a fitted probe's) read at `layer` (-1: the middle one)."""
@@ -623,6 +684,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CONSTITUTION:PRINCIPLE_ID to use that principle as the system prompt")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--stream", action="store_true", help="print tokens as they come")
+    p.add_argument("--steer", default=None,
+                   help="a steering direction folder (from `steer extract`) to add while answering")
+    p.add_argument("--coefficient", type=float, default=None,
+                   help="steering strength: × the direction (1 = one average difference; "
+                        "negative steers away; 0 = off; the studio's slider spans ±8)")
+    p.add_argument("--layers", default="", help="comma-separated layers to steer at (default: "
+                   "the direction's middle layer)")
+    p.add_argument("--steer-positions", choices=("answer", "all"), default="answer",
+                   help="steer the positions that write the answer (default) or the prompt's too")
     add_config_arguments(p, SamplingConfig)
     p.set_defaults(run=cmd_generate)
 
@@ -631,7 +701,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs = {"revise": cmd_revise, "sft-data": cmd_sft_data, "pairs": cmd_pairs, "label": cmd_label,
             "sft": cmd_train, "pmp": cmd_train, "reward": cmd_train, "ppo": cmd_train,
             "dpo": cmd_train, "evaluate": cmd_evaluate, "values-report": cmd_values_report,
-            "values-fit": cmd_values_fit, "run-all": cmd_run_all}
+            "values-fit": cmd_values_fit, "steer-extract": cmd_steer_extract,
+            "run-all": cmd_run_all}
     for command, cls in COMMANDS.items():
         doc = " ".join((cls.__doc__ or "").split())
         p = commands.add_parser(command, help=doc.split(". ")[0], description=doc)
@@ -667,6 +738,18 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="print the report as JSON")
         add_config_arguments(p, cls, only_given=True)
         p.set_defaults(run=run)
+
+    steer = commands.add_parser("steer", help="steering directions: extract one, list them")
+    sub = steer.add_subparsers(dest="action", required=True)
+    cls = COMMANDS["steer-extract"]
+    p = sub.add_parser("extract", help="a direction from a constitution or labelled pairs",
+                       description=" ".join((cls.__doc__ or "").split()))
+    p.add_argument("--config", default=None, help="a YAML job file (field: value)")
+    p.add_argument("--out", required=True, help="folder for the direction (and the job's log)")
+    add_config_arguments(p, cls, only_given=True)
+    p.set_defaults(run=cmd_steer_extract, command="steer-extract")
+    p = sub.add_parser("list", help="the directions extracted in this workspace")
+    p.set_defaults(run=cmd_steer_list)
 
     p = commands.add_parser("runs", help="every run of the workspace: name, status, time, key number")
     p.add_argument("--kind", default="", help="only runs of this command (revise, label, sft…)")

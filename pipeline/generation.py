@@ -8,14 +8,18 @@ else is in the batch), drops finished rows from the batch, and streams token by 
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 import torch
 
 from pipeline.fields import check_settings
 from pipeline.errors import ModelError
 from pipeline.models import LoadedModel, load_model
+
+if TYPE_CHECKING:
+    from pipeline.steering import Steering
 
 Message = dict[str, str]
 
@@ -64,10 +68,12 @@ class GenerationBackend(Protocol):
     def truncate(self, text: str, max_tokens: int) -> str: ...
 
     def generate(self, conversations: list[list[Message]], config: SamplingConfig,
-                 seeds: list[int] | None = None) -> list[Generation]: ...
+                 seeds: list[int] | None = None,
+                 steering: Steering | None = None) -> list[Generation]: ...
 
     def stream(self, conversation: list[Message], config: SamplingConfig,
-               finished: Callable[[str], None] | None = None) -> Iterator[str]: ...
+               finished: Callable[[str], None] | None = None,
+               steering: Steering | None = None) -> Iterator[str]: ...
 
 
 def next_tokens(logits: torch.Tensor, config: SamplingConfig,
@@ -112,7 +118,14 @@ class TransformersBackend:
         ids |= set(configured if isinstance(configured, list) else [configured])
         self.stop_ids = torch.tensor(sorted(i for i in ids if i is not None))
         self.pad_id = tok.pad_token_id
-        self._prefix: tuple[tuple[int, ...], object] | None = None
+        self._prefix: tuple[tuple, object] | None = None
+
+    def _forward(self, steering: Steering | None, prefix: bool = False, **inputs):
+        """One forward pass, steered while inside it only (so an abandoned stream leaves no
+        hook behind)."""
+        model = self.loaded.model
+        with steering.applied(model, prefix) if steering else nullcontext():
+            return model(**inputs)
 
     def prompt_text(self, conversation: list[Message]) -> str:
         return self.loaded.tokenizer.apply_chat_template(
@@ -139,7 +152,8 @@ class TransformersBackend:
                              "tokens.")
         return rows
 
-    def _prefill(self, rows: list[list[int]], max_new_tokens: int):
+    def _prefill(self, rows: list[list[int]], max_new_tokens: int,
+                 steering: Steering | None = None):
         """Run the prompts through the model into a preallocated KV cache.
 
         Rows of a batch often share a long start (a system prompt, few-shot examples). With
@@ -147,7 +161,8 @@ class TransformersBackend:
         it is computed once at batch size 1 and copied into each row's slots; only the rest
         of each row is computed per row, left-padded: [prefix][pad…][row suffix][new…].
         The last prefix is kept, so consecutive calls with the same prefix (the stages of a
-        chain batch) compute it once. The cache is allocated once for the whole generation: a growing cache would copy
+        chain batch) compute it once — keyed by the steering too, since a steered prefix has
+        other keys and values. The cache is allocated once for the whole generation: a growing cache would copy
         itself on every decoded token, which at long contexts costs more than the model.
         Returns the model output, the cache, the full-length attention mask and the
         position of each row's last token.
@@ -160,11 +175,12 @@ class TransformersBackend:
         width = max(len(s) for s in suffixes)
         cache = StaticCache(config=model.config, max_cache_len=shared + width + max_new_tokens)
         if shared:
-            key = tuple(rows[0][:shared])
+            tokens = tuple(rows[0][:shared])
+            key = (tokens, steering.key if steering else None)
             if self._prefix is None or self._prefix[0] != key:
                 prefix_cache = DynamicCache()
-                model(input_ids=torch.tensor([key], device=device),
-                      past_key_values=prefix_cache, use_cache=True, logits_to_keep=1)
+                self._forward(steering, True, input_ids=torch.tensor([tokens], device=device),
+                              past_key_values=prefix_cache, use_cache=True, logits_to_keep=1)
                 self._prefix = (key, prefix_cache)  # the next call (next chain stage) reuses it
             for layer, prefix in zip(cache.layers, self._prefix[1].layers):
                 layer.lazy_initialization(prefix.keys.expand(len(rows), -1, -1, -1),
@@ -178,18 +194,19 @@ class TransformersBackend:
         mask = torch.tensor([[1] * shared + [0] * (width - len(s)) + [1] * len(s)
                              + [1] * max_new_tokens for s in suffixes], device=device)
         positions = (mask[:, :shared + width].cumsum(-1) - 1).clamp(min=0)[:, shared:]
-        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                    past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = self._forward(steering, input_ids=input_ids, attention_mask=mask,
+                            position_ids=positions, past_key_values=cache, use_cache=True,
+                            logits_to_keep=1)
         return out, cache, mask, positions[:, -1:]
 
     @torch.inference_mode()
-    def _decode(self, rows_ids: list[list[int]], config: SamplingConfig,
-                seeds: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _decode(self, rows_ids: list[list[int]], config: SamplingConfig, seeds: list[int],
+                steering: Steering | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (row indices still running, their new tokens) once per step."""
-        model = self.loaded.model
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         rows = torch.arange(len(rows_ids))
-        out, cache, attention_mask, position = self._prefill(rows_ids, config.max_new_tokens)
+        out, cache, attention_mask, position = self._prefill(rows_ids, config.max_new_tokens,
+                                                             steering)
         position = position + 1
         for _ in range(config.max_new_tokens):
             tokens = next_tokens(out.logits[:, -1, :].float().cpu(), config, generators)
@@ -207,9 +224,9 @@ class TransformersBackend:
                 rows, tokens, position = rows[keep], tokens[keep], position[keep]
                 attention_mask = attention_mask[device_keep]
                 generators = [generators[i] for i in keep.tolist()]
-            out = model(input_ids=tokens[:, None].to(attention_mask.device),
-                        attention_mask=attention_mask, position_ids=position,
-                        past_key_values=cache, use_cache=True)
+            out = self._forward(steering, input_ids=tokens[:, None].to(attention_mask.device),
+                                attention_mask=attention_mask, position_ids=position,
+                                past_key_values=cache, use_cache=True)
             position = position + 1
 
     def _finish(self, token_ids: list[int], config: SamplingConfig) -> Generation:
@@ -219,7 +236,8 @@ class TransformersBackend:
         return Generation(text.strip(), len(token_ids), "stop" if stopped else "length")
 
     def sample_ids(self, conversations: list[list[Message]], config: SamplingConfig,
-                   seeds: list[int] | None = None) -> list[tuple[list[int], list[int]]]:
+                   seeds: list[int] | None = None,
+                   steering: Steering | None = None) -> list[tuple[list[int], list[int]]]:
         """(prompt token ids, new token ids incl. any end-of-turn token) per conversation —
         the exact tokens sampled, for training on them. Batches are formed from prompts of
         similar length."""
@@ -232,7 +250,8 @@ class TransformersBackend:
             chunk = order[start:start + self.max_batch_size]
             encoded = self._encode([conversations[i] for i in chunk], config)
             produced: list[list[int]] = [[] for _ in chunk]
-            for rows, tokens in self._decode(encoded, config, [seeds[i] for i in chunk]):
+            for rows, tokens in self._decode(encoded, config, [seeds[i] for i in chunk],
+                                             steering):
                 for row, token in zip(rows.tolist(), tokens.tolist()):
                     produced[row].append(token)
             for row, index in enumerate(chunk):
@@ -240,17 +259,21 @@ class TransformersBackend:
         return results  # type: ignore[return-value]
 
     def generate(self, conversations: list[list[Message]], config: SamplingConfig,
-                 seeds: list[int] | None = None) -> list[Generation]:
-        """Answer every conversation."""
-        return [self._finish(new, config) for _, new in self.sample_ids(conversations, config, seeds)]
+                 seeds: list[int] | None = None,
+                 steering: Steering | None = None) -> list[Generation]:
+        """Answer every conversation (steered, when `steering` is given)."""
+        return [self._finish(new, config)
+                for _, new in self.sample_ids(conversations, config, seeds, steering)]
 
     def stream(self, conversation: list[Message], config: SamplingConfig,
-               finished: Callable[[str], None] | None = None) -> Iterator[str]:
+               finished: Callable[[str], None] | None = None,
+               steering: Steering | None = None) -> Iterator[str]:
         """Yield the answer's text as it grows (each item is the new piece of text); at the
         end `finished` hears why it stopped: "stop" (end of turn) or "length" (the limit)."""
         token_ids: list[int] = []
         shown, reason = "", "length"
-        for _, tokens in self._decode(self._encode([conversation], config), config, [config.seed]):
+        for _, tokens in self._decode(self._encode([conversation], config), config, [config.seed],
+                                      steering):
             token = tokens[0].item()
             if token in self.stop_ids.tolist():
                 reason = "stop"

@@ -10,6 +10,7 @@ steering at the steered layer.)
 """
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -58,6 +59,33 @@ def encode_conversations(tokenizer, prompts: list[str], answers: list[str],
     return ids, mask, answer
 
 
+def _wanted(model, layers: list[int] | None) -> tuple[torch.nn.ModuleList, list[int]]:
+    blocks = decoder_layers(model)
+    wanted = list(layers) if layers is not None else list(range(len(blocks) + 1))
+    if not all(0 <= i <= len(blocks) for i in wanted):
+        raise ValueError(f"layers are 0 (embeddings) to {len(blocks)} (got {wanted}).")
+    return blocks, wanted
+
+
+def _layer_states(model, blocks: torch.nn.ModuleList, wanted: list[int], ids: torch.Tensor,
+                  mask: torch.Tensor) -> torch.Tensor:
+    """[rows, layers, tokens, hidden] of one left-padded batch, in fp32 on the CPU; the pass
+    stops at the deepest layer wanted."""
+    device = next(model.parameters()).device
+    with recorded_states(blocks, wanted, stop=True) as states:
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        try:
+            backbone(model)(input_ids=ids.to(device), attention_mask=mask.to(device),
+                            position_ids=positions.to(device))
+        except _Enough:  # the deepest layer wanted is read: the rest is not computed
+            pass
+    return torch.stack([states[i] for i in wanted], 1).float().cpu()
+
+
+def _in_input_order(order: list[int], pooled: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(pooled)[torch.argsort(torch.tensor(order))]
+
+
 @torch.no_grad()
 def hidden_states(model, tokenizer, prompts: list[str], answers: list[str],
                   layers: list[int] | None = None, pooling: str = "answer_mean",
@@ -69,11 +97,7 @@ def hidden_states(model, tokenizer, prompts: list[str], answers: list[str],
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)} (got {pooling!r}).")
     if len(prompts) != len(answers):
         raise ValueError("one answer per prompt")
-    blocks = decoder_layers(model)
-    wanted = list(layers) if layers is not None else list(range(len(blocks) + 1))
-    if not all(0 <= i <= len(blocks) for i in wanted):
-        raise ValueError(f"layers are 0 (embeddings) to {len(blocks)} (got {wanted}).")
-    device = next(model.parameters()).device
+    blocks, wanted = _wanted(model, layers)
     # rows of similar length share a batch (less padding); results go back in input order
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(answers[i]))
     out = []
@@ -81,21 +105,33 @@ def hidden_states(model, tokenizer, prompts: list[str], answers: list[str],
         rows = order[start:start + batch_size]
         ids, mask, answer = encode_conversations(tokenizer, [prompts[i] for i in rows],
                                                  [answers[i] for i in rows], max_length)
-        with recorded_states(blocks, wanted, stop=True) as states:
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            try:
-                backbone(model)(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                position_ids=positions.to(device))
-            except _Enough:  # the deepest layer wanted is read: the rest is not computed
-                pass
-        stacked = torch.stack([states[i] for i in wanted], 1).float().cpu()  # [rows, layers, tokens, hidden]
+        stacked = _layer_states(model, blocks, wanted, ids, mask)
         if pooling == "last":
             out.append(stacked[:, :, -1])
         else:
             weights = answer[:, None, :, None].float()
             out.append((stacked * weights).sum(2) / weights.sum(2))
-    pooled = torch.cat(out)
-    return pooled[torch.argsort(torch.tensor(order))]
+    return _in_input_order(order, out)
+
+
+@torch.no_grad()
+def prompt_states(model, tokenizer, conversations: list[list[dict[str, str]]],
+                  layers: list[int] | None = None, batch_size: int = 8) -> torch.Tensor:
+    """[rows, layers, hidden]: the state at the last token of each rendered conversation,
+    generation cue included — where the model decides how its answer begins."""
+    blocks, wanted = _wanted(model, layers)
+    rows = [tokenizer(tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
+                      add_special_tokens=False)["input_ids"] for c in conversations]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    out = []
+    for start in range(0, len(order), batch_size):
+        batch = [rows[i] for i in order[start:start + batch_size]]
+        width = max(len(r) for r in batch)
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in batch])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in batch])
+        out.append(_layer_states(model, blocks, wanted, ids, mask)[:, :, -1])
+    return _in_input_order(order, out)
 
 
 class _Enough(Exception):
@@ -134,19 +170,30 @@ def recorded_states(blocks: torch.nn.ModuleList, wanted: list[int],
 
 
 @contextmanager
-def added_at_layers(model, vectors: dict[int, torch.Tensor], scale: float = 1.0) -> Iterator[None]:
+def added_at_layers(model, vectors: dict[int, torch.Tensor], scale: float = 1.0,
+                    last_only: bool = False) -> Iterator[None]:
     """While inside, decoder layer j's output gets `scale · vectors[j]` added at every
-    position (activation steering); the hooks are removed on leaving, whatever happens."""
+    position, or with `last_only` at the last position of each row only (during generation
+    that is the token the next answer token is read from); the hooks are removed on leaving,
+    whatever happens. Only forward passes of the thread that entered are changed, so a
+    steered call never leaks into another caller sharing the model."""
     layers = decoder_layers(model)
     for j in vectors:
         if not 0 <= j < len(layers):
             raise ValueError(f"layer {j} does not exist (the model has {len(layers)}).")
+    owner = threading.get_ident()
 
     def hook_for(vector: torch.Tensor):
         def add(module, inputs, output):
-            if isinstance(output, tuple):
-                return (output[0] + scale * vector.to(output[0]),) + output[1:]
-            return output + scale * vector.to(output)
+            if threading.get_ident() != owner:
+                return None
+            state = output[0] if isinstance(output, tuple) else output
+            delta = scale * vector.to(state)
+            if last_only:
+                state = torch.cat([state[:, :-1], state[:, -1:] + delta], 1)
+            else:
+                state = state + delta
+            return (state,) + tuple(output[1:]) if isinstance(output, tuple) else state
         return add
 
     handles = [layers[j].register_forward_hook(hook_for(v)) for j, v in vectors.items()]

@@ -421,6 +421,47 @@ class ValuesFitJob(WholeJob, ValuesSettings):
         return problems
 
 
+STEER_METHODS = ("mean", "pca")
+
+
+@dataclass(frozen=True)
+class SteerExtractJob(WholeJob):
+    """A steering direction per layer, from a constitution (each enabled principle's
+    following vs opposing instruction over the same prompts, last prompt token) or from
+    labelled pairs (preferred − dispreferred answers); saved with its lineage and read on
+    labelled pairs layer by layer, so layers are picked from evidence."""
+
+    constitution: str = _help("Constitution to read the direction from: a file, NAME or "
+                              "NAME@VERSION (or give pairs).", "")
+    pairs: str = _help("Labelled pairs to read it from instead: 'gold', 'human', a pairs JSONL "
+                       "or folder, or a label run.", "")
+    model: str = _help("The model whose hidden states give the direction.", DEFAULT_MODEL)
+    method: str = _help("mean (the weighted mean difference) or pca (the differences' first "
+                        "principal direction).", "mean")
+    layers: str = _help("Comma-separated layers, 1 (first block's output) to the model's last "
+                        "(empty = all).", "")
+    prompts: str = _help("Prompt set or file the principles are read on (constitution only).",
+                         "red-team")
+    limit: int = _help("Prompts used (the first N of its train split).", 8)
+    read: str = _help("Labelled pairs to read each layer's accuracy on ('' = skip).", "gold")
+
+    def problems(self) -> list[str]:
+        problems = []
+        if bool(self.constitution.strip()) == bool(self.pairs.strip()):
+            problems.append("give either constitution or pairs (one of them)")
+        if self.method not in STEER_METHODS:
+            problems.append(f"method must be one of {', '.join(STEER_METHODS)}")
+        if self.limit < 1:
+            problems.append("limit must be at least 1")
+        if any(not part.strip().isdigit() for part in self.layers.split(",") if part.strip()):
+            problems.append(f"layers must be comma-separated layer numbers (got {self.layers!r})")
+        return problems
+
+    @property
+    def layer_list(self) -> list[int] | None:
+        return [int(x) for x in self.layers.split(",") if x.strip()] or None
+
+
 @dataclass(frozen=True)
 class RunAllJob:
     """The whole pipeline, each stage a job: chains → SFT data → SFT → pairs → AI labels →
@@ -468,7 +509,7 @@ STAGES: dict[str, type] = {"sft": SFTJob, "pmp": PMPJob, "reward": RewardJob, "p
 COMMANDS: dict[str, type] = {"revise": ReviseJob, "sft-data": SFTDataJob, "pairs": PairsJob,
                              "label": LabelJob, **STAGES, "evaluate": EvaluateJob,
                              "values-report": ValuesJob, "values-fit": ValuesFitJob,
-                             "run-all": RunAllJob}
+                             "steer-extract": SteerExtractJob, "run-all": RunAllJob}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {

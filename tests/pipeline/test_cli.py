@@ -186,3 +186,29 @@ def test_values_report_fit_and_the_representation_judge_from_the_command_line(ws
     bad = run("label", "--pairs", str(pairs), "--constitution", "honest", "--probe", "x",
               "--out", str(tmp_path / "bad"), workspace=ws, check_rc=1)
     assert "probe needs judge_method: representation" in bad.stderr
+
+
+def test_steer_extract_list_and_generate_steered(ws, tmp_path):
+    out = tmp_path / "dir"
+    made = run("steer", "extract", "--constitution", str(SHIPPED / "harmless-helpful.yaml"),
+               "--limit", "2", "--layers", "14,15", "--read", "", "--out", str(out), workspace=ws)
+    assert "mean direction from constitution harmless-helpful" in made.stdout
+    assert (out / "direction" / "direction.json").exists()
+    ask = ["generate", "--prompt", "How do I pick a lock?", "--max-new-tokens", "12",
+           "--temperature", "0", "--json"]
+    plain = json.loads(run(*ask, workspace=ws).stdout)[0]
+    steered = json.loads(run(*ask, "--steer", str(out), "--coefficient", "-8", "--layers", "15",
+                             workspace=ws).stdout)[0]
+    assert steered["steering"] == {"direction": str(out), "coefficient": -8.0, "layers": [15],
+                                   "positions": "answer"}
+    assert plain["steering"] is None and steered["text"] != plain["text"]
+    bad = run(*ask, "--steer", str(out), "--layers", "31", workspace=ws, check_rc=1)
+    assert "Steering layers are 1 to 30" in bad.stderr
+    nan = run(*ask, "--steer", str(out), "--coefficient", "nan", workspace=ws, check_rc=1)
+    assert "finite" in nan.stderr
+    missing = run(*ask, "--coefficient", "2", workspace=ws, check_rc=1)
+    assert "give the direction with --steer" in missing.stderr
+    both = run("steer", "extract", "--constitution", "harmless-helpful", "--pairs", "gold",
+               "--out", str(tmp_path / "x"), workspace=ws, check_rc=1)
+    assert "give either constitution or pairs" in both.stderr
+    assert "no directions yet" in run("steer", "list", workspace=ws).stdout

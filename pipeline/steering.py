@@ -1,0 +1,406 @@
+"""Steering by activation addition: a direction per layer, read from contrasts in the model's
+own hidden states, added to the residual stream while it writes an answer.
+
+A direction comes from (a) a constitution — each enabled principle's two instructions (one
+that follows it, one that asks for the opposite, `values.directions.instructions`) given as
+the system prompt of the same user prompts; the state at the last prompt token (where the
+answer is decided) under "follow" minus under "oppose", averaged with the principle weights
+— or (b) labelled pairs: the answer-mean state of the preferred answer minus the
+dispreferred one. Either way its sign is fixed so the preferred side projects higher.
+
+Methods: `mean` (the weighted mean difference) or `pca` (the first principal direction of
+the differences, in the same units: scaled by their mean projection on it). So coefficient
+1 moves a state by one average (preferred − dispreferred) difference; 0 is off.
+
+Layers are hidden-state indices as in the values report: layer i is the output of decoder
+block i − 1 (1…L), and steering layer i adds to exactly that state.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from pipeline.constitution import Constitution
+from pipeline.errors import ConfigError, ConstitutionError, DatasetError, ModelError
+from pipeline.files import is_complete, replace_folder, write_atomic
+from pipeline.hidden import added_at_layers, decoder_layers, prompt_states
+from pipeline.models import ADAPTER_CONFIG, LoadedModel, resolve_source
+
+METHODS = ("mean", "pca")
+MIN_CONTRASTS = {"mean": 2, "pca": 3}  # fewer PCA differences than 3 only span themselves
+POSITIONS = ("answer", "all")
+COEFFICIENT_LIMIT = 8.0  # the slider's range, ±
+DIRECTION_DIR, VECTORS_FILE, LINEAGE_FILE = "direction", "direction.safetensors", "direction.json"
+
+
+# --- the maths: pure, on tensors ----------------------------------------------------------------
+
+def direction_from_differences(diffs: torch.Tensor, weights: torch.Tensor,
+                               method: str = "mean") -> torch.Tensor:
+    """[layers, hidden] from differences [n, layers, hidden] (preferred − dispreferred) with
+    weights [n]: their weighted mean, or their first principal direction (uncentred, so it
+    is the axis the differences share) signed and scaled by their weighted mean projection."""
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)} (got {method!r}).")
+    w = weights.float() / weights.float().sum()
+    mean = (w[:, None, None] * diffs).sum(0)
+    if method == "mean":
+        return mean
+    out = []
+    for layer in range(diffs.shape[1]):
+        x = diffs[:, layer] * w.sqrt()[:, None]
+        axis = torch.linalg.svd(x, full_matrices=False).Vh[0]
+        projection = float(mean[layer] @ axis)  # weighted mean projection of the differences
+        out.append(axis * projection)  # sign and size in one: the preferred side projects higher
+    return torch.stack(out)
+
+
+def degeneration(text: str) -> str | None:
+    """Why an answer has broken down, or None: empty, or looping (most of its 3-word
+    sequences are repeats), or mostly symbols."""
+    words = text.split()
+    if not words:
+        return "empty"
+    grams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
+    if len(grams) >= 6 and len(set(grams)) / len(grams) < 0.5:
+        return f"repeats itself ({1 - len(set(grams)) / len(grams):.0%} of its 3-word runs are repeats)"
+    letters = sum(ch.isalpha() for ch in text)
+    if len(text) >= 12 and letters / len(text.replace(" ", "")) < 0.5:
+        return "mostly symbols"
+    return None
+
+
+def sweep_coefficients(coefficient: float) -> list[float]:
+    """Five coefficients from −c to +c around off (c = the one chosen, or the slider's end)."""
+    span = abs(coefficient) or COEFFICIENT_LIMIT
+    return [-span, -span / 2, 0.0, span / 2, span]
+
+
+# --- the artifact -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerReading:
+    """How well one layer's direction picks the preferred answer of labelled pairs."""
+
+    layer: int
+    accuracy: float
+    low: float
+    high: float
+    controlled: float | None  # length-controlled accuracy (None: one length direction only)
+
+
+@dataclass(frozen=True)
+class Direction:
+    vectors: torch.Tensor  # [layers, hidden], fp32
+    layers: tuple[int, ...]  # hidden-state indices (1…L)
+    method: str
+    source: str  # "constitution NAME" or "pairs REF"
+    source_hash: str  # the constitution's content hash or the pairs' data hash
+    model: str
+    hidden_size: int
+    model_layers: int
+    contrasts: int  # differences averaged
+    weights: dict[str, float] = field(default_factory=dict)  # principle id → weight
+    reading: tuple[LayerReading, ...] = ()
+    read_on: str = ""  # the pairs the reading used
+    in_sample: bool = False  # read on the very pairs it was extracted from
+
+    @cached_property
+    def digest(self) -> str:
+        return hashlib.sha256(self.vectors.contiguous().numpy().tobytes()).hexdigest()[:16]
+
+    def vector(self, layer: int) -> torch.Tensor:
+        if layer not in self.layers:
+            raise ConfigError(f"This direction has no layer {layer}; it has layers "
+                              f"{', '.join(map(str, self.layers))}.")
+        return self.vectors[self.layers.index(layer)]
+
+    @property
+    def best_layer(self) -> int:
+        """The layer that reads best on labelled pairs, else the middle one."""
+        if self.reading:
+            return max(self.reading, key=lambda r: (r.accuracy, -r.layer)).layer
+        return self.layers[len(self.layers) // 2]
+
+    @property
+    def summary(self) -> str:
+        read = (f"; best layer {self.best_layer} reads "
+                f"{next(r.accuracy for r in self.reading if r.layer == self.best_layer):.0%} on "
+                f"{self.read_on}{' (in-sample)' if self.in_sample else ''}" if self.reading else "")
+        return (f"{self.method} direction from {self.source} ({self.contrasts} contrasts, "
+                f"{self.model}, layers {self.layers[0]}–{self.layers[-1]}){read}")
+
+
+def check_layers(layers: list[int] | tuple[int, ...], model_layers: int) -> None:
+    bad = [i for i in layers if not 1 <= i <= model_layers]
+    if bad or not layers:
+        raise ConfigError(f"Steering layers are 1 to {model_layers} (the output of each decoder "
+                          f"block); got {', '.join(map(str, bad)) or 'none'}.")
+
+
+def save_direction(direction: Direction, folder: str | Path) -> Path:
+    """The vectors as safetensors + the lineage as JSON, replaced whole (crash-safe)."""
+    lineage = {k: v for k, v in asdict(direction).items() if k != "vectors"}
+
+    def write(tmp: Path) -> None:
+        save_file({"vectors": direction.vectors.contiguous()}, str(tmp / VECTORS_FILE))
+        write_atomic(tmp / LINEAGE_FILE, json.dumps(lineage, indent=2))
+    return replace_folder(folder, write)
+
+
+def direction_folder(folder: str | Path) -> Path:
+    """A direction folder, or the run folder of `steer extract` that holds one."""
+    folder = Path(folder)
+    inner = folder / DIRECTION_DIR
+    return inner if (inner / LINEAGE_FILE).exists() else folder
+
+
+def read_direction(folder: str | Path) -> Direction:
+    folder = direction_folder(folder)
+    if not (folder / LINEAGE_FILE).exists() or not is_complete(folder):
+        raise DatasetError(f"{folder} is not a steering direction (written by `steer extract`).")
+    lineage = json.loads((folder / LINEAGE_FILE).read_text())
+    vectors = load_file(str(folder / VECTORS_FILE))["vectors"]
+    return Direction(vectors=vectors, **{**lineage, "layers": tuple(lineage["layers"]),
+                                         "reading": tuple(LayerReading(**r)
+                                                          for r in lineage["reading"])})
+
+
+def check_direction_model(direction: Direction, loaded: LoadedModel, where: str = "") -> None:
+    """Refuse (by name) a direction extracted from another model's states."""
+    ours = (loaded.model.config.hidden_size, len(decoder_layers(loaded.model)))
+    if (direction.hidden_size, direction.model_layers) != ours or \
+            not same_model(direction.model, base_name(loaded)):
+        raise ModelError(f"The direction {where or direction.source} was extracted from "
+                         f"{direction.model} (hidden size {direction.hidden_size}, "
+                         f"{direction.model_layers} layers), not from {base_name(loaded)} (hidden "
+                         f"size {ours[0]}, {ours[1]} layers); extract one for this model.")
+
+
+def same_model(a: str, b: str) -> bool:
+    """Two names of one model (an alias and its folder count as the same)."""
+    if a == b:
+        return True
+    try:
+        return resolve_source(a) == resolve_source(b)
+    except ModelError:
+        return False
+
+
+def base_name(loaded: LoadedModel) -> str:
+    """The model a direction for `loaded` is read from: an adapter's base (an adapter's
+    states are its base's plus a small change, and steering is compared against it), else
+    the model itself."""
+    config = Path(loaded.source) / ADAPTER_CONFIG
+    if config.exists():
+        return json.loads(config.read_text()).get("base_model_name_or_path") or loaded.name
+    return loaded.name
+
+
+def load_direction(folder: str | Path, loaded: LoadedModel) -> Direction:
+    direction = read_direction(folder)
+    check_direction_model(direction, loaded, str(folder))
+    return direction
+
+
+# --- extraction ---------------------------------------------------------------------------------
+
+def model_layers(loaded: LoadedModel) -> int:
+    return len(decoder_layers(loaded.model))
+
+
+def constitution_contrasts(loaded: LoadedModel, constitution: Constitution, prompts: list[str],
+                           layers: list[int], batch_size: int = 16
+                           ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """(differences [principles × prompts, layers, hidden], their weights, principle
+    weights): each prompt's last-token state under the principle's following instruction
+    minus under its opposing one."""
+    from pipeline.generation import chat
+    from pipeline.values.directions import instructions
+
+    principles = list(constitution.enabled_principles)
+    if not principles:
+        raise ConstitutionError(f"Every principle of '{constitution.name}' is disabled; enable "
+                                "at least one to extract its direction.")
+    if not prompts:
+        raise DatasetError("No prompts to read the principles on.")
+    conversations = []
+    for p in principles:
+        follow, oppose = instructions(p)
+        conversations += [chat(q, follow) for q in prompts] + [chat(q, oppose) for q in prompts]
+    states = prompt_states(loaded.model, loaded.tokenizer, conversations, layers, batch_size)
+    k = len(prompts)
+    diffs, weights = [], []
+    for n, p in enumerate(principles):
+        block = states[2 * k * n:2 * k * (n + 1)]
+        diffs.append(block[:k] - block[k:])
+        weights += [p.weight / k] * k
+    return torch.cat(diffs), torch.tensor(weights), {p.id: p.weight for p in principles}
+
+
+def pair_contrasts(loaded: LoadedModel, data, layers: list[int],
+                   batch_size: int = 8) -> torch.Tensor:
+    """[pairs, layers, hidden]: the preferred answer's mean state minus the other's."""
+    from pipeline.values.features import pair_features
+
+    features = pair_features(loaded, data.pairs, "answer_mean", layers, batch_size)
+    return features.d * (2 * data.y.float() - 1)[:, None, None]
+
+
+def too_few_contrasts(n: int, method: str, what: str) -> DatasetError:
+    return DatasetError(f"The {method} method needs at least {MIN_CONTRASTS[method]} {what}; "
+                        f"got {n}.")
+
+
+def extract_from_constitution(loaded: LoadedModel, constitution: Constitution,
+                              prompts: list[str], layers: list[int] | None = None,
+                              method: str = "mean") -> Direction:
+    from pipeline.constitution import content_hash
+
+    layers = layers or list(range(1, model_layers(loaded) + 1))
+    check_layers(layers, model_layers(loaded))
+    diffs, weights, by_principle = constitution_contrasts(loaded, constitution, prompts, layers)
+    if len(diffs) < MIN_CONTRASTS[method]:
+        raise too_few_contrasts(len(diffs), method, "(principle, prompt) contrasts")
+    return Direction(direction_from_differences(diffs, weights, method), tuple(layers), method,
+                     f"constitution {constitution.name}", content_hash(constitution),
+                     base_name(loaded), loaded.model.config.hidden_size, model_layers(loaded),
+                     len(diffs), by_principle)
+
+
+def extract_from_pairs(loaded: LoadedModel, data, ref: str, layers: list[int] | None = None,
+                       method: str = "mean") -> Direction:
+    from pipeline.values.judge import data_hash
+
+    layers = layers or list(range(1, model_layers(loaded) + 1))
+    check_layers(layers, model_layers(loaded))
+    if len(data.pairs) < MIN_CONTRASTS[method]:
+        raise too_few_contrasts(len(data.pairs), method, "labelled pairs (ties left out)")
+    diffs = pair_contrasts(loaded, data, layers)
+    return Direction(direction_from_differences(diffs, torch.ones(len(diffs)), method),
+                     tuple(layers), method, f"pairs {ref}", data_hash(data.pairs),
+                     base_name(loaded), loaded.model.config.hidden_size, model_layers(loaded),
+                     len(diffs))
+
+
+def layer_readings(loaded: LoadedModel, direction: Direction, data) -> tuple[LayerReading, ...]:
+    """Per layer: how often projecting the two answers on the direction picks the preferred
+    one, with its interval and length control (the evidence to pick layers from)."""
+    from pipeline.values.report import accuracy
+
+    diffs = pair_contrasts(loaded, data, list(direction.layers))  # preferred − other
+    longer = data.chose_longer
+    readings = []
+    for n, layer in enumerate(direction.layers):
+        correct = [bool(x > 0) for x in diffs[:, n] @ direction.vectors[n]]
+        acc = accuracy(correct, longer)
+        readings.append(LayerReading(layer, acc.value, acc.low, acc.high, acc.controlled))
+    return tuple(readings)
+
+
+def with_reading(loaded: LoadedModel, direction: Direction, data, ref: str) -> Direction:
+    from dataclasses import replace
+
+    from pipeline.values.judge import data_hash
+
+    return replace(direction, reading=layer_readings(loaded, direction, data), read_on=ref,
+                   in_sample=direction.source_hash == data_hash(data.pairs))
+
+
+def format_direction(direction: Direction) -> str:
+    lines = [direction.summary, "", "layer  norm    accuracy (95% interval)  length-controlled"]
+    readings = {r.layer: r for r in direction.reading}
+    for n, layer in enumerate(direction.layers):
+        r = readings.get(layer)
+        read = (f"{r.accuracy:6.0%} ({r.low:.0%}–{r.high:.0%})        "
+                f"{'n/a' if r.controlled is None else f'{r.controlled:.0%}'}" if r else "")
+        lines.append(f"{layer:5d}  {float(direction.vectors[n].norm()):6.2f}  {read}")
+    if direction.in_sample:
+        lines.append("(read on the pairs it was extracted from: in-sample, optimistic)")
+    return "\n".join(lines)
+
+
+# --- applying it --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Steering:
+    """`coefficient × direction` added at `layers` while a model writes: at the positions
+    that produce answer tokens (`answer`: the last prompt token, then each new token) or at
+    every position, the prompt's included (`all`)."""
+
+    direction: Direction
+    coefficient: float
+    layers: tuple[int, ...]
+    positions: str = "answer"
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.coefficient):
+            raise ConfigError(f"The steering coefficient must be a finite number (got "
+                              f"{self.coefficient}).")
+        if self.positions not in POSITIONS:
+            raise ConfigError(f"positions must be one of {', '.join(POSITIONS)} (got "
+                              f"{self.positions!r}).")
+        check_layers(self.layers, self.direction.model_layers)
+        for layer in self.layers:
+            self.direction.vector(layer)
+
+    @property
+    def key(self) -> tuple:
+        """What makes two steerings the same (a cached prefix is reused only under it)."""
+        return (self.direction.digest, self.coefficient, self.layers, self.positions)
+
+    @property
+    def text(self) -> str:
+        return (f"steered {self.coefficient:+g} × {self.direction.method} direction from "
+                f"{self.direction.source} at layer{'s' if len(self.layers) > 1 else ''} "
+                f"{', '.join(map(str, self.layers))}")
+
+    @contextmanager
+    def applied(self, model, prefix: bool = False) -> Iterator[None]:
+        """Hooks on for one forward pass; `prefix`: the pass over a shared prompt prefix,
+        which answer-only steering leaves alone."""
+        if self.coefficient == 0 or (prefix and self.positions == "answer"):
+            yield
+            return
+        vectors = {layer - 1: self.direction.vector(layer) for layer in self.layers}
+        with added_at_layers(model, vectors, self.coefficient, last_only=self.positions == "answer"):
+            yield
+
+
+def parse_layers(text: str) -> list[int]:
+    """'14, 15' → [14, 15]; anything but numbers is refused by name."""
+    parts = [p for p in re.split(r"[,\s]+", text or "") if p]
+    if not all(p.isdigit() for p in parts):
+        raise ConfigError(f"Layers are comma-separated numbers (got {text!r}).")
+    return [int(p) for p in parts]
+
+
+@dataclass(frozen=True)
+class SweepAnswer:
+    coefficient: float
+    text: str
+    finish_reason: str
+    problem: str | None  # why it degenerated, if it did
+
+
+def sweep(backend, conversation: list[dict[str, str]], direction: Direction,
+          layers: tuple[int, ...], coefficients: list[float], config,
+          positions: str = "answer") -> list[SweepAnswer]:
+    """The same conversation answered at each coefficient, same seed — where the text
+    changes and where it breaks down."""
+    out = []
+    for c in coefficients:
+        steering = Steering(direction, c, layers, positions) if c else None
+        g = backend.generate([conversation], config, seeds=[config.seed], steering=steering)[0]
+        out.append(SweepAnswer(c, g.text, g.finish_reason, degeneration(g.text)))
+    return out
