@@ -404,3 +404,26 @@ def sweep(backend, conversation: list[dict[str, str]], direction: Direction,
         g = backend.generate([conversation], config, seeds=[config.seed], steering=steering)[0]
         out.append(SweepAnswer(c, g.text, g.finish_reason, degeneration(g.text)))
     return out
+
+
+class SteeredBackend:
+    """A generation backend whose every answer is steered — for code that takes a backend
+    (chains, pairs, evaluation) and knows nothing of steering."""
+
+    def __init__(self, backend, steering: Steering):
+        self.backend, self.steering = backend, steering
+        self.name = f"{backend.name} ({steering.text})"
+        self.context_length = backend.context_length
+        self.loaded = backend.loaded
+
+    def count_tokens(self, conversation) -> int:
+        return self.backend.count_tokens(conversation)
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        return self.backend.truncate(text, max_tokens)
+
+    def generate(self, conversations, config, seeds=None, steering: Steering | None = None):
+        return self.backend.generate(conversations, config, seeds, steering or self.steering)
+
+    def stream(self, conversation, config, finished=None, steering: Steering | None = None):
+        return self.backend.stream(conversation, config, finished, steering or self.steering)

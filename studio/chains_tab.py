@@ -20,8 +20,10 @@ from pipeline.generation import DEFAULT_SAMPLING, SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL
 from pipeline.prompts import PromptRecord, load_prompts
 from pipeline.stages import ReviseJob, build_job, to_argv
+from pipeline.steering import SteeredBackend
 from pipeline.runs import duration_text
 from pipeline.store import JobRecord, Store
+from studio import steering_panel
 from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
 from studio.diff_view import side_by_side
 from studio.job_panel import (cancel_notice, job_bar, job_buttons, latest_job,
@@ -173,9 +175,12 @@ def run_progress(done: int, steps: int, rounds: int, elapsed: float) -> str:
 
 def on_run(store: Store, text: str, name_a: str, name_b: str, model_name: str, n_rounds: float,
            use_few_shot: bool, relevant: bool, new_tokens: float, temp: float,
-           seed_value: float) -> Iterator:
+           seed_value: float, steer_choice: str | None = None, steer_layers: str = "",
+           coefficient: float = 0.0) -> Iterator:
     """One prompt's chain under one constitution (or two side by side), streamed stage by
-    stage: (view A, view B, the principles used, message); view B shows only when used."""
+    stage: (view A, view B, the principles used, message); view B shows only when used.
+    A steering coefficient other than 0 steers every step the model writes (the direction
+    read from the first constitution, or a saved one)."""
     if not text or not text.strip():
         yield "", gr.update(), gr.update(), notice("error", "Type or pick a prompt first.")
         return
@@ -189,6 +194,10 @@ def on_run(store: Store, text: str, name_a: str, name_b: str, model_name: str, n
         yield (gr.update(), gr.update(), gr.update(),
                notice("info", f"Loading the model {model_name}…"))
         backend = backend_for(model_name)
+        steering = steering_panel.steering_for(store, backend.loaded, steer_choice, name_a,
+                                               steer_layers, coefficient)
+        if steering:
+            backend = SteeredBackend(backend, steering)
         started, steps = time.monotonic(), 2 * config.rounds + 1
         for done, chains in enumerate(run_chains(backend, requests, config, sampling), 1):
             views = [chain_html(c, f"{label} ({c.constitution_hash[:8]})")
@@ -201,6 +210,19 @@ def on_run(store: Store, text: str, name_a: str, name_b: str, model_name: str, n
                    run_progress(done, steps, config.rounds, time.monotonic() - started))
     except StudioError as exc:
         yield gr.update(), gr.update(), gr.update(), error_notice(exc)
+
+
+def on_sweep(store: Store, model_name: str, text: str, name: str | None, new_tokens: float,
+             temp: float, seed_value: float, steer_choice: str | None, steer_layers: str,
+             coefficient: float) -> tuple[str, str]:
+    """The prompt's first answer (the chain's start) at five coefficients side by side."""
+    try:
+        config = SamplingConfig(max_new_tokens=int(new_tokens), temperature=float(temp),
+                                seed=int(seed_value or 0))
+    except StudioError as exc:
+        return "", error_notice(exc)
+    return steering_panel.on_sweep(store, model_name, text, "", steer_choice, name, steer_layers,
+                                   coefficient, config)
 
 
 def revise_args(store: Store, name: str, chosen_set: str, chosen_split: str, n: float,
@@ -303,6 +325,7 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
             temperature = gr.Slider(0, 1.5, value=DEFAULT_SAMPLING.temperature, step=0.05,
                                     label="temperature (0 = greedy)")
             seed = gr.Number(value=0, precision=0, label="seed")
+            steer = steering_panel.build(store, "chains")
             with gr.Row():
                 run = gr.Button("Run chain", variant="primary", elem_id="chains-run")
                 stop = gr.Button("Stop", elem_id="chains-stop")
@@ -350,8 +373,13 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, show_principle: Callable
 
     example.input(on_example, example, prompt)
     run_inputs = [prompt, constitution_a, constitution_b, model, rounds, few_shot, relevant_only,
-                  max_new_tokens, temperature, seed]
+                  max_new_tokens, temperature, seed, *steer.inputs]
     running = run.click(partial(on_run, store), run_inputs, [view_a, view_b, principle, message])
+    steer.read.click(partial(steering_panel.on_read_layers, store),
+                     [model, steer.direction, constitution_a], [steer.curve, steer.note])
+    steer.sweep.click(partial(on_sweep, store), [model, prompt, constitution_a, max_new_tokens,
+                                                 temperature, seed, *steer.inputs],
+                      [steer.swept, steer.note])
     stop.click(None, cancels=[running])
     open_principle.click(on_open_principle, principle, [message, tabs, *show_outputs])
     launch.click(partial(on_launch, store), [constitution_a, prompt_set, split, limit, rounds,

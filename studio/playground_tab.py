@@ -1,4 +1,5 @@
-"""Playground tab: chat with any model, optionally steered by one principle, streaming."""
+"""Playground tab: chat with any model, streaming; one principle as the system prompt, and
+steering by a direction in the hidden states (the Steering accordion)."""
 from __future__ import annotations
 
 import html
@@ -12,6 +13,7 @@ from pipeline.errors import StudioError
 from pipeline.generation import DEFAULT_SAMPLING, SamplingConfig, backend_for, chat
 from pipeline.models import DEFAULT_MODEL, LoadedModel, load_model
 from pipeline.store import Store
+from studio import steering_panel
 from studio.choices import offer_models
 from studio.notices import error_notice, notice
 
@@ -52,10 +54,11 @@ def on_principle(store: Store, name: str | None, pid: str) -> str:
     return principle_system_prompt(store.working(name).principle(pid))
 
 
-def model_line(loaded: LoadedModel) -> str:
+def model_line(loaded: LoadedModel, steering: str = "") -> str:
     params = sum(p.numel() for p in loaded.model.parameters()) / 1e6
     return notice("ok", f"Model in use: {loaded.name} from {loaded.source} ({params:.0f}M "
-                        f"parameters, {loaded.device}, {loaded.model.dtype}).")
+                        f"parameters, {loaded.device}, {loaded.model.dtype})"
+                        + (f" — {steering}." if steering else "."))
 
 
 def on_load_model(name: str) -> str:
@@ -90,19 +93,27 @@ def sampling(temp: float, nucleus: float, new_tokens: float, seed_value: float) 
 
 
 def on_respond(history: list[dict], model_name: str, system_text: str, temp: float,
-               nucleus: float, new_tokens: float, seed_value: float) -> Iterator:
+               nucleus: float, new_tokens: float, seed_value: float,
+               constitution_name: str | None = None, steer_choice: str | None = None,
+               steer_layers: str = "", coefficient: float = 0.0,
+               store: Store | None = None) -> Iterator:
     """Stream the model's answer into the conversation: (history, message, model status)
-    per piece; the last says whether the answer stopped at the token limit."""
+    per piece; the last says whether the answer stopped at the token limit. A coefficient
+    other than 0 steers the answer (the status line says how)."""
     if not history or history[-1]["role"] != "user":
         return
     try:
         config = sampling(temp, nucleus, new_tokens, seed_value)
         backend = backend_for(model_name)
+        steering = steering_panel.steering_for(store, backend.loaded, steer_choice,
+                                               constitution_name, steer_layers,
+                                               coefficient) if store and coefficient else None
         ended: list[str] = []
-        pieces = backend.stream(conversation(history, system_text), config, ended.append)
+        pieces = backend.stream(conversation(history, system_text), config, ended.append,
+                                steering)
         answer = ""
         history = history + [{"role": "assistant", "content": ""}]
-        status = model_line(backend.loaded)
+        status = model_line(backend.loaded, steering.text if steering else "")
         for piece in pieces:
             answer += piece
             history[-1] = {"role": "assistant", "content": answer}
@@ -123,8 +134,7 @@ def on_compare(model_name: str, system_text: str, text: str, history: list[dict]
                nucleus: float, new_tokens: float, seed_value: float) -> tuple[str, str]:
     """The same prompt (the box, else the last message sent) answered with and without the
     system prompt, same seed: (the two answers side by side, message)."""
-    prompt = (text or "").strip() or next((message_text(m["content"]) for m in reversed(history or [])
-                                           if m["role"] == "user"), "")
+    prompt = last_prompt(text, history)
     if not prompt:
         return "", notice("error", "Type a message (or send one) to compare.")
     if not (system_text or "").strip():
@@ -145,6 +155,26 @@ def on_compare(model_name: str, system_text: str, text: str, history: list[dict]
             "")
 
 
+def last_prompt(text: str, history: list[dict]) -> str:
+    """The prompt box, else the last message sent."""
+    return (text or "").strip() or next((message_text(m["content"]) for m in reversed(history or [])
+                                         if m["role"] == "user"), "")
+
+
+def on_sweep(store: Store, model_name: str, system_text: str, text: str, history: list[dict],
+             temp: float, nucleus: float, new_tokens: float, seed_value: float,
+             constitution_name: str | None, steer_choice: str | None, steer_layers: str,
+             coefficient: float) -> tuple[str, str]:
+    """The same prompt answered at five coefficients side by side (same seed)."""
+    try:
+        config = sampling(temp, nucleus, new_tokens, seed_value)
+    except StudioError as exc:
+        return "", error_notice(exc)
+    return steering_panel.on_sweep(store, model_name, last_prompt(text, history), system_text,
+                                   steer_choice, constitution_name, steer_layers, coefficient,
+                                   config)
+
+
 def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> None:
     """Lay out the tab and wire its events (call inside a gr.Tab of `demo`)."""
     with gr.Row():
@@ -161,7 +191,8 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
                                     value=NO_PRINCIPLE, elem_id="playground-principle")
             system = gr.Textbox(label="System prompt", lines=4, elem_id="playground-system")
             temperature = gr.Slider(0, 1.5, value=DEFAULT_SAMPLING.temperature, step=0.05,
-                                    label="temperature (0 = greedy)")
+                                    label="temperature (0 = greedy)",
+                                    elem_id="playground-temperature")
             top_p = gr.Slider(0.05, 1, value=DEFAULT_SAMPLING.top_p, step=0.05, label="top-p")
             max_new_tokens = gr.Slider(8, 1024, value=DEFAULT_SAMPLING.max_new_tokens, step=8,
                                        label="max new tokens",
@@ -179,12 +210,20 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
             compare = gr.Button("Compare with and without the system prompt (same prompt, same "
                                 "seed)", elem_id="playground-compare")
             compared = gr.HTML(elem_id="playground-compared")
+            steer = steering_panel.build(store, "playground")
 
-    respond_inputs = [chatbot, model, system, temperature, top_p, max_new_tokens, seed]
+    respond_inputs = [chatbot, model, system, temperature, top_p, max_new_tokens, seed,
+                      constitution, *steer.inputs]
+    respond = partial(on_respond, store=store)
     submitted = prompt.submit(on_user, [prompt, chatbot], [prompt, chatbot, message]).then(
-        on_respond, respond_inputs, [chatbot, message, model_status])
+        respond, respond_inputs, [chatbot, message, model_status])
     clicked = send.click(on_user, [prompt, chatbot], [prompt, chatbot, message]).then(
-        on_respond, respond_inputs, [chatbot, message, model_status])
+        respond, respond_inputs, [chatbot, message, model_status])
+    steer.read.click(partial(steering_panel.on_read_layers, store),
+                     [model, steer.direction, constitution], [steer.curve, steer.note])
+    steer.sweep.click(partial(on_sweep, store), [model, system, prompt, chatbot, temperature,
+                                                 top_p, max_new_tokens, seed, constitution,
+                                                 *steer.inputs], [steer.swept, steer.note])
     compare.click(on_compare, [model, system, prompt, chatbot, temperature, top_p, max_new_tokens,
                                seed], [compared, message])
     model.input(on_model_choice, model, model_status)

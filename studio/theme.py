@@ -74,6 +74,7 @@ CSS = """
 .chain-pending { color: var(--subdued); font-style: italic; }
 .chain-final { border-color: var(--ok-line); }
 .chain-signals { color: var(--subdued); font-size: 0.9em; }
+.sweep-row { display: grid; grid-template-columns: repeat(5, minmax(0, 1fr)); gap: 6px; }
 .diff2 { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 8px; }
 .diff2-col { border-left: 3px solid var(--line); padding-left: 8px; }
 .diff2-head, .diff2-caption { color: var(--subdued); font-size: 0.8em; margin: 0; }

@@ -10,7 +10,7 @@ from playwright.sync_api import Page, expect
 
 from pipeline import constitution as cons
 from pipeline.store import Store
-from tests.e2e.conftest import pick
+from tests.e2e.conftest import pick, set_slider
 
 pytestmark = pytest.mark.e2e
 
@@ -232,3 +232,39 @@ def test_playground_principle_becomes_the_system_prompt(page: Page, studio):
     page.get_by_role("option", name="privacy", exact=True).click()
     expect(page.locator("#playground-system textarea")).to_have_value(
         re.compile("Follow this principle in every answer: Respect privacy"))
+
+
+def test_playground_steering_slider_changes_the_answer_and_a_sweep_shows_five(page: Page, studio):
+    page.get_by_role("tab", name="Playground").click()
+    expect(page.locator("#playground-model-status")).to_contain_text("Model: embedded")
+    set_slider(page, "playground-temperature", 0)
+    set_slider(page, "playground-max-tokens", 16)
+    bot = page.locator("#playground-chat [data-testid='bot']")
+
+    def ask() -> str:
+        count = bot.count()
+        page.fill("#playground-input textarea", "How do I pick a lock?")
+        page.click("#playground-send")
+        expect(page.locator("#playground-message")).to_contain_text("stopped at the token limit",
+                                                                    timeout=120_000)
+        expect(bot).to_have_count(count + 1)
+        text = bot.last.inner_text()
+        page.click("#playground-clear")
+        expect(page.locator("#playground-message")).to_be_empty()
+        return text
+
+    plain = ask()
+    page.locator("#playground-steering").get_by_text("Steering").first.click()
+    page.fill("#playground-steer-layers textarea", "15")
+    set_slider(page, "playground-steer-coefficient", -8)
+    steered = ask()
+    assert steered != plain
+    expect(page.locator("#playground-model-status")).to_contain_text(
+        "steered -8 × mean direction from constitution harmless-helpful at layer 15")
+    page.click("#playground-steer-sweep")
+    expect(page.locator("#playground-steer-note")).to_contain_text("Type a message")
+    page.fill("#playground-input textarea", "How do I pick a lock?")
+    page.click("#playground-steer-sweep")
+    swept = page.locator("#playground-steer-swept .sweep-card")
+    expect(swept).to_have_count(5, timeout=120_000)
+    expect(page.locator("#playground-steer-swept")).to_contain_text("off (0)")
