@@ -568,6 +568,9 @@ def trainer(stage: str):
     if stage == "dpo":
         from pipeline.train.dpo import train_dpo
         return train_dpo
+    if stage == "rahf":
+        from pipeline.train.rahf import train_rahf
+        return train_rahf
     from pipeline.train import reward
     return {"reward": reward.train_reward, "pmp": reward.train_pmp}[stage]
 
@@ -583,7 +586,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     with job_context(out, on_cancel=cancel.set):
         write_atomic(out / "job.yaml", job_yaml(job))
         write_progress(out, 0, 0, loading(job.model) + " and the data")
-        result = trainer(args.command)(job, out, cancel)
+        extra = {}
+        if getattr(job, "constitution", ""):  # RAHF's SCIT writes instructions from it
+            extra["constitution"] = resolve_constitution(job.constitution, args)[1]
+        result = trainer(args.command)(job, out, cancel, **extra)
         if is_main_process():
             print(f"wrote {result}")
     return 0
@@ -700,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = {"revise": cmd_revise, "sft-data": cmd_sft_data, "pairs": cmd_pairs, "label": cmd_label,
             "sft": cmd_train, "pmp": cmd_train, "reward": cmd_train, "ppo": cmd_train,
-            "dpo": cmd_train, "evaluate": cmd_evaluate, "values-report": cmd_values_report,
+            "dpo": cmd_train, "rahf": cmd_train, "evaluate": cmd_evaluate, "values-report": cmd_values_report,
             "values-fit": cmd_values_fit, "steer-extract": cmd_steer_extract,
             "run-all": cmd_run_all}
     for command, cls in COMMANDS.items():

@@ -33,14 +33,17 @@ def decoder_layers(model) -> torch.nn.ModuleList:
     return layers
 
 
-def encode_conversations(tokenizer, prompts: list[str], answers: list[str],
-                         max_length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Chat-rendered (prompt, answer) rows, left-padded and cut from the left to
-    `max_length`: (ids, attention mask, answer mask). The answer mask marks the answer's
-    tokens (what follows the rendered prompt and assistant header)."""
+def encode_conversations(tokenizer, prompts: list[str], answers: list[str], max_length: int,
+                         systems: list[str] | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Chat-rendered (prompt, answer) rows, each under its system prompt when `systems` is
+    given, left-padded and cut from the left to `max_length`: (ids, attention mask, answer
+    mask). The answer mask marks the answer's tokens (what follows the rendered prompt and
+    assistant header); every row's answer ends in the last column."""
     rows, starts = [], []
-    for prompt, answer in zip(prompts, answers):
-        user = [{"role": "user", "content": prompt}]
+    for n, (prompt, answer) in enumerate(zip(prompts, answers)):
+        user = ([{"role": "system", "content": systems[n]}] if systems else []) + \
+            [{"role": "user", "content": prompt}]
         head = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
         full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": answer}],
                                              tokenize=False)
@@ -67,19 +70,27 @@ def _wanted(model, layers: list[int] | None) -> tuple[torch.nn.ModuleList, list[
     return blocks, wanted
 
 
-def _layer_states(model, blocks: torch.nn.ModuleList, wanted: list[int], ids: torch.Tensor,
-                  mask: torch.Tensor) -> torch.Tensor:
-    """[rows, layers, tokens, hidden] of one left-padded batch, in fp32 on the CPU; the pass
-    stops at the deepest layer wanted."""
+def states_at(model, ids: torch.Tensor, mask: torch.Tensor, layers: list[int],
+              keep_grad: bool = False) -> torch.Tensor:
+    """[layers, rows, tokens, hidden] of one left-padded batch, on the model's device; the
+    pass stops at the deepest layer wanted. With `keep_grad`, a loss on them trains the
+    model (call it with gradients on)."""
+    blocks, wanted = _wanted(model, layers)
     device = next(model.parameters()).device
-    with recorded_states(blocks, wanted, stop=True) as states:
+    with recorded_states(blocks, wanted, stop=True, keep_grad=keep_grad) as states:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         try:
             backbone(model)(input_ids=ids.to(device), attention_mask=mask.to(device),
                             position_ids=positions.to(device))
         except _Enough:  # the deepest layer wanted is read: the rest is not computed
             pass
-    return torch.stack([states[i] for i in wanted], 1).float().cpu()
+    return torch.stack([states[i] for i in wanted])
+
+
+def _layer_states(model, wanted: list[int], ids: torch.Tensor,
+                  mask: torch.Tensor) -> torch.Tensor:
+    """[rows, layers, tokens, hidden] in fp32 on the CPU."""
+    return states_at(model, ids, mask, wanted).transpose(0, 1).float().cpu()
 
 
 def _in_input_order(order: list[int], pooled: list[torch.Tensor]) -> torch.Tensor:
@@ -97,7 +108,7 @@ def hidden_states(model, tokenizer, prompts: list[str], answers: list[str],
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)} (got {pooling!r}).")
     if len(prompts) != len(answers):
         raise ValueError("one answer per prompt")
-    blocks, wanted = _wanted(model, layers)
+    _, wanted = _wanted(model, layers)
     # rows of similar length share a batch (less padding); results go back in input order
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(answers[i]))
     out = []
@@ -105,7 +116,7 @@ def hidden_states(model, tokenizer, prompts: list[str], answers: list[str],
         rows = order[start:start + batch_size]
         ids, mask, answer = encode_conversations(tokenizer, [prompts[i] for i in rows],
                                                  [answers[i] for i in rows], max_length)
-        stacked = _layer_states(model, blocks, wanted, ids, mask)
+        stacked = _layer_states(model, wanted, ids, mask)
         if pooling == "last":
             out.append(stacked[:, :, -1])
         else:
@@ -119,7 +130,7 @@ def prompt_states(model, tokenizer, conversations: list[list[dict[str, str]]],
                   layers: list[int] | None = None, batch_size: int = 8) -> torch.Tensor:
     """[rows, layers, hidden]: the state at the last token of each rendered conversation,
     generation cue included — where the model decides how its answer begins."""
-    blocks, wanted = _wanted(model, layers)
+    _, wanted = _wanted(model, layers)
     rows = [tokenizer(tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
                       add_special_tokens=False)["input_ids"] for c in conversations]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -130,7 +141,7 @@ def prompt_states(model, tokenizer, conversations: list[list[dict[str, str]]],
         width = max(len(r) for r in batch)
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in batch])
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in batch])
-        out.append(_layer_states(model, blocks, wanted, ids, mask)[:, :, -1])
+        out.append(_layer_states(model, wanted, ids, mask)[:, :, -1])
     return _in_input_order(order, out)
 
 
@@ -139,23 +150,27 @@ class _Enough(Exception):
 
 
 @contextmanager
-def recorded_states(blocks: torch.nn.ModuleList, wanted: list[int],
-                    stop: bool = False) -> Iterator[dict[int, torch.Tensor]]:
+def recorded_states(blocks: torch.nn.ModuleList, wanted: list[int], stop: bool = False,
+                    keep_grad: bool = False) -> Iterator[dict[int, torch.Tensor]]:
     """Fills a dict {index: [rows, tokens, hidden]} during a forward pass: index 0 from the
     first block's input, index i from block i − 1's output (after any steering hook, since
     these hooks are registered later). With `stop`, the pass ends (raising `_Enough`) once
-    the deepest wanted layer is recorded."""
+    the deepest wanted layer is recorded; with `keep_grad` the states stay in the autograd
+    graph (a loss on them trains what produced them)."""
     states: dict[int, torch.Tensor] = {}
     deepest = max(wanted)
 
+    def kept(t: torch.Tensor) -> torch.Tensor:
+        return t if keep_grad else t.detach()
+
     def keep_input(module, args, kwargs):
-        states[0] = (args[0] if args else kwargs["hidden_states"]).detach()
+        states[0] = kept(args[0] if args else kwargs["hidden_states"])
         if stop and deepest == 0:
             raise _Enough()
 
     def keep_output(i: int):
         def keep(module, inputs, output):
-            states[i] = (output[0] if isinstance(output, tuple) else output).detach()
+            states[i] = kept(output[0] if isinstance(output, tuple) else output)
             if stop and i == deepest:
                 raise _Enough()
         return keep

@@ -1,6 +1,7 @@
 """The one-click pipeline: every stage of DESIGN.md §1 as its own job, in order.
 
-  chains → SFT data → SFT → pairs (from the SFT policy) → AI labels → PM → PPO → evaluation
+  chains → SFT data → SFT → pairs (from the SFT policy) → AI labels → PM → PPO, DPO or RAHF
+  → evaluation
 
 Each stage runs through the job queue (so the studio lists it, with its log, timings and
 artifacts) into its own folder under the run folder. Rerunning into the same folder skips
@@ -51,6 +52,11 @@ def plan(job: RunAllJob, out: Path) -> list[Stage]:
     constitution = folder(CONSTITUTION_FILE)
     tokens = {"max_new_tokens": job.max_new_tokens}
     sft, pm = folder("sft", ADAPTER_DIR), folder("reward", ADAPTER_DIR)
+    aligned = job.alignment
+    alignment = {"ppo": lambda: training("ppo", policy_adapter=sft, reward_adapter=pm,
+                                         prompts=job.prompts),
+                 "dpo": lambda: training("dpo", data=folder("labels")),
+                 "rahf": lambda: training("rahf", data=folder("labels"))}[aligned]()
     jobs_in_order = [
         ("chains", "revise", ReviseJob(constitution=constitution, prompts=job.prompts,
                                        split="train", limit=job.train_prompts, model=job.model,
@@ -64,8 +70,9 @@ def plan(job: RunAllJob, out: Path) -> list[Stage]:
                                      model=job.model, ensemble=job.ensemble,
                                      judge_method=job.judge_method, probe=job.judge_probe)),
         ("reward", "reward", training("reward", data=folder("labels"))),
-        ("ppo", "ppo", training("ppo", policy_adapter=sft, reward_adapter=pm, prompts=job.prompts)),
-        ("eval", "evaluate", EvaluateJob(base=job.model, policy=f"sft={sft},ppo={folder('ppo', ADAPTER_DIR)}",
+        (aligned, aligned, alignment),
+        ("eval", "evaluate", EvaluateJob(base=job.model,
+                                         policy=f"sft={sft},{aligned}={folder(aligned, ADAPTER_DIR)}",
                                          reward_adapter=pm, constitution=constitution,
                                          prompts=job.prompts, split="test", limit=job.eval_prompts,
                                          ensemble=job.ensemble, **tokens)),

@@ -17,7 +17,7 @@ STAGE_NAMES = {"revise": "chains", "sft-data": "SFT data", "sft": "SFT", "pairs"
                "label": "AI labels", "pmp": "PM pretraining", "reward": "preference model",
                "ppo": "PPO", "dpo": "DPO", "evaluate": "evaluation",
                "values-report": "values report", "values-fit": "representation judge",
-               "run-all": "pipeline"}
+               "rahf": "RAHF", "steer-extract": "steering direction", "run-all": "pipeline"}
 # Which studio tab shows a run of each kind.
 TABS = {"revise": "chains", "pairs": "preferences", "label": "preferences",
         "values-report": "values"}
@@ -112,6 +112,13 @@ def key_metric(job: JobRecord) -> str:
         return "; ".join(f"{r.get('constitution')}: adversarial "
                          f"{'yes' if r.get('adversarial') else 'no'}"
                          for r in reports if isinstance(r, dict))
+    if job.kind == "steer-extract":  # pipeline/steering.py's artifact (not imported: no torch here)
+        lineage = _json(folder / "direction" / "direction.json") or {}
+        reading = [r for r in lineage.get("reading") or [] if isinstance(r, dict)]
+        if reading:
+            best = max(reading, key=lambda r: r.get("accuracy", 0))
+            return f"best layer {best.get('layer')}: {best.get('accuracy', 0):.0%} on {lineage.get('read_on')}"
+        return f"{lineage.get('contrasts')} contrasts" if lineage else ""
     if job.kind == "run-all":
         stages = stage_names(folder)
         done = sum(succeeded(folder / s) for s in stages)

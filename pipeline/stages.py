@@ -144,6 +144,57 @@ class DPOJob(TrainingSettings):
         return problems
 
 
+RAHF_VARIANTS = ("dual", "scit")
+
+
+@dataclass(frozen=True)
+class RAHFJob(TrainingSettings):
+    """RAHF: a LoRA trained so the model's hidden states carry the pattern that separates
+    preferred from dispreferred answers — Dual (two SFT adapters, on the preferred and on
+    the dispreferred answers) or SCIT (one adapter under contrastive instructions); no
+    rollouts and no preference model."""
+
+    data: str = _help("Labelled pairs: a folder from `label` (AI labels) or its labels.jsonl, "
+                      "'gold', or a pairs JSONL with human labels.", "")
+    variant: str = _help("dual (two SFT adapters: preferred vs dispreferred answers) or scit "
+                         "(one adapter, good vs bad instruction).", "dual")
+    constitution: str = _help("SCIT's good and bad instructions are written from its principles "
+                              "(a file, NAME or NAME@VERSION); required for scit.", "")
+    alpha: float = _help("α: how far the states move along the pattern (the paper's 5).", 5.0)
+    target_layers: str = _help("Comma-separated layers (1 = first block's output) whose states "
+                               "are moved; empty = every second layer of the middle third (the "
+                               "paper moves middle layers). The tiny preset moves 12, 15 and 18 "
+                               "of the embedded model's 30: its middle third, where adding a "
+                               "constitution's direction visibly changes answers (layer 15 in "
+                               "the Playground), and three layers cost half of six.", "")
+    pattern_steps: int = _help("Steps of the pattern adapters (Dual's two SFT adapters, SCIT's "
+                               "adapter); 0 = as many as max_steps / epochs give.", 0)
+    scit_margin: float = _help("SCIT: how much likelier (mean log-probability per token) an "
+                               "answer must be under its own instruction than under the other.",
+                               1.0)
+    min_margin: float = _help("Leave out AI-labelled pairs whose margin |2p−1| is below this.", 0.0)
+
+    def problems(self) -> list[str]:
+        problems = self.check_training() + _required(self, "data") + _one_process(self)
+        if self.variant not in RAHF_VARIANTS:
+            problems.append(f"variant must be one of {', '.join(RAHF_VARIANTS)}")
+        if self.variant == "scit" and not self.constitution.strip():
+            problems.append("constitution is required for the scit variant (its instructions "
+                            "come from the principles)")
+        if self.alpha <= 0 or self.scit_margin < 0 or self.pattern_steps < 0:
+            problems.append("alpha must be > 0, scit_margin and pattern_steps ≥ 0")
+        if not 0 <= self.min_margin < 1:
+            problems.append("min_margin must be in [0, 1)")
+        if any(not part.strip().isdigit() for part in self.target_layers.split(",") if part.strip()):
+            problems.append(f"target_layers must be comma-separated layer numbers (got "
+                            f"{self.target_layers!r})")
+        return problems
+
+    @property
+    def layer_list(self) -> list[int] | None:
+        return [int(x) for x in self.target_layers.split(",") if x.strip()] or None
+
+
 @dataclass(frozen=True)
 class PPOJob(LoRASettings):
     """RL-CAI: PPO of the SFT policy against the preference model."""
@@ -462,10 +513,13 @@ class SteerExtractJob(WholeJob):
         return [int(x) for x in self.layers.split(",") if x.strip()] or None
 
 
+ALIGNMENTS = ("ppo", "dpo", "rahf")
+
+
 @dataclass(frozen=True)
 class RunAllJob:
     """The whole pipeline, each stage a job: chains → SFT data → SFT → pairs → AI labels →
-    PM → PPO → before/after table on the held-out split."""
+    PM → PPO (or DPO, or RAHF) → before/after table on the held-out split."""
 
     constitution: str = _help("Constitution: a file, NAME or NAME@VERSION.", "")
     model: str = _help("Base model (policy, feedback model and PM base).", DEFAULT_MODEL)
@@ -485,9 +539,15 @@ class RunAllJob:
     judge_probe: str = _help("A probe folder from `values fit` (e.g. fitted from your own "
                              "labels) for the representation judge.", "")
     max_new_tokens: int = _help("Longest generated answer in chains, pairs and evaluation.", 64)
+    alignment: str = _help("The alignment stage after the PM: ppo (RL against the PM, from the "
+                           "SFT policy), dpo (directly on the AI labels) or rahf (moving the "
+                           "hidden states, Dual); DPO and RAHF train a LoRA on the base.", "ppo")
 
     def problems(self) -> list[str]:
         problems = [] if self.constitution else ["constitution is required"]
+        if self.alignment not in ALIGNMENTS:
+            problems.append(f"alignment must be one of {', '.join(ALIGNMENTS)} (got "
+                            f"{self.alignment!r})")
         if self.preset not in PRESETS:
             problems.append(f"preset must be one of {', '.join(PRESETS)}")
         if min(self.train_prompts, self.pair_prompts, self.eval_prompts, self.ensemble) < 0:
@@ -503,7 +563,7 @@ class RunAllJob:
 
 
 STAGES: dict[str, type] = {"sft": SFTJob, "pmp": PMPJob, "reward": RewardJob, "ppo": PPOJob,
-                           "dpo": DPOJob}
+                           "dpo": DPOJob, "rahf": RAHFJob}
 # every command that does work, with its one config dataclass: CLI flags, `--config` job
 # files, studio forms and the command lines of jobs all come from here
 COMMANDS: dict[str, type] = {"revise": ReviseJob, "sft-data": SFTDataJob, "pairs": PairsJob,
@@ -523,6 +583,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "reward": {"max_steps": 24, "batch_size": 4, "max_length": 320},
         "ppo": {"steps": 6, "rollouts": 8, "minibatch_size": 4, "max_new_tokens": 32},
         "dpo": {"max_steps": 20, "batch_size": 4, "max_length": 320},
+        # target_layers: see the field's help (chosen for the embedded model's 30 layers)
+        "rahf": {"max_steps": 20, "pattern_steps": 12, "batch_size": 4, "max_length": 256,
+                 "target_layers": "12,15,18", "lora_r": 8},
         # run-all's own defaults are the tiny preset
     },
     "paper": {
@@ -537,6 +600,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                 "ppo_epochs": 4, "lora_r": 64, "lora_alpha": 128, "kl_target": 6.0},
         "dpo": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 64,
                 "lora_alpha": 128, "min_margin": 0.2},
+        # the paper's settings: LoRA r = 8, α = 5, middle layers (the default)
+        "rahf": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 8,
+                 "lora_alpha": 16, "alpha": 5.0, "learning_rate": 5e-5},
         "run-all": {"train_prompts": 0, "rounds": 4, "pair_prompts": 0, "ensemble": 0,
                     "eval_prompts": 0, "max_new_tokens": 256, "helpful_ratio": 1.0},
     },

@@ -10,7 +10,7 @@ from pipeline.models import DEFAULT_MODEL
 from pipeline.store import Store, parse_ref
 from pipeline.train.runtime import ADAPTER_DIR
 
-POLICY_STAGES = ("sft", "dpo", "ppo")
+POLICY_STAGES = ("sft", "dpo", "ppo", "rahf")
 
 
 def constitution_choices(store: Store) -> list[str]:
@@ -29,7 +29,7 @@ def default_choice(store: Store) -> str | None:
 
 
 def adapter_choices(store: Store) -> list[str]:
-    """Policy adapters of finished SFT, DPO and PPO jobs, newest first."""
+    """Policy adapters of finished SFT, DPO, PPO and RAHF jobs, newest first."""
     return store.trained(POLICY_STAGES, ADAPTER_DIR)
 
 

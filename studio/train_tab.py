@@ -27,15 +27,17 @@ from studio.notices import error_notice, notice
 
 # Every command, in pipeline order: each stage can be launched alone on the folders earlier
 # stages (or the other tabs) wrote.
-TITLES = {"run-all": "whole pipeline (chains → SFT → pairs → labels → PM → PPO → eval)",
+TITLES = {"run-all": "whole pipeline (chains → SFT → pairs → labels → PM → PPO/DPO/RAHF → eval)",
           "revise": "1. chains: critique–revision (SL-CAI data)",
           "sft-data": "2. SFT data from chains", "sft": "3. SFT (SL-CAI)",
           "pairs": "4. pairs: two answers per prompt", "label": "5. AI labels (RLAIF)",
           "pmp": "6a. PM pretraining (Stack Exchange)", "reward": "6. preference model",
           "ppo": "7. PPO (RL-CAI)", "dpo": "7b. DPO (instead of PM + PPO)",
+          "rahf": "7c. RAHF (move the hidden states, instead of PM + PPO)",
           "evaluate": "8. evaluate: before/after",
           "values-report": "values report: probes, constitution directions, adversarial flag",
-          "values-fit": "representation judge fitted from human labels"}
+          "values-fit": "representation judge fitted from human labels",
+          "steer-extract": "steering direction from a constitution or labelled pairs"}
 FORMS: dict[str, type] = {name: COMMANDS[name] for name in TITLES}
 PLOT_SLOTS = 8
 # Plotted first, in this order; any other number a stage logs follows.
@@ -165,9 +167,11 @@ def field_choices(store: Store, name: str) -> dict[str, list[str]]:
     models = [DEFAULT_MODEL, *adapter_choices(store)]
     return {"model": [DEFAULT_MODEL], "data": {
         "sft": folders("sft-data", "revise"), "reward": folders("label"), "dpo": folders("label"),
-        "pmp": []}.get(name, []), "chains": folders("revise"),
-        "pairs": (["gold", "human", *folders("pairs", "label")] if name.startswith("values")
-                  else ["gold", *folders("pairs")]), "policy": models if name == "pairs" else [],
+        "rahf": ["gold", *folders("label")], "pmp": []}.get(name, []),
+        "chains": folders("revise"),
+        "pairs": (["gold", "human", *folders("pairs", "label")]
+                  if name.startswith(("values", "steer")) else ["gold", *folders("pairs")]),
+        "read": ["gold", "human", ""], "policy": models if name == "pairs" else [],
         "policy_adapter": adapter_choices(store), "reward_adapter": pms,
         "init_adapter": pms, "constitution": constitution_choices(store),
         "prompts": ["red-team", "helpful"]}

@@ -35,6 +35,20 @@ def test_every_stage_command_parses_and_reads_the_stage_before(tmp_path):
     assert (labels.judge_method, labels.probe) == ("representation", "mine/probe")
 
 
+def test_the_alignment_stage_is_a_choice_of_ppo_dpo_or_rahf(tmp_path):
+    parser = build_parser()
+    for alignment in ("dpo", "rahf"):
+        job = build_job(RunAllJob, {"constitution": "c.yaml", "alignment": alignment})
+        stages = plan(job, tmp_path)
+        assert [s.kind for s in stages][-2:] == [alignment, "evaluate"]
+        args = {s.name: parser.parse_args(list(s.args)) for s in stages}
+        assert args[alignment].data == str(tmp_path / "labels")
+        assert args["eval"].policy == ["sft=" + str(tmp_path / "sft" / "adapter"),
+                                       f"{alignment}={tmp_path / alignment / 'adapter'}"]
+    with pytest.raises(JobError, match="alignment must be one of ppo, dpo, rahf"):
+        build_job(RunAllJob, {"constitution": "c", "alignment": "grpo"})
+
+
 def test_run_all_config_is_checked_before_anything_starts():
     with pytest.raises(JobError, match="constitution is required"):
         build_job(RunAllJob, {})

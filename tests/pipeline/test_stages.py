@@ -28,6 +28,8 @@ def changed(cls):
                "max_length": 64, "lora_dropout": 0.1, "label_smoothing": 0.1, "min_margin": 0.1,
                "eval_fraction": 0.1, "clip": 0.1, "gamma": 0.9, "lam": 0.9, "top_p": 0.5}
     values.update({k: v for k, v in special.items() if k in values})
+    if cls is COMMANDS["steer-extract"]:  # reads a constitution or pairs, not both
+        values["pairs"] = ""
     return build_job(cls, values)
 
 
