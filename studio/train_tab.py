@@ -322,8 +322,9 @@ def build(store: Store, demo: gr.Blocks) -> gr.State:
     """Lay out the tab and wire its events; returns the watched job, so another tab can
     open a job here."""
     gr.Markdown("Train from the same pipeline: SFT on revisions, a preference model on the AI "
-                "labels, PPO against it, or DPO — or the whole pipeline in one click. Every job "
-                "is also a command (shown below), queued and run one at a time.")
+                "labels, PPO against it, or DPO or RAHF on the labels — or the whole pipeline in "
+                "one click; extract steering directions for the Playground. Every job is also a "
+                "command (shown below), queued and run one at a time.")
     with gr.Row():
         stage = gr.Dropdown(label="Stage", choices=[(TITLES[s], s) for s in FORMS], value="sft",
                             elem_id="train-stage", scale=3)

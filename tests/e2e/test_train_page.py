@@ -73,3 +73,24 @@ def test_sft_on_a_chain_run_from_the_train_tab(page: Page, studio):
     page.get_by_role("tab", name="Playground").click()
     page.locator("#playground-model input").click()
     expect(page.get_by_role("option", name="adapter", exact=False)).to_have_count(1)
+
+
+def test_a_tiny_rahf_job_from_the_train_tab_plots_its_loss(page: Page, studio):
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-stage input").click()
+    page.get_by_role("option", name=re.compile("^7c. RAHF")).click()
+    expect(page.locator("#train-description")).to_contain_text("RAHF")
+    pick(page, "train-rahf-data", "gold")  # human-labelled pairs are offered beside label runs
+    for field, value in (("max-steps", "3"), ("pattern-steps", "2"), ("max-length", "64"),
+                         ("batch-size", "2"), ("target-layers", "15")):
+        fill(page, f"train-rahf-{field}", value)
+    expect(page.locator("#train-command")).to_contain_text("python -m pipeline rahf --config")
+    expect(page.locator("#train-command")).to_contain_text("target_layers: '15'")
+    page.click("#train-launch")
+    expect(page.locator("#train-message")).to_contain_text("(rahf) launched")
+    progress = page.locator("#train-progress .job-progress")
+    expect(progress).to_contain_text(re.compile("phase 1 of 2|loading the model"), timeout=120_000)
+    expect(page.locator("#train-plot-0")).to_be_visible(timeout=300_000)
+    expect(page.locator("#train-plot-0")).to_contain_text("loss")
+    expect(progress).to_have_attribute("data-status", "succeeded", timeout=300_000)
+    expect(page.locator("#train-artifacts")).to_contain_text("can be picked as the model")
