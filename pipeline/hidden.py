@@ -204,7 +204,7 @@ def added_at_layers(model, vectors: dict[int, torch.Tensor], scale: float = 1.0,
                 return None
             state = output[0] if isinstance(output, tuple) else output
             delta = scale * vector.to(state)
-            if last_only:
+            if last_only and state.shape[1] > 1:  # a prefill: only its last position
                 state = torch.cat([state[:, :-1], state[:, -1:] + delta], 1)
             else:
                 state = state + delta
