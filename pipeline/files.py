@@ -268,6 +268,30 @@ def replace_folder(folder: str | Path, write: Callable[[Path], Any]) -> Path:
     return folder
 
 
+
+def save_tensors(folder: str | Path, tensors: dict[str, Any], tensor_file: str,
+                 lineage: dict[str, Any], lineage_file: str) -> Path:
+    """An artifact of tensors (safetensors) and where they came from (JSON), replaced whole
+    (crash-safe): probes, steering directions."""
+    from safetensors.torch import save_file
+
+    def write(tmp: Path) -> None:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / tensor_file))
+        write_atomic(tmp / lineage_file, json.dumps(lineage, indent=2))
+    return replace_folder(folder, write)
+
+
+def read_tensors(folder: str | Path, tensor_file: str, lineage_file: str,
+                 what: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tensors, lineage) of an artifact `save_tensors` wrote; anything else is refused as
+    not being `what`."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / lineage_file).exists() or not is_complete(folder):
+        raise DatasetError(f"{folder} is not {what}.")
+    return load_file(str(folder / tensor_file)), json.loads((folder / lineage_file).read_text())
+
 # --- append-only JSONL logs --------------------------------------------------------------------
 # A run's chains.jsonl and labels.jsonl: one record per line, appended a batch at a time and
 # flushed to disk, so an interrupted run loses at most the batch in flight and a rerun skips

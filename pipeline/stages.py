@@ -185,14 +185,11 @@ class RAHFJob(TrainingSettings):
             problems.append("alpha must be > 0, scit_margin and pattern_steps ≥ 0")
         if not 0 <= self.min_margin < 1:
             problems.append("min_margin must be in [0, 1)")
-        if any(not part.strip().isdigit() for part in self.target_layers.split(",") if part.strip()):
-            problems.append(f"target_layers must be comma-separated layer numbers (got "
-                            f"{self.target_layers!r})")
-        return problems
+        return problems + layer_problems("target_layers", self.target_layers)
 
     @property
     def layer_list(self) -> list[int] | None:
-        return [int(x) for x in self.target_layers.split(",") if x.strip()] or None
+        return layer_numbers(self.target_layers)
 
 
 @dataclass(frozen=True)
@@ -251,6 +248,18 @@ SPLITS = ("", "train", "test")
 
 def _required(job: Any, *names: str) -> list[str]:
     return [f"{name} is required" for name in names if not str(getattr(job, name)).strip()]
+
+
+def layer_problems(name: str, text: str) -> list[str]:
+    """A comma-separated list of layer numbers, or what is wrong with it."""
+    if all(part.strip().isdigit() for part in text.split(",") if part.strip()):
+        return []
+    return [f"{name} must be comma-separated layer numbers (got {text!r})"]
+
+
+def layer_numbers(text: str) -> list[int] | None:
+    """'8, 13' → [8, 13]; empty → None (the command's default layers)."""
+    return [int(x) for x in text.split(",") if x.strip()] or None
 
 
 class WholeJob:
@@ -426,13 +435,11 @@ class ValuesSettings:
             problems.append(f"method must be one of {', '.join(PROBE_METHODS)}")
         if self.folds < 2:
             problems.append("folds must be at least 2")
-        if any(not part.strip().isdigit() for part in self.layers.split(",") if part.strip()):
-            problems.append(f"layers must be comma-separated layer numbers (got {self.layers!r})")
-        return problems
+        return problems + layer_problems("layers", self.layers)
 
     @property
     def layer_list(self) -> list[int] | None:
-        return [int(x) for x in self.layers.split(",") if x.strip()] or None
+        return layer_numbers(self.layers)
 
 
 @dataclass(frozen=True)
@@ -504,13 +511,11 @@ class SteerExtractJob(WholeJob):
             problems.append(f"method must be one of {', '.join(STEER_METHODS)}")
         if self.limit < 1:
             problems.append("limit must be at least 1")
-        if any(not part.strip().isdigit() for part in self.layers.split(",") if part.strip()):
-            problems.append(f"layers must be comma-separated layer numbers (got {self.layers!r})")
-        return problems
+        return problems + layer_problems("layers", self.layers)
 
     @property
     def layer_list(self) -> list[int] | None:
-        return [int(x) for x in self.layers.split(",") if x.strip()] or None
+        return layer_numbers(self.layers)
 
 
 ALIGNMENTS = ("ppo", "dpo", "rahf")

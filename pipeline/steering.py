@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from pipeline.constitution import Constitution
 from pipeline.errors import ConfigError, ConstitutionError, DatasetError, ModelError
-from pipeline.files import is_complete, replace_folder, write_atomic
+from pipeline.files import read_tensors, save_tensors
 from pipeline.hidden import added_at_layers, decoder_layers, prompt_states
 from pipeline.models import ADAPTER_CONFIG, LoadedModel, resolve_source
 
@@ -151,11 +150,8 @@ def check_layers(layers: list[int] | tuple[int, ...], model_layers: int) -> None
 def save_direction(direction: Direction, folder: str | Path) -> Path:
     """The vectors as safetensors + the lineage as JSON, replaced whole (crash-safe)."""
     lineage = {k: v for k, v in asdict(direction).items() if k != "vectors"}
-
-    def write(tmp: Path) -> None:
-        save_file({"vectors": direction.vectors.contiguous()}, str(tmp / VECTORS_FILE))
-        write_atomic(tmp / LINEAGE_FILE, json.dumps(lineage, indent=2))
-    return replace_folder(folder, write)
+    return save_tensors(folder, {"vectors": direction.vectors}, VECTORS_FILE, lineage,
+                        LINEAGE_FILE)
 
 
 def direction_folder(folder: str | Path) -> Path:
@@ -166,14 +162,11 @@ def direction_folder(folder: str | Path) -> Path:
 
 
 def read_direction(folder: str | Path) -> Direction:
-    folder = direction_folder(folder)
-    if not (folder / LINEAGE_FILE).exists() or not is_complete(folder):
-        raise DatasetError(f"{folder} is not a steering direction (written by `steer extract`).")
-    lineage = json.loads((folder / LINEAGE_FILE).read_text())
-    vectors = load_file(str(folder / VECTORS_FILE))["vectors"]
-    return Direction(vectors=vectors, **{**lineage, "layers": tuple(lineage["layers"]),
-                                         "reading": tuple(LayerReading(**r)
-                                                          for r in lineage["reading"])})
+    tensors, lineage = read_tensors(direction_folder(folder), VECTORS_FILE, LINEAGE_FILE,
+                                    "a steering direction (written by `steer extract`)")
+    return Direction(vectors=tensors["vectors"], **{
+        **lineage, "layers": tuple(lineage["layers"]),
+        "reading": tuple(LayerReading(**r) for r in lineage["reading"])})
 
 
 def check_direction_model(direction: Direction, loaded: LoadedModel, where: str = "") -> None:

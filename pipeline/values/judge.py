@@ -9,18 +9,16 @@ records: both orders carry the same label, and the option mass is 1 (nothing was
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from pipeline.constitution import Constitution, content_hash
-from pipeline.errors import DatasetError, ModelError
+from pipeline.errors import ModelError
 from pipeline.feedback import FeedbackConfig, combine
-from pipeline.files import is_complete, replace_folder, write_atomic
+from pipeline.files import read_tensors, save_tensors
 from pipeline.hidden import decoder_layers
 from pipeline.models import LoadedModel
 from pipeline.preferences import Pair, Preference, PrincipleLabel
@@ -85,21 +83,15 @@ def fit_probe(loaded: LoadedModel, data: LabelledPairs, pooling: str = "answer_m
 def save_probe(probe: Probe, folder: str | Path) -> Path:
     """The probe as safetensors + its lineage in JSON, replaced whole (crash-safe)."""
     lineage = {k: v for k, v in asdict(probe).items() if k != "direction"}
-
-    def write(tmp: Path) -> None:
-        save_file({"direction": probe.direction.contiguous()}, str(tmp / PROBE_FILE))
-        write_atomic(tmp / LINEAGE_FILE, json.dumps(lineage, indent=2))
-    return replace_folder(folder, write)
+    return save_tensors(folder, {"direction": probe.direction}, PROBE_FILE, lineage, LINEAGE_FILE)
 
 
 def load_probe(folder: str | Path, loaded: LoadedModel) -> Probe:
     """A saved probe, refused (by name) when it was fitted on another model's states."""
-    folder = Path(folder)
-    if not (folder / LINEAGE_FILE).exists() or not is_complete(folder):
-        raise DatasetError(f"{folder} is not a probe folder (written by `values fit`).")
-    lineage = json.loads((folder / LINEAGE_FILE).read_text())
-    direction = load_file(str(folder / PROBE_FILE))["direction"]
-    probe = Probe(direction=direction, **{**lineage, "pair_ids": tuple(lineage["pair_ids"])})
+    tensors, lineage = read_tensors(folder, PROBE_FILE, LINEAGE_FILE,
+                                    "a probe folder (written by `values fit`)")
+    probe = Probe(direction=tensors["direction"],
+                  **{**lineage, "pair_ids": tuple(lineage["pair_ids"])})
     ours = (loaded.model.config.hidden_size, len(decoder_layers(loaded.model)))
     if (probe.hidden_size, probe.layers) != ours or probe.model != loaded.name:
         raise ModelError(f"The probe {folder} was fitted on {probe.model} (hidden size "
