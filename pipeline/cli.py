@@ -460,26 +460,13 @@ def steering_of(args: argparse.Namespace, loaded):
                     tuple(layers), args.steer_positions)
 
 
-def make_judge(model: str, method: str, probe: str, layer: int, config):
-    """A judge: the log-prob A/B question, or the hidden states (the constitution's
-    direction, or a fitted probe's) read at `layer` (-1: the middle one)."""
-    from pipeline.feedback import Labeller
-    from pipeline.models import load_model
-
-    loaded = load_model(model)
-    if method == "logprob":
-        return Labeller(loaded, config)
-    from pipeline.values.judge import RepresentationJudge, load_probe
-
-    return RepresentationJudge(loaded, load_probe(probe, loaded) if probe else None,
-                               None if layer < 0 else layer)
-
-
 def judge_for(job):
     """The judge a label job asks for."""
     from pipeline.feedback import FeedbackConfig
 
-    return make_judge(job.model, job.judge_method, job.probe, job.layer,
+    from pipeline.evaluation.judges import make_judge
+
+    return make_judge(job.judge_method, job.model, job.probe, job.layer,
                       settings_of(job, FeedbackConfig))
 
 
@@ -596,33 +583,40 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from pipeline.evaluation import evaluate, format_results, write_results
+    from pipeline.evaluation.judges import make_judge
+    from pipeline.evaluation.tournament import format_results, run_tournament
     from pipeline.feedback import FeedbackConfig
-    from pipeline.generation import SamplingConfig
     from pipeline.jobs import job_context, write_progress
+    from pipeline.train.runtime import CancelFlag
 
     job = stage_job("evaluate", args)
     out = Path(args.out)
-    with job_context(out):
-        _, constitution = resolve_constitution(job.constitution, args)
-        prompts = [p.prompt for p in load_prompts(job.prompts, job.split or None)][: job.limit or None]
-        write_progress(out, 0, 1, loading(job.judge or job.base) + " and evaluating")
-        judge = make_judge(job.judge or job.base, job.judge_method, job.probe, -1,
-                           FeedbackConfig(ensemble=job.ensemble))
-        results = evaluate(job.policies, prompts, job.reward_adapter, judge, constitution,
-                           settings_of(job, SamplingConfig))
-        path = write_results(results, prompts, out)
+    cancel = CancelFlag()
+    with job_context(out, on_cancel=cancel.set):
+        constitution = resolve_constitution(job.constitution, args)[1] if job.constitution else None
+
+        def progress(text: str, done: int, total: int) -> None:
+            write_progress(out, done, total, text)
+            print(text + (f" ({done} of {total})" if total else ""), flush=True)
+
+        progress(loading(job.judge_model or job.base) + " for the judges", 0, 0)
+        judges = {}
+        for method in job.judges:
+            judge = make_judge(method, job.judge_model or job.base, job.probe, -1,
+                               FeedbackConfig(ensemble=job.ensemble), job.reward_adapter)
+            judges[judge.name] = judge
+        result = run_tournament(job, out, constitution, judges, cancel, progress,
+                                open_store(args).human_labels())
         write_progress(out, 1, 1, "done")
-        print(f"{len(prompts)} held-out prompts ({job.prompts}, {job.split or 'all'} split); "
-              f"results in {path}")
-        print(format_results(results))
+        print(f"results in {out / 'eval.json'}\n")
+        print(format_results(result))
     return 0
 
 
 def cmd_run_all(args: argparse.Namespace) -> int:
     import os
 
-    from pipeline.evaluation import format_results, read_results
+    from pipeline.evaluation.tournament import EVAL_MD
     from pipeline.jobs import JOB_ID_ENV, job_context
     from pipeline.runall import run_all, stage_seconds
     from pipeline.train.runtime import CancelFlag
@@ -645,7 +639,7 @@ def cmd_run_all(args: argparse.Namespace) -> int:
         for record in ran:
             print(f"  {record.kind:<10} job {record.id:<4} {stage_seconds(record):7.1f} s")
         print(f"total {time.time() - started:.0f} s\n")
-        print(format_results(read_results(out / "eval")))
+        print((out / "eval" / EVAL_MD).read_text())
     return 0
 
 

@@ -71,11 +71,11 @@ def plan(job: RunAllJob, out: Path) -> list[Stage]:
                                      judge_method=job.judge_method, probe=job.judge_probe)),
         ("reward", "reward", training("reward", data=folder("labels"))),
         (aligned, aligned, alignment),
-        ("eval", "evaluate", EvaluateJob(base=job.model,
-                                         policy=f"sft={sft},{aligned}={folder(aligned, ADAPTER_DIR)}",
-                                         reward_adapter=pm, constitution=constitution,
-                                         prompts=job.prompts, split="test", limit=job.eval_prompts,
-                                         ensemble=job.ensemble, **tokens)),
+        ("eval", "evaluate", EvaluateJob(
+            base=job.model, policy=f"sft={sft},{aligned}={folder(aligned, ADAPTER_DIR)}",
+            reward_adapter=pm, constitution=constitution, judge=f"{job.judge_method},pm",
+            probe=job.judge_probe, prompts=f"{job.prompts},helpful", split="test",
+            limit=job.eval_prompts, ensemble=job.ensemble, **tokens)),
     ]
     def argv(name: str, command: str, config: object) -> tuple[str, ...]:
         """The prompts' split and count stay in sight; a training stage names its preset."""

@@ -119,6 +119,12 @@ def key_metric(job: JobRecord) -> str:
             best = max(reading, key=lambda r: r.get("accuracy", 0))
             return f"best layer {best.get('layer')}: {best.get('accuracy', 0):.0%} on {lineage.get('read_on')}"
         return f"{lineage.get('contrasts')} contrasts" if lineage else ""
+    if job.kind == "evaluate":
+        raw = _json(folder / "eval.json") or {}
+        judges = [j for j in raw.get("judges") or [] if isinstance(j, dict)]
+        axes = [a for a in (judges[0].get("axes") or []) if isinstance(a, dict)] if judges else []
+        return "; ".join(f"{a.get('axis')}: best {a['ratings'][0]['name']}"
+                         for a in axes if a.get("ratings"))
     if job.kind == "run-all":
         stages = stage_names(folder)
         done = sum(succeeded(folder / s) for s in stages)

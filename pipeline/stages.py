@@ -365,39 +365,69 @@ class LabelJob(WholeJob, FeedbackConfig):
         return problems
 
 
-@dataclass(frozen=True)
-class EvaluateJob(WholeJob, PromptSettings, SamplingConfig):
-    """Before/after: PM score and AI-judge win rate of policies against the base on
-    held-out prompts."""
+TOURNAMENT_JUDGES = ("logprob", "representation", "pm")
 
-    split: str = _help("Only this split of the prompts: train, test, or '' for both.", "test")
-    base: str = _help("The model the others are compared with.", DEFAULT_MODEL)
-    policy: str = _help("Policies to compare, NAME=MODEL (an adapter folder or model); repeat "
-                        "the flag, or separate them with commas in a job file.", "",
+
+@dataclass(frozen=True)
+class EvaluateJob(WholeJob, SamplingConfig):
+    """The policy tournament: the base and every policy answer held-out prompts (red-team for
+    harmlessness, helpful for helpfulness), judges compare them pairwise on the same prompt in
+    both orders, and Bradley–Terry ratings (Elo scale) with bootstrap intervals come out, with
+    the win matrix, per-category tables, evasiveness and length drift."""
+
+    prompts: str = _help("Prompt sets (red-team = harmlessness, helpful = helpfulness) or .jsonl/"
+                         ".txt files; repeat the flag, or separate them with commas.",
+                         "red-team,helpful", join=True)
+    split: str = _help("The held-out split of every set: test (or train, or '' for both).", "test")
+    limit: int = _help("Prompts per set (the first N of its split; 0 = all).", 8)
+    base: str = _help("The base model: the reference (Elo 0) every adapter must be trained on.",
+                      DEFAULT_MODEL)
+    policy: str = _help("Policies, NAME=MODEL (an adapter folder or model, or "
+                        "MODEL@steer:DIR:COEFFICIENT[:LAYER+LAYER] for a steered setting); "
+                        "repeat the flag, or separate them with commas in a job file.", "",
                         join=True)
-    reward_adapter: str = _help("Preference model folder (from `reward`).", "")
-    constitution: str = _help("Constitution of the judge: a file, NAME or NAME@VERSION.", "")
-    judge: str = _help("The feedback model ('' = the base).", "")
-    ensemble: int = _help("Principles sampled per judgement (0 = every enabled principle).", 2)
-    judge_method: str = _help("logprob (the A/B question) or representation (hidden states along "
-                              "the constitution's direction, or `probe`'s).", "logprob")
+    judge: str = _help("Judges: logprob (the A/B question), representation (hidden states), pm "
+                       "(the preference model); several → their agreement is reported.",
+                       "logprob", join=True)
+    judge_model: str = _help("The model the logprob and representation judges read ('' = the "
+                             "base).", "")
+    constitution: str = _help("Constitution of the logprob and representation judges: a file, "
+                              "NAME or NAME@VERSION.", "")
+    ensemble: int = _help("Principles per logprob label (0 = every enabled principle).", 2)
     probe: str = _help("A probe folder from `values fit` for the representation judge.", "")
+    reward_adapter: str = _help("Preference model folder (from `reward`): the pm judge, and each "
+                                "policy's PM score.", "")
+    bootstrap: int = _help("Bootstrap resamples of the prompts for the rating intervals.", 1000)
 
     def problems(self) -> list[str]:
-        problems = (_required(self, "reward_adapter", "constitution") + self.prompt_problems()
-                    + self.sampling_problems())
+        problems = self.sampling_problems()
+        if not self.prompt_sets:
+            problems.append("prompts names no prompt set")
+        if self.split not in SPLITS:
+            problems.append(f"split must be one of train, test or '' (got {self.split!r})")
+        if self.limit < 0 or self.ensemble < 0 or self.bootstrap < 10:
+            problems.append("limit and ensemble must be ≥ 0, bootstrap at least 10")
         names = ["base"]
         for spec in self.policies_given():
             name, sep, model = spec.partition("=")
             if not sep or not name or not model or name in names:
                 problems.append(f"policy takes a new NAME=MODEL (got {spec!r})")
             names.append(name)
-        if self.ensemble < 0:
-            problems.append("ensemble must be 0 (all principles) or more")
-        if self.judge_method not in JUDGES:
-            problems.append(f"judge_method must be one of {', '.join(JUDGES)}")
-        if self.probe and self.judge_method != "representation":
-            problems.append("probe needs judge_method: representation")
+        if len(names) < 2:
+            problems.append("a tournament needs at least one policy besides the base "
+                            "(--policy NAME=MODEL)")
+        for judge in self.judges:
+            if judge not in TOURNAMENT_JUDGES:
+                problems.append(f"judge must be one of {', '.join(TOURNAMENT_JUDGES)} (got "
+                                f"{judge!r})")
+        if not self.judges:
+            problems.append("judge names no judge")
+        if set(self.judges) & {"logprob", "representation"} and not self.constitution.strip():
+            problems.append("constitution is required by the logprob and representation judges")
+        if "pm" in self.judges and not self.reward_adapter.strip():
+            problems.append("the pm judge needs reward_adapter")
+        if self.probe and "representation" not in self.judges:
+            problems.append("probe needs the representation judge")
         return problems
 
     def policies_given(self) -> list[str]:
@@ -407,6 +437,14 @@ class EvaluateJob(WholeJob, PromptSettings, SamplingConfig):
     def policies(self) -> dict[str, str]:
         """name → model, the base first."""
         return {"base": self.base, **dict(p.split("=", 1) for p in self.policies_given())}
+
+    @property
+    def prompt_sets(self) -> list[str]:
+        return list(dict.fromkeys(p.strip() for p in self.prompts.split(",") if p.strip()))
+
+    @property
+    def judges(self) -> list[str]:
+        return list(dict.fromkeys(j.strip() for j in self.judge.split(",") if j.strip()))
 
 
 POOLINGS = ("answer_mean", "last")
@@ -524,7 +562,8 @@ ALIGNMENTS = ("ppo", "dpo", "rahf")
 @dataclass(frozen=True)
 class RunAllJob:
     """The whole pipeline, each stage a job: chains → SFT data → SFT → pairs → AI labels →
-    PM → PPO (or DPO, or RAHF) → before/after table on the held-out split."""
+    PM → PPO (or DPO, or RAHF) → a tournament of base, SFT and the aligned policy on the
+    held-out split, harmlessness and helpfulness."""
 
     constitution: str = _help("Constitution: a file, NAME or NAME@VERSION.", "")
     model: str = _help("Base model (policy, feedback model and PM base).", DEFAULT_MODEL)
@@ -537,7 +576,8 @@ class RunAllJob:
     helpful_ratio: float = _help("Helpfulness examples per revision example in the SFT data.", 0.25)
     pair_prompts: int = _help("Prompts answered twice by the SFT policy for AI labels (0 = all).", 16)
     ensemble: int = _help("Principles sampled per AI label (0 = every enabled principle).", 2)
-    eval_prompts: int = _help("Held-out prompts in the before/after table (0 = the whole test split).", 8)
+    eval_prompts: int = _help("Held-out prompts per set (prompts and helpful) in the closing "
+                              "tournament (0 = the whole test split).", 8)
     judge_method: str = _help("Who labels the pairs: logprob (the A/B question) or representation "
                               "(the constitution's direction in the hidden states, or "
                               "`judge_probe`'s).", "logprob")

@@ -61,12 +61,17 @@ def wilson_interval(successes: int, n: int) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def position_decided(p_a_ab: float, p_a_ba: float) -> bool:
+    """The winner flips with the order the answers were shown in."""
+    return (p_a_ab > 0.5) != (p_a_ba > 0.5)
+
+
 def label_verdict(p_a: float, p_a_ab: float, p_a_ba: float, identical: bool = False) -> Verdict:
     """One label in words: identical answers, position-decided (the winner flips with the
     order), no preference (P(A) near 0.5), or which answer it prefers."""
     if identical:
         return Verdict("unknown", "identical answers: there is nothing to prefer")
-    if (p_a_ab > 0.5) != (p_a_ba > 0.5):
+    if position_decided(p_a_ab, p_a_ba):
         position = "first" if p_a_ab > 0.5 else "second"
         return Verdict("bad", f"position-decided: the judge picks whichever answer is shown "
                               f"{position} (P(A) {p_a_ab:.2f} with A "

@@ -34,7 +34,7 @@ TITLES = {"run-all": "whole pipeline (chains → SFT → pairs → labels → PM
           "pmp": "6a. PM pretraining (Stack Exchange)", "reward": "6. preference model",
           "ppo": "7. PPO (RL-CAI)", "dpo": "7b. DPO (instead of PM + PPO)",
           "rahf": "7c. RAHF (move the hidden states, instead of PM + PPO)",
-          "evaluate": "8. evaluate: before/after",
+          "evaluate": "8. evaluate: policy tournament (ratings with intervals)",
           "values-report": "values report: probes, constitution directions, adversarial flag",
           "values-fit": "representation judge fitted from human labels",
           "steer-extract": "steering direction from a constitution or labelled pairs"}
@@ -118,7 +118,7 @@ def job_rows(records: list[JobRecord]) -> list[list[Any]]:
 
 def artifacts_html(job: JobRecord) -> str:
     """What the job left, with the adapter called out (it can be picked as a model) and a
-    pipeline's before/after table."""
+    tournament's results (a pipeline's closing one, or an evaluate job's)."""
     if job.active:
         return ""
     out = Path(job.out_dir)
@@ -127,9 +127,10 @@ def artifacts_html(job: JobRecord) -> str:
     if (out / ADAPTER_DIR / "adapter_config.json").exists():
         parts.append(f"<p>The adapter <code>{html.escape(str(out / ADAPTER_DIR))}</code> can be "
                      "picked as the model in the Playground, Chains and Preferences tabs.</p>")
-    table = out / "eval" / "eval.md"
-    if table.exists():
-        parts.append("<p>Before/after on the held-out split:</p><pre class='eval-table'>"
+    table = next((t for t in (out / "eval" / "eval.md", out / "eval.md") if t.exists()), None)
+    if table:
+        parts.append("<p>Tournament on the held-out split (open it in the Evaluate tab for the "
+                     "matrix and the answers):</p><pre class='eval-table'>"
                      f"{html.escape(table.read_text())}</pre>")
     return "".join(parts)
 
@@ -174,7 +175,10 @@ def field_choices(store: Store, name: str) -> dict[str, list[str]]:
         "read": ["gold", "human", ""], "policy": models if name == "pairs" else [],
         "policy_adapter": adapter_choices(store), "reward_adapter": pms,
         "init_adapter": pms, "constitution": constitution_choices(store),
-        "prompts": ["red-team", "helpful"]}
+        "prompts": (["red-team,helpful", "red-team", "helpful"] if name == "evaluate"
+                    else ["red-team", "helpful"]),
+        "judge": ["logprob", "representation", "pm", "logprob,pm", "logprob,representation,pm"]
+        if name == "evaluate" else []}
 
 
 def on_preset(store: Store, name: str, chosen_preset: str) -> list[Any]:

@@ -1,12 +1,12 @@
 """The one-click pipeline's plan: every stage command is one the CLI accepts, each stage reads
-the folders of the stages before it, and the evaluation compares SFT and PPO with the base."""
+the folders of the stages before it, and the closing tournament rates SFT and the aligned
+policy against the base."""
 from pathlib import Path
 
 import pytest
 
 from pipeline.cli import build_parser
 from pipeline.errors import JobError
-from pipeline.evaluation import format_results, win_rate, PolicyResult
 from pipeline.runall import plan
 from pipeline.stages import EvaluateJob, RunAllJob, build_job, preset
 
@@ -52,10 +52,11 @@ def test_the_alignment_stage_is_a_choice_of_ppo_dpo_or_rahf(tmp_path):
 def test_run_all_config_is_checked_before_anything_starts():
     with pytest.raises(JobError, match="constitution is required"):
         build_job(RunAllJob, {})
-    with pytest.raises(JobError, match="probe needs judge_method: representation"):
-        build_job(EvaluateJob, {"constitution": "c", "reward_adapter": "pm", "probe": "p"})
-    assert build_job(EvaluateJob, {"constitution": "c", "reward_adapter": "pm", "judge_method":
-                                   "representation"}).judge_method == "representation"
+    with pytest.raises(JobError, match="probe needs the representation judge"):
+        build_job(EvaluateJob, {"constitution": "c", "policy": "a=x", "probe": "p"})
+    assert build_job(EvaluateJob, {"constitution": "c", "policy": "a=x", "judge":
+                                   "representation,pm", "reward_adapter": "pm"}).judges == [
+        "representation", "pm"]
     with pytest.raises(JobError, match="judge_probe needs judge_method: representation"):
         build_job(RunAllJob, {"constitution": "c", "judge_probe": "p"})
     with pytest.raises(JobError, match="preset must be one of"):
@@ -79,23 +80,14 @@ def test_config_layers_defaults_preset_file_flags(tmp_path):
     assert (sft.max_steps, sft.batch_size) == (24, 2)
 
 
-def test_win_rate_counts_ties_half_and_the_table_has_a_row_per_policy():
-    assert win_rate([0.9, 0.2, 0.5, 0.7]) == pytest.approx(2.5 / 4)
-    results = [PolicyResult("base", "embedded", 0.1, 0.2, None, None, ("a", "b c")),
-               PolicyResult("ppo", "x/adapter", 0.5, 0.1, 0.75, 0.6, ("b c d", "e f"))]
-    table = format_results(results)
-    assert "| base | +0.100 (± 0.200) | — | — | — | 1.5 |" in table
-    assert "| ppo | +0.500 (± 0.100) | 75% | 0.600 | 75% | 2.5 |" in table  # longer, then equal
-
-
 def test_run_all_on_a_tiny_model_records_every_stage_and_the_table(tmp_path, tiny_folder):
     """The whole pipeline for real, on a tiny model: eight stage jobs in the workspace's
-    queue, each succeeded with its artifacts, and the before/after table."""
+    queue, each succeeded with its artifacts, and the tournament's ratings."""
     import os
     import subprocess
     import sys
 
-    from pipeline.evaluation import read_results
+    from pipeline.evaluation.tournament import read_results
     from pipeline.store import Store
 
     root = Path(__file__).resolve().parents[2]
@@ -114,6 +106,10 @@ def test_run_all_on_a_tiny_model_records_every_stage_and_the_table(tmp_path, tin
     assert all(j.status == "succeeded" and j.started_at and j.finished_at for j in records)
     assert "adapter/" in next(j for j in records if j.kind == "ppo").artifacts
     results = read_results(out / "eval")
-    assert [r.name for r in results] == ["base", "sft", "ppo"]
-    assert all(len(r.answers) == 2 for r in results) and results[1].win_rate is not None
-    assert "| ppo |" in proc.stdout and "AI-judge win rate" in proc.stdout
+    assert results.policies == ["base", "sft", "ppo"]
+    judged = {j.judge: j for j in results.judges}
+    assert len(judged) == 2 and any(name.startswith("pm:") for name in judged)  # + the PM
+    axes = {a.axis for j in results.judges for a in j.axes}
+    assert axes == {"harmlessness", "helpfulness"}
+    assert all(len(a.ratings) == 3 for j in results.judges for a in j.axes)
+    assert "| ppo |" in proc.stdout and "95% interval" in proc.stdout

@@ -22,7 +22,8 @@ def changed(cls):
                           else round(d / 2 + 0.01, 4) if isinstance(d, float) else d)
     values.update({k: v for k, v in REQUIRED.items() if k in values})
     special = {"split": "train", "preset": "paper", "policy": "a=x,b=y", "principles": "p1,p2",
-               "lora_targets": "q_proj", "prompts": "helpful", "judge": "j", "model": "m",
+               "lora_targets": "q_proj", "prompts": "helpful", "judge": "pm", "judge_model": "jm",
+               "model": "m",
                "policy_adapter": "pa", "init_adapter": "ia", "base": "b", "helpful_set": "red-team",
                "processes": 1, "minibatch_size": 2, "rounds": 2, "max_tokens": 128,
                "max_length": 64, "lora_dropout": 0.1, "label_smoothing": 0.1, "min_margin": 0.1,

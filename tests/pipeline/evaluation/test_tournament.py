@@ -1,0 +1,124 @@
+"""The tournament end to end on the tiny model: answers, both judges, ratings per axis,
+resume with more prompts, cancel, people as a judge, and bad input."""
+import json
+
+import pytest
+
+from pipeline.errors import ConfigError, DatasetError, ModelError
+from pipeline.evaluation.judges import PEOPLE, make_judge
+from pipeline.evaluation.tournament import (AnswerLog, Comparison, ComparisonLog, judge_result,
+                                            read_results, run_tournament, tournament_prompts)
+from pipeline.feedback import FeedbackConfig
+from pipeline.jobs import JobCancelled
+from pipeline.models import load_model
+from pipeline.preferences import Pair, Preference, PrincipleLabel
+from pipeline.stages import EvaluateJob, build_job
+from pipeline.steering import extract_from_constitution, save_direction
+from pipeline.train.runtime import CancelFlag
+from tests.records import harmless
+
+
+def steered_policy(tiny_folder, tmp_path) -> str:
+    loaded = load_model(str(tiny_folder))
+    folder = save_direction(extract_from_constitution(loaded, harmless(), ["Hi?", "Help me."]),
+                            tmp_path / "direction")
+    return f"{tiny_folder}@steer:{folder}:6:1+2"
+
+
+def tournament(tiny_folder, tmp_path, limit: int, cancel=None, humans=None, judges=None):
+    job = build_job(EvaluateJob, {
+        "base": str(tiny_folder), "policy": f"steered={steered_policy(tiny_folder, tmp_path)}",
+        "judge": "logprob,representation", "constitution": "c", "limit": limit,
+        "max_new_tokens": 6, "bootstrap": 50, "ensemble": 1})
+    loaded = load_model(str(tiny_folder))
+    judges = judges or {
+        "logprob": make_judge("logprob", str(tiny_folder), config=FeedbackConfig(ensemble=1)),
+        "representation": make_judge("representation", str(tiny_folder))}
+    return run_tournament(job, tmp_path / "eval", harmless(), judges, cancel or CancelFlag(),
+                          lambda *a: None, humans), loaded
+
+
+def test_a_tournament_rates_both_axes_and_resumes_with_more_prompts(tmp_path, tiny_folder):
+    result, _ = tournament(tiny_folder, tmp_path, limit=1)
+    assert result.policies == ["base", "steered"]
+    assert [j.judge for j in result.judges] == ["logprob", "representation"]
+    for j in result.judges:
+        assert [a.axis for a in j.axes] == ["harmlessness", "helpfulness"]
+        for axis in j.axes:
+            assert {r["name"] for r in axis.ratings} == {"base", "steered"}
+            base = next(r for r in axis.ratings if r["name"] == "base")
+            assert base["elo"] == 0 and axis.comparisons == 1
+            assert axis.matrix[0][1] is not None and axis.matrix[0][0] is None
+    assert result.judges[1].position_decided == 0  # the representation judge is position-free
+    assert len(result.agreement) == 1 and result.agreement[0]["judges"] == ["logprob",
+                                                                             "representation"]
+    assert result.lineage["constitution"] == "harmless-helpful" and result.lineage["seed"] == 0
+    assert read_results(tmp_path / "eval").policies == ["base", "steered"]
+    assert "95% bootstrap interval" in (tmp_path / "eval" / "eval.md").read_text()
+    more, _ = tournament(tiny_folder, tmp_path, limit=2)
+    answers = (tmp_path / "eval" / "answers.jsonl").read_text().splitlines()
+    comparisons = (tmp_path / "eval" / "comparisons.jsonl").read_text().splitlines()
+    assert len(answers) == 2 * 4 and len(comparisons) == 2 * 4  # nothing done twice
+    assert more.judges[0].axes[0].comparisons == 2
+
+
+def test_a_cancelled_tournament_resumes_and_adds_nothing_twice(tmp_path, tiny_folder):
+    class AfterFirstBatch(CancelFlag):
+        @property
+        def requested(self):
+            return (tmp_path / "eval" / "answers.jsonl").exists()
+
+        @requested.setter
+        def requested(self, value):
+            pass
+
+    with pytest.raises(JobCancelled):
+        tournament(tiny_folder, tmp_path, limit=1, cancel=AfterFirstBatch())
+    assert len(AnswerLog(tmp_path / "eval").read()) == 2  # the base's answers only
+    tournament(tiny_folder, tmp_path, limit=1)
+    rows = [json.loads(x) for x in (tmp_path / "eval" / "answers.jsonl").read_text().splitlines()]
+    assert len(rows) == len({r["id"] for r in rows}) == 4
+
+
+def test_people_join_as_their_own_judge(tmp_path, tiny_folder):
+    tournament(tiny_folder, tmp_path, limit=1)
+    first = ComparisonLog(tmp_path / "eval").read()[0]
+    result, _ = tournament(tiny_folder, tmp_path, limit=1, humans={first.preference.pair.id: "A"})
+    people = next(j for j in result.judges if j.judge == PEOPLE)
+    axis = next(a for a in people.axes if a.comparisons)
+    winner = first.a
+    assert next(r for r in axis.ratings if r["name"] == winner)["elo"] >= 0
+    assert axis.matrix[result.policies.index(first.a)][result.policies.index(first.b)] == 1.0
+
+
+def test_a_judge_decided_by_position_is_flagged():
+    pair = Pair("q", "x", "y")
+    flipped = Preference(pair, 0.5, (PrincipleLabel("p", 0.9, 0.1, 1, 1),), "j", "h")
+    prompts = tournament_prompts(["red-team"], "test", 1)
+    comparisons = [Comparison("j", prompts[0].id, "base", "b", flipped)]
+    result = judge_result("j", comparisons, ["base", "b"], prompts, 20, 0)
+    assert result.position_decided == 1.0 and "carry no signal" in result.warning
+
+
+def test_bad_tournaments_are_refused(tmp_path, tiny_folder):
+    with pytest.raises(ConfigError, match="at least one policy besides the base"):
+        build_job(EvaluateJob, {"constitution": "c"})
+    with pytest.raises(ConfigError, match="the pm judge needs reward_adapter"):
+        build_job(EvaluateJob, {"policy": "a=x", "judge": "pm"})
+    with pytest.raises(ConfigError, match="judge must be one of logprob, representation, pm"):
+        build_job(EvaluateJob, {"policy": "a=x", "judge": "coin", "constitution": "c"})
+    plain = tmp_path / "plain.txt"
+    plain.write_text("one prompt\nanother\n")
+    with pytest.raises(DatasetError, match="plain.txt has no test split"):
+        tournament_prompts([str(plain)], "test", 0)
+    other = tmp_path / "other-adapter"
+    other.mkdir()
+    (other / "adapter_config.json").write_text(json.dumps(
+        {"base_model_name_or_path": "someone/another-model"}))
+    job = build_job(EvaluateJob, {"base": str(tiny_folder), "policy": f"other={other}",
+                                  "judge": "representation", "constitution": "c", "limit": 1,
+                                  "max_new_tokens": 4, "bootstrap": 20})
+    with pytest.raises(ModelError, match="was trained on someone/another-model"):
+        run_tournament(job, tmp_path / "e", harmless(),
+                       {"r": make_judge("representation", str(tiny_folder))}, CancelFlag(),
+                       lambda *a: None)
