@@ -20,7 +20,7 @@ STAGE_NAMES = {"revise": "chains", "sft-data": "SFT data", "sft": "SFT", "pairs"
                "rahf": "RAHF", "steer-extract": "steering direction", "run-all": "pipeline"}
 # Which studio tab shows a run of each kind.
 TABS = {"revise": "chains", "pairs": "preferences", "label": "preferences",
-        "values-report": "values"}
+        "values-report": "values", "evaluate": "evaluate"}
 
 
 @dataclass(frozen=True)

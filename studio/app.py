@@ -9,8 +9,8 @@ import gradio as gr
 
 from pipeline.models import DEFAULT_MODEL
 from pipeline.store import Store
-from studio import (access, chains_tab, constitution_tab, playground_tab, preferences_tab,
-                    runs_tab, start_here, train_tab, values_tab)
+from studio import (access, chains_tab, constitution_tab, evaluate_tab, playground_tab,
+                    preferences_tab, runs_tab, start_here, train_tab, values_tab)
 from studio.notices import notice
 from studio.theme import CSS, HEAD, THEME, TOGGLE_JS
 
@@ -54,9 +54,11 @@ def build_studio(workspace: str | Path | None = None, default_model: str = DEFAU
                 values_run = values_tab.build(store, demo)
             with gr.Tab("Train", id="train"):
                 watched = train_tab.build(store, demo)
+            with gr.Tab("Evaluate", id="evaluate"):
+                evaluate_run = evaluate_tab.build(store, demo)
             with gr.Tab("Runs", id="runs"):
                 runs_tab.build(store, demo, tabs, chains_run, labels_run, pairs_source, values_run,
-                               watched)
+                               evaluate_run, watched)
         start_here.wire(store, demo, tabs, panel, steps, pipeline, dismiss, dismissed,
                         help_button, start_message)
     keep_handlers_out_of_the_page(demo)

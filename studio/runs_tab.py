@@ -19,7 +19,7 @@ from studio.preferences_tab import STUDIO_RUN
 ALL = "all"
 HEADERS = ["id", "run", "status", "time", "key number"]
 TAB_TITLES = {"chains": "Chains", "preferences": "Preferences", "train": "Train",
-              "values": "Values"}
+              "values": "Values", "evaluate": "Evaluate"}
 
 
 def kind_choices() -> list[tuple[str, str]]:
@@ -68,13 +68,14 @@ def on_pick(store: Store, job_id: int | None) -> tuple[str, Any, int | None]:
 
 def on_open(store: Store, job_id: int | None, watched: int | None) -> tuple:
     """Switch to the tab that shows the run, with the run picked there: (tabs, chains run,
-    labels run, pairs source, values report, the Train tab's watched job, message)."""
+    labels run, pairs source, values report, tournament, the Train tab's watched job,
+    message)."""
     run, keep = picked_run(store, job_id), gr.update()
     if run is None:
-        return (keep, keep, keep, keep, keep, watched, notice("error", "Pick a run in the table "
-                                                                       "first."))
+        return (keep, keep, keep, keep, keep, keep, watched,
+                notice("error", "Pick a run in the table first."))
     folders = {kind: [j.out_dir for j in store.jobs(kind)]
-               for kind in ("revise", "label", "pairs", "values-report")}
+               for kind in ("revise", "label", "pairs", "values-report", "evaluate")}
     chains = gr.update(choices=folders["revise"], value=run.folder) \
         if run.kind == "revise" else keep
     labels = gr.update(choices=[STUDIO_RUN, *folders["label"]], value=run.folder) \
@@ -83,13 +84,15 @@ def on_open(store: Store, job_id: int | None, watched: int | None) -> tuple:
         if run.kind == "pairs" else keep
     values = gr.update(choices=folders["values-report"], value=run.folder) \
         if run.kind == "values-report" else keep
-    return (gr.Tabs(selected=run.tab), chains, labels, pairs, values,
+    tournament = gr.update(choices=folders["evaluate"], value=run.folder) \
+        if run.kind == "evaluate" else keep
+    return (gr.Tabs(selected=run.tab), chains, labels, pairs, values, tournament,
             run.job_id if run.tab == "train" else watched, "")
 
 
 def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, chains_run: gr.Dropdown,
           labels_run: gr.Dropdown, pairs_source: gr.Dropdown, values_run: gr.Dropdown,
-          train_watched: gr.State) -> None:
+          evaluate_run: gr.Dropdown, train_watched: gr.State) -> None:
     """Lay out the tab and wire its events; the pickers of the other tabs are where a run
     opens."""
     message = gr.HTML(elem_id="runs-message")
@@ -111,7 +114,7 @@ def build(store: Store, demo: gr.Blocks, tabs: gr.Tabs, chains_run: gr.Dropdown,
         event(show, kind, [table, message])
     table.select(on_select, None, [details, open_button, picked])
     open_button.click(partial(on_open, store), [picked, train_watched],
-                      [tabs, chains_run, labels_run, pairs_source, values_run, train_watched,
-                       message])
+                      [tabs, chains_run, labels_run, pairs_source, values_run, evaluate_run,
+                       train_watched, message])
     demo.load(show, kind, [table, message])
     tabs.select(show, kind, [table, message])  # fresh whenever a tab is opened

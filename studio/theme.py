@@ -74,6 +74,10 @@ CSS = """
 .chain-pending { color: var(--subdued); font-style: italic; }
 .chain-final { border-color: var(--ok-line); }
 .chain-signals { color: var(--subdued); font-size: 0.9em; }
+.rating-row { display: grid; grid-template-columns: 9em 1fr 18em; gap: 8px; align-items: center; margin: 3px 0; }
+.rating-track { position: relative; height: 12px; border-left: 1px solid var(--line); border-right: 1px solid var(--line); background: linear-gradient(var(--line), var(--line)) center / 1px 100% no-repeat; }
+.rating-interval { position: absolute; top: 4px; height: 4px; background: var(--info-line); }
+.rating-point { position: absolute; top: 1px; width: 10px; height: 10px; margin-left: -5px; border-radius: 50%; background: var(--info-fg); }
 .sweep-row { display: grid; grid-template-columns: repeat(5, minmax(0, 1fr)); gap: 6px; }
 .diff2 { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 8px; }
 .diff2-col { border-left: 3px solid var(--line); padding-left: 8px; }

@@ -417,3 +417,34 @@ def run_tournament(job, out: Path, constitution: Constitution | None, judges: di
                      job.reward_adapter, lineage)
     write_results(result, out)
     return result
+
+
+def rerated(out: str | Path, humans: dict[str, str]) -> TournamentResult:
+    """A finished tournament's ratings again, with people's labels as they are now (its
+    policy statistics, PM scores included, are kept as computed)."""
+    from dataclasses import replace
+
+    out = Path(out)
+    stored = read_results(out)
+    lineage = stored.lineage
+    prompts = tournament_prompts(lineage["prompts"], lineage["split"], lineage["limit"])
+    fresh = results(out, lineage["policies"], prompts, humans, lineage["bootstrap"],
+                    lineage["seed"], "", lineage)
+    return replace(fresh, stats=stored.stats)
+
+
+def comparisons_between(out: str | Path, judge: str, a: str, b: str, axis: str,
+                        humans: dict[str, str]) -> list[tuple[TournamentPrompt, Comparison, str, str]]:
+    """What lies behind one cell of the win matrix: (prompt, comparison as the judge made it,
+    a's answer, b's answer) for every comparison of `a` with `b` on the axis."""
+    out = Path(out)
+    lineage = read_results(out).lineage
+    prompts = {p.id: p for p in tournament_prompts(lineage["prompts"], lineage["split"],
+                                                   lineage["limit"])}
+    every = ComparisonLog(out).read()
+    mine = people_comparisons(every, humans) if judge == PEOPLE else \
+        [c for c in every if c.judge == judge]
+    answers = {x.key: x.text for x in AnswerLog(out).read()}
+    return [(prompts[c.prompt_id], c, answers[f"{a}\t{c.prompt_id}"], answers[f"{b}\t{c.prompt_id}"])
+            for c in mine if {c.a, c.b} == {a, b} and c.prompt_id in prompts
+            and prompts[c.prompt_id].axis == axis]

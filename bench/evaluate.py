@@ -1,0 +1,89 @@
+"""The tournament's judging, batched against one judge call per comparison, same run, on the
+embedded model.
+
+4 policies (the base and the base steered by harmless-helpful's direction at three
+coefficients, so their answers differ without training) answer 16 red-team test prompts
+(not timed); the log-prob judge (ensemble 2, both orders) then labels the 6 pairs of
+policies on every prompt — 96 comparisons, 384 A/B questions — once through the
+tournament's batched loop and once one comparison per judge call. Both give the same
+labels. Also prints the width of the 95% bootstrap interval of the ratings. Ends with
+`ratio=<one call per comparison / batched seconds>` (larger is better; target ≥ 3).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline.constitution import load_constitution  # noqa: E402
+from pipeline.evaluation.judges import make_judge  # noqa: E402
+from pipeline.evaluation.ratings import schedule  # noqa: E402
+from pipeline.evaluation.tournament import (AnswerLog, ComparisonLog, answer_all,  # noqa: E402
+                                            judge_all, results, tournament_prompts)
+from pipeline.feedback import FeedbackConfig  # noqa: E402
+from pipeline.generation import SamplingConfig  # noqa: E402
+from pipeline.models import load_model  # noqa: E402
+from pipeline.preferences import Pair  # noqa: E402
+from pipeline.steering import extract_from_constitution, save_direction  # noqa: E402
+from pipeline.train.runtime import CancelFlag  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="embedded")
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=48)
+    args = parser.parse_args()
+
+    constitution = load_constitution(ROOT / "constitutions" / "harmless-helpful.yaml")
+    loaded = load_model(args.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        train = ["How do I pick a lock?", "Insult my coworker.", "What is a healthy breakfast?"]
+        direction = save_direction(extract_from_constitution(loaded, constitution, train, [15]),
+                                   out / "direction")
+        policies = {"base": args.model, **{f"steered{c:+g}": f"{args.model}@steer:{direction}:{c}:15"
+                                           for c in (-4, 4, 8)}}
+        prompts = tournament_prompts(["red-team"], "test", args.prompts)
+        sampling = SamplingConfig(max_new_tokens=args.new_tokens, temperature=0.0)
+        answer_all(policies, args.model, prompts, sampling, out, CancelFlag(), lambda _: None)
+        judge = make_judge("logprob", args.model, config=FeedbackConfig(ensemble=2))
+        judge.label(constitution, [Pair("warm up", "a", "b")])
+
+        started = time.perf_counter()
+        judge_all({"logprob": judge}, list(policies), prompts, constitution, 0, out, CancelFlag(),
+                  lambda *a: None)
+        batched = time.perf_counter() - started
+
+        answers = {a.key: a.text for a in AnswerLog(out).read()}
+        by_id = {p.id: p for p in prompts}
+        plan = schedule(list(policies), [p.id for p in prompts])
+        started = time.perf_counter()
+        single = [judge.label(constitution, [Pair(by_id[q].prompt, answers[f"{a}\t{q}"],
+                                                  answers[f"{b}\t{q}"])])[0] for q, a, b in plan]
+        one_by_one = time.perf_counter() - started
+
+        logged = {(c.prompt_id, c.a, c.b): c.preference.p_a for c in ComparisonLog(out).read()}
+        same = sum(abs(logged[q, a, b] - s.p_a) < 1e-4 for (q, a, b), s in zip(plan, single))
+        rated = results(out, policies, prompts, {}, 1000, 0)
+        widths = [r["high"] - r["low"] for axis in rated.judges[0].axes for r in axis.ratings
+                  if r["name"] != "base"]
+    print(f"{len(policies)} policies × {len(prompts)} red-team test prompts = {len(plan)} "
+          f"comparisons, log-prob judge (ensemble 2, both orders), model={args.model}")
+    print(f"batched (the tournament's loop): {batched:.1f} s ({len(plan) / batched:.1f} "
+          "comparisons/s)")
+    print(f"one judge call per comparison:   {one_by_one:.1f} s ({len(plan) / one_by_one:.1f} "
+          "comparisons/s)")
+    print(f"same labels: {same}/{len(plan)}")
+    print(f"95% bootstrap interval width (Elo, 1000 resamples over {len(prompts)} prompts): "
+          f"mean {sum(widths) / len(widths):.0f}, widest {max(widths):.0f}")
+    print(f"ratio={one_by_one / batched:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The Evaluate tab's handlers, on a real tournament of the tiny model."""
+import re
+
+import pytest
+
+from pipeline.evaluation.judges import PEOPLE, make_judge
+from pipeline.evaluation.tournament import run_tournament
+from pipeline.stages import EvaluateJob, build_job
+from pipeline.train.runtime import CancelFlag
+from studio import evaluate_tab as tab
+from tests.pipeline.evaluation.test_tournament import steered_policy
+from tests.records import harmless
+
+
+@pytest.fixture
+def finished(store, tmp_path, tiny_folder):
+    job = build_job(EvaluateJob, {
+        "base": str(tiny_folder), "policy": f"steered={steered_policy(tiny_folder, tmp_path)}",
+        "judge": "representation", "constitution": "c", "limit": 2, "max_new_tokens": 6,
+        "bootstrap": 30})
+    out = store.runs / "tournament-test"
+    run_tournament(job, out, harmless(), {"representation": make_judge("representation",
+                                                                       str(tiny_folder))},
+                   CancelFlag(), lambda *a: None)
+    return str(out)
+
+
+def test_the_results_show_ratings_matrix_scatter_and_tables(store, finished):
+    judge, axis, ratings, matrix, scatter, categories, stats, agreement = tab.show(
+        store, finished, None, None)
+    assert judge["value"] == "representation" and axis["choices"] == ["harmlessness",
+                                                                     "helpfulness"]
+    assert 'data-policy="base"' in ratings and 'data-policy="steered"' in ratings
+    assert "95% bootstrap interval over prompts" in ratings
+    assert list(matrix.columns) == ["row beats column", "base", "steered"]
+    assert matrix.iloc[0, 1] == "—" and matrix.iloc[0, 2].endswith("%")
+    assert set(scatter["policy"]) == {"base", "steered"}
+    assert list(stats["policy"]) == ["base", "steered"]
+    assert "refusals on helpful prompts (evasiveness)" in stats.columns
+    assert len(categories) >= 1 and agreement == ""
+
+
+def test_a_matrix_cell_opens_the_prompts_and_answers_behind_it(store, finished):
+    html = tab.cell_html(store, finished, "representation", "harmlessness", 0, 2)
+    assert html.count("evaluate-cell") == 2 and "base against steered" in html
+    assert "P(base better)" in html
+    assert "off the diagonal" in tab.cell_html(store, finished, "representation",
+                                               "harmlessness", 1, 2)
+
+
+def test_blind_labels_hide_the_names_then_join_the_ratings_as_people(store, finished):
+    view, state = tab.blind_view(store, finished)
+    left = int(re.search(r'data-left="(\d+)"', view).group(1))
+    assert 1 <= left <= 4  # identical answers are not asked about
+    assert "steered" not in view and "base" not in view
+    message, view, state = tab.on_blind_label(store, finished, state, choice="A")
+    assert "Recorded A (" in message
+    assert f"{left - 1} left" in view or "Every comparison" in view
+    judges = [c for c in tab.show(store, finished, None, None)[0]["choices"]]
+    assert PEOPLE in judges
+    _, _, ratings, *_ = tab.show(store, finished, PEOPLE, None)
+    assert "1 comparisons" in ratings
+
+
+def test_a_tournament_without_policies_is_refused_before_anything_runs(store, tiny_folder):
+    message, _ = tab.on_launch(store, str(tiny_folder), [], ["red-team"], ["logprob"],
+                               "harmless-helpful", None, 2, 16)
+    assert "at least one policy besides the base" in message
+    message, _ = tab.on_launch(store, str(tiny_folder), [str(tiny_folder)], ["red-team"], ["pm"],
+                               "harmless-helpful", None, 2, 16)
+    assert "the pm judge needs reward_adapter" in message
