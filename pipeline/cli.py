@@ -271,9 +271,12 @@ def cmd_label(args: argparse.Namespace) -> int:
     from pipeline.preferences import read_pairs
     from pipeline.trust import format_report, trust_report
 
+    from pipeline.stages import job_yaml
+
     job = stage_job("label", args)
     out = Path(args.out)
     with job_context(out):
+        write_atomic(out / "job.yaml", job_yaml(job))  # what `relabel` repeats
         _, constitution = resolve_constitution(job.constitution, args)
         skipped: list[str] = []
         pairs = read_pairs(pairs_path(job.pairs),
@@ -296,6 +299,14 @@ def cmd_label(args: argparse.Namespace) -> int:
         write_atomic(out / "summary.json", json.dumps(asdict(report), indent=2))
         print(f"{len(prefs)} labelled pairs in {out / 'labels.jsonl'}")
         print(format_report(report))
+    return 0
+
+
+def cmd_relabel(args: argparse.Namespace) -> int:
+    from pipeline.relabel import format_relabelling, relabel
+
+    _, draft = resolve_constitution(args.constitution, args)
+    print(format_relabelling(relabel(draft, args.labels, args.limit)))
     return 0
 
 
@@ -754,6 +765,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("runs", help="every run of the workspace: name, status, time, key number")
     p.add_argument("--kind", default="", help="only runs of this command (revise, label, sft…)")
     p.set_defaults(run=cmd_runs)
+
+    p = commands.add_parser("relabel", help="what a constitution edit would change: a label run "
+                            "relabelled under it, and the labels that flip")
+    p.add_argument("--labels", required=True, help="a run folder from `label` (its settings are "
+                   "reused) or a labels JSONL")
+    p.add_argument("--constitution", required=True, help="the edited constitution: a file (e.g. "
+                   "a draft exported from the studio), NAME (latest saved) or NAME@VERSION")
+    p.add_argument("--limit", type=int, default=0, help="relabel the first N pairs (0 = all)")
+    p.set_defaults(run=cmd_relabel)
 
     p = commands.add_parser("agreement", help="trust metrics of a labelling run")
     p.add_argument("--labels", required=True, help="a run folder from `label` or a labels JSONL")

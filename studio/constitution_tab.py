@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import re
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +21,7 @@ from pipeline import constitution as cons
 from pipeline.constitution import Constitution
 from pipeline.errors import ConstitutionError, StudioError
 from pipeline.files import write_atomic
+from pipeline.relabel import relabel
 from pipeline.store import Store, parse_ref
 from studio.diff_view import side_by_side
 from studio.notices import error_notice, notice
@@ -359,6 +361,31 @@ def focus(store: Store, constitution_name: str, principle_id: str) -> Shown:
                  dataclasses.replace(screen, editor=editor(c, ids.index(principle_id))))
 
 
+def label_runs(store: Store) -> list[str]:
+    return [j.out_dir for j in store.jobs("label") if j.status == "succeeded"]
+
+
+def on_what_would_change(store: Store, current: Constitution | None, folder: str | None,
+                         limit: float) -> str:
+    """The chosen label run relabelled under the constitution as shown (draft included), with
+    the run's own settings: how many labels flip, and which."""
+    if current is None:
+        return notice("error", "Open a constitution first.")
+    if not folder:
+        return notice("error", "Pick a label run (labels from the Preferences tab, the Train tab "
+                               "or a pipeline).")
+    try:
+        result = relabel(current, folder, int(limit or 0))
+    except StudioError as exc:
+        return error_notice(exc)
+    rows = "".join(
+        f"<li>P(A) {f.before:.2f} → {f.after:.2f} (principles: "
+        f"{html.escape(', '.join(f.principles))}): {html.escape(f.pair.prompt[:160])}</li>"
+        for f in result.flips)
+    return notice("info" if result.flips else "ok", result.text) + \
+        (f'<ul class="relabel-flips">{rows}</ul>' if rows else "")
+
+
 def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], list]:
     """Lay out the tab and wire its events (call inside a gr.Tab of `demo`). Returns a
     function that shows one principle of a constitution in the editor, and the components
@@ -426,6 +453,17 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
             diff_b = gr.Dropdown(label="To", choices=[], elem_id="diff-b")
             run_diff = gr.Button("Diff", elem_id="run-diff")
         diff_out = gr.HTML(elem_id="diff-output")
+
+    with gr.Accordion("What would change? (relabel a label run under this draft)", open=False):
+        with gr.Row():
+            label_run = gr.Dropdown(label="Label run", choices=[], elem_id="relabel-run", scale=3)
+            relabel_limit = gr.Number(value=16, precision=0, label="first N pairs (0 = all)",
+                                      elem_id="relabel-limit")
+            relabel_button = gr.Button("What would change?", elem_id="relabel-run-button")
+        relabelled = gr.HTML(elem_id="relabel-output")
+    label_run.focus(lambda: gr.update(choices=label_runs(store)), None, label_run)
+    relabel_button.click(partial(on_what_would_change, store), [current, label_run,
+                                                                relabel_limit], relabelled)
 
     field_list = [fields[k] for k in FIELDS]
     error_list = [errors[k] for k in FIELDS]

@@ -85,3 +85,28 @@ def test_another_tab_can_open_one_principle(store):
     shown = tab.focus(store, "harmless-helpful", "privacy")
     assert shown.editor is None and shown.screen.editor.values["id"] == "privacy"
     assert "no longer has a principle" in tab.focus(store, "harmless-helpful", "gone").message
+
+
+def test_what_would_change_relabels_a_label_run_under_the_draft(tmp_path, tiny_folder):
+    from pipeline.feedback import FeedbackConfig, Labeller, run_labelling
+    from pipeline.models import load_model
+    from pipeline.preferences import Pair
+    from pipeline.stages import LabelJob, job_yaml
+    from pipeline.store import Store
+    from tests.records import harmless
+
+    store = Store(tmp_path / "ws")
+    store.seed()
+    pairs = [Pair(f"Question {i}?", f"Sure, answer {i}.", f"No {i}.") for i in range(3)]
+    labels = tmp_path / "labels"
+    run_labelling(Labeller(load_model(str(tiny_folder)), FeedbackConfig(ensemble=1)), harmless(),
+                  pairs, labels)
+    (labels / "job.yaml").write_text(job_yaml(LabelJob(pairs="p", constitution="c",
+                                                       model=str(tiny_folder), ensemble=1)))
+    shown = tab.on_what_would_change(store, harmless(), str(labels), 2)
+    assert "0 of 2 labels flip side under the draft; 0 move" in shown  # nothing was edited
+    assert "Pick a label run" in tab.on_what_would_change(store, harmless(), None, 3)
+    assert "Open a constitution" in tab.on_what_would_change(store, None, "x", 3)
+    assert "notice-error" in tab.on_what_would_change(store, harmless(),
+                                                       str(tmp_path / "nowhere"), 3)
+    assert tab.label_runs(store) == []  # succeeded label jobs of the workspace only
