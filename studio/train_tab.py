@@ -14,11 +14,12 @@ import pandas as pd
 
 from pipeline import jobs
 from pipeline.errors import StudioError
-from pipeline.files import write_atomic
-from pipeline.models import DEFAULT_MODEL
+from pipeline.files import read_jsonl_log, write_atomic
+from pipeline.models import DEFAULT_MODEL, load_model
 from pipeline.runs import duration_text, ran_for, run_name
 from pipeline.store import JobRecord, Store
-from pipeline.stages import COMMANDS, PRESETS, build_job, job_yaml, preset
+from pipeline.stages import COMMANDS, PRESETS, build_job, job_yaml, preset, read_job_file
+from pipeline.train.health import nearest_pairs, pm_training_labels, reward_outliers, rl_health
 from pipeline.train.runtime import ADAPTER_DIR, read_metrics
 from studio.choices import adapter_choices, constitution_choices, resolve_choice
 from studio.job_panel import (STAGE_UNITS, cancel_label, cancel_notice, job_bar,
@@ -50,6 +51,7 @@ NOT_PLOTTED = {"step", "time", "epoch", "total_flos", "train_runtime", "train_sa
 # Schedules and settings a run follows, not noisy measurements: plotted raw, never smoothed.
 SCHEDULES = {"learning_rate", "beta"}
 JOB_HEADERS = ["id", "run", "status", "ran for"]
+OUTLIER_HEADERS = ["step", "extreme", "reward", "prompt", "answer"]
 NO_PRESET = "(defaults)"
 
 
@@ -291,7 +293,8 @@ def job_view(store: Store, job_id: int | None, smooth: float,
     watched job."""
     job = watched(store, job_id, records)
     if job is None:
-        return ("", *[gr.update(visible=False)] * PLOT_SLOTS, "", "", gr.update())
+        return ("", *[gr.update(visible=False)] * PLOT_SLOTS, "", "", gr.update(), "",
+                gr.update(visible=False))
     frames = list(metric_frames(read_metrics(job.out_dir), float(smooth)).items())
     plot_updates = [gr.update(value=frames[n][1], title=frames[n][0], visible=True)
                     if n < len(frames) else gr.update(visible=False) for n in range(PLOT_SLOTS)]
@@ -299,8 +302,49 @@ def job_view(store: Store, job_id: int | None, smooth: float,
         bar = job_bar(job, "stages") + pipeline_html(job, records or jobs.refresh(store))
     else:
         bar = job_bar(job, STAGE_UNITS.get(job.kind, "steps"))
+    health, outliers = rl_view(job)
     return (bar, *plot_updates, jobs.log_tail(job.out_dir, 30), artifacts_html(job),
-            gr.update(value=cancel_label(job)))
+            gr.update(value=cancel_label(job)), health, outliers)
+
+
+def rl_view(job: JobRecord) -> tuple[str, Any]:
+    """A PPO job's health warnings and its reward outliers (hidden for other stages)."""
+    if job.kind != "ppo":
+        return "", gr.update(visible=False)
+    warnings = rl_health(read_metrics(job.out_dir))
+    health = "".join(notice("error", w.text) for w in warnings) or (
+        notice("ok", "RL health: no warning (reward vs KL, answer length, refusals among the "
+                     "rollouts)") if read_metrics(job.out_dir) else "")
+    rows = [[s["step"], s["extreme"], round(s["reward"], 4), s["prompt"][:120], s["answer"][:160]]
+            for s in reward_outliers(read_jsonl_log(Path(job.out_dir) / "samples.jsonl"))]
+    return health, gr.update(value=pd.DataFrame(rows, columns=OUTLIER_HEADERS), visible=bool(rows))
+
+
+def outlier_html(job: JobRecord | None, step: int, extreme: str) -> str:
+    """One reward outlier: its prompt, answer and PM score, and the PM's nearest training
+    pairs with their labels (what taught the PM to score it so)."""
+    if job is None:
+        return ""
+    sample = next((s for s in reward_outliers(read_jsonl_log(Path(job.out_dir) / "samples.jsonl"))
+                   if s["step"] == step and s["extreme"] == extreme), None)
+    if sample is None:
+        return notice("error", "That sample is no longer in the run.")
+    parts = [f'<div class="chain-card"><p class="chain-label">step {step} · {extreme} reward '
+             f'{sample["reward"]:+.4f}</p><p><b>Prompt</b>: {html.escape(sample["prompt"])}</p>'
+             f'<p><b>Answer</b>: {html.escape(sample["answer"])}</p></div>']
+    pm, labels = pm_training_labels(job.out_dir)
+    if not labels:
+        return "".join(parts) + notice("info", "The preference model's training labels could not "
+                                               "be traced from this run (its job.yaml files).")
+    loaded = load_model(read_job_file(Path(job.out_dir) / "job.yaml").get("model") or DEFAULT_MODEL)
+    near = nearest_pairs(loaded, sample["prompt"], sample["answer"], labels)
+    items = "".join(
+        f"<li>similarity {sim:.2f} · P(A) {pref.p_a:.2f} (the AI preferred "
+        f"{'A' if pref.p_a > 0.5 else 'B' if pref.p_a < 0.5 else 'neither'}): "
+        f"<i>{html.escape(pref.pair.prompt[:100])}</i><br>A: {html.escape(pref.pair.response_a[:160])}"
+        f"<br>B: {html.escape(pref.pair.response_b[:160])}</li>" for sim, pref in near)
+    return "".join(parts) + (f"<p>Nearest training pairs of the PM <code>{html.escape(pm)}</code> "
+                             f"(base model's states, cosine):</p><ol>{items}</ol>")
 
 
 def on_tick(store: Store, job_id: int | None, smooth: float, shown: list) -> tuple:
@@ -362,6 +406,12 @@ def build(store: Store, demo: gr.Blocks) -> gr.State:
                                      elem_id=f"train-plot-{n}", min_width=300))
     log = gr.Code(label="Log (last lines)", language=None, elem_id="train-log", interactive=False)
     artifacts = gr.HTML(elem_id="train-artifacts")
+    health = gr.HTML(elem_id="train-health")
+    outliers = gr.Dataframe(headers=OUTLIER_HEADERS, interactive=False, visible=False,
+                            elem_id="train-outliers",
+                            label="Reward outliers: each step's highest- and lowest-rewarded "
+                                  "answer (click one)")
+    outlier = gr.HTML(elem_id="train-outlier")
     timer = gr.Timer(2.0)
     all_fields = [c for name in FORMS for c in forms[name]]
 
@@ -370,7 +420,12 @@ def build(store: Store, demo: gr.Blocks) -> gr.State:
         return (job_id, *job_view(store, job_id, smooth))
 
     shown_rows = gr.State([])
-    view_outputs = [progress, *plots, log, artifacts, cancel]
+    view_outputs = [progress, *plots, log, artifacts, cancel, health, outliers]
+
+    def on_outlier(job_id: int | None, evt: gr.SelectData) -> str:
+        row = evt.row_value or []
+        job = watched(store, job_id)
+        return outlier_html(job, int(row[0]), str(row[1])) if len(row) > 1 else ""
     preview = partial(on_preview, store)
     previewed = gr.State(None)  # the run folder the command shows: Launch uses it
     stage.input(partial(on_stage, store), [stage, preset_name],
@@ -387,6 +442,7 @@ def build(store: Store, demo: gr.Blocks) -> gr.State:
     cancel.click(partial(on_cancel, store), [selected, armed], [message, armed])
     resume.click(partial(on_resume, store), selected, [message, selected])
     jobs_table.select(on_select, smoothing, [selected, *view_outputs])
+    outliers.select(on_outlier, selected, outlier)
     smoothing.input(partial(job_view, store), [selected, smoothing], view_outputs)
     timer.tick(partial(on_tick, store), [selected, smoothing, shown_rows],
                [jobs_table, shown_rows, *view_outputs])

@@ -35,6 +35,7 @@ from pipeline.files import recover_folder, replace_folder
 from pipeline.generation import SamplingConfig, TransformersBackend
 from pipeline.jobs import JobCancelled
 from pipeline.models import LoadedModel, check_adapter_base, load_model
+from pipeline.critique import is_refusal
 from pipeline.prompts import load_prompts
 from pipeline.stages import PPOJob
 from pipeline.train.ppo_math import (AdaptiveKL, entropy, gae, per_token_kl,
@@ -277,10 +278,14 @@ def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
             log.write(step + 1, job.steps, reward_mean=score.mean().item(),
                       reward_std=score.std().item() if len(score) > 1 else 0.0, kl=mean_kl,
                       beta=beta, answer_length=lengths.mean().item(),
+                      refusal_rate=sum(map(is_refusal, rollout.answers)) / len(rollout.answers),
                       **{k: sum(v) / len(v) for k, v in stats.items()})
-            append_jsonl(out / SAMPLES_FILE, [{"step": step + 1, "prompt": p, "answer": a,
-                                               "reward": r} for p, a, r in
-                                              list(zip(rollout.prompts, rollout.answers, score.tolist()))[:3]])
+            # the step's highest- and lowest-rewarded answers, and its first (a typical one)
+            ranked = sorted(range(len(score)), key=lambda i: float(score[i]))
+            kept = list(dict.fromkeys([ranked[-1], ranked[0], 0]))
+            append_jsonl(out / SAMPLES_FILE, [{"step": step + 1, "prompt": rollout.prompts[i],
+                                               "answer": rollout.answers[i],
+                                               "reward": float(score[i])} for i in kept])
             if cancel.requested or (step + 1) % job.save_every == 0:
                 save_checkpoint(roles, optimizer, checkpoint, {"step": step + 1, "beta": beta})
             if cancel.requested:

@@ -1,6 +1,7 @@
 """The Train tab's handlers, without a browser."""
 import dataclasses
 import html
+import json
 
 from pipeline import jobs
 from studio import train_tab as tab
@@ -99,12 +100,45 @@ def test_a_launched_job_runs_in_the_previewed_folder_and_can_be_resumed(store, t
     assert again_folder != folder  # the next preview names a folder no job has used
     ended = jobs.wait(store, job_id, timeout=300)
     assert ended.status == "failed"
-    bar, *rest = tab.job_view(store, job_id, 0.6)
+    bar, *rest, health, outliers = tab.job_view(store, job_id, 0.6)
     assert "failed" in bar and rest[-2].startswith("<p>Artifacts of job")
     assert rest[-1]["value"] == "Cancel job"
+    assert health == "" and outliers["visible"] is False  # not a PPO job
     assert "not running or queued" in tab.on_cancel(store, job_id, None)[0]
     text, again = tab.on_resume(store, job_id)
     assert again != job_id and f"resumes job {job_id}" in text
     jobs.wait(store, again, timeout=300)
     table, rows, *_ = tab.on_tick(store, again, 0.6, [])
     assert [r[0] for r in rows] == [again, job_id] and table["value"] == rows
+
+
+def test_a_ppo_job_shows_its_health_and_its_reward_outliers_with_the_pms_nearest_pairs(
+        store, tmp_path, tiny_folder):
+    from pipeline.preferences import LabelLog, Pair, Preference
+    from pipeline.stages import PPOJob, RewardJob, job_yaml
+    from pipeline.store import JobRecord
+
+    labels = tmp_path / "labels"
+    LabelLog(labels).append([Preference(Pair(f"Topic {i}?", f"All about topic {i}.", "No."),
+                                        0.8, (), "j", "h") for i in range(4)])
+    reward = tmp_path / "reward"
+    reward.mkdir()
+    (reward / "job.yaml").write_text(job_yaml(RewardJob(model=str(tiny_folder), data=str(labels))))
+    ppo = tmp_path / "ppo"
+    ppo.mkdir()
+    (ppo / "job.yaml").write_text(job_yaml(PPOJob(model=str(tiny_folder),
+                                                  reward_adapter=str(reward / "adapter"))))
+    metrics = [{"step": n, "reward_mean": r, "kl": k, "answer_length": 20, "refusal_rate": 0.0}
+               for n, r, k in ((1, 0.1, 1), (2, 0.1, 2), (3, 0.6, 8), (4, 0.7, 9))]
+    (ppo / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    samples = [{"step": 4, "prompt": "Topic 2?", "answer": "All about topic 2.", "reward": 0.9},
+               {"step": 4, "prompt": "Topic 0?", "answer": "Nothing.", "reward": -0.5}]
+    (ppo / "samples.jsonl").write_text("".join(json.dumps(x) + "\n" for x in samples))
+    job = JobRecord(1, "ppo", "succeeded", ("ppo",), str(ppo), None, "2026-11-24T00:00:00",
+                    "2026-11-24T00:01:00", "", ("python",), "", "2026-11-24T00:00:01", (), None)
+    health, outliers = tab.rl_view(job)
+    assert "may be exploiting the preference model" in health
+    assert outliers["visible"] and list(outliers["value"]["extreme"]) == ["highest", "lowest"]
+    shown = tab.outlier_html(job, 4, "highest")
+    assert "step 4 · highest reward +0.9000" in shown and "Nearest training pairs" in shown
+    assert shown.index("Topic 2?") < shown.index("Topic 0?") or "Topic 0?" not in shown
