@@ -5,6 +5,7 @@ ratings as people."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -36,7 +37,9 @@ def test_a_small_tournament_its_matrix_and_blind_labels(page: Page, studio, tmp_
     expect(ratings.locator('[data-policy="steered"]')).to_be_visible(timeout=400_000)
     expect(ratings).to_contain_text("95% bootstrap interval over prompts")
     expect(page.locator("#evaluate-matrix")).to_contain_text("row beats column")
-    page.locator("#evaluate-matrix tbody tr").first.locator("td").nth(2).click()
+    # row "base", column "steered": the first percentage (row 0, column 1 is "—")
+    page.locator("#evaluate-matrix").get_by_text(re.compile(r"^\d+%$")).filter(
+        visible=True).first.click()
     cell = page.locator("#evaluate-cell")
     expect(cell).to_contain_text("base against steered")
     expect(cell.locator(".evaluate-cell")).to_have_count(2)
