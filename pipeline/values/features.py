@@ -94,10 +94,14 @@ def answer_states(loaded: LoadedModel, prompts: list[str], answers: list[str], p
 def pair_features(loaded: LoadedModel, pairs: tuple[Pair, ...] | list[Pair],
                   pooling: str = "answer_mean", layers: list[int] | None = None,
                   batch_size: int = 8) -> PairFeatures:
-    """Both answers of every pair read in one batched pass (one forward per answer)."""
-    prompts = [p.prompt for p in pairs] * 2
-    answers = [p.response_a for p in pairs] + [p.response_b for p in pairs]
-    states = answer_states(loaded, prompts, answers, pooling, layers, batch_size)
+    """Both answers of every pair read in one batched pass: one forward per distinct (prompt,
+    answer) — a tournament's answer meets every other policy's, and is read once."""
+    rows = [(p.prompt, p.response_a) for p in pairs] + [(p.prompt, p.response_b) for p in pairs]
+    distinct = list(dict.fromkeys(rows))
+    read = answer_states(loaded, [q for q, _ in distinct], [a for _, a in distinct], pooling,
+                         layers, batch_size)
+    where = {row: n for n, row in enumerate(distinct)}
+    states = read[torch.tensor([where[row] for row in rows])]
     n = len(pairs)
     used = tuple(layers) if layers is not None else tuple(range(states.shape[1]))
     return PairFeatures(states[:n], states[n:], used, pooling)
