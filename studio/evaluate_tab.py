@@ -20,7 +20,8 @@ from pipeline import jobs
 from pipeline.errors import StudioError
 from pipeline.evaluation.judges import PEOPLE
 from pipeline.evaluation.tournament import (EVAL_FILE, ComparisonLog, TournamentResult,
-                                            comparisons_between, rerated, split_policy)
+                                            comparisons_between, read_results, rerated,
+                                            split_policy)
 from pipeline.models import DEFAULT_MODEL
 from pipeline.seeds import stable_int
 from pipeline.stages import TOURNAMENT_JUDGES, EvaluateJob, build_job, to_argv
@@ -212,7 +213,7 @@ def cell_html(store: Store, folder: str | None, judge: str | None, axis: str | N
     """The comparisons behind one cell of the win matrix (row policy vs column policy)."""
     if not folder or not judge or not axis:
         return ""
-    policies = rerated(folder, store.human_labels()).policies
+    policies = read_results(folder).policies
     if column < 1 or row == column - 1 or row >= len(policies) or column > len(policies):
         return notice("info", "Click a cell off the diagonal: row policy against column policy.")
     a, b = policies[row], policies[column - 1]

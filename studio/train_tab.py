@@ -311,10 +311,10 @@ def rl_view(job: JobRecord) -> tuple[str, Any]:
     """A PPO job's health warnings and its reward outliers (hidden for other stages)."""
     if job.kind != "ppo":
         return "", gr.update(visible=False)
-    warnings = rl_health(read_metrics(job.out_dir))
-    health = "".join(notice("error", w.text) for w in warnings) or (
+    metrics = read_metrics(job.out_dir)
+    health = "".join(notice("error", w.text) for w in rl_health(metrics)) or (
         notice("ok", "RL health: no warning (reward vs KL, answer length, refusals among the "
-                     "rollouts)") if read_metrics(job.out_dir) else "")
+                     "rollouts)") if metrics else "")
     rows = [[s["step"], s["extreme"], round(s["reward"], 4), s["prompt"][:120], s["answer"][:160]]
             for s in reward_outliers(read_jsonl_log(Path(job.out_dir) / "samples.jsonl"))]
     return health, gr.update(value=pd.DataFrame(rows, columns=OUTLIER_HEADERS), visible=bool(rows))
