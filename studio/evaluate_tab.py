@@ -130,13 +130,28 @@ def ratings_html(result: TournamentResult, judge: str, axis: str) -> str:
             f"{j.position_decided:.0%} position-decided.</p>" + "".join(rows))
 
 
-def matrix_frame(result: TournamentResult, judge: str, axis: str) -> pd.DataFrame:
+def matrix_frame(result: TournamentResult, judge: str, axis: str):
+    """The win matrix as a heatmap: blue where the row wins, red where it loses."""
     j = next((x for x in result.judges if x.judge == judge), None)
     a = next((x for x in j.axes if x.axis == axis), None) if j else None
     rows = a.matrix if a else [[None] * len(result.policies) for _ in result.policies]
-    return pd.DataFrame([[name, *["—" if x is None else f"{x:.0%}" for x in row]]
-                         for name, row in zip(result.policies, rows)],
-                        columns=["row beats column", *result.policies])
+    frame = pd.DataFrame([[name, *["—" if x is None else f"{x:.0%}" for x in row]]
+                          for name, row in zip(result.policies, rows)],
+                         columns=["row beats column", *result.policies])
+
+    def colour(column: pd.Series) -> list[str]:
+        if column.name == "row beats column":
+            return [""] * len(column)
+        out = []
+        for value in column:
+            if value == "—":
+                out.append("")
+                continue
+            x = int(value[:-1]) / 100
+            hue = 210 if x >= 0.5 else 0  # blue wins, red losses
+            out.append(f"background-color: hsla({hue}, 80%, 50%, {abs(x - 0.5) * 1.2:.2f})")
+        return out
+    return frame.style.apply(colour)
 
 
 def scatter_frame(result: TournamentResult, judge: str) -> pd.DataFrame:

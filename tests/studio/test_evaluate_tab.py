@@ -32,8 +32,10 @@ def test_the_results_show_ratings_matrix_scatter_and_tables(store, finished):
                                                                      "helpfulness"]
     assert 'data-policy="base"' in ratings and 'data-policy="steered"' in ratings
     assert "95% bootstrap interval over prompts" in ratings
-    assert list(matrix.columns) == ["row beats column", "base", "steered"]
-    assert matrix.iloc[0, 1] == "—" and matrix.iloc[0, 2].endswith("%")
+    shown = matrix.data  # a heatmap: the frame, styled
+    assert list(shown.columns) == ["row beats column", "base", "steered"]
+    assert shown.iloc[0, 1] == "—" and shown.iloc[0, 2].endswith("%")
+    assert "background-color: hsla(" in matrix.to_html()
     assert set(scatter["policy"]) == {"base", "steered"}
     assert list(stats["policy"]) == ["base", "steered"]
     assert "refusals on helpful prompts (evasiveness)" in stats.columns
