@@ -12,13 +12,15 @@ from tests.pipeline.evaluation.test_tournament import steered_policy
 from tests.records import harmless
 
 
-@pytest.fixture
-def finished(store, tmp_path, tiny_folder):
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_folder):
+    """One tournament for the module (each test has its own workspace for people's labels)."""
+    tmp_path = tmp_path_factory.mktemp("tournament")
     job = build_job(EvaluateJob, {
         "base": str(tiny_folder), "policy": f"steered={steered_policy(tiny_folder, tmp_path)}",
         "judge": "representation", "constitution": "c", "limit": 2, "max_new_tokens": 6,
         "bootstrap": 30})
-    out = store.runs / "tournament-test"
+    out = tmp_path / "tournament-test"
     run_tournament(job, out, harmless(), {"representation": make_judge("representation",
                                                                        str(tiny_folder))},
                    CancelFlag(), lambda *a: None)
