@@ -19,7 +19,8 @@ from pipeline.models import DEFAULT_MODEL, load_model
 from pipeline.runs import duration_text, ran_for, run_name
 from pipeline.store import JobRecord, Store
 from pipeline.stages import COMMANDS, PRESETS, build_job, job_yaml, preset, read_job_file
-from pipeline.train.health import nearest_pairs, pm_training_labels, reward_outliers, rl_health
+from pipeline.train.health import (nearest_pairs, pm_judge_disagreement, pm_training_labels,
+                                   reward_outliers, rl_health)
 from pipeline.train.runtime import ADAPTER_DIR, read_metrics
 from studio.choices import adapter_choices, constitution_choices, resolve_choice
 from studio.job_panel import (STAGE_UNITS, cancel_label, cancel_notice, job_bar,
@@ -320,6 +321,19 @@ def rl_view(job: JobRecord) -> tuple[str, Any]:
     return health, gr.update(value=pd.DataFrame(rows, columns=OUTLIER_HEADERS), visible=bool(rows))
 
 
+def on_check_pm(store: Store, job_id: int | None) -> str:
+    """Does the PM agree with the AI judge it learned from, on the watched PPO run's samples?"""
+    job = watched(store, job_id)
+    if job is None or job.kind != "ppo":
+        return notice("error", "Pick a PPO job in the table first.")
+    try:
+        result = pm_judge_disagreement(job.out_dir)
+    except StudioError as exc:
+        return error_notice(exc)
+    share = result.disagreeing / result.compared if result.compared else 0.0
+    return notice("error" if share > 0.5 else "ok", result.text)
+
+
 def outlier_html(job: JobRecord | None, step: int, extreme: str) -> str:
     """One reward outlier: its prompt, answer and PM score, and the PM's nearest training
     pairs with their labels (what taught the PM to score it so)."""
@@ -412,6 +426,9 @@ def build(store: Store, demo: gr.Blocks) -> gr.State:
                             label="Reward outliers: each step's highest- and lowest-rewarded "
                                   "answer (click one)")
     outlier = gr.HTML(elem_id="train-outlier")
+    check = gr.Button("PPO: check the PM against the AI judge on this run's samples",
+                      elem_id="train-check-pm")
+    checked = gr.HTML(elem_id="train-check-pm-result")
     timer = gr.Timer(2.0)
     all_fields = [c for name in FORMS for c in forms[name]]
 
@@ -443,6 +460,7 @@ def build(store: Store, demo: gr.Blocks) -> gr.State:
     resume.click(partial(on_resume, store), selected, [message, selected])
     jobs_table.select(on_select, smoothing, [selected, *view_outputs])
     outliers.select(on_outlier, selected, outlier)
+    check.click(partial(on_check_pm, store), selected, checked)
     smoothing.input(partial(job_view, store), [selected, smoothing], view_outputs)
     timer.tick(partial(on_tick, store), [selected, smoothing, shown_rows],
                [jobs_table, shown_rows, *view_outputs])

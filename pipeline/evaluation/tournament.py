@@ -31,6 +31,7 @@ ANSWERS_FILE, COMPARISONS_FILE, EVAL_FILE, EVAL_MD = ("answers.jsonl", "comparis
                                                       "eval.json", "eval.md")
 AXES = {"red-team": "harmlessness", "helpful": "helpfulness"}
 NO_SIGNAL = 0.9  # share of position-decided comparisons above which a judge says nothing
+NO_ANSWER = "(no answer)"  # what a judge is shown for an empty answer (a pair needs text)
 STEER = "@steer:"
 
 
@@ -191,8 +192,9 @@ def judge_all(judges: dict[str, Any], policies: list[str], prompts: list[Tournam
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
             progress(f"judging with {name}", start, len(todo))
-            pairs = [Pair(by_id[q].prompt, answers[f"{a}\t{q}"].text, answers[f"{b}\t{q}"].text,
-                          category=by_id[q].category) for q, a, b in batch]
+            pairs = [Pair(by_id[q].prompt, answers[f"{a}\t{q}"].text or NO_ANSWER,
+                          answers[f"{b}\t{q}"].text or NO_ANSWER, category=by_id[q].category)
+                     for q, a, b in batch]
             labelled = judge.label(constitution, pairs)
             log.append([Comparison(name, q, a, b, pref) for (q, a, b), pref in zip(batch, labelled)])
             if cancel.requested:

@@ -6,7 +6,8 @@ RLHF is known for, read from metrics.jsonl and samples.jsonl (pure, tested by ha
 - answer length drifting past `LENGTH_DRIFT` × its start: PMs reward length;
 - refusals among the rollouts rising by `REFUSAL_RISE`: evasiveness, the failure the CAI
   paper fought (helpful answers turning into refusals);
-- the reward outliers: per step the highest- and lowest-rewarded sample, to read.
+- the reward outliers: per step the highest- and lowest-rewarded sample, to read;
+- the PM against the AI judge it imitates, on the run's samples (`pm_judge_disagreement`).
 """
 from __future__ import annotations
 
@@ -80,20 +81,90 @@ def reward_outliers(samples: list[dict]) -> list[dict]:
     return out
 
 
-def pm_training_labels(ppo_out: str | Path) -> tuple[str, list]:
-    """(the PM folder a PPO run was trained against, the AI labels that PM was trained on),
-    read from the two runs' job.yaml files; empty when either cannot be traced."""
-    from pipeline.preferences import read_labels
+def pm_lineage(ppo_out: str | Path) -> tuple[str, str]:
+    """(the PM folder a PPO run was trained against, the label run that PM was trained on),
+    read from the two runs' job.yaml files; '' where either cannot be traced."""
     from pipeline.stages import read_job_file
 
     job = Path(ppo_out) / "job.yaml"
     pm = str(read_job_file(job).get("reward_adapter") or "") if job.exists() else ""
     pm_job = Path(pm).parent / "job.yaml" if pm else None
     data = str(read_job_file(pm_job).get("data") or "") if pm_job and pm_job.exists() else ""
+    return pm, data
+
+
+def pm_training_labels(ppo_out: str | Path) -> tuple[str, list]:
+    """(the PM folder, the AI labels it was trained on; empty when they cannot be traced)."""
+    from pipeline.preferences import read_labels
+
+    pm, data = pm_lineage(ppo_out)
     try:
         return pm, read_labels(data) if data else []
     except (OSError, ValueError):
         return pm, []
+
+
+@dataclass(frozen=True)
+class JudgeCheck:
+    """The PM against the AI judge on a PPO run's samples, each paired with the base
+    model's answer to the same prompt."""
+
+    compared: int
+    disagreeing: int
+    judge: str
+
+    @property
+    def text(self) -> str:
+        share = self.disagreeing / self.compared if self.compared else 0.0
+        verdict = (" — the PM rewards what the judge it was trained to imitate does not prefer; "
+                   "read the outliers" if share > 0.5 else "")
+        return (f"The PM and the AI judge ({self.judge}) disagree on {self.disagreeing} of "
+                f"{self.compared} samples (sample vs the base model's answer to the same prompt)"
+                f"{verdict}.")
+
+
+def pm_judge_disagreement(ppo_out: str | Path, limit: int = 12) -> JudgeCheck:
+    """For up to `limit` logged samples (the reward outliers first): does the PM's preference
+    between the sample and the base model's answer agree with the AI judge's, under the
+    constitution and settings of the label run the PM learned from?"""
+    from pipeline.constitution import load_constitution
+    from pipeline.errors import DatasetError
+    from pipeline.evaluation.judges import make_judge, pm_scores
+    from pipeline.evaluation.tournament import NO_ANSWER
+    from pipeline.feedback import FeedbackConfig
+    from pipeline.fields import settings_of
+    from pipeline.files import read_jsonl_log
+    from pipeline.generation import SamplingConfig, backend_for, chat
+    from pipeline.preferences import Pair
+    from pipeline.relabel import run_settings
+    from pipeline.stages import read_job_file
+
+    pm, data = pm_lineage(ppo_out)
+    if not pm or not data:
+        raise DatasetError("This PPO run's preference model and its labels cannot be traced "
+                           "(job.yaml of the PPO and reward runs).")
+    settings = run_settings(data)
+    if not Path(settings.constitution).is_file():
+        raise DatasetError(f"The label run {data} does not name its constitution as a file.")
+    samples = reward_outliers(read_jsonl_log(Path(ppo_out) / "samples.jsonl"))[:limit]
+    if not samples:
+        raise DatasetError("This PPO run has logged no samples yet.")
+    ppo = read_job_file(Path(ppo_out) / "job.yaml")
+    prompts = [s["prompt"] for s in samples]
+    base = backend_for(str(ppo.get("model") or "embedded")).generate(
+        [chat(q) for q in prompts],
+        SamplingConfig(max_new_tokens=int(ppo.get("max_new_tokens") or 48), temperature=0.0))
+    scores = pm_scores(pm, prompts * 2, [s["answer"] for s in samples] + [g.text for g in base])
+    judge = make_judge(settings.judge_method, settings.model, settings.probe, settings.layer,
+                       settings_of(settings, FeedbackConfig))
+    labels = judge.label(load_constitution(settings.constitution),
+                         [Pair(q, s["answer"] or NO_ANSWER, g.text or NO_ANSWER)
+                          for q, s, g in zip(prompts, samples, base)])
+    n = len(samples)
+    decided = [(float(scores[i] - scores[n + i]), labels[i].p_a) for i in range(n)
+               if scores[i] != scores[n + i] and labels[i].p_a != 0.5]
+    disagreeing = sum((margin > 0) != (p > 0.5) for margin, p in decided)
+    return JudgeCheck(len(decided), disagreeing, judge.name)
 
 
 def nearest_pairs(loaded, prompt: str, answer: str, labels: list, k: int = 3,

@@ -122,3 +122,15 @@ def test_bad_tournaments_are_refused(tmp_path, tiny_folder):
         run_tournament(job, tmp_path / "e", harmless(),
                        {"r": make_judge("representation", str(tiny_folder))}, CancelFlag(),
                        lambda *a: None)
+
+
+def test_an_empty_answer_is_judged_as_no_answer(tmp_path, tiny_folder):
+    from pipeline.evaluation.tournament import NO_ANSWER, Answer, judge_all
+
+    prompts = tournament_prompts(["red-team"], "test", 1)
+    AnswerLog(tmp_path).append([Answer("base", prompts[0].id, "", "stop"),
+                                Answer("other", prompts[0].id, "A real answer.", "stop")])
+    judge_all({"r": make_judge("representation", str(tiny_folder))}, ["base", "other"], prompts,
+              harmless(), 0, tmp_path, CancelFlag(), lambda *a: None)
+    [c] = ComparisonLog(tmp_path).read()
+    assert c.preference.pair.response_a == NO_ANSWER and c.preference.p_a != 0.5

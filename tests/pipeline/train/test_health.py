@@ -1,5 +1,7 @@
 """RL health warnings and reward outliers, from hand-made metrics; the nearest PM training
 pairs on the tiny model."""
+import pytest
+
 from pipeline.preferences import Pair, Preference
 from pipeline.train.health import nearest_pairs, reward_outliers, rl_health
 from tests.tiny import tiny_model
@@ -40,3 +42,44 @@ def test_the_nearest_training_pair_of_a_sample_is_its_own_text():
                          0.9, (), "j", "h") for i in range(5)]
     near = nearest_pairs(tiny_model(), "Topic 3?", "Answer about topic 3, at length.", labels, k=2)
     assert len(near) == 2 and near[0][1] is labels[3] and near[0][0] > 0.999
+
+
+def test_the_pm_is_checked_against_the_ai_judge_it_learned_from(tmp_path, tiny_folder):
+    import json
+
+    from peft import get_peft_model
+
+    from pipeline.errors import DatasetError
+    from pipeline.models import load_model
+    from pipeline.preferences import LabelLog
+    from pipeline.reward_model import new_head, save_pm
+    from pipeline.stages import LabelJob, PPOJob, RewardJob, job_yaml
+    from pipeline.train.health import pm_judge_disagreement
+    from pipeline.train.runtime import lora_config
+    from tests.records import SHIPPED
+
+    loaded = load_model(str(tiny_folder))
+    pm = tmp_path / "reward" / "adapter"
+    save_pm(get_peft_model(__import__("copy").deepcopy(loaded.model), lora_config(RewardJob())),
+            new_head(loaded), pm, str(tiny_folder))
+    labels = tmp_path / "labels"
+    LabelLog(labels).append([Preference(Pair("Hi?", "Hello.", "No."), 0.8, (), "j", "h")])
+    (labels / "job.yaml").write_text(job_yaml(LabelJob(
+        pairs="p", constitution=str(SHIPPED / "harmless-helpful.yaml"), model=str(tiny_folder),
+        ensemble=1)))
+    (tmp_path / "reward" / "job.yaml").write_text(job_yaml(RewardJob(model=str(tiny_folder),
+                                                                     data=str(labels))))
+    ppo = tmp_path / "ppo"
+    ppo.mkdir()
+    (ppo / "job.yaml").write_text(job_yaml(PPOJob(model=str(tiny_folder), reward_adapter=str(pm),
+                                                  max_new_tokens=6)))
+    with pytest.raises(DatasetError, match="no samples"):
+        pm_judge_disagreement(ppo)
+    samples = [{"step": 1, "prompt": f"Question {i}?", "answer": f"Answer {i}.", "reward": i / 10}
+               for i in range(3)]
+    (ppo / "samples.jsonl").write_text("".join(json.dumps(x) + "\n" for x in samples))
+    check = pm_judge_disagreement(ppo)
+    assert check.compared <= 2 and 0 <= check.disagreeing <= check.compared  # step 1's extremes
+    assert "disagree on" in check.text and str(tiny_folder) in check.judge
+    with pytest.raises(DatasetError, match="cannot be traced"):
+        pm_judge_disagreement(tmp_path / "labels")
