@@ -133,4 +133,4 @@ def test_an_empty_answer_is_judged_as_no_answer(tmp_path, tiny_folder):
     judge_all({"r": make_judge("representation", str(tiny_folder))}, ["base", "other"], prompts,
               harmless(), 0, tmp_path, CancelFlag(), lambda *a: None)
     [c] = ComparisonLog(tmp_path).read()
-    assert c.preference.pair.response_a == NO_ANSWER and c.preference.p_a != 0.5
+    assert c.preference.pair.response_a == NO_ANSWER and c.preference.labels  # judged
