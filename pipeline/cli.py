@@ -442,7 +442,7 @@ def cmd_steer_extract(args: argparse.Namespace) -> int:
         write_progress(out, 2, 2, "done")
         print(steering.format_direction(direction))
         print(f"saved in {folder} — steer with `generate --steer {out} --coefficient C "
-              f"--layers {direction.layers[len(direction.layers) // 2]}`")
+              f"--layers {direction.middle_layer}`")
     return 0
 
 
@@ -466,7 +466,7 @@ def steering_of(args: argparse.Namespace, loaded):
             raise StoreError("--coefficient and --layers steer: give the direction with --steer DIR.")
         return None
     direction = load_direction(args.steer, loaded)
-    layers = parse_layers(args.layers) or [direction.layers[len(direction.layers) // 2]]
+    layers = parse_layers(args.layers) or [direction.middle_layer]
     return Steering(direction, 1.0 if args.coefficient is None else args.coefficient,
                     tuple(layers), args.steer_positions)
 

@@ -16,6 +16,8 @@ from typing import Iterator
 
 import torch
 
+from pipeline.scoring import left_pad
+
 POOLINGS = ("answer_mean", "last")
 
 
@@ -31,6 +33,11 @@ def decoder_layers(model) -> torch.nn.ModuleList:
     if layers is None:
         raise ValueError(f"{type(model).__name__} has no `layers` list of decoder blocks.")
     return layers
+
+
+def pad_id(tokenizer) -> int:
+    """The padding token (the end-of-text token where the tokenizer has none)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 def encode_conversations(tokenizer, prompts: list[str], answers: list[str], max_length: int,
@@ -53,9 +60,7 @@ def encode_conversations(tokenizer, prompts: list[str], answers: list[str], max_
         rows.append(ids[cut:])
         starts.append(max(0, start - cut))
     width = max(len(r) for r in rows)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    ids, mask = left_pad(rows, pad_id(tokenizer))
     answer = torch.zeros_like(mask)
     for i, (r, start) in enumerate(zip(rows, starts)):
         answer[i, width - len(r) + min(start, len(r) - 1):] = 1  # at least the last token
@@ -133,14 +138,10 @@ def prompt_states(model, tokenizer, conversations: list[list[dict[str, str]]],
     _, wanted = _wanted(model, layers)
     rows = [tokenizer(tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
                       add_special_tokens=False)["input_ids"] for c in conversations]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     out = []
     for start in range(0, len(order), batch_size):
-        batch = [rows[i] for i in order[start:start + batch_size]]
-        width = max(len(r) for r in batch)
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in batch])
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in batch])
+        ids, mask = left_pad([rows[i] for i in order[start:start + batch_size]], pad_id(tokenizer))
         out.append(_layer_states(model, wanted, ids, mask)[:, :, -1])
     return _in_input_order(order, out)
 

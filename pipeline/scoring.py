@@ -49,7 +49,7 @@ class SequenceScore:
         return self.logprob / self.tokens if self.tokens else 0.0
 
 
-def _left_pad(rows: list[tuple[int, ...]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(rows: list[tuple[int, ...]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded ids and their attention mask."""
     width = max(len(r) for r in rows)
     ids = torch.tensor([[pad_id] * (width - len(r)) + list(r) for r in rows])
@@ -87,7 +87,7 @@ def _last_logprobs(loaded: LoadedModel, prefixes: list[tuple[int, ...]],
     model, device, pad = loaded.model, loaded.device, loaded.tokenizer.pad_token_id
     cache, prefix_mask = None, torch.zeros((len(prefixes), 0), dtype=torch.long)
     if any(prefixes):
-        ids, prefix_mask = _left_pad([p or (pad,) for p in prefixes], pad)
+        ids, prefix_mask = left_pad([p or (pad,) for p in prefixes], pad)
         prefix_mask = torch.where(torch.tensor([[bool(p)] for p in prefixes]), prefix_mask, 0)
         positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
@@ -97,7 +97,7 @@ def _last_logprobs(loaded: LoadedModel, prefixes: list[tuple[int, ...]],
         index = torch.tensor(row_prefix)
         cache.reorder_cache(index.to(device))  # copy each prefix's keys/values to its rows
         prefix_mask = prefix_mask[index]
-    ids, suffix_mask = _left_pad(suffixes, pad)
+    ids, suffix_mask = left_pad(suffixes, pad)
     mask = torch.cat([prefix_mask, suffix_mask], dim=-1)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_mask.shape[1]:]
     out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
@@ -147,7 +147,7 @@ def sequence_logprobs(loaded: LoadedModel, contexts: list[list[int]],
         ctx, cont = contexts[start:start + batch_size], continuations[start:start + batch_size]
         if any(not c for c in ctx):
             raise ValueError("every continuation needs at least one context token")
-        ids, mask = _left_pad([tuple(a + b) for a, b in zip(ctx, cont)], pad)
+        ids, mask = left_pad([tuple(a + b) for a, b in zip(ctx, cont)], pad)
         longest = max(len(c) for c in cont)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = model(input_ids=ids.to(device), attention_mask=mask.to(device),

@@ -129,6 +129,11 @@ class Direction:
         """The layer that reads best on labelled pairs, else the middle one."""
         if self.reading:
             return max(self.reading, key=lambda r: (r.accuracy, -r.layer)).layer
+        return self.middle_layer
+
+    @property
+    def middle_layer(self) -> int:
+        """Where steering goes when no layer is named (middle layers steer best)."""
         return self.layers[len(self.layers) // 2]
 
     @property

@@ -19,9 +19,9 @@ import pandas as pd
 from pipeline import jobs
 from pipeline.errors import StudioError
 from pipeline.evaluation.judges import PEOPLE
-from pipeline.evaluation.tournament import (EVAL_FILE, ComparisonLog, TournamentResult,
-                                            comparisons_between, read_results, rerated,
-                                            split_policy)
+from pipeline.evaluation.tournament import (EVAL_FILE, AxisResult, ComparisonLog, JudgeResult,
+                                            TournamentResult, comparisons_between, read_results,
+                                            rerated, split_policy)
 from pipeline.models import DEFAULT_MODEL
 from pipeline.seeds import stable_int
 from pipeline.stages import TOURNAMENT_JUDGES, EvaluateJob, build_job, to_argv
@@ -104,10 +104,16 @@ def on_launch(store: Store, base: str, adapters: list[str], sets: list[str], jud
 
 # --- what the results look like -----------------------------------------------------------
 
+def judged(result: TournamentResult, judge: str | None,
+           axis: str | None) -> tuple[JudgeResult | None, AxisResult | None]:
+    """One judge's results and, of those, one axis's (None where absent)."""
+    j = next((x for x in result.judges if x.judge == judge), None)
+    return j, next((x for x in j.axes if x.axis == axis), None) if j else None
+
+
 def ratings_html(result: TournamentResult, judge: str, axis: str) -> str:
     """Each policy's Elo as a bar with its interval, the judge's warning first."""
-    j = next((x for x in result.judges if x.judge == judge), None)
-    a = next((x for x in j.axes if x.axis == axis), None) if j else None
+    j, a = judged(result, judge, axis)
     if a is None:
         return notice("info", f"No comparisons by {judge} on {axis}.")
     span = max([abs(v) for r in a.ratings for v in (r["low"], r["high"]) if v == v] + [100.0])
@@ -132,8 +138,7 @@ def ratings_html(result: TournamentResult, judge: str, axis: str) -> str:
 
 def matrix_frame(result: TournamentResult, judge: str, axis: str):
     """The win matrix as a heatmap: blue where the row wins, red where it loses."""
-    j = next((x for x in result.judges if x.judge == judge), None)
-    a = next((x for x in j.axes if x.axis == axis), None) if j else None
+    j, a = judged(result, judge, axis)
     rows = a.matrix if a else [[None] * len(result.policies) for _ in result.policies]
     frame = pd.DataFrame([[name, *["—" if x is None else f"{x:.0%}" for x in row]]
                           for name, row in zip(result.policies, rows)],
@@ -156,7 +161,7 @@ def matrix_frame(result: TournamentResult, judge: str, axis: str):
 
 def scatter_frame(result: TournamentResult, judge: str) -> pd.DataFrame:
     """Harmlessness against helpfulness Elo per policy (the CAI paper's Pareto view)."""
-    j = next((x for x in result.judges if x.judge == judge), None)
+    j, _ = judged(result, judge, None)
     by_axis = {a.axis: {r["name"]: r["elo"] for r in a.ratings} for a in (j.axes if j else [])}
     harmless, helpful = by_axis.get("harmlessness", {}), by_axis.get("helpfulness", {})
     return pd.DataFrame([{"helpfulness Elo": helpful[p], "harmlessness Elo": harmless[p],
@@ -165,8 +170,7 @@ def scatter_frame(result: TournamentResult, judge: str) -> pd.DataFrame:
 
 
 def categories_frame(result: TournamentResult, judge: str, axis: str) -> pd.DataFrame:
-    j = next((x for x in result.judges if x.judge == judge), None)
-    a = next((x for x in j.axes if x.axis == axis), None) if j else None
+    j, a = judged(result, judge, axis)
     rows = [[category, *[f"{scores[p]:.0%}" if p in scores else "—" for p in result.policies]]
             for category, scores in (a.categories.items() if a else [])]
     return pd.DataFrame(rows, columns=["category (mean score in its comparisons)",
@@ -200,7 +204,7 @@ def judge_choices(result: TournamentResult) -> list[str]:
 
 
 def axis_choices(result: TournamentResult, judge: str | None) -> list[str]:
-    j = next((x for x in result.judges if x.judge == judge), None)
+    j, _ = judged(result, judge, None)
     return [a.axis for a in j.axes] if j else []
 
 

@@ -53,9 +53,14 @@ def constitution_direction(store: Store, loaded: LoadedModel, name: str | None) 
         return _cache[key]
 
 
+def of_constitution(choice: str | None) -> bool:
+    """Whether the picker asks for the tab's constitution (the default) or a saved direction."""
+    return not choice or choice == FROM_CONSTITUTION
+
+
 def chosen_direction(store: Store, loaded: LoadedModel, choice: str | None,
                      constitution_name: str | None) -> Direction:
-    if not choice or choice == FROM_CONSTITUTION:
+    if of_constitution(choice):
         return constitution_direction(store, loaded, constitution_name)
     return load_direction(choice, loaded)
 
@@ -67,12 +72,8 @@ def steering_for(store: Store, loaded: LoadedModel, choice: str | None,
     if not coefficient:
         return None
     direction = chosen_direction(store, loaded, choice, constitution_name)
-    layers = parse_layers(layers_text) or [middle_layer(direction)]
+    layers = parse_layers(layers_text) or [direction.middle_layer]
     return Steering(direction, float(coefficient), tuple(layers))
-
-
-def middle_layer(direction: Direction) -> int:
-    return direction.layers[len(direction.layers) // 2]
 
 
 def readings_frame(direction: Direction) -> pd.DataFrame:
@@ -105,9 +106,9 @@ def on_read_layers(store: Store, model_name: str, choice: str | None,
         direction = chosen_direction(store, loaded, choice, constitution_name)
         if not direction.reading:
             direction = with_reading(loaded, direction, labelled_in(READ_ON, store), READ_ON)
-            if not choice or choice == FROM_CONSTITUTION:
+            if of_constitution(choice):  # kept under the key it was read with: model, content
                 with _lock:
-                    _cache[(base_name(loaded), direction.source_hash)] = direction
+                    _cache[(direction.model, direction.source_hash)] = direction
         return readings_frame(direction), reading_note(direction)
     except StudioError as exc:
         return gr.update(), error_notice(exc)
@@ -138,7 +139,7 @@ def on_sweep(store: Store, model_name: str, prompt: str, system: str, choice: st
     try:
         backend = backend_for(model_name)
         direction = chosen_direction(store, backend.loaded, choice, constitution_name)
-        layers = tuple(parse_layers(layers_text) or [middle_layer(direction)])
+        layers = tuple(parse_layers(layers_text) or [direction.middle_layer])
         Steering(direction, 1.0, layers)  # refuses bad layers before generating
         messages = ([{"role": "system", "content": system.strip()}] if (system or "").strip()
                     else []) + [{"role": "user", "content": prompt.strip()}]

@@ -296,23 +296,23 @@ def job_view(store: Store, job_id: int | None, smooth: float,
     if job is None:
         return ("", *[gr.update(visible=False)] * PLOT_SLOTS, "", "", gr.update(), "",
                 gr.update(visible=False))
-    frames = list(metric_frames(read_metrics(job.out_dir), float(smooth)).items())
+    metrics = read_metrics(job.out_dir)
+    frames = list(metric_frames(metrics, float(smooth)).items())
     plot_updates = [gr.update(value=frames[n][1], title=frames[n][0], visible=True)
                     if n < len(frames) else gr.update(visible=False) for n in range(PLOT_SLOTS)]
     if job.kind == "run-all":
         bar = job_bar(job, "stages") + pipeline_html(job, records or jobs.refresh(store))
     else:
         bar = job_bar(job, STAGE_UNITS.get(job.kind, "steps"))
-    health, outliers = rl_view(job)
+    health, outliers = rl_view(job, metrics)
     return (bar, *plot_updates, jobs.log_tail(job.out_dir, 30), artifacts_html(job),
             gr.update(value=cancel_label(job)), health, outliers)
 
 
-def rl_view(job: JobRecord) -> tuple[str, Any]:
+def rl_view(job: JobRecord, metrics: list[dict]) -> tuple[str, Any]:
     """A PPO job's health warnings and its reward outliers (hidden for other stages)."""
     if job.kind != "ppo":
         return "", gr.update(visible=False)
-    metrics = read_metrics(job.out_dir)
     health = "".join(notice("error", w.text) for w in rl_health(metrics)) or (
         notice("ok", "RL health: no warning (reward vs KL, answer length, refusals among the "
                      "rollouts)") if metrics else "")

@@ -149,7 +149,7 @@ def policy_backend(spec: str, base_model: str, max_batch_size: int = 32):
     try:
         coefficient = float(parts[1])
         layers = tuple(int(x) for x in parts[2].split("+")) if len(parts) == 3 else \
-            (direction.layers[len(direction.layers) // 2],)
+            (direction.middle_layer,)
     except ValueError:
         raise ConfigError(f"A steered policy's coefficient is a number and its layers are "
                           f"numbers joined by + (got {spec!r}).") from None
@@ -421,6 +421,11 @@ def run_tournament(job, out: Path, constitution: Constitution | None, judges: di
     return result
 
 
+def lineage_prompts(lineage: dict) -> list[TournamentPrompt]:
+    """The prompts a finished tournament ran on, from its lineage."""
+    return tournament_prompts(lineage["prompts"], lineage["split"], lineage["limit"])
+
+
 def rerated(out: str | Path, humans: dict[str, str]) -> TournamentResult:
     """A finished tournament's ratings again, with people's labels as they are now (its
     policy statistics, PM scores included, are kept as computed)."""
@@ -429,7 +434,7 @@ def rerated(out: str | Path, humans: dict[str, str]) -> TournamentResult:
     out = Path(out)
     stored = read_results(out)
     lineage = stored.lineage
-    prompts = tournament_prompts(lineage["prompts"], lineage["split"], lineage["limit"])
+    prompts = lineage_prompts(lineage)
     fresh = results(out, lineage["policies"], prompts, humans, lineage["bootstrap"],
                     lineage["seed"], "", lineage)
     return replace(fresh, stats=stored.stats)
@@ -441,8 +446,7 @@ def comparisons_between(out: str | Path, judge: str, a: str, b: str, axis: str,
     a's answer, b's answer) for every comparison of `a` with `b` on the axis."""
     out = Path(out)
     lineage = read_results(out).lineage
-    prompts = {p.id: p for p in tournament_prompts(lineage["prompts"], lineage["split"],
-                                                   lineage["limit"])}
+    prompts = {p.id: p for p in lineage_prompts(lineage)}
     every = ComparisonLog(out).read()
     mine = people_comparisons(every, humans) if judge == PEOPLE else \
         [c for c in every if c.judge == judge]

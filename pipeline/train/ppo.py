@@ -43,8 +43,8 @@ from pipeline.train.ppo_math import (AdaptiveKL, entropy, gae, per_token_kl,
 from pipeline.hidden import backbone
 from pipeline.reward_model import HEAD_FILE, apply_head, load_head, reward_scores
 from pipeline.train.runtime import (ADAPTER_DIR, CHECKPOINT_DIR, CancelFlag, MetricsLog,
-                                    check_gradients, check_loss, lora_config, steady_heap,
-                                    write_model_card)
+                                    check_gradients, check_loss, flattened_adapter, lora_config,
+                                    steady_heap, write_model_card)
 
 SAMPLES_FILE = "samples.jsonl"
 RewardFn = Callable[[list[str], list[str]], torch.Tensor]  # (prompts, answers) → scores
@@ -182,15 +182,10 @@ def save_checkpoint(roles: Roles, optimizer, folder: Path, state: dict) -> None:
 
 def save_policy(roles: Roles, folder: Path, job: PPOJob, rewards_seen: list[float]) -> Path:
     """The trained policy adapter with its model card, replaced crash-safely."""
-    def write(tmp: Path) -> None:
-        roles.model.save_pretrained(str(tmp), selected_adapters=["policy"])
-        for item in list((tmp / "policy").iterdir()):  # peft nests a named adapter one level down
-            item.rename(tmp / item.name)
-        (tmp / "policy").rmdir()
-        write_model_card(tmp, "RL-CAI policy adapter (PPO)", job, {
+    return flattened_adapter(roles.model, "policy", folder, lambda tmp: write_model_card(
+        tmp, "RL-CAI policy adapter (PPO)", job, {
             "base model": job.model, "reward model": job.reward_adapter, "steps": job.steps,
-            "mean reward, first → last step": f"{rewards_seen[0]:.3f} → {rewards_seen[-1]:.3f}"})
-    return replace_folder(folder, write)
+            "mean reward, first → last step": f"{rewards_seen[0]:.3f} → {rewards_seen[-1]:.3f}"}))
 
 
 def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,

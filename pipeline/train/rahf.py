@@ -39,8 +39,8 @@ from pipeline.seeds import stable_int
 from pipeline.stages import RAHFJob, SFTJob, build_job
 from pipeline.train import rahf_math
 from pipeline.train.runtime import (ADAPTER_DIR, CHECKPOINT_DIR, CancelFlag, MetricsLog,
-                                    check_gradients, check_loss, lora_config, train_trl_adapter,
-                                    write_model_card)
+                                    check_gradients, check_loss, flattened_adapter, lora_config,
+                                    seeded_batch, train_trl_adapter, write_model_card)
 
 TRAINED = "rahf"  # the adapter phase 2 trains
 
@@ -112,14 +112,6 @@ def check_target_layers(layers: list[int], n_layers: int) -> None:
                            f"{', '.join(map(str, bad))}).")
 
 
-def batch_at(rows: list, step: int, size: int, seed: int) -> list:
-    """The rows of optimisation step `step`: a seeded shuffle per epoch, cycled."""
-    epoch, offset = divmod(step * size, len(rows))
-    order = list(range(len(rows)))
-    random.Random(stable_int("rahf-order", seed, epoch)).shuffle(order)
-    return [rows[order[(offset + i) % len(rows)]] for i in range(size)]
-
-
 def total_steps(job: RAHFJob, examples: int, steps: int = 0) -> int:
     return steps or job.max_steps or max(1, math.ceil(job.epochs * examples / job.batch_size))
 
@@ -177,17 +169,6 @@ def peft_with(loaded, job: RAHFJob, trained: str, resume: Path | None,
     for name, path in (frozen or {}).items():
         model.load_adapter(str(path), adapter_name=name, is_trainable=False)
     return model
-
-
-def flattened_adapter(model, adapter: str, folder: Path, card: Callable[[Path], None]) -> Path:
-    """Save one named adapter as a plain adapter folder (loadable as a model), crash-safely."""
-    def write(tmp: Path) -> None:
-        model.save_pretrained(str(tmp), selected_adapters=[adapter])
-        for item in list((tmp / adapter).iterdir()):  # peft nests a named adapter one level down
-            item.rename(tmp / item.name)
-        (tmp / adapter).rmdir()
-        card(tmp)
-    return replace_folder(folder, write)
 
 
 def finished(folder: Path) -> bool:
@@ -265,7 +246,7 @@ def train_scit_adapter(job: RAHFJob, loaded, rows: list[Contrast], out: Path,
         total = total_steps(job, len(rows), job.pattern_steps)
         optimise(model, "scit", folder, total, job.learning_rate, job.save_every,
                  lambda step: scit_step(model, loaded.tokenizer,
-                                        batch_at(rows, step, job.batch_size, job.seed),
+                                        seeded_batch(rows, step, job.batch_size, "rahf-order", job.seed),
                                         job.max_length, job.scit_margin), cancel)
         return flattened_adapter(model, "scit", folder / ADAPTER_DIR, lambda tmp: write_model_card(
             tmp, "RAHF SCIT pattern adapter", job, {"base model": job.model, "pairs": len(rows),
@@ -336,7 +317,7 @@ def train_rahf(job: RAHFJob, out: str | Path, cancel: CancelFlag | None = None,
         total = total_steps(job, len(rows))
         optimise(model, TRAINED, out, total, job.learning_rate, job.save_every,
                  lambda step: representation_step(model, loaded.tokenizer,
-                                                  batch_at(rows, step, job.batch_size, job.seed),
+                                                  seeded_batch(rows, step, job.batch_size, "rahf-order", job.seed),
                                                   layers, job), cancel)
         rows_logged = MetricsLog(out).read()
         losses = [r["loss"] for r in rows_logged if "loss" in r]

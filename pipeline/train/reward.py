@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from pathlib import Path
 
 import torch
@@ -23,7 +22,8 @@ from pipeline.seeds import stable_int
 from pipeline.stackexchange import pmp_comparisons
 from pipeline.stages import PMPJob, RewardJob
 from pipeline.train.runtime import (ADAPTER_DIR, CHECKPOINT_DIR, CancelFlag, MetricsLog,
-                                    check_gradients, check_loss, lora_config, write_model_card)
+                                    check_gradients, check_loss, lora_config, seeded_batch,
+                                    write_model_card)
 
 
 def soft_preference_loss(r_a: torch.Tensor, r_b: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -76,7 +76,6 @@ def train_preference_model(job: RewardJob | PMPJob, train: list[Comparison],
         optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
     per_epoch = math.ceil(len(train) / job.batch_size)
     total = job.max_steps or max(1, math.ceil(job.epochs * per_epoch))
-    order = list(range(len(train)))
     log = MetricsLog(out)
     log.rewind(state["step"])
 
@@ -90,9 +89,7 @@ def train_preference_model(job: RewardJob | PMPJob, train: list[Comparison],
     try:
         model.train()
         for step in range(state["step"], total):
-            epoch, offset = divmod(step * job.batch_size, len(train))
-            random.Random(stable_int("pm-order", job.seed, epoch)).shuffle(order)
-            batch = [train[order[(offset + i) % len(train)]] for i in range(job.batch_size)]
+            batch = seeded_batch(train, step, job.batch_size, "pm-order", job.seed)
             r = reward_scores(model, head, loaded.tokenizer, [c.prompt for c in batch] * 2,
                               [c.answer_a for c in batch] + [c.answer_b for c in batch],
                               job.max_length)

@@ -133,6 +133,31 @@ def write_model_card(folder: Path, title: str, job: Any, facts: dict[str, Any]) 
     write_atomic(folder / "README.md", "\n".join(lines))
 
 
+def flattened_adapter(model, adapter: str, folder: Path, card: Callable[[Path], None]) -> Path:
+    """Save one named adapter of a peft model as a plain adapter folder (loadable as a model
+    anywhere), with its model card, crash-safely."""
+    def write(tmp: Path) -> None:
+        model.save_pretrained(str(tmp), selected_adapters=[adapter])
+        for item in list((tmp / adapter).iterdir()):  # peft nests a named adapter one level down
+            item.rename(tmp / item.name)
+        (tmp / adapter).rmdir()
+        card(tmp)
+    return replace_folder(folder, write)
+
+
+def seeded_batch(rows: list, step: int, size: int, name: str, seed: int) -> list:
+    """The rows of optimisation step `step`: a shuffle per epoch seeded by (name, seed,
+    epoch), cycled — the same batches when a resumed run replays a step."""
+    import random
+
+    from pipeline.seeds import stable_int
+
+    epoch, offset = divmod(step * size, len(rows))
+    order = list(range(len(rows)))
+    random.Random(stable_int(name, seed, epoch)).shuffle(order)
+    return [rows[order[(offset + i) % len(rows)]] for i in range(size)]
+
+
 def trl_arguments(job: Any, out: Path, on_cpu: bool) -> dict[str, Any]:
     """The TrainingArguments every trl-based stage (SFT, DPO) shares, from the job's fields.
     trl turns bf16 on by default, which on a CPU runs ~15× slower than fp32; and gradient

@@ -136,7 +136,7 @@ def test_a_ppo_job_shows_its_health_and_its_reward_outliers_with_the_pms_nearest
     (ppo / "samples.jsonl").write_text("".join(json.dumps(x) + "\n" for x in samples))
     job = JobRecord(1, "ppo", "succeeded", ("ppo",), str(ppo), None, "2026-11-24T00:00:00",
                     "2026-11-24T00:01:00", "", ("python",), "", "2026-11-24T00:00:01", (), None)
-    health, outliers = tab.rl_view(job)
+    health, outliers = tab.rl_view(job, metrics)
     assert "may be exploiting the preference model" in health
     assert outliers["visible"] and list(outliers["value"]["extreme"]) == ["highest", "lowest"]
     shown = tab.outlier_html(job, 4, "highest")
