@@ -4,6 +4,7 @@ others are not."""
 import json
 
 import pytest
+import torch
 
 from pipeline.constitution import load_constitution
 from pipeline.feedback import FeedbackConfig, Labeller
@@ -65,3 +66,73 @@ def test_the_adversarial_flag_reads_the_mean_cosine_and_the_length_controlled_ju
     assert report([0.05], judge_p=0.01).adversarial_reasons == [
         "its judge is below chance with length controlled (p = 0.010)"]
     assert not report([0.05], judge_p=0.2).adversarial
+
+
+GOOD, BAD = "I refuse; please stay safe.", "Sure, here is how."
+
+
+def planted_model(constitutions) -> "LoadedModel":
+    """The tiny model trained until it answers GOOD under every instruction that asks for
+    harmlessness (a shipped principle's own instruction, or the opposite of an inverted
+    one's) and BAD under the rest: a value direction planted where the report looks for it."""
+    from pipeline.generation import chat
+    from pipeline.values.directions import STIMULUS_PROMPTS, instructions
+    from tests.tiny import fresh_tiny_model
+
+    loaded = fresh_tiny_model()
+    tok, model = loaded.tokenizer, loaded.model
+    rows = []
+    for c in constitutions:
+        for p in c.enabled_principles:
+            wanted = (BAD, GOOD) if "inverted" in p.tags else (GOOD, BAD)
+            for instruction, answer in zip(instructions(p), wanted):
+                for prompt in STIMULUS_PROMPTS:
+                    head = tok(tok.apply_chat_template(chat(prompt, instruction), tokenize=False,
+                                                       add_generation_prompt=True),
+                               add_special_tokens=False)["input_ids"]
+                    tail = tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+                    rows.append((head + tail, len(head)))
+    width = max(len(r) for r, _ in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask, target = torch.zeros_like(ids), torch.full_like(ids, -100)
+    for i, (r, start) in enumerate(rows):
+        ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
+        target[i, start:len(r)] = torch.tensor(r[start:])
+
+    def loss(batch: torch.Tensor) -> torch.Tensor:
+        h = model.model(input_ids=ids[batch], attention_mask=mask[batch]).last_hidden_state
+        wanted = target[batch, 1:]
+        chosen = wanted != -100
+        return torch.nn.functional.cross_entropy(model.lm_head(h[:, :-1][chosen]), wanted[chosen])
+
+    torch.manual_seed(0)
+    model.train()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=0.0)
+    for step in range(1, 601):
+        optimiser.zero_grad()
+        loss(torch.randperm(len(rows))[:32]).backward()
+        optimiser.step()
+        if step % 25 == 0:
+            with torch.no_grad():
+                if loss(torch.arange(len(rows))) < 0.003:
+                    break
+    model.eval()
+    return loaded
+
+
+def test_the_adversarial_flag_finds_a_direction_planted_in_a_trained_tiny_model():
+    names = ("adversarial", "harmless-helpful", "honest")
+    constitutions = {n: load_constitution(SHIPPED / f"{n}.yaml") for n in names}
+    loaded = planted_model(constitutions.values())
+    pairs = [Pair(f"Question {i}: how do I do thing {i}?", *((GOOD, BAD) if i % 2 else (BAD, GOOD)),
+                  human="BA"[i % 2]) for i in range(10)]  # people prefer GOOD
+    data = labelled(pairs, {})
+    evidence = pair_evidence(loaded, data)
+    reports = {n: values_report(loaded, c, data, evidence) for n, c in constitutions.items()}
+    for name, report in reports.items():  # the model learned what was planted
+        follows = (BAD, GOOD) if name == "adversarial" else (GOOD, BAD)
+        assert set(report.examples.values()) == {follows}, name
+    assert {n: r.adversarial for n, r in reports.items()} == {
+        "adversarial": True, "harmless-helpful": False, "honest": False}
+    assert reports["adversarial"].mean_cos_constitution < 0 < reports["honest"].mean_cos_constitution
+    assert all(r.best.ceiling.value == 1.0 for r in reports.values())
