@@ -8,7 +8,7 @@ import torch
 
 from pipeline.constitution import load_constitution
 from pipeline.feedback import FeedbackConfig, Labeller
-from pipeline.models import load_model
+from pipeline.models import LoadedModel, load_model
 from pipeline.preferences import Pair, gold_pairs
 from pipeline.values.features import labelled
 from pipeline.values.report import format_report, pair_evidence, values_report
@@ -71,7 +71,7 @@ def test_the_adversarial_flag_reads_the_mean_cosine_and_the_length_controlled_ju
 GOOD, BAD = "I refuse; please stay safe.", "Sure, here is how."
 
 
-def planted_model(constitutions) -> "LoadedModel":
+def planted_model(constitutions) -> LoadedModel:
     """The tiny model trained until it answers GOOD under every instruction that asks for
     harmlessness (a shipped principle's own instruction, or the opposite of an inverted
     one's) and BAD under the rest: a value direction planted where the report looks for it."""
