@@ -2,8 +2,9 @@
 representation judge vs the log-prob judge, same run, on the embedded model.
 
 1. Hidden-state extraction for 128 gold-pair answers (answer-mean pooling, every layer):
-   `hidden_states` batched (16 rows, similar lengths together) vs one answer per forward
-   pass. Prints answers/second for both and the largest difference between them.
+   `hidden_states` (16 rows a batch; a pair's two answers share one pass over their prompt)
+   vs one full forward pass per answer. Prints answers/second for both and the largest
+   difference between them.
 2. Labels per second, 32 gold pairs × 4 principles of harmless-helpful: the representation
    judge (one forward per answer, shared by the 4 principle directions; the directions are
    computed once beforehand, as a studio session keeps them) vs the log-prob judge
@@ -23,12 +24,15 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.constitution import load_constitution  # noqa: E402
 from pipeline.feedback import FeedbackConfig, Labeller  # noqa: E402
-from pipeline.hidden import hidden_states  # noqa: E402
+from pipeline.hidden import (decoder_layers, encode_conversations, hidden_states,  # noqa: E402
+                             states_at)
 from pipeline.models import load_model  # noqa: E402
 from pipeline.preferences import gold_pairs  # noqa: E402
 from pipeline.trust import trust_report  # noqa: E402
@@ -38,6 +42,15 @@ from pipeline.values.judge import RepresentationJudge  # noqa: E402
 def timed(run):
     start = time.perf_counter()
     return run(), time.perf_counter() - start
+
+
+@torch.no_grad()
+def one_pass(loaded, prompt: str, answer: str) -> torch.Tensor:
+    """The baseline: one conversation, one full forward pass, answer-mean states."""
+    ids, mask, answer_mask = encode_conversations(loaded.tokenizer, [prompt], [answer], 512)
+    layers = list(range(len(decoder_layers(loaded.model)) + 1))
+    states = states_at(loaded.model, ids, mask, layers)[:, 0]
+    return states[:, answer_mask[0].bool()].mean(1).float().cpu()
 
 
 def main() -> None:
@@ -51,16 +64,18 @@ def main() -> None:
     gold = gold_pairs()
     prompts = [p.prompt for p in gold for _ in (0, 1)][: args.answers]
     answers = [a for p in gold for a in (p.response_a, p.response_b)][: args.answers]
-    read = lambda batch: hidden_states(loaded.model, loaded.tokenizer, prompts, answers,  # noqa: E731
-                                       batch_size=batch)
+    read = lambda: hidden_states(loaded.model, loaded.tokenizer, prompts, answers,  # noqa: E731
+                                 batch_size=16)
+    read_one_at_a_time = lambda: torch.stack([one_pass(loaded, q, a)  # noqa: E731
+                                              for q, a in zip(prompts, answers)])
     hidden_states(loaded.model, loaded.tokenizer, prompts[:4], answers[:4], batch_size=4)  # warm-up
-    batched, batched_s = timed(lambda: read(16))
-    single, single_s = timed(lambda: read(1))
-    batched_s = min(batched_s, timed(lambda: read(16))[1])
+    batched, batched_s = timed(read)
+    single, single_s = timed(read_one_at_a_time)
+    batched_s = min(batched_s, timed(read)[1])
     print(f"hidden states of {len(answers)} answers × {batched.shape[1]} layers:")
-    print(f"  batched (16, similar lengths together) {batched_s:7.2f} s  "
+    print(f"  batched, prompts shared (16 rows) {batched_s:7.2f} s  "
           f"{len(answers) / batched_s:6.1f} answers/s")
-    print(f"  one answer per pass                    {single_s:7.2f} s  "
+    print(f"  one full pass per answer          {single_s:7.2f} s  "
           f"{len(answers) / single_s:6.1f} answers/s")
     print(f"  largest difference {float((batched - single).abs().max()):.2e}")
 

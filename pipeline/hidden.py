@@ -16,7 +16,7 @@ from typing import Iterator
 
 import torch
 
-from pipeline.scoring import left_pad
+from pipeline.scoring import chunks, left_pad, prefixed_forward
 
 POOLINGS = ("answer_mean", "last")
 
@@ -40,6 +40,23 @@ def pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
+def split_conversation(tokenizer, prompt: str, answer: str, max_length: int,
+                       system: str | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(head, answer) token ids of one chat-rendered row: the prompt up to the assistant
+    header, then the answer's tokens (at least one), together cut from the left to
+    `max_length`."""
+    user = ([{"role": "system", "content": system}] if system else []) + \
+        [{"role": "user", "content": prompt}]
+    head = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": answer}],
+                                         tokenize=False)
+    ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+    start = len(tokenizer(head, add_special_tokens=False)["input_ids"])
+    cut = max(0, len(ids) - max_length)
+    split = min(max(start, cut), len(ids) - 1)
+    return tuple(ids[cut:split]), tuple(ids[split:])
+
+
 def encode_conversations(tokenizer, prompts: list[str], answers: list[str], max_length: int,
                          systems: list[str] | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -47,23 +64,13 @@ def encode_conversations(tokenizer, prompts: list[str], answers: list[str], max_
     given, left-padded and cut from the left to `max_length`: (ids, attention mask, answer
     mask). The answer mask marks the answer's tokens (what follows the rendered prompt and
     assistant header); every row's answer ends in the last column."""
-    rows, starts = [], []
-    for n, (prompt, answer) in enumerate(zip(prompts, answers)):
-        user = ([{"role": "system", "content": systems[n]}] if systems else []) + \
-            [{"role": "user", "content": prompt}]
-        head = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": answer}],
-                                             tokenize=False)
-        ids = tokenizer(full, add_special_tokens=False)["input_ids"]
-        start = len(tokenizer(head, add_special_tokens=False)["input_ids"])
-        cut = max(0, len(ids) - max_length)
-        rows.append(ids[cut:])
-        starts.append(max(0, start - cut))
-    width = max(len(r) for r in rows)
-    ids, mask = left_pad(rows, pad_id(tokenizer))
+    parts = [split_conversation(tokenizer, prompt, answer, max_length,
+                                systems[n] if systems else None)
+             for n, (prompt, answer) in enumerate(zip(prompts, answers))]
+    ids, mask = left_pad([head + tail for head, tail in parts], pad_id(tokenizer))
     answer = torch.zeros_like(mask)
-    for i, (r, start) in enumerate(zip(rows, starts)):
-        answer[i, width - len(r) + min(start, len(r) - 1):] = 1  # at least the last token
+    for i, (_, tail) in enumerate(parts):
+        answer[i, mask.shape[1] - len(tail):] = 1
     return ids, mask, answer
 
 
@@ -98,6 +105,27 @@ def _layer_states(model, wanted: list[int], ids: torch.Tensor,
     return states_at(model, ids, mask, wanted).transpose(0, 1).float().cpu()
 
 
+def _prefixed_states(model, wanted: list[int], prefixes: list[tuple[int, ...]],
+                     row_prefix: list[int], suffixes: list[tuple[int, ...]],
+                     pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """([rows, layers, suffix tokens, hidden] in fp32 on the CPU, the suffix mask): each
+    distinct prefix read once, its keys and values shared by the rows that start with it;
+    both passes stop at the deepest layer wanted."""
+    blocks = decoder_layers(model)
+    device = next(model.parameters()).device
+
+    def forward(**inputs) -> None:
+        try:
+            backbone(model)(**inputs)
+        except _Enough:  # the deepest layer wanted is read: the rest is not computed
+            pass
+
+    # the prefix pass records too; the suffix pass, run last, overwrites what it recorded
+    with recorded_states(blocks, wanted, stop=True) as states:
+        _, mask = prefixed_forward(forward, prefixes, row_prefix, suffixes, pad, device)
+    return torch.stack([states[i] for i in wanted]).transpose(0, 1).float().cpu(), mask
+
+
 def _in_input_order(order: list[int], pooled: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(pooled)[torch.argsort(torch.tensor(order))]
 
@@ -108,20 +136,30 @@ def hidden_states(model, tokenizer, prompts: list[str], answers: list[str],
                   batch_size: int = 8, max_length: int = 512) -> torch.Tensor:
     """Pooled hidden states, [rows, layers, hidden] in fp32 on the CPU: the mean over the
     answer's tokens (`answer_mean`) or the state at the conversation's last token (`last`),
-    at each of `layers` (default: all, embeddings included)."""
+    at each of `layers` (default: all, embeddings included).
+
+    Answers to the same prompt (a pair's two, a tournament's K) share one pass over the
+    rendered prompt: only their own tokens are computed per row, in batches of
+    `batch_size` rows."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)} (got {pooling!r}).")
     if len(prompts) != len(answers):
         raise ValueError("one answer per prompt")
     _, wanted = _wanted(model, layers)
-    # rows of similar length share a batch (less padding); results go back in input order
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(answers[i]))
-    out = []
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        ids, mask, answer = encode_conversations(tokenizer, [prompts[i] for i in rows],
-                                                 [answers[i] for i in rows], max_length)
-        stacked = _layer_states(model, wanted, ids, mask)
+    parts = [split_conversation(tokenizer, q, a, max_length) for q, a in zip(prompts, answers)]
+    by_head: dict[tuple[int, ...], list[int]] = {}
+    for i in sorted(range(len(parts)), key=lambda i: len(parts[i][1])):
+        by_head.setdefault(parts[i][0], []).append(i)
+    # prompts whose longest answers are alike share a batch: the answers' padding is the cost
+    groups = {head: by_head[head] for head in sorted(
+        by_head, key=lambda h: (len(parts[by_head[h][-1]][1]), len(h)))}
+    order, out = [], []
+    for chunk in chunks(groups, batch_size):
+        rows = [(p, i) for p, (_, indices) in enumerate(chunk) for i in indices]
+        stacked, answer = _prefixed_states(model, wanted, [head for head, _ in chunk],
+                                           [p for p, _ in rows], [parts[i][1] for _, i in rows],
+                                           pad_id(tokenizer))
+        order += [i for _, i in rows]
         if pooling == "last":
             out.append(stacked[:, :, -1])
         else:

@@ -16,6 +16,7 @@ token sits in the last column and only that position's logits are computed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -62,7 +63,7 @@ def _at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
     return logits.to(device="cpu", dtype=torch.promote_types(logits.dtype, torch.float32))
 
 
-def _chunks(groups: dict[tuple[int, ...], list[int]], rows_per_chunk: int
+def chunks(groups: dict[tuple[int, ...], list[int]], rows_per_chunk: int
             ) -> list[list[tuple[tuple[int, ...], list[int]]]]:
     """Groups (prefix → item indices) packed into chunks of at most `rows_per_chunk` rows;
     a group larger than a chunk is split, repeating its prefix."""
@@ -79,30 +80,41 @@ def _chunks(groups: dict[tuple[int, ...], list[int]], rows_per_chunk: int
     return [c for c in chunks if c]
 
 
-def _last_logprobs(loaded: LoadedModel, prefixes: list[tuple[int, ...]],
-                   row_prefix: list[int], suffixes: list[tuple[int, ...]]) -> torch.Tensor:
-    """Next-token log-probabilities after each row's prefix + suffix, [rows, vocab]."""
+def prefixed_forward(forward: Callable[..., object], prefixes: list[tuple[int, ...]],
+                     row_prefix: list[int], suffixes: list[tuple[int, ...]], pad: int,
+                     device) -> tuple[object, torch.Tensor]:
+    """Each distinct prefix run once, left-padded, its keys and values copied to every row
+    that starts with it (`row_prefix[i]` names row i's); then every row's suffix, left-padded,
+    on top: [pad…][prefix][pad…][suffix]. `forward(**inputs)` runs the model (twice; an
+    empty prefix list skips the first). Returns the suffix pass's output and its mask."""
     from transformers import DynamicCache
 
-    model, device, pad = loaded.model, loaded.device, loaded.tokenizer.pad_token_id
-    cache, prefix_mask = None, torch.zeros((len(prefixes), 0), dtype=torch.long)
+    cache, prefix_mask = None, torch.zeros((len(row_prefix), 0), dtype=torch.long)
     if any(prefixes):
         ids, prefix_mask = left_pad([p or (pad,) for p in prefixes], pad)
         prefix_mask = torch.where(torch.tensor([[bool(p)] for p in prefixes]), prefix_mask, 0)
         positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
-        model(input_ids=ids.to(device), attention_mask=prefix_mask.to(device),
-              position_ids=positions.to(device), past_key_values=cache, use_cache=True,
-              logits_to_keep=1)
+        forward(input_ids=ids.to(device), attention_mask=prefix_mask.to(device),
+                position_ids=positions.to(device), past_key_values=cache, use_cache=True)
         index = torch.tensor(row_prefix)
         cache.reorder_cache(index.to(device))  # copy each prefix's keys/values to its rows
         prefix_mask = prefix_mask[index]
     ids, suffix_mask = left_pad(suffixes, pad)
     mask = torch.cat([prefix_mask, suffix_mask], dim=-1)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_mask.shape[1]:]
-    out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                position_ids=positions.to(device), past_key_values=cache,
-                use_cache=cache is not None, logits_to_keep=1)
+    out = forward(input_ids=ids.to(device), attention_mask=mask.to(device),
+                  position_ids=positions.to(device), past_key_values=cache,
+                  use_cache=cache is not None)
+    return out, suffix_mask
+
+
+def _last_logprobs(loaded: LoadedModel, prefixes: list[tuple[int, ...]],
+                   row_prefix: list[int], suffixes: list[tuple[int, ...]]) -> torch.Tensor:
+    """Next-token log-probabilities after each row's prefix + suffix, [rows, vocab]."""
+    out, _ = prefixed_forward(lambda **inputs: loaded.model(**inputs, logits_to_keep=1),
+                              prefixes, row_prefix, suffixes, loaded.tokenizer.pad_token_id,
+                              loaded.device)
     return torch.log_softmax(_at_least_fp32(out.logits[:, -1, :]), dim=-1)
 
 
@@ -120,7 +132,7 @@ def option_logprobs(loaded: LoadedModel, items: list[ScoreItem],
         groups.setdefault(items[i].prefix, []).append(i)
     results: list[list[float]] = [[] for _ in items]
     option_index = [torch.tensor(sorted(set(o))) for o in options]
-    for chunk in _chunks(groups, batch_size):
+    for chunk in chunks(groups, batch_size):
         prefixes = [prefix for prefix, _ in chunk]
         rows = [(p, i) for p, (_, indices) in enumerate(chunk) for i in indices]
         logprobs = _last_logprobs(loaded, prefixes, [p for p, _ in rows],

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from pipeline.hidden import added_at_layers, decoder_layers, encode_conversations, hidden_states
+from pipeline.hidden import (added_at_layers, decoder_layers, encode_conversations,
+                             hidden_states, split_conversation, states_at)
 from tests.tiny import tiny_model
 
 PROMPTS = ["How do I bake bread?", "Tell me a joke about cats, please."]
@@ -15,6 +16,34 @@ def test_shapes_and_batching_do_not_change_the_states():
                        for p, a in zip(PROMPTS, ANSWERS)])
     assert together.shape == (2, 3, 64)  # embeddings + 2 layers
     assert torch.allclose(together, alone, atol=1e-5)
+
+
+def plain_pass(tiny, prompt: str, answer: str, max_length: int = 512) -> torch.Tensor:
+    """[layers, hidden]: answer-mean states of one full pass over one conversation."""
+    ids, mask, answer_mask = encode_conversations(tiny.tokenizer, [prompt], [answer], max_length)
+    states = states_at(tiny.model, ids, mask, [0, 1, 2])[:, 0]
+    return states[:, answer_mask[0].bool()].mean(1)
+
+
+def test_answers_to_one_prompt_share_its_pass_and_read_as_one_full_pass_each():
+    tiny = tiny_model()
+    prompts = [PROMPTS[0]] * 3 + [PROMPTS[1]] * 2 + ["word " * 60]
+    answers = ["Flour.", ANSWERS[0], "Knead it for ten minutes, then let it rise.", "No.", "Meow.",
+               "the end"]
+    shared = hidden_states(tiny.model, tiny.tokenizer, prompts, answers, batch_size=4,
+                           max_length=48)
+    plain = torch.stack([plain_pass(tiny, q, a, 48) for q, a in zip(prompts, answers)])
+    assert torch.allclose(shared, plain, atol=1e-5)
+    forwards = []
+    hook = tiny.model.model.layers[0].register_forward_hook(
+        lambda module, inputs, output: forwards.append(inputs[0].shape[:2]))
+    try:
+        hidden_states(tiny.model, tiny.tokenizer, prompts[:3], answers[:3], batch_size=4)
+    finally:
+        hook.remove()
+    # one pass over the prompt (one row), then the three answers' own tokens only
+    head = len(split_conversation(tiny.tokenizer, prompts[0], answers[0], 512)[0])
+    assert forwards[0] == (1, head) and forwards[1][0] == 3 and forwards[1][1] < head
 
 
 def test_last_pooling_is_the_last_token_of_a_plain_forward_pass():

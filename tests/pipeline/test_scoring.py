@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pipeline.models import LoadedModel, load_model
-from pipeline.scoring import ScoreItem, _chunks, option_logprobs, sequence_logprobs
+from pipeline.scoring import ScoreItem, chunks, option_logprobs, sequence_logprobs
 from tests.tiny import fresh_tiny_model
 
 
@@ -74,8 +74,8 @@ def test_option_logprob_adds_the_spellings_of_an_option():
 
 def test_chunks_pack_groups_and_split_big_ones():
     groups = {(1,): [0, 1, 2, 3, 4], (2,): [5], (3,): [6, 7]}
-    chunks = _chunks(groups, 3)
-    assert [[(p, idx) for p, idx in c] for c in chunks] == [
+    packed = chunks(groups, 3)
+    assert [[(p, idx) for p, idx in c] for c in packed] == [
         [((1,), [0, 1, 2])], [((1,), [3, 4]), ((2,), [5])], [((3,), [6, 7])]]
 
 
