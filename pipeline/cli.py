@@ -16,7 +16,7 @@ from pipeline.fields import add_config_arguments, config_from_args, settings_of
 from pipeline.constitution import (Constitution, diff_constitutions, format_diff,
                                    load_constitution, principle_system_prompt, read_text_file,
                                    to_yaml, validate_text)
-from pipeline.errors import StoreError, StudioError
+from pipeline.errors import ConfigError, StoreError, StudioError
 from pipeline.files import write_atomic
 from pipeline.jobs import JobCancelled
 from pipeline.models import DEFAULT_MODEL
@@ -573,12 +573,34 @@ def trainer(stage: str):
     return {"reward": reward.train_reward, "pmp": reward.train_pmp}[stage]
 
 
+def as_processes(args: argparse.Namespace, processes: int) -> int | None:
+    """A stage that asks for several processes, started directly: the same command again
+    through `accelerate launch` (as the job queue starts it), returning its exit status;
+    None when this already is one of those processes, or one is asked for."""
+    import os
+    import subprocess
+
+    import torch
+
+    from pipeline.jobs import launcher, processes_problem
+
+    if processes <= 1 or "WORLD_SIZE" in os.environ:
+        return None
+    problem = processes_problem(processes, torch.cuda.device_count())
+    if problem:
+        raise ConfigError(problem)
+    return subprocess.run([*launcher(processes), "-m", "pipeline", *args.argv]).returncode
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from pipeline.jobs import is_main_process, job_context, write_progress
     from pipeline.stages import job_yaml
     from pipeline.train.runtime import CancelFlag
 
     job = stage_job(args.command, args)
+    relaunched = as_processes(args, getattr(job, "processes", 1))
+    if relaunched is not None:
+        return relaunched
     out = Path(args.out)
     cancel = CancelFlag()
     with job_context(out, on_cancel=cancel.set):
@@ -597,18 +619,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pipeline.evaluation.judges import make_judge
     from pipeline.evaluation.tournament import format_results, run_tournament
     from pipeline.feedback import FeedbackConfig
-    from pipeline.jobs import job_context, write_progress
+    from pipeline.jobs import is_main_process, job_context, write_progress
     from pipeline.train.runtime import CancelFlag
 
     job = stage_job("evaluate", args)
+    relaunched = as_processes(args, job.processes)
+    if relaunched is not None:
+        return relaunched
     out = Path(args.out)
     cancel = CancelFlag()
     with job_context(out, on_cancel=cancel.set):
         constitution = resolve_constitution(job.constitution, args)[1] if job.constitution else None
 
         def progress(text: str, done: int, total: int) -> None:
-            write_progress(out, done, total, text)
-            print(text + (f" ({done} of {total})" if total else ""), flush=True)
+            if is_main_process():  # under several processes, the first speaks for all
+                write_progress(out, done, total, text)
+                print(text + (f" ({done} of {total})" if total else ""), flush=True)
 
         progress(loading(job.judge_model or job.base) + " for the judges", 0, 0)
         judges = {}
@@ -618,6 +644,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             judges[judge.name] = judge
         result = run_tournament(job, out, constitution, judges, cancel, progress,
                                 open_store(args).human_labels())
+        if result is None:  # another process rates
+            return 0
         write_progress(out, 1, 1, "done")
         print(f"results in {out / 'eval.json'}\n")
         print(format_results(result))
@@ -815,6 +843,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.run(args)
     except StudioError as exc:

@@ -120,11 +120,15 @@ def job_command(args: list[str], workspace: str | Path, processes: int = 1) -> l
     asks for more than one process: data-parallel, one process per GPU (without GPUs, CPU
     processes over gloo). `--multi_gpu` is named because without it accelerate quietly runs
     a single process wherever it finds fewer than two GPUs."""
-    tail = ["-m", "pipeline", "--workspace", str(workspace), *args]
+    return [*launcher(processes), "-m", "pipeline", "--workspace", str(workspace), *args]
+
+
+def launcher(processes: int) -> list[str]:
+    """What starts a Python module as `processes` processes (or as one)."""
     if processes > 1:
         return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-                "--num_processes", str(processes), *tail]
-    return [sys.executable, *tail]
+                "--num_processes", str(processes)]
+    return [sys.executable]
 
 
 def processes_problem(processes: int, gpus: int) -> str:

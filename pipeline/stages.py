@@ -398,9 +398,13 @@ class EvaluateJob(WholeJob, SamplingConfig):
     reward_adapter: str = _help("Preference model folder (from `reward`): the pm judge, and each "
                                 "policy's PM score.", "")
     bootstrap: int = _help("Bootstrap resamples of the prompts for the rating intervals.", 1000)
+    processes: int = _help("Processes sharing the answering and the judging (>1 runs through "
+                           "`accelerate launch`: one per GPU, or CPU processes without GPUs).", 1)
 
     def problems(self) -> list[str]:
         problems = self.sampling_problems()
+        if self.processes < 1:
+            problems.append("processes must be at least 1")
         if not self.prompt_sets:
             problems.append("prompts names no prompt set")
         if self.split not in SPLITS:

@@ -25,6 +25,7 @@ from pipeline.jobs import JobCancelled
 from pipeline.preferences import Pair, Preference, preference_from_dict, preference_to_dict
 from pipeline.prompts import load_prompts
 from pipeline.seeds import stable_int
+from pipeline.shards import Shard, barrier, current_shard, fold, read_all
 from pipeline.trust import position_decided
 
 ANSWERS_FILE, COMPARISONS_FILE, EVAL_FILE, EVAL_MD = ("answers.jsonl", "comparisons.jsonl",
@@ -157,15 +158,17 @@ def policy_backend(spec: str, base_model: str, max_batch_size: int = 32):
 
 
 def answer_all(policies: dict[str, str], base_model: str, prompts: list[TournamentPrompt],
-               sampling, out: Path, cancel, progress: Callable[[str], None]) -> None:
+               sampling, out: Path, cancel, progress: Callable[[str], None],
+               shard: Shard = Shard()) -> None:
     """Every policy answers every prompt it has not answered yet (batched, each prompt with
-    its own seed, the same for every policy)."""
+    its own seed, the same for every policy) — this process's share of them."""
     from pipeline.generation import chat
 
-    log = AnswerLog(out)
-    done = log.done_ids()
+    log = AnswerLog.of_file(shard.own_file(out / ANSWERS_FILE))
+    done = AnswerLog(out).done_ids() | log.done_ids()
+    mine = shard.mine([(name, p) for name in policies for p in prompts])
     for n, (name, spec) in enumerate(policies.items(), 1):
-        todo = [p for p in prompts if f"{name}\t{p.id}" not in done]
+        todo = [p for policy, p in mine if policy == name and f"{name}\t{p.id}" not in done]
         if not todo:
             continue
         progress(f"answers of {name} ({n} of {len(policies)}): {len(todo)} prompts")
@@ -179,14 +182,16 @@ def answer_all(policies: dict[str, str], base_model: str, prompts: list[Tourname
 
 def judge_all(judges: dict[str, Any], policies: list[str], prompts: list[TournamentPrompt],
               constitution: Constitution | None, seed: int, out: Path, cancel,
-              progress: Callable[[str, int, int], None], batch_size: int = 32) -> None:
-    """Each judge labels every scheduled comparison it has not labelled yet, in batches (one
-    judge call per batch, both orders inside it)."""
-    answers = {a.key: a for a in AnswerLog(out).read()}
+              progress: Callable[[str, int, int], None], batch_size: int = 32,
+              shard: Shard = Shard()) -> None:
+    """Each judge labels every scheduled comparison it has not labelled yet — this process's
+    share of them — in batches (one judge call per batch, both orders inside it). Every
+    answer must be written (by every process) before."""
+    answers = {a.key: a for a in read_all(AnswerLog(out))}
     by_id = {p.id: p for p in prompts}
-    log = ComparisonLog(out)
-    done = log.done_ids()
-    plan = schedule(policies, [p.id for p in prompts], seed)
+    log = ComparisonLog.of_file(shard.own_file(out / COMPARISONS_FILE))
+    done = ComparisonLog(out).done_ids() | log.done_ids()
+    plan = shard.mine(schedule(policies, [p.id for p in prompts], seed))
     for name, judge in judges.items():
         todo = [c for c in plan if comparison_key(name, *c) not in done]
         for start in range(0, len(todo), batch_size):
@@ -396,23 +401,42 @@ def format_results(result: TournamentResult) -> str:
     return "\n".join(lines)
 
 
+def fold_logs(out: Path) -> None:
+    """Every process's answers and comparisons into the run's own logs."""
+    fold(out / ANSWERS_FILE)
+    fold(out / COMPARISONS_FILE)
+
+
 def run_tournament(job, out: Path, constitution: Constitution | None, judges: dict[str, Any],
                    cancel, progress: Callable[[str, int, int], None],
-                   humans: dict[str, str] | None = None) -> TournamentResult:
-    """Answer, judge, rate (or resume any of them); writes eval.json and eval.md."""
+                   humans: dict[str, str] | None = None) -> TournamentResult | None:
+    """Answer, judge, rate (or resume any of them); writes eval.json and eval.md. Under
+    several processes each answers and judges its share, and the first one rates (the
+    others return None)."""
     from pipeline.fields import settings_of
     from pipeline.generation import SamplingConfig
 
+    shard = current_shard()
     sampling = settings_of(job, SamplingConfig)
     prompts = tournament_prompts(job.prompt_sets, job.split, job.limit)
     policies = job.policies
+    if shard.main:
+        fold_logs(out)  # what a crashed run of several processes left
+    barrier(shard, cancel)
     answer_all(policies, job.base, prompts, sampling, out, cancel,
-               lambda text: progress(text, 0, 0))
-    judge_all(judges, list(policies), prompts, constitution, job.seed, out, cancel, progress)
+               lambda text: progress(text, 0, 0), shard)
+    barrier(shard, cancel)
+    judge_all(judges, list(policies), prompts, constitution, job.seed, out, cancel, progress,
+              shard=shard)
+    barrier(shard, cancel)
+    if not shard.main:
+        return None
+    fold_logs(out)
     progress("rating (bootstrap over prompts)", 0, 0)
     lineage = {"policies": policies, "judges": list(judges), "prompts": job.prompt_sets,
                "split": job.split, "limit": job.limit, "prompt_count": len(prompts),
                "seed": job.seed, "sampling": asdict(sampling), "bootstrap": job.bootstrap,
+               "processes": shard.world,
                "constitution": constitution.name if constitution else None,
                "constitution_hash": content_hash(constitution) if constitution else None}
     result = results(out, policies, prompts, humans or {}, job.bootstrap, job.seed,

@@ -134,3 +134,33 @@ def test_an_empty_answer_is_judged_as_no_answer(tmp_path, tiny_folder):
               harmless(), 0, tmp_path, CancelFlag(), lambda *a: None)
     [c] = ComparisonLog(tmp_path).read()
     assert c.preference.pair.response_a == NO_ANSWER and c.preference.labels  # judged
+
+
+def test_two_processes_share_a_tournament_and_give_its_results(tmp_path, tiny_folder):
+    """`evaluate --processes 2` runs itself again through `accelerate launch` (two CPU
+    processes here): each answers and judges its share, the first rates; the records match
+    a one-process run's."""
+    from pipeline import cli
+    from tests.records import SHIPPED
+
+    args = ["--workspace", str(tmp_path / "ws"), "evaluate", "--base", str(tiny_folder),
+            "--policy", f"steered={steered_policy(tiny_folder, tmp_path)}", "--judge", "logprob",
+            "--judge", "representation", "--constitution", str(SHIPPED / "harmless-helpful.yaml"),
+            "--limit", "2", "--max-new-tokens", "6", "--bootstrap", "50", "--ensemble", "1"]
+    assert cli.main(args + ["--out", str(tmp_path / "one")]) == 0
+    assert cli.main(args + ["--processes", "2", "--out", str(tmp_path / "two")]) == 0
+    one, two = read_results(tmp_path / "one"), read_results(tmp_path / "two")
+    assert (one.lineage["processes"], two.lineage["processes"]) == (1, 2)
+    assert sorted(p.name for p in (tmp_path / "two").glob("*.jsonl")) == [
+        "answers.jsonl", "comparisons.jsonl"]  # each process's own log folded in
+    texts = [{a.key: a.text for a in AnswerLog(tmp_path / run).read()} for run in ("one", "two")]
+    assert texts[0] == texts[1] and len(texts[0]) == 8  # 2 policies × 4 prompts
+    labels = [{c.key: c.preference.p_a for c in ComparisonLog(tmp_path / run).read()}
+              for run in ("one", "two")]
+    assert labels[0].keys() == labels[1].keys() and len(labels[0]) == 8  # 2 judges × 4
+    assert all(abs(labels[0][k] - labels[1][k]) < 1e-5 for k in labels[0])
+    for a, b in zip(one.judges, two.judges):
+        for x, y in zip(a.axes, b.axes):
+            assert [r["name"] for r in x.ratings] == [r["name"] for r in y.ratings]
+            assert [r["elo"] for r in x.ratings] == pytest.approx([r["elo"] for r in y.ratings],
+                                                                  abs=0.01)  # Elo points
