@@ -68,26 +68,34 @@ def policy_name(spec: str, taken: set[str]) -> str:
     return name
 
 
-def launch_values(store: Store, base: str, adapters: list[str], sets: list[str],
-                  judges: list[str], constitution: str | None, pm: str | None, limit: float,
-                  new_tokens: float) -> dict[str, Any]:
+def typed_policies(text: str | None) -> list[str]:
+    """Policies typed one per line (or separated by commas): models, adapter folders, or
+    steered settings."""
+    return [x.strip() for line in (text or "").splitlines() for x in line.split(",") if x.strip()]
+
+
+def launch_values(store: Store, base: str, adapters: list[str], typed: str | None,
+                  sets: list[str], judges: list[str], constitution: str | None, pm: str | None,
+                  limit: float, new_tokens: float, processes: float) -> dict[str, Any]:
     taken: set[str] = set()
     specs = []
-    for folder in adapters or []:
+    for folder in [*(adapters or []), *typed_policies(typed)]:
         name = policy_name(folder, taken)
         taken.add(name)
         specs.append(f"{name}={folder}")
     return {"base": base or DEFAULT_MODEL, "policy": ",".join(specs),
             "prompts": ",".join(sets or []), "judge": ",".join(judges or []),
             "constitution": constitution or "", "reward_adapter": pm or "",
-            "limit": int(limit or 0), "max_new_tokens": int(new_tokens)}
+            "limit": int(limit or 0), "max_new_tokens": int(new_tokens),
+            "processes": 1 if processes is None else int(processes)}
 
 
-def on_launch(store: Store, base: str, adapters: list[str], sets: list[str], judges: list[str],
-              constitution: str | None, pm: str | None, limit: float, new_tokens: float) -> tuple:
+def on_launch(store: Store, base: str, adapters: list[str], typed: str | None, sets: list[str],
+              judges: list[str], constitution: str | None, pm: str | None, limit: float,
+              new_tokens: float, processes: float = 1) -> tuple:
     """(message, run picker): the tournament as a background job."""
-    values = launch_values(store, base, adapters, sets, judges, constitution, pm, limit,
-                           new_tokens)
+    values = launch_values(store, base, adapters, typed, sets, judges, constitution, pm, limit,
+                           new_tokens, processes)
     try:
         build_job(EvaluateJob, values)  # every problem named before anything is written
         out = store.new_run_folder("tournament")
@@ -95,7 +103,7 @@ def on_launch(store: Store, base: str, adapters: list[str], sets: list[str], jud
             values["constitution"] = str(jobs.freeze_constitution(
                 resolve_choice(store, constitution), out, "constitution-input.yaml"))
         job = build_job(EvaluateJob, values)
-        record = jobs.launch(store, KIND, to_argv(KIND, job, out), out)
+        record = jobs.launch(store, KIND, to_argv(KIND, job, out), out, processes=job.processes)
     except StudioError as exc:
         return error_notice(exc), gr.update()
     return notice("ok", f"Launched job {record.id}: a tournament of {len(job.policies)} policies "
@@ -169,6 +177,20 @@ def scatter_frame(result: TournamentResult, judge: str) -> pd.DataFrame:
                         columns=["helpfulness Elo", "harmlessness Elo", "policy"])
 
 
+def padded_limits(values: list[float], share: float = 0.15) -> list[float]:
+    """An axis range with room around the points (a point on the frame's edge cannot be
+    reached by a drag), at least ±10 Elo."""
+    low, high = min(values + [0.0]), max(values + [0.0])
+    pad = max((high - low) * share, 10.0)
+    return [low - pad, high + pad]
+
+
+def scatter_update(result: TournamentResult, judge: str) -> dict:
+    frame = scatter_frame(result, judge)
+    return gr.update(value=frame, x_lim=padded_limits(frame["helpfulness Elo"].tolist()),
+                     y_lim=padded_limits(frame["harmlessness Elo"].tolist()))
+
+
 def categories_frame(result: TournamentResult, judge: str, axis: str) -> pd.DataFrame:
     j, a = judged(result, judge, axis)
     rows = [[category, *[f"{scores[p]:.0%}" if p in scores else "—" for p in result.policies]]
@@ -223,24 +245,14 @@ def show(store: Store, folder: str | None, judge: str | None, axis: str | None) 
     axis = axis if axis in axes else (axes[0] if axes else None)
     return (gr.update(choices=judges, value=judge), gr.update(choices=axes, value=axis),
             ratings_html(result, judge, axis), matrix_frame(result, judge, axis),
-            scatter_frame(result, judge), categories_frame(result, judge, axis),
+            scatter_update(result, judge), categories_frame(result, judge, axis),
             stats_frame(result), agreement_html(result))
 
 
-def cell_html(store: Store, folder: str | None, judge: str | None, axis: str | None,
-              row: int, column: int) -> str:
-    """The comparisons behind one cell of the win matrix (row policy vs column policy)."""
-    if not folder or not judge or not axis:
-        return ""
-    policies = read_results(folder).policies
-    if column < 1 or row == column - 1 or row >= len(policies) or column > len(policies):
-        return notice("info", "Click a cell off the diagonal: row policy against column policy.")
-    a, b = policies[row], policies[column - 1]
-    found = comparisons_between(folder, judge, a, b, axis, store.human_labels())
-    if not found:
-        return notice("info", f"{judge} did not compare {a} with {b} on {axis}.")
-    parts = [f"<h4>{html.escape(a)} against {html.escape(b)} — {html.escape(axis)}, judged by "
-             f"{html.escape(judge)}</h4>"]
+def comparison_cards(found: list, a: str, b: str) -> str:
+    """Each comparison of `a` with `b`: the prompt, both answers, P(a better) with its
+    verdict, and the per-principle labels in both orders."""
+    parts = []
     for prompt, c, answer_a, answer_b in found:
         p_a = c.preference.p_a if c.a == a else 1 - c.preference.p_a
         pref = c.preference
@@ -257,6 +269,69 @@ def cell_html(store: Store, folder: str | None, judge: str | None, axis: str | N
             f"<p>P({html.escape(a)} better) = {p_a:.3f}"
             f"{' — ' + verdict_html(verdict) if verdict else ''}</p>"
             f"{'<ul>' + principles + '</ul>' if principles else ''}</div>")
+    return "".join(parts)
+
+
+def cell_html(store: Store, folder: str | None, judge: str | None, axis: str | None,
+              row: int, column: int) -> str:
+    """The comparisons behind one cell of the win matrix (row policy vs column policy)."""
+    if not folder or not judge or not axis:
+        return ""
+    policies = read_results(folder).policies
+    if column < 1 or row == column - 1 or row >= len(policies) or column > len(policies):
+        return notice("info", "Click a cell off the diagonal: row policy against column policy.")
+    a, b = policies[row], policies[column - 1]
+    found = comparisons_between(folder, judge, a, b, axis, store.human_labels())
+    if not found:
+        return notice("info", f"{judge} did not compare {a} with {b} on {axis}.")
+    return (f"<h4>{html.escape(a)} against {html.escape(b)} — {html.escape(axis)}, judged by "
+            f"{html.escape(judge)}</h4>" + comparison_cards(found, a, b))
+
+
+def axis_ratings(result: TournamentResult, judge: str) -> dict[str, dict[str, dict]]:
+    """axis → policy → its rating (Elo and interval) by one judge."""
+    j, _ = judged(result, judge, None)
+    return {a.axis: {r["name"]: r for r in a.ratings} for a in (j.axes if j else [])}
+
+
+def points_in(result: TournamentResult, judge: str, low: float, high: float) -> list[str]:
+    """The policies drawn on the scatter (rated on both axes) whose helpfulness Elo lies in
+    [low, high]."""
+    ratings = axis_ratings(result, judge)
+    helpful, harmless = ratings.get("helpfulness", {}), ratings.get("harmlessness", {})
+    return [p for p in result.policies
+            if p in helpful and p in harmless and low <= helpful[p]["elo"] <= high]
+
+
+def points_html(store: Store, folder: str | None, judge: str | None,
+                helpfulness: tuple[float, float]) -> str:
+    """The scatter's points whose helpfulness Elo lies in the selected range: each policy's
+    place on both axes with its intervals, and every comparison behind it (against each
+    other policy, per axis, folded)."""
+    if not folder or not judge:
+        return ""
+    result = rerated(folder, store.human_labels())
+    low, high = sorted(helpfulness)
+    ratings = axis_ratings(result, judge)
+    chosen = points_in(result, judge, low, high)
+    if not chosen:
+        return notice("info", f"No policy has a helpfulness Elo between {low:+.0f} and {high:+.0f}; "
+                              "drag across the points to select them.")
+    humans = store.human_labels()
+    parts = []
+    for p in chosen:
+        place = "; ".join(f"{axis} {r[p]['elo']:+.0f} ({r[p]['low']:+.0f} … {r[p]['high']:+.0f})"
+                          for axis, r in ratings.items() if p in r)
+        parts.append(f'<h4 class="evaluate-point">{html.escape(p)} — {html.escape(place)}, '
+                     f"judged by {html.escape(judge)}</h4>")
+        for other in result.policies:
+            for axis in ratings:
+                found = [] if other == p else \
+                    comparisons_between(folder, judge, p, other, axis, humans)
+                if found:
+                    parts.append(f"<details><summary>against {html.escape(other)} on "
+                                 f"{html.escape(axis)} ({len(found)} comparisons)</summary>"
+                                 f"{comparison_cards(found, p, other)}</details>")
     return "".join(parts)
 
 
@@ -358,10 +433,11 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
     with gr.Row():
         base = gr.Dropdown(label="Base model (Elo 0)", choices=[DEFAULT_MODEL],
                            value=DEFAULT_MODEL, allow_custom_value=True, elem_id="evaluate-base")
-        adapters = gr.Dropdown(label="Policies (trained adapters; or type a model, or "
-                                     "MODEL@steer:DIR:COEFFICIENT[:LAYER] for a steered setting)",
-                               choices=[], multiselect=True, allow_custom_value=True,
-                               elem_id="evaluate-policies", scale=3)
+        adapters = gr.CheckboxGroup(label="Policies: trained adapters from the job table",
+                                    choices=[], elem_id="evaluate-policies", scale=2)
+        typed = gr.Textbox(label="More policies, one per line: a model, an adapter folder, or "
+                                 "MODEL@steer:DIR:COEFFICIENT[:LAYER] (a steered setting)",
+                           lines=2, elem_id="evaluate-typed", scale=2)
     with gr.Row():
         sets = gr.CheckboxGroup(list(PROMPT_SETS), value=list(PROMPT_SETS),
                                 label="Prompt sets (test split)", elem_id="evaluate-sets")
@@ -375,6 +451,8 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
         limit = gr.Number(value=8, precision=0, label="prompts per set", elem_id="evaluate-limit")
         new_tokens = gr.Slider(16, 512, value=64, step=16, label="max new tokens",
                                elem_id="evaluate-max-tokens")
+        processes = gr.Number(value=1, precision=0, minimum=1, elem_id="evaluate-processes",
+                              label="processes (>1: accelerate launch, one per GPU)")
         launch = gr.Button("Run the tournament", variant="primary", elem_id="evaluate-launch")
         cancel = gr.Button("Cancel", variant="stop", elem_id="evaluate-cancel")
     progress = gr.HTML(elem_id="evaluate-progress")
@@ -387,7 +465,8 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
         matrix = gr.Dataframe(interactive=False, elem_id="evaluate-matrix",
                               label="Win rate, row against column (click a cell for its prompts)")
         scatter = gr.ScatterPlot(x="helpfulness Elo", y="harmlessness Elo", color="policy",
-                                 label="Harmless–helpful (Elo on each axis)",
+                                 label="Harmless–helpful (Elo on each axis; drag across points "
+                                       "to open their comparisons)",
                                  elem_id="evaluate-scatter")
     cell = gr.HTML(elem_id="evaluate-cell")
     categories = gr.Dataframe(interactive=False, elem_id="evaluate-categories",
@@ -410,8 +489,8 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
     armed = gr.State(None)
 
     shown = [judge, axis, ratings, matrix, scatter, categories, stats, agreement]
-    launch.click(partial(on_launch, store), [base, adapters, sets, judges, constitution, pm, limit,
-                                             new_tokens], [message, run])
+    launch.click(partial(on_launch, store), [base, adapters, typed, sets, judges, constitution,
+                                             pm, limit, new_tokens, processes], [message, run])
     cancel.click(partial(on_cancel, store), armed, [message, armed])
     for control in (run, judge, axis):
         control.input(partial(show, store), [run, judge, axis], shown)
@@ -423,6 +502,12 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
         return cell_html(store, folder, chosen_judge, chosen_axis, int(row), int(column))
 
     matrix.select(on_cell, [run, judge, axis], cell)
+
+    def on_points(folder: str | None, chosen_judge: str | None, evt: gr.SelectData) -> str:
+        low, high = evt.index if isinstance(evt.index, (list, tuple)) else (evt.index, evt.index)
+        return points_html(store, folder, chosen_judge, (float(low), float(high)))
+
+    scatter.select(on_points, [run, judge], cell)
     start.click(partial(blind_view, store), run, [blind, blind_state])
     for button, choice in ((choose_a, "A"), (choose_b, "B"), (choose_tie, "tie")):
         button.click(partial(on_blind_label, store, choice=choice), [run, blind_state],

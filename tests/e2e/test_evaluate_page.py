@@ -1,7 +1,7 @@
 """The Evaluate tab in real Chromium: a 2-policy tournament (the base and the base steered
 away from its constitution) on one prompt per set shows its ratings and matrix; a matrix cell
-opens the prompts and both answers; blind A/B labels, given with the keyboard, join the
-ratings as people."""
+opens the prompts and both answers, and so does dragging across the scatter's points; blind
+A/B labels, given with the keyboard, join the ratings as people."""
 from __future__ import annotations
 
 import os
@@ -24,9 +24,7 @@ def test_a_small_tournament_its_matrix_and_blind_labels(page: Page, studio, tmp_
                     "--limit", "2", "--read", "", "--out", str(direction)], cwd=ROOT, check=True,
                    env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, timeout=300)
     page.get_by_role("tab", name="Evaluate").click()
-    box = page.locator("#evaluate-policies input")
-    box.fill(f"embedded@steer:{direction}:-8:15")
-    box.press("Enter")
+    page.fill("#evaluate-typed textarea", f"embedded@steer:{direction}:-8:15")
     page.locator("#evaluate-judges").get_by_label("logprob").uncheck()
     page.locator("#evaluate-judges").get_by_label("representation").check()
     page.fill("#evaluate-limit input", "1")
@@ -43,6 +41,16 @@ def test_a_small_tournament_its_matrix_and_blind_labels(page: Page, studio, tmp_
     cell = page.locator("#evaluate-cell")
     expect(cell).to_contain_text("base against steered")
     expect(cell.locator(".evaluate-cell")).to_have_count(1)
+    # dragging across the whole scatter selects both points: their comparisons open
+    plot = page.locator("#evaluate-scatter svg path.background").first  # the plot's frame
+    expect(plot).to_be_visible()
+    box = plot.bounding_box()
+    page.mouse.move(box["x"] + 0.03 * box["width"], box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.97 * box["width"], box["y"] + box["height"] / 2, steps=20)
+    page.mouse.up()
+    expect(cell.locator(".evaluate-point")).to_have_count(2)
+    expect(cell).to_contain_text("against steered on harmlessness")
 
     page.get_by_text("Blind A/B: judge the same comparisons yourself").click()
     page.click("#evaluate-blind-start")

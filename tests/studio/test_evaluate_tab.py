@@ -38,7 +38,8 @@ def test_the_results_show_ratings_matrix_scatter_and_tables(store, finished):
     assert list(shown.columns) == ["row beats column", "base", "steered"]
     assert shown.iloc[0, 1] == "—" and shown.iloc[0, 2].endswith("%")
     assert "background-color: hsla(" in matrix.to_html()
-    assert set(scatter["policy"]) == {"base", "steered"}
+    assert set(scatter["value"]["policy"]) == {"base", "steered"}
+    assert scatter["x_lim"][0] < scatter["value"]["helpfulness Elo"].min() - 5  # room to drag
     assert list(stats["policy"]) == ["base", "steered"]
     assert "refusals on helpful prompts (evasiveness)" in stats.columns
     assert len(categories) >= 1 and agreement == ""
@@ -67,9 +68,44 @@ def test_blind_labels_hide_the_names_then_join_the_ratings_as_people(store, fini
 
 
 def test_a_tournament_without_policies_is_refused_before_anything_runs(store, tiny_folder):
-    message, _ = tab.on_launch(store, str(tiny_folder), [], ["red-team"], ["logprob"],
+    message, _ = tab.on_launch(store, str(tiny_folder), [], "", ["red-team"], ["logprob"],
                                "harmless-helpful", None, 2, 16)
     assert "at least one policy besides the base" in message
-    message, _ = tab.on_launch(store, str(tiny_folder), [str(tiny_folder)], ["red-team"], ["pm"],
-                               "harmless-helpful", None, 2, 16)
+    message, _ = tab.on_launch(store, str(tiny_folder), [str(tiny_folder)], "", ["red-team"],
+                               ["pm"], "harmless-helpful", None, 2, 16)
     assert "the pm judge needs reward_adapter" in message
+    message, _ = tab.on_launch(store, str(tiny_folder), [], str(tiny_folder), ["red-team"],
+                               ["logprob"], "harmless-helpful", None, 2, 16, 0)
+    assert "processes must be at least 1" in message
+
+
+def test_policies_come_checked_from_the_job_table_and_typed_one_per_line(store):
+    values = tab.launch_values(store, "embedded", ["/runs/sft-1/adapter"],
+                               "embedded@steer:/d:4:15\n/runs/dpo-2/adapter, other-model",
+                               ["red-team"], ["logprob"], None, None, 4, 32, 2)
+    assert values["policy"] == ("sft-1=/runs/sft-1/adapter,steered=embedded@steer:/d:4:15,"
+                                "dpo-2=/runs/dpo-2/adapter,other-model=other-model")
+    assert values["processes"] == 2
+
+
+def test_points_selected_on_the_scatter_open_their_comparisons(store, finished):
+    everything = tab.points_html(store, finished, "representation", (-1e9, 1e9))
+    assert everything.count('class="evaluate-point"') == 2  # base and steered
+    assert "against steered on harmlessness" in everything and "evaluate-cell" in everything
+    assert "drag across the points" in tab.points_html(store, finished, "representation",
+                                                       (1e8, 1e9))
+
+
+def test_a_dragged_range_picks_the_points_whose_helpfulness_lies_in_it():
+    from pipeline.evaluation.tournament import AxisResult, JudgeResult, TournamentResult
+
+    def axis(name, elos):
+        return AxisResult(name, [{"name": p, "elo": e, "low": e - 5, "high": e + 5}
+                                 for p, e in elos.items()], [], {}, 4)
+
+    result = TournamentResult(["base", "sft", "ppo", "dpo"], [JudgeResult("logprob", [
+        axis("harmlessness", {"base": 0, "sft": 40, "ppo": 90, "dpo": 10}),
+        axis("helpfulness", {"base": 0, "sft": -20, "ppo": -60})], 0.1, "")], [], [])
+    assert tab.points_in(result, "logprob", -30, 5) == ["base", "sft"]
+    assert tab.points_in(result, "logprob", -100, 100) == ["base", "sft", "ppo"]  # dpo: one axis
+    assert tab.points_in(result, "people", -100, 100) == []
