@@ -7,7 +7,7 @@ coefficients, so their answers differ without training) answer 16 red-team test 
 policies on every prompt — 96 comparisons, 384 A/B questions — once through the
 tournament's batched loop and once one comparison per judge call; both give the same
 labels. The same for the representation judge, whose batched loop reads each answer once
-for all the comparisons it is in. Also prints the width of the 95% bootstrap interval of the
+for all the comparisons it is in (a prompt's answers sharing one pass over it). Also prints the width of the 95% bootstrap interval of the
 ratings. Ends with `ratio=<one call per comparison / batched seconds>` of the faster-batching
 judge (larger is better; target ≥ 3).
 """

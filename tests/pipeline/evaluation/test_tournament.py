@@ -80,6 +80,21 @@ def test_a_cancelled_tournament_resumes_and_adds_nothing_twice(tmp_path, tiny_fo
     assert len(rows) == len({r["id"] for r in rows}) == 4
 
 
+def test_what_crashed_processes_left_is_folded_in_and_not_done_again(tmp_path, tiny_folder):
+    tournament(tiny_folder, tmp_path, limit=1)
+    run = tmp_path / "eval"
+    for name in ("answers", "comparisons"):  # as two processes left them, killed before folding
+        rows = (run / f"{name}.jsonl").read_text().splitlines(keepends=True)
+        (run / f"{name}.rank0.jsonl").write_text("".join(rows[::2]))
+        (run / f"{name}.rank1.jsonl").write_text("".join(rows[1::2]))
+        (run / f"{name}.jsonl").unlink()
+    result, _ = tournament(tiny_folder, tmp_path, limit=1)
+    assert sorted(p.name for p in run.glob("*.jsonl")) == ["answers.jsonl", "comparisons.jsonl"]
+    assert len((run / "answers.jsonl").read_text().splitlines()) == 4  # nothing answered again
+    assert len((run / "comparisons.jsonl").read_text().splitlines()) == 2 * 2  # nor judged
+    assert result.judges[0].axes[0].comparisons == 1
+
+
 def test_people_join_as_their_own_judge(tmp_path, tiny_folder):
     tournament(tiny_folder, tmp_path, limit=1)
     first = ComparisonLog(tmp_path / "eval").read()[0]
