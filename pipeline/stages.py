@@ -21,6 +21,7 @@ from pipeline.fields import flag_name, non_finite_fields
 from pipeline.files import load_yaml, yaml_error, yaml_problem
 from pipeline.generation import SamplingConfig
 from pipeline.models import DEFAULT_MODEL
+from pipeline.vllm_engine import ENGINES
 
 
 JUDGES = ("logprob", "representation")  # who labels a pair: the A/B question, or hidden states
@@ -400,11 +401,16 @@ class EvaluateJob(WholeJob, SamplingConfig):
     bootstrap: int = _help("Bootstrap resamples of the prompts for the rating intervals.", 1000)
     processes: int = _help("Processes sharing the answering and the judging (>1 runs through "
                            "`accelerate launch`: one per GPU, or CPU processes without GPUs).", 1)
+    engine: str = _help("What generates the answers: auto (vLLM where it is installed and a GPU "
+                        "is present, else transformers), transformers, or vllm (falls back to "
+                        "transformers, saying why).", "auto")
 
     def problems(self) -> list[str]:
         problems = self.sampling_problems()
         if self.processes < 1:
             problems.append("processes must be at least 1")
+        if self.engine not in ENGINES:
+            problems.append(f"engine must be one of {', '.join(ENGINES)} (got {self.engine!r})")
         if not self.prompt_sets:
             problems.append("prompts names no prompt set")
         if self.split not in SPLITS:

@@ -128,15 +128,20 @@ def split_policy(spec: str) -> tuple[str, str]:
     return model, steer
 
 
-def policy_backend(spec: str, base_model: str, max_batch_size: int = 32):
+def policy_backend(spec: str, base_model: str, max_batch_size: int = 32, vllm: bool = False):
     """The backend that answers for a policy: a model or adapter (an adapter trained on
-    another base is refused by name), optionally steered."""
+    another base is refused by name), optionally steered; on a vLLM engine when `vllm` and
+    the policy is not steered."""
     from pipeline.generation import backend_for
     from pipeline.models import ADAPTER_CONFIG, check_adapter_base, load_model
 
     model, steer = split_policy(spec)
     if (Path(model) / ADAPTER_CONFIG).exists():
         check_adapter_base(model, load_model(base_model))
+    if vllm and not steer:
+        from pipeline.vllm_engine import VLLMBackend
+
+        return VLLMBackend(model)
     backend = backend_for(model, max_batch_size)
     if not steer:
         return backend
@@ -157,27 +162,61 @@ def policy_backend(spec: str, base_model: str, max_batch_size: int = 32):
     return SteeredBackend(backend, Steering(direction, coefficient, layers))
 
 
+def uses_vllm(engine: str, shard: Shard) -> tuple[bool, str]:
+    """(answer on vLLM?, why not, where it was wanted)."""
+    from pipeline.vllm_engine import vllm_problem
+
+    if engine == "transformers":
+        return False, ""
+    problem = vllm_problem() or \
+        ("vLLM is not used under several processes" if shard.world > 1 else "")
+    return not problem, problem
+
+
+def answers_of(spec: str, base_model: str, conversations: list, sampling, seeds: list[int],
+               vllm: bool, note: Callable[[str], None]) -> list:
+    """A policy's answers, on vLLM when asked; if vLLM fails, on transformers, saying why."""
+    if vllm and not split_policy(spec)[1]:
+        try:
+            return policy_backend(spec, base_model, vllm=True).generate(conversations, sampling,
+                                                                         seeds=seeds)
+        except Exception as exc:  # vLLM failing must not stop the tournament
+            note(f"vLLM could not answer ({type(exc).__name__}: {exc}); answering with "
+                 "transformers")
+    return policy_backend(spec, base_model).generate(conversations, sampling, seeds=seeds)
+
+
 def answer_all(policies: dict[str, str], base_model: str, prompts: list[TournamentPrompt],
                sampling, out: Path, cancel, progress: Callable[[str], None],
-               shard: Shard = Shard()) -> None:
+               shard: Shard = Shard(), engine: str = "transformers") -> None:
     """Every policy answers every prompt it has not answered yet (batched, each prompt with
-    its own seed, the same for every policy) — this process's share of them."""
+    its own seed, the same for every policy) — this process's share of them — on the
+    engine asked for (`auto`: vLLM where it can run)."""
     from pipeline.generation import chat
+    from pipeline.vllm_engine import release_engines
 
     log = AnswerLog.of_file(shard.own_file(out / ANSWERS_FILE))
     done = AnswerLog(out).done_ids() | log.done_ids()
     mine = shard.mine([(name, p) for name in policies for p in prompts])
-    for n, (name, spec) in enumerate(policies.items(), 1):
-        todo = [p for policy, p in mine if policy == name and f"{name}\t{p.id}" not in done]
-        if not todo:
-            continue
-        progress(f"answers of {name} ({n} of {len(policies)}): {len(todo)} prompts")
-        backend = policy_backend(spec, base_model)
-        seeds = [stable_int("tournament-answer", sampling.seed, p.id) for p in todo]
-        generated = backend.generate([chat(p.prompt) for p in todo], sampling, seeds=seeds)
-        log.append([Answer(name, p.id, g.text, g.finish_reason) for p, g in zip(todo, generated)])
-        if cancel.requested:
-            raise JobCancelled()
+    vllm, why_not = uses_vllm(engine, shard)
+    if engine == "vllm" and why_not:
+        progress(f"{why_not}: answering with transformers")
+    try:
+        for n, (name, spec) in enumerate(policies.items(), 1):
+            todo = [p for policy, p in mine if policy == name and f"{name}\t{p.id}" not in done]
+            if not todo:
+                continue
+            progress(f"answers of {name} ({n} of {len(policies)}): {len(todo)} prompts")
+            seeds = [stable_int("tournament-answer", sampling.seed, p.id) for p in todo]
+            generated = answers_of(spec, base_model, [chat(p.prompt) for p in todo], sampling,
+                                   seeds, vllm, progress)
+            log.append([Answer(name, p.id, g.text, g.finish_reason)
+                        for p, g in zip(todo, generated)])
+            if cancel.requested:
+                raise JobCancelled()
+    finally:
+        if vllm:
+            release_engines()  # the judges need the GPU's memory
 
 
 def judge_all(judges: dict[str, Any], policies: list[str], prompts: list[TournamentPrompt],
@@ -424,7 +463,7 @@ def run_tournament(job, out: Path, constitution: Constitution | None, judges: di
         fold_logs(out)  # what a crashed run of several processes left
     barrier(shard, cancel)
     answer_all(policies, job.base, prompts, sampling, out, cancel,
-               lambda text: progress(text, 0, 0), shard)
+               lambda text: progress(text, 0, 0), shard, job.engine)
     barrier(shard, cancel)
     judge_all(judges, list(policies), prompts, constitution, job.seed, out, cancel, progress,
               shard=shard)
@@ -436,7 +475,7 @@ def run_tournament(job, out: Path, constitution: Constitution | None, judges: di
     lineage = {"policies": policies, "judges": list(judges), "prompts": job.prompt_sets,
                "split": job.split, "limit": job.limit, "prompt_count": len(prompts),
                "seed": job.seed, "sampling": asdict(sampling), "bootstrap": job.bootstrap,
-               "processes": shard.world,
+               "processes": shard.world, "engine": job.engine,
                "constitution": constitution.name if constitution else None,
                "constitution_hash": content_hash(constitution) if constitution else None}
     result = results(out, policies, prompts, humans or {}, job.bootstrap, job.seed,

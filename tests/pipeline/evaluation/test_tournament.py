@@ -25,17 +25,19 @@ def steered_policy(tiny_folder, tmp_path) -> str:
     return f"{tiny_folder}@steer:{folder}:6:1+2"
 
 
-def tournament(tiny_folder, tmp_path, limit: int, cancel=None, humans=None, judges=None):
+def tournament(tiny_folder, tmp_path, limit: int, cancel=None, humans=None, judges=None,
+               progress=None, engine: str = "auto"):
     job = build_job(EvaluateJob, {
         "base": str(tiny_folder), "policy": f"steered={steered_policy(tiny_folder, tmp_path)}",
         "judge": "logprob,representation", "constitution": "c", "limit": limit,
-        "max_new_tokens": 6, "bootstrap": 50, "ensemble": 1})
+        "max_new_tokens": 6, "bootstrap": 50, "ensemble": 1, "engine": engine})
     loaded = load_model(str(tiny_folder))
     judges = judges or {
         "logprob": make_judge("logprob", str(tiny_folder), config=FeedbackConfig(ensemble=1)),
         "representation": make_judge("representation", str(tiny_folder))}
+    said = progress or (lambda text: None)
     return run_tournament(job, tmp_path / "eval", harmless(), judges, cancel or CancelFlag(),
-                          lambda *a: None, humans), loaded
+                          lambda text, *counts: said(text), humans), loaded
 
 
 def test_a_tournament_rates_both_axes_and_resumes_with_more_prompts(tmp_path, tiny_folder):

@@ -1,0 +1,118 @@
+"""Tournament answers through vLLM, where it is installed and a GPU is present.
+
+One vLLM engine per base model serves the base and every LoRA adapter trained on it (each a
+LoRA request). Prompts are rendered by the model's own chat template and handed over as
+token ids, so vLLM answers exactly the prompts the transformers engine would; every prompt
+samples with its own seed. Steered policies stay on the transformers engine (vLLM runs no
+forward hooks). Where vLLM is missing, has no GPU, or fails to start or to generate, the
+tournament falls back to the transformers engine and says why. The engines are shut down
+after answering, so the judges have the GPU's memory.
+"""
+from __future__ import annotations
+
+import gc
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from pipeline.errors import ModelError
+from pipeline.generation import Generation, Message, SamplingConfig
+from pipeline.models import ADAPTER_CONFIG, resolve_source
+from pipeline.seeds import stable_int
+
+ENGINES = ("auto", "transformers", "vllm")
+MAX_LORA_RANK = 64  # the largest adapter rank an engine accepts (vLLM: 8, 16, 32, 64, …)
+MEMORY = 0.5  # share of the GPU's memory an engine may take; the rest is for the judges
+
+_engines: dict[str, Any] = {}
+
+
+def vllm_problem() -> str:
+    """Why vLLM cannot generate here ('' when it can)."""
+    if importlib.util.find_spec("vllm") is None:
+        return "vLLM is not installed"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "vLLM needs a GPU and this machine has none"
+    return ""
+
+
+def release_engines() -> None:
+    """Shut every engine down and give its GPU memory back."""
+    _engines.clear()
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class VLLMBackend:
+    """The generation backend of one policy (a model, or a LoRA adapter on its base) on a
+    vLLM engine; `generate` only (the tournament's use)."""
+
+    def __init__(self, model: str, memory: float = MEMORY):
+        from transformers import AutoConfig, AutoTokenizer
+        from vllm import LLM
+        from vllm.lora.request import LoRARequest
+
+        source = resolve_source(model)
+        adapter = Path(source) / ADAPTER_CONFIG
+        self.lora = None
+        base = source
+        if adapter.exists():
+            settings = json.loads(adapter.read_text())
+            base = resolve_source(settings.get("base_model_name_or_path") or "")
+            if int(settings.get("r", 0)) > MAX_LORA_RANK:
+                raise ModelError(f"{model} has LoRA rank {settings['r']}; vLLM engines here take "
+                                 f"at most {MAX_LORA_RANK}.")
+            self.lora = LoRARequest(Path(source).name, 1 + stable_int("lora", source) % 10**6,
+                                    source)
+        self.name = model
+        self.tokenizer = AutoTokenizer.from_pretrained(base)
+        self.context_length = getattr(AutoConfig.from_pretrained(base),
+                                      "max_position_embeddings", None) or 2048
+        if base not in _engines:
+            _engines[base] = LLM(model=base, enable_lora=True, max_lora_rank=MAX_LORA_RANK,
+                                 gpu_memory_utilization=memory, seed=0)
+        self.llm = _engines[base]
+
+    def prompt_ids(self, conversation: list[Message]) -> list[int]:
+        text = self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True,
+                                                  tokenize=False)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def count_tokens(self, conversation: list[Message]) -> int:
+        return len(self.prompt_ids(conversation))
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
+
+    def generate(self, conversations: list[list[Message]], config: SamplingConfig,
+                 seeds: list[int] | None = None, steering=None) -> list[Generation]:
+        """Answer every conversation, each with its seed (row i: config.seed + i)."""
+        from vllm import SamplingParams
+
+        if steering is not None:
+            raise ModelError("vLLM cannot steer; steered policies run on the transformers "
+                             "engine.")
+        seeds = seeds if seeds is not None else [config.seed + i for i in range(len(conversations))]
+        params = [SamplingParams(temperature=config.temperature, top_p=config.top_p,
+                                 max_tokens=config.max_new_tokens, seed=s) for s in seeds]
+        outputs = self.llm.generate([{"prompt_token_ids": self.prompt_ids(c)}
+                                     for c in conversations], params, use_tqdm=False,
+                                    lora_request=self.lora)
+        return [Generation(o.outputs[0].text.strip(), len(o.outputs[0].token_ids),
+                           "length" if o.outputs[0].finish_reason == "length" else "stop")
+                for o in outputs]
+
+    def stream(self, conversation: list[Message], config: SamplingConfig,
+               finished: Callable[[str], None] | None = None, steering=None) -> Iterator[str]:
+        """The whole answer at once (vLLM's offline engine does not stream)."""
+        answer = self.generate([conversation], config, steering=steering)[0]
+        yield answer.text
+        if finished:
+            finished(answer.finish_reason)

@@ -1,0 +1,139 @@
+"""Answers through vLLM: without vLLM (this machine) a tournament that asks for it answers
+on transformers and says why; the glue to vLLM's offline API, checked against a stand-in
+with that API (vLLM itself needs a GPU): the prompts it gets are the transformers engine's
+token ids, each with its own seed; adapters are LoRA requests on their base's one engine;
+a failing engine falls back to transformers."""
+import json
+import sys
+import types
+from dataclasses import dataclass
+
+import pytest
+
+from pipeline import vllm_engine
+from pipeline.errors import ModelError
+from pipeline.evaluation.tournament import AnswerLog, answers_of, read_results
+from pipeline.generation import SamplingConfig, TransformersBackend, chat
+from pipeline.models import load_model
+from tests.pipeline.evaluation.test_tournament import tournament
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list
+    finish_reason: str
+
+
+@dataclass
+class Output:
+    outputs: list
+
+
+class StandIn:
+    """vLLM's `LLM` as the glue uses it: constructed once per base, `generate` with token-id
+    prompts, one SamplingParams per prompt and an optional LoRA request."""
+
+    def __init__(self, model, **settings):
+        self.model, self.settings, self.calls, self.fail = model, settings, [], False
+        made.append(self)
+
+    def generate(self, prompts, params, use_tqdm=True, lora_request=None):
+        if self.fail:
+            raise RuntimeError("CUDA error: out of memory")
+        self.calls.append((prompts, params, lora_request))
+        return [Output([Completion(f" answer {p.seed} ", [1] * p.max_tokens,
+                                   "length" if p.max_tokens < 4 else "stop")]) for p in params]
+
+
+@dataclass
+class Params:
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int
+
+
+@dataclass
+class Lora:
+    lora_name: str
+    lora_int_id: int
+    lora_path: str
+
+
+made: list = []
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    made.clear()
+    vllm = types.ModuleType("vllm")
+    vllm.LLM, vllm.SamplingParams = StandIn, Params
+    lora, request = types.ModuleType("vllm.lora"), types.ModuleType("vllm.lora.request")
+    request.LoRARequest = Lora
+    for name, module in (("vllm", vllm), ("vllm.lora", lora), ("vllm.lora.request", request)):
+        monkeypatch.setitem(sys.modules, name, module)
+    yield made
+    vllm_engine.release_engines()
+
+
+def adapter_on(base, folder, rank=8):
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps(
+        {"base_model_name_or_path": str(base), "r": rank, "peft_type": "LORA"}))
+    return folder
+
+
+def test_a_tournament_that_asks_for_vllm_here_answers_on_transformers_and_says_why(
+        tmp_path, tiny_folder):
+    assert vllm_engine.vllm_problem() in ("vLLM is not installed",
+                                          "vLLM needs a GPU and this machine has none")
+    said = []
+    result, _ = tournament(tiny_folder, tmp_path, limit=1, progress=said.append, engine="vllm")
+    assert any(s.endswith(": answering with transformers") for s in said)
+    assert len(AnswerLog(tmp_path / "eval").read()) == 4
+    assert read_results(tmp_path / "eval").lineage["engine"] == "vllm"
+
+
+def test_the_glue_hands_vllm_the_transformers_prompts_with_their_seeds(stand_in, tiny_folder,
+                                                                        tmp_path):
+    config = SamplingConfig(max_new_tokens=8, temperature=0.7, top_p=0.9)
+    conversations = [chat("How do I bake bread?"), chat("Hi", "Be brief.")]
+    base = vllm_engine.VLLMBackend(str(tiny_folder))
+    answers = base.generate(conversations, config, seeds=[11, 12])
+    assert [a.text for a in answers] == ["answer 11", "answer 12"]  # stripped
+    assert [a.finish_reason for a in answers] == ["stop", "stop"] and answers[0].new_tokens == 8
+    prompts, params, lora = stand_in[0].calls[0]
+    transformers = TransformersBackend(load_model(str(tiny_folder)))
+    assert [p["prompt_token_ids"] for p in prompts] == [
+        transformers._encode([c], config)[0] for c in conversations]
+    assert [(p.temperature, p.top_p, p.max_tokens, p.seed) for p in params] == [
+        (0.7, 0.9, 8, 11), (0.7, 0.9, 8, 12)]
+    assert lora is None and stand_in[0].settings["enable_lora"]
+    adapter = vllm_engine.VLLMBackend(str(adapter_on(tiny_folder, tmp_path / "sft")))
+    adapter.generate(conversations[:1], SamplingConfig(max_new_tokens=2))
+    assert len(stand_in) == 1  # the adapter runs on its base's engine
+    _, params, lora = stand_in[0].calls[1]
+    assert lora.lora_path == str(tmp_path / "sft") and lora.lora_int_id >= 1
+    assert params[0].seed == 0  # row i samples with config.seed + i
+    assert adapter.generate(conversations[:1], SamplingConfig(max_new_tokens=2))[0] \
+        .finish_reason == "length"
+    with pytest.raises(ModelError, match="LoRA rank 128"):
+        vllm_engine.VLLMBackend(str(adapter_on(tiny_folder, tmp_path / "wide", rank=128)))
+    vllm_engine.release_engines()
+    vllm_engine.VLLMBackend(str(tiny_folder))
+    assert len(stand_in) == 2  # released engines are started afresh
+
+
+def test_a_failing_engine_falls_back_to_transformers_and_says_why(stand_in, tiny_folder):
+    vllm_engine.VLLMBackend(str(tiny_folder))
+    stand_in[0].fail = True
+    said = []
+    config = SamplingConfig(max_new_tokens=4, temperature=0.0)
+    got = answers_of(str(tiny_folder), str(tiny_folder), [chat("Hi")], config, [3], True,
+                     said.append)
+    direct = TransformersBackend(load_model(str(tiny_folder))).generate([chat("Hi")], config,
+                                                                        seeds=[3])
+    assert got == direct
+    assert said == ["vLLM could not answer (RuntimeError: CUDA error: out of memory); "
+                    "answering with transformers"]
