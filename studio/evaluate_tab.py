@@ -28,6 +28,7 @@ from pipeline.stages import TOURNAMENT_JUDGES, EvaluateJob, build_job, to_argv
 from pipeline.store import JobRecord, Store
 from pipeline.train.runtime import ADAPTER_DIR
 from pipeline.trust import label_verdict
+from pipeline.vllm_engine import ENGINES
 from studio.choices import adapter_choices, constitution_choices, default_choice, resolve_choice
 from studio.job_panel import cancel_notice, job_bar, latest_job, writing_now
 from studio.notices import error_notice, notice, verdict_html
@@ -76,7 +77,8 @@ def typed_policies(text: str | None) -> list[str]:
 
 def launch_values(store: Store, base: str, adapters: list[str], typed: str | None,
                   sets: list[str], judges: list[str], constitution: str | None, pm: str | None,
-                  limit: float, new_tokens: float, processes: float) -> dict[str, Any]:
+                  limit: float, new_tokens: float, processes: float,
+                  engine: str | None = None) -> dict[str, Any]:
     taken: set[str] = set()
     specs = []
     for folder in [*(adapters or []), *typed_policies(typed)]:
@@ -87,15 +89,15 @@ def launch_values(store: Store, base: str, adapters: list[str], typed: str | Non
             "prompts": ",".join(sets or []), "judge": ",".join(judges or []),
             "constitution": constitution or "", "reward_adapter": pm or "",
             "limit": int(limit or 0), "max_new_tokens": int(new_tokens),
-            "processes": 1 if processes is None else int(processes)}
+            "processes": 1 if processes is None else int(processes), "engine": engine or "auto"}
 
 
 def on_launch(store: Store, base: str, adapters: list[str], typed: str | None, sets: list[str],
               judges: list[str], constitution: str | None, pm: str | None, limit: float,
-              new_tokens: float, processes: float = 1) -> tuple:
+              new_tokens: float, processes: float = 1, engine: str | None = None) -> tuple:
     """(message, run picker): the tournament as a background job."""
     values = launch_values(store, base, adapters, typed, sets, judges, constitution, pm, limit,
-                           new_tokens, processes)
+                           new_tokens, processes, engine)
     try:
         build_job(EvaluateJob, values)  # every problem named before anything is written
         out = store.new_run_folder("tournament")
@@ -453,6 +455,8 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
                                elem_id="evaluate-max-tokens")
         processes = gr.Number(value=1, precision=0, minimum=1, elem_id="evaluate-processes",
                               label="processes (>1: accelerate launch, one per GPU)")
+        engine = gr.Dropdown(list(ENGINES), value="auto", elem_id="evaluate-engine",
+                             label="answers by (auto: vLLM where installed with a GPU)")
         launch = gr.Button("Run the tournament", variant="primary", elem_id="evaluate-launch")
         cancel = gr.Button("Cancel", variant="stop", elem_id="evaluate-cancel")
     progress = gr.HTML(elem_id="evaluate-progress")
@@ -490,7 +494,8 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
 
     shown = [judge, axis, ratings, matrix, scatter, categories, stats, agreement]
     launch.click(partial(on_launch, store), [base, adapters, typed, sets, judges, constitution,
-                                             pm, limit, new_tokens, processes], [message, run])
+                                             pm, limit, new_tokens, processes, engine],
+                 [message, run])
     cancel.click(partial(on_cancel, store), armed, [message, armed])
     for control in (run, judge, axis):
         control.input(partial(show, store), [run, judge, axis], shown)

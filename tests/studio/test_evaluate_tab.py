@@ -82,10 +82,13 @@ def test_a_tournament_without_policies_is_refused_before_anything_runs(store, ti
 def test_policies_come_checked_from_the_job_table_and_typed_one_per_line(store):
     values = tab.launch_values(store, "embedded", ["/runs/sft-1/adapter"],
                                "embedded@steer:/d:4:15\n/runs/dpo-2/adapter, other-model",
-                               ["red-team"], ["logprob"], None, None, 4, 32, 2)
+                               ["red-team"], ["logprob"], None, None, 4, 32, 2, "transformers")
     assert values["policy"] == ("sft-1=/runs/sft-1/adapter,steered=embedded@steer:/d:4:15,"
                                 "dpo-2=/runs/dpo-2/adapter,other-model=other-model")
-    assert values["processes"] == 2
+    assert values["processes"] == 2 and values["engine"] == "transformers"
+    message, _ = tab.on_launch(store, "embedded", [], "other-model", ["red-team"], ["logprob"],
+                               "harmless-helpful", None, 2, 16, 1, "tensorrt")
+    assert "engine must be one of auto, transformers, vllm" in message
 
 
 def test_points_selected_on_the_scatter_open_their_comparisons(store, finished):
