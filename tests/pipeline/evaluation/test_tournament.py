@@ -181,3 +181,42 @@ def test_two_processes_share_a_tournament_and_give_its_results(tmp_path, tiny_fo
             assert [r["name"] for r in x.ratings] == [r["name"] for r in y.ratings]
             assert [r["elo"] for r in x.ratings] == pytest.approx([r["elo"] for r in y.ratings],
                                                                   abs=0.01)  # Elo points
+
+
+def test_a_cancel_reaches_every_process_of_a_tournament_and_the_rerun_resumes(tmp_path,
+                                                                             tiny_folder):
+    """Cancelled while answering, neither process is left waiting at a barrier: the job ends
+    'cancelled'; run again, it finishes and nothing is answered or judged twice."""
+    import time
+
+    from pipeline import jobs
+    from pipeline.shards import read_all
+    from pipeline.store import Store
+    from tests.records import SHIPPED
+
+    store = Store(tmp_path / "ws")
+    out = tmp_path / "eval"
+    args = ["evaluate", "--base", str(tiny_folder), "--policy",
+            f"steered={steered_policy(tiny_folder, tmp_path)}", "--judge", "logprob",
+            "--constitution", str(SHIPPED / "harmless-helpful.yaml"), "--limit", "6",
+            "--max-new-tokens", "48", "--bootstrap", "20", "--ensemble", "1", "--processes", "2",
+            "--out", str(out)]
+    progress = out / jobs.PROGRESS_FILE
+
+    def answering() -> bool:
+        return progress.exists() and "answers of" in progress.read_text()
+
+    job = jobs.launch(store, "evaluate", args, out, processes=2)
+    deadline = time.time() + 120
+    while time.time() < deadline and not answering():
+        time.sleep(0.1)
+    jobs.cancel(store, job.id)
+    assert jobs.wait(store, job.id, timeout=120).status == "cancelled", jobs.log_tail(out)
+    assert len(read_all(AnswerLog(out))) < 2 * 12  # stopped part way
+    again = jobs.resume(store, job.id)
+    assert jobs.wait(store, again.id, timeout=600).status == "succeeded", jobs.log_tail(out)
+    rows = [json.loads(x) for x in (out / "answers.jsonl").read_text().splitlines()]
+    assert len(rows) == len({r["id"] for r in rows}) == 2 * 12  # 2 policies × 6 prompts × 2 sets
+    compared = [json.loads(x)["id"] for x in (out / "comparisons.jsonl").read_text().splitlines()]
+    assert len(compared) == len(set(compared)) == 12
+    assert not list(out.glob("*.rank*.jsonl"))
