@@ -17,6 +17,7 @@ import torch
 from pipeline.fields import check_settings
 from pipeline.errors import ModelError
 from pipeline.models import LoadedModel, load_model
+from pipeline.scoring import shared_prefix_length
 
 if TYPE_CHECKING:
     from pipeline.steering import Steering
@@ -89,19 +90,6 @@ def next_tokens(logits: torch.Tensor, config: SamplingConfig,
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
     return torch.cat([torch.multinomial(probs[i], 1, generator=g)
                       for i, g in enumerate(generators)])
-
-
-MIN_SHARED_PREFIX = 16
-
-
-def shared_prefix_length(rows: list[list[int]]) -> int:
-    """Tokens at the start of every row, leaving each row at least one token of its own;
-    0 when too few to be worth a separate pass."""
-    limit = min(len(r) for r in rows) - 1
-    n = 0
-    while n < limit and all(r[n] == rows[0][n] for r in rows):
-        n += 1
-    return n if n >= MIN_SHARED_PREFIX else 0
 
 
 class TransformersBackend:

@@ -80,33 +80,63 @@ def chunks(groups: dict[tuple[int, ...], list[int]], rows_per_chunk: int
     return [c for c in chunks if c]
 
 
+MIN_SHARED_PREFIX = 16
+
+
+def shared_prefix_length(rows: list[tuple[int, ...]] | list[list[int]]) -> int:
+    """Tokens at the start of every row, leaving each row at least one token of its own;
+    0 when too few to be worth a separate pass."""
+    limit = min(len(r) for r in rows) - 1
+    n = 0
+    while n < limit and all(r[n] == rows[0][n] for r in rows):
+        n += 1
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
+def layered_forward(forward: Callable[..., object],
+                    layers: list[tuple[list[tuple[int, ...]], list[int] | None]], pad: int,
+                    device) -> tuple[object, torch.Tensor]:
+    """Segments stacked in layers: layer 0's segments start rows of their own; segment i of
+    layer k continues segment `parents[i]` of layer k − 1 (its keys and values are copied
+    to it), so a segment many rows start with runs once. Every segment is left-padded:
+    [pad…][layer 0][pad…][layer 1]…; an empty one is a masked pad. `forward(**inputs)` runs
+    the model once per layer. Returns the last layer's output and its own mask."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache() if len(layers) > 1 else None
+    mask = torch.zeros((len(layers[0][0]), 0), dtype=torch.long)
+    for k, (segments, parents) in enumerate(layers):
+        if k:
+            index = torch.tensor(parents)
+            cache.reorder_cache(index.to(device))
+            mask = mask[index]
+        ids, own = left_pad([s or (pad,) for s in segments], pad)
+        own = torch.where(torch.tensor([[bool(s)] for s in segments]), own, 0)
+        full = torch.cat([mask, own], dim=-1)
+        positions = (full.cumsum(-1) - 1).clamp(min=0)[:, mask.shape[1]:]
+        out = forward(input_ids=ids.to(device), attention_mask=full.to(device),
+                      position_ids=positions.to(device), past_key_values=cache,
+                      use_cache=cache is not None)
+        mask = full
+    return out, own
+
+
 def prefixed_forward(forward: Callable[..., object], prefixes: list[tuple[int, ...]],
                      row_prefix: list[int], suffixes: list[tuple[int, ...]], pad: int,
                      device) -> tuple[object, torch.Tensor]:
-    """Each distinct prefix run once, left-padded, its keys and values copied to every row
-    that starts with it (`row_prefix[i]` names row i's); then every row's suffix, left-padded,
-    on top: [pad…][prefix][pad…][suffix]. `forward(**inputs)` runs the model (twice; an
-    empty prefix list skips the first). Returns the suffix pass's output and its mask."""
-    from transformers import DynamicCache
-
-    cache, prefix_mask = None, torch.zeros((len(row_prefix), 0), dtype=torch.long)
-    if any(prefixes):
-        ids, prefix_mask = left_pad([p or (pad,) for p in prefixes], pad)
-        prefix_mask = torch.where(torch.tensor([[bool(p)] for p in prefixes]), prefix_mask, 0)
-        positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        forward(input_ids=ids.to(device), attention_mask=prefix_mask.to(device),
-                position_ids=positions.to(device), past_key_values=cache, use_cache=True)
-        index = torch.tensor(row_prefix)
-        cache.reorder_cache(index.to(device))  # copy each prefix's keys/values to its rows
-        prefix_mask = prefix_mask[index]
-    ids, suffix_mask = left_pad(suffixes, pad)
-    mask = torch.cat([prefix_mask, suffix_mask], dim=-1)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_mask.shape[1]:]
-    out = forward(input_ids=ids.to(device), attention_mask=mask.to(device),
-                  position_ids=positions.to(device), past_key_values=cache,
-                  use_cache=cache is not None)
-    return out, suffix_mask
+    """Each distinct prefix run once, its keys and values copied to every row that starts
+    with it (`row_prefix[i]` names row i's), then every row's suffix on top. What all the
+    prefixes start with (a system prompt, a judging template) runs once more for all of
+    them. Returns the suffix pass's output and its mask."""
+    filled = [p for p in prefixes if p]
+    if not filled:
+        return layered_forward(forward, [(suffixes, None)], pad, device)
+    stem = shared_prefix_length(filled) if len(filled) > 1 else 0
+    layers = [(prefixes, None)]
+    if stem:  # an empty prefix continues an empty start, not the stem
+        starts = [filled[0][:stem]] + ([()] if len(filled) < len(prefixes) else [])
+        layers = [(starts, None), ([p[stem:] for p in prefixes], [0 if p else 1 for p in prefixes])]
+    return layered_forward(forward, layers + [(suffixes, row_prefix)], pad, device)
 
 
 def _last_logprobs(loaded: LoadedModel, prefixes: list[tuple[int, ...]],

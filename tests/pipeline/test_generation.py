@@ -3,7 +3,8 @@ import torch
 
 from pipeline.errors import ConfigError, ModelError
 from pipeline.generation import (GREEDY, SamplingConfig, TransformersBackend, backend_for, chat,
-                                 next_tokens, shared_prefix_length)
+                                 next_tokens)
+from pipeline.scoring import shared_prefix_length
 from tests.tiny import tiny_model
 
 PROMPTS = [chat("Hello there, how are you?"), chat("Name three colours."),

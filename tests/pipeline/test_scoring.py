@@ -63,6 +63,31 @@ def test_grouping_batching_and_splitting_change_nothing_in_float64():
         assert max_diff(option_logprobs(loaded, items, opts, batch_size), full) < 1e-9
 
 
+TEMPLATE = ("<|im_start|>system\nYou judge two answers to one conversation carefully and "
+            "fairly, by the principle you are given.<|im_end|>\n<|im_start|>user\n")
+
+
+def test_a_start_every_prefix_shares_runs_once_and_changes_nothing():
+    loaded = tiny_double()
+    items, opts = items_for(loaded), options(loaded)
+    template = encode(loaded, TEMPLATE)
+    judged = [ScoreItem(template + i.prefix, i.suffix) for i in items[:-1]] + items[-1:]
+    full = option_logprobs(loaded, [i.flattened() for i in judged], opts, batch_size=1)
+    for batch_size in (1, 3, 16):
+        assert max_diff(option_logprobs(loaded, judged, opts, batch_size), full) < 1e-9
+    widths = []
+    hook = loaded.model.model.layers[0].register_forward_hook(
+        lambda module, inputs, output: widths.append(tuple(inputs[0].shape[:2])))
+    try:
+        option_logprobs(loaded, judged, opts, batch_size=16)
+    finally:
+        hook.remove()
+    # the template once (beside the empty start of the item without a prefix), the three
+    # prefixes' own tokens, then the seven suffixes
+    assert len(widths) == 3 and widths[0][0] == 2 and widths[0][1] >= len(template) - 1
+    assert widths[1][0] == 3 and widths[2][0] == 7
+
+
 def test_option_logprob_adds_the_spellings_of_an_option():
     loaded = tiny_double()
     item = items_for(loaded)[0]
