@@ -312,20 +312,21 @@ def points_html(store: Store, folder: str | None, judge: str | None,
     other policy, per axis, folded)."""
     if not folder or not judge:
         return ""
-    result = rerated(folder, store.human_labels())
+    humans = store.human_labels()
+    result = rerated(folder, humans)
     low, high = sorted(helpfulness)
     ratings = axis_ratings(result, judge)
     chosen = points_in(result, judge, low, high)
     if not chosen:
         return notice("info", f"No policy has a helpfulness Elo between {low:+.0f} and {high:+.0f}; "
                               "drag across the points to select them.")
-    humans = store.human_labels()
     parts = []
     for p in chosen:
-        place = "; ".join(f"{axis} {r[p]['elo']:+.0f} ({r[p]['low']:+.0f} … {r[p]['high']:+.0f})"
-                          for axis, r in ratings.items() if p in r)
+        place = "; ".join(f"{axis} Elo {r[p]['elo']:+.0f} (95% interval {r[p]['low']:+.0f} … "
+                          f"{r[p]['high']:+.0f})" for axis, r in ratings.items() if p in r)
         parts.append(f'<h4 class="evaluate-point">{html.escape(p)} — {html.escape(place)}, '
-                     f"judged by {html.escape(judge)}</h4>")
+                     f"relative to {html.escape(result.policies[0])}, judged by "
+                     f"{html.escape(judge)}</h4>")
         for other in result.policies:
             for axis in ratings:
                 found = [] if other == p else \
