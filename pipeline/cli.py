@@ -16,7 +16,7 @@ from pipeline.fields import add_config_arguments, config_from_args, settings_of
 from pipeline.constitution import (Constitution, diff_constitutions, format_diff,
                                    load_constitution, principle_system_prompt, read_text_file,
                                    to_yaml, validate_text)
-from pipeline.errors import ConfigError, StoreError, StudioError
+from pipeline.errors import StoreError, StudioError
 from pipeline.files import write_atomic
 from pipeline.jobs import JobCancelled
 from pipeline.models import DEFAULT_MODEL
@@ -580,15 +580,11 @@ def as_processes(args: argparse.Namespace, processes: int) -> int | None:
     import os
     import subprocess
 
-    import torch
-
-    from pipeline.jobs import launcher, processes_problem
+    from pipeline.jobs import check_processes, launcher
 
     if processes <= 1 or "WORLD_SIZE" in os.environ:
         return None
-    problem = processes_problem(processes, torch.cuda.device_count())
-    if problem:
-        raise ConfigError(problem)
+    check_processes(processes)
     return subprocess.run([*launcher(processes), "-m", "pipeline", *args.argv]).returncode
 
 

@@ -354,7 +354,11 @@ class RecordLog(Generic[T]):
         return None
 
     def read(self) -> list[T]:
-        records = [self.from_row(row, n) for n, row in enumerate(read_jsonl_log(self.path), 1)]
+        return self.latest([self.from_row(row, n)
+                            for n, row in enumerate(read_jsonl_log(self.path), 1)])
+
+    def latest(self, records: list[T]) -> list[T]:
+        """The latest record of each key, in first-seen order (all of them when unkeyed)."""
         if not records or self.key(records[0]) is None:
             return records
         return list({self.key(r): r for r in records}.values())

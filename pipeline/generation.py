@@ -92,6 +92,17 @@ def next_tokens(logits: torch.Tensor, config: SamplingConfig,
                       for i, g in enumerate(generators)])
 
 
+def prompt_text(tokenizer, conversation: list[Message]) -> str:
+    """The conversation in the model's chat template, generation cue included."""
+    return tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+
+
+def prompt_ids(tokenizer, conversation: list[Message]) -> list[int]:
+    """The token ids a model answers (every engine renders prompts here, so they answer the
+    same tokens)."""
+    return tokenizer(prompt_text(tokenizer, conversation), add_special_tokens=False)["input_ids"]
+
+
 class TransformersBackend:
     """Generation on a transformers causal LM with left padding and a dynamic KV cache."""
 
@@ -115,14 +126,9 @@ class TransformersBackend:
         with steering.applied(model, prefix) if steering else nullcontext():
             return model(**inputs)
 
-    def prompt_text(self, conversation: list[Message]) -> str:
-        return self.loaded.tokenizer.apply_chat_template(
-            conversation, add_generation_prompt=True, tokenize=False)
-
     def count_tokens(self, conversation: list[Message]) -> int:
         """Tokens of the rendered conversation, generation cue included."""
-        return len(self.loaded.tokenizer(self.prompt_text(conversation),
-                                         add_special_tokens=False)["input_ids"])
+        return len(prompt_ids(self.loaded.tokenizer, conversation))
 
     def truncate(self, text: str, max_tokens: int) -> str:
         """`text` cut to its first `max_tokens` tokens (unchanged when it fits)."""
@@ -131,8 +137,7 @@ class TransformersBackend:
 
     def _encode(self, conversations: list[list[Message]], config: SamplingConfig) -> list[list[int]]:
         """Token ids of each rendered conversation (unpadded), refusing ones too long."""
-        tok = self.loaded.tokenizer
-        rows = [tok(self.prompt_text(c), add_special_tokens=False)["input_ids"] for c in conversations]
+        rows = [prompt_ids(self.loaded.tokenizer, c) for c in conversations]
         longest = max(len(r) for r in rows)
         if longest + config.max_new_tokens > self.context_length:
             raise ModelError(f"The prompt is {longest} tokens; with {config.max_new_tokens} new "
@@ -232,7 +237,7 @@ class TransformersBackend:
         if seeds is None:
             seeds = [config.seed + i for i in range(len(conversations))]
         order = sorted(range(len(conversations)),
-                       key=lambda i: len(self.prompt_text(conversations[i])))
+                       key=lambda i: len(prompt_text(self.loaded.tokenizer, conversations[i])))
         results: list[tuple[list[int], list[int]] | None] = [None] * len(conversations)
         for start in range(0, len(order), self.max_batch_size):
             chunk = order[start:start + self.max_batch_size]

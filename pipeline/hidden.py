@@ -91,12 +91,18 @@ def states_at(model, ids: torch.Tensor, mask: torch.Tensor, layers: list[int],
     device = next(model.parameters()).device
     with recorded_states(blocks, wanted, stop=True, keep_grad=keep_grad) as states:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        try:
-            backbone(model)(input_ids=ids.to(device), attention_mask=mask.to(device),
-                            position_ids=positions.to(device))
-        except _Enough:  # the deepest layer wanted is read: the rest is not computed
-            pass
+        _read(model, input_ids=ids.to(device), attention_mask=mask.to(device),
+              position_ids=positions.to(device))
     return torch.stack([states[i] for i in wanted])
+
+
+def _read(model, **inputs) -> None:
+    """One backbone pass under `recorded_states(…, stop=True)`: it ends where the deepest
+    layer wanted is read, and the rest is not computed."""
+    try:
+        backbone(model)(**inputs)
+    except _Enough:
+        pass
 
 
 def _layer_states(model, wanted: list[int], ids: torch.Tensor,
@@ -113,16 +119,10 @@ def _prefixed_states(model, wanted: list[int], prefixes: list[tuple[int, ...]],
     both passes stop at the deepest layer wanted."""
     blocks = decoder_layers(model)
     device = next(model.parameters()).device
-
-    def forward(**inputs) -> None:
-        try:
-            backbone(model)(**inputs)
-        except _Enough:  # the deepest layer wanted is read: the rest is not computed
-            pass
-
     # the prefix pass records too; the suffix pass, run last, overwrites what it recorded
     with recorded_states(blocks, wanted, stop=True) as states:
-        _, mask = prefixed_forward(forward, prefixes, row_prefix, suffixes, pad, device)
+        _, mask = prefixed_forward(lambda **inputs: _read(model, **inputs), prefixes, row_prefix,
+                                   suffixes, pad, device)
     return torch.stack([states[i] for i in wanted]).transpose(0, 1).float().cpu(), mask
 
 

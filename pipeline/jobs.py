@@ -140,6 +140,16 @@ def processes_problem(processes: int, gpus: int) -> str:
     return ""
 
 
+def check_processes(processes: int) -> None:
+    """Refuse more processes than this machine can run (see `processes_problem`)."""
+    if processes > 1:
+        import torch
+
+        problem = processes_problem(processes, torch.cuda.device_count())
+        if problem:
+            raise JobError(problem)
+
+
 def is_main_process() -> bool:
     """Under `accelerate launch` every process runs the whole job; only the first (rank 0)
     writes the job's files (status, metrics, adapter, model card)."""
@@ -151,12 +161,7 @@ def launch(store: Store, kind: str, args: list[str], out_dir: str | Path, proces
     """Queue `python -m pipeline <args>` and start it when the slot is free (one job at a
     time: this machine has 2 cores). The same job already queued or running is returned
     instead of being added twice."""
-    if processes > 1:
-        import torch
-
-        problem = processes_problem(processes, torch.cuda.device_count())
-        if problem:
-            raise JobError(problem)
+    check_processes(processes)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     job, _ = store.add_job(kind, args, str(out), job_command(args, store.workspace, processes),

@@ -61,12 +61,14 @@ def parts(path: Path) -> list[Path]:
 
 def read_all(log: RecordLog[T]) -> list[T]:
     """The records of a log and of its processes' files, the latest of each key."""
-    records = []
-    for part in parts(log.path):
-        records += type(log).of_file(part).read()
-    if not records or log.key(records[0]) is None:
-        return records
-    return list({log.key(r): r for r in records}.values())
+    return log.latest([r for part in parts(log.path) for r in type(log).of_file(part).read()])
+
+
+def done_here(log: RecordLog, shard: Shard) -> set[str]:
+    """The ids this process may count as done: the shared log's and its own file's (read
+    once when they are one file). Others' files are read only after a barrier."""
+    return set().union(*(type(log).of_file(p).done_ids()
+                         for p in {log.path, shard.own_file(log.path)}))
 
 
 def fold(path: Path) -> None:

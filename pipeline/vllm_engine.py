@@ -14,10 +14,10 @@ import gc
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from pipeline.errors import ModelError
-from pipeline.generation import Generation, Message, SamplingConfig
+from pipeline.generation import Generation, Message, SamplingConfig, prompt_ids
 from pipeline.models import ADAPTER_CONFIG, resolve_source
 from pipeline.seeds import stable_int
 
@@ -54,7 +54,7 @@ class VLLMBackend:
     vLLM engine; `generate` only (the tournament's use)."""
 
     def __init__(self, model: str, memory: float = MEMORY):
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoTokenizer
         from vllm import LLM
         from vllm.lora.request import LoRARequest
 
@@ -72,24 +72,10 @@ class VLLMBackend:
                                     source)
         self.name = model
         self.tokenizer = AutoTokenizer.from_pretrained(base)
-        self.context_length = getattr(AutoConfig.from_pretrained(base),
-                                      "max_position_embeddings", None) or 2048
         if base not in _engines:
             _engines[base] = LLM(model=base, enable_lora=True, max_lora_rank=MAX_LORA_RANK,
                                  gpu_memory_utilization=memory, seed=0)
         self.llm = _engines[base]
-
-    def prompt_ids(self, conversation: list[Message]) -> list[int]:
-        text = self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True,
-                                                  tokenize=False)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def count_tokens(self, conversation: list[Message]) -> int:
-        return len(self.prompt_ids(conversation))
-
-    def truncate(self, text: str, max_tokens: int) -> str:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
 
     def generate(self, conversations: list[list[Message]], config: SamplingConfig,
                  seeds: list[int] | None = None, steering=None) -> list[Generation]:
@@ -102,17 +88,9 @@ class VLLMBackend:
         seeds = seeds if seeds is not None else [config.seed + i for i in range(len(conversations))]
         params = [SamplingParams(temperature=config.temperature, top_p=config.top_p,
                                  max_tokens=config.max_new_tokens, seed=s) for s in seeds]
-        outputs = self.llm.generate([{"prompt_token_ids": self.prompt_ids(c)}
+        outputs = self.llm.generate([{"prompt_token_ids": prompt_ids(self.tokenizer, c)}
                                      for c in conversations], params, use_tqdm=False,
                                     lora_request=self.lora)
         return [Generation(o.outputs[0].text.strip(), len(o.outputs[0].token_ids),
                            "length" if o.outputs[0].finish_reason == "length" else "stop")
                 for o in outputs]
-
-    def stream(self, conversation: list[Message], config: SamplingConfig,
-               finished: Callable[[str], None] | None = None, steering=None) -> Iterator[str]:
-        """The whole answer at once (vLLM's offline engine does not stream)."""
-        answer = self.generate([conversation], config, steering=steering)[0]
-        yield answer.text
-        if finished:
-            finished(answer.finish_reason)

@@ -25,7 +25,7 @@ from pipeline.jobs import JobCancelled
 from pipeline.preferences import Pair, Preference, preference_from_dict, preference_to_dict
 from pipeline.prompts import load_prompts
 from pipeline.seeds import stable_int
-from pipeline.shards import Shard, barrier, current_shard, fold, read_all
+from pipeline.shards import Shard, barrier, current_shard, done_here, fold, read_all
 from pipeline.trust import position_decided
 
 ANSWERS_FILE, COMPARISONS_FILE, EVAL_FILE, EVAL_MD = ("answers.jsonl", "comparisons.jsonl",
@@ -196,7 +196,7 @@ def answer_all(policies: dict[str, str], base_model: str, prompts: list[Tourname
     from pipeline.vllm_engine import release_engines
 
     log = AnswerLog.of_file(shard.own_file(out / ANSWERS_FILE))
-    done = AnswerLog(out).done_ids() | log.done_ids()
+    done = done_here(AnswerLog(out), shard)
     mine = shard.mine([(name, p) for name in policies for p in prompts])
     vllm, why_not = uses_vllm(engine, shard)
     if engine == "vllm" and why_not:
@@ -229,7 +229,7 @@ def judge_all(judges: dict[str, Any], policies: list[str], prompts: list[Tournam
     answers = {a.key: a for a in read_all(AnswerLog(out))}
     by_id = {p.id: p for p in prompts}
     log = ComparisonLog.of_file(shard.own_file(out / COMPARISONS_FILE))
-    done = ComparisonLog(out).done_ids() | log.done_ids()
+    done = done_here(ComparisonLog(out), shard)
     plan = shard.mine(schedule(policies, [p.id for p in prompts], seed))
     for name, judge in judges.items():
         todo = [c for c in plan if comparison_key(name, *c) not in done]
