@@ -20,8 +20,8 @@ from pipeline import jobs
 from pipeline.errors import StudioError
 from pipeline.evaluation.judges import PEOPLE
 from pipeline.evaluation.tournament import (EVAL_FILE, AxisResult, ComparisonLog, JudgeResult,
-                                            TournamentResult, comparisons_between, read_results,
-                                            rerated, split_policy)
+                                            TournamentResult, comparisons_between, comparisons_with,
+                                            read_results, rerated, split_policy)
 from pipeline.models import DEFAULT_MODEL
 from pipeline.seeds import stable_int
 from pipeline.stages import TOURNAMENT_JUDGES, EvaluateJob, build_job, to_argv
@@ -327,10 +327,11 @@ def points_html(store: Store, folder: str | None, judge: str | None,
         parts.append(f'<h4 class="evaluate-point">{html.escape(p)} — {html.escape(place)}, '
                      f"relative to {html.escape(result.policies[0])}, judged by "
                      f"{html.escape(judge)}</h4>")
+        every = comparisons_with(folder, judge, p, humans)
         for other in result.policies:
             for axis in ratings:
-                found = [] if other == p else \
-                    comparisons_between(folder, judge, p, other, axis, humans)
+                found = [(prompt, c, x, y) for prompt, c, x, y, them in every
+                         if them == other and prompt.axis == axis]
                 if found:
                     parts.append(f"<details><summary>against {html.escape(other)} on "
                                  f"{html.escape(axis)} ({len(found)} comparisons)</summary>"

@@ -503,10 +503,10 @@ def rerated(out: str | Path, humans: dict[str, str]) -> TournamentResult:
     return replace(fresh, stats=stored.stats)
 
 
-def comparisons_between(out: str | Path, judge: str, a: str, b: str, axis: str,
-                        humans: dict[str, str]) -> list[tuple[TournamentPrompt, Comparison, str, str]]:
-    """What lies behind one cell of the win matrix: (prompt, comparison as the judge made it,
-    a's answer, b's answer) for every comparison of `a` with `b` on the axis."""
+def comparisons_with(out: str | Path, judge: str, a: str, humans: dict[str, str]
+                     ) -> list[tuple[TournamentPrompt, Comparison, str, str, str]]:
+    """Every comparison of policy `a` by a judge: (prompt, comparison as the judge made it,
+    a's answer, the other's answer, the other policy), the run's logs read once."""
     out = Path(out)
     lineage = read_results(out).lineage
     prompts = {p.id: p for p in lineage_prompts(lineage)}
@@ -514,6 +514,19 @@ def comparisons_between(out: str | Path, judge: str, a: str, b: str, axis: str,
     mine = people_comparisons(every, humans) if judge == PEOPLE else \
         [c for c in every if c.judge == judge]
     answers = {x.key: x.text for x in AnswerLog(out).read()}
-    return [(prompts[c.prompt_id], c, answers[f"{a}\t{c.prompt_id}"], answers[f"{b}\t{c.prompt_id}"])
-            for c in mine if {c.a, c.b} == {a, b} and c.prompt_id in prompts
-            and prompts[c.prompt_id].axis == axis]
+    found = []
+    for c in mine:
+        if a in (c.a, c.b) and c.prompt_id in prompts:
+            other = c.b if c.a == a else c.a
+            found.append((prompts[c.prompt_id], c, answers[f"{a}\t{c.prompt_id}"],
+                          answers[f"{other}\t{c.prompt_id}"], other))
+    return found
+
+
+def comparisons_between(out: str | Path, judge: str, a: str, b: str, axis: str,
+                        humans: dict[str, str]) -> list[tuple[TournamentPrompt, Comparison, str, str]]:
+    """What lies behind one cell of the win matrix: (prompt, comparison as the judge made it,
+    a's answer, b's answer) for every comparison of `a` with `b` on the axis."""
+    return [(prompt, c, answer_a, answer_b)
+            for prompt, c, answer_a, answer_b, other in comparisons_with(out, judge, a, humans)
+            if other == b and prompt.axis == axis]
