@@ -2,4 +2,5 @@ import sys
 
 from pipeline.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # a child process that imports this module must not run the CLI
+    sys.exit(main())

@@ -225,6 +225,12 @@ def _load_adapter(name: str, source: str, device: str) -> LoadedModel:
     return LoadedModel(name=name, source=source, model=model, tokenizer=base.tokenizer)
 
 
+def dtype_name(device: str) -> str:
+    """The weights' type on a device: fp32 on CPU (bf16 there is many times slower), bf16 on
+    accelerators; every engine loads a model this way, so they answer alike."""
+    return "float32" if device == "cpu" else "bfloat16"
+
+
 def _load(name: str, source: str, device: str) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -235,7 +241,7 @@ def _load(name: str, source: str, device: str) -> LoadedModel:
         return _load_adapter(name, source, device)
     if device == "cpu":
         torch.set_flush_denormal(True)  # denormals make fp32 matmuls far slower on CPU
-    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    dtype = getattr(torch, dtype_name(device))
     is_hub = not Path(source).is_dir()
     if is_hub and not hub_cached(source) and not hub_reachable():
         raise ModelError(

