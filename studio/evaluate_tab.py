@@ -205,11 +205,12 @@ def stats_frame(result: TournamentResult) -> pd.DataFrame:
     return pd.DataFrame([[s.name, f"{s.mean_words:.1f}",
                           "—" if s.refusal_rate is None else f"{s.refusal_rate:.0%}",
                           f"{s.limit_rate:.0%}",
-                          "—" if s.pm_mean is None else f"{s.pm_mean:+.3f} ± {s.pm_std:.3f}"]
+                          "—" if s.pm_mean is None else f"{s.pm_mean:+.3f} ± {s.pm_std:.3f}",
+                          s.answered_by]
                          for s in result.stats],
                         columns=["policy", "mean words (length drift)",
                                  "refusals on helpful prompts (evasiveness)",
-                                 "cut at the token limit", "PM score"])
+                                 "cut at the token limit", "PM score", "answered by"])
 
 
 def agreement_html(result: TournamentResult) -> str:

@@ -64,6 +64,7 @@ class Answer:
     prompt_id: str
     text: str
     finish_reason: str
+    engine: str = "transformers"  # what wrote it (engines sample differently under one seed)
 
     @property
     def key(self) -> str:
@@ -77,7 +78,8 @@ class AnswerLog(RecordLog[Answer]):
         return {"id": a.key, **asdict(a)}
 
     def from_row(self, row: Any, n: int) -> Answer:
-        return Answer(row["policy"], row["prompt_id"], row["text"], row["finish_reason"])
+        return Answer(row["policy"], row["prompt_id"], row["text"], row["finish_reason"],
+                      row.get("engine", "transformers"))
 
     def key(self, a: Answer) -> str:
         return a.key
@@ -177,16 +179,18 @@ def uses_vllm(engine: str, shard: Shard) -> tuple[bool, str]:
 
 
 def answers_of(spec: str, base_model: str, conversations: list, sampling, seeds: list[int],
-               vllm: bool, note: Callable[[str], None]) -> list:
-    """A policy's answers, on vLLM when asked; if vLLM fails, on transformers, saying why."""
+               vllm: bool, note: Callable[[str], None]) -> tuple[list, str]:
+    """A policy's answers and the engine that wrote them: vLLM when asked; if vLLM fails,
+    transformers, saying why."""
     if vllm and not split_policy(spec)[1]:
         try:
-            return policy_backend(spec, base_model, vllm=True).generate(conversations, sampling,
-                                                                         seeds=seeds)
+            return policy_backend(spec, base_model, vllm=True).generate(
+                conversations, sampling, seeds=seeds), "vllm"
         except Exception as exc:  # vLLM failing must not stop the tournament
             note(f"vLLM could not answer ({type(exc).__name__}: {exc}); answering with "
                  "transformers")
-    return policy_backend(spec, base_model).generate(conversations, sampling, seeds=seeds)
+    return policy_backend(spec, base_model).generate(conversations, sampling,
+                                                     seeds=seeds), "transformers"
 
 
 def answer_all(policies: dict[str, str], base_model: str, prompts: list[TournamentPrompt],
@@ -212,9 +216,9 @@ def answer_all(policies: dict[str, str], base_model: str, prompts: list[Tourname
             where = " on vLLM" if vllm and not split_policy(spec)[1] else ""
             progress(f"answers of {name} ({n} of {len(policies)}){where}: {len(todo)} prompts")
             seeds = [stable_int("tournament-answer", sampling.seed, p.id) for p in todo]
-            generated = answers_of(spec, base_model, [chat(p.prompt) for p in todo], sampling,
-                                   seeds, vllm, progress)
-            log.append([Answer(name, p.id, g.text, g.finish_reason)
+            generated, by = answers_of(spec, base_model, [chat(p.prompt) for p in todo],
+                                       sampling, seeds, vllm, progress)
+            log.append([Answer(name, p.id, g.text, g.finish_reason, by)
                         for p, g in zip(todo, generated)])
             if cancel.requested:
                 raise JobCancelled()
@@ -277,6 +281,7 @@ class PolicyStats:
     limit_rate: float  # answers cut by max_new_tokens
     pm_mean: float | None
     pm_std: float | None
+    answered_by: str = "transformers"  # the engines that wrote its answers, joined by +
 
 
 @dataclass(frozen=True)
@@ -369,7 +374,8 @@ def policy_stats(policies: dict[str, str], answers: list[Answer],
         out.append(PolicyStats(
             name, model, sum(len(a.text.split()) for a in mine) / max(len(mine), 1),
             sum(is_refusal(a.text) for a in helpful) / len(helpful) if helpful else None,
-            sum(a.finish_reason == "length" for a in mine) / max(len(mine), 1), pm_mean, pm_std))
+            sum(a.finish_reason == "length" for a in mine) / max(len(mine), 1), pm_mean, pm_std,
+            "+".join(sorted({a.engine for a in mine})) or "—"))
     return out
 
 
@@ -432,11 +438,12 @@ def format_results(result: TournamentResult) -> str:
                                                          for x in row) + " |")
         lines.append("")
     lines += ["| policy | mean words | refusals on helpful prompts | cut at the token limit | "
-              "PM score (± sd) |", "|---|---|---|---|---|"]
+              "PM score (± sd) | answered by |", "|---|---|---|---|---|---|"]
     for s in result.stats:
         refusal = "—" if s.refusal_rate is None else f"{s.refusal_rate:.0%}"
         pm = "—" if s.pm_mean is None else f"{s.pm_mean:+.3f} (± {s.pm_std:.3f})"
-        lines.append(f"| {s.name} | {s.mean_words:.1f} | {refusal} | {s.limit_rate:.0%} | {pm} |")
+        lines.append(f"| {s.name} | {s.mean_words:.1f} | {refusal} | {s.limit_rate:.0%} | {pm} "
+                     f"| {s.answered_by} |")
     for a in result.agreement:
         rate_text = "n/a" if a["rate"] is None else f"{a['rate']:.0%}"
         lines.append(f"\nJudges {a['judges'][0]} and {a['judges'][1]} pick the same winner on "

@@ -100,6 +100,22 @@ def test_a_tournament_that_asks_for_vllm_here_answers_on_transformers_and_says_w
     assert any(s.endswith(": answering with transformers") for s in said)
     assert len(AnswerLog(tmp_path / "eval").read()) == 4
     assert read_results(tmp_path / "eval").lineage["engine"] == "vllm"
+    assert [s.answered_by for s in result.stats] == ["transformers", "transformers"]
+
+
+def test_a_tournament_on_vllm_records_which_engine_wrote_each_answer(stand_in, monkeypatch,
+                                                                     tiny_folder, tmp_path):
+    monkeypatch.setattr(vllm_engine, "vllm_problem", lambda: "")
+    said = []
+    result, _ = tournament(tiny_folder, tmp_path, limit=1, progress=said.append, engine="vllm")
+    assert "answers of base (1 of 2) on vLLM: 2 prompts" in said
+    assert "answers of steered (2 of 2): 2 prompts" in said  # vLLM runs no steering hooks
+    answers = {a.key: a for a in AnswerLog(tmp_path / "eval").read()}
+    assert {a.engine for k, a in answers.items() if k.startswith("base")} == {"vllm"}
+    assert answers[next(k for k in answers if k.startswith("base"))].text.startswith("answer ")
+    assert {a.engine for k, a in answers.items() if k.startswith("steered")} == {"transformers"}
+    assert [s.answered_by for s in result.stats] == ["vllm", "transformers"]
+    assert "| vllm |" in (tmp_path / "eval" / "eval.md").read_text()
 
 
 def test_the_glue_hands_vllm_the_transformers_prompts_with_their_seeds(stand_in, tiny_folder,
@@ -137,11 +153,11 @@ def test_a_failing_engine_falls_back_to_transformers_and_says_why(stand_in, tiny
     stand_in[0].fail = True
     said = []
     config = SamplingConfig(max_new_tokens=4, temperature=0.0)
-    got = answers_of(str(tiny_folder), str(tiny_folder), [chat("Hi")], config, [3], True,
-                     said.append)
+    got, by = answers_of(str(tiny_folder), str(tiny_folder), [chat("Hi")], config, [3], True,
+                         said.append)
     direct = TransformersBackend(load_model(str(tiny_folder))).generate([chat("Hi")], config,
                                                                         seeds=[3])
-    assert got == direct
+    assert got == direct and by == "transformers"
     assert said == ["vLLM could not answer (RuntimeError: CUDA error: out of memory); "
                     "answering with transformers"]
 
