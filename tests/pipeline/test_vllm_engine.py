@@ -146,6 +146,11 @@ def test_the_glue_hands_vllm_the_transformers_prompts_with_their_seeds(stand_in,
     vllm_engine.release_engines()
     vllm_engine.VLLMBackend(str(tiny_folder))
     assert len(stand_in) == 2  # released engines are started afresh
+    vllm_engine.VLLMBackend("embedded")
+    assert len(stand_in) == 3 and len(vllm_engine._engines) == 1  # one engine at a time
+    assert "gpu_memory_utilization" not in stand_in[2].settings  # on the CPU: a KV cache size
+    assert stand_in[2].settings["kv_cache_memory_bytes"] == vllm_engine.CPU_KV_CACHE
+    assert stand_in[2].settings["dtype"] == "float32"
 
 
 def test_a_failing_engine_falls_back_to_transformers_and_says_why(stand_in, tiny_folder):
