@@ -165,9 +165,9 @@ def policy_backend(spec: str, base_model: str, max_batch_size: int = 32, vllm: b
 
 
 def uses_vllm(engine: str, shard: Shard) -> tuple[bool, str]:
-    """(answer on vLLM?, why not, where it was wanted). `auto` takes vLLM on a GPU only: its
-    CPU build answered no faster than transformers on a 2-core CPU, and LoRA adapters 3×
-    slower; `vllm` takes it wherever it runs."""
+    """(answer on vLLM?, why not, where it was wanted). `auto` takes vLLM on a GPU only: on a
+    2-core CPU its CPU build answered at 0.63× the transformers engine's speed, LoRA adapters
+    at 0.19× (bench/answers.py); `vllm` takes it wherever it runs."""
     from pipeline.vllm_engine import on_gpu, vllm_problem
 
     if engine == "transformers":
@@ -180,10 +180,11 @@ def uses_vllm(engine: str, shard: Shard) -> tuple[bool, str]:
 
 def answers_of(spec: str, base_model: str, conversations: list, sampling, seeds: list[int],
                vllm: bool, note: Callable[[str], None], cancel) -> tuple[list, str]:
-    """A policy's answers and the engine that wrote them: vLLM when asked; if vLLM fails,
-    transformers, saying why — unless the job was cancelled (the cancel ends the engine's
-    process too, which is no failure to answer around)."""
-    if vllm and not split_policy(spec)[1]:
+    """A policy's answers and the engine that wrote them: vLLM when asked (`vllm`: for this
+    policy, so never a steered one); if vLLM fails, transformers, saying why — unless the job
+    was cancelled (the cancel ends the engine's process too, which is no failure to answer
+    around)."""
+    if vllm:
         try:
             return policy_backend(spec, base_model, vllm=True).generate(
                 conversations, sampling, seeds=seeds), "vllm"
@@ -216,11 +217,12 @@ def answer_all(policies: dict[str, str], base_model: str, prompts: list[Tourname
             todo = [p for policy, p in mine if policy == name and f"{name}\t{p.id}" not in done]
             if not todo:
                 continue
-            where = " on vLLM" if vllm and not split_policy(spec)[1] else ""
-            progress(f"answers of {name} ({n} of {len(policies)}){where}: {len(todo)} prompts")
+            on_vllm = vllm and not split_policy(spec)[1]  # vLLM runs no steering hooks
+            progress(f"answers of {name} ({n} of {len(policies)})"
+                     f"{' on vLLM' if on_vllm else ''}: {len(todo)} prompts")
             seeds = [stable_int("tournament-answer", sampling.seed, p.id) for p in todo]
             generated, by = answers_of(spec, base_model, [chat(p.prompt) for p in todo],
-                                       sampling, seeds, vllm, progress, cancel)
+                                       sampling, seeds, on_vllm, progress, cancel)
             log.append([Answer(name, p.id, g.text, g.finish_reason, by)
                         for p, g in zip(todo, generated)])
             if cancel.requested:
