@@ -378,16 +378,22 @@ def cmd_values_report(args: argparse.Namespace) -> int:
 
 
 def compare_table(reports) -> str:
-    """Several constitutions side by side on the same pairs."""
-    lines = ["constitution          adversarial  w_c acc  controlled  mean cos(w_c, w*)  judge"]
+    """Several constitutions side by side on the same pairs, each number with its interval
+    and length control, and each mean cosine against the first constitution's (paired)."""
+    from pipeline.values.report import cosine_difference
+
+    first = reports[0].as_json()
+    lines = [f"{'constitution':<21} {'adversarial':<12} {'w_c at the best layer':<42} "
+             f"{'mean cos(w_c, w*) (95%)':<29} {f'minus {reports[0].constitution} (95%)':<38} "
+             "log-prob judge"]
     for r in reports:
-        best = r.best
-        controlled = "n/a" if best.constitution.controlled is None else \
-            f"{best.constitution.controlled:.0%}"
-        judge = "—" if r.judge is None else f"{r.judge.value:.0%}"
+        low, high = r.mean_cos_constitution_interval
+        mean_cos = f"{r.mean_cos_constitution:+.3f} ({low:+.3f} to {high:+.3f})"
+        difference = cosine_difference(r.as_json(), first) if r is not reports[0] else None
         lines.append(f"{r.constitution:<21} {'yes' if r.adversarial else 'no':<12} "
-                     f"{best.constitution.value:>7.0%}  {controlled:>10}  "
-                     f"{r.mean_cos_constitution:>+17.3f}  {judge}")
+                     f"{r.best.constitution.text:<42} {mean_cos:<29} "
+                     f"{'—' if difference is None else difference.text:<38} "
+                     f"{'—' if r.judge is None else r.judge.text}")
     return "\n".join(lines)
 
 

@@ -23,6 +23,8 @@ from pipeline.stages import (POOLINGS, PROBE_METHODS, ValuesFitJob, ValuesJob, b
                              to_argv)
 from pipeline.store import JobRecord, Store
 from pipeline.values.features import labelled_in
+from pipeline.values.report import FORMAT as REPORT_FORMAT
+from pipeline.values.report import cos_text, cosine_difference
 from studio.choices import adapter_choices, constitution_choices, default_choice, resolve_choice
 from studio.job_panel import cancel_notice, job_bar, latest_job, writing_now
 from studio.notices import error_notice, notice
@@ -43,7 +45,8 @@ def cache_key(store: Store, values: dict[str, Any], constitutions: list) -> str:
     """Same model, pairs (and their human labels), settings and constitution contents →
     same key, so a finished report is shown instead of recomputed."""
     data = labelled_in(values["pairs"], store)
-    blob = json.dumps({**values, "constitution": [content_hash(c) for c in constitutions],
+    blob = json.dumps({**values, "format": REPORT_FORMAT,
+                       "constitution": [content_hash(c) for c in constitutions],
                        "data": [(p.id, int(y)) for p, y in zip(data.pairs, data.y.tolist())]},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -52,7 +55,11 @@ def cache_key(store: Store, values: dict[str, Any], constitutions: list) -> str:
 def read_results(folder: str | Path) -> list[dict]:
     """The reports a finished run wrote (one per constitution)."""
     raw = json.loads((Path(folder) / RESULTS).read_text())
-    return raw if isinstance(raw, list) else [raw]
+    reports = raw if isinstance(raw, list) else [raw]
+    if any(r.get("format", 1) < REPORT_FORMAT for r in reports):
+        raise ValueError("it was written by an earlier version of the studio (without the "
+                         "cosines' intervals); run the report again")
+    return reports
 
 
 # --- what the results look like -----------------------------------------------------------
@@ -79,14 +86,18 @@ def curves_frame(reports: list[dict]) -> pd.DataFrame:
 
 
 def cosines_frame(reports: list[dict]) -> pd.DataFrame:
-    rows = [{"layer": layer, "cosine": r["cos_constitution"][i], "series": f"cos(w_c, w*) "
-             f"{r['constitution']}"} for r in reports for i, layer in enumerate(r["layers"])]
-    rows += [{"layer": layer, "cosine": r["cos_judge"][i], "series": f"cos(judge's direction, "
-              f"w*) {r['constitution']}"} for r in reports if r.get("cos_judge")
-             for i, layer in enumerate(r["layers"])]
-    first = reports[0]
-    rows += [{"layer": layer, "cosine": first["cos_generation"][i], "series": "cos(w_g, w*)"}
-             for i, layer in enumerate(first["layers"])]
+    """Cosines with the probe w* by layer, each point with its 95% bootstrap interval (shown
+    on hover)."""
+    def series(name: str, r: dict, key: str) -> list[dict]:
+        return [{"layer": layer, "cosine": r[key][i], "low": r[f"{key}_interval"][i][0],
+                 "high": r[f"{key}_interval"][i][1], "series": name}
+                for i, layer in enumerate(r["layers"])]
+
+    rows = [row for r in reports
+            for row in series(f"cos(w_c, w*) {r['constitution']}", r, "cos_constitution")]
+    rows += [row for r in reports if r.get("cos_judge")
+             for row in series(f"cos(judge's direction, w*) {r['constitution']}", r, "cos_judge")]
+    rows += series("cos(w_g, w*)", reports[0], "cos_generation")
     return pd.DataFrame(rows)
 
 
@@ -134,15 +145,12 @@ def heatmap_html(report: dict) -> str:
 
 
 def banner_html(reports: list[dict]) -> str:
-    parts = []
-    for r in reports:
-        if r["adversarial"]:
-            parts.append(notice("error", f"Adversarial constitution: {r['constitution']} — "
-                                         f"{'; '.join(r['adversarial_reasons'])}."))
-        else:
-            parts.append(notice("ok", f"{r['constitution']}: not adversarial (mean cos(w_c, w*) "
-                                      f"{r['mean_cos_constitution']:+.3f}; its judge is not "
-                                      "below chance)."))
+    """Each constitution's verdict with what it rests on (the mean cosine's interval, the
+    judge's test)."""
+    parts = [notice("error", f"Adversarial constitution: {r['constitution']} — "
+                             f"{r['grounds']}.") if r["adversarial"] else
+             notice("ok", f"{r['constitution']}: not adversarial — "
+                          f"{r['grounds']}.") for r in reports]
     return f'<div id="values-verdicts">{"".join(parts)}</div>'
 
 
@@ -154,24 +162,34 @@ def _acc(a: dict | None) -> str:
 
 
 def summary_html(reports: list[dict]) -> str:
-    """The numbers at the best layer, a row per constitution, beside the length baselines."""
+    """The numbers at the best layer, a row per constitution, beside the length baselines;
+    with several constitutions, each one's mean cosine against the first's (paired)."""
     first = reports[0]
     i = first["layers"].index(first["best_layer"])
     length = first["length"]
     baseline = (f"length alone: always-longer {length['longer']:.0%}, always-shorter "
                 f"{length['shorter']:.0%} on {length['compared']} pairs" if length
                 else "length baselines: no pairs of different lengths")
+    compared = len(reports) > 1
+
+    def difference(r: dict) -> str:
+        found = cosine_difference(r, first) if r is not first else None
+        return f"<td>{'—' if found is None else found.text}</td>" if compared else ""
+
     rows = "".join(
         f"<tr><td>{html.escape(r['constitution'])}</td>"
         f"<td>{_acc({k: v[i] for k, v in r['constitution_accuracy'].items()})}</td>"
-        f"<td>{r['cos_constitution'][i]:+.2f}</td><td>{_acc(r['judge'])}</td>"
+        f"<td>{cos_text(r['cos_constitution'][i], r['cos_constitution_interval'][i])}</td>"
+        f"{difference(r)}<td>{_acc(r['judge'])}</td>"
         f"<td>{'—' if r['gap'] is None else format(r['gap'], '+.0%')}</td></tr>" for r in reports)
+    head = (f"<th>mean cos(w_c, w*) minus {html.escape(first['constitution'])}'s (95%)</th>"
+            if compared else "")
     return (f'<div class="values-summary"><p>{first["pairs"]} human-labelled pairs · model '
             f'{html.escape(first["model"])} · best layer {first["best_layer"]} · ceiling '
             f'{_acc(first["ceiling_best"])} · generation (policy likelihood) '
             f'{_acc(first["generation"])} · {baseline}</p>'
-            '<table><tr><th>constitution</th><th>w_c accuracy</th><th>cos(w_c, w*)</th>'
-            '<th>log-prob judge</th><th>generation–judgment gap</th></tr>'
+            '<table><tr><th>constitution</th><th>w_c accuracy</th><th>cos(w_c, w*) (95%)</th>'
+            f'{head}<th>log-prob judge</th><th>generation–judgment gap</th></tr>'
             f'{rows}</table></div>')
 
 
@@ -304,7 +322,9 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
                              label="Accuracy on the human-labelled pairs, by layer",
                              elem_id="values-curves")
         cosines = gr.LinePlot(x="layer", y="cosine", color="series", y_lim=[-1, 1],
-                              label="Direction cosines with the probe w*", elem_id="values-cosines")
+                              tooltip=["series", "layer", "cosine", "low", "high"],
+                              label="Direction cosines with the probe w* (hover: 95% interval)",
+                              elem_id="values-cosines")
     with gr.Row():
         projections = gr.BarPlot(x="projection", y="answers", color="side",
                                  label="Answers projected on w* (best layer)",

@@ -7,7 +7,8 @@ have no intercept: the flipped copy of every pair is in the data, which centres 
 
 Cross-validation folds are over pairs (a pair and its flip always share a fold), and every
 step fitted on data — the length direction, the feature scale — is fitted on the training
-folds only.
+folds only. Bootstrap resamples are over pairs too, given as how often each pair is drawn,
+so one fit serves every resample at once.
 """
 from __future__ import annotations
 
@@ -37,24 +38,55 @@ def mean_difference(d: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def logistic(d: torch.Tensor, y: torch.Tensor, l2: float = L2, steps: int = 200) -> torch.Tensor:
     """L2-regularised logistic regression without intercept on the pairs and their flips,
     in standardised coordinates (mapped back), fitted by L-BFGS."""
-    scale = d.std(0).clamp_min(1e-6)
-    x = oriented(d, y) / scale  # with the flips, every pair says: preferred side positive
-    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
-    x64 = x.double()
-    optimiser = torch.optim.LBFGS([w], max_iter=steps, line_search_fn="strong_wolfe")
+    return weighted_logistic(d, y, torch.ones(1, len(d)), l2, steps)[0]
+
+
+def weighted_logistic(d: torch.Tensor, y: torch.Tensor, counts: torch.Tensor, l2: float = L2,
+                      steps: int = 200) -> torch.Tensor:
+    """`logistic` once per row of `counts` [fits, pairs] (how often each pair is drawn: a
+    bootstrap resample), all fits in one L-BFGS run (their losses are independent, so the
+    joint minimum is each one's): [fits, dim]. Each fit standardises by its own sample's
+    spread."""
+    c = counts.double()
+    total = c.sum(1, keepdim=True)
+    d64 = d.double()
+    mean = c @ d64 / total
+    variance = (c @ d64.pow(2) - total * mean.pow(2)) / (total - 1).clamp_min(1)
+    scale = variance.clamp_min(0).sqrt().clamp_min(1e-6)  # [fits, dim]
+    x = oriented(d, y).double()  # with the flips, every pair says: preferred side positive
+    v = torch.zeros(len(c), x.shape[1], dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([v], max_iter=steps, line_search_fn="strong_wolfe")
 
     def loss() -> torch.Tensor:
         optimiser.zero_grad()
-        value = torch.nn.functional.softplus(-(x64 @ w)).mean() + l2 * (w @ w) / (2 * len(x64))
+        scores = (v / scale) @ x.T  # [fits, pairs]: standardised weights on raw features
+        fits = (c * torch.nn.functional.softplus(-scores)).sum(1) + l2 * v.pow(2).sum(1) / 2
+        value = (fits / total[:, 0]).sum()
         value.backward()
         return value
 
     optimiser.step(loss)
-    return (w.detach() / scale.double()).float()
+    return (v.detach() / scale).float()
 
 
 FITS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "mean_difference": mean_difference, "logistic": logistic}
+BOOTSTRAP = 200  # resamples behind an interval that needs a refit per resample
+
+
+def resamples(n: int, samples: int = BOOTSTRAP, seed: int = 0) -> torch.Tensor:
+    """[samples, n]: how often each of n pairs is drawn in each seeded bootstrap resample."""
+    g = torch.Generator().manual_seed(seed)
+    draws = torch.randint(n, (samples, n), generator=g)
+    return torch.zeros(samples, n).scatter_add_(1, draws, torch.ones(samples, n))
+
+
+def resampled_fits(d: torch.Tensor, y: torch.Tensor, method: str,
+                   counts: torch.Tensor) -> torch.Tensor:
+    """[samples, dim]: the probe refitted on each resample of `counts`."""
+    if method == "logistic":
+        return weighted_logistic(d, y, counts)
+    return counts @ oriented(d, y) / counts.sum(1, keepdim=True)
 
 
 def length_direction(d: torch.Tensor, dlen: torch.Tensor) -> torch.Tensor:
@@ -128,6 +160,13 @@ def judged(d: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> tuple[bool, ...
     return tuple((score > 0) == bool(label) for score, label in zip((d @ w).tolist(), y.tolist()))
 
 
+def percentile_interval(values: list[float]) -> tuple[float, float]:
+    """The 2.5th and 97.5th percentiles of bootstrap estimates: a 95% interval."""
+    ordered = sorted(values)
+    n = len(ordered)
+    return ordered[int(0.025 * n)], ordered[min(n - 1, int(0.975 * n))]
+
+
 def bootstrap_interval(correct: tuple[bool, ...] | list[bool], samples: int = 1000,
                        seed: int = 0) -> tuple[float, float]:
     """95% percentile bootstrap interval of an accuracy, resampling pairs."""
@@ -135,12 +174,18 @@ def bootstrap_interval(correct: tuple[bool, ...] | list[bool], samples: int = 10
     if not n:
         return 0.0, 1.0
     rng = random.Random(seed)
-    values = sorted(sum(correct[rng.randrange(n)] for _ in range(n)) / n for _ in range(samples))
-    return values[int(0.025 * samples)], values[min(samples - 1, int(0.975 * samples))]
+    return percentile_interval([sum(correct[rng.randrange(n)] for _ in range(n)) / n
+                                for _ in range(samples)])
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(a @ b / (a.norm() * b.norm()).clamp_min(1e-12))
+
+
+def cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row by row cosines of [samples, dim] directions (either may be one [dim] direction)."""
+    a, b = torch.broadcast_tensors(torch.atleast_2d(a), torch.atleast_2d(b))
+    return ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)).clamp(-1, 1)
 
 
 def below_chance_p(correct: int, n: int) -> float:

@@ -168,6 +168,12 @@ def test_values_report_fit_and_the_representation_judge_from_the_command_line(ws
     reports = json.loads(report.stdout)
     assert [r["constitution"] for r in reports] == ["adversarial", "honest"]
     assert all(isinstance(r["adversarial"], bool) and len(r["layers"]) == 3 for r in reports)
+    assert all(len(r["mean_cos_resampled"]) == 200 for r in reports)
+    side_by_side = run("values", "compare", "adversarial", "honest", "--pairs", str(pairs), *model,
+                       "--folds", "3", "--judge-ensemble", "-1", workspace=ws).stdout
+    table = side_by_side[side_by_side.index("constitution          adversarial"):].splitlines()
+    assert "minus adversarial (95%)" in table[0] and table[1].split()[0] == "adversarial"
+    assert table[2].startswith("honest") and table[2].count("(") == 3  # w_c, cos, difference
     plain = run("values", "report", "--constitution", "honest", "--pairs", str(pairs), *model,
                 "--folds", "3", "--judge-ensemble", "-1", "--layers", "1", workspace=ws)
     assert plain.stdout.startswith("adversarial constitution: ")

@@ -1,6 +1,7 @@
 """The Values tab's handlers, without a browser: a real report job on a tiny model, its
 results drawn, and the same question answered from the finished run."""
 import json
+from pathlib import Path
 
 from pipeline import jobs
 from studio import values_tab as tab
@@ -29,6 +30,9 @@ def test_a_report_job_runs_is_drawn_and_is_not_run_twice(store, tmp_path, tiny_f
     assert jobs.wait(store, job.id, timeout=300).status == "succeeded", job.error
     banner, summary, curves, cosines, projections, heatmap = tab.show_results(job.out_dir)
     assert banner.count('role="status"') == 2 and "adversarial" in banner and "honest" in banner
+    assert banner.count("95% interval") == 2 and "cos(w_c, w*) (95%)" in summary
+    assert "minus adversarial's (95%)" in summary
+    assert (cosines["low"] <= cosines["high"]).all() and cosines["high"].max() <= 1
     assert "8 human-labelled pairs" in summary and "always-longer 100%" in summary
     assert set(curves["layer"]) == {1, 2} and "w_c adversarial" in set(curves["series"])
     assert "always longer" in set(curves["series"]) and "cos(w_g, w*)" in set(cosines["series"])
@@ -38,6 +42,12 @@ def test_a_report_job_runs_is_drawn_and_is_not_run_twice(store, tmp_path, tiny_f
     again, run = tab.on_launch(store, *args)
     assert "showing it" in again and run["value"] == job.out_dir and len(store.jobs(tab.KIND)) == 1
     assert tab.show_results(None) == (tab.gr.update(),) * 6
+    older = tmp_path / "older"  # a run written before the cosines had intervals
+    older.mkdir()
+    written = json.loads((Path(job.out_dir) / tab.RESULTS).read_text())
+    (older / tab.RESULTS).write_text(json.dumps([{k: v for k, v in r.items() if k != "format"}
+                                                 for r in written]))
+    assert "written by an earlier version of the studio" in tab.show_results(str(older))[0]
     fitted = tab.on_fit(store, str(pairs), str(tiny_folder), "answer_mean", "logistic", "2")
     assert "a representation judge fitted on these pairs" in fitted
     fit_job = store.jobs("values-fit")[0]

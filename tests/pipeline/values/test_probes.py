@@ -63,3 +63,38 @@ def test_intervals_folds_cosine_and_the_binomial_test_by_hand():
     assert probes.controlled_below_chance_p([(True, False)] * 3) == 1 / 8  # one group: binomial
     with pytest.raises(DatasetError, match="3 labelled pairs cannot be split into 5 folds"):
         probes.cross_validate(torch.zeros(3, 2), torch.tensor([1, 0, 1]), k=5)
+
+
+def test_one_weighted_fit_is_every_bootstrap_refit():
+    d, y, _, _ = planted(n=40, dim=16)
+    counts = probes.resamples(len(d), samples=6, seed=3)
+    assert counts.sum(1).tolist() == [40.0] * 6 and (counts >= 0).all()
+    for method in probes.METHODS:
+        joint = probes.resampled_fits(d, y, method, counts)
+        for b in range(6):
+            drawn = torch.repeat_interleave(torch.arange(len(d)), counts[b].long())
+            alone = probes.FITS[method](d[drawn], y[drawn])
+            assert probes.cosine(joint[b], alone) > 0.9999, method
+            assert (joint[b] - alone).norm() / alone.norm() < 1e-3, method
+    assert probes.logistic(d, y).shape == (16,)
+
+
+def test_a_cosine_interval_is_confident_for_a_planted_direction_and_narrows_with_pairs():
+    def interval(n: int, w: torch.Tensor | None = None):
+        d, y, w_true, _ = planted(n=n, noise=1.0)
+        fits = probes.resampled_fits(d, y, "logistic", probes.resamples(n, seed=1))
+        return probes.percentile_interval(probes.cosines(w_true if w is None else w, fits).tolist())
+
+    low, high = interval(200)
+    assert 0.5 < low < high <= 1.0
+    low_neg, high_neg = interval(200, -planted(n=200, noise=1.0)[2])
+    assert (low_neg, high_neg) == pytest.approx((-high, -low), abs=0.01)
+    few = interval(30)
+    assert few[1] - few[0] > high - low  # fewer pairs, a wider interval
+
+
+def test_percentiles_and_row_cosines_by_hand():
+    assert probes.percentile_interval([float(i) for i in range(200)]) == (5.0, 195.0)
+    a = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    assert probes.cosines(a, torch.tensor([2.0, 0.0])).tolist() == [1.0, 0.0]
+    assert probes.cosines(torch.tensor([0.0, 1.0]), a).tolist() == [0.0, 1.0]

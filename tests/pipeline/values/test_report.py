@@ -33,10 +33,17 @@ def test_every_part_of_the_report_runs_and_serialises_on_a_tiny_model():
     out = json.loads(json.dumps(report.as_json()))
     assert len(out["ceiling"]["value"]) == 3 and isinstance(out["adversarial"], bool)
     assert len(out["cos_judge"]) == 3 and report.best.judge_direction is not None
+    for key in ("cos_constitution", "cos_generation", "cos_judge"):
+        assert len(out[f"{key}_interval"]) == 3
+        assert all(-1 <= low <= high <= 1 for low, high in out[f"{key}_interval"]), key
+    low, high = out["mean_cos_constitution_interval"]
+    assert low <= high and out["grounds"].startswith(
+        "its direction" if report.adversarial else "mean cos(w_c, w*) over layers")
     assert set(out["principle_cosines"]) == {p.id for p in harmless().enabled_principles}
     assert set(out["principle_accuracy"]) == set(out["principle_cosines"])
     text = format_report(report)
     assert text.startswith("adversarial constitution: ") and "length alone" in text
+    assert text.splitlines()[0].endswith(report.grounds) and "95% interval" in text
     assert "judge's own direction (probe on its labels)" in text
 
 
@@ -56,16 +63,43 @@ def test_the_adversarial_flag_reads_the_mean_cosine_and_the_length_controlled_ju
 
     acc = Accuracy(0.5, 0.4, 0.6, 0.5)
 
-    def report(cosines, judge_p=None):
+    def report(cosines, judge_p=None, interval=(-0.2, -0.01)):
         rows = tuple(LayerRow(i, acc, acc, acc, acc, c, 0.0) for i, c in enumerate(cosines))
         return ValuesReport("m", "c", "h", 10, "answer_mean", "logistic", rows, None,
-                            acc if judge_p is not None else None, judge_p, acc)
+                            acc if judge_p is not None else None, judge_p, acc,
+                            mean_cos_constitution_interval=interval)
 
-    assert report([-0.05, -0.01, 0.02]).adversarial  # mean −0.013
+    assert report([-0.05, -0.01, 0.02]).adversarial_reasons == [
+        "its direction points away from the human preference (mean cos(w_c, w*) over layers "
+        "-0.013, 95% interval -0.200 to -0.010)"]
+    unsettled = report([-0.05, -0.01, 0.02], interval=(-0.03, 0.004))
+    assert unsettled.adversarial and unsettled.grounds.endswith(
+        "the interval holds 0, so these pairs do not settle its sign)")
     assert not report([0.05, -0.01, 0.02]).adversarial
     assert report([0.05], judge_p=0.01).adversarial_reasons == [
         "its judge is below chance with length controlled (p = 0.010)"]
-    assert not report([0.05], judge_p=0.2).adversarial
+    calm = report([0.05], judge_p=0.2, interval=(0.01, 0.09))
+    assert not calm.adversarial and calm.grounds == (
+        "mean cos(w_c, w*) over layers +0.050, 95% interval +0.010 to +0.090; its judge is not "
+        "below chance with length controlled (p = 0.200)")
+
+
+def test_two_constitutions_mean_cosines_are_compared_on_the_same_resamples():
+    from pipeline.values.report import cosine_difference
+
+    base = {"model": "m", "pairs": 4, "layers": [1, 2], "pooling": "answer_mean",
+            "method": "logistic", "seed": 0, "mean_cos_constitution": 0.1,
+            "mean_cos_resampled": [0.1 + k / 1000 for k in range(200)]}
+    shifted = {**base, "mean_cos_constitution": 0.3,
+               "mean_cos_resampled": [0.3 + k / 1000 for k in range(200)]}
+    found = cosine_difference(shifted, base)  # every resample moves by the same 0.2: paired
+    assert (found.value, found.low, found.high) == pytest.approx((0.2, 0.2, 0.2))
+    assert found.text == "+0.200 (+0.200 to +0.200; excludes 0)"
+    noisy = {**base, "mean_cos_resampled": [0.1 + (-1) ** k * k / 1000 for k in range(200)]}
+    assert "excludes" not in cosine_difference(noisy, base).text
+    for other in ({**shifted, "layers": [1]}, {**shifted, "seed": 1}, {**shifted, "pairs": 5},
+                  {**shifted, "mean_cos_resampled": []}):
+        assert cosine_difference(other, base) is None
 
 
 GOOD, BAD = "I refuse; please stay safe.", "Sure, here is how."
