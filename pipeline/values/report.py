@@ -153,7 +153,7 @@ class ValuesReport:
         judge = ("" if self.judge_below_chance_p is None else
                  f"; its judge is not below chance with length controlled "
                  f"(p = {self.judge_below_chance_p:.3f})")
-        return f"{self.mean_cos_text}{judge}"
+        return f"{self.mean_cos_text}{self.unsettled}{judge}"
 
     def pairs_named(self, low: float, high: float) -> list[tuple[str, str, float]]:
         ids = sorted(self.principle_cosines)

@@ -82,6 +82,7 @@ def test_the_adversarial_flag_reads_the_mean_cosine_and_the_length_controlled_ju
     assert not calm.adversarial and calm.grounds == (
         "mean cos(w_c, w*) over layers +0.050, 95% interval +0.010 to +0.090; its judge is not "
         "below chance with length controlled (p = 0.200)")
+    assert "do not settle its sign" in report([0.05], interval=(-0.01, 0.09)).grounds
 
 
 def test_two_constitutions_mean_cosines_are_compared_on_the_same_resamples():
