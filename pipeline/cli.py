@@ -414,7 +414,7 @@ def cmd_values_fit(args: argparse.Namespace) -> int:
         save_probe(probe, out / "probe")
         write_progress(out, 1, 1, "done")
         print(f"probe at layer {probe.layer} ({probe.method}, {probe.pooling}): cross-validated "
-              f"accuracy {probe.cv_accuracy:.0%} on {len(data.pairs)} pairs, τ = {probe.tau:.3g}; "
+              f"accuracy {probe.quality} on {len(data.pairs)} pairs, τ = {probe.tau:.3g}; "
               f"saved in {out / 'probe'} — label with `label --judge-method representation --probe "
               f"{out / 'probe'}` (pairs it was fitted on are flagged)")
     return 0

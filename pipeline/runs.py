@@ -110,14 +110,18 @@ def key_metric(job: JobRecord) -> str:
         raw = _json(folder / "values.json")
         reports = raw if isinstance(raw, list) else [raw] if isinstance(raw, dict) else []
         return "; ".join(f"{r.get('constitution')}: adversarial "
-                         f"{'yes' if r.get('adversarial') else 'no'}"
+                         f"{'yes' if r.get('adversarial') else 'no'}{_mean_cos(r)}"
                          for r in reports if isinstance(r, dict))
     if job.kind == "steer-extract":  # pipeline/steering.py's artifact (not imported: no torch here)
         lineage = _json(folder / "direction" / "direction.json") or {}
         reading = [r for r in lineage.get("reading") or [] if isinstance(r, dict)]
         if reading:
             best = max(reading, key=lambda r: r.get("accuracy", 0))
-            return f"best layer {best.get('layer')}: {best.get('accuracy', 0):.0%} on {lineage.get('read_on')}"
+            controlled = best.get("controlled")
+            return (f"best layer {best.get('layer')}: {best.get('accuracy', 0):.0%} "
+                    f"({best.get('low', 0):.0%}–{best.get('high', 1):.0%}), length-controlled "
+                    f"{'n/a' if controlled is None else format(controlled, '.0%')} on "
+                    f"{lineage.get('read_on')}")
         return f"{lineage.get('contrasts')} contrasts" if lineage else ""
     if job.kind == "evaluate":
         raw = _json(folder / "eval.json") or {}
@@ -135,6 +139,15 @@ def key_metric(job: JobRecord) -> str:
         if rows:
             return f"{label} {rows[-1][name]:.3g} at step {rows[-1].get('step', '?')}"
     return ""
+
+
+def _mean_cos(report: dict) -> str:
+    """ (mean cos(w_c, w*) and its interval), what the flag rests on — when written."""
+    interval = report.get("mean_cos_constitution_interval")
+    if not isinstance(interval, list) or len(interval) != 2:
+        return ""
+    return (f" (mean cos(w_c, w*) {report.get('mean_cos_constitution', 0):+.3f}, 95% "
+            f"{interval[0]:+.3f} to {interval[1]:+.3f})")
 
 
 @functools.lru_cache(maxsize=1024)

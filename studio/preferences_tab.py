@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import html
+import json
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -28,7 +29,8 @@ from pipeline.store import JobRecord, Store
 from pipeline.trust import (CALIBRATION_BINS, ENTROPY_BINS, VIEWS, TrustReport, Verdict,
                             label_verdict, next_in_queue, trust_report, view_rows)
 from pipeline.values.features import labelled_in
-from pipeline.values.judge import FITTED, LINEAGE_FILE, RepresentationJudge, load_probe
+from pipeline.values.judge import (FITTED, LINEAGE_FILE, RepresentationJudge, load_probe,
+                                   probe_quality)
 from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
 from studio.job_panel import (cancel_notice, job_bar, job_buttons, latest_job, resume_notice,
                               writing_now)
@@ -299,8 +301,17 @@ def judge_choices(store: Store) -> list[tuple[str, str]]:
     probes = store.trained(("values-fit",), "probe", LINEAGE_FILE)
     return ([("log-prob: asks the A/B question", LOGPROB),
              ("representation: the constitution's direction in the hidden states", REPRESENTATION)]
-            + [(f"representation: probe fitted from your labels ({Path(p).parent.name})", p)
-               for p in probes])
+            + [(f"representation: probe fitted from your labels ({Path(p).parent.name}; "
+                f"cross-validated {fitted_quality(p)})", p) for p in probes])
+
+
+def fitted_quality(folder: str) -> str:
+    """A fitted probe's cross-validated accuracy with its interval and length control, read
+    from its lineage; what went wrong, when it cannot be read."""
+    try:
+        return probe_quality(json.loads((Path(folder) / LINEAGE_FILE).read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"accuracy unreadable: {exc}"
 
 
 @functools.lru_cache(maxsize=4)

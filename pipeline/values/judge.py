@@ -25,6 +25,7 @@ from pipeline.preferences import Pair, Preference, PrincipleLabel
 from pipeline.values import probes
 from pipeline.values.directions import constitution_direction
 from pipeline.values.features import LabelledPairs, pair_features
+from pipeline.values.report import Accuracy, accuracy
 
 PROBE_FILE, LINEAGE_FILE = "probe.safetensors", "probe.json"
 FITTED = "fitted probe"
@@ -49,6 +50,25 @@ class Probe:
     data_hash: str
     pair_ids: tuple[str, ...]  # the pairs it was fitted on (labelling them is flagged)
     cv_accuracy: float
+    cv_interval: tuple[float, float] | None = None  # its 95% bootstrap interval
+    cv_controlled: float | None = None  # length-controlled (None: undefined on these pairs)
+    always_longer: float | None = None  # what length alone scores on the same pairs
+
+    @property
+    def quality(self) -> str:
+        return probe_quality(vars(self))
+
+
+def probe_quality(lineage: dict) -> str:
+    """A probe's cross-validated accuracy as a reader needs it — interval, length control,
+    the length baseline — from the probe or its saved lineage (probes saved before these
+    were recorded say so)."""
+    interval = lineage.get("cv_interval")
+    if not interval:
+        return f"{lineage['cv_accuracy']:.0%} (interval and length control not recorded)"
+    longer = lineage.get("always_longer")
+    return (Accuracy(lineage["cv_accuracy"], *interval, lineage.get("cv_controlled")).text
+            + ("" if longer is None else f"; always-longer {longer:.0%}"))
 
 
 def calibrated_tau(scores: list[float], y: list[int]) -> float:
@@ -74,10 +94,13 @@ def fit_probe(loaded: LoadedModel, data: LabelledPairs, pooling: str = "answer_m
     fits = [probes.cross_validate(features.d[:, n], data.y, method, folds, seed)
             for n in range(len(features.layers))]
     best = max(range(len(fits)), key=lambda n: (fits[n].accuracy, -n))
+    cv = accuracy(fits[best].correct, data.chose_longer, seed)
+    sides = [s for s in data.chose_longer if s is not None]
     return Probe(fits[best].direction, features.layers[best], pooling,
                  calibrated_tau(list(fits[best].scores), data.y.tolist()), loaded.name,
                  loaded.model.config.hidden_size, len(decoder_layers(loaded.model)), method,
-                 data_hash(data.pairs), tuple(p.id for p in data.pairs), fits[best].accuracy)
+                 data_hash(data.pairs), tuple(p.id for p in data.pairs), cv.value,
+                 (cv.low, cv.high), cv.controlled, sum(sides) / len(sides) if sides else None)
 
 
 def save_probe(probe: Probe, folder: str | Path) -> Path:
@@ -90,8 +113,10 @@ def load_probe(folder: str | Path, loaded: LoadedModel) -> Probe:
     """A saved probe, refused (by name) when it was fitted on another model's states."""
     tensors, lineage = read_tensors(folder, PROBE_FILE, LINEAGE_FILE,
                                     "a probe folder (written by `values fit`)")
+    interval = lineage.get("cv_interval")
     probe = Probe(direction=tensors["direction"],
-                  **{**lineage, "pair_ids": tuple(lineage["pair_ids"])})
+                  **{**lineage, "pair_ids": tuple(lineage["pair_ids"]),
+                     "cv_interval": tuple(interval) if interval else None})
     ours = (loaded.model.config.hidden_size, len(decoder_layers(loaded.model)))
     if (probe.hidden_size, probe.layers) != ours or probe.model != loaded.name:
         raise ModelError(f"The probe {folder} was fitted on {probe.model} (hidden size "

@@ -30,3 +30,25 @@ def test_runs_are_named_by_stage_and_constitution_with_their_key_number(tmp_path
     assert str(tmp_path) not in run_name(store.job(sft.id))  # never a folder as the name
     labels, _ = store.add_job("label", ["label"], str(tmp_path / "nothing-yet"), [])
     assert key_metric(store.job(labels.id)) == ""
+
+
+def test_a_reading_and_a_values_report_are_summarised_with_their_intervals(tmp_path):
+    store = Store(tmp_path / "ws")
+    steer = tmp_path / "steer-1" / "direction"
+    steer.mkdir(parents=True)
+    (steer / "direction.json").write_text(json.dumps({"read_on": "gold", "reading": [
+        {"layer": 8, "accuracy": 0.6, "low": 0.5, "high": 0.7, "controlled": None},
+        {"layer": 13, "accuracy": 0.8, "low": 0.7, "high": 0.9, "controlled": 0.55}]}))
+    extract, _ = store.add_job("steer-extract", ["steer"], str(steer.parent), [])
+    assert key_metric(store.job(extract.id)) == (
+        "best layer 13: 80% (70%–90%), length-controlled 55% on gold")
+    values = tmp_path / "values-1"
+    values.mkdir()
+    (values / "values.json").write_text(json.dumps([
+        {"constitution": "adversarial", "adversarial": True, "mean_cos_constitution": -0.035,
+         "mean_cos_constitution_interval": [-0.052, 0.003]},
+        {"constitution": "honest", "adversarial": False}]))  # written before the intervals
+    report, _ = store.add_job("values-report", ["values"], str(values), [])
+    assert key_metric(store.job(report.id)) == (
+        "adversarial: adversarial yes (mean cos(w_c, w*) -0.035, 95% -0.052 to +0.003); "
+        "honest: adversarial no")

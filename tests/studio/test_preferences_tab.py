@@ -94,7 +94,8 @@ def test_the_representation_judge_scores_a_pair_and_labels_from_my_labels(store,
     assert "Launched job" in message and "(values-fit)" in message
     job = store.jobs("values-fit")[0]
     assert tab.jobs.wait(store, job.id, timeout=300).status == "succeeded", job.error
-    probe = tab.judge_choices(store)[-1][1]
+    title, probe = tab.judge_choices(store)[-1]
+    assert "cross-validated" in title and "length-controlled" in title
     assert probe.endswith("/probe") and tab.judge_settings(probe) == (tab.REPRESENTATION, probe)
     *_, (message, bars, scored, *rest) = tab.on_score(
         store, "Question 0?", "Safe answer 0.", "No 0.", "honest", [], 0, False, str(tiny_folder),

@@ -11,7 +11,7 @@ from pipeline.models import LoadedModel
 from pipeline.preferences import Pair, gold_pairs, read_labels
 from pipeline.values.features import labelled, pair_source
 from pipeline.values.judge import (RepresentationJudge, calibrated_tau, fit_probe, load_probe,
-                                   save_probe)
+                                   probe_quality, save_probe)
 from tests.records import harmless
 from tests.tiny import tiny_model
 
@@ -42,6 +42,14 @@ def test_a_probe_is_fitted_saved_loaded_and_refused_for_another_model(tmp_path):
     folder = save_probe(probe, tmp_path / "probe")
     again = load_probe(folder, loaded)
     assert torch.equal(again.direction, probe.direction) and again.pair_ids == probe.pair_ids
+    assert again.cv_interval == probe.cv_interval and probe.always_longer == 0.5
+    low, high = probe.cv_interval
+    assert low <= probe.cv_accuracy <= high and probe.cv_controlled is not None
+    assert again.quality == probe.quality == (
+        f"{probe.cv_accuracy:.0%} ({low:.0%}–{high:.0%}), length-controlled "
+        f"{probe.cv_controlled:.0%}; always-longer 50%")
+    older = {k: v for k, v in vars(probe).items() if k not in ("cv_interval", "cv_controlled")}
+    assert probe_quality(older).endswith("(interval and length control not recorded)")
     judge = RepresentationJudge(loaded, again)
     labelled_again = judge.label(harmless(), [PAIRS[0], Pair("New?", "Yes, gladly.", "No.")])
     assert labelled_again[0].flags == ("probe-training-pair",) and labelled_again[1].flags == ()
