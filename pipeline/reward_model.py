@@ -18,7 +18,7 @@ from pipeline.errors import DatasetError
 from pipeline.files import replace_folder
 from pipeline.hidden import backbone
 from pipeline.models import LoadedModel
-from pipeline.trust import LengthBaselines, chose_longer, length_control
+from pipeline.trust import LengthBaselines, chose_longer, length_control, wilson_interval
 
 HEAD_FILE = "reward_head.pt"
 PM_FILE = "preference_model.json"
@@ -124,7 +124,8 @@ class Accuracy:
     def text(self) -> str:
         if not self.compared:
             return "n/a (no decided comparisons)"
-        base = f"{self.value:.3f} on {self.compared}"
+        low, high = wilson_interval(round(self.value * self.compared), self.compared)
+        base = f"{self.value:.3f} (95% interval {low:.3f}–{high:.3f}) on {self.compared}"
         if self.length is None:
             return base
         controlled = ("n/a" if self.length.controlled is None

@@ -56,7 +56,8 @@ def test_the_pm_learns_a_learnable_preference_and_resumes(tmp_path, tiny_folder)
     metrics = read_metrics(tmp_path / "pm")
     assert metrics[-1]["held_out_accuracy"] >= 0.85
     assert (folder / "adapter_config.json").exists() and (folder / "reward_head.pt").exists()
-    assert "held_out accuracy" in (folder / "README.md").read_text()
+    card = (folder / "README.md").read_text()
+    assert "held_out accuracy" in card and "(95% interval " in card
     # every preferred answer here is the longer one: length alone would score 100%, and a
     # length-controlled accuracy is undefined — both are said beside the accuracy
     assert metrics[-1]["held_out_always_longer"] == 1.0
