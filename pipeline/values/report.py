@@ -226,6 +226,13 @@ def pair_evidence(loaded: LoadedModel, data: LabelledPairs, pooling: str = "answ
     return PairEvidence(features, generation_margins(policy or loaded, data.pairs))
 
 
+def refit_cos_interval(d: torch.Tensor, labels: torch.Tensor, method: str, counts: torch.Tensor,
+                       w_star_resampled: torch.Tensor) -> Interval:
+    """95% interval of cos(probe on `labels`, w*), both refitted on every resample."""
+    return probes.percentile_interval(probes.cosines(
+        probes.resampled_fits(d, labels, method, counts), w_star_resampled).tolist())
+
+
 def values_report(loaded: LoadedModel, constitution: Constitution, data: LabelledPairs,
                   evidence: PairEvidence, method: str = "logistic", folds: int = 5,
                   seed: int = 0, judge: Labeller | None = None,
@@ -262,11 +269,6 @@ def values_report(loaded: LoadedModel, constitution: Constitution, data: Labelle
         w_j = probes.FITS[method](d, y_judge) if y_judge is not None else None
         w_star_resampled = probes.resampled_fits(d, y, method, counts)
         resampled_cos_c.append(probes.cosines(w_c, w_star_resampled))
-
-        def cos_interval(labels: torch.Tensor) -> Interval:
-            return probes.percentile_interval(probes.cosines(
-                probes.resampled_fits(d, labels, method, counts), w_star_resampled).tolist())
-
         directions.append(ceiling.direction)
         rows.append(LayerRow(
             layer, accuracy(ceiling.correct, longer, seed),
@@ -276,8 +278,10 @@ def values_report(loaded: LoadedModel, constitution: Constitution, data: Labelle
             probes.cosine(w_c, ceiling.direction), probes.cosine(w_g, ceiling.direction),
             None if w_j is None else accuracy(probes.judged(d, y, w_j), longer, seed),
             None if w_j is None else probes.cosine(w_j, ceiling.direction),
-            probes.percentile_interval(resampled_cos_c[-1].tolist()), cos_interval(y_gen),
-            None if y_judge is None else cos_interval(y_judge)))
+            probes.percentile_interval(resampled_cos_c[-1].tolist()),
+            refit_cos_interval(d, y_gen, method, counts, w_star_resampled),
+            None if y_judge is None else
+            refit_cos_interval(d, y_judge, method, counts, w_star_resampled)))
     mean_resampled = torch.stack(resampled_cos_c).mean(0).tolist()
     best = best_index(rows)
     cos = {a: {b: probes.cosine(direction.principles[a][best], direction.principles[b][best])
