@@ -367,7 +367,7 @@ def cmd_values_report(args: argparse.Namespace) -> int:
         text = "\n\n".join(format_report(r) for r in reports)
         if len(reports) > 1:
             text += "\n\n" + compare_table(reports)
-        payload = json.dumps([r.as_json() for r in reports] if len(reports) > 1
+        payload = json.dumps(compared_json(reports) if len(reports) > 1
                              else reports[0].as_json(), indent=2)
         if out:
             write_atomic(out / "values.json", payload)
@@ -375,6 +375,18 @@ def cmd_values_report(args: argparse.Namespace) -> int:
             write_progress(out, steps, steps, "done")
         print(payload if args.json else text)
     return 0
+
+
+def compared_json(reports) -> list[dict]:
+    """Each report as JSON; after the first, `mean_cos_minus_first`: its layer-mean
+    cos(w_c, w*) minus the first constitution's, with the paired 95% interval."""
+    from pipeline.values.report import cosine_difference
+
+    rows = [r.as_json() for r in reports]
+    for row in rows[1:]:
+        found = cosine_difference(row, rows[0])
+        row["mean_cos_minus_first"] = asdict(found) if found else None
+    return rows
 
 
 def compare_table(reports) -> str:

@@ -169,6 +169,10 @@ def test_values_report_fit_and_the_representation_judge_from_the_command_line(ws
     assert [r["constitution"] for r in reports] == ["adversarial", "honest"]
     assert all(isinstance(r["adversarial"], bool) and len(r["layers"]) == 3 for r in reports)
     assert all(len(r["mean_cos_resampled"]) == 200 for r in reports)
+    difference = reports[1]["mean_cos_minus_first"]
+    assert "mean_cos_minus_first" not in reports[0] and difference["value"] == pytest.approx(
+        reports[1]["mean_cos_constitution"] - reports[0]["mean_cos_constitution"])
+    assert difference["low"] <= difference["high"]
     side_by_side = run("values", "compare", "adversarial", "honest", "--pairs", str(pairs), *model,
                        "--folds", "3", "--judge-ensemble", "-1", workspace=ws).stdout
     table = side_by_side[side_by_side.index("constitution          adversarial"):].splitlines()
