@@ -338,7 +338,8 @@ def cmd_values_report(args: argparse.Namespace) -> int:
     from pipeline.feedback import FeedbackConfig, Labeller
     from pipeline.jobs import job_context, write_progress
     from pipeline.models import load_model
-    from pipeline.values.report import format_report, pair_evidence, values_report
+    from pipeline.values.report import (differences_from_first, format_report, layer_fits,
+                                        pair_evidence, values_report)
 
     job = stage_job("values-report", args)
     out = Path(args.out) if args.out else None
@@ -359,16 +360,20 @@ def cmd_values_report(args: argparse.Namespace) -> int:
         done[0] = 2
         judge = (Labeller(loaded, FeedbackConfig(ensemble=job.judge_ensemble))
                  if job.judge_ensemble >= 0 else None)
+        fits = layer_fits(data, evidence, job.method, job.folds, job.seed, step)
         reports = []
         for c in constitutions:
             reports.append(values_report(loaded, c, data, evidence, job.method, job.folds,
-                                         job.seed, judge, step))
+                                         job.seed, judge, step, fits))
             done[0] += 1
+        rows = [r.as_json() for r in reports]
+        differences = differences_from_first(rows)
         text = "\n\n".join(format_report(r) for r in reports)
         if len(reports) > 1:
-            text += "\n\n" + compare_table(reports)
-        payload = json.dumps(compared_json(reports) if len(reports) > 1
-                             else reports[0].as_json(), indent=2)
+            text += "\n\n" + compare_table(reports, differences)
+            for row, found in zip(rows[1:], differences[1:]):
+                row["mean_cos_minus_first"] = asdict(found) if found else None
+        payload = json.dumps(rows if len(rows) > 1 else rows[0], indent=2)
         if out:
             write_atomic(out / "values.json", payload)
             write_atomic(out / "values.md", text + "\n")
@@ -377,31 +382,17 @@ def cmd_values_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def compared_json(reports) -> list[dict]:
-    """Each report as JSON; after the first, `mean_cos_minus_first`: its layer-mean
-    cos(w_c, w*) minus the first constitution's, with the paired 95% interval."""
-    from pipeline.values.report import cosine_difference
-
-    rows = [r.as_json() for r in reports]
-    for row in rows[1:]:
-        found = cosine_difference(row, rows[0])
-        row["mean_cos_minus_first"] = asdict(found) if found else None
-    return rows
-
-
-def compare_table(reports) -> str:
+def compare_table(reports, differences) -> str:
     """Several constitutions side by side on the same pairs, each number with its interval
-    and length control, and each mean cosine against the first constitution's (paired)."""
-    from pipeline.values.report import cosine_difference
+    and length control, and each mean cosine against the first constitution's (paired:
+    `differences`, from `differences_from_first`)."""
+    from pipeline.values.report import cos_text
 
-    first = reports[0].as_json()
     lines = [f"{'constitution':<21} {'adversarial':<12} {'w_c at the best layer':<42} "
              f"{'mean cos(w_c, w*) (95%)':<29} {f'minus {reports[0].constitution} (95%)':<38} "
              "log-prob judge"]
-    for r in reports:
-        low, high = r.mean_cos_constitution_interval
-        mean_cos = f"{r.mean_cos_constitution:+.3f} ({low:+.3f} to {high:+.3f})"
-        difference = cosine_difference(r.as_json(), first) if r is not reports[0] else None
+    for r, difference in zip(reports, differences):
+        mean_cos = cos_text(r.mean_cos_constitution, r.mean_cos_constitution_interval, 3)
         lines.append(f"{r.constitution:<21} {'yes' if r.adversarial else 'no':<12} "
                      f"{r.best.constitution.text:<42} {mean_cos:<29} "
                      f"{'—' if difference is None else difference.text:<38} "

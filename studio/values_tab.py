@@ -24,7 +24,7 @@ from pipeline.stages import (POOLINGS, PROBE_METHODS, ValuesFitJob, ValuesJob, b
 from pipeline.store import JobRecord, Store
 from pipeline.values.features import labelled_in
 from pipeline.values.report import FORMAT as REPORT_FORMAT
-from pipeline.values.report import cos_text, cosine_difference
+from pipeline.values.report import cos_text, differences_from_first
 from studio.choices import adapter_choices, constitution_choices, default_choice, resolve_choice
 from studio.job_panel import cancel_notice, job_bar, latest_job, writing_now
 from studio.notices import error_notice, notice
@@ -171,17 +171,15 @@ def summary_html(reports: list[dict]) -> str:
                 f"{length['shorter']:.0%} on {length['compared']} pairs" if length
                 else "length baselines: no pairs of different lengths")
     compared = len(reports) > 1
-
-    def difference(r: dict) -> str:
-        found = cosine_difference(r, first) if r is not first else None
-        return f"<td>{'—' if found is None else found.text}</td>" if compared else ""
-
+    differences = [f"<td>{'—' if found is None else found.text}</td>" if compared else ""
+                   for found in differences_from_first(reports)]
     rows = "".join(
         f"<tr><td>{html.escape(r['constitution'])}</td>"
         f"<td>{_acc({k: v[i] for k, v in r['constitution_accuracy'].items()})}</td>"
         f"<td>{cos_text(r['cos_constitution'][i], r['cos_constitution_interval'][i])}</td>"
-        f"{difference(r)}<td>{_acc(r['judge'])}</td>"
-        f"<td>{'—' if r['gap'] is None else format(r['gap'], '+.0%')}</td></tr>" for r in reports)
+        f"{difference}<td>{_acc(r['judge'])}</td>"
+        f"<td>{'—' if r['gap'] is None else format(r['gap'], '+.0%')}</td></tr>"
+        for r, difference in zip(reports, differences))
     head = (f"<th>mean cos(w_c, w*) minus {html.escape(first['constitution'])}'s (95%)</th>"
             if compared else "")
     return (f'<div class="values-summary"><p>{first["pairs"]} human-labelled pairs · model '

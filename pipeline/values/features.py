@@ -13,7 +13,7 @@ from pipeline.hidden import hidden_states
 from pipeline.models import LoadedModel
 from pipeline.preferences import Pair, gold_pairs, human_choice, read_pairs
 from pipeline.store import Store
-from pipeline.trust import chose_longer
+from pipeline.trust import LengthBaselines, chose_longer, length_control
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,11 @@ class LabelledPairs:
     def chose_longer(self) -> list[bool | None]:
         return [chose_longer("A" if label else "B", p.response_a, p.response_b)
                 for p, label in zip(self.pairs, self.y.tolist())]
+
+    @property
+    def length(self) -> LengthBaselines | None:
+        """What answer length alone scores on these pairs (None: no lengths differ)."""
+        return length_control([(s, False) for s in self.chose_longer if s is not None])
 
     @property
     def dlen(self) -> torch.Tensor:

@@ -95,12 +95,12 @@ def fit_probe(loaded: LoadedModel, data: LabelledPairs, pooling: str = "answer_m
             for n in range(len(features.layers))]
     best = max(range(len(fits)), key=lambda n: (fits[n].accuracy, -n))
     cv = accuracy(fits[best].correct, data.chose_longer, seed)
-    sides = [s for s in data.chose_longer if s is not None]
+    length = data.length
     return Probe(fits[best].direction, features.layers[best], pooling,
                  calibrated_tau(list(fits[best].scores), data.y.tolist()), loaded.name,
                  loaded.model.config.hidden_size, len(decoder_layers(loaded.model)), method,
                  data_hash(data.pairs), tuple(p.id for p in data.pairs), cv.value,
-                 (cv.low, cv.high), cv.controlled, sum(sides) / len(sides) if sides else None)
+                 (cv.low, cv.high), cv.controlled, length.longer if length else None)
 
 
 def save_probe(probe: Probe, folder: str | Path) -> Path:

@@ -42,9 +42,9 @@ class Accuracy:
 Interval = tuple[float, float]
 
 
-def cos_text(value: float, interval: Interval) -> str:
+def cos_text(value: float, interval: Interval, digits: int = 2) -> str:
     """A cosine with its 95% bootstrap interval."""
-    return f"{value:+.2f} ({interval[0]:+.2f} to {interval[1]:+.2f})"
+    return f"{value:+.{digits}f} ({interval[0]:+.{digits}f} to {interval[1]:+.{digits}f})"
 
 
 def accuracy(correct: tuple[bool, ...] | list[bool], longer: list[bool | None],
@@ -233,19 +233,60 @@ def refit_cos_interval(d: torch.Tensor, labels: torch.Tensor, method: str, count
         probes.resampled_fits(d, labels, method, counts), w_star_resampled).tolist())
 
 
+@dataclass(frozen=True)
+class LayerFits:
+    """What one layer says whatever the constitution — fitted once and shared by every
+    constitution reported on the same pairs: the probe w* and the length-free probe checked
+    by CV, the generation direction w_g, and w* refitted on every resample."""
+
+    ceiling: probes.Fit
+    ceiling_accuracy: Accuracy
+    residual_accuracy: Accuracy
+    generation: torch.Tensor  # w_g
+    generation_accuracy: Accuracy
+    cos_generation_interval: Interval
+    ceiling_resampled: torch.Tensor  # [resamples, hidden]
+
+
+def layer_fits(data: LabelledPairs, evidence: PairEvidence, method: str = "logistic",
+               folds: int = 5, seed: int = 0,
+               step: Callable[[str], None] = lambda what: None) -> list[LayerFits]:
+    """Every layer's constitution-free fits (resamples seeded by the pair count and `seed`,
+    so reports of several constitutions are paired)."""
+    if len(data.pairs) < folds:
+        raise probes.too_few(len(data.pairs), folds)
+    y, longer, features = data.y, data.chose_longer, evidence.features
+    y_gen = torch.tensor([int(m > 0) for m in evidence.margins])
+    counts = probes.resamples(len(data.pairs), seed=seed)
+    out = []
+    for n, layer in enumerate(features.layers):
+        step(f"fitting the probes at layer {layer} of {features.layers[-1]}")
+        d = features.d[:, n]
+        ceiling = probes.cross_validate(d, y, method, folds, seed)
+        residual = probes.cross_validate(d, y, method, folds, seed, dlen=data.dlen)
+        w_g = probes.FITS[method](d, y_gen)
+        resampled = probes.resampled_fits(d, y, method, counts)
+        out.append(LayerFits(
+            ceiling, accuracy(ceiling.correct, longer, seed), accuracy(residual.correct, longer, seed),
+            w_g, accuracy(probes.judged(d, y, w_g), longer, seed),
+            refit_cos_interval(d, y_gen, method, counts, resampled), resampled))
+    return out
+
+
 def values_report(loaded: LoadedModel, constitution: Constitution, data: LabelledPairs,
                   evidence: PairEvidence, method: str = "logistic", folds: int = 5,
                   seed: int = 0, judge: Labeller | None = None,
-                  step: Callable[[str], None] = lambda what: None) -> ValuesReport:
-    """Everything the report shows; `step` hears what is being done (for progress)."""
-    y, longer, dlen = data.y, data.chose_longer, data.dlen
-    if len(data.pairs) < folds:
-        raise probes.too_few(len(data.pairs), folds)
+                  step: Callable[[str], None] = lambda what: None,
+                  fits: list[LayerFits] | None = None) -> ValuesReport:
+    """Everything the report shows; `step` hears what is being done (for progress). `fits`
+    are `layer_fits` of the same data, evidence and settings, when several constitutions
+    share them (fitted here otherwise)."""
+    y, longer = data.y, data.chose_longer
+    fits = fits or layer_fits(data, evidence, method, folds, seed, step)
     features, margins = evidence.features, evidence.margins
     pooling = features.pooling
     step("writing and reading the constitution's contrastive answers")
     direction = constitution_direction(loaded, constitution, pooling, list(features.layers))
-    y_gen = torch.tensor([int(m > 0) for m in margins])
     generation = accuracy([(m > 0) == bool(t) for m, t in zip(margins, y.tolist())], longer, seed)
     judge_acc, judge_p, y_judge = None, None, None
     if judge is not None:
@@ -257,36 +298,29 @@ def values_report(loaded: LoadedModel, constitution: Constitution, data: Labelle
         # weak, not adversarial
         judge_p = probes.controlled_below_chance_p(list(zip(longer, right)))
         y_judge = torch.tensor([int(p.p_a > 0.5) for p in prefs])
-    rows, directions, resampled_cos_c = [], [], []
-    counts = probes.resamples(len(data.pairs), seed=seed)  # the same resamples at every layer
-    for n, layer in enumerate(features.layers):
-        step(f"fitting the probes at layer {layer} of {features.layers[-1]}")
-        d = features.d[:, n]
-        ceiling = probes.cross_validate(d, y, method, folds, seed)
-        residual = probes.cross_validate(d, y, method, folds, seed, dlen=dlen)
+    rows, resampled_cos_c = [], []
+    counts = probes.resamples(len(data.pairs), seed=seed)  # the layer fits' resamples
+    for n, (layer, fit) in enumerate(zip(features.layers, fits)):
+        d, w_star = features.d[:, n], fit.ceiling.direction
         w_c = direction.total[n]
-        w_g = probes.FITS[method](d, y_gen)
         w_j = probes.FITS[method](d, y_judge) if y_judge is not None else None
-        w_star_resampled = probes.resampled_fits(d, y, method, counts)
-        resampled_cos_c.append(probes.cosines(w_c, w_star_resampled))
-        directions.append(ceiling.direction)
+        resampled_cos_c.append(probes.cosines(w_c, fit.ceiling_resampled))
         rows.append(LayerRow(
-            layer, accuracy(ceiling.correct, longer, seed),
-            accuracy(residual.correct, longer, seed),
-            accuracy(probes.judged(d, y, w_c), longer, seed),
-            accuracy(probes.judged(d, y, w_g), longer, seed),
-            probes.cosine(w_c, ceiling.direction), probes.cosine(w_g, ceiling.direction),
+            layer, fit.ceiling_accuracy, fit.residual_accuracy,
+            accuracy(probes.judged(d, y, w_c), longer, seed), fit.generation_accuracy,
+            probes.cosine(w_c, w_star), probes.cosine(fit.generation, w_star),
             None if w_j is None else accuracy(probes.judged(d, y, w_j), longer, seed),
-            None if w_j is None else probes.cosine(w_j, ceiling.direction),
+            None if w_j is None else probes.cosine(w_j, w_star),
             probes.percentile_interval(resampled_cos_c[-1].tolist()),
-            refit_cos_interval(d, y_gen, method, counts, w_star_resampled),
+            fit.cos_generation_interval,
             None if y_judge is None else
-            refit_cos_interval(d, y_judge, method, counts, w_star_resampled)))
+            refit_cos_interval(d, y_judge, method, counts, fit.ceiling_resampled)))
     mean_resampled = torch.stack(resampled_cos_c).mean(0).tolist()
     best = best_index(rows)
     cos = {a: {b: probes.cosine(direction.principles[a][best], direction.principles[b][best])
                for b in direction.principles} for a in direction.principles}
-    unit = directions[best] / directions[best].norm().clamp_min(1e-12)
+    w_best = fits[best].ceiling.direction
+    unit = w_best / w_best.norm().clamp_min(1e-12)
     prefer_a = y.bool()
     a, b = features.a[:, best] @ unit, features.b[:, best] @ unit
     projections = (tuple(torch.where(prefer_a, a, b).tolist()),
@@ -296,7 +330,7 @@ def values_report(loaded: LoadedModel, constitution: Constitution, data: Labelle
                      for pid, w in direction.principles.items()}
     return ValuesReport(
         loaded.name, constitution.name, content_hash(constitution), len(data.pairs), pooling,
-        method, tuple(rows), length_control([(s, False) for s in longer if s is not None]),
+        method, tuple(rows), data.length,
         judge_acc, judge_p, generation, cos, direction.examples, projections, per_principle,
         probes.percentile_interval(mean_resampled), tuple(mean_resampled), seed)
 
@@ -329,6 +363,12 @@ def cosine_difference(report: dict, baseline: dict) -> CosineDifference | None:
     low, high = probes.percentile_interval([x - y for x, y in zip(a, b)])
     return CosineDifference(report["mean_cos_constitution"] - baseline["mean_cos_constitution"],
                             low, high)
+
+
+def differences_from_first(reports: list[dict]) -> list[CosineDifference | None]:
+    """Per report (as `as_json` gives them, one run's), its mean cosine minus the first's;
+    None for the first and where they cannot be paired."""
+    return [None] + [cosine_difference(r, reports[0]) for r in reports[1:]]
 
 
 def format_report(report: ValuesReport) -> str:
