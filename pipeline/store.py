@@ -6,8 +6,10 @@ Schema changes are numbered migrations recorded in `PRAGMA user_version`.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -139,6 +141,7 @@ class Draft:
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+MIN_FREE = 1_000_000  # bytes a write may need beyond the database's own size (WAL, index)
 
 
 def read_only_uri(path: Path, frozen: bool) -> str:
@@ -147,15 +150,57 @@ def read_only_uri(path: Path, frozen: bool) -> str:
     return f"file:{path}?mode=ro" + ("&immutable=1" if frozen else "")
 
 
+def is_damage(exc: sqlite3.Error) -> bool:
+    """Whether SQLite says the file itself is bad (corrupt, or not a database). A full disk
+    or an I/O error is not damage: the file may be perfectly healthy."""
+    return getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+
+
+def is_disk_trouble(exc: BaseException) -> bool:
+    """A full disk (SQLITE_FULL, ENOSPC, EDQUOT) or an I/O error from the disk."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+    return getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_FULL", "SQLITE_IOERR"))
+
+
+def disk_message(path: Path, detail: str) -> str:
+    """What a user needs when the disk under the workspace fails: whether it is full, how
+    much room to make, and that nothing was changed."""
+    folder = path.parent
+    need = max(MIN_FREE, sum(p.stat().st_size for p in folder.glob(DB_NAME + "*") if p.is_file()))
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < need:
+        what = f"The disk holding the workspace {folder} is full ({file_size(free)} free)"
+    else:
+        what = f"The disk holding the workspace {folder} reported an error ({detail})"
+    return (f"{what}. Nothing was changed. Free at least "
+            f"{file_size(need)} on that disk (about the database's size, room for its journal) "
+            "and try again.")
+
+
+def file_size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
 def database_problem(path: Path, frozen: bool = False) -> str:
     """Why the file at `path` is not a usable SQLite database ('' when it is, or is absent).
-    An empty file counts as broken: SQLite would quietly treat it as a new database."""
+    An empty file counts as broken: SQLite would quietly treat it as a new database. A full
+    disk or an I/O error proves nothing about the file, so it raises instead of answering."""
     try:
         with open(path, "rb") as f:
             header = f.read(len(SQLITE_HEADER))
     except FileNotFoundError:
         return ""
     except OSError as exc:
+        if is_disk_trouble(exc):
+            raise StoreError(disk_message(path, exc.strerror or str(exc))) from None
         return f"cannot be read ({exc.strerror})"
     if not header:
         return "is empty (0 bytes)"
@@ -168,7 +213,12 @@ def database_problem(path: Path, frozen: bool = False) -> str:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
-        return f"is damaged ({exc})"
+        if is_damage(exc):
+            return f"is damaged ({exc})"
+        if is_disk_trouble(exc):
+            raise StoreError(disk_message(path, str(exc))) from None
+        raise StoreError(f"Cannot open the workspace database {path}: {exc}. Nothing was "
+                         "changed.") from None
     return "" if result == "ok" else f"is damaged ({result})"
 
 
@@ -197,7 +247,14 @@ class Store:
         problem = database_problem(self.path, self.read_only)
         if problem:
             self._broken(problem, recover)
-        self.migrate()
+        fresh = not self.path.exists()
+        try:
+            self.migrate()
+        except StoreError:
+            if fresh:  # a database that could not be set up is not left behind as an empty one
+                for suffix in ("", "-wal", "-shm"):
+                    self.path.with_name(DB_NAME + suffix).unlink(missing_ok=True)
+            raise
 
     def default_name(self) -> str | None:
         """The constitution to open first: the shipped default, else the first saved one."""
@@ -236,10 +293,19 @@ class Store:
                 "empty one is made — starting the studio does that for you and keeps the broken "
                 "file beside it.")
         aside = self.path.with_name(f"{DB_NAME}.broken-{datetime.now():%Y%m%d-%H%M%S}")
-        for suffix in ("", "-wal", "-shm"):
-            source = self.path.with_name(DB_NAME + suffix)
-            if source.exists():
-                os.rename(source, aside.with_name(aside.name + suffix))
+        moved: list[tuple[Path, Path]] = []
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                source = self.path.with_name(DB_NAME + suffix)
+                if source.exists():
+                    target = aside.with_name(aside.name + suffix)
+                    os.rename(source, target)
+                    moved.append((target, source))
+        except OSError as exc:
+            for target, source in reversed(moved):  # all or nothing: never half set aside
+                os.rename(target, source)
+            raise StoreError(f"The workspace database {self.path} {problem}, and it could not "
+                             f"be moved aside ({exc.strerror}). Nothing was changed.") from None
         self.notice = (f"The workspace database {problem}. It was kept as {aside.name} and a new, "
                        "empty one was started: saved constitutions, labels and the job list of "
                        "the broken one are not shown. Restore a backup over studio.db to get "
@@ -254,6 +320,8 @@ class Store:
             else:
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except sqlite3.Error as exc:
+            if is_disk_trouble(exc):
+                raise StoreError(disk_message(self.path, str(exc))) from None
             raise StoreError(f"Cannot open the workspace database {self.path}: {exc}.") from None
         conn.row_factory = sqlite3.Row
         try:
@@ -265,6 +333,8 @@ class Store:
             if self.read_only and "readonly" in str(exc):
                 raise StoreError(f"The workspace {self.workspace} is read-only: this cannot be "
                                  "saved. Use a workspace you can write.") from None
+            if is_disk_trouble(exc):
+                raise StoreError(disk_message(self.path, str(exc))) from None
             raise StoreError(f"The workspace database {self.path} failed: {exc}.") from None
         finally:
             conn.close()
