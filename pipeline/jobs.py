@@ -10,8 +10,10 @@ with or without the studio.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -30,6 +32,7 @@ STATUS_FILE = "status.json"
 PROGRESS_FILE = "progress.json"
 LOG_FILE = "job.log"
 JOB_ID_ENV = "CONSTITUTION_STUDIO_JOB_ID"  # set in a job's process: its own job id
+WRITER_LOCK = ".writer.lock"  # held by the one process writing a run folder
 
 
 class JobCancelled(Exception):
@@ -40,13 +43,21 @@ class JobCancelled(Exception):
 
 @contextmanager
 def job_context(out_dir: str | Path, on_cancel: Callable[[], None] | None = None) -> Iterator[None]:
-    """Turn SIGTERM into JobCancelled and record how the job ended in status.json.
+    """Hold the run folder's writer lock, turn SIGTERM into JobCancelled and record how the
+    job ended in status.json. A second writer is refused before it touches the folder.
 
     Training jobs pass `on_cancel` instead: SIGTERM then only sets their flag, so the
     training loop can finish its step, save a checkpoint and raise JobCancelled itself.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with writer_lock(out), reporting_end(out, on_cancel):
+        yield
+
+
+@contextmanager
+def reporting_end(out: Path, on_cancel: Callable[[], None] | None) -> Iterator[None]:
+    """SIGTERM as a cancel, and status.json written however the block ends."""
     (out / STATUS_FILE).unlink(missing_ok=True)
 
     def cancel(signum, frame):
@@ -67,6 +78,39 @@ def job_context(out_dir: str | Path, on_cancel: Callable[[], None] | None = None
         _write_status(out, "succeeded")
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def writer_lock(out: Path) -> Iterator[None]:
+    """One writer per run folder: an exclusive OS lock (flock) on WRITER_LOCK while the stage
+    runs, which the kernel releases however the process ends, kill -9 included. A second
+    writer is refused at once, naming the holder; readers take no lock. Under `accelerate
+    launch` only the first process locks: the others are its partners, not rivals."""
+    if not is_main_process():
+        yield
+        return
+    fd = os.open(out / WRITER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JobError(f"{out} is being written by {lock_holder(fd)}: one run folder has one "
+                           "writer. Wait for it to end (or cancel it), or use another --out "
+                           "folder.") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "command": shlex.join(sys.orig_argv)}).encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def lock_holder(fd: int) -> str:
+    """'process PID (COMMAND)' from a held writer lock."""
+    try:
+        holder = json.loads(os.pread(fd, 65536, 0) or b"{}")
+        return f"process {holder['pid']} ({holder['command']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process (it has not written its pid yet)"
 
 
 def failure_reason(exc: BaseException) -> str:

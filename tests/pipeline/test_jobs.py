@@ -206,3 +206,42 @@ def test_a_frozen_constitution_is_the_one_a_job_reads(tmp_path):
     live = store.version("harmless-helpful").constitution
     path = jobs.freeze_constitution(live, tmp_path / "run")
     assert path.name == jobs.CONSTITUTION_FILE and load_constitution(path) == live
+
+
+def test_two_writers_in_one_run_folder_one_is_refused_and_no_id_is_written_twice(tmp_path, tiny_folder):
+    """The second writer is refused at once with the holder; once the holder is killed (-9),
+    the kernel has dropped its lock and the same command resumes the folder."""
+    prompts = twelve_prompts(tmp_path)
+    ws, out = tmp_path / "ws", tmp_path / "run"
+    Store(ws).seed()
+    command = [sys.executable, "-m", "pipeline", "--workspace", str(ws),
+               *revise_args(tiny_folder, out, prompts)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and str(first.pid) not in _read(out / jobs.WRITER_LOCK):
+            time.sleep(0.05)
+        started = time.time()
+        second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                                timeout=120)
+        assert first.poll() is None, "the first writer ended before the second was tried"
+        assert second.returncode == 1 and "Traceback" not in second.stderr
+        assert f"is being written by process {first.pid} (" in second.stderr
+        assert "revise" in second.stderr and time.time() - started < 60  # refused, not queued
+    finally:
+        first.kill()
+        first.wait()
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    ids = [c.id for c in ChainLog(out).read()]
+    assert len(ids) == len(set(ids)) == 12
+    assert jobs.read_status(out)[0] == "succeeded"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
