@@ -20,14 +20,23 @@ def main() -> None:
                         help="require this login (repeat for several users)")
     parser.add_argument("--auth-file", default=None,
                         help="require a login from this file (one USER:PASS a line)")
+    parser.add_argument("--login-free-tries", type=int, default=3, metavar="N",
+                        help="wrong passwords in a row (per address and per user) before tries "
+                             "must wait: 2, 4, 8 … s (default 3)")
+    parser.add_argument("--login-lockout", type=float, default=300, metavar="SECONDS",
+                        help="the longest wait between tries after wrong passwords (default 300)")
     args = parser.parse_args()
+    if args.login_free_tries < 1 or not 1 <= args.login_lockout <= 86_400:
+        parser.error("--login-free-tries must be at least 1 and --login-lockout 1 to 86400 s")
     from pipeline.errors import StudioError
     from studio import access
     from studio.app import launch
+    from studio.login_guard import LoginPolicy
 
     try:
         launch(args.host, args.port, args.workspace, args.model,
-               access.logins(args.auth, args.auth_file))
+               access.logins(args.auth, args.auth_file),
+               LoginPolicy(args.login_free_tries, args.login_lockout))
     except StudioError as exc:
         parser.exit(1, f"error: {exc}\n")
 

@@ -13,6 +13,9 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
 from pipeline.errors import StudioError
 from pipeline.store import Store
 
@@ -64,6 +67,22 @@ def checker(allowed: list[tuple[str, str]]) -> Callable[[str, str], bool]:
                 hmac.compare_digest(p.encode(), (password or "").encode())
         return ok
     return check
+
+
+def sharing_notice(allowed: list[tuple[str, str]], store: Store) -> str:
+    """What every login must know: they all work in one workspace."""
+    users = sorted({user for user, _ in allowed})
+    if len(users) == 1:
+        return f"Sign-in required: one login ({users[0]}), workspace {store.workspace}."
+    return (f"Sign-in required: {len(users)} logins ({', '.join(users)}) share ONE workspace, "
+            f"{store.workspace}: each sees and can change the others' constitutions, labels, "
+            "runs and uploaded files. Start one studio per workspace to keep people apart.")
+
+
+async def unknown_api_name(request: Request, exc: Exception) -> JSONResponse:
+    """A call to an API name the studio does not have is the caller's mistake, not a crash."""
+    name = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+    return JSONResponse({"detail": f"No API named '{name}' in this studio."}, status_code=404)
 
 
 def is_loopback(host: str) -> bool:

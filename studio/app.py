@@ -6,11 +6,14 @@ import sys
 from pathlib import Path
 
 import gradio as gr
+from gradio.route_utils import FnIndexInferError
+from starlette.middleware import Middleware
 
 from pipeline.models import DEFAULT_MODEL
 from pipeline.store import Store
 from studio import (access, chains_tab, constitution_tab, evaluate_tab, playground_tab,
                     preferences_tab, runs_tab, start_here, train_tab, values_tab)
+from studio.login_guard import LoginGuard, LoginPolicy
 from studio.notices import notice
 from studio.theme import CSS, HEAD, THEME, TOGGLE_JS
 
@@ -76,17 +79,26 @@ def keep_handlers_out_of_the_page(demo: gr.Blocks) -> None:
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, workspace: str | None = None,
-           default_model: str = DEFAULT_MODEL, logins: list[tuple[str, str]] | None = None) -> None:
-    """Serve the studio; with `logins`, every page and API call needs one of them."""
+           default_model: str = DEFAULT_MODEL, logins: list[tuple[str, str]] | None = None,
+           policy: LoginPolicy = LoginPolicy()) -> None:
+    """Serve the studio; with `logins`, every page and API call needs one of them, and wrong
+    passwords are throttled by `policy`."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     warning = access.exposure_warning(host, bool(logins))
     if warning:
         print(warning, file=sys.stderr, flush=True)
     demo, store = build_studio(workspace, default_model)
+    if logins:
+        print(access.sharing_notice(logins, store), file=sys.stderr, flush=True)
     allowed, blocked = access.served_paths(store)
+    middleware = [Middleware(LoginGuard, policy=policy)] if logins else []
     demo.queue(default_concurrency_limit=4).launch(
-        server_name=host, server_port=port, theme=THEME, css=CSS, head=HEAD + preferences_tab.SHORTCUTS,
+        server_name=host, server_port=port, theme=THEME, css=CSS,
+        head=HEAD + preferences_tab.SHORTCUTS,
         allowed_paths=allowed, blocked_paths=blocked, max_file_size="50mb", footer_links=["settings"],
         auth=access.checker(logins) if logins else None,
         auth_message="Constitution Studio: sign in with a login given by --auth, --auth-file "
-                     f"or ${access.AUTH_ENV}.")
+                     f"or ${access.AUTH_ENV}. After {policy.free_tries} wrong passwords each try "
+                     f"waits twice as long as the last, up to {policy.lockout:.0f} s.",
+        app_kwargs={"middleware": middleware,
+                    "exception_handlers": {FnIndexInferError: access.unknown_api_name}})

@@ -50,3 +50,32 @@ def test_only_exports_are_served_and_the_database_and_runs_are_blocked(tmp_path)
     assert allowed == [str(store.exports)] and store.exports.is_dir()
     assert str(store.path) in blocked and str(store.runs) in blocked
     assert not any(str(store.workspace) == a for a in allowed)
+
+
+def test_wrong_passwords_double_the_wait_up_to_the_lockout_and_a_success_forgets_them():
+    from studio.login_guard import Failures, LoginPolicy, refusal
+
+    now = [1000.0]
+    failures = Failures(LoginPolicy(free_tries=3, lockout=60), clock=lambda: now[0])
+    waits = []
+    for _ in range(9):
+        failures.fail("address 10.0.0.1")
+        waits.append(failures.wait("address 10.0.0.1"))
+    assert waits == [0, 0, 2, 4, 8, 16, 32, 60, 60]
+    assert "locked for 60 more seconds" in refusal("10.0.0.1", "x", failures)
+    assert refusal("10.0.0.2", "x", failures) == ""  # another address, another user
+    now[0] += 59
+    assert failures.wait("address 10.0.0.1") == 1
+    now[0] += 1
+    assert refusal("10.0.0.1", "x", failures) == ""  # the lockout ends by itself
+    failures.succeed("address 10.0.0.1")
+    failures.fail("address 10.0.0.1")
+    assert failures.wait("address 10.0.0.1") == 0
+
+
+def test_several_logins_are_told_they_share_one_workspace(tmp_path):
+    from studio.access import sharing_notice
+
+    store = Store(tmp_path / "ws")
+    assert "share ONE workspace" in sharing_notice([("alice", "a"), ("bob", "b")], store)
+    assert "share" not in sharing_notice([("alice", "a")], store)
