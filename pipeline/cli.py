@@ -13,9 +13,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from pipeline.fields import add_config_arguments, config_from_args, settings_of
-from pipeline.constitution import (Constitution, diff_constitutions, format_diff,
+from pipeline.constitution import (Constitution, diff_constitutions, format_diff, from_dict,
                                    load_constitution, principle_system_prompt, read_text_file,
-                                   to_yaml, validate_text)
+                                   read_constitution_yaml, to_yaml)
 from pipeline.errors import StoreError, StudioError
 from pipeline.files import write_atomic
 from pipeline.jobs import JobCancelled
@@ -47,13 +47,13 @@ def resolve_constitution(ref: str, args: argparse.Namespace) -> tuple[str, Const
 
 def cmd_constitution_validate(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    issues = validate_text(read_text_file(path))
+    issues, raw = read_constitution_yaml(read_text_file(path))
     if issues:
         print(f"{path}: {len(issues)} problem(s)", file=sys.stderr)
         for issue in issues:
             print(f"  {issue}", file=sys.stderr)
         return 1
-    c = load_constitution(path)
+    c = from_dict(raw)
     print(f"{path}: valid ({len(c.principles)} principles, {len(c.enabled_principles)} enabled, "
           f"{len(c.few_shot)} few-shot chains)")
     return 0

@@ -20,9 +20,10 @@ from typing import Any, Callable
 import yaml
 
 from pipeline.errors import ConstitutionError, Issue
-from pipeline.files import load_yaml, text_problem, yaml_error, yaml_problem
+from pipeline.files import SAFE_DUMPER, YamlRefused, read_yaml, text_problem
 
-MAX_FILE_BYTES = 1024 * 1024
+MAX_FILE_BYTES = 1024 * 1024  # a constitution file, and a saved constitution's canonical YAML
+MAX_PRINCIPLES = 1000  # the CAI paper's has 16; more is a mistake or an attack
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -232,6 +233,9 @@ def check_raw(raw: Any) -> list[Issue]:
     principles = raw.get("principles")
     if "principles" in raw:
         issues += _check_list(principles, ("principles",), "principles", allow_empty=False)
+    if isinstance(principles, list) and len(principles) > MAX_PRINCIPLES:
+        return issues + [Issue(("principles",), f"{len(principles)} principles; a constitution "
+                                                f"may have at most {MAX_PRINCIPLES}")]
     seen: dict[str, int] = {}
     for i, p in enumerate(principles if isinstance(principles, list) else []):
         issues += check_principle(p, ("principles", i))
@@ -287,31 +291,31 @@ def _line_of(path: tuple, lines: dict) -> int | None:
 
 def validate_text(text: str) -> list[Issue]:
     """Every problem with a constitution's YAML text, each with its line where known."""
-    refused = yaml_problem(text)
-    if refused:
-        return [Issue((), refused[0], refused[1])]
+    return read_constitution_yaml(text)[0]
+
+
+def read_constitution_yaml(text: str) -> tuple[list[Issue], Any]:
+    """(every problem with the text, each with its line where known; the loaded document).
+    The text is parsed once: the checks and the line numbers read the same tree."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = load_yaml(text)
-    except yaml.MarkedYAMLError as exc:
-        return [Issue((), *yaml_error(exc))]
-    except (yaml.YAMLError, ValueError) as exc:
-        return [Issue((), f"not valid YAML: {exc}")]
+        raw, node = read_yaml(text)
+    except YamlRefused as exc:
+        return [Issue((), exc.problem, exc.line)], None
     if node is None:
-        return [Issue((), "the file is empty; a constitution needs a name and principles")]
+        return [Issue((), "the file is empty; a constitution needs a name and principles")], None
     lines: dict = {}
     issues: list[Issue] = []
     _line_map(node, (), lines, issues)
     issues += [dataclasses.replace(i, line=_line_of(i.path, lines)) for i in check_raw(raw)]
-    return sorted(issues, key=lambda i: (i.line or 0))
+    return sorted(issues, key=lambda i: (i.line or 0)), raw
 
 
 def parse_constitution(text: str, source: str = "constitution") -> Constitution:
     """Parse YAML text into a Constitution, or raise ConstitutionError listing every issue."""
-    issues = validate_text(text)
+    issues, raw = read_constitution_yaml(text)
     if issues:
         raise ConstitutionError(f"{source} is not a valid constitution:", tuple(issues))
-    return from_dict(load_yaml(text))
+    return from_dict(raw)
 
 
 def decode_file(data: bytes, source: str) -> str:
@@ -380,10 +384,18 @@ def principle_to_dict(p: Principle) -> dict:
 
 
 def check_constitution(c: Constitution) -> None:
-    """Raise ConstitutionError if `c` (built in code, not parsed) breaks a schema rule."""
+    """Raise ConstitutionError if `c` (built in code, not parsed) breaks a schema rule, or if
+    its canonical YAML would be over MAX_FILE_BYTES: what is saved must export to a file
+    that imports again."""
     issues = check_raw(to_dict(c))
     if issues:
         raise ConstitutionError(f"'{c.name}' is not a valid constitution:", tuple(issues))
+    size = len(to_yaml(c).encode("utf-8"))
+    if size > MAX_FILE_BYTES:
+        raise ConstitutionError(
+            f"'{c.name}' is {size / 1024 / 1024:.2f} MiB as YAML; a constitution is limited to "
+            f"{MAX_FILE_BYTES // 1024 // 1024} MiB so that it exports to a file that imports "
+            "again. Shorten or remove principles or few-shot chains.")
 
 
 def to_dict(c: Constitution) -> dict:
@@ -406,7 +418,7 @@ def _round_to_dict(r: FewShotRound) -> dict:
     return d
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(SAFE_DUMPER):
     pass
 
 

@@ -18,7 +18,7 @@ from pipeline.critique import ChainConfig
 from pipeline.errors import ConfigError
 from pipeline.feedback import FeedbackConfig
 from pipeline.fields import flag_name, non_finite_fields
-from pipeline.files import load_yaml, yaml_error, yaml_problem
+from pipeline.files import YamlRefused, read_yaml
 from pipeline.generation import SamplingConfig
 from pipeline.models import DEFAULT_MODEL
 from pipeline.vllm_engine import ENGINES
@@ -731,16 +731,10 @@ def read_job_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"The job file {path} is not UTF-8 text (is it a binary file?).") from None
     except OSError as exc:
         raise ConfigError(f"Cannot read the job file {path}: {exc.strerror}.") from None
-    refused = yaml_problem(text)
-    if refused:
-        raise ConfigError(f"The job file {path}, line {refused[1]}: {refused[0]}.")
     try:
-        values = load_yaml(text) or {}
-    except yaml.MarkedYAMLError as exc:
-        problem, line = yaml_error(exc)
-        raise ConfigError(f"The job file {path}, line {line or '?'}: {problem}.") from None
-    except (yaml.YAMLError, ValueError) as exc:
-        raise ConfigError(f"Cannot read the job file {path}: {exc}") from None
+        values = read_yaml(text)[0] or {}
+    except YamlRefused as exc:
+        raise ConfigError(f"The job file {path}, line {exc.line or '?'}: {exc.problem}.") from None
     if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
         raise ConfigError(f"The job file {path} must be a mapping of field: value (field names "
                        "are words such as learning_rate).")

@@ -227,3 +227,52 @@ def test_two_pairs_with_the_same_id_are_refused_with_their_lines(ws, tmp_path):
     code, _, err = cli(ws, "label", "--pairs", str(pairs), "--constitution", "harmless-helpful",
                        "--out", str(tmp_path / "labels"))
     assert code == 1 and "lines 1 and 3" in err and "'p1'" in err
+
+
+def flow_constitution(principles: int, text: str = "Is it careful?") -> str:
+    """A flow-style constitution (the most compact form a user can write)."""
+    body = ", ".join(f"{{id: p{i}, title: 'P {i}', critique_request: '{text}', revision_request: "
+                     f"'{text}', preference_question: 'Which?'}}" for i in range(principles))
+    return f"{{name: big, principles: [{body}]}}\n"
+
+
+def test_a_constitution_over_the_principle_cap_is_refused_with_the_cap(ws, tmp_path):
+    from pipeline.constitution import MAX_PRINCIPLES
+
+    path = tmp_path / "many.yaml"
+    path.write_text(flow_constitution(MAX_PRINCIPLES + 1))
+    for command in ("validate", "save"):
+        code, _, err = cli(ws, "constitution", command, str(path))
+        assert code == 1 and f"{MAX_PRINCIPLES + 1} principles; a constitution may have at most " \
+            f"{MAX_PRINCIPLES}" in err
+    path.write_text(flow_constitution(MAX_PRINCIPLES))
+    assert cli(ws, "constitution", "save", str(path))[0] == 0
+
+
+def test_whatever_can_be_saved_exports_to_a_file_that_imports_again(ws, tmp_path):
+    """At the size limit: a compact file whose canonical YAML would be over 1 MiB is refused
+    at save (saying why); one whose canonical YAML is just under it round-trips."""
+    from pipeline.constitution import MAX_FILE_BYTES, MAX_PRINCIPLES, load_constitution, to_yaml
+
+    over, words = tmp_path / "over.yaml", 100
+    canonical = lambda: len(to_yaml(load_constitution(over)).encode())  # noqa: E731
+    over.write_text(flow_constitution(MAX_PRINCIPLES, "word " * words))
+    while over.stat().st_size > MAX_FILE_BYTES:
+        words -= 1
+        over.write_text(flow_constitution(MAX_PRINCIPLES, "word " * words))
+    assert canonical() > MAX_FILE_BYTES  # imports, yet would not export under the limit
+    code, _, err = cli(ws, "constitution", "save", str(over))
+    assert code == 1 and "so that it exports to a file that imports again" in err
+    assert "big@" not in cli(ws, "constitution", "list")[1]
+    while canonical() > MAX_FILE_BYTES:
+        words -= 1
+        over.write_text(flow_constitution(MAX_PRINCIPLES, "word " * words))
+    assert len(to_yaml(load_constitution(over)).encode()) > MAX_FILE_BYTES - 20_000  # at the limit
+    assert cli(ws, "constitution", "save", str(over))[0] == 0
+    exported = tmp_path / "exported.yaml"
+    assert cli(ws, "constitution", "export", "big", "--out", str(exported))[0] == 0
+    assert exported.stat().st_size <= MAX_FILE_BYTES
+    code, out, _ = cli(ws, "constitution", "validate", str(exported))
+    assert code == 0 and f"valid ({MAX_PRINCIPLES} principles" in out
+    code, out, _ = cli(ws, "constitution", "save", str(exported))
+    assert code == 0 and "unchanged since big v1" in out
