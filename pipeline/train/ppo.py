@@ -44,7 +44,7 @@ from pipeline.hidden import backbone
 from pipeline.reward_model import HEAD_FILE, apply_head, load_head, reward_scores
 from pipeline.train.runtime import (ADAPTER_DIR, CHECKPOINT_DIR, CancelFlag, MetricsLog,
                                     check_gradients, check_loss, flattened_adapter, lora_config,
-                                    steady_heap, write_model_card)
+                                    rewind_steps, steady_heap, write_model_card)
 
 SAMPLES_FILE = "samples.jsonl"
 RewardFn = Callable[[list[str], list[str]], torch.Tensor]  # (prompts, answers) → scores
@@ -213,6 +213,7 @@ def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
     beta = state["beta"]
     log = MetricsLog(out)
     log.rewind(state["step"])
+    rewind_steps(out / SAMPLES_FILE, state["step"])
     try:
         for step in range(state["step"], job.steps):
             # 1. rollouts

@@ -102,12 +102,15 @@ class MetricsLog:
         return read_jsonl_log(self.path)
 
     def rewind(self, step: int) -> None:
-        """Drop rows after `step`, where a resumed run starts again: steps logged after the
-        last checkpoint by a run that then failed are run, and logged, once more."""
-        rows = self.read()
-        if is_main_process() and any(r.get("step", 0) > step for r in rows):
-            write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in rows
-                                            if r.get("step", 0) <= step))
+        rewind_steps(self.path, step)
+
+
+def rewind_steps(path: Path, step: int) -> None:
+    """Drop a step-keyed log's rows after `step`, where a resumed run starts again: steps
+    logged after the last checkpoint by a run that then died are run, and logged, once more."""
+    rows = read_jsonl_log(path)
+    if is_main_process() and any(r.get("step", 0) > step for r in rows):
+        write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows if r.get("step", 0) <= step))
 
 
 def read_metrics(out: str | Path) -> list[dict]:

@@ -142,3 +142,25 @@ def test_ppo_stops_at_the_first_nan_reward_and_keeps_the_last_good_checkpoint(se
     assert is_complete(out / "checkpoint")
     assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 2
     assert [r["step"] for r in read_metrics(out)] == [1, 2]
+
+
+def test_a_resume_logs_each_steps_samples_once(setup, tmp_path):
+    """Steps run after the last checkpoint by a run that died are run again on resume; their
+    samples, like their metrics, are kept once (a step keeps at most 3 answers)."""
+    root, pm = setup
+    out, calls = tmp_path / "run", []
+
+    def dies_at_step_4(prompts, answers):
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("killed")
+        return good_word_share(prompts, answers)
+
+    with pytest.raises(RuntimeError):
+        train_ppo(job(root, pm, steps=4, save_every=2), out, reward_fn=dies_at_step_4)
+    assert {json.loads(line)["step"] for line in (out / "samples.jsonl").read_text().splitlines()} == {1, 2, 3}
+    train_ppo(job(root, pm, steps=4, save_every=2), out, reward_fn=good_word_share)
+    steps = [json.loads(line)["step"] for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and set(steps) == {1, 2, 3, 4}
+    assert all(steps.count(s) <= 3 for s in set(steps))
+    assert [r["step"] for r in read_metrics(out)] == [1, 2, 3, 4]
