@@ -204,10 +204,12 @@ def launch(store: Store, kind: str, args: list[str], out_dir: str | Path, proces
            config: str = "", parent: int | None = None) -> JobRecord:
     """Queue `python -m pipeline <args>` and start it when the slot is free (one job at a
     time: this machine has 2 cores). The same job already queued or running is returned
-    instead of being added twice."""
+    instead of being added twice; a record left 'running' by a process that is gone (the
+    launcher and the job both killed) is settled first, so the job starts again."""
     check_processes(processes)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    refresh(store)
     job, _ = store.add_job(kind, args, str(out), job_command(args, store.workspace, processes),
                            config, parent)
     refresh(store)
@@ -347,7 +349,9 @@ def cancel(store: Store, job_id: int) -> JobRecord:
 
 def resume(store: Store, job_id: int) -> JobRecord:
     """Run an ended job again into the same folder: every job resumes from what it left
-    (chains and labels already written, the last training checkpoint)."""
+    (chains and labels already written, the last training checkpoint). A job whose process
+    is gone counts as ended, whatever its record said."""
+    refresh(store)
     job = store.job(job_id)
     if job.active:
         raise JobError(f"Job {job_id} has not ended yet (it is {job.status}).")

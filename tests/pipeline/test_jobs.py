@@ -245,3 +245,16 @@ def _read(path: Path) -> str:
         return path.read_text()
     except OSError:
         return ""
+
+
+def test_relaunching_after_the_launcher_and_the_job_were_killed_starts_it_again(tmp_path):
+    store = Store(tmp_path / "ws")
+    out, args = tmp_path / "run", ["prompts", "list"]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, _ = store.add_job("prompts", args, str(out), jobs.job_command(args, store.workspace))
+    store.start_job(stale.id, dead.pid)  # what a killed launcher leaves: 'running', no process
+    relaunched = jobs.launch(store, "prompts", args, out)
+    assert relaunched.id != stale.id and relaunched.status == "running"
+    assert store.job(stale.id).status == "failed"
+    assert jobs.wait(store, relaunched.id, timeout=120).status == "succeeded"
