@@ -599,6 +599,7 @@ def as_processes(args: argparse.Namespace, processes: int) -> int | None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pipeline.jobs import is_main_process, job_context, write_progress
+    from pipeline.runs import long_run_warning
     from pipeline.stages import job_yaml
     from pipeline.train.runtime import CancelFlag
 
@@ -606,6 +607,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     relaunched = as_processes(args, getattr(job, "processes", 1))
     if relaunched is not None:
         return relaunched
+    warning = long_run_warning(args.command, job, open_store(args).jobs())
+    if warning and is_main_process():
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     out = Path(args.out)
     cancel = CancelFlag()
     with job_context(out, on_cancel=cancel.set):

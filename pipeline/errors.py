@@ -56,7 +56,12 @@ class JobError(StudioError):
 
 
 class ConfigError(JobError):
-    """A command's settings are invalid: the message names each field and what it allows."""
+    """A command's settings are invalid: the message names each field and what it allows;
+    `problems` lists them one by one, each led by its field's name."""
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.problems = tuple(problems)
 
 
 class StoreError(StudioError):

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STATUS_FILE = "status.json"
 PROGRESS_FILE = "progress.json"
 LOG_FILE = "job.log"
+SUMMARY_FILE = "summary.json"  # a stage's headline numbers, for the Runs tab
 JOB_ID_ENV = "CONSTITUTION_STUDIO_JOB_ID"  # set in a job's process: its own job id
 WRITER_LOCK = ".writer.lock"  # held by the one process writing a run folder
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.jobs import RUN_FILE, stage_names, succeeded
+from pipeline.jobs import RUN_FILE, SUMMARY_FILE, stage_names, succeeded
 from pipeline.store import JobRecord
 
 STAGE_NAMES = {"revise": "chains", "sft-data": "SFT data", "sft": "SFT", "pairs": "pairs",
@@ -88,7 +88,7 @@ def key_metric(job: JobRecord) -> str:
         failed = sum(bool(r.get("failure")) for c in chains for r in c.get("rounds", []))
         return f"{len(chains)} chains, {failed} failed rounds" if chains else ""
     if job.kind == "label":
-        report = _json(folder / "summary.json") or {}
+        report = _json(folder / SUMMARY_FILE) or {}
         labels = _rows(folder / "labels.jsonl")
         if not report:
             return f"{len(labels)} pairs labelled" if labels else ""
@@ -103,7 +103,7 @@ def key_metric(job: JobRecord) -> str:
         pairs = _rows(folder / "pairs.jsonl")
         return f"{len(pairs)} pairs" if pairs else ""
     if job.kind == "sft-data":
-        summary = _json(folder / "summary.json") or {}
+        summary = _json(folder / SUMMARY_FILE) or {}
         return (f"{summary['revisions']} revisions + {summary['helpful']} helpful examples"
                 if "revisions" in summary else "")
     if job.kind == "values-report":
@@ -133,12 +133,31 @@ def key_metric(job: JobRecord) -> str:
         stages = stage_names(folder)
         done = sum(succeeded(folder / s) for s in stages)
         return f"{done} of {len(stages)} stages done" if stages else ""
+    held_out = (_json(folder / SUMMARY_FILE) or {}).get("held_out") if job.kind in PM_KINDS else None
+    if isinstance(held_out, dict) and held_out:
+        return "held-out accuracy: " + "; ".join(f"{HELD_OUT.get(k, k)} {v}" for k, v in held_out.items())
     metrics = [r for r in _rows(folder / "metrics.jsonl") if isinstance(r, dict)]
-    for name, label in (("reward_mean", "reward"), ("accuracy", "accuracy"), ("loss", "loss")):
+    for name, label in (("reward_mean", "reward"), ("accuracy", "training-batch accuracy"),
+                        ("loss", "loss")):
         rows = [r for r in metrics if isinstance(r.get(name), (int, float))]
         if rows:
-            return f"{label} {rows[-1][name]:.3g} at step {rows[-1].get('step', '?')}"
+            last = rows[-1]
+            text = f"{label} {last[name]:.3g} at step {last.get('step', '?')}"
+            if name == "accuracy":  # a batch the model was just fitted on says little alone
+                loss = last.get("loss")
+                text += " (not held out" + (f"; loss {loss:.3f}{chance(loss)}" if
+                                            isinstance(loss, (int, float)) else "") + ")"
+            return text
     return ""
+
+
+PM_KINDS = ("reward", "pmp")
+HELD_OUT = {"held_out_ai": "on held-out AI labels", "gold": "on the gold pairs"}
+
+
+def chance(loss: float) -> str:
+    """', chance level (ln 2)' for a pairwise loss that has not left ln 2, else ''."""
+    return ", chance level (ln 2)" if abs(loss - 0.6931) < 0.005 else ""
 
 
 def _mean_cos(report: dict) -> str:
@@ -173,3 +192,45 @@ def summarise(job: JobRecord, now: float | None = None) -> RunSummary:
 def summaries(records: list[JobRecord], kind: str = "") -> list[RunSummary]:
     """Every run (newest first), or those of one kind."""
     return [summarise(j) for j in records if not kind or j.kind == kind]
+
+
+DAY = 86_400.0
+# With no run of a stage in the workspace to measure: the fastest training step we measured
+# on a laptop CPU (the embedded model, the tiny preset), so an estimate from it is a floor.
+ASSUMED_STEP_SECONDS = 0.5
+STEP_FIELDS = {"ppo": "steps", "sft": "max_steps", "reward": "max_steps", "pmp": "max_steps",
+               "dpo": "max_steps", "rahf": "max_steps"}
+
+
+def step_seconds(records: list[JobRecord], kind: str) -> tuple[float, str]:
+    """(seconds a training step of `kind` takes here, where that figure comes from): the
+    median gap between logged steps of the newest succeeded run of that kind that logged
+    two or more, else ASSUMED_STEP_SECONDS."""
+    for job in records:
+        if job.kind != kind or job.status != "succeeded":
+            continue
+        times = [r["time"] for r in _rows(Path(job.out_dir) / "metrics.jsonl")
+                 if isinstance(r, dict) and isinstance(r.get("time"), (int, float))]
+        gaps = sorted(b - a for a, b in zip(times, times[1:]) if b > a)
+        if gaps:
+            return gaps[len(gaps) // 2], f"measured on your {kind} run, job {job.id}"
+    return ASSUMED_STEP_SECONDS, "at least that: the fastest step measured on a laptop CPU"
+
+
+def long_run_warning(kind: str, job: Any, records: list[JobRecord]) -> str:
+    """A warning when the job's step count would run longer than a day ('' otherwise)."""
+    name = STEP_FIELDS.get(kind)
+    steps = getattr(job, name, 0) if name else 0
+    if not isinstance(steps, int) or steps <= 0:
+        return ""
+    seconds, source = step_seconds(records, kind)
+    if steps * seconds <= DAY:
+        return ""
+    return (f"{name} = {steps:,} would run about {span_text(steps * seconds)} at {seconds:.2g} s "
+            f"a step ({source}): more than a day. Is that the number you meant?")
+
+
+def span_text(seconds: float) -> str:
+    """A long duration in the unit that reads best (days, years)."""
+    days = seconds / DAY
+    return f"{days:,.1f} days" if days < 365 else f"{days / 365.25:,.0f} years"

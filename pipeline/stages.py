@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Iterable, TypeVar
 
 import yaml
 
@@ -44,14 +44,11 @@ class LoRASettings:
                               "q_proj,k_proj,v_proj,o_proj")
 
     def check_lora(self) -> list[str]:
-        problems = []
-        if self.lora_r < 1 or self.lora_alpha < 1:
-            problems.append("lora_r and lora_alpha must be at least 1")
-        if not 0 <= self.lora_dropout < 1:
-            problems.append("lora_dropout must be in [0, 1)")
-        if not [t for t in self.lora_targets.split(",") if t.strip()]:
-            problems.append("lora_targets names no module")
-        return problems
+        return (rule(self, "lora_r", self.lora_r >= 1, "must be at least 1")
+                + rule(self, "lora_alpha", self.lora_alpha >= 1, "must be at least 1")
+                + rule(self, "lora_dropout", 0 <= self.lora_dropout < 1, "must be in [0, 1)")
+                + rule(self, "lora_targets", any(t.strip() for t in self.lora_targets.split(",")),
+                       "names no module"))
 
 
 @dataclass(frozen=True)
@@ -67,15 +64,15 @@ class TrainingSettings(LoRASettings):
     processes: int = _help("Training processes (>1 runs through `accelerate launch`, one per GPU).", 1)
 
     def check_training(self) -> list[str]:
-        problems = self.check_lora()
-        if self.processes < 1:
-            problems.append("processes must be at least 1")
-        if self.learning_rate <= 0:
-            problems.append("learning_rate must be > 0")
-        if self.epochs <= 0 and self.max_steps <= 0:
-            problems.append("set epochs > 0 or max_steps > 0")
-        if self.batch_size < 1 or self.max_length < 16 or self.save_every < 1:
-            problems.append("batch_size and save_every must be at least 1, max_length at least 16")
+        problems = (self.check_lora()
+                    + rule(self, "processes", self.processes >= 1, "must be at least 1")
+                    + rule(self, "learning_rate", self.learning_rate > 0, "must be > 0")
+                    + rule(self, "max_steps", self.max_steps >= 0, "must be 0 (by epochs) or more")
+                    + rule(self, "batch_size", self.batch_size >= 1, "must be at least 1")
+                    + rule(self, "max_length", self.max_length >= 16, "must be at least 16")
+                    + rule(self, "save_every", self.save_every >= 1, "must be at least 1"))
+        if self.epochs <= 0 and self.max_steps == 0:
+            problems.append("epochs must be > 0 when max_steps is 0 (set one of them)")
         return problems
 
 
@@ -182,8 +179,9 @@ class RAHFJob(TrainingSettings):
         if self.variant == "scit" and not self.constitution.strip():
             problems.append("constitution is required for the scit variant (its instructions "
                             "come from the principles)")
-        if self.alpha <= 0 or self.scit_margin < 0 or self.pattern_steps < 0:
-            problems.append("alpha must be > 0, scit_margin and pattern_steps ≥ 0")
+        problems += (rule(self, "alpha", self.alpha > 0, "must be > 0")
+                     + rule(self, "scit_margin", self.scit_margin >= 0, "must be ≥ 0")
+                     + rule(self, "pattern_steps", self.pattern_steps >= 0, "must be ≥ 0"))
         if not 0 <= self.min_margin < 1:
             problems.append("min_margin must be in [0, 1)")
         return problems + layer_problems("target_layers", self.target_layers)
@@ -225,26 +223,36 @@ class PPOJob(LoRASettings):
         problems = self.check_lora()
         if not self.reward_adapter:
             problems.append("reward_adapter is required")
-        if self.steps < 1 or self.rollouts < 1 or self.ppo_epochs < 1 or self.minibatch_size < 1:
-            problems.append("steps, rollouts, ppo_epochs and minibatch_size must be at least 1")
-        if self.minibatch_size > self.rollouts:
-            problems.append("minibatch_size cannot exceed rollouts")
-        if not 0 < self.clip < 1 or self.value_clip <= 0:
-            problems.append("clip must be in (0, 1) and value_clip > 0")
-        if self.kl_coef < 0 or self.kl_target < 0:
-            problems.append("kl_coef and kl_target must be ≥ 0")
-        if self.learning_rate <= 0 or self.temperature <= 0 or self.value_coef < 0:
-            problems.append("learning_rate and temperature must be > 0, value_coef ≥ 0")
-        if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
-            problems.append("gamma and lam must be in [0, 1]")
-        if self.max_new_tokens < 1 or self.save_every < 1:
-            problems.append("max_new_tokens and save_every must be at least 1")
-        return problems
+        for name in ("steps", "rollouts", "ppo_epochs", "minibatch_size", "max_new_tokens",
+                     "save_every"):
+            problems += rule(self, name, getattr(self, name) >= 1, "must be at least 1")
+        if self.minibatch_size > self.rollouts >= 1:
+            problems.append(f"minibatch_size cannot exceed rollouts ({self.rollouts}) (got "
+                            f"{self.minibatch_size})")
+        for name in ("learning_rate", "temperature", "value_clip"):
+            problems += rule(self, name, getattr(self, name) > 0, "must be > 0")
+        for name in ("kl_coef", "kl_target", "value_coef"):
+            problems += rule(self, name, getattr(self, name) >= 0, "must be ≥ 0")
+        for name in ("gamma", "lam"):
+            problems += rule(self, name, 0 <= getattr(self, name) <= 1, "must be in [0, 1]")
+        return problems + rule(self, "clip", 0 < self.clip < 1, "must be in (0, 1)")
 
 
 # --- data stages --------------------------------------------------------------------------------
 
 SPLITS = ("", "train", "test")
+
+
+def rule(job: Any, name: str, ok: bool, requirement: str) -> list[str]:
+    """['NAME REQUIREMENT (got VALUE)'] when not `ok`: a problem names its one field first,
+    so a form marks exactly the fields that are wrong."""
+    return [] if ok else [f"{name} {requirement} (got {getattr(job, name)!r})"]
+
+
+def problem_fields(problems: list[str], names: Iterable[str]) -> set[str]:
+    """The fields the problems are about: each problem's first word when it is a field."""
+    known = set(names)
+    return {first for p in problems for first in [p.split(" ", 1)[0]] if first in known}
 
 
 def _required(job: Any, *names: str) -> list[str]:
@@ -415,8 +423,9 @@ class EvaluateJob(WholeJob, SamplingConfig):
             problems.append("prompts names no prompt set")
         if self.split not in SPLITS:
             problems.append(f"split must be one of train, test or '' (got {self.split!r})")
-        if self.limit < 0 or self.ensemble < 0 or self.bootstrap < 10:
-            problems.append("limit and ensemble must be ≥ 0, bootstrap at least 10")
+        problems += (rule(self, "limit", self.limit >= 0, "must be ≥ 0")
+                     + rule(self, "ensemble", self.ensemble >= 0, "must be ≥ 0")
+                     + rule(self, "bootstrap", self.bootstrap >= 10, "must be at least 10"))
         names = ["base"]
         for spec in self.policies_given():
             name, sep, model = spec.partition("=")
@@ -678,7 +687,8 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
     if wanted is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
-        raise ConfigError(f"{command_of(cls)}: {name} must be {wanted.__name__} (got {value!r}).")
+        problem = f"{name} must be {wanted.__name__} (got {value!r})"
+        raise ConfigError(f"{command_of(cls)}: {problem}.", (problem,))
     return value
 
 
@@ -693,7 +703,7 @@ def build_job(cls: type[T], values: dict[str, Any]) -> T:
     job = cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
     problems = non_finite_fields(job) or job.problems()
     if problems:
-        raise ConfigError(f"{command_of(cls)}: " + "; ".join(problems) + ".")
+        raise ConfigError(f"{command_of(cls)}: " + "; ".join(problems) + ".", tuple(problems))
     return job
 
 

@@ -56,14 +56,14 @@ def build_studio(workspace: str | Path | None = None, default_model: str = DEFAU
             with gr.Tab("Values", id="values"):
                 values_run = values_tab.build(store, demo)
             with gr.Tab("Train", id="train"):
-                watched = train_tab.build(store, demo)
+                train = train_tab.build(store, demo)
             with gr.Tab("Evaluate", id="evaluate"):
                 evaluate_run = evaluate_tab.build(store, demo)
             with gr.Tab("Runs", id="runs"):
                 runs_tab.build(store, demo, tabs, chains_run, labels_run, pairs_source, values_run,
-                               evaluate_run, watched)
+                               evaluate_run, train.watched)
         start_here.wire(store, demo, tabs, panel, steps, pipeline, dismiss, dismissed,
-                        help_button, start_message)
+                        help_button, start_message, train)
     keep_handlers_out_of_the_page(demo)
     return demo, store
 

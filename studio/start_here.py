@@ -8,6 +8,7 @@ from functools import partial
 
 import gradio as gr
 
+from pipeline.errors import StudioError
 from pipeline.store import Store
 from studio import train_tab
 
@@ -59,9 +60,25 @@ def on_page_load(dismissed: bool | None) -> dict:
 
 
 def on_pipeline(store: Store) -> tuple:
-    """Launch the tiny pipeline and open the Train tab, where it is watched."""
+    """Launch the tiny pipeline and open the Train tab on it: (message, tabs, the job the
+    Train tab watches, the job the banner announces). The tab's form then shows the
+    pipeline's own stage (see `wire`)."""
     text, job_id = train_tab.launch_pipeline(store)
-    return text, gr.Tabs(selected="train") if job_id else gr.update()
+    if job_id is None:
+        return text, gr.update(), gr.update(), None
+    return text, gr.Tabs(selected="train"), job_id, job_id
+
+
+def on_banner_tick(store: Store, job_id: int | None) -> tuple:
+    """The 'launched' banner lasts while its job runs: once the job has ended (finished,
+    failed or cancelled) it is cleared, as the Train tab holds the outcome."""
+    if job_id is None:
+        return gr.update(), None
+    try:
+        job = store.job(job_id)
+    except StudioError:
+        return "", None
+    return (gr.update(), job_id) if job.active else ("", None)
 
 
 def build() -> tuple[gr.Column, dict[str, gr.Button], gr.Button, gr.Button, gr.BrowserState]:
@@ -86,11 +103,19 @@ def build() -> tuple[gr.Column, dict[str, gr.Button], gr.Button, gr.Button, gr.B
 
 def wire(store: Store, demo: gr.Blocks, tabs: gr.Tabs, panel: gr.Column,
          steps: dict[str, gr.Button], pipeline: gr.Button, dismiss: gr.Button,
-         dismissed: gr.BrowserState, reopen: gr.Button, message: gr.HTML) -> None:
-    """Each step opens its tab; the pipeline button launches; dismiss and reopen."""
+         dismissed: gr.BrowserState, reopen: gr.Button, message: gr.HTML,
+         train: train_tab.TrainView) -> None:
+    """Each step opens its tab; the pipeline button launches and lands on the pipeline's own
+    view in the Train tab (its form, its stage table); dismiss and reopen."""
     for tab_id, button in steps.items():
         button.click(partial(gr.Tabs, selected=tab_id), None, tabs)
-    pipeline.click(partial(on_pipeline, store), None, [message, tabs])
+    launched = gr.State(None)  # the pipeline job the banner announces
+    pipeline.click(partial(on_pipeline, store), None,
+                   [message, tabs, train.watched, launched]).then(
+        partial(train_tab.on_show_stage, store, "run-all"), None,
+        [train.stage, *train.stage_outputs]).then(
+        train.preview, train.preview_inputs, train.preview_outputs)
+    gr.Timer(3.0).tick(partial(on_banner_tick, store), launched, [message, launched])
     dismiss.click(on_dismiss, None, [panel, dismissed])
     reopen.click(on_show, None, [panel, dismissed])
     demo.load(on_page_load, dismissed, panel)

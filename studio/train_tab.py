@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import dataclasses
 import html
-from pathlib import Path
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import gradio as gr
 import pandas as pd
 
 from pipeline import jobs
-from pipeline.errors import StudioError
+from pipeline.errors import ConfigError, StudioError
 from pipeline.files import read_jsonl_log, write_atomic
 from pipeline.models import DEFAULT_MODEL, load_model
-from pipeline.runs import duration_text, ran_for, run_name
+from pipeline.runs import duration_text, long_run_warning, ran_for, run_name
 from pipeline.store import JobRecord, Store
-from pipeline.stages import COMMANDS, PRESETS, build_job, job_yaml, preset, read_job_file
+from pipeline.stages import (COMMANDS, PRESETS, build_job, job_yaml, preset, problem_fields,
+                             read_job_file)
 from pipeline.train.health import (nearest_pairs, pm_judge_disagreement, pm_training_labels,
                                    reward_outliers, rl_health)
 from pipeline.train.runtime import ADAPTER_DIR, read_metrics
@@ -142,7 +144,7 @@ def artifacts_html(job: JobRecord) -> str:
 
 def _field_component(stage: str, f: dataclasses.Field) -> gr.components.Component:
     label, info = f.name, f.metadata.get("help", "")
-    elem_id = f"train-{stage}-{f.name}".replace("_", "-")
+    elem_id = field_elem_id(stage, f.name)
     if isinstance(f.default, bool):
         return gr.Checkbox(value=f.default, label=label, info=info, elem_id=elem_id)
     if isinstance(f.default, (int, float)):
@@ -216,9 +218,10 @@ def run_folder(store: Store, name: str, previewed: str | None) -> Path:
     return store.new_run_folder(name)
 
 
-def on_preview(store: Store, name: str, previewed: str | None, *raw: Any) -> tuple[Any, str]:
-    """The command and job file as they stand, with what still stops them from running; and
-    the run folder it names, which is the one Launch uses."""
+def on_preview(store: Store, name: str, previewed: str | None, *raw: Any) -> tuple[Any, str, str]:
+    """The command and job file as they stand, with what still stops them from running; the
+    run folder it names, which is the one Launch uses; and the form's checks (see
+    `form_checks`)."""
     values = stage_values(name, list(raw))
     try:
         build_job(FORMS[name], values)
@@ -227,7 +230,32 @@ def on_preview(store: Store, name: str, previewed: str | None, *raw: Any) -> tup
         problem = f"# not ready to launch: {exc}\n"
     folder = run_folder(store, name, previewed)
     return (gr.update(value=f"{problem}{command_line(name, folder)}\n\n# job.yaml\n"
-                            + job_yaml(values)), str(folder))
+                            + job_yaml(values)), str(folder), form_checks(store, name, values))
+
+
+def form_checks(store: Store, name: str, values: dict[str, Any]) -> str:
+    """Exactly the fields that are wrong, each with what it allows (and marked on the form:
+    a style rule per field's box), or a warning when a number is absurd: a run longer than a
+    day at the speed measured here."""
+    cls = FORMS[name]
+    try:
+        job = build_job(cls, values)
+    except ConfigError as exc:
+        wrong = problem_fields(list(exc.problems), (f.name for f in dataclasses.fields(cls)))
+        marks = "".join(f"#{field_elem_id(name, f)} input, #{field_elem_id(name, f)} textarea "
+                        "{outline: 2px solid var(--bad-line); background: var(--bad-bg);}"
+                        for f in sorted(wrong))
+        fields = ", ".join(sorted(wrong)) or "the settings"
+        return (f"<style>{marks}</style>" + notice(
+            "error", f"Not ready to launch — check {fields}:", list(exc.problems) or [str(exc)]))
+    except StudioError as exc:
+        return error_notice(exc)
+    warning = long_run_warning(name, job, store.jobs())
+    return notice("info", f"Warning: {warning}") if warning else ""
+
+
+def field_elem_id(stage: str, name: str) -> str:
+    return f"train-{stage}-{name}".replace("_", "-")
 
 
 def launch_stage(store: Store, name: str, values: dict[str, Any], out: Path) -> JobRecord:
@@ -263,7 +291,10 @@ def on_launch(store: Store, name: str, previewed: str | None, *raw: Any) -> tupl
                               run_folder(store, name, previewed))
     except StudioError as exc:
         return error_notice(exc), gr.update(), gr.update()
-    return launched(record), record.id, gr.update(value=job_rows(jobs.refresh(store)))
+    warning = long_run_warning(name, build_job(FORMS[name], stage_values(name, list(raw))),
+                               store.jobs())
+    return (launched(record) + (notice("info", f"Warning: {warning}") if warning else ""),
+            record.id, gr.update(value=job_rows(jobs.refresh(store))))
 
 
 def launch_pipeline(store: Store) -> tuple[str, int | None]:
@@ -380,9 +411,28 @@ def on_resume(store: Store, job_id: int | None) -> tuple[str, int | None]:
     return text, again.id if again else job_id
 
 
-def build(store: Store, demo: gr.Blocks) -> gr.State:
-    """Lay out the tab and wire its events; returns the watched job, so another tab can
-    open a job here."""
+@dataclass
+class TrainView:
+    """What other tabs reach in the Train tab: the watched job, and its stage form (the
+    stage picker, what switching the stage updates, and the preview after it)."""
+
+    watched: gr.State
+    stage: gr.Dropdown
+    stage_outputs: list[Any]
+    preview: Callable[..., tuple]
+    preview_inputs: list[Any]
+    preview_outputs: list[Any]
+
+
+def on_show_stage(store: Store, name: str) -> tuple:
+    """The form switched to stage `name` at the tiny preset: the picker's value first, then
+    what `on_stage` updates."""
+    return (gr.update(value=name), *on_stage(store, name, "tiny"))
+
+
+def build(store: Store, demo: gr.Blocks) -> TrainView:
+    """Lay out the tab and wire its events; returns what another tab needs to open a job or
+    a stage here."""
     gr.Markdown("Train from the same pipeline: SFT on revisions, a preference model on the AI "
                 "labels, PPO against it, or DPO or RAHF on the labels — or the whole pipeline in "
                 "one click; extract steering directions for the Playground. Every job is also a "
@@ -406,6 +456,7 @@ def build(store: Store, demo: gr.Blocks) -> gr.State:
     with gr.Row():
         launch = gr.Button("Launch", variant="primary", elem_id="train-launch")
         cancel, resume = job_buttons("train", "job")
+    checks = gr.HTML(elem_id="train-checks")
     message = gr.HTML(elem_id="train-message")
     jobs_table = gr.Dataframe(headers=JOB_HEADERS, interactive=False, elem_id="train-jobs",
                               label="Jobs (newest first; click one to watch it)")
@@ -447,14 +498,14 @@ def build(store: Store, demo: gr.Blocks) -> gr.State:
     previewed = gr.State(None)  # the run folder the command shows: Launch uses it
     stage.input(partial(on_stage, store), [stage, preset_name],
                 [description, *groups.values(), *all_fields]).then(
-        preview, [stage, previewed, *all_fields], [command, previewed])
+        preview, [stage, previewed, *all_fields], [command, previewed, checks])
     preset_name.input(partial(on_preset, store), [stage, preset_name], all_fields).then(
-        preview, [stage, previewed, *all_fields], [command, previewed])
+        preview, [stage, previewed, *all_fields], [command, previewed, checks])
     for component in all_fields:
-        component.input(preview, [stage, previewed, *all_fields], [command, previewed])
+        component.input(preview, [stage, previewed, *all_fields], [command, previewed, checks])
     launch.click(partial(on_launch, store), [stage, previewed, *all_fields],
-                 [message, selected, jobs_table]).then(preview, [stage, previewed, *all_fields],
-                                                       [command, previewed])
+                 [message, selected, jobs_table]).then(
+        preview, [stage, previewed, *all_fields], [command, previewed, checks])
     armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
     cancel.click(partial(on_cancel, store), [selected, armed], [message, armed])
     resume.click(partial(on_resume, store), selected, [message, selected])
@@ -465,5 +516,6 @@ def build(store: Store, demo: gr.Blocks) -> gr.State:
     timer.tick(partial(on_tick, store), [selected, smoothing, shown_rows],
                [jobs_table, shown_rows, *view_outputs])
     demo.load(partial(on_preset, store), [stage, preset_name], all_fields).then(
-        preview, [stage, previewed, *all_fields], [command, previewed])
-    return selected
+        preview, [stage, previewed, *all_fields], [command, previewed, checks])
+    return TrainView(selected, stage, [description, *groups.values(), *all_fields], preview,
+                     [stage, previewed, *all_fields], [command, previewed, checks])

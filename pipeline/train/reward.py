@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.errors import DatasetError
-from pipeline.files import recover_folder, replace_folder
-from pipeline.jobs import JobCancelled
+from pipeline.files import recover_folder, replace_folder, write_atomic
+from pipeline.jobs import SUMMARY_FILE, JobCancelled, is_main_process
 from pipeline.models import check_adapter_base, load_model
 from pipeline.preferences import gold_pairs, read_labels
 from pipeline.reward_model import (Comparison, accuracy, load_head, new_head, reward_scores,
@@ -116,6 +116,10 @@ def train_preference_model(job: RewardJob | PMPJob, train: list[Comparison],
                      if r.length},
                   **{f"{name}_length_controlled": r.length.controlled
                      for name, r in results.items() if r.length and r.length.controlled is not None})
+
+        if is_main_process():  # what the Runs tab headlines: held-out numbers, with intervals
+            write_atomic(out / SUMMARY_FILE, json.dumps(
+                {"held_out": {name: r.text for name, r in results.items()}}, indent=2))
 
         def write(folder: Path) -> None:
             write_pm(model, head, folder, job.model)

@@ -48,3 +48,23 @@ def test_an_unapplied_edit_is_applied_before_another_principle_opens(page: Page,
     expect(page.locator("#field-weight input")).to_have_value("-3")  # what was typed stays
     page.click("#principle-revert")
     expect(page.locator("#field-weight input")).not_to_have_value("-3")
+
+
+def test_the_one_click_pipeline_lands_on_its_own_view_and_its_banner_ends_with_it(page: Page, studio):
+    from pipeline import jobs
+    from pipeline.store import Store
+
+    page.click("#start-pipeline")
+    banner = page.locator("#start-message")
+    expect(banner).to_contain_text("(run-all) launched")
+    expect(page.locator("#train-description")).to_contain_text("whole pipeline", ignore_case=True)
+    expect(page.locator("#train-command")).not_to_contain_text("not ready to launch")
+    expect(page.locator("#train-command")).to_contain_text("python -m pipeline run-all")
+    stages = page.locator("#train-progress .pipeline-stages")
+    expect(stages).to_be_visible(timeout=90_000)  # the pipeline's stage table, unasked
+    expect(stages).to_contain_text("sft")
+    store = Store(studio.workspace)
+    job = store.jobs("run-all")[0]
+    jobs.cancel(store, job.id)
+    jobs.wait(store, job.id, timeout=120)
+    expect(banner).not_to_contain_text("launched", timeout=15_000)  # not left on every tab

@@ -36,9 +36,21 @@ def test_sft_on_a_chain_run_from_the_train_tab(page: Page, studio):
     fill(page, "train-sft-max-steps", "6")
     fill(page, "train-sft-max-length", "64")
     fill(page, "train-sft-batch-size", "2")
+    fill(page, "train-sft-max-steps", "999999999999")
+    expect(page.locator("#train-checks")).to_contain_text("would run about")  # absurd: warned
+    fill(page, "train-sft-max-steps", "6")
     fill(page, "train-sft-learning-rate", "-1")
+    fill(page, "train-sft-batch-size", "0")
+    checks = page.locator("#train-checks")
+    expect(checks).to_contain_text("learning_rate must be > 0 (got -1.0)")
+    expect(checks).to_contain_text("batch_size must be at least 1 (got 0)")
+    expect(checks).not_to_contain_text("save_every")  # only the wrong fields are named
+    outline = "e => getComputedStyle(e).outlineStyle"
+    assert page.locator("#train-sft-learning-rate input").first.evaluate(outline) == "solid"
+    assert page.locator("#train-sft-save-every input").first.evaluate(outline) != "solid"
     page.click("#train-launch")
     expect(page.locator("#train-message")).to_contain_text("learning_rate must be > 0")
+    fill(page, "train-sft-batch-size", "2")
 
     fill(page, "train-sft-learning-rate", "0.001")
     expect(page.locator("#train-command")).to_contain_text("python -m pipeline sft --config")

@@ -52,3 +52,21 @@ def test_a_reading_and_a_values_report_are_summarised_with_their_intervals(tmp_p
     assert key_metric(store.job(report.id)) == (
         "adversarial: adversarial yes (mean cos(w_c, w*) -0.035, 95% -0.052 to +0.003); "
         "honest: adversarial no")
+
+
+def test_a_preference_model_is_headlined_by_held_out_accuracy_not_a_training_batch(tmp_path):
+    store = Store(tmp_path / "ws")
+    pm = tmp_path / "reward-1"
+    pm.mkdir()
+    (pm / "metrics.jsonl").write_text('{"step": 3, "loss": 0.6930, "accuracy": 1.0}\n')
+    job, _ = store.add_job("reward", ["reward"], str(pm), [])
+    running = key_metric(store.job(job.id))  # still training: no held-out number yet
+    assert running == ("training-batch accuracy 1 at step 3 (not held out; loss 0.693, chance "
+                       "level (ln 2))")
+    (pm / "summary.json").write_text(json.dumps({"held_out": {
+        "held_out_ai": "0.600 (95% interval 0.387–0.781) on 20", "gold": "0.541 (95% interval "
+        "0.427–0.650) on 74 (always-longer 0.892, length-controlled 0.500)"}}))
+    assert key_metric(store.job(job.id)) == (
+        "held-out accuracy: on held-out AI labels 0.600 (95% interval 0.387–0.781) on 20; on the "
+        "gold pairs 0.541 (95% interval 0.427–0.650) on 74 (always-longer 0.892, "
+        "length-controlled 0.500)")

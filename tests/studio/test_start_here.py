@@ -1,6 +1,6 @@
 """The first-run panel's handlers, without a browser."""
 from pipeline import jobs
-from studio import start_here
+from studio import start_here, train_tab
 
 
 def test_the_panel_shows_the_flow_and_is_dismissed_and_reopened():
@@ -15,10 +15,15 @@ def test_the_panel_shows_the_flow_and_is_dismissed_and_reopened():
 
 
 def test_one_click_launches_the_tiny_pipeline_on_the_constitution_being_edited(store):
-    message, tabs = start_here.on_pipeline(store)
+    message, tabs, watched, announced = start_here.on_pipeline(store)
     job = store.jobs("run-all")[0]
     assert f"Job {job.id} (run-all)" in message and tabs.selected == "train"
+    assert watched == job.id  # the Train tab watches the pipeline, not its first stage
+    picked, description, *updates = train_tab.on_show_stage(store, "run-all")
+    assert picked["value"] == "run-all" and description["value"] == train_tab.FORMS["run-all"].__doc__
     assert "constitution: " in (jobs.Path(job.out_dir) / "job.yaml").read_text()
     assert "preset: tiny" in (jobs.Path(job.out_dir) / "job.yaml").read_text()
+    assert announced == job.id and start_here.on_banner_tick(store, job.id)[1] == job.id
     jobs.cancel(store, job.id)
     assert jobs.wait(store, job.id, timeout=120).status in ("cancelled", "failed")
+    assert start_here.on_banner_tick(store, job.id) == ("", None)  # a stale banner is cleared

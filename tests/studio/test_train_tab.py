@@ -64,7 +64,7 @@ def test_every_command_has_a_form_fed_by_the_folders_of_earlier_stages(store, tm
 
 def test_a_data_stage_launches_with_its_constitution_frozen(store):
     values = all_values("label", pairs="gold", constitution="honest", limit=1)
-    _, folder = tab.on_preview(store, "label", None, *values)
+    _, folder, _ = tab.on_preview(store, "label", None, *values)
     message, job_id, _ = tab.on_launch(store, "label", folder, *values)
     assert f"Job {job_id} (label)" in message
     frozen = f"{folder}/constitution-input.yaml"
@@ -80,7 +80,7 @@ def test_schedules_are_plotted_raw_and_noisy_metrics_smoothed():
 
 
 def test_the_preview_says_what_stops_a_launch_and_a_bad_launch_is_refused(store):
-    preview, folder = tab.on_preview(store, "sft", None, *all_values("sft"))
+    preview, folder, checks = tab.on_preview(store, "sft", None, *all_values("sft"))
     assert tab.on_preview(store, "sft", folder, *all_values("sft"))[1] == folder  # kept while unused
     assert tab.on_preview(store, "dpo", folder, *all_values("dpo"))[1] != folder
     assert preview["value"].startswith("# not ready to launch")
@@ -89,14 +89,32 @@ def test_the_preview_says_what_stops_a_launch_and_a_bad_launch_is_refused(store)
     message, watched, table = tab.on_launch(store, "sft", folder, *all_values("sft", learning_rate=-1.0))
     assert "learning_rate must be &gt; 0" in message or "learning_rate must be > 0" in html.unescape(message)
     assert store.jobs() == []
+    assert "data is required" in checks and "train-sft-data" in checks
+
+
+def test_the_checks_name_and_mark_exactly_the_wrong_fields_and_warn_on_a_run_of_years(store):
+    values = all_values("sft", learning_rate=-1.0, batch_size=0, max_steps=999999999999,
+                        save_every=50, max_length=256, data="chains")
+    _, _, checks = tab.on_preview(store, "sft", None, *values)
+    text = html.unescape(checks)
+    assert "learning_rate must be > 0 (got -1.0)" in text and "batch_size must be at least 1 (got 0)" in text
+    assert "save_every" not in text and "max_length" not in text  # fine fields are not named
+    assert "#train-sft-learning-rate input" in checks and "#train-sft-batch-size input" in checks
+    assert "#train-sft-save-every" not in checks
+    _, _, checks = tab.on_preview(store, "sft", None, *all_values(
+        "sft", max_steps=999999999999, data="chains"))
+    assert "Warning: max_steps = 999,999,999,999 would run about" in html.unescape(checks)
+    assert "years" in checks
+    _, _, checks = tab.on_preview(store, "sft", None, *all_values("sft", max_steps=20, data="chains"))
+    assert checks == ""
 
 
 def test_a_launched_job_runs_in_the_previewed_folder_and_can_be_resumed(store, tmp_path):
     values = all_values("reward", data=str(tmp_path / "none"))
-    _, folder = tab.on_preview(store, "reward", None, *values)
+    _, folder, _ = tab.on_preview(store, "reward", None, *values)
     message, job_id, _ = tab.on_launch(store, "reward", folder, *values)
     assert f"Job {job_id} (reward)" in message and store.job(job_id).out_dir == folder
-    _, again_folder = tab.on_preview(store, "reward", folder, *values)
+    _, again_folder, _ = tab.on_preview(store, "reward", folder, *values)
     assert again_folder != folder  # the next preview names a folder no job has used
     ended = jobs.wait(store, job_id, timeout=300)
     assert ended.status == "failed"
