@@ -138,9 +138,35 @@ def _write_status(out: Path, status: str, message: str = "") -> None:
         write_atomic(out / STATUS_FILE, json.dumps({"status": status, "message": message}))
 
 
+# (folder, stage, total) → (done, time) of this process's first progress there: where its
+# own pace is measured from, so a resumed run's estimate is not skewed by the work it found
+_paced_from: dict[tuple[str, str, int], tuple[float, float]] = {}
+
+
 def write_progress(out_dir: str | Path, done: float, total: int, stage: str) -> None:
+    now = time.time()
+    since_done, since_time = _paced_from.setdefault((str(out_dir), stage, total), (done, now))
     write_atomic(Path(out_dir) / PROGRESS_FILE, json.dumps(
-        {"done": done, "total": total, "stage": stage, "time": time.time()}))
+        {"done": done, "total": total, "stage": stage, "time": now,
+         "since_done": since_done, "since_time": since_time}))
+
+
+def remaining_seconds(progress: dict, now: float) -> float | None:
+    """What is left of a stage at the pace this process has kept since it began it (None
+    until it has done some of it for a few seconds)."""
+    try:
+        done, total = float(progress["done"]), float(progress["total"])
+        since_done, since_time = float(progress["since_done"]), float(progress["since_time"])
+        written = float(progress["time"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if done <= since_done or written - since_time < PACE_AFTER or not total:
+        return None
+    rate = (done - since_done) / (written - since_time)
+    return max(0.0, (total - done) / rate - (now - written))
+
+
+PACE_AFTER = 5.0  # seconds of work before a pace is worth an estimate
 
 
 def read_progress(out_dir: str | Path) -> dict | None:

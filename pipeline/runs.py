@@ -183,15 +183,40 @@ def run_name(job: JobRecord) -> str:
                                         started) if part)
 
 
-def summarise(job: JobRecord, now: float | None = None) -> RunSummary:
-    return RunSummary(job.id, job.kind, run_name(job), job.status,
-                      duration_text(ran_for(job, now)) if job.started_at else "",
-                      key_metric(job), job.out_dir, TABS.get(job.kind, "train"), job.parent)
+def summarise(job: JobRecord, now: float | None = None,
+              attempts: tuple[JobRecord, ...] = ()) -> RunSummary:
+    """One run from its newest job; `attempts` are all its jobs (a resume is the same run:
+    its time is theirs added up)."""
+    attempts = attempts or (job,)
+    return RunSummary(job.id, job.kind, run_label(job, len(attempts)), job.status,
+                      run_time(attempts, now), key_metric(job), job.out_dir,
+                      TABS.get(job.kind, "train"), job.parent)
+
+
+def run_time(attempts: tuple[JobRecord, ...], now: float | None = None) -> str:
+    """How long a run has run, all its attempts together ('' before it started)."""
+    started = [a for a in attempts if a.started_at]
+    return duration_text(sum(ran_for(a, now) for a in started)) if started else ""
+
+
+def run_label(job: JobRecord, attempts: int) -> str:
+    """The run's name, saying how often it was resumed."""
+    resumed = attempts - 1
+    return run_name(job) + (f" · resumed{'' if resumed == 1 else f' {resumed}×'}" if resumed else "")
+
+
+def by_run(records: list[JobRecord]) -> list[tuple[JobRecord, tuple[JobRecord, ...]]]:
+    """Each run folder once, newest first: (its newest job, every job that ran in it)."""
+    runs: dict[str, list[JobRecord]] = {}
+    for job in records:
+        runs.setdefault(job.out_dir, []).append(job)
+    return [(attempts[0], tuple(attempts)) for attempts in runs.values()]
 
 
 def summaries(records: list[JobRecord], kind: str = "") -> list[RunSummary]:
-    """Every run (newest first), or those of one kind."""
-    return [summarise(j) for j in records if not kind or j.kind == kind]
+    """Every run (newest first), or those of one kind; a resumed run is one run."""
+    return [summarise(job, attempts=attempts) for job, attempts in by_run(records)
+            if not kind or job.kind == kind]
 
 
 DAY = 86_400.0

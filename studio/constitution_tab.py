@@ -130,6 +130,7 @@ class Shown:
     editor: Editor | None = None
     yaml_errors: str | None = None
     field_errors: dict[str, str] | None = None
+    note: str | None = None  # the version note box's new text ('' once a save used it)
 
 
 def editor(c: Constitution, index: int | None, errors: dict[str, str] | None = None) -> Editor:
@@ -308,15 +309,18 @@ def on_import(store: Store, path: str | None) -> Shown | None:
     return adopt(store, c, label)
 
 
-def on_save(store: Store, c: Constitution, note_text: str) -> Shown:
+def on_save(store: Store, c: Constitution, note_text: str, index: int | None) -> Shown:
+    """Save the draft as the next version; the editor stays on the principle it showed and
+    the note, now part of the version, is cleared."""
     try:
         record, created = store.save_version(c, note=note_text or "")
     except StudioError as exc:
         return Shown(error_notice(exc))
     text = (f"Saved {record.label} (hash {record.hash[:12]})." if created else
             f"No changes since {record.label}; nothing new was saved.")
-    return Shown(notice("ok", text), render(store, record.constitution, record.version, 0,
-                                            draft=False))
+    return Shown(notice("ok", text), render(store, record.constitution, record.version,
+                                            index if index is not None else 0, draft=False),
+                 note="" if created else None)
 
 
 def on_discard(store: Store, c: Constitution) -> Shown:
@@ -468,7 +472,7 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
     field_list = [fields[k] for k in FIELDS]
     error_list = [errors[k] for k in FIELDS]
     outputs = [current, base, selected, name, version, status, table, editing, yaml_code,
-               yaml_errors, export, diff_a, diff_b, *field_list, *error_list, message]
+               yaml_errors, export, diff_a, diff_b, *field_list, *error_list, message, note]
 
     def show(shown: Shown | None) -> dict:
         """A handler's answer as component updates (what it leaves out stays as it is)."""
@@ -494,6 +498,8 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
             out.update({errors[k]: shown.field_errors[k] for k in FIELDS})
         if shown.yaml_errors is not None:
             out[yaml_errors] = shown.yaml_errors
+        if shown.note is not None:
+            out[note] = shown.note
         return out
 
     def wire(handler: Callable[..., Shown | None], *bound: Any) -> Callable[..., dict]:
@@ -520,7 +526,7 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
     down.click(wire(on_move, 1), [current, base, selected], outputs)
     apply_yaml.click(wire(on_apply_yaml), yaml_code, outputs)
     upload.upload(wire(on_import), upload, outputs)
-    save.click(wire(on_save), [current, note], outputs)
+    save.click(wire(on_save), [current, note, selected], outputs)
     discard.click(wire(on_discard), current, outputs)
     create.click(wire(on_create), new_name, outputs)
     run_diff.click(lambda a, b: on_diff(store, a, b), [diff_a, diff_b], diff_out)

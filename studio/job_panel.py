@@ -26,9 +26,6 @@ def job_buttons(prefix: str, noun: str = "") -> tuple[gr.Button, gr.Button]:
     return cancel, resume
 
 
-ESTIMATE_AFTER = 5.0  # seconds of work before a remaining time is worth saying
-
-
 def _count(done: float) -> str:
     return f"{done:.0f}" if float(done).is_integer() else f"{done:.1f}"
 
@@ -49,10 +46,9 @@ def progress_html(job: JobRecord, progress: dict | None, unit: str) -> str:
     if job.started_at:
         parts.append(f"elapsed {duration_text(elapsed)}")
     if job.active and job.status != "queued":
-        if 0 < fraction < 1 and elapsed >= ESTIMATE_AFTER:
-            parts.append(f"remaining about {duration_text(elapsed / fraction - elapsed)}")
-        else:
-            parts.append("remaining: estimating…")
+        left = jobs.remaining_seconds(progress or {}, time.time()) if fraction < 1 else None
+        parts.append(f"remaining about {duration_text(left)}" if left is not None
+                     else "remaining: estimating…")
     detail = f" · {html.escape(job.error)}" if job.error else ""
     return (f'<div class="job-progress" data-status="{job.status}"><div class="job-line">'
             f'{" · ".join(parts)}{detail}</div>'

@@ -254,6 +254,14 @@ def guideline_html(store: Store, choice: str | None, chosen: list[str] | None) -
             f'pick the answer that better meets these questions.<ul>{items}</ul></div>')
 
 
+def on_guideline_tick(store: Store, choice: str | None, chosen: list[str] | None,
+                      shown: str | None) -> tuple[Any, str]:
+    """The guideline follows the constitution as saved or edited in its own tab, without a
+    reload: (its update, only when it changed; what is shown now)."""
+    now = guideline_html(store, choice, chosen)
+    return (gr.update() if now == shown else now), now
+
+
 def run_choices(store: Store, selected: str | None = None) -> Any:
     folders = [j.out_dir for j in store.jobs("label")]
     return gr.update(choices=[STUDIO_RUN, *folders], value=selected or STUDIO_RUN)
@@ -652,6 +660,9 @@ def build(store: Store, demo: gr.Blocks,
     cancel.click(partial(on_cancel, store), armed, [message, armed])
     resume.click(partial(on_resume, store), None, [message, run, pairs_source])
     timer.tick(partial(on_timer, store), [run, view], [progress, *label_outputs])
+    guideline_shown = gr.State(None)
+    gr.Timer(3.0).tick(partial(on_guideline_tick, store), [constitution, principles, guideline_shown],
+                       [guideline, guideline_shown])
     demo.load(partial(run_choices, store), None, run).then(
         partial(on_page_load, store), [run, view],
         [constitution, principles, progress, pairs_source, *label_outputs]).then(

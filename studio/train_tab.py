@@ -17,7 +17,7 @@ from pipeline import jobs
 from pipeline.errors import ConfigError, StudioError
 from pipeline.files import read_jsonl_log, write_atomic
 from pipeline.models import DEFAULT_MODEL, load_model
-from pipeline.runs import duration_text, long_run_warning, ran_for, run_name
+from pipeline.runs import by_run, long_run_warning, run_label, run_time
 from pipeline.store import JobRecord, Store
 from pipeline.stages import (COMMANDS, PRESETS, build_job, job_yaml, preset, problem_fields,
                              read_job_file)
@@ -116,9 +116,10 @@ def metric_frames(rows: list[dict], smoothing: float) -> dict[str, pd.DataFrame]
 
 
 def job_rows(records: list[JobRecord]) -> list[list[Any]]:
-    """The job table: readable names (stage · constitution or model · time), not folders."""
-    return [[j.id, ("  ↳ " if j.parent else "") + run_name(j), j.status,
-             duration_text(ran_for(j)) if j.started_at else ""] for j in records]
+    """The job table: readable names (stage · constitution or model · time), not folders;
+    a resumed run is one row (its newest job), its time added up over its attempts."""
+    return [[job.id, ("  ↳ " if job.parent else "") + run_label(job, len(attempts)), job.status,
+             run_time(attempts)] for job, attempts in by_run(records)]
 
 
 def artifacts_html(job: JobRecord) -> str:

@@ -49,6 +49,23 @@ def test_edit_save_reload_and_restart(page: Page, studio):
     assert saved.principle("privacy").title == "Guard everyone's privacy"
 
 
+def test_a_saved_version_reaches_the_labelling_guideline_without_a_reload(page: Page, studio):
+    page.get_by_role("tab", name="Preferences").click()
+    guideline = page.locator("#pref-guideline")
+    expect(guideline).to_contain_text("Respect privacy")
+    page.get_by_role("tab", name="Constitution").click()
+    open_principle(page, "privacy")
+    page.fill("#field-title textarea", "Guard all privacy")
+    page.click("#principle-apply")
+    page.fill("#version-note textarea", "privacy wording")
+    page.click("#save-version")
+    expect(page.locator("#constitution-message")).to_contain_text("Saved harmless-helpful v2")
+    expect(page.locator("#version-note textarea")).to_have_value("")  # the note went with v2
+    expect(page.locator("#principle-editing")).to_contain_text("privacy")  # no jump to 1
+    page.get_by_role("tab", name="Preferences").click()
+    expect(guideline).to_contain_text("Guard all privacy", timeout=10_000)
+
+
 def test_field_errors_show_next_to_the_field_and_change_nothing(page: Page, studio):
     open_principle(page, "manipulation")
     page.fill("#field-weight input", "-2")

@@ -70,3 +70,20 @@ def test_a_preference_model_is_headlined_by_held_out_accuracy_not_a_training_bat
         "held-out accuracy: on held-out AI labels 0.600 (95% interval 0.387–0.781) on 20; on the "
         "gold pairs 0.541 (95% interval 0.427–0.650) on 74 (always-longer 0.892, "
         "length-controlled 0.500)")
+
+
+def test_a_resumed_run_is_one_run_with_its_time_added_up(tmp_path):
+    from studio.train_tab import job_rows
+
+    store = Store(tmp_path / "ws")
+    folder = str(tmp_path / "sft-1")
+    first, _ = store.add_job("sft", ["sft"], folder, [])
+    store.start_job(first.id, 1)
+    store.set_job_status(first.id, "cancelled")
+    again, _ = store.add_job("sft", ["sft"], folder, [])
+    other, _ = store.add_job("sft", ["sft"], str(tmp_path / "sft-2"), [])
+    runs = summaries(store.jobs())
+    assert [r.job_id for r in runs] == [other.id, again.id]  # the resume stands for its run
+    assert runs[1].name.endswith(" · resumed") and runs[1].duration  # the first attempt's time
+    rows = job_rows(store.jobs())
+    assert [r[0] for r in rows] == [other.id, again.id] and rows[1][1].endswith(" · resumed")

@@ -67,9 +67,10 @@ def test_yaml_save_discard_create_and_diff(store):
     edited = cons.to_yaml(c).replace("title: Respect privacy", "title: Privacy first")
     adopted = tab.on_apply_yaml(store, edited)
     assert "as a draft of 'harmless-helpful'" in html.unescape(adopted.message)
-    saved = tab.on_save(store, adopted.screen.constitution, "privacy")
+    saved = tab.on_save(store, adopted.screen.constitution, "privacy", 4)
     assert "Saved harmless-helpful v2" in saved.message and saved.screen.base == 2
-    assert "No changes since" in tab.on_save(store, saved.screen.constitution, "").message
+    assert saved.note == "" and saved.screen.editor.selected == 4  # note used; editor stays
+    assert "No changes since" in tab.on_save(store, saved.screen.constitution, "", None).message
     assert "same content" in tab.on_diff(store, "harmless-helpful@1", "harmless-helpful@1")
     assert "Privacy first" in tab.on_diff(store, "harmless-helpful@1", "harmless-helpful@2")
     assert "Pick two versions" in tab.on_diff(store, None, "harmless-helpful@2")

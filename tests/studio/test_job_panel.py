@@ -1,5 +1,6 @@
 """The job panel every job-running tab shares."""
 import sys
+import time
 
 import gradio as gr
 
@@ -54,3 +55,21 @@ def test_progress_says_what_the_job_does_and_estimates_only_when_it_can(store, t
     text = panel.progress_html(running, None, "pairs")
     assert "starting" in text and "estimating…" in text
     assert "remaining" not in panel.progress_html(store.job(job.id), None, "pairs").split("estimating")[1]
+
+
+def test_a_resumed_runs_estimate_comes_from_its_own_pace_not_the_work_it_found(store, tmp_path):
+    """A resume starts at 6 of 12 done; 1 more took 60 s: 5 left at that pace is ~5 min, not
+    the 1 min that elapsed time over all done work would say."""
+    job, _ = store.add_job("revise", ["revise"], str(tmp_path / "r"), [])
+    store.start_job(job.id, 999999)
+    now = time.time()
+    progress = {"done": 7, "total": 12, "stage": "chains", "time": now, "since_done": 6,
+                "since_time": now - 60}
+    text = panel.progress_html(store.job(job.id), progress, "chains")
+    assert "remaining about 5.0 min" in text
+    out = tmp_path / "w"
+    out.mkdir()
+    jobs.write_progress(out, 6, 12, "chains")  # the first write of this process: its baseline
+    jobs.write_progress(out, 7, 12, "chains")
+    written = jobs.read_progress(out)
+    assert written["since_done"] == 6 and written["done"] == 7

@@ -1,4 +1,7 @@
 """The Preferences tab's handlers, without a browser."""
+import dataclasses
+
+import gradio as gr
 
 from pipeline.preferences import Pair
 from studio import preferences_tab as tab
@@ -101,3 +104,16 @@ def test_the_representation_judge_scores_a_pair_and_labels_from_my_labels(store,
         store, "Question 0?", "Safe answer 0.", "No 0.", "honest", [], 0, False, str(tiny_folder),
         0, None, tab.STUDIO_RUN, "all", probe)
     assert "Probe fitted from your labels" in bars and scored.principles == ("fitted probe",)
+
+
+def test_the_guideline_follows_a_newly_saved_version_without_a_reload(store):
+    from pipeline import constitution as cons
+
+    shown, now = tab.on_guideline_tick(store, "harmless-helpful", None, None)
+    assert "Respect privacy" in now and shown == now
+    assert tab.on_guideline_tick(store, "harmless-helpful", None, now)[0] == gr.update()  # same
+    c = store.working("harmless-helpful")
+    store.save_version(cons.put_principle(c, dataclasses.replace(
+        c.principle("privacy"), title="Guard all privacy"), 4))
+    changed, later = tab.on_guideline_tick(store, "harmless-helpful", None, now)
+    assert "Guard all privacy" in changed and later == changed

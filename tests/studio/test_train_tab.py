@@ -127,7 +127,8 @@ def test_a_launched_job_runs_in_the_previewed_folder_and_can_be_resumed(store, t
     assert again != job_id and f"resumes job {job_id}" in text
     jobs.wait(store, again, timeout=300)
     table, rows, *_ = tab.on_tick(store, again, 0.6, [])
-    assert [r[0] for r in rows] == [again, job_id] and table["value"] == rows
+    assert [r[0] for r in rows] == [again] and table["value"] == rows  # a resume: the same run
+    assert rows[0][1].endswith(" · resumed")
 
 
 def test_a_ppo_job_shows_its_health_and_its_reward_outliers_with_the_pms_nearest_pairs(
