@@ -22,6 +22,7 @@ from pipeline.jobs import JobCancelled
 from pipeline.models import DEFAULT_MODEL
 from pipeline.preferences import HUMAN_CHOICES
 from pipeline.prompts import IMPORTERS, SHIPPED, import_prompts, load_prompts, write_prompts
+from pipeline.runs import counted
 from pipeline.store import Store, parse_ref
 
 def open_store(args: argparse.Namespace) -> Store:
@@ -49,7 +50,7 @@ def cmd_constitution_validate(args: argparse.Namespace) -> int:
     path = Path(args.file)
     issues, raw = read_constitution_yaml(read_text_file(path))
     if issues:
-        print(f"{path}: {len(issues)} problem(s)", file=sys.stderr)
+        print(f"{path}: {counted(len(issues), 'problem')}", file=sys.stderr)
         for issue in issues:
             print(f"  {issue}", file=sys.stderr)
         return 1

@@ -50,6 +50,11 @@ def _rows(path: Path) -> list[dict]:
         return []
 
 
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """'1 principle', '3 principles' ('1 labelled pair', not '1 labelled pairs')."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def duration_text(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"

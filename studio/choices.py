@@ -1,5 +1,5 @@
-"""Choices shared by the tabs: constitutions (names as being edited, and saved versions) and
-models (the base, and every adapter a finished job trained)."""
+"""Choices shared by the tabs: constitutions (names as being edited, and saved versions),
+models (the base, and every adapter a finished job trained) and run folders (by name)."""
 from __future__ import annotations
 
 
@@ -7,7 +7,8 @@ import gradio as gr
 
 from pipeline.constitution import Constitution
 from pipeline.models import DEFAULT_MODEL
-from pipeline.store import Store, parse_ref
+from pipeline.runs import by_run, run_name
+from pipeline.store import JobRecord, Store, parse_ref
 from pipeline.train.runtime import ADAPTER_DIR
 
 POLICY_STAGES = ("sft", "dpo", "ppo", "rahf")
@@ -40,3 +41,12 @@ def offer_models(store: Store, dropdown: gr.Dropdown, default: str = DEFAULT_MOD
         return gr.update(choices=list(dict.fromkeys([default, DEFAULT_MODEL, *adapter_choices(store)])))
 
     dropdown.focus(choices, None, dropdown)
+
+
+def folder_choices(records: list[JobRecord], kinds: tuple[str, ...],
+                   finished: bool = True) -> list[tuple[str, str]]:
+    """Run folders as a picker offers them, newest first: (the run's readable name and job,
+    its folder) — a person picks 'AI labels · harmless-helpful · 2026-12-03 16:40 · job 12',
+    the job reads the folder. `finished`: succeeded runs only."""
+    return [(f"{run_name(job)} · job {job.id}", job.out_dir) for job, _ in by_run(records)
+            if job.kind in kinds and (not finished or job.status == "succeeded")]

@@ -235,21 +235,31 @@ def axis_choices(result: TournamentResult, judge: str | None) -> list[str]:
 
 def show(store: Store, folder: str | None, judge: str | None, axis: str | None) -> tuple:
     """(judge picker, axis picker, ratings, matrix, scatter, categories, stats, agreement)."""
+    hidden = gr.update(value=None, visible=False)
     if not folder:
-        return (gr.update(),) * 2 + ("", None, None, None, None, "")
+        return (gr.update(),) * 2 + (NO_TOURNAMENT, hidden, hidden, hidden, hidden, "")
     try:
         result = rerated(folder, store.human_labels())
     except (StudioError, OSError, KeyError) as exc:
         return (gr.update(),) * 2 + (notice("error", f"Cannot read the tournament in {folder}: "
-                                                     f"{exc}"), None, None, None, None, "")
+                                                     f"{exc}"), hidden, hidden, hidden, hidden, "")
     judges = judge_choices(result)
     judge = judge if judge in judges else (judges[0] if judges else None)
     axes = axis_choices(result, judge)
     axis = axis if axis in axes else (axes[0] if axes else None)
     return (gr.update(choices=judges, value=judge), gr.update(choices=axes, value=axis),
-            ratings_html(result, judge, axis), matrix_frame(result, judge, axis),
-            scatter_update(result, judge), categories_frame(result, judge, axis),
-            stats_frame(result), agreement_html(result))
+            ratings_html(result, judge, axis),
+            gr.update(value=matrix_frame(result, judge, axis), visible=True),
+            {**scatter_update(result, judge), "visible": True},
+            gr.update(value=categories_frame(result, judge, axis), visible=True),
+            gr.update(value=stats_frame(result), visible=True), agreement_html(result))
+
+
+# What the results area says before any tournament is picked (its tables stay hidden till then).
+NO_TOURNAMENT = notice("info", "No tournament shown yet: pick the policies, prompt sets and judges "
+                               "above and press Run the tournament; a finished one appears in the "
+                               "Tournament picker and its ratings, win rates and per-category "
+                               "tables here.")
 
 
 def comparison_cards(found: list, a: str, b: str) -> str:
@@ -467,18 +477,18 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
         run = gr.Dropdown(label="Tournament", choices=[], elem_id="evaluate-run", scale=3)
         judge = gr.Dropdown(label="Judge", choices=[], elem_id="evaluate-judge")
         axis = gr.Dropdown(label="Axis", choices=[], elem_id="evaluate-axis")
-    ratings = gr.HTML(elem_id="evaluate-ratings")
+    ratings = gr.HTML(NO_TOURNAMENT, elem_id="evaluate-ratings")
     with gr.Row():
-        matrix = gr.Dataframe(interactive=False, elem_id="evaluate-matrix",
+        matrix = gr.Dataframe(interactive=False, elem_id="evaluate-matrix", visible=False,
                               label="Win rate, row against column (click a cell for its prompts)")
         scatter = gr.ScatterPlot(x="helpfulness Elo", y="harmlessness Elo", color="policy",
                                  label="Harmless–helpful (Elo on each axis; drag across points "
                                        "to open their comparisons)",
-                                 elem_id="evaluate-scatter")
+                                 elem_id="evaluate-scatter", visible=False)
     cell = gr.HTML(elem_id="evaluate-cell")
-    categories = gr.Dataframe(interactive=False, elem_id="evaluate-categories",
+    categories = gr.Dataframe(interactive=False, elem_id="evaluate-categories", visible=False,
                               label="Per category")
-    stats = gr.Dataframe(interactive=False, elem_id="evaluate-stats",
+    stats = gr.Dataframe(interactive=False, elem_id="evaluate-stats", visible=False,
                          label="Per policy: length drift, evasiveness, PM score")
     agreement = gr.HTML(elem_id="evaluate-agreement")
     with gr.Accordion("Blind A/B: judge the same comparisons yourself", open=False):

@@ -24,6 +24,7 @@ from pipeline.models import DEFAULT_MODEL, load_model
 from pipeline.preferences import (HUMAN_CHOICES, LabelLog, Pair, Preference, PrincipleLabel,
                                   gold_pairs, human_choice, read_labels)
 from pipeline.prompts import PromptRecord
+from pipeline.runs import counted
 from pipeline.stages import LabelJob, PairsJob, ValuesFitJob, build_job, to_argv
 from pipeline.store import JobRecord, Store
 from pipeline.trust import (CALIBRATION_BINS, ENTROPY_BINS, VIEWS, TrustReport, Verdict,
@@ -31,7 +32,8 @@ from pipeline.trust import (CALIBRATION_BINS, ENTROPY_BINS, VIEWS, TrustReport, 
 from pipeline.values.features import labelled_in
 from pipeline.values.judge import (FITTED, LINEAGE_FILE, RepresentationJudge, load_probe,
                                    probe_quality)
-from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
+from studio.choices import (constitution_choices, default_choice, folder_choices, offer_models,
+                            resolve_choice)
 from studio.job_panel import (cancel_notice, job_bar, job_buttons, latest_job, resume_notice,
                               writing_now)
 from studio.notices import error_notice, notice, verdict_html
@@ -91,7 +93,7 @@ def overall_html(labels: list[PrincipleLabel], p_a: float, previous: Previous | 
     mean = lambda name: sum(getattr(x, name) for x in labels) / len(labels)  # noqa: E731
     verdict = label_verdict(p_a, mean("p_a_ab"), mean("p_a_ba"))
     parts = [f'<div class="pref-overall" data-p-a="{p_a:.6f}" data-verdict="{verdict.kind}">'
-             f'<b>Label P(A) = {p_a:.3f}</b> ({len(labels)} principle(s)): '
+             f'<b>Label P(A) = {p_a:.3f}</b> ({counted(len(labels), "principle")}): '
              f'{verdict_html(verdict)}']
     if previous is not None and previous.principles == tuple(x.principle_id for x in labels):
         parts.append(f'<p class="pref-swap-note">Before the swap P(A) was {previous.p_a:.3f} with '
@@ -146,8 +148,8 @@ def report_html(report: TrustReport | None) -> str:
     means something."""
     if report is None or not report.labels:
         return notice("info", "No labelled pairs here yet.")
-    lines = [f"{report.labels} labelled pairs ({report.identical} identical, {report.truncated} "
-             "truncated)",
+    lines = [f"{counted(report.labels, 'labelled pair')} ({report.identical} identical, "
+             f"{report.truncated} truncated)",
              verdict_html(report.position_verdict, f"position bias {report.position_bias:.0%} "
                           "(labels whose winner flips with the order)"),
              verdict_html(report.mass_verdict, f"mean option mass {report.mean_mass:.2f}")]
@@ -263,13 +265,12 @@ def on_guideline_tick(store: Store, choice: str | None, chosen: list[str] | None
 
 
 def run_choices(store: Store, selected: str | None = None) -> Any:
-    folders = [j.out_dir for j in store.jobs("label")]
-    return gr.update(choices=[STUDIO_RUN, *folders], value=selected or STUDIO_RUN)
+    return gr.update(choices=[STUDIO_RUN, *folder_choices(store.jobs(), ("label",), False)],
+                     value=selected or STUDIO_RUN)
 
 
 def source_choices(store: Store) -> Any:
-    folders = [j.out_dir for j in store.jobs("pairs") if j.status == "succeeded"]
-    return gr.update(choices=["gold", *folders])
+    return gr.update(choices=["gold", *folder_choices(store.jobs(), ("pairs",))])
 
 
 def on_page_load(store: Store, run_choice: str, view_choice: str) -> tuple:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -24,7 +25,7 @@ from pipeline.stages import (COMMANDS, PRESETS, build_job, job_yaml, preset, pro
 from pipeline.train.health import (nearest_pairs, pm_judge_disagreement, pm_training_labels,
                                    reward_outliers, rl_health)
 from pipeline.train.runtime import ADAPTER_DIR, read_metrics
-from studio.choices import adapter_choices, constitution_choices, resolve_choice
+from studio.choices import adapter_choices, constitution_choices, folder_choices, resolve_choice
 from studio.job_panel import (STAGE_UNITS, cancel_label, cancel_notice, job_bar,
                               job_buttons, pipeline_html, resume_notice)
 from studio.notices import error_notice, notice
@@ -96,9 +97,20 @@ def ema(values: list[float], smoothing: float) -> list[float]:
     return out
 
 
-def metric_frames(rows: list[dict], smoothing: float) -> dict[str, pd.DataFrame]:
-    """metric → long DataFrame (step, value, series ∈ raw/smoothed), in plotting order; a
-    schedule (learning rate, β) has its raw series only."""
+LN2 = math.log(2)
+# Where a pairwise metric sits when the model has learned nothing: a PM's or DPO's loss starts
+# at ln 2 and its accuracy at 0.5, so a flat line there is chance, not a result.
+CHANCE = {kind: {"loss": LN2, "accuracy": 0.5, "rewards/accuracies": 0.5}
+          for kind in ("reward", "pmp", "dpo")}
+CHANCE_NAMES = {LN2: "chance (ln 2)", 0.5: "chance (0.5)"}
+MIN_STEP_AXIS = 10  # an x axis at least this long has whole-number step ticks
+
+
+def metric_frames(rows: list[dict], smoothing: float,
+                  chance: dict[str, float] | None = None) -> dict[str, pd.DataFrame]:
+    """metric → long DataFrame (step, value, series ∈ raw/smoothed, and a chance line where
+    `chance` names the metric's chance level), in plotting order; a schedule (learning rate,
+    β) has its raw series only."""
     names = {k for r in rows for k, v in r.items() if isinstance(v, (int, float))
              and not isinstance(v, bool) and k not in NOT_PLOTTED}
     ordered = [m for m in METRIC_ORDER if m in names] + sorted(names - set(METRIC_ORDER))
@@ -110,9 +122,22 @@ def metric_frames(rows: list[dict], smoothing: float) -> dict[str, pd.DataFrame]
             frames[name] = pd.DataFrame({"step": steps, "value": values,
                                          "series": ["raw"] * len(steps)})
             continue
-        frames[name] = pd.DataFrame({"step": steps * 2, "value": values + ema(values, smoothing),
-                                     "series": ["raw"] * len(steps) + ["smoothed"] * len(steps)})
+        frame = pd.DataFrame({"step": steps * 2, "value": values + ema(values, smoothing),
+                              "series": ["raw"] * len(steps) + ["smoothed"] * len(steps)})
+        level = (chance or {}).get(name)
+        if level is not None and steps:
+            frame = pd.concat([frame, pd.DataFrame({
+                "step": [min(steps), max(steps)], "value": [level, level],
+                "series": [CHANCE_NAMES.get(level, "chance")] * 2})], ignore_index=True)
+        frames[name] = frame
     return frames
+
+
+def step_axis(metrics: list[dict]) -> list[float]:
+    """The x range of a job's plots: from 0 to its last step, and never shorter than
+    MIN_STEP_AXIS, so a short run is not labelled at steps 0.5, 1.5 …"""
+    last = max([r["step"] for r in metrics if isinstance(r.get("step"), (int, float))] or [0])
+    return [0, max(last, MIN_STEP_AXIS)]
 
 
 def job_rows(records: list[JobRecord]) -> list[list[Any]]:
@@ -164,11 +189,13 @@ def stage_values(name: str, raw: list[Any]) -> dict[str, Any]:
     return form_values(FORMS[name], raw[offset:offset + len(dataclasses.fields(FORMS[name]))])
 
 
-def field_choices(store: Store, name: str) -> dict[str, list[str]]:
+def field_choices(store: Store, name: str) -> dict[str, list[Any]]:
     """Folders from earlier jobs (those of the Chains and Preferences tabs and of pipelines
     included) offered where a stage reads them."""
-    def folders(*kinds: str) -> list[str]:
-        return [j.out_dir for j in store.jobs() if j.kind in kinds and j.status == "succeeded"]
+    records = store.jobs()
+
+    def folders(*kinds: str) -> list[tuple[str, str]]:
+        return folder_choices(records, kinds)
 
     pms = store.trained(("reward", "pmp"), ADAPTER_DIR)
     models = [DEFAULT_MODEL, *adapter_choices(store)]
@@ -329,8 +356,9 @@ def job_view(store: Store, job_id: int | None, smooth: float,
         return ("", *[gr.update(visible=False)] * PLOT_SLOTS, "", "", gr.update(), "",
                 gr.update(visible=False))
     metrics = read_metrics(job.out_dir)
-    frames = list(metric_frames(metrics, float(smooth)).items())
-    plot_updates = [gr.update(value=frames[n][1], title=frames[n][0], visible=True)
+    frames = list(metric_frames(metrics, float(smooth), CHANCE.get(job.kind)).items())
+    x_lim = step_axis(metrics)
+    plot_updates = [gr.update(value=frames[n][1], title=frames[n][0], visible=True, x_lim=x_lim)
                     if n < len(frames) else gr.update(visible=False) for n in range(PLOT_SLOTS)]
     if job.kind == "run-all":
         bar = job_bar(job, "stages") + pipeline_html(job, records or jobs.refresh(store))

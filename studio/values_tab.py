@@ -200,9 +200,16 @@ def show_results(folder: str | None) -> tuple:
         reports = read_results(folder)
     except (OSError, ValueError, KeyError) as exc:
         return (notice("error", f"Cannot read the results in {folder}: {exc}"), *empty[1:])
-    return (banner_html(reports), summary_html(reports), curves_frame(reports),
-            cosines_frame(reports), projections_frame(reports[0]),
+    return (banner_html(reports), summary_html(reports),
+            *[gr.update(value=frame, visible=True) for frame in (
+                curves_frame(reports), cosines_frame(reports), projections_frame(reports[0]))],
             "".join(heatmap_html(r) for r in reports))
+
+
+# What the results area says before any report is picked (its plots stay hidden till then).
+NO_REPORT = notice("info", "No values report shown yet: pick one or more constitutions above and "
+                           "press Run the values report (a few minutes on a CPU); a finished "
+                           "report appears in the Report picker and its results here.")
 
 
 # --- handlers ------------------------------------------------------------------------------
@@ -313,20 +320,20 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
         fit = gr.Button("Fit a judge from these pairs", elem_id="values-fit")
     progress = gr.HTML(elem_id="values-progress")
     run = gr.Dropdown(label="Report", choices=[], elem_id="values-run")
-    banner = gr.HTML(elem_id="values-banner")
+    banner = gr.HTML(NO_REPORT, elem_id="values-banner")
     summary = gr.HTML(elem_id="values-summary")
     with gr.Row():
         curves = gr.LinePlot(x="layer", y="accuracy", color="series", y_lim=[0, 1],
                              label="Accuracy on the human-labelled pairs, by layer",
-                             elem_id="values-curves")
+                             elem_id="values-curves", visible=False)
         cosines = gr.LinePlot(x="layer", y="cosine", color="series", y_lim=[-1, 1],
                               tooltip=["series", "layer", "cosine", "low", "high"],
                               label="Direction cosines with the probe w* (hover: 95% interval)",
-                              elem_id="values-cosines")
+                              elem_id="values-cosines", visible=False)
     with gr.Row():
         projections = gr.BarPlot(x="projection", y="answers", color="side",
                                  label="Answers projected on w* (best layer)",
-                                 elem_id="values-projections")
+                                 elem_id="values-projections", visible=False)
         heatmap = gr.HTML(elem_id="values-heatmap")
     timer = gr.Timer(2.0)
     armed = gr.State(None)

@@ -24,6 +24,8 @@ def test_a_small_tournament_its_matrix_and_blind_labels(page: Page, studio, tmp_
                     "--limit", "2", "--read", "", "--out", str(direction)], cwd=ROOT, check=True,
                    env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, timeout=300)
     page.get_by_role("tab", name="Evaluate").click()
+    expect(page.locator("#evaluate-ratings")).to_contain_text("No tournament shown yet")
+    expect(page.locator("#evaluate-matrix")).to_be_hidden()  # no "1 2 3" headers on nothing
     page.fill("#evaluate-typed textarea", f"embedded@steer:{direction}:-8:15")
     page.locator("#evaluate-judges").get_by_label("logprob").uncheck()
     page.locator("#evaluate-judges").get_by_label("representation").check()

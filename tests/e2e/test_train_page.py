@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from pipeline import jobs
+from pipeline.runs import run_name
 from pipeline.store import Store
 from tests.e2e.conftest import pick
 
@@ -32,7 +33,9 @@ def test_sft_on_a_chain_run_from_the_train_tab(page: Page, studio):
     page.reload()
     page.get_by_role("tab", name="Train").click()
     expect(page.locator("#train-command")).to_contain_text("max_steps: 24")  # the tiny preset
-    pick(page, "train-sft-data", str(chains))  # a chain run is offered as SFT data
+    named = f"{run_name(store.job(job.id))} · job {job.id}"  # by its name, not its folder
+    pick(page, "train-sft-data", named)  # a chain run is offered as SFT data
+    expect(page.locator("#train-command")).to_contain_text(f"data: {chains}")  # reads the folder
     fill(page, "train-sft-max-steps", "6")
     fill(page, "train-sft-max-length", "64")
     fill(page, "train-sft-batch-size", "2")

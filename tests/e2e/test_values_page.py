@@ -18,6 +18,8 @@ pytestmark = pytest.mark.e2e
 def test_a_values_report_compares_constitutions_and_flags_the_adversarial_one(page: Page, studio):
     page.get_by_role("tab", name="Values").click()
     expect(page.locator("#values-constitutions")).to_contain_text("harmless-helpful")
+    expect(page.locator("#values-banner")).to_contain_text("No values report shown yet")
+    expect(page.locator("#values-curves")).to_be_hidden()  # no empty plot before a report
     pick(page, "values-constitutions", "adversarial")
     page.fill("#values-layers textarea", "8,13,18")
     page.fill("#values-judge input", "-1")  # the log-prob judge's part is tested without a browser

@@ -34,6 +34,8 @@ def test_the_results_show_ratings_matrix_scatter_and_tables(store, finished):
                                                                      "helpfulness"]
     assert 'data-policy="base"' in ratings and 'data-policy="steered"' in ratings
     assert "95% bootstrap interval over prompts" in ratings
+    assert all(u["visible"] for u in (matrix, scatter, categories, stats))
+    matrix, categories, stats = matrix["value"], categories["value"], stats["value"]
     shown = matrix.data  # a heatmap: the frame, styled
     assert list(shown.columns) == ["row beats column", "base", "steered"]
     assert shown.iloc[0, 1] == "—" and shown.iloc[0, 2].endswith("%")
@@ -43,6 +45,9 @@ def test_the_results_show_ratings_matrix_scatter_and_tables(store, finished):
     assert list(stats["policy"]) == ["base", "steered"]
     assert "refusals on helpful prompts (evasiveness)" in stats.columns
     assert len(categories) >= 1 and agreement == ""
+    empty = tab.show(store, None, None, None)  # nothing picked: a hint, no empty tables
+    assert "No tournament shown yet" in empty[2]
+    assert all(u["visible"] is False for u in (empty[3], empty[4], empty[5], empty[6]))
 
 
 def test_a_matrix_cell_opens_the_prompts_and_answers_behind_it(store, finished):

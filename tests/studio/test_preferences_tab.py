@@ -26,7 +26,7 @@ def test_scoring_streams_principle_bars_and_keeps_the_record(store, tiny_folder)
     assert message == "" and bars.count("pref-principle") == 5 and "P(A)" in bars
     assert last.pair_id == Pair("Tell me a joke.", "Why did the chicken cross?", "No.").id
     assert 0 < last.p_a < 1 and len(last.principles) == 5
-    assert len(tab.records(store, tab.STUDIO_RUN)) == 1 and "1 labelled pairs" in report
+    assert len(tab.records(store, tab.STUDIO_RUN)) == 1 and "1 labelled pair (" in report
     same = list(tab.on_score(store, "q", "same", "same", "harmless-helpful", [], 1, False,
                              str(tiny_folder), 0, None, tab.STUDIO_RUN, "all"))
     assert "identical" in same[-1][0]

@@ -2,6 +2,7 @@
 import dataclasses
 import html
 import json
+import math
 
 from pipeline import jobs
 from studio import train_tab as tab
@@ -52,8 +53,10 @@ def test_every_command_has_a_form_fed_by_the_folders_of_earlier_stages(store, tm
     job, _ = store.add_job("revise", ["revise"], str(chains), [])  # as the Chains tab leaves it
     store.set_job_status(job.id, "succeeded")
     choices = tab.field_choices(store, "sft")
-    assert choices["data"] == [str(chains)]  # a chain run feeds SFT directly
-    assert tab.field_choices(store, "sft-data")["chains"] == [str(chains)]
+    (named, folder), = choices["data"]  # a chain run feeds SFT directly
+    assert folder == str(chains) and named.startswith("chains · ") and named.endswith(f"job {job.id}")
+    assert str(tmp_path) not in named  # offered by name, never as a folder
+    assert tab.field_choices(store, "sft-data")["chains"] == [(named, str(chains))]
     assert tab.field_choices(store, "label")["pairs"] == ["gold"]
     label = dict(zip([f.name for f in dataclasses.fields(tab.FORMS["label"])],
                      tab.on_preset(store, "label", "tiny")[
@@ -161,3 +164,14 @@ def test_a_ppo_job_shows_its_health_and_its_reward_outliers_with_the_pms_nearest
     shown = tab.outlier_html(job, 4, "highest")
     assert "step 4 · highest reward +0.9000" in shown and "Nearest training pairs" in shown
     assert shown.index("Topic 2?") < shown.index("Topic 0?") or "Topic 0?" not in shown
+
+
+def test_a_preference_models_loss_is_drawn_beside_its_chance_line_on_whole_steps():
+    rows = [{"step": s, "loss": 0.6931, "accuracy": 1.0} for s in (1, 2, 3)]
+    frames = tab.metric_frames(rows, 0.6, tab.CHANCE["reward"])
+    loss = frames["loss"]
+    chance = loss[loss.series == "chance (ln 2)"]
+    assert list(chance.step) == [1, 3] and all(abs(v - math.log(2)) < 1e-9 for v in chance.value)
+    assert set(frames["accuracy"].series) == {"raw", "smoothed", "chance (0.5)"}
+    assert "chance (ln 2)" not in set(tab.metric_frames(rows, 0.6)["loss"].series)  # SFT: none
+    assert tab.step_axis(rows) == [0, 10] and tab.step_axis([{"step": 40}]) == [0, 40]

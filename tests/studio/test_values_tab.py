@@ -28,7 +28,9 @@ def test_a_report_job_runs_is_drawn_and_is_not_run_twice(store, tmp_path, tiny_f
     assert "Launched job" in message
     job = store.jobs(tab.KIND)[0]
     assert jobs.wait(store, job.id, timeout=300).status == "succeeded", job.error
-    banner, summary, curves, cosines, projections, heatmap = tab.show_results(job.out_dir)
+    banner, summary, *plots, heatmap = tab.show_results(job.out_dir)
+    assert all(plot["visible"] for plot in plots)  # hidden until a report is shown
+    curves, cosines, projections = (plot["value"] for plot in plots)
     assert banner.count('role="status"') == 2 and "adversarial" in banner and "honest" in banner
     assert banner.count("95% interval") == 2 and "cos(w_c, w*) (95%)" in summary
     assert "minus adversarial's (95%)" in summary
