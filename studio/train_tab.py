@@ -271,7 +271,8 @@ def form_checks(store: Store, name: str, values: dict[str, Any]) -> str:
     except ConfigError as exc:
         wrong = problem_fields(list(exc.problems), (f.name for f in dataclasses.fields(cls)))
         marks = "".join(f"#{field_elem_id(name, f)} input, #{field_elem_id(name, f)} textarea "
-                        "{outline: 2px solid var(--bad-line); background: var(--bad-bg);}"
+                        "{box-shadow: 0 0 0 2px var(--bad-line) !important; "
+                        "background: var(--bad-bg) !important;}"
                         for f in sorted(wrong))
         fields = ", ".join(sorted(wrong)) or "the settings"
         return (f"<style>{marks}</style>" + notice(

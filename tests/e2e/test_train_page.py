@@ -48,9 +48,9 @@ def test_sft_on_a_chain_run_from_the_train_tab(page: Page, studio):
     expect(checks).to_contain_text("learning_rate must be > 0 (got -1.0)")
     expect(checks).to_contain_text("batch_size must be at least 1 (got 0)")
     expect(checks).not_to_contain_text("save_every")  # only the wrong fields are named
-    outline = "e => getComputedStyle(e).outlineStyle"
-    assert page.locator("#train-sft-learning-rate input").first.evaluate(outline) == "solid"
-    assert page.locator("#train-sft-save-every input").first.evaluate(outline) != "solid"
+    marked = "e => getComputedStyle(e).boxShadow.includes('0px 0px 0px 2px')"
+    assert page.locator("#train-sft-learning-rate input").first.evaluate(marked)
+    assert not page.locator("#train-sft-save-every input").first.evaluate(marked)
     page.click("#train-launch")
     expect(page.locator("#train-message")).to_contain_text("learning_rate must be > 0")
     fill(page, "train-sft-batch-size", "2")
