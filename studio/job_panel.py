@@ -98,12 +98,14 @@ def job_bar(job: JobRecord | None, unit: str) -> str:
     return progress_html(job, jobs.read_progress(job.out_dir), unit) if job else ""
 
 
-def writing_now(job: JobRecord | None) -> bool:
-    """True while the job runs and for 5 s after it ends, so its last output is shown once."""
+def writing_now(job: JobRecord | None, after: float = 5.0) -> bool:
+    """True while the job runs and for `after` s after it ends, so its last output is shown
+    once (a tab that must not miss the end, on a busy machine whose timer ticks lag, asks
+    for a longer while)."""
     if job is None:
         return False
     return job.active or bool(job.finished_at) and \
-        time.time() - datetime.fromisoformat(job.finished_at).timestamp() < 5
+        time.time() - datetime.fromisoformat(job.finished_at).timestamp() < after
 
 
 # --- the job panel every tab that runs jobs shares: its bar, cancel and resume -------------

@@ -272,11 +272,15 @@ def on_fit(store: Store, pairs: str, model: str, pooling: str, method: str, laye
                         f"into {out}; pick it as the judge in the Preferences tab when it is done.")
 
 
+PICK_WITHIN = 60.0  # seconds after a report ends in which the tab still picks it by itself
+
+
 def on_timer(store: Store, shown: str | None) -> tuple:
     """Progress every tick; once the job writing a report ends, its run is picked."""
     job = latest(store)
     bar = job_bar(job, "steps")
-    if job is not None and job.status == "succeeded" and writing_now(job) and shown != job.out_dir:
+    if job is not None and job.status == "succeeded" and writing_now(job, PICK_WITHIN) \
+            and shown != job.out_dir:
         return bar, run_choices(store, job.out_dir)
     return bar, gr.update()
 
