@@ -662,7 +662,7 @@ def build(store: Store, demo: gr.Blocks,
     resume.click(partial(on_resume, store), None, [message, run, pairs_source])
     timer.tick(partial(on_timer, store), [run, view], [progress, *label_outputs])
     guideline_shown = gr.State(None)
-    gr.Timer(3.0).tick(partial(on_guideline_tick, store), [constitution, principles, guideline_shown],
+    gr.Timer(10.0).tick(partial(on_guideline_tick, store), [constitution, principles, guideline_shown],
                        [guideline, guideline_shown])
     demo.load(partial(run_choices, store), None, run).then(
         partial(on_page_load, store), [run, view],

@@ -115,7 +115,7 @@ def wire(store: Store, demo: gr.Blocks, tabs: gr.Tabs, panel: gr.Column,
         partial(train_tab.on_show_stage, store, "run-all"), None,
         [train.stage, *train.stage_outputs]).then(
         train.preview, train.preview_inputs, train.preview_outputs)
-    gr.Timer(3.0).tick(partial(on_banner_tick, store), launched, [message, launched])
+    gr.Timer(10.0).tick(partial(on_banner_tick, store), launched, [message, launched])
     dismiss.click(on_dismiss, None, [panel, dismissed])
     reopen.click(on_show, None, [panel, dismissed])
     demo.load(on_page_load, dismissed, panel)

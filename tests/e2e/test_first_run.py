@@ -67,4 +67,4 @@ def test_the_one_click_pipeline_lands_on_its_own_view_and_its_banner_ends_with_i
     job = store.jobs("run-all")[0]
     jobs.cancel(store, job.id)
     jobs.wait(store, job.id, timeout=120)
-    expect(banner).not_to_contain_text("launched", timeout=15_000)  # not left on every tab
+    expect(banner).not_to_contain_text("launched", timeout=30_000)  # not left on every tab

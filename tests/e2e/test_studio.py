@@ -63,7 +63,7 @@ def test_a_saved_version_reaches_the_labelling_guideline_without_a_reload(page: 
     expect(page.locator("#version-note textarea")).to_have_value("")  # the note went with v2
     expect(page.locator("#principle-editing")).to_contain_text("privacy")  # no jump to 1
     page.get_by_role("tab", name="Preferences").click()
-    expect(guideline).to_contain_text("Guard all privacy", timeout=10_000)
+    expect(guideline).to_contain_text("Guard all privacy", timeout=25_000)
 
 
 def test_field_errors_show_next_to_the_field_and_change_nothing(page: Page, studio):
