@@ -27,7 +27,7 @@ def test_a_values_report_compares_constitutions_and_flags_the_adversarial_one(pa
     expect(page.locator("#values-message")).to_contain_text("Launched job")
     expect(page.locator("#values-progress .job-progress")).to_contain_text("values-report")
     banner = page.locator("#values-banner")
-    expect(banner).to_contain_text("Adversarial constitution: adversarial", timeout=400_000)
+    expect(banner).to_contain_text("Adversarial constitution: adversarial", timeout=600_000)
     expect(banner).to_contain_text("harmless-helpful: not adversarial — mean cos(w_c, w*) over "
                                    "layers")
     expect(banner).to_contain_text("95% interval")
