@@ -279,6 +279,11 @@ def form_checks(store: Store, name: str, values: dict[str, Any]) -> str:
             "error", f"Not ready to launch — check {fields}:", list(exc.problems) or [str(exc)]))
     except StudioError as exc:
         return error_notice(exc)
+    return run_length_notice(store, name, job)
+
+
+def run_length_notice(store: Store, name: str, job: Any) -> str:
+    """The warning box for a step count longer than a day here ('' when there is none)."""
     warning = long_run_warning(name, job, store.jobs())
     return notice("info", f"Warning: {warning}") if warning else ""
 
@@ -320,10 +325,9 @@ def on_launch(store: Store, name: str, previewed: str | None, *raw: Any) -> tupl
                               run_folder(store, name, previewed))
     except StudioError as exc:
         return error_notice(exc), gr.update(), gr.update()
-    warning = long_run_warning(name, build_job(FORMS[name], stage_values(name, list(raw))),
-                               store.jobs())
-    return (launched(record) + (notice("info", f"Warning: {warning}") if warning else ""),
-            record.id, gr.update(value=job_rows(jobs.refresh(store))))
+    job = build_job(FORMS[name], stage_values(name, list(raw)))
+    return (launched(record) + run_length_notice(store, name, job), record.id,
+            gr.update(value=job_rows(jobs.refresh(store))))
 
 
 def launch_pipeline(store: Store) -> tuple[str, int | None]:
