@@ -22,3 +22,36 @@ def tiny_folder(tmp_path_factory):
     tiny.model.save_pretrained(folder)
     tiny.tokenizer.save_pretrained(folder)
     return folder
+
+
+def kill_processes_naming(path: Path) -> list[int]:
+    """SIGKILL every process whose command line names `path`, with its process group: a job
+    a test started (its own session, so it outlives the studio that launched it) must not
+    keep a core and a model's memory for the rest of the suite."""
+    import signal
+
+    needle, killed = str(path).encode(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle not in (entry / "cmdline").read_bytes():
+                continue
+            pid = int(entry.name)
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except (OSError, ProcessLookupError):
+            continue  # gone already, or not ours to read
+    return killed
+
+
+@pytest.fixture(autouse=True)
+def no_orphan_jobs(request):
+    """After each test that had a temporary folder, stop what still runs on it."""
+    folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if folder is not None and Path("/proc").is_dir():
+        kill_processes_naming(folder)
