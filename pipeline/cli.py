@@ -424,6 +424,42 @@ def cmd_values_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_judges_compare(args: argparse.Namespace) -> int:
+    """Every judge against people on the same labels; judges.json and judges.md in --out."""
+    from contextlib import nullcontext
+
+    from pipeline.evaluation.leaderboard import (check_labels, format_board, judged_all,
+                                                 leaderboard)
+    from pipeline.jobs import job_context, write_progress
+    from pipeline.models import load_model
+    from pipeline.values.features import labelled_in
+
+    job = stage_job("judges-compare", args)
+    out = Path(args.out) if args.out else None
+    with job_context(out) if out else nullcontext():
+        data = labelled_in(job.labels, open_store(args))
+        check_labels(data, job.folds)
+        _, constitution = resolve_constitution(job.constitution, args)
+        steps, done = 4 + bool(job.pm), [0]
+
+        def step(what: str) -> None:
+            print(f"… {what}", file=sys.stderr, flush=True)
+            if out:
+                write_progress(out, done[0], steps, what)
+            done[0] += 1
+
+        step(loading(job.model))
+        judged = judged_all(load_model(job.model), constitution, data, job, step)
+        board = leaderboard(job.labels, data, judged, job.seed)
+        text = format_board(board)
+        if out:
+            write_atomic(out / "judges.json", json.dumps(board.as_json(), indent=2))
+            write_atomic(out / "judges.md", text + "\n")
+            write_progress(out, steps, steps, "done")
+        print(json.dumps(board.as_json(), indent=2) if args.json else text)
+    return 0
+
+
 def cmd_steer_extract(args: argparse.Namespace) -> int:
     from pipeline import steering
     from pipeline.jobs import job_context, write_progress
@@ -750,7 +786,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs = {"revise": cmd_revise, "sft-data": cmd_sft_data, "pairs": cmd_pairs, "label": cmd_label,
             "sft": cmd_train, "pmp": cmd_train, "reward": cmd_train, "ppo": cmd_train,
             "dpo": cmd_train, "rahf": cmd_train, "evaluate": cmd_evaluate, "values-report": cmd_values_report,
-            "values-fit": cmd_values_fit, "steer-extract": cmd_steer_extract,
+            "values-fit": cmd_values_fit, "judges-compare": cmd_judges_compare,
+            "steer-extract": cmd_steer_extract,
             "run-all": cmd_run_all}
     for command, cls in COMMANDS.items():
         doc = " ".join((cls.__doc__ or "").split())
@@ -768,8 +805,19 @@ def build_parser() -> argparse.ArgumentParser:
         add_config_arguments(p, cls, only_given=True)
         p.set_defaults(run=runs[command])
 
-    for p in [r for r in commands.choices.values() if r.prog.endswith("values-report")]:
+    for p in [r for r in commands.choices.values()
+              if r.prog.endswith(("values-report", "judges-compare"))]:
         p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    judges = commands.add_parser("judges", help="judges measured against your human labels")
+    sub = judges.add_subparsers(dest="action", required=True)
+    cls = COMMANDS["judges-compare"]
+    p = sub.add_parser("compare", help="every judge ranked by agreement with people, length "
+                       "controlled", description=" ".join((cls.__doc__ or "").split()))
+    p.add_argument("--config", default=None, help="a YAML job file (field: value)")
+    p.add_argument("--out", default=None, help="folder for judges.json and judges.md")
+    p.add_argument("--json", action="store_true", help="print the board as JSON")
+    add_config_arguments(p, cls, only_given=True)
+    p.set_defaults(run=cmd_judges_compare, command="judges-compare")
     values = commands.add_parser("values", help="latent values: report, compare, fit a judge")
     sub = values.add_subparsers(dest="action", required=True)
     for action, cls, run, about in (

@@ -21,6 +21,7 @@ from pipeline.fields import flag_name, non_finite_fields
 from pipeline.files import YamlRefused, read_yaml
 from pipeline.generation import SamplingConfig
 from pipeline.models import DEFAULT_MODEL
+from pipeline.store import DEFAULT_CONSTITUTION
 from pipeline.vllm_engine import ENGINES
 
 
@@ -470,6 +471,18 @@ POOLINGS = ("answer_mean", "last")
 PROBE_METHODS = ("logistic", "mean_difference")
 
 
+def probe_problems(job: Any) -> list[str]:
+    """What is wrong with how a job reads and probes representations."""
+    problems = []
+    if job.pooling not in POOLINGS:
+        problems.append(f"pooling must be one of {', '.join(POOLINGS)}")
+    if job.method not in PROBE_METHODS:
+        problems.append(f"method must be one of {', '.join(PROBE_METHODS)}")
+    if job.folds < 2:
+        problems.append("folds must be at least 2")
+    return problems + layer_problems("layers", job.layers)
+
+
 @dataclass(frozen=True)
 class ValuesSettings:
     """Which pairs and how a model's representations are read and probed."""
@@ -485,14 +498,7 @@ class ValuesSettings:
     seed: int = _help("Seed of the folds and bootstrap.", 0)
 
     def values_problems(self) -> list[str]:
-        problems = _required(self, "pairs")
-        if self.pooling not in POOLINGS:
-            problems.append(f"pooling must be one of {', '.join(POOLINGS)}")
-        if self.method not in PROBE_METHODS:
-            problems.append(f"method must be one of {', '.join(PROBE_METHODS)}")
-        if self.folds < 2:
-            problems.append("folds must be at least 2")
-        return problems + layer_problems("layers", self.layers)
+        return _required(self, "pairs") + probe_problems(self)
 
     @property
     def layer_list(self) -> list[int] | None:
@@ -534,6 +540,41 @@ class ValuesFitJob(WholeJob, ValuesSettings):
         if not problems and self.layer_list and len(self.layer_list) > 1:
             problems.append("a probe lives at one layer: give at most one in layers")
         return problems
+
+
+@dataclass(frozen=True)
+class JudgesCompareJob(WholeJob):
+    """Every judge scored against people on the same human-labelled pairs: the log-prob A/B
+    judge, the constitution's direction in the hidden states, a probe fitted in nested
+    cross-validation (its layer picked inside the training folds), and a preference model when
+    given; each with its agreement and 95% interval, length-controlled agreement, length
+    baselines, position bias and calibration, ranked by the length-controlled lower bound."""
+
+    labels: str = _help("Human labels: 'human' (your labels in the workspace), 'gold', a pairs "
+                        "JSONL or folder with human labels (trl or HH-RLHF imports), or a label "
+                        "run.", "human")
+    constitution: str = _help("Constitution of the log-prob and constitution-direction judges: "
+                              "a file, NAME or NAME@VERSION.", DEFAULT_CONSTITUTION)
+    model: str = _help("The model the judges read and ask.", DEFAULT_MODEL)
+    ensemble: int = _help("Principles per log-prob judge label (0 = every enabled one).", 2)
+    pm: str = _help("A preference model folder (a reward run's reward_adapter) to score too.", "")
+    pooling: str = _help("answer_mean (mean over the answer's tokens) or last (its last token).",
+                         "answer_mean")
+    method: str = _help("Probe: logistic (L2) or mean_difference.", "logistic")
+    folds: int = _help("Cross-validation folds (outer and inner).", 5)
+    layers: str = _help("Comma-separated layers the probe may use (0 = embeddings; empty = all).",
+                        "")
+    seed: int = _help("Seed of the folds and bootstrap.", 0)
+
+    def problems(self) -> list[str]:
+        problems = _required(self, "labels", "constitution") + probe_problems(self)
+        if self.ensemble < 0:
+            problems.append("ensemble must be 0 (every enabled principle) or more")
+        return problems
+
+    @property
+    def layer_list(self) -> list[int] | None:
+        return layer_numbers(self.layers)
 
 
 STEER_METHODS = ("mean", "pca")
@@ -633,6 +674,7 @@ STAGES: dict[str, type] = {"sft": SFTJob, "pmp": PMPJob, "reward": RewardJob, "p
 COMMANDS: dict[str, type] = {"revise": ReviseJob, "sft-data": SFTDataJob, "pairs": PairsJob,
                              "label": LabelJob, **STAGES, "evaluate": EvaluateJob,
                              "values-report": ValuesJob, "values-fit": ValuesFitJob,
+                             "judges-compare": JudgesCompareJob,
                              "steer-extract": SteerExtractJob, "run-all": RunAllJob}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
