@@ -270,9 +270,9 @@ def cmd_label(args: argparse.Namespace) -> int:
     from pipeline.feedback import run_labelling
     from pipeline.jobs import job_context, write_progress
     from pipeline.preferences import read_pairs
-    from pipeline.trust import format_report, trust_report
-
+    from pipeline.judge_choice import labels_note, save_choice
     from pipeline.stages import job_yaml
+    from pipeline.trust import format_report, trust_report
 
     job = stage_job("label", args)
     out = Path(args.out)
@@ -286,7 +286,9 @@ def cmd_label(args: argparse.Namespace) -> int:
             print(f"warning: skipped {message}", file=sys.stderr)
         pairs = pairs[: job.limit or None]
         write_progress(out, 0, len(pairs), loading(job.model))
-        labeller = judge_for(job)
+        choice = chosen_judge(job, args, out, constitution, len(pairs))
+        labeller = judge_for(replace(job, judge_method=choice.method, probe=choice.probe)
+                             if choice else job)
         bar = tqdm(total=len(pairs), unit="pair")
         write_progress(out, 0, len(pairs), "labelling")
 
@@ -296,11 +298,52 @@ def cmd_label(args: argparse.Namespace) -> int:
 
         prefs = run_labelling(labeller, constitution, pairs, out, progress)
         bar.close()
+        domain = probe_domain(labeller, prefs)
+        if choice and domain != choice.domain:
+            choice = replace(choice, domain=domain)
+            save_choice(choice, out)
         report = trust_report(prefs, open_store(args).human_labels())
-        write_atomic(out / "summary.json", json.dumps(asdict(report), indent=2))
+        write_atomic(out / "summary.json", json.dumps(
+            {**asdict(report), "judge": labels_note(out), "domain": domain}, indent=2))
         print(f"{len(prefs)} labelled pairs in {out / 'labels.jsonl'}")
         print(format_report(report))
+        print(labels_note(out))
+        if domain:
+            print(f"warning: {domain}", file=sys.stderr)
     return 0
+
+
+def chosen_judge(job, args: argparse.Namespace, out: Path, constitution: Constitution,
+                 pairs: int):
+    """Under judge_method auto, the judge the human labels choose (measured once and kept in
+    the run folder, so a resumed run keeps it); None for a judge named by hand."""
+    from pipeline.judge_choice import measured_choice, read_choice, save_choice
+
+    if job.judge_method != "auto":
+        return None
+    choice = read_choice(out)
+    if choice is None:
+        from pipeline.jobs import write_progress
+
+        def step(what: str) -> None:
+            print(f"… auto: {what}", file=sys.stderr, flush=True)
+            write_progress(out, 0, pairs, f"choosing the judge: {what}")
+
+        choice = measured_choice(job, open_store(args), constitution, out, step)
+        save_choice(choice, out)
+    print(choice.text, flush=True)
+    return choice
+
+
+def probe_domain(labeller, prefs) -> str:
+    """The domain check of a probe-led representation judge on the pairs it just labelled."""
+    from pipeline.judge_choice import domain_check
+
+    probe = getattr(labeller, "probe", None)
+    if probe is None:
+        return ""
+    fresh = [p for p in prefs if "probe-training-pair" not in p.flags]
+    return domain_check(fresh, probe.always_longer)
 
 
 def cmd_relabel(args: argparse.Namespace) -> int:
@@ -636,6 +679,7 @@ def as_processes(args: argparse.Namespace, processes: int) -> int | None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pipeline.jobs import is_main_process, job_context, write_progress
+    from pipeline.judge_choice import NOTE_FILE, training_note
     from pipeline.runs import long_run_warning
     from pipeline.stages import job_yaml
     from pipeline.train.runtime import CancelFlag
@@ -651,6 +695,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     cancel = CancelFlag()
     with job_context(out, on_cancel=cancel.set):
         write_atomic(out / "job.yaml", job_yaml(job))
+        note = training_note(job)
+        if note:
+            write_atomic(out / NOTE_FILE, json.dumps(note, indent=2))
+            if not note["verified"] and is_main_process():
+                print(f"warning: {note['note']}", file=sys.stderr, flush=True)
         write_progress(out, 0, 0, loading(job.model) + " and the data")
         extra = {}
         if getattr(job, "constitution", ""):  # RAHF's SCIT writes instructions from it
@@ -659,6 +708,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         if is_main_process():
             print(f"wrote {result}")
     return 0
+
+
+def evaluation_judges(job) -> list[tuple[str, str]]:
+    """(method, probe) per judge of a tournament; `auto` is the judge its label run chose."""
+    from pipeline.errors import ConfigError
+    from pipeline.judge_choice import CHOICE_FILE, read_choice
+
+    found = []
+    for method in job.judges:
+        if method != "auto":
+            found.append((method, job.probe))
+            continue
+        choice = read_choice(job.judge_from)
+        if choice is None:
+            raise ConfigError(f"judge auto stands for the judge {job.judge_from} chose, but it "
+                              f"has no readable {CHOICE_FILE}: label it with judge_method: auto.")
+        found.append((choice.method, choice.probe))
+    return list(dict.fromkeys(found))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -684,8 +751,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         progress(loading(job.judge_model or job.base) + " for the judges", 0, 0)
         judges = {}
-        for method in job.judges:
-            judge = make_judge(method, job.judge_model or job.base, job.probe, -1,
+        for method, probe in evaluation_judges(job):
+            judge = make_judge(method, job.judge_model or job.base, probe, -1,
                                FeedbackConfig(ensemble=job.ensemble), job.reward_adapter)
             judges[judge.name] = judge
         result = run_tournament(job, out, constitution, judges, cancel, progress,
@@ -703,6 +770,7 @@ def cmd_run_all(args: argparse.Namespace) -> int:
 
     from pipeline.evaluation.tournament import EVAL_MD
     from pipeline.jobs import JOB_ID_ENV, job_context
+    from pipeline.judge_choice import labels_note
     from pipeline.runall import run_all, stage_seconds
     from pipeline.train.runtime import CancelFlag
 
@@ -724,6 +792,7 @@ def cmd_run_all(args: argparse.Namespace) -> int:
         for record in ran:
             print(f"  {record.kind:<10} job {record.id:<4} {stage_seconds(record):7.1f} s")
         print(f"total {time.time() - started:.0f} s\n")
+        print(labels_note(out / "labels") + "\n")
         print((out / "eval" / EVAL_MD).read_text())
     return 0
 

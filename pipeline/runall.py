@@ -68,13 +68,15 @@ def plan(job: RunAllJob, out: Path) -> list[Stage]:
                                     limit=job.pair_prompts, **tokens)),
         ("labels", "label", LabelJob(pairs=folder("pairs"), constitution=constitution,
                                      model=job.model, ensemble=job.ensemble,
-                                     judge_method=job.judge_method, probe=job.judge_probe)),
+                                     judge_method=job.judge_method, probe=job.judge_probe,
+                                     human_labels=job.human_labels)),
         ("reward", "reward", training("reward", data=folder("labels"))),
         (aligned, aligned, alignment),
         ("eval", "evaluate", EvaluateJob(
             base=job.model, policy=f"sft={sft},{aligned}={folder(aligned, ADAPTER_DIR)}",
             reward_adapter=pm, constitution=constitution, judge=f"{job.judge_method},pm",
-            probe=job.judge_probe, prompts=f"{job.prompts},helpful", split="test",
+            probe=job.judge_probe, judge_from=folder("labels") if job.judge_method == "auto"
+            else "", prompts=f"{job.prompts},helpful", split="test",
             limit=job.eval_prompts, ensemble=job.ensemble, **tokens)),
     ]
     def argv(name: str, command: str, config: object) -> tuple[str, ...]:

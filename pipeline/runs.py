@@ -103,7 +103,18 @@ def key_metric(job: JobRecord) -> str:
         if agreement.get("compared"):
             text += (f", human agreement {agreement['agreeing']}/{agreement['compared']} "
                      "(see its verdict)")
+        judge = report.get("judge")
+        if isinstance(judge, str) and judge:
+            text += "; " + ("labels unverified" if judge.startswith("labels unverified")
+                            else "judge chosen by agreement with people")
         return text
+    if job.kind == "judges-compare":
+        board = _json(folder / "judges.json") or {}
+        rows = [r for r in board.get("rows") or [] if isinstance(r, dict)]
+        if not rows:
+            return ""
+        return (f"{board.get('pairs')} human labels; auto picks {board['best']}" if
+                board.get("best") else f"{board.get('pairs')} human labels; no judge passes")
     if job.kind == "pairs":
         pairs = _rows(folder / "pairs.jsonl")
         return f"{len(pairs)} pairs" if pairs else ""
@@ -138,6 +149,13 @@ def key_metric(job: JobRecord) -> str:
         stages = stage_names(folder)
         done = sum(succeeded(folder / s) for s in stages)
         return f"{done} of {len(stages)} stages done" if stages else ""
+    note = _json(folder / "labels-note.json") or {}  # judge_choice.NOTE_FILE (no torch here)
+    unverified = "labels unverified · " if note.get("verified") is False else ""
+    return unverified + trained_metric(job, folder)
+
+
+def trained_metric(job: JobRecord, folder: Path) -> str:
+    """A training run's telling number: the PM's held-out accuracy, else its last metric."""
     held_out = (_json(folder / SUMMARY_FILE) or {}).get("held_out") if job.kind in PM_KINDS else None
     if isinstance(held_out, dict) and held_out:
         return "held-out accuracy: " + "; ".join(f"{HELD_OUT.get(k, k)} {v}" for k, v in held_out.items())

@@ -25,7 +25,11 @@ from pipeline.store import DEFAULT_CONSTITUTION
 from pipeline.vllm_engine import ENGINES
 
 
-JUDGES = ("logprob", "representation")  # who labels a pair: the A/B question, or hidden states
+# who labels a pair: the A/B question, hidden states, or whichever agrees best with people
+JUDGES = ("logprob", "representation", "auto")
+HUMAN_LABELS_HELP = ("judge auto: the human labels every judge is measured on ('human' = your "
+                     "labels in the workspace, 'gold', or a pairs JSONL or folder with human "
+                     "labels).")
 
 
 def _help(text: str, default: Any, join: bool = False) -> Any:
@@ -352,9 +356,12 @@ class LabelJob(WholeJob, FeedbackConfig):
     pairs: str = _help("Pairs JSONL, a folder from `pairs`, or 'gold'.", "")
     constitution: str = _help("Constitution: a file, NAME or NAME@VERSION.", "")
     model: str = _help("The feedback model.", DEFAULT_MODEL)
-    judge_method: str = _help("logprob (ask the A/B question) or representation (read the "
+    judge_method: str = _help("logprob (ask the A/B question), representation (read the "
                               "answers' hidden states along the constitution's direction, or a "
-                              "probe's).", "logprob")
+                              "probe's), or auto (the judge that agrees best with your human "
+                              "labels beyond length and chance; else logprob, unverified).",
+                              "logprob")
+    human_labels: str = _help(HUMAN_LABELS_HELP, "human")
     probe: str = _help("Representation judge: a probe folder from `values fit` instead of the "
                        "constitution's direction.", "")
     layer: int = _help("Representation judge: the layer to read (-1 = the middle one; a probe "
@@ -375,7 +382,7 @@ class LabelJob(WholeJob, FeedbackConfig):
         return problems
 
 
-TOURNAMENT_JUDGES = ("logprob", "representation", "pm")
+TOURNAMENT_JUDGES = ("logprob", "representation", "pm", "auto")
 
 
 @dataclass(frozen=True)
@@ -397,7 +404,8 @@ class EvaluateJob(WholeJob, SamplingConfig):
                         "repeat the flag, or separate them with commas in a job file.", "",
                         join=True)
     judge: str = _help("Judges: logprob (the A/B question), representation (hidden states), pm "
-                       "(the preference model); several → their agreement is reported.",
+                       "(the preference model), auto (the judge a label run chose, see "
+                       "judge_from); several → their agreement is reported.",
                        "logprob", join=True)
     judge_model: str = _help("The model the logprob and representation judges read ('' = the "
                              "base).", "")
@@ -405,6 +413,8 @@ class EvaluateJob(WholeJob, SamplingConfig):
                               "NAME or NAME@VERSION.", "")
     ensemble: int = _help("Principles per logprob label (0 = every enabled principle).", 2)
     probe: str = _help("A probe folder from `values fit` for the representation judge.", "")
+    judge_from: str = _help("judge auto: the label run whose chosen judge (judge.json) it "
+                            "stands for.", "")
     reward_adapter: str = _help("Preference model folder (from `reward`): the pm judge, and each "
                                 "policy's PM score.", "")
     bootstrap: int = _help("Bootstrap resamples of the prompts for the rating intervals.", 1000)
@@ -442,12 +452,14 @@ class EvaluateJob(WholeJob, SamplingConfig):
                                 f"{judge!r})")
         if not self.judges:
             problems.append("judge names no judge")
-        if set(self.judges) & {"logprob", "representation"} and not self.constitution.strip():
+        if set(self.judges) - {"pm"} and not self.constitution.strip():
             problems.append("constitution is required by the logprob and representation judges")
         if "pm" in self.judges and not self.reward_adapter.strip():
             problems.append("the pm judge needs reward_adapter")
         if self.probe and "representation" not in self.judges:
             problems.append("probe needs the representation judge")
+        if "auto" in self.judges and not self.judge_from.strip():
+            problems.append("the auto judge needs judge_from (a label run that chose it)")
         return problems
 
     def policies_given(self) -> list[str]:
@@ -638,9 +650,12 @@ class RunAllJob:
     ensemble: int = _help("Principles sampled per AI label (0 = every enabled principle).", 2)
     eval_prompts: int = _help("Held-out prompts per set (prompts and helpful) in the closing "
                               "tournament (0 = the whole test split).", 8)
-    judge_method: str = _help("Who labels the pairs: logprob (the A/B question) or representation "
+    judge_method: str = _help("Who labels the pairs: logprob (the A/B question), representation "
                               "(the constitution's direction in the hidden states, or "
-                              "`judge_probe`'s).", "logprob")
+                              "`judge_probe`'s), or auto (the judge that agrees best with "
+                              "`human_labels` beyond length and chance; the labels say "
+                              "'unverified' when none does).", "logprob")
+    human_labels: str = _help(HUMAN_LABELS_HELP, "human")
     judge_probe: str = _help("A probe folder from `values fit` (e.g. fitted from your own "
                              "labels) for the representation judge.", "")
     max_new_tokens: int = _help("Longest generated answer in chains, pairs and evaluation.", 64)
