@@ -360,7 +360,7 @@ class LabelJob(WholeJob, FeedbackConfig):
                               "answers' hidden states along the constitution's direction, or a "
                               "probe's), or auto (the judge that agrees best with your human "
                               "labels beyond length and chance; else logprob, unverified).",
-                              "logprob")
+                              "auto")
     human_labels: str = _help(HUMAN_LABELS_HELP, "human")
     probe: str = _help("Representation judge: a probe folder from `values fit` instead of the "
                        "constitution's direction.", "")
@@ -654,7 +654,7 @@ class RunAllJob:
                               "(the constitution's direction in the hidden states, or "
                               "`judge_probe`'s), or auto (the judge that agrees best with "
                               "`human_labels` beyond length and chance; the labels say "
-                              "'unverified' when none does).", "logprob")
+                              "'unverified' when none does).", "auto")
     human_labels: str = _help(HUMAN_LABELS_HELP, "human")
     judge_probe: str = _help("A probe folder from `values fit` (e.g. fitted from your own "
                              "labels) for the representation judge.", "")

@@ -1,6 +1,7 @@
 """The one-click pipeline's plan: every stage command is one the CLI accepts, each stage reads
 the folders of the stages before it, and the closing tournament rates SFT and the aligned
 policy against the base."""
+import json
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,9 @@ def test_every_stage_command_parses_and_reads_the_stage_before(tmp_path):
     assert by_name["eval"].split == "test" and by_name["eval"].limit == 8
     assert by_name["chains"].split == "train" and by_name["chains"].limit == 16
     assert by_name["sft"].preset == "tiny"
-    assert not hasattr(by_name["labels"], "judge_method")  # the default: the log-prob judge
+    assert not hasattr(by_name["labels"], "judge_method")  # the default: auto
+    assert by_name["eval"].judge == ["auto", "pm"] and by_name["eval"].judge_from == str(
+        tmp_path / "labels")
     with_probe = build_job(RunAllJob, {"constitution": "c.yaml", "judge_method": "representation",
                                        "judge_probe": "mine/probe"})
     labels = parser.parse_args(list(plan(with_probe, tmp_path)[4].args))
@@ -113,3 +116,6 @@ def test_run_all_on_a_tiny_model_records_every_stage_and_the_table(tmp_path, tin
     assert axes == {"harmlessness", "helpfulness"}
     assert all(len(a.ratings) == 3 for j in results.judges for a in j.axes)
     assert "| ppo |" in proc.stdout and "95% interval" in proc.stdout
+    # no human labels in the workspace: auto fell back to the log-prob judge and says so first
+    assert "labels unverified: there are no human A/B labels in 'human'" in proc.stdout
+    assert json.loads((out / "reward" / "labels-note.json").read_text())["verified"] is False
