@@ -474,6 +474,7 @@ def cmd_judges_compare(args: argparse.Namespace) -> int:
     from pipeline.evaluation.leaderboard import (check_labels, format_board, judged_all,
                                                  leaderboard)
     from pipeline.jobs import job_context, write_progress
+    from pipeline.judge_choice import board_choice
     from pipeline.models import load_model
     from pipeline.values.features import labelled_in
 
@@ -483,7 +484,7 @@ def cmd_judges_compare(args: argparse.Namespace) -> int:
         data = labelled_in(job.labels, open_store(args))
         check_labels(data, job.folds)
         _, constitution = resolve_constitution(job.constitution, args)
-        steps, done = 4 + bool(job.pm), [0]
+        steps, done = 5 + bool(job.pm), [0]
 
         def step(what: str) -> None:
             print(f"… {what}", file=sys.stderr, flush=True)
@@ -492,13 +493,16 @@ def cmd_judges_compare(args: argparse.Namespace) -> int:
             done[0] += 1
 
         step(loading(job.model))
-        judged = judged_all(load_model(job.model), constitution, data, job, step)
-        board = leaderboard(job.labels, data, judged, job.seed)
+        loaded = load_model(job.model)
+        board = leaderboard(job.labels, data, judged_all(loaded, constitution, data, job, step),
+                            job.seed)
         text = format_board(board)
         if out:
-            write_atomic(out / "judges.json", json.dumps(board.as_json(), indent=2))
+            choice = board_choice(board, loaded, data, job, out, step)
             write_atomic(out / "judges.md", text + "\n")
             write_progress(out, steps, steps, "done")
+            text += f"\n{choice.text}" + (f"; its probe is in {choice.probe}" if choice.probe
+                                          else "")
         print(json.dumps(board.as_json(), indent=2) if args.json else text)
     return 0
 

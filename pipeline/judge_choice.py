@@ -119,7 +119,6 @@ def measured_choice(job, store, constitution, out: Path, step) -> JudgeChoice:
     from pipeline.models import load_model
     from pipeline.stages import JudgesCompareJob, build_job
     from pipeline.values.features import labelled_in
-    from pipeline.values.judge import fit_probe, save_probe
 
     compare = build_job(JudgesCompareJob, {
         "labels": job.human_labels, "constitution": constitution.name, "model": job.model,
@@ -136,12 +135,22 @@ def measured_choice(job, store, constitution, out: Path, step) -> JudgeChoice:
     loaded = load_model(job.model)
     board = leaderboard(job.human_labels, data, judged_all(loaded, constitution, data, compare,
                                                            step), compare.seed)
+    return board_choice(board, loaded, data, compare, out, step)
+
+
+def board_choice(board, loaded, data, compare, out: Path, step) -> JudgeChoice:
+    """The choice a board makes, saved with it in `out` (judges.json, judge.json); a winning
+    probe is fitted on all the labels (its layer picked by cross-validation) into out/probe,
+    so the judge the board measured can label, score and be picked by name."""
+    from pipeline.values.judge import fit_probe, save_probe
+
     write_atomic(out / BOARD_FILE, json.dumps(board.as_json(), indent=2))
     choice = from_board(board, str(out / PROBE_DIR))
     if choice.probe:
         step("fitting the winning probe on all the labels")
         save_probe(fit_probe(loaded, data, compare.pooling, compare.method, None, compare.folds,
                              compare.seed), out / PROBE_DIR)
+    save_choice(choice, out)
     return choice
 
 

@@ -32,6 +32,9 @@ from pipeline.trust import (CALIBRATION_BINS, ENTROPY_BINS, VIEWS, TrustReport, 
 from pipeline.values.features import labelled_in
 from pipeline.values.judge import (FITTED, LINEAGE_FILE, RepresentationJudge, load_probe,
                                    probe_quality)
+from pipeline.judge_choice import labels_note
+from studio import judges_panel
+from studio.judges_panel import auto_choice
 from studio.choices import (constitution_choices, default_choice, folder_choices, offer_models,
                             resolve_choice)
 from studio.job_panel import (cancel_notice, job_bar, job_buttons, latest_job, resume_notice,
@@ -214,8 +217,20 @@ def refresh_labels(store: Store, run_choice: str, view_choice: str) -> tuple:
         return error_notice(exc), gr.update(), gr.update(), []
     humans = store.human_labels()
     result = trust_report(prefs, humans) if prefs else None
-    return (report_html(result), calibration_frame(result), entropy_frame(result),
-            table_rows(view_rows(prefs, humans, view_choice), humans))
+    return (judge_note_html(run_choice, prefs) + report_html(result), calibration_frame(result),
+            entropy_frame(result), table_rows(view_rows(prefs, humans, view_choice), humans))
+
+
+def judge_note_html(run_choice: str, prefs: list[Preference]) -> str:
+    """Over a label run's report: which judge wrote its labels and its measured agreement,
+    or that they are unverified (with what to do: label pairs here, then compare judges)."""
+    if run_choice == STUDIO_RUN or not prefs:
+        return ""
+    text = labels_note(run_choice)
+    if text.startswith("labels unverified"):
+        return notice("warn", text + " — the queue: Next in queue (n), keys 1 / 2; then "
+                                     "Compare judges below.")
+    return notice("ok", text)
 
 
 def human_state_html(store: Store, text: str, a: str, b: str, run_choice: str) -> str:
@@ -301,14 +316,16 @@ def on_example(choice: str | None) -> tuple:
     return pair.prompt, pair.response_a, pair.response_b
 
 
-LOGPROB, REPRESENTATION = "logprob", "representation"
+LOGPROB, REPRESENTATION, AUTO = "logprob", "representation", "auto"
 
 
 def judge_choices(store: Store) -> list[tuple[str, str]]:
-    """The judges a pair can be scored and labelled with: the log-prob question, the
-    constitution's direction in the hidden states, and every probe fitted from labels."""
+    """The judges a pair can be scored and labelled with: auto (the one measured to agree
+    best with your labels), the log-prob question, the constitution's direction in the
+    hidden states, and every probe fitted from labels."""
     probes = store.trained(("values-fit",), "probe", LINEAGE_FILE)
-    return ([("log-prob: asks the A/B question", LOGPROB),
+    return ([("auto: the judge that agrees best with your labels (else log-prob, unverified)",
+              AUTO), ("log-prob: asks the A/B question", LOGPROB),
              ("representation: the constitution's direction in the hidden states", REPRESENTATION)]
             + [(f"representation: probe fitted from your labels ({Path(p).parent.name}; "
                 f"cross-validated {fitted_quality(p)})", p) for p in probes])
@@ -337,13 +354,13 @@ def offer_judges(store: Store) -> Any:
 
 def judge_settings(judge_choice: str | None) -> tuple[str, str]:
     """(judge, probe folder) of a judge choice."""
-    if judge_choice in (None, "", LOGPROB):
-        return LOGPROB, ""
+    if judge_choice in (None, "", LOGPROB, AUTO):
+        return judge_choice or LOGPROB, ""
     return REPRESENTATION, "" if judge_choice == REPRESENTATION else judge_choice
 
 
 def on_score(store: Store, text, a, b, choice, chosen, k, use_cot, model_name, seed_value, last,
-             run_choice, view_choice, judge_choice: str = LOGPROB) -> Iterator:
+             run_choice, view_choice, judge_choice: str = AUTO) -> Iterator:
     try:
         pair = current_pair(text, a, b)
         c: Constitution = resolve_choice(store, choice) if choice else None
@@ -357,6 +374,10 @@ def on_score(store: Store, text, a, b, choice, chosen, k, use_cot, model_name, s
                                 cot=bool(use_cot), seed=int(seed_value or 0))
         titles = {p.id: p.title for p in c.principles}
         judge, probe = judge_settings(judge_choice)
+        chosen_by = ""
+        if judge == AUTO:  # the judge the newest comparison chose, or log-prob unverified
+            auto = auto_choice(store)
+            judge, probe, chosen_by = auto.method, auto.probe, auto.text
         if judge == LOGPROB:
             labeller = Labeller(load_model(model_name), config)
             judges = [] if pair.identical else [p.id for p in feedback_principles(c, pair, config)]
@@ -377,8 +398,12 @@ def on_score(store: Store, text, a, b, choice, chosen, k, use_cot, model_name, s
             pending = judges[len(done):] if judge == LOGPROB else []
             yield ("", label_bars(done, titles, pending, previous), last, *[gr.update()] * 4)
         studio_log(store).append([record])
-        note = notice("info", "The answers were cut to fit the question (flagged).") \
-            if "truncated" in record.flags else ""
+        notes = ["The answers were cut to fit the question (flagged)."] \
+            if "truncated" in record.flags else []
+        if chosen_by:
+            notes.append(f"auto: {chosen_by}")
+        note = notice("warn" if chosen_by.startswith("labels unverified") else "info",
+                      " ".join(notes)) if notes else ""
         scored = Previous(pair.id, record.p_a, tuple(x.principle_id for x in done))
         yield (note, label_bars(done, titles, [], previous, record.p_a), scored,
                *refresh_labels(store, run_choice, view_choice))
@@ -490,7 +515,7 @@ def on_make(store: Store, chosen_set, n, model_name, seed_value) -> tuple:
 
 
 def on_launch(store: Store, source, n, choice, chosen, k, use_cot, model_name,
-              seed_value, judge_choice: str = LOGPROB) -> tuple:
+              seed_value, judge_choice: str = AUTO) -> tuple:
     if not choice:
         return notice("error", "Pick a constitution first."), gr.update(), gr.update()
     out = store.new_run_folder("labels")
@@ -577,7 +602,7 @@ def build(store: Store, demo: gr.Blocks,
             model = gr.Dropdown(label="Feedback / answer model", choices=[default_model],
                                 value=default_model, allow_custom_value=True, elem_id="pref-model")
             offer_models(store, model, default_model)
-            judge = gr.Dropdown(label="Judge", choices=judge_choices(store), value=LOGPROB,
+            judge = gr.Dropdown(label="Judge", choices=judge_choices(store), value=AUTO,
                                 elem_id="pref-judge")
             judge.focus(partial(offer_judges, store), None, judge)
             seed = gr.Number(value=0, precision=0, label="seed")
@@ -616,6 +641,7 @@ def build(store: Store, demo: gr.Blocks,
         table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True,
                              elem_id="pref-table", label="Labelled pairs (click to open)")
     timer = gr.Timer(2.0)
+    judges_panel.build(store, demo, timer, constitution, model, message)
 
     def on_open_row(run_choice, evt: gr.SelectData):
         return open_row(store, run_choice, evt.row_value[0] if evt.row_value else None)

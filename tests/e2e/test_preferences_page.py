@@ -88,6 +88,8 @@ def test_batch_labelling_job_table_and_queue(page: Page, studio):
     expect(report).to_contain_text("too few pairs to say: 3 compared")
     expect(report.locator("[data-muted]")).to_contain_text("calibration error not meaningful")
     expect(report).to_contain_text("always-longer")
+    # the default judge is auto; with no labels of yours it is the log-prob judge, and says so
+    expect(report.locator(".notice-warn")).to_contain_text("labels unverified")
     pick(page, "pref-view", "AI vs human disagreements")
     pick(page, "pref-view", "all")
     table.get_by_text(first.id, exact=True).last.click()

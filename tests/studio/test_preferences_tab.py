@@ -23,7 +23,9 @@ def test_scoring_streams_principle_bars_and_keeps_the_record(store, tiny_folder)
                               0, False, str(tiny_folder), 0, None, tab.STUDIO_RUN, "all"))
     assert len(steps) == 1 + 2 + 1  # pending bars, 4 then 1 principles, the kept record
     message, bars, last, report, *_ = steps[-1]
-    assert message == "" and bars.count("pref-principle") == 5 and "P(A)" in bars
+    # the default judge is auto: nothing measured yet, so the log-prob judge, unverified
+    assert "auto: labels unverified: no judge has been measured" in message
+    assert bars.count("pref-principle") == 5 and "P(A)" in bars
     assert last.pair_id == Pair("Tell me a joke.", "Why did the chicken cross?", "No.").id
     assert 0 < last.p_a < 1 and len(last.principles) == 5
     assert len(tab.records(store, tab.STUDIO_RUN)) == 1 and "1 labelled pair (" in report
@@ -84,7 +86,7 @@ def test_jobs_are_refused_or_answered_without_a_browser(store):
 
 
 def test_the_representation_judge_scores_a_pair_and_labels_from_my_labels(store, tiny_folder):
-    assert [v for _, v in tab.judge_choices(store)] == [tab.LOGPROB, tab.REPRESENTATION]
+    assert [v for _, v in tab.judge_choices(store)] == [tab.AUTO, tab.LOGPROB, tab.REPRESENTATION]
     *_, (message, bars, scored, *rest) = tab.on_score(
         store, "Tell me a joke.", "Why did the chicken cross the road?", "No.", "honest", [], 0,
         False, str(tiny_folder), 0, None, tab.STUDIO_RUN, "all", tab.REPRESENTATION)
