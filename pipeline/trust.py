@@ -304,11 +304,3 @@ def view_rows(prefs: list[Preference], humans: dict[str, str], view: str) -> lis
     if view == "not yet labelled by a person":
         return [p for p in prefs if human(p) is None]
     return prefs
-
-
-def next_in_queue(prefs: list[Preference], humans: dict[str, str], current: str) -> Preference | None:
-    """The spot-check queue: pairs no person has labelled, most uncertain first."""
-    waiting = [p for p in view_rows(prefs, humans, "most uncertain")
-               if human_choice(p.pair, humans) is None and p.pair.id != current
-               and "identical" not in p.flags]
-    return waiting[0] if waiting else None

@@ -28,13 +28,15 @@ from pipeline.runs import counted
 from pipeline.stages import LabelJob, PairsJob, ValuesFitJob, build_job, to_argv
 from pipeline.store import JobRecord, Store
 from pipeline.trust import (CALIBRATION_BINS, ENTROPY_BINS, VIEWS, TrustReport, Verdict,
-                            label_verdict, next_in_queue, trust_report, view_rows)
+                            label_verdict, trust_report, view_rows)
 from pipeline.values.features import labelled_in
 from pipeline.values.judge import (FITTED, LINEAGE_FILE, RepresentationJudge, load_probe,
                                    probe_quality)
 from pipeline.judge_choice import labels_note
+from pipeline.labelling_queue import ORDERS, next_pair, pair_set, progress_text
 from studio import judges_panel
 from studio.judges_panel import auto_choice
+from studio.queue_probe import QUEUE_PROBE
 from studio.choices import (constitution_choices, default_choice, folder_choices, offer_models,
                             resolve_choice)
 from studio.job_panel import (cancel_notice, job_bar, job_buttons, latest_job, resume_notice,
@@ -348,6 +350,10 @@ def representation_reader(model_name: str, probe: str) -> RepresentationJudge:
     return RepresentationJudge(loaded, load_probe(probe, loaded) if probe else None)
 
 
+def offer_queue_sources(store: Store) -> Any:
+    return gr.update(choices=queue_sources(store))
+
+
 def offer_judges(store: Store) -> Any:
     return gr.update(choices=judge_choices(store))
 
@@ -458,15 +464,48 @@ def on_undo(store: Store, text, a, b, run_choice, view_choice) -> tuple:
             *refresh_labels(store, run_choice, view_choice))
 
 
-def on_next(store: Store, text, a, b, run_choice) -> tuple:
-    prefs = records(store, run_choice)
+SHOWN = "shown"  # the queue walks the labels picked under "Labels, trust and agreement"
+
+
+def queue_sources(store: Store) -> list[tuple[str, str]]:
+    """The pair sets the queue can walk: the labels shown below, the gold pairs, and every
+    finished pairs or label run."""
+    return ([("the labels shown below", SHOWN), ("gold pairs", "gold")]
+            + folder_choices(store.jobs(), ("pairs", "label")))
+
+
+def queue_pairs(store: Store, source: str, run_choice: str) -> tuple[list[Pair], dict[str, float]]:
+    """(the pairs of a queue source, the AI label's P(A) per pair where it has one: what
+    orders the active queue before a probe of yours can)."""
+    ref = run_choice if source in (None, "", SHOWN) else source
+    if ref == STUDIO_RUN or Path(ref, "labels.jsonl").exists():
+        prefs = records(store, ref)
+        return [p.pair for p in prefs], {p.pair.id: p.p_a for p in prefs}
+    return pair_set(ref), {}
+
+
+def on_next(store: Store, text, a, b, run_choice, source: str = SHOWN, order: str = "active",
+            model_name: str = DEFAULT_MODEL) -> tuple:
+    """The next pair to label from the queue's set, in its order, with how far it has come."""
+    try:
+        pairs, ai = queue_pairs(store, source, run_choice)
+    except StudioError as exc:
+        return error_notice(exc), *[gr.update()] * 3
+    humans = store.human_labels()
+    fit = QUEUE_PROBE.current(model_name, pairs, humans) if order == "active" and pairs else None
     current = Pair(text, a, b).id if all((x or "").strip() for x in (text, a, b)) else ""
-    pref = next_in_queue(prefs, store.human_labels(), current)
-    if pref is None:
-        return notice("ok", "Every pair in these labels has a human label."), *[gr.update()] * 3
-    return (notice("info", f"Pair {pref.pair.id}: AI P(A) = {pref.p_a:.3f}, "
-                          f"{pref_verdict(pref).text}. Your label?"),
-            pref.pair.prompt, pref.pair.response_a, pref.pair.response_b)
+    pair = next_pair(pairs, humans, order, fit.scores if fit else ai, current)
+    progress = progress_text(pairs, humans, fit)
+    problem = QUEUE_PROBE.error(model_name, pairs) if pairs else ""
+    if pair is None:
+        return notice("ok", f"Every pair of this set has your label ({progress})."), \
+            *[gr.update()] * 3
+    why = ("the probe fitted on your labels is least sure of it" if fit else
+           "the AI label is least sure of it" if ai and order == "active" else "random order")
+    return (notice("warn" if problem else "info",
+                   f"{progress} · pair {pair.id} ({why}). Your label?"
+                   + (f" ({problem})" if problem else "")),
+            pair.prompt, pair.response_a, pair.response_b)
 
 
 def open_row(store: Store, run_choice: str, pair_id: str | None) -> tuple:
@@ -585,8 +624,13 @@ def build(store: Store, demo: gr.Blocks,
                 human_b = gr.Button("B is better (2)", elem_id="pref-human-b")
                 human_tie = gr.Button("Tie (3)", elem_id="pref-human-tie")
                 undo = gr.Button("Undo last label (u)", elem_id="pref-undo")
-                next_pair = gr.Button("Next in queue (n)", elem_id="pref-next")
+                next_button = gr.Button("Next in queue (n)", elem_id="pref-next")
                 fit = gr.Button("Fit a judge from my labels", elem_id="pref-fit")
+            with gr.Row():
+                queue = gr.Dropdown(label="Queue (n): pairs to label", choices=queue_sources(store),
+                                    value=SHOWN, elem_id="pref-queue", scale=3)
+                queue_order = gr.Dropdown(label="Order", choices=list(ORDERS), value=ORDERS[0],
+                                          elem_id="pref-queue-order")
             human_note = gr.HTML(elem_id="pref-human-state")
             guideline = gr.HTML(elem_id="pref-guideline")
         with gr.Column(scale=1):
@@ -669,8 +713,9 @@ def build(store: Store, demo: gr.Blocks,
                      [message, human_note, *label_outputs])
     undo.click(partial(on_undo, store), [*pair_fields, run, view],
                [message, human_note, *label_outputs])
-    next_pair.click(partial(on_next, store), [*pair_fields, run], [message, *pair_fields]).then(
-        human_state, state_inputs, human_note)
+    next_button.click(partial(on_next, store), [*pair_fields, run, queue, queue_order, model],
+                      [message, *pair_fields]).then(human_state, state_inputs, human_note)
+    queue.focus(partial(offer_queue_sources, store), None, queue)
     # .change: also when the Runs tab opens a labels run here
     run.change(partial(refresh_labels, store), [run, view], label_outputs).then(
         human_state, state_inputs, human_note)

@@ -94,5 +94,12 @@ def test_batch_labelling_job_table_and_queue(page: Page, studio):
     pick(page, "pref-view", "all")
     table.get_by_text(first.id, exact=True).last.click()
     expect(page.locator("#pref-prompt textarea")).to_have_value(first.prompt)
+    # the gold pairs' shipped labels are not yours: the queue serves them, most uncertain first
     page.click("#pref-next")
-    expect(page.locator("#pref-message")).to_contain_text("Every pair in these labels has a human label")
+    expect(page.locator("#pref-message")).to_contain_text("0 of 3 labelled")
+    expect(page.locator("#pref-message")).to_contain_text("the AI label is least sure of it")
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("1")
+    expect(page.locator("#pref-message")).to_contain_text("Recorded your label A")
+    page.click("#pref-next")
+    expect(page.locator("#pref-message")).to_contain_text("1 of 3 labelled")

@@ -43,7 +43,7 @@ def test_chatbot_history_becomes_a_conversation():
 # --- Preferences tab ---------------------------------------------------------------------------
 
 from pipeline.preferences import Pair, Preference, PrincipleLabel  # noqa: E402
-from pipeline.trust import next_in_queue, view_rows  # noqa: E402
+from pipeline.trust import view_rows  # noqa: E402
 from studio.preferences_tab import Previous, label_bars, table_rows  # noqa: E402
 
 
@@ -52,7 +52,7 @@ def _pref(prompt: str, p_ab: float, p_ba: float, human: str | None = None) -> Pr
     return Preference(Pair(prompt, "a", "b", human=human), label.ordered.p_a, (label,), "m", "h")
 
 
-def test_label_table_views_and_the_queue():
+def test_label_table_views():
     sure = _pref("sure", 0.95, 0.9, human="B")  # AI says A, the person said B
     unsure = _pref("unsure", 0.52, 0.49)
     biased = _pref("biased", 0.9, 0.1)
@@ -61,8 +61,6 @@ def test_label_table_views_and_the_queue():
     assert view_rows(prefs, {}, "most position-biased")[0] is biased
     assert view_rows(prefs, {}, "AI vs human disagreements") == [sure]
     assert view_rows(prefs, {}, "not yet labelled by a person") == [unsure, biased]
-    assert next_in_queue(prefs, {}, current=biased.pair.id) is unsure
-    assert next_in_queue(prefs, {unsure.pair.id: "A", biased.pair.id: "tie"}, "") is None
     assert table_rows([sure], {})[0][7] == "B"
     assert [row[3] for row in table_rows(prefs, {})] == [
         "prefers A in both orders (P(A) = 0.925)", "position-decided", "position-decided"]

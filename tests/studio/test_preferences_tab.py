@@ -66,7 +66,7 @@ def test_people_label_pairs_and_the_queue_moves_on(store, tiny_folder):
     tab.on_human(store, "A", "q1", "a", "b", tab.STUDIO_RUN, "all")
     assert "empty" in tab.on_human(store, "B", "q1", "a", "", tab.STUDIO_RUN, "all")[0]
     message, *_ = tab.on_next(store, "q1", "a", "b", tab.STUDIO_RUN)
-    assert "Every pair in these labels has a human label" in message
+    assert "Every pair of this set has your label (1 of 1 labelled" in message
     assert "no longer in these labels" in tab.open_row(store, tab.STUDIO_RUN, "gone")[0]
 
 
@@ -119,3 +119,30 @@ def test_the_guideline_follows_a_newly_saved_version_without_a_reload(store):
         c.principle("privacy"), title="Guard all privacy"), 4))
     changed, later = tab.on_guideline_tick(store, "harmless-helpful", None, now)
     assert "Guard all privacy" in changed and later == changed
+
+
+def test_the_queue_walks_the_gold_pairs_and_a_probe_of_my_labels_orders_it(store, tiny_folder):
+    """Gold pairs ship with labels, yet the queue serves them: only your own labels count;
+    after six of them (an A and a B) a probe refitted in the background orders the queue."""
+    from studio.queue_probe import QUEUE_PROBE
+
+    model = str(tiny_folder)
+    seen = []
+    for n in range(7):
+        message, prompt, a, b = tab.on_next(store, "", "", "", tab.STUDIO_RUN, "gold", "active",
+                                            model)
+        assert f"{n} of 74 labelled" in message and "Your label?" in message
+        seen.append(Pair(prompt, a, b).id)
+        tab.on_human(store, "AB"[n % 2], prompt, a, b, tab.STUDIO_RUN, "all")
+        if n == 5:
+            assert "random order" in message and "starts after 6 labels" in message
+    assert len(set(seen)) == 7  # never the same pair twice
+    QUEUE_PROBE.wait()
+    message, *_ = tab.on_next(store, "", "", "", tab.STUDIO_RUN, "gold", "active", model)
+    assert "7 of 74 labelled · probe agreement so far" in message
+    assert "the probe fitted on your labels is least sure of it" in message
+    message, *_ = tab.on_next(store, "", "", "", tab.STUDIO_RUN, "gold", "random", model)
+    assert "random order" in message
+    assert [v for _, v in tab.queue_sources(store)][:2] == [tab.SHOWN, "gold"]
+    missing = tab.on_next(store, "", "", "", tab.STUDIO_RUN, "/nowhere/pairs.jsonl", "random", model)
+    assert "notice-error" in missing[0]
