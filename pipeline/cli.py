@@ -772,7 +772,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_run_all(args: argparse.Namespace) -> int:
     import os
 
-    from pipeline.evaluation.tournament import EVAL_MD
+    from pipeline.evaluation.power import change_summary
+    from pipeline.evaluation.tournament import EVAL_MD, read_results
     from pipeline.jobs import JOB_ID_ENV, job_context
     from pipeline.judge_choice import labels_note
     from pipeline.runall import run_all, stage_seconds
@@ -796,8 +797,11 @@ def cmd_run_all(args: argparse.Namespace) -> int:
         for record in ran:
             print(f"  {record.kind:<10} job {record.id:<4} {stage_seconds(record):7.1f} s")
         print(f"total {time.time() - started:.0f} s\n")
-        print(labels_note(out / "labels") + "\n")
-        print((out / "eval" / EVAL_MD).read_text())
+        report = (change_summary(read_results(out / "eval"), job.alignment,
+                                 labels_note(out / "labels"))
+                  + "\n\n" + (out / "eval" / EVAL_MD).read_text())
+        write_atomic(out / "report.md", report)
+        print(report)
     return 0
 
 

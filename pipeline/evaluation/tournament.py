@@ -19,6 +19,7 @@ from typing import Any, Callable
 from pipeline.constitution import Constitution, content_hash
 from pipeline.errors import ConfigError, DatasetError
 from pipeline.evaluation.judges import PEOPLE, pm_scores
+from pipeline.evaluation.power import power_lines
 from pipeline.evaluation.ratings import Outcome, rate, schedule, win_matrix
 from pipeline.files import RecordLog, write_atomic
 from pipeline.jobs import JobCancelled
@@ -453,6 +454,10 @@ def format_results(result: TournamentResult) -> str:
         rate_text = "n/a" if a["rate"] is None else f"{a['rate']:.0%}"
         lines.append(f"\nJudges {a['judges'][0]} and {a['judges'][1]} pick the same winner on "
                      f"{a['agreeing']} of {a['compared']} comparisons ({rate_text}).")
+    if result.judges:
+        lines += ["", f"**Power** (judge {result.judges[0].judge}): could this tournament have "
+                      "seen an effect?", ""]
+        lines += [f"- {p.text}" for p in power_lines(result)]
     return "\n".join(lines)
 
 

@@ -118,4 +118,7 @@ def test_run_all_on_a_tiny_model_records_every_stage_and_the_table(tmp_path, tin
     assert "| ppo |" in proc.stdout and "95% interval" in proc.stdout
     # no human labels in the workspace: auto fell back to the log-prob judge and says so first
     assert "labels unverified: there are no human A/B labels in 'human'" in proc.stdout
+    report = (out / "report.md").read_text()
+    assert report.startswith("## What training changed") and "ppo vs base Elo" in report
+    assert "answer length: base" in report and "harmlessness, ppo vs base: won" in report
     assert json.loads((out / "reward" / "labels-note.json").read_text())["verified"] is False
