@@ -229,10 +229,22 @@ def judge_note_html(run_choice: str, prefs: list[Preference]) -> str:
     if run_choice == STUDIO_RUN or not prefs:
         return ""
     text = labels_note(run_choice)
+    domain = run_domain(run_choice)
+    warning = notice("warn", domain) if domain and domain not in text else ""
     if text.startswith("labels unverified"):
-        return notice("warn", text + " — the queue: Next in queue (n), keys 1 / 2; then "
-                                     "Compare judges below.")
-    return notice("ok", text)
+        return warning + notice("warn", text + " — the queue: Next in queue (n), keys 1 / 2; "
+                                               "then Compare judges below.")
+    return warning + notice("ok", text)
+
+
+def run_domain(run_choice: str) -> str:
+    """The domain check a label run recorded (a probe that follows answer length on the
+    pairs it labelled), '' when none."""
+    try:
+        found = json.loads(Path(run_choice, "summary.json").read_text()).get("domain")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return found if isinstance(found, str) else ""
 
 
 def human_state_html(store: Store, text: str, a: str, b: str, run_choice: str) -> str:

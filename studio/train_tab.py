@@ -42,6 +42,7 @@ TITLES = {"run-all": "whole pipeline (chains → SFT → pairs → labels → PM
           "evaluate": "8. evaluate: policy tournament (ratings with intervals)",
           "values-report": "values report: probes, constitution directions, adversarial flag",
           "values-fit": "representation judge fitted from human labels",
+          "judges-compare": "judges compared: every judge against your human labels",
           "steer-extract": "steering direction from a constitution or labelled pairs"}
 FORMS: dict[str, type] = {name: COMMANDS[name] for name in TITLES}
 PLOT_SLOTS = 8
@@ -206,12 +207,15 @@ def field_choices(store: Store, name: str) -> dict[str, list[Any]]:
         "pairs": (["gold", "human", *folders("pairs", "label")]
                   if name.startswith(("values", "steer")) else ["gold", *folders("pairs")]),
         "read": ["gold", "human", ""], "policy": models if name == "pairs" else [],
+        "labels": ["human", "gold", *folders("pairs", "label")],
+        "human_labels": ["human", "gold", *folders("pairs", "label")],
+        "pm": pms,
         "policy_adapter": adapter_choices(store), "reward_adapter": pms,
         "init_adapter": pms, "constitution": constitution_choices(store),
         "prompts": (["red-team,helpful", "red-team", "helpful"] if name == "evaluate"
                     else ["red-team", "helpful"]),
         "judge": ["logprob", "representation", "pm", "logprob,pm", "logprob,representation,pm"]
-        if name == "evaluate" else []}
+        if name == "evaluate" else [], "judge_from": folders("label")}
 
 
 def on_preset(store: Store, name: str, chosen_preset: str) -> list[Any]:

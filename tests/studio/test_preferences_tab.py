@@ -3,7 +3,7 @@ import dataclasses
 
 import gradio as gr
 
-from pipeline.preferences import Pair
+from pipeline.preferences import Pair, Preference
 from studio import preferences_tab as tab
 
 
@@ -146,3 +146,22 @@ def test_the_queue_walks_the_gold_pairs_and_a_probe_of_my_labels_orders_it(store
     assert [v for _, v in tab.queue_sources(store)][:2] == [tab.SHOWN, "gold"]
     missing = tab.on_next(store, "", "", "", tab.STUDIO_RUN, "/nowhere/pairs.jsonl", "random", model)
     assert "notice-error" in missing[0]
+
+
+def test_a_label_runs_report_opens_with_its_judge_and_any_domain_warning(store, tmp_path):
+    import json as json_
+
+    from pipeline.judge_choice import JudgeChoice, save_choice
+    from pipeline.preferences import LabelLog
+
+    run = tmp_path / "labels"
+    pref = Preference(Pair("Q?", "a long answer here", "no"), 0.8, (), "m", "h")
+    LabelLog(run).append([pref])
+    report, *_ = tab.refresh_labels(store, str(run), "all")
+    assert "notice-warn" in report and "labels unverified: the judge of" in report
+    domain = "this probe mostly follows answer length here: it picks the longer answer in 95%"
+    (run / "summary.json").write_text(json_.dumps({"domain": domain}))
+    save_choice(JudgeChoice("representation", "p", True, "probe", "90%", "human", 50, "ok"), run)
+    report, *_ = tab.refresh_labels(store, str(run), "all")
+    assert "notice-ok" in report and "chosen by agreement with 50 human labels" in report
+    assert report.index(domain) < report.index("chosen by agreement")
