@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Callable
 
 from pipeline.fields import add_config_arguments, config_from_args, settings_of
 from pipeline.constitution import (Constitution, diff_constitutions, format_diff, from_dict,
@@ -467,6 +468,21 @@ def cmd_values_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def stepper(out: Path | None, steps: int) -> Callable[[str], None]:
+    """A job's step reporter: each call says what it starts (stderr, and the run folder's
+    progress when there is one) and counts one step done."""
+    from pipeline.jobs import write_progress
+
+    done = [0]
+
+    def step(what: str) -> None:
+        print(f"… {what}", file=sys.stderr, flush=True)
+        if out:
+            write_progress(out, done[0], steps, what)
+        done[0] += 1
+    return step
+
+
 def cmd_judges_compare(args: argparse.Namespace) -> int:
     """Every judge against people on the same labels; judges.json and judges.md in --out."""
     from contextlib import nullcontext
@@ -484,14 +500,8 @@ def cmd_judges_compare(args: argparse.Namespace) -> int:
         data = labelled_in(job.labels, open_store(args))
         check_labels(data, job.folds)
         _, constitution = resolve_constitution(job.constitution, args)
-        steps, done = 5 + bool(job.pm), [0]
-
-        def step(what: str) -> None:
-            print(f"… {what}", file=sys.stderr, flush=True)
-            if out:
-                write_progress(out, done[0], steps, what)
-            done[0] += 1
-
+        steps = 5 + bool(job.pm)
+        step = stepper(out, steps)
         step(loading(job.model))
         loaded = load_model(job.model)
         board = leaderboard(job.labels, data, judged_all(loaded, constitution, data, job, step),
@@ -504,6 +514,45 @@ def cmd_judges_compare(args: argparse.Namespace) -> int:
             text += f"\n{choice.text}" + (f"; its probe is in {choice.probe}" if choice.probe
                                           else "")
         print(json.dumps(board.as_json(), indent=2) if args.json else text)
+    return 0
+
+
+def cmd_principles_rank(args: argparse.Namespace) -> int:
+    """Principles as judges on human labels; principles.json/.md and draft.yaml in --out."""
+    from contextlib import nullcontext
+
+    from pipeline.constitution import load_constitution, to_yaml
+    from pipeline.evaluation.leaderboard import check_labels
+    from pipeline.evaluation.principles import (CATALOGUE, draft_constitution, format_ranking,
+                                                label_everything, rank)
+    from pipeline.jobs import job_context, write_progress
+    from pipeline.models import load_model
+    from pipeline.values.features import labelled_in
+
+    job = stage_job("principles-rank", args)
+    out = Path(args.out) if args.out else None
+    with job_context(out) if out else nullcontext():
+        data = labelled_in(job.labels, open_store(args))
+        check_labels(data, 2)
+        _, constitution = resolve_constitution(job.constitution, args)
+        catalogue = load_constitution(job.catalogue or CATALOGUE)
+        steps = 1 + 2 * len(job.method_list)
+        step = stepper(out, steps)
+        step(loading(job.model))
+        labelled = label_everything(load_model(job.model), constitution, catalogue, data,
+                                    job.method_list, job.batch_size, step)
+        ranking = rank(data, job.labels, constitution, catalogue, labelled, job.seed)
+        text = format_ranking(ranking)
+        draft = draft_constitution(ranking, constitution, catalogue)
+        if out:
+            write_atomic(out / "principles.json", json.dumps(ranking.as_json(), indent=2))
+            write_atomic(out / "principles.md", text + "\n")
+            if draft:
+                write_atomic(out / "draft.yaml", to_yaml(draft))
+                text += (f"\nthe draft is in {out / 'draft.yaml'} (not saved: `constitution "
+                         f"save {out / 'draft.yaml'}` once you have read it)")
+            write_progress(out, steps, steps, "done")
+        print(json.dumps(ranking.as_json(), indent=2) if args.json else text)
     return 0
 
 
@@ -864,6 +913,7 @@ def build_parser() -> argparse.ArgumentParser:
             "sft": cmd_train, "pmp": cmd_train, "reward": cmd_train, "ppo": cmd_train,
             "dpo": cmd_train, "rahf": cmd_train, "evaluate": cmd_evaluate, "values-report": cmd_values_report,
             "values-fit": cmd_values_fit, "judges-compare": cmd_judges_compare,
+            "principles-rank": cmd_principles_rank,
             "steer-extract": cmd_steer_extract,
             "run-all": cmd_run_all}
     for command, cls in COMMANDS.items():
@@ -883,7 +933,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(run=runs[command])
 
     for p in [r for r in commands.choices.values()
-              if r.prog.endswith(("values-report", "judges-compare"))]:
+              if r.prog.endswith(("values-report", "judges-compare", "principles-rank"))]:
         p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     judges = commands.add_parser("judges", help="judges measured against your human labels")
     sub = judges.add_subparsers(dest="action", required=True)
@@ -895,6 +945,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the board as JSON")
     add_config_arguments(p, cls, only_given=True)
     p.set_defaults(run=cmd_judges_compare, command="judges-compare")
+    principles = commands.add_parser("principles", help="principles ranked on your human labels")
+    sub = principles.add_subparsers(dest="action", required=True)
+    cls = COMMANDS["principles-rank"]
+    p = sub.add_parser("rank", help="each principle (yours and a catalogue's) as a judge on your "
+                       "labels, and a draft of the best", description=" ".join(
+                           (cls.__doc__ or "").split()))
+    p.add_argument("--config", default=None, help="a YAML job file (field: value)")
+    p.add_argument("--out", default=None, help="folder for principles.json/.md and draft.yaml")
+    p.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    add_config_arguments(p, cls, only_given=True)
+    p.set_defaults(run=cmd_principles_rank, command="principles-rank")
     values = commands.add_parser("values", help="latent values: report, compare, fit a judge")
     sub = values.add_subparsers(dest="action", required=True)
     for action, cls, run, about in (

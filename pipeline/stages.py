@@ -589,6 +589,39 @@ class JudgesCompareJob(WholeJob):
         return layer_numbers(self.layers)
 
 
+@dataclass(frozen=True)
+class PrinciplesRankJob(WholeJob):
+    """Every principle of a constitution and of a catalogue of candidates scored alone as a
+    judge on human labels (log-prob and representation, length-controlled), near-duplicates
+    named, and a draft constitution of the best ones with its measured agreement against the
+    current one (written to the run folder, never saved silently)."""
+
+    labels: str = _help("Human labels: 'human', 'gold', or a pairs JSONL or folder with human "
+                        "labels.", "human")
+    constitution: str = _help("Your constitution: a file, NAME or NAME@VERSION.",
+                              DEFAULT_CONSTITUTION)
+    catalogue: str = _help("Candidate principles: a constitution file ('' = the shipped "
+                           "catalogue of 43).", "")
+    model: str = _help("The model the judges read and ask.", DEFAULT_MODEL)
+    methods: str = _help("representation, logprob, or both (comma-separated; the log-prob judge "
+                         "asks every principle in both orders: slow on a CPU).",
+                         "representation,logprob")
+    batch_size: int = _help("Rows per forward pass of the log-prob judge.", 16)
+    seed: int = _help("Seed of the bootstrap.", 0)
+
+    def problems(self) -> list[str]:
+        problems = _required(self, "labels", "constitution")
+        unknown = [m for m in self.method_list if m not in ("representation", "logprob")]
+        if unknown or not self.method_list:
+            problems.append("methods must name representation and/or logprob (got "
+                            f"{self.methods!r})")
+        return problems + rule(self, "batch_size", self.batch_size >= 1, "must be at least 1")
+
+    @property
+    def method_list(self) -> list[str]:
+        return [m.strip() for m in self.methods.split(",") if m.strip()]
+
+
 STEER_METHODS = ("mean", "pca")
 
 
@@ -690,6 +723,7 @@ COMMANDS: dict[str, type] = {"revise": ReviseJob, "sft-data": SFTDataJob, "pairs
                              "label": LabelJob, **STAGES, "evaluate": EvaluateJob,
                              "values-report": ValuesJob, "values-fit": ValuesFitJob,
                              "judges-compare": JudgesCompareJob,
+                             "principles-rank": PrinciplesRankJob,
                              "steer-extract": SteerExtractJob, "run-all": RunAllJob}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {

@@ -43,6 +43,7 @@ TITLES = {"run-all": "whole pipeline (chains → SFT → pairs → labels → PM
           "values-report": "values report: probes, constitution directions, adversarial flag",
           "values-fit": "representation judge fitted from human labels",
           "judges-compare": "judges compared: every judge against your human labels",
+          "principles-rank": "principles ranked on your human labels (and a draft of the best)",
           "steer-extract": "steering direction from a constitution or labelled pairs"}
 FORMS: dict[str, type] = {name: COMMANDS[name] for name in TITLES}
 PLOT_SLOTS = 8

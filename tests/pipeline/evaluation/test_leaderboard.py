@@ -108,16 +108,22 @@ def test_the_nested_probe_finds_the_planted_layer_and_no_held_out_label_leaks():
     assert sum((p > 0.5) == bool(label) for p, label in zip(means.p_a, y.tolist())) >= 34
 
 
+def length_pairs_file(path, n: int, shorter_every: int):
+    """A trl pairs file of n human-labelled pairs: the chosen answer is the longer one except
+    in every `shorter_every`-th pair."""
+    rows = []
+    for i in range(n):
+        long, short = f"Here is a careful and complete answer number {i}.", f"No {i}."
+        chosen, other = (long, short) if i % shorter_every else (short, long)
+        rows.append({"prompt": f"Question {i}?", "chosen": chosen, "rejected": other})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 def test_judges_compare_ranks_every_judge_from_the_command_line(tmp_path, tiny_folder):
     from tests.pipeline.test_cli import run
 
-    rows = []
-    for i in range(24):
-        long, short = f"Here is a careful and complete answer number {i}.", f"No {i}."
-        chosen, other = (long, short) if i % 3 else (short, long)
-        rows.append({"prompt": f"Question {i}?", "chosen": chosen, "rejected": other})
-    pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = length_pairs_file(tmp_path / "pairs.jsonl", 24, shorter_every=3)
     ws = tmp_path / "ws"
     out = tmp_path / "board"
     proc = run("judges", "compare", "--labels", str(pairs), "--model", str(tiny_folder),
