@@ -4,13 +4,14 @@ seeded by the pair and the principles' weights, so a principle left alone is dra
 scored) the same, and a label moves only because of the edit — and the labels that flip."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.constitution import Constitution
 from pipeline.errors import DatasetError
 from pipeline.fields import settings_of
 from pipeline.feedback import FeedbackConfig
+from pipeline.judge_choice import read_choice
 from pipeline.preferences import Pair, read_labels
 from pipeline.stages import LabelJob, build_job, read_job_file
 
@@ -44,8 +45,13 @@ def run_settings(folder: str | Path) -> LabelJob:
     """The label run's own settings (its job.yaml), else the defaults."""
     path = Path(folder) / "job.yaml"
     values = read_job_file(path) if path.exists() else {}
-    return build_job(LabelJob, {**values, "pairs": values.get("pairs") or str(folder),
-                                "constitution": values.get("constitution") or "draft"})
+    job = build_job(LabelJob, {**values, "pairs": values.get("pairs") or str(folder),
+                               "constitution": values.get("constitution") or "draft"})
+    if job.judge_method != "auto":
+        return job
+    choice = read_choice(folder)  # the judge auto chose for this run (log-prob without one)
+    return replace(job, judge_method=choice.method if choice else "logprob",
+                   probe=choice.probe if choice else "")
 
 
 def relabel(draft: Constitution, labels: str | Path, limit: int = 0,

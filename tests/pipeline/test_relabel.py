@@ -36,3 +36,15 @@ def test_an_empty_label_run_is_refused(tmp_path):
     (tmp_path / "labels.jsonl").write_text("")
     with pytest.raises(DatasetError):
         relabel(harmless(), tmp_path / "labels.jsonl")
+
+
+def test_a_run_labelled_by_auto_is_relabelled_by_the_judge_auto_chose(tmp_path):
+    from pipeline.judge_choice import JudgeChoice, save_choice
+    from pipeline.relabel import run_settings
+
+    (tmp_path / "job.yaml").write_text(job_yaml(LabelJob(pairs="p", constitution="c")))
+    assert run_settings(tmp_path).judge_method == "logprob"  # auto, with nothing chosen
+    save_choice(JudgeChoice("representation", str(tmp_path / "probe"), True, "probe", "", "human",
+                            40, ""), tmp_path)
+    job = run_settings(tmp_path)
+    assert (job.judge_method, job.probe) == ("representation", str(tmp_path / "probe"))
