@@ -413,8 +413,8 @@ class EvaluateJob(WholeJob, SamplingConfig):
                               "NAME or NAME@VERSION.", "")
     ensemble: int = _help("Principles per logprob label (0 = every enabled principle).", 2)
     probe: str = _help("A probe folder from `values fit` for the representation judge.", "")
-    judge_from: str = _help("judge auto: the label run whose chosen judge (judge.json) it "
-                            "stands for.", "")
+    judge_from: str = _help("judge auto: the label run or judges comparison whose chosen judge "
+                            "(judge.json) it stands for.", "")
     reward_adapter: str = _help("Preference model folder (from `reward`): the pm judge, and each "
                                 "policy's PM score.", "")
     bootstrap: int = _help("Bootstrap resamples of the prompts for the rating intervals.", 1000)
@@ -459,7 +459,8 @@ class EvaluateJob(WholeJob, SamplingConfig):
         if self.probe and "representation" not in self.judges:
             problems.append("probe needs the representation judge")
         if "auto" in self.judges and not self.judge_from.strip():
-            problems.append("the auto judge needs judge_from (a label run that chose it)")
+            problems.append("the auto judge needs judge_from (a label run or judges comparison "
+                            "that chose it: compare judges in the Preferences tab first)")
         return problems
 
     def policies_given(self) -> list[str]:

@@ -31,6 +31,7 @@ from pipeline.trust import label_verdict
 from pipeline.vllm_engine import ENGINES
 from studio.choices import adapter_choices, constitution_choices, default_choice, resolve_choice
 from studio.job_panel import cancel_notice, job_bar, latest_job, writing_now
+from studio.judges_panel import latest_board
 from studio.notices import error_notice, notice, verdict_html
 
 KIND = "evaluate"
@@ -89,7 +90,15 @@ def launch_values(store: Store, base: str, adapters: list[str], typed: str | Non
             "prompts": ",".join(sets or []), "judge": ",".join(judges or []),
             "constitution": constitution or "", "reward_adapter": pm or "",
             "limit": int(limit or 0), "max_new_tokens": int(new_tokens),
-            "processes": 1 if processes is None else int(processes), "engine": engine or "auto"}
+            "processes": 1 if processes is None else int(processes), "engine": engine or "auto",
+            "judge_from": auto_source(store) if "auto" in (judges or []) else ""}
+
+
+def auto_source(store: Store) -> str:
+    """What the auto judge stands for here: the newest judges comparison's choice ('' when
+    none ran yet: the job's check then says auto needs one)."""
+    job = latest_board(store)
+    return job.out_dir if job else ""
 
 
 def on_launch(store: Store, base: str, adapters: list[str], typed: str | None, sets: list[str],

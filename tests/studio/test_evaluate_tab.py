@@ -117,3 +117,18 @@ def test_a_dragged_range_picks_the_points_whose_helpfulness_lies_in_it():
     assert tab.points_in(result, "logprob", -30, 5) == ["base", "sft"]
     assert tab.points_in(result, "logprob", -100, 100) == ["base", "sft", "ppo"]  # dpo: one axis
     assert tab.points_in(result, "people", -100, 100) == []
+
+
+def test_the_auto_judge_stands_for_the_newest_comparison_or_is_refused(store):
+    from pipeline.judge_choice import JudgeChoice, save_choice
+
+    message, _ = tab.on_launch(store, "embedded", [], "sft=some/adapter", ["red-team"], ["auto"],
+                               "harmless-helpful", None, 2, 16)
+    assert "the auto judge needs judge_from" in message and "compare judges" in message
+    out = store.new_run_folder("judges")
+    save_choice(JudgeChoice("logprob", "", False, "log-prob", "", "human", 0, "none"), out)
+    record, _ = store.add_job("judges-compare", ["x"], str(out), ["python", "x"])
+    store.set_job_status(record.id, "succeeded")
+    values = tab.launch_values(store, "embedded", [], "sft=a", ["red-team"], ["auto", "pm"],
+                               "harmless-helpful", "pm", 2, 16, 1)
+    assert values["judge_from"] == str(out)
