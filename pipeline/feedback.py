@@ -371,6 +371,12 @@ def run_labelling(labeller: Judge, constitution: Constitution, pairs: list[Pair]
                            "feedback": asdict(labeller.config)})
     log = LabelLog(out)
     done = log.done_ids()
+    gone = done - {p.id for p in pairs}
+    if gone:
+        raise DatasetError(f"The pairs changed since {out} was labelled: {len(gone)} of its "
+                           f"{len(done)} labelled pairs (e.g. {sorted(gone)[0]}) are not among "
+                           "the pairs given now, so its labels would mix two pair sets. Label "
+                           "into a new folder, or give the pairs it was labelled on.")
     todo = [p for p in pairs if p.id not in done]
     per_batch = max(1, labeller.config.batch_size // 4)
     finished = len(pairs) - len(todo)

@@ -114,6 +114,11 @@ def test_a_real_labelling_run_resumes_exports_and_never_touches_human_labels(tmp
     with pytest.raises(DatasetError, match="other settings"):
         run_labelling(Labeller(load_model(), FeedbackConfig(ensemble=3)), HARMLESS, pairs,
                       tmp_path / "run")
+    # a resume on other pairs would mix two pair sets: refused, naming the run and a pair
+    changed = [Pair(p.prompt, p.response_a + " (edited)", p.response_b) for p in pairs[:2]]
+    with pytest.raises(DatasetError, match="The pairs changed since .*run was labelled: 6 of "
+                                           "its 7 labelled pairs"):
+        run_labelling(labeller, HARMLESS, changed + pairs[2:3], tmp_path / "run")
     assert store.human_labels() == before
     report = trust_report(read_labels(tmp_path / "run"), store.human_labels())
     assert report.labels == 7 and report.identical == 1
