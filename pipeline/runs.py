@@ -17,9 +17,11 @@ STAGE_NAMES = {"revise": "chains", "sft-data": "SFT data", "sft": "SFT", "pairs"
                "label": "AI labels", "pmp": "PM pretraining", "reward": "preference model",
                "ppo": "PPO", "dpo": "DPO", "evaluate": "evaluation",
                "values-report": "values report", "values-fit": "representation judge",
-               "rahf": "RAHF", "steer-extract": "steering direction", "run-all": "pipeline"}
+               "rahf": "RAHF", "steer-extract": "steering direction", "run-all": "pipeline",
+               "judges-compare": "judges compared", "principles-rank": "principles ranked"}
 # Which studio tab shows a run of each kind.
 TABS = {"revise": "chains", "pairs": "preferences", "label": "preferences",
+        "judges-compare": "preferences",
         "values-report": "values", "evaluate": "evaluate"}
 
 

@@ -119,10 +119,10 @@ def on_compare(store: Store, labels: str | None, constitution: str | None,
     if not constitution:
         return notice("error", "Pick a constitution first (the log-prob and direction judges "
                                "use it).")
-    out = store.new_run_folder("judges")
     try:
         source = labels or "human"
         check_labels(labelled_in(source, store), JudgesCompareJob.folds)
+        out = store.new_run_folder("judges")  # only once the labels pass
         path = jobs.freeze_constitution(resolve_choice(store, constitution), out)
         job = build_job(JudgesCompareJob, {"labels": source, "constitution": str(path),
                                            "model": model_name})

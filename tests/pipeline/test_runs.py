@@ -87,3 +87,26 @@ def test_a_resumed_run_is_one_run_with_its_time_added_up(tmp_path):
     assert runs[1].name.endswith(" · resumed") and runs[1].duration  # the first attempt's time
     rows = job_rows(store.jobs())
     assert [r[0] for r in rows] == [other.id, again.id] and rows[1][1].endswith(" · resumed")
+
+
+def test_runs_say_whether_their_labels_were_verified_and_what_a_comparison_picked(tmp_path):
+    store = Store(tmp_path / "ws")
+    labels = tmp_path / "labels-1"
+    labels.mkdir()
+    (labels / "summary.json").write_text(json.dumps({
+        "labels": 8, "position_bias": 0.5, "agreement": None,
+        "judge": "labels unverified: there are no human A/B labels in 'human'"}))
+    job, _ = store.add_job("label", ["label"], str(labels), [])
+    assert key_metric(store.job(job.id)) == "8 pairs, position bias 50%; labels unverified"
+    pm = tmp_path / "reward-1"
+    pm.mkdir()
+    (pm / "metrics.jsonl").write_text('{"step": 3, "loss": 0.5}\n')
+    (pm / "labels-note.json").write_text(json.dumps({"verified": False, "note": "x"}))
+    job, _ = store.add_job("reward", ["reward"], str(pm), [])
+    assert key_metric(store.job(job.id)) == "labels unverified · loss 0.5 at step 3"
+    board = tmp_path / "judges-1"
+    board.mkdir()
+    (board / "judges.json").write_text(json.dumps({"pairs": 40, "best": "probe", "rows": [{}]}))
+    job, _ = store.add_job("judges-compare", ["judges-compare"], str(board), [])
+    assert key_metric(store.job(job.id)) == "40 human labels; auto picks probe"
+    assert run_name(store.job(job.id)).startswith("judges compared · ")
