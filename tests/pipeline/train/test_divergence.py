@@ -35,9 +35,10 @@ def test_every_float_field_of_every_job_must_be_finite(cls, name, value):
 
 
 @pytest.mark.parametrize("changes,problem", [
-    ({"gamma": 1.5}, "gamma and lam must be in"), ({"lam": -0.1}, "gamma and lam must be in"),
+    ({"gamma": 1.5}, r"gamma must be in \[0, 1\] \(got 1.5\)"),
+    ({"lam": -0.1}, r"lam must be in \[0, 1\] \(got -0.1\)"),
     ({"temperature": 0.0}, "temperature must be > 0"), ({"learning_rate": 0.0}, "learning_rate"),
-    ({"value_coef": -1.0}, "value_coef ≥ 0")])
+    ({"value_coef": -1.0}, r"value_coef must be ≥ 0 \(got -1.0\)")])
 def test_ppo_ranges(changes, problem):
     with pytest.raises(JobError, match=problem):
         build_job(PPOJob, {"reward_adapter": "x", **changes})
