@@ -337,6 +337,8 @@ def read_jsonl_log(path: Path) -> list[dict]:
     """Rows of a JSONL log; a torn last line (a crash mid-write) is cut off the file."""
     if not path.exists():
         return []
+    if not path.is_file():  # a device such as /dev/full or /dev/zero reads without end
+        raise DatasetError(f"{path} is not a regular file, so it cannot be read as a log.")
     data = path.read_bytes()
     rows, good = [], 0
     for line in data.splitlines(keepends=True):

@@ -107,7 +107,10 @@ class MetricsLog:
 
 def rewind_steps(path: Path, step: int) -> None:
     """Drop a step-keyed log's rows after `step`, where a resumed run starts again: steps
-    logged after the last checkpoint by a run that then died are run, and logged, once more."""
+    logged after the last checkpoint by a run that then died are run, and logged, once more.
+    A log that is not a regular file (a device standing in for it) has nothing to rewind."""
+    if not path.is_file():
+        return
     rows = read_jsonl_log(path)
     if is_main_process() and any(r.get("step", 0) > step for r in rows):
         write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows if r.get("step", 0) <= step))

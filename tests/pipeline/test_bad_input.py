@@ -276,3 +276,17 @@ def test_whatever_can_be_saved_exports_to_a_file_that_imports_again(ws, tmp_path
     assert code == 0 and f"valid ({MAX_PRINCIPLES} principles" in out
     code, out, _ = cli(ws, "constitution", "save", str(exported))
     assert code == 0 and "unchanged since big v1" in out
+
+
+def test_a_log_that_is_a_device_is_refused_not_read_without_end(tmp_path):
+    """/dev/zero or /dev/full in place of a JSONL log would be read until memory runs out;
+    it is refused by name, and a step log standing on one is left alone by a resume."""
+    from pipeline.errors import DatasetError
+    from pipeline.files import read_jsonl_log
+    from pipeline.train.runtime import rewind_steps
+
+    log = tmp_path / "samples.jsonl"
+    log.symlink_to("/dev/zero")
+    with pytest.raises(DatasetError, match="samples.jsonl is not a regular file"):
+        read_jsonl_log(log)
+    rewind_steps(log, 1)  # returns at once
