@@ -23,6 +23,16 @@ def _plain(body: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", unescape(body or ""))).strip()
 
 
+def _score(row, posts_xml) -> int:
+    """An answer's vote score, or a clear refusal of the dump when it is not a whole number."""
+    text = row.get("Score", "0")
+    try:
+        return int(text)
+    except ValueError:
+        raise DatasetError(f"{posts_xml}: answer row Id={row.get('Id')!r} has Score={text!r}, "
+                           "not a whole number.") from None
+
+
 def pmp_comparisons(posts_xml: str | Path, max_pairs: int = 0) -> list[Comparison]:
     """Answer pairs from a Stack Exchange Posts.xml dump: for every question with at least two
     answers, each pair of its answers with different PMP scores, the higher one preferred."""
@@ -43,7 +53,7 @@ def pmp_comparisons(posts_xml: str | Path, max_pairs: int = 0) -> list[Compariso
         if question is None or len(rows) < 2:
             continue
         prompt = (_plain(question.get("Title", "")) + "\n\n" + _plain(question.get("Body", ""))).strip()
-        scored = [(pmp_score(int(r.get("Score", "0")), r.get("Id") == question.get("AcceptedAnswerId")),
+        scored = [(pmp_score(_score(r, posts_xml), r.get("Id") == question.get("AcceptedAnswerId")),
                    _plain(r.get("Body", ""))) for r in rows]
         for i in range(len(scored)):
             for j in range(i + 1, len(scored)):

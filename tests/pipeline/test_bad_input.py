@@ -290,3 +290,15 @@ def test_a_log_that_is_a_device_is_refused_not_read_without_end(tmp_path):
     with pytest.raises(DatasetError, match="samples.jsonl is not a regular file"):
         read_jsonl_log(log)
     rewind_steps(log, 1)  # returns at once
+
+
+def test_a_stack_exchange_answer_whose_score_is_not_a_number_is_named(tmp_path):
+    from pipeline.errors import DatasetError
+    from pipeline.stackexchange import pmp_comparisons
+
+    dump = tmp_path / "Posts.xml"
+    dump.write_text('<posts><row Id="1" PostTypeId="1" Title="Q" Body="q"/>'
+                    '<row Id="2" PostTypeId="2" ParentId="1" Score="3" Body="a"/>'
+                    '<row Id="3" PostTypeId="2" ParentId="1" Score="" Body="b"/></posts>')
+    with pytest.raises(DatasetError, match="answer row Id='3' has Score='', not a whole number"):
+        pmp_comparisons(dump)
