@@ -51,9 +51,11 @@ class PowerLine:
         edge = detectable_win_rate(self.prompts)
         need = prompts_needed(self.win_rate)
         rate = f"{self.win_rate:.1%}" if abs(self.win_rate - 0.5) < 0.01 else f"{self.win_rate:.0%}"
-        count = "more than 100,000" if need and need > 100_000 else f"{need:,}"
-        seen = (f"an effect of this size ({rate}) would need {count} prompts" if need
-                else "no effect was measured")
+        if need is None:
+            seen = "no effect was measured"
+        else:
+            count = "more than 100,000" if need > 100_000 else f"{need:,}"
+            seen = f"an effect of this size ({rate}) would need {count} prompts"
         verdict = ("beyond what this size can detect" if abs(self.win_rate - 0.5) >= edge - 0.5
                    else "within what this size cannot tell from chance")
         limit = (f"only a win rate beyond {edge:.0%} (Elo ±{elo(edge):.0f}) could be seen"

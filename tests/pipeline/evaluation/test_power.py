@@ -21,6 +21,7 @@ def test_detectable_effects_and_prompts_needed_follow_the_normal_approximation()
     assert "beyond what this size can detect" in PowerLine("h", "a", "b", 400, 0.7).text
     tiny = PowerLine("h", "a", "b", 30, 0.5003).text
     assert "an effect of this size (50.0%) would need more than 100,000 prompts" in tiny
+    assert PowerLine("h", "a", "b", 30, 0.5).text.endswith("no effect was measured")
 
 
 def result(words=(40.0, 38.0, 20.0), low=-50.0, high=60.0) -> TournamentResult:
