@@ -935,27 +935,22 @@ def build_parser() -> argparse.ArgumentParser:
     for p in [r for r in commands.choices.values()
               if r.prog.endswith(("values-report", "judges-compare", "principles-rank"))]:
         p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    judges = commands.add_parser("judges", help="judges measured against your human labels")
-    sub = judges.add_subparsers(dest="action", required=True)
-    cls = COMMANDS["judges-compare"]
-    p = sub.add_parser("compare", help="every judge ranked by agreement with people, length "
-                       "controlled", description=" ".join((cls.__doc__ or "").split()))
-    p.add_argument("--config", default=None, help="a YAML job file (field: value)")
-    p.add_argument("--out", default=None, help="folder for judges.json and judges.md")
-    p.add_argument("--json", action="store_true", help="print the board as JSON")
-    add_config_arguments(p, cls, only_given=True)
-    p.set_defaults(run=cmd_judges_compare, command="judges-compare")
-    principles = commands.add_parser("principles", help="principles ranked on your human labels")
-    sub = principles.add_subparsers(dest="action", required=True)
-    cls = COMMANDS["principles-rank"]
-    p = sub.add_parser("rank", help="each principle (yours and a catalogue's) as a judge on your "
-                       "labels, and a draft of the best", description=" ".join(
-                           (cls.__doc__ or "").split()))
-    p.add_argument("--config", default=None, help="a YAML job file (field: value)")
-    p.add_argument("--out", default=None, help="folder for principles.json/.md and draft.yaml")
-    p.add_argument("--json", action="store_true", help="print the ranking as JSON")
-    add_config_arguments(p, cls, only_given=True)
-    p.set_defaults(run=cmd_principles_rank, command="principles-rank")
+    for group, about, action, what, command, run, out_help in (
+            ("judges", "judges measured against your human labels", "compare",
+             "every judge ranked by agreement with people, length controlled", "judges-compare",
+             cmd_judges_compare, "folder for judges.json and judges.md"),
+            ("principles", "principles ranked on your human labels", "rank",
+             "each principle (yours and a catalogue's) as a judge on your labels, and a draft "
+             "of the best", "principles-rank", cmd_principles_rank,
+             "folder for principles.json/.md and draft.yaml")):
+        sub = commands.add_parser(group, help=about).add_subparsers(dest="action", required=True)
+        cls = COMMANDS[command]
+        p = sub.add_parser(action, help=what, description=" ".join((cls.__doc__ or "").split()))
+        p.add_argument("--config", default=None, help="a YAML job file (field: value)")
+        p.add_argument("--out", default=None, help=out_help)
+        p.add_argument("--json", action="store_true", help="print the results as JSON")
+        add_config_arguments(p, cls, only_given=True)
+        p.set_defaults(run=run, command=command)
     values = commands.add_parser("values", help="latent values: report, compare, fit a judge")
     sub = values.add_subparsers(dest="action", required=True)
     for action, cls, run, about in (
