@@ -27,6 +27,11 @@ from pipeline.seeds import stable_int
 COT_CLAMP = (0.4, 0.6)  # chain-of-thought labels are overconfident; the RLAIF paper clamps them
 
 
+def sigmoid(x: float) -> float:
+    """σ(x) as a probability, its argument clamped to ±50 so exp cannot overflow."""
+    return 1 / (1 + math.exp(-max(min(x, 50.0), -50.0)))
+
+
 def option_probability(logprob_a: float, logprob_b: float) -> tuple[float, float]:
     """P(A) normalised over the two options, and the probability mass that landed on the
     options at all (how much the model's answer was one of them)."""

@@ -4,14 +4,13 @@ or a fitted probe), and the preference model (P(A) = σ(r_A − r_B), position-f
 are the fourth judge: their labels come from the workspace (the studio's blind A/B)."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 
 from pipeline.constitution import Constitution, content_hash
 from pipeline.errors import ConfigError
-from pipeline.feedback import FeedbackConfig
+from pipeline.feedback import FeedbackConfig, sigmoid
 from pipeline.models import load_model
 from pipeline.preferences import Pair, Preference, PrincipleLabel
 from pipeline.reward_model import load_head, reward_scores
@@ -53,7 +52,7 @@ class PMJudge:
                 out.append(Preference(pair, 0.5, (), self.name, version, False, ("identical",)))
                 continue
             margin = float(scores[i] - scores[n + i])
-            p = 1 / (1 + math.exp(-max(min(margin, 50.0), -50.0)))
+            p = sigmoid(margin)
             out.append(Preference(pair, p, (PrincipleLabel("preference-model", p, p, 1.0, 1.0),),
                                   self.name, version))
         return out

@@ -12,7 +12,6 @@ its place by agreeing with people beyond what answer length alone explains.
 """
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -20,7 +19,7 @@ from typing import Callable
 import torch
 
 from pipeline.errors import DatasetError
-from pipeline.feedback import position_bias
+from pipeline.feedback import position_bias, sigmoid
 from pipeline.preferences import OrderedLabel, Preference
 from pipeline.trust import (MIN_PAIRS, LengthBaselines, Verdict, agreement, length_control,
                             wilson_interval)
@@ -53,10 +52,6 @@ def from_preferences(name: str, kind: str, prefs: list[Preference], note: str = 
     """A judge's records (feedback.Labeller, RepresentationJudge, PMJudge) as held-out P(A)."""
     return Judged(name, kind, tuple(p.p_a for p in prefs), tuple(p.p_a_ab for p in prefs),
                   tuple(p.p_a_ba for p in prefs), note)
-
-
-def sigmoid(x: float) -> float:
-    return 1 / (1 + math.exp(-max(min(x, 50.0), -50.0)))
 
 
 @dataclass(frozen=True)

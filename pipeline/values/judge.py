@@ -17,7 +17,7 @@ import torch
 
 from pipeline.constitution import Constitution, content_hash
 from pipeline.errors import ModelError
-from pipeline.feedback import FeedbackConfig, combine
+from pipeline.feedback import FeedbackConfig, combine, sigmoid
 from pipeline.files import read_tensors, save_tensors
 from pipeline.hidden import decoder_layers
 from pipeline.models import LoadedModel
@@ -79,7 +79,7 @@ def calibrated_tau(scores: list[float], y: list[int]) -> float:
     def loss(tau: float) -> float:
         total = 0.0
         for s, label in zip(scores, y):
-            p = 1 / (1 + math.exp(-max(min(s / tau, 50), -50)))
+            p = sigmoid(s / tau)
             total -= math.log(max(p if label else 1 - p, 1e-12))
         return total
     return min(grid, key=loss)
@@ -167,7 +167,7 @@ class RepresentationJudge:
             for pair, diff in zip(todo, d):
                 labels = []
                 for pid, (w, tau) in directions.items():
-                    p = 1 / (1 + math.exp(-max(min(float(diff @ w) / tau, 50.0), -50.0)))
+                    p = sigmoid(float(diff @ w) / tau)
                     labels.append(PrincipleLabel(pid, p, p, 1.0, 1.0))
                 flags = ("probe-training-pair",) if pair.id in trained else ()
                 out[pair.id] = combine(pair, labels, self.name, constitution, False, flags)
