@@ -13,28 +13,17 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from pipeline.errors import DatasetError
-from pipeline.preferences import Pair, gold_pairs, pair_id, read_labels, read_pairs
+from pipeline.preferences import Pair, pair_id
 from pipeline.trust import chose_longer, wilson_interval
 from pipeline.values import probes
 
 ORDERS = ("active", "random")
 MIN_FIT = 6  # labels (both A and B among them) before a probe orders the queue
 REFIT_EVERY = 3  # new labels between refits
-
-
-def pair_set(ref: str) -> list[Pair]:
-    """'gold', a label run's folder (its labelled pairs), or a pairs file or folder."""
-    if ref == "gold":
-        return gold_pairs()
-    folder = Path(ref)
-    if (folder / "labels.jsonl").is_file():
-        return [p.pair for p in read_labels(folder)]
-    return read_pairs(ref)
 
 
 def own_label(pair: Pair, humans: dict[str, str]) -> str | None:

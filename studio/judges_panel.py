@@ -91,7 +91,13 @@ def human_count(store: Store) -> int:
         return 0
 
 
-def summary_html(store: Store, job: JobRecord | None) -> str:
+def board_view(store: Store, job: JobRecord | None) -> tuple[str, list[list]]:
+    """(the summary above the table, the table's rows) of a comparison, its board read once."""
+    board = read_board(job.out_dir) if job else {}
+    return summary_html(store, job, board), board_rows(board)
+
+
+def summary_html(store: Store, job: JobRecord | None, board: dict) -> str:
     """What the board rests on and what `auto` uses, above the table."""
     if job is None:
         have = human_count(store)
@@ -99,7 +105,6 @@ def summary_html(store: Store, job: JobRecord | None) -> str:
                               f"label {max(TARGET_LABELS - have, 0)} more (keys 1 / 2, Next: n), "
                               "then Compare judges: every judge is scored against your labels "
                               "with answer length controlled.")
-    board = read_board(job.out_dir)
     length = board.get("length") or {}
     lines = [f"{board.get('pairs', 0)} human-labelled pairs ({html.escape(str(board.get('labels')))}"
              f"), job {job.id}"]
@@ -134,8 +139,7 @@ def on_compare(store: Store, labels: str | None, constitution: str | None,
 
 
 def on_board_load(store: Store) -> tuple[str, list[list]]:
-    job = latest_board(store)
-    return summary_html(store, job), board_rows(read_board(job.out_dir)) if job else []
+    return board_view(store, latest_board(store))
 
 
 def on_board_tick(store: Store, shown: int | None) -> tuple[Any, Any, Any, int | None]:
@@ -146,7 +150,7 @@ def on_board_tick(store: Store, shown: int | None) -> tuple[Any, Any, Any, int |
         return "", gr.update(), gr.update(), shown
     progress = job_bar(job, "steps") if writing_now(job, SHOW_WITHIN) else ""
     if job.status == "succeeded" and job.id != shown:
-        return progress, summary_html(store, job), board_rows(read_board(job.out_dir)), job.id
+        return progress, *board_view(store, job), job.id
     return progress, gr.update(), gr.update(), shown
 
 

@@ -29,13 +29,13 @@ from pipeline.stages import LabelJob, PairsJob, ValuesFitJob, build_job, to_argv
 from pipeline.store import JobRecord, Store
 from pipeline.trust import (CALIBRATION_BINS, ENTROPY_BINS, VIEWS, TrustReport, Verdict,
                             label_verdict, trust_report, view_rows)
-from pipeline.values.features import labelled_in
+from pipeline.values.features import pair_source
 from pipeline.values.judge import (FITTED, LINEAGE_FILE, RepresentationJudge, load_probe,
                                    probe_quality)
 from pipeline.judge_choice import labels_note
-from pipeline.labelling_queue import ORDERS, next_pair, pair_set, progress_text
+from pipeline.labelling_queue import ORDERS, next_pair, progress_text
 from studio import judges_panel
-from studio.judges_panel import auto_choice
+from studio.judges_panel import auto_choice, human_count
 from studio.queue_probe import QUEUE_PROBE
 from studio.choices import (constitution_choices, default_choice, folder_choices, offer_models,
                             resolve_choice)
@@ -493,7 +493,7 @@ def queue_pairs(store: Store, source: str, run_choice: str) -> tuple[list[Pair],
     if ref == STUDIO_RUN or Path(ref, "labels.jsonl").exists():
         prefs = records(store, ref)
         return [p.pair for p in prefs], {p.pair.id: p.p_a for p in prefs}
-    return pair_set(ref), {}
+    return pair_source(ref, store.human_pairs()), {}
 
 
 def on_next(store: Store, text, a, b, run_choice, source: str = SHOWN, order: str = "active",
@@ -587,11 +587,7 @@ MIN_FIT = 5  # pairs a judge can be fitted from at all (30–60 make a useful on
 
 def on_fit(store: Store, model_name: str) -> tuple:
     """Fit a representation judge from the pairs people labelled here, in the background."""
-    try:
-        mine = labelled_in("human", store)
-        count = len(mine.pairs)
-    except StudioError:
-        count = 0
+    count = human_count(store)
     if count < MIN_FIT:
         return (notice("error", f"Fitting a judge needs at least {MIN_FIT} pairs you labelled A "
                                 f"or B (30–60 make a useful one); you have {count}. Label more "
