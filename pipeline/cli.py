@@ -304,11 +304,12 @@ def cmd_label(args: argparse.Namespace) -> int:
             choice = replace(choice, domain=domain)
             save_choice(choice, out)
         report = trust_report(prefs, open_store(args).human_labels())
+        note = labels_note(out)
         write_atomic(out / "summary.json", json.dumps(
-            {**asdict(report), "judge": labels_note(out), "domain": domain}, indent=2))
+            {**asdict(report), "judge": note, "domain": domain}, indent=2))
         print(f"{len(prefs)} labelled pairs in {out / 'labels.jsonl'}")
         print(format_report(report))
-        print(labels_note(out))
+        print(note)
         if domain:
             print(f"warning: {domain}", file=sys.stderr)
     return 0
@@ -318,7 +319,7 @@ def chosen_judge(job, args: argparse.Namespace, out: Path, constitution: Constit
                  pairs: int):
     """Under judge_method auto, the judge the human labels choose (measured once and kept in
     the run folder, so a resumed run keeps it); None for a judge named by hand."""
-    from pipeline.judge_choice import measured_choice, read_choice, save_choice
+    from pipeline.judge_choice import measured_choice, read_choice
 
     if job.judge_method != "auto":
         return None
@@ -331,7 +332,6 @@ def chosen_judge(job, args: argparse.Namespace, out: Path, constitution: Constit
             write_progress(out, 0, pairs, f"choosing the judge: {what}")
 
         choice = measured_choice(job, open_store(args), constitution, out, step)
-        save_choice(choice, out)
     print(choice.text, flush=True)
     return choice
 
@@ -490,7 +490,7 @@ def cmd_judges_compare(args: argparse.Namespace) -> int:
     from pipeline.evaluation.leaderboard import (check_labels, format_board, judged_all,
                                                  leaderboard)
     from pipeline.jobs import job_context, write_progress
-    from pipeline.judge_choice import board_choice
+    from pipeline.judge_choice import board_choice, save_choice
     from pipeline.models import load_model
     from pipeline.values.features import labelled_in
 
@@ -509,6 +509,7 @@ def cmd_judges_compare(args: argparse.Namespace) -> int:
         text = format_board(board)
         if out:
             choice = board_choice(board, loaded, data, job, out, step)
+            save_choice(choice, out)
             write_atomic(out / "judges.md", text + "\n")
             write_progress(out, steps, steps, "done")
             text += f"\n{choice.text}" + (f"; its probe is in {choice.probe}" if choice.probe

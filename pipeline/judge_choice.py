@@ -113,21 +113,32 @@ def domain_check(prefs: list[Preference], fitted_longer: float | None) -> str:
 def measured_choice(job, store, constitution, out: Path, step) -> JudgeChoice:
     """Measure every judge on the human labels `job.human_labels` names (a LabelJob or any
     job with its model, constitution, ensemble and seed), save the board, fit the probe on all
-    the labels when a probe wins, and return the choice (unverified when none passes)."""
+    the labels when a probe wins, and return the choice (unverified when none passes), saved
+    in `out` whichever it is."""
+    from pipeline.errors import DatasetError
+    from pipeline.values.features import labelled_in
+
+    try:
+        data = labelled_in(job.human_labels, store)
+    except DatasetError:
+        choice = unverified(job.human_labels, 0, f"there are no human A/B labels in "
+                                                 f"'{job.human_labels}'")
+    else:
+        choice = checked_choice(job, data, constitution, out, step)
+    save_choice(choice, out)
+    return choice
+
+
+def checked_choice(job, data, constitution, out: Path, step) -> JudgeChoice:
+    """The board's choice on labels that can check a judge; unverified (saying why) else."""
     from pipeline.errors import DatasetError
     from pipeline.evaluation.leaderboard import check_labels, judged_all, leaderboard
     from pipeline.models import load_model
     from pipeline.stages import JudgesCompareJob, build_job
-    from pipeline.values.features import labelled_in
 
     compare = build_job(JudgesCompareJob, {
         "labels": job.human_labels, "constitution": constitution.name, "model": job.model,
         "ensemble": job.ensemble, "seed": job.seed})
-    try:
-        data = labelled_in(job.human_labels, store)
-    except DatasetError:
-        return unverified(job.human_labels, 0, f"there are no human A/B labels in "
-                                               f"'{job.human_labels}'")
     try:
         check_labels(data, compare.folds)
     except DatasetError as exc:
@@ -139,9 +150,9 @@ def measured_choice(job, store, constitution, out: Path, step) -> JudgeChoice:
 
 
 def board_choice(board, loaded, data, compare, out: Path, step) -> JudgeChoice:
-    """The choice a board makes, saved with it in `out` (judges.json, judge.json); a winning
-    probe is fitted on all the labels (its layer picked by cross-validation) into out/probe,
-    so the judge the board measured can label, score and be picked by name."""
+    """The choice a board makes, the board saved in `out` (judges.json); a winning probe is
+    fitted on all the labels (its layer picked by cross-validation) into out/probe, so the
+    judge the board measured can label, score and be picked by name."""
     from pipeline.values.judge import fit_probe, save_probe
 
     write_atomic(out / BOARD_FILE, json.dumps(board.as_json(), indent=2))
@@ -150,7 +161,6 @@ def board_choice(board, loaded, data, compare, out: Path, step) -> JudgeChoice:
         step("fitting the winning probe on all the labels")
         save_probe(fit_probe(loaded, data, compare.pooling, compare.method, None, compare.folds,
                              compare.seed), out / PROBE_DIR)
-    save_choice(choice, out)
     return choice
 
 
