@@ -21,8 +21,8 @@ import torch
 from pipeline.errors import DatasetError
 from pipeline.feedback import position_bias, sigmoid
 from pipeline.preferences import OrderedLabel, Preference
-from pipeline.trust import (MIN_PAIRS, LengthBaselines, Verdict, agreement, length_control,
-                            wilson_interval)
+from pipeline.trust import (MIN_PAIRS, LengthBaselines, Verdict, agreement, ai_agrees,
+                            length_control, wilson_interval)
 from pipeline.values import probes
 from pipeline.values.features import LabelledPairs
 
@@ -141,7 +141,7 @@ def score(judged: Judged, data: LabelledPairs, seed: int = 0) -> JudgeRow:
     """A judge's row against the people who labelled `data`."""
     choices = ["A" if label else "B" for label in data.y.tolist()]
     found = agreement(list(zip(judged.p_a, choices)))
-    right = [(p > 0.5) == (c == "A") and p != 0.5 for p, c in zip(judged.p_a, choices)]
+    right = [bool(ai_agrees(p, c)) for p, c in zip(judged.p_a, choices)]
     outcomes = length_outcomes(data, right)
     length = length_control(outcomes)
     control = controlled_interval(outcomes, seed)
