@@ -131,7 +131,7 @@ def test_the_queue_walks_the_gold_pairs_and_a_probe_of_my_labels_orders_it(store
     for n in range(7):
         message, prompt, a, b = tab.on_next(store, "", "", "", tab.STUDIO_RUN, "gold", "active",
                                             model)
-        assert f"{n} of 74 labelled" in message and "Your label?" in message
+        assert f"{n} of 133 labelled" in message and "Your label?" in message
         seen.append(Pair(prompt, a, b).id)
         tab.on_human(store, "AB"[n % 2], prompt, a, b, tab.STUDIO_RUN, "all")
         if n == 5:
@@ -139,7 +139,7 @@ def test_the_queue_walks_the_gold_pairs_and_a_probe_of_my_labels_orders_it(store
     assert len(set(seen)) == 7  # never the same pair twice
     QUEUE_PROBE.wait()
     message, *_ = tab.on_next(store, "", "", "", tab.STUDIO_RUN, "gold", "active", model)
-    assert "7 of 74 labelled · probe agreement so far" in message
+    assert "7 of 133 labelled · probe agreement so far" in message
     assert "the probe fitted on your labels is least sure of it" in message
     message, *_ = tab.on_next(store, "", "", "", tab.STUDIO_RUN, "gold", "random", model)
     assert "random order" in message

@@ -11,7 +11,7 @@ from pipeline.feedback import FeedbackConfig, Labeller
 from pipeline.models import LoadedModel, load_model
 from pipeline.preferences import Pair, gold_pairs
 from pipeline.values.features import labelled
-from pipeline.values.report import format_report, pair_evidence, values_report
+from pipeline.values.report import format_report, layer_fits, pair_evidence, values_report
 from tests.records import SHIPPED, harmless
 from tests.tiny import tiny_model
 
@@ -52,8 +52,9 @@ def test_the_shipped_adversarial_constitution_is_flagged_on_the_gold_pairs():
     loaded = load_model()
     data = labelled(gold_pairs(), {})
     evidence = pair_evidence(loaded, data, layers=[8, 13, 18])
+    fits = layer_fits(data, evidence, "logistic", 5, 0)  # shared, as values compare does
     flags = {name: values_report(loaded, load_constitution(SHIPPED / f"{name}.yaml"), data,
-                                 evidence).adversarial
+                                 evidence, fits=fits).adversarial
              for name in ("adversarial", "harmless-helpful", "honest")}
     assert flags == {"adversarial": True, "harmless-helpful": False, "honest": False}
 
