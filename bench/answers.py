@@ -11,13 +11,10 @@ Ends with `ratio=<transformers seconds / vLLM seconds>` for the base model's ans
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from pipeline import vllm_engine  # noqa: E402
 from pipeline.evaluation.tournament import tournament_prompts  # noqa: E402

@@ -8,12 +8,10 @@ Prints chains/minute for both and ends with `ratio=<batched / prompt-by-prompt>`
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from pipeline.constitution import load_constitution  # noqa: E402
 from pipeline.critique import ChainConfig, ChainRequest, run_chains  # noqa: E402

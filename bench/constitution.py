@@ -17,15 +17,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from pipeline.cli import main  # noqa: E402
 from pipeline.constitution import (MAX_FILE_BYTES, MAX_PRINCIPLES, _line_map,  # noqa: E402

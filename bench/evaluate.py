@@ -14,13 +14,11 @@ judge (larger is better; target ≥ 3).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from pipeline.constitution import load_constitution  # noqa: E402
 from pipeline.evaluation.judges import make_judge  # noqa: E402

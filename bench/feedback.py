@@ -11,12 +11,10 @@ and ends with `ratio=<ours / baseline>` (larger is better; the target is ≥ 2.5
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from pipeline.constitution import load_constitution  # noqa: E402
 from pipeline.feedback import (FeedbackConfig, Labeller, both_orders, ensemble,  # noqa: E402

@@ -7,11 +7,8 @@ and ends with `ratio=<batched / one-at-a-time>` (larger is better; the target is
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.generation import SamplingConfig, backend_for, chat  # noqa: E402
 from pipeline.prompts import load_prompts  # noqa: E402

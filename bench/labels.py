@@ -17,13 +17,9 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from pipeline.labelling_queue import REFIT_EVERY, fit_queue, next_pair  # noqa: E402
 from pipeline.models import DEFAULT_MODEL, load_model  # noqa: E402

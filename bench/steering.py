@@ -11,12 +11,10 @@ seconds per token>` (smaller is better; the target is ≤ 1.15).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from pipeline.constitution import load_constitution  # noqa: E402
 from pipeline.generation import SamplingConfig, backend_for, chat  # noqa: E402

@@ -20,14 +20,12 @@ labels per second>` (targets: ≥ 5 each).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from pipeline.constitution import load_constitution  # noqa: E402
 from pipeline.feedback import FeedbackConfig, Labeller  # noqa: E402

@@ -13,7 +13,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
-from pipeline.fields import add_config_arguments, config_from_args, settings_of
+from pipeline.fields import add_config_arguments, config_from_args, help_text, settings_of
 from pipeline.constitution import (Constitution, diff_constitutions, format_diff, from_dict,
                                    load_constitution, principle_system_prompt, read_text_file,
                                    read_constitution_yaml, to_yaml)
@@ -857,11 +857,17 @@ def cmd_run_all(args: argparse.Namespace) -> int:
 
 # --- parser --------------------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
+def doc_of(cls: type) -> str:
+    """A job config's docstring on one line: its command's description."""
+    return " ".join((cls.__doc__ or "").split())
+
+
+def build_parser(prog: str = "python -m pipeline", epilog: str | None = None
+                 ) -> argparse.ArgumentParser:
     from pipeline.generation import SamplingConfig
 
-    parser = argparse.ArgumentParser(prog="python -m pipeline",
-                                     description="Constitution Studio, headless.")
+    parser = argparse.ArgumentParser(prog=prog, description="Constitution Studio, headless.",
+                                     epilog=epilog)
     parser.add_argument("--workspace", default=None,
                         help="workspace folder (default: $CONSTITUTION_STUDIO_WORKSPACE or ./workspace)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -918,8 +924,8 @@ def build_parser() -> argparse.ArgumentParser:
             "steer-extract": cmd_steer_extract,
             "run-all": cmd_run_all}
     for command, cls in COMMANDS.items():
-        doc = " ".join((cls.__doc__ or "").split())
-        p = commands.add_parser(command, help=doc.split(". ")[0], description=doc)
+        doc = doc_of(cls)
+        p = commands.add_parser(command, help=help_text(doc.split(". ")[0]), description=doc)
         p.add_argument("--config", default=None, help="a YAML job file (field: value); the "
                        "preset's values < the file < flags")
         if any(command in stages for stages in PRESETS.values()) and command != "run-all":
@@ -946,7 +952,7 @@ def build_parser() -> argparse.ArgumentParser:
              "folder for principles.json/.md and draft.yaml")):
         sub = commands.add_parser(group, help=about).add_subparsers(dest="action", required=True)
         cls = COMMANDS[command]
-        p = sub.add_parser(action, help=what, description=" ".join((cls.__doc__ or "").split()))
+        p = sub.add_parser(action, help=what, description=doc_of(cls))
         p.add_argument("--config", default=None, help="a YAML job file (field: value)")
         p.add_argument("--out", default=None, help=out_help)
         p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -959,7 +965,7 @@ def build_parser() -> argparse.ArgumentParser:
             ("compare", COMMANDS["values-report"], cmd_values_report,
              "several constitutions side by side on the same pairs"),
             ("fit", COMMANDS["values-fit"], cmd_values_fit, "fit a representation judge")):
-        p = sub.add_parser(action, help=about, description=" ".join((cls.__doc__ or "").split()))
+        p = sub.add_parser(action, help=about, description=doc_of(cls))
         p.add_argument("--config", default=None, help="a YAML job file (field: value)")
         p.add_argument("--out", default=None, required=action == "fit",
                        help="folder for the results (values.json, values.md) or the probe")
@@ -1033,8 +1039,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m pipeline",
+         epilog: str | None = None) -> int:
+    args = build_parser(prog, epilog).parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.run(args)

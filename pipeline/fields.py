@@ -31,6 +31,11 @@ def flag_type(default: Any) -> Callable[[str], Any]:
     return finite_float if isinstance(default, float) else type(default)
 
 
+def help_text(text: str) -> str:
+    """`text` as an argparse help string, which argparse %-formats: "95%" must not break --help."""
+    return text.replace("%", "%%")
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
                          only_given: bool = False) -> None:
     """Add one flag per dataclass field, typed and documented from the field. With
@@ -39,17 +44,17 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
     group = parser.add_argument_group(cls.__name__)
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        about = help_text(f"{f.metadata.get('help', '')} (default: {default})")
         stored = argparse.SUPPRESS if only_given else default
         if isinstance(default, bool):
-            group.add_argument(flag_name(f.name), dest=f.name, default=stored, help=help_text,
+            group.add_argument(flag_name(f.name), dest=f.name, default=stored, help=about,
                                action=argparse.BooleanOptionalAction)
         elif f.metadata.get("join"):  # repeatable; the values are joined by commas
-            group.add_argument(flag_name(f.name), dest=f.name, action="append", help=help_text,
+            group.add_argument(flag_name(f.name), dest=f.name, action="append", help=about,
                                default=argparse.SUPPRESS if only_given else None)
         else:
             group.add_argument(flag_name(f.name), dest=f.name, type=flag_type(default),
-                               default=stored, help=help_text)
+                               default=stored, help=about)
 
 
 def given_fields(cls: type, args: argparse.Namespace) -> dict[str, Any]:

@@ -1,10 +1,7 @@
-"""Shared test set-up: offline, CPU, the repository on the import path."""
+"""Shared test set-up: offline, CPU (the repository root is on the import path through pytest.ini)."""
 import os
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 

@@ -16,11 +16,8 @@ import argparse
 import os
 import shutil
 import signal
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from pipeline.stages import PPOJob, RewardJob, SFTJob  # noqa: E402
 from pipeline.reward_model import Comparison  # noqa: E402

@@ -222,3 +222,40 @@ def test_steer_extract_list_and_generate_steered(ws, tmp_path):
                "--out", str(tmp_path / "x"), workspace=ws, check_rc=1)
     assert "give either constitution or pairs" in both.stderr
     assert "no directions yet" in run("steer", "list", workspace=ws).stdout
+
+
+def parsers_below(parser):
+    """A parser and every sub-command parser under it."""
+    import argparse
+
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from parsers_below(sub)
+
+
+def test_every_command_prints_its_help():
+    """argparse %-formats help strings: a "95%" in a job's docstring once broke --help."""
+    from pipeline.cli import build_parser
+
+    parsers = list(parsers_below(build_parser()))
+    assert len(parsers) > 25
+    for parser in parsers:
+        assert parser.format_usage() in parser.format_help(), parser.prog
+
+
+def test_cstudio_is_the_cli_and_opens_the_studio(tmp_path, capsys):
+    import cstudio
+
+    with pytest.raises(SystemExit) as end:
+        cstudio.main(["--help"])
+    out = capsys.readouterr().out
+    assert end.value.code == 0 and out.startswith("usage: cstudio ") and "cstudio studio" in out
+    with pytest.raises(SystemExit):
+        cstudio.main(["studio", "--help"])
+    assert capsys.readouterr().out.startswith("usage: cstudio studio [-h] [--host HOST]")
+    assert cstudio.main(["constitution", "validate", "constitutions/honest.yaml"]) == 0
+    assert "valid (" in capsys.readouterr().out
+    assert cstudio.main(["--workspace", str(tmp_path), "constitution", "validate",
+                         str(tmp_path / "none.yaml")]) == 1
