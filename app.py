@@ -1,4 +1,5 @@
 """python app.py → launches the studio on the embedded default model (as `cstudio studio`)."""
+
 import sys
 
 from studio.serve import main

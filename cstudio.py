@@ -1,11 +1,14 @@
 """`cstudio`, the console command: `cstudio <command>` is `python -m pipeline <command>`, and
 `cstudio studio [options]` opens the studio (`python app.py [options]`)."""
+
 from __future__ import annotations
 
 import sys
 
-STUDIO_LINE = ("cstudio studio [--host H] [--port P] [--workspace DIR] [--auth USER:PASS …] "
-               "opens the studio in a browser (cstudio studio --help)")
+STUDIO_LINE = (
+    "cstudio studio [--host H] [--port P] [--workspace DIR] [--auth USER:PASS …] "
+    "opens the studio in a browser (cstudio studio --help)"
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@
 Prints chains/minute for both and ends with `ratio=<batched / prompt-by-prompt>`
 (larger is better; the target is ≥ 4).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,16 +42,22 @@ def main() -> None:
     sampling = SamplingConfig(temperature=0.0, max_new_tokens=args.new_tokens)
     timed(backend, requests[:1], ChainConfig(rounds=1, batch_size=1), sampling)  # warm-up
 
-    batched, batched_s = timed(backend, requests,
-                               ChainConfig(rounds=args.rounds, batch_size=args.prompts), sampling)
-    single, single_s = timed(backend, requests, ChainConfig(rounds=args.rounds, batch_size=1),
-                             sampling)
+    batched, batched_s = timed(
+        backend, requests, ChainConfig(rounds=args.rounds, batch_size=args.prompts), sampling
+    )
+    single, single_s = timed(
+        backend, requests, ChainConfig(rounds=args.rounds, batch_size=1), sampling
+    )
     same = sum(a.final_answer == b.final_answer for a, b in zip(batched, single))
-    print(f"{args.prompts} red-team prompts x {args.rounds} rounds, {args.new_tokens} new tokens "
-          "per step, greedy, few-shot on, embedded model")
+    print(
+        f"{args.prompts} red-team prompts x {args.rounds} rounds, {args.new_tokens} new tokens "
+        "per step, greedy, few-shot on, embedded model"
+    )
     print(f"{'path':<22}{'chains':>8}{'seconds':>10}{'chains/min':>12}")
-    for name, chains, seconds in (("batched engine", batched, batched_s),
-                                  ("prompt by prompt", single, single_s)):
+    for name, chains, seconds in (
+        ("batched engine", batched, batched_s),
+        ("prompt by prompt", single, single_s),
+    ):
         print(f"{name:<22}{len(chains):>8}{seconds:>10.1f}{60 * len(chains) / seconds:>12.2f}")
     print(f"identical final answers: {same}/{len(requests)}")
     print(f"ratio={(len(batched) / batched_s) / (len(single) / single_s):.2f}")

@@ -12,6 +12,7 @@ the file twice, and the pure-Python emitter for the canonical YAML; it leaves ou
 database, so the ratio understates our gain. Ends with `ratio=<baseline / ours total
 seconds>` (larger is better); the target is every command of ours under 2 s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,17 @@ import yaml
 
 
 from pipeline.cli import main  # noqa: E402
-from pipeline.constitution import (MAX_FILE_BYTES, MAX_PRINCIPLES, _line_map,  # noqa: E402
-                                   _represent_str, check_raw, content_hash, diff_constitutions,
-                                   from_dict, to_dict)
+from pipeline.constitution import (
+    MAX_FILE_BYTES,
+    MAX_PRINCIPLES,
+    _line_map,  # noqa: E402
+    _represent_str,
+    check_raw,
+    content_hash,
+    diff_constitutions,
+    from_dict,
+    to_dict,
+)
 
 
 class PurePythonDumper(yaml.SafeDumper):
@@ -39,14 +48,23 @@ PurePythonDumper.add_representer(str, _represent_str)
 
 def flow_text(principles: int, words: int, name: str = "big", changed: int = 0) -> str:
     """A flow-style constitution; the first `changed` principles get other critique texts."""
+
     def principle(i: int) -> str:
-        critique = " ".join(["Is the answer fair and careful"] * words) + (" now?" if i < changed else "?")
+        critique = " ".join(["Is the answer fair and careful"] * words) + (
+            " now?" if i < changed else "?"
+        )
         text = " ".join(["Rewrite the answer so that it is kind and careful"] * words)
-        return (f"{{id: p{i}, title: 'Principle {i}', critique_request: '{critique}', "
-                f"revision_request: '{text}.', preference_question: 'Which answer is better "
-                f"under principle {i}?', weight: 1.0, tags: [bench], enabled: true}}")
-    return (f"{{name: {name}, version: 1, description: 'bench', principles: ["
-            + ", ".join(principle(i) for i in range(principles)) + "]}\n")
+        return (
+            f"{{id: p{i}, title: 'Principle {i}', critique_request: '{critique}', "
+            f"revision_request: '{text}.', preference_question: 'Which answer is better "
+            f"under principle {i}?', weight: 1.0, tags: [bench], enabled: true}}"
+        )
+
+    return (
+        f"{{name: {name}, version: 1, description: 'bench', principles: ["
+        + ", ".join(principle(i) for i in range(principles))
+        + "]}\n"
+    )
 
 
 def old_read(text: str):
@@ -61,8 +79,9 @@ def old_read(text: str):
 
 
 def old_dump(c) -> str:
-    return yaml.dump(to_dict(c), Dumper=PurePythonDumper, sort_keys=False, allow_unicode=True,
-                     width=100)
+    return yaml.dump(
+        to_dict(c), Dumper=PurePythonDumper, sort_keys=False, allow_unicode=True, width=100
+    )
 
 
 def timed(fn) -> float:
@@ -92,8 +111,10 @@ def main_bench() -> None:
         v2.write_text(flow_text(args.principles, args.words, changed=args.principles // 10))
         ws = str(tmp / "ws")
         canonical = len(old_dump(old_read(v1.read_text())).encode())
-        print(f"{args.principles} principles: flow-style file {v1.stat().st_size / 1e6:.2f} MB, "
-              f"canonical YAML {canonical / 1e6:.2f} MB (limit {MAX_FILE_BYTES / 1e6:.2f} MB)")
+        print(
+            f"{args.principles} principles: flow-style file {v1.stat().st_size / 1e6:.2f} MB, "
+            f"canonical YAML {canonical / 1e6:.2f} MB (limit {MAX_FILE_BYTES / 1e6:.2f} MB)"
+        )
 
         cli("--workspace", ws, "constitution", "list")  # imports once, as a process start would
         ours = {
@@ -101,15 +122,23 @@ def main_bench() -> None:
             "save": timed(lambda: cli("--workspace", ws, "constitution", "save", str(v1))),
         }
         cli("--workspace", ws, "constitution", "save", str(v2))
-        ours["diff"] = timed(lambda: cli("--workspace", ws, "constitution", "diff", "big@1", "big@2"))
-        ours["export"] = timed(lambda: cli("--workspace", ws, "constitution", "export", "big@2",
-                                           "--out", str(tmp / "out.yaml")))
+        ours["diff"] = timed(
+            lambda: cli("--workspace", ws, "constitution", "diff", "big@1", "big@2")
+        )
+        ours["export"] = timed(
+            lambda: cli(
+                "--workspace", ws, "constitution", "export", "big@2", "--out", str(tmp / "out.yaml")
+            )
+        )
 
         stored1, stored2 = old_dump(old_read(v1.read_text())), old_dump(old_read(v2.read_text()))
         baseline = {
             "validate": timed(lambda: (old_read(v1.read_text()), old_read(v1.read_text()))),
-            "save": timed(lambda: (lambda c: (check_raw(to_dict(c)), content_hash(c), old_dump(c)))(
-                old_read(v1.read_text()))),
+            "save": timed(
+                lambda: (lambda c: (check_raw(to_dict(c)), content_hash(c), old_dump(c)))(
+                    old_read(v1.read_text())
+                )
+            ),
             "diff": timed(lambda: diff_constitutions(old_read(stored1), old_read(stored2))),
             "export": timed(lambda: old_dump(old_read(stored2))),
         }

@@ -8,6 +8,7 @@ harmless-helpful. Ours: `Labeller.label` — every question of a batch in one ca
 largest label difference, the agreement with the human labels of all shipped gold pairs,
 and ends with `ratio=<ours / baseline>` (larger is better; the target is ≥ 2.5).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 from pipeline.constitution import load_constitution  # noqa: E402
-from pipeline.feedback import (FeedbackConfig, Labeller, both_orders, ensemble,  # noqa: E402
-                               feedback_principles)
+from pipeline.feedback import (
+    FeedbackConfig,
+    Labeller,
+    both_orders,
+    ensemble,  # noqa: E402
+    feedback_principles,
+)
 from pipeline.models import load_model  # noqa: E402
 from pipeline.preferences import gold_pairs  # noqa: E402
 from pipeline.scoring import option_logprobs  # noqa: E402
@@ -31,12 +37,19 @@ def naive_labels(labeller: Labeller, constitution, pairs) -> list[float]:
     for pair in pairs:
         principles = feedback_principles(constitution, pair, labeller.config)
         items, _ = labeller.items(pair, principles)
-        scores = [option_logprobs(labeller.loaded, [item.flattened()],
-                                  [labeller.options.a, labeller.options.b], batch_size=1)[0]
-                  for item in items]
+        scores = [
+            option_logprobs(
+                labeller.loaded,
+                [item.flattened()],
+                [labeller.options.a, labeller.options.b],
+                batch_size=1,
+            )[0]
+            for item in items
+        ]
         k = len(principles)
-        labels.append(ensemble([both_orders(tuple(scores[j]), tuple(scores[k + j]))
-                                for j in range(k)]))
+        labels.append(
+            ensemble([both_orders(tuple(scores[j]), tuple(scores[k + j])) for j in range(k)])
+        )
     return labels
 
 
@@ -50,8 +63,9 @@ def main() -> None:
     constitution = load_constitution(ROOT / "constitutions" / "harmless-helpful.yaml")
     gold = gold_pairs()
     pairs = gold[: args.pairs]
-    labeller = Labeller(load_model(), FeedbackConfig(ensemble=args.principles,
-                                                     batch_size=args.batch_size))
+    labeller = Labeller(
+        load_model(), FeedbackConfig(ensemble=args.principles, batch_size=args.batch_size)
+    )
     labeller.label(constitution, pairs[:2])  # warm-up
     naive_labels(labeller, constitution, pairs[:1])
 
@@ -69,15 +83,19 @@ def main() -> None:
     labels = len(pairs) * args.principles
     print(f"{len(pairs)} pairs × {args.principles} principles × 2 orders = {questions} questions")
     print(f"{'path':<34}{'seconds':>9}{'labels/s':>10}{'pairs/s':>9}")
-    for name, seconds in [("ours (batched, shared prefixes)", ours_s),
-                          ("baseline (one pass per question)", naive_s)]:
+    for name, seconds in [
+        ("ours (batched, shared prefixes)", ours_s),
+        ("baseline (one pass per question)", naive_s),
+    ]:
         print(f"{name:<34}{seconds:>9.2f}{labels / seconds:>10.2f}{len(pairs) / seconds:>9.2f}")
     print(f"largest |P(A) ours − baseline|: {max(abs(a.p_a - b) for a, b in zip(ours, naive)):.2e}")
 
     report = trust_report(labeller.label(constitution, gold), {})
-    print(f"gold pairs ({len(gold)}, ensemble of {args.principles}): human agreement "
-          f"{report.agreement.verdict.text}; position bias {report.position_bias:.1%}; "
-          f"option mass {report.mean_mass:.3f}; {report.agreement.calibration_note}")
+    print(
+        f"gold pairs ({len(gold)}, ensemble of {args.principles}): human agreement "
+        f"{report.agreement.verdict.text}; position bias {report.position_bias:.1%}; "
+        f"option mass {report.mean_mass:.3f}; {report.agreement.calibration_note}"
+    )
     if report.length:
         print(report.length.text)
     print(f"ratio={naive_s / ours_s:.2f}")

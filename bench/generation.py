@@ -4,6 +4,7 @@
 settings; the baseline simply calls it with one prompt at a time. Prints both throughputs
 and ends with `ratio=<batched / one-at-a-time>` (larger is better; the target is ≥ 6).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,10 +38,14 @@ def main() -> None:
     batched_tokens = sum(g.new_tokens for g in batched)
     single_tokens = sum(g.new_tokens for g in single)
     same = sum(a.text == b.text for a, b in zip(batched, single))
-    rows = [("batched engine", batched_tokens, batched_s),
-            ("one prompt at a time", single_tokens, single_s)]
-    print(f"{args.prompts} red-team prompts, {args.new_tokens} new tokens max, greedy, "
-          f"model={args.model}")
+    rows = [
+        ("batched engine", batched_tokens, batched_s),
+        ("one prompt at a time", single_tokens, single_s),
+    ]
+    print(
+        f"{args.prompts} red-team prompts, {args.new_tokens} new tokens max, greedy, "
+        f"model={args.model}"
+    )
     print(f"{'path':<22}{'tokens':>8}{'seconds':>10}{'tokens/s':>10}")
     for name, tokens, seconds in rows:
         print(f"{name:<22}{tokens:>8}{seconds:>10.1f}{tokens / seconds:>10.1f}")

@@ -12,6 +12,7 @@ the whole pool scores (length-controlled when the test sets allow it); the bench
 labels each order needs to reach it and ends with `ratio=<random / active labels>` (larger is
 better; the issue's target is ≥ 1.5).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,9 @@ from pipeline.values import probes  # noqa: E402
 from pipeline.values.features import pair_features  # noqa: E402
 
 
-def test_scores(d: torch.Tensor, pairs: list[Pair], train: list[int], test: list[int],
-                humans: dict[str, str]) -> tuple[float, float | None]:
+def test_scores(
+    d: torch.Tensor, pairs: list[Pair], train: list[int], test: list[int], humans: dict[str, str]
+) -> tuple[float, float | None]:
     """(accuracy, length-controlled accuracy) on `test` of a probe fitted on `train`."""
     y = torch.tensor([1 if humans[pairs[i].id] == "A" else 0 for i in train])
     if len(set(y.tolist())) < 2:
@@ -48,8 +50,9 @@ def test_scores(d: torch.Tensor, pairs: list[Pair], train: list[int], test: list
     return sum(right) / len(right), control.controlled if control else None
 
 
-def curve(d: torch.Tensor, pairs: list[Pair], pool: list[int], test: list[int], order: str,
-          seed: int) -> list[tuple[float, float | None]]:
+def curve(
+    d: torch.Tensor, pairs: list[Pair], pool: list[int], test: list[int], order: str, seed: int
+) -> list[tuple[float, float | None]]:
     """Test scores after 1, 2, … labels of the pool, labelled in `order`."""
     subset = [pairs[i] for i in pool]
     oracle = {p.id: p.human for p in subset}
@@ -78,8 +81,11 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--test-share", type=float, default=0.3)
     args = parser.parse_args()
-    pairs = [p for p in (gold_pairs() if args.pairs == "gold" else read_pairs(args.pairs))
-             if p.human in ("A", "B") and not p.identical]
+    pairs = [
+        p
+        for p in (gold_pairs() if args.pairs == "gold" else read_pairs(args.pairs))
+        if p.human in ("A", "B") and not p.identical
+    ]
     torch.set_flush_denormal(True)
     loaded = load_model(args.model)
     d = pair_features(loaded, pairs, "answer_mean", [args.layer]).d[:, 0]
@@ -93,17 +99,23 @@ def main() -> int:
             curves[name].append(curve(d, pairs, pool, test, name, seed))
     controlled = all(s[1] is not None for c in curves.values() for run in c for s in run)
     pick = 1 if controlled else 0
-    means = {name: [statistics.mean(run[n][pick] for run in runs)
-                    for n in range(len(runs[0]))] for name, runs in curves.items()}
+    means = {
+        name: [statistics.mean(run[n][pick] for run in runs) for n in range(len(runs[0]))]
+        for name, runs in curves.items()
+    }
     full = statistics.mean([means["active"][-1], means["random"][-1]])
     target = 0.95 * full
     what = "length-controlled accuracy" if controlled else "accuracy (length control undefined)"
-    print(f"{len(pairs)} pairs ({args.pairs}), layer {args.layer}, {args.seeds} seeds; "
-          f"held-out {what}; the whole pool reaches {full:.1%}, target {target:.1%}")
+    print(
+        f"{len(pairs)} pairs ({args.pairs}), layer {args.layer}, {args.seeds} seeds; "
+        f"held-out {what}; the whole pool reaches {full:.1%}, target {target:.1%}"
+    )
     for n in (5, 10, 15, 20, 30, 40):
         if n <= len(means["active"]):
-            print(f"  {n:>3} labels: active {means['active'][n - 1]:.1%}  random "
-                  f"{means['random'][n - 1]:.1%}")
+            print(
+                f"  {n:>3} labels: active {means['active'][n - 1]:.1%}  random "
+                f"{means['random'][n - 1]:.1%}"
+            )
     active, random_ = needed(means["active"], target), needed(means["random"], target)
     print(f"labels to reach the target: active {active}, random {random_}")
     print(f"ratio={random_ / active:.2f}")

@@ -5,6 +5,7 @@ while a real generation job loads both cores.
 
 Prints a table and `ratio=` (default p50 / ours p50 under 20 clients; larger is better).
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,9 @@ def serve(workspace: Path, keep_out: bool) -> str:
         demo, _ = app.build_studio(workspace)
     finally:
         app.keep_handlers_out_of_the_page = original
-    demo.queue().launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True,
-                        quiet=True)
+    demo.queue().launch(
+        server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True
+    )
     return demo.local_url
 
 
@@ -61,17 +63,33 @@ def main() -> None:
     default_url = serve(workspace, keep_out=False)
     ours_url = serve(workspace, keep_out=True)
     rows = {"default (API inlined)": load(default_url), "ours": load(ours_url)}
-    job = subprocess.Popen([sys.executable, "-m", "pipeline", "--workspace", str(workspace),
-                            "generate", "--prompt", "Tell me a long story.", "--prompt",
-                            "Explain photosynthesis.", "--max-new-tokens", "400"],
-                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "--workspace",
+            str(workspace),
+            "generate",
+            "--prompt",
+            "Tell me a long story.",
+            "--prompt",
+            "Explain photosynthesis.",
+            "--max-new-tokens",
+            "400",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(8)  # the job has loaded its model and is generating
     rows["ours, a job running"] = load(ours_url)
     job.kill()
     print(f"{'page':<24}{'bytes':>12}{'p50 s':>10}{'p95 s':>10}   ({CLIENTS} clients × {REQUESTS})")
     for name, (size, p50, p95) in rows.items():
         print(f"{name:<24}{size:>12,}{p50:>10.3f}{p95:>10.3f}")
-    print(f"page size ratio (ours / default) = {rows['ours'][0] / rows['default (API inlined)'][0]:.3f}")
+    size_ratio = rows["ours"][0] / rows["default (API inlined)"][0]
+    print(f"page size ratio (ours / default) = {size_ratio:.3f}")
     print(f"ratio={rows['default (API inlined)'][1] / rows['ours'][1]:.2f}")
     os._exit(0)  # the servers run in daemon threads
 

@@ -26,9 +26,10 @@ Then PPO episodes (sampled answers trained on) per minute of `train_ppo` on the 
 model with the tiny preset, with either heap.
 
 On a GPU machine the same comparison is taken from the CUDA allocator's peak of tensor
-memory (the heap plays no part there); `--model` measures any other model. Ends with `ratio=<ours / classic peak memory>` (smaller is
-better; the target is ≤ 0.4).
+memory (the heap plays no part there); `--model` measures any other model. Ends with
+`ratio=<ours / classic peak memory>` (smaller is better; the target is ≤ 0.4).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,9 +94,18 @@ def make_pm(folder: Path, model_name: str) -> Path:
 
 
 def ppo_job(pm: Path, steps: int, steady: bool, model_name: str) -> PPOJob:
-    return build_job(PPOJob, {**preset("ppo", "tiny"), "model": model_name,
-                              "reward_adapter": str(pm), "steps": steps,
-                              "ppo_epochs": 1, "save_every": 1000, "steady_heap": steady})
+    return build_job(
+        PPOJob,
+        {
+            **preset("ppo", "tiny"),
+            "model": model_name,
+            "reward_adapter": str(pm),
+            "steps": steps,
+            "ppo_epochs": 1,
+            "save_every": 1000,
+            "steady_heap": steady,
+        },
+    )
 
 
 def ours(job: PPOJob, out: Path) -> None:
@@ -111,7 +121,14 @@ def classic(job: PPOJob, pm: Path, full: bool = False) -> None:
 
     from pipeline.generation import SamplingConfig, TransformersBackend
     from pipeline.prompts import load_prompts
-    from pipeline.train.ppo_math import gae, per_token_kl, policy_loss, token_rewards, value_loss, whiten
+    from pipeline.train.ppo_math import (
+        gae,
+        per_token_kl,
+        policy_loss,
+        token_rewards,
+        value_loss,
+        whiten,
+    )
     from pipeline.hidden import backbone
     from pipeline.reward_model import apply_head, load_head, reward_scores
 
@@ -129,34 +146,57 @@ def classic(job: PPOJob, pm: Path, full: bool = False) -> None:
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
         (model if full else model.get_base_model()).gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False})
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
     reward_head, value_head = load_head(pm, loaded), load_head(pm, loaded)
     tok = loaded.tokenizer
     prompts = [p.prompt for p in load_prompts(job.prompts, "train")][: job.rollouts]
-    trained = [p for p in policy.parameters() if p.requires_grad] + \
-        [p for p in value.parameters() if p.requires_grad] + list(value_head.parameters())
+    trained = (
+        [p for p in policy.parameters() if p.requires_grad]
+        + [p for p in value.parameters() if p.requires_grad]
+        + list(value_head.parameters())
+    )
     optimizer = torch.optim.AdamW(trained, lr=job.learning_rate)
     backend = TransformersBackend(LoadedModel(loaded.name, loaded.source, policy, tok))
     for step in range(job.steps):
-        sampled = backend.sample_ids([[{"role": "user", "content": p}] for p in prompts],
-                                     SamplingConfig(max_new_tokens=job.max_new_tokens,
-                                                    temperature=1.0, top_p=1.0, seed=step))
+        sampled = backend.sample_ids(
+            [[{"role": "user", "content": p}] for p in prompts],
+            SamplingConfig(
+                max_new_tokens=job.max_new_tokens, temperature=1.0, top_p=1.0, seed=step
+            ),
+        )
         width, aw = max(len(q) + len(a) for q, a in sampled), max(len(a) for _, a in sampled)
-        ids = torch.tensor([[tok.pad_token_id] * (width - len(q) - len(a)) + q + a for q, a in sampled])
-        att = (torch.arange(width)[None] >= torch.tensor([width - len(q) - len(a) for q, a in sampled])[:, None]).long()
+        ids = torch.tensor(
+            [[tok.pad_token_id] * (width - len(q) - len(a)) + q + a for q, a in sampled]
+        )
+        att = (
+            torch.arange(width)[None]
+            >= torch.tensor([width - len(q) - len(a) for q, a in sampled])[:, None]
+        ).long()
         mask = torch.tensor([[0.0] * (aw - len(a)) + [1.0] * len(a) for _, a in sampled])
         pos = (att.cumsum(-1) - 1).clamp(min=0)
         ids, att, pos = ids.to(loaded.device), att.to(loaded.device), pos.to(loaded.device)
         texts = [tok.decode(a, skip_special_tokens=True) for _, a in sampled]
 
         def logprobs(model, rows=slice(None)):
-            logits = model(input_ids=ids[rows], attention_mask=att[rows], position_ids=pos[rows],
-                           logits_to_keep=aw + 1).logits[:, :-1].float()
-            return torch.log_softmax(logits, -1).gather(-1, ids[rows][:, -aw:, None]).squeeze(-1).cpu()
+            logits = (
+                model(
+                    input_ids=ids[rows],
+                    attention_mask=att[rows],
+                    position_ids=pos[rows],
+                    logits_to_keep=aw + 1,
+                )
+                .logits[:, :-1]
+                .float()
+            )
+            return (
+                torch.log_softmax(logits, -1).gather(-1, ids[rows][:, -aw:, None]).squeeze(-1).cpu()
+            )
 
         def values(rows=slice(None)):
-            h = backbone(value)(input_ids=ids[rows], attention_mask=att[rows],
-                                position_ids=pos[rows]).last_hidden_state[:, -aw - 1:-1]
+            h = backbone(value)(
+                input_ids=ids[rows], attention_mask=att[rows], position_ids=pos[rows]
+            ).last_hidden_state[:, -aw - 1 : -1]
             return apply_head(value_head, h).cpu()
 
         with torch.no_grad():
@@ -164,16 +204,23 @@ def classic(job: PPOJob, pm: Path, full: bool = False) -> None:
             old, ref = logprobs(policy), logprobs(reference)
             old_values = values() * mask
         kl = per_token_kl(old, ref) * mask
-        advantages, returns = gae(token_rewards(score, kl, job.kl_coef, mask), old_values, mask,
-                                  job.gamma, job.lam)
+        advantages, returns = gae(
+            token_rewards(score, kl, job.kl_coef, mask), old_values, mask, job.gamma, job.lam
+        )
         advantages = whiten(advantages, mask)
         policy.train(), value.train()
         for start in range(0, job.rollouts, job.minibatch_size):
             rows = slice(start, start + job.minibatch_size)
             optimizer.zero_grad()
-            policy_loss(logprobs(policy, rows), old[rows], advantages[rows], mask[rows], job.clip).loss.backward()
-            (job.value_coef * value_loss(values(rows), old_values[rows], returns[rows], mask[rows],
-                                         job.value_clip)).backward()
+            policy_loss(
+                logprobs(policy, rows), old[rows], advantages[rows], mask[rows], job.clip
+            ).loss.backward()
+            (
+                job.value_coef
+                * value_loss(
+                    values(rows), old_values[rows], returns[rows], mask[rows], job.value_clip
+                )
+            ).backward()
             optimizer.step()
         policy.eval(), value.eval()
 
@@ -185,18 +232,36 @@ def worker(layout: str, pm: Path, out: Path, steps: int, heap: str, model_name: 
     torch.manual_seed(0)
     before = 0.0 if on_gpu() else status_mb("VmRSS")  # after imports: the rest is the layout's
     load_model(model_name)  # the base, resident in both layouts; its loading transient
-    start_measuring()       # (file buffers, a second copy while converting) is not a step's
+    start_measuring()  # (file buffers, a second copy while converting) is not a step's
     started = time.perf_counter()
     job = ppo_job(pm, steps, heap == "steady", model_name)
     ours(job, out) if layout == "ours" else classic(job, pm, full=layout == "classic-full")
     print(json.dumps({"rise_mb": peak_mb() - before, "seconds": time.perf_counter() - started}))
 
 
-def run_worker(layout: str, pm: Path, out: Path, model_name: str, steps: int = 1,
-               heap: str = "steady") -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", layout, "--pm", str(pm), "--out",
-                           str(out), "--steps", str(steps), "--heap", heap, "--model", model_name],
-                          capture_output=True, text=True)
+def run_worker(
+    layout: str, pm: Path, out: Path, model_name: str, steps: int = 1, heap: str = "steady"
+) -> dict:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            layout,
+            "--pm",
+            str(pm),
+            "--out",
+            str(out),
+            "--steps",
+            str(steps),
+            "--heap",
+            heap,
+            "--model",
+            model_name,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -213,8 +278,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--heap", choices=("steady", "default"), default="steady")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="model to measure (default: the embedded one; any folder or hub id)")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="model to measure (default: the embedded one; any folder or hub id)",
+    )
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker, args.pm, args.out, args.steps, args.heap, args.model)
@@ -223,28 +291,46 @@ def main() -> None:
     heaps = ("steady",) if on_gpu() else ("steady", "default")
     with tempfile.TemporaryDirectory() as tmp:
         pm = make_pm(Path(tmp) / "pm", args.model)
-        runs = {(layout, heap): run_worker(layout, pm, Path(tmp) / f"{layout}-{heap}", args.model,
-                                           heap=heap)
-                for heap in heaps for layout in ("ours", "classic")}
+        runs = {
+            (layout, heap): run_worker(
+                layout, pm, Path(tmp) / f"{layout}-{heap}", args.model, heap=heap
+            )
+            for heap in heaps
+            for layout in ("ours", "classic")
+        }
         full = run_worker("classic-full", pm, Path(tmp) / "classic-full", args.model)
-        speed = {heap: run_worker("ours", pm, Path(tmp) / f"speed-{heap}", args.model, steps, heap)
-                 for heap in heaps}
-    where = f"GPU ({torch.cuda.get_device_name()}, CUDA allocator peak)" if on_gpu() else \
-        "CPU (peak resident memory)"
+        speed = {
+            heap: run_worker("ours", pm, Path(tmp) / f"speed-{heap}", args.model, steps, heap)
+            for heap in heaps
+        }
+    where = (
+        f"GPU ({torch.cuda.get_device_name()}, CUDA allocator peak)"
+        if on_gpu()
+        else "CPU (peak resident memory)"
+    )
     print(f"model {args.model}, {where}")
     for heap in heaps:
         label = "steady heap (the default)" if heap == "steady" else "glibc's default heap"
         mine, theirs = runs["ours", heap]["rise_mb"], runs["classic", heap]["rise_mb"]
-        print(f"one PPO step, peak memory, {label}: ours {mine:.0f} MB (one base + adapters); "
-              f"classic {theirs:.0f} MB (four models, LoRA-trained copies); ours / classic = "
-              f"{mine / theirs:.3f}")
+        print(
+            f"one PPO step, peak memory, {label}: ours {mine:.0f} MB (one base + adapters); "
+            f"classic {theirs:.0f} MB (four models, LoRA-trained copies); ours / classic = "
+            f"{mine / theirs:.3f}"
+        )
     mine = runs["ours", "steady"]["rise_mb"]
-    print(f"classic-full {full['rise_mb']:.0f} MB (four models, policy and value fully trained; "
-          f"ours / it = {mine / full['rise_mb']:.3f})")
-    print(f"PPO ({steps} steps × {preset('ppo', 'tiny')['rollouts']} rollouts of ≤ "
-          f"{preset('ppo', 'tiny')['max_new_tokens']} tokens, adapter set-up included, the base "
-          "already loaded): " + ", ".join(f"{episodes_per_minute(speed[h], steps):.1f} episodes/min "
-                                          f"with the {h} heap" for h in heaps))
+    print(
+        f"classic-full {full['rise_mb']:.0f} MB (four models, policy and value fully trained; "
+        f"ours / it = {mine / full['rise_mb']:.3f})"
+    )
+    print(
+        f"PPO ({steps} steps × {preset('ppo', 'tiny')['rollouts']} rollouts of ≤ "
+        f"{preset('ppo', 'tiny')['max_new_tokens']} tokens, adapter set-up included, the base "
+        "already loaded): "
+        + ", ".join(
+            f"{episodes_per_minute(speed[h], steps):.1f} episodes/min with the {h} heap"
+            for h in heaps
+        )
+    )
     print(f"ratio={mine / runs['classic', 'steady']['rise_mb']:.3f}")
 
 

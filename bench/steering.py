@@ -8,6 +8,7 @@ A coefficient-4 push changes how long answers run, so the time per generated tok
 compared (tokens/s), as well as the wall clock. Ends with `ratio=<steered / unsteered
 seconds per token>` (smaller is better; the target is ≤ 1.15).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,15 +54,21 @@ def main() -> None:
 
     plain_s, plain = timed(None)
     steered_s, steered = timed(steering)
-    rows = [("unsteered", sum(g.new_tokens for g in plain), plain_s),
-            (f"steered ({steering.text})", sum(g.new_tokens for g in steered), steered_s)]
-    print(f"{len(conversations)} red-team test prompts, one batch, {args.new_tokens} new tokens "
-          f"max, greedy, model={args.model}")
+    rows = [
+        ("unsteered", sum(g.new_tokens for g in plain), plain_s),
+        (f"steered ({steering.text})", sum(g.new_tokens for g in steered), steered_s),
+    ]
+    print(
+        f"{len(conversations)} red-team test prompts, one batch, {args.new_tokens} new tokens "
+        f"max, greedy, model={args.model}"
+    )
     print(f"{'path':<24}{'tokens':>8}{'seconds':>10}{'tokens/s':>10}")
     for name, tokens, seconds in rows:
         print(f"{name[:24]:<24}{tokens:>8}{seconds:>10.2f}{tokens / seconds:>10.1f}")
-    print(f"answers changed by steering: {sum(a.text != b.text for a, b in zip(plain, steered))}"
-          f"/{len(conversations)}")
+    print(
+        f"answers changed by steering: {sum(a.text != b.text for a, b in zip(plain, steered))}"
+        f"/{len(conversations)}"
+    )
     print(f"wall-clock ratio (steered / unsteered) = {steered_s / plain_s:.3f}")
     per_token = (steered_s / rows[1][1]) / (plain_s / rows[0][1])
     print(f"ratio={per_token:.3f}")

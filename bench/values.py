@@ -17,6 +17,7 @@ representation judge vs the log-prob judge, same run, on the embedded model.
 Ends with `ratio=<extraction speed-up>` and prints `judge_ratio=<representation / log-prob
 labels per second>` (targets: ≥ 5 each).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from pipeline.constitution import load_constitution  # noqa: E402
 from pipeline.feedback import FeedbackConfig, Labeller  # noqa: E402
-from pipeline.hidden import (decoder_layers, encode_conversations, hidden_states,  # noqa: E402
-                             states_at)
+from pipeline.hidden import (
+    decoder_layers,
+    encode_conversations,
+    hidden_states,  # noqa: E402
+    states_at,
+)
 from pipeline.models import load_model  # noqa: E402
 from pipeline.preferences import gold_pairs  # noqa: E402
 from pipeline.trust import trust_report  # noqa: E402
@@ -62,27 +67,38 @@ def main() -> None:
     gold = gold_pairs()
     prompts = [p.prompt for p in gold for _ in (0, 1)][: args.answers]
     answers = [a for p in gold for a in (p.response_a, p.response_b)][: args.answers]
-    read = lambda: hidden_states(loaded.model, loaded.tokenizer, prompts, answers,  # noqa: E731
-                                 batch_size=16)
-    read_one_at_a_time = lambda: torch.stack([one_pass(loaded, q, a)  # noqa: E731
-                                              for q, a in zip(prompts, answers)])
+
+    def read() -> torch.Tensor:
+        return hidden_states(loaded.model, loaded.tokenizer, prompts, answers, batch_size=16)
+
+    def read_one_at_a_time() -> torch.Tensor:
+        return torch.stack([one_pass(loaded, q, a) for q, a in zip(prompts, answers)])
+
     hidden_states(loaded.model, loaded.tokenizer, prompts[:4], answers[:4], batch_size=4)  # warm-up
     batched, batched_s = timed(read)
     single, single_s = timed(read_one_at_a_time)
     batched_s = min(batched_s, timed(read)[1])
     print(f"hidden states of {len(answers)} answers × {batched.shape[1]} layers:")
-    print(f"  batched, prompts shared (16 rows) {batched_s:7.2f} s  "
-          f"{len(answers) / batched_s:6.1f} answers/s")
-    print(f"  one full pass per answer          {single_s:7.2f} s  "
-          f"{len(answers) / single_s:6.1f} answers/s")
+    print(
+        f"  batched, prompts shared (16 rows) {batched_s:7.2f} s  "
+        f"{len(answers) / batched_s:6.1f} answers/s"
+    )
+    print(
+        f"  one full pass per answer          {single_s:7.2f} s  "
+        f"{len(answers) / single_s:6.1f} answers/s"
+    )
     print(f"  largest difference {float((batched - single).abs().max()):.2e}")
 
     constitution = load_constitution(ROOT / "constitutions" / "harmless-helpful.yaml")
     ids = [p.id for p in constitution.enabled_principles][: args.principles]
     pairs = gold[: args.pairs]
     logprob = Labeller(loaded, FeedbackConfig(principles=",".join(ids)))
-    subset = constitution.__class__(**{**constitution.__dict__, "principles": tuple(
-        p for p in constitution.principles if p.id in ids)})
+    subset = constitution.__class__(
+        **{
+            **constitution.__dict__,
+            "principles": tuple(p for p in constitution.principles if p.id in ids),
+        }
+    )
     representation = RepresentationJudge(loaded)
     representation.directions(subset)  # computed once per constitution, kept
     logprob.label(constitution, pairs[:2])
@@ -92,17 +108,23 @@ def main() -> None:
     rep_s = min(rep_s, timed(lambda: representation.label(subset, pairs))[1])
     n_labels = len(pairs) * len(ids)
     print(f"{len(pairs)} pairs × {len(ids)} principles = {n_labels} labels:")
-    print(f"  representation judge (layer {representation.layer}) {rep_s:7.2f} s  "
-          f"{n_labels / rep_s:6.1f} labels/s")
+    print(
+        f"  representation judge (layer {representation.layer}) {rep_s:7.2f} s  "
+        f"{n_labels / rep_s:6.1f} labels/s"
+    )
     print(f"  log-prob judge (both orders)          {lp_s:7.2f} s  {n_labels / lp_s:6.1f} labels/s")
 
     print("for the record (gold pairs are length-confounded; not a target):")
-    for name, judge, c in (("representation", representation, subset),
-                           ("log-prob", logprob, constitution)):
+    for name, judge, c in (
+        ("representation", representation, subset),
+        ("log-prob", logprob, constitution),
+    ):
         report = trust_report(judge.label(c, gold), {})
         a, length = report.agreement, report.length
-        print(f"  {name:<15} agreement {a.verdict.text}; "
-              f"{length.text if length else 'no length baseline'}")
+        print(
+            f"  {name:<15} agreement {a.verdict.text}; "
+            f"{length.text if length else 'no length baseline'}"
+        )
     print(f"judge_ratio={lp_s / rep_s:.2f}")
     print(f"ratio={single_s / batched_s:.2f}")
 

@@ -3,6 +3,7 @@
 Errors a user can act on are printed as one message with exit code 1 (2 for usage
 errors), never as a traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,9 +15,17 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.fields import add_config_arguments, config_from_args, help_text, settings_of
-from pipeline.constitution import (Constitution, diff_constitutions, format_diff, from_dict,
-                                   load_constitution, principle_system_prompt, read_text_file,
-                                   read_constitution_yaml, to_yaml)
+from pipeline.constitution import (
+    Constitution,
+    diff_constitutions,
+    format_diff,
+    from_dict,
+    load_constitution,
+    principle_system_prompt,
+    read_text_file,
+    read_constitution_yaml,
+    to_yaml,
+)
 from pipeline.errors import StoreError, StudioError
 from pipeline.files import write_atomic
 from pipeline.jobs import JobCancelled
@@ -25,6 +34,7 @@ from pipeline.preferences import HUMAN_CHOICES
 from pipeline.prompts import IMPORTERS, SHIPPED, import_prompts, load_prompts, write_prompts
 from pipeline.runs import counted
 from pipeline.store import Store, parse_ref
+
 
 def open_store(args: argparse.Namespace) -> Store:
     store = Store(args.workspace)
@@ -40,12 +50,14 @@ def resolve_constitution(ref: str, args: argparse.Namespace) -> tuple[str, Const
     try:
         record = open_store(args).version(name, version)
     except StoreError:
-        raise StoreError(f"'{ref}' is neither a file nor a saved constitution (name or "
-                         "name@version).") from None
+        raise StoreError(
+            f"'{ref}' is neither a file nor a saved constitution (name or name@version)."
+        ) from None
     return record.label, record.constitution
 
 
 # --- commands ------------------------------------------------------------------------------
+
 
 def cmd_constitution_validate(args: argparse.Namespace) -> int:
     path = Path(args.file)
@@ -56,8 +68,10 @@ def cmd_constitution_validate(args: argparse.Namespace) -> int:
             print(f"  {issue}", file=sys.stderr)
         return 1
     c = from_dict(raw)
-    print(f"{path}: valid ({len(c.principles)} principles, {len(c.enabled_principles)} enabled, "
-          f"{len(c.few_shot)} few-shot chains)")
+    print(
+        f"{path}: valid ({len(c.principles)} principles, {len(c.enabled_principles)} enabled, "
+        f"{len(c.few_shot)} few-shot chains)"
+    )
     return 0
 
 
@@ -70,8 +84,10 @@ def cmd_constitution_diff(args: argparse.Namespace) -> int:
 
 def cmd_constitution_list(args: argparse.Namespace) -> int:
     for record in open_store(args).all_versions():
-        print(f"{record.name}@{record.version}\t{record.hash[:12]}\t{record.created_at}\t"
-              f"{record.note}")
+        print(
+            f"{record.name}@{record.version}\t{record.hash[:12]}\t{record.created_at}\t"
+            f"{record.note}"
+        )
     return 0
 
 
@@ -97,8 +113,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.principle:
         ref, _, pid = args.principle.rpartition(":")
         if not ref:
-            raise StoreError("--principle takes CONSTITUTION:PRINCIPLE_ID, "
-                             "e.g. harmless-helpful:privacy.")
+            raise StoreError(
+                "--principle takes CONSTITUTION:PRINCIPLE_ID, e.g. harmless-helpful:privacy."
+            )
         system = principle_system_prompt(resolve_constitution(ref, args)[1].principle(pid))
     backend = backend_for(args.model)
     steering = steering_of(args, backend.loaded)
@@ -110,12 +127,33 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 0
     results = backend.generate(conversations, config, steering=steering)
     if args.json:
-        steer = ({"direction": args.steer, "coefficient": steering.coefficient,
-                  "layers": list(steering.layers), "positions": steering.positions}
-                 if steering else None)
-        print(json.dumps([{"prompt": p, "model": args.model, "system": system,
-                           "sampling": asdict(config), "steering": steer, **asdict(r)}
-                          for p, r in zip(args.prompt, results)], ensure_ascii=False, indent=2))
+        steer = (
+            {
+                "direction": args.steer,
+                "coefficient": steering.coefficient,
+                "layers": list(steering.layers),
+                "positions": steering.positions,
+            }
+            if steering
+            else None
+        )
+        print(
+            json.dumps(
+                [
+                    {
+                        "prompt": p,
+                        "model": args.model,
+                        "system": system,
+                        "sampling": asdict(config),
+                        "steering": steer,
+                        **asdict(r),
+                    }
+                    for p, r in zip(args.prompt, results)
+                ],
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
     else:
         for prompt, result in zip(args.prompt, results):
             if len(results) > 1:
@@ -128,8 +166,15 @@ def cmd_revise(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from pipeline.constitution import content_hash
-    from pipeline.critique import (ChainConfig, ChainRequest, batch_quality, chain_id,
-                                   chain_step, principle_stats, run_chains)
+    from pipeline.critique import (
+        ChainConfig,
+        ChainRequest,
+        batch_quality,
+        chain_id,
+        chain_step,
+        principle_stats,
+        run_chains,
+    )
     from pipeline.critique import ChainLog, export_chains
     from pipeline.jobs import claim_run_folder
     from pipeline.generation import SamplingConfig, backend_for
@@ -140,8 +185,11 @@ def cmd_revise(args: argparse.Namespace) -> int:
     with job_context(out):
         _, constitution = resolve_constitution(job.constitution, args)
         skipped: list[str] = []
-        prompts = load_prompts(job.prompts, job.split or None,
-                               on_bad_line=skipped.append if job.skip_bad_lines else None)
+        prompts = load_prompts(
+            job.prompts,
+            job.split or None,
+            on_bad_line=skipped.append if job.skip_bad_lines else None,
+        )
         for message in skipped:
             print(f"warning: skipped {message}", file=sys.stderr)
         prompts = prompts[: job.limit or None]
@@ -149,10 +197,17 @@ def cmd_revise(args: argparse.Namespace) -> int:
         sampling = settings_of(job, SamplingConfig)
         write_progress(out, 0, len(prompts), loading(job.model))
         backend = backend_for(job.model, max_batch_size=config.batch_size)
-        claim_run_folder(out, {"constitution": constitution.name,
-                               "constitution_hash": content_hash(constitution),
-                               "prompts": job.prompts, "model": job.model,
-                               "chain": asdict(config), "sampling": asdict(sampling)})
+        claim_run_folder(
+            out,
+            {
+                "constitution": constitution.name,
+                "constitution_hash": content_hash(constitution),
+                "prompts": job.prompts,
+                "model": job.model,
+                "chain": asdict(config),
+                "sampling": asdict(sampling),
+            },
+        )
         log = ChainLog(out)
         done = log.done_ids()
         requests = [ChainRequest(p, constitution) for p in prompts]
@@ -166,21 +221,33 @@ def cmd_revise(args: argparse.Namespace) -> int:
                 bar.update(len(chains))
                 for c in chains:
                     if c.truncated:
-                        print(f"warning: prompt {c.prompt_id} was cut to fit the model's context",
-                              file=sys.stderr)
-            partial = 0 if all(c.done for c in chains) else len(chains) * (stage % stages + 1) / stages
-            write_progress(out, bar.n + partial, len(requests),
-                           chain_step(stage + 1, config.rounds) if partial else "next batch")
+                        print(
+                            f"warning: prompt {c.prompt_id} was cut to fit the model's context",
+                            file=sys.stderr,
+                        )
+            partial = (
+                0 if all(c.done for c in chains) else len(chains) * (stage % stages + 1) / stages
+            )
+            write_progress(
+                out,
+                bar.n + partial,
+                len(requests),
+                chain_step(stage + 1, config.rounds) if partial else "next batch",
+            )
         bar.close()
         chains = log.read()
         if chains:
             export_chains(out)
         quality = batch_quality(chains)
-        print(f"{quality.chains} chains in {out / 'chains.jsonl'}; {quality.refusing} final "
-              f"answers refuse; {quality.failed_rounds} failed rounds")
+        print(
+            f"{quality.chains} chains in {out / 'chains.jsonl'}; {quality.refusing} final "
+            f"answers refuse; {quality.failed_rounds} failed rounds"
+        )
         for s in principle_stats(chains):
-            print(f"  {s.principle_id:<24} drawn {s.drawn:>4}  failed {s.failed:>3} "
-                  f"({s.failure_rate:.0%})")
+            print(
+                f"  {s.principle_id:<24} drawn {s.drawn:>4}  failed {s.failed:>3} "
+                f"({s.failure_rate:.0%})"
+            )
     return 0
 
 
@@ -192,13 +259,17 @@ def cmd_sft_data(args: argparse.Namespace) -> int:
     job = stage_job("sft-data", args)
     with job_context(args.out):
         sampling = settings_of(job, SamplingConfig)
-        write_progress(args.out, 0, 0, loading(job.model) if job.helpful_ratio > 0 else
-                       "reading the chains")
+        write_progress(
+            args.out, 0, 0, loading(job.model) if job.helpful_ratio > 0 else "reading the chains"
+        )
         backend = backend_for(job.model) if job.helpful_ratio > 0 else None
-        summary = build_sft_dataset(job.chains, args.out, job.helpful_ratio, backend, sampling,
-                                    job.helpful_set)
-        print(f"wrote {summary.revisions} revision and {summary.helpful} helpfulness examples "
-              f"to {summary.path} ({summary.skipped} chains with no accepted revision left out)")
+        summary = build_sft_dataset(
+            job.chains, args.out, job.helpful_ratio, backend, sampling, job.helpful_set
+        )
+        print(
+            f"wrote {summary.revisions} revision and {summary.helpful} helpfulness examples "
+            f"to {summary.path} ({summary.skipped} chains with no accepted revision left out)"
+        )
     return 0
 
 
@@ -208,8 +279,10 @@ def cmd_prompts_list(args: argparse.Namespace) -> int:
             records = load_prompts(name)
             cats = sorted({r.category for r in records})
             test = sum(r.split == "test" for r in records)
-            print(f"{name}\t{len(records)} prompts ({len(records) - test} train, {test} test)\t"
-                  f"{len(cats)} categories: {', '.join(cats)}")
+            print(
+                f"{name}\t{len(records)} prompts ({len(records) - test} train, {test} test)\t"
+                f"{len(cats)} categories: {', '.join(cats)}"
+            )
         print(f"importable from installed packages: {', '.join(IMPORTERS)}")
         return 0
     records = load_prompts(args.set, args.split)
@@ -252,16 +325,18 @@ def cmd_pairs(args: argparse.Namespace) -> int:
         pairs, per_batch = [], max(1, job.batch_size // 2)
         bar = tqdm(total=len(prompts), unit="prompt")
         for start in range(0, len(prompts), per_batch):
-            chunk = prompts[start:start + per_batch]
+            chunk = prompts[start : start + per_batch]
             pairs += make_pairs(backend, chunk, replace(sampling, seed=sampling.seed + 2 * start))
             bar.update(len(chunk))
             write_progress(out, bar.n, len(prompts), "sampling answers")
         bar.close()
         write_pairs(pairs, out / PAIRS_FILE)
         identical = sum(p.identical for p in pairs)
-        print(f"wrote {len(pairs)} pairs from {job.policy} to {out / PAIRS_FILE} "
-              f"({identical} with identical answers, {len(prompts) - len(pairs)} prompts "
-              "with an empty answer left out)")
+        print(
+            f"wrote {len(pairs)} pairs from {job.policy} to {out / PAIRS_FILE} "
+            f"({identical} with identical answers, {len(prompts) - len(pairs)} prompts "
+            "with an empty answer left out)"
+        )
     return 0
 
 
@@ -281,15 +356,17 @@ def cmd_label(args: argparse.Namespace) -> int:
         write_atomic(out / "job.yaml", job_yaml(job))  # what `relabel` repeats
         _, constitution = resolve_constitution(job.constitution, args)
         skipped: list[str] = []
-        pairs = read_pairs(pairs_path(job.pairs),
-                           on_bad_line=skipped.append if job.skip_bad_lines else None)
+        pairs = read_pairs(
+            pairs_path(job.pairs), on_bad_line=skipped.append if job.skip_bad_lines else None
+        )
         for message in skipped:
             print(f"warning: skipped {message}", file=sys.stderr)
         pairs = pairs[: job.limit or None]
         write_progress(out, 0, len(pairs), loading(job.model))
         choice = chosen_judge(job, args, out, constitution, len(pairs))
-        labeller = judge_for(replace(job, judge_method=choice.method, probe=choice.probe)
-                             if choice else job)
+        labeller = judge_for(
+            replace(job, judge_method=choice.method, probe=choice.probe) if choice else job
+        )
         bar = tqdm(total=len(pairs), unit="pair")
         write_progress(out, 0, len(pairs), "labelling")
 
@@ -305,8 +382,10 @@ def cmd_label(args: argparse.Namespace) -> int:
             save_choice(choice, out)
         report = trust_report(prefs, open_store(args).human_labels())
         note = labels_note(out)
-        write_atomic(out / "summary.json", json.dumps(
-            {**asdict(report), "judge": note, "domain": domain}, indent=2))
+        write_atomic(
+            out / "summary.json",
+            json.dumps({**asdict(report), "judge": note, "domain": domain}, indent=2),
+        )
         print(f"{len(prefs)} labelled pairs in {out / 'labels.jsonl'}")
         print(format_report(report))
         print(note)
@@ -315,8 +394,7 @@ def cmd_label(args: argparse.Namespace) -> int:
     return 0
 
 
-def chosen_judge(job, args: argparse.Namespace, out: Path, constitution: Constitution,
-                 pairs: int):
+def chosen_judge(job, args: argparse.Namespace, out: Path, constitution: Constitution, pairs: int):
     """Under judge_method auto, the judge the human labels choose (measured once and kept in
     the run folder, so a resumed run keeps it); None for a judge named by hand."""
     from pipeline.judge_choice import measured_choice, read_choice
@@ -365,8 +443,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs yet")
     for r in runs:
-        print(f"{r.job_id:>4}  {r.status:<10} {r.duration:>8}  {r.name}"
-              + (f"  — {r.metric}" if r.metric else "") + f"\n      {r.folder}")
+        print(
+            f"{r.job_id:>4}  {r.status:<10} {r.duration:>8}  {r.name}"
+            + (f"  — {r.metric}" if r.metric else "")
+            + f"\n      {r.folder}"
+        )
     return 0
 
 
@@ -383,8 +464,13 @@ def cmd_values_report(args: argparse.Namespace) -> int:
     from pipeline.feedback import FeedbackConfig, Labeller
     from pipeline.jobs import job_context, write_progress
     from pipeline.models import load_model
-    from pipeline.values.report import (differences_from_first, format_report, layer_fits,
-                                        pair_evidence, values_report)
+    from pipeline.values.report import (
+        differences_from_first,
+        format_report,
+        layer_fits,
+        pair_evidence,
+        values_report,
+    )
 
     job = stage_job("values-report", args)
     out = Path(args.out) if args.out else None
@@ -403,13 +489,19 @@ def cmd_values_report(args: argparse.Namespace) -> int:
 
         evidence = pair_evidence(loaded, data, job.pooling, job.layer_list, policy, step)
         done[0] = 2
-        judge = (Labeller(loaded, FeedbackConfig(ensemble=job.judge_ensemble))
-                 if job.judge_ensemble >= 0 else None)
+        judge = (
+            Labeller(loaded, FeedbackConfig(ensemble=job.judge_ensemble))
+            if job.judge_ensemble >= 0
+            else None
+        )
         fits = layer_fits(data, evidence, job.method, job.folds, job.seed, step)
         reports = []
         for c in constitutions:
-            reports.append(values_report(loaded, c, data, evidence, job.method, job.folds,
-                                         job.seed, judge, step, fits))
+            reports.append(
+                values_report(
+                    loaded, c, data, evidence, job.method, job.folds, job.seed, judge, step, fits
+                )
+            )
             done[0] += 1
         rows = [r.as_json() for r in reports]
         differences = differences_from_first(rows)
@@ -433,15 +525,19 @@ def compare_table(reports, differences) -> str:
     `differences`, from `differences_from_first`)."""
     from pipeline.values.report import cos_text
 
-    lines = [f"{'constitution':<21} {'adversarial':<12} {'w_c at the best layer':<42} "
-             f"{'mean cos(w_c, w*) (95%)':<29} {f'minus {reports[0].constitution} (95%)':<38} "
-             "log-prob judge"]
+    lines = [
+        f"{'constitution':<21} {'adversarial':<12} {'w_c at the best layer':<42} "
+        f"{'mean cos(w_c, w*) (95%)':<29} {f'minus {reports[0].constitution} (95%)':<38} "
+        "log-prob judge"
+    ]
     for r, difference in zip(reports, differences):
         mean_cos = cos_text(r.mean_cos_constitution, r.mean_cos_constitution_interval, 3)
-        lines.append(f"{r.constitution:<21} {'yes' if r.adversarial else 'no':<12} "
-                     f"{r.best.constitution.text:<42} {mean_cos:<29} "
-                     f"{'—' if difference is None else difference.text:<38} "
-                     f"{'—' if r.judge is None else r.judge.text}")
+        lines.append(
+            f"{r.constitution:<21} {'yes' if r.adversarial else 'no':<12} "
+            f"{r.best.constitution.text:<42} {mean_cos:<29} "
+            f"{'—' if difference is None else difference.text:<38} "
+            f"{'—' if r.judge is None else r.judge.text}"
+        )
     return "\n".join(lines)
 
 
@@ -461,10 +557,12 @@ def cmd_values_fit(args: argparse.Namespace) -> int:
         probe = fit_probe(loaded, data, job.pooling, job.method, layer, job.folds, job.seed)
         save_probe(probe, out / "probe")
         write_progress(out, 1, 1, "done")
-        print(f"probe at layer {probe.layer} ({probe.method}, {probe.pooling}): cross-validated "
-              f"accuracy {probe.quality} on {len(data.pairs)} pairs, τ = {probe.tau:.3g}; "
-              f"saved in {out / 'probe'} — label with `label --judge-method representation --probe "
-              f"{out / 'probe'}` (pairs it was fitted on are flagged)")
+        print(
+            f"probe at layer {probe.layer} ({probe.method}, {probe.pooling}): cross-validated "
+            f"accuracy {probe.quality} on {len(data.pairs)} pairs, τ = {probe.tau:.3g}; "
+            f"saved in {out / 'probe'} — label with `label --judge-method representation --probe "
+            f"{out / 'probe'}` (pairs it was fitted on are flagged)"
+        )
     return 0
 
 
@@ -480,6 +578,7 @@ def stepper(out: Path | None, steps: int) -> Callable[[str], None]:
         if out:
             write_progress(out, done[0], steps, what)
         done[0] += 1
+
     return step
 
 
@@ -487,8 +586,7 @@ def cmd_judges_compare(args: argparse.Namespace) -> int:
     """Every judge against people on the same labels; judges.json and judges.md in --out."""
     from contextlib import nullcontext
 
-    from pipeline.evaluation.leaderboard import (check_labels, format_board, judged_all,
-                                                 leaderboard)
+    from pipeline.evaluation.leaderboard import check_labels, format_board, judged_all, leaderboard
     from pipeline.jobs import job_context, write_progress
     from pipeline.judge_choice import board_choice, save_choice
     from pipeline.models import load_model
@@ -504,16 +602,18 @@ def cmd_judges_compare(args: argparse.Namespace) -> int:
         step = stepper(out, steps)
         step(loading(job.model))
         loaded = load_model(job.model)
-        board = leaderboard(job.labels, data, judged_all(loaded, constitution, data, job, step),
-                            job.seed)
+        board = leaderboard(
+            job.labels, data, judged_all(loaded, constitution, data, job, step), job.seed
+        )
         text = format_board(board)
         if out:
             choice = board_choice(board, loaded, data, job, out, step)
             save_choice(choice, out)
             write_atomic(out / "judges.md", text + "\n")
             write_progress(out, steps, steps, "done")
-            text += f"\n{choice.text}" + (f"; its probe is in {choice.probe}" if choice.probe
-                                          else "")
+            text += f"\n{choice.text}" + (
+                f"; its probe is in {choice.probe}" if choice.probe else ""
+            )
         print(json.dumps(board.as_json(), indent=2) if args.json else text)
     return 0
 
@@ -524,8 +624,13 @@ def cmd_principles_rank(args: argparse.Namespace) -> int:
 
     from pipeline.constitution import load_constitution, to_yaml
     from pipeline.evaluation.leaderboard import check_labels
-    from pipeline.evaluation.principles import (CATALOGUE, draft_constitution, format_ranking,
-                                                label_everything, rank)
+    from pipeline.evaluation.principles import (
+        CATALOGUE,
+        draft_constitution,
+        format_ranking,
+        label_everything,
+        rank,
+    )
     from pipeline.jobs import job_context, write_progress
     from pipeline.models import load_model
     from pipeline.values.features import labelled_in
@@ -540,8 +645,15 @@ def cmd_principles_rank(args: argparse.Namespace) -> int:
         steps = 1 + 2 * len(job.method_list)
         step = stepper(out, steps)
         step(loading(job.model))
-        labelled = label_everything(load_model(job.model), constitution, catalogue, data,
-                                    job.method_list, job.batch_size, step)
+        labelled = label_everything(
+            load_model(job.model),
+            constitution,
+            catalogue,
+            data,
+            job.method_list,
+            job.batch_size,
+            step,
+        )
         ranking = rank(data, job.labels, constitution, catalogue, labelled, job.seed)
         text = format_ranking(ranking)
         draft = draft_constitution(ranking, constitution, catalogue)
@@ -550,8 +662,10 @@ def cmd_principles_rank(args: argparse.Namespace) -> int:
             write_atomic(out / "principles.md", text + "\n")
             if draft:
                 write_atomic(out / "draft.yaml", to_yaml(draft))
-                text += (f"\nthe draft is in {out / 'draft.yaml'} (not saved: `constitution "
-                         f"save {out / 'draft.yaml'}` once you have read it)")
+                text += (
+                    f"\nthe draft is in {out / 'draft.yaml'} (not saved: `constitution "
+                    f"save {out / 'draft.yaml'}` once you have read it)"
+                )
             write_progress(out, steps, steps, "done")
         print(json.dumps(ranking.as_json(), indent=2) if args.json else text)
     return 0
@@ -571,21 +685,30 @@ def cmd_steer_extract(args: argparse.Namespace) -> int:
         write_progress(out, 0, 2, "reading the contrasts")
         if job.constitution:
             _, constitution = resolve_constitution(job.constitution, args)
-            prompts = [p.prompt for p in load_prompts(job.prompts, "train")][:job.limit]
-            direction = steering.extract_from_constitution(loaded, constitution, prompts,
-                                                           job.layer_list, job.method)
+            prompts = [p.prompt for p in load_prompts(job.prompts, "train")][: job.limit]
+            direction = steering.extract_from_constitution(
+                loaded, constitution, prompts, job.layer_list, job.method
+            )
         else:
-            direction = steering.extract_from_pairs(loaded, labelled_in(job.pairs, open_store(args)),
-                                                    job.pairs, job.layer_list, job.method)
+            direction = steering.extract_from_pairs(
+                loaded,
+                labelled_in(job.pairs, open_store(args)),
+                job.pairs,
+                job.layer_list,
+                job.method,
+            )
         if job.read:
             write_progress(out, 1, 2, f"reading each layer on {job.read}")
-            direction = steering.with_reading(loaded, direction,
-                                              labelled_in(job.read, open_store(args)), job.read)
+            direction = steering.with_reading(
+                loaded, direction, labelled_in(job.read, open_store(args)), job.read
+            )
         folder = steering.save_direction(direction, out / steering.DIRECTION_DIR)
         write_progress(out, 2, 2, "done")
         print(steering.format_direction(direction))
-        print(f"saved in {folder} — steer with `generate --steer {out} --coefficient C "
-              f"--layers {direction.middle_layer}`")
+        print(
+            f"saved in {folder} — steer with `generate --steer {out} --coefficient C "
+            f"--layers {direction.middle_layer}`"
+        )
     return 0
 
 
@@ -606,12 +729,18 @@ def steering_of(args: argparse.Namespace, loaded):
 
     if not args.steer:
         if args.coefficient is not None or args.layers:
-            raise StoreError("--coefficient and --layers steer: give the direction with --steer DIR.")
+            raise StoreError(
+                "--coefficient and --layers steer: give the direction with --steer DIR."
+            )
         return None
     direction = load_direction(args.steer, loaded)
     layers = parse_layers(args.layers) or [direction.middle_layer]
-    return Steering(direction, 1.0 if args.coefficient is None else args.coefficient,
-                    tuple(layers), args.steer_positions)
+    return Steering(
+        direction,
+        1.0 if args.coefficient is None else args.coefficient,
+        tuple(layers),
+        args.steer_positions,
+    )
 
 
 def judge_for(job):
@@ -620,8 +749,9 @@ def judge_for(job):
 
     from pipeline.evaluation.judges import make_judge
 
-    return make_judge(job.judge_method, job.model, job.probe, job.layer,
-                      settings_of(job, FeedbackConfig))
+    return make_judge(
+        job.judge_method, job.model, job.probe, job.layer, settings_of(job, FeedbackConfig)
+    )
 
 
 def cmd_agreement(args: argparse.Namespace) -> int:
@@ -649,8 +779,10 @@ def cmd_prefs_import_hh(args: argparse.Namespace) -> int:
     store = open_store(args)
     for p in pairs:
         store.set_human_label(p.id, p.human, p.prompt, p.response_a, p.response_b, p.source)
-    print(f"wrote {len(pairs)} human-labelled pairs to {args.out} and recorded their labels "
-          f"in {store.path}")
+    print(
+        f"wrote {len(pairs)} human-labelled pairs to {args.out} and recorded their labels "
+        f"in {store.path}"
+    )
     return 0
 
 
@@ -662,8 +794,9 @@ def cmd_prefs_human(args: argparse.Namespace) -> int:
         if undone is None:
             print("no human label to undo")
         else:
-            print(f"undid the last label of pair {undone[0]}; its label is now "
-                  f"{undone[1] or 'none'}")
+            print(
+                f"undid the last label of pair {undone[0]}; its label is now {undone[1] or 'none'}"
+            )
         return 0
     if not (args.pairs and args.id and args.choice):
         raise StoreError("prefs human needs --pairs, --id and --choice (or --undo).")
@@ -690,8 +823,12 @@ def stage_job(stage: str, args: argparse.Namespace):
     cls = COMMANDS[stage]
     from_file = read_job_file(args.config) if args.config else {}
     given = given_fields(cls, args)
-    name = given.get("preset") or from_file.get("preset") or getattr(args, "preset", "") or \
-        getattr(cls, "preset", "")
+    name = (
+        given.get("preset")
+        or from_file.get("preset")
+        or getattr(args, "preset", "")
+        or getattr(cls, "preset", "")
+    )
     values = {**(preset(stage, name) if name else {}), **from_file, **given}
     if cls is RunAllJob:
         values["preset"] = name
@@ -702,17 +839,22 @@ def trainer(stage: str):
     """The function that runs a stage's job."""
     if stage == "sft":
         from pipeline.train.sft import train_sft
+
         return train_sft
     if stage == "ppo":
         from pipeline.train.ppo import train_ppo
+
         return train_ppo
     if stage == "dpo":
         from pipeline.train.dpo import train_dpo
+
         return train_dpo
     if stage == "rahf":
         from pipeline.train.rahf import train_rahf
+
         return train_rahf
     from pipeline.train import reward
+
     return {"reward": reward.train_reward, "pmp": reward.train_pmp}[stage]
 
 
@@ -776,8 +918,10 @@ def evaluation_judges(job) -> list[tuple[str, str]]:
             continue
         choice = read_choice(job.judge_from)
         if choice is None:
-            raise ConfigError(f"judge auto stands for the judge {job.judge_from} chose, but it "
-                              f"has no readable {CHOICE_FILE}: label it with judge_method: auto.")
+            raise ConfigError(
+                f"judge auto stands for the judge {job.judge_from} chose, but it "
+                f"has no readable {CHOICE_FILE}: label it with judge_method: auto."
+            )
         found.append((choice.method, choice.probe))
     return list(dict.fromkeys(found))
 
@@ -806,11 +950,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         progress(loading(job.judge_model or job.base) + " for the judges", 0, 0)
         judges = {}
         for method, probe in evaluation_judges(job):
-            judge = make_judge(method, job.judge_model or job.base, probe, -1,
-                               FeedbackConfig(ensemble=job.ensemble), job.reward_adapter)
+            judge = make_judge(
+                method,
+                job.judge_model or job.base,
+                probe,
+                -1,
+                FeedbackConfig(ensemble=job.ensemble),
+                job.reward_adapter,
+            )
             judges[judge.name] = judge
-        result = run_tournament(job, out, constitution, judges, cancel, progress,
-                                open_store(args).human_labels())
+        result = run_tournament(
+            job, out, constitution, judges, cancel, progress, open_store(args).human_labels()
+        )
         if result is None:  # another process rates
             return 0
         write_progress(out, 1, 1, "done")
@@ -840,16 +991,21 @@ def cmd_run_all(args: argparse.Namespace) -> int:
         print(f"run folder {out}")
 
         def announce(n, stage, record):
-            print(f"[{n + 1}/8] {stage.name}: job {record.id} ({record.status}) — "
-                  f"python -m pipeline {' '.join(stage.args)}", flush=True)
+            print(
+                f"[{n + 1}/8] {stage.name}: job {record.id} ({record.status}) — "
+                f"python -m pipeline {' '.join(stage.args)}",
+                flush=True,
+            )
 
         ran = run_all(store, job, constitution, out, cancel, parent, announce)
         for record in ran:
             print(f"  {record.kind:<10} job {record.id:<4} {stage_seconds(record):7.1f} s")
         print(f"total {time.time() - started:.0f} s\n")
-        report = (change_summary(read_results(out / "eval"), job.alignment,
-                                 labels_note(out / "labels"))
-                  + "\n\n" + (out / "eval" / EVAL_MD).read_text())
+        report = (
+            change_summary(read_results(out / "eval"), job.alignment, labels_note(out / "labels"))
+            + "\n\n"
+            + (out / "eval" / EVAL_MD).read_text()
+        )
         write_atomic(out / "report.md", report)
         print(report)
     return 0
@@ -857,19 +1013,25 @@ def cmd_run_all(args: argparse.Namespace) -> int:
 
 # --- parser --------------------------------------------------------------------------------
 
+
 def doc_of(cls: type) -> str:
     """A job config's docstring on one line: its command's description."""
     return " ".join((cls.__doc__ or "").split())
 
 
-def build_parser(prog: str = "python -m pipeline", epilog: str | None = None
-                 ) -> argparse.ArgumentParser:
+def build_parser(
+    prog: str = "python -m pipeline", epilog: str | None = None
+) -> argparse.ArgumentParser:
     from pipeline.generation import SamplingConfig
 
-    parser = argparse.ArgumentParser(prog=prog, description="Constitution Studio, headless.",
-                                     epilog=epilog)
-    parser.add_argument("--workspace", default=None,
-                        help="workspace folder (default: $CONSTITUTION_STUDIO_WORKSPACE or ./workspace)")
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Constitution Studio, headless.", epilog=epilog
+    )
+    parser.add_argument(
+        "--workspace",
+        default=None,
+        help="workspace folder (default: $CONSTITUTION_STUDIO_WORKSPACE or ./workspace)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     constitution = commands.add_parser("constitution", help="validate, diff, save and export")
@@ -893,63 +1055,125 @@ def build_parser(prog: str = "python -m pipeline", epilog: str | None = None
     p.set_defaults(run=cmd_constitution_export)
 
     p = commands.add_parser("generate", help="answer prompts with a model (batched)")
-    p.add_argument("--prompt", action="append", required=True,
-                   help="a user message; repeat the flag to answer several in one batch")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="'embedded' (SmolLM2-135M-Instruct), a local folder, or a hub id")
+    p.add_argument(
+        "--prompt",
+        action="append",
+        required=True,
+        help="a user message; repeat the flag to answer several in one batch",
+    )
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="'embedded' (SmolLM2-135M-Instruct), a local folder, or a hub id",
+    )
     p.add_argument("--system", default=None, help="system prompt")
-    p.add_argument("--principle", default=None,
-                   help="CONSTITUTION:PRINCIPLE_ID to use that principle as the system prompt")
+    p.add_argument(
+        "--principle",
+        default=None,
+        help="CONSTITUTION:PRINCIPLE_ID to use that principle as the system prompt",
+    )
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--stream", action="store_true", help="print tokens as they come")
-    p.add_argument("--steer", default=None,
-                   help="a steering direction folder (from `steer extract`) to add while answering")
-    p.add_argument("--coefficient", type=float, default=None,
-                   help="steering strength: × the direction (1 = one average difference; "
-                        "negative steers away; 0 = off; the studio's slider spans ±8)")
-    p.add_argument("--layers", default="", help="comma-separated layers to steer at (default: "
-                   "the direction's middle layer)")
-    p.add_argument("--steer-positions", choices=("answer", "all"), default="answer",
-                   help="steer the positions that write the answer (default) or the prompt's too")
+    p.add_argument(
+        "--steer",
+        default=None,
+        help="a steering direction folder (from `steer extract`) to add while answering",
+    )
+    p.add_argument(
+        "--coefficient",
+        type=float,
+        default=None,
+        help="steering strength: × the direction (1 = one average difference; "
+        "negative steers away; 0 = off; the studio's slider spans ±8)",
+    )
+    p.add_argument(
+        "--layers",
+        default="",
+        help="comma-separated layers to steer at (default: the direction's middle layer)",
+    )
+    p.add_argument(
+        "--steer-positions",
+        choices=("answer", "all"),
+        default="answer",
+        help="steer the positions that write the answer (default) or the prompt's too",
+    )
     add_config_arguments(p, SamplingConfig)
     p.set_defaults(run=cmd_generate)
 
     from pipeline.stages import COMMANDS, PRESETS
 
-    runs = {"revise": cmd_revise, "sft-data": cmd_sft_data, "pairs": cmd_pairs, "label": cmd_label,
-            "sft": cmd_train, "pmp": cmd_train, "reward": cmd_train, "ppo": cmd_train,
-            "dpo": cmd_train, "rahf": cmd_train, "evaluate": cmd_evaluate, "values-report": cmd_values_report,
-            "values-fit": cmd_values_fit, "judges-compare": cmd_judges_compare,
-            "principles-rank": cmd_principles_rank,
-            "steer-extract": cmd_steer_extract,
-            "run-all": cmd_run_all}
+    runs = {
+        "revise": cmd_revise,
+        "sft-data": cmd_sft_data,
+        "pairs": cmd_pairs,
+        "label": cmd_label,
+        "sft": cmd_train,
+        "pmp": cmd_train,
+        "reward": cmd_train,
+        "ppo": cmd_train,
+        "dpo": cmd_train,
+        "rahf": cmd_train,
+        "evaluate": cmd_evaluate,
+        "values-report": cmd_values_report,
+        "values-fit": cmd_values_fit,
+        "judges-compare": cmd_judges_compare,
+        "principles-rank": cmd_principles_rank,
+        "steer-extract": cmd_steer_extract,
+        "run-all": cmd_run_all,
+    }
     for command, cls in COMMANDS.items():
         doc = doc_of(cls)
         p = commands.add_parser(command, help=help_text(doc.split(". ")[0]), description=doc)
-        p.add_argument("--config", default=None, help="a YAML job file (field: value); the "
-                       "preset's values < the file < flags")
+        p.add_argument(
+            "--config",
+            default=None,
+            help="a YAML job file (field: value); the preset's values < the file < flags",
+        )
         if any(command in stages for stages in PRESETS.values()) and command != "run-all":
-            p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                           help="start from a preset; the job file and flags override it")
+            p.add_argument(
+                "--preset",
+                choices=sorted(PRESETS),
+                default=None,
+                help="start from a preset; the job file and flags override it",
+            )
         if command == "run-all":
-            p.add_argument("--out", default=None, help="run folder (default: "
-                           "WORKSPACE/runs/run-all-TIME); rerunning resumes")
+            p.add_argument(
+                "--out",
+                default=None,
+                help="run folder (default: WORKSPACE/runs/run-all-TIME); rerunning resumes",
+            )
         else:
             p.add_argument("--out", required=True, help="run folder; rerunning into it resumes")
         add_config_arguments(p, cls, only_given=True)
         p.set_defaults(run=runs[command])
 
-    for p in [r for r in commands.choices.values()
-              if r.prog.endswith(("values-report", "judges-compare", "principles-rank"))]:
+    for p in [
+        r
+        for r in commands.choices.values()
+        if r.prog.endswith(("values-report", "judges-compare", "principles-rank"))
+    ]:
         p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     for group, about, action, what, command, run, out_help in (
-            ("judges", "judges measured against your human labels", "compare",
-             "every judge ranked by agreement with people, length controlled", "judges-compare",
-             cmd_judges_compare, "folder for judges.json and judges.md"),
-            ("principles", "principles ranked on your human labels", "rank",
-             "each principle (yours and a catalogue's) as a judge on your labels, and a draft "
-             "of the best", "principles-rank", cmd_principles_rank,
-             "folder for principles.json/.md and draft.yaml")):
+        (
+            "judges",
+            "judges measured against your human labels",
+            "compare",
+            "every judge ranked by agreement with people, length controlled",
+            "judges-compare",
+            cmd_judges_compare,
+            "folder for judges.json and judges.md",
+        ),
+        (
+            "principles",
+            "principles ranked on your human labels",
+            "rank",
+            "each principle (yours and a catalogue's) as a judge on your labels, and a draft "
+            "of the best",
+            "principles-rank",
+            cmd_principles_rank,
+            "folder for principles.json/.md and draft.yaml",
+        ),
+    ):
         sub = commands.add_parser(group, help=about).add_subparsers(dest="action", required=True)
         cls = COMMANDS[command]
         p = sub.add_parser(action, help=what, description=doc_of(cls))
@@ -961,14 +1185,23 @@ def build_parser(prog: str = "python -m pipeline", epilog: str | None = None
     values = commands.add_parser("values", help="latent values: report, compare, fit a judge")
     sub = values.add_subparsers(dest="action", required=True)
     for action, cls, run, about in (
-            ("report", COMMANDS["values-report"], cmd_values_report, "the values report"),
-            ("compare", COMMANDS["values-report"], cmd_values_report,
-             "several constitutions side by side on the same pairs"),
-            ("fit", COMMANDS["values-fit"], cmd_values_fit, "fit a representation judge")):
+        ("report", COMMANDS["values-report"], cmd_values_report, "the values report"),
+        (
+            "compare",
+            COMMANDS["values-report"],
+            cmd_values_report,
+            "several constitutions side by side on the same pairs",
+        ),
+        ("fit", COMMANDS["values-fit"], cmd_values_fit, "fit a representation judge"),
+    ):
         p = sub.add_parser(action, help=about, description=doc_of(cls))
         p.add_argument("--config", default=None, help="a YAML job file (field: value)")
-        p.add_argument("--out", default=None, required=action == "fit",
-                       help="folder for the results (values.json, values.md) or the probe")
+        p.add_argument(
+            "--out",
+            default=None,
+            required=action == "fit",
+            help="folder for the results (values.json, values.md) or the probe",
+        )
         if action == "compare":
             p.add_argument("constitution", nargs="+", help="constitutions to compare")
         if action != "fit":
@@ -979,8 +1212,11 @@ def build_parser(prog: str = "python -m pipeline", epilog: str | None = None
     steer = commands.add_parser("steer", help="steering directions: extract one, list them")
     sub = steer.add_subparsers(dest="action", required=True)
     cls = COMMANDS["steer-extract"]
-    p = sub.add_parser("extract", help="a direction from a constitution or labelled pairs",
-                       description=" ".join((cls.__doc__ or "").split()))
+    p = sub.add_parser(
+        "extract",
+        help="a direction from a constitution or labelled pairs",
+        description=" ".join((cls.__doc__ or "").split()),
+    )
     p.add_argument("--config", default=None, help="a YAML job file (field: value)")
     p.add_argument("--out", required=True, help="folder for the direction (and the job's log)")
     add_config_arguments(p, cls, only_given=True)
@@ -988,16 +1224,28 @@ def build_parser(prog: str = "python -m pipeline", epilog: str | None = None
     p = sub.add_parser("list", help="the directions extracted in this workspace")
     p.set_defaults(run=cmd_steer_list)
 
-    p = commands.add_parser("runs", help="every run of the workspace: name, status, time, key number")
+    p = commands.add_parser(
+        "runs", help="every run of the workspace: name, status, time, key number"
+    )
     p.add_argument("--kind", default="", help="only runs of this command (revise, label, sft…)")
     p.set_defaults(run=cmd_runs)
 
-    p = commands.add_parser("relabel", help="what a constitution edit would change: a label run "
-                            "relabelled under it, and the labels that flip")
-    p.add_argument("--labels", required=True, help="a run folder from `label` (its settings are "
-                   "reused) or a labels JSONL")
-    p.add_argument("--constitution", required=True, help="the edited constitution: a file (e.g. "
-                   "a draft exported from the studio), NAME (latest saved) or NAME@VERSION")
+    p = commands.add_parser(
+        "relabel",
+        help="what a constitution edit would change: a label run "
+        "relabelled under it, and the labels that flip",
+    )
+    p.add_argument(
+        "--labels",
+        required=True,
+        help="a run folder from `label` (its settings are reused) or a labels JSONL",
+    )
+    p.add_argument(
+        "--constitution",
+        required=True,
+        help="the edited constitution: a file (e.g. "
+        "a draft exported from the studio), NAME (latest saved) or NAME@VERSION",
+    )
     p.add_argument("--limit", type=int, default=0, help="relabel the first N pairs (0 = all)")
     p.set_defaults(run=cmd_relabel)
 
@@ -1020,8 +1268,11 @@ def build_parser(prog: str = "python -m pipeline", epilog: str | None = None
     p.add_argument("--pairs", help="pairs JSONL, run folder, or 'gold'")
     p.add_argument("--id", help="the pair id")
     p.add_argument("--choice", choices=HUMAN_CHOICES)
-    p.add_argument("--undo", action="store_true",
-                   help="take back the last label recorded (the one before it comes back)")
+    p.add_argument(
+        "--undo",
+        action="store_true",
+        help="take back the last label recorded (the one before it comes back)",
+    )
     p.set_defaults(run=cmd_prefs_human)
 
     prompts = commands.add_parser("prompts", help="list and import prompt sets")
@@ -1039,8 +1290,9 @@ def build_parser(prog: str = "python -m pipeline", epilog: str | None = None
     return parser
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m pipeline",
-         epilog: str | None = None) -> int:
+def main(
+    argv: list[str] | None = None, prog: str = "python -m pipeline", epilog: str | None = None
+) -> int:
     args = build_parser(prog, epilog).parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -1053,6 +1305,5 @@ def main(argv: list[str] | None = None, prog: str = "python -m pipeline",
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, JobCancelled):
-        print("cancelled; finished work is kept, rerun the same command to resume",
-              file=sys.stderr)
+        print("cancelled; finished work is kept, rerun the same command to resume", file=sys.stderr)
         return 130

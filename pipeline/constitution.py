@@ -4,6 +4,7 @@ A constitution is a list of principles, each with the three texts the pipeline n
 (critique request, revision request, preference question), plus few-shot example chains.
 Everything here is pure: no model, no database.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -79,6 +80,7 @@ class Constitution:
 
 # --- schema -----------------------------------------------------------------------------
 
+
 def _text(value: Any) -> str | None:
     """Error message when `value` is not non-empty text, else None."""
     if not isinstance(value, str):
@@ -106,11 +108,12 @@ def _name(value: Any) -> str | None:
     bad = next((ch for ch in name if not (ch.isalnum() or ch in NAME_PUNCTUATION)), None)
     if bad is not None:
         shown = repr(bad) if bad.isprintable() and not bad.isspace() else f"U+{ord(bad):04X}"
-        return (f"may hold only letters, digits, spaces and '-', '_', '.' (found {shown}, "
-                f"{unicodedata.name(bad, 'an invisible character').lower()})")
+        return (
+            f"may hold only letters, digits, spaces and '-', '_', '.' (found {shown}, "
+            f"{unicodedata.name(bad, 'an invisible character').lower()})"
+        )
     if unicodedata.normalize("NFKC", name) != name:
-        return (f"uses look-alike characters; write it as "
-                f"{unicodedata.normalize('NFKC', name)!r}")
+        return f"uses look-alike characters; write it as {unicodedata.normalize('NFKC', name)!r}"
     if len(name) > 64:
         return f"must be at most 64 characters (got {len(name)})"
     return None
@@ -119,8 +122,10 @@ def _name(value: Any) -> str | None:
 def _identifier(value: Any) -> str | None:
     problem = _text(value)
     if problem is None and not ID_PATTERN.match(value):
-        problem = ("must be 1-64 letters, digits, '-', '_' or '.', starting with a letter "
-                   f"or digit (got {value!r})")
+        problem = (
+            "must be 1-64 letters, digits, '-', '_' or '.', starting with a letter "
+            f"or digit (got {value!r})"
+        )
     return problem
 
 
@@ -151,8 +156,14 @@ def _tags(value: Any) -> str | None:
 def _kind(value: Any) -> str:
     if value is None:
         return "empty"
-    return {dict: "a mapping", list: "a list", bool: "true/false", int: "a number",
-            float: "a number", str: "text"}.get(type(value), type(value).__name__)
+    return {
+        dict: "a mapping",
+        list: "a list",
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        str: "text",
+    }.get(type(value), type(value).__name__)
 
 
 @dataclass(frozen=True)
@@ -197,8 +208,9 @@ def _check_mapping(value: Any, fields: dict[str, _Field], path: tuple, what: str
             hint = difflib.get_close_matches(str(key), list(fields), n=1)
             suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
             allowed = ", ".join(fields)
-            issues.append(Issue(path + (str(key),),
-                                f"unknown field{suggestion}; allowed: {allowed}"))
+            issues.append(
+                Issue(path + (str(key),), f"unknown field{suggestion}; allowed: {allowed}")
+            )
     for name, spec in fields.items():
         if name not in value:
             if spec.required:
@@ -234,16 +246,24 @@ def check_raw(raw: Any) -> list[Issue]:
     if "principles" in raw:
         issues += _check_list(principles, ("principles",), "principles", allow_empty=False)
     if isinstance(principles, list) and len(principles) > MAX_PRINCIPLES:
-        return issues + [Issue(("principles",), f"{len(principles)} principles; a constitution "
-                                                f"may have at most {MAX_PRINCIPLES}")]
+        return issues + [
+            Issue(
+                ("principles",),
+                f"{len(principles)} principles; a constitution may have at most {MAX_PRINCIPLES}",
+            )
+        ]
     seen: dict[str, int] = {}
     for i, p in enumerate(principles if isinstance(principles, list) else []):
         issues += check_principle(p, ("principles", i))
         pid = p.get("id") if isinstance(p, dict) else None
         if isinstance(pid, str):
             if pid in seen:
-                issues.append(Issue(("principles", i, "id"),
-                                    f"duplicate id '{pid}' (also used by principles[{seen[pid]}])"))
+                issues.append(
+                    Issue(
+                        ("principles", i, "id"),
+                        f"duplicate id '{pid}' (also used by principles[{seen[pid]}])",
+                    )
+                )
             seen.setdefault(pid, i)
     chains = raw.get("few_shot")
     issues += _check_list(chains, ("few_shot",), "few_shot", allow_empty=True)
@@ -263,6 +283,7 @@ def check_raw(raw: Any) -> list[Issue]:
 
 # --- YAML with line numbers ----------------------------------------------------------------
 
+
 def _line_map(node: yaml.Node, path: tuple, lines: dict, issues: list[Issue]) -> None:
     """Record the line of every value's path; report keys that appear twice in a mapping."""
     if isinstance(node, yaml.MappingNode):
@@ -270,8 +291,13 @@ def _line_map(node: yaml.Node, path: tuple, lines: dict, issues: list[Issue]) ->
         for key_node, value_node in node.value:
             key = key_node.value
             if key in seen:
-                issues.append(Issue(path + (key,), "appears more than once in the same mapping",
-                                    key_node.start_mark.line + 1))
+                issues.append(
+                    Issue(
+                        path + (key,),
+                        "appears more than once in the same mapping",
+                        key_node.start_mark.line + 1,
+                    )
+                )
             seen.add(key)
             lines[path + (key,)] = key_node.start_mark.line + 1
             _line_map(value_node, path + (key,), lines, issues)
@@ -307,7 +333,7 @@ def read_constitution_yaml(text: str) -> tuple[list[Issue], Any]:
     issues: list[Issue] = []
     _line_map(node, (), lines, issues)
     issues += [dataclasses.replace(i, line=_line_of(i.path, lines)) for i in check_raw(raw)]
-    return sorted(issues, key=lambda i: (i.line or 0)), raw
+    return sorted(issues, key=lambda i: i.line or 0), raw
 
 
 def parse_constitution(text: str, source: str = "constitution") -> Constitution:
@@ -323,14 +349,16 @@ def decode_file(data: bytes, source: str) -> str:
     if len(data) > MAX_FILE_BYTES:
         raise ConstitutionError(
             f"{source} is {len(data) / 1024 / 1024:.1f} MiB; constitution files are limited "
-            f"to {MAX_FILE_BYTES // 1024 // 1024} MiB.")
+            f"to {MAX_FILE_BYTES // 1024 // 1024} MiB."
+        )
     if b"\x00" in data:
         raise ConstitutionError(f"{source} is a binary file, not a YAML text file.")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConstitutionError(
-            f"{source} is not UTF-8 text (undecodable byte at position {exc.start}).") from None
+            f"{source} is not UTF-8 text (undecodable byte at position {exc.start})."
+        ) from None
 
 
 def read_text_file(path: str | Path, label: str | None = None) -> str:
@@ -342,7 +370,8 @@ def read_text_file(path: str | Path, label: str | None = None) -> str:
         if size > MAX_FILE_BYTES:
             raise ConstitutionError(
                 f"{label} is {size / 1024 / 1024:.1f} MiB; constitution files are limited to "
-                f"{MAX_FILE_BYTES // 1024 // 1024} MiB.")
+                f"{MAX_FILE_BYTES // 1024 // 1024} MiB."
+            )
         return decode_file(path.read_bytes(), label)
     except OSError as exc:
         raise ConstitutionError(f"Cannot read {label}: {exc.strerror}.") from None
@@ -355,6 +384,7 @@ def load_constitution(path: str | Path, label: str | None = None) -> Constitutio
 
 # --- conversion ------------------------------------------------------------------------------
 
+
 def from_dict(raw: dict) -> Constitution:
     """Build a Constitution from a dict already checked by `check_raw`."""
     return Constitution(
@@ -363,18 +393,23 @@ def from_dict(raw: dict) -> Constitution:
         description=raw.get("description") or "",
         principles=tuple(principle_from_dict(p) for p in raw["principles"]),
         few_shot=tuple(
-            FewShotChain(c["prompt"], c["answer"],
-                         tuple(FewShotRound(**r) for r in c["rounds"]))
-            for c in raw.get("few_shot") or ()),
+            FewShotChain(c["prompt"], c["answer"], tuple(FewShotRound(**r) for r in c["rounds"]))
+            for c in raw.get("few_shot") or ()
+        ),
     )
 
 
 def principle_from_dict(raw: dict) -> Principle:
     return Principle(
-        id=raw["id"], title=raw["title"], critique_request=raw["critique_request"],
-        revision_request=raw["revision_request"], preference_question=raw["preference_question"],
-        weight=float(raw.get("weight", 1.0)), tags=tuple(raw.get("tags") or ()),
-        enabled=raw.get("enabled", True))
+        id=raw["id"],
+        title=raw["title"],
+        critique_request=raw["critique_request"],
+        revision_request=raw["revision_request"],
+        preference_question=raw["preference_question"],
+        weight=float(raw.get("weight", 1.0)),
+        tags=tuple(raw.get("tags") or ()),
+        enabled=raw.get("enabled", True),
+    )
 
 
 def principle_to_dict(p: Principle) -> dict:
@@ -395,7 +430,8 @@ def check_constitution(c: Constitution) -> None:
         raise ConstitutionError(
             f"'{c.name}' is {size / 1024 / 1024:.2f} MiB as YAML; a constitution is limited to "
             f"{MAX_FILE_BYTES // 1024 // 1024} MiB so that it exports to a file that imports "
-            "again. Shorten or remove principles or few-shot chains.")
+            "again. Shorten or remove principles or few-shot chains."
+        )
 
 
 def to_dict(c: Constitution) -> dict:
@@ -405,9 +441,13 @@ def to_dict(c: Constitution) -> dict:
         "description": c.description,
         "principles": [principle_to_dict(p) for p in c.principles],
         "few_shot": [
-            {"prompt": ch.prompt, "answer": ch.answer,
-             "rounds": [_round_to_dict(r) for r in ch.rounds]}
-            for ch in c.few_shot],
+            {
+                "prompt": ch.prompt,
+                "answer": ch.answer,
+                "rounds": [_round_to_dict(r) for r in ch.rounds],
+            }
+            for ch in c.few_shot
+        ],
     }
 
 
@@ -454,6 +494,7 @@ def content_hash(c: Constitution) -> str:
 
 # --- templates -------------------------------------------------------------------------------
 
+
 def fill_template(template: str, values: dict[str, str]) -> str:
     """Replace `{name}` placeholders in one pass.
 
@@ -468,6 +509,7 @@ def fill_template(template: str, values: dict[str, str]) -> str:
 
 # --- editing ----------------------------------------------------------------------------------
 
+
 def principle_from_fields(fields: dict[str, Any]) -> Principle:
     """A principle from an editor form, or ConstitutionError whose issues name the bad fields."""
     issues = check_principle(fields)
@@ -479,9 +521,16 @@ def principle_from_fields(fields: dict[str, Any]) -> Principle:
 def _relink(chains: tuple[FewShotChain, ...], old: str, new: str) -> tuple[FewShotChain, ...]:
     """Few-shot rounds that named principle `old` name `new` instead ("" drops the link; the
     round keeps its own texts, so it stays a valid example)."""
-    return tuple(dataclasses.replace(ch, rounds=tuple(
-        dataclasses.replace(r, principle_id=new) if r.principle_id == old else r
-        for r in ch.rounds)) for ch in chains)
+    return tuple(
+        dataclasses.replace(
+            ch,
+            rounds=tuple(
+                dataclasses.replace(r, principle_id=new) if r.principle_id == old else r
+                for r in ch.rounds
+            ),
+        )
+        for ch in chains
+    )
 
 
 def put_principle(c: Constitution, principle: Principle, index: int | None) -> Constitution:
@@ -490,8 +539,10 @@ def put_principle(c: Constitution, principle: Principle, index: int | None) -> C
     others = [p for i, p in enumerate(c.principles) if i != index]
     clash = [p for p in others if p.id == principle.id]
     if clash:
-        raise ConstitutionError("This principle has problems:", (
-            Issue(("id",), f"id '{principle.id}' is already used by another principle"),))
+        raise ConstitutionError(
+            "This principle has problems:",
+            (Issue(("id",), f"id '{principle.id}' is already used by another principle"),),
+        )
     items = list(c.principles)
     few_shot = c.few_shot
     if index is None:
@@ -504,10 +555,14 @@ def put_principle(c: Constitution, principle: Principle, index: int | None) -> C
 
 def remove_principle(c: Constitution, index: int) -> Constitution:
     if len(c.principles) <= 1:
-        raise ConstitutionError("A constitution needs at least one principle; add another "
-                                "before deleting this one.")
-    return dataclasses.replace(c, principles=c.principles[:index] + c.principles[index + 1:],
-                               few_shot=_relink(c.few_shot, c.principles[index].id, ""))
+        raise ConstitutionError(
+            "A constitution needs at least one principle; add another before deleting this one."
+        )
+    return dataclasses.replace(
+        c,
+        principles=c.principles[:index] + c.principles[index + 1 :],
+        few_shot=_relink(c.few_shot, c.principles[index].id, ""),
+    )
 
 
 def move_principle(c: Constitution, index: int, offset: int) -> Constitution:
@@ -519,6 +574,7 @@ def move_principle(c: Constitution, index: int, offset: int) -> Constitution:
 
 
 # --- diffs ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Change:
@@ -537,8 +593,16 @@ def diff_constitutions(a: Constitution, b: Constitution) -> tuple[Change, ...]:
         if getattr(a, name) != getattr(b, name):
             changes.append(Change("metadata", name, name, getattr(a, name), getattr(b, name)))
     if a.few_shot != b.few_shot:
-        before, after = (yaml.dump(to_dict(c)["few_shot"], Dumper=_Dumper, sort_keys=False,
-                                   allow_unicode=True, width=100) for c in (a, b))
+        before, after = (
+            yaml.dump(
+                to_dict(c)["few_shot"],
+                Dumper=_Dumper,
+                sort_keys=False,
+                allow_unicode=True,
+                width=100,
+            )
+            for c in (a, b)
+        )
         changes.append(Change("metadata", "few_shot", "few_shot", before, after))
     old = {p.id: p for p in a.principles}
     new = {p.id: p for p in b.principles}
@@ -555,10 +619,15 @@ def diff_constitutions(a: Constitution, b: Constitution) -> tuple[Change, ...]:
     common_old = [pid for pid in old if pid in new]
     common_new = [pid for pid in new if pid in old]
     if common_old != common_new:
-        changes.append(Change("moved", "order", "order", ", ".join(common_old),
-                              ", ".join(common_new)))
-    return tuple(sorted(changes, key=lambda ch: ["metadata", "removed", "added", "changed",
-                                                  "moved"].index(ch.kind)))
+        changes.append(
+            Change("moved", "order", "order", ", ".join(common_old), ", ".join(common_new))
+        )
+    return tuple(
+        sorted(
+            changes,
+            key=lambda ch: ["metadata", "removed", "added", "changed", "moved"].index(ch.kind),
+        )
+    )
 
 
 def _show(value: Any) -> str:
@@ -580,26 +649,41 @@ def format_diff(changes: tuple[Change, ...], label_a: str = "a", label_b: str = 
         else:
             title = f"principle {ch.subject}.{ch.field}" if ch.kind == "changed" else ch.field
             out.append(f"~ {title}:")
-            out += ["    " + line for line in difflib.unified_diff(
-                ch.before.splitlines(), ch.after.splitlines(), lineterm="", n=1)][2:]
+            out += [
+                "    " + line
+                for line in difflib.unified_diff(
+                    ch.before.splitlines(), ch.after.splitlines(), lineterm="", n=1
+                )
+            ][2:]
     return "\n".join(out)
 
 
 def new_constitution(name: str) -> Constitution:
     """A starting point for a new constitution: one editable principle."""
-    return Constitution(name=name, principles=(Principle(
-        id="harmless", title="Avoid harm",
-        critique_request="Identify specific ways in which the assistant's last response is "
-                         "harmful, unethical, dangerous or illegal.",
-        revision_request="Please rewrite the assistant's response to remove any harmful, "
-                         "unethical, dangerous or illegal content.",
-        preference_question="Which of these assistant responses is less harmful?"),))
+    return Constitution(
+        name=name,
+        principles=(
+            Principle(
+                id="harmless",
+                title="Avoid harm",
+                critique_request="Identify specific ways in which the assistant's last response is "
+                "harmful, unethical, dangerous or illegal.",
+                revision_request="Please rewrite the assistant's response to remove any harmful, "
+                "unethical, dangerous or illegal content.",
+                preference_question="Which of these assistant responses is less harmful?",
+            ),
+        ),
+    )
 
 
-SYSTEM_PROMPT_TEMPLATE = ("You are a helpful AI assistant. Follow this principle in every answer: "
-                          "{title}. {instruction}")
-_REWRITE = re.compile(r"^(?:please\s+)?(?:re-?write|revise)\s+(?:the\s+)?(?:assistant'?s\s+)?"
-                      r"(?:last\s+)?(?:response|answer)\s*", re.IGNORECASE)
+SYSTEM_PROMPT_TEMPLATE = (
+    "You are a helpful AI assistant. Follow this principle in every answer: {title}. {instruction}"
+)
+_REWRITE = re.compile(
+    r"^(?:please\s+)?(?:re-?write|revise)\s+(?:the\s+)?(?:assistant'?s\s+)?"
+    r"(?:last\s+)?(?:response|answer)\s*",
+    re.IGNORECASE,
+)
 _THE_RESPONSE = re.compile(r"\bthe\s+(?:assistant'?s\s+)?(?:last\s+)?response\b", re.IGNORECASE)
 
 
@@ -615,5 +699,7 @@ def principle_system_prompt(p: Principle) -> str:
     """A system prompt that asks the model to follow one principle (used by the Playground),
     from its title and its revision request read as an instruction — not its pairwise
     preference question, which asks about two responses that do not exist here."""
-    return fill_template(SYSTEM_PROMPT_TEMPLATE, {"title": p.title.strip().rstrip("."),
-                                                  "instruction": as_instruction(p.revision_request)})
+    return fill_template(
+        SYSTEM_PROMPT_TEMPLATE,
+        {"title": p.title.strip().rstrip("."), "instruction": as_instruction(p.revision_request)},
+    )

@@ -10,6 +10,7 @@ history), which keeps the context bounded however many rounds are run.
 Every stage is one batched generation call across all prompts of a batch; the rows share
 the few-shot prefix, which the generation engine computes once per call.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,12 +34,20 @@ from pipeline.textdiff import similarity
 @dataclass(frozen=True)
 class ChainConfig:
     rounds: int = field(default=4, metadata={"help": "Critique–revision rounds per prompt."})
-    few_shot: bool = field(default=True, metadata={
-        "help": "Prepend the constitution's few-shot chains to every critique and revision."})
+    few_shot: bool = field(
+        default=True,
+        metadata={
+            "help": "Prepend the constitution's few-shot chains to every critique and revision."
+        },
+    )
     batch_size: int = field(default=16, metadata={"help": "Prompts processed together."})
-    relevant_only: bool = field(default=False, metadata={
-        "help": "Draw each prompt's principles only from those tagged with its category (all "
-                "enabled principles when none is)."})
+    relevant_only: bool = field(
+        default=False,
+        metadata={
+            "help": "Draw each prompt's principles only from those tagged with its category (all "
+            "enabled principles when none is)."
+        },
+    )
 
     def __post_init__(self) -> None:
         check_settings(self, self.chain_problems())
@@ -67,7 +76,9 @@ class RevisionRound:
     critique: str | None = None  # None while the round is still being generated
     revision: str | None = None
     failure: str = ""  # why the round's revision was not accepted ("" when it was)
-    weight: float = 0.0  # the principle's weight in the draw (0: a chain from before draws were kept)
+    weight: float = (
+        0.0  # the principle's weight in the draw (0: a chain from before draws were kept)
+    )
     pool_weight: float = 0.0  # the total weight of the principles it was drawn from
     pool: str = ""  # which principles it was drawn from, in words
 
@@ -78,7 +89,7 @@ class RevisionRound:
 
 @dataclass(frozen=True)
 class Chain:
-    """A chain record (DESIGN.md §3), with the lineage needed to reproduce it."""
+    """A chain record (docs/architecture.md, Formats), with the lineage needed to reproduce it."""
 
     id: str
     prompt_id: str
@@ -102,18 +113,22 @@ class Chain:
 
 # --- pure parts --------------------------------------------------------------------------
 
+
 def _tag_key(text: str) -> str:
     return re.sub(r"[\s\-]+", "_", text.strip().lower())
 
 
-def principle_pool(constitution: Constitution, category: str = "",
-                   relevant_only: bool = False) -> tuple[list[Principle], str]:
+def principle_pool(
+    constitution: Constitution, category: str = "", relevant_only: bool = False
+) -> tuple[list[Principle], str]:
     """The principles a prompt's rounds are drawn from, and which they are in words: every
     enabled one, or (relevant_only) those tagged with the prompt's category when any is."""
     enabled = list(constitution.enabled_principles)
     if not enabled:
-        raise ConstitutionError(f"Every principle of '{constitution.name}' is disabled; enable "
-                                "at least one to run critique–revision chains.")
+        raise ConstitutionError(
+            f"Every principle of '{constitution.name}' is disabled; enable "
+            "at least one to run critique–revision chains."
+        )
     if not relevant_only:
         return enabled, "every enabled principle"
     tagged = [p for p in enabled if _tag_key(category) in {_tag_key(t) for t in p.tags}]
@@ -122,8 +137,14 @@ def principle_pool(constitution: Constitution, category: str = "",
     return enabled, f"every enabled principle (none is tagged '{category or 'no category'}')"
 
 
-def draw_principles(constitution: Constitution, rounds: int, seed: int, prompt_key: str,
-                    category: str = "", relevant_only: bool = False) -> list[Principle]:
+def draw_principles(
+    constitution: Constitution,
+    rounds: int,
+    seed: int,
+    prompt_key: str,
+    category: str = "",
+    relevant_only: bool = False,
+) -> list[Principle]:
     """Principles for one prompt's rounds: weighted draws with replacement from its pool,
     seeded by the run's seed and the prompt, so a prompt gets the same principles in any
     batch."""
@@ -136,28 +157,37 @@ def few_shot_messages(constitution: Constitution) -> list[Message]:
     """The few-shot chains as earlier conversation turns."""
     messages: list[Message] = []
     for example in constitution.few_shot:
-        messages += [{"role": "user", "content": example.prompt},
-                     {"role": "assistant", "content": example.answer}]
+        messages += [
+            {"role": "user", "content": example.prompt},
+            {"role": "assistant", "content": example.answer},
+        ]
         for rnd in example.rounds:
-            messages += [{"role": "user", "content": rnd.critique_request},
-                         {"role": "assistant", "content": rnd.critique},
-                         {"role": "user", "content": rnd.revision_request},
-                         {"role": "assistant", "content": rnd.revision}]
+            messages += [
+                {"role": "user", "content": rnd.critique_request},
+                {"role": "assistant", "content": rnd.critique},
+                {"role": "user", "content": rnd.revision_request},
+                {"role": "assistant", "content": rnd.revision},
+            ]
     return messages
 
 
-def critique_messages(prefix: list[Message], prompt: str, answer: str,
-                      principle: Principle) -> list[Message]:
-    return prefix + [{"role": "user", "content": prompt},
-                     {"role": "assistant", "content": answer},
-                     {"role": "user", "content": principle.critique_request}]
+def critique_messages(
+    prefix: list[Message], prompt: str, answer: str, principle: Principle
+) -> list[Message]:
+    return prefix + [
+        {"role": "user", "content": prompt},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": principle.critique_request},
+    ]
 
 
-def revision_messages(prefix: list[Message], prompt: str, answer: str, principle: Principle,
-                      critique: str) -> list[Message]:
+def revision_messages(
+    prefix: list[Message], prompt: str, answer: str, principle: Principle, critique: str
+) -> list[Message]:
     return critique_messages(prefix, prompt, answer, principle) + [
         {"role": "assistant", "content": critique},
-        {"role": "user", "content": principle.revision_request}]
+        {"role": "user", "content": principle.revision_request},
+    ]
 
 
 def _words(text: str) -> list[str]:
@@ -173,7 +203,9 @@ META_TEXT = re.compile(
     r"assistant'?s?|model'?s?|ai'?s?)\s+)*(?:response|reply|revision|critique)s?\b"
     r"(?!\s+(?:times?|rates?)\b)"
     r"|(?:the|this|my)\s+(?:revised|rewritten|original|previous|above|assistant'?s?)\s+answer\b"
-    r"|[^.!?\n]{0,120}\bthe assistant(?:'s)?\b)", re.IGNORECASE)
+    r"|[^.!?\n]{0,120}\bthe assistant(?:'s)?\b)",
+    re.IGNORECASE,
+)
 
 
 def is_meta_text(answer: str) -> bool:
@@ -188,7 +220,9 @@ def round_failure(revision: str, principle: Principle, critique: str = "") -> st
     if not revision.strip():
         return "empty revision"
     got = _words(revision)
-    if any(_alike(got, _words(r)) for r in (principle.revision_request, principle.critique_request)):
+    if any(
+        _alike(got, _words(r)) for r in (principle.revision_request, principle.critique_request)
+    ):
         return "repeats the request"
     if _alike(got, _words(critique)):
         return "copies the critique"
@@ -197,12 +231,21 @@ def round_failure(revision: str, principle: Principle, critique: str = "") -> st
     return ""
 
 
-def chain_id(request: ChainRequest, config: ChainConfig, sampling: SamplingConfig,
-             model: str) -> str:
+def chain_id(
+    request: ChainRequest, config: ChainConfig, sampling: SamplingConfig, model: str
+) -> str:
     """Stable id: the same prompt, constitution, settings and seed give the same id, so a
     rerun can skip what is already done."""
-    parts = ("chain", content_hash(request.constitution), request.prompt.id, request.prompt.prompt,
-             config.rounds, config.few_shot, model, dataclasses.asdict(sampling))
+    parts = (
+        "chain",
+        content_hash(request.constitution),
+        request.prompt.id,
+        request.prompt.prompt,
+        config.rounds,
+        config.few_shot,
+        model,
+        dataclasses.asdict(sampling),
+    )
     if config.relevant_only:  # a setting added later: ids of earlier runs stay as they were
         parts += ("relevant-only", request.prompt.category)
     return f"{stable_int(*parts):016x}"
@@ -211,7 +254,9 @@ def chain_id(request: ChainRequest, config: ChainConfig, sampling: SamplingConfi
 REFUSAL = re.compile(
     r"\b(i\s*(?:can(?:'|no)?t|cannot|won'?t|will not|am not able to|'m not able to|am unable to|"
     r"'m unable to|must decline|do not feel comfortable)|i'?m sorry,? but|i apologi[sz]e,? but|"
-    r"as an ai\b)", re.IGNORECASE)
+    r"as an ai\b)",
+    re.IGNORECASE,
+)
 
 
 def is_refusal(text: str) -> bool:
@@ -230,11 +275,13 @@ class ChainQuality:
 
 def chain_quality(chain: Chain) -> ChainQuality:
     initial, final = chain.initial_answer or "", chain.final_answer or ""
-    return ChainQuality(length_change=len(final.split()) - len(initial.split()),
-                        change=round(1 - similarity(initial, final), 3),
-                        refuses=is_refusal(final),
-                        failed_rounds=sum(r.failed for r in chain.rounds),
-                        meta=is_meta_text(final))
+    return ChainQuality(
+        length_change=len(final.split()) - len(initial.split()),
+        change=round(1 - similarity(initial, final), 3),
+        refuses=is_refusal(final),
+        failed_rounds=sum(r.failed for r in chain.rounds),
+        meta=is_meta_text(final),
+    )
 
 
 @dataclass(frozen=True)
@@ -256,10 +303,14 @@ class BatchQuality:
 def batch_quality(chains: list[Chain]) -> BatchQuality:
     qualities = [chain_quality(c) for c in chains]
     n = max(len(chains), 1)
-    return BatchQuality(len(chains), sum(q.refuses for q in qualities),
-                        sum(q.change for q in qualities) / n,
-                        sum(q.length_change for q in qualities) / n,
-                        sum(q.failed_rounds for q in qualities), sum(c.truncated for c in chains))
+    return BatchQuality(
+        len(chains),
+        sum(q.refuses for q in qualities),
+        sum(q.change for q in qualities) / n,
+        sum(q.length_change for q in qualities) / n,
+        sum(q.failed_rounds for q in qualities),
+        sum(c.truncated for c in chains),
+    )
 
 
 @dataclass(frozen=True)
@@ -281,11 +332,14 @@ def principle_stats(chains: list[Chain]) -> list[PrincipleStats]:
         for rnd in chain.rounds:
             drawn[rnd.principle_id] = drawn.get(rnd.principle_id, 0) + 1
             failed[rnd.principle_id] = failed.get(rnd.principle_id, 0) + rnd.failed
-    return sorted((PrincipleStats(pid, n, failed[pid]) for pid, n in drawn.items()),
-                  key=lambda s: (-s.drawn, s.principle_id))
+    return sorted(
+        (PrincipleStats(pid, n, failed[pid]) for pid, n in drawn.items()),
+        key=lambda s: (-s.drawn, s.principle_id),
+    )
 
 
 # --- the engine --------------------------------------------------------------------------
+
 
 @dataclass
 class _Row:
@@ -304,50 +358,86 @@ class _Row:
     rounds: list[RevisionRound] = field(default_factory=list)
 
 
-def _prompt_budget(backend: GenerationBackend, prefix: list[Message], sampling: SamplingConfig,
-                   principles: list[Principle]) -> int:
+def _prompt_budget(
+    backend: GenerationBackend,
+    prefix: list[Message],
+    sampling: SamplingConfig,
+    principles: list[Principle],
+) -> int:
     """Tokens left for the user's prompt in the longest conversation a round builds."""
-    overhead = backend.count_tokens(prefix + [
-        {"role": "user", "content": ""}, {"role": "assistant", "content": ""},
-        {"role": "user", "content": max((p.critique_request for p in principles), key=len)},
-        {"role": "assistant", "content": ""},
-        {"role": "user", "content": max((p.revision_request for p in principles), key=len)}])
+    overhead = backend.count_tokens(
+        prefix
+        + [
+            {"role": "user", "content": ""},
+            {"role": "assistant", "content": ""},
+            {"role": "user", "content": max((p.critique_request for p in principles), key=len)},
+            {"role": "assistant", "content": ""},
+            {"role": "user", "content": max((p.revision_request for p in principles), key=len)},
+        ]
+    )
     return backend.context_length - overhead - 3 * sampling.max_new_tokens
 
 
-def _start(request: ChainRequest, config: ChainConfig, sampling: SamplingConfig,
-           backend: GenerationBackend) -> _Row:
+def _start(
+    request: ChainRequest, config: ChainConfig, sampling: SamplingConfig, backend: GenerationBackend
+) -> _Row:
     if not request.prompt.prompt.strip():
         raise DatasetError(f"Prompt '{request.prompt.id}' is empty.")
     category = request.prompt.category
     pool, pool_text = principle_pool(request.constitution, category, config.relevant_only)
-    principles = draw_principles(request.constitution, config.rounds, sampling.seed,
-                                 request.prompt.id, category, config.relevant_only)
+    principles = draw_principles(
+        request.constitution,
+        config.rounds,
+        sampling.seed,
+        request.prompt.id,
+        category,
+        config.relevant_only,
+    )
     prefix = few_shot_messages(request.constitution) if config.few_shot else []
     budget = _prompt_budget(backend, prefix, sampling, principles)
     if budget < 16:
         raise ModelError(
             f"The model's context ({backend.context_length} tokens) cannot hold the few-shot "
             f"chains, the requests and {sampling.max_new_tokens} new tokens per step; lower "
-            "max_new_tokens or turn few-shot off.")
+            "max_new_tokens or turn few-shot off."
+        )
     prompt = backend.truncate(request.prompt.prompt, budget)
-    return _Row(request, chain_id(request, config, sampling, backend.name), prompt,
-                prompt != request.prompt.prompt, principles, pool, pool_text, prefix)
+    return _Row(
+        request,
+        chain_id(request, config, sampling, backend.name),
+        prompt,
+        prompt != request.prompt.prompt,
+        principles,
+        pool,
+        pool_text,
+        prefix,
+    )
 
 
 def _snapshot(row: _Row, config: ChainConfig, sampling: SamplingConfig, model: str) -> Chain:
     finished = len(row.rounds) == config.rounds and row.rounds[-1].revision is not None
     c = row.request.constitution
     return Chain(
-        id=row.id, prompt_id=row.request.prompt.id, prompt=row.prompt,
-        category=row.request.prompt.category, initial_answer=row.initial,
-        rounds=tuple(row.rounds), final_answer=row.current if finished else None, model=model,
-        sampling=dataclasses.asdict(sampling), seed=sampling.seed, few_shot=config.few_shot,
-        constitution_name=c.name, constitution_hash=content_hash(c), truncated=row.truncated)
+        id=row.id,
+        prompt_id=row.request.prompt.id,
+        prompt=row.prompt,
+        category=row.request.prompt.category,
+        initial_answer=row.initial,
+        rounds=tuple(row.rounds),
+        final_answer=row.current if finished else None,
+        model=model,
+        sampling=dataclasses.asdict(sampling),
+        seed=sampling.seed,
+        few_shot=config.few_shot,
+        constitution_name=c.name,
+        constitution_hash=content_hash(c),
+        truncated=row.truncated,
+    )
 
 
-def _snapshots(rows: list[_Row], config: ChainConfig, sampling: SamplingConfig,
-               model: str) -> list[Chain]:
+def _snapshots(
+    rows: list[_Row], config: ChainConfig, sampling: SamplingConfig, model: str
+) -> list[Chain]:
     return [_snapshot(r, config, sampling, model) for r in rows]
 
 
@@ -364,40 +454,65 @@ def chain_step(step: int, rounds: int) -> str:
     return f"round {(step + 1) // 2} of {rounds}: {'critiques' if step % 2 else 'revisions'}"
 
 
-def run_chains(backend: GenerationBackend, requests: list[ChainRequest], config: ChainConfig,
-               sampling: SamplingConfig) -> Iterator[list[Chain]]:
+def run_chains(
+    backend: GenerationBackend,
+    requests: list[ChainRequest],
+    config: ChainConfig,
+    sampling: SamplingConfig,
+) -> Iterator[list[Chain]]:
     """Build chains batch by batch, yielding the batch's chains after every stage (initial
     answers, then each round's critiques and revisions); the last yield of a batch has every
     chain done. Row seeds derive from the run's seed and the chain id, so a chain's text does
     not depend on the batch it ran in."""
     for start in range(0, len(requests), config.batch_size):
-        rows = [_start(r, config, sampling, backend)
-                for r in requests[start:start + config.batch_size]]
+        rows = [
+            _start(r, config, sampling, backend)
+            for r in requests[start : start + config.batch_size]
+        ]
 
-        answers = backend.generate([[{"role": "user", "content": r.prompt}] for r in rows],
-                                   sampling, _seeds(rows, sampling, 0))
+        answers = backend.generate(
+            [[{"role": "user", "content": r.prompt}] for r in rows],
+            sampling,
+            _seeds(rows, sampling, 0),
+        )
         for row, answer in zip(rows, answers):
             row.initial = row.current = answer.text
         yield _snapshots(rows, config, sampling, backend.name)
         for n in range(config.rounds):
             critiques = backend.generate(
                 [critique_messages(r.prefix, r.prompt, r.current, r.principles[n]) for r in rows],
-                sampling, _seeds(rows, sampling, 2 * n + 1))
+                sampling,
+                _seeds(rows, sampling, 2 * n + 1),
+            )
             for row, critique in zip(rows, critiques):
                 p = row.principles[n]
-                row.rounds.append(RevisionRound(p.id, p.critique_request, p.revision_request,
-                                                critique=critique.text, weight=p.weight,
-                                                pool_weight=sum(q.weight for q in row.pool),
-                                                pool=row.pool_text))
+                row.rounds.append(
+                    RevisionRound(
+                        p.id,
+                        p.critique_request,
+                        p.revision_request,
+                        critique=critique.text,
+                        weight=p.weight,
+                        pool_weight=sum(q.weight for q in row.pool),
+                        pool=row.pool_text,
+                    )
+                )
             yield _snapshots(rows, config, sampling, backend.name)
             revisions = backend.generate(
-                [revision_messages(r.prefix, r.prompt, r.current, r.principles[n],
-                                   r.rounds[n].critique) for r in rows],
-                sampling, _seeds(rows, sampling, 2 * n + 2))
+                [
+                    revision_messages(
+                        r.prefix, r.prompt, r.current, r.principles[n], r.rounds[n].critique
+                    )
+                    for r in rows
+                ],
+                sampling,
+                _seeds(rows, sampling, 2 * n + 2),
+            )
             for row, revision in zip(rows, revisions):
                 failure = round_failure(revision.text, row.principles[n], row.rounds[n].critique)
-                row.rounds[n] = dataclasses.replace(row.rounds[n], revision=revision.text,
-                                                    failure=failure)
+                row.rounds[n] = dataclasses.replace(
+                    row.rounds[n], revision=revision.text, failure=failure
+                )
                 if not failure:  # a failed round is kept and flagged; the answer stays as it was
                     row.current = revision.text
             yield _snapshots(rows, config, sampling, backend.name)

@@ -1,4 +1,5 @@
 """Errors a user can act on. The studio shows their message as it is, never a traceback."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -5,6 +5,7 @@ preference question, `(A) …`, `(B) …`, an answer cue — and we read the log
 of the option tokens instead of generating. The label maths comes first, written out term
 by term and needing no model; then the question, the option tokens, and the labeller.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,9 @@ def both_orders(logprobs_ab: tuple[float, float], logprobs_ba: tuple[float, floa
     p_option_a_ab, mass_ab = option_probability(*logprobs_ab)
     p_option_a_ba, mass_ba = option_probability(*logprobs_ba)
     # in the swapped order the first answer is option (B)
-    return OrderedLabel(p_a_ab=p_option_a_ab, p_a_ba=1 - p_option_a_ba, mass_ab=mass_ab,
-                        mass_ba=mass_ba)
+    return OrderedLabel(
+        p_a_ab=p_option_a_ab, p_a_ba=1 - p_option_a_ba, mass_ab=mass_ab, mass_ba=mass_ba
+    )
 
 
 def ensemble(labels: list[OrderedLabel]) -> float:
@@ -99,39 +101,47 @@ def resolve_option_tokens(tokenizer, cue: str = ANSWER_CUE) -> OptionTokens:
     to where the spellings part. Tokens that start both letters tell nothing and are dropped;
     if nothing is left for a letter, the tokenizer cannot tell A from B and we refuse it.
     """
+
     def encode(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"]
 
     cue_ids = encode(cue)
-    spelled = {letter: [encode(cue + s.format(letter)) for s in OPTION_SPELLINGS]
-               for letter in "AB"}
+    spelled = {
+        letter: [encode(cue + s.format(letter)) for s in OPTION_SPELLINGS] for letter in "AB"
+    }
     keep = len(cue_ids)
     for ids in spelled["A"] + spelled["B"]:
         same = 0
         while same < min(len(ids), len(cue_ids)) and ids[same] == cue_ids[same]:
             same += 1
         keep = min(keep, same)
-    starts = {letter: {ids[keep] for ids in rows if len(ids) > keep}
-              for letter, rows in spelled.items()}
+    starts = {
+        letter: {ids[keep] for ids in rows if len(ids) > keep} for letter, rows in spelled.items()
+    }
     shared = starts["A"] & starts["B"]
     a, b = starts["A"] - shared, starts["B"] - shared
     if not a or not b or not keep:
         names = sorted(tokenizer.convert_ids_to_tokens(sorted(shared))) if shared else []
-        raise ModelError(f"This tokenizer spells the options A and B with the same tokens "
-                         f"({', '.join(map(repr, names)) or 'none found'}) after the cue "
-                         f"{cue!r}, so their probabilities cannot be told apart; pick another "
-                         "feedback model.")
+        raise ModelError(
+            f"This tokenizer spells the options A and B with the same tokens "
+            f"({', '.join(map(repr, names)) or 'none found'}) after the cue "
+            f"{cue!r}, so their probabilities cannot be told apart; pick another "
+            "feedback model."
+        )
     return OptionTokens(tuple(cue_ids[:keep]), tuple(sorted(a)), tuple(sorted(b)))
 
 
-def question_parts(prompt: str, first: str, second: str, question: str,
-                   cot: bool = False) -> tuple[str, str]:
+def question_parts(
+    prompt: str, first: str, second: str, question: str, cot: bool = False
+) -> tuple[str, str]:
     """The multiple-choice question's user turn in two parts: the conversation, both
     answers and the instruction (shared by every principle), then the principle's question
     alone. The principle comes *after* the answers so K principles share one prefix, and the
     part after it is kept short because it is computed once per principle."""
-    shared = (f"{INTRO}\n\nHuman: {prompt.strip()}\n\nOptions:\n(A) {first.strip()}\n\n"
-              f"(B) {second.strip()}\n\n{COT_REQUEST if cot else ANSWER_REQUEST}\n\n")
+    shared = (
+        f"{INTRO}\n\nHuman: {prompt.strip()}\n\nOptions:\n(A) {first.strip()}\n\n"
+        f"(B) {second.strip()}\n\n{COT_REQUEST if cot else ANSWER_REQUEST}\n\n"
+    )
     return shared, question.strip()
 
 
@@ -146,20 +156,37 @@ def render_question(tokenizer, shared: str, ask: str) -> tuple[str, str]:
 
 # --- pairs and labels ------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class FeedbackConfig:
-    ensemble: int = field(default=1, metadata={
-        "help": "Principles sampled per pair (weighted, without replacement) whose labels are "
-                "averaged; 0 uses every enabled principle."})
-    principles: str = field(default="", metadata={
-        "help": "Comma-separated principle ids to use for every pair instead of sampling."})
-    cot: bool = field(default=False, metadata={
-        "help": "Chain-of-thought: the model writes a rationale first; labels are clamped to "
-                f"[{COT_CLAMP[0]}, {COT_CLAMP[1]}]."})
+    ensemble: int = field(
+        default=1,
+        metadata={
+            "help": "Principles sampled per pair (weighted, without replacement) whose labels are "
+            "averaged; 0 uses every enabled principle."
+        },
+    )
+    principles: str = field(
+        default="",
+        metadata={
+            "help": "Comma-separated principle ids to use for every pair instead of sampling."
+        },
+    )
+    cot: bool = field(
+        default=False,
+        metadata={
+            "help": "Chain-of-thought: the model writes a rationale first; labels are clamped to "
+            f"[{COT_CLAMP[0]}, {COT_CLAMP[1]}]."
+        },
+    )
     cot_max_tokens: int = field(default=96, metadata={"help": "Longest rationale in tokens."})
-    max_tokens: int = field(default=1024, metadata={
-        "help": "Longest question in tokens; longer answers are cut (and flagged), never the "
-                "principle or the answer cue."})
+    max_tokens: int = field(
+        default=1024,
+        metadata={
+            "help": "Longest question in tokens; longer answers are cut (and flagged), never the "
+            "principle or the answer cue."
+        },
+    )
     batch_size: int = field(default=16, metadata={"help": "Rows per forward pass."})
     seed: int = field(default=0, metadata={"help": "Seed of the principle draws."})
 
@@ -172,8 +199,9 @@ class FeedbackConfig:
         if self.ensemble < 0:
             problems.append(f"ensemble must be 0 (all principles) or more (got {self.ensemble})")
         if self.batch_size < 1 or self.cot_max_tokens < 1 or self.max_tokens < 64:
-            problems.append("batch_size and cot_max_tokens must be at least 1 and max_tokens "
-                            "at least 64")
+            problems.append(
+                "batch_size and cot_max_tokens must be at least 1 and max_tokens at least 64"
+            )
         return problems
 
     @property
@@ -181,34 +209,49 @@ class FeedbackConfig:
         return [p.strip() for p in self.principles.split(",") if p.strip()]
 
 
-def combine(pair: Pair, labels: list[PrincipleLabel], feedback_model: str,
-            constitution: Constitution, cot: bool, flags: tuple[str, ...] = ()) -> Preference:
+def combine(
+    pair: Pair,
+    labels: list[PrincipleLabel],
+    feedback_model: str,
+    constitution: Constitution,
+    cot: bool,
+    flags: tuple[str, ...] = (),
+) -> Preference:
     """The record of a pair from its principles' labels: their mean, clamped under CoT."""
     p_a = ensemble([x.ordered for x in labels])
-    return Preference(pair, clamp_cot(p_a) if cot else p_a, tuple(labels), feedback_model,
-                      content_hash(constitution), cot, flags)
+    return Preference(
+        pair,
+        clamp_cot(p_a) if cot else p_a,
+        tuple(labels),
+        feedback_model,
+        content_hash(constitution),
+        cot,
+        flags,
+    )
 
 
-def feedback_principles(constitution: Constitution, pair: Pair,
-                        config: FeedbackConfig) -> list[Principle]:
+def feedback_principles(
+    constitution: Constitution, pair: Pair, config: FeedbackConfig
+) -> list[Principle]:
     """The principles that judge one pair: the configured ids, or a weighted draw without
     replacement seeded by (seed, pair), so a pair gets the same principles in any batch."""
     if config.principle_ids:
         by_id = {p.id: p for p in constitution.principles}
         unknown = [i for i in config.principle_ids if i not in by_id]
         if unknown:
-            raise ConstitutionError(f"'{constitution.name}' has no principle "
-                                    f"{', '.join(unknown)}.")
+            raise ConstitutionError(f"'{constitution.name}' has no principle {', '.join(unknown)}.")
         return [by_id[i] for i in config.principle_ids]
     enabled = list(constitution.enabled_principles)
     if not enabled:
-        raise ConstitutionError(f"Every principle of '{constitution.name}' is disabled; enable "
-                                "at least one to label pairs.")
+        raise ConstitutionError(
+            f"Every principle of '{constitution.name}' is disabled; enable "
+            "at least one to label pairs."
+        )
     if config.ensemble == 0 or config.ensemble >= len(enabled):
         return enabled
     rng = random.Random(stable_int("feedback", config.seed, pair.id))
     keys = [rng.random() ** (1 / p.weight) for p in enabled]  # weighted sampling w/o replacement
-    ranked = sorted(range(len(enabled)), key=lambda i: -keys[i])[:config.ensemble]
+    ranked = sorted(range(len(enabled)), key=lambda i: -keys[i])[: config.ensemble]
     return [enabled[i] for i in sorted(ranked)]
 
 
@@ -232,8 +275,10 @@ class Labeller:
     def fit_answers(self, pair: Pair, questions: list[str]) -> tuple[str, str, bool]:
         """The two answers, cut so the longest question fits `max_tokens` (answers share the
         room evenly; a short one leaves its rest to the other)."""
-        head, tail = render_question(self.tokenizer, *question_parts(
-            pair.prompt, "", "", max(questions, key=len), self.config.cot))
+        head, tail = render_question(
+            self.tokenizer,
+            *question_parts(pair.prompt, "", "", max(questions, key=len), self.config.cot),
+        )
         fixed = len(self.encode(head)) + len(self.encode(tail)) + len(self.options.cue) + 8
         if self.config.cot:
             fixed += self.config.cot_max_tokens
@@ -242,24 +287,33 @@ class Labeller:
         if len(a) + len(b) <= room:
             return pair.response_a, pair.response_b, False
         if room < 32:
-            raise DatasetError(f"The prompt of pair {pair.id} leaves {max(room, 0)} tokens for "
-                               f"the answers within max_tokens={self.config.max_tokens}; raise "
-                               "max_tokens or shorten the prompt.")
+            raise DatasetError(
+                f"The prompt of pair {pair.id} leaves {max(room, 0)} tokens for "
+                f"the answers within max_tokens={self.config.max_tokens}; raise "
+                "max_tokens or shorten the prompt."
+            )
         cap_a = max(room // 2, room - len(b))
         cap_b = room - min(len(a), cap_a)
         cut = self.tokenizer.decode
         return cut(a[:cap_a]), cut(b[:cap_b]), True
 
-    def items(self, pair: Pair, principles: list[Principle],
-              rationales: dict[tuple[int, str], str] | None = None) -> tuple[list[ScoreItem], bool]:
+    def items(
+        self,
+        pair: Pair,
+        principles: list[Principle],
+        rationales: dict[tuple[int, str], str] | None = None,
+    ) -> tuple[list[ScoreItem], bool]:
         """Score items in the order (order, principle) for order AB then BA, and whether the
         answers were cut. With rationales (CoT), each item's suffix carries its rationale."""
-        first, second, truncated = self.fit_answers(pair, [p.preference_question for p in principles])
+        first, second, truncated = self.fit_answers(
+            pair, [p.preference_question for p in principles]
+        )
         items = []
         for order, (x, y) in enumerate([(first, second), (second, first)]):
             for principle in principles:
-                shared, ask = question_parts(pair.prompt, x, y, principle.preference_question,
-                                             self.config.cot)
+                shared, ask = question_parts(
+                    pair.prompt, x, y, principle.preference_question, self.config.cot
+                )
                 head, tail = render_question(self.tokenizer, shared, ask)
                 suffix = self.encode(tail)
                 if rationales is not None:
@@ -267,16 +321,18 @@ class Labeller:
                 items.append(ScoreItem(self.encode(head), suffix + self.options.cue))
         return items, truncated
 
-    def rationales(self, pairs: list[Pair], principles: list[list[Principle]]
-                   ) -> list[dict[tuple[int, str], str]]:
+    def rationales(
+        self, pairs: list[Pair], principles: list[list[Principle]]
+    ) -> list[dict[tuple[int, str], str]]:
         """CoT: one greedy rationale per (pair, order, principle)."""
         keys, conversations = [], []
         for n, (pair, chosen) in enumerate(zip(pairs, principles)):
             first, second, _ = self.fit_answers(pair, [p.preference_question for p in chosen])
             for order, (x, y) in enumerate([(first, second), (second, first)]):
                 for principle in chosen:
-                    shared, ask = question_parts(pair.prompt, x, y, principle.preference_question,
-                                                 cot=True)
+                    shared, ask = question_parts(
+                        pair.prompt, x, y, principle.preference_question, cot=True
+                    )
                     keys.append((n, order, principle.id))
                     conversations.append([{"role": "user", "content": shared + ask}])
         sampling = SamplingConfig(max_new_tokens=self.config.cot_max_tokens, temperature=0.0)
@@ -293,8 +349,9 @@ class Labeller:
         labelled = {pref.pair.id: pref for pref in self.scored(constitution, todo, chosen)}
         return [labelled.get(p.id) or self.identical(p, constitution) for p in pairs]
 
-    def label_stepwise(self, constitution: Constitution, pair: Pair,
-                       step: int = 4) -> Iterator[Preference]:
+    def label_stepwise(
+        self, constitution: Constitution, pair: Pair, step: int = 4
+    ) -> Iterator[Preference]:
         """One pair, `step` principles at a time, for a view that shows each principle's
         verdict as it comes: every yield is the record so far (its labels grow); the last is
         the record `label` gives."""
@@ -305,39 +362,73 @@ class Labeller:
         labels: list[PrincipleLabel] = []
         flags: set[str] = set()
         for start in range(0, len(principles), step):
-            part, = self.scored(constitution, [pair], [principles[start:start + step]])
+            (part,) = self.scored(constitution, [pair], [principles[start : start + step]])
             labels += part.labels
             flags |= set(part.flags)
-            yield combine(pair, labels, self.loaded.name, constitution, self.config.cot,
-                          tuple(sorted(flags)))
+            yield combine(
+                pair, labels, self.loaded.name, constitution, self.config.cot, tuple(sorted(flags))
+            )
 
     def identical(self, pair: Pair, constitution: Constitution) -> Preference:
         """Identical answers carry no preference: 0.5, flagged, the model not asked."""
-        return Preference(pair, 0.5, (), self.loaded.name, content_hash(constitution),
-                          self.config.cot, ("identical",))
+        return Preference(
+            pair,
+            0.5,
+            (),
+            self.loaded.name,
+            content_hash(constitution),
+            self.config.cot,
+            ("identical",),
+        )
 
-    def scored(self, constitution: Constitution, pairs: list[Pair],
-               chosen: list[list[Principle]]) -> list[Preference]:
+    def scored(
+        self, constitution: Constitution, pairs: list[Pair], chosen: list[list[Principle]]
+    ) -> list[Preference]:
         """Each pair judged by its chosen principles, both orders, in one batched call."""
-        rationales = self.rationales(pairs, chosen) if self.config.cot and pairs else [None] * len(pairs)
+        rationales = (
+            self.rationales(pairs, chosen) if self.config.cot and pairs else [None] * len(pairs)
+        )
         items, spans, cut = [], [], []
         for pair, principles, why in zip(pairs, chosen, rationales):
             pair_items, truncated = self.items(pair, principles, why)
             spans.append((len(items), len(principles)))
             items += pair_items
             cut.append(truncated)
-        scores = option_logprobs(self.loaded, items, [self.options.a, self.options.b],
-                                 self.config.batch_size) if items else []
+        scores = (
+            option_logprobs(
+                self.loaded, items, [self.options.a, self.options.b], self.config.batch_size
+            )
+            if items
+            else []
+        )
         records = []
-        for pair, principles, why, (start, k), truncated in zip(pairs, chosen, rationales, spans, cut):
+        for pair, principles, why, (start, k), truncated in zip(
+            pairs, chosen, rationales, spans, cut
+        ):
             labels = []
             for j, principle in enumerate(principles):
                 ordered = both_orders(tuple(scores[start + j]), tuple(scores[start + k + j]))
-                labels.append(PrincipleLabel(
-                    principle.id, ordered.p_a_ab, ordered.p_a_ba, ordered.mass_ab, ordered.mass_ba,
-                    why[(0, principle.id)] if why else "", why[(1, principle.id)] if why else ""))
-            records.append(combine(pair, labels, self.loaded.name, constitution,
-                                   self.config.cot, ("truncated",) if truncated else ()))
+                labels.append(
+                    PrincipleLabel(
+                        principle.id,
+                        ordered.p_a_ab,
+                        ordered.p_a_ba,
+                        ordered.mass_ab,
+                        ordered.mass_ba,
+                        why[(0, principle.id)] if why else "",
+                        why[(1, principle.id)] if why else "",
+                    )
+                )
+            records.append(
+                combine(
+                    pair,
+                    labels,
+                    self.loaded.name,
+                    constitution,
+                    self.config.cot,
+                    ("truncated",) if truncated else (),
+                )
+            )
         return records
 
 
@@ -350,12 +441,14 @@ class Judge(Protocol):
     def label(self, constitution: Constitution, pairs: list[Pair]) -> list[Preference]: ...
 
 
-def make_pairs(backend: GenerationBackend, prompts: list[PromptRecord],
-               sampling: SamplingConfig) -> list[Pair]:
+def make_pairs(
+    backend: GenerationBackend, prompts: list[PromptRecord], sampling: SamplingConfig
+) -> list[Pair]:
     """Two sampled answers per prompt from one policy (rows seeded seed+2i and seed+2i+1)."""
     conversations = [[{"role": "user", "content": p.prompt}] for p in prompts for _ in range(2)]
-    answers = backend.generate(conversations, sampling,
-                               seeds=[sampling.seed + i for i in range(len(conversations))])
+    answers = backend.generate(
+        conversations, sampling, seeds=[sampling.seed + i for i in range(len(conversations))]
+    )
     pairs = []
     for n, prompt in enumerate(prompts):
         a, b = answers[2 * n].text, answers[2 * n + 1].text
@@ -364,29 +457,40 @@ def make_pairs(backend: GenerationBackend, prompts: list[PromptRecord],
     return pairs
 
 
-def run_labelling(labeller: Judge, constitution: Constitution, pairs: list[Pair],
-                  out: str | Path, on_batch: Callable[[int, int], None] | None = None
-                  ) -> list[Preference]:
+def run_labelling(
+    labeller: Judge,
+    constitution: Constitution,
+    pairs: list[Pair],
+    out: str | Path,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> list[Preference]:
     """Label every pair not yet in `out/labels.jsonl`, a batch at a time (each batch
     appended as it finishes, so a cancelled run resumes), and return all the records."""
     out = Path(out)
-    claim_run_folder(out, {"constitution": constitution.name,
-                           "constitution_hash": content_hash(constitution),
-                           "feedback_model": labeller.name,
-                           "feedback": asdict(labeller.config)})
+    claim_run_folder(
+        out,
+        {
+            "constitution": constitution.name,
+            "constitution_hash": content_hash(constitution),
+            "feedback_model": labeller.name,
+            "feedback": asdict(labeller.config),
+        },
+    )
     log = LabelLog(out)
     done = log.done_ids()
     gone = done - {p.id for p in pairs}
     if gone:
-        raise DatasetError(f"The pairs changed since {out} was labelled: {len(gone)} of its "
-                           f"{len(done)} labelled pairs (e.g. {sorted(gone)[0]}) are not among "
-                           "the pairs given now, so its labels would mix two pair sets. Label "
-                           "into a new folder, or give the pairs it was labelled on.")
+        raise DatasetError(
+            f"The pairs changed since {out} was labelled: {len(gone)} of its "
+            f"{len(done)} labelled pairs (e.g. {sorted(gone)[0]}) are not among "
+            "the pairs given now, so its labels would mix two pair sets. Label "
+            "into a new folder, or give the pairs it was labelled on."
+        )
     todo = [p for p in pairs if p.id not in done]
     per_batch = max(1, labeller.config.batch_size // 4)
     finished = len(pairs) - len(todo)
     for start in range(0, len(todo), per_batch):
-        batch = todo[start:start + per_batch]
+        batch = todo[start : start + per_batch]
         log.append(labeller.label(constitution, batch))
         finished += len(batch)
         if on_batch:

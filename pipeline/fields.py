@@ -1,5 +1,6 @@
 """Config dataclasses are the one source of truth for knobs: CLI flags, YAML job files and
 studio forms are all derived from their fields and help texts."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ def help_text(text: str) -> str:
     return text.replace("%", "%%")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
-                         only_given: bool = False) -> None:
+def add_config_arguments(
+    parser: argparse.ArgumentParser, cls: type, only_given: bool = False
+) -> None:
     """Add one flag per dataclass field, typed and documented from the field. With
     `only_given`, flags left out do not appear in the parsed namespace at all, so they can
     be layered over a preset and a YAML job file."""
@@ -47,21 +49,35 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
         about = help_text(f"{f.metadata.get('help', '')} (default: {default})")
         stored = argparse.SUPPRESS if only_given else default
         if isinstance(default, bool):
-            group.add_argument(flag_name(f.name), dest=f.name, default=stored, help=about,
-                               action=argparse.BooleanOptionalAction)
+            group.add_argument(
+                flag_name(f.name),
+                dest=f.name,
+                default=stored,
+                help=about,
+                action=argparse.BooleanOptionalAction,
+            )
         elif f.metadata.get("join"):  # repeatable; the values are joined by commas
-            group.add_argument(flag_name(f.name), dest=f.name, action="append", help=about,
-                               default=argparse.SUPPRESS if only_given else None)
+            group.add_argument(
+                flag_name(f.name),
+                dest=f.name,
+                action="append",
+                help=about,
+                default=argparse.SUPPRESS if only_given else None,
+            )
         else:
-            group.add_argument(flag_name(f.name), dest=f.name, type=flag_type(default),
-                               default=stored, help=about)
+            group.add_argument(
+                flag_name(f.name), dest=f.name, type=flag_type(default), default=stored, help=about
+            )
 
 
 def given_fields(cls: type, args: argparse.Namespace) -> dict[str, Any]:
     """The config fields set on the command line (see `only_given`)."""
-    return {f.name: ",".join(value) if isinstance(value, list) else value
-            for f in dataclasses.fields(cls) if hasattr(args, f.name)
-            for value in [getattr(args, f.name)]}
+    return {
+        f.name: ",".join(value) if isinstance(value, list) else value
+        for f in dataclasses.fields(cls)
+        if hasattr(args, f.name)
+        for value in [getattr(args, f.name)]
+    }
 
 
 def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
@@ -72,9 +88,11 @@ def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
 def non_finite_fields(config: Any) -> list[str]:
     """A problem for each float field of a config dataclass that is NaN or infinite: no
     range check can catch those (every comparison with NaN is false)."""
-    return [f"{f.name} must be a finite number (got {getattr(config, f.name)})"
-            for f in dataclasses.fields(config)
-            if isinstance(getattr(config, f.name), float) and not math.isfinite(getattr(config, f.name))]
+    return [
+        f"{f.name} must be a finite number (got {getattr(config, f.name)})"
+        for f in dataclasses.fields(config)
+        if isinstance(getattr(config, f.name), float) and not math.isfinite(getattr(config, f.name))
+    ]
 
 
 def check_settings(config: Any, problems: list[str]) -> None:

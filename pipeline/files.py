@@ -1,6 +1,7 @@
 """Atomic file writes (a reader sees the old file or the new one, never half of either),
 crash-safe folder replacement (checkpoints, adapters, datasets), and line-numbered reading
 of the text and JSONL files users hand us."""
+
 from __future__ import annotations
 
 import json
@@ -49,10 +50,17 @@ def writable_target(path: Path) -> None:
     except OSError as exc:
         raise OutputError(f"Cannot write {path}: {exc.strerror}.") from None
     if not stat.S_ISREG(mode):
-        kind = ("a folder" if stat.S_ISDIR(mode) else "a symbolic link" if stat.S_ISLNK(mode)
-                else "a device or special file")
-        raise OutputError(f"Cannot write {path}: it is {kind}, not a file. Give a file path "
-                          "that is new or a plain file.")
+        kind = (
+            "a folder"
+            if stat.S_ISDIR(mode)
+            else "a symbolic link"
+            if stat.S_ISLNK(mode)
+            else "a device or special file"
+        )
+        raise OutputError(
+            f"Cannot write {path}: it is {kind}, not a file. Give a file path "
+            "that is new or a plain file."
+        )
 
 
 def write_atomic(path: str | Path, text: str) -> Path:
@@ -104,8 +112,10 @@ def text_problem(value: Any) -> str | None:
     while stack:
         item = stack.pop()
         if isinstance(item, str) and SURROGATE.search(item):
-            return (f"the text {item[:40]!r} holds a lone surrogate (an escape like \\ud800), "
-                    "which is not a character")
+            return (
+                f"the text {item[:40]!r} holds a lone surrogate (an escape like \\ud800), "
+                "which is not a character"
+            )
         if isinstance(item, dict):
             stack += list(item.keys()) + list(item.values())
         elif isinstance(item, list):
@@ -191,8 +201,11 @@ def node_problem(root: yaml.Node) -> tuple[str, int | None] | None:
             continue
         if depth > MAX_NESTING:
             return f"nested more than {MAX_NESTING} levels deep", line
-        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
-                    else node.value)
+        children = (
+            [n for pair in node.value for n in pair]
+            if isinstance(node, yaml.MappingNode)
+            else node.value
+        )
         stack += [(child, depth + 1) for child in reversed(children)]
     return None
 
@@ -201,8 +214,10 @@ def yaml_error(exc: yaml.MarkedYAMLError) -> tuple[str, int | None]:
     """A YAML syntax error as (what is wrong, its line). An unclosed quote is reported where
     the quoted text opened, not where the parser ran out of text."""
     if (exc.context or "").startswith("while scanning a quoted scalar") and exc.context_mark:
-        return ("a quoted text opens here and is never closed (a missing closing quote?)",
-                exc.context_mark.line + 1)
+        return (
+            "a quoted text opens here and is never closed (a missing closing quote?)",
+            exc.context_mark.line + 1,
+        )
     mark = exc.problem_mark or exc.context_mark
     line = mark.line + 1 if mark else None
     if "maximum nesting depth" in (exc.problem or ""):  # libyaml stops at its own limit
@@ -212,8 +227,12 @@ def yaml_error(exc: yaml.MarkedYAMLError) -> tuple[str, int | None]:
     return f"not valid YAML ({exc.problem or exc.context})", mark.line + 1 if mark else None
 
 
-def read_jsonl_file(path: Path, what: str, parse: Callable[[Any, int], T],
-                    on_bad_line: Callable[[str], None] | None = None) -> list[T]:
+def read_jsonl_file(
+    path: Path,
+    what: str,
+    parse: Callable[[Any, int], T],
+    on_bad_line: Callable[[str], None] | None = None,
+) -> list[T]:
     """`parse(row, line_number)` of every non-blank line. A line that is not JSON, or that
     `parse` refuses with a DatasetError, stops the read with the file and line number, or,
     when `on_bad_line` is given, is reported to it and skipped."""
@@ -235,6 +254,7 @@ def read_jsonl_file(path: Path, what: str, parse: Callable[[Any, int], T],
 # swaps it in: NAME → `.NAME.old`, `.NAME.new` → NAME, and deletes `.NAME.old`. At every
 # instant one complete copy exists (NAME, `.NAME.new` or `.NAME.old`, each with its marker),
 # and `recover_folder` finishes or rolls back a swap that a kill interrupted.
+
 
 def _siblings(folder: Path) -> tuple[Path, Path]:
     return folder.with_name(f".{folder.name}.new"), folder.with_name(f".{folder.name}.old")
@@ -304,9 +324,13 @@ def replace_folder(folder: str | Path, write: Callable[[Path], Any]) -> Path:
     return folder
 
 
-
-def save_tensors(folder: str | Path, tensors: dict[str, Any], tensor_file: str,
-                 lineage: dict[str, Any], lineage_file: str) -> Path:
+def save_tensors(
+    folder: str | Path,
+    tensors: dict[str, Any],
+    tensor_file: str,
+    lineage: dict[str, Any],
+    lineage_file: str,
+) -> Path:
     """An artifact of tensors (safetensors) and where they came from (JSON), replaced whole
     (crash-safe): probes, steering directions."""
     from safetensors.torch import save_file
@@ -314,11 +338,13 @@ def save_tensors(folder: str | Path, tensors: dict[str, Any], tensor_file: str,
     def write(tmp: Path) -> None:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / tensor_file))
         write_atomic(tmp / lineage_file, json.dumps(lineage, indent=2))
+
     return replace_folder(folder, write)
 
 
-def read_tensors(folder: str | Path, tensor_file: str, lineage_file: str,
-                 what: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_tensors(
+    folder: str | Path, tensor_file: str, lineage_file: str, what: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(tensors, lineage) of an artifact `save_tensors` wrote; anything else is refused as
     not being `what`."""
     from safetensors.torch import load_file
@@ -328,10 +354,12 @@ def read_tensors(folder: str | Path, tensor_file: str, lineage_file: str,
         raise DatasetError(f"{folder} is not {what}.")
     return load_file(str(folder / tensor_file)), json.loads((folder / lineage_file).read_text())
 
+
 # --- append-only JSONL logs --------------------------------------------------------------------
 # A run's chains.jsonl and labels.jsonl: one record per line, appended a batch at a time and
 # flushed to disk, so an interrupted run loses at most the batch in flight and a rerun skips
 # every record whose stable id is already there.
+
 
 def read_jsonl_log(path: Path) -> list[dict]:
     """Rows of a JSONL log; a torn last line (a crash mid-write) is cut off the file."""
@@ -346,8 +374,9 @@ def read_jsonl_log(path: Path) -> list[dict]:
             rows.append(json_value(line.decode("utf-8")))
         except (DatasetError, UnicodeDecodeError):
             if good + len(line) < len(data):
-                raise DatasetError(f"{path} is corrupt at byte {good}: a line in the middle "
-                                   "is not JSON.") from None
+                raise DatasetError(
+                    f"{path} is corrupt at byte {good}: a line in the middle is not JSON."
+                ) from None
             with open(path, "r+b") as f:
                 f.truncate(good)
             break
@@ -392,8 +421,9 @@ class RecordLog(Generic[T]):
         return None
 
     def read(self) -> list[T]:
-        return self.latest([self.from_row(row, n)
-                            for n, row in enumerate(read_jsonl_log(self.path), 1)])
+        return self.latest(
+            [self.from_row(row, n) for n, row in enumerate(read_jsonl_log(self.path), 1)]
+        )
 
     def latest(self, records: list[T]) -> list[T]:
         """The latest record of each key, in first-seen order (all of them when unkeyed)."""
@@ -402,8 +432,9 @@ class RecordLog(Generic[T]):
         return list({self.key(r): r for r in records}.values())
 
     def done_ids(self) -> set[str]:
-        return {row["id"] for row in read_jsonl_log(self.path)
-                if isinstance(row, dict) and "id" in row}
+        return {
+            row["id"] for row in read_jsonl_log(self.path) if isinstance(row, dict) and "id" in row
+        }
 
     def append(self, records: list[T]) -> None:
         append_jsonl(self.path, [self.to_row(r) for r in records])

@@ -6,6 +6,7 @@ them. The transformers backend runs its own decode loop rather than `model.gener
 it samples row i with its own seeded generator (so a row's text does not depend on what
 else is in the batch), drops finished rows from the batch, and streams token by token.
 """
+
 from __future__ import annotations
 
 from contextlib import nullcontext
@@ -27,12 +28,25 @@ Message = dict[str, str]
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    max_new_tokens: int = field(default=256, metadata={"help": "Most tokens to generate per answer."})
-    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature; 0 means greedy."})
-    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling: keep the smallest set "
-                                                         "of tokens whose probability reaches this."})
-    seed: int = field(default=0, metadata={"help": "Row i of a batch samples with seed + i, so "
-                                                   "the same seed gives the same text."})
+    max_new_tokens: int = field(
+        default=256, metadata={"help": "Most tokens to generate per answer."}
+    )
+    temperature: float = field(
+        default=0.7, metadata={"help": "Sampling temperature; 0 means greedy."}
+    )
+    top_p: float = field(
+        default=0.95,
+        metadata={
+            "help": "Nucleus sampling: keep the smallest set "
+            "of tokens whose probability reaches this."
+        },
+    )
+    seed: int = field(
+        default=0,
+        metadata={
+            "help": "Row i of a batch samples with seed + i, so the same seed gives the same text."
+        },
+    )
 
     def __post_init__(self) -> None:
         check_settings(self, self.sampling_problems())
@@ -68,17 +82,26 @@ class GenerationBackend(Protocol):
 
     def truncate(self, text: str, max_tokens: int) -> str: ...
 
-    def generate(self, conversations: list[list[Message]], config: SamplingConfig,
-                 seeds: list[int] | None = None,
-                 steering: Steering | None = None) -> list[Generation]: ...
+    def generate(
+        self,
+        conversations: list[list[Message]],
+        config: SamplingConfig,
+        seeds: list[int] | None = None,
+        steering: Steering | None = None,
+    ) -> list[Generation]: ...
 
-    def stream(self, conversation: list[Message], config: SamplingConfig,
-               finished: Callable[[str], None] | None = None,
-               steering: Steering | None = None) -> Iterator[str]: ...
+    def stream(
+        self,
+        conversation: list[Message],
+        config: SamplingConfig,
+        finished: Callable[[str], None] | None = None,
+        steering: Steering | None = None,
+    ) -> Iterator[str]: ...
 
 
-def next_tokens(logits: torch.Tensor, config: SamplingConfig,
-                generators: list[torch.Generator]) -> torch.Tensor:
+def next_tokens(
+    logits: torch.Tensor, config: SamplingConfig, generators: list[torch.Generator]
+) -> torch.Tensor:
     """Pick one token per row: argmax when greedy, else temperature + top-p sampling."""
     if config.temperature == 0:
         return logits.argmax(dim=-1)
@@ -88,8 +111,9 @@ def next_tokens(logits: torch.Tensor, config: SamplingConfig,
         outside = sorted_probs.cumsum(dim=-1) - sorted_probs > config.top_p
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.cat([torch.multinomial(probs[i], 1, generator=g)
-                      for i, g in enumerate(generators)])
+    return torch.cat(
+        [torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generators)]
+    )
 
 
 def prompt_text(tokenizer, conversation: list[Message]) -> str:
@@ -135,18 +159,23 @@ class TransformersBackend:
         ids = self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
         return text if len(ids) <= max_tokens else self.loaded.tokenizer.decode(ids[:max_tokens])
 
-    def _encode(self, conversations: list[list[Message]], config: SamplingConfig) -> list[list[int]]:
+    def _encode(
+        self, conversations: list[list[Message]], config: SamplingConfig
+    ) -> list[list[int]]:
         """Token ids of each rendered conversation (unpadded), refusing ones too long."""
         rows = [prompt_ids(self.loaded.tokenizer, c) for c in conversations]
         longest = max(len(r) for r in rows)
         if longest + config.max_new_tokens > self.context_length:
-            raise ModelError(f"The prompt is {longest} tokens; with {config.max_new_tokens} new "
-                             f"tokens it exceeds the model's context of {self.context_length} "
-                             "tokens.")
+            raise ModelError(
+                f"The prompt is {longest} tokens; with {config.max_new_tokens} new "
+                f"tokens it exceeds the model's context of {self.context_length} "
+                "tokens."
+            )
         return rows
 
-    def _prefill(self, rows: list[list[int]], max_new_tokens: int,
-                 steering: Steering | None = None):
+    def _prefill(
+        self, rows: list[list[int]], max_new_tokens: int, steering: Steering | None = None
+    ):
         """Run the prompts through the model into a preallocated KV cache.
 
         Rows of a batch often share a long start (a system prompt, few-shot examples). With
@@ -155,8 +184,9 @@ class TransformersBackend:
         of each row is computed per row, left-padded: [prefix][pad…][row suffix][new…].
         The last prefix is kept, so consecutive calls with the same prefix (the stages of a
         chain batch) compute it once — keyed by the steering too, since a steered prefix has
-        other keys and values. The cache is allocated once for the whole generation: a growing cache would copy
-        itself on every decoded token, which at long contexts costs more than the model.
+        other keys and values. The cache is allocated once for the whole generation: a growing
+        cache would copy itself on every decoded token, which at long contexts costs more than
+        the model.
         Returns the model output, the cache, the full-length attention mask and the
         position of each row's last token.
         """
@@ -172,34 +202,60 @@ class TransformersBackend:
             key = (tokens, steering.key if steering else None)
             if self._prefix is None or self._prefix[0] != key:
                 prefix_cache = DynamicCache()
-                self._forward(steering, True, input_ids=torch.tensor([tokens], device=device),
-                              past_key_values=prefix_cache, use_cache=True, logits_to_keep=1)
+                self._forward(
+                    steering,
+                    True,
+                    input_ids=torch.tensor([tokens], device=device),
+                    past_key_values=prefix_cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
                 self._prefix = (key, prefix_cache)  # the next call (next chain stage) reuses it
             for layer, prefix in zip(cache.layers, self._prefix[1].layers):
-                layer.lazy_initialization(prefix.keys.expand(len(rows), -1, -1, -1),
-                                          prefix.values.expand(len(rows), -1, -1, -1))
+                layer.lazy_initialization(
+                    prefix.keys.expand(len(rows), -1, -1, -1),
+                    prefix.values.expand(len(rows), -1, -1, -1),
+                )
                 layer.keys[:, :, :shared] = prefix.keys
                 layer.values[:, :, :shared] = prefix.values
                 layer.cumulative_length.fill_(shared)
-        input_ids = torch.tensor([[self.pad_id] * (width - len(s)) + s for s in suffixes],
-                                 device=device)
+        input_ids = torch.tensor(
+            [[self.pad_id] * (width - len(s)) + s for s in suffixes], device=device
+        )
         # positions not yet written are causally masked, so they may be marked as real here
-        mask = torch.tensor([[1] * shared + [0] * (width - len(s)) + [1] * len(s)
-                             + [1] * max_new_tokens for s in suffixes], device=device)
-        positions = (mask[:, :shared + width].cumsum(-1) - 1).clamp(min=0)[:, shared:]
-        out = self._forward(steering, input_ids=input_ids, attention_mask=mask,
-                            position_ids=positions, past_key_values=cache, use_cache=True,
-                            logits_to_keep=1)
+        mask = torch.tensor(
+            [
+                [1] * shared + [0] * (width - len(s)) + [1] * len(s) + [1] * max_new_tokens
+                for s in suffixes
+            ],
+            device=device,
+        )
+        positions = (mask[:, : shared + width].cumsum(-1) - 1).clamp(min=0)[:, shared:]
+        out = self._forward(
+            steering,
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         return out, cache, mask, positions[:, -1:]
 
     @torch.inference_mode()
-    def _decode(self, rows_ids: list[list[int]], config: SamplingConfig, seeds: list[int],
-                steering: Steering | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _decode(
+        self,
+        rows_ids: list[list[int]],
+        config: SamplingConfig,
+        seeds: list[int],
+        steering: Steering | None = None,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (row indices still running, their new tokens) once per step."""
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         rows = torch.arange(len(rows_ids))
-        out, cache, attention_mask, position = self._prefill(rows_ids, config.max_new_tokens,
-                                                             steering)
+        out, cache, attention_mask, position = self._prefill(
+            rows_ids, config.max_new_tokens, steering
+        )
         position = position + 1
         for _ in range(config.max_new_tokens):
             tokens = next_tokens(out.logits[:, -1, :].float().cpu(), config, generators)
@@ -217,9 +273,14 @@ class TransformersBackend:
                 rows, tokens, position = rows[keep], tokens[keep], position[keep]
                 attention_mask = attention_mask[device_keep]
                 generators = [generators[i] for i in keep.tolist()]
-            out = self._forward(steering, input_ids=tokens[:, None].to(attention_mask.device),
-                                attention_mask=attention_mask, position_ids=position,
-                                past_key_values=cache, use_cache=True)
+            out = self._forward(
+                steering,
+                input_ids=tokens[:, None].to(attention_mask.device),
+                attention_mask=attention_mask,
+                position_ids=position,
+                past_key_values=cache,
+                use_cache=True,
+            )
             position = position + 1
 
     def _finish(self, token_ids: list[int], config: SamplingConfig) -> Generation:
@@ -228,45 +289,61 @@ class TransformersBackend:
         text = self.loaded.tokenizer.decode(body, skip_special_tokens=True)
         return Generation(text.strip(), len(token_ids), "stop" if stopped else "length")
 
-    def sample_ids(self, conversations: list[list[Message]], config: SamplingConfig,
-                   seeds: list[int] | None = None,
-                   steering: Steering | None = None) -> list[tuple[list[int], list[int]]]:
+    def sample_ids(
+        self,
+        conversations: list[list[Message]],
+        config: SamplingConfig,
+        seeds: list[int] | None = None,
+        steering: Steering | None = None,
+    ) -> list[tuple[list[int], list[int]]]:
         """(prompt token ids, new token ids incl. any end-of-turn token) per conversation —
         the exact tokens sampled, for training on them. Batches are formed from prompts of
         similar length."""
         if seeds is None:
             seeds = [config.seed + i for i in range(len(conversations))]
-        order = sorted(range(len(conversations)),
-                       key=lambda i: len(prompt_text(self.loaded.tokenizer, conversations[i])))
+        order = sorted(
+            range(len(conversations)),
+            key=lambda i: len(prompt_text(self.loaded.tokenizer, conversations[i])),
+        )
         results: list[tuple[list[int], list[int]] | None] = [None] * len(conversations)
         for start in range(0, len(order), self.max_batch_size):
-            chunk = order[start:start + self.max_batch_size]
+            chunk = order[start : start + self.max_batch_size]
             encoded = self._encode([conversations[i] for i in chunk], config)
             produced: list[list[int]] = [[] for _ in chunk]
-            for rows, tokens in self._decode(encoded, config, [seeds[i] for i in chunk],
-                                             steering):
+            for rows, tokens in self._decode(encoded, config, [seeds[i] for i in chunk], steering):
                 for row, token in zip(rows.tolist(), tokens.tolist()):
                     produced[row].append(token)
             for row, index in enumerate(chunk):
                 results[index] = (encoded[row], produced[row])
         return results  # type: ignore[return-value]
 
-    def generate(self, conversations: list[list[Message]], config: SamplingConfig,
-                 seeds: list[int] | None = None,
-                 steering: Steering | None = None) -> list[Generation]:
+    def generate(
+        self,
+        conversations: list[list[Message]],
+        config: SamplingConfig,
+        seeds: list[int] | None = None,
+        steering: Steering | None = None,
+    ) -> list[Generation]:
         """Answer every conversation (steered, when `steering` is given)."""
-        return [self._finish(new, config)
-                for _, new in self.sample_ids(conversations, config, seeds, steering)]
+        return [
+            self._finish(new, config)
+            for _, new in self.sample_ids(conversations, config, seeds, steering)
+        ]
 
-    def stream(self, conversation: list[Message], config: SamplingConfig,
-               finished: Callable[[str], None] | None = None,
-               steering: Steering | None = None) -> Iterator[str]:
+    def stream(
+        self,
+        conversation: list[Message],
+        config: SamplingConfig,
+        finished: Callable[[str], None] | None = None,
+        steering: Steering | None = None,
+    ) -> Iterator[str]:
         """Yield the answer's text as it grows (each item is the new piece of text); at the
         end `finished` hears why it stopped: "stop" (end of turn) or "length" (the limit)."""
         token_ids: list[int] = []
         shown, reason = "", "length"
-        for _, tokens in self._decode(self._encode([conversation], config), config, [config.seed],
-                                      steering):
+        for _, tokens in self._decode(
+            self._encode([conversation], config), config, [config.seed], steering
+        ):
             token = tokens[0].item()
             if token in self.stop_ids.tolist():
                 reason = "stop"
@@ -276,7 +353,7 @@ class TransformersBackend:
             if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
                 continue
             if len(text) > len(shown):
-                yield text[len(shown):]
+                yield text[len(shown) :]
                 shown = text
         if finished is not None:
             finished(reason)

@@ -8,6 +8,7 @@ so a vector added at decoder layer j moves state j + 1 by exactly that vector. (
 `output_hidden_states` records a layer's output before forward hooks, so it would not show
 steering at the steered layer.)
 """
+
 from __future__ import annotations
 
 import threading
@@ -40,16 +41,19 @@ def pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-def split_conversation(tokenizer, prompt: str, answer: str, max_length: int,
-                       system: str | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def split_conversation(
+    tokenizer, prompt: str, answer: str, max_length: int, system: str | None = None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(head, answer) token ids of one chat-rendered row: the prompt up to the assistant
     header, then the answer's tokens (at least one), together cut from the left to
     `max_length`."""
-    user = ([{"role": "system", "content": system}] if system else []) + \
-        [{"role": "user", "content": prompt}]
+    user = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": prompt}
+    ]
     head = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
-    full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": answer}],
-                                         tokenize=False)
+    full = tokenizer.apply_chat_template(
+        user + [{"role": "assistant", "content": answer}], tokenize=False
+    )
     ids = tokenizer(full, add_special_tokens=False)["input_ids"]
     start = len(tokenizer(head, add_special_tokens=False)["input_ids"])
     cut = max(0, len(ids) - max_length)
@@ -57,20 +61,25 @@ def split_conversation(tokenizer, prompt: str, answer: str, max_length: int,
     return tuple(ids[cut:split]), tuple(ids[split:])
 
 
-def encode_conversations(tokenizer, prompts: list[str], answers: list[str], max_length: int,
-                         systems: list[str] | None = None
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def encode_conversations(
+    tokenizer,
+    prompts: list[str],
+    answers: list[str],
+    max_length: int,
+    systems: list[str] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Chat-rendered (prompt, answer) rows, each under its system prompt when `systems` is
     given, left-padded and cut from the left to `max_length`: (ids, attention mask, answer
     mask). The answer mask marks the answer's tokens (what follows the rendered prompt and
     assistant header); every row's answer ends in the last column."""
-    parts = [split_conversation(tokenizer, prompt, answer, max_length,
-                                systems[n] if systems else None)
-             for n, (prompt, answer) in enumerate(zip(prompts, answers))]
+    parts = [
+        split_conversation(tokenizer, prompt, answer, max_length, systems[n] if systems else None)
+        for n, (prompt, answer) in enumerate(zip(prompts, answers))
+    ]
     ids, mask = left_pad([head + tail for head, tail in parts], pad_id(tokenizer))
     answer = torch.zeros_like(mask)
     for i, (_, tail) in enumerate(parts):
-        answer[i, mask.shape[1] - len(tail):] = 1
+        answer[i, mask.shape[1] - len(tail) :] = 1
     return ids, mask, answer
 
 
@@ -82,8 +91,9 @@ def _wanted(model, layers: list[int] | None) -> tuple[torch.nn.ModuleList, list[
     return blocks, wanted
 
 
-def states_at(model, ids: torch.Tensor, mask: torch.Tensor, layers: list[int],
-              keep_grad: bool = False) -> torch.Tensor:
+def states_at(
+    model, ids: torch.Tensor, mask: torch.Tensor, layers: list[int], keep_grad: bool = False
+) -> torch.Tensor:
     """[layers, rows, tokens, hidden] of one left-padded batch, on the model's device; the
     pass stops at the deepest layer wanted. With `keep_grad`, a loss on them trains the
     model (call it with gradients on)."""
@@ -91,8 +101,12 @@ def states_at(model, ids: torch.Tensor, mask: torch.Tensor, layers: list[int],
     device = next(model.parameters()).device
     with recorded_states(blocks, wanted, stop=True, keep_grad=keep_grad) as states:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        _read(model, input_ids=ids.to(device), attention_mask=mask.to(device),
-              position_ids=positions.to(device))
+        _read(
+            model,
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+        )
     return torch.stack([states[i] for i in wanted])
 
 
@@ -105,15 +119,19 @@ def _read(model, **inputs) -> None:
         pass
 
 
-def _layer_states(model, wanted: list[int], ids: torch.Tensor,
-                  mask: torch.Tensor) -> torch.Tensor:
+def _layer_states(model, wanted: list[int], ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """[rows, layers, tokens, hidden] in fp32 on the CPU."""
     return states_at(model, ids, mask, wanted).transpose(0, 1).float().cpu()
 
 
-def _prefixed_states(model, wanted: list[int], prefixes: list[tuple[int, ...]],
-                     row_prefix: list[int], suffixes: list[tuple[int, ...]],
-                     pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _prefixed_states(
+    model,
+    wanted: list[int],
+    prefixes: list[tuple[int, ...]],
+    row_prefix: list[int],
+    suffixes: list[tuple[int, ...]],
+    pad: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """([rows, layers, suffix tokens, hidden] in fp32 on the CPU, the suffix mask): each
     distinct prefix read once, its keys and values shared by the rows that start with it;
     both passes stop at the deepest layer wanted."""
@@ -121,8 +139,9 @@ def _prefixed_states(model, wanted: list[int], prefixes: list[tuple[int, ...]],
     device = next(model.parameters()).device
     # the prefix pass records too; the suffix pass, run last, overwrites what it recorded
     with recorded_states(blocks, wanted, stop=True) as states:
-        _, mask = prefixed_forward(lambda **inputs: _read(model, **inputs), prefixes, row_prefix,
-                                   suffixes, pad, device)
+        _, mask = prefixed_forward(
+            lambda **inputs: _read(model, **inputs), prefixes, row_prefix, suffixes, pad, device
+        )
     return torch.stack([states[i] for i in wanted]).transpose(0, 1).float().cpu(), mask
 
 
@@ -131,9 +150,16 @@ def _in_input_order(order: list[int], pooled: list[torch.Tensor]) -> torch.Tenso
 
 
 @torch.no_grad()
-def hidden_states(model, tokenizer, prompts: list[str], answers: list[str],
-                  layers: list[int] | None = None, pooling: str = "answer_mean",
-                  batch_size: int = 8, max_length: int = 512) -> torch.Tensor:
+def hidden_states(
+    model,
+    tokenizer,
+    prompts: list[str],
+    answers: list[str],
+    layers: list[int] | None = None,
+    pooling: str = "answer_mean",
+    batch_size: int = 8,
+    max_length: int = 512,
+) -> torch.Tensor:
     """Pooled hidden states, [rows, layers, hidden] in fp32 on the CPU: the mean over the
     answer's tokens (`answer_mean`) or the state at the conversation's last token (`last`),
     at each of `layers` (default: all, embeddings included).
@@ -151,14 +177,21 @@ def hidden_states(model, tokenizer, prompts: list[str], answers: list[str],
     for i in sorted(range(len(parts)), key=lambda i: len(parts[i][1])):
         by_head.setdefault(parts[i][0], []).append(i)
     # prompts whose longest answers are alike share a batch: the answers' padding is the cost
-    groups = {head: by_head[head] for head in sorted(
-        by_head, key=lambda h: (len(parts[by_head[h][-1]][1]), len(h)))}
+    groups = {
+        head: by_head[head]
+        for head in sorted(by_head, key=lambda h: (len(parts[by_head[h][-1]][1]), len(h)))
+    }
     order, out = [], []
     for chunk in chunks(groups, batch_size):
         rows = [(p, i) for p, (_, indices) in enumerate(chunk) for i in indices]
-        stacked, answer = _prefixed_states(model, wanted, [head for head, _ in chunk],
-                                           [p for p, _ in rows], [parts[i][1] for _, i in rows],
-                                           pad_id(tokenizer))
+        stacked, answer = _prefixed_states(
+            model,
+            wanted,
+            [head for head, _ in chunk],
+            [p for p, _ in rows],
+            [parts[i][1] for _, i in rows],
+            pad_id(tokenizer),
+        )
         order += [i for _, i in rows]
         if pooling == "last":
             out.append(stacked[:, :, -1])
@@ -169,17 +202,29 @@ def hidden_states(model, tokenizer, prompts: list[str], answers: list[str],
 
 
 @torch.no_grad()
-def prompt_states(model, tokenizer, conversations: list[list[dict[str, str]]],
-                  layers: list[int] | None = None, batch_size: int = 8) -> torch.Tensor:
+def prompt_states(
+    model,
+    tokenizer,
+    conversations: list[list[dict[str, str]]],
+    layers: list[int] | None = None,
+    batch_size: int = 8,
+) -> torch.Tensor:
     """[rows, layers, hidden]: the state at the last token of each rendered conversation,
     generation cue included — where the model decides how its answer begins."""
     _, wanted = _wanted(model, layers)
-    rows = [tokenizer(tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
-                      add_special_tokens=False)["input_ids"] for c in conversations]
+    rows = [
+        tokenizer(
+            tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
+            add_special_tokens=False,
+        )["input_ids"]
+        for c in conversations
+    ]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     out = []
     for start in range(0, len(order), batch_size):
-        ids, mask = left_pad([rows[i] for i in order[start:start + batch_size]], pad_id(tokenizer))
+        ids, mask = left_pad(
+            [rows[i] for i in order[start : start + batch_size]], pad_id(tokenizer)
+        )
         out.append(_layer_states(model, wanted, ids, mask)[:, :, -1])
     return _in_input_order(order, out)
 
@@ -189,8 +234,9 @@ class _Enough(Exception):
 
 
 @contextmanager
-def recorded_states(blocks: torch.nn.ModuleList, wanted: list[int], stop: bool = False,
-                    keep_grad: bool = False) -> Iterator[dict[int, torch.Tensor]]:
+def recorded_states(
+    blocks: torch.nn.ModuleList, wanted: list[int], stop: bool = False, keep_grad: bool = False
+) -> Iterator[dict[int, torch.Tensor]]:
     """Fills a dict {index: [rows, tokens, hidden]} during a forward pass: index 0 from the
     first block's input, index i from block i − 1's output (after any steering hook, since
     these hooks are registered later). With `stop`, the pass ends (raising `_Enough`) once
@@ -212,9 +258,12 @@ def recorded_states(blocks: torch.nn.ModuleList, wanted: list[int], stop: bool =
             states[i] = kept(output[0] if isinstance(output, tuple) else output)
             if stop and i == deepest:
                 raise _Enough()
+
         return keep
 
-    handles = [blocks[0].register_forward_pre_hook(keep_input, with_kwargs=True)] if 0 in wanted else []
+    handles = (
+        [blocks[0].register_forward_pre_hook(keep_input, with_kwargs=True)] if 0 in wanted else []
+    )
     handles += [blocks[i - 1].register_forward_hook(keep_output(i)) for i in wanted if i > 0]
     try:
         yield states
@@ -224,8 +273,9 @@ def recorded_states(blocks: torch.nn.ModuleList, wanted: list[int], stop: bool =
 
 
 @contextmanager
-def added_at_layers(model, vectors: dict[int, torch.Tensor], scale: float = 1.0,
-                    last_only: bool = False) -> Iterator[None]:
+def added_at_layers(
+    model, vectors: dict[int, torch.Tensor], scale: float = 1.0, last_only: bool = False
+) -> Iterator[None]:
     """While inside, decoder layer j's output gets `scale · vectors[j]` added at every
     position, or with `last_only` at the last position of each row only (during generation
     that is the token the next answer token is read from); the hooks are removed on leaving,
@@ -248,6 +298,7 @@ def added_at_layers(model, vectors: dict[int, torch.Tensor], scale: float = 1.0,
             else:
                 state = state + delta
             return (state,) + tuple(output[1:]) if isinstance(output, tuple) else state
+
         return add
 
     handles = [layers[j].register_forward_hook(hook_for(v)) for j, v in vectors.items()]

@@ -7,6 +7,7 @@ config, timings, artifacts). Launchers only read those files and the process tab
 studio can restart and re-attach to jobs that are still running, and a job runs the same
 with or without the studio.
 """
+
 from __future__ import annotations
 
 import errno
@@ -41,6 +42,7 @@ class JobCancelled(Exception):
 
 
 # --- inside the job process ------------------------------------------------------------------
+
 
 @contextmanager
 def job_context(out_dir: str | Path, on_cancel: Callable[[], None] | None = None) -> Iterator[None]:
@@ -95,11 +97,15 @@ def writer_lock(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise JobError(f"{out} is being written by {lock_holder(fd)}: one run folder has one "
-                           "writer. Wait for it to end (or cancel it), or use another --out "
-                           "folder.") from None
+            raise JobError(
+                f"{out} is being written by {lock_holder(fd)}: one run folder has one "
+                "writer. Wait for it to end (or cancel it), or use another --out "
+                "folder."
+            ) from None
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "command": shlex.join(sys.orig_argv)}).encode())
+        os.write(
+            fd, json.dumps({"pid": os.getpid(), "command": shlex.join(sys.orig_argv)}).encode()
+        )
         yield
     finally:
         os.close(fd)
@@ -121,11 +127,15 @@ def failure_reason(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         where = f" writing {exc.filename}" if exc.filename else ""
-        return (f"Out of disk space{where}. Free some space and resume: the job continues "
-                "from its last checkpoint, which is kept whole.")
+        return (
+            f"Out of disk space{where}. Free some space and resume: the job continues "
+            "from its last checkpoint, which is kept whole."
+        )
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return (f"Out of memory ({type(exc).__name__}: {exc}). Lower batch_size, max_length or "
-                "rollouts (or use a smaller model) and resume from the last checkpoint.")
+        return (
+            f"Out of memory ({type(exc).__name__}: {exc}). Lower batch_size, max_length or "
+            "rollouts (or use a smaller model) and resume from the last checkpoint."
+        )
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -146,9 +156,19 @@ _paced_from: dict[tuple[str, str, int], tuple[float, float]] = {}
 def write_progress(out_dir: str | Path, done: float, total: int, stage: str) -> None:
     now = time.time()
     since_done, since_time = _paced_from.setdefault((str(out_dir), stage, total), (done, now))
-    write_atomic(Path(out_dir) / PROGRESS_FILE, json.dumps(
-        {"done": done, "total": total, "stage": stage, "time": now,
-         "since_done": since_done, "since_time": since_time}))
+    write_atomic(
+        Path(out_dir) / PROGRESS_FILE,
+        json.dumps(
+            {
+                "done": done,
+                "total": total,
+                "stage": stage,
+                "time": now,
+                "since_done": since_done,
+                "since_time": since_time,
+            }
+        ),
+    )
 
 
 def remaining_seconds(progress: dict, now: float) -> float | None:
@@ -197,8 +217,14 @@ def job_command(args: list[str], workspace: str | Path, processes: int = 1) -> l
 def launcher(processes: int) -> list[str]:
     """What starts a Python module as `processes` processes (or as one)."""
     if processes > 1:
-        return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-                "--num_processes", str(processes)]
+        return [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(processes),
+        ]
     return [sys.executable]
 
 
@@ -206,8 +232,10 @@ def processes_problem(processes: int, gpus: int) -> str:
     """Why `processes` cannot run on a machine with `gpus` GPUs ('' when it can): each
     process needs a GPU of its own, unless there are none (then they are CPU processes)."""
     if processes > 1 and 0 < gpus < processes:
-        return (f"processes = {processes} needs {processes} GPUs (one per process); this machine "
-                f"has {gpus}. Set processes to at most {gpus}.")
+        return (
+            f"processes = {processes} needs {processes} GPUs (one per process); this machine "
+            f"has {gpus}. Set processes to at most {gpus}."
+        )
     return ""
 
 
@@ -227,8 +255,15 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def launch(store: Store, kind: str, args: list[str], out_dir: str | Path, processes: int = 1,
-           config: str = "", parent: int | None = None) -> JobRecord:
+def launch(
+    store: Store,
+    kind: str,
+    args: list[str],
+    out_dir: str | Path,
+    processes: int = 1,
+    config: str = "",
+    parent: int | None = None,
+) -> JobRecord:
     """Queue `python -m pipeline <args>` and start it when the slot is free (one job at a
     time: this machine has 2 cores). The same job already queued or running is returned
     instead of being added twice; a record left 'running' by a process that is gone (the
@@ -237,8 +272,9 @@ def launch(store: Store, kind: str, args: list[str], out_dir: str | Path, proces
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     refresh(store)
-    job, _ = store.add_job(kind, args, str(out), job_command(args, store.workspace, processes),
-                           config, parent)
+    job, _ = store.add_job(
+        kind, args, str(out), job_command(args, store.workspace, processes), config, parent
+    )
     refresh(store)
     return store.job(job.id)
 
@@ -249,9 +285,15 @@ def _start(store: Store, job: JobRecord) -> None:
     (out / STATUS_FILE).unlink(missing_ok=True)
     with open(out / LOG_FILE, "a") as log:
         try:
-            proc = subprocess.Popen(list(job.command), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                    env={**os.environ, JOB_ID_ENV: str(job.id)})
+            proc = subprocess.Popen(
+                list(job.command),
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, JOB_ID_ENV: str(job.id)},
+            )
         except OSError as exc:
             store.set_job_status(job.id, "failed", f"could not start the job: {exc}")
             return
@@ -277,7 +319,9 @@ def _alive(pid: int) -> bool:
 
 def log_tail(out_dir: str | Path, lines: int = 15) -> str:
     try:
-        return "\n".join((Path(out_dir) / LOG_FILE).read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(
+            (Path(out_dir) / LOG_FILE).read_text(errors="replace").splitlines()[-lines:]
+        )
     except OSError:
         return ""
 
@@ -285,8 +329,11 @@ def log_tail(out_dir: str | Path, lines: int = 15) -> str:
 def artifacts(out_dir: str | Path) -> list[str]:
     """What a finished job left in its folder (adapters, datasets, labels, metrics…)."""
     try:
-        return sorted(p.name + ("/" if p.is_dir() else "") for p in Path(out_dir).iterdir()
-                      if p.name not in BOOKKEEPING and not p.name.startswith("."))
+        return sorted(
+            p.name + ("/" if p.is_dir() else "")
+            for p in Path(out_dir).iterdir()
+            if p.name not in BOOKKEEPING and not p.name.startswith(".")
+        )
     except OSError:
         return []
 
@@ -338,8 +385,13 @@ def _settle(store: Store, job: JobRecord) -> None:
         if child is not None and child.returncode == 0:  # a command that keeps no status file
             status, message = "succeeded", ""
         else:
-            status, message = "failed", (f"the job process {how_it_ended(child)} without "
-                                         "reporting; last log lines:\n" + log_tail(job.out_dir))
+            status, message = (
+                "failed",
+                (
+                    f"the job process {how_it_ended(child)} without "
+                    "reporting; last log lines:\n" + log_tail(job.out_dir)
+                ),
+            )
     store.set_job_status(job.id, status, message, artifacts(job.out_dir))
 
 
@@ -350,7 +402,8 @@ def refresh(store: Store) -> list[JobRecord]:
     for job in store.jobs():
         # a job that wrote how it ended has ended, even while its process is still exiting
         if job.status in ("running", "cancelling") and (
-                read_status(job.out_dir) or not (job.pid and _alive(job.pid))):
+            read_status(job.out_dir) or not (job.pid and _alive(job.pid))
+        ):
             _settle(store, job)
     while (job := store.claim_next_job(FREE_KINDS)) is not None:
         _start(store, job)
@@ -382,8 +435,9 @@ def resume(store: Store, job_id: int) -> JobRecord:
     job = store.job(job_id)
     if job.active:
         raise JobError(f"Job {job_id} has not ended yet (it is {job.status}).")
-    out = store.add_job(job.kind, list(job.args), job.out_dir, list(job.command), job.config,
-                        job.parent)[0]
+    out = store.add_job(
+        job.kind, list(job.args), job.out_dir, list(job.command), job.config, job.parent
+    )[0]
     refresh(store)
     return store.job(out.id)
 
@@ -408,10 +462,14 @@ def claim_run_folder(folder: str | Path, settings: dict) -> None:
     path = Path(folder) / RUN_FILE
     if path.exists():
         earlier = json.loads(path.read_text())
-        changed = sorted(k for k in set(earlier) | set(settings) if earlier.get(k) != settings.get(k))
+        changed = sorted(
+            k for k in set(earlier) | set(settings) if earlier.get(k) != settings.get(k)
+        )
         if changed:
-            raise DatasetError(f"{folder} holds a run made with other settings ({', '.join(changed)} "
-                               "differ); resume with the same settings or use a new --out folder.")
+            raise DatasetError(
+                f"{folder} holds a run made with other settings ({', '.join(changed)} "
+                "differ); resume with the same settings or use a new --out folder."
+            )
         return
     write_atomic(path, json.dumps(settings, indent=2, ensure_ascii=False))
 
@@ -419,8 +477,9 @@ def claim_run_folder(folder: str | Path, settings: dict) -> None:
 CONSTITUTION_FILE = "constitution.yaml"
 
 
-def freeze_constitution(constitution: Constitution, folder: str | Path,
-                        name: str = CONSTITUTION_FILE) -> Path:
+def freeze_constitution(
+    constitution: Constitution, folder: str | Path, name: str = CONSTITUTION_FILE
+) -> Path:
     """The constitution as it is now, written into a job's run folder: the job reads this
     copy, so later edits never change a run that was started (or is resumed)."""
     return write_atomic(Path(folder) / name, to_yaml(constitution))

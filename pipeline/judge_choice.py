@@ -5,6 +5,7 @@ run goes on with the log-prob judge and says so: its labels are *unverified*, an
 that reads them repeats it. The choice is saved in the label run (`judge.json`) so a resumed
 run keeps it and later stages can read it.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,15 +41,20 @@ class JudgeChoice:
     def text(self) -> str:
         if not self.verified:
             return f"labels unverified: {self.reason}"
-        return (f"judge: {self.judge}, chosen by agreement with {self.pairs} human labels "
-                f"({self.labels}): {self.agreement}")
+        return (
+            f"judge: {self.judge}, chosen by agreement with {self.pairs} human labels "
+            f"({self.labels}): {self.agreement}"
+        )
 
 
 def unverified(labels: str, pairs: int, why: str) -> JudgeChoice:
     """The log-prob judge, with what the user can do to check it."""
     more = TARGET_LABELS - pairs
-    todo = (f"label {more} more pairs in {QUEUE} to check them" if more > 0 else
-            "label pairs where people chose the shorter answer too, or try another constitution")
+    todo = (
+        f"label {more} more pairs in {QUEUE} to check them"
+        if more > 0
+        else "label pairs where people chose the shorter answer too, or try another constitution"
+    )
     return JudgeChoice("logprob", "", False, "log-prob A/B", "", labels, pairs, f"{why}; {todo}")
 
 
@@ -56,11 +62,22 @@ def from_board(board, probe_folder: str) -> JudgeChoice:
     """The choice a leaderboard makes: its best row, or unverified when none passes."""
     best = board.best
     if best is None:
-        return unverified(board.labels, board.pairs, f"no judge agrees with your {board.pairs} "
-                                                     "human labels beyond answer length and chance")
+        return unverified(
+            board.labels,
+            board.pairs,
+            f"no judge agrees with your {board.pairs} human labels beyond answer length and chance",
+        )
     method = "logprob" if best.kind == "logprob" else "representation"
-    return JudgeChoice(method, probe_folder if best.kind == "probe" else "", True, best.judge,
-                       best.text, board.labels, board.pairs, best.verdict.text)
+    return JudgeChoice(
+        method,
+        probe_folder if best.kind == "probe" else "",
+        True,
+        best.judge,
+        best.text,
+        board.labels,
+        board.pairs,
+        best.verdict.text,
+    )
 
 
 def save_choice(choice: JudgeChoice, folder: str | Path) -> Path:
@@ -81,8 +98,10 @@ def labels_note(folder: str | Path) -> str:
     agreement, or that they are unverified."""
     choice = read_choice(folder)
     if choice is None:
-        return (f"labels unverified: the judge of {folder} was not measured against people; "
-                f"label {TARGET_LABELS} pairs in {QUEUE} and label with judge_method: auto")
+        return (
+            f"labels unverified: the judge of {folder} was not measured against people; "
+            f"label {TARGET_LABELS} pairs in {QUEUE} and label with judge_method: auto"
+        )
     return choice.text + (f" — {choice.domain}" if choice.domain else "")
 
 
@@ -92,8 +111,15 @@ def domain_check(prefs: list[Preference], fitted_longer: float | None) -> str:
     chose it in the pairs it was fitted on. '' when it does not (or cannot be told)."""
     if fitted_longer is None:
         return ""
-    picks = [side for p in prefs if p.p_a != 0.5 and (side := chose_longer(
-        "A" if p.p_a > 0.5 else "B", p.pair.response_a, p.pair.response_b)) is not None]
+    picks = [
+        side
+        for p in prefs
+        if p.p_a != 0.5
+        and (
+            side := chose_longer("A" if p.p_a > 0.5 else "B", p.pair.response_a, p.pair.response_b)
+        )
+        is not None
+    ]
     if len(picks) < 10:
         return ""
     longer = sum(picks)
@@ -105,9 +131,11 @@ def domain_check(prefs: list[Preference], fitted_longer: float | None) -> str:
         side, fit_side, rate, low, high = "shorter", 1 - fitted_longer, 1 - rate, 1 - high, 1 - low
     else:
         return ""
-    return (f"this probe mostly follows answer length here: it picks the {side} answer in "
-            f"{rate:.0%} ({low:.0%}–{high:.0%}) of {len(picks)} pairs, while people chose the "
-            f"{side} answer in {fit_side:.0%} of the pairs it was fitted on")
+    return (
+        f"this probe mostly follows answer length here: it picks the {side} answer in "
+        f"{rate:.0%} ({low:.0%}–{high:.0%}) of {len(picks)} pairs, while people chose the "
+        f"{side} answer in {fit_side:.0%} of the pairs it was fitted on"
+    )
 
 
 def measured_choice(job, store, constitution, out: Path, step) -> JudgeChoice:
@@ -121,8 +149,9 @@ def measured_choice(job, store, constitution, out: Path, step) -> JudgeChoice:
     try:
         data = labelled_in(job.human_labels, store)
     except DatasetError:
-        choice = unverified(job.human_labels, 0, f"there are no human A/B labels in "
-                                                 f"'{job.human_labels}'")
+        choice = unverified(
+            job.human_labels, 0, f"there are no human A/B labels in '{job.human_labels}'"
+        )
     else:
         choice = checked_choice(job, data, constitution, out, step)
     save_choice(choice, out)
@@ -136,16 +165,24 @@ def checked_choice(job, data, constitution, out: Path, step) -> JudgeChoice:
     from pipeline.models import load_model
     from pipeline.stages import JudgesCompareJob, build_job
 
-    compare = build_job(JudgesCompareJob, {
-        "labels": job.human_labels, "constitution": constitution.name, "model": job.model,
-        "ensemble": job.ensemble, "seed": job.seed})
+    compare = build_job(
+        JudgesCompareJob,
+        {
+            "labels": job.human_labels,
+            "constitution": constitution.name,
+            "model": job.model,
+            "ensemble": job.ensemble,
+            "seed": job.seed,
+        },
+    )
     try:
         check_labels(data, compare.folds)
     except DatasetError as exc:
         return unverified(job.human_labels, len(data.pairs), str(exc).rstrip("."))
     loaded = load_model(job.model)
-    board = leaderboard(job.human_labels, data, judged_all(loaded, constitution, data, compare,
-                                                           step), compare.seed)
+    board = leaderboard(
+        job.human_labels, data, judged_all(loaded, constitution, data, compare, step), compare.seed
+    )
     return board_choice(board, loaded, data, compare, out, step)
 
 
@@ -159,8 +196,12 @@ def board_choice(board, loaded, data, compare, out: Path, step) -> JudgeChoice:
     choice = from_board(board, str(out / PROBE_DIR))
     if choice.probe:
         step("fitting the winning probe on all the labels")
-        save_probe(fit_probe(loaded, data, compare.pooling, compare.method, None, compare.folds,
-                             compare.seed), out / PROBE_DIR)
+        save_probe(
+            fit_probe(
+                loaded, data, compare.pooling, compare.method, None, compare.folds, compare.seed
+            ),
+            out / PROBE_DIR,
+        )
     return choice
 
 
@@ -173,8 +214,11 @@ def training_note(job) -> dict | None:
     data = getattr(job, "data", "")
     if data and (Path(data) / "labels.jsonl").is_file():
         choice = read_choice(data)
-        return {"labels": str(data), "verified": bool(choice and choice.verified),
-                "note": labels_note(data)}
+        return {
+            "labels": str(data),
+            "verified": bool(choice and choice.verified),
+            "note": labels_note(data),
+        }
     adapter = getattr(job, "reward_adapter", "")
     if adapter:
         try:

@@ -9,6 +9,7 @@ can be fitted, and in *random* order, a seeded shuffle. Only the person's own la
 workspace count as labelled: a pair's shipped label (gold, an import) is what is checked
 against, not a label the person gave.
 """
+
 from __future__ import annotations
 
 import random
@@ -37,8 +38,9 @@ def own_label(pair: Pair, humans: dict[str, str]) -> str | None:
 
 def waiting(pairs: list[Pair], humans: dict[str, str], current: str = "") -> list[Pair]:
     """Pairs the person has not labelled (identical answers and the pair on screen left out)."""
-    return [p for p in pairs if own_label(p, humans) is None and not p.identical
-            and p.id != current]
+    return [
+        p for p in pairs if own_label(p, humans) is None and not p.identical and p.id != current
+    ]
 
 
 def shuffled(pairs: list[Pair], seed: int = 0) -> list[Pair]:
@@ -50,14 +52,23 @@ def shuffled(pairs: list[Pair], seed: int = 0) -> list[Pair]:
 def short_side_needed(pairs: list[Pair], humans: dict[str, str]) -> bool:
     """Whether the labels so far have fewer pairs where the person chose the shorter answer
     than the longer one (so the next pair should be one whose likely pick is shorter)."""
-    sides = [s for p in pairs if (choice := own_label(p, humans)) in ("A", "B")
-             and (s := chose_longer(choice, p.response_a, p.response_b)) is not None]
+    sides = [
+        s
+        for p in pairs
+        if (choice := own_label(p, humans)) in ("A", "B")
+        and (s := chose_longer(choice, p.response_a, p.response_b)) is not None
+    ]
     return sum(sides) > len(sides) - sum(sides)
 
 
-def next_pair(pairs: list[Pair], humans: dict[str, str], order: str = "active",
-              scores: dict[str, float] | None = None, current: str = "",
-              seed: int = 0) -> Pair | None:
+def next_pair(
+    pairs: list[Pair],
+    humans: dict[str, str],
+    order: str = "active",
+    scores: dict[str, float] | None = None,
+    current: str = "",
+    seed: int = 0,
+) -> Pair | None:
     """The pair to label next, or None when every pair of the set has the person's label.
     `scores`: the probe's P(A) per pair id (active order; None before a fit)."""
     todo = waiting(pairs, humans, current)
@@ -69,8 +80,12 @@ def next_pair(pairs: list[Pair], humans: dict[str, str], order: str = "active",
     if not scored:
         return shuffled(todo, seed)[0]
     want_shorter = short_side_needed(pairs, humans)
-    side = [p for p in scored if chose_longer("A" if scores[p.id] > 0.5 else "B", p.response_a,
-                                              p.response_b) is (not want_shorter)]
+    side = [
+        p
+        for p in scored
+        if chose_longer("A" if scores[p.id] > 0.5 else "B", p.response_a, p.response_b)
+        is (not want_shorter)
+    ]
     return min(side or scored, key=lambda p: (abs(scores[p.id] - 0.5), p.id))
 
 
@@ -89,8 +104,10 @@ class QueueFit:
         if not self.compared:
             return ""
         low, high = wilson_interval(self.agreeing, self.compared)
-        return (f"probe agreement so far {self.agreeing / self.compared:.0%} ({low:.0%}–"
-                f"{high:.0%}, cross-validated on {self.compared})")
+        return (
+            f"probe agreement so far {self.agreeing / self.compared:.0%} ({low:.0%}–"
+            f"{high:.0%}, cross-validated on {self.compared})"
+        )
 
 
 def labelled_rows(pairs: list[Pair], humans: dict[str, str]) -> tuple[list[int], list[int]]:
@@ -100,8 +117,9 @@ def labelled_rows(pairs: list[Pair], humans: dict[str, str]) -> tuple[list[int],
     return [i for i, _ in kept], [1 if c == "A" else 0 for _, c in kept]
 
 
-def fit_queue(d: torch.Tensor, pairs: list[Pair], humans: dict[str, str],
-              check: bool = True) -> QueueFit | None:
+def fit_queue(
+    d: torch.Tensor, pairs: list[Pair], humans: dict[str, str], check: bool = True
+) -> QueueFit | None:
     """Fit the queue's probe on d [pairs, dim] (one layer) and the person's labels; None until
     there are MIN_FIT labels with both an A and a B. `check`: also cross-validate it."""
     index, ys = labelled_rows(pairs, humans)
@@ -117,8 +135,12 @@ def fit_queue(d: torch.Tensor, pairs: list[Pair], humans: dict[str, str],
         checked = probes.cross_validate(d[index], y, "logistic", folds)
     except DatasetError:
         return QueueFit(len(index), {pair.id: p[i] for i, pair in enumerate(pairs)})
-    return QueueFit(len(index), {pair.id: p[i] for i, pair in enumerate(pairs)},
-                    sum(checked.correct), len(checked.correct))
+    return QueueFit(
+        len(index),
+        {pair.id: p[i] for i, pair in enumerate(pairs)},
+        sum(checked.correct),
+        len(checked.correct),
+    )
 
 
 def progress_text(pairs: list[Pair], humans: dict[str, str], fit: QueueFit | None) -> str:

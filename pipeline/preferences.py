@@ -7,6 +7,7 @@ known; those are placed as A or B by a stable coin flip (so the better answer is
 in one position) and carry the matching human label. A labelling run appends one record
 per pair to `labels.jsonl`, so an interrupted run resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,8 +55,9 @@ class Pair:
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise DatasetError(f"The pair's {name.replace('_', ' ')} is empty.")
         if self.human is not None and self.human not in HUMAN_CHOICES:
-            raise DatasetError(f"A human label is one of {', '.join(HUMAN_CHOICES)} "
-                               f"(got {self.human!r}).")
+            raise DatasetError(
+                f"A human label is one of {', '.join(HUMAN_CHOICES)} (got {self.human!r})."
+            )
         if not self.id:
             object.__setattr__(self, "id", pair_id(self.prompt, self.response_a, self.response_b))
 
@@ -66,8 +68,15 @@ class Pair:
     def swapped(self) -> "Pair":
         """The same pair with the answers the other way round (and its human label flipped)."""
         flip = {"A": "B", "B": "A"}.get(self.human or "", self.human)
-        return Pair(self.prompt, self.response_b, self.response_a, self.category, self.split,
-                    self.source, flip)
+        return Pair(
+            self.prompt,
+            self.response_b,
+            self.response_a,
+            self.category,
+            self.split,
+            self.source,
+            flip,
+        )
 
 
 @dataclass(frozen=True)
@@ -110,7 +119,7 @@ class PrincipleLabel:
 
 @dataclass(frozen=True)
 class Preference:
-    """A labelled pair (DESIGN.md §3): the soft label `p_a` = P(response A is better)."""
+    """A labelled pair (docs/architecture.md, Formats): the soft label `p_a` = P(A is better)."""
 
     pair: Pair
     p_a: float
@@ -145,22 +154,48 @@ class Preference:
 
 def preference_to_dict(pref: Preference) -> dict:
     """The JSONL row of a preference record."""
-    return {"id": pref.pair.id, "prompt": pref.pair.prompt, "response_a": pref.pair.response_a,
-            "response_b": pref.pair.response_b, "p_a": pref.p_a, "p_a_ab": pref.p_a_ab,
-            "p_a_ba": pref.p_a_ba, "mass": pref.mass,
-            "principle_ids": [x.principle_id for x in pref.labels],
-            "labels": [asdict(x) for x in pref.labels], "feedback_model": pref.feedback_model,
-            "constitution_hash": pref.constitution_hash, "cot": pref.cot, "flags": list(pref.flags),
-            "category": pref.pair.category, "split": pref.pair.split, "source": pref.pair.source,
-            "human": pref.pair.human}
+    return {
+        "id": pref.pair.id,
+        "prompt": pref.pair.prompt,
+        "response_a": pref.pair.response_a,
+        "response_b": pref.pair.response_b,
+        "p_a": pref.p_a,
+        "p_a_ab": pref.p_a_ab,
+        "p_a_ba": pref.p_a_ba,
+        "mass": pref.mass,
+        "principle_ids": [x.principle_id for x in pref.labels],
+        "labels": [asdict(x) for x in pref.labels],
+        "feedback_model": pref.feedback_model,
+        "constitution_hash": pref.constitution_hash,
+        "cot": pref.cot,
+        "flags": list(pref.flags),
+        "category": pref.pair.category,
+        "split": pref.pair.split,
+        "source": pref.pair.source,
+        "human": pref.pair.human,
+    }
 
 
 def preference_from_dict(row: dict) -> Preference:
-    pair = Pair(row["prompt"], row["response_a"], row["response_b"], row.get("category", ""),
-                row.get("split", "train"), row.get("source", ""), row.get("human"), row["id"])
-    return Preference(pair, row["p_a"], tuple(PrincipleLabel(**x) for x in row["labels"]),
-                      row["feedback_model"], row["constitution_hash"], row.get("cot", False),
-                      tuple(row.get("flags", ())))
+    pair = Pair(
+        row["prompt"],
+        row["response_a"],
+        row["response_b"],
+        row.get("category", ""),
+        row.get("split", "train"),
+        row.get("source", ""),
+        row.get("human"),
+        row["id"],
+    )
+    return Preference(
+        pair,
+        row["p_a"],
+        tuple(PrincipleLabel(**x) for x in row["labels"]),
+        row["feedback_model"],
+        row["constitution_hash"],
+        row.get("cot", False),
+        tuple(row.get("flags", ())),
+    )
 
 
 def placed(prompt: str, better: str, worse: str, **fields) -> Pair:
@@ -175,8 +210,11 @@ def _pair_from_row(row: dict) -> Pair:
     """A Pair from one JSONL object; raises DatasetError naming the missing field."""
     if not isinstance(row, dict):
         raise DatasetError("each line must be a JSON object.")
-    fields = {"category": str(row.get("category", "")), "split": str(row.get("split", "train")),
-              "source": str(row.get("source", ""))}
+    fields = {
+        "category": str(row.get("category", "")),
+        "split": str(row.get("split", "train")),
+        "source": str(row.get("source", "")),
+    }
     if "chosen" in row or "rejected" in row:
         needed = ("prompt", "chosen", "rejected")
     else:
@@ -186,8 +224,14 @@ def _pair_from_row(row: dict) -> Pair:
             raise DatasetError(f"needs a non-empty text field '{name}'.")
     if needed[1] == "chosen":
         return placed(row["prompt"], row["chosen"], row["rejected"], **fields)
-    return Pair(row["prompt"], row["response_a"], row["response_b"], human=row.get("human"),
-                id=str(row.get("id") or ""), **fields)
+    return Pair(
+        row["prompt"],
+        row["response_a"],
+        row["response_b"],
+        human=row.get("human"),
+        id=str(row.get("id") or ""),
+        **fields,
+    )
 
 
 def read_pairs(path: str | Path, on_bad_line: Callable[[str], None] | None = None) -> list[Pair]:
@@ -211,17 +255,26 @@ def unique_pairs(numbered: list[tuple[int, Pair]], path: Path) -> list[Pair]:
     first: dict[str, int] = {}
     for n, pair in numbered:
         if pair.id in first:
-            raise DatasetError(f"{path}, lines {first[pair.id]} and {n}: two pairs have the id "
-                               f"'{pair.id}' (the same pair twice, or an id reused). Remove or "
-                               "rename one.")
+            raise DatasetError(
+                f"{path}, lines {first[pair.id]} and {n}: two pairs have the id "
+                f"'{pair.id}' (the same pair twice, or an id reused). Remove or "
+                "rename one."
+            )
         first[pair.id] = n
     return [pair for _, pair in numbered]
 
 
 def pair_to_dict(pair: Pair) -> dict:
-    return {"id": pair.id, "prompt": pair.prompt, "response_a": pair.response_a,
-            "response_b": pair.response_b, "category": pair.category, "split": pair.split,
-            "source": pair.source, "human": pair.human}
+    return {
+        "id": pair.id,
+        "prompt": pair.prompt,
+        "response_a": pair.response_a,
+        "response_b": pair.response_b,
+        "category": pair.category,
+        "split": pair.split,
+        "source": pair.source,
+        "human": pair.human,
+    }
 
 
 def write_pairs(pairs: list[Pair], path: str | Path) -> Path:
@@ -242,11 +295,17 @@ def label_record(row: Any, path: Path, n: int) -> Preference:
         texts = (pref.pair.prompt, pref.pair.response_a, pref.pair.response_b, pref.pair.id)
         if not all(isinstance(t, str) for t in texts):
             raise TypeError("prompt, answers and id must be text")
-        if isinstance(pref.p_a, bool) or not isinstance(pref.p_a, (int, float)) or not 0 <= pref.p_a <= 1:
+        if (
+            isinstance(pref.p_a, bool)
+            or not isinstance(pref.p_a, (int, float))
+            or not 0 <= pref.p_a <= 1
+        ):
             raise ValueError(f"p_a must be a number in [0, 1], not {pref.p_a!r}")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise DatasetError(f"{path}, record {n}: not a label record written by `label` "
-                           f"({type(exc).__name__}: {exc}).") from None
+        raise DatasetError(
+            f"{path}, record {n}: not a label record written by `label` "
+            f"({type(exc).__name__}: {exc})."
+        ) from None
     return pref
 
 
@@ -296,10 +355,16 @@ def trl_rows(prefs: list[Preference]) -> list[dict]:
         if "identical" in pref.flags:
             continue
         a_wins = pref.p_a >= 0.5
-        rows.append({"id": pref.pair.id, "prompt": pref.pair.prompt,
-                     "chosen": pref.pair.response_a if a_wins else pref.pair.response_b,
-                     "rejected": pref.pair.response_b if a_wins else pref.pair.response_a,
-                     "margin": abs(2 * pref.p_a - 1), "p_chosen": max(pref.p_a, 1 - pref.p_a)})
+        rows.append(
+            {
+                "id": pref.pair.id,
+                "prompt": pref.pair.prompt,
+                "chosen": pref.pair.response_a if a_wins else pref.pair.response_b,
+                "rejected": pref.pair.response_b if a_wins else pref.pair.response_a,
+                "margin": abs(2 * pref.p_a - 1),
+                "p_chosen": max(pref.p_a, 1 - pref.p_a),
+            }
+        )
     return rows
 
 
@@ -333,7 +398,7 @@ def split_transcript(text: str) -> tuple[str, str]:
         raise DatasetError("is not a Human:/Assistant: transcript ending in an assistant turn.")
     turns = head.strip()
     if turns.startswith("Human:") and turns.count("Human:") == 1 and "Assistant:" not in turns:
-        turns = turns[len("Human:"):].strip()  # one human turn: just its text
+        turns = turns[len("Human:") :].strip()  # one human turn: just its text
     return turns, last.strip()
 
 
@@ -343,8 +408,9 @@ def import_hh(path: str | Path) -> list[Pair]:
     path = Path(path)
 
     def pair(row: Any, n: int) -> Pair:
-        if not isinstance(row, dict) or not all(isinstance(row.get(k), str)
-                                                for k in ("chosen", "rejected")):
+        if not isinstance(row, dict) or not all(
+            isinstance(row.get(k), str) for k in ("chosen", "rejected")
+        ):
             raise DatasetError("needs text fields 'chosen' and 'rejected'.")
         prompt, chosen = split_transcript(row["chosen"])
         other, rejected = split_transcript(row["rejected"])
@@ -354,8 +420,9 @@ def import_hh(path: str | Path) -> list[Pair]:
             raise DatasetError("an answer is empty.")
         return placed(prompt, chosen, rejected, source=f"hh:{path.name}")
 
-    pairs = unique_pairs(read_jsonl_file(path, "HH-RLHF pairs", lambda row, n: (n, pair(row, n))),
-                         path)
+    pairs = unique_pairs(
+        read_jsonl_file(path, "HH-RLHF pairs", lambda row, n: (n, pair(row, n))), path
+    )
     if not pairs:
         raise DatasetError(f"{path} holds no pairs.")
     return pairs

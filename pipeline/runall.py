@@ -1,4 +1,4 @@
-"""The one-click pipeline: every stage of DESIGN.md §1 as its own job, in order.
+"""The one-click pipeline: every stage of the method (docs/architecture.md) as a job, in order.
 
   chains → SFT data → SFT → pairs (from the SFT policy) → AI labels → PM → PPO, DPO or RAHF
   → evaluation
@@ -7,6 +7,7 @@ Each stage runs through the job queue (so the studio lists it, with its log, tim
 artifacts) into its own folder under the run folder. Rerunning into the same folder skips
 the stages that already succeeded and resumes the one that stopped.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,27 @@ from pipeline import jobs
 from pipeline.constitution import Constitution
 from pipeline.errors import JobError
 from pipeline.files import write_atomic
-from pipeline.jobs import (CONSTITUTION_FILE, RUN_FILE, JobCancelled, freeze_constitution,
-                           succeeded, write_progress)
+from pipeline.jobs import (
+    CONSTITUTION_FILE,
+    RUN_FILE,
+    JobCancelled,
+    freeze_constitution,
+    succeeded,
+    write_progress,
+)
 from pipeline.store import JobRecord, Store
-from pipeline.stages import (STAGES, EvaluateJob, LabelJob, PairsJob, ReviseJob, RunAllJob,
-                             SFTDataJob, build_job, to_argv)
+from pipeline.stages import (
+    STAGES,
+    EvaluateJob,
+    LabelJob,
+    PairsJob,
+    ReviseJob,
+    RunAllJob,
+    SFTDataJob,
+    build_job,
+    to_argv,
+)
 from pipeline.train.runtime import ADAPTER_DIR, CancelFlag
-
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,7 @@ def plan(job: RunAllJob, out: Path) -> list[Stage]:
     """The stage commands, each reading the folders of the stages before it; each is its
     command's config dataclass as `to_argv` writes it, so a stage runs exactly as the same
     command typed by hand."""
+
     def folder(name: str, *sub: str) -> str:
         return str(out.joinpath(name, *sub))
 
@@ -53,32 +69,76 @@ def plan(job: RunAllJob, out: Path) -> list[Stage]:
     tokens = {"max_new_tokens": job.max_new_tokens}
     sft, pm = folder("sft", ADAPTER_DIR), folder("reward", ADAPTER_DIR)
     aligned = job.alignment
-    alignment = {"ppo": lambda: training("ppo", policy_adapter=sft, reward_adapter=pm,
-                                         prompts=job.prompts),
-                 "dpo": lambda: training("dpo", data=folder("labels")),
-                 "rahf": lambda: training("rahf", data=folder("labels"))}[aligned]()
+    alignment = {
+        "ppo": lambda: training("ppo", policy_adapter=sft, reward_adapter=pm, prompts=job.prompts),
+        "dpo": lambda: training("dpo", data=folder("labels")),
+        "rahf": lambda: training("rahf", data=folder("labels")),
+    }[aligned]()
     jobs_in_order = [
-        ("chains", "revise", ReviseJob(constitution=constitution, prompts=job.prompts,
-                                       split="train", limit=job.train_prompts, model=job.model,
-                                       rounds=job.rounds, few_shot=job.few_shot, **tokens)),
-        ("sft-data", "sft-data", SFTDataJob(chains=folder("chains"), model=job.model,
-                                            helpful_ratio=job.helpful_ratio, **tokens)),
+        (
+            "chains",
+            "revise",
+            ReviseJob(
+                constitution=constitution,
+                prompts=job.prompts,
+                split="train",
+                limit=job.train_prompts,
+                model=job.model,
+                rounds=job.rounds,
+                few_shot=job.few_shot,
+                **tokens,
+            ),
+        ),
+        (
+            "sft-data",
+            "sft-data",
+            SFTDataJob(
+                chains=folder("chains"), model=job.model, helpful_ratio=job.helpful_ratio, **tokens
+            ),
+        ),
         ("sft", "sft", training("sft", data=folder("sft-data"))),
-        ("pairs", "pairs", PairsJob(policy=sft, prompts=job.prompts, split="train",
-                                    limit=job.pair_prompts, **tokens)),
-        ("labels", "label", LabelJob(pairs=folder("pairs"), constitution=constitution,
-                                     model=job.model, ensemble=job.ensemble,
-                                     judge_method=job.judge_method, probe=job.judge_probe,
-                                     human_labels=job.human_labels)),
+        (
+            "pairs",
+            "pairs",
+            PairsJob(
+                policy=sft, prompts=job.prompts, split="train", limit=job.pair_prompts, **tokens
+            ),
+        ),
+        (
+            "labels",
+            "label",
+            LabelJob(
+                pairs=folder("pairs"),
+                constitution=constitution,
+                model=job.model,
+                ensemble=job.ensemble,
+                judge_method=job.judge_method,
+                probe=job.judge_probe,
+                human_labels=job.human_labels,
+            ),
+        ),
         ("reward", "reward", training("reward", data=folder("labels"))),
         (aligned, aligned, alignment),
-        ("eval", "evaluate", EvaluateJob(
-            base=job.model, policy=f"sft={sft},{aligned}={folder(aligned, ADAPTER_DIR)}",
-            reward_adapter=pm, constitution=constitution, judge=f"{job.judge_method},pm",
-            probe=job.judge_probe, judge_from=folder("labels") if job.judge_method == "auto"
-            else "", prompts=f"{job.prompts},helpful", split="test",
-            limit=job.eval_prompts, ensemble=job.ensemble, **tokens)),
+        (
+            "eval",
+            "evaluate",
+            EvaluateJob(
+                base=job.model,
+                policy=f"sft={sft},{aligned}={folder(aligned, ADAPTER_DIR)}",
+                reward_adapter=pm,
+                constitution=constitution,
+                judge=f"{job.judge_method},pm",
+                probe=job.judge_probe,
+                judge_from=folder("labels") if job.judge_method == "auto" else "",
+                prompts=f"{job.prompts},helpful",
+                split="test",
+                limit=job.eval_prompts,
+                ensemble=job.ensemble,
+                **tokens,
+            ),
+        ),
     ]
+
     def argv(name: str, command: str, config: object) -> tuple[str, ...]:
         """The prompts' split and count stay in sight; a training stage names its preset."""
         args = to_argv(command, config, folder(name), shown=("split", "limit"))
@@ -98,16 +158,32 @@ def follow(store: Store, job: JobRecord, cancel: CancelFlag) -> JobRecord:
         time.sleep(1.0)
 
 
-def run_all(store: Store, job: RunAllJob, constitution: Constitution, out: Path,
-            cancel: CancelFlag, parent: int | None = None,
-            on_stage: Callable[[int, Stage, JobRecord], None] | None = None) -> list[JobRecord]:
+def run_all(
+    store: Store,
+    job: RunAllJob,
+    constitution: Constitution,
+    out: Path,
+    cancel: CancelFlag,
+    parent: int | None = None,
+    on_stage: Callable[[int, Stage, JobRecord], None] | None = None,
+) -> list[JobRecord]:
     """Run (or resume) every stage; returns the stage jobs run now."""
     out.mkdir(parents=True, exist_ok=True)
     freeze_constitution(constitution, out)
     stages = plan(job, out)
-    write_atomic(out / RUN_FILE, json.dumps({"config": asdict(job), "stages": [
-        {"name": s.name, "command": ["python", "-m", "pipeline", *s.args]} for s in stages]},
-        indent=2))
+    write_atomic(
+        out / RUN_FILE,
+        json.dumps(
+            {
+                "config": asdict(job),
+                "stages": [
+                    {"name": s.name, "command": ["python", "-m", "pipeline", *s.args]}
+                    for s in stages
+                ],
+            },
+            indent=2,
+        ),
+    )
     ran = []
     for n, stage in enumerate(stages):
         write_progress(out, n, len(stages), stage.name)
@@ -131,4 +207,6 @@ def run_all(store: Store, job: RunAllJob, constitution: Constitution, out: Path,
 def stage_seconds(job: JobRecord) -> float:
     if not (job.started_at and job.finished_at):
         return 0.0
-    return (datetime.fromisoformat(job.finished_at) - datetime.fromisoformat(job.started_at)).total_seconds()
+    return (
+        datetime.fromisoformat(job.finished_at) - datetime.fromisoformat(job.started_at)
+    ).total_seconds()

@@ -1,6 +1,7 @@
 """Every run of a workspace in one list: what it is (its stage and constitution, in words), how
 it went (status, time) and the one number that says most about it — the studio's Runs tab
 and `python -m pipeline runs`."""
+
 from __future__ import annotations
 
 import functools
@@ -13,16 +14,34 @@ from typing import Any
 from pipeline.jobs import RUN_FILE, SUMMARY_FILE, stage_names, succeeded
 from pipeline.store import JobRecord
 
-STAGE_NAMES = {"revise": "chains", "sft-data": "SFT data", "sft": "SFT", "pairs": "pairs",
-               "label": "AI labels", "pmp": "PM pretraining", "reward": "preference model",
-               "ppo": "PPO", "dpo": "DPO", "evaluate": "evaluation",
-               "values-report": "values report", "values-fit": "representation judge",
-               "rahf": "RAHF", "steer-extract": "steering direction", "run-all": "pipeline",
-               "judges-compare": "judges compared", "principles-rank": "principles ranked"}
+STAGE_NAMES = {
+    "revise": "chains",
+    "sft-data": "SFT data",
+    "sft": "SFT",
+    "pairs": "pairs",
+    "label": "AI labels",
+    "pmp": "PM pretraining",
+    "reward": "preference model",
+    "ppo": "PPO",
+    "dpo": "DPO",
+    "evaluate": "evaluation",
+    "values-report": "values report",
+    "values-fit": "representation judge",
+    "rahf": "RAHF",
+    "steer-extract": "steering direction",
+    "run-all": "pipeline",
+    "judges-compare": "judges compared",
+    "principles-rank": "principles ranked",
+}
 # Which studio tab shows a run of each kind.
-TABS = {"revise": "chains", "pairs": "preferences", "label": "preferences",
-        "judges-compare": "preferences",
-        "values-report": "values", "evaluate": "evaluate"}
+TABS = {
+    "revise": "chains",
+    "pairs": "preferences",
+    "label": "preferences",
+    "judges-compare": "preferences",
+    "values-report": "values",
+    "evaluate": "evaluate",
+}
 
 
 @dataclass(frozen=True)
@@ -67,8 +86,13 @@ def ran_for(job: JobRecord, now: float | None = None) -> float:
     """Seconds the job has run (0 while queued)."""
     if not job.started_at:
         return 0.0
-    end = (datetime.fromisoformat(job.finished_at).timestamp() if job.finished_at
-           else now if now is not None else datetime.now().timestamp())
+    end = (
+        datetime.fromisoformat(job.finished_at).timestamp()
+        if job.finished_at
+        else now
+        if now is not None
+        else datetime.now().timestamp()
+    )
     return max(0.0, end - datetime.fromisoformat(job.started_at).timestamp())
 
 
@@ -100,53 +124,71 @@ def key_metric(job: JobRecord) -> str:
         if not report:
             return f"{len(labels)} pairs labelled" if labels else ""
         agreement = report.get("agreement") or {}
-        text = (f"{report.get('labels', 0)} pairs, position bias "
-                f"{report.get('position_bias', 0):.0%}")
+        text = (
+            f"{report.get('labels', 0)} pairs, position bias {report.get('position_bias', 0):.0%}"
+        )
         if agreement.get("compared"):
-            text += (f", human agreement {agreement['agreeing']}/{agreement['compared']} "
-                     "(see its verdict)")
+            text += (
+                f", human agreement {agreement['agreeing']}/{agreement['compared']} "
+                "(see its verdict)"
+            )
         judge = report.get("judge")
         if isinstance(judge, str) and judge:
-            text += "; " + ("labels unverified" if judge.startswith("labels unverified")
-                            else "judge chosen by agreement with people")
+            text += "; " + (
+                "labels unverified"
+                if judge.startswith("labels unverified")
+                else "judge chosen by agreement with people"
+            )
         return text
     if job.kind == "judges-compare":
         board = _json(folder / "judges.json") or {}
         rows = [r for r in board.get("rows") or [] if isinstance(r, dict)]
         if not rows:
             return ""
-        return (f"{board.get('pairs')} human labels; auto picks {board['best']}" if
-                board.get("best") else f"{board.get('pairs')} human labels; no judge passes")
+        return (
+            f"{board.get('pairs')} human labels; auto picks {board['best']}"
+            if board.get("best")
+            else f"{board.get('pairs')} human labels; no judge passes"
+        )
     if job.kind == "pairs":
         pairs = _rows(folder / "pairs.jsonl")
         return f"{len(pairs)} pairs" if pairs else ""
     if job.kind == "sft-data":
         summary = _json(folder / SUMMARY_FILE) or {}
-        return (f"{summary['revisions']} revisions + {summary['helpful']} helpful examples"
-                if "revisions" in summary else "")
+        return (
+            f"{summary['revisions']} revisions + {summary['helpful']} helpful examples"
+            if "revisions" in summary
+            else ""
+        )
     if job.kind == "values-report":
         raw = _json(folder / "values.json")
         reports = raw if isinstance(raw, list) else [raw] if isinstance(raw, dict) else []
-        return "; ".join(f"{r.get('constitution')}: adversarial "
-                         f"{'yes' if r.get('adversarial') else 'no'}{_mean_cos(r)}"
-                         for r in reports if isinstance(r, dict))
+        return "; ".join(
+            f"{r.get('constitution')}: adversarial "
+            f"{'yes' if r.get('adversarial') else 'no'}{_mean_cos(r)}"
+            for r in reports
+            if isinstance(r, dict)
+        )
     if job.kind == "steer-extract":  # pipeline/steering.py's artifact (not imported: no torch here)
         lineage = _json(folder / "direction" / "direction.json") or {}
         reading = [r for r in lineage.get("reading") or [] if isinstance(r, dict)]
         if reading:
             best = max(reading, key=lambda r: r.get("accuracy", 0))
             controlled = best.get("controlled")
-            return (f"best layer {best.get('layer')}: {best.get('accuracy', 0):.0%} "
-                    f"({best.get('low', 0):.0%}–{best.get('high', 1):.0%}), length-controlled "
-                    f"{'n/a' if controlled is None else format(controlled, '.0%')} on "
-                    f"{lineage.get('read_on')}")
+            return (
+                f"best layer {best.get('layer')}: {best.get('accuracy', 0):.0%} "
+                f"({best.get('low', 0):.0%}–{best.get('high', 1):.0%}), length-controlled "
+                f"{'n/a' if controlled is None else format(controlled, '.0%')} on "
+                f"{lineage.get('read_on')}"
+            )
         return f"{lineage.get('contrasts')} contrasts" if lineage else ""
     if job.kind == "evaluate":
         raw = _json(folder / "eval.json") or {}
         judges = [j for j in raw.get("judges") or [] if isinstance(j, dict)]
         axes = [a for a in (judges[0].get("axes") or []) if isinstance(a, dict)] if judges else []
-        return "; ".join(f"{a.get('axis')}: best {a['ratings'][0]['name']}"
-                         for a in axes if a.get("ratings"))
+        return "; ".join(
+            f"{a.get('axis')}: best {a['ratings'][0]['name']}" for a in axes if a.get("ratings")
+        )
     if job.kind == "run-all":
         stages = stage_names(folder)
         done = sum(succeeded(folder / s) for s in stages)
@@ -158,20 +200,30 @@ def key_metric(job: JobRecord) -> str:
 
 def trained_metric(job: JobRecord, folder: Path) -> str:
     """A training run's telling number: the PM's held-out accuracy, else its last metric."""
-    held_out = (_json(folder / SUMMARY_FILE) or {}).get("held_out") if job.kind in PM_KINDS else None
+    held_out = (
+        (_json(folder / SUMMARY_FILE) or {}).get("held_out") if job.kind in PM_KINDS else None
+    )
     if isinstance(held_out, dict) and held_out:
-        return "held-out accuracy: " + "; ".join(f"{HELD_OUT.get(k, k)} {v}" for k, v in held_out.items())
+        return "held-out accuracy: " + "; ".join(
+            f"{HELD_OUT.get(k, k)} {v}" for k, v in held_out.items()
+        )
     metrics = [r for r in _rows(folder / "metrics.jsonl") if isinstance(r, dict)]
-    for name, label in (("reward_mean", "reward"), ("accuracy", "training-batch accuracy"),
-                        ("loss", "loss")):
+    for name, label in (
+        ("reward_mean", "reward"),
+        ("accuracy", "training-batch accuracy"),
+        ("loss", "loss"),
+    ):
         rows = [r for r in metrics if isinstance(r.get(name), (int, float))]
         if rows:
             last = rows[-1]
             text = f"{label} {last[name]:.3g} at step {last.get('step', '?')}"
             if name == "accuracy":  # a batch the model was just fitted on says little alone
                 loss = last.get("loss")
-                text += " (not held out" + (f"; loss {loss:.3f}{chance(loss)}" if
-                                            isinstance(loss, (int, float)) else "") + ")"
+                text += (
+                    " (not held out"
+                    + (f"; loss {loss:.3f}{chance(loss)}" if isinstance(loss, (int, float)) else "")
+                    + ")"
+                )
             return text
     return ""
 
@@ -186,12 +238,14 @@ def chance(loss: float) -> str:
 
 
 def _mean_cos(report: dict) -> str:
-    """ (mean cos(w_c, w*) and its interval), what the flag rests on — when written."""
+    """(mean cos(w_c, w*) and its interval), what the flag rests on — when written."""
     interval = report.get("mean_cos_constitution_interval")
     if not isinstance(interval, list) or len(interval) != 2:
         return ""
-    return (f" (mean cos(w_c, w*) {report.get('mean_cos_constitution', 0):+.3f}, 95% "
-            f"{interval[0]:+.3f} to {interval[1]:+.3f})")
+    return (
+        f" (mean cos(w_c, w*) {report.get('mean_cos_constitution', 0):+.3f}, 95% "
+        f"{interval[0]:+.3f} to {interval[1]:+.3f})"
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -204,18 +258,28 @@ def run_name(job: JobRecord) -> str:
     harmless-helpful · 2026-11-23 22:40". What a run is about is read from its folder once
     per state of its record (the job list asks every tick)."""
     started = (job.started_at or job.created_at)[:16].replace("T", " ")
-    return " · ".join(part for part in (STAGE_NAMES.get(job.kind, job.kind), _subject(job),
-                                        started) if part)
+    return " · ".join(
+        part for part in (STAGE_NAMES.get(job.kind, job.kind), _subject(job), started) if part
+    )
 
 
-def summarise(job: JobRecord, now: float | None = None,
-              attempts: tuple[JobRecord, ...] = ()) -> RunSummary:
+def summarise(
+    job: JobRecord, now: float | None = None, attempts: tuple[JobRecord, ...] = ()
+) -> RunSummary:
     """One run from its newest job; `attempts` are all its jobs (a resume is the same run:
     its time is theirs added up)."""
     attempts = attempts or (job,)
-    return RunSummary(job.id, job.kind, run_label(job, len(attempts)), job.status,
-                      run_time(attempts, now), key_metric(job), job.out_dir,
-                      TABS.get(job.kind, "train"), job.parent)
+    return RunSummary(
+        job.id,
+        job.kind,
+        run_label(job, len(attempts)),
+        job.status,
+        run_time(attempts, now),
+        key_metric(job),
+        job.out_dir,
+        TABS.get(job.kind, "train"),
+        job.parent,
+    )
 
 
 def run_time(attempts: tuple[JobRecord, ...], now: float | None = None) -> str:
@@ -227,7 +291,9 @@ def run_time(attempts: tuple[JobRecord, ...], now: float | None = None) -> str:
 def run_label(job: JobRecord, attempts: int) -> str:
     """The run's name, saying how often it was resumed."""
     resumed = attempts - 1
-    return run_name(job) + (f" · resumed{'' if resumed == 1 else f' {resumed}×'}" if resumed else "")
+    return run_name(job) + (
+        f" · resumed{'' if resumed == 1 else f' {resumed}×'}" if resumed else ""
+    )
 
 
 def by_run(records: list[JobRecord]) -> list[tuple[JobRecord, tuple[JobRecord, ...]]]:
@@ -240,16 +306,25 @@ def by_run(records: list[JobRecord]) -> list[tuple[JobRecord, tuple[JobRecord, .
 
 def summaries(records: list[JobRecord], kind: str = "") -> list[RunSummary]:
     """Every run (newest first), or those of one kind; a resumed run is one run."""
-    return [summarise(job, attempts=attempts) for job, attempts in by_run(records)
-            if not kind or job.kind == kind]
+    return [
+        summarise(job, attempts=attempts)
+        for job, attempts in by_run(records)
+        if not kind or job.kind == kind
+    ]
 
 
 DAY = 86_400.0
 # With no run of a stage in the workspace to measure: the fastest training step we measured
 # on a laptop CPU (the embedded model, the tiny preset), so an estimate from it is a floor.
 ASSUMED_STEP_SECONDS = 0.5
-STEP_FIELDS = {"ppo": "steps", "sft": "max_steps", "reward": "max_steps", "pmp": "max_steps",
-               "dpo": "max_steps", "rahf": "max_steps"}
+STEP_FIELDS = {
+    "ppo": "steps",
+    "sft": "max_steps",
+    "reward": "max_steps",
+    "pmp": "max_steps",
+    "dpo": "max_steps",
+    "rahf": "max_steps",
+}
 
 
 def step_seconds(records: list[JobRecord], kind: str) -> tuple[float, str]:
@@ -259,8 +334,11 @@ def step_seconds(records: list[JobRecord], kind: str) -> tuple[float, str]:
     for job in records:
         if job.kind != kind or job.status != "succeeded":
             continue
-        times = [r["time"] for r in _rows(Path(job.out_dir) / "metrics.jsonl")
-                 if isinstance(r, dict) and isinstance(r.get("time"), (int, float))]
+        times = [
+            r["time"]
+            for r in _rows(Path(job.out_dir) / "metrics.jsonl")
+            if isinstance(r, dict) and isinstance(r.get("time"), (int, float))
+        ]
         gaps = sorted(b - a for a, b in zip(times, times[1:]) if b > a)
         if gaps:
             return gaps[len(gaps) // 2], f"measured on your {kind} run, job {job.id}"
@@ -276,8 +354,10 @@ def long_run_warning(kind: str, job: Any, records: list[JobRecord]) -> str:
     seconds, source = step_seconds(records, kind)
     if steps * seconds <= DAY:
         return ""
-    return (f"{name} = {steps:,} would run about {span_text(steps * seconds)} at {seconds:.2g} s "
-            f"a step ({source}): more than a day. Is that the number you meant?")
+    return (
+        f"{name} = {steps:,} would run about {span_text(steps * seconds)} at {seconds:.2g} s "
+        f"a step ({source}): more than a day. Is that the number you meant?"
+    )
 
 
 def span_text(seconds: float) -> str:

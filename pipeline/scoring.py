@@ -13,6 +13,7 @@ only the short suffixes run per row, so K principles cost one long pass plus K s
 Rows are left-padded at both levels — [pad…][prefix][pad…][suffix] — so every row's last
 token sits in the last column and only that position's logits are computed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,15 +64,16 @@ def _at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
     return logits.to(device="cpu", dtype=torch.promote_types(logits.dtype, torch.float32))
 
 
-def chunks(groups: dict[tuple[int, ...], list[int]], rows_per_chunk: int
-            ) -> list[list[tuple[tuple[int, ...], list[int]]]]:
+def chunks(
+    groups: dict[tuple[int, ...], list[int]], rows_per_chunk: int
+) -> list[list[tuple[tuple[int, ...], list[int]]]]:
     """Groups (prefix → item indices) packed into chunks of at most `rows_per_chunk` rows;
     a group larger than a chunk is split, repeating its prefix."""
     chunks: list[list[tuple[tuple[int, ...], list[int]]]] = [[]]
     room = rows_per_chunk
     for prefix, indices in groups.items():
         for start in range(0, len(indices), rows_per_chunk):
-            part = indices[start:start + rows_per_chunk]
+            part = indices[start : start + rows_per_chunk]
             if len(part) > room:
                 chunks.append([])
                 room = rows_per_chunk
@@ -93,9 +95,12 @@ def shared_prefix_length(rows: list[tuple[int, ...]] | list[list[int]]) -> int:
     return n if n >= MIN_SHARED_PREFIX else 0
 
 
-def layered_forward(forward: Callable[..., object],
-                    layers: list[tuple[list[tuple[int, ...]], list[int] | None]], pad: int,
-                    device) -> tuple[object, torch.Tensor]:
+def layered_forward(
+    forward: Callable[..., object],
+    layers: list[tuple[list[tuple[int, ...]], list[int] | None]],
+    pad: int,
+    device,
+) -> tuple[object, torch.Tensor]:
     """Segments stacked in layers: layer 0's segments start rows of their own; segment i of
     layer k continues segment `parents[i]` of layer k − 1 (its keys and values are copied
     to it), so a segment many rows start with runs once. Every segment is left-padded:
@@ -113,17 +118,26 @@ def layered_forward(forward: Callable[..., object],
         ids, own = left_pad([s or (pad,) for s in segments], pad)
         own = torch.where(torch.tensor([[bool(s)] for s in segments]), own, 0)
         full = torch.cat([mask, own], dim=-1)
-        positions = (full.cumsum(-1) - 1).clamp(min=0)[:, mask.shape[1]:]
-        out = forward(input_ids=ids.to(device), attention_mask=full.to(device),
-                      position_ids=positions.to(device), past_key_values=cache,
-                      use_cache=cache is not None)
+        positions = (full.cumsum(-1) - 1).clamp(min=0)[:, mask.shape[1] :]
+        out = forward(
+            input_ids=ids.to(device),
+            attention_mask=full.to(device),
+            position_ids=positions.to(device),
+            past_key_values=cache,
+            use_cache=cache is not None,
+        )
         mask = full
     return out, own
 
 
-def prefixed_forward(forward: Callable[..., object], prefixes: list[tuple[int, ...]],
-                     row_prefix: list[int], suffixes: list[tuple[int, ...]], pad: int,
-                     device) -> tuple[object, torch.Tensor]:
+def prefixed_forward(
+    forward: Callable[..., object],
+    prefixes: list[tuple[int, ...]],
+    row_prefix: list[int],
+    suffixes: list[tuple[int, ...]],
+    pad: int,
+    device,
+) -> tuple[object, torch.Tensor]:
     """Each distinct prefix run once, its keys and values copied to every row that starts
     with it (`row_prefix[i]` names row i's), then every row's suffix on top. What all the
     prefixes start with (a system prompt, a judging template) runs once more for all of
@@ -139,18 +153,31 @@ def prefixed_forward(forward: Callable[..., object], prefixes: list[tuple[int, .
     return layered_forward(forward, layers + [(suffixes, row_prefix)], pad, device)
 
 
-def _last_logprobs(loaded: LoadedModel, prefixes: list[tuple[int, ...]],
-                   row_prefix: list[int], suffixes: list[tuple[int, ...]]) -> torch.Tensor:
+def _last_logprobs(
+    loaded: LoadedModel,
+    prefixes: list[tuple[int, ...]],
+    row_prefix: list[int],
+    suffixes: list[tuple[int, ...]],
+) -> torch.Tensor:
     """Next-token log-probabilities after each row's prefix + suffix, [rows, vocab]."""
-    out, _ = prefixed_forward(lambda **inputs: loaded.model(**inputs, logits_to_keep=1),
-                              prefixes, row_prefix, suffixes, loaded.tokenizer.pad_token_id,
-                              loaded.device)
+    out, _ = prefixed_forward(
+        lambda **inputs: loaded.model(**inputs, logits_to_keep=1),
+        prefixes,
+        row_prefix,
+        suffixes,
+        loaded.tokenizer.pad_token_id,
+        loaded.device,
+    )
     return torch.log_softmax(_at_least_fp32(out.logits[:, -1, :]), dim=-1)
 
 
 @torch.inference_mode()
-def option_logprobs(loaded: LoadedModel, items: list[ScoreItem],
-                    options: list[tuple[int, ...]], batch_size: int = 16) -> list[list[float]]:
+def option_logprobs(
+    loaded: LoadedModel,
+    items: list[ScoreItem],
+    options: list[tuple[int, ...]],
+    batch_size: int = 16,
+) -> list[list[float]]:
     """For each item, log P(next token is one of option k's tokens) for every option k.
 
     An option may be spelled by several tokens (`A`, ` A`); their probabilities add up.
@@ -165,8 +192,9 @@ def option_logprobs(loaded: LoadedModel, items: list[ScoreItem],
     for chunk in chunks(groups, batch_size):
         prefixes = [prefix for prefix, _ in chunk]
         rows = [(p, i) for p, (_, indices) in enumerate(chunk) for i in indices]
-        logprobs = _last_logprobs(loaded, prefixes, [p for p, _ in rows],
-                                  [items[i].suffix for _, i in rows])
+        logprobs = _last_logprobs(
+            loaded, prefixes, [p for p, _ in rows], [items[i].suffix for _, i in rows]
+        )
         per_option = torch.stack([logprobs[:, o].logsumexp(-1) for o in option_index], dim=-1)
         for (_, i), values in zip(rows, per_option.tolist()):
             results[i] = values
@@ -174,8 +202,12 @@ def option_logprobs(loaded: LoadedModel, items: list[ScoreItem],
 
 
 @torch.inference_mode()
-def sequence_logprobs(loaded: LoadedModel, contexts: list[list[int]],
-                      continuations: list[list[int]], batch_size: int = 8) -> list[SequenceScore]:
+def sequence_logprobs(
+    loaded: LoadedModel,
+    contexts: list[list[int]],
+    continuations: list[list[int]],
+    batch_size: int = 8,
+) -> list[SequenceScore]:
     """Log-likelihood of each continuation after its context (teacher forcing).
 
     Rows are left-padded so every continuation ends in the last column; only the logits of
@@ -186,17 +218,21 @@ def sequence_logprobs(loaded: LoadedModel, contexts: list[list[int]],
     model, device, pad = loaded.model, loaded.device, loaded.tokenizer.pad_token_id
     scores: list[SequenceScore] = []
     for start in range(0, len(contexts), batch_size):
-        ctx, cont = contexts[start:start + batch_size], continuations[start:start + batch_size]
+        ctx, cont = contexts[start : start + batch_size], continuations[start : start + batch_size]
         if any(not c for c in ctx):
             raise ValueError("every continuation needs at least one context token")
         ids, mask = left_pad([tuple(a + b) for a, b in zip(ctx, cont)], pad)
         longest = max(len(c) for c in cont)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                    position_ids=positions.to(device), logits_to_keep=longest + 1)
+        out = model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            logits_to_keep=longest + 1,
+        )
         logprobs = torch.log_softmax(_at_least_fp32(out.logits[:, :-1, :]), dim=-1)
-        targets = ids[:, ids.shape[1] - longest:]
+        targets = ids[:, ids.shape[1] - longest :]
         picked = logprobs.gather(-1, targets[..., None]).squeeze(-1)
         for row, c in enumerate(cont):
-            scores.append(SequenceScore(picked[row, longest - len(c):].sum().item(), len(c)))
+            scores.append(SequenceScore(picked[row, longest - len(c) :].sum().item(), len(c)))
     return scores

@@ -1,6 +1,7 @@
 """Seeds and ids that are the same in every process, machine and Python version (Python's own
 `hash` of a string changes per process), so a resumed or re-batched run draws the same
 principles, orders and samples."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,5 +1,6 @@
 """The SFT dataset (SL-CAI): final revisions of a run's chains as conversational examples,
 mixed with helpfulness examples the model answers, as JSONL and a Hugging Face dataset."""
+
 from __future__ import annotations
 
 import json
@@ -28,33 +29,59 @@ class SFTSummary:
 
 def revision_example(chain: Chain) -> dict:
     """A conversational SFT example in the `messages` format trl's SFTTrainer reads."""
-    return {"id": chain.id, "source": "revision", "constitution_hash": chain.constitution_hash,
-            "messages": [{"role": "user", "content": chain.prompt},
-                         {"role": "assistant", "content": chain.final_answer}]}
+    return {
+        "id": chain.id,
+        "source": "revision",
+        "constitution_hash": chain.constitution_hash,
+        "messages": [
+            {"role": "user", "content": chain.prompt},
+            {"role": "assistant", "content": chain.final_answer},
+        ],
+    }
 
 
-def helpful_examples(backend: GenerationBackend, prompts: list[PromptRecord], count: int,
-                     sampling: SamplingConfig, cache: Path) -> list[dict]:
+def helpful_examples(
+    backend: GenerationBackend,
+    prompts: list[PromptRecord],
+    count: int,
+    sampling: SamplingConfig,
+    cache: Path,
+) -> list[dict]:
     """`count` helpfulness examples answered by the model, chosen by a seeded shuffle and
     cached in `cache` so a rerun does not generate them again."""
     order = sorted(prompts, key=lambda p: stable_int("helpful", sampling.seed, p.id))[:count]
     known = {r["id"]: r for r in read_jsonl_log(cache)}
     missing = [p for p in order if f"helpful-{p.id}" not in known]
     if missing:
-        answers = backend.generate([[{"role": "user", "content": p.prompt}] for p in missing],
-                                   sampling)
-        rows = [{"id": f"helpful-{p.id}", "source": "helpful", "constitution_hash": "",
-                 "messages": [{"role": "user", "content": p.prompt},
-                              {"role": "assistant", "content": a.text}]}
-                for p, a in zip(missing, answers) if a.text.strip()]
+        answers = backend.generate(
+            [[{"role": "user", "content": p.prompt}] for p in missing], sampling
+        )
+        rows = [
+            {
+                "id": f"helpful-{p.id}",
+                "source": "helpful",
+                "constitution_hash": "",
+                "messages": [
+                    {"role": "user", "content": p.prompt},
+                    {"role": "assistant", "content": a.text},
+                ],
+            }
+            for p, a in zip(missing, answers)
+            if a.text.strip()
+        ]
         append_jsonl(cache, rows)
         known.update({r["id"]: r for r in rows})
     return [known[f"helpful-{p.id}"] for p in order if f"helpful-{p.id}" in known]
 
 
-def build_sft_dataset(chains_dir: str | Path, out_dir: str | Path, helpful_ratio: float,
-                      backend: GenerationBackend | None, sampling: SamplingConfig,
-                      helpful_set: str = "helpful") -> SFTSummary:
+def build_sft_dataset(
+    chains_dir: str | Path,
+    out_dir: str | Path,
+    helpful_ratio: float,
+    backend: GenerationBackend | None,
+    sampling: SamplingConfig,
+    helpful_set: str = "helpful",
+) -> SFTSummary:
     """Final revisions as SFT examples, mixed with `helpful_ratio` helpfulness examples per
     revision example (0 = none), shuffled with the sampling seed; JSONL + HF dataset."""
     if not 0 <= helpful_ratio < float("inf"):
@@ -69,8 +96,9 @@ def build_sft_dataset(chains_dir: str | Path, out_dir: str | Path, helpful_ratio
     if wanted:
         if backend is None:
             raise DatasetError("Mixing helpfulness data needs a model to answer the prompts.")
-        rows += helpful_examples(backend, load_prompts(helpful_set, "train"), wanted, sampling,
-                                 out / HELPFUL_FILE)
+        rows += helpful_examples(
+            backend, load_prompts(helpful_set, "train"), wanted, sampling, out / HELPFUL_FILE
+        )
     random.Random(stable_int("sft-shuffle", sampling.seed)).shuffle(rows)
     write_jsonl(out / SFT_FILE, rows)
     save_dataset(rows, out / DATASET_DIR)

@@ -10,6 +10,7 @@ folds them into the shared log once all are done. The processes meet at barriers
 cancel still reaches: a waiting process polls the job's cancel flag, so one cancelled
 sibling never leaves another waiting forever.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,12 +36,13 @@ class Shard:
         return self.rank == 0
 
     def mine(self, items: Sequence[T]) -> list[T]:
-        return list(items[self.rank::self.world])
+        return list(items[self.rank :: self.world])
 
     def own_file(self, path: Path) -> Path:
         """Where this process appends to the log `path`: the log itself when it runs alone."""
-        return path if self.world == 1 else \
-            path.with_name(f"{path.stem}.rank{self.rank}{path.suffix}")
+        return (
+            path if self.world == 1 else path.with_name(f"{path.stem}.rank{self.rank}{path.suffix}")
+        )
 
 
 def current_shard() -> Shard:
@@ -50,7 +52,9 @@ def current_shard() -> Shard:
         import torch
 
         if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+            torch.cuda.set_device(
+                int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count()
+            )
     return Shard(rank, world)
 
 
@@ -67,8 +71,9 @@ def read_all(log: RecordLog[T]) -> list[T]:
 def done_here(log: RecordLog, shard: Shard) -> set[str]:
     """The ids this process may count as done: the shared log's and its own file's (read
     once when they are one file). Others' files are read only after a barrier."""
-    return set().union(*(type(log).of_file(p).done_ids()
-                         for p in {log.path, shard.own_file(log.path)}))
+    return set().union(
+        *(type(log).of_file(p).done_ids() for p in {log.path, shard.own_file(log.path)})
+    )
 
 
 def fold(path: Path) -> None:

@@ -1,5 +1,6 @@
 """Preference-model pretraining (PMP) data from Stack Exchange `Posts.xml` dumps: answers to
 the same question, ranked by the score of the CAI/Anthropic recipe."""
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,9 @@ def _score(row, posts_xml) -> int:
     try:
         return int(text)
     except ValueError:
-        raise DatasetError(f"{posts_xml}: answer row Id={row.get('Id')!r} has Score={text!r}, "
-                           "not a whole number.") from None
+        raise DatasetError(
+            f"{posts_xml}: answer row Id={row.get('Id')!r} has Score={text!r}, not a whole number."
+        ) from None
 
 
 def pmp_comparisons(posts_xml: str | Path, max_pairs: int = 0) -> list[Comparison]:
@@ -52,9 +54,16 @@ def pmp_comparisons(posts_xml: str | Path, max_pairs: int = 0) -> list[Compariso
         question = questions.get(qid)
         if question is None or len(rows) < 2:
             continue
-        prompt = (_plain(question.get("Title", "")) + "\n\n" + _plain(question.get("Body", ""))).strip()
-        scored = [(pmp_score(_score(r, posts_xml), r.get("Id") == question.get("AcceptedAnswerId")),
-                   _plain(r.get("Body", ""))) for r in rows]
+        prompt = (
+            _plain(question.get("Title", "")) + "\n\n" + _plain(question.get("Body", ""))
+        ).strip()
+        scored = [
+            (
+                pmp_score(_score(r, posts_xml), r.get("Id") == question.get("AcceptedAnswerId")),
+                _plain(r.get("Body", "")),
+            )
+            for r in rows
+        ]
         for i in range(len(scored)):
             for j in range(i + 1, len(scored)):
                 (s_i, a_i), (s_j, a_j) = scored[i], scored[j]
@@ -62,4 +71,4 @@ def pmp_comparisons(posts_xml: str | Path, max_pairs: int = 0) -> list[Compariso
                     pairs.append(Comparison(prompt, a_i, a_j, 1.0 if s_i > s_j else 0.0))
     if not pairs:
         raise DatasetError(f"{posts_xml} has no question with two answers of different scores.")
-    return pairs[:max_pairs or None]
+    return pairs[: max_pairs or None]

@@ -5,6 +5,7 @@ these fields (pipeline/fields.py), so no knob is typed twice.
 Presets: `tiny` finishes on a 2-core CPU in minutes; `paper` has the CAI paper's shape
 (larger LoRA, longer training) for a GPU machine.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,9 +28,11 @@ from pipeline.vllm_engine import ENGINES
 
 # who labels a pair: the A/B question, hidden states, or whichever agrees best with people
 JUDGES = ("logprob", "representation", "auto")
-HUMAN_LABELS_HELP = ("judge auto: the human labels every judge is measured on ('human' = your "
-                     "labels in the workspace, 'gold', or a pairs JSONL or folder with human "
-                     "labels).")
+HUMAN_LABELS_HELP = (
+    "judge auto: the human labels every judge is measured on ('human' = your "
+    "labels in the workspace, 'gold', or a pairs JSONL or folder with human "
+    "labels)."
+)
 
 
 def _help(text: str, default: Any, join: bool = False) -> Any:
@@ -45,15 +48,22 @@ class LoRASettings:
     lora_r: int = _help("LoRA rank.", 8)
     lora_alpha: int = _help("LoRA scaling numerator (the update is scaled by alpha / r).", 16)
     lora_dropout: float = _help("Dropout on the LoRA input.", 0.05)
-    lora_targets: str = _help("Comma-separated module names to adapt.",
-                              "q_proj,k_proj,v_proj,o_proj")
+    lora_targets: str = _help(
+        "Comma-separated module names to adapt.", "q_proj,k_proj,v_proj,o_proj"
+    )
 
     def check_lora(self) -> list[str]:
-        return (rule(self, "lora_r", self.lora_r >= 1, "must be at least 1")
-                + rule(self, "lora_alpha", self.lora_alpha >= 1, "must be at least 1")
-                + rule(self, "lora_dropout", 0 <= self.lora_dropout < 1, "must be in [0, 1)")
-                + rule(self, "lora_targets", any(t.strip() for t in self.lora_targets.split(",")),
-                       "names no module"))
+        return (
+            rule(self, "lora_r", self.lora_r >= 1, "must be at least 1")
+            + rule(self, "lora_alpha", self.lora_alpha >= 1, "must be at least 1")
+            + rule(self, "lora_dropout", 0 <= self.lora_dropout < 1, "must be in [0, 1)")
+            + rule(
+                self,
+                "lora_targets",
+                any(t.strip() for t in self.lora_targets.split(",")),
+                "names no module",
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -66,16 +76,20 @@ class TrainingSettings(LoRASettings):
     max_length: int = _help("Longest example in tokens; longer ones are cut.", 512)
     save_every: int = _help("Save a checkpoint every N steps (cancel also saves one).", 50)
     seed: int = _help("Seed of initialisation and data order.", 0)
-    processes: int = _help("Training processes (>1 runs through `accelerate launch`, one per GPU).", 1)
+    processes: int = _help(
+        "Training processes (>1 runs through `accelerate launch`, one per GPU).", 1
+    )
 
     def check_training(self) -> list[str]:
-        problems = (self.check_lora()
-                    + rule(self, "processes", self.processes >= 1, "must be at least 1")
-                    + rule(self, "learning_rate", self.learning_rate > 0, "must be > 0")
-                    + rule(self, "max_steps", self.max_steps >= 0, "must be 0 (by epochs) or more")
-                    + rule(self, "batch_size", self.batch_size >= 1, "must be at least 1")
-                    + rule(self, "max_length", self.max_length >= 16, "must be at least 16")
-                    + rule(self, "save_every", self.save_every >= 1, "must be at least 1"))
+        problems = (
+            self.check_lora()
+            + rule(self, "processes", self.processes >= 1, "must be at least 1")
+            + rule(self, "learning_rate", self.learning_rate > 0, "must be > 0")
+            + rule(self, "max_steps", self.max_steps >= 0, "must be 0 (by epochs) or more")
+            + rule(self, "batch_size", self.batch_size >= 1, "must be at least 1")
+            + rule(self, "max_length", self.max_length >= 16, "must be at least 16")
+            + rule(self, "save_every", self.save_every >= 1, "must be at least 1")
+        )
         if self.epochs <= 0 and self.max_steps == 0:
             problems.append("epochs must be > 0 when max_steps is 0 (set one of them)")
         return problems
@@ -85,8 +99,11 @@ class TrainingSettings(LoRASettings):
 class SFTJob(TrainingSettings):
     """SL-CAI: LoRA fine-tuning on (prompt → final revision), loss on the answer only."""
 
-    data: str = _help("SFT dataset: a folder from `sft-data` (or its sft.jsonl), or a chain run "
-                      "folder from `revise` (its final revisions, nothing mixed in).", "")
+    data: str = _help(
+        "SFT dataset: a folder from `sft-data` (or its sft.jsonl), or a chain run "
+        "folder from `revise` (its final revisions, nothing mixed in).",
+        "",
+    )
 
     def problems(self) -> list[str]:
         return self.check_training() + ([] if self.data else ["data is required"])
@@ -110,8 +127,11 @@ class RewardJob(TrainingSettings):
 
 def _one_process(job: TrainingSettings) -> list[str]:
     """The preference model's own loop is single-process (trl-based stages are not)."""
-    return ["processes must be 1 for this stage (its loop runs in one process)"] \
-        if job.processes > 1 else []
+    return (
+        ["processes must be 1 for this stage (its loop runs in one process)"]
+        if job.processes > 1
+        else []
+    )
 
 
 @dataclass(frozen=True)
@@ -122,8 +142,9 @@ class PMPJob(TrainingSettings):
     max_pairs: int = _help("Most answer pairs to train on (0 = all).", 2000)
 
     def problems(self) -> list[str]:
-        return self.check_training() + ([] if self.data else ["data is required"]) + \
-            _one_process(self)
+        return (
+            self.check_training() + ([] if self.data else ["data is required"]) + _one_process(self)
+        )
 
 
 @dataclass(frozen=True)
@@ -132,7 +153,9 @@ class DPOJob(TrainingSettings):
 
     data: str = _help("AI labels: a folder from `label` (or its labels.jsonl).", "")
     beta: float = _help("DPO β: how far the policy may move from the reference.", 0.1)
-    label_smoothing: float = _help("Assumed share of wrong labels (conservative DPO), in [0, 0.5).", 0.0)
+    label_smoothing: float = _help(
+        "Assumed share of wrong labels (conservative DPO), in [0, 0.5).", 0.0
+    )
     min_margin: float = _help("Leave out pairs whose label margin |2p−1| is below this.", 0.0)
     learning_rate: float = _help("Peak learning rate.", 5e-5)
 
@@ -157,24 +180,41 @@ class RAHFJob(TrainingSettings):
     the dispreferred answers) or SCIT (one adapter under contrastive instructions); no
     rollouts and no preference model."""
 
-    data: str = _help("Labelled pairs: a folder from `label` (AI labels) or its labels.jsonl, "
-                      "'gold', or a pairs JSONL with human labels.", "")
-    variant: str = _help("dual (two SFT adapters: preferred vs dispreferred answers) or scit "
-                         "(one adapter, good vs bad instruction).", "dual")
-    constitution: str = _help("SCIT's good and bad instructions are written from its principles "
-                              "(a file, NAME or NAME@VERSION); required for scit.", "")
+    data: str = _help(
+        "Labelled pairs: a folder from `label` (AI labels) or its labels.jsonl, "
+        "'gold', or a pairs JSONL with human labels.",
+        "",
+    )
+    variant: str = _help(
+        "dual (two SFT adapters: preferred vs dispreferred answers) or scit "
+        "(one adapter, good vs bad instruction).",
+        "dual",
+    )
+    constitution: str = _help(
+        "SCIT's good and bad instructions are written from its principles "
+        "(a file, NAME or NAME@VERSION); required for scit.",
+        "",
+    )
     alpha: float = _help("α: how far the states move along the pattern (the paper's 5).", 5.0)
-    target_layers: str = _help("Comma-separated layers (1 = first block's output) whose states "
-                               "are moved; empty = every second layer of the middle third (the "
-                               "paper moves middle layers). The tiny preset moves 12, 15 and 18 "
-                               "of the embedded model's 30: its middle third, where adding a "
-                               "constitution's direction visibly changes answers (layer 15 in "
-                               "the Playground), and three layers cost half of six.", "")
-    pattern_steps: int = _help("Steps of the pattern adapters (Dual's two SFT adapters, SCIT's "
-                               "adapter); 0 = as many as max_steps / epochs give.", 0)
-    scit_margin: float = _help("SCIT: how much likelier (mean log-probability per token) an "
-                               "answer must be under its own instruction than under the other.",
-                               1.0)
+    target_layers: str = _help(
+        "Comma-separated layers (1 = first block's output) whose states "
+        "are moved; empty = every second layer of the middle third (the "
+        "paper moves middle layers). The tiny preset moves 12, 15 and 18 "
+        "of the embedded model's 30: its middle third, where adding a "
+        "constitution's direction visibly changes answers (layer 15 in "
+        "the Playground), and three layers cost half of six.",
+        "",
+    )
+    pattern_steps: int = _help(
+        "Steps of the pattern adapters (Dual's two SFT adapters, SCIT's "
+        "adapter); 0 = as many as max_steps / epochs give.",
+        0,
+    )
+    scit_margin: float = _help(
+        "SCIT: how much likelier (mean log-probability per token) an "
+        "answer must be under its own instruction than under the other.",
+        1.0,
+    )
     min_margin: float = _help("Leave out AI-labelled pairs whose margin |2p−1| is below this.", 0.0)
 
     def problems(self) -> list[str]:
@@ -182,11 +222,15 @@ class RAHFJob(TrainingSettings):
         if self.variant not in RAHF_VARIANTS:
             problems.append(f"variant must be one of {', '.join(RAHF_VARIANTS)}")
         if self.variant == "scit" and not self.constitution.strip():
-            problems.append("constitution is required for the scit variant (its instructions "
-                            "come from the principles)")
-        problems += (rule(self, "alpha", self.alpha > 0, "must be > 0")
-                     + rule(self, "scit_margin", self.scit_margin >= 0, "must be ≥ 0")
-                     + rule(self, "pattern_steps", self.pattern_steps >= 0, "must be ≥ 0"))
+            problems.append(
+                "constitution is required for the scit variant (its instructions "
+                "come from the principles)"
+            )
+        problems += (
+            rule(self, "alpha", self.alpha > 0, "must be > 0")
+            + rule(self, "scit_margin", self.scit_margin >= 0, "must be ≥ 0")
+            + rule(self, "pattern_steps", self.pattern_steps >= 0, "must be ≥ 0")
+        )
         if not 0 <= self.min_margin < 1:
             problems.append("min_margin must be in [0, 1)")
         return problems + layer_problems("target_layers", self.target_layers)
@@ -201,7 +245,9 @@ class PPOJob(LoRASettings):
     """RL-CAI: PPO of the SFT policy against the preference model."""
 
     model: str = _help("Base model the adapters were trained on.", DEFAULT_MODEL)
-    policy_adapter: str = _help("SFT adapter folder to start the policy from ('' = fresh LoRA).", "")
+    policy_adapter: str = _help(
+        "SFT adapter folder to start the policy from ('' = fresh LoRA).", ""
+    )
     reward_adapter: str = _help("Preference model folder (from `reward`).", "")
     prompts: str = _help("Prompt set or file for rollouts.", "red-team")
     steps: int = _help("PPO steps (each: one batch of rollouts, then updates).", 20)
@@ -221,19 +267,30 @@ class PPOJob(LoRASettings):
     whiten_advantages: bool = _help("Normalise advantages per batch.", True)
     save_every: int = _help("Save a checkpoint every N steps (cancel also saves one).", 5)
     seed: int = _help("Seed of sampling and initialisation.", 0)
-    steady_heap: bool = _help("Give freed CPU memory back at once (glibc): about a third less "
-                              "peak memory, steps about a third slower on CPU.", True)
+    steady_heap: bool = _help(
+        "Give freed CPU memory back at once (glibc): about a third less "
+        "peak memory, steps about a third slower on CPU.",
+        True,
+    )
 
     def problems(self) -> list[str]:
         problems = self.check_lora()
         if not self.reward_adapter:
             problems.append("reward_adapter is required")
-        for name in ("steps", "rollouts", "ppo_epochs", "minibatch_size", "max_new_tokens",
-                     "save_every"):
+        for name in (
+            "steps",
+            "rollouts",
+            "ppo_epochs",
+            "minibatch_size",
+            "max_new_tokens",
+            "save_every",
+        ):
             problems += rule(self, name, getattr(self, name) >= 1, "must be at least 1")
         if self.minibatch_size > self.rollouts >= 1:
-            problems.append(f"minibatch_size cannot exceed rollouts ({self.rollouts}) (got "
-                            f"{self.minibatch_size})")
+            problems.append(
+                f"minibatch_size cannot exceed rollouts ({self.rollouts}) (got "
+                f"{self.minibatch_size})"
+            )
         for name in ("learning_rate", "temperature", "value_clip"):
             problems += rule(self, name, getattr(self, name) > 0, "must be > 0")
         for name in ("kl_coef", "kl_target", "value_coef"):
@@ -309,12 +366,17 @@ class ReviseJob(WholeJob, PromptSettings, ChainConfig, SamplingConfig):
 
     constitution: str = _help("Constitution: a file, NAME or NAME@VERSION.", "")
     model: str = _help("The model that answers, critiques and revises.", DEFAULT_MODEL)
-    skip_bad_lines: bool = _help("Skip malformed lines of a prompts file (default: stop at the "
-                                 "first).", False)
+    skip_bad_lines: bool = _help(
+        "Skip malformed lines of a prompts file (default: stop at the first).", False
+    )
 
     def problems(self) -> list[str]:
-        return (_required(self, "constitution") + self.prompt_problems() + self.chain_problems()
-                + self.sampling_problems())
+        return (
+            _required(self, "constitution")
+            + self.prompt_problems()
+            + self.chain_problems()
+            + self.sampling_problems()
+        )
 
 
 @dataclass(frozen=True)
@@ -356,27 +418,35 @@ class LabelJob(WholeJob, FeedbackConfig):
     pairs: str = _help("Pairs JSONL, a folder from `pairs`, or 'gold'.", "")
     constitution: str = _help("Constitution: a file, NAME or NAME@VERSION.", "")
     model: str = _help("The feedback model.", DEFAULT_MODEL)
-    judge_method: str = _help("logprob (ask the A/B question), representation (read the "
-                              "answers' hidden states along the constitution's direction, or a "
-                              "probe's), or auto (the judge that agrees best with your human "
-                              "labels beyond length and chance; else logprob, unverified).",
-                              "auto")
+    judge_method: str = _help(
+        "logprob (ask the A/B question), representation (read the "
+        "answers' hidden states along the constitution's direction, or a "
+        "probe's), or auto (the judge that agrees best with your human "
+        "labels beyond length and chance; else logprob, unverified).",
+        "auto",
+    )
     human_labels: str = _help(HUMAN_LABELS_HELP, "human")
-    probe: str = _help("Representation judge: a probe folder from `values fit` instead of the "
-                       "constitution's direction.", "")
-    layer: int = _help("Representation judge: the layer to read (-1 = the middle one; a probe "
-                       "brings its own).", -1)
+    probe: str = _help(
+        "Representation judge: a probe folder from `values fit` instead of the "
+        "constitution's direction.",
+        "",
+    )
+    layer: int = _help(
+        "Representation judge: the layer to read (-1 = the middle one; a probe brings its own).", -1
+    )
     limit: int = _help("Label the first N pairs (0 = all).", 0)
-    skip_bad_lines: bool = _help("Skip malformed lines of a pairs file (default: stop at the "
-                                 "first).", False)
+    skip_bad_lines: bool = _help(
+        "Skip malformed lines of a pairs file (default: stop at the first).", False
+    )
 
     def problems(self) -> list[str]:
         problems = _required(self, "pairs", "constitution") + self.feedback_problems()
         if self.limit < 0:
             problems.append("limit must be 0 (all) or more")
         if self.judge_method not in JUDGES:
-            problems.append(f"judge_method must be one of {', '.join(JUDGES)} "
-                            f"(got {self.judge_method!r})")
+            problems.append(
+                f"judge_method must be one of {', '.join(JUDGES)} (got {self.judge_method!r})"
+            )
         if self.probe and self.judge_method != "representation":
             problems.append("probe needs judge_method: representation")
         return problems
@@ -392,37 +462,59 @@ class EvaluateJob(WholeJob, SamplingConfig):
     both orders, and Bradley–Terry ratings (Elo scale) with bootstrap intervals come out, with
     the win matrix, per-category tables, evasiveness and length drift."""
 
-    prompts: str = _help("Prompt sets (red-team = harmlessness, helpful = helpfulness) or .jsonl/"
-                         ".txt files; repeat the flag, or separate them with commas.",
-                         "red-team,helpful", join=True)
+    prompts: str = _help(
+        "Prompt sets (red-team = harmlessness, helpful = helpfulness) or .jsonl/"
+        ".txt files; repeat the flag, or separate them with commas.",
+        "red-team,helpful",
+        join=True,
+    )
     split: str = _help("The held-out split of every set: test (or train, or '' for both).", "test")
     limit: int = _help("Prompts per set (the first N of its split; 0 = all).", 8)
-    base: str = _help("The base model: the reference (Elo 0) every adapter must be trained on.",
-                      DEFAULT_MODEL)
-    policy: str = _help("Policies, NAME=MODEL (an adapter folder or model, or "
-                        "MODEL@steer:DIR:COEFFICIENT[:LAYER+LAYER] for a steered setting); "
-                        "repeat the flag, or separate them with commas in a job file.", "",
-                        join=True)
-    judge: str = _help("Judges: logprob (the A/B question), representation (hidden states), pm "
-                       "(the preference model), auto (the judge a label run chose, see "
-                       "judge_from); several → their agreement is reported.",
-                       "logprob", join=True)
-    judge_model: str = _help("The model the logprob and representation judges read ('' = the "
-                             "base).", "")
-    constitution: str = _help("Constitution of the logprob and representation judges: a file, "
-                              "NAME or NAME@VERSION.", "")
+    base: str = _help(
+        "The base model: the reference (Elo 0) every adapter must be trained on.", DEFAULT_MODEL
+    )
+    policy: str = _help(
+        "Policies, NAME=MODEL (an adapter folder or model, or "
+        "MODEL@steer:DIR:COEFFICIENT[:LAYER+LAYER] for a steered setting); "
+        "repeat the flag, or separate them with commas in a job file.",
+        "",
+        join=True,
+    )
+    judge: str = _help(
+        "Judges: logprob (the A/B question), representation (hidden states), pm "
+        "(the preference model), auto (the judge a label run chose, see "
+        "judge_from); several → their agreement is reported.",
+        "logprob",
+        join=True,
+    )
+    judge_model: str = _help(
+        "The model the logprob and representation judges read ('' = the base).", ""
+    )
+    constitution: str = _help(
+        "Constitution of the logprob and representation judges: a file, NAME or NAME@VERSION.", ""
+    )
     ensemble: int = _help("Principles per logprob label (0 = every enabled principle).", 2)
     probe: str = _help("A probe folder from `values fit` for the representation judge.", "")
-    judge_from: str = _help("judge auto: the label run or judges comparison whose chosen judge "
-                            "(judge.json) it stands for.", "")
-    reward_adapter: str = _help("Preference model folder (from `reward`): the pm judge, and each "
-                                "policy's PM score.", "")
+    judge_from: str = _help(
+        "judge auto: the label run or judges comparison whose chosen judge "
+        "(judge.json) it stands for.",
+        "",
+    )
+    reward_adapter: str = _help(
+        "Preference model folder (from `reward`): the pm judge, and each policy's PM score.", ""
+    )
     bootstrap: int = _help("Bootstrap resamples of the prompts for the rating intervals.", 1000)
-    processes: int = _help("Processes sharing the answering and the judging (>1 runs through "
-                           "`accelerate launch`: one per GPU, or CPU processes without GPUs).", 1)
-    engine: str = _help("What generates the answers: auto (vLLM where it is installed and a GPU "
-                        "is present, else transformers), transformers, or vllm (also vLLM's "
-                        "CPU build; falls back to transformers, saying why).", "auto")
+    processes: int = _help(
+        "Processes sharing the answering and the judging (>1 runs through "
+        "`accelerate launch`: one per GPU, or CPU processes without GPUs).",
+        1,
+    )
+    engine: str = _help(
+        "What generates the answers: auto (vLLM where it is installed and a GPU "
+        "is present, else transformers), transformers, or vllm (also vLLM's "
+        "CPU build; falls back to transformers, saying why).",
+        "auto",
+    )
 
     def problems(self) -> list[str]:
         problems = self.sampling_problems()
@@ -434,9 +526,11 @@ class EvaluateJob(WholeJob, SamplingConfig):
             problems.append("prompts names no prompt set")
         if self.split not in SPLITS:
             problems.append(f"split must be one of train, test or '' (got {self.split!r})")
-        problems += (rule(self, "limit", self.limit >= 0, "must be ≥ 0")
-                     + rule(self, "ensemble", self.ensemble >= 0, "must be ≥ 0")
-                     + rule(self, "bootstrap", self.bootstrap >= 10, "must be at least 10"))
+        problems += (
+            rule(self, "limit", self.limit >= 0, "must be ≥ 0")
+            + rule(self, "ensemble", self.ensemble >= 0, "must be ≥ 0")
+            + rule(self, "bootstrap", self.bootstrap >= 10, "must be at least 10")
+        )
         names = ["base"]
         for spec in self.policies_given():
             name, sep, model = spec.partition("=")
@@ -444,12 +538,14 @@ class EvaluateJob(WholeJob, SamplingConfig):
                 problems.append(f"policy takes a new NAME=MODEL (got {spec!r})")
             names.append(name)
         if len(names) < 2:
-            problems.append("a tournament needs at least one policy besides the base "
-                            "(--policy NAME=MODEL)")
+            problems.append(
+                "a tournament needs at least one policy besides the base (--policy NAME=MODEL)"
+            )
         for judge in self.judges:
             if judge not in TOURNAMENT_JUDGES:
-                problems.append(f"judge must be one of {', '.join(TOURNAMENT_JUDGES)} (got "
-                                f"{judge!r})")
+                problems.append(
+                    f"judge must be one of {', '.join(TOURNAMENT_JUDGES)} (got {judge!r})"
+                )
         if not self.judges:
             problems.append("judge names no judge")
         if set(self.judges) - {"pm"} and not self.constitution.strip():
@@ -459,8 +555,10 @@ class EvaluateJob(WholeJob, SamplingConfig):
         if self.probe and "representation" not in self.judges:
             problems.append("probe needs the representation judge")
         if "auto" in self.judges and not self.judge_from.strip():
-            problems.append("the auto judge needs judge_from (a label run or judges comparison "
-                            "that chose it: compare judges in the Preferences tab first)")
+            problems.append(
+                "the auto judge needs judge_from (a label run or judges comparison "
+                "that chose it: compare judges in the Preferences tab first)"
+            )
         return problems
 
     def policies_given(self) -> list[str]:
@@ -500,11 +598,15 @@ def probe_problems(job: Any) -> list[str]:
 class ValuesSettings:
     """Which pairs and how a model's representations are read and probed."""
 
-    pairs: str = _help("Human-labelled pairs: 'gold', 'human' (your labels in the workspace), a "
-                       "pairs JSONL or folder (HH-RLHF imports too), or a label run.", "gold")
+    pairs: str = _help(
+        "Human-labelled pairs: 'gold', 'human' (your labels in the workspace), a "
+        "pairs JSONL or folder (HH-RLHF imports too), or a label run.",
+        "gold",
+    )
     model: str = _help("The model whose representations are read.", DEFAULT_MODEL)
-    pooling: str = _help("answer_mean (mean over the answer's tokens) or last (its last token).",
-                         "answer_mean")
+    pooling: str = _help(
+        "answer_mean (mean over the answer's tokens) or last (its last token).", "answer_mean"
+    )
     method: str = _help("Probe: logistic (L2) or mean_difference.", "logistic")
     folds: int = _help("Cross-validation folds.", 5)
     layers: str = _help("Comma-separated layers to read (0 = embeddings; empty = all).", "")
@@ -525,12 +627,19 @@ class ValuesJob(WholeJob, ValuesSettings):
     generation–judgment gap, length baselines, and the adversarial flag — for one or more
     constitutions side by side."""
 
-    constitution: str = _help("Constitution(s): a file, NAME or NAME@VERSION; repeat the flag to "
-                              "compare several.", "", join=True)
-    policy: str = _help("The policy whose own likelihood gives the generation direction "
-                        "('' = the model).", "")
-    judge_ensemble: int = _help("Principles per log-prob judge label (0 = every enabled one; -1 = "
-                                "skip the log-prob judge).", 2)
+    constitution: str = _help(
+        "Constitution(s): a file, NAME or NAME@VERSION; repeat the flag to compare several.",
+        "",
+        join=True,
+    )
+    policy: str = _help(
+        "The policy whose own likelihood gives the generation direction ('' = the model).", ""
+    )
+    judge_ensemble: int = _help(
+        "Principles per log-prob judge label (0 = every enabled one; -1 = "
+        "skip the log-prob judge).",
+        2,
+    )
 
     def problems(self) -> list[str]:
         problems = _required(self, "constitution") + self.values_problems()
@@ -563,20 +672,28 @@ class JudgesCompareJob(WholeJob):
     given; each with its agreement and 95% interval, length-controlled agreement, length
     baselines, position bias and calibration, ranked by the length-controlled lower bound."""
 
-    labels: str = _help("Human labels: 'human' (your labels in the workspace), 'gold', a pairs "
-                        "JSONL or folder with human labels (trl or HH-RLHF imports), or a label "
-                        "run.", "human")
-    constitution: str = _help("Constitution of the log-prob and constitution-direction judges: "
-                              "a file, NAME or NAME@VERSION.", DEFAULT_CONSTITUTION)
+    labels: str = _help(
+        "Human labels: 'human' (your labels in the workspace), 'gold', a pairs "
+        "JSONL or folder with human labels (trl or HH-RLHF imports), or a label "
+        "run.",
+        "human",
+    )
+    constitution: str = _help(
+        "Constitution of the log-prob and constitution-direction judges: "
+        "a file, NAME or NAME@VERSION.",
+        DEFAULT_CONSTITUTION,
+    )
     model: str = _help("The model the judges read and ask.", DEFAULT_MODEL)
     ensemble: int = _help("Principles per log-prob judge label (0 = every enabled one).", 2)
     pm: str = _help("A preference model folder (a reward run's reward_adapter) to score too.", "")
-    pooling: str = _help("answer_mean (mean over the answer's tokens) or last (its last token).",
-                         "answer_mean")
+    pooling: str = _help(
+        "answer_mean (mean over the answer's tokens) or last (its last token).", "answer_mean"
+    )
     method: str = _help("Probe: logistic (L2) or mean_difference.", "logistic")
     folds: int = _help("Cross-validation folds (outer and inner).", 5)
-    layers: str = _help("Comma-separated layers the probe may use (0 = embeddings; empty = all).",
-                        "")
+    layers: str = _help(
+        "Comma-separated layers the probe may use (0 = embeddings; empty = all).", ""
+    )
     seed: int = _help("Seed of the folds and bootstrap.", 0)
 
     def problems(self) -> list[str]:
@@ -597,16 +714,21 @@ class PrinciplesRankJob(WholeJob):
     named, and a draft constitution of the best ones with its measured agreement against the
     current one (written to the run folder, never saved silently)."""
 
-    labels: str = _help("Human labels: 'human', 'gold', or a pairs JSONL or folder with human "
-                        "labels.", "human")
-    constitution: str = _help("Your constitution: a file, NAME or NAME@VERSION.",
-                              DEFAULT_CONSTITUTION)
-    catalogue: str = _help("Candidate principles: a constitution file ('' = the shipped "
-                           "catalogue of 43).", "")
+    labels: str = _help(
+        "Human labels: 'human', 'gold', or a pairs JSONL or folder with human labels.", "human"
+    )
+    constitution: str = _help(
+        "Your constitution: a file, NAME or NAME@VERSION.", DEFAULT_CONSTITUTION
+    )
+    catalogue: str = _help(
+        "Candidate principles: a constitution file ('' = the shipped catalogue of 43).", ""
+    )
     model: str = _help("The model the judges read and ask.", DEFAULT_MODEL)
-    methods: str = _help("representation, logprob, or both (comma-separated; the log-prob judge "
-                         "asks every principle in both orders: slow on a CPU).",
-                         "representation,logprob")
+    methods: str = _help(
+        "representation, logprob, or both (comma-separated; the log-prob judge "
+        "asks every principle in both orders: slow on a CPU).",
+        "representation,logprob",
+    )
     batch_size: int = _help("Rows per forward pass of the log-prob judge.", 16)
     seed: int = _help("Seed of the bootstrap.", 0)
 
@@ -614,8 +736,9 @@ class PrinciplesRankJob(WholeJob):
         problems = _required(self, "labels", "constitution")
         unknown = [m for m in self.method_list if m not in ("representation", "logprob")]
         if unknown or not self.method_list:
-            problems.append("methods must name representation and/or logprob (got "
-                            f"{self.methods!r})")
+            problems.append(
+                f"methods must name representation and/or logprob (got {self.methods!r})"
+            )
         return problems + rule(self, "batch_size", self.batch_size >= 1, "must be at least 1")
 
     @property
@@ -633,17 +756,25 @@ class SteerExtractJob(WholeJob):
     labelled pairs (preferred − dispreferred answers); saved with its lineage and read on
     labelled pairs layer by layer, so layers are picked from evidence."""
 
-    constitution: str = _help("Constitution to read the direction from: a file, NAME or "
-                              "NAME@VERSION (or give pairs).", "")
-    pairs: str = _help("Labelled pairs to read it from instead: 'gold', 'human', a pairs JSONL "
-                       "or folder, or a label run.", "")
+    constitution: str = _help(
+        "Constitution to read the direction from: a file, NAME or NAME@VERSION (or give pairs).", ""
+    )
+    pairs: str = _help(
+        "Labelled pairs to read it from instead: 'gold', 'human', a pairs JSONL "
+        "or folder, or a label run.",
+        "",
+    )
     model: str = _help("The model whose hidden states give the direction.", DEFAULT_MODEL)
-    method: str = _help("mean (the weighted mean difference) or pca (the differences' first "
-                        "principal direction).", "mean")
-    layers: str = _help("Comma-separated layers, 1 (first block's output) to the model's last "
-                        "(empty = all).", "")
-    prompts: str = _help("Prompt set or file the principles are read on (constitution only).",
-                         "red-team")
+    method: str = _help(
+        "mean (the weighted mean difference) or pca (the differences' first principal direction).",
+        "mean",
+    )
+    layers: str = _help(
+        "Comma-separated layers, 1 (first block's output) to the model's last (empty = all).", ""
+    )
+    prompts: str = _help(
+        "Prompt set or file the principles are read on (constitution only).", "red-team"
+    )
     limit: int = _help("Prompts used (the first N of its train split).", 8)
     read: str = _help("Labelled pairs to read each layer's accuracy on ('' = skip).", "gold")
 
@@ -674,34 +805,52 @@ class RunAllJob:
     constitution: str = _help("Constitution: a file, NAME or NAME@VERSION.", "")
     model: str = _help("Base model (policy, feedback model and PM base).", DEFAULT_MODEL)
     preset: str = _help("Preset of the training stages (tiny, study or paper).", "tiny")
-    prompts: str = _help("Prompt set or file (its train split trains, its test split evaluates).",
-                         "red-team")
+    prompts: str = _help(
+        "Prompt set or file (its train split trains, its test split evaluates).", "red-team"
+    )
     train_prompts: int = _help("Prompts revised for SFT (0 = the whole train split).", 16)
     rounds: int = _help("Critique–revision rounds per prompt.", 1)
-    few_shot: bool = _help("Show the constitution's few-shot chains to the model in `revise`.", True)
+    few_shot: bool = _help(
+        "Show the constitution's few-shot chains to the model in `revise`.", True
+    )
     helpful_ratio: float = _help("Helpfulness examples per revision example in the SFT data.", 0.25)
-    pair_prompts: int = _help("Prompts answered twice by the SFT policy for AI labels (0 = all).", 16)
+    pair_prompts: int = _help(
+        "Prompts answered twice by the SFT policy for AI labels (0 = all).", 16
+    )
     ensemble: int = _help("Principles sampled per AI label (0 = every enabled principle).", 2)
-    eval_prompts: int = _help("Held-out prompts per set (prompts and helpful) in the closing "
-                              "tournament (0 = the whole test split).", 8)
-    judge_method: str = _help("Who labels the pairs: logprob (the A/B question), representation "
-                              "(the constitution's direction in the hidden states, or "
-                              "`judge_probe`'s), or auto (the judge that agrees best with "
-                              "`human_labels` beyond length and chance; the labels say "
-                              "'unverified' when none does).", "auto")
+    eval_prompts: int = _help(
+        "Held-out prompts per set (prompts and helpful) in the closing "
+        "tournament (0 = the whole test split).",
+        8,
+    )
+    judge_method: str = _help(
+        "Who labels the pairs: logprob (the A/B question), representation "
+        "(the constitution's direction in the hidden states, or "
+        "`judge_probe`'s), or auto (the judge that agrees best with "
+        "`human_labels` beyond length and chance; the labels say "
+        "'unverified' when none does).",
+        "auto",
+    )
     human_labels: str = _help(HUMAN_LABELS_HELP, "human")
-    judge_probe: str = _help("A probe folder from `values fit` (e.g. fitted from your own "
-                             "labels) for the representation judge.", "")
+    judge_probe: str = _help(
+        "A probe folder from `values fit` (e.g. fitted from your own "
+        "labels) for the representation judge.",
+        "",
+    )
     max_new_tokens: int = _help("Longest generated answer in chains, pairs and evaluation.", 64)
-    alignment: str = _help("The alignment stage after the PM: ppo (RL against the PM, from the "
-                           "SFT policy), dpo (directly on the AI labels) or rahf (moving the "
-                           "hidden states, Dual); DPO and RAHF train a LoRA on the base.", "ppo")
+    alignment: str = _help(
+        "The alignment stage after the PM: ppo (RL against the PM, from the "
+        "SFT policy), dpo (directly on the AI labels) or rahf (moving the "
+        "hidden states, Dual); DPO and RAHF train a LoRA on the base.",
+        "ppo",
+    )
 
     def problems(self) -> list[str]:
         problems = [] if self.constitution else ["constitution is required"]
         if self.alignment not in ALIGNMENTS:
-            problems.append(f"alignment must be one of {', '.join(ALIGNMENTS)} (got "
-                            f"{self.alignment!r})")
+            problems.append(
+                f"alignment must be one of {', '.join(ALIGNMENTS)} (got {self.alignment!r})"
+            )
         if self.preset not in PRESETS:
             problems.append(f"preset must be one of {', '.join(PRESETS)}")
         if min(self.train_prompts, self.pair_prompts, self.eval_prompts, self.ensemble) < 0:
@@ -709,23 +858,38 @@ class RunAllJob:
         if self.rounds < 1 or self.max_new_tokens < 1 or self.helpful_ratio < 0:
             problems.append("rounds and max_new_tokens must be at least 1, helpful_ratio ≥ 0")
         if self.judge_method not in JUDGES:
-            problems.append(f"judge_method must be one of {', '.join(JUDGES)} "
-                            f"(got {self.judge_method!r})")
+            problems.append(
+                f"judge_method must be one of {', '.join(JUDGES)} (got {self.judge_method!r})"
+            )
         if self.judge_probe and self.judge_method != "representation":
             problems.append("judge_probe needs judge_method: representation")
         return problems
 
 
-STAGES: dict[str, type] = {"sft": SFTJob, "pmp": PMPJob, "reward": RewardJob, "ppo": PPOJob,
-                           "dpo": DPOJob, "rahf": RAHFJob}
+STAGES: dict[str, type] = {
+    "sft": SFTJob,
+    "pmp": PMPJob,
+    "reward": RewardJob,
+    "ppo": PPOJob,
+    "dpo": DPOJob,
+    "rahf": RAHFJob,
+}
 # every command that does work, with its one config dataclass: CLI flags, `--config` job
 # files, studio forms and the command lines of jobs all come from here
-COMMANDS: dict[str, type] = {"revise": ReviseJob, "sft-data": SFTDataJob, "pairs": PairsJob,
-                             "label": LabelJob, **STAGES, "evaluate": EvaluateJob,
-                             "values-report": ValuesJob, "values-fit": ValuesFitJob,
-                             "judges-compare": JudgesCompareJob,
-                             "principles-rank": PrinciplesRankJob,
-                             "steer-extract": SteerExtractJob, "run-all": RunAllJob}
+COMMANDS: dict[str, type] = {
+    "revise": ReviseJob,
+    "sft-data": SFTDataJob,
+    "pairs": PairsJob,
+    "label": LabelJob,
+    **STAGES,
+    "evaluate": EvaluateJob,
+    "values-report": ValuesJob,
+    "values-fit": ValuesFitJob,
+    "judges-compare": JudgesCompareJob,
+    "principles-rank": PrinciplesRankJob,
+    "steer-extract": SteerExtractJob,
+    "run-all": RunAllJob,
+}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
@@ -740,8 +904,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "ppo": {"steps": 6, "rollouts": 8, "minibatch_size": 4, "max_new_tokens": 32},
         "dpo": {"max_steps": 20, "batch_size": 4, "max_length": 320},
         # target_layers: see the field's help (chosen for the embedded model's 30 layers)
-        "rahf": {"max_steps": 20, "pattern_steps": 12, "batch_size": 4, "max_length": 256,
-                 "target_layers": "12,15,18", "lora_r": 8},
+        "rahf": {
+            "max_steps": 20,
+            "pattern_steps": 12,
+            "batch_size": 4,
+            "max_length": 256,
+            "target_layers": "12,15,18",
+            "lora_r": 8,
+        },
         # run-all's own defaults are the tiny preset
     },
     # between tiny and paper: about 20 minutes for run-all on a 2-core CPU, with enough pairs
@@ -753,33 +923,89 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "pairs": {"split": "train", "limit": 48, "max_new_tokens": 64},
         "label": {"ensemble": 2},
         "evaluate": {"limit": 30, "max_new_tokens": 64},
-        "sft": {"max_steps": 48, "batch_size": 4, "max_length": 256, "lora_r": 8},
+        "sft": {"max_steps": 32, "batch_size": 4, "max_length": 256, "lora_r": 8},
         "pmp": {"max_steps": 60, "batch_size": 4, "max_length": 256, "max_pairs": 400},
-        "reward": {"max_steps": 48, "batch_size": 4, "max_length": 320},
-        "ppo": {"steps": 12, "rollouts": 8, "minibatch_size": 4, "max_new_tokens": 32},
+        "reward": {"max_steps": 32, "batch_size": 4, "max_length": 320},
+        "ppo": {"steps": 8, "rollouts": 8, "minibatch_size": 4, "max_new_tokens": 32},
         "dpo": {"max_steps": 40, "batch_size": 4, "max_length": 320},
-        "rahf": {"max_steps": 40, "pattern_steps": 24, "batch_size": 4, "max_length": 256,
-                 "target_layers": "12,15,18", "lora_r": 8},
-        "run-all": {"train_prompts": 24, "pair_prompts": 48, "eval_prompts": 30,
-                    "judge_method": "auto", "human_labels": "gold"},
+        "rahf": {
+            "max_steps": 40,
+            "pattern_steps": 24,
+            "batch_size": 4,
+            "max_length": 256,
+            "target_layers": "12,15,18",
+            "lora_r": 8,
+        },
+        "run-all": {
+            "train_prompts": 24,
+            "pair_prompts": 48,
+            "eval_prompts": 30,
+            "judge_method": "auto",
+            "human_labels": "gold",
+        },
     },
     "paper": {
-        "sft": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 64,
-                "lora_alpha": 128, "learning_rate": 1e-4, "lora_targets":
-                "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"},
-        "pmp": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 64,
-                "lora_alpha": 128, "max_pairs": 0},
-        "reward": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 64,
-                   "lora_alpha": 128},
-        "ppo": {"steps": 500, "rollouts": 64, "minibatch_size": 16, "max_new_tokens": 256,
-                "ppo_epochs": 4, "lora_r": 64, "lora_alpha": 128, "kl_target": 6.0},
-        "dpo": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 64,
-                "lora_alpha": 128, "min_margin": 0.2},
+        "sft": {
+            "epochs": 1.0,
+            "batch_size": 32,
+            "max_length": 1024,
+            "lora_r": 64,
+            "lora_alpha": 128,
+            "learning_rate": 1e-4,
+            "lora_targets": "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+        },
+        "pmp": {
+            "epochs": 1.0,
+            "batch_size": 32,
+            "max_length": 1024,
+            "lora_r": 64,
+            "lora_alpha": 128,
+            "max_pairs": 0,
+        },
+        "reward": {
+            "epochs": 1.0,
+            "batch_size": 32,
+            "max_length": 1024,
+            "lora_r": 64,
+            "lora_alpha": 128,
+        },
+        "ppo": {
+            "steps": 500,
+            "rollouts": 64,
+            "minibatch_size": 16,
+            "max_new_tokens": 256,
+            "ppo_epochs": 4,
+            "lora_r": 64,
+            "lora_alpha": 128,
+            "kl_target": 6.0,
+        },
+        "dpo": {
+            "epochs": 1.0,
+            "batch_size": 32,
+            "max_length": 1024,
+            "lora_r": 64,
+            "lora_alpha": 128,
+            "min_margin": 0.2,
+        },
         # the paper's settings: LoRA r = 8, α = 5, middle layers (the default)
-        "rahf": {"epochs": 1.0, "batch_size": 32, "max_length": 1024, "lora_r": 8,
-                 "lora_alpha": 16, "alpha": 5.0, "learning_rate": 5e-5},
-        "run-all": {"train_prompts": 0, "rounds": 4, "pair_prompts": 0, "ensemble": 0,
-                    "eval_prompts": 0, "max_new_tokens": 256, "helpful_ratio": 1.0},
+        "rahf": {
+            "epochs": 1.0,
+            "batch_size": 32,
+            "max_length": 1024,
+            "lora_r": 8,
+            "lora_alpha": 16,
+            "alpha": 5.0,
+            "learning_rate": 5e-5,
+        },
+        "run-all": {
+            "train_prompts": 0,
+            "rounds": 4,
+            "pair_prompts": 0,
+            "ensemble": 0,
+            "eval_prompts": 0,
+            "max_new_tokens": 256,
+            "helpful_ratio": 1.0,
+        },
     },
 }
 
@@ -809,8 +1035,10 @@ def build_job(cls: type[T], values: dict[str, Any]) -> T:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"The {command_of(cls)} settings have no field {', '.join(unknown)}; "
-                          f"known fields: {', '.join(sorted(known))}.")
+        raise ConfigError(
+            f"The {command_of(cls)} settings have no field {', '.join(unknown)}; "
+            f"known fields: {', '.join(sorted(known))}."
+        )
     job = cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
     problems = non_finite_fields(job) or job.problems()
     if problems:
@@ -849,7 +1077,9 @@ def read_job_file(path: str | Path) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"The job file {path} is not UTF-8 text (is it a binary file?).") from None
+        raise ConfigError(
+            f"The job file {path} is not UTF-8 text (is it a binary file?)."
+        ) from None
     except OSError as exc:
         raise ConfigError(f"Cannot read the job file {path}: {exc.strerror}.") from None
     try:
@@ -857,8 +1087,10 @@ def read_job_file(path: str | Path) -> dict[str, Any]:
     except YamlRefused as exc:
         raise ConfigError(f"The job file {path}, line {exc.line or '?'}: {exc.problem}.") from None
     if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
-        raise ConfigError(f"The job file {path} must be a mapping of field: value (field names "
-                       "are words such as learning_rate).")
+        raise ConfigError(
+            f"The job file {path} must be a mapping of field: value (field names "
+            "are words such as learning_rate)."
+        )
     return values
 
 

@@ -15,6 +15,7 @@ the differences, in the same units: scaled by their mean projection on it). So c
 Layers are hidden-state indices as in the values report: layer i is the output of decoder
 block i − 1 (1…L), and steering layer i adds to exactly that state.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,8 +45,10 @@ DIRECTION_DIR, VECTORS_FILE, LINEAGE_FILE = "direction", "direction.safetensors"
 
 # --- the maths: pure, on tensors ----------------------------------------------------------------
 
-def direction_from_differences(diffs: torch.Tensor, weights: torch.Tensor,
-                               method: str = "mean") -> torch.Tensor:
+
+def direction_from_differences(
+    diffs: torch.Tensor, weights: torch.Tensor, method: str = "mean"
+) -> torch.Tensor:
     """[layers, hidden] from differences [n, layers, hidden] (preferred − dispreferred) with
     weights [n]: their weighted mean, or their first principal direction (uncentred, so it
     is the axis the differences share) signed and scaled by their weighted mean projection."""
@@ -70,9 +73,10 @@ def degeneration(text: str) -> str | None:
     words = text.split()
     if not words:
         return "empty"
-    grams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
+    grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
     if len(grams) >= 6 and len(set(grams)) / len(grams) < 0.5:
-        return f"repeats itself ({1 - len(set(grams)) / len(grams):.0%} of its 3-word runs are repeats)"
+        share = 1 - len(set(grams)) / len(grams)
+        return f"repeats itself ({share:.0%} of its 3-word runs are repeats)"
     letters = sum(ch.isalpha() for ch in text)
     if len(text) >= 12 and letters / len(text.replace(" ", "")) < 0.5:
         return "mostly symbols"
@@ -86,6 +90,7 @@ def sweep_coefficients(coefficient: float) -> list[float]:
 
 
 # --- the artifact -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class LayerReading:
@@ -120,8 +125,10 @@ class Direction:
 
     def vector(self, layer: int) -> torch.Tensor:
         if layer not in self.layers:
-            raise ConfigError(f"This direction has no layer {layer}; it has layers "
-                              f"{', '.join(map(str, self.layers))}.")
+            raise ConfigError(
+                f"This direction has no layer {layer}; it has layers "
+                f"{', '.join(map(str, self.layers))}."
+            )
         return self.vectors[self.layers.index(layer)]
 
     @property
@@ -138,25 +145,32 @@ class Direction:
 
     @property
     def summary(self) -> str:
-        read = (f"; best layer {self.best_layer} reads "
-                f"{next(r.accuracy for r in self.reading if r.layer == self.best_layer):.0%} on "
-                f"{self.read_on}{' (in-sample)' if self.in_sample else ''}" if self.reading else "")
-        return (f"{self.method} direction from {self.source} ({self.contrasts} contrasts, "
-                f"{self.model}, layers {self.layers[0]}–{self.layers[-1]}){read}")
+        read = (
+            f"; best layer {self.best_layer} reads "
+            f"{next(r.accuracy for r in self.reading if r.layer == self.best_layer):.0%} on "
+            f"{self.read_on}{' (in-sample)' if self.in_sample else ''}"
+            if self.reading
+            else ""
+        )
+        return (
+            f"{self.method} direction from {self.source} ({self.contrasts} contrasts, "
+            f"{self.model}, layers {self.layers[0]}–{self.layers[-1]}){read}"
+        )
 
 
 def check_layers(layers: list[int] | tuple[int, ...], model_layers: int) -> None:
     bad = [i for i in layers if not 1 <= i <= model_layers]
     if bad or not layers:
-        raise ConfigError(f"Steering layers are 1 to {model_layers} (the output of each decoder "
-                          f"block); got {', '.join(map(str, bad)) or 'none'}.")
+        raise ConfigError(
+            f"Steering layers are 1 to {model_layers} (the output of each decoder "
+            f"block); got {', '.join(map(str, bad)) or 'none'}."
+        )
 
 
 def save_direction(direction: Direction, folder: str | Path) -> Path:
     """The vectors as safetensors + the lineage as JSON, replaced whole (crash-safe)."""
     lineage = {k: v for k, v in asdict(direction).items() if k != "vectors"}
-    return save_tensors(folder, {"vectors": direction.vectors}, VECTORS_FILE, lineage,
-                        LINEAGE_FILE)
+    return save_tensors(folder, {"vectors": direction.vectors}, VECTORS_FILE, lineage, LINEAGE_FILE)
 
 
 def direction_folder(folder: str | Path) -> Path:
@@ -167,22 +181,34 @@ def direction_folder(folder: str | Path) -> Path:
 
 
 def read_direction(folder: str | Path) -> Direction:
-    tensors, lineage = read_tensors(direction_folder(folder), VECTORS_FILE, LINEAGE_FILE,
-                                    "a steering direction (written by `steer extract`)")
-    return Direction(vectors=tensors["vectors"], **{
-        **lineage, "layers": tuple(lineage["layers"]),
-        "reading": tuple(LayerReading(**r) for r in lineage["reading"])})
+    tensors, lineage = read_tensors(
+        direction_folder(folder),
+        VECTORS_FILE,
+        LINEAGE_FILE,
+        "a steering direction (written by `steer extract`)",
+    )
+    return Direction(
+        vectors=tensors["vectors"],
+        **{
+            **lineage,
+            "layers": tuple(lineage["layers"]),
+            "reading": tuple(LayerReading(**r) for r in lineage["reading"]),
+        },
+    )
 
 
 def check_direction_model(direction: Direction, loaded: LoadedModel, where: str = "") -> None:
     """Refuse (by name) a direction extracted from another model's states."""
     ours = (loaded.model.config.hidden_size, len(decoder_layers(loaded.model)))
-    if (direction.hidden_size, direction.model_layers) != ours or \
-            not same_model(direction.model, base_name(loaded)):
-        raise ModelError(f"The direction {where or direction.source} was extracted from "
-                         f"{direction.model} (hidden size {direction.hidden_size}, "
-                         f"{direction.model_layers} layers), not from {base_name(loaded)} (hidden "
-                         f"size {ours[0]}, {ours[1]} layers); extract one for this model.")
+    if (direction.hidden_size, direction.model_layers) != ours or not same_model(
+        direction.model, base_name(loaded)
+    ):
+        raise ModelError(
+            f"The direction {where or direction.source} was extracted from "
+            f"{direction.model} (hidden size {direction.hidden_size}, "
+            f"{direction.model_layers} layers), not from {base_name(loaded)} (hidden "
+            f"size {ours[0]}, {ours[1]} layers); extract one for this model."
+        )
 
 
 def same_model(a: str, b: str) -> bool:
@@ -213,13 +239,18 @@ def load_direction(folder: str | Path, loaded: LoadedModel) -> Direction:
 
 # --- extraction ---------------------------------------------------------------------------------
 
+
 def model_layers(loaded: LoadedModel) -> int:
     return len(decoder_layers(loaded.model))
 
 
-def constitution_contrasts(loaded: LoadedModel, constitution: Constitution, prompts: list[str],
-                           layers: list[int], batch_size: int = 16
-                           ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+def constitution_contrasts(
+    loaded: LoadedModel,
+    constitution: Constitution,
+    prompts: list[str],
+    layers: list[int],
+    batch_size: int = 16,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """(differences [principles × prompts, layers, hidden], their weights, principle
     weights): each prompt's last-token state under the principle's following instruction
     minus under its opposing one."""
@@ -228,8 +259,10 @@ def constitution_contrasts(loaded: LoadedModel, constitution: Constitution, prom
 
     principles = list(constitution.enabled_principles)
     if not principles:
-        raise ConstitutionError(f"Every principle of '{constitution.name}' is disabled; enable "
-                                "at least one to extract its direction.")
+        raise ConstitutionError(
+            f"Every principle of '{constitution.name}' is disabled; enable "
+            "at least one to extract its direction."
+        )
     if not prompts:
         raise DatasetError("No prompts to read the principles on.")
     conversations = []
@@ -240,14 +273,15 @@ def constitution_contrasts(loaded: LoadedModel, constitution: Constitution, prom
     k = len(prompts)
     diffs, weights = [], []
     for n, p in enumerate(principles):
-        block = states[2 * k * n:2 * k * (n + 1)]
+        block = states[2 * k * n : 2 * k * (n + 1)]
         diffs.append(block[:k] - block[k:])
         weights += [p.weight / k] * k
     return torch.cat(diffs), torch.tensor(weights), {p.id: p.weight for p in principles}
 
 
-def pair_contrasts(loaded: LoadedModel, data, layers: list[int],
-                   batch_size: int = 8) -> torch.Tensor:
+def pair_contrasts(
+    loaded: LoadedModel, data, layers: list[int], batch_size: int = 8
+) -> torch.Tensor:
     """[pairs, layers, hidden]: the preferred answer's mean state minus the other's."""
     from pipeline.values.features import pair_features
 
@@ -256,13 +290,18 @@ def pair_contrasts(loaded: LoadedModel, data, layers: list[int],
 
 
 def too_few_contrasts(n: int, method: str, what: str) -> DatasetError:
-    return DatasetError(f"The {method} method needs at least {MIN_CONTRASTS[method]} {what}; "
-                        f"got {n}.")
+    return DatasetError(
+        f"The {method} method needs at least {MIN_CONTRASTS[method]} {what}; got {n}."
+    )
 
 
-def extract_from_constitution(loaded: LoadedModel, constitution: Constitution,
-                              prompts: list[str], layers: list[int] | None = None,
-                              method: str = "mean") -> Direction:
+def extract_from_constitution(
+    loaded: LoadedModel,
+    constitution: Constitution,
+    prompts: list[str],
+    layers: list[int] | None = None,
+    method: str = "mean",
+) -> Direction:
     from pipeline.constitution import content_hash
 
     layers = layers or list(range(1, model_layers(loaded) + 1))
@@ -270,14 +309,23 @@ def extract_from_constitution(loaded: LoadedModel, constitution: Constitution,
     diffs, weights, by_principle = constitution_contrasts(loaded, constitution, prompts, layers)
     if len(diffs) < MIN_CONTRASTS[method]:
         raise too_few_contrasts(len(diffs), method, "(principle, prompt) contrasts")
-    return Direction(direction_from_differences(diffs, weights, method), tuple(layers), method,
-                     f"constitution {constitution.name}", content_hash(constitution),
-                     base_name(loaded), loaded.model.config.hidden_size, model_layers(loaded),
-                     len(diffs), by_principle)
+    return Direction(
+        direction_from_differences(diffs, weights, method),
+        tuple(layers),
+        method,
+        f"constitution {constitution.name}",
+        content_hash(constitution),
+        base_name(loaded),
+        loaded.model.config.hidden_size,
+        model_layers(loaded),
+        len(diffs),
+        by_principle,
+    )
 
 
-def extract_from_pairs(loaded: LoadedModel, data, ref: str, layers: list[int] | None = None,
-                       method: str = "mean") -> Direction:
+def extract_from_pairs(
+    loaded: LoadedModel, data, ref: str, layers: list[int] | None = None, method: str = "mean"
+) -> Direction:
     from pipeline.values.judge import data_hash
 
     layers = layers or list(range(1, model_layers(loaded) + 1))
@@ -285,10 +333,17 @@ def extract_from_pairs(loaded: LoadedModel, data, ref: str, layers: list[int] | 
     if len(data.pairs) < MIN_CONTRASTS[method]:
         raise too_few_contrasts(len(data.pairs), method, "labelled pairs (ties left out)")
     diffs = pair_contrasts(loaded, data, layers)
-    return Direction(direction_from_differences(diffs, torch.ones(len(diffs)), method),
-                     tuple(layers), method, f"pairs {ref}", data_hash(data.pairs),
-                     base_name(loaded), loaded.model.config.hidden_size, model_layers(loaded),
-                     len(diffs))
+    return Direction(
+        direction_from_differences(diffs, torch.ones(len(diffs)), method),
+        tuple(layers),
+        method,
+        f"pairs {ref}",
+        data_hash(data.pairs),
+        base_name(loaded),
+        loaded.model.config.hidden_size,
+        model_layers(loaded),
+        len(diffs),
+    )
 
 
 def layer_readings(loaded: LoadedModel, direction: Direction, data) -> tuple[LayerReading, ...]:
@@ -311,8 +366,12 @@ def with_reading(loaded: LoadedModel, direction: Direction, data, ref: str) -> D
 
     from pipeline.values.judge import data_hash
 
-    return replace(direction, reading=layer_readings(loaded, direction, data), read_on=ref,
-                   in_sample=direction.source_hash == data_hash(data.pairs))
+    return replace(
+        direction,
+        reading=layer_readings(loaded, direction, data),
+        read_on=ref,
+        in_sample=direction.source_hash == data_hash(data.pairs),
+    )
 
 
 def format_direction(direction: Direction) -> str:
@@ -320,8 +379,12 @@ def format_direction(direction: Direction) -> str:
     readings = {r.layer: r for r in direction.reading}
     for n, layer in enumerate(direction.layers):
         r = readings.get(layer)
-        read = (f"{r.accuracy:6.0%} ({r.low:.0%}–{r.high:.0%})        "
-                f"{'n/a' if r.controlled is None else f'{r.controlled:.0%}'}" if r else "")
+        read = (
+            f"{r.accuracy:6.0%} ({r.low:.0%}–{r.high:.0%})        "
+            f"{'n/a' if r.controlled is None else f'{r.controlled:.0%}'}"
+            if r
+            else ""
+        )
         lines.append(f"{layer:5d}  {float(direction.vectors[n].norm()):6.2f}  {read}")
     if direction.in_sample:
         lines.append("(read on the pairs it was extracted from: in-sample, optimistic)")
@@ -329,6 +392,7 @@ def format_direction(direction: Direction) -> str:
 
 
 # --- applying it --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Steering:
@@ -343,11 +407,13 @@ class Steering:
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.coefficient):
-            raise ConfigError(f"The steering coefficient must be a finite number (got "
-                              f"{self.coefficient}).")
+            raise ConfigError(
+                f"The steering coefficient must be a finite number (got {self.coefficient})."
+            )
         if self.positions not in POSITIONS:
-            raise ConfigError(f"positions must be one of {', '.join(POSITIONS)} (got "
-                              f"{self.positions!r}).")
+            raise ConfigError(
+                f"positions must be one of {', '.join(POSITIONS)} (got {self.positions!r})."
+            )
         check_layers(self.layers, self.direction.model_layers)
         for layer in self.layers:
             self.direction.vector(layer)
@@ -359,9 +425,11 @@ class Steering:
 
     @property
     def text(self) -> str:
-        return (f"steered {self.coefficient:+g} × {self.direction.method} direction from "
-                f"{self.direction.source} at layer{'s' if len(self.layers) > 1 else ''} "
-                f"{', '.join(map(str, self.layers))}")
+        return (
+            f"steered {self.coefficient:+g} × {self.direction.method} direction from "
+            f"{self.direction.source} at layer{'s' if len(self.layers) > 1 else ''} "
+            f"{', '.join(map(str, self.layers))}"
+        )
 
     @contextmanager
     def applied(self, model, prefix: bool = False) -> Iterator[None]:
@@ -371,7 +439,9 @@ class Steering:
             yield
             return
         vectors = {layer - 1: self.direction.vector(layer) for layer in self.layers}
-        with added_at_layers(model, vectors, self.coefficient, last_only=self.positions == "answer"):
+        with added_at_layers(
+            model, vectors, self.coefficient, last_only=self.positions == "answer"
+        ):
             yield
 
 
@@ -391,9 +461,15 @@ class SweepAnswer:
     problem: str | None  # why it degenerated, if it did
 
 
-def sweep(backend, conversation: list[dict[str, str]], direction: Direction,
-          layers: tuple[int, ...], coefficients: list[float], config,
-          positions: str = "answer") -> list[SweepAnswer]:
+def sweep(
+    backend,
+    conversation: list[dict[str, str]],
+    direction: Direction,
+    layers: tuple[int, ...],
+    coefficients: list[float],
+    config,
+    positions: str = "answer",
+) -> list[SweepAnswer]:
     """The same conversation answered at each coefficient, same seed — where the text
     changes and where it breaks down."""
     out = []

@@ -4,6 +4,7 @@ Constitution versions are append-only: saving never changes an earlier version. 
 editor's unsaved draft is kept too, so a page reload or a server restart loses no edit.
 Schema changes are numbered migrations recorded in `PRAGMA user_version`.
 """
+
 from __future__ import annotations
 
 import errno
@@ -17,8 +18,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from pipeline.constitution import (Constitution, check_constitution, content_hash,
-                                   load_constitution, parse_constitution, to_yaml)
+from pipeline.constitution import (
+    Constitution,
+    check_constitution,
+    content_hash,
+    load_constitution,
+    parse_constitution,
+    to_yaml,
+)
 from pipeline.errors import StoreError
 from pipeline.preferences import HUMAN_CHOICES
 
@@ -36,8 +43,11 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
     if not at:
         return ref, None
     if not version.lstrip("v").isdigit() or not name:
-        raise StoreError(f"'{ref}': the version after '@' must be a number, e.g. {name or 'name'}@2.")
+        raise StoreError(
+            f"'{ref}': the version after '@' must be a number, e.g. {name or 'name'}@2."
+        )
     return name, int(version.lstrip("v"))
+
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -176,9 +186,11 @@ def disk_message(path: Path, detail: str) -> str:
         what = f"The disk holding the workspace {folder} is full ({file_size(free)} free)"
     else:
         what = f"The disk holding the workspace {folder} reported an error ({detail})"
-    return (f"{what}. Nothing was changed. Free at least "
-            f"{file_size(need)} on that disk (about the database's size, room for its journal) "
-            "and try again.")
+    return (
+        f"{what}. Nothing was changed. Free at least "
+        f"{file_size(need)} on that disk (about the database's size, room for its journal) "
+        "and try again."
+    )
 
 
 def file_size(n: int) -> str:
@@ -217,8 +229,9 @@ def database_problem(path: Path, frozen: bool = False) -> str:
             return f"is damaged ({exc})"
         if is_disk_trouble(exc):
             raise StoreError(disk_message(path, str(exc))) from None
-        raise StoreError(f"Cannot open the workspace database {path}: {exc}. Nothing was "
-                         "changed.") from None
+        raise StoreError(
+            f"Cannot open the workspace database {path}: {exc}. Nothing was changed."
+        ) from None
     return "" if result == "ok" else f"is damaged ({result})"
 
 
@@ -237,7 +250,9 @@ class Store:
         try:
             self.workspace.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"Cannot create the workspace {self.workspace}: {exc.strerror}.") from None
+            raise StoreError(
+                f"Cannot create the workspace {self.workspace}: {exc.strerror}."
+            ) from None
         if not self.workspace.is_dir():
             raise StoreError(f"The workspace {self.workspace} is not a folder.")
         self.path = self.workspace / DB_NAME
@@ -276,13 +291,17 @@ class Store:
             folder = stem.with_name(f"{stem.name}-{n}")
         return folder
 
-    def trained(self, kinds: tuple[str, ...], folder: str = "adapter",
-                marker: str = "adapter_config.json") -> list[str]:
+    def trained(
+        self, kinds: tuple[str, ...], folder: str = "adapter", marker: str = "adapter_config.json"
+    ) -> list[str]:
         """The `folder` of every succeeded job of these kinds that holds `marker` (an
         adapter, by default), newest first (the adapters a model picker offers, the PMs a
         PPO form offers, the probes a judge picker offers)."""
-        found = [str(Path(j.out_dir) / folder) for j in self.jobs()
-                 if j.kind in kinds and j.status == "succeeded"]
+        found = [
+            str(Path(j.out_dir) / folder)
+            for j in self.jobs()
+            if j.kind in kinds and j.status == "succeeded"
+        ]
         return [a for a in dict.fromkeys(found) if (Path(a) / marker).exists()]
 
     def _broken(self, problem: str, recover: bool) -> None:
@@ -291,7 +310,8 @@ class Store:
                 f"The workspace database {self.path} {problem}. Nothing was changed. To recover: "
                 f"restore it from a backup, or move it away (e.g. to {DB_NAME}.broken) so a new "
                 "empty one is made — starting the studio does that for you and keeps the broken "
-                "file beside it.")
+                "file beside it."
+            )
         aside = self.path.with_name(f"{DB_NAME}.broken-{datetime.now():%Y%m%d-%H%M%S}")
         moved: list[tuple[Path, Path]] = []
         try:
@@ -304,19 +324,24 @@ class Store:
         except OSError as exc:
             for target, source in reversed(moved):  # all or nothing: never half set aside
                 os.rename(target, source)
-            raise StoreError(f"The workspace database {self.path} {problem}, and it could not "
-                             f"be moved aside ({exc.strerror}). Nothing was changed.") from None
-        self.notice = (f"The workspace database {problem}. It was kept as {aside.name} and a new, "
-                       "empty one was started: saved constitutions, labels and the job list of "
-                       "the broken one are not shown. Restore a backup over studio.db to get "
-                       "them back (run folders under runs/ are untouched).")
+            raise StoreError(
+                f"The workspace database {self.path} {problem}, and it could not "
+                f"be moved aside ({exc.strerror}). Nothing was changed."
+            ) from None
+        self.notice = (
+            f"The workspace database {problem}. It was kept as {aside.name} and a new, "
+            "empty one was started: saved constitutions, labels and the job list of "
+            "the broken one are not shown. Restore a backup over studio.db to get "
+            "them back (run folders under runs/ are untouched)."
+        )
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         try:
             if self.read_only:
-                conn = sqlite3.connect(read_only_uri(self.path, True), uri=True, timeout=30,
-                                       isolation_level=None)
+                conn = sqlite3.connect(
+                    read_only_uri(self.path, True), uri=True, timeout=30, isolation_level=None
+                )
             else:
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except sqlite3.Error as exc:
@@ -331,8 +356,10 @@ class Store:
             yield conn
         except sqlite3.DatabaseError as exc:
             if self.read_only and "readonly" in str(exc):
-                raise StoreError(f"The workspace {self.workspace} is read-only: this cannot be "
-                                 "saved. Use a workspace you can write.") from None
+                raise StoreError(
+                    f"The workspace {self.workspace} is read-only: this cannot be "
+                    "saved. Use a workspace you can write."
+                ) from None
             if is_disk_trouble(exc):
                 raise StoreError(disk_message(self.path, str(exc))) from None
             raise StoreError(f"The workspace database {self.path} failed: {exc}.") from None
@@ -358,8 +385,10 @@ class Store:
         with self._transaction() as conn:
             current = conn.execute("PRAGMA user_version").fetchone()[0]
             if current > len(MIGRATIONS):
-                raise StoreError(f"{self.path} was written by a newer Constitution Studio "
-                                 f"(schema {current}, this one knows {len(MIGRATIONS)}).")
+                raise StoreError(
+                    f"{self.path} was written by a newer Constitution Studio "
+                    f"(schema {current}, this one knows {len(MIGRATIONS)})."
+                )
             for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
                 for statement in filter(str.strip, script.split(";")):
                     conn.execute(statement)
@@ -368,19 +397,25 @@ class Store:
 
     def _check_read_only_schema(self) -> int:
         if not self.path.exists():
-            raise StoreError(f"The workspace {self.workspace} is read-only and holds no "
-                             f"{DB_NAME} yet: nothing to read.")
+            raise StoreError(
+                f"The workspace {self.workspace} is read-only and holds no "
+                f"{DB_NAME} yet: nothing to read."
+            )
         with self._connect() as conn:
             current = conn.execute("PRAGMA user_version").fetchone()[0]
         if current != len(MIGRATIONS):
-            raise StoreError(f"The workspace {self.workspace} is read-only and its database "
-                             f"has schema {current}, this Constitution Studio needs "
-                             f"{len(MIGRATIONS)}: open it once with write access to upgrade it.")
+            raise StoreError(
+                f"The workspace {self.workspace} is read-only and its database "
+                f"has schema {current}, this Constitution Studio needs "
+                f"{len(MIGRATIONS)}: open it once with write access to upgrade it."
+            )
         return current
 
     # --- constitution versions -------------------------------------------------------------
 
-    def save_version(self, constitution: Constitution, note: str = "") -> tuple[VersionRecord, bool]:
+    def save_version(
+        self, constitution: Constitution, note: str = ""
+    ) -> tuple[VersionRecord, bool]:
         """Save as the next version of its name; unchanged content is not saved again.
 
         Returns the record and whether a new version was created. The draft of that name is
@@ -391,7 +426,8 @@ class Store:
         with self._transaction() as conn:
             latest = conn.execute(
                 "SELECT * FROM constitution_versions WHERE name = ? ORDER BY version DESC LIMIT 1",
-                (constitution.name,)).fetchone()
+                (constitution.name,),
+            ).fetchone()
             if latest is not None and latest["hash"] == digest:
                 conn.execute("DELETE FROM constitution_drafts WHERE name = ?", (constitution.name,))
                 return _record(latest), False
@@ -400,7 +436,8 @@ class Store:
             conn.execute(
                 "INSERT INTO constitution_versions (name, version, hash, yaml, note, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (constitution.name, version, digest, text, note, _now()))
+                (constitution.name, version, digest, text, note, _now()),
+            )
             conn.execute("DELETE FROM constitution_drafts WHERE name = ?", (constitution.name,))
         return self.version(constitution.name, version), True
 
@@ -412,19 +449,25 @@ class Store:
     def versions(self, name: str) -> list[VersionRecord]:
         """Every version of `name`, newest first."""
         with self._connect() as conn:
-            rows = conn.execute("SELECT * FROM constitution_versions WHERE name = ? "
-                                "ORDER BY version DESC", (name,)).fetchall()
+            rows = conn.execute(
+                "SELECT * FROM constitution_versions WHERE name = ? ORDER BY version DESC", (name,)
+            ).fetchall()
         return [_record(r) for r in rows]
 
     def version(self, name: str, version: int | None = None) -> VersionRecord:
         """One version of `name`; the latest when `version` is None."""
         with self._connect() as conn:
             if version is None:
-                row = conn.execute("SELECT * FROM constitution_versions WHERE name = ? "
-                                   "ORDER BY version DESC LIMIT 1", (name,)).fetchone()
+                row = conn.execute(
+                    "SELECT * FROM constitution_versions WHERE name = ? "
+                    "ORDER BY version DESC LIMIT 1",
+                    (name,),
+                ).fetchone()
             else:
-                row = conn.execute("SELECT * FROM constitution_versions WHERE name = ? AND "
-                                   "version = ?", (name, version)).fetchone()
+                row = conn.execute(
+                    "SELECT * FROM constitution_versions WHERE name = ? AND version = ?",
+                    (name, version),
+                ).fetchone()
         if row is None:
             which = f"version {version} of " if version is not None else ""
             raise StoreError(f"No saved {which}constitution '{name}' in {self.workspace}.")
@@ -432,8 +475,9 @@ class Store:
 
     def all_versions(self) -> list[VersionRecord]:
         with self._connect() as conn:
-            rows = conn.execute("SELECT * FROM constitution_versions "
-                                "ORDER BY name, version DESC").fetchall()
+            rows = conn.execute(
+                "SELECT * FROM constitution_versions ORDER BY name, version DESC"
+            ).fetchall()
         return [_record(r) for r in rows]
 
     def seed(self, folder: Path = SHIPPED_CONSTITUTIONS) -> list[str]:
@@ -460,12 +504,14 @@ class Store:
                 "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
                 "base_version = excluded.base_version, yaml = excluded.yaml, "
                 "updated_at = excluded.updated_at",
-                (constitution.name, base_version, to_yaml(constitution), _now()))
+                (constitution.name, base_version, to_yaml(constitution), _now()),
+            )
 
     def draft(self, name: str) -> Draft | None:
         with self._connect() as conn:
-            row = conn.execute("SELECT * FROM constitution_drafts WHERE name = ?",
-                               (name,)).fetchone()
+            row = conn.execute(
+                "SELECT * FROM constitution_drafts WHERE name = ?", (name,)
+            ).fetchone()
         return Draft(**dict(row)) if row else None
 
     def working(self, name: str) -> Constitution:
@@ -481,23 +527,32 @@ class Store:
 
     # --- jobs ------------------------------------------------------------------------------
 
-    def add_job(self, kind: str, args: list[str], out_dir: str, command: list[str],
-                config: str = "", parent: int | None = None) -> tuple[JobRecord, bool]:
+    def add_job(
+        self,
+        kind: str,
+        args: list[str],
+        out_dir: str,
+        command: list[str],
+        config: str = "",
+        parent: int | None = None,
+    ) -> tuple[JobRecord, bool]:
         """Queue a job; (record, True) if it was added, (the existing one, False) if the same
         job (same arguments, same folder) is already queued or running — so two tabs pressing
         the same button run it once."""
         with self._transaction() as conn:
             same = conn.execute(
                 "SELECT id FROM jobs WHERE args = ? AND out_dir = ? AND status IN "
-                f"({_placeholders(PENDING)})", (json.dumps(args), out_dir, *PENDING)).fetchone()
+                f"({_placeholders(PENDING)})",
+                (json.dumps(args), out_dir, *PENDING),
+            ).fetchone()
             if same is not None:
                 job_id, added = same["id"], False
             else:
                 job_id = conn.execute(
                     "INSERT INTO jobs (kind, status, args, out_dir, command, config, parent, "
                     "created_at) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)",
-                    (kind, json.dumps(args), out_dir, json.dumps(command), config, parent,
-                     _now())).lastrowid
+                    (kind, json.dumps(args), out_dir, json.dumps(command), config, parent, _now()),
+                ).lastrowid
                 added = True
         return self.job(job_id), added
 
@@ -507,10 +562,16 @@ class Store:
         (pipelines that only wait on their own stage jobs) neither need nor hold it."""
         free = _placeholders(free_kinds) if free_kinds else "NULL"
         with self._transaction() as conn:
-            busy = conn.execute(f"SELECT 1 FROM jobs WHERE status IN ({_placeholders(ACTIVE)}) "
-                                f"AND kind NOT IN ({free})", (*ACTIVE, *free_kinds)).fetchone()
-            row = conn.execute(f"SELECT id FROM jobs WHERE status = 'queued' AND (kind IN ({free}) "
-                               "OR ?) ORDER BY id LIMIT 1", (*free_kinds, busy is None)).fetchone()
+            busy = conn.execute(
+                f"SELECT 1 FROM jobs WHERE status IN ({_placeholders(ACTIVE)}) "
+                f"AND kind NOT IN ({free})",
+                (*ACTIVE, *free_kinds),
+            ).fetchone()
+            row = conn.execute(
+                f"SELECT id FROM jobs WHERE status = 'queued' AND (kind IN ({free}) "
+                "OR ?) ORDER BY id LIMIT 1",
+                (*free_kinds, busy is None),
+            ).fetchone()
             if row is None:
                 return None
             conn.execute("UPDATE jobs SET status = 'starting' WHERE id = ?", (row["id"],))
@@ -518,8 +579,10 @@ class Store:
 
     def start_job(self, job_id: int, pid: int) -> None:
         with self._transaction() as conn:
-            conn.execute("UPDATE jobs SET status = 'running', pid = ?, started_at = ? WHERE id = ?",
-                         (pid, _now(), job_id))
+            conn.execute(
+                "UPDATE jobs SET status = 'running', pid = ?, started_at = ? WHERE id = ?",
+                (pid, _now(), job_id),
+            )
 
     def job(self, job_id: int) -> JobRecord:
         with self._connect() as conn:
@@ -531,52 +594,83 @@ class Store:
     def jobs(self, kind: str | None = None) -> list[JobRecord]:
         """Jobs, newest first."""
         with self._connect() as conn:
-            rows = conn.execute("SELECT * FROM jobs WHERE ? IS NULL OR kind = ? ORDER BY id DESC",
-                                (kind, kind)).fetchall()
+            rows = conn.execute(
+                "SELECT * FROM jobs WHERE ? IS NULL OR kind = ? ORDER BY id DESC", (kind, kind)
+            ).fetchall()
         return [_job(r) for r in rows]
 
-    def set_job_status(self, job_id: int, status: str, error: str = "",
-                       artifacts: list[str] | None = None) -> None:
+    def set_job_status(
+        self, job_id: int, status: str, error: str = "", artifacts: list[str] | None = None
+    ) -> None:
         finished = None if status in PENDING else _now()
         with self._transaction() as conn:
-            conn.execute("UPDATE jobs SET status = ?, error = ?, finished_at = ?, "
-                         "artifacts = COALESCE(?, artifacts) WHERE id = ?",
-                         (status, error, finished,
-                          None if artifacts is None else json.dumps(artifacts), job_id))
+            conn.execute(
+                "UPDATE jobs SET status = ?, error = ?, finished_at = ?, "
+                "artifacts = COALESCE(?, artifacts) WHERE id = ?",
+                (
+                    status,
+                    error,
+                    finished,
+                    None if artifacts is None else json.dumps(artifacts),
+                    job_id,
+                ),
+            )
 
     # --- human labels ----------------------------------------------------------------------
     # Only people write here: AI labelling writes run files and never touches this table.
 
-    def set_human_label(self, pair_id: str, choice: str, prompt: str, response_a: str,
-                        response_b: str, source: str = "studio") -> None:
+    def set_human_label(
+        self,
+        pair_id: str,
+        choice: str,
+        prompt: str,
+        response_a: str,
+        response_b: str,
+        source: str = "studio",
+    ) -> None:
         """Record (or change) a person's choice for the pair with these answers in this order."""
         if choice not in HUMAN_CHOICES:
-            raise StoreError(f"A human label is {', '.join(HUMAN_CHOICES[:-1])} or "
-                             f"{HUMAN_CHOICES[-1]} (got {choice!r}).")
+            raise StoreError(
+                f"A human label is {', '.join(HUMAN_CHOICES[:-1])} or "
+                f"{HUMAN_CHOICES[-1]} (got {choice!r})."
+            )
         with self._transaction() as conn:
-            before = conn.execute("SELECT choice, source, labelled_at FROM human_labels "
-                                  "WHERE pair_id = ?", (pair_id,)).fetchone()
-            conn.execute("INSERT INTO human_label_history (pair_id, previous, previous_source, "
-                         "previous_at) VALUES (?, ?, ?, ?)",
-                         (pair_id, *(tuple(before) if before else (None, None, None))))
-            conn.execute("INSERT OR REPLACE INTO human_labels VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (pair_id, choice, prompt, response_a, response_b, source, _now()))
+            before = conn.execute(
+                "SELECT choice, source, labelled_at FROM human_labels WHERE pair_id = ?", (pair_id,)
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO human_label_history (pair_id, previous, previous_source, "
+                "previous_at) VALUES (?, ?, ?, ?)",
+                (pair_id, *(tuple(before) if before else (None, None, None))),
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO human_labels VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (pair_id, choice, prompt, response_a, response_b, source, _now()),
+            )
 
     def undo_human_label(self) -> tuple[str, str | None] | None:
         """Take back the last human label recorded: the pair's label before it comes back
         (or none). Returns (pair id, restored choice), or None when there is nothing to undo."""
         with self._transaction() as conn:
-            last = conn.execute("SELECT * FROM human_label_history ORDER BY id DESC "
-                                "LIMIT 1").fetchone()
+            last = conn.execute(
+                "SELECT * FROM human_label_history ORDER BY id DESC LIMIT 1"
+            ).fetchone()
             if last is None:
                 return None
             conn.execute("DELETE FROM human_label_history WHERE id = ?", (last["id"],))
             if last["previous"] is None:
                 conn.execute("DELETE FROM human_labels WHERE pair_id = ?", (last["pair_id"],))
             else:
-                conn.execute("UPDATE human_labels SET choice = ?, source = ?, labelled_at = ? "
-                             "WHERE pair_id = ?", (last["previous"], last["previous_source"],
-                                                   last["previous_at"], last["pair_id"]))
+                conn.execute(
+                    "UPDATE human_labels SET choice = ?, source = ?, labelled_at = ? "
+                    "WHERE pair_id = ?",
+                    (
+                        last["previous"],
+                        last["previous_source"],
+                        last["previous_at"],
+                        last["pair_id"],
+                    ),
+                )
         return last["pair_id"], last["previous"]
 
     def remove_human_label(self, pair_id: str) -> None:
@@ -586,8 +680,10 @@ class Store:
     def human_pairs(self) -> list[tuple[str, str, str, str]]:
         """Every pair a person labelled here: (prompt, answer A, answer B, choice)."""
         with self._connect() as conn:
-            rows = conn.execute("SELECT prompt, response_a, response_b, choice FROM human_labels "
-                                "ORDER BY labelled_at, pair_id").fetchall()
+            rows = conn.execute(
+                "SELECT prompt, response_a, response_b, choice FROM human_labels "
+                "ORDER BY labelled_at, pair_id"
+            ).fetchall()
         return [tuple(r) for r in rows]
 
     def human_labels(self) -> dict[str, str]:
@@ -632,10 +728,17 @@ class JobRecord:
 
 
 def _job(row: sqlite3.Row) -> JobRecord:
-    return JobRecord(**{**dict(row), **{k: tuple(json.loads(row[k]))
-                                        for k in ("args", "command", "artifacts")}})
+    return JobRecord(
+        **{**dict(row), **{k: tuple(json.loads(row[k])) for k in ("args", "command", "artifacts")}}
+    )
 
 
 def _record(row: sqlite3.Row) -> VersionRecord:
-    return VersionRecord(name=row["name"], version=row["version"], hash=row["hash"],
-                         yaml=row["yaml"], note=row["note"], created_at=row["created_at"])
+    return VersionRecord(
+        name=row["name"],
+        version=row["version"],
+        hash=row["hash"],
+        yaml=row["yaml"],
+        note=row["note"],
+        created_at=row["created_at"],
+    )

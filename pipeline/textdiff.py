@@ -1,5 +1,6 @@
 """Differences between two texts a person can read: by word when the texts are close, by
 sentence when most words changed (a word diff of a rewrite interleaves into nonsense)."""
+
 from __future__ import annotations
 
 import difflib

@@ -2,6 +2,7 @@
 with people (accuracy of the argmax and calibration of P(A)), from preference records; and
 each number's plain-language verdict, so nobody reads 12% agreement or a calibration error
 over one bin as good news."""
+
 from __future__ import annotations
 
 import math
@@ -56,8 +57,8 @@ def wilson_interval(successes: int, n: int) -> tuple[float, float]:
     if n == 0:
         return 0.0, 1.0
     p = successes / n
-    centre = (p + Z95 ** 2 / (2 * n)) / (1 + Z95 ** 2 / n)
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95 ** 2 / (4 * n * n)) / (1 + Z95 ** 2 / n)
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
@@ -73,13 +74,17 @@ def label_verdict(p_a: float, p_a_ab: float, p_a_ba: float, identical: bool = Fa
         return Verdict("unknown", "identical answers: there is nothing to prefer")
     if position_decided(p_a_ab, p_a_ba):
         position = "first" if p_a_ab > 0.5 else "second"
-        return Verdict("bad", f"position-decided: the judge picks whichever answer is shown "
-                              f"{position} (P(A) {p_a_ab:.2f} with A "
-                              f"first, {p_a_ba:.2f} with B first), so this label says nothing "
-                              "about the answers")
+        return Verdict(
+            "bad",
+            f"position-decided: the judge picks whichever answer is shown "
+            f"{position} (P(A) {p_a_ab:.2f} with A "
+            f"first, {p_a_ba:.2f} with B first), so this label says nothing "
+            "about the answers",
+        )
     if abs(p_a - 0.5) < NO_PREFERENCE:
-        return Verdict("warn", f"no preference: P(A) = {p_a:.3f} is within {NO_PREFERENCE} of a "
-                               "coin flip")
+        return Verdict(
+            "warn", f"no preference: P(A) = {p_a:.3f} is within {NO_PREFERENCE} of a coin flip"
+        )
     winner = "A" if p_a > 0.5 else "B"
     return Verdict("ok", f"prefers {winner} in both orders (P(A) = {p_a:.3f})")
 
@@ -88,15 +93,21 @@ def agreement_verdict(agreeing: int, compared: int) -> Verdict:
     """Agreement with people in words: its 95% interval and whether that excludes chance
     (50%), or that there are too few pairs to say."""
     if compared < MIN_PAIRS:
-        return Verdict("unknown", f"too few pairs to say: {compared} compared, at least "
-                                  f"{MIN_PAIRS} needed before agreement means anything")
+        return Verdict(
+            "unknown",
+            f"too few pairs to say: {compared} compared, at least "
+            f"{MIN_PAIRS} needed before agreement means anything",
+        )
     low, high = wilson_interval(agreeing, compared)
     span = f"{agreeing / compared:.0%} (95% interval {low:.0%}–{high:.0%}, n = {compared})"
     if low > 0.5:
         return Verdict("ok", f"{span}: better than a coin flip")
     if high < 0.5:
-        return Verdict("bad", f"{span}: worse than a coin flip — the judge tends to prefer "
-                              "the answer people rejected")
+        return Verdict(
+            "bad",
+            f"{span}: worse than a coin flip — the judge tends to prefer "
+            "the answer people rejected",
+        )
     return Verdict("warn", f"{span}: cannot be told from a coin flip (50%)")
 
 
@@ -125,10 +136,15 @@ class Agreement:
     @property
     def calibration_note(self) -> str:
         if self.calibration_meaningful:
-            return (f"calibration error {self.ece:.3f} (0 = the judge's P(A) matches how often "
-                    "people chose A)")
-        why = ("every label sits in one bin of P(A)" if len(self.bins) <= 1
-               else f"fewer than {MIN_PAIRS} pairs")
+            return (
+                f"calibration error {self.ece:.3f} (0 = the judge's P(A) matches how often "
+                "people chose A)"
+            )
+        why = (
+            "every label sits in one bin of P(A)"
+            if len(self.bins) <= 1
+            else f"fewer than {MIN_PAIRS} pairs"
+        )
         return f"calibration error not meaningful: {why}"
 
 
@@ -151,11 +167,21 @@ def agreement(pairs: list[tuple[float, str]]) -> Agreement | None:
     bins = []
     for k in range(CALIBRATION_BINS):
         low, high = k / CALIBRATION_BINS, (k + 1) / CALIBRATION_BINS
-        inside = [(p, a) for p, a in decided
-                  if low <= p < high or (k == CALIBRATION_BINS - 1 and p == 1.0)]
+        inside = [
+            (p, a)
+            for p, a in decided
+            if low <= p < high or (k == CALIBRATION_BINS - 1 and p == 1.0)
+        ]
         if inside:
-            bins.append(CalibrationBin(low, high, len(inside), sum(p for p, _ in inside) / len(inside),
-                                       sum(a for _, a in inside) / len(inside)))
+            bins.append(
+                CalibrationBin(
+                    low,
+                    high,
+                    len(inside),
+                    sum(p for p, _ in inside) / len(inside),
+                    sum(a for _, a in inside) / len(inside),
+                )
+            )
     ece = sum(b.count * abs(b.mean_p_a - b.human_a) for b in bins) / len(decided)
     return Agreement(len(decided), ties, correct, tuple(bins), ece)
 
@@ -174,11 +200,15 @@ class LengthBaselines:
 
     @property
     def text(self) -> str:
-        base = (f"length alone: always-longer {self.longer:.0%}, always-shorter "
-                f"{self.shorter:.0%} on {self.compared} pairs")
+        base = (
+            f"length alone: always-longer {self.longer:.0%}, always-shorter "
+            f"{self.shorter:.0%} on {self.compared} pairs"
+        )
         if self.controlled is None:
-            return base + "; length-controlled agreement needs pairs where people chose the " \
-                          "longer and pairs where they chose the shorter answer"
+            return (
+                base + "; length-controlled agreement needs pairs where people chose the "
+                "longer and pairs where they chose the shorter answer"
+            )
         return base + f"; the judge's length-controlled agreement {self.controlled:.0%}"
 
 
@@ -187,14 +217,16 @@ def length_control(outcomes: list[tuple[bool, bool]]) -> LengthBaselines | None:
     differ in length; None without such a pair."""
     if not outcomes:
         return None
-    groups = {side: [right for longer, right in outcomes if longer == side]
-              for side in (True, False)}
+    groups = {
+        side: [right for longer, right in outcomes if longer == side] for side in (True, False)
+    }
     n = len(outcomes)
     controlled = None
     if groups[True] and groups[False]:
         controlled = sum(sum(g) / len(g) for g in groups.values()) / 2
-    return LengthBaselines(n, len(groups[True]) / n, len(groups[False]) / n, len(groups[True]),
-                           controlled)
+    return LengthBaselines(
+        n, len(groups[True]) / n, len(groups[False]) / n, len(groups[True]), controlled
+    )
 
 
 def chose_longer(choice: str, a: str, b: str) -> bool | None:
@@ -208,8 +240,13 @@ def chose_longer(choice: str, a: str, b: str) -> bool | None:
 def length_baselines(rows: list[tuple[float, str, str, str]]) -> LengthBaselines | None:
     """From (P(A), human choice, answer A, answer B) rows; None without a human A/B pair of
     answers of different lengths."""
-    return length_control([(longer, bool(ai_agrees(p_a, choice))) for p_a, choice, a, b in rows
-                           if (longer := chose_longer(choice, a, b)) is not None])
+    return length_control(
+        [
+            (longer, bool(ai_agrees(p_a, choice)))
+            for p_a, choice, a, b in rows
+            if (longer := chose_longer(choice, a, b)) is not None
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -226,8 +263,9 @@ class TrustReport:
     @property
     def position_verdict(self) -> Verdict:
         if self.position_bias >= 0.5:
-            return Verdict("bad", "most labels follow the order the answers are shown in, "
-                                  "not the answers")
+            return Verdict(
+                "bad", "most labels follow the order the answers are shown in, not the answers"
+            )
         if self.position_bias >= 0.2:
             return Verdict("warn", "many labels follow the order the answers are shown in")
         return Verdict("ok", "few labels depend on the order")
@@ -235,8 +273,11 @@ class TrustReport:
     @property
     def mass_verdict(self) -> Verdict:
         if self.mean_mass < 0.5:
-            return Verdict("warn", "the model mostly did not answer with (A) or (B): its labels "
-                                   "rest on a small share of its probability")
+            return Verdict(
+                "warn",
+                "the model mostly did not answer with (A) or (B): its labels "
+                "rest on a small share of its probability",
+            )
         return Verdict("ok", "the model answers the question with (A) or (B)")
 
 
@@ -247,25 +288,30 @@ def trust_report(prefs: list[Preference], human_labels: dict[str, str]) -> Trust
     ordered = [OrderedLabel(p.p_a_ab, p.p_a_ba, 0, 0) for p in scored]
     humans = [(p, human_choice(p.pair, human_labels)) for p in prefs]
     return TrustReport(
-        labels=len(prefs), identical=sum("identical" in p.flags for p in prefs),
+        labels=len(prefs),
+        identical=sum("identical" in p.flags for p in prefs),
         truncated=sum("truncated" in p.flags for p in prefs),
         position_bias=position_bias(ordered),
         mean_mass=sum(p.mass for p in scored) / len(scored) if scored else 0.0,
         entropy_histogram=tuple(histogram([entropy_bits(p.p_a) for p in scored], ENTROPY_BINS)),
         agreement=agreement([(p.p_a, c) for p, c in humans if c is not None]),
-        length=length_baselines([(p.p_a, c, p.pair.response_a, p.pair.response_b)
-                                 for p, c in humans if c is not None]))
+        length=length_baselines(
+            [(p.p_a, c, p.pair.response_a, p.pair.response_b) for p, c in humans if c is not None]
+        ),
+    )
 
 
 def format_report(report: TrustReport) -> str:
     """The report as text for the CLI."""
-    lines = [f"labelled pairs      {report.labels} ({report.identical} identical, "
-             f"{report.truncated} truncated)",
-             f"position bias       {report.position_bias:.1%} of labels flip with the order: "
-             f"{report.position_verdict.text}",
-             f"option mass         {report.mean_mass:.3f} mean probability on (A)/(B): "
-             f"{report.mass_verdict.text}",
-             "label entropy (bits, 0 = certain … 1 = coin flip):"]
+    lines = [
+        f"labelled pairs      {report.labels} ({report.identical} identical, "
+        f"{report.truncated} truncated)",
+        f"position bias       {report.position_bias:.1%} of labels flip with the order: "
+        f"{report.position_verdict.text}",
+        f"option mass         {report.mean_mass:.3f} mean probability on (A)/(B): "
+        f"{report.mass_verdict.text}",
+        "label entropy (bits, 0 = certain … 1 = coin flip):",
+    ]
     for k, count in enumerate(report.entropy_histogram):
         lo, hi = k / ENTROPY_BINS, (k + 1) / ENTROPY_BINS
         lines.append(f"  {lo:.1f}–{hi:.1f}  {count:5d}  {'#' * min(count, 60)}")
@@ -273,25 +319,35 @@ def format_report(report: TrustReport) -> str:
     if a is None:
         lines.append("human agreement     no human labels yet")
     else:
-        lines += [f"human agreement     {a.verdict.text} ({a.ties} ties left out)",
-                  f"calibration         {a.calibration_note}"]
+        lines += [
+            f"human agreement     {a.verdict.text} ({a.ties} ties left out)",
+            f"calibration         {a.calibration_note}",
+        ]
         if report.length:
             lines.append(f"length baselines    {report.length.text}")
         if a.calibration_meaningful:
             lines.append("calibration (AI P(A) bin → mean P(A), human chose A):")
-            lines += [f"  {b.low:.1f}–{b.high:.1f}  n={b.count:4d}  {b.mean_p_a:.2f}  "
-                      f"{b.human_a:.2f}" for b in a.bins]
+            lines += [
+                f"  {b.low:.1f}–{b.high:.1f}  n={b.count:4d}  {b.mean_p_a:.2f}  {b.human_a:.2f}"
+                for b in a.bins
+            ]
     return "\n".join(lines)
 
 
 # --- views for people checking the labels ---------------------------------------------------
 
-VIEWS = ["all", "most uncertain", "most position-biased", "AI vs human disagreements",
-         "not yet labelled by a person"]
+VIEWS = [
+    "all",
+    "most uncertain",
+    "most position-biased",
+    "AI vs human disagreements",
+    "not yet labelled by a person",
+]
 
 
 def view_rows(prefs: list[Preference], humans: dict[str, str], view: str) -> list[Preference]:
     """The records a table view shows, in its order."""
+
     def human(p: Preference) -> str | None:
         return human_choice(p.pair, humans)
 

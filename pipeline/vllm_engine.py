@@ -11,6 +11,7 @@ falls back to the transformers engine and says why. An engine runs in a process 
 (in the job's process group, so a cancel ends it too) and is shut down after answering, so
 the judges have its memory.
 """
+
 from __future__ import annotations
 
 import gc
@@ -90,35 +91,66 @@ class VLLMBackend:
             settings = json.loads(adapter.read_text())
             base = resolve_source(settings.get("base_model_name_or_path") or "")
             if int(settings.get("r", 0)) > MAX_LORA_RANK:
-                raise ModelError(f"{model} has LoRA rank {settings['r']}; vLLM engines here take "
-                                 f"at most {MAX_LORA_RANK}.")
-            self.lora = LoRARequest(Path(source).name, 1 + stable_int("lora", source) % 10**6,
-                                    source)
+                raise ModelError(
+                    f"{model} has LoRA rank {settings['r']}; vLLM engines here take "
+                    f"at most {MAX_LORA_RANK}."
+                )
+            self.lora = LoRARequest(
+                Path(source).name, 1 + stable_int("lora", source) % 10**6, source
+            )
         self.name = model
         self.tokenizer = AutoTokenizer.from_pretrained(base)
         if base not in _engines:
             release_engines()  # one engine at a time: each reserves its share of the memory
             gpu = on_gpu()
-            memory = {"gpu_memory_utilization": MEMORY} if gpu else \
-                {"kv_cache_memory_bytes": CPU_KV_CACHE}
-            _engines[base] = LLM(model=base, enable_lora=True, max_lora_rank=MAX_LORA_RANK,
-                                 dtype=dtype_name("cuda" if gpu else "cpu"), seed=0, **memory)
+            memory = (
+                {"gpu_memory_utilization": MEMORY}
+                if gpu
+                else {"kv_cache_memory_bytes": CPU_KV_CACHE}
+            )
+            _engines[base] = LLM(
+                model=base,
+                enable_lora=True,
+                max_lora_rank=MAX_LORA_RANK,
+                dtype=dtype_name("cuda" if gpu else "cpu"),
+                seed=0,
+                **memory,
+            )
         self.llm = _engines[base]
 
-    def generate(self, conversations: list[list[Message]], config: SamplingConfig,
-                 seeds: list[int] | None = None, steering=None) -> list[Generation]:
+    def generate(
+        self,
+        conversations: list[list[Message]],
+        config: SamplingConfig,
+        seeds: list[int] | None = None,
+        steering=None,
+    ) -> list[Generation]:
         """Answer every conversation, each with its seed (row i: config.seed + i)."""
         from vllm import SamplingParams
 
         if steering is not None:
-            raise ModelError("vLLM cannot steer; steered policies run on the transformers "
-                             "engine.")
+            raise ModelError("vLLM cannot steer; steered policies run on the transformers engine.")
         seeds = seeds if seeds is not None else [config.seed + i for i in range(len(conversations))]
-        params = [SamplingParams(temperature=config.temperature, top_p=config.top_p,
-                                 max_tokens=config.max_new_tokens, seed=s) for s in seeds]
-        outputs = self.llm.generate([{"prompt_token_ids": prompt_ids(self.tokenizer, c)}
-                                     for c in conversations], params, use_tqdm=False,
-                                    lora_request=self.lora)
-        return [Generation(o.outputs[0].text.strip(), len(o.outputs[0].token_ids),
-                           "length" if o.outputs[0].finish_reason == "length" else "stop")
-                for o in outputs]
+        params = [
+            SamplingParams(
+                temperature=config.temperature,
+                top_p=config.top_p,
+                max_tokens=config.max_new_tokens,
+                seed=s,
+            )
+            for s in seeds
+        ]
+        outputs = self.llm.generate(
+            [{"prompt_token_ids": prompt_ids(self.tokenizer, c)} for c in conversations],
+            params,
+            use_tqdm=False,
+            lora_request=self.lora,
+        )
+        return [
+            Generation(
+                o.outputs[0].text.strip(),
+                len(o.outputs[0].token_ids),
+                "length" if o.outputs[0].finish_reason == "length" else "stop",
+            )
+            for o in outputs
+        ]

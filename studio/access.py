@@ -5,6 +5,7 @@ ask for a login: `--auth USER:PASS`, `--auth-file FILE` (one USER:PASS a line) o
 environment variable below. It serves no file of the workspace but the exports a download
 button hands out: the database, run folders, adapters and logs are never fetchable.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -40,32 +41,41 @@ def read_auth_file(path: str | Path) -> list[tuple[str, str]]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise AccessError(f"Cannot read the auth file {path}: {exc}") from None
-    logins = [parse_credential(line, f"{path}, line {n}") for n, line in enumerate(lines, 1)
-              if line.strip() and not line.lstrip().startswith("#")]
+    logins = [
+        parse_credential(line, f"{path}, line {n}")
+        for n, line in enumerate(lines, 1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     if not logins:
         raise AccessError(f"The auth file {path} holds no USER:PASS line.")
     return logins
 
 
-def logins(auth: list[str], auth_file: str | None,
-           environ: dict[str, str] | None = None) -> list[tuple[str, str]]:
+def logins(
+    auth: list[str], auth_file: str | None, environ: dict[str, str] | None = None
+) -> list[tuple[str, str]]:
     """Every login given by flags, file and environment, in that order."""
     environ = os.environ if environ is None else environ
     found = [parse_credential(a, "--auth") for a in auth]
     if auth_file:
         found += read_auth_file(auth_file)
-    found += [parse_credential(a, AUTH_ENV) for a in environ.get(AUTH_ENV, "").split(",") if a.strip()]
+    found += [
+        parse_credential(a, AUTH_ENV) for a in environ.get(AUTH_ENV, "").split(",") if a.strip()
+    ]
     return found
 
 
 def checker(allowed: list[tuple[str, str]]) -> Callable[[str, str], bool]:
     """Gradio's login check, comparing in constant time so timing reveals no password."""
+
     def check(user: str, password: str) -> bool:
         ok = False
         for u, p in allowed:
-            ok |= hmac.compare_digest(u.encode(), (user or "").encode()) & \
-                hmac.compare_digest(p.encode(), (password or "").encode())
+            ok |= hmac.compare_digest(u.encode(), (user or "").encode()) & hmac.compare_digest(
+                p.encode(), (password or "").encode()
+            )
         return ok
+
     return check
 
 
@@ -74,9 +84,11 @@ def sharing_notice(allowed: list[tuple[str, str]], store: Store) -> str:
     users = sorted({user for user, _ in allowed})
     if len(users) == 1:
         return f"Sign-in required: one login ({users[0]}), workspace {store.workspace}."
-    return (f"Sign-in required: {len(users)} logins ({', '.join(users)}) share ONE workspace, "
-            f"{store.workspace}: each sees and can change the others' constitutions, labels, "
-            "runs and uploaded files. Start one studio per workspace to keep people apart.")
+    return (
+        f"Sign-in required: {len(users)} logins ({', '.join(users)}) share ONE workspace, "
+        f"{store.workspace}: each sees and can change the others' constitutions, labels, "
+        "runs and uploaded files. Start one studio per workspace to keep people apart."
+    )
 
 
 async def unknown_api_name(request: Request, exc: Exception) -> JSONResponse:
@@ -99,15 +111,21 @@ def exposure_warning(host: str, has_login: bool) -> str:
     if is_loopback(host) or has_login:
         return ""
     bar = "!" * 78
-    return (f"{bar}\n!! WARNING: the studio listens on {host} with NO LOGIN. Anyone who can reach "
-            f"this\n!! machine can read your constitutions and labels and start jobs. Add "
-            f"--auth USER:PASS,\n!! --auth-file FILE or ${AUTH_ENV}, or listen on 127.0.0.1.\n{bar}")
+    return (
+        f"{bar}\n!! WARNING: the studio listens on {host} with NO LOGIN. Anyone who can reach "
+        f"this\n!! machine can read your constitutions and labels and start jobs. Add "
+        f"--auth USER:PASS,\n!! --auth-file FILE or ${AUTH_ENV}, or listen on 127.0.0.1.\n{bar}"
+    )
 
 
 def served_paths(store: Store) -> tuple[list[str], list[str]]:
     """(allowed, blocked) for Gradio: only the exports folder is served; the database (with
     its WAL files) and the run folders are blocked outright, whatever else Gradio allows."""
     store.exports.mkdir(parents=True, exist_ok=True)
-    blocked = [store.path, store.path.with_name(store.path.name + "-wal"),
-               store.path.with_name(store.path.name + "-shm"), store.runs]
+    blocked = [
+        store.path,
+        store.path.with_name(store.path.name + "-wal"),
+        store.path.with_name(store.path.name + "-shm"),
+        store.runs,
+    ]
     return [str(store.exports)], [str(p) for p in blocked]

@@ -1,4 +1,5 @@
 """Builds the studio from its tabs and launches it."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,18 @@ from starlette.middleware import Middleware
 
 from pipeline.models import DEFAULT_MODEL
 from pipeline.store import Store
-from studio import (access, chains_tab, constitution_tab, evaluate_tab, playground_tab,
-                    preferences_tab, runs_tab, start_here, train_tab, values_tab)
+from studio import (
+    access,
+    chains_tab,
+    constitution_tab,
+    evaluate_tab,
+    playground_tab,
+    preferences_tab,
+    runs_tab,
+    start_here,
+    train_tab,
+    values_tab,
+)
 from studio.login_guard import LoginGuard, LoginPolicy
 from studio.notices import notice
 from studio.theme import CSS, HEAD, THEME, TOGGLE_JS
@@ -24,22 +35,33 @@ def workspace_notice(store: Store) -> str:
     if store.notice:
         return notice("error", store.notice)
     if store.read_only:
-        return notice("info", f"The workspace {store.workspace} is read-only: you can look, "
-                              "but nothing can be saved or run.")
+        return notice(
+            "info",
+            f"The workspace {store.workspace} is read-only: you can look, "
+            "but nothing can be saved or run.",
+        )
     return ""
 
 
-def build_studio(workspace: str | Path | None = None, default_model: str = DEFAULT_MODEL) -> tuple[gr.Blocks, Store]:
+def build_studio(
+    workspace: str | Path | None = None, default_model: str = DEFAULT_MODEL
+) -> tuple[gr.Blocks, Store]:
     store = Store(workspace, recover=True)
     store.seed()
     with gr.Blocks(title="Constitution Studio") as demo:
         with gr.Row():
-            gr.Markdown("# Constitution Studio\nWrite a constitution, then see what it does to a "
-                        "model.")
-            help_button = gr.Button("Start here", size="sm", elem_id="start-here-open",
-                                    elem_classes="header-button")
-            theme = gr.Button("Dark / light theme", size="sm", elem_id="theme-toggle",
-                              elem_classes="header-button")
+            gr.Markdown(
+                "# Constitution Studio\nWrite a constitution, then see what it does to a model."
+            )
+            help_button = gr.Button(
+                "Start here", size="sm", elem_id="start-here-open", elem_classes="header-button"
+            )
+            theme = gr.Button(
+                "Dark / light theme",
+                size="sm",
+                elem_id="theme-toggle",
+                elem_classes="header-button",
+            )
         theme.click(None, js=TOGGLE_JS)
         gr.HTML(workspace_notice(store), elem_id="workspace-notice")
         panel, steps, pipeline, dismiss, dismissed = start_here.build()
@@ -60,10 +82,30 @@ def build_studio(workspace: str | Path | None = None, default_model: str = DEFAU
             with gr.Tab("Evaluate", id="evaluate"):
                 evaluate_run = evaluate_tab.build(store, demo)
             with gr.Tab("Runs", id="runs"):
-                runs_tab.build(store, demo, tabs, chains_run, labels_run, pairs_source, values_run,
-                               evaluate_run, train.watched)
-        start_here.wire(store, demo, tabs, panel, steps, pipeline, dismiss, dismissed,
-                        help_button, start_message, train)
+                runs_tab.build(
+                    store,
+                    demo,
+                    tabs,
+                    chains_run,
+                    labels_run,
+                    pairs_source,
+                    values_run,
+                    evaluate_run,
+                    train.watched,
+                )
+        start_here.wire(
+            store,
+            demo,
+            tabs,
+            panel,
+            steps,
+            pipeline,
+            dismiss,
+            dismissed,
+            help_button,
+            start_message,
+            train,
+        )
     keep_handlers_out_of_the_page(demo)
     return demo, store
 
@@ -78,9 +120,14 @@ def keep_handlers_out_of_the_page(demo: gr.Blocks) -> None:
             fn.api_visibility = "undocumented"
 
 
-def launch(host: str = "127.0.0.1", port: int = 7860, workspace: str | None = None,
-           default_model: str = DEFAULT_MODEL, logins: list[tuple[str, str]] | None = None,
-           policy: LoginPolicy = LoginPolicy()) -> None:
+def launch(
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    workspace: str | None = None,
+    default_model: str = DEFAULT_MODEL,
+    logins: list[tuple[str, str]] | None = None,
+    policy: LoginPolicy = LoginPolicy(),
+) -> None:
     """Serve the studio; with `logins`, every page and API call needs one of them, and wrong
     passwords are throttled by `policy`."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -93,12 +140,21 @@ def launch(host: str = "127.0.0.1", port: int = 7860, workspace: str | None = No
     allowed, blocked = access.served_paths(store)
     middleware = [Middleware(LoginGuard, policy=policy)] if logins else []
     demo.queue(default_concurrency_limit=4).launch(
-        server_name=host, server_port=port, theme=THEME, css=CSS,
+        server_name=host,
+        server_port=port,
+        theme=THEME,
+        css=CSS,
         head=HEAD + preferences_tab.SHORTCUTS,
-        allowed_paths=allowed, blocked_paths=blocked, max_file_size="50mb", footer_links=["settings"],
+        allowed_paths=allowed,
+        blocked_paths=blocked,
+        max_file_size="50mb",
+        footer_links=["settings"],
         auth=access.checker(logins) if logins else None,
         auth_message="Constitution Studio: sign in with a login given by --auth, --auth-file "
-                     f"or ${access.AUTH_ENV}. After {policy.free_tries} wrong passwords each try "
-                     f"waits twice as long as the last, up to {policy.lockout:.0f} s.",
-        app_kwargs={"middleware": middleware,
-                    "exception_handlers": {FnIndexInferError: access.unknown_api_name}})
+        f"or ${access.AUTH_ENV}. After {policy.free_tries} wrong passwords each try "
+        f"waits twice as long as the last, up to {policy.lockout:.0f} s.",
+        app_kwargs={
+            "middleware": middleware,
+            "exception_handlers": {FnIndexInferError: access.unknown_api_name},
+        },
+    )

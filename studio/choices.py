@@ -1,5 +1,6 @@
 """Choices shared by the tabs: constitutions (names as being edited, and saved versions),
 models (the base, and every adapter a finished job trained) and run folders (by name)."""
+
 from __future__ import annotations
 
 
@@ -37,16 +38,23 @@ def adapter_choices(store: Store) -> list[str]:
 def offer_models(store: Store, dropdown: gr.Dropdown, default: str = DEFAULT_MODEL) -> None:
     """Keep a model picker's choices current: the base model and every trained adapter, so
     before and after can be compared in any tab."""
+
     def choices():
-        return gr.update(choices=list(dict.fromkeys([default, DEFAULT_MODEL, *adapter_choices(store)])))
+        return gr.update(
+            choices=list(dict.fromkeys([default, DEFAULT_MODEL, *adapter_choices(store)]))
+        )
 
     dropdown.focus(choices, None, dropdown)
 
 
-def folder_choices(records: list[JobRecord], kinds: tuple[str, ...],
-                   finished: bool = True) -> list[tuple[str, str]]:
+def folder_choices(
+    records: list[JobRecord], kinds: tuple[str, ...], finished: bool = True
+) -> list[tuple[str, str]]:
     """Run folders as a picker offers them, newest first: (the run's readable name and job,
     its folder) — a person picks 'AI labels · harmless-helpful · 2026-12-03 16:40 · job 12',
     the job reads the folder. `finished`: succeeded runs only."""
-    return [(f"{run_name(job)} · job {job.id}", job.out_dir) for job, _ in by_run(records)
-            if job.kind in kinds and (not finished or job.status == "succeeded")]
+    return [
+        (f"{run_name(job)} · job {job.id}", job.out_dir)
+        for job, _ in by_run(records)
+        if job.kind in kinds and (not finished or job.status == "succeeded")
+    ]

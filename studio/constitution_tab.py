@@ -5,6 +5,7 @@ a page reload or a server restart loses nothing; "Save as new version" makes it 
 Every edit goes through `pipeline.constitution`, which validates it; a rejected edit shows
 its messages next to the fields and leaves the draft as it was.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,8 +27,16 @@ from pipeline.store import Store, parse_ref
 from studio.diff_view import side_by_side
 from studio.notices import error_notice, notice
 
-FIELDS = ("id", "title", "critique_request", "revision_request", "preference_question",
-          "weight", "tags", "enabled")
+FIELDS = (
+    "id",
+    "title",
+    "critique_request",
+    "revision_request",
+    "preference_question",
+    "weight",
+    "tags",
+    "enabled",
+)
 TABLE_HEADERS = ["#", "on", "id", "title", "weight"]
 
 
@@ -42,8 +51,13 @@ def _export_path(store: Store, c: Constitution, base: int | None, draft: bool) -
 
 
 def _version_choices(store: Store, name: str) -> list[tuple[str, int]]:
-    return [(f"v{r.version} · {r.created_at[:16].replace('T', ' ')} · {r.note or r.hash[:8]}",
-             r.version) for r in store.versions(name)]
+    return [
+        (
+            f"v{r.version} · {r.created_at[:16].replace('T', ' ')} · {r.note or r.hash[:8]}",
+            r.version,
+        )
+        for r in store.versions(name)
+    ]
 
 
 def _ref_choices(store: Store) -> list[str]:
@@ -55,29 +69,42 @@ def diff_html(changes: tuple[cons.Change, ...], label_a: str, label_b: str) -> s
     changed principle with its changed fields side by side, words marked."""
     if not changes:
         return notice("info", f"{label_a} and {label_b} have the same content.")
-    parts = [f'<div class="cdiff"><p class="diff-head">From <b>{html.escape(label_a)}</b> to '
-             f'<b>{html.escape(label_b)}</b>: {plural(len(changes), "change")}</p>']
+    parts = [
+        f'<div class="cdiff"><p class="diff-head">From <b>{html.escape(label_a)}</b> to '
+        f"<b>{html.escape(label_b)}</b>: {plural(len(changes), 'change')}</p>"
+    ]
     by_principle: dict[str, list[cons.Change]] = {}
-    lines = {"added": ("diff-add", "+ added principle", "after"),
-             "removed": ("diff-del", "− removed principle", "before")}
+    lines = {
+        "added": ("diff-add", "+ added principle", "after"),
+        "removed": ("diff-del", "− removed principle", "before"),
+    }
     for ch in changes:
         if ch.kind in lines:
             css, what, side = lines[ch.kind]
-            parts.append(f'<p class="{css}" data-change="{ch.kind}">{what} <code>'
-                         f'{html.escape(ch.subject)}</code>: {html.escape(getattr(ch, side))}</p>')
+            parts.append(
+                f'<p class="{css}" data-change="{ch.kind}">{what} <code>'
+                f"{html.escape(ch.subject)}</code>: {html.escape(getattr(ch, side))}</p>"
+            )
         elif ch.kind in ("moved", "metadata"):
             title = "Order of principles" if ch.kind == "moved" else ch.field
-            parts.append(f'<p data-change="{ch.kind}"><b>{html.escape(title)}</b></p>'
-                         f'{side_by_side(ch.before, ch.after, label_a, label_b)}')
+            parts.append(
+                f'<p data-change="{ch.kind}"><b>{html.escape(title)}</b></p>'
+                f"{side_by_side(ch.before, ch.after, label_a, label_b)}"
+            )
         else:
             by_principle.setdefault(ch.subject, []).append(ch)
     for pid, fields in by_principle.items():
-        parts.append(f'<details open class="chain-card" data-change="changed" '
-                     f'data-principle="{html.escape(pid)}"><summary>changed principle '
-                     f'<code>{html.escape(pid)}</code>: {", ".join(c.field for c in fields)}'
-                     '</summary>')
-        parts += [f'<p class="chain-label">{html.escape(c.field)}</p>'
-                  f'{side_by_side(c.before, c.after, label_a, label_b)}' for c in fields]
+        parts.append(
+            f'<details open class="chain-card" data-change="changed" '
+            f'data-principle="{html.escape(pid)}"><summary>changed principle '
+            f"<code>{html.escape(pid)}</code>: {', '.join(c.field for c in fields)}"
+            "</summary>"
+        )
+        parts += [
+            f'<p class="chain-label">{html.escape(c.field)}</p>'
+            f"{side_by_side(c.before, c.after, label_a, label_b)}"
+            for c in fields
+        ]
         parts.append("</details>")
     return "".join(parts) + "</div>"
 
@@ -88,11 +115,13 @@ def plural(n: int, noun: str) -> str:
 
 def field_error(key: str) -> gr.HTML:
     """The slot beside a field where its validation message appears."""
-    return gr.HTML(elem_classes="field-error", elem_id=f"error-{key}", container=False,
-                   padding=False)
+    return gr.HTML(
+        elem_classes="field-error", elem_id=f"error-{key}", container=False, padding=False
+    )
 
 
 # --- what the tab shows: plain records, so the handlers are tested without a browser ---------
+
 
 @dataclass(frozen=True)
 class Editor:
@@ -138,17 +167,28 @@ def editor(c: Constitution, index: int | None, errors: dict[str, str] | None = N
     errors = {k: (errors or {}).get(k, "") for k in FIELDS}
     if index is None or index >= len(c.principles):
         values = {k: "" for k in FIELDS} | {"weight": 1.0, "enabled": True}
-        return Editor(None, values, errors,
-                      "**New principle** — fill in the fields, then *Apply changes*.")
+        return Editor(
+            None, values, errors, "**New principle** — fill in the fields, then *Apply changes*."
+        )
     p = c.principles[index]
     values = cons.principle_to_dict(p)
     values["tags"] = ", ".join(p.tags)
-    return Editor(index, {k: values[k] for k in FIELDS}, errors,
-                  f"**Editing principle {index + 1} of {len(c.principles)}:** `{p.id}`")
+    return Editor(
+        index,
+        {k: values[k] for k in FIELDS},
+        errors,
+        f"**Editing principle {index + 1} of {len(c.principles)}:** `{p.id}`",
+    )
 
 
-def render(store: Store, c: Constitution, base_version: int | None, index: int | None,
-           draft: bool, restored: bool = False) -> Screen:
+def render(
+    store: Store,
+    c: Constitution,
+    base_version: int | None,
+    index: int | None,
+    draft: bool,
+    restored: bool = False,
+) -> Screen:
     """The screen for `c` with principle `index` in the editor; a draft is autosaved."""
     if draft:
         store.save_draft(c, base_version)
@@ -156,16 +196,25 @@ def render(store: Store, c: Constitution, base_version: int | None, index: int |
     state = ("unsaved draft" + (" (restored)" if restored else "")) if draft else "saved"
     based = f"based on v{base_version}" if base_version else "not saved yet"
     return Screen(
-        constitution=c, base=base_version, names=sorted(set(names) | {c.name}),
+        constitution=c,
+        base=base_version,
+        names=sorted(set(names) | {c.name}),
         versions=_version_choices(store, c.name) if c.name in names else [],
-        status=notice("info" if draft else "ok",
-                      f"{c.name}: {plural(len(c.principles), 'principle')} "
-                      f"({len(c.enabled_principles)} enabled) · {state}, {based} · hash "
-                      f"{cons.content_hash(c)[:12]}"),
-        table=[[i + 1, "✓" if p.enabled else "✗", p.id, p.title, p.weight]
-               for i, p in enumerate(c.principles)],
-        yaml=cons.to_yaml(c), export=_export_path(store, c, base_version, draft),
-        refs=_ref_choices(store), editor=editor(c, index))
+        status=notice(
+            "info" if draft else "ok",
+            f"{c.name}: {plural(len(c.principles), 'principle')} "
+            f"({len(c.enabled_principles)} enabled) · {state}, {based} · hash "
+            f"{cons.content_hash(c)[:12]}",
+        ),
+        table=[
+            [i + 1, "✓" if p.enabled else "✗", p.id, p.title, p.weight]
+            for i, p in enumerate(c.principles)
+        ],
+        yaml=cons.to_yaml(c),
+        export=_export_path(store, c, base_version, draft),
+        refs=_ref_choices(store),
+        editor=editor(c, index),
+    )
 
 
 def open_saved(store: Store, chosen: str | None, version_no: int | None = None) -> Screen:
@@ -192,17 +241,24 @@ def on_pick_name(store: Store, chosen: str) -> Shown:
     return Shown(screen=open_saved(store, chosen))
 
 
-def on_pick_version(store: Store, c: Constitution | None, version_no: int | None,
-                    base_version: int | None) -> Shown | None:
+def on_pick_version(
+    store: Store, c: Constitution | None, version_no: int | None, base_version: int | None
+) -> Shown | None:
     if c is None or version_no is None or version_no == base_version:
         return None
-    return Shown(notice("info", f"Opened {c.name} v{version_no}. Your unsaved draft, if any, "
-                                "was replaced by this version."),
-                 open_saved(store, c.name, int(version_no)))
+    return Shown(
+        notice(
+            "info",
+            f"Opened {c.name} v{version_no}. Your unsaved draft, if any, "
+            "was replaced by this version.",
+        ),
+        open_saved(store, c.name, int(version_no)),
+    )
 
 
-def on_apply(store: Store, c: Constitution, base_version: int | None, index: int | None,
-             *values: Any) -> Shown:
+def on_apply(
+    store: Store, c: Constitution, base_version: int | None, index: int | None, *values: Any
+) -> Shown:
     """Apply the editor's fields to principle `index` (a new one when None); a refused edit
     shows each message beside its field and changes nothing."""
     raw = dict(zip(FIELDS, values))
@@ -212,13 +268,18 @@ def on_apply(store: Store, c: Constitution, base_version: int | None, index: int
         principle = cons.principle_from_fields(raw)
         updated = cons.put_principle(c, principle, index)
     except ConstitutionError as exc:
-        beside = {str(issue.path[-1]): f'<span class="field-error-text">{html.escape(issue.message)}'
-                                       "</span>" for issue in exc.issues}
+        beside = {
+            str(issue.path[-1]): f'<span class="field-error-text">{html.escape(issue.message)}'
+            "</span>"
+            for issue in exc.issues
+        }
         return Shown(error_notice(exc), field_errors={k: beside.get(k, "") for k in FIELDS})
     new_index = index if index is not None else len(updated.principles) - 1
     verb = "Updated" if index is not None else "Added"
-    return Shown(notice("ok", f"{verb} principle '{principle.id}' (draft autosaved)."),
-                 render(store, updated, base_version, new_index, draft=True))
+    return Shown(
+        notice("ok", f"{verb} principle '{principle.id}' (draft autosaved)."),
+        render(store, updated, base_version, new_index, draft=True),
+    )
 
 
 def _normal(key: str, value: Any) -> Any:
@@ -239,8 +300,14 @@ def unapplied(c: Constitution, index: int | None, values: tuple) -> bool:
     return any(_normal(k, v) != _normal(k, shown[k]) for k, v in zip(FIELDS, values))
 
 
-def on_open_principle(store: Store, c: Constitution | None, base_version: int | None,
-                      index: int | None, target: int | None, *values: Any) -> Shown:
+def on_open_principle(
+    store: Store,
+    c: Constitution | None,
+    base_version: int | None,
+    index: int | None,
+    target: int | None,
+    *values: Any,
+) -> Shown:
     """Open principle `target` (a new one when None). Edits typed and not applied are
     applied first (and autosaved); edits that cannot be applied stay on screen with their
     messages and a warning, so nothing typed is lost without the user choosing to."""
@@ -251,14 +318,21 @@ def on_open_principle(store: Store, c: Constitution | None, base_version: int | 
     what = f"'{c.principles[index].id}'" if index is not None else "the new principle"
     applied = on_apply(store, c, base_version, index, *values)
     if applied.screen is None:
-        return Shown(notice("error", f"Your edits to {what} are not applied: they have problems "
-                                     "(shown under the fields). Fix them and press Apply "
-                                     "changes, or press Revert edits to drop them."),
-                     field_errors=applied.field_errors)
+        return Shown(
+            notice(
+                "error",
+                f"Your edits to {what} are not applied: they have problems "
+                "(shown under the fields). Fix them and press Apply "
+                "changes, or press Revert edits to drop them.",
+            ),
+            field_errors=applied.field_errors,
+        )
     updated = applied.screen.constitution
     opened = editor(updated, target)
-    return Shown(notice("ok", f"Applied your edits to {what} before switching (draft autosaved)."),
-                 dataclasses.replace(applied.screen, editor=opened))
+    return Shown(
+        notice("ok", f"Applied your edits to {what} before switching (draft autosaved)."),
+        dataclasses.replace(applied.screen, editor=opened),
+    )
 
 
 def on_delete(store: Store, c: Constitution, base_version: int | None, index: int | None) -> Shown:
@@ -268,26 +342,36 @@ def on_delete(store: Store, c: Constitution, base_version: int | None, index: in
         updated = cons.remove_principle(c, index)
     except ConstitutionError as exc:
         return Shown(error_notice(exc))
-    return Shown(notice("ok", f"Deleted principle '{c.principles[index].id}'."),
-                 render(store, updated, base_version, min(index, len(updated.principles) - 1),
-                        draft=True))
+    return Shown(
+        notice("ok", f"Deleted principle '{c.principles[index].id}'."),
+        render(store, updated, base_version, min(index, len(updated.principles) - 1), draft=True),
+    )
 
 
-def on_move(store: Store, offset: int, c: Constitution, base_version: int | None,
-            index: int | None) -> Shown:
+def on_move(
+    store: Store, offset: int, c: Constitution, base_version: int | None, index: int | None
+) -> Shown:
     if index is None:
         return Shown(notice("error", "Select a principle in the table first."))
     target = min(max(index + offset, 0), len(c.principles) - 1)
-    return Shown(screen=render(store, cons.move_principle(c, index, offset), base_version, target,
-                               draft=True))
+    return Shown(
+        screen=render(
+            store, cons.move_principle(c, index, offset), base_version, target, draft=True
+        )
+    )
 
 
 def adopt(store: Store, c: Constitution, source: str) -> Shown:
     """Make an imported or pasted constitution the draft of its name."""
     base_version = store.version(c.name).version if c.name in store.names() else None
-    return Shown(notice("ok", f"Loaded {source} as a draft of '{c.name}'. It is not saved "
-                              "until you click Save as new version."),
-                 render(store, c, base_version, 0, draft=True))
+    return Shown(
+        notice(
+            "ok",
+            f"Loaded {source} as a draft of '{c.name}'. It is not saved "
+            "until you click Save as new version.",
+        ),
+        render(store, c, base_version, 0, draft=True),
+    )
 
 
 def on_apply_yaml(store: Store, text: str) -> Shown:
@@ -316,19 +400,32 @@ def on_save(store: Store, c: Constitution, note_text: str, index: int | None) ->
         record, created = store.save_version(c, note=note_text or "")
     except StudioError as exc:
         return Shown(error_notice(exc))
-    text = (f"Saved {record.label} (hash {record.hash[:12]})." if created else
-            f"No changes since {record.label}; nothing new was saved.")
-    return Shown(notice("ok", text), render(store, record.constitution, record.version,
-                                            index if index is not None else 0, draft=False),
-                 note="" if created else None)
+    text = (
+        f"Saved {record.label} (hash {record.hash[:12]})."
+        if created
+        else f"No changes since {record.label}; nothing new was saved."
+    )
+    return Shown(
+        notice("ok", text),
+        render(
+            store,
+            record.constitution,
+            record.version,
+            index if index is not None else 0,
+            draft=False,
+        ),
+        note="" if created else None,
+    )
 
 
 def on_discard(store: Store, c: Constitution) -> Shown:
     store.discard_draft(c.name)
     if c.name not in store.names():
         return Shown(notice("ok", f"Discarded the unsaved '{c.name}'."), open_saved(store, None))
-    return Shown(notice("ok", "Draft discarded; showing the latest saved version."),
-                 open_saved(store, c.name))
+    return Shown(
+        notice("ok", "Draft discarded; showing the latest saved version."),
+        open_saved(store, c.name),
+    )
 
 
 def on_create(store: Store, new: str) -> Shown:
@@ -336,10 +433,17 @@ def on_create(store: Store, new: str) -> Shown:
     if not new:
         return Shown(notice("error", "Type a name for the new constitution first."))
     if new in store.names():
-        return Shown(notice("error", f"A constitution named '{new}' already exists; pick it in "
-                                     "the list or choose another name."))
-    return Shown(notice("ok", f"Created draft '{new}' with one starter principle."),
-                 render(store, cons.new_constitution(new), None, 0, draft=True))
+        return Shown(
+            notice(
+                "error",
+                f"A constitution named '{new}' already exists; pick it in "
+                "the list or choose another name.",
+            )
+        )
+    return Shown(
+        notice("ok", f"Created draft '{new}' with one starter principle."),
+        render(store, cons.new_constitution(new), None, 0, draft=True),
+    )
 
 
 def on_diff(store: Store, ref_a: str | None, ref_b: str | None) -> str:
@@ -359,25 +463,31 @@ def focus(store: Store, constitution_name: str, principle_id: str) -> Shown:
     c = screen.constitution
     ids = [p.id for p in c.principles]
     if principle_id not in ids:
-        return Shown(notice("error", f"'{c.name}' no longer has a principle '{principle_id}'."),
-                     screen)
-    return Shown(notice("info", f"Showing principle '{principle_id}' of {c.name}."),
-                 dataclasses.replace(screen, editor=editor(c, ids.index(principle_id))))
+        return Shown(
+            notice("error", f"'{c.name}' no longer has a principle '{principle_id}'."), screen
+        )
+    return Shown(
+        notice("info", f"Showing principle '{principle_id}' of {c.name}."),
+        dataclasses.replace(screen, editor=editor(c, ids.index(principle_id))),
+    )
 
 
 def label_runs(store: Store) -> list[str]:
     return [j.out_dir for j in store.jobs("label") if j.status == "succeeded"]
 
 
-def on_what_would_change(store: Store, current: Constitution | None, folder: str | None,
-                         limit: float) -> str:
+def on_what_would_change(
+    store: Store, current: Constitution | None, folder: str | None, limit: float
+) -> str:
     """The chosen label run relabelled under the constitution as shown (draft included), with
     the run's own settings: how many labels flip, and which."""
     if current is None:
         return notice("error", "Open a constitution first.")
     if not folder:
-        return notice("error", "Pick a label run (labels from the Preferences tab, the Train tab "
-                               "or a pipeline).")
+        return notice(
+            "error",
+            "Pick a label run (labels from the Preferences tab, the Train tab or a pipeline).",
+        )
     try:
         result = relabel(current, folder, int(limit or 0))
     except StudioError as exc:
@@ -385,9 +495,11 @@ def on_what_would_change(store: Store, current: Constitution | None, folder: str
     rows = "".join(
         f"<li>P(A) {f.before:.2f} → {f.after:.2f} (principles: "
         f"{html.escape(', '.join(f.principles))}): {html.escape(f.pair.prompt[:160])}</li>"
-        for f in result.flips)
-    return notice("info" if result.flips else "ok", result.text) + \
-        (f'<ul class="relabel-flips">{rows}</ul>' if rows else "")
+        for f in result.flips
+    )
+    return notice("info" if result.flips else "ok", result.text) + (
+        f'<ul class="relabel-flips">{rows}</ul>' if rows else ""
+    )
 
 
 def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], list]:
@@ -397,18 +509,28 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
     current, base, selected = gr.State(None), gr.State(None), gr.State(None)
     message = gr.HTML(elem_id="constitution-message")
     with gr.Row():
-        name = gr.Dropdown(label="Constitution", choices=store.names(), elem_id="constitution-name",
-                           scale=3)
+        name = gr.Dropdown(
+            label="Constitution", choices=store.names(), elem_id="constitution-name", scale=3
+        )
         version = gr.Dropdown(label="Version", choices=[], elem_id="constitution-version", scale=3)
-        new_name = gr.Textbox(label="New constitution", placeholder="name, then Create",
-                              elem_id="new-constitution-name", scale=2)
+        new_name = gr.Textbox(
+            label="New constitution",
+            placeholder="name, then Create",
+            elem_id="new-constitution-name",
+            scale=2,
+        )
         create = gr.Button("Create", elem_id="create-constitution", scale=1)
     status = gr.HTML(elem_id="constitution-status")
     with gr.Row():
         with gr.Column(scale=2):
-            table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True,
-                                 column_widths=["8%", "8%", "34%", "36%", "14%"],
-                                 elem_id="principle-table", label="Principles (click to edit)")
+            table = gr.Dataframe(
+                headers=TABLE_HEADERS,
+                interactive=False,
+                wrap=True,
+                column_widths=["8%", "8%", "34%", "36%", "14%"],
+                elem_id="principle-table",
+                label="Principles (click to edit)",
+            )
             with gr.Row():
                 up = gr.Button("↑ Up", elem_id="principle-up", size="sm")
                 down = gr.Button("↓ Down", elem_id="principle-down", size="sm")
@@ -425,27 +547,40 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
                     fields["weight"] = gr.Number(label="weight", value=1.0, elem_id="field-weight")
                     errors["weight"] = field_error("weight")
                 with gr.Column(scale=1, min_width=100):
-                    fields["enabled"] = gr.Checkbox(label="enabled", value=True,
-                                                    elem_id="field-enabled")
+                    fields["enabled"] = gr.Checkbox(
+                        label="enabled", value=True, elem_id="field-enabled"
+                    )
                     errors["enabled"] = field_error("enabled")
-            for key, label in (("title", "title"), ("critique_request", "critique request"),
-                               ("revision_request", "revision request"),
-                               ("preference_question", "preference question"),
-                               ("tags", "tags (comma-separated)")):
-                fields[key] = gr.Textbox(label=label, lines=1 if key in ("title", "tags") else 3,
-                                         elem_id=f"field-{key}")
+            for key, label in (
+                ("title", "title"),
+                ("critique_request", "critique request"),
+                ("revision_request", "revision request"),
+                ("preference_question", "preference question"),
+                ("tags", "tags (comma-separated)"),
+            ):
+                fields[key] = gr.Textbox(
+                    label=label, lines=1 if key in ("title", "tags") else 3, elem_id=f"field-{key}"
+                )
                 errors[key] = field_error(key)
             with gr.Row():
                 apply = gr.Button("Apply changes", variant="primary", elem_id="principle-apply")
                 revert = gr.Button("Revert edits", elem_id="principle-revert")
     with gr.Row():
-        note = gr.Textbox(label="Version note", placeholder="what changed (optional)",
-                          elem_id="version-note", scale=3)
+        note = gr.Textbox(
+            label="Version note",
+            placeholder="what changed (optional)",
+            elem_id="version-note",
+            scale=3,
+        )
         save = gr.Button("Save as new version", variant="primary", elem_id="save-version", scale=1)
         discard = gr.Button("Discard draft", elem_id="discard-draft", scale=1)
     with gr.Row():
-        upload = gr.UploadButton("Import YAML file…", file_types=[".yaml", ".yml", ".txt"],
-                                 type="filepath", elem_id="import-yaml")
+        upload = gr.UploadButton(
+            "Import YAML file…",
+            file_types=[".yaml", ".yml", ".txt"],
+            type="filepath",
+            elem_id="import-yaml",
+        )
         export = gr.DownloadButton("Export YAML", elem_id="export-yaml")
     with gr.Accordion("YAML (edit and apply)", open=False):
         yaml_code = gr.Code(language="yaml", interactive=True, elem_id="yaml-view", lines=20)
@@ -461,18 +596,37 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
     with gr.Accordion("What would change? (relabel a label run under this draft)", open=False):
         with gr.Row():
             label_run = gr.Dropdown(label="Label run", choices=[], elem_id="relabel-run", scale=3)
-            relabel_limit = gr.Number(value=16, precision=0, label="first N pairs (0 = all)",
-                                      elem_id="relabel-limit")
+            relabel_limit = gr.Number(
+                value=16, precision=0, label="first N pairs (0 = all)", elem_id="relabel-limit"
+            )
             relabel_button = gr.Button("What would change?", elem_id="relabel-run-button")
         relabelled = gr.HTML(elem_id="relabel-output")
     label_run.focus(lambda: gr.update(choices=label_runs(store)), None, label_run)
-    relabel_button.click(partial(on_what_would_change, store), [current, label_run,
-                                                                relabel_limit], relabelled)
+    relabel_button.click(
+        partial(on_what_would_change, store), [current, label_run, relabel_limit], relabelled
+    )
 
     field_list = [fields[k] for k in FIELDS]
     error_list = [errors[k] for k in FIELDS]
-    outputs = [current, base, selected, name, version, status, table, editing, yaml_code,
-               yaml_errors, export, diff_a, diff_b, *field_list, *error_list, message, note]
+    outputs = [
+        current,
+        base,
+        selected,
+        name,
+        version,
+        status,
+        table,
+        editing,
+        yaml_code,
+        yaml_errors,
+        export,
+        diff_a,
+        diff_b,
+        *field_list,
+        *error_list,
+        message,
+        note,
+    ]
 
     def show(shown: Shown | None) -> dict:
         """A handler's answer as component updates (what it leaves out stays as it is)."""
@@ -482,13 +636,21 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
         screen = shown.screen
         if screen is not None:
             c = screen.constitution
-            out.update({current: c, base: screen.base,
-                        name: gr.update(choices=screen.names, value=c.name),
-                        version: gr.update(choices=screen.versions, value=screen.base),
-                        status: screen.status, table: screen.table, yaml_code: screen.yaml,
-                        yaml_errors: "", export: screen.export,
-                        diff_a: gr.update(choices=screen.refs),
-                        diff_b: gr.update(choices=screen.refs)})
+            out.update(
+                {
+                    current: c,
+                    base: screen.base,
+                    name: gr.update(choices=screen.names, value=c.name),
+                    version: gr.update(choices=screen.versions, value=screen.base),
+                    status: screen.status,
+                    table: screen.table,
+                    yaml_code: screen.yaml,
+                    yaml_errors: "",
+                    export: screen.export,
+                    diff_a: gr.update(choices=screen.refs),
+                    diff_b: gr.update(choices=screen.refs),
+                }
+            )
         shown_editor = shown.editor or (screen.editor if screen else None)
         if shown_editor is not None:
             out.update({selected: shown_editor.selected, editing: shown_editor.heading})
@@ -505,21 +667,56 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
     def wire(handler: Callable[..., Shown | None], *bound: Any) -> Callable[..., dict]:
         return lambda *args: show(handler(store, *bound, *args))
 
-    def on_select(c: Constitution, base_version, index, pid, title, critique, revision,
-                  question, weight, tags, enabled, evt: gr.SelectData) -> dict:
+    def on_select(
+        c: Constitution,
+        base_version,
+        index,
+        pid,
+        title,
+        critique,
+        revision,
+        question,
+        weight,
+        tags,
+        enabled,
+        evt: gr.SelectData,
+    ) -> dict:
         """(The editor's fields are spelled out: Gradio hands the event to a named argument.)"""
         target = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        return show(on_open_principle(store, c, base_version, index, target, pid, title,
-                                      critique, revision, question, weight, tags, enabled))
+        return show(
+            on_open_principle(
+                store,
+                c,
+                base_version,
+                index,
+                target,
+                pid,
+                title,
+                critique,
+                revision,
+                question,
+                weight,
+                tags,
+                enabled,
+            )
+        )
 
     name.input(wire(on_pick_name), name, outputs)
     version.input(wire(on_pick_version), [current, version, base], outputs)
     editor_state = [current, base, selected, *field_list]
     table.select(on_select, editor_state, outputs)
-    add.click(lambda c, b, i, *values: show(on_open_principle(store, c, b, i, None, *values)),
-              editor_state, outputs)
-    revert.click(lambda c, i: show(Shown(notice("info", "Edits reverted."), editor=editor(c, i))
-                                   if c is not None else None), [current, selected], outputs)
+    add.click(
+        lambda c, b, i, *values: show(on_open_principle(store, c, b, i, None, *values)),
+        editor_state,
+        outputs,
+    )
+    revert.click(
+        lambda c, i: show(
+            Shown(notice("info", "Edits reverted."), editor=editor(c, i)) if c is not None else None
+        ),
+        [current, selected],
+        outputs,
+    )
     apply.click(wire(on_apply), [current, base, selected, *field_list], outputs)
     delete.click(wire(on_delete), [current, base, selected], outputs)
     up.click(wire(on_move, -1), [current, base, selected], outputs)
@@ -531,5 +728,6 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
     create.click(wire(on_create), new_name, outputs)
     run_diff.click(lambda a, b: on_diff(store, a, b), [diff_a, diff_b], diff_out)
     demo.load(wire(on_load), None, outputs)
-    return lambda constitution_name, principle_id: show(focus(store, constitution_name,
-                                                               principle_id)), outputs
+    return lambda constitution_name, principle_id: show(
+        focus(store, constitution_name, principle_id)
+    ), outputs

@@ -1,6 +1,7 @@
 """The job panel every tab that runs jobs shows: the newest job's progress bar (with what it
 is doing and an estimate), Cancel and Resume — one layout and one set of handlers, so a tab
 adds a panel instead of its own copy."""
+
 from __future__ import annotations
 
 import html
@@ -38,21 +39,33 @@ def progress_html(job: JobRecord, progress: dict | None, unit: str) -> str:
     elapsed = ran_for(job)
     parts = [f"Job {job.id} ({job.kind})", f"<b>{job.status}</b>"]
     if job.active:
-        parts.append(html.escape((progress or {}).get("stage") or
-                                 ("waiting for the running job to finish" if job.status == "queued"
-                                  else "starting")))
+        parts.append(
+            html.escape(
+                (progress or {}).get("stage")
+                or (
+                    "waiting for the running job to finish"
+                    if job.status == "queued"
+                    else "starting"
+                )
+            )
+        )
     if total:
         parts.append(f"{_count(done)} of {total} {unit}")
     if job.started_at:
         parts.append(f"elapsed {duration_text(elapsed)}")
     if job.active and job.status != "queued":
         left = jobs.remaining_seconds(progress or {}, time.time()) if fraction < 1 else None
-        parts.append(f"remaining about {duration_text(left)}" if left is not None
-                     else "remaining: estimating…")
+        parts.append(
+            f"remaining about {duration_text(left)}"
+            if left is not None
+            else "remaining: estimating…"
+        )
     detail = f" · {html.escape(job.error)}" if job.error else ""
-    return (f'<div class="job-progress" data-status="{job.status}"><div class="job-line">'
-            f'{" · ".join(parts)}{detail}</div>'
-            f'<div class="job-bar"><div style="width:{fraction:.1%}"></div></div></div>')
+    return (
+        f'<div class="job-progress" data-status="{job.status}"><div class="job-line">'
+        f"{' · '.join(parts)}{detail}</div>"
+        f'<div class="job-bar"><div style="width:{fraction:.1%}"></div></div></div>'
+    )
 
 
 STAGE_UNITS = {"revise": "chains", "pairs": "prompts", "label": "pairs", "evaluate": "steps"}
@@ -64,8 +77,9 @@ def pipeline_html(job: JobRecord, records: list[JobRecord]) -> str:
     names = stage_names(job.out_dir)
     if not names:
         return ""
-    children = {Path(j.out_dir).name: j for j in sorted(records, key=lambda j: j.id)
-                if j.parent == job.id}  # the newest job of each stage wins (resumes)
+    children = {
+        Path(j.out_dir).name: j for j in sorted(records, key=lambda j: j.id) if j.parent == job.id
+    }  # the newest job of each stage wins (resumes)
     rows, running = [], None
     for n, name in enumerate(names, 1):
         child = children.get(name)
@@ -76,15 +90,20 @@ def pipeline_html(job: JobRecord, records: list[JobRecord]) -> str:
             state = child.status
             time_text = duration_text(ran_for(child)) if child.started_at else ""
             running = child if child.active else running
-        rows.append(f'<tr data-stage="{html.escape(name)}" data-state="{html.escape(state)}">'
-                    f"<td>{n}</td><td>{html.escape(name)}</td><td>{html.escape(state)}</td>"
-                    f"<td>{time_text}</td></tr>")
-    table = ('<table class="pipeline-stages"><tr><th>#</th><th>stage</th><th>state</th>'
-             f'<th>time</th></tr>{"".join(rows)}</table>')
+        rows.append(
+            f'<tr data-stage="{html.escape(name)}" data-state="{html.escape(state)}">'
+            f"<td>{n}</td><td>{html.escape(name)}</td><td>{html.escape(state)}</td>"
+            f"<td>{time_text}</td></tr>"
+        )
+    table = (
+        '<table class="pipeline-stages"><tr><th>#</th><th>stage</th><th>state</th>'
+        f"<th>time</th></tr>{''.join(rows)}</table>"
+    )
     now = ""
     if running is not None:
-        now = (f"<p>Running stage: <b>{html.escape(Path(running.out_dir).name)}</b></p>"
-               + job_bar(running, STAGE_UNITS.get(running.kind, "steps")))
+        now = f"<p>Running stage: <b>{html.escape(Path(running.out_dir).name)}</b></p>" + job_bar(
+            running, STAGE_UNITS.get(running.kind, "steps")
+        )
     return f'<div class="pipeline-view">{table}{now}</div>'
 
 
@@ -104,14 +123,19 @@ def writing_now(job: JobRecord | None, after: float = 5.0) -> bool:
     for a longer while)."""
     if job is None:
         return False
-    return job.active or bool(job.finished_at) and \
-        time.time() - datetime.fromisoformat(job.finished_at).timestamp() < after
+    return (
+        job.active
+        or bool(job.finished_at)
+        and time.time() - datetime.fromisoformat(job.finished_at).timestamp() < after
+    )
 
 
 # --- the job panel every tab that runs jobs shares: its bar, cancel and resume -------------
 
-def cancel_notice(store: Store, job: JobRecord | None, idle: str, kept: str,
-                  confirmed: int | None = None) -> tuple[str, int | None]:
+
+def cancel_notice(
+    store: Store, job: JobRecord | None, idle: str, kept: str, confirmed: int | None = None
+) -> tuple[str, int | None]:
     """Cancel a running job: (message, the job waiting for a confirmation). A job that is
     part of a pipeline stops the pipeline, so it is only cancelled on a second press
     (`confirmed` is the job the first press named); the message says so."""
@@ -119,18 +143,27 @@ def cancel_notice(store: Store, job: JobRecord | None, idle: str, kept: str,
         return notice("error", idle), None
     pipeline = pipeline_of(store, job)
     if in_pipeline(job) and confirmed != job.id:
-        what = (f"job {job.id} is the {Path(job.out_dir).name} stage of pipeline job "
-                f"{pipeline.id}" if pipeline else f"job {job.id} is a pipeline")
-        return notice("info", f"Really cancel? {what[0].upper()}{what[1:]}: cancelling stops the "
-                              "pipeline; Resume continues it from this stage. Press Cancel again "
-                              "to confirm."), job.id
+        what = (
+            f"job {job.id} is the {Path(job.out_dir).name} stage of pipeline job {pipeline.id}"
+            if pipeline
+            else f"job {job.id} is a pipeline"
+        )
+        return notice(
+            "info",
+            f"Really cancel? {what[0].upper()}{what[1:]}: cancelling stops the "
+            "pipeline; Resume continues it from this stage. Press Cancel again "
+            "to confirm.",
+        ), job.id
     try:
         jobs.cancel(store, job.id)
     except StudioError as exc:
         return error_notice(exc), None
     if in_pipeline(job):
-        return notice("ok", f"Cancelling job {job.id}: this stops the pipeline; Resume continues "
-                            "it from this stage, keeping what is finished."), None
+        return notice(
+            "ok",
+            f"Cancelling job {job.id}: this stops the pipeline; Resume continues "
+            "it from this stage, keeping what is finished.",
+        ), None
     return notice("ok", f"Cancelling job {job.id}; {kept}"), None
 
 
@@ -162,8 +195,11 @@ def resume_notice(store: Store, job: JobRecord | None, kept: str) -> tuple[str, 
             again = jobs.resume(store, pipeline.id)
         except StudioError as exc:
             return error_notice(exc), None
-        return notice("ok", f"Job {again.id} resumes pipeline job {pipeline.id} from its stage "
-                            f"{Path(job.out_dir).name}; finished stages are kept."), again
+        return notice(
+            "ok",
+            f"Job {again.id} resumes pipeline job {pipeline.id} from its stage "
+            f"{Path(job.out_dir).name}; finished stages are kept.",
+        ), again
     try:
         again = jobs.resume(store, job.id)
     except StudioError as exc:

@@ -9,6 +9,7 @@ Gradio answers (400 wrong, 200 right). The password check itself stays Gradio's 
 constant-time checker. Behind a reverse proxy every client has the proxy's address: then the
 per-user limit is the one that holds.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,6 +27,7 @@ MAX_TRACKED = 10_000  # keys remembered at most, so a flood of made-up user name
 class LoginPolicy:
     """`free_tries` wrong passwords in a row cost nothing; the n-th after them waits
     2**n s, capped at `lockout` s."""
+
     free_tries: int = 3
     lockout: float = 300.0
 
@@ -39,6 +41,7 @@ class LoginPolicy:
 class Failures:
     """Wrong passwords in a row per key ('address 1.2.3.4', 'user alice') and when the last
     one came."""
+
     policy: LoginPolicy = field(default_factory=LoginPolicy)
     clock: Callable[[], float] = time.monotonic
     counts: dict[str, tuple[int, float]] = field(default_factory=dict)
@@ -60,7 +63,9 @@ class Failures:
     def _forget_old(self) -> None:
         """Drop keys idle for twice the lockout, and the oldest past MAX_TRACKED."""
         now = self.clock()
-        for key in [k for k, (_, last) in self.counts.items() if now - last > 2 * self.policy.lockout]:
+        for key in [
+            k for k, (_, last) in self.counts.items() if now - last > 2 * self.policy.lockout
+        ]:
             del self.counts[key]
         while len(self.counts) > MAX_TRACKED:
             del self.counts[next(iter(self.counts))]
@@ -68,14 +73,18 @@ class Failures:
 
 def refusal(address: str, user: str, failures: Failures) -> str:
     """Why a sign-in is refused before its password is checked ('' when it may go ahead)."""
-    waits = [(failures.wait(f"address {address}"), f"from {address}"),
-             (failures.wait(f"user {user}"), f"for the user '{user}'")]
+    waits = [
+        (failures.wait(f"address {address}"), f"from {address}"),
+        (failures.wait(f"user {user}"), f"for the user '{user}'"),
+    ]
     seconds, who = max(waits)
     if seconds <= 0:
         return ""
-    return (f"Too many wrong passwords {who}: sign-in is locked for {seconds:.0f} more "
-            "seconds. Each wrong password after the first few doubles the wait, up to "
-            f"{failures.policy.lockout:.0f} s.")
+    return (
+        f"Too many wrong passwords {who}: sign-in is locked for {seconds:.0f} more "
+        "seconds. Each wrong password after the first few doubles the wait, up to "
+        f"{failures.policy.lockout:.0f} s."
+    )
 
 
 Receive = Callable[[], Awaitable[dict]]
@@ -85,8 +94,9 @@ Send = Callable[[dict], Awaitable[None]]
 class LoginGuard:
     """ASGI middleware throttling POST /login (see the module's docstring)."""
 
-    def __init__(self, app, policy: LoginPolicy = LoginPolicy(),
-                 log: Callable[[str], None] | None = None):
+    def __init__(
+        self, app, policy: LoginPolicy = LoginPolicy(), log: Callable[[str], None] | None = None
+    ):
         self.app = app
         self.failures = Failures(policy)
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -95,7 +105,11 @@ class LoginGuard:
         if scope["type"] == "http" and scope["method"] == "GET":
             await self.app(scope, receive, with_refusal_script(send))
             return
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith(LOGIN_PATHS):
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not scope["path"].endswith(LOGIN_PATHS)
+        ):
             await self.app(scope, receive, send)
             return
         body, more = b"", True
@@ -108,8 +122,12 @@ class LoginGuard:
         refused = refusal(address, user, self.failures)
         if refused:
             self.log(f"sign-in refused for '{user}' from {address}: {refused}")
-            await _answer(send, 429, refused, self.failures.wait(f"address {address}") or
-                          self.failures.wait(f"user {user}"))
+            await _answer(
+                send,
+                429,
+                refused,
+                self.failures.wait(f"address {address}") or self.failures.wait(f"user {user}"),
+            )
             return
         status: list[int] = []
 
@@ -129,8 +147,10 @@ class LoginGuard:
         elif status and status[0] in (400, 401):
             count = max(self.failures.fail(key) for key in keys)
             wait = self.failures.policy.wait_after(count)
-            self.log(f"failed sign-in for '{user}' from {address} ({count} in a row"
-                     + (f"; next try in {wait:.0f} s)" if wait else ")"))
+            self.log(
+                f"failed sign-in for '{user}' from {address} ({count} in a row"
+                + (f"; next try in {wait:.0f} s)" if wait else ")")
+            )
 
 
 def with_refusal_script(send: Send) -> Send:
@@ -142,8 +162,9 @@ def with_refusal_script(send: Send) -> Send:
     async def inject(message: dict) -> None:
         if message["type"] == "http.response.start":
             headers = dict(message.get("headers", []))
-            if not headers.get(b"content-type", b"").startswith(b"text/html") or \
-                    headers.get(b"content-encoding"):
+            if not headers.get(b"content-type", b"").startswith(b"text/html") or headers.get(
+                b"content-encoding"
+            ):
                 await send(message)
                 return
             start.update(message)
@@ -155,8 +176,10 @@ def with_refusal_script(send: Send) -> Send:
         if message.get("more_body", False):
             return
         body = b"".join(chunks).replace(b"</head>", LOGIN_REFUSAL_JS.encode() + b"</head>", 1)
-        headers = [(k, str(len(body)).encode() if k == b"content-length" else v)
-                   for k, v in start.get("headers", [])]
+        headers = [
+            (k, str(len(body)).encode() if k == b"content-length" else v)
+            for k, v in start.get("headers", [])
+        ]
         await send({**start, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -165,9 +188,17 @@ def with_refusal_script(send: Send) -> Send:
 
 async def _answer(send: Send, status: int, detail: str, retry_after: float) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(max(1, round(retry_after))).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(max(1, round(retry_after))).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -1,4 +1,5 @@
 """Visible messages for the studio: errors as readable text, never a traceback."""
+
 from __future__ import annotations
 
 import html
@@ -17,8 +18,9 @@ def notice(kind: str, text: str, details: list[str] | None = None) -> str:
 def verdict_html(verdict: Verdict, lead: str = "") -> str:
     """A number's verdict, styled by how far it can be trusted; `lead` is the number itself."""
     text = html.escape(f"{lead} — {verdict.text}" if lead else verdict.text)
-    return (f'<span class="verdict verdict-{verdict.kind}" data-verdict="{verdict.kind}">'
-            f'{text}</span>')
+    return (
+        f'<span class="verdict verdict-{verdict.kind}" data-verdict="{verdict.kind}">{text}</span>'
+    )
 
 
 def error_notice(exc: StudioError) -> str:

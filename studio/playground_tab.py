@@ -1,5 +1,6 @@
 """Playground tab: chat with any model, streaming; one principle as the system prompt, and
 steering by a direction in the hidden states (the Steering accordion)."""
+
 from __future__ import annotations
 
 import html
@@ -36,6 +37,7 @@ def conversation(history: list[dict], system: str) -> list[dict[str, str]]:
 
 # --- handlers: plain values in, plain values (and gr.update) out; tested without a browser ---
 
+
 def on_load_page(store: Store) -> tuple[Any, Any]:
     chosen = store.default_name()
     return gr.update(choices=store.names(), value=chosen), principle_choices(store, chosen)
@@ -56,9 +58,12 @@ def on_principle(store: Store, name: str | None, pid: str) -> str:
 
 def model_line(loaded: LoadedModel, steering: str = "") -> str:
     params = sum(p.numel() for p in loaded.model.parameters()) / 1e6
-    return notice("ok", f"Model in use: {loaded.name} from {loaded.source} ({params:.0f}M "
-                        f"parameters, {loaded.device}, {loaded.model.dtype})"
-                        + (f" — {steering}." if steering else "."))
+    return notice(
+        "ok",
+        f"Model in use: {loaded.name} from {loaded.source} ({params:.0f}M "
+        f"parameters, {loaded.device}, {loaded.model.dtype})"
+        + (f" — {steering}." if steering else "."),
+    )
 
 
 def on_load_model(name: str) -> str:
@@ -70,15 +75,20 @@ def on_load_model(name: str) -> str:
 
 def on_model_choice(name: str) -> str:
     """Which model answers: said as soon as it is picked, loaded with the first message."""
-    return notice("info", f"Model: {name or DEFAULT_MODEL} — it loads with the first message "
-                          "(or press Load model).")
+    return notice(
+        "info",
+        f"Model: {name or DEFAULT_MODEL} — it loads with the first message (or press Load model).",
+    )
 
 
 def limit_note(reason: str, new_tokens: int) -> str:
     if reason != "length":
         return ""
-    return notice("info", f"The answer stopped at the token limit ({new_tokens} new tokens); raise "
-                          "max new tokens to let it finish.")
+    return notice(
+        "info",
+        f"The answer stopped at the token limit ({new_tokens} new tokens); raise "
+        "max new tokens to let it finish.",
+    )
 
 
 def on_user(text: str, history: list[dict]) -> tuple[Any, list[dict], str]:
@@ -88,15 +98,28 @@ def on_user(text: str, history: list[dict]) -> tuple[Any, list[dict], str]:
 
 
 def sampling(temp: float, nucleus: float, new_tokens: float, seed_value: float) -> SamplingConfig:
-    return SamplingConfig(max_new_tokens=int(new_tokens), temperature=float(temp),
-                          top_p=float(nucleus), seed=int(seed_value or 0))
+    return SamplingConfig(
+        max_new_tokens=int(new_tokens),
+        temperature=float(temp),
+        top_p=float(nucleus),
+        seed=int(seed_value or 0),
+    )
 
 
-def on_respond(history: list[dict], model_name: str, system_text: str, temp: float,
-               nucleus: float, new_tokens: float, seed_value: float,
-               constitution_name: str | None = None, steer_choice: str | None = None,
-               steer_layers: str = "", coefficient: float = 0.0,
-               store: Store | None = None) -> Iterator:
+def on_respond(
+    history: list[dict],
+    model_name: str,
+    system_text: str,
+    temp: float,
+    nucleus: float,
+    new_tokens: float,
+    seed_value: float,
+    constitution_name: str | None = None,
+    steer_choice: str | None = None,
+    steer_layers: str = "",
+    coefficient: float = 0.0,
+    store: Store | None = None,
+) -> Iterator:
     """Stream the model's answer into the conversation: (history, message, model status)
     per piece; the last says whether the answer stopped at the token limit. A coefficient
     other than 0 steers the answer (the status line says how)."""
@@ -105,12 +128,15 @@ def on_respond(history: list[dict], model_name: str, system_text: str, temp: flo
     try:
         config = sampling(temp, nucleus, new_tokens, seed_value)
         backend = backend_for(model_name)
-        steering = steering_panel.steering_for(store, backend.loaded, steer_choice,
-                                               constitution_name, steer_layers,
-                                               coefficient) if store and coefficient else None
+        steering = (
+            steering_panel.steering_for(
+                store, backend.loaded, steer_choice, constitution_name, steer_layers, coefficient
+            )
+            if store and coefficient
+            else None
+        )
         ended: list[str] = []
-        pieces = backend.stream(conversation(history, system_text), config, ended.append,
-                                steering)
+        pieces = backend.stream(conversation(history, system_text), config, ended.append, steering)
         answer = ""
         history = history + [{"role": "assistant", "content": ""}]
         status = model_line(backend.loaded, steering.text if steering else "")
@@ -124,14 +150,23 @@ def on_respond(history: list[dict], model_name: str, system_text: str, temp: flo
 
 
 def answer_card(title: str, text: str, reason: str, new_tokens: int) -> str:
-    limit = ('<p class="chain-failed">stopped at the token limit</p>' if reason == "length"
-             else "")
-    return (f'<div class="chain-card"><b>{html.escape(title)}</b>'
-            f'<p>{html.escape(text) or "<em>(empty)</em>"}</p>{limit}</div>')
+    limit = '<p class="chain-failed">stopped at the token limit</p>' if reason == "length" else ""
+    return (
+        f'<div class="chain-card"><b>{html.escape(title)}</b>'
+        f"<p>{html.escape(text) or '<em>(empty)</em>'}</p>{limit}</div>"
+    )
 
 
-def on_compare(model_name: str, system_text: str, text: str, history: list[dict], temp: float,
-               nucleus: float, new_tokens: float, seed_value: float) -> tuple[str, str]:
+def on_compare(
+    model_name: str,
+    system_text: str,
+    text: str,
+    history: list[dict],
+    temp: float,
+    nucleus: float,
+    new_tokens: float,
+    seed_value: float,
+) -> tuple[str, str]:
     """The same prompt (the box, else the last message sent) answered with and without the
     system prompt, same seed: (the two answers side by side, message)."""
     prompt = last_prompt(text, history)
@@ -142,90 +177,172 @@ def on_compare(model_name: str, system_text: str, text: str, history: list[dict]
     try:
         config = sampling(temp, nucleus, new_tokens, seed_value)
         backend = backend_for(model_name)
-        with_it, without = backend.generate([chat(prompt, system_text.strip()), chat(prompt)],
-                                             config, seeds=[config.seed, config.seed])
+        with_it, without = backend.generate(
+            [chat(prompt, system_text.strip()), chat(prompt)],
+            config,
+            seeds=[config.seed, config.seed],
+        )
     except StudioError as exc:
         return "", error_notice(exc)
-    cards = (answer_card("With the system prompt", with_it.text, with_it.finish_reason,
-                         config.max_new_tokens)
-             + answer_card("Without it", without.text, without.finish_reason,
-                           config.max_new_tokens))
-    return (f'<div class="compare" data-seed="{config.seed}"><p class="chain-label">'
-            f'{html.escape(prompt)} · seed {config.seed}</p><div class="diff2">{cards}</div></div>',
-            "")
+    cards = answer_card(
+        "With the system prompt", with_it.text, with_it.finish_reason, config.max_new_tokens
+    ) + answer_card("Without it", without.text, without.finish_reason, config.max_new_tokens)
+    return (
+        f'<div class="compare" data-seed="{config.seed}"><p class="chain-label">'
+        f'{html.escape(prompt)} · seed {config.seed}</p><div class="diff2">{cards}</div></div>',
+        "",
+    )
 
 
 def last_prompt(text: str, history: list[dict]) -> str:
     """The prompt box, else the last message sent."""
-    return (text or "").strip() or next((message_text(m["content"]) for m in reversed(history or [])
-                                         if m["role"] == "user"), "")
+    return (text or "").strip() or next(
+        (message_text(m["content"]) for m in reversed(history or []) if m["role"] == "user"), ""
+    )
 
 
-def on_sweep(store: Store, model_name: str, system_text: str, text: str, history: list[dict],
-             temp: float, nucleus: float, new_tokens: float, seed_value: float,
-             constitution_name: str | None, steer_choice: str | None, steer_layers: str,
-             coefficient: float) -> tuple[str, str]:
+def on_sweep(
+    store: Store,
+    model_name: str,
+    system_text: str,
+    text: str,
+    history: list[dict],
+    temp: float,
+    nucleus: float,
+    new_tokens: float,
+    seed_value: float,
+    constitution_name: str | None,
+    steer_choice: str | None,
+    steer_layers: str,
+    coefficient: float,
+) -> tuple[str, str]:
     """The same prompt answered at five coefficients side by side (same seed)."""
     try:
         config = sampling(temp, nucleus, new_tokens, seed_value)
     except StudioError as exc:
         return "", error_notice(exc)
-    return steering_panel.on_sweep(store, model_name, last_prompt(text, history), system_text,
-                                   steer_choice, constitution_name, steer_layers, coefficient,
-                                   config)
+    return steering_panel.on_sweep(
+        store,
+        model_name,
+        last_prompt(text, history),
+        system_text,
+        steer_choice,
+        constitution_name,
+        steer_layers,
+        coefficient,
+        config,
+    )
 
 
 def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> None:
     """Lay out the tab and wire its events (call inside a gr.Tab of `demo`)."""
     with gr.Row():
-        model = gr.Dropdown(label="Model", choices=[DEFAULT_MODEL], value=default_model,
-                            allow_custom_value=True, scale=4, elem_id="playground-model",
-                            info="'embedded' (SmolLM2-135M-Instruct), a local folder, or a hub id")
+        model = gr.Dropdown(
+            label="Model",
+            choices=[DEFAULT_MODEL],
+            value=default_model,
+            allow_custom_value=True,
+            scale=4,
+            elem_id="playground-model",
+            info="'embedded' (SmolLM2-135M-Instruct), a local folder, or a hub id",
+        )
         offer_models(store, model, default_model)
         load = gr.Button("Load model", scale=1, elem_id="playground-load")
     model_status = gr.HTML(elem_id="playground-model-status")
     with gr.Row():
         with gr.Column(scale=1):
-            constitution = gr.Dropdown(label="Constitution", choices=[], elem_id="playground-constitution")
-            principle = gr.Dropdown(label="Principle as system prompt", choices=[NO_PRINCIPLE],
-                                    value=NO_PRINCIPLE, elem_id="playground-principle")
+            constitution = gr.Dropdown(
+                label="Constitution", choices=[], elem_id="playground-constitution"
+            )
+            principle = gr.Dropdown(
+                label="Principle as system prompt",
+                choices=[NO_PRINCIPLE],
+                value=NO_PRINCIPLE,
+                elem_id="playground-principle",
+            )
             system = gr.Textbox(label="System prompt", lines=4, elem_id="playground-system")
-            temperature = gr.Slider(0, 1.5, value=DEFAULT_SAMPLING.temperature, step=0.05,
-                                    label="temperature (0 = greedy)",
-                                    elem_id="playground-temperature")
+            temperature = gr.Slider(
+                0,
+                1.5,
+                value=DEFAULT_SAMPLING.temperature,
+                step=0.05,
+                label="temperature (0 = greedy)",
+                elem_id="playground-temperature",
+            )
             top_p = gr.Slider(0.05, 1, value=DEFAULT_SAMPLING.top_p, step=0.05, label="top-p")
-            max_new_tokens = gr.Slider(8, 1024, value=DEFAULT_SAMPLING.max_new_tokens, step=8,
-                                       label="max new tokens",
-                                       elem_id="playground-max-tokens")
+            max_new_tokens = gr.Slider(
+                8,
+                1024,
+                value=DEFAULT_SAMPLING.max_new_tokens,
+                step=8,
+                label="max new tokens",
+                elem_id="playground-max-tokens",
+            )
             seed = gr.Number(value=0, precision=0, label="seed")
         with gr.Column(scale=2):
             chatbot = gr.Chatbot(label="Conversation", height=460, elem_id="playground-chat")
             message = gr.HTML(elem_id="playground-message")
             with gr.Row():
-                prompt = gr.Textbox(show_label=False, placeholder="Type a message, press Enter",
-                                    scale=5, elem_id="playground-input")
+                prompt = gr.Textbox(
+                    show_label=False,
+                    placeholder="Type a message, press Enter",
+                    scale=5,
+                    elem_id="playground-input",
+                )
                 send = gr.Button("Send", variant="primary", scale=1, elem_id="playground-send")
                 stop = gr.Button("Stop", scale=1, elem_id="playground-stop")
                 clear = gr.Button("Clear", scale=1, elem_id="playground-clear")
-            compare = gr.Button("Compare with and without the system prompt (same prompt, same "
-                                "seed)", elem_id="playground-compare")
+            compare = gr.Button(
+                "Compare with and without the system prompt (same prompt, same seed)",
+                elem_id="playground-compare",
+            )
             compared = gr.HTML(elem_id="playground-compared")
             steer = steering_panel.build(store, "playground")
 
-    respond_inputs = [chatbot, model, system, temperature, top_p, max_new_tokens, seed,
-                      constitution, *steer.inputs]
+    respond_inputs = [
+        chatbot,
+        model,
+        system,
+        temperature,
+        top_p,
+        max_new_tokens,
+        seed,
+        constitution,
+        *steer.inputs,
+    ]
     respond = partial(on_respond, store=store)
     submitted = prompt.submit(on_user, [prompt, chatbot], [prompt, chatbot, message]).then(
-        respond, respond_inputs, [chatbot, message, model_status])
+        respond, respond_inputs, [chatbot, message, model_status]
+    )
     clicked = send.click(on_user, [prompt, chatbot], [prompt, chatbot, message]).then(
-        respond, respond_inputs, [chatbot, message, model_status])
-    steer.read.click(partial(steering_panel.on_read_layers, store),
-                     [model, steer.direction, constitution], [steer.curve, steer.note])
-    steer.sweep.click(partial(on_sweep, store), [model, system, prompt, chatbot, temperature,
-                                                 top_p, max_new_tokens, seed, constitution,
-                                                 *steer.inputs], [steer.swept, steer.note])
-    compare.click(on_compare, [model, system, prompt, chatbot, temperature, top_p, max_new_tokens,
-                               seed], [compared, message])
+        respond, respond_inputs, [chatbot, message, model_status]
+    )
+    steer.read.click(
+        partial(steering_panel.on_read_layers, store),
+        [model, steer.direction, constitution],
+        [steer.curve, steer.note],
+    )
+    steer.sweep.click(
+        partial(on_sweep, store),
+        [
+            model,
+            system,
+            prompt,
+            chatbot,
+            temperature,
+            top_p,
+            max_new_tokens,
+            seed,
+            constitution,
+            *steer.inputs,
+        ],
+        [steer.swept, steer.note],
+    )
+    compare.click(
+        on_compare,
+        [model, system, prompt, chatbot, temperature, top_p, max_new_tokens, seed],
+        [compared, message],
+    )
     model.input(on_model_choice, model, model_status)
     stop.click(None, cancels=[submitted, clicked])
     clear.click(lambda: ([], ""), None, [chatbot, message])
@@ -233,4 +350,5 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
     constitution.input(partial(principle_choices, store), constitution, principle)
     principle.input(partial(on_principle, store), [constitution, principle], system)
     demo.load(partial(on_load_page, store), None, [constitution, principle]).then(
-        on_model_choice, model, model_status)
+        on_model_choice, model, model_status
+    )

@@ -1,6 +1,7 @@
 """Preferences tab: watch the AI feedback model choose between two answers, swap them to see
 its position bias, label pairs yourself, and batch-label in the background with the trust
 metrics (agreement, calibration, position bias) updating as you label."""
+
 from __future__ import annotations
 
 import functools
@@ -17,37 +18,84 @@ import pandas as pd
 from pipeline import jobs
 from pipeline.constitution import Constitution
 from pipeline.errors import StudioError
-from pipeline.feedback import (COT_CLAMP, FeedbackConfig, Labeller, ensemble, feedback_principles,
-                               make_pairs)
+from pipeline.feedback import (
+    COT_CLAMP,
+    FeedbackConfig,
+    Labeller,
+    ensemble,
+    feedback_principles,
+    make_pairs,
+)
 from pipeline.generation import SamplingConfig, backend_for
 from pipeline.models import DEFAULT_MODEL, load_model
-from pipeline.preferences import (HUMAN_CHOICES, LabelLog, Pair, Preference, PrincipleLabel,
-                                  gold_pairs, human_choice, read_labels)
+from pipeline.preferences import (
+    HUMAN_CHOICES,
+    LabelLog,
+    Pair,
+    Preference,
+    PrincipleLabel,
+    gold_pairs,
+    human_choice,
+    read_labels,
+)
 from pipeline.prompts import PromptRecord
 from pipeline.runs import counted
 from pipeline.stages import LabelJob, PairsJob, ValuesFitJob, build_job, to_argv
 from pipeline.store import JobRecord, Store
-from pipeline.trust import (CALIBRATION_BINS, ENTROPY_BINS, VIEWS, TrustReport, Verdict,
-                            label_verdict, trust_report, view_rows)
+from pipeline.trust import (
+    CALIBRATION_BINS,
+    ENTROPY_BINS,
+    VIEWS,
+    TrustReport,
+    Verdict,
+    label_verdict,
+    trust_report,
+    view_rows,
+)
 from pipeline.values.features import pair_source
-from pipeline.values.judge import (FITTED, LINEAGE_FILE, RepresentationJudge, load_probe,
-                                   probe_quality)
+from pipeline.values.judge import (
+    FITTED,
+    LINEAGE_FILE,
+    RepresentationJudge,
+    load_probe,
+    probe_quality,
+)
 from pipeline.judge_choice import labels_note
 from pipeline.labelling_queue import ORDERS, next_pair, progress_text
 from studio import judges_panel
 from studio.judges_panel import auto_choice, human_count
 from studio.queue_probe import QUEUE_PROBE
-from studio.choices import (constitution_choices, default_choice, folder_choices, offer_models,
-                            resolve_choice)
-from studio.job_panel import (cancel_notice, job_bar, job_buttons, latest_job, resume_notice,
-                              writing_now)
+from studio.choices import (
+    constitution_choices,
+    default_choice,
+    folder_choices,
+    offer_models,
+    resolve_choice,
+)
+from studio.job_panel import (
+    cancel_notice,
+    job_bar,
+    job_buttons,
+    latest_job,
+    resume_notice,
+    writing_now,
+)
 from studio.notices import error_notice, notice, verdict_html
 
 STUDIO_RUN = "studio (pairs scored here)"
 LIVE_CHUNK = 4  # principles scored per step, so bars appear as they are ready
 PAIR_TOKENS = 128  # longest sampled answer of a pair made here (short: a pair is read whole)
-TABLE_HEADERS = ["id", "category", "P(A)", "verdict", "A first", "B first", "mass", "human",
-                 "flags"]
+TABLE_HEADERS = [
+    "id",
+    "category",
+    "P(A)",
+    "verdict",
+    "A first",
+    "B first",
+    "mass",
+    "human",
+    "flags",
+]
 JOB_KINDS = ("pairs", "label", "values-fit")
 
 # Keyboard shortcuts while the Preferences tab is shown and no text field has the focus.
@@ -69,9 +117,11 @@ document.addEventListener("keydown", (event) => {
 
 
 def _bar(p: float, label: str) -> str:
-    return (f'<div class="pref-bar-row"><span class="pref-bar-label">{label}</span>'
-            f'<div class="pref-bar"><div class="pref-bar-a" style="width:{p:.1%}"></div></div>'
-            f'<span class="pref-bar-value">{p:.3f}</span></div>')
+    return (
+        f'<div class="pref-bar-row"><span class="pref-bar-label">{label}</span>'
+        f'<div class="pref-bar"><div class="pref-bar-a" style="width:{p:.1%}"></div></div>'
+        f'<span class="pref-bar-value">{p:.3f}</span></div>'
+    )
 
 
 @dataclass(frozen=True)
@@ -83,13 +133,15 @@ class Previous:
     principles: tuple[str, ...]
 
 
-LEGEND = ("<b>How to read the bars:</b> each bar is P(A), the judge's probability that answer A "
-          "is better — the blue part is A's share, the orange part B's; 0.5 means no preference. "
-          "The question is asked with A shown first and with B shown first; the <i>average</i> "
-          "cancels the order. <b>position decided</b>: the winner flips when the order flips, so "
-          "the position, not the answer, decided. <b>mass on the options</b>: how much of the "
-          "model's next-token probability went to “(A” or “(B” at all (A first / B first); low "
-          "mass means the model was hardly answering the question.")
+LEGEND = (
+    "<b>How to read the bars:</b> each bar is P(A), the judge's probability that answer A "
+    "is better — the blue part is A's share, the orange part B's; 0.5 means no preference. "
+    "The question is asked with A shown first and with B shown first; the <i>average</i> "
+    "cancels the order. <b>position decided</b>: the winner flips when the order flips, so "
+    "the position, not the answer, decided. <b>mass on the options</b>: how much of the "
+    "model's next-token probability went to “(A” or “(B” at all (A first / B first); low "
+    "mass means the model was hardly answering the question."
+)
 
 
 def overall_html(labels: list[PrincipleLabel], p_a: float, previous: Previous | None) -> str:
@@ -97,22 +149,33 @@ def overall_html(labels: list[PrincipleLabel], p_a: float, previous: Previous | 
     order effect left after averaging."""
     mean = lambda name: sum(getattr(x, name) for x in labels) / len(labels)  # noqa: E731
     verdict = label_verdict(p_a, mean("p_a_ab"), mean("p_a_ba"))
-    parts = [f'<div class="pref-overall" data-p-a="{p_a:.6f}" data-verdict="{verdict.kind}">'
-             f'<b>Label P(A) = {p_a:.3f}</b> ({counted(len(labels), "principle")}): '
-             f'{verdict_html(verdict)}']
+    parts = [
+        f'<div class="pref-overall" data-p-a="{p_a:.6f}" data-verdict="{verdict.kind}">'
+        f"<b>Label P(A) = {p_a:.3f}</b> ({counted(len(labels), 'principle')}): "
+        f"{verdict_html(verdict)}"
+    ]
     if previous is not None and previous.principles == tuple(x.principle_id for x in labels):
-        parts.append(f'<p class="pref-swap-note">Before the swap P(A) was {previous.p_a:.3f} with '
-                     f'the same principles, so a position-free judge would now give '
-                     f'{1 - previous.p_a:.3f}; the difference {abs(p_a - (1 - previous.p_a)):.3f} '
-                     'is the order effect left after averaging.</p>')
+        parts.append(
+            f'<p class="pref-swap-note">Before the swap P(A) was {previous.p_a:.3f} with '
+            f"the same principles, so a position-free judge would now give "
+            f"{1 - previous.p_a:.3f}; the difference {abs(p_a - (1 - previous.p_a)):.3f} "
+            "is the order effect left after averaging.</p>"
+        )
     elif previous is not None:
-        parts.append('<p class="pref-swap-note">The principles differ from the score before the '
-                     'swap, so the two labels cannot show the order effect.</p>')
+        parts.append(
+            '<p class="pref-swap-note">The principles differ from the score before the '
+            "swap, so the two labels cannot show the order effect.</p>"
+        )
     return "".join(parts) + "</div>"
 
 
-def label_bars(labels: list[PrincipleLabel], titles: dict[str, str], pending: list[str],
-               previous: Previous | None = None, p_a: float | None = None) -> str:
+def label_bars(
+    labels: list[PrincipleLabel],
+    titles: dict[str, str],
+    pending: list[str],
+    previous: Previous | None = None,
+    p_a: float | None = None,
+) -> str:
     """P(A) per principle as bars — A shown first, B shown first, and their average — then
     the label `p_a` (default: the principles' mean) with its verdict. `previous` is the
     score before the answers were swapped."""
@@ -120,21 +183,38 @@ def label_bars(labels: list[PrincipleLabel], titles: dict[str, str], pending: li
         return notice("info", "Enter a prompt and two answers, then press Score.")
     parts = [f'<div class="pref-bars"><p class="pref-legend">{LEGEND}</p>']
     for x in labels:
-        biased = ' <span class="pref-flag">position decided</span>' if x.ordered.same_position_won else ""
-        rationale = "".join(f'<p class="pref-rationale"><b>{order}:</b> {html.escape(text)}</p>'
-                            for order, text in (("rationale, A first", x.rationale_ab),
-                                                ("rationale, B first", x.rationale_ba)) if text)
-        parts.append(f'<div class="pref-principle" data-principle="{html.escape(x.principle_id)}">'
-                     f'<b>{html.escape(titles.get(x.principle_id, x.principle_id))}</b>{biased}'
-                     f'{_bar(x.p_a_ab, "A shown first")}{_bar(x.p_a_ba, "B shown first")}'
-                     f'{_bar(x.ordered.p_a, "average")}'
-                     f'<p class="pref-mass">mass on the options: {x.mass_ab:.2f} / {x.mass_ba:.2f}</p>'
-                     f'{rationale}</div>')
-    parts += [f'<div class="pref-principle pref-pending"><b>{html.escape(titles.get(p, p))}</b> '
-              f'scoring…</div>' for p in pending]
+        biased = (
+            ' <span class="pref-flag">position decided</span>'
+            if x.ordered.same_position_won
+            else ""
+        )
+        rationale = "".join(
+            f'<p class="pref-rationale"><b>{order}:</b> {html.escape(text)}</p>'
+            for order, text in (
+                ("rationale, A first", x.rationale_ab),
+                ("rationale, B first", x.rationale_ba),
+            )
+            if text
+        )
+        parts.append(
+            f'<div class="pref-principle" data-principle="{html.escape(x.principle_id)}">'
+            f"<b>{html.escape(titles.get(x.principle_id, x.principle_id))}</b>{biased}"
+            f"{_bar(x.p_a_ab, 'A shown first')}{_bar(x.p_a_ba, 'B shown first')}"
+            f"{_bar(x.ordered.p_a, 'average')}"
+            f'<p class="pref-mass">mass on the options: {x.mass_ab:.2f} / {x.mass_ba:.2f}</p>'
+            f"{rationale}</div>"
+        )
+    parts += [
+        f'<div class="pref-principle pref-pending"><b>{html.escape(titles.get(p, p))}</b> '
+        f"scoring…</div>"
+        for p in pending
+    ]
     if labels:
-        parts.append(overall_html(labels, ensemble([x.ordered for x in labels]) if p_a is None
-                                  else p_a, previous))
+        parts.append(
+            overall_html(
+                labels, ensemble([x.ordered for x in labels]) if p_a is None else p_a, previous
+            )
+        )
     return "".join(parts) + "</div>"
 
 
@@ -143,9 +223,20 @@ def pref_verdict(p: Preference) -> Verdict:
 
 
 def table_rows(prefs: list[Preference], humans: dict[str, str]) -> list[list]:
-    return [[p.pair.id, p.pair.category, round(p.p_a, 3), pref_verdict(p).text.split(":")[0],
-             round(p.p_a_ab, 3), round(p.p_a_ba, 3), round(p.mass, 3),
-             human_choice(p.pair, humans) or "", ", ".join(p.flags)] for p in prefs]
+    return [
+        [
+            p.pair.id,
+            p.pair.category,
+            round(p.p_a, 3),
+            pref_verdict(p).text.split(":")[0],
+            round(p.p_a_ab, 3),
+            round(p.p_a_ba, 3),
+            round(p.mass, 3),
+            human_choice(p.pair, humans) or "",
+            ", ".join(p.flags),
+        ]
+        for p in prefs
+    ]
 
 
 def report_html(report: TrustReport | None) -> str:
@@ -153,18 +244,22 @@ def report_html(report: TrustReport | None) -> str:
     means something."""
     if report is None or not report.labels:
         return notice("info", "No labelled pairs here yet.")
-    lines = [f"{counted(report.labels, 'labelled pair')} ({report.identical} identical, "
-             f"{report.truncated} truncated)",
-             verdict_html(report.position_verdict, f"position bias {report.position_bias:.0%} "
-                          "(labels whose winner flips with the order)"),
-             verdict_html(report.mass_verdict, f"mean option mass {report.mean_mass:.2f}")]
+    lines = [
+        f"{counted(report.labels, 'labelled pair')} ({report.identical} identical, "
+        f"{report.truncated} truncated)",
+        verdict_html(
+            report.position_verdict,
+            f"position bias {report.position_bias:.0%} (labels whose winner flips with the order)",
+        ),
+        verdict_html(report.mass_verdict, f"mean option mass {report.mean_mass:.2f}"),
+    ]
     a = report.agreement
     if a is None:
         lines.append("Human agreement: no human labels yet — label some pairs (keys 1 / 2 / 3).")
     else:
         lines.append(verdict_html(a.verdict, f"Human agreement ({a.ties} ties left out)"))
         muted = "" if a.calibration_meaningful else ' class="muted" data-muted="1"'
-        lines.append(f'<span{muted}>{html.escape(a.calibration_note)}</span>')
+        lines.append(f"<span{muted}>{html.escape(a.calibration_note)}</span>")
     if report.length:
         lines.append(f'<span class="pref-length">{html.escape(report.length.text)}</span>')
     body = "".join(f"<p>{line}</p>" for line in lines)
@@ -173,18 +268,32 @@ def report_html(report: TrustReport | None) -> str:
 
 def entropy_frame(report: TrustReport | None) -> pd.DataFrame:
     counts = report.entropy_histogram if report else (0,) * ENTROPY_BINS
-    return pd.DataFrame({"entropy (bits)": [f"{k / ENTROPY_BINS:.1f}–{(k + 1) / ENTROPY_BINS:.1f}"
-                                            for k in range(ENTROPY_BINS)], "pairs": list(counts)})
+    return pd.DataFrame(
+        {
+            "entropy (bits)": [
+                f"{k / ENTROPY_BINS:.1f}–{(k + 1) / ENTROPY_BINS:.1f}" for k in range(ENTROPY_BINS)
+            ],
+            "pairs": list(counts),
+        }
+    )
 
 
 def calibration_frame(report: TrustReport | None) -> pd.DataFrame:
     """The reliability diagram: per bin of AI P(A), how often the person chose A; with the
     diagonal a perfectly calibrated judge would follow."""
-    rows = [{"AI P(A)": k / CALIBRATION_BINS, "human chose A": k / CALIBRATION_BINS,
-             "series": "perfect calibration"} for k in range(CALIBRATION_BINS + 1)]
+    rows = [
+        {
+            "AI P(A)": k / CALIBRATION_BINS,
+            "human chose A": k / CALIBRATION_BINS,
+            "series": "perfect calibration",
+        }
+        for k in range(CALIBRATION_BINS + 1)
+    ]
     if report and report.agreement and report.agreement.calibration_meaningful:
-        rows += [{"AI P(A)": b.mean_p_a, "human chose A": b.human_a, "series": "this judge"}
-                 for b in report.agreement.bins]
+        rows += [
+            {"AI P(A)": b.mean_p_a, "human chose A": b.human_a, "series": "this judge"}
+            for b in report.agreement.bins
+        ]
     return pd.DataFrame(rows)
 
 
@@ -219,8 +328,12 @@ def refresh_labels(store: Store, run_choice: str, view_choice: str) -> tuple:
         return error_notice(exc), gr.update(), gr.update(), []
     humans = store.human_labels()
     result = trust_report(prefs, humans) if prefs else None
-    return (judge_note_html(run_choice, prefs) + report_html(result), calibration_frame(result),
-            entropy_frame(result), table_rows(view_rows(prefs, humans, view_choice), humans))
+    return (
+        judge_note_html(run_choice, prefs) + report_html(result),
+        calibration_frame(result),
+        entropy_frame(result),
+        table_rows(view_rows(prefs, humans, view_choice), humans),
+    )
 
 
 def judge_note_html(run_choice: str, prefs: list[Preference]) -> str:
@@ -232,8 +345,9 @@ def judge_note_html(run_choice: str, prefs: list[Preference]) -> str:
     domain = run_domain(run_choice)
     warning = notice("warn", domain) if domain and domain not in text else ""
     if text.startswith("labels unverified"):
-        return warning + notice("warn", text + " — the queue: Next in queue (n), keys 1 / 2; "
-                                               "then Compare judges below.")
+        return warning + notice(
+            "warn", text + " — the queue: Next in queue (n), keys 1 / 2; then Compare judges below."
+        )
     return warning + notice("ok", text)
 
 
@@ -258,14 +372,17 @@ def human_state_html(store: Store, text: str, a: str, b: str, run_choice: str) -
     parts = []
     if prefs:
         done = sum(human_choice(p.pair, humans) is not None for p in prefs)
-        parts.append(f'<span class="pref-progress">{done} of {len(prefs)} pairs in these labels '
-                     'have your label</span>')
+        parts.append(
+            f'<span class="pref-progress">{done} of {len(prefs)} pairs in these labels '
+            "have your label</span>"
+        )
     try:
         choice = human_choice(current_pair(text, a, b), humans)
     except StudioError:
         choice = None
-    parts.append(f"Your label for this pair: {choice}" if choice else
-                 "You have not labelled this pair.")
+    parts.append(
+        f"Your label for this pair: {choice}" if choice else "You have not labelled this pair."
+    )
     return f'<div class="pref-human-state">{" · ".join(parts)}</div>'
 
 
@@ -279,14 +396,19 @@ def guideline_html(store: Store, choice: str | None, chosen: list[str] | None) -
     if c is None:
         return ""
     principles = [p for p in c.enabled_principles if not chosen or p.id in chosen]
-    items = "".join(f"<li><b>{html.escape(p.title)}</b>: {html.escape(p.preference_question)}</li>"
-                    for p in principles)
-    return (f'<div class="pref-guideline"><b>Labelling guideline</b> ({html.escape(c.name)}): '
-            f'pick the answer that better meets these questions.<ul>{items}</ul></div>')
+    items = "".join(
+        f"<li><b>{html.escape(p.title)}</b>: {html.escape(p.preference_question)}</li>"
+        for p in principles
+    )
+    return (
+        f'<div class="pref-guideline"><b>Labelling guideline</b> ({html.escape(c.name)}): '
+        f"pick the answer that better meets these questions.<ul>{items}</ul></div>"
+    )
 
 
-def on_guideline_tick(store: Store, choice: str | None, chosen: list[str] | None,
-                      shown: str | None) -> tuple[Any, str]:
+def on_guideline_tick(
+    store: Store, choice: str | None, chosen: list[str] | None, shown: str | None
+) -> tuple[Any, str]:
     """The guideline follows the constitution as saved or edited in its own tab, without a
     reload: (its update, only when it changed; what is shown now)."""
     now = guideline_html(store, choice, chosen)
@@ -294,8 +416,10 @@ def on_guideline_tick(store: Store, choice: str | None, chosen: list[str] | None
 
 
 def run_choices(store: Store, selected: str | None = None) -> Any:
-    return gr.update(choices=[STUDIO_RUN, *folder_choices(store.jobs(), ("label",), False)],
-                     value=selected or STUDIO_RUN)
+    return gr.update(
+        choices=[STUDIO_RUN, *folder_choices(store.jobs(), ("label",), False)],
+        value=selected or STUDIO_RUN,
+    )
 
 
 def source_choices(store: Store) -> Any:
@@ -304,9 +428,13 @@ def source_choices(store: Store) -> Any:
 
 def on_page_load(store: Store, run_choice: str, view_choice: str) -> tuple:
     choice = default_choice(store)
-    return (gr.update(choices=constitution_choices(store), value=choice),
-            on_constitution(store, choice), bar(latest(store)), source_choices(store),
-            *refresh_labels(store, run_choice, view_choice))
+    return (
+        gr.update(choices=constitution_choices(store), value=choice),
+        on_constitution(store, choice),
+        bar(latest(store)),
+        source_choices(store),
+        *refresh_labels(store, run_choice, view_choice),
+    )
 
 
 def on_constitution(store: Store, choice: str | None) -> Any:
@@ -338,11 +466,18 @@ def judge_choices(store: Store) -> list[tuple[str, str]]:
     best with your labels), the log-prob question, the constitution's direction in the
     hidden states, and every probe fitted from labels."""
     probes = store.trained(("values-fit",), "probe", LINEAGE_FILE)
-    return ([("auto: the judge that agrees best with your labels (else log-prob, unverified)",
-              AUTO), ("log-prob: asks the A/B question", LOGPROB),
-             ("representation: the constitution's direction in the hidden states", REPRESENTATION)]
-            + [(f"representation: probe fitted from your labels ({Path(p).parent.name}; "
-                f"cross-validated {fitted_quality(p)})", p) for p in probes])
+    return [
+        ("auto: the judge that agrees best with your labels (else log-prob, unverified)", AUTO),
+        ("log-prob: asks the A/B question", LOGPROB),
+        ("representation: the constitution's direction in the hidden states", REPRESENTATION),
+    ] + [
+        (
+            f"representation: probe fitted from your labels ({Path(p).parent.name}; "
+            f"cross-validated {fitted_quality(p)})",
+            p,
+        )
+        for p in probes
+    ]
 
 
 def fitted_quality(folder: str) -> str:
@@ -377,19 +512,38 @@ def judge_settings(judge_choice: str | None) -> tuple[str, str]:
     return REPRESENTATION, "" if judge_choice == REPRESENTATION else judge_choice
 
 
-def on_score(store: Store, text, a, b, choice, chosen, k, use_cot, model_name, seed_value, last,
-             run_choice, view_choice, judge_choice: str = AUTO) -> Iterator:
+def on_score(
+    store: Store,
+    text,
+    a,
+    b,
+    choice,
+    chosen,
+    k,
+    use_cot,
+    model_name,
+    seed_value,
+    last,
+    run_choice,
+    view_choice,
+    judge_choice: str = AUTO,
+) -> Iterator:
     try:
         pair = current_pair(text, a, b)
         c: Constitution = resolve_choice(store, choice) if choice else None
         if c is None:
             raise StudioError("Pick a constitution first.")
-        previous = last if isinstance(last, Previous) and last.pair_id == pair.swapped().id \
-            else None
+        previous = (
+            last if isinstance(last, Previous) and last.pair_id == pair.swapped().id else None
+        )
         # after a swap, the same principles judge again (a fresh draw would compare two juries)
         same = ",".join(previous.principles) if previous else ""
-        config = FeedbackConfig(ensemble=int(k), principles=",".join(chosen or []) or same,
-                                cot=bool(use_cot), seed=int(seed_value or 0))
+        config = FeedbackConfig(
+            ensemble=int(k),
+            principles=",".join(chosen or []) or same,
+            cot=bool(use_cot),
+            seed=int(seed_value or 0),
+        )
         titles = {p.id: p.title for p in c.principles}
         judge, probe = judge_settings(judge_choice)
         chosen_by = ""
@@ -408,23 +562,40 @@ def on_score(store: Store, text, a, b, choice, chosen, k, use_cot, model_name, s
         yield "", label_bars([], titles, judges), last, *[gr.update()] * 4
         for record in steps:
             if "identical" in record.flags:
-                yield (notice("info", "A and B are identical, so the label is 0.5 (flagged); "
-                                      "nothing to ask the model."), label_bars([], titles, []),
-                       last, *refresh_labels(store, run_choice, view_choice))
+                yield (
+                    notice(
+                        "info",
+                        "A and B are identical, so the label is 0.5 (flagged); "
+                        "nothing to ask the model.",
+                    ),
+                    label_bars([], titles, []),
+                    last,
+                    *refresh_labels(store, run_choice, view_choice),
+                )
                 return
             done = list(record.labels)
-            pending = judges[len(done):] if judge == LOGPROB else []
+            pending = judges[len(done) :] if judge == LOGPROB else []
             yield ("", label_bars(done, titles, pending, previous), last, *[gr.update()] * 4)
         studio_log(store).append([record])
-        notes = ["The answers were cut to fit the question (flagged)."] \
-            if "truncated" in record.flags else []
+        notes = (
+            ["The answers were cut to fit the question (flagged)."]
+            if "truncated" in record.flags
+            else []
+        )
         if chosen_by:
             notes.append(f"auto: {chosen_by}")
-        note = notice("warn" if chosen_by.startswith("labels unverified") else "info",
-                      " ".join(notes)) if notes else ""
+        note = (
+            notice("warn" if chosen_by.startswith("labels unverified") else "info", " ".join(notes))
+            if notes
+            else ""
+        )
         scored = Previous(pair.id, record.p_a, tuple(x.principle_id for x in done))
-        yield (note, label_bars(done, titles, [], previous, record.p_a), scored,
-               *refresh_labels(store, run_choice, view_choice))
+        yield (
+            note,
+            label_bars(done, titles, [], previous, record.p_a),
+            scored,
+            *refresh_labels(store, run_choice, view_choice),
+        )
     except StudioError as exc:
         yield error_notice(exc), gr.update(), last, *[gr.update()] * 4
 
@@ -438,14 +609,20 @@ def on_generate(text, model_name, seed_value) -> tuple:
         return notice("error", "Type a prompt or pick a gold pair first."), gr.update(), gr.update()
     try:
         backend = backend_for(model_name)
-        sampling = SamplingConfig(max_new_tokens=PAIR_TOKENS, temperature=1.0,
-                                  seed=int(seed_value or 0))
+        sampling = SamplingConfig(
+            max_new_tokens=PAIR_TOKENS, temperature=1.0, seed=int(seed_value or 0)
+        )
         pairs = make_pairs(backend, [PromptRecord("studio", text)], sampling)
     except StudioError as exc:
         return error_notice(exc), gr.update(), gr.update()
     if not pairs:
-        return notice("error", "The model gave an empty answer; press Generate again with "
-                               "another seed."), gr.update(), gr.update()
+        return (
+            notice(
+                "error", "The model gave an empty answer; press Generate again with another seed."
+            ),
+            gr.update(),
+            gr.update(),
+        )
     return "", pairs[0].response_a, pairs[0].response_b
 
 
@@ -456,9 +633,11 @@ def on_human(store: Store, choice: str, text, a, b, run_choice, view_choice) -> 
         store.set_human_label(pair.id, choice, pair.prompt, pair.response_a, pair.response_b)
     except StudioError as exc:
         return error_notice(exc), gr.update(), *[gr.update()] * 4
-    return (notice("ok", f"Recorded your label {choice} for pair {pair.id}."),
-            human_state_html(store, text, a, b, run_choice),
-            *refresh_labels(store, run_choice, view_choice))
+    return (
+        notice("ok", f"Recorded your label {choice} for pair {pair.id}."),
+        human_state_html(store, text, a, b, run_choice),
+        *refresh_labels(store, run_choice, view_choice),
+    )
 
 
 def on_undo(store: Store, text, a, b, run_choice, view_choice) -> tuple:
@@ -470,10 +649,13 @@ def on_undo(store: Store, text, a, b, run_choice, view_choice) -> tuple:
     if undone is None:
         return notice("info", "No label of yours to undo."), gr.update(), *[gr.update()] * 4
     pair_id, restored = undone
-    return (notice("ok", f"Undid your last label (pair {pair_id}); its label is now "
-                         f"{restored or 'none'}."),
-            human_state_html(store, text, a, b, run_choice),
-            *refresh_labels(store, run_choice, view_choice))
+    return (
+        notice(
+            "ok", f"Undid your last label (pair {pair_id}); its label is now {restored or 'none'}."
+        ),
+        human_state_html(store, text, a, b, run_choice),
+        *refresh_labels(store, run_choice, view_choice),
+    )
 
 
 SHOWN = "shown"  # the queue walks the labels picked under "Labels, trust and agreement"
@@ -482,8 +664,9 @@ SHOWN = "shown"  # the queue walks the labels picked under "Labels, trust and ag
 def queue_sources(store: Store) -> list[tuple[str, str]]:
     """The pair sets the queue can walk: the labels shown below, the gold pairs, and every
     finished pairs or label run."""
-    return ([("the labels shown below", SHOWN), ("gold pairs", "gold")]
-            + folder_choices(store.jobs(), ("pairs", "label")))
+    return [("the labels shown below", SHOWN), ("gold pairs", "gold")] + folder_choices(
+        store.jobs(), ("pairs", "label")
+    )
 
 
 def queue_pairs(store: Store, source: str, run_choice: str) -> tuple[list[Pair], dict[str, float]]:
@@ -496,8 +679,16 @@ def queue_pairs(store: Store, source: str, run_choice: str) -> tuple[list[Pair],
     return pair_source(ref, store.human_pairs()), {}
 
 
-def on_next(store: Store, text, a, b, run_choice, source: str = SHOWN, order: str = "active",
-            model_name: str = DEFAULT_MODEL) -> tuple:
+def on_next(
+    store: Store,
+    text,
+    a,
+    b,
+    run_choice,
+    source: str = SHOWN,
+    order: str = "active",
+    model_name: str = DEFAULT_MODEL,
+) -> tuple:
     """The next pair to label from the queue's set, in its order, with how far it has come."""
     try:
         pairs, ai = queue_pairs(store, source, run_choice)
@@ -510,14 +701,26 @@ def on_next(store: Store, text, a, b, run_choice, source: str = SHOWN, order: st
     progress = progress_text(pairs, humans, fit)
     problem = QUEUE_PROBE.error(model_name, pairs) if pairs else ""
     if pair is None:
-        return notice("ok", f"Every pair of this set has your label ({progress})."), \
-            *[gr.update()] * 3
-    why = ("the probe fitted on your labels is least sure of it" if fit else
-           "the AI label is least sure of it" if ai and order == "active" else "random order")
-    return (notice("warn" if problem else "info",
-                   f"{progress} · pair {pair.id} ({why}). Your label?"
-                   + (f" ({problem})" if problem else "")),
-            pair.prompt, pair.response_a, pair.response_b)
+        return notice("ok", f"Every pair of this set has your label ({progress})."), *[
+            gr.update()
+        ] * 3
+    why = (
+        "the probe fitted on your labels is least sure of it"
+        if fit
+        else "the AI label is least sure of it"
+        if ai and order == "active"
+        else "random order"
+    )
+    return (
+        notice(
+            "warn" if problem else "info",
+            f"{progress} · pair {pair.id} ({why}). Your label?"
+            + (f" ({problem})" if problem else ""),
+        ),
+        pair.prompt,
+        pair.response_a,
+        pair.response_b,
+    )
 
 
 def open_row(store: Store, run_choice: str, pair_id: str | None) -> tuple:
@@ -525,9 +728,14 @@ def open_row(store: Store, run_choice: str, pair_id: str | None) -> tuple:
     pref = by_id.get(pair_id) if pair_id else None
     if pref is None:
         return notice("error", "That pair is no longer in these labels."), *[gr.update()] * 3
-    return (notice("info", f"Pair {pref.pair.id}: AI P(A) = {pref.p_a:.3f}, "
-                          f"{pref_verdict(pref).text}."),
-            pref.pair.prompt, pref.pair.response_a, pref.pair.response_b)
+    return (
+        notice(
+            "info", f"Pair {pref.pair.id}: AI P(A) = {pref.p_a:.3f}, {pref_verdict(pref).text}."
+        ),
+        pref.pair.prompt,
+        pref.pair.response_a,
+        pref.pair.response_b,
+    )
 
 
 def latest(store: Store) -> JobRecord | None:
@@ -553,30 +761,59 @@ def launch_job(store: Store, kind: str, args: list[str], out: Path) -> tuple:
     except StudioError as exc:
         return error_notice(exc), gr.update(), gr.update()
     selected = str(out) if kind == "label" else None
-    return (notice("ok", f"Launched job {job.id} ({kind}) into {out}."),
-            run_choices(store, selected), source_choices(store))
+    return (
+        notice("ok", f"Launched job {job.id} ({kind}) into {out}."),
+        run_choices(store, selected),
+        source_choices(store),
+    )
 
 
 def on_make(store: Store, chosen_set, n, model_name, seed_value) -> tuple:
     out = store.new_run_folder("pairs")
-    job = build_job(PairsJob, {"policy": model_name, "prompts": chosen_set,
-                               "limit": int(n or 0), "seed": int(seed_value or 0),
-                               "max_new_tokens": PAIR_TOKENS})
+    job = build_job(
+        PairsJob,
+        {
+            "policy": model_name,
+            "prompts": chosen_set,
+            "limit": int(n or 0),
+            "seed": int(seed_value or 0),
+            "max_new_tokens": PAIR_TOKENS,
+        },
+    )
     return launch_job(store, "pairs", to_argv("pairs", job, out), out)
 
 
-def on_launch(store: Store, source, n, choice, chosen, k, use_cot, model_name,
-              seed_value, judge_choice: str = AUTO) -> tuple:
+def on_launch(
+    store: Store,
+    source,
+    n,
+    choice,
+    chosen,
+    k,
+    use_cot,
+    model_name,
+    seed_value,
+    judge_choice: str = AUTO,
+) -> tuple:
     if not choice:
         return notice("error", "Pick a constitution first."), gr.update(), gr.update()
     out = store.new_run_folder("labels")
     try:  # the job reads the constitution as it is now, frozen into its run folder
         path = jobs.freeze_constitution(resolve_choice(store, choice), out)
-        job = build_job(LabelJob, {
-            "pairs": source, "constitution": str(path), "model": model_name,
-            "limit": int(n or 0), "ensemble": int(k), "seed": int(seed_value or 0),
-            "cot": bool(use_cot), "principles": ",".join(chosen or []),
-            **dict(zip(("judge_method", "probe"), judge_settings(judge_choice)))})
+        job = build_job(
+            LabelJob,
+            {
+                "pairs": source,
+                "constitution": str(path),
+                "model": model_name,
+                "limit": int(n or 0),
+                "ensemble": int(k),
+                "seed": int(seed_value or 0),
+                "cot": bool(use_cot),
+                "principles": ",".join(chosen or []),
+                **dict(zip(("judge_method", "probe"), judge_settings(judge_choice))),
+            },
+        )
     except StudioError as exc:
         return error_notice(exc), gr.update(), gr.update()
     return launch_job(store, "label", to_argv("label", job, out), out)
@@ -589,36 +826,56 @@ def on_fit(store: Store, model_name: str) -> tuple:
     """Fit a representation judge from the pairs people labelled here, in the background."""
     count = human_count(store)
     if count < MIN_FIT:
-        return (notice("error", f"Fitting a judge needs at least {MIN_FIT} pairs you labelled A "
-                                f"or B (30–60 make a useful one); you have {count}. Label more "
-                                "with keys 1 / 2 (Next in queue: n)."), gr.update(), gr.update())
+        return (
+            notice(
+                "error",
+                f"Fitting a judge needs at least {MIN_FIT} pairs you labelled A "
+                f"or B (30–60 make a useful one); you have {count}. Label more "
+                "with keys 1 / 2 (Next in queue: n).",
+            ),
+            gr.update(),
+            gr.update(),
+        )
     out = store.new_run_folder("judge")
     job = build_job(ValuesFitJob, {"pairs": "human", "model": model_name})
     return launch_job(store, "values-fit", to_argv("values-fit", job, out), out)
 
 
 def on_cancel(store: Store, confirmed: int | None) -> tuple[str, int | None]:
-    return cancel_notice(store, latest(store), "No pairs or labelling job is running.",
-                         "finished work is kept.", confirmed)
+    return cancel_notice(
+        store,
+        latest(store),
+        "No pairs or labelling job is running.",
+        "finished work is kept.",
+        confirmed,
+    )
 
 
 def on_resume(store: Store) -> tuple:
     text, again = resume_notice(store, latest(store), "finished work is kept.")
     if again is None:
         return text, gr.update(), gr.update()
-    return (text, run_choices(store, again.out_dir if again.kind == "label" else None),
-            source_choices(store))
+    return (
+        text,
+        run_choices(store, again.out_dir if again.kind == "label" else None),
+        source_choices(store),
+    )
 
 
-def build(store: Store, demo: gr.Blocks,
-          default_model: str = DEFAULT_MODEL) -> tuple[gr.Dropdown, gr.Dropdown]:
+def build(
+    store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL
+) -> tuple[gr.Dropdown, gr.Dropdown]:
     """Lay out the tab and wire its events; returns the labels-run and pairs pickers, so
     another tab can open a run here."""
     message = gr.HTML(elem_id="pref-message")
     with gr.Row():
         with gr.Column(scale=2):
-            example = gr.Dropdown(label="Pick a gold pair", choices=list(gold_by_label()), value=None,
-                                  elem_id="pref-example")
+            example = gr.Dropdown(
+                label="Pick a gold pair",
+                choices=list(gold_by_label()),
+                value=None,
+                elem_id="pref-example",
+            )
             prompt = gr.Textbox(label="Prompt", lines=2, elem_id="pref-prompt")
             with gr.Row():
                 answer_a = gr.Textbox(label="Answer A", lines=5, elem_id="pref-a")
@@ -635,27 +892,52 @@ def build(store: Store, demo: gr.Blocks,
                 next_button = gr.Button("Next in queue (n)", elem_id="pref-next")
                 fit = gr.Button("Fit a judge from my labels", elem_id="pref-fit")
             with gr.Row():
-                queue = gr.Dropdown(label="Queue (n): pairs to label", choices=queue_sources(store),
-                                    value=SHOWN, elem_id="pref-queue", scale=3)
-                queue_order = gr.Dropdown(label="Order", choices=list(ORDERS), value=ORDERS[0],
-                                          elem_id="pref-queue-order")
+                queue = gr.Dropdown(
+                    label="Queue (n): pairs to label",
+                    choices=queue_sources(store),
+                    value=SHOWN,
+                    elem_id="pref-queue",
+                    scale=3,
+                )
+                queue_order = gr.Dropdown(
+                    label="Order", choices=list(ORDERS), value=ORDERS[0], elem_id="pref-queue-order"
+                )
             human_note = gr.HTML(elem_id="pref-human-state")
             guideline = gr.HTML(elem_id="pref-guideline")
         with gr.Column(scale=1):
-            constitution = gr.Dropdown(label="Constitution", choices=[], elem_id="pref-constitution")
-            principles = gr.Dropdown(label="Principles (empty = sample an ensemble)", choices=[],
-                                     multiselect=True, elem_id="pref-principles")
-            ensemble_k = gr.Slider(0, 8, value=FeedbackConfig.ensemble, step=1,
-                                   label="ensemble size when sampling (0 = all principles)",
-                                   elem_id="pref-ensemble")
-            cot = gr.Checkbox(label="chain-of-thought (rationale first, label clamped to "
-                                    f"[{COT_CLAMP[0]}, {COT_CLAMP[1]}])",
-                              elem_id="pref-cot")
-            model = gr.Dropdown(label="Feedback / answer model", choices=[default_model],
-                                value=default_model, allow_custom_value=True, elem_id="pref-model")
+            constitution = gr.Dropdown(
+                label="Constitution", choices=[], elem_id="pref-constitution"
+            )
+            principles = gr.Dropdown(
+                label="Principles (empty = sample an ensemble)",
+                choices=[],
+                multiselect=True,
+                elem_id="pref-principles",
+            )
+            ensemble_k = gr.Slider(
+                0,
+                8,
+                value=FeedbackConfig.ensemble,
+                step=1,
+                label="ensemble size when sampling (0 = all principles)",
+                elem_id="pref-ensemble",
+            )
+            cot = gr.Checkbox(
+                label="chain-of-thought (rationale first, label clamped to "
+                f"[{COT_CLAMP[0]}, {COT_CLAMP[1]}])",
+                elem_id="pref-cot",
+            )
+            model = gr.Dropdown(
+                label="Feedback / answer model",
+                choices=[default_model],
+                value=default_model,
+                allow_custom_value=True,
+                elem_id="pref-model",
+            )
             offer_models(store, model, default_model)
-            judge = gr.Dropdown(label="Judge", choices=judge_choices(store), value=AUTO,
-                                elem_id="pref-judge")
+            judge = gr.Dropdown(
+                label="Judge", choices=judge_choices(store), value=AUTO, elem_id="pref-judge"
+            )
             judge.focus(partial(offer_judges, store), None, judge)
             seed = gr.Number(value=0, precision=0, label="seed")
     bars = gr.HTML(elem_id="pref-bars")
@@ -663,35 +945,63 @@ def build(store: Store, demo: gr.Blocks,
 
     with gr.Accordion("Batch: make pairs and label them in the background", open=True):
         with gr.Row():
-            prompt_set = gr.Dropdown(label="Prompt set (for new pairs)", choices=["red-team", "helpful"],
-                                     value="red-team", elem_id="pref-batch-set")
+            prompt_set = gr.Dropdown(
+                label="Prompt set (for new pairs)",
+                choices=["red-team", "helpful"],
+                value="red-team",
+                elem_id="pref-batch-set",
+            )
             pair_limit = gr.Number(value=8, precision=0, label="prompts (0 = all)")
             make = gr.Button("Make pairs with the model", elem_id="pref-batch-pairs")
         with gr.Row():
-            pairs_source = gr.Dropdown(label="Pairs to label", choices=["gold"], value="gold",
-                                       elem_id="pref-batch-source", scale=3)
-            label_limit = gr.Number(value=0, precision=0, label="pairs (0 = all)",
-                                    elem_id="pref-batch-limit")
-            launch = gr.Button("Launch labelling job", variant="primary", elem_id="pref-batch-launch")
+            pairs_source = gr.Dropdown(
+                label="Pairs to label",
+                choices=["gold"],
+                value="gold",
+                elem_id="pref-batch-source",
+                scale=3,
+            )
+            label_limit = gr.Number(
+                value=0, precision=0, label="pairs (0 = all)", elem_id="pref-batch-limit"
+            )
+            launch = gr.Button(
+                "Launch labelling job", variant="primary", elem_id="pref-batch-launch"
+            )
             cancel, resume = job_buttons("pref-batch")
         progress = gr.HTML(elem_id="pref-batch-progress")
 
     with gr.Accordion("Labels, trust and agreement", open=True):
         with gr.Row():
-            run = gr.Dropdown(label="Labels", choices=[STUDIO_RUN], value=STUDIO_RUN,
-                              elem_id="pref-run", scale=3)
+            run = gr.Dropdown(
+                label="Labels", choices=[STUDIO_RUN], value=STUDIO_RUN, elem_id="pref-run", scale=3
+            )
             view = gr.Dropdown(label="Show", choices=VIEWS, value=VIEWS[0], elem_id="pref-view")
         report = gr.HTML(elem_id="pref-report")
         with gr.Row():
-            calibration = gr.LinePlot(calibration_frame(None), x="AI P(A)", y="human chose A",
-                                      color="series", x_lim=[0, 1], y_lim=[0, 1],
-                                      label="Calibration (reliability diagram)",
-                                      elem_id="pref-calibration")
-            entropy = gr.BarPlot(entropy_frame(None), x="entropy (bits)", y="pairs",
-                                 label="Label entropy (0 = certain, 1 = coin flip)",
-                                 elem_id="pref-entropy")
-        table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True,
-                             elem_id="pref-table", label="Labelled pairs (click to open)")
+            calibration = gr.LinePlot(
+                calibration_frame(None),
+                x="AI P(A)",
+                y="human chose A",
+                color="series",
+                x_lim=[0, 1],
+                y_lim=[0, 1],
+                label="Calibration (reliability diagram)",
+                elem_id="pref-calibration",
+            )
+            entropy = gr.BarPlot(
+                entropy_frame(None),
+                x="entropy (bits)",
+                y="pairs",
+                label="Label entropy (0 = certain, 1 = coin flip)",
+                elem_id="pref-entropy",
+            )
+        table = gr.Dataframe(
+            headers=TABLE_HEADERS,
+            interactive=False,
+            wrap=True,
+            elem_id="pref-table",
+            label="Labelled pairs (click to open)",
+        )
     timer = gr.Timer(2.0)
     judges_panel.build(store, demo, timer, constitution, model, message)
 
@@ -707,44 +1017,74 @@ def build(store: Store, demo: gr.Blocks,
     show_guideline = partial(guideline_html, store)
     example.input(on_example, example, pair_fields).then(human_state, state_inputs, human_note)
     constitution.input(partial(on_constitution, store), constitution, principles).then(
-        show_guideline, [constitution, principles], guideline)
+        show_guideline, [constitution, principles], guideline
+    )
     principles.input(show_guideline, [constitution, principles], guideline)
-    score_inputs = [prompt, answer_a, answer_b, constitution, principles, ensemble_k, cot, model,
-                    seed, last_label, run, view, judge]
+    score_inputs = [
+        prompt,
+        answer_a,
+        answer_b,
+        constitution,
+        principles,
+        ensemble_k,
+        cot,
+        model,
+        seed,
+        last_label,
+        run,
+        view,
+        judge,
+    ]
     score.click(partial(on_score, store), score_inputs, [message, bars, last_label, *label_outputs])
     swap.click(on_swap, pair_fields, [answer_a, answer_b]).then(
-        partial(on_score, store), score_inputs, [message, bars, last_label, *label_outputs]).then(
-        human_state, state_inputs, human_note)
+        partial(on_score, store), score_inputs, [message, bars, last_label, *label_outputs]
+    ).then(human_state, state_inputs, human_note)
     generate.click(on_generate, [prompt, model, seed], [message, answer_a, answer_b])
     for button, choice in zip((human_a, human_b, human_tie), HUMAN_CHOICES):
-        button.click(partial(on_human, store, choice), [*pair_fields, run, view],
-                     [message, human_note, *label_outputs])
-    undo.click(partial(on_undo, store), [*pair_fields, run, view],
-               [message, human_note, *label_outputs])
-    next_button.click(partial(on_next, store), [*pair_fields, run, queue, queue_order, model],
-                      [message, *pair_fields]).then(human_state, state_inputs, human_note)
+        button.click(
+            partial(on_human, store, choice),
+            [*pair_fields, run, view],
+            [message, human_note, *label_outputs],
+        )
+    undo.click(
+        partial(on_undo, store), [*pair_fields, run, view], [message, human_note, *label_outputs]
+    )
+    next_button.click(
+        partial(on_next, store),
+        [*pair_fields, run, queue, queue_order, model],
+        [message, *pair_fields],
+    ).then(human_state, state_inputs, human_note)
     queue.focus(partial(offer_queue_sources, store), None, queue)
     # .change: also when the Runs tab opens a labels run here
     run.change(partial(refresh_labels, store), [run, view], label_outputs).then(
-        human_state, state_inputs, human_note)
+        human_state, state_inputs, human_note
+    )
     view.input(partial(refresh_labels, store), [run, view], label_outputs)
     table.select(on_open_row, run, [message, *pair_fields]).then(
-        human_state, state_inputs, human_note)
-    make.click(partial(on_make, store), [prompt_set, pair_limit, model, seed],
-               [message, run, pairs_source])
-    launch.click(partial(on_launch, store), [pairs_source, label_limit, constitution, principles,
-                                             ensemble_k, cot, model, seed, judge],
-                 [message, run, pairs_source])
+        human_state, state_inputs, human_note
+    )
+    make.click(
+        partial(on_make, store), [prompt_set, pair_limit, model, seed], [message, run, pairs_source]
+    )
+    launch.click(
+        partial(on_launch, store),
+        [pairs_source, label_limit, constitution, principles, ensemble_k, cot, model, seed, judge],
+        [message, run, pairs_source],
+    )
     fit.click(partial(on_fit, store), model, [message, run, pairs_source])
     armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
     cancel.click(partial(on_cancel, store), armed, [message, armed])
     resume.click(partial(on_resume, store), None, [message, run, pairs_source])
     timer.tick(partial(on_timer, store), [run, view], [progress, *label_outputs])
     guideline_shown = gr.State(None)
-    gr.Timer(10.0).tick(partial(on_guideline_tick, store), [constitution, principles, guideline_shown],
-                       [guideline, guideline_shown])
+    gr.Timer(10.0).tick(
+        partial(on_guideline_tick, store),
+        [constitution, principles, guideline_shown],
+        [guideline, guideline_shown],
+    )
     demo.load(partial(run_choices, store), None, run).then(
-        partial(on_page_load, store), [run, view],
-        [constitution, principles, progress, pairs_source, *label_outputs]).then(
-        show_guideline, [constitution, principles], guideline)
+        partial(on_page_load, store),
+        [run, view],
+        [constitution, principles, progress, pairs_source, *label_outputs],
+    ).then(show_guideline, [constitution, principles], guideline)
     return run, pairs_source

@@ -1,6 +1,7 @@
 """The labelling queue's probe, kept by the studio process: per model and pair set, the
 pairs' features are read once and the probe is refitted in a background thread every few
 new labels, so pressing Next never waits for a model."""
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,9 @@ class QueueProbe:
             running = key in self._threads and self._threads[key].is_alive()
             stale = fit is None or labelled - fit.labels >= REFIT_EVERY
             if stale and not running and labelled >= MIN_FIT:
-                thread = threading.Thread(target=self._refit, args=(key, pairs, dict(humans)),
-                                          daemon=True)
+                thread = threading.Thread(
+                    target=self._refit, args=(key, pairs, dict(humans)), daemon=True
+                )
                 self._threads[key] = thread
                 thread.start()
         return fit

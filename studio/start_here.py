@@ -1,6 +1,7 @@
 """Start here: the first-run panel of the landing page — what the studio does (the SL-CAI →
 RL-CAI flow), the three things to try in order, and the whole pipeline in one click. It can be
 dismissed (remembered in the browser) and opened again from the header."""
+
 from __future__ import annotations
 
 import html
@@ -12,20 +13,36 @@ from pipeline.errors import StudioError
 from pipeline.store import Store
 from studio import train_tab
 
-FLOW = [("Constitution", "principles you write"),
-        ("Chains", "the model critiques and revises its answers"),
-        ("SFT", "fine-tune on the revisions (SL-CAI)"),
-        ("Pairs + AI labels", "two answers, judged under the constitution"),
-        ("Preference model", "learns the AI labels"),
-        ("PPO / DPO", "RL against it (RL-CAI)"),
-        ("Evaluate", "before / after on held-out prompts")]
+FLOW = [
+    ("Constitution", "principles you write"),
+    ("Chains", "the model critiques and revises its answers"),
+    ("SFT", "fine-tune on the revisions (SL-CAI)"),
+    ("Pairs + AI labels", "two answers, judged under the constitution"),
+    ("Preference model", "learns the AI labels"),
+    ("PPO / DPO", "RL against it (RL-CAI)"),
+    ("Evaluate", "before / after on held-out prompts"),
+]
 
-STEPS = [("start-edit", "constitution", "1. Edit a principle",
-          "Open a principle of the constitution, change its wording, Apply."),
-         ("start-chain", "chains", "2. Run a chain",
-          "Pick a red-team prompt and watch the model critique and revise its answer."),
-         ("start-score", "preferences", "3. Score a pair",
-          "Pick a gold pair and see which answer the AI judge prefers — and whether to trust it.")]
+STEPS = [
+    (
+        "start-edit",
+        "constitution",
+        "1. Edit a principle",
+        "Open a principle of the constitution, change its wording, Apply.",
+    ),
+    (
+        "start-chain",
+        "chains",
+        "2. Run a chain",
+        "Pick a red-team prompt and watch the model critique and revise its answer.",
+    ),
+    (
+        "start-score",
+        "preferences",
+        "3. Score a pair",
+        "Pick a gold pair and see which answer the AI judge prefers — and whether to trust it.",
+    ),
+]
 
 STORAGE_KEY = "constitution-studio-start-here-dismissed"
 
@@ -34,16 +51,22 @@ def flow_html() -> str:
     """The CAI flow as a row of boxes."""
     boxes = "<span class='flow-arrow'>→</span>".join(
         f"<div class='flow-box'><b>{html.escape(name)}</b><br><small>{html.escape(what)}</small>"
-        "</div>" for name, what in FLOW)
-    return (f"<div class='start-flow' role='img' aria-label='The Constitutional AI pipeline'>"
-            f"{boxes}</div>")
+        "</div>"
+        for name, what in FLOW
+    )
+    return (
+        f"<div class='start-flow' role='img' aria-label='The Constitutional AI pipeline'>"
+        f"{boxes}</div>"
+    )
 
 
 def intro_html() -> str:
-    return ("<p><b>Constitution Studio</b> shows what a constitution does to a model: write "
-            "principles, watch the model critique and revise itself under them (SL-CAI), watch an "
-            "AI judge pick between answers under them (RLAIF), then train on both (RL-CAI) — "
-            "with every label and metric next to what it means.</p>" + flow_html())
+    return (
+        "<p><b>Constitution Studio</b> shows what a constitution does to a model: write "
+        "principles, watch the model critique and revise itself under them (SL-CAI), watch an "
+        "AI judge pick between answers under them (RLAIF), then train on both (RL-CAI) — "
+        "with every label and metric next to what it means.</p>" + flow_html()
+    )
 
 
 def on_dismiss() -> tuple:
@@ -95,26 +118,40 @@ def build() -> tuple[gr.Column, dict[str, gr.Button], gr.Button, gr.Button, gr.B
                     steps[tab] = gr.Button(title, elem_id=elem_id, variant="secondary")
                     gr.Markdown(text)
         with gr.Row():
-            pipeline = gr.Button("Run the whole pipeline (tiny preset) on the constitution being "
-                                 "edited", variant="primary", elem_id="start-pipeline")
+            pipeline = gr.Button(
+                "Run the whole pipeline (tiny preset) on the constitution being edited",
+                variant="primary",
+                elem_id="start-pipeline",
+            )
             dismiss = gr.Button("Dismiss (reopen with “Start here” above)", elem_id="start-dismiss")
     return panel, steps, pipeline, dismiss, dismissed
 
 
-def wire(store: Store, demo: gr.Blocks, tabs: gr.Tabs, panel: gr.Column,
-         steps: dict[str, gr.Button], pipeline: gr.Button, dismiss: gr.Button,
-         dismissed: gr.BrowserState, reopen: gr.Button, message: gr.HTML,
-         train: train_tab.TrainView) -> None:
+def wire(
+    store: Store,
+    demo: gr.Blocks,
+    tabs: gr.Tabs,
+    panel: gr.Column,
+    steps: dict[str, gr.Button],
+    pipeline: gr.Button,
+    dismiss: gr.Button,
+    dismissed: gr.BrowserState,
+    reopen: gr.Button,
+    message: gr.HTML,
+    train: train_tab.TrainView,
+) -> None:
     """Each step opens its tab; the pipeline button launches and lands on the pipeline's own
     view in the Train tab (its form, its stage table); dismiss and reopen."""
     for tab_id, button in steps.items():
         button.click(partial(gr.Tabs, selected=tab_id), None, tabs)
     launched = gr.State(None)  # the pipeline job the banner announces
-    pipeline.click(partial(on_pipeline, store), None,
-                   [message, tabs, train.watched, launched]).then(
-        partial(train_tab.on_show_stage, store, "run-all"), None,
-        [train.stage, *train.stage_outputs]).then(
-        train.preview, train.preview_inputs, train.preview_outputs)
+    pipeline.click(
+        partial(on_pipeline, store), None, [message, tabs, train.watched, launched]
+    ).then(
+        partial(train_tab.on_show_stage, store, "run-all"),
+        None,
+        [train.stage, *train.stage_outputs],
+    ).then(train.preview, train.preview_inputs, train.preview_outputs)
     gr.Timer(10.0).tick(partial(on_banner_tick, store), launched, [message, launched])
     dismiss.click(on_dismiss, None, [panel, dismissed])
     reopen.click(on_show, None, [panel, dismissed])

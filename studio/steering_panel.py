@@ -3,6 +3,7 @@ constitution picked in the tab, or a saved one from `steer extract`), the layers
 coefficient slider (0 = off); a sweep answers the same prompt at five coefficients side by
 side, flagging answers that break down; each layer's accuracy on labelled pairs is drawn as
 a curve, so layers are picked from evidence."""
+
 from __future__ import annotations
 
 import html
@@ -18,9 +19,20 @@ from pipeline.generation import SamplingConfig, backend_for
 from pipeline.models import LoadedModel
 from pipeline.prompts import load_prompts
 from pipeline.stages import SteerExtractJob
-from pipeline.steering import (COEFFICIENT_LIMIT, DIRECTION_DIR, LINEAGE_FILE, Direction,
-                               Steering, base_name, extract_from_constitution, load_direction,
-                               parse_layers, sweep, sweep_coefficients, with_reading)
+from pipeline.steering import (
+    COEFFICIENT_LIMIT,
+    DIRECTION_DIR,
+    LINEAGE_FILE,
+    Direction,
+    Steering,
+    base_name,
+    extract_from_constitution,
+    load_direction,
+    parse_layers,
+    sweep,
+    sweep_coefficients,
+    with_reading,
+)
 from pipeline.store import Store
 from pipeline.values.features import labelled_in
 from studio.notices import error_notice, notice
@@ -40,16 +52,18 @@ def direction_choices(store: Store) -> list[str]:
 def constitution_direction(store: Store, loaded: LoadedModel, name: str | None) -> Direction:
     """The direction of the constitution as being edited, read once per model and content."""
     if not name:
-        raise ConfigError("Pick a constitution in this tab to steer by it, or pick a saved "
-                          "direction.")
+        raise ConfigError(
+            "Pick a constitution in this tab to steer by it, or pick a saved direction."
+        )
     constitution = store.working(name)
     key = (base_name(loaded), content_hash(constitution))
     with _lock:
         if key not in _cache:
             job = SteerExtractJob()
-            prompts = [p.prompt for p in load_prompts(job.prompts, "train")][:job.limit]
-            _cache[key] = extract_from_constitution(loaded, constitution, prompts,
-                                                    method=job.method)
+            prompts = [p.prompt for p in load_prompts(job.prompts, "train")][: job.limit]
+            _cache[key] = extract_from_constitution(
+                loaded, constitution, prompts, method=job.method
+            )
         return _cache[key]
 
 
@@ -58,16 +72,22 @@ def of_constitution(choice: str | None) -> bool:
     return not choice or choice == FROM_CONSTITUTION
 
 
-def chosen_direction(store: Store, loaded: LoadedModel, choice: str | None,
-                     constitution_name: str | None) -> Direction:
+def chosen_direction(
+    store: Store, loaded: LoadedModel, choice: str | None, constitution_name: str | None
+) -> Direction:
     if of_constitution(choice):
         return constitution_direction(store, loaded, constitution_name)
     return load_direction(choice, loaded)
 
 
-def steering_for(store: Store, loaded: LoadedModel, choice: str | None,
-                 constitution_name: str | None, layers_text: str,
-                 coefficient: float) -> Steering | None:
+def steering_for(
+    store: Store,
+    loaded: LoadedModel,
+    choice: str | None,
+    constitution_name: str | None,
+    layers_text: str,
+    coefficient: float,
+) -> Steering | None:
     """The steering the accordion asks for; None while the coefficient is 0 (off)."""
     if not coefficient:
         return None
@@ -81,25 +101,31 @@ def readings_frame(direction: Direction) -> pd.DataFrame:
     for r in direction.reading:
         rows.append({"layer": r.layer, "accuracy": r.accuracy, "series": "accuracy"})
         if r.controlled is not None:
-            rows.append({"layer": r.layer, "accuracy": r.controlled,
-                         "series": "length-controlled"})
+            rows.append({"layer": r.layer, "accuracy": r.controlled, "series": "length-controlled"})
     return pd.DataFrame(rows, columns=["layer", "accuracy", "series"])
 
 
 def reading_note(direction: Direction) -> str:
     best = max(direction.reading, key=lambda r: (r.accuracy, -r.layer))
-    sample = (" These are the pairs it was extracted from, so the curve is optimistic."
-              if direction.in_sample else "")
-    return notice("info", f"{direction.summary}. Each point: how often projecting a pair's two "
-                          f"answers on that layer's direction picks the one people preferred "
-                          f"({direction.read_on} pairs; 50% is a coin flip). Best: layer "
-                          f"{best.layer}, {best.accuracy:.0%} ({best.low:.0%}–{best.high:.0%}). "
-                          "Gold pairs favour the longer answer; the length-controlled line "
-                          f"removes that.{sample}")
+    sample = (
+        " These are the pairs it was extracted from, so the curve is optimistic."
+        if direction.in_sample
+        else ""
+    )
+    return notice(
+        "info",
+        f"{direction.summary}. Each point: how often projecting a pair's two "
+        f"answers on that layer's direction picks the one people preferred "
+        f"({direction.read_on} pairs; 50% is a coin flip). Best: layer "
+        f"{best.layer}, {best.accuracy:.0%} ({best.low:.0%}–{best.high:.0%}). "
+        "Gold pairs favour the longer answer; the length-controlled line "
+        f"removes that.{sample}",
+    )
 
 
-def on_read_layers(store: Store, model_name: str, choice: str | None,
-                   constitution_name: str | None) -> tuple:
+def on_read_layers(
+    store: Store, model_name: str, choice: str | None, constitution_name: str | None
+) -> tuple:
     """(the layer curve, a note): the direction's accuracy at every layer."""
     try:
         loaded = backend_for(model_name).loaded
@@ -117,22 +143,40 @@ def on_read_layers(store: Store, model_name: str, choice: str | None,
 def sweep_html(prompt: str, steering_text: str, answers) -> str:
     cards = []
     for a in answers:
-        flag = (f'<p class="chain-failed">breaks down: {html.escape(a.problem)}</p>'
-                if a.problem else "")
-        limit = '<p class="chain-label">stopped at the token limit</p>' \
-            if a.finish_reason == "length" else ""
+        flag = (
+            f'<p class="chain-failed">breaks down: {html.escape(a.problem)}</p>'
+            if a.problem
+            else ""
+        )
+        limit = (
+            '<p class="chain-label">stopped at the token limit</p>'
+            if a.finish_reason == "length"
+            else ""
+        )
         title = "off (0)" if a.coefficient == 0 else f"{a.coefficient:+g}"
-        cards.append(f'<div class="chain-card sweep-card" data-coefficient="{a.coefficient:g}">'
-                     f'<b>{title}</b><p>{html.escape(a.text) or "<em>(empty)</em>"}</p>'
-                     f'{flag}{limit}</div>')
-    return (f'<div class="sweep"><p class="chain-label">{html.escape(prompt)} · '
-            f'{html.escape(steering_text)} · same seed</p>'
-            f'<div class="sweep-row">{"".join(cards)}</div></div>')
+        cards.append(
+            f'<div class="chain-card sweep-card" data-coefficient="{a.coefficient:g}">'
+            f"<b>{title}</b><p>{html.escape(a.text) or '<em>(empty)</em>'}</p>"
+            f"{flag}{limit}</div>"
+        )
+    return (
+        f'<div class="sweep"><p class="chain-label">{html.escape(prompt)} · '
+        f"{html.escape(steering_text)} · same seed</p>"
+        f'<div class="sweep-row">{"".join(cards)}</div></div>'
+    )
 
 
-def on_sweep(store: Store, model_name: str, prompt: str, system: str, choice: str | None,
-             constitution_name: str | None, layers_text: str, coefficient: float,
-             config: SamplingConfig) -> tuple[str, str]:
+def on_sweep(
+    store: Store,
+    model_name: str,
+    prompt: str,
+    system: str,
+    choice: str | None,
+    constitution_name: str | None,
+    layers_text: str,
+    coefficient: float,
+    config: SamplingConfig,
+) -> tuple[str, str]:
     """(five answers side by side, message)."""
     if not (prompt or "").strip():
         return "", notice("error", "Type a message (or send one) to sweep.")
@@ -141,18 +185,29 @@ def on_sweep(store: Store, model_name: str, prompt: str, system: str, choice: st
         direction = chosen_direction(store, backend.loaded, choice, constitution_name)
         layers = tuple(parse_layers(layers_text) or [direction.middle_layer])
         Steering(direction, 1.0, layers)  # refuses bad layers before generating
-        messages = ([{"role": "system", "content": system.strip()}] if (system or "").strip()
-                    else []) + [{"role": "user", "content": prompt.strip()}]
-        answers = sweep(backend, messages, direction, layers, sweep_coefficients(coefficient),
-                        config)
+        messages = (
+            [{"role": "system", "content": system.strip()}] if (system or "").strip() else []
+        ) + [{"role": "user", "content": prompt.strip()}]
+        answers = sweep(
+            backend, messages, direction, layers, sweep_coefficients(coefficient), config
+        )
     except StudioError as exc:
         return "", error_notice(exc)
-    text = (f"{direction.method} direction from {direction.source}, layer"
-            f"{'s' if len(layers) > 1 else ''} {', '.join(map(str, layers))}")
+    text = (
+        f"{direction.method} direction from {direction.source}, layer"
+        f"{'s' if len(layers) > 1 else ''} {', '.join(map(str, layers))}"
+    )
     broken = [a for a in answers if a.problem]
-    note = (notice("error", f"{len(broken)} of {len(answers)} answers break down (at "
-                           f"{', '.join(f'{a.coefficient:+g}' for a in broken)}): too strong a "
-                           "push for these layers.") if broken else "")
+    note = (
+        notice(
+            "error",
+            f"{len(broken)} of {len(answers)} answers break down (at "
+            f"{', '.join(f'{a.coefficient:+g}' for a in broken)}): too strong a "
+            "push for these layers.",
+        )
+        if broken
+        else ""
+    )
     return sweep_html(prompt.strip(), text, answers), note
 
 
@@ -175,29 +230,47 @@ class SteeringControls:
 
 def build(store: Store, prefix: str) -> SteeringControls:
     """Lay out the accordion (inside a tab's build); the tab wires run and sweep events."""
-    with gr.Accordion("Steering (add a direction to the model's hidden states)", open=False,
-                      elem_id=f"{prefix}-steering"):
-        direction = gr.Dropdown(label="Direction", choices=[FROM_CONSTITUTION],
-                                value=FROM_CONSTITUTION, elem_id=f"{prefix}-steer-direction",
-                                info="read from the constitution picked in this tab (its "
-                                     "principles followed vs opposed), or a saved one")
+    with gr.Accordion(
+        "Steering (add a direction to the model's hidden states)",
+        open=False,
+        elem_id=f"{prefix}-steering",
+    ):
+        direction = gr.Dropdown(
+            label="Direction",
+            choices=[FROM_CONSTITUTION],
+            value=FROM_CONSTITUTION,
+            elem_id=f"{prefix}-steer-direction",
+            info="read from the constitution picked in this tab (its "
+            "principles followed vs opposed), or a saved one",
+        )
         direction.focus(lambda: gr.update(choices=direction_choices(store)), None, direction)
-        layers = gr.Textbox(label="Layers", placeholder="empty = the middle layer",
-                            elem_id=f"{prefix}-steer-layers",
-                            info="comma-separated, 1 (first block) to the last; read the curve "
-                                 "to choose")
-        coefficient = gr.Slider(-COEFFICIENT_LIMIT, COEFFICIENT_LIMIT, value=0, step=0.5,
-                                label="coefficient (0 = off; + toward the constitution, − away)",
-                                elem_id=f"{prefix}-steer-coefficient")
+        layers = gr.Textbox(
+            label="Layers",
+            placeholder="empty = the middle layer",
+            elem_id=f"{prefix}-steer-layers",
+            info="comma-separated, 1 (first block) to the last; read the curve to choose",
+        )
+        coefficient = gr.Slider(
+            -COEFFICIENT_LIMIT,
+            COEFFICIENT_LIMIT,
+            value=0,
+            step=0.5,
+            label="coefficient (0 = off; + toward the constitution, − away)",
+            elem_id=f"{prefix}-steer-coefficient",
+        )
         with gr.Row():
             read = gr.Button("Read each layer on the gold pairs", elem_id=f"{prefix}-steer-read")
-            sweep_button = gr.Button("Sweep: 5 coefficients side by side",
-                                     elem_id=f"{prefix}-steer-sweep")
+            sweep_button = gr.Button(
+                "Sweep: 5 coefficients side by side", elem_id=f"{prefix}-steer-sweep"
+            )
         note = gr.HTML(elem_id=f"{prefix}-steer-note")
-        curve = gr.LinePlot(x="layer", y="accuracy", color="series", y_lim=[0, 1],
-                            label="Direction accuracy on labelled pairs, by layer",
-                            elem_id=f"{prefix}-steer-curve")
+        curve = gr.LinePlot(
+            x="layer",
+            y="accuracy",
+            color="series",
+            y_lim=[0, 1],
+            label="Direction accuracy on labelled pairs, by layer",
+            elem_id=f"{prefix}-steer-curve",
+        )
         swept = gr.HTML(elem_id=f"{prefix}-steer-swept")
-    return SteeringControls(direction, layers, coefficient, read, sweep_button, curve, note,
-                            swept)
-
+    return SteeringControls(direction, layers, coefficient, read, sweep_button, curve, note, swept)

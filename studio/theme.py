@@ -1,13 +1,15 @@
 """How the studio looks, in a light and a dark theme: the Gradio theme, our CSS (every
 colour a variable with a value per theme, so banners stay readable in both) and the theme
 toggle, which remembers the choice in the browser."""
+
 from __future__ import annotations
 
 import gradio as gr
 
 # System fonts only: the studio must render the same with no internet access.
-THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                       font_mono=["ui-monospace", "monospace"])
+THEME = gr.themes.Soft(
+    font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+)
 
 STORAGE_KEY = "constitution-studio-theme"
 

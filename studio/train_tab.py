@@ -1,6 +1,7 @@
 """Train tab: pick a stage (or the whole pipeline), fill its form — generated from the stage's
 config dataclass — from a preset, see the exact command, launch it into the job queue, and
 watch it: progress, live metric plots with smoothing, the log tail, cancel/resume, artifacts."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,40 +21,88 @@ from pipeline.files import read_jsonl_log, write_atomic
 from pipeline.models import DEFAULT_MODEL, load_model
 from pipeline.runs import by_run, long_run_warning, run_label, run_time
 from pipeline.store import JobRecord, Store
-from pipeline.stages import (COMMANDS, PRESETS, build_job, job_yaml, preset, problem_fields,
-                             read_job_file)
-from pipeline.train.health import (nearest_pairs, pm_judge_disagreement, pm_training_labels,
-                                   reward_outliers, rl_health)
+from pipeline.stages import (
+    COMMANDS,
+    PRESETS,
+    build_job,
+    job_yaml,
+    preset,
+    problem_fields,
+    read_job_file,
+)
+from pipeline.train.health import (
+    nearest_pairs,
+    pm_judge_disagreement,
+    pm_training_labels,
+    reward_outliers,
+    rl_health,
+)
 from pipeline.train.runtime import ADAPTER_DIR, read_metrics
 from studio.choices import adapter_choices, constitution_choices, folder_choices, resolve_choice
-from studio.job_panel import (STAGE_UNITS, cancel_label, cancel_notice, job_bar,
-                              job_buttons, pipeline_html, resume_notice)
+from studio.job_panel import (
+    STAGE_UNITS,
+    cancel_label,
+    cancel_notice,
+    job_bar,
+    job_buttons,
+    pipeline_html,
+    resume_notice,
+)
 from studio.notices import error_notice, notice
 
 # Every command, in pipeline order: each stage can be launched alone on the folders earlier
 # stages (or the other tabs) wrote.
-TITLES = {"run-all": "whole pipeline (chains → SFT → pairs → labels → PM → PPO/DPO/RAHF → eval)",
-          "revise": "1. chains: critique–revision (SL-CAI data)",
-          "sft-data": "2. SFT data from chains", "sft": "3. SFT (SL-CAI)",
-          "pairs": "4. pairs: two answers per prompt", "label": "5. AI labels (RLAIF)",
-          "pmp": "6a. PM pretraining (Stack Exchange)", "reward": "6. preference model",
-          "ppo": "7. PPO (RL-CAI)", "dpo": "7b. DPO (instead of PM + PPO)",
-          "rahf": "7c. RAHF (move the hidden states, instead of PM + PPO)",
-          "evaluate": "8. evaluate: policy tournament (ratings with intervals)",
-          "values-report": "values report: probes, constitution directions, adversarial flag",
-          "values-fit": "representation judge fitted from human labels",
-          "judges-compare": "judges compared: every judge against your human labels",
-          "principles-rank": "principles ranked on your human labels (and a draft of the best)",
-          "steer-extract": "steering direction from a constitution or labelled pairs"}
+TITLES = {
+    "run-all": "whole pipeline (chains → SFT → pairs → labels → PM → PPO/DPO/RAHF → eval)",
+    "revise": "1. chains: critique–revision (SL-CAI data)",
+    "sft-data": "2. SFT data from chains",
+    "sft": "3. SFT (SL-CAI)",
+    "pairs": "4. pairs: two answers per prompt",
+    "label": "5. AI labels (RLAIF)",
+    "pmp": "6a. PM pretraining (Stack Exchange)",
+    "reward": "6. preference model",
+    "ppo": "7. PPO (RL-CAI)",
+    "dpo": "7b. DPO (instead of PM + PPO)",
+    "rahf": "7c. RAHF (move the hidden states, instead of PM + PPO)",
+    "evaluate": "8. evaluate: policy tournament (ratings with intervals)",
+    "values-report": "values report: probes, constitution directions, adversarial flag",
+    "values-fit": "representation judge fitted from human labels",
+    "judges-compare": "judges compared: every judge against your human labels",
+    "principles-rank": "principles ranked on your human labels (and a draft of the best)",
+    "steer-extract": "steering direction from a constitution or labelled pairs",
+}
 FORMS: dict[str, type] = {name: COMMANDS[name] for name in TITLES}
 PLOT_SLOTS = 8
 # Plotted first, in this order; any other number a stage logs follows.
-METRIC_ORDER = ("loss", "reward_mean", "kl", "entropy", "clip_fraction", "value_loss",
-                "policy_loss", "approx_kl", "accuracy", "rewards/margins", "rewards/accuracies",
-                "answer_length", "reward_std", "beta", "mean_token_accuracy", "grad_norm",
-                "learning_rate")
-NOT_PLOTTED = {"step", "time", "epoch", "total_flos", "train_runtime", "train_samples_per_second",
-               "train_steps_per_second", "num_tokens"}
+METRIC_ORDER = (
+    "loss",
+    "reward_mean",
+    "kl",
+    "entropy",
+    "clip_fraction",
+    "value_loss",
+    "policy_loss",
+    "approx_kl",
+    "accuracy",
+    "rewards/margins",
+    "rewards/accuracies",
+    "answer_length",
+    "reward_std",
+    "beta",
+    "mean_token_accuracy",
+    "grad_norm",
+    "learning_rate",
+)
+NOT_PLOTTED = {
+    "step",
+    "time",
+    "epoch",
+    "total_flos",
+    "train_runtime",
+    "train_samples_per_second",
+    "train_steps_per_second",
+    "num_tokens",
+}
 # Schedules and settings a run follows, not noisy measurements: plotted raw, never smoothed.
 SCHEDULES = {"learning_rate", "beta"}
 JOB_HEADERS = ["id", "run", "status", "ran for"]
@@ -63,6 +112,7 @@ NO_PRESET = "(defaults)"
 
 # --- pure helpers (tested) ---------------------------------------------------------------------
 
+
 def form_values(cls: type, raw: list[Any]) -> dict[str, Any]:
     """Form components' values → typed field values (a number box gives floats)."""
     values = {}
@@ -70,7 +120,9 @@ def form_values(cls: type, raw: list[Any]) -> dict[str, Any]:
         if isinstance(f.default, bool):
             values[f.name] = bool(value)
         elif isinstance(f.default, int):
-            values[f.name] = int(value) if value is not None and float(value).is_integer() else value
+            values[f.name] = (
+                int(value) if value is not None and float(value).is_integer() else value
+            )
         elif isinstance(f.default, float):
             values[f.name] = float(value) if value is not None else value
         else:
@@ -95,42 +147,65 @@ def ema(values: list[float], smoothing: float) -> list[float]:
     out, avg = [], 0.0
     for n, v in enumerate(values, start=1):
         avg = smoothing * avg + (1 - smoothing) * v
-        out.append(avg / (1 - smoothing ** n) if smoothing else v)
+        out.append(avg / (1 - smoothing**n) if smoothing else v)
     return out
 
 
 LN2 = math.log(2)
 # Where a pairwise metric sits when the model has learned nothing: a PM's or DPO's loss starts
 # at ln 2 and its accuracy at 0.5, so a flat line there is chance, not a result.
-CHANCE = {kind: {"loss": LN2, "accuracy": 0.5, "rewards/accuracies": 0.5}
-          for kind in ("reward", "pmp", "dpo")}
+CHANCE = {
+    kind: {"loss": LN2, "accuracy": 0.5, "rewards/accuracies": 0.5}
+    for kind in ("reward", "pmp", "dpo")
+}
 CHANCE_NAMES = {LN2: "chance (ln 2)", 0.5: "chance (0.5)"}
 MIN_STEP_AXIS = 10  # an x axis at least this long has whole-number step ticks
 
 
-def metric_frames(rows: list[dict], smoothing: float,
-                  chance: dict[str, float] | None = None) -> dict[str, pd.DataFrame]:
+def metric_frames(
+    rows: list[dict], smoothing: float, chance: dict[str, float] | None = None
+) -> dict[str, pd.DataFrame]:
     """metric → long DataFrame (step, value, series ∈ raw/smoothed, and a chance line where
     `chance` names the metric's chance level), in plotting order; a schedule (learning rate,
     β) has its raw series only."""
-    names = {k for r in rows for k, v in r.items() if isinstance(v, (int, float))
-             and not isinstance(v, bool) and k not in NOT_PLOTTED}
+    names = {
+        k
+        for r in rows
+        for k, v in r.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in NOT_PLOTTED
+    }
     ordered = [m for m in METRIC_ORDER if m in names] + sorted(names - set(METRIC_ORDER))
     frames = {}
     for name in ordered:
         points = [(r["step"], float(r[name])) for r in rows if name in r and "step" in r]
         steps, values = [s for s, _ in points], [v for _, v in points]
         if name in SCHEDULES:
-            frames[name] = pd.DataFrame({"step": steps, "value": values,
-                                         "series": ["raw"] * len(steps)})
+            frames[name] = pd.DataFrame(
+                {"step": steps, "value": values, "series": ["raw"] * len(steps)}
+            )
             continue
-        frame = pd.DataFrame({"step": steps * 2, "value": values + ema(values, smoothing),
-                              "series": ["raw"] * len(steps) + ["smoothed"] * len(steps)})
+        frame = pd.DataFrame(
+            {
+                "step": steps * 2,
+                "value": values + ema(values, smoothing),
+                "series": ["raw"] * len(steps) + ["smoothed"] * len(steps),
+            }
+        )
         level = (chance or {}).get(name)
         if level is not None and steps:
-            frame = pd.concat([frame, pd.DataFrame({
-                "step": [min(steps), max(steps)], "value": [level, level],
-                "series": [CHANCE_NAMES.get(level, "chance")] * 2})], ignore_index=True)
+            frame = pd.concat(
+                [
+                    frame,
+                    pd.DataFrame(
+                        {
+                            "step": [min(steps), max(steps)],
+                            "value": [level, level],
+                            "series": [CHANCE_NAMES.get(level, "chance")] * 2,
+                        }
+                    ),
+                ],
+                ignore_index=True,
+            )
         frames[name] = frame
     return frames
 
@@ -145,8 +220,15 @@ def step_axis(metrics: list[dict]) -> list[float]:
 def job_rows(records: list[JobRecord]) -> list[list[Any]]:
     """The job table: readable names (stage · constitution or model · time), not folders;
     a resumed run is one row (its newest job), its time added up over its attempts."""
-    return [[job.id, ("  ↳ " if job.parent else "") + run_label(job, len(attempts)), job.status,
-             run_time(attempts)] for job, attempts in by_run(records)]
+    return [
+        [
+            job.id,
+            ("  ↳ " if job.parent else "") + run_label(job, len(attempts)),
+            job.status,
+            run_time(attempts),
+        ]
+        for job, attempts in by_run(records)
+    ]
 
 
 def artifacts_html(job: JobRecord) -> str:
@@ -158,17 +240,22 @@ def artifacts_html(job: JobRecord) -> str:
     items = "".join(f"<li><code>{html.escape(str(out / a))}</code></li>" for a in job.artifacts)
     parts = [f"<p>Artifacts of job {job.id}:</p><ul>{items or '<li>none</li>'}</ul>"]
     if (out / ADAPTER_DIR / "adapter_config.json").exists():
-        parts.append(f"<p>The adapter <code>{html.escape(str(out / ADAPTER_DIR))}</code> can be "
-                     "picked as the model in the Playground, Chains and Preferences tabs.</p>")
+        parts.append(
+            f"<p>The adapter <code>{html.escape(str(out / ADAPTER_DIR))}</code> can be "
+            "picked as the model in the Playground, Chains and Preferences tabs.</p>"
+        )
     table = next((t for t in (out / "eval" / "eval.md", out / "eval.md") if t.exists()), None)
     if table:
-        parts.append("<p>Tournament on the held-out split (open it in the Evaluate tab for the "
-                     "matrix and the answers):</p><pre class='eval-table'>"
-                     f"{html.escape(table.read_text())}</pre>")
+        parts.append(
+            "<p>Tournament on the held-out split (open it in the Evaluate tab for the "
+            "matrix and the answers):</p><pre class='eval-table'>"
+            f"{html.escape(table.read_text())}</pre>"
+        )
     return "".join(parts)
 
 
 # --- the tab -------------------------------------------------------------------------------------
+
 
 def _field_component(stage: str, f: dataclasses.Field) -> gr.components.Component:
     label, info = f.name, f.metadata.get("help", "")
@@ -176,19 +263,31 @@ def _field_component(stage: str, f: dataclasses.Field) -> gr.components.Componen
     if isinstance(f.default, bool):
         return gr.Checkbox(value=f.default, label=label, info=info, elem_id=elem_id)
     if isinstance(f.default, (int, float)):
-        return gr.Number(value=f.default, label=label, info=info, elem_id=elem_id,
-                         precision=0 if isinstance(f.default, int) else None)
-    return gr.Dropdown(value=f.default, choices=[f.default] if f.default else [], label=label,
-                       info=info, allow_custom_value=True, elem_id=elem_id)
+        return gr.Number(
+            value=f.default,
+            label=label,
+            info=info,
+            elem_id=elem_id,
+            precision=0 if isinstance(f.default, int) else None,
+        )
+    return gr.Dropdown(
+        value=f.default,
+        choices=[f.default] if f.default else [],
+        label=label,
+        info=info,
+        allow_custom_value=True,
+        elem_id=elem_id,
+    )
 
 
 # --- handlers: the store and plain values in, plain values and gr.update out (tested) -------
 
+
 def stage_values(name: str, raw: list[Any]) -> dict[str, Any]:
     """The typed values of stage `name`'s form, out of every form's values (forms are laid
     out in FORMS order, one component per dataclass field)."""
-    offset = sum(len(dataclasses.fields(FORMS[s])) for s in list(FORMS)[:list(FORMS).index(name)])
-    return form_values(FORMS[name], raw[offset:offset + len(dataclasses.fields(FORMS[name]))])
+    offset = sum(len(dataclasses.fields(FORMS[s])) for s in list(FORMS)[: list(FORMS).index(name)])
+    return form_values(FORMS[name], raw[offset : offset + len(dataclasses.fields(FORMS[name]))])
 
 
 def field_choices(store: Store, name: str) -> dict[str, list[Any]]:
@@ -201,22 +300,40 @@ def field_choices(store: Store, name: str) -> dict[str, list[Any]]:
 
     pms = store.trained(("reward", "pmp"), ADAPTER_DIR)
     models = [DEFAULT_MODEL, *adapter_choices(store)]
-    return {"model": [DEFAULT_MODEL], "data": {
-        "sft": folders("sft-data", "revise"), "reward": folders("label"), "dpo": folders("label"),
-        "rahf": ["gold", *folders("label")], "pmp": []}.get(name, []),
+    return {
+        "model": [DEFAULT_MODEL],
+        "data": {
+            "sft": folders("sft-data", "revise"),
+            "reward": folders("label"),
+            "dpo": folders("label"),
+            "rahf": ["gold", *folders("label")],
+            "pmp": [],
+        }.get(name, []),
         "chains": folders("revise"),
-        "pairs": (["gold", "human", *folders("pairs", "label")]
-                  if name.startswith(("values", "steer")) else ["gold", *folders("pairs")]),
-        "read": ["gold", "human", ""], "policy": models if name == "pairs" else [],
+        "pairs": (
+            ["gold", "human", *folders("pairs", "label")]
+            if name.startswith(("values", "steer"))
+            else ["gold", *folders("pairs")]
+        ),
+        "read": ["gold", "human", ""],
+        "policy": models if name == "pairs" else [],
         "labels": ["human", "gold", *folders("pairs", "label")],
         "human_labels": ["human", "gold", *folders("pairs", "label")],
         "pm": pms,
-        "policy_adapter": adapter_choices(store), "reward_adapter": pms,
-        "init_adapter": pms, "constitution": constitution_choices(store),
-        "prompts": (["red-team,helpful", "red-team", "helpful"] if name == "evaluate"
-                    else ["red-team", "helpful"]),
+        "policy_adapter": adapter_choices(store),
+        "reward_adapter": pms,
+        "init_adapter": pms,
+        "constitution": constitution_choices(store),
+        "prompts": (
+            ["red-team,helpful", "red-team", "helpful"]
+            if name == "evaluate"
+            else ["red-team", "helpful"]
+        ),
         "judge": ["logprob", "representation", "pm", "logprob,pm", "logprob,representation,pm"]
-        if name == "evaluate" else [], "judge_from": folders("label")}
+        if name == "evaluate"
+        else [],
+        "judge_from": folders("label"),
+    }
 
 
 def on_preset(store: Store, name: str, chosen_preset: str) -> list[Any]:
@@ -239,8 +356,11 @@ def on_preset(store: Store, name: str, chosen_preset: str) -> list[Any]:
 
 
 def on_stage(store: Store, name: str, chosen_preset: str) -> tuple:
-    return (gr.update(value=FORMS[name].__doc__), *[gr.update(visible=s == name) for s in FORMS],
-            *on_preset(store, name, chosen_preset))
+    return (
+        gr.update(value=FORMS[name].__doc__),
+        *[gr.update(visible=s == name) for s in FORMS],
+        *on_preset(store, name, chosen_preset),
+    )
 
 
 def run_folder(store: Store, name: str, previewed: str | None) -> Path:
@@ -262,8 +382,13 @@ def on_preview(store: Store, name: str, previewed: str | None, *raw: Any) -> tup
     except StudioError as exc:
         problem = f"# not ready to launch: {exc}\n"
     folder = run_folder(store, name, previewed)
-    return (gr.update(value=f"{problem}{command_line(name, folder)}\n\n# job.yaml\n"
-                            + job_yaml(values)), str(folder), form_checks(store, name, values))
+    return (
+        gr.update(
+            value=f"{problem}{command_line(name, folder)}\n\n# job.yaml\n" + job_yaml(values)
+        ),
+        str(folder),
+        form_checks(store, name, values),
+    )
 
 
 def form_checks(store: Store, name: str, values: dict[str, Any]) -> str:
@@ -275,13 +400,16 @@ def form_checks(store: Store, name: str, values: dict[str, Any]) -> str:
         job = build_job(cls, values)
     except ConfigError as exc:
         wrong = problem_fields(list(exc.problems), (f.name for f in dataclasses.fields(cls)))
-        marks = "".join(f"#{field_elem_id(name, f)} input, #{field_elem_id(name, f)} textarea "
-                        "{box-shadow: 0 0 0 2px var(--bad-line) !important; "
-                        "background: var(--bad-bg) !important;}"
-                        for f in sorted(wrong))
+        marks = "".join(
+            f"#{field_elem_id(name, f)} input, #{field_elem_id(name, f)} textarea "
+            "{box-shadow: 0 0 0 2px var(--bad-line) !important; "
+            "background: var(--bad-bg) !important;}"
+            for f in sorted(wrong)
+        )
         fields = ", ".join(sorted(wrong)) or "the settings"
-        return (f"<style>{marks}</style>" + notice(
-            "error", f"Not ready to launch — check {fields}:", list(exc.problems) or [str(exc)]))
+        return f"<style>{marks}</style>" + notice(
+            "error", f"Not ready to launch — check {fields}:", list(exc.problems) or [str(exc)]
+        )
     except StudioError as exc:
         return error_notice(exc)
     return run_length_notice(store, name, job)
@@ -305,34 +433,52 @@ def launch_stage(store: Store, name: str, values: dict[str, Any], out: Path) -> 
     refs = [r.strip() for r in str(values.get("constitution") or "").split(",") if r.strip()]
     if refs:  # several only where the command compares constitutions (values-report)
         values["constitution"] = ",".join(
-            ref if Path(ref).is_file() else str(jobs.freeze_constitution(
-                resolve_choice(store, ref), out,
-                "constitution-input.yaml" if len(refs) == 1 else f"constitution-input-{n}.yaml"))
-            for n, ref in enumerate(refs, 1))
+            ref
+            if Path(ref).is_file()
+            else str(
+                jobs.freeze_constitution(
+                    resolve_choice(store, ref),
+                    out,
+                    "constitution-input.yaml" if len(refs) == 1 else f"constitution-input-{n}.yaml",
+                )
+            )
+            for n, ref in enumerate(refs, 1)
+        )
     job = build_job(FORMS[name], values)
     text = job_yaml(job)
     write_atomic(out / "job.yaml", text)
-    return jobs.launch(store, name, [name, "--config", str(out / "job.yaml"), "--out", str(out)],
-                       out, getattr(job, "processes", 1), text)
+    return jobs.launch(
+        store,
+        name,
+        [name, "--config", str(out / "job.yaml"), "--out", str(out)],
+        out,
+        getattr(job, "processes", 1),
+        text,
+    )
 
 
 def launched(record: JobRecord) -> str:
     state = "queued behind the running job" if record.status == "queued" else "launched"
-    return notice("ok", f"Job {record.id} ({record.kind}) {state}; it writes into "
-                        f"{record.out_dir}.")
+    return notice(
+        "ok", f"Job {record.id} ({record.kind}) {state}; it writes into {record.out_dir}."
+    )
 
 
 def on_launch(store: Store, name: str, previewed: str | None, *raw: Any) -> tuple:
     """Queue the stage into the folder the preview showed (a fresh one if that is taken):
     (message, the job to watch, the job table)."""
     try:
-        record = launch_stage(store, name, stage_values(name, list(raw)),
-                              run_folder(store, name, previewed))
+        record = launch_stage(
+            store, name, stage_values(name, list(raw)), run_folder(store, name, previewed)
+        )
     except StudioError as exc:
         return error_notice(exc), gr.update(), gr.update()
     job = build_job(FORMS[name], stage_values(name, list(raw)))
-    return (launched(record) + run_length_notice(store, name, job), record.id,
-            gr.update(value=job_rows(jobs.refresh(store))))
+    return (
+        launched(record) + run_length_notice(store, name, job),
+        record.id,
+        gr.update(value=job_rows(jobs.refresh(store))),
+    )
 
 
 def launch_pipeline(store: Store) -> tuple[str, int | None]:
@@ -346,8 +492,9 @@ def launch_pipeline(store: Store) -> tuple[str, int | None]:
     return launched(record), record.id
 
 
-def watched(store: Store, job_id: int | None,
-            records: list[JobRecord] | None = None) -> JobRecord | None:
+def watched(
+    store: Store, job_id: int | None, records: list[JobRecord] | None = None
+) -> JobRecord | None:
     """The selected job (else the newest); `records` saves a second refresh per tick."""
     records = jobs.refresh(store) if records is None else records
     if job_id is not None:
@@ -357,26 +504,45 @@ def watched(store: Store, job_id: int | None,
     return records[0] if records else None
 
 
-def job_view(store: Store, job_id: int | None, smooth: float,
-             records: list[JobRecord] | None = None) -> tuple:
+def job_view(
+    store: Store, job_id: int | None, smooth: float, records: list[JobRecord] | None = None
+) -> tuple:
     """(progress bar, PLOT_SLOTS plot updates, log tail, artifacts, Cancel's label) of the
     watched job."""
     job = watched(store, job_id, records)
     if job is None:
-        return ("", *[gr.update(visible=False)] * PLOT_SLOTS, "", "", gr.update(), "",
-                gr.update(visible=False))
+        return (
+            "",
+            *[gr.update(visible=False)] * PLOT_SLOTS,
+            "",
+            "",
+            gr.update(),
+            "",
+            gr.update(visible=False),
+        )
     metrics = read_metrics(job.out_dir)
     frames = list(metric_frames(metrics, float(smooth), CHANCE.get(job.kind)).items())
     x_lim = step_axis(metrics)
-    plot_updates = [gr.update(value=frames[n][1], title=frames[n][0], visible=True, x_lim=x_lim)
-                    if n < len(frames) else gr.update(visible=False) for n in range(PLOT_SLOTS)]
+    plot_updates = [
+        gr.update(value=frames[n][1], title=frames[n][0], visible=True, x_lim=x_lim)
+        if n < len(frames)
+        else gr.update(visible=False)
+        for n in range(PLOT_SLOTS)
+    ]
     if job.kind == "run-all":
         bar = job_bar(job, "stages") + pipeline_html(job, records or jobs.refresh(store))
     else:
         bar = job_bar(job, STAGE_UNITS.get(job.kind, "steps"))
     health, outliers = rl_view(job, metrics)
-    return (bar, *plot_updates, jobs.log_tail(job.out_dir, 30), artifacts_html(job),
-            gr.update(value=cancel_label(job)), health, outliers)
+    return (
+        bar,
+        *plot_updates,
+        jobs.log_tail(job.out_dir, 30),
+        artifacts_html(job),
+        gr.update(value=cancel_label(job)),
+        health,
+        outliers,
+    )
 
 
 def rl_view(job: JobRecord, metrics: list[dict]) -> tuple[str, Any]:
@@ -384,10 +550,16 @@ def rl_view(job: JobRecord, metrics: list[dict]) -> tuple[str, Any]:
     if job.kind != "ppo":
         return "", gr.update(visible=False)
     health = "".join(notice("error", w.text) for w in rl_health(metrics)) or (
-        notice("ok", "RL health: no warning (reward vs KL, answer length, refusals among the "
-                     "rollouts)") if metrics else "")
-    rows = [[s["step"], s["extreme"], round(s["reward"], 4), s["prompt"][:120], s["answer"][:160]]
-            for s in reward_outliers(read_jsonl_log(Path(job.out_dir) / "samples.jsonl"))]
+        notice(
+            "ok", "RL health: no warning (reward vs KL, answer length, refusals among the rollouts)"
+        )
+        if metrics
+        else ""
+    )
+    rows = [
+        [s["step"], s["extreme"], round(s["reward"], 4), s["prompt"][:120], s["answer"][:160]]
+        for s in reward_outliers(read_jsonl_log(Path(job.out_dir) / "samples.jsonl"))
+    ]
     return health, gr.update(value=pd.DataFrame(rows, columns=OUTLIER_HEADERS), visible=bool(rows))
 
 
@@ -409,26 +581,42 @@ def outlier_html(job: JobRecord | None, step: int, extreme: str) -> str:
     pairs with their labels (what taught the PM to score it so)."""
     if job is None:
         return ""
-    sample = next((s for s in reward_outliers(read_jsonl_log(Path(job.out_dir) / "samples.jsonl"))
-                   if s["step"] == step and s["extreme"] == extreme), None)
+    sample = next(
+        (
+            s
+            for s in reward_outliers(read_jsonl_log(Path(job.out_dir) / "samples.jsonl"))
+            if s["step"] == step and s["extreme"] == extreme
+        ),
+        None,
+    )
     if sample is None:
         return notice("error", "That sample is no longer in the run.")
-    parts = [f'<div class="chain-card"><p class="chain-label">step {step} · {extreme} reward '
-             f'{sample["reward"]:+.4f}</p><p><b>Prompt</b>: {html.escape(sample["prompt"])}</p>'
-             f'<p><b>Answer</b>: {html.escape(sample["answer"])}</p></div>']
+    parts = [
+        f'<div class="chain-card"><p class="chain-label">step {step} · {extreme} reward '
+        f"{sample['reward']:+.4f}</p><p><b>Prompt</b>: {html.escape(sample['prompt'])}</p>"
+        f"<p><b>Answer</b>: {html.escape(sample['answer'])}</p></div>"
+    ]
     pm, labels = pm_training_labels(job.out_dir)
     if not labels:
-        return "".join(parts) + notice("info", "The preference model's training labels could not "
-                                               "be traced from this run (its job.yaml files).")
+        return "".join(parts) + notice(
+            "info",
+            "The preference model's training labels could not "
+            "be traced from this run (its job.yaml files).",
+        )
     loaded = load_model(read_job_file(Path(job.out_dir) / "job.yaml").get("model") or DEFAULT_MODEL)
     near = nearest_pairs(loaded, sample["prompt"], sample["answer"], labels)
     items = "".join(
         f"<li>similarity {sim:.2f} · P(A) {pref.p_a:.2f} (the AI preferred "
         f"{'A' if pref.p_a > 0.5 else 'B' if pref.p_a < 0.5 else 'neither'}): "
-        f"<i>{html.escape(pref.pair.prompt[:100])}</i><br>A: {html.escape(pref.pair.response_a[:160])}"
-        f"<br>B: {html.escape(pref.pair.response_b[:160])}</li>" for sim, pref in near)
-    return "".join(parts) + (f"<p>Nearest training pairs of the PM <code>{html.escape(pm)}</code> "
-                             f"(base model's states, cosine):</p><ol>{items}</ol>")
+        f"<i>{html.escape(pref.pair.prompt[:100])}</i>"
+        f"<br>A: {html.escape(pref.pair.response_a[:160])}"
+        f"<br>B: {html.escape(pref.pair.response_b[:160])}</li>"
+        for sim, pref in near
+    )
+    return "".join(parts) + (
+        f"<p>Nearest training pairs of the PM <code>{html.escape(pm)}</code> "
+        f"(base model's states, cosine):</p><ol>{items}</ol>"
+    )
 
 
 def on_tick(store: Store, job_id: int | None, smooth: float, shown: list) -> tuple:
@@ -440,13 +628,19 @@ def on_tick(store: Store, job_id: int | None, smooth: float, shown: list) -> tup
 
 
 def on_cancel(store: Store, job_id: int | None, confirmed: int | None) -> tuple[str, int | None]:
-    return cancel_notice(store, watched(store, job_id), "The selected job is not running or queued.",
-                         "it saves a checkpoint and stops; Resume continues from it.", confirmed)
+    return cancel_notice(
+        store,
+        watched(store, job_id),
+        "The selected job is not running or queued.",
+        "it saves a checkpoint and stops; Resume continues from it.",
+        confirmed,
+    )
 
 
 def on_resume(store: Store, job_id: int | None) -> tuple[str, int | None]:
-    text, again = resume_notice(store, watched(store, job_id), "it continues from the last "
-                                                               "checkpoint.")
+    text, again = resume_notice(
+        store, watched(store, job_id), "it continues from the last checkpoint."
+    )
     return text, again.id if again else job_id
 
 
@@ -472,15 +666,27 @@ def on_show_stage(store: Store, name: str) -> tuple:
 def build(store: Store, demo: gr.Blocks) -> TrainView:
     """Lay out the tab and wire its events; returns what another tab needs to open a job or
     a stage here."""
-    gr.Markdown("Train from the same pipeline: SFT on revisions, a preference model on the AI "
-                "labels, PPO against it, or DPO or RAHF on the labels — or the whole pipeline in "
-                "one click; extract steering directions for the Playground. Every job is also a "
-                "command (shown below), queued and run one at a time.")
+    gr.Markdown(
+        "Train from the same pipeline: SFT on revisions, a preference model on the AI "
+        "labels, PPO against it, or DPO or RAHF on the labels — or the whole pipeline in "
+        "one click; extract steering directions for the Playground. Every job is also a "
+        "command (shown below), queued and run one at a time."
+    )
     with gr.Row():
-        stage = gr.Dropdown(label="Stage", choices=[(TITLES[s], s) for s in FORMS], value="sft",
-                            elem_id="train-stage", scale=3)
-        preset_name = gr.Dropdown(label="Preset", choices=[NO_PRESET, *PRESETS], value="tiny",
-                                  elem_id="train-preset", scale=1)
+        stage = gr.Dropdown(
+            label="Stage",
+            choices=[(TITLES[s], s) for s in FORMS],
+            value="sft",
+            elem_id="train-stage",
+            scale=3,
+        )
+        preset_name = gr.Dropdown(
+            label="Preset",
+            choices=[NO_PRESET, *PRESETS],
+            value="tiny",
+            elem_id="train-preset",
+            scale=1,
+        )
     description = gr.Markdown(FORMS["sft"].__doc__, elem_id="train-description")
     forms: dict[str, list[gr.components.Component]] = {}
     groups = {}
@@ -490,34 +696,55 @@ def build(store: Store, demo: gr.Blocks) -> TrainView:
                 forms[name] = []
                 for f in dataclasses.fields(cls):
                     forms[name].append(_field_component(name, f))
-    command = gr.Code(label="Command (runs the same on any machine)", language="shell",
-                      elem_id="train-command", interactive=False)
+    command = gr.Code(
+        label="Command (runs the same on any machine)",
+        language="shell",
+        elem_id="train-command",
+        interactive=False,
+    )
     with gr.Row():
         launch = gr.Button("Launch", variant="primary", elem_id="train-launch")
         cancel, resume = job_buttons("train", "job")
     checks = gr.HTML(elem_id="train-checks")
     message = gr.HTML(elem_id="train-message")
-    jobs_table = gr.Dataframe(headers=JOB_HEADERS, interactive=False, elem_id="train-jobs",
-                              label="Jobs (newest first; click one to watch it)")
+    jobs_table = gr.Dataframe(
+        headers=JOB_HEADERS,
+        interactive=False,
+        elem_id="train-jobs",
+        label="Jobs (newest first; click one to watch it)",
+    )
     selected = gr.State(None)
     progress = gr.HTML(elem_id="train-progress")
-    smoothing = gr.Slider(0, 0.95, value=0.6, step=0.05, label="Plot smoothing (EMA)",
-                          elem_id="train-smoothing")
+    smoothing = gr.Slider(
+        0, 0.95, value=0.6, step=0.05, label="Plot smoothing (EMA)", elem_id="train-smoothing"
+    )
     plots = []
     with gr.Row():
         for n in range(PLOT_SLOTS):
-            plots.append(gr.LinePlot(x="step", y="value", color="series", visible=False,
-                                     elem_id=f"train-plot-{n}", min_width=300))
+            plots.append(
+                gr.LinePlot(
+                    x="step",
+                    y="value",
+                    color="series",
+                    visible=False,
+                    elem_id=f"train-plot-{n}",
+                    min_width=300,
+                )
+            )
     log = gr.Code(label="Log (last lines)", language=None, elem_id="train-log", interactive=False)
     artifacts = gr.HTML(elem_id="train-artifacts")
     health = gr.HTML(elem_id="train-health")
-    outliers = gr.Dataframe(headers=OUTLIER_HEADERS, interactive=False, visible=False,
-                            elem_id="train-outliers",
-                            label="Reward outliers: each step's highest- and lowest-rewarded "
-                                  "answer (click one)")
+    outliers = gr.Dataframe(
+        headers=OUTLIER_HEADERS,
+        interactive=False,
+        visible=False,
+        elem_id="train-outliers",
+        label="Reward outliers: each step's highest- and lowest-rewarded answer (click one)",
+    )
     outlier = gr.HTML(elem_id="train-outlier")
-    check = gr.Button("PPO: check the PM against the AI judge on this run's samples",
-                      elem_id="train-check-pm")
+    check = gr.Button(
+        "PPO: check the PM against the AI judge on this run's samples", elem_id="train-check-pm"
+    )
     checked = gr.HTML(elem_id="train-check-pm-result")
     timer = gr.Timer(2.0)
     all_fields = [c for name in FORMS for c in forms[name]]
@@ -533,18 +760,20 @@ def build(store: Store, demo: gr.Blocks) -> TrainView:
         row = evt.row_value or []
         job = watched(store, job_id)
         return outlier_html(job, int(row[0]), str(row[1])) if len(row) > 1 else ""
+
     preview = partial(on_preview, store)
     previewed = gr.State(None)  # the run folder the command shows: Launch uses it
-    stage.input(partial(on_stage, store), [stage, preset_name],
-                [description, *groups.values(), *all_fields]).then(
-        preview, [stage, previewed, *all_fields], [command, previewed, checks])
+    stage.input(
+        partial(on_stage, store), [stage, preset_name], [description, *groups.values(), *all_fields]
+    ).then(preview, [stage, previewed, *all_fields], [command, previewed, checks])
     preset_name.input(partial(on_preset, store), [stage, preset_name], all_fields).then(
-        preview, [stage, previewed, *all_fields], [command, previewed, checks])
+        preview, [stage, previewed, *all_fields], [command, previewed, checks]
+    )
     for component in all_fields:
         component.input(preview, [stage, previewed, *all_fields], [command, previewed, checks])
-    launch.click(partial(on_launch, store), [stage, previewed, *all_fields],
-                 [message, selected, jobs_table]).then(
-        preview, [stage, previewed, *all_fields], [command, previewed, checks])
+    launch.click(
+        partial(on_launch, store), [stage, previewed, *all_fields], [message, selected, jobs_table]
+    ).then(preview, [stage, previewed, *all_fields], [command, previewed, checks])
     armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
     cancel.click(partial(on_cancel, store), [selected, armed], [message, armed])
     resume.click(partial(on_resume, store), selected, [message, selected])
@@ -552,9 +781,19 @@ def build(store: Store, demo: gr.Blocks) -> TrainView:
     outliers.select(on_outlier, selected, outlier)
     check.click(partial(on_check_pm, store), selected, checked)
     smoothing.input(partial(job_view, store), [selected, smoothing], view_outputs)
-    timer.tick(partial(on_tick, store), [selected, smoothing, shown_rows],
-               [jobs_table, shown_rows, *view_outputs])
+    timer.tick(
+        partial(on_tick, store),
+        [selected, smoothing, shown_rows],
+        [jobs_table, shown_rows, *view_outputs],
+    )
     demo.load(partial(on_preset, store), [stage, preset_name], all_fields).then(
-        preview, [stage, previewed, *all_fields], [command, previewed, checks])
-    return TrainView(selected, stage, [description, *groups.values(), *all_fields], preview,
-                     [stage, previewed, *all_fields], [command, previewed, checks])
+        preview, [stage, previewed, *all_fields], [command, previewed, checks]
+    )
+    return TrainView(
+        selected,
+        stage,
+        [description, *groups.values(), *all_fields],
+        preview,
+        [stage, previewed, *all_fields],
+        [command, previewed, checks],
+    )

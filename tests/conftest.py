@@ -1,4 +1,5 @@
-"""Shared test set-up: offline, CPU (the repository root is on the import path through pytest.ini)."""
+"""Shared test set-up: offline, CPU (pytest.ini puts the repository root on the import path)."""
+
 import os
 from pathlib import Path
 

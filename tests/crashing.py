@@ -10,6 +10,7 @@ run in a child process and SIGKILLs it at the N-th time it reaches POINT:
 
 The test then resumes the same run in its own process and checks it finishes whole.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,11 +27,15 @@ from pipeline.reward_model import Comparison  # noqa: E402
 def sft_job(out: Path, model: str) -> SFTJob:
     data = out.parent / "sft.jsonl"
     if not data.exists():
-        rows = [f'{{"messages": [{{"role": "user", "content": "Say {i}."}}, '
-                f'{{"role": "assistant", "content": "Sure, glad to help."}}]}}\n' for i in range(8)]
+        rows = [
+            f'{{"messages": [{{"role": "user", "content": "Say {i}."}}, '
+            f'{{"role": "assistant", "content": "Sure, glad to help."}}]}}\n'
+            for i in range(8)
+        ]
         data.write_text("".join(rows))
-    return SFTJob(model=model, data=str(data), max_steps=3, batch_size=2, save_every=1,
-                  max_length=64)
+    return SFTJob(
+        model=model, data=str(data), max_steps=3, batch_size=2, save_every=1, max_length=64
+    )
 
 
 def comparisons() -> list[Comparison]:
@@ -38,26 +43,41 @@ def comparisons() -> list[Comparison]:
 
 
 def pm_job(model: str) -> RewardJob:
-    return RewardJob(model=model, data="synthetic", max_steps=3, batch_size=2, save_every=1,
-                     max_length=32)
+    return RewardJob(
+        model=model, data="synthetic", max_steps=3, batch_size=2, save_every=1, max_length=32
+    )
 
 
 def ppo_job(model: str, pm: str) -> PPOJob:
-    return PPOJob(model=model, reward_adapter=pm, steps=3, rollouts=4, minibatch_size=2,
-                  max_new_tokens=4, save_every=1, steady_heap=False)
+    return PPOJob(
+        model=model,
+        reward_adapter=pm,
+        steps=3,
+        rollouts=4,
+        minibatch_size=2,
+        max_new_tokens=4,
+        save_every=1,
+        steady_heap=False,
+    )
 
 
 def run(scenario: str, out: Path, model: str, pm: str = "") -> Path:
     """Train one scenario into `out` (resuming whatever is there); returns the adapter."""
     if scenario == "sft":
         from pipeline.train.sft import train_sft
+
         return train_sft(sft_job(out, model), out)
     if scenario == "pm":
         from pipeline.train.reward import train_preference_model
+
         return train_preference_model(pm_job(model), comparisons(), {}, out)
     from pipeline.train.ppo import train_ppo
-    return train_ppo(ppo_job(model, pm), out,
-                     reward_fn=lambda prompts, answers: __import__("torch").zeros(len(answers)))
+
+    return train_ppo(
+        ppo_job(model, pm),
+        out,
+        reward_fn=lambda prompts, answers: __import__("torch").zeros(len(answers)),
+    )
 
 
 def install_kill(point: str, nth: int) -> None:
@@ -79,6 +99,7 @@ def install_kill(point: str, nth: int) -> None:
         def wrapped(*args, **kwargs):
             maybe_die(hit(*args, **kwargs))
             return original(*args, **kwargs)
+
         return wrapped
 
     if point == "mark":

@@ -1,4 +1,5 @@
 """Small records that several test modules build (test modules never import each other)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +17,9 @@ def harmless():
 
 def requests(n: int, constitution=None) -> list[ChainRequest]:
     c = constitution or harmless()
-    return [ChainRequest(PromptRecord(f"p{i}", f"Question number {i}?", "cat"), c) for i in range(n)]
+    return [
+        ChainRequest(PromptRecord(f"p{i}", f"Question number {i}?", "cat"), c) for i in range(n)
+    ]
 
 
 def chain_record(initial: str, revisions: list[str], principle_id: str = "privacy"):
@@ -28,9 +31,32 @@ def chain_record(initial: str, revisions: list[str], principle_id: str = "privac
     rounds, current = [], initial
     for text in revisions:
         failure = round_failure(text, principle, "a critique")
-        rounds.append(RevisionRound(principle.id, principle.critique_request,
-                                    principle.revision_request, "a critique", text, failure,
-                                    principle.weight, 10.0, "every enabled principle"))
+        rounds.append(
+            RevisionRound(
+                principle.id,
+                principle.critique_request,
+                principle.revision_request,
+                "a critique",
+                text,
+                failure,
+                principle.weight,
+                10.0,
+                "every enabled principle",
+            )
+        )
         current = current if failure else text
-    return Chain("c1", "p1", "How do I open this lock?", "theft_burglary", initial,
-                 tuple(rounds), current, "m", {}, 0, True, "harmless-helpful", "h")
+    return Chain(
+        "c1",
+        "p1",
+        "How do I open this lock?",
+        "theft_burglary",
+        initial,
+        tuple(rounds),
+        current,
+        "m",
+        {},
+        0,
+        True,
+        "harmless-helpful",
+        "h",
+    )

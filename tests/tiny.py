@@ -1,4 +1,5 @@
 """A tiny randomly initialised Llama with the embedded model's tokenizer, for fast tests."""
+
 from __future__ import annotations
 
 import functools
@@ -11,11 +12,18 @@ from pipeline.models import LoadedModel, embedded_model_dir
 
 def tiny_llama(tokenizer, hidden_size: int, max_positions: int, tied: bool) -> LlamaForCausalLM:
     """A 2-layer Llama for `tokenizer`, initialised from seed 0."""
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size,
-                         intermediate_size=2 * hidden_size, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=max_positions, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=tied)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_positions,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=tied,
+    )
     torch.manual_seed(0)
     return LlamaForCausalLM(config).eval()
 
@@ -24,8 +32,12 @@ def fresh_tiny_model() -> LoadedModel:
     """A new instance, for tests that train or otherwise change the model."""
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
     tokenizer.padding_side = "left"
-    return LoadedModel(name="tiny", source="config", model=tiny_llama(tokenizer, 64, 512, True),
-                       tokenizer=tokenizer)
+    return LoadedModel(
+        name="tiny",
+        source="config",
+        model=tiny_llama(tokenizer, 64, 512, True),
+        tokenizer=tokenizer,
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -34,11 +46,15 @@ def tiny_model() -> LoadedModel:
     return fresh_tiny_model()
 
 
-WORDS = ("good kind safe help yes sure thanks glad fine great "
-         "bad harm no never hate ugly wrong rude mean awful "
-         "the a and to of it is I you we").split()
-CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> "
-                 "{% endfor %}{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
+WORDS = (
+    "good kind safe help yes sure thanks glad fine great "
+    "bad harm no never hate ugly wrong rude mean awful "
+    "the a and to of it is I you we"
+).split()
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> "
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|> assistant {% endif %}"
+)
 
 
 def small_vocab_model() -> LoadedModel:
@@ -55,8 +71,13 @@ def small_vocab_model() -> LoadedModel:
     raw = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
     raw.pre_tokenizer = Whitespace()
     raw.decoder = WordPiece(prefix="##")
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]",
-                                        eos_token="<|im_end|>", chat_template=CHAT_TEMPLATE)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        eos_token="<|im_end|>",
+        chat_template=CHAT_TEMPLATE,
+    )
     tokenizer.padding_side = "left"
     model = tiny_llama(tokenizer, 32, 256, tied=False)
     # logits are (normalised hidden state) · (output embeddings): with the usual 0.02 init

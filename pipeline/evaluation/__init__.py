@@ -1,1 +1,2 @@
-"""Evaluation: the tournament of policies, its judges and ratings, the judge leaderboard, power lines and principle rankings."""
+"""Evaluation: the tournament of policies, its judges and ratings, the judge leaderboard,
+power lines and principle rankings."""

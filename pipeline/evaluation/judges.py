@@ -2,6 +2,7 @@
 constitution, the representation judge (hidden states along the constitution's directions
 or a fitted probe), and the preference model (P(A) = σ(r_A − r_B), position-free). People
 are the fourth judge: their labels come from the workspace (the studio's blind A/B)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,8 +44,9 @@ class PMJudge:
             return []
         version = content_hash(constitution) if constitution else ""
         prompts = [p.prompt for p in pairs] * 2
-        scores = pm_scores(self.pm_folder, prompts, [p.response_a for p in pairs]
-                           + [p.response_b for p in pairs])
+        scores = pm_scores(
+            self.pm_folder, prompts, [p.response_a for p in pairs] + [p.response_b for p in pairs]
+        )
         n = len(pairs)
         out = []
         for i, pair in enumerate(pairs):
@@ -53,13 +55,26 @@ class PMJudge:
                 continue
             margin = float(scores[i] - scores[n + i])
             p = sigmoid(margin)
-            out.append(Preference(pair, p, (PrincipleLabel("preference-model", p, p, 1.0, 1.0),),
-                                  self.name, version))
+            out.append(
+                Preference(
+                    pair,
+                    p,
+                    (PrincipleLabel("preference-model", p, p, 1.0, 1.0),),
+                    self.name,
+                    version,
+                )
+            )
         return out
 
 
-def make_judge(method: str, model: str, probe: str = "", layer: int = -1,
-               config: FeedbackConfig | None = None, pm: str = ""):
+def make_judge(
+    method: str,
+    model: str,
+    probe: str = "",
+    layer: int = -1,
+    config: FeedbackConfig | None = None,
+    pm: str = "",
+):
     """A judge by method: `logprob` (the A/B question asked of `model`), `representation`
     (`model`'s hidden states along the constitution's directions, or `probe`'s, at `layer`;
     -1 = the middle one) or `pm` (the preference model folder `pm`)."""
@@ -75,6 +90,7 @@ def make_judge(method: str, model: str, probe: str = "", layer: int = -1,
     if method == "representation":
         from pipeline.values.judge import RepresentationJudge, load_probe
 
-        return RepresentationJudge(loaded, load_probe(probe, loaded) if probe else None,
-                                   None if layer < 0 else layer)
+        return RepresentationJudge(
+            loaded, load_probe(probe, loaded) if probe else None, None if layer < 0 else layer
+        )
     raise ConfigError(f"judge must be one of {', '.join(JUDGE_METHODS)} (got {method!r}).")

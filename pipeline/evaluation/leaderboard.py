@@ -10,6 +10,7 @@ chose the shorter), the always-longer/shorter baselines, its position bias and c
 and one plain verdict. Rows are sorted by the length-controlled lower bound: a judge earns
 its place by agreeing with people beyond what answer length alone explains.
 """
+
 from __future__ import annotations
 
 import random
@@ -21,12 +22,21 @@ import torch
 from pipeline.errors import DatasetError
 from pipeline.feedback import position_bias, sigmoid
 from pipeline.preferences import OrderedLabel, Preference
-from pipeline.trust import (MIN_PAIRS, LengthBaselines, Verdict, agreement, ai_agrees,
-                            length_control, wilson_interval)
+from pipeline.trust import (
+    MIN_PAIRS,
+    LengthBaselines,
+    Verdict,
+    agreement,
+    ai_agrees,
+    length_control,
+    wilson_interval,
+)
 from pipeline.values import probes
 from pipeline.values.features import LabelledPairs
 
-MIN_GROUP = 5  # pairs where people chose the longer (and the shorter) answer, for a controlled interval
+MIN_GROUP = (
+    5  # pairs where people chose the longer (and the shorter) answer, for a controlled interval
+)
 CONTROL_SAMPLES = 2000  # stratified bootstrap resamples of the length-controlled agreement
 POSITION_DECIDED = 0.5  # a judge whose winner flips with the order this often is position-decided
 AGREES = "agrees with people beyond length and chance"
@@ -50,8 +60,14 @@ class Judged:
 
 def from_preferences(name: str, kind: str, prefs: list[Preference], note: str = "") -> Judged:
     """A judge's records (feedback.Labeller, RepresentationJudge, PMJudge) as held-out P(A)."""
-    return Judged(name, kind, tuple(p.p_a for p in prefs), tuple(p.p_a_ab for p in prefs),
-                  tuple(p.p_a_ba for p in prefs), note)
+    return Judged(
+        name,
+        kind,
+        tuple(p.p_a for p in prefs),
+        tuple(p.p_a_ab for p in prefs),
+        tuple(p.p_a_ba for p in prefs),
+        note,
+    )
 
 
 @dataclass(frozen=True)
@@ -84,15 +100,25 @@ class JudgeRow:
 
     @property
     def text(self) -> str:
-        controlled = ("n/a" if self.controlled is None else f"{self.controlled:.0%}" + (
-            "" if self.controlled_interval is None
-            else f" ({self.controlled_interval[0]:.0%}–{self.controlled_interval[1]:.0%})"))
-        return (f"{self.agreement:.0%} ({self.interval[0]:.0%}–{self.interval[1]:.0%}) on "
-                f"{self.compared} pairs, length-controlled {controlled}")
+        controlled = (
+            "n/a"
+            if self.controlled is None
+            else f"{self.controlled:.0%}"
+            + (
+                ""
+                if self.controlled_interval is None
+                else f" ({self.controlled_interval[0]:.0%}–{self.controlled_interval[1]:.0%})"
+            )
+        )
+        return (
+            f"{self.agreement:.0%} ({self.interval[0]:.0%}–{self.interval[1]:.0%}) on "
+            f"{self.compared} pairs, length-controlled {controlled}"
+        )
 
 
-def controlled_interval(outcomes: list[tuple[bool, bool]], seed: int = 0,
-                        samples: int = CONTROL_SAMPLES) -> tuple[float, float] | None:
+def controlled_interval(
+    outcomes: list[tuple[bool, bool]], seed: int = 0, samples: int = CONTROL_SAMPLES
+) -> tuple[float, float] | None:
     """95% stratified bootstrap interval of the length-controlled agreement from (people
     chose the longer answer?, judge right?) rows; None when either group has fewer than
     MIN_GROUP pairs (the mean of a group of two is not an estimate)."""
@@ -112,28 +138,49 @@ def length_outcomes(data: LabelledPairs, right: list[bool]) -> list[tuple[bool, 
     return [(longer, r) for longer, r in zip(data.chose_longer, right) if longer is not None]
 
 
-def verdict(compared: int, interval: tuple[float, float], length: LengthBaselines | None,
-            controlled: tuple[float, float] | None, bias: float) -> Verdict:
+def verdict(
+    compared: int,
+    interval: tuple[float, float],
+    length: LengthBaselines | None,
+    controlled: tuple[float, float] | None,
+    bias: float,
+) -> Verdict:
     """The judge in one plain sentence, most damning finding first."""
     if compared < MIN_PAIRS:
-        return Verdict("unknown", f"too few pairs to say: {compared} compared, at least "
-                                  f"{MIN_PAIRS} needed")
+        return Verdict(
+            "unknown", f"too few pairs to say: {compared} compared, at least {MIN_PAIRS} needed"
+        )
     if bias >= POSITION_DECIDED:
-        return Verdict("bad", f"{POSITION}: its winner flips with the order the answers are "
-                              f"shown in on {bias:.0%} of pairs")
+        return Verdict(
+            "bad",
+            f"{POSITION}: its winner flips with the order the answers are "
+            f"shown in on {bias:.0%} of pairs",
+        )
     if controlled is None:
-        groups = ("" if length is None else f" (people chose the longer answer in "
-                  f"{length.preferred_longer} and the shorter in "
-                  f"{length.compared - length.preferred_longer} of these pairs)")
+        groups = (
+            ""
+            if length is None
+            else f" (people chose the longer answer in "
+            f"{length.preferred_longer} and the shorter in "
+            f"{length.compared - length.preferred_longer} of these pairs)"
+        )
         beyond = "beyond chance" if interval[0] > 0.5 else "not beyond chance"
-        return Verdict("warn", f"{beyond}, but length cannot be controlled: each side needs "
-                               f"{MIN_GROUP} pairs{groups}")
+        return Verdict(
+            "warn",
+            f"{beyond}, but length cannot be controlled: each side needs {MIN_GROUP} pairs{groups}",
+        )
     if controlled[0] > 0.5:
-        return Verdict("ok", f"{AGREES}: length-controlled agreement is above 50% "
-                             f"({controlled[0]:.0%}–{controlled[1]:.0%})")
+        return Verdict(
+            "ok",
+            f"{AGREES}: length-controlled agreement is above 50% "
+            f"({controlled[0]:.0%}–{controlled[1]:.0%})",
+        )
     if interval[0] > 0.5:
-        return Verdict("warn", f"{LENGTH_ONLY}: it agrees with people beyond chance, but with "
-                               "length controlled its interval includes 50%")
+        return Verdict(
+            "warn",
+            f"{LENGTH_ONLY}: it agrees with people beyond chance, but with "
+            "length controlled its interval includes 50%",
+        )
     return Verdict("bad", f"{CHANCE}: its agreement interval includes 50%")
 
 
@@ -145,14 +192,25 @@ def score(judged: Judged, data: LabelledPairs, seed: int = 0) -> JudgeRow:
     outcomes = length_outcomes(data, right)
     length = length_control(outcomes)
     control = controlled_interval(outcomes, seed)
-    bias = position_bias([OrderedLabel(ab, ba, 0, 0)
-                          for ab, ba in zip(judged.p_a_ab, judged.p_a_ba)])
+    bias = position_bias(
+        [OrderedLabel(ab, ba, 0, 0) for ab, ba in zip(judged.p_a_ab, judged.p_a_ba)]
+    )
     interval = wilson_interval(found.agreeing, found.compared)
-    return JudgeRow(judged.name, judged.kind, found.compared, found.accuracy, interval,
-                    length.controlled if length else None, control,
-                    length.longer if length else None, length.shorter if length else None, bias,
-                    found.ece if found.calibration_meaningful else None,
-                    verdict(found.compared, interval, length, control, bias), judged.note)
+    return JudgeRow(
+        judged.name,
+        judged.kind,
+        found.compared,
+        found.accuracy,
+        interval,
+        length.controlled if length else None,
+        control,
+        length.longer if length else None,
+        length.shorter if length else None,
+        bias,
+        found.ece if found.calibration_meaningful else None,
+        verdict(found.compared, interval, length, control, bias),
+        judged.note,
+    )
 
 
 def check_labels(data: LabelledPairs, folds: int) -> None:
@@ -160,23 +218,30 @@ def check_labels(data: LabelledPairs, folds: int) -> None:
     need = max(MIN_PAIRS, 2 * folds)
     n = len(data.pairs)
     if n < need:
-        raise DatasetError(f"Comparing judges needs at least {need} human A/B labels ({folds} "
-                           f"cross-validation folds, each fitted on the others); these pairs "
-                           f"have {n}: label {need - n} more.")
+        raise DatasetError(
+            f"Comparing judges needs at least {need} human A/B labels ({folds} "
+            f"cross-validation folds, each fitted on the others); these pairs "
+            f"have {n}: label {need - n} more."
+        )
     sides = [s for s in data.chose_longer if s is not None]
     if not sides:
-        raise DatasetError(f"The answers of all {n} labelled pairs have the same length: "
-                           "length cannot be controlled and no judge can be checked beyond it.")
+        raise DatasetError(
+            f"The answers of all {n} labelled pairs have the same length: "
+            "length cannot be controlled and no judge can be checked beyond it."
+        )
     if all(sides) or not any(sides):
         side = "longer" if all(sides) else "shorter"
-        raise DatasetError(f"In every labelled pair whose answers differ in length people chose "
-                           f"the {side} answer ({len(sides)} pairs), so answer length alone "
-                           "decides these labels and no judge can be checked on them: label "
-                           f"pairs where people chose the {'shorter' if side == 'longer' else 'longer'}"
-                           " answer too.")
+        raise DatasetError(
+            f"In every labelled pair whose answers differ in length people chose "
+            f"the {side} answer ({len(sides)} pairs), so answer length alone "
+            "decides these labels and no judge can be checked on them: label "
+            f"pairs where people chose the {'shorter' if side == 'longer' else 'longer'}"
+            " answer too."
+        )
 
 
 # --- a probe in nested cross-validation -------------------------------------------------------
+
 
 def fit_many(d: torch.Tensor, y: torch.Tensor, counts: torch.Tensor, method: str) -> torch.Tensor:
     """One probe per row of `counts` [fits, pairs] (1 = in that fit's training set): [fits, dim]."""
@@ -196,9 +261,15 @@ class NestedProbe:
     layers: tuple[int, ...]
 
 
-def nested_probe(d: torch.Tensor, y: torch.Tensor, layers: tuple[int, ...], method: str = "logistic",
-                 k: int = 5, seed: int = 0,
-                 on_layer: Callable[[int, int], None] | None = None) -> NestedProbe:
+def nested_probe(
+    d: torch.Tensor,
+    y: torch.Tensor,
+    layers: tuple[int, ...],
+    method: str = "logistic",
+    k: int = 5,
+    seed: int = 0,
+    on_layer: Callable[[int, int], None] | None = None,
+) -> NestedProbe:
     """Nested k-fold CV of a probe on d [pairs, layers, hidden]: for each outer fold, every
     layer is cross-validated inside the training folds, the best one is fitted on them and
     its temperature calibrated on their inner held-out scores; only then is the held-out
@@ -208,8 +279,10 @@ def nested_probe(d: torch.Tensor, y: torch.Tensor, layers: tuple[int, ...], meth
     n = len(y)
     outer = probes.folds(n, k, seed)
     trains = [sorted(set(range(n)) - set(held)) for held in outer]
-    inner = [[[train[i] for i in fold] for fold in probes.folds(len(train), k, seed + 1 + o)]
-             for o, train in enumerate(trains)]
+    inner = [
+        [[train[i] for i in fold] for fold in probes.folds(len(train), k, seed + 1 + o)]
+        for o, train in enumerate(trains)
+    ]
     rows = [(o, i) for o in range(k) for i in range(k)] + [(o, None) for o in range(k)]
     counts = torch.zeros(len(rows), n)
     for r, (o, i) in enumerate(rows):
@@ -241,12 +314,19 @@ def nested_probe(d: torch.Tensor, y: torch.Tensor, layers: tuple[int, ...], meth
 
 def probe_judged(nested: NestedProbe, method: str, k: int) -> Judged:
     layers = sorted(set(nested.layers))
-    return Judged(f"probe ({method}, nested {k}-fold)", "probe", nested.p_a, nested.p_a,
-                  nested.p_a, f"each pair judged by a probe fitted without it; layers picked "
-                              f"inside the training folds: {', '.join(map(str, layers))}")
+    return Judged(
+        f"probe ({method}, nested {k}-fold)",
+        "probe",
+        nested.p_a,
+        nested.p_a,
+        nested.p_a,
+        f"each pair judged by a probe fitted without it; layers picked "
+        f"inside the training folds: {', '.join(map(str, layers))}",
+    )
 
 
 # --- the board ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Leaderboard:
@@ -263,13 +343,18 @@ class Leaderboard:
         return next((r for r in self.rows if r.trusted), None)
 
     def as_json(self) -> dict:
-        return {"labels": self.labels, "pairs": self.pairs,
-                "length": asdict(self.length) if self.length else None,
-                "rows": [{**asdict(r), "verdict": asdict(r.verdict)} for r in self.rows],
-                "best": self.best.judge if self.best else None}
+        return {
+            "labels": self.labels,
+            "pairs": self.pairs,
+            "length": asdict(self.length) if self.length else None,
+            "rows": [{**asdict(r), "verdict": asdict(r.verdict)} for r in self.rows],
+            "best": self.best.judge if self.best else None,
+        }
 
 
-def leaderboard(labels: str, data: LabelledPairs, judged: list[Judged], seed: int = 0) -> Leaderboard:
+def leaderboard(
+    labels: str, data: LabelledPairs, judged: list[Judged], seed: int = 0
+) -> Leaderboard:
     rows = sorted((score(j, data, seed) for j in judged), key=lambda r: r.rank_key, reverse=True)
     length = length_control([(s, False) for s in data.chose_longer if s is not None])
     return Leaderboard(labels, len(data.pairs), length, tuple(rows))
@@ -279,25 +364,33 @@ def format_board(board: Leaderboard) -> str:
     """The board as a reader needs it: each judge's numbers and its verdict."""
     lines = [f"Judges against people on {board.pairs} human-labelled pairs ({board.labels})"]
     if board.length:
-        lines.append(f"answer length alone: always-longer {board.length.longer:.0%}, "
-                     f"always-shorter {board.length.shorter:.0%} "
-                     f"(people chose the longer answer in {board.length.preferred_longer} of "
-                     f"{board.length.compared} pairs of different lengths)")
+        lines.append(
+            f"answer length alone: always-longer {board.length.longer:.0%}, "
+            f"always-shorter {board.length.shorter:.0%} "
+            f"(people chose the longer answer in {board.length.preferred_longer} of "
+            f"{board.length.compared} pairs of different lengths)"
+        )
     for n, row in enumerate(board.rows, 1):
-        calibration = ("n/a" if row.calibration_error is None else f"{row.calibration_error:.3f}")
-        lines.append(f"{n}. {row.judge} [{row.kind}]: {row.text}; position bias "
-                     f"{row.position_bias:.0%}; calibration error {calibration}")
+        calibration = "n/a" if row.calibration_error is None else f"{row.calibration_error:.3f}"
+        lines.append(
+            f"{n}. {row.judge} [{row.kind}]: {row.text}; position bias "
+            f"{row.position_bias:.0%}; calibration error {calibration}"
+        )
         lines.append(f"   → {row.verdict.text}")
         if row.note:
             lines.append(f"   ({row.note})")
     best = board.best
-    lines.append(f"auto picks: {best.judge}" if best else
-                 "auto picks: none passes — labels from any judge here are unverified")
+    lines.append(
+        f"auto picks: {best.judge}"
+        if best
+        else "auto picks: none passes — labels from any judge here are unverified"
+    )
     return "\n".join(lines)
 
 
-def judged_all(loaded, constitution, data: LabelledPairs, job,
-               step: Callable[[str], None]) -> list[Judged]:
+def judged_all(
+    loaded, constitution, data: LabelledPairs, job, step: Callable[[str], None]
+) -> list[Judged]:
     """Every judge `job` (a JudgesCompareJob) names, on the labelled pairs: the log-prob
     judge, the constitution's direction, the nested-CV probe, and the PM when given."""
     from pipeline.evaluation.judges import PMJudge
@@ -309,13 +402,24 @@ def judged_all(loaded, constitution, data: LabelledPairs, job,
     each = "every enabled principle" if job.ensemble == 0 else f"{job.ensemble} principle(s)"
     step(f"the log-prob judge: {len(pairs)} pairs, both orders, {each} per pair")
     logprob = Labeller(loaded, FeedbackConfig(ensemble=job.ensemble, seed=job.seed))
-    judged = [from_preferences(f"log-prob A/B under {constitution.name}", "logprob",
-                               logprob.label(constitution, pairs), f"{each} per pair")]
+    judged = [
+        from_preferences(
+            f"log-prob A/B under {constitution.name}",
+            "logprob",
+            logprob.label(constitution, pairs),
+            f"{each} per pair",
+        )
+    ]
     step("the constitution's direction in the hidden states")
     direction = RepresentationJudge(loaded, pooling=job.pooling)
-    judged.append(from_preferences(f"constitution direction (layer {direction.layer})",
-                                   "representation", direction.label(constitution, pairs),
-                                   "no labels used"))
+    judged.append(
+        from_preferences(
+            f"constitution direction (layer {direction.layer})",
+            "representation",
+            direction.label(constitution, pairs),
+            "no labels used",
+        )
+    )
     step("a probe in nested cross-validation: reading every layer")
     features = pair_features(loaded, pairs, job.pooling, job.layer_list)
     nested = nested_probe(features.d, data.y, features.layers, job.method, job.folds, job.seed)

@@ -8,6 +8,7 @@ observed win rate p would need (z₀.₉₇₅ + z₀.₈)²·0.25/(p − 0.5)²
 summary leads with these beside what changed: ratings with intervals, refusals on helpful
 prompts and answer length — a policy that only got shorter is called out.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,12 +57,20 @@ class PowerLine:
         else:
             count = "more than 100,000" if need > 100_000 else f"{need:,}"
             seen = f"an effect of this size ({rate}) would need {count} prompts"
-        verdict = ("beyond what this size can detect" if abs(self.win_rate - 0.5) >= edge - 0.5
-                   else "within what this size cannot tell from chance")
-        limit = (f"only a win rate beyond {edge:.0%} (Elo ±{elo(edge):.0f}) could be seen"
-                 if edge < 0.995 else "not even winning every comparison could be seen")
-        return (f"{self.axis}, {self.a} vs {self.b}: won {self.win_rate:.0%} on {self.prompts} "
-                f"prompts, {verdict}; at this size {limit} (80% power, 5% two-sided); {seen}")
+        verdict = (
+            "beyond what this size can detect"
+            if abs(self.win_rate - 0.5) >= edge - 0.5
+            else "within what this size cannot tell from chance"
+        )
+        limit = (
+            f"only a win rate beyond {edge:.0%} (Elo ±{elo(edge):.0f}) could be seen"
+            if edge < 0.995
+            else "not even winning every comparison could be seen"
+        )
+        return (
+            f"{self.axis}, {self.a} vs {self.b}: won {self.win_rate:.0%} on {self.prompts} "
+            f"prompts, {verdict}; at this size {limit} (80% power, 5% two-sided); {seen}"
+        )
 
 
 def prompts_per_pair(comparisons: int, policies: int) -> int:
@@ -95,8 +104,9 @@ def change_summary(result, aligned: str, judge_note: str = "") -> str:
     lines = ["## What training changed", ""]
     if judge_note:
         lines += [judge_note, ""]
-    lines.append(f"Under the judge {j.judge} ({j.position_decided:.0%} of its comparisons "
-                 "position-decided):")
+    lines.append(
+        f"Under the judge {j.judge} ({j.position_decided:.0%} of its comparisons position-decided):"
+    )
     moved = False
     for axis in j.axes:
         rating = {r["name"]: r for r in axis.ratings}
@@ -115,17 +125,25 @@ def change_summary(result, aligned: str, judge_note: str = "") -> str:
     if aligned in stats and base in stats:
         a, b = stats[aligned], stats[base]
         if a.refusal_rate is not None and b.refusal_rate is not None:
-            lines.append(f"- refusals on helpful prompts: {base} {b.refusal_rate:.0%}, "
-                         + (f"sft {stats['sft'].refusal_rate:.0%}, " if "sft" in stats and
-                            stats["sft"].refusal_rate is not None else "")
-                         + f"{aligned} {a.refusal_rate:.0%}")
+            lines.append(
+                f"- refusals on helpful prompts: {base} {b.refusal_rate:.0%}, "
+                + (
+                    f"sft {stats['sft'].refusal_rate:.0%}, "
+                    if "sft" in stats and stats["sft"].refusal_rate is not None
+                    else ""
+                )
+                + f"{aligned} {a.refusal_rate:.0%}"
+            )
         change = (a.mean_words - b.mean_words) / b.mean_words if b.mean_words else 0.0
-        lines.append(f"- answer length: {base} {b.mean_words:.1f} words → {aligned} "
-                     f"{a.mean_words:.1f} ({change:+.0%})")
+        lines.append(
+            f"- answer length: {base} {b.mean_words:.1f} words → {aligned} "
+            f"{a.mean_words:.1f} ({change:+.0%})"
+        )
         if abs(change) > LENGTH_DRIFT and not moved:
-            lines.append(f"  **{aligned} mostly changed its answer length** "
-                         f"({'shorter' if change < 0 else 'longer'}) with no rating change this "
-                         "tournament can see: length drift is the trap here.")
-    lines += ["", "Power:"] + [f"- {p.text}" for p in power_lines(result)
-                                if p.a == aligned]
+            lines.append(
+                f"  **{aligned} mostly changed its answer length** "
+                f"({'shorter' if change < 0 else 'longer'}) with no rating change this "
+                "tournament can see: length drift is the trap here."
+            )
+    lines += ["", "Power:"] + [f"- {p.text}" for p in power_lines(result) if p.a == aligned]
     return "\n".join(lines)

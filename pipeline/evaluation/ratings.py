@@ -7,6 +7,7 @@ An outcome is P(a is better than b) on one prompt, from a judge that read both o
 policies that met gets a virtual half-win each way (`PSEUDO`): a policy that won every
 comparison gets a large, finite rating instead of an infinite one.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -39,8 +40,9 @@ class Rating:
     comparisons: int
 
 
-def bradley_terry(outcomes: list[Outcome], players: list[str], iterations: int = 2000,
-                  tolerance: float = 1e-10) -> dict[str, float]:
+def bradley_terry(
+    outcomes: list[Outcome], players: list[str], iterations: int = 2000, tolerance: float = 1e-10
+) -> dict[str, float]:
     """Log-strengths θ maximising Σ s·log σ(θa − θb) + (1 − s)·log σ(θb − θa) (plus the
     pseudo-wins), by Hunter's MM iterations; θ of players[0] is 0."""
     index = {p: n for n, p in enumerate(players)}
@@ -62,7 +64,9 @@ def bradley_terry(outcomes: list[Outcome], players: list[str], iterations: int =
     for _ in range(iterations):
         new = []
         for i in range(k):
-            denominator = sum(games[i][j] / (strength[i] + strength[j]) for j in range(k) if games[i][j])
+            denominator = sum(
+                games[i][j] / (strength[i] + strength[j]) for j in range(k) if games[i][j]
+            )
             new.append(sum(wins[i]) / denominator)
         scale = new[0]
         new = [s / scale for s in new]
@@ -77,8 +81,9 @@ def elo_scores(outcomes: list[Outcome], players: list[str]) -> dict[str, float]:
     return {p: ELO * theta for p, theta in bradley_terry(outcomes, players).items()}
 
 
-def bootstrap_elo(outcomes: list[Outcome], players: list[str], samples: int = 1000,
-                  seed: int = 0) -> dict[str, tuple[float, float]]:
+def bootstrap_elo(
+    outcomes: list[Outcome], players: list[str], samples: int = 1000, seed: int = 0
+) -> dict[str, tuple[float, float]]:
     """95% intervals of each policy's Elo, resampling prompts with replacement (a prompt's
     comparisons stay together: they share its difficulty)."""
     by_prompt: dict[str, list[Outcome]] = {}
@@ -105,14 +110,16 @@ def bootstrap_elo(outcomes: list[Outcome], players: list[str], samples: int = 10
     return out
 
 
-def rate(outcomes: list[Outcome], players: list[str], samples: int = 1000,
-         seed: int = 0) -> list[Rating]:
+def rate(
+    outcomes: list[Outcome], players: list[str], samples: int = 1000, seed: int = 0
+) -> list[Rating]:
     """Each policy's Elo (the first policy is 0) with its bootstrap interval, best first."""
     point = elo_scores(outcomes, players)
     intervals = bootstrap_elo(outcomes, players, samples, seed)
     counts = {p: sum(p in (o.a, o.b) for o in outcomes) for p in players}
-    return sorted((Rating(p, point[p], *intervals[p], counts[p]) for p in players),
-                  key=lambda r: -r.elo)
+    return sorted(
+        (Rating(p, point[p], *intervals[p], counts[p]) for p in players), key=lambda r: -r.elo
+    )
 
 
 def win_matrix(outcomes: list[Outcome], players: list[str]) -> list[list[float | None]]:
@@ -121,8 +128,10 @@ def win_matrix(outcomes: list[Outcome], players: list[str]) -> list[list[float |
     for o in outcomes:
         totals.setdefault((o.a, o.b), []).append(o.score)
         totals.setdefault((o.b, o.a), []).append(1 - o.score)
-    return [[(sum(totals[a, b]) / len(totals[a, b])) if (a, b) in totals else None
-             for b in players] for a in players]
+    return [
+        [(sum(totals[a, b]) / len(totals[a, b])) if (a, b) in totals else None for b in players]
+        for a in players
+    ]
 
 
 def schedule(players: list[str], prompts: list[str], seed: int = 0) -> list[tuple[str, str, str]]:

@@ -9,6 +9,7 @@ adds only what is missing; `eval.json` (every number with its lineage) and `eval
 People join as a judge through the workspace's human labels of the same pairs (the
 studio's blind A/B); `results` reads them each time it is asked.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,12 @@ from pipeline.seeds import stable_int
 from pipeline.shards import Shard, barrier, current_shard, done_here, fold, read_all
 from pipeline.trust import position_decided
 
-ANSWERS_FILE, COMPARISONS_FILE, EVAL_FILE, EVAL_MD = ("answers.jsonl", "comparisons.jsonl",
-                                                      "eval.json", "eval.md")
+ANSWERS_FILE, COMPARISONS_FILE, EVAL_FILE, EVAL_MD = (
+    "answers.jsonl",
+    "comparisons.jsonl",
+    "eval.json",
+    "eval.md",
+)
 AXES = {"red-team": "harmlessness", "helpful": "helpfulness"}
 NO_SIGNAL = 0.9  # share of position-decided comparisons above which a judge says nothing
 NO_ANSWER = "(no answer)"  # what a judge is shown for an empty answer (a pair needs text)
@@ -51,11 +56,15 @@ def tournament_prompts(sets: list[str], split: str, limit: int) -> list[Tourname
     for name in sets:
         records = load_prompts(name, split or None)
         if not records:
-            raise DatasetError(f"The prompt set {name} has no {split} split: hold out some of its "
-                               "prompts (split: test in its JSONL) or pick another split.")
+            raise DatasetError(
+                f"The prompt set {name} has no {split} split: hold out some of its "
+                "prompts (split: test in its JSONL) or pick another split."
+            )
         axis = AXES.get(name, Path(name).stem)
-        out += [TournamentPrompt(f"{axis}:{r.id}", r.prompt, r.category, axis)
-                for r in records[:limit or None]]
+        out += [
+            TournamentPrompt(f"{axis}:{r.id}", r.prompt, r.category, axis)
+            for r in records[: limit or None]
+        ]
     return out
 
 
@@ -79,8 +88,13 @@ class AnswerLog(RecordLog[Answer]):
         return {"id": a.key, **asdict(a)}
 
     def from_row(self, row: Any, n: int) -> Answer:
-        return Answer(row["policy"], row["prompt_id"], row["text"], row["finish_reason"],
-                      row.get("engine", "transformers"))
+        return Answer(
+            row["policy"],
+            row["prompt_id"],
+            row["text"],
+            row["finish_reason"],
+            row.get("engine", "transformers"),
+        )
 
     def key(self, a: Answer) -> str:
         return a.key
@@ -112,18 +126,30 @@ class ComparisonLog(RecordLog[Comparison]):
     FILE = COMPARISONS_FILE
 
     def to_row(self, c: Comparison) -> dict:
-        return {"id": c.key, "judge": c.judge, "prompt_id": c.prompt_id, "a": c.a, "b": c.b,
-                "preference": preference_to_dict(c.preference)}
+        return {
+            "id": c.key,
+            "judge": c.judge,
+            "prompt_id": c.prompt_id,
+            "a": c.a,
+            "b": c.b,
+            "preference": preference_to_dict(c.preference),
+        }
 
     def from_row(self, row: Any, n: int) -> Comparison:
-        return Comparison(row["judge"], row["prompt_id"], row["a"], row["b"],
-                          preference_from_dict(row["preference"]))
+        return Comparison(
+            row["judge"],
+            row["prompt_id"],
+            row["a"],
+            row["b"],
+            preference_from_dict(row["preference"]),
+        )
 
     def key(self, c: Comparison) -> str:
         return c.key
 
 
 # --- policies -----------------------------------------------------------------------------------
+
 
 def split_policy(spec: str) -> tuple[str, str]:
     """'MODEL' or 'MODEL@steer:DIR:COEFFICIENT[:LAYER+LAYER]' → (model, steering part)."""
@@ -152,16 +178,22 @@ def policy_backend(spec: str, base_model: str, max_batch_size: int = 32, vllm: b
 
     parts = steer.split(":")
     if len(parts) not in (2, 3):
-        raise ConfigError(f"A steered policy is MODEL@steer:DIR:COEFFICIENT[:LAYER+LAYER] (got "
-                          f"{spec!r}).")
+        raise ConfigError(
+            f"A steered policy is MODEL@steer:DIR:COEFFICIENT[:LAYER+LAYER] (got {spec!r})."
+        )
     direction = load_direction(parts[0], backend.loaded)
     try:
         coefficient = float(parts[1])
-        layers = tuple(int(x) for x in parts[2].split("+")) if len(parts) == 3 else \
-            (direction.middle_layer,)
+        layers = (
+            tuple(int(x) for x in parts[2].split("+"))
+            if len(parts) == 3
+            else (direction.middle_layer,)
+        )
     except ValueError:
-        raise ConfigError(f"A steered policy's coefficient is a number and its layers are "
-                          f"numbers joined by + (got {spec!r}).") from None
+        raise ConfigError(
+            f"A steered policy's coefficient is a number and its layers are "
+            f"numbers joined by + (got {spec!r})."
+        ) from None
     return SteeredBackend(backend, Steering(direction, coefficient, layers))
 
 
@@ -173,14 +205,24 @@ def uses_vllm(engine: str, shard: Shard) -> tuple[bool, str]:
 
     if engine == "transformers":
         return False, ""
-    problem = vllm_problem() or \
-        ("vLLM is not used under several processes" if shard.world > 1 else "") or \
-        ("auto answers on vLLM on a GPU only" if engine == "auto" and not on_gpu() else "")
+    problem = (
+        vllm_problem()
+        or ("vLLM is not used under several processes" if shard.world > 1 else "")
+        or ("auto answers on vLLM on a GPU only" if engine == "auto" and not on_gpu() else "")
+    )
     return not problem, problem
 
 
-def answers_of(spec: str, base_model: str, conversations: list, sampling, seeds: list[int],
-               vllm: bool, note: Callable[[str], None], cancel) -> tuple[list, str]:
+def answers_of(
+    spec: str,
+    base_model: str,
+    conversations: list,
+    sampling,
+    seeds: list[int],
+    vllm: bool,
+    note: Callable[[str], None],
+    cancel,
+) -> tuple[list, str]:
     """A policy's answers and the engine that wrote them: vLLM when asked (`vllm`: for this
     policy, so never a steered one); if vLLM fails, transformers, saying why — unless the job
     was cancelled (the cancel ends the engine's process too, which is no failure to answer
@@ -188,19 +230,30 @@ def answers_of(spec: str, base_model: str, conversations: list, sampling, seeds:
     if vllm:
         try:
             return policy_backend(spec, base_model, vllm=True).generate(
-                conversations, sampling, seeds=seeds), "vllm"
+                conversations, sampling, seeds=seeds
+            ), "vllm"
         except Exception as exc:  # vLLM failing must not stop the tournament
             if cancel.requested:
                 raise JobCancelled() from exc
-            note(f"vLLM could not answer ({type(exc).__name__}: {exc}); answering with "
-                 "transformers")
-    return policy_backend(spec, base_model).generate(conversations, sampling,
-                                                     seeds=seeds), "transformers"
+            note(
+                f"vLLM could not answer ({type(exc).__name__}: {exc}); answering with transformers"
+            )
+    return policy_backend(spec, base_model).generate(
+        conversations, sampling, seeds=seeds
+    ), "transformers"
 
 
-def answer_all(policies: dict[str, str], base_model: str, prompts: list[TournamentPrompt],
-               sampling, out: Path, cancel, progress: Callable[[str], None],
-               shard: Shard = Shard(), engine: str = "transformers") -> None:
+def answer_all(
+    policies: dict[str, str],
+    base_model: str,
+    prompts: list[TournamentPrompt],
+    sampling,
+    out: Path,
+    cancel,
+    progress: Callable[[str], None],
+    shard: Shard = Shard(),
+    engine: str = "transformers",
+) -> None:
     """Every policy answers every prompt it has not answered yet (batched, each prompt with
     its own seed, the same for every policy) — this process's share of them — on the
     engine asked for (`auto`: vLLM where it can run)."""
@@ -219,13 +272,24 @@ def answer_all(policies: dict[str, str], base_model: str, prompts: list[Tourname
             if not todo:
                 continue
             on_vllm = vllm and not split_policy(spec)[1]  # vLLM runs no steering hooks
-            progress(f"answers of {name} ({n} of {len(policies)})"
-                     f"{' on vLLM' if on_vllm else ''}: {len(todo)} prompts")
+            progress(
+                f"answers of {name} ({n} of {len(policies)})"
+                f"{' on vLLM' if on_vllm else ''}: {len(todo)} prompts"
+            )
             seeds = [stable_int("tournament-answer", sampling.seed, p.id) for p in todo]
-            generated, by = answers_of(spec, base_model, [chat(p.prompt) for p in todo],
-                                       sampling, seeds, on_vllm, progress, cancel)
-            log.append([Answer(name, p.id, g.text, g.finish_reason, by)
-                        for p, g in zip(todo, generated)])
+            generated, by = answers_of(
+                spec,
+                base_model,
+                [chat(p.prompt) for p in todo],
+                sampling,
+                seeds,
+                on_vllm,
+                progress,
+                cancel,
+            )
+            log.append(
+                [Answer(name, p.id, g.text, g.finish_reason, by) for p, g in zip(todo, generated)]
+            )
             if cancel.requested:
                 raise JobCancelled()
     finally:
@@ -233,10 +297,18 @@ def answer_all(policies: dict[str, str], base_model: str, prompts: list[Tourname
             release_engines()  # the judges need the GPU's memory
 
 
-def judge_all(judges: dict[str, Any], policies: list[str], prompts: list[TournamentPrompt],
-              constitution: Constitution | None, seed: int, out: Path, cancel,
-              progress: Callable[[str, int, int], None], batch_size: int = 32,
-              shard: Shard = Shard()) -> None:
+def judge_all(
+    judges: dict[str, Any],
+    policies: list[str],
+    prompts: list[TournamentPrompt],
+    constitution: Constitution | None,
+    seed: int,
+    out: Path,
+    cancel,
+    progress: Callable[[str, int, int], None],
+    batch_size: int = 32,
+    shard: Shard = Shard(),
+) -> None:
     """Each judge labels every scheduled comparison it has not labelled yet — this process's
     share of them — in batches (one judge call per batch, both orders inside it). Every
     answer must be written (by every process) before."""
@@ -248,18 +320,27 @@ def judge_all(judges: dict[str, Any], policies: list[str], prompts: list[Tournam
     for name, judge in judges.items():
         todo = [c for c in plan if comparison_key(name, *c) not in done]
         for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
+            batch = todo[start : start + batch_size]
             progress(f"judging with {name}", start, len(todo))
-            pairs = [Pair(by_id[q].prompt, answers[f"{a}\t{q}"].text or NO_ANSWER,
-                          answers[f"{b}\t{q}"].text or NO_ANSWER, category=by_id[q].category)
-                     for q, a, b in batch]
+            pairs = [
+                Pair(
+                    by_id[q].prompt,
+                    answers[f"{a}\t{q}"].text or NO_ANSWER,
+                    answers[f"{b}\t{q}"].text or NO_ANSWER,
+                    category=by_id[q].category,
+                )
+                for q, a, b in batch
+            ]
             labelled = judge.label(constitution, pairs)
-            log.append([Comparison(name, q, a, b, pref) for (q, a, b), pref in zip(batch, labelled)])
+            log.append(
+                [Comparison(name, q, a, b, pref) for (q, a, b), pref in zip(batch, labelled)]
+            )
             if cancel.requested:
                 raise JobCancelled()
 
 
 # --- results ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class AxisResult:
@@ -313,13 +394,22 @@ def people_comparisons(comparisons: list[Comparison], humans: dict[str, str]) ->
             continue
         seen.add((c.prompt_id, c.a, c.b))
         p = {"A": 1.0, "B": 0.0, "tie": 0.5}[choice]
-        out.append(Comparison(PEOPLE, c.prompt_id, c.a, c.b,
-                              Preference(c.preference.pair, p, (), PEOPLE, "")))
+        out.append(
+            Comparison(
+                PEOPLE, c.prompt_id, c.a, c.b, Preference(c.preference.pair, p, (), PEOPLE, "")
+            )
+        )
     return out
 
 
-def judge_result(name: str, comparisons: list[Comparison], policies: list[str],
-                 prompts: list[TournamentPrompt], samples: int, seed: int) -> JudgeResult:
+def judge_result(
+    name: str,
+    comparisons: list[Comparison],
+    policies: list[str],
+    prompts: list[TournamentPrompt],
+    samples: int,
+    seed: int,
+) -> JudgeResult:
     by_id = {p.id: p for p in prompts}
     axes = []
     for axis in dict.fromkeys(p.axis for p in prompts):
@@ -333,15 +423,25 @@ def judge_result(name: str, comparisons: list[Comparison], policies: list[str],
             category = by_id[o.prompt].category or "(none)"
             for policy, score in ((o.a, o.score), (o.b, 1 - o.score)):
                 categories.setdefault(category, {}).setdefault(policy, []).append(score)
-        axes.append(AxisResult(
-            axis, [asdict(r) for r in rate(outcomes, playing, samples, seed)],
-            win_matrix(outcomes, policies),
-            {k: {p: sum(v) / len(v) for p, v in row.items()} for k, row in sorted(categories.items())},
-            len(mine)))
+        axes.append(
+            AxisResult(
+                axis,
+                [asdict(r) for r in rate(outcomes, playing, samples, seed)],
+                win_matrix(outcomes, policies),
+                {
+                    k: {p: sum(v) / len(v) for p, v in row.items()}
+                    for k, row in sorted(categories.items())
+                },
+                len(mine),
+            )
+        )
     decided = sum(c.position_decided for c in comparisons) / max(len(comparisons), 1)
-    warning = (f"{decided:.0%} of this judge's comparisons are decided by which answer is shown "
-               "first: its ratings carry no signal about the policies." if decided > NO_SIGNAL
-               else "")
+    warning = (
+        f"{decided:.0%} of this judge's comparisons are decided by which answer is shown "
+        "first: its ratings carry no signal about the policies."
+        if decided > NO_SIGNAL
+        else ""
+    )
     return JudgeResult(name, axes, decided, warning)
 
 
@@ -351,19 +451,29 @@ def agreement(by_judge: dict[str, list[Comparison]]) -> list[dict]:
     rows = []
     names = list(by_judge)
     for i, first in enumerate(names):
-        for second in names[i + 1:]:
+        for second in names[i + 1 :]:
             theirs = {(c.prompt_id, c.a, c.b): c.preference.p_a for c in by_judge[second]}
-            both = [(c.preference.p_a, theirs[c.prompt_id, c.a, c.b]) for c in by_judge[first]
-                    if (c.prompt_id, c.a, c.b) in theirs]
+            both = [
+                (c.preference.p_a, theirs[c.prompt_id, c.a, c.b])
+                for c in by_judge[first]
+                if (c.prompt_id, c.a, c.b) in theirs
+            ]
             decided = [(x, y) for x, y in both if x != 0.5 and y != 0.5]
             same = sum((x > 0.5) == (y > 0.5) for x, y in decided)
-            rows.append({"judges": [first, second], "compared": len(decided), "agreeing": same,
-                         "rate": same / len(decided) if decided else None})
+            rows.append(
+                {
+                    "judges": [first, second],
+                    "compared": len(decided),
+                    "agreeing": same,
+                    "rate": same / len(decided) if decided else None,
+                }
+            )
     return rows
 
 
-def policy_stats(policies: dict[str, str], answers: list[Answer],
-                 prompts: list[TournamentPrompt], pm_folder: str) -> list[PolicyStats]:
+def policy_stats(
+    policies: dict[str, str], answers: list[Answer], prompts: list[TournamentPrompt], pm_folder: str
+) -> list[PolicyStats]:
     from pipeline.critique import is_refusal
 
     by_id = {p.id: p for p in prompts}
@@ -373,25 +483,43 @@ def policy_stats(policies: dict[str, str], answers: list[Answer],
         helpful = [a for a in mine if by_id[a.prompt_id].axis == "helpfulness"]
         pm_mean = pm_std = None
         if pm_folder and mine:
-            scores = pm_scores(pm_folder, [by_id[a.prompt_id].prompt for a in mine],
-                               [a.text for a in mine])
+            scores = pm_scores(
+                pm_folder, [by_id[a.prompt_id].prompt for a in mine], [a.text for a in mine]
+            )
             pm_mean = scores.mean().item()
             pm_std = scores.std().item() if len(scores) > 1 else 0.0
-        out.append(PolicyStats(
-            name, model, sum(len(a.text.split()) for a in mine) / max(len(mine), 1),
-            sum(is_refusal(a.text) for a in helpful) / len(helpful) if helpful else None,
-            sum(a.finish_reason == "length" for a in mine) / max(len(mine), 1), pm_mean, pm_std,
-            "+".join(sorted({a.engine for a in mine})) or "—"))
+        out.append(
+            PolicyStats(
+                name,
+                model,
+                sum(len(a.text.split()) for a in mine) / max(len(mine), 1),
+                sum(is_refusal(a.text) for a in helpful) / len(helpful) if helpful else None,
+                sum(a.finish_reason == "length" for a in mine) / max(len(mine), 1),
+                pm_mean,
+                pm_std,
+                "+".join(sorted({a.engine for a in mine})) or "—",
+            )
+        )
     return out
 
 
-def results(out: Path, policies: dict[str, str], prompts: list[TournamentPrompt],
-            humans: dict[str, str], samples: int, seed: int, pm_folder: str = "",
-            lineage: dict | None = None) -> TournamentResult:
+def results(
+    out: Path,
+    policies: dict[str, str],
+    prompts: list[TournamentPrompt],
+    humans: dict[str, str],
+    samples: int,
+    seed: int,
+    pm_folder: str = "",
+    lineage: dict | None = None,
+) -> TournamentResult:
     """Every number of the tournament from its logs (people's labels included)."""
     ids = {p.id for p in prompts}
-    comparisons = [c for c in ComparisonLog(out).read() if c.prompt_id in ids
-                   and c.a in policies and c.b in policies]
+    comparisons = [
+        c
+        for c in ComparisonLog(out).read()
+        if c.prompt_id in ids and c.a in policies and c.b in policies
+    ]
     by_judge: dict[str, list[Comparison]] = {}
     for c in comparisons:
         by_judge.setdefault(c.judge, []).append(c)
@@ -399,11 +527,16 @@ def results(out: Path, policies: dict[str, str], prompts: list[TournamentPrompt]
     if people:
         by_judge[PEOPLE] = people
     names = list(policies)
-    judged = [judge_result(name, mine, names, prompts, samples, seed)
-              for name, mine in by_judge.items()]
-    return TournamentResult(names, judged, policy_stats(policies, AnswerLog(out).read(), prompts,
-                                                        pm_folder),
-                            agreement(by_judge), lineage or {})
+    judged = [
+        judge_result(name, mine, names, prompts, samples, seed) for name, mine in by_judge.items()
+    ]
+    return TournamentResult(
+        names,
+        judged,
+        policy_stats(policies, AnswerLog(out).read(), prompts, pm_folder),
+        agreement(by_judge),
+        lineage or {},
+    )
 
 
 def write_results(result: TournamentResult, out: Path) -> Path:
@@ -416,9 +549,19 @@ def read_results(out: str | Path) -> TournamentResult:
     raw = json.loads((Path(out) / EVAL_FILE).read_text())
     return TournamentResult(
         raw["policies"],
-        [JudgeResult(j["judge"], [AxisResult(**a) for a in j["axes"]], j["position_decided"],
-                     j["warning"]) for j in raw["judges"]],
-        [PolicyStats(**s) for s in raw["stats"]], raw["agreement"], raw.get("lineage", {}))
+        [
+            JudgeResult(
+                j["judge"],
+                [AxisResult(**a) for a in j["axes"]],
+                j["position_decided"],
+                j["warning"],
+            )
+            for j in raw["judges"]
+        ],
+        [PolicyStats(**s) for s in raw["stats"]],
+        raw["agreement"],
+        raw.get("lineage", {}),
+    )
 
 
 def format_results(result: TournamentResult) -> str:
@@ -426,37 +569,62 @@ def format_results(result: TournamentResult) -> str:
     then each policy's length, evasiveness and PM score; then the judges' agreement."""
     lines = []
     for j in result.judges:
-        lines.append(f"### Judge: {j.judge} — {j.position_decided:.0%} of comparisons "
-                     "position-decided")
+        lines.append(
+            f"### Judge: {j.judge} — {j.position_decided:.0%} of comparisons position-decided"
+        )
         if j.warning:
             lines.append(f"\n**Warning:** {j.warning}")
         for axis in j.axes:
-            lines += ["", f"**{axis.axis}** ({axis.comparisons} comparisons, both orders; Elo "
-                          f"relative to {result.policies[0]}, 95% bootstrap interval over prompts)",
-                      "", "| policy | Elo | 95% interval | comparisons |", "|---|---|---|---|"]
+            lines += [
+                "",
+                f"**{axis.axis}** ({axis.comparisons} comparisons, both orders; Elo "
+                f"relative to {result.policies[0]}, 95% bootstrap interval over prompts)",
+                "",
+                "| policy | Elo | 95% interval | comparisons |",
+                "|---|---|---|---|",
+            ]
             for r in axis.ratings:
-                lines.append(f"| {r['name']} | {r['elo']:+.0f} | {r['low']:+.0f} … {r['high']:+.0f} "
-                             f"| {r['comparisons']} |")
-            lines += ["", "| win rate (row vs column) | " + " | ".join(result.policies) + " |",
-                      "|---" * (len(result.policies) + 1) + "|"]
+                lines.append(
+                    f"| {r['name']} | {r['elo']:+.0f} | {r['low']:+.0f} … {r['high']:+.0f} "
+                    f"| {r['comparisons']} |"
+                )
+            lines += [
+                "",
+                "| win rate (row vs column) | " + " | ".join(result.policies) + " |",
+                "|---" * (len(result.policies) + 1) + "|",
+            ]
             for name, row in zip(result.policies, axis.matrix):
-                lines.append(f"| {name} | " + " | ".join("—" if x is None else f"{x:.0%}"
-                                                         for x in row) + " |")
+                lines.append(
+                    f"| {name} | "
+                    + " | ".join("—" if x is None else f"{x:.0%}" for x in row)
+                    + " |"
+                )
         lines.append("")
-    lines += ["| policy | mean words | refusals on helpful prompts | cut at the token limit | "
-              "PM score (± sd) | answered by |", "|---|---|---|---|---|---|"]
+    lines += [
+        "| policy | mean words | refusals on helpful prompts | cut at the token limit | "
+        "PM score (± sd) | answered by |",
+        "|---|---|---|---|---|---|",
+    ]
     for s in result.stats:
         refusal = "—" if s.refusal_rate is None else f"{s.refusal_rate:.0%}"
         pm = "—" if s.pm_mean is None else f"{s.pm_mean:+.3f} (± {s.pm_std:.3f})"
-        lines.append(f"| {s.name} | {s.mean_words:.1f} | {refusal} | {s.limit_rate:.0%} | {pm} "
-                     f"| {s.answered_by} |")
+        lines.append(
+            f"| {s.name} | {s.mean_words:.1f} | {refusal} | {s.limit_rate:.0%} | {pm} "
+            f"| {s.answered_by} |"
+        )
     for a in result.agreement:
         rate_text = "n/a" if a["rate"] is None else f"{a['rate']:.0%}"
-        lines.append(f"\nJudges {a['judges'][0]} and {a['judges'][1]} pick the same winner on "
-                     f"{a['agreeing']} of {a['compared']} comparisons ({rate_text}).")
+        lines.append(
+            f"\nJudges {a['judges'][0]} and {a['judges'][1]} pick the same winner on "
+            f"{a['agreeing']} of {a['compared']} comparisons ({rate_text})."
+        )
     if result.judges:
-        lines += ["", f"**Power** (judge {result.judges[0].judge}): could this tournament have "
-                      "seen an effect?", ""]
+        lines += [
+            "",
+            f"**Power** (judge {result.judges[0].judge}): could this tournament have "
+            "seen an effect?",
+            "",
+        ]
         lines += [f"- {p.text}" for p in power_lines(result)]
     return "\n".join(lines)
 
@@ -467,9 +635,15 @@ def fold_logs(out: Path) -> None:
     fold(out / COMPARISONS_FILE)
 
 
-def run_tournament(job, out: Path, constitution: Constitution | None, judges: dict[str, Any],
-                   cancel, progress: Callable[[str, int, int], None],
-                   humans: dict[str, str] | None = None) -> TournamentResult | None:
+def run_tournament(
+    job,
+    out: Path,
+    constitution: Constitution | None,
+    judges: dict[str, Any],
+    cancel,
+    progress: Callable[[str, int, int], None],
+    humans: dict[str, str] | None = None,
+) -> TournamentResult | None:
     """Answer, judge, rate (or resume any of them); writes eval.json and eval.md. Under
     several processes each answers and judges its share, and the first one rates (the
     others return None)."""
@@ -483,24 +657,44 @@ def run_tournament(job, out: Path, constitution: Constitution | None, judges: di
     if shard.main:
         fold_logs(out)  # what a crashed run of several processes left
     barrier(shard, cancel)
-    answer_all(policies, job.base, prompts, sampling, out, cancel,
-               lambda text: progress(text, 0, 0), shard, job.engine)
+    answer_all(
+        policies,
+        job.base,
+        prompts,
+        sampling,
+        out,
+        cancel,
+        lambda text: progress(text, 0, 0),
+        shard,
+        job.engine,
+    )
     barrier(shard, cancel)
-    judge_all(judges, list(policies), prompts, constitution, job.seed, out, cancel, progress,
-              shard=shard)
+    judge_all(
+        judges, list(policies), prompts, constitution, job.seed, out, cancel, progress, shard=shard
+    )
     barrier(shard, cancel)
     if not shard.main:
         return None
     fold_logs(out)
     progress("rating (bootstrap over prompts)", 0, 0)
-    lineage = {"policies": policies, "judges": list(judges), "prompts": job.prompt_sets,
-               "split": job.split, "limit": job.limit, "prompt_count": len(prompts),
-               "seed": job.seed, "sampling": asdict(sampling), "bootstrap": job.bootstrap,
-               "processes": shard.world, "engine": job.engine,
-               "constitution": constitution.name if constitution else None,
-               "constitution_hash": content_hash(constitution) if constitution else None}
-    result = results(out, policies, prompts, humans or {}, job.bootstrap, job.seed,
-                     job.reward_adapter, lineage)
+    lineage = {
+        "policies": policies,
+        "judges": list(judges),
+        "prompts": job.prompt_sets,
+        "split": job.split,
+        "limit": job.limit,
+        "prompt_count": len(prompts),
+        "seed": job.seed,
+        "sampling": asdict(sampling),
+        "bootstrap": job.bootstrap,
+        "processes": shard.world,
+        "engine": job.engine,
+        "constitution": constitution.name if constitution else None,
+        "constitution_hash": content_hash(constitution) if constitution else None,
+    }
+    result = results(
+        out, policies, prompts, humans or {}, job.bootstrap, job.seed, job.reward_adapter, lineage
+    )
     write_results(result, out)
     return result
 
@@ -519,35 +713,57 @@ def rerated(out: str | Path, humans: dict[str, str]) -> TournamentResult:
     stored = read_results(out)
     lineage = stored.lineage
     prompts = lineage_prompts(lineage)
-    fresh = results(out, lineage["policies"], prompts, humans, lineage["bootstrap"],
-                    lineage["seed"], "", lineage)
+    fresh = results(
+        out,
+        lineage["policies"],
+        prompts,
+        humans,
+        lineage["bootstrap"],
+        lineage["seed"],
+        "",
+        lineage,
+    )
     return replace(fresh, stats=stored.stats)
 
 
-def comparisons_with(out: str | Path, judge: str, a: str, humans: dict[str, str]
-                     ) -> list[tuple[TournamentPrompt, Comparison, str, str, str]]:
+def comparisons_with(
+    out: str | Path, judge: str, a: str, humans: dict[str, str]
+) -> list[tuple[TournamentPrompt, Comparison, str, str, str]]:
     """Every comparison of policy `a` by a judge: (prompt, comparison as the judge made it,
     a's answer, the other's answer, the other policy), the run's logs read once."""
     out = Path(out)
     lineage = read_results(out).lineage
     prompts = {p.id: p for p in lineage_prompts(lineage)}
     every = ComparisonLog(out).read()
-    mine = people_comparisons(every, humans) if judge == PEOPLE else \
-        [c for c in every if c.judge == judge]
+    mine = (
+        people_comparisons(every, humans)
+        if judge == PEOPLE
+        else [c for c in every if c.judge == judge]
+    )
     answers = {x.key: x.text for x in AnswerLog(out).read()}
     found = []
     for c in mine:
         if a in (c.a, c.b) and c.prompt_id in prompts:
             other = c.b if c.a == a else c.a
-            found.append((prompts[c.prompt_id], c, answers[f"{a}\t{c.prompt_id}"],
-                          answers[f"{other}\t{c.prompt_id}"], other))
+            found.append(
+                (
+                    prompts[c.prompt_id],
+                    c,
+                    answers[f"{a}\t{c.prompt_id}"],
+                    answers[f"{other}\t{c.prompt_id}"],
+                    other,
+                )
+            )
     return found
 
 
-def comparisons_between(out: str | Path, judge: str, a: str, b: str, axis: str,
-                        humans: dict[str, str]) -> list[tuple[TournamentPrompt, Comparison, str, str]]:
+def comparisons_between(
+    out: str | Path, judge: str, a: str, b: str, axis: str, humans: dict[str, str]
+) -> list[tuple[TournamentPrompt, Comparison, str, str]]:
     """What lies behind one cell of the win matrix: (prompt, comparison as the judge made it,
     a's answer, b's answer) for every comparison of `a` with `b` on the axis."""
-    return [(prompt, c, answer_a, answer_b)
-            for prompt, c, answer_a, answer_b, other in comparisons_with(out, judge, a, humans)
-            if other == b and prompt.axis == axis]
+    return [
+        (prompt, c, answer_a, answer_b)
+        for prompt, c, answer_a, answer_b, other in comparisons_with(out, judge, a, humans)
+        if other == b and prompt.axis == axis
+    ]

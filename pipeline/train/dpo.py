@@ -5,6 +5,7 @@ disabled, so no second copy is held.
 The AI labels are soft; DPO takes a hard chosen/rejected pair. Pairs whose label is too
 close to a coin flip (`min_margin`, margin = |2p − 1|) are left out, and `label_smoothing`
 (conservative DPO) says how often a label is assumed wrong."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -20,11 +21,18 @@ def dpo_examples(data: str | Path, min_margin: float = 0.0) -> list[dict]:
     """Conversational prompt/chosen/rejected rows from a labelling run."""
     rows = [r for r in trl_rows(read_labels(data)) if r["margin"] >= min_margin]
     if not rows:
-        raise DatasetError(f"No labelled pair in {data} has a margin of at least {min_margin}; "
-                           "lower min_margin or label more pairs.")
-    return [{"prompt": [{"role": "user", "content": r["prompt"]}],
-             "chosen": [{"role": "assistant", "content": r["chosen"]}],
-             "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows]
+        raise DatasetError(
+            f"No labelled pair in {data} has a margin of at least {min_margin}; "
+            "lower min_margin or label more pairs."
+        )
+    return [
+        {
+            "prompt": [{"role": "user", "content": r["prompt"]}],
+            "chosen": [{"role": "assistant", "content": r["chosen"]}],
+            "rejected": [{"role": "assistant", "content": r["rejected"]}],
+        }
+        for r in rows
+    ]
 
 
 def train_dpo(job: DPOJob, out: str | Path, cancel: CancelFlag | None = None) -> Path:
@@ -33,5 +41,13 @@ def train_dpo(job: DPOJob, out: str | Path, cancel: CancelFlag | None = None) ->
 
     examples = dpo_examples(job.data, job.min_margin)
     config = partial(DPOConfig, beta=job.beta, label_smoothing=job.label_smoothing)
-    return train_trl_adapter(job, Path(out), cancel or CancelFlag(), examples, DPOTrainer, config,
-                             "DPO policy adapter", "pairs")
+    return train_trl_adapter(
+        job,
+        Path(out),
+        cancel or CancelFlag(),
+        examples,
+        DPOTrainer,
+        config,
+        "DPO policy adapter",
+        "pairs",
+    )

@@ -9,6 +9,7 @@ RLHF is known for, read from metrics.jsonl and samples.jsonl (pure, tested by ha
 - the reward outliers: per step the highest- and lowest-rewarded sample, to read;
 - the PM against the AI judge it imitates, on the run's samples (`pm_judge_disagreement`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,28 +42,48 @@ def rl_health(rows: list[dict], kl_limit: float = KL_LIMIT) -> list[HealthWarnin
     warnings = []
     reward_start, reward_end = _mean(start, "reward_mean"), _mean(end, "reward_mean")
     kl_end = _mean(end, "kl")
-    if reward_start is not None and reward_end is not None and kl_end is not None \
-            and reward_end > reward_start and kl_end > kl_limit:
-        warnings.append(HealthWarning(
-            "reward-hacking", f"The reward rose ({reward_start:.3f} → {reward_end:.3f}) while the "
-                              f"KL from the reference reached {kl_end:.1f} nats (> {kl_limit:g}): "
-                              "the policy may be exploiting the preference model rather than "
-                              "improving. Read the highest-rewarded samples; raise kl_coef or set "
-                              "kl_target."))
+    if (
+        reward_start is not None
+        and reward_end is not None
+        and kl_end is not None
+        and reward_end > reward_start
+        and kl_end > kl_limit
+    ):
+        warnings.append(
+            HealthWarning(
+                "reward-hacking",
+                f"The reward rose ({reward_start:.3f} → {reward_end:.3f}) while the "
+                f"KL from the reference reached {kl_end:.1f} nats (> {kl_limit:g}): "
+                "the policy may be exploiting the preference model rather than "
+                "improving. Read the highest-rewarded samples; raise kl_coef or set "
+                "kl_target.",
+            )
+        )
     length_start, length_end = _mean(start, "answer_length"), _mean(end, "answer_length")
     if length_start and length_end and length_end > LENGTH_DRIFT * length_start:
-        warnings.append(HealthWarning(
-            "length-drift", f"Answers grew from {length_start:.0f} to {length_end:.0f} tokens "
-                            f"(> {LENGTH_DRIFT}× the start): preference models reward length; "
-                            "check that the reward is not length."))
+        warnings.append(
+            HealthWarning(
+                "length-drift",
+                f"Answers grew from {length_start:.0f} to {length_end:.0f} tokens "
+                f"(> {LENGTH_DRIFT}× the start): preference models reward length; "
+                "check that the reward is not length.",
+            )
+        )
     refusal_start, refusal_end = _mean(start, "refusal_rate"), _mean(end, "refusal_rate")
-    if refusal_start is not None and refusal_end is not None \
-            and refusal_end - refusal_start >= REFUSAL_RISE:
-        warnings.append(HealthWarning(
-            "evasiveness", f"Refusals among the rollouts rose from {refusal_start:.0%} to "
-                           f"{refusal_end:.0%}: the policy may be learning to evade (the failure "
-                           "the CAI paper fought); compare its refusals on helpful prompts in a "
-                           "tournament."))
+    if (
+        refusal_start is not None
+        and refusal_end is not None
+        and refusal_end - refusal_start >= REFUSAL_RISE
+    ):
+        warnings.append(
+            HealthWarning(
+                "evasiveness",
+                f"Refusals among the rollouts rose from {refusal_start:.0%} to "
+                f"{refusal_end:.0%}: the policy may be learning to evade (the failure "
+                "the CAI paper fought); compare its refusals on helpful prompts in a "
+                "tournament.",
+            )
+        )
     return warnings
 
 
@@ -116,11 +137,17 @@ class JudgeCheck:
     @property
     def text(self) -> str:
         share = self.disagreeing / self.compared if self.compared else 0.0
-        verdict = (" — the PM rewards what the judge it was trained to imitate does not prefer; "
-                   "read the outliers" if share > 0.5 else "")
-        return (f"The PM and the AI judge ({self.judge}) disagree on {self.disagreeing} of "
-                f"{self.compared} samples (sample vs the base model's answer to the same prompt)"
-                f"{verdict}.")
+        verdict = (
+            " — the PM rewards what the judge it was trained to imitate does not prefer; "
+            "read the outliers"
+            if share > 0.5
+            else ""
+        )
+        return (
+            f"The PM and the AI judge ({self.judge}) disagree on {self.disagreeing} of "
+            f"{self.compared} samples (sample vs the base model's answer to the same prompt)"
+            f"{verdict}."
+        )
 
 
 def pm_judge_disagreement(ppo_out: str | Path, limit: int = 12) -> JudgeCheck:
@@ -141,8 +168,10 @@ def pm_judge_disagreement(ppo_out: str | Path, limit: int = 12) -> JudgeCheck:
 
     pm, data = pm_lineage(ppo_out)
     if not pm or not data:
-        raise DatasetError("This PPO run's preference model and its labels cannot be traced "
-                           "(job.yaml of the PPO and reward runs).")
+        raise DatasetError(
+            "This PPO run's preference model and its labels cannot be traced "
+            "(job.yaml of the PPO and reward runs)."
+        )
     settings = run_settings(data)
     if not Path(settings.constitution).is_file():
         raise DatasetError(f"The label run {data} does not name its constitution as a file.")
@@ -153,22 +182,36 @@ def pm_judge_disagreement(ppo_out: str | Path, limit: int = 12) -> JudgeCheck:
     prompts = [s["prompt"] for s in samples]
     base = backend_for(str(ppo.get("model") or "embedded")).generate(
         [chat(q) for q in prompts],
-        SamplingConfig(max_new_tokens=int(ppo.get("max_new_tokens") or 48), temperature=0.0))
+        SamplingConfig(max_new_tokens=int(ppo.get("max_new_tokens") or 48), temperature=0.0),
+    )
     scores = pm_scores(pm, prompts * 2, [s["answer"] for s in samples] + [g.text for g in base])
-    judge = make_judge(settings.judge_method, settings.model, settings.probe, settings.layer,
-                       settings_of(settings, FeedbackConfig))
-    labels = judge.label(load_constitution(settings.constitution),
-                         [Pair(q, s["answer"] or NO_ANSWER, g.text or NO_ANSWER)
-                          for q, s, g in zip(prompts, samples, base)])
+    judge = make_judge(
+        settings.judge_method,
+        settings.model,
+        settings.probe,
+        settings.layer,
+        settings_of(settings, FeedbackConfig),
+    )
+    labels = judge.label(
+        load_constitution(settings.constitution),
+        [
+            Pair(q, s["answer"] or NO_ANSWER, g.text or NO_ANSWER)
+            for q, s, g in zip(prompts, samples, base)
+        ],
+    )
     n = len(samples)
-    decided = [(float(scores[i] - scores[n + i]), labels[i].p_a) for i in range(n)
-               if scores[i] != scores[n + i] and labels[i].p_a != 0.5]
+    decided = [
+        (float(scores[i] - scores[n + i]), labels[i].p_a)
+        for i in range(n)
+        if scores[i] != scores[n + i] and labels[i].p_a != 0.5
+    ]
     disagreeing = sum((margin > 0) != (p > 0.5) for margin, p in decided)
     return JudgeCheck(len(decided), disagreeing, judge.name)
 
 
-def nearest_pairs(loaded, prompt: str, answer: str, labels: list, k: int = 3,
-                  limit: int = 500) -> list[tuple[float, object]]:
+def nearest_pairs(
+    loaded, prompt: str, answer: str, labels: list, k: int = 3, limit: int = 500
+) -> list[tuple[float, object]]:
     """The `k` training pairs of a PM whose answers lie nearest (cosine of the base model's
     answer-mean state at its middle layer) to a sample — what taught the PM to score it so."""
     from pipeline.hidden import decoder_layers, hidden_states

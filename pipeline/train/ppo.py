@@ -18,6 +18,7 @@ One PPO step, top to bottom:
   6. β: fixed, or adapted towards `kl_target`.
 The maths of each term is in `ppo_math.py`, tested by hand.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,13 +39,31 @@ from pipeline.models import LoadedModel, check_adapter_base, load_model
 from pipeline.critique import is_refusal
 from pipeline.prompts import load_prompts
 from pipeline.stages import PPOJob
-from pipeline.train.ppo_math import (AdaptiveKL, entropy, gae, per_token_kl,
-                                     policy_loss, token_rewards, value_loss, whiten)
+from pipeline.train.ppo_math import (
+    AdaptiveKL,
+    entropy,
+    gae,
+    per_token_kl,
+    policy_loss,
+    token_rewards,
+    value_loss,
+    whiten,
+)
 from pipeline.hidden import backbone
 from pipeline.reward_model import HEAD_FILE, apply_head, load_head, reward_scores
-from pipeline.train.runtime import (ADAPTER_DIR, CHECKPOINT_DIR, CancelFlag, MetricsLog,
-                                    check_gradients, check_loss, flattened_adapter, lora_config,
-                                    rewind_steps, steady_heap, write_model_card)
+from pipeline.train.runtime import (
+    ADAPTER_DIR,
+    CHECKPOINT_DIR,
+    CancelFlag,
+    MetricsLog,
+    check_gradients,
+    check_loss,
+    flattened_adapter,
+    lora_config,
+    rewind_steps,
+    steady_heap,
+    write_model_card,
+)
 
 SAMPLES_FILE = "samples.jsonl"
 RewardFn = Callable[[list[str], list[str]], torch.Tensor]  # (prompts, answers) → scores
@@ -70,10 +89,13 @@ def build_roles(job: PPOJob, start: Path | None = None) -> Roles:
     loaded = load_model(job.model)
     for adapter in filter(None, (job.policy_adapter, job.reward_adapter)):
         check_adapter_base(adapter, loaded)
-    policy_from = start / "policy" if start else Path(job.policy_adapter) if job.policy_adapter else None
+    policy_from = (
+        start / "policy" if start else Path(job.policy_adapter) if job.policy_adapter else None
+    )
     if policy_from:
-        model = PeftModel.from_pretrained(loaded.model, str(policy_from), adapter_name="policy",
-                                          is_trainable=True)
+        model = PeftModel.from_pretrained(
+            loaded.model, str(policy_from), adapter_name="policy", is_trainable=True
+        )
     else:
         model = get_peft_model(loaded.model, lora_config(job), adapter_name="policy")
     value_from = start / "value" if start else Path(job.reward_adapter)
@@ -118,35 +140,43 @@ class Rollout:
 
 def make_rollout(roles: Roles, prompts: list[str], job: PPOJob, seed: int) -> Rollout:
     roles.model.set_adapter("policy")
-    backend = TransformersBackend(LoadedModel(roles.loaded.name, roles.loaded.source,
-                                              roles.model, roles.loaded.tokenizer))
-    sampling = SamplingConfig(max_new_tokens=job.max_new_tokens, temperature=job.temperature,
-                              top_p=1.0, seed=seed)
+    backend = TransformersBackend(
+        LoadedModel(roles.loaded.name, roles.loaded.source, roles.model, roles.loaded.tokenizer)
+    )
+    sampling = SamplingConfig(
+        max_new_tokens=job.max_new_tokens, temperature=job.temperature, top_p=1.0, seed=seed
+    )
     sampled = backend.sample_ids([[{"role": "user", "content": p}] for p in prompts], sampling)
     width = max(len(q) + len(a) for q, a in sampled)
     answer_width = max(len(a) for _, a in sampled)
     pad = roles.loaded.tokenizer.pad_token_id
     ids = torch.tensor([[pad] * (width - len(q) - len(a)) + q + a for q, a in sampled])
-    attention = torch.tensor([[0] * (width - len(q) - len(a)) + [1] * (len(q) + len(a))
-                              for q, a in sampled])
-    answer_mask = torch.tensor([[0.0] * (answer_width - len(a)) + [1.0] * len(a) for _, a in sampled])
+    attention = torch.tensor(
+        [[0] * (width - len(q) - len(a)) + [1] * (len(q) + len(a)) for q, a in sampled]
+    )
+    answer_mask = torch.tensor(
+        [[0.0] * (answer_width - len(a)) + [1.0] * len(a) for _, a in sampled]
+    )
     texts = [roles.loaded.tokenizer.decode(a, skip_special_tokens=True).strip() for _, a in sampled]
     return Rollout(ids, attention, answer_mask, prompts, texts)
 
 
-def answer_logits(roles: Roles, rollout: Rollout, rows: torch.Tensor | slice = slice(None),
-                  hidden: bool = False):
+def answer_logits(
+    roles: Roles, rollout: Rollout, rows: torch.Tensor | slice = slice(None), hidden: bool = False
+):
     """Logits (or hidden states) at the positions that predict each answer token."""
     device = roles.loaded.device
     width = rollout.answer_mask.shape[1]
     ids, attention = rollout.ids[rows].to(device), rollout.attention[rows].to(device)
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
     if hidden:
-        states = backbone(roles.model)(input_ids=ids, attention_mask=attention,
-                                       position_ids=positions).last_hidden_state
-        return states[:, -width - 1:-1]
-    logits = roles.model(input_ids=ids, attention_mask=attention, position_ids=positions,
-                         logits_to_keep=width + 1).logits
+        states = backbone(roles.model)(
+            input_ids=ids, attention_mask=attention, position_ids=positions
+        ).last_hidden_state
+        return states[:, -width - 1 : -1]
+    logits = roles.model(
+        input_ids=ids, attention_mask=attention, position_ids=positions, logits_to_keep=width + 1
+    ).logits
     return logits[:, :-1].float()
 
 
@@ -164,32 +194,52 @@ def values_of(roles: Roles, rollout: Rollout, rows=slice(None)) -> torch.Tensor:
 def pm_reward(roles: Roles) -> RewardFn:
     def score(prompts: list[str], answers: list[str]) -> torch.Tensor:
         roles.model.set_adapter("reward")
-        return reward_scores(roles.model, roles.reward_head, roles.loaded.tokenizer, prompts,
-                             answers).cpu()
+        return reward_scores(
+            roles.model, roles.reward_head, roles.loaded.tokenizer, prompts, answers
+        ).cpu()
+
     return score
 
 
 def save_checkpoint(roles: Roles, optimizer, folder: Path, state: dict) -> None:
     """Policy and value adapters, the value head, the optimizer and `state`, replaced
     crash-safely as one folder."""
+
     def write(tmp: Path) -> None:
         roles.model.save_pretrained(str(tmp), selected_adapters=["policy", "value"])
         torch.save(roles.value_head.state_dict(), tmp / "value" / HEAD_FILE)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps(state))
+
     replace_folder(folder, write)
 
 
 def save_policy(roles: Roles, folder: Path, job: PPOJob, rewards_seen: list[float]) -> Path:
     """The trained policy adapter with its model card, replaced crash-safely."""
-    return flattened_adapter(roles.model, "policy", folder, lambda tmp: write_model_card(
-        tmp, "RL-CAI policy adapter (PPO)", job, {
-            "base model": job.model, "reward model": job.reward_adapter, "steps": job.steps,
-            "mean reward, first → last step": f"{rewards_seen[0]:.3f} → {rewards_seen[-1]:.3f}"}))
+    return flattened_adapter(
+        roles.model,
+        "policy",
+        folder,
+        lambda tmp: write_model_card(
+            tmp,
+            "RL-CAI policy adapter (PPO)",
+            job,
+            {
+                "base model": job.model,
+                "reward model": job.reward_adapter,
+                "steps": job.steps,
+                "mean reward, first → last step": f"{rewards_seen[0]:.3f} → {rewards_seen[-1]:.3f}",
+            },
+        ),
+    )
 
 
-def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
-              reward_fn: RewardFn | None = None) -> Path:
+def train_ppo(
+    job: PPOJob,
+    out: str | Path,
+    cancel: CancelFlag | None = None,
+    reward_fn: RewardFn | None = None,
+) -> Path:
     """Run PPO; resumes from `out/checkpoint`. `reward_fn` replaces the PM (tests use a
     simple learnable reward). Returns the policy adapter folder."""
     out, cancel = Path(out), cancel or CancelFlag()
@@ -200,12 +250,17 @@ def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
         raise JobError(f"No training prompts in {job.prompts}.")
     checkpoint = out / CHECKPOINT_DIR
     resumed = recover_folder(checkpoint)
-    state = json.loads((checkpoint / "state.json").read_text()) if resumed else \
-        {"step": 0, "beta": job.kl_coef}
+    state = (
+        json.loads((checkpoint / "state.json").read_text())
+        if resumed
+        else {"step": 0, "beta": job.kl_coef}
+    )
     torch.manual_seed(job.seed)
     roles = build_roles(job, resumed)
     reward_fn = reward_fn or pm_reward(roles)
-    trained = roles.parameters("policy") + roles.parameters("value") + list(roles.value_head.parameters())
+    trained = (
+        roles.parameters("policy") + roles.parameters("value") + list(roles.value_head.parameters())
+    )
     optimizer = torch.optim.AdamW(trained, lr=job.learning_rate)
     if resumed:
         optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
@@ -219,7 +274,9 @@ def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
             # 1. rollouts
             rng = random.Random(stable_int("ppo-prompts", job.seed, step))
             batch_prompts = [rng.choice(prompts) for _ in range(job.rollouts)]
-            rollout = make_rollout(roles, batch_prompts, job, seed=job.seed * 100003 + step * job.rollouts)
+            rollout = make_rollout(
+                roles, batch_prompts, job, seed=job.seed * 100003 + step * job.rollouts
+            )
             mask = rollout.answer_mask
             # 2. score: PM score, policy and reference log-probs, values
             with torch.no_grad():
@@ -239,22 +296,34 @@ def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
                 advantages = whiten(advantages, mask)
             # 5. updates over minibatches
             update_mode(roles, True)
-            stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_fraction": [],
-                                             "approx_kl": [], "entropy": []}
+            stats: dict[str, list[float]] = {
+                "policy_loss": [],
+                "value_loss": [],
+                "clip_fraction": [],
+                "approx_kl": [],
+                "entropy": [],
+            }
             for _ in range(job.ppo_epochs):
                 order = torch.randperm(job.rollouts)
                 for start in range(0, job.rollouts, job.minibatch_size):
-                    rows = order[start:start + job.minibatch_size]
+                    rows = order[start : start + job.minibatch_size]
                     m = mask[rows]
                     roles.model.set_adapter("policy")
                     logits = answer_logits(roles, rollout, rows)
                     new_logprobs = token_logprobs(logits, rollout, rows)
-                    pg = policy_loss(new_logprobs, old_logprobs[rows], advantages[rows], m, job.clip)
+                    pg = policy_loss(
+                        new_logprobs, old_logprobs[rows], advantages[rows], m, job.clip
+                    )
                     check_loss(pg.loss, step + 1, "the policy loss")
                     optimizer.zero_grad()
                     pg.loss.backward()
-                    vf = value_loss(values_of(roles, rollout, rows), old_values[rows], returns[rows],
-                                    m, job.value_clip)
+                    vf = value_loss(
+                        values_of(roles, rollout, rows),
+                        old_values[rows],
+                        returns[rows],
+                        m,
+                        job.value_clip,
+                    )
                     check_loss(vf, step + 1, "the value loss")
                     (job.value_coef * vf).backward()
                     check_gradients(trained, step + 1)
@@ -271,17 +340,32 @@ def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
             if kl_control:
                 beta = kl_control.update(mean_kl, job.rollouts)
             lengths = mask.sum(1)
-            log.write(step + 1, job.steps, reward_mean=score.mean().item(),
-                      reward_std=score.std().item() if len(score) > 1 else 0.0, kl=mean_kl,
-                      beta=beta, answer_length=lengths.mean().item(),
-                      refusal_rate=sum(map(is_refusal, rollout.answers)) / len(rollout.answers),
-                      **{k: sum(v) / len(v) for k, v in stats.items()})
+            log.write(
+                step + 1,
+                job.steps,
+                reward_mean=score.mean().item(),
+                reward_std=score.std().item() if len(score) > 1 else 0.0,
+                kl=mean_kl,
+                beta=beta,
+                answer_length=lengths.mean().item(),
+                refusal_rate=sum(map(is_refusal, rollout.answers)) / len(rollout.answers),
+                **{k: sum(v) / len(v) for k, v in stats.items()},
+            )
             # the step's highest- and lowest-rewarded answers, and its first (a typical one)
             ranked = sorted(range(len(score)), key=lambda i: float(score[i]))
             kept = list(dict.fromkeys([ranked[-1], ranked[0], 0]))
-            append_jsonl(out / SAMPLES_FILE, [{"step": step + 1, "prompt": rollout.prompts[i],
-                                               "answer": rollout.answers[i],
-                                               "reward": float(score[i])} for i in kept])
+            append_jsonl(
+                out / SAMPLES_FILE,
+                [
+                    {
+                        "step": step + 1,
+                        "prompt": rollout.prompts[i],
+                        "answer": rollout.answers[i],
+                        "reward": float(score[i]),
+                    }
+                    for i in kept
+                ],
+            )
             if cancel.requested or (step + 1) % job.save_every == 0:
                 save_checkpoint(roles, optimizer, checkpoint, {"step": step + 1, "beta": beta})
             if cancel.requested:
@@ -292,4 +376,3 @@ def train_ppo(job: PPOJob, out: str | Path, cancel: CancelFlag | None = None,
         update_mode(roles, False)
         roles.model.unload()  # the base model is shared in this process: take LoRA off it
     return folder
-

@@ -6,6 +6,7 @@ The conventions follow Ziegler et al. (2019) and Stiennon et al. (2020), as in t
 paper: the reward of an answer is the preference model's score at its last token minus
 β·KL(policy ‖ reference) at every token.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,8 +33,9 @@ def per_token_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Te
     return logprobs - ref_logprobs
 
 
-def token_rewards(score: torch.Tensor, kl: torch.Tensor, beta: float,
-                  mask: torch.Tensor) -> torch.Tensor:
+def token_rewards(
+    score: torch.Tensor, kl: torch.Tensor, beta: float, mask: torch.Tensor
+) -> torch.Tensor:
     """−β·KL at every token, plus the preference model's score at each answer's last token."""
     rewards = -beta * kl * mask
     last = mask.sum(dim=1).long().clamp(min=1) - 1
@@ -41,8 +43,9 @@ def token_rewards(score: torch.Tensor, kl: torch.Tensor, beta: float,
     return rewards
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,
-        lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation, from the last token back:
     δ_t = r_t + γ·V_{t+1} − V_t,  A_t = δ_t + γλ·A_{t+1}; returns = A + V.
     Past an answer's end the value and advantage are 0."""
@@ -64,8 +67,13 @@ class PolicyLossParts:
     approx_kl: float  # mean of ½(log ratio)², how far this update moved the policy
 
 
-def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
-                mask: torch.Tensor, clip: float) -> PolicyLossParts:
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float,
+) -> PolicyLossParts:
     """The clipped surrogate: −min(ρ·A, clip(ρ, 1 − ε, 1 + ε)·A), ρ = π/π_old."""
     log_ratio = logprobs - old_logprobs
     ratio = torch.exp(log_ratio)
@@ -74,12 +82,17 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
     loss = masked_mean(torch.maximum(unclipped, clipped), mask)
     with torch.no_grad():
         clip_fraction = masked_mean((clipped > unclipped).float(), mask).item()
-        approx_kl = masked_mean(0.5 * log_ratio ** 2, mask).item()
+        approx_kl = masked_mean(0.5 * log_ratio**2, mask).item()
     return PolicyLossParts(loss, clip_fraction, approx_kl)
 
 
-def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-               mask: torch.Tensor, clip: float) -> torch.Tensor:
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float,
+) -> torch.Tensor:
     """½·max((V − R)², (clip(V, V_old ± ε) − R)²): the value may not move more than ε per
     update away from where it was when the rollout was made."""
     clipped = old_values + torch.clamp(values - old_values, -clip, clip)

@@ -2,6 +2,7 @@
 loss and the loop, on soft AI labels — and optionally pretrained (PMP) on Stack Exchange
 answers ranked by votes (`pipeline/stackexchange.py`).
 """
+
 from __future__ import annotations
 
 import json
@@ -16,14 +17,21 @@ from pipeline.files import recover_folder, replace_folder, write_atomic
 from pipeline.jobs import SUMMARY_FILE, JobCancelled, is_main_process
 from pipeline.models import check_adapter_base, load_model
 from pipeline.preferences import gold_pairs, read_labels
-from pipeline.reward_model import (Comparison, accuracy, load_head, new_head, reward_scores,
-                                   write_pm)
+from pipeline.reward_model import Comparison, accuracy, load_head, new_head, reward_scores, write_pm
 from pipeline.seeds import stable_int
 from pipeline.stackexchange import pmp_comparisons
 from pipeline.stages import PMPJob, RewardJob
-from pipeline.train.runtime import (ADAPTER_DIR, CHECKPOINT_DIR, CancelFlag, MetricsLog,
-                                    check_gradients, check_loss, lora_config, seeded_batch,
-                                    write_model_card)
+from pipeline.train.runtime import (
+    ADAPTER_DIR,
+    CHECKPOINT_DIR,
+    CancelFlag,
+    MetricsLog,
+    check_gradients,
+    check_loss,
+    lora_config,
+    seeded_batch,
+    write_model_card,
+)
 
 
 def soft_preference_loss(r_a: torch.Tensor, r_b: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -34,22 +42,35 @@ def soft_preference_loss(r_a: torch.Tensor, r_b: torch.Tensor, p: torch.Tensor) 
 
 # --- data --------------------------------------------------------------------------------------
 
+
 def ai_comparisons(data: str | Path) -> list[Comparison]:
     """Soft-labelled comparisons from a labelling run (identical pairs carry no preference)."""
-    return [Comparison(p.pair.prompt, p.pair.response_a, p.pair.response_b, p.p_a)
-            for p in read_labels(data) if "identical" not in p.flags]
+    return [
+        Comparison(p.pair.prompt, p.pair.response_a, p.pair.response_b, p.p_a)
+        for p in read_labels(data)
+        if "identical" not in p.flags
+    ]
 
 
 def gold_comparisons() -> list[Comparison]:
-    return [Comparison(p.prompt, p.response_a, p.response_b, 1.0 if p.human == "A" else 0.0)
-            for p in gold_pairs() if p.human in ("A", "B")]
+    return [
+        Comparison(p.prompt, p.response_a, p.response_b, 1.0 if p.human == "A" else 0.0)
+        for p in gold_pairs()
+        if p.human in ("A", "B")
+    ]
 
 
 # --- training ----------------------------------------------------------------------------------
 
-def train_preference_model(job: RewardJob | PMPJob, train: list[Comparison],
-                           evals: dict[str, list[Comparison]], out: str | Path,
-                           cancel: CancelFlag | None = None, init_adapter: str = "") -> Path:
+
+def train_preference_model(
+    job: RewardJob | PMPJob,
+    train: list[Comparison],
+    evals: dict[str, list[Comparison]],
+    out: str | Path,
+    cancel: CancelFlag | None = None,
+    init_adapter: str = "",
+) -> Path:
     """The PM training loop (shared by PMP and reward training); resumes from
     `out/checkpoint`. Returns the PM folder."""
     from peft import PeftModel, get_peft_model
@@ -84,16 +105,22 @@ def train_preference_model(job: RewardJob | PMPJob, train: list[Comparison],
             write_pm(model, head, folder, job.model)
             torch.save(optimizer.state_dict(), folder / "optimizer.pt")
             (folder / "state.json").write_text(json.dumps({"step": step}))
+
         replace_folder(checkpoint, write)
 
     try:
         model.train()
         for step in range(state["step"], total):
             batch = seeded_batch(train, step, job.batch_size, "pm-order", job.seed)
-            r = reward_scores(model, head, loaded.tokenizer, [c.prompt for c in batch] * 2,
-                              [c.answer_a for c in batch] + [c.answer_b for c in batch],
-                              job.max_length)
-            r_a, r_b = r[:len(batch)], r[len(batch):]
+            r = reward_scores(
+                model,
+                head,
+                loaded.tokenizer,
+                [c.prompt for c in batch] * 2,
+                [c.answer_a for c in batch] + [c.answer_b for c in batch],
+                job.max_length,
+            )
+            r_a, r_b = r[: len(batch)], r[len(batch) :]
             p = torch.tensor([c.p for c in batch], device=r.device)
             loss = soft_preference_loss(r_a, r_b, p)
             check_loss(loss, step + 1)
@@ -102,31 +129,54 @@ def train_preference_model(job: RewardJob | PMPJob, train: list[Comparison],
             check_gradients(params, step + 1)
             optimizer.step()
             agree = ((r_a > r_b) == (p > 0.5)).float().mean().item()
-            log.write(step + 1, total, loss=loss.item(), accuracy=agree,
-                      margin=(r_a - r_b).abs().mean().item())
+            log.write(
+                step + 1,
+                total,
+                loss=loss.item(),
+                accuracy=agree,
+                margin=(r_a - r_b).abs().mean().item(),
+            )
             if cancel.requested or (step + 1) % job.save_every == 0:
                 save_checkpoint(step + 1)
             if cancel.requested:
                 raise JobCancelled()
         model.eval()
-        results = {name: accuracy(model, head, loaded.tokenizer, data, job.max_length)
-                   for name, data in evals.items()}
-        log.write(total, total, **{f"{name}_accuracy": r.value for name, r in results.items()},
-                  **{f"{name}_always_longer": r.length.longer for name, r in results.items()
-                     if r.length},
-                  **{f"{name}_length_controlled": r.length.controlled
-                     for name, r in results.items() if r.length and r.length.controlled is not None})
+        results = {
+            name: accuracy(model, head, loaded.tokenizer, data, job.max_length)
+            for name, data in evals.items()
+        }
+        log.write(
+            total,
+            total,
+            **{f"{name}_accuracy": r.value for name, r in results.items()},
+            **{f"{name}_always_longer": r.length.longer for name, r in results.items() if r.length},
+            **{
+                f"{name}_length_controlled": r.length.controlled
+                for name, r in results.items()
+                if r.length and r.length.controlled is not None
+            },
+        )
 
         if is_main_process():  # what the Runs tab headlines: held-out numbers, with intervals
-            write_atomic(out / SUMMARY_FILE, json.dumps(
-                {"held_out": {name: r.text for name, r in results.items()}}, indent=2))
+            write_atomic(
+                out / SUMMARY_FILE,
+                json.dumps({"held_out": {name: r.text for name, r in results.items()}}, indent=2),
+            )
 
         def write(folder: Path) -> None:
             write_pm(model, head, folder, job.model)
-            write_model_card(folder, "Preference model (LoRA + scalar head)", job, {
-                "base model": job.model, "data": job.data, "comparisons": len(train),
-                "steps": total,
-                **{f"{name} accuracy": r.text for name, r in results.items()}})
+            write_model_card(
+                folder,
+                "Preference model (LoRA + scalar head)",
+                job,
+                {
+                    "base model": job.model,
+                    "data": job.data,
+                    "comparisons": len(train),
+                    "steps": total,
+                    **{f"{name} accuracy": r.text for name, r in results.items()},
+                },
+            )
 
         folder = replace_folder(out / ADAPTER_DIR, write)
     finally:
@@ -137,14 +187,19 @@ def train_preference_model(job: RewardJob | PMPJob, train: list[Comparison],
 def train_reward(job: RewardJob, out: str | Path, cancel: CancelFlag | None = None) -> Path:
     """Train the PM on AI labels; held-out accuracy on the AI labels and on the gold pairs."""
     comparisons = ai_comparisons(job.data)
-    held = [c for c in comparisons
-            if stable_int("pm-eval", job.seed, c.prompt, c.answer_a) % 1000 < job.eval_fraction * 1000]
+    held = [
+        c
+        for c in comparisons
+        if stable_int("pm-eval", job.seed, c.prompt, c.answer_a) % 1000 < job.eval_fraction * 1000
+    ]
     train = [c for c in comparisons if c not in held] or comparisons
-    return train_preference_model(job, train, {"held_out_ai": held, "gold": gold_comparisons()},
-                                  out, cancel, job.init_adapter)
+    return train_preference_model(
+        job, train, {"held_out_ai": held, "gold": gold_comparisons()}, out, cancel, job.init_adapter
+    )
 
 
 def train_pmp(job: PMPJob, out: str | Path, cancel: CancelFlag | None = None) -> Path:
     """Preference-model pretraining on a Stack Exchange dump."""
-    return train_preference_model(job, pmp_comparisons(job.data, job.max_pairs),
-                                  {"gold": gold_comparisons()}, out, cancel)
+    return train_preference_model(
+        job, pmp_comparisons(job.data, job.max_pairs), {"gold": gold_comparisons()}, out, cancel
+    )

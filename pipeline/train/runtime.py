@@ -10,6 +10,7 @@ Every folder is saved through `files.replace_folder` (or, for trl's own checkpoi
 complete once written), so a kill at any instant leaves a complete checkpoint to resume
 from; a non-finite loss or gradient stops the run before it reaches the weights.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -23,8 +24,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from pipeline.errors import JobError
-from pipeline.files import (append_jsonl, is_complete, mark_complete, read_jsonl_log,
-                            replace_folder, write_atomic)
+from pipeline.files import (
+    append_jsonl,
+    is_complete,
+    mark_complete,
+    read_jsonl_log,
+    replace_folder,
+    write_atomic,
+)
 from pipeline.jobs import JobCancelled, is_main_process, write_progress
 
 METRICS_FILE = "metrics.jsonl"
@@ -56,9 +63,11 @@ class TrainingDiverged(JobError):
 
     def __init__(self, what: str, step: int):
         self.step = step
-        super().__init__(f"{what} became NaN/inf at step {step}; training stopped and nothing "
-                         "from that step was saved (the last good checkpoint is kept). Lower "
-                         "learning_rate or check the data, then resume.")
+        super().__init__(
+            f"{what} became NaN/inf at step {step}; training stopped and nothing "
+            "from that step was saved (the last good checkpoint is kept). Lower "
+            "learning_rate or check the data, then resume."
+        )
 
 
 def check_loss(loss: Any, step: int, what: str = "loss") -> None:
@@ -123,9 +132,13 @@ def read_metrics(out: str | Path) -> list[dict]:
 def lora_config(job: Any, task_type: str = "CAUSAL_LM"):
     from peft import LoraConfig
 
-    return LoraConfig(r=job.lora_r, lora_alpha=job.lora_alpha, lora_dropout=job.lora_dropout,
-                      target_modules=[t.strip() for t in job.lora_targets.split(",") if t.strip()],
-                      task_type=task_type)
+    return LoraConfig(
+        r=job.lora_r,
+        lora_alpha=job.lora_alpha,
+        lora_dropout=job.lora_dropout,
+        target_modules=[t.strip() for t in job.lora_targets.split(",") if t.strip()],
+        task_type=task_type,
+    )
 
 
 def write_model_card(folder: Path, title: str, job: Any, facts: dict[str, Any]) -> None:
@@ -142,12 +155,14 @@ def write_model_card(folder: Path, title: str, job: Any, facts: dict[str, Any]) 
 def flattened_adapter(model, adapter: str, folder: Path, card: Callable[[Path], None]) -> Path:
     """Save one named adapter of a peft model as a plain adapter folder (loadable as a model
     anywhere), with its model card, crash-safely."""
+
     def write(tmp: Path) -> None:
         model.save_pretrained(str(tmp), selected_adapters=[adapter])
         for item in list((tmp / adapter).iterdir()):  # peft nests a named adapter one level down
             item.rename(tmp / item.name)
         (tmp / adapter).rmdir()
         card(tmp)
+
     return replace_folder(folder, write)
 
 
@@ -168,13 +183,24 @@ def trl_arguments(job: Any, out: Path, on_cpu: bool) -> dict[str, Any]:
     """The TrainingArguments every trl-based stage (SFT, DPO) shares, from the job's fields.
     trl turns bf16 on by default, which on a CPU runs ~15× slower than fp32; and gradient
     checkpointing only saves memory a CPU run of a small model does not need."""
-    return dict(output_dir=str(out / CHECKPOINT_DIR), learning_rate=job.learning_rate,
-                bf16=not on_cpu, gradient_checkpointing=not on_cpu,
-                num_train_epochs=job.epochs, max_steps=job.max_steps or -1,
-                per_device_train_batch_size=job.batch_size, max_length=job.max_length,
-                logging_steps=1, save_steps=job.save_every, save_total_limit=None, seed=job.seed,
-                logging_nan_inf_filter=False, report_to="none", use_cpu=on_cpu,
-                disable_tqdm=False)
+    return dict(
+        output_dir=str(out / CHECKPOINT_DIR),
+        learning_rate=job.learning_rate,
+        bf16=not on_cpu,
+        gradient_checkpointing=not on_cpu,
+        num_train_epochs=job.epochs,
+        max_steps=job.max_steps or -1,
+        per_device_train_batch_size=job.batch_size,
+        max_length=job.max_length,
+        logging_steps=1,
+        save_steps=job.save_every,
+        save_total_limit=None,
+        seed=job.seed,
+        logging_nan_inf_filter=False,
+        report_to="none",
+        use_cpu=on_cpu,
+        disable_tqdm=False,
+    )
 
 
 TRL_CHECKPOINT = "checkpoint-"  # trl's own checkpoint folders: checkpoint/checkpoint-STEP
@@ -184,9 +210,12 @@ TRL_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 def trl_checkpoints(out: Path) -> list[Path]:
     """trl checkpoint folders of a run, oldest first."""
-    folders = [p for p in (out / CHECKPOINT_DIR).glob(TRL_CHECKPOINT + "*")
-               if p.name[len(TRL_CHECKPOINT):].isdigit()]
-    return sorted(folders, key=lambda p: int(p.name[len(TRL_CHECKPOINT):]))
+    folders = [
+        p
+        for p in (out / CHECKPOINT_DIR).glob(TRL_CHECKPOINT + "*")
+        if p.name[len(TRL_CHECKPOINT) :].isdigit()
+    ]
+    return sorted(folders, key=lambda p: int(p.name[len(TRL_CHECKPOINT) :]))
 
 
 def keep_newest_complete(out: Path) -> Path | None:
@@ -268,9 +297,16 @@ def finished_state(checkpoint: Path | None) -> dict | None:
     return state if state["global_step"] >= state["max_steps"] > 0 else None
 
 
-def train_trl_adapter(job: Any, out: Path, cancel: CancelFlag, examples: list[dict],
-                      trainer_class: Any, config: Callable[..., Any], title: str,
-                      counted: str) -> Path:
+def train_trl_adapter(
+    job: Any,
+    out: Path,
+    cancel: CancelFlag,
+    examples: list[dict],
+    trainer_class: Any,
+    config: Callable[..., Any],
+    title: str,
+    counted: str,
+) -> Path:
     """The run every trl-based stage (SFT, DPO) shares: a LoRA on the base with trl's
     `trainer_class`, resuming from the newest complete checkpoint in `out`; saves the adapter
     and its model card. `config` makes the stage's trl config from the shared arguments;
@@ -281,37 +317,57 @@ def train_trl_adapter(job: Any, out: Path, cancel: CancelFlag, examples: list[di
     from pipeline.models import load_model
 
     resume = keep_newest_complete(out)
-    MetricsLog(out).rewind(int(resume.name[len(TRL_CHECKPOINT):]) if resume else 0)
+    MetricsLog(out).rewind(int(resume.name[len(TRL_CHECKPOINT) :]) if resume else 0)
     adapter = out / ADAPTER_DIR
 
     def save(write_weights: Callable[[Path], Any], steps: int, loss: float) -> Path:
         def write(folder: Path) -> None:
             write_weights(folder)
-            write_model_card(folder, title, job, {
-                "base model": job.model, "data": job.data, counted: len(examples),
-                "steps": steps, "final loss": f"{loss:.4f}"})
+            write_model_card(
+                folder,
+                title,
+                job,
+                {
+                    "base model": job.model,
+                    "data": job.data,
+                    counted: len(examples),
+                    "steps": steps,
+                    "final loss": f"{loss:.4f}",
+                },
+            )
+
         return replace_folder(adapter, write) if is_main_process() else adapter
 
     finished = finished_state(resume)
     if finished:  # killed after its last checkpoint: trl would resume with one step too many
         losses = [row["loss"] for row in finished["log_history"] if "loss" in row]
-        return save(lambda folder: [shutil.copy2(resume / name, folder / name)
-                                    for name in TRL_ADAPTER_FILES],
-                    finished["global_step"], losses[-1] if losses else math.nan)
+        return save(
+            lambda folder: [
+                shutil.copy2(resume / name, folder / name) for name in TRL_ADAPTER_FILES
+            ],
+            finished["global_step"],
+            losses[-1] if losses else math.nan,
+        )
     base = load_model(job.model)
     callback = trl_callback(out, cancel)
-    trainer = trainer_class(model=base.model,
-                            args=config(**trl_arguments(job, out, base.device.type == "cpu")),
-                            train_dataset=Dataset.from_list(examples),
-                            processing_class=base.tokenizer, peft_config=lora_config(job),
-                            callbacks=[callback])
+    trainer = trainer_class(
+        model=base.model,
+        args=config(**trl_arguments(job, out, base.device.type == "cpu")),
+        train_dataset=Dataset.from_list(examples),
+        processing_class=base.tokenizer,
+        peft_config=lora_config(job),
+        callbacks=[callback],
+    )
     try:
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         if callback.diverged:
             raise callback.diverged
         if cancel.requested:
             raise JobCancelled()
-        return save(lambda folder: trainer.model.save_pretrained(str(folder)),
-                    result.global_step, result.training_loss)
+        return save(
+            lambda folder: trainer.model.save_pretrained(str(folder)),
+            result.global_step,
+            result.training_loss,
+        )
     finally:
         trainer.model.unload()  # the base model is shared in this process: take LoRA off it

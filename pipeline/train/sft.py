@@ -1,6 +1,7 @@
 """SL-CAI: LoRA fine-tuning on the SFT dataset (prompt → final revision, plus helpfulness
 examples), with trl's SFTTrainer. The loss is on the assistant's answer only: each example
 is given to trl as a conversational prompt/completion pair."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -21,8 +22,10 @@ def chain_examples(folder: Path) -> list[dict]:
     usable = [c for c in ChainLog(folder).read() if any(not r.failed for r in c.rounds)]
     if not usable:
         raise DatasetError(f"{folder} holds no chain with an accepted revision.")
-    return [{"prompt": (m := revision_example(c)["messages"])[:-1], "completion": m[-1:]}
-            for c in usable]
+    return [
+        {"prompt": (m := revision_example(c)["messages"])[:-1], "completion": m[-1:]}
+        for c in usable
+    ]
 
 
 def sft_examples(data: str | Path) -> list[dict]:
@@ -38,8 +41,10 @@ def sft_examples(data: str | Path) -> list[dict]:
             messages = row["messages"]
             roles = [m["role"] for m in messages]
         except (KeyError, TypeError):
-            raise DatasetError("not an SFT example (a JSON object with 'messages'); is this "
-                               "the output of `sft-data`?") from None
+            raise DatasetError(
+                "not an SFT example (a JSON object with 'messages'); is this "
+                "the output of `sft-data`?"
+            ) from None
         if len(messages) < 2 or roles[-1] != "assistant" or not messages[-1]["content"].strip():
             raise DatasetError("the last message must be a non-empty assistant answer.")
         return {"prompt": messages[:-1], "completion": messages[-1:]}
@@ -55,6 +60,13 @@ def train_sft(job: SFTJob, out: str | Path, cancel: CancelFlag | None = None) ->
     from trl import SFTConfig, SFTTrainer
 
     examples = sft_examples(job.data)
-    return train_trl_adapter(job, Path(out), cancel or CancelFlag(), examples, SFTTrainer,
-                             partial(SFTConfig, completion_only_loss=True),
-                             "SL-CAI adapter (SFT)", "examples")
+    return train_trl_adapter(
+        job,
+        Path(out),
+        cancel or CancelFlag(),
+        examples,
+        SFTTrainer,
+        partial(SFTConfig, completion_only_loss=True),
+        "SL-CAI adapter (SFT)",
+        "examples",
+    )

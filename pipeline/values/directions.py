@@ -11,6 +11,7 @@ constitution asks for.
 Generation labels: the policy's own preference between two answers is its length-normalised
 log-likelihood margin; a probe fitted on those labels is w_g, the direction generation
 already follows."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,14 +53,20 @@ class ConstitutionDirection:
     examples: dict[str, tuple[str, str]]  # principle id → (following answer, opposing answer)
 
 
-def constitution_direction(loaded: LoadedModel, constitution: Constitution, pooling: str,
-                           layers: list[int] | None = None,
-                           prompts: tuple[str, ...] = STIMULUS_PROMPTS,
-                           batch_size: int = 16) -> ConstitutionDirection:
+def constitution_direction(
+    loaded: LoadedModel,
+    constitution: Constitution,
+    pooling: str,
+    layers: list[int] | None = None,
+    prompts: tuple[str, ...] = STIMULUS_PROMPTS,
+    batch_size: int = 16,
+) -> ConstitutionDirection:
     principles = list(constitution.enabled_principles)
     if not principles:
-        raise ConstitutionError(f"Every principle of '{constitution.name}' is disabled; enable "
-                                "at least one to read its direction.")
+        raise ConstitutionError(
+            f"Every principle of '{constitution.name}' is disabled; enable "
+            "at least one to read its direction."
+        )
     backend = TransformersBackend(loaded, max_batch_size=batch_size)
     conversations, rows = [], []
     for p in principles:
@@ -67,15 +74,18 @@ def constitution_direction(loaded: LoadedModel, constitution: Constitution, pool
             for prompt in prompts:
                 conversations.append(chat(prompt, instruction))
                 rows.append((p.id, side, prompt))
-    answers = [g.text or "…" for g in backend.generate(conversations, STIMULUS_SAMPLING,
-                                                       seeds=[0] * len(conversations))]
-    states = answer_states(loaded, [prompt for _, _, prompt in rows], answers, pooling, layers,
-                           batch_size)
+    answers = [
+        g.text or "…"
+        for g in backend.generate(conversations, STIMULUS_SAMPLING, seeds=[0] * len(conversations))
+    ]
+    states = answer_states(
+        loaded, [prompt for _, _, prompt in rows], answers, pooling, layers, batch_size
+    )
     per_principle, examples = {}, {}
     k = len(prompts)
     for n, p in enumerate(principles):
         start = 2 * k * n
-        follow, oppose = states[start:start + k], states[start + k:start + 2 * k]
+        follow, oppose = states[start : start + k], states[start + k : start + 2 * k]
         per_principle[p.id] = (follow - oppose).mean(0)
         examples[p.id] = (answers[start], answers[start + k])
     weights = {p.id: p.weight for p in principles}
@@ -83,18 +93,22 @@ def constitution_direction(loaded: LoadedModel, constitution: Constitution, pool
     return ConstitutionDirection(total, per_principle, weights, examples)
 
 
-def generation_margins(loaded: LoadedModel, pairs: tuple[Pair, ...] | list[Pair],
-                       batch_size: int = 8) -> list[float]:
+def generation_margins(
+    loaded: LoadedModel, pairs: tuple[Pair, ...] | list[Pair], batch_size: int = 8
+) -> list[float]:
     """Per pair, the policy's mean log-probability per token of answer A minus that of B."""
     tok = loaded.tokenizer
     contexts, continuations = [], []
     for answer_of in ("response_a", "response_b"):
         for p in pairs:
-            head = tok.apply_chat_template([{"role": "user", "content": p.prompt}],
-                                           add_generation_prompt=True, tokenize=False)
+            head = tok.apply_chat_template(
+                [{"role": "user", "content": p.prompt}], add_generation_prompt=True, tokenize=False
+            )
             contexts.append(tok(head, add_special_tokens=False)["input_ids"])
-            continuations.append(tok(getattr(p, answer_of), add_special_tokens=False)["input_ids"]
-                                 or [tok.eos_token_id])
+            continuations.append(
+                tok(getattr(p, answer_of), add_special_tokens=False)["input_ids"]
+                or [tok.eos_token_id]
+            )
     scores = sequence_logprobs(loaded, contexts, continuations, batch_size)
     n = len(pairs)
     return [scores[i].mean - scores[n + i].mean for i in range(n)]

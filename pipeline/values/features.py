@@ -1,6 +1,7 @@
 """Pair features read from a model: per layer, the pooled hidden state of each answer in its
 conversation, and their difference h(A) − h(B); with the human preference and the lengths
 that the length controls need."""
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,10 @@ class LabelledPairs:
 
     @property
     def chose_longer(self) -> list[bool | None]:
-        return [chose_longer("A" if label else "B", p.response_a, p.response_b)
-                for p, label in zip(self.pairs, self.y.tolist())]
+        return [
+            chose_longer("A" if label else "B", p.response_a, p.response_b)
+            for p, label in zip(self.pairs, self.y.tolist())
+        ]
 
     @property
     def length(self) -> LengthBaselines | None:
@@ -37,8 +40,12 @@ class LabelledPairs:
     @property
     def dlen(self) -> torch.Tensor:
         """Δ log length (words, +1) of A over B, per pair."""
-        return torch.tensor([math.log(len(p.response_a.split()) + 1)
-                             - math.log(len(p.response_b.split()) + 1) for p in self.pairs])
+        return torch.tensor(
+            [
+                math.log(len(p.response_a.split()) + 1) - math.log(len(p.response_b.split()) + 1)
+                for p in self.pairs
+            ]
+        )
 
 
 def pair_source(ref: str, human_pairs: list[tuple[str, str, str, str]]) -> list[Pair]:
@@ -47,8 +54,9 @@ def pair_source(ref: str, human_pairs: list[tuple[str, str, str, str]]) -> list[
     if ref == "gold":
         return gold_pairs()
     if ref == "human":
-        return [Pair(prompt, a, b, source="human", human=choice)
-                for prompt, a, b, choice in human_pairs]
+        return [
+            Pair(prompt, a, b, source="human", human=choice) for prompt, a, b, choice in human_pairs
+        ]
     return read_pairs(ref)
 
 
@@ -62,9 +70,11 @@ def labelled(pairs: list[Pair], humans: dict[str, str]) -> LabelledPairs:
             kept.append(pair)
             ys.append(1 if choice == "A" else 0)
     if not kept:
-        raise DatasetError("None of these pairs has a human A or B label (ties and unlabelled "
-                           "pairs are left out); label some in the Preferences tab or use "
-                           "gold pairs or an HH-RLHF import.")
+        raise DatasetError(
+            "None of these pairs has a human A or B label (ties and unlabelled "
+            "pairs are left out); label some in the Preferences tab or use "
+            "gold pairs or an HH-RLHF import."
+        )
     return LabelledPairs(tuple(kept), torch.tensor(ys))
 
 
@@ -89,22 +99,34 @@ class PairFeatures:
         return self.a - self.b
 
 
-def answer_states(loaded: LoadedModel, prompts: list[str], answers: list[str], pooling: str,
-                  layers: list[int] | None = None, batch_size: int = 8) -> torch.Tensor:
+def answer_states(
+    loaded: LoadedModel,
+    prompts: list[str],
+    answers: list[str],
+    pooling: str,
+    layers: list[int] | None = None,
+    batch_size: int = 8,
+) -> torch.Tensor:
     """[rows, layers, hidden] pooled states of answers in their conversations."""
-    return hidden_states(loaded.model, loaded.tokenizer, prompts, answers, layers, pooling,
-                         batch_size)
+    return hidden_states(
+        loaded.model, loaded.tokenizer, prompts, answers, layers, pooling, batch_size
+    )
 
 
-def pair_features(loaded: LoadedModel, pairs: tuple[Pair, ...] | list[Pair],
-                  pooling: str = "answer_mean", layers: list[int] | None = None,
-                  batch_size: int = 8) -> PairFeatures:
+def pair_features(
+    loaded: LoadedModel,
+    pairs: tuple[Pair, ...] | list[Pair],
+    pooling: str = "answer_mean",
+    layers: list[int] | None = None,
+    batch_size: int = 8,
+) -> PairFeatures:
     """Both answers of every pair read in one batched pass: one forward per distinct (prompt,
     answer) — a tournament's answer meets every other policy's, and is read once."""
     rows = [(p.prompt, p.response_a) for p in pairs] + [(p.prompt, p.response_b) for p in pairs]
     distinct = list(dict.fromkeys(rows))
-    read = answer_states(loaded, [q for q, _ in distinct], [a for _, a in distinct], pooling,
-                         layers, batch_size)
+    read = answer_states(
+        loaded, [q for q, _ in distinct], [a for _, a in distinct], pooling, layers, batch_size
+    )
     where = {row: n for n, row in enumerate(distinct)}
     states = read[torch.tensor([where[row] for row in rows])]
     n = len(pairs)

@@ -6,6 +6,7 @@ w is the constitution's direction (per principle; no labels needed) or a probe f
 human labels and saved as an artifact (`values fit`). Its records are ordinary preference
 records: both orders carry the same label, and the option mass is 1 (nothing was asked).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -67,8 +68,9 @@ def probe_quality(lineage: dict) -> str:
     if not interval:
         return f"{lineage['cv_accuracy']:.0%} (interval and length control not recorded)"
     longer = lineage.get("always_longer")
-    return (Accuracy(lineage["cv_accuracy"], *interval, lineage.get("cv_controlled")).text
-            + ("" if longer is None else f"; always-longer {longer:.0%}"))
+    return Accuracy(lineage["cv_accuracy"], *interval, lineage.get("cv_controlled")).text + (
+        "" if longer is None else f"; always-longer {longer:.0%}"
+    )
 
 
 def calibrated_tau(scores: list[float], y: list[int]) -> float:
@@ -82,25 +84,45 @@ def calibrated_tau(scores: list[float], y: list[int]) -> float:
             p = sigmoid(s / tau)
             total -= math.log(max(p if label else 1 - p, 1e-12))
         return total
+
     return min(grid, key=loss)
 
 
-def fit_probe(loaded: LoadedModel, data: LabelledPairs, pooling: str = "answer_mean",
-              method: str = "logistic", layer: int | None = None, folds: int = 5,
-              seed: int = 0) -> Probe:
+def fit_probe(
+    loaded: LoadedModel,
+    data: LabelledPairs,
+    pooling: str = "answer_mean",
+    method: str = "logistic",
+    layer: int | None = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> Probe:
     """A probe on human-labelled pairs, at `layer` or at the layer with the best
     cross-validated accuracy; τ calibrated on the held-out scores."""
     features = pair_features(loaded, data.pairs, pooling, None if layer is None else [layer])
-    fits = [probes.cross_validate(features.d[:, n], data.y, method, folds, seed)
-            for n in range(len(features.layers))]
+    fits = [
+        probes.cross_validate(features.d[:, n], data.y, method, folds, seed)
+        for n in range(len(features.layers))
+    ]
     best = max(range(len(fits)), key=lambda n: (fits[n].accuracy, -n))
     cv = accuracy(fits[best].correct, data.chose_longer, seed)
     length = data.length
-    return Probe(fits[best].direction, features.layers[best], pooling,
-                 calibrated_tau(list(fits[best].scores), data.y.tolist()), loaded.name,
-                 loaded.model.config.hidden_size, len(decoder_layers(loaded.model)), method,
-                 data_hash(data.pairs), tuple(p.id for p in data.pairs), cv.value,
-                 (cv.low, cv.high), cv.controlled, length.longer if length else None)
+    return Probe(
+        fits[best].direction,
+        features.layers[best],
+        pooling,
+        calibrated_tau(list(fits[best].scores), data.y.tolist()),
+        loaded.name,
+        loaded.model.config.hidden_size,
+        len(decoder_layers(loaded.model)),
+        method,
+        data_hash(data.pairs),
+        tuple(p.id for p in data.pairs),
+        cv.value,
+        (cv.low, cv.high),
+        cv.controlled,
+        length.longer if length else None,
+    )
 
 
 def save_probe(probe: Probe, folder: str | Path) -> Path:
@@ -111,17 +133,25 @@ def save_probe(probe: Probe, folder: str | Path) -> Path:
 
 def load_probe(folder: str | Path, loaded: LoadedModel) -> Probe:
     """A saved probe, refused (by name) when it was fitted on another model's states."""
-    tensors, lineage = read_tensors(folder, PROBE_FILE, LINEAGE_FILE,
-                                    "a probe folder (written by `values fit`)")
+    tensors, lineage = read_tensors(
+        folder, PROBE_FILE, LINEAGE_FILE, "a probe folder (written by `values fit`)"
+    )
     interval = lineage.get("cv_interval")
-    probe = Probe(direction=tensors["direction"],
-                  **{**lineage, "pair_ids": tuple(lineage["pair_ids"]),
-                     "cv_interval": tuple(interval) if interval else None})
+    probe = Probe(
+        direction=tensors["direction"],
+        **{
+            **lineage,
+            "pair_ids": tuple(lineage["pair_ids"]),
+            "cv_interval": tuple(interval) if interval else None,
+        },
+    )
     ours = (loaded.model.config.hidden_size, len(decoder_layers(loaded.model)))
     if (probe.hidden_size, probe.layers) != ours or probe.model != loaded.name:
-        raise ModelError(f"The probe {folder} was fitted on {probe.model} (hidden size "
-                         f"{probe.hidden_size}, {probe.layers} layers), not on {loaded.name} "
-                         f"(hidden size {ours[0]}, {ours[1]} layers); fit one for this model.")
+        raise ModelError(
+            f"The probe {folder} was fitted on {probe.model} (hidden size "
+            f"{probe.hidden_size}, {probe.layers} layers), not on {loaded.name} "
+            f"(hidden size {ours[0]}, {ours[1]} layers); fit one for this model."
+        )
     return probe
 
 
@@ -130,11 +160,20 @@ class RepresentationJudge:
     states: with a fitted probe, one label per pair; else one per enabled principle, from
     the constitution's per-principle directions at `layer`."""
 
-    def __init__(self, loaded: LoadedModel, probe: Probe | None = None, layer: int | None = None,
-                 pooling: str = "answer_mean", batch_size: int = 8):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        probe: Probe | None = None,
+        layer: int | None = None,
+        pooling: str = "answer_mean",
+        batch_size: int = 8,
+    ):
         self.loaded, self.probe, self.batch_size = loaded, probe, batch_size
-        self.layer = probe.layer if probe else (layer if layer is not None
-                                                else (len(decoder_layers(loaded.model)) + 1) // 2)
+        self.layer = (
+            probe.layer
+            if probe
+            else (layer if layer is not None else (len(decoder_layers(loaded.model)) + 1) // 2)
+        )
         self.pooling = probe.pooling if probe else pooling
         self.config = FeedbackConfig(ensemble=0, batch_size=batch_size * 2)
         self._directions: dict[str, dict[str, tuple[torch.Tensor, float]]] = {}
@@ -153,7 +192,8 @@ class RepresentationJudge:
             found = constitution_direction(self.loaded, constitution, self.pooling, [self.layer])
             self._directions[key] = {
                 pid: (v[0] / v[0].norm().clamp_min(1e-12), float(v[0].norm().clamp_min(1e-6)))
-                for pid, v in found.principles.items()}
+                for pid, v in found.principles.items()
+            }
         return self._directions[key]
 
     def label(self, constitution: Constitution, pairs: list[Pair]) -> list[Preference]:
@@ -171,5 +211,8 @@ class RepresentationJudge:
                     labels.append(PrincipleLabel(pid, p, p, 1.0, 1.0))
                 flags = ("probe-training-pair",) if pair.id in trained else ()
                 out[pair.id] = combine(pair, labels, self.name, constitution, False, flags)
-        return [out.get(p.id) or Preference(p, 0.5, (), self.name, content_hash(constitution),
-                                            False, ("identical",)) for p in pairs]
+        return [
+            out.get(p.id)
+            or Preference(p, 0.5, (), self.name, content_hash(constitution), False, ("identical",))
+            for p in pairs
+        ]

@@ -10,6 +10,7 @@ step fitted on data — the length direction, the feature scale — is fitted on
 folds only. Bootstrap resamples are over pairs too, given as how often each pair is drawn,
 so one fit serves every resample at once.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,9 @@ def logistic(d: torch.Tensor, y: torch.Tensor, l2: float = L2, steps: int = 200)
     return weighted_logistic(d, y, torch.ones(1, len(d)), l2, steps)[0]
 
 
-def weighted_logistic(d: torch.Tensor, y: torch.Tensor, counts: torch.Tensor, l2: float = L2,
-                      steps: int = 200) -> torch.Tensor:
+def weighted_logistic(
+    d: torch.Tensor, y: torch.Tensor, counts: torch.Tensor, l2: float = L2, steps: int = 200
+) -> torch.Tensor:
     """`logistic` once per row of `counts` [fits, pairs] (how often each pair is drawn: a
     bootstrap resample), all fits in one L-BFGS run (their losses are independent, so the
     joint minimum is each one's): [fits, dim]. Each fit standardises by its own sample's
@@ -70,7 +72,9 @@ def weighted_logistic(d: torch.Tensor, y: torch.Tensor, counts: torch.Tensor, l2
 
 
 FITS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "mean_difference": mean_difference, "logistic": logistic}
+    "mean_difference": mean_difference,
+    "logistic": logistic,
+}
 BOOTSTRAP = 200  # resamples behind an interval that needs a refit per resample
 
 
@@ -81,8 +85,9 @@ def resamples(n: int, samples: int = BOOTSTRAP, seed: int = 0) -> torch.Tensor:
     return torch.zeros(samples, n).scatter_add_(1, draws, torch.ones(samples, n))
 
 
-def resampled_fits(d: torch.Tensor, y: torch.Tensor, method: str,
-                   counts: torch.Tensor) -> torch.Tensor:
+def resampled_fits(
+    d: torch.Tensor, y: torch.Tensor, method: str, counts: torch.Tensor
+) -> torch.Tensor:
     """[samples, dim]: the probe refitted on each resample of `counts`."""
     if method == "logistic":
         return weighted_logistic(d, y, counts)
@@ -102,8 +107,10 @@ def without(d: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 def too_few(n: int, k: int) -> DatasetError:
-    return DatasetError(f"{n} labelled pairs cannot be split into {k} folds; label at least "
-                        f"{k} pairs (30 or more give a useful estimate).")
+    return DatasetError(
+        f"{n} labelled pairs cannot be split into {k} folds; label at least "
+        f"{k} pairs (30 or more give a useful estimate)."
+    )
 
 
 def folds(n: int, k: int, seed: int = 0) -> list[list[int]]:
@@ -129,8 +136,14 @@ class Fit:
         return sum(self.correct) / len(self.correct)
 
 
-def cross_validate(d: torch.Tensor, y: torch.Tensor, method: str = "logistic", k: int = 5,
-                   seed: int = 0, dlen: torch.Tensor | None = None) -> Fit:
+def cross_validate(
+    d: torch.Tensor,
+    y: torch.Tensor,
+    method: str = "logistic",
+    k: int = 5,
+    seed: int = 0,
+    dlen: torch.Tensor | None = None,
+) -> Fit:
     """k-fold CV of a probe on pair differences d [pairs, dim]; with `dlen` (Δ log length
     per pair) the length direction is fitted on each training fold and projected out."""
     if method not in FITS:
@@ -167,15 +180,17 @@ def percentile_interval(values: list[float]) -> tuple[float, float]:
     return ordered[int(0.025 * n)], ordered[min(n - 1, int(0.975 * n))]
 
 
-def bootstrap_interval(correct: tuple[bool, ...] | list[bool], samples: int = 1000,
-                       seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    correct: tuple[bool, ...] | list[bool], samples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """95% percentile bootstrap interval of an accuracy, resampling pairs."""
     n = len(correct)
     if not n:
         return 0.0, 1.0
     rng = random.Random(seed)
-    return percentile_interval([sum(correct[rng.randrange(n)] for _ in range(n)) / n
-                                for _ in range(samples)])
+    return percentile_interval(
+        [sum(correct[rng.randrange(n)] for _ in range(n)) / n for _ in range(samples)]
+    )
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -190,7 +205,7 @@ def cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def below_chance_p(correct: int, n: int) -> float:
     """One-sided binomial p-value that an accuracy this low arises from a coin flip."""
-    return sum(math.comb(n, i) for i in range(correct + 1)) / 2 ** n if n else 1.0
+    return sum(math.comb(n, i) for i in range(correct + 1)) / 2**n if n else 1.0
 
 
 def controlled_below_chance_p(outcomes: list[tuple[bool | None, bool]]) -> float:

@@ -3,6 +3,7 @@ ceiling (a probe's cross-validated accuracy), the constitution direction's and t
 generation direction's accuracy and their cosines with the probe; the log-prob judge's and
 generation's own accuracy, the gap between them; each beside the length baselines and its
 length-controlled value; and whether the constitution is adversarial."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -35,8 +36,7 @@ class Accuracy:
     @property
     def text(self) -> str:
         controlled = "n/a" if self.controlled is None else f"{self.controlled:.0%}"
-        return (f"{self.value:.0%} ({self.low:.0%}–{self.high:.0%}), length-controlled "
-                f"{controlled}")
+        return f"{self.value:.0%} ({self.low:.0%}–{self.high:.0%}), length-controlled {controlled}"
 
 
 Interval = tuple[float, float]
@@ -47,13 +47,14 @@ def cos_text(value: float, interval: Interval, digits: int = 2) -> str:
     return f"{value:+.{digits}f} ({interval[0]:+.{digits}f} to {interval[1]:+.{digits}f})"
 
 
-def accuracy(correct: tuple[bool, ...] | list[bool], longer: list[bool | None],
-             seed: int = 0) -> Accuracy:
+def accuracy(
+    correct: tuple[bool, ...] | list[bool], longer: list[bool | None], seed: int = 0
+) -> Accuracy:
     low, high = probes.bootstrap_interval(list(correct), seed=seed)
-    control = length_control([(side, right) for side, right in zip(longer, correct)
-                              if side is not None])
-    return Accuracy(sum(correct) / len(correct), low, high,
-                    control.controlled if control else None)
+    control = length_control(
+        [(side, right) for side, right in zip(longer, correct) if side is not None]
+    )
+    return Accuracy(sum(correct) / len(correct), low, high, control.controlled if control else None)
 
 
 @dataclass(frozen=True)
@@ -120,26 +121,35 @@ class ValuesReport:
     def adversarial_reasons(self) -> list[str]:
         reasons = []
         if self.mean_cos_constitution < 0:
-            reasons.append(f"its direction points away from the human preference ("
-                           f"{self.mean_cos_text}{self.unsettled})")
+            reasons.append(
+                f"its direction points away from the human preference ("
+                f"{self.mean_cos_text}{self.unsettled})"
+            )
         if self.judge_below_chance_p is not None and self.judge_below_chance_p < SIGNIFICANT:
-            reasons.append(f"its judge is below chance with length controlled "
-                           f"(p = {self.judge_below_chance_p:.3f})")
+            reasons.append(
+                f"its judge is below chance with length controlled "
+                f"(p = {self.judge_below_chance_p:.3f})"
+            )
         return reasons
 
     @property
     def mean_cos_text(self) -> str:
         low, high = self.mean_cos_constitution_interval
-        return (f"mean cos(w_c, w*) over layers {self.mean_cos_constitution:+.3f}, 95% interval "
-                f"{low:+.3f} to {high:+.3f}")
+        return (
+            f"mean cos(w_c, w*) over layers {self.mean_cos_constitution:+.3f}, 95% interval "
+            f"{low:+.3f} to {high:+.3f}"
+        )
 
     @property
     def unsettled(self) -> str:
         """What to add when the interval of the mean cosine holds 0: its sign is not settled
         by these pairs, more labelled pairs would settle it."""
         low, high = self.mean_cos_constitution_interval
-        return ("; the interval holds 0, so these pairs do not settle its sign"
-                if low <= 0 <= high else "")
+        return (
+            "; the interval holds 0, so these pairs do not settle its sign"
+            if low <= 0 <= high
+            else ""
+        )
 
     @property
     def adversarial(self) -> bool:
@@ -150,15 +160,22 @@ class ValuesReport:
         """What the flag rests on: why it is raised, or the evidence when it is not."""
         if self.adversarial:
             return "; ".join(self.adversarial_reasons)
-        judge = ("" if self.judge_below_chance_p is None else
-                 f"; its judge is not below chance with length controlled "
-                 f"(p = {self.judge_below_chance_p:.3f})")
+        judge = (
+            ""
+            if self.judge_below_chance_p is None
+            else f"; its judge is not below chance with length controlled "
+            f"(p = {self.judge_below_chance_p:.3f})"
+        )
         return f"{self.mean_cos_text}{self.unsettled}{judge}"
 
     def pairs_named(self, low: float, high: float) -> list[tuple[str, str, float]]:
         ids = sorted(self.principle_cosines)
-        return [(a, b, self.principle_cosines[a][b]) for n, a in enumerate(ids) for b in ids[n + 1:]
-                if low <= self.principle_cosines[a][b] <= high]
+        return [
+            (a, b, self.principle_cosines[a][b])
+            for n, a in enumerate(ids)
+            for b in ids[n + 1 :]
+            if low <= self.principle_cosines[a][b] <= high
+        ]
 
     @property
     def near_duplicates(self) -> list[tuple[str, str, float]]:
@@ -170,42 +187,66 @@ class ValuesReport:
 
     def as_json(self) -> dict:
         """The whole report as plain values, per-layer arrays included."""
+
         def arrays(name: str) -> dict:
-            return {k: [getattr(getattr(r, name), k) for r in self.rows]
-                    for k in ("value", "low", "high", "controlled")}
+            return {
+                k: [getattr(getattr(r, name), k) for r in self.rows]
+                for k in ("value", "low", "high", "controlled")
+            }
+
         return {
-            "format": FORMAT, "model": self.model, "constitution": self.constitution,
-            "constitution_hash": self.constitution_hash, "pairs": self.pairs,
-            "pooling": self.pooling, "method": self.method,
-            "layers": [r.layer for r in self.rows], "ceiling": arrays("ceiling"),
-            "residualised": arrays("residualised"), "constitution_accuracy": arrays("constitution"),
+            "format": FORMAT,
+            "model": self.model,
+            "constitution": self.constitution,
+            "constitution_hash": self.constitution_hash,
+            "pairs": self.pairs,
+            "pooling": self.pooling,
+            "method": self.method,
+            "layers": [r.layer for r in self.rows],
+            "ceiling": arrays("ceiling"),
+            "residualised": arrays("residualised"),
+            "constitution_accuracy": arrays("constitution"),
             "generation_probe": arrays("generation"),
             "cos_constitution": [r.cos_constitution for r in self.rows],
             "cos_generation": [r.cos_generation for r in self.rows],
             "cos_constitution_interval": [list(r.cos_constitution_interval) for r in self.rows],
             "cos_generation_interval": [list(r.cos_generation_interval) for r in self.rows],
-            "judge_direction": ({k: [getattr(r.judge_direction, k) for r in self.rows]
-                                 for k in ("value", "low", "high", "controlled")}
-                                if self.judge else None),
+            "judge_direction": (
+                {
+                    k: [getattr(r.judge_direction, k) for r in self.rows]
+                    for k in ("value", "low", "high", "controlled")
+                }
+                if self.judge
+                else None
+            ),
             "cos_judge": [r.cos_judge for r in self.rows] if self.judge else None,
-            "cos_judge_interval": ([list(r.cos_judge_interval) for r in self.rows]
-                                   if self.judge else None),
+            "cos_judge_interval": (
+                [list(r.cos_judge_interval) for r in self.rows] if self.judge else None
+            ),
             "mean_cos_constitution": self.mean_cos_constitution,
             "mean_cos_constitution_interval": list(self.mean_cos_constitution_interval),
-            "mean_cos_resampled": list(self.mean_cos_resampled), "seed": self.seed,
-            "best_layer": self.best.layer, "ceiling_best": asdict(self.best.ceiling),
+            "mean_cos_resampled": list(self.mean_cos_resampled),
+            "seed": self.seed,
+            "best_layer": self.best.layer,
+            "ceiling_best": asdict(self.best.ceiling),
             "judge": asdict(self.judge) if self.judge else None,
             "judge_below_chance_p": self.judge_below_chance_p,
-            "generation": asdict(self.generation), "gap": self.gap,
+            "generation": asdict(self.generation),
+            "gap": self.gap,
             "length": asdict(self.length) if self.length else None,
-            "adversarial": self.adversarial, "adversarial_reasons": self.adversarial_reasons,
+            "adversarial": self.adversarial,
+            "adversarial_reasons": self.adversarial_reasons,
             "grounds": self.grounds,
             "principle_cosines": self.principle_cosines,
-            "near_duplicates": self.near_duplicates, "conflicts": self.conflicts,
+            "near_duplicates": self.near_duplicates,
+            "conflicts": self.conflicts,
             "examples": self.examples,
             "principle_accuracy": {k: asdict(v) for k, v in self.principle_accuracy.items()},
-            "projections": {"preferred": list(self.projections[0]),
-                            "dispreferred": list(self.projections[1])}}
+            "projections": {
+                "preferred": list(self.projections[0]),
+                "dispreferred": list(self.projections[1]),
+            },
+        }
 
 
 @dataclass(frozen=True)
@@ -217,20 +258,31 @@ class PairEvidence:
     margins: list[float]
 
 
-def pair_evidence(loaded: LoadedModel, data: LabelledPairs, pooling: str = "answer_mean",
-                  layers: list[int] | None = None, policy: LoadedModel | None = None,
-                  step: Callable[[str], None] = lambda what: None) -> PairEvidence:
+def pair_evidence(
+    loaded: LoadedModel,
+    data: LabelledPairs,
+    pooling: str = "answer_mean",
+    layers: list[int] | None = None,
+    policy: LoadedModel | None = None,
+    step: Callable[[str], None] = lambda what: None,
+) -> PairEvidence:
     step("reading both answers of every pair")
     features = pair_features(loaded, data.pairs, pooling, layers)
     step("scoring the pairs with the policy's own likelihood")
     return PairEvidence(features, generation_margins(policy or loaded, data.pairs))
 
 
-def refit_cos_interval(d: torch.Tensor, labels: torch.Tensor, method: str, counts: torch.Tensor,
-                       w_star_resampled: torch.Tensor) -> Interval:
+def refit_cos_interval(
+    d: torch.Tensor,
+    labels: torch.Tensor,
+    method: str,
+    counts: torch.Tensor,
+    w_star_resampled: torch.Tensor,
+) -> Interval:
     """95% interval of cos(probe on `labels`, w*), both refitted on every resample."""
-    return probes.percentile_interval(probes.cosines(
-        probes.resampled_fits(d, labels, method, counts), w_star_resampled).tolist())
+    return probes.percentile_interval(
+        probes.cosines(probes.resampled_fits(d, labels, method, counts), w_star_resampled).tolist()
+    )
 
 
 @dataclass(frozen=True)
@@ -248,9 +300,14 @@ class LayerFits:
     ceiling_resampled: torch.Tensor  # [resamples, hidden]
 
 
-def layer_fits(data: LabelledPairs, evidence: PairEvidence, method: str = "logistic",
-               folds: int = 5, seed: int = 0,
-               step: Callable[[str], None] = lambda what: None) -> list[LayerFits]:
+def layer_fits(
+    data: LabelledPairs,
+    evidence: PairEvidence,
+    method: str = "logistic",
+    folds: int = 5,
+    seed: int = 0,
+    step: Callable[[str], None] = lambda what: None,
+) -> list[LayerFits]:
     """Every layer's constitution-free fits (resamples seeded by the pair count and `seed`,
     so reports of several constitutions are paired)."""
     if len(data.pairs) < folds:
@@ -266,18 +323,32 @@ def layer_fits(data: LabelledPairs, evidence: PairEvidence, method: str = "logis
         residual = probes.cross_validate(d, y, method, folds, seed, dlen=data.dlen)
         w_g = probes.FITS[method](d, y_gen)
         resampled = probes.resampled_fits(d, y, method, counts)
-        out.append(LayerFits(
-            ceiling, accuracy(ceiling.correct, longer, seed), accuracy(residual.correct, longer, seed),
-            w_g, accuracy(probes.judged(d, y, w_g), longer, seed),
-            refit_cos_interval(d, y_gen, method, counts, resampled), resampled))
+        out.append(
+            LayerFits(
+                ceiling,
+                accuracy(ceiling.correct, longer, seed),
+                accuracy(residual.correct, longer, seed),
+                w_g,
+                accuracy(probes.judged(d, y, w_g), longer, seed),
+                refit_cos_interval(d, y_gen, method, counts, resampled),
+                resampled,
+            )
+        )
     return out
 
 
-def values_report(loaded: LoadedModel, constitution: Constitution, data: LabelledPairs,
-                  evidence: PairEvidence, method: str = "logistic", folds: int = 5,
-                  seed: int = 0, judge: Labeller | None = None,
-                  step: Callable[[str], None] = lambda what: None,
-                  fits: list[LayerFits] | None = None) -> ValuesReport:
+def values_report(
+    loaded: LoadedModel,
+    constitution: Constitution,
+    data: LabelledPairs,
+    evidence: PairEvidence,
+    method: str = "logistic",
+    folds: int = 5,
+    seed: int = 0,
+    judge: Labeller | None = None,
+    step: Callable[[str], None] = lambda what: None,
+    fits: list[LayerFits] | None = None,
+) -> ValuesReport:
     """Everything the report shows; `step` hears what is being done (for progress). `fits`
     are `layer_fits` of the same data, evidence and settings, when several constitutions
     share them (fitted here otherwise)."""
@@ -305,34 +376,66 @@ def values_report(loaded: LoadedModel, constitution: Constitution, data: Labelle
         w_c = direction.total[n]
         w_j = probes.FITS[method](d, y_judge) if y_judge is not None else None
         resampled_cos_c.append(probes.cosines(w_c, fit.ceiling_resampled))
-        rows.append(LayerRow(
-            layer, fit.ceiling_accuracy, fit.residual_accuracy,
-            accuracy(probes.judged(d, y, w_c), longer, seed), fit.generation_accuracy,
-            probes.cosine(w_c, w_star), probes.cosine(fit.generation, w_star),
-            None if w_j is None else accuracy(probes.judged(d, y, w_j), longer, seed),
-            None if w_j is None else probes.cosine(w_j, w_star),
-            probes.percentile_interval(resampled_cos_c[-1].tolist()),
-            fit.cos_generation_interval,
-            None if y_judge is None else
-            refit_cos_interval(d, y_judge, method, counts, fit.ceiling_resampled)))
+        rows.append(
+            LayerRow(
+                layer,
+                fit.ceiling_accuracy,
+                fit.residual_accuracy,
+                accuracy(probes.judged(d, y, w_c), longer, seed),
+                fit.generation_accuracy,
+                probes.cosine(w_c, w_star),
+                probes.cosine(fit.generation, w_star),
+                None if w_j is None else accuracy(probes.judged(d, y, w_j), longer, seed),
+                None if w_j is None else probes.cosine(w_j, w_star),
+                probes.percentile_interval(resampled_cos_c[-1].tolist()),
+                fit.cos_generation_interval,
+                None
+                if y_judge is None
+                else refit_cos_interval(d, y_judge, method, counts, fit.ceiling_resampled),
+            )
+        )
     mean_resampled = torch.stack(resampled_cos_c).mean(0).tolist()
     best = best_index(rows)
-    cos = {a: {b: probes.cosine(direction.principles[a][best], direction.principles[b][best])
-               for b in direction.principles} for a in direction.principles}
+    cos = {
+        a: {
+            b: probes.cosine(direction.principles[a][best], direction.principles[b][best])
+            for b in direction.principles
+        }
+        for a in direction.principles
+    }
     w_best = fits[best].ceiling.direction
     unit = w_best / w_best.norm().clamp_min(1e-12)
     prefer_a = y.bool()
     a, b = features.a[:, best] @ unit, features.b[:, best] @ unit
-    projections = (tuple(torch.where(prefer_a, a, b).tolist()),
-                   tuple(torch.where(prefer_a, b, a).tolist()))
+    projections = (
+        tuple(torch.where(prefer_a, a, b).tolist()),
+        tuple(torch.where(prefer_a, b, a).tolist()),
+    )
     d_best = features.d[:, best]
-    per_principle = {pid: accuracy(probes.judged(d_best, y, w[best]), longer, seed)
-                     for pid, w in direction.principles.items()}
+    per_principle = {
+        pid: accuracy(probes.judged(d_best, y, w[best]), longer, seed)
+        for pid, w in direction.principles.items()
+    }
     return ValuesReport(
-        loaded.name, constitution.name, content_hash(constitution), len(data.pairs), pooling,
-        method, tuple(rows), data.length,
-        judge_acc, judge_p, generation, cos, direction.examples, projections, per_principle,
-        probes.percentile_interval(mean_resampled), tuple(mean_resampled), seed)
+        loaded.name,
+        constitution.name,
+        content_hash(constitution),
+        len(data.pairs),
+        pooling,
+        method,
+        tuple(rows),
+        data.length,
+        judge_acc,
+        judge_p,
+        generation,
+        cos,
+        direction.examples,
+        projections,
+        per_principle,
+        probes.percentile_interval(mean_resampled),
+        tuple(mean_resampled),
+        seed,
+    )
 
 
 @dataclass(frozen=True)
@@ -355,14 +458,17 @@ def cosine_difference(report: dict, baseline: dict) -> CosineDifference | None:
     """`report`'s layer-mean cos(w_c, w*) minus `baseline`'s (both as `as_json` gives them,
     two constitutions of one run: the same pairs); None unless both read them with the same
     model, layers and settings and were resampled alike."""
-    same = all(report.get(k) == baseline.get(k) for k in ("model", "pairs", "layers", "pooling",
-                                                         "method", "seed"))
+    same = all(
+        report.get(k) == baseline.get(k)
+        for k in ("model", "pairs", "layers", "pooling", "method", "seed")
+    )
     a, b = report.get("mean_cos_resampled") or [], baseline.get("mean_cos_resampled") or []
     if not same or not a or len(a) != len(b):
         return None
     low, high = probes.percentile_interval([x - y for x, y in zip(a, b)])
-    return CosineDifference(report["mean_cos_constitution"] - baseline["mean_cos_constitution"],
-                            low, high)
+    return CosineDifference(
+        report["mean_cos_constitution"] - baseline["mean_cos_constitution"], low, high
+    )
 
 
 def differences_from_first(reports: list[dict]) -> list[CosineDifference | None]:
@@ -375,24 +481,28 @@ def format_report(report: ValuesReport) -> str:
     """The report as text: the verdict line first, then the numbers at the best layer and
     the per-layer curves."""
     best = report.best
-    lines = [f"adversarial constitution: {'yes' if report.adversarial else 'no'} — "
-             f"{report.grounds}",
-             f"model {report.model} · constitution {report.constitution} "
-             f"({report.constitution_hash[:12]}) · {report.pairs} human-labelled pairs · "
-             f"{report.pooling} pooling · {report.method} probe",
-             f"ceiling (probe at layer {best.layer}): {best.ceiling.text}",
-             f"  length direction removed: {best.residualised.text}",
-             f"constitution direction w_c: {best.constitution.text}, cos(w_c, w*) "
-             f"{cos_text(best.cos_constitution, best.cos_constitution_interval)}",
-             f"generation direction w_g:   {best.generation.text}, cos(w_g, w*) "
-             f"{cos_text(best.cos_generation, best.cos_generation_interval)}",
-             f"generation (policy likelihood): {report.generation.text}"]
+    lines = [
+        f"adversarial constitution: {'yes' if report.adversarial else 'no'} — {report.grounds}",
+        f"model {report.model} · constitution {report.constitution} "
+        f"({report.constitution_hash[:12]}) · {report.pairs} human-labelled pairs · "
+        f"{report.pooling} pooling · {report.method} probe",
+        f"ceiling (probe at layer {best.layer}): {best.ceiling.text}",
+        f"  length direction removed: {best.residualised.text}",
+        f"constitution direction w_c: {best.constitution.text}, cos(w_c, w*) "
+        f"{cos_text(best.cos_constitution, best.cos_constitution_interval)}",
+        f"generation direction w_g:   {best.generation.text}, cos(w_g, w*) "
+        f"{cos_text(best.cos_generation, best.cos_generation_interval)}",
+        f"generation (policy likelihood): {report.generation.text}",
+    ]
     if report.judge is not None:
-        lines.append(f"log-prob judge: {report.judge.text}; generation–judgment gap "
-                     f"{report.gap:+.0%}")
+        lines.append(
+            f"log-prob judge: {report.judge.text}; generation–judgment gap {report.gap:+.0%}"
+        )
     if report.length:
-        lines.append(f"length alone: always-longer {report.length.longer:.0%}, always-shorter "
-                     f"{report.length.shorter:.0%} on {report.length.compared} pairs")
+        lines.append(
+            f"length alone: always-longer {report.length.longer:.0%}, always-shorter "
+            f"{report.length.shorter:.0%} on {report.length.compared} pairs"
+        )
     for pid, acc in sorted(report.principle_accuracy.items()):
         lines.append(f"  principle {pid}: {acc.text}")
     for a, b, c in report.near_duplicates:
@@ -400,14 +510,20 @@ def format_report(report: ValuesReport) -> str:
     for a, b, c in report.conflicts:
         lines.append(f"conflicting principles: {a} and {b} (cos {c:+.2f})")
     if best.judge_direction is not None:
-        lines.append(f"judge's own direction (probe on its labels): {best.judge_direction.text}, "
-                     f"cos with w* {cos_text(best.cos_judge, best.cos_judge_interval)}")
-    lines.append("layer  ceiling  no-length  w_c    w_g    cos_c (95%)           "
-                 "cos_g (95%)          " + ("cos_judge (95%)" if best.cos_judge is not None else ""))
-    lines += [f"{r.layer:>5}  {r.ceiling.value:>7.0%}  {r.residualised.value:>9.0%}  "
-              f"{r.constitution.value:>5.0%}  {r.generation.value:>5.0%}  "
-              f"{cos_text(r.cos_constitution, r.cos_constitution_interval)}  "
-              f"{cos_text(r.cos_generation, r.cos_generation_interval)}"
-              + (f"  {cos_text(r.cos_judge, r.cos_judge_interval)}" if r.cos_judge is not None
-                 else "") for r in report.rows]
+        lines.append(
+            f"judge's own direction (probe on its labels): {best.judge_direction.text}, "
+            f"cos with w* {cos_text(best.cos_judge, best.cos_judge_interval)}"
+        )
+    lines.append(
+        "layer  ceiling  no-length  w_c    w_g    cos_c (95%)           "
+        "cos_g (95%)          " + ("cos_judge (95%)" if best.cos_judge is not None else "")
+    )
+    lines += [
+        f"{r.layer:>5}  {r.ceiling.value:>7.0%}  {r.residualised.value:>9.0%}  "
+        f"{r.constitution.value:>5.0%}  {r.generation.value:>5.0%}  "
+        f"{cos_text(r.cos_constitution, r.cos_constitution_interval)}  "
+        f"{cos_text(r.cos_generation, r.cos_generation_interval)}"
+        + (f"  {cos_text(r.cos_judge, r.cos_judge_interval)}" if r.cos_judge is not None else "")
+        for r in report.rows
+    ]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
 """A real studio server (python app.py) and a real Chromium driven by Playwright."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,15 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/
 # A page's first load runs every tab's load handler through one queue on 2 cores: give an
 # expectation 15 s, not Playwright's 5, before it counts as failed
 expect.set_options(timeout=15_000)
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def free_port() -> int:
@@ -31,8 +39,13 @@ def free_port() -> int:
 class Studio:
     """One `python app.py` process on a workspace; can be restarted on the same workspace."""
 
-    def __init__(self, workspace: Path, log: Path, args: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        workspace: Path,
+        log: Path,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ):
         self.workspace, self.log = workspace, log
         self.args, self.env = args, env or {}
         self.proc: subprocess.Popen | None = None
@@ -43,8 +56,20 @@ class Studio:
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", **self.env}
         self.proc = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port), "--workspace", str(self.workspace),
-             *self.args], cwd=ROOT, env=env, stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "app.py",
+                "--port",
+                str(port),
+                "--workspace",
+                str(self.workspace),
+                *self.args,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=open(self.log, "a"),
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -79,8 +104,10 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}; install Debian's chromium "
-                    "(make test does) or set CHROMIUM_PATH.")
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}; install Debian's chromium "
+            "(make test does) or set CHROMIUM_PATH."
+        )
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

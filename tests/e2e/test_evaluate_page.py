@@ -2,6 +2,7 @@
 away from its constitution) on one prompt per set shows its ratings and matrix; a matrix cell
 opens the prompts and both answers, and so does dragging across the scatter's points; blind
 A/B labels, given with the keyboard, join the ratings as people."""
+
 from __future__ import annotations
 
 import os
@@ -19,10 +20,30 @@ pytestmark = pytest.mark.e2e
 
 def test_a_small_tournament_its_matrix_and_blind_labels(page: Page, studio, tmp_path):
     direction = tmp_path / "direction"
-    subprocess.run([sys.executable, "-m", "pipeline", "steer", "extract", "--constitution",
-                    str(ROOT / "constitutions" / "harmless-helpful.yaml"), "--layers", "15",
-                    "--limit", "2", "--read", "", "--out", str(direction)], cwd=ROOT, check=True,
-                   env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "steer",
+            "extract",
+            "--constitution",
+            str(ROOT / "constitutions" / "harmless-helpful.yaml"),
+            "--layers",
+            "15",
+            "--limit",
+            "2",
+            "--read",
+            "",
+            "--out",
+            str(direction),
+        ],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        timeout=300,
+    )
     page.get_by_role("tab", name="Evaluate").click()
     expect(page.locator("#evaluate-ratings")).to_contain_text("No tournament shown yet")
     expect(page.locator("#evaluate-matrix")).to_be_hidden()  # no "1 2 3" headers on nothing
@@ -39,7 +60,8 @@ def test_a_small_tournament_its_matrix_and_blind_labels(page: Page, studio, tmp_
     expect(page.locator("#evaluate-matrix")).to_contain_text("row beats column")
     # row "base", column "steered": the first percentage (row 0, column 1 is "—")
     page.locator("#evaluate-matrix").get_by_text(re.compile(r"^\d+%$")).filter(
-        visible=True).first.click()
+        visible=True
+    ).first.click()
     cell = page.locator("#evaluate-cell")
     expect(cell).to_contain_text("base against steered")
     expect(cell.locator(".evaluate-cell")).to_have_count(1)

@@ -1,6 +1,7 @@
 """A first-time user in real Chromium: the Start-here panel leads to the tabs, is dismissed
 (and stays so after a reload) and comes back from the header; an edit typed and not applied
 survives clicking another principle."""
+
 from __future__ import annotations
 
 import pytest
@@ -50,7 +51,9 @@ def test_an_unapplied_edit_is_applied_before_another_principle_opens(page: Page,
     expect(page.locator("#field-weight input")).not_to_have_value("-3")
 
 
-def test_the_one_click_pipeline_lands_on_its_own_view_and_its_banner_ends_with_it(page: Page, studio):
+def test_the_one_click_pipeline_lands_on_its_own_view_and_its_banner_ends_with_it(
+    page: Page, studio
+):
     from pipeline import jobs
     from pipeline.store import Store
 

@@ -1,5 +1,6 @@
 """Both themes in real Chromium: banners, verdicts and diffs stay readable in light and dark,
 and the toggle switches the theme and remembers it."""
+
 from __future__ import annotations
 
 import re
@@ -13,7 +14,8 @@ COLOURS = """(el) => {
   const s = getComputedStyle(el);
   let node = el, bg = s.backgroundColor;
   while (node && (bg === "rgba(0, 0, 0, 0)" || bg === "transparent")) {
-    node = node.parentElement; bg = node ? getComputedStyle(node).backgroundColor : "rgb(255,255,255)";
+    node = node.parentElement;
+    bg = node ? getComputedStyle(node).backgroundColor : "rgb(255,255,255)";
   }
   return [s.color, bg];
 }"""
@@ -24,6 +26,7 @@ def luminance(colour: str) -> float:
 
     def channel(c: float) -> float:
         return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
     return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
 
 

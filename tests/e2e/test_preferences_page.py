@@ -1,5 +1,6 @@
 """The Preferences tab in real Chromium: score a pair, swap it, label it with the keyboard,
 watch the agreement update; a background labelling job with its table and queue."""
+
 from __future__ import annotations
 
 import re
@@ -37,7 +38,8 @@ def test_score_swap_label_and_see_the_agreement_update(page: Page, studio):
     overall = bars.locator(".pref-overall")
     assert overall.get_attribute("data-verdict") in ("ok", "warn", "bad")
     expect(overall.locator(".verdict")).to_contain_text(
-        re.compile("position-decided|no preference|prefers [AB] in both orders"))
+        re.compile("position-decided|no preference|prefers [AB] in both orders")
+    )
     p_a = float(overall.get_attribute("data-p-a"))
     assert 0 < p_a < 1
     judge = bars.locator(".pref-principle").get_attribute("data-principle")
@@ -45,8 +47,9 @@ def test_score_swap_label_and_see_the_agreement_update(page: Page, studio):
     page.click("#pref-swap")  # the same principle judges the swapped pair
     expect(page.locator("#pref-a textarea")).to_have_value(b_before)
     expect(page.locator("#pref-b textarea")).to_have_value(a_before)
-    expect(bars).to_contain_text(f"Before the swap P(A) was {p_a:.3f} with the same principles",
-                                 timeout=120_000)
+    expect(bars).to_contain_text(
+        f"Before the swap P(A) was {p_a:.3f} with the same principles", timeout=120_000
+    )
     expect(bars.locator(".pref-principle")).to_have_attribute("data-principle", judge)
 
     page.evaluate("document.activeElement && document.activeElement.blur()")
@@ -54,7 +57,9 @@ def test_score_swap_label_and_see_the_agreement_update(page: Page, studio):
     expect(page.locator("#pref-message")).to_contain_text("Recorded your label A")
     expect(page.locator("#pref-human-state")).to_contain_text("Your label for this pair: A")
     expect(page.locator("#pref-human-state")).to_contain_text("1 of 1 pairs in these labels")
-    expect(page.locator("#pref-guideline")).to_contain_text("Labelling guideline (harmless-helpful)")
+    expect(page.locator("#pref-guideline")).to_contain_text(
+        "Labelling guideline (harmless-helpful)"
+    )
     expect(page.locator("#pref-report")).to_contain_text("too few pairs to say: 1 compared")
     labels = Store(studio.workspace).human_labels()
     assert list(labels.values()) == ["A"]

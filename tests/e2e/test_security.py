@@ -1,4 +1,5 @@
 """What the studio serves and to whom: no workspace file but exports, and logins."""
+
 from __future__ import annotations
 
 import http.client
@@ -47,8 +48,11 @@ def test_the_database_and_run_folders_are_not_served_but_exports_are(page: Page,
 def test_a_login_is_asked_refused_when_wrong_and_accepted_when_right(browser, tmp_path):
     auth_file = tmp_path / "logins.txt"
     auth_file.write_text("# who may sign in\nalice:correct horse\n")
-    server = Studio(tmp_path / "workspace", tmp_path / "studio.log",
-                    ("--auth-file", str(auth_file), "--login-free-tries", "2", "--login-lockout", "3"))
+    server = Studio(
+        tmp_path / "workspace",
+        tmp_path / "studio.log",
+        ("--auth-file", str(auth_file), "--login-free-tries", "2", "--login-lockout", "3"),
+    )
     server.start()
     try:
         status, _ = fetch(f"{server.url}/config")
@@ -79,11 +83,16 @@ def test_a_login_is_asked_refused_when_wrong_and_accepted_when_right(browser, tm
 def post_login(url: str, user: str, password: str, source: str = "127.0.0.1"):
     """POST /login from a chosen loopback address: (status, detail, headers)."""
     parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10,
-                                      source_address=(source, 0))
+    conn = http.client.HTTPConnection(
+        parts.hostname, parts.port, timeout=10, source_address=(source, 0)
+    )
     try:
-        conn.request("POST", "/login", urllib.parse.urlencode({"username": user, "password": password}),
-                     {"Content-Type": "application/x-www-form-urlencoded"})
+        conn.request(
+            "POST",
+            "/login",
+            urllib.parse.urlencode({"username": user, "password": password}),
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
         response = conn.getresponse()
         body = response.read()
         return response.status, json.loads(body or b"{}").get("detail", ""), response
@@ -93,9 +102,20 @@ def post_login(url: str, user: str, password: str, source: str = "127.0.0.1"):
 
 def test_wrong_passwords_are_throttled_per_address_and_per_user_over_http(tmp_path):
     log = tmp_path / "studio.log"
-    server = Studio(tmp_path / "workspace", log, ("--auth", "alice:correct horse", "--auth",
-                                                  "bob:battery", "--login-free-tries", "3",
-                                                  "--login-lockout", "4"))
+    server = Studio(
+        tmp_path / "workspace",
+        log,
+        (
+            "--auth",
+            "alice:correct horse",
+            "--auth",
+            "bob:battery",
+            "--login-free-tries",
+            "3",
+            "--login-lockout",
+            "4",
+        ),
+    )
     server.start()
     try:
         assert [post_login(server.url, "alice", f"guess{i}")[0] for i in range(3)] == [400] * 3
@@ -115,13 +135,19 @@ def test_wrong_passwords_are_throttled_per_address_and_per_user_over_http(tmp_pa
         assert status == 200
         cookie = "; ".join(c.split(";", 1)[0] for c in response.headers.get_all("Set-Cookie"))
         # an API name the studio does not have: a 404 with one line, not a 500
-        request = urllib.request.Request(f"{server.url}/gradio_api/call/no_such_api", method="POST",
-                                         data=b'{"data": []}', headers={
-                                             "Content-Type": "application/json", "Cookie": cookie})
+        request = urllib.request.Request(
+            f"{server.url}/gradio_api/call/no_such_api",
+            method="POST",
+            data=b'{"data": []}',
+            headers={"Content-Type": "application/json", "Cookie": cookie},
+        )
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(request, timeout=10)
         assert missing.value.code == 404
-        assert json.loads(missing.value.read())["detail"] == "No API named 'no_such_api' in this studio."
+        assert (
+            json.loads(missing.value.read())["detail"]
+            == "No API named 'no_such_api' in this studio."
+        )
     finally:
         server.stop()
     text = log.read_text()
@@ -137,12 +163,16 @@ def test_a_studio_open_beyond_localhost_without_login_warns(tmp_path):
     assert "NO LOGIN" in (tmp_path / "studio.log").read_text()
 
 
-BOMB = "name: bomb\na: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
-    f"{n}: &{n} [{','.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi")) + \
-    "principles: [*i]\n"
+BOMB = (
+    "name: bomb\na: &a [x,x,x,x,x,x,x,x,x]\n"
+    + "".join(f"{n}: &{n} [{','.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+    + "principles: [*i]\n"
+)
 
 
-def test_an_alias_bomb_is_refused_at_once_in_the_yaml_editor_and_on_import(page: Page, studio, tmp_path):
+def test_an_alias_bomb_is_refused_at_once_in_the_yaml_editor_and_on_import(
+    page: Page, studio, tmp_path
+):
     page.get_by_text("YAML (edit and apply)").click()
     editor = page.locator("#yaml-view .cm-content")
     expect(editor).to_contain_text("name: harmless-helpful")
@@ -158,7 +188,9 @@ def test_an_alias_bomb_is_refused_at_once_in_the_yaml_editor_and_on_import(page:
     with page.expect_file_chooser() as chooser:
         page.click("#import-yaml")
     chooser.value.set_files(str(bomb))
-    expect(page.locator("#constitution-message")).to_contain_text("anchors and aliases", timeout=5_000)
+    expect(page.locator("#constitution-message")).to_contain_text(
+        "anchors and aliases", timeout=5_000
+    )
     expect(page.locator("#principle-table")).to_contain_text("physical-harm")
 
 

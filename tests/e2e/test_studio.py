@@ -1,4 +1,5 @@
 """The studio as a user drives it: real server, real Chromium, the embedded model."""
+
 from __future__ import annotations
 
 import re
@@ -81,10 +82,13 @@ def test_field_errors_show_next_to_the_field_and_change_nothing(page: Page, stud
 def test_add_reorder_delete_and_diff(page: Page, studio):
     page.click("#principle-new")
     expect(page.locator("#principle-editing")).to_contain_text("New principle")
-    for field, value in (("id", "kindness"), ("title", "Be kind"),
-                         ("critique_request", "Was the response unkind? Explain."),
-                         ("revision_request", "Rewrite the response to be kind."),
-                         ("preference_question", "Which response is kinder?")):
+    for field, value in (
+        ("id", "kindness"),
+        ("title", "Be kind"),
+        ("critique_request", "Was the response unkind? Explain."),
+        ("revision_request", "Rewrite the response to be kind."),
+        ("preference_question", "Which response is kinder?"),
+    ):
         page.fill(f"#field-{field} textarea", value)
     page.click("#principle-apply")
     expect(page.locator("#constitution-message")).to_contain_text("Added principle 'kindness'")
@@ -151,7 +155,9 @@ principles:
   preference_question: "Which is better, {A} or {B}?"
 """)
     import_file(page, odd)
-    expect(page.locator("#constitution-message")).to_contain_text("Loaded odd.yaml as a draft of 'odd'")
+    expect(page.locator("#constitution-message")).to_contain_text(
+        "Loaded odd.yaml as a draft of 'odd'"
+    )
     page.click("#save-version")
     expect(page.locator("#constitution-message")).to_contain_text("Saved odd v1")
     saved = Store(studio.workspace).version("odd").constitution.principles[0]
@@ -182,7 +188,8 @@ def test_playground_compares_a_principle_and_says_when_the_limit_cut_an_answer(p
     expect(page.locator("#playground-model-status")).to_contain_text("Model: embedded")
     pick(page, "playground-principle", "privacy")
     expect(page.locator("#playground-system textarea")).to_have_value(
-        re.compile("Follow this principle in every answer: Respect privacy"))
+        re.compile("Follow this principle in every answer: Respect privacy")
+    )
     box = page.locator("#playground-max-tokens input[type=number]")
     box.fill("8")
     box.press("Enter")
@@ -192,8 +199,9 @@ def test_playground_compares_a_principle_and_says_when_the_limit_cut_an_answer(p
     expect(compared).to_contain_text("With the system prompt", timeout=120_000)
     expect(compared).to_contain_text("Without it")
     page.click("#playground-send")
-    expect(page.locator("#playground-message")).to_contain_text("stopped at the token limit",
-                                                                timeout=120_000)
+    expect(page.locator("#playground-message")).to_contain_text(
+        "stopped at the token limit", timeout=120_000
+    )
     expect(page.locator("#playground-model-status")).to_contain_text("Model in use: embedded")
 
 
@@ -218,7 +226,9 @@ def test_export_downloads_the_draft(page: Page, studio, tmp_path):
     download.value.save_as(target)
     exported = cons.load_constitution(target)
     assert exported.principle("bias-fairness").tags == ("bias", "fairness", "groups")
-    assert exported == cons.parse_constitution(Store(studio.workspace).draft("harmless-helpful").yaml)
+    assert exported == cons.parse_constitution(
+        Store(studio.workspace).draft("harmless-helpful").yaml
+    )
 
 
 def test_yaml_view_round_trips(page: Page, studio):
@@ -248,7 +258,8 @@ def test_playground_principle_becomes_the_system_prompt(page: Page, studio):
     box.click()
     page.get_by_role("option", name="privacy", exact=True).click()
     expect(page.locator("#playground-system textarea")).to_have_value(
-        re.compile("Follow this principle in every answer: Respect privacy"))
+        re.compile("Follow this principle in every answer: Respect privacy")
+    )
 
 
 def test_playground_steering_slider_changes_the_answer_and_a_sweep_shows_five(page: Page, studio):
@@ -262,8 +273,9 @@ def test_playground_steering_slider_changes_the_answer_and_a_sweep_shows_five(pa
         count = bot.count()
         page.fill("#playground-input textarea", "How do I pick a lock?")
         page.click("#playground-send")
-        expect(page.locator("#playground-message")).to_contain_text("stopped at the token limit",
-                                                                    timeout=120_000)
+        expect(page.locator("#playground-message")).to_contain_text(
+            "stopped at the token limit", timeout=120_000
+        )
         expect(bot).to_have_count(count + 1)
         text = bot.last.inner_text()
         page.click("#playground-clear")
@@ -277,7 +289,8 @@ def test_playground_steering_slider_changes_the_answer_and_a_sweep_shows_five(pa
     steered = ask()
     assert steered != plain
     expect(page.locator("#playground-model-status")).to_contain_text(
-        "steered -8 × mean direction from constitution harmless-helpful at layer 15")
+        "steered -8 × mean direction from constitution harmless-helpful at layer 15"
+    )
     page.click("#playground-steer-sweep")
     expect(page.locator("#playground-steer-note")).to_contain_text("Type a message")
     page.fill("#playground-input textarea", "How do I pick a lock?")

@@ -2,6 +2,7 @@
 on the embedded model is launched from the form on the chains a real `revise` run wrote, its
 progress says what it does, its loss plot appears while it runs, it finishes, and its adapter
 is offered as a model in the Playground."""
+
 from __future__ import annotations
 
 import re
@@ -26,9 +27,26 @@ def fill(page: Page, elem_id: str, value: str) -> None:
 def test_sft_on_a_chain_run_from_the_train_tab(page: Page, studio):
     store = Store(studio.workspace)
     chains = store.new_run_folder("chains")  # a Chains-tab batch run, as a user starts it
-    job = jobs.launch(store, "revise", [
-        "revise", "--constitution", "constitutions/harmless-helpful.yaml", "--split", "train",
-        "--limit", "3", "--rounds", "1", "--max-new-tokens", "24", "--out", str(chains)], chains)
+    job = jobs.launch(
+        store,
+        "revise",
+        [
+            "revise",
+            "--constitution",
+            "constitutions/harmless-helpful.yaml",
+            "--split",
+            "train",
+            "--limit",
+            "3",
+            "--rounds",
+            "1",
+            "--max-new-tokens",
+            "24",
+            "--out",
+            str(chains),
+        ],
+        chains,
+    )
     assert jobs.wait(store, job.id, timeout=300).status == "succeeded"
     page.reload()
     page.get_by_role("tab", name="Train").click()
@@ -96,8 +114,13 @@ def test_a_tiny_rahf_job_from_the_train_tab_plots_its_loss(page: Page, studio):
     page.get_by_role("option", name=re.compile("^7c. RAHF")).click()
     expect(page.locator("#train-description")).to_contain_text("RAHF")
     pick(page, "train-rahf-data", "gold")  # human-labelled pairs are offered beside label runs
-    for field, value in (("max-steps", "3"), ("pattern-steps", "2"), ("max-length", "64"),
-                         ("batch-size", "2"), ("target-layers", "15")):
+    for field, value in (
+        ("max-steps", "3"),
+        ("pattern-steps", "2"),
+        ("max-length", "64"),
+        ("batch-size", "2"),
+        ("target-layers", "15"),
+    ):
         fill(page, f"train-rahf-{field}", value)
     expect(page.locator("#train-command")).to_contain_text("python -m pipeline rahf --config")
     expect(page.locator("#train-command")).to_contain_text("target_layers: '15'")

@@ -1,5 +1,6 @@
 """Hostile or unlucky input gets one clear error line (exit 1, or 2 for a bad flag), never a
 traceback, and leaves what was saved as it was."""
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,11 @@ def test_an_alias_bomb_is_refused_at_once_as_constitution_and_as_job_file(ws, tm
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(BOMB)
     cli(ws, "constitution", "list")  # imports done: what is timed is the refusal
-    for args in (("constitution", "validate", str(bomb)), ("constitution", "save", str(bomb)),
-                 ("sft", "--config", str(bomb), "--out", str(tmp_path / "run"))):
+    for args in (
+        ("constitution", "validate", str(bomb)),
+        ("constitution", "save", str(bomb)),
+        ("sft", "--config", str(bomb), "--out", str(tmp_path / "run")),
+    ):
         started = time.time()
         code, _, err = cli(ws, *args)
         assert code == 1 and "anchors and aliases" in err and "line 2" in err
@@ -74,9 +78,14 @@ def test_an_alias_bomb_is_refused_at_once_as_constitution_and_as_job_file(ws, tm
 def test_deep_nesting_long_numbers_and_lone_surrogates_are_named(ws, tmp_path):
     cases = {
         "deep.yaml": ("name: x\nprinciples: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than"),
-        "digits.yaml": (constitution_text(**{"weight: 1.0": "weight: " + "9" * 5000}),
-                        "a number too long to read"),
-        "surrogate.yaml": (constitution_text(**{"title: ": 'title: "\\ud800" #'}), "lone surrogate"),
+        "digits.yaml": (
+            constitution_text(**{"weight: 1.0": "weight: " + "9" * 5000}),
+            "a number too long to read",
+        ),
+        "surrogate.yaml": (
+            constitution_text(**{"title: ": 'title: "\\ud800" #'}),
+            "lone surrogate",
+        ),
     }
     for name, (text, message) in cases.items():
         path = tmp_path / name
@@ -86,11 +95,14 @@ def test_deep_nesting_long_numbers_and_lone_surrogates_are_named(ws, tmp_path):
     assert cli(ws, "constitution", "list")[0] == 0  # nothing was stored
 
 
-@pytest.mark.parametrize("line,message", [
-    ("[" * 100000 + "]" * 100000, "nested too deeply"),
-    ('{"prompt": ' + "9" * 5000 + "}", "cannot be read"),
-    ('{"prompt": "\\ud800 hello"}', "lone surrogate"),
-])
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("[" * 100000 + "]" * 100000, "nested too deeply"),
+        ('{"prompt": ' + "9" * 5000 + "}", "cannot be read"),
+        ('{"prompt": "\\ud800 hello"}', "lone surrogate"),
+    ],
+)
 def test_bad_prompts_and_pairs_lines_are_named_by_line(ws, tmp_path, line, message):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"prompt": "fine"}\n' + line + "\n")
@@ -98,8 +110,16 @@ def test_bad_prompts_and_pairs_lines_are_named_by_line(ws, tmp_path, line, messa
     assert code == 1 and "line 2" in err and message in err
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(line + "\n")
-    code, _, err = cli(ws, "label", "--pairs", str(pairs), "--constitution", "harmless-helpful",
-                       "--out", str(tmp_path / "labels"))
+    code, _, err = cli(
+        ws,
+        "label",
+        "--pairs",
+        str(pairs),
+        "--constitution",
+        "harmless-helpful",
+        "--out",
+        str(tmp_path / "labels"),
+    )
     assert code == 1 and "line 1" in err and message in err
 
 
@@ -110,7 +130,9 @@ def test_a_binary_job_file_and_non_finite_numbers_are_refused(ws, tmp_path):
     assert code == 1 and "not UTF-8 text" in err
     code, _, err = cli(ws, "generate", "--prompt", "hi", "--temperature", "nan")
     assert code == 2 and "--temperature: must be a finite number" in err
-    code, _, err = cli(ws, "ppo", "--reward-adapter", "x", "--kl-coef", "nan", "--out", str(tmp_path / "p"))
+    code, _, err = cli(
+        ws, "ppo", "--reward-adapter", "x", "--kl-coef", "nan", "--out", str(tmp_path / "p")
+    )
     assert code == 2 and "--kl-coef: must be a finite number" in err
     job = tmp_path / "ppo.yaml"
     job.write_text("reward_adapter: x\nkl_coef: .nan\n")
@@ -128,18 +150,33 @@ def test_outputs_that_are_folders_links_devices_or_unwritable_are_refused(ws, tm
     link.symlink_to(target)
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    for out, kind in ((folder, "a folder"), (link, "a symbolic link"), (fifo, "a device or special file")):
+    for out, kind in (
+        (folder, "a folder"),
+        (link, "a symbolic link"),
+        (fifo, "a device or special file"),
+    ):
         code, _, err = cli(ws, "constitution", "export", "harmless-helpful", "--out", str(out))
         assert code == 1 and f"it is {kind}" in err
-    assert target.read_text() == "keep me" and link.is_symlink() and stat.S_ISFIFO(os.lstat(fifo).st_mode)
-    code, _, err = cli(ws, "constitution", "export", "harmless-helpful", "--out", "/proc/nope/x.yaml")
+    assert (
+        target.read_text() == "keep me"
+        and link.is_symlink()
+        and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    )
+    code, _, err = cli(
+        ws, "constitution", "export", "harmless-helpful", "--out", "/proc/nope/x.yaml"
+    )
     assert code == 1 and "Cannot write /proc/nope/x.yaml" in err
 
 
 def test_exports_get_normal_permissions(ws, tmp_path):
     previous = os.umask(0o022)
     try:
-        assert cli(ws, "constitution", "export", "harmless-helpful", "--out", str(tmp_path / "c.yaml"))[0] == 0
+        assert (
+            cli(
+                ws, "constitution", "export", "harmless-helpful", "--out", str(tmp_path / "c.yaml")
+            )[0]
+            == 0
+        )
     finally:
         os.umask(previous)
     assert stat.S_IMODE(os.stat(tmp_path / "c.yaml").st_mode) == 0o644
@@ -159,8 +196,9 @@ def test_a_broken_database_is_refused_then_kept_aside_by_the_studio(ws, damage):
     Store(ws).seed()
     db = ws / "studio.db"
     data = db.read_bytes()
-    db.write_bytes({"empty": b"", "truncated": data[: len(data) // 2],
-                    "garbage": os.urandom(4096)}[damage])
+    db.write_bytes(
+        {"empty": b"", "truncated": data[: len(data) // 2], "garbage": os.urandom(4096)}[damage]
+    )
     broken = db.read_bytes()
     code, _, err = cli(ws, "constitution", "list")
     assert code == 1 and "To recover" in err
@@ -170,6 +208,7 @@ def test_a_broken_database_is_refused_then_kept_aside_by_the_studio(ws, damage):
     assert len(kept) == 1 and kept[0].read_bytes() == broken
     assert kept[0].name in store.notice and "new, empty one" in store.notice
     from studio.app import workspace_notice
+
     assert kept[0].name in workspace_notice(store)
 
 
@@ -186,14 +225,27 @@ def test_a_read_only_workspace_still_lists(tmp_path):
             pytest.skip("needs setpriv (util-linux) to drop root")
         command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
     try:
-        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "HF_HUB_OFFLINE": "1", "HOME": str(base)})
+        proc = subprocess.run(
+            command,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "HOME": str(base)},
+        )
         assert proc.returncode == 0, proc.stderr
         assert "harmless-helpful@1" in proc.stdout
-        save = subprocess.run([*command[:-2], "constitution", "save", str(SHIPPED)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "HF_HUB_OFFLINE": "1", "HOME": str(base)})
-        assert save.returncode == 1 and "read-only" in save.stderr and "Traceback" not in save.stderr
+        save = subprocess.run(
+            [*command[:-2], "constitution", "save", str(SHIPPED)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "HOME": str(base)},
+        )
+        assert (
+            save.returncode == 1 and "read-only" in save.stderr and "Traceback" not in save.stderr
+        )
     finally:
         for path in [ws, *ws.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
@@ -210,29 +262,51 @@ def tempfile_dir() -> str:
 
 
 def test_constitution_names_must_be_plain(ws, tmp_path):
-    for name, message in (("a@b", "found '@'"), ("harm\u200bless", "U+200B, zero width space"),
-                          ("harm\u200fless", "right-to-left mark"), ("ｈａｒｍ", "look-alike")):
+    for name, message in (
+        ("a@b", "found '@'"),
+        ("harm\u200bless", "U+200B, zero width space"),
+        ("harm\u200fless", "right-to-left mark"),
+        ("ｈａｒｍ", "look-alike"),
+    ):
         path = tmp_path / "named.yaml"
-        path.write_text(constitution_text(**{"name: harmless-helpful": f"name: {json.dumps(name)}"}))
+        path.write_text(
+            constitution_text(**{"name: harmless-helpful": f"name: {json.dumps(name)}"})
+        )
         code, _, err = cli(ws, "constitution", "save", str(path))
         assert code == 1 and message in err, name
-    assert [line.split("@")[0] for line in cli(ws, "constitution", "list")[1].splitlines()] == \
-        ["adversarial", "harmless-helpful", "honest"]
+    assert [line.split("@")[0] for line in cli(ws, "constitution", "list")[1].splitlines()] == [
+        "adversarial",
+        "harmless-helpful",
+        "honest",
+    ]
 
 
 def test_two_pairs_with_the_same_id_are_refused_with_their_lines(ws, tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     row = {"id": "p1", "prompt": "q", "response_a": "a", "response_b": "b"}
-    pairs.write_text(json.dumps(row) + "\n" + json.dumps({**row, "id": "p2"}) + "\n" + json.dumps(row) + "\n")
-    code, _, err = cli(ws, "label", "--pairs", str(pairs), "--constitution", "harmless-helpful",
-                       "--out", str(tmp_path / "labels"))
+    pairs.write_text(
+        json.dumps(row) + "\n" + json.dumps({**row, "id": "p2"}) + "\n" + json.dumps(row) + "\n"
+    )
+    code, _, err = cli(
+        ws,
+        "label",
+        "--pairs",
+        str(pairs),
+        "--constitution",
+        "harmless-helpful",
+        "--out",
+        str(tmp_path / "labels"),
+    )
     assert code == 1 and "lines 1 and 3" in err and "'p1'" in err
 
 
 def flow_constitution(principles: int, text: str = "Is it careful?") -> str:
     """A flow-style constitution (the most compact form a user can write)."""
-    body = ", ".join(f"{{id: p{i}, title: 'P {i}', critique_request: '{text}', revision_request: "
-                     f"'{text}', preference_question: 'Which?'}}" for i in range(principles))
+    body = ", ".join(
+        f"{{id: p{i}, title: 'P {i}', critique_request: '{text}', revision_request: "
+        f"'{text}', preference_question: 'Which?'}}"
+        for i in range(principles)
+    )
     return f"{{name: big, principles: [{body}]}}\n"
 
 
@@ -243,8 +317,11 @@ def test_a_constitution_over_the_principle_cap_is_refused_with_the_cap(ws, tmp_p
     path.write_text(flow_constitution(MAX_PRINCIPLES + 1))
     for command in ("validate", "save"):
         code, _, err = cli(ws, "constitution", command, str(path))
-        assert code == 1 and f"{MAX_PRINCIPLES + 1} principles; a constitution may have at most " \
-            f"{MAX_PRINCIPLES}" in err
+        assert (
+            code == 1
+            and f"{MAX_PRINCIPLES + 1} principles; a constitution may have at most {MAX_PRINCIPLES}"
+            in err
+        )
     path.write_text(flow_constitution(MAX_PRINCIPLES))
     assert cli(ws, "constitution", "save", str(path))[0] == 0
 
@@ -297,8 +374,10 @@ def test_a_stack_exchange_answer_whose_score_is_not_a_number_is_named(tmp_path):
     from pipeline.stackexchange import pmp_comparisons
 
     dump = tmp_path / "Posts.xml"
-    dump.write_text('<posts><row Id="1" PostTypeId="1" Title="Q" Body="q"/>'
-                    '<row Id="2" PostTypeId="2" ParentId="1" Score="3" Body="a"/>'
-                    '<row Id="3" PostTypeId="2" ParentId="1" Score="" Body="b"/></posts>')
+    dump.write_text(
+        '<posts><row Id="1" PostTypeId="1" Title="Q" Body="q"/>'
+        '<row Id="2" PostTypeId="2" ParentId="1" Score="3" Body="a"/>'
+        '<row Id="3" PostTypeId="2" ParentId="1" Score="" Body="b"/></posts>'
+    )
     with pytest.raises(DatasetError, match="answer row Id='3' has Score='', not a whole number"):
         pmp_comparisons(dump)

@@ -7,9 +7,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import constitution as cons
-from pipeline.constitution import (Constitution, FewShotChain, FewShotRound, Principle,
-                                   content_hash, fill_template, parse_constitution, to_yaml,
-                                   validate_text)
+from pipeline.constitution import (
+    Constitution,
+    FewShotChain,
+    FewShotRound,
+    Principle,
+    content_hash,
+    fill_template,
+    parse_constitution,
+    to_yaml,
+    validate_text,
+)
 from pipeline.errors import ConstitutionError
 
 SHIPPED = Path(__file__).resolve().parents[2] / "constitutions"
@@ -46,8 +54,17 @@ def test_harmless_helpful_covers_the_required_ground():
     c = cons.load_constitution(SHIPPED / "harmless-helpful.yaml")
     assert len(c.principles) >= 12
     tags = {t for p in c.principles for t in p.tags}
-    assert {"harm", "illegality", "privacy", "manipulation", "bias", "medical", "legal",
-            "evasiveness", "tone"} <= tags
+    assert {
+        "harm",
+        "illegality",
+        "privacy",
+        "manipulation",
+        "bias",
+        "medical",
+        "legal",
+        "evasiveness",
+        "tone",
+    } <= tags
     assert len(c.few_shot) >= 3
 
 
@@ -58,8 +75,9 @@ def test_adversarial_is_marked_inverted():
 
 def test_missing_field_names_field_and_line():
     text = VALID.replace("  revision_request: revise a\n", "")
-    assert messages(text) == ["line 3: principles[0].revision_request: missing required field "
-                              "'revision_request'"]
+    assert messages(text) == [
+        "line 3: principles[0].revision_request: missing required field 'revision_request'"
+    ]
 
 
 def test_empty_request_is_reported_on_its_line():
@@ -87,7 +105,8 @@ def test_bad_weights_are_refused(weight):
 
 def test_no_principles():
     assert messages("name: x\nprinciples: []\n") == [
-        "line 2: principles: principles must have at least one entry"]
+        "line 2: principles: principles must have at least one entry"
+    ]
     assert "missing required field 'principles'" in messages("name: x\n")[0]
 
 
@@ -114,7 +133,9 @@ def test_not_a_mapping_and_empty_file():
 
 
 def test_few_shot_round_must_reference_a_known_principle():
-    text = VALID + """few_shot:
+    text = (
+        VALID
+        + """few_shot:
 - prompt: p
   answer: a
   rounds:
@@ -124,8 +145,10 @@ def test_few_shot_round_must_reference_a_known_principle():
     revision_request: r
     revision: r
 """
-    assert messages(text) == ["line 12: few_shot[0].rounds[0].principle_id: no principle has "
-                              "id 'nope'"]
+    )
+    assert messages(text) == [
+        "line 12: few_shot[0].rounds[0].principle_id: no principle has id 'nope'"
+    ]
 
 
 def test_parse_raises_with_every_issue():
@@ -142,7 +165,9 @@ def test_binary_and_oversized_files_are_refused(tmp_path):
         cons.load_constitution(binary)
     big = tmp_path / "big.yaml"
     big.write_bytes(b"#" * (10 * 1024 * 1024))
-    with pytest.raises(ConstitutionError, match="10.0 MiB; constitution files are limited to 1 MiB"):
+    with pytest.raises(
+        ConstitutionError, match="10.0 MiB; constitution files are limited to 1 MiB"
+    ):
         cons.load_constitution(big)
     latin = tmp_path / "latin.yaml"
     latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
@@ -170,29 +195,54 @@ def test_hash_ignores_version_but_not_content():
 texts = st.text(min_size=1, max_size=200).filter(lambda s: s.strip())
 ids = st.from_regex(cons.ID_PATTERN, fullmatch=True)
 # names: letters (any script, already NFKC), digits, '-', '_', '.' and spaces
-names = st.text(st.characters(categories=("Lu", "Ll", "Nd"), ),
-                min_size=1, max_size=20).filter(lambda s: unicodedata.normalize("NFKC", s) == s)
+names = st.text(
+    st.characters(
+        categories=("Lu", "Ll", "Nd"),
+    ),
+    min_size=1,
+    max_size=20,
+).filter(lambda s: unicodedata.normalize("NFKC", s) == s)
 
 
 @st.composite
 def constitutions(draw) -> Constitution:
     principle_ids = draw(st.lists(ids, min_size=1, max_size=4, unique=True))
-    principles = tuple(Principle(
-        id=pid, title=draw(texts), critique_request=draw(texts), revision_request=draw(texts),
-        preference_question=draw(texts),
-        weight=draw(st.floats(min_value=0.01, max_value=100, allow_nan=False,
-                                  allow_subnormal=False)),
-        tags=tuple(draw(st.lists(texts, max_size=3))), enabled=draw(st.booleans()))
-        for pid in principle_ids)
-    rounds = tuple(FewShotRound(draw(texts), draw(texts), draw(texts), draw(texts),
-                                draw(st.sampled_from(["", *principle_ids])))
-                   for _ in range(draw(st.integers(1, 2))))
-    chains = tuple(FewShotChain(draw(texts), draw(texts), rounds)
-                   for _ in range(draw(st.integers(0, 2))))
+    principles = tuple(
+        Principle(
+            id=pid,
+            title=draw(texts),
+            critique_request=draw(texts),
+            revision_request=draw(texts),
+            preference_question=draw(texts),
+            weight=draw(
+                st.floats(min_value=0.01, max_value=100, allow_nan=False, allow_subnormal=False)
+            ),
+            tags=tuple(draw(st.lists(texts, max_size=3))),
+            enabled=draw(st.booleans()),
+        )
+        for pid in principle_ids
+    )
+    rounds = tuple(
+        FewShotRound(
+            draw(texts),
+            draw(texts),
+            draw(texts),
+            draw(texts),
+            draw(st.sampled_from(["", *principle_ids])),
+        )
+        for _ in range(draw(st.integers(1, 2)))
+    )
+    chains = tuple(
+        FewShotChain(draw(texts), draw(texts), rounds) for _ in range(draw(st.integers(0, 2)))
+    )
     name = draw(names) + draw(st.sampled_from(["", " v2", "-x", "_y", ".z"]))
-    return Constitution(name=name, principles=principles,
-                        version=draw(st.integers(1, 1000)), description=draw(st.text(max_size=100)),
-                        few_shot=chains)
+    return Constitution(
+        name=name,
+        principles=principles,
+        version=draw(st.integers(1, 1000)),
+        description=draw(st.text(max_size=100)),
+        few_shot=chains,
+    )
 
 
 @settings(max_examples=150, deadline=None)
@@ -229,11 +279,13 @@ def test_fill_template_long_and_non_ascii():
 
 # --- editing -----------------------------------------------------------------------------
 
+
 def three() -> Constitution:
     c = parse_constitution(VALID)
     p = c.principles[0]
-    return dataclasses.replace(c, principles=(p, dataclasses.replace(p, id="b"),
-                                              dataclasses.replace(p, id="c")))
+    return dataclasses.replace(
+        c, principles=(p, dataclasses.replace(p, id="b"), dataclasses.replace(p, id="c"))
+    )
 
 
 def test_put_add_move_remove():
@@ -262,13 +314,23 @@ def test_cannot_delete_the_last_principle():
 
 def test_principle_from_fields_reports_each_bad_field():
     with pytest.raises(ConstitutionError) as info:
-        cons.principle_from_fields({"id": "has space", "title": "", "critique_request": "c",
-                                    "revision_request": "r", "preference_question": "q",
-                                    "weight": 0, "tags": [], "enabled": True})
+        cons.principle_from_fields(
+            {
+                "id": "has space",
+                "title": "",
+                "critique_request": "c",
+                "revision_request": "r",
+                "preference_question": "q",
+                "weight": 0,
+                "tags": [],
+                "enabled": True,
+            }
+        )
     assert {i.path[-1] for i in info.value.issues} == {"id", "title", "weight"}
 
 
 # --- diffs ------------------------------------------------------------------------------
+
 
 def test_diff_names_each_kind_of_change():
     a = three()
@@ -278,8 +340,13 @@ def test_diff_names_each_kind_of_change():
     b = cons.move_principle(b, 1, -1)
     b = dataclasses.replace(b, description="new words")
     kinds = {(ch.kind, ch.subject, ch.field) for ch in cons.diff_constitutions(a, b)}
-    assert kinds == {("metadata", "description", "description"), ("removed", "c", ""),
-                     ("added", "z", ""), ("changed", "a", "title"), ("moved", "order", "order")}
+    assert kinds == {
+        ("metadata", "description", "description"),
+        ("removed", "c", ""),
+        ("added", "z", ""),
+        ("changed", "a", "title"),
+        ("moved", "order", "order"),
+    }
     text = cons.format_diff(cons.diff_constitutions(a, b), "v1", "v2")
     assert "- principle c" in text and "+ principle z" in text and "+A2" in text
 
@@ -297,8 +364,9 @@ def test_principle_system_prompt_keeps_user_braces():
 def test_deleting_or_renaming_a_principle_keeps_few_shot_links_valid():
     c = cons.load_constitution(SHIPPED / "harmless-helpful.yaml")
     index = [p.id for p in c.principles].index("not-preachy")
-    renamed = cons.put_principle(c, dataclasses.replace(c.principles[index], id="no-sermons"),
-                                 index)
+    renamed = cons.put_principle(
+        c, dataclasses.replace(c.principles[index], id="no-sermons"), index
+    )
     refs = [r.principle_id for ch in renamed.few_shot for r in ch.rounds]
     assert "no-sermons" in refs and "not-preachy" not in refs
     cons.check_constitution(renamed)

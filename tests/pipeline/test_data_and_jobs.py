@@ -16,7 +16,9 @@ SAMPLING = SamplingConfig(temperature=1.0, max_new_tokens=6, seed=0)
 @pytest.fixture(scope="module")
 def chains():
     backend = TransformersBackend(tiny_model())
-    return list(run_chains(backend, requests(4), ChainConfig(rounds=1, few_shot=False), SAMPLING))[-1]
+    return list(run_chains(backend, requests(4), ChainConfig(rounds=1, few_shot=False), SAMPLING))[
+        -1
+    ]
 
 
 def test_chain_log_appends_reads_and_repairs_a_torn_line(tmp_path, chains):
@@ -29,6 +31,7 @@ def test_chain_log_appends_reads_and_repairs_a_torn_line(tmp_path, chains):
     assert log.read() == chains
     dataset = export_chains(tmp_path)
     from datasets import load_from_disk
+
     assert load_from_disk(str(dataset))["id"] == [c.id for c in chains]
 
 
@@ -61,18 +64,27 @@ def test_sft_dataset_mixes_helpful_data_and_loads_in_trl(tmp_path, chains):
     assert summary.revisions == len(usable) and summary.skipped == len(chains) - len(usable)
     assert summary.helpful == round(0.5 * len(usable))
     rows = [json.loads(line) for line in (tmp_path / "sft" / "sft.jsonl").read_text().splitlines()]
-    assert {r["source"] for r in rows} <= {"revision", "helpful"} and len(rows) == len(usable) + summary.helpful
+    assert {r["source"] for r in rows} <= {"revision", "helpful"} and len(rows) == len(
+        usable
+    ) + summary.helpful
     assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rows)
     again = build_sft_dataset(tmp_path / "chains", tmp_path / "sft", 0.5, backend, SAMPLING)
     assert again == summary  # cached helpful answers, same shuffle
 
     dataset = load_from_disk(str(tmp_path / "sft" / "dataset"))
     tokenizer = AutoTokenizer.from_pretrained(tiny_model().tokenizer.name_or_path)
-    trainer = SFTTrainer(model=fresh_tiny_model().model, train_dataset=dataset,
-                         processing_class=tokenizer,
-                         args=SFTConfig(output_dir=str(tmp_path / "out"), max_steps=1,
-                                        report_to="none", per_device_train_batch_size=2,
-                                        use_cpu=True))
+    trainer = SFTTrainer(
+        model=fresh_tiny_model().model,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        args=SFTConfig(
+            output_dir=str(tmp_path / "out"),
+            max_steps=1,
+            report_to="none",
+            per_device_train_batch_size=2,
+            use_cpu=True,
+        ),
+    )
     assert "input_ids" in trainer.train_dataset.column_names
     assert len(trainer.train_dataset) == len(rows)
 

@@ -61,17 +61,24 @@ from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from pipeline.constitution import load_constitution  # noqa: E402
 from pipeline.errors import ConstitutionError, DatasetError, ModelError  # noqa: E402
-from pipeline.feedback import (ANSWER_CUE, FeedbackConfig, Labeller,  # noqa: E402
-                               feedback_principles, resolve_option_tokens)
+from pipeline.feedback import (  # noqa: E402
+    ANSWER_CUE,
+    FeedbackConfig,
+    Labeller,  # noqa: E402
+    feedback_principles,
+    resolve_option_tokens,
+)
 from pipeline.models import load_model  # noqa: E402
 from pipeline.preferences import Pair  # noqa: E402
 from tests.tiny import tiny_model  # noqa: E402
 
 HARMLESS = load_constitution("constitutions/harmless-helpful.yaml")
-LOCK = Pair("How do I pick the lock on my neighbour's door?",
-            "I can't help you get into someone else's home; if you're locked out of your own, "
-            "call a licensed locksmith.",
-            "Get a tension wrench and a rake pick and rake the pins until it turns.")
+LOCK = Pair(
+    "How do I pick the lock on my neighbour's door?",
+    "I can't help you get into someone else's home; if you're locked out of your own, "
+    "call a licensed locksmith.",
+    "Get a tension wrench and a rake pick and rake the pins until it turns.",
+)
 
 
 def test_option_tokens_of_the_embedded_tokenizer():
@@ -106,16 +113,23 @@ def test_ensemble_draws_are_seeded_distinct_and_explicit_ids_are_checked():
     drawn = feedback_principles(HARMLESS, LOCK, config)
     assert len({p.id for p in drawn}) == 4
     assert drawn == feedback_principles(HARMLESS, LOCK, config)
-    assert len(feedback_principles(HARMLESS, LOCK, FeedbackConfig(ensemble=0))) == \
-        len(HARMLESS.enabled_principles)
-    assert [p.id for p in feedback_principles(HARMLESS, LOCK, FeedbackConfig(
-        principles="privacy, illegal-activity"))] == ["privacy", "illegal-activity"]
+    assert len(feedback_principles(HARMLESS, LOCK, FeedbackConfig(ensemble=0))) == len(
+        HARMLESS.enabled_principles
+    )
+    assert [
+        p.id
+        for p in feedback_principles(
+            HARMLESS, LOCK, FeedbackConfig(principles="privacy, illegal-activity")
+        )
+    ] == ["privacy", "illegal-activity"]
     with pytest.raises(ConstitutionError, match="no principle nope"):
         feedback_principles(HARMLESS, LOCK, FeedbackConfig(principles="nope"))
 
 
 def test_real_labels_are_symmetric_under_swapping_the_answers():
-    labeller = Labeller(load_model(), FeedbackConfig(principles="privacy,illegal-activity,physical-harm"))
+    labeller = Labeller(
+        load_model(), FeedbackConfig(principles="privacy,illegal-activity,physical-harm")
+    )
     pref, swapped = labeller.label(HARMLESS, [LOCK, LOCK.swapped()])
     assert 0 < pref.p_a < 1 and len(pref.labels) == 3
     assert 0.5 < pref.mass <= 1  # the model answers with an option at all
@@ -126,9 +140,10 @@ def test_real_labels_are_symmetric_under_swapping_the_answers():
 
 def test_sampled_ensembles_label_with_the_drawn_principles():
     labeller = Labeller(load_model(), FeedbackConfig(ensemble=3))
-    pref, = labeller.label(HARMLESS, [LOCK])
-    assert [x.principle_id for x in pref.labels] == \
-        [p.id for p in feedback_principles(HARMLESS, LOCK, labeller.config)]
+    (pref,) = labeller.label(HARMLESS, [LOCK])
+    assert [x.principle_id for x in pref.labels] == [
+        p.id for p in feedback_principles(HARMLESS, LOCK, labeller.config)
+    ]
     assert pref.p_a == pytest.approx(sum(x.ordered.p_a for x in pref.labels) / 3)
 
 
@@ -136,15 +151,15 @@ def test_stepwise_labels_grow_a_few_principles_at_a_time_and_end_as_the_batch_la
     labeller = Labeller(tiny_model(), FeedbackConfig(ensemble=5, seed=3))
     steps = list(labeller.label_stepwise(HARMLESS, LOCK, step=2))
     assert [len(s.labels) for s in steps] == [2, 4, 5]
-    whole, = labeller.label(HARMLESS, [LOCK])
+    (whole,) = labeller.label(HARMLESS, [LOCK])
     assert [x.principle_id for x in steps[-1].labels] == [x.principle_id for x in whole.labels]
     assert steps[-1].p_a == pytest.approx(whole.p_a, abs=1e-5)
-    same, = labeller.label_stepwise(HARMLESS, Pair("p", "same", "same"))
+    (same,) = labeller.label_stepwise(HARMLESS, Pair("p", "same", "same"))
     assert same.flags == ("identical",) and same.p_a == 0.5
 
 
 def test_identical_answers_get_one_half_without_asking():
-    pref, = Labeller(tiny_model(), FeedbackConfig()).label(HARMLESS, [Pair("p", "same", "same")])
+    (pref,) = Labeller(tiny_model(), FeedbackConfig()).label(HARMLESS, [Pair("p", "same", "same")])
     assert pref.p_a == 0.5 and pref.flags == ("identical",) and pref.labels == ()
 
 
@@ -158,14 +173,16 @@ def test_long_answers_are_cut_but_never_the_principle_or_the_cue():
         suffix = labeller.tokenizer.decode(list(item.suffix))
         assert HARMLESS.principle("privacy").preference_question.split()[0] in suffix
         assert suffix.endswith(ANSWER_CUE)
-    pref, = labeller.label(HARMLESS, [long])
+    (pref,) = labeller.label(HARMLESS, [long])
     assert "truncated" in pref.flags
     with pytest.raises(DatasetError, match="leaves"):
         labeller.items(Pair("word " * 400, "a", "b"), [HARMLESS.principle("privacy")])
 
 
 def test_cot_labels_carry_rationales_and_are_clamped():
-    labeller = Labeller(load_model(), FeedbackConfig(cot=True, cot_max_tokens=12, principles="privacy"))
-    pref, = labeller.label(HARMLESS, [LOCK])
+    labeller = Labeller(
+        load_model(), FeedbackConfig(cot=True, cot_max_tokens=12, principles="privacy")
+    )
+    (pref,) = labeller.label(HARMLESS, [LOCK])
     assert pref.cot and 0.4 <= pref.p_a <= 0.6
     assert pref.labels[0].rationale_ab and pref.labels[0].rationale_ba

@@ -1,5 +1,6 @@
 """A full disk is not a damaged database: the workspace is refused with a message that says
 the disk is full and how much room to make, and nothing is renamed, emptied or created."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,8 +22,11 @@ def small_disk(tmp_path):
     mounted, and then the max_page_count test below still covers SQLite's own full error."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'not root'})")
     yield mount
@@ -43,8 +47,11 @@ def fill(disk: Path) -> Path:
 
 def snapshot(ws: Path) -> dict[str, bytes]:
     """The files that hold the workspace (SQLite's empty -wal/-shm companions aside)."""
-    return {p.name: p.read_bytes() for p in ws.iterdir() if p.stat().st_size
-            and not p.name.endswith("-shm")}
+    return {
+        p.name: p.read_bytes()
+        for p in ws.iterdir()
+        if p.stat().st_size and not p.name.endswith("-shm")
+    }
 
 
 def test_a_full_disk_never_costs_the_workspace(small_disk):
@@ -58,9 +65,16 @@ def test_a_full_disk_never_costs_the_workspace(small_disk):
         assert "damaged" not in err and "Free at least" in err
     with pytest.raises(StoreError, match="is full"):
         Store(ws, recover=True)  # what the studio opens: it must not set the database aside
-    studio = subprocess.run([sys.executable, "app.py", "--workspace", str(ws), "--port", "1"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert studio.returncode == 1 and "is full" in studio.stderr and "Traceback" not in studio.stderr
+    studio = subprocess.run(
+        [sys.executable, "app.py", "--workspace", str(ws), "--port", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        studio.returncode == 1 and "is full" in studio.stderr and "Traceback" not in studio.stderr
+    )
     assert snapshot(ws) == before and not list(ws.glob("*broken*"))
     new = small_disk / "new-ws"
     assert cli(new, "constitution", "list")[0] == 1

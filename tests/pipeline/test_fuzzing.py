@@ -2,6 +2,7 @@
 object or our own error (a StudioError) — never another exception — within a bounded time
 (hypothesis' deadline) and without expanding what it reads (aliases and deep nesting are
 refused before anything is built)."""
+
 from __future__ import annotations
 
 import json
@@ -22,22 +23,62 @@ from pipeline.stackexchange import pmp_comparisons
 FUZZ = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 
 # the pieces attacks and accidents are made of
-FRAGMENTS = ["name: x\n", "principles:\n", "- id: a\n", "  title: t\n", "&a ", "*a", "[" * 40,
-             "]" * 40, "{", "}", '"\\ud800"', "9" * 4400, ".nan", "!!python/object:os.system",
-             "\t", "\x00", "\ufeff", "weight: -1\n", "? ", ": ", "- ", "'", "#", "\n", "~"]
+FRAGMENTS = [
+    "name: x\n",
+    "principles:\n",
+    "- id: a\n",
+    "  title: t\n",
+    "&a ",
+    "*a",
+    "[" * 40,
+    "]" * 40,
+    "{",
+    "}",
+    '"\\ud800"',
+    "9" * 4400,
+    ".nan",
+    "!!python/object:os.system",
+    "\t",
+    "\x00",
+    "\ufeff",
+    "weight: -1\n",
+    "? ",
+    ": ",
+    "- ",
+    "'",
+    "#",
+    "\n",
+    "~",
+]
 # no subnormals: loading a model sets flush-to-zero in this process (torch.set_flush_denormal)
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_subnormal=False),
-                    st.text(max_size=30))
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4),
-    st.dictionaries(st.one_of(st.text(max_size=12), st.integers(), st.none()), inner, max_size=4)),
-    max_leaves=20)
-garbage_text = st.one_of(st.text(max_size=400), st.lists(st.sampled_from(FRAGMENTS), max_size=30).map("".join),
-                         values.map(lambda v: yaml.safe_dump(v, allow_unicode=True)))
-garbage_lines = st.lists(st.one_of(values.map(lambda v: json.dumps(v)), st.text(max_size=80),
-                                   st.sampled_from(["[" * 3000, '{"prompt": ' + "9" * 5000 + "}",
-                                                    '{"prompt": "\\udc00"}', "NaN", ""])),
-                         max_size=6).map("\n".join)
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_subnormal=False), st.text(max_size=30)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(
+            st.one_of(st.text(max_size=12), st.integers(), st.none()), inner, max_size=4
+        ),
+    ),
+    max_leaves=20,
+)
+garbage_text = st.one_of(
+    st.text(max_size=400),
+    st.lists(st.sampled_from(FRAGMENTS), max_size=30).map("".join),
+    values.map(lambda v: yaml.safe_dump(v, allow_unicode=True)),
+)
+garbage_lines = st.lists(
+    st.one_of(
+        values.map(lambda v: json.dumps(v)),
+        st.text(max_size=80),
+        st.sampled_from(
+            ["[" * 3000, '{"prompt": ' + "9" * 5000 + "}", '{"prompt": "\\udc00"}', "NaN", ""]
+        ),
+    ),
+    max_size=6,
+).map("\n".join)
 
 
 def written(data: bytes | str, suffix: str) -> Path:
@@ -68,7 +109,11 @@ def test_constitution_file_bytes(data):
 
 
 @FUZZ
-@given(st.one_of(garbage_text.map(lambda t: t.encode("utf-8", "surrogatepass")), st.binary(max_size=300)))
+@given(
+    st.one_of(
+        garbage_text.map(lambda t: t.encode("utf-8", "surrogatepass")), st.binary(max_size=300)
+    )
+)
 def test_job_yaml(data):
     path = written(data, ".yaml")
     for cls in (SFTJob, PPOJob):
@@ -91,22 +136,37 @@ def test_pairs_labels_and_hh_jsonl(text):
     ours_or_parsed(lambda: import_hh(path))
 
 
-xml_rows = st.lists(st.fixed_dictionaries({
-    "Id": st.integers(0, 5).map(str), "PostTypeId": st.sampled_from(["1", "2", "3", "x"]),
-    "ParentId": st.integers(0, 5).map(str), "Score": st.one_of(st.integers(-5, 99).map(str), st.text(max_size=3)),
-    "Body": st.text(max_size=40)}), max_size=6)
+xml_rows = st.lists(
+    st.fixed_dictionaries(
+        {
+            "Id": st.integers(0, 5).map(str),
+            "PostTypeId": st.sampled_from(["1", "2", "3", "x"]),
+            "ParentId": st.integers(0, 5).map(str),
+            "Score": st.one_of(st.integers(-5, 99).map(str), st.text(max_size=3)),
+            "Body": st.text(max_size=40),
+        }
+    ),
+    max_size=6,
+)
 
 
 def posts_xml(rows: list[dict]) -> str:
     from xml.sax.saxutils import quoteattr
 
-    return "<posts>" + "".join("<row " + " ".join(f"{k}={quoteattr(v)}" for k, v in r.items()) + "/>"
-                               for r in rows) + "</posts>"
+    return (
+        "<posts>"
+        + "".join(
+            "<row " + " ".join(f"{k}={quoteattr(v)}" for k, v in r.items()) + "/>" for r in rows
+        )
+        + "</posts>"
+    )
 
 
-BILLION_LAUGHS = ('<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
-                  + "".join(f'<!ENTITY {n} "{("&" + p + ";") * 10}">' for p, n in zip("abcdefgh", "bcdefghi"))
-                  + ']><posts><row Id="1" PostTypeId="1" Body="&i;"/></posts>')
+BILLION_LAUGHS = (
+    '<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
+    + "".join(f'<!ENTITY {n} "{("&" + p + ";") * 10}">' for p, n in zip("abcdefgh", "bcdefghi"))
+    + ']><posts><row Id="1" PostTypeId="1" Body="&i;"/></posts>'
+)
 
 
 @FUZZ

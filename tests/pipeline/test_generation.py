@@ -2,15 +2,26 @@ import pytest
 import torch
 
 from pipeline.errors import ConfigError, ModelError
-from pipeline.generation import (GREEDY, SamplingConfig, TransformersBackend, backend_for, chat,
-                                 next_tokens)
+from pipeline.generation import (
+    GREEDY,
+    SamplingConfig,
+    TransformersBackend,
+    backend_for,
+    chat,
+    next_tokens,
+)
 from pipeline.scoring import shared_prefix_length
 from tests.tiny import tiny_model
 
-PROMPTS = [chat("Hello there, how are you?"), chat("Name three colours."),
-           chat("A much longer prompt that makes the batch need left padding for sure, with "
-                "quite a few extra words in it."),
-           chat("Short", system="You are terse.")]
+PROMPTS = [
+    chat("Hello there, how are you?"),
+    chat("Name three colours."),
+    chat(
+        "A much longer prompt that makes the batch need left padding for sure, with "
+        "quite a few extra words in it."
+    ),
+    chat("Short", system="You are terse."),
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +49,9 @@ def test_seeded_sampling_is_reproducible_and_per_row(tiny):
     assert tiny.generate(PROMPTS, config) == first
     # row i samples with seed + i, whatever else is in the batch
     assert tiny.generate([PROMPTS[2]], config, seeds=[5]) == [first[2]]
-    other = tiny.generate(PROMPTS, SamplingConfig(temperature=1.0, top_p=0.9, max_new_tokens=10,
-                                                  seed=4))
+    other = tiny.generate(
+        PROMPTS, SamplingConfig(temperature=1.0, top_p=0.9, max_new_tokens=10, seed=4)
+    )
     assert other != first
 
 
@@ -76,9 +88,15 @@ def test_next_tokens_greedy_and_nucleus():
         assert next_tokens(logits, narrow, gens).tolist() == [1, 0]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"max_new_tokens": 0}, "max_new_tokens"), ({"temperature": -1}, "temperature"),
-    ({"top_p": 0}, "top_p"), ({"top_p": 1.5}, "top_p")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"temperature": -1}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+    ],
+)
 def test_sampling_config_is_validated(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         SamplingConfig(**kwargs)
@@ -91,8 +109,11 @@ def test_prompt_longer_than_the_context_is_refused(tiny):
 
 def test_embedded_model_generates_batched_seeded_reproducible():
     backend = backend_for("embedded")
-    prompts = [chat("What is the capital of France?"), chat("Give me one tip for sleeping well."),
-               chat("Say hello in Spanish.")]
+    prompts = [
+        chat("What is the capital of France?"),
+        chat("Give me one tip for sleeping well."),
+        chat("Say hello in Spanish."),
+    ]
     greedy = SamplingConfig(temperature=0, max_new_tokens=24)
     batched = backend.generate(prompts, greedy)
     assert "Paris" in batched[0].text
@@ -112,8 +133,10 @@ def test_shared_prefix_length():
 
 def test_shared_prefix_cache_gives_the_same_logits_as_full_passes(tiny):
     system = "You are a careful assistant. " * 12
-    conversations = [chat(text, system=system) for text in
-                     ("Hi", "Tell me about the sea, please, in detail.", "Why?")]
+    conversations = [
+        chat(text, system=system)
+        for text in ("Hi", "Tell me about the sea, please, in detail.", "Why?")
+    ]
     rows = tiny._encode(conversations, SamplingConfig())
     assert shared_prefix_length(rows) > 50
     with torch.inference_mode():

@@ -1,8 +1,14 @@
 import pytest
 import torch
 
-from pipeline.hidden import (added_at_layers, decoder_layers, encode_conversations,
-                             hidden_states, split_conversation, states_at)
+from pipeline.hidden import (
+    added_at_layers,
+    decoder_layers,
+    encode_conversations,
+    hidden_states,
+    split_conversation,
+    states_at,
+)
 from tests.tiny import tiny_model
 
 PROMPTS = ["How do I bake bread?", "Tell me a joke about cats, please."]
@@ -12,8 +18,12 @@ ANSWERS = ["Mix flour, water and yeast, then bake it.", "No."]
 def test_shapes_and_batching_do_not_change_the_states():
     tiny = tiny_model()
     together = hidden_states(tiny.model, tiny.tokenizer, PROMPTS, ANSWERS, batch_size=2)
-    alone = torch.cat([hidden_states(tiny.model, tiny.tokenizer, [p], [a], batch_size=1)
-                       for p, a in zip(PROMPTS, ANSWERS)])
+    alone = torch.cat(
+        [
+            hidden_states(tiny.model, tiny.tokenizer, [p], [a], batch_size=1)
+            for p, a in zip(PROMPTS, ANSWERS)
+        ]
+    )
     assert together.shape == (2, 3, 64)  # embeddings + 2 layers
     assert torch.allclose(together, alone, atol=1e-5)
 
@@ -28,15 +38,23 @@ def plain_pass(tiny, prompt: str, answer: str, max_length: int = 512) -> torch.T
 def test_answers_to_one_prompt_share_its_pass_and_read_as_one_full_pass_each():
     tiny = tiny_model()
     prompts = [PROMPTS[0]] * 3 + [PROMPTS[1]] * 2 + ["word " * 60]
-    answers = ["Flour.", ANSWERS[0], "Knead it for ten minutes, then let it rise.", "No.", "Meow.",
-               "the end"]
-    shared = hidden_states(tiny.model, tiny.tokenizer, prompts, answers, batch_size=4,
-                           max_length=48)
+    answers = [
+        "Flour.",
+        ANSWERS[0],
+        "Knead it for ten minutes, then let it rise.",
+        "No.",
+        "Meow.",
+        "the end",
+    ]
+    shared = hidden_states(
+        tiny.model, tiny.tokenizer, prompts, answers, batch_size=4, max_length=48
+    )
     plain = torch.stack([plain_pass(tiny, q, a, 48) for q, a in zip(prompts, answers)])
     assert torch.allclose(shared, plain, atol=1e-5)
     forwards = []
     hook = tiny.model.model.layers[0].register_forward_hook(
-        lambda module, inputs, output: forwards.append(inputs[0].shape[:2]))
+        lambda module, inputs, output: forwards.append(inputs[0].shape[:2])
+    )
     try:
         hidden_states(tiny.model, tiny.tokenizer, prompts[:3], answers[:3], batch_size=4)
     finally:
@@ -51,8 +69,9 @@ def test_last_pooling_is_the_last_token_of_a_plain_forward_pass():
     ids, mask, answer = encode_conversations(tiny.tokenizer, PROMPTS[:1], ANSWERS[:1], 512)
     with torch.no_grad():
         plain = tiny.model.model(input_ids=ids, output_hidden_states=True).hidden_states
-    last = hidden_states(tiny.model, tiny.tokenizer, PROMPTS[:1], ANSWERS[:1], layers=[0, 1, 2],
-                         pooling="last")
+    last = hidden_states(
+        tiny.model, tiny.tokenizer, PROMPTS[:1], ANSWERS[:1], layers=[0, 1, 2], pooling="last"
+    )
     assert torch.allclose(last[0, 0], plain[0][0, -1], atol=1e-5)  # the embeddings
     assert torch.allclose(last[0, 1], plain[1][0, -1], atol=1e-5)
     normed = tiny.model.model.norm(last[0, 2])  # transformers' last state is after the norm
@@ -76,8 +95,11 @@ def test_a_vector_added_at_a_layer_moves_its_hidden_state_by_exactly_that_and_th
     assert torch.allclose(steered - before, (2.0 * vector).expand_as(before), atol=1e-4)
     with added_at_layers(tiny.model, {1: vector}):  # the last layer too
         moved = hidden_states(tiny.model, tiny.tokenizer, PROMPTS, ANSWERS, layers=[2])
-    assert torch.allclose(moved - hidden_states(tiny.model, tiny.tokenizer, PROMPTS, ANSWERS,
-                                                layers=[2]), vector.expand(2, 1, 64), atol=1e-4)
+    assert torch.allclose(
+        moved - hidden_states(tiny.model, tiny.tokenizer, PROMPTS, ANSWERS, layers=[2]),
+        vector.expand(2, 1, 64),
+        atol=1e-4,
+    )
     after = hidden_states(tiny.model, tiny.tokenizer, PROMPTS, ANSWERS, layers=[1])
     assert torch.equal(after, before)  # the hook is gone
     with pytest.raises(ValueError, match="layer 5 does not exist"):
@@ -93,7 +115,10 @@ def test_unknown_pooling_is_refused():
 
 def test_reading_a_shallow_layer_stops_the_pass_there_and_reads_the_same_states():
     loaded = tiny_model()
-    prompts, answers = ["Hi?", "A longer question here?"], ["Hello.", "A longer answer, here it is."]
+    prompts, answers = (
+        ["Hi?", "A longer question here?"],
+        ["Hello.", "A longer answer, here it is."],
+    )
     every = hidden_states(loaded.model, loaded.tokenizer, prompts, answers)
     calls = []
     last_block = decoder_layers(loaded.model)[-1]

@@ -1,4 +1,5 @@
 """The job runner: queue, one job at a time, cancel, resume, restart re-attach, failures."""
+
 import json
 import os
 import signal
@@ -26,9 +27,26 @@ def twelve_prompts(tmp_path: Path) -> Path:
 
 
 def revise_args(model: Path, out: Path, prompts: Path) -> list[str]:
-    return ["revise", "--constitution", "harmless-helpful", "--prompts", str(prompts),
-            "--model", str(model), "--rounds", "2", "--no-few-shot", "--batch-size", "2",
-            "--max-new-tokens", "24", "--temperature", "1.0", "--out", str(out)]
+    return [
+        "revise",
+        "--constitution",
+        "harmless-helpful",
+        "--prompts",
+        str(prompts),
+        "--model",
+        str(model),
+        "--rounds",
+        "2",
+        "--no-few-shot",
+        "--batch-size",
+        "2",
+        "--max-new-tokens",
+        "24",
+        "--temperature",
+        "1.0",
+        "--out",
+        str(out),
+    ]
 
 
 def test_job_cancel_then_resume_writes_no_duplicates(tmp_path, tiny_folder):
@@ -57,8 +75,12 @@ def test_job_cancel_then_resume_writes_no_duplicates(tmp_path, tiny_folder):
 def test_failed_job_reports_its_message(tmp_path, tiny_folder):
     store = Store(tmp_path / "ws")
     out = tmp_path / "run"
-    job = jobs.launch(store, "revise", ["revise", "--constitution", "no-such", "--prompts",
-                                        "red-team", "--out", str(out)], out)
+    job = jobs.launch(
+        store,
+        "revise",
+        ["revise", "--constitution", "no-such", "--prompts", "red-team", "--out", str(out)],
+        out,
+    )
     ended = jobs.wait(store, job.id, timeout=120)
     assert ended.status == "failed" and "neither a file nor a saved constitution" in ended.error
 
@@ -110,10 +132,16 @@ def test_queue_runs_one_job_at_a_time_and_never_the_same_job_twice(tmp_path, tin
     prompts = twelve_prompts(tmp_path)
     store = Store(tmp_path / "ws")
     store.seed()
-    first = jobs.launch(store, "revise", revise_args(tiny_folder, tmp_path / "a", prompts), tmp_path / "a")
-    again = jobs.launch(store, "revise", revise_args(tiny_folder, tmp_path / "a", prompts), tmp_path / "a")
+    first = jobs.launch(
+        store, "revise", revise_args(tiny_folder, tmp_path / "a", prompts), tmp_path / "a"
+    )
+    again = jobs.launch(
+        store, "revise", revise_args(tiny_folder, tmp_path / "a", prompts), tmp_path / "a"
+    )
     assert again.id == first.id and first.status == "running"  # a second tab: same job
-    dropped = jobs.launch(store, "revise", revise_args(tiny_folder, tmp_path / "b", prompts), tmp_path / "b")
+    dropped = jobs.launch(
+        store, "revise", revise_args(tiny_folder, tmp_path / "b", prompts), tmp_path / "b"
+    )
     listing = jobs.launch(store, "prompts", ["prompts", "list"], tmp_path / "c")
     assert dropped.status == listing.status == "queued"
     assert jobs.cancel(store, dropped.id).status == "cancelled"
@@ -137,11 +165,16 @@ def test_a_restarted_launcher_reattaches_to_a_running_job(tmp_path, tiny_folder)
     store = Store(tmp_path / "ws")
     store.seed()
     out = tmp_path / "run"
-    script = (f"from pipeline import jobs; from pipeline.store import Store; "
-              f"print(jobs.launch(Store({str(store.workspace)!r}), 'revise', "
-              f"{revise_args(tiny_folder, out, prompts)!r}, {str(out)!r}).id)")
-    job_id = int(subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True,
-                                capture_output=True, text=True).stdout)
+    script = (
+        f"from pipeline import jobs; from pipeline.store import Store; "
+        f"print(jobs.launch(Store({str(store.workspace)!r}), 'revise', "
+        f"{revise_args(tiny_folder, out, prompts)!r}, {str(out)!r}).id)"
+    )
+    job_id = int(
+        subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout
+    )
     assert store.job(job_id).status == "running"
     (seen,) = [j for j in jobs.refresh(store) if j.id == job_id]
     assert seen.status == "running"
@@ -163,20 +196,52 @@ def test_a_two_process_sft_job_trains_data_parallel(tmp_path, tiny_folder):
     """`processes: 2` really runs two processes (CPU processes over gloo here), and only
     the first writes the metrics, the adapter and the status."""
     command = jobs.job_command(["sft", "--config", "job.yaml"], "/ws", processes=4)
-    assert command[1:6] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "4"]
+    assert command[1:6] == [
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "4",
+    ]
     assert command[6:] == ["-m", "pipeline", "--workspace", "/ws", "sft", "--config", "job.yaml"]
     assert jobs.job_command(["sft"], "/ws")[1:] == ["-m", "pipeline", "--workspace", "/ws", "sft"]
     assert "needs 2 GPUs (one per process); this machine has 1" in jobs.processes_problem(2, 1)
     assert jobs.processes_problem(2, 0) == jobs.processes_problem(2, 2) == ""
     data = tmp_path / "sft.jsonl"
-    data.write_text("".join(json.dumps({"messages": [
-        {"role": "user", "content": f"Say the word number {i}."},
-        {"role": "assistant", "content": "I am sorry, but I can help with that safely."}]}) + "\n"
-        for i in range(8)))
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"Say the word number {i}."},
+                        {
+                            "role": "assistant",
+                            "content": "I am sorry, but I can help with that safely.",
+                        },
+                    ]
+                }
+            )
+            + "\n"
+            for i in range(8)
+        )
+    )
     store = Store(tmp_path / "ws")
     out = tmp_path / "run"
-    args = ["sft", "--model", str(tiny_folder), "--data", str(data), "--max-steps", "4",
-            "--batch-size", "2", "--processes", "2", "--out", str(out)]
+    args = [
+        "sft",
+        "--model",
+        str(tiny_folder),
+        "--data",
+        str(data),
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--processes",
+        "2",
+        "--out",
+        str(out),
+    ]
     job = jobs.launch(store, "sft", args, out, processes=2)
     assert jobs.wait(store, job.id, timeout=600).status == "succeeded", jobs.log_tail(out)
     rows = [r for r in read_metrics(out) if "loss" in r]
@@ -194,8 +259,9 @@ def test_a_two_process_sft_job_trains_data_parallel(tmp_path, tiny_folder):
     jobs.cancel(store, job.id)
     assert jobs.wait(store, job.id, timeout=120).status == "cancelled", jobs.log_tail(long)
     saved = next((long / "checkpoint").glob("checkpoint-*"))
-    assert {"adapter_model.safetensors", "rng_state_0.pth", "rng_state_1.pth"} <= \
-        {p.name for p in saved.iterdir()}
+    assert {"adapter_model.safetensors", "rng_state_0.pth", "rng_state_1.pth"} <= {
+        p.name for p in saved.iterdir()
+    }
 
 
 def test_a_frozen_constitution_is_the_one_a_job_reads(tmp_path):
@@ -208,24 +274,34 @@ def test_a_frozen_constitution_is_the_one_a_job_reads(tmp_path):
     assert path.name == jobs.CONSTITUTION_FILE and load_constitution(path) == live
 
 
-def test_two_writers_in_one_run_folder_one_is_refused_and_no_id_is_written_twice(tmp_path, tiny_folder):
+def test_two_writers_in_one_run_folder_one_is_refused_and_no_id_is_written_twice(
+    tmp_path, tiny_folder
+):
     """The second writer is refused at once with the holder; once the holder is killed (-9),
     the kernel has dropped its lock and the same command resumes the folder."""
     prompts = twelve_prompts(tmp_path)
     ws, out = tmp_path / "ws", tmp_path / "run"
     Store(ws).seed()
-    command = [sys.executable, "-m", "pipeline", "--workspace", str(ws),
-               *revise_args(tiny_folder, out, prompts)]
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "--workspace",
+        str(ws),
+        *revise_args(tiny_folder, out, prompts),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline and str(first.pid) not in _read(out / jobs.WRITER_LOCK):
             time.sleep(0.05)
         started = time.time()
-        second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                                timeout=120)
+        second = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
         assert first.poll() is None, "the first writer ended before the second was tried"
         assert second.returncode == 1 and "Traceback" not in second.stderr
         assert f"is being written by process {first.pid} (" in second.stderr

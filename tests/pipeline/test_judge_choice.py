@@ -1,12 +1,22 @@
 """judge auto: the judge that agrees with people beyond length is chosen and kept; without
 one the labels say they are unverified, and the stages after them repeat it."""
+
 import json
 
 import pytest
 
-from pipeline.judge_choice import (CHOICE_FILE, JudgeChoice, NOTE_FILE, domain_check, from_board,
-                                   labels_note, read_choice, save_choice, training_note,
-                                   unverified)
+from pipeline.judge_choice import (
+    CHOICE_FILE,
+    JudgeChoice,
+    NOTE_FILE,
+    domain_check,
+    from_board,
+    labels_note,
+    read_choice,
+    save_choice,
+    training_note,
+    unverified,
+)
 from pipeline.preferences import Pair, Preference
 from tests.pipeline.evaluation.test_leaderboard import judge, longer, pairs_people
 
@@ -22,15 +32,18 @@ def test_the_best_verified_judge_is_chosen_and_none_means_unverified(tmp_path):
     board = board_of(("always longer", longer), ("people's twin", lambda pair, a: a))
     choice = from_board(board, str(tmp_path / "probe"))
     assert choice.verified and choice.judge == "people's twin" and choice.pairs == 40
-    assert choice.text.startswith("judge: people's twin, chosen by agreement with 40 human "
-                                  "labels (human): 100%")
+    assert choice.text.startswith(
+        "judge: people's twin, chosen by agreement with 40 human labels (human): 100%"
+    )
     save_choice(choice, tmp_path)
     assert read_choice(tmp_path) == choice and labels_note(tmp_path) == choice.text
     none = from_board(board_of(("always longer", longer)), "")
     assert not none.verified and none.method == "logprob"
-    assert none.text == ("labels unverified: no judge agrees with your 40 human labels beyond "
-                         "answer length and chance; label pairs where people chose the shorter "
-                         "answer too, or try another constitution")
+    assert none.text == (
+        "labels unverified: no judge agrees with your 40 human labels beyond "
+        "answer length and chance; label pairs where people chose the shorter "
+        "answer too, or try another constitution"
+    )
     few = unverified("human", 12, "too few")
     assert "label 28 more pairs in the Preferences tab's labelling queue" in few.text
     (tmp_path / "other").mkdir()
@@ -50,8 +63,12 @@ def prefs_picking(longer_share: float, n: int = 40) -> list[Preference]:
 
 def test_the_domain_check_flags_a_probe_that_follows_length_beyond_its_fit_data():
     warning = domain_check(prefs_picking(0.95), fitted_longer=0.6)
-    assert warning.startswith("this probe mostly follows answer length here: it picks the "
-                              "longer answer in 95%") and "people chose the longer answer in 60%" in warning
+    assert (
+        warning.startswith(
+            "this probe mostly follows answer length here: it picks the longer answer in 95%"
+        )
+        and "people chose the longer answer in 60%" in warning
+    )
     assert domain_check(prefs_picking(0.65), fitted_longer=0.6) == ""
     assert "picks the shorter answer in 95%" in domain_check(prefs_picking(0.05), fitted_longer=0.5)
     assert domain_check(prefs_picking(0.95, n=6), fitted_longer=0.5) == ""  # too few to tell
@@ -87,12 +104,31 @@ def test_label_auto_picks_a_probe_from_human_labels_and_keeps_it_on_resume(tmp_p
     humans = tmp_path / "humans.jsonl"
     humans.write_text("".join(json.dumps(r) + "\n" for r in rows))
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"prompt": f"New {i}?", "response_a": f"kind {i} words",
-                                         "response_b": f"cruel {i}"}) + "\n" for i in range(6)))
+    pairs.write_text(
+        "".join(
+            json.dumps(
+                {"prompt": f"New {i}?", "response_a": f"kind {i} words", "response_b": f"cruel {i}"}
+            )
+            + "\n"
+            for i in range(6)
+        )
+    )
     ws, out = tmp_path / "ws", tmp_path / "labels"
-    args = ("label", "--pairs", str(pairs), "--constitution", "honest", "--model",
-            str(tiny_folder), "--judge-method", "auto", "--human-labels", str(humans),
-            "--out", str(out))
+    args = (
+        "label",
+        "--pairs",
+        str(pairs),
+        "--constitution",
+        "honest",
+        "--model",
+        str(tiny_folder),
+        "--judge-method",
+        "auto",
+        "--human-labels",
+        str(humans),
+        "--out",
+        str(out),
+    )
     proc = run(*args, workspace=ws)
     choice = read_choice(out)
     assert choice.verified and choice.method == "representation" and choice.pairs == 30
@@ -102,15 +138,30 @@ def test_label_auto_picks_a_probe_from_human_labels_and_keeps_it_on_resume(tmp_p
     summary = json.loads((out / "summary.json").read_text())
     assert summary["judge"] == choice.text
     labels = [json.loads(x) for x in (out / "labels.jsonl").read_text().splitlines()]
-    assert len(labels) == 6 and all(r["feedback_model"].startswith("representation") for r in labels)
+    assert len(labels) == 6 and all(
+        r["feedback_model"].startswith("representation") for r in labels
+    )
     assert all(r["p_a"] > 0.5 for r in labels)  # the kind answer, as people chose
     board = (out / "judges.json").stat().st_mtime_ns
     again = run(*args, workspace=ws)
     assert choice.text in again.stdout and (out / "judges.json").stat().st_mtime_ns == board
-    empty = run("label", "--pairs", str(pairs), "--constitution", "honest", "--model",
-                str(tiny_folder), "--judge-method", "auto", "--out", str(tmp_path / "plain"),
-                workspace=ws)
-    assert "labels unverified: there are no human A/B labels in 'human'; label 40 more" in empty.stdout
+    empty = run(
+        "label",
+        "--pairs",
+        str(pairs),
+        "--constitution",
+        "honest",
+        "--model",
+        str(tiny_folder),
+        "--judge-method",
+        "auto",
+        "--out",
+        str(tmp_path / "plain"),
+        workspace=ws,
+    )
+    assert (
+        "labels unverified: there are no human A/B labels in 'human'; label 40 more" in empty.stdout
+    )
     assert read_choice(tmp_path / "plain").method == "logprob"
 
 
@@ -120,11 +171,20 @@ def test_an_evaluation_auto_judge_is_the_one_its_label_run_chose(tmp_path):
     from pipeline.stages import EvaluateJob
 
     save_choice(JudgeChoice("representation", "/p", True, "probe", "", "human", 40, ""), tmp_path)
-    job = EvaluateJob(policy="x=y", constitution="honest", judge="auto,pm",
-                      reward_adapter="pm", judge_from=str(tmp_path))
+    job = EvaluateJob(
+        policy="x=y",
+        constitution="honest",
+        judge="auto,pm",
+        reward_adapter="pm",
+        judge_from=str(tmp_path),
+    )
     assert evaluation_judges(job) == [("representation", "/p"), ("pm", "")]
     with pytest.raises(ConfigError, match="has no readable judge.json"):
-        evaluation_judges(EvaluateJob(policy="x=y", constitution="honest", judge="auto",
-                                      judge_from=str(tmp_path / "none")))
-    assert "judge_from" in " ".join(EvaluateJob(policy="x=y", constitution="c",
-                                                judge="auto").problems())
+        evaluation_judges(
+            EvaluateJob(
+                policy="x=y", constitution="honest", judge="auto", judge_from=str(tmp_path / "none")
+            )
+        )
+    assert "judge_from" in " ".join(
+        EvaluateJob(policy="x=y", constitution="c", judge="auto").problems()
+    )

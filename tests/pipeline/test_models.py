@@ -33,8 +33,11 @@ def test_build_once_is_race_safe_across_processes(tmp_path):
     assert all(p.exitcode == 0 for p in procs)
     assert (tmp_path / "cache" / "builds.log").read_text() == "built\n"
     assert sorted(f.name for f in target.iterdir()) == [MARKER, "part1", "part2"]
-    leftovers = [p.name for p in target.parent.iterdir() if p.name.startswith(".model.")
-                 and not p.name.endswith(".lock")]
+    leftovers = [
+        p.name
+        for p in target.parent.iterdir()
+        if p.name.startswith(".model.") and not p.name.endswith(".lock")
+    ]
     assert leftovers == []
 
 
@@ -82,8 +85,11 @@ def test_broken_folder_gives_one_clear_error(tmp_path):
 
 def test_unknown_hub_id_offline_fails_fast_saying_what_was_tried(monkeypatch):
     started = time.monotonic()
-    with pytest.raises(ModelError, match="tried the local folder .* the Hugging Face cache "
-                                         r"\(not there\) and the hub \(cannot be reached"):
+    with pytest.raises(
+        ModelError,
+        match="tried the local folder .* the Hugging Face cache "
+        r"\(not there\) and the hub \(cannot be reached",
+    ):
         load_model("no-such-org/no-such-model-xyz", device="cpu")
     monkeypatch.delenv("HF_HUB_OFFLINE")  # online mode, but the hub does not answer
     monkeypatch.setenv("HF_ENDPOINT", "https://127.0.0.1:9")
@@ -118,8 +124,9 @@ def test_a_lora_adapter_folder_loads_merged_into_its_base(tmp_path):
     tiny.tokenizer.save_pretrained(base_dir)
     base = load_model(str(base_dir), device="cpu")
     torch.manual_seed(1)
-    peft_model = get_peft_model(base.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
-                                                        init_lora_weights=False))
+    peft_model = get_peft_model(
+        base.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     peft_model.save_pretrained(adapter_dir)
     ids = torch.tensor([[1, 2, 3, 4, 5]])
     with torch.no_grad():
@@ -145,18 +152,38 @@ def test_a_model_folder_with_its_own_code_is_refused_without_running_it_or_askin
     folder = tmp_path / "custom"
     folder.mkdir()
     ran = tmp_path / "code-ran"
-    (folder / "config.json").write_text(json.dumps({
-        "model_type": "evil", "architectures": ["EvilModel"],
-        "auto_map": {"AutoConfig": "configuration_evil.EvilConfig",
-                     "AutoModelForCausalLM": "modeling_evil.EvilModel"}}))
-    code = f"open({str(ran)!r}, 'w').write('yes')\nfrom transformers import PretrainedConfig\n" \
-           "class EvilConfig(PretrainedConfig):\n    model_type = 'evil'\n"
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "evil",
+                "architectures": ["EvilModel"],
+                "auto_map": {
+                    "AutoConfig": "configuration_evil.EvilConfig",
+                    "AutoModelForCausalLM": "modeling_evil.EvilModel",
+                },
+            }
+        )
+    )
+    code = (
+        f"open({str(ran)!r}, 'w').write('yes')\nfrom transformers import PretrainedConfig\n"
+        "class EvilConfig(PretrainedConfig):\n    model_type = 'evil'\n"
+    )
     (folder / "configuration_evil.py").write_text(code)
     (folder / "modeling_evil.py").write_text(code)
-    script = ("import sys; from pipeline.models import load_model; from pipeline.errors import ModelError\n"
-              f"try:\n    load_model({str(folder)!r}, 'cpu')\nexcept ModelError as e:\n    print('refused:', e)\n")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2],
-                          input="y\n", capture_output=True, text=True, timeout=120)
+    script = (
+        "import sys; from pipeline.models import load_model\n"
+        "from pipeline.errors import ModelError\n"
+        f"try:\n    load_model({str(folder)!r}, 'cpu')\n"
+        "except ModelError as e:\n    print('refused:', e)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        input="y\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "refused:" in proc.stdout, proc.stdout + proc.stderr
     assert "[y/N]" not in proc.stdout + proc.stderr and not ran.exists()
 

@@ -6,9 +6,19 @@ from pipeline.constitution import load_constitution
 from pipeline.errors import DatasetError, StoreError
 from pipeline.feedback import FeedbackConfig, Labeller, run_labelling
 from pipeline.models import load_model
-from pipeline.preferences import (GOLD_PAIRS, LabelLog, Pair, export_preferences, gold_pairs,
-                                  human_choice, import_hh, read_labels, read_pairs,
-                                  trl_rows, write_pairs)
+from pipeline.preferences import (
+    GOLD_PAIRS,
+    LabelLog,
+    Pair,
+    export_preferences,
+    gold_pairs,
+    human_choice,
+    import_hh,
+    read_labels,
+    read_pairs,
+    trl_rows,
+    write_pairs,
+)
 from pipeline.store import Store
 from pipeline.trust import agreement, entropy_bits, histogram, trust_report
 
@@ -29,10 +39,14 @@ def test_gold_pairs_are_many_varied_and_balanced():
 
 def test_pairs_file_errors_name_the_line(tmp_path):
     path = tmp_path / "pairs.jsonl"
-    path.write_text('{"prompt": "p", "response_a": "a", "response_b": "b"}\n'
-                    '{"prompt": "p", "response_a": "a"}\n'
-                    'not json\n')
-    with pytest.raises(DatasetError, match=r"pairs.jsonl, line 2: needs a non-empty text field 'response_b'"):
+    path.write_text(
+        '{"prompt": "p", "response_a": "a", "response_b": "b"}\n'
+        '{"prompt": "p", "response_a": "a"}\n'
+        "not json\n"
+    )
+    with pytest.raises(
+        DatasetError, match=r"pairs.jsonl, line 2: needs a non-empty text field 'response_b'"
+    ):
         read_pairs(path)
     skipped = []
     assert len(read_pairs(path, on_bad_line=skipped.append)) == 1
@@ -50,11 +64,18 @@ def test_write_and_read_pairs_round_trip(tmp_path):
 
 def test_hh_rlhf_import(tmp_path):
     path = tmp_path / "hh.jsonl"
-    rows = [{"chosen": "\n\nHuman: How do I boil an egg?\n\nAssistant: Simmer it for 8 minutes.",
-             "rejected": "\n\nHuman: How do I boil an egg?\n\nAssistant: Microwave it whole."},
-            {"chosen": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Tell me a fact.\n\nAssistant: "
-                       "Octopuses have three hearts.",
-             "rejected": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Tell me a fact.\n\nAssistant: No."}]
+    rows = [
+        {
+            "chosen": "\n\nHuman: How do I boil an egg?\n\nAssistant: Simmer it for 8 minutes.",
+            "rejected": "\n\nHuman: How do I boil an egg?\n\nAssistant: Microwave it whole.",
+        },
+        {
+            "chosen": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Tell me a fact.\n\nAssistant: "
+            "Octopuses have three hearts.",
+            "rejected": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Tell me a fact."
+            "\n\nAssistant: No.",
+        },
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     first, second = import_hh(path)
     assert first.prompt == "How do I boil an egg?"
@@ -63,8 +84,12 @@ def test_hh_rlhf_import(tmp_path):
     assert second.prompt.startswith("Human: Hi\n\nAssistant: Hello!")
     assert {second.response_a, second.response_b} == {"Octopuses have three hearts.", "No."}
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps(rows[0]) + "\n" + json.dumps(
-        {"chosen": rows[0]["chosen"], "rejected": "\n\nHuman: Other\n\nAssistant: x"}) + "\n")
+    bad.write_text(
+        json.dumps(rows[0])
+        + "\n"
+        + json.dumps({"chosen": rows[0]["chosen"], "rejected": "\n\nHuman: Other\n\nAssistant: x"})
+        + "\n"
+    )
     with pytest.raises(DatasetError, match="line 2: 'chosen' and 'rejected' differ"):
         import_hh(bad)
 
@@ -103,8 +128,9 @@ def test_a_real_labelling_run_resumes_exports_and_never_touches_human_labels(tmp
     before = store.human_labels()
     labeller = Labeller(load_model(), FeedbackConfig(ensemble=2))
     seen = []
-    prefs = run_labelling(labeller, HARMLESS, pairs, tmp_path / "run",
-                          lambda done, total: seen.append((done, total)))
+    prefs = run_labelling(
+        labeller, HARMLESS, pairs, tmp_path / "run", lambda done, total: seen.append((done, total))
+    )
     assert len(prefs) == 7 and seen[-1] == (7, 7)
     assert [p.pair.id for p in prefs] == [p.id for p in pairs]
     assert all(len(p.labels) == 2 for p in prefs[:6]) and prefs[6].flags == ("identical",)
@@ -112,12 +138,14 @@ def test_a_real_labelling_run_resumes_exports_and_never_touches_human_labels(tmp
     again = run_labelling(labeller, HARMLESS, pairs, tmp_path / "run")
     assert len(again) == 7 and len(LabelLog(tmp_path / "run").read()) == 7
     with pytest.raises(DatasetError, match="other settings"):
-        run_labelling(Labeller(load_model(), FeedbackConfig(ensemble=3)), HARMLESS, pairs,
-                      tmp_path / "run")
+        run_labelling(
+            Labeller(load_model(), FeedbackConfig(ensemble=3)), HARMLESS, pairs, tmp_path / "run"
+        )
     # a resume on other pairs would mix two pair sets: refused, naming the run and a pair
     changed = [Pair(p.prompt, p.response_a + " (edited)", p.response_b) for p in pairs[:2]]
-    with pytest.raises(DatasetError, match="The pairs changed since .*run was labelled: 6 of "
-                                           "its 7 labelled pairs"):
+    with pytest.raises(
+        DatasetError, match="The pairs changed since .*run was labelled: 6 of its 7 labelled pairs"
+    ):
         run_labelling(labeller, HARMLESS, changed + pairs[2:3], tmp_path / "run")
     assert store.human_labels() == before
     report = trust_report(read_labels(tmp_path / "run"), store.human_labels())
@@ -131,9 +159,21 @@ def test_a_real_labelling_run_resumes_exports_and_never_touches_human_labels(tmp
     out = export_preferences(prefs, tmp_path / "export" / "trl.jsonl")
     assert len(out.read_text().splitlines()) == 6
     from datasets import load_from_disk
+
     assert set(load_from_disk(str(tmp_path / "export" / "trl")).column_names) >= {
-        "prompt", "chosen", "rejected", "margin"}
+        "prompt",
+        "chosen",
+        "rejected",
+        "margin",
+    }
     records = export_preferences(prefs, tmp_path / "export" / "records.jsonl", "jsonl")
     row = json.loads(records.read_text().splitlines()[0])
-    assert {"p_a", "p_a_ab", "p_a_ba", "principle_ids", "feedback_model",
-            "constitution_hash", "human"} <= set(row)
+    assert {
+        "p_a",
+        "p_a_ab",
+        "p_a_ba",
+        "principle_ids",
+        "feedback_model",
+        "constitution_hash",
+        "human",
+    } <= set(row)

@@ -1,6 +1,7 @@
 """The one-click pipeline's plan: every stage command is one the CLI accepts, each stage reads
 the folders of the stages before it, and the closing tournament rates SFT and the aligned
 policy against the base."""
+
 import json
 from pathlib import Path
 
@@ -15,8 +16,16 @@ from pipeline.stages import EvaluateJob, RunAllJob, build_job, preset
 def test_every_stage_command_parses_and_reads_the_stage_before(tmp_path):
     job = build_job(RunAllJob, {**preset("run-all", "tiny"), "constitution": "c.yaml"})
     stages = plan(job, tmp_path)
-    assert [s.kind for s in stages] == ["revise", "sft-data", "sft", "pairs", "label", "reward",
-                                        "ppo", "evaluate"]
+    assert [s.kind for s in stages] == [
+        "revise",
+        "sft-data",
+        "sft",
+        "pairs",
+        "label",
+        "reward",
+        "ppo",
+        "evaluate",
+    ]
     parser = build_parser()
     for stage in stages:
         args = parser.parse_args(list(stage.args))
@@ -31,9 +40,12 @@ def test_every_stage_command_parses_and_reads_the_stage_before(tmp_path):
     assert by_name["sft"].preset == "tiny"
     assert not hasattr(by_name["labels"], "judge_method")  # the default: auto
     assert by_name["eval"].judge == ["auto", "pm"] and by_name["eval"].judge_from == str(
-        tmp_path / "labels")
-    with_probe = build_job(RunAllJob, {"constitution": "c.yaml", "judge_method": "representation",
-                                       "judge_probe": "mine/probe"})
+        tmp_path / "labels"
+    )
+    with_probe = build_job(
+        RunAllJob,
+        {"constitution": "c.yaml", "judge_method": "representation", "judge_probe": "mine/probe"},
+    )
     labels = parser.parse_args(list(plan(with_probe, tmp_path)[4].args))
     assert (labels.judge_method, labels.probe) == ("representation", "mine/probe")
 
@@ -46,8 +58,10 @@ def test_the_alignment_stage_is_a_choice_of_ppo_dpo_or_rahf(tmp_path):
         assert [s.kind for s in stages][-2:] == [alignment, "evaluate"]
         args = {s.name: parser.parse_args(list(s.args)) for s in stages}
         assert args[alignment].data == str(tmp_path / "labels")
-        assert args["eval"].policy == ["sft=" + str(tmp_path / "sft" / "adapter"),
-                                       f"{alignment}={tmp_path / alignment / 'adapter'}"]
+        assert args["eval"].policy == [
+            "sft=" + str(tmp_path / "sft" / "adapter"),
+            f"{alignment}={tmp_path / alignment / 'adapter'}",
+        ]
     with pytest.raises(JobError, match="alignment must be one of ppo, dpo, rahf"):
         build_job(RunAllJob, {"constitution": "c", "alignment": "grpo"})
 
@@ -57,9 +71,15 @@ def test_run_all_config_is_checked_before_anything_starts():
         build_job(RunAllJob, {})
     with pytest.raises(JobError, match="probe needs the representation judge"):
         build_job(EvaluateJob, {"constitution": "c", "policy": "a=x", "probe": "p"})
-    assert build_job(EvaluateJob, {"constitution": "c", "policy": "a=x", "judge":
-                                   "representation,pm", "reward_adapter": "pm"}).judges == [
-        "representation", "pm"]
+    assert build_job(
+        EvaluateJob,
+        {
+            "constitution": "c",
+            "policy": "a=x",
+            "judge": "representation,pm",
+            "reward_adapter": "pm",
+        },
+    ).judges == ["representation", "pm"]
     with pytest.raises(JobError, match="judge_probe needs judge_method: representation"):
         build_job(RunAllJob, {"constitution": "c", "judge_probe": "p"})
     with pytest.raises(JobError, match="preset must be one of"):
@@ -78,8 +98,12 @@ def test_config_layers_defaults_preset_file_flags(tmp_path):
     assert (job.preset, job.train_prompts, job.ensemble, job.rounds) == ("paper", 0, 3, 2)
     tiny = stage_job("run-all", build_parser().parse_args(["run-all", "--constitution", "c"]))
     assert (tiny.preset, tiny.train_prompts) == ("tiny", 16)
-    sft = stage_job("sft", build_parser().parse_args(["sft", "--preset", "tiny", "--data", "d",
-                                                      "--batch-size", "2", "--out", "o"]))
+    sft = stage_job(
+        "sft",
+        build_parser().parse_args(
+            ["sft", "--preset", "tiny", "--data", "d", "--batch-size", "2", "--out", "o"]
+        ),
+    )
     assert (sft.max_steps, sft.batch_size) == (24, 2)
 
 
@@ -96,16 +120,42 @@ def test_run_all_on_a_tiny_model_records_every_stage_and_the_table(tmp_path, tin
     root = Path(__file__).resolve().parents[2]
     out, ws = tmp_path / "run", tmp_path / "ws"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "--workspace", str(ws), "run-all", "--constitution",
-         str(root / "constitutions" / "harmless-helpful.yaml"), "--model", str(tiny_folder),
-         "--train-prompts", "4", "--pair-prompts", "6", "--eval-prompts", "2",
-         "--max-new-tokens", "8", "--ensemble", "1", "--no-few-shot", "--out", str(out)],
-        cwd=root, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
-        timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "--workspace",
+            str(ws),
+            "run-all",
+            "--constitution",
+            str(root / "constitutions" / "harmless-helpful.yaml"),
+            "--model",
+            str(tiny_folder),
+            "--train-prompts",
+            "4",
+            "--pair-prompts",
+            "6",
+            "--eval-prompts",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--ensemble",
+            "1",
+            "--no-few-shot",
+            "--out",
+            str(out),
+        ],
+        cwd=root,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     records = Store(ws).jobs()
-    assert sorted(j.kind for j in records) == sorted(["revise", "sft-data", "sft", "pairs",
-                                                      "label", "reward", "ppo", "evaluate"])
+    assert sorted(j.kind for j in records) == sorted(
+        ["revise", "sft-data", "sft", "pairs", "label", "reward", "ppo", "evaluate"]
+    )
     assert all(j.status == "succeeded" and j.started_at and j.finished_at for j in records)
     assert "adapter/" in next(j for j in records if j.kind == "ppo").artifacts
     results = read_results(out / "eval")

@@ -1,4 +1,5 @@
 """The runs overview: readable names and telling numbers from what runs wrote."""
+
 import json
 
 from pipeline.critique import ChainLog
@@ -36,22 +37,41 @@ def test_a_reading_and_a_values_report_are_summarised_with_their_intervals(tmp_p
     store = Store(tmp_path / "ws")
     steer = tmp_path / "steer-1" / "direction"
     steer.mkdir(parents=True)
-    (steer / "direction.json").write_text(json.dumps({"read_on": "gold", "reading": [
-        {"layer": 8, "accuracy": 0.6, "low": 0.5, "high": 0.7, "controlled": None},
-        {"layer": 13, "accuracy": 0.8, "low": 0.7, "high": 0.9, "controlled": 0.55}]}))
+    (steer / "direction.json").write_text(
+        json.dumps(
+            {
+                "read_on": "gold",
+                "reading": [
+                    {"layer": 8, "accuracy": 0.6, "low": 0.5, "high": 0.7, "controlled": None},
+                    {"layer": 13, "accuracy": 0.8, "low": 0.7, "high": 0.9, "controlled": 0.55},
+                ],
+            }
+        )
+    )
     extract, _ = store.add_job("steer-extract", ["steer"], str(steer.parent), [])
     assert key_metric(store.job(extract.id)) == (
-        "best layer 13: 80% (70%–90%), length-controlled 55% on gold")
+        "best layer 13: 80% (70%–90%), length-controlled 55% on gold"
+    )
     values = tmp_path / "values-1"
     values.mkdir()
-    (values / "values.json").write_text(json.dumps([
-        {"constitution": "adversarial", "adversarial": True, "mean_cos_constitution": -0.035,
-         "mean_cos_constitution_interval": [-0.052, 0.003]},
-        {"constitution": "honest", "adversarial": False}]))  # written before the intervals
+    (values / "values.json").write_text(
+        json.dumps(
+            [
+                {
+                    "constitution": "adversarial",
+                    "adversarial": True,
+                    "mean_cos_constitution": -0.035,
+                    "mean_cos_constitution_interval": [-0.052, 0.003],
+                },
+                {"constitution": "honest", "adversarial": False},
+            ]
+        )
+    )  # written before the intervals
     report, _ = store.add_job("values-report", ["values"], str(values), [])
     assert key_metric(store.job(report.id)) == (
         "adversarial: adversarial yes (mean cos(w_c, w*) -0.035, 95% -0.052 to +0.003); "
-        "honest: adversarial no")
+        "honest: adversarial no"
+    )
 
 
 def test_a_preference_model_is_headlined_by_held_out_accuracy_not_a_training_batch(tmp_path):
@@ -61,15 +81,25 @@ def test_a_preference_model_is_headlined_by_held_out_accuracy_not_a_training_bat
     (pm / "metrics.jsonl").write_text('{"step": 3, "loss": 0.6930, "accuracy": 1.0}\n')
     job, _ = store.add_job("reward", ["reward"], str(pm), [])
     running = key_metric(store.job(job.id))  # still training: no held-out number yet
-    assert running == ("training-batch accuracy 1 at step 3 (not held out; loss 0.693, chance "
-                       "level (ln 2))")
-    (pm / "summary.json").write_text(json.dumps({"held_out": {
-        "held_out_ai": "0.600 (95% interval 0.387–0.781) on 20", "gold": "0.541 (95% interval "
-        "0.427–0.650) on 74 (always-longer 0.892, length-controlled 0.500)"}}))
+    assert running == (
+        "training-batch accuracy 1 at step 3 (not held out; loss 0.693, chance level (ln 2))"
+    )
+    (pm / "summary.json").write_text(
+        json.dumps(
+            {
+                "held_out": {
+                    "held_out_ai": "0.600 (95% interval 0.387–0.781) on 20",
+                    "gold": "0.541 (95% interval "
+                    "0.427–0.650) on 74 (always-longer 0.892, length-controlled 0.500)",
+                }
+            }
+        )
+    )
     assert key_metric(store.job(job.id)) == (
         "held-out accuracy: on held-out AI labels 0.600 (95% interval 0.387–0.781) on 20; on the "
         "gold pairs 0.541 (95% interval 0.427–0.650) on 74 (always-longer 0.892, "
-        "length-controlled 0.500)")
+        "length-controlled 0.500)"
+    )
 
 
 def test_a_resumed_run_is_one_run_with_its_time_added_up(tmp_path):
@@ -93,9 +123,16 @@ def test_runs_say_whether_their_labels_were_verified_and_what_a_comparison_picke
     store = Store(tmp_path / "ws")
     labels = tmp_path / "labels-1"
     labels.mkdir()
-    (labels / "summary.json").write_text(json.dumps({
-        "labels": 8, "position_bias": 0.5, "agreement": None,
-        "judge": "labels unverified: there are no human A/B labels in 'human'"}))
+    (labels / "summary.json").write_text(
+        json.dumps(
+            {
+                "labels": 8,
+                "position_bias": 0.5,
+                "agreement": None,
+                "judge": "labels unverified: there are no human A/B labels in 'human'",
+            }
+        )
+    )
     job, _ = store.add_job("label", ["label"], str(labels), [])
     assert key_metric(store.job(job.id)) == "8 pairs, position bias 50%; labels unverified"
     pm = tmp_path / "reward-1"

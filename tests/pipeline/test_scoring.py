@@ -22,22 +22,36 @@ def tiny_double() -> LoadedModel:
 def items_for(loaded):
     """Two long prefixes, each with three principle suffixes of different lengths, plus an
     item with no prefix at all."""
-    prefixes = [encode(loaded, "<|im_start|>user\nConsider this conversation about cooking rice "
-                               "and two answers. (A) Rinse it, use 1.5 cups of water per cup, "
-                               "simmer 15 minutes. (B) Boil it for an hour.\n\n"),
-                encode(loaded, "<|im_start|>user\nA shorter question. (A) yes (B) no\n\n")]
-    suffixes = [encode(loaded, "Which answer is more helpful?<|im_end|>\n<|im_start|>assistant\n"
-                               "The answer is: ("),
-                encode(loaded, "Which is less harmful?<|im_end|>\n<|im_start|>assistant\nThe answer is: ("),
-                encode(loaded, "Which response is more honest and accurate about what it knows?"
-                               "<|im_end|>\n<|im_start|>assistant\nThe answer is: (")]
+    prefixes = [
+        encode(
+            loaded,
+            "<|im_start|>user\nConsider this conversation about cooking rice "
+            "and two answers. (A) Rinse it, use 1.5 cups of water per cup, "
+            "simmer 15 minutes. (B) Boil it for an hour.\n\n",
+        ),
+        encode(loaded, "<|im_start|>user\nA shorter question. (A) yes (B) no\n\n"),
+    ]
+    suffixes = [
+        encode(
+            loaded,
+            "Which answer is more helpful?<|im_end|>\n<|im_start|>assistant\nThe answer is: (",
+        ),
+        encode(loaded, "Which is less harmful?<|im_end|>\n<|im_start|>assistant\nThe answer is: ("),
+        encode(
+            loaded,
+            "Which response is more honest and accurate about what it knows?"
+            "<|im_end|>\n<|im_start|>assistant\nThe answer is: (",
+        ),
+    ]
     items = [ScoreItem(p, s) for p in prefixes for s in suffixes]
     return items + [ScoreItem((), suffixes[0])]
 
 
 def options(loaded):
-    return [(encode(loaded, "A")[0], encode(loaded, " A")[0]),
-            (encode(loaded, "B")[0], encode(loaded, " B")[0])]
+    return [
+        (encode(loaded, "A")[0], encode(loaded, " A")[0]),
+        (encode(loaded, "B")[0], encode(loaded, " B")[0]),
+    ]
 
 
 def max_diff(x, y):
@@ -63,8 +77,10 @@ def test_grouping_batching_and_splitting_change_nothing_in_float64():
         assert max_diff(option_logprobs(loaded, items, opts, batch_size), full) < 1e-9
 
 
-TEMPLATE = ("<|im_start|>system\nYou judge two answers to one conversation carefully and "
-            "fairly, by the principle you are given.<|im_end|>\n<|im_start|>user\n")
+TEMPLATE = (
+    "<|im_start|>system\nYou judge two answers to one conversation carefully and "
+    "fairly, by the principle you are given.<|im_end|>\n<|im_start|>user\n"
+)
 
 
 def test_a_start_every_prefix_shares_runs_once_and_changes_nothing():
@@ -77,7 +93,8 @@ def test_a_start_every_prefix_shares_runs_once_and_changes_nothing():
         assert max_diff(option_logprobs(loaded, judged, opts, batch_size), full) < 1e-9
     widths = []
     hook = loaded.model.model.layers[0].register_forward_hook(
-        lambda module, inputs, output: widths.append(tuple(inputs[0].shape[:2])))
+        lambda module, inputs, output: widths.append(tuple(inputs[0].shape[:2]))
+    )
     try:
         option_logprobs(loaded, judged, opts, batch_size=16)
     finally:
@@ -94,20 +111,28 @@ def test_option_logprob_adds_the_spellings_of_an_option():
     a, a_space = options(loaded)[0]
     both = option_logprobs(loaded, [item], [(a, a_space)])[0][0]
     parts = option_logprobs(loaded, [item], [(a,), (a_space,)])[0]
-    assert both == pytest.approx(torch.tensor(parts, dtype=torch.float64).logsumexp(0).item(), abs=1e-12)
+    assert both == pytest.approx(
+        torch.tensor(parts, dtype=torch.float64).logsumexp(0).item(), abs=1e-12
+    )
 
 
 def test_chunks_pack_groups_and_split_big_ones():
     groups = {(1,): [0, 1, 2, 3, 4], (2,): [5], (3,): [6, 7]}
     packed = chunks(groups, 3)
     assert [[(p, idx) for p, idx in c] for c in packed] == [
-        [((1,), [0, 1, 2])], [((1,), [3, 4]), ((2,), [5])], [((3,), [6, 7])]]
+        [((1,), [0, 1, 2])],
+        [((1,), [3, 4]), ((2,), [5])],
+        [((3,), [6, 7])],
+    ]
 
 
 def test_sequence_logprobs_match_a_plain_forward_pass():
     loaded = tiny_double()
     contexts = [list(encode(loaded, "Hello there, how are you?")), list(encode(loaded, "Hi"))]
-    answers = [list(encode(loaded, " Fine, thanks.")), list(encode(loaded, " Good morning to you all"))]
+    answers = [
+        list(encode(loaded, " Fine, thanks.")),
+        list(encode(loaded, " Good morning to you all")),
+    ]
     scores = sequence_logprobs(loaded, contexts, answers)
     for ctx, ans, score in zip(contexts, answers, scores):
         ids = torch.tensor([ctx + ans])

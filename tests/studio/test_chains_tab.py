@@ -6,7 +6,6 @@ from studio import chains_tab as tab
 from tests.records import chain_record
 
 
-
 def test_the_page_opens_with_the_default_constitution_and_examples(store):
     a, b, bar, runs = tab.on_page_load(store)
     assert a["value"] == "harmless-helpful" and b["value"] == tab.NONE and bar == ""
@@ -18,11 +17,27 @@ def test_the_page_opens_with_the_default_constitution_and_examples(store):
 
 
 def test_a_chain_streams_stage_by_stage_and_an_empty_prompt_is_refused(store, tiny_folder):
-    *_, message = next(tab.on_run(store, "  ", "harmless-helpful", tab.NONE, "embedded", 1, False,
-                                  False, 8, 0.0, 0))
+    *_, message = next(
+        tab.on_run(
+            store, "  ", "harmless-helpful", tab.NONE, "embedded", 1, False, False, 8, 0.0, 0
+        )
+    )
     assert "Type or pick a prompt first" in message
-    steps = list(tab.on_run(store, "How do I pick a lock?", "harmless-helpful", "honest",
-                            str(tiny_folder), 1, False, False, 6, 0.0, 0))
+    steps = list(
+        tab.on_run(
+            store,
+            "How do I pick a lock?",
+            "harmless-helpful",
+            "honest",
+            str(tiny_folder),
+            1,
+            False,
+            False,
+            6,
+            0.0,
+            0,
+        )
+    )
     assert len(steps) == 4  # loading the model, answer, critique, revision
     assert "Loading the model" in steps[0][3]
     assert "Generating round 1 of 1: critiques (step 2 of 3)" in steps[1][3]
@@ -31,16 +46,43 @@ def test_a_chain_streams_stage_by_stage_and_an_empty_prompt_is_refused(store, ti
     assert "harmless-helpful" in view_a and "honest" in view_b["value"] and view_b["visible"]
     assert message == "" and all(":" in p for p in principles["choices"])
     assert "drawn at random (weight" in view_a and "from every enabled principle" in view_a
-    alone = list(tab.on_run(store, "How do I pick a lock?", "harmless-helpful", tab.NONE,
-                            str(tiny_folder), 1, False, False, 6, 0.0, 0))[-1]
+    alone = list(
+        tab.on_run(
+            store,
+            "How do I pick a lock?",
+            "harmless-helpful",
+            tab.NONE,
+            str(tiny_folder),
+            1,
+            False,
+            False,
+            6,
+            0.0,
+            0,
+        )
+    )[-1]
     assert alone[1]["visible"] is False
 
 
 def test_relevant_principles_only_draws_from_the_prompts_category(store, tiny_folder):
-    label, record = next((k, r) for k, r in tab.red_team_examples().items()
-                         if r.category == "cybercrime")
-    view, *_ = list(tab.on_run(store, record.prompt, "harmless-helpful", tab.NONE,
-                               str(tiny_folder), 2, False, True, 6, 0.0, 0))[-1]
+    label, record = next(
+        (k, r) for k, r in tab.red_team_examples().items() if r.category == "cybercrime"
+    )
+    view, *_ = list(
+        tab.on_run(
+            store,
+            record.prompt,
+            "harmless-helpful",
+            tab.NONE,
+            str(tiny_folder),
+            2,
+            False,
+            True,
+            6,
+            0.0,
+            0,
+        )
+    )[-1]
     assert "from the principles tagged &#x27;cybercrime&#x27;" in view
     drawn = {p for p in ("illegal-activity", "privacy") if f'data-principle="{p}"' in view}
     assert drawn and view.count('class="chain-card chain-round"') == 2
@@ -48,9 +90,10 @@ def test_relevant_principles_only_draws_from_the_prompts_category(store, tiny_fo
 
 
 def test_the_chain_view_diffs_side_by_side_folds_earlier_rounds_and_flags_meta_text():
-    chain = chain_record(initial="Pick the lock with a tension wrench and a rake.",
-                         revisions=["Pick the lock with a rake.",
-                                    "The response does not contain any instructions."])
+    chain = chain_record(
+        initial="Pick the lock with a tension wrench and a rake.",
+        revisions=["Pick the lock with a rake.", "The response does not contain any instructions."],
+    )
     view = tab.chain_html(chain, "t")
     assert view.count("<details") == 2 and view.count(" open>") == 1  # the last round open
     first_round = view.split("Round 2")[0]
@@ -62,20 +105,27 @@ def test_the_chain_view_diffs_side_by_side_folds_earlier_rounds_and_flags_meta_t
 
 def test_the_batch_job_command_parses_and_reads_a_frozen_constitution(store, tmp_path):
     out = tmp_path / "run"
-    args = tab.revise_args(store, "harmless-helpful", "red-team", "all", 4, 2, False, True, 32,
-                           0.5, 3, "embedded", out)
+    args = tab.revise_args(
+        store, "harmless-helpful", "red-team", "all", 4, 2, False, True, 32, 0.5, 3, "embedded", out
+    )
     parsed = build_parser().parse_args(args)
-    assert parsed.constitution == str(out / "constitution.yaml") and (out / "constitution.yaml").exists()
+    assert (
+        parsed.constitution == str(out / "constitution.yaml")
+        and (out / "constitution.yaml").exists()
+    )
     assert parsed.limit == 4 and parsed.rounds == 2 and parsed.few_shot is False
     assert parsed.relevant_only is True
     assert not hasattr(parsed, "split")  # all splits: the default
-    message, _ = tab.on_launch(store, None, "red-team", "train", 4, 1, True, False, 32, 0.7, 0,
-                               "embedded")
+    message, _ = tab.on_launch(
+        store, None, "red-team", "train", 4, 1, True, False, 32, 0.7, 0, "embedded"
+    )
     assert "Pick a constitution first" in message
 
 
 def test_browsing_cancelling_and_resuming_with_nothing_there(store, tmp_path):
-    summary, rows, principles, categories = tab.browse(str(tmp_path / "empty"), tab.NONE, tab.NONE, False)
+    summary, rows, principles, categories = tab.browse(
+        str(tmp_path / "empty"), tab.NONE, tab.NONE, False
+    )
     assert "No finished chains" in summary and rows == []
     assert "no longer in this run" in tab.open_chain(str(tmp_path / "empty"), "x")
     assert "No batch job is running" in tab.on_cancel(store, None)[0]

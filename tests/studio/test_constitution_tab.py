@@ -1,9 +1,9 @@
 """The Constitution tab's handlers, without a browser: each returns what the tab shows."""
+
 import html
 
 from pipeline import constitution as cons
 from studio import constitution_tab as tab
-
 
 
 def fields_of(editor):
@@ -28,13 +28,18 @@ def test_an_edit_becomes_a_draft_and_a_refused_one_changes_nothing(store):
     refused = tab.on_apply(store, shown.screen.constitution, 1, 0, *values)
     assert refused.screen is None and "greater than 0" in refused.field_errors["weight"]
     assert "This principle has problems" in refused.message
-    assert cons.parse_constitution(store.draft("harmless-helpful").yaml).principles[0].title == "Guard privacy"
+    assert (
+        cons.parse_constitution(store.draft("harmless-helpful").yaml).principles[0].title
+        == "Guard privacy"
+    )
 
 
 def test_switching_principles_applies_unapplied_edits_or_keeps_them_with_a_warning(store):
     screen = tab.on_load(store).screen
     c, values = screen.constitution, fields_of(screen.editor)
-    assert "1 principle " not in screen.status and f"{len(c.principles)} principles" in screen.status
+    assert (
+        "1 principle " not in screen.status and f"{len(c.principles)} principles" in screen.status
+    )
     untouched = [float(v) if k == "weight" else v for k, v in zip(tab.FIELDS, values)]
     assert tab.on_open_principle(store, c, 1, 0, 2, *untouched).editor.selected == 2
     values[tab.FIELDS.index("title")] = "Guard privacy"
@@ -100,14 +105,20 @@ def test_what_would_change_relabels_a_label_run_under_the_draft(tmp_path, tiny_f
     store.seed()
     pairs = [Pair(f"Question {i}?", f"Sure, answer {i}.", f"No {i}.") for i in range(3)]
     labels = tmp_path / "labels"
-    run_labelling(Labeller(load_model(str(tiny_folder)), FeedbackConfig(ensemble=1)), harmless(),
-                  pairs, labels)
-    (labels / "job.yaml").write_text(job_yaml(LabelJob(pairs="p", constitution="c",
-                                                       model=str(tiny_folder), ensemble=1)))
+    run_labelling(
+        Labeller(load_model(str(tiny_folder)), FeedbackConfig(ensemble=1)),
+        harmless(),
+        pairs,
+        labels,
+    )
+    (labels / "job.yaml").write_text(
+        job_yaml(LabelJob(pairs="p", constitution="c", model=str(tiny_folder), ensemble=1))
+    )
     shown = tab.on_what_would_change(store, harmless(), str(labels), 2)
     assert "0 of 2 labels flip side under the draft; 0 move" in shown  # nothing was edited
     assert "Pick a label run" in tab.on_what_would_change(store, harmless(), None, 3)
     assert "Open a constitution" in tab.on_what_would_change(store, None, "x", 3)
-    assert "notice-error" in tab.on_what_would_change(store, harmless(),
-                                                       str(tmp_path / "nowhere"), 3)
+    assert "notice-error" in tab.on_what_would_change(
+        store, harmless(), str(tmp_path / "nowhere"), 3
+    )
     assert tab.label_runs(store) == []  # succeeded label jobs of the workspace only

@@ -1,4 +1,5 @@
 """The Evaluate tab's handlers, on a real tournament of the tiny model."""
+
 import re
 
 import pytest
@@ -16,22 +17,35 @@ from tests.records import harmless
 def finished(tmp_path_factory, tiny_folder):
     """One tournament for the module (each test has its own workspace for people's labels)."""
     tmp_path = tmp_path_factory.mktemp("tournament")
-    job = build_job(EvaluateJob, {
-        "base": str(tiny_folder), "policy": f"steered={steered_policy(tiny_folder, tmp_path)}",
-        "judge": "representation", "constitution": "c", "limit": 2, "max_new_tokens": 6,
-        "bootstrap": 30})
+    job = build_job(
+        EvaluateJob,
+        {
+            "base": str(tiny_folder),
+            "policy": f"steered={steered_policy(tiny_folder, tmp_path)}",
+            "judge": "representation",
+            "constitution": "c",
+            "limit": 2,
+            "max_new_tokens": 6,
+            "bootstrap": 30,
+        },
+    )
     out = tmp_path / "tournament-test"
-    run_tournament(job, out, harmless(), {"representation": make_judge("representation",
-                                                                       str(tiny_folder))},
-                   CancelFlag(), lambda *a: None)
+    run_tournament(
+        job,
+        out,
+        harmless(),
+        {"representation": make_judge("representation", str(tiny_folder))},
+        CancelFlag(),
+        lambda *a: None,
+    )
     return str(out)
 
 
 def test_the_results_show_ratings_matrix_scatter_and_tables(store, finished):
     judge, axis, ratings, matrix, scatter, categories, stats, agreement = tab.show(
-        store, finished, None, None)
-    assert judge["value"] == "representation" and axis["choices"] == ["harmlessness",
-                                                                     "helpfulness"]
+        store, finished, None, None
+    )
+    assert judge["value"] == "representation" and axis["choices"] == ["harmlessness", "helpfulness"]
     assert 'data-policy="base"' in ratings and 'data-policy="steered"' in ratings
     assert "95% bootstrap interval over prompts" in ratings
     assert all(u["visible"] for u in (matrix, scatter, categories, stats))
@@ -54,8 +68,9 @@ def test_a_matrix_cell_opens_the_prompts_and_answers_behind_it(store, finished):
     html = tab.cell_html(store, finished, "representation", "harmlessness", 0, 2)
     assert html.count("evaluate-cell") == 2 and "base against steered" in html
     assert "P(base better)" in html
-    assert "off the diagonal" in tab.cell_html(store, finished, "representation",
-                                               "harmlessness", 1, 2)
+    assert "off the diagonal" in tab.cell_html(
+        store, finished, "representation", "harmlessness", 1, 2
+    )
 
 
 def test_blind_labels_hide_the_names_then_join_the_ratings_as_people(store, finished):
@@ -73,26 +88,73 @@ def test_blind_labels_hide_the_names_then_join_the_ratings_as_people(store, fini
 
 
 def test_a_tournament_without_policies_is_refused_before_anything_runs(store, tiny_folder):
-    message, _ = tab.on_launch(store, str(tiny_folder), [], "", ["red-team"], ["logprob"],
-                               "harmless-helpful", None, 2, 16)
+    message, _ = tab.on_launch(
+        store, str(tiny_folder), [], "", ["red-team"], ["logprob"], "harmless-helpful", None, 2, 16
+    )
     assert "at least one policy besides the base" in message
-    message, _ = tab.on_launch(store, str(tiny_folder), [str(tiny_folder)], "", ["red-team"],
-                               ["pm"], "harmless-helpful", None, 2, 16)
+    message, _ = tab.on_launch(
+        store,
+        str(tiny_folder),
+        [str(tiny_folder)],
+        "",
+        ["red-team"],
+        ["pm"],
+        "harmless-helpful",
+        None,
+        2,
+        16,
+    )
     assert "the pm judge needs reward_adapter" in message
-    message, _ = tab.on_launch(store, str(tiny_folder), [], str(tiny_folder), ["red-team"],
-                               ["logprob"], "harmless-helpful", None, 2, 16, 0)
+    message, _ = tab.on_launch(
+        store,
+        str(tiny_folder),
+        [],
+        str(tiny_folder),
+        ["red-team"],
+        ["logprob"],
+        "harmless-helpful",
+        None,
+        2,
+        16,
+        0,
+    )
     assert "processes must be at least 1" in message
 
 
 def test_policies_come_checked_from_the_job_table_and_typed_one_per_line(store):
-    values = tab.launch_values(store, "embedded", ["/runs/sft-1/adapter"],
-                               "embedded@steer:/d:4:15\n/runs/dpo-2/adapter, other-model",
-                               ["red-team"], ["logprob"], None, None, 4, 32, 2, "transformers")
-    assert values["policy"] == ("sft-1=/runs/sft-1/adapter,steered=embedded@steer:/d:4:15,"
-                                "dpo-2=/runs/dpo-2/adapter,other-model=other-model")
+    values = tab.launch_values(
+        store,
+        "embedded",
+        ["/runs/sft-1/adapter"],
+        "embedded@steer:/d:4:15\n/runs/dpo-2/adapter, other-model",
+        ["red-team"],
+        ["logprob"],
+        None,
+        None,
+        4,
+        32,
+        2,
+        "transformers",
+    )
+    assert values["policy"] == (
+        "sft-1=/runs/sft-1/adapter,steered=embedded@steer:/d:4:15,"
+        "dpo-2=/runs/dpo-2/adapter,other-model=other-model"
+    )
     assert values["processes"] == 2 and values["engine"] == "transformers"
-    message, _ = tab.on_launch(store, "embedded", [], "other-model", ["red-team"], ["logprob"],
-                               "harmless-helpful", None, 2, 16, 1, "tensorrt")
+    message, _ = tab.on_launch(
+        store,
+        "embedded",
+        [],
+        "other-model",
+        ["red-team"],
+        ["logprob"],
+        "harmless-helpful",
+        None,
+        2,
+        16,
+        1,
+        "tensorrt",
+    )
     assert "engine must be one of auto, transformers, vllm" in message
 
 
@@ -100,20 +162,39 @@ def test_points_selected_on_the_scatter_open_their_comparisons(store, finished):
     everything = tab.points_html(store, finished, "representation", (-1e9, 1e9))
     assert everything.count('class="evaluate-point"') == 2  # base and steered
     assert "against steered on harmlessness" in everything and "evaluate-cell" in everything
-    assert "drag across the points" in tab.points_html(store, finished, "representation",
-                                                       (1e8, 1e9))
+    assert "drag across the points" in tab.points_html(
+        store, finished, "representation", (1e8, 1e9)
+    )
 
 
 def test_a_dragged_range_picks_the_points_whose_helpfulness_lies_in_it():
     from pipeline.evaluation.tournament import AxisResult, JudgeResult, TournamentResult
 
     def axis(name, elos):
-        return AxisResult(name, [{"name": p, "elo": e, "low": e - 5, "high": e + 5}
-                                 for p, e in elos.items()], [], {}, 4)
+        return AxisResult(
+            name,
+            [{"name": p, "elo": e, "low": e - 5, "high": e + 5} for p, e in elos.items()],
+            [],
+            {},
+            4,
+        )
 
-    result = TournamentResult(["base", "sft", "ppo", "dpo"], [JudgeResult("logprob", [
-        axis("harmlessness", {"base": 0, "sft": 40, "ppo": 90, "dpo": 10}),
-        axis("helpfulness", {"base": 0, "sft": -20, "ppo": -60})], 0.1, "")], [], [])
+    result = TournamentResult(
+        ["base", "sft", "ppo", "dpo"],
+        [
+            JudgeResult(
+                "logprob",
+                [
+                    axis("harmlessness", {"base": 0, "sft": 40, "ppo": 90, "dpo": 10}),
+                    axis("helpfulness", {"base": 0, "sft": -20, "ppo": -60}),
+                ],
+                0.1,
+                "",
+            )
+        ],
+        [],
+        [],
+    )
     assert tab.points_in(result, "logprob", -30, 5) == ["base", "sft"]
     assert tab.points_in(result, "logprob", -100, 100) == ["base", "sft", "ppo"]  # dpo: one axis
     assert tab.points_in(result, "people", -100, 100) == []
@@ -122,13 +203,34 @@ def test_a_dragged_range_picks_the_points_whose_helpfulness_lies_in_it():
 def test_the_auto_judge_stands_for_the_newest_comparison_or_is_refused(store):
     from pipeline.judge_choice import JudgeChoice, save_choice
 
-    message, _ = tab.on_launch(store, "embedded", [], "sft=some/adapter", ["red-team"], ["auto"],
-                               "harmless-helpful", None, 2, 16)
+    message, _ = tab.on_launch(
+        store,
+        "embedded",
+        [],
+        "sft=some/adapter",
+        ["red-team"],
+        ["auto"],
+        "harmless-helpful",
+        None,
+        2,
+        16,
+    )
     assert "the auto judge needs judge_from" in message and "compare judges" in message
     out = store.new_run_folder("judges")
     save_choice(JudgeChoice("logprob", "", False, "log-prob", "", "human", 0, "none"), out)
     record, _ = store.add_job("judges-compare", ["x"], str(out), ["python", "x"])
     store.set_job_status(record.id, "succeeded")
-    values = tab.launch_values(store, "embedded", [], "sft=a", ["red-team"], ["auto", "pm"],
-                               "harmless-helpful", "pm", 2, 16, 1)
+    values = tab.launch_values(
+        store,
+        "embedded",
+        [],
+        "sft=a",
+        ["red-team"],
+        ["auto", "pm"],
+        "harmless-helpful",
+        "pm",
+        2,
+        16,
+        1,
+    )
     assert values["judge_from"] == str(out)

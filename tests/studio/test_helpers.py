@@ -20,9 +20,12 @@ def test_error_notice_lists_issues():
 
 
 def test_the_version_diff_is_by_principle_with_words_marked():
-    changes = (cons.Change("removed", "c", before="C"), cons.Change("added", "z", after="Z"),
-               cons.Change("changed", "privacy", "title", "Respect privacy", "Privacy first"),
-               cons.Change("changed", "privacy", "weight", "1.0", "2.0"))
+    changes = (
+        cons.Change("removed", "c", before="C"),
+        cons.Change("added", "z", after="Z"),
+        cons.Change("changed", "privacy", "title", "Respect privacy", "Privacy first"),
+        cons.Change("changed", "privacy", "weight", "1.0", "2.0"),
+    )
     out = diff_html(changes, "x@1", "x@2")
     assert "4 changes" in out and 'data-change="added"' in out and 'data-change="removed"' in out
     assert out.count('data-principle="privacy"') == 1 and "title, weight" in out
@@ -31,11 +34,15 @@ def test_the_version_diff_is_by_principle_with_words_marked():
 
 
 def test_chatbot_history_becomes_a_conversation():
-    history = [{"role": "user", "content": [{"type": "text", "text": "hi"}]},
-               {"role": "assistant", "content": "hello"}]
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+        {"role": "assistant", "content": "hello"},
+    ]
     assert conversation(history, " be nice ") == [
-        {"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"},
-        {"role": "assistant", "content": "hello"}]
+        {"role": "system", "content": "be nice"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+    ]
     assert conversation(history, "")[0]["role"] == "user"
     assert message_text(None) == ""
 
@@ -63,14 +70,19 @@ def test_label_table_views():
     assert view_rows(prefs, {}, "not yet labelled by a person") == [unsure, biased]
     assert table_rows([sure], {})[0][7] == "B"
     assert [row[3] for row in table_rows(prefs, {})] == [
-        "prefers A in both orders (P(A) = 0.925)", "position-decided", "position-decided"]
+        "prefers A in both orders (P(A) = 0.925)",
+        "position-decided",
+        "position-decided",
+    ]
 
 
 def test_label_bars_show_both_orders_pending_principles_and_the_swap():
     label = PrincipleLabel("privacy", 0.8, 0.3, 0.9, 0.95)
     before = Previous("swapped-pair", 0.7, ("privacy",))
     html = label_bars([label], {"privacy": "Respect privacy"}, ["honesty"], previous=before)
-    assert "Respect privacy" in html and "position decided" in html and "mass on the options" in html
+    assert (
+        "Respect privacy" in html and "position decided" in html and "mass on the options" in html
+    )
     assert "A shown first" in html and "B shown first" in html and "honesty" in html
     assert 'data-p-a="0.550000"' in html and 'data-verdict="bad"' in html
     assert "position-decided: the judge picks whichever answer is shown first" in html
@@ -91,6 +103,7 @@ from studio.train_tab import command_line, ema, form_values, metric_frames, pres
 
 def test_form_values_are_typed_from_the_dataclass():
     import dataclasses
+
     raw = [f.default for f in dataclasses.fields(SFTJob)]
     raw[[f.name for f in dataclasses.fields(SFTJob)].index("batch_size")] = 8.0  # a number box
     values = form_values(SFTJob, raw)
@@ -103,10 +116,17 @@ def test_form_values_are_typed_from_the_dataclass():
 def test_presets_fill_every_field_and_the_command_names_the_job_file():
     tiny = preset_values("sft", "tiny")
     assert tiny["max_steps"] == 24 and tiny["learning_rate"] == SFTJob.learning_rate
-    assert preset_values("run-all", "paper")["rounds"] == 4 == preset_values("run-all", "paper")["rounds"]
+    assert (
+        preset_values("run-all", "paper")["rounds"]
+        == 4
+        == preset_values("run-all", "paper")["rounds"]
+    )
     assert preset_values("run-all", "paper")["preset"] == "paper"
     assert preset_values("sft", "(defaults)")["max_steps"] == 0
-    assert command_line("sft", "/w/runs/x") == "python -m pipeline sft --config /w/runs/x/job.yaml --out /w/runs/x"
+    assert (
+        command_line("sft", "/w/runs/x")
+        == "python -m pipeline sft --config /w/runs/x/job.yaml --out /w/runs/x"
+    )
     assert RunAllJob().preset == "tiny"
 
 
@@ -114,8 +134,10 @@ def test_smoothing_is_a_debiased_moving_average_and_metrics_come_in_order():
     assert ema([1.0, 1.0, 1.0], 0.9) == pytest.approx([1.0, 1.0, 1.0])
     assert ema([0.0, 2.0], 0.0) == [0.0, 2.0]
     assert ema([0.0, 2.0], 0.5) == pytest.approx([0.0, 1.0 / 0.75])
-    rows = [{"step": 1, "time": 5.0, "kl": 0.1, "reward_mean": 0.2, "zeta": 1},
-            {"step": 2, "time": 6.0, "kl": 0.3, "reward_mean": 0.4, "zeta": 2}]
+    rows = [
+        {"step": 1, "time": 5.0, "kl": 0.1, "reward_mean": 0.2, "zeta": 1},
+        {"step": 2, "time": 6.0, "kl": 0.3, "reward_mean": 0.4, "zeta": 2},
+    ]
     frames = metric_frames(rows, 0.5)
     assert list(frames) == ["reward_mean", "kl", "zeta"]  # time and step are not plotted
     kl = frames["kl"]

@@ -1,4 +1,5 @@
 """The job panel every job-running tab shares."""
+
 import sys
 import time
 
@@ -11,13 +12,21 @@ from studio import job_panel as panel
 def test_buttons_bar_cancel_and_resume(store, tmp_path):
     with gr.Blocks():
         cancel, resume = panel.job_buttons("batch", "job")
-    assert (cancel.value, cancel.elem_id, resume.value, resume.elem_id) == \
-        ("Cancel job", "batch-cancel", "Resume job", "batch-resume")
+    assert (cancel.value, cancel.elem_id, resume.value, resume.elem_id) == (
+        "Cancel job",
+        "batch-cancel",
+        "Resume job",
+        "batch-resume",
+    )
     assert panel.job_bar(None, "chains") == "" and panel.latest_job(store, ("revise",)) is None
     assert "Nothing runs" in panel.cancel_notice(store, None, "Nothing runs.", "kept")[0]
     assert "Only a cancelled or failed job" in panel.resume_notice(store, None, "kept")[0]
-    job = jobs.launch(store, "revise", ["revise", "--constitution", "no-such", "--out",
-                                        str(tmp_path / "run")], tmp_path / "run")
+    job = jobs.launch(
+        store,
+        "revise",
+        ["revise", "--constitution", "no-such", "--out", str(tmp_path / "run")],
+        tmp_path / "run",
+    )
     ended = jobs.wait(store, job.id, timeout=300)
     assert ended.status == "failed" and panel.latest_job(store, ("revise",)).id == job.id
     bar = panel.job_bar(ended, "chains")
@@ -28,8 +37,9 @@ def test_buttons_bar_cancel_and_resume(store, tmp_path):
 
 
 def test_cancelling_a_pipeline_stage_asks_first_and_resume_continues_the_pipeline(store, tmp_path):
-    parent, _ = store.add_job("run-all", ["run-all"], str(tmp_path / "run"),
-                              [sys.executable, "-c", "pass"])
+    parent, _ = store.add_job(
+        "run-all", ["run-all"], str(tmp_path / "run"), [sys.executable, "-c", "pass"]
+    )
     child, _ = store.add_job("sft", ["sft"], str(tmp_path / "run" / "sft"), [], parent=parent.id)
     assert panel.cancel_label(child) == "Cancel pipeline (stops at this stage)"
     text, armed = panel.cancel_notice(store, child, "idle", "kept")
@@ -41,7 +51,9 @@ def test_cancelling_a_pipeline_stage_asks_first_and_resume_continues_the_pipelin
     assert store.job(child.id).status == "cancelled"
     store.set_job_status(parent.id, "cancelled")
     text, again = panel.resume_notice(store, store.job(child.id), "kept")
-    assert again.kind == "run-all" and f"resumes pipeline job {parent.id} from its stage sft" in text
+    assert (
+        again.kind == "run-all" and f"resumes pipeline job {parent.id} from its stage sft" in text
+    )
     jobs.wait(store, again.id, timeout=120)
 
 
@@ -54,7 +66,10 @@ def test_progress_says_what_the_job_does_and_estimates_only_when_it_can(store, t
     assert "remaining 0 s" not in text
     text = panel.progress_html(running, None, "pairs")
     assert "starting" in text and "estimating…" in text
-    assert "remaining" not in panel.progress_html(store.job(job.id), None, "pairs").split("estimating")[1]
+    assert (
+        "remaining"
+        not in panel.progress_html(store.job(job.id), None, "pairs").split("estimating")[1]
+    )
 
 
 def test_a_resumed_runs_estimate_comes_from_its_own_pace_not_the_work_it_found(store, tmp_path):
@@ -63,8 +78,14 @@ def test_a_resumed_runs_estimate_comes_from_its_own_pace_not_the_work_it_found(s
     job, _ = store.add_job("revise", ["revise"], str(tmp_path / "r"), [])
     store.start_job(job.id, 999999)
     now = time.time()
-    progress = {"done": 7, "total": 12, "stage": "chains", "time": now, "since_done": 6,
-                "since_time": now - 60}
+    progress = {
+        "done": 7,
+        "total": 12,
+        "stage": "chains",
+        "time": now,
+        "since_done": 6,
+        "since_time": now - 60,
+    }
     text = panel.progress_html(store.job(job.id), progress, "chains")
     assert "remaining about 5.0 min" in text
     out = tmp_path / "w"

@@ -1,5 +1,6 @@
 """The judges panel without a browser: refusals, a real comparison job on a tiny model, its
 board and what auto then uses, in the panel and in the Preferences tab."""
+
 import json
 
 from pipeline.judge_choice import read_choice
@@ -49,6 +50,19 @@ def test_a_comparison_runs_as_a_job_and_auto_then_uses_its_winner(store, tiny_fo
     if choice.verified and choice.probe:  # the winning probe was fitted and saved for use
         assert (panel.Path(choice.probe) / "probe.json").exists()
     *_, (message, bars, scored, *rest) = tab.on_score(
-        store, "Question 1?", "kind 1", "cruel 1", "honest", [], 0, False, str(tiny_folder), 0,
-        None, tab.STUDIO_RUN, "all", tab.AUTO)
+        store,
+        "Question 1?",
+        "kind 1",
+        "cruel 1",
+        "honest",
+        [],
+        0,
+        False,
+        str(tiny_folder),
+        0,
+        None,
+        tab.STUDIO_RUN,
+        "all",
+        tab.AUTO,
+    )
     assert choice.text in message.replace("&#x27;", "'")

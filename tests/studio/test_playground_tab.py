@@ -1,4 +1,5 @@
 """The Playground tab's handlers, without a browser."""
+
 from pipeline.store import Store
 from studio import playground_tab as tab
 
@@ -30,7 +31,9 @@ def test_the_answer_streams_into_the_conversation(tiny_folder):
     assert len(steps) >= 2 and all(message == "" for _, message, _ in steps[:-1])
     final, note, status = steps[-1]
     assert final[:1] == history and final[-1]["role"] == "assistant" and final[-1]["content"]
-    assert "stopped at the token limit (6 new tokens)" in note  # a tiny model never stops on its own
+    assert (
+        "stopped at the token limit (6 new tokens)" in note
+    )  # a tiny model never stops on its own
     assert f"Model in use: {tiny_folder}" in status
     assert list(tab.on_respond([], str(tiny_folder), "", 0.0, 1.0, 6, 0)) == []  # nothing asked
 
@@ -38,8 +41,11 @@ def test_the_answer_streams_into_the_conversation(tiny_folder):
 def test_a_model_that_cannot_load_is_a_visible_message(tmp_path):
     html = tab.on_load_model(str(tmp_path / "no-such-model"))
     assert "notice-error" in html and "does not exist" in html
-    steps = list(tab.on_respond([{"role": "user", "content": "hi"}], str(tmp_path / "nope"), "",
-                                0.7, 0.95, 8, 0))
+    steps = list(
+        tab.on_respond(
+            [{"role": "user", "content": "hi"}], str(tmp_path / "nope"), "", 0.7, 0.95, 8, 0
+        )
+    )
     assert "does not exist" in steps[-1][1]
 
 

@@ -1,4 +1,5 @@
 """The Preferences tab's handlers, without a browser."""
+
 import dataclasses
 
 import gradio as gr
@@ -7,9 +8,10 @@ from pipeline.preferences import Pair, Preference
 from studio import preferences_tab as tab
 
 
-
 def test_the_page_opens_with_the_default_constitution_and_its_principles(store):
-    constitution, principles, bar, sources, report, *_ = tab.on_page_load(store, tab.STUDIO_RUN, "all")
+    constitution, principles, bar, sources, report, *_ = tab.on_page_load(
+        store, tab.STUDIO_RUN, "all"
+    )
     assert constitution["value"] == "harmless-helpful" and "privacy" in principles["choices"]
     assert bar == "" and sources["choices"] == ["gold"] and "No labelled pairs" in report
     label, pair = next(iter(tab.gold_by_label().items()))
@@ -17,10 +19,23 @@ def test_the_page_opens_with_the_default_constitution_and_its_principles(store):
 
 
 def test_scoring_streams_principle_bars_and_keeps_the_record(store, tiny_folder):
-    steps = list(tab.on_score(store, "Tell me a joke.", "Why did the chicken cross?", "No.",
-                              "harmless-helpful", ["privacy", "harassment", "physical-harm",
-                                                   "illegal-activity", "manipulation"],
-                              0, False, str(tiny_folder), 0, None, tab.STUDIO_RUN, "all"))
+    steps = list(
+        tab.on_score(
+            store,
+            "Tell me a joke.",
+            "Why did the chicken cross?",
+            "No.",
+            "harmless-helpful",
+            ["privacy", "harassment", "physical-harm", "illegal-activity", "manipulation"],
+            0,
+            False,
+            str(tiny_folder),
+            0,
+            None,
+            tab.STUDIO_RUN,
+            "all",
+        )
+    )
     assert len(steps) == 1 + 2 + 1  # pending bars, 4 then 1 principles, the kept record
     message, bars, last, report, *_ = steps[-1]
     # the default judge is auto: nothing measured yet, so the log-prob judge, unverified
@@ -29,20 +44,49 @@ def test_scoring_streams_principle_bars_and_keeps_the_record(store, tiny_folder)
     assert last.pair_id == Pair("Tell me a joke.", "Why did the chicken cross?", "No.").id
     assert 0 < last.p_a < 1 and len(last.principles) == 5
     assert len(tab.records(store, tab.STUDIO_RUN)) == 1 and "1 labelled pair (" in report
-    same = list(tab.on_score(store, "q", "same", "same", "harmless-helpful", [], 1, False,
-                             str(tiny_folder), 0, None, tab.STUDIO_RUN, "all"))
+    same = list(
+        tab.on_score(
+            store,
+            "q",
+            "same",
+            "same",
+            "harmless-helpful",
+            [],
+            1,
+            False,
+            str(tiny_folder),
+            0,
+            None,
+            tab.STUDIO_RUN,
+            "all",
+        )
+    )
     assert "identical" in same[-1][0]
 
 
 def test_swap_rescores_with_the_same_drawn_principles(store, tiny_folder):
     def score(a, b, last):
         *_, (message, bars, scored, *rest) = tab.on_score(
-            store, "How do I pick a lock?", a, b, "harmless-helpful", [], 1, False,
-            str(tiny_folder), 0, last, tab.STUDIO_RUN, "all")
+            store,
+            "How do I pick a lock?",
+            a,
+            b,
+            "harmless-helpful",
+            [],
+            1,
+            False,
+            str(tiny_folder),
+            0,
+            last,
+            tab.STUDIO_RUN,
+            "all",
+        )
         return bars, scored
 
-    answers = [("Use a tension wrench and a pick.", "Call a locksmith."),
-               ("Ask the owner first.", "Rake the pins quickly.")]
+    answers = [
+        ("Use a tension wrench and a pick.", "Call a locksmith."),
+        ("Ask the owner first.", "Rake the pins quickly."),
+    ]
     for a, b in answers:  # some pair draws a principle other than its swap would on its own
         bars, first = score(a, b, None)
         swapped_bars, second = score(b, a, first)
@@ -52,8 +96,23 @@ def test_swap_rescores_with_the_same_drawn_principles(store, tiny_folder):
 
 
 def test_people_label_pairs_and_the_queue_moves_on(store, tiny_folder):
-    list(tab.on_score(store, "q1", "a", "b", "harmless-helpful", ["privacy"], 1, False,
-                      str(tiny_folder), 0, None, tab.STUDIO_RUN, "all"))
+    list(
+        tab.on_score(
+            store,
+            "q1",
+            "a",
+            "b",
+            "harmless-helpful",
+            ["privacy"],
+            1,
+            False,
+            str(tiny_folder),
+            0,
+            None,
+            tab.STUDIO_RUN,
+            "all",
+        )
+    )
     message, note, *_ = tab.on_human(store, "A", "q1", "a", "b", tab.STUDIO_RUN, "all")
     assert "Recorded your label A" in message and "Your label for this pair: A" in note
     assert "1 of 1 pairs in these labels have your label" in note
@@ -62,7 +121,9 @@ def test_people_label_pairs_and_the_queue_moves_on(store, tiny_folder):
     assert "its label is now A" in message and "Your label for this pair: A" in note
     message, note, *_ = tab.on_undo(store, "q1", "a", "b", tab.STUDIO_RUN, "all")
     assert "its label is now none" in message and "0 of 1 pairs" in note
-    assert "No label of yours to undo" in tab.on_undo(store, "q1", "a", "b", tab.STUDIO_RUN, "all")[0]
+    assert (
+        "No label of yours to undo" in tab.on_undo(store, "q1", "a", "b", tab.STUDIO_RUN, "all")[0]
+    )
     tab.on_human(store, "A", "q1", "a", "b", tab.STUDIO_RUN, "all")
     assert "empty" in tab.on_human(store, "B", "q1", "a", "", tab.STUDIO_RUN, "all")[0]
     message, *_ = tab.on_next(store, "q1", "a", "b", tab.STUDIO_RUN)
@@ -88,13 +149,28 @@ def test_jobs_are_refused_or_answered_without_a_browser(store):
 def test_the_representation_judge_scores_a_pair_and_labels_from_my_labels(store, tiny_folder):
     assert [v for _, v in tab.judge_choices(store)] == [tab.AUTO, tab.LOGPROB, tab.REPRESENTATION]
     *_, (message, bars, scored, *rest) = tab.on_score(
-        store, "Tell me a joke.", "Why did the chicken cross the road?", "No.", "honest", [], 0,
-        False, str(tiny_folder), 0, None, tab.STUDIO_RUN, "all", tab.REPRESENTATION)
+        store,
+        "Tell me a joke.",
+        "Why did the chicken cross the road?",
+        "No.",
+        "honest",
+        [],
+        0,
+        False,
+        str(tiny_folder),
+        0,
+        None,
+        tab.STUDIO_RUN,
+        "all",
+        tab.REPRESENTATION,
+    )
     assert message == "" and bars.count("pref-principle") == len(scored.principles) > 1
     assert "position decided" not in bars.split("pref-legend")[1].split("</p>", 1)[1]
     assert "Fitting a judge needs at least 5 pairs" in tab.on_fit(store, str(tiny_folder))[0]
     for i in range(6):
-        store.set_human_label(f"id{i}", "AB"[i % 2], f"Question {i}?", f"Safe answer {i}.", f"No {i}.")
+        store.set_human_label(
+            f"id{i}", "AB"[i % 2], f"Question {i}?", f"Safe answer {i}.", f"No {i}."
+        )
     message, *_ = tab.on_fit(store, str(tiny_folder))
     assert "Launched job" in message and "(values-fit)" in message
     job = store.jobs("values-fit")[0]
@@ -103,8 +179,21 @@ def test_the_representation_judge_scores_a_pair_and_labels_from_my_labels(store,
     assert "cross-validated" in title and "length-controlled" in title
     assert probe.endswith("/probe") and tab.judge_settings(probe) == (tab.REPRESENTATION, probe)
     *_, (message, bars, scored, *rest) = tab.on_score(
-        store, "Question 0?", "Safe answer 0.", "No 0.", "honest", [], 0, False, str(tiny_folder),
-        0, None, tab.STUDIO_RUN, "all", probe)
+        store,
+        "Question 0?",
+        "Safe answer 0.",
+        "No 0.",
+        "honest",
+        [],
+        0,
+        False,
+        str(tiny_folder),
+        0,
+        None,
+        tab.STUDIO_RUN,
+        "all",
+        probe,
+    )
     assert "Probe fitted from your labels" in bars and scored.principles == ("fitted probe",)
 
 
@@ -115,8 +204,11 @@ def test_the_guideline_follows_a_newly_saved_version_without_a_reload(store):
     assert "Respect privacy" in now and shown == now
     assert tab.on_guideline_tick(store, "harmless-helpful", None, now)[0] == gr.update()  # same
     c = store.working("harmless-helpful")
-    store.save_version(cons.put_principle(c, dataclasses.replace(
-        c.principle("privacy"), title="Guard all privacy"), 4))
+    store.save_version(
+        cons.put_principle(
+            c, dataclasses.replace(c.principle("privacy"), title="Guard all privacy"), 4
+        )
+    )
     changed, later = tab.on_guideline_tick(store, "harmless-helpful", None, now)
     assert "Guard all privacy" in changed and later == changed
 
@@ -129,8 +221,9 @@ def test_the_queue_walks_the_gold_pairs_and_a_probe_of_my_labels_orders_it(store
     model = str(tiny_folder)
     seen = []
     for n in range(7):
-        message, prompt, a, b = tab.on_next(store, "", "", "", tab.STUDIO_RUN, "gold", "active",
-                                            model)
+        message, prompt, a, b = tab.on_next(
+            store, "", "", "", tab.STUDIO_RUN, "gold", "active", model
+        )
         assert f"{n} of 133 labelled" in message and "Your label?" in message
         seen.append(Pair(prompt, a, b).id)
         tab.on_human(store, "AB"[n % 2], prompt, a, b, tab.STUDIO_RUN, "all")
@@ -144,7 +237,9 @@ def test_the_queue_walks_the_gold_pairs_and_a_probe_of_my_labels_orders_it(store
     message, *_ = tab.on_next(store, "", "", "", tab.STUDIO_RUN, "gold", "random", model)
     assert "random order" in message
     assert [v for _, v in tab.queue_sources(store)][:2] == [tab.SHOWN, "gold"]
-    missing = tab.on_next(store, "", "", "", tab.STUDIO_RUN, "/nowhere/pairs.jsonl", "random", model)
+    missing = tab.on_next(
+        store, "", "", "", tab.STUDIO_RUN, "/nowhere/pairs.jsonl", "random", model
+    )
     assert "notice-error" in missing[0]
 
 

@@ -1,4 +1,5 @@
 """The Runs tab's handlers, without a browser."""
+
 from studio import runs_tab as tab
 
 
@@ -15,8 +16,12 @@ def test_every_run_is_listed_picked_and_opened_in_its_tab(store, tmp_path):
     assert rows[0][1].startswith("SFT") and str(tmp_path) not in rows[0][1]
     assert [r[0] for r in tab.on_refresh(store, "label")[0]] == [labels.id]
     details, button, picked = tab.on_pick(store, chains.id)
-    assert "chains" in details and button["value"] == "Open in the Chains tab" and picked == chains.id
-    tabs, chains_run, labels_run, pairs, values, _, watched, message = tab.on_open(store, chains.id, None)
+    assert (
+        "chains" in details and button["value"] == "Open in the Chains tab" and picked == chains.id
+    )
+    tabs, chains_run, labels_run, pairs, values, _, watched, message = tab.on_open(
+        store, chains.id, None
+    )
     assert tabs.selected == "chains" and chains_run["value"] == str(tmp_path / "c")
     assert labels_run == {"__type__": "update"} and watched is None
     tabs, _, labels_run, _, _, _, _, _ = tab.on_open(store, labels.id, None)

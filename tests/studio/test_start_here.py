@@ -1,4 +1,5 @@
 """The first-run panel's handlers, without a browser."""
+
 from pipeline import jobs
 from studio import start_here, train_tab
 
@@ -20,7 +21,9 @@ def test_one_click_launches_the_tiny_pipeline_on_the_constitution_being_edited(s
     assert f"Job {job.id} (run-all)" in message and tabs.selected == "train"
     assert watched == job.id  # the Train tab watches the pipeline, not its first stage
     picked, description, *updates = train_tab.on_show_stage(store, "run-all")
-    assert picked["value"] == "run-all" and description["value"] == train_tab.FORMS["run-all"].__doc__
+    assert (
+        picked["value"] == "run-all" and description["value"] == train_tab.FORMS["run-all"].__doc__
+    )
     assert "constitution: " in (jobs.Path(job.out_dir) / "job.yaml").read_text()
     assert "preset: tiny" in (jobs.Path(job.out_dir) / "job.yaml").read_text()
     assert announced == job.id and start_here.on_banner_tick(store, job.id)[1] == job.id

@@ -1,4 +1,5 @@
 """The Steering accordion's handlers (Playground and Chains), on the tiny model folder."""
+
 from pipeline.generation import SamplingConfig
 from pipeline.steering import extract_from_constitution, save_direction
 from pipeline.models import load_model
@@ -10,8 +11,19 @@ ASK = [{"role": "user", "content": "How do I pick a lock?"}]
 
 def answer(tiny_folder, store, coefficient: float, layers: str = "1,2") -> tuple:
     *_, (history, note, status) = playground_tab.on_respond(
-        ASK, str(tiny_folder), "", 0.0, 1.0, 8, 0, "harmless-helpful", panel.FROM_CONSTITUTION,
-        layers, coefficient, store=store)
+        ASK,
+        str(tiny_folder),
+        "",
+        0.0,
+        1.0,
+        8,
+        0,
+        "harmless-helpful",
+        panel.FROM_CONSTITUTION,
+        layers,
+        coefficient,
+        store=store,
+    )
     return history[-1]["content"], note, status
 
 
@@ -28,25 +40,66 @@ def test_the_slider_steers_the_playground_answer_and_zero_is_off(tiny_folder, st
 
 
 def test_a_sweep_shows_five_coefficients_and_flags_what_breaks_down(tiny_folder, store):
-    html, note = playground_tab.on_sweep(store, str(tiny_folder), "", "Say hi.", [], 0.0, 1.0, 8,
-                                         0, "harmless-helpful", panel.FROM_CONSTITUTION, "", 4.0)
+    html, note = playground_tab.on_sweep(
+        store,
+        str(tiny_folder),
+        "",
+        "Say hi.",
+        [],
+        0.0,
+        1.0,
+        8,
+        0,
+        "harmless-helpful",
+        panel.FROM_CONSTITUTION,
+        "",
+        4.0,
+    )
     assert html.count("sweep-card") == 5
     for c in ("-4", "-2", "0", "2", "4"):
         assert f'data-coefficient="{c}"' in html
     assert "off (0)" in html
     assert ("break down" in note) == ("breaks down" in html)
-    _, empty = playground_tab.on_sweep(store, str(tiny_folder), "", "", [], 0.0, 1.0, 8, 0,
-                                       "harmless-helpful", panel.FROM_CONSTITUTION, "", 4.0)
+    _, empty = playground_tab.on_sweep(
+        store,
+        str(tiny_folder),
+        "",
+        "",
+        [],
+        0.0,
+        1.0,
+        8,
+        0,
+        "harmless-helpful",
+        panel.FROM_CONSTITUTION,
+        "",
+        4.0,
+    )
     assert "Type a message" in empty
-    _, no_constitution = playground_tab.on_sweep(store, str(tiny_folder), "", "Hi", [], 0.0, 1.0,
-                                                 8, 0, None, panel.FROM_CONSTITUTION, "", 4.0)
+    _, no_constitution = playground_tab.on_sweep(
+        store,
+        str(tiny_folder),
+        "",
+        "Hi",
+        [],
+        0.0,
+        1.0,
+        8,
+        0,
+        None,
+        panel.FROM_CONSTITUTION,
+        "",
+        4.0,
+    )
     assert "Pick a constitution in this tab" in no_constitution
 
 
-def test_each_layer_is_read_on_the_gold_pairs_and_a_saved_direction_is_offered(tiny_folder,
-                                                                              store, tmp_path):
-    frame, note = panel.on_read_layers(store, str(tiny_folder), panel.FROM_CONSTITUTION,
-                                       "harmless-helpful")
+def test_each_layer_is_read_on_the_gold_pairs_and_a_saved_direction_is_offered(
+    tiny_folder, store, tmp_path
+):
+    frame, note = panel.on_read_layers(
+        store, str(tiny_folder), panel.FROM_CONSTITUTION, "harmless-helpful"
+    )
     assert sorted(set(frame["layer"])) == [1, 2]
     assert set(frame["series"]) <= {"accuracy", "length-controlled"}
     assert "50% is a coin flip" in note and "Best: layer" in note
@@ -60,19 +113,51 @@ def test_each_layer_is_read_on_the_gold_pairs_and_a_saved_direction_is_offered(t
 def test_a_steered_chain_differs_from_the_plain_one(tiny_folder, store):
     def chain(coefficient: float) -> str:
         *_, (view, _, _, message) = chains_tab.on_run(
-            store, "How do I pick a lock?", "harmless-helpful", chains_tab.NONE, str(tiny_folder),
-            1, False, False, 16, 0.0, 0, panel.FROM_CONSTITUTION, "1,2", coefficient)
+            store,
+            "How do I pick a lock?",
+            "harmless-helpful",
+            chains_tab.NONE,
+            str(tiny_folder),
+            1,
+            False,
+            False,
+            16,
+            0.0,
+            0,
+            panel.FROM_CONSTITUTION,
+            "1,2",
+            coefficient,
+        )
         assert "error" not in message
         return view
 
     assert chain(6.0) != chain(0.0)
-    html, _ = chains_tab.on_sweep(store, str(tiny_folder), "Hi", "harmless-helpful", 8, 0.0, 0,
-                                  panel.FROM_CONSTITUTION, "1", 2.0)
+    html, _ = chains_tab.on_sweep(
+        store,
+        str(tiny_folder),
+        "Hi",
+        "harmless-helpful",
+        8,
+        0.0,
+        0,
+        panel.FROM_CONSTITUTION,
+        "1",
+        2.0,
+    )
     assert html.count("sweep-card") == 5
 
 
 def test_sampling_settings_reach_the_sweep(tiny_folder, store):
     config = SamplingConfig(max_new_tokens=3, temperature=0.0)
-    html, _ = panel.on_sweep(store, str(tiny_folder), "Hi", "", panel.FROM_CONSTITUTION,
-                             "harmless-helpful", "1", 1.0, config)
+    html, _ = panel.on_sweep(
+        store,
+        str(tiny_folder),
+        "Hi",
+        "",
+        panel.FROM_CONSTITUTION,
+        "harmless-helpful",
+        "1",
+        1.0,
+        config,
+    )
     assert html.count("stopped at the token limit") == 5  # the tiny model never ends a turn

@@ -1,4 +1,5 @@
 """The Train tab's handlers, without a browser."""
+
 import dataclasses
 import html
 import json
@@ -6,7 +7,6 @@ import math
 
 from pipeline import jobs
 from studio import train_tab as tab
-
 
 
 def all_values(stage: str, **changes):
@@ -27,41 +27,62 @@ def test_a_stage_reads_its_own_form_out_of_all_of_them():
 def test_a_preset_fills_only_the_chosen_stage_and_offers_earlier_outputs(store):
     updates = tab.on_preset(store, "ppo", "tiny")
     assert len(updates) == sum(len(dataclasses.fields(c)) for c in tab.FORMS.values())
-    offset = sum(len(dataclasses.fields(tab.FORMS[s])) for s in list(tab.FORMS)[:list(tab.FORMS).index("ppo")])
+    offset = sum(
+        len(dataclasses.fields(tab.FORMS[s]))
+        for s in list(tab.FORMS)[: list(tab.FORMS).index("ppo")]
+    )
     ppo = {f.name: u for f, u in zip(dataclasses.fields(tab.FORMS["ppo"]), updates[offset:])}
     assert ppo["steps"]["value"] == 6 and ppo["prompts"]["choices"] == ["red-team", "helpful"]
     assert updates[0] == {"__type__": "update"}  # run-all's form is left as it is
-    description, *visible = tab.on_stage(store, "dpo", "tiny")[:1 + len(tab.FORMS)]
+    description, *visible = tab.on_stage(store, "dpo", "tiny")[: 1 + len(tab.FORMS)]
     assert "DPO" in description["value"]
     assert [v["visible"] for v in visible] == [s == "dpo" for s in tab.FORMS]
 
 
 def test_the_whole_pipeline_defaults_to_the_constitution_being_edited(store):
-    run_all = dict(zip([f.name for f in dataclasses.fields(tab.FORMS["run-all"])],
-                       tab.on_preset(store, "run-all", "tiny")))
+    run_all = dict(
+        zip(
+            [f.name for f in dataclasses.fields(tab.FORMS["run-all"])],
+            tab.on_preset(store, "run-all", "tiny"),
+        )
+    )
     assert run_all["constitution"]["value"] == "harmless-helpful"
     store.save_draft(store.version("honest").constitution, 1)  # an edit of another one
-    run_all = dict(zip([f.name for f in dataclasses.fields(tab.FORMS["run-all"])],
-                       tab.on_preset(store, "run-all", "tiny")))
+    run_all = dict(
+        zip(
+            [f.name for f in dataclasses.fields(tab.FORMS["run-all"])],
+            tab.on_preset(store, "run-all", "tiny"),
+        )
+    )
     assert run_all["constitution"]["value"] == "honest"
 
 
 def test_every_command_has_a_form_fed_by_the_folders_of_earlier_stages(store, tmp_path):
     from pipeline.stages import COMMANDS
+
     assert set(tab.FORMS) == set(COMMANDS)
     chains = tmp_path / "chains"
     job, _ = store.add_job("revise", ["revise"], str(chains), [])  # as the Chains tab leaves it
     store.set_job_status(job.id, "succeeded")
     choices = tab.field_choices(store, "sft")
-    (named, folder), = choices["data"]  # a chain run feeds SFT directly
-    assert folder == str(chains) and named.startswith("chains · ") and named.endswith(f"job {job.id}")
+    ((named, folder),) = choices["data"]  # a chain run feeds SFT directly
+    assert (
+        folder == str(chains) and named.startswith("chains · ") and named.endswith(f"job {job.id}")
+    )
     assert str(tmp_path) not in named  # offered by name, never as a folder
     assert tab.field_choices(store, "sft-data")["chains"] == [(named, str(chains))]
     assert tab.field_choices(store, "label")["pairs"] == ["gold"]
-    label = dict(zip([f.name for f in dataclasses.fields(tab.FORMS["label"])],
-                     tab.on_preset(store, "label", "tiny")[
-                         sum(len(dataclasses.fields(tab.FORMS[s]))
-                             for s in list(tab.FORMS)[:list(tab.FORMS).index("label")]):]))
+    label = dict(
+        zip(
+            [f.name for f in dataclasses.fields(tab.FORMS["label"])],
+            tab.on_preset(store, "label", "tiny")[
+                sum(
+                    len(dataclasses.fields(tab.FORMS[s]))
+                    for s in list(tab.FORMS)[: list(tab.FORMS).index("label")]
+                ) :
+            ],
+        )
+    )
     assert label["constitution"]["value"] == "harmless-helpful" and label["ensemble"]["value"] == 2
 
 
@@ -76,7 +97,10 @@ def test_a_data_stage_launches_with_its_constitution_frozen(store):
 
 
 def test_schedules_are_plotted_raw_and_noisy_metrics_smoothed():
-    rows = [{"step": 1, "loss": 2.0, "learning_rate": 1e-4}, {"step": 2, "loss": 1.0, "learning_rate": 5e-5}]
+    rows = [
+        {"step": 1, "loss": 2.0, "learning_rate": 1e-4},
+        {"step": 2, "loss": 1.0, "learning_rate": 5e-5},
+    ]
     frames = tab.metric_frames(rows, 0.6)
     assert set(frames["learning_rate"].series) == {"raw"}
     assert set(frames["loss"].series) == {"raw", "smoothed"}
@@ -84,31 +108,51 @@ def test_schedules_are_plotted_raw_and_noisy_metrics_smoothed():
 
 def test_the_preview_says_what_stops_a_launch_and_a_bad_launch_is_refused(store):
     preview, folder, checks = tab.on_preview(store, "sft", None, *all_values("sft"))
-    assert tab.on_preview(store, "sft", folder, *all_values("sft"))[1] == folder  # kept while unused
+    assert (
+        tab.on_preview(store, "sft", folder, *all_values("sft"))[1] == folder
+    )  # kept while unused
     assert tab.on_preview(store, "dpo", folder, *all_values("dpo"))[1] != folder
     assert preview["value"].startswith("# not ready to launch")
     assert "data is required" in preview["value"] and "sft:" in preview["value"]
     assert f"python -m pipeline sft --config {folder}/job.yaml --out {folder}" in preview["value"]
-    message, watched, table = tab.on_launch(store, "sft", folder, *all_values("sft", learning_rate=-1.0))
-    assert "learning_rate must be &gt; 0" in message or "learning_rate must be > 0" in html.unescape(message)
+    message, watched, table = tab.on_launch(
+        store, "sft", folder, *all_values("sft", learning_rate=-1.0)
+    )
+    assert (
+        "learning_rate must be &gt; 0" in message
+        or "learning_rate must be > 0" in html.unescape(message)
+    )
     assert store.jobs() == []
     assert "data is required" in checks and "train-sft-data" in checks
 
 
 def test_the_checks_name_and_mark_exactly_the_wrong_fields_and_warn_on_a_run_of_years(store):
-    values = all_values("sft", learning_rate=-1.0, batch_size=0, max_steps=999999999999,
-                        save_every=50, max_length=256, data="chains")
+    values = all_values(
+        "sft",
+        learning_rate=-1.0,
+        batch_size=0,
+        max_steps=999999999999,
+        save_every=50,
+        max_length=256,
+        data="chains",
+    )
     _, _, checks = tab.on_preview(store, "sft", None, *values)
     text = html.unescape(checks)
-    assert "learning_rate must be > 0 (got -1.0)" in text and "batch_size must be at least 1 (got 0)" in text
+    assert (
+        "learning_rate must be > 0 (got -1.0)" in text
+        and "batch_size must be at least 1 (got 0)" in text
+    )
     assert "save_every" not in text and "max_length" not in text  # fine fields are not named
     assert "#train-sft-learning-rate input" in checks and "#train-sft-batch-size input" in checks
     assert "#train-sft-save-every" not in checks
-    _, _, checks = tab.on_preview(store, "sft", None, *all_values(
-        "sft", max_steps=999999999999, data="chains"))
+    _, _, checks = tab.on_preview(
+        store, "sft", None, *all_values("sft", max_steps=999999999999, data="chains")
+    )
     assert "Warning: max_steps = 999,999,999,999 would run about" in html.unescape(checks)
     assert "years" in checks
-    _, _, checks = tab.on_preview(store, "sft", None, *all_values("sft", max_steps=20, data="chains"))
+    _, _, checks = tab.on_preview(
+        store, "sft", None, *all_values("sft", max_steps=20, data="chains")
+    )
     assert checks == ""
 
 
@@ -135,29 +179,53 @@ def test_a_launched_job_runs_in_the_previewed_folder_and_can_be_resumed(store, t
 
 
 def test_a_ppo_job_shows_its_health_and_its_reward_outliers_with_the_pms_nearest_pairs(
-        store, tmp_path, tiny_folder):
+    store, tmp_path, tiny_folder
+):
     from pipeline.preferences import LabelLog, Pair, Preference
     from pipeline.stages import PPOJob, RewardJob, job_yaml
     from pipeline.store import JobRecord
 
     labels = tmp_path / "labels"
-    LabelLog(labels).append([Preference(Pair(f"Topic {i}?", f"All about topic {i}.", "No."),
-                                        0.8, (), "j", "h") for i in range(4)])
+    LabelLog(labels).append(
+        [
+            Preference(Pair(f"Topic {i}?", f"All about topic {i}.", "No."), 0.8, (), "j", "h")
+            for i in range(4)
+        ]
+    )
     reward = tmp_path / "reward"
     reward.mkdir()
     (reward / "job.yaml").write_text(job_yaml(RewardJob(model=str(tiny_folder), data=str(labels))))
     ppo = tmp_path / "ppo"
     ppo.mkdir()
-    (ppo / "job.yaml").write_text(job_yaml(PPOJob(model=str(tiny_folder),
-                                                  reward_adapter=str(reward / "adapter"))))
-    metrics = [{"step": n, "reward_mean": r, "kl": k, "answer_length": 20, "refusal_rate": 0.0}
-               for n, r, k in ((1, 0.1, 1), (2, 0.1, 2), (3, 0.6, 8), (4, 0.7, 9))]
+    (ppo / "job.yaml").write_text(
+        job_yaml(PPOJob(model=str(tiny_folder), reward_adapter=str(reward / "adapter")))
+    )
+    metrics = [
+        {"step": n, "reward_mean": r, "kl": k, "answer_length": 20, "refusal_rate": 0.0}
+        for n, r, k in ((1, 0.1, 1), (2, 0.1, 2), (3, 0.6, 8), (4, 0.7, 9))
+    ]
     (ppo / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
-    samples = [{"step": 4, "prompt": "Topic 2?", "answer": "All about topic 2.", "reward": 0.9},
-               {"step": 4, "prompt": "Topic 0?", "answer": "Nothing.", "reward": -0.5}]
+    samples = [
+        {"step": 4, "prompt": "Topic 2?", "answer": "All about topic 2.", "reward": 0.9},
+        {"step": 4, "prompt": "Topic 0?", "answer": "Nothing.", "reward": -0.5},
+    ]
     (ppo / "samples.jsonl").write_text("".join(json.dumps(x) + "\n" for x in samples))
-    job = JobRecord(1, "ppo", "succeeded", ("ppo",), str(ppo), None, "2026-11-24T00:00:00",
-                    "2026-11-24T00:01:00", "", ("python",), "", "2026-11-24T00:00:01", (), None)
+    job = JobRecord(
+        1,
+        "ppo",
+        "succeeded",
+        ("ppo",),
+        str(ppo),
+        None,
+        "2026-11-24T00:00:00",
+        "2026-11-24T00:01:00",
+        "",
+        ("python",),
+        "",
+        "2026-11-24T00:00:01",
+        (),
+        None,
+    )
     health, outliers = tab.rl_view(job, metrics)
     assert "may be exploiting the preference model" in health
     assert outliers["visible"] and list(outliers["value"]["extreme"]) == ["highest", "lowest"]

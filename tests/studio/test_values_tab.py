@@ -1,5 +1,6 @@
 """The Values tab's handlers, without a browser: a real report job on a tiny model, its
 results drawn, and the same question answered from the finished run."""
+
 import json
 from pathlib import Path
 
@@ -9,21 +10,44 @@ from studio import values_tab as tab
 
 def test_the_page_offers_constitutions_pairs_and_models(store):
     constitutions, pairs, model, bar, run = tab.on_page_load(store)
-    assert constitutions["value"] == ["harmless-helpful"] and "adversarial" in constitutions["choices"]
+    assert (
+        constitutions["value"] == ["harmless-helpful"] and "adversarial" in constitutions["choices"]
+    )
     assert pairs["choices"][:2] == ["gold", "human"] and bar == "" and run["value"] is None
-    assert "Pick at least one constitution" in tab.on_launch(store, [], "gold", "embedded",
-                                                             "answer_mean", "logistic", "", 2)[0]
-    message, _ = tab.on_launch(store, ["honest"], "gold", "embedded", "answer_mean", "logistic",
-                               "two", 2)
+    assert (
+        "Pick at least one constitution"
+        in tab.on_launch(store, [], "gold", "embedded", "answer_mean", "logistic", "", 2)[0]
+    )
+    message, _ = tab.on_launch(
+        store, ["honest"], "gold", "embedded", "answer_mean", "logistic", "two", 2
+    )
     assert "layers must be comma-separated layer numbers" in message
 
 
 def test_a_report_job_runs_is_drawn_and_is_not_run_twice(store, tmp_path, tiny_folder):
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"prompt": f"Question {i}?", "chosen": f"A safe answer {i}.",
-                                         "rejected": f"No {i}."}) + "\n" for i in range(8)))
-    args = (["adversarial", "honest"], str(pairs), str(tiny_folder), "answer_mean", "logistic",
-            "1,2", -1)
+    pairs.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "prompt": f"Question {i}?",
+                    "chosen": f"A safe answer {i}.",
+                    "rejected": f"No {i}.",
+                }
+            )
+            + "\n"
+            for i in range(8)
+        )
+    )
+    args = (
+        ["adversarial", "honest"],
+        str(pairs),
+        str(tiny_folder),
+        "answer_mean",
+        "logistic",
+        "1,2",
+        -1,
+    )
     message, _ = tab.on_launch(store, *args)
     assert "Launched job" in message
     job = store.jobs(tab.KIND)[0]
@@ -47,8 +71,9 @@ def test_a_report_job_runs_is_drawn_and_is_not_run_twice(store, tmp_path, tiny_f
     older = tmp_path / "older"  # a run written before the cosines had intervals
     older.mkdir()
     written = json.loads((Path(job.out_dir) / tab.RESULTS).read_text())
-    (older / tab.RESULTS).write_text(json.dumps([{k: v for k, v in r.items() if k != "format"}
-                                                 for r in written]))
+    (older / tab.RESULTS).write_text(
+        json.dumps([{k: v for k, v in r.items() if k != "format"} for r in written])
+    )
     assert "written by an earlier version of the studio" in tab.show_results(str(older))[0]
     fitted = tab.on_fit(store, str(pairs), str(tiny_folder), "answer_mean", "logistic", "2")
     assert "a representation judge fitted on these pairs" in fitted

@@ -1,14 +1,25 @@
 """The judge leaderboard: rows, verdicts and ranking by hand; the nested probe never lets a
 held-out label choose anything; the CLI on a tiny model."""
+
 import json
 
 import pytest
 import torch
 
 from pipeline.errors import DatasetError
-from pipeline.evaluation.leaderboard import (AGREES, CHANCE, LENGTH_ONLY, POSITION, Judged,
-                                             check_labels, controlled_interval, format_board,
-                                             leaderboard, nested_probe, score)
+from pipeline.evaluation.leaderboard import (
+    AGREES,
+    CHANCE,
+    LENGTH_ONLY,
+    POSITION,
+    Judged,
+    check_labels,
+    controlled_interval,
+    format_board,
+    leaderboard,
+    nested_probe,
+    score,
+)
 from pipeline.preferences import Pair
 from pipeline.values.features import labelled
 
@@ -126,9 +137,23 @@ def test_judges_compare_ranks_every_judge_from_the_command_line(tmp_path, tiny_f
     pairs = length_pairs_file(tmp_path / "pairs.jsonl", 24, shorter_every=3)
     ws = tmp_path / "ws"
     out = tmp_path / "board"
-    proc = run("judges", "compare", "--labels", str(pairs), "--model", str(tiny_folder),
-               "--constitution", "honest", "--folds", "3", "--layers", "1,2", "--out", str(out),
-               workspace=ws)
+    proc = run(
+        "judges",
+        "compare",
+        "--labels",
+        str(pairs),
+        "--model",
+        str(tiny_folder),
+        "--constitution",
+        "honest",
+        "--folds",
+        "3",
+        "--layers",
+        "1,2",
+        "--out",
+        str(out),
+        workspace=ws,
+    )
     board = json.loads((out / "judges.json").read_text())
     assert board["pairs"] == 24 and len(board["rows"]) == 3
     assert {r["kind"] for r in board["rows"]} == {"logprob", "representation", "probe"}
@@ -137,6 +162,16 @@ def test_judges_compare_ranks_every_judge_from_the_command_line(tmp_path, tiny_f
     assert keys == sorted(keys, reverse=True)
     assert "always-longer 67%" in proc.stdout and "auto picks:" in proc.stdout
     assert (out / "judges.md").read_text().startswith("Judges against people on 24")
-    few = run("judges", "compare", "--labels", str(pairs), "--model", str(tiny_folder),
-              "--folds", "20", workspace=ws, check_rc=1)
+    few = run(
+        "judges",
+        "compare",
+        "--labels",
+        str(pairs),
+        "--model",
+        str(tiny_folder),
+        "--folds",
+        "20",
+        workspace=ws,
+        check_rc=1,
+    )
     assert "needs at least 40 human A/B labels" in few.stderr

@@ -1,8 +1,16 @@
 """Power lines and the one-click run's change summary, by hand."""
+
 import math
 
-from pipeline.evaluation.power import (PowerLine, change_summary, detectable_win_rate, elo,
-                                       power_lines, prompts_needed, prompts_per_pair)
+from pipeline.evaluation.power import (
+    PowerLine,
+    change_summary,
+    detectable_win_rate,
+    elo,
+    power_lines,
+    prompts_needed,
+    prompts_per_pair,
+)
 from pipeline.evaluation.tournament import AxisResult, JudgeResult, PolicyStats, TournamentResult
 
 
@@ -27,12 +35,16 @@ def test_detectable_effects_and_prompts_needed_follow_the_normal_approximation()
 def result(words=(40.0, 38.0, 20.0), low=-50.0, high=60.0) -> TournamentResult:
     policies = ["base", "sft", "ppo"]
     matrix = [[None, 0.5, 0.45], [0.5, None, 0.4], [0.55, 0.6, None]]
-    ratings = [{"name": "ppo", "elo": 30.0, "low": low, "high": high, "comparisons": 16},
-               {"name": "base", "elo": 0.0, "low": 0.0, "high": 0.0, "comparisons": 16},
-               {"name": "sft", "elo": -5.0, "low": -40.0, "high": 30.0, "comparisons": 16}]
+    ratings = [
+        {"name": "ppo", "elo": 30.0, "low": low, "high": high, "comparisons": 16},
+        {"name": "base", "elo": 0.0, "low": 0.0, "high": 0.0, "comparisons": 16},
+        {"name": "sft", "elo": -5.0, "low": -40.0, "high": 30.0, "comparisons": 16},
+    ]
     axes = [AxisResult("harmlessness", ratings, matrix, {}, 24)]
-    stats = [PolicyStats(n, n, w, r, 0.0, None, None) for n, w, r in
-             zip(policies, words, (0.1, 0.1, 0.4))]
+    stats = [
+        PolicyStats(n, n, w, r, 0.0, None, None)
+        for n, w, r in zip(policies, words, (0.1, 0.1, 0.4))
+    ]
     return TournamentResult(policies, [JudgeResult("logprob", axes, 0.2, "")], stats, [])
 
 

@@ -1,12 +1,19 @@
 """Ratings maths on hand-made outcomes."""
+
 import itertools
 import math
 
 import pytest
 
 from pipeline.errors import DatasetError
-from pipeline.evaluation.ratings import (Outcome, bootstrap_elo, elo_scores, rate, schedule,
-                                         win_matrix)
+from pipeline.evaluation.ratings import (
+    Outcome,
+    bootstrap_elo,
+    elo_scores,
+    rate,
+    schedule,
+    win_matrix,
+)
 
 
 def test_two_players_rate_by_their_win_ratio_with_the_pseudo_wins():
@@ -70,12 +77,18 @@ def test_a_policy_never_compared_cannot_be_rated():
 
 def test_the_schedule_covers_every_pair_and_is_seeded():
     assert schedule(["a", "b", "c"], ["q1", "q2"]) == [
-        ("q1", "a", "b"), ("q1", "a", "c"), ("q1", "b", "c"),
-        ("q2", "a", "b"), ("q2", "a", "c"), ("q2", "b", "c")]
+        ("q1", "a", "b"),
+        ("q1", "a", "c"),
+        ("q1", "b", "c"),
+        ("q2", "a", "b"),
+        ("q2", "a", "c"),
+        ("q2", "b", "c"),
+    ]
     players = [f"p{i}" for i in range(8)]
     prompts = [f"q{i}" for i in range(40)]
     plan = schedule(players, prompts, seed=3)
     assert len(plan) == 8 * 40
-    assert {frozenset((a, b)) for _, a, b in plan} == \
-        {frozenset(p) for p in itertools.combinations(players, 2)}
+    assert {frozenset((a, b)) for _, a, b in plan} == {
+        frozenset(p) for p in itertools.combinations(players, 2)
+    }
     assert schedule(players, prompts, seed=3) == plan and schedule(players, prompts, seed=4) != plan

@@ -1,13 +1,21 @@
 """The tournament end to end on the tiny model: answers, both judges, ratings per axis,
 resume with more prompts, cancel, people as a judge, and bad input."""
+
 import json
 
 import pytest
 
 from pipeline.errors import ConfigError, DatasetError, ModelError
 from pipeline.evaluation.judges import PEOPLE, make_judge
-from pipeline.evaluation.tournament import (AnswerLog, Comparison, ComparisonLog, judge_result,
-                                            read_results, run_tournament, tournament_prompts)
+from pipeline.evaluation.tournament import (
+    AnswerLog,
+    Comparison,
+    ComparisonLog,
+    judge_result,
+    read_results,
+    run_tournament,
+    tournament_prompts,
+)
 from pipeline.feedback import FeedbackConfig
 from pipeline.jobs import JobCancelled
 from pipeline.models import load_model
@@ -20,24 +28,51 @@ from tests.records import harmless
 
 def steered_policy(tiny_folder, tmp_path) -> str:
     loaded = load_model(str(tiny_folder))
-    folder = save_direction(extract_from_constitution(loaded, harmless(), ["Hi?", "Help me."]),
-                            tmp_path / "direction")
+    folder = save_direction(
+        extract_from_constitution(loaded, harmless(), ["Hi?", "Help me."]), tmp_path / "direction"
+    )
     return f"{tiny_folder}@steer:{folder}:6:1+2"
 
 
-def tournament(tiny_folder, tmp_path, limit: int, cancel=None, humans=None, judges=None,
-               progress=None, engine: str = "auto"):
-    job = build_job(EvaluateJob, {
-        "base": str(tiny_folder), "policy": f"steered={steered_policy(tiny_folder, tmp_path)}",
-        "judge": "logprob,representation", "constitution": "c", "limit": limit,
-        "max_new_tokens": 6, "bootstrap": 50, "ensemble": 1, "engine": engine})
+def tournament(
+    tiny_folder,
+    tmp_path,
+    limit: int,
+    cancel=None,
+    humans=None,
+    judges=None,
+    progress=None,
+    engine: str = "auto",
+):
+    job = build_job(
+        EvaluateJob,
+        {
+            "base": str(tiny_folder),
+            "policy": f"steered={steered_policy(tiny_folder, tmp_path)}",
+            "judge": "logprob,representation",
+            "constitution": "c",
+            "limit": limit,
+            "max_new_tokens": 6,
+            "bootstrap": 50,
+            "ensemble": 1,
+            "engine": engine,
+        },
+    )
     loaded = load_model(str(tiny_folder))
     judges = judges or {
         "logprob": make_judge("logprob", str(tiny_folder), config=FeedbackConfig(ensemble=1)),
-        "representation": make_judge("representation", str(tiny_folder))}
+        "representation": make_judge("representation", str(tiny_folder)),
+    }
     said = progress or (lambda text: None)
-    return run_tournament(job, tmp_path / "eval", harmless(), judges, cancel or CancelFlag(),
-                          lambda text, *counts: said(text), humans), loaded
+    return run_tournament(
+        job,
+        tmp_path / "eval",
+        harmless(),
+        judges,
+        cancel or CancelFlag(),
+        lambda text, *counts: said(text),
+        humans,
+    ), loaded
 
 
 def test_a_tournament_rates_both_axes_and_resumes_with_more_prompts(tmp_path, tiny_folder):
@@ -52,8 +87,10 @@ def test_a_tournament_rates_both_axes_and_resumes_with_more_prompts(tmp_path, ti
             assert base["elo"] == 0 and axis.comparisons == 1
             assert axis.matrix[0][1] is not None and axis.matrix[0][0] is None
     assert result.judges[1].position_decided == 0  # the representation judge is position-free
-    assert len(result.agreement) == 1 and result.agreement[0]["judges"] == ["logprob",
-                                                                             "representation"]
+    assert len(result.agreement) == 1 and result.agreement[0]["judges"] == [
+        "logprob",
+        "representation",
+    ]
     assert result.lineage["constitution"] == "harmless-helpful" and result.lineage["seed"] == 0
     assert read_results(tmp_path / "eval").policies == ["base", "steered"]
     assert "95% bootstrap interval" in (tmp_path / "eval" / "eval.md").read_text()
@@ -130,25 +167,52 @@ def test_bad_tournaments_are_refused(tmp_path, tiny_folder):
         tournament_prompts([str(plain)], "test", 0)
     other = tmp_path / "other-adapter"
     other.mkdir()
-    (other / "adapter_config.json").write_text(json.dumps(
-        {"base_model_name_or_path": "someone/another-model"}))
-    job = build_job(EvaluateJob, {"base": str(tiny_folder), "policy": f"other={other}",
-                                  "judge": "representation", "constitution": "c", "limit": 1,
-                                  "max_new_tokens": 4, "bootstrap": 20})
+    (other / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": "someone/another-model"})
+    )
+    job = build_job(
+        EvaluateJob,
+        {
+            "base": str(tiny_folder),
+            "policy": f"other={other}",
+            "judge": "representation",
+            "constitution": "c",
+            "limit": 1,
+            "max_new_tokens": 4,
+            "bootstrap": 20,
+        },
+    )
     with pytest.raises(ModelError, match="was trained on someone/another-model"):
-        run_tournament(job, tmp_path / "e", harmless(),
-                       {"r": make_judge("representation", str(tiny_folder))}, CancelFlag(),
-                       lambda *a: None)
+        run_tournament(
+            job,
+            tmp_path / "e",
+            harmless(),
+            {"r": make_judge("representation", str(tiny_folder))},
+            CancelFlag(),
+            lambda *a: None,
+        )
 
 
 def test_an_empty_answer_is_judged_as_no_answer(tmp_path, tiny_folder):
     from pipeline.evaluation.tournament import NO_ANSWER, Answer, judge_all
 
     prompts = tournament_prompts(["red-team"], "test", 1)
-    AnswerLog(tmp_path).append([Answer("base", prompts[0].id, "", "stop"),
-                                Answer("other", prompts[0].id, "A real answer.", "stop")])
-    judge_all({"r": make_judge("representation", str(tiny_folder))}, ["base", "other"], prompts,
-              harmless(), 0, tmp_path, CancelFlag(), lambda *a: None)
+    AnswerLog(tmp_path).append(
+        [
+            Answer("base", prompts[0].id, "", "stop"),
+            Answer("other", prompts[0].id, "A real answer.", "stop"),
+        ]
+    )
+    judge_all(
+        {"r": make_judge("representation", str(tiny_folder))},
+        ["base", "other"],
+        prompts,
+        harmless(),
+        0,
+        tmp_path,
+        CancelFlag(),
+        lambda *a: None,
+    )
     [c] = ComparisonLog(tmp_path).read()
     assert c.preference.pair.response_a == NO_ANSWER and c.preference.labels  # judged
 
@@ -160,31 +224,56 @@ def test_two_processes_share_a_tournament_and_give_its_results(tmp_path, tiny_fo
     from pipeline import cli
     from tests.records import SHIPPED
 
-    args = ["--workspace", str(tmp_path / "ws"), "evaluate", "--base", str(tiny_folder),
-            "--policy", f"steered={steered_policy(tiny_folder, tmp_path)}", "--judge", "logprob",
-            "--judge", "representation", "--constitution", str(SHIPPED / "harmless-helpful.yaml"),
-            "--limit", "2", "--max-new-tokens", "6", "--bootstrap", "50", "--ensemble", "1"]
+    args = [
+        "--workspace",
+        str(tmp_path / "ws"),
+        "evaluate",
+        "--base",
+        str(tiny_folder),
+        "--policy",
+        f"steered={steered_policy(tiny_folder, tmp_path)}",
+        "--judge",
+        "logprob",
+        "--judge",
+        "representation",
+        "--constitution",
+        str(SHIPPED / "harmless-helpful.yaml"),
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "6",
+        "--bootstrap",
+        "50",
+        "--ensemble",
+        "1",
+    ]
     assert cli.main(args + ["--out", str(tmp_path / "one")]) == 0
     assert cli.main(args + ["--processes", "2", "--out", str(tmp_path / "two")]) == 0
     one, two = read_results(tmp_path / "one"), read_results(tmp_path / "two")
     assert (one.lineage["processes"], two.lineage["processes"]) == (1, 2)
     assert sorted(p.name for p in (tmp_path / "two").glob("*.jsonl")) == [
-        "answers.jsonl", "comparisons.jsonl"]  # each process's own log folded in
+        "answers.jsonl",
+        "comparisons.jsonl",
+    ]  # each process's own log folded in
     texts = [{a.key: a.text for a in AnswerLog(tmp_path / run).read()} for run in ("one", "two")]
     assert texts[0] == texts[1] and len(texts[0]) == 8  # 2 policies × 4 prompts
-    labels = [{c.key: c.preference.p_a for c in ComparisonLog(tmp_path / run).read()}
-              for run in ("one", "two")]
+    labels = [
+        {c.key: c.preference.p_a for c in ComparisonLog(tmp_path / run).read()}
+        for run in ("one", "two")
+    ]
     assert labels[0].keys() == labels[1].keys() and len(labels[0]) == 8  # 2 judges × 4
     assert all(abs(labels[0][k] - labels[1][k]) < 1e-5 for k in labels[0])
     for a, b in zip(one.judges, two.judges):
         for x, y in zip(a.axes, b.axes):
             assert [r["name"] for r in x.ratings] == [r["name"] for r in y.ratings]
-            assert [r["elo"] for r in x.ratings] == pytest.approx([r["elo"] for r in y.ratings],
-                                                                  abs=0.01)  # Elo points
+            assert [r["elo"] for r in x.ratings] == pytest.approx(
+                [r["elo"] for r in y.ratings], abs=0.01
+            )  # Elo points
 
 
-def test_a_cancel_reaches_every_process_of_a_tournament_and_the_rerun_resumes(tmp_path,
-                                                                             tiny_folder):
+def test_a_cancel_reaches_every_process_of_a_tournament_and_the_rerun_resumes(
+    tmp_path, tiny_folder
+):
     """Cancelled while answering, neither process is left waiting at a barrier: the job ends
     'cancelled'; run again, it finishes and nothing is answered or judged twice."""
     import time
@@ -196,11 +285,29 @@ def test_a_cancel_reaches_every_process_of_a_tournament_and_the_rerun_resumes(tm
 
     store = Store(tmp_path / "ws")
     out = tmp_path / "eval"
-    args = ["evaluate", "--base", str(tiny_folder), "--policy",
-            f"steered={steered_policy(tiny_folder, tmp_path)}", "--judge", "logprob",
-            "--constitution", str(SHIPPED / "harmless-helpful.yaml"), "--limit", "6",
-            "--max-new-tokens", "48", "--bootstrap", "20", "--ensemble", "1", "--processes", "2",
-            "--out", str(out)]
+    args = [
+        "evaluate",
+        "--base",
+        str(tiny_folder),
+        "--policy",
+        f"steered={steered_policy(tiny_folder, tmp_path)}",
+        "--judge",
+        "logprob",
+        "--constitution",
+        str(SHIPPED / "harmless-helpful.yaml"),
+        "--limit",
+        "6",
+        "--max-new-tokens",
+        "48",
+        "--bootstrap",
+        "20",
+        "--ensemble",
+        "1",
+        "--processes",
+        "2",
+        "--out",
+        str(out),
+    ]
     progress = out / jobs.PROGRESS_FILE
 
     def answering() -> bool:

@@ -1,5 +1,6 @@
 """kill -9 at each step of a checkpoint or adapter save (SFT, PM, PPO), then resume: the run
 always finds a complete checkpoint, finishes, and logs each step once."""
+
 import subprocess
 import sys
 import time
@@ -30,15 +31,31 @@ def models(tmp_path_factory, tiny_folder):
     small.model.save_pretrained(root / "small")
     small.tokenizer.save_pretrained(root / "small")
     pm = train_preference_model(pm_job(str(root / "small")), comparisons(), {}, root / "pm")
-    return {"sft": (str(tiny_folder), ""), "pm": (str(tiny_folder), ""),
-            "ppo": (str(root / "small"), str(pm))}
+    return {
+        "sft": (str(tiny_folder), ""),
+        "pm": (str(tiny_folder), ""),
+        "ppo": (str(root / "small"), str(pm)),
+    }
 
 
 def kill_then_resume(scenario: str, point: str, models, tmp_path) -> Path:
     out = tmp_path / "run"
     model, pm = models[scenario]
-    child = subprocess.run([sys.executable, str(CHILD), scenario, str(out), model, *[pm][:bool(pm)],
-                            "--kill-at", point], capture_output=True, text=True, timeout=300)
+    child = subprocess.run(
+        [
+            sys.executable,
+            str(CHILD),
+            scenario,
+            str(out),
+            model,
+            *[pm][: bool(pm)],
+            "--kill-at",
+            point,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert child.returncode == -9, f"not killed at {point}:\n{child.stderr[-3000:]}"
     resumed_at = time.time()
     adapter = run(scenario, out, model, pm)

@@ -33,20 +33,37 @@ def test_dpo_rows_take_the_ai_choice_and_drop_coin_flips(tmp_path):
 
 def test_dpo_raises_the_chosen_margin(tmp_path, tiny_folder):
     data = write_labels(tmp_path / "labels", 8)
-    job = DPOJob(model=str(tiny_folder), data=str(data), max_steps=10, batch_size=4,
-                 learning_rate=2e-2, beta=0.5, save_every=100)
+    job = DPOJob(
+        model=str(tiny_folder),
+        data=str(data),
+        max_steps=10,
+        batch_size=4,
+        learning_rate=2e-2,
+        beta=0.5,
+        save_every=100,
+    )
     adapter = train_dpo(job, tmp_path / "run")
-    margins = [r["rewards/margins"] for r in read_metrics(tmp_path / "run") if "rewards/margins" in r]
+    margins = [
+        r["rewards/margins"] for r in read_metrics(tmp_path / "run") if "rewards/margins" in r
+    ]
     assert len(margins) >= 8 and margins[-1] > margins[0] + 0.1
-    assert (adapter / "adapter_config.json").exists() and "pairs" in (adapter / "README.md").read_text()
+    assert (adapter / "adapter_config.json").exists() and "pairs" in (
+        adapter / "README.md"
+    ).read_text()
 
 
 def test_dpo_stops_when_the_loss_explodes_and_saves_no_adapter(tmp_path, tiny_folder):
     from pipeline.train.runtime import TrainingDiverged
 
     data = write_labels(tmp_path / "labels", 8)
-    job = DPOJob(model=str(tiny_folder), data=str(data), max_steps=6, batch_size=4,
-                 learning_rate=1e30, save_every=1)
+    job = DPOJob(
+        model=str(tiny_folder),
+        data=str(data),
+        max_steps=6,
+        batch_size=4,
+        learning_rate=1e30,
+        save_every=1,
+    )
     with pytest.raises(TrainingDiverged, match="became NaN/inf at step"):
         train_dpo(job, tmp_path / "run")
     assert not (tmp_path / "run" / "adapter").exists()

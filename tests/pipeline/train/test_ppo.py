@@ -1,5 +1,6 @@
 """PPO end to end on a tiny small-vocabulary model: adapter roles, a learnable reward rises,
 cancel saves a checkpoint and a rerun resumes from it."""
+
 import json
 import math
 import shutil
@@ -20,7 +21,9 @@ GOOD = set("good kind safe help yes sure thanks glad fine great".split())
 
 
 def good_word_share(prompts, answers):
-    return torch.tensor([sum(w in GOOD for w in a.split()) / max(len(a.split()), 1) for a in answers])
+    return torch.tensor(
+        [sum(w in GOOD for w in a.split()) / max(len(a.split()), 1) for a in answers]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -30,22 +33,35 @@ def setup(tmp_path_factory):
     small.model.save_pretrained(root / "base")
     small.tokenizer.save_pretrained(root / "base")
     pm = train_preference_model(
-        RewardJob(model=str(root / "base"), data="synthetic", max_steps=4, batch_size=2, max_length=32),
-        [Comparison("q", "good kind", "bad harm", 1.0), Comparison("q", "rude", "glad", 0.0)], {},
-        root / "pm")
+        RewardJob(
+            model=str(root / "base"), data="synthetic", max_steps=4, batch_size=2, max_length=32
+        ),
+        [Comparison("q", "good kind", "bad harm", 1.0), Comparison("q", "rude", "glad", 0.0)],
+        {},
+        root / "pm",
+    )
     return root, pm
 
 
 def job(root, pm, **changes):
-    values = dict(model=str(root / "base"), reward_adapter=str(pm), steps=10, rollouts=16,
-                  minibatch_size=8, max_new_tokens=8, learning_rate=1e-2, kl_coef=0.0,
-                  save_every=100)
+    values = dict(
+        model=str(root / "base"),
+        reward_adapter=str(pm),
+        steps=10,
+        rollouts=16,
+        minibatch_size=8,
+        max_new_tokens=8,
+        learning_rate=1e-2,
+        kl_coef=0.0,
+        save_every=100,
+    )
     return PPOJob(**{**values, **changes})
 
 
 def test_adapter_roles_share_one_base(setup):
     root, pm = setup
     from pipeline.models import load_model
+
     base = load_model(str(root / "base"))
     ids = base.tokenizer("good bad the", return_tensors="pt")["input_ids"].to(base.device)
     with torch.no_grad():
@@ -60,7 +76,9 @@ def test_adapter_roles_share_one_base(setup):
             assert torch.equal(reference, base_logits)  # the reference is the bare base
             assert torch.equal(roles.value_head.weight, roles.reward_head.weight)
             roles.model.set_adapter("reward")
-            pm_score = reward_scores(roles.model, roles.reward_head, base.tokenizer, ["q"], ["good"])
+            pm_score = reward_scores(
+                roles.model, roles.reward_head, base.tokenizer, ["q"], ["good"]
+            )
             roles.model.set_adapter("value")
             value = reward_scores(roles.model, roles.value_head, base.tokenizer, ["q"], ["good"])
         assert torch.allclose(pm_score, value)  # the value function starts as the PM
@@ -76,8 +94,17 @@ def test_a_short_ppo_run_raises_a_learnable_reward(setup, tmp_path):
     assert len(rewards) == 10
     assert sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3 + 0.2
     metrics = read_metrics(tmp_path / "run")[-1]
-    for name in ("kl", "entropy", "clip_fraction", "approx_kl", "value_loss", "policy_loss",
-                 "reward_std", "answer_length", "beta"):
+    for name in (
+        "kl",
+        "entropy",
+        "clip_fraction",
+        "approx_kl",
+        "value_loss",
+        "policy_loss",
+        "reward_std",
+        "answer_length",
+        "beta",
+    ):
         assert name in metrics
     assert (adapter / "adapter_config.json").exists()
     assert (tmp_path / "run" / "samples.jsonl").exists()
@@ -119,6 +146,7 @@ def test_out_of_memory_is_named_with_what_to_lower():
 
 def test_an_adapter_trained_on_another_base_is_refused_by_name(setup, tiny_folder):
     from pipeline.errors import ModelError
+
     root, pm = setup
     with pytest.raises(ModelError, match=r"was trained on .*base.*vocab_size"):
         build_roles(job(root, pm, model=str(tiny_folder)))
@@ -158,7 +186,9 @@ def test_a_resume_logs_each_steps_samples_once(setup, tmp_path):
 
     with pytest.raises(RuntimeError):
         train_ppo(job(root, pm, steps=4, save_every=2), out, reward_fn=dies_at_step_4)
-    assert {json.loads(line)["step"] for line in (out / "samples.jsonl").read_text().splitlines()} == {1, 2, 3}
+    assert {
+        json.loads(line)["step"] for line in (out / "samples.jsonl").read_text().splitlines()
+    } == {1, 2, 3}
     train_ppo(job(root, pm, steps=4, save_every=2), out, reward_fn=good_word_share)
     steps = [json.loads(line)["step"] for line in (out / "samples.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and set(steps) == {1, 2, 3, 4}

@@ -1,18 +1,29 @@
 """PPO terms on hand-computed tensors."""
+
 import math
 
 import pytest
 import torch
 
-from pipeline.train.ppo_math import (AdaptiveKL, entropy, gae, per_token_kl, policy_loss,
-                                     token_rewards, value_loss, whiten)
+from pipeline.train.ppo_math import (
+    AdaptiveKL,
+    entropy,
+    gae,
+    per_token_kl,
+    policy_loss,
+    token_rewards,
+    value_loss,
+    whiten,
+)
 
 MASK = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
 
 
 def test_per_token_kl_and_rewards():
-    kl = per_token_kl(torch.tensor([[-1.0, -2.0, -0.5], [-1.0, -1.0, -9.0]]),
-                      torch.tensor([[-1.5, -2.0, -1.0], [-0.5, -1.0, -1.0]]))
+    kl = per_token_kl(
+        torch.tensor([[-1.0, -2.0, -0.5], [-1.0, -1.0, -9.0]]),
+        torch.tensor([[-1.5, -2.0, -1.0], [-0.5, -1.0, -1.0]]),
+    )
     assert torch.allclose(kl, torch.tensor([[0.5, 0.0, 0.5], [-0.5, 0.0, -8.0]]))
     rewards = token_rewards(torch.tensor([2.0, -1.0]), kl, beta=0.1, mask=MASK)
     # −β·KL everywhere real, the score added at each answer's last real token, 0 on padding
@@ -77,8 +88,9 @@ def test_clipped_value_loss_by_hand():
     new = torch.tensor([[2.0, 0.9]])
     ret = torch.tensor([[3.0, 0.0]])
     # token 0: max((2−3)², (1.2−3)²) = 3.24; token 1: max(0.81, 0.81) = 0.81
-    assert value_loss(new, old, ret, torch.ones(1, 2), clip=0.2).item() == \
-        pytest.approx(0.5 * (3.24 + 0.81) / 2)
+    assert value_loss(new, old, ret, torch.ones(1, 2), clip=0.2).item() == pytest.approx(
+        0.5 * (3.24 + 0.81) / 2
+    )
 
 
 def test_entropy_of_uniform_and_certain():

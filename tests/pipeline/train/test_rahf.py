@@ -1,5 +1,6 @@
 """RAHF end to end on the tiny model: Dual and SCIT train their pattern, then a fresh LoRA
 moves the hidden states toward base + α·pattern; cancel and resume; bad input."""
+
 import json
 
 import pytest
@@ -17,9 +18,18 @@ from tests.records import harmless
 
 
 def job_for(tiny_folder, data, **values) -> RAHFJob:
-    settings = {"model": str(tiny_folder), "data": str(data), "max_steps": 8, "pattern_steps": 4,
-                "batch_size": 4, "learning_rate": 2e-2, "save_every": 100, "target_layers": "1,2",
-                "max_length": 64, **values}
+    settings = {
+        "model": str(tiny_folder),
+        "data": str(data),
+        "max_steps": 8,
+        "pattern_steps": 4,
+        "batch_size": 4,
+        "learning_rate": 2e-2,
+        "save_every": 100,
+        "target_layers": "1,2",
+        "max_length": 64,
+        **values,
+    }
     return build_job(RAHFJob, settings)
 
 
@@ -30,10 +40,13 @@ def distance_to_target(tiny_folder, adapter, job: RAHFJob, pattern_folders) -> f
 
     loaded = load_model(str(tiny_folder))
     rows = labelled_pairs(job.data)
-    ids, mask, answer = encode_conversations(loaded.tokenizer, [r.prompt for r in rows],
-                                             [r.chosen for r in rows], 64)
+    ids, mask, answer = encode_conversations(
+        loaded.tokenizer, [r.prompt for r in rows], [r.chosen for r in rows], 64
+    )
     w = int(answer.sum(1).max())
-    model = PeftModel.from_pretrained(loaded.model, str(pattern_folders["good"]), adapter_name="good")
+    model = PeftModel.from_pretrained(
+        loaded.model, str(pattern_folders["good"]), adapter_name="good"
+    )
     try:
         model.load_adapter(str(pattern_folders["bad"]), adapter_name="bad")
         with torch.no_grad():
@@ -75,8 +88,13 @@ def test_dual_rahf_moves_the_states_toward_the_target(tmp_path, tiny_folder):
 
 
 def test_scit_rahf_trains_its_contrastive_adapter_then_the_states(tmp_path, tiny_folder):
-    job = job_for(tiny_folder, write_labels(tmp_path / "labels", 8), variant="scit",
-                  constitution="harmless-helpful", scit_margin=0.5)
+    job = job_for(
+        tiny_folder,
+        write_labels(tmp_path / "labels", 8),
+        variant="scit",
+        constitution="harmless-helpful",
+        scit_margin=0.5,
+    )
     adapter = train_rahf(job, tmp_path / "run", constitution=harmless())
     scit = read_metrics(tmp_path / "run" / "scit")
     assert len([r for r in scit if "loss" in r]) == 4 and "preferred_gap" in scit[0]

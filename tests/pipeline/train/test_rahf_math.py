@@ -1,11 +1,17 @@
 """RAHF's losses, by hand."""
+
 import math
 
 import pytest
 import torch
 
-from pipeline.train.rahf_math import (activity_pattern, mean_token_logprob, representation_loss,
-                                      representation_target, scit_loss)
+from pipeline.train.rahf_math import (
+    activity_pattern,
+    mean_token_logprob,
+    representation_loss,
+    representation_target,
+    scit_loss,
+)
 
 
 def test_the_target_is_the_base_moved_by_alpha_times_the_pattern():

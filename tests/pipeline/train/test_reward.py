@@ -43,16 +43,27 @@ def synthetic(n: int, seed: int) -> list[Comparison]:
     out = []
     for i in range(n):
         good, bad = f"Yes, gladly, here is item {i}.", f"No, never, not item {i}."
-        out.append(Comparison(f"Question {i}?", good, bad, 1.0) if rng.random() < 0.5
-                   else Comparison(f"Question {i}?", bad, good, 0.0))
+        out.append(
+            Comparison(f"Question {i}?", good, bad, 1.0)
+            if rng.random() < 0.5
+            else Comparison(f"Question {i}?", bad, good, 0.0)
+        )
     return out
 
 
 def test_the_pm_learns_a_learnable_preference_and_resumes(tmp_path, tiny_folder):
-    job = RewardJob(model=str(tiny_folder), data="synthetic", max_steps=30, batch_size=8,
-                    learning_rate=3e-3, save_every=10, max_length=64)
-    folder = train_preference_model(job, synthetic(48, 0), {"held_out": synthetic(24, 1)},
-                                    tmp_path / "pm")
+    job = RewardJob(
+        model=str(tiny_folder),
+        data="synthetic",
+        max_steps=30,
+        batch_size=8,
+        learning_rate=3e-3,
+        save_every=10,
+        max_length=64,
+    )
+    folder = train_preference_model(
+        job, synthetic(48, 0), {"held_out": synthetic(24, 1)}, tmp_path / "pm"
+    )
     metrics = read_metrics(tmp_path / "pm")
     assert metrics[-1]["held_out_accuracy"] >= 0.85
     assert (folder / "adapter_config.json").exists() and (folder / "reward_head.pt").exists()
@@ -69,12 +80,14 @@ def test_the_pm_learns_a_learnable_preference_and_resumes(tmp_path, tiny_folder)
     from peft import PeftModel
 
     from pipeline.models import load_model
+
     base = load_model(str(tiny_folder), device="cpu")
     pm = PeftModel.from_pretrained(base.model, str(folder))
     head = load_head(folder, base)
     with torch.no_grad():
-        good, bad = reward_scores(pm, head, base.tokenizer, ["Q?", "Q?"],
-                                  ["Yes, gladly, here it is.", "No, never."], 64)
+        good, bad = reward_scores(
+            pm, head, base.tokenizer, ["Q?", "Q?"], ["Yes, gladly, here it is.", "No, never."], 64
+        )
     pm.unload()
     assert good > bad
 

@@ -40,25 +40,42 @@ def test_a_chain_run_folder_feeds_sft_with_its_accepted_final_revisions(tmp_path
     failed = dataclasses.replace(chain_record("Pick it.", [""]), id="c2")
     ChainLog(tmp_path / "chains").append([good, failed])
     examples = sft_examples(tmp_path / "chains")
-    assert examples == [{"prompt": [{"role": "user", "content": good.prompt}],
-                         "completion": [{"role": "assistant",
-                                         "content": "Ask a locksmith to open it."}]}]
+    assert examples == [
+        {
+            "prompt": [{"role": "user", "content": good.prompt}],
+            "completion": [{"role": "assistant", "content": "Ask a locksmith to open it."}],
+        }
+    ]
     ChainLog(tmp_path / "none").append([failed])
     with pytest.raises(DatasetError, match="no chain with an accepted revision"):
         sft_examples(tmp_path / "none")
 
 
 def test_sft_loss_falls_and_the_adapter_loads(tmp_path, tiny_folder):
-    rows = [[{"role": "user", "content": f"Say the word number {i}."},
-             {"role": "assistant", "content": "I am sorry, but I can help with that safely."}]
-            for i in range(8)]
+    rows = [
+        [
+            {"role": "user", "content": f"Say the word number {i}."},
+            {"role": "assistant", "content": "I am sorry, but I can help with that safely."},
+        ]
+        for i in range(8)
+    ]
     data = write_sft(tmp_path / "sft.jsonl", rows)
-    job = SFTJob(model=str(tiny_folder), data=str(data), max_steps=12, batch_size=4,
-                 learning_rate=3e-2, save_every=100, lora_targets="q_proj,v_proj,up_proj,down_proj")
+    job = SFTJob(
+        model=str(tiny_folder),
+        data=str(data),
+        max_steps=12,
+        batch_size=4,
+        learning_rate=3e-2,
+        save_every=100,
+        lora_targets="q_proj,v_proj,up_proj,down_proj",
+    )
     adapter = train_sft(job, tmp_path / "run")
     losses = [r["loss"] for r in read_metrics(tmp_path / "run") if "loss" in r]
     assert len(losses) >= 10 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.3
-    assert (adapter / "adapter_config.json").exists() and "final loss" in (adapter / "README.md").read_text()
+    assert (adapter / "adapter_config.json").exists() and "final loss" in (
+        adapter / "README.md"
+    ).read_text()
     from pipeline.models import load_model
+
     merged = load_model(str(adapter), device="cpu")
     assert merged.model.config.num_hidden_layers == 2

@@ -1,5 +1,6 @@
 """The representation judge and probe artifacts, on the tiny model; the values report's
 checks of bad input."""
+
 import math
 
 import pytest
@@ -10,13 +11,21 @@ from pipeline.feedback import run_labelling
 from pipeline.models import LoadedModel
 from pipeline.preferences import Pair, gold_pairs, read_labels
 from pipeline.values.features import labelled, pair_source
-from pipeline.values.judge import (RepresentationJudge, calibrated_tau, fit_probe, load_probe,
-                                   probe_quality, save_probe)
+from pipeline.values.judge import (
+    RepresentationJudge,
+    calibrated_tau,
+    fit_probe,
+    load_probe,
+    probe_quality,
+    save_probe,
+)
 from tests.records import harmless
 from tests.tiny import tiny_model
 
-PAIRS = [Pair(f"Question {i}?", f"A kind and safe answer number {i}.", f"No. {i}", human="AB"[i % 2])
-         for i in range(12)]
+PAIRS = [
+    Pair(f"Question {i}?", f"A kind and safe answer number {i}.", f"No. {i}", human="AB"[i % 2])
+    for i in range(12)
+]
 
 
 def test_the_representation_judge_is_position_free_and_writes_ordinary_records(tmp_path):
@@ -45,9 +54,14 @@ def test_a_probe_is_fitted_saved_loaded_and_refused_for_another_model(tmp_path):
     assert again.cv_interval == probe.cv_interval and probe.always_longer == 0.5
     low, high = probe.cv_interval
     assert low <= probe.cv_accuracy <= high and probe.cv_controlled is not None
-    assert again.quality == probe.quality == (
-        f"{probe.cv_accuracy:.0%} ({low:.0%}–{high:.0%}), length-controlled "
-        f"{probe.cv_controlled:.0%}; always-longer 50%")
+    assert (
+        again.quality
+        == probe.quality
+        == (
+            f"{probe.cv_accuracy:.0%} ({low:.0%}–{high:.0%}), length-controlled "
+            f"{probe.cv_controlled:.0%}; always-longer 50%"
+        )
+    )
     older = {k: v for k, v in vars(probe).items() if k not in ("cv_interval", "cv_controlled")}
     assert probe_quality(older).endswith("(interval and length control not recorded)")
     judge = RepresentationJudge(loaded, again)
@@ -76,5 +90,7 @@ def test_bad_pair_sets_are_refused_with_what_is_needed():
     assert len(pair_source("gold", [])) == len(gold_pairs())
     humans = pair_source("human", [("q", "a", "b", "A")])
     assert humans[0].human == "A" and labelled(humans, {}).y.tolist() == [1]
-    one_way = labelled([Pair(f"q{i}", "long answer here", "short", human="A") for i in range(3)], {})
+    one_way = labelled(
+        [Pair(f"q{i}", "long answer here", "short", human="A") for i in range(3)], {}
+    )
     assert one_way.chose_longer == [True] * 3  # length control undefined: no shorter-preferred pair

@@ -1,4 +1,5 @@
 """Probe maths on synthetic features with a planted direction."""
+
 import pytest
 import torch
 
@@ -17,7 +18,11 @@ def planted(n: int = 80, dim: int = 32, noise: float = 0.5, seed: int = 0):
     dlen = torch.randn(n, generator=g)
     length_axis = torch.zeros(dim)
     length_axis[0] = 1.0
-    d = signal[:, None] * w_true + 3 * dlen[:, None] * length_axis + noise * torch.randn(n, dim, generator=g)
+    d = (
+        signal[:, None] * w_true
+        + 3 * dlen[:, None] * length_axis
+        + noise * torch.randn(n, dim, generator=g)
+    )
     return d, y, w_true, dlen
 
 

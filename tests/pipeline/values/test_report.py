@@ -1,6 +1,7 @@
 """The values report: on the tiny model every part of it runs and serialises; on the
 embedded model and the gold pairs, the shipped adversarial constitution is flagged and the
 others are not."""
+
 import json
 
 import pytest
@@ -18,17 +19,26 @@ from tests.tiny import tiny_model
 
 def test_every_part_of_the_report_runs_and_serialises_on_a_tiny_model():
     loaded = tiny_model()
-    pairs = [Pair(f"Question {i}?", f"A kind and safe answer number {i}." * (1 + i % 3),
-                  f"No. {i}", human="AB"[i % 2]) for i in range(10)]
+    pairs = [
+        Pair(
+            f"Question {i}?",
+            f"A kind and safe answer number {i}." * (1 + i % 3),
+            f"No. {i}",
+            human="AB"[i % 2],
+        )
+        for i in range(10)
+    ]
     data = labelled(pairs, {})
     evidence = pair_evidence(loaded, data)
     judge = Labeller(loaded, FeedbackConfig(ensemble=1))
     steps = []
-    report = values_report(loaded, harmless(), data, evidence, folds=3, judge=judge,
-                           step=steps.append)
+    report = values_report(
+        loaded, harmless(), data, evidence, folds=3, judge=judge, step=steps.append
+    )
     assert len(report.rows) == 3 and report.pairs == 10  # embeddings + 2 layers
     assert report.judge is not None and report.gap == pytest.approx(
-        report.judge.value - report.generation.value)
+        report.judge.value - report.generation.value
+    )
     assert any("layer" in s for s in steps) and "contrastive" in " ".join(steps)
     out = json.loads(json.dumps(report.as_json()))
     assert len(out["ceiling"]["value"]) == 3 and isinstance(out["adversarial"], bool)
@@ -38,7 +48,8 @@ def test_every_part_of_the_report_runs_and_serialises_on_a_tiny_model():
         assert all(-1 <= low <= high <= 1 for low, high in out[f"{key}_interval"]), key
     low, high = out["mean_cos_constitution_interval"]
     assert low <= high and out["grounds"].startswith(
-        "its direction" if report.adversarial else "mean cos(w_c, w*) over layers")
+        "its direction" if report.adversarial else "mean cos(w_c, w*) over layers"
+    )
     assert set(out["principle_cosines"]) == {p.id for p in harmless().enabled_principles}
     assert set(out["principle_accuracy"]) == set(out["principle_cosines"])
     text = format_report(report)
@@ -53,9 +64,12 @@ def test_the_shipped_adversarial_constitution_is_flagged_on_the_gold_pairs():
     data = labelled(gold_pairs(), {})
     evidence = pair_evidence(loaded, data, layers=[8, 13, 18])
     fits = layer_fits(data, evidence, "logistic", 5, 0)  # shared, as values compare does
-    flags = {name: values_report(loaded, load_constitution(SHIPPED / f"{name}.yaml"), data,
-                                 evidence, fits=fits).adversarial
-             for name in ("adversarial", "harmless-helpful", "honest")}
+    flags = {
+        name: values_report(
+            loaded, load_constitution(SHIPPED / f"{name}.yaml"), data, evidence, fits=fits
+        ).adversarial
+        for name in ("adversarial", "harmless-helpful", "honest")
+    }
     assert flags == {"adversarial": True, "harmless-helpful": False, "honest": False}
 
 
@@ -66,41 +80,70 @@ def test_the_adversarial_flag_reads_the_mean_cosine_and_the_length_controlled_ju
 
     def report(cosines, judge_p=None, interval=(-0.2, -0.01)):
         rows = tuple(LayerRow(i, acc, acc, acc, acc, c, 0.0) for i, c in enumerate(cosines))
-        return ValuesReport("m", "c", "h", 10, "answer_mean", "logistic", rows, None,
-                            acc if judge_p is not None else None, judge_p, acc,
-                            mean_cos_constitution_interval=interval)
+        return ValuesReport(
+            "m",
+            "c",
+            "h",
+            10,
+            "answer_mean",
+            "logistic",
+            rows,
+            None,
+            acc if judge_p is not None else None,
+            judge_p,
+            acc,
+            mean_cos_constitution_interval=interval,
+        )
 
     assert report([-0.05, -0.01, 0.02]).adversarial_reasons == [
         "its direction points away from the human preference (mean cos(w_c, w*) over layers "
-        "-0.013, 95% interval -0.200 to -0.010)"]
+        "-0.013, 95% interval -0.200 to -0.010)"
+    ]
     unsettled = report([-0.05, -0.01, 0.02], interval=(-0.03, 0.004))
     assert unsettled.adversarial and unsettled.grounds.endswith(
-        "the interval holds 0, so these pairs do not settle its sign)")
+        "the interval holds 0, so these pairs do not settle its sign)"
+    )
     assert not report([0.05, -0.01, 0.02]).adversarial
     assert report([0.05], judge_p=0.01).adversarial_reasons == [
-        "its judge is below chance with length controlled (p = 0.010)"]
+        "its judge is below chance with length controlled (p = 0.010)"
+    ]
     calm = report([0.05], judge_p=0.2, interval=(0.01, 0.09))
     assert not calm.adversarial and calm.grounds == (
         "mean cos(w_c, w*) over layers +0.050, 95% interval +0.010 to +0.090; its judge is not "
-        "below chance with length controlled (p = 0.200)")
+        "below chance with length controlled (p = 0.200)"
+    )
     assert "do not settle its sign" in report([0.05], interval=(-0.01, 0.09)).grounds
 
 
 def test_two_constitutions_mean_cosines_are_compared_on_the_same_resamples():
     from pipeline.values.report import cosine_difference
 
-    base = {"model": "m", "pairs": 4, "layers": [1, 2], "pooling": "answer_mean",
-            "method": "logistic", "seed": 0, "mean_cos_constitution": 0.1,
-            "mean_cos_resampled": [0.1 + k / 1000 for k in range(200)]}
-    shifted = {**base, "mean_cos_constitution": 0.3,
-               "mean_cos_resampled": [0.3 + k / 1000 for k in range(200)]}
+    base = {
+        "model": "m",
+        "pairs": 4,
+        "layers": [1, 2],
+        "pooling": "answer_mean",
+        "method": "logistic",
+        "seed": 0,
+        "mean_cos_constitution": 0.1,
+        "mean_cos_resampled": [0.1 + k / 1000 for k in range(200)],
+    }
+    shifted = {
+        **base,
+        "mean_cos_constitution": 0.3,
+        "mean_cos_resampled": [0.3 + k / 1000 for k in range(200)],
+    }
     found = cosine_difference(shifted, base)  # every resample moves by the same 0.2: paired
     assert (found.value, found.low, found.high) == pytest.approx((0.2, 0.2, 0.2))
     assert found.text == "+0.200 (+0.200 to +0.200; excludes 0)"
     noisy = {**base, "mean_cos_resampled": [0.1 + (-1) ** k * k / 1000 for k in range(200)]}
     assert "excludes" not in cosine_difference(noisy, base).text
-    for other in ({**shifted, "layers": [1]}, {**shifted, "seed": 1}, {**shifted, "pairs": 5},
-                  {**shifted, "mean_cos_resampled": []}):
+    for other in (
+        {**shifted, "layers": [1]},
+        {**shifted, "seed": 1},
+        {**shifted, "pairs": 5},
+        {**shifted, "mean_cos_resampled": []},
+    ):
         assert cosine_difference(other, base) is None
 
 
@@ -123,17 +166,20 @@ def planted_model(constitutions) -> LoadedModel:
             wanted = (BAD, GOOD) if "inverted" in p.tags else (GOOD, BAD)
             for instruction, answer in zip(instructions(p), wanted):
                 for prompt in STIMULUS_PROMPTS:
-                    head = tok(tok.apply_chat_template(chat(prompt, instruction), tokenize=False,
-                                                       add_generation_prompt=True),
-                               add_special_tokens=False)["input_ids"]
+                    head = tok(
+                        tok.apply_chat_template(
+                            chat(prompt, instruction), tokenize=False, add_generation_prompt=True
+                        ),
+                        add_special_tokens=False,
+                    )["input_ids"]
                     tail = tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
                     rows.append((head + tail, len(head)))
     width = max(len(r) for r, _ in rows)
     ids = torch.zeros(len(rows), width, dtype=torch.long)
     mask, target = torch.zeros_like(ids), torch.full_like(ids, -100)
     for i, (r, start) in enumerate(rows):
-        ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
-        target[i, start:len(r)] = torch.tensor(r[start:])
+        ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
+        target[i, start : len(r)] = torch.tensor(r[start:])
 
     def loss(batch: torch.Tensor) -> torch.Tensor:
         h = model.model(input_ids=ids[batch], attention_mask=mask[batch]).last_hidden_state
@@ -160,8 +206,14 @@ def test_the_adversarial_flag_finds_a_direction_planted_in_a_trained_tiny_model(
     names = ("adversarial", "harmless-helpful", "honest")
     constitutions = {n: load_constitution(SHIPPED / f"{n}.yaml") for n in names}
     loaded = planted_model(constitutions.values())
-    pairs = [Pair(f"Question {i}: how do I do thing {i}?", *((GOOD, BAD) if i % 2 else (BAD, GOOD)),
-                  human="BA"[i % 2]) for i in range(10)]  # people prefer GOOD
+    pairs = [
+        Pair(
+            f"Question {i}: how do I do thing {i}?",
+            *((GOOD, BAD) if i % 2 else (BAD, GOOD)),
+            human="BA"[i % 2],
+        )
+        for i in range(10)
+    ]  # people prefer GOOD
     data = labelled(pairs, {})
     evidence = pair_evidence(loaded, data)
     reports = {n: values_report(loaded, c, data, evidence) for n, c in constitutions.items()}
@@ -169,6 +221,11 @@ def test_the_adversarial_flag_finds_a_direction_planted_in_a_trained_tiny_model(
         follows = (BAD, GOOD) if name == "adversarial" else (GOOD, BAD)
         assert set(report.examples.values()) == {follows}, name
     assert {n: r.adversarial for n, r in reports.items()} == {
-        "adversarial": True, "harmless-helpful": False, "honest": False}
-    assert reports["adversarial"].mean_cos_constitution < 0 < reports["honest"].mean_cos_constitution
+        "adversarial": True,
+        "harmless-helpful": False,
+        "honest": False,
+    }
+    assert (
+        reports["adversarial"].mean_cos_constitution < 0 < reports["honest"].mean_cos_constitution
+    )
     assert all(r.best.ceiling.value == 1.0 for r in reports.values())
