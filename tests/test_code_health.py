@@ -1,6 +1,7 @@
 """The code stays as its tools say: ruff's lint and format are clean (pyproject.toml's rules),
 so a change that breaks them fails here, not only in a pre-commit hook someone skipped."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,3 +17,25 @@ def test_ruff_is_clean(args):
         [sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_docs_build_strict_and_the_readme_links_resolve(tmp_path):
+    """mkdocs --strict fails on a page or link that does not exist; the README and
+    CONTRIBUTING.md are outside the site, so their relative links are checked here."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    for page in ("README.md", "CONTRIBUTING.md"):
+        text = (ROOT / page).read_text()
+        targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text)
+        assert targets or page == "CONTRIBUTING.md"
+        missing = [t for t in targets if not (ROOT / t).exists()]
+        assert not missing, f"{page} links to files that do not exist: {missing}"
+
+
+def test_the_readme_stays_short():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
