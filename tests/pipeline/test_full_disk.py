@@ -54,6 +54,7 @@ def snapshot(ws: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.integration
 def test_a_full_disk_never_costs_the_workspace(small_disk):
     ws = small_disk / "ws"
     Store(ws).seed()

@@ -49,6 +49,7 @@ def revise_args(model: Path, out: Path, prompts: Path) -> list[str]:
     ]
 
 
+@pytest.mark.integration
 def test_job_cancel_then_resume_writes_no_duplicates(tmp_path, tiny_folder):
     prompts = twelve_prompts(tmp_path)
     store = Store(tmp_path / "ws")
@@ -72,6 +73,7 @@ def test_job_cancel_then_resume_writes_no_duplicates(tmp_path, tiny_folder):
     assert jobs.read_progress(out)["done"] == 12
 
 
+@pytest.mark.integration
 def test_failed_job_reports_its_message(tmp_path, tiny_folder):
     store = Store(tmp_path / "ws")
     out = tmp_path / "run"
@@ -85,6 +87,7 @@ def test_failed_job_reports_its_message(tmp_path, tiny_folder):
     assert ended.status == "failed" and "neither a file nor a saved constitution" in ended.error
 
 
+@pytest.mark.integration
 def test_a_job_that_died_silently_is_marked_failed_with_its_log(tmp_path):
     store = Store(tmp_path / "ws")
     out = tmp_path / "run"
@@ -98,6 +101,7 @@ def test_a_job_that_died_silently_is_marked_failed_with_its_log(tmp_path):
     assert settled.status == "failed" and "Killed" in settled.error
 
 
+@pytest.mark.integration
 def test_a_job_that_reported_its_end_is_settled_while_its_process_still_exits(tmp_path):
     """A cancelled training job may take a while to tear down; the list says so at once."""
     store = Store(tmp_path / "ws")
@@ -116,6 +120,7 @@ def test_a_job_that_reported_its_end_is_settled_while_its_process_still_exits(tm
         slow_exit.wait()
 
 
+@pytest.mark.integration
 def test_a_job_killed_from_outside_names_the_signal(tmp_path, tiny_folder):
     """What the system's out-of-memory killer does: SIGKILL, no chance to report."""
     store = Store(tmp_path / "ws")
@@ -128,6 +133,7 @@ def test_a_job_killed_from_outside_names_the_signal(tmp_path, tiny_folder):
     assert "killed by SIGKILL (most often the system running out of memory)" in ended.error
 
 
+@pytest.mark.integration
 def test_queue_runs_one_job_at_a_time_and_never_the_same_job_twice(tmp_path, tiny_folder):
     prompts = twelve_prompts(tmp_path)
     store = Store(tmp_path / "ws")
@@ -158,6 +164,7 @@ def test_queue_runs_one_job_at_a_time_and_never_the_same_job_twice(tmp_path, tin
     assert store.job(dropped.id).started_at is None  # never ran
 
 
+@pytest.mark.integration
 def test_a_restarted_launcher_reattaches_to_a_running_job(tmp_path, tiny_folder):
     """The launching process exits (a studio restart); a new one still sees the job run and
     records how it ended."""
@@ -182,6 +189,7 @@ def test_a_restarted_launcher_reattaches_to_a_running_job(tmp_path, tiny_folder)
     assert ended.status == "succeeded", jobs.log_tail(out)
 
 
+@pytest.mark.integration
 def test_resume_reruns_an_ended_job_into_its_folder(tmp_path):
     store = Store(tmp_path / "ws")
     job = jobs.launch(store, "prompts", ["prompts", "list"], tmp_path / "run")
@@ -191,6 +199,7 @@ def test_resume_reruns_an_ended_job_into_its_folder(tmp_path):
     assert jobs.wait(store, again.id, timeout=120).status == "succeeded"
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(0 < torch.cuda.device_count() < 2, reason="two processes need two GPUs here")
 def test_a_two_process_sft_job_trains_data_parallel(tmp_path, tiny_folder):
     """`processes: 2` really runs two processes (CPU processes over gloo here), and only
@@ -274,6 +283,7 @@ def test_a_frozen_constitution_is_the_one_a_job_reads(tmp_path):
     assert path.name == jobs.CONSTITUTION_FILE and load_constitution(path) == live
 
 
+@pytest.mark.integration
 def test_two_writers_in_one_run_folder_one_is_refused_and_no_id_is_written_twice(
     tmp_path, tiny_folder
 ):
@@ -323,6 +333,7 @@ def _read(path: Path) -> str:
         return ""
 
 
+@pytest.mark.integration
 def test_relaunching_after_the_launcher_and_the_job_were_killed_starts_it_again(tmp_path):
     store = Store(tmp_path / "ws")
     out, args = tmp_path / "run", ["prompts", "list"]

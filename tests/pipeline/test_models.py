@@ -143,6 +143,7 @@ def test_a_lora_adapter_folder_loads_merged_into_its_base(tmp_path):
         assert torch.equal(base.model(input_ids=ids).logits, base_logits)
 
 
+@pytest.mark.integration
 def test_a_model_folder_with_its_own_code_is_refused_without_running_it_or_asking(tmp_path):
     """transformers would ask [y/N] on a terminal (blocking a studio started in one) or run
     the folder's code; we never pass trust_remote_code, so it is refused straight away."""

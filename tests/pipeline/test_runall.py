@@ -107,6 +107,7 @@ def test_config_layers_defaults_preset_file_flags(tmp_path):
     assert (sft.max_steps, sft.batch_size) == (24, 2)
 
 
+@pytest.mark.integration
 def test_run_all_on_a_tiny_model_records_every_stage_and_the_table(tmp_path, tiny_folder):
     """The whole pipeline for real, on a tiny model: eight stage jobs in the workspace's
     queue, each succeeded with its artifacts, and the tournament's ratings."""

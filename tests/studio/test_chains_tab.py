@@ -1,5 +1,7 @@
 """The Chains tab's handlers, without a browser."""
 
+import pytest
+
 from pipeline.cli import build_parser
 from pipeline.critique import ChainLog
 from studio import chains_tab as tab
@@ -103,6 +105,7 @@ def test_the_chain_view_diffs_side_by_side_folds_earlier_rounds_and_flags_meta_t
     assert "weight 1 of 10" in view and "chain-side" in view
 
 
+@pytest.mark.integration
 def test_the_batch_job_command_parses_and_reads_a_frozen_constitution(store, tmp_path):
     out = tmp_path / "run"
     args = tab.revise_args(

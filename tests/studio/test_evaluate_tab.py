@@ -87,6 +87,7 @@ def test_blind_labels_hide_the_names_then_join_the_ratings_as_people(store, fini
     assert "1 comparisons" in ratings
 
 
+@pytest.mark.integration
 def test_a_tournament_without_policies_is_refused_before_anything_runs(store, tiny_folder):
     message, _ = tab.on_launch(
         store, str(tiny_folder), [], "", ["red-team"], ["logprob"], "harmless-helpful", None, 2, 16
@@ -121,6 +122,7 @@ def test_a_tournament_without_policies_is_refused_before_anything_runs(store, ti
     assert "processes must be at least 1" in message
 
 
+@pytest.mark.integration
 def test_policies_come_checked_from_the_job_table_and_typed_one_per_line(store):
     values = tab.launch_values(
         store,
@@ -200,6 +202,7 @@ def test_a_dragged_range_picks_the_points_whose_helpfulness_lies_in_it():
     assert tab.points_in(result, "people", -100, 100) == []
 
 
+@pytest.mark.integration
 def test_the_auto_judge_stands_for_the_newest_comparison_or_is_refused(store):
     from pipeline.judge_choice import JudgeChoice, save_choice
 

@@ -1,6 +1,7 @@
 """The job panel every job-running tab shares."""
 
 import sys
+import pytest
 import time
 
 import gradio as gr
@@ -9,6 +10,7 @@ from pipeline import jobs
 from studio import job_panel as panel
 
 
+@pytest.mark.integration
 def test_buttons_bar_cancel_and_resume(store, tmp_path):
     with gr.Blocks():
         cancel, resume = panel.job_buttons("batch", "job")
@@ -36,6 +38,7 @@ def test_buttons_bar_cancel_and_resume(store, tmp_path):
     jobs.wait(store, again.id, timeout=300)
 
 
+@pytest.mark.integration
 def test_cancelling_a_pipeline_stage_asks_first_and_resume_continues_the_pipeline(store, tmp_path):
     parent, _ = store.add_job(
         "run-all", ["run-all"], str(tmp_path / "run"), [sys.executable, "-c", "pass"]

@@ -1,6 +1,7 @@
 """The Preferences tab's handlers, without a browser."""
 
 import dataclasses
+import pytest
 
 import gradio as gr
 
@@ -138,6 +139,7 @@ def test_the_labelling_guideline_is_the_constitutions_questions(store):
     assert only.count("<li>") == 1 and tab.guideline_html(store, None, []) == ""
 
 
+@pytest.mark.integration
 def test_jobs_are_refused_or_answered_without_a_browser(store):
     message, *_ = tab.on_launch(store, "gold", 0, None, [], 1, False, "embedded", 0)
     assert "Pick a constitution first" in message

@@ -1,6 +1,7 @@
 """The Train tab's handlers, without a browser."""
 
 import dataclasses
+import pytest
 import html
 import json
 import math
@@ -86,6 +87,7 @@ def test_every_command_has_a_form_fed_by_the_folders_of_earlier_stages(store, tm
     assert label["constitution"]["value"] == "harmless-helpful" and label["ensemble"]["value"] == 2
 
 
+@pytest.mark.integration
 def test_a_data_stage_launches_with_its_constitution_frozen(store):
     values = all_values("label", pairs="gold", constitution="honest", limit=1)
     _, folder, _ = tab.on_preview(store, "label", None, *values)
@@ -106,6 +108,7 @@ def test_schedules_are_plotted_raw_and_noisy_metrics_smoothed():
     assert set(frames["loss"].series) == {"raw", "smoothed"}
 
 
+@pytest.mark.integration
 def test_the_preview_says_what_stops_a_launch_and_a_bad_launch_is_refused(store):
     preview, folder, checks = tab.on_preview(store, "sft", None, *all_values("sft"))
     assert (
@@ -156,6 +159,7 @@ def test_the_checks_name_and_mark_exactly_the_wrong_fields_and_warn_on_a_run_of_
     assert checks == ""
 
 
+@pytest.mark.integration
 def test_a_launched_job_runs_in_the_previewed_folder_and_can_be_resumed(store, tmp_path):
     values = all_values("reward", data=str(tmp_path / "none"))
     _, folder, _ = tab.on_preview(store, "reward", None, *values)

@@ -2,12 +2,14 @@
 results drawn, and the same question answered from the finished run."""
 
 import json
+import pytest
 from pathlib import Path
 
 from pipeline import jobs
 from studio import values_tab as tab
 
 
+@pytest.mark.integration
 def test_the_page_offers_constitutions_pairs_and_models(store):
     constitutions, pairs, model, bar, run = tab.on_page_load(store)
     assert (
@@ -24,6 +26,7 @@ def test_the_page_offers_constitutions_pairs_and_models(store):
     assert "layers must be comma-separated layer numbers" in message
 
 
+@pytest.mark.integration
 def test_a_report_job_runs_is_drawn_and_is_not_run_twice(store, tmp_path, tiny_folder):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(

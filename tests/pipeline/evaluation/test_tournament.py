@@ -271,6 +271,7 @@ def test_two_processes_share_a_tournament_and_give_its_results(tmp_path, tiny_fo
             )  # Elo points
 
 
+@pytest.mark.integration
 def test_a_cancel_reaches_every_process_of_a_tournament_and_the_rerun_resumes(
     tmp_path, tiny_folder
 ):
