@@ -15,8 +15,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 from pipeline.constitution import load_constitution  # noqa: E402
-from pipeline.critique import ChainConfig, ChainRequest, run_chains  # noqa: E402
-from pipeline.generation import SamplingConfig, backend_for  # noqa: E402
+from pipeline.critique import ChainRequest, run_chains  # noqa: E402
+from pipeline.settings import ChainConfig  # noqa: E402
+from pipeline.generation import backend_for  # noqa: E402
+from pipeline.settings import SamplingConfig  # noqa: E402
 from pipeline.prompts import load_prompts  # noqa: E402
 
 

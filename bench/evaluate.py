@@ -33,8 +33,8 @@ from pipeline.evaluation.tournament import (
     results,
     tournament_prompts,
 )
-from pipeline.feedback import FeedbackConfig  # noqa: E402
-from pipeline.generation import SamplingConfig  # noqa: E402
+from pipeline.settings import FeedbackConfig  # noqa: E402
+from pipeline.settings import SamplingConfig  # noqa: E402
 from pipeline.models import load_model  # noqa: E402
 from pipeline.preferences import Pair  # noqa: E402
 from pipeline.steering import extract_from_constitution, save_direction  # noqa: E402

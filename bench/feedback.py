@@ -18,13 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 from pipeline.constitution import load_constitution  # noqa: E402
-from pipeline.feedback import (
-    FeedbackConfig,
-    Labeller,
-    both_orders,
-    ensemble,  # noqa: E402
-    feedback_principles,
-)
+from pipeline.feedback import Labeller, both_orders, ensemble, feedback_principles  # noqa: E402
+from pipeline.settings import FeedbackConfig  # noqa: E402
 from pipeline.models import load_model  # noqa: E402
 from pipeline.preferences import gold_pairs  # noqa: E402
 from pipeline.scoring import option_logprobs  # noqa: E402

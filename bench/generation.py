@@ -11,7 +11,8 @@ import argparse
 import time
 
 
-from pipeline.generation import SamplingConfig, backend_for, chat  # noqa: E402
+from pipeline.generation import backend_for, chat  # noqa: E402
+from pipeline.settings import SamplingConfig  # noqa: E402
 from pipeline.prompts import load_prompts  # noqa: E402
 
 

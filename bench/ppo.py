@@ -119,7 +119,8 @@ def classic(job: PPOJob, pm: Path, full: bool = False) -> None:
     every weight of policy and value, as classic RLHF-PPO does, instead of a LoRA."""
     from peft import PeftModel, get_peft_model
 
-    from pipeline.generation import SamplingConfig, TransformersBackend
+    from pipeline.generation import TransformersBackend
+    from pipeline.settings import SamplingConfig
     from pipeline.prompts import load_prompts
     from pipeline.train.ppo_math import (
         gae,

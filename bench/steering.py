@@ -18,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 from pipeline.constitution import load_constitution  # noqa: E402
-from pipeline.generation import SamplingConfig, backend_for, chat  # noqa: E402
+from pipeline.generation import backend_for, chat  # noqa: E402
+from pipeline.settings import SamplingConfig  # noqa: E402
 from pipeline.prompts import load_prompts  # noqa: E402
 from pipeline.steering import Steering, extract_from_constitution  # noqa: E402
 

@@ -29,7 +29,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 from pipeline.constitution import load_constitution  # noqa: E402
-from pipeline.feedback import FeedbackConfig, Labeller  # noqa: E402
+from pipeline.feedback import Labeller  # noqa: E402
+from pipeline.settings import FeedbackConfig  # noqa: E402
 from pipeline.hidden import (
     decoder_layers,
     encode_conversations,

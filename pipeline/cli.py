@@ -106,7 +106,8 @@ def cmd_constitution_export(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from pipeline.generation import SamplingConfig, backend_for, chat
+    from pipeline.generation import backend_for, chat
+    from pipeline.settings import SamplingConfig
 
     config = config_from_args(SamplingConfig, args)
     system = args.system
@@ -167,7 +168,6 @@ def cmd_revise(args: argparse.Namespace) -> int:
 
     from pipeline.constitution import content_hash
     from pipeline.critique import (
-        ChainConfig,
         ChainRequest,
         batch_quality,
         chain_id,
@@ -175,9 +175,11 @@ def cmd_revise(args: argparse.Namespace) -> int:
         principle_stats,
         run_chains,
     )
+    from pipeline.settings import ChainConfig
     from pipeline.critique import ChainLog, export_chains
     from pipeline.jobs import claim_run_folder
-    from pipeline.generation import SamplingConfig, backend_for
+    from pipeline.generation import backend_for
+    from pipeline.settings import SamplingConfig
     from pipeline.jobs import job_context, write_progress
 
     job = stage_job("revise", args)
@@ -253,7 +255,8 @@ def cmd_revise(args: argparse.Namespace) -> int:
 
 def cmd_sft_data(args: argparse.Namespace) -> int:
     from pipeline.sft_data import build_sft_dataset
-    from pipeline.generation import SamplingConfig, backend_for
+    from pipeline.generation import backend_for
+    from pipeline.settings import SamplingConfig
     from pipeline.jobs import job_context, write_progress
 
     job = stage_job("sft-data", args)
@@ -311,7 +314,8 @@ def cmd_pairs(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from pipeline.feedback import make_pairs
-    from pipeline.generation import SamplingConfig, backend_for
+    from pipeline.generation import backend_for
+    from pipeline.settings import SamplingConfig
     from pipeline.jobs import job_context, write_progress
     from pipeline.preferences import PAIRS_FILE, write_pairs
 
@@ -461,7 +465,8 @@ def values_data(job, args: argparse.Namespace):
 def cmd_values_report(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
-    from pipeline.feedback import FeedbackConfig, Labeller
+    from pipeline.feedback import Labeller
+    from pipeline.settings import FeedbackConfig
     from pipeline.jobs import job_context, write_progress
     from pipeline.models import load_model
     from pipeline.values.report import (
@@ -745,7 +750,7 @@ def steering_of(args: argparse.Namespace, loaded):
 
 def judge_for(job):
     """The judge a label job asks for."""
-    from pipeline.feedback import FeedbackConfig
+    from pipeline.settings import FeedbackConfig
 
     from pipeline.evaluation.judges import make_judge
 
@@ -875,12 +880,13 @@ def as_processes(args: argparse.Namespace, processes: int) -> int | None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pipeline.jobs import is_main_process, job_context, write_progress
-    from pipeline.judge_choice import NOTE_FILE, training_note
     from pipeline.runs import long_run_warning
     from pipeline.stages import job_yaml
+
+    job = stage_job(args.command, args)  # a bad job file is refused before torch loads
+    from pipeline.judge_choice import NOTE_FILE, training_note
     from pipeline.train.runtime import CancelFlag
 
-    job = stage_job(args.command, args)
     relaunched = as_processes(args, getattr(job, "processes", 1))
     if relaunched is not None:
         return relaunched
@@ -929,7 +935,7 @@ def evaluation_judges(job) -> list[tuple[str, str]]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pipeline.evaluation.judges import make_judge
     from pipeline.evaluation.tournament import format_results, run_tournament
-    from pipeline.feedback import FeedbackConfig
+    from pipeline.settings import FeedbackConfig
     from pipeline.jobs import is_main_process, job_context, write_progress
     from pipeline.train.runtime import CancelFlag
 
@@ -1022,7 +1028,7 @@ def doc_of(cls: type) -> str:
 def build_parser(
     prog: str = "python -m pipeline", epilog: str | None = None
 ) -> argparse.ArgumentParser:
-    from pipeline.generation import SamplingConfig
+    from pipeline.settings import SamplingConfig
 
     parser = argparse.ArgumentParser(
         prog=prog, description="Constitution Studio, headless.", epilog=epilog

@@ -23,43 +23,12 @@ from typing import Any, Iterator
 
 from pipeline.constitution import Constitution, Principle, content_hash
 from pipeline.errors import ConstitutionError, DatasetError, ModelError
-from pipeline.fields import check_settings
 from pipeline.files import RecordLog, save_dataset
-from pipeline.generation import GenerationBackend, Message, SamplingConfig
+from pipeline.generation import GenerationBackend, Message
 from pipeline.prompts import PromptRecord
 from pipeline.seeds import stable_int
+from pipeline.settings import ChainConfig, SamplingConfig
 from pipeline.textdiff import similarity
-
-
-@dataclass(frozen=True)
-class ChainConfig:
-    rounds: int = field(default=4, metadata={"help": "Critique–revision rounds per prompt."})
-    few_shot: bool = field(
-        default=True,
-        metadata={
-            "help": "Prepend the constitution's few-shot chains to every critique and revision."
-        },
-    )
-    batch_size: int = field(default=16, metadata={"help": "Prompts processed together."})
-    relevant_only: bool = field(
-        default=False,
-        metadata={
-            "help": "Draw each prompt's principles only from those tagged with its category (all "
-            "enabled principles when none is)."
-        },
-    )
-
-    def __post_init__(self) -> None:
-        check_settings(self, self.chain_problems())
-
-    def chain_problems(self) -> list[str]:
-        """What is wrong with these settings (also checked in every job that extends them)."""
-        problems = []
-        if not 1 <= self.rounds <= 16:
-            problems.append(f"rounds must be between 1 and 16 (got {self.rounds})")
-        if self.batch_size < 1:
-            problems.append(f"batch_size must be at least 1 (got {self.batch_size})")
-        return problems
 
 
 @dataclass(frozen=True)

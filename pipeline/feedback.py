@@ -10,22 +10,20 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
 from pipeline.constitution import Constitution, Principle, content_hash
 from pipeline.errors import ConstitutionError, DatasetError, ModelError
-from pipeline.fields import check_settings
-from pipeline.generation import GenerationBackend, SamplingConfig, TransformersBackend
+from pipeline.generation import GenerationBackend, TransformersBackend
 from pipeline.jobs import claim_run_folder
 from pipeline.models import LoadedModel
 from pipeline.preferences import LabelLog, OrderedLabel, Pair, Preference, PrincipleLabel
 from pipeline.prompts import PromptRecord
 from pipeline.scoring import ScoreItem, option_logprobs
 from pipeline.seeds import stable_int
-
-COT_CLAMP = (0.4, 0.6)  # chain-of-thought labels are overconfident; the RLAIF paper clamps them
+from pipeline.settings import COT_CLAMP, FeedbackConfig, SamplingConfig
 
 
 def sigmoid(x: float) -> float:
@@ -155,58 +153,6 @@ def render_question(tokenizer, shared: str, ask: str) -> tuple[str, str]:
 
 
 # --- pairs and labels ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FeedbackConfig:
-    ensemble: int = field(
-        default=1,
-        metadata={
-            "help": "Principles sampled per pair (weighted, without replacement) whose labels are "
-            "averaged; 0 uses every enabled principle."
-        },
-    )
-    principles: str = field(
-        default="",
-        metadata={
-            "help": "Comma-separated principle ids to use for every pair instead of sampling."
-        },
-    )
-    cot: bool = field(
-        default=False,
-        metadata={
-            "help": "Chain-of-thought: the model writes a rationale first; labels are clamped to "
-            f"[{COT_CLAMP[0]}, {COT_CLAMP[1]}]."
-        },
-    )
-    cot_max_tokens: int = field(default=96, metadata={"help": "Longest rationale in tokens."})
-    max_tokens: int = field(
-        default=1024,
-        metadata={
-            "help": "Longest question in tokens; longer answers are cut (and flagged), never the "
-            "principle or the answer cue."
-        },
-    )
-    batch_size: int = field(default=16, metadata={"help": "Rows per forward pass."})
-    seed: int = field(default=0, metadata={"help": "Seed of the principle draws."})
-
-    def __post_init__(self) -> None:
-        check_settings(self, self.feedback_problems())
-
-    def feedback_problems(self) -> list[str]:
-        """What is wrong with these settings (also checked in every job that extends them)."""
-        problems = []
-        if self.ensemble < 0:
-            problems.append(f"ensemble must be 0 (all principles) or more (got {self.ensemble})")
-        if self.batch_size < 1 or self.cot_max_tokens < 1 or self.max_tokens < 64:
-            problems.append(
-                "batch_size and cot_max_tokens must be at least 1 and max_tokens at least 64"
-            )
-        return problems
-
-    @property
-    def principle_ids(self) -> list[str]:
-        return [p.strip() for p in self.principles.split(",") if p.strip()]
 
 
 def combine(

@@ -10,61 +10,20 @@ else is in the batch), drops finished rows from the batch, and streams token by 
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 import torch
 
-from pipeline.fields import check_settings
 from pipeline.errors import ModelError
 from pipeline.models import LoadedModel, load_model
 from pipeline.scoring import shared_prefix_length
+from pipeline.settings import SamplingConfig
 
 if TYPE_CHECKING:
     from pipeline.steering import Steering
 
 Message = dict[str, str]
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    max_new_tokens: int = field(
-        default=256, metadata={"help": "Most tokens to generate per answer."}
-    )
-    temperature: float = field(
-        default=0.7, metadata={"help": "Sampling temperature; 0 means greedy."}
-    )
-    top_p: float = field(
-        default=0.95,
-        metadata={
-            "help": "Nucleus sampling: keep the smallest set "
-            "of tokens whose probability reaches this."
-        },
-    )
-    seed: int = field(
-        default=0,
-        metadata={
-            "help": "Row i of a batch samples with seed + i, so the same seed gives the same text."
-        },
-    )
-
-    def __post_init__(self) -> None:
-        check_settings(self, self.sampling_problems())
-
-    def sampling_problems(self) -> list[str]:
-        """What is wrong with these settings (also checked in every job that extends them)."""
-        problems = []
-        if self.max_new_tokens < 1:
-            problems.append(f"max_new_tokens must be at least 1 (got {self.max_new_tokens})")
-        if self.temperature < 0:
-            problems.append(f"temperature must be 0 (greedy) or more (got {self.temperature})")
-        if not 0 < self.top_p <= 1:
-            problems.append(f"top_p must be in (0, 1] (got {self.top_p})")
-        return problems
-
-
-GREEDY = SamplingConfig(temperature=0.0)
-DEFAULT_SAMPLING = SamplingConfig()  # what forms and sliders start from
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from pipeline.constitution import Constitution
 from pipeline.errors import DatasetError
 from pipeline.fields import settings_of
-from pipeline.feedback import FeedbackConfig
+from pipeline.settings import FeedbackConfig
 from pipeline.judge_choice import read_choice
 from pipeline.preferences import Pair, read_labels
 from pipeline.stages import LabelJob, build_job, read_job_file

@@ -11,7 +11,8 @@ from pathlib import Path
 from pipeline.critique import DATASET_DIR, Chain, ChainLog
 from pipeline.errors import DatasetError
 from pipeline.files import append_jsonl, read_jsonl_log, save_dataset, write_atomic, write_jsonl
-from pipeline.generation import GenerationBackend, SamplingConfig
+from pipeline.generation import GenerationBackend
+from pipeline.settings import SamplingConfig
 from pipeline.prompts import PromptRecord, load_prompts
 from pipeline.seeds import stable_int
 

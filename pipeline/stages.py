@@ -15,15 +15,12 @@ from typing import Any, Iterable, TypeVar
 
 import yaml
 
-from pipeline.critique import ChainConfig
 from pipeline.errors import ConfigError
-from pipeline.feedback import FeedbackConfig
 from pipeline.fields import flag_name, non_finite_fields
 from pipeline.files import YamlRefused, read_yaml
-from pipeline.generation import SamplingConfig
 from pipeline.models import DEFAULT_MODEL
+from pipeline.settings import ENGINES, ChainConfig, FeedbackConfig, SamplingConfig
 from pipeline.store import DEFAULT_CONSTITUTION
-from pipeline.vllm_engine import ENGINES
 
 
 # who labels a pair: the A/B question, hidden states, or whichever agrees best with people

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ModelError
-from pipeline.generation import Generation, Message, SamplingConfig, prompt_ids
+from pipeline.generation import Generation, Message, prompt_ids
 from pipeline.models import ADAPTER_CONFIG, dtype_name, resolve_source
 from pipeline.seeds import stable_int
+from pipeline.settings import SamplingConfig
 
-ENGINES = ("auto", "transformers", "vllm")
 MAX_LORA_RANK = 64  # the largest adapter rank an engine accepts (vLLM: 8, 16, 32, 64, …)
 MEMORY = 0.5  # share of the GPU's memory an engine may take; the rest is for the judges
 CPU_KV_CACHE = 2 << 30  # on the CPU build, bytes of KV cache (there a memory share counts

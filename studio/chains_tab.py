@@ -15,7 +15,6 @@ import gradio as gr
 from pipeline import jobs
 from pipeline.critique import (
     Chain,
-    ChainConfig,
     ChainLog,
     ChainRequest,
     RevisionRound,
@@ -25,8 +24,10 @@ from pipeline.critique import (
     principle_stats,
     run_chains,
 )
+from pipeline.settings import ChainConfig
 from pipeline.errors import StudioError
-from pipeline.generation import DEFAULT_SAMPLING, SamplingConfig, backend_for
+from pipeline.generation import backend_for
+from pipeline.settings import DEFAULT_SAMPLING, SamplingConfig
 from pipeline.models import DEFAULT_MODEL
 from pipeline.prompts import PromptRecord, load_prompts
 from pipeline.stages import ReviseJob, build_job, to_argv

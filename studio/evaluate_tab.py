@@ -38,7 +38,7 @@ from pipeline.stages import TOURNAMENT_JUDGES, EvaluateJob, build_job, to_argv
 from pipeline.store import JobRecord, Store
 from pipeline.train.runtime import ADAPTER_DIR
 from pipeline.trust import label_verdict
-from pipeline.vllm_engine import ENGINES
+from pipeline.settings import ENGINES
 from studio.choices import adapter_choices, constitution_choices, default_choice, resolve_choice
 from studio.job_panel import cancel_notice, job_bar, latest_job, writing_now
 from studio.judges_panel import latest_board

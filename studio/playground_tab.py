@@ -11,7 +11,8 @@ import gradio as gr
 
 from pipeline.constitution import principle_system_prompt
 from pipeline.errors import StudioError
-from pipeline.generation import DEFAULT_SAMPLING, SamplingConfig, backend_for, chat
+from pipeline.generation import backend_for, chat
+from pipeline.settings import DEFAULT_SAMPLING, SamplingConfig
 from pipeline.models import DEFAULT_MODEL, LoadedModel, load_model
 from pipeline.store import Store
 from studio import steering_panel

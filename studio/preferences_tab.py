@@ -18,15 +18,10 @@ import pandas as pd
 from pipeline import jobs
 from pipeline.constitution import Constitution
 from pipeline.errors import StudioError
-from pipeline.feedback import (
-    COT_CLAMP,
-    FeedbackConfig,
-    Labeller,
-    ensemble,
-    feedback_principles,
-    make_pairs,
-)
-from pipeline.generation import SamplingConfig, backend_for
+from pipeline.feedback import Labeller, ensemble, feedback_principles, make_pairs
+from pipeline.settings import COT_CLAMP, FeedbackConfig
+from pipeline.generation import backend_for
+from pipeline.settings import SamplingConfig
 from pipeline.models import DEFAULT_MODEL, load_model
 from pipeline.preferences import (
     HUMAN_CHOICES,

@@ -15,7 +15,8 @@ import pandas as pd
 
 from pipeline.constitution import content_hash
 from pipeline.errors import ConfigError, StudioError
-from pipeline.generation import SamplingConfig, backend_for
+from pipeline.generation import backend_for
+from pipeline.settings import SamplingConfig
 from pipeline.models import LoadedModel
 from pipeline.prompts import load_prompts
 from pipeline.stages import SteerExtractJob

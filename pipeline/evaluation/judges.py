@@ -11,7 +11,8 @@ import torch
 
 from pipeline.constitution import Constitution, content_hash
 from pipeline.errors import ConfigError
-from pipeline.feedback import FeedbackConfig, sigmoid
+from pipeline.feedback import sigmoid
+from pipeline.settings import FeedbackConfig
 from pipeline.models import load_model
 from pipeline.preferences import Pair, Preference, PrincipleLabel
 from pipeline.reward_model import load_head, reward_scores

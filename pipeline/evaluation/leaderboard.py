@@ -394,7 +394,8 @@ def judged_all(
     """Every judge `job` (a JudgesCompareJob) names, on the labelled pairs: the log-prob
     judge, the constitution's direction, the nested-CV probe, and the PM when given."""
     from pipeline.evaluation.judges import PMJudge
-    from pipeline.feedback import FeedbackConfig, Labeller
+    from pipeline.feedback import Labeller
+    from pipeline.settings import FeedbackConfig
     from pipeline.values.features import pair_features
     from pipeline.values.judge import RepresentationJudge
 

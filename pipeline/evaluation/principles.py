@@ -184,7 +184,8 @@ def label_everything(
     step: Callable[[str], None],
 ) -> dict[str, dict[str, list[Preference]]]:
     """Every principle of both, labelled on every pair by each method."""
-    from pipeline.feedback import FeedbackConfig, Labeller
+    from pipeline.feedback import Labeller
+    from pipeline.settings import FeedbackConfig
     from pipeline.values.judge import RepresentationJudge
 
     pairs = list(data.pairs)

@@ -648,7 +648,7 @@ def run_tournament(
     several processes each answers and judges its share, and the first one rates (the
     others return None)."""
     from pipeline.fields import settings_of
-    from pipeline.generation import SamplingConfig
+    from pipeline.settings import SamplingConfig
 
     shard = current_shard()
     sampling = settings_of(job, SamplingConfig)

@@ -33,7 +33,8 @@ from pipeline.seeds import stable_int
 from pipeline.files import append_jsonl
 from pipeline.errors import JobError
 from pipeline.files import recover_folder, replace_folder
-from pipeline.generation import SamplingConfig, TransformersBackend
+from pipeline.generation import TransformersBackend
+from pipeline.settings import SamplingConfig
 from pipeline.jobs import JobCancelled
 from pipeline.models import LoadedModel, check_adapter_base, load_model
 from pipeline.critique import is_refusal

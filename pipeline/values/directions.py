@@ -20,7 +20,8 @@ import torch
 
 from pipeline.constitution import Constitution, Principle, as_instruction
 from pipeline.errors import ConstitutionError
-from pipeline.generation import SamplingConfig, TransformersBackend, chat
+from pipeline.generation import TransformersBackend, chat
+from pipeline.settings import SamplingConfig
 from pipeline.models import LoadedModel
 from pipeline.preferences import Pair
 from pipeline.scoring import sequence_logprobs

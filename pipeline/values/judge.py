@@ -18,7 +18,8 @@ import torch
 
 from pipeline.constitution import Constitution, content_hash
 from pipeline.errors import ModelError
-from pipeline.feedback import FeedbackConfig, combine, sigmoid
+from pipeline.feedback import combine, sigmoid
+from pipeline.settings import FeedbackConfig
 from pipeline.files import read_tensors, save_tensors
 from pipeline.hidden import decoder_layers
 from pipeline.models import LoadedModel

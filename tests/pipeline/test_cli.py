@@ -533,3 +533,41 @@ def test_cstudio_is_the_cli_and_opens_the_studio(tmp_path, capsys):
         )
         == 1
     )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["sft", "--help"],
+        ["label", "--help"],
+        ["judges", "compare", "--help"],
+        ["studio", "--help"],
+        ["constitution", "validate", "constitutions/honest.yaml"],
+        ["sft", "--config", "JOB", "--out", "OUT", "--data", "DATA"],  # refused: learning_rate
+    ],
+)
+def test_the_command_line_starts_without_torch(argv, tmp_path):
+    """Help, validation and a refused job file answer in a second: no torch, no transformers."""
+    job = tmp_path / "job.yaml"
+    job.write_text("learning_rate: -1\n")
+    argv = [
+        str(job) if a == "JOB" else str(tmp_path / a) if a in ("OUT", "DATA") else a for a in argv
+    ]
+    script = (
+        "import sys, cstudio\n"
+        "try:\n    code = cstudio.main(sys.argv[1:])\nexcept SystemExit as end:\n"
+        "    code = end.code\n"
+        "print(code, sorted(m for m in ('torch', 'transformers', 'gradio') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, *argv],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "CONSTITUTION_STUDIO_WORKSPACE": str(tmp_path / "ws")},
+    )
+    assert done.stdout.splitlines()[-1] in ("0 []", "1 []"), done.stdout + done.stderr
+    if argv[0] == "sft" and "--config" in argv:
+        assert "learning_rate must be > 0" in done.stderr

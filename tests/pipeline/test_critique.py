@@ -8,7 +8,6 @@ from pipeline import constitution as cons
 from pipeline.critique import (
     Chain,
     batch_quality,
-    ChainConfig,
     ChainRequest,
     RevisionRound,
     chain_from_dict,
@@ -24,8 +23,10 @@ from pipeline.critique import (
     round_failure,
     run_chains,
 )
+from pipeline.settings import ChainConfig
 from pipeline.errors import ConstitutionError, DatasetError, ModelError
-from pipeline.generation import SamplingConfig, TransformersBackend, backend_for
+from pipeline.generation import TransformersBackend, backend_for
+from pipeline.settings import SamplingConfig
 from pipeline.prompts import PromptRecord
 from tests.records import harmless, requests
 from tests.tiny import tiny_model

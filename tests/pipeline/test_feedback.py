@@ -61,13 +61,8 @@ from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from pipeline.constitution import load_constitution  # noqa: E402
 from pipeline.errors import ConstitutionError, DatasetError, ModelError  # noqa: E402
-from pipeline.feedback import (  # noqa: E402
-    ANSWER_CUE,
-    FeedbackConfig,
-    Labeller,  # noqa: E402
-    feedback_principles,
-    resolve_option_tokens,
-)
+from pipeline.feedback import ANSWER_CUE, Labeller, feedback_principles, resolve_option_tokens  # noqa: E402
+from pipeline.settings import FeedbackConfig  # noqa: E402
 from pipeline.models import load_model  # noqa: E402
 from pipeline.preferences import Pair  # noqa: E402
 from tests.tiny import tiny_model  # noqa: E402

@@ -2,14 +2,8 @@ import pytest
 import torch
 
 from pipeline.errors import ConfigError, ModelError
-from pipeline.generation import (
-    GREEDY,
-    SamplingConfig,
-    TransformersBackend,
-    backend_for,
-    chat,
-    next_tokens,
-)
+from pipeline.generation import TransformersBackend, backend_for, chat, next_tokens
+from pipeline.settings import GREEDY, SamplingConfig
 from pipeline.scoring import shared_prefix_length
 from tests.tiny import tiny_model
 

@@ -4,7 +4,8 @@ import pytest
 
 from pipeline.constitution import load_constitution
 from pipeline.errors import DatasetError, StoreError
-from pipeline.feedback import FeedbackConfig, Labeller, run_labelling
+from pipeline.feedback import Labeller, run_labelling
+from pipeline.settings import FeedbackConfig
 from pipeline.models import load_model
 from pipeline.preferences import (
     GOLD_PAIRS,

@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 
 from pipeline.errors import DatasetError
-from pipeline.feedback import FeedbackConfig, Labeller, run_labelling
+from pipeline.feedback import Labeller, run_labelling
+from pipeline.settings import FeedbackConfig
 from pipeline.preferences import Pair
 from pipeline.relabel import format_relabelling, relabel
 from pipeline.stages import LabelJob, job_yaml

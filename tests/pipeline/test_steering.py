@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from pipeline.errors import ConfigError, ConstitutionError, DatasetError, ModelError
-from pipeline.generation import SamplingConfig, TransformersBackend, chat
+from pipeline.generation import TransformersBackend, chat
+from pipeline.settings import SamplingConfig
 from pipeline.hidden import decoder_layers, recorded_states
 from pipeline.models import LoadedModel
 from pipeline.preferences import Pair

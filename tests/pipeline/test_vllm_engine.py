@@ -18,7 +18,8 @@ from pipeline import vllm_engine
 from pipeline.errors import ModelError
 from pipeline.jobs import JobCancelled
 from pipeline.evaluation.tournament import AnswerLog, answers_of, read_results
-from pipeline.generation import SamplingConfig, TransformersBackend, chat
+from pipeline.generation import TransformersBackend, chat
+from pipeline.settings import SamplingConfig
 from pipeline.models import load_model
 from pipeline.train.runtime import CancelFlag
 from tests.pipeline.evaluation.test_tournament import tournament

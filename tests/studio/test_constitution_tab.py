@@ -94,7 +94,8 @@ def test_another_tab_can_open_one_principle(store):
 
 
 def test_what_would_change_relabels_a_label_run_under_the_draft(tmp_path, tiny_folder):
-    from pipeline.feedback import FeedbackConfig, Labeller, run_labelling
+    from pipeline.feedback import Labeller, run_labelling
+    from pipeline.settings import FeedbackConfig
     from pipeline.models import load_model
     from pipeline.preferences import Pair
     from pipeline.stages import LabelJob, job_yaml

@@ -1,6 +1,6 @@
 """The Steering accordion's handlers (Playground and Chains), on the tiny model folder."""
 
-from pipeline.generation import SamplingConfig
+from pipeline.settings import SamplingConfig
 from pipeline.steering import extract_from_constitution, save_direction
 from pipeline.models import load_model
 from studio import chains_tab, playground_tab, steering_panel as panel

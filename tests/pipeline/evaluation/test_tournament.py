@@ -16,7 +16,7 @@ from pipeline.evaluation.tournament import (
     run_tournament,
     tournament_prompts,
 )
-from pipeline.feedback import FeedbackConfig
+from pipeline.settings import FeedbackConfig
 from pipeline.jobs import JobCancelled
 from pipeline.models import load_model
 from pipeline.preferences import Pair, Preference, PrincipleLabel

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from pipeline.constitution import load_constitution
-from pipeline.feedback import FeedbackConfig, Labeller
+from pipeline.feedback import Labeller
+from pipeline.settings import FeedbackConfig
 from pipeline.models import LoadedModel, load_model
 from pipeline.preferences import Pair, gold_pairs
 from pipeline.values.features import labelled
