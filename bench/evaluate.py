@@ -37,7 +37,8 @@ from pipeline.settings import FeedbackConfig  # noqa: E402
 from pipeline.settings import SamplingConfig  # noqa: E402
 from pipeline.models import load_model  # noqa: E402
 from pipeline.preferences import Pair  # noqa: E402
-from pipeline.steering import extract_from_constitution, save_direction  # noqa: E402
+from pipeline.steering import save_direction  # noqa: E402
+from pipeline.steering_extraction import extract_from_constitution  # noqa: E402
 from pipeline.train.runtime import CancelFlag  # noqa: E402
 
 

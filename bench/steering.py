@@ -21,7 +21,8 @@ from pipeline.constitution import load_constitution  # noqa: E402
 from pipeline.generation import backend_for, chat  # noqa: E402
 from pipeline.settings import SamplingConfig  # noqa: E402
 from pipeline.prompts import load_prompts  # noqa: E402
-from pipeline.steering import Steering, extract_from_constitution  # noqa: E402
+from pipeline.steering import Steering  # noqa: E402
+from pipeline.steering_extraction import extract_from_constitution  # noqa: E402
 
 
 def main() -> None:

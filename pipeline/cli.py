@@ -677,7 +677,7 @@ def cmd_principles_rank(args: argparse.Namespace) -> int:
 
 
 def cmd_steer_extract(args: argparse.Namespace) -> int:
-    from pipeline import steering
+    from pipeline import steering, steering_extraction
     from pipeline.jobs import job_context, write_progress
     from pipeline.models import load_model
     from pipeline.values.features import labelled_in
@@ -691,11 +691,11 @@ def cmd_steer_extract(args: argparse.Namespace) -> int:
         if job.constitution:
             _, constitution = resolve_constitution(job.constitution, args)
             prompts = [p.prompt for p in load_prompts(job.prompts, "train")][: job.limit]
-            direction = steering.extract_from_constitution(
+            direction = steering_extraction.extract_from_constitution(
                 loaded, constitution, prompts, job.layer_list, job.method
             )
         else:
-            direction = steering.extract_from_pairs(
+            direction = steering_extraction.extract_from_pairs(
                 loaded,
                 labelled_in(job.pairs, open_store(args)),
                 job.pairs,
@@ -704,7 +704,7 @@ def cmd_steer_extract(args: argparse.Namespace) -> int:
             )
         if job.read:
             write_progress(out, 1, 2, f"reading each layer on {job.read}")
-            direction = steering.with_reading(
+            direction = steering_extraction.with_reading(
                 loaded, direction, labelled_in(job.read, open_store(args)), job.read
             )
         folder = steering.save_direction(direction, out / steering.DIRECTION_DIR)

@@ -66,11 +66,6 @@ def clamp_cot(p_a: float) -> float:
     return min(max(p_a, low), high)
 
 
-def position_bias(labels: list[OrderedLabel]) -> float:
-    """Fraction of labels whose winner was decided by position rather than content."""
-    return sum(label.same_position_won for label in labels) / len(labels) if labels else 0.0
-
-
 # --- asking the feedback model ---------------------------------------------------------------
 
 ANSWER_CUE = "The answer is: ("

@@ -30,10 +30,9 @@ from typing import Iterator
 
 import torch
 
-from pipeline.constitution import Constitution
-from pipeline.errors import ConfigError, ConstitutionError, DatasetError, ModelError
+from pipeline.errors import ConfigError, ModelError
 from pipeline.files import read_tensors, save_tensors
-from pipeline.hidden import added_at_layers, decoder_layers, prompt_states
+from pipeline.hidden import added_at_layers, decoder_layers
 from pipeline.models import ADAPTER_CONFIG, LoadedModel, resolve_source
 
 METHODS = ("mean", "pca")
@@ -235,143 +234,6 @@ def load_direction(folder: str | Path, loaded: LoadedModel) -> Direction:
     direction = read_direction(folder)
     check_direction_model(direction, loaded, str(folder))
     return direction
-
-
-# --- extraction ---------------------------------------------------------------------------------
-
-
-def model_layers(loaded: LoadedModel) -> int:
-    return len(decoder_layers(loaded.model))
-
-
-def constitution_contrasts(
-    loaded: LoadedModel,
-    constitution: Constitution,
-    prompts: list[str],
-    layers: list[int],
-    batch_size: int = 16,
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-    """(differences [principles × prompts, layers, hidden], their weights, principle
-    weights): each prompt's last-token state under the principle's following instruction
-    minus under its opposing one."""
-    from pipeline.generation import chat
-    from pipeline.values.directions import instructions
-
-    principles = list(constitution.enabled_principles)
-    if not principles:
-        raise ConstitutionError(
-            f"Every principle of '{constitution.name}' is disabled; enable "
-            "at least one to extract its direction."
-        )
-    if not prompts:
-        raise DatasetError("No prompts to read the principles on.")
-    conversations = []
-    for p in principles:
-        follow, oppose = instructions(p)
-        conversations += [chat(q, follow) for q in prompts] + [chat(q, oppose) for q in prompts]
-    states = prompt_states(loaded.model, loaded.tokenizer, conversations, layers, batch_size)
-    k = len(prompts)
-    diffs, weights = [], []
-    for n, p in enumerate(principles):
-        block = states[2 * k * n : 2 * k * (n + 1)]
-        diffs.append(block[:k] - block[k:])
-        weights += [p.weight / k] * k
-    return torch.cat(diffs), torch.tensor(weights), {p.id: p.weight for p in principles}
-
-
-def pair_contrasts(
-    loaded: LoadedModel, data, layers: list[int], batch_size: int = 8
-) -> torch.Tensor:
-    """[pairs, layers, hidden]: the preferred answer's mean state minus the other's."""
-    from pipeline.values.features import pair_features
-
-    features = pair_features(loaded, data.pairs, "answer_mean", layers, batch_size)
-    return features.d * (2 * data.y.float() - 1)[:, None, None]
-
-
-def too_few_contrasts(n: int, method: str, what: str) -> DatasetError:
-    return DatasetError(
-        f"The {method} method needs at least {MIN_CONTRASTS[method]} {what}; got {n}."
-    )
-
-
-def extract_from_constitution(
-    loaded: LoadedModel,
-    constitution: Constitution,
-    prompts: list[str],
-    layers: list[int] | None = None,
-    method: str = "mean",
-) -> Direction:
-    from pipeline.constitution import content_hash
-
-    layers = layers or list(range(1, model_layers(loaded) + 1))
-    check_layers(layers, model_layers(loaded))
-    diffs, weights, by_principle = constitution_contrasts(loaded, constitution, prompts, layers)
-    if len(diffs) < MIN_CONTRASTS[method]:
-        raise too_few_contrasts(len(diffs), method, "(principle, prompt) contrasts")
-    return Direction(
-        direction_from_differences(diffs, weights, method),
-        tuple(layers),
-        method,
-        f"constitution {constitution.name}",
-        content_hash(constitution),
-        base_name(loaded),
-        loaded.model.config.hidden_size,
-        model_layers(loaded),
-        len(diffs),
-        by_principle,
-    )
-
-
-def extract_from_pairs(
-    loaded: LoadedModel, data, ref: str, layers: list[int] | None = None, method: str = "mean"
-) -> Direction:
-    from pipeline.values.judge import data_hash
-
-    layers = layers or list(range(1, model_layers(loaded) + 1))
-    check_layers(layers, model_layers(loaded))
-    if len(data.pairs) < MIN_CONTRASTS[method]:
-        raise too_few_contrasts(len(data.pairs), method, "labelled pairs (ties left out)")
-    diffs = pair_contrasts(loaded, data, layers)
-    return Direction(
-        direction_from_differences(diffs, torch.ones(len(diffs)), method),
-        tuple(layers),
-        method,
-        f"pairs {ref}",
-        data_hash(data.pairs),
-        base_name(loaded),
-        loaded.model.config.hidden_size,
-        model_layers(loaded),
-        len(diffs),
-    )
-
-
-def layer_readings(loaded: LoadedModel, direction: Direction, data) -> tuple[LayerReading, ...]:
-    """Per layer: how often projecting the two answers on the direction picks the preferred
-    one, with its interval and length control (the evidence to pick layers from)."""
-    from pipeline.values.report import accuracy
-
-    diffs = pair_contrasts(loaded, data, list(direction.layers))  # preferred − other
-    longer = data.chose_longer
-    readings = []
-    for n, layer in enumerate(direction.layers):
-        correct = [bool(x > 0) for x in diffs[:, n] @ direction.vectors[n]]
-        acc = accuracy(correct, longer)
-        readings.append(LayerReading(layer, acc.value, acc.low, acc.high, acc.controlled))
-    return tuple(readings)
-
-
-def with_reading(loaded: LoadedModel, direction: Direction, data, ref: str) -> Direction:
-    from dataclasses import replace
-
-    from pipeline.values.judge import data_hash
-
-    return replace(
-        direction,
-        reading=layer_readings(loaded, direction, data),
-        read_on=ref,
-        in_sample=direction.source_hash == data_hash(data.pairs),
-    )
 
 
 def format_direction(direction: Direction) -> str:

@@ -8,9 +8,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pipeline.feedback import position_bias
 from pipeline.preferences import OrderedLabel, Preference
 from pipeline.preferences import human_choice
+
+
+def position_bias(labels: list[OrderedLabel]) -> float:
+    """Fraction of labels whose winner was decided by position rather than content."""
+    return sum(label.same_position_won for label in labels) / len(labels) if labels else 0.0
+
 
 ENTROPY_BINS = 5  # histogram of label entropy in bits, over [0, 1]
 CALIBRATION_BINS = 5

@@ -27,13 +27,12 @@ from pipeline.steering import (
     Direction,
     Steering,
     base_name,
-    extract_from_constitution,
     load_direction,
     parse_layers,
     sweep,
     sweep_coefficients,
-    with_reading,
 )
+from pipeline.steering_extraction import extract_from_constitution, with_reading
 from pipeline.store import Store
 from pipeline.values.features import labelled_in
 from studio.notices import error_notice, notice

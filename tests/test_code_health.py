@@ -39,3 +39,12 @@ def test_the_docs_build_strict_and_the_readme_links_resolve(tmp_path):
 
 def test_the_readme_stays_short():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+
+
+def test_the_layers_hold_and_no_import_cycle():
+    """.importlinter: the pipeline never imports the studio, each layer only those below it
+    (imports inside functions and under TYPE_CHECKING count), and no cycle among siblings."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    done = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    assert "0 broken" in done.stdout

@@ -20,7 +20,8 @@ from typing import Callable
 import torch
 
 from pipeline.errors import DatasetError
-from pipeline.feedback import position_bias, sigmoid
+from pipeline.feedback import sigmoid
+from pipeline.trust import position_bias
 from pipeline.preferences import OrderedLabel, Preference
 from pipeline.trust import (
     MIN_PAIRS,

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.feedback import both_orders, clamp_cot, ensemble, option_probability, position_bias
+from pipeline.feedback import both_orders, clamp_cot, ensemble, option_probability
+from pipeline.trust import position_bias
 from pipeline.preferences import OrderedLabel
 
 logprobs = st.floats(min_value=-30, max_value=0, allow_nan=False, allow_subnormal=False)

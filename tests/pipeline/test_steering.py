@@ -20,15 +20,17 @@ from pipeline.steering import (
     Steering,
     degeneration,
     direction_from_differences,
-    extract_from_constitution,
-    extract_from_pairs,
     load_direction,
-    pair_contrasts,
     parse_layers,
     read_direction,
     save_direction,
     sweep,
     sweep_coefficients,
+)
+from pipeline.steering_extraction import (
+    extract_from_constitution,
+    extract_from_pairs,
+    pair_contrasts,
     with_reading,
 )
 from pipeline.values.features import labelled

@@ -1,7 +1,8 @@
 """The Steering accordion's handlers (Playground and Chains), on the tiny model folder."""
 
 from pipeline.settings import SamplingConfig
-from pipeline.steering import extract_from_constitution, save_direction
+from pipeline.steering import save_direction
+from pipeline.steering_extraction import extract_from_constitution
 from pipeline.models import load_model
 from studio import chains_tab, playground_tab, steering_panel as panel
 from tests.records import harmless

@@ -21,7 +21,8 @@ from pipeline.jobs import JobCancelled
 from pipeline.models import load_model
 from pipeline.preferences import Pair, Preference, PrincipleLabel
 from pipeline.stages import EvaluateJob, build_job
-from pipeline.steering import extract_from_constitution, save_direction
+from pipeline.steering import save_direction
+from pipeline.steering_extraction import extract_from_constitution
 from pipeline.train.runtime import CancelFlag
 from tests.records import harmless
 
