@@ -1,6 +1,6 @@
 """Kill -9 a training run at a chosen point of a save, for the crash-safety tests.
 
-`python tests/crashing.py SCENARIO OUT MODEL [PM] --kill-at POINT:N` runs one small training
+`python -m tests.crashing SCENARIO OUT MODEL [PM] --kill-at POINT:N` runs one small training
 run in a child process and SIGKILLs it at the N-th time it reaches POINT:
 
   mark      a folder's files are written, its completeness marker not yet

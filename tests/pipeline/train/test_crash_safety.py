@@ -15,7 +15,7 @@ from tests.crashing import comparisons, pm_job, run
 from tests.tiny import small_vocab_model
 
 pytestmark = pytest.mark.slow
-CHILD = Path(__file__).resolve().parents[2] / "crashing.py"
+ROOT = Path(__file__).resolve().parents[3]
 
 # each step of a save: its files half written (optimizer), written but unmarked (mark), the
 # old one moved aside (first rename), the new one moved in (second rename), the old deleted
@@ -44,7 +44,8 @@ def kill_then_resume(scenario: str, point: str, models, tmp_path) -> Path:
     child = subprocess.run(
         [
             sys.executable,
-            str(CHILD),
+            "-m",  # from the root: as a script, tests/pipeline would shadow pipeline
+            "tests.crashing",
             scenario,
             str(out),
             model,
@@ -55,6 +56,7 @@ def kill_then_resume(scenario: str, point: str, models, tmp_path) -> Path:
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=ROOT,
     )
     assert child.returncode == -9, f"not killed at {point}:\n{child.stderr[-3000:]}"
     resumed_at = time.time()
