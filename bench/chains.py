@@ -16,9 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from pipeline.constitution import load_constitution  # noqa: E402
 from pipeline.critique import ChainRequest, run_chains  # noqa: E402
-from pipeline.settings import ChainConfig  # noqa: E402
+from pipeline.settings import ChainConfig, SamplingConfig  # noqa: E402
 from pipeline.generation import backend_for  # noqa: E402
-from pipeline.settings import SamplingConfig  # noqa: E402
 from pipeline.prompts import load_prompts  # noqa: E402
 
 

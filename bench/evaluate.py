@@ -33,8 +33,7 @@ from pipeline.evaluation.tournament import (
     results,
     tournament_prompts,
 )
-from pipeline.settings import FeedbackConfig  # noqa: E402
-from pipeline.settings import SamplingConfig  # noqa: E402
+from pipeline.settings import FeedbackConfig, SamplingConfig  # noqa: E402
 from pipeline.models import load_model  # noqa: E402
 from pipeline.preferences import Pair  # noqa: E402
 from pipeline.steering import save_direction  # noqa: E402

@@ -175,11 +175,10 @@ def cmd_revise(args: argparse.Namespace) -> int:
         principle_stats,
         run_chains,
     )
-    from pipeline.settings import ChainConfig
+    from pipeline.settings import ChainConfig, SamplingConfig
     from pipeline.critique import ChainLog, export_chains
     from pipeline.jobs import claim_run_folder
     from pipeline.generation import backend_for
-    from pipeline.settings import SamplingConfig
     from pipeline.jobs import job_context, write_progress
 
     job = stage_job("revise", args)
@@ -1221,7 +1220,7 @@ def build_parser(
     p = sub.add_parser(
         "extract",
         help="a direction from a constitution or labelled pairs",
-        description=" ".join((cls.__doc__ or "").split()),
+        description=doc_of(cls),
     )
     p.add_argument("--config", default=None, help="a YAML job file (field: value)")
     p.add_argument("--out", required=True, help="folder for the direction (and the job's log)")

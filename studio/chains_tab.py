@@ -24,10 +24,9 @@ from pipeline.critique import (
     principle_stats,
     run_chains,
 )
-from pipeline.settings import ChainConfig
+from pipeline.settings import ChainConfig, DEFAULT_SAMPLING, SamplingConfig
 from pipeline.errors import StudioError
 from pipeline.generation import backend_for
-from pipeline.settings import DEFAULT_SAMPLING, SamplingConfig
 from pipeline.models import DEFAULT_MODEL
 from pipeline.prompts import PromptRecord, load_prompts
 from pipeline.stages import ReviseJob, build_job, to_argv

@@ -19,9 +19,8 @@ from pipeline import jobs
 from pipeline.constitution import Constitution
 from pipeline.errors import StudioError
 from pipeline.feedback import Labeller, ensemble, feedback_principles, make_pairs
-from pipeline.settings import COT_CLAMP, FeedbackConfig
+from pipeline.settings import COT_CLAMP, FeedbackConfig, SamplingConfig
 from pipeline.generation import backend_for
-from pipeline.settings import SamplingConfig
 from pipeline.models import DEFAULT_MODEL, load_model
 from pipeline.preferences import (
     HUMAN_CHOICES,

@@ -1,9 +1,6 @@
 """The studio's own command line: `cstudio studio [options]` and `python app.py [options]`."""
 
 import argparse
-import os
-
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -21,17 +21,17 @@ import torch
 
 from pipeline.errors import DatasetError
 from pipeline.feedback import sigmoid
-from pipeline.trust import position_bias
-from pipeline.preferences import OrderedLabel, Preference
 from pipeline.trust import (
-    MIN_PAIRS,
     LengthBaselines,
+    MIN_PAIRS,
     Verdict,
     agreement,
     ai_agrees,
     length_control,
+    position_bias,
     wilson_interval,
 )
+from pipeline.preferences import OrderedLabel, Preference
 from pipeline.values import probes
 from pipeline.values.features import LabelledPairs
 

@@ -158,11 +158,10 @@ def pm_judge_disagreement(ppo_out: str | Path, limit: int = 12) -> JudgeCheck:
     from pipeline.errors import DatasetError
     from pipeline.evaluation.judges import make_judge, pm_scores
     from pipeline.evaluation.tournament import NO_ANSWER
-    from pipeline.settings import FeedbackConfig
+    from pipeline.settings import FeedbackConfig, SamplingConfig
     from pipeline.fields import settings_of
     from pipeline.files import read_jsonl_log
     from pipeline.generation import backend_for, chat
-    from pipeline.settings import SamplingConfig
     from pipeline.preferences import Pair
     from pipeline.relabel import run_settings
     from pipeline.stages import read_job_file

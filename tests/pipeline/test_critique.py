@@ -23,10 +23,9 @@ from pipeline.critique import (
     round_failure,
     run_chains,
 )
-from pipeline.settings import ChainConfig
+from pipeline.settings import ChainConfig, SamplingConfig
 from pipeline.errors import ConstitutionError, DatasetError, ModelError
 from pipeline.generation import TransformersBackend, backend_for
-from pipeline.settings import SamplingConfig
 from pipeline.prompts import PromptRecord
 from tests.records import harmless, requests
 from tests.tiny import tiny_model

@@ -3,12 +3,11 @@ import json
 import pytest
 
 from pipeline.critique import ChainLog, export_chains, run_chains
-from pipeline.settings import ChainConfig
+from pipeline.settings import ChainConfig, SamplingConfig
 from pipeline.jobs import claim_run_folder
 from pipeline.sft_data import build_sft_dataset
 from pipeline.errors import DatasetError
 from pipeline.generation import TransformersBackend
-from pipeline.settings import SamplingConfig
 from tests.records import requests
 from tests.tiny import fresh_tiny_model, tiny_model
 
