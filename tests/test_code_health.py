@@ -11,23 +11,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def tool(*argv: str) -> subprocess.CompletedProcess:
+    """A development tool run from the repository root; its output captured."""
+    return subprocess.run(list(argv), cwd=ROOT, capture_output=True, text=True)
+
+
 @pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]])
 def test_ruff_is_clean(args):
-    done = subprocess.run(
-        [sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True
-    )
+    done = tool(sys.executable, "-m", "ruff", *args)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_the_docs_build_strict_and_the_readme_links_resolve(tmp_path):
     """mkdocs --strict fails on a page or link that does not exist; the README and
     CONTRIBUTING.md are outside the site, so their relative links are checked here."""
-    done = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    done = tool(sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr
     for page in ("README.md", "CONTRIBUTING.md"):
         text = (ROOT / page).read_text()
@@ -44,7 +42,6 @@ def test_the_readme_stays_short():
 def test_the_layers_hold_and_no_import_cycle():
     """.importlinter: the pipeline never imports the studio, each layer only those below it
     (imports inside functions and under TYPE_CHECKING count), and no cycle among siblings."""
-    lint = Path(sys.executable).with_name("lint-imports")
-    done = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True)
+    done = tool(str(Path(sys.executable).with_name("lint-imports")))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     assert "0 broken" in done.stdout
