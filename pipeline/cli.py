@@ -782,7 +782,8 @@ def cmd_prefs_import_hh(args: argparse.Namespace) -> int:
     write_pairs(pairs, args.out)
     store = open_store(args)
     for p in pairs:
-        store.set_human_label(p.id, p.human, p.prompt, p.response_a, p.response_b, p.source)
+        if p.human:  # every imported pair carries its label
+            store.set_human_label(p.id, p.human, p.prompt, p.response_a, p.response_b, p.source)
     print(
         f"wrote {len(pairs)} human-labelled pairs to {args.out} and recorded their labels "
         f"in {store.path}"

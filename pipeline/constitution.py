@@ -468,6 +468,7 @@ YAML_ONLY_BREAKS = ("\r", "\x85", "\u2028", "\u2029")
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     # Literal blocks suit multi-line prose, but YAML reads these characters as line breaks
     # and would fold them; the double-quoted style escapes them, so text round-trips exactly.
+    style: str | None
     if any(ch in value for ch in YAML_ONLY_BREAKS):
         style = '"'
     else:

@@ -205,7 +205,7 @@ def chain_id(
 ) -> str:
     """Stable id: the same prompt, constitution, settings and seed give the same id, so a
     rerun can skip what is already done."""
-    parts = (
+    parts: tuple[object, ...] = (
         "chain",
         content_hash(request.constitution),
         request.prompt.id,
@@ -449,7 +449,10 @@ def run_chains(
         yield _snapshots(rows, config, sampling, backend.name)
         for n in range(config.rounds):
             critiques = backend.generate(
-                [critique_messages(r.prefix, r.prompt, r.current, r.principles[n]) for r in rows],
+                [
+                    critique_messages(r.prefix, r.prompt, r.current or "", r.principles[n])
+                    for r in rows
+                ],
                 sampling,
                 _seeds(rows, sampling, 2 * n + 1),
             )
@@ -470,7 +473,11 @@ def run_chains(
             revisions = backend.generate(
                 [
                     revision_messages(
-                        r.prefix, r.prompt, r.current, r.principles[n], r.rounds[n].critique
+                        r.prefix,
+                        r.prompt,
+                        r.current or "",
+                        r.principles[n],
+                        r.rounds[n].critique or "",
                     )
                     for r in rows
                 ],
@@ -478,7 +485,9 @@ def run_chains(
                 _seeds(rows, sampling, 2 * n + 2),
             )
             for row, revision in zip(rows, revisions):
-                failure = round_failure(revision.text, row.principles[n], row.rounds[n].critique)
+                failure = round_failure(
+                    revision.text, row.principles[n], row.rounds[n].critique or ""
+                )
                 row.rounds[n] = dataclasses.replace(
                     row.rounds[n], revision=revision.text, failure=failure
                 )

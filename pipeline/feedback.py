@@ -329,7 +329,9 @@ class Labeller:
         rationales = (
             self.rationales(pairs, chosen) if self.config.cot and pairs else [None] * len(pairs)
         )
-        items, spans, cut = [], [], []
+        items: list[ScoreItem] = []
+        spans: list[tuple[int, int]] = []
+        cut: list[bool] = []
         for pair, principles, why in zip(pairs, chosen, rationales):
             pair_items, truncated = self.items(pair, principles, why)
             spans.append((len(items), len(principles)))
@@ -348,7 +350,8 @@ class Labeller:
         ):
             labels = []
             for j, principle in enumerate(principles):
-                ordered = both_orders(tuple(scores[start + j]), tuple(scores[start + k + j]))
+                ab, ba = scores[start + j], scores[start + k + j]
+                ordered = both_orders((ab[0], ab[1]), (ba[0], ba[1]))
                 labels.append(
                     PrincipleLabel(
                         principle.id,

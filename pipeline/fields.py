@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from pipeline.errors import ConfigError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def flag_name(field_name: str) -> str:

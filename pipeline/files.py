@@ -186,7 +186,7 @@ def node_problem(root: yaml.Node) -> tuple[str, int | None] | None:
     """(problem, line) for the first thing `read_yaml` refuses in a composed tree. An alias is
     the same node reached twice, so it is found without expanding anything."""
     seen: set[int] = set()
-    stack = [(root, 1)]
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
     while stack:
         node, depth = stack.pop()
         line = node.start_mark.line + 1
@@ -195,7 +195,7 @@ def node_problem(root: yaml.Node) -> tuple[str, int | None] | None:
         seen.add(id(node))
         if isinstance(node, yaml.ScalarNode):
             if SURROGATE.search(node.value):
-                return text_problem(node.value), line
+                return text_problem(node.value) or "text that is not valid UTF-8", line
             if len(node.value) > 4000 and node.tag.endswith(":int"):
                 return "a number too long to read", line
             continue

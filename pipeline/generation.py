@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 import torch
 
@@ -100,7 +100,7 @@ class TransformersBackend:
         ids |= set(configured if isinstance(configured, list) else [configured])
         self.stop_ids = torch.tensor(sorted(i for i in ids if i is not None))
         self.pad_id = tok.pad_token_id
-        self._prefix: tuple[tuple, object] | None = None
+        self._prefix: tuple[tuple, Any] | None = None  # (key, its DynamicCache)
 
     def _forward(self, steering: Steering | None, prefix: bool = False, **inputs):
         """One forward pass, steered while inside it only (so an abandoned stream leaves no
@@ -170,7 +170,9 @@ class TransformersBackend:
                     logits_to_keep=1,
                 )
                 self._prefix = (key, prefix_cache)  # the next call (next chain stage) reuses it
-            for layer, prefix in zip(cache.layers, self._prefix[1].layers):
+            # the static layers are typed as a union of layer kinds; these are all StaticLayer
+            layers: list[Any] = list(cache.layers)
+            for layer, prefix in zip(layers, self._prefix[1].layers):
                 layer.lazy_initialization(
                     prefix.keys.expand(len(rows), -1, -1, -1),
                     prefix.values.expand(len(rows), -1, -1, -1),
@@ -303,7 +305,7 @@ class TransformersBackend:
         for _, tokens in self._decode(
             self._encode([conversation], config), config, [config.seed], steering
         ):
-            token = tokens[0].item()
+            token = int(tokens[0])
             if token in self.stop_ids.tolist():
                 reason = "stop"
                 break
@@ -318,7 +320,7 @@ class TransformersBackend:
             finished(reason)
 
 
-def backend_for(model_name: str, max_batch_size: int = 32) -> GenerationBackend:
+def backend_for(model_name: str, max_batch_size: int = 32) -> TransformersBackend:
     """The generation backend for a model name (embedded alias, folder or hub id)."""
     return TransformersBackend(load_model(model_name), max_batch_size=max_batch_size)
 

@@ -381,7 +381,7 @@ def _settle(store: Store, job: JobRecord) -> None:
     if ended:
         status, message = ended
     else:
-        child = _children.get(job.pid)
+        child = _children.get(job.pid) if job.pid else None
         if child is not None and child.returncode == 0:  # a command that keeps no status file
             status, message = "succeeded", ""
         else:
@@ -405,8 +405,8 @@ def refresh(store: Store) -> list[JobRecord]:
             read_status(job.out_dir) or not (job.pid and _alive(job.pid))
         ):
             _settle(store, job)
-    while (job := store.claim_next_job(FREE_KINDS)) is not None:
-        _start(store, job)
+    while (queued := store.claim_next_job(FREE_KINDS)) is not None:
+        _start(store, queued)
     return store.jobs()
 
 
@@ -420,7 +420,8 @@ def cancel(store: Store, job_id: int) -> JobRecord:
         store.set_job_status(job_id, "cancelled", "taken off the queue before it started")
         return store.job(job_id)
     try:
-        os.killpg(job.pid, signal.SIGTERM)
+        if job.pid:
+            os.killpg(job.pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
     store.set_job_status(job_id, "cancelling")

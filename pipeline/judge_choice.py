@@ -126,15 +126,16 @@ def domain_check(prefs: list[Preference], fitted_longer: float | None) -> str:
     low, high = wilson_interval(longer, len(picks))
     rate = longer / len(picks)
     if low > fitted_longer and rate > 0.5:
-        side, fit_side = "longer", fitted_longer
+        leaning, fit_side = "longer", fitted_longer
     elif high < fitted_longer and rate < 0.5:
-        side, fit_side, rate, low, high = "shorter", 1 - fitted_longer, 1 - rate, 1 - high, 1 - low
+        leaning, fit_side = "shorter", 1 - fitted_longer
+        rate, low, high = 1 - rate, 1 - high, 1 - low
     else:
         return ""
     return (
-        f"this probe mostly follows answer length here: it picks the {side} answer in "
+        f"this probe mostly follows answer length here: it picks the {leaning} answer in "
         f"{rate:.0%} ({low:.0%}–{high:.0%}) of {len(picks)} pairs, while people chose the "
-        f"{side} answer in {fit_side:.0%} of the pairs it was fitted on"
+        f"{leaning} answer in {fit_side:.0%} of the pairs it was fitted on"
     )
 
 

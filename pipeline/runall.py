@@ -66,7 +66,6 @@ def plan(job: RunAllJob, out: Path) -> list[Stage]:
         return build_job(STAGES[stage], {"model": job.model, **values})
 
     constitution = folder(CONSTITUTION_FILE)
-    tokens = {"max_new_tokens": job.max_new_tokens}
     sft, pm = folder("sft", ADAPTER_DIR), folder("reward", ADAPTER_DIR)
     aligned = job.alignment
     alignment = {
@@ -86,14 +85,17 @@ def plan(job: RunAllJob, out: Path) -> list[Stage]:
                 model=job.model,
                 rounds=job.rounds,
                 few_shot=job.few_shot,
-                **tokens,
+                max_new_tokens=job.max_new_tokens,
             ),
         ),
         (
             "sft-data",
             "sft-data",
             SFTDataJob(
-                chains=folder("chains"), model=job.model, helpful_ratio=job.helpful_ratio, **tokens
+                chains=folder("chains"),
+                model=job.model,
+                helpful_ratio=job.helpful_ratio,
+                max_new_tokens=job.max_new_tokens,
             ),
         ),
         ("sft", "sft", training("sft", data=folder("sft-data"))),
@@ -101,7 +103,11 @@ def plan(job: RunAllJob, out: Path) -> list[Stage]:
             "pairs",
             "pairs",
             PairsJob(
-                policy=sft, prompts=job.prompts, split="train", limit=job.pair_prompts, **tokens
+                policy=sft,
+                prompts=job.prompts,
+                split="train",
+                limit=job.pair_prompts,
+                max_new_tokens=job.max_new_tokens,
             ),
         ),
         (
@@ -134,7 +140,7 @@ def plan(job: RunAllJob, out: Path) -> list[Stage]:
                 split="test",
                 limit=job.eval_prompts,
                 ensemble=job.ensemble,
-                **tokens,
+                max_new_tokens=job.max_new_tokens,
             ),
         ),
     ]

@@ -102,7 +102,8 @@ def subject(job: JobRecord) -> str:
     settings = _json(folder / RUN_FILE) or {}
     if isinstance(settings.get("constitution"), str) and "/" not in settings["constitution"]:
         return settings["constitution"]
-    plan = settings.get("config") if isinstance(settings.get("config"), dict) else {}
+    config = settings.get("config")
+    plan: dict = config if isinstance(config, dict) else {}
     for name in ("constitution-input.yaml", "constitution.yaml"):
         text = (folder / name).read_text() if (folder / name).exists() else ""
         for line in text.splitlines():

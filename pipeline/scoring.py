@@ -17,11 +17,15 @@ token sits in the last column and only that position's logits are computed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, cast
 
 import torch
 
 from pipeline.models import LoadedModel
+
+# one layer of segments for `layered_forward`: the segments, and which segment of the layer
+# before each continues (None for the first layer)
+Layer = tuple[list[tuple[int, ...]], list[int] | None]
 
 
 @dataclass(frozen=True)
@@ -96,11 +100,11 @@ def shared_prefix_length(rows: list[tuple[int, ...]] | list[list[int]]) -> int:
 
 
 def layered_forward(
-    forward: Callable[..., object],
-    layers: list[tuple[list[tuple[int, ...]], list[int] | None]],
+    forward: Callable[..., Any],
+    layers: list[Layer],
     pad: int,
     device,
-) -> tuple[object, torch.Tensor]:
+) -> tuple[Any, torch.Tensor]:
     """Segments stacked in layers: layer 0's segments start rows of their own; segment i of
     layer k continues segment `parents[i]` of layer k − 1 (its keys and values are copied
     to it), so a segment many rows start with runs once. Every segment is left-padded:
@@ -112,8 +116,9 @@ def layered_forward(
     mask = torch.zeros((len(layers[0][0]), 0), dtype=torch.long)
     for k, (segments, parents) in enumerate(layers):
         if k:
+            assert cache is not None and parents is not None  # layer k > 0 continues one
             index = torch.tensor(parents)
-            cache.reorder_cache(index.to(device))
+            cache.reorder_cache(cast(torch.LongTensor, index.to(device)))
             mask = mask[index]
         ids, own = left_pad([s or (pad,) for s in segments], pad)
         own = torch.where(torch.tensor([[bool(s)] for s in segments]), own, 0)
@@ -131,13 +136,13 @@ def layered_forward(
 
 
 def prefixed_forward(
-    forward: Callable[..., object],
+    forward: Callable[..., Any],
     prefixes: list[tuple[int, ...]],
     row_prefix: list[int],
     suffixes: list[tuple[int, ...]],
     pad: int,
     device,
-) -> tuple[object, torch.Tensor]:
+) -> tuple[Any, torch.Tensor]:
     """Each distinct prefix run once, its keys and values copied to every row that starts
     with it (`row_prefix[i]` names row i's), then every row's suffix on top. What all the
     prefixes start with (a system prompt, a judging template) runs once more for all of
@@ -146,7 +151,7 @@ def prefixed_forward(
     if not filled:
         return layered_forward(forward, [(suffixes, None)], pad, device)
     stem = shared_prefix_length(filled) if len(filled) > 1 else 0
-    layers = [(prefixes, None)]
+    layers: list[Layer] = [(prefixes, None)]
     if stem:  # an empty prefix continues an empty start, not the stem
         starts = [filled[0][:stem]] + ([()] if len(filled) < len(prefixes) else [])
         layers = [(starts, None), ([p[stem:] for p in prefixes], [0 if p else 1 for p in prefixes])]
@@ -210,17 +215,20 @@ def sequence_logprobs(
 ) -> list[SequenceScore]:
     """Log-likelihood of each continuation after its context (teacher forcing).
 
-    Rows are left-padded so every continuation ends in the last column; only the logits of
-    the last (longest continuation + 1) positions are computed.
+    Rows of alike length share a batch (padding is computed like any token); they are
+    left-padded so every continuation ends in the last column, and only the logits of the
+    last (longest continuation + 1) positions are computed.
     """
     if len(contexts) != len(continuations):
         raise ValueError("one continuation per context")
+    if any(not c for c in contexts):
+        raise ValueError("every continuation needs at least one context token")
     model, device, pad = loaded.model, loaded.device, loaded.tokenizer.pad_token_id
-    scores: list[SequenceScore] = []
-    for start in range(0, len(contexts), batch_size):
-        ctx, cont = contexts[start : start + batch_size], continuations[start : start + batch_size]
-        if any(not c for c in ctx):
-            raise ValueError("every continuation needs at least one context token")
+    order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]) + len(continuations[i]))
+    scores: dict[int, SequenceScore] = {}
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        ctx, cont = [contexts[i] for i in rows], [continuations[i] for i in rows]
         ids, mask = left_pad([tuple(a + b) for a, b in zip(ctx, cont)], pad)
         longest = max(len(c) for c in cont)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -230,9 +238,10 @@ def sequence_logprobs(
             position_ids=positions.to(device),
             logits_to_keep=longest + 1,
         )
-        logprobs = torch.log_softmax(_at_least_fp32(out.logits[:, :-1, :]), dim=-1)
-        targets = ids[:, ids.shape[1] - longest :]
-        picked = logprobs.gather(-1, targets[..., None]).squeeze(-1)
-        for row, c in enumerate(cont):
-            scores.append(SequenceScore(picked[row, longest - len(c) :].sum().item(), len(c)))
-    return scores
+        logits = _at_least_fp32(out.logits[:, :-1, :])
+        targets = ids[:, ids.shape[1] - longest :].to(logits.device)
+        # log-softmax at the targets only: no second [rows, tokens, vocab] tensor
+        picked = logits.gather(-1, targets[..., None]).squeeze(-1) - logits.logsumexp(-1)
+        for row, (index, c) in enumerate(zip(rows, cont)):
+            scores[index] = SequenceScore(picked[row, longest - len(c) :].sum().item(), len(c))
+    return [scores[i] for i in range(len(contexts))]

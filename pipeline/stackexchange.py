@@ -42,7 +42,8 @@ def pmp_comparisons(posts_xml: str | Path, max_pairs: int = 0) -> list[Compariso
         root = ElementTree.parse(posts_xml).getroot()
     except (OSError, ElementTree.ParseError) as exc:
         raise DatasetError(f"Cannot read the Stack Exchange dump {posts_xml}: {exc}") from None
-    questions, answers = {}, {}
+    questions: dict[str | None, ElementTree.Element] = {}
+    answers: dict[str | None, list[ElementTree.Element]] = {}
     for row in root.iter("row"):
         kind = row.get("PostTypeId")
         if kind == "1":

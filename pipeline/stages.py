@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import Any, ClassVar, Iterable, Protocol, TypeVar
 
 import yaml
 
@@ -1006,7 +1006,16 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
-T = TypeVar("T")
+
+class JobConfig(Protocol):
+    """What `build_job` needs of a stage config: a dataclass that checks its own values."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    def problems(self) -> list[str]: ...
+
+
+T = TypeVar("T", bound=JobConfig)
 
 
 def command_of(cls: type) -> str:
@@ -1093,5 +1102,5 @@ def read_job_file(path: str | Path) -> dict[str, Any]:
 
 def job_yaml(job: Any) -> str:
     """A job config (or a dict of its fields) as the YAML a job file holds."""
-    values = dataclasses.asdict(job) if dataclasses.is_dataclass(job) else job
+    values = job if isinstance(job, dict) else dataclasses.asdict(job)
     return yaml.safe_dump(values, sort_keys=False, allow_unicode=True)

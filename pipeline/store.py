@@ -194,10 +194,11 @@ def disk_message(path: Path, detail: str) -> str:
 
 
 def file_size(n: int) -> str:
+    size = float(n)
     for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
+        if size < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
     raise AssertionError("unreachable")
 
 
@@ -274,7 +275,9 @@ class Store:
     def default_name(self) -> str | None:
         """The constitution to open first: the shipped default, else the first saved one."""
         names = self.names()
-        return DEFAULT_CONSTITUTION if DEFAULT_CONSTITUTION in names else (names or [None])[0]
+        if DEFAULT_CONSTITUTION in names:
+            return DEFAULT_CONSTITUTION
+        return names[0] if names else None
 
     def editing_name(self) -> str | None:
         """The constitution being edited: the one whose draft changed last, else the default."""

@@ -13,7 +13,6 @@ its place by agreeing with people beyond what answer length alone explains.
 
 from __future__ import annotations
 
-import random
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -126,12 +125,9 @@ def controlled_interval(
     groups = [[right for longer, right in outcomes if longer is side] for side in (True, False)]
     if min(len(g) for g in groups) < MIN_GROUP:
         return None
-    rng = random.Random(seed)
-    estimates = []
-    for _ in range(samples):
-        means = [sum(g[rng.randrange(len(g))] for _ in g) / len(g) for g in groups]
-        estimates.append(sum(means) / 2)
-    return probes.percentile_interval(estimates)
+    generator = torch.Generator().manual_seed(seed)
+    longer, shorter = (probes.bootstrap_means(g, samples, generator) for g in groups)
+    return probes.percentile_interval(((longer + shorter) / 2).tolist())
 
 
 def length_outcomes(data: LabelledPairs, right: list[bool]) -> list[tuple[bool, bool]]:
@@ -189,6 +185,8 @@ def score(judged: Judged, data: LabelledPairs, seed: int = 0) -> JudgeRow:
     """A judge's row against the people who labelled `data`."""
     choices = ["A" if label else "B" for label in data.y.tolist()]
     found = agreement(list(zip(judged.p_a, choices)))
+    if found is None:
+        raise DatasetError("No pair has a person's A or B: nothing to compare the judge with.")
     right = [bool(ai_agrees(p, c)) for p, c in zip(judged.p_a, choices)]
     outcomes = length_outcomes(data, right)
     length = length_control(outcomes)

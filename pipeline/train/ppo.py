@@ -25,7 +25,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -66,6 +66,9 @@ from pipeline.train.runtime import (
     write_model_card,
 )
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+
 SAMPLES_FILE = "samples.jsonl"
 RewardFn = Callable[[list[str], list[str]], torch.Tensor]  # (prompts, answers) → scores
 
@@ -75,7 +78,7 @@ class Roles:
     """One base model with the policy, reward and value adapters, and the two heads."""
 
     loaded: LoadedModel
-    model: object  # the PeftModel holding the adapters
+    model: PeftModel  # holding the adapters (peft is imported when the roles are built)
     reward_head: torch.nn.Linear
     value_head: torch.nn.Linear
 
@@ -251,7 +254,7 @@ def train_ppo(
         raise JobError(f"No training prompts in {job.prompts}.")
     checkpoint = out / CHECKPOINT_DIR
     resumed = recover_folder(checkpoint)
-    state = (
+    state: dict = (
         json.loads((checkpoint / "state.json").read_text())
         if resumed
         else {"step": 0, "beta": job.kl_coef}

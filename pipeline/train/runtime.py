@@ -339,11 +339,12 @@ def train_trl_adapter(
         return replace_folder(adapter, write) if is_main_process() else adapter
 
     finished = finished_state(resume)
-    if finished:  # killed after its last checkpoint: trl would resume with one step too many
+    if finished and resume:  # killed after its last checkpoint: trl would resume one step too many
+        checkpoint = resume
         losses = [row["loss"] for row in finished["log_history"] if "loss" in row]
         return save(
             lambda folder: [
-                shutil.copy2(resume / name, folder / name) for name in TRL_ADAPTER_FILES
+                shutil.copy2(checkpoint / name, folder / name) for name in TRL_ADAPTER_FILES
             ],
             finished["global_step"],
             losses[-1] if losses else math.nan,

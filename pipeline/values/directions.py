@@ -90,7 +90,9 @@ def constitution_direction(
         per_principle[p.id] = (follow - oppose).mean(0)
         examples[p.id] = (answers[start], answers[start + k])
     weights = {p.id: p.weight for p in principles}
-    total = sum(weights[i] * v for i, v in per_principle.items()) / sum(weights.values())
+    total = torch.stack([weights[i] * v for i, v in per_principle.items()]).sum(0) / sum(
+        weights.values()
+    )
     return ConstitutionDirection(total, per_principle, weights, examples)
 
 

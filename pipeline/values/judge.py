@@ -69,7 +69,8 @@ def probe_quality(lineage: dict) -> str:
     if not interval:
         return f"{lineage['cv_accuracy']:.0%} (interval and length control not recorded)"
     longer = lineage.get("always_longer")
-    return Accuracy(lineage["cv_accuracy"], *interval, lineage.get("cv_controlled")).text + (
+    low, high = interval
+    return Accuracy(lineage["cv_accuracy"], low, high, lineage.get("cv_controlled")).text + (
         "" if longer is None else f"; always-longer {longer:.0%}"
     )
 

@@ -180,17 +180,24 @@ def percentile_interval(values: list[float]) -> tuple[float, float]:
     return ordered[int(0.025 * n)], ordered[min(n - 1, int(0.975 * n))]
 
 
+def bootstrap_means(
+    values: list[bool] | list[float], samples: int, generator: torch.Generator
+) -> torch.Tensor:
+    """The means of `samples` resamples of `values` drawn with replacement (one tensor
+    operation: a Python loop over 1,000 resamples of a few hundred pairs took a third of a
+    second per interval)."""
+    x = torch.tensor(values, dtype=torch.float64)
+    return x[torch.randint(len(x), (samples, len(x)), generator=generator)].mean(1)
+
+
 def bootstrap_interval(
     correct: tuple[bool, ...] | list[bool], samples: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
     """95% percentile bootstrap interval of an accuracy, resampling pairs."""
-    n = len(correct)
-    if not n:
+    if not correct:
         return 0.0, 1.0
-    rng = random.Random(seed)
-    return percentile_interval(
-        [sum(correct[rng.randrange(n)] for _ in range(n)) / n for _ in range(samples)]
-    )
+    generator = torch.Generator().manual_seed(seed)
+    return percentile_interval(bootstrap_means(list(correct), samples, generator).tolist())
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -73,6 +73,13 @@ class LayerRow:
     cos_generation_interval: Interval = (-1.0, 1.0)
     cos_judge_interval: Interval | None = None
 
+    @property
+    def judge_cos_text(self) -> str:
+        """cos(the judge's own direction, w*) with its interval ("" without a judge)."""
+        if self.cos_judge is None or self.cos_judge_interval is None:
+            return ""
+        return cos_text(self.cos_judge, self.cos_judge_interval)
+
 
 def best_index(rows: list[LayerRow] | tuple[LayerRow, ...]) -> int:
     """The layer whose probe's ceiling is highest (the shallowest of equals)."""
@@ -221,7 +228,7 @@ class ValuesReport:
             ),
             "cos_judge": [r.cos_judge for r in self.rows] if self.judge else None,
             "cos_judge_interval": (
-                [list(r.cos_judge_interval) for r in self.rows] if self.judge else None
+                [list(r.cos_judge_interval or ()) for r in self.rows] if self.judge else None
             ),
             "mean_cos_constitution": self.mean_cos_constitution,
             "mean_cos_constitution_interval": list(self.mean_cos_constitution_interval),
@@ -512,7 +519,7 @@ def format_report(report: ValuesReport) -> str:
     if best.judge_direction is not None:
         lines.append(
             f"judge's own direction (probe on its labels): {best.judge_direction.text}, "
-            f"cos with w* {cos_text(best.cos_judge, best.cos_judge_interval)}"
+            f"cos with w* {best.judge_cos_text}"
         )
     lines.append(
         "layer  ceiling  no-length  w_c    w_g    cos_c (95%)           "
@@ -523,7 +530,7 @@ def format_report(report: ValuesReport) -> str:
         f"{r.constitution.value:>5.0%}  {r.generation.value:>5.0%}  "
         f"{cos_text(r.cos_constitution, r.cos_constitution_interval)}  "
         f"{cos_text(r.cos_generation, r.cos_generation_interval)}"
-        + (f"  {cos_text(r.cos_judge, r.cos_judge_interval)}" if r.cos_judge is not None else "")
+        + (f"  {r.judge_cos_text}" if r.cos_judge is not None else "")
         for r in report.rows
     ]
     return "\n".join(lines)

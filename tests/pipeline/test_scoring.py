@@ -127,13 +127,20 @@ def test_chunks_pack_groups_and_split_big_ones():
 
 
 def test_sequence_logprobs_match_a_plain_forward_pass():
+    """Rows are batched by length (here the shortest, last, shares a batch with the first);
+    each score still belongs to its own row."""
     loaded = tiny_double()
-    contexts = [list(encode(loaded, "Hello there, how are you?")), list(encode(loaded, "Hi"))]
+    contexts = [
+        list(encode(loaded, "Hello there, how are you?")),
+        list(encode(loaded, "Hi")),
+        list(encode(loaded, "Yo")),
+    ]
     answers = [
         list(encode(loaded, " Fine, thanks.")),
         list(encode(loaded, " Good morning to you all")),
+        list(encode(loaded, " Hey")),
     ]
-    scores = sequence_logprobs(loaded, contexts, answers)
+    scores = sequence_logprobs(loaded, contexts, answers, batch_size=2)
     for ctx, ans, score in zip(contexts, answers, scores):
         ids = torch.tensor([ctx + ans])
         with torch.no_grad():
