@@ -52,6 +52,11 @@ class Studio:
         self.url = ""
 
     def start(self) -> None:
+        self.launch()
+        self.wait()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to serve."""
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", **self.env}
@@ -70,6 +75,10 @@ class Studio:
             stdout=open(self.log, "a"),
             stderr=subprocess.STDOUT,
         )
+
+    def wait(self) -> None:
+        """Until the launched process answers HTTP (it fails with the log's tail if not)."""
+        assert self.proc is not None, "launch() first"
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -91,10 +100,42 @@ class Studio:
         self.start()
 
 
+class Spares:
+    """Studios started one test ahead: every test still gets a server of its own on a fresh
+    workspace, but the next one's start (about 10 s of imports) overlaps the test before."""
+
+    def __init__(self, root: Path):
+        self.root, self.started, self.spare = root, 0, None
+
+    def _launch(self) -> Studio:
+        self.started += 1
+        folder = self.root / f"studio-{self.started}"
+        folder.mkdir()
+        server = Studio(folder / "workspace", folder / "studio.log")
+        server.launch()
+        return server
+
+    def take(self) -> Studio:
+        server = self.spare or self._launch()
+        server.wait()
+        self.spare = self._launch()
+        return server
+
+    def close(self) -> None:
+        if self.spare:
+            self.spare.stop()
+
+
+@pytest.fixture(scope="session")
+def spares(tmp_path_factory):
+    pool = Spares(tmp_path_factory.mktemp("studios"))
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def studio(tmp_path):
-    server = Studio(tmp_path / "workspace", tmp_path / "studio.log")
-    server.start()
+def studio(spares):
+    server = spares.take()
     yield server
     server.stop()
 

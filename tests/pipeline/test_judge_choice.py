@@ -92,6 +92,7 @@ def test_training_on_labels_carries_whether_they_were_verified(tmp_path):
     assert training_note(RewardJob(data=str(tmp_path / "nowhere"))) is None
 
 
+@pytest.mark.integration
 def test_label_auto_picks_a_probe_from_human_labels_and_keeps_it_on_resume(tmp_path, tiny_folder):
     from tests.pipeline.test_cli import run
 

@@ -3,6 +3,8 @@ board and what auto then uses, in the panel and in the Preferences tab."""
 
 import json
 
+import pytest
+
 from pipeline.judge_choice import read_choice
 from studio import judges_panel as panel
 from studio import preferences_tab as tab
@@ -32,6 +34,7 @@ def test_labels_no_judge_can_be_checked_on_are_refused_before_a_job(store):
     assert [v for _, v in panel.label_sources(store)][:2] == ["human", "gold"]
 
 
+@pytest.mark.integration
 def test_a_comparison_runs_as_a_job_and_auto_then_uses_its_winner(store, tiny_folder):
     label_pairs(store, 30)
     launched = panel.on_compare(store, "human", "honest", str(tiny_folder))

@@ -148,6 +148,7 @@ def test_jobs_are_refused_or_answered_without_a_browser(store):
     assert "Type a prompt" in tab.on_generate("", "embedded", 0)[0]
 
 
+@pytest.mark.integration
 def test_the_representation_judge_scores_a_pair_and_labels_from_my_labels(store, tiny_folder):
     assert [v for _, v in tab.judge_choices(store)] == [tab.AUTO, tab.LOGPROB, tab.REPRESENTATION]
     *_, (message, bars, scored, *rest) = tab.on_score(

@@ -1,5 +1,7 @@
 """The first-run panel's handlers, without a browser."""
 
+import pytest
+
 from pipeline import jobs
 from studio import start_here, train_tab
 
@@ -15,6 +17,7 @@ def test_the_panel_shows_the_flow_and_is_dismissed_and_reopened():
     assert shown["visible"] is True and remembered is False
 
 
+@pytest.mark.integration
 def test_one_click_launches_the_tiny_pipeline_on_the_constitution_being_edited(store):
     message, tabs, watched, announced = start_here.on_pipeline(store)
     job = store.jobs("run-all")[0]

@@ -131,6 +131,7 @@ def length_pairs_file(path, n: int, shorter_every: int):
     return path
 
 
+@pytest.mark.integration
 def test_judges_compare_ranks_every_judge_from_the_command_line(tmp_path, tiny_folder):
     from tests.pipeline.test_cli import run
 

@@ -3,6 +3,8 @@ by hand; the command on a tiny model; the shipped catalogue."""
 
 import json
 
+import pytest
+
 from pipeline.constitution import Constitution, Principle, load_constitution
 from pipeline.evaluation.principles import (
     CATALOGUE,
@@ -70,6 +72,7 @@ def test_the_shipped_catalogue_has_at_least_40_principles_with_all_three_texts()
     assert {"harmlessness", "helpfulness", "honesty", "autonomy", "privacy", "fairness"} <= tags
 
 
+@pytest.mark.integration
 def test_principles_rank_from_the_command_line(tmp_path, tiny_folder):
     from pipeline.constitution import to_yaml
     from pipeline.store import SHIPPED_CONSTITUTIONS

@@ -218,6 +218,7 @@ def test_an_empty_answer_is_judged_as_no_answer(tmp_path, tiny_folder):
     assert c.preference.pair.response_a == NO_ANSWER and c.preference.labels  # judged
 
 
+@pytest.mark.integration
 def test_two_processes_share_a_tournament_and_give_its_results(tmp_path, tiny_folder):
     """`evaluate --processes 2` runs itself again through `accelerate launch` (two CPU
     processes here): each answers and judges its share, the first rates; the records match
