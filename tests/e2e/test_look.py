@@ -1,9 +1,11 @@
 """Both themes in real Chromium: banners, verdicts and diffs stay readable in light and dark,
-and the toggle switches the theme and remembers it."""
+and the toggle switches the theme and remembers it; the README's picture of the studio."""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -71,3 +73,19 @@ def test_the_toggle_switches_the_theme_and_remembers_it(page: Page, studio):
     page.reload()
     expect(page.locator("#principle-table")).to_contain_text("physical-harm")
     assert page.evaluate(dark) is False
+
+
+def test_the_readme_picture_is_the_studio_as_it_opens(page: Page, tmp_path):
+    """`make screenshot` writes docs/studio.png (SCREENSHOT_DIR) from here; other runs write
+    it to a temporary folder, so the suite never changes the repository."""
+    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
+    page.click("#start-dismiss")
+    expect(page.locator("#start-here")).to_be_hidden()
+    page.locator("#principle-table").get_by_text("physical-harm", exact=True).first.click()
+    expect(page.locator("#principle-editing")).to_contain_text("physical-harm")
+    page.wait_for_timeout(1000)  # let the editor's fields settle before the picture
+    taken = folder / "studio.partial.png"
+    page.screenshot(path=taken, clip={"x": 0, "y": 0, "width": 1400, "height": 1000})
+    data = taken.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    os.replace(taken, folder / "studio.png")

@@ -158,3 +158,60 @@ def test_reused_prefix_gives_the_same_results_as_a_fresh_one(tiny):
     backend.generate(first, config)
     reused = backend.generate(second, config)  # same shared prefix: taken from the last call
     assert reused == TransformersBackend(tiny.loaded).generate(second, config)
+
+
+def chain_steps(topic: str) -> list[list[dict[str, str]]]:
+    """Three prompts of a chain on one topic, each the one before plus two turns."""
+    first = chat(f"Tell me something true about {topic}, please, in a few careful words.")
+    second = first + [
+        {"role": "assistant", "content": f"{topic} is interesting."},
+        {"role": "user", "content": "Critique that answer for accuracy and kindness."},
+    ]
+    third = second + [
+        {"role": "assistant", "content": "It says little."},
+        {"role": "user", "content": "Rewrite the answer with the critique in mind."},
+    ]
+    return [first, second, third]
+
+
+def test_a_chain_reuses_each_rows_earlier_prompt_and_answers_as_a_fresh_backend_does():
+    """Side by side, each row's next prompt starts with its own last one: that start is
+    taken from the kept keys and values (not computed again), with the same logits and the
+    same answers as a backend that computes every prompt whole."""
+    loaded = tiny_model()
+    config = SamplingConfig(temperature=1.0, max_new_tokens=8, seed=4)
+    warm = TransformersBackend(loaded)
+    sea, moon = chain_steps("the sea"), chain_steps("the moon")
+    for step in range(3):
+        rows = warm._encode([sea[step], moon[step]], config)
+        reused = [warm._reusable(r, None, len(r) - 1)[1] for r in rows]
+        if step:  # the row's previous prompt, less its last token
+            previous = warm._encode([sea[step - 1], moon[step - 1]], config)
+            assert reused == [len(p) - 1 for p in previous]
+            with torch.inference_mode():
+                out, _, _, _ = warm._prefill(rows, 4)
+                for i, row in enumerate(rows):
+                    full = loaded.model(input_ids=torch.tensor([row])).logits[0, -1]
+                    assert torch.allclose(out.logits[i, -1], full, atol=1e-4)
+        conversations = [sea[step], moon[step]]
+        fresh = TransformersBackend(loaded).generate(conversations, config)
+        assert warm.generate(conversations, config) == fresh
+
+
+def test_kept_prompts_stay_within_their_budget_and_keep_the_newest(monkeypatch):
+    import pipeline.generation as generation
+
+    loaded = tiny_model()
+    backend = TransformersBackend(loaded)
+
+    def kept() -> list[str]:
+        return [loaded.tokenizer.decode(list(k.tokens)) for k in backend._kept]
+
+    backend.generate([chat("A first question that is long enough to keep, surely.")], GREEDY)
+    monkeypatch.setattr(generation, "KEEP_BYTES", int(backend._kept[0].nbytes * 1.5))
+    backend.generate([chat("A second question that is long enough to keep, surely.")], GREEDY)
+    assert len(kept()) == 1 and "second question" in kept()[0]
+    big = [chat(f"Question {i} is long enough to be kept in memory.") for i in range(5)]
+    backend.generate(big, GREEDY)  # more rows than KEEP_ROWS: only their shared start is kept
+    assert kept()[-1].endswith("user\nQuestion ")
+    assert not any("long enough to be kept" in text for text in kept())

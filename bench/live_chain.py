@@ -1,0 +1,73 @@
+"""The live chain (batch 1, as the Chains tab runs one prompt): each step's prompt starts
+with the step before, and the engine keeps that start's keys and values instead of computing
+them again. Same run, same engine: the baseline keeps nothing between calls
+(`KEEP_ROWS = 0`, today's engine before kept prompts).
+
+One red-team prompt under harmless-helpful with its few-shot chains, the Chains tab's
+defaults (4 rounds, 96 new tokens), greedy, the embedded model; each path runs `--repeats`
+times and the fastest counts. Prints seconds for both, whether the chains are identical,
+and `ratio=<baseline seconds / kept-prompt seconds>` (larger is better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import pipeline.generation as generation
+from pipeline.constitution import load_constitution
+from pipeline.critique import Chain, ChainRequest, run_chains
+from pipeline.generation import backend_for
+from pipeline.prompts import load_prompts
+from pipeline.settings import ChainConfig, SamplingConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed(
+    keep_rows: int, request: ChainRequest, config, sampling, repeats: int
+) -> tuple[Chain, float]:
+    """The chain and the fastest of `repeats` runs, each on a fresh backend (nothing kept
+    from the run before)."""
+    generation.KEEP_ROWS = keep_rows
+    best, chain = float("inf"), None
+    for _ in range(repeats):
+        backend = backend_for("embedded")
+        start = time.perf_counter()
+        chain = list(run_chains(backend, [request], config, sampling))[-1][0]
+        best = min(best, time.perf_counter() - start)
+    assert chain is not None
+    return chain, best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--new-tokens", type=int, default=96)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    constitution = load_constitution(ROOT / "constitutions" / "harmless-helpful.yaml")
+    request = ChainRequest(load_prompts("red-team")[0], constitution)
+    config = ChainConfig(rounds=args.rounds, batch_size=1)
+    sampling = SamplingConfig(temperature=0.0, max_new_tokens=args.new_tokens)
+    backend_for("embedded")  # load (and convert, the first time) outside the timings
+    kept, kept_s = timed(generation.KEEP_ROWS, request, config, sampling, args.repeats)
+    plain, plain_s = timed(0, request, config, sampling, args.repeats)
+    print(
+        f"one red-team prompt x {args.rounds} rounds, {args.new_tokens} new tokens per step, "
+        "greedy, few-shot on, embedded model, batch 1"
+    )
+    print(f"{'engine':<34}{'seconds':>9}")
+    print(f"{'keeps each prompt for the next':<34}{kept_s:>9.1f}")
+    print(f"{'computes every prompt whole':<34}{plain_s:>9.1f}")
+    same = kept.initial_answer == plain.initial_answer and [
+        (r.critique, r.revision) for r in kept.rounds
+    ] == [(r.critique, r.revision) for r in plain.rounds]
+    print(f"identical chains: {same}")
+    print(f"ratio={plain_s / kept_s:.2f}")
+
+
+if __name__ == "__main__":
+    main()
