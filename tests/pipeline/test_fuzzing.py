@@ -6,9 +6,11 @@ refused before anything is built)."""
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -81,8 +83,21 @@ garbage_lines = st.lists(
 ).map("\n".join)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def fuzz_root():
+    """One folder for every fuzzed input of the module, removed at its end (a temp folder
+    per example left hundreds behind on every run)."""
+    global FUZZ_ROOT
+    FUZZ_ROOT = Path(tempfile.mkdtemp(prefix="fuzz-"))
+    yield
+    shutil.rmtree(FUZZ_ROOT, ignore_errors=True)
+
+
+FUZZ_ROOT = Path(tempfile.gettempdir())
+
+
 def written(data: bytes | str, suffix: str) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="fuzz-"))
+    folder = Path(tempfile.mkdtemp(dir=FUZZ_ROOT))
     path = folder / f"input{suffix}"
     path.write_bytes(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
     return path
