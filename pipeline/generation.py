@@ -17,7 +17,7 @@ import torch
 
 from pipeline.errors import ModelError
 from pipeline.models import LoadedModel, load_model
-from pipeline.scoring import MIN_SHARED_PREFIX, shared_prefix_length
+from pipeline.scoring import MIN_SHARED_PREFIX, common_start, shared_prefix_length
 from pipeline.settings import SamplingConfig
 
 if TYPE_CHECKING:
@@ -76,14 +76,6 @@ class Kept:
         return sum(
             k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.layers
         )
-
-
-def common_start(a: tuple[int, ...] | list[int], b: tuple[int, ...] | list[int], limit: int) -> int:
-    """How many tokens `a` and `b` begin with alike, at most `limit`."""
-    n, limit = 0, min(limit, len(a), len(b))
-    while n < limit and a[n] == b[n]:
-        n += 1
-    return n
 
 
 def next_tokens(

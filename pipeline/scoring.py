@@ -89,13 +89,19 @@ def chunks(
 MIN_SHARED_PREFIX = 16
 
 
+def common_start(a: tuple[int, ...] | list[int], b: tuple[int, ...] | list[int], limit: int) -> int:
+    """How many tokens `a` and `b` begin with alike, at most `limit`."""
+    n, limit = 0, min(limit, len(a), len(b))
+    while n < limit and a[n] == b[n]:
+        n += 1
+    return n
+
+
 def shared_prefix_length(rows: list[tuple[int, ...]] | list[list[int]]) -> int:
     """Tokens at the start of every row, leaving each row at least one token of its own;
     0 when too few to be worth a separate pass."""
     limit = min(len(r) for r in rows) - 1
-    n = 0
-    while n < limit and all(r[n] == rows[0][n] for r in rows):
-        n += 1
+    n = min(common_start(rows[0], r, limit) for r in rows)
     return n if n >= MIN_SHARED_PREFIX else 0
 
 
