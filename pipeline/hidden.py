@@ -20,6 +20,7 @@ import torch
 from pipeline.scoring import chunks, left_pad, prefixed_forward
 
 POOLINGS = ("answer_mean", "last")
+MAX_LENGTH = 512  # tokens of a conversation read; longer ones lose their start
 
 
 def backbone(model):
@@ -83,7 +84,7 @@ def encode_conversations(
     return ids, mask, answer
 
 
-def _wanted(model, layers: list[int] | None) -> tuple[torch.nn.ModuleList, list[int]]:
+def wanted_layers(model, layers: list[int] | None) -> tuple[torch.nn.ModuleList, list[int]]:
     blocks = decoder_layers(model)
     wanted = list(layers) if layers is not None else list(range(len(blocks) + 1))
     if not all(0 <= i <= len(blocks) for i in wanted):
@@ -97,7 +98,7 @@ def states_at(
     """[layers, rows, tokens, hidden] of one left-padded batch, on the model's device; the
     pass stops at the deepest layer wanted. With `keep_grad`, a loss on them trains the
     model (call it with gradients on)."""
-    blocks, wanted = _wanted(model, layers)
+    blocks, wanted = wanted_layers(model, layers)
     device = next(model.parameters()).device
     with recorded_states(blocks, wanted, stop=True, keep_grad=keep_grad) as states:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -158,7 +159,7 @@ def hidden_states(
     layers: list[int] | None = None,
     pooling: str = "answer_mean",
     batch_size: int = 8,
-    max_length: int = 512,
+    max_length: int = MAX_LENGTH,
 ) -> torch.Tensor:
     """Pooled hidden states, [rows, layers, hidden] in fp32 on the CPU: the mean over the
     answer's tokens (`answer_mean`) or the state at the conversation's last token (`last`),
@@ -171,7 +172,7 @@ def hidden_states(
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)} (got {pooling!r}).")
     if len(prompts) != len(answers):
         raise ValueError("one answer per prompt")
-    _, wanted = _wanted(model, layers)
+    _, wanted = wanted_layers(model, layers)
     parts = [split_conversation(tokenizer, q, a, max_length) for q, a in zip(prompts, answers)]
     by_head: dict[tuple[int, ...], list[int]] = {}
     for i in sorted(range(len(parts)), key=lambda i: len(parts[i][1])):
@@ -211,7 +212,7 @@ def prompt_states(
 ) -> torch.Tensor:
     """[rows, layers, hidden]: the state at the last token of each rendered conversation,
     generation cue included — where the model decides how its answer begins."""
-    _, wanted = _wanted(model, layers)
+    _, wanted = wanted_layers(model, layers)
     rows = [
         tokenizer(
             tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True),

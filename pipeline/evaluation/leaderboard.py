@@ -410,6 +410,12 @@ def judged_all(
             f"{each} per pair",
         )
     ]
+    # every layer first: the direction's layer and the winning probe's fit then come from
+    # the states cache instead of new passes over the same answers
+    step("a probe in nested cross-validation: reading every layer")
+    features = pair_features(loaded, pairs, job.pooling, job.layer_list)
+    nested = nested_probe(features.d, data.y, features.layers, job.method, job.folds, job.seed)
+    judged.append(probe_judged(nested, job.method, job.folds))
     step("the constitution's direction in the hidden states")
     direction = RepresentationJudge(loaded, pooling=job.pooling)
     judged.append(
@@ -420,10 +426,6 @@ def judged_all(
             "no labels used",
         )
     )
-    step("a probe in nested cross-validation: reading every layer")
-    features = pair_features(loaded, pairs, job.pooling, job.layer_list)
-    nested = nested_probe(features.d, data.y, features.layers, job.method, job.folds, job.seed)
-    judged.append(probe_judged(nested, job.method, job.folds))
     if job.pm:
         step("the preference model")
         pm = PMJudge(job.pm)

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 import torch
 
 from pipeline.errors import DatasetError
-from pipeline.hidden import hidden_states
+from pipeline.hidden import MAX_LENGTH, hidden_states, wanted_layers
 from pipeline.models import LoadedModel
 from pipeline.preferences import Pair, gold_pairs, human_choice, read_pairs
+from pipeline.states_cache import cached_states
 from pipeline.store import Store
 from pipeline.trust import LengthBaselines, chose_longer, length_control
 
@@ -107,10 +108,23 @@ def answer_states(
     layers: list[int] | None = None,
     batch_size: int = 8,
 ) -> torch.Tensor:
-    """[rows, layers, hidden] pooled states of answers in their conversations."""
-    return hidden_states(
-        loaded.model, loaded.tokenizer, prompts, answers, layers, pooling, batch_size
-    )
+    """[rows, layers, hidden] pooled states of answers in their conversations; answers
+    this model has read before come from the states cache."""
+    _, wanted = wanted_layers(loaded.model, layers)
+
+    def read(rows: list[int], at: list[int]) -> torch.Tensor:
+        return hidden_states(
+            loaded.model,
+            loaded.tokenizer,
+            [prompts[i] for i in rows],
+            [answers[i] for i in rows],
+            at,
+            pooling,
+            batch_size,
+            MAX_LENGTH,
+        )
+
+    return cached_states(loaded, prompts, answers, pooling, wanted, MAX_LENGTH, read)
 
 
 def pair_features(
