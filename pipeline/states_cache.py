@@ -1,4 +1,5 @@
-"""Pooled answer states kept on disk, so the same answers are read by a model only once.
+"""Pooled answer states kept on disk, so the same answers are read by a model only once (and
+the few greedy answers its constitution directions are read from, written only once).
 
 The judge board, the probe it fits, a values report, the labelling queue and the steering
 extraction all read the same answers (the gold pairs, a tournament's answers), often in
@@ -94,11 +95,9 @@ def model_key(loaded: LoadedModel) -> str | None:
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
 
 
-def entry_path(root: Path, model: str, pooling: str, max_length: int, prompt: str, answer: str):
-    digest = hashlib.sha256(
-        json.dumps([model, pooling, max_length, prompt, answer]).encode()
-    ).hexdigest()
-    return root / digest[:2] / f"{digest[2:40]}.safetensors"
+def entry_path(root: Path, key: list, suffix: str = ".safetensors") -> Path:
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()
+    return root / digest[:2] / f"{digest[2:40]}{suffix}"
 
 
 def read_entry(path: Path) -> dict[int, torch.Tensor]:
@@ -111,8 +110,9 @@ def read_entry(path: Path) -> dict[int, torch.Tensor]:
     return {int(name): t for name, t in found.items()}
 
 
-def write_entry(path: Path, states: dict[int, torch.Tensor]) -> None:
-    """Replace the entry whole; a cache that cannot be written is skipped, never an error."""
+def write_entry(path: Path, write: Callable[[str], None]) -> None:
+    """Replace the entry whole (`write` fills a temporary file beside it); a cache that cannot
+    be written is skipped, never an error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".entry.", dir=path.parent)
@@ -120,10 +120,14 @@ def write_entry(path: Path, states: dict[int, torch.Tensor]) -> None:
         return
     os.close(fd)
     try:
-        save_file({str(k): v.contiguous() for k, v in states.items()}, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except OSError:
         Path(tmp).unlink(missing_ok=True)
+
+
+def save_states(states: dict[int, torch.Tensor]) -> Callable[[str], None]:
+    return lambda tmp: save_file({str(k): v.contiguous() for k, v in states.items()}, tmp)
 
 
 def prune(root: Path, budget: int) -> None:
@@ -160,7 +164,7 @@ def cached_states(
         return read(list(range(len(prompts))), layers)
     root = cache_root() / FOLDER
     paths = [
-        entry_path(root / key, key, pooling, max_length, q, a) for q, a in zip(prompts, answers)
+        entry_path(root / key, [key, pooling, max_length, q, a]) for q, a in zip(prompts, answers)
     ]
     entries = [read_entry(p) for p in paths]
     missing = [i for i, e in enumerate(entries) if not all(layer in e for layer in layers)]
@@ -170,6 +174,34 @@ def cached_states(
         fresh = read(missing, wanted).cpu()
         for n, i in enumerate(missing):
             entries[i] = {**entries[i], **{layer: fresh[n, w] for w, layer in enumerate(wanted)}}
-            write_entry(paths[i], entries[i])
+            write_entry(paths[i], save_states(entries[i]))
         prune(root, budget_bytes())
     return torch.stack([torch.stack([e[layer] for layer in layers]) for e in entries])
+
+
+def cached_answers(
+    loaded: LoadedModel, requests: list[list], write: Callable[[list[int]], list[str]]
+) -> list[str]:
+    """The answer to each request (a JSON-able description that fixes the answer: the
+    conversation, the sampling settings and seed), from the cache or from `write(rows)`
+    for the missing rows, then kept."""
+    key = model_key(loaded) if requests else None
+    if key is None:
+        return write(list(range(len(requests))))
+    root = cache_root() / FOLDER
+    paths = [entry_path(root / key, [key, "answer", r], ".json") for r in requests]
+    found: list[str | None] = []
+    for path in paths:
+        try:
+            found.append(json.loads(path.read_text())["answer"])
+            os.utime(path)
+        except (OSError, ValueError, KeyError, TypeError):
+            found.append(None)
+    missing = [i for i, answer in enumerate(found) if answer is None]
+    if missing:
+        for i, answer in zip(missing, write(missing)):
+            found[i] = answer
+            text = json.dumps({"answer": answer})
+            write_entry(paths[i], lambda tmp, text=text: Path(tmp).write_text(text))
+        prune(root, budget_bytes())
+    return [a or "" for a in found]

@@ -14,7 +14,7 @@ already follows."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -25,6 +25,7 @@ from pipeline.settings import SamplingConfig
 from pipeline.models import LoadedModel
 from pipeline.preferences import Pair
 from pipeline.scoring import sequence_logprobs
+from pipeline.states_cache import cached_answers
 from pipeline.values.features import answer_states
 
 STIMULUS_PROMPTS = (
@@ -75,10 +76,15 @@ def constitution_direction(
             for prompt in prompts:
                 conversations.append(chat(prompt, instruction))
                 rows.append((p.id, side, prompt))
-    answers = [
-        g.text or "…"
-        for g in backend.generate(conversations, STIMULUS_SAMPLING, seeds=[0] * len(conversations))
-    ]
+
+    def write(rows: list[int]) -> list[str]:
+        todo = [conversations[i] for i in rows]
+        return [
+            g.text or "…" for g in backend.generate(todo, STIMULUS_SAMPLING, seeds=[0] * len(todo))
+        ]
+
+    sampling = asdict(STIMULUS_SAMPLING)
+    answers = cached_answers(loaded, [[c, sampling, 0] for c in conversations], write)
     states = answer_states(
         loaded, [prompt for _, _, prompt in rows], answers, pooling, layers, batch_size
     )

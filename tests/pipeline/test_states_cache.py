@@ -123,3 +123,43 @@ def test_the_budget_keeps_the_newest_entries_and_zero_turns_it_off(cache, monkey
         path.unlink()
     features.answer_states(loaded, PROMPTS, ANSWERS, "answer_mean")
     assert not entries(root)
+
+
+def test_answers_are_written_once_per_request_and_the_request_is_the_key(cache):
+    loaded, _, root = cache
+    asked = []
+
+    def write(rows):
+        asked.append(rows)
+        return [f"answer {i}" for i in rows]
+
+    requests = [[[{"role": "user", "content": q}], {"temperature": 0.0}, 0] for q in PROMPTS[:2]]
+    assert states_cache.cached_answers(loaded, requests, write) == ["answer 0", "answer 1"]
+    changed = requests[:1] + [[requests[1][0], {"temperature": 0.5}, 0]]
+    assert states_cache.cached_answers(loaded, changed, write) == ["answer 0", "answer 1"]
+    assert asked == [[0, 1], [1]]  # the changed settings were a miss, the same request a hit
+    hub = dataclasses.replace(loaded, source="someone/some-model")
+    states_cache.cached_answers(hub, requests, write)
+    assert asked[-1] == [0, 1]
+
+
+def test_a_constitution_direction_is_read_again_without_generating(cache, monkeypatch):
+    from pipeline.constitution import load_constitution
+    from pipeline.generation import TransformersBackend
+    from pipeline.values.directions import constitution_direction
+
+    loaded, reads, _ = cache
+    generated = []
+    real = TransformersBackend.generate
+
+    def counted(self, conversations, *args, **kwargs):
+        generated.append(len(conversations))
+        return real(self, conversations, *args, **kwargs)
+
+    monkeypatch.setattr(TransformersBackend, "generate", counted)
+    constitution = load_constitution("constitutions/harmless-helpful.yaml")
+    first = constitution_direction(loaded, constitution, "answer_mean", [1], prompts=PROMPTS[:1])
+    again = constitution_direction(loaded, constitution, "answer_mean", [1], prompts=PROMPTS[:1])
+    assert len(generated) == 1 and len(reads) == 1
+    assert first.examples == again.examples
+    torch.testing.assert_close(again.total, first.total)
