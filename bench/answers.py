@@ -16,12 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from pipeline import vllm_engine  # noqa: E402
+from pipeline.config.settings import SamplingConfig  # noqa: E402
 from pipeline.evaluation.tournament import tournament_prompts  # noqa: E402
-from pipeline.generation import TransformersBackend, chat  # noqa: E402
-from pipeline.settings import SamplingConfig  # noqa: E402
-from pipeline.models import load_model  # noqa: E402
+from pipeline.model.generation import TransformersBackend, chat  # noqa: E402
+from pipeline.model.loading import load_model  # noqa: E402
 
 
 def timed(run):

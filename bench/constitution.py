@@ -24,9 +24,8 @@ from pathlib import Path
 
 import yaml
 
-
 from pipeline.cli import main  # noqa: E402
-from pipeline.constitution import (
+from pipeline.data.constitution import (
     MAX_FILE_BYTES,
     MAX_PRINCIPLES,
     _line_map,  # noqa: E402

@@ -22,7 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from pipeline.constitution import load_constitution  # noqa: E402
+from pipeline.config.settings import FeedbackConfig, SamplingConfig  # noqa: E402
+from pipeline.data.constitution import load_constitution  # noqa: E402
+from pipeline.data.preferences import Pair  # noqa: E402
 from pipeline.evaluation.judges import make_judge  # noqa: E402
 from pipeline.evaluation.ratings import schedule  # noqa: E402
 from pipeline.evaluation.tournament import (
@@ -33,11 +35,9 @@ from pipeline.evaluation.tournament import (
     results,
     tournament_prompts,
 )
-from pipeline.settings import FeedbackConfig, SamplingConfig  # noqa: E402
-from pipeline.models import load_model  # noqa: E402
-from pipeline.preferences import Pair  # noqa: E402
-from pipeline.steering import save_direction  # noqa: E402
-from pipeline.steering_extraction import extract_from_constitution  # noqa: E402
+from pipeline.model.loading import load_model  # noqa: E402
+from pipeline.model.steering import save_direction  # noqa: E402
+from pipeline.steering.extraction import extract_from_constitution  # noqa: E402
 from pipeline.train.runtime import CancelFlag  # noqa: E402
 
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from pipeline.constitution import load_constitution  # noqa: E402
-from pipeline.feedback import Labeller, both_orders, ensemble, feedback_principles  # noqa: E402
-from pipeline.settings import FeedbackConfig  # noqa: E402
-from pipeline.models import load_model  # noqa: E402
-from pipeline.preferences import gold_pairs  # noqa: E402
-from pipeline.scoring import option_logprobs  # noqa: E402
-from pipeline.trust import trust_report  # noqa: E402
+from pipeline.cai.feedback import Labeller, both_orders, ensemble, feedback_principles  # noqa: E402
+from pipeline.cai.trust import trust_report  # noqa: E402
+from pipeline.config.settings import FeedbackConfig  # noqa: E402
+from pipeline.data.constitution import load_constitution  # noqa: E402
+from pipeline.data.preferences import gold_pairs  # noqa: E402
+from pipeline.model.loading import load_model  # noqa: E402
+from pipeline.model.scoring import option_logprobs  # noqa: E402
 
 
 def naive_labels(labeller: Labeller, constitution, pairs) -> list[float]:

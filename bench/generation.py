@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 import time
 
-
-from pipeline.generation import backend_for, chat  # noqa: E402
-from pipeline.settings import SamplingConfig  # noqa: E402
-from pipeline.prompts import load_prompts  # noqa: E402
+from pipeline.config.settings import SamplingConfig  # noqa: E402
+from pipeline.data.prompts import load_prompts  # noqa: E402
+from pipeline.model.generation import backend_for, chat  # noqa: E402
 
 
 def main() -> None:

@@ -21,11 +21,11 @@ import statistics
 
 import torch
 
-
-from pipeline.labelling_queue import REFIT_EVERY, fit_queue, next_pair  # noqa: E402
-from pipeline.models import DEFAULT_MODEL, load_model  # noqa: E402
-from pipeline.preferences import Pair, gold_pairs, read_pairs  # noqa: E402
-from pipeline.trust import chose_longer, length_control  # noqa: E402
+from pipeline.cai.trust import chose_longer, length_control  # noqa: E402
+from pipeline.config.settings import DEFAULT_MODEL
+from pipeline.data.preferences import Pair, gold_pairs, read_pairs  # noqa: E402
+from pipeline.evaluation.labelling_queue import REFIT_EVERY, fit_queue, next_pair  # noqa: E402
+from pipeline.model.loading import load_model  # noqa: E402
 from pipeline.values import probes  # noqa: E402
 from pipeline.values.features import pair_features  # noqa: E402
 

@@ -15,12 +15,12 @@ import argparse
 import time
 from pathlib import Path
 
-import pipeline.generation as generation
-from pipeline.constitution import load_constitution
-from pipeline.critique import Chain, ChainRequest, run_chains
-from pipeline.generation import backend_for
-from pipeline.prompts import load_prompts
-from pipeline.settings import ChainConfig, SamplingConfig
+import pipeline.model.generation as generation
+from pipeline.cai.critique import Chain, ChainRequest, run_chains
+from pipeline.config.settings import ChainConfig, SamplingConfig
+from pipeline.data.constitution import load_constitution
+from pipeline.data.prompts import load_prompts
+from pipeline.model.generation import backend_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

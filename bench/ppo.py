@@ -41,11 +41,11 @@ import tempfile
 import time
 from pathlib import Path
 
-
 import torch  # noqa: E402
 
-from pipeline.models import DEFAULT_MODEL, LoadedModel, load_model  # noqa: E402
-from pipeline.stages import PPOJob, RewardJob, build_job, preset  # noqa: E402
+from pipeline.config.commands import PPOJob, RewardJob, build_job, preset  # noqa: E402
+from pipeline.config.settings import DEFAULT_MODEL
+from pipeline.model.loading import LoadedModel, load_model  # noqa: E402
 from pipeline.train.runtime import lora_config, steady_heap  # noqa: E402
 
 
@@ -85,7 +85,7 @@ def make_pm(folder: Path, model_name: str) -> Path:
     measure memory and speed."""
     from peft import get_peft_model
 
-    from pipeline.reward_model import new_head, save_pm
+    from pipeline.cai.reward_model import new_head, save_pm
 
     loaded = load_model(model_name)
     model = get_peft_model(copy.deepcopy(loaded.model), lora_config(RewardJob()))
@@ -119,9 +119,11 @@ def classic(job: PPOJob, pm: Path, full: bool = False) -> None:
     every weight of policy and value, as classic RLHF-PPO does, instead of a LoRA."""
     from peft import PeftModel, get_peft_model
 
-    from pipeline.generation import TransformersBackend
-    from pipeline.settings import SamplingConfig
-    from pipeline.prompts import load_prompts
+    from pipeline.cai.reward_model import apply_head, load_head, reward_scores
+    from pipeline.config.settings import SamplingConfig
+    from pipeline.data.prompts import load_prompts
+    from pipeline.model.generation import TransformersBackend
+    from pipeline.model.hidden import backbone
     from pipeline.train.ppo_math import (
         gae,
         per_token_kl,
@@ -130,8 +132,6 @@ def classic(job: PPOJob, pm: Path, full: bool = False) -> None:
         value_loss,
         whiten,
     )
-    from pipeline.hidden import backbone
-    from pipeline.reward_model import apply_head, load_head, reward_scores
 
     loaded = load_model(job.model)
     reference = loaded.model.eval()

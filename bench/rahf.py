@@ -24,13 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-
 import torch  # noqa: E402
 
 from bench.ppo import make_pm, on_gpu, peak_mb, start_measuring, status_mb  # noqa: E402
-from pipeline.models import DEFAULT_MODEL, load_model  # noqa: E402
-from pipeline.preferences import gold_pairs  # noqa: E402
-from pipeline.stages import PPOJob, RAHFJob, build_job, preset  # noqa: E402
+from pipeline.config.commands import PPOJob, RAHFJob, build_job, preset  # noqa: E402
+from pipeline.config.settings import DEFAULT_MODEL
+from pipeline.data.preferences import gold_pairs  # noqa: E402
+from pipeline.model.loading import load_model  # noqa: E402
 from pipeline.train.runtime import read_metrics  # noqa: E402
 
 

@@ -19,7 +19,7 @@ import sys
 import time
 
 OLD_PATH = (
-    "import pipeline.generation, pipeline.critique, pipeline.feedback\n"
+    "import pipeline.model.generation, pipeline.cai.critique, pipeline.cai.feedback\n"
     "from pipeline.cli import build_parser\n"
     "build_parser().format_help()"
 )

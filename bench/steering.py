@@ -17,12 +17,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from pipeline.constitution import load_constitution  # noqa: E402
-from pipeline.generation import backend_for, chat  # noqa: E402
-from pipeline.settings import SamplingConfig  # noqa: E402
-from pipeline.prompts import load_prompts  # noqa: E402
-from pipeline.steering import Steering  # noqa: E402
-from pipeline.steering_extraction import extract_from_constitution  # noqa: E402
+from pipeline.config.settings import SamplingConfig  # noqa: E402
+from pipeline.data.constitution import load_constitution  # noqa: E402
+from pipeline.data.prompts import load_prompts  # noqa: E402
+from pipeline.model.generation import backend_for, chat  # noqa: E402
+from pipeline.model.steering import Steering  # noqa: E402
+from pipeline.steering.extraction import extract_from_constitution  # noqa: E402
 
 
 def main() -> None:

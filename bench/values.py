@@ -28,18 +28,18 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from pipeline.constitution import load_constitution  # noqa: E402
-from pipeline.feedback import Labeller  # noqa: E402
-from pipeline.settings import FeedbackConfig  # noqa: E402
-from pipeline.hidden import (
+from pipeline.cai.feedback import Labeller  # noqa: E402
+from pipeline.cai.trust import trust_report  # noqa: E402
+from pipeline.config.settings import FeedbackConfig  # noqa: E402
+from pipeline.data.constitution import load_constitution  # noqa: E402
+from pipeline.data.preferences import gold_pairs  # noqa: E402
+from pipeline.model.hidden import (
     decoder_layers,
     encode_conversations,
     hidden_states,  # noqa: E402
     states_at,
 )
-from pipeline.models import load_model  # noqa: E402
-from pipeline.preferences import gold_pairs  # noqa: E402
-from pipeline.trust import trust_report  # noqa: E402
+from pipeline.model.loading import load_model  # noqa: E402
 from pipeline.values.judge import RepresentationJudge  # noqa: E402
 
 

@@ -14,26 +14,26 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
-from pipeline.fields import add_config_arguments, config_from_args, help_text, settings_of
-from pipeline.constitution import (
+from pipeline.config.fields import add_config_arguments, config_from_args, help_text, settings_of
+from pipeline.config.settings import DEFAULT_MODEL
+from pipeline.core.errors import StoreError, StudioError
+from pipeline.core.files import write_atomic
+from pipeline.core.job_folder import JobCancelled
+from pipeline.data.constitution import (
     Constitution,
     diff_constitutions,
     format_diff,
     from_dict,
     load_constitution,
     principle_system_prompt,
-    read_text_file,
     read_constitution_yaml,
+    read_text_file,
     to_yaml,
 )
-from pipeline.errors import StoreError, StudioError
-from pipeline.files import write_atomic
-from pipeline.jobs import JobCancelled
-from pipeline.models import DEFAULT_MODEL
-from pipeline.preferences import HUMAN_CHOICES
-from pipeline.prompts import IMPORTERS, SHIPPED, import_prompts, load_prompts, write_prompts
-from pipeline.runs import counted
-from pipeline.store import Store, parse_ref
+from pipeline.data.preferences import HUMAN_CHOICES
+from pipeline.data.prompts import IMPORTERS, SHIPPED, import_prompts, load_prompts, write_prompts
+from pipeline.data.store import Store, parse_ref
+from pipeline.runner.run_list import counted
 
 
 def open_store(args: argparse.Namespace) -> Store:
@@ -106,8 +106,8 @@ def cmd_constitution_export(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from pipeline.generation import backend_for, chat
-    from pipeline.settings import SamplingConfig
+    from pipeline.config.settings import SamplingConfig
+    from pipeline.model.generation import backend_for, chat
 
     config = config_from_args(SamplingConfig, args)
     system = args.system
@@ -166,20 +166,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_revise(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from pipeline.constitution import content_hash
-    from pipeline.critique import (
+    from pipeline.cai.critique import (
+        ChainLog,
         ChainRequest,
         batch_quality,
         chain_id,
         chain_step,
+        export_chains,
         principle_stats,
         run_chains,
     )
-    from pipeline.settings import ChainConfig, SamplingConfig
-    from pipeline.critique import ChainLog, export_chains
-    from pipeline.jobs import claim_run_folder
-    from pipeline.generation import backend_for
-    from pipeline.jobs import job_context, write_progress
+    from pipeline.config.settings import ChainConfig, SamplingConfig
+    from pipeline.core.job_folder import claim_run_folder, job_context, write_progress
+    from pipeline.data.constitution import content_hash
+    from pipeline.model.generation import backend_for
 
     job = stage_job("revise", args)
     out = Path(args.out)
@@ -253,10 +253,10 @@ def cmd_revise(args: argparse.Namespace) -> int:
 
 
 def cmd_sft_data(args: argparse.Namespace) -> int:
-    from pipeline.sft_data import build_sft_dataset
-    from pipeline.generation import backend_for
-    from pipeline.settings import SamplingConfig
-    from pipeline.jobs import job_context, write_progress
+    from pipeline.cai.sft_data import build_sft_dataset
+    from pipeline.config.settings import SamplingConfig
+    from pipeline.core.job_folder import job_context, write_progress
+    from pipeline.model.generation import backend_for
 
     job = stage_job("sft-data", args)
     with job_context(args.out):
@@ -304,7 +304,7 @@ def cmd_prompts_import(args: argparse.Namespace) -> int:
 
 def pairs_path(ref: str) -> Path:
     """`gold` (the shipped gold pairs), or a pairs file or run folder."""
-    from pipeline.preferences import GOLD_PAIRS
+    from pipeline.data.preferences import GOLD_PAIRS
 
     return GOLD_PAIRS if ref == "gold" else Path(ref)
 
@@ -312,11 +312,11 @@ def pairs_path(ref: str) -> Path:
 def cmd_pairs(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from pipeline.feedback import make_pairs
-    from pipeline.generation import backend_for
-    from pipeline.settings import SamplingConfig
-    from pipeline.jobs import job_context, write_progress
-    from pipeline.preferences import PAIRS_FILE, write_pairs
+    from pipeline.cai.feedback import make_pairs
+    from pipeline.config.settings import SamplingConfig
+    from pipeline.core.job_folder import job_context, write_progress
+    from pipeline.data.preferences import PAIRS_FILE, write_pairs
+    from pipeline.model.generation import backend_for
 
     job = stage_job("pairs", args)
     out = Path(args.out)
@@ -346,12 +346,12 @@ def cmd_pairs(args: argparse.Namespace) -> int:
 def cmd_label(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from pipeline.feedback import run_labelling
-    from pipeline.jobs import job_context, write_progress
-    from pipeline.preferences import read_pairs
-    from pipeline.judge_choice import labels_note, save_choice
-    from pipeline.stages import job_yaml
-    from pipeline.trust import format_report, trust_report
+    from pipeline.cai.feedback import run_labelling
+    from pipeline.cai.trust import format_report, trust_report
+    from pipeline.config.commands import job_yaml
+    from pipeline.core.job_folder import job_context, write_progress
+    from pipeline.data.preferences import read_pairs
+    from pipeline.evaluation.judge_choice import labels_note, save_choice
 
     job = stage_job("label", args)
     out = Path(args.out)
@@ -400,13 +400,13 @@ def cmd_label(args: argparse.Namespace) -> int:
 def chosen_judge(job, args: argparse.Namespace, out: Path, constitution: Constitution, pairs: int):
     """Under judge_method auto, the judge the human labels choose (measured once and kept in
     the run folder, so a resumed run keeps it); None for a judge named by hand."""
-    from pipeline.judge_choice import measured_choice, read_choice
+    from pipeline.evaluation.judge_choice import measured_choice, read_choice
 
     if job.judge_method != "auto":
         return None
     choice = read_choice(out)
     if choice is None:
-        from pipeline.jobs import write_progress
+        from pipeline.core.job_folder import write_progress
 
         def step(what: str) -> None:
             print(f"… auto: {what}", file=sys.stderr, flush=True)
@@ -419,7 +419,7 @@ def chosen_judge(job, args: argparse.Namespace, out: Path, constitution: Constit
 
 def probe_domain(labeller, prefs) -> str:
     """The domain check of a probe-led representation judge on the pairs it just labelled."""
-    from pipeline.judge_choice import domain_check
+    from pipeline.evaluation.judge_choice import domain_check
 
     probe = getattr(labeller, "probe", None)
     if probe is None:
@@ -429,7 +429,7 @@ def probe_domain(labeller, prefs) -> str:
 
 
 def cmd_relabel(args: argparse.Namespace) -> int:
-    from pipeline.relabel import format_relabelling, relabel
+    from pipeline.evaluation.relabel import format_relabelling, relabel
 
     _, draft = resolve_constitution(args.constitution, args)
     print(format_relabelling(relabel(draft, args.labels, args.limit)))
@@ -437,8 +437,8 @@ def cmd_relabel(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from pipeline import jobs
-    from pipeline.runs import STAGE_NAMES, summaries
+    from pipeline.runner import jobs
+    from pipeline.runner.run_list import STAGE_NAMES, summaries
 
     if args.kind and args.kind not in STAGE_NAMES:
         raise StoreError(f"Unknown kind {args.kind!r}; kinds: {', '.join(STAGE_NAMES)}.")
@@ -464,10 +464,10 @@ def values_data(job, args: argparse.Namespace):
 def cmd_values_report(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
-    from pipeline.feedback import Labeller
-    from pipeline.settings import FeedbackConfig
-    from pipeline.jobs import job_context, write_progress
-    from pipeline.models import load_model
+    from pipeline.cai.feedback import Labeller
+    from pipeline.config.settings import FeedbackConfig
+    from pipeline.core.job_folder import job_context, write_progress
+    from pipeline.model.loading import load_model
     from pipeline.values.report import (
         differences_from_first,
         format_report,
@@ -546,8 +546,8 @@ def compare_table(reports, differences) -> str:
 
 
 def cmd_values_fit(args: argparse.Namespace) -> int:
-    from pipeline.jobs import job_context, write_progress
-    from pipeline.models import load_model
+    from pipeline.core.job_folder import job_context, write_progress
+    from pipeline.model.loading import load_model
     from pipeline.values.judge import fit_probe, save_probe
 
     job = stage_job("values-fit", args)
@@ -573,7 +573,7 @@ def cmd_values_fit(args: argparse.Namespace) -> int:
 def stepper(out: Path | None, steps: int) -> Callable[[str], None]:
     """A job's step reporter: each call says what it starts (stderr, and the run folder's
     progress when there is one) and counts one step done."""
-    from pipeline.jobs import write_progress
+    from pipeline.core.job_folder import write_progress
 
     done = [0]
 
@@ -590,10 +590,10 @@ def cmd_judges_compare(args: argparse.Namespace) -> int:
     """Every judge against people on the same labels; judges.json and judges.md in --out."""
     from contextlib import nullcontext
 
+    from pipeline.core.job_folder import job_context, write_progress
+    from pipeline.evaluation.judge_choice import board_choice, save_choice
     from pipeline.evaluation.leaderboard import check_labels, format_board, judged_all, leaderboard
-    from pipeline.jobs import job_context, write_progress
-    from pipeline.judge_choice import board_choice, save_choice
-    from pipeline.models import load_model
+    from pipeline.model.loading import load_model
     from pipeline.values.features import labelled_in
 
     job = stage_job("judges-compare", args)
@@ -626,7 +626,8 @@ def cmd_principles_rank(args: argparse.Namespace) -> int:
     """Principles as judges on human labels; principles.json/.md and draft.yaml in --out."""
     from contextlib import nullcontext
 
-    from pipeline.constitution import load_constitution, to_yaml
+    from pipeline.core.job_folder import job_context, write_progress
+    from pipeline.data.constitution import load_constitution, to_yaml
     from pipeline.evaluation.leaderboard import check_labels
     from pipeline.evaluation.principles import (
         CATALOGUE,
@@ -635,8 +636,7 @@ def cmd_principles_rank(args: argparse.Namespace) -> int:
         label_everything,
         rank,
     )
-    from pipeline.jobs import job_context, write_progress
-    from pipeline.models import load_model
+    from pipeline.model.loading import load_model
     from pipeline.values.features import labelled_in
 
     job = stage_job("principles-rank", args)
@@ -676,9 +676,10 @@ def cmd_principles_rank(args: argparse.Namespace) -> int:
 
 
 def cmd_steer_extract(args: argparse.Namespace) -> int:
-    from pipeline import steering, steering_extraction
-    from pipeline.jobs import job_context, write_progress
-    from pipeline.models import load_model
+    from pipeline.core.job_folder import job_context, write_progress
+    from pipeline.model import steering
+    from pipeline.model.loading import load_model
+    from pipeline.steering import extraction as steering_extraction
     from pipeline.values.features import labelled_in
 
     job = stage_job("steer-extract", args)
@@ -717,7 +718,7 @@ def cmd_steer_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_steer_list(args: argparse.Namespace) -> int:
-    from pipeline.steering import DIRECTION_DIR, LINEAGE_FILE, read_direction
+    from pipeline.model.steering import DIRECTION_DIR, LINEAGE_FILE, read_direction
 
     found = open_store(args).trained(("steer-extract",), DIRECTION_DIR, LINEAGE_FILE)
     if not found:
@@ -729,7 +730,7 @@ def cmd_steer_list(args: argparse.Namespace) -> int:
 
 def steering_of(args: argparse.Namespace, loaded):
     """The steering `generate --steer` asks for (None without --steer)."""
-    from pipeline.steering import Steering, load_direction, parse_layers
+    from pipeline.model.steering import Steering, load_direction, parse_layers
 
     if not args.steer:
         if args.coefficient is not None or args.layers:
@@ -749,8 +750,7 @@ def steering_of(args: argparse.Namespace, loaded):
 
 def judge_for(job):
     """The judge a label job asks for."""
-    from pipeline.settings import FeedbackConfig
-
+    from pipeline.config.settings import FeedbackConfig
     from pipeline.evaluation.judges import make_judge
 
     return make_judge(
@@ -759,8 +759,8 @@ def judge_for(job):
 
 
 def cmd_agreement(args: argparse.Namespace) -> int:
-    from pipeline.preferences import read_labels
-    from pipeline.trust import format_report, trust_report
+    from pipeline.cai.trust import format_report, trust_report
+    from pipeline.data.preferences import read_labels
 
     prefs = read_labels(args.labels)
     print(format_report(trust_report(prefs, open_store(args).human_labels())))
@@ -768,7 +768,7 @@ def cmd_agreement(args: argparse.Namespace) -> int:
 
 
 def cmd_prefs_export(args: argparse.Namespace) -> int:
-    from pipeline.preferences import export_preferences, read_labels
+    from pipeline.data.preferences import export_preferences, read_labels
 
     path = export_preferences(read_labels(args.labels), args.out, args.format)
     print(f"wrote {path}")
@@ -776,7 +776,7 @@ def cmd_prefs_export(args: argparse.Namespace) -> int:
 
 
 def cmd_prefs_import_hh(args: argparse.Namespace) -> int:
-    from pipeline.preferences import import_hh, write_pairs
+    from pipeline.data.preferences import import_hh, write_pairs
 
     pairs = import_hh(args.file)
     write_pairs(pairs, args.out)
@@ -792,7 +792,7 @@ def cmd_prefs_import_hh(args: argparse.Namespace) -> int:
 
 
 def cmd_prefs_human(args: argparse.Namespace) -> int:
-    from pipeline.preferences import read_pairs
+    from pipeline.data.preferences import read_pairs
 
     if args.undo:
         undone = open_store(args).undo_human_label()
@@ -822,8 +822,8 @@ def loading(model: str) -> str:
 def stage_job(stage: str, args: argparse.Namespace):
     """A command's config: field defaults < preset < --config YAML < flags given. The preset
     is named by a flag, or (run-all, where it is a field) by the YAML."""
-    from pipeline.fields import given_fields
-    from pipeline.stages import COMMANDS, RunAllJob, build_job, preset, read_job_file
+    from pipeline.config.commands import COMMANDS, RunAllJob, build_job, preset, read_job_file
+    from pipeline.config.fields import given_fields
 
     cls = COMMANDS[stage]
     from_file = read_job_file(args.config) if args.config else {}
@@ -870,7 +870,7 @@ def as_processes(args: argparse.Namespace, processes: int) -> int | None:
     import os
     import subprocess
 
-    from pipeline.jobs import check_processes, launcher
+    from pipeline.runner.jobs import check_processes, launcher
 
     if processes <= 1 or "WORLD_SIZE" in os.environ:
         return None
@@ -879,12 +879,12 @@ def as_processes(args: argparse.Namespace, processes: int) -> int | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pipeline.jobs import is_main_process, job_context, write_progress
-    from pipeline.runs import long_run_warning
-    from pipeline.stages import job_yaml
+    from pipeline.config.commands import job_yaml
+    from pipeline.core.job_folder import is_main_process, job_context, write_progress
+    from pipeline.runner.run_list import long_run_warning
 
     job = stage_job(args.command, args)  # a bad job file is refused before torch loads
-    from pipeline.judge_choice import NOTE_FILE, training_note
+    from pipeline.evaluation.judge_choice import NOTE_FILE, training_note
     from pipeline.train.runtime import CancelFlag
 
     relaunched = as_processes(args, getattr(job, "processes", 1))
@@ -914,8 +914,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def evaluation_judges(job) -> list[tuple[str, str]]:
     """(method, probe) per judge of a tournament; `auto` is the judge its label run chose."""
-    from pipeline.errors import ConfigError
-    from pipeline.judge_choice import CHOICE_FILE, read_choice
+    from pipeline.core.errors import ConfigError
+    from pipeline.evaluation.judge_choice import CHOICE_FILE, read_choice
 
     found = []
     for method in job.judges:
@@ -933,10 +933,10 @@ def evaluation_judges(job) -> list[tuple[str, str]]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pipeline.config.settings import FeedbackConfig
+    from pipeline.core.job_folder import is_main_process, job_context, write_progress
     from pipeline.evaluation.judges import make_judge
     from pipeline.evaluation.tournament import format_results, run_tournament
-    from pipeline.settings import FeedbackConfig
-    from pipeline.jobs import is_main_process, job_context, write_progress
     from pipeline.train.runtime import CancelFlag
 
     job = stage_job("evaluate", args)
@@ -979,11 +979,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_run_all(args: argparse.Namespace) -> int:
     import os
 
+    from pipeline.core.job_folder import JOB_ID_ENV, job_context
+    from pipeline.evaluation.judge_choice import labels_note
     from pipeline.evaluation.power import change_summary
     from pipeline.evaluation.tournament import EVAL_MD, read_results
-    from pipeline.jobs import JOB_ID_ENV, job_context
-    from pipeline.judge_choice import labels_note
-    from pipeline.runall import run_all, stage_seconds
+    from pipeline.runner.run_all import run_all, stage_seconds
     from pipeline.train.runtime import CancelFlag
 
     job = stage_job("run-all", args)
@@ -1028,7 +1028,7 @@ def doc_of(cls: type) -> str:
 def build_parser(
     prog: str = "python -m pipeline", epilog: str | None = None
 ) -> argparse.ArgumentParser:
-    from pipeline.settings import SamplingConfig
+    from pipeline.config.settings import SamplingConfig
 
     parser = argparse.ArgumentParser(
         prog=prog, description="Constitution Studio, headless.", epilog=epilog
@@ -1106,7 +1106,7 @@ def build_parser(
     add_config_arguments(p, SamplingConfig)
     p.set_defaults(run=cmd_generate)
 
-    from pipeline.stages import COMMANDS, PRESETS
+    from pipeline.config.commands import COMMANDS, PRESETS
 
     runs = {
         "revise": cmd_revise,

@@ -17,8 +17,8 @@ from typing import Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from pipeline.errors import StudioError
-from pipeline.store import Store
+from pipeline.core.errors import StudioError
+from pipeline.data.store import Store
 
 AUTH_ENV = "CONSTITUTION_STUDIO_AUTH"  # USER:PASS, several separated by commas
 

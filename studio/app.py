@@ -10,8 +10,8 @@ import gradio as gr
 from gradio.route_utils import FnIndexInferError
 from starlette.middleware import Middleware
 
-from pipeline.models import DEFAULT_MODEL
-from pipeline.store import Store
+from pipeline.config.settings import DEFAULT_MODEL
+from pipeline.data.store import Store
 from studio import (
     access,
     chains_tab,

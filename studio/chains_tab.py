@@ -12,8 +12,7 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from pipeline import jobs
-from pipeline.critique import (
+from pipeline.cai.critique import (
     Chain,
     ChainLog,
     ChainRequest,
@@ -24,17 +23,17 @@ from pipeline.critique import (
     principle_stats,
     run_chains,
 )
-from pipeline.settings import ChainConfig, DEFAULT_SAMPLING, SamplingConfig
-from pipeline.errors import StudioError
-from pipeline.generation import backend_for
-from pipeline.models import DEFAULT_MODEL
-from pipeline.prompts import PromptRecord, load_prompts
-from pipeline.stages import ReviseJob, build_job, to_argv
-from pipeline.steering import SteeredBackend
-from pipeline.runs import duration_text
-from pipeline.store import JobRecord, Store
+from pipeline.config.commands import ReviseJob, build_job, to_argv
+from pipeline.config.settings import DEFAULT_MODEL, DEFAULT_SAMPLING, ChainConfig, SamplingConfig
+from pipeline.core.errors import StudioError
+from pipeline.data.prompts import PromptRecord, load_prompts
+from pipeline.data.store import JobRecord, Store
+from pipeline.model.generation import backend_for
+from pipeline.model.steering import SteeredBackend
+from pipeline.runner import jobs
+from pipeline.runner.run_list import duration_text
 from studio import steering_panel
-from studio.choices import constitution_choices, default_choice, resolve_choice, offer_models
+from studio.choices import constitution_choices, default_choice, offer_models, resolve_choice
 from studio.diff_view import side_by_side
 from studio.job_panel import (
     cancel_notice,

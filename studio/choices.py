@@ -3,13 +3,12 @@ models (the base, and every adapter a finished job trained) and run folders (by 
 
 from __future__ import annotations
 
-
 import gradio as gr
 
-from pipeline.constitution import Constitution
-from pipeline.models import DEFAULT_MODEL
-from pipeline.runs import by_run, run_name
-from pipeline.store import JobRecord, Store, parse_ref
+from pipeline.config.settings import DEFAULT_MODEL
+from pipeline.data.constitution import Constitution
+from pipeline.data.store import JobRecord, Store, parse_ref
+from pipeline.runner.run_list import by_run, run_name
 from pipeline.train.runtime import ADAPTER_DIR
 
 POLICY_STAGES = ("sft", "dpo", "ppo", "rahf")

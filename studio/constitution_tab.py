@@ -2,7 +2,7 @@
 
 The draft being edited is autosaved in the workspace store after every accepted edit, so
 a page reload or a server restart loses nothing; "Save as new version" makes it permanent.
-Every edit goes through `pipeline.constitution`, which validates it; a rejected edit shows
+Every edit goes through `pipeline.data.constitution`, which validates it; a rejected edit shows
 its messages next to the fields and leaves the draft as it was.
 """
 
@@ -11,19 +11,19 @@ from __future__ import annotations
 import dataclasses
 import html
 import re
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
 
-from pipeline import constitution as cons
-from pipeline.constitution import Constitution
-from pipeline.errors import ConstitutionError, StudioError
-from pipeline.files import write_atomic
-from pipeline.relabel import relabel
-from pipeline.store import Store, parse_ref
+from pipeline.core.errors import ConstitutionError, StudioError
+from pipeline.core.files import write_atomic
+from pipeline.data import constitution as cons
+from pipeline.data.constitution import Constitution
+from pipeline.data.store import Store, parse_ref
+from pipeline.evaluation.relabel import relabel
 from studio.diff_view import side_by_side
 from studio.notices import error_notice, notice
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 
-from pipeline.textdiff import readable_diff
+from pipeline.core.textdiff import readable_diff
 
 
 def side_by_side(before: str, after: str, old: str = "before", new: str = "after") -> str:

@@ -17,8 +17,12 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from pipeline import jobs
-from pipeline.errors import StudioError
+from pipeline.cai.trust import label_verdict
+from pipeline.config.commands import TOURNAMENT_JUDGES, EvaluateJob, build_job, to_argv
+from pipeline.config.settings import DEFAULT_MODEL, ENGINES
+from pipeline.core.errors import StudioError
+from pipeline.core.seeds import stable_int
+from pipeline.data.store import JobRecord, Store
 from pipeline.evaluation.judges import PEOPLE
 from pipeline.evaluation.tournament import (
     EVAL_FILE,
@@ -32,13 +36,8 @@ from pipeline.evaluation.tournament import (
     rerated,
     split_policy,
 )
-from pipeline.models import DEFAULT_MODEL
-from pipeline.seeds import stable_int
-from pipeline.stages import TOURNAMENT_JUDGES, EvaluateJob, build_job, to_argv
-from pipeline.store import JobRecord, Store
+from pipeline.runner import jobs
 from pipeline.train.runtime import ADAPTER_DIR
-from pipeline.trust import label_verdict
-from pipeline.settings import ENGINES
 from studio.choices import adapter_choices, constitution_choices, default_choice, resolve_choice
 from studio.job_panel import cancel_notice, job_bar, latest_job, writing_now
 from studio.judges_panel import latest_board

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from pipeline import jobs
-from pipeline.errors import StudioError
-from pipeline.jobs import stage_names, succeeded
-from pipeline.runs import duration_text, ran_for
-from pipeline.store import JobRecord, Store
+from pipeline.core import job_folder
+from pipeline.core.errors import StudioError
+from pipeline.core.job_folder import stage_names, succeeded
+from pipeline.data.store import JobRecord, Store
+from pipeline.runner import jobs
+from pipeline.runner.run_list import duration_text, ran_for
 from studio.notices import error_notice, notice
 
 
@@ -54,7 +55,7 @@ def progress_html(job: JobRecord, progress: dict | None, unit: str) -> str:
     if job.started_at:
         parts.append(f"elapsed {duration_text(elapsed)}")
     if job.active and job.status != "queued":
-        left = jobs.remaining_seconds(progress or {}, time.time()) if fraction < 1 else None
+        left = job_folder.remaining_seconds(progress or {}, time.time()) if fraction < 1 else None
         parts.append(
             f"remaining about {duration_text(left)}"
             if left is not None
@@ -114,7 +115,7 @@ def latest_job(store: Store, kinds: tuple[str, ...]) -> JobRecord | None:
 
 
 def job_bar(job: JobRecord | None, unit: str) -> str:
-    return progress_html(job, jobs.read_progress(job.out_dir), unit) if job else ""
+    return progress_html(job, job_folder.read_progress(job.out_dir), unit) if job else ""
 
 
 def writing_now(job: JobRecord | None, after: float = 5.0) -> bool:

@@ -13,12 +13,18 @@ from typing import Any
 
 import gradio as gr
 
-from pipeline import jobs
-from pipeline.errors import StudioError
+from pipeline.config.commands import JudgesCompareJob, build_job, to_argv
+from pipeline.core.errors import StudioError
+from pipeline.data.store import JobRecord, Store
+from pipeline.evaluation.judge_choice import (
+    BOARD_FILE,
+    TARGET_LABELS,
+    JudgeChoice,
+    read_choice,
+    unverified,
+)
 from pipeline.evaluation.leaderboard import check_labels
-from pipeline.judge_choice import BOARD_FILE, JudgeChoice, TARGET_LABELS, read_choice, unverified
-from pipeline.stages import JudgesCompareJob, build_job, to_argv
-from pipeline.store import JobRecord, Store
+from pipeline.runner import jobs
 from pipeline.values.features import labelled_in
 from studio.choices import folder_choices, resolve_choice
 from studio.job_panel import job_bar, latest_job, writing_now

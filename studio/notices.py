@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import html
 
-from pipeline.errors import ConstitutionError, StudioError
-from pipeline.trust import Verdict
+from pipeline.cai.trust import Verdict
+from pipeline.core.errors import ConstitutionError, StudioError
 
 
 def notice(kind: str, text: str, details: list[str] | None = None) -> str:

@@ -9,12 +9,12 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from pipeline.constitution import principle_system_prompt
-from pipeline.errors import StudioError
-from pipeline.generation import backend_for, chat
-from pipeline.settings import DEFAULT_SAMPLING, SamplingConfig
-from pipeline.models import DEFAULT_MODEL, LoadedModel, load_model
-from pipeline.store import Store
+from pipeline.config.settings import DEFAULT_MODEL, DEFAULT_SAMPLING, SamplingConfig
+from pipeline.core.errors import StudioError
+from pipeline.data.constitution import principle_system_prompt
+from pipeline.data.store import Store
+from pipeline.model.generation import backend_for, chat
+from pipeline.model.loading import LoadedModel, load_model
 from studio import steering_panel
 from studio.choices import offer_models
 from studio.notices import error_notice, notice

@@ -15,28 +15,8 @@ from typing import Any, Iterator
 import gradio as gr
 import pandas as pd
 
-from pipeline import jobs
-from pipeline.constitution import Constitution
-from pipeline.errors import StudioError
-from pipeline.feedback import Labeller, ensemble, feedback_principles, make_pairs
-from pipeline.settings import COT_CLAMP, FeedbackConfig, SamplingConfig
-from pipeline.generation import backend_for
-from pipeline.models import DEFAULT_MODEL, load_model
-from pipeline.preferences import (
-    HUMAN_CHOICES,
-    LabelLog,
-    Pair,
-    Preference,
-    PrincipleLabel,
-    gold_pairs,
-    human_choice,
-    read_labels,
-)
-from pipeline.prompts import PromptRecord
-from pipeline.runs import counted
-from pipeline.stages import LabelJob, PairsJob, ValuesFitJob, build_job, to_argv
-from pipeline.store import JobRecord, Store
-from pipeline.trust import (
+from pipeline.cai.feedback import Labeller, ensemble, feedback_principles, make_pairs
+from pipeline.cai.trust import (
     CALIBRATION_BINS,
     ENTROPY_BINS,
     VIEWS,
@@ -46,6 +26,28 @@ from pipeline.trust import (
     trust_report,
     view_rows,
 )
+from pipeline.config.commands import LabelJob, PairsJob, ValuesFitJob, build_job, to_argv
+from pipeline.config.settings import COT_CLAMP, DEFAULT_MODEL, FeedbackConfig, SamplingConfig
+from pipeline.core.errors import StudioError
+from pipeline.data.constitution import Constitution
+from pipeline.data.preferences import (
+    HUMAN_CHOICES,
+    LabelLog,
+    Pair,
+    Preference,
+    PrincipleLabel,
+    gold_pairs,
+    human_choice,
+    read_labels,
+)
+from pipeline.data.prompts import PromptRecord
+from pipeline.data.store import JobRecord, Store
+from pipeline.evaluation.judge_choice import labels_note
+from pipeline.evaluation.labelling_queue import ORDERS, next_pair, progress_text
+from pipeline.model.generation import backend_for
+from pipeline.model.loading import load_model
+from pipeline.runner import jobs
+from pipeline.runner.run_list import counted
 from pipeline.values.features import pair_source
 from pipeline.values.judge import (
     FITTED,
@@ -54,11 +56,7 @@ from pipeline.values.judge import (
     load_probe,
     probe_quality,
 )
-from pipeline.judge_choice import labels_note
-from pipeline.labelling_queue import ORDERS, next_pair, progress_text
 from studio import judges_panel
-from studio.judges_panel import auto_choice, human_count
-from studio.queue_probe import QUEUE_PROBE
 from studio.choices import (
     constitution_choices,
     default_choice,
@@ -74,7 +72,9 @@ from studio.job_panel import (
     resume_notice,
     writing_now,
 )
+from studio.judges_panel import auto_choice, human_count
 from studio.notices import error_notice, notice, verdict_html
+from studio.queue_probe import QUEUE_PROBE
 
 STUDIO_RUN = "studio (pairs scored here)"
 LIVE_CHUNK = 4  # principles scored per step, so bars appear as they are ready

@@ -7,10 +7,16 @@ from __future__ import annotations
 import hashlib
 import threading
 
-from pipeline.hidden import decoder_layers
-from pipeline.labelling_queue import MIN_FIT, REFIT_EVERY, QueueFit, fit_queue, labelled_rows
-from pipeline.models import load_model
-from pipeline.preferences import Pair
+from pipeline.data.preferences import Pair
+from pipeline.evaluation.labelling_queue import (
+    MIN_FIT,
+    REFIT_EVERY,
+    QueueFit,
+    fit_queue,
+    labelled_rows,
+)
+from pipeline.model.hidden import decoder_layers
+from pipeline.model.loading import load_model
 from pipeline.values.features import pair_features
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import gradio as gr
 
-from pipeline import jobs
-from pipeline.errors import StudioError
-from pipeline.runs import STAGE_NAMES, RunSummary, summarise, summaries
-from pipeline.store import Store
+from pipeline.core.errors import StudioError
+from pipeline.data.store import Store
+from pipeline.runner import jobs
+from pipeline.runner.run_list import STAGE_NAMES, RunSummary, summaries, summarise
 from studio.notices import notice
 from studio.preferences_tab import STUDIO_RUN
 

@@ -5,7 +5,7 @@ import argparse
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse the studio's options and serve it until stopped; 1 with a one-line error."""
-    from pipeline.models import DEFAULT_MODEL
+    from pipeline.config.settings import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(
         prog=prog, description="Constitution Studio: open the studio in a browser."
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if args.login_free_tries < 1 or not 1 <= args.login_lockout <= 86_400:
         parser.error("--login-free-tries must be at least 1 and --login-lockout 1 to 86400 s")
-    from pipeline.errors import StudioError
+    from pipeline.core.errors import StudioError
     from studio import access
     from studio.app import launch
     from studio.login_guard import LoginPolicy

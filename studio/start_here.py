@@ -9,8 +9,8 @@ from functools import partial
 
 import gradio as gr
 
-from pipeline.errors import StudioError
-from pipeline.store import Store
+from pipeline.core.errors import StudioError
+from pipeline.data.store import Store
 from studio import train_tab
 
 FLOW = [

@@ -13,14 +13,15 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
-from pipeline.constitution import content_hash
-from pipeline.errors import ConfigError, StudioError
-from pipeline.generation import backend_for
-from pipeline.settings import SamplingConfig
-from pipeline.models import LoadedModel
-from pipeline.prompts import load_prompts
-from pipeline.stages import SteerExtractJob
-from pipeline.steering import (
+from pipeline.config.commands import SteerExtractJob
+from pipeline.config.settings import SamplingConfig
+from pipeline.core.errors import ConfigError, StudioError
+from pipeline.data.constitution import content_hash
+from pipeline.data.prompts import load_prompts
+from pipeline.data.store import Store
+from pipeline.model.generation import backend_for
+from pipeline.model.loading import LoadedModel
+from pipeline.model.steering import (
     COEFFICIENT_LIMIT,
     DIRECTION_DIR,
     LINEAGE_FILE,
@@ -32,8 +33,7 @@ from pipeline.steering import (
     sweep,
     sweep_coefficients,
 )
-from pipeline.steering_extraction import extract_from_constitution, with_reading
-from pipeline.store import Store
+from pipeline.steering.extraction import extract_from_constitution, with_reading
 from pipeline.values.features import labelled_in
 from studio.notices import error_notice, notice
 

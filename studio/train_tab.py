@@ -15,13 +15,7 @@ from typing import Any, Callable
 import gradio as gr
 import pandas as pd
 
-from pipeline import jobs
-from pipeline.errors import ConfigError, StudioError
-from pipeline.files import read_jsonl_log, write_atomic
-from pipeline.models import DEFAULT_MODEL, load_model
-from pipeline.runs import by_run, long_run_warning, run_label, run_time
-from pipeline.store import JobRecord, Store
-from pipeline.stages import (
+from pipeline.config.commands import (
     COMMANDS,
     PRESETS,
     build_job,
@@ -30,6 +24,14 @@ from pipeline.stages import (
     problem_fields,
     read_job_file,
 )
+from pipeline.config.settings import DEFAULT_MODEL
+from pipeline.core import job_folder
+from pipeline.core.errors import ConfigError, StudioError
+from pipeline.core.files import read_jsonl_log, write_atomic
+from pipeline.data.store import JobRecord, Store
+from pipeline.model.loading import load_model
+from pipeline.runner import jobs
+from pipeline.runner.run_list import by_run, long_run_warning, run_label, run_time
 from pipeline.train.health import (
     nearest_pairs,
     pm_judge_disagreement,
@@ -537,7 +539,7 @@ def job_view(
     return (
         bar,
         *plot_updates,
-        jobs.log_tail(job.out_dir, 30),
+        job_folder.log_tail(job.out_dir, 30),
         artifacts_html(job),
         gr.update(value=cancel_label(job)),
         health,

@@ -16,12 +16,19 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from pipeline import jobs
-from pipeline.constitution import content_hash
-from pipeline.errors import StudioError
-from pipeline.models import DEFAULT_MODEL
-from pipeline.stages import POOLINGS, PROBE_METHODS, ValuesFitJob, ValuesJob, build_job, to_argv
-from pipeline.store import JobRecord, Store
+from pipeline.config.commands import (
+    POOLINGS,
+    PROBE_METHODS,
+    ValuesFitJob,
+    ValuesJob,
+    build_job,
+    to_argv,
+)
+from pipeline.config.settings import DEFAULT_MODEL
+from pipeline.core.errors import StudioError
+from pipeline.data.constitution import content_hash
+from pipeline.data.store import JobRecord, Store
+from pipeline.runner import jobs
 from pipeline.values.features import labelled_in
 from pipeline.values.report import FORMAT as REPORT_FORMAT
 from pipeline.values.report import cos_text, differences_from_first

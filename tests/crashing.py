@@ -19,9 +19,8 @@ import shutil
 import signal
 from pathlib import Path
 
-
-from pipeline.stages import PPOJob, RewardJob, SFTJob  # noqa: E402
-from pipeline.reward_model import Comparison  # noqa: E402
+from pipeline.cai.reward_model import Comparison  # noqa: E402
+from pipeline.config.commands import PPOJob, RewardJob, SFTJob  # noqa: E402
 
 
 def sft_job(out: Path, model: str) -> SFTJob:
@@ -84,7 +83,7 @@ def install_kill(point: str, nth: int) -> None:
     """Wrap the functions a save goes through so the process dies at the nth `point`."""
     import torch
 
-    import pipeline.files as files
+    import pipeline.core.files as files
     import pipeline.train.runtime as runtime
 
     seen = {"n": 0}

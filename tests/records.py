@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline import constitution as cons
-from pipeline.critique import ChainRequest
-from pipeline.prompts import PromptRecord
+from pipeline.cai.critique import ChainRequest
+from pipeline.data import constitution as cons
+from pipeline.data.prompts import PromptRecord
 
 SHIPPED = Path(__file__).resolve().parent.parent / "constitutions"
 
@@ -25,7 +25,7 @@ def requests(n: int, constitution=None) -> list[ChainRequest]:
 def chain_record(initial: str, revisions: list[str], principle_id: str = "privacy"):
     """A finished chain whose rounds revise `initial` into each of `revisions` in turn,
     each round judged as the engine judges it (a failed revision leaves the answer as is)."""
-    from pipeline.critique import Chain, RevisionRound, round_failure
+    from pipeline.cai.critique import Chain, RevisionRound, round_failure
 
     principle = next(p for p in harmless().principles if p.id == principle_id)
     rounds, current = [], initial

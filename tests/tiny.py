@@ -7,7 +7,7 @@ import functools
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from pipeline.models import LoadedModel, embedded_model_dir
+from pipeline.model.loading import LoadedModel, embedded_model_dir
 
 
 def tiny_llama(tokenizer, hidden_size: int, max_positions: int, tied: bool) -> LlamaForCausalLM:

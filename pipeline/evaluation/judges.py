@@ -9,13 +9,13 @@ from pathlib import Path
 
 import torch
 
-from pipeline.constitution import Constitution, content_hash
-from pipeline.errors import ConfigError
-from pipeline.feedback import sigmoid
-from pipeline.settings import FeedbackConfig
-from pipeline.models import load_model
-from pipeline.preferences import Pair, Preference, PrincipleLabel
-from pipeline.reward_model import load_head, reward_scores
+from pipeline.cai.feedback import sigmoid
+from pipeline.cai.reward_model import load_head, reward_scores
+from pipeline.config.settings import FeedbackConfig
+from pipeline.core.errors import ConfigError
+from pipeline.data.constitution import Constitution, content_hash
+from pipeline.data.preferences import Pair, Preference, PrincipleLabel
+from pipeline.model.loading import load_model
 
 JUDGE_METHODS = ("logprob", "representation", "pm")
 PEOPLE = "people"
@@ -85,7 +85,7 @@ def make_judge(
         return PMJudge(pm)
     loaded = load_model(model)
     if method == "logprob":
-        from pipeline.feedback import Labeller
+        from pipeline.cai.feedback import Labeller
 
         return Labeller(loaded, config or FeedbackConfig())
     if method == "representation":

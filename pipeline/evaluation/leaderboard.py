@@ -18,11 +18,10 @@ from typing import Callable
 
 import torch
 
-from pipeline.errors import DatasetError
-from pipeline.feedback import sigmoid
-from pipeline.trust import (
-    LengthBaselines,
+from pipeline.cai.feedback import sigmoid
+from pipeline.cai.trust import (
     MIN_PAIRS,
+    LengthBaselines,
     Verdict,
     agreement,
     ai_agrees,
@@ -30,7 +29,8 @@ from pipeline.trust import (
     position_bias,
     wilson_interval,
 )
-from pipeline.preferences import OrderedLabel, Preference
+from pipeline.core.errors import DatasetError
+from pipeline.data.preferences import OrderedLabel, Preference
 from pipeline.values import probes
 from pipeline.values.features import LabelledPairs
 
@@ -392,9 +392,9 @@ def judged_all(
 ) -> list[Judged]:
     """Every judge `job` (a JudgesCompareJob) names, on the labelled pairs: the log-prob
     judge, the constitution's direction, the nested-CV probe, and the PM when given."""
+    from pipeline.cai.feedback import Labeller
+    from pipeline.config.settings import FeedbackConfig
     from pipeline.evaluation.judges import PMJudge
-    from pipeline.feedback import Labeller
-    from pipeline.settings import FeedbackConfig
     from pipeline.values.features import pair_features
     from pipeline.values.judge import RepresentationJudge
 

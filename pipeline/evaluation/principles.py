@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from pipeline.constitution import Constitution
-from pipeline.evaluation.leaderboard import JudgeRow, Judged, score
-from pipeline.preferences import Preference
+from pipeline.data.constitution import Constitution
+from pipeline.data.preferences import Preference
+from pipeline.evaluation.leaderboard import Judged, JudgeRow, score
 from pipeline.values.features import LabelledPairs
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "assets" / "principle_catalogue.yaml"
@@ -184,8 +184,8 @@ def label_everything(
     step: Callable[[str], None],
 ) -> dict[str, dict[str, list[Preference]]]:
     """Every principle of both, labelled on every pair by each method."""
-    from pipeline.feedback import Labeller
-    from pipeline.settings import FeedbackConfig
+    from pipeline.cai.feedback import Labeller
+    from pipeline.config.settings import FeedbackConfig
     from pipeline.values.judge import RepresentationJudge
 
     pairs = list(data.pairs)

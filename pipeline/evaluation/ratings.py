@@ -15,8 +15,8 @@ import math
 import random
 from dataclasses import dataclass
 
-from pipeline.errors import DatasetError
-from pipeline.seeds import stable_int
+from pipeline.core.errors import DatasetError
+from pipeline.core.seeds import stable_int
 
 PSEUDO = 0.5
 ELO = 400 / math.log(10)  # Elo points per unit of log-strength

@@ -17,18 +17,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.constitution import Constitution, content_hash
-from pipeline.errors import ConfigError, DatasetError
+from pipeline.cai.trust import position_decided
+from pipeline.core.errors import ConfigError, DatasetError
+from pipeline.core.files import RecordLog, write_atomic
+from pipeline.core.job_folder import JobCancelled
+from pipeline.core.seeds import stable_int
+from pipeline.core.shards import Shard, barrier, current_shard, done_here, fold, read_all
+from pipeline.data.constitution import Constitution, content_hash
+from pipeline.data.preferences import Pair, Preference, preference_from_dict, preference_to_dict
+from pipeline.data.prompts import load_prompts
 from pipeline.evaluation.judges import PEOPLE, pm_scores
 from pipeline.evaluation.power import power_lines
 from pipeline.evaluation.ratings import Outcome, rate, schedule, win_matrix
-from pipeline.files import RecordLog, write_atomic
-from pipeline.jobs import JobCancelled
-from pipeline.preferences import Pair, Preference, preference_from_dict, preference_to_dict
-from pipeline.prompts import load_prompts
-from pipeline.seeds import stable_int
-from pipeline.shards import Shard, barrier, current_shard, done_here, fold, read_all
-from pipeline.trust import position_decided
 
 ANSWERS_FILE, COMPARISONS_FILE, EVAL_FILE, EVAL_MD = (
     "answers.jsonl",
@@ -161,20 +161,20 @@ def policy_backend(spec: str, base_model: str, max_batch_size: int = 32, vllm: b
     """The backend that answers for a policy: a model or adapter (an adapter trained on
     another base is refused by name), optionally steered; on a vLLM engine when `vllm` and
     the policy is not steered."""
-    from pipeline.generation import backend_for
-    from pipeline.models import ADAPTER_CONFIG, check_adapter_base, load_model
+    from pipeline.model.generation import backend_for
+    from pipeline.model.loading import ADAPTER_CONFIG, check_adapter_base, load_model
 
     model, steer = split_policy(spec)
     if (Path(model) / ADAPTER_CONFIG).exists():
         check_adapter_base(model, load_model(base_model))
     if vllm and not steer:
-        from pipeline.vllm_engine import VLLMBackend
+        from pipeline.model.vllm_engine import VLLMBackend
 
         return VLLMBackend(model)
     backend = backend_for(model, max_batch_size)
     if not steer:
         return backend
-    from pipeline.steering import SteeredBackend, Steering, load_direction
+    from pipeline.model.steering import SteeredBackend, Steering, load_direction
 
     parts = steer.split(":")
     if len(parts) not in (2, 3):
@@ -201,7 +201,7 @@ def uses_vllm(engine: str, shard: Shard) -> tuple[bool, str]:
     """(answer on vLLM?, why not, where it was wanted). `auto` takes vLLM on a GPU only: on a
     2-core CPU its CPU build answered at 0.63× the transformers engine's speed, LoRA adapters
     at 0.19× (bench/answers.py); `vllm` takes it wherever it runs."""
-    from pipeline.vllm_engine import on_gpu, vllm_problem
+    from pipeline.model.vllm_engine import on_gpu, vllm_problem
 
     if engine == "transformers":
         return False, ""
@@ -257,8 +257,8 @@ def answer_all(
     """Every policy answers every prompt it has not answered yet (batched, each prompt with
     its own seed, the same for every policy) — this process's share of them — on the
     engine asked for (`auto`: vLLM where it can run)."""
-    from pipeline.generation import chat
-    from pipeline.vllm_engine import release_engines
+    from pipeline.model.generation import chat
+    from pipeline.model.vllm_engine import release_engines
 
     log = AnswerLog.of_file(shard.own_file(out / ANSWERS_FILE))
     done = done_here(AnswerLog(out), shard)
@@ -474,7 +474,7 @@ def agreement(by_judge: dict[str, list[Comparison]]) -> list[dict]:
 def policy_stats(
     policies: dict[str, str], answers: list[Answer], prompts: list[TournamentPrompt], pm_folder: str
 ) -> list[PolicyStats]:
-    from pipeline.critique import is_refusal
+    from pipeline.cai.critique import is_refusal
 
     by_id = {p.id: p for p in prompts}
     out = []
@@ -647,8 +647,8 @@ def run_tournament(
     """Answer, judge, rate (or resume any of them); writes eval.json and eval.md. Under
     several processes each answers and judges its share, and the first one rates (the
     others return None)."""
-    from pipeline.fields import settings_of
-    from pipeline.settings import SamplingConfig
+    from pipeline.config.fields import settings_of
+    from pipeline.config.settings import SamplingConfig
 
     shard = current_shard()
     sampling = settings_of(job, SamplingConfig)

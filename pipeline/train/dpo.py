@@ -11,9 +11,9 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from pipeline.errors import DatasetError
-from pipeline.preferences import read_labels, trl_rows
-from pipeline.stages import DPOJob
+from pipeline.config.commands import DPOJob
+from pipeline.core.errors import DatasetError
+from pipeline.data.preferences import read_labels, trl_rows
 from pipeline.train.runtime import CancelFlag, train_trl_adapter
 
 

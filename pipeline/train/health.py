@@ -105,7 +105,7 @@ def reward_outliers(samples: list[dict]) -> list[dict]:
 def pm_lineage(ppo_out: str | Path) -> tuple[str, str]:
     """(the PM folder a PPO run was trained against, the label run that PM was trained on),
     read from the two runs' job.yaml files; '' where either cannot be traced."""
-    from pipeline.stages import read_job_file
+    from pipeline.config.commands import read_job_file
 
     job = Path(ppo_out) / "job.yaml"
     pm = str(read_job_file(job).get("reward_adapter") or "") if job.exists() else ""
@@ -116,7 +116,7 @@ def pm_lineage(ppo_out: str | Path) -> tuple[str, str]:
 
 def pm_training_labels(ppo_out: str | Path) -> tuple[str, list]:
     """(the PM folder, the AI labels it was trained on; empty when they cannot be traced)."""
-    from pipeline.preferences import read_labels
+    from pipeline.data.preferences import read_labels
 
     pm, data = pm_lineage(ppo_out)
     try:
@@ -154,17 +154,17 @@ def pm_judge_disagreement(ppo_out: str | Path, limit: int = 12) -> JudgeCheck:
     """For up to `limit` logged samples (the reward outliers first): does the PM's preference
     between the sample and the base model's answer agree with the AI judge's, under the
     constitution and settings of the label run the PM learned from?"""
-    from pipeline.constitution import load_constitution
-    from pipeline.errors import DatasetError
+    from pipeline.config.commands import read_job_file
+    from pipeline.config.fields import settings_of
+    from pipeline.config.settings import FeedbackConfig, SamplingConfig
+    from pipeline.core.errors import DatasetError
+    from pipeline.core.files import read_jsonl_log
+    from pipeline.data.constitution import load_constitution
+    from pipeline.data.preferences import Pair
     from pipeline.evaluation.judges import make_judge, pm_scores
+    from pipeline.evaluation.relabel import run_settings
     from pipeline.evaluation.tournament import NO_ANSWER
-    from pipeline.settings import FeedbackConfig, SamplingConfig
-    from pipeline.fields import settings_of
-    from pipeline.files import read_jsonl_log
-    from pipeline.generation import backend_for, chat
-    from pipeline.preferences import Pair
-    from pipeline.relabel import run_settings
-    from pipeline.stages import read_job_file
+    from pipeline.model.generation import backend_for, chat
 
     pm, data = pm_lineage(ppo_out)
     if not pm or not data:
@@ -214,7 +214,7 @@ def nearest_pairs(
 ) -> list[tuple[float, object]]:
     """The `k` training pairs of a PM whose answers lie nearest (cosine of the base model's
     answer-mean state at its middle layer) to a sample — what taught the PM to score it so."""
-    from pipeline.hidden import decoder_layers, hidden_states
+    from pipeline.model.hidden import decoder_layers, hidden_states
 
     labels = [p for p in labels if "identical" not in p.flags][:limit]
     if not labels:

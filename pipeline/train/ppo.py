@@ -29,17 +29,18 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from pipeline.seeds import stable_int
-from pipeline.files import append_jsonl
-from pipeline.errors import JobError
-from pipeline.files import recover_folder, replace_folder
-from pipeline.generation import TransformersBackend
-from pipeline.settings import SamplingConfig
-from pipeline.jobs import JobCancelled
-from pipeline.models import LoadedModel, check_adapter_base, load_model
-from pipeline.critique import is_refusal
-from pipeline.prompts import load_prompts
-from pipeline.stages import PPOJob
+from pipeline.cai.critique import is_refusal
+from pipeline.cai.reward_model import HEAD_FILE, apply_head, load_head, reward_scores
+from pipeline.config.commands import PPOJob
+from pipeline.config.settings import SamplingConfig
+from pipeline.core.errors import JobError
+from pipeline.core.files import append_jsonl, recover_folder, replace_folder
+from pipeline.core.job_folder import JobCancelled
+from pipeline.core.seeds import stable_int
+from pipeline.data.prompts import load_prompts
+from pipeline.model.generation import TransformersBackend
+from pipeline.model.hidden import backbone
+from pipeline.model.loading import LoadedModel, check_adapter_base, load_model
 from pipeline.train.ppo_math import (
     AdaptiveKL,
     entropy,
@@ -50,8 +51,6 @@ from pipeline.train.ppo_math import (
     value_loss,
     whiten,
 )
-from pipeline.hidden import backbone
-from pipeline.reward_model import HEAD_FILE, apply_head, load_head, reward_scores
 from pipeline.train.runtime import (
     ADAPTER_DIR,
     CHECKPOINT_DIR,

@@ -29,15 +29,15 @@ from typing import Callable
 
 import torch
 
-from pipeline.constitution import Constitution
-from pipeline.errors import DatasetError
-from pipeline.files import is_complete, recover_folder, replace_folder
-from pipeline.hidden import decoder_layers, encode_conversations, states_at
-from pipeline.jobs import JobCancelled, write_progress
-from pipeline.models import ADAPTER_CONFIG, load_model
-from pipeline.preferences import LABELS_FILE, read_labels, trl_rows
-from pipeline.seeds import stable_int
-from pipeline.stages import RAHFJob, SFTJob, build_job
+from pipeline.config.commands import RAHFJob, SFTJob, build_job
+from pipeline.core.errors import DatasetError
+from pipeline.core.files import is_complete, recover_folder, replace_folder
+from pipeline.core.job_folder import JobCancelled, write_progress
+from pipeline.core.seeds import stable_int
+from pipeline.data.constitution import Constitution
+from pipeline.data.preferences import LABELS_FILE, read_labels, trl_rows
+from pipeline.model.hidden import decoder_layers, encode_conversations, states_at
+from pipeline.model.loading import ADAPTER_CONFIG, load_model
 from pipeline.train import rahf_math
 from pipeline.train.runtime import (
     ADAPTER_DIR,

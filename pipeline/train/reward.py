@@ -1,6 +1,6 @@
-"""Training the preference model (the PM itself is `pipeline/reward_model.py`): the soft-label
+"""Training the preference model (the PM itself is `pipeline/cai/reward_model.py`): the soft-label
 loss and the loop, on soft AI labels — and optionally pretrained (PMP) on Stack Exchange
-answers ranked by votes (`pipeline/stackexchange.py`).
+answers ranked by votes (`pipeline/data/stackexchange.py`).
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pipeline.errors import DatasetError
-from pipeline.files import recover_folder, replace_folder, write_atomic
-from pipeline.jobs import SUMMARY_FILE, JobCancelled, is_main_process
-from pipeline.models import check_adapter_base, load_model
-from pipeline.preferences import gold_pairs, read_labels
-from pipeline.reward_model import Comparison, accuracy, load_head, new_head, reward_scores, write_pm
-from pipeline.seeds import stable_int
-from pipeline.stackexchange import pmp_comparisons
-from pipeline.stages import PMPJob, RewardJob
+from pipeline.cai.reward_model import accuracy, load_head, new_head, reward_scores, write_pm
+from pipeline.config.commands import PMPJob, RewardJob
+from pipeline.core.errors import DatasetError
+from pipeline.core.files import recover_folder, replace_folder, write_atomic
+from pipeline.core.job_folder import SUMMARY_FILE, JobCancelled, is_main_process
+from pipeline.core.seeds import stable_int
+from pipeline.data.preferences import Comparison, gold_pairs, read_labels
+from pipeline.data.stackexchange import pmp_comparisons
+from pipeline.model.loading import check_adapter_base, load_model
 from pipeline.train.runtime import (
     ADAPTER_DIR,
     CHECKPOINT_DIR,

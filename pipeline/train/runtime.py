@@ -23,8 +23,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from pipeline.errors import JobError
-from pipeline.files import (
+from pipeline.core.errors import JobError
+from pipeline.core.files import (
     append_jsonl,
     is_complete,
     mark_complete,
@@ -32,7 +32,7 @@ from pipeline.files import (
     replace_folder,
     write_atomic,
 )
-from pipeline.jobs import JobCancelled, is_main_process, write_progress
+from pipeline.core.job_folder import JobCancelled, is_main_process, write_progress
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"
@@ -171,7 +171,7 @@ def seeded_batch(rows: list, step: int, size: int, name: str, seed: int) -> list
     epoch), cycled — the same batches when a resumed run replays a step."""
     import random
 
-    from pipeline.seeds import stable_int
+    from pipeline.core.seeds import stable_int
 
     epoch, offset = divmod(step * size, len(rows))
     order = list(range(len(rows)))
@@ -314,7 +314,7 @@ def train_trl_adapter(
     JobCancelled."""
     from datasets import Dataset
 
-    from pipeline.models import load_model
+    from pipeline.model.loading import load_model
 
     resume = keep_newest_complete(out)
     MetricsLog(out).rewind(int(resume.name[len(TRL_CHECKPOINT) :]) if resume else 0)

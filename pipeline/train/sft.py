@@ -8,11 +8,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pipeline.critique import CHAINS_FILE, ChainLog
-from pipeline.errors import DatasetError
-from pipeline.files import read_jsonl_file
-from pipeline.sft_data import SFT_FILE, revision_example
-from pipeline.stages import SFTJob
+from pipeline.cai.critique import CHAINS_FILE, ChainLog
+from pipeline.cai.sft_data import SFT_FILE, revision_example
+from pipeline.config.commands import SFTJob
+from pipeline.core.errors import DatasetError
+from pipeline.core.files import read_jsonl_file
 from pipeline.train.runtime import CancelFlag, train_trl_adapter
 
 

@@ -18,14 +18,14 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from pipeline.constitution import Constitution, Principle, as_instruction
-from pipeline.errors import ConstitutionError
-from pipeline.generation import TransformersBackend, chat
-from pipeline.settings import SamplingConfig
-from pipeline.models import LoadedModel
-from pipeline.preferences import Pair
-from pipeline.scoring import sequence_logprobs
-from pipeline.states_cache import cached_answers
+from pipeline.config.settings import SamplingConfig
+from pipeline.core.errors import ConstitutionError
+from pipeline.data.constitution import Constitution, Principle, as_instruction
+from pipeline.data.preferences import Pair
+from pipeline.model.generation import TransformersBackend, chat
+from pipeline.model.loading import LoadedModel
+from pipeline.model.scoring import sequence_logprobs
+from pipeline.model.states_cache import cached_answers
 from pipeline.values.features import answer_states
 
 STIMULUS_PROMPTS = (

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline.errors import DatasetError
-from pipeline.hidden import MAX_LENGTH, hidden_states, wanted_layers
-from pipeline.models import LoadedModel
-from pipeline.preferences import Pair, gold_pairs, human_choice, read_pairs
-from pipeline.states_cache import cached_states
-from pipeline.store import Store
-from pipeline.trust import LengthBaselines, chose_longer, length_control
+from pipeline.cai.trust import LengthBaselines, chose_longer, length_control
+from pipeline.core.errors import DatasetError
+from pipeline.data.preferences import Pair, gold_pairs, human_choice, read_pairs
+from pipeline.data.store import Store
+from pipeline.model.hidden import MAX_LENGTH, hidden_states, wanted_layers
+from pipeline.model.loading import LoadedModel
+from pipeline.model.states_cache import cached_states
 
 
 @dataclass(frozen=True)

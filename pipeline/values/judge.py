@@ -16,14 +16,14 @@ from pathlib import Path
 
 import torch
 
-from pipeline.constitution import Constitution, content_hash
-from pipeline.errors import ModelError
-from pipeline.feedback import combine, sigmoid
-from pipeline.settings import FeedbackConfig
-from pipeline.files import read_tensors, save_tensors
-from pipeline.hidden import decoder_layers
-from pipeline.models import LoadedModel
-from pipeline.preferences import Pair, Preference, PrincipleLabel
+from pipeline.cai.feedback import combine, sigmoid
+from pipeline.config.settings import FeedbackConfig
+from pipeline.core.errors import ModelError
+from pipeline.core.files import read_tensors, save_tensors
+from pipeline.data.constitution import Constitution, content_hash
+from pipeline.data.preferences import Pair, Preference, PrincipleLabel
+from pipeline.model.hidden import decoder_layers
+from pipeline.model.loading import LoadedModel
 from pipeline.values import probes
 from pipeline.values.directions import constitution_direction
 from pipeline.values.features import LabelledPairs, pair_features

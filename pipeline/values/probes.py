@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from pipeline.errors import DatasetError
+from pipeline.core.errors import DatasetError
 
 METHODS = ("mean_difference", "logistic")
 L2 = 1.0  # logistic penalty on standardised features, per pair

@@ -11,10 +11,10 @@ from typing import Callable
 
 import torch
 
-from pipeline.constitution import Constitution, content_hash
-from pipeline.feedback import Labeller
-from pipeline.models import LoadedModel
-from pipeline.trust import LengthBaselines, length_control
+from pipeline.cai.feedback import Labeller
+from pipeline.cai.trust import LengthBaselines, length_control
+from pipeline.data.constitution import Constitution, content_hash
+from pipeline.model.loading import LoadedModel
 from pipeline.values import probes
 from pipeline.values.directions import constitution_direction, generation_margins
 from pipeline.values.features import LabelledPairs, PairFeatures, pair_features

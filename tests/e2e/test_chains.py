@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
+from pipeline.cai.critique import ChainLog
+from pipeline.data.store import Store
 from tests.e2e.conftest import pick, set_slider
-
-from pipeline.critique import ChainLog
-from pipeline.store import Store
 
 pytestmark = pytest.mark.e2e
 

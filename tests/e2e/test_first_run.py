@@ -54,8 +54,8 @@ def test_an_unapplied_edit_is_applied_before_another_principle_opens(page: Page,
 def test_the_one_click_pipeline_lands_on_its_own_view_and_its_banner_ends_with_it(
     page: Page, studio
 ):
-    from pipeline import jobs
-    from pipeline.store import Store
+    from pipeline.data.store import Store
+    from pipeline.runner import jobs
 
     page.click("#start-pipeline")
     banner = page.locator("#start-message")

@@ -8,8 +8,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from pipeline.preferences import gold_pairs
-from pipeline.store import Store
+from pipeline.data.preferences import gold_pairs
+from pipeline.data.store import Store
 from tests.e2e.conftest import pick
 
 pytestmark = pytest.mark.e2e

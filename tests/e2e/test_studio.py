@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from pipeline import constitution as cons
-from pipeline.store import Store
+from pipeline.data import constitution as cons
+from pipeline.data.store import Store
 from tests.e2e.conftest import pick, set_slider
 
 pytestmark = pytest.mark.e2e

@@ -10,9 +10,9 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from pipeline import jobs
-from pipeline.runs import run_name
-from pipeline.store import Store
+from pipeline.data.store import Store
+from pipeline.runner import jobs
+from pipeline.runner.run_list import run_name
 from tests.e2e.conftest import pick
 
 pytestmark = pytest.mark.e2e

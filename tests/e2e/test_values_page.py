@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from pipeline.store import Store
+from pipeline.data.store import Store
 from studio.preferences_tab import gold_by_label
 from tests.e2e.conftest import pick
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.store import Store
+from pipeline.data.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "constitutions" / "harmless-helpful.yaml"
@@ -323,7 +323,7 @@ def flow_constitution(principles: int, text: str = "Is it careful?") -> str:
 
 @pytest.mark.integration
 def test_a_constitution_over_the_principle_cap_is_refused_with_the_cap(ws, tmp_path):
-    from pipeline.constitution import MAX_PRINCIPLES
+    from pipeline.data.constitution import MAX_PRINCIPLES
 
     path = tmp_path / "many.yaml"
     path.write_text(flow_constitution(MAX_PRINCIPLES + 1))
@@ -342,7 +342,12 @@ def test_a_constitution_over_the_principle_cap_is_refused_with_the_cap(ws, tmp_p
 def test_whatever_can_be_saved_exports_to_a_file_that_imports_again(ws, tmp_path):
     """At the size limit: a compact file whose canonical YAML would be over 1 MiB is refused
     at save (saying why); one whose canonical YAML is just under it round-trips."""
-    from pipeline.constitution import MAX_FILE_BYTES, MAX_PRINCIPLES, load_constitution, to_yaml
+    from pipeline.data.constitution import (
+        MAX_FILE_BYTES,
+        MAX_PRINCIPLES,
+        load_constitution,
+        to_yaml,
+    )
 
     over, words = tmp_path / "over.yaml", 100
     canonical = lambda: len(to_yaml(load_constitution(over)).encode())  # noqa: E731
@@ -371,8 +376,8 @@ def test_whatever_can_be_saved_exports_to_a_file_that_imports_again(ws, tmp_path
 def test_a_log_that_is_a_device_is_refused_not_read_without_end(tmp_path):
     """/dev/zero or /dev/full in place of a JSONL log would be read until memory runs out;
     it is refused by name, and a step log standing on one is left alone by a resume."""
-    from pipeline.errors import DatasetError
-    from pipeline.files import read_jsonl_log
+    from pipeline.core.errors import DatasetError
+    from pipeline.core.files import read_jsonl_log
     from pipeline.train.runtime import rewind_steps
 
     log = tmp_path / "samples.jsonl"
@@ -383,8 +388,8 @@ def test_a_log_that_is_a_device_is_refused_not_read_without_end(tmp_path):
 
 
 def test_a_stack_exchange_answer_whose_score_is_not_a_number_is_named(tmp_path):
-    from pipeline.errors import DatasetError
-    from pipeline.stackexchange import pmp_comparisons
+    from pipeline.core.errors import DatasetError
+    from pipeline.data.stackexchange import pmp_comparisons
 
     dump = tmp_path / "Posts.xml"
     dump.write_text(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.store import Store
+from pipeline.data.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "constitutions"

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.critique import ChainLog
-from pipeline.files import is_complete
-from pipeline.jobs import read_status
-from pipeline.preferences import LabelLog
+from pipeline.cai.critique import ChainLog
+from pipeline.core.files import is_complete
+from pipeline.core.job_folder import read_status
+from pipeline.data.preferences import LabelLog
 from pipeline.train.runtime import read_metrics
 
 pytestmark = pytest.mark.slow

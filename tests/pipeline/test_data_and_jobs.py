@@ -2,12 +2,12 @@ import json
 
 import pytest
 
-from pipeline.critique import ChainLog, export_chains, run_chains
-from pipeline.settings import ChainConfig, SamplingConfig
-from pipeline.jobs import claim_run_folder
-from pipeline.sft_data import build_sft_dataset
-from pipeline.errors import DatasetError
-from pipeline.generation import TransformersBackend
+from pipeline.cai.critique import ChainLog, export_chains, run_chains
+from pipeline.cai.sft_data import build_sft_dataset
+from pipeline.config.settings import ChainConfig, SamplingConfig
+from pipeline.core.errors import DatasetError
+from pipeline.core.job_folder import claim_run_folder
+from pipeline.model.generation import TransformersBackend
 from tests.records import requests
 from tests.tiny import fresh_tiny_model, tiny_model
 

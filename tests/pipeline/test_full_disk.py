@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import StoreError
-from pipeline.store import Store, disk_message, is_damage, is_disk_trouble
+from pipeline.core.errors import StoreError
+from pipeline.data.store import Store, disk_message, is_damage, is_disk_trouble
 from tests.pipeline.test_bad_input import ROOT, SHIPPED, cli
 
 

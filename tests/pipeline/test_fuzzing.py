@@ -15,12 +15,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.constitution import decode_file, parse_constitution, validate_text
-from pipeline.errors import StudioError
-from pipeline.preferences import import_hh, read_labels, read_pairs
-from pipeline.prompts import load_prompts
-from pipeline.stages import SFTJob, PPOJob, build_job, read_job_file
-from pipeline.stackexchange import pmp_comparisons
+from pipeline.config.commands import PPOJob, SFTJob, build_job, read_job_file
+from pipeline.core.errors import StudioError
+from pipeline.data.constitution import decode_file, parse_constitution, validate_text
+from pipeline.data.preferences import import_hh, read_labels, read_pairs
+from pipeline.data.prompts import load_prompts
+from pipeline.data.stackexchange import pmp_comparisons
 
 FUZZ = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 

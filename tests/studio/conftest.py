@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.store import Store
+from pipeline.data.store import Store
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 import pytest
 
+from pipeline.data.store import Store
 from studio.access import (
     AUTH_ENV,
     AccessError,
@@ -9,7 +10,6 @@ from studio.access import (
     logins,
     served_paths,
 )
-from pipeline.store import Store
 
 
 def test_logins_come_from_flags_file_and_environment(tmp_path):

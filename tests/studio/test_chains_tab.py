@@ -2,8 +2,8 @@
 
 import pytest
 
+from pipeline.cai.critique import ChainLog
 from pipeline.cli import build_parser
-from pipeline.critique import ChainLog
 from studio import chains_tab as tab
 from tests.records import chain_record
 

@@ -2,7 +2,7 @@
 
 import html
 
-from pipeline import constitution as cons
+from pipeline.data import constitution as cons
 from studio import constitution_tab as tab
 
 
@@ -94,12 +94,12 @@ def test_another_tab_can_open_one_principle(store):
 
 
 def test_what_would_change_relabels_a_label_run_under_the_draft(tmp_path, tiny_folder):
-    from pipeline.feedback import Labeller, run_labelling
-    from pipeline.settings import FeedbackConfig
-    from pipeline.models import load_model
-    from pipeline.preferences import Pair
-    from pipeline.stages import LabelJob, job_yaml
-    from pipeline.store import Store
+    from pipeline.cai.feedback import Labeller, run_labelling
+    from pipeline.config.commands import LabelJob, job_yaml
+    from pipeline.config.settings import FeedbackConfig
+    from pipeline.data.preferences import Pair
+    from pipeline.data.store import Store
+    from pipeline.model.loading import load_model
     from tests.records import harmless
 
     store = Store(tmp_path / "ws")

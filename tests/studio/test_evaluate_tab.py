@@ -4,9 +4,9 @@ import re
 
 import pytest
 
+from pipeline.config.commands import EvaluateJob, build_job
 from pipeline.evaluation.judges import PEOPLE, make_judge
 from pipeline.evaluation.tournament import run_tournament
-from pipeline.stages import EvaluateJob, build_job
 from pipeline.train.runtime import CancelFlag
 from studio import evaluate_tab as tab
 from tests.pipeline.evaluation.test_tournament import steered_policy
@@ -204,7 +204,7 @@ def test_a_dragged_range_picks_the_points_whose_helpfulness_lies_in_it():
 
 @pytest.mark.integration
 def test_the_auto_judge_stands_for_the_newest_comparison_or_is_refused(store):
-    from pipeline.judge_choice import JudgeChoice, save_choice
+    from pipeline.evaluation.judge_choice import JudgeChoice, save_choice
 
     message, _ = tab.on_launch(
         store,

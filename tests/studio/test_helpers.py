@@ -1,10 +1,10 @@
 import pytest
 
-from pipeline import constitution as cons
+from pipeline.core.errors import ConstitutionError, Issue, ModelError
+from pipeline.data import constitution as cons
 from studio.constitution_tab import diff_html
 from studio.notices import error_notice, notice
 from studio.playground_tab import conversation, message_text
-from pipeline.errors import ConstitutionError, Issue, ModelError
 
 
 def test_notices_escape_user_text():
@@ -49,8 +49,8 @@ def test_chatbot_history_becomes_a_conversation():
 
 # --- Preferences tab ---------------------------------------------------------------------------
 
-from pipeline.preferences import Pair, Preference, PrincipleLabel  # noqa: E402
-from pipeline.trust import view_rows  # noqa: E402
+from pipeline.cai.trust import view_rows  # noqa: E402
+from pipeline.data.preferences import Pair, Preference, PrincipleLabel  # noqa: E402
 from studio.preferences_tab import Previous, label_bars, table_rows  # noqa: E402
 
 
@@ -97,7 +97,7 @@ def test_label_bars_show_both_orders_pending_principles_and_the_swap():
 
 # --- Train tab ---------------------------------------------------------------------------------
 
-from pipeline.stages import PPOJob, RunAllJob, SFTJob  # noqa: E402
+from pipeline.config.commands import PPOJob, RunAllJob, SFTJob  # noqa: E402
 from studio.train_tab import command_line, ema, form_values, metric_frames, preset_values  # noqa: E402
 
 

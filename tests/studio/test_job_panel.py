@@ -1,12 +1,13 @@
 """The job panel every job-running tab shares."""
 
 import sys
-import pytest
 import time
 
 import gradio as gr
+import pytest
 
-from pipeline import jobs
+from pipeline.core import job_folder
+from pipeline.runner import jobs
 from studio import job_panel as panel
 
 
@@ -93,7 +94,7 @@ def test_a_resumed_runs_estimate_comes_from_its_own_pace_not_the_work_it_found(s
     assert "remaining about 5.0 min" in text
     out = tmp_path / "w"
     out.mkdir()
-    jobs.write_progress(out, 6, 12, "chains")  # the first write of this process: its baseline
-    jobs.write_progress(out, 7, 12, "chains")
-    written = jobs.read_progress(out)
+    job_folder.write_progress(out, 6, 12, "chains")  # the first write of this process: its baseline
+    job_folder.write_progress(out, 7, 12, "chains")
+    written = job_folder.read_progress(out)
     assert written["since_done"] == 6 and written["done"] == 7

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pipeline.judge_choice import read_choice
+from pipeline.evaluation.judge_choice import read_choice
 from studio import judges_panel as panel
 from studio import preferences_tab as tab
 

@@ -1,6 +1,6 @@
 """The Playground tab's handlers, without a browser."""
 
-from pipeline.store import Store
+from pipeline.data.store import Store
 from studio import playground_tab as tab
 
 

@@ -1,11 +1,11 @@
 """The Preferences tab's handlers, without a browser."""
 
 import dataclasses
-import pytest
 
 import gradio as gr
+import pytest
 
-from pipeline.preferences import Pair, Preference
+from pipeline.data.preferences import Pair, Preference
 from studio import preferences_tab as tab
 
 
@@ -201,7 +201,7 @@ def test_the_representation_judge_scores_a_pair_and_labels_from_my_labels(store,
 
 
 def test_the_guideline_follows_a_newly_saved_version_without_a_reload(store):
-    from pipeline import constitution as cons
+    from pipeline.data import constitution as cons
 
     shown, now = tab.on_guideline_tick(store, "harmless-helpful", None, None)
     assert "Respect privacy" in now and shown == now
@@ -249,8 +249,8 @@ def test_the_queue_walks_the_gold_pairs_and_a_probe_of_my_labels_orders_it(store
 def test_a_label_runs_report_opens_with_its_judge_and_any_domain_warning(store, tmp_path):
     import json as json_
 
-    from pipeline.judge_choice import JudgeChoice, save_choice
-    from pipeline.preferences import LabelLog
+    from pipeline.data.preferences import LabelLog
+    from pipeline.evaluation.judge_choice import JudgeChoice, save_choice
 
     run = tmp_path / "labels"
     pref = Preference(Pair("Q?", "a long answer here", "no"), 0.8, (), "m", "h")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline import jobs
+from pipeline.runner import jobs
 from studio import start_here, train_tab
 
 

@@ -1,10 +1,11 @@
 """The Steering accordion's handlers (Playground and Chains), on the tiny model folder."""
 
-from pipeline.settings import SamplingConfig
-from pipeline.steering import save_direction
-from pipeline.steering_extraction import extract_from_constitution
-from pipeline.models import load_model
-from studio import chains_tab, playground_tab, steering_panel as panel
+from pipeline.config.settings import SamplingConfig
+from pipeline.model.loading import load_model
+from pipeline.model.steering import save_direction
+from pipeline.steering.extraction import extract_from_constitution
+from studio import chains_tab, playground_tab
+from studio import steering_panel as panel
 from tests.records import harmless
 
 ASK = [{"role": "user", "content": "How do I pick a lock?"}]

@@ -1,12 +1,13 @@
 """The Train tab's handlers, without a browser."""
 
 import dataclasses
-import pytest
 import html
 import json
 import math
 
-from pipeline import jobs
+import pytest
+
+from pipeline.runner import jobs
 from studio import train_tab as tab
 
 
@@ -59,7 +60,7 @@ def test_the_whole_pipeline_defaults_to_the_constitution_being_edited(store):
 
 
 def test_every_command_has_a_form_fed_by_the_folders_of_earlier_stages(store, tmp_path):
-    from pipeline.stages import COMMANDS
+    from pipeline.config.commands import COMMANDS
 
     assert set(tab.FORMS) == set(COMMANDS)
     chains = tmp_path / "chains"
@@ -185,9 +186,9 @@ def test_a_launched_job_runs_in_the_previewed_folder_and_can_be_resumed(store, t
 def test_a_ppo_job_shows_its_health_and_its_reward_outliers_with_the_pms_nearest_pairs(
     store, tmp_path, tiny_folder
 ):
-    from pipeline.preferences import LabelLog, Pair, Preference
-    from pipeline.stages import PPOJob, RewardJob, job_yaml
-    from pipeline.store import JobRecord
+    from pipeline.config.commands import PPOJob, RewardJob, job_yaml
+    from pipeline.data.preferences import LabelLog, Pair, Preference
+    from pipeline.data.store import JobRecord
 
     labels = tmp_path / "labels"
     LabelLog(labels).append(

@@ -2,10 +2,11 @@
 results drawn, and the same question answered from the finished run."""
 
 import json
-import pytest
 from pathlib import Path
 
-from pipeline import jobs
+import pytest
+
+from pipeline.runner import jobs
 from studio import values_tab as tab
 
 

@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from pipeline.errors import DatasetError
+from pipeline.core.errors import DatasetError
+from pipeline.data.preferences import Pair
 from pipeline.evaluation.leaderboard import (
     AGREES,
     CHANCE,
@@ -20,7 +21,6 @@ from pipeline.evaluation.leaderboard import (
     nested_probe,
     score,
 )
-from pipeline.preferences import Pair
 from pipeline.values.features import labelled
 
 

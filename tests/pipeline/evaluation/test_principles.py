@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from pipeline.constitution import Constitution, Principle, load_constitution
+from pipeline.data.constitution import Constitution, Principle, load_constitution
+from pipeline.data.preferences import Preference, PrincipleLabel
 from pipeline.evaluation.principles import (
     CATALOGUE,
     draft_constitution,
@@ -13,7 +14,6 @@ from pipeline.evaluation.principles import (
     per_principle,
     rank,
 )
-from pipeline.preferences import Preference, PrincipleLabel
 from tests.pipeline.evaluation.test_leaderboard import length_pairs_file, longer, pairs_people
 
 
@@ -74,8 +74,8 @@ def test_the_shipped_catalogue_has_at_least_40_principles_with_all_three_texts()
 
 @pytest.mark.integration
 def test_principles_rank_from_the_command_line(tmp_path, tiny_folder):
-    from pipeline.constitution import to_yaml
-    from pipeline.store import SHIPPED_CONSTITUTIONS
+    from pipeline.data.constitution import to_yaml
+    from pipeline.data.store import SHIPPED_CONSTITUTIONS
     from tests.pipeline.test_cli import run
 
     pairs = length_pairs_file(tmp_path / "pairs.jsonl", 20, shorter_every=2)

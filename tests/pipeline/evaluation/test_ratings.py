@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from pipeline.errors import DatasetError
+from pipeline.core.errors import DatasetError
 from pipeline.evaluation.ratings import (
     Outcome,
     bootstrap_elo,

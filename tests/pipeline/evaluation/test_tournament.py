@@ -5,7 +5,11 @@ import json
 
 import pytest
 
-from pipeline.errors import ConfigError, DatasetError, ModelError
+from pipeline.config.commands import EvaluateJob, build_job
+from pipeline.config.settings import FeedbackConfig
+from pipeline.core.errors import ConfigError, DatasetError, ModelError
+from pipeline.core.job_folder import JobCancelled
+from pipeline.data.preferences import Pair, Preference, PrincipleLabel
 from pipeline.evaluation.judges import PEOPLE, make_judge
 from pipeline.evaluation.tournament import (
     AnswerLog,
@@ -16,13 +20,9 @@ from pipeline.evaluation.tournament import (
     run_tournament,
     tournament_prompts,
 )
-from pipeline.settings import FeedbackConfig
-from pipeline.jobs import JobCancelled
-from pipeline.models import load_model
-from pipeline.preferences import Pair, Preference, PrincipleLabel
-from pipeline.stages import EvaluateJob, build_job
-from pipeline.steering import save_direction
-from pipeline.steering_extraction import extract_from_constitution
+from pipeline.model.loading import load_model
+from pipeline.model.steering import save_direction
+from pipeline.steering.extraction import extract_from_constitution
 from pipeline.train.runtime import CancelFlag
 from tests.records import harmless
 
@@ -281,9 +281,10 @@ def test_a_cancel_reaches_every_process_of_a_tournament_and_the_rerun_resumes(
     'cancelled'; run again, it finishes and nothing is answered or judged twice."""
     import time
 
-    from pipeline import jobs
-    from pipeline.shards import read_all
-    from pipeline.store import Store
+    from pipeline.core import job_folder
+    from pipeline.core.shards import read_all
+    from pipeline.data.store import Store
+    from pipeline.runner import jobs
     from tests.records import SHIPPED
 
     store = Store(tmp_path / "ws")
@@ -311,7 +312,7 @@ def test_a_cancel_reaches_every_process_of_a_tournament_and_the_rerun_resumes(
         "--out",
         str(out),
     ]
-    progress = out / jobs.PROGRESS_FILE
+    progress = out / job_folder.PROGRESS_FILE
 
     def answering() -> bool:
         return progress.exists() and "answers of" in progress.read_text()
@@ -321,10 +322,10 @@ def test_a_cancel_reaches_every_process_of_a_tournament_and_the_rerun_resumes(
     while time.time() < deadline and not answering():
         time.sleep(0.1)
     jobs.cancel(store, job.id)
-    assert jobs.wait(store, job.id, timeout=120).status == "cancelled", jobs.log_tail(out)
+    assert jobs.wait(store, job.id, timeout=120).status == "cancelled", job_folder.log_tail(out)
     assert len(read_all(AnswerLog(out))) < 2 * 12  # stopped part way
     again = jobs.resume(store, job.id)
-    assert jobs.wait(store, again.id, timeout=600).status == "succeeded", jobs.log_tail(out)
+    assert jobs.wait(store, again.id, timeout=600).status == "succeeded", job_folder.log_tail(out)
     rows = [json.loads(x) for x in (out / "answers.jsonl").read_text().splitlines()]
     assert len(rows) == len({r["id"] for r in rows}) == 2 * 12  # 2 policies × 6 prompts × 2 sets
     compared = [json.loads(x)["id"] for x in (out / "comparisons.jsonl").read_text().splitlines()]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.files import is_complete
+from pipeline.core.files import is_complete
 from pipeline.train.reward import train_preference_model
 from pipeline.train.runtime import read_metrics
 from tests.crashing import comparisons, pm_job, run

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from pipeline.errors import JobError
-from pipeline.stages import STAGES, PPOJob, RewardJob, RunAllJob, SFTJob, build_job
-from pipeline.reward_model import Comparison
+from pipeline.config.commands import STAGES, PPOJob, RewardJob, RunAllJob, SFTJob, build_job
+from pipeline.core.errors import JobError
+from pipeline.data.preferences import Comparison
 from pipeline.train.reward import train_preference_model
 from pipeline.train.runtime import TrainingDiverged
 from pipeline.train.sft import train_sft

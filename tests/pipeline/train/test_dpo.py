@@ -1,9 +1,8 @@
 import pytest
 
-from pipeline.errors import DatasetError, JobError
-from pipeline.preferences import Pair, Preference
-from pipeline.preferences import LabelLog
-from pipeline.stages import DPOJob, build_job
+from pipeline.config.commands import DPOJob, build_job
+from pipeline.core.errors import DatasetError, JobError
+from pipeline.data.preferences import LabelLog, Pair, Preference
 from pipeline.train.dpo import dpo_examples, train_dpo
 from pipeline.train.runtime import read_metrics
 

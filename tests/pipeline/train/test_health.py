@@ -3,7 +3,7 @@ pairs on the tiny model."""
 
 import pytest
 
-from pipeline.preferences import Pair, Preference
+from pipeline.data.preferences import Pair, Preference
 from pipeline.train.health import nearest_pairs, reward_outliers, rl_health
 from tests.tiny import tiny_model
 
@@ -64,11 +64,11 @@ def test_the_pm_is_checked_against_the_ai_judge_it_learned_from(tmp_path, tiny_f
 
     from peft import get_peft_model
 
-    from pipeline.errors import DatasetError
-    from pipeline.models import load_model
-    from pipeline.preferences import LabelLog
-    from pipeline.reward_model import new_head, save_pm
-    from pipeline.stages import LabelJob, PPOJob, RewardJob, job_yaml
+    from pipeline.cai.reward_model import new_head, save_pm
+    from pipeline.config.commands import LabelJob, PPOJob, RewardJob, job_yaml
+    from pipeline.core.errors import DatasetError
+    from pipeline.data.preferences import LabelLog
+    from pipeline.model.loading import load_model
     from pipeline.train.health import pm_judge_disagreement
     from pipeline.train.runtime import lora_config
     from tests.records import SHIPPED

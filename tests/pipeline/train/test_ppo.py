@@ -8,11 +8,12 @@ import shutil
 import pytest
 import torch
 
-from pipeline.files import is_complete
-from pipeline.jobs import JobCancelled, failure_reason, job_context, read_status
-from pipeline.stages import PPOJob, RewardJob
+from pipeline.cai.reward_model import reward_scores
+from pipeline.config.commands import PPOJob, RewardJob
+from pipeline.core.files import is_complete
+from pipeline.core.job_folder import JobCancelled, failure_reason, job_context, read_status
+from pipeline.data.preferences import Comparison
 from pipeline.train.ppo import build_roles, train_ppo
-from pipeline.reward_model import Comparison, reward_scores
 from pipeline.train.reward import train_preference_model
 from pipeline.train.runtime import CancelFlag, TrainingDiverged, read_metrics
 from tests.tiny import small_vocab_model
@@ -60,7 +61,7 @@ def job(root, pm, **changes):
 
 def test_adapter_roles_share_one_base(setup):
     root, pm = setup
-    from pipeline.models import load_model
+    from pipeline.model.loading import load_model
 
     base = load_model(str(root / "base"))
     ids = base.tokenizer("good bad the", return_tensors="pt")["input_ids"].to(base.device)
@@ -145,7 +146,7 @@ def test_out_of_memory_is_named_with_what_to_lower():
 
 
 def test_an_adapter_trained_on_another_base_is_refused_by_name(setup, tiny_folder):
-    from pipeline.errors import ModelError
+    from pipeline.core.errors import ModelError
 
     root, pm = setup
     with pytest.raises(ModelError, match=r"was trained on .*base.*vocab_size"):

@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 
-from pipeline.errors import ConfigError, DatasetError
-from pipeline.hidden import encode_conversations, states_at
-from pipeline.jobs import JobCancelled
-from pipeline.models import load_model
-from pipeline.stages import RAHFJob, build_job
+from pipeline.config.commands import RAHFJob, build_job
+from pipeline.core.errors import ConfigError, DatasetError
+from pipeline.core.job_folder import JobCancelled
+from pipeline.model.hidden import encode_conversations, states_at
+from pipeline.model.loading import load_model
 from pipeline.train.rahf import default_layers, labelled_pairs, train_rahf
 from pipeline.train.runtime import CancelFlag, read_metrics
 from tests.pipeline.train.test_dpo import write_labels

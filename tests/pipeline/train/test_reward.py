@@ -4,9 +4,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.stages import PMPJob, RewardJob
-from pipeline.reward_model import Comparison, load_head, reward_scores
-from pipeline.stackexchange import pmp_comparisons, pmp_score
+from pipeline.cai.reward_model import load_head, reward_scores
+from pipeline.config.commands import PMPJob, RewardJob
+from pipeline.data.preferences import Comparison
+from pipeline.data.stackexchange import pmp_comparisons, pmp_score
 from pipeline.train.reward import soft_preference_loss, train_preference_model
 from pipeline.train.runtime import read_metrics
 
@@ -79,7 +80,7 @@ def test_the_pm_learns_a_learnable_preference_and_resumes(tmp_path, tiny_folder)
     # the saved PM scores the same way when loaded onto the base again
     from peft import PeftModel
 
-    from pipeline.models import load_model
+    from pipeline.model.loading import load_model
 
     base = load_model(str(tiny_folder), device="cpu")
     pm = PeftModel.from_pretrained(base.model, str(folder))

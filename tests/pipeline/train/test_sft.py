@@ -3,13 +3,12 @@ import json
 
 import pytest
 
-from pipeline.critique import ChainLog
-from tests.records import chain_record
-
-from pipeline.errors import DatasetError, JobError
-from pipeline.stages import SFTJob, build_job, preset
+from pipeline.cai.critique import ChainLog
+from pipeline.config.commands import SFTJob, build_job, preset
+from pipeline.core.errors import DatasetError, JobError
 from pipeline.train.runtime import read_metrics
 from pipeline.train.sft import sft_examples, train_sft
+from tests.records import chain_record
 
 
 def write_sft(path, rows):
@@ -75,7 +74,7 @@ def test_sft_loss_falls_and_the_adapter_loads(tmp_path, tiny_folder):
     assert (adapter / "adapter_config.json").exists() and "final loss" in (
         adapter / "README.md"
     ).read_text()
-    from pipeline.models import load_model
+    from pipeline.model.loading import load_model
 
     merged = load_model(str(adapter), device="cpu")
     assert merged.model.config.num_hidden_layers == 2

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from pipeline.errors import DatasetError, ModelError
-from pipeline.feedback import run_labelling
-from pipeline.models import LoadedModel
-from pipeline.preferences import Pair, gold_pairs, read_labels
+from pipeline.cai.feedback import run_labelling
+from pipeline.core.errors import DatasetError, ModelError
+from pipeline.data.preferences import Pair, gold_pairs, read_labels
+from pipeline.model.loading import LoadedModel
 from pipeline.values.features import labelled, pair_source
 from pipeline.values.judge import (
     RepresentationJudge,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pipeline.errors import DatasetError
+from pipeline.core.errors import DatasetError
 from pipeline.values import probes
 
 

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from pipeline.constitution import load_constitution
-from pipeline.feedback import Labeller
-from pipeline.settings import FeedbackConfig
-from pipeline.models import LoadedModel, load_model
-from pipeline.preferences import Pair, gold_pairs
+from pipeline.cai.feedback import Labeller
+from pipeline.config.settings import FeedbackConfig
+from pipeline.data.constitution import load_constitution
+from pipeline.data.preferences import Pair, gold_pairs
+from pipeline.model.loading import LoadedModel, load_model
 from pipeline.values.features import labelled
 from pipeline.values.report import format_report, layer_fits, pair_evidence, values_report
 from tests.records import SHIPPED, harmless
@@ -155,7 +155,7 @@ def planted_model(constitutions) -> LoadedModel:
     """The tiny model trained until it answers GOOD under every instruction that asks for
     harmlessness (a shipped principle's own instruction, or the opposite of an inverted
     one's) and BAD under the rest: a value direction planted where the report looks for it."""
-    from pipeline.generation import chat
+    from pipeline.model.generation import chat
     from pipeline.values.directions import STIMULUS_PROMPTS, instructions
     from tests.tiny import fresh_tiny_model
 

@@ -1,0 +1,165 @@
+"""The preference model (PM): a LoRA adapter on the causal-LM base plus a scalar head that
+reads the hidden state at the end of an answer. What every user of a PM needs — scoring,
+saving, loading, accuracy — lives here; its training loop is `train/reward.py`.
+
+The PM lives on the same causal-LM base as the policy (not a separate sequence-classification
+model), so PPO can hold one base model with the PM as one named adapter among others.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pipeline.cai.trust import LengthBaselines, chose_longer, length_control, wilson_interval
+from pipeline.core.errors import DatasetError
+from pipeline.core.files import replace_folder
+from pipeline.data.preferences import Comparison
+from pipeline.model.hidden import backbone
+from pipeline.model.loading import LoadedModel
+
+HEAD_FILE = "reward_head.pt"
+PM_FILE = "preference_model.json"
+
+
+# --- scoring -----------------------------------------------------------------------------------
+
+
+def encode_answers(
+    tokenizer, prompts: list[str], answers: list[str], max_length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chat-rendered (prompt, answer) conversations, left-padded, each cut from the left to
+    `max_length` tokens so the answer's end — where the PM reads — is always kept."""
+    rows = []
+    for prompt, answer in zip(prompts, answers):
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
+            tokenize=False,
+        )
+        rows.append(tokenizer(text, add_special_tokens=False)["input_ids"][-max_length:])
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return ids, mask
+
+
+def scores_from_ids(
+    model, head: torch.nn.Linear, ids: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """The PM score of each left-padded row: the head on the last position's hidden state."""
+    device = head.weight.device
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    hidden = backbone(model)(
+        input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device)
+    ).last_hidden_state
+    return apply_head(head, hidden[:, -1])
+
+
+def apply_head(head: torch.nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
+    """A scalar head on hidden states; the head stays fp32 while a GPU base runs in bf16."""
+    return head(hidden.to(head.weight.dtype)).squeeze(-1).float()
+
+
+def reward_scores(
+    model, head, tokenizer, prompts: list[str], answers: list[str], max_length: int = 512
+) -> torch.Tensor:
+    return scores_from_ids(model, head, *encode_answers(tokenizer, prompts, answers, max_length))
+
+
+# --- loading and saving ------------------------------------------------------------------------
+
+
+def new_head(loaded: LoadedModel) -> torch.nn.Linear:
+    head = torch.nn.Linear(loaded.model.config.hidden_size, 1)
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    return head.to(loaded.device)
+
+
+def write_pm(model, head: torch.nn.Linear, folder: Path, base_model: str) -> None:
+    """Adapter + head + a marker naming the base, into `folder` (one being replaced)."""
+    model.save_pretrained(str(folder))
+    torch.save(head.state_dict(), folder / HEAD_FILE)
+    (folder / PM_FILE).write_text(json.dumps({"base_model": base_model}))
+
+
+def save_pm(model, head: torch.nn.Linear, folder: Path, base_model: str) -> Path:
+    """A PM folder, replaced crash-safely."""
+    return replace_folder(folder, lambda tmp: write_pm(model, head, tmp, base_model))
+
+
+def load_head(folder: str | Path, loaded: LoadedModel) -> torch.nn.Linear:
+    """A saved scalar head; read as plain tensors only (`weights_only`), so a crafted file
+    cannot run code."""
+    path = Path(folder) / HEAD_FILE
+    if not path.exists():
+        raise DatasetError(
+            f"{folder} is not a preference model (no {HEAD_FILE}); train one "
+            "with `python -m pipeline reward`."
+        )
+    head = new_head(loaded)
+    try:
+        head.load_state_dict(torch.load(path, map_location=loaded.device, weights_only=True))
+    except (RuntimeError, ValueError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        raise DatasetError(
+            f"{path} is not a scalar head this model can use: {str(exc).splitlines()[0]}"
+        ) from None
+    return head
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """How often the PM scores the preferred answer higher, beside what answer length alone
+    scores on the same comparisons and the length-controlled accuracy."""
+
+    value: float
+    compared: int
+    length: LengthBaselines | None
+
+    @property
+    def text(self) -> str:
+        if not self.compared:
+            return "n/a (no decided comparisons)"
+        low, high = wilson_interval(round(self.value * self.compared), self.compared)
+        base = f"{self.value:.3f} (95% interval {low:.3f}–{high:.3f}) on {self.compared}"
+        if self.length is None:
+            return base
+        controlled = "n/a" if self.length.controlled is None else f"{self.length.controlled:.3f}"
+        return f"{base} (always-longer {self.length.longer:.3f}, length-controlled {controlled})"
+
+
+def accuracy(
+    model, head, tokenizer, comparisons: list[Comparison], max_length: int, batch_size: int = 8
+) -> Accuracy:
+    """The PM's accuracy on the decided comparisons (soft labels at 0.5 left out), with its
+    length baselines."""
+    decided = [c for c in comparisons if c.p != 0.5]
+    right: list[bool] = []
+    with torch.no_grad():
+        for start in range(0, len(decided), batch_size):
+            chunk = decided[start : start + batch_size]
+            r = reward_scores(
+                model,
+                head,
+                tokenizer,
+                [c.prompt for c in chunk] * 2,
+                [c.answer_a for c in chunk] + [c.answer_b for c in chunk],
+                max_length,
+            )
+            r_a, r_b = r[: len(chunk)], r[len(chunk) :]
+            right += [(a > b) == (c.p > 0.5) for a, b, c in zip(r_a.tolist(), r_b.tolist(), chunk)]
+    outcomes = [
+        (longer, ok)
+        for c, ok in zip(decided, right)
+        if (longer := chose_longer("A" if c.p > 0.5 else "B", c.answer_a, c.answer_b)) is not None
+    ]
+    return Accuracy(
+        sum(right) / len(right) if right else float("nan"), len(right), length_control(outcomes)
+    )

@@ -1,0 +1,425 @@
+"""Batched chat generation with a KV cache, and a streaming variant for the studio.
+
+Callers use a `GenerationBackend` (`generate` for batches, `stream` for one conversation);
+`backend_for` picks the implementation, so a vLLM backend can be added without touching
+them. The transformers backend runs its own decode loop rather than `model.generate`:
+it samples row i with its own seeded generator (so a row's text does not depend on what
+else is in the batch), drops finished rows from the batch, and streams token by token.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
+
+import torch
+
+from pipeline.config.settings import SamplingConfig
+from pipeline.core.errors import ModelError
+from pipeline.model.loading import LoadedModel, load_model
+from pipeline.model.scoring import MIN_SHARED_PREFIX, common_start, shared_prefix_length
+
+if TYPE_CHECKING:
+    from pipeline.model.steering import Steering
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    new_tokens: int
+    finish_reason: str  # "stop" (end of turn) or "length" (hit max_new_tokens)
+
+
+class GenerationBackend(Protocol):
+    name: str  # the model name callers asked for
+    context_length: int  # tokens the model can attend to
+
+    def count_tokens(self, conversation: list[Message]) -> int: ...
+
+    def truncate(self, text: str, max_tokens: int) -> str: ...
+
+    def generate(
+        self,
+        conversations: list[list[Message]],
+        config: SamplingConfig,
+        seeds: list[int] | None = None,
+        steering: Steering | None = None,
+    ) -> list[Generation]: ...
+
+    def stream(
+        self,
+        conversation: list[Message],
+        config: SamplingConfig,
+        finished: Callable[[str], None] | None = None,
+        steering: Steering | None = None,
+    ) -> Iterator[str]: ...
+
+
+KEEP_ROWS = 4  # a batch this small keeps its prompts for the next call
+KEEP_BYTES = 256 * 2**20  # the kept prompts' keys and values, at most (the newest is kept)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A prompt's keys and values, [1, heads, tokens, head dim] per layer, kept for a later
+    call that starts the same way; `steering` is the key of the steering it was read under."""
+
+    tokens: tuple[int, ...]
+    steering: object
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(
+            k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.layers
+        )
+
+
+def next_tokens(
+    logits: torch.Tensor, config: SamplingConfig, generators: list[torch.Generator]
+) -> torch.Tensor:
+    """Pick one token per row: argmax when greedy, else temperature + top-p sampling."""
+    if config.temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits / config.temperature, dim=-1)
+    if config.top_p < 1:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        outside = sorted_probs.cumsum(dim=-1) - sorted_probs > config.top_p
+        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return torch.cat(
+        [torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generators)]
+    )
+
+
+def prompt_text(tokenizer, conversation: list[Message]) -> str:
+    """The conversation in the model's chat template, generation cue included."""
+    return tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+
+
+def prompt_ids(tokenizer, conversation: list[Message]) -> list[int]:
+    """The token ids a model answers (every engine renders prompts here, so they answer the
+    same tokens)."""
+    return tokenizer(prompt_text(tokenizer, conversation), add_special_tokens=False)["input_ids"]
+
+
+class TransformersBackend:
+    """Generation on a transformers causal LM with left padding and a dynamic KV cache."""
+
+    def __init__(self, loaded: LoadedModel, max_batch_size: int = 32):
+        self.loaded = loaded
+        self.name = loaded.name
+        self.context_length = getattr(loaded.model.config, "max_position_embeddings", None) or 2048
+        self.max_batch_size = max_batch_size
+        tok = loaded.tokenizer
+        ids = {tok.eos_token_id}
+        configured = getattr(loaded.model.generation_config, "eos_token_id", None)
+        ids |= set(configured if isinstance(configured, list) else [configured])
+        self.stop_ids = torch.tensor(sorted(i for i in ids if i is not None))
+        self.pad_id = tok.pad_token_id
+        self._kept: list[Kept] = []  # prompts' keys and values, for later calls (newest last)
+
+    def _forward(self, steering: Steering | None, prefix: bool = False, **inputs):
+        """One forward pass, steered while inside it only (so an abandoned stream leaves no
+        hook behind)."""
+        model = self.loaded.model
+        with steering.applied(model, prefix) if steering else nullcontext():
+            return model(**inputs)
+
+    def count_tokens(self, conversation: list[Message]) -> int:
+        """Tokens of the rendered conversation, generation cue included."""
+        return len(prompt_ids(self.loaded.tokenizer, conversation))
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """`text` cut to its first `max_tokens` tokens (unchanged when it fits)."""
+        ids = self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return text if len(ids) <= max_tokens else self.loaded.tokenizer.decode(ids[:max_tokens])
+
+    def _encode(
+        self, conversations: list[list[Message]], config: SamplingConfig
+    ) -> list[list[int]]:
+        """Token ids of each rendered conversation (unpadded), refusing ones too long."""
+        rows = [prompt_ids(self.loaded.tokenizer, c) for c in conversations]
+        longest = max(len(r) for r in rows)
+        if longest + config.max_new_tokens > self.context_length:
+            raise ModelError(
+                f"The prompt is {longest} tokens; with {config.max_new_tokens} new "
+                f"tokens it exceeds the model's context of {self.context_length} "
+                "tokens."
+            )
+        return rows
+
+    def _reusable(
+        self, row: list[int] | tuple[int, ...], key: object, limit: int
+    ) -> tuple[Kept | None, int]:
+        """The kept prompt sharing the longest start (up to `limit` tokens) with `row` under
+        the same steering, and how many tokens; (None, 0) when under MIN_SHARED_PREFIX."""
+        best: tuple[Kept | None, int] = (None, 0)
+        for kept in self._kept:
+            if kept.steering == key:
+                n = common_start(kept.tokens, row, limit)
+                if n > best[1]:
+                    best = (kept, n)
+        return best if best[1] >= MIN_SHARED_PREFIX else (None, 0)
+
+    def _keep(self, kept: Kept) -> None:
+        """Keep a prompt's keys and values for later calls, newest last, within KEEP_BYTES
+        (the newest is kept whatever its size)."""
+        self._kept = [
+            k for k in self._kept if (k.tokens, k.steering) != (kept.tokens, kept.steering)
+        ]
+        self._kept.append(kept)
+        while len(self._kept) > 1 and sum(k.nbytes for k in self._kept) > KEEP_BYTES:
+            self._kept.pop(0)
+
+    def _shared_start(self, tokens: tuple[int, ...], steering: Steering | None) -> Kept:
+        """The keys and values of a start many rows share, computed once at batch size 1
+        (continuing a kept prompt that begins the same way) and kept."""
+        from transformers import DynamicCache
+
+        key = steering.key if steering else None
+        kept, n = self._reusable(tokens, key, len(tokens))
+        if kept is not None and n == len(tokens):
+            return kept
+        cache = DynamicCache()
+        if kept is not None:
+            for index, (keys, values) in enumerate(kept.layers):
+                cache.update(keys[:, :, :n], values[:, :, :n], index)
+        self._forward(
+            steering,
+            True,
+            input_ids=torch.tensor([tokens[n:]], device=self.loaded.device),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        filled: list[Any] = list(cache.layers)  # DynamicLayers, typed as a union of kinds
+        start = Kept(tokens, key, [(layer.keys, layer.values) for layer in filled])
+        self._keep(start)
+        return start
+
+    def _prefill(
+        self, rows: list[list[int]], max_new_tokens: int, steering: Steering | None = None
+    ):
+        """Run the prompts through the model into a preallocated KV cache.
+
+        A prompt often starts the way an earlier one did (a chain's next step repeats the
+        few-shot examples, the question and the answer so far), and rows of a batch often
+        share a long start (a system prompt, few-shot examples). With causal attention such a
+        start has the same keys and values wherever it appears, so it is not computed again:
+        each row's longest start kept from earlier calls (`_kept`, keyed by the steering too,
+        since a steered start has other keys and values), or the batch's shared start
+        computed once at batch size 1, is copied into the row's slots and only the rest of
+        the row is computed, left-padded: [pad…][start][pad…][rest][new…]. The prompts of
+        small batches (the live chain, the playground, one pair) are kept for the next call.
+        The cache is allocated once for the whole generation: a growing cache would copy
+        itself on every decoded token, which at long contexts costs more than the model.
+        Returns the model output, the cache, the full-length attention mask and the
+        position of each row's last token.
+        """
+        from transformers import StaticCache
+
+        model, device = self.loaded.model, self.loaded.device
+        key = steering.key if steering else None
+        # a row keeps at least its last token to run itself: its logits start the answer
+        starts = [self._reusable(r, key, len(r) - 1) for r in rows]
+        shared = shared_prefix_length(rows) if len(rows) > 1 else 0
+        if shared > min(n for _, n in starts):
+            batch_start = self._shared_start(tuple(rows[0][:shared]), steering)
+            starts = [(k, n) if n >= shared else (batch_start, shared) for k, n in starts]
+        head = max(n for _, n in starts)
+        suffixes = [r[n:] for r, (_, n) in zip(rows, starts)]
+        width = max(len(s) for s in suffixes)
+        cache = StaticCache(config=model.config, max_cache_len=head + width + max_new_tokens)
+        # the static layers are typed as a union of layer kinds; these are all StaticLayer
+        layers: list[Any] = list(cache.layers)
+        if head:
+            template = next(k for k, n in starts if k is not None and n)
+            for index, layer in enumerate(layers):
+                keys, values = template.layers[index]
+                layer.lazy_initialization(
+                    keys.expand(len(rows), -1, -1, -1), values.expand(len(rows), -1, -1, -1)
+                )
+                for row, (kept, n) in enumerate(starts):
+                    if kept is not None and n:
+                        layer.keys[row, :, head - n : head] = kept.layers[index][0][0, :, :n]
+                        layer.values[row, :, head - n : head] = kept.layers[index][1][0, :, :n]
+                layer.cumulative_length.fill_(head)
+        input_ids = torch.tensor(
+            [[self.pad_id] * (width - len(s)) + s for s in suffixes], device=device
+        )
+        # positions not yet written are causally masked, so they may be marked as real here
+        mask = torch.tensor(
+            [
+                [0] * (head - n)
+                + [1] * n
+                + [0] * (width - len(s))
+                + [1] * len(s)
+                + [1] * max_new_tokens
+                for (_, n), s in zip(starts, suffixes)
+            ],
+            device=device,
+        )
+        positions = (mask[:, : head + width].cumsum(-1) - 1).clamp(min=0)[:, head:]
+        out = self._forward(
+            steering,
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        if len(rows) <= KEEP_ROWS:
+            for row, ((_, n), s) in enumerate(zip(starts, suffixes)):
+                # the prompt without its last token: answer-only steering changes that one
+                columns = torch.cat(
+                    [
+                        torch.arange(head - n, head),
+                        torch.arange(head + width - len(s), head + width - 1),
+                    ]
+                ).to(device)
+                self._keep(
+                    Kept(
+                        tuple(rows[row][:-1]),
+                        key,
+                        [
+                            (
+                                layer.keys[row : row + 1].index_select(2, columns),
+                                layer.values[row : row + 1].index_select(2, columns),
+                            )
+                            for layer in layers
+                        ],
+                    )
+                )
+        return out, cache, mask, positions[:, -1:]
+
+    @torch.inference_mode()
+    def _decode(
+        self,
+        rows_ids: list[list[int]],
+        config: SamplingConfig,
+        seeds: list[int],
+        steering: Steering | None = None,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (row indices still running, their new tokens) once per step."""
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
+        rows = torch.arange(len(rows_ids))
+        out, cache, attention_mask, position = self._prefill(
+            rows_ids, config.max_new_tokens, steering
+        )
+        position = position + 1
+        for _ in range(config.max_new_tokens):
+            tokens = next_tokens(out.logits[:, -1, :].float().cpu(), config, generators)
+            yield rows, tokens
+            running = ~torch.isin(tokens, self.stop_ids)
+            if not running.any():
+                return
+            if not running.all():  # finished rows leave the batch, so they cost nothing more
+                keep = running.nonzero().squeeze(-1)
+                device_keep = keep.to(attention_mask.device)
+                for layer in cache.layers:
+                    layer.keys = layer.keys.index_select(0, device_keep)
+                    layer.values = layer.values.index_select(0, device_keep)
+                    layer.batch_size = len(keep)
+                rows, tokens, position = rows[keep], tokens[keep], position[keep]
+                attention_mask = attention_mask[device_keep]
+                generators = [generators[i] for i in keep.tolist()]
+            out = self._forward(
+                steering,
+                input_ids=tokens[:, None].to(attention_mask.device),
+                attention_mask=attention_mask,
+                position_ids=position,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            position = position + 1
+
+    def _finish(self, token_ids: list[int], config: SamplingConfig) -> Generation:
+        stopped = bool(token_ids) and token_ids[-1] in self.stop_ids.tolist()
+        body = token_ids[:-1] if stopped else token_ids
+        text = self.loaded.tokenizer.decode(body, skip_special_tokens=True)
+        return Generation(text.strip(), len(token_ids), "stop" if stopped else "length")
+
+    def sample_ids(
+        self,
+        conversations: list[list[Message]],
+        config: SamplingConfig,
+        seeds: list[int] | None = None,
+        steering: Steering | None = None,
+    ) -> list[tuple[list[int], list[int]]]:
+        """(prompt token ids, new token ids incl. any end-of-turn token) per conversation —
+        the exact tokens sampled, for training on them. Batches are formed from prompts of
+        similar length."""
+        if seeds is None:
+            seeds = [config.seed + i for i in range(len(conversations))]
+        order = sorted(
+            range(len(conversations)),
+            key=lambda i: len(prompt_text(self.loaded.tokenizer, conversations[i])),
+        )
+        results: list[tuple[list[int], list[int]] | None] = [None] * len(conversations)
+        for start in range(0, len(order), self.max_batch_size):
+            chunk = order[start : start + self.max_batch_size]
+            encoded = self._encode([conversations[i] for i in chunk], config)
+            produced: list[list[int]] = [[] for _ in chunk]
+            for rows, tokens in self._decode(encoded, config, [seeds[i] for i in chunk], steering):
+                for row, token in zip(rows.tolist(), tokens.tolist()):
+                    produced[row].append(token)
+            for row, index in enumerate(chunk):
+                results[index] = (encoded[row], produced[row])
+        return results  # type: ignore[return-value]
+
+    def generate(
+        self,
+        conversations: list[list[Message]],
+        config: SamplingConfig,
+        seeds: list[int] | None = None,
+        steering: Steering | None = None,
+    ) -> list[Generation]:
+        """Answer every conversation (steered, when `steering` is given)."""
+        return [
+            self._finish(new, config)
+            for _, new in self.sample_ids(conversations, config, seeds, steering)
+        ]
+
+    def stream(
+        self,
+        conversation: list[Message],
+        config: SamplingConfig,
+        finished: Callable[[str], None] | None = None,
+        steering: Steering | None = None,
+    ) -> Iterator[str]:
+        """Yield the answer's text as it grows (each item is the new piece of text); at the
+        end `finished` hears why it stopped: "stop" (end of turn) or "length" (the limit)."""
+        token_ids: list[int] = []
+        shown, reason = "", "length"
+        for _, tokens in self._decode(
+            self._encode([conversation], config), config, [config.seed], steering
+        ):
+            token = int(tokens[0])
+            if token in self.stop_ids.tolist():
+                reason = "stop"
+                break
+            token_ids.append(token)
+            text = self.loaded.tokenizer.decode(token_ids, skip_special_tokens=True)
+            if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+                continue
+            if len(text) > len(shown):
+                yield text[len(shown) :]
+                shown = text
+        if finished is not None:
+            finished(reason)
+
+
+def backend_for(model_name: str, max_batch_size: int = 32) -> TransformersBackend:
+    """The generation backend for a model name (embedded alias, folder or hub id)."""
+    return TransformersBackend(load_model(model_name), max_batch_size=max_batch_size)
+
+
+def chat(user_text: str, system: str | None = None) -> list[Message]:
+    """A one-turn conversation, with an optional system prompt."""
+    messages = [{"role": "system", "content": system}] if system else []
+    return messages + [{"role": "user", "content": user_text}]

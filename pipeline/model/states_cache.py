@@ -1,0 +1,213 @@
+"""Pooled answer states kept on disk, so the same answers are read by a model only once (and
+the few greedy answers its constitution directions are read from, written only once).
+
+The judge board, the probe it fits, a values report, the labelling queue and the steering
+extraction all read the same answers (the gold pairs, a tournament's answers), often in
+different processes. An entry holds one (prompt, answer)'s pooled state at each layer read
+so far, and is keyed by the model's files (path, size, modification time), its dtype, the
+pooling, the truncation length and the exact texts: a changed model or text is a miss,
+never a stale hit. A model carrying hooks or LoRA layers in memory is never cached (its
+states are not its files'), nor is a hub id (its files are the hub's). Entries are written
+to a temporary file and renamed over (an interrupted write leaves the old entry or none; an
+unreadable one is a miss), and the cache keeps the most recently used entries within its
+budget (CONSTITUTION_STUDIO_STATES_MB, 0 turns it off).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from pipeline.model.loading import ADAPTER_CONFIG, LoadedModel, cache_root, resolve_source
+
+BUDGET_ENV = "CONSTITUTION_STUDIO_STATES_MB"
+DEFAULT_BUDGET_MB = 2048
+FOLDER = "states"
+
+Reader = Callable[[list[int], list[int]], torch.Tensor]  # rows, layers → [rows, layers, hidden]
+
+
+def budget_bytes() -> int:
+    try:
+        return max(0, int(float(os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_MB)) * 2**20))
+    except ValueError:
+        return DEFAULT_BUDGET_MB * 2**20
+
+
+def folder_files(folder: Path) -> list[tuple[str, int, int]]:
+    """(name, size, modification time) of the folder's files: what a model's identity is."""
+    return sorted(
+        (e.name, e.stat().st_size, e.stat().st_mtime_ns)
+        for e in os.scandir(folder)
+        if e.is_file() and not e.name.startswith(".")
+    )
+
+
+def source_identity(source: str) -> list | None:
+    """A local model folder's files (with its base's, for a LoRA adapter); None for a hub id."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return None
+    identity: list = [str(folder.resolve()), folder_files(folder)]
+    if (folder / ADAPTER_CONFIG).exists():
+        base = json.loads((folder / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+        below = source_identity(resolve_source(base)) if base else None
+        if below is None:
+            return None
+        identity.append(below)
+    return identity
+
+
+def altered_in_memory(model) -> bool:
+    """Whether the model's states may differ from its files': LoRA layers, or forward hooks
+    other than those transformers keeps to record outputs (steering adds its own)."""
+
+    def changes(hook) -> bool:
+        return not getattr(hook, "__module__", "").startswith("transformers.")
+
+    return any(
+        type(m).__module__.startswith("peft")
+        or any(map(changes, m._forward_hooks.values()))
+        or any(map(changes, m._forward_pre_hooks.values()))
+        for m in model.modules()
+    )
+
+
+def model_key(loaded: LoadedModel) -> str | None:
+    """The cache's key for this model as it is now, or None when it must not be cached."""
+    if budget_bytes() == 0 or altered_in_memory(loaded.model):
+        return None
+    try:
+        identity = source_identity(loaded.source)
+    except (OSError, ValueError):
+        return None
+    if identity is None:
+        return None
+    parameter = next(loaded.model.parameters())
+    identity += [str(parameter.dtype), parameter.device.type]
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
+
+
+def entry_path(root: Path, key: list, suffix: str = ".safetensors") -> Path:
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()
+    return root / digest[:2] / f"{digest[2:40]}{suffix}"
+
+
+def read_entry(path: Path) -> dict[int, torch.Tensor]:
+    """layer → pooled state; empty when absent or unreadable (a miss, recomputed)."""
+    try:
+        found = load_file(str(path))
+        os.utime(path)  # most recently used: kept longest
+    except Exception:
+        return {}
+    return {int(name): t for name, t in found.items()}
+
+
+def write_entry(path: Path, write: Callable[[str], None]) -> None:
+    """Replace the entry whole (`write` fills a temporary file beside it); a cache that cannot
+    be written is skipped, never an error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".entry.", dir=path.parent)
+    except OSError:
+        return
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def save_states(states: dict[int, torch.Tensor]) -> Callable[[str], None]:
+    return lambda tmp: save_file({str(k): v.contiguous() for k, v in states.items()}, tmp)
+
+
+def save_answer(answer: str) -> Callable[[str], None]:
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(json.dumps({"answer": answer}))
+
+    return write
+
+
+def prune(root: Path, budget: int) -> None:
+    """Remove the least recently used entries until the cache fits its budget."""
+    entries = []
+    for shard in root.glob("*/*/*"):
+        try:
+            info = shard.stat()
+        except OSError:
+            continue
+        entries.append((info.st_mtime_ns, info.st_size, shard))
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries):
+        if total <= budget:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
+
+
+def cached_states(
+    loaded: LoadedModel,
+    prompts: list[str],
+    answers: list[str],
+    pooling: str,
+    layers: list[int],
+    max_length: int,
+    read: Reader,
+) -> torch.Tensor:
+    """[rows, layers, hidden]: each row's states from the cache where it holds all of
+    `layers`, else from `read(rows, layers)` (the missing rows only, at every layer wanted
+    or kept before) and kept."""
+    key = model_key(loaded) if prompts else None
+    if key is None:
+        return read(list(range(len(prompts))), layers)
+    root = cache_root() / FOLDER
+    paths = [
+        entry_path(root / key, [key, pooling, max_length, q, a]) for q, a in zip(prompts, answers)
+    ]
+    entries = [read_entry(p) for p in paths]
+    missing = [i for i, e in enumerate(entries) if not all(layer in e for layer in layers)]
+    if missing:
+        # a row read again is read at the layers it had too, so entries only grow
+        wanted = sorted(set(layers).union(*(entries[i] for i in missing)))
+        fresh = read(missing, wanted).cpu()
+        for n, i in enumerate(missing):
+            entries[i] = {**entries[i], **{layer: fresh[n, w] for w, layer in enumerate(wanted)}}
+            write_entry(paths[i], save_states(entries[i]))
+        prune(root, budget_bytes())
+    return torch.stack([torch.stack([e[layer] for layer in layers]) for e in entries])
+
+
+def cached_answers(
+    loaded: LoadedModel, requests: list[list], write: Callable[[list[int]], list[str]]
+) -> list[str]:
+    """The answer to each request (a JSON-able description that fixes the answer: the
+    conversation, the sampling settings and seed), from the cache or from `write(rows)`
+    for the missing rows, then kept."""
+    key = model_key(loaded) if requests else None
+    if key is None:
+        return write(list(range(len(requests))))
+    root = cache_root() / FOLDER
+    paths = [entry_path(root / key, [key, "answer", r], ".json") for r in requests]
+    found: list[str | None] = []
+    for path in paths:
+        try:
+            found.append(json.loads(path.read_text())["answer"])
+            os.utime(path)
+        except (OSError, ValueError, KeyError, TypeError):
+            found.append(None)
+    missing = [i for i, answer in enumerate(found) if answer is None]
+    if missing:
+        for i, answer in zip(missing, write(missing)):
+            found[i] = answer
+            write_entry(paths[i], save_answer(answer))
+        prune(root, budget_bytes())
+    return [a or "" for a in found]

@@ -1,0 +1,2 @@
+"""Orchestration: the job queue (a process per job), the one-click pipeline and the list
+of runs."""

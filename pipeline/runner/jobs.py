@@ -1,0 +1,251 @@
+"""Background jobs: each is `python -m pipeline <command> …` in its own process.
+
+The job writes `progress.json` as it goes and `status.json` when it ends (succeeded,
+failed with its message, or cancelled by SIGTERM), both into its output folder
+(pipeline/core/job_folder.py), and its output into `job.log`. SQLite holds the queue and
+each job's record (status, command, config, timings, artifacts). Launchers only read those
+files and the process table, so the studio can restart and re-attach to jobs that are still
+running, and a job runs the same with or without the studio.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pipeline.core.errors import JobError
+from pipeline.core.files import write_atomic
+from pipeline.core.job_folder import (
+    JOB_ID_ENV,
+    LOG_FILE,
+    STATUS_FILE,
+    artifacts,
+    log_tail,
+    read_status,
+)
+from pipeline.data.constitution import Constitution, to_yaml
+from pipeline.data.store import JobRecord, Store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- in the studio (or any launcher) ----------------------------------------------------------
+
+# Pipelines only wait on the stage jobs they queue, so they do not hold the one job slot.
+FREE_KINDS = ("run-all",)
+
+_children: dict[int, subprocess.Popen] = {}
+
+
+def job_command(args: list[str], workspace: str | Path, processes: int = 1) -> list[str]:
+    """`python -m pipeline --workspace W <args>`, through `accelerate launch` when the job
+    asks for more than one process: data-parallel, one process per GPU (without GPUs, CPU
+    processes over gloo). `--multi_gpu` is named because without it accelerate quietly runs
+    a single process wherever it finds fewer than two GPUs."""
+    return [*launcher(processes), "-m", "pipeline", "--workspace", str(workspace), *args]
+
+
+def launcher(processes: int) -> list[str]:
+    """What starts a Python module as `processes` processes (or as one)."""
+    if processes > 1:
+        return [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(processes),
+        ]
+    return [sys.executable]
+
+
+def processes_problem(processes: int, gpus: int) -> str:
+    """Why `processes` cannot run on a machine with `gpus` GPUs ('' when it can): each
+    process needs a GPU of its own, unless there are none (then they are CPU processes)."""
+    if processes > 1 and 0 < gpus < processes:
+        return (
+            f"processes = {processes} needs {processes} GPUs (one per process); this machine "
+            f"has {gpus}. Set processes to at most {gpus}."
+        )
+    return ""
+
+
+def check_processes(processes: int) -> None:
+    """Refuse more processes than this machine can run (see `processes_problem`)."""
+    if processes > 1:
+        import torch
+
+        problem = processes_problem(processes, torch.cuda.device_count())
+        if problem:
+            raise JobError(problem)
+
+
+def launch(
+    store: Store,
+    kind: str,
+    args: list[str],
+    out_dir: str | Path,
+    processes: int = 1,
+    config: str = "",
+    parent: int | None = None,
+) -> JobRecord:
+    """Queue `python -m pipeline <args>` and start it when the slot is free (one job at a
+    time: this machine has 2 cores). The same job already queued or running is returned
+    instead of being added twice; a record left 'running' by a process that is gone (the
+    launcher and the job both killed) is settled first, so the job starts again."""
+    check_processes(processes)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    refresh(store)
+    job, _ = store.add_job(
+        kind, args, str(out), job_command(args, store.workspace, processes), config, parent
+    )
+    refresh(store)
+    return store.job(job.id)
+
+
+def _start(store: Store, job: JobRecord) -> None:
+    out = Path(job.out_dir)
+    out.mkdir(parents=True, exist_ok=True)  # a folder removed while the job was queued
+    (out / STATUS_FILE).unlink(missing_ok=True)
+    with open(out / LOG_FILE, "a") as log:
+        try:
+            proc = subprocess.Popen(
+                list(job.command),
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, JOB_ID_ENV: str(job.id)},
+            )
+        except OSError as exc:
+            store.set_job_status(job.id, "failed", f"could not start the job: {exc}")
+            return
+    _children[proc.pid] = proc
+    store.start_job(job.id, proc.pid)
+
+
+def _alive(pid: int) -> bool:
+    """Whether the job's process still runs (a zombie — ended, not yet reaped — does not)."""
+    if pid in _children:
+        return _children[pid].poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def how_it_ended(child: subprocess.Popen | None) -> str:
+    """'ended', or the signal that killed our own child — SIGKILL from outside is most
+    often the system's out-of-memory killer."""
+    code = child.returncode if child is not None else None
+    if code is None or code >= 0:
+        return "ended"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    hint = " (most often the system running out of memory)" if -code == signal.SIGKILL else ""
+    return f"was killed by {name}{hint}"
+
+
+def _settle(store: Store, job: JobRecord) -> None:
+    """Record how a job whose process has gone ended: its status.json, or failed with the
+    tail of its log when it died without one (killed, out of memory, a crash)."""
+    ended = read_status(job.out_dir)
+    if ended:
+        status, message = ended
+    else:
+        child = _children.get(job.pid) if job.pid else None
+        if child is not None and child.returncode == 0:  # a command that keeps no status file
+            status, message = "succeeded", ""
+        else:
+            status, message = (
+                "failed",
+                (
+                    f"the job process {how_it_ended(child)} without "
+                    "reporting; last log lines:\n" + log_tail(job.out_dir)
+                ),
+            )
+    store.set_job_status(job.id, status, message, artifacts(job.out_dir))
+
+
+def refresh(store: Store) -> list[JobRecord]:
+    """Settle jobs that have ended, then start queued jobs the slot allows; returns
+    every job, newest first. Called by every viewer, so a restarted studio re-attaches to
+    jobs still running and the queue moves on."""
+    for job in store.jobs():
+        # a job that wrote how it ended has ended, even while its process is still exiting
+        if job.status in ("running", "cancelling") and (
+            read_status(job.out_dir) or not (job.pid and _alive(job.pid))
+        ):
+            _settle(store, job)
+    while (queued := store.claim_next_job(FREE_KINDS)) is not None:
+        _start(store, queued)
+    return store.jobs()
+
+
+def cancel(store: Store, job_id: int) -> JobRecord:
+    """Ask a job to stop; it keeps its finished work and records 'cancelled'. A queued job
+    is simply taken off the queue."""
+    job = store.job(job_id)
+    if not job.active:
+        raise JobError(f"Job {job_id} is not running (it is {job.status}).")
+    if job.status in ("queued", "starting") and not job.pid:
+        store.set_job_status(job_id, "cancelled", "taken off the queue before it started")
+        return store.job(job_id)
+    try:
+        if job.pid:
+            os.killpg(job.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    store.set_job_status(job_id, "cancelling")
+    return store.job(job_id)
+
+
+def resume(store: Store, job_id: int) -> JobRecord:
+    """Run an ended job again into the same folder: every job resumes from what it left
+    (chains and labels already written, the last training checkpoint). A job whose process
+    is gone counts as ended, whatever its record said."""
+    refresh(store)
+    job = store.job(job_id)
+    if job.active:
+        raise JobError(f"Job {job_id} has not ended yet (it is {job.status}).")
+    out = store.add_job(
+        job.kind, list(job.args), job.out_dir, list(job.command), job.config, job.parent
+    )[0]
+    refresh(store)
+    return store.job(out.id)
+
+
+def wait(store: Store, job_id: int, timeout: float = 600) -> JobRecord:
+    """Block until the job has ended (for scripts and tests); keeps the queue moving."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = next(j for j in refresh(store) if j.id == job_id)
+        if not job.active:
+            return job
+        time.sleep(0.5)
+    raise JobError(f"Job {job_id} did not finish within {timeout:.0f} s.")
+
+
+CONSTITUTION_FILE = "constitution.yaml"
+
+
+def freeze_constitution(
+    constitution: Constitution, folder: str | Path, name: str = CONSTITUTION_FILE
+) -> Path:
+    """The constitution as it is now, written into a job's run folder: the job reads this
+    copy, so later edits never change a run that was started (or is resumed)."""
+    return write_atomic(Path(folder) / name, to_yaml(constitution))

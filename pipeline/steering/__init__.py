@@ -1,0 +1,1 @@
+"""Steering directions extracted from a constitution or from labelled pairs."""

@@ -1,0 +1,217 @@
+import pytest
+import torch
+
+from pipeline.config.settings import GREEDY, SamplingConfig
+from pipeline.core.errors import ConfigError, ModelError
+from pipeline.model.generation import TransformersBackend, backend_for, chat, next_tokens
+from pipeline.model.scoring import shared_prefix_length
+from tests.tiny import tiny_model
+
+PROMPTS = [
+    chat("Hello there, how are you?"),
+    chat("Name three colours."),
+    chat(
+        "A much longer prompt that makes the batch need left padding for sure, with "
+        "quite a few extra words in it."
+    ),
+    chat("Short", system="You are terse."),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return TransformersBackend(tiny_model(), max_batch_size=8)
+
+
+def test_batched_greedy_equals_one_at_a_time(tiny):
+    config = SamplingConfig(temperature=0, max_new_tokens=12)
+    batched = tiny.generate(PROMPTS, config)
+    single = [tiny.generate([p], config)[0] for p in PROMPTS]
+    assert batched == single
+    assert all(g.new_tokens == 12 and g.finish_reason == "length" for g in batched)
+
+
+def test_small_batches_give_the_same_results(tiny):
+    config = SamplingConfig(temperature=0.9, max_new_tokens=10, seed=5)
+    small = TransformersBackend(tiny.loaded, max_batch_size=2)
+    assert small.generate(PROMPTS, config) == tiny.generate(PROMPTS, config)
+
+
+def test_seeded_sampling_is_reproducible_and_per_row(tiny):
+    config = SamplingConfig(temperature=1.0, top_p=0.9, max_new_tokens=10, seed=3)
+    first = tiny.generate(PROMPTS, config)
+    assert tiny.generate(PROMPTS, config) == first
+    # row i samples with seed + i, whatever else is in the batch
+    assert tiny.generate([PROMPTS[2]], config, seeds=[5]) == [first[2]]
+    other = tiny.generate(
+        PROMPTS, SamplingConfig(temperature=1.0, top_p=0.9, max_new_tokens=10, seed=4)
+    )
+    assert other != first
+
+
+def test_each_row_stops_at_its_own_end_token(tiny):
+    config = SamplingConfig(temperature=1.0, max_new_tokens=12, seed=0)
+    free = [tiny._decode(tiny._encode([p], config), config, [i]) for i, p in enumerate(PROMPTS)]
+    sequences = [[t.item() for _, t in steps] for steps in free]
+    assert len(set(sequences[1][:4])) == 4, "row 1 needs four distinct tokens for this test"
+    stop = sequences[1][3]  # pretend the 4th token of row 1 ends the turn
+    backend = TransformersBackend(tiny.loaded)
+    backend.stop_ids = torch.tensor([stop])
+    results = backend.generate(PROMPTS, config)
+    for seq, result in zip(sequences, results):
+        if stop in seq:
+            assert result.finish_reason == "stop" and result.new_tokens == seq.index(stop) + 1
+        else:
+            assert result.finish_reason == "length" and result.new_tokens == 12
+    assert results[1].new_tokens == 4
+
+
+def test_stream_yields_the_same_text_as_generate(tiny):
+    config = SamplingConfig(temperature=0.8, max_new_tokens=16, seed=11)
+    pieces = list(tiny.stream(PROMPTS[0], config))
+    assert len(pieces) > 1
+    assert "".join(pieces).strip() == tiny.generate([PROMPTS[0]], config)[0].text
+
+
+def test_next_tokens_greedy_and_nucleus():
+    logits = torch.tensor([[0.0, 3.0, 1.0], [5.0, 0.0, 0.0]])
+    gens = [torch.Generator().manual_seed(0) for _ in range(2)]
+    assert next_tokens(logits, GREEDY, gens).tolist() == [1, 0]
+    narrow = SamplingConfig(temperature=1.0, top_p=0.05)
+    for _ in range(20):  # the nucleus holds only the top token
+        assert next_tokens(logits, narrow, gens).tolist() == [1, 0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"temperature": -1}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+    ],
+)
+def test_sampling_config_is_validated(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        SamplingConfig(**kwargs)
+
+
+def test_prompt_longer_than_the_context_is_refused(tiny):
+    with pytest.raises(ModelError, match="exceeds the model's context of 512 tokens"):
+        tiny.generate([chat("word " * 600)], SamplingConfig(max_new_tokens=8))
+
+
+def test_embedded_model_generates_batched_seeded_reproducible():
+    backend = backend_for("embedded")
+    prompts = [
+        chat("What is the capital of France?"),
+        chat("Give me one tip for sleeping well."),
+        chat("Say hello in Spanish."),
+    ]
+    greedy = SamplingConfig(temperature=0, max_new_tokens=24)
+    batched = backend.generate(prompts, greedy)
+    assert "Paris" in batched[0].text
+    assert backend.generate([prompts[1]], greedy)[0] == batched[1]
+    sampled = SamplingConfig(temperature=0.9, max_new_tokens=24, seed=7)
+    assert backend.generate(prompts, sampled) == backend.generate(prompts, sampled)
+    assert all(g.text for g in batched)
+
+
+def test_shared_prefix_length():
+    long = list(range(40))
+    assert shared_prefix_length([long + [1, 2], long + [3], long + [4, 5, 6]]) == 40
+    assert shared_prefix_length([long, long]) == 39  # each row keeps a token of its own
+    assert shared_prefix_length([[1] * 10 + [2], [1] * 10 + [3]]) == 0  # too short to bother
+    assert shared_prefix_length([[5] + long, long]) == 0
+
+
+def test_shared_prefix_cache_gives_the_same_logits_as_full_passes(tiny):
+    system = "You are a careful assistant. " * 12
+    conversations = [
+        chat(text, system=system)
+        for text in ("Hi", "Tell me about the sea, please, in detail.", "Why?")
+    ]
+    rows = tiny._encode(conversations, SamplingConfig())
+    assert shared_prefix_length(rows) > 50
+    with torch.inference_mode():
+        out, _, _, _ = tiny._prefill(rows, 4)
+        for i, row in enumerate(rows):
+            full = tiny.loaded.model(input_ids=torch.tensor([row])).logits[0, -1]
+            assert torch.allclose(out.logits[i, -1], full, atol=1e-4)
+
+
+def test_shared_prefix_generation_matches_one_at_a_time(tiny):
+    system = "You answer in one short sentence. " * 10
+    conversations = [chat(t, system=system) for t in ("Hi", "Name a fruit", "Count to three")]
+    config = SamplingConfig(temperature=1.0, max_new_tokens=10, seed=2)
+    batched = tiny.generate(conversations, config)
+    single = [tiny.generate([c], config, seeds=[2 + i])[0] for i, c in enumerate(conversations)]
+    assert batched == single
+
+
+def test_reused_prefix_gives_the_same_results_as_a_fresh_one(tiny):
+    system = "Always answer politely and briefly. " * 10
+    config = SamplingConfig(temperature=1.0, max_new_tokens=6, seed=9)
+    first = [chat("Hello", system=system), chat("How are you?", system=system)]
+    second = [chat("Name a tree", system=system), chat("Name a river", system=system)]
+    backend = TransformersBackend(tiny.loaded)
+    backend.generate(first, config)
+    reused = backend.generate(second, config)  # same shared prefix: taken from the last call
+    assert reused == TransformersBackend(tiny.loaded).generate(second, config)
+
+
+def chain_steps(topic: str) -> list[list[dict[str, str]]]:
+    """Three prompts of a chain on one topic, each the one before plus two turns."""
+    first = chat(f"Tell me something true about {topic}, please, in a few careful words.")
+    second = first + [
+        {"role": "assistant", "content": f"{topic} is interesting."},
+        {"role": "user", "content": "Critique that answer for accuracy and kindness."},
+    ]
+    third = second + [
+        {"role": "assistant", "content": "It says little."},
+        {"role": "user", "content": "Rewrite the answer with the critique in mind."},
+    ]
+    return [first, second, third]
+
+
+def test_a_chain_reuses_each_rows_earlier_prompt_and_answers_as_a_fresh_backend_does():
+    """Side by side, each row's next prompt starts with its own last one: that start is
+    taken from the kept keys and values (not computed again), with the same logits and the
+    same answers as a backend that computes every prompt whole."""
+    loaded = tiny_model()
+    config = SamplingConfig(temperature=1.0, max_new_tokens=8, seed=4)
+    warm = TransformersBackend(loaded)
+    sea, moon = chain_steps("the sea"), chain_steps("the moon")
+    for step in range(3):
+        rows = warm._encode([sea[step], moon[step]], config)
+        reused = [warm._reusable(r, None, len(r) - 1)[1] for r in rows]
+        if step:  # the row's previous prompt, less its last token
+            previous = warm._encode([sea[step - 1], moon[step - 1]], config)
+            assert reused == [len(p) - 1 for p in previous]
+            with torch.inference_mode():
+                out, _, _, _ = warm._prefill(rows, 4)
+                for i, row in enumerate(rows):
+                    full = loaded.model(input_ids=torch.tensor([row])).logits[0, -1]
+                    assert torch.allclose(out.logits[i, -1], full, atol=1e-4)
+        conversations = [sea[step], moon[step]]
+        fresh = TransformersBackend(loaded).generate(conversations, config)
+        assert warm.generate(conversations, config) == fresh
+
+
+def test_kept_prompts_stay_within_their_budget_and_keep_the_newest(monkeypatch):
+    import pipeline.model.generation as generation
+
+    loaded = tiny_model()
+    backend = TransformersBackend(loaded)
+
+    def kept() -> list[str]:
+        return [loaded.tokenizer.decode(list(k.tokens)) for k in backend._kept]
+
+    backend.generate([chat("A first question that is long enough to keep, surely.")], GREEDY)
+    monkeypatch.setattr(generation, "KEEP_BYTES", int(backend._kept[0].nbytes * 1.5))
+    backend.generate([chat("A second question that is long enough to keep, surely.")], GREEDY)
+    assert len(kept()) == 1 and "second question" in kept()[0]
+    big = [chat(f"Question {i} is long enough to be kept in memory.") for i in range(5)]
+    backend.generate(big, GREEDY)  # more rows than KEEP_ROWS: only their shared start is kept
+    assert kept()[-1].endswith("user\nQuestion ")
+    assert not any("long enough to be kept" in text for text in kept())
