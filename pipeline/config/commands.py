@@ -915,7 +915,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         },
         # run-all's own defaults are the tiny preset
     },
-    # between tiny and paper: about 20 minutes for run-all on a 2-core CPU, with enough pairs
+    # between tiny and paper: about 22 minutes for run-all on a 2-core CPU, with enough pairs
     # and evaluation prompts (30 a set: the whole test split) for a practical effect to show,
     # and the judge picked by measured agreement with the gold labels
     "study": {
