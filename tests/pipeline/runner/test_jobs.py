@@ -176,7 +176,7 @@ def test_a_restarted_launcher_reattaches_to_a_running_job(tmp_path, tiny_folder)
     store.seed()
     out = tmp_path / "run"
     script = (
-        f"from pipeline import jobs; from pipeline.data.store import Store; "
+        f"from pipeline.runner import jobs; from pipeline.data.store import Store; "
         f"print(jobs.launch(Store({str(store.workspace)!r}), 'revise', "
         f"{revise_args(tiny_folder, out, prompts)!r}, {str(out)!r}).id)"
     )
