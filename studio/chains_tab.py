@@ -44,6 +44,7 @@ from studio.job_panel import (
     writing_now,
 )
 from studio.notices import error_notice, notice
+from studio.wiring import wire
 
 NONE = "(none)"
 TABLE_HEADERS = ["id", "category", "principles", "failed", "refuses", "change", "Δ words"]
@@ -252,11 +253,12 @@ def on_run(
     coefficient: float = 0.0,
 ) -> Iterator:
     """One prompt's chain under one constitution (or two side by side), streamed stage by
-    stage: (view A, view B, the principles used, message); view B shows only when used.
+    stage, by name (view_a, view_b, principle: the principles used, message); view B shows
+    only when used.
     A steering coefficient other than 0 steers every step the model writes (the direction
     read from the first constitution, or a saved one)."""
     if not text or not text.strip():
-        yield "", gr.update(), gr.update(), notice("error", "Type or pick a prompt first.")
+        yield {"view_a": "", "message": notice("error", "Type or pick a prompt first.")}
         return
     try:
         labels = [name_a] + ([name_b] if name_b and name_b != NONE else [])
@@ -270,12 +272,7 @@ def on_run(
         sampling = SamplingConfig(
             max_new_tokens=int(new_tokens), temperature=float(temp), seed=int(seed_value or 0)
         )
-        yield (
-            gr.update(),
-            gr.update(),
-            gr.update(),
-            notice("info", f"Loading the model {model_name}…"),
-        )
+        yield {"message": notice("info", f"Loading the model {model_name}…")}
         backend = backend_for(model_name)
         steering = steering_panel.steering_for(
             store, backend.loaded, steer_choice, name_a, steer_layers, coefficient
@@ -291,14 +288,16 @@ def on_run(
             used = sorted(
                 {f"{c.constitution_name}:{r.principle_id}" for c in chains for r in c.rounds}
             )
-            yield (
-                views[0],
-                gr.update(value=views[1] if len(views) > 1 else "", visible=len(views) > 1),
-                gr.update(choices=used, value=used[0] if used else None),
-                run_progress(done, steps, config.rounds, time.monotonic() - started),
-            )
+            yield {
+                "view_a": views[0],
+                "view_b": gr.update(
+                    value=views[1] if len(views) > 1 else "", visible=len(views) > 1
+                ),
+                "principle": gr.update(choices=used, value=used[0] if used else None),
+                "message": run_progress(done, steps, config.rounds, time.monotonic() - started),
+            }
     except StudioError as exc:
-        yield gr.update(), gr.update(), gr.update(), error_notice(exc)
+        yield {"message": error_notice(exc)}
 
 
 def on_sweep(
@@ -375,9 +374,9 @@ def on_launch(
     temp,
     seed_value,
     model_name,
-) -> tuple:
+) -> dict[str, Any]:
     if not name:
-        return notice("error", "Pick a constitution first."), gr.update()
+        return {"message": notice("error", "Pick a constitution first.")}
     out = store.new_run_folder("chains")
     try:
         args = revise_args(
@@ -397,16 +396,22 @@ def on_launch(
         )
         job = jobs.launch(store, "revise", args, out)
     except StudioError as exc:
-        return error_notice(exc), gr.update()
-    return notice("ok", f"Launched job {job.id}: chains into {out}."), run_choices(store)
+        return {"message": error_notice(exc)}
+    return {
+        "message": notice("ok", f"Launched job {job.id}: chains into {out}."),
+        "run_folder": run_choices(store),
+    }
 
 
-def browse(folder: str | None, pid: str, category: str, only_failed: bool) -> tuple:
-    """A run's chains, filtered: (summary, table rows, principle choices, category choices)."""
+BROWSED = ("summary", "table", "filter_principle", "filter_category")  # what browse fills
+
+
+def browse(folder: str | None, pid: str, category: str, only_failed: bool) -> dict[str, Any]:
+    """A run's chains, filtered: its summary, table rows, principle and category choices."""
     try:
         chains = ChainLog(folder).read() if folder else []
     except StudioError as exc:
-        return error_notice(exc), [], gr.update(), gr.update()
+        return {"summary": error_notice(exc), "table": []}
     shown = [
         c
         for c in chains
@@ -416,21 +421,21 @@ def browse(folder: str | None, pid: str, category: str, only_failed: bool) -> tu
     ]
     principles = sorted({r.principle_id for c in chains for r in c.rounds})
     categories = sorted({c.category for c in chains})
-    return (
-        batch_summary(chains),
-        chain_rows(shown),
-        gr.update(choices=[NONE, *principles]),
-        gr.update(choices=[NONE, *categories]),
-    )
+    return {
+        "summary": batch_summary(chains),
+        "table": chain_rows(shown),
+        "filter_principle": gr.update(choices=[NONE, *principles]),
+        "filter_category": gr.update(choices=[NONE, *categories]),
+    }
 
 
-def on_timer(store: Store, folder, pid, category, only_failed) -> tuple:
+def on_timer(store: Store, folder, pid, category, only_failed) -> dict[str, Any]:
     """Progress every tick; the chain table only while the job writing it runs."""
     job = latest(store)
     bar = job_bar(job, "chains")
     if writing_now(job):
-        return (bar, *browse(folder, pid, category, only_failed))
-    return (bar, gr.update(), gr.update(), gr.update(), gr.update())
+        return {"progress": bar, **browse(folder, pid, category, only_failed)}
+    return {"progress": bar}
 
 
 def on_cancel(store: Store, confirmed: int | None) -> tuple[str, int | None]:
@@ -439,9 +444,9 @@ def on_cancel(store: Store, confirmed: int | None) -> tuple[str, int | None]:
     )
 
 
-def on_resume(store: Store) -> tuple:
+def on_resume(store: Store) -> dict[str, Any]:
     text, again = resume_notice(store, latest(store), "done chains are skipped.")
-    return text, run_choices(store) if again else gr.update()
+    return {"message": text, **({"run_folder": run_choices(store)} if again else {})}
 
 
 def open_chain(folder: str | None, chain_id: str | None) -> str:
@@ -598,11 +603,33 @@ def build(
         seed,
         *steer.inputs,
     ]
-    running = run.click(partial(on_run, store), run_inputs, [view_a, view_b, principle, message])
-    steer.read.click(
+    views = {
+        "view_a": view_a,
+        "view_b": view_b,
+        "principle": principle,
+        "message": message,
+        "run_folder": run_folder,
+        "progress": progress,
+        "summary": summary,
+        "table": table,
+        "filter_principle": filter_principle,
+        "filter_category": filter_category,
+    }
+
+    def to(*names: str) -> dict[str, Any]:
+        return {name: views[name] for name in names}
+
+    running = wire(
+        run.click,
+        partial(on_run, store),
+        run_inputs,
+        to("view_a", "view_b", "principle", "message"),
+    )
+    wire(
+        steer.read.click,
         partial(steering_panel.on_read_layers, store),
         [model, steer.direction, constitution_a],
-        [steer.curve, steer.note],
+        steer.readings,
     )
     steer.sweep.click(
         partial(on_sweep, store),
@@ -611,7 +638,8 @@ def build(
     )
     stop.click(None, cancels=[running])
     open_principle.click(on_open_principle, principle, [message, tabs, *show_outputs])
-    launch.click(
+    wire(
+        launch.click,
         partial(on_launch, store),
         [
             constitution_a,
@@ -626,19 +654,20 @@ def build(
             seed,
             model,
         ],
-        [message, run_folder],
+        to("message", "run_folder"),
     )
     armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
     cancel.click(partial(on_cancel, store), armed, [message, armed])
-    resume.click(partial(on_resume, store), None, [message, run_folder])
+    wire(resume.click, partial(on_resume, store), None, to("message", "run_folder"))
     browse_inputs = [run_folder, filter_principle, filter_category, failed_only]
-    browse_outputs = [summary, table, filter_principle, filter_category]
-    run_folder.change(browse, browse_inputs, browse_outputs)  # also when the Runs tab opens one
+    browsed = to(*BROWSED)
+    wire(run_folder.change, browse, browse_inputs, browsed)  # also when the Runs tab opens one
     for control in (filter_principle, filter_category, failed_only):
-        control.input(browse, browse_inputs, browse_outputs)
-    timer.tick(partial(on_timer, store), browse_inputs, [progress, *browse_outputs])
+        wire(control.input, browse, browse_inputs, browsed)
+    wire(timer.tick, partial(on_timer, store), browse_inputs, to("progress", *BROWSED))
     table.select(on_open_chain, run_folder, chain_view)
-    demo.load(
+    loaded = demo.load(
         partial(on_page_load, store), None, [constitution_a, constitution_b, progress, run_folder]
-    ).then(browse, browse_inputs, browse_outputs)
+    )
+    wire(loaded.then, browse, browse_inputs, browsed)
     return run_folder

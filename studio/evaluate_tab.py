@@ -27,8 +27,8 @@ from pipeline.evaluation.judges import PEOPLE
 from pipeline.evaluation.tournament import (
     EVAL_FILE,
     AxisResult,
-    ComparisonLog,
     JudgeResult,
+    MatchLog,
     TournamentResult,
     comparisons_between,
     comparisons_with,
@@ -42,6 +42,7 @@ from studio.choices import adapter_choices, constitution_choices, default_choice
 from studio.job_panel import cancel_notice, job_bar, latest_job, writing_now
 from studio.judges_panel import latest_board
 from studio.notices import error_notice, notice, verdict_html
+from studio.wiring import named, wire
 
 KIND = "evaluate"
 PROMPT_SETS = ("red-team", "helpful")
@@ -144,8 +145,8 @@ def on_launch(
     new_tokens: float,
     processes: float = 1,
     engine: str | None = None,
-) -> tuple:
-    """(message, run picker): the tournament as a background job."""
+) -> dict[str, Any]:
+    """The tournament as a background job: its message (the run is picked when it ends)."""
     values = launch_values(
         store,
         base,
@@ -172,10 +173,13 @@ def on_launch(
         job = build_job(EvaluateJob, values)
         record = jobs.launch(store, KIND, to_argv(KIND, job, out), out, processes=job.processes)
     except StudioError as exc:
-        return error_notice(exc), gr.update()
-    return notice(
-        "ok", f"Launched job {record.id}: a tournament of {len(job.policies)} policies into {out}."
-    ), gr.update()
+        return {"message": error_notice(exc)}
+    return {
+        "message": notice(
+            "ok",
+            f"Launched job {record.id}: a tournament of {len(job.policies)} policies into {out}.",
+        )
+    }
 
 
 # --- what the results look like -----------------------------------------------------------
@@ -336,36 +340,39 @@ def axis_choices(result: TournamentResult, judge: str | None) -> list[str]:
     return [a.axis for a in j.axes] if j else []
 
 
-def show(store: Store, folder: str | None, judge: str | None, axis: str | None) -> tuple:
-    """(judge picker, axis picker, ratings, matrix, scatter, categories, stats, agreement)."""
-    hidden = gr.update(value=None, visible=False)
+SHOWN = ("judge", "axis", "ratings", "matrix", "scatter", "categories", "stats", "agreement")
+TABLES = ("matrix", "scatter", "categories", "stats")  # hidden while no tournament is shown
+
+
+def nothing_shown(ratings: str) -> dict[str, Any]:
+    """The results area with no tournament: a line where the ratings go, its tables hidden."""
+    hidden = {name: gr.update(value=None, visible=False) for name in TABLES}
+    return {"ratings": ratings, **hidden, "agreement": ""}
+
+
+def show(store: Store, folder: str | None, judge: str | None, axis: str | None) -> dict[str, Any]:
+    """A tournament's judge and axis pickers, ratings, matrix, scatter, categories, stats and
+    judges' agreement, by name."""
     if not folder:
-        return (gr.update(),) * 2 + (NO_TOURNAMENT, hidden, hidden, hidden, hidden, "")
+        return nothing_shown(NO_TOURNAMENT)
     try:
         result = rerated(folder, store.human_labels())
     except (StudioError, OSError, KeyError) as exc:
-        return (gr.update(),) * 2 + (
-            notice("error", f"Cannot read the tournament in {folder}: {exc}"),
-            hidden,
-            hidden,
-            hidden,
-            hidden,
-            "",
-        )
+        return nothing_shown(notice("error", f"Cannot read the tournament in {folder}: {exc}"))
     judges = judge_choices(result)
     judge = judge if judge in judges else (judges[0] if judges else None)
     axes = axis_choices(result, judge)
     axis = axis if axis in axes else (axes[0] if axes else None)
-    return (
-        gr.update(choices=judges, value=judge),
-        gr.update(choices=axes, value=axis),
-        ratings_html(result, judge, axis),
-        gr.update(value=matrix_frame(result, judge, axis), visible=True),
-        {**scatter_update(result, judge), "visible": True},
-        gr.update(value=categories_frame(result, judge, axis), visible=True),
-        gr.update(value=stats_frame(result), visible=True),
-        agreement_html(result),
-    )
+    return {
+        "judge": gr.update(choices=judges, value=judge),
+        "axis": gr.update(choices=axes, value=axis),
+        "ratings": ratings_html(result, judge, axis),
+        "matrix": gr.update(value=matrix_frame(result, judge, axis), visible=True),
+        "scatter": {**scatter_update(result, judge), "visible": True},
+        "categories": gr.update(value=categories_frame(result, judge, axis), visible=True),
+        "stats": gr.update(value=stats_frame(result), visible=True),
+        "agreement": agreement_html(result),
+    }
 
 
 # What the results area says before any tournament is picked (its tables stay hidden till then).
@@ -500,7 +507,7 @@ def blind_queue(store: Store, folder: str) -> list:
     labelled yet, in a seeded shuffled order."""
     humans = store.human_labels()
     seen, queue = set(), []
-    for c in ComparisonLog(folder).read():
+    for c in MatchLog(folder).read():
         key = (c.prompt_id, c.a, c.b)
         if key in seen or c.preference.pair.identical:
             continue
@@ -542,7 +549,7 @@ def on_blind_label(store: Store, folder: str | None, state: Any, choice: str) ->
         view, state = blind_view(store, folder)
         return "", view, state
     pair_id, swapped = state
-    found = next((c for c in ComparisonLog(folder).read() if c.preference.pair.id == pair_id), None)
+    found = next((c for c in MatchLog(folder).read() if c.preference.pair.id == pair_id), None)
     if found is None:
         return notice("error", "That comparison is no longer in the tournament."), *blind_view(
             store, folder
@@ -575,13 +582,13 @@ def on_page_load(store: Store) -> tuple:
     )
 
 
-def on_timer(store: Store, shown: str | None) -> tuple:
+def on_timer(store: Store, shown: str | None) -> dict[str, Any]:
     job = latest(store)
     bar = job_bar(job, "comparisons")
     if job is not None and job.status == "succeeded" and writing_now(job) and shown != job.out_dir:
         folders = run_folders(store)
-        return bar, gr.update(choices=folders, value=job.out_dir)
-    return bar, gr.update()
+        return {"progress": bar, "run": gr.update(choices=folders, value=job.out_dir)}
+    return {"progress": bar}
 
 
 def on_cancel(store: Store, confirmed: int | None) -> tuple[str, int | None]:
@@ -715,8 +722,10 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
     timer = gr.Timer(2.0)
     armed = gr.State(None)
 
-    shown = [judge, axis, ratings, matrix, scatter, categories, stats, agreement]
-    launch.click(
+    shown = dict(zip(SHOWN, (judge, axis, ratings, matrix, scatter, categories, stats, agreement)))
+    show_here = named(partial(show, store), shown)
+    wire(
+        launch.click,
         partial(on_launch, store),
         [
             base,
@@ -731,12 +740,12 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
             processes,
             engine,
         ],
-        [message, run],
+        {"message": message},
     )
     cancel.click(partial(on_cancel, store), armed, [message, armed])
     for control in (run, judge, axis):
-        control.input(partial(show, store), [run, judge, axis], shown)
-    run.change(partial(show, store), [run, judge, axis], shown)
+        control.input(show_here, [run, judge, axis], list(shown.values()))
+    run.change(show_here, [run, judge, axis], list(shown.values()))
 
     def on_cell(
         folder: str | None, chosen_judge: str | None, chosen_axis: str | None, evt: gr.SelectData
@@ -757,8 +766,8 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
             partial(on_blind_label, store, choice=choice),
             [run, blind_state],
             [blind_message, blind, blind_state],
-        ).then(partial(show, store), [run, judge, axis], shown)
-    timer.tick(partial(on_timer, store), run, [progress, run])
+        ).then(show_here, [run, judge, axis], list(shown.values()))
+    wire(timer.tick, partial(on_timer, store), run, {"progress": progress, "run": run})
     demo.load(
         partial(on_page_load, store), None, [adapters, constitution, pm, progress, run], js=KEYS_JS
     )

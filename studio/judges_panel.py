@@ -29,6 +29,7 @@ from pipeline.values.features import labelled_in
 from studio.choices import folder_choices, resolve_choice
 from studio.job_panel import job_bar, latest_job, writing_now
 from studio.notices import error_notice, notice
+from studio.wiring import wire
 
 KIND = "judges-compare"
 COLUMNS = [
@@ -119,10 +120,10 @@ def human_count(store: Store) -> int:
         return 0
 
 
-def board_view(store: Store, job: JobRecord | None) -> tuple[str, list[list]]:
-    """(the summary above the table, the table's rows) of a comparison, its board read once."""
+def board_view(store: Store, job: JobRecord | None) -> dict[str, Any]:
+    """The summary above the table and the table's rows of a comparison, its board read once."""
     board = read_board(job.out_dir) if job else {}
-    return summary_html(store, job, board), board_rows(board)
+    return {"summary": summary_html(store, job, board), "table": board_rows(board)}
 
 
 def summary_html(store: Store, job: JobRecord | None, board: dict) -> str:
@@ -177,20 +178,20 @@ def on_compare(store: Store, labels: str | None, constitution: str | None, model
     )
 
 
-def on_board_load(store: Store) -> tuple[str, list[list]]:
+def on_board_load(store: Store) -> dict[str, Any]:
     return board_view(store, latest_board(store))
 
 
-def on_board_tick(store: Store, shown: int | None) -> tuple[Any, Any, Any, int | None]:
-    """(progress, summary, rows, job shown): the bar while a comparison runs; its board once,
-    when it has finished."""
+def on_board_tick(store: Store, shown: int | None) -> dict[str, Any]:
+    """The bar while a comparison runs; its board once, when it has finished (then `shown`,
+    the comparison on screen, is that job)."""
     job = latest_job(store, (KIND,))
     if job is None:
-        return "", gr.update(), gr.update(), shown
+        return {"progress": ""}
     progress = job_bar(job, "steps") if writing_now(job, SHOW_WITHIN) else ""
     if job.status == "succeeded" and job.id != shown:
-        return progress, *board_view(store, job), job.id
-    return progress, gr.update(), gr.update(), shown
+        return {"progress": progress, **board_view(store, job), "shown": job.id}
+    return {"progress": progress}
 
 
 def build(
@@ -224,8 +225,9 @@ def build(
     shown = gr.State(None)  # the comparison whose board is on screen
     labels.focus(partial(offer_sources, store), None, labels)
     compare.click(partial(on_compare, store), [labels, constitution, model], message)
-    timer.tick(partial(on_board_tick, store), shown, [progress, summary, table, shown])
-    demo.load(partial(on_board_load, store), None, [summary, table])
+    views = {"progress": progress, "summary": summary, "table": table, "shown": shown}
+    wire(timer.tick, partial(on_board_tick, store), shown, views)
+    wire(demo.load, partial(on_board_load, store), None, {"summary": summary, "table": table})
 
 
 def offer_sources(store: Store) -> Any:

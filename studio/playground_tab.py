@@ -18,6 +18,7 @@ from pipeline.model.loading import LoadedModel, load_model
 from studio import steering_panel
 from studio.choices import offer_models
 from studio.notices import error_notice, notice
+from studio.wiring import wire
 
 NO_PRINCIPLE = "(none)"
 
@@ -92,10 +93,12 @@ def limit_note(reason: str, new_tokens: int) -> str:
     )
 
 
-def on_user(text: str, history: list[dict]) -> tuple[Any, list[dict], str]:
+def on_user(text: str, history: list[dict]) -> dict[str, Any]:
+    """The typed message joins the conversation (the box is cleared); an empty one is refused
+    and stays where it was typed."""
     if not text or not text.strip():
-        return gr.update(), history, notice("error", "Type a message first.")
-    return "", history + [{"role": "user", "content": text}], ""
+        return {"chatbot": history, "message": notice("error", "Type a message first.")}
+    return {"prompt": "", "chatbot": history + [{"role": "user", "content": text}], "message": ""}
 
 
 def sampling(temp: float, nucleus: float, new_tokens: float, seed_value: float) -> SamplingConfig:
@@ -121,9 +124,9 @@ def on_respond(
     coefficient: float = 0.0,
     store: Store | None = None,
 ) -> Iterator:
-    """Stream the model's answer into the conversation: (history, message, model status)
-    per piece; the last says whether the answer stopped at the token limit. A coefficient
-    other than 0 steers the answer (the status line says how)."""
+    """Stream the model's answer into the conversation, by name (chatbot, message,
+    model_status) per piece; the last says whether the answer stopped at the token limit. A
+    coefficient other than 0 steers the answer (the status line says how)."""
     if not history or history[-1]["role"] != "user":
         return
     try:
@@ -144,10 +147,11 @@ def on_respond(
         for piece in pieces:
             answer += piece
             history[-1] = {"role": "assistant", "content": answer}
-            yield history, "", status
-        yield history, limit_note(ended[0] if ended else "", config.max_new_tokens), status
+            yield {"chatbot": history, "message": "", "model_status": status}
+        note = limit_note(ended[0] if ended else "", config.max_new_tokens)
+        yield {"chatbot": history, "message": note, "model_status": status}
     except StudioError as exc:
-        yield history, error_notice(exc), gr.update()
+        yield {"chatbot": history, "message": error_notice(exc)}
 
 
 def answer_card(title: str, text: str, reason: str, new_tokens: int) -> str:
@@ -312,16 +316,17 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
         *steer.inputs,
     ]
     respond = partial(on_respond, store=store)
-    submitted = prompt.submit(on_user, [prompt, chatbot], [prompt, chatbot, message]).then(
-        respond, respond_inputs, [chatbot, message, model_status]
-    )
-    clicked = send.click(on_user, [prompt, chatbot], [prompt, chatbot, message]).then(
-        respond, respond_inputs, [chatbot, message, model_status]
-    )
-    steer.read.click(
+    asked = {"prompt": prompt, "chatbot": chatbot, "message": message}
+    answered = {"chatbot": chatbot, "message": message, "model_status": model_status}
+    submitted = wire(prompt.submit, on_user, [prompt, chatbot], asked)
+    submitted = wire(submitted.then, respond, respond_inputs, answered)
+    clicked = wire(send.click, on_user, [prompt, chatbot], asked)
+    clicked = wire(clicked.then, respond, respond_inputs, answered)
+    wire(
+        steer.read.click,
         partial(steering_panel.on_read_layers, store),
         [model, steer.direction, constitution],
-        [steer.curve, steer.note],
+        steer.readings,
     )
     steer.sweep.click(
         partial(on_sweep, store),

@@ -75,6 +75,7 @@ from studio.job_panel import (
 from studio.judges_panel import auto_choice, human_count
 from studio.notices import error_notice, notice, verdict_html
 from studio.queue_probe import QUEUE_PROBE
+from studio.wiring import to_components, wire
 
 STUDIO_RUN = "studio (pairs scored here)"
 LIVE_CHUNK = 4  # principles scored per step, so bars appear as they are ready
@@ -314,20 +315,23 @@ def current_pair(text: str, a: str, b: str) -> Pair:
     return Pair(text, a, b, source="studio")
 
 
-def refresh_labels(store: Store, run_choice: str, view_choice: str) -> tuple:
-    """(trust report, calibration plot, entropy plot, table rows) of a labels run."""
+LABELS = ("report", "calibration", "entropy", "table")  # what refresh_labels fills
+
+
+def refresh_labels(store: Store, run_choice: str, view_choice: str) -> dict[str, Any]:
+    """A labels run's trust report, calibration and entropy plots and table rows, by name."""
     try:
         prefs = records(store, run_choice)
     except StudioError as exc:
-        return error_notice(exc), gr.update(), gr.update(), []
+        return {"report": error_notice(exc), "table": []}
     humans = store.human_labels()
     result = trust_report(prefs, humans) if prefs else None
-    return (
-        judge_note_html(run_choice, prefs) + report_html(result),
-        calibration_frame(result),
-        entropy_frame(result),
-        table_rows(view_rows(prefs, humans, view_choice), humans),
-    )
+    return {
+        "report": judge_note_html(run_choice, prefs) + report_html(result),
+        "calibration": calibration_frame(result),
+        "entropy": entropy_frame(result),
+        "table": table_rows(view_rows(prefs, humans, view_choice), humans),
+    }
 
 
 def judge_note_html(run_choice: str, prefs: list[Preference]) -> str:
@@ -402,11 +406,11 @@ def guideline_html(store: Store, choice: str | None, chosen: list[str] | None) -
 
 def on_guideline_tick(
     store: Store, choice: str | None, chosen: list[str] | None, shown: str | None
-) -> tuple[Any, str]:
+) -> dict[str, Any]:
     """The guideline follows the constitution as saved or edited in its own tab, without a
-    reload: (its update, only when it changed; what is shown now)."""
+    reload: updated only when it changed; what is shown now, remembered."""
     now = guideline_html(store, choice, chosen)
-    return (gr.update() if now == shown else now), now
+    return {"guideline_shown": now} | ({} if now == shown else {"guideline": now})
 
 
 def run_choices(store: Store, selected: str | None = None) -> Any:
@@ -420,15 +424,15 @@ def source_choices(store: Store) -> Any:
     return gr.update(choices=["gold", *folder_choices(store.jobs(), ("pairs",))])
 
 
-def on_page_load(store: Store, run_choice: str, view_choice: str) -> tuple:
+def on_page_load(store: Store, run_choice: str, view_choice: str) -> dict[str, Any]:
     choice = default_choice(store)
-    return (
-        gr.update(choices=constitution_choices(store), value=choice),
-        on_constitution(store, choice),
-        bar(latest(store)),
-        source_choices(store),
-        *refresh_labels(store, run_choice, view_choice),
-    )
+    return {
+        "constitution": gr.update(choices=constitution_choices(store), value=choice),
+        "principles": on_constitution(store, choice),
+        "progress": bar(latest(store)),
+        "pairs_source": source_choices(store),
+        **refresh_labels(store, run_choice, view_choice),
+    }
 
 
 def on_constitution(store: Store, choice: str | None) -> Any:
@@ -445,11 +449,9 @@ def gold_by_label() -> dict[str, Pair]:
     return {f"[{p.category}] {p.prompt}": p for p in gold_pairs()}
 
 
-def on_example(choice: str | None) -> tuple:
+def on_example(choice: str | None) -> dict[str, str]:
     pair = gold_by_label().get(choice or "")
-    if pair is None:
-        return gr.update(), gr.update(), gr.update()
-    return pair.prompt, pair.response_a, pair.response_b
+    return {} if pair is None else shown(pair)
 
 
 LOGPROB, REPRESENTATION, AUTO = "logprob", "representation", "auto"
@@ -553,23 +555,22 @@ def on_score(
             judges = ["the answers' hidden states"]
             steps = map(lambda pairs: reader.label(c, pairs)[0], [[pair]])  # read after the bars
             titles[FITTED] = "Probe fitted from your labels"
-        yield "", label_bars([], titles, judges), last, *[gr.update()] * 4
+        yield {"message": "", "bars": label_bars([], titles, judges)}
         for record in steps:
             if "identical" in record.flags:
-                yield (
-                    notice(
+                yield {
+                    "message": notice(
                         "info",
                         "A and B are identical, so the label is 0.5 (flagged); "
                         "nothing to ask the model.",
                     ),
-                    label_bars([], titles, []),
-                    last,
-                    *refresh_labels(store, run_choice, view_choice),
-                )
+                    "bars": label_bars([], titles, []),
+                    **refresh_labels(store, run_choice, view_choice),
+                }
                 return
             done = list(record.labels)
             pending = judges[len(done) :] if judge == LOGPROB else []
-            yield ("", label_bars(done, titles, pending, previous), last, *[gr.update()] * 4)
+            yield {"message": "", "bars": label_bars(done, titles, pending, previous)}
         studio_log(store).append([record])
         notes = (
             ["The answers were cut to fit the question (flagged)."]
@@ -584,23 +585,23 @@ def on_score(
             else ""
         )
         scored = Previous(pair.id, record.p_a, tuple(x.principle_id for x in done))
-        yield (
-            note,
-            label_bars(done, titles, [], previous, record.p_a),
-            scored,
-            *refresh_labels(store, run_choice, view_choice),
-        )
+        yield {
+            "message": note,
+            "bars": label_bars(done, titles, [], previous, record.p_a),
+            "last_label": scored,
+            **refresh_labels(store, run_choice, view_choice),
+        }
     except StudioError as exc:
-        yield error_notice(exc), gr.update(), last, *[gr.update()] * 4
+        yield {"message": error_notice(exc)}
 
 
 def on_swap(text, a, b):
     return b, a
 
 
-def on_generate(text, model_name, seed_value) -> tuple:
+def on_generate(text, model_name, seed_value) -> dict[str, Any]:
     if not (text or "").strip():
-        return notice("error", "Type a prompt or pick a gold pair first."), gr.update(), gr.update()
+        return {"message": notice("error", "Type a prompt or pick a gold pair first.")}
     try:
         backend = backend_for(model_name)
         sampling = SamplingConfig(
@@ -608,48 +609,46 @@ def on_generate(text, model_name, seed_value) -> tuple:
         )
         pairs = make_pairs(backend, [PromptRecord("studio", text)], sampling)
     except StudioError as exc:
-        return error_notice(exc), gr.update(), gr.update()
+        return {"message": error_notice(exc)}
     if not pairs:
-        return (
-            notice(
+        return {
+            "message": notice(
                 "error", "The model gave an empty answer; press Generate again with another seed."
-            ),
-            gr.update(),
-            gr.update(),
-        )
-    return "", pairs[0].response_a, pairs[0].response_b
+            )
+        }
+    return {"message": "", "answer_a": pairs[0].response_a, "answer_b": pairs[0].response_b}
 
 
-def on_human(store: Store, choice: str, text, a, b, run_choice, view_choice) -> tuple:
+def on_human(store: Store, choice: str, text, a, b, run_choice, view_choice) -> dict[str, Any]:
     """A person's label for the pair on screen (A, B or tie), stored, and the report updated."""
     try:
         pair = current_pair(text, a, b)
         store.set_human_label(pair.id, choice, pair.prompt, pair.response_a, pair.response_b)
     except StudioError as exc:
-        return error_notice(exc), gr.update(), *[gr.update()] * 4
-    return (
-        notice("ok", f"Recorded your label {choice} for pair {pair.id}."),
-        human_state_html(store, text, a, b, run_choice),
-        *refresh_labels(store, run_choice, view_choice),
-    )
+        return {"message": error_notice(exc)}
+    return {
+        "message": notice("ok", f"Recorded your label {choice} for pair {pair.id}."),
+        "human_note": human_state_html(store, text, a, b, run_choice),
+        **refresh_labels(store, run_choice, view_choice),
+    }
 
 
-def on_undo(store: Store, text, a, b, run_choice, view_choice) -> tuple:
+def on_undo(store: Store, text, a, b, run_choice, view_choice) -> dict[str, Any]:
     """Take back the last human label (the one before it comes back)."""
     try:
         undone = store.undo_human_label()
     except StudioError as exc:
-        return error_notice(exc), gr.update(), *[gr.update()] * 4
+        return {"message": error_notice(exc)}
     if undone is None:
-        return notice("info", "No label of yours to undo."), gr.update(), *[gr.update()] * 4
+        return {"message": notice("info", "No label of yours to undo.")}
     pair_id, restored = undone
-    return (
-        notice(
+    return {
+        "message": notice(
             "ok", f"Undid your last label (pair {pair_id}); its label is now {restored or 'none'}."
         ),
-        human_state_html(store, text, a, b, run_choice),
-        *refresh_labels(store, run_choice, view_choice),
-    )
+        "human_note": human_state_html(store, text, a, b, run_choice),
+        **refresh_labels(store, run_choice, view_choice),
+    }
 
 
 SHOWN = "shown"  # the queue walks the labels picked under "Labels, trust and agreement"
@@ -682,12 +681,12 @@ def on_next(
     source: str = SHOWN,
     order: str = "active",
     model_name: str = DEFAULT_MODEL,
-) -> tuple:
+) -> dict[str, Any]:
     """The next pair to label from the queue's set, in its order, with how far it has come."""
     try:
         pairs, ai = queue_pairs(store, source, run_choice)
     except StudioError as exc:
-        return error_notice(exc), *[gr.update()] * 3
+        return {"message": error_notice(exc)}
     humans = store.human_labels()
     fit = QUEUE_PROBE.current(model_name, pairs, humans) if order == "active" and pairs else None
     current = Pair(text, a, b).id if all((x or "").strip() for x in (text, a, b)) else ""
@@ -695,9 +694,7 @@ def on_next(
     progress = progress_text(pairs, humans, fit)
     problem = QUEUE_PROBE.error(model_name, pairs) if pairs else ""
     if pair is None:
-        return notice("ok", f"Every pair of this set has your label ({progress})."), *[
-            gr.update()
-        ] * 3
+        return {"message": notice("ok", f"Every pair of this set has your label ({progress}).")}
     why = (
         "the probe fitted on your labels is least sure of it"
         if fit
@@ -705,31 +702,29 @@ def on_next(
         if ai and order == "active"
         else "random order"
     )
-    return (
-        notice(
-            "warn" if problem else "info",
-            f"{progress} · pair {pair.id} ({why}). Your label?"
-            + (f" ({problem})" if problem else ""),
-        ),
-        pair.prompt,
-        pair.response_a,
-        pair.response_b,
+    message = notice(
+        "warn" if problem else "info",
+        f"{progress} · pair {pair.id} ({why}). Your label?" + (f" ({problem})" if problem else ""),
     )
+    return {"message": message, **shown(pair)}
 
 
-def open_row(store: Store, run_choice: str, pair_id: str | None) -> tuple:
+def shown(pair: Pair) -> dict[str, str]:
+    """The pair in the tab's prompt and answer boxes."""
+    return {"prompt": pair.prompt, "answer_a": pair.response_a, "answer_b": pair.response_b}
+
+
+def open_row(store: Store, run_choice: str, pair_id: str | None) -> dict[str, Any]:
     by_id = {p.pair.id: p for p in records(store, run_choice)}
     pref = by_id.get(pair_id) if pair_id else None
     if pref is None:
-        return notice("error", "That pair is no longer in these labels."), *[gr.update()] * 3
-    return (
-        notice(
+        return {"message": notice("error", "That pair is no longer in these labels.")}
+    return {
+        "message": notice(
             "info", f"Pair {pref.pair.id}: AI P(A) = {pref.p_a:.3f}, {pref_verdict(pref).text}."
         ),
-        pref.pair.prompt,
-        pref.pair.response_a,
-        pref.pair.response_b,
-    )
+        **shown(pref.pair),
+    }
 
 
 def latest(store: Store) -> JobRecord | None:
@@ -740,29 +735,29 @@ def bar(job: JobRecord | None) -> str:
     return job_bar(job, "prompts" if job and job.kind == "pairs" else "pairs")
 
 
-def on_timer(store: Store, run_choice, view_choice) -> tuple:
+def on_timer(store: Store, run_choice, view_choice) -> dict[str, Any]:
     """Progress every tick; the labels while the job writing them runs, and once more
     just after it ends."""
     job = latest(store)
     if writing_now(job) and job.out_dir == run_choice:
-        return (bar(job), *refresh_labels(store, run_choice, view_choice))
-    return (bar(job), *[gr.update()] * 4)
+        return {"progress": bar(job), **refresh_labels(store, run_choice, view_choice)}
+    return {"progress": bar(job)}
 
 
-def launch_job(store: Store, kind: str, args: list[str], out: Path) -> tuple:
+def launch_job(store: Store, kind: str, args: list[str], out: Path) -> dict[str, Any]:
     try:
         job = jobs.launch(store, kind, args, out)
     except StudioError as exc:
-        return error_notice(exc), gr.update(), gr.update()
+        return {"message": error_notice(exc)}
     selected = str(out) if kind == "label" else None
-    return (
-        notice("ok", f"Launched job {job.id} ({kind}) into {out}."),
-        run_choices(store, selected),
-        source_choices(store),
-    )
+    return {
+        "message": notice("ok", f"Launched job {job.id} ({kind}) into {out}."),
+        "run": run_choices(store, selected),
+        "pairs_source": source_choices(store),
+    }
 
 
-def on_make(store: Store, chosen_set, n, model_name, seed_value) -> tuple:
+def on_make(store: Store, chosen_set, n, model_name, seed_value) -> dict[str, Any]:
     out = store.new_run_folder("pairs")
     job = build_job(
         PairsJob,
@@ -788,9 +783,9 @@ def on_launch(
     model_name,
     seed_value,
     judge_choice: str = AUTO,
-) -> tuple:
+) -> dict[str, Any]:
     if not choice:
-        return notice("error", "Pick a constitution first."), gr.update(), gr.update()
+        return {"message": notice("error", "Pick a constitution first.")}
     out = store.new_run_folder("labels")
     try:  # the job reads the constitution as it is now, frozen into its run folder
         path = jobs.freeze_constitution(resolve_choice(store, choice), out)
@@ -809,27 +804,25 @@ def on_launch(
             },
         )
     except StudioError as exc:
-        return error_notice(exc), gr.update(), gr.update()
+        return {"message": error_notice(exc)}
     return launch_job(store, "label", to_argv("label", job, out), out)
 
 
 MIN_FIT = 5  # pairs a judge can be fitted from at all (30–60 make a useful one)
 
 
-def on_fit(store: Store, model_name: str) -> tuple:
+def on_fit(store: Store, model_name: str) -> dict[str, Any]:
     """Fit a representation judge from the pairs people labelled here, in the background."""
     count = human_count(store)
     if count < MIN_FIT:
-        return (
-            notice(
+        return {
+            "message": notice(
                 "error",
                 f"Fitting a judge needs at least {MIN_FIT} pairs you labelled A "
                 f"or B (30–60 make a useful one); you have {count}. Label more "
                 "with keys 1 / 2 (Next in queue: n).",
-            ),
-            gr.update(),
-            gr.update(),
-        )
+            )
+        }
     out = store.new_run_folder("judge")
     job = build_job(ValuesFitJob, {"pairs": "human", "model": model_name})
     return launch_job(store, "values-fit", to_argv("values-fit", job, out), out)
@@ -845,15 +838,15 @@ def on_cancel(store: Store, confirmed: int | None) -> tuple[str, int | None]:
     )
 
 
-def on_resume(store: Store) -> tuple:
+def on_resume(store: Store) -> dict[str, Any]:
     text, again = resume_notice(store, latest(store), "finished work is kept.")
     if again is None:
-        return text, gr.update(), gr.update()
-    return (
-        text,
-        run_choices(store, again.out_dir if again.kind == "label" else None),
-        source_choices(store),
-    )
+        return {"message": text}
+    return {
+        "message": text,
+        "run": run_choices(store, again.out_dir if again.kind == "label" else None),
+        "pairs_source": source_choices(store),
+    }
 
 
 def build(
@@ -999,17 +992,46 @@ def build(
     timer = gr.Timer(2.0)
     judges_panel.build(store, demo, timer, constitution, model, message)
 
-    def on_open_row(run_choice, evt: gr.SelectData):
-        return open_row(store, run_choice, evt.row_value[0] if evt.row_value else None)
-
     # --- wiring --------------------------------------------------------------------------
 
+    guideline_shown = gr.State(None)
+    views = {
+        "message": message,
+        "bars": bars,
+        "last_label": last_label,
+        "prompt": prompt,
+        "answer_a": answer_a,
+        "answer_b": answer_b,
+        "human_note": human_note,
+        "report": report,
+        "calibration": calibration,
+        "entropy": entropy,
+        "table": table,
+        "progress": progress,
+        "constitution": constitution,
+        "principles": principles,
+        "pairs_source": pairs_source,
+        "run": run,
+        "guideline": guideline,
+        "guideline_shown": guideline_shown,
+    }
+
+    def to(*names: str) -> dict[str, Any]:
+        return {name: views[name] for name in names}
+
+    def on_open_row(run_choice, evt: gr.SelectData):
+        found = open_row(store, run_choice, evt.row_value[0] if evt.row_value else None)
+        return to_components(found, views)
+
     human_state = partial(human_state_html, store)
-    label_outputs = [report, calibration, entropy, table]
     pair_fields = [prompt, answer_a, answer_b]
     state_inputs = [*pair_fields, run]
     show_guideline = partial(guideline_html, store)
-    example.input(on_example, example, pair_fields).then(human_state, state_inputs, human_note)
+    shown_pair = to("prompt", "answer_a", "answer_b")
+    scored = to("message", "bars", "last_label", *LABELS)
+    labelled = to("message", "human_note", *LABELS)
+    launched = to("message", "run", "pairs_source")
+    wire(example.input, on_example, example, shown_pair).then(human_state, state_inputs, human_note)
     constitution.input(partial(on_constitution, store), constitution, principles).then(
         show_guideline, [constitution, principles], guideline
     )
@@ -1029,56 +1051,52 @@ def build(
         view,
         judge,
     ]
-    score.click(partial(on_score, store), score_inputs, [message, bars, last_label, *label_outputs])
-    swap.click(on_swap, pair_fields, [answer_a, answer_b]).then(
-        partial(on_score, store), score_inputs, [message, bars, last_label, *label_outputs]
-    ).then(human_state, state_inputs, human_note)
-    generate.click(on_generate, [prompt, model, seed], [message, answer_a, answer_b])
-    for button, choice in zip((human_a, human_b, human_tie), HUMAN_CHOICES):
-        button.click(
-            partial(on_human, store, choice),
-            [*pair_fields, run, view],
-            [message, human_note, *label_outputs],
-        )
-    undo.click(
-        partial(on_undo, store), [*pair_fields, run, view], [message, human_note, *label_outputs]
+    wire(score.click, partial(on_score, store), score_inputs, scored)
+    swapped = swap.click(on_swap, pair_fields, [answer_a, answer_b])
+    wire(swapped.then, partial(on_score, store), score_inputs, scored).then(
+        human_state, state_inputs, human_note
     )
-    next_button.click(
+    wire(generate.click, on_generate, [prompt, model, seed], to("message", "answer_a", "answer_b"))
+    for button, choice in zip((human_a, human_b, human_tie), HUMAN_CHOICES):
+        wire(button.click, partial(on_human, store, choice), [*pair_fields, run, view], labelled)
+    wire(undo.click, partial(on_undo, store), [*pair_fields, run, view], labelled)
+    wire(
+        next_button.click,
         partial(on_next, store),
         [*pair_fields, run, queue, queue_order, model],
-        [message, *pair_fields],
+        to("message", *shown_pair),
     ).then(human_state, state_inputs, human_note)
     queue.focus(partial(offer_queue_sources, store), None, queue)
     # .change: also when the Runs tab opens a labels run here
-    run.change(partial(refresh_labels, store), [run, view], label_outputs).then(
+    wire(run.change, partial(refresh_labels, store), [run, view], to(*LABELS)).then(
         human_state, state_inputs, human_note
     )
-    view.input(partial(refresh_labels, store), [run, view], label_outputs)
-    table.select(on_open_row, run, [message, *pair_fields]).then(
+    wire(view.input, partial(refresh_labels, store), [run, view], to(*LABELS))
+    table.select(on_open_row, run, list(to("message", *shown_pair).values())).then(
         human_state, state_inputs, human_note
     )
-    make.click(
-        partial(on_make, store), [prompt_set, pair_limit, model, seed], [message, run, pairs_source]
-    )
-    launch.click(
+    wire(make.click, partial(on_make, store), [prompt_set, pair_limit, model, seed], launched)
+    wire(
+        launch.click,
         partial(on_launch, store),
         [pairs_source, label_limit, constitution, principles, ensemble_k, cot, model, seed, judge],
-        [message, run, pairs_source],
+        launched,
     )
-    fit.click(partial(on_fit, store), model, [message, run, pairs_source])
+    wire(fit.click, partial(on_fit, store), model, launched)
     armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
     cancel.click(partial(on_cancel, store), armed, [message, armed])
-    resume.click(partial(on_resume, store), None, [message, run, pairs_source])
-    timer.tick(partial(on_timer, store), [run, view], [progress, *label_outputs])
-    guideline_shown = gr.State(None)
-    gr.Timer(10.0).tick(
+    wire(resume.click, partial(on_resume, store), None, launched)
+    wire(timer.tick, partial(on_timer, store), [run, view], to("progress", *LABELS))
+    wire(
+        gr.Timer(10.0).tick,
         partial(on_guideline_tick, store),
         [constitution, principles, guideline_shown],
-        [guideline, guideline_shown],
+        to("guideline", "guideline_shown"),
     )
-    demo.load(partial(run_choices, store), None, run).then(
+    wire(
+        demo.load(partial(run_choices, store), None, run).then,
         partial(on_page_load, store),
         [run, view],
-        [constitution, principles, progress, pairs_source, *label_outputs],
+        to("constitution", "principles", "progress", "pairs_source", *LABELS),
     ).then(show_guideline, [constitution, principles], guideline)
     return run, pairs_source

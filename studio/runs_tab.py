@@ -16,6 +16,7 @@ from pipeline.runner import jobs
 from pipeline.runner.run_list import STAGE_NAMES, RunSummary, summaries, summarise
 from studio.notices import notice
 from studio.preferences_tab import STUDIO_RUN
+from studio.wiring import to_components, wire
 
 ALL = "all"
 HEADERS = ["id", "run", "status", "time", "key number"]
@@ -73,69 +74,45 @@ def picked_run(store: Store, job_id: int | None) -> RunSummary | None:
         return None
 
 
-def on_pick(store: Store, job_id: int | None) -> tuple[str, Any, int | None]:
-    """(details, the Open button's label, the picked job)."""
+def on_pick(store: Store, job_id: int | None) -> dict[str, Any]:
+    """The run's details, the Open button's label and the picked job, by name."""
     run = picked_run(store, job_id)
     if run is None:
-        return notice("error", "That run is no longer in the workspace."), gr.update(), None
-    return (
-        details_html(run),
-        gr.update(value=f"Open in the {TAB_TITLES[run.tab]} tab", interactive=True),
-        run.job_id,
-    )
-
-
-def on_open(store: Store, job_id: int | None, watched: int | None) -> tuple:
-    """Switch to the tab that shows the run, with the run picked there: (tabs, chains run,
-    labels run, pairs source, values report, tournament, the Train tab's watched job,
-    message)."""
-    run, keep = picked_run(store, job_id), gr.update()
-    if run is None:
-        return (
-            keep,
-            keep,
-            keep,
-            keep,
-            keep,
-            keep,
-            watched,
-            notice("error", "Pick a run in the table first."),
-        )
-    folders = {
-        kind: [j.out_dir for j in store.jobs(kind)]
-        for kind in ("revise", "label", "pairs", "values-report", "evaluate")
+        return {
+            "details": notice("error", "That run is no longer in the workspace."),
+            "picked": None,
+        }
+    return {
+        "details": details_html(run),
+        "open_button": gr.update(value=f"Open in the {TAB_TITLES[run.tab]} tab", interactive=True),
+        "picked": run.job_id,
     }
-    chains = (
-        gr.update(choices=folders["revise"], value=run.folder) if run.kind == "revise" else keep
-    )
-    labels = (
-        gr.update(choices=[STUDIO_RUN, *folders["label"]], value=run.folder)
-        if run.kind == "label"
-        else keep
-    )
-    pairs = (
-        gr.update(choices=["gold", *folders["pairs"]], value=run.folder)
-        if run.kind == "pairs"
-        else keep
-    )
-    values = (
-        gr.update(choices=folders["values-report"], value=run.folder)
-        if run.kind == "values-report"
-        else keep
-    )
-    tournament = (
-        gr.update(choices=folders["evaluate"], value=run.folder) if run.kind == "evaluate" else keep
-    )
-    return (
-        gr.Tabs(selected=run.tab),
-        chains,
-        labels,
-        pairs,
-        values,
-        tournament,
-        run.job_id if run.tab == "train" else watched,
-        "",
-    )
+
+
+# where each kind of run is picked in its own tab (the Train tab watches a job instead)
+PICKERS = {
+    "revise": "chains_run",
+    "label": "labels_run",
+    "pairs": "pairs_source",
+    "values-report": "values_run",
+    "evaluate": "evaluate_run",
+}
+
+
+def on_open(store: Store, job_id: int | None, watched: int | None) -> dict[str, Any]:
+    """Switch to the tab that shows the run, with the run picked there (by name: tabs, the
+    picker of its kind, train_watched, message); the other tabs' pickers stay as they are."""
+    run = picked_run(store, job_id)
+    if run is None:
+        return {"message": notice("error", "Pick a run in the table first.")}
+    opened: dict[str, Any] = {"tabs": gr.Tabs(selected=run.tab), "message": ""}
+    if run.kind in PICKERS:
+        folders = [j.out_dir for j in store.jobs(run.kind)]
+        before = {"label": [STUDIO_RUN], "pairs": ["gold"]}.get(run.kind, [])
+        opened[PICKERS[run.kind]] = gr.update(choices=[*before, *folders], value=run.folder)
+    if run.tab == "train":
+        opened["train_watched"] = run.job_id
+    return opened
 
 
 def build(
@@ -168,26 +145,27 @@ def build(
     open_button = gr.Button("Pick a run to open it", interactive=False, elem_id="runs-open")
     picked = gr.State(None)
 
-    def on_select(evt: gr.SelectData) -> tuple:
-        return on_pick(store, int(evt.row_value[0]) if evt.row_value else None)
+    picking = {"details": details, "open_button": open_button, "picked": picked}
+
+    def on_select(evt: gr.SelectData) -> dict:
+        return to_components(
+            on_pick(store, int(evt.row_value[0]) if evt.row_value else None), picking
+        )
 
     show = partial(on_refresh, store)
     for event in (kind.input, refresh.click):
         event(show, kind, [table, message])
-    table.select(on_select, None, [details, open_button, picked])
-    open_button.click(
-        partial(on_open, store),
-        [picked, train_watched],
-        [
-            tabs,
-            chains_run,
-            labels_run,
-            pairs_source,
-            values_run,
-            evaluate_run,
-            train_watched,
-            message,
-        ],
-    )
+    table.select(on_select, None, list(picking.values()))
+    opened = {
+        "tabs": tabs,
+        "chains_run": chains_run,
+        "labels_run": labels_run,
+        "pairs_source": pairs_source,
+        "values_run": values_run,
+        "evaluate_run": evaluate_run,
+        "train_watched": train_watched,
+        "message": message,
+    }
+    wire(open_button.click, partial(on_open, store), [picked, train_watched], opened)
     demo.load(show, kind, [table, message])
     tabs.select(show, kind, [table, message])  # fresh whenever a tab is opened

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import html
 from functools import partial
+from typing import Any
 
 import gradio as gr
 
 from pipeline.core.errors import StudioError
 from pipeline.data.store import Store
-from studio import train_tab
+from studio import train_tab, wiring
 
 FLOW = [
     ("Constitution", "principles you write"),
@@ -82,26 +83,31 @@ def on_page_load(dismissed: bool | None) -> dict:
     return gr.update(visible=not dismissed)
 
 
-def on_pipeline(store: Store) -> tuple:
-    """Launch the tiny pipeline and open the Train tab on it: (message, tabs, the job the
-    Train tab watches, the job the banner announces). The tab's form then shows the
+def on_pipeline(store: Store) -> dict[str, Any]:
+    """Launch the tiny pipeline and open the Train tab on it (by name: message, tabs, the job
+    the Train tab watches, the job the banner announces). The tab's form then shows the
     pipeline's own stage (see `wire`)."""
     text, job_id = train_tab.launch_pipeline(store)
     if job_id is None:
-        return text, gr.update(), gr.update(), None
-    return text, gr.Tabs(selected="train"), job_id, job_id
+        return {"message": text, "launched": None}
+    return {
+        "message": text,
+        "tabs": gr.Tabs(selected="train"),
+        "watched": job_id,
+        "launched": job_id,
+    }
 
 
-def on_banner_tick(store: Store, job_id: int | None) -> tuple:
+def on_banner_tick(store: Store, job_id: int | None) -> dict[str, Any]:
     """The 'launched' banner lasts while its job runs: once the job has ended (finished,
     failed or cancelled) it is cleared, as the Train tab holds the outcome."""
     if job_id is None:
-        return gr.update(), None
+        return {}
     try:
         job = store.job(job_id)
     except StudioError:
-        return "", None
-    return (gr.update(), job_id) if job.active else ("", None)
+        return {"message": "", "launched": None}
+    return {} if job.active else {"message": "", "launched": None}
 
 
 def build() -> tuple[gr.Column, dict[str, gr.Button], gr.Button, gr.Button, gr.BrowserState]:
@@ -145,14 +151,18 @@ def wire(
     for tab_id, button in steps.items():
         button.click(partial(gr.Tabs, selected=tab_id), None, tabs)
     launched = gr.State(None)  # the pipeline job the banner announces
-    pipeline.click(
-        partial(on_pipeline, store), None, [message, tabs, train.watched, launched]
+    announced = {"message": message, "launched": launched}
+    wiring.wire(
+        pipeline.click,
+        partial(on_pipeline, store),
+        None,
+        {**announced, "tabs": tabs, "watched": train.watched},
     ).then(
         partial(train_tab.on_show_stage, store, "run-all"),
         None,
         [train.stage, *train.stage_outputs],
     ).then(train.preview, train.preview_inputs, train.preview_outputs)
-    gr.Timer(10.0).tick(partial(on_banner_tick, store), launched, [message, launched])
+    wiring.wire(gr.Timer(10.0).tick, partial(on_banner_tick, store), launched, announced)
     dismiss.click(on_dismiss, None, [panel, dismissed])
     reopen.click(on_show, None, [panel, dismissed])
     demo.load(on_page_load, dismissed, panel)

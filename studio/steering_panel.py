@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 import pandas as pd
@@ -125,8 +126,8 @@ def reading_note(direction: Direction) -> str:
 
 def on_read_layers(
     store: Store, model_name: str, choice: str | None, constitution_name: str | None
-) -> tuple:
-    """(the layer curve, a note): the direction's accuracy at every layer."""
+) -> dict[str, Any]:
+    """The direction's accuracy at every layer: its curve and a note, by name."""
     try:
         loaded = backend_for(model_name).loaded
         direction = chosen_direction(store, loaded, choice, constitution_name)
@@ -135,9 +136,9 @@ def on_read_layers(
             if of_constitution(choice):  # kept under the key it was read with: model, content
                 with _lock:
                     _cache[(direction.model, direction.source_hash)] = direction
-        return readings_frame(direction), reading_note(direction)
+        return {"curve": readings_frame(direction), "note": reading_note(direction)}
     except StudioError as exc:
-        return gr.update(), error_notice(exc)
+        return {"note": error_notice(exc)}
 
 
 def sweep_html(prompt: str, steering_text: str, answers) -> str:
@@ -226,6 +227,11 @@ class SteeringControls:
     def inputs(self) -> list:
         """What a handler needs to steer: the direction, layers and coefficient."""
         return [self.direction, self.layers, self.coefficient]
+
+    @property
+    def readings(self) -> dict[str, Any]:
+        """Where `on_read_layers` answers."""
+        return {"curve": self.curve, "note": self.note}
 
 
 def build(store: Store, prefix: str) -> SteeringControls:

@@ -51,6 +51,7 @@ from studio.job_panel import (
     resume_notice,
 )
 from studio.notices import error_notice, notice
+from studio.wiring import to_components, wire
 
 # Every command, in pipeline order: each stage can be launched alone on the folders earlier
 # stages (or the other tabs) wrote.
@@ -466,21 +467,21 @@ def launched(record: JobRecord) -> str:
     )
 
 
-def on_launch(store: Store, name: str, previewed: str | None, *raw: Any) -> tuple:
-    """Queue the stage into the folder the preview showed (a fresh one if that is taken):
-    (message, the job to watch, the job table)."""
+def on_launch(store: Store, name: str, previewed: str | None, *raw: Any) -> dict[str, Any]:
+    """Queue the stage into the folder the preview showed (a fresh one if that is taken); by
+    name: message, the job to watch (`selected`), the job table."""
     try:
         record = launch_stage(
             store, name, stage_values(name, list(raw)), run_folder(store, name, previewed)
         )
     except StudioError as exc:
-        return error_notice(exc), gr.update(), gr.update()
+        return {"message": error_notice(exc)}
     job = build_job(FORMS[name], stage_values(name, list(raw)))
-    return (
-        launched(record) + run_length_notice(store, name, job),
-        record.id,
-        gr.update(value=job_rows(jobs.refresh(store))),
-    )
+    return {
+        "message": launched(record) + run_length_notice(store, name, job),
+        "selected": record.id,
+        "jobs_table": gr.update(value=job_rows(jobs.refresh(store))),
+    }
 
 
 def launch_pipeline(store: Store) -> tuple[str, int | None]:
@@ -506,45 +507,49 @@ def watched(
     return records[0] if records else None
 
 
+PLOTS = tuple(f"plot_{n}" for n in range(PLOT_SLOTS))
+JOB_VIEW = ("progress", *PLOTS, "log", "artifacts", "cancel", "health", "outliers")
+
+
 def job_view(
     store: Store, job_id: int | None, smooth: float, records: list[JobRecord] | None = None
-) -> tuple:
-    """(progress bar, PLOT_SLOTS plot updates, log tail, artifacts, Cancel's label) of the
-    watched job."""
+) -> dict[str, Any]:
+    """The watched job by name: progress bar, PLOT_SLOTS plots, log tail, artifacts, Cancel's
+    label, and for PPO its health and reward outliers."""
     job = watched(store, job_id, records)
     if job is None:
-        return (
-            "",
-            *[gr.update(visible=False)] * PLOT_SLOTS,
-            "",
-            "",
-            gr.update(),
-            "",
-            gr.update(visible=False),
-        )
+        hidden = gr.update(visible=False)
+        return {
+            "progress": "",
+            **{plot: hidden for plot in PLOTS},
+            "log": "",
+            "artifacts": "",
+            "health": "",
+            "outliers": hidden,
+        }
     metrics = read_metrics(job.out_dir)
     frames = list(metric_frames(metrics, float(smooth), CHANCE.get(job.kind)).items())
     x_lim = step_axis(metrics)
-    plot_updates = [
-        gr.update(value=frames[n][1], title=frames[n][0], visible=True, x_lim=x_lim)
+    plot_updates = {
+        plot: gr.update(value=frames[n][1], title=frames[n][0], visible=True, x_lim=x_lim)
         if n < len(frames)
         else gr.update(visible=False)
-        for n in range(PLOT_SLOTS)
-    ]
+        for n, plot in enumerate(PLOTS)
+    }
     if job.kind == "run-all":
         bar = job_bar(job, "stages") + pipeline_html(job, records or jobs.refresh(store))
     else:
         bar = job_bar(job, STAGE_UNITS.get(job.kind, "steps"))
     health, outliers = rl_view(job, metrics)
-    return (
-        bar,
-        *plot_updates,
-        job_folder.log_tail(job.out_dir, 30),
-        artifacts_html(job),
-        gr.update(value=cancel_label(job)),
-        health,
-        outliers,
-    )
+    return {
+        "progress": bar,
+        **plot_updates,
+        "log": job_folder.log_tail(job.out_dir, 30),
+        "artifacts": artifacts_html(job),
+        "cancel": gr.update(value=cancel_label(job)),
+        "health": health,
+        "outliers": outliers,
+    }
 
 
 def rl_view(job: JobRecord, metrics: list[dict]) -> tuple[str, Any]:
@@ -621,12 +626,13 @@ def outlier_html(job: JobRecord | None, step: int, extreme: str) -> str:
     )
 
 
-def on_tick(store: Store, job_id: int | None, smooth: float, shown: list) -> tuple:
-    """Every timer tick: the job table (only when it changed) and the watched job's view."""
+def on_tick(store: Store, job_id: int | None, smooth: float, shown: list) -> dict[str, Any]:
+    """Every timer tick: the job table (only when it changed; `shown_rows` remembers what is
+    on screen) and the watched job's view."""
     records = jobs.refresh(store)
     rows = job_rows(records)
-    table = gr.update(value=rows) if rows != shown else gr.update()
-    return (table, rows, *job_view(store, job_id, smooth, records))
+    table = {} if rows == shown else {"jobs_table": gr.update(value=rows)}
+    return {**table, "shown_rows": rows, **job_view(store, job_id, smooth, records)}
 
 
 def on_cancel(store: Store, job_id: int | None, confirmed: int | None) -> tuple[str, int | None]:
@@ -751,12 +757,19 @@ def build(store: Store, demo: gr.Blocks) -> TrainView:
     timer = gr.Timer(2.0)
     all_fields = [c for name in FORMS for c in forms[name]]
 
+    shown_rows = gr.State([])
+    views = {
+        "message": message,
+        "selected": selected,
+        "jobs_table": jobs_table,
+        "shown_rows": shown_rows,
+        **dict(zip(JOB_VIEW, (progress, *plots, log, artifacts, cancel, health, outliers))),
+    }
+    job_views = {name: views[name] for name in JOB_VIEW}
+
     def on_select(evt: gr.SelectData, smooth):
         job_id = int(evt.row_value[0])
-        return (job_id, *job_view(store, job_id, smooth))
-
-    shown_rows = gr.State([])
-    view_outputs = [progress, *plots, log, artifacts, cancel, health, outliers]
+        return to_components({"selected": job_id, **job_view(store, job_id, smooth)}, views)
 
     def on_outlier(job_id: int | None, evt: gr.SelectData) -> str:
         row = evt.row_value or []
@@ -773,20 +786,24 @@ def build(store: Store, demo: gr.Blocks) -> TrainView:
     )
     for component in all_fields:
         component.input(preview, [stage, previewed, *all_fields], [command, previewed, checks])
-    launch.click(
-        partial(on_launch, store), [stage, previewed, *all_fields], [message, selected, jobs_table]
+    wire(
+        launch.click,
+        partial(on_launch, store),
+        [stage, previewed, *all_fields],
+        {name: views[name] for name in ("message", "selected", "jobs_table")},
     ).then(preview, [stage, previewed, *all_fields], [command, previewed, checks])
     armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
     cancel.click(partial(on_cancel, store), [selected, armed], [message, armed])
     resume.click(partial(on_resume, store), selected, [message, selected])
-    jobs_table.select(on_select, smoothing, [selected, *view_outputs])
+    jobs_table.select(on_select, smoothing, [selected, *job_views.values()])
     outliers.select(on_outlier, selected, outlier)
     check.click(partial(on_check_pm, store), selected, checked)
-    smoothing.input(partial(job_view, store), [selected, smoothing], view_outputs)
-    timer.tick(
+    wire(smoothing.input, partial(job_view, store), [selected, smoothing], job_views)
+    wire(
+        timer.tick,
         partial(on_tick, store),
         [selected, smoothing, shown_rows],
-        [jobs_table, shown_rows, *view_outputs],
+        {"jobs_table": jobs_table, "shown_rows": shown_rows, **job_views},
     )
     demo.load(partial(on_preset, store), [stage, preset_name], all_fields).then(
         preview, [stage, previewed, *all_fields], [command, previewed, checks]

@@ -35,6 +35,7 @@ from pipeline.values.report import cos_text, differences_from_first
 from studio.choices import adapter_choices, constitution_choices, default_choice, resolve_choice
 from studio.job_panel import cancel_notice, job_bar, latest_job, writing_now
 from studio.notices import error_notice, notice
+from studio.wiring import wire
 
 KIND = "values-report"
 RESULTS = "values.json"
@@ -250,28 +251,29 @@ def summary_html(reports: list[dict]) -> str:
     )
 
 
-def show_results(folder: str | None) -> tuple:
-    """(verdict banners, summary, accuracy curves, cosines, projections, heatmaps) of a run."""
-    empty = (gr.update(),) * 6
+RESULTS_SHOWN = ("banner", "summary", "curves", "cosines", "projections", "heatmap")
+
+
+def show_results(folder: str | None) -> dict[str, Any]:
+    """A run's verdict banners, summary, accuracy curves, cosines, projections and heatmaps,
+    by name; nothing changes while no finished report is picked."""
     if not folder or not (Path(folder) / RESULTS).exists():
-        return empty
+        return {}
     try:
         reports = read_results(folder)
     except (OSError, ValueError, KeyError) as exc:
-        return (notice("error", f"Cannot read the results in {folder}: {exc}"), *empty[1:])
-    return (
-        banner_html(reports),
-        summary_html(reports),
-        *[
-            gr.update(value=frame, visible=True)
-            for frame in (
-                curves_frame(reports),
-                cosines_frame(reports),
-                projections_frame(reports[0]),
-            )
-        ],
-        "".join(heatmap_html(r) for r in reports),
-    )
+        return {"banner": notice("error", f"Cannot read the results in {folder}: {exc}")}
+    plots = {
+        "curves": curves_frame(reports),
+        "cosines": cosines_frame(reports),
+        "projections": projections_frame(reports[0]),
+    }
+    return {
+        "banner": banner_html(reports),
+        "summary": summary_html(reports),
+        **{name: gr.update(value=frame, visible=True) for name, frame in plots.items()},
+        "heatmap": "".join(heatmap_html(r) for r in reports),
+    }
 
 
 # What the results area says before any report is picked (its plots stay hidden till then).
@@ -315,11 +317,11 @@ def on_launch(
     method: str,
     layers: str,
     judge_ensemble: float,
-) -> tuple:
-    """(message, run picker): the report of every chosen constitution on the pairs, as one
-    background job — or the finished run that already answers the same question."""
+) -> dict[str, Any]:
+    """The report of every chosen constitution on the pairs, as one background job — or the
+    finished run that already answers the same question (then picked in `run`)."""
     if not chosen:
-        return notice("error", "Pick at least one constitution."), gr.update()
+        return {"message": notice("error", "Pick at least one constitution.")}
     values = {
         "pairs": pairs or "gold",
         "model": model or DEFAULT_MODEL,
@@ -333,14 +335,14 @@ def on_launch(
         build_job(ValuesJob, {**values, "constitution": ",".join(chosen)})  # refuse bad settings
         out = store.runs / f"values-{cache_key(store, values, constitutions)}"
         if (out / RESULTS).exists():
-            return (
-                notice(
+            return {
+                "message": notice(
                     "ok",
                     f"The same model, pairs, settings and constitutions were "
                     f"reported in {out.name}; showing it.",
                 ),
-                run_choices(store, str(out)),
-            )
+                "run": run_choices(store, str(out)),
+            }
         frozen = [
             str(jobs.freeze_constitution(c, out, f"constitution-input-{n}.yaml"))
             for n, c in enumerate(constitutions, 1)
@@ -348,8 +350,8 @@ def on_launch(
         job = build_job(ValuesJob, {**values, "constitution": ",".join(frozen)})
         record = jobs.launch(store, KIND, to_argv(KIND, job, out), out)
     except StudioError as exc:
-        return error_notice(exc), gr.update()
-    return notice("ok", f"Launched job {record.id}: the values report into {out}."), gr.update()
+        return {"message": error_notice(exc)}
+    return {"message": notice("ok", f"Launched job {record.id}: the values report into {out}.")}
 
 
 def on_fit(store: Store, pairs: str, model: str, pooling: str, method: str, layers: str) -> str:
@@ -380,7 +382,7 @@ def on_fit(store: Store, pairs: str, model: str, pooling: str, method: str, laye
 PICK_WITHIN = 60.0  # seconds after a report ends in which the tab still picks it by itself
 
 
-def on_timer(store: Store, shown: str | None) -> tuple:
+def on_timer(store: Store, shown: str | None) -> dict[str, Any]:
     """Progress every tick; once the job writing a report ends, its run is picked."""
     job = latest(store)
     bar = job_bar(job, "steps")
@@ -390,8 +392,8 @@ def on_timer(store: Store, shown: str | None) -> tuple:
         and writing_now(job, PICK_WITHIN)
         and shown != job.out_dir
     ):
-        return bar, run_choices(store, job.out_dir)
-    return bar, gr.update()
+        return {"progress": bar, "run": run_choices(store, job.out_dir)}
+    return {"progress": bar}
 
 
 def on_cancel(store: Store, confirmed: int | None) -> tuple[str, int | None]:
@@ -498,15 +500,16 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
     timer = gr.Timer(2.0)
     armed = gr.State(None)
 
-    results = [banner, summary, curves, cosines, projections, heatmap]
-    launch.click(
+    shown = dict(zip(RESULTS_SHOWN, (banner, summary, curves, cosines, projections, heatmap)))
+    wire(
+        launch.click,
         partial(on_launch, store),
         [constitutions, pairs, model, pooling, method, layers, judge_ensemble],
-        [message, run],
+        {"message": message, "run": run},
     )
     cancel.click(partial(on_cancel, store), armed, [message, armed])
     fit.click(partial(on_fit, store), [pairs, model, pooling, method, layers], message)
-    run.change(show_results, run, results)
-    timer.tick(partial(on_timer, store), run, [progress, run])
+    wire(run.change, show_results, run, shown)
+    wire(timer.tick, partial(on_timer, store), run, {"progress": progress, "run": run})
     demo.load(partial(on_page_load, store), None, [constitutions, pairs, model, progress, run])
     return run

@@ -101,7 +101,9 @@ class AnswerLog(RecordLog[Answer]):
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Match:
+    """One judge's preference between two policies' answers (A and B) to one prompt."""
+
     judge: str
     prompt_id: str
     a: str  # the policy whose answer is A
@@ -110,7 +112,7 @@ class Comparison:
 
     @property
     def key(self) -> str:
-        return comparison_key(self.judge, self.prompt_id, self.a, self.b)
+        return match_key(self.judge, self.prompt_id, self.a, self.b)
 
     @property
     def position_decided(self) -> bool:
@@ -118,14 +120,14 @@ class Comparison:
         return bool(p.labels) and position_decided(p.p_a_ab, p.p_a_ba)
 
 
-def comparison_key(judge: str, prompt_id: str, a: str, b: str) -> str:
+def match_key(judge: str, prompt_id: str, a: str, b: str) -> str:
     return f"{judge}\t{prompt_id}\t{a}\t{b}"
 
 
-class ComparisonLog(RecordLog[Comparison]):
+class MatchLog(RecordLog[Match]):
     FILE = COMPARISONS_FILE
 
-    def to_row(self, c: Comparison) -> dict:
+    def to_row(self, c: Match) -> dict:
         return {
             "id": c.key,
             "judge": c.judge,
@@ -135,8 +137,8 @@ class ComparisonLog(RecordLog[Comparison]):
             "preference": preference_to_dict(c.preference),
         }
 
-    def from_row(self, row: Any, n: int) -> Comparison:
-        return Comparison(
+    def from_row(self, row: Any, n: int) -> Match:
+        return Match(
             row["judge"],
             row["prompt_id"],
             row["a"],
@@ -144,7 +146,7 @@ class ComparisonLog(RecordLog[Comparison]):
             preference_from_dict(row["preference"]),
         )
 
-    def key(self, c: Comparison) -> str:
+    def key(self, c: Match) -> str:
         return c.key
 
 
@@ -314,11 +316,11 @@ def judge_all(
     answer must be written (by every process) before."""
     answers = {a.key: a for a in read_all(AnswerLog(out))}
     by_id = {p.id: p for p in prompts}
-    log = ComparisonLog.of_file(shard.own_file(out / COMPARISONS_FILE))
-    done = done_here(ComparisonLog(out), shard)
+    log = MatchLog.of_file(shard.own_file(out / COMPARISONS_FILE))
+    done = done_here(MatchLog(out), shard)
     plan = shard.mine(schedule(policies, [p.id for p in prompts], seed))
     for name, judge in judges.items():
-        todo = [c for c in plan if comparison_key(name, *c) not in done]
+        todo = [c for c in plan if match_key(name, *c) not in done]
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
             progress(f"judging with {name}", start, len(todo))
@@ -332,9 +334,7 @@ def judge_all(
                 for q, a, b in batch
             ]
             labelled = judge.label(constitution, pairs)
-            log.append(
-                [Comparison(name, q, a, b, pref) for (q, a, b), pref in zip(batch, labelled)]
-            )
+            log.append([Match(name, q, a, b, pref) for (q, a, b), pref in zip(batch, labelled)])
             if cancel.requested:
                 raise JobCancelled()
 
@@ -380,11 +380,11 @@ class TournamentResult:
     lineage: dict = field(default_factory=dict)
 
 
-def outcomes_of(comparisons: list[Comparison]) -> list[Outcome]:
+def outcomes_of(comparisons: list[Match]) -> list[Outcome]:
     return [Outcome(c.prompt_id, c.a, c.b, c.preference.p_a) for c in comparisons]
 
 
-def people_comparisons(comparisons: list[Comparison], humans: dict[str, str]) -> list[Comparison]:
+def people_comparisons(comparisons: list[Match], humans: dict[str, str]) -> list[Match]:
     """People's labels of the tournament's pairs (recorded by the studio's blind A/B on the
     pair as the first judge saw it) as comparisons of their own judge."""
     seen, out = set(), []
@@ -395,16 +395,14 @@ def people_comparisons(comparisons: list[Comparison], humans: dict[str, str]) ->
         seen.add((c.prompt_id, c.a, c.b))
         p = {"A": 1.0, "B": 0.0, "tie": 0.5}[choice]
         out.append(
-            Comparison(
-                PEOPLE, c.prompt_id, c.a, c.b, Preference(c.preference.pair, p, (), PEOPLE, "")
-            )
+            Match(PEOPLE, c.prompt_id, c.a, c.b, Preference(c.preference.pair, p, (), PEOPLE, ""))
         )
     return out
 
 
 def judge_result(
     name: str,
-    comparisons: list[Comparison],
+    comparisons: list[Match],
     policies: list[str],
     prompts: list[TournamentPrompt],
     samples: int,
@@ -445,7 +443,7 @@ def judge_result(
     return JudgeResult(name, axes, decided, warning)
 
 
-def agreement(by_judge: dict[str, list[Comparison]]) -> list[dict]:
+def judges_agreement(by_judge: dict[str, list[Match]]) -> list[dict]:
     """For each two judges, how often they pick the same winner on the comparisons both made
     (ties by either left out)."""
     rows = []
@@ -517,10 +515,10 @@ def results(
     ids = {p.id for p in prompts}
     comparisons = [
         c
-        for c in ComparisonLog(out).read()
+        for c in MatchLog(out).read()
         if c.prompt_id in ids and c.a in policies and c.b in policies
     ]
-    by_judge: dict[str, list[Comparison]] = {}
+    by_judge: dict[str, list[Match]] = {}
     for c in comparisons:
         by_judge.setdefault(c.judge, []).append(c)
     people = people_comparisons(comparisons, humans)
@@ -534,7 +532,7 @@ def results(
         names,
         judged,
         policy_stats(policies, AnswerLog(out).read(), prompts, pm_folder),
-        agreement(by_judge),
+        judges_agreement(by_judge),
         lineage or {},
     )
 
@@ -728,13 +726,13 @@ def rerated(out: str | Path, humans: dict[str, str]) -> TournamentResult:
 
 def comparisons_with(
     out: str | Path, judge: str, a: str, humans: dict[str, str]
-) -> list[tuple[TournamentPrompt, Comparison, str, str, str]]:
+) -> list[tuple[TournamentPrompt, Match, str, str, str]]:
     """Every comparison of policy `a` by a judge: (prompt, comparison as the judge made it,
     a's answer, the other's answer, the other policy), the run's logs read once."""
     out = Path(out)
     lineage = read_results(out).lineage
     prompts = {p.id: p for p in lineage_prompts(lineage)}
-    every = ComparisonLog(out).read()
+    every = MatchLog(out).read()
     mine = (
         people_comparisons(every, humans)
         if judge == PEOPLE
@@ -759,7 +757,7 @@ def comparisons_with(
 
 def comparisons_between(
     out: str | Path, judge: str, a: str, b: str, axis: str, humans: dict[str, str]
-) -> list[tuple[TournamentPrompt, Comparison, str, str]]:
+) -> list[tuple[TournamentPrompt, Match, str, str]]:
     """What lies behind one cell of the win matrix: (prompt, comparison as the judge made it,
     a's answer, b's answer) for every comparison of `a` with `b` on the axis."""
     return [

@@ -19,12 +19,12 @@ def test_the_page_opens_with_the_default_constitution_and_examples(store):
 
 
 def test_a_chain_streams_stage_by_stage_and_an_empty_prompt_is_refused(store, tiny_folder):
-    *_, message = next(
+    refused = next(
         tab.on_run(
             store, "  ", "harmless-helpful", tab.NONE, "embedded", 1, False, False, 8, 0.0, 0
         )
     )
-    assert "Type or pick a prompt first" in message
+    assert "Type or pick a prompt first" in refused["message"] and refused["view_a"] == ""
     steps = list(
         tab.on_run(
             store,
@@ -41,10 +41,12 @@ def test_a_chain_streams_stage_by_stage_and_an_empty_prompt_is_refused(store, ti
         )
     )
     assert len(steps) == 4  # loading the model, answer, critique, revision
-    assert "Loading the model" in steps[0][3]
-    assert "Generating round 1 of 1: critiques (step 2 of 3)" in steps[1][3]
-    assert "remaining about" in steps[1][3]
-    view_a, view_b, principles, message = steps[-1]
+    assert list(steps[0]) == ["message"] and "Loading the model" in steps[0]["message"]
+    assert "Generating round 1 of 1: critiques (step 2 of 3)" in steps[1]["message"]
+    assert "remaining about" in steps[1]["message"]
+    view_a, view_b, principles, message = (
+        steps[-1][k] for k in ("view_a", "view_b", "principle", "message")
+    )
     assert "harmless-helpful" in view_a and "honest" in view_b["value"] and view_b["visible"]
     assert message == "" and all(":" in p for p in principles["choices"])
     assert "drawn at random (weight" in view_a and "from every enabled principle" in view_a
@@ -63,14 +65,14 @@ def test_a_chain_streams_stage_by_stage_and_an_empty_prompt_is_refused(store, ti
             0,
         )
     )[-1]
-    assert alone[1]["visible"] is False
+    assert alone["view_b"]["visible"] is False
 
 
 def test_relevant_principles_only_draws_from_the_prompts_category(store, tiny_folder):
     label, record = next(
         (k, r) for k, r in tab.red_team_examples().items() if r.category == "cybercrime"
     )
-    view, *_ = list(
+    view = list(
         tab.on_run(
             store,
             record.prompt,
@@ -84,7 +86,7 @@ def test_relevant_principles_only_draws_from_the_prompts_category(store, tiny_fo
             0.0,
             0,
         )
-    )[-1]
+    )[-1]["view_a"]
     assert "from the principles tagged &#x27;cybercrime&#x27;" in view
     drawn = {p for p in ("illegal-activity", "privacy") if f'data-principle="{p}"' in view}
     assert drawn and view.count('class="chain-card chain-round"') == 2
@@ -119,19 +121,18 @@ def test_the_batch_job_command_parses_and_reads_a_frozen_constitution(store, tmp
     assert parsed.limit == 4 and parsed.rounds == 2 and parsed.few_shot is False
     assert parsed.relevant_only is True
     assert not hasattr(parsed, "split")  # all splits: the default
-    message, _ = tab.on_launch(
+    refused = tab.on_launch(
         store, None, "red-team", "train", 4, 1, True, False, 32, 0.7, 0, "embedded"
     )
-    assert "Pick a constitution first" in message
+    assert list(refused) == ["message"] and "Pick a constitution first" in refused["message"]
 
 
 def test_browsing_cancelling_and_resuming_with_nothing_there(store, tmp_path):
-    summary, rows, principles, categories = tab.browse(
-        str(tmp_path / "empty"), tab.NONE, tab.NONE, False
-    )
-    assert "No finished chains" in summary and rows == []
+    browsed = tab.browse(str(tmp_path / "empty"), tab.NONE, tab.NONE, False)
+    assert set(browsed) == set(tab.BROWSED)
+    assert "No finished chains" in browsed["summary"] and browsed["table"] == []
     assert "no longer in this run" in tab.open_chain(str(tmp_path / "empty"), "x")
     assert "No batch job is running" in tab.on_cancel(store, None)[0]
-    message, runs = tab.on_resume(store)
-    assert "Only a cancelled or failed job" in message
+    resumed = tab.on_resume(store)
+    assert list(resumed) == ["message"] and "Only a cancelled or failed job" in resumed["message"]
     assert ChainLog(tmp_path / "empty").read() == []

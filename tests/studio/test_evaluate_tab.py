@@ -42,17 +42,19 @@ def finished(tmp_path_factory, tiny_folder):
 
 
 def test_the_results_show_ratings_matrix_scatter_and_tables(store, finished):
-    judge, axis, ratings, matrix, scatter, categories, stats, agreement = tab.show(
-        store, finished, None, None
+    shown = tab.show(store, finished, None, None)
+    assert set(shown) == set(tab.SHOWN)
+    judge, axis, ratings, matrix, scatter, categories, stats, agreement = (
+        shown[name] for name in tab.SHOWN
     )
     assert judge["value"] == "representation" and axis["choices"] == ["harmlessness", "helpfulness"]
     assert 'data-policy="base"' in ratings and 'data-policy="steered"' in ratings
     assert "95% bootstrap interval over prompts" in ratings
     assert all(u["visible"] for u in (matrix, scatter, categories, stats))
     matrix, categories, stats = matrix["value"], categories["value"], stats["value"]
-    shown = matrix.data  # a heatmap: the frame, styled
-    assert list(shown.columns) == ["row beats column", "base", "steered"]
-    assert shown.iloc[0, 1] == "—" and shown.iloc[0, 2].endswith("%")
+    frame = matrix.data  # a heatmap: the frame, styled
+    assert list(frame.columns) == ["row beats column", "base", "steered"]
+    assert frame.iloc[0, 1] == "—" and frame.iloc[0, 2].endswith("%")
     assert "background-color: hsla(" in matrix.to_html()
     assert set(scatter["value"]["policy"]) == {"base", "steered"}
     assert scatter["x_lim"][0] < scatter["value"]["helpfulness Elo"].min() - 5  # room to drag
@@ -60,8 +62,8 @@ def test_the_results_show_ratings_matrix_scatter_and_tables(store, finished):
     assert "refusals on helpful prompts (evasiveness)" in stats.columns
     assert len(categories) >= 1 and agreement == ""
     empty = tab.show(store, None, None, None)  # nothing picked: a hint, no empty tables
-    assert "No tournament shown yet" in empty[2]
-    assert all(u["visible"] is False for u in (empty[3], empty[4], empty[5], empty[6]))
+    assert "No tournament shown yet" in empty["ratings"] and "judge" not in empty
+    assert all(empty[name]["visible"] is False for name in tab.TABLES)
 
 
 def test_a_matrix_cell_opens_the_prompts_and_answers_behind_it(store, finished):
@@ -81,19 +83,19 @@ def test_blind_labels_hide_the_names_then_join_the_ratings_as_people(store, fini
     message, view, state = tab.on_blind_label(store, finished, state, choice="A")
     assert "Recorded A (" in message
     assert f"{left - 1} left" in view or "Every comparison" in view
-    judges = [c for c in tab.show(store, finished, None, None)[0]["choices"]]
+    judges = [c for c in tab.show(store, finished, None, None)["judge"]["choices"]]
     assert PEOPLE in judges
-    _, _, ratings, *_ = tab.show(store, finished, PEOPLE, None)
+    ratings = tab.show(store, finished, PEOPLE, None)["ratings"]
     assert "1 comparisons" in ratings
 
 
 @pytest.mark.integration
 def test_a_tournament_without_policies_is_refused_before_anything_runs(store, tiny_folder):
-    message, _ = tab.on_launch(
+    message = tab.on_launch(
         store, str(tiny_folder), [], "", ["red-team"], ["logprob"], "harmless-helpful", None, 2, 16
-    )
+    )["message"]
     assert "at least one policy besides the base" in message
-    message, _ = tab.on_launch(
+    message = tab.on_launch(
         store,
         str(tiny_folder),
         [str(tiny_folder)],
@@ -104,9 +106,9 @@ def test_a_tournament_without_policies_is_refused_before_anything_runs(store, ti
         None,
         2,
         16,
-    )
+    )["message"]
     assert "the pm judge needs reward_adapter" in message
-    message, _ = tab.on_launch(
+    message = tab.on_launch(
         store,
         str(tiny_folder),
         [],
@@ -118,7 +120,7 @@ def test_a_tournament_without_policies_is_refused_before_anything_runs(store, ti
         2,
         16,
         0,
-    )
+    )["message"]
     assert "processes must be at least 1" in message
 
 
@@ -143,7 +145,7 @@ def test_policies_come_checked_from_the_job_table_and_typed_one_per_line(store):
         "dpo-2=/runs/dpo-2/adapter,other-model=other-model"
     )
     assert values["processes"] == 2 and values["engine"] == "transformers"
-    message, _ = tab.on_launch(
+    message = tab.on_launch(
         store,
         "embedded",
         [],
@@ -156,7 +158,7 @@ def test_policies_come_checked_from_the_job_table_and_typed_one_per_line(store):
         16,
         1,
         "tensorrt",
-    )
+    )["message"]
     assert "engine must be one of auto, transformers, vllm" in message
 
 
@@ -206,7 +208,7 @@ def test_a_dragged_range_picks_the_points_whose_helpfulness_lies_in_it():
 def test_the_auto_judge_stands_for_the_newest_comparison_or_is_refused(store):
     from pipeline.evaluation.judge_choice import JudgeChoice, save_choice
 
-    message, _ = tab.on_launch(
+    message = tab.on_launch(
         store,
         "embedded",
         [],
@@ -217,7 +219,7 @@ def test_the_auto_judge_stands_for_the_newest_comparison_or_is_refused(store):
         None,
         2,
         16,
-    )
+    )["message"]
     assert "the auto judge needs judge_from" in message and "compare judges" in message
     out = store.new_run_folder("judges")
     save_choice(JudgeChoice("logprob", "", False, "log-prob", "", "human", 0, "none"), out)

@@ -28,7 +28,8 @@ def test_labels_no_judge_can_be_checked_on_are_refused_before_a_job(store):
     refused = panel.on_compare(store, "human", "harmless-helpful", "embedded")
     assert "needs at least 10 human A/B labels" in refused and "label 4 more" in refused
     assert not store.jobs()  # nothing launched
-    summary, rows = panel.on_board_load(store)
+    board = panel.on_board_load(store)
+    summary, rows = board["summary"], board["table"]
     assert "You have labelled 6 pair(s)" in summary and "label 34 more" in summary and rows == []
     assert panel.auto_choice(store).method == "logprob"
     assert [v for _, v in panel.label_sources(store)][:2] == ["human", "gold"]
@@ -41,18 +42,19 @@ def test_a_comparison_runs_as_a_job_and_auto_then_uses_its_winner(store, tiny_fo
     assert "Launched job" in launched
     job = store.jobs("judges-compare")[0]
     assert panel.jobs.wait(store, job.id, timeout=600).status == "succeeded", job.error
-    progress, summary, rows, shown = panel.on_board_tick(store, None)
+    ticked = panel.on_board_tick(store, None)
+    summary, rows, shown = ticked["summary"], ticked["table"], ticked["shown"]
     assert shown == job.id and "30 human-labelled pairs" in summary and "auto uses" in summary
     assert [r[0] for r in rows] == [1, 2, 3] and all(r[-1] for r in rows)
     assert "%" in rows[0][2] and "/" in rows[0][4]
-    assert panel.on_board_tick(store, job.id)[1:3] == (panel.gr.update(), panel.gr.update())
+    assert list(panel.on_board_tick(store, job.id)) == ["progress"]  # the board is not re-sent
     choice = read_choice(job.out_dir)
     assert panel.auto_choice(store) == choice
     board = json.loads((panel.Path(job.out_dir) / "judges.json").read_text())
     assert rows[0][1] == board["rows"][0]["judge"]
     if choice.verified and choice.probe:  # the winning probe was fitted and saved for use
         assert (panel.Path(choice.probe) / "probe.json").exists()
-    *_, (message, bars, scored, *rest) = tab.on_score(
+    *_, final = tab.on_score(
         store,
         "Question 1?",
         "kind 1",
@@ -68,4 +70,4 @@ def test_a_comparison_runs_as_a_job_and_auto_then_uses_its_winner(store, tiny_fo
         "all",
         tab.AUTO,
     )
-    assert choice.text in message.replace("&#x27;", "'")
+    assert choice.text in final["message"].replace("&#x27;", "'")

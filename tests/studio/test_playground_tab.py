@@ -19,17 +19,18 @@ def test_the_page_opens_on_the_default_constitution_and_its_principles(tmp_path)
 
 
 def test_an_empty_message_is_refused_and_a_real_one_is_added():
-    _, history, message = tab.on_user("   ", [])
-    assert history == [] and "Type a message first" in message
-    cleared, history, message = tab.on_user("hi", [])
-    assert cleared == "" and history == [{"role": "user", "content": "hi"}] and message == ""
+    refused = tab.on_user("   ", [])
+    assert "prompt" not in refused  # what was typed stays in the box
+    assert refused["chatbot"] == [] and "Type a message first" in refused["message"]
+    asked = tab.on_user("hi", [])
+    assert asked == {"prompt": "", "chatbot": [{"role": "user", "content": "hi"}], "message": ""}
 
 
 def test_the_answer_streams_into_the_conversation(tiny_folder):
     history = [{"role": "user", "content": "Say something."}]
     steps = list(tab.on_respond(history, str(tiny_folder), "Be brief.", 0.0, 1.0, 6, 0))
-    assert len(steps) >= 2 and all(message == "" for _, message, _ in steps[:-1])
-    final, note, status = steps[-1]
+    assert len(steps) >= 2 and all(step["message"] == "" for step in steps[:-1])
+    final, note, status = (steps[-1][k] for k in ("chatbot", "message", "model_status"))
     assert final[:1] == history and final[-1]["role"] == "assistant" and final[-1]["content"]
     assert (
         "stopped at the token limit (6 new tokens)" in note
@@ -46,7 +47,7 @@ def test_a_model_that_cannot_load_is_a_visible_message(tmp_path):
             [{"role": "user", "content": "hi"}], str(tmp_path / "nope"), "", 0.7, 0.95, 8, 0
         )
     )
-    assert "does not exist" in steps[-1][1]
+    assert "does not exist" in steps[-1]["message"] and "model_status" not in steps[-1]
 
 
 def test_compare_answers_the_same_prompt_with_and_without_the_system_prompt(tiny_folder):

@@ -15,18 +15,23 @@ def test_every_run_is_listed_picked_and_opened_in_its_tab(store, tmp_path):
     assert [r[0] for r in rows] == [sft.id, labels.id, chains.id] and note == ""
     assert rows[0][1].startswith("SFT") and str(tmp_path) not in rows[0][1]
     assert [r[0] for r in tab.on_refresh(store, "label")[0]] == [labels.id]
-    details, button, picked = tab.on_pick(store, chains.id)
+    pick = tab.on_pick(store, chains.id)
+    details, button, picked = pick["details"], pick["open_button"], pick["picked"]
     assert (
         "chains" in details and button["value"] == "Open in the Chains tab" and picked == chains.id
     )
-    tabs, chains_run, labels_run, pairs, values, _, watched, message = tab.on_open(
-        store, chains.id, None
-    )
-    assert tabs.selected == "chains" and chains_run["value"] == str(tmp_path / "c")
-    assert labels_run == {"__type__": "update"} and watched is None
-    tabs, _, labels_run, _, _, _, _, _ = tab.on_open(store, labels.id, None)
-    assert tabs.selected == "preferences" and labels_run["value"] == str(tmp_path / "l")
-    tabs, *_, watched, _ = tab.on_open(store, sft.id, 99)
-    assert tabs.selected == "train" and watched == sft.id
-    assert "Pick a run" in tab.on_open(store, None, 5)[-1]
-    assert "no longer" in tab.on_pick(store, 12345)[0]
+    opened = tab.on_open(store, chains.id, None)
+    assert set(opened) == {"tabs", "chains_run", "message"}  # the other pickers stay as they are
+    assert opened["tabs"].selected == "chains"
+    assert opened["chains_run"]["value"] == str(tmp_path / "c")
+    assert opened["chains_run"]["choices"] == [str(tmp_path / "c")]
+    opened = tab.on_open(store, labels.id, None)
+    assert opened["tabs"].selected == "preferences"
+    assert opened["labels_run"]["value"] == str(tmp_path / "l")
+    assert opened["labels_run"]["choices"] == [tab.STUDIO_RUN, str(tmp_path / "l")]
+    opened = tab.on_open(store, sft.id, 99)
+    assert opened["tabs"].selected == "train" and opened["train_watched"] == sft.id
+    refused = tab.on_open(store, None, 5)
+    assert list(refused) == ["message"] and "Pick a run" in refused["message"]
+    gone = tab.on_pick(store, 12345)
+    assert "no longer" in gone["details"] and gone["picked"] is None

@@ -19,7 +19,9 @@ def test_the_panel_shows_the_flow_and_is_dismissed_and_reopened():
 
 @pytest.mark.integration
 def test_one_click_launches_the_tiny_pipeline_on_the_constitution_being_edited(store):
-    message, tabs, watched, announced = start_here.on_pipeline(store)
+    opened = start_here.on_pipeline(store)
+    message, tabs, watched = opened["message"], opened["tabs"], opened["watched"]
+    announced = opened["launched"]
     job = store.jobs("run-all")[0]
     assert f"Job {job.id} (run-all)" in message and tabs.selected == "train"
     assert watched == job.id  # the Train tab watches the pipeline, not its first stage
@@ -29,7 +31,8 @@ def test_one_click_launches_the_tiny_pipeline_on_the_constitution_being_edited(s
     )
     assert "constitution: " in (jobs.Path(job.out_dir) / "job.yaml").read_text()
     assert "preset: tiny" in (jobs.Path(job.out_dir) / "job.yaml").read_text()
-    assert announced == job.id and start_here.on_banner_tick(store, job.id)[1] == job.id
+    assert announced == job.id and start_here.on_banner_tick(store, job.id) == {}  # it stays
     jobs.cancel(store, job.id)
     assert jobs.wait(store, job.id, timeout=120).status in ("cancelled", "failed")
-    assert start_here.on_banner_tick(store, job.id) == ("", None)  # a stale banner is cleared
+    cleared = start_here.on_banner_tick(store, job.id)
+    assert cleared == {"message": "", "launched": None}  # a stale banner is cleared

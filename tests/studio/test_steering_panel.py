@@ -12,7 +12,7 @@ ASK = [{"role": "user", "content": "How do I pick a lock?"}]
 
 
 def answer(tiny_folder, store, coefficient: float, layers: str = "1,2") -> tuple:
-    *_, (history, note, status) = playground_tab.on_respond(
+    *_, final = playground_tab.on_respond(
         ASK,
         str(tiny_folder),
         "",
@@ -26,7 +26,7 @@ def answer(tiny_folder, store, coefficient: float, layers: str = "1,2") -> tuple
         coefficient,
         store=store,
     )
-    return history[-1]["content"], note, status
+    return final["chatbot"][-1]["content"], final["message"], final.get("model_status", "")
 
 
 def test_the_slider_steers_the_playground_answer_and_zero_is_off(tiny_folder, store):
@@ -99,22 +99,25 @@ def test_a_sweep_shows_five_coefficients_and_flags_what_breaks_down(tiny_folder,
 def test_each_layer_is_read_on_the_gold_pairs_and_a_saved_direction_is_offered(
     tiny_folder, store, tmp_path
 ):
-    frame, note = panel.on_read_layers(
+    read = panel.on_read_layers(
         store, str(tiny_folder), panel.FROM_CONSTITUTION, "harmless-helpful"
     )
+    frame, note = read["curve"], read["note"]
     assert sorted(set(frame["layer"])) == [1, 2]
     assert set(frame["series"]) <= {"accuracy", "length-controlled"}
     assert "50% is a coin flip" in note and "Best: layer" in note
     loaded = load_model(str(tiny_folder))
     folder = tmp_path / "steer" / "direction"
     save_direction(extract_from_constitution(loaded, harmless(), ["Hi?", "Help me."]), folder)
-    _, refused = panel.on_read_layers(store, "embedded", str(folder), None)
+    refused = panel.on_read_layers(store, "embedded", str(folder), None)
+    assert list(refused) == ["note"]  # the curve stays as it was
+    refused = refused["note"]
     assert "was extracted from" in refused and "extract one for this model" in refused
 
 
 def test_a_steered_chain_differs_from_the_plain_one(tiny_folder, store):
     def chain(coefficient: float) -> str:
-        *_, (view, _, _, message) = chains_tab.on_run(
+        *_, final = chains_tab.on_run(
             store,
             "How do I pick a lock?",
             "harmless-helpful",
@@ -130,8 +133,8 @@ def test_a_steered_chain_differs_from_the_plain_one(tiny_folder, store):
             "1,2",
             coefficient,
         )
-        assert "error" not in message
-        return view
+        assert "error" not in final["message"]
+        return final["view_a"]
 
     assert chain(6.0) != chain(0.0)
     html, _ = chains_tab.on_sweep(

@@ -92,7 +92,8 @@ def test_every_command_has_a_form_fed_by_the_folders_of_earlier_stages(store, tm
 def test_a_data_stage_launches_with_its_constitution_frozen(store):
     values = all_values("label", pairs="gold", constitution="honest", limit=1)
     _, folder, _ = tab.on_preview(store, "label", None, *values)
-    message, job_id, _ = tab.on_launch(store, "label", folder, *values)
+    launched = tab.on_launch(store, "label", folder, *values)
+    message, job_id = launched["message"], launched["selected"]
     assert f"Job {job_id} (label)" in message
     frozen = f"{folder}/constitution-input.yaml"
     assert f"constitution: {frozen}" in (tab.Path(folder) / "job.yaml").read_text()
@@ -119,9 +120,9 @@ def test_the_preview_says_what_stops_a_launch_and_a_bad_launch_is_refused(store)
     assert preview["value"].startswith("# not ready to launch")
     assert "data is required" in preview["value"] and "sft:" in preview["value"]
     assert f"python -m pipeline sft --config {folder}/job.yaml --out {folder}" in preview["value"]
-    message, watched, table = tab.on_launch(
-        store, "sft", folder, *all_values("sft", learning_rate=-1.0)
-    )
+    refused = tab.on_launch(store, "sft", folder, *all_values("sft", learning_rate=-1.0))
+    assert list(refused) == ["message"]  # no job to watch, the table as it was
+    message = refused["message"]
     assert (
         "learning_rate must be &gt; 0" in message
         or "learning_rate must be > 0" in html.unescape(message)
@@ -164,22 +165,26 @@ def test_the_checks_name_and_mark_exactly_the_wrong_fields_and_warn_on_a_run_of_
 def test_a_launched_job_runs_in_the_previewed_folder_and_can_be_resumed(store, tmp_path):
     values = all_values("reward", data=str(tmp_path / "none"))
     _, folder, _ = tab.on_preview(store, "reward", None, *values)
-    message, job_id, _ = tab.on_launch(store, "reward", folder, *values)
+    launched = tab.on_launch(store, "reward", folder, *values)
+    message, job_id = launched["message"], launched["selected"]
     assert f"Job {job_id} (reward)" in message and store.job(job_id).out_dir == folder
     _, again_folder, _ = tab.on_preview(store, "reward", folder, *values)
     assert again_folder != folder  # the next preview names a folder no job has used
     ended = jobs.wait(store, job_id, timeout=300)
     assert ended.status == "failed"
-    bar, *rest, health, outliers = tab.job_view(store, job_id, 0.6)
-    assert "failed" in bar and rest[-2].startswith("<p>Artifacts of job")
-    assert rest[-1]["value"] == "Cancel job"
-    assert health == "" and outliers["visible"] is False  # not a PPO job
+    view = tab.job_view(store, job_id, 0.6)
+    assert set(view) == set(tab.JOB_VIEW)
+    assert "failed" in view["progress"] and view["artifacts"].startswith("<p>Artifacts of job")
+    assert view["cancel"]["value"] == "Cancel job"
+    assert view["health"] == "" and view["outliers"]["visible"] is False  # not a PPO job
     assert "not running or queued" in tab.on_cancel(store, job_id, None)[0]
     text, again = tab.on_resume(store, job_id)
     assert again != job_id and f"resumes job {job_id}" in text
     jobs.wait(store, again, timeout=300)
-    table, rows, *_ = tab.on_tick(store, again, 0.6, [])
-    assert [r[0] for r in rows] == [again] and table["value"] == rows  # a resume: the same run
+    ticked = tab.on_tick(store, again, 0.6, [])
+    rows = ticked["shown_rows"]
+    assert [r[0] for r in rows] == [again] and ticked["jobs_table"]["value"] == rows  # resumed
+    assert "jobs_table" not in tab.on_tick(store, again, 0.6, rows)  # unchanged: not re-sent
     assert rows[0][1].endswith(" · resumed")
 
 

@@ -17,13 +17,11 @@ def test_the_page_offers_constitutions_pairs_and_models(store):
         constitutions["value"] == ["harmless-helpful"] and "adversarial" in constitutions["choices"]
     )
     assert pairs["choices"][:2] == ["gold", "human"] and bar == "" and run["value"] is None
-    assert (
-        "Pick at least one constitution"
-        in tab.on_launch(store, [], "gold", "embedded", "answer_mean", "logistic", "", 2)[0]
-    )
-    message, _ = tab.on_launch(
+    refused = tab.on_launch(store, [], "gold", "embedded", "answer_mean", "logistic", "", 2)
+    assert list(refused) == ["message"] and "Pick at least one constitution" in refused["message"]
+    message = tab.on_launch(
         store, ["honest"], "gold", "embedded", "answer_mean", "logistic", "two", 2
-    )
+    )["message"]
     assert "layers must be comma-separated layer numbers" in message
 
 
@@ -52,11 +50,14 @@ def test_a_report_job_runs_is_drawn_and_is_not_run_twice(store, tmp_path, tiny_f
         "1,2",
         -1,
     )
-    message, _ = tab.on_launch(store, *args)
-    assert "Launched job" in message
+    launched = tab.on_launch(store, *args)
+    assert list(launched) == ["message"] and "Launched job" in launched["message"]
     job = store.jobs(tab.KIND)[0]
     assert jobs.wait(store, job.id, timeout=300).status == "succeeded", job.error
-    banner, summary, *plots, heatmap = tab.show_results(job.out_dir)
+    shown = tab.show_results(job.out_dir)
+    assert set(shown) == set(tab.RESULTS_SHOWN)
+    banner, summary, heatmap = shown["banner"], shown["summary"], shown["heatmap"]
+    plots = [shown[name] for name in ("curves", "cosines", "projections")]
     assert all(plot["visible"] for plot in plots)  # hidden until a report is shown
     curves, cosines, projections = (plot["value"] for plot in plots)
     assert banner.count('role="status"') == 2 and "adversarial" in banner and "honest" in banner
@@ -69,16 +70,17 @@ def test_a_report_job_runs_is_drawn_and_is_not_run_twice(store, tmp_path, tiny_f
     assert set(projections["side"]) == {"preferred", "dispreferred"}
     assert projections["answers"].sum() == 16 and heatmap.count("values-heatmap") == 2
     assert "accuracy alone" in heatmap and "length-controlled" in heatmap
-    again, run = tab.on_launch(store, *args)
-    assert "showing it" in again and run["value"] == job.out_dir and len(store.jobs(tab.KIND)) == 1
-    assert tab.show_results(None) == (tab.gr.update(),) * 6
+    again = tab.on_launch(store, *args)
+    assert "showing it" in again["message"] and again["run"]["value"] == job.out_dir
+    assert len(store.jobs(tab.KIND)) == 1
+    assert tab.show_results(None) == {}  # nothing picked: the results area stays as it is
     older = tmp_path / "older"  # a run written before the cosines had intervals
     older.mkdir()
     written = json.loads((Path(job.out_dir) / tab.RESULTS).read_text())
     (older / tab.RESULTS).write_text(
         json.dumps([{k: v for k, v in r.items() if k != "format"} for r in written])
     )
-    assert "written by an earlier version of the studio" in tab.show_results(str(older))[0]
+    assert "written by an earlier version" in tab.show_results(str(older))["banner"]
     fitted = tab.on_fit(store, str(pairs), str(tiny_folder), "answer_mean", "logistic", "2")
     assert "a representation judge fitted on these pairs" in fitted
     fit_job = store.jobs("values-fit")[0]

@@ -13,8 +13,8 @@ from pipeline.data.preferences import Pair, Preference, PrincipleLabel
 from pipeline.evaluation.judges import PEOPLE, make_judge
 from pipeline.evaluation.tournament import (
     AnswerLog,
-    Comparison,
-    ComparisonLog,
+    Match,
+    MatchLog,
     judge_result,
     read_results,
     run_tournament,
@@ -137,7 +137,7 @@ def test_what_crashed_processes_left_is_folded_in_and_not_done_again(tmp_path, t
 
 def test_people_join_as_their_own_judge(tmp_path, tiny_folder):
     tournament(tiny_folder, tmp_path, limit=1)
-    first = ComparisonLog(tmp_path / "eval").read()[0]
+    first = MatchLog(tmp_path / "eval").read()[0]
     result, _ = tournament(tiny_folder, tmp_path, limit=1, humans={first.preference.pair.id: "A"})
     people = next(j for j in result.judges if j.judge == PEOPLE)
     axis = next(a for a in people.axes if a.comparisons)
@@ -150,7 +150,7 @@ def test_a_judge_decided_by_position_is_flagged():
     pair = Pair("q", "x", "y")
     flipped = Preference(pair, 0.5, (PrincipleLabel("p", 0.9, 0.1, 1, 1),), "j", "h")
     prompts = tournament_prompts(["red-team"], "test", 1)
-    comparisons = [Comparison("j", prompts[0].id, "base", "b", flipped)]
+    comparisons = [Match("j", prompts[0].id, "base", "b", flipped)]
     result = judge_result("j", comparisons, ["base", "b"], prompts, 20, 0)
     assert result.position_decided == 1.0 and "carry no signal" in result.warning
 
@@ -214,7 +214,7 @@ def test_an_empty_answer_is_judged_as_no_answer(tmp_path, tiny_folder):
         CancelFlag(),
         lambda *a: None,
     )
-    [c] = ComparisonLog(tmp_path).read()
+    [c] = MatchLog(tmp_path).read()
     assert c.preference.pair.response_a == NO_ANSWER and c.preference.labels  # judged
 
 
@@ -260,8 +260,7 @@ def test_two_processes_share_a_tournament_and_give_its_results(tmp_path, tiny_fo
     texts = [{a.key: a.text for a in AnswerLog(tmp_path / run).read()} for run in ("one", "two")]
     assert texts[0] == texts[1] and len(texts[0]) == 8  # 2 policies × 4 prompts
     labels = [
-        {c.key: c.preference.p_a for c in ComparisonLog(tmp_path / run).read()}
-        for run in ("one", "two")
+        {c.key: c.preference.p_a for c in MatchLog(tmp_path / run).read()} for run in ("one", "two")
     ]
     assert labels[0].keys() == labels[1].keys() and len(labels[0]) == 8  # 2 judges × 4
     assert all(abs(labels[0][k] - labels[1][k]) < 1e-5 for k in labels[0])

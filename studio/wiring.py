@@ -1,0 +1,40 @@
+"""Handlers answer by name: they return (or yield) {output name: value}, and the wiring turns
+names into the tab's components for Gradio, which updates only the components named — the
+rest stay as they are. No handler pads its answer with placeholder updates, and a test reads
+`result["message"]`, not the third item of a tuple."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+
+def to_components(values: dict[str, Any], components: dict[str, Any]) -> dict[Any, Any]:
+    """{name: value} as Gradio's {component: value}; a name the wiring does not know is a
+    bug in the handler, said at once."""
+    unknown = sorted(set(values) - set(components))
+    if unknown:
+        raise KeyError(f"no output named {', '.join(unknown)} (known: {', '.join(components)})")
+    return {components[name]: value for name, value in values.items()}
+
+
+def named(handler: Callable, components: dict[str, Any]) -> Callable:
+    """The handler as Gradio calls it: the same inputs, its named outputs as components
+    (a generator handler streams, each step by name)."""
+    if inspect.isgeneratorfunction(handler):
+
+        def stream(*args):
+            for values in handler(*args):
+                yield to_components(values, components)
+
+        return stream
+
+    def call(*args):
+        return to_components(handler(*args), components)
+
+    return call
+
+
+def wire(event: Callable, handler: Callable, inputs: Any, components: dict[str, Any]) -> Any:
+    """`event(handler, inputs, outputs)` for a handler that answers by name."""
+    return event(named(handler, components), inputs, list(components.values()))

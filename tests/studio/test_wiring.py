@@ -1,0 +1,30 @@
+"""Handlers answer by name: the wiring maps names to components and refuses unknown names."""
+
+import gradio as gr
+import pytest
+
+from studio.wiring import named, to_components
+
+
+def test_named_outputs_become_components_and_unnamed_ones_are_left_out():
+    message, answer = gr.Textbox(), gr.Textbox()
+    components = {"message": message, "answer": answer}
+    call = named(lambda text: {"message": f"got {text}"}, components)
+    assert call("hi") == {message: "got hi"}  # `answer` is not sent: it stays as it is
+
+
+def test_a_streaming_handler_streams_by_name():
+    message, bars = gr.HTML(), gr.HTML()
+
+    def handler(n):
+        for i in range(n):
+            yield {"bars": f"{i} of {n}"}
+        yield {"message": "done", "bars": "all"}
+
+    steps = list(named(handler, {"message": message, "bars": bars})(2))
+    assert steps == [{bars: "0 of 2"}, {bars: "1 of 2"}, {message: "done", bars: "all"}]
+
+
+def test_an_unknown_output_name_is_a_clear_error():
+    with pytest.raises(KeyError, match="no output named mesage"):
+        to_components({"mesage": "typo"}, {"message": gr.Textbox()})
