@@ -510,35 +510,37 @@ def judge_settings(judge_choice: str | None) -> tuple[str, str]:
 
 def on_score(
     store: Store,
-    text,
-    a,
-    b,
-    choice,
-    chosen,
-    k,
-    use_cot,
-    model_name,
-    seed_value,
-    last,
-    run_choice,
-    view_choice,
+    prompt: str,
+    answer_a: str,
+    answer_b: str,
+    constitution: str | None,
+    principles: list[str] | None,
+    ensemble: float,
+    cot: bool,
+    model: str,
+    seed: float,
+    last_label: Previous | None,
+    run: str,
+    view: str,
     judge_choice: str = AUTO,
-) -> Iterator:
+) -> Iterator[dict[str, Any]]:
+    """The AI label of the pair on screen under the constitution, streamed principle by
+    principle as bars (by name: message, bars, last_label, and the labels' report once the
+    record is kept)."""
     try:
-        pair = current_pair(text, a, b)
-        c: Constitution = resolve_choice(store, choice) if choice else None
+        pair = current_pair(prompt, answer_a, answer_b)
+        c: Constitution = resolve_choice(store, constitution) if constitution else None
         if c is None:
             raise StudioError("Pick a constitution first.")
-        previous = (
-            last if isinstance(last, Previous) and last.pair_id == pair.swapped().id else None
-        )
+        swapped = isinstance(last_label, Previous) and last_label.pair_id == pair.swapped().id
+        previous = last_label if swapped else None
         # after a swap, the same principles judge again (a fresh draw would compare two juries)
         same = ",".join(previous.principles) if previous else ""
         config = FeedbackConfig(
-            ensemble=int(k),
-            principles=",".join(chosen or []) or same,
-            cot=bool(use_cot),
-            seed=int(seed_value or 0),
+            ensemble=int(ensemble),
+            principles=",".join(principles or []) or same,
+            cot=bool(cot),
+            seed=int(seed or 0),
         )
         titles = {p.id: p.title for p in c.principles}
         judge, probe = judge_settings(judge_choice)
@@ -547,11 +549,11 @@ def on_score(
             auto = auto_choice(store)
             judge, probe, chosen_by = auto.method, auto.probe, auto.text
         if judge == LOGPROB:
-            labeller = Labeller(load_model(model_name), config)
+            labeller = Labeller(load_model(model), config)
             judges = [] if pair.identical else [p.id for p in feedback_principles(c, pair, config)]
             steps = labeller.label_stepwise(c, pair, LIVE_CHUNK)
         else:  # one read of both answers, every principle's direction at once
-            reader = representation_reader(model_name, probe)
+            reader = representation_reader(model, probe)
             judges = ["the answers' hidden states"]
             steps = map(lambda pairs: reader.label(c, pairs)[0], [[pair]])  # read after the bars
             titles[FITTED] = "Probe fitted from your labels"
@@ -565,7 +567,7 @@ def on_score(
                         "nothing to ask the model.",
                     ),
                     "bars": label_bars([], titles, []),
-                    **refresh_labels(store, run_choice, view_choice),
+                    **refresh_labels(store, run, view),
                 }
                 return
             done = list(record.labels)
@@ -589,7 +591,7 @@ def on_score(
             "message": note,
             "bars": label_bars(done, titles, [], previous, record.p_a),
             "last_label": scored,
-            **refresh_labels(store, run_choice, view_choice),
+            **refresh_labels(store, run, view),
         }
     except StudioError as exc:
         yield {"message": error_notice(exc)}
@@ -1036,21 +1038,21 @@ def build(
         show_guideline, [constitution, principles], guideline
     )
     principles.input(show_guideline, [constitution, principles], guideline)
-    score_inputs = [
-        prompt,
-        answer_a,
-        answer_b,
-        constitution,
-        principles,
-        ensemble_k,
-        cot,
-        model,
-        seed,
-        last_label,
-        run,
-        view,
-        judge,
-    ]
+    score_inputs = {
+        "prompt": prompt,
+        "answer_a": answer_a,
+        "answer_b": answer_b,
+        "constitution": constitution,
+        "principles": principles,
+        "ensemble": ensemble_k,
+        "cot": cot,
+        "model": model,
+        "seed": seed,
+        "last_label": last_label,
+        "run": run,
+        "view": view,
+        "judge_choice": judge,
+    }
     wire(score.click, partial(on_score, store), score_inputs, scored)
     swapped = swap.click(on_swap, pair_fields, [answer_a, answer_b])
     wire(swapped.then, partial(on_score, store), score_inputs, scored).then(

@@ -1,7 +1,8 @@
 """Handlers answer by name: they return (or yield) {output name: value}, and the wiring turns
 names into the tab's components for Gradio, which updates only the components named — the
 rest stay as they are. No handler pads its answer with placeholder updates, and a test reads
-`result["message"]`, not the third item of a tuple."""
+`result["message"]`, not the third item of a tuple. Inputs given as {parameter: component}
+reach the handler by keyword, so a form's order is written once, where it is laid out."""
 
 from __future__ import annotations
 
@@ -16,6 +17,24 @@ def to_components(values: dict[str, Any], components: dict[str, Any]) -> dict[An
     if unknown:
         raise KeyError(f"no output named {', '.join(unknown)} (known: {', '.join(components)})")
     return {components[name]: value for name, value in values.items()}
+
+
+def by_keyword(handler: Callable, names: list[str]) -> Callable:
+    """The handler called with Gradio's positional input values as keyword arguments, one per
+    name; names the handler does not take are refused here, when the tab is built."""
+    inspect.signature(handler).bind_partial(**dict.fromkeys(names))
+
+    if inspect.isgeneratorfunction(handler):
+
+        def stream(*values):
+            yield from handler(**dict(zip(names, values)))
+
+        return stream
+
+    def call(*values):
+        return handler(**dict(zip(names, values)))
+
+    return call
 
 
 def named(handler: Callable, components: dict[str, Any]) -> Callable:
@@ -36,5 +55,8 @@ def named(handler: Callable, components: dict[str, Any]) -> Callable:
 
 
 def wire(event: Callable, handler: Callable, inputs: Any, components: dict[str, Any]) -> Any:
-    """`event(handler, inputs, outputs)` for a handler that answers by name."""
+    """`event(handler, inputs, outputs)` for a handler that answers by name; `inputs` given as
+    {parameter name: component} reach the handler by keyword."""
+    if isinstance(inputs, dict):
+        handler, inputs = by_keyword(handler, list(inputs)), list(inputs.values())
     return event(named(handler, components), inputs, list(components.values()))

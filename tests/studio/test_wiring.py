@@ -3,7 +3,7 @@
 import gradio as gr
 import pytest
 
-from studio.wiring import named, to_components
+from studio.wiring import by_keyword, named, to_components
 
 
 def test_named_outputs_become_components_and_unnamed_ones_are_left_out():
@@ -28,3 +28,15 @@ def test_a_streaming_handler_streams_by_name():
 def test_an_unknown_output_name_is_a_clear_error():
     with pytest.raises(KeyError, match="no output named mesage"):
         to_components({"mesage": "typo"}, {"message": gr.Textbox()})
+
+
+def test_inputs_given_by_name_reach_the_handler_by_keyword_and_a_wrong_name_fails_at_build():
+    def handler(prompt, seed=0):
+        return {"message": f"{prompt}/{seed}"}
+
+    message = gr.Textbox()
+    call = by_keyword(handler, ["seed", "prompt"])  # any order: the names decide
+    assert call(3, "hi") == {"message": "hi/3"}
+    assert named(call, {"message": message})(3, "hi") == {message: "hi/3"}
+    with pytest.raises(TypeError, match="promt"):
+        by_keyword(handler, ["promt"])
