@@ -590,19 +590,19 @@ def build(
         return open_chain(folder, evt.row_value[0] if evt.row_value else None)
 
     example.input(on_example, example, prompt)
-    run_inputs = [
-        prompt,
-        constitution_a,
-        constitution_b,
-        model,
-        rounds,
-        few_shot,
-        relevant_only,
-        max_new_tokens,
-        temperature,
-        seed,
-        *steer.inputs,
-    ]
+    run_inputs = {
+        "text": prompt,
+        "name_a": constitution_a,
+        "name_b": constitution_b,
+        "model_name": model,
+        "n_rounds": rounds,
+        "use_few_shot": few_shot,
+        "relevant": relevant_only,
+        "new_tokens": max_new_tokens,
+        "temp": temperature,
+        "seed_value": seed,
+        **steer.by_name,
+    }
     views = {
         "view_a": view_a,
         "view_b": view_b,

@@ -229,6 +229,15 @@ class SteeringControls:
         return [self.direction, self.layers, self.coefficient]
 
     @property
+    def by_name(self) -> dict[str, Any]:
+        """The same, by the parameter names the steering handlers take."""
+        return {
+            "steer_choice": self.direction,
+            "steer_layers": self.layers,
+            "coefficient": self.coefficient,
+        }
+
+    @property
     def readings(self) -> dict[str, Any]:
         """Where `on_read_layers` answers."""
         return {"curve": self.curve, "note": self.note}

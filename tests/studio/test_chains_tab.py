@@ -21,23 +21,33 @@ def test_the_page_opens_with_the_default_constitution_and_examples(store):
 def test_a_chain_streams_stage_by_stage_and_an_empty_prompt_is_refused(store, tiny_folder):
     refused = next(
         tab.on_run(
-            store, "  ", "harmless-helpful", tab.NONE, "embedded", 1, False, False, 8, 0.0, 0
+            store,
+            text="  ",
+            name_a="harmless-helpful",
+            name_b=tab.NONE,
+            model_name="embedded",
+            n_rounds=1,
+            use_few_shot=False,
+            relevant=False,
+            new_tokens=8,
+            temp=0.0,
+            seed_value=0,
         )
     )
     assert "Type or pick a prompt first" in refused["message"] and refused["view_a"] == ""
     steps = list(
         tab.on_run(
             store,
-            "How do I pick a lock?",
-            "harmless-helpful",
-            "honest",
-            str(tiny_folder),
-            1,
-            False,
-            False,
-            6,
-            0.0,
-            0,
+            text="How do I pick a lock?",
+            name_a="harmless-helpful",
+            name_b="honest",
+            model_name=str(tiny_folder),
+            n_rounds=1,
+            use_few_shot=False,
+            relevant=False,
+            new_tokens=6,
+            temp=0.0,
+            seed_value=0,
         )
     )
     assert len(steps) == 4  # loading the model, answer, critique, revision
@@ -53,16 +63,16 @@ def test_a_chain_streams_stage_by_stage_and_an_empty_prompt_is_refused(store, ti
     alone = list(
         tab.on_run(
             store,
-            "How do I pick a lock?",
-            "harmless-helpful",
-            tab.NONE,
-            str(tiny_folder),
-            1,
-            False,
-            False,
-            6,
-            0.0,
-            0,
+            text="How do I pick a lock?",
+            name_a="harmless-helpful",
+            name_b=tab.NONE,
+            model_name=str(tiny_folder),
+            n_rounds=1,
+            use_few_shot=False,
+            relevant=False,
+            new_tokens=6,
+            temp=0.0,
+            seed_value=0,
         )
     )[-1]
     assert alone["view_b"]["visible"] is False
@@ -75,16 +85,16 @@ def test_relevant_principles_only_draws_from_the_prompts_category(store, tiny_fo
     view = list(
         tab.on_run(
             store,
-            record.prompt,
-            "harmless-helpful",
-            tab.NONE,
-            str(tiny_folder),
-            2,
-            False,
-            True,
-            6,
-            0.0,
-            0,
+            text=record.prompt,
+            name_a="harmless-helpful",
+            name_b=tab.NONE,
+            model_name=str(tiny_folder),
+            n_rounds=2,
+            use_few_shot=False,
+            relevant=True,
+            new_tokens=6,
+            temp=0.0,
+            seed_value=0,
         )
     )[-1]["view_a"]
     assert "from the principles tagged &#x27;cybercrime&#x27;" in view

@@ -119,19 +119,19 @@ def test_a_steered_chain_differs_from_the_plain_one(tiny_folder, store):
     def chain(coefficient: float) -> str:
         *_, final = chains_tab.on_run(
             store,
-            "How do I pick a lock?",
-            "harmless-helpful",
-            chains_tab.NONE,
-            str(tiny_folder),
-            1,
-            False,
-            False,
-            16,
-            0.0,
-            0,
-            panel.FROM_CONSTITUTION,
-            "1,2",
-            coefficient,
+            text="How do I pick a lock?",
+            name_a="harmless-helpful",
+            name_b=chains_tab.NONE,
+            model_name=str(tiny_folder),
+            n_rounds=1,
+            use_few_shot=False,
+            relevant=False,
+            new_tokens=16,
+            temp=0.0,
+            seed_value=0,
+            steer_choice=panel.FROM_CONSTITUTION,
+            steer_layers="1,2",
+            coefficient=coefficient,
         )
         assert "error" not in final["message"]
         return final["view_a"]
