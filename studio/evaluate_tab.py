@@ -727,19 +727,19 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
     wire(
         launch.click,
         partial(on_launch, store),
-        [
-            base,
-            adapters,
-            typed,
-            sets,
-            judges,
-            constitution,
-            pm,
-            limit,
-            new_tokens,
-            processes,
-            engine,
-        ],
+        {
+            "base": base,
+            "adapters": adapters,
+            "typed": typed,
+            "sets": sets,
+            "judges": judges,
+            "constitution": constitution,
+            "pm": pm,
+            "limit": limit,
+            "new_tokens": new_tokens,
+            "processes": processes,
+            "engine": engine,
+        },
         {"message": message},
     )
     cancel.click(partial(on_cancel, store), armed, [message, armed])

@@ -776,32 +776,33 @@ def on_make(store: Store, chosen_set, n, model_name, seed_value) -> dict[str, An
 
 def on_launch(
     store: Store,
-    source,
-    n,
-    choice,
-    chosen,
-    k,
-    use_cot,
-    model_name,
-    seed_value,
+    pairs: str,
+    limit: float,
+    constitution: str | None,
+    principles: list[str] | None,
+    ensemble: float,
+    cot: bool,
+    model: str,
+    seed: float,
     judge_choice: str = AUTO,
 ) -> dict[str, Any]:
-    if not choice:
+    """Label a pair set in the background under the constitution as it is now."""
+    if not constitution:
         return {"message": notice("error", "Pick a constitution first.")}
     out = store.new_run_folder("labels")
     try:  # the job reads the constitution as it is now, frozen into its run folder
-        path = jobs.freeze_constitution(resolve_choice(store, choice), out)
+        path = jobs.freeze_constitution(resolve_choice(store, constitution), out)
         job = build_job(
             LabelJob,
             {
-                "pairs": source,
+                "pairs": pairs,
                 "constitution": str(path),
-                "model": model_name,
-                "limit": int(n or 0),
-                "ensemble": int(k),
-                "seed": int(seed_value or 0),
-                "cot": bool(use_cot),
-                "principles": ",".join(chosen or []),
+                "model": model,
+                "limit": int(limit or 0),
+                "ensemble": int(ensemble),
+                "seed": int(seed or 0),
+                "cot": bool(cot),
+                "principles": ",".join(principles or []),
                 **dict(zip(("judge_method", "probe"), judge_settings(judge_choice))),
             },
         )
@@ -1081,7 +1082,17 @@ def build(
     wire(
         launch.click,
         partial(on_launch, store),
-        [pairs_source, label_limit, constitution, principles, ensemble_k, cot, model, seed, judge],
+        {
+            "pairs": pairs_source,
+            "limit": label_limit,
+            "constitution": constitution,
+            "principles": principles,
+            "ensemble": ensemble_k,
+            "cot": cot,
+            "model": model,
+            "seed": seed,
+            "judge_choice": judge,
+        },
         launched,
     )
     wire(fit.click, partial(on_fit, store), model, launched)

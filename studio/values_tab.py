@@ -504,7 +504,15 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
     wire(
         launch.click,
         partial(on_launch, store),
-        [constitutions, pairs, model, pooling, method, layers, judge_ensemble],
+        {
+            "chosen": constitutions,
+            "pairs": pairs,
+            "model": model,
+            "pooling": pooling,
+            "method": method,
+            "layers": layers,
+            "judge_ensemble": judge_ensemble,
+        },
         {"message": message, "run": run},
     )
     cancel.click(partial(on_cancel, store), armed, [message, armed])

@@ -92,34 +92,43 @@ def test_blind_labels_hide_the_names_then_join_the_ratings_as_people(store, fini
 @pytest.mark.integration
 def test_a_tournament_without_policies_is_refused_before_anything_runs(store, tiny_folder):
     message = tab.on_launch(
-        store, str(tiny_folder), [], "", ["red-team"], ["logprob"], "harmless-helpful", None, 2, 16
+        store,
+        base=str(tiny_folder),
+        adapters=[],
+        typed="",
+        sets=["red-team"],
+        judges=["logprob"],
+        constitution="harmless-helpful",
+        pm=None,
+        limit=2,
+        new_tokens=16,
     )["message"]
     assert "at least one policy besides the base" in message
     message = tab.on_launch(
         store,
-        str(tiny_folder),
-        [str(tiny_folder)],
-        "",
-        ["red-team"],
-        ["pm"],
-        "harmless-helpful",
-        None,
-        2,
-        16,
+        base=str(tiny_folder),
+        adapters=[str(tiny_folder)],
+        typed="",
+        sets=["red-team"],
+        judges=["pm"],
+        constitution="harmless-helpful",
+        pm=None,
+        limit=2,
+        new_tokens=16,
     )["message"]
     assert "the pm judge needs reward_adapter" in message
     message = tab.on_launch(
         store,
-        str(tiny_folder),
-        [],
-        str(tiny_folder),
-        ["red-team"],
-        ["logprob"],
-        "harmless-helpful",
-        None,
-        2,
-        16,
-        0,
+        base=str(tiny_folder),
+        adapters=[],
+        typed=str(tiny_folder),
+        sets=["red-team"],
+        judges=["logprob"],
+        constitution="harmless-helpful",
+        pm=None,
+        limit=2,
+        new_tokens=16,
+        processes=0,
     )["message"]
     assert "processes must be at least 1" in message
 
@@ -147,17 +156,17 @@ def test_policies_come_checked_from_the_job_table_and_typed_one_per_line(store):
     assert values["processes"] == 2 and values["engine"] == "transformers"
     message = tab.on_launch(
         store,
-        "embedded",
-        [],
-        "other-model",
-        ["red-team"],
-        ["logprob"],
-        "harmless-helpful",
-        None,
-        2,
-        16,
-        1,
-        "tensorrt",
+        base="embedded",
+        adapters=[],
+        typed="other-model",
+        sets=["red-team"],
+        judges=["logprob"],
+        constitution="harmless-helpful",
+        pm=None,
+        limit=2,
+        new_tokens=16,
+        processes=1,
+        engine="tensorrt",
     )["message"]
     assert "engine must be one of auto, transformers, vllm" in message
 
@@ -210,15 +219,15 @@ def test_the_auto_judge_stands_for_the_newest_comparison_or_is_refused(store):
 
     message = tab.on_launch(
         store,
-        "embedded",
-        [],
-        "sft=some/adapter",
-        ["red-team"],
-        ["auto"],
-        "harmless-helpful",
-        None,
-        2,
-        16,
+        base="embedded",
+        adapters=[],
+        typed="sft=some/adapter",
+        sets=["red-team"],
+        judges=["auto"],
+        constitution="harmless-helpful",
+        pm=None,
+        limit=2,
+        new_tokens=16,
     )["message"]
     assert "the auto judge needs judge_from" in message and "compare judges" in message
     out = store.new_run_folder("judges")

@@ -158,7 +158,17 @@ def test_the_labelling_guideline_is_the_constitutions_questions(store):
 
 @pytest.mark.integration
 def test_jobs_are_refused_or_answered_without_a_browser(store):
-    refused = tab.on_launch(store, "gold", 0, None, [], 1, False, "embedded", 0)
+    refused = tab.on_launch(
+        store,
+        pairs="gold",
+        limit=0,
+        constitution=None,
+        principles=[],
+        ensemble=1,
+        cot=False,
+        model="embedded",
+        seed=0,
+    )
     assert list(refused) == ["message"] and "Pick a constitution first" in refused["message"]
     assert "No pairs or labelling job is running" in tab.on_cancel(store, None)[0]
     assert "Only a cancelled or failed job" in tab.on_resume(store)["message"]

@@ -17,10 +17,26 @@ def test_the_page_offers_constitutions_pairs_and_models(store):
         constitutions["value"] == ["harmless-helpful"] and "adversarial" in constitutions["choices"]
     )
     assert pairs["choices"][:2] == ["gold", "human"] and bar == "" and run["value"] is None
-    refused = tab.on_launch(store, [], "gold", "embedded", "answer_mean", "logistic", "", 2)
+    refused = tab.on_launch(
+        store,
+        chosen=[],
+        pairs="gold",
+        model="embedded",
+        pooling="answer_mean",
+        method="logistic",
+        layers="",
+        judge_ensemble=2,
+    )
     assert list(refused) == ["message"] and "Pick at least one constitution" in refused["message"]
     message = tab.on_launch(
-        store, ["honest"], "gold", "embedded", "answer_mean", "logistic", "two", 2
+        store,
+        chosen=["honest"],
+        pairs="gold",
+        model="embedded",
+        pooling="answer_mean",
+        method="logistic",
+        layers="two",
+        judge_ensemble=2,
     )["message"]
     assert "layers must be comma-separated layer numbers" in message
 
@@ -41,16 +57,16 @@ def test_a_report_job_runs_is_drawn_and_is_not_run_twice(store, tmp_path, tiny_f
             for i in range(8)
         )
     )
-    args = (
-        ["adversarial", "honest"],
-        str(pairs),
-        str(tiny_folder),
-        "answer_mean",
-        "logistic",
-        "1,2",
-        -1,
-    )
-    launched = tab.on_launch(store, *args)
+    form = {
+        "chosen": ["adversarial", "honest"],
+        "pairs": str(pairs),
+        "model": str(tiny_folder),
+        "pooling": "answer_mean",
+        "method": "logistic",
+        "layers": "1,2",
+        "judge_ensemble": -1,
+    }
+    launched = tab.on_launch(store, **form)
     assert list(launched) == ["message"] and "Launched job" in launched["message"]
     job = store.jobs(tab.KIND)[0]
     assert jobs.wait(store, job.id, timeout=300).status == "succeeded", job.error
@@ -70,7 +86,7 @@ def test_a_report_job_runs_is_drawn_and_is_not_run_twice(store, tmp_path, tiny_f
     assert set(projections["side"]) == {"preferred", "dispreferred"}
     assert projections["answers"].sum() == 16 and heatmap.count("values-heatmap") == 2
     assert "accuracy alone" in heatmap and "length-controlled" in heatmap
-    again = tab.on_launch(store, *args)
+    again = tab.on_launch(store, **form)
     assert "showing it" in again["message"] and again["run"]["value"] == job.out_dir
     assert len(store.jobs(tab.KIND)) == 1
     assert tab.show_results(None) == {}  # nothing picked: the results area stays as it is
