@@ -95,9 +95,14 @@ def model_key(loaded: LoadedModel) -> str | None:
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
 
 
-def entry_path(root: Path, key: list, suffix: str = ".safetensors") -> Path:
-    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()
-    return root / digest[:2] / f"{digest[2:40]}{suffix}"
+def entry_paths(loaded: LoadedModel, keys: list[list], suffix: str) -> list[Path] | None:
+    """Where this model's entry for each key lives (the key: what fixes the entry's content),
+    or None when the model must not be cached."""
+    model = model_key(loaded) if keys else None
+    if model is None:
+        return None
+    digests = [hashlib.sha256(json.dumps([model, *key]).encode()).hexdigest() for key in keys]
+    return [cache_root() / FOLDER / model / d[:2] / f"{d[2:40]}{suffix}" for d in digests]
 
 
 def read_entry(path: Path) -> dict[int, torch.Tensor]:
@@ -112,7 +117,8 @@ def read_entry(path: Path) -> dict[int, torch.Tensor]:
 
 def write_entry(path: Path, write: Callable[[str], None]) -> None:
     """Replace the entry whole (`write` fills a temporary file beside it); a cache that cannot
-    be written is skipped, never an error."""
+    be written is skipped, never an error. Not files.write_atomic: an entry lost to a power
+    cut is only a miss, so it is not flushed to disk, and it may be binary."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".entry.", dir=path.parent)
@@ -166,13 +172,11 @@ def cached_states(
     """[rows, layers, hidden]: each row's states from the cache where it holds all of
     `layers`, else from `read(rows, layers)` (the missing rows only, at every layer wanted
     or kept before) and kept."""
-    key = model_key(loaded) if prompts else None
-    if key is None:
+    paths = entry_paths(
+        loaded, [[pooling, max_length, q, a] for q, a in zip(prompts, answers)], ".safetensors"
+    )
+    if paths is None:
         return read(list(range(len(prompts))), layers)
-    root = cache_root() / FOLDER
-    paths = [
-        entry_path(root / key, [key, pooling, max_length, q, a]) for q, a in zip(prompts, answers)
-    ]
     entries = [read_entry(p) for p in paths]
     missing = [i for i, e in enumerate(entries) if not all(layer in e for layer in layers)]
     if missing:
@@ -182,7 +186,7 @@ def cached_states(
         for n, i in enumerate(missing):
             entries[i] = {**entries[i], **{layer: fresh[n, w] for w, layer in enumerate(wanted)}}
             write_entry(paths[i], save_states(entries[i]))
-        prune(root, budget_bytes())
+        prune(cache_root() / FOLDER, budget_bytes())
     return torch.stack([torch.stack([e[layer] for layer in layers]) for e in entries])
 
 
@@ -192,11 +196,9 @@ def cached_answers(
     """The answer to each request (a JSON-able description that fixes the answer: the
     conversation, the sampling settings and seed), from the cache or from `write(rows)`
     for the missing rows, then kept."""
-    key = model_key(loaded) if requests else None
-    if key is None:
+    paths = entry_paths(loaded, [["answer", r] for r in requests], ".json")
+    if paths is None:
         return write(list(range(len(requests))))
-    root = cache_root() / FOLDER
-    paths = [entry_path(root / key, [key, "answer", r], ".json") for r in requests]
     found: list[str | None] = []
     for path in paths:
         try:
@@ -209,5 +211,5 @@ def cached_answers(
         for i, answer in zip(missing, write(missing)):
             found[i] = answer
             write_entry(paths[i], save_answer(answer))
-        prune(root, budget_bytes())
+        prune(cache_root() / FOLDER, budget_bytes())
     return [a or "" for a in found]
