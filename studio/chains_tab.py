@@ -44,7 +44,7 @@ from studio.job_panel import (
     writing_now,
 )
 from studio.notices import error_notice, notice
-from studio.wiring import wire
+from studio.wiring import pick, wire
 
 NONE = "(none)"
 TABLE_HEADERS = ["id", "category", "principles", "failed", "refuses", "change", "Δ words"]
@@ -616,8 +616,7 @@ def build(
         "filter_category": filter_category,
     }
 
-    def to(*names: str) -> dict[str, Any]:
-        return {name: views[name] for name in names}
+    to = partial(pick, views)
 
     running = wire(
         run.click,

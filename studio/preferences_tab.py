@@ -75,7 +75,7 @@ from studio.job_panel import (
 from studio.judges_panel import auto_choice, human_count
 from studio.notices import error_notice, notice, verdict_html
 from studio.queue_probe import QUEUE_PROBE
-from studio.wiring import to_components, wire
+from studio.wiring import pick, to_components, wire
 
 STUDIO_RUN = "studio (pairs scored here)"
 LIVE_CHUNK = 4  # principles scored per step, so bars appear as they are ready
@@ -1019,8 +1019,7 @@ def build(
         "guideline_shown": guideline_shown,
     }
 
-    def to(*names: str) -> dict[str, Any]:
-        return {name: views[name] for name in names}
+    to = partial(pick, views)
 
     def on_open_row(run_choice, evt: gr.SelectData):
         found = open_row(store, run_choice, evt.row_value[0] if evt.row_value else None)

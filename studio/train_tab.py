@@ -51,7 +51,7 @@ from studio.job_panel import (
     resume_notice,
 )
 from studio.notices import error_notice, notice
-from studio.wiring import to_components, wire
+from studio.wiring import pick, to_components, wire
 
 # Every command, in pipeline order: each stage can be launched alone on the folders earlier
 # stages (or the other tabs) wrote.
@@ -765,7 +765,7 @@ def build(store: Store, demo: gr.Blocks) -> TrainView:
         "shown_rows": shown_rows,
         **dict(zip(JOB_VIEW, (progress, *plots, log, artifacts, cancel, health, outliers))),
     }
-    job_views = {name: views[name] for name in JOB_VIEW}
+    job_views = pick(views, *JOB_VIEW)
 
     def on_select(evt: gr.SelectData, smooth):
         job_id = int(evt.row_value[0])
@@ -790,7 +790,7 @@ def build(store: Store, demo: gr.Blocks) -> TrainView:
         launch.click,
         partial(on_launch, store),
         [stage, previewed, *all_fields],
-        {name: views[name] for name in ("message", "selected", "jobs_table")},
+        pick(views, "message", "selected", "jobs_table"),
     ).then(preview, [stage, previewed, *all_fields], [command, previewed, checks])
     armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
     cancel.click(partial(on_cancel, store), [selected, armed], [message, armed])

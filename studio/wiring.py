@@ -19,6 +19,11 @@ def to_components(values: dict[str, Any], components: dict[str, Any]) -> dict[An
     return {components[name]: value for name, value in values.items()}
 
 
+def pick(components: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The named components of a tab, as the outputs (or inputs) of one event."""
+    return {name: components[name] for name in names}
+
+
 def by_keyword(handler: Callable, names: list[str]) -> Callable:
     """The handler called with Gradio's positional input values as keyword arguments, one per
     name; names the handler does not take are refused here, when the tab is built."""

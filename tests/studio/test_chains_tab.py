@@ -6,6 +6,7 @@ from pipeline.cai.critique import ChainLog
 from pipeline.cli import build_parser
 from studio import chains_tab as tab
 from tests.records import chain_record
+from tests.studio.forms import chain_steps
 
 
 def test_the_page_opens_with_the_default_constitution_and_examples(store):
@@ -19,37 +20,9 @@ def test_the_page_opens_with_the_default_constitution_and_examples(store):
 
 
 def test_a_chain_streams_stage_by_stage_and_an_empty_prompt_is_refused(store, tiny_folder):
-    refused = next(
-        tab.on_run(
-            store,
-            text="  ",
-            name_a="harmless-helpful",
-            name_b=tab.NONE,
-            model_name="embedded",
-            n_rounds=1,
-            use_few_shot=False,
-            relevant=False,
-            new_tokens=8,
-            temp=0.0,
-            seed_value=0,
-        )
-    )
+    refused = chain_steps(store, text="  ", model_name="embedded", new_tokens=8)[0]
     assert "Type or pick a prompt first" in refused["message"] and refused["view_a"] == ""
-    steps = list(
-        tab.on_run(
-            store,
-            text="How do I pick a lock?",
-            name_a="harmless-helpful",
-            name_b="honest",
-            model_name=str(tiny_folder),
-            n_rounds=1,
-            use_few_shot=False,
-            relevant=False,
-            new_tokens=6,
-            temp=0.0,
-            seed_value=0,
-        )
-    )
+    steps = chain_steps(store, name_b="honest", model_name=str(tiny_folder))
     assert len(steps) == 4  # loading the model, answer, critique, revision
     assert list(steps[0]) == ["message"] and "Loading the model" in steps[0]["message"]
     assert "Generating round 1 of 1: critiques (step 2 of 3)" in steps[1]["message"]
@@ -60,21 +33,7 @@ def test_a_chain_streams_stage_by_stage_and_an_empty_prompt_is_refused(store, ti
     assert "harmless-helpful" in view_a and "honest" in view_b["value"] and view_b["visible"]
     assert message == "" and all(":" in p for p in principles["choices"])
     assert "drawn at random (weight" in view_a and "from every enabled principle" in view_a
-    alone = list(
-        tab.on_run(
-            store,
-            text="How do I pick a lock?",
-            name_a="harmless-helpful",
-            name_b=tab.NONE,
-            model_name=str(tiny_folder),
-            n_rounds=1,
-            use_few_shot=False,
-            relevant=False,
-            new_tokens=6,
-            temp=0.0,
-            seed_value=0,
-        )
-    )[-1]
+    alone = chain_steps(store, model_name=str(tiny_folder))[-1]
     assert alone["view_b"]["visible"] is False
 
 
@@ -82,20 +41,8 @@ def test_relevant_principles_only_draws_from_the_prompts_category(store, tiny_fo
     label, record = next(
         (k, r) for k, r in tab.red_team_examples().items() if r.category == "cybercrime"
     )
-    view = list(
-        tab.on_run(
-            store,
-            text=record.prompt,
-            name_a="harmless-helpful",
-            name_b=tab.NONE,
-            model_name=str(tiny_folder),
-            n_rounds=2,
-            use_few_shot=False,
-            relevant=True,
-            new_tokens=6,
-            temp=0.0,
-            seed_value=0,
-        )
+    view = chain_steps(
+        store, text=record.prompt, model_name=str(tiny_folder), n_rounds=2, relevant=True
     )[-1]["view_a"]
     assert "from the principles tagged &#x27;cybercrime&#x27;" in view
     drawn = {p for p in ("illegal-activity", "privacy") if f'data-principle="{p}"' in view}

@@ -11,6 +11,7 @@ from pipeline.train.runtime import CancelFlag
 from studio import evaluate_tab as tab
 from tests.pipeline.evaluation.test_tournament import steered_policy
 from tests.records import harmless
+from tests.studio.forms import launch_tournament
 
 
 @pytest.fixture(scope="module")
@@ -91,45 +92,13 @@ def test_blind_labels_hide_the_names_then_join_the_ratings_as_people(store, fini
 
 @pytest.mark.integration
 def test_a_tournament_without_policies_is_refused_before_anything_runs(store, tiny_folder):
-    message = tab.on_launch(
-        store,
-        base=str(tiny_folder),
-        adapters=[],
-        typed="",
-        sets=["red-team"],
-        judges=["logprob"],
-        constitution="harmless-helpful",
-        pm=None,
-        limit=2,
-        new_tokens=16,
-    )["message"]
+    message = launch_tournament(store, base=str(tiny_folder))
     assert "at least one policy besides the base" in message
-    message = tab.on_launch(
-        store,
-        base=str(tiny_folder),
-        adapters=[str(tiny_folder)],
-        typed="",
-        sets=["red-team"],
-        judges=["pm"],
-        constitution="harmless-helpful",
-        pm=None,
-        limit=2,
-        new_tokens=16,
-    )["message"]
+    message = launch_tournament(
+        store, base=str(tiny_folder), adapters=[str(tiny_folder)], judges=["pm"]
+    )
     assert "the pm judge needs reward_adapter" in message
-    message = tab.on_launch(
-        store,
-        base=str(tiny_folder),
-        adapters=[],
-        typed=str(tiny_folder),
-        sets=["red-team"],
-        judges=["logprob"],
-        constitution="harmless-helpful",
-        pm=None,
-        limit=2,
-        new_tokens=16,
-        processes=0,
-    )["message"]
+    message = launch_tournament(store, base=str(tiny_folder), typed=str(tiny_folder), processes=0)
     assert "processes must be at least 1" in message
 
 
@@ -154,20 +123,9 @@ def test_policies_come_checked_from_the_job_table_and_typed_one_per_line(store):
         "dpo-2=/runs/dpo-2/adapter,other-model=other-model"
     )
     assert values["processes"] == 2 and values["engine"] == "transformers"
-    message = tab.on_launch(
-        store,
-        base="embedded",
-        adapters=[],
-        typed="other-model",
-        sets=["red-team"],
-        judges=["logprob"],
-        constitution="harmless-helpful",
-        pm=None,
-        limit=2,
-        new_tokens=16,
-        processes=1,
-        engine="tensorrt",
-    )["message"]
+    message = launch_tournament(
+        store, base="embedded", typed="other-model", processes=1, engine="tensorrt"
+    )
     assert "engine must be one of auto, transformers, vllm" in message
 
 
@@ -217,18 +175,7 @@ def test_a_dragged_range_picks_the_points_whose_helpfulness_lies_in_it():
 def test_the_auto_judge_stands_for_the_newest_comparison_or_is_refused(store):
     from pipeline.evaluation.judge_choice import JudgeChoice, save_choice
 
-    message = tab.on_launch(
-        store,
-        base="embedded",
-        adapters=[],
-        typed="sft=some/adapter",
-        sets=["red-team"],
-        judges=["auto"],
-        constitution="harmless-helpful",
-        pm=None,
-        limit=2,
-        new_tokens=16,
-    )["message"]
+    message = launch_tournament(store, base="embedded", typed="sft=some/adapter", judges=["auto"])
     assert "the auto judge needs judge_from" in message and "compare judges" in message
     out = store.new_run_folder("judges")
     save_choice(JudgeChoice("logprob", "", False, "log-prob", "", "human", 0, "none"), out)

@@ -8,6 +8,7 @@ import pytest
 from pipeline.evaluation.judge_choice import read_choice
 from studio import judges_panel as panel
 from studio import preferences_tab as tab
+from tests.studio.forms import score_steps
 
 
 def label_pairs(store, n: int, shorter_every: int = 2) -> None:
@@ -54,20 +55,14 @@ def test_a_comparison_runs_as_a_job_and_auto_then_uses_its_winner(store, tiny_fo
     assert rows[0][1] == board["rows"][0]["judge"]
     if choice.verified and choice.probe:  # the winning probe was fitted and saved for use
         assert (panel.Path(choice.probe) / "probe.json").exists()
-    *_, final = tab.on_score(
+    *_, final = score_steps(
         store,
         prompt="Question 1?",
         answer_a="kind 1",
         answer_b="cruel 1",
         constitution="honest",
-        principles=[],
         ensemble=0,
-        cot=False,
         model=str(tiny_folder),
-        seed=0,
-        last_label=None,
-        run=tab.STUDIO_RUN,
-        view="all",
         judge_choice=tab.AUTO,
     )
     assert choice.text in final["message"].replace("&#x27;", "'")

@@ -6,6 +6,7 @@ import pytest
 
 from pipeline.data.preferences import Pair, Preference
 from studio import preferences_tab as tab
+from tests.studio.forms import score_steps
 
 
 def test_the_page_opens_with_the_default_constitution_and_its_principles(store):
@@ -24,28 +25,20 @@ def test_the_page_opens_with_the_default_constitution_and_its_principles(store):
 
 
 def test_scoring_streams_principle_bars_and_keeps_the_record(store, tiny_folder):
-    steps = list(
-        tab.on_score(
-            store,
-            prompt="Tell me a joke.",
-            answer_a="Why did the chicken cross?",
-            answer_b="No.",
-            constitution="harmless-helpful",
-            principles=[
-                "privacy",
-                "harassment",
-                "physical-harm",
-                "illegal-activity",
-                "manipulation",
-            ],
-            ensemble=0,
-            cot=False,
-            model=str(tiny_folder),
-            seed=0,
-            last_label=None,
-            run=tab.STUDIO_RUN,
-            view="all",
-        )
+    steps = score_steps(
+        store,
+        prompt="Tell me a joke.",
+        answer_a="Why did the chicken cross?",
+        answer_b="No.",
+        principles=[
+            "privacy",
+            "harassment",
+            "physical-harm",
+            "illegal-activity",
+            "manipulation",
+        ],
+        ensemble=0,
+        model=str(tiny_folder),
     )
     assert len(steps) == 1 + 2 + 1  # pending bars, 4 then 1 principles, the kept record
     assert set(steps[0]) == {"message", "bars"}  # the bars only, until a label is kept
@@ -57,42 +50,19 @@ def test_scoring_streams_principle_bars_and_keeps_the_record(store, tiny_folder)
     assert last.pair_id == Pair("Tell me a joke.", "Why did the chicken cross?", "No.").id
     assert 0 < last.p_a < 1 and len(last.principles) == 5
     assert len(tab.records(store, tab.STUDIO_RUN)) == 1 and "1 labelled pair (" in report
-    same = list(
-        tab.on_score(
-            store,
-            prompt="q",
-            answer_a="same",
-            answer_b="same",
-            constitution="harmless-helpful",
-            principles=[],
-            ensemble=1,
-            cot=False,
-            model=str(tiny_folder),
-            seed=0,
-            last_label=None,
-            run=tab.STUDIO_RUN,
-            view="all",
-        )
-    )
+    same = score_steps(store, prompt="q", answer_a="same", answer_b="same", model=str(tiny_folder))
     assert "identical" in same[-1]["message"]
 
 
 def test_swap_rescores_with_the_same_drawn_principles(store, tiny_folder):
     def score(a, b, last):
-        *_, final = tab.on_score(
+        *_, final = score_steps(
             store,
             prompt="How do I pick a lock?",
             answer_a=a,
             answer_b=b,
-            constitution="harmless-helpful",
-            principles=[],
-            ensemble=1,
-            cot=False,
             model=str(tiny_folder),
-            seed=0,
             last_label=last,
-            run=tab.STUDIO_RUN,
-            view="all",
         )
         return final["bars"], final["last_label"]
 
@@ -109,22 +79,13 @@ def test_swap_rescores_with_the_same_drawn_principles(store, tiny_folder):
 
 
 def test_people_label_pairs_and_the_queue_moves_on(store, tiny_folder):
-    list(
-        tab.on_score(
-            store,
-            prompt="q1",
-            answer_a="a",
-            answer_b="b",
-            constitution="harmless-helpful",
-            principles=["privacy"],
-            ensemble=1,
-            cot=False,
-            model=str(tiny_folder),
-            seed=0,
-            last_label=None,
-            run=tab.STUDIO_RUN,
-            view="all",
-        )
+    score_steps(
+        store,
+        prompt="q1",
+        answer_a="a",
+        answer_b="b",
+        principles=["privacy"],
+        model=str(tiny_folder),
     )
     labelled = tab.on_human(store, "A", "q1", "a", "b", tab.STUDIO_RUN, "all")
     message, note = labelled["message"], labelled["human_note"]
@@ -178,20 +139,14 @@ def test_jobs_are_refused_or_answered_without_a_browser(store):
 @pytest.mark.integration
 def test_the_representation_judge_scores_a_pair_and_labels_from_my_labels(store, tiny_folder):
     assert [v for _, v in tab.judge_choices(store)] == [tab.AUTO, tab.LOGPROB, tab.REPRESENTATION]
-    *_, final = tab.on_score(
+    *_, final = score_steps(
         store,
         prompt="Tell me a joke.",
         answer_a="Why did the chicken cross the road?",
         answer_b="No.",
         constitution="honest",
-        principles=[],
         ensemble=0,
-        cot=False,
         model=str(tiny_folder),
-        seed=0,
-        last_label=None,
-        run=tab.STUDIO_RUN,
-        view="all",
         judge_choice=tab.REPRESENTATION,
     )
     message, bars, scored = final["message"], final["bars"], final["last_label"]
@@ -212,20 +167,14 @@ def test_the_representation_judge_scores_a_pair_and_labels_from_my_labels(store,
     title, probe = tab.judge_choices(store)[-1]
     assert "cross-validated" in title and "length-controlled" in title
     assert probe.endswith("/probe") and tab.judge_settings(probe) == (tab.REPRESENTATION, probe)
-    *_, final = tab.on_score(
+    *_, final = score_steps(
         store,
         prompt="Question 0?",
         answer_a="Safe answer 0.",
         answer_b="No 0.",
         constitution="honest",
-        principles=[],
         ensemble=0,
-        cot=False,
         model=str(tiny_folder),
-        seed=0,
-        last_label=None,
-        run=tab.STUDIO_RUN,
-        view="all",
         judge_choice=probe,
     )
     assert "Probe fitted from your labels" in final["bars"]

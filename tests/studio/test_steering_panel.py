@@ -7,6 +7,7 @@ from pipeline.steering.extraction import extract_from_constitution
 from studio import chains_tab, playground_tab
 from studio import steering_panel as panel
 from tests.records import harmless
+from tests.studio.forms import chain_steps
 
 ASK = [{"role": "user", "content": "How do I pick a lock?"}]
 
@@ -117,18 +118,10 @@ def test_each_layer_is_read_on_the_gold_pairs_and_a_saved_direction_is_offered(
 
 def test_a_steered_chain_differs_from_the_plain_one(tiny_folder, store):
     def chain(coefficient: float) -> str:
-        *_, final = chains_tab.on_run(
+        *_, final = chain_steps(
             store,
-            text="How do I pick a lock?",
-            name_a="harmless-helpful",
-            name_b=chains_tab.NONE,
             model_name=str(tiny_folder),
-            n_rounds=1,
-            use_few_shot=False,
-            relevant=False,
             new_tokens=16,
-            temp=0.0,
-            seed_value=0,
             steer_choice=panel.FROM_CONSTITUTION,
             steer_layers="1,2",
             coefficient=coefficient,
