@@ -778,12 +778,17 @@ def build(store: Store, demo: gr.Blocks) -> TrainView:
 
     preview = partial(on_preview, store)
     previewed = gr.State(None)  # the run folder the command shows: Launch uses it
+    # the spinner on the description alone: every form field as a progress target would slow
+    # each later event of the page (see app.keep_background_events_quiet)
     stage.input(
-        partial(on_stage, store), [stage, preset_name], [description, *groups.values(), *all_fields]
+        partial(on_stage, store),
+        [stage, preset_name],
+        [description, *groups.values(), *all_fields],
+        show_progress_on=description,
     ).then(preview, [stage, previewed, *all_fields], [command, previewed, checks])
-    preset_name.input(partial(on_preset, store), [stage, preset_name], all_fields).then(
-        preview, [stage, previewed, *all_fields], [command, previewed, checks]
-    )
+    preset_name.input(
+        partial(on_preset, store), [stage, preset_name], all_fields, show_progress_on=description
+    ).then(preview, [stage, previewed, *all_fields], [command, previewed, checks])
     for component in all_fields:
         component.input(preview, [stage, previewed, *all_fields], [command, previewed, checks])
     wire(

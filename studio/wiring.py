@@ -9,6 +9,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+import gradio as gr
+
 
 def to_components(values: dict[str, Any], components: dict[str, Any]) -> dict[Any, Any]:
     """{name: value} as Gradio's {component: value}; a name the wiring does not know is a
@@ -17,6 +19,13 @@ def to_components(values: dict[str, Any], components: dict[str, Any]) -> dict[An
     if unknown:
         raise KeyError(f"no output named {', '.join(unknown)} (known: {', '.join(components)})")
     return {components[name]: value for name, value in values.items()}
+
+
+def as_outputs(values: dict[str, Any], components: dict[str, Any]) -> Any:
+    """What Gradio is given for one answer: its components by name, or, when the handler names
+    none (a tick with nothing new), one skip per output — Gradio reads an empty dict as a
+    single value and fails the event."""
+    return to_components(values, components) or [gr.skip()] * len(components)
 
 
 def pick(components: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -49,12 +58,12 @@ def named(handler: Callable, components: dict[str, Any]) -> Callable:
 
         def stream(*args):
             for values in handler(*args):
-                yield to_components(values, components)
+                yield as_outputs(values, components)
 
         return stream
 
     def call(*args):
-        return to_components(handler(*args), components)
+        return as_outputs(handler(*args), components)
 
     return call
 

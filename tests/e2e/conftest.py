@@ -138,6 +138,16 @@ def studio(spares):
     server = spares.take()
     yield server
     server.stop()
+    assert_no_traceback(server.log)
+
+
+def assert_no_traceback(log: Path) -> None:
+    """A handler that failed inside the server (a timer's answer Gradio refused, say) may
+    show nothing a test looks for: its traceback in the log fails the test."""
+    text = log.read_text(errors="replace")
+    if "Traceback (most recent call last)" in text:
+        start = text.index("Traceback (most recent call last)")
+        pytest.fail(f"the studio logged an error:\n{text[start : start + 3000]}")
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,18 @@ def test_named_outputs_become_components_and_unnamed_ones_are_left_out():
     assert call("hi") == {message: "got hi"}  # `answer` is not sent: it stays as it is
 
 
+def test_an_answer_that_names_nothing_leaves_every_output_as_it_is():
+    components = {"message": gr.HTML(), "plot": gr.LinePlot(), "table": gr.HTML()}
+    assert named(lambda: {}, components)() == [gr.skip()] * 3
+    steps = list(named(_nothing_then_done, components)())
+    assert steps == [[gr.skip()] * 3, {components["message"]: "done"}]
+
+
+def _nothing_then_done():
+    yield {}
+    yield {"message": "done"}
+
+
 def test_a_streaming_handler_streams_by_name():
     message, bars = gr.HTML(), gr.HTML()
 

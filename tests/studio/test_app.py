@@ -1,0 +1,44 @@
+"""The whole studio as built: every tab wired (a wrong input or output name fails here, not
+first in a browser), and the page's background events kept out of Gradio's loading status."""
+
+import pytest
+
+from studio.app import build_studio
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    blocks, _ = build_studio(tmp_path_factory.mktemp("ws"))
+    return blocks
+
+
+def started_by(fn) -> set[str]:
+    return {trigger for _, trigger in fn.targets}
+
+
+def test_page_loads_and_timers_register_no_loading_status(demo):
+    background = [fn for fn in demo.fns.values() if started_by(fn) & {"load", "tick"}]
+    assert len(background) >= 10  # every tab fills itself at load; jobs are watched by timers
+    assert all(fn.show_progress_on == [] for fn in background)
+
+
+def test_a_step_chained_after_a_page_load_is_quiet_and_a_click_keeps_its_spinner(demo):
+    fns = demo.fns
+    chained = [
+        fn
+        for fn in fns.values()
+        if fn.trigger_after is not None and started_by(fns[fn.trigger_after]) == {"load"}
+    ]
+    assert chained and all(fn.show_progress_on == [] for fn in chained)
+    clicks = [
+        fn for fn in fns.values() if started_by(fn) == {"click"} and fn.show_progress != "hidden"
+    ]
+    assert clicks and all(fn.show_progress_on is None for fn in clicks)
+
+
+def test_the_train_forms_are_filled_with_a_spinner_on_the_description_only(demo):
+    wide = [fn for fn in demo.fns.values() if len(fn.outputs) > 100]
+    assert wide, "the Train tab's stage and preset choices fill every form field"
+    for fn in wide:
+        if "input" in started_by(fn):
+            assert [c.elem_id for c in fn.show_progress_on] == ["train-description"]
