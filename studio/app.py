@@ -12,21 +12,18 @@ from starlette.middleware import Middleware
 
 from pipeline.config.settings import DEFAULT_MODEL
 from pipeline.data.store import Store
-from studio import (
-    access,
-    chains_tab,
-    constitution_tab,
-    evaluate_tab,
-    playground_tab,
-    preferences_tab,
-    runs_tab,
-    start_here,
-    train_tab,
-    values_tab,
-)
+from studio import access, start_here
+from studio.components.notices import notice
+from studio.components.theme import CSS, HEAD, THEME, TOGGLE_JS
 from studio.login_guard import LoginGuard, LoginPolicy
-from studio.notices import notice
-from studio.theme import CSS, HEAD, THEME, TOGGLE_JS
+from studio.tabs import chains as chains_tab
+from studio.tabs import constitution as constitution_tab
+from studio.tabs import evaluate as evaluate_tab
+from studio.tabs import playground as playground_tab
+from studio.tabs import preferences as preferences_tab
+from studio.tabs import runs as runs_tab
+from studio.tabs import train as train_tab
+from studio.tabs import values as values_tab
 
 
 def workspace_notice(store: Store) -> str:

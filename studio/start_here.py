@@ -12,7 +12,8 @@ import gradio as gr
 
 from pipeline.core.errors import StudioError
 from pipeline.data.store import Store
-from studio import train_tab, wiring
+from studio import wiring
+from studio.tabs import train as train_tab
 
 FLOW = [
     ("Constitution", "principles you write"),

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from pipeline.data.store import Store
-from studio.preferences_tab import gold_by_label
+from studio.tabs.preferences import gold_by_label
 from tests.e2e.conftest import pick
 
 pytestmark = pytest.mark.e2e

@@ -3,7 +3,9 @@ test names only the fields it is about."""
 
 from __future__ import annotations
 
-from studio import chains_tab, evaluate_tab, preferences_tab
+from studio.tabs import chains as chains_tab
+from studio.tabs import evaluate as evaluate_tab
+from studio.tabs import preferences as preferences_tab
 
 SCORE = {
     "constitution": "harmless-helpful",

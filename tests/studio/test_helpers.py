@@ -2,9 +2,9 @@ import pytest
 
 from pipeline.core.errors import ConstitutionError, Issue, ModelError
 from pipeline.data import constitution as cons
-from studio.constitution_tab import diff_html
-from studio.notices import error_notice, notice
-from studio.playground_tab import conversation, message_text
+from studio.components.notices import error_notice, notice
+from studio.tabs.constitution import diff_html
+from studio.tabs.playground import conversation, message_text
 
 
 def test_notices_escape_user_text():
@@ -51,7 +51,7 @@ def test_chatbot_history_becomes_a_conversation():
 
 from pipeline.cai.trust import view_rows  # noqa: E402
 from pipeline.data.preferences import Pair, Preference, PrincipleLabel  # noqa: E402
-from studio.preferences_tab import Previous, label_bars, table_rows  # noqa: E402
+from studio.tabs.preferences import Previous, label_bars, table_rows  # noqa: E402
 
 
 def _pref(prompt: str, p_ab: float, p_ba: float, human: str | None = None) -> Preference:
@@ -98,7 +98,7 @@ def test_label_bars_show_both_orders_pending_principles_and_the_swap():
 # --- Train tab ---------------------------------------------------------------------------------
 
 from pipeline.config.commands import PPOJob, RunAllJob, SFTJob  # noqa: E402
-from studio.train_tab import command_line, ema, form_values, metric_frames, preset_values  # noqa: E402
+from studio.tabs.train import command_line, ema, form_values, metric_frames, preset_values  # noqa: E402
 
 
 def test_form_values_are_typed_from_the_dataclass():

@@ -3,7 +3,8 @@
 import pytest
 
 from pipeline.runner import jobs
-from studio import start_here, train_tab
+from studio import start_here
+from studio.tabs import train as train_tab
 
 
 def test_the_panel_shows_the_flow_and_is_dismissed_and_reopened():

@@ -103,7 +103,7 @@ def test_a_preference_model_is_headlined_by_held_out_accuracy_not_a_training_bat
 
 
 def test_a_resumed_run_is_one_run_with_its_time_added_up(tmp_path):
-    from studio.train_tab import job_rows
+    from studio.tabs.train import job_rows
 
     store = Store(tmp_path / "ws")
     folder = str(tmp_path / "sft-1")

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from pipeline.evaluation.judge_choice import read_choice
-from studio import judges_panel as panel
-from studio import preferences_tab as tab
+from studio.components import judges_panel as panel
+from studio.tabs import preferences as tab
 from tests.studio.forms import score_steps
 
 

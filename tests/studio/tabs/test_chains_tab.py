@@ -4,7 +4,7 @@ import pytest
 
 from pipeline.cai.critique import ChainLog
 from pipeline.cli import build_parser
-from studio import chains_tab as tab
+from studio.tabs import chains as tab
 from tests.records import chain_record
 from tests.studio.forms import chain_steps
 

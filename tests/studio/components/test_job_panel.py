@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.core import job_folder
 from pipeline.runner import jobs
-from studio import job_panel as panel
+from studio.components import job_panel as panel
 
 
 @pytest.mark.integration

@@ -36,7 +36,7 @@ from pipeline.model.steering import (
 )
 from pipeline.steering.extraction import extract_from_constitution, with_reading
 from pipeline.values.features import labelled_in
-from studio.notices import error_notice, notice
+from studio.components.notices import error_notice, notice
 
 FROM_CONSTITUTION = "from the constitution picked in this tab"
 READ_ON = "gold"  # the labelled pairs a layer curve is read on

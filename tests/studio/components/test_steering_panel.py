@@ -4,8 +4,9 @@ from pipeline.config.settings import SamplingConfig
 from pipeline.model.loading import load_model
 from pipeline.model.steering import save_direction
 from pipeline.steering.extraction import extract_from_constitution
-from studio import chains_tab, playground_tab
-from studio import steering_panel as panel
+from studio.components import steering_panel as panel
+from studio.tabs import chains as chains_tab
+from studio.tabs import playground as playground_tab
 from tests.records import harmless
 from tests.studio.forms import chain_steps
 

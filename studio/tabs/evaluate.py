@@ -38,10 +38,15 @@ from pipeline.evaluation.tournament import (
 )
 from pipeline.runner import jobs
 from pipeline.train.runtime import ADAPTER_DIR
-from studio.choices import adapter_choices, constitution_choices, default_choice, resolve_choice
-from studio.job_panel import cancel_notice, job_bar, latest_job, writing_now
-from studio.judges_panel import latest_board
-from studio.notices import error_notice, notice, verdict_html
+from studio.components.choices import (
+    adapter_choices,
+    constitution_choices,
+    default_choice,
+    resolve_choice,
+)
+from studio.components.job_panel import cancel_notice, job_bar, latest_job, writing_now
+from studio.components.judges_panel import latest_board
+from studio.components.notices import error_notice, notice, verdict_html
 from studio.wiring import named, wire
 
 KIND = "evaluate"

@@ -8,7 +8,7 @@ from pipeline.config.commands import EvaluateJob, build_job
 from pipeline.evaluation.judges import PEOPLE, make_judge
 from pipeline.evaluation.tournament import run_tournament
 from pipeline.train.runtime import CancelFlag
-from studio import evaluate_tab as tab
+from studio.tabs import evaluate as tab
 from tests.pipeline.evaluation.test_tournament import steered_policy
 from tests.records import harmless
 from tests.studio.forms import launch_tournament

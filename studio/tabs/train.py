@@ -40,8 +40,13 @@ from pipeline.train.health import (
     rl_health,
 )
 from pipeline.train.runtime import ADAPTER_DIR, read_metrics
-from studio.choices import adapter_choices, constitution_choices, folder_choices, resolve_choice
-from studio.job_panel import (
+from studio.components.choices import (
+    adapter_choices,
+    constitution_choices,
+    folder_choices,
+    resolve_choice,
+)
+from studio.components.job_panel import (
     STAGE_UNITS,
     cancel_label,
     cancel_notice,
@@ -50,7 +55,7 @@ from studio.job_panel import (
     pipeline_html,
     resume_notice,
 )
-from studio.notices import error_notice, notice
+from studio.components.notices import error_notice, notice
 from studio.wiring import pick, to_components, wire
 
 # Every command, in pipeline order: each stage can be launched alone on the folders earlier

@@ -26,9 +26,9 @@ from pipeline.evaluation.judge_choice import (
 from pipeline.evaluation.leaderboard import check_labels
 from pipeline.runner import jobs
 from pipeline.values.features import labelled_in
-from studio.choices import folder_choices, resolve_choice
-from studio.job_panel import job_bar, latest_job, writing_now
-from studio.notices import error_notice, notice
+from studio.components.choices import folder_choices, resolve_choice
+from studio.components.job_panel import job_bar, latest_job, writing_now
+from studio.components.notices import error_notice, notice
 from studio.wiring import wire
 
 KIND = "judges-compare"

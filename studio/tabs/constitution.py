@@ -24,8 +24,8 @@ from pipeline.data import constitution as cons
 from pipeline.data.constitution import Constitution
 from pipeline.data.store import Store, parse_ref
 from pipeline.evaluation.relabel import relabel
-from studio.diff_view import side_by_side
-from studio.notices import error_notice, notice
+from studio.components.diff_view import side_by_side
+from studio.components.notices import error_notice, notice
 
 FIELDS = (
     "id",

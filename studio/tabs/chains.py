@@ -32,10 +32,15 @@ from pipeline.model.generation import backend_for
 from pipeline.model.steering import SteeredBackend
 from pipeline.runner import jobs
 from pipeline.runner.run_list import duration_text
-from studio import steering_panel
-from studio.choices import constitution_choices, default_choice, offer_models, resolve_choice
-from studio.diff_view import side_by_side
-from studio.job_panel import (
+from studio.components import steering_panel
+from studio.components.choices import (
+    constitution_choices,
+    default_choice,
+    offer_models,
+    resolve_choice,
+)
+from studio.components.diff_view import side_by_side
+from studio.components.job_panel import (
     cancel_notice,
     job_bar,
     job_buttons,
@@ -43,7 +48,7 @@ from studio.job_panel import (
     resume_notice,
     writing_now,
 )
-from studio.notices import error_notice, notice
+from studio.components.notices import error_notice, notice
 from studio.wiring import pick, wire
 
 NONE = "(none)"

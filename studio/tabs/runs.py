@@ -14,8 +14,8 @@ from pipeline.core.errors import StudioError
 from pipeline.data.store import Store
 from pipeline.runner import jobs
 from pipeline.runner.run_list import STAGE_NAMES, RunSummary, summaries, summarise
-from studio.notices import notice
-from studio.preferences_tab import STUDIO_RUN
+from studio.components.notices import notice
+from studio.tabs.preferences import STUDIO_RUN
 from studio.wiring import to_components, wire
 
 ALL = "all"

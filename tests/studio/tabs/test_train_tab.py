@@ -8,7 +8,7 @@ import math
 import pytest
 
 from pipeline.runner import jobs
-from studio import train_tab as tab
+from studio.tabs import train as tab
 
 
 def all_values(stage: str, **changes):

@@ -1,7 +1,7 @@
 """The Playground tab's handlers, without a browser."""
 
 from pipeline.data.store import Store
-from studio import playground_tab as tab
+from studio.tabs import playground as tab
 
 
 def test_the_page_opens_on_the_default_constitution_and_its_principles(tmp_path):

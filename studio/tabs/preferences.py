@@ -56,15 +56,15 @@ from pipeline.values.judge import (
     load_probe,
     probe_quality,
 )
-from studio import judges_panel
-from studio.choices import (
+from studio.components import judges_panel
+from studio.components.choices import (
     constitution_choices,
     default_choice,
     folder_choices,
     offer_models,
     resolve_choice,
 )
-from studio.job_panel import (
+from studio.components.job_panel import (
     cancel_notice,
     job_bar,
     job_buttons,
@@ -72,9 +72,9 @@ from studio.job_panel import (
     resume_notice,
     writing_now,
 )
-from studio.judges_panel import auto_choice, human_count
-from studio.notices import error_notice, notice, verdict_html
-from studio.queue_probe import QUEUE_PROBE
+from studio.components.judges_panel import auto_choice, human_count
+from studio.components.notices import error_notice, notice, verdict_html
+from studio.components.queue_probe import QUEUE_PROBE
 from studio.wiring import pick, to_components, wire
 
 STUDIO_RUN = "studio (pairs scored here)"

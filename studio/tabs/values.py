@@ -32,9 +32,14 @@ from pipeline.runner import jobs
 from pipeline.values.features import labelled_in
 from pipeline.values.report import FORMAT as REPORT_FORMAT
 from pipeline.values.report import cos_text, differences_from_first
-from studio.choices import adapter_choices, constitution_choices, default_choice, resolve_choice
-from studio.job_panel import cancel_notice, job_bar, latest_job, writing_now
-from studio.notices import error_notice, notice
+from studio.components.choices import (
+    adapter_choices,
+    constitution_choices,
+    default_choice,
+    resolve_choice,
+)
+from studio.components.job_panel import cancel_notice, job_bar, latest_job, writing_now
+from studio.components.notices import error_notice, notice
 from studio.wiring import wire
 
 KIND = "values-report"

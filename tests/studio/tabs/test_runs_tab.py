@@ -1,6 +1,6 @@
 """The Runs tab's handlers, without a browser."""
 
-from studio import runs_tab as tab
+from studio.tabs import runs as tab
 
 
 def test_every_run_is_listed_picked_and_opened_in_its_tab(store, tmp_path):

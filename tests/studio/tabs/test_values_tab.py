@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.runner import jobs
-from studio import values_tab as tab
+from studio.tabs import values as tab
 
 
 @pytest.mark.integration

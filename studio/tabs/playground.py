@@ -15,9 +15,9 @@ from pipeline.data.constitution import principle_system_prompt
 from pipeline.data.store import Store
 from pipeline.model.generation import backend_for, chat
 from pipeline.model.loading import LoadedModel, load_model
-from studio import steering_panel
-from studio.choices import offer_models
-from studio.notices import error_notice, notice
+from studio.components import steering_panel
+from studio.components.choices import offer_models
+from studio.components.notices import error_notice, notice
 from studio.wiring import wire
 
 NO_PRINCIPLE = "(none)"

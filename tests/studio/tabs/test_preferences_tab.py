@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from pipeline.data.preferences import Pair, Preference
-from studio import preferences_tab as tab
+from studio.tabs import preferences as tab
 from tests.studio.forms import score_steps
 
 
@@ -203,7 +203,7 @@ def test_the_guideline_follows_a_newly_saved_version_without_a_reload(store):
 def test_the_queue_walks_the_gold_pairs_and_a_probe_of_my_labels_orders_it(store, tiny_folder):
     """Gold pairs ship with labels, yet the queue serves them: only your own labels count;
     after six of them (an A and a B) a probe refitted in the background orders the queue."""
-    from studio.queue_probe import QUEUE_PROBE
+    from studio.components.queue_probe import QUEUE_PROBE
 
     model = str(tiny_folder)
     seen = []

@@ -17,7 +17,7 @@ from pipeline.core.job_folder import stage_names, succeeded
 from pipeline.data.store import JobRecord, Store
 from pipeline.runner import jobs
 from pipeline.runner.run_list import duration_text, ran_for
-from studio.notices import error_notice, notice
+from studio.components.notices import error_notice, notice
 
 
 def job_buttons(prefix: str, noun: str = "") -> tuple[gr.Button, gr.Button]:

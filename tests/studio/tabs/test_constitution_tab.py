@@ -3,7 +3,7 @@
 import html
 
 from pipeline.data import constitution as cons
-from studio import constitution_tab as tab
+from studio.tabs import constitution as tab
 
 
 def fields_of(editor):
