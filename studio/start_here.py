@@ -71,13 +71,13 @@ def intro_html() -> str:
     )
 
 
-def on_dismiss() -> tuple:
+def on_dismiss() -> dict[str, Any]:
     """Hide the panel and remember that in the browser."""
-    return gr.update(visible=False), True
+    return {"panel": gr.update(visible=False), "dismissed": True}
 
 
-def on_show() -> tuple:
-    return gr.update(visible=True), False
+def on_show() -> dict[str, Any]:
+    return {"panel": gr.update(visible=True), "dismissed": False}
 
 
 def on_page_load(dismissed: bool | None) -> dict:
@@ -162,8 +162,12 @@ def wire(
         partial(train_tab.on_show_stage, store, "run-all"),
         None,
         [train.stage, *train.stage_outputs],
-    ).then(train.preview, train.preview_inputs, train.preview_outputs)
+    ).then(
+        wiring.named(train.preview, train.preview_outputs),
+        train.preview_inputs,
+        list(train.preview_outputs.values()),
+    )
     wiring.wire(gr.Timer(10.0).tick, partial(on_banner_tick, store), launched, announced)
-    dismiss.click(on_dismiss, None, [panel, dismissed])
-    reopen.click(on_show, None, [panel, dismissed])
+    wiring.wire(dismiss.click, on_dismiss, None, {"panel": panel, "dismissed": dismissed})
+    wiring.wire(reopen.click, on_show, None, {"panel": panel, "dismissed": dismissed})
     demo.load(on_page_load, dismissed, panel)

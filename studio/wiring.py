@@ -68,9 +68,11 @@ def named(handler: Callable, components: dict[str, Any]) -> Callable:
     return call
 
 
-def wire(event: Callable, handler: Callable, inputs: Any, components: dict[str, Any]) -> Any:
-    """`event(handler, inputs, outputs)` for a handler that answers by name; `inputs` given as
-    {parameter name: component} reach the handler by keyword."""
+def wire(
+    event: Callable, handler: Callable, inputs: Any, components: dict[str, Any], **options: Any
+) -> Any:
+    """`event(handler, inputs, outputs, **options)` for a handler that answers by name;
+    `inputs` given as {parameter name: component} reach the handler by keyword."""
     if isinstance(inputs, dict):
         handler, inputs = by_keyword(handler, list(inputs)), list(inputs.values())
-    return event(named(handler, components), inputs, list(components.values()))
+    return event(named(handler, components), inputs, list(components.values()), **options)

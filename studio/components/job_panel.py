@@ -8,6 +8,7 @@ import html
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -136,12 +137,12 @@ def writing_now(job: JobRecord | None, after: float = 5.0) -> bool:
 
 def cancel_notice(
     store: Store, job: JobRecord | None, idle: str, kept: str, confirmed: int | None = None
-) -> tuple[str, int | None]:
-    """Cancel a running job: (message, the job waiting for a confirmation). A job that is
-    part of a pipeline stops the pipeline, so it is only cancelled on a second press
+) -> dict[str, Any]:
+    """Cancel a running job: its `message`, and the job `armed` for a confirmation. A job
+    that is part of a pipeline stops the pipeline, so it is only cancelled on a second press
     (`confirmed` is the job the first press named); the message says so."""
     if job is None or not job.active:
-        return notice("error", idle), None
+        return {"message": notice("error", idle), "armed": None}
     pipeline = pipeline_of(store, job)
     if in_pipeline(job) and confirmed != job.id:
         what = (
@@ -149,23 +150,22 @@ def cancel_notice(
             if pipeline
             else f"job {job.id} is a pipeline"
         )
-        return notice(
-            "info",
-            f"Really cancel? {what[0].upper()}{what[1:]}: cancelling stops the "
-            "pipeline; Resume continues it from this stage. Press Cancel again "
-            "to confirm.",
-        ), job.id
+        really = (
+            f"Really cancel? {what[0].upper()}{what[1:]}: cancelling stops the pipeline; "
+            "Resume continues it from this stage. Press Cancel again to confirm."
+        )
+        return {"message": notice("info", really), "armed": job.id}
     try:
         jobs.cancel(store, job.id)
     except StudioError as exc:
-        return error_notice(exc), None
+        return {"message": error_notice(exc), "armed": None}
     if in_pipeline(job):
-        return notice(
-            "ok",
-            f"Cancelling job {job.id}: this stops the pipeline; Resume continues "
-            "it from this stage, keeping what is finished.",
-        ), None
-    return notice("ok", f"Cancelling job {job.id}; {kept}"), None
+        stopping = (
+            f"Cancelling job {job.id}: this stops the pipeline; Resume continues it from "
+            "this stage, keeping what is finished."
+        )
+        return {"message": notice("ok", stopping), "armed": None}
+    return {"message": notice("ok", f"Cancelling job {job.id}; {kept}"), "armed": None}
 
 
 def pipeline_of(store: Store, job: JobRecord | None) -> JobRecord | None:

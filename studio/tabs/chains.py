@@ -219,13 +219,15 @@ def latest(store: Store) -> JobRecord | None:
     return latest_job(store, ("revise",))
 
 
-def on_page_load(store: Store) -> tuple:
-    return (
-        gr.update(choices=constitution_choices(store), value=default_choice(store)),
-        gr.update(choices=[NONE, *constitution_choices(store)], value=NONE),
-        job_bar(latest(store), "chains"),
-        run_choices(store),
-    )
+def on_page_load(store: Store) -> dict[str, Any]:
+    return {
+        "constitution_a": gr.update(
+            choices=constitution_choices(store), value=default_choice(store)
+        ),
+        "constitution_b": gr.update(choices=[NONE, *constitution_choices(store)], value=NONE),
+        "progress": job_bar(latest(store), "chains"),
+        "run_folder": run_choices(store),
+    }
 
 
 def run_progress(done: int, steps: int, rounds: int, elapsed: float) -> str:
@@ -443,7 +445,7 @@ def on_timer(store: Store, folder, pid, category, only_failed) -> dict[str, Any]
     return {"progress": bar}
 
 
-def on_cancel(store: Store, confirmed: int | None) -> tuple[str, int | None]:
+def on_cancel(store: Store, confirmed: int | None) -> dict[str, Any]:
     return cancel_notice(
         store, latest(store), "No batch job is running.", "finished chains are kept.", confirmed
     )
@@ -661,7 +663,7 @@ def build(
         to("message", "run_folder"),
     )
     armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
-    cancel.click(partial(on_cancel, store), armed, [message, armed])
+    wire(cancel.click, partial(on_cancel, store), armed, {"message": message, "armed": armed})
     wire(resume.click, partial(on_resume, store), None, to("message", "run_folder"))
     browse_inputs = [run_folder, filter_principle, filter_category, failed_only]
     browsed = to(*BROWSED)
@@ -670,8 +672,15 @@ def build(
         wire(control.input, browse, browse_inputs, browsed)
     wire(timer.tick, partial(on_timer, store), browse_inputs, to("progress", *BROWSED))
     table.select(on_open_chain, run_folder, chain_view)
-    loaded = demo.load(
-        partial(on_page_load, store), None, [constitution_a, constitution_b, progress, run_folder]
+    loaded = wire(
+        demo.load,
+        partial(on_page_load, store),
+        None,
+        {
+            "constitution_a": constitution_a,
+            "constitution_b": constitution_b,
+            **to("progress", "run_folder"),
+        },
     )
     wire(loaded.then, browse, browse_inputs, browsed)
     return run_folder

@@ -523,13 +523,14 @@ def blind_queue(store: Store, folder: str) -> list:
     return queue
 
 
-def blind_view(store: Store, folder: str | None) -> tuple[str, Any]:
-    """(the next comparison shown blind, its state: (pair id, swapped))."""
+def blind_view(store: Store, folder: str | None) -> dict[str, Any]:
+    """The next comparison shown `blind`, and its `blind_state`: (pair id, swapped)."""
     if not folder:
-        return notice("error", "Pick a tournament first."), None
+        return {"blind": notice("error", "Pick a tournament first."), "blind_state": None}
     queue = blind_queue(store, folder)
     if not queue:
-        return notice("ok", "Every comparison of this tournament has a person's label."), None
+        done = notice("ok", "Every comparison of this tournament has a person's label.")
+        return {"blind": done, "blind_state": None}
     c = queue[0]
     swapped = stable_int("blind-order", c.preference.pair.id) % 2 == 1
     first, second = (
@@ -537,35 +538,33 @@ def blind_view(store: Store, folder: str | None) -> tuple[str, Any]:
         if swapped
         else (c.preference.pair.response_a, c.preference.pair.response_b)
     )
-    return (
-        f'<div class="chain-card" data-left="{len(queue)}"><p class="chain-label">'
+    return {
+        "blind": f'<div class="chain-card" data-left="{len(queue)}"><p class="chain-label">'
         f"{len(queue)} left · press A, B or T (tie)</p>"
         f"<p><b>Prompt</b>: {html.escape(c.preference.pair.prompt)}</p>"
         f'<div class="diff2"><div><b>Answer A</b><p>{html.escape(first)}</p></div>'
         f"<div><b>Answer B</b><p>{html.escape(second)}</p></div></div></div>",
-        (c.preference.pair.id, swapped),
-    )
+        "blind_state": (c.preference.pair.id, swapped),
+    }
 
 
-def on_blind_label(store: Store, folder: str | None, state: Any, choice: str) -> tuple:
-    """Record a person's choice (in the pair's own orientation), reveal who wrote what, and
-    show the next comparison: (message, view, state)."""
+def on_blind_label(store: Store, folder: str | None, state: Any, choice: str) -> dict[str, Any]:
+    """Record a person's choice (in the pair's own orientation), reveal who wrote what
+    (`blind_message`), and show the next comparison (`blind_view`'s outputs)."""
     if not folder or not state:
-        view, state = blind_view(store, folder)
-        return "", view, state
+        return {"blind_message": "", **blind_view(store, folder)}
     pair_id, swapped = state
     found = next((c for c in MatchLog(folder).read() if c.preference.pair.id == pair_id), None)
     if found is None:
-        return notice("error", "That comparison is no longer in the tournament."), *blind_view(
-            store, folder
-        )
+        gone = notice("error", "That comparison is no longer in the tournament.")
+        return {"blind_message": gone, **blind_view(store, folder)}
     pair = found.preference.pair
     own = {"A": "B", "B": "A"}.get(choice, choice) if swapped else choice
     store.set_human_label(pair.id, own, pair.prompt, pair.response_a, pair.response_b, "blind")
     shown = (found.b, found.a) if swapped else (found.a, found.b)
     said = {"A": f"A ({shown[0]})", "B": f"B ({shown[1]})", "tie": "a tie"}[choice]
     message = notice("ok", f"Recorded {said}: answer A was {shown[0]}, answer B was {shown[1]}.")
-    return (message, *blind_view(store, folder))
+    return {"blind_message": message, **blind_view(store, folder)}
 
 
 # --- the job ------------------------------------------------------------------------------
@@ -575,16 +574,15 @@ def latest(store: Store) -> JobRecord | None:
     return latest_job(store, (KIND,))
 
 
-def on_page_load(store: Store) -> tuple:
-    choice = default_choice(store)
+def on_page_load(store: Store) -> dict[str, Any]:
     folders = run_folders(store)
-    return (
-        gr.update(choices=adapter_choices(store)),
-        gr.update(choices=constitution_choices(store), value=choice),
-        gr.update(choices=store.trained(("reward",), ADAPTER_DIR)),
-        job_bar(latest(store), "comparisons"),
-        gr.update(choices=folders, value=folders[0] if folders else None),
-    )
+    return {
+        "adapters": gr.update(choices=adapter_choices(store)),
+        "constitution": gr.update(choices=constitution_choices(store), value=default_choice(store)),
+        "pm": gr.update(choices=store.trained(("reward",), ADAPTER_DIR)),
+        "progress": job_bar(latest(store), "comparisons"),
+        "run": gr.update(choices=folders, value=folders[0] if folders else None),
+    }
 
 
 def on_timer(store: Store, shown: str | None) -> dict[str, Any]:
@@ -596,7 +594,7 @@ def on_timer(store: Store, shown: str | None) -> dict[str, Any]:
     return {"progress": bar}
 
 
-def on_cancel(store: Store, confirmed: int | None) -> tuple[str, int | None]:
+def on_cancel(store: Store, confirmed: int | None) -> dict[str, Any]:
     return cancel_notice(
         store,
         latest(store),
@@ -747,7 +745,7 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
         },
         {"message": message},
     )
-    cancel.click(partial(on_cancel, store), armed, [message, armed])
+    wire(cancel.click, partial(on_cancel, store), armed, {"message": message, "armed": armed})
     for control in (run, judge, axis):
         control.input(show_here, [run, judge, axis], list(shown.values()))
     run.change(show_here, [run, judge, axis], list(shown.values()))
@@ -765,15 +763,16 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
         return points_html(store, folder, chosen_judge, (float(low), float(high)))
 
     scatter.select(on_points, [run, judge], cell)
-    start.click(partial(blind_view, store), run, [blind, blind_state])
+    blinded = {"blind": blind, "blind_state": blind_state}
+    wire(start.click, partial(blind_view, store), run, blinded)
     for button, choice in ((choose_a, "A"), (choose_b, "B"), (choose_tie, "tie")):
-        button.click(
+        wire(
+            button.click,
             partial(on_blind_label, store, choice=choice),
             [run, blind_state],
-            [blind_message, blind, blind_state],
+            {"blind_message": blind_message, **blinded},
         ).then(show_here, [run, judge, axis], list(shown.values()))
     wire(timer.tick, partial(on_timer, store), run, {"progress": progress, "run": run})
-    demo.load(
-        partial(on_page_load, store), None, [adapters, constitution, pm, progress, run], js=KEYS_JS
-    )
+    page = {"adapters": adapters, "constitution": constitution, "pm": pm, "progress": progress}
+    wire(demo.load, partial(on_page_load, store), None, {**page, "run": run}, js=KEYS_JS)
     return run

@@ -40,9 +40,17 @@ def conversation(history: list[dict], system: str) -> list[dict[str, str]]:
 # --- handlers: plain values in, plain values (and gr.update) out; tested without a browser ---
 
 
-def on_load_page(store: Store) -> tuple[Any, Any]:
+def on_load_page(store: Store) -> dict[str, Any]:
     chosen = store.default_name()
-    return gr.update(choices=store.names(), value=chosen), principle_choices(store, chosen)
+    return {
+        "constitution": gr.update(choices=store.names(), value=chosen),
+        "principle": principle_choices(store, chosen),
+    }
+
+
+def on_clear() -> dict[str, Any]:
+    """An empty conversation and message box."""
+    return {"chatbot": [], "message": ""}
 
 
 def principle_choices(store: Store, name: str | None) -> Any:
@@ -351,10 +359,13 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
     )
     model.input(on_model_choice, model, model_status)
     stop.click(None, cancels=[submitted, clicked])
-    clear.click(lambda: ([], ""), None, [chatbot, message])
+    wire(clear.click, on_clear, None, {"chatbot": chatbot, "message": message})
     load.click(on_load_model, model, model_status)
     constitution.input(partial(principle_choices, store), constitution, principle)
     principle.input(partial(on_principle, store), [constitution, principle], system)
-    demo.load(partial(on_load_page, store), None, [constitution, principle]).then(
-        on_model_choice, model, model_status
-    )
+    wire(
+        demo.load,
+        partial(on_load_page, store),
+        None,
+        {"constitution": constitution, "principle": principle},
+    ).then(on_model_choice, model, model_status)

@@ -597,8 +597,9 @@ def on_score(
         yield {"message": error_notice(exc)}
 
 
-def on_swap(text, a, b):
-    return b, a
+def on_swap(answer_a: str, answer_b: str) -> dict[str, str]:
+    """The two answers trade places (scoring again then shows position bias, if any)."""
+    return {"answer_a": answer_b, "answer_b": answer_a}
 
 
 def on_generate(text, model_name, seed_value) -> dict[str, Any]:
@@ -831,7 +832,7 @@ def on_fit(store: Store, model_name: str) -> dict[str, Any]:
     return launch_job(store, "values-fit", to_argv("values-fit", job, out), out)
 
 
-def on_cancel(store: Store, confirmed: int | None) -> tuple[str, int | None]:
+def on_cancel(store: Store, confirmed: int | None) -> dict[str, Any]:
     return cancel_notice(
         store,
         latest(store),
@@ -1054,7 +1055,8 @@ def build(
         "judge_choice": judge,
     }
     wire(score.click, partial(on_score, store), score_inputs, scored)
-    swapped = swap.click(on_swap, pair_fields, [answer_a, answer_b])
+    answers = {"answer_a": answer_a, "answer_b": answer_b}
+    swapped = wire(swap.click, on_swap, answers, answers)
     wire(swapped.then, partial(on_score, store), score_inputs, scored).then(
         human_state, state_inputs, human_note
     )
@@ -1096,7 +1098,7 @@ def build(
     )
     wire(fit.click, partial(on_fit, store), model, launched)
     armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
-    cancel.click(partial(on_cancel, store), armed, [message, armed])
+    wire(cancel.click, partial(on_cancel, store), armed, {"message": message, "armed": armed})
     wire(resume.click, partial(on_resume, store), None, launched)
     wire(timer.tick, partial(on_timer, store), [run, view], to("progress", *LABELS))
     wire(

@@ -40,7 +40,7 @@ def table_rows(runs: list[RunSummary]) -> list[list[Any]]:
     ]
 
 
-def on_refresh(store: Store, kind: str) -> tuple[list[list[Any]], str]:
+def on_refresh(store: Store, kind: str) -> dict[str, Any]:
     runs = summaries(jobs.refresh(store), "" if kind == ALL else kind)
     note = (
         ""
@@ -50,7 +50,7 @@ def on_refresh(store: Store, kind: str) -> tuple[list[list[Any]], str]:
             "No runs yet: launch one from the Chains, Preferences or Train tab (or Start here).",
         )
     )
-    return table_rows(runs), note
+    return {"table": table_rows(runs), "message": note}
 
 
 def details_html(run: RunSummary) -> str:
@@ -153,8 +153,9 @@ def build(
         )
 
     show = partial(on_refresh, store)
-    for event in (kind.input, refresh.click):
-        event(show, kind, [table, message])
+    listed = {"table": table, "message": message}
+    for event in (kind.input, refresh.click, demo.load, tabs.select):  # fresh on every tab
+        wire(event, show, kind, listed)
     table.select(on_select, None, list(picking.values()))
     opened = {
         "tabs": tabs,
@@ -167,5 +168,3 @@ def build(
         "message": message,
     }
     wire(open_button.click, partial(on_open, store), [picked, train_watched], opened)
-    demo.load(show, kind, [table, message])
-    tabs.select(show, kind, [table, message])  # fresh whenever a tab is opened

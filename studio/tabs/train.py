@@ -379,10 +379,10 @@ def run_folder(store: Store, name: str, previewed: str | None) -> Path:
     return store.new_run_folder(name)
 
 
-def on_preview(store: Store, name: str, previewed: str | None, *raw: Any) -> tuple[Any, str, str]:
-    """The command and job file as they stand, with what still stops them from running; the
-    run folder it names, which is the one Launch uses; and the form's checks (see
-    `form_checks`)."""
+def on_preview(store: Store, name: str, previewed: str | None, *raw: Any) -> dict[str, Any]:
+    """The `command` and job file as they stand, with what still stops them from running;
+    the run folder it names (`previewed`), which is the one Launch uses; and the form's
+    `checks` (see `form_checks`)."""
     values = stage_values(name, list(raw))
     try:
         build_job(FORMS[name], values)
@@ -390,13 +390,11 @@ def on_preview(store: Store, name: str, previewed: str | None, *raw: Any) -> tup
     except StudioError as exc:
         problem = f"# not ready to launch: {exc}\n"
     folder = run_folder(store, name, previewed)
-    return (
-        gr.update(
-            value=f"{problem}{command_line(name, folder)}\n\n# job.yaml\n" + job_yaml(values)
-        ),
-        str(folder),
-        form_checks(store, name, values),
-    )
+    return {
+        "command": f"{problem}{command_line(name, folder)}\n\n# job.yaml\n" + job_yaml(values),
+        "previewed": str(folder),
+        "checks": form_checks(store, name, values),
+    }
 
 
 def form_checks(store: Store, name: str, values: dict[str, Any]) -> str:
@@ -640,7 +638,7 @@ def on_tick(store: Store, job_id: int | None, smooth: float, shown: list) -> dic
     return {**table, "shown_rows": rows, **job_view(store, job_id, smooth, records)}
 
 
-def on_cancel(store: Store, job_id: int | None, confirmed: int | None) -> tuple[str, int | None]:
+def on_cancel(store: Store, job_id: int | None, confirmed: int | None) -> dict[str, Any]:
     return cancel_notice(
         store,
         watched(store, job_id),
@@ -650,11 +648,11 @@ def on_cancel(store: Store, job_id: int | None, confirmed: int | None) -> tuple[
     )
 
 
-def on_resume(store: Store, job_id: int | None) -> tuple[str, int | None]:
+def on_resume(store: Store, job_id: int | None) -> dict[str, Any]:
     text, again = resume_notice(
         store, watched(store, job_id), "it continues from the last checkpoint."
     )
-    return text, again.id if again else job_id
+    return {"message": text, "selected": again.id if again else job_id}
 
 
 @dataclass
@@ -665,9 +663,9 @@ class TrainView:
     watched: gr.State
     stage: gr.Dropdown
     stage_outputs: list[Any]
-    preview: Callable[..., tuple]
+    preview: Callable[..., dict[str, Any]]
     preview_inputs: list[Any]
-    preview_outputs: list[Any]
+    preview_outputs: dict[str, Any]
 
 
 def on_show_stage(store: Store, name: str) -> tuple:
@@ -783,28 +781,42 @@ def build(store: Store, demo: gr.Blocks) -> TrainView:
 
     preview = partial(on_preview, store)
     previewed = gr.State(None)  # the run folder the command shows: Launch uses it
+    previewing = [stage, previewed, *all_fields]
+    previewed_views = {"command": command, "previewed": previewed, "checks": checks}
     # the spinner on the description alone: every form field as a progress target would slow
     # each later event of the page (see app.keep_background_events_quiet)
-    stage.input(
+    staged = stage.input(
         partial(on_stage, store),
         [stage, preset_name],
         [description, *groups.values(), *all_fields],
         show_progress_on=description,
-    ).then(preview, [stage, previewed, *all_fields], [command, previewed, checks])
-    preset_name.input(
+    )
+    preset = preset_name.input(
         partial(on_preset, store), [stage, preset_name], all_fields, show_progress_on=description
-    ).then(preview, [stage, previewed, *all_fields], [command, previewed, checks])
-    for component in all_fields:
-        component.input(preview, [stage, previewed, *all_fields], [command, previewed, checks])
-    wire(
+    )
+    launched = wire(
         launch.click,
         partial(on_launch, store),
         [stage, previewed, *all_fields],
         pick(views, "message", "selected", "jobs_table"),
-    ).then(preview, [stage, previewed, *all_fields], [command, previewed, checks])
+    )
+    filled = demo.load(partial(on_preset, store), [stage, preset_name], all_fields)
+    changes = [staged.then, preset.then, launched.then, filled.then]
+    for event in [*changes, *(component.input for component in all_fields)]:
+        wire(event, preview, previewing, previewed_views)
     armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
-    cancel.click(partial(on_cancel, store), [selected, armed], [message, armed])
-    resume.click(partial(on_resume, store), selected, [message, selected])
+    wire(
+        cancel.click,
+        partial(on_cancel, store),
+        [selected, armed],
+        {"message": message, "armed": armed},
+    )
+    wire(
+        resume.click,
+        partial(on_resume, store),
+        selected,
+        {"message": message, "selected": selected},
+    )
     jobs_table.select(on_select, smoothing, [selected, *job_views.values()])
     outliers.select(on_outlier, selected, outlier)
     check.click(partial(on_check_pm, store), selected, checked)
@@ -815,14 +827,11 @@ def build(store: Store, demo: gr.Blocks) -> TrainView:
         [selected, smoothing, shown_rows],
         {"jobs_table": jobs_table, "shown_rows": shown_rows, **job_views},
     )
-    demo.load(partial(on_preset, store), [stage, preset_name], all_fields).then(
-        preview, [stage, previewed, *all_fields], [command, previewed, checks]
-    )
     return TrainView(
         selected,
         stage,
         [description, *groups.values(), *all_fields],
         preview,
-        [stage, previewed, *all_fields],
-        [command, previewed, checks],
+        previewing,
+        previewed_views,
     )

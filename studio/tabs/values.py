@@ -302,15 +302,17 @@ def run_choices(store: Store, selected: str | None = None) -> Any:
     return gr.update(choices=folders, value=selected or (folders[0] if folders else None))
 
 
-def on_page_load(store: Store) -> tuple:
+def on_page_load(store: Store) -> dict[str, Any]:
     choice = default_choice(store)
-    return (
-        gr.update(choices=constitution_choices(store), value=[choice] if choice else []),
-        gr.update(choices=pair_choices(store)),
-        gr.update(choices=list(dict.fromkeys([DEFAULT_MODEL, *adapter_choices(store)]))),
-        job_bar(latest(store), "steps"),
-        run_choices(store),
-    )
+    return {
+        "constitutions": gr.update(
+            choices=constitution_choices(store), value=[choice] if choice else []
+        ),
+        "pairs": gr.update(choices=pair_choices(store)),
+        "model": gr.update(choices=list(dict.fromkeys([DEFAULT_MODEL, *adapter_choices(store)]))),
+        "progress": job_bar(latest(store), "steps"),
+        "run": run_choices(store),
+    }
 
 
 def on_launch(
@@ -401,7 +403,7 @@ def on_timer(store: Store, shown: str | None) -> dict[str, Any]:
     return {"progress": bar}
 
 
-def on_cancel(store: Store, confirmed: int | None) -> tuple[str, int | None]:
+def on_cancel(store: Store, confirmed: int | None) -> dict[str, Any]:
     return cancel_notice(
         store,
         latest(store),
@@ -520,9 +522,10 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
         },
         {"message": message, "run": run},
     )
-    cancel.click(partial(on_cancel, store), armed, [message, armed])
+    wire(cancel.click, partial(on_cancel, store), armed, {"message": message, "armed": armed})
     fit.click(partial(on_fit, store), [pairs, model, pooling, method, layers], message)
     wire(run.change, show_results, run, shown)
     wire(timer.tick, partial(on_timer, store), run, {"progress": progress, "run": run})
-    demo.load(partial(on_page_load, store), None, [constitutions, pairs, model, progress, run])
+    page = {"constitutions": constitutions, "pairs": pairs, "model": model, "progress": progress}
+    wire(demo.load, partial(on_page_load, store), None, {**page, "run": run})
     return run

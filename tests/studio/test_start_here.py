@@ -12,10 +12,10 @@ def test_the_panel_shows_the_flow_and_is_dismissed_and_reopened():
     assert "SL-CAI" in intro and intro.count("flow-box") == len(start_here.FLOW)
     assert start_here.on_page_load(None)["visible"] is True
     assert start_here.on_page_load(True)["visible"] is False
-    hidden, remembered = start_here.on_dismiss()
-    assert hidden["visible"] is False and remembered is True
-    shown, remembered = start_here.on_show()
-    assert shown["visible"] is True and remembered is False
+    hidden = start_here.on_dismiss()
+    assert hidden["panel"]["visible"] is False and hidden["dismissed"] is True
+    shown = start_here.on_show()
+    assert shown["panel"]["visible"] is True and shown["dismissed"] is False
 
 
 @pytest.mark.integration

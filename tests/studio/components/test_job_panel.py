@@ -22,7 +22,7 @@ def test_buttons_bar_cancel_and_resume(store, tmp_path):
         "batch-resume",
     )
     assert panel.job_bar(None, "chains") == "" and panel.latest_job(store, ("revise",)) is None
-    assert "Nothing runs" in panel.cancel_notice(store, None, "Nothing runs.", "kept")[0]
+    assert "Nothing runs" in panel.cancel_notice(store, None, "Nothing runs.", "kept")["message"]
     assert "Only a cancelled or failed job" in panel.resume_notice(store, None, "kept")[0]
     job = jobs.launch(
         store,
@@ -46,12 +46,14 @@ def test_cancelling_a_pipeline_stage_asks_first_and_resume_continues_the_pipelin
     )
     child, _ = store.add_job("sft", ["sft"], str(tmp_path / "run" / "sft"), [], parent=parent.id)
     assert panel.cancel_label(child) == "Cancel pipeline (stops at this stage)"
-    text, armed = panel.cancel_notice(store, child, "idle", "kept")
+    first = panel.cancel_notice(store, child, "idle", "kept")
+    text, armed = first["message"], first["armed"]
     assert armed == child.id and "Really cancel?" in text and "stops the pipeline" in text
     assert f"the sft stage of pipeline job {parent.id}" in text
     assert store.job(child.id).status == "queued"  # nothing cancelled yet
-    text, armed = panel.cancel_notice(store, child, "idle", "kept", confirmed=child.id)
-    assert armed is None and "Resume continues it from this stage" in text
+    confirmed = panel.cancel_notice(store, child, "idle", "kept", confirmed=child.id)
+    assert confirmed["armed"] is None
+    assert "Resume continues it from this stage" in confirmed["message"]
     assert store.job(child.id).status == "cancelled"
     store.set_job_status(parent.id, "cancelled")
     text, again = panel.resume_notice(store, store.job(child.id), "kept")

@@ -10,7 +10,10 @@ from tests.studio.forms import chain_steps
 
 
 def test_the_page_opens_with_the_default_constitution_and_examples(store):
-    a, b, bar, runs = tab.on_page_load(store)
+    page = tab.on_page_load(store)
+    a, b, bar, runs = (
+        page[k] for k in ("constitution_a", "constitution_b", "progress", "run_folder")
+    )
     assert a["value"] == "harmless-helpful" and b["value"] == tab.NONE and bar == ""
     assert runs["choices"] == [] and runs["value"] is None
     label, record = next(iter(tab.red_team_examples().items()))
@@ -89,7 +92,7 @@ def test_browsing_cancelling_and_resuming_with_nothing_there(store, tmp_path):
     assert set(browsed) == set(tab.BROWSED)
     assert "No finished chains" in browsed["summary"] and browsed["table"] == []
     assert "no longer in this run" in tab.open_chain(str(tmp_path / "empty"), "x")
-    assert "No batch job is running" in tab.on_cancel(store, None)[0]
+    assert "No batch job is running" in tab.on_cancel(store, None)["message"]
     resumed = tab.on_resume(store)
     assert list(resumed) == ["message"] and "Only a cancelled or failed job" in resumed["message"]
     assert ChainLog(tmp_path / "empty").read() == []

@@ -77,12 +77,14 @@ def test_a_matrix_cell_opens_the_prompts_and_answers_behind_it(store, finished):
 
 
 def test_blind_labels_hide_the_names_then_join_the_ratings_as_people(store, finished):
-    view, state = tab.blind_view(store, finished)
+    first = tab.blind_view(store, finished)
+    view, state = first["blind"], first["blind_state"]
     left = int(re.search(r'data-left="(\d+)"', view).group(1))
     assert 1 <= left <= 4  # identical answers are not asked about
     assert "steered" not in view and "base" not in view
-    message, view, state = tab.on_blind_label(store, finished, state, choice="A")
-    assert "Recorded A (" in message
+    labelled = tab.on_blind_label(store, finished, state, choice="A")
+    assert "Recorded A (" in labelled["blind_message"]
+    view = labelled["blind"]
     assert f"{left - 1} left" in view or "Every comparison" in view
     judges = [c for c in tab.show(store, finished, None, None)["judge"]["choices"]]
     assert PEOPLE in judges

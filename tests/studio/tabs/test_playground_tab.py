@@ -7,7 +7,8 @@ from studio.tabs import playground as tab
 def test_the_page_opens_on_the_default_constitution_and_its_principles(tmp_path):
     store = Store(tmp_path / "ws")
     store.seed()
-    names, principles = tab.on_load_page(store)
+    page = tab.on_load_page(store)
+    names, principles = page["constitution"], page["principle"]
     assert names["value"] == "harmless-helpful" and "honest" in names["choices"]
     assert principles["value"] == tab.NO_PRINCIPLE and "privacy" in principles["choices"]
     assert tab.principle_choices(store, None)["choices"] == [tab.NO_PRINCIPLE]

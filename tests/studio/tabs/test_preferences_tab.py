@@ -131,9 +131,13 @@ def test_jobs_are_refused_or_answered_without_a_browser(store):
         seed=0,
     )
     assert list(refused) == ["message"] and "Pick a constitution first" in refused["message"]
-    assert "No pairs or labelling job is running" in tab.on_cancel(store, None)[0]
+    assert "No pairs or labelling job is running" in tab.on_cancel(store, None)["message"]
     assert "Only a cancelled or failed job" in tab.on_resume(store)["message"]
     assert "Type a prompt" in tab.on_generate("", "embedded", 0)["message"]
+    assert tab.on_swap(answer_a="first", answer_b="second") == {
+        "answer_a": "second",
+        "answer_b": "first",
+    }
 
 
 @pytest.mark.integration

@@ -4,17 +4,18 @@ from studio.tabs import runs as tab
 
 
 def test_every_run_is_listed_picked_and_opened_in_its_tab(store, tmp_path):
-    rows, note = tab.on_refresh(store, tab.ALL)
-    assert rows == [] and "No runs yet" in note
+    listed = tab.on_refresh(store, tab.ALL)
+    assert listed["table"] == [] and "No runs yet" in listed["message"]
     chains, _ = store.add_job("revise", ["revise"], str(tmp_path / "c"), [])
     labels, _ = store.add_job("label", ["label"], str(tmp_path / "l"), [])
     sft, _ = store.add_job("sft", ["sft"], str(tmp_path / "s"), [])
     for job in (chains, labels, sft):  # as they are left once they ran
         store.set_job_status(job.id, "succeeded")
-    rows, note = tab.on_refresh(store, tab.ALL)
-    assert [r[0] for r in rows] == [sft.id, labels.id, chains.id] and note == ""
+    listed = tab.on_refresh(store, tab.ALL)
+    rows = listed["table"]
+    assert [r[0] for r in rows] == [sft.id, labels.id, chains.id] and listed["message"] == ""
     assert rows[0][1].startswith("SFT") and str(tmp_path) not in rows[0][1]
-    assert [r[0] for r in tab.on_refresh(store, "label")[0]] == [labels.id]
+    assert [r[0] for r in tab.on_refresh(store, "label")["table"]] == [labels.id]
     pick = tab.on_pick(store, chains.id)
     details, button, picked = pick["details"], pick["open_button"], pick["picked"]
     assert (

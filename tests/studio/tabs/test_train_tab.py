@@ -91,7 +91,7 @@ def test_every_command_has_a_form_fed_by_the_folders_of_earlier_stages(store, tm
 @pytest.mark.integration
 def test_a_data_stage_launches_with_its_constitution_frozen(store):
     values = all_values("label", pairs="gold", constitution="honest", limit=1)
-    _, folder, _ = tab.on_preview(store, "label", None, *values)
+    folder = tab.on_preview(store, "label", None, *values)["previewed"]
     launched = tab.on_launch(store, "label", folder, *values)
     message, job_id = launched["message"], launched["selected"]
     assert f"Job {job_id} (label)" in message
@@ -112,14 +112,14 @@ def test_schedules_are_plotted_raw_and_noisy_metrics_smoothed():
 
 @pytest.mark.integration
 def test_the_preview_says_what_stops_a_launch_and_a_bad_launch_is_refused(store):
-    preview, folder, checks = tab.on_preview(store, "sft", None, *all_values("sft"))
-    assert (
-        tab.on_preview(store, "sft", folder, *all_values("sft"))[1] == folder
-    )  # kept while unused
-    assert tab.on_preview(store, "dpo", folder, *all_values("dpo"))[1] != folder
-    assert preview["value"].startswith("# not ready to launch")
-    assert "data is required" in preview["value"] and "sft:" in preview["value"]
-    assert f"python -m pipeline sft --config {folder}/job.yaml --out {folder}" in preview["value"]
+    shown = tab.on_preview(store, "sft", None, *all_values("sft"))
+    preview, folder, checks = shown["command"], shown["previewed"], shown["checks"]
+    again = tab.on_preview(store, "sft", folder, *all_values("sft"))
+    assert again["previewed"] == folder  # kept while unused
+    assert tab.on_preview(store, "dpo", folder, *all_values("dpo"))["previewed"] != folder
+    assert preview.startswith("# not ready to launch")
+    assert "data is required" in preview and "sft:" in preview
+    assert f"python -m pipeline sft --config {folder}/job.yaml --out {folder}" in preview
     refused = tab.on_launch(store, "sft", folder, *all_values("sft", learning_rate=-1.0))
     assert list(refused) == ["message"]  # no job to watch, the table as it was
     message = refused["message"]
@@ -141,7 +141,7 @@ def test_the_checks_name_and_mark_exactly_the_wrong_fields_and_warn_on_a_run_of_
         max_length=256,
         data="chains",
     )
-    _, _, checks = tab.on_preview(store, "sft", None, *values)
+    checks = tab.on_preview(store, "sft", None, *values)["checks"]
     text = html.unescape(checks)
     assert (
         "learning_rate must be > 0 (got -1.0)" in text
@@ -150,25 +150,25 @@ def test_the_checks_name_and_mark_exactly_the_wrong_fields_and_warn_on_a_run_of_
     assert "save_every" not in text and "max_length" not in text  # fine fields are not named
     assert "#train-sft-learning-rate input" in checks and "#train-sft-batch-size input" in checks
     assert "#train-sft-save-every" not in checks
-    _, _, checks = tab.on_preview(
+    checks = tab.on_preview(
         store, "sft", None, *all_values("sft", max_steps=999999999999, data="chains")
-    )
+    )["checks"]
     assert "Warning: max_steps = 999,999,999,999 would run about" in html.unescape(checks)
     assert "years" in checks
-    _, _, checks = tab.on_preview(
-        store, "sft", None, *all_values("sft", max_steps=20, data="chains")
-    )
+    checks = tab.on_preview(store, "sft", None, *all_values("sft", max_steps=20, data="chains"))[
+        "checks"
+    ]
     assert checks == ""
 
 
 @pytest.mark.integration
 def test_a_launched_job_runs_in_the_previewed_folder_and_can_be_resumed(store, tmp_path):
     values = all_values("reward", data=str(tmp_path / "none"))
-    _, folder, _ = tab.on_preview(store, "reward", None, *values)
+    folder = tab.on_preview(store, "reward", None, *values)["previewed"]
     launched = tab.on_launch(store, "reward", folder, *values)
     message, job_id = launched["message"], launched["selected"]
     assert f"Job {job_id} (reward)" in message and store.job(job_id).out_dir == folder
-    _, again_folder, _ = tab.on_preview(store, "reward", folder, *values)
+    again_folder = tab.on_preview(store, "reward", folder, *values)["previewed"]
     assert again_folder != folder  # the next preview names a folder no job has used
     ended = jobs.wait(store, job_id, timeout=300)
     assert ended.status == "failed"
@@ -177,9 +177,10 @@ def test_a_launched_job_runs_in_the_previewed_folder_and_can_be_resumed(store, t
     assert "failed" in view["progress"] and view["artifacts"].startswith("<p>Artifacts of job")
     assert view["cancel"]["value"] == "Cancel job"
     assert view["health"] == "" and view["outliers"]["visible"] is False  # not a PPO job
-    assert "not running or queued" in tab.on_cancel(store, job_id, None)[0]
-    text, again = tab.on_resume(store, job_id)
-    assert again != job_id and f"resumes job {job_id}" in text
+    assert "not running or queued" in tab.on_cancel(store, job_id, None)["message"]
+    resumed = tab.on_resume(store, job_id)
+    again = resumed["selected"]
+    assert again != job_id and f"resumes job {job_id}" in resumed["message"]
     jobs.wait(store, again, timeout=300)
     ticked = tab.on_tick(store, again, 0.6, [])
     rows = ticked["shown_rows"]

@@ -12,7 +12,13 @@ from studio.tabs import values as tab
 
 @pytest.mark.integration
 def test_the_page_offers_constitutions_pairs_and_models(store):
-    constitutions, pairs, model, bar, run = tab.on_page_load(store)
+    page = tab.on_page_load(store)
+    constitutions, pairs, bar, run = (
+        page["constitutions"],
+        page["pairs"],
+        page["progress"],
+        page["run"],
+    )
     assert (
         constitutions["value"] == ["harmless-helpful"] and "adversarial" in constitutions["choices"]
     )
