@@ -21,8 +21,8 @@ import statistics
 
 import torch
 
-from pipeline.cai.trust import chose_longer, length_control  # noqa: E402
 from pipeline.config.settings import DEFAULT_MODEL
+from pipeline.core.stats import chose_longer, length_control  # noqa: E402
 from pipeline.data.preferences import Pair, gold_pairs, read_pairs  # noqa: E402
 from pipeline.evaluation.labelling_queue import REFIT_EVERY, fit_queue, next_pair  # noqa: E402
 from pipeline.model.loading import load_model  # noqa: E402

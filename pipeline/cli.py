@@ -9,12 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
-from pipeline.config.fields import add_config_arguments, config_from_args, help_text, settings_of
+from pipeline.config.fields import add_config_arguments, config_from_args, help_text
 from pipeline.config.settings import DEFAULT_MODEL
 from pipeline.core.errors import StoreError, StudioError
 from pipeline.core.files import write_atomic
@@ -32,7 +30,8 @@ from pipeline.data.constitution import (
 )
 from pipeline.data.preferences import HUMAN_CHOICES
 from pipeline.data.prompts import IMPORTERS, SHIPPED, import_prompts, load_prompts, write_prompts
-from pipeline.data.store import Store, parse_ref
+from pipeline.data.store import Store
+from pipeline.runner import invocation
 from pipeline.runner.run_list import counted
 
 
@@ -44,16 +43,7 @@ def open_store(args: argparse.Namespace) -> Store:
 
 def resolve_constitution(ref: str, args: argparse.Namespace) -> tuple[str, Constitution]:
     """A file path, `name@version`, or `name` (latest saved version) → (label, constitution)."""
-    if Path(ref).is_file():
-        return ref, load_constitution(ref)
-    name, version = parse_ref(ref)
-    try:
-        record = open_store(args).version(name, version)
-    except StoreError:
-        raise StoreError(
-            f"'{ref}' is neither a file nor a saved constitution (name or name@version)."
-        ) from None
-    return record.label, record.constitution
+    return invocation.resolve_constitution(ref, lambda: open_store(args))
 
 
 # --- commands ------------------------------------------------------------------------------
@@ -163,118 +153,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_revise(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from pipeline.cai.critique import (
-        ChainLog,
-        ChainRequest,
-        batch_quality,
-        chain_id,
-        chain_step,
-        export_chains,
-        principle_stats,
-        run_chains,
-    )
-    from pipeline.config.settings import ChainConfig, SamplingConfig
-    from pipeline.core.job_folder import claim_run_folder, job_context, write_progress
-    from pipeline.data.constitution import content_hash
-    from pipeline.model.generation import backend_for
-
-    job = stage_job("revise", args)
-    out = Path(args.out)
-    with job_context(out):
-        _, constitution = resolve_constitution(job.constitution, args)
-        skipped: list[str] = []
-        prompts = load_prompts(
-            job.prompts,
-            job.split or None,
-            on_bad_line=skipped.append if job.skip_bad_lines else None,
-        )
-        for message in skipped:
-            print(f"warning: skipped {message}", file=sys.stderr)
-        prompts = prompts[: job.limit or None]
-        config = settings_of(job, ChainConfig)
-        sampling = settings_of(job, SamplingConfig)
-        write_progress(out, 0, len(prompts), loading(job.model))
-        backend = backend_for(job.model, max_batch_size=config.batch_size)
-        claim_run_folder(
-            out,
-            {
-                "constitution": constitution.name,
-                "constitution_hash": content_hash(constitution),
-                "prompts": job.prompts,
-                "model": job.model,
-                "chain": asdict(config),
-                "sampling": asdict(sampling),
-            },
-        )
-        log = ChainLog(out)
-        done = log.done_ids()
-        requests = [ChainRequest(p, constitution) for p in prompts]
-        todo = [r for r in requests if chain_id(r, config, sampling, backend.name) not in done]
-        stages = 2 * config.rounds + 1
-        bar = tqdm(total=len(requests), initial=len(requests) - len(todo), unit="chain")
-        write_progress(out, bar.n, len(requests), chain_step(0, config.rounds))
-        for stage, chains in enumerate(run_chains(backend, todo, config, sampling)):
-            if all(c.done for c in chains):
-                log.append(chains)
-                bar.update(len(chains))
-                for c in chains:
-                    if c.truncated:
-                        print(
-                            f"warning: prompt {c.prompt_id} was cut to fit the model's context",
-                            file=sys.stderr,
-                        )
-            partial = (
-                0 if all(c.done for c in chains) else len(chains) * (stage % stages + 1) / stages
-            )
-            write_progress(
-                out,
-                bar.n + partial,
-                len(requests),
-                chain_step(stage + 1, config.rounds) if partial else "next batch",
-            )
-        bar.close()
-        chains = log.read()
-        if chains:
-            export_chains(out)
-        quality = batch_quality(chains)
-        print(
-            f"{quality.chains} chains in {out / 'chains.jsonl'}; {quality.refusing} final "
-            f"answers refuse; {quality.failed_rounds} failed rounds"
-        )
-        for s in principle_stats(chains):
-            print(
-                f"  {s.principle_id:<24} drawn {s.drawn:>4}  failed {s.failed:>3} "
-                f"({s.failure_rate:.0%})"
-            )
-    return 0
-
-
-def cmd_sft_data(args: argparse.Namespace) -> int:
-    from pipeline.cai.sft_data import build_sft_dataset
-    from pipeline.config.settings import SamplingConfig
-    from pipeline.core.job_folder import job_context, write_progress
-    from pipeline.model.generation import backend_for
-
-    job = stage_job("sft-data", args)
-    with job_context(args.out):
-        sampling = settings_of(job, SamplingConfig)
-        write_progress(
-            args.out, 0, 0, loading(job.model) if job.helpful_ratio > 0 else "reading the chains"
-        )
-        backend = backend_for(job.model) if job.helpful_ratio > 0 else None
-        summary = build_sft_dataset(
-            job.chains, args.out, job.helpful_ratio, backend, sampling, job.helpful_set
-        )
-        print(
-            f"wrote {summary.revisions} revision and {summary.helpful} helpfulness examples "
-            f"to {summary.path} ({summary.skipped} chains with no accepted revision left out)"
-        )
-    return 0
-
-
 def cmd_prompts_list(args: argparse.Namespace) -> int:
     if args.set is None:
         for name in SHIPPED:
@@ -302,132 +180,6 @@ def cmd_prompts_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def pairs_path(ref: str) -> Path:
-    """`gold` (the shipped gold pairs), or a pairs file or run folder."""
-    from pipeline.data.preferences import GOLD_PAIRS
-
-    return GOLD_PAIRS if ref == "gold" else Path(ref)
-
-
-def cmd_pairs(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from pipeline.cai.feedback import make_pairs
-    from pipeline.config.settings import SamplingConfig
-    from pipeline.core.job_folder import job_context, write_progress
-    from pipeline.data.preferences import PAIRS_FILE, write_pairs
-    from pipeline.model.generation import backend_for
-
-    job = stage_job("pairs", args)
-    out = Path(args.out)
-    with job_context(out):
-        prompts = load_prompts(job.prompts, job.split or None)[: job.limit or None]
-        sampling = settings_of(job, SamplingConfig)
-        write_progress(out, 0, len(prompts), loading(job.policy))
-        backend = backend_for(job.policy, max_batch_size=job.batch_size)
-        pairs, per_batch = [], max(1, job.batch_size // 2)
-        bar = tqdm(total=len(prompts), unit="prompt")
-        for start in range(0, len(prompts), per_batch):
-            chunk = prompts[start : start + per_batch]
-            pairs += make_pairs(backend, chunk, replace(sampling, seed=sampling.seed + 2 * start))
-            bar.update(len(chunk))
-            write_progress(out, bar.n, len(prompts), "sampling answers")
-        bar.close()
-        write_pairs(pairs, out / PAIRS_FILE)
-        identical = sum(p.identical for p in pairs)
-        print(
-            f"wrote {len(pairs)} pairs from {job.policy} to {out / PAIRS_FILE} "
-            f"({identical} with identical answers, {len(prompts) - len(pairs)} prompts "
-            "with an empty answer left out)"
-        )
-    return 0
-
-
-def cmd_label(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from pipeline.cai.feedback import run_labelling
-    from pipeline.cai.trust import format_report, trust_report
-    from pipeline.config.commands import job_yaml
-    from pipeline.core.job_folder import job_context, write_progress
-    from pipeline.data.preferences import read_pairs
-    from pipeline.evaluation.judge_choice import labels_note, save_choice
-
-    job = stage_job("label", args)
-    out = Path(args.out)
-    with job_context(out):
-        write_atomic(out / "job.yaml", job_yaml(job))  # what `relabel` repeats
-        _, constitution = resolve_constitution(job.constitution, args)
-        skipped: list[str] = []
-        pairs = read_pairs(
-            pairs_path(job.pairs), on_bad_line=skipped.append if job.skip_bad_lines else None
-        )
-        for message in skipped:
-            print(f"warning: skipped {message}", file=sys.stderr)
-        pairs = pairs[: job.limit or None]
-        write_progress(out, 0, len(pairs), loading(job.model))
-        choice = chosen_judge(job, args, out, constitution, len(pairs))
-        labeller = judge_for(
-            replace(job, judge_method=choice.method, probe=choice.probe) if choice else job
-        )
-        bar = tqdm(total=len(pairs), unit="pair")
-        write_progress(out, 0, len(pairs), "labelling")
-
-        def progress(done: int, total: int) -> None:
-            bar.update(done - bar.n)
-            write_progress(out, done, total, "labelling")
-
-        prefs = run_labelling(labeller, constitution, pairs, out, progress)
-        bar.close()
-        domain = probe_domain(labeller, prefs)
-        if choice and domain != choice.domain:
-            choice = replace(choice, domain=domain)
-            save_choice(choice, out)
-        report = trust_report(prefs, open_store(args).human_labels())
-        note = labels_note(out)
-        write_atomic(
-            out / "summary.json",
-            json.dumps({**asdict(report), "judge": note, "domain": domain}, indent=2),
-        )
-        print(f"{len(prefs)} labelled pairs in {out / 'labels.jsonl'}")
-        print(format_report(report))
-        print(note)
-        if domain:
-            print(f"warning: {domain}", file=sys.stderr)
-    return 0
-
-
-def chosen_judge(job, args: argparse.Namespace, out: Path, constitution: Constitution, pairs: int):
-    """Under judge_method auto, the judge the human labels choose (measured once and kept in
-    the run folder, so a resumed run keeps it); None for a judge named by hand."""
-    from pipeline.evaluation.judge_choice import measured_choice, read_choice
-
-    if job.judge_method != "auto":
-        return None
-    choice = read_choice(out)
-    if choice is None:
-        from pipeline.core.job_folder import write_progress
-
-        def step(what: str) -> None:
-            print(f"… auto: {what}", file=sys.stderr, flush=True)
-            write_progress(out, 0, pairs, f"choosing the judge: {what}")
-
-        choice = measured_choice(job, open_store(args), constitution, out, step)
-    print(choice.text, flush=True)
-    return choice
-
-
-def probe_domain(labeller, prefs) -> str:
-    """The domain check of a probe-led representation judge on the pairs it just labelled."""
-    from pipeline.evaluation.judge_choice import domain_check
-
-    probe = getattr(labeller, "probe", None)
-    if probe is None:
-        return ""
-    fresh = [p for p in prefs if "probe-training-pair" not in p.flags]
-    return domain_check(fresh, probe.always_longer)
-
-
 def cmd_relabel(args: argparse.Namespace) -> int:
     from pipeline.evaluation.relabel import format_relabelling, relabel
 
@@ -450,269 +202,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
             f"{r.job_id:>4}  {r.status:<10} {r.duration:>8}  {r.name}"
             + (f"  — {r.metric}" if r.metric else "")
             + f"\n      {r.folder}"
-        )
-    return 0
-
-
-def values_data(job, args: argparse.Namespace):
-    """The job's human-labelled pairs."""
-    from pipeline.values.features import labelled_in
-
-    return labelled_in(job.pairs, open_store(args))
-
-
-def cmd_values_report(args: argparse.Namespace) -> int:
-    from contextlib import nullcontext
-
-    from pipeline.cai.feedback import Labeller
-    from pipeline.config.settings import FeedbackConfig
-    from pipeline.core.job_folder import job_context, write_progress
-    from pipeline.model.loading import load_model
-    from pipeline.values.report import (
-        differences_from_first,
-        format_report,
-        layer_fits,
-        pair_evidence,
-        values_report,
-    )
-
-    job = stage_job("values-report", args)
-    out = Path(args.out) if args.out else None
-    with job_context(out) if out else nullcontext():
-        data = values_data(job, args)
-        constitutions = [resolve_constitution(ref, args)[1] for ref in job.constitutions]
-        loaded = load_model(job.model)
-        policy = load_model(job.policy) if job.policy else None
-        steps = 2 + len(constitutions)
-        done = [0]
-
-        def step(what: str) -> None:
-            print(f"… {what}", file=sys.stderr, flush=True)
-            if out:
-                write_progress(out, done[0], steps, what)
-
-        evidence = pair_evidence(loaded, data, job.pooling, job.layer_list, policy, step)
-        done[0] = 2
-        judge = (
-            Labeller(loaded, FeedbackConfig(ensemble=job.judge_ensemble))
-            if job.judge_ensemble >= 0
-            else None
-        )
-        fits = layer_fits(data, evidence, job.method, job.folds, job.seed, step)
-        reports = []
-        for c in constitutions:
-            reports.append(
-                values_report(
-                    loaded, c, data, evidence, job.method, job.folds, job.seed, judge, step, fits
-                )
-            )
-            done[0] += 1
-        rows = [r.as_json() for r in reports]
-        differences = differences_from_first(rows)
-        text = "\n\n".join(format_report(r) for r in reports)
-        if len(reports) > 1:
-            text += "\n\n" + compare_table(reports, differences)
-            for row, found in zip(rows[1:], differences[1:]):
-                row["mean_cos_minus_first"] = asdict(found) if found else None
-        payload = json.dumps(rows if len(rows) > 1 else rows[0], indent=2)
-        if out:
-            write_atomic(out / "values.json", payload)
-            write_atomic(out / "values.md", text + "\n")
-            write_progress(out, steps, steps, "done")
-        print(payload if args.json else text)
-    return 0
-
-
-def compare_table(reports, differences) -> str:
-    """Several constitutions side by side on the same pairs, each number with its interval
-    and length control, and each mean cosine against the first constitution's (paired:
-    `differences`, from `differences_from_first`)."""
-    from pipeline.values.report import cos_text
-
-    lines = [
-        f"{'constitution':<21} {'adversarial':<12} {'w_c at the best layer':<42} "
-        f"{'mean cos(w_c, w*) (95%)':<29} {f'minus {reports[0].constitution} (95%)':<38} "
-        "log-prob judge"
-    ]
-    for r, difference in zip(reports, differences):
-        mean_cos = cos_text(r.mean_cos_constitution, r.mean_cos_constitution_interval, 3)
-        lines.append(
-            f"{r.constitution:<21} {'yes' if r.adversarial else 'no':<12} "
-            f"{r.best.constitution.text:<42} {mean_cos:<29} "
-            f"{'—' if difference is None else difference.text:<38} "
-            f"{'—' if r.judge is None else r.judge.text}"
-        )
-    return "\n".join(lines)
-
-
-def cmd_values_fit(args: argparse.Namespace) -> int:
-    from pipeline.core.job_folder import job_context, write_progress
-    from pipeline.model.loading import load_model
-    from pipeline.values.judge import fit_probe, save_probe
-
-    job = stage_job("values-fit", args)
-    out = Path(args.out)
-    with job_context(out):
-        data = values_data(job, args)
-        write_progress(out, 0, 1, loading(job.model))
-        loaded = load_model(job.model)
-        write_progress(out, 0, 1, "reading the pairs and fitting the probe")
-        layer = job.layer_list[0] if job.layer_list else None
-        probe = fit_probe(loaded, data, job.pooling, job.method, layer, job.folds, job.seed)
-        save_probe(probe, out / "probe")
-        write_progress(out, 1, 1, "done")
-        print(
-            f"probe at layer {probe.layer} ({probe.method}, {probe.pooling}): cross-validated "
-            f"accuracy {probe.quality} on {len(data.pairs)} pairs, τ = {probe.tau:.3g}; "
-            f"saved in {out / 'probe'} — label with `label --judge-method representation --probe "
-            f"{out / 'probe'}` (pairs it was fitted on are flagged)"
-        )
-    return 0
-
-
-def stepper(out: Path | None, steps: int) -> Callable[[str], None]:
-    """A job's step reporter: each call says what it starts (stderr, and the run folder's
-    progress when there is one) and counts one step done."""
-    from pipeline.core.job_folder import write_progress
-
-    done = [0]
-
-    def step(what: str) -> None:
-        print(f"… {what}", file=sys.stderr, flush=True)
-        if out:
-            write_progress(out, done[0], steps, what)
-        done[0] += 1
-
-    return step
-
-
-def cmd_judges_compare(args: argparse.Namespace) -> int:
-    """Every judge against people on the same labels; judges.json and judges.md in --out."""
-    from contextlib import nullcontext
-
-    from pipeline.core.job_folder import job_context, write_progress
-    from pipeline.evaluation.judge_choice import board_choice, save_choice
-    from pipeline.evaluation.leaderboard import check_labels, format_board, judged_all, leaderboard
-    from pipeline.model.loading import load_model
-    from pipeline.values.features import labelled_in
-
-    job = stage_job("judges-compare", args)
-    out = Path(args.out) if args.out else None
-    with job_context(out) if out else nullcontext():
-        data = labelled_in(job.labels, open_store(args))
-        check_labels(data, job.folds)
-        _, constitution = resolve_constitution(job.constitution, args)
-        steps = 5 + bool(job.pm)
-        step = stepper(out, steps)
-        step(loading(job.model))
-        loaded = load_model(job.model)
-        board = leaderboard(
-            job.labels, data, judged_all(loaded, constitution, data, job, step), job.seed
-        )
-        text = format_board(board)
-        if out:
-            choice = board_choice(board, loaded, data, job, out, step)
-            save_choice(choice, out)
-            write_atomic(out / "judges.md", text + "\n")
-            write_progress(out, steps, steps, "done")
-            text += f"\n{choice.text}" + (
-                f"; its probe is in {choice.probe}" if choice.probe else ""
-            )
-        print(json.dumps(board.as_json(), indent=2) if args.json else text)
-    return 0
-
-
-def cmd_principles_rank(args: argparse.Namespace) -> int:
-    """Principles as judges on human labels; principles.json/.md and draft.yaml in --out."""
-    from contextlib import nullcontext
-
-    from pipeline.core.job_folder import job_context, write_progress
-    from pipeline.data.constitution import load_constitution, to_yaml
-    from pipeline.evaluation.leaderboard import check_labels
-    from pipeline.evaluation.principles import (
-        CATALOGUE,
-        draft_constitution,
-        format_ranking,
-        label_everything,
-        rank,
-    )
-    from pipeline.model.loading import load_model
-    from pipeline.values.features import labelled_in
-
-    job = stage_job("principles-rank", args)
-    out = Path(args.out) if args.out else None
-    with job_context(out) if out else nullcontext():
-        data = labelled_in(job.labels, open_store(args))
-        check_labels(data, 2)
-        _, constitution = resolve_constitution(job.constitution, args)
-        catalogue = load_constitution(job.catalogue or CATALOGUE)
-        steps = 1 + 2 * len(job.method_list)
-        step = stepper(out, steps)
-        step(loading(job.model))
-        labelled = label_everything(
-            load_model(job.model),
-            constitution,
-            catalogue,
-            data,
-            job.method_list,
-            job.batch_size,
-            step,
-        )
-        ranking = rank(data, job.labels, constitution, catalogue, labelled, job.seed)
-        text = format_ranking(ranking)
-        draft = draft_constitution(ranking, constitution, catalogue)
-        if out:
-            write_atomic(out / "principles.json", json.dumps(ranking.as_json(), indent=2))
-            write_atomic(out / "principles.md", text + "\n")
-            if draft:
-                write_atomic(out / "draft.yaml", to_yaml(draft))
-                text += (
-                    f"\nthe draft is in {out / 'draft.yaml'} (not saved: `constitution "
-                    f"save {out / 'draft.yaml'}` once you have read it)"
-                )
-            write_progress(out, steps, steps, "done")
-        print(json.dumps(ranking.as_json(), indent=2) if args.json else text)
-    return 0
-
-
-def cmd_steer_extract(args: argparse.Namespace) -> int:
-    from pipeline.core.job_folder import job_context, write_progress
-    from pipeline.model import steering
-    from pipeline.model.loading import load_model
-    from pipeline.steering import extraction as steering_extraction
-    from pipeline.values.features import labelled_in
-
-    job = stage_job("steer-extract", args)
-    out = Path(args.out)
-    with job_context(out):
-        write_progress(out, 0, 2, loading(job.model))
-        loaded = load_model(job.model)
-        write_progress(out, 0, 2, "reading the contrasts")
-        if job.constitution:
-            _, constitution = resolve_constitution(job.constitution, args)
-            prompts = [p.prompt for p in load_prompts(job.prompts, "train")][: job.limit]
-            direction = steering_extraction.extract_from_constitution(
-                loaded, constitution, prompts, job.layer_list, job.method
-            )
-        else:
-            direction = steering_extraction.extract_from_pairs(
-                loaded,
-                labelled_in(job.pairs, open_store(args)),
-                job.pairs,
-                job.layer_list,
-                job.method,
-            )
-        if job.read:
-            write_progress(out, 1, 2, f"reading each layer on {job.read}")
-            direction = steering_extraction.with_reading(
-                loaded, direction, labelled_in(job.read, open_store(args)), job.read
-            )
-        folder = steering.save_direction(direction, out / steering.DIRECTION_DIR)
-        write_progress(out, 2, 2, "done")
-        print(steering.format_direction(direction))
-        print(
-            f"saved in {folder} — steer with `generate --steer {out} --coefficient C "
-            f"--layers {direction.middle_layer}`"
         )
     return 0
 
@@ -745,16 +234,6 @@ def steering_of(args: argparse.Namespace, loaded):
         1.0 if args.coefficient is None else args.coefficient,
         tuple(layers),
         args.steer_positions,
-    )
-
-
-def judge_for(job):
-    """The judge a label job asks for."""
-    from pipeline.config.settings import FeedbackConfig
-    from pipeline.evaluation.judges import make_judge
-
-    return make_judge(
-        job.judge_method, job.model, job.probe, job.layer, settings_of(job, FeedbackConfig)
     )
 
 
@@ -792,7 +271,7 @@ def cmd_prefs_import_hh(args: argparse.Namespace) -> int:
 
 
 def cmd_prefs_human(args: argparse.Namespace) -> int:
-    from pipeline.data.preferences import read_pairs
+    from pipeline.data.preferences import pairs_path, read_pairs
 
     if args.undo:
         undone = open_store(args).undo_human_label()
@@ -814,9 +293,19 @@ def cmd_prefs_human(args: argparse.Namespace) -> int:
     return 0
 
 
-def loading(model: str) -> str:
-    """A job's progress while its model loads: where it looks, so a slow load is explained."""
-    return f"loading the model {model} (embedded cache, local folder or hub)"
+def cmd_job(args: argparse.Namespace) -> int:
+    """A command of the registry: its job config from defaults, preset, job file and flags
+    (a bad one is refused before torch loads), then its run function."""
+    from pipeline.runner.commands import run_command
+
+    job = stage_job(args.command, args)
+    inv = invocation.Invocation(
+        args.workspace,
+        Path(args.out) if args.out else None,
+        getattr(args, "json", False),
+        tuple(args.argv),
+    )
+    return run_command(args.command, job, inv)
 
 
 def stage_job(stage: str, args: argparse.Namespace):
@@ -838,183 +327,6 @@ def stage_job(stage: str, args: argparse.Namespace):
     if cls is RunAllJob:
         values["preset"] = name
     return build_job(cls, values)
-
-
-def trainer(stage: str):
-    """The function that runs a stage's job."""
-    if stage == "sft":
-        from pipeline.train.sft import train_sft
-
-        return train_sft
-    if stage == "ppo":
-        from pipeline.train.ppo import train_ppo
-
-        return train_ppo
-    if stage == "dpo":
-        from pipeline.train.dpo import train_dpo
-
-        return train_dpo
-    if stage == "rahf":
-        from pipeline.train.rahf import train_rahf
-
-        return train_rahf
-    from pipeline.train import reward
-
-    return {"reward": reward.train_reward, "pmp": reward.train_pmp}[stage]
-
-
-def as_processes(args: argparse.Namespace, processes: int) -> int | None:
-    """A stage that asks for several processes, started directly: the same command again
-    through `accelerate launch` (as the job queue starts it), returning its exit status;
-    None when this already is one of those processes, or one is asked for."""
-    import os
-    import subprocess
-
-    from pipeline.runner.jobs import check_processes, launcher
-
-    if processes <= 1 or "WORLD_SIZE" in os.environ:
-        return None
-    check_processes(processes)
-    return subprocess.run([*launcher(processes), "-m", "pipeline", *args.argv]).returncode
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from pipeline.config.commands import job_yaml
-    from pipeline.core.job_folder import is_main_process, job_context, write_progress
-    from pipeline.runner.run_list import long_run_warning
-
-    job = stage_job(args.command, args)  # a bad job file is refused before torch loads
-    from pipeline.evaluation.judge_choice import NOTE_FILE, training_note
-    from pipeline.train.runtime import CancelFlag
-
-    relaunched = as_processes(args, getattr(job, "processes", 1))
-    if relaunched is not None:
-        return relaunched
-    warning = long_run_warning(args.command, job, open_store(args).jobs())
-    if warning and is_main_process():
-        print(f"warning: {warning}", file=sys.stderr, flush=True)
-    out = Path(args.out)
-    cancel = CancelFlag()
-    with job_context(out, on_cancel=cancel.set):
-        write_atomic(out / "job.yaml", job_yaml(job))
-        note = training_note(job)
-        if note:
-            write_atomic(out / NOTE_FILE, json.dumps(note, indent=2))
-            if not note["verified"] and is_main_process():
-                print(f"warning: {note['note']}", file=sys.stderr, flush=True)
-        write_progress(out, 0, 0, loading(job.model) + " and the data")
-        extra = {}
-        if getattr(job, "constitution", ""):  # RAHF's SCIT writes instructions from it
-            extra["constitution"] = resolve_constitution(job.constitution, args)[1]
-        result = trainer(args.command)(job, out, cancel, **extra)
-        if is_main_process():
-            print(f"wrote {result}")
-    return 0
-
-
-def evaluation_judges(job) -> list[tuple[str, str]]:
-    """(method, probe) per judge of a tournament; `auto` is the judge its label run chose."""
-    from pipeline.core.errors import ConfigError
-    from pipeline.evaluation.judge_choice import CHOICE_FILE, read_choice
-
-    found = []
-    for method in job.judges:
-        if method != "auto":
-            found.append((method, job.probe))
-            continue
-        choice = read_choice(job.judge_from)
-        if choice is None:
-            raise ConfigError(
-                f"judge auto stands for the judge {job.judge_from} chose, but it "
-                f"has no readable {CHOICE_FILE}: label it with judge_method: auto."
-            )
-        found.append((choice.method, choice.probe))
-    return list(dict.fromkeys(found))
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from pipeline.config.settings import FeedbackConfig
-    from pipeline.core.job_folder import is_main_process, job_context, write_progress
-    from pipeline.evaluation.judges import make_judge
-    from pipeline.evaluation.tournament import format_results, run_tournament
-    from pipeline.train.runtime import CancelFlag
-
-    job = stage_job("evaluate", args)
-    relaunched = as_processes(args, job.processes)
-    if relaunched is not None:
-        return relaunched
-    out = Path(args.out)
-    cancel = CancelFlag()
-    with job_context(out, on_cancel=cancel.set):
-        constitution = resolve_constitution(job.constitution, args)[1] if job.constitution else None
-
-        def progress(text: str, done: int, total: int) -> None:
-            if is_main_process():  # under several processes, the first speaks for all
-                write_progress(out, done, total, text)
-                print(text + (f" ({done} of {total})" if total else ""), flush=True)
-
-        progress(loading(job.judge_model or job.base) + " for the judges", 0, 0)
-        judges = {}
-        for method, probe in evaluation_judges(job):
-            judge = make_judge(
-                method,
-                job.judge_model or job.base,
-                probe,
-                -1,
-                FeedbackConfig(ensemble=job.ensemble),
-                job.reward_adapter,
-            )
-            judges[judge.name] = judge
-        result = run_tournament(
-            job, out, constitution, judges, cancel, progress, open_store(args).human_labels()
-        )
-        if result is None:  # another process rates
-            return 0
-        write_progress(out, 1, 1, "done")
-        print(f"results in {out / 'eval.json'}\n")
-        print(format_results(result))
-    return 0
-
-
-def cmd_run_all(args: argparse.Namespace) -> int:
-    import os
-
-    from pipeline.core.job_folder import JOB_ID_ENV, job_context
-    from pipeline.evaluation.judge_choice import labels_note
-    from pipeline.evaluation.power import change_summary
-    from pipeline.evaluation.tournament import EVAL_MD, read_results
-    from pipeline.runner.run_all import run_all, stage_seconds
-    from pipeline.train.runtime import CancelFlag
-
-    job = stage_job("run-all", args)
-    store = open_store(args)
-    _, constitution = resolve_constitution(job.constitution, args)
-    out = Path(args.out) if args.out else store.new_run_folder("run-all")
-    cancel = CancelFlag()
-    parent = int(os.environ[JOB_ID_ENV]) if os.environ.get(JOB_ID_ENV, "").isdigit() else None
-    started = time.time()
-    with job_context(out, on_cancel=cancel.set):
-        print(f"run folder {out}")
-
-        def announce(n, stage, record):
-            print(
-                f"[{n + 1}/8] {stage.name}: job {record.id} ({record.status}) — "
-                f"python -m pipeline {' '.join(stage.args)}",
-                flush=True,
-            )
-
-        ran = run_all(store, job, constitution, out, cancel, parent, announce)
-        for record in ran:
-            print(f"  {record.kind:<10} job {record.id:<4} {stage_seconds(record):7.1f} s")
-        print(f"total {time.time() - started:.0f} s\n")
-        report = (
-            change_summary(read_results(out / "eval"), job.alignment, labels_note(out / "labels"))
-            + "\n\n"
-            + (out / "eval" / EVAL_MD).read_text()
-        )
-        write_atomic(out / "report.md", report)
-        print(report)
-    return 0
 
 
 # --- parser --------------------------------------------------------------------------------
@@ -1108,25 +420,6 @@ def build_parser(
 
     from pipeline.config.commands import COMMANDS, PRESETS
 
-    runs = {
-        "revise": cmd_revise,
-        "sft-data": cmd_sft_data,
-        "pairs": cmd_pairs,
-        "label": cmd_label,
-        "sft": cmd_train,
-        "pmp": cmd_train,
-        "reward": cmd_train,
-        "ppo": cmd_train,
-        "dpo": cmd_train,
-        "rahf": cmd_train,
-        "evaluate": cmd_evaluate,
-        "values-report": cmd_values_report,
-        "values-fit": cmd_values_fit,
-        "judges-compare": cmd_judges_compare,
-        "principles-rank": cmd_principles_rank,
-        "steer-extract": cmd_steer_extract,
-        "run-all": cmd_run_all,
-    }
     for command, cls in COMMANDS.items():
         doc = doc_of(cls)
         p = commands.add_parser(command, help=help_text(doc.split(". ")[0]), description=doc)
@@ -1151,7 +444,7 @@ def build_parser(
         else:
             p.add_argument("--out", required=True, help="run folder; rerunning into it resumes")
         add_config_arguments(p, cls, only_given=True)
-        p.set_defaults(run=runs[command])
+        p.set_defaults(run=cmd_job)
 
     for p in [
         r
@@ -1159,14 +452,13 @@ def build_parser(
         if r.prog.endswith(("values-report", "judges-compare", "principles-rank"))
     ]:
         p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    for group, about, action, what, command, run, out_help in (
+    for group, about, action, what, command, out_help in (
         (
             "judges",
             "judges measured against your human labels",
             "compare",
             "every judge ranked by agreement with people, length controlled",
             "judges-compare",
-            cmd_judges_compare,
             "folder for judges.json and judges.md",
         ),
         (
@@ -1176,7 +468,6 @@ def build_parser(
             "each principle (yours and a catalogue's) as a judge on your labels, and a draft "
             "of the best",
             "principles-rank",
-            cmd_principles_rank,
             "folder for principles.json/.md and draft.yaml",
         ),
     ):
@@ -1187,19 +478,15 @@ def build_parser(
         p.add_argument("--out", default=None, help=out_help)
         p.add_argument("--json", action="store_true", help="print the results as JSON")
         add_config_arguments(p, cls, only_given=True)
-        p.set_defaults(run=run, command=command)
+        p.set_defaults(run=cmd_job, command=command)
     values = commands.add_parser("values", help="latent values: report, compare, fit a judge")
     sub = values.add_subparsers(dest="action", required=True)
-    for action, cls, run, about in (
-        ("report", COMMANDS["values-report"], cmd_values_report, "the values report"),
-        (
-            "compare",
-            COMMANDS["values-report"],
-            cmd_values_report,
-            "several constitutions side by side on the same pairs",
-        ),
-        ("fit", COMMANDS["values-fit"], cmd_values_fit, "fit a representation judge"),
+    for action, command, about in (
+        ("report", "values-report", "the values report"),
+        ("compare", "values-report", "several constitutions side by side on the same pairs"),
+        ("fit", "values-fit", "fit a representation judge"),
     ):
+        cls = COMMANDS[command]
         p = sub.add_parser(action, help=about, description=doc_of(cls))
         p.add_argument("--config", default=None, help="a YAML job file (field: value)")
         p.add_argument(
@@ -1213,7 +500,7 @@ def build_parser(
         if action != "fit":
             p.add_argument("--json", action="store_true", help="print the report as JSON")
         add_config_arguments(p, cls, only_given=True)
-        p.set_defaults(run=run)
+        p.set_defaults(run=cmd_job, command=command)
 
     steer = commands.add_parser("steer", help="steering directions: extract one, list them")
     sub = steer.add_subparsers(dest="action", required=True)
@@ -1226,7 +513,7 @@ def build_parser(
     p.add_argument("--config", default=None, help="a YAML job file (field: value)")
     p.add_argument("--out", required=True, help="folder for the direction (and the job's log)")
     add_config_arguments(p, cls, only_given=True)
-    p.set_defaults(run=cmd_steer_extract, command="steer-extract")
+    p.set_defaults(run=cmd_job, command="steer-extract")
     p = sub.add_parser("list", help="the directions extracted in this workspace")
     p.set_defaults(run=cmd_steer_list)
 

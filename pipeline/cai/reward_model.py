@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from pipeline.cai.trust import LengthBaselines, chose_longer, length_control, wilson_interval
 from pipeline.core.errors import DatasetError
 from pipeline.core.files import replace_folder
+from pipeline.core.stats import Accuracy, chose_longer, counted_accuracy
 from pipeline.data.preferences import Comparison
 from pipeline.model.hidden import backbone
 from pipeline.model.loading import LoadedModel
@@ -114,27 +113,6 @@ def load_head(folder: str | Path, loaded: LoadedModel) -> torch.nn.Linear:
 # --- evaluation -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Accuracy:
-    """How often the PM scores the preferred answer higher, beside what answer length alone
-    scores on the same comparisons and the length-controlled accuracy."""
-
-    value: float
-    compared: int
-    length: LengthBaselines | None
-
-    @property
-    def text(self) -> str:
-        if not self.compared:
-            return "n/a (no decided comparisons)"
-        low, high = wilson_interval(round(self.value * self.compared), self.compared)
-        base = f"{self.value:.3f} (95% interval {low:.3f}–{high:.3f}) on {self.compared}"
-        if self.length is None:
-            return base
-        controlled = "n/a" if self.length.controlled is None else f"{self.length.controlled:.3f}"
-        return f"{base} (always-longer {self.length.longer:.3f}, length-controlled {controlled})"
-
-
 def accuracy(
     model, head, tokenizer, comparisons: list[Comparison], max_length: int, batch_size: int = 8
 ) -> Accuracy:
@@ -155,11 +133,6 @@ def accuracy(
             )
             r_a, r_b = r[: len(chunk)], r[len(chunk) :]
             right += [(a > b) == (c.p > 0.5) for a, b, c in zip(r_a.tolist(), r_b.tolist(), chunk)]
-    outcomes = [
-        (longer, ok)
-        for c, ok in zip(decided, right)
-        if (longer := chose_longer("A" if c.p > 0.5 else "B", c.answer_a, c.answer_b)) is not None
-    ]
-    return Accuracy(
-        sum(right) / len(right) if right else float("nan"), len(right), length_control(outcomes)
+    return counted_accuracy(
+        right, [chose_longer("A" if c.p > 0.5 else "B", c.answer_a, c.answer_b) for c in decided]
     )

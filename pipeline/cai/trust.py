@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from pipeline.core.stats import LengthBaselines, chose_longer, length_control, wilson_interval
 from pipeline.data.preferences import OrderedLabel, Preference, human_choice
 
 
@@ -20,7 +21,6 @@ ENTROPY_BINS = 5  # histogram of label entropy in bits, over [0, 1]
 CALIBRATION_BINS = 5
 NO_PREFERENCE = 0.05  # a label within this of 0.5 prefers neither answer
 MIN_PAIRS = 10  # fewer human-compared pairs than this: too few to say anything
-Z95 = 1.959964  # two-sided 95% normal quantile
 
 
 def entropy_bits(p: float) -> float:
@@ -54,16 +54,6 @@ class Verdict:
 
     kind: str
     text: str
-
-
-def wilson_interval(successes: int, n: int) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (sound at small n and at 0% or 100%)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def position_decided(p_a_ab: float, p_a_ba: float) -> bool:
@@ -190,57 +180,6 @@ def agreement(pairs: list[tuple[float, str]]) -> Agreement | None:
     return Agreement(len(decided), ties, correct, tuple(bins), ece)
 
 
-@dataclass(frozen=True)
-class LengthBaselines:
-    """What answer length alone scores on the same human-labelled pairs, and the judge's
-    agreement with length controlled for: a judge is only worth its agreement above these."""
-
-    compared: int  # human A/B pairs whose answers differ in length (words)
-    longer: float  # agreement of "always pick the longer answer"
-    shorter: float
-    preferred_longer: int  # pairs where people chose the longer answer
-    controlled: float | None  # mean of the judge's agreement where people chose the longer
-    # and where they chose the shorter answer; None when either group is empty
-
-    @property
-    def text(self) -> str:
-        base = (
-            f"length alone: always-longer {self.longer:.0%}, always-shorter "
-            f"{self.shorter:.0%} on {self.compared} pairs"
-        )
-        if self.controlled is None:
-            return (
-                base + "; length-controlled agreement needs pairs where people chose the "
-                "longer and pairs where they chose the shorter answer"
-            )
-        return base + f"; the judge's length-controlled agreement {self.controlled:.0%}"
-
-
-def length_control(outcomes: list[tuple[bool, bool]]) -> LengthBaselines | None:
-    """From (people chose the longer answer?, the judge was right?) per pair whose answers
-    differ in length; None without such a pair."""
-    if not outcomes:
-        return None
-    groups = {
-        side: [right for longer, right in outcomes if longer == side] for side in (True, False)
-    }
-    n = len(outcomes)
-    controlled = None
-    if groups[True] and groups[False]:
-        controlled = sum(sum(g) / len(g) for g in groups.values()) / 2
-    return LengthBaselines(
-        n, len(groups[True]) / n, len(groups[False]) / n, len(groups[True]), controlled
-    )
-
-
-def chose_longer(choice: str, a: str, b: str) -> bool | None:
-    """Whether the person chose the longer answer (words); None for a tie or equal lengths."""
-    words_a, words_b = len(a.split()), len(b.split())
-    if choice not in ("A", "B") or words_a == words_b:
-        return None
-    return (choice == "A") == (words_a > words_b)
-
-
 def length_baselines(rows: list[tuple[float, str, str, str]]) -> LengthBaselines | None:
     """From (P(A), human choice, answer A, answer B) rows; None without a human A/B pair of
     answers of different lengths."""
@@ -339,28 +278,3 @@ def format_report(report: TrustReport) -> str:
 
 
 # --- views for people checking the labels ---------------------------------------------------
-
-VIEWS = [
-    "all",
-    "most uncertain",
-    "most position-biased",
-    "AI vs human disagreements",
-    "not yet labelled by a person",
-]
-
-
-def view_rows(prefs: list[Preference], humans: dict[str, str], view: str) -> list[Preference]:
-    """The records a table view shows, in its order."""
-
-    def human(p: Preference) -> str | None:
-        return human_choice(p.pair, humans)
-
-    if view == "most uncertain":
-        return sorted(prefs, key=lambda p: abs(p.p_a - 0.5))
-    if view == "most position-biased":
-        return sorted(prefs, key=lambda p: -abs(p.p_a_ab - p.p_a_ba))
-    if view == "AI vs human disagreements":
-        return [p for p in prefs if ai_agrees(p.p_a, human(p)) is False]
-    if view == "not yet labelled by a person":
-        return [p for p in prefs if human(p) is None]
-    return prefs

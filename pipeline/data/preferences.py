@@ -25,6 +25,11 @@ LABELS_FILE = "labels.jsonl"
 GOLD_PAIRS = Path(__file__).resolve().parents[2] / "assets" / "gold_pairs.jsonl"
 
 
+def pairs_path(ref: str) -> Path:
+    """`gold` (the shipped gold pairs), or a pairs file or run folder."""
+    return GOLD_PAIRS if ref == "gold" else Path(ref)
+
+
 # --- records ---------------------------------------------------------------------------------
 
 HUMAN_CHOICES = ("A", "B", "tie")

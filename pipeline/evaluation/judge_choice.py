@@ -12,8 +12,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.cai.trust import chose_longer, wilson_interval
 from pipeline.core.files import write_atomic
+from pipeline.core.stats import chose_longer, wilson_interval
 from pipeline.data.preferences import Preference
 
 CHOICE_FILE = "judge.json"

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline.cai.trust import chose_longer, wilson_interval
+from pipeline.cai.trust import ai_agrees
 from pipeline.core.errors import DatasetError
-from pipeline.data.preferences import Pair, pair_id
+from pipeline.core.stats import chose_longer, wilson_interval
+from pipeline.data.preferences import Pair, Preference, human_choice, pair_id
 from pipeline.values import probes
 
 ORDERS = ("active", "random")
@@ -153,3 +154,31 @@ def progress_text(pairs: list[Pair], humans: dict[str, str], fit: QueueFit | Non
     elif done < MIN_FIT:
         parts.append(f"the active order starts after {MIN_FIT} labels (an A and a B among them)")
     return " · ".join(parts)
+
+
+VIEWS = [
+    "all",
+    "most uncertain",
+    "most position-biased",
+    "AI vs human disagreements",
+    "not yet labelled by a person",
+]
+
+
+def view_rows(prefs: list[Preference], humans: dict[str, str], view: str) -> list[Preference]:
+    """The AI labels a person reviews, in the order a view of the Preferences table gives
+    them: the least certain, the most position-biased, the ones people disagree with, or the
+    ones nobody has labelled yet."""
+
+    def human(p: Preference) -> str | None:
+        return human_choice(p.pair, humans)
+
+    if view == "most uncertain":
+        return sorted(prefs, key=lambda p: abs(p.p_a - 0.5))
+    if view == "most position-biased":
+        return sorted(prefs, key=lambda p: -abs(p.p_a_ab - p.p_a_ba))
+    if view == "AI vs human disagreements":
+        return [p for p in prefs if ai_agrees(p.p_a, human(p)) is False]
+    if view == "not yet labelled by a person":
+        return [p for p in prefs if human(p) is None]
+    return prefs

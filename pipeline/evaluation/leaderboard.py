@@ -19,17 +19,9 @@ from typing import Callable
 import torch
 
 from pipeline.cai.feedback import sigmoid
-from pipeline.cai.trust import (
-    MIN_PAIRS,
-    LengthBaselines,
-    Verdict,
-    agreement,
-    ai_agrees,
-    length_control,
-    position_bias,
-    wilson_interval,
-)
+from pipeline.cai.trust import MIN_PAIRS, Verdict, agreement, ai_agrees, position_bias
 from pipeline.core.errors import DatasetError
+from pipeline.core.stats import LengthBaselines, length_control, wilson_interval
 from pipeline.data.preferences import OrderedLabel, Preference
 from pipeline.values import probes
 from pipeline.values.features import LabelledPairs

@@ -11,6 +11,7 @@ the stages that already succeeded and resumes the one that stopped.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -30,10 +31,21 @@ from pipeline.config.commands import (
 )
 from pipeline.core.errors import JobError
 from pipeline.core.files import write_atomic
-from pipeline.core.job_folder import RUN_FILE, JobCancelled, succeeded, write_progress
+from pipeline.core.job_folder import (
+    JOB_ID_ENV,
+    RUN_FILE,
+    JobCancelled,
+    job_context,
+    succeeded,
+    write_progress,
+)
 from pipeline.data.constitution import Constitution
 from pipeline.data.store import JobRecord, Store
+from pipeline.evaluation.judge_choice import labels_note
+from pipeline.evaluation.power import change_summary
+from pipeline.evaluation.tournament import EVAL_MD, read_results
 from pipeline.runner import jobs
+from pipeline.runner.invocation import Invocation
 from pipeline.runner.jobs import CONSTITUTION_FILE, freeze_constitution
 from pipeline.train.runtime import ADAPTER_DIR, CancelFlag
 
@@ -210,3 +222,36 @@ def stage_seconds(job: JobRecord) -> float:
     return (
         datetime.fromisoformat(job.finished_at) - datetime.fromisoformat(job.started_at)
     ).total_seconds()
+
+
+def run(job: RunAllJob, inv: Invocation) -> int:
+    """`run-all`: every stage as its own job, then the report: what changed, and the
+    tournament with its intervals."""
+    store = inv.store()
+    constitution = inv.constitution(job.constitution)
+    out = inv.out or store.new_run_folder("run-all")
+    cancel = CancelFlag()
+    parent = int(os.environ[JOB_ID_ENV]) if os.environ.get(JOB_ID_ENV, "").isdigit() else None
+    started = time.time()
+    with job_context(out, on_cancel=cancel.set):
+        print(f"run folder {out}")
+
+        def announce(n: int, stage: Stage, record: JobRecord) -> None:
+            print(
+                f"[{n + 1}/8] {stage.name}: job {record.id} ({record.status}) — "
+                f"python -m pipeline {' '.join(stage.args)}",
+                flush=True,
+            )
+
+        ran = run_all(store, job, constitution, out, cancel, parent, announce)
+        for record in ran:
+            print(f"  {record.kind:<10} job {record.id:<4} {stage_seconds(record):7.1f} s")
+        print(f"total {time.time() - started:.0f} s\n")
+        report = (
+            change_summary(read_results(out / "eval"), job.alignment, labels_note(out / "labels"))
+            + "\n\n"
+            + (out / "eval" / EVAL_MD).read_text()
+        )
+        write_atomic(out / "report.md", report)
+        print(report)
+    return 0

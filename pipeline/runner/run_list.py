@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.job_folder import RUN_FILE, SUMMARY_FILE, stage_names, succeeded
+from pipeline.core.stats import Accuracy
 from pipeline.data.store import JobRecord
 
 STAGE_NAMES = {
@@ -177,13 +178,13 @@ def key_metric(job: JobRecord) -> str:
         reading = [r for r in lineage.get("reading") or [] if isinstance(r, dict)]
         if reading:
             best = max(reading, key=lambda r: r.get("accuracy", 0))
-            controlled = best.get("controlled")
-            return (
-                f"best layer {best.get('layer')}: {best.get('accuracy', 0):.0%} "
-                f"({best.get('low', 0):.0%}–{best.get('high', 1):.0%}), length-controlled "
-                f"{'n/a' if controlled is None else format(controlled, '.0%')} on "
-                f"{lineage.get('read_on')}"
+            acc = Accuracy(
+                best.get("accuracy", 0),
+                best.get("low", 0),
+                best.get("high", 1),
+                best.get("controlled"),
             )
+            return f"best layer {best.get('layer')}: {acc.text} on {lineage.get('read_on')}"
         return f"{lineage.get('contrasts')} contrasts" if lineage else ""
     if job.kind == "evaluate":
         raw = _json(folder / "eval.json") or {}

@@ -149,11 +149,15 @@ def train_preference_model(
             total,
             total,
             **{f"{name}_accuracy": r.value for name, r in results.items()},
-            **{f"{name}_always_longer": r.length.longer for name, r in results.items() if r.length},
             **{
-                f"{name}_length_controlled": r.length.controlled
+                f"{name}_always_longer": r.longer
                 for name, r in results.items()
-                if r.length and r.length.controlled is not None
+                if r.longer is not None
+            },
+            **{
+                f"{name}_length_controlled": r.controlled
+                for name, r in results.items()
+                if r.controlled is not None
             },
         )
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline.cai.trust import LengthBaselines, chose_longer, length_control
 from pipeline.core.errors import DatasetError
+from pipeline.core.stats import LengthBaselines, chose_longer, length_control
 from pipeline.data.preferences import Pair, gold_pairs, human_choice, read_pairs
 from pipeline.data.store import Store
 from pipeline.model.hidden import MAX_LENGTH, hidden_states, wanted_layers

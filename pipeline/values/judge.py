@@ -68,11 +68,14 @@ def probe_quality(lineage: dict) -> str:
     interval = lineage.get("cv_interval")
     if not interval:
         return f"{lineage['cv_accuracy']:.0%} (interval and length control not recorded)"
-    longer = lineage.get("always_longer")
     low, high = interval
-    return Accuracy(lineage["cv_accuracy"], low, high, lineage.get("cv_controlled")).text + (
-        "" if longer is None else f"; always-longer {longer:.0%}"
-    )
+    return Accuracy(
+        lineage["cv_accuracy"],
+        low,
+        high,
+        lineage.get("cv_controlled"),
+        longer=lineage.get("always_longer"),
+    ).text
 
 
 def calibrated_tau(scores: list[float], y: list[int]) -> float:

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 from pipeline.cai.feedback import Labeller
-from pipeline.cai.trust import LengthBaselines, length_control
+from pipeline.core.stats import Accuracy, LengthBaselines, with_length
 from pipeline.data.constitution import Constitution, content_hash
 from pipeline.model.loading import LoadedModel
 from pipeline.values import probes
@@ -22,21 +22,6 @@ from pipeline.values.features import LabelledPairs, PairFeatures, pair_features
 NEAR_DUPLICATE, CONFLICT = 0.9, -0.3
 SIGNIFICANT = 0.05
 FORMAT = 2  # of `as_json`; 2 added the cosines' intervals and the flag's grounds
-
-
-@dataclass(frozen=True)
-class Accuracy:
-    """An accuracy on the labelled pairs with its 95% interval and its length control."""
-
-    value: float
-    low: float
-    high: float
-    controlled: float | None  # mean accuracy where people chose the longer / the shorter
-
-    @property
-    def text(self) -> str:
-        controlled = "n/a" if self.controlled is None else f"{self.controlled:.0%}"
-        return f"{self.value:.0%} ({self.low:.0%}–{self.high:.0%}), length-controlled {controlled}"
 
 
 Interval = tuple[float, float]
@@ -50,11 +35,11 @@ def cos_text(value: float, interval: Interval, digits: int = 2) -> str:
 def accuracy(
     correct: tuple[bool, ...] | list[bool], longer: list[bool | None], seed: int = 0
 ) -> Accuracy:
+    """A refitted judge's accuracy, with a bootstrap interval over the pairs."""
     low, high = probes.bootstrap_interval(list(correct), seed=seed)
-    control = length_control(
-        [(side, right) for side, right in zip(longer, correct) if side is not None]
+    return with_length(
+        Accuracy(sum(correct) / len(correct), low, high, None), list(correct), longer
     )
-    return Accuracy(sum(correct) / len(correct), low, high, control.controlled if control else None)
 
 
 @dataclass(frozen=True)

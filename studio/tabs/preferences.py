@@ -19,12 +19,10 @@ from pipeline.cai.feedback import Labeller, ensemble, feedback_principles, make_
 from pipeline.cai.trust import (
     CALIBRATION_BINS,
     ENTROPY_BINS,
-    VIEWS,
     TrustReport,
     Verdict,
     label_verdict,
     trust_report,
-    view_rows,
 )
 from pipeline.config.commands import LabelJob, PairsJob, ValuesFitJob, build_job, to_argv
 from pipeline.config.settings import COT_CLAMP, DEFAULT_MODEL, FeedbackConfig, SamplingConfig
@@ -43,7 +41,7 @@ from pipeline.data.preferences import (
 from pipeline.data.prompts import PromptRecord
 from pipeline.data.store import JobRecord, Store
 from pipeline.evaluation.judge_choice import labels_note
-from pipeline.evaluation.labelling_queue import ORDERS, next_pair, progress_text
+from pipeline.evaluation.labelling_queue import ORDERS, VIEWS, next_pair, progress_text, view_rows
 from pipeline.model.generation import backend_for
 from pipeline.model.loading import load_model
 from pipeline.runner import jobs

@@ -26,6 +26,7 @@ from pipeline.config.commands import (
 )
 from pipeline.config.settings import DEFAULT_MODEL
 from pipeline.core.errors import StudioError
+from pipeline.core.stats import Accuracy
 from pipeline.data.constitution import content_hash
 from pipeline.data.store import JobRecord, Store
 from pipeline.runner import jobs
@@ -209,10 +210,7 @@ def banner_html(reports: list[dict]) -> str:
 
 
 def _acc(a: dict | None) -> str:
-    if not a:
-        return "—"
-    controlled = "n/a" if a["controlled"] is None else f"{a['controlled']:.0%}"
-    return f"{a['value']:.0%} ({a['low']:.0%}–{a['high']:.0%}), length-controlled {controlled}"
+    return Accuracy(**a).text if a else "—"
 
 
 def summary_html(reports: list[dict]) -> str:

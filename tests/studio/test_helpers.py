@@ -49,8 +49,8 @@ def test_chatbot_history_becomes_a_conversation():
 
 # --- Preferences tab ---------------------------------------------------------------------------
 
-from pipeline.cai.trust import view_rows  # noqa: E402
 from pipeline.data.preferences import Pair, Preference, PrincipleLabel  # noqa: E402
+from pipeline.evaluation.labelling_queue import view_rows  # noqa: E402
 from studio.tabs.preferences import Previous, label_bars, table_rows  # noqa: E402
 
 

@@ -10,17 +10,8 @@ from pipeline.cai.trust import (
     label_verdict,
     length_baselines,
     trust_report,
-    wilson_interval,
 )
 from pipeline.data.preferences import Pair, Preference, PrincipleLabel
-
-
-def test_wilson_interval_by_hand():
-    low, high = wilson_interval(0, 2)
-    assert low == 0 and high == pytest.approx(0.6576, abs=1e-3)
-    low, high = wilson_interval(12, 100)
-    assert (low, high) == (pytest.approx(0.0700, abs=1e-3), pytest.approx(0.1981, abs=1e-3))
-    assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
 def test_agreement_verdicts_say_chance_worse_better_or_too_few():

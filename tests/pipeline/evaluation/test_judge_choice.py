@@ -167,9 +167,9 @@ def test_label_auto_picks_a_probe_from_human_labels_and_keeps_it_on_resume(tmp_p
 
 
 def test_an_evaluation_auto_judge_is_the_one_its_label_run_chose(tmp_path):
-    from pipeline.cli import evaluation_judges
     from pipeline.config.commands import EvaluateJob
     from pipeline.core.errors import ConfigError
+    from pipeline.runner.evaluate import evaluation_judges
 
     save_choice(JudgeChoice("representation", "/p", True, "probe", "", "human", 40, ""), tmp_path)
     job = EvaluateJob(

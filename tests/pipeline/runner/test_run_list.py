@@ -50,7 +50,7 @@ def test_a_reading_and_a_values_report_are_summarised_with_their_intervals(tmp_p
     )
     extract, _ = store.add_job("steer-extract", ["steer"], str(steer.parent), [])
     assert key_metric(store.job(extract.id)) == (
-        "best layer 13: 80% (70%–90%), length-controlled 55% on gold"
+        "best layer 13: 80% (95% interval 70%–90%), length-controlled 55% on gold"
     )
     values = tmp_path / "values-1"
     values.mkdir()

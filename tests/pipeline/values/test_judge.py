@@ -58,7 +58,7 @@ def test_a_probe_is_fitted_saved_loaded_and_refused_for_another_model(tmp_path):
         again.quality
         == probe.quality
         == (
-            f"{probe.cv_accuracy:.0%} ({low:.0%}–{high:.0%}), length-controlled "
+            f"{probe.cv_accuracy:.0%} (95% interval {low:.0%}–{high:.0%}), length-controlled "
             f"{probe.cv_controlled:.0%}; always-longer 50%"
         )
     )

@@ -1,0 +1,32 @@
+"""The run function of every command in the registry (pipeline/config/commands.py): the CLI
+parses a command's flags into its job config and hands both here. Each is named by import
+path, so the CLI's start (and `--help`) loads no run module, and no torch, until one runs."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from pipeline.config.commands import STAGES
+from pipeline.runner.invocation import Invocation
+
+RUNS: dict[str, str] = {
+    "revise": "pipeline.runner.revise:run",
+    "sft-data": "pipeline.runner.sft_data:run",
+    "pairs": "pipeline.runner.pairs:run",
+    "label": "pipeline.runner.label:run",
+    **dict.fromkeys(STAGES, "pipeline.runner.train:run"),
+    "evaluate": "pipeline.runner.evaluate:run",
+    "values-report": "pipeline.runner.values:run_report",
+    "values-fit": "pipeline.runner.values:run_fit",
+    "judges-compare": "pipeline.runner.judges:run_compare",
+    "principles-rank": "pipeline.runner.judges:run_rank",
+    "steer-extract": "pipeline.runner.steer:run",
+    "run-all": "pipeline.runner.run_all:run",
+}
+
+
+def run_command(command: str, job: Any, inv: Invocation) -> int:
+    """Run `command`'s job; its exit status."""
+    module, _, name = RUNS[command].partition(":")
+    return getattr(importlib.import_module(module), name)(job, inv)
