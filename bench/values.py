@@ -40,7 +40,7 @@ from pipeline.model.hidden import (
     states_at,
 )
 from pipeline.model.loading import load_model  # noqa: E402
-from pipeline.values.judge import RepresentationJudge  # noqa: E402
+from pipeline.values.representation_judge import RepresentationJudge  # noqa: E402
 
 
 def timed(run):

@@ -191,7 +191,7 @@ def board_choice(board, loaded, data, compare, out: Path, step) -> JudgeChoice:
     """The choice a board makes, the board saved in `out` (judges.json); a winning probe is
     fitted on all the labels (its layer picked by cross-validation) into out/probe, so the
     judge the board measured can label, score and be picked by name."""
-    from pipeline.values.judge import fit_probe, save_probe
+    from pipeline.values.representation_judge import fit_probe, save_probe
 
     write_atomic(out / BOARD_FILE, json.dumps(board.as_json(), indent=2))
     choice = from_board(board, str(out / PROBE_DIR))

@@ -89,7 +89,7 @@ def make_judge(
 
         return Labeller(loaded, config or FeedbackConfig())
     if method == "representation":
-        from pipeline.values.judge import RepresentationJudge, load_probe
+        from pipeline.values.representation_judge import RepresentationJudge, load_probe
 
         return RepresentationJudge(
             loaded, load_probe(probe, loaded) if probe else None, None if layer < 0 else layer

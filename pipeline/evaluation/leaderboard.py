@@ -265,7 +265,7 @@ def nested_probe(
     layer is cross-validated inside the training folds, the best one is fitted on them and
     its temperature calibrated on their inner held-out scores; only then is the held-out
     fold scored. All the fits of one layer run as one batched L-BFGS."""
-    from pipeline.values.judge import calibrated_tau
+    from pipeline.values.representation_judge import calibrated_tau
 
     n = len(y)
     outer = probes.folds(n, k, seed)
@@ -388,7 +388,7 @@ def judged_all(
     from pipeline.config.settings import FeedbackConfig
     from pipeline.evaluation.judges import PMJudge
     from pipeline.values.features import pair_features
-    from pipeline.values.judge import RepresentationJudge
+    from pipeline.values.representation_judge import RepresentationJudge
 
     pairs = list(data.pairs)
     each = "every enabled principle" if job.ensemble == 0 else f"{job.ensemble} principle(s)"

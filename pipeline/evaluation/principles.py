@@ -186,7 +186,7 @@ def label_everything(
     """Every principle of both, labelled on every pair by each method."""
     from pipeline.cai.feedback import Labeller
     from pipeline.config.settings import FeedbackConfig
-    from pipeline.values.judge import RepresentationJudge
+    from pipeline.values.representation_judge import RepresentationJudge
 
     pairs = list(data.pairs)
     out: dict[str, dict[str, list[Preference]]] = {}

@@ -17,7 +17,6 @@ from pipeline.core.job_folder import job_context, write_progress
 from pipeline.model.loading import load_model
 from pipeline.runner.invocation import Invocation, loading
 from pipeline.values.features import labelled_in
-from pipeline.values.judge import fit_probe, save_probe
 from pipeline.values.report import (
     CosineDifference,
     ValuesReport,
@@ -28,6 +27,7 @@ from pipeline.values.report import (
     pair_evidence,
     values_report,
 )
+from pipeline.values.representation_judge import fit_probe, save_probe
 
 
 def run_report(job: ValuesJob, inv: Invocation) -> int:

@@ -24,8 +24,8 @@ from pipeline.model.steering import (
 )
 from pipeline.values.directions import instructions
 from pipeline.values.features import pair_features
-from pipeline.values.judge import data_hash
 from pipeline.values.report import accuracy
+from pipeline.values.representation_judge import data_hash
 
 
 def model_layers(loaded: LoadedModel) -> int:

@@ -47,7 +47,7 @@ from pipeline.model.loading import load_model
 from pipeline.runner import jobs
 from pipeline.runner.run_list import counted
 from pipeline.values.features import pair_source
-from pipeline.values.judge import (
+from pipeline.values.representation_judge import (
     FITTED,
     LINEAGE_FILE,
     RepresentationJudge,

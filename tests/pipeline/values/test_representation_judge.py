@@ -11,7 +11,7 @@ from pipeline.core.errors import DatasetError, ModelError
 from pipeline.data.preferences import Pair, gold_pairs, read_labels
 from pipeline.model.loading import LoadedModel
 from pipeline.values.features import labelled, pair_source
-from pipeline.values.judge import (
+from pipeline.values.representation_judge import (
     RepresentationJudge,
     calibrated_tau,
     fit_probe,
