@@ -44,6 +44,7 @@ from studio.components.job_panel import (
     cancel_notice,
     job_bar,
     job_buttons,
+    kept_note,
     latest_job,
     resume_notice,
     writing_now,
@@ -446,9 +447,8 @@ def on_timer(store: Store, folder, pid, category, only_failed) -> dict[str, Any]
 
 
 def on_cancel(store: Store, confirmed: int | None) -> dict[str, Any]:
-    return cancel_notice(
-        store, latest(store), "No batch job is running.", "finished chains are kept.", confirmed
-    )
+    job = latest(store)
+    return cancel_notice(store, job, "No batch job is running.", kept_note(job), confirmed)
 
 
 def on_resume(store: Store) -> dict[str, Any]:

@@ -66,6 +66,7 @@ from studio.components.job_panel import (
     cancel_notice,
     job_bar,
     job_buttons,
+    kept_note,
     latest_job,
     resume_notice,
     writing_now,
@@ -831,13 +832,9 @@ def on_fit(store: Store, model_name: str) -> dict[str, Any]:
 
 
 def on_cancel(store: Store, confirmed: int | None) -> dict[str, Any]:
-    return cancel_notice(
-        store,
-        latest(store),
-        "No pairs or labelling job is running.",
-        "finished work is kept.",
-        confirmed,
-    )
+    job = latest(store)
+    idle = "No pairs or labelling job is running."
+    return cancel_notice(store, job, idle, kept_note(job), confirmed)
 
 
 def on_resume(store: Store) -> dict[str, Any]:

@@ -100,3 +100,16 @@ def test_a_resumed_runs_estimate_comes_from_its_own_pace_not_the_work_it_found(s
     job_folder.write_progress(out, 7, 12, "chains")
     written = job_folder.read_progress(out)
     assert written["since_done"] == 6 and written["done"] == 7
+
+
+def test_a_cancel_says_what_it_keeps_only_when_something_was_kept(store, tmp_path):
+    chains, _ = store.add_job("revise", ["revise"], str(tmp_path / "chains"), [])
+    assert panel.kept_note(chains) == "no chains finished yet: a resume starts over."
+    (tmp_path / "chains").mkdir()
+    # two finished chains and one torn by a kill mid-write: the torn one is not counted
+    (tmp_path / "chains" / "chains.jsonl").write_text('{"id": 1}\n{"id": 2}\n{"id": ')
+    assert panel.kept_note(chains) == "2 finished chains are kept; a resume continues after them."
+    pairs, _ = store.add_job("pairs", ["pairs"], str(tmp_path / "pairs"), [])
+    assert panel.kept_note(pairs) == "no pairs finished yet: a resume starts over."
+    sft, _ = store.add_job("sft", ["sft"], str(tmp_path / "sft"), [])
+    assert panel.kept_note(sft) == "finished work is kept."
