@@ -145,9 +145,20 @@ def _write_status(out: Path, status: str, message: str = "") -> None:
 _paced_from: dict[tuple[str, str, int], tuple[float, float]] = {}
 
 
-def write_progress(out_dir: str | Path, done: float, total: int, stage: str) -> None:
+def write_progress(
+    out_dir: str | Path,
+    done: float,
+    total: int,
+    stage: str,
+    work: tuple[int, int] | None = None,
+) -> None:
+    """`done` of `total` items finished, in `stage`. A job whose items finish together (a
+    batch of chains) also gives its `work` — (steps done, steps in all) — which the estimate
+    paces on, so the count shows only what is finished and the estimate still moves."""
     now = time.time()
-    since_done, since_time = _paced_from.setdefault((str(out_dir), stage, total), (done, now))
+    paced, of = (float(work[0]), work[1]) if work else (done, total)
+    key = (str(out_dir), "" if work else stage, of)
+    since_done, since_time = _paced_from.setdefault(key, (paced, now))
     write_atomic(
         Path(out_dir) / PROGRESS_FILE,
         json.dumps(
@@ -156,6 +167,7 @@ def write_progress(out_dir: str | Path, done: float, total: int, stage: str) -> 
                 "total": total,
                 "stage": stage,
                 "time": now,
+                **({"work_done": work[0], "work_total": work[1]} if work else {}),
                 "since_done": since_done,
                 "since_time": since_time,
             }
@@ -164,10 +176,12 @@ def write_progress(out_dir: str | Path, done: float, total: int, stage: str) -> 
 
 
 def remaining_seconds(progress: dict, now: float) -> float | None:
-    """What is left of a stage at the pace this process has kept since it began it (None
-    until it has done some of it for a few seconds)."""
+    """What is left of a stage (or of a job's work, where it gives one) at the pace this
+    process has kept since it began it (None until it has done some of it for a few
+    seconds)."""
     try:
-        done, total = float(progress["done"]), float(progress["total"])
+        done = float(progress.get("work_done", progress["done"]))
+        total = float(progress.get("work_total", progress["total"]))
         since_done, since_time = float(progress["since_done"]), float(progress["since_time"])
         written = float(progress["time"])
     except (KeyError, TypeError, ValueError):

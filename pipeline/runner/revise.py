@@ -60,10 +60,18 @@ def run(job: ReviseJob, inv: Invocation) -> int:
         done = log.done_ids()
         requests = [ChainRequest(p, constitution) for p in prompts]
         todo = [r for r in requests if chain_id(r, config, sampling, backend.name) not in done]
-        stages = 2 * config.rounds + 1
         bar = tqdm(total=len(requests), initial=len(requests) - len(todo), unit="chain")
-        write_progress(out, bar.n, len(requests), chain_step(0, config.rounds))
-        for stage, chains in enumerate(run_chains(backend, todo, config, sampling)):
+        # the count is of finished chains only (a batch's chains finish together); the text
+        # says which step of which batch runs, and the estimate paces on those steps
+        stages, batches = 2 * config.rounds + 1, -(-len(todo) // config.batch_size)
+        work = (0, stages * batches)
+
+        def phase(step: int) -> str:
+            batch = f" (batch {step // stages + 1} of {batches})" if batches > 1 else ""
+            return f"{chain_step(step, config.rounds)}{batch}"
+
+        write_progress(out, bar.n, len(requests), phase(0), work)
+        for step, chains in enumerate(run_chains(backend, todo, config, sampling)):
             if all(c.done for c in chains):
                 log.append(chains)
                 bar.update(len(chains))
@@ -73,15 +81,9 @@ def run(job: ReviseJob, inv: Invocation) -> int:
                             f"warning: prompt {c.prompt_id} was cut to fit the model's context",
                             file=sys.stderr,
                         )
-            partial = (
-                0 if all(c.done for c in chains) else len(chains) * (stage % stages + 1) / stages
-            )
-            write_progress(
-                out,
-                bar.n + partial,
-                len(requests),
-                chain_step(stage + 1, config.rounds) if partial else "next batch",
-            )
+            work = (step + 1, stages * batches)
+            ended = step + 1 == work[1]
+            write_progress(out, bar.n, len(requests), "done" if ended else phase(step + 1), work)
         bar.close()
         chains = log.read()
         if chains:

@@ -102,6 +102,24 @@ def test_a_resumed_runs_estimate_comes_from_its_own_pace_not_the_work_it_found(s
     assert written["since_done"] == 6 and written["done"] == 7
 
 
+def test_a_batch_counts_only_finished_chains_and_estimates_from_its_steps(store, tmp_path):
+    """Chains of one batch finish together: the count stays at what is finished (0 of 8)
+    while the text names the step, and the estimate paces on the steps: 2 of 5 in 60 s."""
+    job, _ = store.add_job("revise", ["revise"], str(tmp_path / "r"), [])
+    store.start_job(job.id, 999999)
+    out = tmp_path / "w"
+    out.mkdir()
+    job_folder.write_progress(out, 0, 8, "initial answers", (0, 5))
+    job_folder.write_progress(out, 0, 8, "round 1 of 2: critiques", (1, 5))  # a new step
+    written = job_folder.read_progress(out)
+    assert (written["done"], written["work_done"], written["since_done"]) == (0, 1, 0)
+    now = time.time()
+    progress = {**written, "work_done": 2, "time": now, "since_time": now - 60}
+    text = panel.progress_html(store.job(job.id), progress, "chains")
+    assert "round 1 of 2: critiques" in text and "0 of 8 chains" in text
+    assert "remaining about 90 s" in text  # 3 steps left at 30 s a step
+
+
 def test_a_cancel_says_what_it_keeps_only_when_something_was_kept(store, tmp_path):
     chains, _ = store.add_job("revise", ["revise"], str(tmp_path / "chains"), [])
     assert panel.kept_note(chains) == "no chains finished yet: a resume starts over."
