@@ -32,7 +32,7 @@ from pipeline.data.preferences import HUMAN_CHOICES
 from pipeline.data.prompts import IMPORTERS, SHIPPED, import_prompts, load_prompts, write_prompts
 from pipeline.data.store import Store
 from pipeline.runner import invocation
-from pipeline.runner.run_list import counted
+from pipeline.runner.run_list import counted, kept_note
 
 
 def open_store(args: argparse.Namespace) -> Store:
@@ -598,5 +598,7 @@ def main(
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, JobCancelled):
-        print("cancelled; finished work is kept, rerun the same command to resume", file=sys.stderr)
+        out = getattr(args, "out", None)
+        kept = kept_note(args.command, out) if out else "finished work is kept."
+        print(f"cancelled: {kept} Rerun the same command to resume.", file=sys.stderr)
         return 130

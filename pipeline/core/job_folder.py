@@ -64,7 +64,7 @@ def reporting_end(out: Path, on_cancel: Callable[[], None] | None) -> Iterator[N
     try:
         yield
     except (JobCancelled, KeyboardInterrupt):
-        _write_status(out, "cancelled", "cancelled; finished work is kept and the job can resume")
+        _write_status(out, "cancelled", "cancelled; the job can resume from what it finished")
         raise
     except Exception as exc:
         _write_status(out, "failed", failure_reason(exc))

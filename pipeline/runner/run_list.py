@@ -72,6 +72,31 @@ def _rows(path: Path) -> list[dict]:
         return []
 
 
+# what a batch job writes one record at a time (pairs are written when all are sampled)
+RECORDS = {
+    "revise": ("chains", "chains.jsonl"),
+    "label": ("labels", "labels.jsonl"),
+    "pairs": ("pairs", "pairs.jsonl"),
+}
+
+
+def kept_note(kind: str, folder: str | Path) -> str:
+    """What a cancel of a `kind` job keeps, counted in its run folder: "finished work is
+    kept" is said only where some is (a line torn by a kill does not count); otherwise that a
+    resume starts over."""
+    if kind not in RECORDS:
+        return "finished work is kept."
+    noun, file = RECORDS[kind]
+    try:
+        with open(Path(folder) / file, encoding="utf-8", errors="replace") as records:
+            kept = sum(1 for line in records if line.endswith("\n") and line.strip())
+    except OSError:
+        kept = 0
+    if not kept:
+        return f"no {noun} finished yet: a resume starts over."
+    return f"{kept} finished {noun} are kept; a resume continues after them."
+
+
 def counted(n: int, noun: str, plural: str = "") -> str:
     """'1 principle', '3 principles' ('1 labelled pair', not '1 labelled pairs')."""
     return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -12,11 +12,9 @@ from typing import Any
 
 import gradio as gr
 
-from pipeline.cai.critique import CHAINS_FILE
 from pipeline.core import job_folder
 from pipeline.core.errors import StudioError
 from pipeline.core.job_folder import stage_names, succeeded
-from pipeline.data.preferences import LABELS_FILE, PAIRS_FILE
 from pipeline.data.store import JobRecord, Store
 from pipeline.runner import jobs
 from pipeline.runner.run_list import duration_text, ran_for
@@ -168,31 +166,6 @@ def cancel_notice(
         )
         return {"message": notice("ok", stopping), "armed": None}
     return {"message": notice("ok", f"Cancelling job {job.id}; {kept}"), "armed": None}
-
-
-# what a batch job writes one record at a time (pairs are written when all are sampled)
-RECORDS = {
-    "revise": ("chains", CHAINS_FILE),
-    "label": ("labels", LABELS_FILE),
-    "pairs": ("pairs", PAIRS_FILE),
-}
-
-
-def kept_note(job: JobRecord | None) -> str:
-    """What a cancel of a batch job keeps, counted in its run folder: "finished work is kept"
-    is said only when some is; otherwise that a resume starts over."""
-    if job is None or job.kind not in RECORDS:
-        return "finished work is kept."
-    noun, file = RECORDS[job.kind]
-    path = Path(job.out_dir) / file
-    try:
-        with open(path, encoding="utf-8", errors="replace") as records:
-            kept = sum(1 for line in records if line.endswith("\n") and line.strip())
-    except OSError:
-        kept = 0
-    if not kept:
-        return f"no {noun} finished yet: a resume starts over."
-    return f"{kept} finished {noun} are kept; a resume continues after them."
 
 
 def pipeline_of(store: Store, job: JobRecord | None) -> JobRecord | None:

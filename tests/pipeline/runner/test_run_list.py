@@ -5,7 +5,7 @@ import json
 from pipeline.cai.critique import ChainLog
 from pipeline.core.job_folder import RUN_FILE
 from pipeline.data.store import Store
-from pipeline.runner.run_list import key_metric, run_name, summaries
+from pipeline.runner.run_list import kept_note, key_metric, run_name, summaries
 from tests.records import chain_record
 
 
@@ -147,3 +147,16 @@ def test_runs_say_whether_their_labels_were_verified_and_what_a_comparison_picke
     job, _ = store.add_job("judges-compare", ["judges-compare"], str(board), [])
     assert key_metric(store.job(job.id)) == "40 human labels; auto picks probe"
     assert run_name(store.job(job.id)).startswith("judges compared · ")
+
+
+def test_a_cancel_says_what_it_keeps_only_when_something_was_kept(tmp_path):
+    chains = tmp_path / "chains"
+    assert kept_note("revise", chains) == "no chains finished yet: a resume starts over."
+    chains.mkdir()
+    # two finished chains and one torn by a kill mid-write: the torn one is not counted
+    (chains / "chains.jsonl").write_text('{"id": 1}\n{"id": 2}\n{"id": ')
+    assert (
+        kept_note("revise", chains) == "2 finished chains are kept; a resume continues after them."
+    )
+    assert kept_note("pairs", tmp_path / "pairs") == "no pairs finished yet: a resume starts over."
+    assert kept_note("sft", tmp_path / "sft") == "finished work is kept."

@@ -118,16 +118,3 @@ def test_a_batch_counts_only_finished_chains_and_estimates_from_its_steps(store,
     text = panel.progress_html(store.job(job.id), progress, "chains")
     assert "round 1 of 2: critiques" in text and "0 of 8 chains" in text
     assert "remaining about 90 s" in text  # 3 steps left at 30 s a step
-
-
-def test_a_cancel_says_what_it_keeps_only_when_something_was_kept(store, tmp_path):
-    chains, _ = store.add_job("revise", ["revise"], str(tmp_path / "chains"), [])
-    assert panel.kept_note(chains) == "no chains finished yet: a resume starts over."
-    (tmp_path / "chains").mkdir()
-    # two finished chains and one torn by a kill mid-write: the torn one is not counted
-    (tmp_path / "chains" / "chains.jsonl").write_text('{"id": 1}\n{"id": 2}\n{"id": ')
-    assert panel.kept_note(chains) == "2 finished chains are kept; a resume continues after them."
-    pairs, _ = store.add_job("pairs", ["pairs"], str(tmp_path / "pairs"), [])
-    assert panel.kept_note(pairs) == "no pairs finished yet: a resume starts over."
-    sft, _ = store.add_job("sft", ["sft"], str(tmp_path / "sft"), [])
-    assert panel.kept_note(sft) == "finished work is kept."
