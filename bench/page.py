@@ -25,17 +25,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CLIENTS, REQUESTS = 20, 3
 
 
-def serve(workspace: Path, keep_out: bool) -> str:
-
+def serve(workspace: Path, without: str = "") -> str:
+    """A studio on `workspace`, served from this process; its URL. `without` names a step of
+    `studio.app`'s build to leave out (Gradio's default where that step changes it)."""
     from studio import app
 
-    original = app.keep_handlers_out_of_the_page
-    if not keep_out:
-        app.keep_handlers_out_of_the_page = lambda demo: None
+    original = getattr(app, without) if without else None
+    if without:
+        setattr(app, without, lambda demo: None)
     try:
         demo, _ = app.build_studio(workspace)
     finally:
-        app.keep_handlers_out_of_the_page = original
+        if without:
+            setattr(app, without, original)
     demo.queue().launch(
         server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True
     )
@@ -60,8 +62,8 @@ def load(url: str) -> tuple[int, float, float]:
 
 def main() -> None:
     workspace = Path(tempfile.mkdtemp(prefix="bench-page-"))
-    default_url = serve(workspace, keep_out=False)
-    ours_url = serve(workspace, keep_out=True)
+    default_url = serve(workspace, without="keep_handlers_out_of_the_page")
+    ours_url = serve(workspace)
     rows = {"default (API inlined)": load(default_url), "ours": load(ours_url)}
     job = subprocess.Popen(
         [

@@ -16,28 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from page import serve  # bench/page.py: run as a script, this folder is on the path
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-
-
-def serve(workspace: Path, quiet: bool) -> str:
-    """A studio on `workspace`; its URL. `quiet=False` leaves Gradio's default tracking."""
-    from studio import app
-
-    original = app.keep_background_events_quiet
-    if not quiet:
-        app.keep_background_events_quiet = lambda demo: None
-    try:
-        demo, _ = app.build_studio(workspace)
-    finally:
-        app.keep_background_events_quiet = original
-    demo.queue().launch(
-        server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True
-    )
-    return demo.local_url
 
 
 def filled_in(browser, url: str) -> float:
@@ -61,7 +46,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     workspace = Path(tempfile.mkdtemp()) / "ws"
-    urls = {"ours": serve(workspace, True), "default": serve(workspace, False)}
+    urls = {"ours": serve(workspace), "default": serve(workspace, "keep_background_events_quiet")}
     times: dict[str, list[float]] = {name: [] for name in urls}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)

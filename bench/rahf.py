@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 import torch  # noqa: E402
+from ppo import make_pm, on_gpu, peak_mb, start_measuring, status_mb  # bench/ppo.py
 
-from bench.ppo import make_pm, on_gpu, peak_mb, start_measuring, status_mb  # noqa: E402
 from pipeline.config.commands import PPOJob, RAHFJob, build_job, preset  # noqa: E402
 from pipeline.config.settings import DEFAULT_MODEL
 from pipeline.data.preferences import gold_pairs  # noqa: E402

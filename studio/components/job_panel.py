@@ -17,7 +17,7 @@ from pipeline.core.errors import StudioError
 from pipeline.core.job_folder import stage_names, succeeded
 from pipeline.data.store import JobRecord, Store
 from pipeline.runner import jobs
-from pipeline.runner.run_list import duration_text, ran_for
+from pipeline.runner.run_list import duration_text, kept_note, ran_for
 from studio.components.notices import error_notice, notice
 
 
@@ -136,11 +136,16 @@ def writing_now(job: JobRecord | None, after: float = 5.0) -> bool:
 
 
 def cancel_notice(
-    store: Store, job: JobRecord | None, idle: str, kept: str, confirmed: int | None = None
+    store: Store,
+    job: JobRecord | None,
+    idle: str,
+    kept: str | None = None,
+    confirmed: int | None = None,
 ) -> dict[str, Any]:
     """Cancel a running job: its `message`, and the job `armed` for a confirmation. A job
     that is part of a pipeline stops the pipeline, so it is only cancelled on a second press
-    (`confirmed` is the job the first press named); the message says so."""
+    (`confirmed` is the job the first press named); the message says so. What the cancel
+    keeps is `kept`, or, without it, counted in the job's run folder (`kept_note`)."""
     if job is None or not job.active:
         return {"message": notice("error", idle), "armed": None}
     pipeline = pipeline_of(store, job)
@@ -165,6 +170,7 @@ def cancel_notice(
             "this stage, keeping what is finished."
         )
         return {"message": notice("ok", stopping), "armed": None}
+    kept = kept or kept_note(job.kind, job.out_dir)
     return {"message": notice("ok", f"Cancelling job {job.id}; {kept}"), "armed": None}
 
 

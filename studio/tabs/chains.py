@@ -31,7 +31,7 @@ from pipeline.data.store import JobRecord, Store
 from pipeline.model.generation import backend_for
 from pipeline.model.steering import SteeredBackend
 from pipeline.runner import jobs
-from pipeline.runner.run_list import duration_text, kept_note
+from pipeline.runner.run_list import duration_text
 from studio.components import steering_panel
 from studio.components.choices import (
     constitution_choices,
@@ -446,9 +446,7 @@ def on_timer(store: Store, folder, pid, category, only_failed) -> dict[str, Any]
 
 
 def on_cancel(store: Store, confirmed: int | None) -> dict[str, Any]:
-    job = latest(store)
-    kept = kept_note(job.kind, job.out_dir) if job else ""
-    return cancel_notice(store, job, "No batch job is running.", kept, confirmed)
+    return cancel_notice(store, latest(store), "No batch job is running.", confirmed=confirmed)
 
 
 def on_resume(store: Store) -> dict[str, Any]:

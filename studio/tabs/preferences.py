@@ -45,7 +45,7 @@ from pipeline.evaluation.labelling_queue import ORDERS, VIEWS, next_pair, progre
 from pipeline.model.generation import backend_for
 from pipeline.model.loading import load_model
 from pipeline.runner import jobs
-from pipeline.runner.run_list import counted, kept_note
+from pipeline.runner.run_list import counted
 from pipeline.values.features import pair_source
 from pipeline.values.representation_judge import (
     FITTED,
@@ -831,10 +831,8 @@ def on_fit(store: Store, model_name: str) -> dict[str, Any]:
 
 
 def on_cancel(store: Store, confirmed: int | None) -> dict[str, Any]:
-    job = latest(store)
     idle = "No pairs or labelling job is running."
-    kept = kept_note(job.kind, job.out_dir) if job else ""
-    return cancel_notice(store, job, idle, kept, confirmed)
+    return cancel_notice(store, latest(store), idle, confirmed=confirmed)
 
 
 def on_resume(store: Store) -> dict[str, Any]:

@@ -118,3 +118,12 @@ def test_a_batch_counts_only_finished_chains_and_estimates_from_its_steps(store,
     text = panel.progress_html(store.job(job.id), progress, "chains")
     assert "round 1 of 2: critiques" in text and "0 of 8 chains" in text
     assert "remaining about 90 s" in text  # 3 steps left at 30 s a step
+
+
+def test_a_cancel_without_its_own_words_counts_what_the_run_folder_keeps(store, tmp_path):
+    queued, _ = store.add_job("revise", ["revise"], str(tmp_path / "chains"), [])
+    (tmp_path / "chains").mkdir()
+    (tmp_path / "chains" / "chains.jsonl").write_text('{"id": 1}\n{"id": 2}\n')
+    message = panel.cancel_notice(store, queued, "idle")["message"]
+    assert f"Cancelling job {queued.id}; 2 finished chains are kept" in message
+    assert store.job(queued.id).status == "cancelled"
