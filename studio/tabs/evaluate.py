@@ -679,8 +679,14 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
     progress = gr.HTML(elem_id="evaluate-progress")
     with gr.Row():
         run = gr.Dropdown(label="Tournament", choices=[], elem_id="evaluate-run", scale=3)
-        judge = gr.Dropdown(label="Judge", choices=[], elem_id="evaluate-judge")
-        axis = gr.Dropdown(label="Axis", choices=[], elem_id="evaluate-axis")
+        # a redraw may carry a judge or axis from the list before the last redraw (show()
+        # falls back to the first one offered), so the pickers accept it instead of failing
+        judge = gr.Dropdown(
+            label="Judge", choices=[], elem_id="evaluate-judge", allow_custom_value=True
+        )
+        axis = gr.Dropdown(
+            label="Axis", choices=[], elem_id="evaluate-axis", allow_custom_value=True
+        )
     ratings = gr.HTML(NO_TOURNAMENT, elem_id="evaluate-ratings")
     with gr.Row():
         matrix = gr.Dataframe(
@@ -727,6 +733,8 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
 
     shown = dict(zip(SHOWN, (judge, axis, ratings, matrix, scatter, categories, stats, agreement)))
     show_here = named(partial(show, store), shown)
+    # every redraw in one queue, in the order the page asked for them: the last one wins
+    redraw = {"concurrency_id": "evaluate-show", "concurrency_limit": 1}
     wire(
         launch.click,
         partial(on_launch, store),
@@ -747,8 +755,8 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
     )
     wire(cancel.click, partial(on_cancel, store), armed, {"message": message, "armed": armed})
     for control in (run, judge, axis):
-        control.input(show_here, [run, judge, axis], list(shown.values()))
-    run.change(show_here, [run, judge, axis], list(shown.values()))
+        control.input(show_here, [run, judge, axis], list(shown.values()), **redraw)
+    run.change(show_here, [run, judge, axis], list(shown.values()), **redraw)
 
     def on_cell(
         folder: str | None, chosen_judge: str | None, chosen_axis: str | None, evt: gr.SelectData
@@ -771,7 +779,7 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
             partial(on_blind_label, store, choice=choice),
             [run, blind_state],
             {"blind_message": blind_message, **blinded},
-        ).then(show_here, [run, judge, axis], list(shown.values()))
+        ).then(show_here, [run, judge, axis], list(shown.values()), **redraw)
     wire(timer.tick, partial(on_timer, store), run, {"progress": progress, "run": run})
     page = {"adapters": adapters, "constitution": constitution, "pm": pm, "progress": progress}
     wire(demo.load, partial(on_page_load, store), None, {**page, "run": run}, js=KEYS_JS)

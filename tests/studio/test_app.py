@@ -42,3 +42,21 @@ def test_the_train_forms_are_filled_with_a_spinner_on_the_description_only(demo)
     for fn in wide:
         if "input" in started_by(fn):
             assert [c.elem_id for c in fn.show_progress_on] == ["train-description"]
+
+
+def test_the_tournament_redraws_run_in_order_and_accept_a_picker_value_from_before(demo):
+    """A blind label's redraw and a judge picked right after it both carry the axis as the
+    page had it; run out of order, the second failed Gradio's choice check (seen in CI)."""
+    redraws = [
+        fn
+        for fn in demo.fns.values()
+        if "evaluate-ratings" in {c.elem_id for c in fn.outputs}
+        and "evaluate-axis" in {c.elem_id for c in fn.inputs}
+    ]
+    assert len(redraws) >= 5  # run, judge and axis pickers, the run's change, blind labels
+    assert {fn.concurrency_id for fn in redraws} == {"evaluate-show"}
+    assert all(fn.concurrency_limit == 1 for fn in redraws)
+    pickers = {c.elem_id: c for fn in redraws for c in fn.inputs}
+    axis = pickers["evaluate-axis"]
+    axis.choices = [("helpfulness", "helpfulness")]
+    assert axis.preprocess("harmlessness") == "harmlessness"  # show() falls back to the first
