@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.core.job_folder import RUN_FILE, SUMMARY_FILE, stage_names, succeeded
 from pipeline.core.stats import Accuracy
+from pipeline.data.preferences import LABELS_FILE, PAIRS_FILE
 from pipeline.data.store import JobRecord
 
 STAGE_NAMES = {
@@ -72,11 +73,14 @@ def _rows(path: Path) -> list[dict]:
         return []
 
 
+# the chain log's file (pipeline.cai.critique.ChainLog; named here, as that module loads torch)
+CHAINS_FILE = "chains.jsonl"
+
 # what a batch job writes one record at a time (pairs are written when all are sampled)
 RECORDS = {
-    "revise": ("chains", "chains.jsonl"),
-    "label": ("labels", "labels.jsonl"),
-    "pairs": ("pairs", "pairs.jsonl"),
+    "revise": ("chains", CHAINS_FILE),
+    "label": ("labels", LABELS_FILE),
+    "pairs": ("pairs", PAIRS_FILE),
 }
 
 
@@ -142,12 +146,12 @@ def key_metric(job: JobRecord) -> str:
     """The run's telling number, from what it wrote."""
     folder = Path(job.out_dir)
     if job.kind == "revise":
-        chains = _rows(folder / "chains.jsonl")
+        chains = _rows(folder / CHAINS_FILE)
         failed = sum(bool(r.get("failure")) for c in chains for r in c.get("rounds", []))
         return f"{len(chains)} chains, {failed} failed rounds" if chains else ""
     if job.kind == "label":
         report = _json(folder / SUMMARY_FILE) or {}
-        labels = _rows(folder / "labels.jsonl")
+        labels = _rows(folder / LABELS_FILE)
         if not report:
             return f"{len(labels)} pairs labelled" if labels else ""
         agreement = report.get("agreement") or {}
@@ -178,7 +182,7 @@ def key_metric(job: JobRecord) -> str:
             else f"{board.get('pairs')} human labels; no judge passes"
         )
     if job.kind == "pairs":
-        pairs = _rows(folder / "pairs.jsonl")
+        pairs = _rows(folder / PAIRS_FILE)
         return f"{len(pairs)} pairs" if pairs else ""
     if job.kind == "sft-data":
         summary = _json(folder / SUMMARY_FILE) or {}

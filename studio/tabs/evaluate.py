@@ -12,7 +12,7 @@ import html
 import random
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 import pandas as pd
@@ -733,8 +733,18 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
 
     shown = dict(zip(SHOWN, (judge, axis, ratings, matrix, scatter, categories, stats, agreement)))
     show_here = named(partial(show, store), shown)
-    # every redraw in one queue, in the order the page asked for them: the last one wins
-    redraw = {"concurrency_id": "evaluate-show", "concurrency_limit": 1}
+
+    def redraw_on(event: Callable) -> Any:
+        """Redraw the results on `event`; every redraw runs in one queue, in the order the
+        page asked for them, so the last one wins."""
+        return event(
+            show_here,
+            [run, judge, axis],
+            list(shown.values()),
+            concurrency_id="evaluate-show",
+            concurrency_limit=1,
+        )
+
     wire(
         launch.click,
         partial(on_launch, store),
@@ -754,9 +764,8 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
         {"message": message},
     )
     wire(cancel.click, partial(on_cancel, store), armed, {"message": message, "armed": armed})
-    for control in (run, judge, axis):
-        control.input(show_here, [run, judge, axis], list(shown.values()), **redraw)
-    run.change(show_here, [run, judge, axis], list(shown.values()), **redraw)
+    for event in (run.input, judge.input, axis.input, run.change):
+        redraw_on(event)
 
     def on_cell(
         folder: str | None, chosen_judge: str | None, chosen_axis: str | None, evt: gr.SelectData
@@ -774,12 +783,13 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
     blinded = {"blind": blind, "blind_state": blind_state}
     wire(start.click, partial(blind_view, store), run, blinded)
     for button, choice in ((choose_a, "A"), (choose_b, "B"), (choose_tie, "tie")):
-        wire(
+        labelled = wire(
             button.click,
             partial(on_blind_label, store, choice=choice),
             [run, blind_state],
             {"blind_message": blind_message, **blinded},
-        ).then(show_here, [run, judge, axis], list(shown.values()), **redraw)
+        )
+        redraw_on(labelled.then)
     wire(timer.tick, partial(on_timer, store), run, {"progress": progress, "run": run})
     page = {"adapters": adapters, "constitution": constitution, "pm": pm, "progress": progress}
     wire(demo.load, partial(on_page_load, store), None, {**page, "run": run}, js=KEYS_JS)

@@ -58,5 +58,8 @@ def test_the_tournament_redraws_run_in_order_and_accept_a_picker_value_from_befo
     assert all(fn.concurrency_limit == 1 for fn in redraws)
     pickers = {c.elem_id: c for fn in redraws for c in fn.inputs}
     axis = pickers["evaluate-axis"]
-    axis.choices = [("helpfulness", "helpfulness")]
-    assert axis.preprocess("harmlessness") == "harmlessness"  # show() falls back to the first
+    offered, axis.choices = axis.choices, [("helpfulness", "helpfulness")]
+    try:
+        assert axis.preprocess("harmlessness") == "harmlessness"  # show() falls back
+    finally:
+        axis.choices = offered  # the studio is shared by this module's tests

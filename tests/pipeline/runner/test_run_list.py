@@ -160,3 +160,10 @@ def test_a_cancel_says_what_it_keeps_only_when_something_was_kept(tmp_path):
     )
     assert kept_note("pairs", tmp_path / "pairs") == "no pairs finished yet: a resume starts over."
     assert kept_note("sft", tmp_path / "sft") == "finished work is kept."
+
+
+def test_the_chain_file_named_here_is_the_chain_logs():
+    from pipeline.cai.critique import CHAINS_FILE, ChainLog
+    from pipeline.runner import run_list
+
+    assert run_list.CHAINS_FILE == CHAINS_FILE == ChainLog.FILE
