@@ -153,19 +153,18 @@ def wire(
         button.click(partial(gr.Tabs, selected=tab_id), None, tabs)
     launched = gr.State(None)  # the pipeline job the banner announces
     announced = {"message": message, "launched": launched}
-    wiring.wire(
+    clicked = wiring.wire(
         pipeline.click,
         partial(on_pipeline, store),
         None,
         {**announced, "tabs": tabs, "watched": train.watched},
-    ).then(
+    )
+    wiring.wire(
+        clicked.then,
         partial(train_tab.on_show_stage, store, "run-all"),
-        None,
-        [train.stage, *train.stage_outputs],
-    ).then(
-        wiring.named(train.preview, train.preview_outputs),
-        train.preview_inputs,
-        list(train.preview_outputs.values()),
+        train.previewed,
+        train.form,
+        show_progress_on=train.form["description"],  # not on every field: see the Train tab
     )
     wiring.wire(gr.Timer(10.0).tick, partial(on_banner_tick, store), launched, announced)
     wiring.wire(dismiss.click, on_dismiss, None, {"panel": panel, "dismissed": dismissed})

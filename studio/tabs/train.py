@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 import pandas as pd
@@ -291,13 +291,6 @@ def _field_component(stage: str, f: dataclasses.Field) -> gr.components.Componen
 # --- handlers: the store and plain values in, plain values and gr.update out (tested) -------
 
 
-def stage_values(name: str, raw: list[Any]) -> dict[str, Any]:
-    """The typed values of stage `name`'s form, out of every form's values (forms are laid
-    out in FORMS order, one component per dataclass field)."""
-    offset = sum(len(dataclasses.fields(FORMS[s])) for s in list(FORMS)[: list(FORMS).index(name)])
-    return form_values(FORMS[name], raw[offset : offset + len(dataclasses.fields(FORMS[name]))])
-
-
 def field_choices(store: Store, name: str) -> dict[str, list[Any]]:
     """Folders from earlier jobs (those of the Chains and Preferences tabs and of pipelines
     included) offered where a stage reads them."""
@@ -344,31 +337,39 @@ def field_choices(store: Store, name: str) -> dict[str, list[Any]]:
     }
 
 
-def on_preset(store: Store, name: str, chosen_preset: str) -> list[Any]:
-    """Every form field's update: stage `name`'s from the preset (with its choices), the
-    other stages' left alone."""
+def filled_values(store: Store, name: str, chosen_preset: str) -> dict[str, Any]:
+    """Stage `name`'s field values under a preset, its constitution the one being edited
+    where the preset leaves it open."""
     values = preset_values(name, chosen_preset)
     if "constitution" in values and not values["constitution"]:
         values["constitution"] = store.editing_name() or ""
+    return values
+
+
+def on_preset(store: Store, name: str, chosen_preset: str, previewed: str | None) -> dict[str, Any]:
+    """Stage `name`'s fields from the preset (with their choices), by field id, and the
+    preview of what they now say; the other stages' fields are left alone."""
+    values = filled_values(store, name, chosen_preset)
     choices = field_choices(store, name)
-    updates = []
-    for s in FORMS:
-        for f in dataclasses.fields(FORMS[s]):
-            if s != name:
-                updates.append(gr.update())
-            elif f.name in choices:
-                updates.append(gr.update(value=values[f.name], choices=choices[f.name]))
-            else:
-                updates.append(gr.update(value=values[f.name]))
-    return updates
+    fields = dataclasses.fields(FORMS[name])
+    updates = {
+        field_elem_id(name, f.name): gr.update(
+            value=values[f.name], **({"choices": choices[f.name]} if f.name in choices else {})
+        )
+        for f in fields
+    }
+    return {**updates, **on_preview(store, name, previewed, *(values[f.name] for f in fields))}
 
 
-def on_stage(store: Store, name: str, chosen_preset: str) -> tuple:
-    return (
-        gr.update(value=FORMS[name].__doc__),
-        *[gr.update(visible=s == name) for s in FORMS],
-        *on_preset(store, name, chosen_preset),
-    )
+def on_stage(store: Store, name: str, chosen_preset: str, previewed: str | None) -> dict[str, Any]:
+    """Stage `name` shown: its description, its form and Launch button (the others hidden),
+    filled from the preset, and its preview."""
+    return {
+        "description": gr.update(value=FORMS[name].__doc__),
+        **{f"form-{s}": gr.update(visible=s == name) for s in FORMS},
+        **{f"launch-{s}": gr.update(visible=s == name) for s in FORMS},
+        **on_preset(store, name, chosen_preset, previewed),
+    }
 
 
 def run_folder(store: Store, name: str, previewed: str | None) -> Path:
@@ -380,10 +381,10 @@ def run_folder(store: Store, name: str, previewed: str | None) -> Path:
 
 
 def on_preview(store: Store, name: str, previewed: str | None, *raw: Any) -> dict[str, Any]:
-    """The `command` and job file as they stand, with what still stops them from running;
-    the run folder it names (`previewed`), which is the one Launch uses; and the form's
-    `checks` (see `form_checks`)."""
-    values = stage_values(name, list(raw))
+    """The `command` and job file of stage `name`'s form values `raw` as they stand, with
+    what still stops them from running; the run folder it names (`previewed`), which is the
+    one Launch uses; and the form's `checks` (see `form_checks`)."""
+    values = form_values(FORMS[name], list(raw))
     try:
         build_job(FORMS[name], values)
         problem = ""
@@ -471,15 +472,15 @@ def launched(record: JobRecord) -> str:
 
 
 def on_launch(store: Store, name: str, previewed: str | None, *raw: Any) -> dict[str, Any]:
-    """Queue the stage into the folder the preview showed (a fresh one if that is taken); by
-    name: message, the job to watch (`selected`), the job table."""
+    """Queue stage `name` with its form values `raw` into the folder the preview showed (a
+    fresh one if that is taken); by name: message, the job to watch (`selected`), the job
+    table."""
+    values = form_values(FORMS[name], list(raw))
     try:
-        record = launch_stage(
-            store, name, stage_values(name, list(raw)), run_folder(store, name, previewed)
-        )
+        record = launch_stage(store, name, values, run_folder(store, name, previewed))
     except StudioError as exc:
         return {"message": error_notice(exc)}
-    job = build_job(FORMS[name], stage_values(name, list(raw)))
+    job = build_job(FORMS[name], values)
     return {
         "message": launched(record) + run_length_notice(store, name, job),
         "selected": record.id,
@@ -657,21 +658,17 @@ def on_resume(store: Store, job_id: int | None) -> dict[str, Any]:
 
 @dataclass
 class TrainView:
-    """What other tabs reach in the Train tab: the watched job, and its stage form (the
-    stage picker, what switching the stage updates, and the preview after it)."""
+    """What other tabs reach in the Train tab: the watched job, and its stage form by name
+    (what `on_show_stage` updates) with the run folder its preview names."""
 
     watched: gr.State
-    stage: gr.Dropdown
-    stage_outputs: list[Any]
-    preview: Callable[..., dict[str, Any]]
-    preview_inputs: list[Any]
-    preview_outputs: dict[str, Any]
+    previewed: gr.State
+    form: dict[str, Any]
 
 
-def on_show_stage(store: Store, name: str) -> tuple:
-    """The form switched to stage `name` at the tiny preset: the picker's value first, then
-    what `on_stage` updates."""
-    return (gr.update(value=name), *on_stage(store, name, "tiny"))
+def on_show_stage(store: Store, name: str, previewed: str | None) -> dict[str, Any]:
+    """The form switched to stage `name` at the tiny preset: the picker's value too."""
+    return {"stage": gr.update(value=name), **on_stage(store, name, "tiny", previewed)}
 
 
 def build(store: Store, demo: gr.Blocks) -> TrainView:
@@ -714,7 +711,12 @@ def build(store: Store, demo: gr.Blocks) -> TrainView:
         interactive=False,
     )
     with gr.Row():
-        launch = gr.Button("Launch", variant="primary", elem_id="train-launch")
+        launches = {
+            name: gr.Button(
+                "Launch", variant="primary", visible=name == "sft", elem_id=f"train-launch-{name}"
+            )
+            for name in FORMS
+        }
         cancel, resume = job_buttons("train", "job")
     checks = gr.HTML(elem_id="train-checks")
     message = gr.HTML(elem_id="train-message")
@@ -758,7 +760,6 @@ def build(store: Store, demo: gr.Blocks) -> TrainView:
     )
     checked = gr.HTML(elem_id="train-check-pm-result")
     timer = gr.Timer(2.0)
-    all_fields = [c for name in FORMS for c in forms[name]]
 
     shown_rows = gr.State([])
     views = {
@@ -779,31 +780,40 @@ def build(store: Store, demo: gr.Blocks) -> TrainView:
         job = watched(store, job_id)
         return outlier_html(job, int(row[0]), str(row[1])) if len(row) > 1 else ""
 
-    preview = partial(on_preview, store)
     previewed = gr.State(None)  # the run folder the command shows: Launch uses it
-    previewing = [stage, previewed, *all_fields]
     previewed_views = {"command": command, "previewed": previewed, "checks": checks}
-    # the spinner on the description alone: every form field as a progress target would slow
-    # each later event of the page (see app.keep_background_events_quiet)
-    staged = stage.input(
-        partial(on_stage, store),
-        [stage, preset_name],
-        [description, *groups.values(), *all_fields],
-        show_progress_on=description,
-    )
-    preset = preset_name.input(
-        partial(on_preset, store), [stage, preset_name], all_fields, show_progress_on=description
-    )
-    launched = wire(
-        launch.click,
-        partial(on_launch, store),
-        [stage, previewed, *all_fields],
-        pick(views, "message", "selected", "jobs_table"),
-    )
-    filled = demo.load(partial(on_preset, store), [stage, preset_name], all_fields)
-    changes = [staged.then, preset.then, launched.then, filled.then]
-    for event in [*changes, *(component.input for component in all_fields)]:
-        wire(event, preview, previewing, previewed_views)
+    form = {
+        "stage": stage,
+        "description": description,
+        **{f"form-{name}": group for name, group in groups.items()},
+        **{f"launch-{name}": button for name, button in launches.items()},
+        **{c.elem_id: c for fields in forms.values() for c in fields},
+        **previewed_views,
+    }
+    # Each event reads the fields of one stage only: Gradio's page re-applies the loading
+    # status of every component any event has read, on every status change of any event,
+    # so one event reading all 235 fields cost the idle page a core. The spinner of a
+    # stage switch is on the description alone for the same reason.
+    for event in (stage.input, preset_name.input):
+        wire(
+            event,
+            partial(on_stage, store),
+            [stage, preset_name, previewed],
+            form,
+            show_progress_on=description,
+        )
+    wire(demo.load, partial(on_preset, store), [stage, preset_name, previewed], form)
+    for name, fields in forms.items():
+        preview = partial(on_preview, store, name)
+        for field in fields:
+            wire(field.input, preview, [previewed, *fields], previewed_views)
+        launched = wire(
+            launches[name].click,
+            partial(on_launch, store, name),
+            [previewed, *fields],
+            pick(views, "message", "selected", "jobs_table"),
+        )
+        wire(launched.then, preview, [previewed, *fields], previewed_views)
     armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
     wire(
         cancel.click,
@@ -827,11 +837,4 @@ def build(store: Store, demo: gr.Blocks) -> TrainView:
         [selected, smoothing, shown_rows],
         {"jobs_table": jobs_table, "shown_rows": shown_rows, **job_views},
     )
-    return TrainView(
-        selected,
-        stage,
-        [description, *groups.values(), *all_fields],
-        preview,
-        previewing,
-        previewed_views,
-    )
+    return TrainView(selected, previewed, form)

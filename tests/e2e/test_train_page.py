@@ -69,7 +69,7 @@ def test_sft_on_a_chain_run_from_the_train_tab(page: Page, studio):
     marked = "e => getComputedStyle(e).boxShadow.includes('0px 0px 0px 2px')"
     assert page.locator("#train-sft-learning-rate input").first.evaluate(marked)
     assert not page.locator("#train-sft-save-every input").first.evaluate(marked)
-    page.click("#train-launch")
+    page.click("#train-launch-sft")
     expect(page.locator("#train-message")).to_contain_text("learning_rate must be > 0")
     fill(page, "train-sft-batch-size", "2")
 
@@ -77,7 +77,7 @@ def test_sft_on_a_chain_run_from_the_train_tab(page: Page, studio):
     expect(page.locator("#train-command")).to_contain_text("python -m pipeline sft --config")
     expect(page.locator("#train-command")).to_contain_text("max_steps: 6")
     previewed = re.search(r"--out (\S+)", page.locator("#train-command").inner_text()).group(1)
-    page.click("#train-launch")
+    page.click("#train-launch-sft")
     expect(page.locator("#train-message")).to_contain_text("(sft) launched")
     expect(page.locator("#train-message")).to_contain_text(previewed)  # the preview is what runs
     progress = page.locator("#train-progress .job-progress")
@@ -124,7 +124,7 @@ def test_a_tiny_rahf_job_from_the_train_tab_plots_its_loss(page: Page, studio):
         fill(page, f"train-rahf-{field}", value)
     expect(page.locator("#train-command")).to_contain_text("python -m pipeline rahf --config")
     expect(page.locator("#train-command")).to_contain_text("target_layers: '15'")
-    page.click("#train-launch")
+    page.click("#train-launch-rahf")
     expect(page.locator("#train-message")).to_contain_text("(rahf) launched")
     progress = page.locator("#train-progress .job-progress")
     expect(progress).to_contain_text(re.compile("phase 1 of 2|loading the model"), timeout=120_000)

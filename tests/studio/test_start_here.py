@@ -26,10 +26,10 @@ def test_one_click_launches_the_tiny_pipeline_on_the_constitution_being_edited(s
     job = store.jobs("run-all")[0]
     assert f"Job {job.id} (run-all)" in message and tabs.selected == "train"
     assert watched == job.id  # the Train tab watches the pipeline, not its first stage
-    picked, description, *updates = train_tab.on_show_stage(store, "run-all")
-    assert (
-        picked["value"] == "run-all" and description["value"] == train_tab.FORMS["run-all"].__doc__
-    )
+    shown = train_tab.on_show_stage(store, "run-all", None)
+    assert shown["stage"]["value"] == "run-all"
+    assert shown["description"]["value"] == train_tab.FORMS["run-all"].__doc__
+    assert shown["launch-run-all"]["visible"] and "run-all --config" in shown["command"]
     assert "constitution: " in (jobs.Path(job.out_dir) / "job.yaml").read_text()
     assert "preset: tiny" in (jobs.Path(job.out_dir) / "job.yaml").read_text()
     assert announced == job.id and start_here.on_banner_tick(store, job.id) == {}  # it stays

@@ -12,50 +12,46 @@ from studio.tabs import train as tab
 
 
 def all_values(stage: str, **changes):
-    """Every form's values in layout order, with stage `stage`'s form changed."""
-    raw = []
-    for name, cls in tab.FORMS.items():
-        for f in dataclasses.fields(cls):
-            raw.append(changes.get(f.name, f.default) if name == stage else f.default)
-    return raw
+    """Stage `stage`'s form values in layout order, with `changes`."""
+    return [changes.get(f.name, f.default) for f in dataclasses.fields(tab.FORMS[stage])]
 
 
-def test_a_stage_reads_its_own_form_out_of_all_of_them():
-    values = tab.stage_values("reward", all_values("reward", data="labels", max_steps=7.0))
+def filled(updates: dict, stage: str) -> dict:
+    """A form update's fields of stage `stage`, by field name."""
+    return {
+        f.name: updates[tab.field_elem_id(stage, f.name)]
+        for f in dataclasses.fields(tab.FORMS[stage])
+    }
+
+
+def test_a_form_reads_typed_values():
+    values = tab.form_values(
+        tab.FORMS["reward"], all_values("reward", data=" labels ", max_steps=7.0)
+    )
     assert values["data"] == "labels" and values["max_steps"] == 7 and values["lora_r"] == 8
-    assert tab.stage_values("sft", all_values("reward", data="labels"))["data"] == ""
+    assert isinstance(values["max_steps"], int)
 
 
 def test_a_preset_fills_only_the_chosen_stage_and_offers_earlier_outputs(store):
-    updates = tab.on_preset(store, "ppo", "tiny")
-    assert len(updates) == sum(len(dataclasses.fields(c)) for c in tab.FORMS.values())
-    offset = sum(
-        len(dataclasses.fields(tab.FORMS[s]))
-        for s in list(tab.FORMS)[: list(tab.FORMS).index("ppo")]
-    )
-    ppo = {f.name: u for f, u in zip(dataclasses.fields(tab.FORMS["ppo"]), updates[offset:])}
+    updates = tab.on_preset(store, "ppo", "tiny", None)
+    ppo = filled(updates, "ppo")
     assert ppo["steps"]["value"] == 6 and ppo["prompts"]["choices"] == ["red-team", "helpful"]
-    assert updates[0] == {"__type__": "update"}  # run-all's form is left as it is
-    description, *visible = tab.on_stage(store, "dpo", "tiny")[: 1 + len(tab.FORMS)]
-    assert "DPO" in description["value"]
-    assert [v["visible"] for v in visible] == [s == "dpo" for s in tab.FORMS]
+    assert not any(key.startswith("train-run-all-") for key in updates)  # others left alone
+    assert "python -m pipeline ppo --config" in updates["command"]  # and previewed
+    assert "steps: 6" in updates["command"] and updates["previewed"].split("/")[-1].startswith(
+        "ppo-"
+    )
+    shown = tab.on_stage(store, "dpo", "tiny", None)
+    assert "DPO" in shown["description"]["value"]
+    assert [shown[f"form-{s}"]["visible"] for s in tab.FORMS] == [s == "dpo" for s in tab.FORMS]
+    assert [shown[f"launch-{s}"]["visible"] for s in tab.FORMS] == [s == "dpo" for s in tab.FORMS]
 
 
 def test_the_whole_pipeline_defaults_to_the_constitution_being_edited(store):
-    run_all = dict(
-        zip(
-            [f.name for f in dataclasses.fields(tab.FORMS["run-all"])],
-            tab.on_preset(store, "run-all", "tiny"),
-        )
-    )
+    run_all = filled(tab.on_preset(store, "run-all", "tiny", None), "run-all")
     assert run_all["constitution"]["value"] == "harmless-helpful"
     store.save_draft(store.version("honest").constitution, 1)  # an edit of another one
-    run_all = dict(
-        zip(
-            [f.name for f in dataclasses.fields(tab.FORMS["run-all"])],
-            tab.on_preset(store, "run-all", "tiny"),
-        )
-    )
+    run_all = filled(tab.on_preset(store, "run-all", "tiny", None), "run-all")
     assert run_all["constitution"]["value"] == "honest"
 
 
@@ -74,17 +70,7 @@ def test_every_command_has_a_form_fed_by_the_folders_of_earlier_stages(store, tm
     assert str(tmp_path) not in named  # offered by name, never as a folder
     assert tab.field_choices(store, "sft-data")["chains"] == [(named, str(chains))]
     assert tab.field_choices(store, "label")["pairs"] == ["gold"]
-    label = dict(
-        zip(
-            [f.name for f in dataclasses.fields(tab.FORMS["label"])],
-            tab.on_preset(store, "label", "tiny")[
-                sum(
-                    len(dataclasses.fields(tab.FORMS[s]))
-                    for s in list(tab.FORMS)[: list(tab.FORMS).index("label")]
-                ) :
-            ],
-        )
-    )
+    label = filled(tab.on_preset(store, "label", "tiny", None), "label")
     assert label["constitution"]["value"] == "harmless-helpful" and label["ensemble"]["value"] == 2
 
 
