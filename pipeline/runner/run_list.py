@@ -78,9 +78,9 @@ CHAINS_FILE = "chains.jsonl"
 
 # what a batch job writes one record at a time (pairs are written when all are sampled)
 RECORDS = {
-    "revise": ("chains", CHAINS_FILE),
-    "label": ("labels", LABELS_FILE),
-    "pairs": ("pairs", PAIRS_FILE),
+    "revise": ("chain", CHAINS_FILE),
+    "label": ("label", LABELS_FILE),
+    "pairs": ("pair", PAIRS_FILE),
 }
 
 
@@ -97,8 +97,9 @@ def kept_note(kind: str, folder: str | Path) -> str:
     except OSError:
         kept = 0
     if not kept:
-        return f"no {noun} finished yet: a resume starts over."
-    return f"{kept} finished {noun} are kept; a resume continues after them."
+        return f"no {noun}s finished yet: a resume starts over."
+    verb, them = ("is", "it") if kept == 1 else ("are", "them")
+    return f"{counted(kept, 'finished ' + noun)} {verb} kept; a resume continues after {them}."
 
 
 def counted(n: int, noun: str, plural: str = "") -> str:

@@ -159,6 +159,8 @@ def test_a_cancel_says_what_it_keeps_only_when_something_was_kept(tmp_path):
         kept_note("revise", chains) == "2 finished chains are kept; a resume continues after them."
     )
     assert kept_note("pairs", tmp_path / "pairs") == "no pairs finished yet: a resume starts over."
+    (chains / "chains.jsonl").write_text('{"id": 1}\n')
+    assert kept_note("revise", chains) == "1 finished chain is kept; a resume continues after it."
     assert kept_note("sft", tmp_path / "sft") == "finished work is kept."
 
 
