@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from pipeline.config.settings import DEFAULT_MODEL
 from pipeline.data.store import Store
 from studio import access, start_here
+from studio.components.heartbeat import Heartbeat
 from studio.components.notices import notice
 from studio.components.theme import CSS, HEAD, THEME, TOGGLE_JS
 from studio.login_guard import LoginGuard, LoginPolicy
@@ -61,6 +62,7 @@ def build_studio(
             )
         theme.click(None, js=TOGGLE_JS)
         gr.HTML(workspace_notice(store), elem_id="workspace-notice")
+        beat = Heartbeat(store)
         panel, steps, pipeline, dismiss, dismissed = start_here.build()
         start_message = gr.HTML(elem_id="start-message")
         with gr.Tabs() as tabs:
@@ -69,15 +71,17 @@ def build_studio(
             with gr.Tab("Playground", id="playground"):
                 playground_tab.build(store, demo, default_model)
             with gr.Tab("Chains", id="chains"):
-                chains_run = chains_tab.build(store, demo, tabs, show_principle, principle_outputs)
+                chains_run = chains_tab.build(
+                    store, demo, tabs, show_principle, principle_outputs, beat
+                )
             with gr.Tab("Preferences", id="preferences"):
-                labels_run, pairs_source = preferences_tab.build(store, demo, default_model)
+                labels_run, pairs_source = preferences_tab.build(store, demo, beat, default_model)
             with gr.Tab("Values", id="values"):
-                values_run = values_tab.build(store, demo)
+                values_run = values_tab.build(store, demo, beat)
             with gr.Tab("Train", id="train"):
-                train = train_tab.build(store, demo)
+                train = train_tab.build(store, demo, beat)
             with gr.Tab("Evaluate", id="evaluate"):
-                evaluate_run = evaluate_tab.build(store, demo)
+                evaluate_run = evaluate_tab.build(store, demo, beat)
             with gr.Tab("Runs", id="runs"):
                 runs_tab.build(
                     store,
@@ -102,7 +106,9 @@ def build_studio(
             help_button,
             start_message,
             train,
+            beat,
         )
+        beat.wire()
     keep_handlers_out_of_the_page(demo)
     keep_background_events_quiet(demo)
     return demo, store

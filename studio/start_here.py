@@ -13,6 +13,7 @@ import gradio as gr
 from pipeline.core.errors import StudioError
 from pipeline.data.store import Store
 from studio import wiring
+from studio.components.heartbeat import Heartbeat
 from studio.tabs import train as train_tab
 
 FLOW = [
@@ -146,6 +147,7 @@ def wire(
     reopen: gr.Button,
     message: gr.HTML,
     train: train_tab.TrainView,
+    beat: Heartbeat,
 ) -> None:
     """Each step opens its tab; the pipeline button launches and lands on the pipeline's own
     view in the Train tab (its form, its stage table); dismiss and reopen."""
@@ -166,7 +168,7 @@ def wire(
         train.form,
         show_progress_on=train.form["description"],  # not on every field: see the Train tab
     )
-    wiring.wire(gr.Timer(10.0).tick, partial(on_banner_tick, store), launched, announced)
+    beat.watch(partial(on_banner_tick, store), launched, announced)
     wiring.wire(dismiss.click, on_dismiss, None, {"panel": panel, "dismissed": dismissed})
     wiring.wire(reopen.click, on_show, None, {"panel": panel, "dismissed": dismissed})
     demo.load(on_page_load, dismissed, panel)

@@ -27,6 +27,7 @@ from pipeline.evaluation.leaderboard import check_labels
 from pipeline.runner import jobs
 from pipeline.values.features import labelled_in
 from studio.components.choices import folder_choices, resolve_choice
+from studio.components.heartbeat import Heartbeat
 from studio.components.job_panel import job_bar, latest_job, writing_now
 from studio.components.notices import error_notice, notice
 from studio.wiring import wire
@@ -197,12 +198,12 @@ def on_board_tick(store: Store, shown: int | None) -> dict[str, Any]:
 def build(
     store: Store,
     demo: gr.Blocks,
-    timer: gr.Timer,
+    beat: Heartbeat,
     constitution: gr.Dropdown,
     model: gr.Dropdown,
     message: gr.HTML,
 ) -> None:
-    """The panel, laid out where it is called; its progress and board follow `timer`."""
+    """The panel, laid out where it is called; its progress and board follow the heartbeat."""
     with gr.Accordion("Which judge to trust: every judge against your labels", open=True):
         with gr.Row():
             labels = gr.Dropdown(
@@ -226,7 +227,7 @@ def build(
     labels.focus(partial(offer_sources, store), None, labels)
     compare.click(partial(on_compare, store), [labels, constitution, model], message)
     views = {"progress": progress, "summary": summary, "table": table, "shown": shown}
-    wire(timer.tick, partial(on_board_tick, store), shown, views)
+    beat.watch(partial(on_board_tick, store), shown, views)
     wire(demo.load, partial(on_board_load, store), None, {"summary": summary, "table": table})
 
 

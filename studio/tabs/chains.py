@@ -40,6 +40,7 @@ from studio.components.choices import (
     resolve_choice,
 )
 from studio.components.diff_view import side_by_side
+from studio.components.heartbeat import Heartbeat
 from studio.components.job_panel import (
     cancel_notice,
     job_bar,
@@ -468,6 +469,7 @@ def build(
     tabs: gr.Tabs,
     show_principle: Callable[[str, str], dict],
     show_outputs: list,
+    beat: Heartbeat,
 ) -> gr.Dropdown:
     """Lay out the tab and wire its events. `show_principle(constitution, principle_id)`
     returns the updates (to `show_outputs`) that show a principle in the Constitution tab.
@@ -583,7 +585,6 @@ def build(
             label="Finished chains (click to open)",
         )
         chain_view = gr.HTML(elem_id="batch-chain")
-    timer = gr.Timer(2.0)
 
     def on_open_principle(choice: str | None) -> dict:
         if not choice:
@@ -668,7 +669,7 @@ def build(
     wire(run_folder.change, browse, browse_inputs, browsed)  # also when the Runs tab opens one
     for control in (filter_principle, filter_category, failed_only):
         wire(control.input, browse, browse_inputs, browsed)
-    wire(timer.tick, partial(on_timer, store), browse_inputs, to("progress", *BROWSED))
+    beat.watch(partial(on_timer, store), browse_inputs, to("progress", *BROWSED))
     table.select(on_open_chain, run_folder, chain_view)
     loaded = wire(
         demo.load,

@@ -44,6 +44,7 @@ from studio.components.choices import (
     default_choice,
     resolve_choice,
 )
+from studio.components.heartbeat import Heartbeat
 from studio.components.job_panel import cancel_notice, job_bar, latest_job, writing_now
 from studio.components.judges_panel import latest_board
 from studio.components.notices import error_notice, notice, verdict_html
@@ -604,7 +605,7 @@ def on_cancel(store: Store, confirmed: int | None) -> dict[str, Any]:
     )
 
 
-def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
+def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> gr.Dropdown:
     """Lay out the tab and wire its events; returns the tournament picker."""
     gr.Markdown(
         "Which policy is better, on which axis, and can the judge say? Each policy "
@@ -728,7 +729,6 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
             choose_tie = gr.Button("Tie", elem_id="evaluate-blind-tie")
         blind_message = gr.HTML(elem_id="evaluate-blind-message")
     blind_state = gr.State(None)
-    timer = gr.Timer(2.0)
     armed = gr.State(None)
 
     shown = dict(zip(SHOWN, (judge, axis, ratings, matrix, scatter, categories, stats, agreement)))
@@ -790,7 +790,7 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
             {"blind_message": blind_message, **blinded},
         )
         redraw_on(labelled.then)
-    wire(timer.tick, partial(on_timer, store), run, {"progress": progress, "run": run})
+    beat.watch(partial(on_timer, store), run, {"progress": progress, "run": run})
     page = {"adapters": adapters, "constitution": constitution, "pm": pm, "progress": progress}
     wire(demo.load, partial(on_page_load, store), None, {**page, "run": run}, js=KEYS_JS)
     return run

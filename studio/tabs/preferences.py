@@ -62,6 +62,7 @@ from studio.components.choices import (
     offer_models,
     resolve_choice,
 )
+from studio.components.heartbeat import Heartbeat
 from studio.components.job_panel import (
     cancel_notice,
     job_bar,
@@ -847,7 +848,7 @@ def on_resume(store: Store) -> dict[str, Any]:
 
 
 def build(
-    store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL
+    store: Store, demo: gr.Blocks, beat: Heartbeat, default_model: str = DEFAULT_MODEL
 ) -> tuple[gr.Dropdown, gr.Dropdown]:
     """Lay out the tab and wire its events; returns the labels-run and pairs pickers, so
     another tab can open a run here."""
@@ -986,8 +987,7 @@ def build(
             elem_id="pref-table",
             label="Labelled pairs (click to open)",
         )
-    timer = gr.Timer(2.0)
-    judges_panel.build(store, demo, timer, constitution, model, message)
+    judges_panel.build(store, demo, beat, constitution, model, message)
 
     # --- wiring --------------------------------------------------------------------------
 
@@ -1093,9 +1093,8 @@ def build(
     armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
     wire(cancel.click, partial(on_cancel, store), armed, {"message": message, "armed": armed})
     wire(resume.click, partial(on_resume, store), None, launched)
-    wire(timer.tick, partial(on_timer, store), [run, view], to("progress", *LABELS))
-    wire(
-        gr.Timer(10.0).tick,
+    beat.watch(partial(on_timer, store), [run, view], to("progress", *LABELS))
+    beat.watch(
         partial(on_guideline_tick, store),
         [constitution, principles, guideline_shown],
         to("guideline", "guideline_shown"),

@@ -46,6 +46,7 @@ from studio.components.choices import (
     folder_choices,
     resolve_choice,
 )
+from studio.components.heartbeat import Heartbeat
 from studio.components.job_panel import (
     STAGE_UNITS,
     cancel_label,
@@ -671,7 +672,7 @@ def on_show_stage(store: Store, name: str, previewed: str | None) -> dict[str, A
     return {"stage": gr.update(value=name), **on_stage(store, name, "tiny", previewed)}
 
 
-def build(store: Store, demo: gr.Blocks) -> TrainView:
+def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> TrainView:
     """Lay out the tab and wire its events; returns what another tab needs to open a job or
     a stage here."""
     gr.Markdown(
@@ -759,7 +760,6 @@ def build(store: Store, demo: gr.Blocks) -> TrainView:
         "PPO: check the PM against the AI judge on this run's samples", elem_id="train-check-pm"
     )
     checked = gr.HTML(elem_id="train-check-pm-result")
-    timer = gr.Timer(2.0)
 
     shown_rows = gr.State([])
     views = {
@@ -831,8 +831,7 @@ def build(store: Store, demo: gr.Blocks) -> TrainView:
     outliers.select(on_outlier, selected, outlier)
     check.click(partial(on_check_pm, store), selected, checked)
     wire(smoothing.input, partial(job_view, store), [selected, smoothing], job_views)
-    wire(
-        timer.tick,
+    beat.watch(
         partial(on_tick, store),
         [selected, smoothing, shown_rows],
         {"jobs_table": jobs_table, "shown_rows": shown_rows, **job_views},

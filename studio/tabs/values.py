@@ -39,6 +39,7 @@ from studio.components.choices import (
     default_choice,
     resolve_choice,
 )
+from studio.components.heartbeat import Heartbeat
 from studio.components.job_panel import cancel_notice, job_bar, latest_job, writing_now
 from studio.components.notices import error_notice, notice
 from studio.wiring import wire
@@ -411,7 +412,7 @@ def on_cancel(store: Store, confirmed: int | None) -> dict[str, Any]:
     )
 
 
-def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
+def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> gr.Dropdown:
     """Lay out the tab and wire its events; returns the report picker (the Runs tab opens
     reports there)."""
     gr.Markdown(
@@ -502,7 +503,6 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
             visible=False,
         )
         heatmap = gr.HTML(elem_id="values-heatmap")
-    timer = gr.Timer(2.0)
     armed = gr.State(None)
 
     shown = dict(zip(RESULTS_SHOWN, (banner, summary, curves, cosines, projections, heatmap)))
@@ -523,7 +523,7 @@ def build(store: Store, demo: gr.Blocks) -> gr.Dropdown:
     wire(cancel.click, partial(on_cancel, store), armed, {"message": message, "armed": armed})
     fit.click(partial(on_fit, store), [pairs, model, pooling, method, layers], message)
     wire(run.change, show_results, run, shown)
-    wire(timer.tick, partial(on_timer, store), run, {"progress": progress, "run": run})
+    beat.watch(partial(on_timer, store), run, {"progress": progress, "run": run})
     page = {"constitutions": constitutions, "pairs": pairs, "model": model, "progress": progress}
     wire(demo.load, partial(on_page_load, store), None, {**page, "run": run})
     return run

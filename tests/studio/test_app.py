@@ -63,3 +63,24 @@ def test_the_tournament_redraws_run_in_order_and_accept_a_picker_value_from_befo
         assert axis.preprocess("harmlessness") == "harmlessness"  # show() falls back
     finally:
         axis.choices = offered  # the studio is shared by this module's tests
+
+
+def test_one_heartbeat_watches_every_tab_quick_while_a_job_runs(demo, tmp_path):
+    """Every tick of a timer costs the page a refresh of hundreds of loading statuses: the
+    studio has one timer, whose one event draws every tab's progress."""
+    import gradio as gr
+
+    from pipeline.data.store import Store
+    from studio.components.heartbeat import QUICK, SLOW, interval
+
+    timers = [b for b in demo.blocks.values() if isinstance(b, gr.Timer)]
+    ticks = [fn for fn in demo.fns.values() if "tick" in started_by(fn)]
+    assert len(timers) == 1 and len(ticks) == 1
+    drawn = {c.elem_id for c in ticks[0].outputs}
+    assert {"batch-progress", "evaluate-progress", "values-progress", "judges-progress"} <= drawn
+    store = Store(tmp_path)
+    assert interval(store) == SLOW
+    job, _ = store.add_job("revise", ["revise"], str(tmp_path / "run"), ["revise"])
+    assert interval(store) == QUICK  # queued: its tab's bar must move at once
+    store.set_job_status(job.id, "failed", "stopped")
+    assert interval(store) == QUICK  # ended just now: its last output is still drawn
