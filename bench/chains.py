@@ -18,7 +18,7 @@ from pipeline.cai.critique import ChainRequest, run_chains  # noqa: E402
 from pipeline.config.settings import ChainConfig, SamplingConfig  # noqa: E402
 from pipeline.data.constitution import load_constitution  # noqa: E402
 from pipeline.data.prompts import load_prompts  # noqa: E402
-from pipeline.model.generation import backend_for  # noqa: E402
+from pipeline.model.engines import backend_for  # noqa: E402
 
 
 def timed(backend, requests, config, sampling) -> tuple[list, float]:

@@ -12,7 +12,8 @@ import time
 
 from pipeline.config.settings import SamplingConfig  # noqa: E402
 from pipeline.data.prompts import load_prompts  # noqa: E402
-from pipeline.model.generation import backend_for, chat  # noqa: E402
+from pipeline.model.engines import backend_for  # noqa: E402
+from pipeline.model.generation import chat  # noqa: E402
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from pipeline.cai.critique import Chain, ChainRequest, run_chains
 from pipeline.config.settings import ChainConfig, SamplingConfig
 from pipeline.data.constitution import load_constitution
 from pipeline.data.prompts import load_prompts
-from pipeline.model.generation import backend_for
+from pipeline.model.engines import backend_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

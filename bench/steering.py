@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 from pipeline.config.settings import SamplingConfig  # noqa: E402
 from pipeline.data.constitution import load_constitution  # noqa: E402
 from pipeline.data.prompts import load_prompts  # noqa: E402
-from pipeline.model.generation import backend_for, chat  # noqa: E402
+from pipeline.model.engines import backend_for  # noqa: E402
+from pipeline.model.generation import chat  # noqa: E402
 from pipeline.model.steering import Steering  # noqa: E402
 from pipeline.steering.extraction import extract_from_constitution  # noqa: E402
 

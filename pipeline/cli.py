@@ -97,7 +97,8 @@ def cmd_constitution_export(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from pipeline.config.settings import SamplingConfig
-    from pipeline.model.generation import backend_for, chat
+    from pipeline.model.engines import backend_for
+    from pipeline.model.generation import chat
 
     config = config_from_args(SamplingConfig, args)
     system = args.system

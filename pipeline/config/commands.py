@@ -20,6 +20,7 @@ from pipeline.config.settings import (
     DEFAULT_CONSTITUTION,
     DEFAULT_MODEL,
     ENGINES,
+    GENERATION_ENGINES,
     ChainConfig,
     FeedbackConfig,
     SamplingConfig,
@@ -361,7 +362,23 @@ class PromptSettings:
 
 
 @dataclass(frozen=True)
-class ReviseJob(WholeJob, PromptSettings, ChainConfig, SamplingConfig):
+class EngineSettings:
+    """Which engine generates a job's text."""
+
+    engine: str = _help(
+        "What generates: fp32 (the transformers engine), int8 (CTranslate2: several times "
+        "faster on a CPU; needs `pip install ctranslate2`) or auto (int8 where it can run).",
+        "fp32",
+    )
+
+    def engine_problems(self) -> list[str]:
+        if self.engine in GENERATION_ENGINES:
+            return []
+        return [f"engine must be one of {', '.join(GENERATION_ENGINES)} (got {self.engine!r})"]
+
+
+@dataclass(frozen=True)
+class ReviseJob(WholeJob, PromptSettings, ChainConfig, EngineSettings, SamplingConfig):
     """Critique–revision chains (SL-CAI data) for a prompt set; rerunning into the same
     folder resumes."""
 
@@ -377,11 +394,12 @@ class ReviseJob(WholeJob, PromptSettings, ChainConfig, SamplingConfig):
             + self.prompt_problems()
             + self.chain_problems()
             + self.sampling_problems()
+            + self.engine_problems()
         )
 
 
 @dataclass(frozen=True)
-class SFTDataJob(WholeJob, SamplingConfig):
+class SFTDataJob(WholeJob, EngineSettings, SamplingConfig):
     """The SFT dataset from a folder of chains: final revisions, mixed with helpfulness
     examples the model answers."""
 
@@ -391,21 +409,21 @@ class SFTDataJob(WholeJob, SamplingConfig):
     model: str = _help("The model that answers the helpfulness prompts.", DEFAULT_MODEL)
 
     def problems(self) -> list[str]:
-        problems = _required(self, "chains") + self.sampling_problems()
+        problems = _required(self, "chains") + self.sampling_problems() + self.engine_problems()
         if self.helpful_ratio < 0:
             problems.append("helpful_ratio must be 0 (none) or more")
         return problems
 
 
 @dataclass(frozen=True)
-class PairsJob(WholeJob, PromptSettings, SamplingConfig):
+class PairsJob(WholeJob, PromptSettings, EngineSettings, SamplingConfig):
     """Two sampled answers per prompt from a policy: the pairs AI feedback labels."""
 
     policy: str = _help("Model name, folder or LoRA adapter folder.", DEFAULT_MODEL)
     batch_size: int = _help("Answers generated together.", 16)
 
     def problems(self) -> list[str]:
-        problems = self.prompt_problems() + self.sampling_problems()
+        problems = self.prompt_problems() + self.sampling_problems() + self.engine_problems()
         if self.batch_size < 1:
             problems.append("batch_size must be at least 1")
         return problems

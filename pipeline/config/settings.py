@@ -13,6 +13,7 @@ DEFAULT_CONSTITUTION = "harmless-helpful"  # what the studio opens first, when i
 
 
 ENGINES = ("auto", "transformers", "vllm")  # what writes a tournament's answers
+GENERATION_ENGINES = ("auto", "fp32", "int8")  # what generates a job's text (see model.engines)
 COT_CLAMP = (0.4, 0.6)  # chain-of-thought labels are overconfident; the RLAIF paper clamps them
 
 

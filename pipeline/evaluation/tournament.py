@@ -163,7 +163,7 @@ def policy_backend(spec: str, base_model: str, max_batch_size: int = 32, vllm: b
     """The backend that answers for a policy: a model or adapter (an adapter trained on
     another base is refused by name), optionally steered; on a vLLM engine when `vllm` and
     the policy is not steered."""
-    from pipeline.model.generation import backend_for
+    from pipeline.model.engines import backend_for
     from pipeline.model.loading import ADAPTER_CONFIG, check_adapter_base, load_model
 
     model, steer = split_policy(spec)

@@ -1,23 +1,24 @@
 """Batched chat generation with a KV cache, and a streaming variant for the studio.
 
 Callers use a `GenerationBackend` (`generate` for batches, `stream` for one conversation);
-`backend_for` picks the implementation, so a vLLM backend can be added without touching
-them. The transformers backend runs its own decode loop rather than `model.generate`:
-it samples row i with its own seeded generator (so a row's text does not depend on what
-else is in the batch), drops finished rows from the batch, and streams token by token.
+`pipeline.model.engines.backend_for` picks the implementation (this one, or CTranslate2's
+int8 engine), so callers do not change with it. The transformers backend runs its own
+decode loop rather than `model.generate`: it samples row i with its own seeded generator
+(so a row's text does not depend on what else is in the batch), drops finished rows from
+the batch, and streams token by token.
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
 import torch
 
 from pipeline.config.settings import SamplingConfig
 from pipeline.core.errors import ModelError
-from pipeline.model.loading import LoadedModel, load_model
+from pipeline.model.loading import LoadedModel
 from pipeline.model.scoring import MIN_SHARED_PREFIX, common_start, shared_prefix_length
 
 if TYPE_CHECKING:
@@ -56,6 +57,13 @@ class GenerationBackend(Protocol):
         finished: Callable[[str], None] | None = None,
         steering: Steering | None = None,
     ) -> Iterator[str]: ...
+
+
+class LocalBackend(GenerationBackend, Protocol):
+    """An engine in this process, on a model loaded here (its tokenizer, its layers for
+    steering and hidden states)."""
+
+    loaded: LoadedModel
 
 
 KEEP_ROWS = 4  # a batch this small keeps its prompts for the next call
@@ -106,28 +114,26 @@ def prompt_ids(tokenizer, conversation: list[Message]) -> list[int]:
     return tokenizer(prompt_text(tokenizer, conversation), add_special_tokens=False)["input_ids"]
 
 
-class TransformersBackend:
-    """Generation on a transformers causal LM with left padding and a dynamic KV cache."""
+def stop_ids(loaded: LoadedModel) -> list[int]:
+    """The tokens that end a turn: the tokenizer's end token and the generation config's."""
+    ids = {loaded.tokenizer.eos_token_id}
+    configured = getattr(loaded.model.generation_config, "eos_token_id", None)
+    ids |= set(configured if isinstance(configured, list) else [configured])
+    return sorted(i for i in ids if i is not None)
+
+
+class ChatTokens:
+    """What every engine does with the tokenizer alone: render and count prompts, refuse one
+    too long, and turn new token ids into a `Generation` — shared, so that every engine
+    answers the same prompt tokens and reports its answers alike."""
 
     def __init__(self, loaded: LoadedModel, max_batch_size: int = 32):
         self.loaded = loaded
         self.name = loaded.name
         self.context_length = getattr(loaded.model.config, "max_position_embeddings", None) or 2048
         self.max_batch_size = max_batch_size
-        tok = loaded.tokenizer
-        ids = {tok.eos_token_id}
-        configured = getattr(loaded.model.generation_config, "eos_token_id", None)
-        ids |= set(configured if isinstance(configured, list) else [configured])
-        self.stop_ids = torch.tensor(sorted(i for i in ids if i is not None))
-        self.pad_id = tok.pad_token_id
-        self._kept: list[Kept] = []  # prompts' keys and values, for later calls (newest last)
-
-    def _forward(self, steering: Steering | None, prefix: bool = False, **inputs):
-        """One forward pass, steered while inside it only (so an abandoned stream leaves no
-        hook behind)."""
-        model = self.loaded.model
-        with steering.applied(model, prefix) if steering else nullcontext():
-            return model(**inputs)
+        self.stop_ids = torch.tensor(stop_ids(loaded))
+        self.pad_id = loaded.tokenizer.pad_token_id
 
     def count_tokens(self, conversation: list[Message]) -> int:
         """Tokens of the rendered conversation, generation cue included."""
@@ -151,6 +157,91 @@ class TransformersBackend:
                 "tokens."
             )
         return rows
+
+    def _finish(self, token_ids: list[int], config: SamplingConfig) -> Generation:
+        stopped = bool(token_ids) and token_ids[-1] in self.stop_ids.tolist()
+        body = token_ids[:-1] if stopped else token_ids
+        text = self.loaded.tokenizer.decode(body, skip_special_tokens=True)
+        return Generation(text.strip(), len(token_ids), "stop" if stopped else "length")
+
+    def new_ids(
+        self,
+        conversations: list[list[Message]],
+        config: SamplingConfig,
+        seeds: list[int] | None = None,
+        steering: Steering | None = None,
+    ) -> list[list[int]]:
+        """Each conversation's new token ids, its end-of-turn token included (an engine's
+        own)."""
+        raise NotImplementedError
+
+    def token_stream(
+        self, conversation: list[Message], config: SamplingConfig, steering: Steering | None
+    ) -> Iterator[int]:
+        """One conversation's new token ids as they come (an engine's own)."""
+        raise NotImplementedError
+
+    def generate(
+        self,
+        conversations: list[list[Message]],
+        config: SamplingConfig,
+        seeds: list[int] | None = None,
+        steering: Steering | None = None,
+    ) -> list[Generation]:
+        """Answer every conversation (steered, when `steering` is given)."""
+        return [
+            self._finish(new, config)
+            for new in self.new_ids(conversations, config, seeds, steering)
+        ]
+
+    def stream(
+        self,
+        conversation: list[Message],
+        config: SamplingConfig,
+        finished: Callable[[str], None] | None = None,
+        steering: Steering | None = None,
+    ) -> Iterator[str]:
+        """Yield the answer's text as it grows (each item is the new piece of text); at the
+        end `finished` hears why it stopped: "stop" (end of turn) or "length" (the limit)."""
+        yield from self._pieces(self.token_stream(conversation, config, steering), finished)
+
+    def _pieces(
+        self, tokens: Iterable[int], finished: Callable[[str], None] | None
+    ) -> Iterator[str]:
+        """The answer's text as it grows, from its tokens as they come: each item the new
+        piece of text; at the end `finished` hears why it stopped: "stop" (end of turn) or
+        "length" (the limit)."""
+        token_ids: list[int] = []
+        shown, reason = "", "length"
+        stops = set(self.stop_ids.tolist())
+        for token in tokens:
+            if token in stops:
+                reason = "stop"
+                break
+            token_ids.append(token)
+            text = self.loaded.tokenizer.decode(token_ids, skip_special_tokens=True)
+            if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+                continue
+            if len(text) > len(shown):
+                yield text[len(shown) :]
+                shown = text
+        if finished is not None:
+            finished(reason)
+
+
+class TransformersBackend(ChatTokens):
+    """Generation on a transformers causal LM with left padding and a dynamic KV cache."""
+
+    def __init__(self, loaded: LoadedModel, max_batch_size: int = 32):
+        super().__init__(loaded, max_batch_size)
+        self._kept: list[Kept] = []  # prompts' keys and values, for later calls (newest last)
+
+    def _forward(self, steering: Steering | None, prefix: bool = False, **inputs):
+        """One forward pass, steered while inside it only (so an abandoned stream leaves no
+        hook behind)."""
+        model = self.loaded.model
+        with steering.applied(model, prefix) if steering else nullcontext():
+            return model(**inputs)
 
     def _reusable(
         self, row: list[int] | tuple[int, ...], key: object, limit: int
@@ -338,12 +429,6 @@ class TransformersBackend:
             )
             position = position + 1
 
-    def _finish(self, token_ids: list[int], config: SamplingConfig) -> Generation:
-        stopped = bool(token_ids) and token_ids[-1] in self.stop_ids.tolist()
-        body = token_ids[:-1] if stopped else token_ids
-        text = self.loaded.tokenizer.decode(body, skip_special_tokens=True)
-        return Generation(text.strip(), len(token_ids), "stop" if stopped else "length")
-
     def sample_ids(
         self,
         conversations: list[list[Message]],
@@ -372,51 +457,20 @@ class TransformersBackend:
                 results[index] = (encoded[row], produced[row])
         return results  # type: ignore[return-value]
 
-    def generate(
+    def new_ids(
         self,
         conversations: list[list[Message]],
         config: SamplingConfig,
         seeds: list[int] | None = None,
         steering: Steering | None = None,
-    ) -> list[Generation]:
-        """Answer every conversation (steered, when `steering` is given)."""
-        return [
-            self._finish(new, config)
-            for _, new in self.sample_ids(conversations, config, seeds, steering)
-        ]
+    ) -> list[list[int]]:
+        return [new for _, new in self.sample_ids(conversations, config, seeds, steering)]
 
-    def stream(
-        self,
-        conversation: list[Message],
-        config: SamplingConfig,
-        finished: Callable[[str], None] | None = None,
-        steering: Steering | None = None,
-    ) -> Iterator[str]:
-        """Yield the answer's text as it grows (each item is the new piece of text); at the
-        end `finished` hears why it stopped: "stop" (end of turn) or "length" (the limit)."""
-        token_ids: list[int] = []
-        shown, reason = "", "length"
-        for _, tokens in self._decode(
-            self._encode([conversation], config), config, [config.seed], steering
-        ):
-            token = int(tokens[0])
-            if token in self.stop_ids.tolist():
-                reason = "stop"
-                break
-            token_ids.append(token)
-            text = self.loaded.tokenizer.decode(token_ids, skip_special_tokens=True)
-            if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
-                continue
-            if len(text) > len(shown):
-                yield text[len(shown) :]
-                shown = text
-        if finished is not None:
-            finished(reason)
-
-
-def backend_for(model_name: str, max_batch_size: int = 32) -> TransformersBackend:
-    """The generation backend for a model name (embedded alias, folder or hub id)."""
-    return TransformersBackend(load_model(model_name), max_batch_size=max_batch_size)
+    def token_stream(
+        self, conversation: list[Message], config: SamplingConfig, steering: Steering | None
+    ) -> Iterator[int]:
+        steps = self._decode(self._encode([conversation], config), config, [config.seed], steering)
+        return (int(tokens[0]) for _, tokens in steps)
 
 
 def chat(user_text: str, system: str | None = None) -> list[Message]:

@@ -13,7 +13,7 @@ from pipeline.config.settings import SamplingConfig
 from pipeline.core.job_folder import job_context, write_progress
 from pipeline.data.preferences import PAIRS_FILE, write_pairs
 from pipeline.data.prompts import load_prompts
-from pipeline.model.generation import backend_for
+from pipeline.model.engines import backend_for
 from pipeline.runner.invocation import Invocation, loading
 
 
@@ -23,7 +23,12 @@ def run(job: PairsJob, inv: Invocation) -> int:
         prompts = load_prompts(job.prompts, job.split or None)[: job.limit or None]
         sampling = settings_of(job, SamplingConfig)
         write_progress(out, 0, len(prompts), loading(job.policy))
-        backend = backend_for(job.policy, max_batch_size=job.batch_size)
+        backend = backend_for(
+            job.policy,
+            max_batch_size=job.batch_size,
+            engine=job.engine,
+            greedy=job.temperature == 0,
+        )
         pairs, per_batch = [], max(1, job.batch_size // 2)
         bar = tqdm(total=len(prompts), unit="prompt")
         for start in range(0, len(prompts), per_batch):

@@ -24,7 +24,7 @@ from pipeline.config.settings import ChainConfig, SamplingConfig
 from pipeline.core.job_folder import claim_run_folder, job_context, write_progress
 from pipeline.data.constitution import content_hash
 from pipeline.data.prompts import load_prompts
-from pipeline.model.generation import backend_for
+from pipeline.model.engines import backend_for
 from pipeline.runner.invocation import Invocation, loading
 
 
@@ -44,7 +44,12 @@ def run(job: ReviseJob, inv: Invocation) -> int:
         config = settings_of(job, ChainConfig)
         sampling = settings_of(job, SamplingConfig)
         write_progress(out, 0, len(prompts), loading(job.model))
-        backend = backend_for(job.model, max_batch_size=config.batch_size)
+        backend = backend_for(
+            job.model,
+            max_batch_size=config.batch_size,
+            engine=job.engine,
+            greedy=job.temperature == 0,
+        )
         claim_run_folder(
             out,
             {

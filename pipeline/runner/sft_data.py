@@ -8,7 +8,7 @@ from pipeline.config.commands import SFTDataJob
 from pipeline.config.fields import settings_of
 from pipeline.config.settings import SamplingConfig
 from pipeline.core.job_folder import job_context, write_progress
-from pipeline.model.generation import backend_for
+from pipeline.model.engines import backend_for
 from pipeline.runner.invocation import Invocation, loading
 
 
@@ -19,7 +19,11 @@ def run(job: SFTDataJob, inv: Invocation) -> int:
         write_progress(
             out, 0, 0, loading(job.model) if job.helpful_ratio > 0 else "reading the chains"
         )
-        backend = backend_for(job.model) if job.helpful_ratio > 0 else None
+        backend = (
+            backend_for(job.model, engine=job.engine, greedy=job.temperature == 0)
+            if job.helpful_ratio > 0
+            else None
+        )
         summary = build_sft_dataset(
             job.chains, out, job.helpful_ratio, backend, sampling, job.helpful_set
         )

@@ -164,7 +164,8 @@ def pm_judge_disagreement(ppo_out: str | Path, limit: int = 12) -> JudgeCheck:
     from pipeline.evaluation.judges import make_judge, pm_scores
     from pipeline.evaluation.relabel import run_settings
     from pipeline.evaluation.tournament import NO_ANSWER
-    from pipeline.model.generation import backend_for, chat
+    from pipeline.model.engines import backend_for
+    from pipeline.model.generation import chat
 
     pm, data = pm_lineage(ppo_out)
     if not pm or not data:

@@ -20,7 +20,7 @@ from pipeline.core.errors import ConfigError, StudioError
 from pipeline.data.constitution import content_hash
 from pipeline.data.prompts import load_prompts
 from pipeline.data.store import Store
-from pipeline.model.generation import backend_for
+from pipeline.model.engines import backend_for
 from pipeline.model.loading import LoadedModel
 from pipeline.model.steering import (
     COEFFICIENT_LIMIT,

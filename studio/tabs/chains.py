@@ -28,7 +28,7 @@ from pipeline.config.settings import DEFAULT_MODEL, DEFAULT_SAMPLING, ChainConfi
 from pipeline.core.errors import StudioError
 from pipeline.data.prompts import PromptRecord, load_prompts
 from pipeline.data.store import JobRecord, Store
-from pipeline.model.generation import backend_for
+from pipeline.model.engines import backend_for
 from pipeline.model.steering import SteeredBackend
 from pipeline.runner import jobs
 from pipeline.runner.run_list import duration_text

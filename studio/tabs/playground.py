@@ -13,7 +13,8 @@ from pipeline.config.settings import DEFAULT_MODEL, DEFAULT_SAMPLING, SamplingCo
 from pipeline.core.errors import StudioError
 from pipeline.data.constitution import principle_system_prompt
 from pipeline.data.store import Store
-from pipeline.model.generation import backend_for, chat
+from pipeline.model.engines import backend_for
+from pipeline.model.generation import chat
 from pipeline.model.loading import LoadedModel, load_model
 from studio.components import steering_panel
 from studio.components.choices import offer_models

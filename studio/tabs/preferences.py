@@ -42,7 +42,7 @@ from pipeline.data.prompts import PromptRecord
 from pipeline.data.store import JobRecord, Store
 from pipeline.evaluation.judge_choice import labels_note
 from pipeline.evaluation.labelling_queue import ORDERS, VIEWS, next_pair, progress_text, view_rows
-from pipeline.model.generation import backend_for
+from pipeline.model.engines import backend_for
 from pipeline.model.loading import load_model
 from pipeline.runner import jobs
 from pipeline.runner.run_list import counted

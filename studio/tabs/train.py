@@ -24,7 +24,7 @@ from pipeline.config.commands import (
     problem_fields,
     read_job_file,
 )
-from pipeline.config.settings import DEFAULT_MODEL
+from pipeline.config.settings import DEFAULT_MODEL, ENGINES, GENERATION_ENGINES
 from pipeline.core import job_folder
 from pipeline.core.errors import ConfigError, StudioError
 from pipeline.core.files import read_jsonl_log, write_atomic
@@ -335,6 +335,7 @@ def field_choices(store: Store, name: str) -> dict[str, list[Any]]:
         if name == "evaluate"
         else [],
         "judge_from": folders("label"),
+        "engine": list(ENGINES if name == "evaluate" else GENERATION_ENGINES),
     }
 
 

@@ -571,3 +571,34 @@ def test_the_command_line_starts_without_torch(argv, tmp_path):
     assert done.stdout.splitlines()[-1] in ("0 []", "1 []"), done.stdout + done.stderr
     if argv[0] == "sft" and "--config" in argv:
         assert "learning_rate must be > 0" in done.stderr
+
+
+@pytest.mark.integration
+def test_chains_on_the_int8_engine_and_an_unknown_engine_refused(ws, tmp_path):
+    from pipeline.model import ct2_engine
+
+    common = [
+        "revise",
+        "--constitution",
+        "harmless-helpful",
+        "--prompts",
+        "red-team",
+        "--limit",
+        "2",
+        "--rounds",
+        "1",
+        "--max-new-tokens",
+        "16",
+        "--temperature",
+        "0",
+    ]
+    refused = run(
+        *common, "--engine", "fast", "--out", str(tmp_path / "x"), workspace=ws, check_rc=1
+    )
+    assert "engine must be one of auto, fp32, int8 (got 'fast')" in refused.stderr
+    if not ct2_engine.available():
+        pytest.skip(ct2_engine.INSTALL)
+    out = tmp_path / "int8"
+    run(*common, "--engine", "int8", "--out", str(out), workspace=ws)
+    chains = [json.loads(line) for line in (out / "chains.jsonl").read_text().splitlines()]
+    assert len(chains) == 2 and all(c["rounds"] and c["final_answer"] for c in chains)

@@ -26,7 +26,8 @@ from pipeline.config.settings import ChainConfig, SamplingConfig
 from pipeline.core.errors import ConstitutionError, DatasetError, ModelError
 from pipeline.data import constitution as cons
 from pipeline.data.prompts import PromptRecord
-from pipeline.model.generation import TransformersBackend, backend_for
+from pipeline.model.engines import backend_for
+from pipeline.model.generation import TransformersBackend
 from tests.records import harmless, requests
 from tests.tiny import tiny_model
 

@@ -3,7 +3,8 @@ import torch
 
 from pipeline.config.settings import GREEDY, SamplingConfig
 from pipeline.core.errors import ConfigError, ModelError
-from pipeline.model.generation import TransformersBackend, backend_for, chat, next_tokens
+from pipeline.model.engines import backend_for
+from pipeline.model.generation import TransformersBackend, chat, next_tokens
 from pipeline.model.scoring import shared_prefix_length
 from tests.tiny import tiny_model
 

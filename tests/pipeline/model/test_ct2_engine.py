@@ -1,0 +1,65 @@
+"""The int8 engine (CTranslate2) against the fp32 one, on the embedded model, and which
+engine a setting picks."""
+
+import pytest
+
+from pipeline.config.settings import SamplingConfig
+from pipeline.core.errors import ModelError
+from pipeline.model import ct2_engine, engines
+from pipeline.model.engines import backend_for
+from pipeline.model.generation import TransformersBackend, chat
+
+needs_ct2 = pytest.mark.skipif(not ct2_engine.available(), reason=ct2_engine.INSTALL)
+PROMPTS = [chat("What is the capital of France?"), chat("Name three colours.")]
+GREEDY = SamplingConfig(temperature=0.0, max_new_tokens=24)
+
+
+def test_a_setting_picks_its_engine_and_refuses_one_that_cannot_run():
+    with pytest.raises(ModelError, match="engine must be one of auto, fp32, int8"):
+        engines.chosen("fast")
+    assert engines.chosen("fp32") == "fp32"
+    assert engines.chosen("auto", steered=True) == "fp32"  # steering needs the model's layers
+    with pytest.raises(ModelError, match="steering runs on the fp32 engine"):
+        engines.chosen("int8", steered=True)
+    assert engines.chosen("auto") == ("int8" if ct2_engine.available() else "fp32")
+
+
+@needs_ct2
+def test_the_int8_engine_answers_like_the_fp32_one_and_streams_the_same_text():
+    fp32 = backend_for("embedded", engine="fp32")
+    int8 = backend_for("embedded", engine="int8")
+    assert isinstance(fp32, TransformersBackend)
+    assert isinstance(int8, ct2_engine.CTranslate2Backend)
+    full = ct2_engine.CTranslate2Backend(int8.loaded, compute="float32")
+    # the same weights in fp32 on the other engine: the same greedy answers
+    assert [g.text for g in full.generate(PROMPTS, GREEDY)] == [
+        g.text for g in fp32.generate(PROMPTS, GREEDY)
+    ]
+    answers = int8.generate(PROMPTS, GREEDY)
+    assert all(g.text and 0 < g.new_tokens <= 24 for g in answers)
+    assert "Paris" in answers[0].text
+    reasons: list[str] = []
+    streamed = "".join(int8.stream(PROMPTS[0], GREEDY, finished=reasons.append))
+    assert streamed.strip() == answers[0].text and reasons == [answers[0].finish_reason]
+    with pytest.raises(ModelError, match="Steering needs the model"):
+        int8.generate(PROMPTS, GREEDY, steering=object())  # type: ignore[arg-type]
+
+
+@needs_ct2
+def test_int8_samples_but_auto_keeps_fp32_where_a_seed_must_reproduce():
+    int8 = backend_for("embedded", engine="int8")
+    sampled = SamplingConfig(temperature=1.0, max_new_tokens=16, seed=7)
+    assert all(g.text for g in int8.generate(PROMPTS, sampled))
+    assert engines.chosen("auto", greedy=False) == "fp32"
+    assert isinstance(backend_for("embedded", engine="auto", greedy=False), TransformersBackend)
+
+
+@needs_ct2
+def test_a_model_is_converted_once_and_named_by_its_weights(tmp_path):
+    loaded = backend_for("embedded", engine="int8").loaded
+    first = ct2_engine.converted(loaded)
+    assert ct2_engine.converted(loaded) == first and (first / "model.bin").exists()
+    (tmp_path / "model.safetensors").write_bytes(b"1")
+    before = ct2_engine.fingerprint(str(tmp_path))
+    (tmp_path / "model.safetensors").write_bytes(b"22")
+    assert ct2_engine.fingerprint(str(tmp_path)) != before  # retrained: converted again
