@@ -6,7 +6,9 @@ them again. Same run, same engine: the baseline keeps nothing between calls
 One red-team prompt under harmless-helpful with its few-shot chains, the Chains tab's
 defaults (4 rounds, 96 new tokens), greedy, the embedded model; each path runs `--repeats`
 times and the fastest counts. Prints seconds for both, whether the chains are identical,
-and `ratio=<baseline seconds / kept-prompt seconds>` (larger is better).
+and `ratio=<baseline seconds / kept-prompt seconds>` (larger is better); before it, the
+same chain on the int8 engine (`engine: int8`, where ctranslate2 is installed) and its
+speed-up over the fp32 engine.
 """
 
 from __future__ import annotations
@@ -20,20 +22,21 @@ from pipeline.cai.critique import Chain, ChainRequest, run_chains
 from pipeline.config.settings import ChainConfig, SamplingConfig
 from pipeline.data.constitution import load_constitution
 from pipeline.data.prompts import load_prompts
+from pipeline.model.ct2_engine import INSTALL, available
 from pipeline.model.engines import backend_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def timed(
-    keep_rows: int, request: ChainRequest, config, sampling, repeats: int
+    keep_rows: int, request: ChainRequest, config, sampling, repeats: int, engine: str = "fp32"
 ) -> tuple[Chain, float]:
     """The chain and the fastest of `repeats` runs, each on a fresh backend (nothing kept
     from the run before)."""
     generation.KEEP_ROWS = keep_rows
     best, chain = float("inf"), None
     for _ in range(repeats):
-        backend = backend_for("embedded")
+        backend = backend_for("embedded", engine=engine)
         start = time.perf_counter()
         chain = list(run_chains(backend, [request], config, sampling))[-1][0]
         best = min(best, time.perf_counter() - start)
@@ -55,6 +58,7 @@ def main() -> None:
     backend_for("embedded")  # load (and convert, the first time) outside the timings
     kept, kept_s = timed(generation.KEEP_ROWS, request, config, sampling, args.repeats)
     plain, plain_s = timed(0, request, config, sampling, args.repeats)
+    fast = timed(0, request, config, sampling, args.repeats, "int8") if available() else None
     print(
         f"one red-team prompt x {args.rounds} rounds, {args.new_tokens} new tokens per step, "
         "greedy, few-shot on, embedded model, batch 1"
@@ -62,6 +66,11 @@ def main() -> None:
     print(f"{'engine':<34}{'seconds':>9}")
     print(f"{'keeps each prompt for the next':<34}{kept_s:>9.1f}")
     print(f"{'computes every prompt whole':<34}{plain_s:>9.1f}")
+    if fast:
+        print(f"{'int8 engine (engine: int8)':<34}{fast[1]:>9.1f}")
+        print(f"int8 engine against the fp32 engine that keeps prompts: {kept_s / fast[1]:.2f}x")
+    else:
+        print(f"int8 engine: not installed ({INSTALL})")
     same = kept.initial_answer == plain.initial_answer and [
         (r.critique, r.revision) for r in kept.rounds
     ] == [(r.critique, r.revision) for r in plain.rounds]

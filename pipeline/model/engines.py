@@ -58,3 +58,13 @@ def backend_for(
     if chosen(engine, loaded, steered, greedy) == "int8":
         return ct2_engine.CTranslate2Backend(loaded, max_batch_size)
     return TransformersBackend(loaded, max_batch_size=max_batch_size)
+
+
+def engine_note(
+    engine: str, loaded: LoadedModel | None = None, steered: bool = False, greedy: bool = True
+) -> str:
+    """Which engine a setting runs on, and why `auto` kept fp32 ('' for fp32 asked by name)."""
+    if chosen(engine, loaded, steered, greedy) == "int8":
+        return "on the int8 engine"
+    problem = int8_problem(loaded, steered, greedy) if engine == "auto" else ""
+    return f"on the fp32 engine ({problem})" if problem else ""

@@ -40,6 +40,22 @@ def test_a_chain_streams_stage_by_stage_and_an_empty_prompt_is_refused(store, ti
     assert alone["view_b"]["visible"] is False
 
 
+def test_a_chain_says_which_engine_writes_it(store, tiny_folder):
+    from pipeline.model import ct2_engine
+
+    sampled = chain_steps(store, model_name=str(tiny_folder), temp=0.7, engine="auto")
+    assert "(step 2 of 3) on the fp32 engine (a sampling seed reproduces" in sampled[1]["message"]
+    plain = chain_steps(store, model_name=str(tiny_folder), engine="fp32")
+    assert "(step 2 of 3) · elapsed" in plain[1]["message"]  # asked for by name: nothing to say
+    if not ct2_engine.available():
+        pytest.skip(ct2_engine.INSTALL)
+    greedy = chain_steps(store, model_name=str(tiny_folder), engine="auto")
+    assert "(step 2 of 3) on the int8 engine ·" in greedy[1]["message"]
+    assert "harmless-helpful" in greedy[-1]["view_a"]
+    steered = chain_steps(store, model_name=str(tiny_folder), engine="int8", coefficient=4.0)
+    assert "engine int8 cannot run: steering runs on the fp32 engine" in steered[-1]["message"]
+
+
 def test_relevant_principles_only_draws_from_the_prompts_category(store, tiny_folder):
     label, record = next(
         (k, r) for k, r in tab.red_team_examples().items() if r.category == "cybercrime"
