@@ -270,8 +270,9 @@ class PPOJob(LoRASettings):
     save_every: int = _help("Save a checkpoint every N steps (cancel also saves one).", 5)
     seed: int = _help("Seed of sampling and initialisation.", 0)
     steady_heap: bool = _help(
-        "Give freed CPU memory back at once (glibc): about a third less "
-        "peak memory, steps about a third slower on CPU.",
+        "Give freed CPU memory back at once: about a third less peak memory; on jemalloc "
+        "where it is installed (libjemalloc2), else glibc's fixed threshold, which makes "
+        "steps about a third slower on CPU.",
         True,
     )
 

@@ -8,6 +8,7 @@ import importlib
 from typing import Any
 
 from pipeline.config.commands import STAGES
+from pipeline.core import heap
 from pipeline.runner.invocation import Invocation
 
 RUNS: dict[str, str] = {
@@ -27,6 +28,9 @@ RUNS: dict[str, str] = {
 
 
 def run_command(command: str, job: Any, inv: Invocation) -> int:
-    """Run `command`'s job; its exit status."""
+    """Run `command`'s job; its exit status. A PPO run that keeps a steady heap restarts on
+    jemalloc first, where it is installed (see pipeline.core.heap)."""
+    if getattr(job, "steady_heap", False):
+        heap.restart_on_jemalloc()
     module, _, name = RUNS[command].partition(":")
     return getattr(importlib.import_module(module), name)(job, inv)

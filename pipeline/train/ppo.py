@@ -35,6 +35,7 @@ from pipeline.config.commands import PPOJob
 from pipeline.config.settings import SamplingConfig
 from pipeline.core.errors import JobError
 from pipeline.core.files import append_jsonl, recover_folder, replace_folder
+from pipeline.core.heap import on_jemalloc
 from pipeline.core.job_folder import JobCancelled
 from pipeline.core.seeds import stable_int
 from pipeline.data.prompts import load_prompts
@@ -247,7 +248,9 @@ def train_ppo(
     simple learnable reward). Returns the policy adapter folder."""
     out, cancel = Path(out), cancel or CancelFlag()
     if job.steady_heap:
-        steady_heap()
+        print(f"heap: {'jemalloc' if on_jemalloc() else 'glibc, fixed mmap threshold'}")
+        if not on_jemalloc():
+            steady_heap()
     prompts = [p.prompt for p in load_prompts(job.prompts, "train")]
     if not prompts:
         raise JobError(f"No training prompts in {job.prompts}.")
