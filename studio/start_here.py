@@ -161,6 +161,7 @@ def wire(
         None,
         {**announced, "tabs": tabs, "watched": train.watched},
     )
+    beat.kick(clicked)
     wiring.wire(
         clicked.then,
         partial(train_tab.on_show_stage, store, "run-all"),

@@ -1,17 +1,20 @@
 """One page-wide timer for every tab's watch over its jobs: one event per beat, every 2 s
-while a job runs (or has just ended) and every 4 s when none does.
+while a job runs (or has just ended) and every 15 s when none does; a launch or resume
+from the page, and the page's load, set the pace at once.
 
 Why: on every status change of any event, Gradio's page re-applies the loading status of
 every component any event has read, and each beat costs the browser that walk whatever its
-number of handlers. Seven timers of their own (five every 2 s) kept 0.7 of a core busy in
-Chromium with nothing running, once the tabs had been opened; one slow beat when idle takes
-it to 0.2 (with the Train tab's events reading one stage's fields each: 1.0 before both)"""
+number of handlers, and the server every tab's look at its jobs. Seven timers of their own
+(five every 2 s) kept 0.7 of a core busy in Chromium with nothing running, once the tabs had
+been opened; one beat every 4 s took it to 0.2 (with the Train tab's events reading one
+stage's fields each: 1.0 before both), and one every 15 s to the page's own floor"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, Callable
 
 import gradio as gr
@@ -19,7 +22,7 @@ import gradio as gr
 from pipeline.data.store import JobRecord, Store
 from studio.wiring import by_keyword, to_components
 
-QUICK, SLOW = 2.0, 4.0  # seconds between beats while a job runs / while none does
+QUICK, SLOW = 2.0, 15.0  # seconds between beats while a job runs / while none does
 RECENT = 60.0  # seconds after a job ends in which a tab may still draw its last output
 
 
@@ -63,7 +66,14 @@ class Heartbeat:
             inputs = [inputs]
         self.watches.append(Watch(handler, list(inputs), outputs))
 
-    def wire(self) -> None:
+    def kick(self, event: Any) -> None:
+        """After `event` (a launch, a resume) the page beats quickly from now on, not at the
+        next slow beat: the job's progress shows at once."""
+        event.then(partial(gr.Timer, QUICK), None, self.timer, show_progress="hidden")
+
+    def wire(self, demo: gr.Blocks) -> None:
+        """The timer's event; the page's load sets its pace (a job may be running)."""
+        demo.load(lambda: gr.Timer(interval(self.store)), None, self.timer)
         reads = list({id(c): c for w in self.watches for c in w.inputs}.values())
         draws = list({id(c): c for w in self.watches for c in w.outputs.values()}.values())
         where = {id(c): i for i, c in enumerate(reads)}

@@ -225,7 +225,7 @@ def build(
         )
     shown = gr.State(None)  # the comparison whose board is on screen
     labels.focus(partial(offer_sources, store), None, labels)
-    compare.click(partial(on_compare, store), [labels, constitution, model], message)
+    beat.kick(compare.click(partial(on_compare, store), [labels, constitution, model], message))
     views = {"progress": progress, "summary": summary, "table": table, "shown": shown}
     beat.watch(partial(on_board_tick, store), shown, views)
     wire(demo.load, partial(on_board_load, store), None, {"summary": summary, "table": table})

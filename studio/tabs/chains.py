@@ -667,28 +667,30 @@ def build(
     )
     stop.click(None, cancels=[running])
     open_principle.click(on_open_principle, principle, [message, tabs, *show_outputs])
-    wire(
-        launch.click,
-        partial(on_launch, store),
-        [
-            constitution_a,
-            prompt_set,
-            split,
-            limit,
-            rounds,
-            few_shot,
-            relevant_only,
-            max_new_tokens,
-            temperature,
-            seed,
-            model,
-            engine,
-        ],
-        to("message", "run_folder"),
+    beat.kick(
+        wire(
+            launch.click,
+            partial(on_launch, store),
+            [
+                constitution_a,
+                prompt_set,
+                split,
+                limit,
+                rounds,
+                few_shot,
+                relevant_only,
+                max_new_tokens,
+                temperature,
+                seed,
+                model,
+                engine,
+            ],
+            to("message", "run_folder"),
+        )
     )
     armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
     wire(cancel.click, partial(on_cancel, store), armed, {"message": message, "armed": armed})
-    wire(resume.click, partial(on_resume, store), None, to("message", "run_folder"))
+    beat.kick(wire(resume.click, partial(on_resume, store), None, to("message", "run_folder")))
     browse_inputs = [run_folder, filter_principle, filter_category, failed_only]
     browsed = to(*BROWSED)
     wire(run_folder.change, browse, browse_inputs, browsed)  # also when the Runs tab opens one

@@ -745,23 +745,25 @@ def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> gr.Dropdown:
             concurrency_limit=1,
         )
 
-    wire(
-        launch.click,
-        partial(on_launch, store),
-        {
-            "base": base,
-            "adapters": adapters,
-            "typed": typed,
-            "sets": sets,
-            "judges": judges,
-            "constitution": constitution,
-            "pm": pm,
-            "limit": limit,
-            "new_tokens": new_tokens,
-            "processes": processes,
-            "engine": engine,
-        },
-        {"message": message},
+    beat.kick(
+        wire(
+            launch.click,
+            partial(on_launch, store),
+            {
+                "base": base,
+                "adapters": adapters,
+                "typed": typed,
+                "sets": sets,
+                "judges": judges,
+                "constitution": constitution,
+                "pm": pm,
+                "limit": limit,
+                "new_tokens": new_tokens,
+                "processes": processes,
+                "engine": engine,
+            },
+            {"message": message},
+        )
     )
     wire(cancel.click, partial(on_cancel, store), armed, {"message": message, "armed": armed})
     for event in (run.input, judge.input, axis.input, run.change):

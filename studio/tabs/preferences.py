@@ -1072,27 +1072,31 @@ def build(
     table.select(on_open_row, run, list(to("message", *shown_pair).values())).then(
         human_state, state_inputs, human_note
     )
-    wire(make.click, partial(on_make, store), [prompt_set, pair_limit, model, seed], launched)
-    wire(
-        launch.click,
-        partial(on_launch, store),
-        {
-            "pairs": pairs_source,
-            "limit": label_limit,
-            "constitution": constitution,
-            "principles": principles,
-            "ensemble": ensemble_k,
-            "cot": cot,
-            "model": model,
-            "seed": seed,
-            "judge_choice": judge,
-        },
-        launched,
+    beat.kick(
+        wire(make.click, partial(on_make, store), [prompt_set, pair_limit, model, seed], launched)
     )
-    wire(fit.click, partial(on_fit, store), model, launched)
+    beat.kick(
+        wire(
+            launch.click,
+            partial(on_launch, store),
+            {
+                "pairs": pairs_source,
+                "limit": label_limit,
+                "constitution": constitution,
+                "principles": principles,
+                "ensemble": ensemble_k,
+                "cot": cot,
+                "model": model,
+                "seed": seed,
+                "judge_choice": judge,
+            },
+            launched,
+        )
+    )
+    beat.kick(wire(fit.click, partial(on_fit, store), model, launched))
     armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
     wire(cancel.click, partial(on_cancel, store), armed, {"message": message, "armed": armed})
-    wire(resume.click, partial(on_resume, store), None, launched)
+    beat.kick(wire(resume.click, partial(on_resume, store), None, launched))
     beat.watch(partial(on_timer, store), [run, view], to("progress", *LABELS))
     beat.watch(
         partial(on_guideline_tick, store),

@@ -815,6 +815,7 @@ def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> TrainView:
             pick(views, "message", "selected", "jobs_table"),
         )
         wire(launched.then, preview, [previewed, *fields], previewed_views)
+        beat.kick(launched)
     armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
     wire(
         cancel.click,
@@ -822,11 +823,13 @@ def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> TrainView:
         [selected, armed],
         {"message": message, "armed": armed},
     )
-    wire(
-        resume.click,
-        partial(on_resume, store),
-        selected,
-        {"message": message, "selected": selected},
+    beat.kick(
+        wire(
+            resume.click,
+            partial(on_resume, store),
+            selected,
+            {"message": message, "selected": selected},
+        )
     )
     jobs_table.select(on_select, smoothing, [selected, *job_views.values()])
     outliers.select(on_outlier, selected, outlier)

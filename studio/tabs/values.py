@@ -506,22 +506,24 @@ def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> gr.Dropdown:
     armed = gr.State(None)
 
     shown = dict(zip(RESULTS_SHOWN, (banner, summary, curves, cosines, projections, heatmap)))
-    wire(
-        launch.click,
-        partial(on_launch, store),
-        {
-            "chosen": constitutions,
-            "pairs": pairs,
-            "model": model,
-            "pooling": pooling,
-            "method": method,
-            "layers": layers,
-            "judge_ensemble": judge_ensemble,
-        },
-        {"message": message, "run": run},
+    beat.kick(
+        wire(
+            launch.click,
+            partial(on_launch, store),
+            {
+                "chosen": constitutions,
+                "pairs": pairs,
+                "model": model,
+                "pooling": pooling,
+                "method": method,
+                "layers": layers,
+                "judge_ensemble": judge_ensemble,
+            },
+            {"message": message, "run": run},
+        )
     )
     wire(cancel.click, partial(on_cancel, store), armed, {"message": message, "armed": armed})
-    fit.click(partial(on_fit, store), [pairs, model, pooling, method, layers], message)
+    beat.kick(fit.click(partial(on_fit, store), [pairs, model, pooling, method, layers], message))
     wire(run.change, show_results, run, shown)
     beat.watch(partial(on_timer, store), run, {"progress": progress, "run": run})
     page = {"constitutions": constitutions, "pairs": pairs, "model": model, "progress": progress}

@@ -84,3 +84,33 @@ def test_one_heartbeat_watches_every_tab_quick_while_a_job_runs(demo, tmp_path):
     assert interval(store) == QUICK  # queued: its tab's bar must move at once
     store.set_job_status(job.id, "failed", "stopped")
     assert interval(store) == QUICK  # ended just now: its last output is still drawn
+    # every launch and resume sets the quick pace at once (not at the next slow beat), and so
+    # does the page's load (a job may be running)
+    paced = [fn for fn in demo.fns.values() if fn.outputs == [timers[0]]]
+    buttons = {
+        demo.blocks[block].elem_id
+        for fn in paced
+        if fn.trigger_after is not None
+        for block, _ in demo.fns[fn.trigger_after].targets
+    }
+    starters = {
+        b.elem_id
+        for b in demo.blocks.values()
+        if isinstance(b, gr.Button) and any(w in str(b.elem_id) for w in ("launch", "resume"))
+    }
+    assert len(starters) > 20 and starters | {"start-pipeline", "values-fit"} <= buttons
+    assert any("load" in started_by(fn) for fn in paced)
+    assert all(fn.show_progress == "hidden" for fn in paced if fn.trigger_after)
+
+
+def test_an_idle_queue_looks_for_events_every_50_ms_not_every_1(tmp_path):
+    """Gradio's queue polls every 1 ms when free: 7% of a core for an idle studio."""
+    import gradio as gr
+
+    from studio.app import PROGRESS_POLL_S, QUEUE_POLL_S, idle_queue
+
+    with gr.Blocks() as demo:
+        gr.Button()
+    queue = idle_queue(demo.queue())._queue
+    assert queue.sleep_when_free == QUEUE_POLL_S == 0.05
+    assert queue.progress_update_sleep_when_free == PROGRESS_POLL_S
