@@ -49,11 +49,12 @@ import torch  # noqa: E402
 
 from pipeline.config.commands import PPOJob, RewardJob, build_job, preset  # noqa: E402
 from pipeline.config.settings import DEFAULT_MODEL
+from pipeline.core.heap import jemalloc  # noqa: E402
 from pipeline.model.loading import LoadedModel, load_model  # noqa: E402
 from pipeline.train.runtime import lora_config, steady_heap  # noqa: E402
 
 HEAPS = ("steady", "default", "jemalloc")
-JEMALLOC = next((str(p) for p in Path("/usr/lib").glob("*/libjemalloc.so.2")), "")
+JEMALLOC = jemalloc()  # what a PPO command restarts on, where it is installed
 
 
 def status_mb(key: str) -> float:

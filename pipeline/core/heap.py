@@ -8,20 +8,21 @@ fixed threshold (`pipeline.train.runtime.steady_heap`)."""
 
 from __future__ import annotations
 
+import glob
 import os
 import sys
 from pathlib import Path
 
 PRELOAD = "LD_PRELOAD"
 NAME = "libjemalloc.so.2"
-SEARCHED = ("/usr/lib", "/usr/lib64", "/usr/local/lib")
+SEARCHED = ("/usr/lib/*", "/usr/lib", "/usr/lib64", "/usr/local/lib")  # Debian's multiarch first
 
 
 def jemalloc() -> str:
     """The jemalloc library's path ('' when it is not installed)."""
-    for root in SEARCHED:
-        for found in sorted(Path(root).glob(f"**/{NAME}")):
-            return str(found)
+    for folder in SEARCHED:
+        for found in sorted(glob.glob(f"{folder}/{NAME}")):
+            return found
     return ""
 
 
