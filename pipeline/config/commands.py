@@ -20,10 +20,10 @@ from pipeline.config.settings import (
     DEFAULT_CONSTITUTION,
     DEFAULT_MODEL,
     ENGINES,
-    GENERATION_ENGINES,
     ChainConfig,
     FeedbackConfig,
     SamplingConfig,
+    engine_problem,
 )
 from pipeline.core.errors import ConfigError
 from pipeline.core.files import YamlRefused, read_yaml
@@ -373,9 +373,7 @@ class EngineSettings:
     )
 
     def engine_problems(self) -> list[str]:
-        if self.engine in GENERATION_ENGINES:
-            return []
-        return [f"engine must be one of {', '.join(GENERATION_ENGINES)} (got {self.engine!r})"]
+        return [problem] if (problem := engine_problem(self.engine)) else []
 
 
 @dataclass(frozen=True)

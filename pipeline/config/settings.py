@@ -14,6 +14,15 @@ DEFAULT_CONSTITUTION = "harmless-helpful"  # what the studio opens first, when i
 
 ENGINES = ("auto", "transformers", "vllm")  # what writes a tournament's answers
 GENERATION_ENGINES = ("auto", "fp32", "int8")  # what generates a job's text (see model.engines)
+
+
+def engine_problem(engine: str) -> str:
+    """What is wrong with a generation engine's name ('' when nothing is)."""
+    if engine in GENERATION_ENGINES:
+        return ""
+    return f"engine must be one of {', '.join(GENERATION_ENGINES)} (got {engine!r})"
+
+
 COT_CLAMP = (0.4, 0.6)  # chain-of-thought labels are overconfident; the RLAIF paper clamps them
 
 

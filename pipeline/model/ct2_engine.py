@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -24,6 +25,7 @@ from pipeline.config.settings import SamplingConfig
 from pipeline.core.errors import ModelError
 from pipeline.model.generation import ChatTokens, Message
 from pipeline.model.loading import LoadedModel, build_once, cache_root
+from pipeline.model.states_cache import source_identity
 
 if TYPE_CHECKING:
     from pipeline.model.steering import Steering
@@ -36,16 +38,10 @@ def available() -> bool:
 
 
 def fingerprint(source: str) -> str:
-    """Names a model's weights: its folder's files (name, size, time) or its hub id."""
-    folder = Path(source)
-    stamp = [source]
-    if folder.is_dir():
-        stamp += [
-            f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}"
-            for f in sorted(folder.iterdir())
-            if f.is_file()
-        ]
-    return hashlib.sha256("\n".join(stamp).encode()).hexdigest()[:16]
+    """Names a model's weights by their identity as the states cache reads it (the folder's
+    files, with its base's for an adapter; the hub id otherwise)."""
+    identity = source_identity(source)
+    return hashlib.sha256(json.dumps(identity or source).encode()).hexdigest()[:16]
 
 
 def converted(loaded: LoadedModel) -> Path:

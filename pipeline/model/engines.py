@@ -5,7 +5,7 @@ answer — CTranslate2 installed, a CPU model, no steering, greedy — else fp32
 
 from __future__ import annotations
 
-from pipeline.config.settings import GENERATION_ENGINES
+from pipeline.config.settings import engine_problem
 from pipeline.core.errors import ModelError
 from pipeline.model import ct2_engine
 from pipeline.model.generation import LocalBackend, TransformersBackend
@@ -33,8 +33,8 @@ def chosen(
 ) -> str:
     """The engine that runs for a setting: `auto` resolved; `int8` where it cannot run is
     refused by name (asked for by name, it samples without a reproducible seed)."""
-    if engine not in GENERATION_ENGINES:
-        raise ModelError(f"engine must be one of {', '.join(GENERATION_ENGINES)} (got {engine!r})")
+    if problem := engine_problem(engine):
+        raise ModelError(problem)
     if engine == "fp32":
         return "fp32"
     if engine == "int8":
@@ -66,5 +66,6 @@ def engine_note(
     """Which engine a setting runs on, and why `auto` kept fp32 ('' for fp32 asked by name)."""
     if chosen(engine, loaded, steered, greedy) == "int8":
         return "on the int8 engine"
-    problem = int8_problem(loaded, steered, greedy) if engine == "auto" else ""
-    return f"on the fp32 engine ({problem})" if problem else ""
+    if engine == "fp32":
+        return ""
+    return f"on the fp32 engine ({int8_problem(loaded, steered, greedy)})"  # auto kept fp32

@@ -1082,13 +1082,16 @@ def build(
             {
                 "pairs": pairs_source,
                 "limit": label_limit,
-                "constitution": constitution,
-                "principles": principles,
-                "ensemble": ensemble_k,
-                "cot": cot,
-                "model": model,
-                "seed": seed,
-                "judge_choice": judge,
+                **pick(
+                    score_inputs,
+                    "constitution",
+                    "principles",
+                    "ensemble",
+                    "cot",
+                    "model",
+                    "seed",
+                    "judge_choice",
+                ),
             },
             launched,
         )
