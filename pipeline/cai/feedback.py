@@ -386,13 +386,18 @@ class Judge(Protocol):
 
 
 def make_pairs(
-    backend: GenerationBackend, prompts: list[PromptRecord], sampling: SamplingConfig
+    backend: GenerationBackend,
+    prompts: list[PromptRecord],
+    sampling: SamplingConfig,
+    places: list[int] | None = None,
 ) -> list[Pair]:
-    """Two sampled answers per prompt from one policy (rows seeded seed+2i and seed+2i+1)."""
+    """Two sampled answers per prompt from one policy: the prompt in place i of its set
+    (`places`, default 0, 1, …) is seeded seed+2i and seed+2i+1, so a run sampled in chunks,
+    or resumed, draws the same answers as one sampled at once."""
+    places = list(range(len(prompts))) if places is None else places
     conversations = [[{"role": "user", "content": p.prompt}] for p in prompts for _ in range(2)]
-    answers = backend.generate(
-        conversations, sampling, seeds=[sampling.seed + i for i in range(len(conversations))]
-    )
+    seeds = [sampling.seed + 2 * i + k for i in places for k in range(2)]
+    answers = backend.generate(conversations, sampling, seeds=seeds)
     pairs = []
     for n, prompt in enumerate(prompts):
         a, b = answers[2 * n].text, answers[2 * n + 1].text

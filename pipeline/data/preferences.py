@@ -287,6 +287,36 @@ def write_pairs(pairs: list[Pair], path: str | Path) -> Path:
     return write_jsonl(path, [pair_to_dict(p) for p in pairs])
 
 
+class PairLog(RecordLog[Pair]):
+    """The pairs a `pairs` run has sampled, appended a chunk of prompts at a time so a
+    cancelled run keeps them; `PromptsSampled` says which prompts are behind it."""
+
+    FILE = PAIRS_FILE
+
+    def to_row(self, pair: Pair) -> dict:
+        return pair_to_dict(pair)
+
+    def from_row(self, row: Any, n: int) -> Pair:
+        try:
+            return _pair_from_row(row)
+        except DatasetError as exc:
+            raise DatasetError(f"{self.path}, line {n}: {exc}") from None
+
+
+class PromptsSampled(RecordLog[str]):
+    """The ids of the prompts a `pairs` run has answered, appended after their pairs: a
+    prompt with an empty answer gives no pair, so the pairs alone cannot say where a
+    resumed run goes on."""
+
+    FILE = "pairs-sampled.jsonl"
+
+    def to_row(self, prompt_id: str) -> dict:
+        return {"id": prompt_id}
+
+    def from_row(self, row: Any, n: int) -> str:
+        return str(row["id"])
+
+
 def gold_pairs() -> list[Pair]:
     """The shipped gold pairs (written and labelled by us)."""
     return read_pairs(GOLD_PAIRS)

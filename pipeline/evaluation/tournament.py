@@ -159,7 +159,12 @@ def split_policy(spec: str) -> tuple[str, str]:
     return model, steer
 
 
-def policy_backend(spec: str, base_model: str, max_batch_size: int = 32, vllm: bool = False):
+ANSWER_BATCH = 32  # a policy's answers generated (and written) together on transformers
+
+
+def policy_backend(
+    spec: str, base_model: str, max_batch_size: int = ANSWER_BATCH, vllm: bool = False
+):
     """The backend that answers for a policy: a model or adapter (an adapter trained on
     another base is refused by name), optionally steered; on a vLLM engine when `vllm` and
     the policy is not steered."""
@@ -274,26 +279,35 @@ def answer_all(
             if not todo:
                 continue
             on_vllm = vllm and not split_policy(spec)[1]  # vLLM runs no steering hooks
-            progress(
-                f"answers of {name} ({n} of {len(policies)})"
-                f"{' on vLLM' if on_vllm else ''}: {len(todo)} prompts"
-            )
-            seeds = [stable_int("tournament-answer", sampling.seed, p.id) for p in todo]
-            generated, by = answers_of(
-                spec,
-                base_model,
-                [chat(p.prompt) for p in todo],
-                sampling,
-                seeds,
-                on_vllm,
-                progress,
-                cancel,
-            )
-            log.append(
-                [Answer(name, p.id, g.text, g.finish_reason, by) for p, g in zip(todo, generated)]
-            )
-            if cancel.requested:
-                raise JobCancelled()
+            # a batch at a time on transformers, each written as it finishes (a cancel keeps
+            # them); vLLM schedules all of a policy's prompts at once
+            per_chunk = len(todo) if on_vllm else ANSWER_BATCH
+            for start in range(0, len(todo), per_chunk):
+                chunk = todo[start : start + per_chunk]
+                progress(
+                    f"answers of {name} ({n} of {len(policies)})"
+                    f"{' on vLLM' if on_vllm else ''}: prompts {start + 1}–"
+                    f"{start + len(chunk)} of {len(todo)}"
+                )
+                seeds = [stable_int("tournament-answer", sampling.seed, p.id) for p in chunk]
+                generated, by = answers_of(
+                    spec,
+                    base_model,
+                    [chat(p.prompt) for p in chunk],
+                    sampling,
+                    seeds,
+                    on_vllm,
+                    progress,
+                    cancel,
+                )
+                log.append(
+                    [
+                        Answer(name, p.id, g.text, g.finish_reason, by)
+                        for p, g in zip(chunk, generated)
+                    ]
+                )
+                if cancel.requested:
+                    raise JobCancelled()
     finally:
         if vllm:
             release_engines()  # the judges need the GPU's memory

@@ -76,7 +76,7 @@ def _rows(path: Path) -> list[dict]:
 # the chain log's file (pipeline.cai.critique.ChainLog; named here, as that module loads torch)
 CHAINS_FILE = "chains.jsonl"
 
-# what a batch job writes one record at a time (pairs are written when all are sampled)
+# what a batch job writes one record at a time, so a cancel keeps what it finished
 RECORDS = {
     "revise": ("chain", CHAINS_FILE),
     "label": ("label", LABELS_FILE),
