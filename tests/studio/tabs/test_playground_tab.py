@@ -1,6 +1,9 @@
 """The Playground tab's handlers, without a browser."""
 
+import pytest
+
 from pipeline.data.store import Store
+from pipeline.model import ct2_engine
 from studio.tabs import playground as tab
 
 
@@ -61,3 +64,14 @@ def test_compare_answers_the_same_prompt_with_and_without_the_system_prompt(tiny
     assert "Type a message" in tab.on_compare(str(tiny_folder), "x", "", [], 0.7, 0.95, 6, 0)[1]
     assert "Pick a principle" in tab.on_compare(str(tiny_folder), " ", "q", [], 0.7, 0.95, 6, 0)[1]
     assert "loads with the first message" in tab.on_model_choice("embedded")
+
+
+@pytest.mark.skipif(not ct2_engine.available(), reason=ct2_engine.INSTALL)
+def test_the_model_line_says_which_engine_answered(tiny_folder):
+    asked = [{"role": "user", "content": "Say something."}]
+    *_, greedy = tab.on_respond(asked, str(tiny_folder), "", 0.0, 1.0, 6, 0, engine="auto")
+    assert greedy["chatbot"][-1]["content"] and "on the int8 engine" in greedy["model_status"]
+    *_, sampled = tab.on_respond(asked, str(tiny_folder), "", 0.7, 1.0, 6, 0, engine="auto")
+    assert "on the fp32 engine (" in sampled["model_status"]  # auto keeps fp32, and says why
+    out, message = tab.on_compare(str(tiny_folder), "Be brief.", "Hi.", [], 0, 1, 6, 0, "int8")
+    assert message == "" and "With the system prompt" in out
