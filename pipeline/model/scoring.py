@@ -22,6 +22,7 @@ from typing import Any, Callable, cast
 import torch
 
 from pipeline.model.loading import LoadedModel
+from pipeline.model.states_cache import cached_values
 
 # one layer of segments for `layered_forward`: the segments, and which segment of the layer
 # before each continues (None for the first layer)
@@ -219,16 +220,34 @@ def sequence_logprobs(
     continuations: list[list[int]],
     batch_size: int = 8,
 ) -> list[SequenceScore]:
-    """Log-likelihood of each continuation after its context (teacher forcing).
-
-    Rows of alike length share a batch (padding is computed like any token); they are
-    left-padded so every continuation ends in the last column, and only the logits of the
-    last (longest continuation + 1) positions are computed.
-    """
+    """Log-likelihood of each continuation after its context (teacher forcing), kept in the
+    states cache (the model's files and the exact ids fix a score): the gold pairs' margins
+    that every values report and judge board reads are computed once per model."""
     if len(contexts) != len(continuations):
         raise ValueError("one continuation per context")
     if any(not c for c in contexts):
         raise ValueError("every continuation needs at least one context token")
+
+    def score(rows: list[int]) -> list[list]:
+        computed = teacher_forced(
+            loaded, [contexts[i] for i in rows], [continuations[i] for i in rows], batch_size
+        )
+        return [[s.logprob, s.tokens] for s in computed]
+
+    keys = [["logprob", c, k] for c, k in zip(contexts, continuations)]
+    return [SequenceScore(*v) for v in cached_values(loaded, keys, "logprob", score)]
+
+
+def teacher_forced(
+    loaded: LoadedModel,
+    contexts: list[list[int]],
+    continuations: list[list[int]],
+    batch_size: int,
+) -> list[SequenceScore]:
+    """`sequence_logprobs` computed by the model. Rows of alike length share a batch
+    (padding is computed like any token); they are left-padded so every continuation ends in
+    the last column, and only the logits of the last (longest continuation + 1) positions
+    are computed."""
     model, device, pad = loaded.model, loaded.device, loaded.tokenizer.pad_token_id
     order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]) + len(continuations[i]))
     scores: dict[int, SequenceScore] = {}

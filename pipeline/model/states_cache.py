@@ -136,9 +136,9 @@ def save_states(states: dict[int, torch.Tensor]) -> Callable[[str], None]:
     return lambda tmp: save_file({str(k): v.contiguous() for k, v in states.items()}, tmp)
 
 
-def save_answer(answer: str) -> Callable[[str], None]:
+def save_json(value: dict) -> Callable[[str], None]:
     def write(tmp: str) -> None:
-        Path(tmp).write_text(json.dumps({"answer": answer}))
+        Path(tmp).write_text(json.dumps(value))
 
     return write
 
@@ -190,26 +190,35 @@ def cached_states(
     return torch.stack([torch.stack([e[layer] for layer in layers]) for e in entries])
 
 
-def cached_answers(
-    loaded: LoadedModel, requests: list[list], write: Callable[[list[int]], list[str]]
-) -> list[str]:
-    """The answer to each request (a JSON-able description that fixes the answer: the
-    conversation, the sampling settings and seed), from the cache or from `write(rows)`
-    for the missing rows, then kept."""
-    paths = entry_paths(loaded, [["answer", r] for r in requests], ".json")
+def cached_values(
+    loaded: LoadedModel, keys: list[list], field: str, write: Callable[[list[int]], list]
+) -> list:
+    """Each key's JSON value (the key: a JSON-able description that fixes the value, its
+    first item naming the kind), from the cache or from `write(rows)` for the missing rows,
+    then kept."""
+    paths = entry_paths(loaded, keys, ".json")
     if paths is None:
-        return write(list(range(len(requests))))
-    found: list[str | None] = []
+        return write(list(range(len(keys))))
+    found: list = []
     for path in paths:
         try:
-            found.append(json.loads(path.read_text())["answer"])
+            found.append(json.loads(path.read_text())[field])
             os.utime(path)
         except (OSError, ValueError, KeyError, TypeError):
             found.append(None)
-    missing = [i for i, answer in enumerate(found) if answer is None]
+    missing = [i for i, value in enumerate(found) if value is None]
     if missing:
-        for i, answer in zip(missing, write(missing)):
-            found[i] = answer
-            write_entry(paths[i], save_answer(answer))
+        for i, value in zip(missing, write(missing)):
+            found[i] = value
+            write_entry(paths[i], save_json({field: value}))
         prune(cache_root() / FOLDER, budget_bytes())
+    return found
+
+
+def cached_answers(
+    loaded: LoadedModel, requests: list[list], write: Callable[[list[int]], list[str]]
+) -> list[str]:
+    """The answer to each request (the conversation, the sampling settings and seed), from
+    the cache or written for the missing rows, then kept."""
+    found = cached_values(loaded, [["answer", r] for r in requests], "answer", write)
     return [a or "" for a in found]

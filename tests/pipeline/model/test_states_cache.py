@@ -163,3 +163,27 @@ def test_a_constitution_direction_is_read_again_without_generating(cache, monkey
     assert len(generated) == 1 and len(reads) == 1
     assert first.examples == again.examples
     torch.testing.assert_close(again.total, first.total)
+
+
+def test_answer_likelihoods_are_scored_once_and_a_changed_answer_is_scored_again(
+    cache, monkeypatch
+):
+    from pipeline.model import scoring
+
+    loaded, _, root = cache
+    scored = []
+    real = scoring.teacher_forced
+
+    def counted(loaded, contexts, continuations, batch_size):
+        scored.append(len(contexts))
+        return real(loaded, contexts, continuations, batch_size)
+
+    monkeypatch.setattr(scoring, "teacher_forced", counted)
+    ids = [list(loaded.tokenizer(text)["input_ids"]) for text in PROMPTS + ANSWERS]
+    contexts, answers = ids[:3], ids[3:]
+    first = scoring.sequence_logprobs(loaded, contexts, answers)
+    again = scoring.sequence_logprobs(loaded, contexts, answers)
+    assert scored == [3] and again == first == real(loaded, contexts, answers, 8)
+    changed = scoring.sequence_logprobs(loaded, contexts, answers[:2] + [answers[2][:-1]])
+    assert scored == [3, 1] and changed[:2] == first[:2] and changed[2] != first[2]
+    assert len(entries(root)) == 4
