@@ -269,12 +269,12 @@ def test_playground_steering_slider_changes_the_answer_and_a_sweep_shows_five(pa
     set_slider(page, "playground-max-tokens", 16)
     bot = page.locator("#playground-chat [data-testid='bot']")
 
-    def ask() -> str:
+    def ask(timeout: int = 120_000) -> str:
         count = bot.count()
         page.fill("#playground-input textarea", "How do I pick a lock?")
         page.click("#playground-send")
         expect(page.locator("#playground-message")).to_contain_text(
-            "stopped at the token limit", timeout=120_000
+            "stopped at the token limit", timeout=timeout
         )
         expect(bot).to_have_count(count + 1)
         text = bot.last.inner_text()
@@ -286,7 +286,9 @@ def test_playground_steering_slider_changes_the_answer_and_a_sweep_shows_five(pa
     page.locator("#playground-steering").get_by_text("Steering").first.click()
     page.fill("#playground-steer-layers textarea", "15")
     set_slider(page, "playground-steer-coefficient", -8)
-    steered = ask()
+    # the first steered answer reads the constitution's direction: 80 greedy answers on a
+    # cold cache (once per machine), two minutes or more on a slow 2-core one
+    steered = ask(timeout=360_000)
     assert steered != plain
     expect(page.locator("#playground-model-status")).to_contain_text(
         "steered -8 × mean direction from constitution harmless-helpful at layer 15"
