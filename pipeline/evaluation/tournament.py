@@ -284,10 +284,14 @@ def answer_all(
             per_chunk = len(todo) if on_vllm else ANSWER_BATCH
             for start in range(0, len(todo), per_chunk):
                 chunk = todo[start : start + per_chunk]
+                part = (
+                    f"{len(todo)} prompts"
+                    if len(chunk) == len(todo)
+                    else f"prompts {start + 1}–{start + len(chunk)} of {len(todo)}"
+                )
                 progress(
                     f"answers of {name} ({n} of {len(policies)})"
-                    f"{' on vLLM' if on_vllm else ''}: prompts {start + 1}–"
-                    f"{start + len(chunk)} of {len(todo)}"
+                    f"{' on vLLM' if on_vllm else ''}: {part}"
                 )
                 seeds = [stable_int("tournament-answer", sampling.seed, p.id) for p in chunk]
                 generated, by = answers_of(

@@ -189,3 +189,9 @@ def pick(page: Page, elem_id: str, option: str) -> None:
     be open in the page)."""
     page.locator(f"#{elem_id} input").click()
     page.locator(f"#{elem_id}").get_by_role("option", name=option, exact=True).click()
+
+
+def open_principle(page: Page, principle_id: str) -> None:
+    """Open a principle in the Constitution tab's editor (a round trip to the server)."""
+    page.locator("#principle-table").get_by_text(principle_id, exact=True).first.click()
+    expect(page.locator("#principle-editing")).to_contain_text(principle_id)

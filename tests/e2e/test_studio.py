@@ -11,14 +11,9 @@ from playwright.sync_api import Page, expect
 
 from pipeline.data import constitution as cons
 from pipeline.data.store import Store
-from tests.e2e.conftest import pick, set_slider
+from tests.e2e.conftest import open_principle, pick, set_slider
 
 pytestmark = pytest.mark.e2e
-
-
-def open_principle(page: Page, principle_id: str) -> None:
-    page.locator("#principle-table").get_by_text(principle_id, exact=True).first.click()
-    expect(page.locator("#principle-editing")).to_contain_text(principle_id)
 
 
 def import_file(page: Page, path: Path) -> None:
