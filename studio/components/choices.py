@@ -1,11 +1,12 @@
 """Choices shared by the tabs: constitutions (names as being edited, and saved versions),
-models (the base, and every adapter a finished job trained) and run folders (by name)."""
+models (the base, and every adapter a finished job trained), run folders (by name) and the
+engine that generates."""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from pipeline.config.settings import DEFAULT_MODEL
+from pipeline.config.settings import DEFAULT_MODEL, GENERATION_ENGINES
 from pipeline.data.constitution import Constitution
 from pipeline.data.store import JobRecord, Store, parse_ref
 from pipeline.runner.run_list import by_run, run_name
@@ -57,3 +58,16 @@ def folder_choices(
         for job, _ in by_run(records)
         if job.kind in kinds and (not finished or job.status == "succeeded")
     ]
+
+
+def engine_choice(tab: str, speed: str) -> gr.Radio:
+    """The engine a tab generates on (`#TAB-engine`, auto by default), with what int8 costs;
+    `speed` says what it gains there."""
+    return gr.Radio(
+        list(GENERATION_ENGINES),
+        value="auto",
+        label="engine",
+        info=f"int8 (CTranslate2): {speed}, other answers than fp32's, a seed does not "
+        "reproduce, no steering; auto: int8 at temperature 0 without steering, fp32 otherwise",
+        elem_id=f"{tab}-engine",
+    )

@@ -27,7 +27,6 @@ from pipeline.config.commands import ReviseJob, build_job, to_argv
 from pipeline.config.settings import (
     DEFAULT_MODEL,
     DEFAULT_SAMPLING,
-    GENERATION_ENGINES,
     ChainConfig,
     SamplingConfig,
 )
@@ -42,6 +41,7 @@ from studio.components import steering_panel
 from studio.components.choices import (
     constitution_choices,
     default_choice,
+    engine_choice,
     offer_models,
     resolve_choice,
 )
@@ -541,14 +541,10 @@ def build(
                 label="temperature (0 = greedy)",
             )
             seed = gr.Number(value=0, precision=0, label="seed")
-            engine = gr.Radio(
-                list(GENERATION_ENGINES),
-                value="auto",
-                label="engine",
-                info="int8 (CTranslate2): decodes ~2.8× faster on a CPU (a live chain ~1.1×: "
-                "its prompts are computed again each step), other answers than fp32's, "
-                "a seed does not reproduce, no steering; auto: int8 for greedy runs only",
-                elem_id="chains-engine",
+            engine = engine_choice(
+                "chains",
+                "decodes ~2.8× faster on a CPU (a live chain ~1.1×: its prompts are "
+                "computed again each step)",
             )
             steer = steering_panel.build(store, "chains")
             with gr.Row():

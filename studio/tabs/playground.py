@@ -12,7 +12,6 @@ import gradio as gr
 from pipeline.config.settings import (
     DEFAULT_MODEL,
     DEFAULT_SAMPLING,
-    GENERATION_ENGINES,
     SamplingConfig,
 )
 from pipeline.core.errors import StudioError
@@ -22,7 +21,7 @@ from pipeline.model.engines import backend_for, engine_note
 from pipeline.model.generation import chat
 from pipeline.model.loading import LoadedModel, load_model
 from studio.components import steering_panel
-from studio.components.choices import offer_models
+from studio.components.choices import engine_choice, offer_models
 from studio.components.notices import error_notice, notice
 from studio.wiring import wire
 
@@ -306,14 +305,8 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
                 elem_id="playground-max-tokens",
             )
             seed = gr.Number(value=0, precision=0, label="seed")
-            engine = gr.Radio(
-                list(GENERATION_ENGINES),
-                value="auto",
-                label="engine",
-                info="int8 (CTranslate2): answers ~2.8× faster on a CPU, other answers than "
-                "fp32's, a seed does not reproduce, no steering; auto: int8 at temperature 0 "
-                "without steering, fp32 otherwise (the model line says which answered)",
-                elem_id="playground-engine",
+            engine = engine_choice(
+                "playground", "answers ~2.8× faster on a CPU (the model line says which answered)"
             )
         with gr.Column(scale=2):
             chatbot = gr.Chatbot(label="Conversation", height=460, elem_id="playground-chat")
