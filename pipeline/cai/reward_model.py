@@ -28,10 +28,10 @@ PM_FILE = "preference_model.json"
 # --- scoring -----------------------------------------------------------------------------------
 
 
-def encode_answers(
+def answer_rows(
     tokenizer, prompts: list[str], answers: list[str], max_length: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Chat-rendered (prompt, answer) conversations, left-padded, each cut from the left to
+) -> list[list[int]]:
+    """Chat-rendered (prompt, answer) conversations as token ids, each cut from the left to
     `max_length` tokens so the answer's end — where the PM reads — is always kept."""
     rows = []
     for prompt, answer in zip(prompts, answers):
@@ -40,8 +40,12 @@ def encode_answers(
             tokenize=False,
         )
         rows.append(tokenizer(text, add_special_tokens=False)["input_ids"][-max_length:])
+    return rows
+
+
+def left_padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(r) for r in rows)
-    ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(r)) + r for r in rows])
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
     mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
     return ids, mask
 
@@ -66,7 +70,31 @@ def apply_head(head: torch.nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
 def reward_scores(
     model, head, tokenizer, prompts: list[str], answers: list[str], max_length: int = 512
 ) -> torch.Tensor:
-    return scores_from_ids(model, head, *encode_answers(tokenizer, prompts, answers, max_length))
+    rows = answer_rows(tokenizer, prompts, answers, max_length)
+    return scores_from_ids(model, head, *left_padded(rows, tokenizer.pad_token_id))
+
+
+def scores_by_length(
+    model,
+    head,
+    tokenizer,
+    prompts: list[str],
+    answers: list[str],
+    max_length: int = 512,
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """PM scores of many answers without gradients, in their order: batched by length, so a
+    batch pads to its own longest row, not to the longest of all (the gold pairs' answers run
+    from a few tokens to 130; in input order most of each batch was padding)."""
+    rows = answer_rows(tokenizer, prompts, answers, max_length)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    scores = torch.zeros(len(rows))
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            batch = left_padded([rows[i] for i in chunk], tokenizer.pad_token_id)
+            scores[chunk] = scores_from_ids(model, head, *batch).float().cpu()
+    return scores
 
 
 # --- loading and saving ------------------------------------------------------------------------
@@ -113,26 +141,20 @@ def load_head(folder: str | Path, loaded: LoadedModel) -> torch.nn.Linear:
 # --- evaluation -------------------------------------------------------------------------------
 
 
-def accuracy(
-    model, head, tokenizer, comparisons: list[Comparison], max_length: int, batch_size: int = 8
-) -> Accuracy:
+def accuracy(model, head, tokenizer, comparisons: list[Comparison], max_length: int) -> Accuracy:
     """The PM's accuracy on the decided comparisons (soft labels at 0.5 left out), with its
     length baselines."""
     decided = [c for c in comparisons if c.p != 0.5]
-    right: list[bool] = []
-    with torch.no_grad():
-        for start in range(0, len(decided), batch_size):
-            chunk = decided[start : start + batch_size]
-            r = reward_scores(
-                model,
-                head,
-                tokenizer,
-                [c.prompt for c in chunk] * 2,
-                [c.answer_a for c in chunk] + [c.answer_b for c in chunk],
-                max_length,
-            )
-            r_a, r_b = r[: len(chunk)], r[len(chunk) :]
-            right += [(a > b) == (c.p > 0.5) for a, b, c in zip(r_a.tolist(), r_b.tolist(), chunk)]
+    r = scores_by_length(
+        model,
+        head,
+        tokenizer,
+        [c.prompt for c in decided] * 2,
+        [c.answer_a for c in decided] + [c.answer_b for c in decided],
+        max_length,
+    )
+    r_a, r_b = r[: len(decided)].tolist(), r[len(decided) :].tolist()
+    right = [(a > b) == (c.p > 0.5) for a, b, c in zip(r_a, r_b, decided)]
     return counted_accuracy(
         right, [chose_longer("A" if c.p > 0.5 else "B", c.answer_a, c.answer_b) for c in decided]
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from pipeline.cai.feedback import sigmoid
-from pipeline.cai.reward_model import load_head, reward_scores
+from pipeline.cai.reward_model import load_head, scores_by_length
 from pipeline.config.settings import FeedbackConfig
 from pipeline.core.errors import ConfigError
 from pipeline.data.constitution import Constitution, content_hash
@@ -25,8 +25,7 @@ def pm_scores(pm_folder: str | Path, prompts: list[str], answers: list[str]) -> 
     """Scores of a preference model folder from `reward` (its adapter merged into its base)."""
     loaded = load_model(str(pm_folder))
     head = load_head(pm_folder, loaded)
-    with torch.no_grad():
-        return reward_scores(loaded.model, head, loaded.tokenizer, prompts, answers).float().cpu()
+    return scores_by_length(loaded.model, head, loaded.tokenizer, prompts, answers)
 
 
 class PMJudge:

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.cai.reward_model import load_head, reward_scores
+from pipeline.cai.reward_model import load_head, new_head, reward_scores, scores_by_length
 from pipeline.config.commands import PMPJob, RewardJob
 from pipeline.data.preferences import Comparison
 from pipeline.data.stackexchange import pmp_comparisons, pmp_score
@@ -36,6 +36,24 @@ def test_pmp_scores_and_pairs_from_a_stack_exchange_dump():
     best = [c for c in pairs if "lst[::-1]" in c.answer_a + c.answer_b]
     assert all((c.p == 1.0) == ("lst[::-1]" in c.answer_a) for c in best)
     assert "<p>" not in pairs[0].answer_a
+
+
+def test_scores_by_length_are_each_answers_own_score_in_the_given_order():
+    from tests.tiny import tiny_model
+
+    loaded = tiny_model()
+    head = new_head(loaded)
+    torch.nn.init.normal_(head.weight, generator=torch.Generator().manual_seed(0))
+    answers = ["Yes." * (1 + 7 * (i % 3)) + f" item {i}" for i in range(7)]  # 3 lengths, mixed
+    prompts = [f"Question {i}?" for i in range(7)]
+    batched = scores_by_length(loaded.model, head, loaded.tokenizer, prompts, answers, batch_size=3)
+    with torch.no_grad():
+        alone = [
+            reward_scores(loaded.model, head, loaded.tokenizer, [p], [a])
+            for p, a in zip(prompts, answers)
+        ]
+    assert torch.allclose(batched, torch.cat(alone), atol=1e-4)
+    assert len(set(batched.tolist())) == 7  # the rows are told apart, so the order is checked
 
 
 def synthetic(n: int, seed: int) -> list[Comparison]:
