@@ -27,6 +27,7 @@ from pipeline.config.settings import (
 )
 from pipeline.core.errors import ConfigError
 from pipeline.core.files import YamlRefused, read_yaml
+from pipeline.core.tracking import tracker_problem
 
 # who labels a pair: the A/B question, hidden states, or whichever agrees best with people
 JUDGES = ("logprob", "representation", "auto")
@@ -68,6 +69,18 @@ class LoRASettings:
         )
 
 
+REPORT_TO_HELP = (
+    "Experiment tracker that also receives the run's metrics (the names and steps of its "
+    "metrics.jsonl) and its settings and lineage: none, tensorboard (event files in the run "
+    "folder: `tensorboard --logdir WORKSPACE/runs`), trackio (a local dashboard: `trackio "
+    "show`) or wandb (logged in, or WANDB_MODE=offline). Each is a `pip install NAME`."
+)
+
+
+def report_problems(job: Any) -> list[str]:
+    return [problem] if (problem := tracker_problem(job.report_to)) else []
+
+
 @dataclass(frozen=True)
 class TrainingSettings(LoRASettings):
     model: str = _help("Base model: 'embedded', a local folder or a hub id.", DEFAULT_MODEL)
@@ -81,10 +94,12 @@ class TrainingSettings(LoRASettings):
     processes: int = _help(
         "Training processes (>1 runs through `accelerate launch`, one per GPU).", 1
     )
+    report_to: str = _help(REPORT_TO_HELP, "none")
 
     def check_training(self) -> list[str]:
         problems = (
             self.check_lora()
+            + report_problems(self)
             + rule(self, "processes", self.processes >= 1, "must be at least 1")
             + rule(self, "learning_rate", self.learning_rate > 0, "must be > 0")
             + rule(self, "max_steps", self.max_steps >= 0, "must be 0 (by epochs) or more")
@@ -275,9 +290,10 @@ class PPOJob(LoRASettings):
         "steps about a third slower on CPU.",
         True,
     )
+    report_to: str = _help(REPORT_TO_HELP, "none")
 
     def problems(self) -> list[str]:
-        problems = self.check_lora()
+        problems = self.check_lora() + report_problems(self)
         if not self.reward_adapter:
             problems.append("reward_adapter is required")
         for name in (
@@ -533,9 +549,10 @@ class EvaluateJob(WholeJob, SamplingConfig):
         "CPU build; falls back to transformers, saying why).",
         "auto",
     )
+    report_to: str = _help(REPORT_TO_HELP, "none")
 
     def problems(self) -> list[str]:
-        problems = self.sampling_problems()
+        problems = self.sampling_problems() + report_problems(self)
         if self.processes < 1:
             problems.append("processes must be at least 1")
         if self.engine not in ENGINES:

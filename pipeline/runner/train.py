@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from typing import Any, Callable
 
 from pipeline.config.commands import STAGES, job_yaml
 from pipeline.core.files import write_atomic
 from pipeline.core.job_folder import is_main_process, job_context, write_progress
+from pipeline.core.tracking import tracked
 from pipeline.evaluation.judge_choice import NOTE_FILE, training_note
 from pipeline.runner.invocation import Invocation, as_processes, loading
+from pipeline.runner.lineage import run_config
 from pipeline.runner.run_list import long_run_warning
 from pipeline.train.runtime import CancelFlag
 
@@ -65,7 +68,13 @@ def run(job: Any, inv: Invocation) -> int:
         extra = {}
         if getattr(job, "constitution", ""):  # RAHF's SCIT writes instructions from it
             extra["constitution"] = inv.constitution(job.constitution)
-        result = trainer(stage)(job, out, cancel, **extra)
+        tracker = (
+            tracked(job.report_to, out, run_config(stage, job, out))
+            if is_main_process()
+            else nullcontext()
+        )
+        with tracker:
+            result = trainer(stage)(job, out, cancel, **extra)
         if is_main_process():
             print(f"wrote {result}")
     return 0

@@ -165,7 +165,7 @@ def optimise(
     if (checkpoint / "state.json").exists():
         state = json.loads((checkpoint / "state.json").read_text())
         optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
-    log = MetricsLog(folder)
+    log = MetricsLog(folder, tracked_as="" if adapter == TRAINED else f"{adapter}/")
     log.rewind(state["step"])
 
     def save(step: int) -> None:

@@ -23,6 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from pipeline.core import tracking
 from pipeline.core.errors import JobError
 from pipeline.core.files import (
     append_jsonl,
@@ -100,11 +101,16 @@ class CancelFlag:
 
 
 class MetricsLog:
-    def __init__(self, out: str | Path):
+    """A run's metrics.jsonl, each row mirrored to the open experiment tracker; `tracked_as`
+    prefixes the names there where one run writes two logs (RAHF's first phase)."""
+
+    def __init__(self, out: str | Path, tracked_as: str = ""):
         self.path = Path(out) / METRICS_FILE
+        self.tracked_as = tracked_as
 
     def write(self, step: int, total: int, **metrics: float) -> None:
         append_jsonl(self.path, [{"step": step, "time": time.time(), **metrics}])
+        tracking.log(step, {self.tracked_as + k: v for k, v in metrics.items()})
         write_progress(self.path.parent, step, total, "training")
 
     def read(self) -> list[dict]:

@@ -28,6 +28,7 @@ from pipeline.config.settings import DEFAULT_MODEL, ENGINES, GENERATION_ENGINES
 from pipeline.core import job_folder
 from pipeline.core.errors import ConfigError, StudioError
 from pipeline.core.files import read_jsonl_log, write_atomic
+from pipeline.core.tracking import TRACKERS
 from pipeline.data.store import JobRecord, Store
 from pipeline.model.loading import load_model
 from pipeline.runner import jobs
@@ -336,6 +337,7 @@ def field_choices(store: Store, name: str) -> dict[str, list[Any]]:
         else [],
         "judge_from": folders("label"),
         "engine": list(ENGINES if name == "evaluate" else GENERATION_ENGINES),
+        "report_to": list(TRACKERS),
     }
 
 

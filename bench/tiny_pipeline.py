@@ -11,7 +11,9 @@ The default `--before` is the last commit before the pipeline's speed work began
 Prints each stage's seconds (from the job records: start to end of the stage's process) for
 both, the totals (wall clock of the whole command), and `ratio=<before / ours>` (larger is
 better; the issue's aim is ≥ 1.6, five minutes from eight). Takes two pipelines' time: run it
-with nothing else on the machine.
+with nothing else on the machine. Flags it does not know go to `run-all` (e.g. `--model
+FOLDER --no-few-shot` to check the bench itself on a tiny model in minutes). (Not named
+bench/pipeline.py: run as a script, that name would hide the `pipeline` package.)
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ def main() -> None:
     parser.add_argument("--before", default=BEFORE, help="git revision of the baseline")
     parser.add_argument("--alignment", default="ppo", help="ppo, dpo or rahf")
     parser.add_argument("--only-ours", action="store_true", help="skip the baseline")
-    args = parser.parse_args()
-    extra = ["--alignment", args.alignment]
+    args, passed = parser.parse_known_args()  # any other flag goes to run-all as it is
+    extra = ["--alignment", args.alignment, *passed]
     print(f"cache of the embedded model: {embedded_model_dir()} (under {cache_root()})")
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         scratch = Path(tmp)
@@ -94,7 +96,7 @@ def main() -> None:
                 )
         results["ours"] = run_pipeline(ROOT, scratch / "ours", extra)
     names = list(results)
-    print(f"tiny pipeline, alignment {args.alignment}: seconds per stage")
+    print(f"tiny pipeline, alignment {args.alignment} {' '.join(passed)}: seconds per stage")
     print(f"{'stage':<10}" + "".join(f"{n:>22}" for n in names))
     for stage in (*STAGES[:-2], args.alignment, "evaluate"):
         print(f"{stage:<10}" + "".join(f"{results[n][1].get(stage, 0.0):>22.1f}" for n in names))
