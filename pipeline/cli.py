@@ -442,6 +442,8 @@ def build_parser(
                 default=None,
                 help="run folder (default: WORKSPACE/runs/run-all-TIME); rerunning resumes",
             )
+        elif command == "export":
+            p.add_argument("--out", required=True, help="the export folder (new, or empty)")
         else:
             p.add_argument("--out", required=True, help="run folder; rerunning into it resumes")
         add_config_arguments(p, cls, only_given=True)

@@ -901,6 +901,31 @@ class RunAllJob:
         return problems
 
 
+EXPORT_DTYPES = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """A trained policy adapter to take elsewhere: the adapter alone (peft format), or merged
+    into its base as a standalone transformers model folder that loads without this project;
+    either way with a model card that carries its lineage."""
+
+    adapter: str = _help("The policy adapter folder (a run's adapter/: SFT, PPO, DPO, RAHF).", "")
+    merge: bool = _help(
+        "Merge the adapter into its base: safetensors, tokenizer with its chat template and "
+        "the generation config, loadable by transformers, vLLM or llama.cpp's converter.",
+        False,
+    )
+    dtype: str = _help("Weights of a merged model: fp32, bf16 or fp16.", "fp32")
+
+    def problems(self) -> list[str]:
+        problems = _required(self, "adapter")
+        problems += rule(self, "dtype", self.dtype in EXPORT_DTYPES, "must be fp32, bf16 or fp16")
+        if self.dtype != "fp32" and not self.merge:
+            problems.append("dtype applies to a merged model: add merge (an adapter keeps its own)")
+        return problems
+
+
 STAGES: dict[str, type] = {
     "sft": SFTJob,
     "pmp": PMPJob,
@@ -924,6 +949,7 @@ COMMANDS: dict[str, type] = {
     "principles-rank": PrinciplesRankJob,
     "steer-extract": SteerExtractJob,
     "run-all": RunAllJob,
+    "export": ExportJob,
 }
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {

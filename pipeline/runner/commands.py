@@ -24,6 +24,7 @@ RUNS: dict[str, str] = {
     "principles-rank": "pipeline.runner.judges:run_rank",
     "steer-extract": "pipeline.runner.steer:run",
     "run-all": "pipeline.runner.run_all:run",
+    "export": "pipeline.runner.export:run",
 }
 
 

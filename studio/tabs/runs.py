@@ -1,19 +1,25 @@
 """Runs tab: every run of the workspace in one table — chains, pairs, labels, training
 stages, pipelines, evaluations — by readable name, with status, time and its telling
-number; pick one to see where it is and open it in the tab that shows it."""
+number; pick one to see where it is, open it in the tab that shows it, or export a trained
+policy as a model to take elsewhere."""
 
 from __future__ import annotations
 
 import html
+import re
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from pipeline.config.commands import EXPORT_DTYPES, ExportJob
 from pipeline.core.errors import StudioError
 from pipeline.data.store import Store
 from pipeline.runner import jobs
+from pipeline.runner.export import export_model
 from pipeline.runner.run_list import STAGE_NAMES, RunSummary, summaries, summarise
+from pipeline.train.runtime import ADAPTER_DIR
 from studio.components.notices import notice
 from studio.tabs.preferences import STUDIO_RUN
 from studio.wiring import to_components, wire
@@ -74,18 +80,65 @@ def picked_run(store: Store, job_id: int | None) -> RunSummary | None:
         return None
 
 
+EXPORTABLE = ("sft", "ppo", "dpo", "rahf")  # the stages whose adapter is a policy
+MODELS_DIR = "models"  # exports, under the workspace
+
+
+def exportable(run: RunSummary) -> bool:
+    return run.kind in EXPORTABLE and (Path(run.folder) / ADAPTER_DIR).is_dir()
+
+
 def on_pick(store: Store, job_id: int | None) -> dict[str, Any]:
-    """The run's details, the Open button's label and the picked job, by name."""
+    """The run's details, the Open button's label, the export panel (for a finished policy)
+    and the picked job, by name."""
     run = picked_run(store, job_id)
     if run is None:
         return {
             "details": notice("error", "That run is no longer in the workspace."),
             "picked": None,
+            "export_panel": gr.update(visible=False),
         }
     return {
         "details": details_html(run),
         "open_button": gr.update(value=f"Open in the {TAB_TITLES[run.tab]} tab", interactive=True),
         "picked": run.job_id,
+        "export_panel": gr.update(visible=exportable(run)),
+        "export_name": Path(run.folder).name,
+        "export_message": "",
+    }
+
+
+def on_export(store: Store, job_id: int | None, merge: bool, dtype: str, name: str) -> dict:
+    """Export the picked run's policy adapter into WORKSPACE/models/NAME (see `export`)."""
+    run = picked_run(store, job_id)
+    if run is None or not exportable(run):
+        text = "Pick a finished SFT, PPO, DPO or RAHF run: its adapter is what is exported."
+        return {"export_message": notice("error", text)}
+    name = (name or "").strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        text = f"Name the export with letters, digits, '.', '-' or '_' (got {name!r})."
+        return {"export_message": notice("error", text)}
+    job = ExportJob(adapter=str(Path(run.folder) / ADAPTER_DIR), merge=merge, dtype=dtype)
+    problems = job.problems()
+    if problems:
+        return {"export_message": notice("error", "; ".join(problems))}
+    try:
+        folder = export_model(job, store.workspace / MODELS_DIR / name)
+    except StudioError as exc:
+        return {"export_message": notice("error", str(exc))}
+    how = (
+        f"AutoModelForCausalLM.from_pretrained('{folder}') loads it without this project"
+        if merge
+        else f"PeftModel.from_pretrained(base, '{folder}') loads it on its base"
+    )
+    command = f"cstudio export --adapter {job.adapter} --out {folder}"
+    command += f" --merge --dtype {dtype}" if merge else ""
+    return {
+        "export_message": notice(
+            "success",
+            f"Exported into {folder} with its model card (README.md: how it was made, its "
+            f"tournament). {how}. The same from the command line: {command}",
+        )
     }
 
 
@@ -144,8 +197,34 @@ def build(
     details = gr.HTML(elem_id="runs-details")
     open_button = gr.Button("Pick a run to open it", interactive=False, elem_id="runs-open")
     picked = gr.State(None)
+    with gr.Accordion(
+        "Export this policy as a model", open=True, visible=False, elem_id="runs-export"
+    ) as export_panel:
+        merge = gr.Checkbox(
+            value=True,
+            label="Merge into its base",
+            info="A standalone transformers folder (safetensors, tokenizer, chat template) for "
+            "transformers, vLLM or llama.cpp's converter; unticked: the LoRA adapter alone.",
+            elem_id="runs-export-merge",
+        )
+        dtype = gr.Radio(
+            list(EXPORT_DTYPES), value="fp32", label="Weights (merged)", elem_id="runs-export-dtype"
+        )
+        export_name = gr.Textbox(
+            label=f"Name (written to the workspace's {MODELS_DIR}/NAME, new or empty)",
+            elem_id="runs-export-name",
+        )
+        export_button = gr.Button("Export", elem_id="runs-export-button")
+        export_message = gr.HTML(elem_id="runs-export-message")
 
-    picking = {"details": details, "open_button": open_button, "picked": picked}
+    picking = {
+        "details": details,
+        "open_button": open_button,
+        "picked": picked,
+        "export_panel": export_panel,
+        "export_name": export_name,
+        "export_message": export_message,
+    }
 
     def on_select(evt: gr.SelectData) -> dict:
         return to_components(
@@ -168,3 +247,9 @@ def build(
         "message": message,
     }
     wire(open_button.click, partial(on_open, store), [picked, train_watched], opened)
+    wire(
+        export_button.click,
+        partial(on_export, store),
+        [picked, merge, dtype, export_name],
+        {"export_message": export_message},
+    )

@@ -16,6 +16,7 @@ REQUIRED = {
     "reward_adapter": "pm",
     "chains": "ch",
     "pairs": "p.jsonl",
+    "adapter": "ad",
 }
 
 
@@ -61,6 +62,7 @@ def changed(cls):
         "gamma": 0.9,
         "lam": 0.9,
         "top_p": 0.5,
+        "dtype": "bf16",
     }
     values.update({k: v for k, v in special.items() if k in values})
     if cls is COMMANDS["steer-extract"]:  # reads a constitution or pairs, not both
@@ -92,10 +94,8 @@ def test_a_bad_value_is_one_config_error_naming_the_field(command):
     unknown = {f.name: getattr(changed(cls), f.name) for f in dataclasses.fields(cls)}
     with pytest.raises(ConfigError, match=f"The {command} settings have no field colour"):
         build_job(cls, {**unknown, "colour": "red"})
-    field = next(
-        f
-        for f in dataclasses.fields(cls)
-        if isinstance(f.default, int) and not isinstance(f.default, bool)
-    )
-    with pytest.raises(ConfigError, match=f"{command}: {field.name} must be int"):
+    numbers = [f for f in dataclasses.fields(cls) if type(f.default) is int]
+    field = (numbers or [f for f in dataclasses.fields(cls) if type(f.default) is bool])[0]
+    kind = type(field.default).__name__
+    with pytest.raises(ConfigError, match=f"{command}: {field.name} must be {kind}"):
         build_job(cls, {**unknown, field.name: "many"})

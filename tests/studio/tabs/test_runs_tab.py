@@ -36,3 +36,30 @@ def test_every_run_is_listed_picked_and_opened_in_its_tab(store, tmp_path):
     assert list(refused) == ["message"] and "Pick a run" in refused["message"]
     gone = tab.on_pick(store, 12345)
     assert "no longer" in gone["details"] and gone["picked"] is None
+
+
+def test_a_finished_policy_is_exported_from_the_runs_tab(store, tmp_path, tiny_folder):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    run = tmp_path / "sft-1"
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_folder), LoraConfig(target_modules=["q_proj"])
+    )
+    model.save_pretrained(run / "adapter")
+    sft, _ = store.add_job("sft", ["sft"], str(run), [])
+    store.set_job_status(sft.id, "succeeded")
+    chains, _ = store.add_job("revise", ["revise"], str(tmp_path / "c"), [])
+    assert tab.on_pick(store, chains.id)["export_panel"]["visible"] is False  # not a policy
+    picked = tab.on_pick(store, sft.id)
+    assert picked["export_panel"]["visible"] is True and picked["export_name"] == "sft-1"
+    refused = tab.on_export(store, sft.id, True, "fp32", "../outside")
+    assert "Name the export" in refused["export_message"]
+    refused = tab.on_export(store, sft.id, False, "bf16", "x")
+    assert "dtype applies to a merged model" in refused["export_message"]
+    done = tab.on_export(store, sft.id, True, "fp32", "sft-1-merged")
+    folder = store.workspace / tab.MODELS_DIR / "sft-1-merged"
+    assert str(folder) in done["export_message"] and "from_pretrained" in done["export_message"]
+    assert (folder / "model.safetensors").exists() and (folder / "README.md").exists()
+    again = tab.on_export(store, sft.id, True, "fp32", "sft-1-merged")  # never over an export
+    assert "exists and is not empty" in again["export_message"]

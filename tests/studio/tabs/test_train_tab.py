@@ -58,7 +58,8 @@ def test_the_whole_pipeline_defaults_to_the_constitution_being_edited(store):
 def test_every_command_has_a_form_fed_by_the_folders_of_earlier_stages(store, tmp_path):
     from pipeline.config.commands import COMMANDS
 
-    assert set(tab.FORMS) == set(COMMANDS)
+    # export writes a model beside the runs, not a run: the Runs tab's export panel runs it
+    assert set(tab.FORMS) == set(COMMANDS) - {"export"}
     chains = tmp_path / "chains"
     job, _ = store.add_job("revise", ["revise"], str(chains), [])  # as the Chains tab leaves it
     store.set_job_status(job.id, "succeeded")
