@@ -193,6 +193,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from pipeline.runner import jobs
     from pipeline.runner.run_list import STAGE_NAMES, summaries
 
+    if args.action == "compare":
+        from pipeline.runner.compare import compare_runs, format_comparison
+
+        print(format_comparison(compare_runs(open_store(args), args.refs)))
+        return 0
+    if args.refs:
+        raise StoreError(f"`runs` lists runs; to compare {' '.join(args.refs)}: runs compare …")
     if args.kind and args.kind not in STAGE_NAMES:
         raise StoreError(f"Unknown kind {args.kind!r}; kinds: {', '.join(STAGE_NAMES)}.")
     runs = summaries(jobs.refresh(open_store(args)), args.kind or "")
@@ -523,6 +530,14 @@ def build_parser(
     p = commands.add_parser(
         "runs", help="every run of the workspace: name, status, time, key number"
     )
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=("list", "compare"),
+        default="list",
+        help="list (the default), or compare two or more runs of one stage",
+    )
+    p.add_argument("refs", nargs="*", help="compare: the runs, by job id or folder")
     p.add_argument("--kind", default="", help="only runs of this command (revise, label, sft…)")
     p.set_defaults(run=cmd_runs)
 

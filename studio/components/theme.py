@@ -76,6 +76,10 @@ CSS = """
 .chain-pending { color: var(--subdued); font-style: italic; }
 .chain-final { border-color: var(--ok-line); }
 .chain-signals { color: var(--subdued); font-size: 0.9em; }
+.run-compare table { border-collapse: collapse; font-size: 0.9em; }
+.run-compare th, .run-compare td { border: 1px solid var(--line); padding: 2px 8px; text-align: left; vertical-align: top; }
+.run-compare tr.differs th, .run-compare tr.differs td { background: var(--warn-bg); color: var(--warn-fg); font-weight: 600; }
+.run-compare tr.same { color: var(--subdued); }
 .rating-row { display: grid; grid-template-columns: 9em 1fr 18em; gap: 8px; align-items: center; margin: 3px 0; }
 .rating-track { position: relative; height: 12px; border-left: 1px solid var(--line); border-right: 1px solid var(--line); background: linear-gradient(var(--line), var(--line)) center / 1px 100% no-repeat; }
 .rating-interval { position: absolute; top: 4px; height: 4px; background: var(--info-line); }

@@ -12,16 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import pandas as pd
 
 from pipeline.config.commands import EXPORT_DTYPES, ExportJob
 from pipeline.core.errors import StudioError
 from pipeline.data.store import Store
 from pipeline.runner import jobs
+from pipeline.runner.compare import RunComparison, compare_runs
 from pipeline.runner.export import export_model
 from pipeline.runner.run_list import STAGE_NAMES, RunSummary, summaries, summarise
 from pipeline.train.runtime import ADAPTER_DIR
 from studio.components.notices import notice
+from studio.components.plots import step_plots
 from studio.tabs.preferences import STUDIO_RUN
+from studio.tabs.train import METRIC_ORDER, NOT_PLOTTED
 from studio.wiring import to_components, wire
 
 ALL = "all"
@@ -46,8 +50,12 @@ def table_rows(runs: list[RunSummary]) -> list[list[Any]]:
     ]
 
 
+COMPARE_PLOTS = 4  # curves shown overlaid, the stage's headline metrics first
+
+
 def on_refresh(store: Store, kind: str) -> dict[str, Any]:
     runs = summaries(jobs.refresh(store), "" if kind == ALL else kind)
+    finished = [r for r in runs if r.status in ("succeeded", "cancelled", "failed")]
     note = (
         ""
         if runs
@@ -56,7 +64,13 @@ def on_refresh(store: Store, kind: str) -> dict[str, Any]:
             "No runs yet: launch one from the Chains, Preferences or Train tab (or Start here).",
         )
     )
-    return {"table": table_rows(runs), "message": note}
+    return {
+        "table": table_rows(runs),
+        "message": note,
+        "compare_pick": gr.update(
+            choices=[(f"{r.name} · job {r.job_id}", r.job_id) for r in finished]
+        ),
+    }
 
 
 def details_html(run: RunSummary) -> str:
@@ -142,6 +156,64 @@ def on_export(store: Store, job_id: int | None, merge: bool, dtype: str, name: s
     }
 
 
+def curve_frames(c: RunComparison) -> list[tuple[str, pd.DataFrame]]:
+    """The metrics logged step by step (2 steps or more in some run), headline ones first,
+    each as one long frame (step, value, run) for an overlaid plot."""
+    curves = {
+        name: series
+        for name, series in c.curves().items()
+        if name not in NOT_PLOTTED and max(len(p) for p in series.values()) > 1
+    }
+    ordered = [m for m in METRIC_ORDER if m in curves] + sorted(set(curves) - set(METRIC_ORDER))
+    return [
+        (
+            name,
+            pd.DataFrame(
+                [
+                    {"step": step, "value": value, "run": run}
+                    for run, points in curves[name].items()
+                    for step, value in points
+                ]
+            ),
+        )
+        for name in ordered
+    ]
+
+
+def comparison_html(c: RunComparison) -> str:
+    """Each run's key number, then its settings side by side, the differing rows marked."""
+    heads = "".join(f"<th>{html.escape(r.name)}</th>" for r in c.runs)
+    key = "".join(f"<td>{html.escape(r.key_metric or 'no result yet')}</td>" for r in c.runs)
+    rows = "".join(
+        f'<tr class="{"differs" if differs else "same"}"><th>{html.escape(name)}</th>'
+        + "".join(f"<td>{html.escape(str(v))}</td>" for v in values)
+        + "</tr>"
+        for name, values, differs in c.settings()
+    )
+    differing = sum(1 for *_, differs in c.settings() if differs)
+    return (
+        f'<div class="run-compare"><p>{len(c.runs)} runs · {differing} settings differ '
+        "(marked, listed first)</p><table><tr><th></th>"
+        f"{heads}</tr><tr><th>key number</th>{key}</tr>{rows}</table></div>"
+    )
+
+
+def on_compare(store: Store, picked: list[int] | None) -> dict[str, Any]:
+    """Two or more runs of one stage side by side: curves overlaid by step, settings with
+    the differing ones marked, key numbers with their intervals."""
+    hidden = {f"compare_plot_{n}": gr.update(visible=False) for n in range(COMPARE_PLOTS)}
+    try:
+        c = compare_runs(store, [str(j) for j in picked or []])
+    except StudioError as exc:
+        return {"compare_view": notice("error", str(exc)), **hidden}
+    frames = curve_frames(c)[:COMPARE_PLOTS]
+    plots = {
+        f"compare_plot_{n}": gr.update(value=frame, title=name, visible=True)
+        for n, (name, frame) in enumerate(frames)
+    }
+    return {"compare_view": comparison_html(c), **hidden, **plots}
+
+
 # where each kind of run is picked in its own tab (the Train tab watches a job instead)
 PICKERS = {
     "revise": "chains_run",
@@ -217,6 +289,17 @@ def build(
         export_button = gr.Button("Export", elem_id="runs-export-button")
         export_message = gr.HTML(elem_id="runs-export-message")
 
+    with gr.Accordion("Compare runs", open=False, elem_id="runs-compare"):
+        compare_pick = gr.Dropdown(
+            label="Runs of one stage (two or more)",
+            multiselect=True,
+            choices=[],
+            elem_id="runs-compare-pick",
+        )
+        compare_button = gr.Button("Compare", elem_id="runs-compare-button")
+        compare_view = gr.HTML(elem_id="runs-compare-view")
+        compare_plots = step_plots(COMPARE_PLOTS, "runs-compare-plot", "run")
+
     picking = {
         "details": details,
         "open_button": open_button,
@@ -232,7 +315,7 @@ def build(
         )
 
     show = partial(on_refresh, store)
-    listed = {"table": table, "message": message}
+    listed = {"table": table, "message": message, "compare_pick": compare_pick}
     for event in (kind.input, refresh.click, demo.load, tabs.select):  # fresh on every tab
         wire(event, show, kind, listed)
     table.select(on_select, None, list(picking.values()))
@@ -247,6 +330,9 @@ def build(
         "message": message,
     }
     wire(open_button.click, partial(on_open, store), [picked, train_watched], opened)
+    compared = {"compare_view": compare_view}
+    compared |= {f"compare_plot_{n}": plot for n, plot in enumerate(compare_plots)}
+    wire(compare_button.click, partial(on_compare, store), compare_pick, compared)
     wire(
         export_button.click,
         partial(on_export, store),

@@ -58,6 +58,7 @@ from studio.components.job_panel import (
     resume_notice,
 )
 from studio.components.notices import error_notice, notice
+from studio.components.plots import step_plots
 from studio.wiring import pick, to_components, wire
 
 # Every command, in pipeline order: each stage can be launched alone on the folders earlier
@@ -735,19 +736,7 @@ def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> TrainView:
     smoothing = gr.Slider(
         0, 0.95, value=0.6, step=0.05, label="Plot smoothing (EMA)", elem_id="train-smoothing"
     )
-    plots = []
-    with gr.Row():
-        for n in range(PLOT_SLOTS):
-            plots.append(
-                gr.LinePlot(
-                    x="step",
-                    y="value",
-                    color="series",
-                    visible=False,
-                    elem_id=f"train-plot-{n}",
-                    min_width=300,
-                )
-            )
+    plots = step_plots(PLOT_SLOTS, "train-plot", "series")
     log = gr.Code(label="Log (last lines)", language=None, elem_id="train-log", interactive=False)
     artifacts = gr.HTML(elem_id="train-artifacts")
     health = gr.HTML(elem_id="train-health")

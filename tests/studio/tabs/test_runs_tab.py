@@ -63,3 +63,23 @@ def test_a_finished_policy_is_exported_from_the_runs_tab(store, tmp_path, tiny_f
     assert (folder / "model.safetensors").exists() and (folder / "README.md").exists()
     again = tab.on_export(store, sft.id, True, "fp32", "sft-1-merged")  # never over an export
     assert "exists and is not empty" in again["export_message"]
+
+
+def test_two_runs_compared_in_the_runs_tab(store, tmp_path):
+    from tests.pipeline.runner.test_compare import trained_run
+
+    a = trained_run(store, tmp_path / "a", 2e-4, [2.0, 1.5, 1.2])
+    b = trained_run(store, tmp_path / "b", 1e-3, [2.0, 1.1, 0.9])
+    offered = tab.on_refresh(store, tab.ALL)["compare_pick"]["choices"]
+    assert [job_id for _, job_id in offered] == [b.id, a.id]  # finished runs, by name
+    shown = tab.on_compare(store, [a.id, b.id])
+    assert "1 settings differ" in shown["compare_view"]
+    assert '<tr class="differs"><th>learning_rate</th>' in shown["compare_view"]
+    plot = shown["compare_plot_0"]
+    assert plot["title"] == "loss" and plot["visible"] is True
+    assert sorted(set(plot["value"]["run"])) == sorted(
+        r.name for r in tab.compare_runs(store, [str(a.id), str(b.id)]).runs
+    )
+    assert shown["compare_plot_1"]["visible"] is False  # one curve logged: one plot
+    refused = tab.on_compare(store, [a.id])
+    assert "two or more" in refused["compare_view"]
