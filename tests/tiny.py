@@ -85,3 +85,36 @@ def small_vocab_model() -> LoadedModel:
     # model prefer a word; a wider output layer gives the policy room to learn
     torch.nn.init.normal_(model.lm_head.weight, std=0.3)
     return LoadedModel("small-vocab", "config", model, tokenizer)
+
+
+def small_vocab_stages(root, sft_flags: tuple[str, ...] = ()) -> tuple:
+    """The small-vocabulary model saved as a base folder, a 2-step SFT adapter on it (through
+    the command line, with `sft_flags`) and a 2-step preference model: what an online RL
+    stage starts from. Returns (base, SFT adapter folder, PM folder)."""
+    import json
+
+    from pipeline.cli import main
+    from pipeline.config.commands import RewardJob
+    from pipeline.data.preferences import Comparison
+    from pipeline.train.reward import train_preference_model
+
+    small = small_vocab_model()
+    base = root / "base"
+    small.model.save_pretrained(base)
+    small.tokenizer.save_pretrained(base)
+    data = root / "sft.jsonl"
+    rows = [
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": a}]}
+        for a in ("good kind", "glad to help", "yes sure", "thanks fine")
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sft = ["sft", "--model", str(base), "--data", str(data), "--max-steps", "2"]
+    sft += ["--batch-size", "2", "--max-length", "32", *sft_flags, "--out", str(root / "sft")]
+    assert main(["--workspace", str(root / "ws"), *sft]) == 0
+    pm = train_preference_model(
+        RewardJob(model=str(base), data="synthetic", max_steps=2, batch_size=2, max_length=32),
+        [Comparison("q", "good kind", "bad harm", 1.0), Comparison("q", "rude", "glad", 0.0)],
+        {},
+        root / "pm",
+    )
+    return base, root / "sft" / "adapter", pm

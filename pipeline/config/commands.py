@@ -258,8 +258,9 @@ class RAHFJob(TrainingSettings):
 
 
 @dataclass(frozen=True)
-class PPOJob(LoRASettings):
-    """RL-CAI: PPO of the SFT policy against the preference model."""
+class RLSettings(LoRASettings):
+    """What every RL stage on sampled answers shares (our PPO, trl's GRPO and RLOO): the SFT
+    policy trained further against the preference model."""
 
     model: str = _help("Base model the adapters were trained on.", DEFAULT_MODEL)
     policy_adapter: str = _help(
@@ -267,10 +268,22 @@ class PPOJob(LoRASettings):
     )
     reward_adapter: str = _help("Preference model folder (from `reward`).", "")
     prompts: str = _help("Prompt set or file for rollouts.", "red-team")
-    steps: int = _help("PPO steps (each: one batch of rollouts, then updates).", 20)
+    steps: int = _help("Steps (each: one batch of sampled answers, then updates).", 20)
     rollouts: int = _help("Answers sampled per step.", 8)
     max_new_tokens: int = _help("Longest sampled answer in tokens.", 48)
     temperature: float = _help("Sampling temperature of rollouts.", 1.0)
+
+    def rl_problems(self) -> list[str]:
+        problems = self.check_lora() + _required(self, "reward_adapter")
+        for name in ("steps", "rollouts", "max_new_tokens"):
+            problems += rule(self, name, getattr(self, name) >= 1, "must be at least 1")
+        return problems + rule(self, "temperature", self.temperature > 0, "must be > 0")
+
+
+@dataclass(frozen=True)
+class PPOJob(RLSettings):
+    """RL-CAI: PPO of the SFT policy against the preference model."""
+
     ppo_epochs: int = _help("Passes over each batch of rollouts.", 2)
     minibatch_size: int = _help("Rollouts per gradient step.", 4)
     learning_rate: float = _help("Learning rate of policy and value adapters.", 1e-5)
@@ -293,30 +306,61 @@ class PPOJob(LoRASettings):
     report_to: str = _help(REPORT_TO_HELP, "none")
 
     def problems(self) -> list[str]:
-        problems = self.check_lora() + report_problems(self)
-        if not self.reward_adapter:
-            problems.append("reward_adapter is required")
-        for name in (
-            "steps",
-            "rollouts",
-            "ppo_epochs",
-            "minibatch_size",
-            "max_new_tokens",
-            "save_every",
-        ):
+        problems = self.rl_problems() + report_problems(self)
+        for name in ("ppo_epochs", "minibatch_size", "save_every"):
             problems += rule(self, name, getattr(self, name) >= 1, "must be at least 1")
         if self.minibatch_size > self.rollouts >= 1:
             problems.append(
                 f"minibatch_size cannot exceed rollouts ({self.rollouts}) (got "
                 f"{self.minibatch_size})"
             )
-        for name in ("learning_rate", "temperature", "value_clip"):
+        for name in ("learning_rate", "value_clip"):
             problems += rule(self, name, getattr(self, name) > 0, "must be > 0")
         for name in ("kl_coef", "kl_target", "value_coef"):
             problems += rule(self, name, getattr(self, name) >= 0, "must be ≥ 0")
         for name in ("gamma", "lam"):
             problems += rule(self, name, 0 <= getattr(self, name) <= 1, "must be in [0, 1]")
         return problems + rule(self, "clip", 0 < self.clip < 1, "must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class OnlineRLSettings(RLSettings):
+    """What trl's online trainers (GRPO, RLOO) add: answers sampled in groups per prompt, each
+    answer's advantage measured against its group (no value model), and the KL penalty to
+    the reference (the base with adapters off, as in PPO)."""
+
+    generations: int = _help(
+        "Answers per prompt: the group each answer's advantage is measured against.", 4
+    )
+    learning_rate: float = _help("Learning rate of the policy adapter.", 1e-5)
+    kl_coef: float = _help("β, the weight of the KL penalty to the reference.", 0.05)
+    save_every: int = _help("Save a checkpoint every N steps (cancel also saves one).", 5)
+    seed: int = _help("Seed of sampling and initialisation.", 0)
+    report_to: str = _help(REPORT_TO_HELP, "none")
+
+    def problems(self) -> list[str]:
+        problems = self.rl_problems() + report_problems(self)
+        problems += rule(self, "save_every", self.save_every >= 1, "must be at least 1")
+        problems += rule(self, "generations", self.generations >= 2, "must be at least 2")
+        if self.generations >= 2 and self.rollouts % self.generations:
+            problems.append(
+                f"rollouts must be a multiple of generations ({self.generations}) "
+                f"(got {self.rollouts})"
+            )
+        problems += rule(self, "learning_rate", self.learning_rate > 0, "must be > 0")
+        return problems + rule(self, "kl_coef", self.kl_coef >= 0, "must be ≥ 0")
+
+
+@dataclass(frozen=True)
+class GRPOJob(OnlineRLSettings):
+    """GRPO with trl's GRPOTrainer: each answer's advantage is its PM score against the mean
+    (and spread) of the other answers to the same prompt — no value model."""
+
+
+@dataclass(frozen=True)
+class RLOOJob(OnlineRLSettings):
+    """RLOO with trl's RLOOTrainer: each answer's baseline is the mean PM score of the other
+    answers to the same prompt (leave one out) — no value model."""
 
 
 # --- data stages --------------------------------------------------------------------------------
@@ -828,7 +872,7 @@ class SteerExtractJob(WholeJob):
         return layer_numbers(self.layers)
 
 
-ALIGNMENTS = ("ppo", "dpo", "rahf")
+ALIGNMENTS = ("ppo", "dpo", "rahf", "grpo", "rloo")
 
 
 @dataclass(frozen=True)
@@ -875,8 +919,9 @@ class RunAllJob:
     max_new_tokens: int = _help("Longest generated answer in chains, pairs and evaluation.", 64)
     alignment: str = _help(
         "The alignment stage after the PM: ppo (RL against the PM, from the "
-        "SFT policy), dpo (directly on the AI labels) or rahf (moving the "
-        "hidden states, Dual); DPO and RAHF train a LoRA on the base.",
+        "SFT policy), grpo or rloo (trl's online trainers, the same from the SFT policy), "
+        "dpo (directly on the AI labels) or rahf (moving the hidden states, Dual); DPO "
+        "and RAHF train a LoRA on the base.",
         "ppo",
     )
 
@@ -933,6 +978,8 @@ STAGES: dict[str, type] = {
     "ppo": PPOJob,
     "dpo": DPOJob,
     "rahf": RAHFJob,
+    "grpo": GRPOJob,
+    "rloo": RLOOJob,
 }
 # every command that does work, with its one config dataclass: CLI flags, `--config` job
 # files, studio forms and the command lines of jobs all come from here
@@ -963,6 +1010,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "pmp": {"max_steps": 30, "batch_size": 4, "max_length": 256, "max_pairs": 200},
         "reward": {"max_steps": 24, "batch_size": 4, "max_length": 320},
         "ppo": {"steps": 6, "rollouts": 8, "minibatch_size": 4, "max_new_tokens": 32},
+        "grpo": {"steps": 6, "rollouts": 8, "generations": 4, "max_new_tokens": 32},
+        "rloo": {"steps": 6, "rollouts": 8, "generations": 4, "max_new_tokens": 32},
         "dpo": {"max_steps": 20, "batch_size": 4, "max_length": 320},
         # target_layers: see the field's help (chosen for the embedded model's 30 layers)
         "rahf": {
@@ -988,6 +1037,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "pmp": {"max_steps": 60, "batch_size": 4, "max_length": 256, "max_pairs": 400},
         "reward": {"max_steps": 32, "batch_size": 4, "max_length": 320},
         "ppo": {"steps": 8, "rollouts": 8, "minibatch_size": 4, "max_new_tokens": 32},
+        "grpo": {"steps": 8, "rollouts": 8, "generations": 4, "max_new_tokens": 32},
+        "rloo": {"steps": 8, "rollouts": 8, "generations": 4, "max_new_tokens": 32},
         "dpo": {"max_steps": 40, "batch_size": 4, "max_length": 320},
         "rahf": {
             "max_steps": 40,
@@ -1039,6 +1090,17 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "lora_r": 64,
             "lora_alpha": 128,
             "kl_target": 6.0,
+        },
+        **{
+            name: {
+                "steps": 500,
+                "rollouts": 64,
+                "generations": 8,
+                "max_new_tokens": 256,
+                "lora_r": 64,
+                "lora_alpha": 128,
+            }
+            for name in ("grpo", "rloo")
         },
         "dpo": {
             "epochs": 1.0,

@@ -37,13 +37,13 @@ def refusal(adapter: Path, out: Path) -> str:
     if not (adapter / ADAPTER_CONFIG).is_file():
         return (
             f"{adapter} is not a LoRA adapter folder (no {ADAPTER_CONFIG}): export a run's "
-            "adapter/ folder (SFT, PPO, DPO or RAHF)."
+            "adapter/ folder (SFT, PPO, GRPO, RLOO, DPO or RAHF)."
         )
     if (adapter / HEAD_FILE).exists() or (adapter / PM_FILE).exists():
         return (
             f"{adapter} is a preference model or a PPO value function: a LoRA with a scalar "
             "head that scores answers, not a chat model. Export a policy adapter (an SFT, "
-            "PPO, DPO or RAHF run's adapter/)."
+            "PPO, GRPO, RLOO, DPO or RAHF run's adapter/)."
         )
     base = base_of(adapter)
     try:

@@ -1,7 +1,7 @@
 """The one-click pipeline: every stage of the method (docs/architecture.md) as a job, in order.
 
-  chains → SFT data → SFT → pairs (from the SFT policy) → AI labels → PM → PPO, DPO or RAHF
-  → evaluation
+  chains → SFT data → SFT → pairs (from the SFT policy) → AI labels → PM → PPO (or trl's
+  GRPO or RLOO), DPO or RAHF → evaluation
 
 Each stage runs through the job queue (so the studio lists it, with its log, timings and
 artifacts) into its own folder under the run folder. Rerunning into the same folder skips
@@ -74,11 +74,10 @@ def plan(job: RunAllJob, out: Path) -> list[Stage]:
     constitution = folder(CONSTITUTION_FILE)
     sft, pm = folder("sft", ADAPTER_DIR), folder("reward", ADAPTER_DIR)
     aligned = job.alignment
-    alignment = {
-        "ppo": lambda: training("ppo", policy_adapter=sft, reward_adapter=pm, prompts=job.prompts),
-        "dpo": lambda: training("dpo", data=folder("labels")),
-        "rahf": lambda: training("rahf", data=folder("labels")),
-    }[aligned]()
+    if aligned in ("dpo", "rahf"):  # on the AI labels, a LoRA on the base
+        alignment = training(aligned, data=folder("labels"))
+    else:  # ppo, grpo, rloo: the SFT policy against the PM
+        alignment = training(aligned, policy_adapter=sft, reward_adapter=pm, prompts=job.prompts)
     jobs_in_order = [
         (
             "chains",

@@ -26,6 +26,8 @@ STAGE_NAMES = {
     "reward": "preference model",
     "ppo": "PPO",
     "dpo": "DPO",
+    "grpo": "GRPO",
+    "rloo": "RLOO",
     "evaluate": "evaluation",
     "values-report": "values report",
     "values-fit": "representation judge",
@@ -244,6 +246,7 @@ def trained_metric(job: JobRecord, folder: Path) -> str:
     metrics = [r for r in _rows(folder / "metrics.jsonl") if isinstance(r, dict)]
     for name, label in (
         ("reward_mean", "reward"),
+        ("reward", "reward"),  # trl's GRPO and RLOO
         ("accuracy", "training-batch accuracy"),
         ("loss", "loss"),
     ):

@@ -1,4 +1,4 @@
-"""The training stages (sft, pmp, reward, ppo, dpo, rahf): one process, or several under
+"""The training stages (sft, pmp, reward, ppo, dpo, rahf, grpo, rloo): one process, or several under
 `accelerate launch`; the job file and the judge's note kept beside the run, then the
 stage's own training loop."""
 
@@ -38,6 +38,14 @@ def trainer(stage: str) -> Callable[..., Any]:
         from pipeline.train.rahf import train_rahf
 
         return train_rahf
+    if stage in ("grpo", "rloo"):
+        from pipeline.train import online_rl
+
+        online: dict[str, Callable[..., Any]] = {
+            "grpo": online_rl.train_grpo,
+            "rloo": online_rl.train_rloo,
+        }
+        return online[stage]
     from pipeline.train import reward
 
     pm_stages: dict[str, Callable[..., Any]] = {

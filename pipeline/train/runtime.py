@@ -185,19 +185,16 @@ def seeded_batch(rows: list, step: int, size: int, name: str, seed: int) -> list
     return [rows[order[(offset + i) % len(rows)]] for i in range(size)]
 
 
-def trl_arguments(job: Any, out: Path, on_cpu: bool) -> dict[str, Any]:
-    """The TrainingArguments every trl-based stage (SFT, DPO) shares, from the job's fields.
-    trl turns bf16 on by default, which on a CPU runs ~15× slower than fp32; and gradient
-    checkpointing only saves memory a CPU run of a small model does not need."""
+def trl_basics(job: Any, out: Path, on_cpu: bool) -> dict[str, Any]:
+    """The TrainingArguments every trl-based stage shares (SFT, DPO, GRPO, RLOO). trl turns
+    bf16 on by default, which on a CPU runs ~15× slower than fp32; and gradient checkpointing
+    only saves memory a CPU run of a small model does not need. Trackers are fed from
+    metrics.jsonl (`report_to`), so trl itself reports to none."""
     return dict(
         output_dir=str(out / CHECKPOINT_DIR),
         learning_rate=job.learning_rate,
         bf16=not on_cpu,
         gradient_checkpointing=not on_cpu,
-        num_train_epochs=job.epochs,
-        max_steps=job.max_steps or -1,
-        per_device_train_batch_size=job.batch_size,
-        max_length=job.max_length,
         logging_steps=1,
         save_steps=job.save_every,
         save_total_limit=None,
@@ -206,6 +203,17 @@ def trl_arguments(job: Any, out: Path, on_cpu: bool) -> dict[str, Any]:
         report_to="none",
         use_cpu=on_cpu,
         disable_tqdm=False,
+    )
+
+
+def trl_arguments(job: Any, out: Path, on_cpu: bool) -> dict[str, Any]:
+    """`trl_basics` with the offline stages' epochs, steps, batch and length (SFT, DPO)."""
+    return dict(
+        trl_basics(job, out, on_cpu),
+        num_train_epochs=job.epochs,
+        max_steps=job.max_steps or -1,
+        per_device_train_batch_size=job.batch_size,
+        max_length=job.max_length,
     )
 
 
@@ -312,12 +320,16 @@ def train_trl_adapter(
     config: Callable[..., Any],
     title: str,
     counted: str,
+    arguments: Callable[[bool], dict[str, Any]] | None = None,
+    **trainer_extras: Any,
 ) -> Path:
-    """The run every trl-based stage (SFT, DPO) shares: a LoRA on the base with trl's
-    `trainer_class`, resuming from the newest complete checkpoint in `out`; saves the adapter
-    and its model card. `config` makes the stage's trl config from the shared arguments;
-    `counted` names the examples on the card. A cancel leaves a checkpoint and raises
-    JobCancelled."""
+    """The run every trl-based stage (SFT, DPO, GRPO, RLOO) shares: a LoRA with trl's
+    `trainer_class` — a fresh one on the base, or the job's `policy_adapter` trained further
+    — resuming from the newest complete checkpoint in `out`; saves the adapter and its model
+    card. `config` makes the stage's trl config from `arguments(on_cpu)` (default:
+    `trl_arguments`);
+    `counted` names the examples on the card; `trainer_extras` go to the trainer as they are
+    (a reward function). A cancel leaves a checkpoint and raises JobCancelled."""
     from datasets import Dataset
 
     from pipeline.model.loading import load_model
@@ -335,7 +347,7 @@ def train_trl_adapter(
                 job,
                 {
                     "base model": job.model,
-                    "data": job.data,
+                    "data": getattr(job, "data", "") or getattr(job, "prompts", ""),
                     counted: len(examples),
                     "steps": steps,
                     "final loss": f"{loss:.4f}",
@@ -357,13 +369,22 @@ def train_trl_adapter(
         )
     base = load_model(job.model)
     callback = trl_callback(out, cancel)
+    on_cpu = base.device.type == "cpu"
+    model, peft_config = base.model, lora_config(job)
+    start = getattr(job, "policy_adapter", "")
+    if start:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(base.model, start, is_trainable=True)
+        peft_config = None
     trainer = trainer_class(
-        model=base.model,
-        args=config(**trl_arguments(job, out, base.device.type == "cpu")),
+        model=model,
+        args=config(**(arguments(on_cpu) if arguments else trl_arguments(job, out, on_cpu))),
         train_dataset=Dataset.from_list(examples),
         processing_class=base.tokenizer,
-        peft_config=lora_config(job),
+        peft_config=peft_config,
         callbacks=[callback],
+        **trainer_extras,
     )
     try:
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)

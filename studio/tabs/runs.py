@@ -94,7 +94,7 @@ def picked_run(store: Store, job_id: int | None) -> RunSummary | None:
         return None
 
 
-EXPORTABLE = ("sft", "ppo", "dpo", "rahf")  # the stages whose adapter is a policy
+EXPORTABLE = ("sft", "ppo", "dpo", "rahf", "grpo", "rloo")  # the stages whose adapter is a policy
 MODELS_DIR = "models"  # exports, under the workspace
 
 
@@ -126,7 +126,7 @@ def on_export(store: Store, job_id: int | None, merge: bool, dtype: str, name: s
     """Export the picked run's policy adapter into WORKSPACE/models/NAME (see `export`)."""
     run = picked_run(store, job_id)
     if run is None or not exportable(run):
-        text = "Pick a finished SFT, PPO, DPO or RAHF run: its adapter is what is exported."
+        text = "Pick a finished policy run (SFT, PPO, GRPO, RLOO, DPO or RAHF) to export."
         return {"export_message": notice("error", text)}
     name = (name or "").strip()
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):

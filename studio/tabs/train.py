@@ -75,6 +75,8 @@ TITLES = {
     "ppo": "7. PPO (RL-CAI)",
     "dpo": "7b. DPO (instead of PM + PPO)",
     "rahf": "7c. RAHF (move the hidden states, instead of PM + PPO)",
+    "grpo": "7d. GRPO (trl: group baseline, no value model; instead of PPO)",
+    "rloo": "7e. RLOO (trl: leave-one-out baseline, no value model; instead of PPO)",
     "evaluate": "8. evaluate: policy tournament (ratings with intervals)",
     "values-report": "values report: probes, constitution directions, adversarial flag",
     "values-fit": "representation judge fitted from human labels",
@@ -88,6 +90,7 @@ PLOT_SLOTS = 8
 METRIC_ORDER = (
     "loss",
     "reward_mean",
+    "reward",  # trl's GRPO and RLOO
     "kl",
     "entropy",
     "clip_fraction",

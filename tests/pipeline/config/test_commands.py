@@ -63,6 +63,7 @@ def changed(cls):
         "lam": 0.9,
         "top_p": 0.5,
         "dtype": "bf16",
+        "generations": 3,  # rollouts 9: a multiple
     }
     values.update({k: v for k, v in special.items() if k in values})
     if cls is COMMANDS["steer-extract"]:  # reads a constitution or pairs, not both

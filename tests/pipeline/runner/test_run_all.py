@@ -50,7 +50,7 @@ def test_every_stage_command_parses_and_reads_the_stage_before(tmp_path):
     assert (labels.judge_method, labels.probe) == ("representation", "mine/probe")
 
 
-def test_the_alignment_stage_is_a_choice_of_ppo_dpo_or_rahf(tmp_path):
+def test_the_alignment_stage_is_a_choice_of_ppo_grpo_rloo_dpo_or_rahf(tmp_path):
     parser = build_parser()
     for alignment in ("dpo", "rahf"):
         job = build_job(RunAllJob, {"constitution": "c.yaml", "alignment": alignment})
@@ -62,8 +62,8 @@ def test_the_alignment_stage_is_a_choice_of_ppo_dpo_or_rahf(tmp_path):
             "sft=" + str(tmp_path / "sft" / "adapter"),
             f"{alignment}={tmp_path / alignment / 'adapter'}",
         ]
-    with pytest.raises(JobError, match="alignment must be one of ppo, dpo, rahf"):
-        build_job(RunAllJob, {"constitution": "c", "alignment": "grpo"})
+    with pytest.raises(JobError, match="alignment must be one of ppo, dpo, rahf, grpo, rloo"):
+        build_job(RunAllJob, {"constitution": "c", "alignment": "sac"})
 
 
 def test_run_all_config_is_checked_before_anything_starts():

@@ -15,15 +15,13 @@ import sys
 import pytest
 
 from pipeline.cli import main
-from pipeline.config.commands import PPOJob, RewardJob, SFTJob
+from pipeline.config.commands import PPOJob, SFTJob
 from pipeline.core import tracking
 from pipeline.core.errors import ConfigError
-from pipeline.data.preferences import Comparison
 from pipeline.evaluation.tournament import AxisResult, JudgeResult, PolicyStats, TournamentResult
 from pipeline.runner.evaluate import tournament_metrics
-from pipeline.train.reward import train_preference_model
-from pipeline.train.runtime import ADAPTER_DIR, read_metrics
-from tests.tiny import small_vocab_model
+from pipeline.train.runtime import read_metrics
+from tests.tiny import small_vocab_stages
 
 needs_tensorboard = pytest.mark.skipif(
     importlib.util.find_spec("tensorboard") is None, reason="pip install tensorboard"
@@ -62,31 +60,13 @@ def assert_same_series(folder) -> None:
 @pytest.mark.integration
 @needs_tensorboard
 def test_a_tiny_sft_and_ppo_report_their_jsonl_to_tensorboard(tmp_path):
-    small = small_vocab_model()
-    base = tmp_path / "base"
-    small.model.save_pretrained(base)
-    small.tokenizer.save_pretrained(base)
-    data = tmp_path / "sft.jsonl"
-    rows = [
-        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": a}]}
-        for a in ("good kind", "glad to help", "yes sure", "thanks fine")
-    ]
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    ws = ["--workspace", str(tmp_path / "ws")]
-    sft = tmp_path / "sft"
-    args = ["sft", "--model", str(base), "--data", str(data), "--max-steps", "3"]
-    args += ["--batch-size", "2", "--max-length", "32", "--report-to", "tensorboard"]
-    assert main([*ws, *args, "--out", str(sft)]) == 0
+    base, adapter, pm = small_vocab_stages(tmp_path, ("--report-to", "tensorboard"))
+    sft = adapter.parent
     assert_same_series(sft)
     assert "loss" in scalars(sft)
-    pm = train_preference_model(
-        RewardJob(model=str(base), data="synthetic", max_steps=2, batch_size=2, max_length=32),
-        [Comparison("q", "good kind", "bad harm", 1.0), Comparison("q", "rude", "glad", 0.0)],
-        {},
-        tmp_path / "pm",
-    )
+    ws = ["--workspace", str(tmp_path / "ws")]
     ppo = tmp_path / "ppo"
-    args = ["ppo", "--model", str(base), "--policy-adapter", str(sft / ADAPTER_DIR)]
+    args = ["ppo", "--model", str(base), "--policy-adapter", str(adapter)]
     args += ["--reward-adapter", str(pm), "--steps", "2", "--rollouts", "2"]
     args += ["--minibatch-size", "2", "--max-new-tokens", "4", "--no-steady-heap"]
     assert main([*ws, *args, "--report-to", "tensorboard", "--out", str(ppo)]) == 0
