@@ -16,6 +16,7 @@ import gradio as gr
 import pandas as pd
 
 from pipeline.config.commands import (
+    ALIGNMENTS,
     COMMANDS,
     PRESETS,
     build_job,
@@ -342,6 +343,7 @@ def field_choices(store: Store, name: str) -> dict[str, list[Any]]:
         "judge_from": folders("label"),
         "engine": list(ENGINES if name == "evaluate" else GENERATION_ENGINES),
         "report_to": list(TRACKERS),
+        "alignment": list(ALIGNMENTS),
     }
 
 
