@@ -962,9 +962,18 @@ class ExportJob:
         False,
     )
     dtype: str = _help("Weights of a merged model: fp32, bf16 or fp16.", "fp32")
+    gguf: bool = _help(
+        "Also write the merged model as model.gguf for llama.cpp and Ollama (Llama "
+        "architectures, fp32 or fp16; others are pointed to llama.cpp's converter).",
+        False,
+    )
 
     def problems(self) -> list[str]:
         problems = _required(self, "adapter")
+        if self.gguf and not self.merge:
+            problems.append("gguf needs merge: a GGUF file holds a whole model")
+        if self.gguf and self.dtype == "bf16":
+            problems.append("gguf is written in fp32 or fp16 (got dtype 'bf16')")
         problems += rule(self, "dtype", self.dtype in EXPORT_DTYPES, "must be fp32, bf16 or fp16")
         if self.dtype != "fp32" and not self.merge:
             problems.append("dtype applies to a merged model: add merge (an adapter keeps its own)")

@@ -1,8 +1,8 @@
 """`export`: a trained policy adapter to take elsewhere — the adapter alone (peft format), or
 merged into its base as a standalone transformers folder (safetensors, the tokenizer with its
-chat template, the generation config) — with a model card that says where it came from: the
-stages that made it, each with its base, data (and its hash) and constitution, and the
-tournament it took part in, with intervals.
+chat template, the generation config), optionally also as one GGUF file — with a model card
+that says where it came from: the stages that made it, each with its base, data (and its
+hash) and constitution, and the tournament it took part in, with intervals.
 
 The folder is written whole or not at all (a temporary folder renamed into place); an output
 that exists and is not empty, an adapter whose base is not here and a preference model or
@@ -23,6 +23,7 @@ from pipeline.config.commands import ExportJob
 from pipeline.core.errors import ConfigError, ModelError
 from pipeline.core.files import replace_folder
 from pipeline.evaluation.tournament import EVAL_FILE, read_results
+from pipeline.model.gguf_writer import GGUF_FILE, gguf_problem, write_gguf
 from pipeline.model.loading import ADAPTER_CONFIG, load_model, resolve_source
 from pipeline.runner.invocation import Invocation
 from pipeline.runner.lineage import lineage
@@ -53,6 +54,12 @@ def refusal(adapter: Path, out: Path) -> str:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         return f"{out} exists and is not empty: export into a new or an empty folder."
     return ""
+
+
+def gguf_refusal(adapter: Path) -> str:
+    """Why the adapter's base cannot be written as GGUF ('' when it can)."""
+    config = Path(resolve_source(base_of(adapter))) / "config.json"
+    return gguf_problem(json.loads(config.read_text())) if config.is_file() else ""
 
 
 def base_of(adapter: Path) -> str:
@@ -111,6 +118,7 @@ def model_card(job: ExportJob, adapter: Path) -> str:
     stages = provenance(adapter)
     what = (
         f"merged into its base ({DTYPES[job.dtype]}): a standalone transformers model"
+        + (f", and {GGUF_FILE} for llama.cpp and Ollama" if job.gguf else "")
         if job.merge
         else "a LoRA adapter (peft format) to load on its base"
     )
@@ -135,7 +143,7 @@ def model_card(job: ExportJob, adapter: Path) -> str:
 def export_model(job: ExportJob, out: Path) -> Path:
     """Write the export into `out` (new or empty); returns it."""
     adapter = Path(job.adapter)
-    problem = refusal(adapter, out)
+    problem = refusal(adapter, out) or (gguf_refusal(adapter) if job.gguf else "")
     if problem:
         raise ConfigError(problem)
 
@@ -147,6 +155,8 @@ def export_model(job: ExportJob, out: Path) -> Path:
             model = loaded.model.to(getattr(torch, DTYPES[job.dtype]))
             model.save_pretrained(str(tmp), safe_serialization=True)
             loaded.tokenizer.save_pretrained(str(tmp))
+            if job.gguf:
+                write_gguf(tmp, tmp / GGUF_FILE, half=job.dtype == "fp16")
         else:
             for name in ADAPTER_FILES:
                 shutil.copy2(adapter / name, tmp / name)
@@ -157,5 +167,6 @@ def export_model(job: ExportJob, out: Path) -> Path:
 
 def run(job: ExportJob, inv: Invocation) -> int:
     folder = export_model(job, inv.folder)
-    print(f"exported {job.adapter} {'merged' if job.merge else 'as an adapter'} into {folder}")
+    what = "merged" + (" (and as GGUF)" if job.gguf else "") if job.merge else "as an adapter"
+    print(f"exported {job.adapter} {what} into {folder}")
     return 0

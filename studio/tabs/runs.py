@@ -122,7 +122,9 @@ def on_pick(store: Store, job_id: int | None) -> dict[str, Any]:
     }
 
 
-def on_export(store: Store, job_id: int | None, merge: bool, dtype: str, name: str) -> dict:
+def on_export(
+    store: Store, job_id: int | None, merge: bool, dtype: str, name: str, as_gguf: bool = False
+) -> dict:
     """Export the picked run's policy adapter into WORKSPACE/models/NAME (see `export`)."""
     run = picked_run(store, job_id)
     if run is None or not exportable(run):
@@ -132,7 +134,9 @@ def on_export(store: Store, job_id: int | None, merge: bool, dtype: str, name: s
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         text = f"Name the export with letters, digits, '.', '-' or '_' (got {name!r})."
         return {"export_message": notice("error", text)}
-    job = ExportJob(adapter=str(Path(run.folder) / ADAPTER_DIR), merge=merge, dtype=dtype)
+    job = ExportJob(
+        adapter=str(Path(run.folder) / ADAPTER_DIR), merge=merge, dtype=dtype, gguf=as_gguf
+    )
     problems = job.problems()
     if problems:
         return {"export_message": notice("error", "; ".join(problems))}
@@ -147,6 +151,7 @@ def on_export(store: Store, job_id: int | None, merge: bool, dtype: str, name: s
     )
     command = f"cstudio export --adapter {job.adapter} --out {folder}"
     command += f" --merge --dtype {dtype}" if merge else ""
+    command += " --gguf" if as_gguf else ""
     return {
         "export_message": notice(
             "success",
@@ -282,6 +287,13 @@ def build(
         dtype = gr.Radio(
             list(EXPORT_DTYPES), value="fp32", label="Weights (merged)", elem_id="runs-export-dtype"
         )
+        as_gguf = gr.Checkbox(
+            value=False,
+            label="Also as GGUF (model.gguf: llama.cpp, Ollama)",
+            info="Llama-architecture models, fp32 or fp16; others are pointed to llama.cpp's "
+            "converter.",
+            elem_id="runs-export-gguf",
+        )
         export_name = gr.Textbox(
             label=f"Name (written to the workspace's {MODELS_DIR}/NAME, new or empty)",
             elem_id="runs-export-name",
@@ -336,6 +348,6 @@ def build(
     wire(
         export_button.click,
         partial(on_export, store),
-        [picked, merge, dtype, export_name],
+        [picked, merge, dtype, export_name, as_gguf],
         {"export_message": export_message},
     )

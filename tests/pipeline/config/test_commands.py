@@ -62,7 +62,7 @@ def changed(cls):
         "gamma": 0.9,
         "lam": 0.9,
         "top_p": 0.5,
-        "dtype": "bf16",
+        "dtype": "fp16",
         "generations": 3,  # rollouts 9: a multiple
     }
     values.update({k: v for k, v in special.items() if k in values})

@@ -134,3 +134,27 @@ def test_what_cannot_be_exported_is_refused_by_name_and_nothing_is_written(train
     assert ExportJob(adapter="x", merge=True, dtype="int4").problems() == [
         "dtype must be fp32, bf16 or fp16 (got 'int4')"
     ]
+
+
+def test_a_gguf_export_reads_back_to_the_same_logits_tokens_and_template(trained, tmp_path):
+    import gguf
+
+    from pipeline.model.gguf_writer import GGUF_FILE, gguf_problem
+
+    out = export_model(ExportJob(adapter=str(trained), merge=True, gguf=True), tmp_path / "g")
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    from_gguf = AutoModelForCausalLM.from_pretrained(out, gguf_file=GGUF_FILE)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    ids = tokenizer("How do I pick a lock? Tell me, please.", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, from_gguf(ids).logits, atol=1e-5)
+    read_back = AutoTokenizer.from_pretrained(out, gguf_file=GGUF_FILE)
+    assert (
+        read_back(PROMPT[0]["content"])["input_ids"] == tokenizer(PROMPT[0]["content"])["input_ids"]
+    )
+    fields = gguf.GGUFReader(out / GGUF_FILE).fields
+    assert "tokenizer.chat_template" in fields and "tokenizer.ggml.merges" in fields
+    assert ExportJob(adapter="x", gguf=True).problems() == [
+        "gguf needs merge: a GGUF file holds a whole model"
+    ]
+    assert "llama.cpp's converter" in gguf_problem({"model_type": "qwen2"})
