@@ -75,18 +75,24 @@ def title_of(adapter: Path) -> str:
 
 def provenance(adapter: Path) -> list[dict[str, Any]]:
     """The stages behind an adapter, newest first: each its title, run folder and lineage,
-    following a policy that started from another adapter (PPO from SFT) back to the base."""
+    following the policy it started from (PPO from SFT) and the preference model it was
+    trained against, back to the base."""
     stages: list[dict[str, Any]] = []
     seen: set[Path] = set()
-    current: Path | None = adapter
-    while current is not None and current.resolve() not in seen and len(stages) < 8:
+    waiting = [adapter]
+    while waiting and len(stages) < 8:
+        current = waiting.pop(0)
+        if current.resolve() in seen:
+            continue
         seen.add(current.resolve())
         job_file = current.parent / "job.yaml"
-        settings = yaml.safe_load(job_file.read_text()) if job_file.is_file() else {}
-        facts = lineage(SimpleNamespace(**(settings or {}))) if settings else {}
+        settings = (yaml.safe_load(job_file.read_text()) if job_file.is_file() else {}) or {}
+        facts = lineage(SimpleNamespace(**settings)) if settings else {}
         stages.append({"stage": title_of(current), "run": str(current.parent), **facts})
-        parent = (settings or {}).get("policy_adapter")
-        current = Path(parent) if parent and (Path(parent) / ADAPTER_CONFIG).is_file() else None
+        for name in ("policy_adapter", "reward_adapter"):
+            earlier = Path(str(settings.get(name) or "_"))
+            if (earlier / ADAPTER_CONFIG).is_file():
+                waiting.append(earlier)
     return stages
 
 

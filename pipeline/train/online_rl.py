@@ -21,7 +21,7 @@ from pipeline.config.commands import GRPOJob, OnlineRLSettings, RLOOJob
 from pipeline.core.errors import JobError
 from pipeline.data.prompts import load_prompts
 from pipeline.model.loading import load_model
-from pipeline.train.runtime import CancelFlag, train_trl_adapter, trl_basics
+from pipeline.train.runtime import CancelFlag, check_loss, train_trl_adapter, trl_basics
 
 PM_MAX_LENGTH = 512  # the PM reads the end of prompt + answer, as in PPO
 
@@ -38,7 +38,7 @@ def pm_reward(reward_adapter: str) -> Callable[..., list[float]]:
     pm = load_model(reward_adapter)  # its LoRA merged into a copy of its base
     head = load_head(reward_adapter, pm)
 
-    def reward(prompts: list, completions: list, **_: Any) -> list[float]:
+    def reward(prompts: list, completions: list, trainer_state: Any = None, **_: Any) -> list:
         scores = scores_by_length(
             pm.model,
             head,
@@ -47,6 +47,10 @@ def pm_reward(reward_adapter: str) -> Callable[..., list[float]]:
             [text_of(c) for c in completions],
             PM_MAX_LENGTH,
         )
+        # trl reads a NaN reward as "no reward for this answer" and goes on: stop instead, as
+        # PPO does, before the step is applied or saved
+        step = trainer_state.global_step + 1 if trainer_state is not None else 0
+        check_loss(scores, step, "the reward (PM score)")
         return scores.tolist()
 
     reward.__name__ = "preference_model"  # trl logs each reward function by its name

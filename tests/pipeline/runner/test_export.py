@@ -5,6 +5,7 @@ lineage; what cannot be exported is refused by name and nothing is written."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -158,3 +159,30 @@ def test_a_gguf_export_reads_back_to_the_same_logits_tokens_and_template(trained
         "gguf needs merge: a GGUF file holds a whole model"
     ]
     assert "llama.cpp's converter" in gguf_problem({"model_type": "qwen2"})
+
+
+def test_the_card_follows_a_policy_back_through_its_sft_start_and_its_pm(trained, tmp_path):
+    runs = tmp_path / "run-all"
+    labels = runs / "labels"
+    labels.mkdir(parents=True)
+    (labels / "labels.jsonl").write_text('{"id": "p1"}\n')
+    (labels / "run.json").write_text(
+        json.dumps({"constitution": "honest", "constitution_hash": "c0ffee"})
+    )
+    pm = runs / "reward" / "adapter"
+    shutil.copytree(trained, pm)
+    (pm / "README.md").write_text("# Preference model (LoRA + scalar head)\n")
+    (pm.parent / "job.yaml").write_text(yaml.safe_dump({"model": "m", "data": str(labels)}))
+    ppo = runs / "ppo" / "adapter"
+    shutil.copytree(trained, ppo)
+    (ppo / "README.md").write_text("# RL-CAI policy adapter (PPO)\n")
+    settings = {"model": "m", "policy_adapter": str(trained), "reward_adapter": str(pm)}
+    (ppo.parent / "job.yaml").write_text(yaml.safe_dump(settings))
+    card = (export_model(ExportJob(adapter=str(ppo)), tmp_path / "out") / "README.md").read_text()
+    titles = [line for line in card.splitlines() if line.startswith("- **")]
+    assert [t.split("**")[1] for t in titles[1:]] == [
+        "RL-CAI policy adapter (PPO)",
+        "SL-CAI adapter (SFT)",
+        "Preference model (LoRA + scalar head)",
+    ]
+    assert "constitution: honest" in card and "constitution_hash: c0ffee" in card

@@ -5,6 +5,8 @@ alignment stage of run-all when asked."""
 
 from __future__ import annotations
 
+import math
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -101,3 +103,29 @@ def test_settings_are_checked_and_run_all_can_align_with_either():
     assert aligned.kind == "rloo" and "--preset" in aligned.args
     assert aligned.args[aligned.args.index("--policy-adapter") + 1] == "/r/sft/adapter"
     assert aligned.args[aligned.args.index("--reward-adapter") + 1] == "/r/reward/adapter"
+
+
+@pytest.mark.integration
+def test_a_preference_model_scoring_nan_stops_the_run_and_saves_nothing(stages, tmp_path):
+    from pipeline.cai.reward_model import HEAD_FILE
+    from pipeline.train.runtime import TrainingDiverged
+
+    base, sft, pm = stages
+    broken = tmp_path / "broken-pm"
+    shutil.copytree(pm, broken)
+    head = torch.load(broken / HEAD_FILE, weights_only=True)
+    torch.save({k: torch.full_like(v, math.nan) for k, v in head.items()}, broken / HEAD_FILE)
+    job = RLOOJob(
+        model=str(base),
+        policy_adapter=str(sft),
+        reward_adapter=str(broken),
+        steps=3,
+        rollouts=4,
+        generations=2,
+        max_new_tokens=6,
+    )
+    with pytest.raises(
+        TrainingDiverged, match="the reward \\(PM score\\) became NaN/inf at step 1"
+    ):
+        train_online(job, tmp_path / "rloo", CancelFlag(), "rloo")
+    assert not (tmp_path / "rloo" / "adapter").exists()
