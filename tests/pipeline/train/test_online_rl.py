@@ -38,6 +38,13 @@ def online(stage: str, stages, out, steps: int = 3) -> list[str]:
     return [*args, "--max-new-tokens", "6", "--out", str(out)]
 
 
+def small(cls, stages, **changes):
+    """A 3-step run of 4 answers a step, 2 per prompt, from the SFT policy against the PM."""
+    base, sft, pm = stages
+    values = dict(model=str(base), policy_adapter=str(sft), reward_adapter=str(pm), steps=3)
+    return cls(**{**values, "rollouts": 4, "generations": 2, "max_new_tokens": 6, **changes})
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("stage", ["grpo", "rloo"])
 def test_an_online_stage_trains_the_sft_policy_against_the_pm(stage, stages, tmp_path):
@@ -62,17 +69,7 @@ def test_an_online_stage_trains_the_sft_policy_against_the_pm(stage, stages, tmp
 
 @pytest.mark.integration
 def test_a_cancelled_grpo_run_resumes_from_its_checkpoint(stages, tmp_path):
-    base, sft, pm = stages
-    job = GRPOJob(
-        model=str(base),
-        policy_adapter=str(sft),
-        reward_adapter=str(pm),
-        steps=30,
-        rollouts=4,
-        generations=2,
-        max_new_tokens=6,
-        save_every=100,
-    )
+    job = small(GRPOJob, stages, steps=30, save_every=100)
     out, cancel = tmp_path / "grpo", CancelFlag()
 
     def cancel_after_the_first_step():
@@ -110,20 +107,12 @@ def test_a_preference_model_scoring_nan_stops_the_run_and_saves_nothing(stages, 
     from pipeline.cai.reward_model import HEAD_FILE
     from pipeline.train.runtime import TrainingDiverged
 
-    base, sft, pm = stages
+    pm = stages[2]
     broken = tmp_path / "broken-pm"
     shutil.copytree(pm, broken)
     head = torch.load(broken / HEAD_FILE, weights_only=True)
     torch.save({k: torch.full_like(v, math.nan) for k, v in head.items()}, broken / HEAD_FILE)
-    job = RLOOJob(
-        model=str(base),
-        policy_adapter=str(sft),
-        reward_adapter=str(broken),
-        steps=3,
-        rollouts=4,
-        generations=2,
-        max_new_tokens=6,
-    )
+    job = small(RLOOJob, stages, reward_adapter=str(broken))
     with pytest.raises(
         TrainingDiverged, match="the reward \\(PM score\\) became NaN/inf at step 1"
     ):
