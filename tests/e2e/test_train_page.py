@@ -8,6 +8,7 @@ tests/pipeline)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -139,3 +140,33 @@ def test_a_tiny_rahf_job_from_the_train_tab_plots_its_loss(page: Page, studio, t
     expect(page.locator("#train-plot-0")).to_contain_text("loss")
     expect(progress).to_have_attribute("data-status", "succeeded", timeout=300_000)
     expect(page.locator("#train-artifacts")).to_contain_text("can be picked as the model")
+
+
+def test_a_grpo_run_from_the_train_tab_reports_to_tensorboard(page: Page, studio, tmp_path):
+    from tests.pipeline.train.test_tracking import scalars
+    from tests.tiny import small_vocab_stages
+
+    base, sft, pm = small_vocab_stages(tmp_path)
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-stage input").click()
+    page.get_by_role("option", name=re.compile("^7d. GRPO")).click()
+    expect(page.locator("#train-description")).to_contain_text("GRPO")
+    for field, value in (
+        ("model", str(base)),
+        ("policy-adapter", str(sft)),
+        ("reward-adapter", str(pm)),
+        ("steps", "2"),
+        ("rollouts", "4"),
+        ("generations", "2"),
+        ("max-new-tokens", "6"),
+    ):
+        fill(page, f"train-grpo-{field}", value)
+    pick(page, "train-grpo-report-to", "tensorboard")  # a tracker is a menu
+    expect(page.locator("#train-command")).to_contain_text("report_to: tensorboard")
+    page.click("#train-launch-grpo")
+    expect(page.locator("#train-message")).to_contain_text("(grpo) launched")
+    progress = page.locator("#train-progress .job-progress")
+    expect(progress).to_have_attribute("data-status", "succeeded", timeout=300_000)
+    expect(page.locator("#train-plot-0")).to_be_visible()
+    run = Store(studio.workspace).jobs("grpo")[0].out_dir
+    assert {"reward", "kl", "loss"} <= scalars(Path(run)).keys()  # the run is in TensorBoard
