@@ -92,6 +92,14 @@ class TrackioTracker:
         self.trackio.finish()
 
 
+def logged_in(wandb: Any) -> bool:
+    """Whether W&B has credentials here, asked without a prompt."""
+    try:
+        return bool(wandb.login(prompt=False))
+    except wandb.errors.UsageError:  # an empty key is refused rather than reported
+        return False
+
+
 class WandbTracker:
     """A W&B run, resumed by the run folder's id; offline (files only) when WANDB_MODE says."""
 
@@ -99,7 +107,7 @@ class WandbTracker:
         import wandb
 
         offline = os.environ.get("WANDB_MODE") in ("offline", "disabled")
-        if not offline and not wandb.api.api_key:
+        if not offline and not logged_in(wandb):
             raise ConfigError(
                 "report_to wandb: W&B is not logged in here. Run `wandb login`, or set "
                 "WANDB_MODE=offline to keep the run in files for `wandb sync` later."

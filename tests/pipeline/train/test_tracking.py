@@ -148,3 +148,19 @@ def test_the_tournament_flattens_into_named_metrics():
     )
     assert metrics["policy/ppo/mean_words"] == 41.5 and metrics["policy/ppo/pm_mean"] == 0.1
     assert "policy/ppo/refusal_rate" not in metrics  # no helpful prompts: no rate to plot
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="pip install wandb")
+def test_wandb_keeps_the_run_offline_or_asks_for_a_login(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    run = tmp_path / "runs" / "sft-1"
+    run.mkdir(parents=True)
+    with tracking.tracked("wandb", run, {"stage": "sft"}):
+        tracking.log(1, {"loss": 2.0})
+    assert list((run / "wandb").glob("offline-run-*"))  # kept for `wandb sync`
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_API_KEY", "")
+    with pytest.raises(ConfigError, match="W&B is not logged in here"):
+        tracking.open_tracker("wandb", tmp_path / "runs" / "a", {})
