@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 from pipeline.core.errors import ConfigError
+from pipeline.core.job_folder import is_main_process
 
 # name → what installs it ('' for none); trl's `report_to` names
 TRACKERS = {
@@ -150,9 +151,10 @@ def open_tracker(report_to: str, folder: Path, config: dict[str, Any]) -> Tracke
 
 @contextmanager
 def tracked(report_to: str, folder: Path, config: dict[str, Any]) -> Iterator[Tracker | None]:
-    """Mirror every `log` to the chosen tracker while the block runs; closed however it ends."""
+    """Mirror every `log` to the chosen tracker while the block runs; closed however it ends.
+    Under several processes only the first reports (the others write no metrics either)."""
     global _active
-    tracker = open_tracker(report_to, folder, config)
+    tracker = open_tracker(report_to, folder, config) if is_main_process() else None
     _active = tracker
     try:
         yield tracker

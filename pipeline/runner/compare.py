@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipeline.core.errors import ConfigError
 from pipeline.core.tracking import numbers
 from pipeline.data.store import JobRecord, Store
+from pipeline.runner.lineage import job_settings
 from pipeline.runner.run_list import STAGE_NAMES, key_metric, run_name
 from pipeline.train.runtime import read_metrics
 
@@ -79,14 +78,12 @@ def compare_runs(store: Store, refs: list[str]) -> RunComparison:
         raise ConfigError(f"Compare runs of one stage: {names}.")
     runs = []
     for job in jobs:
-        job_file = Path(job.out_dir) / "job.yaml"
-        settings = yaml.safe_load(job_file.read_text()) if job_file.is_file() else {}
         runs.append(
             ComparedRun(
                 f"{run_name(job)} · job {job.id}",
                 job.out_dir,
                 key_metric(job),
-                settings or {},
+                job_settings(Path(job.out_dir)),
                 read_metrics(job.out_dir),
             )
         )

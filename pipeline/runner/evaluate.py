@@ -3,8 +3,6 @@ under `accelerate launch`), its results printed and kept in the run folder."""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 from pipeline.config.commands import EvaluateJob
 from pipeline.config.settings import FeedbackConfig
 from pipeline.core import tracking
@@ -59,11 +57,7 @@ def run(job: EvaluateJob, inv: Invocation) -> int:
         return relaunched
     out = inv.folder
     cancel = CancelFlag()
-    tracker = (
-        tracking.tracked(job.report_to, out, run_config("evaluate", job, out))
-        if is_main_process()
-        else nullcontext()
-    )
+    tracker = tracking.tracked(job.report_to, out, run_config("evaluate", job, out))
     with job_context(out, on_cancel=cancel.set), tracker:
         constitution = inv.constitution(job.constitution) if job.constitution else None
 

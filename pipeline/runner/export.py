@@ -16,8 +16,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import yaml
-
 from pipeline.cai.reward_model import HEAD_FILE, PM_FILE
 from pipeline.config.commands import ExportJob
 from pipeline.core.errors import ConfigError, ModelError
@@ -26,7 +24,7 @@ from pipeline.evaluation.tournament import EVAL_FILE, read_results
 from pipeline.model.gguf_writer import GGUF_FILE, gguf_problem, write_gguf
 from pipeline.model.loading import ADAPTER_CONFIG, load_model, resolve_source
 from pipeline.runner.invocation import Invocation
-from pipeline.runner.lineage import lineage
+from pipeline.runner.lineage import job_settings, lineage
 
 ADAPTER_FILES = (ADAPTER_CONFIG, "adapter_model.safetensors")
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -85,8 +83,7 @@ def provenance(adapter: Path) -> list[dict[str, Any]]:
         if current.resolve() in seen:
             continue
         seen.add(current.resolve())
-        job_file = current.parent / "job.yaml"
-        settings = (yaml.safe_load(job_file.read_text()) if job_file.is_file() else {}) or {}
+        settings = job_settings(current.parent)
         facts = lineage(SimpleNamespace(**settings)) if settings else {}
         stages.append({"stage": title_of(current), "run": str(current.parent), **facts})
         for name in ("policy_adapter", "reward_adapter"):

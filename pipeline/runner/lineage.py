@@ -10,6 +10,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pipeline.config.commands import read_job_file
+
 INPUTS = ("data", "policy_adapter", "reward_adapter", "init_adapter", "prompts", "constitution")
 
 
@@ -53,6 +55,12 @@ def lineage(job: Any) -> dict[str, str]:
         facts["data_hash"] = data_hash(data)
         facts |= constitution_of(data)
     return facts
+
+
+def job_settings(run_folder: Path) -> dict[str, Any]:
+    """A run's settings as its job.yaml holds them (read safely), {} when it has none."""
+    path = run_folder / "job.yaml"
+    return read_job_file(path) if path.is_file() else {}
 
 
 def run_config(stage: str, job: Any, out: Path) -> dict[str, Any]:

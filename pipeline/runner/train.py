@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import nullcontext
 from typing import Any, Callable
 
 from pipeline.config.commands import STAGES, job_yaml
@@ -39,13 +38,9 @@ def trainer(stage: str) -> Callable[..., Any]:
 
         return train_rahf
     if stage in ("grpo", "rloo"):
-        from pipeline.train import online_rl
+        from pipeline.train.online_rl import train_grpo, train_rloo
 
-        online: dict[str, Callable[..., Any]] = {
-            "grpo": online_rl.train_grpo,
-            "rloo": online_rl.train_rloo,
-        }
-        return online[stage]
+        return train_grpo if stage == "grpo" else train_rloo
     from pipeline.train import reward
 
     pm_stages: dict[str, Callable[..., Any]] = {
@@ -76,12 +71,7 @@ def run(job: Any, inv: Invocation) -> int:
         extra = {}
         if getattr(job, "constitution", ""):  # RAHF's SCIT writes instructions from it
             extra["constitution"] = inv.constitution(job.constitution)
-        tracker = (
-            tracked(job.report_to, out, run_config(stage, job, out))
-            if is_main_process()
-            else nullcontext()
-        )
-        with tracker:
+        with tracked(job.report_to, out, run_config(stage, job, out)):
             result = trainer(stage)(job, out, cancel, **extra)
         if is_main_process():
             print(f"wrote {result}")
