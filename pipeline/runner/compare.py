@@ -108,8 +108,9 @@ def format_comparison(c: RunComparison) -> str:
     for n, run in enumerate(c.runs, start=1):
         lines.append(f"[{n}] {run.name}: {run.key_metric or 'no result yet'}")
         lines.append(f"    {run.folder}")
-    differing = [row for row in c.settings() if row[2]]
-    lines += ["", f"settings that differ ({len(differing)} of {len(c.settings())}):"]
+    settings = c.settings()
+    differing = [row for row in settings if row[2]]
+    lines += ["", f"settings that differ ({len(differing)} of {len(settings)}):"]
     for name, values, _ in differing:
         lines.append(f"  {name}: " + " | ".join(f"[{n}] {v}" for n, v in enumerate(values, 1)))
     if not differing:

@@ -187,15 +187,16 @@ def curve_frames(c: RunComparison) -> list[tuple[str, pd.DataFrame]]:
 
 def comparison_html(c: RunComparison) -> str:
     """Each run's key number, then its settings side by side, the differing rows marked."""
+    settings = c.settings()
     heads = "".join(f"<th>{html.escape(r.name)}</th>" for r in c.runs)
     key = "".join(f"<td>{html.escape(r.key_metric or 'no result yet')}</td>" for r in c.runs)
     rows = "".join(
         f'<tr class="{"differs" if differs else "same"}"><th>{html.escape(name)}</th>'
         + "".join(f"<td>{html.escape(str(v))}</td>" for v in values)
         + "</tr>"
-        for name, values, differs in c.settings()
+        for name, values, differs in settings
     )
-    differing = sum(1 for *_, differs in c.settings() if differs)
+    differing = sum(1 for *_, differs in settings if differs)
     return (
         f'<div class="run-compare"><p>{len(c.runs)} runs · {differing} settings differ '
         "(marked, listed first)</p><table><tr><th></th>"
