@@ -274,7 +274,7 @@ class RLSettings(LoRASettings):
     temperature: float = _help("Sampling temperature of rollouts.", 1.0)
 
     def rl_problems(self) -> list[str]:
-        problems = self.check_lora() + _required(self, "reward_adapter")
+        problems = self.check_lora()
         for name in ("steps", "rollouts", "max_new_tokens"):
             problems += rule(self, name, getattr(self, name) >= 1, "must be at least 1")
         return problems + rule(self, "temperature", self.temperature > 0, "must be > 0")
@@ -306,7 +306,7 @@ class PPOJob(RLSettings):
     report_to: str = _help(REPORT_TO_HELP, "none")
 
     def problems(self) -> list[str]:
-        problems = self.rl_problems() + report_problems(self)
+        problems = self.rl_problems() + _required(self, "reward_adapter") + report_problems(self)
         for name in ("ppo_epochs", "minibatch_size", "save_every"):
             problems += rule(self, name, getattr(self, name) >= 1, "must be at least 1")
         if self.minibatch_size > self.rollouts >= 1:
@@ -336,10 +336,25 @@ class OnlineRLSettings(RLSettings):
     kl_coef: float = _help("β, the weight of the KL penalty to the reference.", 0.05)
     save_every: int = _help("Save a checkpoint every N steps (cancel also saves one).", 5)
     seed: int = _help("Seed of sampling and initialisation.", 0)
+    reward_probe: str = _help(
+        "Reward with the representation judge instead of the PM: a probe folder from "
+        "`values fit`, fitted on this base model; each answer scores h·w/τ, read from the "
+        "base's hidden states (the judge's P(A) is σ of two answers' difference).",
+        "",
+    )
     report_to: str = _help(REPORT_TO_HELP, "none")
 
+    def reward_problems(self) -> list[str]:
+        """Exactly one reward: the preference model or the representation judge's probe."""
+        given = [n for n in ("reward_adapter", "reward_probe") if str(getattr(self, n)).strip()]
+        if not given:
+            return ["reward_adapter or reward_probe is required (a PM, or a probe from values fit)"]
+        if len(given) == 2:
+            return ["reward_probe and reward_adapter: give one reward, not both"]
+        return []
+
     def problems(self) -> list[str]:
-        problems = self.rl_problems() + report_problems(self)
+        problems = self.rl_problems() + self.reward_problems() + report_problems(self)
         problems += rule(self, "save_every", self.save_every >= 1, "must be at least 1")
         problems += rule(self, "generations", self.generations >= 2, "must be at least 2")
         if self.generations >= 2 and self.rollouts % self.generations:
@@ -353,14 +368,14 @@ class OnlineRLSettings(RLSettings):
 
 @dataclass(frozen=True)
 class GRPOJob(OnlineRLSettings):
-    """GRPO with trl's GRPOTrainer: each answer's advantage is its PM score against the mean
-    (and spread) of the other answers to the same prompt — no value model."""
+    """GRPO with trl's GRPOTrainer: each answer's advantage is its reward (PM or probe score)
+    against the mean and spread of the other answers to the same prompt — no value model."""
 
 
 @dataclass(frozen=True)
 class RLOOJob(OnlineRLSettings):
-    """RLOO with trl's RLOOTrainer: each answer's baseline is the mean PM score of the other
-    answers to the same prompt (leave one out) — no value model."""
+    """RLOO with trl's RLOOTrainer: each answer's baseline is the mean reward (PM or probe
+    score) of the other answers to the same prompt (leave one out) — no value model."""
 
 
 # --- data stages --------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def title_of(adapter: Path) -> str:
 def provenance(adapter: Path) -> list[dict[str, Any]]:
     """The stages behind an adapter, newest first: each its title, run folder and lineage,
     following the policy it started from (PPO from SFT) and the preference model it was
-    trained against, back to the base."""
+    trained against (a probe it was rewarded by is in its stage's lineage), back to the base."""
     stages: list[dict[str, Any]] = []
     seen: set[Path] = set()
     waiting = [adapter]

@@ -11,8 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config.commands import read_job_file
+from pipeline.values.representation_judge import LINEAGE_FILE, probe_quality
 
-INPUTS = ("data", "policy_adapter", "reward_adapter", "init_adapter", "prompts", "constitution")
+INPUTS = (
+    "data",
+    "policy_adapter",
+    "reward_adapter",
+    "reward_probe",
+    "init_adapter",
+    "prompts",
+    "constitution",
+)
 
 
 def data_hash(path: Path) -> str:
@@ -54,7 +63,15 @@ def lineage(job: Any) -> dict[str, str]:
     if data.exists():
         facts["data_hash"] = data_hash(data)
         facts |= constitution_of(data)
-    return facts
+    return facts | probe_facts(Path(str(getattr(job, "reward_probe", "") or "_")))
+
+
+def probe_facts(folder: Path) -> dict[str, str]:
+    """A reward probe's human labels (their hash) and how well it agreed with them."""
+    if not (folder / LINEAGE_FILE).is_file():
+        return {}
+    fitted = json.loads((folder / LINEAGE_FILE).read_text())
+    return {"probe_data_hash": fitted["data_hash"], "probe_agreement": probe_quality(fitted)}
 
 
 def job_settings(run_folder: Path) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """GRPO and RLOO through trl's own trainers, beside our PPO (`ppo.py`), so a run can be
 checked against the library everyone else uses: the same SFT policy (its LoRA trained
-further), the same preference model as the reward, the same prompts, and the same KL
-reference (the base with adapters off). Neither has a value model: GRPO measures each answer
+further), the same preference model as the reward (or the representation judge: a probe
+fitted on human labels), the same prompts, and the same KL reference (the base with adapters
+off). Neither has a value model: GRPO measures each answer
 against the mean and spread of the other answers to its prompt, RLOO against the mean of
 the others (leave one out).
 
@@ -22,6 +23,7 @@ from pipeline.core.errors import JobError
 from pipeline.data.prompts import load_prompts
 from pipeline.model.loading import load_model
 from pipeline.train.runtime import CancelFlag, check_loss, train_trl_adapter, trl_basics
+from pipeline.values.representation_judge import load_probe, probe_scores
 
 PM_MAX_LENGTH = 512  # the PM reads the end of prompt + answer, as in PPO
 
@@ -33,28 +35,45 @@ def text_of(turn: Any) -> str:
     return " ".join(m["content"] for m in turn if m.get("role") != "system")
 
 
+def as_reward(score: Callable[[list[str], list[str]], torch.Tensor], name: str, what: str):
+    """`score(prompts, answers)` as trl's reward function, named `name` in trl's logs."""
+
+    def reward(prompts: list, completions: list, trainer_state: Any = None, **_: Any) -> list:
+        scores = score([text_of(p) for p in prompts], [text_of(c) for c in completions])
+        # trl reads a NaN reward as "no reward for this answer" and goes on: stop instead, as
+        # PPO does, before the step is applied or saved
+        step = trainer_state.global_step + 1 if trainer_state is not None else 0
+        check_loss(scores, step, f"the reward ({what})")
+        return scores.tolist()
+
+    reward.__name__ = name
+    return reward
+
+
 def pm_reward(reward_adapter: str) -> Callable[..., list[float]]:
     """The preference model as trl's reward function: its score of each (prompt, answer)."""
     pm = load_model(reward_adapter)  # its LoRA merged into a copy of its base
     head = load_head(reward_adapter, pm)
 
-    def reward(prompts: list, completions: list, trainer_state: Any = None, **_: Any) -> list:
-        scores = scores_by_length(
-            pm.model,
-            head,
-            pm.tokenizer,
-            [text_of(p) for p in prompts],
-            [text_of(c) for c in completions],
-            PM_MAX_LENGTH,
-        )
-        # trl reads a NaN reward as "no reward for this answer" and goes on: stop instead, as
-        # PPO does, before the step is applied or saved
-        step = trainer_state.global_step + 1 if trainer_state is not None else 0
-        check_loss(scores, step, "the reward (PM score)")
-        return scores.tolist()
+    def score(prompts: list[str], answers: list[str]) -> torch.Tensor:
+        return scores_by_length(pm.model, head, pm.tokenizer, prompts, answers, PM_MAX_LENGTH)
 
-    reward.__name__ = "preference_model"  # trl logs each reward function by its name
-    return reward
+    return as_reward(score, "preference_model", "PM score")
+
+
+def probe_reward(model: str, probe_folder: str) -> Callable[..., list[float]]:
+    """The representation judge as trl's reward function: each answer's h·w/τ under a probe
+    fitted on human labels, read from a frozen copy of the base (the probe was fitted on the
+    base's states, never on the policy's as it trains)."""
+    loaded = load_model(model)
+    probe = load_probe(probe_folder, loaded)  # refused by name when fitted on another model
+    return as_reward(partial(probe_scores, loaded, probe), "representation_judge", "probe score")
+
+
+def reward_function(job: OnlineRLSettings) -> Callable[..., list[float]]:
+    if job.reward_probe.strip():
+        return probe_reward(job.model, job.reward_probe)
+    return pm_reward(job.reward_adapter)
 
 
 def online_arguments(job: OnlineRLSettings, out: Path, on_cpu: bool) -> dict[str, Any]:
@@ -95,7 +114,7 @@ def train_online(
         title,
         "prompts",
         arguments=partial(online_arguments, job, Path(out)),
-        reward_funcs=pm_reward(job.reward_adapter),
+        reward_funcs=reward_function(job),
     )
 
 

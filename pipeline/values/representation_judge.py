@@ -22,7 +22,7 @@ from pipeline.core.errors import ModelError
 from pipeline.core.files import read_tensors, save_tensors
 from pipeline.data.constitution import Constitution, content_hash
 from pipeline.data.preferences import Pair, Preference, PrincipleLabel
-from pipeline.model.hidden import decoder_layers
+from pipeline.model.hidden import decoder_layers, hidden_states
 from pipeline.model.loading import LoadedModel
 from pipeline.values import probes
 from pipeline.values.directions import constitution_direction
@@ -158,6 +158,17 @@ def load_probe(folder: str | Path, loaded: LoadedModel) -> Probe:
             f"(hidden size {ours[0]}, {ours[1]} layers); fit one for this model."
         )
     return probe
+
+
+def probe_scores(
+    loaded: LoadedModel, probe: Probe, prompts: list[str], answers: list[str], batch_size: int = 8
+) -> torch.Tensor:
+    """Each answer's score under the probe, h·w/τ: a reward on the judge's own scale — two
+    answers' difference is the log-odds of the P(A) that `RepresentationJudge.label` gives."""
+    states = hidden_states(
+        loaded.model, loaded.tokenizer, prompts, answers, [probe.layer], probe.pooling, batch_size
+    )
+    return states[:, 0] @ probe.direction.float() / probe.tau
 
 
 class RepresentationJudge:

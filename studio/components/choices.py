@@ -11,6 +11,7 @@ from pipeline.data.constitution import Constitution
 from pipeline.data.store import JobRecord, Store, parse_ref
 from pipeline.runner.run_list import by_run, run_name
 from pipeline.train.runtime import ADAPTER_DIR
+from pipeline.values.representation_judge import LINEAGE_FILE
 
 POLICY_STAGES = ("sft", "dpo", "ppo", "rahf")
 
@@ -33,6 +34,11 @@ def default_choice(store: Store) -> str | None:
 def adapter_choices(store: Store) -> list[str]:
     """Policy adapters of finished SFT, DPO, PPO and RAHF jobs, newest first."""
     return store.trained(POLICY_STAGES, ADAPTER_DIR)
+
+
+def probe_choices(store: Store) -> list[str]:
+    """Every probe fitted from human labels (`values fit`), newest first."""
+    return store.trained(("values-fit",), "probe", LINEAGE_FILE)
 
 
 def offer_models(store: Store, dropdown: gr.Dropdown, default: str = DEFAULT_MODEL) -> None:

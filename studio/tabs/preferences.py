@@ -60,6 +60,7 @@ from studio.components.choices import (
     default_choice,
     folder_choices,
     offer_models,
+    probe_choices,
     resolve_choice,
 )
 from studio.components.heartbeat import Heartbeat
@@ -460,7 +461,7 @@ def judge_choices(store: Store) -> list[tuple[str, str]]:
     """The judges a pair can be scored and labelled with: auto (the one measured to agree
     best with your labels), the log-prob question, the constitution's direction in the
     hidden states, and every probe fitted from labels."""
-    probes = store.trained(("values-fit",), "probe", LINEAGE_FILE)
+    probes = probe_choices(store)
     return [
         ("auto: the judge that agrees best with your labels (else log-prob, unverified)", AUTO),
         ("log-prob: asks the A/B question", LOGPROB),

@@ -46,6 +46,7 @@ from studio.components.choices import (
     adapter_choices,
     constitution_choices,
     folder_choices,
+    probe_choices,
     resolve_choice,
 )
 from studio.components.heartbeat import Heartbeat
@@ -330,6 +331,7 @@ def field_choices(store: Store, name: str) -> dict[str, list[Any]]:
         "pm": pms,
         "policy_adapter": adapter_choices(store),
         "reward_adapter": pms,
+        "reward_probe": probe_choices(store),
         "init_adapter": pms,
         "constitution": constitution_choices(store),
         "prompts": (

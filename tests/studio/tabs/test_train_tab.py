@@ -71,6 +71,13 @@ def test_every_command_has_a_form_fed_by_the_folders_of_earlier_stages(store, tm
     assert str(tmp_path) not in named  # offered by name, never as a folder
     assert tab.field_choices(store, "sft-data")["chains"] == [(named, str(chains))]
     assert tab.field_choices(store, "label")["pairs"] == ["gold"]
+    fit = tmp_path / "fit"
+    job, _ = store.add_job("values-fit", ["values", "fit"], str(fit), [])
+    store.set_job_status(job.id, "succeeded")
+    assert tab.field_choices(store, "grpo")["reward_probe"] == []  # no probe saved in it
+    (fit / "probe").mkdir(parents=True)
+    (fit / "probe" / "probe.json").write_text("{}")
+    assert tab.field_choices(store, "grpo")["reward_probe"] == [str(fit / "probe")]
     label = filled(tab.on_preset(store, "label", "tiny", None), "label")
     assert label["constitution"]["value"] == "harmless-helpful" and label["ensemble"]["value"] == 2
 
