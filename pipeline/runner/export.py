@@ -56,8 +56,14 @@ def refusal(adapter: Path, out: Path) -> str:
 
 def gguf_refusal(adapter: Path) -> str:
     """Why the adapter's base cannot be written as GGUF ('' when it can)."""
-    config = Path(resolve_source(base_of(adapter))) / "config.json"
-    return gguf_problem(json.loads(config.read_text())) if config.is_file() else ""
+    base = Path(resolve_source(base_of(adapter)))
+    if not (base / "config.json").is_file():
+        return ""
+    tokenizer = base / "tokenizer.json"
+    return gguf_problem(
+        json.loads((base / "config.json").read_text()),
+        json.loads(tokenizer.read_text()) if tokenizer.is_file() else None,
+    )
 
 
 def base_of(adapter: Path) -> str:

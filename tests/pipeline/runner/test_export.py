@@ -161,6 +161,37 @@ def test_a_gguf_export_reads_back_to_the_same_logits_tokens_and_template(trained
     assert "llama.cpp's converter" in gguf_problem({"model_type": "qwen2"})
 
 
+def test_a_gguf_keeps_the_rotary_base_and_the_tokens_llama_cpp_reads(tiny_folder, tmp_path):
+    """What llama.cpp itself needs beyond what transformers' reader checks: the rotary base
+    where recent transformers keeps it (SmolLM2's is 100000, not the usual 10000), the chat
+    markers typed CONTROL (else llama.cpp spells `<|im_start|>` out letter by letter) and the
+    pre-tokenizer named."""
+    import gguf
+
+    from pipeline.model.gguf_writer import gguf_problem, write_gguf
+
+    folder = tmp_path / "base"
+    shutil.copytree(tiny_folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["rope_parameters"] = {"rope_theta": 100000.0, "rope_type": "default"}
+    (folder / "config.json").write_text(json.dumps(config))
+    out = write_gguf(folder, tmp_path / "m.gguf", half=False)
+    ids = torch.arange(100, 140)[None]
+    with torch.no_grad():
+        want = AutoModelForCausalLM.from_pretrained(folder)(ids).logits
+        got = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf")(ids).logits
+    assert torch.allclose(want, got, atol=1e-5)
+    fields = gguf.GGUFReader(out).fields
+    assert fields["llama.rope.freq_base"].contents() == 100000.0
+    assert fields["tokenizer.ggml.pre"].contents() == "gpt-2"
+    start = AutoTokenizer.from_pretrained(folder).convert_tokens_to_ids("<|im_start|>")
+    assert fields["tokenizer.ggml.token_type"].contents()[start] == gguf.TokenType.CONTROL
+    config["rope_parameters"] = {"rope_theta": 5e5, "rope_type": "llama3", "factor": 8.0}
+    assert "scales them ('llama3')" in gguf_problem(config)
+    pre = {"pre_tokenizer": {"type": "Metaspace"}}
+    assert "pre-tokenizer is another" in gguf_problem({"model_type": "llama"}, pre)
+
+
 def test_the_card_follows_a_policy_back_through_its_sft_start_and_its_pm(trained, tmp_path):
     runs = tmp_path / "run-all"
     labels = runs / "labels"
