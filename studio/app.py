@@ -193,4 +193,8 @@ def launch(
             "middleware": middleware,
             "exception_handlers": {FnIndexInferError: access.unknown_api_name},
         },
+        # Gradio's start-up self-check (a HEAD request with 3 s to answer, made for Colab)
+        # reads a machine busy with a training job as "localhost is not accessible" and
+        # refuses to start; the studio is only ever served here, never through a share link
+        _frontend=False,
     )
