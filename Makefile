@@ -40,11 +40,16 @@ browser:
 run: setup
 	$(PY) app.py $(ARGS)
 
+# two pytest workers, each with its share of the cores (tests/conftest.py): 1.6x faster on 2
+# cores (docs/benchmarks.md, "The test suite"); WORKERS=0 runs in one process
+WORKERS ?= 2
+XDIST = -n $(WORKERS)
+
 test: setup browser
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest $(XDIST) $(ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -m "not integration and not e2e and not slow" $(ARGS)
+	$(PY) -m pytest $(XDIST) -m "not integration and not e2e and not slow" $(ARGS)
 
 # a fresh environment resolves pyproject.toml's pins (torch first, as above); its exact set,
 # the CPU build's local label dropped, is the lock every `make setup` installs

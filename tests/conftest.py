@@ -5,6 +5,12 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    # xdist workers share the cores: one torch/OpenMP thread pool each of its share, set before
+    # torch is imported and inherited by the jobs and studios a test starts (spinning OpenMP
+    # threads on an oversubscribed core cost more than they win)
+    share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, share)))
 
 
 import pytest  # noqa: E402

@@ -120,7 +120,6 @@ def test_a_tiny_rahf_job_from_the_train_tab_plots_its_loss(page: Page, studio, t
     page.locator("#train-stage input").click()
     page.get_by_role("option", name=re.compile("^7c. RAHF")).click()
     expect(page.locator("#train-description")).to_contain_text("RAHF")
-    pick(page, "train-rahf-data", "gold")  # human-labelled pairs are offered beside label runs
     for field, value in (
         ("model", str(tiny_folder)),
         ("max-steps", "3"),
@@ -132,6 +131,9 @@ def test_a_tiny_rahf_job_from_the_train_tab_plots_its_loss(page: Page, studio, t
         fill(page, f"train-rahf-{field}", value)
     expect(page.locator("#train-command")).to_contain_text("python -m pipeline rahf --config")
     expect(page.locator("#train-command")).to_contain_text("target_layers: '1'")
+    # picked last: on a busy machine the stage's preset can still be filling the form
+    pick(page, "train-rahf-data", "gold")  # human-labelled pairs are offered beside label runs
+    expect(page.locator("#train-command")).to_contain_text("data: gold")
     page.click("#train-launch-rahf")
     expect(page.locator("#train-message")).to_contain_text("(rahf) launched")
     progress = page.locator("#train-progress .job-progress")
