@@ -2,9 +2,8 @@
 checked against the library everyone else uses: the same SFT policy (its LoRA trained
 further), the same preference model as the reward (or the representation judge: a probe
 fitted on human labels), the same prompts, and the same KL reference (the base with adapters
-off). Neither has a value model: GRPO measures each answer
-against the mean and spread of the other answers to its prompt, RLOO against the mean of
-the others (leave one out).
+off). Neither has a value model: GRPO measures each answer against the mean and spread of the
+other answers to its prompt, RLOO against the mean of the others (leave one out).
 
 Checkpoints, resume, cancel, the NaN guard and metrics.jsonl come from the trl run every
 trl-based stage shares (`runtime.train_trl_adapter`)."""
@@ -35,7 +34,9 @@ def text_of(turn: Any) -> str:
     return " ".join(m["content"] for m in turn if m.get("role") != "system")
 
 
-def as_reward(score: Callable[[list[str], list[str]], torch.Tensor], name: str, what: str):
+def as_reward(
+    score: Callable[[list[str], list[str]], torch.Tensor], name: str, what: str
+) -> Callable[..., list[float]]:
     """`score(prompts, answers)` as trl's reward function, named `name` in trl's logs."""
 
     def reward(prompts: list, completions: list, trainer_state: Any = None, **_: Any) -> list:
@@ -71,6 +72,7 @@ def probe_reward(model: str, probe_folder: str) -> Callable[..., list[float]]:
 
 
 def reward_function(job: OnlineRLSettings) -> Callable[..., list[float]]:
+    """The job's one reward: its probe when it names one, else its preference model."""
     if job.reward_probe.strip():
         return probe_reward(job.model, job.reward_probe)
     return pm_reward(job.reward_adapter)
