@@ -51,10 +51,11 @@ def gguf_problem(config: dict, tokenizer: dict | None = None) -> str:
             f"GGUF is written here for Llama-architecture models; this one is {kind!r}. "
             f"Convert the merged folder with llama.cpp's converter: {CONVERTER}."
         )
-    if rope(config)[1] != "default":
+    scaling = rope(config)[1]
+    if scaling != "default":
         return (
             f"GGUF is written here for plain rotary positions; this model scales them "
-            f"({rope(config)[1]!r}). Convert the merged folder with llama.cpp's converter: "
+            f"({scaling!r}). Convert the merged folder with llama.cpp's converter: "
             f"{CONVERTER}."
         )
     if tokenizer is not None and pre_tokenizer_name(tokenizer) is None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config.commands import read_job_file
-from pipeline.values.representation_judge import LINEAGE_FILE, probe_quality
+from pipeline.values.representation_judge import LINEAGE_FILE, probe_quality, read_lineage
 
 INPUTS = (
     "data",
@@ -70,7 +70,7 @@ def probe_facts(folder: Path) -> dict[str, str]:
     """A reward probe's human labels (their hash) and how well it agreed with them."""
     if not (folder / LINEAGE_FILE).is_file():
         return {}
-    fitted = json.loads((folder / LINEAGE_FILE).read_text())
+    fitted = read_lineage(folder)
     return {"probe_data_hash": fitted["data_hash"], "probe_agreement": probe_quality(fitted)}
 
 

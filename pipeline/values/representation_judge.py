@@ -10,6 +10,7 @@ records: both orders carry the same label, and the option mass is 1 (nothing was
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -128,6 +129,12 @@ def fit_probe(
         cv.controlled,
         length.longer if length else None,
     )
+
+
+def read_lineage(folder: str | Path) -> dict:
+    """A saved probe's lineage (where it came from and how well it agreed with people),
+    without loading its direction."""
+    return json.loads((Path(folder) / LINEAGE_FILE).read_text())
 
 
 def save_probe(probe: Probe, folder: str | Path) -> Path:

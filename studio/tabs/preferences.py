@@ -49,10 +49,10 @@ from pipeline.runner.run_list import counted
 from pipeline.values.features import pair_source
 from pipeline.values.representation_judge import (
     FITTED,
-    LINEAGE_FILE,
     RepresentationJudge,
     load_probe,
     probe_quality,
+    read_lineage,
 )
 from studio.components import judges_panel
 from studio.components.choices import (
@@ -480,7 +480,7 @@ def fitted_quality(folder: str) -> str:
     """A fitted probe's cross-validated accuracy with its interval and length control, read
     from its lineage; what went wrong, when it cannot be read."""
     try:
-        return probe_quality(json.loads((Path(folder) / LINEAGE_FILE).read_text()))
+        return probe_quality(read_lineage(folder))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return f"accuracy unreadable: {exc}"
 

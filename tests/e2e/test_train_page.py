@@ -115,20 +115,32 @@ def test_sft_on_a_chain_run_from_the_train_tab(page: Page, studio, tiny_folder):
     expect(page.get_by_role("option", name="adapter", exact=False)).to_have_count(1)
 
 
-def test_a_tiny_rahf_job_from_the_train_tab_plots_its_loss(page: Page, studio, tiny_folder):
+def open_form(page: Page, number: str, stage: str, values: dict[str, str]) -> None:
+    """The Train tab on stage `number` (its menu entry's start, as "7c"), its form's fields
+    (by id suffix) filled with `values`."""
     page.get_by_role("tab", name="Train").click()
     page.locator("#train-stage input").click()
-    page.get_by_role("option", name=re.compile("^7c. RAHF")).click()
-    expect(page.locator("#train-description")).to_contain_text("RAHF")
-    for field, value in (
-        ("model", str(tiny_folder)),
-        ("max-steps", "3"),
-        ("pattern-steps", "2"),
-        ("max-length", "64"),
-        ("batch-size", "2"),
-        ("target-layers", "1"),
-    ):
-        fill(page, f"train-rahf-{field}", value)
+    title = stage.upper()
+    page.get_by_role("option", name=re.compile(f"^{number}. {title}")).click()
+    expect(page.locator("#train-description")).to_contain_text(title)
+    for field, value in values.items():
+        fill(page, f"train-{stage}-{field}", value)
+
+
+def test_a_tiny_rahf_job_from_the_train_tab_plots_its_loss(page: Page, studio, tiny_folder):
+    open_form(
+        page,
+        "7c",
+        "rahf",
+        {
+            "model": str(tiny_folder),
+            "max-steps": "3",
+            "pattern-steps": "2",
+            "max-length": "64",
+            "batch-size": "2",
+            "target-layers": "1",
+        },
+    )
     expect(page.locator("#train-command")).to_contain_text("python -m pipeline rahf --config")
     expect(page.locator("#train-command")).to_contain_text("target_layers: '1'")
     # picked last: on a busy machine the stage's preset can still be filling the form
@@ -149,20 +161,20 @@ def test_a_grpo_run_from_the_train_tab_reports_to_tensorboard(page: Page, studio
     from tests.tiny import small_vocab_stages
 
     base, sft, pm = small_vocab_stages(tmp_path)
-    page.get_by_role("tab", name="Train").click()
-    page.locator("#train-stage input").click()
-    page.get_by_role("option", name=re.compile("^7d. GRPO")).click()
-    expect(page.locator("#train-description")).to_contain_text("GRPO")
-    for field, value in (
-        ("model", str(base)),
-        ("policy-adapter", str(sft)),
-        ("reward-adapter", str(pm)),
-        ("steps", "2"),
-        ("rollouts", "4"),
-        ("generations", "2"),
-        ("max-new-tokens", "6"),
-    ):
-        fill(page, f"train-grpo-{field}", value)
+    open_form(
+        page,
+        "7d",
+        "grpo",
+        {
+            "model": str(base),
+            "policy-adapter": str(sft),
+            "reward-adapter": str(pm),
+            "steps": "2",
+            "rollouts": "4",
+            "generations": "2",
+            "max-new-tokens": "6",
+        },
+    )
     pick(page, "train-grpo-report-to", "tensorboard")  # a tracker is a menu
     expect(page.locator("#train-command")).to_contain_text("report_to: tensorboard")
     page.click("#train-launch-grpo")

@@ -139,16 +139,8 @@ def probe(stages, tmp_path_factory):
     """A probe fitted by `values fit` on the small base from pairs people labelled: the
     kind words chosen over the unkind ones."""
     root = tmp_path_factory.mktemp("probe")
-    kind, unkind = (
-        ["good kind", "glad to help", "yes sure", "thanks fine", "great safe"],
-        [
-            "bad harm",
-            "rude mean",
-            "never hate",
-            "ugly awful",
-            "wrong no",
-        ],
-    )
+    kind = ["good kind", "glad to help", "yes sure", "thanks fine", "great safe"]
+    unkind = ["bad harm", "rude mean", "never hate", "ugly awful", "wrong no"]
     rows = [
         {"prompt": f"q{i} {j}", "chosen": a, "rejected": b}
         for i, a in enumerate(kind)
