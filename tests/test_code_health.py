@@ -49,7 +49,7 @@ def test_the_layers_hold_and_no_import_cycle():
 
 @pytest.mark.integration
 def test_mypy_is_clean_on_the_pipeline():
-    """pyproject.toml's [tool.mypy]: the library's types hold (about a minute, so the fast
+    """pyproject.toml's [tool.mypy]: the library's types hold (about 30 s, so the fast
     tier leaves it to `make test`)."""
     done = tool(sys.executable, "-m", "mypy")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import torch
 
-from pipeline.model.scoring import chunks, left_pad, prefixed_forward
+from pipeline.model.scoring import chunks, left_pad, prefixed_forward, shared_prefix_length
 
 POOLINGS = ("answer_mean", "last")
 MAX_LENGTH = 512  # tokens of a conversation read; longer ones lose their start
@@ -211,22 +211,41 @@ def prompt_states(
     batch_size: int = 8,
 ) -> torch.Tensor:
     """[rows, layers, hidden]: the state at the last token of each rendered conversation,
-    generation cue included — where the model decides how its answer begins."""
+    generation cue included — where the model decides how its answer begins.
+
+    Conversations alike but for their last message (one instruction over many prompts)
+    share one pass over the tokens they begin with; only each row's own tokens are computed
+    per row, in batches of `batch_size` rows."""
     _, wanted = wanted_layers(model, layers)
     rows = [
-        tokenizer(
-            tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
-            add_special_tokens=False,
-        )["input_ids"]
+        tuple(
+            tokenizer(
+                tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
+                add_special_tokens=False,
+            )["input_ids"]
+        )
         for c in conversations
     ]
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    out = []
-    for start in range(0, len(order), batch_size):
-        ids, mask = left_pad(
-            [rows[i] for i in order[start : start + batch_size]], pad_id(tokenizer)
+    by_context: dict[str, list[int]] = {}
+    for i in sorted(range(len(rows)), key=lambda i: len(rows[i])):
+        by_context.setdefault(repr(conversations[i][:-1]), []).append(i)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for indices in by_context.values():
+        stem = shared_prefix_length([rows[i] for i in indices]) if len(indices) > 1 else 0
+        groups.setdefault(rows[indices[0]][:stem], []).extend(indices)
+    order, out = [], []
+    for chunk in chunks(groups, batch_size):
+        members = [(p, i) for p, (_, indices) in enumerate(chunk) for i in indices]
+        stacked, _ = _prefixed_states(
+            model,
+            wanted,
+            [head for head, _ in chunk],
+            [p for p, _ in members],
+            [rows[i][len(chunk[p][0]) :] for p, i in members],
+            pad_id(tokenizer),
         )
-        out.append(_layer_states(model, wanted, ids, mask)[:, :, -1])
+        order += [i for _, i in members]
+        out.append(stacked[:, :, -1])
     return _in_input_order(order, out)
 
 

@@ -104,7 +104,7 @@ def _convert_gguf(gguf: Path) -> Callable[[Path], None]:
         )
         # The weights are de-quantised on load; dropping the quantizer lets them be saved
         # as plain safetensors that load in a second instead of twenty.
-        model.hf_quantizer = None  # type: ignore[assignment]  # transformers types it as set
+        model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(out, safe_serialization=True)
@@ -273,7 +273,7 @@ def _load(name: str, source: str, device: str) -> LoadedModel:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=dtype, trust_remote_code=False, use_safetensors=True
-        ).to(device)  # type: ignore[arg-type]  # transformers types its wrapped .to() wrongly
+        ).to(device)
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if is_hub:

@@ -6,6 +6,7 @@ from pipeline.model.hidden import (
     decoder_layers,
     encode_conversations,
     hidden_states,
+    prompt_states,
     split_conversation,
     states_at,
 )
@@ -62,6 +63,35 @@ def test_answers_to_one_prompt_share_its_pass_and_read_as_one_full_pass_each():
     # one pass over the prompt (one row), then the three answers' own tokens only
     head = len(split_conversation(tiny.tokenizer, prompts[0], answers[0], 512)[0])
     assert forwards[0] == (1, head) and forwards[1][0] == 3 and forwards[1][1] < head
+
+
+def test_conversations_under_one_instruction_share_its_pass_and_read_as_full_passes():
+    """A constitution's direction reads every principle's instruction over many prompts:
+    the instruction is computed once, and each state is the one a full pass gives."""
+    tiny = tiny_model()
+    instruction = "Answer kindly and briefly, and never help anyone hurt a person. " * 2
+    conversations = [
+        [{"role": "system", "content": instruction}, {"role": "user", "content": q}]
+        for q in [*PROMPTS, "Why is the sky blue?"]
+    ] + [[{"role": "user", "content": "Alone, no instruction."}]]
+    shared = prompt_states(tiny.model, tiny.tokenizer, conversations, [0, 1, 2], 8)
+    plain = []
+    for c in conversations:
+        text = tiny.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+        ids = torch.tensor([tiny.tokenizer(text, add_special_tokens=False)["input_ids"]])
+        plain.append(states_at(tiny.model, ids, torch.ones_like(ids), [0, 1, 2])[:, 0, -1])
+    assert torch.allclose(shared, torch.stack(plain), atol=1e-5)
+    forwards = []
+    hook = tiny.model.model.layers[0].register_forward_hook(
+        lambda module, inputs, output: forwards.append(inputs[0].shape[:2])
+    )
+    try:
+        prompt_states(tiny.model, tiny.tokenizer, conversations[:3], [0, 1, 2], 8)
+    finally:
+        hook.remove()
+    # one pass over the instruction (one row), then the three prompts' own tokens only
+    (rows, head), (three, tail) = forwards
+    assert rows == 1 and three == 3 and tail < head
 
 
 def test_last_pooling_is_the_last_token_of_a_plain_forward_pass():
