@@ -360,7 +360,8 @@ def filled_values(store: Store, name: str, chosen_preset: str) -> dict[str, Any]
 
 def on_preset(store: Store, name: str, chosen_preset: str, previewed: str | None) -> dict[str, Any]:
     """Stage `name`'s fields from the preset (with their choices), by field id, and the
-    preview of what they now say; the other stages' fields are left alone."""
+    preview of what they now say; the other stages' fields are left alone. `filled` says
+    which stage and preset the form now holds."""
     values = filled_values(store, name, chosen_preset)
     choices = field_choices(store, name)
     fields = dataclasses.fields(FORMS[name])
@@ -370,12 +371,26 @@ def on_preset(store: Store, name: str, chosen_preset: str, previewed: str | None
         )
         for f in fields
     }
-    return {**updates, **on_preview(store, name, previewed, *(values[f.name] for f in fields))}
+    return {
+        **updates,
+        **on_preview(store, name, previewed, *(values[f.name] for f in fields)),
+        "filled": [name, chosen_preset],
+    }
 
 
-def on_stage(store: Store, name: str, chosen_preset: str, previewed: str | None) -> dict[str, Any]:
+def on_stage(
+    store: Store,
+    name: str,
+    chosen_preset: str,
+    previewed: str | None,
+    filled: list[str] | None = None,
+) -> dict[str, Any]:
     """Stage `name` shown: its description, its form and Launch button (the others hidden),
-    filled from the preset, and its preview."""
+    filled from the preset, and its preview. The stage and preset the form holds already
+    (`filled`) change nothing: the stage picker fires again when it loses focus, and what
+    the user has typed into the form since must not be reset to the preset."""
+    if filled is not None and list(filled) == [name, chosen_preset]:
+        return {}
     return {
         "description": gr.update(value=FORMS[name].__doc__),
         **{f"form-{s}": gr.update(visible=s == name) for s in FORMS},
@@ -780,6 +795,7 @@ def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> TrainView:
         return outlier_html(job, int(row[0]), str(row[1])) if len(row) > 1 else ""
 
     previewed = gr.State(None)  # the run folder the command shows: Launch uses it
+    filled = gr.State(None)  # [stage, preset] the form was last filled from
     previewed_views = {"command": command, "previewed": previewed, "checks": checks}
     form = {
         "stage": stage,
@@ -788,6 +804,7 @@ def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> TrainView:
         **{f"launch-{name}": button for name, button in launches.items()},
         **{c.elem_id: c for fields in forms.values() for c in fields},
         **previewed_views,
+        "filled": filled,
     }
     # Each event reads the fields of one stage only: Gradio's page re-applies the loading
     # status of every component any event has read, on every status change of any event,
@@ -797,7 +814,7 @@ def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> TrainView:
         wire(
             event,
             partial(on_stage, store),
-            [stage, preset_name, previewed],
+            [stage, preset_name, previewed, filled],
             form,
             show_progress_on=description,
         )

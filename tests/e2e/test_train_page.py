@@ -143,9 +143,13 @@ def test_a_tiny_rahf_job_from_the_train_tab_plots_its_loss(page: Page, studio, t
     )
     expect(page.locator("#train-command")).to_contain_text("python -m pipeline rahf --config")
     expect(page.locator("#train-command")).to_contain_text("target_layers: '1'")
-    # picked last: on a busy machine the stage's preset can still be filling the form
     pick(page, "train-rahf-data", "gold")  # human-labelled pairs are offered beside label runs
-    expect(page.locator("#train-command")).to_contain_text("data: gold")
+    command = page.locator("#train-command")
+    expect(command).to_contain_text("data: gold")
+    # the stage picker fires again when the form takes the focus: what was typed stays
+    for kept in (f"model: {tiny_folder}", "max_steps: 3", "pattern_steps: 2"):
+        expect(command).to_contain_text(kept)
+    expect(page.locator("#train-rahf-model input")).to_have_value(str(tiny_folder))
     page.click("#train-launch-rahf")
     expect(page.locator("#train-message")).to_contain_text("(rahf) launched")
     progress = page.locator("#train-progress .job-progress")
@@ -154,6 +158,8 @@ def test_a_tiny_rahf_job_from_the_train_tab_plots_its_loss(page: Page, studio, t
     expect(page.locator("#train-plot-0")).to_contain_text("loss")
     expect(progress).to_have_attribute("data-status", "succeeded", timeout=300_000)
     expect(page.locator("#train-artifacts")).to_contain_text("can be picked as the model")
+    ran = (Path(Store(studio.workspace).jobs("rahf")[0].out_dir) / "job.yaml").read_text()
+    assert f"model: {tiny_folder}" in ran and "max_steps: 3" in ran
 
 
 def test_a_grpo_run_from_the_train_tab_reports_to_tensorboard(page: Page, studio, tmp_path):

@@ -45,6 +45,17 @@ def test_a_preset_fills_only_the_chosen_stage_and_offers_earlier_outputs(store):
     assert "DPO" in shown["description"]["value"]
     assert [shown[f"form-{s}"]["visible"] for s in tab.FORMS] == [s == "dpo" for s in tab.FORMS]
     assert [shown[f"launch-{s}"]["visible"] for s in tab.FORMS] == [s == "dpo" for s in tab.FORMS]
+    assert shown["filled"] == ["dpo", "tiny"] and updates["filled"] == ["ppo", "tiny"]
+
+
+def test_the_stage_picker_firing_again_keeps_what_the_user_typed(store):
+    """The stage dropdown fires again when it loses focus (a click into the form): the form
+    it already holds is not refilled from the preset over what the user typed."""
+    assert tab.on_stage(store, "rahf", "tiny", None, ["rahf", "tiny"]) == {}
+    again = tab.on_stage(store, "rahf", "study", None, ["rahf", "tiny"])  # another preset
+    assert again["filled"] == ["rahf", "study"] and "train-rahf-max-steps" in again
+    other = tab.on_stage(store, "rahf", "tiny", None, ["dpo", "tiny"])  # another stage
+    assert other["filled"] == ["rahf", "tiny"] and "train-rahf-max-steps" in other
 
 
 def test_the_whole_pipeline_defaults_to_the_constitution_being_edited(store):
