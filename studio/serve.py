@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if args.login_free_tries < 1 or not 1 <= args.login_lockout <= 86_400:
         parser.error("--login-free-tries must be at least 1 and --login-lockout 1 to 86400 s")
+    from pipeline.core import cpu
     from pipeline.core.errors import StudioError
+
+    cpu.use_physical_cores()  # before torch loads (see pipeline.core.cpu)
     from studio import access
     from studio.app import launch
     from studio.login_guard import LoginPolicy

@@ -11,6 +11,9 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     # threads on an oversubscribed core cost more than they win)
     share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, share)))
+# a queued job yields to the studio's live work (pipeline.core.cpu); the suite's workers are
+# peers, so a job one test waits for must not yield to the other worker's test
+os.environ.setdefault("CSTUDIO_JOB_NICENESS", "0")
 
 
 import pytest  # noqa: E402

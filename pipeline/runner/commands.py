@@ -5,10 +5,12 @@ path, so the CLI's start (and `--help`) loads no run module, and no torch, until
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 from pipeline.config.commands import STAGES
-from pipeline.core import heap
+from pipeline.core import cpu, heap
+from pipeline.core.job_folder import JOB_ID_ENV
 from pipeline.runner.invocation import Invocation
 
 RUNS: dict[str, str] = {
@@ -29,8 +31,18 @@ RUNS: dict[str, str] = {
 
 
 def run_command(command: str, job: Any, inv: Invocation) -> int:
-    """Run `command`'s job; its exit status. A PPO run that keeps a steady heap restarts on
-    jemalloc first, where it is installed (see pipeline.core.heap)."""
+    """Run `command`'s job; its exit status. It runs one torch thread per physical core,
+    and, queued from the studio, at a lower priority than the studio's live work (see
+    pipeline.core.cpu). A PPO run that keeps a steady heap restarts on jemalloc first, where
+    it is installed (see pipeline.core.heap)."""
+    cpu.use_physical_cores()
+    if os.environ.get(JOB_ID_ENV):
+        cpu.run_in_background()
+        print(
+            f"priority: niceness {os.getpriority(os.PRIO_PROCESS, 0)} (a queued job yields "
+            f"to the studio's live work; ${cpu.NICENESS_ENV} sets it)",
+            flush=True,
+        )
     if getattr(job, "steady_heap", False):
         heap.restart_on_jemalloc()
     module, _, name = RUNS[command].partition(":")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pipeline.cai.critique import ChainLog
-from pipeline.core import job_folder
+from pipeline.core import cpu, job_folder
 from pipeline.core.errors import JobError
 from pipeline.data.store import Store
 from pipeline.runner import jobs
@@ -89,6 +89,22 @@ def test_failed_job_reports_its_message(tmp_path, tiny_folder):
     )
     ended = jobs.wait(store, job.id, timeout=120)
     assert ended.status == "failed" and "neither a file nor a saved constitution" in ended.error
+
+
+@pytest.mark.integration
+def test_a_queued_job_yields_to_the_studio_at_the_niceness_set_and_says_so(tmp_path, monkeypatch):
+    store = Store(tmp_path / "ws")
+    failing = ["revise", "--constitution", "no-such", "--prompts", "red-team", "--out"]
+    monkeypatch.setenv(cpu.NICENESS_ENV, "7")
+    out = tmp_path / "run"
+    job = jobs.launch(store, "revise", [*failing, str(out)], out)
+    assert jobs.wait(store, job.id, timeout=120).status == "failed"
+    assert "priority: niceness 7 (a queued job yields" in job_folder.log_tail(out)
+    monkeypatch.setenv(cpu.NICENESS_ENV, "99")
+    out = tmp_path / "other"
+    job = jobs.launch(store, "revise", [*failing, str(out)], out)
+    ended = jobs.wait(store, job.id, timeout=120)
+    assert f"{cpu.NICENESS_ENV} must be a whole number from 0 to 19" in ended.error
 
 
 @pytest.mark.integration
