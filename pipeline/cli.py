@@ -99,6 +99,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from pipeline.config.settings import SamplingConfig
     from pipeline.model.engines import backend_for
     from pipeline.model.generation import chat
+    from pipeline.model.steering import check_direction_model
 
     config = config_from_args(SamplingConfig, args)
     system = args.system
@@ -109,8 +110,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 "--principle takes CONSTITUTION:PRINCIPLE_ID, e.g. harmless-helpful:privacy."
             )
         system = principle_system_prompt(resolve_constitution(ref, args)[1].principle(pid))
+    steering = steering_of(args)  # a bad steering flag is said before the model loads
     backend = backend_for(args.model)
-    steering = steering_of(args, backend.loaded)
+    if steering:
+        check_direction_model(steering.direction, backend.loaded, args.steer)
     conversations = [chat(p, system) for p in args.prompt]
     if args.stream and len(conversations) == 1 and not args.json:
         for piece in backend.stream(conversations[0], config, steering=steering):
@@ -225,9 +228,10 @@ def cmd_steer_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def steering_of(args: argparse.Namespace, loaded):
-    """The steering `generate --steer` asks for (None without --steer)."""
-    from pipeline.model.steering import Steering, load_direction, parse_layers
+def steering_of(args: argparse.Namespace):
+    """The steering `generate --steer` asks for (None without --steer), checked against
+    its direction; whether it fits the model is checked once the model is loaded."""
+    from pipeline.model.steering import Steering, parse_layers, read_direction
 
     if not args.steer:
         if args.coefficient is not None or args.layers:
@@ -235,7 +239,7 @@ def steering_of(args: argparse.Namespace, loaded):
                 "--coefficient and --layers steer: give the direction with --steer DIR."
             )
         return None
-    direction = load_direction(args.steer, loaded)
+    direction = read_direction(args.steer)
     layers = parse_layers(args.layers) or [direction.middle_layer]
     return Steering(
         direction,
