@@ -1,5 +1,5 @@
-"""The studio's live answer beside a queued job, on a laptop CPU (issue 28: no
-oversubscription when the studio and a job run side by side).
+"""The studio's live answer beside a queued job, on a laptop CPU: the two must not
+oversubscribe the cores when they run side by side.
 
 A batch-1 greedy answer (the Playground, a live chain: 32 new tokens, the embedded model,
 fp32) is timed alone, then beside a job process generating batches of 8 — once with the
