@@ -120,11 +120,6 @@ def _read(model, **inputs) -> None:
         pass
 
 
-def _layer_states(model, wanted: list[int], ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[rows, layers, tokens, hidden] in fp32 on the CPU."""
-    return states_at(model, ids, mask, wanted).transpose(0, 1).float().cpu()
-
-
 def _prefixed_states(
     model,
     wanted: list[int],
