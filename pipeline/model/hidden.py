@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -145,6 +145,35 @@ def _in_input_order(order: list[int], pooled: list[torch.Tensor]) -> torch.Tenso
     return torch.cat(pooled)[torch.argsort(torch.tensor(order))]
 
 
+def _grouped_states(
+    model,
+    wanted: list[int],
+    groups: dict[tuple[int, ...], list[int]],
+    tails: list[tuple[int, ...]],
+    pad: int,
+    batch_size: int,
+    pool: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Rows grouped by the prefix they share (prefix → row indices; row i's own tokens are
+    `tails[i]`), read in chunks of `batch_size` rows, each prefix once per chunk; each
+    chunk's [rows, layers, tail tokens, hidden] states and tail mask pooled by `pool`; the
+    pooled rows returned in input order."""
+    order, out = [], []
+    for chunk in chunks(groups, batch_size):
+        members = [(p, i) for p, (_, indices) in enumerate(chunk) for i in indices]
+        stacked, mask = _prefixed_states(
+            model,
+            wanted,
+            [head for head, _ in chunk],
+            [p for p, _ in members],
+            [tails[i] for _, i in members],
+            pad,
+        )
+        order += [i for _, i in members]
+        out.append(pool(stacked, mask))
+    return _in_input_order(order, out)
+
+
 @torch.no_grad()
 def hidden_states(
     model,
@@ -177,24 +206,15 @@ def hidden_states(
         head: by_head[head]
         for head in sorted(by_head, key=lambda h: (len(parts[by_head[h][-1]][1]), len(h)))
     }
-    order, out = [], []
-    for chunk in chunks(groups, batch_size):
-        rows = [(p, i) for p, (_, indices) in enumerate(chunk) for i in indices]
-        stacked, answer = _prefixed_states(
-            model,
-            wanted,
-            [head for head, _ in chunk],
-            [p for p, _ in rows],
-            [parts[i][1] for _, i in rows],
-            pad_id(tokenizer),
-        )
-        order += [i for _, i in rows]
+
+    def pool(stacked: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
         if pooling == "last":
-            out.append(stacked[:, :, -1])
-        else:
-            weights = answer[:, None, :, None].float()
-            out.append((stacked * weights).sum(2) / weights.sum(2))
-    return _in_input_order(order, out)
+            return stacked[:, :, -1]
+        weights = answer[:, None, :, None].float()
+        return (stacked * weights).sum(2) / weights.sum(2)
+
+    tails = [tail for _, tail in parts]
+    return _grouped_states(model, wanted, groups, tails, pad_id(tokenizer), batch_size, pool)
 
 
 @torch.no_grad()
@@ -225,23 +245,21 @@ def prompt_states(
     for i in sorted(range(len(rows)), key=lambda i: len(rows[i])):
         by_context.setdefault(repr(conversations[i][:-1]), []).append(i)
     groups: dict[tuple[int, ...], list[int]] = {}
+    tails: list[tuple[int, ...]] = list(rows)
     for indices in by_context.values():
         stem = shared_prefix_length([rows[i] for i in indices]) if len(indices) > 1 else 0
         groups.setdefault(rows[indices[0]][:stem], []).extend(indices)
-    order, out = [], []
-    for chunk in chunks(groups, batch_size):
-        members = [(p, i) for p, (_, indices) in enumerate(chunk) for i in indices]
-        stacked, _ = _prefixed_states(
-            model,
-            wanted,
-            [head for head, _ in chunk],
-            [p for p, _ in members],
-            [rows[i][len(chunk[p][0]) :] for p, i in members],
-            pad_id(tokenizer),
-        )
-        order += [i for _, i in members]
-        out.append(stacked[:, :, -1])
-    return _in_input_order(order, out)
+        for i in indices:
+            tails[i] = rows[i][stem:]
+    return _grouped_states(
+        model,
+        wanted,
+        groups,
+        tails,
+        pad_id(tokenizer),
+        batch_size,
+        lambda states, _: states[:, :, -1],
+    )
 
 
 class _Enough(Exception):
