@@ -3,17 +3,19 @@
 import os
 from pathlib import Path
 
+from pipeline.core import cpu  # torch-free: it must not load torch before the threads are set
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     # xdist workers share the cores: one torch/OpenMP thread pool each of its share, set before
     # torch is imported and inherited by the jobs and studios a test starts (spinning OpenMP
     # threads on an oversubscribed core cost more than they win)
-    share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, share)))
-# a queued job yields to the studio's live work (pipeline.core.cpu); the suite's workers are
-# peers, so a job one test waits for must not yield to the other worker's test
-os.environ.setdefault("CSTUDIO_JOB_NICENESS", "0")
+    share = cpu.physical_cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault(cpu.THREADS_ENV, str(max(1, share)))
+# a queued job yields to the studio's live work; the suite's workers are peers, so a job one
+# test waits for must not yield to the other worker's test
+os.environ.setdefault(cpu.NICENESS_ENV, "0")
 
 
 import pytest  # noqa: E402
