@@ -809,7 +809,10 @@ def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> TrainView:
     # Each event reads the fields of one stage only: Gradio's page re-applies the loading
     # status of every component any event has read, on every status change of any event,
     # so one event reading all 235 fields cost the idle page a core. The spinner of a
-    # stage switch is on the description alone for the same reason.
+    # stage switch is on the description alone for the same reason. The picker sends its
+    # `input` twice for one choice: the fills run one at a time (`one_queue`) so the second
+    # reads the `filled` the first wrote and leaves alone what the user types meanwhile.
+    one_queue = {"concurrency_id": "train-form", "concurrency_limit": 1}
     for event in (stage.input, preset_name.input):
         wire(
             event,
@@ -817,8 +820,9 @@ def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> TrainView:
             [stage, preset_name, previewed, filled],
             form,
             show_progress_on=description,
+            **one_queue,
         )
-    wire(demo.load, partial(on_preset, store), [stage, preset_name, previewed], form)
+    wire(demo.load, partial(on_preset, store), [stage, preset_name, previewed], form, **one_queue)
     for name, fields in forms.items():
         preview = partial(on_preview, store, name)
         for field in fields:

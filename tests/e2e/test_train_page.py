@@ -125,6 +125,8 @@ def open_form(page: Page, number: str, stage: str, values: dict[str, str]) -> No
     expect(page.locator("#train-description")).to_contain_text(title)
     for field, value in values.items():
         fill(page, f"train-{stage}-{field}", value)
+    for field, value in values.items():  # the picker's second `input` resets nothing typed
+        expect(page.locator(f"#train-{stage}-{field} input").first).to_have_value(value)
 
 
 def test_a_tiny_rahf_job_from_the_train_tab_plots_its_loss(page: Page, studio, tiny_folder):
@@ -189,4 +191,5 @@ def test_a_grpo_run_from_the_train_tab_reports_to_tensorboard(page: Page, studio
     expect(progress).to_have_attribute("data-status", "succeeded", timeout=300_000)
     expect(page.locator("#train-plot-0")).to_be_visible()
     run = Store(studio.workspace).jobs("grpo")[0].out_dir
+    assert f"model: {base}" in (Path(run) / "job.yaml").read_text()  # the typed model ran
     assert {"reward", "kl", "loss"} <= scalars(Path(run)).keys()  # the run is in TensorBoard
