@@ -68,6 +68,14 @@ def named(handler: Callable, components: dict[str, Any]) -> Callable:
     return call
 
 
+def in_order(queue: str) -> dict[str, Any]:
+    """Event options for handlers that read what an earlier one writes (a form's state, a
+    draft): the studio runs four events at a time, so without one queue a later click could
+    run before an earlier one had finished (Save before Apply) and an older answer could land
+    last (a stale preview). Those of one `queue` run one at a time, in the order sent."""
+    return {"concurrency_id": queue, "concurrency_limit": 1}
+
+
 def wire(
     event: Callable, handler: Callable, inputs: Any, components: dict[str, Any], **options: Any
 ) -> Any:

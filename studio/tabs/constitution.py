@@ -26,6 +26,7 @@ from pipeline.data.store import Store, parse_ref
 from pipeline.evaluation.relabel import relabel
 from studio.components.diff_view import side_by_side
 from studio.components.notices import error_notice, notice
+from studio.wiring import in_order
 
 FIELDS = (
     "id",
@@ -701,14 +702,16 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
             )
         )
 
-    name.input(wire(on_pick_name), name, outputs)
-    version.input(wire(on_pick_version), [current, version, base], outputs)
+    edits = in_order("constitution")  # each edit reads the draft the one before wrote
+    name.input(wire(on_pick_name), name, outputs, **edits)
+    version.input(wire(on_pick_version), [current, version, base], outputs, **edits)
     editor_state = [current, base, selected, *field_list]
-    table.select(on_select, editor_state, outputs)
+    table.select(on_select, editor_state, outputs, **edits)
     add.click(
         lambda c, b, i, *values: show(on_open_principle(store, c, b, i, None, *values)),
         editor_state,
         outputs,
+        **edits,
     )
     revert.click(
         lambda c, i: show(
@@ -716,18 +719,19 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
         ),
         [current, selected],
         outputs,
+        **edits,
     )
-    apply.click(wire(on_apply), [current, base, selected, *field_list], outputs)
-    delete.click(wire(on_delete), [current, base, selected], outputs)
-    up.click(wire(on_move, -1), [current, base, selected], outputs)
-    down.click(wire(on_move, 1), [current, base, selected], outputs)
-    apply_yaml.click(wire(on_apply_yaml), yaml_code, outputs)
-    upload.upload(wire(on_import), upload, outputs)
-    save.click(wire(on_save), [current, note, selected], outputs)
-    discard.click(wire(on_discard), current, outputs)
-    create.click(wire(on_create), new_name, outputs)
+    apply.click(wire(on_apply), [current, base, selected, *field_list], outputs, **edits)
+    delete.click(wire(on_delete), [current, base, selected], outputs, **edits)
+    up.click(wire(on_move, -1), [current, base, selected], outputs, **edits)
+    down.click(wire(on_move, 1), [current, base, selected], outputs, **edits)
+    apply_yaml.click(wire(on_apply_yaml), yaml_code, outputs, **edits)
+    upload.upload(wire(on_import), upload, outputs, **edits)
+    save.click(wire(on_save), [current, note, selected], outputs, **edits)
+    discard.click(wire(on_discard), current, outputs, **edits)
+    create.click(wire(on_create), new_name, outputs, **edits)
+    demo.load(wire(on_load), None, outputs, **edits)
     run_diff.click(lambda a, b: on_diff(store, a, b), [diff_a, diff_b], diff_out)
-    demo.load(wire(on_load), None, outputs)
     return lambda constitution_name, principle_id: show(
         focus(store, constitution_name, principle_id)
     ), outputs

@@ -61,7 +61,7 @@ from studio.components.job_panel import (
 )
 from studio.components.notices import error_notice, notice
 from studio.components.plots import step_plots
-from studio.wiring import pick, to_components, wire
+from studio.wiring import in_order, pick, to_components, wire
 
 # Every command, in pipeline order: each stage can be launched alone on the folders earlier
 # stages (or the other tabs) wrote.
@@ -809,10 +809,11 @@ def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> TrainView:
     # Each event reads the fields of one stage only: Gradio's page re-applies the loading
     # status of every component any event has read, on every status change of any event,
     # so one event reading all 235 fields cost the idle page a core. The spinner of a
-    # stage switch is on the description alone for the same reason. The picker sends its
-    # `input` twice for one choice: the fills run one at a time (`one_queue`) so the second
-    # reads the `filled` the first wrote and leaves alone what the user types meanwhile.
-    one_queue = {"concurrency_id": "train-form", "concurrency_limit": 1}
+    # stage switch is on the description alone for the same reason. The form's events run
+    # in order: the stage picker sends its `input` twice for one choice, and the second must
+    # read the `filled` the first wrote (not reset what the user typed since); and a preview
+    # answered late must not land over a newer one.
+    form_order = in_order("train-form")
     for event in (stage.input, preset_name.input):
         wire(
             event,
@@ -820,20 +821,21 @@ def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> TrainView:
             [stage, preset_name, previewed, filled],
             form,
             show_progress_on=description,
-            **one_queue,
+            **form_order,
         )
-    wire(demo.load, partial(on_preset, store), [stage, preset_name, previewed], form, **one_queue)
+    wire(demo.load, partial(on_preset, store), [stage, preset_name, previewed], form, **form_order)
     for name, fields in forms.items():
         preview = partial(on_preview, store, name)
         for field in fields:
-            wire(field.input, preview, [previewed, *fields], previewed_views)
+            wire(field.input, preview, [previewed, *fields], previewed_views, **form_order)
         launched = wire(
             launches[name].click,
             partial(on_launch, store, name),
             [previewed, *fields],
             pick(views, "message", "selected", "jobs_table"),
+            **form_order,
         )
-        wire(launched.then, preview, [previewed, *fields], previewed_views)
+        wire(launched.then, preview, [previewed, *fields], previewed_views, **form_order)
         beat.kick(launched)
     armed = gr.State(None)  # the pipeline job a first Cancel press asked to confirm
     wire(
