@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 
 from pipeline.config.settings import DEFAULT_MODEL
 from pipeline.data.store import Store
+from pipeline.runner import warm
 from studio import access, start_here
 from studio.components.heartbeat import Heartbeat
 from studio.components.notices import notice
@@ -175,6 +176,7 @@ def launch(
         print(access.sharing_notice(logins, store), file=sys.stderr, flush=True)
     allowed, blocked = access.served_paths(store)
     middleware = [Middleware(LoginGuard, policy=policy)] if logins else []
+    warm.warm_up(dict(os.environ))  # the first job starts warm too (pipeline/runner/warm.py)
     idle_queue(demo.queue(default_concurrency_limit=4)).launch(
         server_name=host,
         server_port=port,

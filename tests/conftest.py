@@ -21,6 +21,15 @@ os.environ.setdefault(cpu.NICENESS_ENV, "0")
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_launcher():
+    """The jobs tests start fork from a warm launcher, as the studio's do
+    (pipeline/runner/warm.py); started with the session, it is ready for the first job."""
+    from pipeline.runner import warm
+
+    warm.warm_up(dict(os.environ))
+
+
 @pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory):
     """The tiny model saved as a model folder, for code that loads models by path."""

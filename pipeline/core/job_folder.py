@@ -24,6 +24,7 @@ from pipeline.core.files import write_atomic
 STATUS_FILE = "status.json"
 PROGRESS_FILE = "progress.json"
 LOG_FILE = "job.log"
+EXIT_FILE = "exit.json"  # a job's exit status, written by the warm launcher that forked it
 SUMMARY_FILE = "summary.json"  # a stage's headline numbers, for the Runs tab
 JOB_ID_ENV = "CONSTITUTION_STUDIO_JOB_ID"  # set in a job's process: its own job id
 WRITER_LOCK = ".writer.lock"  # held by the one process writing a run folder
@@ -203,7 +204,7 @@ def read_progress(out_dir: str | Path) -> dict | None:
 
 
 # What a job leaves in its folder that is not an artifact.
-BOOKKEEPING = {STATUS_FILE, PROGRESS_FILE, LOG_FILE, "job.yaml", "run.json"}
+BOOKKEEPING = {STATUS_FILE, PROGRESS_FILE, LOG_FILE, EXIT_FILE, "job.yaml", "run.json"}
 
 
 def is_main_process() -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 from pipeline.core.errors import JobError
 from pipeline.core.files import write_atomic
 from pipeline.core.job_folder import (
+    EXIT_FILE,
     JOB_ID_ENV,
     LOG_FILE,
     STATUS_FILE,
@@ -29,6 +30,7 @@ from pipeline.core.job_folder import (
 )
 from pipeline.data.constitution import Constitution, to_yaml
 from pipeline.data.store import JobRecord, Store
+from pipeline.runner import warm
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,22 +114,28 @@ def _start(store: Store, job: JobRecord) -> None:
     out = Path(job.out_dir)
     out.mkdir(parents=True, exist_ok=True)  # a folder removed while the job was queued
     (out / STATUS_FILE).unlink(missing_ok=True)
-    with open(out / LOG_FILE, "a") as log:
-        try:
-            proc = subprocess.Popen(
-                list(job.command),
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env={**os.environ, JOB_ID_ENV: str(job.id)},
-            )
-        except OSError as exc:
-            store.set_job_status(job.id, "failed", f"could not start the job: {exc}")
-            return
-    _children[proc.pid] = proc
-    store.start_job(job.id, proc.pid)
+    (out / EXIT_FILE).unlink(missing_ok=True)
+    env = {**os.environ, JOB_ID_ENV: str(job.id)}
+    pid = warm.start(
+        warm.Request(list(job.command), env, str(ROOT), str(out / LOG_FILE), str(out / EXIT_FILE))
+    )
+    if pid is None:
+        with open(out / LOG_FILE, "a") as log:
+            try:
+                proc = subprocess.Popen(
+                    list(job.command),
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    env=env,
+                )
+            except OSError as exc:
+                store.set_job_status(job.id, "failed", f"could not start the job: {exc}")
+                return
+        _children[pid := proc.pid] = proc
+    store.start_job(job.id, pid)
 
 
 def _alive(pid: int) -> bool:
@@ -146,10 +154,16 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def how_it_ended(child: subprocess.Popen | None) -> str:
-    """'ended', or the signal that killed our own child — SIGKILL from outside is most
-    often the system's out-of-memory killer."""
-    code = child.returncode if child is not None else None
+def exit_code(job: JobRecord) -> int | None:
+    """How the job's process exited, where known: our own child's return code, or the one
+    the warm launcher that forked it recorded (None after a restart of a cold launcher)."""
+    child = _children.get(job.pid) if job.pid else None
+    return child.returncode if child is not None else warm.read_exit(job.out_dir)
+
+
+def how_it_ended(code: int | None) -> str:
+    """'ended', or the signal that killed the job's process (its exit `code`) — SIGKILL from
+    outside is most often the system's out-of-memory killer."""
     if code is None or code >= 0:
         return "ended"
     try:
@@ -167,14 +181,14 @@ def _settle(store: Store, job: JobRecord) -> None:
     if ended:
         status, message = ended
     else:
-        child = _children.get(job.pid) if job.pid else None
-        if child is not None and child.returncode == 0:  # a command that keeps no status file
+        code = exit_code(job)
+        if code == 0:  # a command that keeps no status file
             status, message = "succeeded", ""
         else:
             status, message = (
                 "failed",
                 (
-                    f"the job process {how_it_ended(child)} without "
+                    f"the job process {how_it_ended(code)} without "
                     "reporting; last log lines:\n" + log_tail(job.out_dir)
                 ),
             )

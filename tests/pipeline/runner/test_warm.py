@@ -1,0 +1,85 @@
+"""The warm launcher: a job forked from a process that has imported torch and the trainers
+runs as a fresh one would (its own session, the queue's environment, folder and log), and
+how it ended is known even when it was killed."""
+
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pipeline.core.job_folder import JOB_ID_ENV
+from pipeline.data.store import Store
+from pipeline.runner import jobs, warm
+from tests.pipeline.runner.test_jobs import revise_args, twelve_prompts
+
+PIPELINE = [sys.executable, "-m", "pipeline"]
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.fixture
+def own_launcher(monkeypatch):
+    """A launcher for this test alone (its environment differs by one variable), ready."""
+    monkeypatch.setenv("HF_WARM_TEST", uuid.uuid4().hex)
+    env = dict(os.environ)
+    warm.warm_up(env)
+    deadline = time.time() + 240
+    while (pid := warm.launcher(env)) is None:
+        assert time.time() < deadline, "the warm launcher did not start"
+        time.sleep(0.5)
+    yield env, pid
+    os.kill(pid, signal.SIGTERM)
+
+
+def test_a_launcher_serves_one_environment_and_only_pipeline_jobs():
+    env = {"HF_HOME": "/a", JOB_ID_ENV: "3", "PYTEST_CURRENT_TEST": "t1"}
+    assert warm.key(env) == warm.key({"HF_HOME": "/a", JOB_ID_ENV: "4"})  # read later: shared
+    assert warm.key(env) == warm.key({**env, "TORCHINDUCTOR_CACHE_DIR": "/tmp/t"})
+    assert warm.key(env) != warm.key({"HF_HOME": "/b"})  # read while importing: its own
+    if sys.platform != "linux" or any(os.path.exists(d) for d in warm.GPU_DEVICES):
+        pytest.skip("warm launches are for Linux CPU machines")
+    assert warm.enabled([*PIPELINE, "revise"], {})
+    assert not warm.enabled([*PIPELINE, "revise"], {warm.SWITCH_ENV: "0"})
+    accelerated = jobs.job_command(["sft"], "/ws", processes=2)
+    assert not warm.enabled(accelerated, {})
+
+
+@pytest.mark.integration
+def test_a_warm_job_runs_like_a_fresh_one_and_a_kill_is_named(tmp_path, tiny_folder, own_launcher):
+    env, launcher = own_launcher
+    with warm.connected(env) as conn:
+        conn.sendall(b"not a request\n")  # ignored: the launcher keeps serving
+    store = Store(tmp_path / "ws")
+    store.seed()
+    out = tmp_path / "run"
+    prompts = twelve_prompts(tmp_path)
+    job = jobs.launch(store, "revise", revise_args(tiny_folder, out, prompts), out)
+    assert parent_of(job.pid) == launcher  # forked warm, not started afresh
+    assert os.getsid(job.pid) == job.pid  # a session of its own: a cancel reaches all of it
+    deadline = time.time() + 30  # `ps` names the job by its own command line
+    while str(out).encode() not in Path(f"/proc/{job.pid}/cmdline").read_bytes():
+        assert time.time() < deadline, "the job's process is not named by its command"
+        time.sleep(0.1)
+    ended = jobs.wait(store, job.id, timeout=120)
+    assert ended.status == "succeeded", ended.error
+    log = (out / "job.log").read_text()
+    assert "priority: niceness" in log and "12/12" in log  # its own log, its own work
+    assert "exit.json" not in ended.artifacts  # bookkeeping, not a result
+    deadline = time.time() + 30  # the job reported its end first, then its process exits
+    while warm.read_exit(out) is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert warm.read_exit(out) == 0
+
+    killed = tmp_path / "killed"
+    job = jobs.launch(store, "revise", revise_args(tiny_folder, killed, prompts), killed)
+    assert parent_of(job.pid) == launcher
+    os.kill(job.pid, signal.SIGKILL)
+    ended = jobs.wait(store, job.id, timeout=60)
+    assert "killed by SIGKILL (most often the system running out of memory)" in ended.error
+    assert warm.launcher(env) == launcher  # and it still serves
