@@ -153,15 +153,30 @@ def start(request: Request) -> int | None:
         return None
 
 
+def claimed(starting: Path) -> bool:
+    """Whether this process may start the launcher that `starting` names: it created the
+    file (one of two askers at the same instant does), or took over one left too long."""
+    for _ in range(2):
+        try:
+            os.close(os.open(starting, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            return True
+        except FileExistsError:
+            try:
+                if time.time() - starting.stat().st_mtime < STARTING_SECONDS:
+                    return False
+                starting.unlink()  # its launcher never answered: start another
+            except FileNotFoundError:
+                pass
+    return False
+
+
 def spawn(env: dict[str, str]) -> None:
     """Start the launcher of `env` in the background unless one is starting already."""
     try:
         name = key(env)
         folder = home()
-        starting = folder / f"{name}.starting"
-        if starting.exists() and time.time() - starting.stat().st_mtime < STARTING_SECONDS:
+        if not claimed(folder / f"{name}.starting"):
             return
-        write_atomic(starting, str(os.getpid()))
         with open(folder / f"{name}.log", "a") as log:
             subprocess.Popen(
                 [sys.executable, "-m", "pipeline.runner.warm", str(folder / f"{name}.sock")],

@@ -83,3 +83,11 @@ def test_a_warm_job_runs_like_a_fresh_one_and_a_kill_is_named(tmp_path, tiny_fol
     ended = jobs.wait(store, job.id, timeout=60)
     assert "killed by SIGKILL (most often the system running out of memory)" in ended.error
     assert warm.launcher(env) == launcher  # and it still serves
+
+
+def test_of_two_askers_at_once_one_starts_the_launcher(tmp_path):
+    starting = tmp_path / "key.starting"
+    assert warm.claimed(starting) and not warm.claimed(starting)  # the second waits for it
+    old = time.time() - warm.STARTING_SECONDS - 1
+    os.utime(starting, (old, old))
+    assert warm.claimed(starting)  # one that never answered is started again
