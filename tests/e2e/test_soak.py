@@ -42,6 +42,10 @@ def test_a_page_kept_open_through_every_tab_and_a_job_stops_growing(
     assert ended.status == "succeeded", ended.error
     page.get_by_role("tab", name="Runs").click()
     expect(page.locator("#runs-table")).to_contain_text("chains · harmless-helpful")
+    # the Train tab's job list takes a job queued outside the page at its next beat (the
+    # pace is slow with nothing running): the rounds counted start once it has
+    page.get_by_role("tab", name="Train").click()
+    expect(page.locator("#train-jobs")).to_contain_text("succeeded", timeout=60_000)
     cycle(page)  # counted where every round ends: a tab's elements are there while it shows
     settled = page.evaluate(NODES)
     for _ in range(4):
