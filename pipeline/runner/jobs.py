@@ -1,4 +1,5 @@
-"""Background jobs: each is `python -m pipeline <command> …` in its own process.
+"""Background jobs: each is `python -m pipeline <command> …` in its own process, forked
+from the warm launcher where one serves (pipeline/runner/warm.py), else started afresh.
 
 The job writes `progress.json` as it goes and `status.json` when it ends (succeeded,
 failed with its message, or cancelled by SIGTERM), both into its output folder
@@ -134,7 +135,8 @@ def _start(store: Store, job: JobRecord) -> None:
             except OSError as exc:
                 store.set_job_status(job.id, "failed", f"could not start the job: {exc}")
                 return
-        _children[pid := proc.pid] = proc
+        pid = proc.pid
+        _children[pid] = proc
     store.start_job(job.id, pid)
 
 

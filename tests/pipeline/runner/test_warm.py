@@ -27,7 +27,10 @@ def parent_of(pid: int) -> int:
 def own_launcher(monkeypatch):
     """A launcher for this test alone (its environment differs by one variable), ready."""
     monkeypatch.setenv("HF_WARM_TEST", uuid.uuid4().hex)
+    monkeypatch.setenv(warm.SWITCH_ENV, "1")  # on, whatever the suite runs with
     env = dict(os.environ)
+    if not warm.enabled(PIPELINE, env):
+        pytest.skip("warm launches are for Linux CPU machines")
     warm.warm_up(env)
     deadline = time.time() + 240
     while (pid := warm.launcher(env)) is None:
