@@ -75,7 +75,7 @@ from studio.components.job_panel import (
 from studio.components.judges_panel import auto_choice, human_count
 from studio.components.notices import error_notice, notice, verdict_html
 from studio.components.queue_probe import QUEUE_PROBE
-from studio.wiring import pick, to_components, wire
+from studio.wiring import in_order, pick, to_components, wire
 
 STUDIO_RUN = "studio (pairs scored here)"
 LIVE_CHUNK = 4  # principles scored per step, so bars appear as they are ready
@@ -1055,14 +1055,24 @@ def build(
         human_state, state_inputs, human_note
     )
     wire(generate.click, on_generate, [prompt, model, seed], to("message", "answer_a", "answer_b"))
+    # keys pressed in a row (A, then Z to undo it, then N) act in that order: an undo run
+    # before the label it meant would take back the one before
+    labelling = in_order("labelling")
     for button, choice in zip((human_a, human_b, human_tie), HUMAN_CHOICES):
-        wire(button.click, partial(on_human, store, choice), [*pair_fields, run, view], labelled)
-    wire(undo.click, partial(on_undo, store), [*pair_fields, run, view], labelled)
+        wire(
+            button.click,
+            partial(on_human, store, choice),
+            [*pair_fields, run, view],
+            labelled,
+            **labelling,
+        )
+    wire(undo.click, partial(on_undo, store), [*pair_fields, run, view], labelled, **labelling)
     wire(
         next_button.click,
         partial(on_next, store),
         [*pair_fields, run, queue, queue_order, model],
         to("message", *shown_pair),
+        **labelling,
     ).then(human_state, state_inputs, human_note)
     queue.focus(partial(offer_queue_sources, store), None, queue)
     # .change: also when the Runs tab opens a labels run here

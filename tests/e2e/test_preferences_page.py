@@ -67,6 +67,11 @@ def test_score_swap_label_and_see_the_agreement_update(page: Page, studio):
     expect(page.locator("#pref-message")).to_contain_text("its label is now none")
     expect(page.locator("#pref-human-state")).to_contain_text("0 of 1 pairs")
     assert Store(studio.workspace).human_labels() == {}
+    page.keyboard.press("2")  # B, and at once undo it: the two act in the order pressed
+    page.keyboard.press("u")
+    expect(page.locator("#pref-message")).to_contain_text("Undid your last label")
+    expect(page.locator("#pref-human-state")).to_contain_text("0 of 1 pairs")
+    assert Store(studio.workspace).human_labels() == {}
 
 
 def test_an_empty_answer_shows_a_message(page: Page, studio):
