@@ -156,11 +156,17 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def exit_code(job: JobRecord) -> int | None:
+def exit_code(job: JobRecord, wait: float = 1.0) -> int | None:
     """How the job's process exited, where known: our own child's return code, or the one
-    the warm launcher that forked it recorded (None after a restart of a cold launcher)."""
+    the warm launcher that forked it recorded — given `wait` seconds, as the launcher reaps
+    a moment after the process ends (None for a cold job started before a restart)."""
     child = _children.get(job.pid) if job.pid else None
-    return child.returncode if child is not None else warm.read_exit(job.out_dir)
+    if child is not None:
+        return child.returncode
+    deadline = time.monotonic() + wait
+    while (code := warm.read_exit(job.out_dir)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return code
 
 
 def how_it_ended(code: int | None) -> str:
