@@ -48,7 +48,7 @@ from studio.components.heartbeat import Heartbeat
 from studio.components.job_panel import cancel_notice, job_bar, latest_job, writing_now
 from studio.components.judges_panel import latest_board
 from studio.components.notices import error_notice, notice, verdict_html
-from studio.wiring import named, wire
+from studio.wiring import in_order, named, wire
 
 KIND = "evaluate"
 PROMPT_SETS = ("red-team", "helpful")
@@ -738,11 +738,7 @@ def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> gr.Dropdown:
         """Redraw the results on `event`; every redraw runs in one queue, in the order the
         page asked for them, so the last one wins."""
         return event(
-            show_here,
-            [run, judge, axis],
-            list(shown.values()),
-            concurrency_id="evaluate-show",
-            concurrency_limit=1,
+            show_here, [run, judge, axis], list(shown.values()), **in_order("evaluate-show")
         )
 
     beat.kick(

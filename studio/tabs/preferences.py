@@ -1055,8 +1055,8 @@ def build(
         human_state, state_inputs, human_note
     )
     wire(generate.click, on_generate, [prompt, model, seed], to("message", "answer_a", "answer_b"))
-    # keys pressed in a row (A, then Z to undo it, then N) act in that order: an undo run
-    # before the label it meant would take back the one before
+    # keys pressed in a row (2 for B, then u to undo it, then n) act in that order: an undo
+    # run before the label it meant would take back the one before
     labelling = in_order("labelling")
     for button, choice in zip((human_a, human_b, human_tie), HUMAN_CHOICES):
         wire(
