@@ -290,9 +290,7 @@ def cmd_prefs_human(args: argparse.Namespace) -> int:
         if undone is None:
             print("no human label to undo")
         else:
-            print(
-                f"undid the last label of pair {undone[0]}; its label is now {undone[1] or 'none'}"
-            )
+            print(f"undid the last label: {undone.sentence()}")
         return 0
     if not (args.pairs and args.id and args.choice):
         raise StoreError("prefs human needs --pairs, --id and --choice (or --undo).")

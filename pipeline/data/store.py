@@ -115,6 +115,21 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class UndoneLabel:
+    """What an undo took back: the pair, the label it removed and the one it brought back."""
+
+    pair_id: str
+    taken: str | None
+    restored: str | None
+
+    def sentence(self) -> str:
+        return (
+            f"took back label {self.taken or 'none'} of pair {self.pair_id}; "
+            f"its label is now {self.restored or 'none'}"
+        )
+
+
 def workspace_dir(explicit: str | Path | None = None) -> Path:
     """`--workspace` if given, else $CONSTITUTION_STUDIO_WORKSPACE, else ./workspace."""
     return Path(explicit or os.environ.get(WORKSPACE_ENV) or "workspace").resolve()
@@ -651,15 +666,18 @@ class Store:
                 (pair_id, choice, prompt, response_a, response_b, source, _now()),
             )
 
-    def undo_human_label(self) -> tuple[str, str | None] | None:
+    def undo_human_label(self) -> UndoneLabel | None:
         """Take back the last human label recorded: the pair's label before it comes back
-        (or none). Returns (pair id, restored choice), or None when there is nothing to undo."""
+        (or none). None when there is nothing to undo."""
         with self._transaction() as conn:
             last = conn.execute(
                 "SELECT * FROM human_label_history ORDER BY id DESC LIMIT 1"
             ).fetchone()
             if last is None:
                 return None
+            taken = conn.execute(
+                "SELECT choice FROM human_labels WHERE pair_id = ?", (last["pair_id"],)
+            ).fetchone()
             conn.execute("DELETE FROM human_label_history WHERE id = ?", (last["id"],))
             if last["previous"] is None:
                 conn.execute("DELETE FROM human_labels WHERE pair_id = ?", (last["pair_id"],))
@@ -674,7 +692,7 @@ class Store:
                         last["pair_id"],
                     ),
                 )
-        return last["pair_id"], last["previous"]
+        return UndoneLabel(last["pair_id"], taken["choice"] if taken else None, last["previous"])
 
     def remove_human_label(self, pair_id: str) -> None:
         with self._transaction() as conn:

@@ -644,11 +644,8 @@ def on_undo(store: Store, text, a, b, run_choice, view_choice) -> dict[str, Any]
         return {"message": error_notice(exc)}
     if undone is None:
         return {"message": notice("info", "No label of yours to undo.")}
-    pair_id, restored = undone
     return {
-        "message": notice(
-            "ok", f"Undid your last label (pair {pair_id}); its label is now {restored or 'none'}."
-        ),
+        "message": notice("ok", f"Undid your last label: {undone.sentence()}."),
         "human_note": human_state_html(store, text, a, b, run_choice),
         **refresh_labels(store, run_choice, view_choice),
     }

@@ -64,12 +64,13 @@ def test_score_swap_label_and_see_the_agreement_update(page: Page, studio):
     labels = Store(studio.workspace).human_labels()
     assert list(labels.values()) == ["A"]
     page.keyboard.press("u")  # undo the last label
-    expect(page.locator("#pref-message")).to_contain_text("its label is now none")
+    expect(page.locator("#pref-message")).to_contain_text("took back label A")
     expect(page.locator("#pref-human-state")).to_contain_text("0 of 1 pairs")
     assert Store(studio.workspace).human_labels() == {}
     page.keyboard.press("2")  # B, and at once undo it: the two act in the order pressed
     page.keyboard.press("u")
-    expect(page.locator("#pref-message")).to_contain_text("Undid your last label")
+    # the message names the label taken back: B (the first undo's message named A)
+    expect(page.locator("#pref-message")).to_contain_text("took back label B")
     expect(page.locator("#pref-human-state")).to_contain_text("0 of 1 pairs")
     assert Store(studio.workspace).human_labels() == {}
 

@@ -204,7 +204,7 @@ def test_pairs_label_agreement_and_export(ws, tmp_path):
     )
     assert "calibration error not meaningful" in agreement.stdout
     undo = run("prefs", "human", "--undo", workspace=ws)
-    assert f"undid the last label of pair {pair_id}; its label is now none" in undo.stdout
+    assert f"took back label A of pair {pair_id}; its label is now none" in undo.stdout
     assert Store(ws).human_labels() == {}
     assert "no human label to undo" in run("prefs", "human", "--undo", workspace=ws).stdout
     run(

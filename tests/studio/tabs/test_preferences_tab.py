@@ -94,10 +94,12 @@ def test_people_label_pairs_and_the_queue_moves_on(store, tiny_folder):
     assert "1 of 1 pairs in these labels have your label" in note
     tab.on_human(store, "B", "q1", "a", "b", tab.STUDIO_RUN, "all")
     undone = tab.on_undo(store, "q1", "a", "b", tab.STUDIO_RUN, "all")
+    assert "took back label B of pair" in undone["message"]
     assert "its label is now A" in undone["message"]
     assert "Your label for this pair: A" in undone["human_note"]
     undone = tab.on_undo(store, "q1", "a", "b", tab.STUDIO_RUN, "all")
-    assert "its label is now none" in undone["message"] and "0 of 1 pairs" in undone["human_note"]
+    assert "took back label A" in undone["message"] and "now none" in undone["message"]
+    assert "0 of 1 pairs" in undone["human_note"]
     nothing = tab.on_undo(store, "q1", "a", "b", tab.STUDIO_RUN, "all")
     assert list(nothing) == ["message"] and "No label of yours to undo" in nothing["message"]
     tab.on_human(store, "A", "q1", "a", "b", tab.STUDIO_RUN, "all")
