@@ -12,14 +12,14 @@ STUDIO_LINE = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    typed, argv = argv is None, list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["studio"]:
         from studio.serve import main as serve
 
         return serve(argv[1:], prog="cstudio studio")
     from pipeline.cli import main as run
 
-    return run(argv, prog="cstudio", epilog=STUDIO_LINE)
+    return run(argv, prog="cstudio", epilog=STUDIO_LINE, warm_start=typed)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ The job is a small real one: one critique-revision round on two prompts with the
 model (8 new tokens), so most of a cold start's time is its start-up (importing torch,
 transformers, peft and trl) — what every job of a one-click pipeline pays once. Runs
 `--runs` jobs each way, alternating, in one fresh workspace (the embedded model's cache is
-built first) and prints the medians and what the warm start saved; ends with
-`ratio=<cold / warm>` (larger is better).
+built first) and prints the medians and what the warm start saved; then the same job typed
+as a command (`python -m pipeline revise …` in a subprocess, waited for), cold against run
+attached from the launcher: `command_ratio=`. Ends with `ratio=<cold / warm>` of the queued
+job (larger is better).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import argparse
 import os
 import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +48,14 @@ def timed_job(store: Store, out: Path, prompts: Path) -> float:
     return time.perf_counter() - start
 
 
+def timed_command(workspace: Path, out: Path, prompts: Path) -> float:
+    """Seconds of the same job typed as a command, from its start to its exit."""
+    start = time.perf_counter()
+    command = [sys.executable, "-m", "pipeline", "--workspace", str(workspace)]
+    subprocess.run([*command, *job_args(out, prompts)], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -60,15 +72,22 @@ def main() -> None:
     while (launcher := warm.launcher(env)) is None:
         time.sleep(0.5)
     rows: dict[str, list[float]] = {"cold": [], "warm": []}
+    typed: dict[str, list[float]] = {"cold": [], "warm": []}
     for run in range(args.runs):
         for way in rows:
             os.environ[warm.SWITCH_ENV] = "0" if way == "cold" else "1"
             rows[way].append(timed_job(store, folder / f"{way}-{run}", prompts))
+            out = folder / f"typed-{way}-{run}"
+            typed[way].append(timed_command(folder / "workspace", out, prompts))
     os.environ.pop(warm.SWITCH_ENV)
     os.kill(launcher, signal.SIGTERM)
     cold, hot = (statistics.median(rows[way]) for way in ("cold", "warm"))
+    cold_typed, hot_typed = (statistics.median(typed[way]) for way in ("cold", "warm"))
     print(f"a small job, cold start     {cold:6.2f} s")
     print(f"a small job, warm start     {hot:6.2f} s  ({cold - hot:.2f} s of start-up saved)")
+    print(f"typed command, cold         {cold_typed:6.2f} s")
+    print(f"typed command, attached     {hot_typed:6.2f} s")
+    print(f"command_ratio={cold_typed / hot_typed:.2f}")
     print(f"ratio={cold / hot:.2f}")
 
 

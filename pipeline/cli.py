@@ -31,7 +31,7 @@ from pipeline.data.constitution import (
 from pipeline.data.preferences import HUMAN_CHOICES
 from pipeline.data.prompts import IMPORTERS, SHIPPED, import_prompts, load_prompts, write_prompts
 from pipeline.data.store import Store
-from pipeline.runner import invocation
+from pipeline.runner import invocation, warm
 from pipeline.runner.run_list import counted, kept_note
 
 
@@ -309,6 +309,8 @@ def cmd_job(args: argparse.Namespace) -> int:
     from pipeline.runner.commands import run_command
 
     job = stage_job(args.command, args)
+    if args.warm and (code := warm.run_attached(args.argv)) is not None:
+        return code  # it ran forked from the warm launcher, on this terminal
     inv = invocation.Invocation(
         args.workspace,
         Path(args.out) if args.out else None,
@@ -604,10 +606,16 @@ def build_parser(
 
 
 def main(
-    argv: list[str] | None = None, prog: str = "python -m pipeline", epilog: str | None = None
+    argv: list[str] | None = None,
+    prog: str = "python -m pipeline",
+    epilog: str | None = None,
+    warm_start: bool = False,
 ) -> int:
+    """The command line. `warm_start` (a process started for this command alone): a command
+    that does model work runs forked from the warm launcher where one is up."""
     args = build_parser(prog, epilog).parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.warm = warm_start
     try:
         return args.run(args)
     except StudioError as exc:

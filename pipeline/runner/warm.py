@@ -12,6 +12,13 @@ of a new key starts cold as before while its launcher starts. It is Linux and CP
 its own user can reach, reaps its children and writes each one's exit status into its run
 folder (`exit.json`), and leaves after ten idle minutes.
 `CSTUDIO_WARM_LAUNCHER=0` turns it off.
+
+A command typed at a terminal (`cstudio revise …`) runs *attached* where a launcher of its
+environment is already up (the studio starts one): the launcher forks it onto the asker's
+own stdin, stdout and stderr, the asker forwards the signals it gets (Ctrl-C reaches the
+command) and exits with the command's exit status, and if the asker dies the launcher kills
+the command with it, as if the two were one process. With no launcher up it runs in its own
+process as before (a command line never leaves a launcher behind).
 """
 
 from __future__ import annotations
@@ -51,6 +58,9 @@ IMPORT_TIME_ENV = (
 )
 SET_BY_TORCH = ("TORCHINDUCTOR_CACHE_DIR",)  # torch sets it to its default as it runs
 PER_JOB_ENV = (JOB_ID_ENV, "PYTEST_CURRENT_TEST")
+ATTACHED_ENV = "CSTUDIO_WARM_ATTACHED"  # set in a command forked attached: it runs there
+RANK_ENV = "WORLD_SIZE"  # one process of a data-parallel run: `accelerate launch` placed it
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GPU_DEVICES = ("/dev/nvidia0", "/dev/kfd", "/dev/dxg")
 # The libraries jobs spend their start-up importing (our own modules then take ~0.1 s).
 PRELOAD = (
@@ -66,13 +76,16 @@ PRELOAD = (
 @dataclass(frozen=True)
 class Request:
     """One job to fork: its command line (`python -m pipeline …`), environment, working
-    folder, log file, and the file its exit status goes to."""
+    folder, log file, and the file its exit status goes to; or (`attached`) a command that
+    runs on the asker's stdin, stdout and stderr (sent with the request) and whose exit
+    status goes back on the connection."""
 
     argv: list[str]
     env: dict[str, str]
     cwd: str
-    log: str
-    exit_file: str
+    log: str = ""
+    exit_file: str = ""
+    attached: bool = False
 
 
 def enabled(command: list[str], env: dict[str, str]) -> bool:
@@ -191,6 +204,68 @@ def spawn(env: dict[str, str]) -> None:
         pass
 
 
+def run_attached(args: list[str]) -> int | None:
+    """Run `python -m pipeline ARGS` forked from the launcher of this environment, on this
+    process's stdin, stdout and stderr; its exit status (128 + N when signal N ended it), or
+    None when it is to run in this process (no launcher up, switched off, this process is
+    itself such a command or one rank of a data-parallel run)."""
+    env = dict(os.environ)
+    command = [sys.executable, "-m", "pipeline", *args]
+    if ATTACHED_ENV in env or RANK_ENV in env or not enabled(command, env):
+        return None
+    request = Request(command, env, os.getcwd(), attached=True)
+    try:
+        conn = connected(env)
+    except OSError:
+        return None
+    with conn:
+        try:
+            socket.send_fds(conn, [json.dumps(asdict(request)).encode() + b"\n"], [0, 1, 2])
+            reader = conn.makefile()
+            pid = int(json.loads(reader.readline())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # refused before it forked: nothing runs there
+        conn.settimeout(None)
+        previous = {
+            s: signal.signal(s, lambda signum, _: signal_group(pid, signum)) for s in FORWARDED
+        }
+        try:
+            line = reader.readline()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+    try:
+        code = int(json.loads(line)["returncode"])
+    except (ValueError, KeyError, TypeError):
+        wait_for(pid)
+        print(
+            "error: the warm launcher ended before the command did; its exit status is unknown",
+            file=sys.stderr,
+        )
+        return 1
+    return code if code >= 0 else 128 - code
+
+
+def signal_group(pid: int, signum: int) -> None:
+    """Pass a signal on to a forked command's process group (it leads its own session)."""
+    try:
+        os.killpg(pid, signum)
+    except OSError:  # it has ended
+        pass
+
+
+def wait_for(pid: int) -> None:
+    """Until a process that is not this one's child has ended."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        select.select([fd], [], [])
+    finally:
+        os.close(fd)
+
+
 def read_exit(out_dir: str | Path) -> int | None:
     """The exit status the launcher recorded for a job it forked (None: not recorded)."""
     try:
@@ -222,35 +297,65 @@ def peer(conn: socket.socket) -> tuple[int, int]:
     return pid, uid
 
 
-def received(conn: socket.socket) -> Request | None:
-    """The request on a connection from this user's process (the folder is private too);
-    None for anything else, which the launcher ignores."""
+def received(conn: socket.socket) -> tuple[Request, list[int]] | None:
+    """The request on a connection from this user's process (the folder is private too) and
+    the descriptors that came with it (an attached command's stdin, stdout, stderr); None
+    for anything else, which the launcher ignores."""
     if peer(conn)[1] != os.getuid():
         return None
+    fds: list[int] = []
     try:
         conn.settimeout(10)
-        request = Request(**json.loads(conn.makefile().readline()))
-        valid = request.argv[:3] == [sys.executable, "-m", "pipeline"]
-        return request if valid and all(isinstance(v, str) for v in request.env.values()) else None
+        data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+        while data and not data.endswith(b"\n"):
+            more = conn.recv(1 << 16)
+            if not more:
+                break
+            data += more
+        request = Request(**json.loads(data))
+        valid = (
+            request.argv[:3] == [sys.executable, "-m", "pipeline"]
+            and all(isinstance(v, str) for v in request.env.values())
+            and len(fds) == (3 if request.attached else 0)
+        )
+        if valid:
+            return request, fds
     except (OSError, ValueError, TypeError, AttributeError):
-        return None
+        pass
+    for fd in fds:
+        os.close(fd)
+    return None
 
 
-def reap(exits: dict[int, str]) -> None:
-    """Collect every ended child and write its exit status where its job's reader looks."""
-    while exits:
+def reap(exits: dict[int, str], attached: dict[int, socket.socket]) -> None:
+    """Collect every ended child and give its exit status to whoever reads it: a job's
+    `exit.json`, an attached command's asker."""
+    while exits or attached:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
-        code = os.waitstatus_to_exitcode(status)
-        if pid in exits:
-            try:
-                write_atomic(Path(exits.pop(pid)), json.dumps({"returncode": code}))
-            except OSError:  # its run folder was removed: nobody is left to read it
-                pass
+        line = json.dumps({"returncode": os.waitstatus_to_exitcode(status)})
+        try:
+            if pid in exits:
+                write_atomic(Path(exits.pop(pid)), line)
+            elif pid in attached:
+                with attached.pop(pid) as conn:
+                    conn.sendall(line.encode() + b"\n")
+        except OSError:  # its run folder was removed, or its asker has gone
+            pass
+
+
+def hung_up(attached: dict[int, socket.socket], ready: list[int]) -> None:
+    """An asker whose connection closed before its command ended has died (it waits on the
+    connection until then): the command dies with it, as one process would."""
+    for pid, conn in list(attached.items()):
+        if conn.fileno() in ready:
+            signal_group(pid, signal.SIGKILL)
+            conn.close()
+            attached[pid] = conn  # reaped as usual; the closed connection takes no status
 
 
 def stop(signum: int, frame: object) -> None:
@@ -258,9 +363,9 @@ def stop(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def serve(path: Path, idle: float = IDLE_SECONDS) -> Request | None:
+def serve(path: Path, idle: float = IDLE_SECONDS) -> tuple[Request, list[int]] | None:
     """Answer fork requests on `path` until idle for `idle` seconds with no child running.
-    Returns only in a forked child, with the request it is to run."""
+    Returns only in a forked child, with the request it is to run and its descriptors."""
     preload()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -277,37 +382,50 @@ def serve(path: Path, idle: float = IDLE_SECONDS) -> Request | None:
     path.with_suffix(".starting").unlink(missing_ok=True)
     print(f"warm launcher {os.getpid()} listening on {path}", flush=True)
     exits: dict[int, str] = {}
+    attached: dict[int, socket.socket] = {}
     last = time.monotonic()
     try:
-        while exits or time.monotonic() - last < idle:
-            ready, _, _ = select.select([listener.fileno(), wake_r], [], [], 1.0)
+        while exits or attached or time.monotonic() - last < idle:
+            askers = [c.fileno() for c in attached.values() if c.fileno() >= 0]
+            ready, _, _ = select.select([listener.fileno(), wake_r, *askers], [], [], 1.0)
             if wake_r in ready:
                 os.read(wake_r, 512)
-            reap(exits)
-            if exits or listener.fileno() in ready:
+            reap(exits, attached)
+            hung_up(attached, ready)
+            if exits or attached or listener.fileno() in ready:
                 last = time.monotonic()
             if listener.fileno() not in ready:
                 continue
             conn, _ = listener.accept()
-            with conn:
-                request = received(conn)
-                if request is None:
-                    continue
-                sys.stdout.flush()
-                pid = os.fork()
-                if pid == 0:
-                    signal.set_wakeup_fd(-1)
-                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                    os.close(wake_r)
-                    os.close(wake_w)
-                    listener.close()
-                    return request
+            got = received(conn)
+            if got is None:
+                conn.close()
+                continue
+            request, fds = got
+            sys.stdout.flush()
+            pid = os.fork()
+            if pid == 0:
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.close(wake_r)
+                os.close(wake_w)
+                listener.close()
+                conn.close()
+                for other in attached.values():
+                    other.close()
+                return request, fds
+            for fd in fds:
+                os.close(fd)
+            try:
+                conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+            except OSError:  # the asker has gone, as if it died just after starting a job
+                pass
+            if request.attached:
+                attached[pid] = conn
+            else:
                 exits[pid] = request.exit_file
-                try:
-                    conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-                except OSError:  # the asker has gone, as if it died just after starting a job
-                    pass
+                conn.close()
     finally:
         if os.getpid() == launcher:  # not in a forked child on its way out of here
             if path.exists() and path.stat().st_ino == own:  # not a newer launcher's socket
@@ -316,31 +434,35 @@ def serve(path: Path, idle: float = IDLE_SECONDS) -> Request | None:
     return None
 
 
-def become(request: Request) -> None:
+def become(request: Request, fds: list[int]) -> None:
     """Turn this forked child into the job's process, as if started fresh: its own
-    session, the queue's environment, folder and log, the job's command line."""
+    session, the queue's environment, folder and log (or the asker's stdin, stdout and
+    stderr), the job's command line."""
     # `ps` and /proc name the job, not the launcher (before the environment is replaced:
     # the title takes the room of the launcher's own)
     setproctitle(shlex.join(request.argv))
     os.setsid()
-    log = os.open(request.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
-    os.close(devnull)
+    if not request.attached:
+        log = os.open(request.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fds = [os.open(os.devnull, os.O_RDONLY), log, os.dup(log)]
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    for stream in (sys.stdout, sys.stderr):  # a terminal shows each line as it is written
+        stream.reconfigure(line_buffering=stream.isatty())  # type: ignore[union-attr]
     os.chdir(request.cwd)
     os.environ.clear()
     os.environ.update(request.env)
+    if request.attached:
+        os.environ[ATTACHED_ENV] = "1"
     sys.orig_argv = list(request.argv)  # what a re-exec (pipeline.core.heap) starts again
     sys.argv = [request.argv[0], *request.argv[3:]]
 
 
 def main() -> None:
-    request = serve(Path(sys.argv[1]))
-    if request is not None:
-        become(request)
+    served = serve(Path(sys.argv[1]))
+    if served is not None:
+        become(*served)
         runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
 
 

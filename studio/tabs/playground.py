@@ -23,7 +23,7 @@ from pipeline.model.loading import LoadedModel, load_model
 from studio.components import steering_panel
 from studio.components.choices import engine_choice, offer_models
 from studio.components.notices import error_notice, notice
-from studio.wiring import wire
+from studio.wiring import in_order, wire
 
 NO_PRINCIPLE = "(none)"
 
@@ -374,10 +374,12 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
         [model, system, prompt, chatbot, temperature, top_p, max_new_tokens, seed, engine],
         [compared, message],
     )
-    model.input(on_model_choice, model, model_status)
+    # the box's note and a load's answer land in the order asked (a typed name's note
+    # arriving after Load's answer hid the error)
+    model.input(on_model_choice, model, model_status, **in_order("playground-model"))
     stop.click(None, cancels=[submitted, clicked])
     wire(clear.click, on_clear, None, {"chatbot": chatbot, "message": message})
-    load.click(on_load_model, model, model_status)
+    load.click(on_load_model, model, model_status, **in_order("playground-model"))
     constitution.input(partial(principle_choices, store), constitution, principle)
     principle.input(partial(on_principle, store), [constitution, principle], system)
     wire(
@@ -385,4 +387,4 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
         partial(on_load_page, store),
         None,
         {"constitution": constitution, "principle": principle},
-    ).then(on_model_choice, model, model_status)
+    ).then(on_model_choice, model, model_status, **in_order("playground-model"))

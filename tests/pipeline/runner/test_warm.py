@@ -4,6 +4,7 @@ how it ended is known even when it was killed."""
 
 import os
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -86,6 +87,75 @@ def test_a_warm_job_runs_like_a_fresh_one_and_a_kill_is_named(tmp_path, tiny_fol
     ended = jobs.wait(store, job.id, timeout=60)
     assert "killed by SIGKILL (most often the system running out of memory)" in ended.error
     assert warm.launcher(env) == launcher  # and it still serves
+
+
+def forked(out: Path, launcher: int, timeout: float = 60) -> int:
+    """The pid of the launcher's child whose command line names `out`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and parent_of(int(entry.name)) == launcher:
+                    if str(out).encode() in (entry / "cmdline").read_bytes():
+                        return int(entry.name)
+            except OSError:
+                continue
+        time.sleep(0.01)
+    raise AssertionError(f"no process forked by the launcher names {out}")
+
+
+def gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.time() + timeout
+    while Path(f"/proc/{pid}").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    return not Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.integration
+def test_a_typed_command_runs_forked_on_its_terminal_and_ends_with_its_asker(
+    tmp_path, tiny_folder, own_launcher
+):
+    env, launcher = own_launcher
+    prompts = twelve_prompts(tmp_path)
+
+    def typed(name: str) -> tuple[subprocess.Popen, Path, int]:
+        out = tmp_path / name
+        command = [*PIPELINE, "--workspace", str(tmp_path / "ws")]
+        command += revise_args(tiny_folder, out, prompts)
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return proc, out, forked(out, launcher)
+
+    done, _, worker = typed("done")
+    stdout, stderr = done.communicate(timeout=120)
+    assert done.returncode == 0, stderr.decode()[-2000:]
+    assert b"12 chains in" in stdout and b"chain/s" in stderr  # its output reached our pipes
+    assert gone(worker)
+
+    asked, out, worker = typed("cancelled")  # Ctrl-C reaches the command itself
+    deadline = time.time() + 60
+    while not (out / "progress.json").exists():
+        assert time.time() < deadline and asked.poll() is None, asked.stderr.read().decode()
+        time.sleep(0.02)
+    asked.send_signal(signal.SIGINT)
+    _, stderr = asked.communicate(timeout=60)
+    assert asked.returncode == 130 and b"cancelled:" in stderr, stderr.decode()[-2000:]
+    assert gone(worker)
+
+    asked, _, worker = typed("killed")  # an asker killed takes its command with it
+    asked.kill()
+    asked.wait()
+    assert gone(worker), "the command outlived the process that asked for it"
+    assert warm.launcher(env) == launcher  # and the launcher still serves
+
+
+def test_a_typed_command_runs_in_its_own_process_when_switched_off_or_already_forked(
+    monkeypatch,
+):
+    monkeypatch.setenv(warm.SWITCH_ENV, "0")
+    assert warm.run_attached(["revise"]) is None
+    monkeypatch.setenv(warm.SWITCH_ENV, "1")
+    monkeypatch.setenv(warm.ATTACHED_ENV, "1")  # the forked command itself: it runs there
+    assert warm.run_attached(["revise"]) is None
 
 
 def test_of_two_askers_at_once_one_starts_the_launcher(tmp_path):
