@@ -326,9 +326,10 @@ def test_two_writers_in_one_run_folder_one_is_refused_and_no_id_is_written_twice
     first = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    holder = 0  # the command's process (forked from the warm launcher where one is up)
     try:
         deadline = time.time() + 120
-        while time.time() < deadline and str(first.pid) not in _read(out / job_folder.WRITER_LOCK):
+        while time.time() < deadline and not (holder := writer(out)):
             time.sleep(0.05)
         started = time.time()
         second = subprocess.run(
@@ -336,16 +337,28 @@ def test_two_writers_in_one_run_folder_one_is_refused_and_no_id_is_written_twice
         )
         assert first.poll() is None, "the first writer ended before the second was tried"
         assert second.returncode == 1 and "Traceback" not in second.stderr
-        assert f"is being written by process {first.pid} (" in second.stderr
+        assert f"is being written by process {holder} (" in second.stderr
         assert "revise" in second.stderr and time.time() - started < 60  # refused, not queued
     finally:
-        first.kill()
+        first.kill()  # -9: a command forked from the launcher is killed with it
         first.wait()
+    deadline = time.time() + 30
+    while holder and Path(f"/proc/{holder}").exists():
+        assert time.time() < deadline, "the writer outlived the command that was killed"
+        time.sleep(0.05)
     again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     ids = [c.id for c in ChainLog(out).read()]
     assert len(ids) == len(set(ids)) == 12
     assert job_folder.read_status(out)[0] == "succeeded"
+
+
+def writer(out: Path) -> int:
+    """The process the run folder's writer lock names (0 until one has written it)."""
+    try:
+        return int(json.loads(_read(out / job_folder.WRITER_LOCK))["pid"])
+    except (ValueError, KeyError, TypeError):
+        return 0
 
 
 def _read(path: Path) -> str:
