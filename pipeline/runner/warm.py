@@ -62,6 +62,7 @@ ATTACHED_ENV = "CSTUDIO_WARM_ATTACHED"  # set in a command forked attached: it r
 RANK_ENV = "WORLD_SIZE"  # one process of a data-parallel run: `accelerate launch` placed it
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GPU_DEVICES = ("/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+LIMITS = ("RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_RSS", "RLIMIT_CPU", "RLIMIT_NOFILE", "RLIMIT_FSIZE")
 # The libraries jobs spend their start-up importing (our own modules then take ~0.1 s).
 PRELOAD = (
     "torch",
@@ -101,12 +102,27 @@ def enabled(command: list[str], env: dict[str, str]) -> bool:
 
 def key(env: dict[str, str]) -> str:
     """The launcher that may serve a job of this environment: same interpreter, checkout,
-    priority and the variables libraries read while importing (IMPORT_TIME_ENV)."""
+    priority, limits (see `confines`) and the variables libraries read while importing
+    (IMPORT_TIME_ENV)."""
     kept = sorted(
         (k, v) for k, v in env.items() if k.startswith(IMPORT_TIME_ENV) and k not in SET_BY_TORCH
     )
     parts = [sys.executable, str(Path(__file__).resolve()), os.getpriority(os.PRIO_PROCESS, 0)]
-    return hashlib.sha256(json.dumps([parts, kept]).encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps([parts, confines(), kept]).encode()).hexdigest()[:20]
+
+
+def confines() -> list:
+    """What a forked process inherits from its launcher, not from its asker, that bounds the
+    work: the control group (a batch scheduler's job, a systemd scope), the CPUs it may use
+    and its resource limits. A command asked from inside other bounds gets another launcher,
+    so it never escapes them (a Slurm job's command is not run inside another job's)."""
+    if sys.platform != "linux":  # no launcher serves there
+        return []
+    import resource
+
+    group = Path("/proc/self/cgroup").read_text()
+    limits = [resource.getrlimit(getattr(resource, name)) for name in LIMITS]
+    return [group, sorted(os.sched_getaffinity(0)), limits]
 
 
 def home() -> Path:

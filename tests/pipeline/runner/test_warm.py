@@ -158,6 +158,25 @@ def test_a_typed_command_runs_in_its_own_process_when_switched_off_or_already_fo
     assert warm.run_attached(["revise"]) is None
 
 
+def test_a_command_inside_other_limits_gets_a_launcher_of_its_own():
+    """A launcher's child inherits the launcher's limits, not the asker's: an asker with a
+    lower limit (or another control group, other CPUs) must not reach this one."""
+    if sys.platform != "linux":
+        pytest.skip("warm launches are for Linux")
+    import resource
+
+    ask = [sys.executable, "-c", "from pipeline.runner import warm; print(warm.key({}))"]
+    same = subprocess.run(ask, capture_output=True, text=True, check=True).stdout.strip()
+    assert same == warm.key({})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    def fewer_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 512) - 1, hard))
+
+    bounded = subprocess.run(ask, capture_output=True, text=True, preexec_fn=fewer_files)
+    assert bounded.returncode == 0 and bounded.stdout.strip() != same
+
+
 def test_of_two_askers_at_once_one_starts_the_launcher(tmp_path):
     starting = tmp_path / "key.starting"
     assert warm.claimed(starting) and not warm.claimed(starting)  # the second waits for it
