@@ -137,7 +137,9 @@ def test_a_tiny_rahf_job_from_the_train_tab_plots_its_loss(page: Page, studio, t
         {
             "model": str(tiny_folder),
             "max-steps": "3",
-            "pattern-steps": "2",
+            # long enough for the page's 2 s beat to show phase 1 (a warm job of 2 pattern
+            # steps on the tiny model ended in 2 s, before the page saw it running)
+            "pattern-steps": "40",
             "max-length": "64",
             "batch-size": "2",
             "target-layers": "1",
@@ -149,7 +151,7 @@ def test_a_tiny_rahf_job_from_the_train_tab_plots_its_loss(page: Page, studio, t
     command = page.locator("#train-command")
     expect(command).to_contain_text("data: gold")
     # the stage picker fires again when the form takes the focus: what was typed stays
-    for kept in (f"model: {tiny_folder}", "max_steps: 3", "pattern_steps: 2"):
+    for kept in (f"model: {tiny_folder}", "max_steps: 3", "pattern_steps: 40"):
         expect(command).to_contain_text(kept)
     expect(page.locator("#train-rahf-model input")).to_have_value(str(tiny_folder))
     page.click("#train-launch-rahf")

@@ -118,10 +118,10 @@ def test_a_typed_command_runs_forked_on_its_terminal_and_ends_with_its_asker(
     env, launcher = own_launcher
     prompts = twelve_prompts(tmp_path)
 
-    def typed(name: str) -> tuple[subprocess.Popen, Path, int]:
+    def typed(name: str, *more: str) -> tuple[subprocess.Popen, Path, int]:
         out = tmp_path / name
         command = [*PIPELINE, "--workspace", str(tmp_path / "ws")]
-        command += revise_args(tiny_folder, out, prompts)
+        command += [*revise_args(tiny_folder, out, prompts), *more]
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         return proc, out, forked(out, launcher)
 
@@ -131,7 +131,9 @@ def test_a_typed_command_runs_forked_on_its_terminal_and_ends_with_its_asker(
     assert b"12 chains in" in stdout and b"chain/s" in stderr  # its output reached our pipes
     assert gone(worker)
 
-    asked, out, worker = typed("cancelled")  # Ctrl-C reaches the command itself
+    # Ctrl-C reaches the command itself (a long one: the signal must find it at work, not
+    # ending, however busy the machine)
+    asked, out, worker = typed("cancelled", "--rounds", "8", "--max-new-tokens", "96")
     deadline = time.time() + 60
     while not (out / "progress.json").exists():
         assert time.time() < deadline and asked.poll() is None, asked.stderr.read().decode()
