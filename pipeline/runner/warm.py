@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from setproctitle import setproctitle
@@ -87,6 +87,13 @@ class Request:
     log: str = ""
     exit_file: str = ""
     attached: bool = False
+    # the signals the asker ignores: a process it started would inherit that (a command run
+    # in the background of a script ignores Ctrl-C), so the forked one does too
+    ignored: list[int] = field(default_factory=lambda: ignored_signals())
+
+
+def ignored_signals() -> list[int]:
+    return [int(s) for s in FORWARDED if signal.getsignal(s) == signal.SIG_IGN]
 
 
 def enabled(command: list[str], env: dict[str, str]) -> bool:
@@ -243,7 +250,9 @@ def run_attached(args: list[str]) -> int | None:
             return None  # refused before it forked: nothing runs there
         conn.settimeout(None)
         previous = {
-            s: signal.signal(s, lambda signum, _: signal_group(pid, signum)) for s in FORWARDED
+            s: signal.signal(s, lambda signum, _: signal_group(pid, signum))
+            for s in FORWARDED
+            if s not in request.ignored  # ignored here: ignored there too, as in one process
         }
         try:
             line = reader.readline()
@@ -454,6 +463,9 @@ def become(request: Request, fds: list[int]) -> None:
     """Turn this forked child into the job's process, as if started fresh: its own
     session, the queue's environment, folder and log (or the asker's stdin, stdout and
     stderr), the job's command line."""
+    for signum in FORWARDED:  # as a process the asker started would have them
+        default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        signal.signal(signum, signal.SIG_IGN if signum in request.ignored else default)
     # `ps` and /proc name the job, not the launcher (before the environment is replaced:
     # the title takes the room of the launcher's own)
     setproctitle(shlex.join(request.argv))

@@ -104,6 +104,13 @@ def forked(out: Path, launcher: int, timeout: float = 60) -> int:
     raise AssertionError(f"no process forked by the launcher names {out}")
 
 
+def ignores_ctrl_c(pid: int) -> bool:
+    """Whether a process ignores SIGINT (its SigIgn mask, read while it runs)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = int(status.split("SigIgn:")[1].split()[0], 16)
+    return bool(mask & (1 << (signal.SIGINT - 1)))
+
+
 def gone(pid: int, timeout: float = 10) -> bool:
     deadline = time.time() + timeout
     while Path(f"/proc/{pid}").exists() and time.time() < deadline:
@@ -118,14 +125,23 @@ def test_a_typed_command_runs_forked_on_its_terminal_and_ends_with_its_asker(
     env, launcher = own_launcher
     prompts = twelve_prompts(tmp_path)
 
-    def typed(name: str, *more: str) -> tuple[subprocess.Popen, Path, int]:
+    def typed(name: str, *more: str, ctrl_c=signal.SIG_DFL) -> tuple[subprocess.Popen, Path, int]:
+        """The command typed by a process that takes Ctrl-C as `ctrl_c` says (a suite run
+        in a script's background ignores it, and passes that on)."""
         out = tmp_path / name
         command = [*PIPELINE, "--workspace", str(tmp_path / "ws")]
         command += [*revise_args(tiny_folder, out, prompts), *more]
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, ctrl_c),
+        )
         return proc, out, forked(out, launcher)
 
-    done, _, worker = typed("done")
+    done, _, worker = typed("done", ctrl_c=signal.SIG_IGN)
+    assert ignores_ctrl_c(worker)  # as a process its asker started would
     stdout, stderr = done.communicate(timeout=120)
     assert done.returncode == 0, stderr.decode()[-2000:]
     assert b"12 chains in" in stdout and b"chain/s" in stderr  # its output reached our pipes
@@ -134,6 +150,7 @@ def test_a_typed_command_runs_forked_on_its_terminal_and_ends_with_its_asker(
     # Ctrl-C reaches the command itself (a long one: the signal must find it at work, not
     # ending, however busy the machine)
     asked, out, worker = typed("cancelled", "--rounds", "8", "--max-new-tokens", "96")
+    assert not ignores_ctrl_c(worker)
     deadline = time.time() + 60
     while not (out / "progress.json").exists():
         assert time.time() < deadline and asked.poll() is None, asked.stderr.read().decode()
