@@ -342,15 +342,20 @@ def test_two_writers_in_one_run_folder_one_is_refused_and_no_id_is_written_twice
     finally:
         first.kill()  # -9: a command forked from the launcher is killed with it
         first.wait()
-    deadline = time.time() + 30
-    while holder and Path(f"/proc/{holder}").exists():
-        assert time.time() < deadline, "the writer outlived the command that was killed"
-        time.sleep(0.05)
+    assert not holder or gone(holder, 30), "the writer outlived the command that was killed"
     again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     ids = [c.id for c in ChainLog(out).read()]
     assert len(ids) == len(set(ids)) == 12
     assert job_folder.read_status(out)[0] == "succeeded"
+
+
+def gone(pid: int, timeout: float = 10) -> bool:
+    """Whether a process has ended within `timeout` seconds."""
+    deadline = time.time() + timeout
+    while Path(f"/proc/{pid}").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    return not Path(f"/proc/{pid}").exists()
 
 
 def writer(out: Path) -> int:

@@ -15,7 +15,7 @@ import pytest
 from pipeline.core.job_folder import JOB_ID_ENV
 from pipeline.data.store import Store
 from pipeline.runner import jobs, warm
-from tests.pipeline.runner.test_jobs import revise_args, twelve_prompts
+from tests.pipeline.runner.test_jobs import gone, revise_args, twelve_prompts
 
 PIPELINE = [sys.executable, "-m", "pipeline"]
 
@@ -109,13 +109,6 @@ def ignores_ctrl_c(pid: int) -> bool:
     status = Path(f"/proc/{pid}/status").read_text()
     mask = int(status.split("SigIgn:")[1].split()[0], 16)
     return bool(mask & (1 << (signal.SIGINT - 1)))
-
-
-def gone(pid: int, timeout: float = 10) -> bool:
-    deadline = time.time() + timeout
-    while Path(f"/proc/{pid}").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    return not Path(f"/proc/{pid}").exists()
 
 
 @pytest.mark.integration
