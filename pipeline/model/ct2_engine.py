@@ -1,5 +1,5 @@
 """CTranslate2 as a generation engine: int8 weights, the same prompts and sampling settings
-as the transformers engine, and several times its speed on a CPU at batch 1, where a 135M
+as the transformers engine, and 4.6× its speed on a CPU at batch 1, where a 135M
 model in fp32 is bound by reading its weights for every token (`bench/peers.py` measures
 it against Hugging Face `generate` and CTranslate2 in fp32).
 
@@ -16,15 +16,18 @@ import hashlib
 import importlib.util
 import json
 import tempfile
+import threading
+from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 
 from pipeline.config.settings import SamplingConfig
 from pipeline.core.errors import ModelError
-from pipeline.model.generation import ChatTokens, Message
+from pipeline.model.generation import KEEP_ROWS, ChatTokens, Message
 from pipeline.model.loading import LoadedModel, build_once, cache_root
+from pipeline.model.scoring import MIN_SHARED_PREFIX, common_start, shared_prefix_length
 from pipeline.model.states_cache import source_identity
 
 if TYPE_CHECKING:
@@ -60,6 +63,96 @@ def converted(loaded: LoadedModel) -> Path:
     return build_once(cache_root() / "ctranslate2" / f"{name}-{fingerprint(loaded.source)}", build)
 
 
+STATIC_BYTES = 256 * 2**20  # kept starts' keys and values, at most, before an engine reloads
+SEEN_PROMPTS = 8  # a lone prompt's static start is looked for among this many before it
+
+
+class Replicas:
+    """One CTranslate2 engine in one thread layout, and the static prompts it keeps.
+
+    CTranslate2 keeps the keys and values of every *static prompt* it is given, so a start
+    that prompts keep repeating (a chain's few-shot examples and question, a batch's system
+    prompt) is computed once; it keeps them without a bound, so past STATIC_BYTES of them
+    the engine is loaded afresh."""
+
+    def __init__(self, path: Path, compute: str, replicas: int, threads: int, bytes_per_token: int):
+        self.layout = (str(path), compute, replicas, threads)
+        self.bytes_per_token = bytes_per_token
+        self.seen: deque[tuple[int, ...]] = deque(maxlen=SEEN_PROMPTS)
+        self.lock = threading.Lock()
+        self._load()
+
+    def _load(self) -> None:
+        import ctranslate2
+
+        path, compute, replicas, threads = self.layout
+        self.generator = None  # the old engine's memory goes before the new one's comes
+        torch_threads = torch.get_num_threads()
+        self.generator = ctranslate2.Generator(
+            path, device="cpu", compute_type=compute, inter_threads=replicas, intra_threads=threads
+        )
+        torch.set_num_threads(torch_threads)  # it set this thread's OpenMP threads to its own
+        self.statics: set[tuple[int, ...]] = set()
+
+    def static(self, rows: list[list[int]]) -> tuple[int, ...]:
+        """The start to hand CTranslate2 as its static prompt (`()` for none): one it already
+        keeps, when that covers at least half of what could be shared; else the start every
+        row of a batch shares, or the longest start a lone prompt shares with an earlier one."""
+        limit = min(len(r) for r in rows) - 1  # each row keeps a token of its own
+        if len(rows) > 1:
+            n = shared_prefix_length(rows)
+        else:
+            n = max((common_start(s, rows[0], limit) for s in self.seen), default=0)
+        kept = [
+            s
+            for s in self.statics
+            if len(s) <= limit and all(common_start(s, r, len(s)) == len(s) for r in rows)
+        ]
+        best = max(kept, key=len, default=())
+        if best and 2 * len(best) >= n:
+            return best
+        return tuple(rows[0][:n]) if n >= MIN_SHARED_PREFIX else ()
+
+    def prompted(self, rows: list[list[int]], tokens: Callable) -> tuple[Any, dict]:
+        """The engine and the rows as it takes them: `start_tokens` after the static prompt,
+        if any (kept from now on)."""
+        with self.lock:
+            static = self.static(rows)
+            if len(rows) <= KEEP_ROWS:
+                self.seen.extend(tuple(r) for r in rows)
+            if static and static not in self.statics:
+                if (
+                    sum(map(len, self.statics)) + len(static)
+                ) * self.bytes_per_token > STATIC_BYTES:
+                    self._load()
+                self.statics.add(static)
+            generator = self.generator
+        if not static:
+            return generator, {"start_tokens": tokens(rows)}
+        rest = tokens([r[len(static) :] for r in rows])
+        return generator, {"start_tokens": rest, "static_prompt": tokens([static])[0]}
+
+
+_engines: dict[tuple[str, str, bool], Replicas] = {}
+_engines_lock = threading.Lock()
+
+
+def replicas_for(path: Path, compute: str, lone: bool, bytes_per_token: int) -> Replicas:
+    """The process's engine for a model, shared by every backend (so what it keeps serves the
+    next call too): `lone` (one prompt at a time) gets every core in one replica; otherwise
+    one replica per core on one thread each, a batch split by length across them. Measured
+    (`bench/peers.py`): at batch 32 the split runs ~1.9x one replica on both cores (a 135M
+    model's step is too short to share between threads); one long prompt runs 1.3x faster on
+    both cores than on one."""
+    cores = max(1, torch.get_num_threads())
+    key = (str(path), compute, lone)
+    with _engines_lock:
+        if key not in _engines:
+            layout = (1, cores) if lone else (cores, 1)
+            _engines[key] = Replicas(path, compute, *layout, bytes_per_token)
+        return _engines[key]
+
+
 class CTranslate2Backend(ChatTokens):
     """Batched and streamed generation on CTranslate2, `compute` "int8" or "float32".
 
@@ -69,16 +162,18 @@ class CTranslate2Backend(ChatTokens):
     different text on the next call). Where a seed must reproduce, `auto` keeps fp32."""
 
     def __init__(self, loaded: LoadedModel, max_batch_size: int = 32, compute: str = "int8"):
-        import ctranslate2
-
         super().__init__(loaded, max_batch_size)
-        self.generator = ctranslate2.Generator(
-            str(converted(loaded)),
-            device="cpu",
-            compute_type=compute,
-            intra_threads=torch.get_num_threads(),
+        self.path, self.compute = converted(loaded), compute
+        config = loaded.model.config
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = (
+            getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         )
+        self.bytes_per_token = 2 * config.num_hidden_layers * heads * head_dim * 4
         self.end_tokens = self.loaded.tokenizer.convert_ids_to_tokens(self.stop_ids.tolist())
+
+    def _engine(self, lone: bool) -> Replicas:
+        return replicas_for(self.path, self.compute, lone, self.bytes_per_token)
 
     def _options(self, config: SamplingConfig) -> dict:
         greedy = config.temperature == 0
@@ -90,19 +185,23 @@ class CTranslate2Backend(ChatTokens):
             "end_token": self.end_tokens,
         }
 
-    def _tokens(self, rows: list[list[int]]) -> list[list[str]]:
-        return [self.loaded.tokenizer.convert_ids_to_tokens(r) for r in rows]
+    def _tokens(self, rows: list[list[int]] | list[tuple[int, ...]]) -> list[list[str]]:
+        return [self.loaded.tokenizer.convert_ids_to_tokens(list(r)) for r in rows]
 
     def _run(self, rows: list[list[int]], config: SamplingConfig) -> list[list[int]]:
         """New token ids per row, the end-of-turn token included when the row stopped."""
-        results = self.generator.generate_batch(
-            self._tokens(rows),
-            max_batch_size=self.max_batch_size,
+        engine = self._engine(lone=len(rows) == 1)
+        generator, prompted = engine.prompted(rows, self._tokens)
+        per_replica = -(-len(rows) // engine.layout[2])  # one batch per replica, by length
+        results = generator.generate_batch(
+            **prompted,
+            max_batch_size=min(self.max_batch_size, per_replica),
+            asynchronous=True,
             include_prompt_in_result=False,
             return_end_token=True,
             **self._options(config),
         )
-        return [r.sequences_ids[0] for r in results]
+        return [r.result().sequences_ids[0] for r in results]
 
     def new_ids(
         self,
@@ -118,8 +217,11 @@ class CTranslate2Backend(ChatTokens):
         self, conversation: list[Message], config: SamplingConfig, steering: Steering | None
     ) -> Iterator[int]:
         refuse_steering(steering)
-        (row,) = self._tokens(self._encode([conversation], config))
-        steps = self.generator.generate_tokens(row, **self._options(config))
+        generator, prompted = self._engine(lone=True).prompted(
+            self._encode([conversation], config), self._tokens
+        )
+        (row,) = prompted.pop("start_tokens")
+        steps = generator.generate_tokens(row, **prompted, **self._options(config))
         return (step.token_id for step in steps)
 
 

@@ -2,6 +2,7 @@
 engine a setting picks."""
 
 import pytest
+import torch
 
 from pipeline.config.settings import SamplingConfig
 from pipeline.core.errors import ModelError
@@ -85,3 +86,39 @@ def test_a_model_is_converted_once_and_named_by_its_weights(tmp_path):
     before = ct2_engine.fingerprint(str(tmp_path))
     (tmp_path / "model.safetensors").write_bytes(b"22")
     assert ct2_engine.fingerprint(str(tmp_path)) != before  # retrained: converted again
+
+
+@needs_ct2
+def test_a_start_prompts_repeat_is_computed_once_and_answers_stay_the_same(monkeypatch):
+    fp32 = backend_for("embedded", engine="fp32")
+    full = ct2_engine.CTranslate2Backend(fp32.loaded, compute="float32")
+    rules = "You answer in one short sentence. " * 8  # a long system prompt both questions share
+    first, second = (chat(q, system=rules) for q in ("Name a fruit.", "Name a river."))
+    lone = full._engine(lone=True)
+    full.generate([first], GREEDY)
+    assert not any(len(s) > 60 for s in lone.statics)  # seen once: nothing to reuse yet
+    answer = full.generate([second], GREEDY)[0]
+    shared = [s for s in lone.statics if len(s) > 60]
+    assert len(shared) == 1  # the start both share is now CTranslate2's static prompt
+    assert answer.text == fp32.generate([second], GREEDY)[0].text  # and answers as before
+    assert full.generate([second], GREEDY)[0].text == answer.text
+    # what it keeps is bounded: past STATIC_BYTES the engine starts afresh
+    before = lone.generator
+    monkeypatch.setattr(ct2_engine, "STATIC_BYTES", 1)
+    full.generate([chat("Name a colour.", system="Be brief. " * 12)], GREEDY)
+    full.generate([chat("Name a tree.", system="Be brief. " * 12)], GREEDY)
+    assert lone.generator is not before and len(lone.statics) == 1
+
+
+@needs_ct2
+def test_a_batch_is_split_across_one_replica_per_core_in_its_order():
+    fp32 = backend_for("embedded", engine="fp32")
+    full = ct2_engine.CTranslate2Backend(fp32.loaded, compute="float32")
+    prompts = PROMPTS + [chat("Say hello."), chat("Count to three, then stop counting now.")]
+    split, lone = full._engine(lone=False), full._engine(lone=True)
+    cores = lone.layout[3]  # one replica on every core; a batch: a replica per core, 1 thread
+    assert split.layout[2:] == (cores, 1) and lone.layout[2] == 1
+    assert [g.text for g in full.generate(prompts, GREEDY)] == [
+        g.text for g in fp32.generate(prompts, GREEDY)
+    ]
+    assert torch.get_num_threads() == cores  # loading an engine leaves torch's threads alone
