@@ -137,14 +137,15 @@ _engines: dict[tuple[str, str, bool], Replicas] = {}
 _engines_lock = threading.Lock()
 
 
-def replicas_for(path: Path, compute: str, lone: bool, bytes_per_token: int) -> Replicas:
+def replicas_for(
+    path: Path, compute: str, lone: bool, cores: int, bytes_per_token: int
+) -> Replicas:
     """The process's engine for a model, shared by every backend (so what it keeps serves the
     next call too): `lone` (one prompt at a time) gets every core in one replica; otherwise
     one replica per core on one thread each, a batch split by length across them. Measured
     (`bench/peers.py`): at batch 32 the split runs ~1.9x one replica on both cores (a 135M
     model's step is too short to share between threads); one long prompt runs 1.3x faster on
     both cores than on one."""
-    cores = max(1, torch.get_num_threads())
     key = (str(path), compute, lone)
     with _engines_lock:
         if key not in _engines:
@@ -164,6 +165,7 @@ class CTranslate2Backend(ChatTokens):
     def __init__(self, loaded: LoadedModel, max_batch_size: int = 32, compute: str = "int8"):
         super().__init__(loaded, max_batch_size)
         self.path, self.compute = converted(loaded), compute
+        self.cores = max(1, torch.get_num_threads())
         config = loaded.model.config
         heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
         head_dim = (
@@ -173,7 +175,7 @@ class CTranslate2Backend(ChatTokens):
         self.end_tokens = self.loaded.tokenizer.convert_ids_to_tokens(self.stop_ids.tolist())
 
     def _engine(self, lone: bool) -> Replicas:
-        return replicas_for(self.path, self.compute, lone, self.bytes_per_token)
+        return replicas_for(self.path, self.compute, lone, self.cores, self.bytes_per_token)
 
     def _options(self, config: SamplingConfig) -> dict:
         greedy = config.temperature == 0
