@@ -22,6 +22,7 @@ PROMPTS = [
     )
 ]
 GREEDY = SamplingConfig(temperature=0.0, max_new_tokens=24)
+SHORT = SamplingConfig(temperature=0.0, max_new_tokens=6)  # what is tested is the prompt
 
 
 def test_a_setting_picks_its_engine_and_refuses_one_that_cannot_run():
@@ -95,18 +96,18 @@ def test_a_start_prompts_repeat_is_computed_once_and_answers_stay_the_same(monke
     rules = "You answer in one short sentence. " * 8  # a long system prompt both questions share
     first, second = (chat(q, system=rules) for q in ("Name a fruit.", "Name a river."))
     lone = full._engine(lone=True)
-    full.generate([first], GREEDY)
+    full.generate([first], SHORT)
     assert not any(len(s) > 60 for s in lone.statics)  # seen once: nothing to reuse yet
-    answer = full.generate([second], GREEDY)[0]
+    answer = full.generate([second], SHORT)[0]
     shared = [s for s in lone.statics if len(s) > 60]
     assert len(shared) == 1  # the start both share is now CTranslate2's static prompt
-    assert answer.text == fp32.generate([second], GREEDY)[0].text  # and answers as before
-    assert full.generate([second], GREEDY)[0].text == answer.text
+    assert answer.text == fp32.generate([second], SHORT)[0].text  # and answers as before
+    assert full.generate([second], SHORT)[0].text == answer.text
     # what it keeps is bounded: past STATIC_BYTES the engine starts afresh
     before = lone.generator
     monkeypatch.setattr(ct2_engine, "STATIC_BYTES", 1)
-    full.generate([chat("Name a colour.", system="Be brief. " * 12)], GREEDY)
-    full.generate([chat("Name a tree.", system="Be brief. " * 12)], GREEDY)
+    full.generate([chat("Name a colour.", system="Be brief. " * 12)], SHORT)
+    full.generate([chat("Name a tree.", system="Be brief. " * 12)], SHORT)
     assert lone.generator is not before and len(lone.statics) == 1
 
 
@@ -118,8 +119,8 @@ def test_a_batch_is_split_across_one_replica_per_core_in_its_order():
     split, lone = full._engine(lone=False), full._engine(lone=True)
     cores = lone.layout[3]  # one replica on every core; a batch: a replica per core, 1 thread
     assert split.layout[2:] == (cores, 1) and lone.layout[2] == 1
-    assert [g.text for g in full.generate(prompts, GREEDY)] == [
-        g.text for g in fp32.generate(prompts, GREEDY)
+    assert [g.text for g in full.generate(prompts, SHORT)] == [
+        g.text for g in fp32.generate(prompts, SHORT)
     ]
     assert torch.get_num_threads() == cores  # loading an engine leaves torch's threads alone
 
@@ -138,6 +139,6 @@ def test_auto_runs_each_call_where_it_is_faster():
     batch += [chat("Name a tree.", system=rules)] * max(0, cores - 2)
     assert min(map(auto.count_tokens, batch)) > engines.LONG_PROMPT
     fp32 = backend_for("embedded", engine="fp32")
-    assert [g.text for g in auto.generate(batch, GREEDY)] == [
-        g.text for g in fp32.generate(batch, GREEDY)
+    assert [g.text for g in auto.generate(batch, SHORT)] == [
+        g.text for g in fp32.generate(batch, SHORT)
     ]
