@@ -90,11 +90,18 @@ def on_load_model(name: str) -> str:
         return error_notice(exc)
 
 
-def on_model_choice(name: str) -> str:
-    """Which model answers: said as soon as it is picked, loaded with the first message."""
+def on_model_choice(name: str, shown: str | None = None) -> str:
+    """Which model answers: said as soon as it is picked, loaded with the first message.
+
+    What Load already said of this very model (`shown`) stays: the box sends a typed name
+    when it loses the focus, that is when Load is clicked, so the choice can arrive after
+    Load's answer and would hide an error."""
+    chosen = name or DEFAULT_MODEL
+    named, shown = html.escape(chosen), shown or ""  # the page's first status is None
+    if f"&#x27;{named}&#x27;:" in shown or f"Model in use: {named} " in shown:
+        return shown
     return notice(
-        "info",
-        f"Model: {name or DEFAULT_MODEL} — it loads with the first message (or press Load model).",
+        "info", f"Model: {chosen} — it loads with the first message (or press Load model)."
     )
 
 
@@ -376,7 +383,9 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
     )
     # the box's note and a load's answer land in the order asked (a typed name's note
     # arriving after Load's answer hid the error)
-    model.input(on_model_choice, model, model_status, **in_order("playground-model"))
+    model.input(
+        on_model_choice, [model, model_status], model_status, **in_order("playground-model")
+    )
     stop.click(None, cancels=[submitted, clicked])
     wire(clear.click, on_clear, None, {"chatbot": chatbot, "message": message})
     load.click(on_load_model, model, model_status, **in_order("playground-model"))
@@ -387,4 +396,4 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
         partial(on_load_page, store),
         None,
         {"constitution": constitution, "principle": principle},
-    ).then(on_model_choice, model, model_status, **in_order("playground-model"))
+    ).then(on_model_choice, [model, model_status], model_status, **in_order("playground-model"))

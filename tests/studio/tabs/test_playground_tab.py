@@ -64,6 +64,11 @@ def test_compare_answers_the_same_prompt_with_and_without_the_system_prompt(tiny
     assert "Type a message" in tab.on_compare(str(tiny_folder), "x", "", [], 0.7, 0.95, 6, 0)[1]
     assert "Pick a principle" in tab.on_compare(str(tiny_folder), " ", "q", [], 0.7, 0.95, 6, 0)[1]
     assert "loads with the first message" in tab.on_model_choice("embedded")
+    # a choice landing after Load's answer about the same model leaves that answer shown
+    failed = tab.on_load_model("/no/such/model")
+    assert tab.on_model_choice("/no/such/model", failed) == failed
+    assert "loads with the first message" in tab.on_model_choice("/no/such", failed)
+    assert "loads with the first message" in tab.on_model_choice("embedded", None)  # page open
 
 
 @pytest.mark.skipif(not ct2_engine.available(), reason=ct2_engine.INSTALL)
