@@ -1,14 +1,16 @@
 """The live chain (batch 1, as the Chains tab runs one prompt): each step's prompt starts
 with the step before, and the engine keeps that start's keys and values instead of computing
-them again. Same run, same engine: the baseline keeps nothing between calls
-(`KEEP_ROWS = 0`, today's engine before kept prompts).
+them again; and it drafts the next tokens by prompt lookup (a revision repeats much of what
+it revises) and checks them in one pass. Same run, same engine: the baseline keeps nothing
+between calls and decodes one token a pass (`KEEP_ROWS = 0`, `LOOKUP_DRAFT = 0`: the engine
+before issue 28).
 
 One red-team prompt under harmless-helpful with its few-shot chains, the Chains tab's
 defaults (4 rounds, 96 new tokens), greedy, the embedded model; each path runs `--repeats`
 times and the fastest counts. Prints seconds for both, whether the chains are identical,
-and `ratio=<baseline seconds / kept-prompt seconds>` (larger is better); before it, the
-same chain on the int8 engine (`engine: int8`, where ctranslate2 is installed) and its
-speed-up over the fp32 engine.
+and `ratio=<baseline seconds / ours>` (larger is better); before it, the same chain on the
+int8 engine (`engine: int8`, where ctranslate2 is installed) and on `engine: auto` (int8 for
+short prompts, fp32 for long ones).
 """
 
 from __future__ import annotations
@@ -26,14 +28,15 @@ from pipeline.model.ct2_engine import INSTALL, available
 from pipeline.model.engines import backend_for
 
 ROOT = Path(__file__).resolve().parent.parent
+KEPT = (generation.KEEP_ROWS, generation.LOOKUP_DRAFT)
 
 
 def timed(
-    keep_rows: int, request: ChainRequest, config, sampling, repeats: int, engine: str = "fp32"
+    request: ChainRequest, config, sampling, repeats: int, engine: str = "fp32", before=False
 ) -> tuple[Chain, float]:
     """The chain and the fastest of `repeats` runs, each on a fresh backend (nothing kept
-    from the run before)."""
-    generation.KEEP_ROWS = keep_rows
+    from the run before); `before`: as the engine was before issue 28."""
+    generation.KEEP_ROWS, generation.LOOKUP_DRAFT = (0, 0) if before else KEPT
     best, chain = float("inf"), None
     for _ in range(repeats):
         backend = backend_for("embedded", engine=engine)
@@ -56,19 +59,19 @@ def main() -> None:
     config = ChainConfig(rounds=args.rounds, batch_size=1)
     sampling = SamplingConfig(temperature=0.0, max_new_tokens=args.new_tokens)
     backend_for("embedded")  # load (and convert, the first time) outside the timings
-    kept, kept_s = timed(generation.KEEP_ROWS, request, config, sampling, args.repeats)
-    plain, plain_s = timed(0, request, config, sampling, args.repeats)
-    fast = timed(0, request, config, sampling, args.repeats, "int8") if available() else None
+    kept, kept_s = timed(request, config, sampling, args.repeats)
+    plain, plain_s = timed(request, config, sampling, args.repeats, before=True)
     print(
         f"one red-team prompt x {args.rounds} rounds, {args.new_tokens} new tokens per step, "
         "greedy, few-shot on, embedded model, batch 1"
     )
-    print(f"{'engine':<34}{'seconds':>9}")
-    print(f"{'keeps each prompt for the next':<34}{kept_s:>9.1f}")
-    print(f"{'computes every prompt whole':<34}{plain_s:>9.1f}")
-    if fast:
-        print(f"{'int8 engine (engine: int8)':<34}{fast[1]:>9.1f}")
-        print(f"int8 engine against the fp32 engine that keeps prompts: {kept_s / fast[1]:.2f}x")
+    print(f"{'engine':<44}{'seconds':>9}")
+    print(f"{'fp32, keeps prompts, drafts by prompt lookup':<44}{kept_s:>9.1f}")
+    print(f"{'fp32 before issue 28 (every prompt whole)':<44}{plain_s:>9.1f}")
+    if available():
+        for engine in ("int8", "auto"):
+            seconds = timed(request, config, sampling, args.repeats, engine)[1]
+            print(f"{'engine: ' + engine:<44}{seconds:>9.1f}  ({plain_s / seconds:.2f}x before)")
     else:
         print(f"int8 engine: not installed ({INSTALL})")
     same = kept.initial_answer == plain.initial_answer and [

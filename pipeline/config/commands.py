@@ -443,7 +443,8 @@ class EngineSettings:
 
     engine: str = _help(
         "What generates: fp32 (the transformers engine), int8 (CTranslate2: several times "
-        "faster on a CPU; needs `pip install ctranslate2`) or auto (int8 where it can run).",
+        "faster on a CPU; needs `pip install ctranslate2`) or auto (int8 where it can run and "
+        "is faster: prompts up to 384 tokens).",
         "fp32",
     )
 

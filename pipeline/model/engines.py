@@ -1,8 +1,8 @@
 """Which engine generates: `fp32` (the transformers engine: steering, hidden states, seeds
 that reproduce), `int8` (CTranslate2, several times faster on a CPU; generation only; a
 sampling seed does not reproduce there) or `auto` (int8 where it gives the same kind of
-answer — CTranslate2 installed, a CPU model, no steering, greedy — and is faster: not for a
-batch of long prompts; else fp32)."""
+answer — CTranslate2 installed, a CPU model, no steering, greedy — and is faster: not for
+long prompts; else fp32)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,11 @@ from pipeline.model.loading import LoadedModel, load_model
 if TYPE_CHECKING:
     from pipeline.model.steering import Steering
 
-# A batch of prompts longer than this runs faster on fp32 (measured, batch 8, 64 new tokens:
-# int8 2.7x fp32 at 106 prompt tokens, 1.46x at 214, 0.95x at 394, 0.65x for a chains job at
-# ~1,200): CTranslate2 grows its keys and values by copying at every token and forwards a
-# batch's uneven prompt ends one token a step. A lone prompt is faster on int8 at any length.
+# A prompt longer than this runs faster on fp32 (measured, batch 8, 64 new tokens: int8 2.7x
+# fp32 at 106 prompt tokens, 1.46x at 214, 0.95x at 394, 0.65x for a chains job at ~1,200;
+# the live chain, batch 1 at ~1,200: fp32 16.1 s, int8 18.4 s): CTranslate2 grows its keys
+# and values by copying at every token and forwards a batch's uneven prompt ends one token a
+# step, where fp32 keeps the prompts' keys and values and drafts by prompt lookup.
 LONG_PROMPT = 384
 
 
@@ -81,16 +82,14 @@ def backend_for(
 
 class AutoBackend(ChatTokens):
     """`engine: auto` where int8 can run: each call on the engine that is faster for it —
-    int8, except a batch of long prompts (more rows than cores, one over LONG_PROMPT tokens),
-    which fp32 runs faster."""
+    int8 for prompts up to LONG_PROMPT tokens, fp32 for longer ones."""
 
     def __init__(self, fp32: TransformersBackend, int8: ct2_engine.CTranslate2Backend):
         super().__init__(fp32.loaded, fp32.max_batch_size)
         self.fp32, self.int8 = fp32, int8
 
     def engine_for(self, rows: list[list[int]]) -> ChatTokens:
-        lone = len(rows) <= self.int8.cores
-        return self.int8 if lone or max(map(len, rows)) <= LONG_PROMPT else self.fp32
+        return self.fp32 if max(map(len, rows)) > LONG_PROMPT else self.int8
 
     def new_ids(self, conversations: list[list[Message]], config: SamplingConfig, *rest):
         """Each conversation's new token ids, from the engine faster for this batch (`rest`:
@@ -101,7 +100,8 @@ class AutoBackend(ChatTokens):
     def token_stream(
         self, conversation: list[Message], config: SamplingConfig, steering: Steering | None
     ) -> Iterator[int]:
-        return self.int8.token_stream(conversation, config, steering)
+        engine = self.engine_for(self._encode([conversation], config))
+        return engine.token_stream(conversation, config, steering)
 
 
 def engine_note(
@@ -109,7 +109,7 @@ def engine_note(
 ) -> str:
     """Which engine a setting runs on, and why `auto` kept fp32 ('' for fp32 asked by name)."""
     if chosen(engine, loaded, steered, greedy) == "int8":
-        return "on the int8 engine" + (" (fp32 for long batches)" if engine == "auto" else "")
+        return "on the int8 engine" + (" (fp32 for long prompts)" if engine == "auto" else "")
     if engine == "fp32":
         return ""
     return f"on the fp32 engine ({int8_problem(loaded, steered, greedy)})"  # auto kept fp32

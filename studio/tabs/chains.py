@@ -543,8 +543,8 @@ def build(
             seed = gr.Number(value=0, precision=0, label="seed")
             engine = engine_choice(
                 "chains",
-                "decodes ~4.6× faster on a CPU (a live chain ~1.7×: its long prompts "
-                "cost more there)",
+                "decodes ~4.6× faster on a CPU on short prompts; auto runs a chain's long "
+                "ones on fp32, faster there",
             )
             steer = steering_panel.build(store, "chains")
             with gr.Row():

@@ -129,16 +129,14 @@ def test_a_batch_is_split_across_one_replica_per_core_in_its_order():
 def test_auto_runs_each_call_where_it_is_faster():
     auto = backend_for("embedded", engine="auto")
     assert isinstance(auto, engines.AutoBackend)
-    cores, long = auto.int8.cores, engines.LONG_PROMPT + 1
-    assert auto.engine_for([[1] * long]) is auto.int8  # a lone prompt: int8 at any length
-    assert auto.engine_for([[1] * 100] * 8) is auto.int8  # a batch of short prompts
-    assert auto.engine_for([[1] * 100] * 7 + [[1] * long]) is auto.fp32  # a long batch
-    assert auto.engine_for([[1] * long] * cores) is auto.int8  # one prompt per core
+    long = engines.LONG_PROMPT + 1
+    assert auto.engine_for([[1] * long]) is auto.fp32  # a long prompt, alone or not: fp32
+    assert auto.engine_for([[1] * 100] * 8) is auto.int8  # short prompts: int8
+    assert auto.engine_for([[1] * 100] * 7 + [[1] * long]) is auto.fp32
     rules = "Answer in one short, careful sentence and refuse anything harmful. " * 40
     batch = [chat(q, system=rules) for q in ("Name a fruit.", "Name a river.", "Name a bird.")]
-    batch += [chat("Name a tree.", system=rules)] * max(0, cores - 2)
     assert min(map(auto.count_tokens, batch)) > engines.LONG_PROMPT
     fp32 = backend_for("embedded", engine="fp32")
-    assert [g.text for g in auto.generate(batch, SHORT)] == [
-        g.text for g in fp32.generate(batch, SHORT)
-    ]
+    expected = [g.text for g in fp32.generate(batch, SHORT)]
+    assert [g.text for g in auto.generate(batch, SHORT)] == expected
+    assert "".join(auto.stream(batch[0], SHORT)).strip() == expected[0]  # alone, streamed

@@ -3,8 +3,9 @@ import torch
 
 from pipeline.config.settings import GREEDY, SamplingConfig
 from pipeline.core.errors import ConfigError, ModelError
+from pipeline.model import generation
 from pipeline.model.engines import backend_for
-from pipeline.model.generation import TransformersBackend, chat, next_tokens
+from pipeline.model.generation import TransformersBackend, chat, drafted, next_tokens
 from pipeline.model.scoring import shared_prefix_length
 from tests.tiny import tiny_model
 
@@ -216,3 +217,32 @@ def test_kept_prompts_stay_within_their_budget_and_keep_the_newest(monkeypatch):
     backend.generate(big, GREEDY)  # more rows than KEEP_ROWS: only their shared start is kept
     assert kept()[-1].endswith("user\nQuestion ")
     assert not any("long enough to be kept" in text for text in kept())
+
+
+def test_a_draft_is_what_followed_the_last_words_where_they_came_before():
+    assert drafted([5, 6, 7, 8, 9, 5, 6, 7], 3) == [8, 9, 5]  # the longest n-gram, latest
+    assert drafted([1, 2, 3, 1, 9, 2, 3], 2) == [1, 9]  # "2 3" came before, followed by "1 9"
+    assert drafted([4, 2, 7, 1, 2], 1) == [7]  # only one token matches
+    assert drafted([1, 2, 3], 4) == [] and drafted([1], 4) == []
+
+
+def test_prompt_lookup_answers_as_plain_greedy_decoding(monkeypatch):
+    """Drafted tokens the model agrees with are kept, the rest written over: the answer of a
+    prompt that invites repetition is the plain greedy one, in fewer passes."""
+    backend = backend_for("embedded")
+    text = "The quick brown fox jumps over the lazy dog near the quiet river bank."
+    conversation = chat(f"Repeat this sentence exactly, twice: {text}")
+    config = SamplingConfig(temperature=0.0, max_new_tokens=48)
+    passes: list[int] = []
+    forward = TransformersBackend._forward
+    monkeypatch.setattr(
+        TransformersBackend,
+        "_forward",
+        lambda self, *a, **k: passes.append(1) or forward(self, *a, **k),
+    )
+    looked_up = TransformersBackend(backend.loaded).generate([conversation], config)[0]
+    lookup_passes = len(passes)
+    monkeypatch.setattr(generation, "LOOKUP_DRAFT", 0)  # one token a pass
+    plain = TransformersBackend(backend.loaded).generate([conversation], config)[0]
+    assert looked_up == plain and text.split()[0] in plain.text
+    assert lookup_passes < len(passes) - 10  # drafts were taken

@@ -50,7 +50,7 @@ def test_a_chain_says_which_engine_writes_it(store, tiny_folder):
     if not ct2_engine.available():
         pytest.skip(ct2_engine.INSTALL)
     greedy = chain_steps(store, model_name=str(tiny_folder), engine="auto")
-    assert "(step 2 of 3) on the int8 engine (fp32 for long batches) ·" in greedy[1]["message"]
+    assert "(step 2 of 3) on the int8 engine (fp32 for long prompts) ·" in greedy[1]["message"]
     assert "harmless-helpful" in greedy[-1]["view_a"]
     steered = chain_steps(store, model_name=str(tiny_folder), engine="int8", coefficient=4.0)
     assert "engine int8 cannot run: steering runs on the fp32 engine" in steered[-1]["message"]
