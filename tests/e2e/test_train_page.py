@@ -125,6 +125,8 @@ def open_form(page: Page, number: str, stage: str, values: dict[str, str]) -> No
     expect(page.locator("#train-description")).to_contain_text(title)
     for field, value in values.items():
         fill(page, f"train-{stage}-{field}", value)
+        if field == "model":  # a picked model's preview lands before the next field is typed
+            expect(page.locator("#train-command")).to_contain_text(f"model: {value}")
     for field, value in values.items():  # the picker's second `input` resets nothing typed
         expect(page.locator(f"#train-{stage}-{field} input").first).to_have_value(value)
 
