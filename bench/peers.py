@@ -129,9 +129,10 @@ def main() -> None:
         f"{torch.get_num_threads()} threads; batch 1 = {ARGS.single} prompts one at a time, "
         f"batch 32 = {ARGS.batch} prompts in one call"
     )
-    answers = {name: make() for name, make in makers.items()}
-    for name in [n for n, answer in answers.items() if answer is None]:
+    made = {name: make() for name, make in makers.items()}
+    for name in [n for n, answer in made.items() if answer is None]:
         print(f"{name:<20}not installed ({ct2_engine.INSTALL})")
+    answers = {name: answer for name, answer in made.items() if answer is not None}
     # the engines take turns, `--repeats` rounds, and each keeps its fastest: this machine's
     # speed drifts over minutes, and a drift must not pass for one engine's gain
     speed: dict[tuple[str, str], float] = {}
@@ -140,8 +141,6 @@ def main() -> None:
     for _ in range(ARGS.repeats):
         for name, answer in answers.items():
             for regime, (chosen, batch) in regimes.items():
-                if answer is None:
-                    continue
                 out, seconds = run(answer, chosen, batch)
                 texts = [text for text, _ in out]
                 reference.setdefault(regime, texts)  # ours fp32 runs first

@@ -106,11 +106,11 @@ def next_tokens(
     )
 
 
-def drafted(tokens: list[int], limit: int, longest: int = LOOKUP_NGRAM) -> list[int]:
+def drafted(tokens: list[int], limit: int) -> list[int]:
     """Up to `limit` tokens that followed the latest earlier occurrence of the last n tokens
-    (n from `longest` down to 1): a guess at what comes next, since a revision repeats much
-    of the answer it revises and a critique quotes it. [] when nothing matches."""
-    for n in range(min(longest, len(tokens) - 1), 0, -1):
+    (n from LOOKUP_NGRAM down to 1): a guess at what comes next, since a revision repeats
+    much of the answer it revises and a critique quotes it. [] when nothing matches."""
+    for n in range(min(LOOKUP_NGRAM, len(tokens) - 1), 0, -1):
         tail = tokens[-n:]
         for start in range(len(tokens) - n - 1, -1, -1):
             if tokens[start : start + n] == tail:
