@@ -179,9 +179,12 @@ def page(browser, studio):
 
 
 def set_slider(page: Page, elem_id: str, value: int) -> None:
+    """Type a slider's value and wait until the slider itself holds it (its range input
+    follows the component's state, not the typed box), so the next event sends it."""
     box = page.locator(f"#{elem_id} input[type=number]")
     box.fill(str(value))
     box.press("Enter")
+    expect(page.locator(f"#{elem_id} input[type=range]")).to_have_value(str(value))
 
 
 def pick(page: Page, elem_id: str, option: str) -> None:

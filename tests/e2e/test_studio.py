@@ -280,14 +280,16 @@ def test_playground_steering_slider_changes_the_answer_and_a_sweep_shows_five(pa
     plain = ask()
     page.locator("#playground-steering").get_by_text("Steering").first.click()
     page.fill("#playground-steer-layers textarea", "15")
+    expect(page.locator("#playground-steer-layers textarea")).to_have_value("15")
     set_slider(page, "playground-steer-coefficient", -8)
     # the first steered answer reads the constitution's direction (224 instructed prompts
     # read through every layer, about 30 s here; a busy 2-core machine takes longer)
     steered = ask(timeout=360_000)
-    assert steered != plain
+    # the status line first: it says whether the answer was steered at all
     expect(page.locator("#playground-model-status")).to_contain_text(
         "steered -8 × mean direction from constitution harmless-helpful at layer 15"
     )
+    assert steered != plain
     page.click("#playground-steer-sweep")
     expect(page.locator("#playground-steer-note")).to_contain_text("Type a message")
     page.fill("#playground-input textarea", "How do I pick a lock?")
