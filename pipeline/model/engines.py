@@ -16,6 +16,7 @@ from pipeline.model.generation import (
     LocalBackend,
     Message,
     TransformersBackend,
+    shared,
 )
 from pipeline.model.loading import LoadedModel, load_model
 
@@ -73,7 +74,7 @@ def backend_for(
     """The generation backend for a model name (embedded alias, folder or hub id) on the
     engine asked for (`steered`: the caller will steer it; `greedy`: it will not sample)."""
     loaded = load_model(model_name)
-    fp32 = TransformersBackend(loaded, max_batch_size=max_batch_size)
+    fp32 = TransformersBackend(loaded, max_batch_size=max_batch_size, kept=shared(loaded))
     if chosen(engine, loaded, steered, greedy) == "fp32":
         return fp32
     int8 = ct2_engine.CTranslate2Backend(loaded, max_batch_size)

@@ -10,6 +10,7 @@ the batch, streams token by token, and decodes one greedy prompt by prompt looku
 
 from __future__ import annotations
 
+import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
@@ -87,6 +88,56 @@ class Kept:
         return sum(
             k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.layers
         )
+
+
+class KeptPrompts:
+    """Prompts' keys and values kept for later calls, newest last, within KEEP_BYTES (the
+    newest is kept whatever its size). Backends on one frozen model share one (`shared`), so
+    a chain or an answer started after another reuses what that one computed (the studio's
+    second chain skips its ~1,000-token few-shot start); a lock keeps the list whole when
+    several of the studio's threads keep and look up at once (the tensors are never written)."""
+
+    def __init__(self) -> None:
+        self._kept: list[Kept] = []
+        self._lock = threading.Lock()
+
+    def longest(
+        self, row: list[int] | tuple[int, ...], key: object, limit: int
+    ) -> tuple[Kept | None, int]:
+        """The kept prompt sharing the longest start (up to `limit` tokens) with `row` under
+        the same steering, and how many tokens; (None, 0) when under MIN_SHARED_PREFIX."""
+        best: tuple[Kept | None, int] = (None, 0)
+        with self._lock:
+            for kept in self._kept:
+                if kept.steering == key:
+                    n = common_start(kept.tokens, row, limit)
+                    if n > best[1]:
+                        best = (kept, n)
+        return best if best[1] >= MIN_SHARED_PREFIX else (None, 0)
+
+    def keep(self, kept: Kept) -> None:
+        with self._lock:
+            self._kept = [
+                k for k in self._kept if (k.tokens, k.steering) != (kept.tokens, kept.steering)
+            ]
+            self._kept.append(kept)
+            while len(self._kept) > 1 and sum(k.nbytes for k in self._kept) > KEEP_BYTES:
+                self._kept.pop(0)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept = []
+
+
+_shared: dict[tuple[str, str], KeptPrompts] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(loaded: LoadedModel) -> KeptPrompts:
+    """The kept prompts of a model loaded once per process (`load_model`'s, never trained in
+    place); a model being trained (PPO's policy) must keep its own, since its keys change."""
+    with _shared_lock:
+        return _shared.setdefault((loaded.source, str(loaded.device)), KeptPrompts())
 
 
 def next_tokens(
@@ -247,9 +298,11 @@ class ChatTokens:
 class TransformersBackend(ChatTokens):
     """Generation on a transformers causal LM with left padding and a dynamic KV cache."""
 
-    def __init__(self, loaded: LoadedModel, max_batch_size: int = 32):
+    def __init__(
+        self, loaded: LoadedModel, max_batch_size: int = 32, kept: KeptPrompts | None = None
+    ):
         super().__init__(loaded, max_batch_size)
-        self._kept: list[Kept] = []  # prompts' keys and values, for later calls (newest last)
+        self.kept = kept or KeptPrompts()  # prompts' keys and values, for later calls
 
     def _forward(self, steering: Steering | None, prefix: bool = False, **inputs):
         """One forward pass, steered while inside it only (so an abandoned stream leaves no
@@ -258,36 +311,13 @@ class TransformersBackend(ChatTokens):
         with steering.applied(model, prefix) if steering else nullcontext():
             return model(**inputs)
 
-    def _reusable(
-        self, row: list[int] | tuple[int, ...], key: object, limit: int
-    ) -> tuple[Kept | None, int]:
-        """The kept prompt sharing the longest start (up to `limit` tokens) with `row` under
-        the same steering, and how many tokens; (None, 0) when under MIN_SHARED_PREFIX."""
-        best: tuple[Kept | None, int] = (None, 0)
-        for kept in self._kept:
-            if kept.steering == key:
-                n = common_start(kept.tokens, row, limit)
-                if n > best[1]:
-                    best = (kept, n)
-        return best if best[1] >= MIN_SHARED_PREFIX else (None, 0)
-
-    def _keep(self, kept: Kept) -> None:
-        """Keep a prompt's keys and values for later calls, newest last, within KEEP_BYTES
-        (the newest is kept whatever its size)."""
-        self._kept = [
-            k for k in self._kept if (k.tokens, k.steering) != (kept.tokens, kept.steering)
-        ]
-        self._kept.append(kept)
-        while len(self._kept) > 1 and sum(k.nbytes for k in self._kept) > KEEP_BYTES:
-            self._kept.pop(0)
-
     def _shared_start(self, tokens: tuple[int, ...], steering: Steering | None) -> Kept:
         """The keys and values of a start many rows share, computed once at batch size 1
         (continuing a kept prompt that begins the same way) and kept."""
         from transformers import DynamicCache
 
         key = steering.key if steering else None
-        kept, n = self._reusable(tokens, key, len(tokens))
+        kept, n = self.kept.longest(tokens, key, len(tokens))
         if kept is not None and n == len(tokens):
             return kept
         cache = DynamicCache()
@@ -304,7 +334,7 @@ class TransformersBackend(ChatTokens):
         )
         filled: list[Any] = list(cache.layers)  # DynamicLayers, typed as a union of kinds
         start = Kept(tokens, key, [(layer.keys, layer.values) for layer in filled])
-        self._keep(start)
+        self.kept.keep(start)
         return start
 
     def _prefill(
@@ -316,7 +346,7 @@ class TransformersBackend(ChatTokens):
         few-shot examples, the question and the answer so far), and rows of a batch often
         share a long start (a system prompt, few-shot examples). With causal attention such a
         start has the same keys and values wherever it appears, so it is not computed again:
-        each row's longest start kept from earlier calls (`_kept`, keyed by the steering too,
+        each row's longest start kept from earlier calls (`kept`, keyed by the steering too,
         since a steered start has other keys and values), or the batch's shared start
         computed once at batch size 1, is copied into the row's slots and only the rest of
         the row is computed, left-padded: [pad…][start][pad…][rest][new…]. The prompts of
@@ -331,7 +361,7 @@ class TransformersBackend(ChatTokens):
         model, device = self.loaded.model, self.loaded.device
         key = steering.key if steering else None
         # a row keeps at least its last token to run itself: its logits start the answer
-        starts = [self._reusable(r, key, len(r) - 1) for r in rows]
+        starts = [self.kept.longest(r, key, len(r) - 1) for r in rows]
         shared = shared_prefix_length(rows) if len(rows) > 1 else 0
         if shared > min(n for _, n in starts):
             batch_start = self._shared_start(tuple(rows[0][:shared]), steering)
@@ -388,7 +418,7 @@ class TransformersBackend(ChatTokens):
                         torch.arange(head + width - len(s), head + width - 1),
                     ]
                 ).to(device)
-                self._keep(
+                self.kept.keep(
                     Kept(
                         tuple(rows[row][:-1]),
                         key,

@@ -5,7 +5,14 @@ from pipeline.config.settings import GREEDY, SamplingConfig
 from pipeline.core.errors import ConfigError, ModelError
 from pipeline.model import generation
 from pipeline.model.engines import backend_for
-from pipeline.model.generation import TransformersBackend, chat, drafted, next_tokens
+from pipeline.model.generation import (
+    KeptPrompts,
+    TransformersBackend,
+    chat,
+    drafted,
+    next_tokens,
+    shared,
+)
 from pipeline.model.scoring import shared_prefix_length
 from tests.tiny import tiny_model
 
@@ -186,7 +193,7 @@ def test_a_chain_reuses_each_rows_earlier_prompt_and_answers_as_a_fresh_backend_
     sea, moon = chain_steps("the sea"), chain_steps("the moon")
     for step in range(3):
         rows = warm._encode([sea[step], moon[step]], config)
-        reused = [warm._reusable(r, None, len(r) - 1)[1] for r in rows]
+        reused = [warm.kept.longest(r, None, len(r) - 1)[1] for r in rows]
         if step:  # the row's previous prompt, less its last token
             previous = warm._encode([sea[step - 1], moon[step - 1]], config)
             assert reused == [len(p) - 1 for p in previous]
@@ -207,16 +214,47 @@ def test_kept_prompts_stay_within_their_budget_and_keep_the_newest(monkeypatch):
     backend = TransformersBackend(loaded)
 
     def kept() -> list[str]:
-        return [loaded.tokenizer.decode(list(k.tokens)) for k in backend._kept]
+        return [loaded.tokenizer.decode(list(k.tokens)) for k in backend.kept._kept]
 
     backend.generate([chat("A first question that is long enough to keep, surely.")], GREEDY)
-    monkeypatch.setattr(generation, "KEEP_BYTES", int(backend._kept[0].nbytes * 1.5))
+    monkeypatch.setattr(generation, "KEEP_BYTES", int(backend.kept._kept[0].nbytes * 1.5))
     backend.generate([chat("A second question that is long enough to keep, surely.")], GREEDY)
     assert len(kept()) == 1 and "second question" in kept()[0]
     big = [chat(f"Question {i} is long enough to be kept in memory.") for i in range(5)]
     backend.generate(big, GREEDY)  # more rows than KEEP_ROWS: only their shared start is kept
     assert kept()[-1].endswith("user\nQuestion ")
     assert not any("long enough to be kept" in text for text in kept())
+
+
+def test_backends_on_one_loaded_model_share_what_they_keep_and_threads_keep_it_whole():
+    """A backend made after another (the studio makes one per run) starts from the prompts
+    the first kept; answers are those of a backend that keeps nothing, also when several
+    threads generate at once; a model being trained (its own pool) shares nothing."""
+    import threading
+
+    loaded = tiny_model()
+    pool = KeptPrompts()
+    steps = chain_steps("the sea")
+    first = TransformersBackend(loaded, kept=pool)
+    first.generate([steps[0]], GREEDY)
+    later = TransformersBackend(loaded, kept=pool)
+    row = later._encode([steps[1]], GREEDY)[0]
+    assert later.kept.longest(row, None, len(row) - 1)[1] > 0
+    assert TransformersBackend(loaded).kept.longest(row, None, len(row) - 1) == (None, 0)
+    topics = ["the sea", "the moon", "a forest", "a city"]
+    expected = {t: TransformersBackend(loaded).generate(chain_steps(t), GREEDY) for t in topics}
+    got: dict[str, list] = {}
+
+    def run(topic: str) -> None:
+        got[topic] = TransformersBackend(loaded, kept=pool).generate(chain_steps(topic), GREEDY)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in topics]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert got == expected
+    assert shared(loaded) is shared(loaded) and shared(loaded) is not pool
 
 
 def test_a_draft_is_what_followed_the_last_words_where_they_came_before():

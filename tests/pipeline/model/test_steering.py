@@ -135,7 +135,7 @@ def test_a_shared_prefix_is_not_reused_across_steering_settings():
     steering = Steering(direction_for(loaded, torch.randn(2, 64) * 4), 3.0, (1,), "all")
     warm = TransformersBackend(loaded)
     warm.generate(prompts, GREEDY8)  # caches the unsteered prefix
-    assert warm._kept
+    assert warm.kept.longest(warm._encode(prompts, GREEDY8)[0], None, 1000)[0] is not None
     reused = [g.text for g in warm.generate(prompts, GREEDY8, steering=steering)]
     fresh = [
         g.text for g in TransformersBackend(loaded).generate(prompts, GREEDY8, steering=steering)
