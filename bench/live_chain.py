@@ -87,7 +87,7 @@ def main() -> None:
     )
     print(f"{'engine':<44}{'seconds':>9}{'later chain':>13}")
     warm_s = timed(request, config, sampling, args.repeats, after=earlier)[1]
-    print(f"{'fp32, keeps prompts, drafts by prompt lookup':<44}{kept_s:>9.1f}{warm_s:>13.1f}")
+    print(f"{'fp32, keeps prompts, drafts if greedy':<44}{kept_s:>9.1f}{warm_s:>13.1f}")
     print(f"{'fp32 before issue 28 (every prompt whole)':<44}{plain_s:>9.1f}")
     engines = ("int8", "auto") if available() else ()
     default_s = kept_s  # the Chains tab's default engine, auto, is fp32 without int8
