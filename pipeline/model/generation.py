@@ -11,6 +11,7 @@ the batch, streams token by token, and decodes one greedy prompt by prompt looku
 from __future__ import annotations
 
 import threading
+import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
@@ -129,15 +130,16 @@ class KeptPrompts:
             self._kept = []
 
 
-_shared: dict[tuple[str, str], KeptPrompts] = {}
+_shared: weakref.WeakKeyDictionary[Any, KeptPrompts] = weakref.WeakKeyDictionary()
 _shared_lock = threading.Lock()
 
 
 def shared(loaded: LoadedModel) -> KeptPrompts:
     """The kept prompts of a model loaded once per process (`load_model`'s, never trained in
-    place); a model being trained (PPO's policy) must keep its own, since its keys change."""
+    place), gone with the model; a model being trained (PPO's policy) must keep its own,
+    since its keys change."""
     with _shared_lock:
-        return _shared.setdefault((loaded.source, str(loaded.device)), KeptPrompts())
+        return _shared.setdefault(loaded.model, KeptPrompts())
 
 
 def next_tokens(

@@ -12,7 +12,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pipeline.cai.reward_model import accuracy, load_head, new_head, reward_scores, write_pm
+from pipeline.cai.reward_model import (
+    accuracy,
+    load_head,
+    merged,
+    new_head,
+    reward_scores,
+    write_pm,
+)
 from pipeline.config.commands import PMPJob, RewardJob
 from pipeline.core.errors import DatasetError
 from pipeline.core.files import recover_folder, replace_folder, write_atomic
@@ -141,10 +148,11 @@ def train_preference_model(
             if cancel.requested:
                 raise JobCancelled()
         model.eval()
-        results = {
-            name: accuracy(model, head, loaded.tokenizer, data, job.max_length)
-            for name, data in evals.items()
-        }
+        with merged(model):
+            results = {
+                name: accuracy(model, head, loaded.tokenizer, data, job.max_length)
+                for name, data in evals.items()
+            }
         log.write(
             total,
             total,

@@ -4,7 +4,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.cai.reward_model import load_head, new_head, reward_scores, scores_by_length
+from pipeline.cai.reward_model import (
+    load_head,
+    merged,
+    new_head,
+    reward_scores,
+    scores_by_length,
+)
 from pipeline.config.commands import PMPJob, RewardJob
 from pipeline.data.preferences import Comparison
 from pipeline.data.stackexchange import pmp_comparisons, pmp_score
@@ -54,6 +60,35 @@ def test_scores_by_length_are_each_answers_own_score_in_the_given_order():
         ]
     assert torch.allclose(batched, torch.cat(alone), atol=1e-4)
     assert len(set(batched.tolist())) == 7  # the rows are told apart, so the order is checked
+
+
+def test_a_merged_adapter_scores_as_the_lora_model_does_and_is_put_back():
+    from peft import LoraConfig, get_peft_model
+
+    from tests.tiny import fresh_tiny_model
+
+    loaded = fresh_tiny_model()
+    model = get_peft_model(loaded.model, LoraConfig(r=4, target_modules="all-linear"))
+    for name, weight in model.named_parameters():
+        if "lora_B" in name:  # an adapter that changes the scores
+            torch.nn.init.normal_(weight, std=0.5, generator=torch.Generator().manual_seed(1))
+    model.eval()
+    head = new_head(loaded)
+    torch.nn.init.normal_(head.weight, generator=torch.Generator().manual_seed(0))
+    prompts, answers = ["Question?", "Another one?"], ["Yes, gladly.", "No."]
+
+    def scores() -> torch.Tensor:
+        return scores_by_length(model, head, loaded.tokenizer, prompts, answers)
+
+    before, base = scores(), [p.clone() for p in model.base_model.model.parameters()]
+    with model.disable_adapter():
+        assert not torch.allclose(scores(), before, atol=1e-3)  # the adapter matters
+    with merged(model):
+        assert torch.allclose(scores(), before, atol=1e-4)
+    assert torch.allclose(scores(), before, atol=1e-5)
+    assert all(
+        torch.allclose(p, q, atol=1e-6) for p, q in zip(model.base_model.model.parameters(), base)
+    )
 
 
 def synthetic(n: int, seed: int) -> list[Comparison]:
