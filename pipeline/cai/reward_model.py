@@ -85,10 +85,14 @@ def scores_by_length(
     max_length: int = 512,
     batch_size: int = 16,
 ) -> torch.Tensor:
-    """PM scores of many answers without gradients, in their order: batched by length, so a
-    batch pads to its own longest row, not to the longest of all (the gold pairs' answers run
-    from a few tokens to 130; in input order most of each batch was padding)."""
-    rows = answer_rows(tokenizer, prompts, answers, max_length)
+    """PM scores of many answers without gradients, in their order: each distinct (prompt,
+    answer) once (a tournament's pairs, in both orders, name each answer four times), batched
+    by length, so a batch pads to its own longest row, not to the longest of all (the gold
+    pairs' answers run from a few tokens to 130; in input order most of each batch was
+    padding)."""
+    distinct = list(dict.fromkeys(zip(prompts, answers)))
+    where = {pair: i for i, pair in enumerate(distinct)}
+    rows = answer_rows(tokenizer, [p for p, _ in distinct], [a for _, a in distinct], max_length)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     scores = torch.zeros(len(rows))
     with torch.inference_mode():
@@ -96,7 +100,7 @@ def scores_by_length(
             chunk = order[start : start + batch_size]
             batch = left_padded([rows[i] for i in chunk], tokenizer.pad_token_id)
             scores[chunk] = scores_from_ids(model, head, *batch).float().cpu()
-    return scores
+    return scores[[where[pair] for pair in zip(prompts, answers)]]
 
 
 # --- loading and saving ------------------------------------------------------------------------

@@ -60,6 +60,16 @@ def test_scores_by_length_are_each_answers_own_score_in_the_given_order():
         ]
     assert torch.allclose(batched, torch.cat(alone), atol=1e-4)
     assert len(set(batched.tolist())) == 7  # the rows are told apart, so the order is checked
+    again = [5, 2, 5]  # answers named again (a tournament's pairs in both orders) are scored once
+    repeated = scores_by_length(
+        loaded.model,
+        head,
+        loaded.tokenizer,
+        prompts + [prompts[i] for i in again],
+        answers + [answers[i] for i in again],
+        batch_size=3,
+    )
+    assert torch.equal(repeated[:7], batched) and torch.equal(repeated[7:], batched[again])
 
 
 def test_a_merged_adapter_scores_as_the_lora_model_does_and_is_put_back():
