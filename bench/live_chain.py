@@ -29,7 +29,7 @@ from pipeline.config.settings import DEFAULT_SAMPLING, ChainConfig, SamplingConf
 from pipeline.data.constitution import load_constitution
 from pipeline.data.prompts import load_prompts
 from pipeline.model.ct2_engine import INSTALL, available
-from pipeline.model.engines import backend_for
+from pipeline.model.engines import backend_for, forget_kept
 
 ROOT = Path(__file__).resolve().parent.parent
 KEPT = (generation.KEEP_ROWS, generation.LOOKUP_DRAFT)
@@ -50,7 +50,7 @@ def timed(
     generation.KEEP_ROWS, generation.LOOKUP_DRAFT = (0, 0) if before else KEPT
     best, chain = float("inf"), None
     for _ in range(repeats):
-        generation.shared(backend_for("embedded").loaded).clear()
+        forget_kept(backend_for("embedded").loaded)  # nothing kept by either engine
         greedy = sampling.temperature == 0  # as the Chains tab asks: auto samples on fp32
         if after is not None:
             warm = backend_for("embedded", engine=engine, greedy=greedy)

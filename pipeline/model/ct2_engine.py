@@ -94,6 +94,12 @@ class Replicas:
         torch.set_num_threads(torch_threads)  # it set this thread's OpenMP threads to its own
         self.statics: set[tuple[int, ...]] = set()
 
+    def forget(self) -> None:
+        """Drop every kept start and seen prompt (the engine is loaded afresh)."""
+        with self.lock:
+            self.seen.clear()
+            self._load()
+
     def static(self, rows: list[list[int]]) -> tuple[int, ...]:
         """The start to hand CTranslate2 as its static prompt (`()` for none): one it already
         keeps, when that covers at least half of what could be shared; else the start every
@@ -152,6 +158,14 @@ def replicas_for(
             layout = (1, cores) if lone else (cores, 1)
             _engines[key] = Replicas(path, compute, *layout, bytes_per_token)
         return _engines[key]
+
+
+def forget(path: Path) -> None:
+    """What every engine of one converted model keeps, dropped (a timing that starts cold)."""
+    with _engines_lock:
+        engines = [e for (folder, _, _), e in _engines.items() if folder == str(path)]
+    for engine in engines:
+        engine.forget()
 
 
 class CTranslate2Backend(ChatTokens):

@@ -81,6 +81,14 @@ def backend_for(
     return int8 if engine == "int8" else AutoBackend(fp32, int8)
 
 
+def forget_kept(loaded: LoadedModel) -> None:
+    """Drop what both engines keep of a model's earlier prompts, so the next call starts as
+    the first in a fresh process would (`bench/live_chain.py` times a first chain so)."""
+    shared(loaded).clear()
+    if ct2_engine.available():
+        ct2_engine.forget(ct2_engine.converted(loaded))
+
+
 class AutoBackend(ChatTokens):
     """`engine: auto` where int8 can run: each call on the engine that is faster for it —
     int8 for prompts up to LONG_PROMPT tokens, fp32 for longer ones."""

@@ -112,6 +112,22 @@ def test_a_start_prompts_repeat_is_computed_once_and_answers_stay_the_same(monke
 
 
 @needs_ct2
+def test_forgetting_drops_what_both_engines_keep_and_answers_stay_the_same():
+    auto = backend_for("embedded", engine="auto")
+    rules = "You answer in one short sentence. " * 8
+    asked = [chat(q, system=rules) for q in ("Name a fruit.", "Name a river.")]
+    before = [auto.generate([c], SHORT)[0].text for c in asked]  # int8 keeps their start
+    auto.fp32.generate([asked[1]], SHORT)  # the fp32 engine keeps this prompt
+    row = auto.fp32._encode([asked[1]], SHORT)[0]
+    lone = auto.int8._engine(lone=True)
+    assert lone.statics and lone.seen and auto.fp32.kept.longest(row, None, len(row))[0]
+    engines.forget_kept(auto.loaded)
+    assert not lone.statics and not lone.seen
+    assert auto.fp32.kept.longest(row, None, len(row)) == (None, 0)
+    assert [auto.generate([c], SHORT)[0].text for c in asked] == before
+
+
+@needs_ct2
 def test_a_batch_is_split_across_one_replica_per_core_in_its_order():
     fp32 = backend_for("embedded", engine="fp32")
     full = ct2_engine.CTranslate2Backend(fp32.loaded, compute="float32")
