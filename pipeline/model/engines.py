@@ -1,8 +1,9 @@
 """Which engine generates: `fp32` (the transformers engine: steering, hidden states, seeds
-that reproduce), `int8` (CTranslate2, several times faster on a CPU; generation only; a
-sampling seed does not reproduce there) or `auto` (int8 where it gives the same kind of
-answer — CTranslate2 installed, a CPU model, no steering, greedy — and is faster: not for
-long prompts; else fp32)."""
+that reproduce in any batch), `int8` (CTranslate2, several times faster on a CPU;
+generation only; a sampling seed reproduces there only one answer at a time, as the
+studio's live runs ask) or `auto` (int8 where it gives the same kind of answer —
+CTranslate2 installed, a CPU model, no steering, greedy or a live run — and is faster;
+else fp32)."""
 
 from __future__ import annotations
 
@@ -32,23 +33,30 @@ LONG_PROMPT = 384
 
 
 def int8_problem(
-    loaded: LoadedModel | None = None, steered: bool = False, greedy: bool = True
+    loaded: LoadedModel | None = None,
+    steered: bool = False,
+    greedy: bool = True,
+    live: bool = False,
 ) -> str:
-    """Why the int8 engine cannot generate here, or (`greedy` False) why `auto` does not
-    choose it ('' when it can)."""
+    """Why the int8 engine cannot generate here, or (`greedy` and `live` False: a batch
+    job samples) why `auto` does not choose it ('' when it can)."""
     if not ct2_engine.available():
         return f"the int8 engine is not installed ({ct2_engine.INSTALL})"
     if steered:
         return "steering runs on the fp32 engine (it needs the model's own layers)"
     if loaded is not None and loaded.device.type != "cpu":
         return f"the int8 engine runs on the CPU and the model is on {loaded.device.type}"
-    if not greedy:
-        return "a sampling seed reproduces on the fp32 engine only"
+    if not (greedy or live):
+        return "a batch's sampling seeds reproduce on the fp32 engine only"
     return ""
 
 
 def chosen(
-    engine: str, loaded: LoadedModel | None = None, steered: bool = False, greedy: bool = True
+    engine: str,
+    loaded: LoadedModel | None = None,
+    steered: bool = False,
+    greedy: bool = True,
+    live: bool = False,
 ) -> str:
     """The engine that runs for a setting: `auto` resolved; `int8` where it cannot run is
     refused by name (asked for by name, it samples without a reproducible seed)."""
@@ -61,7 +69,7 @@ def chosen(
         if problem:
             raise ModelError(f"engine int8 cannot run: {problem}.")
         return "int8"
-    return "fp32" if int8_problem(loaded, steered, greedy) else "int8"
+    return "fp32" if int8_problem(loaded, steered, greedy, live) else "int8"
 
 
 def backend_for(
@@ -70,15 +78,20 @@ def backend_for(
     engine: str = "fp32",
     steered: bool = False,
     greedy: bool = True,
+    live: bool = False,
 ) -> LocalBackend:
     """The generation backend for a model name (embedded alias, folder or hub id) on the
-    engine asked for (`steered`: the caller will steer it; `greedy`: it will not sample)."""
+    engine asked for (`steered`: the caller will steer it; `greedy`: it will not sample;
+    `live`: one person waits for a few answers, so int8 samples each answer on its own
+    fresh engine, where its seed reproduces — see ct2_engine.Fresh)."""
     loaded = load_model(model_name)
     fp32 = TransformersBackend(loaded, max_batch_size=max_batch_size, kept=shared(loaded))
-    if chosen(engine, loaded, steered, greedy) == "fp32":
+    if chosen(engine, loaded, steered, greedy, live) == "fp32":
         return fp32
-    int8 = ct2_engine.CTranslate2Backend(loaded, max_batch_size)
-    return int8 if engine == "int8" else AutoBackend(fp32, int8)
+    int8 = ct2_engine.CTranslate2Backend(loaded, max_batch_size, seeded=live)
+    # sampled (a live run), every prompt goes to int8, long ones too: fp32 drafts nothing
+    # when it samples (the live chain at 0.7: seeded int8 16.3 s, fp32 28.9 s)
+    return int8 if engine == "int8" or not greedy else AutoBackend(fp32, int8)
 
 
 def forget_kept(loaded: LoadedModel) -> None:
@@ -87,6 +100,7 @@ def forget_kept(loaded: LoadedModel) -> None:
     shared(loaded).clear()
     if ct2_engine.available():
         ct2_engine.forget(ct2_engine.converted(loaded))
+        ct2_engine.forget(ct2_engine.converted(loaded, "int8"))
 
 
 class AutoBackend(ChatTokens):
@@ -114,11 +128,22 @@ class AutoBackend(ChatTokens):
 
 
 def engine_note(
-    engine: str, loaded: LoadedModel | None = None, steered: bool = False, greedy: bool = True
+    engine: str,
+    loaded: LoadedModel | None = None,
+    steered: bool = False,
+    greedy: bool = True,
+    live: bool = False,
 ) -> str:
     """Which engine a setting runs on, and why `auto` kept fp32 ('' for fp32 asked by name)."""
-    if chosen(engine, loaded, steered, greedy) == "int8":
+    if chosen(engine, loaded, steered, greedy, live) == "int8":
+        if not greedy:
+            return (
+                "on the int8 engine (sampled: its seed reproduces on int8, one answer at a "
+                "time; a batch job samples other text on fp32)"
+                if live
+                else "on the int8 engine (sampled: the seed does not reproduce)"
+            )
         return "on the int8 engine" + (" (fp32 for long prompts)" if engine == "auto" else "")
     if engine == "fp32":
         return ""
-    return f"on the fp32 engine ({int8_problem(loaded, steered, greedy)})"  # auto kept fp32
+    return f"on the fp32 engine ({int8_problem(loaded, steered, greedy, live)})"  # auto kept fp32

@@ -291,8 +291,8 @@ def on_run(
         )
         yield {"message": notice("info", f"Loading the model {model_name}…")}
         steered, greedy = bool(coefficient), sampling.temperature == 0
-        backend = backend_for(model_name, engine=engine, steered=steered, greedy=greedy)
-        on = engine_note(engine, backend.loaded, steered, greedy)
+        backend = backend_for(model_name, engine=engine, steered=steered, greedy=greedy, live=True)
+        on = engine_note(engine, backend.loaded, steered, greedy, live=True)
         steering = steering_panel.steering_for(
             store, backend.loaded, steer_choice, name_a, steer_layers, coefficient
         )

@@ -156,7 +156,7 @@ def on_respond(
     try:
         config = sampling(temp, nucleus, new_tokens, seed_value)
         steered, greedy = bool(store and coefficient), config.temperature == 0
-        backend = backend_for(model_name, engine=engine, steered=steered, greedy=greedy)
+        backend = backend_for(model_name, engine=engine, steered=steered, greedy=greedy, live=True)
         steering = (
             steering_panel.steering_for(
                 store, backend.loaded, steer_choice, constitution_name, steer_layers, coefficient
@@ -168,7 +168,7 @@ def on_respond(
         pieces = backend.stream(conversation(history, system_text), config, ended.append, steering)
         answer = ""
         history = history + [{"role": "assistant", "content": ""}]
-        on = engine_note(engine, backend.loaded, steered, greedy)
+        on = engine_note(engine, backend.loaded, steered, greedy, live=True)
         status = model_line(backend.loaded, steering.text if steering else "", on)
         for piece in pieces:
             answer += piece
@@ -209,7 +209,7 @@ def on_compare(
         return "", notice("error", "Pick a principle or write a system prompt to compare with.")
     try:
         config = sampling(temp, nucleus, new_tokens, seed_value)
-        backend = backend_for(model_name, engine=engine, greedy=config.temperature == 0)
+        backend = backend_for(model_name, engine=engine, greedy=config.temperature == 0, live=True)
         with_it, without = backend.generate(
             [chat(prompt, system_text.strip()), chat(prompt)],
             config,

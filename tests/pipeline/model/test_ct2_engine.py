@@ -70,12 +70,36 @@ def mean_logprob(fp32: TransformersBackend, answers: list) -> float:
 
 
 @needs_ct2
-def test_int8_samples_but_auto_keeps_fp32_where_a_seed_must_reproduce():
+def test_a_batch_job_samples_on_fp32_and_a_live_run_on_int8_where_its_seed_reproduces():
     int8 = backend_for("embedded", engine="int8")
     sampled = SamplingConfig(temperature=1.0, max_new_tokens=16, seed=7)
-    assert all(g.text for g in int8.generate(PROMPTS, sampled))
+    assert all(g.text for g in int8.generate(PROMPTS, sampled))  # unseeded in a batch
     assert engines.chosen("auto", greedy=False) == "fp32"
     assert isinstance(backend_for("embedded", engine="auto", greedy=False), TransformersBackend)
+    assert "batch's sampling seeds reproduce on the fp32 engine only" in engines.engine_note(
+        "auto", greedy=False
+    )
+
+    def live():
+        return backend_for("embedded", engine="auto", greedy=False, live=True)
+
+    run = live()
+    assert isinstance(run, ct2_engine.CTranslate2Backend) and run.seeded
+    assert "its seed reproduces on int8" in engines.engine_note("auto", greedy=False, live=True)
+    with pytest.raises(ModelError, match="steering runs on the fp32 engine"):
+        engines.chosen("int8", steered=True, greedy=False, live=True)
+    first = [[g.text for g in run.generate(PROMPTS[:2], sampled)]]
+    first.append([g.text for g in run.generate(PROMPTS[2:], sampled)])  # the run goes on
+    int8.generate(PROMPTS, sampled)  # other engines' threads draw in between
+    again = live()  # a new run, the same calls: the same answers
+    assert [[g.text for g in again.generate(p, sampled)] for p in (PROMPTS[:2], PROMPTS[2:])] == (
+        first
+    )
+    other = SamplingConfig(temperature=1.0, max_new_tokens=16, seed=1234)
+    assert [g.text for g in live().generate(PROMPTS[:2], other)] != first[0]
+    ended: list[str] = []
+    streamed = "".join(live().stream(PROMPTS[0], sampled, finished=ended.append)).strip()
+    assert streamed == live().generate(PROMPTS[:1], sampled)[0].text and len(ended) == 1
 
 
 @needs_ct2

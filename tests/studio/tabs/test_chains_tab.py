@@ -43,12 +43,15 @@ def test_a_chain_streams_stage_by_stage_and_an_empty_prompt_is_refused(store, ti
 def test_a_chain_says_which_engine_writes_it(store, tiny_folder):
     from pipeline.model import ct2_engine
 
-    sampled = chain_steps(store, model_name=str(tiny_folder), temp=0.7, engine="auto")
-    assert "(step 2 of 3) on the fp32 engine (a sampling seed reproduces" in sampled[1]["message"]
     plain = chain_steps(store, model_name=str(tiny_folder), engine="fp32")
     assert "(step 2 of 3) · elapsed" in plain[1]["message"]  # asked for by name: nothing to say
     if not ct2_engine.available():
         pytest.skip(ct2_engine.INSTALL)
+    # a live chain samples on int8, each answer on a fresh engine, where its seed reproduces
+    sampled = chain_steps(store, model_name=str(tiny_folder), temp=0.7, engine="auto")
+    assert "(step 2 of 3) on the int8 engine (sampled: its seed reproduces" in sampled[1]["message"]
+    again = chain_steps(store, model_name=str(tiny_folder), temp=0.7, engine="auto")
+    assert again[-1]["view_a"] == sampled[-1]["view_a"]
     greedy = chain_steps(store, model_name=str(tiny_folder), engine="auto")
     assert "(step 2 of 3) on the int8 engine (fp32 for long prompts) ·" in greedy[1]["message"]
     assert "harmless-helpful" in greedy[-1]["view_a"]

@@ -77,6 +77,8 @@ def test_the_model_line_says_which_engine_answered(tiny_folder):
     *_, greedy = tab.on_respond(asked, str(tiny_folder), "", 0.0, 1.0, 6, 0, engine="auto")
     assert greedy["chatbot"][-1]["content"] and "on the int8 engine" in greedy["model_status"]
     *_, sampled = tab.on_respond(asked, str(tiny_folder), "", 0.7, 1.0, 6, 0, engine="auto")
-    assert "on the fp32 engine (" in sampled["model_status"]  # auto keeps fp32, and says why
+    assert "on the int8 engine (sampled: its seed reproduces" in sampled["model_status"]
+    *_, again = tab.on_respond(asked, str(tiny_folder), "", 0.7, 1.0, 6, 0, engine="auto")
+    assert again["chatbot"] == sampled["chatbot"]  # a live answer's seed reproduces on int8
     out, message = tab.on_compare(str(tiny_folder), "Be brief.", "Hi.", [], 0, 1, 6, 0, "int8")
     assert message == "" and "With the system prompt" in out
