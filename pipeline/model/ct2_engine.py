@@ -70,6 +70,10 @@ def converted(loaded: LoadedModel, stored: str | None = None) -> Path:
     return build_once(cache_root() / "ctranslate2" / folder, build)
 
 
+# A lone prompt up to this many tokens runs on one thread (a replica of the batch engine):
+# measured, 64 new tokens, int8, greedy, 2 cores: one thread 1.15x two at 50 prompt tokens
+# (its steps are too short to share), two threads 1.07x one at 150, 1.43x at 800 and 1,200
+ONE_THREAD_PROMPT = 100
 STATIC_BYTES = 256 * 2**20  # kept starts' keys and values, at most, before an engine reloads
 SEEN_PROMPTS = 8  # a lone prompt's static start is looked for among this many before it
 
@@ -167,11 +171,11 @@ def replicas_for(
     path: Path, compute: str, lone: bool, cores: int, bytes_per_token: int
 ) -> Replicas:
     """The process's engine for a model, shared by every backend (so what it keeps serves the
-    next call too): `lone` (one prompt at a time) gets every core in one replica; otherwise
-    one replica per core on one thread each, a batch split by length across them. Measured
-    (`bench/peers.py`): at batch 32 the split runs ~1.9x one replica on both cores (a 135M
-    model's step is too short to share between threads); one long prompt runs 1.3x faster on
-    both cores than on one."""
+    next call too): `lone` (one long prompt at a time) gets every core in one replica;
+    otherwise one replica per core on one thread each, a batch split by length across them
+    (a short lone prompt runs on one of them). Measured (`bench/peers.py`): at batch 32 the
+    split runs ~1.9x one replica on both cores (a 135M model's step is too short to share
+    between threads); one long prompt runs 1.3–1.4x faster on both cores than on one."""
     key = (str(path), compute, lone)
     with _engines_lock:
         if key not in _engines:
@@ -309,7 +313,7 @@ class CTranslate2Backend(ChatTokens):
 
     def _run(self, rows: list[list[int]], config: SamplingConfig, seed: int) -> list[list[int]]:
         """New token ids per row, the end-of-turn token included when the row stopped."""
-        engine = self._engine(len(rows) == 1, config)
+        engine = self._engine(on_lone_engine(rows), config)
         generator, prompted = engine.prompted(rows, self._tokens)
         per_replica = -(-len(rows) // engine.layout[2])  # one batch per replica, by length
         with self._seeding(engine, seed):
@@ -338,8 +342,9 @@ class CTranslate2Backend(ChatTokens):
         self, conversation: list[Message], config: SamplingConfig, steering: Steering | None
     ) -> Iterator[int]:
         refuse_steering(steering)
-        engine = self._engine(True, config)
-        generator, prompted = engine.prompted(self._encode([conversation], config), self._tokens)
+        rows = self._encode([conversation], config)
+        engine = self._engine(on_lone_engine(rows), config)
+        generator, prompted = engine.prompted(rows, self._tokens)
         (row,) = prompted.pop("start_tokens")
 
         def steps() -> Iterator[int]:
@@ -351,6 +356,12 @@ class CTranslate2Backend(ChatTokens):
                 yield from (step.token_id for step in generated)
 
         return steps()
+
+
+def on_lone_engine(rows: list[list[int]]) -> bool:
+    """Whether rows run on the lone engine (every core on one replica): one prompt, longer
+    than ONE_THREAD_PROMPT; shorter ones run on a one-thread replica of the batch engine."""
+    return len(rows) == 1 and len(rows[0]) > ONE_THREAD_PROMPT
 
 
 def refuse_steering(steering: Steering | None) -> None:

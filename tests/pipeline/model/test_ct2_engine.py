@@ -117,7 +117,7 @@ def test_a_model_is_converted_once_and_named_by_its_weights(tmp_path):
 def test_a_start_prompts_repeat_is_computed_once_and_answers_stay_the_same(monkeypatch):
     fp32 = backend_for("embedded", engine="fp32")
     full = ct2_engine.CTranslate2Backend(fp32.loaded, compute="float32")
-    rules = "You answer in one short sentence. " * 8  # a long system prompt both questions share
+    rules = "You answer in one short sentence. " * 16  # a long system prompt both share
     first, second = (chat(q, system=rules) for q in ("Name a fruit.", "Name a river."))
     lone = full._engine(lone=True)
     full.generate([first], SHORT)
@@ -130,15 +130,15 @@ def test_a_start_prompts_repeat_is_computed_once_and_answers_stay_the_same(monke
     # what it keeps is bounded: past STATIC_BYTES the engine starts afresh
     before = lone.generator
     monkeypatch.setattr(ct2_engine, "STATIC_BYTES", 1)
-    full.generate([chat("Name a colour.", system="Be brief. " * 12)], SHORT)
-    full.generate([chat("Name a tree.", system="Be brief. " * 12)], SHORT)
+    full.generate([chat("Name a colour.", system="Be brief. " * 40)], SHORT)
+    full.generate([chat("Name a tree.", system="Be brief. " * 40)], SHORT)
     assert lone.generator is not before and len(lone.statics) == 1
 
 
 @needs_ct2
 def test_forgetting_drops_what_both_engines_keep_and_answers_stay_the_same():
     auto = backend_for("embedded", engine="auto")
-    rules = "You answer in one short sentence. " * 8
+    rules = "You answer in one short sentence. " * 16
     asked = [chat(q, system=rules) for q in ("Name a fruit.", "Name a river.")]
     before = [auto.generate([c], SHORT)[0].text for c in asked]  # int8 keeps their start
     auto.fp32.generate([asked[1]], SHORT)  # the fp32 engine keeps this prompt
@@ -159,6 +159,12 @@ def test_a_batch_is_split_across_one_replica_per_core_in_its_order():
     split, lone = full._engine(lone=False), full._engine(lone=True)
     cores = lone.layout[3]  # one replica on every core; a batch: a replica per core, 1 thread
     assert split.layout[2:] == (cores, 1) and lone.layout[2] == 1
+    # one prompt: on every core when long, on one thread (a replica of the batch engine)
+    # when short (its steps are too short to share between threads)
+    assert ct2_engine.on_lone_engine([[1] * (ct2_engine.ONE_THREAD_PROMPT + 1)])
+    assert not ct2_engine.on_lone_engine([[1] * ct2_engine.ONE_THREAD_PROMPT])
+    assert not ct2_engine.on_lone_engine([[1] * 500] * 2)
+    assert full.generate(prompts[:1], SHORT)[0].text == fp32.generate(prompts[:1], SHORT)[0].text
     assert [g.text for g in full.generate(prompts, SHORT)] == [
         g.text for g in fp32.generate(prompts, SHORT)
     ]
