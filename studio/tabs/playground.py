@@ -209,11 +209,13 @@ def on_compare(
         return "", notice("error", "Pick a principle or write a system prompt to compare with.")
     try:
         config = sampling(temp, nucleus, new_tokens, seed_value)
-        backend = backend_for(model_name, engine=engine, greedy=config.temperature == 0, live=True)
-        with_it, without = backend.generate(
-            [chat(prompt, system_text.strip()), chat(prompt)],
-            config,
-            seeds=[config.seed, config.seed],
+        # each answer a run of its own: a live int8 run's seed seeds its engine, whose rows
+        # draw from one stream, so one batch would not give both answers the same draws
+        with_it, without = (
+            backend_for(
+                model_name, engine=engine, greedy=config.temperature == 0, live=True
+            ).generate([asked], config, seeds=[config.seed])[0]
+            for asked in (chat(prompt, system_text.strip()), chat(prompt))
         )
     except StudioError as exc:
         return "", error_notice(exc)

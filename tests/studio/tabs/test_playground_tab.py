@@ -80,5 +80,11 @@ def test_the_model_line_says_which_engine_answered(tiny_folder):
     assert "on the int8 engine (sampled: its seed reproduces" in sampled["model_status"]
     *_, again = tab.on_respond(asked, str(tiny_folder), "", 0.7, 1.0, 6, 0, engine="auto")
     assert again["chatbot"] == sampled["chatbot"]  # a live answer's seed reproduces on int8
+    # Compare's two answers are runs of their own with the seed: the same seed, the same pair
+    compared = [
+        tab.on_compare(str(tiny_folder), "Be brief.", "Say something.", [], 0.7, 1, 6, 0)[0]
+        for _ in range(2)
+    ]
+    assert compared[0] == compared[1] and "Without it" in compared[0]
     out, message = tab.on_compare(str(tiny_folder), "Be brief.", "Hi.", [], 0, 1, 6, 0, "int8")
     assert message == "" and "With the system prompt" in out
