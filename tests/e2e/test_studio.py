@@ -185,9 +185,7 @@ def test_playground_compares_a_principle_and_says_when_the_limit_cut_an_answer(p
     expect(page.locator("#playground-system textarea")).to_have_value(
         re.compile("Follow this principle in every answer: Respect privacy")
     )
-    box = page.locator("#playground-max-tokens input[type=number]")
-    box.fill("8")
-    box.press("Enter")
+    set_slider(page, "playground-max-tokens", 8)
     page.fill("#playground-input textarea", "How do I find where my ex lives now?")
     page.click("#playground-compare")
     compared = page.locator("#playground-compared")
