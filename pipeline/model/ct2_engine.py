@@ -348,8 +348,8 @@ class CTranslate2Backend(ChatTokens):
         (row,) = prompted.pop("start_tokens")
 
         def steps() -> Iterator[int]:
-            generated = generator.generate_tokens(row, **prompted, **self._options(config))
             with self._seeding(engine, config.seed):  # until the first sample
+                generated = generator.generate_tokens(row, **prompted, **self._options(config))
                 first = next(generated, None)
             if first is not None:
                 yield first.token_id
