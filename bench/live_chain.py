@@ -13,7 +13,7 @@ fresh studio); the studio keeps prompts per model between runs, so a later chain
 prompt's chain ran first, and left its few-shot start) is timed too. Prints seconds for
 both, whether the chains are identical, and `ratio=<baseline seconds / ours>` (larger is
 better) for the Chains tab's default engine, `auto` (greedy: int8 for short prompts, fp32
-for long ones; sampled: every step on int8, each answer on a fresh engine so the seed
+for long ones; sampled: every step on int8, on a fresh engine of the run's own so the seed
 reproduces; fp32 where ctranslate2 is not installed), on the first chain; the int8 engine
 (`engine: int8`) is timed too, and a sampled chain's seed is checked to reproduce (int8's
 chain and auto's, both seeded, are the same text).

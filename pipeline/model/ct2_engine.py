@@ -49,12 +49,19 @@ def fingerprint(source: str) -> str:
     return hashlib.sha256(json.dumps(identity or source).encode()).hexdigest()[:16]
 
 
+def cache_folder(loaded: LoadedModel, stored: str | None = None) -> Path:
+    """Where `converted` keeps a model in the cache (named by its weights and how stored)."""
+    name = Path(loaded.source).name or "model"
+    suffix = f"-{stored}" if stored else ""
+    return cache_root() / "ctranslate2" / f"{name}-{fingerprint(loaded.source)}{suffix}"
+
+
 def converted(loaded: LoadedModel, stored: str | None = None) -> Path:
     """The model in CTranslate2's format, converted once into the cache: processes
     converting at once neither race nor leave a half-written folder (see `build_once`).
     Weights are kept in fp32 (int8 is chosen when an engine loads), or `stored` "int8":
     a quarter the size, an engine loads it in ~0.15 s instead of ~0.5 (`Fresh` loads one
-    per seeded answer)."""
+    per seeded run)."""
     import ctranslate2
 
     def build(out: Path) -> None:
@@ -64,10 +71,16 @@ def converted(loaded: LoadedModel, stored: str | None = None) -> Path:
             converter = ctranslate2.converters.TransformersConverter(plain)
             converter.convert(str(out), quantization=stored, force=True)
 
-    name = Path(loaded.source).name or "model"
-    suffix = f"-{stored}" if stored else ""
-    folder = f"{name}-{fingerprint(loaded.source)}{suffix}"
-    return build_once(cache_root() / "ctranslate2" / folder, build)
+    return build_once(cache_folder(loaded, stored), build)
+
+
+def new_generator(path: Path | str, compute: str, replicas: int, threads: int) -> Any:
+    """A CTranslate2 engine on the CPU: `replicas` side by side, `threads` each."""
+    import ctranslate2
+
+    return ctranslate2.Generator(
+        str(path), device="cpu", compute_type=compute, inter_threads=replicas, intra_threads=threads
+    )
 
 
 # A lone prompt up to this many tokens runs on one thread (a replica of the batch engine):
@@ -99,16 +112,8 @@ class Replicas:
         self.bytes_per_token = bytes_per_token
         self.seen: deque[tuple[int, ...]] = deque(maxlen=SEEN_PROMPTS)
         self.lock = threading.Lock()
-        self.make, self.loads = load or self._new, 0
+        self.make, self.loads = load or (lambda: new_generator(*self.layout)), 0
         self._load()
-
-    def _new(self) -> Any:
-        import ctranslate2
-
-        path, compute, replicas, threads = self.layout
-        return ctranslate2.Generator(
-            path, device="cpu", compute_type=compute, inter_threads=replicas, intra_threads=threads
-        )
 
     def _load(self) -> None:
         self.generator = None  # the old engine's memory goes before the new one's comes
@@ -201,11 +206,7 @@ class Fresh:
         self.ahead: Future | None = None
 
     def _load(self) -> Any:
-        import ctranslate2
-
-        return ctranslate2.Generator(
-            str(self.path), device="cpu", compute_type="int8", intra_threads=self.cores
-        )
+        return new_generator(self.path, "int8", 1, self.cores)
 
     def forget(self) -> None:
         """Drop the engine loaded ahead (the next run loads one, as a first one does)."""

@@ -1,7 +1,7 @@
 """Which engine generates: `fp32` (the transformers engine: steering, hidden states, seeds
 that reproduce in any batch), `int8` (CTranslate2, several times faster on a CPU;
-generation only; a sampling seed reproduces there only one answer at a time, as the
-studio's live runs ask) or `auto` (int8 where it gives the same kind of answer —
+generation only; a sampling seed reproduces there only in a live run of the studio, on
+an engine of its own) or `auto` (int8 where it gives the same kind of answer —
 CTranslate2 installed, a CPU model, no steering, greedy or a live run — and is faster;
 else fp32)."""
 
@@ -59,7 +59,8 @@ def chosen(
     live: bool = False,
 ) -> str:
     """The engine that runs for a setting: `auto` resolved; `int8` where it cannot run is
-    refused by name (asked for by name, it samples without a reproducible seed)."""
+    refused by name (asked for by name outside a live run, it samples without a reproducible
+    seed)."""
     if problem := engine_problem(engine):
         raise ModelError(problem)
     if engine == "fp32":
@@ -82,8 +83,8 @@ def backend_for(
 ) -> LocalBackend:
     """The generation backend for a model name (embedded alias, folder or hub id) on the
     engine asked for (`steered`: the caller will steer it; `greedy`: it will not sample;
-    `live`: one person waits for a few answers, so int8 samples each answer on its own
-    fresh engine, where its seed reproduces — see ct2_engine.Fresh)."""
+    `live`: one person waits for one run's answers, so int8 samples them on a fresh engine
+    of the run's own, where its seed reproduces — see ct2_engine.Fresh)."""
     loaded = load_model(model_name)
     fp32 = TransformersBackend(loaded, max_batch_size=max_batch_size, kept=shared(loaded))
     if chosen(engine, loaded, steered, greedy, live) == "fp32":
@@ -99,8 +100,8 @@ def forget_kept(loaded: LoadedModel) -> None:
     the first in a fresh process would (`bench/live_chain.py` times a first chain so)."""
     shared(loaded).clear()
     if ct2_engine.available():
-        ct2_engine.forget(ct2_engine.converted(loaded))
-        ct2_engine.forget(ct2_engine.converted(loaded, "int8"))
+        ct2_engine.forget(ct2_engine.cache_folder(loaded))
+        ct2_engine.forget(ct2_engine.cache_folder(loaded, "int8"))
 
 
 class AutoBackend(ChatTokens):
@@ -138,8 +139,8 @@ def engine_note(
     if chosen(engine, loaded, steered, greedy, live) == "int8":
         if not greedy:
             return (
-                "on the int8 engine (sampled: its seed reproduces on int8, one answer at a "
-                "time; a batch job samples other text on fp32)"
+                "on the int8 engine (sampled: its seed reproduces on int8, on an engine of "
+                "this run's own; a batch job samples other text on fp32)"
                 if live
                 else "on the int8 engine (sampled: the seed does not reproduce)"
             )
