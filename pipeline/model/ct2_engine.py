@@ -287,8 +287,9 @@ class CTranslate2Backend(ChatTokens):
 
     @contextmanager
     def _seeding(self, engine: Replicas, seed: int) -> Iterator[None]:
-        """Around a call until its first sample: on a seeded run's engine not yet seeded (or
-        loaded afresh), set the seed its thread will read, holding the process-wide lock."""
+        """Around a call (a batch call whole, a stream until its first token): on a seeded
+        run's engine not yet seeded (or loaded afresh), set the seed its thread will read,
+        holding the process-wide lock until the thread has read it."""
         if engine is not self.own or self.seeded_at == engine.loads:
             yield
             return
