@@ -428,8 +428,14 @@ def serve(path: Path, idle: float = IDLE_SECONDS) -> tuple[Request, list[int]] |
                 continue
             request, fds = got
             sys.stdout.flush()
+            led_r, led_w = os.pipe()
             pid = os.fork()
             if pid == 0:
+                # its own session before its pid is answered: a cancel sent to the group
+                # at once reaches it
+                os.setsid()
+                os.close(led_r)
+                os.close(led_w)
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -442,6 +448,9 @@ def serve(path: Path, idle: float = IDLE_SECONDS) -> tuple[Request, list[int]] |
                 return request, fds
             for fd in fds:
                 os.close(fd)
+            os.close(led_w)
+            os.read(led_r, 1)  # end of file once the child leads its session (or died)
+            os.close(led_r)
             try:
                 conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
             except OSError:  # the asker has gone, as if it died just after starting a job
@@ -460,8 +469,8 @@ def serve(path: Path, idle: float = IDLE_SECONDS) -> tuple[Request, list[int]] |
 
 
 def become(request: Request, fds: list[int]) -> None:
-    """Turn this forked child into the job's process, as if started fresh: its own
-    session, the queue's environment, folder and log (or the asker's stdin, stdout and
+    """Turn this forked child (already leading its own session) into the job's process, as
+    if started fresh: the queue's environment, folder and log (or the asker's stdin, stdout and
     stderr), the job's command line."""
     for signum in FORWARDED:  # as a process the asker started would have them
         default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
@@ -469,7 +478,6 @@ def become(request: Request, fds: list[int]) -> None:
     # `ps` and /proc name the job, not the launcher (before the environment is replaced:
     # the title takes the room of the launcher's own)
     setproctitle(shlex.join(request.argv))
-    os.setsid()
     if not request.attached:
         log = os.open(request.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         fds = [os.open(os.devnull, os.O_RDONLY), log, os.dup(log)]
