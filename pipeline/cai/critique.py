@@ -439,6 +439,8 @@ def run_chains(
             for r in requests[start : start + config.batch_size]
         ]
 
+        for row in rows:  # every critique and revision of the row begins so
+            backend.keep_start([*row.prefix, {"role": "user", "content": row.prompt}])
         answers = backend.generate(
             [[{"role": "user", "content": r.prompt}] for r in rows],
             sampling,

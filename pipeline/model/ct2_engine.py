@@ -21,13 +21,13 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import torch
 
 from pipeline.config.settings import SamplingConfig
 from pipeline.core.errors import ModelError
-from pipeline.model.generation import KEEP_ROWS, ChatTokens, Message
+from pipeline.model.generation import KEEP_ROWS, ChatTokens, Message, start_ids
 from pipeline.model.loading import LoadedModel, build_once, cache_root
 from pipeline.model.scoring import MIN_SHARED_PREFIX, common_start, shared_prefix_length
 from pipeline.model.states_cache import source_identity
@@ -129,10 +129,13 @@ class Replicas:
             self.seen.clear()
             self._load()
 
-    def static(self, rows: list[list[int]]) -> tuple[int, ...]:
+    def static(
+        self, rows: list[list[int]], starts: Iterable[tuple[int, ...]] = ()
+    ) -> tuple[int, ...]:
         """The start to hand CTranslate2 as its static prompt (`()` for none): one it already
-        keeps, when that covers at least half of what could be shared; else the start every
-        row of a batch shares, or the longest start a lone prompt shares with an earlier one."""
+        keeps or one the caller said its prompts will repeat (`starts`: see `keep_start`),
+        when that covers at least half of what could be shared; else the start every row of
+        a batch shares, or the longest start a lone prompt shares with an earlier one."""
         limit = min(len(r) for r in rows) - 1  # each row keeps a token of its own
         if len(rows) > 1:
             n = shared_prefix_length(rows)
@@ -140,7 +143,7 @@ class Replicas:
             n = max((common_start(s, rows[0], limit) for s in self.seen), default=0)
         kept = [
             s
-            for s in self.statics
+            for s in self.statics.union(starts)
             if len(s) <= limit and all(common_start(s, r, len(s)) == len(s) for r in rows)
         ]
         best = max(kept, key=len, default=())
@@ -148,11 +151,16 @@ class Replicas:
             return best
         return tuple(rows[0][:n]) if n >= MIN_SHARED_PREFIX else ()
 
-    def prompted(self, rows: list[list[int]], tokens: Callable) -> tuple[Any, dict]:
+    def prompted(
+        self,
+        rows: list[list[int]],
+        tokens: Callable,
+        starts: Iterable[tuple[int, ...]] = (),
+    ) -> tuple[Any, dict]:
         """The engine and the rows as it takes them: `start_tokens` after the static prompt,
         if any (kept from now on)."""
         with self.lock:
-            static = self.static(rows)
+            static = self.static(rows, starts)
             if len(rows) <= KEEP_ROWS:
                 self.seen.extend(tuple(r) for r in rows)
             if static and static not in self.statics:
@@ -265,6 +273,7 @@ class CTranslate2Backend(ChatTokens):
         self.path, self.compute = converted(loaded), compute
         self.seeded = seeded and compute == "int8"
         self.own: Replicas | None = None  # a seeded run's engine, loaded at its first sample
+        self.starts: deque[tuple[int, ...]] = deque(maxlen=SEEN_PROMPTS)  # see keep_start
         self.seeded_at = 0  # the own engine's load whose thread has read its seed
         self.cores = max(1, torch.get_num_threads())
         config = loaded.model.config
@@ -300,6 +309,15 @@ class CTranslate2Backend(ChatTokens):
             yield
         self.seeded_at = engine.loads
 
+    def keep_start(self, start: list[Message]) -> None:
+        """A start the next prompts repeat, made the static prompt where it covers enough.
+
+        CTranslate2 keeps a static prompt's keys and values for that exact start only; left
+        to guess, a live chain's steps kept the few-shot examples three times over (the
+        first critique had no earlier prompt to share them with, the first revision kept
+        the whole critique prompt, the second critique the examples again)."""
+        self.starts.append(tuple(start_ids(self.loaded.tokenizer, start)))
+
     def _options(self, config: SamplingConfig) -> dict:
         greedy = config.temperature == 0
         return {
@@ -316,7 +334,7 @@ class CTranslate2Backend(ChatTokens):
     def _run(self, rows: list[list[int]], config: SamplingConfig, seed: int) -> list[list[int]]:
         """New token ids per row, the end-of-turn token included when the row stopped."""
         engine = self._engine(on_lone_engine(rows), config)
-        generator, prompted = engine.prompted(rows, self._tokens)
+        generator, prompted = engine.prompted(rows, self._tokens, self.starts)
         per_replica = -(-len(rows) // engine.layout[2])  # one batch per replica, by length
         with self._seeding(engine, seed):
             results = generator.generate_batch(
@@ -346,7 +364,7 @@ class CTranslate2Backend(ChatTokens):
         refuse_steering(steering)
         rows = self._encode([conversation], config)
         engine = self._engine(on_lone_engine(rows), config)
-        generator, prompted = engine.prompted(rows, self._tokens)
+        generator, prompted = engine.prompted(rows, self._tokens, self.starts)
         (row,) = prompted.pop("start_tokens")
 
         def steps() -> Iterator[int]:

@@ -121,6 +121,9 @@ class AutoBackend(ChatTokens):
         engine = self.engine_for(self._encode(conversations, config))
         return engine.new_ids(conversations, config, *rest)
 
+    def keep_start(self, start: list[Message]) -> None:
+        self.int8.keep_start(start)  # the fp32 engine keeps starts unasked
+
     def token_stream(
         self, conversation: list[Message], config: SamplingConfig, steering: Steering | None
     ) -> Iterator[int]:

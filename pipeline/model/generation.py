@@ -60,6 +60,10 @@ class GenerationBackend(Protocol):
         steering: Steering | None = None,
     ) -> Iterator[str]: ...
 
+    def keep_start(self, start: list[Message]) -> None:
+        """The next calls' conversations begin with `start` (a chain's few-shot examples and
+        prompt): an engine that keeps only exact starts computes it once."""
+
 
 class LocalBackend(GenerationBackend, Protocol):
     """An engine in this process, on a model loaded here (its tokenizer, its layers for
@@ -176,6 +180,12 @@ def prompt_text(tokenizer, conversation: list[Message]) -> str:
     return tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
 
 
+def start_ids(tokenizer, start: list[Message]) -> list[int]:
+    """The token ids every prompt that continues the conversation `start` begins with."""
+    text = tokenizer.apply_chat_template(start, add_generation_prompt=False, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
 def prompt_ids(tokenizer, conversation: list[Message]) -> list[int]:
     """The token ids a model answers (every engine renders prompts here, so they answer the
     same tokens)."""
@@ -206,6 +216,10 @@ class ChatTokens:
     def count_tokens(self, conversation: list[Message]) -> int:
         """Tokens of the rendered conversation, generation cue included."""
         return len(prompt_ids(self.loaded.tokenizer, conversation))
+
+    def keep_start(self, start: list[Message]) -> None:
+        """No hint needed where an engine keeps any start of a recent prompt (the
+        transformers engine: see `Kept`)."""
 
     def truncate(self, text: str, max_tokens: int) -> str:
         """`text` cut to its first `max_tokens` tokens (unchanged when it fits)."""

@@ -363,3 +363,6 @@ class SteeredBackend:
 
     def stream(self, conversation, config, finished=None, steering: Steering | None = None):
         return self.backend.stream(conversation, config, finished, steering or self.steering)
+
+    def keep_start(self, start) -> None:
+        self.backend.keep_start(start)

@@ -4,12 +4,14 @@ engine a setting picks."""
 import pytest
 import torch
 
-from pipeline.config.settings import SamplingConfig
+from pipeline.cai.critique import few_shot_messages, run_chains
+from pipeline.config.settings import ChainConfig, SamplingConfig
 from pipeline.core.errors import ModelError
 from pipeline.model import ct2_engine, engines
 from pipeline.model.engines import backend_for
-from pipeline.model.generation import TransformersBackend, chat, prompt_ids
+from pipeline.model.generation import TransformersBackend, chat, prompt_ids, start_ids
 from pipeline.model.scoring import teacher_forced
+from tests.records import requests
 
 needs_ct2 = pytest.mark.skipif(not ct2_engine.available(), reason=ct2_engine.INSTALL)
 PROMPTS = [
@@ -133,6 +135,23 @@ def test_a_start_prompts_repeat_is_computed_once_and_answers_stay_the_same(monke
     full.generate([chat("Name a colour.", system="Be brief. " * 40)], SHORT)
     full.generate([chat("Name a tree.", system="Be brief. " * 40)], SHORT)
     assert lone.generator is not before and len(lone.statics) == 1
+
+
+@needs_ct2
+def test_a_chain_computes_its_few_shot_start_once():
+    fp32 = backend_for("embedded", engine="fp32")
+    full = ct2_engine.CTranslate2Backend(fp32.loaded, compute="float32")
+    lone = full._engine(lone=True)
+    lone.forget()
+    request = requests(1)[0]
+    constitution = request.constitution
+    config = ChainConfig(rounds=2, batch_size=1)
+    chain = list(run_chains(full, [request], config, SHORT))[-1][0]
+    assert chain.final_answer is not None and config.few_shot
+    start = [*few_shot_messages(constitution), {"role": "user", "content": chain.prompt}]
+    long = [s for s in lone.statics if len(s) > 100]
+    # the four steps after the first answer share one start (guessed, it was kept thrice)
+    assert long == [tuple(start_ids(fp32.loaded.tokenizer, start))]
 
 
 @needs_ct2
