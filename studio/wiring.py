@@ -68,6 +68,15 @@ def named(handler: Callable, components: dict[str, Any]) -> Callable:
     return call
 
 
+# Options for an event whose answer shows what its inputs hold now (a job file's preview, a
+# filtered table, a smoothed plot). Gradio ignores an `input` sent while the same event is
+# still pending (its default trigger mode, "once", for every event but `change`), so a value
+# typed while the page waited for the last answer was never shown (CI saw a Train field's
+# new value never checked); "always_last" runs the event once more, after the pending one,
+# with the newest values.
+NEWEST: dict[str, Any] = {"trigger_mode": "always_last"}
+
+
 def in_order(queue: str) -> dict[str, Any]:
     """Event options for handlers that read what an earlier one writes (a form's state, a
     draft): the studio runs four events at a time, so without one queue a later click could

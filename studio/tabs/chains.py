@@ -56,7 +56,7 @@ from studio.components.job_panel import (
     writing_now,
 )
 from studio.components.notices import error_notice, notice
-from studio.wiring import pick, wire
+from studio.wiring import NEWEST, pick, wire
 
 NONE = "(none)"
 TABLE_HEADERS = ["id", "category", "principles", "failed", "refuses", "change", "Δ words"]
@@ -692,7 +692,7 @@ def build(
     browsed = to(*BROWSED)
     wire(run_folder.change, browse, browse_inputs, browsed)  # also when the Runs tab opens one
     for control in (filter_principle, filter_category, failed_only):
-        wire(control.input, browse, browse_inputs, browsed)
+        wire(control.input, browse, browse_inputs, browsed, **NEWEST)
     beat.watch(partial(on_timer, store), browse_inputs, to("progress", *BROWSED))
     table.select(on_open_chain, run_folder, chain_view)
     loaded = wire(

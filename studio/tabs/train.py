@@ -61,7 +61,7 @@ from studio.components.job_panel import (
 )
 from studio.components.notices import error_notice, notice
 from studio.components.plots import step_plots
-from studio.wiring import in_order, pick, to_components, wire
+from studio.wiring import NEWEST, in_order, pick, to_components, wire
 
 # Every command, in pipeline order: each stage can be launched alone on the folders earlier
 # stages (or the other tabs) wrote.
@@ -827,7 +827,9 @@ def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> TrainView:
     for name, fields in forms.items():
         preview = partial(on_preview, store, name)
         for field in fields:
-            wire(field.input, preview, [previewed, *fields], previewed_views, **form_order)
+            wire(
+                field.input, preview, [previewed, *fields], previewed_views, **form_order, **NEWEST
+            )
         launched = wire(
             launches[name].click,
             partial(on_launch, store, name),
@@ -855,7 +857,7 @@ def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> TrainView:
     jobs_table.select(on_select, smoothing, [selected, *job_views.values()])
     outliers.select(on_outlier, selected, outlier)
     check.click(partial(on_check_pm, store), selected, checked)
-    wire(smoothing.input, partial(job_view, store), [selected, smoothing], job_views)
+    wire(smoothing.input, partial(job_view, store), [selected, smoothing], job_views, **NEWEST)
     beat.watch(
         partial(on_tick, store),
         [selected, smoothing, shown_rows],
