@@ -48,7 +48,7 @@ from studio.components.heartbeat import Heartbeat
 from studio.components.job_panel import cancel_notice, job_bar, latest_job, writing_now
 from studio.components.judges_panel import latest_board
 from studio.components.notices import error_notice, notice, verdict_html
-from studio.wiring import in_order, named, wire
+from studio.wiring import NEWEST, in_order, named, wire
 
 KIND = "evaluate"
 PROMPT_SETS = ("red-team", "helpful")
@@ -734,11 +734,15 @@ def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> gr.Dropdown:
     shown = dict(zip(SHOWN, (judge, axis, ratings, matrix, scatter, categories, stats, agreement)))
     show_here = named(partial(show, store), shown)
 
-    def redraw_on(event: Callable) -> Any:
+    def redraw_on(event: Callable, **options: Any) -> Any:
         """Redraw the results on `event`; every redraw runs in one queue, in the order the
         page asked for them, so the last one wins."""
         return event(
-            show_here, [run, judge, axis], list(shown.values()), **in_order("evaluate-show")
+            show_here,
+            [run, judge, axis],
+            list(shown.values()),
+            **in_order("evaluate-show"),
+            **options,
         )
 
     beat.kick(
@@ -763,7 +767,7 @@ def build(store: Store, demo: gr.Blocks, beat: Heartbeat) -> gr.Dropdown:
     )
     wire(cancel.click, partial(on_cancel, store), armed, {"message": message, "armed": armed})
     for event in (run.input, judge.input, axis.input, run.change):
-        redraw_on(event)
+        redraw_on(event, **NEWEST)  # a second pick while the first is drawn is drawn too
 
     def on_cell(
         folder: str | None, chosen_judge: str | None, chosen_axis: str | None, evt: gr.SelectData

@@ -75,7 +75,7 @@ from studio.components.job_panel import (
 from studio.components.judges_panel import auto_choice, human_count
 from studio.components.notices import error_notice, notice, verdict_html
 from studio.components.queue_probe import QUEUE_PROBE
-from studio.wiring import in_order, pick, to_components, wire
+from studio.wiring import NEWEST, in_order, pick, to_components, wire
 
 STUDIO_RUN = "studio (pairs scored here)"
 LIVE_CHUNK = 4  # principles scored per step, so bars appear as they are ready
@@ -1076,7 +1076,7 @@ def build(
     wire(run.change, partial(refresh_labels, store), [run, view], to(*LABELS)).then(
         human_state, state_inputs, human_note
     )
-    wire(view.input, partial(refresh_labels, store), [run, view], to(*LABELS))
+    wire(view.input, partial(refresh_labels, store), [run, view], to(*LABELS), **NEWEST)
     table.select(on_open_row, run, list(to("message", *shown_pair).values())).then(
         human_state, state_inputs, human_note
     )

@@ -56,6 +56,8 @@ def test_the_tournament_redraws_run_in_order_and_accept_a_picker_value_from_befo
     assert len(redraws) >= 5  # run, judge and axis pickers, the run's change, blind labels
     assert {fn.concurrency_id for fn in redraws} == {"evaluate-show"}
     assert all(fn.concurrency_limit == 1 for fn in redraws)
+    picked = [fn for fn in redraws if started_by(fn) == {"input"}]
+    assert len(picked) == 3 and all(fn.trigger_mode == "always_last" for fn in picked)
     pickers = {c.elem_id: c for fn in redraws for c in fn.inputs}
     axis = pickers["evaluate-axis"]
     offered, axis.choices = axis.choices, [("helpfulness", "helpfulness")]
