@@ -83,26 +83,32 @@ def model_line(loaded: LoadedModel, steering: str = "", engine: str = "") -> str
     )
 
 
-def on_load_model(name: str) -> str:
+def on_load_model(name: str) -> dict[str, Any]:
+    """Load the model now; `said_of` records which model the status now speaks of."""
     try:
-        return model_line(load_model(name))
+        status = model_line(load_model(name))
     except StudioError as exc:
-        return error_notice(exc)
+        status = error_notice(exc)
+    return {"model_status": status, "said_of": name or DEFAULT_MODEL}
 
 
-def on_model_choice(name: str, shown: str | None = None) -> str:
+def on_model_choice(name: str, said_of: str | None = None) -> dict[str, Any]:
     """Which model answers: said as soon as it is picked, loaded with the first message.
 
-    What Load already said of this very model (`shown`) stays: the box sends a typed name
-    when it loses the focus, that is when Load is clicked, so the choice can arrive after
-    Load's answer and would hide an error."""
+    Where Load has already spoken of this very model (`said_of`, the session's state, read
+    when this runs), its answer stays: the box sends a typed name when it loses the focus,
+    that is as Load is clicked, so the choice can run after Load and would hide an error
+    (seen in CI: the page's status, read when the choice was sent, did not have Load's
+    answer yet)."""
     chosen = name or DEFAULT_MODEL
-    named, shown = html.escape(chosen), shown or ""  # the page's first status is None
-    if f"&#x27;{named}&#x27;:" in shown or f"Model in use: {named} " in shown:
-        return shown
-    return notice(
-        "info", f"Model: {chosen} — it loads with the first message (or press Load model)."
-    )
+    if chosen == said_of:
+        return {}
+    return {
+        "model_status": notice(
+            "info", f"Model: {chosen} — it loads with the first message (or press Load model)."
+        ),
+        "said_of": None,
+    }
 
 
 def limit_note(reason: str, new_tokens: int) -> str:
@@ -148,7 +154,7 @@ def on_respond(
     store: Store | None = None,
 ) -> Iterator:
     """Stream the model's answer into the conversation, by name (chatbot, message,
-    model_status) per piece; the last says whether the answer stopped at the token limit. A
+    model_status, said_of) per piece; the last says whether the answer stopped at the token limit. A
     coefficient other than 0 steers the answer (the status line says how); the status line
     also says which engine answered (`engine`: fp32, int8 or auto, see pipeline.model.engines)."""
     if not history or history[-1]["role"] != "user":
@@ -169,13 +175,16 @@ def on_respond(
         answer = ""
         history = history + [{"role": "assistant", "content": ""}]
         on = engine_note(engine, backend.loaded, steered, greedy, live=True)
-        status = model_line(backend.loaded, steering.text if steering else "", on)
+        said = {  # the status speaks of this model now (see on_model_choice)
+            "model_status": model_line(backend.loaded, steering.text if steering else "", on),
+            "said_of": model_name or DEFAULT_MODEL,
+        }
         for piece in pieces:
             answer += piece
             history[-1] = {"role": "assistant", "content": answer}
-            yield {"chatbot": history, "message": "", "model_status": status}
+            yield {"chatbot": history, "message": "", **said}
         note = limit_note(ended[0] if ended else "", config.max_new_tokens)
-        yield {"chatbot": history, "message": note, "model_status": status}
+        yield {"chatbot": history, "message": note, **said}
     except StudioError as exc:
         yield {"chatbot": history, "message": error_notice(exc)}
 
@@ -284,6 +293,7 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
         offer_models(store, model, default_model)
         load = gr.Button("Load model", scale=1, elem_id="playground-load")
     model_status = gr.HTML(elem_id="playground-model-status")
+    said_of = gr.State(None)  # the model the status speaks of after a Load (on_model_choice)
     with gr.Row():
         with gr.Column(scale=1):
             constitution = gr.Dropdown(
@@ -351,7 +361,12 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
     ]
     respond = partial(on_respond, store=store)
     asked = {"prompt": prompt, "chatbot": chatbot, "message": message}
-    answered = {"chatbot": chatbot, "message": message, "model_status": model_status}
+    answered = {
+        "chatbot": chatbot,
+        "message": message,
+        "model_status": model_status,
+        "said_of": said_of,
+    }
     submitted = wire(prompt.submit, on_user, [prompt, chatbot], asked)
     submitted = wire(submitted.then, respond, respond_inputs, answered)
     clicked = wire(send.click, on_user, [prompt, chatbot], asked)
@@ -383,19 +398,20 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
         [model, system, prompt, chatbot, temperature, top_p, max_new_tokens, seed, engine],
         [compared, message],
     )
-    # the box's note and a load's answer land in the order asked (a typed name's note
-    # arriving after Load's answer hid the error)
-    model.input(
-        on_model_choice, [model, model_status], model_status, **in_order("playground-model")
-    )
+    # the box's note and a load's answer land in the order asked, and the note does not
+    # replace what Load said of the same model (a typed name's note hid Load's error)
+    said = {"model_status": model_status, "said_of": said_of}
+    model_order = in_order("playground-model")
+    wire(model.input, on_model_choice, [model, said_of], said, **model_order)
     stop.click(None, cancels=[submitted, clicked])
     wire(clear.click, on_clear, None, {"chatbot": chatbot, "message": message})
-    load.click(on_load_model, model, model_status, **in_order("playground-model"))
+    wire(load.click, on_load_model, model, said, **model_order)
     constitution.input(partial(principle_choices, store), constitution, principle)
     principle.input(partial(on_principle, store), [constitution, principle], system)
-    wire(
+    page_loaded = wire(
         demo.load,
         partial(on_load_page, store),
         None,
         {"constitution": constitution, "principle": principle},
-    ).then(on_model_choice, [model, model_status], model_status, **in_order("playground-model"))
+    )
+    wire(page_loaded.then, on_model_choice, [model, said_of], said, **model_order)

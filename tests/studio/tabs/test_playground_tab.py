@@ -35,6 +35,7 @@ def test_the_answer_streams_into_the_conversation(tiny_folder):
     steps = list(tab.on_respond(history, str(tiny_folder), "Be brief.", 0.0, 1.0, 6, 0))
     assert len(steps) >= 2 and all(step["message"] == "" for step in steps[:-1])
     final, note, status = (steps[-1][k] for k in ("chatbot", "message", "model_status"))
+    assert steps[-1]["said_of"] == str(tiny_folder)  # a late choice of it keeps this line
     assert final[:1] == history and final[-1]["role"] == "assistant" and final[-1]["content"]
     assert (
         "stopped at the token limit (6 new tokens)" in note
@@ -44,8 +45,10 @@ def test_the_answer_streams_into_the_conversation(tiny_folder):
 
 
 def test_a_model_that_cannot_load_is_a_visible_message(tmp_path):
-    html = tab.on_load_model(str(tmp_path / "no-such-model"))
+    loaded = tab.on_load_model(str(tmp_path / "no-such-model"))
+    html = loaded["model_status"]
     assert "notice-error" in html and "does not exist" in html
+    assert loaded["said_of"] == str(tmp_path / "no-such-model")
     steps = list(
         tab.on_respond(
             [{"role": "user", "content": "hi"}], str(tmp_path / "nope"), "", 0.7, 0.95, 8, 0
@@ -63,12 +66,13 @@ def test_compare_answers_the_same_prompt_with_and_without_the_system_prompt(tiny
     assert "Earlier question?" in out
     assert "Type a message" in tab.on_compare(str(tiny_folder), "x", "", [], 0.7, 0.95, 6, 0)[1]
     assert "Pick a principle" in tab.on_compare(str(tiny_folder), " ", "q", [], 0.7, 0.95, 6, 0)[1]
-    assert "loads with the first message" in tab.on_model_choice("embedded")
-    # a choice landing after Load's answer about the same model leaves that answer shown
-    failed = tab.on_load_model("/no/such/model")
-    assert tab.on_model_choice("/no/such/model", failed) == failed
-    assert "loads with the first message" in tab.on_model_choice("/no/such", failed)
-    assert "loads with the first message" in tab.on_model_choice("embedded", None)  # page open
+    picked = tab.on_model_choice("embedded")
+    assert "loads with the first message" in picked["model_status"] and picked["said_of"] is None
+    # a choice that runs after Load spoke of the same model leaves Load's answer shown
+    said = tab.on_load_model("/no/such/model")["said_of"]
+    assert tab.on_model_choice("/no/such/model", said) == {}
+    assert "loads with the first message" in tab.on_model_choice("/no/such", said)["model_status"]
+    assert "first message" in tab.on_model_choice("", None)["model_status"]  # the page opens
 
 
 @pytest.mark.skipif(not ct2_engine.available(), reason=ct2_engine.INSTALL)
