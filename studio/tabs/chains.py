@@ -615,7 +615,7 @@ def build(
     def on_open_chain(folder: str | None, evt: gr.SelectData) -> str:
         return open_chain(folder, evt.row_value[0] if evt.row_value else None)
 
-    example.input(on_example, example, prompt)
+    example.input(on_example, example, prompt, **NEWEST)
     run_inputs = {
         "text": prompt,
         "name_a": constitution_a,

@@ -26,7 +26,7 @@ from pipeline.data.store import Store, parse_ref
 from pipeline.evaluation.relabel import relabel
 from studio.components.diff_view import side_by_side
 from studio.components.notices import error_notice, notice
-from studio.wiring import in_order
+from studio.wiring import NEWEST, in_order
 
 FIELDS = (
     "id",
@@ -703,8 +703,8 @@ def build(store: Store, demo: gr.Blocks) -> tuple[Callable[[str, str], dict], li
         )
 
     edits = in_order("constitution")  # each edit reads the draft the one before wrote
-    name.input(wire(on_pick_name), name, outputs, **edits)
-    version.input(wire(on_pick_version), [current, version, base], outputs, **edits)
+    name.input(wire(on_pick_name), name, outputs, **edits, **NEWEST)
+    version.input(wire(on_pick_version), [current, version, base], outputs, **edits, **NEWEST)
     editor_state = [current, base, selected, *field_list]
     table.select(on_select, editor_state, outputs, **edits)
     add.click(

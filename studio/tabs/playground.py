@@ -23,7 +23,7 @@ from pipeline.model.loading import LoadedModel, load_model
 from studio.components import steering_panel
 from studio.components.choices import engine_choice, offer_models
 from studio.components.notices import error_notice, notice
-from studio.wiring import in_order, wire
+from studio.wiring import NEWEST, in_order, wire
 
 NO_PRINCIPLE = "(none)"
 
@@ -402,12 +402,12 @@ def build(store: Store, demo: gr.Blocks, default_model: str = DEFAULT_MODEL) -> 
     # replace what Load said of the same model (a typed name's note hid Load's error)
     said = {"model_status": model_status, "said_of": said_of}
     model_order = in_order("playground-model")
-    wire(model.input, on_model_choice, [model, said_of], said, **model_order)
+    wire(model.input, on_model_choice, [model, said_of], said, **model_order, **NEWEST)
     stop.click(None, cancels=[submitted, clicked])
     wire(clear.click, on_clear, None, {"chatbot": chatbot, "message": message})
     wire(load.click, on_load_model, model, said, **model_order)
-    constitution.input(partial(principle_choices, store), constitution, principle)
-    principle.input(partial(on_principle, store), [constitution, principle], system)
+    constitution.input(partial(principle_choices, store), constitution, principle, **NEWEST)
+    principle.input(partial(on_principle, store), [constitution, principle], system, **NEWEST)
     page_loaded = wire(
         demo.load,
         partial(on_load_page, store),

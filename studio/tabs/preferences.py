@@ -1025,11 +1025,13 @@ def build(
     scored = to("message", "bars", "last_label", *LABELS)
     labelled = to("message", "human_note", *LABELS)
     launched = to("message", "run", "pairs_source")
-    wire(example.input, on_example, example, shown_pair).then(human_state, state_inputs, human_note)
-    constitution.input(partial(on_constitution, store), constitution, principles).then(
+    wire(example.input, on_example, example, shown_pair, **NEWEST).then(
+        human_state, state_inputs, human_note
+    )
+    constitution.input(partial(on_constitution, store), constitution, principles, **NEWEST).then(
         show_guideline, [constitution, principles], guideline
     )
-    principles.input(show_guideline, [constitution, principles], guideline)
+    principles.input(show_guideline, [constitution, principles], guideline, **NEWEST)
     score_inputs = {
         "prompt": prompt,
         "answer_a": answer_a,

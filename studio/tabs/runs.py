@@ -26,7 +26,7 @@ from studio.components.notices import notice
 from studio.components.plots import step_plots
 from studio.tabs.preferences import STUDIO_RUN
 from studio.tabs.train import METRIC_ORDER, NOT_PLOTTED
-from studio.wiring import to_components, wire
+from studio.wiring import NEWEST, to_components, wire
 
 ALL = "all"
 HEADERS = ["id", "run", "status", "time", "key number"]
@@ -330,7 +330,7 @@ def build(
     show = partial(on_refresh, store)
     listed = {"table": table, "message": message, "compare_pick": compare_pick}
     for event in (kind.input, refresh.click, demo.load, tabs.select):  # fresh on every tab
-        wire(event, show, kind, listed)
+        wire(event, show, kind, listed, **NEWEST)
     table.select(on_select, None, list(picking.values()))
     opened = {
         "tabs": tabs,
