@@ -27,7 +27,7 @@ import torch
 
 from pipeline.config.settings import SamplingConfig
 from pipeline.core.errors import ModelError
-from pipeline.model.generation import KEEP_ROWS, ChatTokens, Message, start_ids
+from pipeline.model.generation import KEEP_ROWS, ChatTokens, Message, prompt_ids
 from pipeline.model.loading import LoadedModel, build_once, cache_root
 from pipeline.model.scoring import MIN_SHARED_PREFIX, common_start, shared_prefix_length
 from pipeline.model.states_cache import source_identity
@@ -316,7 +316,7 @@ class CTranslate2Backend(ChatTokens):
         to guess, a live chain's steps kept the few-shot examples three times over (the
         first critique had no earlier prompt to share them with, the first revision kept
         the whole critique prompt, the second critique the examples again)."""
-        self.starts.append(tuple(start_ids(self.loaded.tokenizer, start)))
+        self.starts.append(tuple(prompt_ids(self.loaded.tokenizer, start, cue=False)))
 
     def _options(self, config: SamplingConfig) -> dict:
         greedy = config.temperature == 0

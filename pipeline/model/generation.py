@@ -175,21 +175,17 @@ def drafted(tokens: list[int], limit: int) -> list[int]:
     return []
 
 
-def prompt_text(tokenizer, conversation: list[Message]) -> str:
-    """The conversation in the model's chat template, generation cue included."""
-    return tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+def prompt_text(tokenizer, conversation: list[Message], cue: bool = True) -> str:
+    """The conversation in the model's chat template, generation cue included (`cue` False:
+    the start every prompt that continues the conversation begins with)."""
+    return tokenizer.apply_chat_template(conversation, add_generation_prompt=cue, tokenize=False)
 
 
-def start_ids(tokenizer, start: list[Message]) -> list[int]:
-    """The token ids every prompt that continues the conversation `start` begins with."""
-    text = tokenizer.apply_chat_template(start, add_generation_prompt=False, tokenize=False)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def prompt_ids(tokenizer, conversation: list[Message]) -> list[int]:
+def prompt_ids(tokenizer, conversation: list[Message], cue: bool = True) -> list[int]:
     """The token ids a model answers (every engine renders prompts here, so they answer the
-    same tokens)."""
-    return tokenizer(prompt_text(tokenizer, conversation), add_special_tokens=False)["input_ids"]
+    same tokens); `cue` as in `prompt_text`."""
+    text = prompt_text(tokenizer, conversation, cue)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def stop_ids(loaded: LoadedModel) -> list[int]:

@@ -470,8 +470,8 @@ def serve(path: Path, idle: float = IDLE_SECONDS) -> tuple[Request, list[int]] |
 
 def become(request: Request, fds: list[int]) -> None:
     """Turn this forked child (already leading its own session) into the job's process, as
-    if started fresh: the queue's environment, folder and log (or the asker's stdin, stdout and
-    stderr), the job's command line."""
+    if started fresh: the queue's environment, folder and log (or the asker's stdin, stdout
+    and stderr), the job's command line."""
     for signum in FORWARDED:  # as a process the asker started would have them
         default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
         signal.signal(signum, signal.SIG_IGN if signum in request.ignored else default)

@@ -154,9 +154,10 @@ def on_respond(
     store: Store | None = None,
 ) -> Iterator:
     """Stream the model's answer into the conversation, by name (chatbot, message,
-    model_status, said_of) per piece; the last says whether the answer stopped at the token limit. A
-    coefficient other than 0 steers the answer (the status line says how); the status line
-    also says which engine answered (`engine`: fp32, int8 or auto, see pipeline.model.engines)."""
+    model_status, said_of) per piece; the last says whether the answer stopped at the token
+    limit. A coefficient other than 0 steers the answer (the status line says how); the
+    status line also says which engine answered (`engine`: fp32, int8 or auto, see
+    pipeline.model.engines)."""
     if not history or history[-1]["role"] != "user":
         return
     try:

@@ -9,7 +9,7 @@ from pipeline.config.settings import ChainConfig, SamplingConfig
 from pipeline.core.errors import ModelError
 from pipeline.model import ct2_engine, engines
 from pipeline.model.engines import backend_for
-from pipeline.model.generation import TransformersBackend, chat, prompt_ids, start_ids
+from pipeline.model.generation import TransformersBackend, chat, prompt_ids
 from pipeline.model.scoring import teacher_forced
 from tests.records import requests
 
@@ -151,7 +151,7 @@ def test_a_chain_computes_its_few_shot_start_once():
     start = [*few_shot_messages(constitution), {"role": "user", "content": chain.prompt}]
     long = [s for s in lone.statics if len(s) > 100]
     # the four steps after the first answer share one start (guessed, it was kept thrice)
-    assert long == [tuple(start_ids(fp32.loaded.tokenizer, start))]
+    assert long == [tuple(prompt_ids(fp32.loaded.tokenizer, start, cue=False))]
 
 
 @needs_ct2

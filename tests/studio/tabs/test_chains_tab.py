@@ -47,7 +47,7 @@ def test_a_chain_says_which_engine_writes_it(store, tiny_folder):
     assert "(step 2 of 3) · elapsed" in plain[1]["message"]  # asked for by name: nothing to say
     if not ct2_engine.available():
         pytest.skip(ct2_engine.INSTALL)
-    # a live chain samples on int8, each answer on a fresh engine, where its seed reproduces
+    # a live chain samples on int8, on an engine of the run's own, where its seed reproduces
     sampled = chain_steps(store, model_name=str(tiny_folder), temp=0.7, engine="auto")
     assert "(step 2 of 3) on the int8 engine (sampled: its seed reproduces" in sampled[1]["message"]
     again = chain_steps(store, model_name=str(tiny_folder), temp=0.7, engine="auto")
