@@ -251,12 +251,21 @@ def resume(store: Store, job_id: int) -> JobRecord:
     return store.job(out.id)
 
 
+EXITING_S = 10.0  # how long `wait` gives an ended job's process to print its last line and exit
+
+
 def wait(store: Store, job_id: int, timeout: float = 600) -> JobRecord:
-    """Block until the job has ended (for scripts and tests); keeps the queue moving."""
+    """Block until the job has ended (for scripts and tests); keeps the queue moving. A job
+    counts as ended once it wrote how it ended, a moment before its process prints its last
+    line (what a cancel kept) and exits: this also waits for the process, so the log a
+    script reads next is whole."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         job = next(j for j in refresh(store) if j.id == job_id)
         if not job.active:
+            exiting = min(deadline, time.time() + EXITING_S)
+            while job.pid and _alive(job.pid) and time.time() < exiting:
+                time.sleep(0.05)
             return job
         time.sleep(0.5)
     raise JobError(f"Job {job_id} did not finish within {timeout:.0f} s.")
