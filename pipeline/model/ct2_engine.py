@@ -295,18 +295,19 @@ class CTranslate2Backend(ChatTokens):
         return replicas_for(self.path, self.compute, lone, self.cores, self.bytes_per_token)
 
     @contextmanager
-    def _seeding(self, engine: Replicas, seed: int) -> Iterator[None]:
-        """Around a call (a batch call whole, a stream until its first token): on a seeded
-        run's engine not yet seeded (or loaded afresh), set the seed its thread will read,
-        holding the process-wide lock until the thread has read it."""
+    def _seeding(self, engine: Replicas, seed: int) -> Iterator[threading.Event | None]:
+        """Around a call until its first sample: on a seeded run's engine not yet seeded (or
+        loaded afresh), set the seed its thread will read, holding the process-wide lock
+        until the thread has read it. Yields the event the caller sets at its first sample
+        (None where no seed is set): another run's seed waits for that, not for the call."""
         if engine is not self.own or self.seeded_at == engine.loads:
-            yield
+            yield None
             return
         import ctranslate2
 
         with SEEDING:
             ctranslate2.set_random_seed(seed % 2**32)
-            yield
+            yield threading.Event()
         self.seeded_at = engine.loads
 
     def keep_start(self, start: list[Message]) -> None:
@@ -336,16 +337,20 @@ class CTranslate2Backend(ChatTokens):
         engine = self._engine(on_lone_engine(rows), config)
         generator, prompted = engine.prompted(rows, self._tokens, self.starts)
         per_replica = -(-len(rows) // engine.layout[2])  # one batch per replica, by length
-        with self._seeding(engine, seed):
+        with self._seeding(engine, seed) as sampled:
             results = generator.generate_batch(
                 **prompted,
                 max_batch_size=min(self.max_batch_size, per_replica),
                 asynchronous=True,
                 include_prompt_in_result=False,
                 return_end_token=True,
+                callback=None if sampled is None else lambda step: sampled.set(),
                 **self._options(config),
             )
-            return [r.result().sequences_ids[0] for r in results]
+            if sampled is not None:  # once the seed is read, other runs may set theirs
+                while not sampled.wait(0.01) and not all(r.done() for r in results):
+                    pass
+        return [r.result().sequences_ids[0] for r in results]
 
     def new_ids(
         self,
@@ -368,7 +373,7 @@ class CTranslate2Backend(ChatTokens):
         (row,) = prompted.pop("start_tokens")
 
         def steps() -> Iterator[int]:
-            with self._seeding(engine, config.seed):  # until the first sample
+            with self._seeding(engine, config.seed):  # until the first sample (it is read)
                 generated = generator.generate_tokens(row, **prompted, **self._options(config))
                 first = next(generated, None)
             if first is not None:

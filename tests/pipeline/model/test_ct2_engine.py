@@ -105,6 +105,41 @@ def test_a_batch_job_samples_on_fp32_and_a_live_run_on_int8_where_its_seed_repro
 
 
 @needs_ct2
+def test_a_seeded_run_holds_the_seed_lock_until_it_has_sampled_not_to_its_end(monkeypatch):
+    """Two live runs at once each give the text they give alone; the second sets its seed
+    once the first has drawn its first token, not after the first's whole call."""
+    import threading
+
+    import ctranslate2
+
+    long = SamplingConfig(temperature=2.0, max_new_tokens=200, seed=3)  # seldom ends early
+    short = SamplingConfig(temperature=1.0, max_new_tokens=8, seed=5)
+
+    def answer(prompt: list, config: SamplingConfig) -> str:
+        run = backend_for("embedded", engine="auto", greedy=False, live=True)
+        return run.generate([prompt], config)[0].text
+
+    alone = {"long": answer(PROMPTS[0], long), "short": answer(PROMPTS[1], short)}
+    seeding = threading.Event()
+    set_seed = ctranslate2.set_random_seed
+    monkeypatch.setattr(ctranslate2, "set_random_seed", lambda s: (set_seed(s), seeding.set()))
+    got: dict[str, str] = {}
+    ended: list[str] = []
+
+    def run_long() -> None:
+        got["long"] = answer(PROMPTS[0], long)
+        ended.append("long")
+
+    thread = threading.Thread(target=run_long)
+    thread.start()
+    assert seeding.wait(60)  # the long run holds the lock now
+    got["short"] = answer(PROMPTS[1], short)
+    ended.append("short")
+    thread.join()
+    assert got == alone and ended == ["short", "long"]
+
+
+@needs_ct2
 def test_a_model_is_converted_once_and_named_by_its_weights(tmp_path):
     loaded = backend_for("embedded", engine="int8").loaded
     first = ct2_engine.converted(loaded)
