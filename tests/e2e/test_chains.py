@@ -15,6 +15,8 @@ pytestmark = pytest.mark.e2e
 
 def open_chains(page: Page) -> None:
     page.get_by_role("tab", name="Chains").click()
+    # the tab's page-load handler fills its constitution (a click before it sends none)
+    expect(page.locator("#chains-constitution-a input")).to_have_value("harmless-helpful")
     set_slider(page, "chains-rounds", 2)
     set_slider(page, "chains-max-tokens", 16)
 

@@ -45,6 +45,8 @@ def test_a_small_tournament_its_matrix_and_blind_labels(page: Page, studio, tmp_
         timeout=300,
     )
     page.get_by_role("tab", name="Evaluate").click()
+    # the tab's page-load handler fills its constitution (a launch before it sends none)
+    expect(page.locator("#evaluate-constitution input")).to_have_value("harmless-helpful")
     expect(page.locator("#evaluate-ratings")).to_contain_text("No tournament shown yet")
     expect(page.locator("#evaluate-matrix")).to_be_hidden()  # no "1 2 3" headers on nothing
     page.fill("#evaluate-typed textarea", f"embedded@steer:{direction}:-8:15")
