@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pipeline.cai.critique import few_shot_messages, run_chains
-from pipeline.config.settings import ChainConfig, SamplingConfig
+from pipeline.config.settings import DEFAULT_SAMPLING, ChainConfig, SamplingConfig
 from pipeline.core.errors import ModelError
 from pipeline.model import ct2_engine, engines
 from pipeline.model.engines import backend_for
@@ -137,6 +137,31 @@ def test_a_seeded_run_holds_the_seed_lock_until_it_has_sampled_not_to_its_end(mo
     ended.append("short")
     thread.join()
     assert got == alone and ended == ["short", "long"]
+
+
+def test_top_p_is_taken_among_the_likeliest_only_where_that_moves_the_draw_little():
+    assert ct2_engine.candidates(DEFAULT_SAMPLING) == ct2_engine.TOP_P_AMONG
+    assert ct2_engine.candidates(SamplingConfig(temperature=1.0)) == 0  # a wide nucleus
+    assert ct2_engine.candidates(SamplingConfig(top_p=1.0)) == 0  # no top-p: every token
+
+
+@needs_ct2
+def test_a_token_drawn_among_the_likeliest_is_one_top_p_itself_keeps():
+    """The nucleus of the likeliest tokens is a part of the whole one: every token sampled
+    (the fp32 weights on CTranslate2) is in the nucleus the full distribution gives."""
+    fp32 = backend_for("embedded", engine="fp32")
+    full = ct2_engine.CTranslate2Backend(fp32.loaded, compute="float32")
+    sampled = SamplingConfig(max_new_tokens=24)
+    contexts = full._encode(PROMPTS, sampled)
+    for context, new in zip(contexts, full.new_ids(PROMPTS, sampled)):
+        ids = torch.tensor([context + new])
+        with torch.no_grad():
+            logits = fp32.loaded.model(input_ids=ids).logits[0, len(context) - 1 : -1]
+        probs = torch.softmax(logits / sampled.temperature, -1)
+        ranked, order = probs.sort(-1, descending=True)
+        kept = (ranked.cumsum(-1) - ranked) < sampled.top_p  # top-p over the whole vocabulary
+        for step, token in enumerate(new):
+            assert token in set(order[step][kept[step]].tolist())
 
 
 @needs_ct2
