@@ -11,12 +11,13 @@ the embedded model; each path runs `--repeats`
 times and the fastest counts. Every run starts with nothing kept (the first chain of a
 fresh studio); the studio keeps prompts per model between runs, so a later chain (another
 prompt's chain ran first, and left its few-shot start) is timed too. Prints seconds for
-both, whether the chains are identical, and `ratio=<baseline seconds / ours>` (larger is
-better) for the Chains tab's default engine, `auto` (greedy: int8 for short prompts, fp32
-for long ones; sampled: every step on int8, on a fresh engine of the run's own so the seed
-reproduces; fp32 where ctranslate2 is not installed), on the first chain; the int8 engine
-(`engine: int8`) is timed too, and a sampled chain's seed is checked to reproduce (int8's
-chain and auto's, both seeded, are the same text).
+both (and, as sampled chains differ in length from engine to engine, each chain's tokens
+and milliseconds a token), whether the chains are identical, and `ratio=<baseline seconds /
+ours>` (larger is better) for the Chains tab's default engine, `auto` (greedy: int8 for
+short prompts, fp32 for long ones; sampled: every step on int8, on a fresh engine of the
+run's own so the seed reproduces; fp32 where ctranslate2 is not installed), on the first
+chain; the int8 engine (`engine: int8`) is timed too, and a sampled chain's seed is checked
+to reproduce (int8's chain and auto's, both seeded, are the same text).
 """
 
 from __future__ import annotations
@@ -69,6 +70,16 @@ def texts(chain: Chain) -> list[str]:
     return [chain.initial_answer] + [t for r in chain.rounds for t in (r.critique, r.revision)]
 
 
+def per_token(chain: Chain, seconds: float) -> str:
+    """Milliseconds a generated token: sampled chains of two engines differ in text and
+    length, so their seconds alone compare draws as much as engines."""
+    tokenizer = backend_for("embedded").loaded.tokenizer
+    tokens = sum(
+        len(tokenizer(t or "", add_special_tokens=False)["input_ids"]) for t in texts(chain)
+    )
+    return f"{tokens} tokens, {1000 * seconds / max(1, tokens):.1f} ms a token"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=4)
@@ -94,7 +105,10 @@ def main() -> None:
     print(f"{'engine':<44}{'seconds':>9}{'later chain':>13}")
     warm_s = timed(request, config, sampling, args.repeats, after=earlier)[1]
     print(f"{'fp32, keeps prompts, drafts if greedy':<44}{kept_s:>9.1f}{warm_s:>13.1f}")
-    print(f"{'fp32 before issue 28 (every prompt whole)':<44}{plain_s:>9.1f}")
+    print(
+        f"{'fp32 before issue 28 (every prompt whole)':<44}{plain_s:>9.1f}"
+        f"  ({per_token(plain, plain_s)})"
+    )
     engines = ("int8", "auto") if available() else ()
     default_s = kept_s  # the Chains tab's default engine, auto, is fp32 without int8
     chains = {}
@@ -104,7 +118,8 @@ def main() -> None:
         later = timed(request, config, sampling, args.repeats, engine, after=earlier)[1]
         print(
             f"{'engine: ' + engine:<44}{seconds:>9.1f}{later:>13.1f}  "
-            f"({plain_s / seconds:.2f}x before; later chain {plain_s / later:.2f}x)"
+            f"({plain_s / seconds:.2f}x before; later chain {plain_s / later:.2f}x; "
+            f"{per_token(chains[engine], seconds)})"
         )
     if not engines:
         print(f"int8 engine: not installed ({INSTALL})")
