@@ -5,7 +5,7 @@ it revises) and checks them in one pass. Same run, same engine: the baseline kee
 between calls and decodes one token a pass (`KEEP_ROWS = 0`, `LOOKUP_DRAFT = 0`: the engine
 before issue 28).
 
-One red-team prompt under harmless-helpful with its few-shot chains, the Chains tab's
+Red-team prompts under harmless-helpful with its few-shot chains, the Chains tab's
 defaults (4 rounds, 96 new tokens, temperature 0.7, seed 0; `--temperature 0` for greedy),
 the embedded model; each path runs `--repeats`
 times and the fastest counts. Every run starts with nothing kept (the first chain of a
@@ -15,9 +15,11 @@ both (and, as sampled chains differ in length from engine to engine, each chain'
 and milliseconds a token), whether the chains are identical, and `ratio=<baseline seconds /
 ours>` (larger is better) for the Chains tab's default engine, `auto` (greedy: int8 for
 short prompts, fp32 for long ones; sampled: every step on int8, on a fresh engine of the
-run's own so the seed reproduces; fp32 where ctranslate2 is not installed), on the first
-chain; the int8 engine (`engine: int8`) is timed too, and a sampled chain's seed is checked
-to reproduce (int8's chain and auto's, both seeded, are the same text).
+run's own so the seed reproduces; fp32 where ctranslate2 is not installed), summed over
+`--prompts` first chains (one sampled chain's length is one draw: engines that sample
+differently draw chains of different lengths, and several prompts keep one draw from
+deciding the ratio); the int8 engine (`engine: int8`) is timed too, and a sampled chain's
+seed is checked to reproduce (int8's chain and auto's, both seeded, are the same text).
 """
 
 from __future__ import annotations
@@ -85,12 +87,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--new-tokens", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--prompts", type=int, default=3, help="first chains the ratio sums")
     parser.add_argument("--temperature", type=float, default=DEFAULT_SAMPLING.temperature)
     args = parser.parse_args()
 
     constitution = load_constitution(ROOT / "constitutions" / "harmless-helpful.yaml")
-    first, other = load_prompts("red-team")[:2]
-    request, earlier = ChainRequest(first, constitution), ChainRequest(other, constitution)
+    prompts = load_prompts("red-team")[: args.prompts + 1]
+    requests = [ChainRequest(prompt, constitution) for prompt in prompts]
+    request, others, earlier = requests[0], requests[1:-1], requests[-1]
     config = ChainConfig(rounds=args.rounds, batch_size=1)
     sampling = SamplingConfig(
         temperature=args.temperature, max_new_tokens=args.new_tokens, seed=DEFAULT_SAMPLING.seed
@@ -99,36 +103,48 @@ def main() -> None:
     kept, kept_s = timed(request, config, sampling, args.repeats)
     plain, plain_s = timed(request, config, sampling, args.repeats, before=True)
     print(
-        f"one red-team prompt x {args.rounds} rounds, {args.new_tokens} new tokens per step, "
-        f"temperature {args.temperature:g}, few-shot on, embedded model, batch 1"
+        f"{args.prompts} red-team prompts x {args.rounds} rounds, {args.new_tokens} new tokens "
+        f"per step, temperature {args.temperature:g}, few-shot on, embedded model, batch 1"
     )
-    print(f"{'engine':<44}{'seconds':>9}{'later chain':>13}")
+    print(f"the first prompt\n{'engine':<44}{'seconds':>9}{'later chain':>13}")
     warm_s = timed(request, config, sampling, args.repeats, after=earlier)[1]
     print(f"{'fp32, keeps prompts, drafts if greedy':<44}{kept_s:>9.1f}{warm_s:>13.1f}")
     print(
         f"{'fp32 before issue 28 (every prompt whole)':<44}{plain_s:>9.1f}"
         f"  ({per_token(plain, plain_s)})"
     )
-    engines = ("int8", "auto") if available() else ()
-    default_s = kept_s  # the Chains tab's default engine, auto, is fp32 without int8
-    chains = {}
-    for engine in engines:
+    default = "auto" if available() else "fp32"  # the Chains tab's default engine
+    chains, default_s = {}, kept_s
+    for engine in ("int8", "auto") if available() else ():
         chains[engine], seconds = timed(request, config, sampling, args.repeats, engine)
-        default_s = seconds if engine == "auto" else default_s
+        default_s = seconds if engine == default else default_s
         later = timed(request, config, sampling, args.repeats, engine, after=earlier)[1]
         print(
             f"{'engine: ' + engine:<44}{seconds:>9.1f}{later:>13.1f}  "
             f"({plain_s / seconds:.2f}x before; later chain {plain_s / later:.2f}x; "
             f"{per_token(chains[engine], seconds)})"
         )
-    if not engines:
+    if not chains:
         print(f"int8 engine: not installed ({INSTALL})")
     elif sampling.temperature > 0:
         again = texts(chains["int8"]) == texts(chains["auto"])
         print(f"int8 seed reproduces (int8's chain == auto's): {again}")
     same = texts(kept) == texts(plain)
-    print(f"identical chains: {same}; fp32 against before: {plain_s / kept_s:.2f}x")
-    print(f"ratio={plain_s / default_s:.2f}  (the default engine, the first chain)")
+    print(f"identical chains (fp32 against before): {same}")
+    befores, defaults = [plain_s], [default_s]
+    for i, other in enumerate(others, start=2):
+        chain, before_s = timed(other, config, sampling, args.repeats, before=True)
+        ours, ours_s = timed(other, config, sampling, args.repeats, default)
+        befores.append(before_s)
+        defaults.append(ours_s)
+        print(
+            f"prompt {i}: before {before_s:.1f} s ({per_token(chain, before_s)}); "
+            f"{default} {ours_s:.1f} s ({per_token(ours, ours_s)}); {before_s / ours_s:.2f}x"
+        )
+    print(
+        f"ratio={sum(befores) / sum(defaults):.2f}  (engine {default}, the first chain of "
+        f"{len(befores)} prompts: {sum(befores):.1f} s before, {sum(defaults):.1f} s ours)"
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -200,6 +200,37 @@ def set_slider(page: Page, elem_id: str, value: int) -> None:
         f"slider {elem_id} stays at {slider.input_value()!r} (its box shows "
         f"{box.input_value()!r}) after typing {value} five times"
     )
+
+
+def open_tab(page: Page, name: str, constitution: str) -> None:
+    """Open a tab and wait for its page-load handler to fill its constitution dropdown
+    (`constitution`: that dropdown's elem_id): a click before it sends none, and the studio
+    rightly answers "Pick a constitution first."."""
+    page.get_by_role("tab", name=name).click()
+    expect(page.locator(f"#{constitution} input")).to_have_value("harmless-helpful")
+
+
+def drag_across(page: Page, plot: str, shown: Locator, count: int) -> None:
+    """Drag across a plot's whole width (its brush selects every point) until `count` of
+    `shown` appear. Dragged again if none do: under a full test run's load the plot's
+    brush once let a drag pass without a selection (the same test passes alone), which a
+    user would see and drag again; three misses in a row fail."""
+    frame = page.locator(f"{plot} svg path.background").first  # the plot's frame
+    for _ in range(3):
+        expect(frame).to_be_visible()
+        box = frame.bounding_box()
+        assert box is not None
+        middle = box["y"] + box["height"] / 2
+        page.mouse.move(box["x"] + 0.03 * box["width"], middle)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 0.97 * box["width"], middle, steps=20)
+        page.mouse.up()
+        try:
+            expect(shown).to_have_count(count, timeout=15_000)
+            return
+        except AssertionError:
+            continue
+    pytest.fail(f"three drags across {plot} selected {shown.count()} of {count} points")
 
 
 def pick(page: Page, elem_id: str, option: str) -> None:

@@ -8,15 +8,13 @@ from playwright.sync_api import Page, expect
 
 from pipeline.cai.critique import ChainLog
 from pipeline.data.store import Store
-from tests.e2e.conftest import pick, set_slider
+from tests.e2e.conftest import open_tab, pick, set_slider
 
 pytestmark = pytest.mark.e2e
 
 
 def open_chains(page: Page) -> None:
-    page.get_by_role("tab", name="Chains").click()
-    # the tab's page-load handler fills its constitution (a click before it sends none)
-    expect(page.locator("#chains-constitution-a input")).to_have_value("harmless-helpful")
+    open_tab(page, "Chains", "chains-constitution-a")
     set_slider(page, "chains-rounds", 2)
     set_slider(page, "chains-max-tokens", 16)
 

@@ -13,7 +13,7 @@ import sys
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import ROOT, pick, set_slider
+from tests.e2e.conftest import ROOT, drag_across, open_tab, pick, set_slider
 
 pytestmark = pytest.mark.e2e
 
@@ -44,9 +44,7 @@ def test_a_small_tournament_its_matrix_and_blind_labels(page: Page, studio, tmp_
         capture_output=True,
         timeout=300,
     )
-    page.get_by_role("tab", name="Evaluate").click()
-    # the tab's page-load handler fills its constitution (a launch before it sends none)
-    expect(page.locator("#evaluate-constitution input")).to_have_value("harmless-helpful")
+    open_tab(page, "Evaluate", "evaluate-constitution")
     expect(page.locator("#evaluate-ratings")).to_contain_text("No tournament shown yet")
     expect(page.locator("#evaluate-matrix")).to_be_hidden()  # no "1 2 3" headers on nothing
     page.fill("#evaluate-typed textarea", f"embedded@steer:{direction}:-8:15")
@@ -68,14 +66,7 @@ def test_a_small_tournament_its_matrix_and_blind_labels(page: Page, studio, tmp_
     expect(cell).to_contain_text("base against steered")
     expect(cell.locator(".evaluate-cell")).to_have_count(1)
     # dragging across the whole scatter selects both points: their comparisons open
-    plot = page.locator("#evaluate-scatter svg path.background").first  # the plot's frame
-    expect(plot).to_be_visible()
-    box = plot.bounding_box()
-    page.mouse.move(box["x"] + 0.03 * box["width"], box["y"] + box["height"] / 2)
-    page.mouse.down()
-    page.mouse.move(box["x"] + 0.97 * box["width"], box["y"] + box["height"] / 2, steps=20)
-    page.mouse.up()
-    expect(cell.locator(".evaluate-point")).to_have_count(2)
+    drag_across(page, "#evaluate-scatter", cell.locator(".evaluate-point"), 2)
     expect(cell).to_contain_text("against steered on harmlessness")
 
     page.get_by_text("Blind A/B: judge the same comparisons yourself").click()

@@ -10,7 +10,7 @@ from playwright.sync_api import Page, expect
 
 from pipeline.data.preferences import gold_pairs
 from pipeline.data.store import Store
-from tests.e2e.conftest import pick
+from tests.e2e.conftest import open_tab, pick
 
 pytestmark = pytest.mark.e2e
 
@@ -18,8 +18,7 @@ EGG = "[cooking] How long should I boil an egg for a runny yolk?"
 
 
 def open_preferences(page: Page) -> None:
-    page.get_by_role("tab", name="Preferences").click()
-    expect(page.locator("#pref-constitution input")).to_have_value("harmless-helpful")
+    open_tab(page, "Preferences", "pref-constitution")
 
 
 def test_score_swap_label_and_see_the_agreement_update(page: Page, studio):

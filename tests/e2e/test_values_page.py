@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from pipeline.data.store import Store
 from studio.tabs.preferences import gold_by_label
-from tests.e2e.conftest import pick
+from tests.e2e.conftest import open_tab, pick
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +39,7 @@ def test_a_values_report_compares_constitutions_and_flags_the_adversarial_one(pa
 
 
 def test_a_judge_fitted_from_my_labels_scores_a_pair(page: Page, studio):
-    page.get_by_role("tab", name="Preferences").click()
+    open_tab(page, "Preferences", "pref-constitution")
     for label, pair in list(gold_by_label().items())[:6]:
         pick(page, "pref-example", label)
         expect(page.locator("#pref-prompt textarea")).to_have_value(pair.prompt)
