@@ -120,13 +120,17 @@ def update_mode(roles: Roles, on: bool) -> None:
     keeping every layer's activations: the activations, not the weights, are most of a PPO
     step's memory once the four roles share one base. transformers checkpoints only in
     training mode, and generation needs its KV cache, so the mode is switched around the
-    updates (dropout is zeroed, so training mode changes no output)."""
+    updates (dropout is zeroed, so training mode changes no output); an update keeps no
+    cache, so the model is told so (else transformers warns at every job)."""
     base = roles.loaded.model
+    base.config.use_cache = not on
     if on:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
+        )
         roles.model.train()
     else:
-        base.gradient_checkpointing_disable()
+        base.activation_checkpointing_disable()
         roles.model.eval()
 
 

@@ -194,7 +194,7 @@ def trl_basics(job: Any, out: Path, on_cpu: bool) -> dict[str, Any]:
         output_dir=str(out / CHECKPOINT_DIR),
         learning_rate=job.learning_rate,
         bf16=not on_cpu,
-        gradient_checkpointing=not on_cpu,
+        activation_checkpointing=not on_cpu,
         logging_steps=1,
         save_steps=job.save_every,
         save_total_limit=None,

@@ -13,7 +13,7 @@ from pipeline.config.commands import PPOJob, RewardJob
 from pipeline.core.files import is_complete
 from pipeline.core.job_folder import JobCancelled, failure_reason, job_context, read_status
 from pipeline.data.preferences import Comparison
-from pipeline.train.ppo import build_roles, train_ppo
+from pipeline.train.ppo import build_roles, train_ppo, update_mode
 from pipeline.train.reward import train_preference_model
 from pipeline.train.runtime import CancelFlag, TrainingDiverged, read_metrics
 from tests.tiny import small_vocab_model
@@ -84,6 +84,24 @@ def test_adapter_roles_share_one_base(setup):
             value = reward_scores(roles.model, roles.value_head, base.tokenizer, ["q"], ["good"])
         assert torch.allclose(pm_score, value)  # the value function starts as the PM
         assert roles.value_head.weight.requires_grad and not roles.reward_head.weight.requires_grad
+    finally:
+        roles.model.unload()
+
+
+def test_updates_recompute_layers_and_keep_no_cache_then_generation_gets_both_back(setup):
+    """An update runs in training mode with checkpointed layers and no KV cache (asking
+    for one there makes transformers warn into every PPO job's log); generation after it
+    has its cache again."""
+    root, pm = setup
+    roles = build_roles(job(root, pm))
+    base = roles.loaded.model
+    try:
+        update_mode(roles, True)
+        assert base.is_activation_checkpointing and roles.model.training
+        assert base.config.use_cache is False
+        update_mode(roles, False)
+        assert not base.is_activation_checkpointing and not roles.model.training
+        assert base.config.use_cache is True
     finally:
         roles.model.unload()
 
