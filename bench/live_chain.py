@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=3, help="first chains the ratio sums")
     parser.add_argument("--temperature", type=float, default=DEFAULT_SAMPLING.temperature)
     args = parser.parse_args()
+    if args.prompts < 1:
+        parser.error("--prompts must be at least 1")
 
     constitution = load_constitution(ROOT / "constitutions" / "harmless-helpful.yaml")
     prompts = load_prompts("red-team")[: args.prompts + 1]
