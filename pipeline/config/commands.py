@@ -27,6 +27,8 @@ from pipeline.config.settings import (
 )
 from pipeline.core.errors import ConfigError
 from pipeline.core.files import YamlRefused, read_yaml
+from pipeline.core.precision import HELP as PRECISION_HELP
+from pipeline.core.precision import precision_problem
 from pipeline.core.tracking import tracker_problem
 
 # who labels a pair: the A/B question, hidden states, or whichever agrees best with people
@@ -69,6 +71,16 @@ class LoRASettings:
         )
 
 
+@dataclass(frozen=True)
+class PrecisionSettings:
+    """How a training stage computes on a CPU (see pipeline/core/precision.py)."""
+
+    precision: str = _help(PRECISION_HELP, "auto")
+
+    def precision_problems(self) -> list[str]:
+        return [problem] if (problem := precision_problem(self.precision)) else []
+
+
 REPORT_TO_HELP = (
     "Experiment tracker that also receives the run's metrics (the names and steps of its "
     "metrics.jsonl) and its settings and lineage: none, tensorboard (event files in the run "
@@ -82,7 +94,7 @@ def report_problems(job: Any) -> list[str]:
 
 
 @dataclass(frozen=True)
-class TrainingSettings(LoRASettings):
+class TrainingSettings(PrecisionSettings, LoRASettings):
     model: str = _help("Base model: 'embedded', a local folder or a hub id.", DEFAULT_MODEL)
     learning_rate: float = _help("Peak learning rate.", 2e-4)
     epochs: float = _help("Passes over the training data.", 1.0)
@@ -99,6 +111,7 @@ class TrainingSettings(LoRASettings):
     def check_training(self) -> list[str]:
         problems = (
             self.check_lora()
+            + self.precision_problems()
             + report_problems(self)
             + rule(self, "processes", self.processes >= 1, "must be at least 1")
             + rule(self, "learning_rate", self.learning_rate > 0, "must be > 0")
@@ -258,7 +271,7 @@ class RAHFJob(TrainingSettings):
 
 
 @dataclass(frozen=True)
-class RLSettings(LoRASettings):
+class RLSettings(PrecisionSettings, LoRASettings):
     """What every RL stage on sampled answers shares (our PPO, trl's GRPO and RLOO): the SFT
     policy trained further against the preference model."""
 
@@ -274,7 +287,7 @@ class RLSettings(LoRASettings):
     temperature: float = _help("Sampling temperature of rollouts.", 1.0)
 
     def rl_problems(self) -> list[str]:
-        problems = self.check_lora()
+        problems = self.check_lora() + self.precision_problems()
         for name in ("steps", "rollouts", "max_new_tokens"):
             problems += rule(self, name, getattr(self, name) >= 1, "must be at least 1")
         return problems + rule(self, "temperature", self.temperature > 0, "must be > 0")
@@ -892,7 +905,7 @@ ALIGNMENTS = ("ppo", "dpo", "rahf", "grpo", "rloo")
 
 
 @dataclass(frozen=True)
-class RunAllJob:
+class RunAllJob(PrecisionSettings):
     """The whole pipeline, each stage a job: chains → SFT data → SFT → pairs → AI labels →
     PM → PPO (or DPO, or RAHF) → a tournament of base, SFT and the aligned policy on the
     held-out split, harmlessness and helpfulness."""
@@ -959,7 +972,7 @@ class RunAllJob:
             )
         if self.judge_probe and self.judge_method != "representation":
             problems.append("judge_probe needs judge_method: representation")
-        return problems
+        return problems + self.precision_problems()
 
 
 EXPORT_DTYPES = ("fp32", "bf16", "fp16")

@@ -69,7 +69,7 @@ def plan(job: RunAllJob, out: Path) -> list[Stage]:
         return str(out.joinpath(name, *sub))
 
     def training(stage: str, **values) -> object:
-        return build_job(STAGES[stage], {"model": job.model, **values})
+        return build_job(STAGES[stage], {"model": job.model, "precision": job.precision, **values})
 
     constitution = folder(CONSTITUTION_FILE)
     sft, pm = folder("sft", ADAPTER_DIR), folder("reward", ADAPTER_DIR)

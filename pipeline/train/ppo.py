@@ -37,6 +37,7 @@ from pipeline.core.errors import JobError
 from pipeline.core.files import append_jsonl, recover_folder, replace_folder
 from pipeline.core.heap import on_jemalloc
 from pipeline.core.job_folder import JobCancelled
+from pipeline.core.precision import computing
 from pipeline.core.seeds import stable_int
 from pipeline.data.prompts import load_prompts
 from pipeline.model.generation import TransformersBackend
@@ -289,7 +290,7 @@ def train_ppo(
             )
             mask = rollout.answer_mask
             # 2. score: PM score, policy and reference log-probs, values
-            with torch.no_grad():
+            with torch.no_grad(), computing(job.precision, roles.loaded.device):
                 score = reward_fn(rollout.prompts, rollout.answers).float()
                 check_loss(score, step + 1, "the reward (PM score)")
                 roles.model.set_adapter("policy")
@@ -319,7 +320,8 @@ def train_ppo(
                     rows = order[start : start + job.minibatch_size]
                     m = mask[rows]
                     roles.model.set_adapter("policy")
-                    logits = answer_logits(roles, rollout, rows)
+                    with computing(job.precision, roles.loaded.device):
+                        logits = answer_logits(roles, rollout, rows)
                     new_logprobs = token_logprobs(logits, rollout, rows)
                     pg = policy_loss(
                         new_logprobs, old_logprobs[rows], advantages[rows], m, job.clip
@@ -327,8 +329,10 @@ def train_ppo(
                     check_loss(pg.loss, step + 1, "the policy loss")
                     optimizer.zero_grad()
                     pg.loss.backward()
+                    with computing(job.precision, roles.loaded.device):
+                        values = values_of(roles, rollout, rows)
                     vf = value_loss(
-                        values_of(roles, rollout, rows),
+                        values,
                         old_values[rows],
                         returns[rows],
                         m,

@@ -33,6 +33,7 @@ from pipeline.config.commands import RAHFJob, SFTJob, build_job
 from pipeline.core.errors import DatasetError
 from pipeline.core.files import is_complete, recover_folder, replace_folder
 from pipeline.core.job_folder import JobCancelled, write_progress
+from pipeline.core.precision import computing
 from pipeline.core.seeds import stable_int
 from pipeline.data.constitution import Constitution
 from pipeline.data.preferences import LABELS_FILE, read_labels, trl_rows
@@ -153,10 +154,12 @@ def optimise(
     save_every: int,
     loss_at: Callable[[int], tuple[torch.Tensor, dict[str, float]]],
     cancel: CancelFlag,
+    precision: str,
 ) -> None:
     """Train `adapter` of the peft `model` for `total` steps into `folder` (metrics.jsonl,
-    checkpoint/), resuming from its checkpoint (whose adapter the caller loaded). A cancel
-    saves a checkpoint and raises JobCancelled."""
+    checkpoint/), resuming from its checkpoint (whose adapter the caller loaded), each
+    step's forward passes computed at `precision`. A cancel saves a checkpoint and raises
+    JobCancelled."""
     checkpoint = folder / CHECKPOINT_DIR
     model.set_adapter(adapter)
     params = [p for n, p in model.named_parameters() if f".{adapter}." in n]
@@ -177,7 +180,8 @@ def optimise(
         replace_folder(checkpoint, write)
 
     for step in range(state["step"], total):
-        loss, metrics = loss_at(step)
+        with computing(precision, model.device):
+            loss, metrics = loss_at(step)
         check_loss(loss, step + 1)
         optimizer.zero_grad()
         loss.backward()
@@ -245,6 +249,7 @@ def train_dual_adapters(
             "lora_alpha": job.lora_alpha,
             "lora_dropout": job.lora_dropout,
             "lora_targets": job.lora_targets,
+            "precision": job.precision,
         },
     )
     folders = {}
@@ -342,6 +347,7 @@ def train_scit_adapter(
                 job.scit_margin,
             ),
             cancel,
+            job.precision,
         )
         return flattened_adapter(
             model,
@@ -454,6 +460,7 @@ def train_rahf(
                 job,
             ),
             cancel,
+            job.precision,
         )
         rows_logged = MetricsLog(out).read()
         losses = [r["loss"] for r in rows_logged if "loss" in r]

@@ -24,6 +24,7 @@ from pipeline.config.commands import PMPJob, RewardJob
 from pipeline.core.errors import DatasetError
 from pipeline.core.files import recover_folder, replace_folder, write_atomic
 from pipeline.core.job_folder import SUMMARY_FILE, JobCancelled, is_main_process
+from pipeline.core.precision import computing
 from pipeline.core.seeds import stable_int
 from pipeline.data.preferences import Comparison, gold_pairs, read_labels
 from pipeline.data.stackexchange import pmp_comparisons
@@ -119,14 +120,15 @@ def train_preference_model(
         model.train()
         for step in range(state["step"], total):
             batch = seeded_batch(train, step, job.batch_size, "pm-order", job.seed)
-            r = reward_scores(
-                model,
-                head,
-                loaded.tokenizer,
-                [c.prompt for c in batch] * 2,
-                [c.answer_a for c in batch] + [c.answer_b for c in batch],
-                job.max_length,
-            )
+            with computing(job.precision, loaded.device):
+                r = reward_scores(
+                    model,
+                    head,
+                    loaded.tokenizer,
+                    [c.prompt for c in batch] * 2,
+                    [c.answer_a for c in batch] + [c.answer_b for c in batch],
+                    job.max_length,
+                )
             r_a, r_b = r[: len(batch)], r[len(batch) :]
             p = torch.tensor([c.p for c in batch], device=r.device)
             loss = soft_preference_loss(r_a, r_b, p)
@@ -148,7 +150,7 @@ def train_preference_model(
             if cancel.requested:
                 raise JobCancelled()
         model.eval()
-        with merged(model):
+        with merged(model), computing(job.precision, loaded.device):
             results = {
                 name: accuracy(model, head, loaded.tokenizer, data, job.max_length)
                 for name, data in evals.items()

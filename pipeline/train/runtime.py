@@ -34,6 +34,7 @@ from pipeline.core.files import (
     write_atomic,
 )
 from pipeline.core.job_folder import JobCancelled, is_main_process, write_progress
+from pipeline.core.precision import bf16_on
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"
@@ -187,13 +188,15 @@ def seeded_batch(rows: list, step: int, size: int, name: str, seed: int) -> list
 
 def trl_basics(job: Any, out: Path, on_cpu: bool) -> dict[str, Any]:
     """The TrainingArguments every trl-based stage shares (SFT, DPO, GRPO, RLOO). trl turns
-    bf16 on by default, which on a CPU runs ~15× slower than fp32; and gradient checkpointing
-    only saves memory a CPU run of a small model does not need. Trackers are fed from
-    metrics.jsonl (`report_to`), so trl itself reports to none."""
+    bf16 on by default, which on a CPU without bf16 in hardware runs ~15× slower than fp32,
+    so a CPU takes it by the job's `precision` (bf16 is autocast there: see
+    pipeline/core/precision.py); gradient checkpointing only saves memory a CPU run of a
+    small model does not need. Trackers are fed from metrics.jsonl (`report_to`), so trl
+    itself reports to none."""
     return dict(
         output_dir=str(out / CHECKPOINT_DIR),
         learning_rate=job.learning_rate,
-        bf16=not on_cpu,
+        bf16=bf16_on(job.precision, on_cpu),
         activation_checkpointing=not on_cpu,
         logging_steps=1,
         save_steps=job.save_every,

@@ -29,6 +29,7 @@ from pipeline.config.settings import DEFAULT_MODEL, ENGINES, GENERATION_ENGINES
 from pipeline.core import job_folder
 from pipeline.core.errors import ConfigError, StudioError
 from pipeline.core.files import read_jsonl_log, write_atomic
+from pipeline.core.precision import PRECISIONS
 from pipeline.core.tracking import TRACKERS
 from pipeline.data.store import JobRecord, Store
 from pipeline.model.loading import load_model
@@ -346,6 +347,7 @@ def field_choices(store: Store, name: str) -> dict[str, list[Any]]:
         "engine": list(ENGINES if name == "evaluate" else GENERATION_ENGINES),
         "report_to": list(TRACKERS),
         "alignment": list(ALIGNMENTS),
+        "precision": list(PRECISIONS),
     }
 
 

@@ -115,19 +115,24 @@ def synthetic(n: int, seed: int) -> list[Comparison]:
     return out
 
 
-def test_the_pm_learns_a_learnable_preference_and_resumes(tmp_path, tiny_folder):
+def synthetic_pm(tiny_folder, out, **settings) -> RewardJob:
+    """A PM trained 30 steps on the synthetic preference into `out`; its job."""
     job = RewardJob(
         model=str(tiny_folder),
         data="synthetic",
         max_steps=30,
         batch_size=8,
         learning_rate=3e-3,
-        save_every=10,
         max_length=64,
+        **settings,
     )
-    folder = train_preference_model(
-        job, synthetic(48, 0), {"held_out": synthetic(24, 1)}, tmp_path / "pm"
-    )
+    train_preference_model(job, synthetic(48, 0), {"held_out": synthetic(24, 1)}, out)
+    return job
+
+
+def test_the_pm_learns_a_learnable_preference_and_resumes(tmp_path, tiny_folder):
+    job = synthetic_pm(tiny_folder, tmp_path / "pm", save_every=10)
+    folder = tmp_path / "pm" / "adapter"
     metrics = read_metrics(tmp_path / "pm")
     assert metrics[-1]["held_out_accuracy"] >= 0.85
     assert (folder / "adapter_config.json").exists() and (folder / "reward_head.pt").exists()
@@ -161,3 +166,16 @@ def test_pmp_job_trains_on_the_dump(tmp_path, tiny_folder):
     folder = train_preference_model(job, pmp_comparisons(POSTS), {}, tmp_path / "pmp")
     assert (folder / "reward_head.pt").exists()
     assert len([r for r in read_metrics(tmp_path / "pmp") if "loss" in r]) == 3
+
+
+def test_a_pm_trained_in_bf16_autocast_learns_as_the_fp32_one_does(tmp_path, tiny_folder):
+    """bf16 autocast (what `auto` picks on a CPU with bf16 in hardware) trains the same PM:
+    its second loss (the head starts at zero: the first is ln 2 in both) equal to bf16's
+    precision but not to the bit, and the preference learnt as in fp32."""
+    runs = {}
+    for chosen in ("fp32", "bf16"):
+        synthetic_pm(tiny_folder, tmp_path / chosen, precision=chosen)
+        runs[chosen] = read_metrics(tmp_path / chosen)
+    second = [runs[p][1]["loss"] for p in ("fp32", "bf16")]
+    assert second[0] != second[1] and second[1] == pytest.approx(second[0], rel=0.02)
+    assert all(runs[p][-1]["held_out_accuracy"] >= 0.85 for p in runs)
