@@ -7,8 +7,8 @@ bf16 product is emulated and runs 5–12× slower than fp32; with one it runs fa
 in bf16 against 163 in fp32 and a LoRA step of the embedded model (4 × 256 tokens) took
 3.1 s against 5.1 s; on a Sapphire Rapids core (`amx_bf16`) 1.56 s against 2.46 s. A GPU
 holds its weights in bf16 already (`loading.dtype_name`), so there the setting changes
-nothing. Generation and the AI judge stay fp32: seeded samples and the judge's labels read
-the same as before on every CPU.
+nothing. Generation and the AI judge stay fp32: seeded samples and the judge's labels are
+what they were before.
 """
 
 from __future__ import annotations
