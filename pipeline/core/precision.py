@@ -45,6 +45,17 @@ def bf16_on(precision: str, on_cpu: bool) -> bool:
     return precision == "bf16" or (precision == "auto" and native_bf16())
 
 
+def described(precision: str, on_cpu: bool) -> str:
+    """What a run's products computed in, and why (its model card says it)."""
+    if not on_cpu:
+        return "bf16 (a GPU)"
+    if precision != "auto":
+        return f"{'bf16 autocast' if precision == 'bf16' else 'fp32'} (precision {precision})"
+    if native_bf16():
+        return "bf16 autocast (precision auto: this CPU multiplies bf16 in hardware)"
+    return "fp32 (precision auto: this CPU has no bf16 instruction)"
+
+
 def computing(precision: str, device: Any) -> AbstractContextManager:
     """The context a CPU forward pass of training runs in: bf16 autocast where `bf16_on`,
     else nothing (a GPU model is bf16 already)."""

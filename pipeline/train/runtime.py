@@ -34,7 +34,7 @@ from pipeline.core.files import (
     write_atomic,
 )
 from pipeline.core.job_folder import JobCancelled, is_main_process, write_progress
-from pipeline.core.precision import bf16_on
+from pipeline.core.precision import bf16_on, described
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"
@@ -153,6 +153,10 @@ def write_model_card(folder: Path, title: str, job: Any, facts: dict[str, Any]) 
     ended — so an adapter found on disk explains itself."""
     if not is_main_process():
         return
+    if hasattr(job, "precision"):
+        import torch
+
+        facts = {**facts, "arithmetic": described(job.precision, not torch.cuda.is_available())}
     lines = [f"# {title}", "", "Trained by Constitution Studio.", ""]
     lines += [f"- **{k}**: {v}" for k, v in facts.items()]
     lines += ["", "## Settings", "", "```json", json.dumps(asdict(job), indent=2), "```", ""]

@@ -31,6 +31,20 @@ def test_auto_follows_the_cpu_and_a_gpu_is_bf16_whatever_is_asked(monkeypatch):
         assert precision.bf16_on("fp32", on_cpu=False)
 
 
+def test_a_run_says_what_it_computed_in_and_why(monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    assert precision.described("auto", True) == (
+        "bf16 autocast (precision auto: this CPU multiplies bf16 in hardware)"
+    )
+    assert precision.described("fp32", True) == "fp32 (precision fp32)"
+    assert precision.described("fp32", False) == "bf16 (a GPU)"
+    monkeypatch.setattr(precision, "native_bf16", lambda: False)
+    assert (
+        precision.described("auto", True)
+        == "fp32 (precision auto: this CPU has no bf16 instruction)"
+    )
+
+
 def test_computing_autocasts_products_to_bf16_only_when_asked(monkeypatch):
     layer, x = torch.nn.Linear(8, 4), torch.randn(2, 8)
     with precision.computing("bf16", "cpu"):

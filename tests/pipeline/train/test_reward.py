@@ -179,3 +179,6 @@ def test_a_pm_trained_in_bf16_autocast_learns_as_the_fp32_one_does(tmp_path, tin
     second = [runs[p][1]["loss"] for p in ("fp32", "bf16")]
     assert second[0] != second[1] and second[1] == pytest.approx(second[0], rel=0.02)
     assert all(runs[p][-1]["held_out_accuracy"] >= 0.85 for p in runs)
+    cards = {p: (tmp_path / p / "adapter" / "README.md").read_text() for p in runs}
+    assert "**arithmetic**: bf16 autocast (precision bf16)" in cards["bf16"]
+    assert "**arithmetic**: fp32 (precision fp32)" in cards["fp32"]
