@@ -56,6 +56,19 @@ def described(precision: str, on_cpu: bool) -> str:
     return "fp32 (precision auto: this CPU has no bf16 instruction)"
 
 
+def slow_warning(precision: str) -> str:
+    """Why `bf16` asked of a CPU without a bf16 instruction is a bad idea ('' otherwise, and
+    where a GPU trains)."""
+    import torch
+
+    if precision != "bf16" or native_bf16() or torch.cuda.is_available():
+        return ""
+    return (
+        "precision bf16 on this CPU, which has no bf16 instruction: its products are "
+        "emulated and run 5–12× slower than fp32 (auto takes fp32 here)."
+    )
+
+
 def computing(precision: str, device: Any) -> AbstractContextManager:
     """The context a CPU forward pass of training runs in: bf16 autocast where `bf16_on`,
     else nothing (a GPU model is bf16 already)."""

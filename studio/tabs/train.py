@@ -29,7 +29,7 @@ from pipeline.config.settings import DEFAULT_MODEL, ENGINES, GENERATION_ENGINES
 from pipeline.core import job_folder
 from pipeline.core.errors import ConfigError, StudioError
 from pipeline.core.files import read_jsonl_log, write_atomic
-from pipeline.core.precision import PRECISIONS
+from pipeline.core.precision import PRECISIONS, slow_warning
 from pipeline.core.tracking import TRACKERS
 from pipeline.data.store import JobRecord, Store
 from pipeline.model.loading import load_model
@@ -452,9 +452,13 @@ def form_checks(store: Store, name: str, values: dict[str, Any]) -> str:
 
 
 def run_length_notice(store: Store, name: str, job: Any) -> str:
-    """The warning box for a step count longer than a day here ('' when there is none)."""
-    warning = long_run_warning(name, job, store.jobs())
-    return notice("info", f"Warning: {warning}") if warning else ""
+    """The warning box for a step count longer than a day here, or for bf16 asked of a CPU
+    that emulates it ('' when there is none)."""
+    warnings = [
+        long_run_warning(name, job, store.jobs()),
+        slow_warning(getattr(job, "precision", "auto")),
+    ]
+    return "".join(notice("info", f"Warning: {w}") for w in warnings if w)
 
 
 def field_elem_id(stage: str, name: str) -> str:

@@ -45,6 +45,14 @@ def test_a_run_says_what_it_computed_in_and_why(monkeypatch):
     )
 
 
+def test_bf16_forced_on_a_cpu_that_emulates_it_is_warned_about(monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16", lambda: False)
+    assert "run 5–12× slower than fp32" in precision.slow_warning("bf16")
+    assert precision.slow_warning("auto") == precision.slow_warning("fp32") == ""
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    assert precision.slow_warning("bf16") == ""
+
+
 def test_computing_autocasts_products_to_bf16_only_when_asked(monkeypatch):
     layer, x = torch.nn.Linear(8, 4), torch.randn(2, 8)
     with precision.computing("bf16", "cpu"):

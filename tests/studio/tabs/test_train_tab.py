@@ -166,6 +166,21 @@ def test_the_checks_name_and_mark_exactly_the_wrong_fields_and_warn_on_a_run_of_
     assert checks == ""
 
 
+def test_bf16_asked_of_a_cpu_that_emulates_it_is_warned_about_and_auto_is_offered(
+    store, monkeypatch
+):
+    from pipeline.core import precision
+
+    assert tab.field_choices(store, "sft")["precision"] == ["auto", "fp32", "bf16"]
+    monkeypatch.setattr(precision, "native_bf16", lambda: False)
+    values = all_values("sft", max_steps=20, data="chains", precision="bf16")
+    checks = html.unescape(tab.on_preview(store, "sft", None, *values)["checks"])
+    assert "Warning: precision bf16 on this CPU, which has no bf16 instruction" in checks
+    assert "auto takes fp32 here" in checks
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    assert tab.on_preview(store, "sft", None, *values)["checks"] == ""
+
+
 @pytest.mark.integration
 def test_a_launched_job_runs_in_the_previewed_folder_and_can_be_resumed(store, tmp_path):
     values = all_values("reward", data=str(tmp_path / "none"))
