@@ -129,6 +129,7 @@ def classic(job: PPOJob, pm: Path, full: bool = False) -> None:
 
     from pipeline.cai.reward_model import apply_head, load_head, reward_scores
     from pipeline.config.settings import SamplingConfig
+    from pipeline.core.precision import computing
     from pipeline.data.prompts import load_prompts
     from pipeline.model.generation import TransformersBackend
     from pipeline.model.hidden import backbone
@@ -188,27 +189,29 @@ def classic(job: PPOJob, pm: Path, full: bool = False) -> None:
         texts = [tok.decode(a, skip_special_tokens=True) for _, a in sampled]
 
         def logprobs(model, rows=slice(None)):
-            logits = (
-                model(
-                    input_ids=ids[rows],
-                    attention_mask=att[rows],
-                    position_ids=pos[rows],
-                    logits_to_keep=aw + 1,
+            with computing(job.precision, loaded.device):  # as ours computes
+                logits = (
+                    model(
+                        input_ids=ids[rows],
+                        attention_mask=att[rows],
+                        position_ids=pos[rows],
+                        logits_to_keep=aw + 1,
+                    )
+                    .logits[:, :-1]
+                    .float()
                 )
-                .logits[:, :-1]
-                .float()
-            )
             return (
                 torch.log_softmax(logits, -1).gather(-1, ids[rows][:, -aw:, None]).squeeze(-1).cpu()
             )
 
         def values(rows=slice(None)):
-            h = backbone(value)(
-                input_ids=ids[rows], attention_mask=att[rows], position_ids=pos[rows]
-            ).last_hidden_state[:, -aw - 1 : -1]
+            with computing(job.precision, loaded.device):
+                h = backbone(value)(
+                    input_ids=ids[rows], attention_mask=att[rows], position_ids=pos[rows]
+                ).last_hidden_state[:, -aw - 1 : -1]
             return apply_head(value_head, h).cpu()
 
-        with torch.no_grad():
+        with torch.no_grad(), computing(job.precision, loaded.device):
             score = reward_scores(reward, reward_head, tok, prompts, texts).float().cpu()
             old, ref = logprobs(policy), logprobs(reference)
             old_values = values() * mask
@@ -319,7 +322,9 @@ def main() -> None:
         if on_gpu()
         else "CPU (peak resident memory)"
     )
-    print(f"model {args.model}, {where}")
+    from pipeline.core.precision import described
+
+    print(f"model {args.model}, {where}, {described('auto', not on_gpu())}")
     for heap in heaps:
         label = {
             "steady": "glibc's fixed threshold (the steady heap without jemalloc)",
