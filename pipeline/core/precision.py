@@ -3,9 +3,10 @@ matrix products take bf16 inputs) where the CPU multiplies bf16 in hardware.
 
 Whether bf16 pays depends on the CPU, so `auto` asks the CPU. Without a bf16 instruction a
 bf16 product is emulated and runs 5–12× slower than fp32; with one it runs faster — measured
-(docs/benchmarks.md): on an AMD EPYC (Zen 4, `avx512_bf16`) a 2048² product did 422 GFLOPS
-in bf16 against 163 in fp32 and a LoRA step of the embedded model (4 × 256 tokens) took
-3.1 s against 5.1 s; on a Sapphire Rapids core (`amx_bf16`) 1.56 s against 2.46 s. A GPU
+(`bench/precision.py`, docs/benchmarks.md): on an AMD EPYC (Zen 4, `avx512_bf16`) a 2048²
+product did 422 GFLOPS in bf16 against 163 in fp32 and a LoRA step of the embedded model
+(4 × 256 tokens) took 3.65 s against 5.98 s; on a Sapphire Rapids core (`amx_bf16`) 1.56 s
+against 2.46 s. A GPU
 holds its weights in bf16 already (`loading.dtype_name`), so there the setting changes
 nothing. Generation and the AI judge stay fp32: seeded samples and the judge's labels are
 what they were before.
