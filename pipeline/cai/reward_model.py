@@ -65,8 +65,11 @@ def scores_from_ids(
 
 
 def apply_head(head: torch.nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
-    """A scalar head on hidden states; the head stays fp32 while a GPU base runs in bf16."""
-    return head(hidden.to(head.weight.dtype)).squeeze(-1).float()
+    """A scalar head on hidden states; the head stays fp32 while the base runs in bf16 (a
+    GPU's weights, or a CPU's autocast: a bf16 score keeps ~3 digits, too few to tell two
+    close answers apart)."""
+    with torch.autocast(hidden.device.type, enabled=False):
+        return head(hidden.to(head.weight.dtype)).squeeze(-1).float()
 
 
 def reward_scores(

@@ -6,10 +6,10 @@ bf16 product is emulated and runs 5–12× slower than fp32; with one it runs fa
 (`bench/precision.py`, docs/benchmarks.md): on an AMD EPYC (Zen 4, `avx512_bf16`) a 2048²
 product did 422 GFLOPS in bf16 against 163 in fp32 and a LoRA step of the embedded model
 (4 × 256 tokens) took 3.65 s against 5.98 s; on a Sapphire Rapids core (`amx_bf16`) 1.56 s
-against 2.46 s. A GPU
-holds its weights in bf16 already (`loading.dtype_name`), so there the setting changes
-nothing. Generation and the AI judge stay fp32: seeded samples and the judge's labels are
-what they were before.
+against 2.46 s. A GPU holds its weights in bf16 already (`loading.dtype_name`), so there the
+setting changes nothing, and autocast on a CPU computes as that GPU path does (the PM's and
+the value's scalar heads stay fp32 in both: `reward_model.apply_head`). Generation and the
+AI judge stay fp32: seeded samples and the judge's labels are what they were before.
 """
 
 from __future__ import annotations

@@ -65,6 +65,16 @@ def test_computing_autocasts_products_to_bf16_only_when_asked(monkeypatch):
     assert layer.weight.dtype == torch.float32  # the weights themselves stay fp32
 
 
+def test_a_scalar_head_scores_in_fp32_under_autocast():
+    from pipeline.cai.reward_model import apply_head
+
+    head, hidden = torch.nn.Linear(64, 1), torch.randn(5, 64)
+    with precision.computing("bf16", "cpu"):
+        scores = apply_head(head, hidden)
+    assert scores.dtype == torch.float32
+    assert torch.equal(scores, head(hidden).squeeze(-1).detach())
+
+
 def test_trl_stages_take_bf16_by_the_jobs_precision(tmp_path, monkeypatch):
     monkeypatch.setattr(precision, "native_bf16", lambda: False)
     assert not trl_basics(SFTJob(data="d"), tmp_path, on_cpu=True)["bf16"]
