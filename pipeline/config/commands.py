@@ -77,8 +77,9 @@ class PrecisionSettings:
 
     precision: str = _help(PRECISION_HELP, "auto")
 
-    def precision_problems(self) -> list[str]:
-        return [problem] if (problem := precision_problem(self.precision)) else []
+
+def precision_problems(job: Any) -> list[str]:
+    return [problem] if (problem := precision_problem(job.precision)) else []
 
 
 REPORT_TO_HELP = (
@@ -111,7 +112,7 @@ class TrainingSettings(PrecisionSettings, LoRASettings):
     def check_training(self) -> list[str]:
         problems = (
             self.check_lora()
-            + self.precision_problems()
+            + precision_problems(self)
             + report_problems(self)
             + rule(self, "processes", self.processes >= 1, "must be at least 1")
             + rule(self, "learning_rate", self.learning_rate > 0, "must be > 0")
@@ -287,7 +288,7 @@ class RLSettings(PrecisionSettings, LoRASettings):
     temperature: float = _help("Sampling temperature of rollouts.", 1.0)
 
     def rl_problems(self) -> list[str]:
-        problems = self.check_lora() + self.precision_problems()
+        problems = self.check_lora() + precision_problems(self)
         for name in ("steps", "rollouts", "max_new_tokens"):
             problems += rule(self, name, getattr(self, name) >= 1, "must be at least 1")
         return problems + rule(self, "temperature", self.temperature > 0, "must be > 0")
@@ -905,7 +906,7 @@ ALIGNMENTS = ("ppo", "dpo", "rahf", "grpo", "rloo")
 
 
 @dataclass(frozen=True)
-class RunAllJob(PrecisionSettings):
+class RunAllJob:
     """The whole pipeline, each stage a job: chains → SFT data → SFT → pairs → AI labels →
     PM → PPO (or DPO, or RAHF) → a tournament of base, SFT and the aligned policy on the
     held-out split, harmlessness and helpfulness."""
@@ -953,6 +954,7 @@ class RunAllJob(PrecisionSettings):
         "and RAHF train a LoRA on the base.",
         "ppo",
     )
+    precision: str = _help(PRECISION_HELP, "auto")
 
     def problems(self) -> list[str]:
         problems = [] if self.constitution else ["constitution is required"]
@@ -972,7 +974,7 @@ class RunAllJob(PrecisionSettings):
             )
         if self.judge_probe and self.judge_method != "representation":
             problems.append("judge_probe needs judge_method: representation")
-        return problems + self.precision_problems()
+        return problems + precision_problems(self)
 
 
 EXPORT_DTYPES = ("fp32", "bf16", "fp16")
