@@ -50,11 +50,11 @@ def described(precision: str, on_cpu: bool) -> str:
     """What a run's products computed in, and why (its model card says it)."""
     if not on_cpu:
         return "bf16 (a GPU)"
+    used = "bf16 autocast" if bf16_on(precision, on_cpu) else "fp32"
     if precision != "auto":
-        return f"{'bf16 autocast' if precision == 'bf16' else 'fp32'} (precision {precision})"
-    if native_bf16():
-        return "bf16 autocast (precision auto: this CPU multiplies bf16 in hardware)"
-    return "fp32 (precision auto: this CPU has no bf16 instruction)"
+        return f"{used} (precision {precision})"
+    why = "multiplies bf16 in hardware" if native_bf16() else "has no bf16 instruction"
+    return f"{used} (precision auto: this CPU {why})"
 
 
 def slow_warning(precision: str) -> str:
@@ -75,8 +75,7 @@ def computing(precision: str, device: Any) -> AbstractContextManager:
     else nothing (a GPU model is bf16 already)."""
     import torch
 
-    on_cpu = torch.device(device).type == "cpu"
-    if on_cpu and bf16_on(precision, on_cpu):
+    if torch.device(device).type == "cpu" and bf16_on(precision, on_cpu=True):
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return nullcontext()
 
