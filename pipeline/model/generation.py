@@ -77,6 +77,7 @@ KEEP_BYTES = 256 * 2**20  # the kept prompts' keys and values, at most (the newe
 # prompt lookup: drafted tokens checked in one pass, and the longest n-gram looked up
 LOOKUP_DRAFT = 8
 LOOKUP_NGRAM = 3
+NUCLEUS_FIRST = 256  # top-p looks among this many likeliest tokens first (`nucleus`)
 
 
 @dataclass(frozen=True)
@@ -154,13 +155,30 @@ def next_tokens(
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits / config.temperature, dim=-1)
     if config.top_p < 1:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        outside = sorted_probs.cumsum(dim=-1) - sorted_probs > config.top_p
-        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        probs = nucleus(probs, config.top_p)
     return torch.cat(
         [torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generators)]
     )
+
+
+def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """`probs` with every token outside each row's top-p nucleus set to 0 (not renormalised:
+    multinomial does not need it). The nucleus is found among the NUCLEUS_FIRST likeliest
+    tokens (a partial sort) and the whole vocabulary is sorted only for a row whose nucleus
+    is larger: sorting 49,152 probabilities per row and token was a quarter of a batch
+    job's sampling time. The result is the whole sort's to the bit (the same values summed
+    in the same order), so a seed draws the same tokens as before."""
+    k = min(NUCLEUS_FIRST, probs.shape[-1])
+    top, order = probs.topk(k, dim=-1)
+    cumulative = top.cumsum(dim=-1)
+    wider = (cumulative[:, -1] - top[:, -1] <= top_p).nonzero().squeeze(-1)
+    kept = top.masked_fill(cumulative - top > top_p, 0.0)
+    out = torch.zeros_like(probs).scatter(-1, order, kept)
+    if len(wider):  # the nucleus may run past the first k: sort those rows whole
+        ranked, full_order = probs[wider].sort(dim=-1, descending=True)
+        ranked = ranked.masked_fill(ranked.cumsum(dim=-1) - ranked > top_p, 0.0)
+        out[wider] = torch.zeros_like(ranked).scatter(-1, full_order, ranked)
+    return out
 
 
 def drafted(tokens: list[int], limit: int) -> list[int]:

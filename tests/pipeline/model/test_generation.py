@@ -11,6 +11,7 @@ from pipeline.model.generation import (
     chat,
     drafted,
     next_tokens,
+    nucleus,
     shared,
 )
 from pipeline.model.scoring import shared_prefix_length
@@ -89,6 +90,21 @@ def test_next_tokens_greedy_and_nucleus():
     narrow = SamplingConfig(temperature=1.0, top_p=0.05)
     for _ in range(20):  # the nucleus holds only the top token
         assert next_tokens(logits, narrow, gens).tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("spread", [0.5, 6.0, 12.0])  # nuclei of thousands, tens, a few
+def test_nucleus_is_the_whole_sorts_to_the_bit(spread):
+    """The partial sort keeps exactly what sorting every probability kept (the values summed
+    in the same order); rows whose nucleus runs past the first NUCLEUS_FIRST are sorted."""
+    generator = torch.Generator().manual_seed(1)
+    probs = torch.softmax(torch.randn(24, 5000, generator=generator) * spread, dim=-1)
+    for top_p in (0.5, 0.9, 0.95):
+        ranked, order = probs.sort(dim=-1, descending=True)
+        ranked = ranked.masked_fill(ranked.cumsum(dim=-1) - ranked > top_p, 0.0)
+        whole = torch.zeros_like(probs).scatter(-1, order, ranked)
+        assert torch.equal(nucleus(probs, top_p), whole)
+    kept = (nucleus(probs, 0.95) > 0).sum(-1)
+    assert kept.min() >= 1 and (kept > generation.NUCLEUS_FIRST).all() == (spread == 0.5)
 
 
 @pytest.mark.parametrize(
