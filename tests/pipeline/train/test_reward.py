@@ -1,3 +1,4 @@
+import os
 import random
 from pathlib import Path
 
@@ -5,6 +6,7 @@ import pytest
 import torch
 
 from pipeline.cai.reward_model import (
+    HEAD_FILE,
     load_head,
     merged,
     new_head,
@@ -182,3 +184,26 @@ def test_a_pm_trained_in_bf16_autocast_learns_as_the_fp32_one_does(tmp_path, tin
     cards = {p: (tmp_path / p / "adapter" / "README.md").read_text() for p in runs}
     assert "**arithmetic**: bf16 autocast (precision bf16)" in cards["bf16"]
     assert "**arithmetic**: fp32 (precision fp32)" in cards["fp32"]
+
+
+def test_pm_scores_score_each_answer_once_per_pm(tmp_path, tiny_folder, monkeypatch):
+    """A tournament asks the PM judge, then its policy statistics, for the same answers:
+    the second asking reads what the first computed; a retrained PM is asked afresh."""
+    from pipeline.evaluation import judges
+
+    synthetic_pm(tiny_folder, tmp_path / "pm")
+    folder = tmp_path / "pm" / "adapter"
+    scored: list[int] = []
+    real = judges.scores_by_length
+    monkeypatch.setattr(
+        judges,
+        "scores_by_length",
+        lambda *args, **kw: scored.append(len(args[3])) or real(*args, **kw),
+    )
+    first = judges.pm_scores(folder, ["Q?", "Q?"], ["Yes, gladly.", "No, never."])
+    both = judges.pm_scores(folder, ["Q?"] * 3, ["No, never.", "Sure, gladly.", "Yes, gladly."])
+    assert scored == [2, 1]  # only the answer not scored before
+    assert both[0] == first[1] and both[2] == first[0] and first[0] > first[1]
+    os.utime(folder / HEAD_FILE, ns=(1, 1))  # as a retrained PM's new head would be
+    judges.pm_scores(folder, ["Q?"], ["Yes, gladly."])
+    assert scored == [2, 1, 1]
