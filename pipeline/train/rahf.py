@@ -40,6 +40,7 @@ from pipeline.data.preferences import LABELS_FILE, read_labels, trl_rows
 from pipeline.model.hidden import decoder_layers, encode_conversations, states_at
 from pipeline.model.loading import ADAPTER_CONFIG, load_model
 from pipeline.train import rahf_math
+from pipeline.train.dropout import quicken
 from pipeline.train.runtime import (
     ADAPTER_DIR,
     CHECKPOINT_DIR,
@@ -211,6 +212,7 @@ def peft_with(
     )
     for name, path in (frozen or {}).items():
         model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+    quicken(model)
     return model
 
 

@@ -29,6 +29,7 @@ from pipeline.core.seeds import stable_int
 from pipeline.data.preferences import Comparison, gold_pairs, read_labels
 from pipeline.data.stackexchange import pmp_comparisons
 from pipeline.model.loading import check_adapter_base, load_model
+from pipeline.train.dropout import quicken
 from pipeline.train.runtime import (
     ADAPTER_DIR,
     CHECKPOINT_DIR,
@@ -98,6 +99,7 @@ def train_preference_model(
         head = load_head(start_from, loaded)
     else:
         model, head = get_peft_model(loaded.model, lora_config(job)), new_head(loaded)
+    quicken(model)
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=job.learning_rate)
     state = json.loads((checkpoint / "state.json").read_text()) if resumed else {"step": 0}

@@ -35,6 +35,7 @@ from pipeline.core.files import (
 )
 from pipeline.core.job_folder import JobCancelled, is_main_process, write_progress
 from pipeline.core.precision import bf16_on, described
+from pipeline.train.dropout import quicken
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"
@@ -393,6 +394,7 @@ def train_trl_adapter(
         callbacks=[callback],
         **trainer_extras,
     )
+    quicken(trainer.model)
     try:
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         if callback.diverged:
