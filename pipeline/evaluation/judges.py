@@ -33,7 +33,8 @@ def pm_scores(pm_folder: str | Path, prompts: list[str], answers: list[str]) -> 
     head_file = Path(pm_folder) / HEAD_FILE
     stamp = head_file.stat().st_mtime_ns if head_file.exists() else 0
     keys = [(str(pm_folder), stamp, p, a) for p, a in zip(prompts, answers)]
-    known = {k: _scored[k] for k in keys if k in _scored}
+    # .get: another of the studio's threads may start the memory afresh meanwhile
+    known = {k: v for k in keys if (v := _scored.get(k)) is not None}
     todo = list(dict.fromkeys(k for k in keys if k not in known))
     if todo:
         loaded = load_model(str(pm_folder))
