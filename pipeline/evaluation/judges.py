@@ -10,43 +10,37 @@ from pathlib import Path
 import torch
 
 from pipeline.cai.feedback import sigmoid
-from pipeline.cai.reward_model import HEAD_FILE, load_head, scores_by_length
+from pipeline.cai.reward_model import load_head, scores_by_length
 from pipeline.config.settings import FeedbackConfig
 from pipeline.core.errors import ConfigError
 from pipeline.data.constitution import Constitution, content_hash
 from pipeline.data.preferences import Pair, Preference, PrincipleLabel
 from pipeline.model.loading import load_model
+from pipeline.model.states_cache import cached_values
 
 JUDGE_METHODS = ("logprob", "representation", "pm")
 PEOPLE = "people"
 
 
-SCORED_AT_MOST = 20_000  # PM scores remembered in a process (then it starts afresh)
-_scored: dict[tuple[str, int, str, str], float] = {}
-
-
 def pm_scores(pm_folder: str | Path, prompts: list[str], answers: list[str]) -> torch.Tensor:
-    """Scores of a preference model folder from `reward`. Each (prompt, answer) is scored
-    once per process and PM (its head file's time stamp tells a retrained one): a
-    tournament's PM judge and then its policy statistics read the same answers, and
-    scoring them twice was a tenth of the tiny pipeline's tournament."""
-    head_file = Path(pm_folder) / HEAD_FILE
-    stamp = head_file.stat().st_mtime_ns if head_file.exists() else 0
-    keys = [(str(pm_folder), stamp, p, a) for p, a in zip(prompts, answers)]
-    # .get: another of the studio's threads may start the memory afresh meanwhile
-    known = {k: v for k in keys if (v := _scored.get(k)) is not None}
-    todo = list(dict.fromkeys(k for k in keys if k not in known))
-    if todo:
-        loaded = load_model(str(pm_folder))
+    """Scores of a preference model folder from `reward`, each (prompt, answer) scored once
+    per PM and kept (`states_cache`, keyed by the PM's files, so a retrained one is scored
+    afresh): a tournament's PM judge and then its policy statistics read the same answers,
+    and scoring them twice was a tenth of the tiny pipeline's tournament."""
+    loaded = load_model(str(pm_folder))
+
+    def score(rows: list[int]) -> list[float]:
         head = load_head(pm_folder, loaded)
-        scores = scores_by_length(
-            loaded.model, head, loaded.tokenizer, [k[2] for k in todo], [k[3] for k in todo]
+        return scores_by_length(
+            loaded.model,
+            head,
+            loaded.tokenizer,
+            [prompts[i] for i in rows],
+            [answers[i] for i in rows],
         ).tolist()
-        known.update(zip(todo, scores))
-        if len(_scored) + len(todo) > SCORED_AT_MOST:
-            _scored.clear()
-        _scored.update(zip(todo, scores))
-    return torch.tensor([known[k] for k in keys])
+
+    keys = [["pm-score", p, a] for p, a in zip(prompts, answers)]
+    return torch.tensor(cached_values(loaded, keys, "score", score))
 
 
 class PMJudge:
