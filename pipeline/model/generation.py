@@ -168,17 +168,24 @@ def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     is larger: sorting 49,152 probabilities per row and token was a quarter of a batch
     job's sampling time. The result is the whole sort's to the bit (the same values summed
     in the same order), so a seed draws the same tokens as before."""
-    k = min(NUCLEUS_FIRST, probs.shape[-1])
-    top, order = probs.topk(k, dim=-1)
-    cumulative = top.cumsum(dim=-1)
-    wider = (cumulative[:, -1] - top[:, -1] <= top_p).nonzero().squeeze(-1)
-    kept = top.masked_fill(cumulative - top > top_p, 0.0)
-    out = torch.zeros_like(probs).scatter(-1, order, kept)
+    vocab = probs.shape[-1]
+    out, last_inside = within_top_p(*probs.topk(min(NUCLEUS_FIRST, vocab)), top_p, vocab)
+    wider = last_inside.nonzero().squeeze(-1)
     if len(wider):  # the nucleus may run past the first k: sort those rows whole
-        ranked, full_order = probs[wider].sort(dim=-1, descending=True)
-        ranked = ranked.masked_fill(ranked.cumsum(dim=-1) - ranked > top_p, 0.0)
-        out[wider] = torch.zeros_like(ranked).scatter(-1, full_order, ranked)
+        ranked, order = probs[wider].sort(dim=-1, descending=True)
+        out[wider] = within_top_p(ranked, order, top_p, vocab)[0]
     return out
+
+
+def within_top_p(
+    ranked: torch.Tensor, order: torch.Tensor, top_p: float, vocab: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """From probabilities ranked high to low and their token ids (all of them, or the
+    likeliest k): every probability in its token's place among `vocab`, 0 past the nucleus,
+    and whether each row's last ranked token is still inside it."""
+    outside = ranked.cumsum(dim=-1) - ranked > top_p
+    kept = ranked.masked_fill(outside, 0.0)
+    return kept.new_zeros(ranked.shape[0], vocab).scatter(-1, order, kept), ~outside[:, -1]
 
 
 def drafted(tokens: list[int], limit: int) -> list[int]:
