@@ -28,13 +28,17 @@ import argparse
 import time
 from pathlib import Path
 
-import pipeline.model.generation as generation
-from pipeline.cai.critique import Chain, ChainRequest, run_chains
-from pipeline.config.settings import DEFAULT_SAMPLING, ChainConfig, SamplingConfig
-from pipeline.data.constitution import load_constitution
-from pipeline.data.prompts import load_prompts
-from pipeline.model.ct2_engine import INSTALL, available
-from pipeline.model.engines import backend_for, forget_kept
+from pipeline.core import cpu
+
+cpu.use_physical_cores()  # before torch loads, as the studio sets its process up
+
+import pipeline.model.generation as generation  # noqa: E402
+from pipeline.cai.critique import Chain, ChainRequest, run_chains  # noqa: E402
+from pipeline.config.settings import DEFAULT_SAMPLING, ChainConfig, SamplingConfig  # noqa: E402
+from pipeline.data.constitution import load_constitution  # noqa: E402
+from pipeline.data.prompts import load_prompts  # noqa: E402
+from pipeline.model.ct2_engine import INSTALL, available  # noqa: E402
+from pipeline.model.engines import backend_for, forget_kept  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 KEPT = (generation.KEEP_ROWS, generation.LOOKUP_DRAFT)

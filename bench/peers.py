@@ -76,8 +76,7 @@ def hf_generate() -> Answer:
 def ctranslate2_engine(compute: str) -> Answer | None:
     if not ct2_engine.available():
         return None
-    import ctranslate2
-
+    ctranslate2 = ct2_engine.library()
     loaded = load_model("embedded")
     tok = loaded.tokenizer
     stops = stop_ids(loaded)

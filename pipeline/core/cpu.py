@@ -5,7 +5,16 @@ in `bench/side_by_side.py`: a batch-1 answer beside a generation job ran at 0.4�
 alone). A queued job therefore runs at a lower priority (niceness 10): alone it keeps every
 core, and beside the studio's live work it yields, so the answer the user waits for comes
 first. Every process runs one torch thread per physical core (threads on SMT siblings share
-one core's arithmetic units and only add contention), unless the user set OMP_NUM_THREADS."""
+one core's arithmetic units and only add contention), unless the user set OMP_NUM_THREADS.
+
+CTranslate2 runs its threads on torch's OpenMP library (its calls bind to the copy torch
+loaded first), so once it has run, that library manages more threads than there are cores
+and cuts the time a waiting thread spins before it sleeps to 100 turns: every small
+parallel step of torch's then waits for a sleeping thread to wake (measured, 2 cores: an
+int8 matrix-vector product 28 µs before CTranslate2 had generated, 55–95 µs after; a
+sampled token after 1,171 prompt tokens 28 against 44 ms). `OMP_WAIT_POLICY=ACTIVE` raises
+that cut to 1,000 turns (the token 34 ms), and `GOMP_SPINCOUNT` keeps the ordinary wait at
+OpenMP's default, ~3 ms, after which an idle thread sleeps: an idle studio stays idle."""
 
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ from pipeline.core.errors import ConfigError
 NICENESS_ENV = "CSTUDIO_JOB_NICENESS"  # a queued job's niceness, 0 (none) to 19
 JOB_NICENESS = 10
 THREADS_ENV = "OMP_NUM_THREADS"
+WAITS = {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "300000"}  # see the module's note
 
 
 def physical_cores() -> int:
@@ -38,7 +48,10 @@ def physical_cores() -> int:
 
 def use_physical_cores() -> None:
     """One torch thread per physical core for this process, unless OMP_NUM_THREADS says
-    otherwise; set before torch loads (it reads the variable once), or on torch itself."""
+    otherwise; set before torch loads (it reads the variable once), or on torch itself. Before
+    torch loads, OpenMP's waits too (WAITS, unless the user set either)."""
+    if "torch" not in sys.modules and not WAITS.keys() & os.environ.keys():
+        os.environ.update(WAITS)
     if THREADS_ENV in os.environ:
         return
     cores = physical_cores()

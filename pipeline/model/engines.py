@@ -1,9 +1,11 @@
 """Which engine generates: `fp32` (the transformers engine: steering, hidden states, seeds
-that reproduce in any batch), `int8` (CTranslate2, several times faster on a CPU;
-generation only; a sampling seed reproduces there only in a live run of the studio, on
-an engine of its own) or `auto` (int8 where it gives the same kind of answer —
-CTranslate2 installed, a CPU model, no steering, greedy or a live run — and is faster;
-else fp32)."""
+that reproduce in any batch), `int8` (int8 weights, several times faster on a CPU;
+generation only: prompts up to LONG_PROMPT tokens on CTranslate2, longer ones on an int8
+copy of the weights in the transformers engine, `int8_weights`; a sampling seed reproduces
+on CTranslate2 only in a live run of the studio, on an engine of its own) or `auto` (int8
+where it gives the same kind of answer — CTranslate2 installed, a CPU model, no steering,
+greedy or a live run — and is faster; else fp32; greedy, long prompts stay on fp32, whose
+exact answer prompt lookup drafts)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from pipeline.config.settings import SamplingConfig, engine_problem
 from pipeline.core.errors import ModelError
-from pipeline.model import ct2_engine
+from pipeline.model import ct2_engine, int8_weights
 from pipeline.model.generation import (
     ChatTokens,
     LocalBackend,
@@ -83,37 +85,43 @@ def backend_for(
 ) -> LocalBackend:
     """The generation backend for a model name (embedded alias, folder or hub id) on the
     engine asked for (`steered`: the caller will steer it; `greedy`: it will not sample;
-    `live`: one person waits for one run's answers, so int8 samples them on a fresh engine
-    of the run's own, where its seed reproduces — see ct2_engine.Fresh)."""
+    `live`: one person waits for one run's answers, so CTranslate2 samples them on a fresh
+    engine of the run's own, where its seed reproduces — see ct2_engine.Fresh; the int8
+    copy in the transformers engine reproduces a seed anyway)."""
     loaded = load_model(model_name)
     fp32 = TransformersBackend(loaded, max_batch_size=max_batch_size, kept=shared(loaded))
     if chosen(engine, loaded, steered, greedy, live) == "fp32":
         return fp32
-    int8 = ct2_engine.CTranslate2Backend(loaded, max_batch_size, seeded=live)
-    # sampled (a live run), every prompt goes to int8, long ones too: fp32 drafts nothing
-    # when it samples (the live chain at 0.7: seeded int8 16.3 s, fp32 28.9 s)
-    return int8 if engine == "int8" or not greedy else AutoBackend(fp32, int8)
+    short = ct2_engine.CTranslate2Backend(loaded, max_batch_size, seeded=live)
+    if engine == "auto" and greedy:  # long greedy prompts: fp32's exact answer, drafted
+        return AutoBackend(fp32, short)
+    weights = int8_weights.int8_loaded(loaded)
+    return AutoBackend(TransformersBackend(weights, max_batch_size, shared(weights)), short)
 
 
 def forget_kept(loaded: LoadedModel) -> None:
     """Drop what both engines keep of a model's earlier prompts, so the next call starts as
     the first in a fresh process would (`bench/live_chain.py` times a first chain so)."""
     shared(loaded).clear()
+    if weights := int8_weights.made(loaded):
+        shared(weights).clear()
     if ct2_engine.available():
         ct2_engine.forget(ct2_engine.cache_folder(loaded))
         ct2_engine.forget(ct2_engine.cache_folder(loaded, "int8"))
 
 
 class AutoBackend(ChatTokens):
-    """`engine: auto` where int8 can run: each call on the engine that is faster for it —
-    int8 for prompts up to LONG_PROMPT tokens, fp32 for longer ones."""
+    """Each call on the engine that is faster for it: prompts up to LONG_PROMPT tokens on
+    CTranslate2 int8 (`short`), longer ones on the transformers engine (`long`: fp32 for
+    greedy `auto`, whose answer it keeps exact; otherwise the int8 copy of the weights,
+    `int8_weights`), whose cache is allocated once where CTranslate2 copies it every token."""
 
-    def __init__(self, fp32: TransformersBackend, int8: ct2_engine.CTranslate2Backend):
-        super().__init__(fp32.loaded, fp32.max_batch_size)
-        self.fp32, self.int8 = fp32, int8
+    def __init__(self, long: TransformersBackend, short: ct2_engine.CTranslate2Backend):
+        super().__init__(short.loaded, long.max_batch_size)  # the model asked for
+        self.long, self.short = long, short
 
     def engine_for(self, rows: list[list[int]]) -> ChatTokens:
-        return self.fp32 if max(map(len, rows)) > LONG_PROMPT else self.int8
+        return self.long if max(map(len, rows)) > LONG_PROMPT else self.short
 
     def new_ids(self, conversations: list[list[Message]], config: SamplingConfig, *rest):
         """Each conversation's new token ids, from the engine faster for this batch (`rest`:
@@ -122,7 +130,7 @@ class AutoBackend(ChatTokens):
         return engine.new_ids(conversations, config, *rest)
 
     def keep_start(self, start: list[Message]) -> None:
-        self.int8.keep_start(start)  # the fp32 engine keeps starts unasked
+        self.short.keep_start(start)  # the transformers engine keeps starts unasked
 
     def token_stream(
         self, conversation: list[Message], config: SamplingConfig, steering: Steering | None

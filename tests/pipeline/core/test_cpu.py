@@ -49,3 +49,23 @@ def test_a_job_lowers_its_priority_never_raises_it_and_runs_a_thread_per_core():
     assert niceness_after(0, "10") == f"10 {cores}"
     assert niceness_after(15, "10") == f"15 {cores}"  # a stage of a run-all job: not 20
     assert niceness_after(0, "0") == f"0 {cores}"
+
+
+def openmp_waits(**env: str) -> str:
+    """OMP_WAIT_POLICY and GOMP_SPINCOUNT as a fresh process sets them before torch loads."""
+    code = (
+        "import os; from pipeline.core import cpu; cpu.use_physical_cores();"
+        "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in cpu.WAITS}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_openmp_waits_are_set_before_torch_loads_unless_the_user_set_them():
+    assert openmp_waits() == "ACTIVE 300000"
+    assert openmp_waits(OMP_WAIT_POLICY="PASSIVE") == "PASSIVE None"
+    assert openmp_waits(GOMP_SPINCOUNT="0") == "None 0"

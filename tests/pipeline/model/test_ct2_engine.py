@@ -1,6 +1,8 @@
 """The int8 engine (CTranslate2) against the fp32 one, on the embedded model, and which
 engine a setting picks."""
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -42,7 +44,9 @@ def test_the_int8_engine_answers_like_the_fp32_one_and_streams_the_same_text():
     fp32 = backend_for("embedded", engine="fp32")
     int8 = backend_for("embedded", engine="int8")
     assert isinstance(fp32, TransformersBackend)
-    assert isinstance(int8, ct2_engine.CTranslate2Backend)
+    # int8 by name: these short prompts on CTranslate2 (long ones on int8 weights in ours)
+    assert isinstance(int8, engines.AutoBackend)
+    assert isinstance(int8.short, ct2_engine.CTranslate2Backend)
     full = ct2_engine.CTranslate2Backend(int8.loaded, compute="float32")
     # the same weights in fp32 on the other engine: the same greedy answers
     assert [g.text for g in full.generate(PROMPTS, GREEDY)] == [
@@ -86,7 +90,7 @@ def test_a_batch_job_samples_on_fp32_and_a_live_run_on_int8_where_its_seed_repro
         return backend_for("embedded", engine="auto", greedy=False, live=True)
 
     run = live()
-    assert isinstance(run, ct2_engine.CTranslate2Backend) and run.seeded
+    assert isinstance(run, engines.AutoBackend) and run.short.seeded
     assert "its seed reproduces on int8" in engines.engine_note("auto", greedy=False, live=True)
     with pytest.raises(ModelError, match="steering runs on the fp32 engine"):
         engines.chosen("int8", steered=True, greedy=False, live=True)
@@ -110,8 +114,7 @@ def test_a_seeded_run_holds_the_seed_lock_until_it_has_sampled_not_to_its_end(mo
     once the first has drawn its first token, not after the first's whole call."""
     import threading
 
-    import ctranslate2
-
+    ctranslate2 = ct2_engine.library()
     long = SamplingConfig(temperature=2.0, max_new_tokens=200, seed=3)  # seldom ends early
     short = SamplingConfig(temperature=1.0, max_new_tokens=8, seed=5)
 
@@ -220,13 +223,13 @@ def test_forgetting_drops_what_both_engines_keep_and_answers_stay_the_same():
     rules = "You answer in one short sentence. " * 16
     asked = [chat(q, system=rules) for q in ("Name a fruit.", "Name a river.")]
     before = [auto.generate([c], SHORT)[0].text for c in asked]  # int8 keeps their start
-    auto.fp32.generate([asked[1]], SHORT)  # the fp32 engine keeps this prompt
-    row = auto.fp32._encode([asked[1]], SHORT)[0]
-    lone = auto.int8._engine(lone=True)
-    assert lone.statics and lone.seen and auto.fp32.kept.longest(row, None, len(row))[0]
+    auto.long.generate([asked[1]], SHORT)  # the fp32 engine keeps this prompt
+    row = auto.long._encode([asked[1]], SHORT)[0]
+    lone = auto.short._engine(lone=True)
+    assert lone.statics and lone.seen and auto.long.kept.longest(row, None, len(row))[0]
     engines.forget_kept(auto.loaded)
     assert not lone.statics and not lone.seen
-    assert auto.fp32.kept.longest(row, None, len(row)) == (None, 0)
+    assert auto.long.kept.longest(row, None, len(row)) == (None, 0)
     assert [auto.generate([c], SHORT)[0].text for c in asked] == before
 
 
@@ -255,9 +258,9 @@ def test_auto_runs_each_call_where_it_is_faster():
     auto = backend_for("embedded", engine="auto")
     assert isinstance(auto, engines.AutoBackend)
     long = engines.LONG_PROMPT + 1
-    assert auto.engine_for([[1] * long]) is auto.fp32  # a long prompt, alone or not: fp32
-    assert auto.engine_for([[1] * 100] * 8) is auto.int8  # short prompts: int8
-    assert auto.engine_for([[1] * 100] * 7 + [[1] * long]) is auto.fp32
+    assert auto.engine_for([[1] * long]) is auto.long  # a long prompt, alone or not: fp32
+    assert auto.engine_for([[1] * 100] * 8) is auto.short  # short prompts: int8
+    assert auto.engine_for([[1] * 100] * 7 + [[1] * long]) is auto.long
     rules = "Answer in one short, careful sentence and refuse anything harmful. " * 40
     batch = [chat(q, system=rules) for q in ("Name a fruit.", "Name a river.", "Name a bird.")]
     assert min(map(auto.count_tokens, batch)) > engines.LONG_PROMPT
@@ -265,3 +268,58 @@ def test_auto_runs_each_call_where_it_is_faster():
     expected = [g.text for g in fp32.generate(batch, SHORT)]
     assert [g.text for g in auto.generate(batch, SHORT)] == expected
     assert "".join(auto.stream(batch[0], SHORT)).strip() == expected[0]  # alone, streamed
+
+
+@needs_ct2
+def test_ctranslate2_runs_on_the_openmp_library_its_wheel_ships_not_torchs():
+    """Bound to torch's, its threads would count among torch's and slow torch's small
+    parallel steps (pipeline.core.cpu); the dynamic loader says where its calls go."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("ctranslate2")
+    assert spec is not None and spec.origin is not None
+    ships = list((Path(spec.origin).parent.parent / "ctranslate2.libs").glob("libgomp*"))
+    if not ships:
+        pytest.skip("this ctranslate2 build ships no OpenMP library of its own")
+    code = "import torch; from pipeline.model import ct2_engine; ct2_engine.library()"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**{k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}, "LD_DEBUG": "bindings"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0
+    bound = [
+        line for line in done.stderr.splitlines() if "libctranslate2" in line and "`GOMP_" in line
+    ]
+    assert bound and all(ships[0].name in line.split(" to ")[1] for line in bound)
+
+
+@needs_ct2
+def test_under_a_preloaded_allocator_ctranslate2_keeps_the_global_libraries():
+    """Bound to its own libraries, it would take libc's malloc beside the preloaded one and
+    free the one's memory with the other's (an abort at exit)."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.core import heap
+
+    if not heap.jemalloc():
+        pytest.skip("jemalloc is not installed")
+    code = (
+        "from pipeline.model.engines import backend_for; from pipeline.model.generation import"
+        " chat; from pipeline.config.settings import SamplingConfig;"
+        "print(backend_for('embedded', engine='int8').generate([chat('Name a fruit.')],"
+        " SamplingConfig(temperature=0.7, max_new_tokens=8))[0].text)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, heap.PRELOAD: heap.jemalloc()},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and done.stdout.strip(), done.stderr[-2000:]
