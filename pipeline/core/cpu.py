@@ -7,17 +7,20 @@ core, and beside the studio's live work it yields, so the answer the user waits 
 first. Every process runs one torch thread per physical core (threads on SMT siblings share
 one core's arithmetic units and only add contention), unless the user set OMP_NUM_THREADS.
 
-CTranslate2 runs its threads on torch's OpenMP library (its calls bind to the copy torch
-loaded first), so once it has run, that library manages more threads than there are cores
-and cuts the time a waiting thread spins before it sleeps to 100 turns: every small
-parallel step of torch's then waits for a sleeping thread to wake (measured, 2 cores: an
-int8 matrix-vector product 28 µs before CTranslate2 had generated, 55–95 µs after; a
-sampled token after 1,171 prompt tokens 28 against 44 ms). `OMP_WAIT_POLICY=ACTIVE` raises
-that cut to 1,000 turns (the token 34 ms), and `GOMP_SPINCOUNT` keeps the ordinary wait at
-OpenMP's default, ~3 ms, after which an idle thread sleeps: an idle studio stays idle."""
+torch's OpenMP library gives every thread that starts parallel work a team of its own; once
+it manages more threads than there are cores (a second studio thread that has run torch, or
+CTranslate2 bound to it: see ct2_engine.library), it cuts the time a waiting thread spins
+before it sleeps to 100 turns, and every small parallel step then waits for a sleeping
+thread to wake (measured, 2 cores: an int8 matrix-vector product 28 µs alone, 76 µs while
+another thread that has run torch lives; a sampled token after 1,171 prompt tokens 28
+against 44 ms). `OMP_WAIT_POLICY=ACTIVE` raises that cut to 1,000 turns (31 µs), and
+`GOMP_SPINCOUNT` keeps the ordinary wait at OpenMP's default, ~3 ms, after which an idle
+thread sleeps: an idle studio stays idle. Only for GNU OpenMP (torch's Linux wheels ship
+it): LLVM's and Intel's read ACTIVE as "never sleep"."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -46,11 +49,18 @@ def physical_cores() -> int:
     return len(cores)
 
 
+def gnu_openmp() -> bool:
+    """Whether torch runs on the GNU OpenMP library it ships (found without importing it)."""
+    spec = importlib.util.find_spec("torch")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    return any(any((Path(f) / "lib").glob("libgomp*.so*")) for f in folders)
+
+
 def use_physical_cores() -> None:
     """One torch thread per physical core for this process, unless OMP_NUM_THREADS says
     otherwise; set before torch loads (it reads the variable once), or on torch itself. Before
     torch loads, OpenMP's waits too (WAITS, unless the user set either)."""
-    if "torch" not in sys.modules and not WAITS.keys() & os.environ.keys():
+    if "torch" not in sys.modules and not WAITS.keys() & os.environ.keys() and gnu_openmp():
         os.environ.update(WAITS)
     if THREADS_ENV in os.environ:
         return

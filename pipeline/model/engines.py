@@ -26,11 +26,12 @@ from pipeline.model.loading import LoadedModel, load_model
 if TYPE_CHECKING:
     from pipeline.model.steering import Steering
 
-# A prompt longer than this runs faster on fp32 (measured, batch 8, 64 new tokens: int8 2.7x
-# fp32 at 106 prompt tokens, 1.46x at 214, 0.95x at 394, 0.65x for a chains job at ~1,200;
-# the live chain, batch 1 at ~1,200: fp32 16.1 s, int8 18.4 s): CTranslate2 grows its keys
-# and values by copying at every token and forwards a batch's uneven prompt ends one token a
-# step, where fp32 keeps the prompts' keys and values and drafts by prompt lookup.
+# A prompt longer than this runs faster on the transformers engine than on CTranslate2
+# (measured, batch 8, 64 new tokens: CTranslate2 int8 2.7x fp32 at 106 prompt tokens, 1.46x
+# at 214, 0.95x at 394, 0.65x for a chains job at ~1,200; the live chain, batch 1 at ~1,200:
+# fp32 16.1 s, int8 18.4 s): CTranslate2 grows its keys and values by copying at every token
+# and forwards a batch's uneven prompt ends one token a step, where the transformers engine
+# keeps the prompts' keys and values (and drafts by prompt lookup when greedy).
 LONG_PROMPT = 384
 
 
