@@ -96,6 +96,8 @@ def backend_for(
     short = ct2_engine.CTranslate2Backend(loaded, max_batch_size, seeded=live)
     if engine == "auto" and greedy:  # long greedy prompts: fp32's exact answer, drafted
         return AutoBackend(fp32, short)
+    if not int8_weights.fast_here():
+        return short
     weights = int8_weights.int8_loaded(loaded)
     return AutoBackend(TransformersBackend(weights, max_batch_size, shared(weights)), short)
 

@@ -70,6 +70,7 @@ def test_the_embedded_models_copy_predicts_as_fp32_does():
 
 
 @needs_ct2
+@pytest.mark.skipif(not int8_weights.fast_here(), reason="the int8 kernel is slow on this CPU")
 def test_the_int8_engine_runs_long_prompts_on_the_int8_copy_and_its_seed_reproduces():
     run = backend_for("embedded", engine="auto", greedy=False, live=True)
     assert isinstance(run, engines.AutoBackend)
@@ -87,6 +88,16 @@ def test_the_int8_engine_runs_long_prompts_on_the_int8_copy_and_its_seed_reprodu
 
 
 @needs_ct2
+def test_where_the_int8_kernel_is_slow_ctranslate2_takes_every_prompt(monkeypatch):
+    monkeypatch.setattr(int8_weights, "fast_here", lambda: False)
+    for live in (False, True):
+        run = backend_for("embedded", engine="int8", greedy=False, live=live)
+        assert isinstance(run, ct2_engine.CTranslate2Backend) and run.seeded == live
+        assert run.generate([LONG], SAMPLED)[0].text
+
+
+@needs_ct2
+@pytest.mark.skipif(not int8_weights.fast_here(), reason="the int8 kernel is slow on this CPU")
 def test_forgetting_drops_what_the_int8_copy_keeps():
     run = backend_for("embedded", engine="int8")
     run.generate([LONG], SamplingConfig(temperature=0.0, max_new_tokens=2))
