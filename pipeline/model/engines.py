@@ -156,7 +156,8 @@ def engine_note(
                 "on the int8 engine (sampled: its seed reproduces on int8, on an engine of "
                 "this run's own; a batch job samples other text on fp32)"
                 if live
-                else "on the int8 engine (sampled: the seed does not reproduce)"
+                else "on the int8 engine (sampled: the seed does not reproduce"
+                + (f" on prompts up to {LONG_PROMPT} tokens)" if int8_weights.fast_here() else ")")
             )
         return "on the int8 engine" + (" (fp32 for long prompts)" if engine == "auto" else "")
     if engine == "fp32":

@@ -85,6 +85,8 @@ def test_the_int8_engine_runs_long_prompts_on_the_int8_copy_and_its_seed_reprodu
     assert named.engine_for(rows).loaded is int8_loaded(run.loaded)
     greedy = backend_for("embedded", engine="auto")  # greedy auto keeps fp32's exact answer
     assert greedy.engine_for(rows).loaded is load_model("embedded")
+    note = engines.engine_note("int8", greedy=False)  # outside a live run: short prompts only
+    assert note.endswith(f"does not reproduce on prompts up to {engines.LONG_PROMPT} tokens)")
 
 
 @needs_ct2
@@ -94,6 +96,7 @@ def test_where_the_int8_kernel_is_slow_ctranslate2_takes_every_prompt(monkeypatc
         run = backend_for("embedded", engine="int8", greedy=False, live=live)
         assert isinstance(run, ct2_engine.CTranslate2Backend) and run.seeded == live
         assert run.generate([LONG], SAMPLED)[0].text
+    assert engines.engine_note("int8", greedy=False).endswith("the seed does not reproduce)")
 
 
 @needs_ct2
