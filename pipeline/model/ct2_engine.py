@@ -12,6 +12,7 @@ model into the cache; `ctranslate2` is optional (`pip install ctranslate2`), and
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.util
 import json
@@ -52,20 +53,29 @@ def library() -> Any:
     to the copy torch loaded first (the global one), and its threads then count among torch's:
     with more threads than cores, every small parallel step of torch's waits for a sleeping
     thread (an int8 product 28 µs before CTranslate2 had generated, 75 µs after; see
-    pipeline.core.cpu). RTLD_DEEPBIND makes it look up its own libraries first, the OpenMP
-    copy its wheel ships among them (after: 29 µs). Not under a preloaded allocator
-    (jemalloc for PPO): it would then take libc's malloc while memory it frees came from the
-    preloaded one (measured: an abort at exit)."""
+    pipeline.core.cpu). Its library is therefore loaded first with RTLD_DEEPBIND, which makes
+    it look up its own libraries first, the OpenMP copy its wheel ships among them (after:
+    29 µs); the module's import then finds it loaded. Only that library is loaded so (not
+    through Python's process-wide dlopen flags, which an import in another thread at that
+    instant would take too). Not under a preloaded allocator (jemalloc for PPO): it would
+    then take libc's malloc while memory it frees came from the preloaded one (measured: an
+    abort at exit)."""
     with _import_lock:
         if "ctranslate2" not in sys.modules:
-            flags = sys.getdlopenflags()
             if not os.environ.get("LD_PRELOAD"):
-                sys.setdlopenflags(flags | os.RTLD_DEEPBIND)
-            try:
-                import ctranslate2  # noqa: F401
-            finally:
-                sys.setdlopenflags(flags)
+                for path in shipped_libraries():
+                    ctypes.CDLL(str(path), mode=os.RTLD_NOW | os.RTLD_DEEPBIND)
+            import ctranslate2  # noqa: F401
     return sys.modules["ctranslate2"]
+
+
+def shipped_libraries() -> list[Path]:
+    """CTranslate2's own library as its wheel ships it (none for other builds, which then
+    load as they are)."""
+    spec = importlib.util.find_spec("ctranslate2")
+    if spec is None or spec.origin is None:
+        return []
+    return sorted((Path(spec.origin).parent.parent / "ctranslate2.libs").glob("libctranslate2*"))
 
 
 def fingerprint(source: str) -> str:
