@@ -26,10 +26,11 @@ def pm_scores(pm_folder: str | Path, prompts: list[str], answers: list[str]) -> 
     """Scores of a preference model folder from `reward`, each (prompt, answer) scored once
     per PM and kept (`states_cache`, keyed by the PM's files, so a retrained one is scored
     afresh): a tournament's PM judge and then its policy statistics read the same answers,
-    and scoring them twice was a tenth of the tiny pipeline's tournament."""
-    loaded = load_model(str(pm_folder))
+    and scoring them twice was a tenth of the tiny pipeline's tournament. The PM is loaded
+    only when some answer is not kept yet."""
 
     def score(rows: list[int]) -> list[float]:
+        loaded = load_model(str(pm_folder))
         head = load_head(pm_folder, loaded)
         return scores_by_length(
             loaded.model,
@@ -40,7 +41,7 @@ def pm_scores(pm_folder: str | Path, prompts: list[str], answers: list[str]) -> 
         ).tolist()
 
     keys = [["pm-score", p, a] for p, a in zip(prompts, answers)]
-    return torch.tensor(cached_values(loaded, keys, "score", score))
+    return torch.tensor(cached_values(str(pm_folder), keys, "score", score))
 
 
 class PMJudge:

@@ -210,7 +210,8 @@ def hub_cached(repo_id: str) -> bool:
         return False
 
 
-def _device() -> str:
+def default_device() -> str:
+    """Where `load_model` puts a model unless told: the GPU where there is one."""
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -297,7 +298,7 @@ _load_lock = threading.RLock()  # re-entered when an adapter loads its base
 def load_model(name: str = DEFAULT_MODEL, device: str | None = None) -> LoadedModel:
     """Load (once per process) the model named by the embedded alias, a folder, a LoRA
     adapter folder (merged into its base) or a hub id."""
-    device = device or _device()
+    device = device or default_device()
     source = resolve_source(name)
     key = (source, device)
     with _load_lock:

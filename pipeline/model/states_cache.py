@@ -25,7 +25,14 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from pipeline.model.loading import ADAPTER_CONFIG, LoadedModel, cache_root, resolve_source
+from pipeline.model.loading import (
+    ADAPTER_CONFIG,
+    LoadedModel,
+    cache_root,
+    default_device,
+    dtype_name,
+    resolve_source,
+)
 
 BUDGET_ENV = "CONSTITUTION_STUDIO_STATES_MB"
 DEFAULT_BUDGET_MB = 2048
@@ -80,29 +87,40 @@ def altered_in_memory(model) -> bool:
     )
 
 
-def model_key(loaded: LoadedModel) -> str | None:
-    """The cache's key for this model as it is now, or None when it must not be cached."""
-    if budget_bytes() == 0 or altered_in_memory(loaded.model):
+def identity_key(source: str, dtype: str, device: str) -> str | None:
+    """The cache's key for a model's files loaded as `dtype` on `device`, or None when they
+    must not be cached."""
+    if budget_bytes() == 0:
         return None
     try:
-        identity = source_identity(loaded.source)
+        identity = source_identity(source)
     except (OSError, ValueError):
         return None
     if identity is None:
         return None
-    parameter = next(loaded.model.parameters())
-    identity += [str(parameter.dtype), parameter.device.type]
-    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
+    return hashlib.sha256(json.dumps([*identity, dtype, device]).encode()).hexdigest()[:32]
 
 
-def entry_paths(loaded: LoadedModel, keys: list[list], suffix: str) -> list[Path] | None:
+def model_key(model: LoadedModel | str) -> str | None:
+    """The cache's key for a loaded model as it is now, or for the one `load_model` would
+    load by this name (found without loading it); None when it must not be cached."""
+    if isinstance(model, str):
+        device = default_device()
+        return identity_key(resolve_source(model), f"torch.{dtype_name(device)}", device)
+    if budget_bytes() == 0 or altered_in_memory(model.model):
+        return None
+    parameter = next(model.model.parameters())
+    return identity_key(model.source, str(parameter.dtype), parameter.device.type)
+
+
+def entry_paths(model: LoadedModel | str, keys: list[list], suffix: str) -> list[Path] | None:
     """Where this model's entry for each key lives (the key: what fixes the entry's content),
     or None when the model must not be cached."""
-    model = model_key(loaded) if keys else None
-    if model is None:
+    name = model_key(model) if keys else None
+    if name is None:
         return None
-    digests = [hashlib.sha256(json.dumps([model, *key]).encode()).hexdigest() for key in keys]
-    return [cache_root() / FOLDER / model / d[:2] / f"{d[2:40]}{suffix}" for d in digests]
+    digests = [hashlib.sha256(json.dumps([name, *key]).encode()).hexdigest() for key in keys]
+    return [cache_root() / FOLDER / name / d[:2] / f"{d[2:40]}{suffix}" for d in digests]
 
 
 def read_entry(path: Path) -> dict[int, torch.Tensor]:
@@ -191,12 +209,13 @@ def cached_states(
 
 
 def cached_values(
-    loaded: LoadedModel, keys: list[list], field: str, write: Callable[[list[int]], list]
+    model: LoadedModel | str, keys: list[list], field: str, write: Callable[[list[int]], list]
 ) -> list:
     """Each key's JSON value (the key: a JSON-able description that fixes the value, its
     first item naming the kind), from the cache or from `write(rows)` for the missing rows,
-    then kept."""
-    paths = entry_paths(loaded, keys, ".json")
+    then kept. `model` may be a model's name (a folder), which `write` loads: a process that
+    finds every value kept then never loads it."""
+    paths = entry_paths(model, keys, ".json")
     if paths is None:
         return write(list(range(len(keys))))
     found: list = []

@@ -207,3 +207,25 @@ def test_pm_scores_score_each_answer_once_per_pm(tmp_path, tiny_folder, monkeypa
     os.utime(folder / HEAD_FILE, ns=(1, 1))  # as a retrained PM's new head would be
     judges.pm_scores(folder, ["Q?"], ["Yes, gladly."])
     assert scored == [2, 1, 1]
+
+
+def test_a_process_that_finds_every_pm_score_kept_does_not_load_the_pm(tmp_path, tiny_folder):
+    """The kept scores are named by the PM's files, not by a loaded model: a later process
+    (the tournament's after the PM stage's) reads them without loading the PM."""
+    import subprocess
+    import sys
+
+    from pipeline.evaluation import judges
+
+    synthetic_pm(tiny_folder, tmp_path / "pm")
+    folder = tmp_path / "pm" / "adapter"
+    first = judges.pm_scores(folder, ["Q?", "Q?"], ["Yes, gladly.", "No, never."])
+    code = (
+        "import sys; from pipeline.evaluation import judges; from pipeline.model import loading;"
+        "s = judges.pm_scores(sys.argv[1], ['Q?', 'Q?'], ['Yes, gladly.', 'No, never.']);"
+        "print(s.tolist(), len(loading._loaded))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == [f"[{first[0].item()},", f"{first[1].item()}]", "0"]
