@@ -22,6 +22,7 @@ from pipeline.config.settings import SamplingConfig
 from pipeline.core.errors import ModelError
 from pipeline.model.loading import LoadedModel
 from pipeline.model.scoring import MIN_SHARED_PREFIX, common_start, shared_prefix_length
+from pipeline.model.shared_attention import Layers, applies, shared_start
 
 if TYPE_CHECKING:
     from pipeline.model.steering import Steering
@@ -77,6 +78,8 @@ KEEP_BYTES = 256 * 2**20  # the kept prompts' keys and values, at most (the newe
 # prompt lookup: drafted tokens checked in one pass, and the longest n-gram looked up
 LOOKUP_DRAFT = 8
 LOOKUP_NGRAM = 3
+# a batch's shared start at least this long is held once and attended apart (shared_attention)
+SHARED_START = 64
 NUCLEUS_FIRST = 256  # top-p looks among this many likeliest tokens first (`nucleus`)
 
 
@@ -341,12 +344,19 @@ class TransformersBackend(ChatTokens):
         super().__init__(loaded, max_batch_size)
         self.kept = kept or KeptPrompts()  # prompts' keys and values, for later calls
 
-    def _forward(self, steering: Steering | None, prefix: bool = False, **inputs):
+    def _forward(
+        self,
+        steering: Steering | None,
+        prefix: bool = False,
+        start: Layers | None = None,
+        **inputs,
+    ):
         """One forward pass, steered while inside it only (so an abandoned stream leaves no
-        hook behind)."""
+        hook behind), attending to a batch's shared `start` held once (`shared_attention`)."""
         model = self.loaded.model
         with steering.applied(model, prefix) if steering else nullcontext():
-            return model(**inputs)
+            with shared_start(start) if start is not None else nullcontext():
+                return model(**inputs)
 
     def _shared_start(self, tokens: tuple[int, ...], steering: Steering | None) -> Kept:
         """The keys and values of a start many rows share, computed once at batch size 1
@@ -390,8 +400,14 @@ class TransformersBackend(ChatTokens):
         small batches (the live chain, the playground, one pair) are kept for the next call.
         The cache is allocated once for the whole generation: a growing cache would copy
         itself on every decoded token, which at long contexts costs more than the model.
-        Returns the model output, the cache, the full-length attention mask and the
-        position of each row's last token.
+        A batch larger than that whose rows all begin with the same start (the batch's
+        shared one, or one kept from an earlier call) holds that start once instead ([1,
+        heads, start, dim] per layer), out of the cache, and every forward pass attends to it
+        apart (`shared_attention`): the rows' copies of a ~1,000-token few-shot start were
+        most of a batch's keys and values.
+        Returns the model output, the cache, the full-length attention mask (of the rows' own
+        tokens), the position of each row's last token, and the shared start held apart
+        (None when every row holds its own).
         """
         from transformers import StaticCache
 
@@ -403,8 +419,14 @@ class TransformersBackend(ChatTokens):
         if shared > min(n for _, n in starts):
             batch_start = self._shared_start(tuple(rows[0][:shared]), steering)
             starts = [(k, n) if n >= shared else (batch_start, shared) for k, n in starts]
+        start, offset = None, 0  # a start every row shares, held once (shared_attention)
+        first, n = starts[0]
+        if first is not None and n >= SHARED_START and len(rows) > KEEP_ROWS:
+            if all(k is first and m == n for k, m in starts) and applies(model):
+                start = [(keys[:, :, :n], values[:, :, :n]) for keys, values in first.layers]
+                starts, offset = [(None, 0)] * len(rows), n
         head = max(n for _, n in starts)
-        suffixes = [r[n:] for r, (_, n) in zip(rows, starts)]
+        suffixes = [r[offset + n :] for r, (_, n) in zip(rows, starts)]
         width = max(len(s) for s in suffixes)
         cache = StaticCache(config=model.config, max_cache_len=head + width + max_new_tokens)
         # the static layers are typed as a union of layer kinds; these are all StaticLayer
@@ -436,9 +458,10 @@ class TransformersBackend(ChatTokens):
             ],
             device=device,
         )
-        positions = (mask[:, : head + width].cumsum(-1) - 1).clamp(min=0)[:, head:]
+        positions = (mask[:, : head + width].cumsum(-1) - 1).clamp(min=0)[:, head:] + offset
         out = self._forward(
             steering,
+            start=start,
             input_ids=input_ids,
             attention_mask=mask,
             position_ids=positions,
@@ -468,7 +491,7 @@ class TransformersBackend(ChatTokens):
                         ],
                     )
                 )
-        return out, cache, mask, positions[:, -1:]
+        return out, cache, mask, positions[:, -1:], start
 
     @torch.inference_mode()
     def _decode(
@@ -484,7 +507,7 @@ class TransformersBackend(ChatTokens):
             return
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         rows = torch.arange(len(rows_ids))
-        out, cache, attention_mask, position = self._prefill(
+        out, cache, attention_mask, position, start = self._prefill(
             rows_ids, config.max_new_tokens, steering
         )
         position = position + 1
@@ -506,6 +529,7 @@ class TransformersBackend(ChatTokens):
                 generators = [generators[i] for i in keep.tolist()]
             out = self._forward(
                 steering,
+                start=start,
                 input_ids=tokens[:, None].to(attention_mask.device),
                 attention_mask=attention_mask,
                 position_ids=position,
@@ -524,7 +548,7 @@ class TransformersBackend(ChatTokens):
         by reading the weights, so checking nine tokens costs ~2x one, and a chain's
         critiques and revisions, which repeat what they discuss, take ~3.4 tokens a pass.
         The answer is the greedy answer: a rejected draft's keys are written over."""
-        out, cache, mask, position = self._prefill([prompt], config.max_new_tokens)
+        out, cache, mask, position, _ = self._prefill([prompt], config.max_new_tokens)
         layers: list[Any] = list(cache.layers)
         stops, row = set(self.stop_ids.tolist()), torch.tensor([0])
         text, token = list(prompt), int(out.logits[0, -1].argmax())

@@ -159,7 +159,7 @@ def test_shared_prefix_cache_gives_the_same_logits_as_full_passes(tiny):
     rows = tiny._encode(conversations, SamplingConfig())
     assert shared_prefix_length(rows) > 50
     with torch.inference_mode():
-        out, _, _, _ = tiny._prefill(rows, 4)
+        out, *_ = tiny._prefill(rows, 4)
         for i, row in enumerate(rows):
             full = tiny.loaded.model(input_ids=torch.tensor([row])).logits[0, -1]
             assert torch.allclose(out.logits[i, -1], full, atol=1e-4)
@@ -214,7 +214,7 @@ def test_a_chain_reuses_each_rows_earlier_prompt_and_answers_as_a_fresh_backend_
             previous = warm._encode([sea[step - 1], moon[step - 1]], config)
             assert reused == [len(p) - 1 for p in previous]
             with torch.inference_mode():
-                out, _, _, _ = warm._prefill(rows, 4)
+                out, *_ = warm._prefill(rows, 4)
                 for i, row in enumerate(rows):
                     full = loaded.model(input_ids=torch.tensor([row])).logits[0, -1]
                     assert torch.allclose(out.logits[i, -1], full, atol=1e-4)

@@ -1,0 +1,151 @@
+"""Attention for a batch whose rows share a long start (the system prompt and a constitution's
+few-shot chains: ~1,000 tokens in front of every chain step), with that start's keys and
+values held once instead of once per row.
+
+Each query attends to the shared start and to its own row's keys in two parts, and the two
+are merged by their log-sum-exp: the same softmax over the same keys, in a different order of
+summation. Without it, every row of the KV cache held its own copy of the start (16 rows ×
+~1,000 tokens: ~0.7 GB of the embedded model's keys and values, copied in at every call) and
+every decoded token read all the copies; a batch-16 chain step spent about a quarter of its
+time there (measured: bench/chains.py, docs/benchmarks.md).
+
+`shared_start(layers)` sets the start's keys and values for the forward passes inside it (of
+this thread: a context variable); outside it, `attention` is transformers' SDPA attention
+unchanged. CPU only (the flash kernel that returns the log-sum-exp is the CPU one), and only
+for models on SDPA attention (`applies`).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterator
+
+import torch
+
+Layers = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [1, heads, n, dim]
+
+_start: ContextVar[Layers | None] = ContextVar("shared_start", default=None)
+_installed: list[bool] = []
+
+
+def applies(model: Any) -> bool:
+    """Whether a model's forward passes can take a shared start."""
+    parameter = next(model.parameters())
+    return parameter.device.type == "cpu" and model.config._attn_implementation == "sdpa"
+
+
+@contextmanager
+def shared_start(layers: Layers) -> Iterator[None]:
+    """Forward passes inside attend to `layers` (each [1, heads, start, dim]) before every
+    row's own keys, whose positions count from the start's end."""
+    install()
+    token = _start.set(layers)
+    try:
+        yield
+    finally:
+        _start.reset(token)
+
+
+def install() -> None:
+    """Put `attention` in transformers' place of SDPA attention (once per process)."""
+    if not _installed:
+        from transformers import AttentionInterface
+
+        AttentionInterface.register("sdpa", attention)
+        _installed.append(True)
+
+
+def attention(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers' attention interface: [batch, queries, heads, dim] out."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    layers = _start.get()
+    if layers is None:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    start_keys, start_values = layers[module.layer_idx]
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    out_start, lse_start = start_part(query, start_keys, start_values, scale)
+    out_own, lse_own = own_part(query, key, value, attention_mask, scale)
+    top = torch.maximum(lse_start, lse_own)
+    w_start, w_own = (lse_start - top).exp()[..., None], (lse_own - top).exp()[..., None]
+    out = (out_start * w_start + out_own * w_own) / (w_start + w_own)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def flash(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None,
+    scale: float,
+    causal: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(output, log-sum-exp) of CPU flash attention; a boolean mask is made additive."""
+    if mask is not None and mask.dtype == torch.bool:
+        mask = torch.zeros(mask.shape, dtype=query.dtype).masked_fill_(~mask, float("-inf"))
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        query, key, value, 0.0, causal, attn_mask=mask, scale=scale
+    )
+    return out, lse
+
+
+def start_part(
+    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every row's queries against the one shared start (visible to all of them): the rows
+    stacked as queries of a batch of one, grouped by key head."""
+    rows, heads, queries, dim = query.shape
+    groups = keys.shape[1]
+    per = heads // groups
+    stacked = (
+        query.reshape(rows, groups, per, queries, dim)
+        .permute(1, 0, 2, 3, 4)
+        .reshape(1, groups, rows * per * queries, dim)
+    )
+    out, lse = flash(stacked, keys, values, None, scale)
+    out = out.reshape(groups, rows, per, queries, dim).permute(1, 0, 2, 3, 4)
+    lse = lse.reshape(groups, rows, per, queries).permute(1, 0, 2, 3)
+    return out.reshape(rows, heads, queries, dim), lse.reshape(rows, heads, queries)
+
+
+def own_part(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's queries against its own keys (padding and the future masked). A fully
+    masked query (left padding) comes out 0 with a log-sum-exp of 0: finite, and never read,
+    since no real query attends to padding."""
+    rows, heads, queries, dim = query.shape
+    groups = key.shape[1]
+    per = heads // groups
+    if mask is None and queries > 1:  # no padding: causal from the first key (empty cache)
+        return flash(query, *repeated(key, value, per, queries), None, scale, causal=True)
+    if queries == 1:  # one query per row: its heads' groups side by side as queries
+        out, lse = flash(query.reshape(rows, groups, per, dim), key, value, mask, scale)
+        return out.reshape(rows, heads, 1, dim), lse.reshape(rows, heads, 1)
+    return flash(query, *repeated(key, value, per), mask, scale)
+
+
+def repeated(
+    key: torch.Tensor, value: torch.Tensor, per: int, width: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values repeated for the query heads that share them (the first `width`)."""
+    key, value = key[:, :, :width], value[:, :, :width]
+    if per == 1:
+        return key, value
+    return key.repeat_interleave(per, dim=1), value.repeat_interleave(per, dim=1)
