@@ -12,7 +12,7 @@ time there (measured: bench/chains.py, docs/benchmarks.md).
 `shared_start(layers)` sets the start's keys and values for the forward passes inside it (of
 this thread: a context variable); outside it, `attention` is transformers' SDPA attention
 unchanged. CPU only (the flash kernel that returns the log-sum-exp is the CPU one), and only
-for models on SDPA attention (`applies`).
+for decoders on SDPA attention that attend to every earlier key (`applies`).
 """
 
 from __future__ import annotations
@@ -29,10 +29,20 @@ _start: ContextVar[Layers | None] = ContextVar("shared_start", default=None)
 _installed: list[bool] = []
 
 
+# decoders whose attention is a plain causal softmax over every earlier key: the start's keys
+# are visible to every query (a sliding window, or a softcap, would change that)
+FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
+
+
 def applies(model: Any) -> bool:
     """Whether a model's forward passes can take a shared start."""
-    parameter = next(model.parameters())
-    return parameter.device.type == "cpu" and model.config._attn_implementation == "sdpa"
+    config = model.config
+    return (
+        next(model.parameters()).device.type == "cpu"
+        and config._attn_implementation == "sdpa"
+        and config.model_type in FAMILIES
+        and getattr(config, "sliding_window", None) is None
+    )
 
 
 @contextmanager
