@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
 Layers = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [1, heads, n, dim]
 
 _start: ContextVar[Layers | None] = ContextVar("shared_start", default=None)
-_installed: list[bool] = []
+_replaced: list[Callable[..., Any]] = []  # the SDPA attention `attention` stands in for
 
 
 # decoders whose attention is a plain causal softmax over every earlier key: the start's keys
@@ -58,12 +58,14 @@ def shared_start(layers: Layers) -> Iterator[None]:
 
 
 def install() -> None:
-    """Put `attention` in transformers' place of SDPA attention (once per process)."""
-    if not _installed:
+    """Put `attention` in transformers' place of SDPA attention (once per process), keeping
+    the function it replaces for the passes outside `shared_start`."""
+    if not _replaced:
         from transformers import AttentionInterface
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+        _replaced.append(ALL_ATTENTION_FUNCTIONS["sdpa"])
         AttentionInterface.register("sdpa", attention)
-        _installed.append(True)
 
 
 def attention(
@@ -77,11 +79,9 @@ def attention(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """transformers' attention interface: [batch, queries, heads, dim] out."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     layers = _start.get()
     if layers is None:
-        return sdpa_attention_forward(
+        return _replaced[0](
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     start_keys, start_values = layers[module.layer_idx]

@@ -38,6 +38,7 @@ def test_without_a_start_it_is_transformers_sdpa_attention():
     module = SimpleNamespace(layer_idx=0, num_key_value_groups=HEADS // GROUPS, is_causal=True)
     query, key, value = torch.randn(2, HEADS, 3, DIM), *torch.randn(2, 2, GROUPS, 5, DIM)
     expected = sdpa_attention_forward(module, query, key, value, None)[0]
+    shared_attention.install()  # as transformers finds it: in SDPA's place
     assert torch.equal(shared_attention.attention(module, query, key, value, None)[0], expected)
 
 
