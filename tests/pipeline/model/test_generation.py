@@ -278,15 +278,20 @@ def test_a_draft_is_what_followed_the_last_words_where_they_came_before():
     assert drafted([1, 2, 3, 1, 9, 2, 3], 2) == [1, 9]  # "2 3" came before, followed by "1 9"
     assert drafted([4, 2, 7, 1, 2], 1) == [7]  # only one token matches
     assert drafted([1, 2, 3], 4) == [] and drafted([1], 4) == []
+    # sampling drafts after a 3-token match only
+    assert drafted([5, 6, 7, 8, 9, 5, 6, 7], 3, shortest=3) == [8, 9, 5]
+    assert drafted([1, 2, 3, 1, 9, 2, 3], 2, shortest=3) == []
 
 
-def test_prompt_lookup_answers_as_plain_greedy_decoding(monkeypatch):
-    """Drafted tokens the model agrees with are kept, the rest written over: the answer of a
-    prompt that invites repetition is the plain greedy one, in fewer passes."""
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_prompt_lookup_answers_as_one_token_passes(monkeypatch, temperature):
+    """Drafted tokens are kept while each position's draw (greedy, or the seeded sample)
+    equals them, the rest written over: the answer of a prompt that invites repetition is
+    the one one-token passes give, in fewer passes."""
     backend = backend_for("embedded")
     text = "The quick brown fox jumps over the lazy dog near the quiet river bank."
     conversation = chat(f"Repeat this sentence exactly, twice: {text}")
-    config = SamplingConfig(temperature=0.0, max_new_tokens=48)
+    config = SamplingConfig(temperature=temperature, max_new_tokens=48, seed=2)
     passes: list[int] = []
     forward = TransformersBackend._forward
     monkeypatch.setattr(
