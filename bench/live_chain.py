@@ -114,7 +114,7 @@ def main() -> None:
     )
     print(f"the first prompt\n{'engine':<44}{'seconds':>9}{'later chain':>13}")
     warm_s = timed(request, config, sampling, args.repeats, after=earlier)[1]
-    print(f"{'fp32, keeps prompts, drafts if greedy':<44}{kept_s:>9.1f}{warm_s:>13.1f}")
+    print(f"{'fp32, keeps prompts, drafts':<44}{kept_s:>9.1f}{warm_s:>13.1f}")
     print(
         f"{'fp32 before issue 28 (every prompt whole)':<44}{plain_s:>9.1f}"
         f"  ({per_token(plain, plain_s)})"
