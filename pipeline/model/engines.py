@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # at 214, 0.95x at 394, 0.65x for a chains job at ~1,200; the live chain, batch 1 at ~1,200:
 # fp32 16.1 s, int8 18.4 s): CTranslate2 grows its keys and values by copying at every token
 # and forwards a batch's uneven prompt ends one token a step, where the transformers engine
-# keeps the prompts' keys and values (and drafts by prompt lookup when greedy).
+# keeps the prompts' keys and values (and drafts by prompt lookup at batch 1).
 LONG_PROMPT = 384
 
 

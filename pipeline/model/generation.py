@@ -5,7 +5,7 @@ Callers use a `GenerationBackend` (`generate` for batches, `stream` for one conv
 int8 engine), so callers do not change with it. The transformers backend runs its own
 decode loop rather than `model.generate`: it samples row i with its own seeded generator
 (so a row's text does not depend on what else is in the batch), drops finished rows from
-the batch, streams token by token, and decodes one greedy prompt by prompt lookup.
+the batch, streams token by token, and decodes one unsteered prompt by prompt lookup.
 """
 
 from __future__ import annotations
