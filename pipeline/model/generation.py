@@ -78,6 +78,9 @@ KEEP_BYTES = 256 * 2**20  # the kept prompts' keys and values, at most (the newe
 # prompt lookup: drafted tokens checked in one pass, and the longest n-gram looked up
 LOOKUP_DRAFT = 8
 LOOKUP_NGRAM = 3
+# a sampled draw rarely equals a draft after a shorter match (`_looked_up`): drafts after
+# matches this long only when sampling (greedy drafts after any)
+SAMPLED_MATCH = 3
 # a batch's shared start at least this long is held once and attended apart (shared_attention)
 SHARED_START = 64
 NUCLEUS_FIRST = 256  # top-p looks among this many likeliest tokens first (`nucleus`)
@@ -576,7 +579,7 @@ class TransformersBackend(ChatTokens):
                 if token in stops or produced == config.max_new_tokens:
                     return
             limit = min(LOOKUP_DRAFT, config.max_new_tokens - produced - 1)
-            draft = drafted(text, limit, 1 if config.temperature == 0 else LOOKUP_NGRAM)
+            draft = drafted(text, limit, 1 if config.temperature == 0 else SAMPLED_MATCH)
             column = int(layers[0].cumulative_length)
             logits = (
                 self._forward(
