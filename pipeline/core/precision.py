@@ -8,7 +8,8 @@ product did 422 GFLOPS in bf16 against 163 in fp32 and a LoRA step of the embedd
 (4 × 256 tokens) took 3.65 s against 5.98 s; on a Sapphire Rapids core (`amx_bf16`) 1.56 s
 against 2.46 s. A GPU holds its weights in bf16 already (`loading.dtype_name`), so there the
 setting changes nothing, and autocast on a CPU computes as that GPU path does (the PM's and
-the value's scalar heads stay fp32 in both: `reward_model.apply_head`). Generation and the
+the value's scalar heads stay fp32 in both: `reward_model.apply_head`; attention too, on a
+CPU: `shared_attention`, where fp32 is the faster kernel). Generation and the
 AI judge stay fp32: seeded samples and the judge's labels are what they were before.
 """
 

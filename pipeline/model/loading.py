@@ -255,11 +255,14 @@ def _load(name: str, source: str, device: str) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from pipeline.model import shared_attention
+
     hf_logging.disable_progress_bar()
     if (Path(source) / ADAPTER_CONFIG).exists():
         return _load_adapter(name, source, device)
     if device == "cpu":
         torch.set_flush_denormal(True)  # denormals make fp32 matmuls far slower on CPU
+        shared_attention.install()  # fp32 attention under a CPU's bf16 autocast
     dtype = getattr(torch, dtype_name(device))
     is_hub = not Path(source).is_dir()
     if is_hub and not hub_cached(source) and not hub_reachable():

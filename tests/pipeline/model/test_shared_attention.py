@@ -42,6 +42,34 @@ def test_without_a_start_it_is_transformers_sdpa_attention():
     assert torch.equal(shared_attention.attention(module, query, key, value, None)[0], expected)
 
 
+def test_under_a_cpus_bf16_autocast_attention_computes_in_fp32():
+    """Training's bf16 autocast would run SDPA in bf16 (slower on a CPU at training lengths,
+    and rounded); the projections' bf16 outputs are attended in fp32 instead."""
+    torch.manual_seed(0)
+    module = SimpleNamespace(layer_idx=0, num_key_value_groups=HEADS // GROUPS, is_causal=True)
+    query = torch.randn(2, HEADS, 6, DIM, dtype=torch.bfloat16)
+    key, value = torch.randn(2, 2, GROUPS, 6, DIM, dtype=torch.bfloat16)
+    exact = sdpa_attention_forward(module, query.float(), key.float(), value.float(), None)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rounded = sdpa_attention_forward(module, query, key, value, None)[0]
+        got = shared_attention.attention(module, query, key, value, None)[0]
+    assert rounded.dtype == torch.bfloat16  # what autocast alone does
+    assert got.dtype == torch.float32 and torch.equal(got, exact)
+
+
+def test_loading_a_cpu_model_puts_it_in_sdpas_place(monkeypatch):
+    from transformers import AttentionInterface
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from pipeline.model import loading
+
+    shared_attention.install()
+    AttentionInterface.register("sdpa", shared_attention._replaced[0])  # as a fresh process
+    monkeypatch.setattr(shared_attention, "_replaced", [])
+    loading._load("embedded", loading.resolve_source("embedded"), "cpu")
+    assert ALL_ATTENTION_FUNCTIONS["sdpa"] is shared_attention.attention
+
+
 SYSTEM = "You are a careful assistant who answers briefly. " * 10
 TOPICS = ("Hi", "Name a fruit", "Count to three", "Why is the sky blue?", "Name a tree", "Go")
 
