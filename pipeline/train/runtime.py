@@ -36,6 +36,7 @@ from pipeline.core.files import (
 from pipeline.core.job_folder import JobCancelled, is_main_process, write_progress
 from pipeline.core.precision import bf16_on, described
 from pipeline.train.dropout import quicken
+from pipeline.train.lm_head import compact_on_cpu
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"
@@ -376,6 +377,7 @@ def train_trl_adapter(
             losses[-1] if losses else math.nan,
         )
     base = load_model(job.model)
+    compact_on_cpu()
     callback = trl_callback(out, cancel)
     on_cpu = base.device.type == "cpu"
     model, peft_config = base.model, lora_config(job)
