@@ -75,7 +75,7 @@ def fast_here() -> bool:
 
 def takes(module: torch.nn.Module) -> bool:
     return (
-        type(module) is torch.nn.Linear
+        isinstance(module, torch.nn.Linear)
         and module.in_features % KERNEL_WIDTH == 0
         and module.weight.device.type == "cpu"
     )

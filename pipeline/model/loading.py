@@ -255,7 +255,7 @@ def _load(name: str, source: str, device: str) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from pipeline.model import shared_attention
+    from pipeline.model import cpu_linear, shared_attention
 
     hf_logging.disable_progress_bar()
     if (Path(source) / ADAPTER_CONFIG).exists():
@@ -288,6 +288,8 @@ def _load(name: str, source: str, device: str) -> LoadedModel:
             ) from exc
         raise ModelError(f"Could not load model '{name}' from {source}: {reason}") from exc
     model.eval()
+    if device == "cpu":
+        cpu_linear.install(model)  # fp32 products through oneDNN on an AMD CPU
     tokenizer.padding_side = "left"  # generation appends on the right, so pad on the left
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -10,6 +10,7 @@ from pipeline.model.generation import (
     TransformersBackend,
     chat,
     drafted,
+    drawn,
     next_tokens,
     nucleus,
     shared,
@@ -90,6 +91,29 @@ def test_next_tokens_greedy_and_nucleus():
     narrow = SamplingConfig(temperature=1.0, top_p=0.05)
     for _ in range(20):  # the nucleus holds only the top token
         assert next_tokens(logits, narrow, gens).tolist() == [1, 0]
+
+
+def test_a_draw_follows_the_probabilities_never_picks_a_zero_and_ignores_the_batch():
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.3, 0.2, 0.0], [0.1, 0.0, 0.0, 0.0, 0.0, 0.3]])
+    generators = [torch.Generator().manual_seed(seed) for seed in (1, 2)]
+    picks = torch.stack([drawn(probs, generators) for _ in range(4000)])
+    first, second = (picks[:, row].bincount(minlength=6) / 4000 for row in (0, 1))
+    assert torch.allclose(first, torch.tensor([0, 0.5, 0, 0.3, 0.2, 0]), atol=0.03)
+    assert torch.allclose(second, torch.tensor([0.25, 0, 0, 0, 0, 0.75]), atol=0.03)
+    assert first[[0, 2, 5]].sum() == 0 and second[1:5].sum() == 0
+    alone = torch.Generator().manual_seed(2)
+    again = [torch.Generator().manual_seed(seed) for seed in (1, 2)]
+    for _ in range(50):  # row 1 alone draws what it drew beside row 0
+        assert drawn(probs[1:], [alone]) == drawn(probs, again)[1]
+    # every token keeps its own random number, so over a wide, flat distribution (a tiny
+    # model's) a change of 1e-4 of each probability (another batch's rounding) moves no
+    # draw; a draw by the cumulative distribution moved with the sum of such changes
+    noise = torch.Generator().manual_seed(0)
+    flat = torch.softmax(torch.randn(2, 5000, generator=noise) * 0.1, dim=-1)
+    near = flat * (1 + 1e-4 * torch.randn(flat.shape, generator=noise))
+    before = [torch.Generator().manual_seed(seed) for seed in (1, 2)]
+    after = [torch.Generator().manual_seed(seed) for seed in (1, 2)]
+    assert all(torch.equal(drawn(flat, before), drawn(near, after)) for _ in range(300))
 
 
 @pytest.mark.parametrize("spread", [0.5, 6.0, 12.0])  # nuclei of thousands, tens, a few
@@ -290,7 +314,7 @@ def test_prompt_lookup_answers_as_one_token_passes(monkeypatch, temperature):
     the one one-token passes give, in fewer passes."""
     backend = backend_for("embedded")
     text = "The quick brown fox jumps over the lazy dog near the quiet river bank."
-    conversation = chat(f"Repeat this sentence exactly, twice: {text}")
+    conversation = chat(f"Copy the following text exactly: {text} {text}")
     config = SamplingConfig(temperature=temperature, max_new_tokens=48, seed=2)
     passes: list[int] = []
     forward = TransformersBackend._forward
