@@ -2,20 +2,20 @@
 
 torch's CPU builds multiply fp32 matrices with Intel's MKL, which on an AMD processor runs
 paths far below the chip's speed; oneDNN, torch's other CPU library (the one bf16 products
-already go through), picks its kernels by the instruction sets a CPU has. Measured on a 2-core
-AMD EPYC (Zen 4), fp32: the embedded model's output layer (576 × 49,152) took 26.3 ms at 16
-rows in MKL against 11.8 ms in oneDNN, and 13.2 against 5.7 ms at one row; its other layers
-gained up to a quarter; a batch of 16 sampled answers of 64 tokens took 9.7–10.2 s against
-7.3–8.2 s, and a forward pass of 16 rows × 81 tokens 2.60 s against 2.07 s
-(docs/benchmarks.md).
+already go through), picks its kernels by the instruction sets a CPU has. Measured on a
+2-core AMD EPYC (Zen 4), fp32 (`bench/fp32_products.py`, docs/benchmarks.md): the embedded
+model's output layer (576 × 49,152) took 26.8 ms at 16 rows in MKL against 11.7 ms in
+oneDNN, and 14.1 against 6.8 ms at one row (the small layers lose a little at one row, the
+MLP's gain up to a fifth at 16); a batch of 16 sampled answers of 64 tokens took 11.9 s
+against 9.4–10.1 s, and a forward pass of 16 rows × 81 tokens 2.5–2.7 s against 1.9–2.1 s.
 
 So on an AMD CPU, `install` has every Linear layer of a model compute its fp32 inference (no
 gradients recorded, no autocast) by oneDNN's product: the same fp32 arithmetic summed in
 another order (the embedded model's logits within 4e-6 of their largest of MKL's, next-token
-probabilities within 1e-5), and, as with MKL, a row's result does
-not depend on the batch around it but for a batch of one. Training (gradients) and autocast
-keep torch's own path. `CSTUDIO_FP32_PRODUCTS=mkl` keeps MKL everywhere, `=onednn` takes
-oneDNN on any x86 CPU (not measured on Intel's, where MKL is at home).
+probabilities within 1e-5), and, as with MKL, a row's result does not depend on the batch
+around it but for a batch of one. Training (gradients) and autocast keep torch's own path.
+`CSTUDIO_FP32_PRODUCTS=mkl` keeps MKL everywhere, `=onednn` takes oneDNN on any x86 CPU (not
+measured on Intel's, where MKL is at home).
 """
 
 from __future__ import annotations
