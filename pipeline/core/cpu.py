@@ -33,6 +33,18 @@ THREADS_ENV = "OMP_NUM_THREADS"
 WAITS = {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "300000"}  # see the module's note
 
 
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpuinfo_text(path: Path = CPUINFO) -> str:
+    """What Linux says of this CPU (its vendor, its instruction-set flags); '' where it
+    cannot be read (another system)."""
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def physical_cores() -> int:
     """Cores this process may run on, SMT siblings counted once (Linux's CPU topology;
     elsewhere every logical CPU counts)."""

@@ -20,6 +20,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.cpu import CPUINFO, cpuinfo_text
+
 PRECISIONS = ("auto", "fp32", "bf16")
 NATIVE_BF16 = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of a bf16 dot product
 HELP = (
@@ -30,13 +32,10 @@ HELP = (
 
 
 @cache
-def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+def native_bf16(cpuinfo: Path = CPUINFO) -> bool:
     """Whether this CPU has a bf16 dot-product instruction (Linux; False where unknown)."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return False
-    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    lines = cpuinfo_text(cpuinfo).splitlines()
+    flags = next((line for line in lines if line.startswith("flags")), "")
     return any(flag in flags.split() for flag in NATIVE_BF16)
 
 

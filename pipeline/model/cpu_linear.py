@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from pipeline.core.cpu import CPUINFO, cpuinfo_text
 from pipeline.core.errors import ConfigError
 
 CHOICE_ENV = "CSTUDIO_FP32_PRODUCTS"
@@ -49,12 +50,9 @@ class OneDNNLinear(torch.nn.Linear):
 
 
 @cache
-def amd_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+def amd_cpu(cpuinfo: Path = CPUINFO) -> bool:
     """Whether this is an AMD processor (Linux; False where unknown)."""
-    try:
-        return "AuthenticAMD" in cpuinfo.read_text()
-    except OSError:
-        return False
+    return "AuthenticAMD" in cpuinfo_text(cpuinfo)
 
 
 def choice() -> str:
