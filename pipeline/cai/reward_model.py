@@ -22,6 +22,7 @@ from pipeline.core.stats import Accuracy, chose_longer, counted_accuracy
 from pipeline.data.preferences import Comparison
 from pipeline.model.hidden import backbone
 from pipeline.model.loading import LoadedModel
+from pipeline.model.packing import batch, packed, packs
 
 HEAD_FILE = "reward_head.pt"
 PM_FILE = "preference_model.json"
@@ -79,6 +80,36 @@ def reward_scores(
     return scores_from_ids(model, head, *left_padded(rows, tokenizer.pad_token_id))
 
 
+def grouped_scores(
+    model, head: torch.nn.Linear, groups: list[list[list[int]]], pad: int
+) -> torch.Tensor:
+    """The PM score of every row of `groups` (rows of one prompt), in order: each group
+    packed into one row where the model takes it (its prompt computed once:
+    pipeline/model/packing.py), else every row on its own."""
+    if not packs(model):
+        return scores_from_ids(model, head, *left_padded([r for g in groups for r in g], pad))
+    inputs = batch([packed(g) for g in groups], pad)
+    device = head.weight.device
+    rows, columns = (x.to(device) for x in inputs.pop("ends"))
+    hidden = backbone(model)(**{k: v.to(device) for k, v in inputs.items()}).last_hidden_state
+    return apply_head(head, hidden[rows, columns])
+
+
+def pair_scores(
+    model, head, tokenizer, pairs: list[Comparison], max_length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The PM scores of each comparison's two answers (a training step's), each pair's
+    prompt computed once."""
+    rows_a, rows_b = (
+        answer_rows(tokenizer, [c.prompt for c in pairs], answers, max_length)
+        for answers in ([c.answer_a for c in pairs], [c.answer_b for c in pairs])
+    )
+    scores = grouped_scores(
+        model, head, [[a, b] for a, b in zip(rows_a, rows_b)], tokenizer.pad_token_id
+    )
+    return scores[0::2], scores[1::2]
+
+
 def scores_by_length(
     model,
     head,
@@ -89,20 +120,29 @@ def scores_by_length(
     batch_size: int = 16,
 ) -> torch.Tensor:
     """PM scores of many answers without gradients, in their order: each distinct (prompt,
-    answer) once (a tournament's pairs, in both orders, name each answer four times), batched
-    by length, so a batch pads to its own longest row, not to the longest of all (the gold
-    pairs' answers run from a few tokens to 130; in input order most of each batch was
-    padding)."""
+    answer) once (a tournament's pairs, in both orders, name each answer four times), the
+    answers to one prompt packed together (`grouped_scores`), batched by length, so a batch
+    pads to its own longest row, not to the longest of all (the gold pairs' answers run from
+    a few tokens to 130; in input order most of each batch was padding); `batch_size`
+    answers a batch."""
     distinct = list(dict.fromkeys(zip(prompts, answers)))
     where = {pair: i for i, pair in enumerate(distinct)}
     rows = answer_rows(tokenizer, [p for p, _ in distinct], [a for _, a in distinct], max_length)
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    by_prompt: dict[str, list[int]] = {}
+    for i, (prompt, _) in enumerate(distinct):
+        by_prompt.setdefault(prompt, []).append(i)
+    groups = sorted(by_prompt.values(), key=lambda g: sum(len(rows[i]) for i in g))
     scores = torch.zeros(len(rows))
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            batch = left_padded([rows[i] for i in chunk], tokenizer.pad_token_id)
-            scores[chunk] = scores_from_ids(model, head, *batch).float().cpu()
+        chunk: list[list[int]] = []
+        for n, group in enumerate(groups):
+            chunk.append(group)
+            if n + 1 == len(groups) or sum(map(len, chunk)) + len(groups[n + 1]) > batch_size:
+                found = grouped_scores(
+                    model, head, [[rows[i] for i in g] for g in chunk], tokenizer.pad_token_id
+                )
+                scores[[i for g in chunk for i in g]] = found.float().cpu()
+                chunk = []
     return scores[[where[pair] for pair in zip(prompts, answers)]]
 
 

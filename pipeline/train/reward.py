@@ -17,7 +17,7 @@ from pipeline.cai.reward_model import (
     load_head,
     merged,
     new_head,
-    reward_scores,
+    pair_scores,
     write_pm,
 )
 from pipeline.config.commands import PMPJob, RewardJob
@@ -123,16 +123,8 @@ def train_preference_model(
         for step in range(state["step"], total):
             batch = seeded_batch(train, step, job.batch_size, "pm-order", job.seed)
             with computing(job.precision, loaded.device):
-                r = reward_scores(
-                    model,
-                    head,
-                    loaded.tokenizer,
-                    [c.prompt for c in batch] * 2,
-                    [c.answer_a for c in batch] + [c.answer_b for c in batch],
-                    job.max_length,
-                )
-            r_a, r_b = r[: len(batch)], r[len(batch) :]
-            p = torch.tensor([c.p for c in batch], device=r.device)
+                r_a, r_b = pair_scores(model, head, loaded.tokenizer, batch, job.max_length)
+            p = torch.tensor([c.p for c in batch], device=r_a.device)
             loss = soft_preference_loss(r_a, r_b, p)
             check_loss(loss, step + 1)
             optimizer.zero_grad()

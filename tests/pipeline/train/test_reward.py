@@ -10,6 +10,7 @@ from pipeline.cai.reward_model import (
     load_head,
     merged,
     new_head,
+    pair_scores,
     reward_scores,
     scores_by_length,
 )
@@ -72,6 +73,34 @@ def test_scores_by_length_are_each_answers_own_score_in_the_given_order():
         batch_size=3,
     )
     assert torch.equal(repeated[:7], batched) and torch.equal(repeated[7:], batched[again])
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])  # packed, and each row on its own
+def test_the_answers_to_one_prompt_score_as_each_would_alone(attention):
+    from tests.tiny import fresh_tiny_model
+
+    loaded = fresh_tiny_model()
+    loaded.model.config._attn_implementation = attention
+    head = new_head(loaded)
+    torch.nn.init.normal_(head.weight, generator=torch.Generator().manual_seed(0))
+    prompts = ["Is it safe?", "Is it safe?", "Why?", "Is it safe?", "Why?", "Tell me more."]
+    answers = ["Yes.", "No, never do that.", "Because.", "Maybe", "No reason at all.", "Sure."]
+    with torch.no_grad():
+        alone = torch.cat(
+            [
+                reward_scores(loaded.model, head, loaded.tokenizer, [p], [a])
+                for p, a in zip(prompts, answers)
+            ]
+        )
+        grouped = scores_by_length(
+            loaded.model, head, loaded.tokenizer, prompts, answers, batch_size=4
+        )
+        first, second = [0, 2, 1], [3, 4, 0]  # answers to one prompt
+        pairs = [Comparison(prompts[i], answers[i], answers[j], 1.0) for i, j in zip(first, second)]
+        r_a, r_b = pair_scores(loaded.model, head, loaded.tokenizer, pairs, 512)
+    assert torch.allclose(grouped, alone, atol=1e-5)
+    assert torch.allclose(r_a, alone[first], atol=1e-5)
+    assert torch.allclose(r_b, alone[second], atol=1e-5)
 
 
 def test_a_merged_adapter_scores_as_the_lora_model_does_and_is_put_back():
