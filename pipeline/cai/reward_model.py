@@ -22,7 +22,7 @@ from pipeline.core.stats import Accuracy, chose_longer, counted_accuracy
 from pipeline.data.preferences import Comparison
 from pipeline.model.hidden import backbone
 from pipeline.model.loading import LoadedModel
-from pipeline.model.packing import batch, packed, packs
+from pipeline.model.packing import Packed, batch, pack, packed, packs
 
 HEAD_FILE = "reward_head.pt"
 PM_FILE = "preference_model.json"
@@ -76,23 +76,22 @@ def apply_head(head: torch.nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
 def reward_scores(
     model, head, tokenizer, prompts: list[str], answers: list[str], max_length: int = 512
 ) -> torch.Tensor:
+    """PM scores of (prompt, answer) rows, packed (their shared start — the system prompt —
+    once) where the model takes it."""
     rows = answer_rows(tokenizer, prompts, answers, max_length)
-    return scores_from_ids(model, head, *left_padded(rows, tokenizer.pad_token_id))
+    return packed_scores(model, head, pack(rows), tokenizer.pad_token_id)
 
 
-def grouped_scores(
-    model, head: torch.nn.Linear, groups: list[list[list[int]]], pad: int
-) -> torch.Tensor:
-    """The PM score of every row of `groups` (rows of one prompt), in order: each group
-    packed into one row where the model takes it (its prompt computed once:
-    pipeline/model/packing.py), else every row on its own."""
+def packed_scores(model, head: torch.nn.Linear, rows: list[Packed], pad: int) -> torch.Tensor:
+    """The PM score of every row the packed rows hold, in order (pipeline/model/packing.py);
+    where the model takes no packed row, every row on its own."""
     if not packs(model):
-        return scores_from_ids(model, head, *left_padded([r for g in groups for r in g], pad))
-    inputs = batch([packed(g) for g in groups], pad)
+        flat = [r for p in rows for r in p.rows()]
+        return scores_from_ids(model, head, *left_padded(flat, pad))
+    inputs = batch(rows, pad)
     device = head.weight.device
-    rows, columns = (x.to(device) for x in inputs.pop("ends"))
-    hidden = backbone(model)(**{k: v.to(device) for k, v in inputs.items()}).last_hidden_state
-    return apply_head(head, hidden[rows, columns])
+    hidden = backbone(model)(**{k: v.to(device) for k, v in inputs.inputs.items()})
+    return apply_head(head, hidden.last_hidden_state[tuple(x.to(device) for x in inputs.ends())])
 
 
 def pair_scores(
@@ -104,9 +103,8 @@ def pair_scores(
         answer_rows(tokenizer, [c.prompt for c in pairs], answers, max_length)
         for answers in ([c.answer_a for c in pairs], [c.answer_b for c in pairs])
     )
-    scores = grouped_scores(
-        model, head, [[a, b] for a, b in zip(rows_a, rows_b)], tokenizer.pad_token_id
-    )
+    rows = [packed([a, b]) for a, b in zip(rows_a, rows_b)]
+    scores = packed_scores(model, head, rows, tokenizer.pad_token_id)
     return scores[0::2], scores[1::2]
 
 
@@ -121,7 +119,7 @@ def scores_by_length(
 ) -> torch.Tensor:
     """PM scores of many answers without gradients, in their order: each distinct (prompt,
     answer) once (a tournament's pairs, in both orders, name each answer four times), the
-    answers to one prompt packed together (`grouped_scores`), batched by length, so a batch
+    answers to one prompt packed together (`packed_scores`), batched by length, so a batch
     pads to its own longest row, not to the longest of all (the gold pairs' answers run from
     a few tokens to 130; in input order most of each batch was padding); `batch_size`
     answers a batch."""
@@ -138,9 +136,8 @@ def scores_by_length(
         for n, group in enumerate(groups):
             chunk.append(group)
             if n + 1 == len(groups) or sum(map(len, chunk)) + len(groups[n + 1]) > batch_size:
-                found = grouped_scores(
-                    model, head, [[rows[i] for i in g] for g in chunk], tokenizer.pad_token_id
-                )
+                together = [packed([rows[i] for i in g]) for g in chunk]
+                found = packed_scores(model, head, together, tokenizer.pad_token_id)
                 scores[[i for g in chunk for i in g]] = found.float().cpu()
                 chunk = []
     return scores[[where[pair] for pair in zip(prompts, answers)]]

@@ -1,18 +1,20 @@
 """Rows that begin alike, packed into one row: their common start once, then each row's own
 rest, every rest attending to the start and to itself only, at the positions it would have
-alone. A causal model's hidden state at each rest's end is then the one the row gives on its
-own (up to rounding), with the start computed once, gradients included: no key-value cache
-is carried between passes, so training can run through it.
+alone. A causal model's hidden state at each of a row's tokens is then the one the row gives
+on its own (up to rounding), with the start computed once and no padding, gradients
+included: no key-value cache is carried between passes, so training runs through it.
 
-The preference model reads the end of (prompt, answer) rows, and its rows come in groups
-with one prompt: a training pair's two answers, a tournament's answers to one prompt. A
-chat-rendered prompt (system prompt included) is a fifth to a third of such a row; packed, a
-PM training step of the embedded model took 1.48–1.61 s against 1.77–1.80 s (4 pairs of
-~110-token rows, 2-core AMD EPYC).
+The preference model reads the end of (prompt, answer) rows, which come in groups with one
+prompt (a training pair's two answers, a tournament's answers to one prompt), and every
+chat-rendered row starts with the same system prompt and template opening (PPO's rollouts);
+that start is a fifth to a third of a tiny run's rows. Packed, a PM training step of the
+embedded model took 1.48–1.61 s against 1.77–1.80 s (4 pairs of ~110-token rows, 2-core
+AMD EPYC).
 
-The mask is a [row, 1, query, key] boolean one, which only SDPA attention takes as it is,
-and it stands in for the model's own causal mask, so packing is offered only to the
-decoders whose attention is a plain causal softmax (`packs`).
+The mask is a [row, 1, query, key] boolean one, which SDPA attention takes as it is; it
+stands in for the model's own causal mask, so packing is offered only to the decoders whose
+attention is a plain causal softmax (`packs`). Attention then covers the whole square of a
+packed row (a causal pass skips the upper half), so rows are packed up to `WIDTH` tokens.
 """
 
 from __future__ import annotations
@@ -27,17 +29,24 @@ from pipeline.model.shared_attention import FAMILIES
 
 PAD_SEGMENT = -1  # a pad attends to itself only (a row of the softmax must not be empty)
 START_SEGMENT = 0
+# tokens of a packed row made of many rows: at ~500 a row's attention over its whole square
+# costs ~a tenth of its layers' products, against the start and padding it saves
+WIDTH = 512
 
 
 @dataclass(frozen=True)
 class Packed:
     """One packed row: its tokens, each token's position and segment (START_SEGMENT for the
-    common start, k + 1 for the rest of row k), and the index of each row's last token."""
+    common start, k + 1 for the rest of row k), and the columns of each row's tokens."""
 
     ids: list[int]
     positions: list[int]
     segments: list[int]
-    ends: list[int]
+    places: list[list[int]]
+
+    def rows(self) -> list[list[int]]:
+        """The rows packed, as they were."""
+        return [[self.ids[c] for c in place] for place in self.places]
 
 
 def packs(model: Any) -> bool:
@@ -53,19 +62,52 @@ def packs(model: Any) -> bool:
 def packed(rows: list[list[int]]) -> Packed:
     """`rows` as one packed row; each row keeps at least its last token as its own."""
     start = min(common_start(rows[0], r, len(r) - 1) for r in rows)
-    ids, positions, segments, ends = list(rows[0][:start]), list(range(start)), [0] * start, []
+    ids, positions, segments = list(rows[0][:start]), list(range(start)), [START_SEGMENT] * start
+    places = []
     for k, row in enumerate(rows):
         rest = row[start:]
+        places.append(list(range(start)) + list(range(len(ids), len(ids) + len(rest))))
         ids += rest
         positions += range(start, start + len(rest))
         segments += [k + 1] * len(rest)
-        ends.append(len(ids) - 1)
-    return Packed(ids, positions, segments, ends)
+    return Packed(ids, positions, segments, places)
 
 
-def batch(rows: list[Packed], pad: int) -> dict[str, Any]:
-    """Left-padded model inputs of packed rows (`input_ids`, `attention_mask`,
-    `position_ids`) and `ends`: the (row, column) of every packed row's rows' ends."""
+def pack(rows: list[list[int]], width: int = WIDTH) -> list[Packed]:
+    """Consecutive rows packed while a packed row stays within `width` tokens (a longer row
+    is one of its own)."""
+    out: list[list[list[int]]] = []
+    for row in rows:
+        if out and len(packed([*out[-1], row]).ids) <= width:
+            out[-1].append(row)
+        else:
+            out.append([row])
+    return [packed(group) for group in out]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Packed rows left-padded into model inputs, and where each row they hold lies."""
+
+    inputs: dict[str, torch.Tensor]  # input_ids, attention_mask, position_ids
+    places: list[tuple[int, list[int]]]  # per row packed, in order: (batch row, its columns)
+
+    def ends(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch row, column) of each row's last token: `hidden[batch.ends()]`."""
+        return torch.tensor([r for r, _ in self.places]), torch.tensor(
+            [c[-1] for _, c in self.places]
+        )
+
+    def last(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch row, column) of each row's last `n` tokens, [rows, n] each; a row with
+        fewer repeats its first column in front (a place whose value the caller masks)."""
+        return torch.tensor([[r] * n for r, _ in self.places]), torch.tensor(
+            [[c[0]] * (n - len(c)) + c[-n:] for _, c in self.places]
+        )
+
+
+def batch(rows: list[Packed], pad: int) -> Batch:
+    """Packed rows as one left-padded batch of model inputs."""
     width = max(len(p.ids) for p in rows)
 
     def padded(values: list[list[int]], fill: int) -> torch.Tensor:
@@ -76,10 +118,14 @@ def batch(rows: list[Packed], pad: int) -> dict[str, Any]:
     causal = torch.ones(width, width, dtype=torch.bool).tril()
     seen = causal & (key != PAD_SEGMENT) & ((key == START_SEGMENT) | (key == query))
     seen |= torch.eye(width, dtype=torch.bool) & (query == PAD_SEGMENT)
-    ends = [(r, width - len(p.ids) + e) for r, p in enumerate(rows) for e in p.ends]
-    return {
+    places = [
+        (r, [width - len(p.ids) + c for c in place])
+        for r, p in enumerate(rows)
+        for place in p.places
+    ]
+    inputs = {
         "input_ids": padded([p.ids for p in rows], pad),
         "attention_mask": seen[:, None],
         "position_ids": padded([p.positions for p in rows], 0),
-        "ends": tuple(torch.tensor(x) for x in zip(*ends)),
     }
+    return Batch(inputs, places)

@@ -43,6 +43,7 @@ from pipeline.data.prompts import load_prompts
 from pipeline.model.generation import TransformersBackend
 from pipeline.model.hidden import backbone
 from pipeline.model.loading import LoadedModel, check_adapter_base, load_model
+from pipeline.model.packing import batch, pack, packs
 from pipeline.train.ppo_math import (
     AdaptiveKL,
     entropy,
@@ -173,10 +174,21 @@ def make_rollout(roles: Roles, prompts: list[str], job: PPOJob, seed: int) -> Ro
 def answer_logits(
     roles: Roles, rollout: Rollout, rows: torch.Tensor | slice = slice(None), hidden: bool = False
 ):
-    """Logits (or hidden states) at the positions that predict each answer token."""
+    """Logits (or hidden states) at the positions that predict each answer token. The rows
+    run packed where the model takes it (pipeline/model/packing.py): their common start —
+    the system prompt and the chat template's opening, a third of a tiny run's rows — once,
+    and no padding."""
     device = roles.loaded.device
     width = rollout.answer_mask.shape[1]
-    ids, attention = rollout.ids[rows].to(device), rollout.attention[rows].to(device)
+    ids, attention = rollout.ids[rows], rollout.attention[rows]
+    if packs(roles.model):
+        together = pack([r[a.bool()].tolist() for r, a in zip(ids, attention)])
+        inputs = batch(together, roles.loaded.tokenizer.pad_token_id)
+        out = backbone(roles.model)(**{k: v.to(device) for k, v in inputs.inputs.items()})
+        where = tuple(x[:, :-1].to(device) for x in inputs.last(width + 1))
+        states = out.last_hidden_state[where]
+        return states if hidden else roles.model.get_output_embeddings()(states).float()
+    ids, attention = ids.to(device), attention.to(device)
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
     if hidden:
         states = backbone(roles.model)(

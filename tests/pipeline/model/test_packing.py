@@ -3,7 +3,7 @@
 import torch
 
 from pipeline.model.hidden import backbone
-from pipeline.model.packing import batch, packed, packs
+from pipeline.model.packing import batch, pack, packed, packs
 from tests.tiny import fresh_tiny_model
 
 START = [5, 6, 7, 8, 9]
@@ -20,9 +20,26 @@ def test_a_packed_row_holds_the_common_start_once_then_each_rest_at_its_own_posi
     assert row.ids == START + [10, 11, 12, 13, 10, 11, 14, 15]
     assert row.positions == [0, 1, 2, 3, 4, 5, 6, 7, 5, 5, 6, 7, 8]
     assert row.segments == [0] * 5 + [1, 1, 1, 2, 3, 3, 3, 3]
-    assert row.ends == [7, 8, 12]
+    assert row.places[1] == [0, 1, 2, 3, 4, 8] and row.rows() == GROUPS[0]
     twice = packed(GROUPS[2])
-    assert twice.ids == [30, 31, 31] and twice.positions == [0, 1, 1] and twice.ends == [1, 2]
+    assert twice.ids == [30, 31, 31] and twice.positions == [0, 1, 1] and twice.rows() == GROUPS[2]
+    # in a batch: left-padded to the widest packed row, each row's places moved with it
+    inputs = batch([row, twice], pad=0)
+    assert inputs.inputs["input_ids"][1].tolist() == [0] * 10 + [30, 31, 31]
+    assert [c[-1] for _, c in inputs.places] == [7, 8, 12, 11, 12]
+    assert inputs.last(3)[1].tolist() == [
+        [5, 6, 7],
+        [3, 4, 8],
+        [10, 11, 12],
+        [10, 10, 11],
+        [10, 10, 12],
+    ]
+
+
+def test_rows_are_packed_while_a_packed_row_stays_within_the_width():
+    rows = [START + [10, 11, 12], START + [13], [20, 21, 22, 23], START + [14]]
+    assert [p.rows() for p in pack(rows, width=9)] == [rows[:2], rows[2:3], rows[3:]]
+    assert [p.rows() for p in pack(rows, width=100)] == [rows]
 
 
 def ends_alone(model, rows: list[list[int]]) -> torch.Tensor:
@@ -33,8 +50,7 @@ def ends_alone(model, rows: list[list[int]]) -> torch.Tensor:
 
 def ends_packed(model, groups: list[list[list[int]]]) -> torch.Tensor:
     inputs = batch([packed(g) for g in groups], pad=0)
-    rows, columns = inputs.pop("ends")
-    return backbone(model)(**inputs).last_hidden_state[rows, columns]
+    return backbone(model)(**inputs.inputs).last_hidden_state[inputs.ends()]
 
 
 def test_packed_ends_and_their_gradients_are_each_rows_own():

@@ -106,6 +106,37 @@ def test_updates_recompute_layers_and_keep_no_cache_then_generation_gets_both_ba
         roles.model.unload()
 
 
+def test_packed_rollouts_give_each_rows_own_logits_and_values(setup, monkeypatch):
+    """Scoring and updates run a rollout's rows packed (their common start once): at every
+    answer token the same logits and hidden states as each row's own padded pass."""
+    from pipeline.train import ppo
+
+    root, pm = setup
+    roles = build_roles(job(root, pm))
+    assert ppo.packs(roles.model)
+    try:
+        rollout = ppo.make_rollout(roles, ["q", "good q", "the q"] * 2, job(root, pm), seed=3)
+        mask = rollout.answer_mask.bool()
+        assert not mask.all()  # answers of several lengths: placeholders are masked out
+        rows = torch.tensor([4, 0, 2])
+
+        def both(**kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+            with torch.no_grad():
+                roles.model.set_adapter("policy")
+                logits = ppo.answer_logits(roles, rollout, **kwargs)
+                roles.model.set_adapter("value")
+                return logits, ppo.answer_logits(roles, rollout, hidden=True, **kwargs)
+
+        packed = [both(), both(rows=rows)]
+        monkeypatch.setattr(ppo, "packs", lambda model: False)
+        alone = [both(), both(rows=rows)]
+        for (logits, states), (own_logits, own_states), m in zip(packed, alone, [mask, mask[rows]]):
+            assert torch.allclose(logits[m], own_logits[m], atol=1e-4)
+            assert torch.allclose(states[m], own_states[m], atol=1e-4)
+    finally:
+        roles.model.unload()
+
+
 def test_a_short_ppo_run_raises_a_learnable_reward(setup, tmp_path):
     root, pm = setup
     adapter = train_ppo(job(root, pm), tmp_path / "run", reward_fn=good_word_share)
