@@ -75,14 +75,20 @@ def packed(rows: list[list[int]]) -> Packed:
 
 def pack(rows: list[list[int]], width: int = WIDTH) -> list[Packed]:
     """Consecutive rows packed while a packed row stays within `width` tokens (a longer row
-    is one of its own)."""
-    out: list[list[list[int]]] = []
+    is one of its own). A group's packed width is its rows' tokens less the common start
+    once for every row after the first, kept as the group grows (as `packed` finds it)."""
+    groups: list[list[list[int]]] = []
+    start = tokens = 0  # the last group's common start and its rows' tokens
     for row in rows:
-        if out and len(packed([*out[-1], row]).ids) <= width:
-            out[-1].append(row)
-        else:
-            out.append([row])
-    return [packed(group) for group in out]
+        if groups:
+            joined = min(start, common_start(groups[-1][0], row, len(row) - 1))
+            if tokens + len(row) - len(groups[-1]) * joined <= width:
+                groups[-1].append(row)
+                start, tokens = joined, tokens + len(row)
+                continue
+        groups.append([row])
+        start, tokens = len(row) - 1, len(row)
+    return [packed(group) for group in groups]
 
 
 @dataclass(frozen=True)
