@@ -16,6 +16,7 @@ from pipeline.runner import warm
 from studio import access, start_here
 from studio.components.heartbeat import Heartbeat
 from studio.components.notices import notice
+from studio.components.shortcuts import PRESS_IN_ORDER
 from studio.components.theme import CSS, HEAD, THEME, TOGGLE_JS
 from studio.login_guard import LoginGuard, LoginPolicy
 from studio.tabs import chains as chains_tab
@@ -182,7 +183,7 @@ def launch(
         server_port=port,
         theme=THEME,
         css=CSS,
-        head=HEAD + preferences_tab.SHORTCUTS,
+        head=HEAD + PRESS_IN_ORDER + preferences_tab.SHORTCUTS,
         allowed_paths=allowed,
         blocked_paths=blocked,
         max_file_size="50mb",

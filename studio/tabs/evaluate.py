@@ -62,7 +62,8 @@ KEYS_JS = """
     if (['INPUT', 'TEXTAREA'].includes(document.activeElement?.tagName)) return;
     const ids = {a: 'evaluate-blind-a', b: 'evaluate-blind-b', t: 'evaluate-blind-tie'};
     const id = ids[e.key.toLowerCase()];
-    if (id) { document.getElementById(id)?.click(); e.preventDefault(); }
+    const button = id && document.getElementById(id);
+    if (button) { window.cstudioPress(button); e.preventDefault(); }
   });
 }
 """

@@ -105,7 +105,9 @@ document.addEventListener("keydown", (event) => {
                "3": "pref-human-tie", "t": "pref-human-tie", "s": "pref-swap", "n": "pref-next",
                "u": "pref-undo"};
   const button = document.getElementById(ids[event.key.toLowerCase()]);
-  if (button && button.offsetParent !== null) { event.preventDefault(); button.click(); }
+  if (!button || button.offsetParent === null) return;
+  event.preventDefault();
+  window.cstudioPress(button);  // after the key before it has reached the server's queue
 });
 </script>
 """

@@ -15,6 +15,17 @@ from tests.e2e.conftest import open_tab, pick
 pytestmark = pytest.mark.e2e
 
 EGG = "[cooking] How long should I boil an egg for a runny yolk?"
+# The next request that joins the server's queue waits a second before it is sent.
+HOLD_NEXT_JOIN = """() => {
+  const send = window.fetch;
+  let held = false;
+  window.fetch = function (input, init) {
+    const url = typeof input === "string" ? input : (input && input.url) || "";
+    if (held || !url.includes("/queue/join")) return send.apply(this, arguments);
+    held = true;
+    return new Promise((wait) => setTimeout(wait, 1000)).then(() => send.call(this, input, init));
+  };
+}"""
 
 
 def open_preferences(page: Page) -> None:
@@ -66,7 +77,10 @@ def test_score_swap_label_and_see_the_agreement_update(page: Page, studio):
     expect(page.locator("#pref-message")).to_contain_text("took back label A")
     expect(page.locator("#pref-human-state")).to_contain_text("0 of 1 pairs")
     assert Store(studio.workspace).human_labels() == {}
-    page.keyboard.press("2")  # B, and at once undo it: the two act in the order pressed
+    # B, and at once undo it: the two act in the order pressed, even when the label's
+    # request is slow to reach the server (held back a second here, as on a busy machine)
+    page.evaluate(HOLD_NEXT_JOIN)
+    page.keyboard.press("2")
     page.keyboard.press("u")
     # the message names the label taken back: B (the first undo's message named A)
     expect(page.locator("#pref-message")).to_contain_text("took back label B")
